@@ -9,5 +9,88 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare class NativeIpset {
+  /** Opens a client; `netns` is a namespace path such as /var/run/netns/X or /proc/PID/ns/net. */
+  static open(netns?: string | undefined | null): Promise<NativeIpset>
+  get protocol(): number
+  create(name: string, spec: JsSetSpec, exist: boolean): Promise<void>
+  destroy(name: string): Promise<void>
+  flush(name: string): Promise<void>
+  rename(from: string, to: string): Promise<void>
+  swap(a: string, b: string): Promise<void>
+  listNames(): Promise<Array<string>>
+  header(name: string): Promise<JsSetHeader>
+  readSet(name: string): Promise<JsSetContents>
+  /** `members` is newline-joined (see the module comment). */
+  add(name: string, members: string, exist: boolean): Promise<JsBatchResult>
+  del(name: string, members: string, exist: boolean): Promise<JsBatchResult>
+  test(name: string, member: string): Promise<boolean>
+  syncSet(name: string, spec: JsSetSpec, members: string): Promise<JsSyncResult>
+  reconcile(name: string): Promise<JsReconcileResult>
+}
+
+export interface JsBatchResult {
+  applied: number
+  failed: Array<JsFailedMember>
+}
+
+export interface JsDiffMeasure {
+  add: number
+  del: number
+  nanos: number
+}
+
+export interface JsFailedMember {
+  member: string
+  code: string
+  message: string
+}
+
+export interface JsReconcileResult {
+  added: number
+  removed: number
+  repaired: boolean
+}
+
+export interface JsSetContents {
+  header: JsSetHeader
+  /** Newline-joined members, as `ipset save` prints them. */
+  members: string
+}
+
+export interface JsSetHeader {
+  name: string
+  type: string
+  family: string
+  revision: number
+  hashsize: number
+  maxelem: number
+  memory: number
+  references: number
+  entries?: number
+  timeout?: number
+  comment: boolean
+}
+
+export interface JsSetSpec {
+  type: string
+  family: string
+  hashsize?: number
+  maxelem?: number
+  timeout?: number
+  comment?: boolean
+}
+
+export interface JsSyncResult {
+  created: boolean
+  added: number
+  removed: number
+  swapped: boolean
+  nanos: number
+}
+
+/** For the `native.diff100k` benchmark: the pure Rust diff of two newline-joined lists, timed in Rust. */
+export declare function measureDiff(current: string, desired: string): Promise<JsDiffMeasure>
+
 /** Version of this native binary (the crate version), reported by `sg-agent --version`. */
 export declare function nativeVersion(): string

@@ -835,4 +835,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeIpset = nativeBinding.NativeIpset
+module.exports.measureDiff = nativeBinding.measureDiff
 module.exports.nativeVersion = nativeBinding.nativeVersion

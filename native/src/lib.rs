@@ -1,7 +1,7 @@
-//! sg-agent native addon. Plain-Rust core modules first; the `napi_*` modules only convert
-//! types and spawn work off the JS thread.
+//! sg-agent native addon: binds the plain-Rust core (`sg-agent-core`) to JS. The `napi_*` modules
+//! only convert types and spawn work off the JS thread.
 
-pub mod netns;
+mod napi_ipset;
 
 use napi_derive::napi;
 

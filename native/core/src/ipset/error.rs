@@ -1,0 +1,125 @@
+//! Errors with a stable code, naming the set and the element they concern.
+
+use std::fmt;
+
+use super::constants::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    SetNotFound,
+    SetExists,
+    TypeMismatch,
+    SetInUse,
+    PermissionDenied,
+    InvalidMember,
+    InvalidName,
+    InvalidSpec,
+    SetFull,
+    ElementExists,
+    ElementMissing,
+    Protocol,
+    Kernel,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            SetNotFound => "SET_NOT_FOUND",
+            SetExists => "SET_EXISTS",
+            TypeMismatch => "TYPE_MISMATCH",
+            SetInUse => "SET_IN_USE",
+            PermissionDenied => "PERMISSION_DENIED",
+            InvalidMember => "INVALID_MEMBER",
+            InvalidName => "INVALID_NAME",
+            InvalidSpec => "INVALID_SPEC",
+            SetFull => "SET_FULL",
+            ElementExists => "ELEMENT_EXISTS",
+            ElementMissing => "ELEMENT_MISSING",
+            Protocol => "PROTOCOL",
+            Kernel => "KERNEL",
+        }
+    }
+
+    /// Errors about the set as a whole: every other element of the batch would fail the same way.
+    pub fn is_set_level(self) -> bool {
+        !matches!(self, ErrorCode::ElementExists | ErrorCode::ElementMissing | ErrorCode::InvalidMember)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsetError {
+    pub code: ErrorCode,
+    pub set: Option<String>,
+    pub member: Option<String>,
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+impl IpsetError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        IpsetError { code, set: None, member: None, errno: None, message: message.into() }
+    }
+    pub fn set(mut self, name: &str) -> Self {
+        self.set = Some(name.to_string());
+        self
+    }
+    pub fn member(mut self, m: impl Into<String>) -> Self {
+        self.member = Some(m.into());
+        self
+    }
+
+    /// Translates a kernel errno (positive) for `cmd` into our code and words.
+    pub fn from_errno(errno: i32, cmd: u8) -> Self {
+        use ErrorCode::*;
+        let (code, text) = match errno {
+            libc::ENOENT => (SetNotFound, "the set does not exist"),
+            libc::EEXIST => (SetExists, "a set of that name already exists"),
+            libc::EPERM | libc::EACCES => (PermissionDenied, "permission denied (CAP_NET_ADMIN is needed)"),
+            IPSET_ERR_PROTOCOL => (Protocol, "the kernel refused the message (protocol error)"),
+            IPSET_ERR_FIND_TYPE => (InvalidSpec, "the kernel has no such set type or revision"),
+            IPSET_ERR_MAX_SETS => (Kernel, "the kernel's limit on the number of sets is reached"),
+            IPSET_ERR_BUSY => (SetInUse, "the set is in use (referenced by a firewall rule or another set)"),
+            IPSET_ERR_EXIST_SETNAME2 => (SetExists, "the second set name already exists"),
+            IPSET_ERR_TYPE_MISMATCH => (TypeMismatch, "the sets differ in type or family"),
+            IPSET_ERR_EXIST if cmd == IPSET_CMD_ADD => (ElementExists, "the element is already in the set"),
+            IPSET_ERR_EXIST if cmd == IPSET_CMD_DEL => (ElementMissing, "the element is not in the set"),
+            IPSET_ERR_EXIST if cmd == IPSET_CMD_CREATE => (SetExists, "a set of that name exists with another type or options"),
+            IPSET_ERR_EXIST => (ElementMissing, "the element is not in the set"),
+            IPSET_ERR_INVALID_CIDR | IPSET_ERR_INVALID_NETMASK | IPSET_ERR_IPADDR_IPV4 | IPSET_ERR_IPADDR_IPV6
+            | IPSET_ERR_HASH_ELEM => (InvalidMember, "the kernel refused the element"),
+            IPSET_ERR_INVALID_FAMILY => (InvalidMember, "the element's family does not match the set"),
+            IPSET_ERR_REFERENCED => (SetInUse, "the set is referenced"),
+            IPSET_ERR_HASH_FULL => (SetFull, "the set is full (maxelem reached)"),
+            IPSET_ERR_TIMEOUT | IPSET_ERR_COUNTER | IPSET_ERR_COMMENT => (InvalidSpec, "the set lacks the option this needs"),
+            libc::EINVAL => (Protocol, "invalid argument"),
+            _ => (Kernel, "the kernel refused the request"),
+        };
+        IpsetError { code, set: None, member: None, errno: Some(errno), message: format!("{text} (errno {errno})") }
+    }
+}
+
+impl fmt::Display for IpsetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)?;
+        if let Some(s) = &self.set {
+            write!(f, " [set {s}]")?;
+        }
+        if let Some(m) = &self.member {
+            write!(f, " [element {m}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for IpsetError {}
+
+impl From<std::io::Error> for IpsetError {
+    fn from(e: std::io::Error) -> Self {
+        let errno = e.raw_os_error();
+        match errno {
+            Some(libc::EPERM) | Some(libc::EACCES) => IpsetError::from_errno(errno.unwrap_or(libc::EPERM), 0),
+            _ => IpsetError { code: ErrorCode::Kernel, set: None, member: None, errno, message: format!("netlink: {e}") },
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! A NETLINK_NETFILTER socket that batches requests and collects their acks.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use netlink_packet_core::{
+    NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NetlinkSerializable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+use crate::netns::in_netns;
+
+/// The kernel echoes a failed request in full (ipset's batch error does so on purpose), and a batch
+/// can fail in several messages at once, so the receive buffer must hold many 64 KiB echoes.
+const RCVBUF_BYTES: usize = 16 << 20;
+const SNDBUF_BYTES: usize = 4 << 20;
+/// One sendmsg carries at most this much; acks for it are drained before the next one is sent,
+/// which bounds what can pile up in the receive buffer.
+const MAX_SEND_BYTES: usize = 1 << 20;
+const RECV_CHUNK: usize = 1 << 20;
+const RECV_TIMEOUT_SECS: i64 = 30;
+
+/// A negative ack: the errno (positive) and the request as the kernel echoed it (header included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NlError {
+    pub errno: i32,
+    pub echoed: Vec<u8>,
+}
+
+/// What came back for one request: the reply messages (if any) and its ack.
+#[derive(Debug)]
+pub struct Outcome<M> {
+    pub replies: Vec<M>,
+    pub result: Result<(), NlError>,
+}
+
+pub struct NfnlSocket {
+    sock: Socket,
+    next_seq: u32,
+    max_send: usize,
+    recv_buf: Vec<u8>,
+}
+
+impl NfnlSocket {
+    /// Opens the socket inside the namespace at `netns` (or the caller's own when `None`).
+    pub fn open(netns: Option<&Path>) -> io::Result<Self> {
+        let sock = in_netns(netns, || {
+            let mut s = Socket::new(NETLINK_NETFILTER)?;
+            s.bind_auto()?;
+            s.connect(&SocketAddr::new(0, 0))?;
+            Ok(s)
+        })?;
+        let sndbuf = set_buffer(&sock, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SNDBUF_BYTES)?;
+        set_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF_BYTES)?;
+        set_recv_timeout(&sock, RECV_TIMEOUT_SECS)?;
+        // The kernel refuses a sendmsg longer than sk_sndbuf - 32: stay well under it.
+        let max_send = MAX_SEND_BYTES.min(sndbuf.saturating_sub(4096)).max(64 << 10);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(1);
+        Ok(NfnlSocket { sock, next_seq: seed | 1, max_send, recv_buf: vec![0; RECV_CHUNK + (256 << 10)] })
+    }
+
+    /// Largest payload one request may have and still be sent (used by batchers to size messages).
+    pub fn max_send(&self) -> usize {
+        self.max_send
+    }
+
+    /// Sends every request (as few sendmsg calls as the buffer allows) and returns one outcome per
+    /// request, in order. Each request is acked, so a failure is tied to the request that caused it.
+    pub fn transact<M>(&mut self, mut reqs: Vec<NetlinkMessage<M>>) -> io::Result<Vec<Outcome<M>>>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable,
+    {
+        let first_seq = self.next_seq;
+        for req in reqs.iter_mut() {
+            req.header.flags |= NLM_F_REQUEST | NLM_F_ACK;
+            req.header.sequence_number = self.take_seq();
+            req.finalize();
+        }
+        let mut outcomes: Vec<Outcome<M>> =
+            reqs.iter().map(|_| Outcome { replies: Vec::new(), result: Ok(()) }).collect();
+        let mut start = 0;
+        while start < reqs.len() {
+            let mut end = start;
+            let mut len = 0;
+            while end < reqs.len() && (end == start || len + reqs[end].buffer_len() <= self.max_send) {
+                len += reqs[end].buffer_len();
+                end += 1;
+            }
+            let mut buf = vec![0u8; len];
+            let mut off = 0;
+            for req in &reqs[start..end] {
+                let n = req.buffer_len();
+                req.serialize(&mut buf[off..off + n]);
+                off += n;
+            }
+            self.send_all(&buf)?;
+            let seq_of = |i: usize| first_seq.wrapping_add(i as u32);
+            let index: HashMap<u32, usize> = (start..end).map(|i| (seq_of(i), i)).collect();
+            let mut pending = end - start;
+            while pending > 0 {
+                for msg in self.recv_messages::<M>()? {
+                    let Some(&i) = index.get(&msg.header.sequence_number) else { continue };
+                    match msg.payload {
+                        NetlinkPayload::Error(e) => {
+                            if let Some(code) = e.code {
+                                outcomes[i].result = Err(NlError { errno: -code.get(), echoed: e.header });
+                            }
+                            pending -= 1;
+                        }
+                        NetlinkPayload::InnerMessage(m) => outcomes[i].replies.push(m),
+                        _ => {}
+                    }
+                }
+            }
+            start = end;
+        }
+        Ok(outcomes)
+    }
+
+    /// Runs a dump request and returns every message of the multi-part reply.
+    pub fn dump<M>(&mut self, mut req: NetlinkMessage<M>) -> io::Result<Result<Vec<M>, NlError>>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable,
+    {
+        req.header.flags |= NLM_F_REQUEST | NLM_F_DUMP;
+        let seq = self.take_seq();
+        req.header.sequence_number = seq;
+        req.finalize();
+        let mut buf = vec![0u8; req.buffer_len()];
+        req.serialize(&mut buf);
+        self.send_all(&buf)?;
+        let mut out = Vec::new();
+        loop {
+            for msg in self.recv_messages::<M>()? {
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
+                    NetlinkPayload::Done(d) => {
+                        return Ok(if d.code < 0 {
+                            Err(NlError { errno: -d.code, echoed: Vec::new() })
+                        } else {
+                            Ok(out)
+                        });
+                    }
+                    NetlinkPayload::Error(e) => {
+                        return Ok(match e.code {
+                            Some(code) => Err(NlError { errno: -code.get(), echoed: e.header }),
+                            None => Ok(out),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        let s = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        s
+    }
+
+    fn send_all(&self, buf: &[u8]) -> io::Result<()> {
+        let n = self.sock.send(buf, 0)?;
+        if n != buf.len() {
+            return Err(io::Error::other(format!("short netlink send: {n} of {} bytes", buf.len())));
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram and splits it into netlink messages.
+    fn recv_messages<M: NetlinkDeserializable>(&mut self) -> io::Result<Vec<NetlinkMessage<M>>> {
+        let fd = self.sock.as_raw_fd();
+        // SAFETY: recv into our own buffer, bounded by its length.
+        let n = unsafe {
+            libc::recv(fd, self.recv_buf.as_mut_ptr().cast(), self.recv_buf.len(), libc::MSG_TRUNC)
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "netlink: no answer from the kernel"));
+            }
+            return Err(err);
+        }
+        let n = n as usize;
+        if n > self.recv_buf.len() {
+            return Err(io::Error::other(format!("netlink datagram of {n} bytes truncated")));
+        }
+        split_messages(&self.recv_buf[..n])
+    }
+}
+
+/// Splits a datagram into messages. A message we cannot decode is an error, not silently skipped:
+/// losing an ack would leave the batch waiting forever.
+pub fn split_messages<M: NetlinkDeserializable>(mut data: &[u8]) -> io::Result<Vec<NetlinkMessage<M>>> {
+    let mut out = Vec::new();
+    while data.len() >= 16 {
+        let buf = NetlinkBuffer::new_checked(data)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let len = buf.length() as usize;
+        let msg = NetlinkMessage::<M>::deserialize(&data[..len])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink decode: {e}")))?;
+        out.push(msg);
+        let aligned = (len + 3) & !3;
+        if aligned >= data.len() {
+            break;
+        }
+        data = &data[aligned..];
+    }
+    Ok(out)
+}
+
+/// Sets a socket buffer, forcing past the sysctl limit when we may (CAP_NET_ADMIN); returns the size
+/// the kernel reports afterwards.
+fn set_buffer(sock: &Socket, force: libc::c_int, plain: libc::c_int, bytes: usize) -> io::Result<usize> {
+    let fd = sock.as_raw_fd();
+    let v = bytes as libc::c_int;
+    let set = |opt| unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), 4)
+    };
+    if set(force) != 0 && set(plain) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut got: libc::c_int = 0;
+    let mut len: libc::socklen_t = 4;
+    let opt = if force == libc::SO_SNDBUFFORCE { libc::SO_SNDBUF } else { libc::SO_RCVBUF };
+    // SAFETY: getsockopt into a c_int we own.
+    if unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&mut got as *mut libc::c_int).cast(), &mut len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(got.max(0) as usize)
+}
+
+fn set_recv_timeout(sock: &Socket, secs: i64) -> io::Result<()> {
+    let tv = libc::timeval { tv_sec: secs, tv_usec: 0 };
+    // SAFETY: setsockopt with a timeval we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A header for a new request of `message_type`; flags beyond REQUEST/ACK are the caller's.
+pub fn request_header(message_type: u16, flags: u16) -> NetlinkHeader {
+    let mut h = NetlinkHeader::default();
+    h.message_type = message_type;
+    h.flags = flags;
+    h
+}
