@@ -161,28 +161,28 @@ export class IpsetClient {
     return this.inner.protocol;
   }
 
-  create(name: string, spec: SetSpec, opts: { exist?: boolean } = {}): Promise<void> {
+  async create(name: string, spec: SetSpec, opts: { exist?: boolean } = {}): Promise<void> {
     const n = checkName(name);
     const s = checkSpec(n, spec);
     return call(() => this.inner.create(n, s, opts.exist ?? false));
   }
-  destroy(name: string): Promise<void> {
+  async destroy(name: string): Promise<void> {
     const n = checkName(name);
     return call(() => this.inner.destroy(n));
   }
-  flush(name: string): Promise<void> {
+  async flush(name: string): Promise<void> {
     const n = checkName(name);
     return call(() => this.inner.flush(n));
   }
-  rename(from: string, to: string): Promise<void> {
+  async rename(from: string, to: string): Promise<void> {
     const [a, b] = [checkName(from), checkName(to)];
     return call(() => this.inner.rename(a, b));
   }
-  swap(a: string, b: string): Promise<void> {
+  async swap(a: string, b: string): Promise<void> {
     const [x, y] = [checkName(a), checkName(b)];
     return call(() => this.inner.swap(x, y));
   }
-  listNames(): Promise<string[]> {
+  async listNames(): Promise<string[]> {
     return call(() => this.inner.listNames());
   }
   async header(name: string): Promise<SetHeader> {
@@ -195,30 +195,30 @@ export class IpsetClient {
     const r = await call(() => this.inner.readSet(n));
     return { header: { ...r.header, family: r.header.family as IpFamily, entries: r.header.entries ?? 0 }, members: splitMembers(r.members) };
   }
-  add(name: string, members: string[], opts: { exist?: boolean } = {}): Promise<BatchResult> {
+  async add(name: string, members: string[], opts: { exist?: boolean } = {}): Promise<BatchResult> {
     const n = checkName(name);
     const joined = joinMembers(n, members);
-    return call(() => this.inner.add(n, joined, opts.exist ?? false)) as Promise<BatchResult>;
+    return (await call(() => this.inner.add(n, joined, opts.exist ?? false))) as BatchResult;
   }
-  del(name: string, members: string[], opts: { exist?: boolean } = {}): Promise<BatchResult> {
+  async del(name: string, members: string[], opts: { exist?: boolean } = {}): Promise<BatchResult> {
     const n = checkName(name);
     const joined = joinMembers(n, members);
-    return call(() => this.inner.del(n, joined, opts.exist ?? false)) as Promise<BatchResult>;
+    return (await call(() => this.inner.del(n, joined, opts.exist ?? false))) as BatchResult;
   }
-  test(name: string, member: string): Promise<boolean> {
+  async test(name: string, member: string): Promise<boolean> {
     const n = checkName(name);
     joinMembers(n, [member]);
     return call(() => this.inner.test(n, member));
   }
   /** Makes the set hold exactly `members`, creating it, changing it in place, or swapping in a new one. */
-  syncSet(name: string, spec: SetSpec, members: string[]): Promise<SyncResult> {
+  async syncSet(name: string, spec: SetSpec, members: string[]): Promise<SyncResult> {
     const n = checkName(name);
     const s = checkSpec(n, spec);
     const joined = joinMembers(n, members);
     return call(() => this.inner.syncSet(n, s, joined));
   }
   /** Re-reads the kernel and repairs the set to what this client last made it hold. */
-  reconcile(name: string): Promise<ReconcileResult> {
+  async reconcile(name: string): Promise<ReconcileResult> {
     const n = checkName(name);
     return call(() => this.inner.reconcile(n));
   }

@@ -434,7 +434,7 @@ impl IpsetClient {
 
     /// Where in its message a batch stopped: the kernel echoes our request with LINENO set to the
     /// failing element's line. `None` when the message failed as a whole.
-    fn failed_line(err: &NlError, cmd: u8) -> Option<usize> {
+    pub(crate) fn failed_line(err: &NlError, cmd: u8) -> Option<usize> {
         let payload = err.echoed.get(16..)?;
         let m = IpsetMessage::parse_payload(cmd, payload).ok()?;
         match m.lineno() {

@@ -12,3 +12,6 @@ pub mod message;
 pub use client::{BatchResult, IpsetClient, ReconcileResult, SetHeader, SyncResult};
 pub use error::{ErrorCode, IpsetError};
 pub use member::{Family, Member, SetSpec, SetType};
+
+#[cfg(test)]
+mod wire_tests;
