@@ -92,6 +92,40 @@ async function run(): Promise<void> {
     const base: number[] = [];
     for (let i = 0; i < reps * 2; i++) base.push(await time(() => ipset(['restore', '-exist'], i % 2 ? toA : toB)));
     report('native.diff1pct', ours, base, 5);
+
+    // The same change through the delta API (add/del batches), which is what a member-delta message
+    // turns into: it costs O(change), where syncSet must take in the whole desired list.
+    const delta: number[] = [];
+    const adds = range(500_000, 1_000);
+    const dels = range(0, 1_000);
+    await c.syncSet('b_diff', NET, a);
+    for (let i = 0; i < reps * 2; i++) {
+      const [d, ad] = i % 2 ? [adds, dels] : [dels, adds];
+      delta.push(await time(async () => {
+        await c.del('b_diff', d, { exist: true });
+        await c.add('b_diff', ad, { exist: true });
+      }));
+    }
+    report('native.diff1pct.delta', delta, base, 5);
+  }
+
+  // native.threshold.<pct>: where a swap starts to beat in-place changes on a 100k-member set, for the
+  // record (ours = swap, baseline = in place; ratio > 1 means the swap is faster).
+  if (!process.env.BENCH_SKIP_THRESHOLD) {
+    const n = 100_000;
+    const a = range(0, n);
+    for (const pct of [10, 25, 50, 75, 100]) {
+      const k = Math.round((n * pct) / 100 / 2);
+      const b = [...range(k, n - k), ...range(2_000_000, k)];
+      const lists = [a, b];
+      const inplace: number[] = [];
+      const swap: number[] = [];
+      await c.syncSet('b_thr', NET, a);
+      for (let i = 0; i < 4; i++) inplace.push(await time(() => c.syncSet('b_thr', NET, lists[(i + 1) % 2]!, { strategy: 'inplace' })));
+      await c.syncSet('b_thr', NET, a);
+      for (let i = 0; i < 4; i++) swap.push(await time(() => c.syncSet('b_thr', NET, lists[(i + 1) % 2]!, { strategy: 'swap' })));
+      report(`native.threshold.${pct}pct`, swap, inplace);
+    }
   }
 
   // native.list100k: read a 100k-member set back.

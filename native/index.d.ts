@@ -25,7 +25,8 @@ export declare class NativeIpset {
   add(name: string, members: string, exist: boolean): Promise<JsBatchResult>
   del(name: string, members: string, exist: boolean): Promise<JsBatchResult>
   test(name: string, member: string): Promise<boolean>
-  syncSet(name: string, spec: JsSetSpec, members: string): Promise<JsSyncResult>
+  /** `strategy`: "auto" (default), or "inplace" / "swap" to force one (for measurements). */
+  syncSet(name: string, spec: JsSetSpec, members: string, strategy?: string | undefined | null): Promise<JsSyncResult>
   reconcile(name: string): Promise<JsReconcileResult>
 }
 

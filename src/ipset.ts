@@ -211,11 +211,11 @@ export class IpsetClient {
     return call(() => this.inner.test(n, member));
   }
   /** Makes the set hold exactly `members`, creating it, changing it in place, or swapping in a new one. */
-  async syncSet(name: string, spec: SetSpec, members: string[]): Promise<SyncResult> {
+  async syncSet(name: string, spec: SetSpec, members: string[], opts: { strategy?: 'auto' | 'inplace' | 'swap' } = {}): Promise<SyncResult> {
     const n = checkName(name);
     const s = checkSpec(n, spec);
     const joined = joinMembers(n, members);
-    return call(() => this.inner.syncSet(n, s, joined));
+    return call(() => this.inner.syncSet(n, s, joined, opts.strategy ?? null));
   }
   /** Re-reads the kernel and repairs the set to what this client last made it hold. */
   async reconcile(name: string): Promise<ReconcileResult> {

@@ -15,7 +15,7 @@ use napi_derive::napi;
 
 use sg_agent_core::ipset::client::parse_members;
 use sg_agent_core::ipset::diff::{diff_members, MemberSet};
-use sg_agent_core::ipset::{ErrorCode, Family, IpsetClient, IpsetError, SetHeader, SetSpec, SetType};
+use sg_agent_core::ipset::{ErrorCode, Family, IpsetClient, IpsetError, SetHeader, SetSpec, SetType, SyncStrategy};
 
 #[napi(object)]
 pub struct JsSetSpec {
@@ -287,11 +287,18 @@ impl NativeIpset {
         self.run(move |c| c.test(&name, &member))
     }
 
+    /// `strategy`: "auto" (default), or "inplace" / "swap" to force one (for measurements).
     #[napi(ts_return_type = "Promise<JsSyncResult>")]
-    pub fn sync_set(&self, name: String, spec: JsSetSpec, members: String) -> AsyncTask<ClientTask<JsSyncResult>> {
+    pub fn sync_set(&self, name: String, spec: JsSetSpec, members: String, strategy: Option<String>) -> AsyncTask<ClientTask<JsSyncResult>> {
         self.run(move |c| {
             let spec = spec_from_js(&name, &spec)?;
-            let r = c.sync_set(&name, &spec, &split_members(&members))?;
+            let strategy = match strategy.as_deref() {
+                None | Some("auto") => SyncStrategy::Auto,
+                Some("inplace") => SyncStrategy::InPlace,
+                Some("swap") => SyncStrategy::Swap,
+                Some(other) => return Err(IpsetError::new(ErrorCode::InvalidSpec, format!("unknown sync strategy {other:?}")).set(&name)),
+            };
+            let r = c.sync_set_with(&name, &spec, &split_members(&members), strategy)?;
             Ok(JsSyncResult { created: r.created, added: r.added as u32, removed: r.removed as u32, swapped: r.swapped, nanos: r.nanos as f64 })
         })
     }

@@ -88,6 +88,15 @@ pub struct ReconcileResult {
     pub repaired: bool,
 }
 
+/// How `sync_set` applies a change to an existing set of the right spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncStrategy {
+    /// In place for small changes, swap for large ones (see `diff::prefer_swap`).
+    Auto,
+    InPlace,
+    Swap,
+}
+
 struct Mirror {
     spec: SetSpec,
     members: MemberSet,
@@ -562,6 +571,12 @@ impl IpsetClient {
     /// (deletes, then adds); a different spec or a change large against the set is built in a temp set
     /// and swapped in atomically, so rules referring to the set never see it half-filled.
     pub fn sync_set<S: AsRef<str>>(&mut self, name: &str, spec: &SetSpec, texts: &[S]) -> Result<SyncResult, IpsetError> {
+        self.sync_set_with(name, spec, texts, SyncStrategy::Auto)
+    }
+
+    /// `sync_set` with the in-place/swap choice forced, for measuring where the threshold lies.
+    pub fn sync_set_with<S: AsRef<str>>(&mut self, name: &str, spec: &SetSpec, texts: &[S], strategy: SyncStrategy)
+        -> Result<SyncResult, IpsetError> {
         let started = Instant::now();
         check_name(name)?;
         spec.validate().map_err(|e| IpsetError::new(ErrorCode::InvalidSpec, e).set(name))?;
@@ -605,7 +620,12 @@ impl IpsetClient {
             result.nanos = started.elapsed().as_nanos() as u64;
             return Ok(result);
         }
-        if prefer_swap(mirror.members.len(), desired.len(), add.len() + del.len()) {
+        let swap = match strategy {
+            SyncStrategy::Auto => prefer_swap(mirror.members.len(), desired.len(), add.len() + del.len()),
+            SyncStrategy::InPlace => false,
+            SyncStrategy::Swap => true,
+        };
+        if swap {
             return self.replace_by_swap(name, spec, &desired, result, started);
         }
         let r = self.apply_adt(Adt::Del, name, spec.set_type, &del, true)?;

@@ -63,10 +63,11 @@ pub fn diff_members(current: &MemberSet, desired: &MemberSet) -> MemberDiff {
 
 /// Changes at least this large, relative to the set's new size, are built in a temp set and swapped
 /// in. In-place work costs one kernel operation per changed member; a swap costs one insert per
-/// member of the new set plus freeing the old one. Measured on the dev machine (see docs/native.md):
-/// in place stays cheaper until the change is about as large as the new set, and below a few hundred
-/// members the swap's fixed cost (create, swap, destroy) dominates.
-pub const SWAP_CHANGE_RATIO: f64 = 0.75;
+/// member of the new set plus freeing the old one. Measured with `npm run bench:native`
+/// (native.threshold.*, bench/RESULTS.md): on a 100k-member set in place was faster up to a change of
+/// 75% of the set (55 ms vs 63 ms) and slower at 100% (71 ms vs 63 ms); below a few hundred members
+/// the swap's fixed cost (create, swap, destroy) dominates.
+pub const SWAP_CHANGE_RATIO: f64 = 0.9;
 pub const SWAP_MIN_MEMBERS: usize = 256;
 
 pub fn prefer_swap(current_len: usize, desired_len: usize, changes: usize) -> bool {

@@ -9,7 +9,7 @@ pub mod error;
 pub mod member;
 pub mod message;
 
-pub use client::{BatchResult, IpsetClient, ReconcileResult, SetHeader, SyncResult};
+pub use client::{BatchResult, IpsetClient, ReconcileResult, SetHeader, SyncResult, SyncStrategy};
 pub use error::{ErrorCode, IpsetError};
 pub use member::{Family, Member, SetSpec, SetType};
 
