@@ -30,6 +30,9 @@ export declare class NativeIpset {
   reconcile(name: string): Promise<JsReconcileResult>
 }
 
+/** The kernel's ipset protocol (7, or 6), asked with no other side effect. */
+export declare function ipsetProtocol(netns?: string | undefined | null): Promise<number>
+
 export interface JsBatchResult {
   applied: number
   failed: Array<JsFailedMember>

@@ -351,3 +351,26 @@ impl Task for DiffTask {
         Ok(output)
     }
 }
+
+/// The kernel's ipset protocol (7, or 6), asked with no other side effect.
+#[napi(ts_return_type = "Promise<number>")]
+pub fn ipset_protocol(netns: Option<String>) -> AsyncTask<ProbeTask> {
+    AsyncTask::new(ProbeTask { netns: netns.map(PathBuf::from) })
+}
+
+pub struct ProbeTask {
+    netns: Option<PathBuf>,
+}
+
+impl Task for ProbeTask {
+    type Output = u32;
+    type JsValue = u32;
+
+    fn compute(&mut self) -> Result<u32> {
+        IpsetClient::probe_protocol(self.netns.as_deref()).map(u32::from).map_err(to_js_error)
+    }
+
+    fn resolve(&mut self, _env: Env, output: u32) -> Result<u32> {
+        Ok(output)
+    }
+}

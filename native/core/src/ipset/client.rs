@@ -182,6 +182,14 @@ impl IpsetClient {
         Ok(c)
     }
 
+    /// Only asks the kernel which ipset protocol it speaks: no clean-up, no other side effect
+    /// (what `sg-agent --version` needs).
+    pub fn probe_protocol(netns: Option<&Path>) -> Result<u8, IpsetError> {
+        let sock = NfnlSocket::open(netns)?;
+        let mut c = IpsetClient { sock, protocol: IPSET_PROTOCOL, revisions: HashMap::new(), mirror: HashMap::new() };
+        c.negotiate_protocol()
+    }
+
     pub fn protocol(&self) -> u8 {
         self.protocol
     }

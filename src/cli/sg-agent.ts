@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// `sg-agent` command line. Subcommands are dispatched from this table; each loads only what it needs,
+// so `--version` works even where the agent's other dependencies are not configured.
+
+const USAGE = `usage: sg-agent <command>
+
+commands:
+  version, --version, -V   package, native binary and kernel ipset protocol versions
+  check                    which required capabilities (CAP_NET_ADMIN, CAP_NET_RAW) this process lacks
+  help, --help, -h         this text
+`;
+
+type Command = (args: string[]) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  async version() {
+    const { versionReport, formatVersion } = await import('../version.js');
+    console.log(formatVersion(await versionReport()));
+    return 0;
+  },
+  async check() {
+    const { checkOwnCapabilities } = await import('../capabilities.js');
+    const r = checkOwnCapabilities();
+    if (r.message) {
+      console.error(r.message);
+      return 1;
+    }
+    console.log('capabilities: CAP_NET_ADMIN and CAP_NET_RAW present');
+    return 0;
+  },
+  async help() {
+    process.stdout.write(USAGE);
+    return 0;
+  },
+};
+const aliases: Record<string, string> = { '--version': 'version', '-V': 'version', '--help': 'help', '-h': 'help' };
+
+async function main(argv: string[]): Promise<number> {
+  const [first = 'help', ...rest] = argv;
+  const cmd = commands[aliases[first] ?? first];
+  if (!cmd) {
+    process.stderr.write(`sg-agent: unknown command ${JSON.stringify(first)}\n${USAGE}`);
+    return 2;
+  }
+  return cmd(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    // The loader's NativeBindingError already reads as a diagnosis; print it without a stack.
+    const err = e as { code?: string; message?: string };
+    console.error(err?.code === 'NATIVE_BINDING_MISSING' ? err.message : e);
+    process.exitCode = 1;
+  },
+);

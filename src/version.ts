@@ -1,0 +1,40 @@
+// What `sg-agent --version` reports: this package, its native binary, and the kernel's ipset protocol.
+import fs from 'node:fs';
+import path from 'node:path';
+import { native } from './native.js';
+
+export function packageVersion(): string {
+  let dir = __dirname;
+  for (;;) {
+    const p = path.join(dir, 'package.json');
+    if (fs.existsSync(p)) {
+      const pkg = JSON.parse(fs.readFileSync(p, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'sg-agent' && pkg.version) return pkg.version;
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
+}
+
+export interface VersionReport {
+  package: string;
+  native: string;
+  /** The kernel's ipset protocol, or why it could not be asked (no CAP_NET_ADMIN, no ip_set module). */
+  ipsetProtocol: number | string;
+}
+
+export async function versionReport(netns?: string): Promise<VersionReport> {
+  let ipsetProtocol: number | string;
+  try {
+    ipsetProtocol = await native.ipsetProtocol(netns ?? null);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    ipsetProtocol = /PERMISSION_DENIED/.test(msg) ? 'unavailable (needs CAP_NET_ADMIN)' : `unavailable (${msg})`;
+  }
+  return { package: packageVersion(), native: native.nativeVersion(), ipsetProtocol };
+}
+
+export function formatVersion(r: VersionReport): string {
+  return `sg-agent ${r.package} (native ${r.native}, kernel ipset protocol ${r.ipsetProtocol})`;
+}
