@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Keeps every version in step with the root package.json: the platform packages under npm/ and the
-// root's optionalDependencies on them. Run by `npm version <x>` (the "version" script), or by hand.
+// Keeps every version in step with the root package.json: the platform packages under npm/ and, when
+// present (a packed or published package.json; `napi prepublish` and scripts/pack-local.sh add them),
+// the root's optionalDependencies on them. Run by `npm version <x>` (the "version" script), or by hand.
 // Exits non-zero with --check when anything is out of step (used by the tests).
 'use strict';
 const fs = require('node:fs');
@@ -23,7 +24,7 @@ for (const dir of fs.readdirSync(npmDir)) {
     pkg.version = version;
     if (!check) fs.writeFileSync(pkgPath, JSON.stringify(pkg, null, 2) + '\n');
   }
-  if (rootPkg.optionalDependencies?.[pkg.name] !== version) {
+  if (rootPkg.optionalDependencies && rootPkg.optionalDependencies[pkg.name] !== version) {
     problems.push(`optionalDependencies.${pkg.name} is ${rootPkg.optionalDependencies?.[pkg.name]}, root is ${version}`);
     rootPkg.optionalDependencies = { ...rootPkg.optionalDependencies, [pkg.name]: version };
   }
