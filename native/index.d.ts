@@ -30,12 +30,25 @@ export declare class NativeIpset {
   reconcile(name: string): Promise<JsReconcileResult>
 }
 
+/**
+ * Deletes conntrack entries whose original direction runs between `a` and `b` of any pair (either
+ * way round) in the namespace at `netns`; resolves to how many were deleted.
+ */
+export declare function conntrackDeleteBetween(netns: string | undefined | null, pairs: Array<JsBetween>): Promise<number>
+
 /** The kernel's ipset protocol (7, or 6), asked with no other side effect. */
 export declare function ipsetProtocol(netns?: string | undefined | null): Promise<number>
 
 export interface JsBatchResult {
   applied: number
   failed: Array<JsFailedMember>
+}
+
+export interface JsBetween {
+  /** Address or CIDR on one side. */
+  a: string
+  /** Address or CIDR on the other side. */
+  b: string
 }
 
 export interface JsDiffMeasure {

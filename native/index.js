@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeIpset = nativeBinding.NativeIpset
+module.exports.conntrackDeleteBetween = nativeBinding.conntrackDeleteBetween
 module.exports.ipsetProtocol = nativeBinding.ipsetProtocol
 module.exports.measureDiff = nativeBinding.measureDiff
 module.exports.nativeVersion = nativeBinding.nativeVersion

@@ -11,7 +11,7 @@ export class ModelError extends Error {
   }
 }
 
-const MAX_ID = 255;
+const MAX_ID = 1024;
 const MAX_RULES = 1000;
 const MAX_IPS = 256;
 const PROTOCOLS = new Set(['tcp', 'udp', 'icmp', 'icmpv6', 'sctp']);

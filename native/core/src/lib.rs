@@ -4,4 +4,5 @@
 
 pub mod ipset;
 pub mod netlink;
+pub mod conntrack;
 pub mod netns;

@@ -1,0 +1,478 @@
+// The firewall engine: holds the desired model for this host, and applies it to the kernel as the
+// minimal change — membership through the ipset addon (no iptables call), rule and port changes as
+// one iptables-restore --noflush per family rewriting only the chains that differ. Updates arriving
+// in a burst are coalesced into one apply. Flow of one apply:
+//   render(model) → sets first (created/updated before any rule names them) → chains → stale sets
+//   destroyed (after no rule names them) → conntrack entries of departed members/removed rules cut.
+import type { Logger } from 'pino';
+import { IpsetClient, type IpFamily } from '../ipset.js';
+import { deleteConntrackBetween, type AddressPair } from '../conntrack.js';
+import type { Port, SecurityGroup } from '../model.js';
+import { KernelNames } from './names.js';
+import { Iptables, parseChains, type IpVersion } from './iptables.js';
+import { render, restoreScript, portAddresses, isCatchAll, type Chains, type DesiredSet, type Mode, type Rendered } from './render.js';
+import { checkCidr, checkGroup, checkId, checkPortModel, ModelError } from './validate.js';
+
+export interface FirewallEngineOptions {
+  netns?: string;
+  prefix?: string;
+  mode?: Mode;
+  /** Window in which updates are gathered into one apply (default 20 ms; see docs/firewall.md). */
+  coalesceMs?: number;
+  /** Periodic drift repair; 0 = off (default). */
+  reconcileIntervalMs?: number;
+  logger?: Logger;
+}
+
+export interface DesiredState {
+  ports: Port[];
+  groups: SecurityGroup[];
+  members: Record<string, string[]>;
+}
+
+export interface ApplyReport {
+  setsSynced: number;
+  setDeltas: number;
+  restores: number;
+  setsDestroyed: number;
+  conntrackDeleted: number;
+}
+
+export interface ReconcileReport {
+  setsRepaired: number;
+  chainsRepaired: number;
+  staleRemoved: number;
+}
+
+export interface EngineStats {
+  applies: number;
+  applyErrors: number;
+  setSyncs: number;
+  setDeltas: number;
+  restores: number;
+  repairs: number;
+  conntrackDeleted: number;
+  rejectedInput: number;
+}
+
+export interface EngineStatus {
+  ports: { id: string; device: string; filtered: boolean }[];
+  groups: string[];
+  sets: { name: string; groupId: string; family: IpFamily; size: number }[];
+  chains: { v4: string[]; v6: string[] };
+}
+
+const VERSIONS: IpVersion[] = [4, 6];
+
+export class FirewallEngine {
+  readonly names: KernelNames;
+  readonly stats: EngineStats = { applies: 0, applyErrors: 0, setSyncs: 0, setDeltas: 0, restores: 0, repairs: 0, conntrackDeleted: 0, rejectedInput: 0 };
+  private readonly ports = new Map<string, Port>();
+  private readonly groups = new Map<string, SecurityGroup>();
+  private readonly members = new Map<string, Set<string>>();
+  /** Groups whose set must be re-synced whole (new list, new set). */
+  private readonly membersResync = new Set<string>();
+  /** Per group: additions and removals since the last apply, applied as O(change) batches. */
+  private readonly memberDeltas = new Map<string, { add: Set<string>; del: Set<string> }>();
+  /** Address pairs whose connections must be cut once the new state is in. */
+  private pendingCuts: AddressPair[] = [];
+  private applied: Rendered = { v4: new Map(), v6: new Map(), sets: new Map() };
+  /** Our chains as iptables-save prints them after our last write: the baseline drift is judged by. */
+  private savedBaseline: Record<IpVersion, Map<string, string[]>> = { 4: new Map(), 6: new Map() };
+  private jumpPresent: Record<IpVersion, boolean> = { 4: false, 6: false };
+  private timer: NodeJS.Timeout | null = null;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private running: Promise<ApplyReport> | null = null;
+  private dirty = false;
+  private retryDelayMs = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly ipset: IpsetClient,
+    private readonly iptables: Iptables,
+    private readonly opts: Required<Pick<FirewallEngineOptions, 'coalesceMs' | 'mode'>> & FirewallEngineOptions,
+  ) {
+    this.names = new KernelNames(opts.prefix ?? 'sg');
+  }
+
+  static async create(opts: FirewallEngineOptions = {}): Promise<FirewallEngine> {
+    const ipset = await IpsetClient.open(opts.netns ? { netns: opts.netns } : {});
+    const engine = new FirewallEngine(ipset, new Iptables(opts.netns), { ...opts, coalesceMs: opts.coalesceMs ?? 20, mode: opts.mode ?? 'bridged' });
+    if (opts.reconcileIntervalMs) {
+      engine.reconcileTimer = setInterval(() => {
+        engine.reconcile().catch((e: unknown) => engine.opts.logger?.error({ err: e }, 'periodic reconcile failed'));
+      }, opts.reconcileIntervalMs);
+      engine.reconcileTimer.unref();
+    }
+    return engine;
+  }
+
+  // ---- desired-state inputs: validated, recorded, one coalesced apply scheduled ----
+
+  private guard<T>(what: string, f: () => T): T {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof ModelError) {
+        this.stats.rejectedInput++;
+        this.opts.logger?.warn({ err: e.message }, `rejected ${what}`);
+      }
+      throw e;
+    }
+  }
+
+  setPort(port: Port): void {
+    const p = this.guard('port', () => checkPortModel(port));
+    const old = this.ports.get(p.id);
+    this.ports.set(p.id, p);
+    // A port's own addresses are members of its groups only through the control plane's member lists;
+    // removing an address or pair from the port cuts its connections.
+    if (old) {
+      const gone = portAddresses(old).filter((a) => !portAddresses(p).includes(a));
+      for (const a of gone) this.pendingCuts.push({ a, b: a.includes(':') ? '::/0' : '0.0.0.0/0' });
+    }
+    this.schedule();
+  }
+
+  removePort(portId: string): void {
+    const id = this.guard('port id', () => checkId('port id', portId));
+    const old = this.ports.get(id);
+    if (!old) return;
+    this.ports.delete(id);
+    this.schedule();
+  }
+
+  setGroup(group: SecurityGroup): void {
+    const g = this.guard('group', () => checkGroup(group));
+    const old = this.groups.get(g.id);
+    this.groups.set(g.id, g);
+    if (old) this.cutRemovedRules(old, g);
+    this.schedule();
+  }
+
+  removeGroup(groupId: string): void {
+    const id = this.guard('group id', () => checkId('group id', groupId));
+    const old = this.groups.get(id);
+    if (old) this.cutRemovedRules(old, { ...old, rules: [] });
+    this.groups.delete(id);
+    this.members.delete(id);
+    this.memberDeltas.delete(id);
+    this.schedule();
+  }
+
+  setGroupMembers(groupId: string, ips: string[]): void {
+    const id = this.guard('group id', () => checkId('group id', groupId));
+    const list = this.guard('members', () => this.checkIps(ips));
+    const old = this.members.get(id) ?? new Set<string>();
+    const next = new Set(list);
+    this.cutDepartedMembers(id, [...old].filter((ip) => !next.has(ip)));
+    this.members.set(id, next);
+    this.membersResync.add(id);
+    this.memberDeltas.delete(id);
+    this.schedule();
+  }
+
+  applyMemberDelta(groupId: string, added: string[], removed: string[]): void {
+    const id = this.guard('group id', () => checkId('group id', groupId));
+    const add = this.guard('members', () => this.checkIps(added));
+    const del = this.guard('members', () => this.checkIps(removed));
+    const cur = this.members.get(id) ?? new Set<string>();
+    this.members.set(id, cur);
+    const d = this.memberDeltas.get(id) ?? { add: new Set<string>(), del: new Set<string>() };
+    for (const ip of del) {
+      if (!cur.delete(ip)) continue;
+      d.add.delete(ip);
+      d.del.add(ip);
+    }
+    for (const ip of add) {
+      if (cur.has(ip)) continue;
+      cur.add(ip);
+      d.del.delete(ip);
+      d.add.add(ip);
+    }
+    this.cutDepartedMembers(id, del);
+    if (!this.membersResync.has(id)) this.memberDeltas.set(id, d);
+    this.schedule();
+  }
+
+  replaceAll(state: DesiredState): void {
+    const ports = state.ports.map((p) => this.guard('port', () => checkPortModel(p)));
+    const groups = state.groups.map((g) => this.guard('group', () => checkGroup(g)));
+    const members = Object.entries(state.members).map(([gid, ips]) => [this.guard('group id', () => checkId('group id', gid)), this.guard('members', () => this.checkIps(ips))] as const);
+    this.ports.clear();
+    for (const p of ports) this.ports.set(p.id, p);
+    const byId = new Map(groups.map((g) => [g.id, g]));
+    for (const [id, old] of this.groups) this.cutRemovedRules(old, byId.get(id) ?? { ...old, rules: [] });
+    this.groups.clear();
+    for (const g of groups) this.groups.set(g.id, g);
+    for (const [gid, ips] of members) {
+      const next = new Set(ips);
+      this.cutDepartedMembers(gid, [...(this.members.get(gid) ?? [])].filter((ip) => !next.has(ip)));
+      this.members.set(gid, next);
+      this.membersResync.add(gid);
+    }
+    for (const gid of [...this.members.keys()]) if (!(gid in state.members)) this.members.delete(gid);
+    this.memberDeltas.clear();
+    this.schedule();
+  }
+
+  private checkIps(ips: unknown): string[] {
+    if (!Array.isArray(ips)) throw new ModelError('members: must be an array of IP addresses or CIDRs');
+    return ips.map((ip) => checkCidr('member', ip).text);
+  }
+
+  /** Connections between local ports and addresses that just left a group their rules name. */
+  private cutDepartedMembers(groupId: string, departed: string[]): void {
+    if (departed.length === 0) return;
+    for (const port of this.ports.values()) {
+      if (!port.portSecurityEnabled) continue;
+      const named = port.securityGroups.some((g) => this.groups.get(g)?.rules.some((r) => r.remoteGroupId === groupId));
+      if (!named) continue;
+      for (const local of port.fixedIps) for (const ip of departed) if (sameFamily(local, ip) && !isCatchAll(ip)) this.pendingCuts.push({ a: local, b: ip });
+    }
+  }
+
+  /** Connections a removed rule had admitted: between the group's local ports and the rule's remote. */
+  private cutRemovedRules(old: SecurityGroup, next: SecurityGroup): void {
+    const key = (r: (typeof old.rules)[number]) => JSON.stringify([r.direction, r.ethertype, r.protocol, r.portRangeMin, r.portRangeMax, r.remoteIpPrefix, r.remoteGroupId]);
+    const kept = new Set(next.rules.map(key));
+    const removed = old.rules.filter((r) => !kept.has(key(r)));
+    if (removed.length === 0) return;
+    for (const port of this.ports.values()) {
+      if (!port.portSecurityEnabled || !port.securityGroups.includes(old.id)) continue;
+      for (const r of removed) {
+        const v4 = r.ethertype === 'IPv4';
+        const remotes = r.remoteGroupId ? [...(this.members.get(r.remoteGroupId) ?? [])] : [r.remoteIpPrefix ?? (v4 ? '0.0.0.0/0' : '::/0')];
+        for (const local of port.fixedIps) {
+          if (local.includes(':') === v4) continue;
+          for (const remote of remotes) if (sameFamily(local, remote)) this.pendingCuts.push({ a: local, b: remote });
+        }
+      }
+    }
+  }
+
+  // ---- applying ----
+
+  private schedule(): void {
+    this.dirty = true;
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.runApply().catch(() => undefined);
+    }, this.opts.coalesceMs + this.retryDelayMs);
+  }
+
+  /** Resolves once everything scheduled so far is in the kernel (rejects if the apply failed). */
+  async flush(): Promise<ApplyReport> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    let report: ApplyReport = emptyReport();
+    while (this.running || this.dirty) {
+      if (this.running) report = await this.running;
+      else report = await this.runApply();
+    }
+    return report;
+  }
+
+  private runApply(): Promise<ApplyReport> {
+    if (this.running) return this.running;
+    this.dirty = false;
+    this.running = this.apply()
+      .then((r) => {
+        this.retryDelayMs = 0;
+        return r;
+      })
+      .catch((e: unknown) => {
+        this.stats.applyErrors++;
+        this.dirty = true;
+        this.retryDelayMs = Math.min(this.retryDelayMs ? this.retryDelayMs * 2 : 100, 30_000);
+        this.opts.logger?.error({ err: e, retryInMs: this.retryDelayMs }, 'firewall apply failed; will retry');
+        if (!this.closed) this.schedule();
+        throw e;
+      })
+      .finally(() => {
+        this.running = null;
+      });
+    return this.running;
+  }
+
+  private async apply(): Promise<ApplyReport> {
+    this.stats.applies++;
+    const report = emptyReport();
+    const next = render({ ports: [...this.ports.values()], groups: this.groups, members: this.members, names: this.names, mode: this.opts.mode });
+
+    // 1. Sets exist and hold their members before any rule refers to them.
+    for (const set of next.sets.values()) {
+      const before = this.applied.sets.get(set.name);
+      const delta = this.memberDeltas.get(set.groupId);
+      if (!before || before.spec.maxelem !== set.spec.maxelem || this.membersResync.has(set.groupId)) {
+        await this.ipset.syncSet(set.name, set.spec, set.members);
+        report.setsSynced++;
+        this.stats.setSyncs++;
+      } else if (delta && (delta.add.size || delta.del.size)) {
+        const fam = (ip: string) => (ip.includes(':') ? 'inet6' : 'inet') === set.family && !isCatchAll(ip);
+        const del = [...delta.del].filter(fam);
+        const add = [...delta.add].filter(fam);
+        if (del.length) await this.ipset.del(set.name, del, { exist: true });
+        if (add.length) await this.ipset.add(set.name, add, { exist: true });
+        if (del.length || add.length) {
+          report.setDeltas++;
+          this.stats.setDeltas++;
+        }
+      }
+    }
+    this.membersResync.clear();
+    this.memberDeltas.clear();
+
+    // 2. Chains: rewrite only those that differ, one restore per family.
+    for (const v of VERSIONS) {
+      const want = v === 4 ? next.v4 : next.v6;
+      const had = v === 4 ? this.applied.v4 : this.applied.v6;
+      const changed = [...want.keys()].filter((c) => !sameRules(want.get(c), had.get(c)));
+      const removed = [...had.keys()].filter((c) => !want.has(c));
+      const jump = this.jumpPresent[v] ? null : await this.jumpLine(v);
+      if (changed.length === 0 && removed.length === 0 && !jump) continue;
+      // Removed chains must lose every reference first: the dispatch chains are rewritten in the
+      // same transaction, so ordering inside the script is enough.
+      await this.iptables.restore(v, restoreScript(want, changed, removed, jump));
+      report.restores++;
+      this.stats.restores++;
+      this.jumpPresent[v] = true;
+      this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
+    }
+
+    // 3. Sets no rule names any more.
+    for (const name of this.applied.sets.keys()) {
+      if (next.sets.has(name)) continue;
+      try {
+        await this.ipset.destroy(name);
+        report.setsDestroyed++;
+      } catch (e) {
+        this.opts.logger?.warn({ err: e, set: name }, 'stale set not destroyed');
+      }
+    }
+    this.applied = next;
+
+    // 4. Cut what the new state no longer admits.
+    const cuts = this.pendingCuts;
+    this.pendingCuts = [];
+    if (cuts.length) {
+      const n = await deleteConntrackBetween(dedupe(cuts), this.opts.netns);
+      report.conntrackDeleted += n;
+      this.stats.conntrackDeleted += n;
+    }
+    return report;
+  }
+
+  /** The FORWARD jump into our dispatch chain, if iptables does not have it yet. */
+  private async jumpLine(v: IpVersion): Promise<string | null> {
+    const saved = await this.iptables.saveFilter(v);
+    const present = saved.split('\n').some((l) => l.trim() === `-A FORWARD -j ${this.names.dispatchChain}`);
+    return present ? null : `-I FORWARD 1 -j ${this.names.dispatchChain}`;
+  }
+
+  // ---- drift ----
+
+  /** Compares the kernel with what we applied and repairs the difference; removes stale objects of ours. */
+  async reconcile(): Promise<ReconcileReport> {
+    await this.flush();
+    const report: ReconcileReport = { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
+    for (const name of this.applied.sets.keys()) {
+      const r = await this.ipset.reconcile(name).catch(async () => {
+        const s = this.applied.sets.get(name)!;
+        await this.ipset.syncSet(name, s.spec, s.members);
+        return { repaired: true };
+      });
+      if (r.repaired) report.setsRepaired++;
+    }
+    for (const v of VERSIONS) {
+      const want = v === 4 ? this.applied.v4 : this.applied.v6;
+      const saved = await this.iptables.saveFilter(v);
+      const kernel = parseChains(saved, (c) => this.names.owns(c));
+      const baseline = this.savedBaseline[v];
+      const changed = [...want.keys()].filter((c) => !kernel.has(c) || !sameRules(kernel.get(c), baseline.get(c)));
+      const stale = [...kernel.keys()].filter((c) => !want.has(c));
+      const jumpMissing = !saved.split('\n').some((l) => l.trim() === `-A FORWARD -j ${this.names.dispatchChain}`);
+      if (changed.length || stale.length || jumpMissing) {
+        await this.iptables.restore(v, restoreScript(want, changed, stale, jumpMissing ? `-I FORWARD 1 -j ${this.names.dispatchChain}` : null));
+        this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
+        report.chainsRepaired += changed.length + (jumpMissing ? 1 : 0);
+        report.staleRemoved += stale.length;
+      }
+    }
+    for (const name of await this.ipset.listNames()) {
+      if (this.names.owns(name) && !this.applied.sets.has(name)) {
+        await this.ipset.destroy(name).then(() => report.staleRemoved++, () => undefined);
+      }
+    }
+    this.stats.repairs += report.setsRepaired + report.chainsRepaired + report.staleRemoved;
+    if (report.setsRepaired || report.chainsRepaired || report.staleRemoved) this.opts.logger?.warn({ ...report }, 'firewall drift repaired');
+    return report;
+  }
+
+  status(): EngineStatus {
+    return {
+      ports: [...this.ports.values()].map((p) => ({ id: p.id, device: p.device, filtered: p.portSecurityEnabled })),
+      groups: [...this.groups.keys()],
+      sets: [...this.applied.sets.values()].map((s: DesiredSet) => ({ name: s.name, groupId: s.groupId, family: s.family, size: s.members.length })),
+      chains: { v4: [...this.applied.v4.keys()], v6: [...this.applied.v6.keys()] },
+    };
+  }
+
+  /** Stops timers; the firewall stays in place (traffic stays filtered). */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    this.timer = null;
+    await this.running?.catch(() => undefined);
+  }
+
+  /** Removes every chain and set the engine's prefix owns, applied or not. */
+  async cleanup(): Promise<void> {
+    await this.close();
+    for (const v of VERSIONS) {
+      const saved = await this.iptables.saveFilter(v);
+      const ours = [...parseChains(saved, (c) => this.names.owns(c)).keys()];
+      const jumps = saved.split('\n').filter((l) => l.trim() === `-A FORWARD -j ${this.names.dispatchChain}`);
+      if (ours.length === 0 && jumps.length === 0) continue;
+      const script = ['*filter', ...jumps.map(() => `-D FORWARD -j ${this.names.dispatchChain}`), ...ours.map((c) => `:${c} - [0:0]`), ...ours.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+      await this.iptables.restore(v, script);
+    }
+    for (const name of await this.ipset.listNames()) if (this.names.owns(name)) await this.ipset.destroy(name).catch(() => undefined);
+    this.applied = { v4: new Map(), v6: new Map(), sets: new Map() };
+    this.jumpPresent = { 4: false, 6: false };
+  }
+
+  /** How many iptables-restore runs this engine has made (tests assert membership changes make none). */
+  get restoreCount(): number {
+    return this.iptables.restores;
+  }
+}
+
+function emptyReport(): ApplyReport {
+  return { setsSynced: 0, setDeltas: 0, restores: 0, setsDestroyed: 0, conntrackDeleted: 0 };
+}
+
+function sameRules(a: string[] | undefined, b: string[] | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  return a.every((l, i) => l === b[i]);
+}
+
+function sameFamily(a: string, b: string): boolean {
+  return a.includes(':') === b.includes(':');
+}
+
+function dedupe(pairs: AddressPair[]): AddressPair[] {
+  const seen = new Set<string>();
+  return pairs.filter((p) => {
+    const k = `${p.a}|${p.b}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+export type { Chains };

@@ -1,0 +1,242 @@
+// Pure rendering of the security-group model into iptables chains and ipset contents, with the
+// semantics of Neutron's iptables + ipset driver. No I/O: the engine diffs what this returns against
+// what it last applied. docs/firewall.md lists every rule and why it is there.
+import { isIP } from 'node:net';
+import type { Port, SecurityGroup, SecurityGroupRule } from '../model.js';
+import type { IpFamily, SetSpec } from '../ipset.js';
+import type { KernelNames } from './names.js';
+
+export type Mode = 'bridged' | 'routed';
+export type Chains = Map<string, string[]>;
+
+export interface DesiredSet {
+  name: string;
+  groupId: string;
+  family: IpFamily;
+  spec: SetSpec;
+  members: string[];
+}
+
+export interface Rendered {
+  /** Chain name → its rules (iptables-restore lines without the `-A <chain>` part), per family. */
+  v4: Chains;
+  v6: Chains;
+  sets: Map<string, DesiredSet>;
+}
+
+export interface RenderInput {
+  ports: Port[];
+  groups: Map<string, SecurityGroup>;
+  members: Map<string, Set<string>>;
+  names: KernelNames;
+  mode: Mode;
+}
+
+const V4 = 'IPv4';
+
+/** Kernel default; sets larger than this grow by swap into a set with a larger maxelem. */
+const DEFAULT_MAXELEM = 65536;
+
+/** maxelem with headroom: fixed at the default until 80% of it is used, then powers of two. */
+export function maxelemFor(n: number): number {
+  if (n <= DEFAULT_MAXELEM * 0.8) return DEFAULT_MAXELEM;
+  let m = DEFAULT_MAXELEM;
+  while (m * 0.8 < n) m *= 2;
+  return m;
+}
+
+function familyOf(ip: string): IpFamily {
+  return isIP(ip.split('/')[0] ?? '') === 6 ? 'inet6' : 'inet';
+}
+
+/** A CIDR covering everything cannot sit in a hash:net set (the kernel refuses /0), and putting
+ *  "everything" into a group would let every address in through rules naming the group (Neutron bug
+ *  1867119): such pairs never become members. */
+export function isCatchAll(cidr: string): boolean {
+  return /\/0$/.test(cidr);
+}
+
+/** Member addresses a port contributes to its groups: fixed IPs and allowed-pair addresses. */
+export function portAddresses(port: Port): string[] {
+  return [...port.fixedIps, ...port.allowedAddressPairs.map((p) => p.ipAddress)].filter((a) => !isCatchAll(a));
+}
+
+/** IPv6 link-local address a port uses for neighbour discovery, derived from its MAC (EUI-64). */
+export function linkLocalFromMac(mac: string): string {
+  const b = mac.split(':').map((h) => parseInt(h, 16));
+  b[0] = b[0]! ^ 0x02;
+  const words = [(b[0]! << 8) | b[1]!, (b[2]! << 8) | 0xff, (0xfe << 8) | b[3]!, (b[4]! << 8) | b[5]!];
+  return `fe80::${words.map((w) => w.toString(16)).join(':')}`;
+}
+
+function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
+  if (mode === 'routed') return dir === 'in' ? `-i ${dev}` : `-o ${dev}`;
+  return `-m physdev --physdev-${dir} ${dev} --physdev-is-bridged`;
+}
+
+function protoMatch(r: SecurityGroupRule, v6: boolean): string | null {
+  const p = r.protocol;
+  if (p === null || p === undefined) return '';
+  if (p === 'icmp' || p === 'icmpv6' || (typeof p === 'number' && (p === 1 || p === 58))) {
+    const icmp6 = v6;
+    const base = icmp6 ? '-p ipv6-icmp' : '-p icmp';
+    const named = p === 'icmp' || p === 'icmpv6';
+    if (!named || r.portRangeMin === null || r.portRangeMin === undefined) return base;
+    const type = r.portRangeMax === null || r.portRangeMax === undefined ? `${r.portRangeMin}` : `${r.portRangeMin}/${r.portRangeMax}`;
+    return icmp6 ? `${base} -m icmp6 --icmpv6-type ${type}` : `${base} -m icmp --icmp-type ${type}`;
+  }
+  if (typeof p === 'number') return `-p ${p}`;
+  const lo = r.portRangeMin;
+  const hi = r.portRangeMax;
+  if (lo === null || lo === undefined) {
+    if (hi === null || hi === undefined) return `-p ${p}`;
+    return `-p ${p} -m ${p} --dport 0:${hi}`;
+  }
+  const range = hi === null || hi === undefined || hi === lo ? `${lo}` : `${lo}:${hi}`;
+  return `-p ${p} -m ${p} --dport ${range}`;
+}
+
+function ruleLine(r: SecurityGroupRule, v6: boolean, names: KernelNames): string | null {
+  const proto = protoMatch(r, v6);
+  if (proto === null) return null;
+  const dir = r.direction === 'ingress' ? 's' : 'd';
+  const parts: string[] = [];
+  if (r.remoteIpPrefix && !isCatchAll(r.remoteIpPrefix)) parts.push(`-${dir} ${r.remoteIpPrefix}`);
+  if (r.remoteGroupId) {
+    parts.push(`-m set --match-set ${names.groupSet(r.remoteGroupId, v6 ? 'inet6' : 'inet')} ${dir === 's' ? 'src' : 'dst'}`);
+  }
+  if (proto) parts.push(proto);
+  parts.push('-j RETURN');
+  return parts.join(' ');
+}
+
+function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfiltered: Port[]): Chains {
+  const { names, mode } = input;
+  const chains: Chains = new Map();
+  const ethertype = v6 ? 'IPv6' : V4;
+  const dispatch: string[] = [];
+  const ports: string[] = [];
+  for (const port of filtered) {
+    dispatch.push(`${physdev(mode, 'out', port.device)} -j ${names.portsChain}`);
+    dispatch.push(`${physdev(mode, 'in', port.device)} -j ${names.portsChain}`);
+    ports.push(`${physdev(mode, 'out', port.device)} -j ${names.ingressChain(port.id)}`);
+    ports.push(`${physdev(mode, 'in', port.device)} -j ${names.egressChain(port.id)}`);
+  }
+  // Port security off: not filtered at all, but only after filtered ports had their say, so traffic
+  // from such a port to a filtered one still meets the filtered port's ingress rules.
+  for (const port of unfiltered) {
+    dispatch.push(`${physdev(mode, 'out', port.device)} -j ACCEPT`);
+    dispatch.push(`${physdev(mode, 'in', port.device)} -j ACCEPT`);
+  }
+  ports.push('-j ACCEPT');
+  chains.set(names.dispatchChain, dispatch);
+  chains.set(names.portsChain, ports);
+  chains.set(names.fallbackChain, ['-j DROP']);
+
+  for (const port of filtered) {
+    const groups = port.securityGroups.map((g) => input.groups.get(g)).filter((g): g is SecurityGroup => !!g);
+    const stateful = groups.length === 0 || groups.some((g) => g.stateful);
+    const rules = groups.flatMap((g) => g.rules).filter((r) => r.ethertype === ethertype);
+    const state = stateful ? ['-m state --state RELATED,ESTABLISHED -j RETURN', '-m state --state INVALID -j DROP'] : [];
+
+    const ingress: string[] = [...state];
+    if (v6) {
+      // Neighbour discovery, MLD and router advertisements must reach the VM for IPv6 to work.
+      for (const t of [130, 131, 132, 134, 135, 136, 143]) ingress.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
+      ingress.push('-p udp -m udp --sport 547 --dport 546 -j RETURN');
+    } else {
+      ingress.push('-p udp -m udp --sport 67 --dport 68 -j RETURN');
+    }
+    for (const r of rules) if (r.direction === 'ingress') {
+      const line = ruleLine(r, v6, names);
+      if (line && !ingress.includes(line)) ingress.push(line);
+    }
+    ingress.push(`-j ${names.fallbackChain}`);
+    chains.set(names.ingressChain(port.id), ingress);
+
+    const egress: string[] = [];
+    if (v6) {
+      // Before the anti-spoof check: these leave from :: or link-local addresses during address setup.
+      for (const t of [131, 133, 135, 136, 143]) egress.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
+    } else {
+      egress.push('-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN');
+    }
+    egress.push(`-j ${names.spoofChain(port.id)}`);
+    if (v6) {
+      egress.push('-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP');
+      egress.push('-p udp -m udp --sport 546 --dport 547 -j RETURN');
+      egress.push('-p udp -m udp --sport 547 --dport 546 -j DROP');
+    } else {
+      egress.push('-p udp -m udp --sport 68 --dport 67 -j RETURN');
+      egress.push('-p udp -m udp --sport 67 --dport 68 -j DROP');
+    }
+    egress.push(...state);
+    for (const r of rules) if (r.direction === 'egress') {
+      const line = ruleLine(r, v6, names);
+      if (line && !egress.includes(line)) egress.push(line);
+    }
+    egress.push(`-j ${names.fallbackChain}`);
+    chains.set(names.egressChain(port.id), egress);
+
+    const spoof: string[] = [];
+    const pairs: [string, string][] = [];
+    for (const ip of port.fixedIps) pairs.push([ip, port.mac]);
+    for (const p of port.allowedAddressPairs) pairs.push([p.ipAddress, p.macAddress ?? port.mac]);
+    if (v6) pairs.push([linkLocalFromMac(port.mac), port.mac]);
+    for (const [ip, mac] of pairs) {
+      if (familyOf(ip) !== (v6 ? 'inet6' : 'inet')) continue;
+      const src = isCatchAll(ip) ? '' : `-s ${ip.includes('/') ? ip : `${ip}/${v6 ? 128 : 32}`} `;
+      const line = `${src}-m mac --mac-source ${mac} -j RETURN`;
+      if (!spoof.includes(line)) spoof.push(line);
+    }
+    spoof.push('-j DROP');
+    chains.set(names.spoofChain(port.id), spoof);
+  }
+  return chains;
+}
+
+/** Sets needed: one per (group named as remote group by a local port's rules, family). */
+function renderSets(input: RenderInput, filtered: Port[]): Map<string, DesiredSet> {
+  const sets = new Map<string, DesiredSet>();
+  for (const port of filtered) {
+    for (const gid of port.securityGroups) {
+      for (const r of input.groups.get(gid)?.rules ?? []) {
+        if (!r.remoteGroupId) continue;
+        const family: IpFamily = r.ethertype === V4 ? 'inet' : 'inet6';
+        const name = input.names.groupSet(r.remoteGroupId, family);
+        if (sets.has(name)) continue;
+        const members = [...(input.members.get(r.remoteGroupId) ?? [])].filter((ip) => familyOf(ip) === family && !isCatchAll(ip));
+        sets.set(name, {
+          name,
+          groupId: r.remoteGroupId,
+          family,
+          spec: { type: 'hash:net', family, maxelem: maxelemFor(members.length) },
+          members,
+        });
+      }
+    }
+  }
+  return sets;
+}
+
+export function render(input: RenderInput): Rendered {
+  const filtered = input.ports.filter((p) => p.portSecurityEnabled);
+  const unfiltered = input.ports.filter((p) => !p.portSecurityEnabled);
+  return {
+    v4: renderFamily(input, false, filtered, unfiltered),
+    v6: renderFamily(input, true, filtered, unfiltered),
+    sets: renderSets(input, filtered),
+  };
+}
+
+/** iptables-restore --noflush input that makes `changed` chains hold their rules and removes
+ *  `removed` ones; chains not named are not touched. `jump` adds the FORWARD jump when missing. */
+export function restoreScript(chains: Chains, changed: string[], removed: string[], jump: string | null): string {
+  const lines = ['*filter'];
+  for (const c of [...changed, ...removed]) lines.push(`:${c} - [0:0]`);
+  for (const c of changed) for (const r of chains.get(c) ?? []) lines.push(`-A ${c} ${r}`);
+  for (const c of removed) lines.push(`-X ${c}`);
+  if (jump) lines.push(jump);
+  lines.push('COMMIT', '');
+  return lines.join('\n');
+}

@@ -1,0 +1,349 @@
+// The firewall engine with real packets: a bridge "host" namespace, VM namespaces on veth pairs, the
+// engine managing the host namespace, and ping/TCP/UDP between VMs as the proof.
+import test, { type ExecutionContext } from 'ava';
+import { FirewallEngine } from '../src/firewall/engine.js';
+import { ModelError } from '../src/firewall/validate.js';
+import type { Port, SecurityGroup, SecurityGroupRule } from '../src/model.js';
+import { requireNetns } from './helpers/netns.js';
+import { Topology, type Vm } from './helpers/topology.js';
+import { ipsetSave } from './helpers/ipset-oracle.js';
+
+interface Ctx {
+  topo: Topology;
+  fw: FirewallEngine;
+}
+
+async function setup(t: ExecutionContext): Promise<Ctx | undefined> {
+  if (!requireNetns(t)) return undefined;
+  const topo = new Topology();
+  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5 });
+  t.teardown(async () => {
+    await fw.close();
+    topo.destroy();
+  });
+  return { topo, fw };
+}
+
+function port(vm: Vm, groups: string[], extra: Partial<Port> = {}): Port {
+  return {
+    id: `port-${vm.name}`,
+    host: 'host-1',
+    device: vm.device,
+    mac: vm.mac,
+    fixedIps: [vm.ip4, vm.ip6],
+    allowedAddressPairs: [],
+    securityGroups: groups,
+    portSecurityEnabled: true,
+    ...extra,
+  };
+}
+
+const egressAll: SecurityGroupRule[] = [
+  { id: 'e4', direction: 'egress', ethertype: 'IPv4' },
+  { id: 'e6', direction: 'egress', ethertype: 'IPv6' },
+];
+
+/** Neutron's default group: ingress from members of itself, egress anywhere. */
+function defaultGroup(id = 'default'): SecurityGroup {
+  return {
+    id,
+    stateful: true,
+    rules: [
+      { id: `${id}-i4`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id },
+      { id: `${id}-i6`, direction: 'ingress', ethertype: 'IPv6', remoteGroupId: id },
+      ...egressAll,
+    ],
+  };
+}
+
+const egressOnly: SecurityGroup = { id: 'egress-only', stateful: true, rules: egressAll };
+
+function rulesText(topo: Topology): string {
+  return ['iptables-save', 'ip6tables-save'].map((c) => topo.host.exec(c, ['-t', 'filter']).replace(/^#.*\n/gm, '')).join('');
+}
+
+test('default group: members get in, others do not; membership changes touch no iptables rule', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  fw.setGroup(defaultGroup());
+  fw.setGroup(egressOnly);
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setPort(port(x, ['egress-only']));
+  fw.setGroupMembers('default', [a.ip4, a.ip6, b.ip4, b.ip6]);
+  await fw.flush();
+  t.true(topo.ping(a, b.ip4), 'member a -> b');
+  t.true(topo.ping(b, a.ip6), 'member b -> a over IPv6');
+  t.false(topo.ping(x, b.ip4), 'non-member x -> b');
+  t.false(topo.ping(x, b.ip6), 'non-member x -> b over IPv6');
+
+  const rules = rulesText(topo);
+  const restores = fw.restoreCount;
+  fw.applyMemberDelta('default', [x.ip4, x.ip6], []);
+  await fw.flush();
+  t.true(topo.ping(x, b.ip4), 'x admitted once it is a member');
+  t.true(topo.ping(x, a.ip6));
+  t.is(rulesText(topo), rules, 'iptables-save byte-identical after a membership change');
+  t.is(fw.restoreCount, restores, 'no iptables-restore for a membership change');
+
+  fw.applyMemberDelta('default', [], [x.ip4, x.ip6]);
+  await fw.flush();
+  t.false(topo.ping(x, b.ip4), 'x blocked again after leaving');
+  t.is(rulesText(topo), rules);
+});
+
+test('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  topo.serve(b, 8005);
+  topo.serve(b, 9000);
+  fw.setGroup(egressOnly);
+  fw.setGroup({
+    id: 'web',
+    stateful: true,
+    rules: [
+      { id: 't', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 8000, portRangeMax: 8010, remoteIpPrefix: '10.100.0.0/24' },
+      { id: 'u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 9000, portRangeMax: 9000, remoteIpPrefix: '10.100.0.1/32' },
+      { id: 'p', direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp', portRangeMin: 8, portRangeMax: 0 },
+      { id: 't6', direction: 'ingress', ethertype: 'IPv6', protocol: 'tcp', portRangeMin: 9000, portRangeMax: 9000, remoteIpPrefix: 'fd00:100::/64' },
+      ...egressAll,
+    ],
+  });
+  fw.setPort(port(a, ['egress-only']));
+  fw.setPort(port(b, ['web']));
+  await fw.flush();
+  t.true(topo.tcp(a, b.ip4, 8005), 'tcp inside the range');
+  t.false(topo.tcp(a, b.ip4, 9000), 'tcp outside the range');
+  t.true(topo.udp(a, b.ip4, 9000), 'udp from the /32');
+  t.false(topo.udp(a, b.ip4, 8005), 'udp port not admitted');
+  t.true(topo.ping(a, b.ip4), 'icmp echo-request (type 8 code 0) admitted');
+  t.true(topo.tcp(a, b.ip6, 9000), 'IPv6 tcp admitted from the /64');
+  t.false(topo.tcp(a, b.ip6, 8005), 'IPv6 tcp port not admitted');
+  t.false(topo.ping(a, b.ip6), 'no ICMPv6 echo rule');
+  // Narrow the CIDR rule to a prefix a is not in: the rule change closes it.
+  fw.setGroup({
+    id: 'web',
+    stateful: true,
+    rules: [{ id: 't', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 8000, portRangeMax: 8010, remoteIpPrefix: '10.200.0.0/16' }, ...egressAll],
+  });
+  await fw.flush();
+  t.false(topo.tcp(a, b.ip4, 8005));
+  t.false(topo.ping(a, b.ip4));
+});
+
+test('stateful: replies to admitted connections return, the reverse direction stays closed', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  topo.serve(a, 7000);
+  topo.serve(b, 7000);
+  fw.setGroup(egressOnly);
+  fw.setGroup({ id: 'srv', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
+  fw.setPort(port(a, ['egress-only']));
+  fw.setPort(port(b, ['srv']));
+  await fw.flush();
+  t.true(topo.tcp(a, b.ip4, 7000), 'a -> b admitted, and the SYN-ACK came back through a ingress');
+  t.true(topo.udp(a, b.ip4, 7000) === false, 'udp 7000 not admitted');
+  t.false(topo.tcp(b, a.ip4, 7000), 'b -> a not admitted');
+});
+
+test('anti-spoofing: a VM using another address is dropped; an allowed pair passes', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  topo.addAddress(a, '10.100.0.50/24');
+  topo.addAddress(a, '10.100.0.60/24');
+  fw.setGroup(egressOnly);
+  fw.setGroup({ id: 'open', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp' }, ...egressAll] });
+  fw.setPort(port(a, ['egress-only'], { allowedAddressPairs: [{ ipAddress: '10.100.0.60' }] }));
+  fw.setPort(port(b, ['open']));
+  await fw.flush();
+  t.true(topo.ping(a, b.ip4), 'own address');
+  t.false(topo.ping(a, b.ip4, { source: '10.100.0.50' }), 'spoofed source dropped');
+  t.true(topo.ping(a, b.ip4, { source: '10.100.0.60' }), 'allowed pair passes');
+});
+
+test('port security off: the port is not filtered', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b, d] = [topo.addVm(1), topo.addVm(2), topo.addVm(4)];
+  fw.setGroup(egressOnly);
+  fw.setPort(port(a, ['egress-only']));
+  fw.setPort(port(b, ['egress-only'], { portSecurityEnabled: false }));
+  fw.setPort(port(d, ['egress-only']));
+  await fw.flush();
+  t.true(topo.ping(a, b.ip4), 'anything reaches the unfiltered port');
+  t.false(topo.ping(b, d.ip4), 'a filtered port still filters what the unfiltered one sends it');
+  t.false(topo.ping(a, d.ip4));
+});
+
+test('removing a port removes its chains and the sets no rule needs any more', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  fw.setGroup(defaultGroup());
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4, a.ip6, b.ip6]);
+  await fw.flush();
+  const setName = fw.names.groupSet('default', 'inet');
+  t.true(ipsetSave(topo.host).has(setName));
+  t.regex(rulesText(topo), new RegExp(fw.names.ingressChain('port-vm1')));
+  fw.removePort('port-vm1');
+  await fw.flush();
+  t.notRegex(rulesText(topo), new RegExp(fw.names.ingressChain('port-vm1')));
+  t.true(ipsetSave(topo.host).has(setName), 'still named by b');
+  fw.removePort('port-vm2');
+  await fw.flush();
+  const left = rulesText(topo);
+  t.notRegex(left, /sg-[ios]-/);
+  t.false([...ipsetSave(topo.host).keys()].some((n) => fw.names.owns(n)), 'no set of ours left');
+  await fw.cleanup();
+  t.notRegex(rulesText(topo), /sg-/);
+});
+
+test('drift made by hand is repaired by reconcile', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  fw.setGroup(defaultGroup());
+  fw.setGroup(egressOnly);
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setPort(port(x, ['egress-only']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4]);
+  await fw.flush();
+  const setName = fw.names.groupSet('default', 'inet');
+  topo.host.exec('ipset', ['flush', setName]);
+  t.false(topo.ping(a, b.ip4), 'drift: flushed set blocks members');
+  topo.host.exec('iptables', ['-F', fw.names.spoofChain('port-vm3')]);
+  topo.host.exec('iptables', ['-D', 'FORWARD', '-j', fw.names.dispatchChain]);
+  topo.host.exec('iptables', ['-N', 'sg-i-ffffffffffffffff']);
+  topo.host.exec('ipset', ['create', 'sg4-ffffffffffffffff', 'hash:net']);
+  const r = await fw.reconcile();
+  t.true(r.setsRepaired >= 1);
+  t.true(r.chainsRepaired >= 2, JSON.stringify(r));
+  t.true(r.staleRemoved >= 2, JSON.stringify(r));
+  t.true(topo.ping(a, b.ip4), 'members admitted again');
+  t.false(topo.ping(x, b.ip4));
+  t.false(ipsetSave(topo.host).has('sg4-ffffffffffffffff'));
+  t.notRegex(rulesText(topo), /sg-i-ffffffffffffffff/);
+  t.deepEqual(await fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 });
+  t.true(fw.stats.repairs >= 5);
+});
+
+test('hostile ids give valid, distinct kernel names and work', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  const long = 'x'.repeat(299);
+  const ids = ['g;rm -rf /', 'g\n-A FORWARD -j ACCEPT', `g"'\``, `${long}a`, `${long}b`, 'grüße-🔥'];
+  for (const id of ids) fw.setGroup(defaultGroup(id));
+  fw.setPort(port(a, ids, { id: 'p;\nx' }));
+  fw.setPort(port(b, ids, { id: `p${long}` }));
+  for (const id of ids) fw.setGroupMembers(id, [a.ip4, b.ip4]);
+  await fw.flush();
+  const sets = ids.map((id) => fw.names.groupSet(id, 'inet'));
+  t.is(new Set(sets).size, ids.length, 'distinct set names, even for ids sharing 299 characters');
+  for (const s of sets) t.regex(s, /^sg4-[0-9a-f]{16}$/);
+  const saved = ipsetSave(topo.host);
+  for (const s of sets) t.true(saved.has(s));
+  t.notRegex(rulesText(topo), /rm -rf|ACCEPT\n-A FORWARD -j ACCEPT|grüße/);
+  t.true(topo.ping(a, b.ip4));
+});
+
+test('an established TCP connection is cut when its peer leaves the group', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  topo.serve(b, 6000);
+  fw.setGroup(defaultGroup());
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4]);
+  await fw.flush();
+  const conn = await topo.longConnection(a, b.ip4, 6000);
+  t.true(await conn.alive(), 'connection carries data');
+  fw.applyMemberDelta('default', [], [a.ip4]);
+  const report = await fw.flush();
+  t.true(report.conntrackDeleted >= 1, JSON.stringify(report));
+  t.false(await conn.alive(), 'the connection no longer carries data');
+  conn.close();
+});
+
+test('an allowed pair of 0.0.0.0/0 in group G does not let non-members of G in', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [router, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  fw.setGroup(defaultGroup('G'));
+  fw.setGroup(egressOnly);
+  fw.setPort(port(router, ['G'], { allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '::/0' }] }));
+  fw.setPort(port(b, ['G']));
+  fw.setPort(port(x, ['egress-only']));
+  fw.setGroupMembers('G', [router.ip4, '0.0.0.0/0', '::/0', b.ip4]);
+  await fw.flush();
+  const set = ipsetSave(topo.host).get(fw.names.groupSet('G', 'inet'))!;
+  t.deepEqual([...set.members].sort(), [router.ip4, b.ip4].sort(), 'the catch-all never becomes a member');
+  t.true(topo.ping(router, b.ip4));
+  t.false(topo.ping(x, b.ip4), 'a non-member stays out');
+  topo.addAddress(router, '10.100.0.77/24');
+  t.true(topo.ping(router, x.ip4, { source: '10.100.0.77' }) === false, 'x admits nothing in');
+  t.true(topo.ping(router, b.ip4, { source: '10.100.0.77' }) === false, 'pair addresses are not members either');
+});
+
+test('a group of 70,000 members works (larger than the default maxelem)', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  fw.setGroup(defaultGroup());
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  const many = Array.from({ length: 70_000 }, (_, i) => `10.${120 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`);
+  fw.setGroupMembers('default', [a.ip4, ...many]);
+  await fw.flush();
+  const saved = ipsetSave(topo.host).get(fw.names.groupSet('default', 'inet'))!;
+  t.is(saved.members.size, 70_001);
+  t.regex(saved.create, /maxelem 131072/);
+  t.true(topo.ping(a, b.ip4), 'a member among 70k gets in');
+  t.false(topo.ping(b, a.ip4), 'b is not a member');
+});
+
+test('bad input is rejected with a clear error, counted, and changes nothing', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const a = topo.addVm(1);
+  fw.setGroup(defaultGroup());
+  fw.setPort(port(a, ['default']));
+  await fw.flush();
+  const before = rulesText(topo);
+  const bad: [string, () => void][] = [
+    ['device', () => fw.setPort(port(a, [], { device: 'eth0 -j ACCEPT' }))],
+    ['mac', () => fw.setPort(port(a, [], { mac: 'zz:00:00:00:00:00' }))],
+    ['fixed ip', () => fw.setPort(port(a, [], { fixedIps: ['10.0.0.300'] }))],
+    ['pair', () => fw.setPort(port(a, [], { allowedAddressPairs: [{ ipAddress: '10.0.0.1/40' }] }))],
+    ['rule', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'sideways' as 'ingress', ethertype: 'IPv4' }] })],
+    ['both remotes', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.0.0.0/8', remoteGroupId: 'x' }] })],
+    ['port range', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] })],
+    ['members', () => fw.setGroupMembers('default', ['10.0.0.1', 'not-an-ip'])],
+    ['member type', () => fw.applyMemberDelta('default', [42 as unknown as string], [])],
+    ['id', () => fw.removePort('')],
+  ];
+  for (const [what, f] of bad) t.throws(f, { instanceOf: ModelError }, what);
+  t.is(fw.stats.rejectedInput, bad.length);
+  await fw.flush();
+  t.is(rulesText(topo), before);
+});

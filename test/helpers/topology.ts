@@ -1,0 +1,139 @@
+// A throwaway "compute host": one namespace with a Linux bridge (br_netfilter on, so bridged traffic
+// meets iptables FORWARD) and "VM" namespaces attached by veth pairs, IPv4 and IPv6. Traffic checks
+// (ping, TCP, UDP) run between the VMs only.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { Netns } from './netns.js';
+
+export interface Vm {
+  name: string;
+  ns: Netns;
+  /** The host-side interface: the port's device as the agent sees it. */
+  device: string;
+  mac: string;
+  ip4: string;
+  ip6: string;
+}
+
+let counter = 0;
+
+export class Topology {
+  readonly host: Netns;
+  readonly vms: Vm[] = [];
+  private readonly servers: ChildProcess[] = [];
+  private readonly tag = `${process.pid % 1000}${counter++}`;
+
+  constructor() {
+    this.host = Netns.create('sghost');
+    this.host.exec('ip', ['link', 'add', 'br0', 'type', 'bridge']);
+    this.host.exec('ip', ['link', 'set', 'br0', 'up']);
+    this.host.exec('sysctl', ['-qw', 'net.bridge.bridge-nf-call-iptables=1']);
+    this.host.exec('sysctl', ['-qw', 'net.bridge.bridge-nf-call-ip6tables=1']);
+  }
+
+  /** Adds a VM with the given host number n: 10.100.0.n and fd00:100::n, MAC 02:00:00:00:00:nn. */
+  addVm(n: number): Vm {
+    const ns = Netns.create('sgvm');
+    const device = `t${this.tag}v${n}`.slice(0, 15);
+    const mac = `02:00:00:00:${(n >> 8).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`;
+    this.host.exec('ip', ['link', 'add', device, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
+    this.host.exec('ip', ['link', 'set', device, 'master', 'br0', 'up']);
+    ns.exec('sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+    ns.exec('ip', ['link', 'set', 'eth0', 'address', mac]);
+    const vm: Vm = { name: `vm${n}`, ns, device, mac, ip4: `10.100.0.${n}`, ip6: `fd00:100::${n.toString(16)}` };
+    ns.exec('ip', ['addr', 'add', `${vm.ip4}/24`, 'dev', 'eth0']);
+    ns.exec('ip', ['addr', 'add', `${vm.ip6}/64`, 'dev', 'eth0', 'nodad']);
+    ns.exec('ip', ['link', 'set', 'eth0', 'up']);
+    this.vms.push(vm);
+    return vm;
+  }
+
+  /** Adds an extra address to a VM (to impersonate another one, or use an allowed pair). */
+  addAddress(vm: Vm, cidr: string): void {
+    vm.ns.exec('ip', ['addr', 'add', cidr, 'dev', 'eth0', ...(cidr.includes(':') ? ['nodad'] : [])]);
+  }
+
+  ping(from: Vm, to: string, opts: { source?: string } = {}): boolean {
+    const args = ['-c1', '-W1', ...(to.includes(':') ? ['-6'] : []), ...(opts.source ? ['-I', opts.source] : []), to];
+    return from.ns.run('ping', args).status === 0;
+  }
+
+  /** Starts TCP and UDP echo servers on `port` in the VM; they live until destroy(). */
+  serve(vm: Vm, port: number): void {
+    const code = `
+      const net = require('net'), dgram = require('dgram');
+      net.createServer((s) => { s.on('data', (d) => s.write(d)); s.on('error', () => {}); }).listen(${port}, '::');
+      for (const t of ['udp4', 'udp6']) { const u = dgram.createSocket({ type: t, ipv6Only: t === 'udp6' }); u.on('message', (m, r) => u.send(m, r.port, r.address)); u.bind(${port}); }
+      process.stdout.write('ready\\n');`;
+    const child = spawn('ip', ['netns', 'exec', vm.ns.name, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.servers.push(child);
+    // Wait (synchronously) until it listens: poll with a connect from inside the VM itself.
+    for (let i = 0; i < 50; i++) {
+      if (vm.ns.run(process.execPath, ['-e', `require('net').connect(${port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`]).status === 0) return;
+      spawnSync('sleep', ['0.1']);
+    }
+    throw new Error(`echo server in ${vm.name} did not start`);
+  }
+
+  /** Whether a TCP connection from `from` to ip:port is established within a second. */
+  tcp(from: Vm, ip: string, port: number, source?: string): boolean {
+    const code = `const s = require('net').connect({ host: '${ip}', port: ${port}${source ? `, localAddress: '${source}'` : ''} });
+      const t = setTimeout(() => process.exit(1), 1000);
+      s.on('connect', () => { clearTimeout(t); s.destroy(); process.exit(0); }); s.on('error', () => process.exit(1));`;
+    return from.ns.run(process.execPath, ['-e', code]).status === 0;
+  }
+
+  /** Whether a UDP datagram from `from` to ip:port is echoed back within a second. */
+  udp(from: Vm, ip: string, port: number): boolean {
+    const code = `const u = require('dgram').createSocket('${ip.includes(':') ? 'udp6' : 'udp4'}');
+      const t = setTimeout(() => process.exit(1), 1000);
+      u.on('message', () => { clearTimeout(t); process.exit(0); }); u.send('x', ${port}, '${ip}');`;
+    return from.ns.run(process.execPath, ['-e', code]).status === 0;
+  }
+
+  /** Opens a TCP connection from `from` and keeps it open; `alive()` says whether it still carries data. */
+  async longConnection(from: Vm, ip: string, port: number): Promise<{ alive: () => Promise<boolean>; close: () => void }> {
+    const code = `const s = require('net').connect({ host: '${ip}', port: ${port} });
+      s.on('connect', () => process.stdout.write('up\\n'));
+      s.on('error', () => { process.stdout.write('dead\\n'); });
+      s.on('close', () => { process.stdout.write('dead\\n'); });
+      process.stdin.on('data', () => { let got = false; s.write('ping'); s.once('data', () => { got = true; process.stdout.write('pong\\n'); });
+        setTimeout(() => { if (!got) process.stdout.write('silent\\n'); }, 1500); });`;
+    const child = spawn('ip', ['netns', 'exec', from.ns.name, process.execPath, '-e', code], { stdio: ['pipe', 'pipe', 'ignore'] });
+    this.servers.push(child);
+    child.stdin!.on('error', () => undefined);
+    const lines: string[] = [];
+    let wake: (() => void) | null = null;
+    child.stdout!.on('data', (b: Buffer) => {
+      lines.push(...b.toString().split('\n').filter(Boolean));
+      wake?.();
+    });
+    const next = (want: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('long connection: no answer')), 5000);
+        const check = () => {
+          const i = lines.findIndex((l) => want.includes(l));
+          if (i >= 0) {
+            clearTimeout(t);
+            wake = null;
+            resolve(lines.splice(0, i + 1).pop()!);
+          }
+        };
+        wake = check;
+        check();
+      });
+    if ((await next(['up', 'dead'])) !== 'up') throw new Error('long connection did not come up');
+    return {
+      alive: async () => {
+        child.stdin!.write('x');
+        return (await next(['pong', 'silent', 'dead'])) === 'pong';
+      },
+      close: () => child.kill(),
+    };
+  }
+
+  destroy(): void {
+    for (const s of this.servers) s.kill('SIGKILL');
+    for (const vm of this.vms) vm.ns.destroy();
+    this.host.destroy();
+  }
+}
