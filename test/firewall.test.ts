@@ -397,3 +397,26 @@ test('a failed apply is retried with backoff until it succeeds, and no rule name
   t.true(topo.ping(a, b.ip4), 'member admitted');
   t.false(topo.ping(x, b.ip4), 'non-member blocked: the rules are really in place');
 });
+
+test('a restarted engine keeps filtering until its first apply, then drops what the old run left', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  fw.setGroup(defaultGroup());
+  fw.setGroup(egressOnly);
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setPort(port(x, ['egress-only']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4]);
+  await fw.flush();
+  await fw.close();
+  // A new engine (agent restarted): nothing is torn down before it has applied its state.
+  const fw2 = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5 });
+  t.teardown(() => fw2.close());
+  t.false(topo.ping(x, b.ip4), 'still filtered while the new engine has no state');
+  fw2.replaceAll({ ports: [port(a, ['default']), port(b, ['default'])], groups: [defaultGroup()], members: { default: [a.ip4, b.ip4] } });
+  await fw2.flush();
+  t.notRegex(rulesText(topo), new RegExp(fw.names.ingressChain('port-vm3')), 'the departed port chain is gone');
+  t.true(topo.ping(a, b.ip4));
+});

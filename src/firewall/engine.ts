@@ -86,6 +86,9 @@ export class FirewallEngine {
   private dirty = false;
   private retryDelayMs = 0;
   private closed = false;
+  /** A previous run may have left chains and sets of ours that the new state no longer has. They are
+   *  removed right after the first successful apply, not before: until then they keep filtering. */
+  private startupCleanupPending = true;
 
   private constructor(
     private readonly ipset: IpsetClient,
@@ -354,6 +357,10 @@ export class FirewallEngine {
       }
     }
     this.applied = next;
+    if (this.startupCleanupPending) {
+      this.startupCleanupPending = false;
+      await this.removeStale();
+    }
 
     // 4. Cut what the new state no longer admits.
     const cuts = this.pendingCuts;
@@ -364,6 +371,25 @@ export class FirewallEngine {
       this.stats.conntrackDeleted += n;
     }
     return report;
+  }
+
+  /** Removes chains and sets with our prefix that the applied state does not have; returns the count. */
+  private async removeStale(): Promise<number> {
+    let removed = 0;
+    for (const v of VERSIONS) {
+      const want = v === 4 ? this.applied.v4 : this.applied.v6;
+      const stale = [...parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c)).keys()].filter((c) => !want.has(c));
+      if (stale.length === 0) continue;
+      await this.iptables.restore(v, restoreScript(want, [], stale, null));
+      this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
+      removed += stale.length;
+    }
+    for (const name of await this.ipset.listNames()) {
+      if (this.names.owns(name) && !this.applied.sets.has(name)) {
+        await this.ipset.destroy(name).then(() => removed++, () => undefined);
+      }
+    }
+    return removed;
   }
 
   /** The FORWARD jump into our dispatch chain, if iptables does not have it yet. */
@@ -393,20 +419,14 @@ export class FirewallEngine {
       const kernel = parseChains(saved, (c) => this.names.owns(c));
       const baseline = this.savedBaseline[v];
       const changed = [...want.keys()].filter((c) => !kernel.has(c) || !sameRules(kernel.get(c), baseline.get(c)));
-      const stale = [...kernel.keys()].filter((c) => !want.has(c));
       const jumpMissing = !saved.split('\n').some((l) => l.trim() === `-A FORWARD -j ${this.names.dispatchChain}`);
-      if (changed.length || stale.length || jumpMissing) {
-        await this.iptables.restore(v, restoreScript(want, changed, stale, jumpMissing ? `-I FORWARD 1 -j ${this.names.dispatchChain}` : null));
+      if (changed.length || jumpMissing) {
+        await this.iptables.restore(v, restoreScript(want, changed, [], jumpMissing ? `-I FORWARD 1 -j ${this.names.dispatchChain}` : null));
         this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
         report.chainsRepaired += changed.length + (jumpMissing ? 1 : 0);
-        report.staleRemoved += stale.length;
       }
     }
-    for (const name of await this.ipset.listNames()) {
-      if (this.names.owns(name) && !this.applied.sets.has(name)) {
-        await this.ipset.destroy(name).then(() => report.staleRemoved++, () => undefined);
-      }
-    }
+    report.staleRemoved += await this.removeStale();
     this.stats.repairs += report.setsRepaired + report.chainsRepaired + report.staleRemoved;
     if (report.setsRepaired || report.chainsRepaired || report.staleRemoved) this.opts.logger?.warn({ ...report }, 'firewall drift repaired');
     return report;
