@@ -5,6 +5,9 @@
 const USAGE = `usage: sg-agent <command>
 
 commands:
+  run [--config FILE]      run the agent daemon (config file + SG_* environment variables)
+  status [--config FILE]   local ports, groups, sets and sizes of the running agent
+  cleanup [--config FILE]  remove every chain and set the agent owns
   version, --version, -V   package, native binary and kernel ipset protocol versions
   check                    which required capabilities (CAP_NET_ADMIN, CAP_NET_RAW) this process lacks
   help, --help, -h         this text
@@ -13,6 +16,15 @@ commands:
 type Command = (args: string[]) => Promise<number>;
 
 const commands: Record<string, Command> = {
+  async run(args) {
+    return (await import('../agent/commands.js')).run(args);
+  },
+  async status(args) {
+    return (await import('../agent/commands.js')).status(args);
+  },
+  async cleanup(args) {
+    return (await import('../agent/commands.js')).cleanup(args);
+  },
   async version() {
     const { versionReport, formatVersion } = await import('../version.js');
     console.log(formatVersion(await versionReport()));

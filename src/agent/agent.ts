@@ -1,0 +1,359 @@
+// The agent daemon's core. Flow of an update: AMQP message on the agent's queue → `decode` (schema)
+// → revision check against what is held → FirewallEngine input → coalesced apply → ipset (addon) /
+// iptables-restore. Start-up, reconnects and gaps go through the sync RPC, ordered against live
+// updates by per-group revisions: the agent binds first, buffers, syncs, then replays what is newer.
+import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import { FirewallEngine } from '../firewall/engine.js';
+import type { Port, SecurityGroup } from '../model.js';
+import { decode, encode, MalformedMessage, toPort, type SyncReply, type SyncRequest, type UpdateMessage } from '../protocol/messages.js';
+import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey, SYNC_QUEUE } from '../protocol/routing.js';
+import type { AgentConfig } from './config.js';
+import { AgentMetrics } from './metrics.js';
+import { computeNeeds } from './needs.js';
+
+const UPDATE_TYPES = ['group.members', 'group.rules', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
+const REPLY_QUEUE = 'amq.rabbitmq.reply-to';
+
+interface HeldGroup extends SecurityGroup {
+  revision: number;
+}
+interface HeldMembers {
+  revision: number;
+  ips: Set<string>;
+}
+
+export class Agent {
+  readonly metrics: AgentMetrics;
+  engine?: FirewallEngine;
+  private conn?: ChannelModel;
+  private ch?: Channel;
+  private readonly ports = new Map<string, Port & { revision: number }>();
+  private readonly groups = new Map<string, HeldGroup>();
+  private readonly members = new Map<string, HeldMembers>();
+  private readonly bound = new Set<string>();
+  private readonly byGroup = new Map<string, number>();
+  private buffer: UpdateMessage[] | null = null;
+  private work: Promise<void> = Promise.resolve();
+  private readonly replies = new Map<string, (m: SyncReply) => void>();
+  private stopping = false;
+  private reconnectAttempt = 0;
+  private http?: Server;
+  private connected = false;
+
+  constructor(readonly cfg: AgentConfig, private readonly log: Logger) {
+    this.metrics = new AgentMetrics(() => this.engine);
+  }
+
+  async start(): Promise<void> {
+    this.engine = await FirewallEngine.create({
+      ...(this.cfg.netns ? { netns: this.cfg.netns } : {}),
+      prefix: this.cfg.prefix,
+      mode: this.cfg.mode,
+      coalesceMs: this.cfg.coalesceMs,
+      reconcileIntervalMs: this.cfg.reconcileIntervalMs,
+      logger: this.log,
+    });
+    if (this.cfg.metricsListen) this.http = await this.metrics.serve(this.cfg.metricsListen, () => this.status());
+    await this.connectWithRetry();
+  }
+
+  private async connectWithRetry(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        await this.connect();
+        this.reconnectAttempt = 0;
+        return;
+      } catch (e) {
+        const delay = Math.min(30_000, 500 * 2 ** this.reconnectAttempt++) * (0.5 + Math.random());
+        this.log.warn({ err: (e as Error).message, retryInMs: Math.round(delay) }, 'broker connection failed');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  private async connect(): Promise<void> {
+    // Heartbeats notice a dead broker within seconds; the URL may set its own.
+    const url = /[?&]heartbeat=/.test(this.cfg.amqpUrl) ? this.cfg.amqpUrl : `${this.cfg.amqpUrl}${this.cfg.amqpUrl.includes('?') ? '&' : '?'}heartbeat=5`;
+    const conn = await amqp.connect(url);
+    conn.on('error', (e: Error) => this.log.warn({ err: e.message }, 'broker connection error'));
+    conn.on('close', () => {
+      this.connected = false;
+      if (this.stopping) return;
+      this.metrics.reconnects.inc();
+      this.log.warn('broker connection lost; reconnecting');
+      this.buffer = null;
+      void this.connectWithRetry();
+    });
+    const ch = await conn.createChannel();
+    ch.on('error', (e: Error) => this.log.warn({ err: e.message }, 'channel error'));
+    await ch.assertExchange(GROUP_EXCHANGE, 'direct', { durable: true });
+    await ch.assertExchange(HOST_EXCHANGE, 'direct', { durable: true });
+    await ch.assertExchange(DEAD_LETTER_EXCHANGE, 'fanout', { durable: true });
+    await ch.assertQueue(DEAD_LETTER_QUEUE, { durable: true });
+    await ch.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
+    const q = agentQueue(this.cfg.host);
+    // Durable with an expiry: its bindings survive a reconnect (RabbitMQ 4 refuses transient
+    // non-exclusive queues), and a host gone for good does not leave it behind.
+    await ch.assertQueue(q, { durable: true, arguments: { 'x-expires': this.cfg.queueExpiresMs, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
+    await ch.prefetch(256);
+    // Direct reply-to needs its consumer before the first request is published.
+    await ch.consume(REPLY_QUEUE, (m) => m && this.onReply(m), { noAck: true });
+    this.conn = conn;
+    this.ch = ch;
+    // Bind first and buffer: nothing published from here on is lost while the snapshot is taken.
+    this.buffer = [];
+    await ch.bindQueue(q, HOST_EXCHANGE, hostKey(this.cfg.host));
+    for (const g of this.bound) await ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g));
+    await ch.consume(q, (m) => m && this.onMessage(m));
+    this.connected = true;
+    await this.serial(() => this.fullSync());
+    this.log.info({ host: this.cfg.host, groups: this.bound.size }, 'agent in sync');
+  }
+
+  /** Runs handlers one at a time, in arrival order. */
+  private serial(f: () => Promise<void>): Promise<void> {
+    const run = this.work.then(f);
+    this.work = run.catch((e: unknown) => this.log.error({ err: e }, 'update handling failed'));
+    return run;
+  }
+
+  private onMessage(msg: ConsumeMessage): void {
+    let m: UpdateMessage;
+    try {
+      m = decode<UpdateMessage>(msg.content, UPDATE_TYPES);
+    } catch (e) {
+      this.metrics.rejected.inc();
+      this.log.warn({ err: e instanceof MalformedMessage ? e.message : String(e), bytes: msg.content.length }, 'malformed message rejected');
+      this.ch?.nack(msg, false, false);
+      return;
+    }
+    this.metrics.messages.inc({ type: m.type });
+    const gid = 'groupId' in m ? m.groupId : undefined;
+    if (gid) this.byGroup.set(gid, (this.byGroup.get(gid) ?? 0) + 1);
+    const ch = this.ch;
+    void this.serial(async () => {
+      if (this.buffer) this.buffer.push(m);
+      else await this.handle(m);
+    }).finally(() => {
+      try {
+        ch?.ack(msg);
+      } catch {
+        // channel gone: the broker redelivers, and revisions make that harmless
+      }
+    });
+  }
+
+  private async handle(m: UpdateMessage): Promise<void> {
+    const engine = this.engine!;
+    switch (m.type) {
+      case 'group.members': {
+        if (!this.bound.has(m.groupId)) return;
+        const held = this.members.get(m.groupId);
+        if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
+        if (m.resync || !held || held.revision !== m.baseRevision) return this.syncGroups([m.groupId]);
+        for (const ip of m.removed) held.ips.delete(ip);
+        for (const ip of m.added) held.ips.add(ip);
+        held.revision = m.revision;
+        if (computeNeeds(this.ports.values(), this.groups).members.has(m.groupId)) {
+          engine.applyMemberDelta(m.groupId, m.added, m.removed);
+          this.observeLag(m.sentAt);
+        }
+        return;
+      }
+      case 'group.rules': {
+        const held = this.groups.get(m.groupId);
+        if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
+        const g: HeldGroup = { id: m.groupId, stateful: m.stateful, rules: m.rules, revision: m.revision };
+        this.groups.set(m.groupId, g);
+        engine.setGroup(g);
+        this.observeLag(m.sentAt);
+        return this.updateBindings();
+      }
+      case 'group.deleted': {
+        const held = this.groups.get(m.groupId);
+        if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
+        this.groups.delete(m.groupId);
+        engine.removeGroup(m.groupId);
+        return this.updateBindings();
+      }
+      case 'port.bound':
+      case 'port.updated': {
+        if (m.host !== this.cfg.host) return;
+        const held = this.ports.get(m.port.id);
+        if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
+        const p = { ...toPort(m.port), revision: m.revision };
+        this.ports.set(p.id, p);
+        engine.setPort(p);
+        this.observeLag(m.sentAt);
+        return this.updateBindings();
+      }
+      case 'port.unbound': {
+        const held = this.ports.get(m.portId);
+        if (!held || m.revision <= held.revision) return void this.metrics.dropped.inc();
+        this.ports.delete(m.portId);
+        engine.removePort(m.portId);
+        return this.updateBindings();
+      }
+    }
+  }
+
+  private observeLag(sentAt: number | undefined): void {
+    if (!sentAt) return;
+    void this.engine!.flush().then(() => this.metrics.lag.observe(Math.max(0, Date.now() - sentAt) / 1000), () => undefined);
+  }
+
+  /** Binds keys of groups newly needed (then syncs them), unbinds those no longer needed. */
+  private async updateBindings(): Promise<void> {
+    const ch = this.ch;
+    if (!ch) return;
+    const needs = computeNeeds(this.ports.values(), this.groups);
+    const q = agentQueue(this.cfg.host);
+    const added = [...needs.all].filter((g) => !this.bound.has(g));
+    for (const g of [...this.bound]) {
+      if (needs.all.has(g)) continue;
+      await ch.unbindQueue(q, GROUP_EXCHANGE, groupKey(g));
+      this.bound.delete(g);
+      this.groups.delete(g);
+      this.members.delete(g);
+      this.engine!.removeGroup(g);
+    }
+    for (const g of added) {
+      await ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g));
+      this.bound.add(g);
+    }
+    this.metrics.bindings.set(this.bound.size);
+    if (added.length) await this.syncGroups(added);
+  }
+
+  private async rpc(req: SyncRequest): Promise<SyncReply[]> {
+    const ch = this.ch;
+    if (!ch) throw new Error('not connected');
+    for (let attempt = 0; ; attempt++) {
+      const id = randomUUID();
+      const parts: SyncReply[] = [];
+      try {
+        return await new Promise<SyncReply[]>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            this.replies.delete(id);
+            reject(new Error('sync RPC timed out'));
+          }, this.cfg.syncTimeoutMs);
+          this.replies.set(id, (m) => {
+            if (m.error) {
+              clearTimeout(timer);
+              this.replies.delete(id);
+              return reject(new Error(`sync refused: ${m.error}`));
+            }
+            parts[m.part] = m;
+            if (parts.filter(Boolean).length === m.parts) {
+              clearTimeout(timer);
+              this.replies.delete(id);
+              resolve(parts);
+            }
+          });
+          ch.sendToQueue(SYNC_QUEUE, encode(req), { replyTo: REPLY_QUEUE, correlationId: id, contentType: 'application/json' });
+        });
+      } catch (e) {
+        // Direct reply-to is at-most-once: a lost reply is only a timeout, so ask again.
+        if (attempt >= 4 || this.stopping) throw e;
+        this.log.warn({ err: (e as Error).message, attempt }, 'sync RPC failed; retrying');
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  private onReply(msg: ConsumeMessage): void {
+    const cb = this.replies.get(msg.properties.correlationId as string);
+    if (!cb) return;
+    try {
+      cb(decode<SyncReply>(msg.content, ['sync.reply']));
+    } catch (e) {
+      this.metrics.rejected.inc();
+      this.log.warn({ err: (e as Error).message }, 'malformed sync reply ignored');
+    }
+  }
+
+  /** Snapshot of the whole host: replaces everything held, then replays buffered newer updates. */
+  private async fullSync(): Promise<void> {
+    this.metrics.resyncs.inc({ scope: 'host' });
+    this.buffer ??= [];
+    const parts = await this.rpc({ v: 1, type: 'sync.request', host: this.cfg.host });
+    this.ports.clear();
+    this.groups.clear();
+    this.members.clear();
+    this.absorb(parts, true);
+    this.engine!.replaceAll({
+      ports: [...this.ports.values()],
+      groups: [...this.groups.values()],
+      members: Object.fromEntries([...this.members].map(([g, m]) => [g, [...m.ips]])),
+    });
+    await this.bindAndReplay();
+  }
+
+  /** Snapshot of some groups (newly needed, or a revision gap). */
+  private async syncGroups(ids: string[]): Promise<void> {
+    this.metrics.resyncs.inc({ scope: 'group' }, ids.length);
+    const outer = this.buffer;
+    this.buffer ??= [];
+    const parts = await this.rpc({ v: 1, type: 'sync.request', host: this.cfg.host, groupIds: ids });
+    for (const id of ids) this.members.delete(id);
+    this.absorb(parts, false);
+    for (const id of ids) {
+      const g = this.groups.get(id);
+      if (g) this.engine!.setGroup(g);
+      this.engine!.setGroupMembers(id, [...(this.members.get(id)?.ips ?? [])]);
+    }
+    if (!outer) await this.bindAndReplay();
+  }
+
+  private absorb(parts: SyncReply[], withPorts: boolean): void {
+    for (const part of parts) {
+      if (withPorts) for (const w of part.ports ?? []) this.ports.set(w.id, { ...toPort(w), revision: w.revision ?? 0 });
+      for (const g of part.groups) this.groups.set(g.id, { ...g });
+      for (const m of part.members) {
+        const held = this.members.get(m.groupId) ?? { revision: m.revision, ips: new Set<string>() };
+        for (const ip of m.ips) held.ips.add(ip);
+        held.revision = m.revision;
+        this.members.set(m.groupId, held);
+      }
+    }
+  }
+
+  /** After a snapshot: bind what it showed is needed, then apply buffered updates (revisions drop the old). */
+  private async bindAndReplay(): Promise<void> {
+    await this.updateBindings();
+    const buffered = this.buffer ?? [];
+    this.buffer = null;
+    for (const m of buffered) await this.handle(m);
+  }
+
+  status(): unknown {
+    return {
+      host: this.cfg.host,
+      connected: this.connected,
+      ports: [...this.ports.values()].map((p) => ({ id: p.id, device: p.device, groups: p.securityGroups, revision: p.revision })),
+      groups: [...this.bound].map((id) => ({
+        id,
+        rulesRevision: this.groups.get(id)?.revision ?? null,
+        membersRevision: this.members.get(id)?.revision ?? null,
+        members: this.members.get(id)?.ips.size ?? 0,
+        messages: this.byGroup.get(id) ?? 0,
+      })),
+      messagesByGroup: Object.fromEntries(this.byGroup),
+      sets: this.engine?.status().sets ?? [],
+      engine: this.engine?.stats,
+    };
+  }
+
+  /** Stops consuming; the firewall stays in place. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.work.catch(() => undefined);
+    await this.conn?.close().catch(() => undefined);
+    await this.engine?.flush().catch(() => undefined);
+    await this.engine?.close();
+    await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
+  }
+}

@@ -1,0 +1,71 @@
+// `sg-agent run | status | cleanup`.
+import pino from 'pino';
+import { loadConfig } from './config.js';
+import { Agent } from './agent.js';
+import { checkOwnCapabilities } from '../capabilities.js';
+import { FirewallEngine } from '../firewall/engine.js';
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i >= 0) return args[i + 1];
+  const eq = args.find((a) => a.startsWith(`${name}=`));
+  return eq?.slice(name.length + 1);
+}
+
+export async function run(args: string[]): Promise<number> {
+  const cfg = loadConfig(option(args, '--config'));
+  const log = pino({ level: cfg.logLevel, base: { host: cfg.host } });
+  const caps = checkOwnCapabilities();
+  if (caps.message) {
+    log.fatal({ missing: caps.missing }, caps.message);
+    return 1;
+  }
+  const agent = new Agent(cfg, log);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping; the firewall stays in place');
+    void agent.stop().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await agent.start();
+  return new Promise<number>(() => undefined);
+}
+
+export async function status(args: string[]): Promise<number> {
+  const cfg = loadConfig(option(args, '--config'), { SG_AGENT_HOST: '-', SG_AMQP_URL: '-', ...process.env });
+  if (!cfg.metricsListen) {
+    console.error('sg-agent status: the metrics listener is off (metricsListen is empty)');
+    return 1;
+  }
+  const res = await fetch(`http://${cfg.metricsListen}/status`).catch(() => undefined);
+  if (!res?.ok) {
+    console.error(`sg-agent status: no agent answering on ${cfg.metricsListen}`);
+    return 1;
+  }
+  const s = (await res.json()) as {
+    host: string;
+    connected: boolean;
+    ports: { id: string; device: string; groups: string[] }[];
+    groups: { id: string; members: number; rulesRevision: number | null; membersRevision: number | null }[];
+    sets: { name: string; groupId: string; family: string; size: number }[];
+  };
+  console.log(`host ${s.host} (${s.connected ? 'connected' : 'disconnected'})`);
+  console.log(`ports (${s.ports.length}):`);
+  for (const p of s.ports) console.log(`  ${p.id}  ${p.device}  groups=${p.groups.join(',')}`);
+  console.log(`groups (${s.groups.length}):`);
+  for (const g of s.groups) console.log(`  ${g.id}  members=${g.members}  rules@${g.rulesRevision ?? '-'} members@${g.membersRevision ?? '-'}`);
+  console.log(`sets (${s.sets.length}):`);
+  for (const set of s.sets) console.log(`  ${set.name}  ${set.family}  size=${set.size}  group=${set.groupId}`);
+  return 0;
+}
+
+export async function cleanup(args: string[]): Promise<number> {
+  const cfg = loadConfig(option(args, '--config'), { SG_AGENT_HOST: '-', SG_AMQP_URL: '-', ...process.env });
+  const engine = await FirewallEngine.create({ ...(cfg.netns ? { netns: cfg.netns } : {}), prefix: cfg.prefix });
+  await engine.cleanup();
+  console.log(`removed every chain and set with prefix ${cfg.prefix}`);
+  return 0;
+}

@@ -1,0 +1,68 @@
+// Agent configuration: a JSON file, then environment variables over it (documented in docs/agent.md).
+import fs from 'node:fs';
+
+export interface AgentConfig {
+  /** This host's name as the control plane binds ports to it. */
+  host: string;
+  amqpUrl: string;
+  /** Network namespace to enforce in (path); default: the agent's own. */
+  netns?: string;
+  prefix: string;
+  mode: 'bridged' | 'routed';
+  coalesceMs: number;
+  reconcileIntervalMs: number;
+  /** host:port for /metrics and /status; '' turns the listener off. Loopback by default. */
+  metricsListen: string;
+  syncTimeoutMs: number;
+  /** The agent queue outlives a disconnect by this much, keeping its bindings. */
+  queueExpiresMs: number;
+  logLevel: string;
+}
+
+const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
+  prefix: 'sg',
+  mode: 'bridged',
+  coalesceMs: 20,
+  reconcileIntervalMs: 60_000,
+  metricsListen: '127.0.0.1:9464',
+  syncTimeoutMs: 5_000,
+  queueExpiresMs: 10 * 60_000,
+  logLevel: 'info',
+};
+
+const ENV: Record<string, keyof AgentConfig> = {
+  SG_AGENT_HOST: 'host',
+  SG_AMQP_URL: 'amqpUrl',
+  SG_NETNS: 'netns',
+  SG_PREFIX: 'prefix',
+  SG_FIREWALL_MODE: 'mode',
+  SG_COALESCE_MS: 'coalesceMs',
+  SG_RECONCILE_INTERVAL_MS: 'reconcileIntervalMs',
+  SG_METRICS_LISTEN: 'metricsListen',
+  SG_SYNC_TIMEOUT_MS: 'syncTimeoutMs',
+  SG_QUEUE_EXPIRES_MS: 'queueExpiresMs',
+  SG_LOG_LEVEL: 'logLevel',
+};
+const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs']);
+
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const fromFile = file ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
+  // The example config nests some keys; flatten the ones we know.
+  const nested = {
+    ...(fromFile.firewall as object | undefined),
+    ...(fromFile.amqp ? { amqpUrl: (fromFile.amqp as { url?: string }).url } : {}),
+    ...(fromFile.metrics ? { metricsListen: (fromFile.metrics as { listen?: string }).listen } : {}),
+    ...(fromFile.log ? { logLevel: (fromFile.log as { level?: string }).level } : {}),
+  };
+  const cfg: Record<string, unknown> = { ...DEFAULTS, ...fromFile, ...nested };
+  for (const [k, key] of Object.entries(ENV)) if (env[k] !== undefined) cfg[key] = env[k];
+  for (const k of NUMERIC) {
+    const n = Number(cfg[k]);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`config: ${k} must be a non-negative number`);
+    cfg[k] = n;
+  }
+  if (typeof cfg.host !== 'string' || !cfg.host) throw new Error('config: host is required (or SG_AGENT_HOST)');
+  if (typeof cfg.amqpUrl !== 'string' || !cfg.amqpUrl) throw new Error('config: amqp url is required (or SG_AMQP_URL)');
+  if (cfg.mode !== 'bridged' && cfg.mode !== 'routed') throw new Error('config: mode must be bridged or routed');
+  return cfg as unknown as AgentConfig;
+}

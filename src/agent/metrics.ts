@@ -1,0 +1,51 @@
+// Prometheus metrics of the agent (prom-client), served on loopback by default with /status beside them.
+import http from 'node:http';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { FirewallEngine } from '../firewall/engine.js';
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly messages = new Counter({ name: 'sg_agent_messages_total', help: 'Messages received, by type', labelNames: ['type'], registers: [this.registry] });
+  readonly rejected = new Counter({ name: 'sg_agent_messages_rejected_total', help: 'Malformed messages rejected to the dead-letter queue', registers: [this.registry] });
+  readonly dropped = new Counter({ name: 'sg_agent_messages_stale_total', help: 'Duplicate or stale messages dropped by revision', registers: [this.registry] });
+  readonly resyncs = new Counter({ name: 'sg_agent_resyncs_total', help: 'Sync RPCs, by scope (host, group)', labelNames: ['scope'], registers: [this.registry] });
+  readonly reconnects = new Counter({ name: 'sg_agent_reconnects_total', help: 'Broker reconnections', registers: [this.registry] });
+  readonly bindings = new Gauge({ name: 'sg_agent_group_bindings', help: 'Group routing keys bound', registers: [this.registry] });
+  readonly lag = new Histogram({
+    name: 'sg_agent_convergence_lag_seconds',
+    help: 'From the publisher sending an update to it being in the kernel',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+    registers: [this.registry],
+  });
+
+  constructor(engine: () => FirewallEngine | undefined) {
+    const stat = (name: string, help: string, pick: (s: FirewallEngine['stats']) => number) =>
+      new Gauge({ name, help, registers: [this.registry], collect() { const e = engine(); if (e) this.set(pick(e.stats)); } });
+    stat('sg_agent_set_operations_total', 'ipset syncs and delta batches applied', (s) => s.setSyncs + s.setDeltas);
+    stat('sg_agent_chain_restores_total', 'iptables-restore runs', (s) => s.restores);
+    stat('sg_agent_drift_repaired_total', 'Kernel objects repaired or removed by reconcile', (s) => s.repairs);
+    stat('sg_agent_apply_errors_total', 'Failed firewall applies (retried)', (s) => s.applyErrors);
+    stat('sg_agent_conntrack_deleted_total', 'Conntrack entries deleted', (s) => s.conntrackDeleted);
+  }
+
+  serve(listen: string, status: () => unknown): Promise<http.Server> {
+    const i = listen.lastIndexOf(':');
+    const host = listen.slice(0, i) || '127.0.0.1';
+    const port = Number(listen.slice(i + 1));
+    const server = http.createServer((req, res) => {
+      if (req.url === '/metrics') {
+        this.registry.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': this.registry.contentType });
+          res.end(text);
+        }, () => res.writeHead(500).end());
+      } else if (req.url === '/status') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(status()));
+      } else res.writeHead(404).end();
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve(server));
+    });
+  }
+}

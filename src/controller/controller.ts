@@ -1,0 +1,95 @@
+// The reference control plane: store + publisher + sync RPC + admin API, wired together. Each change
+// is stored first, then published (with broker confirms) to exactly the hosts and groups it concerns.
+import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Port, SecurityGroupRule } from '../model.js';
+import { Store, type GroupRecord, type PortRecord } from './store.js';
+import { Publisher, declareExchanges } from './publisher.js';
+import { serveSync } from './rpc.js';
+import { adminServer } from './http.js';
+
+export interface ControllerOptions {
+  amqpUrl: string;
+  dataDir: string;
+  /** host:port for the admin API; port 0 picks one. */
+  httpListen?: string;
+  coalesceMs?: number;
+  logger?: Logger;
+}
+
+export class Controller {
+  private conn!: ChannelModel;
+  private ch!: ConfirmChannel;
+  publisher!: Publisher;
+  http?: Server;
+  private constructor(readonly store: Store, private readonly opts: ControllerOptions) {}
+
+  static async start(opts: ControllerOptions): Promise<Controller> {
+    const ctl = new Controller(await Store.open(opts.dataDir), opts);
+    ctl.conn = await amqp.connect(opts.amqpUrl);
+    ctl.ch = await ctl.conn.createConfirmChannel();
+    await declareExchanges(ctl.ch);
+    ctl.publisher = new Publisher(ctl.ch, opts.coalesceMs ?? 20);
+    const rpcCh = await ctl.conn.createChannel();
+    await serveSync(rpcCh, ctl.store, (e) => opts.logger?.error({ err: e }, 'sync request failed'));
+    if (opts.httpListen) {
+      const [host, port] = splitListen(opts.httpListen);
+      ctl.http = adminServer(ctl);
+      await new Promise<void>((resolve) => ctl.http!.listen(port, host, resolve));
+    }
+    return ctl;
+  }
+
+  get httpAddress(): string | undefined {
+    const a = this.http?.address();
+    return a && typeof a === 'object' ? `http://${a.address}:${a.port}` : undefined;
+  }
+
+  async putGroup(id: string, stateful: boolean, rules: SecurityGroupRule[]): Promise<GroupRecord> {
+    const g = await this.store.putGroup(id, stateful, rules);
+    await this.publisher.groupRules(id, g.revision, g.stateful, g.rules);
+    return g;
+  }
+
+  async deleteGroup(id: string): Promise<boolean> {
+    const g = await this.store.deleteGroup(id);
+    if (!g) return false;
+    await this.publisher.groupDeleted(id, g.revision);
+    return true;
+  }
+
+  async putPort(id: string, port: Port): Promise<PortRecord> {
+    const r = await this.store.putPort(id, port);
+    await this.announce(r);
+    return r.port!;
+  }
+
+  async deletePort(id: string): Promise<boolean> {
+    if (!this.store.ports.has(id)) return false;
+    await this.announce(await this.store.putPort(id, undefined));
+    return true;
+  }
+
+  private async announce(r: Awaited<ReturnType<Store['putPort']>>): Promise<void> {
+    for (const c of r.changes) this.publisher.memberChange(c.groupId, c.baseRevision, c.revision, c.added, c.removed);
+    const { old, port } = r;
+    if (old && (!port || old.host !== port.host)) await this.publisher.portUnbound(old.host, old.id, (port?.revision ?? old.revision + 1));
+    if (port) await this.publisher.portBound(port.host, port, port.revision, !!old && old.host === port.host);
+  }
+
+  async stop(): Promise<void> {
+    await this.publisher?.flush().catch(() => undefined);
+    await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
+    await this.conn?.close().catch(() => undefined);
+    await this.store.close();
+  }
+}
+
+export function splitListen(listen: string): [string, number] {
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const port = Number(listen.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad listen address ${listen}`);
+  return [host, port];
+}

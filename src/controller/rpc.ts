@@ -1,0 +1,74 @@
+// Answers full-sync requests: the compact shape (ports → group ids; group → rules; group → member
+// addresses), each with its revision, split into parts when large. Never per-port expanded rules.
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { decode, encode, LIMITS, MalformedMessage, type SyncReply, type SyncRequest, type MembersSnapshot, type GroupSnapshot } from '../protocol/messages.js';
+import { SYNC_QUEUE } from '../protocol/routing.js';
+import type { Store } from './store.js';
+
+export function buildSync(store: Store, req: SyncRequest): SyncReply[] {
+  let ruleGroups: string[];
+  let memberGroups: string[];
+  let ports: SyncReply['ports'];
+  if (req.groupIds) {
+    ruleGroups = memberGroups = req.groupIds;
+  } else {
+    const local = [...store.ports.values()].filter((p) => p.host === req.host);
+    ports = local;
+    ruleGroups = [...new Set(local.flatMap((p) => p.securityGroups))];
+    memberGroups = [...new Set(ruleGroups.flatMap((g) => store.groups.get(g)?.rules.map((r) => r.remoteGroupId).filter((x): x is string => !!x) ?? []))];
+  }
+  const groups: GroupSnapshot[] = ruleGroups.map((id) => {
+    const g = store.groups.get(id);
+    return { id, revision: g?.revision ?? 0, stateful: g?.stateful ?? true, rules: g?.rules ?? [] };
+  });
+  // Members go in chunks of at most LIMITS.syncIps addresses per part.
+  const chunks: MembersSnapshot[][] = [[]];
+  let inPart = 0;
+  for (const gid of memberGroups) {
+    const ips = store.membersOf(gid);
+    const revision = store.groups.get(gid)?.membersRevision ?? 0;
+    for (let i = 0; i === 0 || i < ips.length; i += LIMITS.syncIps) {
+      const slice = ips.slice(i, i + LIMITS.syncIps);
+      if (inPart + slice.length > LIMITS.syncIps && inPart > 0) {
+        chunks.push([]);
+        inPart = 0;
+      }
+      chunks.at(-1)!.push({ groupId: gid, revision, ips: slice });
+      inPart += slice.length;
+    }
+  }
+  return chunks.map((members, part) => ({
+    v: 1,
+    type: 'sync.reply',
+    part,
+    parts: chunks.length,
+    ...(part === 0 && ports ? { ports } : {}),
+    groups: part === 0 ? groups : [],
+    members,
+  }));
+}
+
+export async function serveSync(ch: Channel, store: Store, onError: (e: unknown) => void): Promise<void> {
+  // Durable and shared: RabbitMQ 4 refuses transient non-exclusive queues, and several controllers
+  // may consume it.
+  await ch.assertQueue(SYNC_QUEUE, { durable: true });
+  await ch.prefetch(16);
+  await ch.consume(SYNC_QUEUE, (msg: ConsumeMessage | null) => {
+    if (!msg) return;
+    try {
+      const req = decode<SyncRequest>(msg.content, ['sync.request']);
+      if (msg.properties.replyTo) {
+        for (const part of buildSync(store, req)) {
+          ch.sendToQueue(msg.properties.replyTo, encode(part), { correlationId: msg.properties.correlationId, contentType: 'application/json' });
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof MalformedMessage)) onError(e);
+      else if (msg.properties.replyTo) {
+        const reply: SyncReply = { v: 1, type: 'sync.reply', part: 0, parts: 1, groups: [], members: [], error: e.message };
+        ch.sendToQueue(msg.properties.replyTo, encode(reply), { correlationId: msg.properties.correlationId });
+      }
+    }
+    ch.ack(msg);
+  });
+}
