@@ -68,7 +68,7 @@ async function call(method: string, p: string, body?: unknown): Promise<Response
 
 interface Status {
   connected: boolean;
-  groups: { id: string; members: number; membersRevision: number | null }[];
+  groups: { id: string; members: number; membersRevision: number | null; membersNeeded: boolean }[];
   messagesByGroup: Record<string, number>;
   sets: { name: string; size: number }[];
   engine: { rejectedInput: number };
@@ -209,4 +209,84 @@ test.serial('an agent killed with SIGKILL restarts and converges on what changed
   await startAgent('a');
   await waitFor('v3 blocked after restart', () => !topoA.ping(v3!, v2!.ip4));
   t.true(topoA.ping(v1!, v2!.ip4));
+});
+
+/** Zero drift: for every group host a needs, the agent holds the controller's member revision and
+ *  the kernel set holds exactly the controller's members. */
+async function assertNoDrift(t: import('ava').ExecutionContext): Promise<void> {
+  const s = await status('a');
+  for (const g of s.groups) {
+    if (!g.membersNeeded) continue;
+    const ctl = (await (await call('GET', `/groups/${encodeURIComponent(g.id)}`)).json()) as { membersRevision: number; members: string[]; rules: { remoteGroupId?: string }[] };
+    t.is(g.membersRevision ?? 0, ctl.membersRevision, `revision of ${g.id}`);
+  }
+  const webSet = s.sets.find((x) => x.name.startsWith('sg4-'));
+  const ctlWeb = (await (await call('GET', `/groups/${G('web')}`)).json()) as { members: string[] };
+  const saved = topoA.host.exec('ipset', ['save', webSet!.name]).split('\n').filter((l) => l.startsWith('add ')).map((l) => l.split(' ')[2]).sort();
+  t.deepEqual(saved, [...ctlWeb.members].sort(), 'kernel set equals the controller');
+}
+
+function rabbitctl(cmd: string): Promise<void> {
+  return new Promise((resolve) => spawn('rabbitmqctl', [cmd], { stdio: 'ignore' }).once('exit', () => resolve()));
+}
+
+/** A burst of membership changes in web: ports q0..q{n-1} on an unrelated host join and leave. */
+async function churn(n: number, round: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const body = { host: `elsewhere-${tag}`, device: `q${i}`, mac: '02:00:00:00:bb:01', fixedIps: [`10.101.${round}.${i}`], securityGroups: [G('web')] };
+    await call('PUT', `/ports/q${i}`, body).catch(() => undefined);
+  }
+}
+
+test.serial('updates racing a sync are neither lost nor applied twice', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  // Restart the agent while a stream of changes is being published: its start-up sync races them.
+  agents.a.proc!.kill('SIGKILL');
+  await new Promise((r) => agents.a.proc!.once('exit', r));
+  const burst = churn(60, 1);
+  await startAgent('a');
+  await burst;
+  await churn(20, 2);
+  await waitFor('agent caught up', async () => {
+    const ctl = (await (await call('GET', `/groups/${G('web')}`)).json()) as { membersRevision: number };
+    return (await status('a')).groups.find((g) => g.id === G('web'))?.membersRevision === ctl.membersRevision;
+  });
+  await assertNoDrift(t);
+});
+
+test.serial('a broker restart in the middle of updates ends with zero drift', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  // The burst keeps running while the broker goes down and comes back (async, so both interleave).
+  const burst = churn(60, 3);
+  await rabbitctl('stop_app');
+  await new Promise((r) => setTimeout(r, 500));
+  await rabbitctl('start_app');
+  await burst;
+  await waitFor('agents reconnected', async () => (await status('a')).connected && (await status('b')).connected, 60_000);
+  await waitFor('controller reconnected', async () => {
+    await call('PUT', `/ports/q0`, { host: `elsewhere-${tag}`, device: 'q0', mac: '02:00:00:00:bb:01', fixedIps: ['10.101.4.0'], securityGroups: [G('web')] });
+    return true;
+  }, 60_000);
+  await churn(10, 4);
+  await waitFor('agent caught up', async () => {
+    const ctl = (await (await call('GET', `/groups/${G('web')}`)).json()) as { membersRevision: number };
+    return (await status('a')).groups.find((g) => g.id === G('web'))?.membersRevision === ctl.membersRevision;
+  }, 30_000);
+  await assertNoDrift(t);
+  const [v1, v2] = topoA.vms;
+  t.true(topoA.ping(v1!, v2!.ip4), 'members still reach each other');
+});
+
+test.serial('sg-agent status prints the ports, groups and sets of the running agent', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'status'], {
+    cwd: repo,
+    env: { ...process.env, SG_METRICS_LISTEN: agents.a.metrics },
+    encoding: 'utf8',
+  });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, new RegExp(`host ${agents.a.host} \\(connected\\)`));
+  t.regex(r.stdout, /ports \(3\):/);
+  t.regex(r.stdout, new RegExp(`${G('web')}\\s+members=\\d+`));
+  t.regex(r.stdout, /sets \(\d+\):\n\s+sg4-[0-9a-f]{16}\s+inet\s+size=\d+/);
 });

@@ -150,17 +150,16 @@ export class Agent {
     const engine = this.engine!;
     switch (m.type) {
       case 'group.members': {
-        if (!this.bound.has(m.groupId)) return;
+        // Bound for its rules only (no local rule names it as remote group): members are not needed.
+        if (!computeNeeds(this.ports.values(), this.groups).members.has(m.groupId)) return;
         const held = this.members.get(m.groupId);
         if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
         if (m.resync || !held || held.revision !== m.baseRevision) return this.syncGroups([m.groupId]);
         for (const ip of m.removed) held.ips.delete(ip);
         for (const ip of m.added) held.ips.add(ip);
         held.revision = m.revision;
-        if (computeNeeds(this.ports.values(), this.groups).members.has(m.groupId)) {
-          engine.applyMemberDelta(m.groupId, m.added, m.removed);
-          this.observeLag(m.sentAt);
-        }
+        engine.applyMemberDelta(m.groupId, m.added, m.removed);
+        this.observeLag(m.sentAt);
         return;
       }
       case 'group.rules': {
@@ -336,6 +335,7 @@ export class Agent {
       ports: [...this.ports.values()].map((p) => ({ id: p.id, device: p.device, groups: p.securityGroups, revision: p.revision })),
       groups: [...this.bound].map((id) => ({
         id,
+        membersNeeded: computeNeeds(this.ports.values(), this.groups).members.has(id),
         rulesRevision: this.groups.get(id)?.revision ?? null,
         membersRevision: this.members.get(id)?.revision ?? null,
         members: this.members.get(id)?.ips.size ?? 0,

@@ -19,26 +19,62 @@ export interface ControllerOptions {
 }
 
 export class Controller {
-  private conn!: ChannelModel;
-  private ch!: ConfirmChannel;
+  private conn?: ChannelModel;
+  private ch?: ConfirmChannel;
   publisher!: Publisher;
   http?: Server;
+  private stopping = false;
   private constructor(readonly store: Store, private readonly opts: ControllerOptions) {}
 
   static async start(opts: ControllerOptions): Promise<Controller> {
     const ctl = new Controller(await Store.open(opts.dataDir), opts);
-    ctl.conn = await amqp.connect(opts.amqpUrl);
-    ctl.ch = await ctl.conn.createConfirmChannel();
-    await declareExchanges(ctl.ch);
-    ctl.publisher = new Publisher(ctl.ch, opts.coalesceMs ?? 20);
-    const rpcCh = await ctl.conn.createChannel();
-    await serveSync(rpcCh, ctl.store, (e) => opts.logger?.error({ err: e }, 'sync request failed'));
+    await ctl.connect();
     if (opts.httpListen) {
       const [host, port] = splitListen(opts.httpListen);
       ctl.http = adminServer(ctl);
       await new Promise<void>((resolve) => ctl.http!.listen(port, host, resolve));
     }
     return ctl;
+  }
+
+  /** (Re)connects: publisher and sync server on fresh channels. A broker restart ends here too. */
+  private async connect(): Promise<void> {
+    const conn = await amqp.connect(this.opts.amqpUrl);
+    conn.on('error', (e: Error) => this.opts.logger?.warn({ err: e.message }, 'broker connection error'));
+    conn.on('close', () => {
+      this.ch = undefined;
+      if (this.stopping) return;
+      this.opts.logger?.warn('broker connection lost; reconnecting');
+      void this.reconnect();
+    });
+    const ch = await conn.createConfirmChannel();
+    await declareExchanges(ch);
+    const pending = this.publisher?.takePending();
+    this.publisher = new Publisher(ch, this.opts.coalesceMs ?? 20);
+    // Deltas gathered but not yet sent when the old channel died go out on the new one.
+    if (pending) this.publisher.restorePending(pending);
+    const rpcCh = await conn.createChannel();
+    await serveSync(rpcCh, this.store, (e) => this.opts.logger?.error({ err: e }, 'sync request failed'));
+    this.conn = conn;
+    this.ch = ch;
+  }
+
+  private async reconnect(): Promise<void> {
+    for (let attempt = 0; !this.stopping; attempt++) {
+      await new Promise((r) => setTimeout(r, Math.min(10_000, 250 * 2 ** attempt) * (0.5 + Math.random())));
+      try {
+        await this.connect();
+        this.opts.logger?.info('broker connection restored');
+        return;
+      } catch (e) {
+        this.opts.logger?.warn({ err: (e as Error).message }, 'broker reconnect failed');
+      }
+    }
+  }
+
+  /** Whether changes can be published now (the admin API refuses them otherwise). */
+  get connected(): boolean {
+    return !!this.ch;
   }
 
   get httpAddress(): string | undefined {
@@ -79,6 +115,7 @@ export class Controller {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.publisher?.flush().catch(() => undefined);
     await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
     await this.conn?.close().catch(() => undefined);

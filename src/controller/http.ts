@@ -57,6 +57,7 @@ export function adminServer(ctl: Controller): http.Server {
       if (kind === 'groups' && id === undefined && req.method === 'GET') return send(200, [...ctl.store.groups.values()]);
       if (kind === 'ports' && id === undefined && req.method === 'GET') return send(200, [...ctl.store.ports.values()]);
       if (!id || id.length > LIMITS.id) throw new HttpError(404, 'not found');
+      if (req.method !== 'GET' && !ctl.connected) throw new HttpError(503, 'not connected to the broker; retry');
       if (kind === 'groups') {
         if (req.method === 'GET') return ctl.store.groups.has(id) ? send(200, { ...ctl.store.groups.get(id), members: ctl.store.membersOf(id) }) : send(404, { error: 'no such group' });
         if (req.method === 'PUT') {

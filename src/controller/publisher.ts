@@ -68,6 +68,19 @@ export class Publisher {
     }, this.coalesceMs);
   }
 
+  /** Hands over queued deltas (to a publisher on a new channel after a reconnect). */
+  takePending(): Map<string, { base: number; revision: number; added: Set<string>; removed: Set<string> }> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const p = new Map(this.pending);
+    this.pending.clear();
+    return p;
+  }
+
+  restorePending(p: ReturnType<Publisher['takePending']>): void {
+    for (const [g, d] of p) this.memberChange(g, d.base, d.revision, [...d.added], [...d.removed]);
+  }
+
   /** Publishes every queued delta now; resolves when the broker confirmed them. */
   flush(): Promise<void> {
     if (this.timer) {
@@ -76,7 +89,8 @@ export class Publisher {
     }
     const batch = [...this.pending.entries()];
     this.pending.clear();
-    this.flushing = this.flushing.then(async () => {
+    // A failed flush must not poison the ones after it.
+    this.flushing = this.flushing.catch(() => undefined).then(async () => {
       for (const [groupId, d] of batch) {
         const added = [...d.added];
         const removed = [...d.removed];
