@@ -290,3 +290,31 @@ test.serial('sg-agent status prints the ports, groups and sets of the running ag
   t.regex(r.stdout, new RegExp(`${G('web')}\\s+members=\\d+`));
   t.regex(r.stdout, /sets \(\d+\):\n\s+sg4-[0-9a-f]{16}\s+inet\s+size=\d+/);
 });
+
+test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the scale', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  const topoC = new Topology();
+  t.teardown(() => topoC.destroy());
+  const hostC = `host-c-${tag}`;
+  const remote = (i: number) => G(`r${i}`);
+  for (let k = 0; k < 5; k++) {
+    const rules = Array.from({ length: 1000 }, (_, j) => ({ id: `b${k}-${j}`, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 80, portRangeMax: 80, remoteGroupId: remote(k * 1000 + j) }));
+    await call('PUT', `/groups/${G(`big${k}`)}`, { rules });
+  }
+  await call('PUT', '/ports/pc', { host: hostC, device: 'tapc', mac: '02:00:00:00:cc:01', fixedIps: ['10.102.0.1'], securityGroups: [0, 1, 2, 3, 4].map((k) => G(`big${k}`)) });
+  const metrics = `127.0.0.1:${await freePort()}`;
+  startNode('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
+  const statusC = async () => (await (await fetch(`http://${metrics}/status`)).json()) as Status;
+  await waitFor('5,005 groups bound', async () => (await statusC()).groups.length === 5005, 120_000);
+  const queues = spawnSync('rabbitmqctl', ['list_queues', '-p', vhost, '-q', 'name', 'consumers'], { encoding: 'utf8' }).stdout;
+  const line = queues.split('\n').find((l) => l.startsWith('sg.agent.') && !l.includes(agents.a.host)) ?? '';
+  const bindings = spawnSync('rabbitmqctl', ['list_bindings', '-p', vhost, '-q', 'source_name', 'destination_name'], { encoding: 'utf8' }).stdout;
+  const qname = (await import('../src/protocol/routing.js')).agentQueue(hostC);
+  t.is(bindings.split('\n').filter((l) => l.startsWith('sg.groups') && l.includes(qname)).length, 5005);
+  t.regex(queues, new RegExp(`${qname.replaceAll('.', '\\.')}\\s+1\\b`), `one consumer: ${line}`);
+  // A member joins one of the 5,000 remote groups: it lands in that group's set on host c.
+  await call('PUT', '/ports/pr', { host: `elsewhere-${tag}`, device: 'tapr', mac: '02:00:00:00:cc:02', fixedIps: ['10.102.9.9'], securityGroups: [remote(4321)] });
+  await waitFor('member in set', async () => (await statusC()).groups.find((g) => g.id === remote(4321))?.members === 1, 30_000);
+  await waitFor('kernel set', () => topoC.host.exec('ipset', ['list']).includes('10.102.9.9'), 30_000);
+  t.pass();
+});

@@ -16,6 +16,8 @@ import { computeNeeds } from './needs.js';
 
 const UPDATE_TYPES = ['group.members', 'group.rules', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
 const REPLY_QUEUE = 'amq.rabbitmq.reply-to';
+/** Groups asked for in one sync request (the protocol allows up to LIMITS.groupsPerReply). */
+const SYNC_GROUPS_PER_REQUEST = 1000;
 
 interface HeldGroup extends SecurityGroup {
   revision: number;
@@ -211,18 +213,17 @@ export class Agent {
     const needs = computeNeeds(this.ports.values(), this.groups);
     const q = agentQueue(this.cfg.host);
     const added = [...needs.all].filter((g) => !this.bound.has(g));
-    for (const g of [...this.bound]) {
-      if (needs.all.has(g)) continue;
-      await ch.unbindQueue(q, GROUP_EXCHANGE, groupKey(g));
+    const gone = [...this.bound].filter((g) => !needs.all.has(g));
+    // Issued together: the channel pipelines them instead of waiting a round trip for each.
+    await Promise.all(gone.map((g) => ch.unbindQueue(q, GROUP_EXCHANGE, groupKey(g))));
+    for (const g of gone) {
       this.bound.delete(g);
       this.groups.delete(g);
       this.members.delete(g);
       this.engine!.removeGroup(g);
     }
-    for (const g of added) {
-      await ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g));
-      this.bound.add(g);
-    }
+    await Promise.all(added.map((g) => ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g))));
+    for (const g of added) this.bound.add(g);
     this.metrics.bindings.set(this.bound.size);
     if (added.length) await this.syncGroups(added);
   }
@@ -296,7 +297,10 @@ export class Agent {
     this.metrics.resyncs.inc({ scope: 'group' }, ids.length);
     const outer = this.buffer;
     this.buffer ??= [];
-    const parts = await this.rpc({ v: 1, type: 'sync.request', host: this.cfg.host, groupIds: ids });
+    const parts: SyncReply[] = [];
+    for (let i = 0; i < ids.length; i += SYNC_GROUPS_PER_REQUEST) {
+      parts.push(...(await this.rpc({ v: 1, type: 'sync.request', host: this.cfg.host, groupIds: ids.slice(i, i + SYNC_GROUPS_PER_REQUEST) })));
+    }
     for (const id of ids) this.members.delete(id);
     this.absorb(parts, false);
     for (const id of ids) {
