@@ -1,70 +1,125 @@
-// The README's main job: a local end-to-end run of what sg-agent enforces today. Two throwaway
-// namespaces joined by a veth pair; in "vm-b" an iptables rule admits ICMP only from members of an
-// ipset, and the set is managed through the native addon. Membership changes open and close traffic
-// without touching a single iptables rule. Everything is removed at the end.
-import { execFileSync, spawnSync } from 'node:child_process';
+// The README's main job: a local end-to-end run. RabbitMQ (started if needed), the controller and two
+// agents as separate processes, each agent enforcing in its own "compute host" namespace with VMs on
+// a bridge. Groups and ports are created through the controller's HTTP API; the demo then shows the
+// sets the agents made, checks real traffic, and removes everything it created.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { IpsetClient } from '../src/ipset.js';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Topology, type Vm } from '../test/helpers/topology.js';
+import { ensureRabbit } from '../test/helpers/rabbit.js';
 
+const repo = path.resolve(__dirname, '..');
 const tag = randomBytes(2).toString('hex');
-const A = `sgdemo-a-${tag}`;
-const B = `sgdemo-b-${tag}`;
-const sh = (args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
-const inNs = (ns: string, cmd: string, args: string[]) => execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8' });
-const ping = (from: string, to: string) =>
-  spawnSync('ip', ['netns', 'exec', from, 'ping', '-c1', '-W1', to], { stdio: 'ignore' }).status === 0;
+const vhost = `sgdemo-${tag}`;
+const amqpUrl = `amqp://guest:guest@127.0.0.1:5672/${vhost}`;
+const procs: ChildProcess[] = [];
 const step = (s: string) => console.log(`\n== ${s}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function main(): Promise<void> {
-  step(`namespaces ${A} (10.77.0.1) and ${B} (10.77.0.2) on a veth pair`);
-  sh(['netns', 'add', A]);
-  sh(['netns', 'add', B]);
-  sh(['link', 'add', `va${tag}`, 'netns', A, 'type', 'veth', 'peer', 'name', `vb${tag}`, 'netns', B]);
-  inNs(A, 'ip', ['addr', 'add', '10.77.0.1/24', 'dev', `va${tag}`]);
-  inNs(B, 'ip', ['addr', 'add', '10.77.0.2/24', 'dev', `vb${tag}`]);
-  for (const [ns, dev] of [[A, `va${tag}`], [B, `vb${tag}`]] as const) {
-    inNs(ns, 'ip', ['link', 'set', dev, 'up']);
-    inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+function start(script: string, args: string[], env: Record<string, string>): void {
+  procs.push(spawn(process.execPath, ['--import', 'tsx', path.join(repo, script), ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] }));
+}
+async function until(what: string, f: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await Promise.resolve(f()).catch(() => false))) {
+    if (Date.now() > end) throw new Error(`demo: timed out waiting for ${what}`);
+    await sleep(200);
   }
+}
 
-  const ipset = await IpsetClient.open({ netns: `/var/run/netns/${B}` });
-  console.log(`native addon: kernel ipset protocol ${ipset.protocol}`);
-  const spec = { type: 'hash:net', family: 'inet' } as const;
-  await ipset.syncSet('sg-demo-v4', spec, ['192.0.2.0/24']);
-  inNs(B, 'iptables', ['-A', 'INPUT', '-p', 'icmp', '-m', 'set', '--match-set', 'sg-demo-v4', 'src', '-j', 'ACCEPT']);
-  inNs(B, 'iptables', ['-A', 'INPUT', '-p', 'icmp', '-j', 'DROP']);
-  const rulesBefore = inNs(B, 'iptables-save', ['-t', 'filter']).replace(/^#.*\n/gm, '');
+async function main(topos: Topology[]): Promise<void> {
+  step('RabbitMQ');
+  await ensureRabbit();
+  spawnSync('rabbitmqctl', ['add_vhost', vhost], { stdio: 'ignore' });
+  spawnSync('rabbitmqctl', ['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
+  console.log(`broker up; demo vhost ${vhost}`);
 
-  step('A is not a member: ping A -> B');
-  const blocked = !ping(A, '10.77.0.2');
-  console.log(blocked ? 'blocked (as expected)' : 'UNEXPECTED: passed');
+  step('controller (sg-controller) with its admin API');
+  const httpPort = await freePort();
+  const api = `http://127.0.0.1:${httpPort}`;
+  start('src/cli/sg-controller.ts', [], { SG_AMQP_URL: amqpUrl, SG_HTTP_LISTEN: `127.0.0.1:${httpPort}`, SG_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'sg-demo-')), SG_LOG_LEVEL: 'warn' });
+  await until('controller', async () => (await fetch(`${api}/healthz`)).ok);
+  console.log(api);
 
-  step('add 10.77.0.1 to the set through the addon (syncSet), no iptables call');
-  console.log(await ipset.syncSet('sg-demo-v4', spec, ['192.0.2.0/24', '10.77.0.1']));
-  const admitted = ping(A, '10.77.0.2');
-  console.log(admitted ? 'admitted (as expected)' : 'UNEXPECTED: blocked');
-  const rulesAfter = inNs(B, 'iptables-save', ['-t', 'filter']).replace(/^#.*\n/gm, '');
-  console.log(rulesAfter === rulesBefore ? 'iptables rules byte-identical' : 'UNEXPECTED: rules changed');
+  step('two compute hosts (namespaces with a bridge), VMs attached by veth');
+  const [hostA, hostB] = topos as [Topology, Topology];
+  const a1 = hostA.addVm(1);
+  const a2 = hostA.addVm(2);
+  const b3 = hostB.addVm(3);
+  for (const vm of [a1, a2]) console.log(`host-a: ${vm.name} ${vm.ip4} on ${vm.device}`);
+  console.log(`host-b: ${b3.name} ${b3.ip4} on ${b3.device}`);
 
-  step('the set as the kernel holds it (ipset list, inside the namespace)');
-  console.log(inNs(B, 'ipset', ['list', 'sg-demo-v4']).trim());
+  step('an agent (sg-agent run) per host');
+  const metrics: string[] = [];
+  for (const [name, topo] of [['host-a', hostA], ['host-b', hostB]] as const) {
+    const listen = `127.0.0.1:${await freePort()}`;
+    metrics.push(listen);
+    start('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: `${name}-${tag}`, SG_AMQP_URL: amqpUrl, SG_NETNS: topo.host.path, SG_METRICS_LISTEN: listen, SG_LOG_LEVEL: 'warn' });
+  }
+  for (const m of metrics) await until('agent', async () => ((await (await fetch(`http://${m}/status`)).json()) as { connected: boolean }).connected);
 
-  step('remove the member again');
-  console.log(await ipset.del('sg-demo-v4', ['10.77.0.1']));
-  const closed = !ping(A, '10.77.0.2');
-  console.log(closed ? 'blocked again (as expected)' : 'UNEXPECTED: passed');
+  const put = async (p: string, body: unknown) => {
+    const r = await fetch(`${api}${p}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    if (!r.ok) throw new Error(`PUT ${p}: ${r.status} ${await r.text()}`);
+    console.log(`PUT ${p} -> ${r.status}`);
+  };
+  const port = (vm: Vm, host: string, groups: string[]) => ({ host: `${host}-${tag}`, device: vm.device, mac: vm.mac, fixedIps: [vm.ip4], securityGroups: groups });
 
-  if (!(blocked && admitted && closed && rulesAfter === rulesBefore)) throw new Error('demo: traffic check failed');
+  step('groups and ports through the API: "web" admits its own members; a1 and a2 are in it, b3 is not');
+  await put('/groups/web', { rules: [{ id: 'web-in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }, { id: 'web-out', direction: 'egress', ethertype: 'IPv4' }] });
+  await put('/groups/default-out', { rules: [{ id: 'out', direction: 'egress', ethertype: 'IPv4' }] });
+  await put('/ports/a1', port(a1, 'host-a', ['web']));
+  await put('/ports/a2', port(a2, 'host-a', ['web']));
+  await put('/ports/b3', port(b3, 'host-b', ['default-out']));
+  await until('host-a in sync', () => hostA.ping(a1, a2.ip4));
+
+  step('sets on host-a (ipset list, inside its namespace)');
+  console.log(hostA.host.exec('ipset', ['list']).trim());
+  const ok1 = hostA.ping(a1, a2.ip4);
+  console.log(`a1 -> a2 (both in web): ${ok1 ? 'admitted' : 'BLOCKED'}`);
+  const setsB = hostB.host.exec('ipset', ['list', '-n']).trim();
+  console.log(`sets on host-b, which has no port in web and so was told nothing about it: ${setsB || '(none)'}`);
+
+  step('traffic check on host-a: a4 is not in web, then joins it');
+  const extra = hostA.addVm(4);
+  await put('/ports/a4', port(extra, 'host-a', ['default-out']));
+  await sleep(300);
+  const out1 = hostA.ping(extra, a2.ip4);
+  console.log(`a4 -> a2 (a4 not in web): ${out1 ? 'ADMITTED (wrong)' : 'blocked'}`);
+  await put('/ports/a4', port(extra, 'host-a', ['default-out', 'web']));
+  await until('a4 admitted', () => hostA.ping(extra, a2.ip4), 10_000).catch(() => undefined);
+  const out2 = hostA.ping(extra, a2.ip4);
+  console.log(`a4 joins web -> a2: ${out2 ? 'admitted' : 'BLOCKED (wrong)'} (a member delta; no iptables rule of a2 changed)`);
+
+  step('agent status (sg-agent status) of host-a');
+  const st = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'status'], { cwd: repo, env: { ...process.env, SG_METRICS_LISTEN: metrics[0]! }, encoding: 'utf8' });
+  console.log(st.stdout.trim());
+
+  if (!(ok1 && !out1 && out2 && !setsB)) throw new Error('demo: traffic check failed');
   console.log('\ndemo: OK');
 }
 
-main()
+const topos = [new Topology(), new Topology()];
+main(topos)
   .catch((e) => {
     console.error(e);
     process.exitCode = 1;
   })
   .finally(() => {
     step('cleanup');
-    for (const ns of [A, B]) spawnSync('ip', ['netns', 'del', ns]);
-    console.log(`removed ${A} ${B}`);
+    for (const p of procs) p.kill('SIGTERM');
+    for (const t of topos) t.destroy();
+    spawnSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' });
+    console.log('namespaces, processes and the demo vhost removed');
   });
