@@ -82,7 +82,9 @@ async function main(topos: Topology[]): Promise<void> {
   await put('/ports/a1', port(a1, 'host-a', ['web']));
   await put('/ports/a2', port(a2, 'host-a', ['web']));
   await put('/ports/b3', port(b3, 'host-b', ['default-out']));
-  await until('host-a in sync', () => hostA.ping(a1, a2.ip4));
+  // Traffic flows before any rule exists, so wait for the agent's state, not for a ping.
+  const setSizes = async (m: string) => ((await (await fetch(`http://${m}/status`)).json()) as { sets: { size: number }[] }).sets.map((s) => s.size);
+  await until('host-a in sync', async () => (await setSizes(metrics[0]!)).includes(2));
 
   step('sets on host-a (ipset list, inside its namespace)');
   console.log(hostA.host.exec('ipset', ['list']).trim());
@@ -94,11 +96,12 @@ async function main(topos: Topology[]): Promise<void> {
   step('traffic check on host-a: a4 is not in web, then joins it');
   const extra = hostA.addVm(4);
   await put('/ports/a4', port(extra, 'host-a', ['default-out']));
-  await sleep(300);
+  await until('a4 known on host-a', async () => ((await (await fetch(`http://${metrics[0]!}/status`)).json()) as { ports: unknown[] }).ports.length === 3);
+  await sleep(200);
   const out1 = hostA.ping(extra, a2.ip4);
   console.log(`a4 -> a2 (a4 not in web): ${out1 ? 'ADMITTED (wrong)' : 'blocked'}`);
   await put('/ports/a4', port(extra, 'host-a', ['default-out', 'web']));
-  await until('a4 admitted', () => hostA.ping(extra, a2.ip4), 10_000).catch(() => undefined);
+  await until('a4 in the web set', async () => (await setSizes(metrics[0]!)).includes(3));
   const out2 = hostA.ping(extra, a2.ip4);
   console.log(`a4 joins web -> a2: ${out2 ? 'admitted' : 'BLOCKED (wrong)'} (a member delta; no iptables rule of a2 changed)`);
 
