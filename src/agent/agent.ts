@@ -123,6 +123,7 @@ export class Agent {
   }
 
   private onMessage(msg: ConsumeMessage): void {
+    this.metrics.bytes.inc(msg.content.length);
     let m: UpdateMessage;
     try {
       m = decode<UpdateMessage>(msg.content, UPDATE_TYPES);
@@ -265,6 +266,7 @@ export class Agent {
   }
 
   private onReply(msg: ConsumeMessage): void {
+    this.metrics.bytes.inc(msg.content.length);
     const cb = this.replies.get(msg.properties.correlationId as string);
     if (!cb) return;
     try {

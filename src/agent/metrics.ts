@@ -6,6 +6,7 @@ import type { FirewallEngine } from '../firewall/engine.js';
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly messages = new Counter({ name: 'sg_agent_messages_total', help: 'Messages received, by type', labelNames: ['type'], registers: [this.registry] });
+  readonly bytes = new Counter({ name: 'sg_agent_bytes_received_total', help: 'Message and sync-reply bytes received from the broker', registers: [this.registry] });
   readonly rejected = new Counter({ name: 'sg_agent_messages_rejected_total', help: 'Malformed messages rejected to the dead-letter queue', registers: [this.registry] });
   readonly dropped = new Counter({ name: 'sg_agent_messages_stale_total', help: 'Duplicate or stale messages dropped by revision', registers: [this.registry] });
   readonly resyncs = new Counter({ name: 'sg_agent_resyncs_total', help: 'Sync RPCs, by scope (host, group)', labelNames: ['scope'], registers: [this.registry] });
