@@ -44,6 +44,7 @@ export class Agent {
   private reconnectAttempt = 0;
   private http?: Server;
   private connected = false;
+  private everConnected = false;
 
   constructor(readonly cfg: AgentConfig, private readonly log: Logger) {
     this.metrics = new AgentMetrics(() => this.engine);
@@ -98,7 +99,20 @@ export class Agent {
     await ch.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
     const q = agentQueue(this.cfg.host);
     // Durable with an expiry: its bindings survive a reconnect (RabbitMQ 4 refuses transient
-    // non-exclusive queues), and a host gone for good does not leave it behind.
+    // non-exclusive queues), and a host gone for good does not leave it behind. If it expired (or never
+    // existed) its bindings are gone too, and everything is bound anew after the sync.
+    // checkQueue of a missing queue closes its channel with a 404: probe on a throwaway channel.
+    const probe = await conn.createChannel();
+    probe.on('error', () => undefined);
+    let existed = await probe.checkQueue(q).then(() => probe.close().then(() => true), () => false);
+    if (existed && !this.everConnected) {
+      // A previous process's queue: its bindings are unknown to us, so start clean (the full sync
+      // below makes up for whatever it held).
+      await ch.deleteQueue(q);
+      existed = false;
+    }
+    if (!existed) this.bound.clear();
+    this.everConnected = true;
     await ch.assertQueue(q, { durable: true, arguments: { 'x-expires': this.cfg.queueExpiresMs, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
     await ch.prefetch(256);
     // Direct reply-to needs its consumer before the first request is published.
@@ -108,7 +122,6 @@ export class Agent {
     // Bind first and buffer: nothing published from here on is lost while the snapshot is taken.
     this.buffer = [];
     await ch.bindQueue(q, HOST_EXCHANGE, hostKey(this.cfg.host));
-    for (const g of this.bound) await ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g));
     await ch.consume(q, (m) => m && this.onMessage(m));
     this.connected = true;
     await this.serial(() => this.fullSync());
