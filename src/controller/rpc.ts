@@ -21,7 +21,10 @@ export function buildSync(store: Store, req: SyncRequest): SyncReply[] {
     const g = store.groups.get(id);
     return { id, revision: g?.revision ?? 0, stateful: g?.stateful ?? true, rules: g?.rules ?? [] };
   });
-  // Members go in chunks of at most LIMITS.syncIps addresses per part.
+  // Ports and members go in parts small enough for one message each: at most PORTS_PER_PART ports
+  // and LIMITS.syncIps addresses per part; a large group spans several parts.
+  const portChunks: NonNullable<SyncReply['ports']>[] = [];
+  for (let i = 0; ports && i < ports.length; i += PORTS_PER_PART) portChunks.push(ports.slice(i, i + PORTS_PER_PART));
   const chunks: MembersSnapshot[][] = [[]];
   let inPart = 0;
   for (const gid of memberGroups) {
@@ -37,16 +40,20 @@ export function buildSync(store: Store, req: SyncRequest): SyncReply[] {
       inPart += slice.length;
     }
   }
-  return chunks.map((members, part) => ({
-    v: 1,
-    type: 'sync.reply',
+  const parts = Math.max(chunks.length, portChunks.length);
+  return Array.from({ length: parts }, (_, part) => ({
+    v: 1 as const,
+    type: 'sync.reply' as const,
     part,
-    parts: chunks.length,
-    ...(part === 0 && ports ? { ports } : {}),
+    parts,
+    ...(ports ? { ports: portChunks[part] ?? [] } : {}),
     groups: part === 0 ? groups : [],
-    members,
+    members: chunks[part] ?? [],
   }));
 }
+
+/** Ports per sync reply part (a port is a few hundred bytes; parts stay well under the size limit). */
+const PORTS_PER_PART = 2000;
 
 export async function serveSync(ch: Channel, store: Store, onError: (e: unknown) => void): Promise<void> {
   // Durable and shared: RabbitMQ 4 refuses transient non-exclusive queues, and several controllers

@@ -54,22 +54,27 @@ export class Store {
     return [...(this.members.get(groupId)?.keys() ?? [])];
   }
 
-  private count(p: Port, by: 1 | -1): Map<string, Set<string>> {
-    const touched = new Map<string, Set<string>>();
-    const addrs = [...p.fixedIps, ...p.allowedAddressPairs.map((a) => a.ipAddress)];
-    for (const g of p.securityGroups) {
+  /** Adds (+1) or removes (-1) a port's addresses in its groups' counts; records in `delta` which
+   *  addresses appeared (count 0 → 1) or disappeared (1 → 0), so a change costs O(port), not O(group). */
+  private count(p: Port, by: 1 | -1, delta?: Map<string, { added: Set<string>; removed: Set<string> }>): void {
+    const addrs = new Set([...p.fixedIps, ...p.allowedAddressPairs.map((a) => a.ipAddress)]);
+    for (const g of new Set(p.securityGroups)) {
       const m = this.members.get(g) ?? new Map<string, number>();
       this.members.set(g, m);
-      const t = touched.get(g) ?? new Set<string>();
-      touched.set(g, t);
-      for (const a of new Set(addrs)) {
-        const n = (m.get(a) ?? 0) + by;
-        if (n <= 0) m.delete(a);
-        else m.set(a, n);
-        t.add(a);
+      const d = delta?.get(g) ?? { added: new Set<string>(), removed: new Set<string>() };
+      delta?.set(g, d);
+      for (const a of addrs) {
+        const before = m.get(a) ?? 0;
+        const after = before + by;
+        if (after <= 0) m.delete(a);
+        else m.set(a, after);
+        if (before === 0 && after > 0) {
+          if (!d.removed.delete(a)) d.added.add(a);
+        } else if (before > 0 && after <= 0) {
+          if (!d.added.delete(a)) d.removed.add(a);
+        }
       }
     }
-    return touched;
   }
 
   private groupRecord(id: string): GroupRecord {
@@ -100,31 +105,25 @@ export class Store {
   /** Creates, updates or (with `next` undefined) deletes a port; returns the member changes it made. */
   async putPort(id: string, next: Port | undefined): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }> {
     const old = this.ports.get(id);
-    const before = new Map<string, Set<string>>();
-    const groupsTouched = new Set([...(old?.securityGroups ?? []), ...(next?.securityGroups ?? [])]);
-    for (const g of groupsTouched) before.set(g, new Set(this.membersOf(g)));
-    if (old) this.count(old, -1);
+    const delta = new Map<string, { added: Set<string>; removed: Set<string> }>();
+    if (old) this.count(old, -1, delta);
     let port: PortRecord | undefined;
     if (next) {
       port = { ...next, id, revision: (old?.revision ?? 0) + 1 };
       this.ports.set(id, port);
-      this.count(port, +1);
+      this.count(port, +1, delta);
     } else {
       this.ports.delete(id);
     }
     const changes: MemberChange[] = [];
     const ops: ({ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string })[] = [];
-    for (const gid of groupsTouched) {
-      const after = new Set(this.membersOf(gid));
-      const prev = before.get(gid)!;
-      const added = [...after].filter((a) => !prev.has(a));
-      const removed = [...prev].filter((a) => !after.has(a));
-      if (!added.length && !removed.length) continue;
+    for (const [gid, d] of delta) {
+      if (!d.added.size && !d.removed.size) continue;
       const g = this.groupRecord(gid);
       const base = g.membersRevision;
       g.membersRevision++;
       ops.push({ type: 'put', key: `g:${gid}`, value: g });
-      changes.push({ groupId: gid, baseRevision: base, revision: g.membersRevision, added, removed });
+      changes.push({ groupId: gid, baseRevision: base, revision: g.membersRevision, added: [...d.added], removed: [...d.removed] });
     }
     ops.push(port ? { type: 'put', key: `p:${id}`, value: port } : { type: 'del', key: `p:${id}` });
     await this.db.batch(ops);
