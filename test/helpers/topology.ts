@@ -53,7 +53,7 @@ export class Topology {
   }
 
   ping(from: Vm, to: string, opts: { source?: string } = {}): boolean {
-    const args = ['-c1', '-W1', ...(to.includes(':') ? ['-6'] : []), ...(opts.source ? ['-I', opts.source] : []), to];
+    const args = ['-c1', '-W2', ...(to.includes(':') ? ['-6'] : []), ...(opts.source ? ['-I', opts.source] : []), to];
     return from.ns.run('ping', args).status === 0;
   }
 
@@ -67,7 +67,7 @@ export class Topology {
     const child = spawn('ip', ['netns', 'exec', vm.ns.name, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
     this.servers.push(child);
     // Wait (synchronously) until it listens: poll with a connect from inside the VM itself.
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < 200; i++) {
       if (vm.ns.run(process.execPath, ['-e', `require('net').connect(${port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`]).status === 0) return;
       spawnSync('sleep', ['0.1']);
     }
@@ -77,7 +77,7 @@ export class Topology {
   /** Whether a TCP connection from `from` to ip:port is established within a second. */
   tcp(from: Vm, ip: string, port: number, source?: string): boolean {
     const code = `const s = require('net').connect({ host: '${ip}', port: ${port}${source ? `, localAddress: '${source}'` : ''} });
-      const t = setTimeout(() => process.exit(1), 1000);
+      const t = setTimeout(() => process.exit(1), 2000);
       s.on('connect', () => { clearTimeout(t); s.destroy(); process.exit(0); }); s.on('error', () => process.exit(1));`;
     return from.ns.run(process.execPath, ['-e', code]).status === 0;
   }
@@ -85,7 +85,7 @@ export class Topology {
   /** Whether a UDP datagram from `from` to ip:port is echoed back within a second. */
   udp(from: Vm, ip: string, port: number): boolean {
     const code = `const u = require('dgram').createSocket('${ip.includes(':') ? 'udp6' : 'udp4'}');
-      const t = setTimeout(() => process.exit(1), 1000);
+      const t = setTimeout(() => process.exit(1), 2000);
       u.on('message', () => { clearTimeout(t); process.exit(0); }); u.send('x', ${port}, '${ip}');`;
     return from.ns.run(process.execPath, ['-e', code]).status === 0;
   }
@@ -97,7 +97,7 @@ export class Topology {
       s.on('error', () => { process.stdout.write('dead\\n'); });
       s.on('close', () => { process.stdout.write('dead\\n'); });
       process.stdin.on('data', () => { let got = false; s.write('ping'); s.once('data', () => { got = true; process.stdout.write('pong\\n'); });
-        setTimeout(() => { if (!got) process.stdout.write('silent\\n'); }, 1500); });`;
+        setTimeout(() => { if (!got) process.stdout.write('silent\\n'); }, 2000); });`;
     const child = spawn('ip', ['netns', 'exec', from.ns.name, process.execPath, '-e', code], { stdio: ['pipe', 'pipe', 'ignore'] });
     this.servers.push(child);
     child.stdin!.on('error', () => undefined);
@@ -107,9 +107,10 @@ export class Topology {
       lines.push(...b.toString().split('\n').filter(Boolean));
       wake?.();
     });
-    const next = (want: string[]) =>
+    // Generous: on a loaded CI machine starting node inside a namespace alone can take seconds.
+    const next = (want: string[], ms = 15_000) =>
       new Promise<string>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('long connection: no answer')), 5000);
+        const t = setTimeout(() => reject(new Error('long connection: no answer')), ms);
         const check = () => {
           const i = lines.findIndex((l) => want.includes(l));
           if (i >= 0) {
