@@ -5,11 +5,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Topology, type Vm } from '../test/helpers/topology.js';
 import { ensureRabbit } from '../test/helpers/rabbit.js';
+import { freePort } from '../test/helpers/net.js';
 
 const repo = path.resolve(__dirname, '..');
 const tag = randomBytes(2).toString('hex');
@@ -19,14 +19,6 @@ const procs: ChildProcess[] = [];
 const step = (s: string) => console.log(`\n== ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 function start(script: string, args: string[], env: Record<string, string>): void {
   procs.push(spawn(process.execPath, ['--import', 'tsx', path.join(repo, script), ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] }));
 }

@@ -7,7 +7,7 @@ bash scripts/setup.sh
 export SG_REQUIRE_KERNEL=1
 
 echo "== cargo test"
-cargo test --workspace --release
+cargo test --release -p sg-agent-core
 
 echo "== ava"
 tap=$(mktemp)

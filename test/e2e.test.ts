@@ -4,13 +4,13 @@ import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import amqp from 'amqplib';
 import { requireNetns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { ensureRabbit } from './helpers/rabbit.js';
+import { freePort } from './helpers/net.js';
 import { hostKey, HOST_EXCHANGE, DEAD_LETTER_QUEUE } from '../src/protocol/routing.js';
 import { malformedCorpus } from './helpers/malformed.js';
 
@@ -27,14 +27,6 @@ const agents: Record<'a' | 'b', { host: string; metrics: string; proc?: ChildPro
   b: { host: `host-b-${tag}`, metrics: '', topo: () => topoB },
 };
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function startNode(script: string, args: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, script), ...args], {

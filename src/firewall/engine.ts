@@ -128,8 +128,8 @@ export class FirewallEngine {
     const p = this.guard('port', () => checkPortModel(port));
     const old = this.ports.get(p.id);
     this.ports.set(p.id, p);
-    // A port's own addresses are members of its groups only through the control plane's member lists;
-    // removing an address or pair from the port cuts its connections.
+    // An address or allowed pair taken off a port may no longer be used by it (anti-spoofing): cut the
+    // connections it still has.
     if (old) {
       const gone = portAddresses(old).filter((a) => !portAddresses(p).includes(a));
       for (const a of gone) this.pendingCuts.push({ a, b: a.includes(':') ? '::/0' : '0.0.0.0/0' });

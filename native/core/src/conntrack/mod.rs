@@ -10,11 +10,11 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use netlink_packet_core::{
-    DecodeError, Emitable, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    DecodeError, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
     NetlinkSerializable, Nla, NlaBuffer, NlasIterator, NLA_F_NESTED,
 };
 
-use crate::netlink::{nfnl_msg_type, request_header, NfGenMsg, NfnlSocket, NFGENMSG_LEN};
+use crate::netlink::{emit_nfnl_payload, nfnl_msg_type, nfnl_payload_len, request_header, NfGenMsg, NfnlSocket, NFGENMSG_LEN};
 
 pub const NFNL_SUBSYS_CTNETLINK: u8 = 1;
 const IPCTNL_MSG_CT_GET: u8 = 1;
@@ -71,16 +71,10 @@ impl NetlinkSerializable for CtMessage {
         nfnl_msg_type(NFNL_SUBSYS_CTNETLINK, self.cmd)
     }
     fn buffer_len(&self) -> usize {
-        NFGENMSG_LEN + self.attrs.iter().map(|a| a.buffer_len()).sum::<usize>()
+        nfnl_payload_len(&self.attrs)
     }
     fn serialize(&self, buf: &mut [u8]) {
-        self.nfgen.emit(&mut buf[..NFGENMSG_LEN]);
-        let mut off = NFGENMSG_LEN;
-        for a in &self.attrs {
-            let n = a.buffer_len();
-            a.emit(&mut buf[off..off + n]);
-            off += n;
-        }
+        emit_nfnl_payload(&self.nfgen, &self.attrs, buf)
     }
 }
 

@@ -1,12 +1,12 @@
 //! An ipset netlink message: command, nfgenmsg header and attributes.
 
 use netlink_packet_core::{
-    DecodeError, Emitable, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable,
+    DecodeError, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable,
 };
 
 use super::attr::{DataContext, ElemAttr, HeaderAttr, IpsetAttr};
 use super::constants::*;
-use crate::netlink::{nfnl_msg_type, NfGenMsg, NFGENMSG_LEN};
+use crate::netlink::{emit_nfnl_payload, nfnl_msg_type, nfnl_payload_len, NfGenMsg, NFGENMSG_LEN};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpsetMessage {
@@ -81,16 +81,10 @@ impl NetlinkSerializable for IpsetMessage {
         nfnl_msg_type(NFNL_SUBSYS_IPSET, self.cmd)
     }
     fn buffer_len(&self) -> usize {
-        NFGENMSG_LEN + self.attrs.iter().map(|a| a.buffer_len()).sum::<usize>()
+        nfnl_payload_len(&self.attrs)
     }
     fn serialize(&self, buf: &mut [u8]) {
-        self.nfgen.emit(&mut buf[..NFGENMSG_LEN]);
-        let mut off = NFGENMSG_LEN;
-        for a in &self.attrs {
-            let n = a.buffer_len();
-            a.emit(&mut buf[off..off + n]);
-            off += n;
-        }
+        emit_nfnl_payload(&self.nfgen, &self.attrs, buf)
     }
 }
 
