@@ -81,50 +81,58 @@ export class Agent {
     // Heartbeats notice a dead broker within seconds; the URL may set its own.
     const url = /[?&]heartbeat=/.test(this.cfg.amqpUrl) ? this.cfg.amqpUrl : `${this.cfg.amqpUrl}${this.cfg.amqpUrl.includes('?') ? '&' : '?'}heartbeat=5`;
     const conn = await amqp.connect(url);
+    let abandoned = false;
     conn.on('error', (e: Error) => this.log.warn({ err: e.message }, 'broker connection error'));
     conn.on('close', () => {
       this.connected = false;
-      if (this.stopping) return;
+      if (this.stopping || abandoned) return;
       this.metrics.reconnects.inc();
       this.log.warn('broker connection lost; reconnecting');
       this.buffer = null;
       void this.connectWithRetry();
     });
-    const ch = await conn.createChannel();
-    ch.on('error', (e: Error) => this.log.warn({ err: e.message }, 'channel error'));
-    await ch.assertExchange(GROUP_EXCHANGE, 'direct', { durable: true });
-    await ch.assertExchange(HOST_EXCHANGE, 'direct', { durable: true });
-    await ch.assertExchange(DEAD_LETTER_EXCHANGE, 'fanout', { durable: true });
-    await ch.assertQueue(DEAD_LETTER_QUEUE, { durable: true });
-    await ch.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
-    const q = agentQueue(this.cfg.host);
-    // Durable with an expiry: its bindings survive a reconnect (RabbitMQ 4 refuses transient
-    // non-exclusive queues), and a host gone for good does not leave it behind. If it expired (or never
-    // existed) its bindings are gone too, and everything is bound anew after the sync.
-    // checkQueue of a missing queue closes its channel with a 404: probe on a throwaway channel.
-    const probe = await conn.createChannel();
-    probe.on('error', () => undefined);
-    let existed = await probe.checkQueue(q).then(() => probe.close().then(() => true), () => false);
-    if (existed && !this.everConnected) {
-      // A previous process's queue: its bindings are unknown to us, so start clean (the full sync
-      // below makes up for whatever it held).
-      await ch.deleteQueue(q);
-      existed = false;
+    try {
+      const ch = await conn.createChannel();
+      ch.on('error', (e: Error) => this.log.warn({ err: e.message }, 'channel error'));
+      await ch.assertExchange(GROUP_EXCHANGE, 'direct', { durable: true });
+      await ch.assertExchange(HOST_EXCHANGE, 'direct', { durable: true });
+      await ch.assertExchange(DEAD_LETTER_EXCHANGE, 'fanout', { durable: true });
+      await ch.assertQueue(DEAD_LETTER_QUEUE, { durable: true });
+      await ch.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
+      const q = agentQueue(this.cfg.host);
+      // Durable with an expiry: its bindings survive a reconnect (RabbitMQ 4 refuses transient
+      // non-exclusive queues), and a host gone for good does not leave it behind. If it expired (or never
+      // existed) its bindings are gone too, and everything is bound anew after the sync.
+      // checkQueue of a missing queue closes its channel with a 404: probe on a throwaway channel.
+      const probe = await conn.createChannel();
+      probe.on('error', () => undefined);
+      let existed = await probe.checkQueue(q).then(() => probe.close().then(() => true), () => false);
+      if (existed && !this.everConnected) {
+        // A previous process's queue: its bindings are unknown to us, so start clean (the full sync
+        // below makes up for whatever it held).
+        await ch.deleteQueue(q);
+        existed = false;
+      }
+      if (!existed) this.bound.clear();
+      this.everConnected = true;
+      await ch.assertQueue(q, { durable: true, arguments: { 'x-expires': this.cfg.queueExpiresMs, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
+      await ch.prefetch(256);
+      // Direct reply-to needs its consumer before the first request is published.
+      await ch.consume(REPLY_QUEUE, (m) => m && this.onReply(m), { noAck: true });
+      this.conn = conn;
+      this.ch = ch;
+      // Bind first and buffer: nothing published from here on is lost while the snapshot is taken.
+      this.buffer = [];
+      await ch.bindQueue(q, HOST_EXCHANGE, hostKey(this.cfg.host));
+      await ch.consume(q, (m) => m && this.onMessage(m));
+      this.connected = true;
+      await this.serial(() => this.fullSync());
+    } catch (e) {
+      // Half set up: drop this connection quietly; the caller retries with a fresh one.
+      abandoned = true;
+      await conn.close().catch(() => undefined);
+      throw e;
     }
-    if (!existed) this.bound.clear();
-    this.everConnected = true;
-    await ch.assertQueue(q, { durable: true, arguments: { 'x-expires': this.cfg.queueExpiresMs, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
-    await ch.prefetch(256);
-    // Direct reply-to needs its consumer before the first request is published.
-    await ch.consume(REPLY_QUEUE, (m) => m && this.onReply(m), { noAck: true });
-    this.conn = conn;
-    this.ch = ch;
-    // Bind first and buffer: nothing published from here on is lost while the snapshot is taken.
-    this.buffer = [];
-    await ch.bindQueue(q, HOST_EXCHANGE, hostKey(this.cfg.host));
-    await ch.consume(q, (m) => m && this.onMessage(m));
-    this.connected = true;
-    await this.serial(() => this.fullSync());
     this.log.info({ host: this.cfg.host, groups: this.bound.size }, 'agent in sync');
   }
 
