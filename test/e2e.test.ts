@@ -82,6 +82,7 @@ async function startAgent(which: 'a' | 'b'): Promise<void> {
     SG_NETNS: a.topo().host.path,
     SG_METRICS_LISTEN: a.metrics,
     SG_QUEUE_EXPIRES_MS: '120000',
+    SG_FULL_SYNC_INTERVAL_MS: '2000',
     SG_LOG_LEVEL: 'warn',
   });
   await waitFor(`agent ${which}`, async () => (await status(which)).connected);
@@ -308,5 +309,23 @@ test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the s
   await call('PUT', '/ports/pr', { host: `elsewhere-${tag}`, device: 'tapr', mac: '02:00:00:00:cc:02', fixedIps: ['10.102.9.9'], securityGroups: [remote(4321)] });
   await waitFor('member in set', async () => (await statusC()).groups.find((g) => g.id === remote(4321))?.members === 1, 30_000);
   await waitFor('kernel set', () => topoC.host.exec('ipset', ['list']).includes('10.102.9.9'), 30_000);
+  t.pass();
+});
+
+test.serial('a port message lost on the way is made up for by the periodic full sync', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  const { agentQueue } = await import('../src/protocol/routing.js');
+  const conn = await amqp.connect(amqpUrl);
+  const ch = await conn.createChannel();
+  // Cut host a off its port messages: whatever the controller says about its ports now is lost.
+  await ch.unbindQueue(agentQueue(agents.a.host), HOST_EXCHANGE, hostKey(agents.a.host));
+  const [, v2, v3] = topoA.vms;
+  await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso'), G('web')]));
+  const p3groups = async () => ((await (await fetch(`http://${agents.a.metrics}/status`)).json()) as { ports: { id: string; groups: string[] }[] }).ports.find((p) => p.id === 'p3')?.groups ?? [];
+  t.false((await p3groups()).includes(G('web')), 'the update did not arrive as a message');
+  await waitFor('converged through the periodic sync', async () => (await p3groups()).includes(G('web')), 20_000);
+  await waitFor('v3 admitted', () => topoA.ping(v3!, v2!.ip4), 10_000);
+  await ch.bindQueue(agentQueue(agents.a.host), HOST_EXCHANGE, hostKey(agents.a.host));
+  await conn.close();
   t.pass();
 });

@@ -45,6 +45,7 @@ export class Agent {
   private http?: Server;
   private connected = false;
   private everConnected = false;
+  private resyncTimer?: NodeJS.Timeout;
 
   constructor(readonly cfg: AgentConfig, private readonly log: Logger) {
     this.metrics = new AgentMetrics(() => this.engine);
@@ -61,6 +62,14 @@ export class Agent {
     });
     if (this.cfg.metricsListen) this.http = await this.metrics.serve(this.cfg.metricsListen, () => this.status());
     await this.connectWithRetry();
+    if (this.cfg.fullSyncIntervalMs) {
+      // A safety net, not the mechanism: revisions catch gaps in member deltas, but a rules or port
+      // message lost between the controller and the broker would otherwise wait for a reconnect.
+      this.resyncTimer = setInterval(() => {
+        if (this.connected && !this.stopping) void this.serial(() => this.fullSync()).catch(() => undefined);
+      }, this.cfg.fullSyncIntervalMs);
+      this.resyncTimer.unref();
+    }
   }
 
   private async connectWithRetry(): Promise<void> {
@@ -377,6 +386,7 @@ export class Agent {
   /** Stops consuming; the firewall stays in place. */
   async stop(): Promise<void> {
     this.stopping = true;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
     await this.work.catch(() => undefined);
     await this.conn?.close().catch(() => undefined);
     await this.engine?.flush().catch(() => undefined);

@@ -16,6 +16,8 @@ export interface AgentConfig {
   syncTimeoutMs: number;
   /** The agent queue outlives a disconnect by this much, keeping its bindings. */
   queueExpiresMs: number;
+  /** A full sync this often bounds the effect of any update lost on the way (0 = off). */
+  fullSyncIntervalMs: number;
   logLevel: string;
 }
 
@@ -27,6 +29,7 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   metricsListen: '127.0.0.1:9464',
   syncTimeoutMs: 5_000,
   queueExpiresMs: 10 * 60_000,
+  fullSyncIntervalMs: 5 * 60_000,
   logLevel: 'info',
 };
 
@@ -41,9 +44,10 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_METRICS_LISTEN: 'metricsListen',
   SG_SYNC_TIMEOUT_MS: 'syncTimeoutMs',
   SG_QUEUE_EXPIRES_MS: 'queueExpiresMs',
+  SG_FULL_SYNC_INTERVAL_MS: 'fullSyncIntervalMs',
   SG_LOG_LEVEL: 'logLevel',
 };
-const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs']);
+const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs', 'fullSyncIntervalMs']);
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const fromFile = file ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
