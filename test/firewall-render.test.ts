@@ -74,3 +74,13 @@ test('restore scripts declare, fill and delete only the named chains', (t) => {
   t.is(restoreScript(chains, ['sg-a'], ['sg-old'], '-I FORWARD 1 -j sg-dispatch'),
     '*filter\n:sg-a - [0:0]\n:sg-old - [0:0]\n-A sg-a -j DROP\n-X sg-old\n-I FORWARD 1 -j sg-dispatch\nCOMMIT\n');
 });
+
+test('addresses are written as iptables-save prints them', async (t) => {
+  const { canonicalCidr } = await import('../src/firewall/render.js');
+  t.is(canonicalCidr('10.1.2.3'), '10.1.2.3/32');
+  t.is(canonicalCidr('10.1.2.3/16'), '10.1.0.0/16');
+  t.is(canonicalCidr('0.0.0.0/0'), '0.0.0.0/0');
+  t.is(canonicalCidr('FD00:0:0:1::5/64'), 'fd00:0:0:1::/64');
+  t.is(canonicalCidr('fe80::0:ff:fe00:1'), 'fe80::ff:fe00:1/128');
+  t.is(canonicalCidr('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1/128');
+});

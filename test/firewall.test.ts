@@ -420,3 +420,30 @@ test('a restarted engine keeps filtering until its first apply, then drops what 
   t.notRegex(rulesText(topo), new RegExp(fw.names.ingressChain('port-vm3')), 'the departed port chain is gone');
   t.true(topo.ping(a, b.ip4));
 });
+
+test('chains are written as iptables-save prints them: a reconcile right after an apply repairs nothing', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  fw.setGroup({
+    id: 'mixed',
+    stateful: true,
+    rules: [
+      { id: 'r1', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'mixed', protocol: 'tcp', portRangeMin: 80, portRangeMax: 90 },
+      { id: 'r2', direction: 'ingress', ethertype: 'IPv6', remoteIpPrefix: 'FD00:0::/8', protocol: 'icmpv6', portRangeMin: 128 },
+      { id: 'r3', direction: 'egress', ethertype: 'IPv4', protocol: 'icmp', portRangeMin: 8, portRangeMax: 0 },
+      { id: 'r4', direction: 'egress', ethertype: 'IPv4', protocol: 132 },
+      { id: 'r5', direction: 'egress', ethertype: 'IPv4', protocol: 47 },
+      { id: 'r6', direction: 'egress', ethertype: 'IPv4', protocol: 'udp', portRangeMax: 100 },
+      { id: 'r7', direction: 'ingress', ethertype: 'IPv4', protocol: 'sctp', portRangeMin: 5, portRangeMax: 5, remoteIpPrefix: '10.1.2.3/8' },
+      { id: 'r8', direction: 'ingress', ethertype: 'IPv6', remoteGroupId: 'mixed', protocol: 'udp', portRangeMin: 53, portRangeMax: 53 },
+    ],
+  });
+  const pairs = [{ ipAddress: '10.9.1.0/16', macAddress: 'AA:BB:CC:00:11:22' }, { ipAddress: '0.0.0.0/0' }, { ipAddress: 'fd00:9::1' }];
+  fw.setPort(port(a, ['mixed'], { mac: a.mac.toUpperCase(), allowedAddressPairs: pairs }));
+  fw.setPort(port(b, ['mixed']));
+  fw.setGroupMembers('mixed', [a.ip4, b.ip4, a.ip6]);
+  await fw.flush();
+  t.deepEqual(await fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 });
+});

@@ -76,8 +76,9 @@ export class FirewallEngine {
   private readonly memberDeltas = new Map<string, { add: Set<string>; del: Set<string> }>();
   /** Address pairs whose connections must be cut once the new state is in. */
   private pendingCuts: AddressPair[] = [];
-  private applied: Rendered = { v4: new Map(), v6: new Map(), sets: new Map() };
-  /** Our chains as iptables-save prints them after our last write: the baseline drift is judged by. */
+  private applied: Rendered = { v4: new Map(), v6: new Map(), sets: new Map(), inexact: new Set() };
+  /** Our chains as iptables-save prints them after our last write: the baseline drift is judged by.
+   *  Kept from what we rendered (which is in iptables-save's form), or read back where it may not be. */
   private savedBaseline: Record<IpVersion, Map<string, string[]>> = { 4: new Map(), 6: new Map() };
   private jumpPresent: Record<IpVersion, boolean> = { 4: false, 6: false };
   private timer: NodeJS.Timeout | null = null;
@@ -343,7 +344,14 @@ export class FirewallEngine {
       report.restores++;
       this.stats.restores++;
       this.jumpPresent[v] = true;
-      this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
+      // We render in iptables-save's own form, so what we wrote is what it prints; only chains with
+      // parts it may spell differently (protocol numbers) are read back.
+      if (changed.some((c) => next.inexact.has(c))) {
+        this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
+      } else {
+        for (const c of changed) this.savedBaseline[v].set(c, want.get(c)!);
+        for (const c of removed) this.savedBaseline[v].delete(c);
+      }
     }
 
     // 3. Sets no rule names any more.
@@ -462,7 +470,7 @@ export class FirewallEngine {
       await this.iptables.restore(v, script);
     }
     for (const name of await this.ipset.listNames()) if (this.names.owns(name)) await this.ipset.destroy(name).catch(() => undefined);
-    this.applied = { v4: new Map(), v6: new Map(), sets: new Map() };
+    this.applied = { v4: new Map(), v6: new Map(), sets: new Map(), inexact: new Set() };
     this.jumpPresent = { 4: false, 6: false };
   }
 

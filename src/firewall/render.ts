@@ -22,6 +22,8 @@ export interface Rendered {
   v4: Chains;
   v6: Chains;
   sets: Map<string, DesiredSet>;
+  /** Chains that iptables-save may print differently from how we wrote them (read back after a write). */
+  inexact: Set<string>;
 }
 
 export interface RenderInput {
@@ -74,43 +76,79 @@ function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
   return `-m physdev --physdev-${dir} ${dev} --physdev-is-bridged`;
 }
 
-function protoMatch(r: SecurityGroupRule, v6: boolean): string | null {
-  const p = r.protocol;
-  if (p === null || p === undefined) return '';
-  if (p === 'icmp' || p === 'icmpv6' || (typeof p === 'number' && (p === 1 || p === 58))) {
-    const icmp6 = v6;
-    const base = icmp6 ? '-p ipv6-icmp' : '-p icmp';
-    const named = p === 'icmp' || p === 'icmpv6';
-    if (!named || r.portRangeMin === null || r.portRangeMin === undefined) return base;
-    const type = r.portRangeMax === null || r.portRangeMax === undefined ? `${r.portRangeMin}` : `${r.portRangeMin}/${r.portRangeMax}`;
-    return icmp6 ? `${base} -m icmp6 --icmpv6-type ${type}` : `${base} -m icmp --icmp-type ${type}`;
+/** Protocol numbers we write by the name iptables-save prints for them (its own table, whatever
+ *  /etc/protocols says), so that what we write reads back byte-identical. Other numbers are written as
+ *  numbers and their chains read back after writing (see `Rendered.inexact`). */
+const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'ipv6-icmp', 132: 'sctp' };
+
+/** An address or CIDR as iptables-save prints it: host bits cleared, IPv6 compressed, with a prefix. */
+export function canonicalCidr(text: string): string {
+  const [addr = '', pfx] = text.split('/');
+  const v6 = addr.includes(':');
+  const bits = v6 ? 128 : 32;
+  const prefix = pfx === undefined ? bits : Number(pfx);
+  if (!v6) {
+    const n = addr.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
+    const masked = prefix === 0 ? 0n : (n >> BigInt(32 - prefix)) << BigInt(32 - prefix);
+    return `${[24n, 16n, 8n, 0n].map((s) => (masked >> s) & 255n).join('.')}/${prefix}`;
   }
-  if (typeof p === 'number') return `-p ${p}`;
+  // Expand, mask, and let the URL parser produce the canonical compressed form.
+  const [head = '', tail = ''] = addr.split('::');
+  const h = head ? head.split(':') : [];
+  const t = addr.includes('::') ? (tail ? tail.split(':') : []) : [];
+  const groups = addr.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  const n = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+  const masked = prefix === 0 ? 0n : (n >> BigInt(128 - prefix)) << BigInt(128 - prefix);
+  const full = Array.from({ length: 8 }, (_, i) => ((masked >> BigInt(16 * (7 - i))) & 0xffffn).toString(16)).join(':');
+  return `${new URL(`http://[${full}]`).hostname.slice(1, -1)}/${prefix}`;
+}
+
+interface ProtoParts {
+  /** `-p NAME`, or '' for any protocol. */
+  p: string;
+  /** The protocol's own matches (ports, ICMP type), after any other match. */
+  m: string;
+  /** Whether iptables-save may print it differently (a protocol number without a fixed name). */
+  exact: boolean;
+}
+
+function protoMatch(r: SecurityGroupRule, v6: boolean): ProtoParts {
+  const p = r.protocol;
+  if (p === null || p === undefined || p === 0) return { p: '', m: '', exact: true };
+  if (p === 'icmp' || p === 'icmpv6' || p === 1 || p === 58) {
+    const base = v6 ? '-p ipv6-icmp' : '-p icmp';
+    const named = p === 'icmp' || p === 'icmpv6';
+    if (!named || r.portRangeMin === null || r.portRangeMin === undefined) return { p: base, m: '', exact: true };
+    const type = r.portRangeMax === null || r.portRangeMax === undefined ? `${r.portRangeMin}` : `${r.portRangeMin}/${r.portRangeMax}`;
+    return { p: base, m: v6 ? `-m icmp6 --icmpv6-type ${type}` : `-m icmp --icmp-type ${type}`, exact: true };
+  }
+  if (typeof p === 'number') return PROTO_NAMES[p] ? { p: `-p ${PROTO_NAMES[p]}`, m: '', exact: true } : { p: `-p ${p}`, m: '', exact: false };
   const lo = r.portRangeMin;
   const hi = r.portRangeMax;
   if (lo === null || lo === undefined) {
-    if (hi === null || hi === undefined) return `-p ${p}`;
-    return `-p ${p} -m ${p} --dport 0:${hi}`;
+    if (hi === null || hi === undefined) return { p: `-p ${p}`, m: '', exact: true };
+    return { p: `-p ${p}`, m: `-m ${p} --dport 0:${hi}`, exact: true };
   }
   const range = hi === null || hi === undefined || hi === lo ? `${lo}` : `${lo}:${hi}`;
-  return `-p ${p} -m ${p} --dport ${range}`;
+  return { p: `-p ${p}`, m: `-m ${p} --dport ${range}`, exact: true };
 }
 
-function ruleLine(r: SecurityGroupRule, v6: boolean, names: KernelNames): string | null {
+/** One rule in the order iptables-save prints its parts: address, protocol, then matches. */
+function ruleLine(r: SecurityGroupRule, v6: boolean, names: KernelNames): { line: string; exact: boolean } {
   const proto = protoMatch(r, v6);
-  if (proto === null) return null;
   const dir = r.direction === 'ingress' ? 's' : 'd';
   const parts: string[] = [];
-  if (r.remoteIpPrefix && !isCatchAll(r.remoteIpPrefix)) parts.push(`-${dir} ${r.remoteIpPrefix}`);
+  if (r.remoteIpPrefix && !isCatchAll(r.remoteIpPrefix)) parts.push(`-${dir} ${canonicalCidr(r.remoteIpPrefix)}`);
+  if (proto.p) parts.push(proto.p);
   if (r.remoteGroupId) {
     parts.push(`-m set --match-set ${names.groupSet(r.remoteGroupId, v6 ? 'inet6' : 'inet')} ${dir === 's' ? 'src' : 'dst'}`);
   }
-  if (proto) parts.push(proto);
+  if (proto.m) parts.push(proto.m);
   parts.push('-j RETURN');
-  return parts.join(' ');
+  return { line: parts.join(' '), exact: proto.exact };
 }
 
-function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfiltered: Port[]): Chains {
+function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfiltered: Port[], inexact: Set<string>): Chains {
   const { names, mode } = input;
   const chains: Chains = new Map();
   const ethertype = v6 ? 'IPv6' : V4;
@@ -148,8 +186,9 @@ function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfilte
       ingress.push('-p udp -m udp --sport 67 --dport 68 -j RETURN');
     }
     for (const r of rules) if (r.direction === 'ingress') {
-      const line = ruleLine(r, v6, names);
-      if (line && !ingress.includes(line)) ingress.push(line);
+      const { line, exact } = ruleLine(r, v6, names);
+      if (!exact) inexact.add(names.ingressChain(port.id));
+      if (!ingress.includes(line)) ingress.push(line);
     }
     ingress.push(`-j ${names.fallbackChain}`);
     chains.set(names.ingressChain(port.id), ingress);
@@ -172,8 +211,9 @@ function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfilte
     }
     egress.push(...state);
     for (const r of rules) if (r.direction === 'egress') {
-      const line = ruleLine(r, v6, names);
-      if (line && !egress.includes(line)) egress.push(line);
+      const { line, exact } = ruleLine(r, v6, names);
+      if (!exact) inexact.add(names.egressChain(port.id));
+      if (!egress.includes(line)) egress.push(line);
     }
     egress.push(`-j ${names.fallbackChain}`);
     chains.set(names.egressChain(port.id), egress);
@@ -185,7 +225,7 @@ function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfilte
     if (v6) pairs.push([linkLocalFromMac(port.mac), port.mac]);
     for (const [ip, mac] of pairs) {
       if (familyOf(ip) !== (v6 ? 'inet6' : 'inet')) continue;
-      const src = isCatchAll(ip) ? '' : `-s ${ip.includes('/') ? ip : `${ip}/${v6 ? 128 : 32}`} `;
+      const src = isCatchAll(ip) ? '' : `-s ${canonicalCidr(ip)} `;
       const line = `${src}-m mac --mac-source ${mac} -j RETURN`;
       if (!spoof.includes(line)) spoof.push(line);
     }
@@ -222,10 +262,12 @@ function renderSets(input: RenderInput, filtered: Port[]): Map<string, DesiredSe
 export function render(input: RenderInput): Rendered {
   const filtered = input.ports.filter((p) => p.portSecurityEnabled);
   const unfiltered = input.ports.filter((p) => !p.portSecurityEnabled);
+  const inexact = new Set<string>();
   return {
-    v4: renderFamily(input, false, filtered, unfiltered),
-    v6: renderFamily(input, true, filtered, unfiltered),
+    v4: renderFamily(input, false, filtered, unfiltered, inexact),
+    v6: renderFamily(input, true, filtered, unfiltered, inexact),
     sets: renderSets(input, filtered),
+    inexact,
   };
 }
 
