@@ -10,7 +10,7 @@ import { deleteConntrackBetween, type AddressPair } from '../conntrack.js';
 import type { Port, SecurityGroup } from '../model.js';
 import { KernelNames } from './names.js';
 import { Iptables, parseChains, type IpVersion } from './iptables.js';
-import { render, restoreScript, portAddresses, isCatchAll, type Chains, type DesiredSet, type Mode, type Rendered } from './render.js';
+import { render, restoreScript, portAddresses, isCatchAll, maxelemFor, type Chains, type DesiredSet, type Mode, type Rendered } from './render.js';
 import { checkCidr, checkGroup, checkId, checkPortModel, ModelError } from './validate.js';
 
 export interface FirewallEngineOptions {
@@ -90,6 +90,8 @@ export class FirewallEngine {
   /** A previous run may have left chains and sets of ours that the new state no longer has. They are
    *  removed right after the first successful apply, not before: until then they keep filtering. */
   private startupCleanupPending = true;
+  /** Ports or groups changed since the last render: chains (and which sets exist) must be recomputed. */
+  private structureDirty = true;
 
   private constructor(
     private readonly ipset: IpsetClient,
@@ -127,6 +129,7 @@ export class FirewallEngine {
 
   setPort(port: Port): void {
     const p = this.guard('port', () => checkPortModel(port));
+    this.structureDirty = true;
     const old = this.ports.get(p.id);
     this.ports.set(p.id, p);
     // An address or allowed pair taken off a port may no longer be used by it (anti-spoofing): cut the
@@ -143,11 +146,13 @@ export class FirewallEngine {
     const old = this.ports.get(id);
     if (!old) return;
     this.ports.delete(id);
+    this.structureDirty = true;
     this.schedule();
   }
 
   setGroup(group: SecurityGroup): void {
     const g = this.guard('group', () => checkGroup(group));
+    this.structureDirty = true;
     const old = this.groups.get(g.id);
     this.groups.set(g.id, g);
     if (old) this.cutRemovedRules(old, g);
@@ -161,6 +166,7 @@ export class FirewallEngine {
     this.groups.delete(id);
     this.members.delete(id);
     this.memberDeltas.delete(id);
+    this.structureDirty = true;
     this.schedule();
   }
 
@@ -217,6 +223,7 @@ export class FirewallEngine {
     }
     for (const gid of [...this.members.keys()]) if (!(gid in state.members)) this.members.delete(gid);
     this.memberDeltas.clear();
+    this.structureDirty = true;
     this.schedule();
   }
 
@@ -291,6 +298,7 @@ export class FirewallEngine {
       .catch((e: unknown) => {
         this.stats.applyErrors++;
         this.dirty = true;
+        this.structureDirty = true;
         this.retryDelayMs = Math.min(this.retryDelayMs ? this.retryDelayMs * 2 : 100, 30_000);
         this.opts.logger?.error({ err: e, retryInMs: this.retryDelayMs }, 'firewall apply failed; will retry');
         if (!this.closed) this.schedule();
@@ -305,6 +313,18 @@ export class FirewallEngine {
   private async apply(): Promise<ApplyReport> {
     this.stats.applies++;
     const report = emptyReport();
+    // Membership deltas alone (the common case, and all of an update storm's): no render and no chain
+    // comparison, only the sets of the groups that changed — O(change).
+    if (!this.structureDirty && this.membersResync.size === 0 && this.deltasFitSets()) {
+      for (const set of this.applied.sets.values()) {
+        const delta = this.memberDeltas.get(set.groupId);
+        if (delta) await this.applySetDelta(set, delta, report);
+      }
+      this.memberDeltas.clear();
+      await this.cutPending(report);
+      return report;
+    }
+    this.structureDirty = false;
     const next = render({ ports: [...this.ports.values()], groups: this.groups, members: this.members, names: this.names, mode: this.opts.mode });
 
     // 1. Sets exist and hold their members before any rule refers to them.
@@ -315,16 +335,8 @@ export class FirewallEngine {
         await this.ipset.syncSet(set.name, set.spec, set.members);
         report.setsSynced++;
         this.stats.setSyncs++;
-      } else if (delta && (delta.add.size || delta.del.size)) {
-        const fam = (ip: string) => (ip.includes(':') ? 'inet6' : 'inet') === set.family && !isCatchAll(ip);
-        const del = [...delta.del].filter(fam);
-        const add = [...delta.add].filter(fam);
-        if (del.length) await this.ipset.del(set.name, del, { exist: true });
-        if (add.length) await this.ipset.add(set.name, add, { exist: true });
-        if (del.length || add.length) {
-          report.setDeltas++;
-          this.stats.setDeltas++;
-        }
+      } else if (delta) {
+        await this.applySetDelta(set, delta, report);
       }
     }
     this.membersResync.clear();
@@ -371,14 +383,43 @@ export class FirewallEngine {
     }
 
     // 4. Cut what the new state no longer admits.
+    await this.cutPending(report);
+    return report;
+  }
+
+  private async applySetDelta(set: DesiredSet, delta: { add: Set<string>; del: Set<string> }, report: ApplyReport): Promise<void> {
+    const fam = (ip: string) => (ip.includes(':') ? 'inet6' : 'inet') === set.family && !isCatchAll(ip);
+    const del = [...delta.del].filter(fam);
+    const add = [...delta.add].filter(fam);
+    if (del.length) await this.ipset.del(set.name, del, { exist: true });
+    if (add.length) await this.ipset.add(set.name, add, { exist: true });
+    if (del.length || add.length) {
+      report.setDeltas++;
+      this.stats.setDeltas++;
+    }
+  }
+
+  /** Whether every set a delta touches still fits its maxelem (else the set must grow: full path). */
+  private deltasFitSets(): boolean {
+    for (const set of this.applied.sets.values()) {
+      if (!this.memberDeltas.has(set.groupId)) continue;
+      if (maxelemFor(this.members.get(set.groupId)?.size ?? 0) > (set.spec.maxelem ?? 0)) return false;
+    }
+    return true;
+  }
+
+  private async cutPending(report: ApplyReport): Promise<void> {
     const cuts = this.pendingCuts;
     this.pendingCuts = [];
-    if (cuts.length) {
-      const n = await deleteConntrackBetween(dedupe(cuts), this.opts.netns);
-      report.conntrackDeleted += n;
-      this.stats.conntrackDeleted += n;
-    }
-    return report;
+    if (cuts.length === 0) return;
+    const n = await deleteConntrackBetween(dedupe(cuts), this.opts.netns);
+    report.conntrackDeleted += n;
+    this.stats.conntrackDeleted += n;
+  }
+
+  /** A set's members as the model has them now (applied sets keep only the list of their last full sync). */
+  private currentMembers(set: DesiredSet): string[] {
+    return [...(this.members.get(set.groupId) ?? [])].filter((ip) => (ip.includes(':') ? 'inet6' : 'inet') === set.family && !isCatchAll(ip));
   }
 
   /** Removes chains and sets with our prefix that the applied state does not have; returns the count. */
@@ -416,7 +457,7 @@ export class FirewallEngine {
     for (const name of this.applied.sets.keys()) {
       const r = await this.ipset.reconcile(name).catch(async () => {
         const s = this.applied.sets.get(name)!;
-        await this.ipset.syncSet(name, s.spec, s.members);
+        await this.ipset.syncSet(name, s.spec, this.currentMembers(s));
         return { repaired: true };
       });
       if (r.repaired) report.setsRepaired++;
@@ -444,7 +485,7 @@ export class FirewallEngine {
     return {
       ports: [...this.ports.values()].map((p) => ({ id: p.id, device: p.device, filtered: p.portSecurityEnabled })),
       groups: [...this.groups.keys()],
-      sets: [...this.applied.sets.values()].map((s: DesiredSet) => ({ name: s.name, groupId: s.groupId, family: s.family, size: s.members.length })),
+      sets: [...this.applied.sets.values()].map((s: DesiredSet) => ({ name: s.name, groupId: s.groupId, family: s.family, size: this.currentMembers(s).length })),
       chains: { v4: [...this.applied.v4.keys()], v6: [...this.applied.v6.keys()] },
     };
   }
