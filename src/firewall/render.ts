@@ -176,6 +176,18 @@ function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfilte
     const stateful = groups.length === 0 || groups.some((g) => g.stateful);
     const rules = groups.flatMap((g) => g.rules).filter((r) => r.ethertype === ethertype);
     const state = stateful ? ['-m state --state RELATED,ESTABLISHED -j RETURN', '-m state --state INVALID -j DROP'] : [];
+    /** The groups' rules of one direction, each distinct line once (groups often repeat rules). */
+    const appendRules = (lines: string[], direction: 'ingress' | 'egress', chain: string) => {
+      const seen = new Set(lines);
+      for (const r of rules) {
+        if (r.direction !== direction) continue;
+        const { line, exact } = ruleLine(r, v6, names);
+        if (!exact) inexact.add(chain);
+        if (seen.has(line)) continue;
+        seen.add(line);
+        lines.push(line);
+      }
+    };
 
     const ingress: string[] = [...state];
     if (v6) {
@@ -185,11 +197,7 @@ function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfilte
     } else {
       ingress.push('-p udp -m udp --sport 67 --dport 68 -j RETURN');
     }
-    for (const r of rules) if (r.direction === 'ingress') {
-      const { line, exact } = ruleLine(r, v6, names);
-      if (!exact) inexact.add(names.ingressChain(port.id));
-      if (!ingress.includes(line)) ingress.push(line);
-    }
+    appendRules(ingress, 'ingress', names.ingressChain(port.id));
     ingress.push(`-j ${names.fallbackChain}`);
     chains.set(names.ingressChain(port.id), ingress);
 
@@ -210,11 +218,7 @@ function renderFamily(input: RenderInput, v6: boolean, filtered: Port[], unfilte
       egress.push('-p udp -m udp --sport 67 --dport 68 -j DROP');
     }
     egress.push(...state);
-    for (const r of rules) if (r.direction === 'egress') {
-      const { line, exact } = ruleLine(r, v6, names);
-      if (!exact) inexact.add(names.egressChain(port.id));
-      if (!egress.includes(line)) egress.push(line);
-    }
+    appendRules(egress, 'egress', names.egressChain(port.id));
     egress.push(`-j ${names.fallbackChain}`);
     chains.set(names.egressChain(port.id), egress);
 
