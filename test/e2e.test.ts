@@ -215,8 +215,11 @@ async function assertNoDrift(t: import('ava').ExecutionContext): Promise<void> {
   }
   const webSet = s.sets.find((x) => x.name.startsWith('sg4-'));
   const ctlWeb = (await (await call('GET', `/groups/${G('web')}`)).json()) as { members: string[] };
-  const saved = topoA.host.exec('ipset', ['save', webSet!.name]).split('\n').filter((l) => l.startsWith('add ')).map((l) => l.split(' ')[2]).sort();
-  t.deepEqual(saved, [...ctlWeb.members].sort(), 'kernel set equals the controller');
+  const want = [...ctlWeb.members].sort();
+  const kernel = () => topoA.host.exec('ipset', ['save', webSet!.name]).split('\n').filter((l) => l.startsWith('add ')).map((l) => l.split(' ')[2]).sort();
+  // The agent holds the revision at once; the kernel follows within one coalesced apply.
+  await waitFor('kernel set equals the controller', () => JSON.stringify(kernel()) === JSON.stringify(want), 5_000).catch(() => undefined);
+  t.deepEqual(kernel(), want, 'kernel set equals the controller');
 }
 
 function rabbitctl(cmd: string): Promise<void> {
