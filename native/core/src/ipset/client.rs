@@ -23,7 +23,7 @@ pub const TEMP_PREFIX: &str = "sgtmp-";
 /// A nested attribute's length is 16 bits; keep each ADT attribute safely below it.
 const MAX_ADT_BYTES: usize = 65_535 - 1024;
 /// Revisions created by default: the newest ones a still-common `ipset` tool can list. hash:ip rev 5
-/// and hash:net rev 7 added bucketsize/initval, which ipset < 7.11 cannot print ("Kernel and userspace
+/// and hash:net rev 7 added bucketsize/initval, which ipset tools older than that cannot print ("Kernel and userspace
 /// incompatible"), breaking `ipset list` for other tools on the host.
 const MAX_REVISION_HASH_IP: u8 = 4;
 const MAX_REVISION_HASH_NET: u8 = 6;
