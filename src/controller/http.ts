@@ -17,8 +17,8 @@ const validateGroup = ajv.compile({
   required: ['rules'],
   properties: { stateful: { type: 'boolean' }, rules: { type: 'array', maxItems: LIMITS.rulesPerGroup, items: ruleSchema } },
 });
-const { id: _omitId, ...portProps } = portSchema.properties;
-const validatePort = ajv.compile({ ...portSchema, required: portSchema.required.filter((r) => r !== 'id'), properties: { ...portProps, id: portSchema.properties.id } });
+// The id comes from the path, so the body need not repeat it.
+const validatePort = ajv.compile({ ...portSchema, required: portSchema.required.filter((r) => r !== 'id') });
 const MAX_BODY = 1 << 20;
 
 class HttpError extends Error {

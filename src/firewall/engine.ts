@@ -10,7 +10,7 @@ import { deleteConntrackBetween, type AddressPair } from '../conntrack.js';
 import type { Port, SecurityGroup } from '../model.js';
 import { KernelNames } from './names.js';
 import { Iptables, parseChains, type IpVersion } from './iptables.js';
-import { render, restoreScript, portAddresses, isCatchAll, maxelemFor, type Chains, type DesiredSet, type Mode, type Rendered } from './render.js';
+import { render, restoreScript, portAddresses, isCatchAll, maxelemFor, type DesiredSet, type Mode, type Rendered } from './render.js';
 import { checkCidr, checkGroup, checkId, checkPortModel, ModelError } from './validate.js';
 
 export interface FirewallEngineOptions {
@@ -544,4 +544,3 @@ function dedupe(pairs: AddressPair[]): AddressPair[] {
   });
 }
 
-export type { Chains };
