@@ -85,7 +85,7 @@ async function syncBytes(): Promise<void> {
     await store.putGroup('default', true, defaultRules);
     for (let i = 0; i < n; i++) await store.putPort(`sp-${i}`, port(i));
     const ours = buildSync(store, { v: 1, type: 'sync.request', host: hostName(0) }).reduce((s, part) => s + encode(part).length, 0);
-    const local = [...store.ports.values()].filter((p) => p.host === hostName(0));
+    const local = store.portsOnHost(hostName(0));
     const base = neutronReply(local, [...Array(n).keys()].map(ip)).length;
     line(`sync.bytes.${n}`, ours, base, kb);
     await store.close();
@@ -126,7 +126,7 @@ async function ours(): Promise<Run> {
       await ctl.putPort(`sp-${i}`, port(i));
       await pace();
     }
-    await ctl.publisher.flush();
+    await ctl.flush();
     const tLast = Date.now();
     const done: number[] = procs.map(() => 0);
     while (done.some((d) => !d)) {

@@ -5,3 +5,14 @@ export type { Port, SecurityGroup, SecurityGroupRule, AllowedAddressPair, Direct
 export { NativeBindingError } from './native.js';
 export { versionReport, formatVersion } from './version.js';
 export { checkOwnCapabilities, missingCapabilities } from './capabilities.js';
+// For control-plane integrators: the wire protocol, its routing, the publisher and the sync server.
+export { decode, encode, toPort, MalformedMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, LIMITS } from './protocol/messages.js';
+export type { AnyMessage, UpdateMessage, GroupMembersMessage, GroupRulesMessage, GroupDeletedMessage, PortMessage, PortUnboundMessage, SyncRequest, SyncReply, GroupSnapshot, MembersSnapshot, WirePort, MessageType } from './protocol/messages.js';
+export { GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_QUEUE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, groupKey, hostKey, agentQueue } from './protocol/routing.js';
+export { Publisher, declareExchanges, coalesceUpdates } from './controller/publisher.js';
+export { buildSync, serveSync } from './controller/rpc.js';
+export type { SyncSource } from './controller/rpc.js';
+export { Store } from './controller/store.js';
+export type { GroupRecord, PortRecord, MemberChange, OutboxEntry } from './controller/store.js';
+export { Controller } from './controller/controller.js';
+export type { ControllerOptions } from './controller/controller.js';

@@ -1,5 +1,6 @@
-// End to end: RabbitMQ, the controller and two agents as separate processes, each agent enforcing in
-// its own "host" namespace with VMs on a bridge. Everything is driven through the controller's API.
+// End to end: RabbitMQ, two controller processes sharing one store and one sync queue, and two agents
+// as separate processes, each agent enforcing in its own "host" namespace with VMs on a bridge.
+// Everything is driven through the controllers' APIs, alternately.
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,7 +20,10 @@ const tag = randomBytes(3).toString('hex');
 const vhost = `sgtest-${tag}`;
 const amqpUrl = `amqp://guest:guest@127.0.0.1:5672/${vhost}`;
 const procs: ChildProcess[] = [];
-let api = '';
+/** Admin API of each running controller process; calls alternate between them. */
+const apis: { url: string; proc: ChildProcess }[] = [];
+let calls = 0;
+let dataDir = '';
 let topoA: Topology;
 let topoB: Topology;
 const agents: Record<'a' | 'b', { host: string; metrics: string; proc?: ChildProcess; topo: () => Topology }> = {
@@ -52,7 +56,21 @@ async function waitFor<T>(what: string, f: () => Promise<T | undefined | false> 
   }
 }
 
+async function startController(): Promise<void> {
+  const httpPort = await freePort();
+  const proc = startNode('src/cli/sg-controller.ts', [], {
+    SG_AMQP_URL: amqpUrl,
+    SG_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+    SG_DATA_DIR: dataDir,
+    SG_LOG_LEVEL: 'warn',
+  });
+  const url = `http://127.0.0.1:${httpPort}`;
+  await waitFor('controller', async () => (await fetch(`${url}/healthz`)).ok);
+  apis.push({ url, proc });
+}
+
 async function call(method: string, p: string, body?: unknown): Promise<Response> {
+  const api = apis[calls++ % apis.length]!.url;
   const r = await fetch(`${api}${p}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? null : JSON.stringify(body) });
   if (r.status >= 400) throw new Error(`${method} ${p}: ${r.status} ${await r.text()}`);
   return r;
@@ -105,15 +123,9 @@ test.before(async () => {
   await ensureRabbit();
   spawnSync('rabbitmqctl', ['add_vhost', vhost], { stdio: 'ignore' });
   spawnSync('rabbitmqctl', ['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
-  const httpPort = await freePort();
-  startNode('src/cli/sg-controller.ts', [], {
-    SG_AMQP_URL: amqpUrl,
-    SG_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
-    SG_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'sg-ctl-')),
-    SG_LOG_LEVEL: 'warn',
-  });
-  api = `http://127.0.0.1:${httpPort}`;
-  await waitFor('controller', async () => (await fetch(`${api}/healthz`)).ok);
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-ctl-'));
+  await startController();
+  await startController();
   topoA = new Topology();
   topoB = new Topology();
   await startAgent('a');
@@ -126,6 +138,7 @@ test.after.always(() => {
   topoA?.destroy();
   topoB?.destroy();
   spawnSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' });
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
 test.serial('groups and ports created through the API become sets, chains and real filtering', async (t) => {
@@ -331,4 +344,44 @@ test.serial('a port message lost on the way is made up for by the periodic full 
   await ch.bindQueue(agentQueue(agents.a.host), HOST_EXCHANGE, hostKey(agents.a.host));
   await conn.close();
   t.pass();
+});
+
+test.serial('with one of two controllers killed, the other serves the API and the sync queue', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  const [gone] = apis.splice(0, 1);
+  gone!.proc.kill('SIGKILL');
+  await new Promise((r) => gone!.proc.once('exit', r));
+  // Host a restarts: its start-up sync can only be answered by the surviving controller.
+  agents.a.proc!.kill('SIGKILL');
+  await new Promise((r) => agents.a.proc!.once('exit', r));
+  const [, v2, v3] = topoA.vms;
+  await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso')]));
+  await startAgent('a');
+  await waitFor('v3 blocked after the restart', () => !topoA.ping(v3!, v2!.ip4));
+  await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso'), G('web')]));
+  await waitFor('v3 admitted again', () => topoA.ping(v3!, v2!.ip4));
+  await assertNoDrift(t);
+});
+
+test.serial('a change stored but never published (controller died first) goes out when a controller starts', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  for (const c of apis.splice(0)) {
+    c.proc.kill('SIGKILL');
+    await new Promise((r) => c.proc.once('exit', r));
+  }
+  const { Store } = await import('../src/controller/store.js');
+  const webMessages = async () => (await status('a')).messagesByGroup[G('web')] ?? 0;
+  const before = await webMessages();
+  // What a controller does before it publishes: the change and its messages, committed together.
+  const store = await Store.open(dataDir);
+  t.teardown(() => store.close());
+  await store.putPort('late', { id: 'late', host: `elsewhere-${tag}`, device: 'tapl', mac: '02:00:00:00:dd:01', fixedIps: ['10.103.0.1'], allowedAddressPairs: [], securityGroups: [G('web')], portSecurityEnabled: true });
+  t.true(store.outbox().length > 0, 'the messages wait in the outbox');
+  await new Promise((r) => setTimeout(r, 500));
+  t.is(await webMessages(), before, 'nothing was published yet');
+  await startController();
+  await waitFor('published from the outbox', async () => (await webMessages()) > before);
+  await waitFor('outbox emptied', () => store.outbox().length === 0);
+  await waitFor('member reached the kernel', () => topoA.host.exec('ipset', ['list']).includes('10.103.0.1'));
+  await assertNoDrift(t);
 });

@@ -77,6 +77,25 @@ test.serial('the installed addon creates a set, adds a member and reads it back 
   t.true(resolved.startsWith(app), resolved);
 });
 
+test.serial('the installed package exports the control-plane library: protocol, publisher, store', (t) => {
+  const script = `
+    const sg = require('sg-agent');
+    const os = require('node:os'); const fs = require('node:fs'); const path = require('node:path');
+    (async () => {
+      const m = sg.decode(sg.encode({ v: 1, type: 'group.deleted', groupId: 'g', revision: 2 }), ['group.deleted']);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-pack-store-'));
+      const store = await sg.Store.open(dir);
+      await store.putGroup('g', true, [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'g' }]);
+      const r = await store.putPort('p', { id: 'p', host: 'h', device: 'tap0', mac: '02:00:00:00:00:01', fixedIps: ['10.0.0.1'], allowedAddressPairs: [], securityGroups: ['g'], portSecurityEnabled: true });
+      const parts = sg.buildSync(store, { v: 1, type: 'sync.request', host: 'h' });
+      await store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+      console.log(JSON.stringify({ type: m.type, key: sg.groupKey('g').length, changes: r.changes.length, members: parts[0].members[0].ips, publisher: typeof sg.Publisher }));
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  const out = execFileSync(process.execPath, ['-e', script], { cwd: app, env, encoding: 'utf8' });
+  t.deepEqual(JSON.parse(out), { type: 'group.deleted', key: 'g.'.length + 32, changes: 1, members: ['10.0.0.1'], publisher: 'function' });
+});
+
 test.serial('without the platform package, the loader says what is missing and what to install', (t) => {
   fs.rmSync(path.join(app, 'node_modules', 'sg-agent-linux-x64-gnu'), { recursive: true, force: true });
   const r = spawnSync(path.join(app, 'node_modules/.bin/sg-agent'), ['--version'], { env, encoding: 'utf8' });

@@ -1,5 +1,6 @@
 // The protocol's pure parts (schemas, routing keys, sync building) and the controller's store on a
-// real LevelDB; their use over a real broker is covered by e2e.test.ts.
+// real LMDB; their use over a real broker, by two controller processes at once, is covered by
+// e2e.test.ts.
 import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,6 +9,8 @@ import { decode, encode, MalformedMessage, MAX_MESSAGE_BYTES, type SyncReply } f
 import { groupKey, hostKey, agentQueue } from '../src/protocol/routing.js';
 import { Store } from '../src/controller/store.js';
 import { buildSync } from '../src/controller/rpc.js';
+import { coalesceUpdates } from '../src/controller/publisher.js';
+import type { UpdateMessage } from '../src/protocol/messages.js';
 import { computeNeeds } from '../src/agent/needs.js';
 import { malformedCorpus } from './helpers/malformed.js';
 
@@ -53,13 +56,14 @@ test('the store survives a restart with its revisions, and sync replies are comp
   const port = (i: number) => ({ id: `p${i}`, host: i % 2 ? 'h1' : 'h2', device: `tap${i}`, mac: '02:00:00:00:00:01', fixedIps: [`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`], allowedAddressPairs: [], securityGroups: ['web'], portSecurityEnabled: true });
   const r1 = await s.putPort('p1', port(1));
   t.deepEqual(r1.changes, [{ groupId: 'web', baseRevision: 0, revision: 1, added: ['10.0.0.1'], removed: [] }]);
-  for (let i = 2; i <= 60_001; i++) await s.putPort(`p${i}`, port(i));
+  // Written concurrently: LMDB commits them in batches.
+  for (let i = 2; i <= 60_001; i += 1000) await Promise.all(Array.from({ length: Math.min(1000, 60_002 - i) }, (_, j) => s.putPort(`p${i + j}`, port(i + j))));
   await s.putPort('p2', undefined);
   await s.close();
   s = await Store.open(dir);
-  t.is(s.groups.get('web')!.revision, 1);
-  t.is(s.groups.get('web')!.membersRevision, 60_002);
-  t.is(s.ports.size, 60_000);
+  t.is(s.group('web')!.revision, 1);
+  t.is(s.group('web')!.membersRevision, 60_002);
+  t.is(s.ports().length, 60_000);
   t.is(s.membersOf('web').length, 60_000);
   const parts = buildSync(s, { v: 1, type: 'sync.request', host: 'h1' });
   t.true(parts.length >= 2, '60k members and 30k ports exceed one part');
@@ -67,4 +71,41 @@ test('the store survives a restart with its revisions, and sync replies are comp
   t.is(parts.flatMap((p) => p.ports ?? []).length, 30_001);
   for (const p of parts) t.notThrows(() => decode<SyncReply>(encode(p), ['sync.reply']));
   await s.close();
+});
+
+test('coalescing merges chained member deltas of a group and keeps unchained ones apart', (t) => {
+  const d = (groupId: string, base: number, added: string[], removed: string[] = []): UpdateMessage => ({ v: 1, type: 'group.members', groupId, baseRevision: base, revision: base + 1, added, removed });
+  const rules: UpdateMessage = { v: 1, type: 'group.rules', groupId: 'b', revision: 3, stateful: true, rules: [] };
+  const out = coalesceUpdates([d('a', 0, ['10.0.0.1']), rules, d('a', 1, ['10.0.0.2']), d('a', 2, [], ['10.0.0.1']), d('b', 7, ['10.0.0.9']), d('a', 5, ['10.0.0.3'])]);
+  t.deepEqual(out, [
+    { v: 1, type: 'group.members', groupId: 'a', baseRevision: 0, revision: 3, added: ['10.0.0.2'], removed: [] },
+    rules,
+    { v: 1, type: 'group.members', groupId: 'b', baseRevision: 7, revision: 8, added: ['10.0.0.9'], removed: [] },
+    // Revisions 3..5 were another writer's: this one cannot be folded into the first.
+    { v: 1, type: 'group.members', groupId: 'a', baseRevision: 5, revision: 6, added: ['10.0.0.3'], removed: [] },
+  ]);
+});
+
+test('the store keeps ids apart however they are spelled, revisions rise past a deletion, and the outbox holds every change', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-store-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const s = await Store.open(dir);
+  t.teardown(() => s.close());
+  const hostile = ['g', 'g\u0000', 'g\u0000x', 'g\u001e', 'g/', "g'; DROP", 'g\uffff'];
+  const port = (i: number, g: string) => ({ id: `p${i}`, host: hostile[i]!, device: `tap${i}`, mac: '02:00:00:00:00:01', fixedIps: [`10.0.0.${i + 1}`], allowedAddressPairs: [], securityGroups: [g], portSecurityEnabled: true });
+  for (const [i, g] of hostile.entries()) await s.putPort(`p${i}`, port(i, g));
+  for (const [i, g] of hostile.entries()) {
+    t.deepEqual(s.membersOf(g), [`10.0.0.${i + 1}`], `members of ${JSON.stringify(g)}`);
+    t.deepEqual(s.portsOnHost(g).map((p) => p.id), [`p${i}`], `ports on ${JSON.stringify(g)}`);
+  }
+  t.is(s.outbox().length, hostile.length * 2, 'one member delta and one port message per change');
+
+  await s.putGroup('web', true, []);
+  t.is((await s.deleteGroup('web'))!.revision, 2);
+  t.is(s.group('web'), undefined);
+  t.is(await s.deleteGroup('web'), undefined, 'deleting twice is a no-op');
+  t.is((await s.putGroup('web', true, [])).revision, 3, 're-created above the deletion');
+  t.deepEqual(s.outbox().slice(-3).map((e) => [e.message.type, (e.message as { revision: number }).revision]), [['group.rules', 1], ['group.deleted', 2], ['group.rules', 3]]);
+  await s.ackOutbox(s.outbox().map((e) => e.key));
+  t.is(s.outbox().length, 0);
 });

@@ -1,11 +1,15 @@
-// The reference control plane: store + publisher + sync RPC + admin API, wired together. Each change
-// is stored first, then published (with broker confirms) to exactly the hosts and groups it concerns.
+// The reference control plane: store + outbox relay + publisher + sync RPC + admin API, wired
+// together. Each change is stored with the messages announcing it in one transaction; the relay then
+// publishes them (with broker confirms) to exactly the hosts and groups they concern. Several
+// controller processes may open the same data directory: each serves the admin API it is given and
+// consumes the shared sync queue.
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { Port, SecurityGroupRule } from '../model.js';
 import { Store, type GroupRecord, type PortRecord } from './store.js';
 import { Publisher, declareExchanges } from './publisher.js';
+import { OutboxRelay } from './relay.js';
 import { serveSync } from './rpc.js';
 import { adminServer } from './http.js';
 
@@ -21,10 +25,13 @@ export interface ControllerOptions {
 export class Controller {
   private conn?: ChannelModel;
   private ch?: ConfirmChannel;
-  publisher!: Publisher;
+  publisher?: Publisher;
+  readonly relay: OutboxRelay;
   http?: Server;
   private stopping = false;
-  private constructor(readonly store: Store, private readonly opts: ControllerOptions) {}
+  private constructor(readonly store: Store, private readonly opts: ControllerOptions) {
+    this.relay = new OutboxRelay(store, () => (this.ch ? this.publisher : undefined), { coalesceMs: opts.coalesceMs ?? 20, logger: opts.logger });
+  }
 
   static async start(opts: ControllerOptions): Promise<Controller> {
     const ctl = new Controller(await Store.open(opts.dataDir), opts);
@@ -49,14 +56,13 @@ export class Controller {
     });
     const ch = await conn.createConfirmChannel();
     await declareExchanges(ch);
-    const pending = this.publisher?.takePending();
     this.publisher = new Publisher(ch, this.opts.coalesceMs ?? 20);
-    // Deltas gathered but not yet sent when the old channel died go out on the new one.
-    if (pending) this.publisher.restorePending(pending);
     const rpcCh = await conn.createChannel();
     await serveSync(rpcCh, this.store, (e) => this.opts.logger?.error({ err: e }, 'sync request failed'));
     this.conn = conn;
     this.ch = ch;
+    // What was stored but not confirmed when the old connection died (or before a crash) goes out now.
+    this.relay.kick();
   }
 
   private async reconnect(): Promise<void> {
@@ -84,39 +90,38 @@ export class Controller {
 
   async putGroup(id: string, stateful: boolean, rules: SecurityGroupRule[]): Promise<GroupRecord> {
     const g = await this.store.putGroup(id, stateful, rules);
-    await this.publisher.groupRules(id, g.revision, g.stateful, g.rules);
+    this.relay.kick();
     return g;
   }
 
   async deleteGroup(id: string): Promise<boolean> {
     const g = await this.store.deleteGroup(id);
-    if (!g) return false;
-    await this.publisher.groupDeleted(id, g.revision);
-    return true;
+    this.relay.kick();
+    return !!g;
   }
 
   async putPort(id: string, port: Port): Promise<PortRecord> {
     const r = await this.store.putPort(id, port);
-    await this.announce(r);
+    this.relay.kick();
     return r.port!;
   }
 
   async deletePort(id: string): Promise<boolean> {
-    if (!this.store.ports.has(id)) return false;
-    await this.announce(await this.store.putPort(id, undefined));
+    if (!this.store.port(id)) return false;
+    await this.store.putPort(id, undefined);
+    this.relay.kick();
     return true;
   }
 
-  private async announce(r: Awaited<ReturnType<Store['putPort']>>): Promise<void> {
-    for (const c of r.changes) this.publisher.memberChange(c.groupId, c.baseRevision, c.revision, c.added, c.removed);
-    const { old, port } = r;
-    if (old && (!port || old.host !== port.host)) await this.publisher.portUnbound(old.host, old.id, (port?.revision ?? old.revision + 1));
-    if (port) await this.publisher.portBound(port.host, port, port.revision, !!old && old.host === port.host);
+  /** Publishes every stored change now; resolves once the broker confirmed them. */
+  flush(): Promise<void> {
+    return this.relay.drain();
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.publisher?.flush().catch(() => undefined);
+    await this.relay.drain().catch(() => undefined);
+    this.relay.close();
     await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
     await this.conn?.close().catch(() => undefined);
     await this.store.close();

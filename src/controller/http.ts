@@ -54,12 +54,12 @@ export function adminServer(ctl: Controller): http.Server {
       const id = rawId === undefined ? undefined : decodeURIComponent(rawId);
       if (extra !== undefined) throw new HttpError(404, 'not found');
       if (kind === 'healthz') return send(200, { ok: true });
-      if (kind === 'groups' && id === undefined && req.method === 'GET') return send(200, [...ctl.store.groups.values()]);
-      if (kind === 'ports' && id === undefined && req.method === 'GET') return send(200, [...ctl.store.ports.values()]);
+      if (kind === 'groups' && id === undefined && req.method === 'GET') return send(200, ctl.store.groups());
+      if (kind === 'ports' && id === undefined && req.method === 'GET') return send(200, ctl.store.ports());
       if (!id || id.length > LIMITS.id) throw new HttpError(404, 'not found');
       if (req.method !== 'GET' && !ctl.connected) throw new HttpError(503, 'not connected to the broker; retry');
       if (kind === 'groups') {
-        if (req.method === 'GET') return ctl.store.groups.has(id) ? send(200, { ...ctl.store.groups.get(id), members: ctl.store.membersOf(id) }) : send(404, { error: 'no such group' });
+        if (req.method === 'GET') return ctl.store.group(id) ? send(200, { ...ctl.store.group(id), members: ctl.store.membersOf(id) }) : send(404, { error: 'no such group' });
         if (req.method === 'PUT') {
           const b = await body(req);
           if (!validateGroup(b)) throw new HttpError(400, `invalid group: ${ajv.errorsText(validateGroup.errors)}`);
@@ -70,7 +70,7 @@ export function adminServer(ctl: Controller): http.Server {
         if (req.method === 'DELETE') return (await ctl.deleteGroup(id)) ? send(204, null) : send(404, { error: 'no such group' });
       }
       if (kind === 'ports') {
-        if (req.method === 'GET') return ctl.store.ports.has(id) ? send(200, ctl.store.ports.get(id)) : send(404, { error: 'no such port' });
+        if (req.method === 'GET') return ctl.store.port(id) ? send(200, ctl.store.port(id)) : send(404, { error: 'no such port' });
         if (req.method === 'PUT') {
           const b = await body(req);
           if (!validatePort(b)) throw new HttpError(400, `invalid port: ${ajv.errorsText(validatePort.errors)}`);

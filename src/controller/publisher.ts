@@ -2,7 +2,7 @@
 // updates to the group exchange (one routing key per group), port bindings to the host exchange,
 // all with publisher confirms. Member deltas of one group within `coalesceMs` go out as one message.
 import type { ConfirmChannel } from 'amqplib';
-import { encode, LIMITS, type UpdateMessage, type GroupRulesMessage, type WirePort } from '../protocol/messages.js';
+import { encode, LIMITS, type UpdateMessage, type GroupMembersMessage, type GroupRulesMessage, type WirePort } from '../protocol/messages.js';
 import { GROUP_EXCHANGE, HOST_EXCHANGE, groupKey, hostKey } from '../protocol/routing.js';
 import type { SecurityGroupRule } from '../model.js';
 
@@ -34,6 +34,13 @@ export class Publisher {
     });
   }
 
+  /** Publishes one update to where it belongs: group messages by group key, port messages by host key. */
+  send(m: UpdateMessage): Promise<void> {
+    return m.type.startsWith('group.')
+      ? this.publish(GROUP_EXCHANGE, groupKey((m as { groupId: string }).groupId), m)
+      : this.publish(HOST_EXCHANGE, hostKey((m as { host: string }).host), m);
+  }
+
   groupRules(groupId: string, revision: number, stateful: boolean, rules: SecurityGroupRule[]): Promise<void> {
     const m: GroupRulesMessage = { v: 1, type: 'group.rules', groupId, revision, stateful, rules };
     return this.publish(GROUP_EXCHANGE, groupKey(groupId), m);
@@ -53,7 +60,13 @@ export class Publisher {
 
   /** Queues a member change; changes of one group in the window merge into one delta. */
   memberChange(groupId: string, baseRevision: number, revision: number, added: string[], removed: string[]): void {
-    const p = this.pending.get(groupId);
+    let p = this.pending.get(groupId);
+    // Only a delta that starts where the queued one ends can be merged into it (another writer may own
+    // the revisions between): otherwise the queued one goes out first.
+    if (p && p.revision !== baseRevision) {
+      void this.flush().catch(() => undefined);
+      p = undefined;
+    }
     if (p) {
       this.stats.coalesced++;
       p.revision = revision;
@@ -68,19 +81,6 @@ export class Publisher {
     }, this.coalesceMs);
   }
 
-  /** Hands over queued deltas (to a publisher on a new channel after a reconnect). */
-  takePending(): Map<string, { base: number; revision: number; added: Set<string>; removed: Set<string> }> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const p = new Map(this.pending);
-    this.pending.clear();
-    return p;
-  }
-
-  restorePending(p: ReturnType<Publisher['takePending']>): void {
-    for (const [g, d] of p) this.memberChange(g, d.base, d.revision, [...d.added], [...d.removed]);
-  }
-
   /** Publishes every queued delta now; resolves when the broker confirmed them. */
   flush(): Promise<void> {
     if (this.timer) {
@@ -91,17 +91,47 @@ export class Publisher {
     this.pending.clear();
     // A failed flush must not poison the ones after it.
     this.flushing = this.flushing.catch(() => undefined).then(async () => {
-      for (const [groupId, d] of batch) {
-        const added = [...d.added];
-        const removed = [...d.removed];
-        // Past the protocol's limit a delta would be refused: tell receivers to sync the group instead.
-        const tooBig = added.length > LIMITS.deltaIps || removed.length > LIMITS.deltaIps;
-        await this.publish(GROUP_EXCHANGE, groupKey(groupId), {
-          v: 1, type: 'group.members', groupId, baseRevision: d.base, revision: d.revision,
-          added: tooBig ? [] : added, removed: tooBig ? [] : removed, ...(tooBig ? { resync: true } : {}),
-        });
-      }
+      for (const [groupId, d] of batch) await this.send(membersMessage(groupId, d.base, d.revision, d.added, d.removed));
     });
     return this.flushing;
   }
+}
+
+/** A member delta message; past the protocol's limit a delta would be refused, so receivers are told
+ *  to sync the group instead. */
+function membersMessage(groupId: string, base: number, revision: number, added: Set<string>, removed: Set<string>, resync = false): GroupMembersMessage {
+  const tooBig = resync || added.size > LIMITS.deltaIps || removed.size > LIMITS.deltaIps;
+  return {
+    v: 1, type: 'group.members', groupId, baseRevision: base, revision,
+    added: tooBig ? [] : [...added], removed: tooBig ? [] : [...removed], ...(tooBig ? { resync: true } : {}),
+  };
+}
+
+/**
+ * Merges consecutive member deltas of a group (each starting at the revision the previous one ended)
+ * into one, keeping every other message and the order of first appearance. Deltas that do not chain
+ * are kept apart: a receiver holding the base revision of each can still apply it, or resync.
+ */
+export function coalesceUpdates(messages: UpdateMessage[]): UpdateMessage[] {
+  type Merged = { groupId: string; base: number; revision: number; added: Set<string>; removed: Set<string>; resync: boolean };
+  const out: (UpdateMessage | Merged)[] = [];
+  const open = new Map<string, Merged>();
+  for (const m of messages) {
+    if (m.type !== 'group.members') {
+      out.push(m);
+      continue;
+    }
+    const cur = open.get(m.groupId);
+    if (cur && cur.revision === m.baseRevision) {
+      cur.revision = m.revision;
+      cur.resync ||= !!m.resync;
+      for (const a of m.removed) if (!cur.added.delete(a)) cur.removed.add(a);
+      for (const a of m.added) if (!cur.removed.delete(a)) cur.added.add(a);
+      continue;
+    }
+    const next: Merged = { groupId: m.groupId, base: m.baseRevision, revision: m.revision, added: new Set(m.added), removed: new Set(m.removed), resync: !!m.resync };
+    open.set(m.groupId, next);
+    out.push(next);
+  }
+  return out.map((m) => ('type' in m ? m : membersMessage(m.groupId, m.base, m.revision, m.added, m.removed, m.resync)));
 }

@@ -3,23 +3,33 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { decode, encode, LIMITS, MalformedMessage, type SyncReply, type SyncRequest, type MembersSnapshot, type GroupSnapshot } from '../protocol/messages.js';
 import { SYNC_QUEUE } from '../protocol/routing.js';
-import type { Store } from './store.js';
+import type { GroupRecord, PortRecord } from './store.js';
 
-export function buildSync(store: Store, req: SyncRequest): SyncReply[] {
+/** What a sync reply is built from: the reference store, or an integrator's own database. Reads made
+ *  in one synchronous run must come from one consistent snapshot. */
+export interface SyncSource {
+  portsOnHost(host: string): PortRecord[];
+  group(id: string): GroupRecord | undefined;
+  groupRevisions(id: string): { revision: number; membersRevision: number };
+  membersOf(groupId: string): string[];
+}
+
+/** The reply parts; synchronous, so every read comes from one committed snapshot of the store. */
+export function buildSync(store: SyncSource, req: SyncRequest): SyncReply[] {
   let ruleGroups: string[];
   let memberGroups: string[];
   let ports: SyncReply['ports'];
   if (req.groupIds) {
     ruleGroups = memberGroups = req.groupIds;
   } else {
-    const local = [...store.ports.values()].filter((p) => p.host === req.host);
+    const local = store.portsOnHost(req.host);
     ports = local;
     ruleGroups = [...new Set(local.flatMap((p) => p.securityGroups))];
-    memberGroups = [...new Set(ruleGroups.flatMap((g) => store.groups.get(g)?.rules.map((r) => r.remoteGroupId).filter((x): x is string => !!x) ?? []))];
+    memberGroups = [...new Set(ruleGroups.flatMap((g) => store.group(g)?.rules.map((r) => r.remoteGroupId).filter((x): x is string => !!x) ?? []))];
   }
   const groups: GroupSnapshot[] = ruleGroups.map((id) => {
-    const g = store.groups.get(id);
-    return { id, revision: g?.revision ?? 0, stateful: g?.stateful ?? true, rules: g?.rules ?? [] };
+    const g = store.group(id);
+    return { id, revision: store.groupRevisions(id).revision, stateful: g?.stateful ?? true, rules: g?.rules ?? [] };
   });
   // Ports and members go in parts small enough for one message each: at most PORTS_PER_PART ports
   // and LIMITS.syncIps addresses per part; a large group spans several parts.
@@ -29,7 +39,7 @@ export function buildSync(store: Store, req: SyncRequest): SyncReply[] {
   let inPart = 0;
   for (const gid of memberGroups) {
     const ips = store.membersOf(gid);
-    const revision = store.groups.get(gid)?.membersRevision ?? 0;
+    const revision = store.groupRevisions(gid).membersRevision;
     for (let i = 0; i === 0 || i < ips.length; i += LIMITS.syncIps) {
       const slice = ips.slice(i, i + LIMITS.syncIps);
       if (inPart + slice.length > LIMITS.syncIps && inPart > 0) {
@@ -55,7 +65,7 @@ export function buildSync(store: Store, req: SyncRequest): SyncReply[] {
 /** Ports per sync reply part (a port is a few hundred bytes; parts stay well under the size limit). */
 const PORTS_PER_PART = 2000;
 
-export async function serveSync(ch: Channel, store: Store, onError: (e: unknown) => void): Promise<void> {
+export async function serveSync(ch: Channel, store: SyncSource, onError: (e: unknown) => void): Promise<void> {
   // Durable and shared: RabbitMQ 4 refuses transient non-exclusive queues, and several controllers
   // may consume it.
   await ch.assertQueue(SYNC_QUEUE, { durable: true });

@@ -1,9 +1,20 @@
-// The controller's state: groups, rules, ports and host bindings, kept in an embedded LevelDB
-// (classic-level, prebuilt binaries inside its npm package) so that a restart loses nothing. Every
-// change is written before it is published. Membership is derived: a group's members are the
-// addresses of every port in it, counted so that an address shared by two ports stays while one remains.
-import { ClassicLevel } from 'classic-level';
+// The controller's state: groups, rules, ports and host bindings, kept in LMDB (the `lmdb` package,
+// prebuilt binaries from the npm registry) so that a restart loses nothing. LMDB lets several
+// controller processes on one host open the same store: writers are serialized across processes and
+// every read sees one committed snapshot, so any of them can answer a sync request.
+//
+// Every change is one transaction that also writes the messages announcing it to an outbox; the
+// relay (relay.ts) publishes them and only then deletes them, so a crash or a lost broker connection
+// between commit and publish delays an update but never loses it.
+//
+// Membership is derived and counted per address, so an address shared by two ports stays while one
+// remains, and a port change costs O(port), not O(group).
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
 import type { Port, SecurityGroupRule } from '../model.js';
+import type { UpdateMessage } from '../protocol/messages.js';
 
 export interface GroupRecord {
   id: string;
@@ -13,6 +24,8 @@ export interface GroupRecord {
   revision: number;
   /** Revision of the member list; bumped by every change of it. */
   membersRevision: number;
+  /** A deleted group stays as a tombstone so that its revisions keep rising if it is created again. */
+  deleted?: boolean;
 }
 
 export interface PortRecord extends Port {
@@ -27,47 +40,191 @@ export interface MemberChange {
   removed: string[];
 }
 
-export class Store {
-  readonly groups = new Map<string, GroupRecord>();
-  readonly ports = new Map<string, PortRecord>();
-  /** groupId → address → how many ports of the group hold it. */
-  private readonly members = new Map<string, Map<string, number>>();
-  private constructor(private readonly db: ClassicLevel<string, unknown>) {}
+/** A message written with the change it announces, waiting to be published. */
+export interface OutboxEntry {
+  key: OutboxKey;
+  /** The store handle (one per open) that wrote it. */
+  owner: string;
+  at: number;
+  message: UpdateMessage;
+}
 
-  static async open(dir: string): Promise<Store> {
-    const db = new ClassicLevel<string, unknown>(dir, { valueEncoding: 'json' });
-    await db.open();
-    const s = new Store(db);
-    for await (const [k, v] of db.iterator()) {
-      if (k.startsWith('g:')) s.groups.set(k.slice(2), v as GroupRecord);
-      else if (k.startsWith('p:')) s.ports.set(k.slice(2), v as PortRecord);
-    }
-    for (const p of s.ports.values()) s.count(p, +1);
-    return s;
+// Keys are arrays (ordered by lmdb): ['g', group], ['p', port], ['h', host, port] (ports by host),
+// ['m', group, address] → count, ['o', owner, seq] → outbox entry. Ids are arbitrary strings, so a
+// range read also checks that each key's id is exactly the one asked for.
+type OutboxKey = [string, string, number];
+const G = 'g';
+const P = 'p';
+const H = 'h';
+const M = 'm';
+const O = 'o';
+
+export interface StoreOptions {
+  /** fsync every commit (default true). Off, a crash of the OS may lose the last commits. */
+  sync?: boolean;
+}
+
+export class Store {
+  /** Identifies this handle's outbox entries; a new one per open. */
+  readonly owner = randomBytes(6).toString('hex');
+  private seq = 0;
+  private constructor(private readonly db: RootDatabase) {}
+
+  static async open(dir: string, opts: StoreOptions = {}): Promise<Store> {
+    fs.mkdirSync(dir, { recursive: true });
+    const db = open({ path: path.join(dir, 'store.mdb'), encoding: 'json', noSync: opts.sync === false, compression: false });
+    return new Store(db);
   }
 
   async close(): Promise<void> {
     await this.db.close();
   }
 
+  // ---- reads (each synchronous run of them sees one committed snapshot) ----
+
+  group(id: string): GroupRecord | undefined {
+    const g = this.db.get([G, id]) as GroupRecord | undefined;
+    return g && !g.deleted ? g : undefined;
+  }
+
+  /** The group's record even if deleted or never created (ports may name it first): its revisions. */
+  groupRevisions(id: string): { revision: number; membersRevision: number } {
+    const g = this.db.get([G, id]) as GroupRecord | undefined;
+    return { revision: g?.revision ?? 0, membersRevision: g?.membersRevision ?? 0 };
+  }
+
+  groups(): GroupRecord[] {
+    return [...this.db.getRange({ start: [G], end: [G + '\u0000'] })].map((e) => e.value as GroupRecord).filter((g) => !g.deleted);
+  }
+
+  port(id: string): PortRecord | undefined {
+    return this.db.get([P, id]) as PortRecord | undefined;
+  }
+
+  ports(): PortRecord[] {
+    return [...this.db.getRange({ start: [P], end: [P + '\u0000'] })].map((e) => e.value as PortRecord);
+  }
+
+  portsOnHost(host: string): PortRecord[] {
+    return this.idsUnder(H, host).map((id) => this.port(id)).filter((p): p is PortRecord => !!p);
+  }
+
   membersOf(groupId: string): string[] {
-    return [...(this.members.get(groupId)?.keys() ?? [])];
+    return this.idsUnder(M, groupId);
+  }
+
+  private idsUnder(kind: string, id: string): string[] {
+    const out: string[] = [];
+    for (const k of this.db.getKeys({ start: [kind, id], end: [kind, id + '\u0000'] })) {
+      const key = k as string[];
+      if (key[1] === id && typeof key[2] === 'string') out.push(key[2]);
+    }
+    return out;
+  }
+
+  outbox(): OutboxEntry[] {
+    return [...this.db.getRange({ start: [O], end: [O + '\u0000'] })].map(({ key, value }) => {
+      const k = key as OutboxKey;
+      const v = value as { at: number; message: UpdateMessage };
+      return { key: k, owner: k[1], at: v.at, message: v.message };
+    });
+  }
+
+  // ---- changes: one transaction each, outbox included ----
+
+  async putGroup(id: string, stateful: boolean, rules: SecurityGroupRule[]): Promise<GroupRecord> {
+    return this.db.transaction(() => {
+      const g: GroupRecord = { ...this.groupForWrite(id), stateful, rules, deleted: false };
+      g.revision++;
+      this.db.put([G, id], g);
+      this.enqueue({ v: 1, type: 'group.rules', groupId: id, revision: g.revision, stateful, rules });
+      return g;
+    });
+  }
+
+  /** Deletes a group; undefined if there was none. */
+  async deleteGroup(id: string): Promise<GroupRecord | undefined> {
+    return this.db.transaction(() => {
+      const cur = this.db.get([G, id]) as GroupRecord | undefined;
+      if (!cur || cur.deleted) return undefined;
+      const g: GroupRecord = { ...cur, rules: [], deleted: true, revision: cur.revision + 1 };
+      this.db.put([G, id], g);
+      this.enqueue({ v: 1, type: 'group.deleted', groupId: id, revision: g.revision });
+      return g;
+    });
+  }
+
+  /** Creates, updates or (with `next` undefined) deletes a port; returns the member changes it made. */
+  async putPort(id: string, next: Port | undefined): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }> {
+    return this.db.transaction(() => {
+      const old = this.port(id);
+      const delta = new Map<string, { added: Set<string>; removed: Set<string> }>();
+      if (old) {
+        this.count(old, -1, delta);
+        this.db.remove([H, old.host, id]);
+      }
+      let port: PortRecord | undefined;
+      if (next) {
+        port = { ...next, id, revision: (old?.revision ?? 0) + 1 };
+        this.db.put([P, id], port);
+        this.db.put([H, port.host, id], 1);
+        this.count(port, +1, delta);
+      } else {
+        this.db.remove([P, id]);
+      }
+      const changes: MemberChange[] = [];
+      for (const [gid, d] of delta) {
+        if (!d.added.size && !d.removed.size) continue;
+        const g = this.groupForWrite(gid);
+        const change = { groupId: gid, baseRevision: g.membersRevision, revision: g.membersRevision + 1, added: [...d.added], removed: [...d.removed] };
+        g.membersRevision = change.revision;
+        this.db.put([G, gid], g);
+        changes.push(change);
+        this.enqueue({ v: 1, type: 'group.members', ...change });
+      }
+      if (old && (!port || old.host !== port.host)) {
+        this.enqueue({ v: 1, type: 'port.unbound', host: old.host, portId: id, revision: port?.revision ?? old.revision + 1 });
+      }
+      if (port) {
+        const updated = !!old && old.host === port.host;
+        this.enqueue({ v: 1, type: updated ? 'port.updated' : 'port.bound', host: port.host, port, revision: port.revision });
+      }
+      return { old, port, changes };
+    });
+  }
+
+  /** Removes published outbox entries. */
+  async ackOutbox(keys: OutboxKey[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.db.transaction(() => {
+      for (const k of keys) this.db.remove(k);
+    });
+  }
+
+  // ---- inside a transaction ----
+
+  private groupForWrite(id: string): GroupRecord {
+    // A port may name a group before the group's rules are created: membership is tracked anyway.
+    return { ...((this.db.get([G, id]) as GroupRecord | undefined) ?? { id, stateful: true, rules: [], revision: 0, membersRevision: 0 }) };
+  }
+
+  private enqueue(message: UpdateMessage): void {
+    this.db.put([O, this.owner, ++this.seq], { at: Date.now(), message });
   }
 
   /** Adds (+1) or removes (-1) a port's addresses in its groups' counts; records in `delta` which
-   *  addresses appeared (count 0 → 1) or disappeared (1 → 0), so a change costs O(port), not O(group). */
-  private count(p: Port, by: 1 | -1, delta?: Map<string, { added: Set<string>; removed: Set<string> }>): void {
+   *  addresses appeared (count 0 → 1) or disappeared (1 → 0). */
+  private count(p: Port, by: 1 | -1, delta: Map<string, { added: Set<string>; removed: Set<string> }>): void {
     const addrs = new Set([...p.fixedIps, ...p.allowedAddressPairs.map((a) => a.ipAddress)]);
     for (const g of new Set(p.securityGroups)) {
-      const m = this.members.get(g) ?? new Map<string, number>();
-      this.members.set(g, m);
-      const d = delta?.get(g) ?? { added: new Set<string>(), removed: new Set<string>() };
-      delta?.set(g, d);
+      const d = delta.get(g) ?? { added: new Set<string>(), removed: new Set<string>() };
+      delta.set(g, d);
       for (const a of addrs) {
-        const before = m.get(a) ?? 0;
+        const key = [M, g, a];
+        const before = (this.db.get(key) as number | undefined) ?? 0;
         const after = before + by;
-        if (after <= 0) m.delete(a);
-        else m.set(a, after);
+        if (after <= 0) this.db.remove(key);
+        else this.db.put(key, after);
         if (before === 0 && after > 0) {
           if (!d.removed.delete(a)) d.added.add(a);
         } else if (before > 0 && after <= 0) {
@@ -76,57 +233,5 @@ export class Store {
       }
     }
   }
-
-  private groupRecord(id: string): GroupRecord {
-    const g = this.groups.get(id);
-    if (g) return g;
-    // A port may name a group before the group's rules are created: membership is tracked anyway.
-    const fresh: GroupRecord = { id, stateful: true, rules: [], revision: 0, membersRevision: 0 };
-    this.groups.set(id, fresh);
-    return fresh;
-  }
-
-  async putGroup(id: string, stateful: boolean, rules: SecurityGroupRule[]): Promise<GroupRecord> {
-    const g = { ...this.groupRecord(id), stateful, rules };
-    g.revision++;
-    this.groups.set(id, g);
-    await this.db.put(`g:${id}`, g);
-    return g;
-  }
-
-  async deleteGroup(id: string): Promise<GroupRecord | undefined> {
-    const g = this.groups.get(id);
-    if (!g) return undefined;
-    this.groups.delete(id);
-    await this.db.del(`g:${id}`);
-    return { ...g, revision: g.revision + 1 };
-  }
-
-  /** Creates, updates or (with `next` undefined) deletes a port; returns the member changes it made. */
-  async putPort(id: string, next: Port | undefined): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }> {
-    const old = this.ports.get(id);
-    const delta = new Map<string, { added: Set<string>; removed: Set<string> }>();
-    if (old) this.count(old, -1, delta);
-    let port: PortRecord | undefined;
-    if (next) {
-      port = { ...next, id, revision: (old?.revision ?? 0) + 1 };
-      this.ports.set(id, port);
-      this.count(port, +1, delta);
-    } else {
-      this.ports.delete(id);
-    }
-    const changes: MemberChange[] = [];
-    const ops: ({ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string })[] = [];
-    for (const [gid, d] of delta) {
-      if (!d.added.size && !d.removed.size) continue;
-      const g = this.groupRecord(gid);
-      const base = g.membersRevision;
-      g.membersRevision++;
-      ops.push({ type: 'put', key: `g:${gid}`, value: g });
-      changes.push({ groupId: gid, baseRevision: base, revision: g.membersRevision, added: [...d.added], removed: [...d.removed] });
-    }
-    ops.push(port ? { type: 'put', key: `p:${id}`, value: port } : { type: 'del', key: `p:${id}` });
-    await this.db.batch(ops);
-    return { old, port, changes };
-  }
 }
+

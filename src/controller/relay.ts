@@ -1,0 +1,71 @@
+// The outbox relay: publishes the messages the store wrote with each change, then deletes them.
+// Changes within `coalesceMs` go out together, consecutive member deltas of a group merged into one.
+// A publish that fails (connection lost before the broker confirmed) leaves its entries in the
+// outbox for the next drain, so delivery is at least once; receivers drop duplicates by revision.
+import type { Logger } from 'pino';
+import type { Publisher } from './publisher.js';
+import { coalesceUpdates } from './publisher.js';
+import type { OutboxEntry, Store } from './store.js';
+
+export interface RelayOptions {
+  coalesceMs: number;
+  /** Entries another controller process wrote and left this long are taken as orphaned by a crash. */
+  orphanAfterMs?: number;
+  logger?: Logger;
+}
+
+export class OutboxRelay {
+  published = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private draining: Promise<void> = Promise.resolve();
+  private readonly sweep: NodeJS.Timeout;
+  /** Set once: the first drain also takes what a previous run of this controller left behind. */
+  private takeAll = true;
+
+  constructor(private readonly store: Store, private readonly publisher: () => Publisher | undefined, private readonly opts: RelayOptions) {
+    const orphanAfter = opts.orphanAfterMs ?? 10_000;
+    this.sweep = setInterval(() => this.kick(), orphanAfter);
+    this.sweep.unref();
+  }
+
+  /** Schedules a drain within the coalescing window. */
+  kick(): void {
+    this.timer ??= setTimeout(() => {
+      this.timer = null;
+      void this.drain().catch((e: unknown) => this.opts.logger?.warn({ err: (e as Error).message }, 'outbox publish failed; kept for the next attempt'));
+    }, this.opts.coalesceMs);
+  }
+
+  /** Publishes everything pending now; resolves once the broker confirmed it. */
+  drain(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    // One drain at a time keeps the outbox's order on the wire; a failed one must not stop the next.
+    this.draining = this.draining.catch(() => undefined).then(() => this.drainOnce());
+    return this.draining;
+  }
+
+  close(): void {
+    clearInterval(this.sweep);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private async drainOnce(): Promise<void> {
+    const publisher = this.publisher();
+    if (!publisher) return;
+    const now = Date.now();
+    const orphanAfter = this.opts.orphanAfterMs ?? 10_000;
+    const takeAll = this.takeAll;
+    const entries = this.store.outbox().filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter);
+    if (entries.length === 0) return;
+    for (const m of coalesceUpdates(entries.map((e) => e.message))) {
+      await publisher.send(m);
+      this.published++;
+    }
+    await this.store.ackOutbox(entries.map((e) => e.key));
+    this.takeAll = false;
+  }
+}
