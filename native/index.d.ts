@@ -106,8 +106,21 @@ export interface JsSyncResult {
   nanos: number
 }
 
+export interface JsToolOutput {
+  /** Exit code; null when the tool was killed by a signal. */
+  code?: number
+  stdout: string
+  stderr: string
+}
+
 /** For the `native.diff100k` benchmark: the pure Rust diff of two newline-joined lists, timed in Rust. */
 export declare function measureDiff(current: string, desired: string): Promise<JsDiffMeasure>
 
 /** Version of this native binary (the crate version), reported by `sg-agent --version`. */
 export declare function nativeVersion(): string
+
+/**
+ * Runs one of the iptables tools (`iptables-restore`, `ip6tables-restore`, `iptables-save`,
+ * `ip6tables-save`) in the namespace at `netns` with `input` on stdin.
+ */
+export declare function runToolInNetns(netns: string | undefined | null, tool: string, args: Array<string>, input: Buffer): Promise<JsToolOutput>

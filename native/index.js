@@ -840,3 +840,4 @@ module.exports.conntrackDeleteBetween = nativeBinding.conntrackDeleteBetween
 module.exports.ipsetProtocol = nativeBinding.ipsetProtocol
 module.exports.measureDiff = nativeBinding.measureDiff
 module.exports.nativeVersion = nativeBinding.nativeVersion
+module.exports.runToolInNetns = nativeBinding.runToolInNetns

@@ -385,3 +385,41 @@ test.serial('a change stored but never published (controller died first) goes ou
   await waitFor('member reached the kernel', () => topoA.host.exec('ipset', ['list']).includes('10.103.0.1'));
   await assertNoDrift(t);
 });
+
+test('rules by protocol, port range, CIDR and remote group, both families, driven through the API', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  const [srv, cli, other] = [topoB.addVm(7), topoB.addVm(8), topoB.addVm(9)];
+  topoB.serve(srv, 8005);
+  topoB.serve(srv, 9000);
+  const both = (vm: Vm) => [vm.ip4, vm.ip6];
+  const egress = { rules: [{ id: 'c-o4', direction: 'egress', ethertype: 'IPv4' }, { id: 'c-o6', direction: 'egress', ethertype: 'IPv6' }] };
+  await call('PUT', `/groups/${G('cli')}`, egress);
+  await call('PUT', `/groups/${G('cli-not')}`, egress);
+  await call('PUT', `/groups/${G('svc')}`, {
+    rules: [
+      { id: 's-t', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 8000, portRangeMax: 8010, remoteGroupId: G('cli') },
+      { id: 's-t6', direction: 'ingress', ethertype: 'IPv6', protocol: 'tcp', portRangeMin: 9000, portRangeMax: 9000, remoteGroupId: G('cli') },
+      { id: 's-u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 9000, portRangeMax: 9000, remoteIpPrefix: `${other.ip4}/32` },
+      { id: 's-o4', direction: 'egress', ethertype: 'IPv4' },
+    ],
+  });
+  await call('PUT', '/ports/psrv', { ...portBody(srv, agents.b.host, [G('svc')]), fixedIps: both(srv) });
+  await call('PUT', '/ports/pcli', { ...portBody(cli, agents.b.host, [G('cli')]), fixedIps: both(cli) });
+  await call('PUT', '/ports/pother', { ...portBody(other, agents.b.host, [G('cli-not')]), fixedIps: both(other) });
+  await waitFor('cli admitted to tcp 8005', () => topoB.tcp(cli, srv.ip4, 8005));
+  await waitFor('cli admitted over IPv6 to tcp 9000', () => topoB.tcp(cli, srv.ip6, 9000));
+  t.false(topoB.tcp(cli, srv.ip4, 9000), 'tcp 9000 is not in the IPv4 range');
+  t.false(topoB.tcp(other, srv.ip4, 8005), 'a non-member gets no tcp');
+  t.false(topoB.tcp(other, srv.ip6, 9000), 'nor over IPv6');
+  t.true(topoB.udp(other, srv.ip4, 9000), 'udp from the /32');
+  t.false(topoB.udp(cli, srv.ip4, 9000), 'udp only from the /32');
+  t.false(topoB.ping(cli, srv.ip4), 'no icmp rule');
+  // cli leaves the group: its addresses leave both sets, through member deltas only.
+  const restores = async () => Number(/^sg_agent_chain_restores_total (\d+)/m.exec(await (await fetch(`http://${agents.b.metrics}/metrics`)).text())?.[1] ?? NaN);
+  const before = await restores();
+  await call('PUT', '/ports/pcli', { ...portBody(cli, agents.b.host, [G('cli-not')]), fixedIps: both(cli) });
+  await waitFor('cli closed out', () => !topoB.tcp(cli, srv.ip4, 8005));
+  await waitFor('and over IPv6', () => !topoB.tcp(cli, srv.ip6, 9000));
+  t.true(topoB.udp(other, srv.ip4, 9000), 'the CIDR rule stays');
+  t.true((await restores()) - before <= 2, 'the membership change itself rewrote no chain beyond the port update');
+});

@@ -447,3 +447,63 @@ test('chains are written as iptables-save prints them: a reconcile right after a
   await fw.flush();
   t.deepEqual(await fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 });
 });
+
+test('a burst of port bindings shares one chain rewrite per interval; membership does not wait for it', async (t) => {
+  if (!requireNetns(t)) return;
+  const topo = new Topology();
+  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5, structureIntervalMs: 1500 });
+  t.teardown(async () => {
+    await fw.close();
+    topo.destroy();
+  });
+  const [a, b, c, d] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
+  fw.setGroup(defaultGroup());
+  fw.setPort(port(a, ['default']));
+  fw.setGroupMembers('default', [a.ip4]);
+  await fw.settled();
+  const restores0 = fw.stats.restores;
+  t.is(restores0, 2, 'the first change after a quiet spell is applied at once: one restore per family');
+  // Within the interval: two more bindings and a member joining.
+  fw.setPort(port(b, ['default']));
+  fw.setPort(port(c, ['default']));
+  fw.applyMemberDelta('default', [b.ip4, c.ip4], []);
+  await fw.settled(true);
+  const setName = fw.status().sets.find((s) => s.family === 'inet')!.name;
+  t.deepEqual([...(ipsetSave(topo.host).get(setName)?.members ?? [])].sort(), [a.ip4, b.ip4, c.ip4].sort(), 'members are in the set at once');
+  t.is(fw.stats.restores, restores0, 'chains wait for the interval');
+  t.false(rulesText(topo).includes(fw.names.ingressChain(`port-${b.name}`)), 'b has no chain yet');
+  await fw.settled();
+  t.is(fw.stats.restores, restores0 + 2, 'both bindings went out in one restore per family');
+  t.true(topo.ping(b, c.ip4), 'members b -> c once their chains are in');
+  // flush() does not wait for the interval.
+  fw.setPort(port(d, ['egress-only']));
+  fw.setGroup(egressOnly);
+  await fw.flush();
+  t.is(fw.stats.restores, restores0 + 4);
+  t.false(topo.ping(d, b.ip4), 'd is not a member');
+});
+
+test('member changes that arrive while an apply is running are not lost', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const a = topo.addVm(1);
+  fw.setGroup(defaultGroup());
+  fw.setPort(port(a, ['default']));
+  fw.setGroupMembers('default', [a.ip4]);
+  await fw.flush();
+  const want = new Set([a.ip4]);
+  for (let i = 0; i < 3000; i++) {
+    const ip = `10.50.${i >> 8}.${i & 255}`;
+    fw.applyMemberDelta('default', [ip], i % 10 === 9 ? [`10.50.${(i - 5) >> 8}.${(i - 5) & 255}`] : []);
+    want.add(ip);
+    if (i % 10 === 9) want.delete(`10.50.${(i - 5) >> 8}.${(i - 5) & 255}`);
+    // Let applies start and run while the next changes come in.
+    if (i % 50 === 0) await new Promise((r) => setTimeout(r, 3));
+    else if (i % 7 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await fw.flush();
+  const setName = fw.status().sets.find((s) => s.family === 'inet')!.name;
+  t.deepEqual([...(ipsetSave(topo.host).get(setName)?.members ?? [])].sort(), [...want].sort());
+  t.true(fw.stats.applies > 3, `several applies overlapped the changes (${fw.stats.applies})`);
+});

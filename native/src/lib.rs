@@ -3,6 +3,7 @@
 
 mod napi_conntrack;
 mod napi_ipset;
+mod napi_tool;
 
 use napi_derive::napi;
 

@@ -10,6 +10,8 @@ export interface AgentConfig {
   prefix: string;
   mode: 'bridged' | 'routed';
   coalesceMs: number;
+  /** Least time between two chain rewrites; bindings in a burst share one (see docs/firewall.md). */
+  structureIntervalMs: number;
   reconcileIntervalMs: number;
   /** host:port for /metrics and /status; '' turns the listener off. Loopback by default. */
   metricsListen: string;
@@ -25,6 +27,7 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   prefix: 'sg',
   mode: 'bridged',
   coalesceMs: 20,
+  structureIntervalMs: 500,
   reconcileIntervalMs: 60_000,
   metricsListen: '127.0.0.1:9464',
   syncTimeoutMs: 5_000,
@@ -40,6 +43,7 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_PREFIX: 'prefix',
   SG_FIREWALL_MODE: 'mode',
   SG_COALESCE_MS: 'coalesceMs',
+  SG_STRUCTURE_INTERVAL_MS: 'structureIntervalMs',
   SG_RECONCILE_INTERVAL_MS: 'reconcileIntervalMs',
   SG_METRICS_LISTEN: 'metricsListen',
   SG_SYNC_TIMEOUT_MS: 'syncTimeoutMs',
@@ -47,7 +51,7 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_FULL_SYNC_INTERVAL_MS: 'fullSyncIntervalMs',
   SG_LOG_LEVEL: 'logLevel',
 };
-const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs', 'fullSyncIntervalMs']);
+const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'structureIntervalMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs', 'fullSyncIntervalMs']);
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const fromFile = file ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>) : {};

@@ -9,6 +9,10 @@ import type { OutboxEntry, Store } from './store.js';
 
 export interface RelayOptions {
   coalesceMs: number;
+  /** Least time between two drains (default 100 ms): a change after a quiet spell goes out within
+   *  `coalesceMs`, while a storm of them goes out in one batch per interval — every agent of the group
+   *  then handles one message per interval instead of one per change. */
+  minIntervalMs?: number;
   /** Entries another controller process wrote and left this long are taken as orphaned by a crash. */
   orphanAfterMs?: number;
   logger?: Logger;
@@ -17,6 +21,7 @@ export interface RelayOptions {
 export class OutboxRelay {
   published = 0;
   private timer: NodeJS.Timeout | null = null;
+  private lastDrainAt = 0;
   private draining: Promise<void> = Promise.resolve();
   private readonly sweep: NodeJS.Timeout;
   /** Set once: the first drain also takes what a previous run of this controller left behind. */
@@ -30,10 +35,11 @@ export class OutboxRelay {
 
   /** Schedules a drain within the coalescing window. */
   kick(): void {
+    const wait = Math.max(this.opts.coalesceMs, this.lastDrainAt + (this.opts.minIntervalMs ?? 100) - Date.now());
     this.timer ??= setTimeout(() => {
       this.timer = null;
       void this.drain().catch((e: unknown) => this.opts.logger?.warn({ err: (e as Error).message }, 'outbox publish failed; kept for the next attempt'));
-    }, this.opts.coalesceMs);
+    }, wait);
   }
 
   /** Publishes everything pending now; resolves once the broker confirmed it. */
@@ -57,6 +63,7 @@ export class OutboxRelay {
     const publisher = this.publisher();
     if (!publisher) return;
     const now = Date.now();
+    this.lastDrainAt = now;
     const orphanAfter = this.opts.orphanAfterMs ?? 10_000;
     const takeAll = this.takeAll;
     const entries = this.store.outbox().filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter);

@@ -19,6 +19,10 @@ export interface FirewallEngineOptions {
   mode?: Mode;
   /** Window in which updates are gathered into one apply (default 20 ms; see docs/firewall.md). */
   coalesceMs?: number;
+  /** Least time between two rewrites of chains (port and rule changes), default 500 ms. Membership
+   *  changes never wait for it, and a rule change after a quiet spell goes out within `coalesceMs`:
+   *  only a burst of port bindings is gathered, into one iptables-restore per family per interval. */
+  structureIntervalMs?: number;
   /** Periodic drift repair; 0 = off (default). */
   reconcileIntervalMs?: number;
   logger?: Logger;
@@ -82,6 +86,15 @@ export class FirewallEngine {
   private savedBaseline: Record<IpVersion, Map<string, string[]>> = { 4: new Map(), 6: new Map() };
   private jumpPresent: Record<IpVersion, boolean> = { 4: false, 6: false };
   private timer: NodeJS.Timeout | null = null;
+  private timerAt = 0;
+  /** Chains are not rewritten before this time (see structureIntervalMs) unless a flush asks. */
+  private structureNotBefore = 0;
+  private forceStructure = 0;
+  /** Inputs so far, and the last input whose effect is fully in the kernel / whose membership is. */
+  private inputGen = 0;
+  private appliedGen = 0;
+  private membersAppliedGen = 0;
+  private waiters: { gen: number; membersOnly: boolean; resolve: () => void }[] = [];
   private reconcileTimer: NodeJS.Timeout | null = null;
   private running: Promise<ApplyReport> | null = null;
   private dirty = false;
@@ -96,14 +109,14 @@ export class FirewallEngine {
   private constructor(
     private readonly ipset: IpsetClient,
     private readonly iptables: Iptables,
-    private readonly opts: Required<Pick<FirewallEngineOptions, 'coalesceMs' | 'mode'>> & FirewallEngineOptions,
+    private readonly opts: Required<Pick<FirewallEngineOptions, 'coalesceMs' | 'structureIntervalMs' | 'mode'>> & FirewallEngineOptions,
   ) {
     this.names = new KernelNames(opts.prefix ?? 'sg');
   }
 
   static async create(opts: FirewallEngineOptions = {}): Promise<FirewallEngine> {
     const ipset = await IpsetClient.open(opts.netns ? { netns: opts.netns } : {});
-    const engine = new FirewallEngine(ipset, new Iptables(opts.netns), { ...opts, coalesceMs: opts.coalesceMs ?? 20, mode: opts.mode ?? 'bridged' });
+    const engine = new FirewallEngine(ipset, new Iptables(opts.netns), { ...opts, coalesceMs: opts.coalesceMs ?? 20, structureIntervalMs: opts.structureIntervalMs ?? 500, mode: opts.mode ?? 'bridged' });
     if (opts.reconcileIntervalMs) {
       engine.reconcileTimer = setInterval(() => {
         engine.reconcile().catch((e: unknown) => engine.opts.logger?.error({ err: e }, 'periodic reconcile failed'));
@@ -265,12 +278,25 @@ export class FirewallEngine {
   // ---- applying ----
 
   private schedule(): void {
+    this.inputGen++;
     this.dirty = true;
-    if (this.timer || this.closed) return;
+    this.arm(this.opts.coalesceMs);
+  }
+
+  /** Runs an apply in `delayMs` (plus any retry backoff), or sooner if one is already due sooner. */
+  private arm(delayMs: number): void {
+    if (this.closed) return;
+    const at = Date.now() + delayMs + this.retryDelayMs;
+    if (this.timer) {
+      if (this.timerAt <= at) return;
+      clearTimeout(this.timer);
+    }
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = null;
-      void this.runApply().catch(() => undefined);
-    }, this.opts.coalesceMs + this.retryDelayMs);
+      // A flush may have done the work since this was armed.
+      if (this.dirty) void this.runApply().catch(() => undefined);
+    }, at - Date.now());
   }
 
   /** Resolves once everything scheduled so far is in the kernel (rejects if the apply failed). */
@@ -279,12 +305,33 @@ export class FirewallEngine {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    let report: ApplyReport = emptyReport();
-    while (this.running || this.dirty) {
-      if (this.running) report = await this.running;
-      else report = await this.runApply();
+    this.forceStructure++;
+    try {
+      let report: ApplyReport = emptyReport();
+      while (this.running || this.dirty) {
+        if (this.running) report = await this.running;
+        else report = await this.runApply();
+      }
+      return report;
+    } finally {
+      this.forceStructure--;
     }
-    return report;
+  }
+
+  /** Resolves once what was asked so far is in the kernel — without hurrying it, unlike flush(). With
+   *  `membersOnly`, once its membership is (chains may still be waiting for their interval). */
+  settled(membersOnly = false): Promise<void> {
+    const gen = this.inputGen;
+    if ((membersOnly ? this.membersAppliedGen : this.appliedGen) >= gen) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ gen, membersOnly, resolve }));
+  }
+
+  private wake(): void {
+    this.waiters = this.waiters.filter((w) => {
+      const done = (w.membersOnly ? this.membersAppliedGen : this.appliedGen) >= w.gen;
+      if (done) w.resolve();
+      return !done;
+    });
   }
 
   private runApply(): Promise<ApplyReport> {
@@ -306,6 +353,8 @@ export class FirewallEngine {
       })
       .finally(() => {
         this.running = null;
+        // A timer that fired while this apply ran found it busy: what came in meanwhile still needs one.
+        if (this.dirty && !this.timer) this.arm(this.opts.coalesceMs);
       });
     return this.running;
   }
@@ -313,34 +362,53 @@ export class FirewallEngine {
   private async apply(): Promise<ApplyReport> {
     this.stats.applies++;
     const report = emptyReport();
-    // Membership deltas alone (the common case, and all of an update storm's): no render and no chain
-    // comparison, only the sets of the groups that changed — O(change).
-    if (!this.structureDirty && this.membersResync.size === 0 && this.deltasFitSets()) {
-      for (const set of this.applied.sets.values()) {
-        const delta = this.memberDeltas.get(set.groupId);
-        if (delta) await this.applySetDelta(set, delta, report);
+    const gen = this.inputGen;
+    // Membership deltas alone (the common case, and all of an update storm's), or chains still inside
+    // their interval: no render and no chain comparison, only the sets of the groups that changed —
+    // O(change).
+    const structureDue = this.structureDirty && (this.forceStructure > 0 || Date.now() >= this.structureNotBefore);
+    if (!structureDue && this.membersResync.size === 0 && this.deltasFitSets()) {
+      const deltas = this.takeMemberWork().deltas;
+      const withSet = new Set<string>();
+      await this.resyncOnFailure(deltas.keys(), async () => {
+        for (const set of this.applied.sets.values()) {
+          withSet.add(set.groupId);
+          const delta = deltas.get(set.groupId);
+          if (delta) await this.applySetDelta(set, delta, report);
+        }
+      });
+      // Deltas of groups without a set yet: the pending chain rewrite creates the set, whole.
+      const complete = !this.structureDirty || [...deltas.keys()].every((g) => withSet.has(g));
+      if (this.structureDirty) {
+        // Connections are cut once the rules they depend on are in as well.
+        this.dirty = true;
+        this.arm(Math.max(0, this.structureNotBefore - Date.now()));
+      } else {
+        await this.cutPending(report);
+        this.appliedGen = Math.max(this.appliedGen, gen);
       }
-      this.memberDeltas.clear();
-      await this.cutPending(report);
+      if (complete) this.membersAppliedGen = Math.max(this.membersAppliedGen, gen);
+      this.wake();
       return report;
     }
     this.structureDirty = false;
     const next = render({ ports: [...this.ports.values()], groups: this.groups, members: this.members, names: this.names, mode: this.opts.mode });
+    const { deltas, resync } = this.takeMemberWork();
 
     // 1. Sets exist and hold their members before any rule refers to them.
-    for (const set of next.sets.values()) {
-      const before = this.applied.sets.get(set.name);
-      const delta = this.memberDeltas.get(set.groupId);
-      if (!before || before.spec.maxelem !== set.spec.maxelem || this.membersResync.has(set.groupId)) {
-        await this.ipset.syncSet(set.name, set.spec, set.members);
-        report.setsSynced++;
-        this.stats.setSyncs++;
-      } else if (delta) {
-        await this.applySetDelta(set, delta, report);
+    await this.resyncOnFailure([...deltas.keys(), ...resync], async () => {
+      for (const set of next.sets.values()) {
+        const before = this.applied.sets.get(set.name);
+        const delta = deltas.get(set.groupId);
+        if (!before || before.spec.maxelem !== set.spec.maxelem || resync.has(set.groupId)) {
+          await this.ipset.syncSet(set.name, set.spec, set.members);
+          report.setsSynced++;
+          this.stats.setSyncs++;
+        } else if (delta) {
+          await this.applySetDelta(set, delta, report);
+        }
       }
-    }
-    this.membersResync.clear();
-    this.memberDeltas.clear();
+    });
 
     // 2. Chains: rewrite only those that differ, one restore per family.
     for (const v of VERSIONS) {
@@ -384,7 +452,32 @@ export class FirewallEngine {
 
     // 4. Cut what the new state no longer admits.
     await this.cutPending(report);
+    this.structureNotBefore = Date.now() + this.opts.structureIntervalMs;
+    this.appliedGen = Math.max(this.appliedGen, gen);
+    this.membersAppliedGen = Math.max(this.membersAppliedGen, gen);
+    this.wake();
     return report;
+  }
+
+  /** Hands the membership work gathered so far to the apply that starts now. Changes arriving while it
+   *  runs start new entries for the next apply instead of being cleared with these. */
+  private takeMemberWork(): { deltas: Map<string, { add: Set<string>; del: Set<string> }>; resync: Set<string> } {
+    const deltas = new Map(this.memberDeltas);
+    const resync = new Set(this.membersResync);
+    this.memberDeltas.clear();
+    this.membersResync.clear();
+    return { deltas, resync };
+  }
+
+  /** If `f` fails, the sets of these groups are synced whole next time: which part of their deltas
+   *  reached the kernel is unknown. */
+  private async resyncOnFailure(groups: Iterable<string>, f: () => Promise<void>): Promise<void> {
+    try {
+      await f();
+    } catch (e) {
+      for (const g of groups) this.membersResync.add(g);
+      throw e;
+    }
   }
 
   private async applySetDelta(set: DesiredSet, delta: { add: Set<string>; del: Set<string> }, report: ApplyReport): Promise<void> {

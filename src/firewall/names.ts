@@ -18,12 +18,24 @@ export function idHash(id: string): string {
 }
 
 export class KernelNames {
+  /** Every apply renders every name; hashing each id once keeps that off the profile. Bounded by the
+   *  ids this host has seen; cleared when it grows past what one host can hold. */
+  private readonly hashes = new Map<string, string>();
   constructor(readonly prefix: string) {
     validatePrefix(prefix);
   }
+  private hash(id: string): string {
+    let h = this.hashes.get(id);
+    if (h === undefined) {
+      if (this.hashes.size >= 100_000) this.hashes.clear();
+      h = idHash(id);
+      this.hashes.set(id, h);
+    }
+    return h;
+  }
   /** ipset holding the member IPs of a group for one family. */
   groupSet(groupId: string, family: IpFamily): string {
-    return `${this.prefix}${family === 'inet' ? '4' : '6'}-${idHash(groupId)}`;
+    return `${this.prefix}${family === 'inet' ? '4' : '6'}-${this.hash(groupId)}`;
   }
   /** FORWARD jumps here; it sends traffic of our ports to `portsChain`. */
   get dispatchChain(): string {
@@ -38,13 +50,13 @@ export class KernelNames {
     return `${this.prefix}-fallback`;
   }
   ingressChain(portId: string): string {
-    return `${this.prefix}-i-${idHash(portId)}`;
+    return `${this.prefix}-i-${this.hash(portId)}`;
   }
   egressChain(portId: string): string {
-    return `${this.prefix}-o-${idHash(portId)}`;
+    return `${this.prefix}-o-${this.hash(portId)}`;
   }
   spoofChain(portId: string): string {
-    return `${this.prefix}-s-${idHash(portId)}`;
+    return `${this.prefix}-s-${this.hash(portId)}`;
   }
   /** Whether a chain or set name is one of ours (for stale-object removal). */
   owns(name: string): boolean {

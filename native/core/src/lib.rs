@@ -6,3 +6,4 @@ pub mod ipset;
 pub mod netlink;
 pub mod conntrack;
 pub mod netns;
+pub mod tool;
