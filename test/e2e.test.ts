@@ -382,6 +382,9 @@ test.serial('a change stored but never published (controller died first) goes ou
   await startController();
   await waitFor('published from the outbox', async () => (await webMessages()) > before);
   await waitFor('outbox emptied', () => store.outbox().length === 0);
+  const health = (await (await fetch(`${apis[0]!.url}/healthz`)).json()) as { outbox: number; published: number; connected: boolean };
+  t.like(health, { outbox: 0, connected: true });
+  t.true(health.published >= 2, 'the orphaned delta and port message went out through this controller');
   await waitFor('member reached the kernel', () => topoA.host.exec('ipset', ['list']).includes('10.103.0.1'));
   await assertNoDrift(t);
 });

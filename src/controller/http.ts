@@ -53,7 +53,8 @@ export function adminServer(ctl: Controller): http.Server {
       const [, kind, rawId, extra] = url.pathname.split('/');
       const id = rawId === undefined ? undefined : decodeURIComponent(rawId);
       if (extra !== undefined) throw new HttpError(404, 'not found');
-      if (kind === 'healthz') return send(200, { ok: true });
+      // Outbox depth: changes stored but not yet confirmed by the broker (all controllers of the store).
+      if (kind === 'healthz') return send(200, { ok: true, connected: ctl.connected, outbox: ctl.store.outboxDepth(), published: ctl.relay.published });
       if (kind === 'groups' && id === undefined && req.method === 'GET') return send(200, ctl.store.groups());
       if (kind === 'ports' && id === undefined && req.method === 'GET') return send(200, ctl.store.ports());
       if (!id || id.length > LIMITS.id) throw new HttpError(404, 'not found');

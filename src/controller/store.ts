@@ -122,6 +122,11 @@ export class Store {
     return out;
   }
 
+  /** Entries waiting in the outbox, of every controller sharing the store. */
+  outboxDepth(): number {
+    return this.db.getKeysCount({ start: [O], end: [O + '\u0000'] });
+  }
+
   outbox(): OutboxEntry[] {
     return [...this.db.getRange({ start: [O], end: [O + '\u0000'] })].map(({ key, value }) => {
       const k = key as OutboxKey;
