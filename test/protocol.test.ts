@@ -9,7 +9,8 @@ import { decode, encode, MalformedMessage, MAX_MESSAGE_BYTES, type SyncReply } f
 import { groupKey, hostKey, agentQueue } from '../src/protocol/routing.js';
 import { Store } from '../src/controller/store.js';
 import { buildSync } from '../src/controller/rpc.js';
-import { coalesceUpdates } from '../src/controller/publisher.js';
+import { coalesceUpdates, type Publisher } from '../src/controller/publisher.js';
+import { OutboxRelay } from '../src/controller/relay.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
 import { computeNeeds } from '../src/agent/needs.js';
 import { malformedCorpus } from './helpers/malformed.js';
@@ -108,4 +109,31 @@ test('the store keeps ids apart however they are spelled, revisions rise past a 
   t.deepEqual(s.outbox().slice(-3).map((e) => [e.message.type, (e.message as { revision: number }).revision]), [['group.rules', 1], ['group.deleted', 2], ['group.rules', 3]]);
   await s.ackOutbox(s.outbox().map((e) => e.key));
   t.is(s.outbox().length, 0);
+});
+
+// Which outbox entries a relay takes (pure logic; a recording publisher stands in for the broker, which
+// e2e.test.ts uses for real, with controller processes that die before publishing).
+test('a relay publishes its own entries at once and a silent peer\'s only once they are orphaned', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-relay-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const mine = await Store.open(dir);
+  const peer = await Store.open(dir);
+  t.teardown(async () => {
+    await mine.close();
+    await peer.close();
+  });
+  const sent: string[] = [];
+  const publisher = { send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}`) } as unknown as Publisher;
+  const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs: 300 });
+  t.teardown(() => relay.close());
+  await relay.drain();
+  await mine.putGroup('own', true, []);
+  await peer.putGroup('theirs', true, []);
+  await relay.drain();
+  t.deepEqual(sent, ['group.rules:own'], 'a live peer publishes its own');
+  t.is(mine.outbox().length, 1);
+  await new Promise((r) => setTimeout(r, 350));
+  await relay.drain();
+  t.deepEqual(sent, ['group.rules:own', 'group.rules:theirs'], 'left too long: taken as orphaned');
+  t.is(mine.outbox().length, 0);
 });

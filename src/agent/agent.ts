@@ -184,7 +184,7 @@ export class Agent {
 
   /** Handlers finish in delivery order, so one ack with `allUpTo` of the latest covers all before it.
    *  Acks go out every ACK_INTERVAL_MS or ACK_BATCH messages, whichever first: on loopback each ack
-   *  frame costs the agent a TCP send (most of its CPU in an update storm, measured). A delivery
+   *  frame costs the agent a TCP send (a third of its own CPU in the storm benchmark before batching). A delivery
    *  handled but not yet acked when the agent dies is redelivered, and revisions drop it. Rejected
    *  messages were nacked singly on arrival and are no longer outstanding, so the multiple ack does
    *  not touch them. */

@@ -24,7 +24,8 @@ export class OutboxRelay {
   private lastDrainAt = 0;
   private draining: Promise<void> = Promise.resolve();
   private readonly sweep: NodeJS.Timeout;
-  /** Set once: the first drain also takes what a previous run of this controller left behind. */
+  /** Until the first drain succeeds, drains take every entry: what a previous run of this controller
+   *  left behind included (a live peer's fresh entries too, which is only a harmless duplicate). */
   private takeAll = true;
 
   constructor(private readonly store: Store, private readonly publisher: () => Publisher | undefined, private readonly opts: RelayOptions) {
@@ -67,11 +68,14 @@ export class OutboxRelay {
     const orphanAfter = this.opts.orphanAfterMs ?? 10_000;
     const takeAll = this.takeAll;
     const entries = this.store.outbox().filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter);
-    if (entries.length === 0) return;
-    for (const m of coalesceUpdates(entries.map((e) => e.message))) {
-      await publisher.send(m);
-      this.published++;
+    if (entries.length === 0) {
+      this.takeAll = false;
+      return;
     }
+    // All sent in order on one channel, then the confirms awaited together (not one round trip each).
+    const messages = coalesceUpdates(entries.map((e) => e.message));
+    await Promise.all(messages.map((m) => publisher.send(m)));
+    this.published += messages.length;
     await this.store.ackOutbox(entries.map((e) => e.key));
     this.takeAll = false;
   }
