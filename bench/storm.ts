@@ -171,7 +171,8 @@ async function baseline(): Promise<Run> {
   const conn = await amqp.connect(url);
   const ch = await conn.createChannel();
   await ch.assertExchange('base.fanout', 'fanout', { durable: false });
-  await ch.assertQueue('base.rpc', { durable: false });
+  // Durable: RabbitMQ 4 refuses transient non-exclusive queues (the vhost is deleted afterwards).
+  await ch.assertQueue('base.rpc', { durable: true });
   const ports: Port[] = [];
   await ch.consume('base.rpc', (m) => {
     if (!m) return;

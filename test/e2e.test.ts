@@ -426,3 +426,36 @@ test('rules by protocol, port range, CIDR and remote group, both families, drive
   t.true(topoB.udp(other, srv.ip4, 9000), 'the CIDR rule stays');
   t.true((await restores()) - before <= 2, 'the membership change itself rewrote no chain beyond the port update');
 });
+
+test('SIGTERM stops the agent with the firewall left in place; sg-agent cleanup removes all it owns', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  const [v1, v2, v3] = topoA.vms;
+  await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso')]));
+  await waitFor('v3 blocked', () => !topoA.ping(v3!, v2!.ip4));
+  const ours = () => ({
+    chains: topoA.host.exec('iptables-save', ['-t', 'filter']).split('\n').filter((l) => /^:sg-|-j sg-/.test(l)).sort(),
+    sets: topoA.host.exec('ipset', ['list', '-n']).split('\n').filter((n) => /^sg[46]-/.test(n)).sort(),
+  });
+  const before = ours();
+  t.true(before.chains.length > 0 && before.sets.length > 0);
+  const proc = agents.a.proc!;
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  proc.kill('SIGTERM');
+  t.is(await exited, 0, 'a clean exit');
+  t.deepEqual(ours(), before, 'chains and sets stay');
+  t.true(topoA.ping(v1!, v2!.ip4), 'members still reach each other');
+  t.false(topoA.ping(v3!, v2!.ip4), 'and the non-member is still kept out');
+
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'cleanup'], {
+    cwd: repo,
+    env: { ...process.env, SG_NETNS: topoA.host.path },
+    encoding: 'utf8',
+  });
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(ours(), { chains: [], sets: [] }, 'nothing of ours is left');
+  t.true(topoA.ping(v3!, v2!.ip4), 'unfiltered once cleaned up');
+
+  await startAgent('a');
+  await waitFor('filtering again after a restart', () => !topoA.ping(v3!, v2!.ip4));
+  t.true(topoA.ping(v1!, v2!.ip4));
+});
