@@ -124,7 +124,8 @@ test('a relay publishes its own entries at once and a silent peer\'s only once t
   });
   const sent: string[] = [];
   const publisher = { send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}`) } as unknown as Publisher;
-  const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs: 300 });
+  // Long enough that no stall of a loaded machine makes the peer's fresh entry look orphaned.
+  const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs: 3000 });
   t.teardown(() => relay.close());
   await relay.drain();
   await mine.putGroup('own', true, []);
@@ -132,7 +133,7 @@ test('a relay publishes its own entries at once and a silent peer\'s only once t
   await relay.drain();
   t.deepEqual(sent, ['group.rules:own'], 'a live peer publishes its own');
   t.is(mine.outbox().length, 1);
-  await new Promise((r) => setTimeout(r, 350));
+  await new Promise((r) => setTimeout(r, 3100));
   await relay.drain();
   t.deepEqual(sent, ['group.rules:own', 'group.rules:theirs'], 'left too long: taken as orphaned');
   t.is(mine.outbox().length, 0);
