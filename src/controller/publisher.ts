@@ -36,26 +36,24 @@ export class Publisher {
 
   /** Publishes one update to where it belongs: group messages by group key, port messages by host key. */
   send(m: UpdateMessage): Promise<void> {
-    return m.type.startsWith('group.')
-      ? this.publish(GROUP_EXCHANGE, groupKey((m as { groupId: string }).groupId), m)
-      : this.publish(HOST_EXCHANGE, hostKey((m as { host: string }).host), m);
+    return 'groupId' in m ? this.publish(GROUP_EXCHANGE, groupKey(m.groupId), m) : this.publish(HOST_EXCHANGE, hostKey(m.host), m);
   }
 
   groupRules(groupId: string, revision: number, stateful: boolean, rules: SecurityGroupRule[]): Promise<void> {
     const m: GroupRulesMessage = { v: 1, type: 'group.rules', groupId, revision, stateful, rules };
-    return this.publish(GROUP_EXCHANGE, groupKey(groupId), m);
+    return this.send(m);
   }
 
   groupDeleted(groupId: string, revision: number): Promise<void> {
-    return this.publish(GROUP_EXCHANGE, groupKey(groupId), { v: 1, type: 'group.deleted', groupId, revision });
+    return this.send({ v: 1, type: 'group.deleted', groupId, revision });
   }
 
   portBound(host: string, port: WirePort, revision: number, updated = false): Promise<void> {
-    return this.publish(HOST_EXCHANGE, hostKey(host), { v: 1, type: updated ? 'port.updated' : 'port.bound', host, port, revision });
+    return this.send({ v: 1, type: updated ? 'port.updated' : 'port.bound', host, port, revision });
   }
 
   portUnbound(host: string, portId: string, revision: number): Promise<void> {
-    return this.publish(HOST_EXCHANGE, hostKey(host), { v: 1, type: 'port.unbound', host, portId, revision });
+    return this.send({ v: 1, type: 'port.unbound', host, portId, revision });
   }
 
   /** Queues a member change; changes of one group in the window merge into one delta. */
