@@ -3,10 +3,17 @@
 // Ours: controller + 20 `sg-agent run` processes (per-group routing, compact sync, ipsets).
 // Baseline: Neutron's shape before per-group fanout — every agent hears every member update
 // (fanout) and fetches `security_group_rules_for_devices` with each remote-group rule expanded into
-// one rule per member, applied as per-member iptables rules (bench/baseline-agent.ts).
+// one rule per member, applied as per-member iptables rules. Two agents of that shape are run:
+// Neutron's own agent-side code from PyPI (bench/neutron-agent.py, venv by bench/neutron-venv.sh),
+// which the targets are judged against, and a JavaScript emulation (bench/baseline-agent.ts), a lower
+// bound kept for the record and used alone when the venv cannot be made.
 // Prints storm.bytes, sync.bytes.N, storm.cpu and storm.p99 as `<id> ours=… baseline=… ratio=…`.
 // Knobs: STORM_HOSTS, STORM_PORTS, STORM_PACE_MS (default 20, 500, 10); STORM_ONLY=ours skips the
-// baseline; STORM_PROF=1 writes a V8 CPU profile of the first agent to /tmp/prof.
+// baselines, STORM_ONLY=neutron runs only Neutron's; STORM_NEUTRON=0 skips Neutron's;
+// STORM_RELAY_MAX_MS sets the relay's widest drain interval (agents take SG_* from the environment).
+// Looking into one agent (the first): STORM_PROF=1 writes its V8 CPU profile to /tmp/prof,
+// STORM_PERF=1 starts it with --perf-basic-prof for `perf record`, STORM_THREADS=1 prints the CPU of
+// each of its threads during the storm.
 import amqp from 'amqplib';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -57,6 +64,15 @@ function cpuSplit(pid: number): { self: number; children: number } {
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return { self: (Number(fields[11]) + Number(fields[12])) / CLK_TCK, children: (Number(fields[13]) + Number(fields[14])) / CLK_TCK };
 }
+/** Per-thread CPU seconds (schedstat, ns) of a process: where an agent's own CPU goes. */
+function threadCpu(pid: number): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    const comm = fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+    m.set(`${t}:${comm}`, Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]) / 1e9);
+  }
+  return m;
+}
 function cpuSeconds(pid: number): number {
   const c = cpuSplit(pid);
   return c.self + c.children;
@@ -75,6 +91,7 @@ function neutronReply(devices: Port[], members: string[]): Buffer {
   return Buffer.from(JSON.stringify({
     devices: devices.map((d) => ({
       device: d.device, id: d.id, mac_address: d.mac, fixed_ips: d.fixedIps, security_groups: d.securityGroups,
+      security_group_source_groups: d.securityGroups, network_id: 'net-storm', device_owner: 'compute:nova', allowed_address_pairs: [],
       security_group_rules: [
         ...members.map((m) => ({ direction: 'ingress', ethertype: 'IPv4', protocol: null, port_range_min: null, port_range_max: null, source_ip_prefix: `${m}/32`, security_group_id: 'default', remote_group_id: 'default' })),
         { direction: 'egress', ethertype: 'IPv4', security_group_id: 'default' },
@@ -105,11 +122,15 @@ async function vhost(name: string): Promise<string> {
   return `amqp://guest:guest@127.0.0.1:5672/${name}`;
 }
 
-interface Run { bytes: number[]; cpu: number[]; children: number[]; lag: number[] }
+interface Run { bytes: number[]; cpu: number[]; children: number[]; lag: number[]; restores?: number[]; applies?: number[] }
 
 async function ours(): Promise<Run> {
   const url = await vhost(`sgstorm-${tag}`);
-  const ctl = await Controller.start({ amqpUrl: url, dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'sg-storm-')) });
+  const ctl = await Controller.start({
+    amqpUrl: url,
+    dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'sg-storm-')),
+    ...(process.env.STORM_RELAY_MAX_MS ? { relayIntervalMs: { max: Number(process.env.STORM_RELAY_MAX_MS) } } : {}),
+  });
   const procs: { child: ChildProcess; metrics: string; ns: string }[] = [];
   try {
     await ctl.putGroup('default', true, defaultRules);
@@ -117,18 +138,20 @@ async function ours(): Promise<Run> {
       const ns = `sgst-${tag}-${h}`;
       spawnSync('ip', ['netns', 'add', ns]);
       const metrics = `127.0.0.1:${19500 + h}`;
-      const child = spawn(process.execPath, [...(h === 0 && process.env.STORM_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), '--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
+      const child = spawn(process.execPath, [...(h === 0 && process.env.STORM_PROF ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir=/tmp/prof'] : []), ...(h === 0 && process.env.STORM_PERF ? ['--perf-basic-prof'] : []), '--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
         env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: url, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0' },
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       procs.push({ child, metrics, ns });
     }
-    const status = async (m: string) => (await (await fetch(`http://${m}/status`)).json()) as { connected: boolean; sets: { size: number }[] };
+    const status = async (m: string) => (await (await fetch(`http://${m}/status`)).json()) as { connected: boolean; sets: { size: number }[]; engine: { restores: number; applies: number } };
     for (const p of procs) for (;;) { if (await status(p.metrics).then((s) => s.connected, () => false)) break; await new Promise((r) => setTimeout(r, 100)); }
     const metric = async (m: string, name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`http://${m}/metrics`)).text())?.[1] ?? 0);
     const bytes0 = await Promise.all(procs.map((p) => metric(p.metrics, 'sg_agent_bytes_received_total')));
+    const engine0 = await Promise.all(procs.map(async (p) => (await status(p.metrics)).engine));
     const cpu0 = procs.map((p) => cpuSeconds(p.child.pid!));
     const children0 = procs.map((p) => cpuSplit(p.child.pid!).children);
+    const threads0 = threadCpu(procs[0]!.child.pid!);
     for (let i = 0; i < PORTS; i++) {
       await ctl.putPort(`sp-${i}`, port(i));
       await pace();
@@ -136,20 +159,32 @@ async function ours(): Promise<Run> {
     await ctl.flush();
     const tLast = Date.now();
     const done: number[] = procs.map(() => 0);
+    const cpuDone: { self: number; children: number }[] = [];
     while (done.some((d) => !d)) {
       await Promise.all(procs.map(async (p, i) => {
         if (done[i]) return;
         const s = await status(p.metrics);
-        if (s.sets.some((x) => x.size === PORTS)) done[i] = Date.now();
+        if (s.sets.some((x) => x.size === PORTS)) {
+          done[i] = Date.now();
+          // Read as soon as it converged: the polls and metric reads that follow are the benchmark's.
+          cpuDone[i] = cpuSplit(p.child.pid!);
+        }
       }));
       if (Date.now() - tLast > 120_000) throw new Error('storm: agents did not converge in 2 minutes');
       await new Promise((r) => setTimeout(r, 20));
     }
     const bytes = await Promise.all(procs.map((p, i) => metric(p.metrics, 'sg_agent_bytes_received_total').then((b) => b - bytes0[i]!)));
+    if (process.env.STORM_THREADS) {
+      const t1 = threadCpu(procs[0]!.child.pid!);
+      for (const [tid, v] of t1) console.log(`thread ${tid} cpu=${(v - (threads0.get(tid) ?? 0)).toFixed(3)}s${threads0.has(tid) ? '' : ' (new)'}`);
+    }
+    const engine1 = await Promise.all(procs.map(async (p) => (await status(p.metrics)).engine));
     return {
+      restores: engine1.map((e, i) => e.restores - engine0[i]!.restores),
+      applies: engine1.map((e, i) => e.applies - engine0[i]!.applies),
       bytes,
-      cpu: procs.map((p, i) => cpuSeconds(p.child.pid!) - cpu0[i]!),
-      children: procs.map((p, i) => cpuSplit(p.child.pid!).children - children0[i]!),
+      cpu: procs.map((_, i) => cpuDone[i]!.self + cpuDone[i]!.children - cpu0[i]!),
+      children: procs.map((_, i) => cpuDone[i]!.children - children0[i]!),
       lag: done.map((d) => Math.max(0, d - tLast) / 1000),
     };
   } finally {
@@ -166,45 +201,115 @@ async function ours(): Promise<Run> {
   }
 }
 
-async function baseline(): Promise<Run> {
+/** The baseline agent: Neutron's own code (bench/neutron-agent.py) when its venv could be made, and
+ *  the JavaScript emulation of its shape (bench/baseline-agent.ts) for the record. */
+type BaselineAgent = { kind: 'neutron'; python: string } | { kind: 'emulated' };
+
+/** The baseline's server side, in the wire shape its agent speaks: one JSON message per call and cast
+ *  for the emulation; oslo.messaging's envelope, exchanges and reply queues for Neutron's agent. */
+interface BaselineServer {
+  /** A port was created: every agent hears about it (fanout). */
+  announce(): void;
+  /** Bytes sent to the agents of a host so far, for those that do not count them themselves. */
+  bytesTo(host: string): number;
+}
+
+async function baselineServer(ch: amqp.Channel, kind: BaselineAgent['kind'], ports: Port[]): Promise<BaselineServer> {
+  const members = () => ports.map((p) => p.fixedIps[0]!);
+  if (kind === 'emulated') {
+    await ch.assertExchange('base.fanout', 'fanout', { durable: false });
+    // Durable: RabbitMQ 4 refuses transient non-exclusive queues (the vhost is deleted afterwards).
+    await ch.assertQueue('base.rpc', { durable: true });
+    await ch.consume('base.rpc', (m) => {
+      if (!m) return;
+      const req = JSON.parse(m.content.toString()) as { host: string };
+      const reply = neutronReply(ports.filter((p) => p.host === req.host), members());
+      ch.sendToQueue(m.properties.replyTo as string, reply, { correlationId: m.properties.correlationId });
+      ch.ack(m);
+    });
+    const cast = Buffer.from(JSON.stringify({ method: 'security_groups_member_updated', args: { security_groups: ['default'] } }));
+    return { announce: () => ch.publish('base.fanout', '', cast), bytesTo: () => 0 };
+  }
+  // oslo.messaging over RabbitMQ: a body {"oslo.version": "2.0", "oslo.message": "<JSON>"}; calls go to
+  // the control exchange ("neutron", topic) by topic, replies to the caller's reply queue through the
+  // default exchange, casts to "<topic>_fanout". Declared as oslo.messaging declares them.
+  const envelope = (msg: unknown) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(msg) }));
+  const opts = { contentType: 'application/json', contentEncoding: 'utf-8' };
+  const sent = new Map<string, number>();
+  const count = (host: string, n: number) => sent.set(host, (sent.get(host) ?? 0) + n);
+  await ch.assertExchange('neutron', 'topic', { durable: false, autoDelete: false });
+  await ch.assertQueue('q-plugin', { durable: true });
+  await ch.bindQueue('q-plugin', 'neutron', 'q-plugin');
+  const fanout = 'q-agent-notifier-security_group-update_fanout';
+  await ch.assertExchange(fanout, 'fanout', { durable: false, autoDelete: true });
+  await ch.consume('q-plugin', (m) => {
+    if (!m) return;
+    const call = JSON.parse((JSON.parse(m.content.toString()) as { 'oslo.message': string })['oslo.message']) as {
+      method: string; args: { host?: string; devices?: string[] }; _msg_id: string; _reply_q: string;
+    };
+    let result: unknown;
+    let host = '';
+    if (call.method === 'devices_on_host') {
+      host = call.args.host!;
+      result = ports.filter((p) => p.host === host).map((p) => p.device);
+    } else {
+      const wanted = new Set(call.args.devices);
+      const devices = ports.filter((p) => wanted.has(p.device));
+      host = devices[0]?.host ?? '';
+      const legacy = JSON.parse(neutronReply(devices, members()).toString()) as { devices: { device: string }[] };
+      result = Object.fromEntries(legacy.devices.map((d) => [d.device, d]));
+    }
+    const body = envelope({ result, failure: null, ending: true, _msg_id: call._msg_id });
+    count(host, body.length);
+    ch.publish('', call._reply_q, body, opts);
+    ch.ack(m);
+  });
+  return {
+    announce: () => {
+      const body = envelope({
+        method: 'security_groups_member_updated', args: { security_groups: ['default'] }, namespace: null, version: '1.1',
+        _unique_id: randomBytes(16).toString('hex'), _context_is_admin: true,
+      });
+      for (let h = 0; h < HOSTS; h++) count(hostName(h), body.length);
+      ch.publish(fanout, '', body, opts);
+    },
+    bytesTo: (host) => sent.get(host) ?? 0,
+  };
+}
+
+async function baseline(agent: BaselineAgent): Promise<Run> {
   const url = await vhost(`sgbase-${tag}`);
   const conn = await amqp.connect(url);
   const ch = await conn.createChannel();
-  await ch.assertExchange('base.fanout', 'fanout', { durable: false });
-  // Durable: RabbitMQ 4 refuses transient non-exclusive queues (the vhost is deleted afterwards).
-  await ch.assertQueue('base.rpc', { durable: true });
   const ports: Port[] = [];
-  await ch.consume('base.rpc', (m) => {
-    if (!m) return;
-    const req = JSON.parse(m.content.toString()) as { host: string };
-    const reply = neutronReply(ports.filter((p) => p.host === req.host), ports.map((p) => p.fixedIps[0]!));
-    ch.sendToQueue(m.properties.replyTo as string, reply, { correlationId: m.properties.correlationId });
-    ch.ack(m);
-  });
-  const agents: { child: ChildProcess; ns: string; last: { applied: number; bytes: number; at: number } }[] = [];
+  const server = await baselineServer(ch, agent.kind, ports);
+  const agents: { child: ChildProcess; ns: string; last: { applied: number; bytes: number; at: number; cpu: { self: number; children: number } } }[] = [];
   try {
     for (let h = 0; h < HOSTS; h++) {
       const ns = `sgsb-${tag}-${h}`;
       spawnSync('ip', ['netns', 'add', ns]);
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'bench/baseline-agent.ts')], {
+      const argv = agent.kind === 'neutron' ? [agent.python, path.join(repo, 'bench/neutron-agent.py')] : [process.execPath, '--import', 'tsx', path.join(repo, 'bench/baseline-agent.ts')];
+      const child = spawn(argv[0]!, argv.slice(1), {
         env: { ...process.env, BASE_HOST: hostName(h), BASE_AMQP_URL: url, BASE_NETNS: ns },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
-      const a = { child, ns, last: { applied: -1, bytes: 0, at: 0 }, ready: false };
+      const a = { child, ns, last: { applied: -1, bytes: 0, at: 0, cpu: { self: 0, children: 0 } }, ready: false };
       readline.createInterface({ input: child.stdout! }).on('line', (l) => {
         const m = JSON.parse(l) as { ready?: boolean; applied?: number; bytes?: number; at?: number };
         if (m.ready) a.ready = true;
-        else a.last = { applied: m.applied!, bytes: m.bytes!, at: m.at! };
+        // CPU read with each line: the line that shows convergence marks the end of the storm's work.
+        else a.last = { applied: m.applied!, bytes: m.bytes ?? 0, at: m.at!, cpu: cpuSplit(child.pid!) };
       });
       agents.push(a);
     }
     while (agents.some((a) => a.last.applied < 0)) await new Promise((r) => setTimeout(r, 100));
-    const bytes0 = agents.map((a) => a.last.bytes);
+    const bytesOf = (i: number) => (agent.kind === 'neutron' ? server.bytesTo(hostName(i)) : agents[i]!.last.bytes);
+    const bytes0 = agents.map((_, i) => bytesOf(i));
     const cpu0 = agents.map((a) => cpuSeconds(a.child.pid!));
     const children0 = agents.map((a) => cpuSplit(a.child.pid!).children);
     for (let i = 0; i < PORTS; i++) {
       ports.push(port(i));
-      ch.publish('base.fanout', '', Buffer.from(JSON.stringify({ method: 'security_groups_member_updated', args: { security_groups: ['default'] } })));
+      server.announce();
       await pace();
     }
     const tLast = Date.now();
@@ -214,9 +319,9 @@ async function baseline(): Promise<Run> {
       await new Promise((r) => setTimeout(r, 50));
     }
     return {
-      bytes: agents.map((a, i) => a.last.bytes - bytes0[i]!),
-      cpu: agents.map((a, i) => cpuSeconds(a.child.pid!) - cpu0[i]!),
-      children: agents.map((a, i) => cpuSplit(a.child.pid!).children - children0[i]!),
+      bytes: agents.map((_, i) => bytesOf(i) - bytes0[i]!),
+      cpu: agents.map((a, i) => a.last.cpu.self + a.last.cpu.children - cpu0[i]!),
+      children: agents.map((a, i) => a.last.cpu.children - children0[i]!),
       lag: agents.map((a) => Math.max(0, a.last.at - tLast) / 1000),
     };
   } finally {
@@ -229,19 +334,42 @@ async function baseline(): Promise<Run> {
   }
 }
 
+/** The venv's python with Neutron installed, or null when it cannot be made (no PyPI, no python3). */
+function neutronPython(): string | null {
+  if (process.env.STORM_NEUTRON === '0') return null;
+  const r = spawnSync('bash', [path.join(repo, 'bench/neutron-venv.sh')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return r.status === 0 ? r.stdout.toString().trim() : null;
+}
+
 (async () => {
   await ensureRabbit();
   await syncBytes();
-  const o = await ours();
-  if (process.env.STORM_ONLY === 'ours') {
-    console.log(`storm.ours bytes=${kb(median(o.bytes))} cpu=${sec(median(o.cpu))} children=${sec(median(o.children))} p99=${sec(p99(o.lag))}`);
+  if (process.env.STORM_ONLY === 'neutron') {
+    const python = neutronPython();
+    if (!python) throw new Error('storm: bench/neutron-venv.sh failed');
+    const n = await baseline({ kind: 'neutron', python });
+    console.log(`storm.neutron bytes=${kb(median(n.bytes))} cpu=${sec(median(n.cpu))} children=${sec(median(n.children))} p99=${sec(p99(n.lag))}`);
     return;
   }
-  const b = await baseline();
+  const o = await ours();
+  if (process.env.STORM_ONLY === 'ours') {
+    console.log(`storm.ours bytes=${kb(median(o.bytes))} cpu=${sec(median(o.cpu))} children=${sec(median(o.children))} p99=${sec(p99(o.lag))} restores=${median(o.restores!)} applies=${median(o.applies!)}`);
+    return;
+  }
+  const python = neutronPython();
+  const e = await baseline({ kind: 'emulated' });
+  const b = python ? await baseline({ kind: 'neutron', python }) : e;
+  if (!python) console.log('storm: Neutron baseline unavailable (bench/neutron-venv.sh failed); the emulation stands in');
+  const which = python ? 'neutron' : 'emulated';
   line('storm.bytes', median(o.bytes), median(b.bytes), kb, median(b.bytes) / median(o.bytes) >= 50 ? ' target>=50x met' : ' target>=50x MISSED');
-  line('storm.cpu', median(o.cpu), median(b.cpu), sec, median(b.cpu) / median(o.cpu) >= 20 ? ' target>=20x met' : ' target>=20x MISSED');
+  line('storm.cpu', median(o.cpu), median(b.cpu), sec, `${median(b.cpu) / median(o.cpu) >= 20 ? ' target>=20x met' : ' target>=20x MISSED'} (baseline: ${which})`);
   console.log(`storm.cpu.children ours=${sec(median(o.children))} baseline=${sec(median(b.children))} (iptables tools run by the agents)`);
-  line('storm.p99', p99(o.lag), p99(b.lag), sec, p99(o.lag) <= 2 ? ' target<=2s met' : ' target<=2s MISSED');
+  line('storm.p99', p99(o.lag), p99(b.lag), sec, `${p99(o.lag) <= 2 ? ' target<=2s met' : ' target<=2s MISSED'} (baseline: ${which})`);
+  if (python) {
+    line('storm.cpu.emulated', median(o.cpu), median(e.cpu), sec, ' (the JavaScript emulation of the baseline, a lower bound)');
+    console.log(`storm.cpu.emulated.children ours=${sec(median(o.children))} baseline=${sec(median(e.children))}`);
+    line('storm.p99.emulated', p99(o.lag), p99(e.lag), sec);
+  }
 })().catch((e) => {
   console.error(e);
   process.exit(1);

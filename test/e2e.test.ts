@@ -69,6 +69,16 @@ async function startController(): Promise<void> {
   apis.push({ url, proc });
 }
 
+/** GET with one retry: a keep-alive connection the server closes just as the client reuses it fails
+ *  the request ("fetch failed"), a transport race of a loaded machine that says nothing of the agent. */
+async function get(url: string): Promise<Response> {
+  try {
+    return await fetch(url);
+  } catch {
+    return fetch(url);
+  }
+}
+
 async function call(method: string, p: string, body?: unknown): Promise<Response> {
   const api = apis[calls++ % apis.length]!.url;
   const r = await fetch(`${api}${p}`, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? null : JSON.stringify(body) });
@@ -84,10 +94,10 @@ interface Status {
   engine: { rejectedInput: number };
 }
 async function status(which: 'a' | 'b'): Promise<Status> {
-  return (await (await fetch(`http://${agents[which].metrics}/status`)).json()) as Status;
+  return (await (await get(`http://${agents[which].metrics}/status`)).json()) as Status;
 }
 async function rejected(which: 'a' | 'b'): Promise<number> {
-  const text = await (await fetch(`http://${agents[which].metrics}/metrics`)).text();
+  const text = await (await get(`http://${agents[which].metrics}/metrics`)).text();
   return Number(/^sg_agent_messages_rejected_total (\d+)/m.exec(text)?.[1] ?? NaN);
 }
 
@@ -313,7 +323,7 @@ test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the s
   await call('PUT', '/ports/pc', { host: hostC, device: 'tapc', mac: '02:00:00:00:cc:01', fixedIps: ['10.102.0.1'], securityGroups: [0, 1, 2, 3, 4].map((k) => G(`big${k}`)) });
   const metrics = `127.0.0.1:${await freePort()}`;
   startNode('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
-  const statusC = async () => (await (await fetch(`http://${metrics}/status`)).json()) as Status;
+  const statusC = async () => (await (await get(`http://${metrics}/status`)).json()) as Status;
   await waitFor('5,005 groups bound', async () => (await statusC()).groups.length === 5005, 120_000);
   const queues = spawnSync('rabbitmqctl', ['list_queues', '-p', vhost, '-q', 'name', 'consumers'], { encoding: 'utf8' }).stdout;
   const line = queues.split('\n').find((l) => l.startsWith('sg.agent.') && !l.includes(agents.a.host)) ?? '';
@@ -337,7 +347,7 @@ test.serial('a port message lost on the way is made up for by the periodic full 
   await ch.unbindQueue(agentQueue(agents.a.host), HOST_EXCHANGE, hostKey(agents.a.host));
   const [, v2, v3] = topoA.vms;
   await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso'), G('web')]));
-  const p3groups = async () => ((await (await fetch(`http://${agents.a.metrics}/status`)).json()) as { ports: { id: string; groups: string[] }[] }).ports.find((p) => p.id === 'p3')?.groups ?? [];
+  const p3groups = async () => ((await (await get(`http://${agents.a.metrics}/status`)).json()) as { ports: { id: string; groups: string[] }[] }).ports.find((p) => p.id === 'p3')?.groups ?? [];
   t.false((await p3groups()).includes(G('web')), 'the update did not arrive as a message');
   await waitFor('converged through the periodic sync', async () => (await p3groups()).includes(G('web')), 20_000);
   await waitFor('v3 admitted', () => topoA.ping(v3!, v2!.ip4), 10_000);
@@ -382,7 +392,7 @@ test.serial('a change stored but never published (controller died first) goes ou
   await startController();
   await waitFor('published from the outbox', async () => (await webMessages()) > before);
   await waitFor('outbox emptied', () => store.outbox().length === 0);
-  const health = (await (await fetch(`${apis[0]!.url}/healthz`)).json()) as { outbox: number; published: number; connected: boolean };
+  const health = (await (await get(`${apis[0]!.url}/healthz`)).json()) as { outbox: number; published: number; connected: boolean };
   t.like(health, { outbox: 0, connected: true });
   t.true(health.published >= 2, 'the orphaned delta and port message went out through this controller');
   await waitFor('member reached the kernel', () => topoA.host.exec('ipset', ['list']).includes('10.103.0.1'));
@@ -418,7 +428,7 @@ test('rules by protocol, port range, CIDR and remote group, both families, drive
   t.false(topoB.udp(cli, srv.ip4, 9000), 'udp only from the /32');
   t.false(topoB.ping(cli, srv.ip4), 'no icmp rule');
   // cli leaves the group: its addresses leave both sets, through member deltas only.
-  const restores = async () => Number(/^sg_agent_chain_restores_total (\d+)/m.exec(await (await fetch(`http://${agents.b.metrics}/metrics`)).text())?.[1] ?? NaN);
+  const restores = async () => Number(/^sg_agent_chain_restores_total (\d+)/m.exec(await (await get(`http://${agents.b.metrics}/metrics`)).text())?.[1] ?? NaN);
   const before = await restores();
   await call('PUT', '/ports/pcli', { ...portBody(cli, agents.b.host, [G('cli-not')]), fixedIps: both(cli) });
   await waitFor('cli closed out', () => !topoB.tcp(cli, srv.ip4, 8005));

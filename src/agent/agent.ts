@@ -64,6 +64,7 @@ export class Agent {
       mode: this.cfg.mode,
       coalesceMs: this.cfg.coalesceMs,
       structureIntervalMs: this.cfg.structureIntervalMs,
+      structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
       reconcileIntervalMs: this.cfg.reconcileIntervalMs,
       logger: this.log,
     });
@@ -395,13 +396,14 @@ export class Agent {
   }
 
   status(): unknown {
+    const needs = computeNeeds(this.ports.values(), this.groups);
     return {
       host: this.cfg.host,
       connected: this.connected,
       ports: [...this.ports.values()].map((p) => ({ id: p.id, device: p.device, groups: p.securityGroups, revision: p.revision })),
       groups: [...this.bound].map((id) => ({
         id,
-        membersNeeded: computeNeeds(this.ports.values(), this.groups).members.has(id),
+        membersNeeded: needs.members.has(id),
         rulesRevision: this.groups.get(id)?.revision ?? null,
         membersRevision: this.members.get(id)?.revision ?? null,
         members: this.members.get(id)?.ips.size ?? 0,

@@ -12,6 +12,8 @@ export interface AgentConfig {
   coalesceMs: number;
   /** Least time between two chain rewrites; bindings in a burst share one (see docs/firewall.md). */
   structureIntervalMs: number;
+  /** In a sustained burst the gap doubles per rewrite up to this; a quiet spell resets it. */
+  structureIntervalMaxMs: number;
   reconcileIntervalMs: number;
   /** host:port for /metrics and /status; '' turns the listener off. Loopback by default. */
   metricsListen: string;
@@ -28,6 +30,7 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   mode: 'bridged',
   coalesceMs: 20,
   structureIntervalMs: 500,
+  structureIntervalMaxMs: 2_000,
   reconcileIntervalMs: 60_000,
   metricsListen: '127.0.0.1:9464',
   syncTimeoutMs: 5_000,
@@ -44,6 +47,7 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_FIREWALL_MODE: 'mode',
   SG_COALESCE_MS: 'coalesceMs',
   SG_STRUCTURE_INTERVAL_MS: 'structureIntervalMs',
+  SG_STRUCTURE_INTERVAL_MAX_MS: 'structureIntervalMaxMs',
   SG_RECONCILE_INTERVAL_MS: 'reconcileIntervalMs',
   SG_METRICS_LISTEN: 'metricsListen',
   SG_SYNC_TIMEOUT_MS: 'syncTimeoutMs',
@@ -51,7 +55,7 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_FULL_SYNC_INTERVAL_MS: 'fullSyncIntervalMs',
   SG_LOG_LEVEL: 'logLevel',
 };
-const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'structureIntervalMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs', 'fullSyncIntervalMs']);
+const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'structureIntervalMs', 'structureIntervalMaxMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs', 'fullSyncIntervalMs']);
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const fromFile = file ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>) : {};

@@ -19,6 +19,8 @@ export interface ControllerOptions {
   /** host:port for the admin API; port 0 picks one. */
   httpListen?: string;
   coalesceMs?: number;
+  /** Pacing of the outbox relay's drains (default 100 ms, widening to 400 ms in a burst). */
+  relayIntervalMs?: { min?: number; max?: number };
   logger?: Logger;
 }
 
@@ -30,7 +32,12 @@ export class Controller {
   http?: Server;
   private stopping = false;
   private constructor(readonly store: Store, private readonly opts: ControllerOptions) {
-    this.relay = new OutboxRelay(store, () => (this.ch ? this.publisher : undefined), { coalesceMs: opts.coalesceMs ?? 20, logger: opts.logger });
+    this.relay = new OutboxRelay(store, () => (this.ch ? this.publisher : undefined), {
+      coalesceMs: opts.coalesceMs ?? 20,
+      ...(opts.relayIntervalMs?.min !== undefined ? { minIntervalMs: opts.relayIntervalMs.min } : {}),
+      ...(opts.relayIntervalMs?.max !== undefined ? { maxIntervalMs: opts.relayIntervalMs.max } : {}),
+      logger: opts.logger,
+    });
   }
 
   static async start(opts: ControllerOptions): Promise<Controller> {

@@ -3,6 +3,7 @@
 // A publish that fails (connection lost before the broker confirmed) leaves its entries in the
 // outbox for the next drain, so delivery is at least once; receivers drop duplicates by revision.
 import type { Logger } from 'pino';
+import { BurstPacer } from '../pacer.js';
 import type { Publisher } from './publisher.js';
 import { coalesceUpdates } from './publisher.js';
 import type { OutboxEntry, Store } from './store.js';
@@ -13,6 +14,10 @@ export interface RelayOptions {
    *  `coalesceMs`, while a storm of them goes out in one batch per interval — every agent of the group
    *  then handles one message per interval instead of one per change. */
   minIntervalMs?: number;
+  /** While changes keep coming faster than that (a bulk boot), the interval doubles after each drain
+   *  up to this (default 400 ms) and falls back after a quiet spell: fewer, larger messages for every
+   *  agent of the group, at a bounded cost in latency. */
+  maxIntervalMs?: number;
   /** Entries another controller process wrote and left this long are taken as orphaned by a crash. */
   orphanAfterMs?: number;
   logger?: Logger;
@@ -21,7 +26,7 @@ export interface RelayOptions {
 export class OutboxRelay {
   published = 0;
   private timer: NodeJS.Timeout | null = null;
-  private lastDrainAt = 0;
+  private readonly pacer: BurstPacer;
   private draining: Promise<void> = Promise.resolve();
   private readonly sweep: NodeJS.Timeout;
   /** Until the first drain succeeds, drains take every entry: what a previous run of this controller
@@ -29,6 +34,7 @@ export class OutboxRelay {
   private takeAll = true;
 
   constructor(private readonly store: Store, private readonly publisher: () => Publisher | undefined, private readonly opts: RelayOptions) {
+    this.pacer = new BurstPacer(opts.minIntervalMs ?? 100, opts.maxIntervalMs ?? 400);
     const orphanAfter = opts.orphanAfterMs ?? 10_000;
     this.sweep = setInterval(() => this.kick(), orphanAfter);
     this.sweep.unref();
@@ -36,7 +42,9 @@ export class OutboxRelay {
 
   /** Schedules a drain within the coalescing window. */
   kick(): void {
-    const wait = Math.max(this.opts.coalesceMs, this.lastDrainAt + (this.opts.minIntervalMs ?? 100) - Date.now());
+    const now = Date.now();
+    this.pacer.arrived(now);
+    const wait = Math.max(this.opts.coalesceMs, this.pacer.nextAt - now);
     this.timer ??= setTimeout(() => {
       this.timer = null;
       void this.drain().catch((e: unknown) => this.opts.logger?.warn({ err: (e as Error).message }, 'outbox publish failed; kept for the next attempt'));
@@ -64,7 +72,8 @@ export class OutboxRelay {
     const publisher = this.publisher();
     if (!publisher) return;
     const now = Date.now();
-    this.lastDrainAt = now;
+    this.pacer.take();
+    this.pacer.done(now);
     const orphanAfter = this.opts.orphanAfterMs ?? 10_000;
     const takeAll = this.takeAll;
     const entries = this.store.outbox().filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter);

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { IpsetClient, type IpFamily } from '../ipset.js';
 import { deleteConntrackBetween, type AddressPair } from '../conntrack.js';
 import type { Port, SecurityGroup } from '../model.js';
+import { BurstPacer } from '../pacer.js';
 import { KernelNames } from './names.js';
 import { Iptables, parseChains, type IpVersion } from './iptables.js';
 import { render, restoreScript, portAddresses, isCatchAll, maxelemFor, type DesiredSet, type Mode, type Rendered } from './render.js';
@@ -23,6 +24,9 @@ export interface FirewallEngineOptions {
    *  changes never wait for it, and a rule change after a quiet spell goes out within `coalesceMs`:
    *  only a burst of port bindings is gathered, into one iptables-restore per family per interval. */
   structureIntervalMs?: number;
+  /** While changes keep arriving faster than the interval (a bulk boot), it doubles after each rewrite
+   *  up to this (default 2,000 ms), and falls back to `structureIntervalMs` after a quiet spell. */
+  structureIntervalMaxMs?: number;
   /** Periodic drift repair; 0 = off (default). */
   reconcileIntervalMs?: number;
   logger?: Logger;
@@ -87,8 +91,9 @@ export class FirewallEngine {
   private jumpPresent: Record<IpVersion, boolean> = { 4: false, 6: false };
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
-  /** Chains are not rewritten before this time (see structureIntervalMs) unless a flush asks. */
-  private structureNotBefore = 0;
+  /** Chains are not rewritten before `structurePacer.nextAt` (see structureIntervalMs) unless a
+   *  flush asks; the gap widens in a burst of port and rule changes. */
+  private readonly structurePacer: BurstPacer;
   private forceStructure = 0;
   /** Inputs so far, and the last input whose effect is fully in the kernel / whose membership is. */
   private inputGen = 0;
@@ -109,14 +114,22 @@ export class FirewallEngine {
   private constructor(
     private readonly ipset: IpsetClient,
     private readonly iptables: Iptables,
-    private readonly opts: Required<Pick<FirewallEngineOptions, 'coalesceMs' | 'structureIntervalMs' | 'mode'>> & FirewallEngineOptions,
+    private readonly opts: Required<Pick<FirewallEngineOptions, 'coalesceMs' | 'structureIntervalMs' | 'structureIntervalMaxMs' | 'mode'>> & FirewallEngineOptions,
   ) {
     this.names = new KernelNames(opts.prefix ?? 'sg');
+    this.structurePacer = new BurstPacer(opts.structureIntervalMs, opts.structureIntervalMaxMs);
   }
 
   static async create(opts: FirewallEngineOptions = {}): Promise<FirewallEngine> {
     const ipset = await IpsetClient.open(opts.netns ? { netns: opts.netns } : {});
-    const engine = new FirewallEngine(ipset, new Iptables(opts.netns), { ...opts, coalesceMs: opts.coalesceMs ?? 20, structureIntervalMs: opts.structureIntervalMs ?? 500, mode: opts.mode ?? 'bridged' });
+    const structureIntervalMs = opts.structureIntervalMs ?? 500;
+    const engine = new FirewallEngine(ipset, new Iptables(opts.netns), {
+      ...opts,
+      coalesceMs: opts.coalesceMs ?? 20,
+      structureIntervalMs,
+      structureIntervalMaxMs: Math.max(structureIntervalMs, opts.structureIntervalMaxMs ?? 2000),
+      mode: opts.mode ?? 'bridged',
+    });
     if (opts.reconcileIntervalMs) {
       engine.reconcileTimer = setInterval(() => {
         engine.reconcile().catch((e: unknown) => engine.opts.logger?.error({ err: e }, 'periodic reconcile failed'));
@@ -142,7 +155,7 @@ export class FirewallEngine {
 
   setPort(port: Port): void {
     const p = this.guard('port', () => checkPortModel(port));
-    this.structureDirty = true;
+    this.markStructure();
     const old = this.ports.get(p.id);
     this.ports.set(p.id, p);
     // An address or allowed pair taken off a port may no longer be used by it (anti-spoofing): cut the
@@ -159,13 +172,13 @@ export class FirewallEngine {
     const old = this.ports.get(id);
     if (!old) return;
     this.ports.delete(id);
-    this.structureDirty = true;
+    this.markStructure();
     this.schedule();
   }
 
   setGroup(group: SecurityGroup): void {
     const g = this.guard('group', () => checkGroup(group));
-    this.structureDirty = true;
+    this.markStructure();
     const old = this.groups.get(g.id);
     this.groups.set(g.id, g);
     if (old) this.cutRemovedRules(old, g);
@@ -179,7 +192,7 @@ export class FirewallEngine {
     this.groups.delete(id);
     this.members.delete(id);
     this.memberDeltas.delete(id);
-    this.structureDirty = true;
+    this.markStructure();
     this.schedule();
   }
 
@@ -236,7 +249,7 @@ export class FirewallEngine {
     }
     for (const gid of [...this.members.keys()]) if (!(gid in state.members)) this.members.delete(gid);
     this.memberDeltas.clear();
-    this.structureDirty = true;
+    this.markStructure();
     this.schedule();
   }
 
@@ -276,6 +289,11 @@ export class FirewallEngine {
   }
 
   // ---- applying ----
+
+  private markStructure(): void {
+    this.structureDirty = true;
+    this.structurePacer.arrived(Date.now());
+  }
 
   private schedule(): void {
     this.inputGen++;
@@ -366,7 +384,7 @@ export class FirewallEngine {
     // Membership deltas alone (the common case, and all of an update storm's), or chains still inside
     // their interval: no render and no chain comparison, only the sets of the groups that changed —
     // O(change).
-    const structureDue = this.structureDirty && (this.forceStructure > 0 || Date.now() >= this.structureNotBefore);
+    const structureDue = this.structureDirty && (this.forceStructure > 0 || Date.now() >= this.structurePacer.nextAt);
     if (!structureDue && this.membersResync.size === 0 && this.deltasFitSets()) {
       const deltas = this.takeMemberWork().deltas;
       const withSet = new Set<string>();
@@ -382,7 +400,7 @@ export class FirewallEngine {
       if (this.structureDirty) {
         // Connections are cut once the rules they depend on are in as well.
         this.dirty = true;
-        this.arm(Math.max(0, this.structureNotBefore - Date.now()));
+        this.arm(Math.max(0, this.structurePacer.nextAt - Date.now()));
       } else {
         await this.cutPending(report);
         this.appliedGen = Math.max(this.appliedGen, gen);
@@ -392,6 +410,7 @@ export class FirewallEngine {
       return report;
     }
     this.structureDirty = false;
+    this.structurePacer.take();
     const next = render({ ports: [...this.ports.values()], groups: this.groups, members: this.members, names: this.names, mode: this.opts.mode });
     const { deltas, resync } = this.takeMemberWork();
 
@@ -452,7 +471,7 @@ export class FirewallEngine {
 
     // 4. Cut what the new state no longer admits.
     await this.cutPending(report);
-    this.structureNotBefore = Date.now() + this.opts.structureIntervalMs;
+    this.structurePacer.done(Date.now());
     this.appliedGen = Math.max(this.appliedGen, gen);
     this.membersAppliedGen = Math.max(this.membersAppliedGen, gen);
     this.wake();

@@ -1,0 +1,48 @@
+// Spacing of batched work that is costly per run (a chain rewrite, a drain of the outbox): at least
+// `minMs` between two runs; while work keeps arriving before the next run may start — a burst, such as
+// a bulk VM boot — the gap doubles with each run up to `maxMs`, so a long burst costs a few large runs
+// instead of many small ones; after a quiet spell it is back to `minMs`. Pure: callers pass the time.
+
+export class BurstPacer {
+  private gapMs: number;
+  private notBefore = 0;
+  /** When the oldest work not yet taken by a run arrived (0: none). */
+  private waitingSince = 0;
+  private takenInBurst = false;
+
+  constructor(
+    private readonly minMs: number,
+    private readonly maxMs: number,
+  ) {
+    this.gapMs = minMs;
+    this.maxMs = Math.max(minMs, maxMs);
+  }
+
+  /** Work arrived. */
+  arrived(now: number): void {
+    this.waitingSince ||= now;
+  }
+
+  /** The earliest time the next run may start. */
+  get nextAt(): number {
+    return this.notBefore;
+  }
+
+  /** The gap the next run will be held to (for logs and tests). */
+  get currentGapMs(): number {
+    return this.gapMs;
+  }
+
+  /** A run starts and takes the work pending now; work arriving from here on is for the next run. */
+  take(): void {
+    // Work that arrived before the gap had passed had to wait for it: the burst goes on.
+    this.takenInBurst = this.waitingSince > 0 && this.waitingSince < this.notBefore;
+    this.waitingSince = 0;
+  }
+
+  /** The run that took the work is done (at `at`): the next may start one gap later. */
+  done(at: number): void {
+    this.gapMs = this.takenInBurst ? Math.min(this.gapMs * 2, this.maxMs) : this.minMs;
+    this.notBefore = at + this.gapMs;
+  }
+}

@@ -1,0 +1,66 @@
+// BurstPacer is pure (callers pass the time); the engine and the relay that use it are tested for
+// real in firewall.test.ts, protocol.test.ts and e2e.test.ts.
+import test from 'ava';
+import { BurstPacer } from '../src/pacer.js';
+
+/** Runs as a caller does: each arrival waits for nextAt, one run takes all that waited. */
+function drive(p: BurstPacer, arrivals: number[], runMs = 0): { at: number; gap: number }[] {
+  const runs: { at: number; gap: number }[] = [];
+  let i = 0;
+  while (i < arrivals.length) {
+    const first = arrivals[i]!;
+    p.arrived(first);
+    const at = Math.max(first, p.nextAt);
+    // Everything that arrived up to the run's start is taken by it.
+    while (i < arrivals.length && arrivals[i]! <= at) p.arrived(arrivals[i++]!);
+    p.take();
+    p.done(at + runMs);
+    runs.push({ at, gap: p.currentGapMs });
+  }
+  return runs;
+}
+
+test('a quiet change runs at once and keeps the least gap', (t) => {
+  const p = new BurstPacer(100, 800);
+  const runs = drive(p, [1_000, 5_000, 9_000]);
+  t.deepEqual(runs.map((r) => r.at), [1_000, 5_000, 9_000]);
+  t.deepEqual(runs.map((r) => r.gap), [100, 100, 100]);
+});
+
+test('in a burst the gap doubles per run up to the most, then a quiet spell resets it', (t) => {
+  const p = new BurstPacer(100, 800);
+  // One change every 10 ms for 5 s, then one long after.
+  const burst = Array.from({ length: 500 }, (_, k) => 1_000 + k * 10);
+  const runs = drive(p, [...burst, 20_000]);
+  t.deepEqual(runs.slice(0, 6).map((r) => r.gap), [100, 200, 400, 800, 800, 800]);
+  // Runs are spaced by the gap in force when the previous one finished.
+  for (let k = 1; k < runs.length - 1; k++) t.is(runs[k]!.at - runs[k - 1]!.at, runs[k - 1]!.gap);
+  // 5 s of changes in a handful of runs rather than one per 100 ms.
+  t.true(runs.length - 1 <= 10, `${runs.length - 1} runs`);
+  const last = runs.at(-1)!;
+  t.is(last.at, 20_000);
+  t.is(last.gap, 100);
+});
+
+test('work arriving while a run is in progress counts as waiting for the next', (t) => {
+  const p = new BurstPacer(100, 400);
+  p.arrived(0);
+  p.take();
+  p.arrived(50); // during the run
+  p.done(120);
+  t.is(p.nextAt, 220);
+  p.take();
+  p.done(220);
+  t.is(p.currentGapMs, 200);
+});
+
+test('the most is never below the least', (t) => {
+  const p = new BurstPacer(500, 100);
+  p.arrived(0);
+  p.take();
+  p.done(0);
+  p.arrived(10);
+  p.take();
+  p.done(500);
+  t.is(p.currentGapMs, 500);
+});
