@@ -16,8 +16,8 @@ piece the cheapest stand-in, so the figure is a lower bound of a real agent's:
 Prints JSON lines ({"ready"}, then {"applied", "at"} per iteration) for bench/storm.ts.
 """
 import json
-import os
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -55,7 +55,7 @@ cfg.CONF([], project='neutron')
 logging.disable(logging.WARNING)
 cfg.CONF.set_override('root_helper', '', 'AGENT')
 cfg.CONF.set_override('enable_ipset', False, 'SECURITYGROUP')
-cfg.CONF.set_override('firewall_driver', 'noop', 'SECURITYGROUP')
+cfg.CONF.set_override('firewall_driver', 'noop', 'SECURITYGROUP')  # replaced below
 lockutils.set_defaults(tempfile.mkdtemp(prefix='neutron-bench-lock-'))
 for ctx in (privileged.default, privileged.dhcp_release_cmd, privileged.ovs_vsctl_cmd,
             privileged.namespace_cmd, privileged.conntrack_cmd, privileged.link_cmd):
@@ -63,7 +63,6 @@ for ctx in (privileged.default, privileged.dhcp_release_cmd, privileged.ovs_vsct
 oslo_messaging.set_transport_defaults('neutron')
 n_rpc.TRANSPORT = oslo_messaging.get_rpc_transport(
     cfg.CONF, url=os.environ['BASE_AMQP_URL'].replace('amqp://', 'rabbit://', 1))
-
 
 
 def emit(obj):
@@ -101,6 +100,7 @@ class Endpoint(sg_rpc_handlers.SecurityGroupAgentRpcCallbackMixin):
 context = n_context.get_admin_context_without_session()
 plugin = PluginRpc()
 agent = sg_rpc.SecurityGroupAgentRpc(context, plugin, defer_refresh_firewall=True)
+# Neutron's driver loader passes no namespace (its agents own the host's): the driver is built here.
 agent.firewall = iptables_firewall.IptablesFirewallDriver(namespace=NETNS)
 dirty = True
 consumers = n_rpc.Connection()

@@ -12,8 +12,8 @@
 // baselines, STORM_ONLY=neutron runs only Neutron's; STORM_NEUTRON=0 skips Neutron's;
 // STORM_RELAY_MAX_MS sets the relay's widest drain interval (agents take SG_* from the environment).
 // Looking into one agent (the first): STORM_PROF=1 writes its V8 CPU profile to /tmp/prof,
-// STORM_PERF=1 starts it with --perf-basic-prof for `perf record`, STORM_THREADS=1 prints the CPU of
-// each of its threads during the storm.
+// STORM_AGENT0_FLAGS adds Node flags to it (`--perf-basic-prof` for `perf record`, `--trace-gc`),
+// STORM_THREADS=1 prints the CPU of each of its threads during the storm.
 import amqp from 'amqplib';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -86,19 +86,22 @@ function line(id: string, ours: number, base: number, unit: (n: number) => strin
 const kb = (n: number) => `${(n / 1024).toFixed(1)}KiB`;
 const sec = (n: number) => `${n.toFixed(3)}s`;
 
-/** Neutron's security_group_rules_for_devices reply for the ports of one host, with `members` in the group. */
+/** A device of Neutron's security_group_rules_for_devices reply, with `members` in the default group. */
+function legacyDevice(d: Port, members: string[]): { device: string } & Record<string, unknown> {
+  return {
+    device: d.device, id: d.id, mac_address: d.mac, fixed_ips: d.fixedIps, security_groups: d.securityGroups,
+    security_group_source_groups: d.securityGroups, network_id: 'net-storm', device_owner: 'compute:nova', allowed_address_pairs: [],
+    security_group_rules: [
+      ...members.map((m) => ({ direction: 'ingress', ethertype: 'IPv4', protocol: null, port_range_min: null, port_range_max: null, source_ip_prefix: `${m}/32`, security_group_id: 'default', remote_group_id: 'default' })),
+      { direction: 'egress', ethertype: 'IPv4', security_group_id: 'default' },
+      { direction: 'egress', ethertype: 'IPv6', security_group_id: 'default' },
+    ],
+  };
+}
+
+/** The whole reply for the ports of one host. */
 function neutronReply(devices: Port[], members: string[]): Buffer {
-  return Buffer.from(JSON.stringify({
-    devices: devices.map((d) => ({
-      device: d.device, id: d.id, mac_address: d.mac, fixed_ips: d.fixedIps, security_groups: d.securityGroups,
-      security_group_source_groups: d.securityGroups, network_id: 'net-storm', device_owner: 'compute:nova', allowed_address_pairs: [],
-      security_group_rules: [
-        ...members.map((m) => ({ direction: 'ingress', ethertype: 'IPv4', protocol: null, port_range_min: null, port_range_max: null, source_ip_prefix: `${m}/32`, security_group_id: 'default', remote_group_id: 'default' })),
-        { direction: 'egress', ethertype: 'IPv4', security_group_id: 'default' },
-        { direction: 'egress', ethertype: 'IPv6', security_group_id: 'default' },
-      ],
-    })),
-  }));
+  return Buffer.from(JSON.stringify({ devices: devices.map((d) => legacyDevice(d, members)) }));
 }
 
 async function syncBytes(): Promise<void> {
@@ -138,9 +141,9 @@ async function ours(): Promise<Run> {
       const ns = `sgst-${tag}-${h}`;
       spawnSync('ip', ['netns', 'add', ns]);
       const metrics = `127.0.0.1:${19500 + h}`;
-      const child = spawn(process.execPath, [...(h === 0 && process.env.STORM_PROF ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir=/tmp/prof'] : []), ...(h === 0 && process.env.STORM_PERF ? ['--perf-basic-prof'] : []), '--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
+      const child = spawn(process.execPath, [...(h === 0 && process.env.STORM_PROF ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir=/tmp/prof'] : []), ...(h === 0 && process.env.STORM_AGENT0_FLAGS ? process.env.STORM_AGENT0_FLAGS.split(' ') : []), '--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
         env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: url, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0' },
-        stdio: ['ignore', 'ignore', 'inherit'],
+        stdio: ['ignore', h === 0 && process.env.STORM_AGENT0_FLAGS ? 'inherit' : 'ignore', 'inherit'],
       });
       procs.push({ child, metrics, ns });
     }
@@ -256,8 +259,9 @@ async function baselineServer(ch: amqp.Channel, kind: BaselineAgent['kind'], por
       const wanted = new Set(call.args.devices);
       const devices = ports.filter((p) => wanted.has(p.device));
       host = devices[0]?.host ?? '';
-      const legacy = JSON.parse(neutronReply(devices, members()).toString()) as { devices: { device: string }[] };
-      result = Object.fromEntries(legacy.devices.map((d) => [d.device, d]));
+      // Neutron's RPC returns the devices keyed by the ids asked for.
+      const all = members();
+      result = Object.fromEntries(devices.map((d) => [d.device, legacyDevice(d, all)]));
     }
     const body = envelope({ result, failure: null, ending: true, _msg_id: call._msg_id });
     count(host, body.length);

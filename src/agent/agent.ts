@@ -53,8 +53,12 @@ export class Agent {
   private everConnected = false;
   private resyncTimer?: NodeJS.Timeout;
 
+  /** This host's queue name (a hash of the host, so computed once). */
+  private readonly queue: string;
+
   constructor(readonly cfg: AgentConfig, private readonly log: Logger) {
     this.metrics = new AgentMetrics(() => this.engine);
+    this.queue = agentQueue(cfg.host);
   }
 
   async start(): Promise<void> {
@@ -116,7 +120,7 @@ export class Agent {
       await ch.assertExchange(DEAD_LETTER_EXCHANGE, 'fanout', { durable: true });
       await ch.assertQueue(DEAD_LETTER_QUEUE, { durable: true });
       await ch.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
-      const q = agentQueue(this.cfg.host);
+      const q = this.queue;
       // Durable with an expiry: its bindings survive a reconnect (RabbitMQ 4 refuses transient
       // non-exclusive queues), and a host gone for good does not leave it behind. If it expired (or never
       // existed) its bindings are gone too, and everything is bound anew after the sync.
@@ -273,7 +277,7 @@ export class Agent {
     const ch = this.ch;
     if (!ch) return;
     const needs = computeNeeds(this.ports.values(), this.groups);
-    const q = agentQueue(this.cfg.host);
+    const q = this.queue;
     const added = [...needs.all].filter((g) => !this.bound.has(g));
     const gone = [...this.bound].filter((g) => !needs.all.has(g));
     // Issued together: the channel pipelines them instead of waiting a round trip for each.

@@ -82,8 +82,22 @@ function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
  *  numbers and their chains read back after writing (see `Rendered.inexact`). */
 const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'ipv6-icmp', 132: 'sctp' };
 
+/** Canonical forms already computed: every render spells the same port addresses again (a bulk boot
+ *  renders all ports' chains per rewrite), and the IPv6 form takes a URL parse. Cleared when large. */
+const canonicalMemo = new Map<string, string>();
+
 /** An address or CIDR as iptables-save prints it: host bits cleared, IPv6 compressed, with a prefix. */
 export function canonicalCidr(text: string): string {
+  let c = canonicalMemo.get(text);
+  if (c === undefined) {
+    if (canonicalMemo.size >= 65_536) canonicalMemo.clear();
+    c = computeCanonicalCidr(text);
+    canonicalMemo.set(text, c);
+  }
+  return c;
+}
+
+function computeCanonicalCidr(text: string): string {
   const [addr = '', pfx] = text.split('/');
   const v6 = addr.includes(':');
   const bits = v6 ? 128 : 32;
