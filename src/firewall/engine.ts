@@ -122,12 +122,11 @@ export class FirewallEngine {
 
   static async create(opts: FirewallEngineOptions = {}): Promise<FirewallEngine> {
     const ipset = await IpsetClient.open(opts.netns ? { netns: opts.netns } : {});
-    const structureIntervalMs = opts.structureIntervalMs ?? 500;
     const engine = new FirewallEngine(ipset, new Iptables(opts.netns), {
       ...opts,
       coalesceMs: opts.coalesceMs ?? 20,
-      structureIntervalMs,
-      structureIntervalMaxMs: Math.max(structureIntervalMs, opts.structureIntervalMaxMs ?? 2000),
+      structureIntervalMs: opts.structureIntervalMs ?? 500,
+      structureIntervalMaxMs: opts.structureIntervalMaxMs ?? 2000,
       mode: opts.mode ?? 'bridged',
     });
     if (opts.reconcileIntervalMs) {
