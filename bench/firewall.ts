@@ -7,7 +7,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { FirewallEngine } from '../src/firewall/engine.js';
-import type { Port, SecurityGroup } from '../src/model.js';
+import type { PortInput, SecurityGroupInput } from '../src/model.js';
 
 const PORTS = 20;
 const SIZES = (process.env.BENCH_SIZES ?? '50,300,1000').split(',').map(Number);
@@ -56,7 +56,7 @@ async function caseN(n: number): Promise<void> {
   execFileSync('ip', ['netns', 'add', base]);
   try {
     const fw = await FirewallEngine.create({ netns: `/var/run/netns/${ours}`, coalesceMs: 1 });
-    const group: SecurityGroup = {
+    const group: SecurityGroupInput = {
       id: 'default',
       stateful: true,
       rules: [
@@ -68,7 +68,7 @@ async function caseN(n: number): Promise<void> {
     };
     fw.setGroup(group);
     for (let p = 0; p < PORTS; p++) {
-      const port: Port = {
+      const port: PortInput = {
         id: `port-${p}`, host: 'bench', device: `tap${p}`, mac: `02:00:00:00:01:${p.toString(16).padStart(2, '0')}`,
         fixedIps: [ip(p)], allowedAddressPairs: [], securityGroups: ['default'], portSecurityEnabled: true,
       };

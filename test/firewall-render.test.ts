@@ -4,6 +4,7 @@ import test from 'ava';
 import { KernelNames, idHash, CHAIN_NAME_MAX, IPSET_NAME_MAX } from '../src/firewall/names.js';
 import { linkLocalFromMac, maxelemFor, render, restoreScript, portAddresses } from '../src/firewall/render.js';
 import type { Port, SecurityGroup } from '../src/model.js';
+import { validateGroup } from '../src/domain/validate.js';
 
 const names = new KernelNames('sg');
 
@@ -39,14 +40,14 @@ const port: Port = {
   allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '10.9.0.0/16', macAddress: '02:00:00:00:00:99' }],
   securityGroups: ['g'], portSecurityEnabled: true,
 };
-const group: SecurityGroup = {
+const group: SecurityGroup = validateGroup({
   id: 'g', stateful: true,
   rules: [
     { id: 'a', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteGroupId: 'g' },
     { id: 'b', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteGroupId: 'g' },
     { id: 'c', direction: 'egress', ethertype: 'IPv6', protocol: 'udp', portRangeMin: 53, portRangeMax: 54, remoteIpPrefix: 'fd00::/8' },
   ],
-};
+});
 
 test('rendering: one set per referenced group and family, catch-alls left out, duplicate rules once', (t) => {
   const r = render({ ports: [port], groups: new Map([['g', group]]), members: new Map([['g', new Set(['10.0.0.1', '0.0.0.0/0', '10.9.0.0/16', 'fd00::1'])]]), names, mode: 'bridged' });

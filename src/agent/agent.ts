@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { FirewallEngine } from '../firewall/engine.js';
 import type { Port, SecurityGroup } from '../model.js';
-import { decode, encode, MalformedMessage, toPort, type SyncReply, type SyncRequest, type UpdateMessage } from '../protocol/messages.js';
+import { decode, encode, MalformedMessage, type SyncReply, type SyncRequest, type UpdateMessage } from '../protocol/messages.js';
 import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey, SYNC_QUEUE } from '../protocol/routing.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
@@ -249,7 +249,7 @@ export class Agent {
         if (m.host !== this.cfg.host) return;
         const held = this.ports.get(m.port.id);
         if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
-        const p = { ...toPort(m.port), revision: m.revision };
+        const p = { ...m.port, revision: m.revision };
         this.ports.set(p.id, p);
         engine.setPort(p);
         this.observeLag(m.sentAt);
@@ -380,7 +380,7 @@ export class Agent {
 
   private absorb(parts: SyncReply[], withPorts: boolean): void {
     for (const part of parts) {
-      if (withPorts) for (const w of part.ports ?? []) this.ports.set(w.id, { ...toPort(w), revision: w.revision ?? 0 });
+      if (withPorts) for (const w of part.ports ?? []) this.ports.set(w.id, { ...w, revision: w.revision ?? 0 });
       for (const g of part.groups) this.groups.set(g.id, { ...g });
       for (const m of part.members) {
         const held = this.members.get(m.groupId) ?? { revision: m.revision, ips: new Set<string>() };

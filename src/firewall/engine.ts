@@ -7,12 +7,12 @@
 import type { Logger } from 'pino';
 import { IpsetClient, type IpFamily } from '../ipset.js';
 import { deleteConntrackBetween, type AddressPair } from '../conntrack.js';
-import type { Port, SecurityGroup } from '../model.js';
+import type { Port, PortInput, SecurityGroup, SecurityGroupInput } from '../model.js';
 import { BurstPacer } from '../pacer.js';
 import { KernelNames } from './names.js';
 import { Iptables, parseChains, type IpVersion } from './iptables.js';
 import { render, restoreScript, portAddresses, isCatchAll, maxelemFor, type DesiredSet, type Mode, type Rendered } from './render.js';
-import { checkCidr, checkGroup, checkId, checkPortModel, ModelError } from './validate.js';
+import { validateGroup, validateId, validateMembers, validatePort, ValidationError } from '../domain/validate.js';
 
 export interface FirewallEngineOptions {
   netns?: string;
@@ -33,8 +33,8 @@ export interface FirewallEngineOptions {
 }
 
 export interface DesiredState {
-  ports: Port[];
-  groups: SecurityGroup[];
+  ports: PortInput[];
+  groups: SecurityGroupInput[];
   members: Record<string, string[]>;
 }
 
@@ -144,7 +144,7 @@ export class FirewallEngine {
     try {
       return f();
     } catch (e) {
-      if (e instanceof ModelError) {
+      if (e instanceof ValidationError) {
         this.stats.rejectedInput++;
         this.opts.logger?.warn({ err: e.message }, `rejected ${what}`);
       }
@@ -152,8 +152,8 @@ export class FirewallEngine {
     }
   }
 
-  setPort(port: Port): void {
-    const p = this.guard('port', () => checkPortModel(port));
+  setPort(port: PortInput): void {
+    const p = this.guard('port', () => validatePort(port));
     this.markStructure();
     const old = this.ports.get(p.id);
     this.ports.set(p.id, p);
@@ -167,7 +167,7 @@ export class FirewallEngine {
   }
 
   removePort(portId: string): void {
-    const id = this.guard('port id', () => checkId('port id', portId));
+    const id = this.guard('port id', () => validateId('port id', portId));
     const old = this.ports.get(id);
     if (!old) return;
     this.ports.delete(id);
@@ -175,8 +175,8 @@ export class FirewallEngine {
     this.schedule();
   }
 
-  setGroup(group: SecurityGroup): void {
-    const g = this.guard('group', () => checkGroup(group));
+  setGroup(group: SecurityGroupInput): void {
+    const g = this.guard('group', () => validateGroup(group));
     this.markStructure();
     const old = this.groups.get(g.id);
     this.groups.set(g.id, g);
@@ -185,7 +185,7 @@ export class FirewallEngine {
   }
 
   removeGroup(groupId: string): void {
-    const id = this.guard('group id', () => checkId('group id', groupId));
+    const id = this.guard('group id', () => validateId('group id', groupId));
     const old = this.groups.get(id);
     if (old) this.cutRemovedRules(old, { ...old, rules: [] });
     this.groups.delete(id);
@@ -196,7 +196,7 @@ export class FirewallEngine {
   }
 
   setGroupMembers(groupId: string, ips: string[]): void {
-    const id = this.guard('group id', () => checkId('group id', groupId));
+    const id = this.guard('group id', () => validateId('group id', groupId));
     const list = this.guard('members', () => this.checkIps(ips));
     const old = this.members.get(id) ?? new Set<string>();
     const next = new Set(list);
@@ -208,7 +208,7 @@ export class FirewallEngine {
   }
 
   applyMemberDelta(groupId: string, added: string[], removed: string[]): void {
-    const id = this.guard('group id', () => checkId('group id', groupId));
+    const id = this.guard('group id', () => validateId('group id', groupId));
     const add = this.guard('members', () => this.checkIps(added));
     const del = this.guard('members', () => this.checkIps(removed));
     const cur = this.members.get(id) ?? new Set<string>();
@@ -231,9 +231,9 @@ export class FirewallEngine {
   }
 
   replaceAll(state: DesiredState): void {
-    const ports = state.ports.map((p) => this.guard('port', () => checkPortModel(p)));
-    const groups = state.groups.map((g) => this.guard('group', () => checkGroup(g)));
-    const members = Object.entries(state.members).map(([gid, ips]) => [this.guard('group id', () => checkId('group id', gid)), this.guard('members', () => this.checkIps(ips))] as const);
+    const ports = state.ports.map((p) => this.guard('port', () => validatePort(p)));
+    const groups = state.groups.map((g) => this.guard('group', () => validateGroup(g)));
+    const members = Object.entries(state.members).map(([gid, ips]) => [this.guard('group id', () => validateId('group id', gid)), this.guard('members', () => this.checkIps(ips))] as const);
     this.ports.clear();
     for (const p of ports) this.ports.set(p.id, p);
     const byId = new Map(groups.map((g) => [g.id, g]));
@@ -253,8 +253,7 @@ export class FirewallEngine {
   }
 
   private checkIps(ips: unknown): string[] {
-    if (!Array.isArray(ips)) throw new ModelError('members: must be an array of IP addresses or CIDRs');
-    return ips.map((ip) => checkCidr('member', ip).text);
+    return validateMembers(ips, 'members', Number.MAX_SAFE_INTEGER);
   }
 
   /** Connections between local ports and addresses that just left a group their rules name. */

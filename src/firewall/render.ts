@@ -2,8 +2,15 @@
 // semantics of Neutron's iptables + ipset driver. No I/O: the engine diffs what this returns against
 // what it last applied. docs/firewall.md lists every rule and why it is there.
 import type { Port, SecurityGroup, SecurityGroupRule } from '../model.js';
+import { isIcmp, takesPorts } from '../domain/protocols.js';
+import { familyOf as addressFamily, formatCidrWithPrefix, isCatchAll, parseCidr } from '../domain/address.js';
+import { portMemberAddresses } from '../domain/validate.js';
 import type { IpFamily, SetSpec } from '../ipset.js';
 import type { KernelNames } from './names.js';
+
+export { isCatchAll };
+/** Member addresses a port contributes to its groups (one home: src/domain/validate.ts). */
+export const portAddresses = portMemberAddresses;
 
 export type Mode = 'bridged' | 'routed';
 export type Chains = Map<string, string[]>;
@@ -46,22 +53,8 @@ export function maxelemFor(n: number): number {
   return m;
 }
 
-/** Addresses reaching render were validated by the engine (validate.ts), so a colon alone tells the
- *  family: a full parse per member per render was a visible share of a storm's structural applies. */
 function familyOf(ip: string): IpFamily {
-  return ip.includes(':') ? 'inet6' : 'inet';
-}
-
-/** A CIDR covering everything cannot sit in a hash:net set (the kernel refuses /0), and putting
- *  "everything" into a group would let every address in through rules naming the group (Neutron bug
- *  1867119): such pairs never become members. */
-export function isCatchAll(cidr: string): boolean {
-  return /\/0$/.test(cidr);
-}
-
-/** Member addresses a port contributes to its groups: fixed IPs and allowed-pair addresses. */
-export function portAddresses(port: Port): string[] {
-  return [...port.fixedIps, ...port.allowedAddressPairs.map((p) => p.ipAddress)].filter((a) => !isCatchAll(a));
+  return addressFamily(ip) === 6 ? 'inet6' : 'inet';
 }
 
 /** IPv6 link-local address a port uses for neighbour discovery, derived from its MAC (EUI-64). */
@@ -80,7 +73,10 @@ function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
 /** Protocol numbers we write by the name iptables-save prints for them (its own table, whatever
  *  /etc/protocols says), so that what we write reads back byte-identical. Other numbers are written as
  *  numbers and their chains read back after writing (see `Rendered.inexact`). */
-const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'ipv6-icmp', 132: 'sctp' };
+const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 50: 'esp', 51: 'ah', 58: 'ipv6-icmp', 132: 'sctp', 136: 'udplite' };
+/** Port-range protocols with no match module of their own: ports through multiport, as Neutron does. */
+const MULTIPORT_ONLY: ReadonlySet<number> = new Set([136]);
+const PORT_MATCH: Record<number, string> = { 6: 'tcp', 17: 'udp', 33: 'dccp', 132: 'sctp' };
 
 /** Canonical forms already computed: every render spells the same port addresses again (a bulk boot
  *  renders all ports' chains per rewrite), and the IPv6 form takes a URL parse. Cleared when large. */
@@ -98,24 +94,7 @@ export function canonicalCidr(text: string): string {
 }
 
 function computeCanonicalCidr(text: string): string {
-  const [addr = '', pfx] = text.split('/');
-  const v6 = addr.includes(':');
-  const bits = v6 ? 128 : 32;
-  const prefix = pfx === undefined ? bits : Number(pfx);
-  if (!v6) {
-    const n = addr.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
-    const masked = prefix === 0 ? 0n : (n >> BigInt(32 - prefix)) << BigInt(32 - prefix);
-    return `${[24n, 16n, 8n, 0n].map((s) => (masked >> s) & 255n).join('.')}/${prefix}`;
-  }
-  // Expand, mask, and let the URL parser produce the canonical compressed form.
-  const [head = '', tail = ''] = addr.split('::');
-  const h = head ? head.split(':') : [];
-  const t = addr.includes('::') ? (tail ? tail.split(':') : []) : [];
-  const groups = addr.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  const n = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
-  const masked = prefix === 0 ? 0n : (n >> BigInt(128 - prefix)) << BigInt(128 - prefix);
-  const full = Array.from({ length: 8 }, (_, i) => ((masked >> BigInt(16 * (7 - i))) & 0xffffn).toString(16)).join(':');
-  return `${new URL(`http://[${full}]`).hostname.slice(1, -1)}/${prefix}`;
+  return formatCidrWithPrefix(parseCidr(text));
 }
 
 interface ProtoParts {
@@ -129,23 +108,21 @@ interface ProtoParts {
 
 function protoMatch(r: SecurityGroupRule, v6: boolean): ProtoParts {
   const p = r.protocol;
-  if (p === null || p === undefined || p === 0) return { p: '', m: '', exact: true };
-  if (p === 'icmp' || p === 'icmpv6' || p === 1 || p === 58) {
+  if (p === null) return { p: '', m: '', exact: true };
+  if (isIcmp(p)) {
     const base = v6 ? '-p ipv6-icmp' : '-p icmp';
-    const named = p === 'icmp' || p === 'icmpv6';
-    if (!named || r.portRangeMin === null || r.portRangeMin === undefined) return { p: base, m: '', exact: true };
-    const type = r.portRangeMax === null || r.portRangeMax === undefined ? `${r.portRangeMin}` : `${r.portRangeMin}/${r.portRangeMax}`;
+    if (r.portRangeMin === null) return { p: base, m: '', exact: true };
+    const type = r.portRangeMax === null ? `${r.portRangeMin}` : `${r.portRangeMin}/${r.portRangeMax}`;
     return { p: base, m: v6 ? `-m icmp6 --icmpv6-type ${type}` : `-m icmp --icmp-type ${type}`, exact: true };
   }
-  if (typeof p === 'number') return PROTO_NAMES[p] ? { p: `-p ${PROTO_NAMES[p]}`, m: '', exact: true } : { p: `-p ${p}`, m: '', exact: false };
+  const name = PROTO_NAMES[p];
+  const proto = { p: `-p ${name ?? p}`, exact: name !== undefined };
   const lo = r.portRangeMin;
   const hi = r.portRangeMax;
-  if (lo === null || lo === undefined) {
-    if (hi === null || hi === undefined) return { p: `-p ${p}`, m: '', exact: true };
-    return { p: `-p ${p}`, m: `-m ${p} --dport 0:${hi}`, exact: true };
-  }
-  const range = hi === null || hi === undefined || hi === lo ? `${lo}` : `${lo}:${hi}`;
-  return { p: `-p ${p}`, m: `-m ${p} --dport ${range}`, exact: true };
+  if (lo === null || hi === null || !takesPorts(p)) return { ...proto, m: '' };
+  const range = hi === lo ? `${lo}` : `${lo}:${hi}`;
+  if (MULTIPORT_ONLY.has(p)) return { ...proto, m: `-m multiport --dports ${range}` };
+  return { ...proto, m: `-m ${PORT_MATCH[p]} --dport ${range}` };
 }
 
 /** One rule in the order iptables-save prints its parts: address, protocol, then matches. */
