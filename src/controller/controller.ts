@@ -22,6 +22,10 @@ export interface ControllerOptions {
   /** Pacing of the outbox relay's drains (default 100 ms, widening to 400 ms in a burst). */
   relayIntervalMs?: { min?: number; max?: number };
   logger?: Logger;
+  /** Runs once the store is open, before the controller connects to the broker and answers sync
+   *  requests: a source of truth (src/neutron/) fills an empty store here, so that agents are never
+   *  told "nothing" by a controller that has not read its source yet. */
+  prepare?: (ctl: Controller) => Promise<void>;
 }
 
 export class Controller {
@@ -42,6 +46,7 @@ export class Controller {
 
   static async start(opts: ControllerOptions): Promise<Controller> {
     const ctl = new Controller(await Store.open(opts.dataDir), opts);
+    await opts.prepare?.(ctl);
     await ctl.connect();
     if (opts.httpListen) {
       const [host, port] = splitListen(opts.httpListen);
