@@ -16,12 +16,16 @@ import { Topology, type Vm } from './helpers/topology.js';
 import { freePort } from './helpers/net.js';
 import { waitFor } from './helpers/wait.js';
 import { NeutronEnv, type Body } from './helpers/neutron-env.js';
-import { deviceName, portHost, toPort, toRules, addressGroupKey, type NeutronPort, type NeutronRule } from '../src/neutron/translate.js';
+import { deviceName, portHost, toPort, toRules, addressGroupKey, FIELDS, type NeutronPort, type NeutronRule } from '../src/neutron/translate.js';
+import { NeutronApi } from '../src/neutron/api.js';
 import { pushExchange } from '../src/neutron/messages.js';
 
 const repo = path.resolve(__dirname, '..');
 const tag = randomBytes(3).toString('hex');
 const sgVhost = `sgn-${tag}`;
+/** sg-controller's own user on Neutron's broker, with the permissions docs/neutron.md gives it. */
+const brokerUser = `sgctl-${tag}`;
+const BROKER_PERMISSIONS = ['^(amq\\.gen-.*|q-agent-notifier-.*_fanout|neutron-vo-.*_fanout)$', '^amq\\.gen-.*$', '^(q-agent-notifier-.*_fanout|neutron-vo-.*_fanout|amq\\.gen-.*)$'];
 const sgAmqpUrl = `amqp://guest:guest@127.0.0.1:5672/${sgVhost}`;
 const procs: ChildProcess[] = [];
 let env: NeutronEnv;
@@ -66,7 +70,7 @@ async function startController(): Promise<void> {
     proc: startNode('src/cli/sg-controller.ts', [], {
       SG_SOURCE: 'neutron',
       SG_NEUTRON_URL: env.apiUrl,
-      SG_NEUTRON_TRANSPORT_URL: env.transportUrl,
+      SG_NEUTRON_TRANSPORT_URL: `rabbit://${brokerUser}:pw-${tag}@127.0.0.1:5672/${env.vhost}`,
       SG_AMQP_URL: sgAmqpUrl,
       SG_DATA_DIR: dataDir,
       SG_HTTP_LISTEN: `127.0.0.1:${port}`,
@@ -154,6 +158,8 @@ test.before(async () => {
   env = await NeutronEnv.start({ hosts: Object.values(hosts).map((h) => h.name) });
   spawnSync('rabbitmqctl', ['add_vhost', sgVhost], { stdio: 'ignore' });
   spawnSync('rabbitmqctl', ['set_permissions', '-p', sgVhost, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
+  spawnSync('rabbitmqctl', ['add_user', brokerUser, `pw-${tag}`], { stdio: 'ignore' });
+  spawnSync('rabbitmqctl', ['set_permissions', '-p', env.vhost, brokerUser, ...BROKER_PERMISSIONS], { stdio: 'ignore' });
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-neutron-ctl-'));
   network = (await env.create('network', { name: `net-${tag}`, 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' })).id;
   subnet4 = (await env.create('subnet', { network_id: network, cidr: '10.100.0.0/24', ip_version: 4, enable_dhcp: false, gateway_ip: null })).id;
@@ -172,6 +178,7 @@ test.after.always(async () => {
   for (const h of Object.values(hosts)) h.topo?.destroy();
   await env?.stop();
   spawnSync('rabbitmqctl', ['delete_vhost', sgVhost], { stdio: 'ignore' });
+  spawnSync('rabbitmqctl', ['delete_user', brokerUser], { stdio: 'ignore' });
   if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -243,6 +250,19 @@ test.serial('agents enforce the groups made through Neutron\'s API; a host hears
   // The port was bound by Neutron for hybrid plugging: the fake OVS agent loaded our firewall driver.
   const p1 = (await env.call<{ port: Body }>('GET', `ports/${ports[1]!.id}`)).port;
   t.like(p1, { 'binding:vif_type': 'ovs', 'binding:vif_details': { ovs_hybrid_plug: true } });
+});
+
+test.serial('the REST client reads every page, only the fields it needs', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  const paged = new NeutronApi({ url: env.apiUrl, auth: { kind: 'noauth' }, pageSize: 2 });
+  const whole = new NeutronApi({ url: env.apiUrl, auth: { kind: 'noauth' }, pageSize: 1000 });
+  const [ports, rules] = [await paged.ports(), await paged.securityGroupRules()];
+  t.true(ports.length >= 5 && rules.length >= 8);
+  t.deepEqual(ports.map((p) => p.id).sort(), (await whole.ports()).map((p) => p.id).sort());
+  t.deepEqual(rules.map((r) => r.id).sort(), (await whole.securityGroupRules()).map((r) => r.id).sort());
+  t.true(paged.requests > whole.requests + 5, 'page by page');
+  t.deepEqual(Object.keys(ports[0]!).sort(), [...FIELDS.port].sort());
+  t.deepEqual((await paged.ports([ports[1]!.id, ports[0]!.id])).map((p) => p.id).sort(), [ports[0]!.id, ports[1]!.id].sort(), 'by id');
 });
 
 test.serial('port create/delete, rules, a port\'s groups, an allowed pair, a move and a group deletion reach exactly the hosts concerned', async (t) => {

@@ -52,6 +52,8 @@ export interface NeutronEnvOptions {
   hosts?: string[];
   /** Log at debug level (large logs; for looking into a failure). */
   debug?: boolean;
+  /** uWSGI processes serving the API (default 1; a benchmark's reads then need not wait for its writes). */
+  apiProcesses?: number;
 }
 
 /** Neutron's resource paths, by the key its JSON bodies use. */
@@ -149,7 +151,7 @@ export class NeutronEnv {
     this.apiUrl = `http://127.0.0.1:${this.apiPort}`;
     this.spawnLogged('neutron-api', bin('uwsgi'), [
       '--http-socket', `127.0.0.1:${this.apiPort}`, '--module', 'neutron.wsgi.api:application', '--home', venv,
-      '--master', '--processes', '1', '--threads', '1', '--enable-threads', '--lazy-apps', '--need-app', '--die-on-term',
+      '--master', '--processes', String(this.opts.apiProcesses ?? 1), '--threads', '1', '--enable-threads', '--lazy-apps', '--need-app', '--die-on-term',
       '--buffer-size', '65535', '--disable-logging',
     ], { OS_NEUTRON_CONFIG_DIR: path.join(this.dir, 'etc'), OS_NEUTRON_CONFIG_FILES: 'neutron.conf;ml2_conf.ini' });
     this.spawnLogged('neutron-rpc', bin('neutron-rpc-server'), this.configArgs());
@@ -221,6 +223,25 @@ export class NeutronEnv {
   async addHost(host: string): Promise<void> {
     this.agent!.stdin!.write(`${host}\n`);
     await this.waitReported(host);
+  }
+
+  /** CPU seconds used so far by a component's processes (its process group: master and workers). */
+  cpuSeconds(name: 'neutron-api' | 'neutron-rpc'): number {
+    const pgid = this.procs.get(name)?.pid;
+    if (!pgid) return 0;
+    let total = 0;
+    for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      let stat: string;
+      try {
+        stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      } catch {
+        continue; // gone meanwhile
+      }
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Fields after the name: state ppid pgrp ... utime(12th) stime cutime cstime, in clock ticks.
+      if (Number(f[2]) === pgid) total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+    }
+    return total;
   }
 
   // ---- REST, as an admin (noauth makes every call one) ----
