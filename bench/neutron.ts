@@ -12,10 +12,12 @@
 //   neutron.convergence.p50.N / .p99.N  from the API call for a port returning to every host with a
 //                                       port in the group enforcing the new member;
 //   neutron.bytes.N                     broker bytes received per agent (median), AMQP framing included;
-//   neutron.controller.cpu_per_port.N   ours: sg-controller (plus what its reads cost Neutron's API
-//                                       beyond the baseline run's); baseline: what neutron-rpc-server
-//                                       spent beyond our run's (answering the agents' rule requests).
-// Knobs: NEUTRON_BENCH_PORTS (default 100,500), NEUTRON_BENCH_HOSTS (5), NEUTRON_BENCH_ONLY=ours|baseline.
+//   neutron.controller.cpu_per_port.N   ours: sg-controller plus what its reads cost Neutron's API
+//                                       (as many reads replayed on the idle API after the run);
+//                                       baseline: what neutron-rpc-server spent beyond our run's
+//                                       (answering the agents' rule requests).
+// Knobs: NEUTRON_BENCH_PORTS (default 100,500), NEUTRON_BENCH_HOSTS (5), NEUTRON_BENCH_ONLY=ours|baseline,
+// NEUTRON_BENCH_DEBUG=1 (the slowest ports, host by host).
 import amqp from 'amqplib';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,6 +30,7 @@ import { freePort } from '../test/helpers/net.js';
 import { ensureRabbit } from '../test/helpers/rabbit.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { deviceName } from '../src/neutron/translate.js';
+import { NeutronApi } from '../src/neutron/api.js';
 
 const repo = path.resolve(__dirname, '..');
 const SIZES = (process.env.NEUTRON_BENCH_PORTS ?? '100,500').split(',').map(Number);
@@ -87,6 +90,8 @@ interface Run {
   bytes: number[];
   /** CPU seconds of the control side (ours: sg-controller; baseline: none of its own). */
   controllerCpu: number;
+  /** Ours: what sg-controller's reads cost Neutron's API (replayed, see ours()); baseline: 0. */
+  readsApiCpu: number;
   apiCpu: number;
   rpcCpu: number;
 }
@@ -112,11 +117,16 @@ class Reach {
   }
   /** Port i (the (i+1)th member) is enforced once every host with a port by then holds it. */
   lags(returned: number[]): number[] {
-    return returned.map((t, i) => {
+    const lags = returned.map((t, i) => {
       let last = t;
       for (let h = 0; h < Math.min(HOSTS, i + 1); h++) last = Math.max(last, this.reached(h, i + 1)!);
       return (last - t) / 1000;
     });
+    if (process.env.NEUTRON_BENCH_DEBUG) {
+      const worst = lags.map((l, i) => [l, i] as const).sort((a, b) => b[0] - a[0]).slice(0, 6);
+      for (const [l, i] of worst) console.log(`  port ${i} (host ${i % HOSTS}): ${l.toFixed(3)}s; per host ${[...Array(Math.min(HOSTS, i + 1)).keys()].map((h) => ((this.reached(h, i + 1)! - returned[i]!) / 1000).toFixed(3)).join(' ')}`);
+    }
+    return lags;
   }
 }
 
@@ -181,6 +191,8 @@ async function ours(n: number): Promise<Run> {
     const status = async (m: string) => (await (await fetch(`http://${m}/status`)).json()) as Status;
     for (const a of agents) await waitFor('agent', async () => (await status(a.metrics)).connected, 30_000);
     const pids = agents.map((a) => a.child.pid!);
+    const requests = async () => (await (await fetch(`http://${http}/neutron`)).json() as { apiRequests: number }).apiRequests;
+    const requests0 = await requests();
     const bytes0 = brokerBytes(pids);
     const cpu0 = { ctl: cpuOf(ctl.pid!), api: env.cpuSeconds('neutron-api'), rpc: env.cpuSeconds('neutron-rpc') };
     const reach = new Reach();
@@ -202,13 +214,21 @@ async function ours(n: number): Promise<Run> {
     polling = false;
     await poller;
     const bytes1 = brokerBytes(pids);
-    return {
+    const run = {
       lag: reach.lags(returned),
       bytes: pids.map((p) => bytes1.get(p)! - bytes0.get(p)!),
       controllerCpu: cpuOf(ctl.pid!) - cpu0.ctl,
       apiCpu: env.cpuSeconds('neutron-api') - cpu0.api,
       rpcCpu: env.cpuSeconds('neutron-rpc') - cpu0.rpc,
     };
+    // What sg-controller's reads cost the API, which also ran the creations meanwhile: as many reads
+    // of the kind it makes (ports by id, its fields) replayed now, the API otherwise idle.
+    const reads = (await requests()) - requests0;
+    const ids = (await env.list('port', 'fields=id')).map((p) => p.id as string);
+    const api = new NeutronApi({ url: env.apiUrl, auth: { kind: 'noauth' } });
+    const before = env.cpuSeconds('neutron-api');
+    for (let r = 0; r < reads; r++) await api.ports([ids[r % ids.length]!]);
+    return { ...run, readsApiCpu: env.cpuSeconds('neutron-api') - before };
   } finally {
     cleanups.delete(cleanup);
     await cleanup();
@@ -263,6 +283,7 @@ async function baseline(n: number): Promise<Run> {
       lag: reach.lags(returned),
       bytes: pids.map((p) => bytes1.get(p)! - bytes0.get(p)!),
       controllerCpu: 0,
+      readsApiCpu: 0,
       apiCpu: env.cpuSeconds('neutron-api') - cpu0.api,
       rpcCpu: env.cpuSeconds('neutron-rpc') - cpu0.rpc,
     };
@@ -284,7 +305,7 @@ function line(id: string, o: number, b: number, unit: (x: number) => string, not
   for (const n of SIZES) {
     const watch = await brokerWatch();
     const o = ONLY === 'baseline' ? undefined : await ours(n);
-    if (o) console.log(`neutron.ours.${n} p50=${sec(median(o.lag))} p99=${sec(quantile(o.lag, 0.99))} bytes=${kib(median(o.bytes))} controller=${sec(o.controllerCpu)} api=${sec(o.apiCpu)} rpc=${sec(o.rpcCpu)}`);
+    if (o) console.log(`neutron.ours.${n} p50=${sec(median(o.lag))} p99=${sec(quantile(o.lag, 0.99))} bytes=${kib(median(o.bytes))} controller=${sec(o.controllerCpu)} reads_in_api=${sec(o.readsApiCpu)} api=${sec(o.apiCpu)} rpc=${sec(o.rpcCpu)}`);
     const b = ONLY === 'ours' ? undefined : await baseline(n);
     if (watch.restarted()) console.log(`neutron: RabbitMQ restarted during the runs of N=${n}: their figures are not comparable`);
     await watch.close();
@@ -294,11 +315,11 @@ function line(id: string, o: number, b: number, unit: (x: number) => string, not
     line(`neutron.convergence.p50.${n}`, median(o.lag), median(b.lag), sec);
     line(`neutron.convergence.p99.${n}`, quantile(o.lag, 0.99), quantile(b.lag, 0.99), sec, target);
     line(`neutron.bytes.${n}`, median(o.bytes), median(b.bytes), kib);
-    // Ours: sg-controller, and the API work its reads added over the baseline run (same creations).
-    // Baseline: the RPC server's work over our run's (the agents' rule requests; report_state is in both).
-    const oursCtl = o.controllerCpu + Math.max(0, o.apiCpu - b.apiCpu);
+    // Ours: sg-controller, and what its reads cost Neutron's API. Baseline: the RPC server's work beyond
+    // our run's (the agents' rule requests; both runs have the fake agents' report_state).
+    const oursCtl = o.controllerCpu + o.readsApiCpu;
     const baseCtl = Math.max(0, b.rpcCpu - o.rpcCpu);
-    line(`neutron.controller.cpu_per_port.${n}`, oursCtl / n, baseCtl / n, ms, ` (ours: sg-controller ${sec(o.controllerCpu)} + API ${sec(Math.max(0, o.apiCpu - b.apiCpu))}; baseline: neutron-rpc-server ${sec(baseCtl)})`);
+    line(`neutron.controller.cpu_per_port.${n}`, oursCtl / n, baseCtl / n, ms, ` (ours: sg-controller ${sec(o.controllerCpu)} + its reads in the API ${sec(o.readsApiCpu)}; baseline: neutron-rpc-server ${sec(baseCtl)})`);
   }
 })().catch(async (e: unknown) => {
   console.error(e);

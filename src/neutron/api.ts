@@ -37,6 +37,19 @@ export class NeutronApiError extends Error {
   }
 }
 
+/** What a port must show for it to be placed. A field Neutron leaves out is one the account may not
+ *  see (Neutron's policy hides `binding:host_id` from non-admins) or an extension that is off: read as
+ *  empty it would unbind or empty every port, so the read fails instead and what is stored stays. */
+const PORT_REQUIRED = ['mac_address', 'fixed_ips', 'security_groups', 'binding:host_id', 'device_owner'];
+
+function required<T extends { id: string }>(items: T[], what: string, fields: string[]): T[] {
+  for (const item of items) {
+    const missing = fields.filter((f) => !(f in item));
+    if (missing.length) throw new NeutronApiError(`Neutron shows ${what} ${item.id} without ${missing.join(', ')}: does the account have the admin role (docs/neutron.md)?`);
+  }
+  return items;
+}
+
 /** Ids per targeted request: 40 UUIDs keep the URL near 2 KB, under every proxy's header limit. */
 const IDS_PER_REQUEST = 40;
 
@@ -49,15 +62,15 @@ export class NeutronApi {
   constructor(private readonly opts: NeutronApiOptions) {}
 
   async securityGroups(ids?: string[], withRules = false): Promise<NeutronGroup[]> {
-    return this.list<NeutronGroup>('security-groups', 'security_groups', withRules ? FIELDS.groupWithRules : FIELDS.group, ids);
+    return required(await this.list<NeutronGroup>('security-groups', 'security_groups', withRules ? FIELDS.groupWithRules : FIELDS.group, ids), 'security group', withRules ? ['security_group_rules'] : []);
   }
 
   async securityGroupRules(): Promise<NeutronRule[]> {
-    return this.list<NeutronRule>('security-group-rules', 'security_group_rules', FIELDS.rule);
+    return required(await this.list<NeutronRule>('security-group-rules', 'security_group_rules', FIELDS.rule), 'rule', ['security_group_id', 'direction', 'ethertype']);
   }
 
   async ports(ids?: string[]): Promise<NeutronPort[]> {
-    return this.list<NeutronPort>('ports', 'ports', FIELDS.port, ids);
+    return required(await this.list<NeutronPort>('ports', 'ports', FIELDS.port, ids), 'port', PORT_REQUIRED);
   }
 
   /** Id and revision of every port in a group (a cheap listing to find which ports changed). */
@@ -66,7 +79,7 @@ export class NeutronApi {
   }
 
   async addressGroups(ids?: string[]): Promise<NeutronAddressGroup[]> {
-    return this.list<NeutronAddressGroup>('address-groups', 'address_groups', FIELDS.addressGroup, ids);
+    return required(await this.list<NeutronAddressGroup>('address-groups', 'address_groups', FIELDS.addressGroup, ids), 'address group', ['addresses']);
   }
 
   /** Every item of a collection (or those with the given ids), page by page. */

@@ -85,6 +85,10 @@ export class NeutronListener {
     }
     await ch.prefetch(500);
     await ch.consume(q.queue, (m) => this.receive(ch, m));
+    if (this.stopping) {
+      await conn.close().catch(() => undefined);
+      return;
+    }
     this.conn = conn;
     this.connected = true;
     conn.on('close', () => {

@@ -28,6 +28,9 @@ export interface ReconcilerOptions {
   batchMs?: number;
   /** Least time between two full resyncs caused by messages (garbage must not flood the API). */
   minResyncGapMs?: number;
+  /** A full read that would delete most stored ports is applied only when a second one this much
+   *  later says the same (default 30 s). */
+  massDeletionConfirmMs?: number;
   logger?: Logger;
 }
 
@@ -65,12 +68,14 @@ export interface ReconcilerStats {
   /** Objects (or rules, addresses) the model could not hold: left out, logged. */
   rejectedObjects: number;
   apiErrors: number;
+  /** Full reads whose deletions were held back until a second read confirmed them. */
+  deletionsHeld: number;
   lastFullResync?: { at: string; ms: number; groups: number; ports: number; addressGroups: number; repaired: number };
   lastError?: string;
 }
 
 export class NeutronReconciler {
-  readonly stats: ReconcilerStats = { fullResyncs: 0, resyncReasons: {}, targetedReads: 0, driftRepaired: 0, writes: 0, skippedByRevision: 0, rejectedObjects: 0, apiErrors: 0 };
+  readonly stats: ReconcilerStats = { fullResyncs: 0, resyncReasons: {}, targetedReads: 0, driftRepaired: 0, writes: 0, skippedByRevision: 0, rejectedObjects: 0, apiErrors: 0, deletionsHeld: 0 };
   private pending = empty();
   private timer: NodeJS.Timeout | null = null;
   private timerDue = 0;
@@ -82,6 +87,9 @@ export class NeutronReconciler {
   /** Rule id → its group, to place a rule deletion, whose push names the rule alone. */
   private readonly ruleGroup = new Map<string, string>();
   private firstFull?: { resolve: () => void; promise: Promise<void> };
+  /** When a full read that would have deleted most ports was held back. */
+  private massDeletionSeenAt?: number;
+  private confirmTimer?: NodeJS.Timeout;
   private readonly naming: DeviceNaming;
 
   constructor(private readonly opts: ReconcilerOptions) {
@@ -144,6 +152,7 @@ export class NeutronReconciler {
 
   close(): void {
     this.closed = true;
+    if (this.confirmTimer) clearTimeout(this.confirmTimer);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -281,12 +290,18 @@ export class NeutronReconciler {
     }
     // What Neutron no longer has. A group some port still names stays (read between a group's
     // creation and the listing of ports): its own push or the next resync settles it.
-    for (const p of this.opts.store.ports()) if (!wantPorts.has(p.id)) await this.applyPort(p.id, undefined);
-    const named = new Set(this.opts.store.ports().flatMap((p) => p.securityGroups));
-    for (const g of this.opts.store.groups()) {
-      if (wantGroups.has(g.id) || named.has(g.id)) continue;
-      if (g.id.startsWith(ADDRESS_GROUP_PREFIX)) await this.applyAddressGroup(g.id.slice(ADDRESS_GROUP_PREFIX.length), undefined);
-      else await this.applyGroup(g.id, undefined, []);
+    const stored = this.opts.store.ports();
+    const gone = stored.filter((p) => !wantPorts.has(p.id));
+    if (this.holdMassDeletion(gone.length, stored.length)) {
+      this.opts.logger?.error({ deletions: gone.length, stored: stored.length }, 'Neutron\'s API lists far fewer ports than are stored (wrong endpoint? a database failing over?): deletions held until a second full read confirms them');
+    } else {
+      for (const p of gone) await this.applyPort(p.id, undefined);
+      const named = new Set(this.opts.store.ports().flatMap((p) => p.securityGroups));
+      for (const g of this.opts.store.groups()) {
+        if (wantGroups.has(g.id) || named.has(g.id)) continue;
+        if (g.id.startsWith(ADDRESS_GROUP_PREFIX)) await this.applyAddressGroup(g.id.slice(ADDRESS_GROUP_PREFIX.length), undefined);
+        else await this.applyGroup(g.id, undefined, []);
+      }
     }
     const repaired = this.stats.writes - writesBefore;
     // At start every write is the initial load, not drift.
@@ -297,6 +312,30 @@ export class NeutronReconciler {
     this.opts.written();
     this.firstFull?.resolve();
     this.firstFull ??= { resolve: () => undefined, promise: Promise.resolve() };
+  }
+
+  /** Whether to hold back the deletions of a full read: when it would delete most stored ports (more
+   *  than half, and more than 20) and no such read was seen at least massDeletionConfirmMs ago. An
+   *  API that suddenly lists nothing would otherwise unbind every port of every host at once; a real
+   *  mass deletion is announced port by port and applied as it happens, so only missed ones wait. */
+  private holdMassDeletion(deletions: number, stored: number): boolean {
+    if (deletions <= 20 || deletions * 2 <= stored) {
+      this.massDeletionSeenAt = undefined;
+      return false;
+    }
+    const wait = this.opts.massDeletionConfirmMs ?? 30_000;
+    if (this.massDeletionSeenAt !== undefined && Date.now() - this.massDeletionSeenAt >= wait) {
+      this.massDeletionSeenAt = undefined;
+      return false;
+    }
+    if (this.massDeletionSeenAt === undefined) {
+      this.massDeletionSeenAt = Date.now();
+      this.stats.deletionsHeld++;
+      if (this.confirmTimer) clearTimeout(this.confirmTimer);
+      this.confirmTimer = setTimeout(() => this.resync('confirming a mass deletion'), wait);
+      this.confirmTimer.unref();
+    }
+    return true;
   }
 
   // ---- one object: compare with the store, write only a difference ----

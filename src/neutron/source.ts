@@ -73,17 +73,22 @@ export class NeutronSource {
 
   /** Binds to Neutron's exchanges and starts the first full resync. On a first start (empty store) it
    *  resolves only once that resync is done, so agents are never told an empty state; otherwise at
-   *  once: the stored state is what agents already enforce, and the resync corrects it. */
+   *  once, even with Neutron's broker or API down: the stored state is what agents already enforce,
+   *  and the resync corrects it when it can run. */
   async start(): Promise<void> {
     const wasEmpty = this.reconciler.storeEmpty;
     const done = this.reconciler.fullResyncDone();
-    await this.listener.start();
+    // Retries until bound; the first full resync starts once it is (onBound).
+    const bound = this.listener.start();
     const every = this.opts.resyncIntervalMs ?? 600_000;
     if (every > 0) {
       this.periodic = setInterval(() => this.reconciler.resync('periodic'), every);
       this.periodic.unref();
     }
-    if (wasEmpty) await done;
+    if (wasEmpty) {
+      await bound;
+      await done;
+    }
   }
 
   async stop(): Promise<void> {
