@@ -32,14 +32,29 @@ const agents: Record<'a' | 'b', { host: string; metrics: string; proc?: ChildPro
 };
 
 
-function startNode(script: string, args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, script), ...args], {
+// Every process's output goes to a log file of its own; when a test of this file fails, the end of
+// each log is printed (stderr, so CI shows it) after the file's tests are done.
+const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `sg-e2e-${tag}-`));
+let failures = 0;
+
+function startNode(name: string, script: string, args: string[], env: Record<string, string>): ChildProcess {
+  const log = fs.openSync(path.join(logDir, `${name}.log`), 'a');
+  const child = spawn(process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', path.join(repo, script), ...args], {
     cwd: repo,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', log, log],
   });
+  fs.closeSync(log);
   procs.push(child);
   return child;
+}
+
+function printLogs(): void {
+  for (const f of fs.readdirSync(logDir).sort()) {
+    const lines = fs.readFileSync(path.join(logDir, f), 'utf8').trimEnd().split('\n');
+    console.error(`---- ${f} (last ${Math.min(lines.length, 80)} of ${lines.length} lines; all in ${logDir}) ----`);
+    console.error(lines.slice(-80).join('\n'));
+  }
 }
 
 async function waitFor<T>(what: string, f: () => Promise<T | undefined | false> | T | undefined | false, ms = 20_000): Promise<T> {
@@ -58,7 +73,7 @@ async function waitFor<T>(what: string, f: () => Promise<T | undefined | false> 
 
 async function startController(): Promise<void> {
   const httpPort = await freePort();
-  const proc = startNode('src/cli/sg-controller.ts', [], {
+  const proc = startNode(`controller-${apis.length}-${calls}`, 'src/cli/sg-controller.ts', [], {
     SG_AMQP_URL: amqpUrl,
     SG_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
     SG_DATA_DIR: dataDir,
@@ -96,6 +111,15 @@ interface Status {
 async function status(which: 'a' | 'b'): Promise<Status> {
   return (await (await get(`http://${agents[which].metrics}/status`)).json()) as Status;
 }
+/** Waits until the agent reports these ports' filters in the kernel: a drop checked before that
+ *  would only prove the port is not filtered yet. */
+async function inKernel(which: 'a' | 'b', ids: string[], ms = 30_000): Promise<void> {
+  await waitFor(`${ids.join(', ')} filtered on host ${which}`, async () => {
+    const s = (await (await get(`http://${agents[which].metrics}/status`)).json()) as { ports: { id: string; inKernel: boolean }[] };
+    return ids.every((id) => s.ports.some((p) => p.id === id && p.inKernel));
+  }, ms);
+}
+
 async function rejected(which: 'a' | 'b'): Promise<number> {
   const text = await (await get(`http://${agents[which].metrics}/metrics`)).text();
   return Number(/^sg_agent_messages_rejected_total (\d+)/m.exec(text)?.[1] ?? NaN);
@@ -104,7 +128,7 @@ async function rejected(which: 'a' | 'b'): Promise<number> {
 async function startAgent(which: 'a' | 'b'): Promise<void> {
   const a = agents[which];
   a.metrics ||= `127.0.0.1:${await freePort()}`;
-  a.proc = startNode('src/cli/sg-agent.ts', ['run'], {
+  a.proc = startNode(`agent-${which}`, 'src/cli/sg-agent.ts', ['run'], {
     SG_AGENT_HOST: a.host,
     SG_AMQP_URL: amqpUrl,
     SG_NETNS: a.topo().host.path,
@@ -143,7 +167,12 @@ test.before(async () => {
   ready = true;
 });
 
+test.afterEach.always((t) => {
+  if (!t.passed) failures++;
+});
+
 test.after.always(() => {
+  if (failures) printLogs();
   for (const p of procs) p.kill('SIGKILL');
   topoA?.destroy();
   topoB?.destroy();
@@ -165,6 +194,8 @@ test.serial('groups and ports created through the API become sets, chains and re
   await call('PUT', '/ports/p5', portBody(v5, agents.b.host, [G('db')]));
   await waitFor('host a sets', async () => (await status('a')).sets.some((s) => s.size === 2));
   await waitFor('host b sets', async () => (await status('b')).sets.some((s) => s.size === 2));
+  await inKernel('a', ['p1', 'p2', 'p3']);
+  await inKernel('b', ['p4', 'p5']);
   await waitFor('web members reach each other', () => topoA.ping(v1, v2.ip4));
   t.false(topoA.ping(v3, v2.ip4), 'iso is not in web');
   await waitFor('db members reach each other', () => topoB.ping(v4, v5.ip4));
@@ -322,7 +353,7 @@ test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the s
   }
   await call('PUT', '/ports/pc', { host: hostC, device: 'tapc', mac: '02:00:00:00:cc:01', fixedIps: ['10.102.0.1'], securityGroups: [0, 1, 2, 3, 4].map((k) => G(`big${k}`)) });
   const metrics = `127.0.0.1:${await freePort()}`;
-  startNode('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
+  startNode('agent-c', 'src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
   const statusC = async () => (await (await get(`http://${metrics}/status`)).json()) as Status;
   await waitFor('5,005 groups bound', async () => (await statusC()).groups.length === 5005, 120_000);
   const queues = spawnSync('rabbitmqctl', ['list_queues', '-p', vhost, '-q', 'name', 'consumers'], { encoding: 'utf8' }).stdout;
