@@ -222,7 +222,7 @@ test('drift made by hand is repaired by reconcile', async (t) => {
   fw.setPort(port(x, ['egress-only']));
   fw.setGroupMembers('default', [a.ip4, b.ip4]);
   await fw.flush();
-  const setName = fw.names.groupSet('default', 'inet');
+  const setName = fw.names.groupSet('default', 4);
   topo.host.exec('ipset', ['flush', setName]);
   t.false(topo.ping(a, b.ip4), 'drift: flushed set blocks members');
   topo.host.exec('iptables', ['-F', fw.names.spoofChain('port-vm3')]);
@@ -239,6 +239,42 @@ test('drift made by hand is repaired by reconcile', async (t) => {
   t.notRegex(rulesText(topo), /sg-i-ffffffffffffffff/);
   t.deepEqual(await fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 });
   t.true(fw.stats.repairs >= 5);
+});
+
+test('the periodic check repairs hand-made drift on its own: a member deleted, a chain flushed, the jump removed', async (t) => {
+  if (!requireNetns(t)) return;
+  const topo = new Topology();
+  // The agent's default is 5 s (docs/agent.md); 1 s keeps the test short. How fast repairs come and
+  // what a check costs is measured by bench:firewall (firewall.reconcile.300).
+  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5, reconcileIntervalMs: 1000 });
+  t.teardown(async () => {
+    await fw.close();
+    topo.destroy();
+  });
+  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  fw.setGroup(defaultGroup());
+  fw.setGroup(egressOnly);
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setPort(port(x, ['egress-only']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4]);
+  await fw.flush();
+  const h = topo.host;
+  const until = async (what: string, ok: () => boolean) => {
+    for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
+    t.true(ok(), what);
+  };
+  h.exec('ipset', ['del', fw.names.groupSet('default', 4), a.ip4]);
+  t.false(topo.ping(a, b.ip4), 'drift: a member deleted');
+  await until('the member is back', () => topo.ping(a, b.ip4));
+  h.exec('iptables', ['-F', fw.names.ingressChain(`port-${b.name}`)]);
+  t.true(topo.ping(x, b.ip4), 'drift: the port chain flushed lets a non-member in');
+  await until('the chain is back', () => !topo.ping(x, b.ip4));
+  h.exec('iptables', ['-D', 'FORWARD', '-j', fw.names.dispatchChain]);
+  t.true(topo.ping(x, b.ip4), 'drift: without the jump nothing is filtered');
+  await until('the jump is back', () => !topo.ping(x, b.ip4));
+  // The check that made the last repair may still be finishing its count.
+  await until(`three repairs counted: ${JSON.stringify(fw.stats)}`, () => fw.stats.repairs >= 3);
 });
 
 test('hostile ids give valid, distinct kernel names and work', async (t) => {

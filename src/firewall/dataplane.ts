@@ -97,8 +97,9 @@ export interface Dataplane {
   readonly name: string;
   readonly stats: DataplaneStats;
   apply(changes: ChangeSet): Promise<ApplyOutcome>;
-  /** Reads the kernel back and repairs whatever differs from `expected`. */
-  reconcile(expected: AppliedView): Promise<ReconcileReport>;
+  /** Reads the kernel back and repairs whatever differs from `expected`; without `full`, set members
+   *  may be counted rather than compared. */
+  reconcile(expected: AppliedView, opts: { full: boolean }): Promise<ReconcileReport>;
   /** Removes objects of ours that `expected` does not hold (a previous run's); returns the count. */
   removeStale(expected: AppliedView): Promise<number>;
   /** Removes every object of ours; what cannot be removed (referenced by others) is reported. */

@@ -75,6 +75,8 @@ interface Retry {
 }
 
 const RETRY_FIRST_MS = 100;
+/** Every this many periodic reconciles, every set is read in full rather than counted. */
+const FULL_RECONCILE_EVERY = 12;
 const RETRY_MAX_MS = 30_000;
 
 export class FirewallEngine {
@@ -113,8 +115,14 @@ export class FirewallEngine {
       members: (ref) => [...state.membersOf(ref.groupId)].filter((ip) => (ip.includes(':') ? 6 : 4) === ref.family),
     };
     if (opts.reconcileIntervalMs) {
+      // Cheap checks every interval (counts of set members, our chains as the tools print them), a full
+      // read of every set every FULL_RECONCILE_EVERY intervals; skipped while an apply is pending, which
+      // rewrites what it touches anyway.
+      let n = 0;
       this.reconcileTimer = setInterval(() => {
-        this.reconcile().catch((e: unknown) => this.opts.logger?.error({ err: e }, 'periodic reconcile failed'));
+        if (!this.loop.idle) return;
+        const full = ++n % FULL_RECONCILE_EVERY === 0;
+        this.reconcile({ full }).catch((e: unknown) => this.opts.logger?.error({ err: e }, 'periodic reconcile failed'));
       }, opts.reconcileIntervalMs);
       this.reconcileTimer.unref();
     }
@@ -366,10 +374,11 @@ export class FirewallEngine {
 
   // ---- drift ----
 
-  /** Compares the kernel with what was applied and repairs the difference; removes stale objects. */
-  async reconcile(): Promise<ReconcileReport> {
-    await this.flush();
-    const report = await this.dataplane.reconcile(this.view);
+  /** Compares the kernel with what was applied and repairs the difference; removes stale objects.
+   *  `full: false` counts set members instead of reading them (a change of count is then read and
+   *  repaired). */
+  async reconcile(opts: { full?: boolean } = {}): Promise<ReconcileReport> {
+    const report = await this.loop.exclusive(() => this.dataplane.reconcile(this.view, { full: opts.full ?? true }));
     const repaired = report.setsRepaired + report.chainsRepaired + report.staleRemoved;
     this.counters.repairs += repaired;
     if (repaired) this.opts.logger?.warn({ ...report }, 'firewall drift repaired');

@@ -38,6 +38,8 @@ export class ApplyLoop {
   private forceStructure = 0;
   private retryDelayMs = 0;
   private closed = false;
+  /** Held by `exclusive`: no apply starts meanwhile. */
+  private held: Promise<void> | null = null;
   private inputGen = 0;
   private appliedGen = 0;
   private membersAppliedGen = 0;
@@ -88,6 +90,27 @@ export class ApplyLoop {
     return new Promise((resolve) => this.waiters.push({ gen, membersOnly, resolve }));
   }
 
+  /** Runs `f` with no apply running alongside it (drift repair reads the kernel against the applied
+   *  view, which an apply in flight would be changing). */
+  async exclusive<T>(f: () => Promise<T>): Promise<T> {
+    while (this.held) await this.held;
+    let release!: () => void;
+    this.held = new Promise((r) => (release = r));
+    try {
+      await this.running?.catch(() => undefined);
+      return await f();
+    } finally {
+      this.held = null;
+      release();
+      if ((this.dirty || this.structurePending) && !this.timer) this.arm(this.opts.coalesceMs);
+    }
+  }
+
+  /** Whether nothing is pending or running (a periodic check may then read the kernel at leisure). */
+  get idle(): boolean {
+    return !this.running && !this.dirty && !this.structurePending && !this.held;
+  }
+
   close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
@@ -115,6 +138,11 @@ export class ApplyLoop {
 
   private runOnce(): Promise<RunResult> {
     if (this.running) return this.running;
+    if (this.held) {
+      // Drift repair holds the kernel: go once it is done.
+      const held = this.held;
+      return held.then(() => this.runOnce());
+    }
     this.dirty = false;
     const gen = this.inputGen;
     const structure = this.structurePending && (this.forceStructure > 0 || Date.now() >= this.pacer.nextAt);

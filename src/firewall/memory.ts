@@ -69,7 +69,7 @@ export class MemoryDataplane implements Dataplane {
     return out;
   }
 
-  async reconcile(expected: AppliedView): Promise<ReconcileReport> {
+  async reconcile(expected: AppliedView, _opts: { full: boolean } = { full: true }): Promise<ReconcileReport> {
     const report: ReconcileReport = { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
     for (const [key, ref] of expected.sets) {
       const want = expected.members(ref);

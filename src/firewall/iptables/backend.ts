@@ -272,10 +272,10 @@ export class IptablesDataplane implements Dataplane {
 
   /** Jump lines of `table` not yet known to be in place (checked against the kernel once), and the
    *  keys to mark once the write that adds them succeeded. */
-  private async missingHooks(table: Table | 'eb', v: IpVersion | 'eb'): Promise<{ lines: string[]; keys: string[] }> {
+  private async missingHooks(table: Table | 'eb', v: IpVersion | 'eb', savedNow?: string): Promise<{ lines: string[]; keys: string[] }> {
     const unknown = this.hooks.filter((h) => h.table === table && h.versions.includes(v) && !this.hooked.has(hookKey(h, v)));
     if (unknown.length === 0) return { lines: [], keys: [] };
-    const saved = v === 'eb' ? await this.tools.ebSave() : await this.tools.save(v, table as Table);
+    const saved = savedNow ?? (v === 'eb' ? await this.tools.ebSave() : await this.tools.save(v, table as Table));
     const lines: string[] = [];
     const keys: string[] = [];
     for (const h of unknown) {
@@ -290,7 +290,7 @@ export class IptablesDataplane implements Dataplane {
 
   // ---- drift ----
 
-  async reconcile(expected: AppliedView): Promise<ReconcileReport> {
+  async reconcile(expected: AppliedView, opts: { full: boolean }): Promise<ReconcileReport> {
     const report: ReconcileReport = { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
     const n = this.names;
     for (const [key, ref] of expected.sets) {
@@ -301,12 +301,20 @@ export class IptablesDataplane implements Dataplane {
         report.setsRepaired++;
         continue;
       }
+      // The quick check counts members in the header (one small netlink exchange per set); only a set
+      // whose count is off, or every set in a full check, is read and repaired.
+      if (!opts.full) {
+        const entries = await this.ipset.header(own.name).then((h) => h.entries, () => -1);
+        if (entries === members.length) continue;
+      }
       const r = await this.ipset.reconcile(own.name).catch(async () => {
         await this.fillSet(ref, members);
         return { repaired: true };
       });
       if (r.repaired) report.setsRepaired++;
     }
+    // Chains: one save per table, compared with what we wrote; what differs is rewritten and chains of
+    // ours we did not write are removed, in one restore.
     this.hooked.clear();
     for (const v of VERSIONS) {
       for (const table of ['filter', 'raw'] as const) {
@@ -315,29 +323,45 @@ export class IptablesDataplane implements Dataplane {
         const saved = await this.tools.save(v, table);
         const kernel = parseChains(saved, (c) => n.owns(c));
         const changed = [...had.keys()].filter((c) => !same(kernel.get(c), had.get(c)));
-        const hooks = await this.missingHooks(table, v);
-        if (changed.length || hooks.lines.length) {
-          await this.tools.restore(v, restoreScript(table, had, changed, [], hooks.lines));
+        const stale = [...kernel.keys()].filter((c) => !had.has(c));
+        const hooks = await this.missingHooks(table, v, saved);
+        if (changed.length || stale.length || hooks.lines.length) {
+          await this.tools.restore(v, restoreScript(table, had, changed, stale, hooks.lines));
           this.stats.restores++;
           for (const k of hooks.keys) this.hooked.add(k);
           report.chainsRepaired += changed.length + hooks.lines.length;
+          report.staleRemoved += stale.length;
           if (changed.some((c) => this.inexact.has(c))) this.rebase(v, table, parseChains(await this.tools.save(v, table), (c) => n.owns(c)));
         }
       }
     }
     if (this.mode === 'bridged' && this.writtenEb.size) {
-      const kernel = parseChains(await this.tools.ebSave(), (c) => n.owns(c));
+      const saved = await this.tools.ebSave();
+      const kernel = parseChains(saved, (c) => n.owns(c));
       const changed = [...this.writtenEb.keys()].filter((c) => !same(kernel.get(c), this.writtenEb.get(c)));
-      const hooks = await this.missingHooks('eb', 'eb');
-      if (changed.length || hooks.lines.length) {
-        await this.tools.ebRestore(ebScript(this.writtenEb, changed, [], hooks.lines));
+      const stale = [...kernel.keys()].filter((c) => !this.writtenEb.has(c));
+      const hooks = await this.missingHooks('eb', 'eb', saved);
+      if (changed.length || stale.length || hooks.lines.length) {
+        await this.tools.ebRestore(ebScript(this.writtenEb, changed, stale, hooks.lines));
         this.stats.restores++;
         for (const k of hooks.keys) this.hooked.add(k);
         report.chainsRepaired += changed.length + hooks.lines.length;
+        report.staleRemoved += stale.length;
       }
     }
-    report.staleRemoved = await this.removeStale(expected);
+    // Sets of ours no rule names (listing every set's name is the costly part): in full checks.
+    if (opts.full) report.staleRemoved += await this.removeStaleSets(expected);
     return report;
+  }
+
+  private async removeStaleSets(expected: AppliedView): Promise<number> {
+    let removed = 0;
+    const n = this.names;
+    const wanted = new Set([...expected.sets.values()].map((r) => n.groupSet(r.groupId, r.family)));
+    for (const name of await this.ipset.listNames()) {
+      if (n.owns(name) && !wanted.has(name)) await this.ipset.destroy(name).then(() => removed++, () => undefined);
+    }
+    return removed;
   }
 
   async removeStale(expected: AppliedView): Promise<number> {
@@ -360,11 +384,7 @@ export class IptablesDataplane implements Dataplane {
         removed += stale.length;
       }
     }
-    const wanted = new Set([...expected.sets.values()].map((r) => n.groupSet(r.groupId, r.family)));
-    for (const name of await this.ipset.listNames()) {
-      if (n.owns(name) && !wanted.has(name)) await this.ipset.destroy(name).then(() => removed++, () => undefined);
-    }
-    return removed;
+    return removed + (await this.removeStaleSets(expected));
   }
 
   // ---- removal ----
