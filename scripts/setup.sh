@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
 for cmd in ipset:ipset iptables:iptables ip:iproute2 conntrack:conntrack rabbitmq-server:rabbitmq-server \
-           nsenter:util-linux ping:iputils-ping ps:procps mariadbd:mariadb-server python3:python3 cc:gcc; do
+           nsenter:util-linux ping:iputils-ping ps:procps arping:arping mariadbd:mariadb-server python3:python3 cc:gcc; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd#*:}")
 done
 # The Neutron tests' virtualenv (scripts/neutron-venv.sh): venv, and Python's headers for uWSGI's build.
