@@ -43,6 +43,7 @@ from neutron.api.rpc.handlers import securitygroups_rpc as sg_rpc_handlers  # no
 from neutron.conf.agent import common as agent_conf  # noqa: E402
 from neutron.conf.agent import securitygroups_rpc as sg_conf  # noqa: E402
 from neutron.conf.agent.database import agents_db  # noqa: E402
+from neutron.conf import service as service_conf  # noqa: E402
 
 HOST = os.environ['BASE_HOST']
 DEVICES_FILE = os.environ.get('BASE_DEVICES_FILE')
@@ -52,6 +53,8 @@ POLL_S = 2.0
 agent_conf.register_root_helper(cfg.CONF)
 sg_conf.register_securitygroups_opts(cfg.CONF)
 agents_db.register_db_agents_opts(cfg.CONF)
+# As the OVS agent's main does: its RPC client backs off up to this on timeouts of a loaded server.
+service_conf.register_service_opts(service_conf.RPC_EXTRA_OPTS, cfg.CONF)
 cfg.CONF.register_opt(cfg.StrOpt('host', default=HOST))
 cfg.CONF([], project='neutron')
 # Errors only: Neutron warns of duplicate rules on every apply here, and printing that is CPU too.

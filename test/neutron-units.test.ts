@@ -33,6 +33,24 @@ test('messages: pushes and legacy casts become the ids they name', (t) => {
   t.deepEqual(decodeNeutronMessage(oslo({ method: 'network_update', args: { network: {} } })), { kind: 'ignored', what: 'network_update' });
 });
 
+/** A Port as neutron-server 29 pushes it (the fields the model uses, nested as oslo.versionedobjects). */
+const portPrimitive = (host: string, groups: string[]) => vo('Port', '1.11', {
+  id: PORT, mac_address: 'fa:16:3e:00:00:01', device_owner: 'compute:nova', revision_number: 3, security_group_ids: groups,
+  fixed_ips: [vo('IPAllocation', '1.0', { port_id: PORT, ip_address: '10.0.0.5' }), vo('IPAllocation', '1.0', { port_id: PORT, ip_address: 'fd00::5' })],
+  allowed_address_pairs: [vo('AllowedAddressPair', '1.0', { ip_address: '10.0.9.0/24', mac_address: 'fa:16:3e:00:00:01' })],
+  bindings: [vo('PortBinding', '1.0', { port_id: PORT, host, status: 'ACTIVE', vif_type: 'ovs' }), vo('PortBinding', '1.0', { port_id: PORT, host: 'elsewhere', status: 'INACTIVE' })],
+  security: vo('PortSecurity', '1.0', { id: PORT, port_security_enabled: true }),
+});
+
+test('messages: a Port push of the known version shows the fields the model uses', (t) => {
+  const e = decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [portPrimitive('compute-1', [SG])] } }));
+  t.like(e, { kind: 'push', known: true });
+  const pushed = (e as { objects: { port?: NeutronPort }[] }).objects[0]!.port!;
+  t.deepEqual(toPort(pushed), toPort(nport({})), 'the same port as the API shows');
+  const other = { ...portPrimitive('compute-1', [SG]), 'versioned_object.version': '1.12' };
+  t.is((decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [other] } })) as { objects: { port?: unknown }[] }).objects[0]!.port, undefined, 'another version: read, never interpreted');
+});
+
 test('messages: what cannot be read is refused with a stable reason', (t) => {
   const reason = (b: Buffer) => {
     try {
@@ -195,8 +213,8 @@ test('reconciler: a full resync writes only differences, hints are batched, a pu
 
   n.calls = [];
   n.ports.set('p2', nport({ id: 'p2', security_groups: ['g'], fixed_ips: [{ ip_address: '10.0.0.6' }], revision_number: 1 }));
-  r.hint({ ports: new Map([['p2', 1]]) });
-  r.hint({ ports: new Map([['p1', 5]]) });
+  r.hint({ ports: new Map([['p2', { revision: 1 }]]) });
+  r.hint({ ports: new Map([['p1', { revision: 5 }]]) });
   r.hint({ groups: ['g'] });
   await r.idle();
   t.deepEqual(n.calls, ['groups g', 'ports p2'], 'one batch; p1 at revision 5 is held already');
@@ -210,6 +228,28 @@ test('reconciler: a full resync writes only differences, hints are batched, a pu
   t.false(s.membersOf('g').includes('10.0.0.6'));
   t.is(r.stats.driftRepaired, 1);
   t.true(written > 0);
+});
+
+test('reconciler: a push showing nothing new for the model spares the read; one showing a change is read', async (t) => {
+  const s = await tempStore(t);
+  const n = new FakeNeutron();
+  n.groups.set(SG, { id: SG });
+  n.ports.set(PORT, nport({ revision_number: 1 }));
+  const r = new NeutronReconciler({ store: s, api: n.api(), written: () => undefined });
+  t.teardown(() => r.close());
+  r.resync('start');
+  await r.idle();
+  const pushed = (host: string, groups: string[]) => (decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [portPrimitive(host, groups)] } })) as { objects: { port?: NeutronPort }[] }).objects[0]!.port!;
+  n.calls = [];
+  r.hint({ ports: new Map([[PORT, { revision: 3, pushed: pushed('compute-1', [SG]) }]]) });
+  await r.idle();
+  t.deepEqual(n.calls, [], 'bound now, nothing else new: no read');
+  t.is(r.stats.skippedByContent, 1);
+  // A push claiming another host is read, and what the API says is stored (not what the push said).
+  r.hint({ ports: new Map([[PORT, { revision: 4, pushed: pushed('compute-9', [SG]) }]]) });
+  await r.idle();
+  t.deepEqual(n.calls, [`ports ${PORT}`]);
+  t.is(s.port(PORT)!.host, 'compute-1');
 });
 
 test('reconciler: a failed read loses nothing; resyncs caused by messages are rate-limited', async (t) => {

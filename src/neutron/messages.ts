@@ -10,8 +10,10 @@
 // "<JSON text of {method, args, version, _context_*...}>"}.
 //
 // Nothing of a message's content is trusted: every object is re-read from Neutron's API, so a forged
-// or stale message can at most cause a read. What cannot be read is a NeutronMessageError with a
-// stable reason, counted by the caller.
+// or stale message can at most cause a read (or, for a Port push saying nothing changed, spare one).
+// What cannot be read is a NeutronMessageError with a stable reason, counted by the caller.
+
+import type { NeutronPort } from './translate.js';
 
 /** The object types whose pushes matter to security groups, with the version this code was written
  *  against (Neutron 29); pushes are bound for these and a few versions around them. */
@@ -56,6 +58,10 @@ export interface PushedObject {
   revision?: number;
   /** Rules: their group (absent in a deletion, which carries the id alone). */
   securityGroupId?: string;
+  /** Ports of the known version: what the push says of the fields the model uses, in the REST API's
+   *  shape. Never stored: it can only tell that nothing the model uses changed, which saves a read
+   *  (a port's creation pushes twice, the second time once bound, with nothing new for us). */
+  port?: NeutronPort;
 }
 
 export type NeutronMessageReason = 'too_large' | 'not_json' | 'not_oslo_envelope' | 'unsupported_envelope_version' | 'bad_payload' | 'missing_field';
@@ -155,9 +161,42 @@ function decodePush(args: Record<string, unknown>): NeutronEvent {
     const pushed: PushedObject = { id: id(data.id, `${name} push`) };
     if (typeof data.revision_number === 'number' && Number.isSafeInteger(data.revision_number)) pushed.revision = data.revision_number;
     if (data.security_group_id !== undefined && data.security_group_id !== null) pushed.securityGroupId = id(data.security_group_id, `${name} push`);
+    if (name === 'Port' && v === KNOWN_VERSIONS.Port) {
+      const port = pushedPort(pushed.id, data);
+      if (port) pushed.port = port;
+    }
     objects.push(pushed);
   }
   if (!OBJECT_TYPES.includes(type as ObjectType)) return { kind: 'ignored', what: `push of ${type!.slice(0, 40)}` };
   const t = type as ObjectType;
   return { kind: 'push', type: t, event: event.slice(0, 40), version: version!, known: version === KNOWN_VERSIONS[t], objects };
+}
+
+/** Port 1.11's primitive (neutron/objects/ports.py) in the REST API's shape, or undefined when any
+ *  field is not what that version has: then the port is simply read. */
+function pushedPort(portId: string, d: Record<string, unknown>): NeutronPort | undefined {
+  const data = (o: unknown): Record<string, unknown> | undefined => (isObject(o) && isObject(o['versioned_object.data']) ? o['versioned_object.data'] : undefined);
+  const strings = (xs: unknown): string[] | undefined => (Array.isArray(xs) && xs.every((x) => typeof x === 'string') ? xs : undefined);
+  if (typeof d.mac_address !== 'string' || !Array.isArray(d.fixed_ips) || !Array.isArray(d.allowed_address_pairs) || !Array.isArray(d.bindings)) return undefined;
+  const groups = strings(d.security_group_ids);
+  const security = data(d.security);
+  if (!groups || !security || typeof security.port_security_enabled !== 'boolean') return undefined;
+  if (d.device_owner !== null && typeof d.device_owner !== 'string') return undefined;
+  const fixed = d.fixed_ips.map(data);
+  const pairs = d.allowed_address_pairs.map(data);
+  const bindings = d.bindings.map(data);
+  if (fixed.some((f) => typeof f?.ip_address !== 'string') || pairs.some((a) => typeof a?.ip_address !== 'string') || bindings.some((b) => typeof b?.host !== 'string')) return undefined;
+  // The host the API shows as binding:host_id: the active binding's (a migration adds an inactive one).
+  const active = bindings.filter((b) => b!.status === 'ACTIVE');
+  if (active.length > 1) return undefined;
+  return {
+    id: portId,
+    mac_address: d.mac_address,
+    fixed_ips: fixed.map((f) => ({ ip_address: f!.ip_address as string })),
+    allowed_address_pairs: pairs.map((a) => ({ ip_address: a!.ip_address as string, ...(typeof a!.mac_address === 'string' ? { mac_address: a!.mac_address } : {}) })),
+    security_groups: groups,
+    port_security_enabled: security.port_security_enabled,
+    'binding:host_id': (active[0]?.host as string | undefined) ?? '',
+    device_owner: d.device_owner,
+  };
 }

@@ -34,9 +34,15 @@ export interface ReconcilerOptions {
   logger?: Logger;
 }
 
+/** What a push said of a port: its revision, and what it shows of the fields the model uses. */
+export interface PortHint {
+  revision?: number;
+  pushed?: NeutronPort;
+}
+
 export interface Hints {
-  /** Port id → the revision a push announced (undefined: read whatever it is). */
-  ports?: Map<string, number | undefined>;
+  /** Port id → what a push said of it (undefined: read whatever it is). */
+  ports?: Map<string, PortHint | undefined>;
   groups?: Iterable<string>;
   addressGroups?: Iterable<string>;
   /** Groups whose member ports may have changed, without saying which (legacy member casts). */
@@ -44,7 +50,7 @@ export interface Hints {
 }
 
 interface Pending {
-  ports: Map<string, number | undefined>;
+  ports: Map<string, PortHint | undefined>;
   groups: Set<string>;
   addressGroups: Set<string>;
   groupMembers: Set<string>;
@@ -65,6 +71,8 @@ export interface ReconcilerStats {
   writes: number;
   /** Reads skipped because the store already held the revision a push announced. */
   skippedByRevision: number;
+  /** Reads skipped because a push showed nothing the model uses that differs from the store. */
+  skippedByContent: number;
   /** Objects (or rules, addresses) the model could not hold: left out, logged. */
   rejectedObjects: number;
   apiErrors: number;
@@ -75,7 +83,7 @@ export interface ReconcilerStats {
 }
 
 export class NeutronReconciler {
-  readonly stats: ReconcilerStats = { fullResyncs: 0, resyncReasons: {}, targetedReads: 0, driftRepaired: 0, writes: 0, skippedByRevision: 0, rejectedObjects: 0, apiErrors: 0, deletionsHeld: 0 };
+  readonly stats: ReconcilerStats = { fullResyncs: 0, resyncReasons: {}, targetedReads: 0, driftRepaired: 0, writes: 0, skippedByRevision: 0, skippedByContent: 0, rejectedObjects: 0, apiErrors: 0, deletionsHeld: 0 };
   private pending = empty();
   private timer: NodeJS.Timeout | null = null;
   private timerDue = 0;
@@ -123,12 +131,12 @@ export class NeutronReconciler {
 
   hint(h: Hints): void {
     const ports = this.pending.ports;
-    for (const [id, rev] of h.ports ?? []) {
-      // undefined means "read whatever it is now", and wins over any revision.
-      if (!ports.has(id)) ports.set(id, rev);
+    for (const [id, hint] of h.ports ?? []) {
+      // undefined means "read whatever it is now", and wins; of two pushes, the later revision counts.
+      if (!ports.has(id)) ports.set(id, hint);
       else {
         const cur = ports.get(id);
-        ports.set(id, cur === undefined || rev === undefined ? undefined : Math.max(cur, rev));
+        ports.set(id, cur === undefined || hint === undefined ? undefined : (hint.revision ?? 0) >= (cur.revision ?? 0) ? hint : cur);
       }
     }
     for (const g of h.groups ?? []) this.pending.groups.add(g);
@@ -230,9 +238,10 @@ export class NeutronReconciler {
       for (const p of this.opts.store.ports()) if (p.securityGroups.includes(gid) && !seen.has(p.id)) b.ports.set(p.id, undefined);
     }
     const portIds: string[] = [];
-    for (const [id, rev] of b.ports) {
+    for (const [id, hint] of b.ports) {
       const have = this.portRevisions.get(id);
-      if (rev !== undefined && have !== undefined && have >= rev) this.stats.skippedByRevision++;
+      if (hint?.revision !== undefined && have !== undefined && have >= hint.revision) this.stats.skippedByRevision++;
+      else if (hint?.pushed && this.unchanged(id, hint.pushed)) this.stats.skippedByContent++;
       else portIds.push(id);
     }
     const [groups, addressGroups, ports] = await Promise.all([
@@ -248,6 +257,18 @@ export class NeutronReconciler {
     const p = byId(ports);
     for (const id of portIds) await this.applyPort(id, p.get(id));
     this.opts.written();
+  }
+
+  /** Whether a pushed port shows nothing the model uses other than what is stored: then there is
+   *  nothing to read. (A push is never stored: a forged one can at most spare a read.) */
+  private unchanged(id: string, pushed: NeutronPort): boolean {
+    const cur = this.opts.store.port(id);
+    if (!cur) return false;
+    try {
+      return samePort(cur, toPort(pushed, this.naming));
+    } catch {
+      return false;
+    }
   }
 
   // ---- full resync ----

@@ -127,7 +127,7 @@ export class NeutronSource {
         const deleted = e.event === 'deleted';
         if (e.type === 'Port') {
           this.lastPortPushAt = Date.now();
-          r.hint({ ports: new Map(e.objects.map((o) => [o.id, deleted ? undefined : o.revision])) });
+          r.hint({ ports: new Map(e.objects.map((o) => [o.id, deleted ? undefined : { ...(o.revision !== undefined ? { revision: o.revision } : {}), ...(o.port ? { pushed: o.port } : {}) }])) });
         } else if (e.type === 'SecurityGroup') {
           r.hint({ groups: e.objects.map((o) => o.id) });
         } else if (e.type === 'AddressGroup') {

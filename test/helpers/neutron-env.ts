@@ -13,11 +13,11 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { ensureRabbit } from './rabbit.js';
-import { freePort } from './net.js';
 import { waitFor as until } from './wait.js';
 
 const repo = path.resolve(__dirname, '../..');
@@ -31,6 +31,21 @@ function tail(file: string, lines = 30): string {
     return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
   } catch {
     return `(no ${file})`;
+  }
+}
+
+/** A free port below the kernel's ephemeral range, for the API: a restart binds it again, and a port
+ *  from the ephemeral range (what port 0 gives) may meanwhile be taken as the local end of some
+ *  outgoing connection, which makes the bind fail. */
+async function listenPort(): Promise<number> {
+  const [low] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const top = Math.min(low ?? 32768, 32768);
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * (top - 20000));
+    const free = await new Promise<boolean>((resolve) => {
+      const srv = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (free) return port;
   }
 }
 
@@ -54,6 +69,13 @@ export interface NeutronEnvOptions {
   debug?: boolean;
   /** uWSGI processes serving the API (default 1; a benchmark's reads then need not wait for its writes). */
   apiProcesses?: number;
+  /** A RabbitMQ node of the caller's instead of the machine's (its node name and AMQP port). */
+  rabbit?: { node: string; port: number };
+}
+
+/** rabbitmqctl, on the given node or the machine's default one. */
+export function rabbitmqctl(rabbit: NeutronEnvOptions['rabbit'], args: string[]): void {
+  spawnSync('rabbitmqctl', [...(rabbit ? ['-n', rabbit.node] : []), ...args], { stdio: 'ignore' });
 }
 
 /** Neutron's resource paths, by the key its JSON bodies use. */
@@ -85,11 +107,11 @@ export class NeutronEnv {
 
   /** oslo.messaging's transport URL for Neutron's broker (our vhost). */
   get transportUrl(): string {
-    return `rabbit://guest:guest@127.0.0.1:5672/${this.vhost}`;
+    return `rabbit://guest:guest@127.0.0.1:${this.opts.rabbit?.port ?? 5672}/${this.vhost}`;
   }
 
   get amqpUrl(): string {
-    return `amqp://guest:guest@127.0.0.1:5672/${this.vhost}`;
+    return `amqp://guest:guest@127.0.0.1:${this.opts.rabbit?.port ?? 5672}/${this.vhost}`;
   }
 
   private get socket(): string {
@@ -100,9 +122,9 @@ export class NeutronEnv {
     const env = new NeutronEnv(opts);
     try {
       execFileSync('bash', [path.join(repo, 'scripts/neutron-venv.sh')], { stdio: ['ignore', 'ignore', 'inherit'] });
-      await ensureRabbit();
-      spawnSync('rabbitmqctl', ['add_vhost', env.vhost], { stdio: 'ignore' });
-      spawnSync('rabbitmqctl', ['set_permissions', '-p', env.vhost, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
+      if (!opts.rabbit) await ensureRabbit();
+      rabbitmqctl(opts.rabbit, ['add_vhost', env.vhost]);
+      rabbitmqctl(opts.rabbit, ['set_permissions', '-p', env.vhost, 'guest', '.*', '.*', '.*']);
       await ensureDbTemplate();
       fs.cpSync(dbTemplate, path.join(env.dir, 'db'), { recursive: true });
       await env.startMariadb();
@@ -147,7 +169,7 @@ export class NeutronEnv {
 
   /** Starts the API (uWSGI) and the RPC server, and waits until the API answers. */
   async startServer(): Promise<void> {
-    this.apiPort ||= await freePort();
+    this.apiPort ||= await listenPort();
     this.apiUrl = `http://127.0.0.1:${this.apiPort}`;
     this.spawnLogged('neutron-api', bin('uwsgi'), [
       '--http-socket', `127.0.0.1:${this.apiPort}`, '--module', 'neutron.wsgi.api:application', '--home', venv,
@@ -280,7 +302,7 @@ export class NeutronEnv {
     if (this.stopped) return;
     this.stopped = true;
     await Promise.all([...this.procs.keys()].map((n) => this.kill(n, 'SIGKILL')));
-    spawnSync('rabbitmqctl', ['delete_vhost', this.vhost], { stdio: 'ignore' });
+    rabbitmqctl(this.opts.rabbit, ['delete_vhost', this.vhost]);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
