@@ -158,11 +158,13 @@ export class NeutronReconciler {
     this.schedule(Math.max(0, notBefore - Date.now()));
   }
 
-  close(): void {
+  /** Stops; resolves once a read in progress has ended (nothing is written after). */
+  async close(): Promise<void> {
     this.closed = true;
     if (this.confirmTimer) clearTimeout(this.confirmTimer);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    await this.running;
   }
 
   /** Resolves when nothing is pending or running (tests and benchmarks). */
@@ -181,7 +183,7 @@ export class NeutronReconciler {
     this.timerDue = due;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.running = this.loop().finally(() => {
+      this.running = this.loop().catch((e: unknown) => this.opts.logger?.error({ err: (e as Error).message }, 'Neutron reconciler failed')).finally(() => {
         this.running = null;
         if (hasTargets(this.pending)) this.schedule(0);
         else if (this.pending.full) this.schedule(Math.max(0, this.pending.fullNotBefore - Date.now()));

@@ -93,8 +93,8 @@ export class NeutronSource {
 
   async stop(): Promise<void> {
     if (this.periodic) clearInterval(this.periodic);
-    this.reconciler.close();
     await this.listener.stop();
+    await this.reconciler.close();
   }
 
   status(): Record<string, unknown> {
