@@ -1,6 +1,8 @@
 // Public entry point of the sg-agent package.
-export { IpsetClient, IpsetError, measureDiff } from './ipset.js';
-export type { BatchResult, IpFamily, IpsetErrorCode, ReconcileResult, SetHeader, SetSpec, SetType, SyncResult } from './ipset.js';
+export { IpsetClient, MemberList, tempSetName } from './ipset.js';
+export type { BatchResult, IpFamily, ReconcileResult, SetHeader, SetSpec, SetType, SyncResult } from './ipset.js';
+export { IpsetError, NativeError } from './errors.js';
+export type { IpsetErrorCode, NativeErrorCode } from './errors.js';
 export type { Port, SecurityGroup, SecurityGroupRule, AllowedAddressPair, Direction, Ethertype, Protocol } from './model.js';
 export { NativeBindingError } from './native.js';
 export { versionReport, formatVersion } from './version.js';
