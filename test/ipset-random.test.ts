@@ -102,6 +102,8 @@ test('random operation sequences leave the kernel as the model says, failures le
 
   const kernel = new Map<string, ModelSet>();
   const mirror = new Map<string, Managed>();
+  /** The list each set was last synced to, as given: `evolve` edits it the way lists change between syncs. */
+  const lastList = new Map<string, string[]>();
   const history: string[] = [];
 
   const specOf = (s: ModelSet): SetSpec => ({ type: s.type, family: s.family, maxelem: s.maxelem });
@@ -195,7 +197,7 @@ test('random operation sequences leave the kernel as the model says, failures le
   const tally = new Map<string, number>();
   let steps = 0;
   for (; steps < maxSteps && Date.now() < deadline; steps++) {
-    const op = pick(['sync', 'sync', 'sync', 'add', 'add', 'del', 'create', 'destroy', 'flush', 'swap', 'rename', 'reconcile', 'drift', 'read', 'test'] as const);
+    const op = pick(['sync', 'sync', 'evolve', 'evolve', 'add', 'add', 'del', 'create', 'destroy', 'flush', 'swap', 'rename', 'reconcile', 'drift', 'read', 'test'] as const);
     let what = op as string;
     let expect: Expect = null;
     let run: () => Promise<unknown>;
@@ -204,10 +206,22 @@ test('random operation sequences leave the kernel as the model says, failures le
     const commit: (() => void)[] = [];
 
     switch (op) {
-      case 'sync': {
-        const name = nameFor(true);
-        const spec = kernel.has(name) && chance(0.6) ? specOf(kernel.get(name)!) : randomSpec();
-        const list = randomList(spec.family);
+      case 'sync':
+      case 'evolve': {
+        const synced = [...lastList.keys()].filter((n) => kernel.has(n));
+        const evolve = op === 'evolve' && synced.length > 0;
+        const name = evolve ? pick(synced) : nameFor(true);
+        const spec = evolve || (kernel.has(name) && chance(0.6)) ? specOf(kernel.get(name)!) : randomSpec();
+        let list: string[];
+        if (evolve) {
+          // Members dropped anywhere, new ones inserted or appended, now and then a duplicate.
+          list = [...lastList.get(name)!];
+          for (let k = Math.floor(r() * 6); k > 0 && list.length; k--) list.splice(Math.floor(r() * list.length), 1);
+          for (let k = Math.floor(r() * 6); k > 0; k--) list.splice(chance(0.5) ? list.length : Math.floor(r() * (list.length + 1)), 0, randomMember(spec.family));
+          if (chance(0.2) && list.length) list.push(list[Math.floor(r() * list.length)]!);
+        } else {
+          list = randomList(spec.family);
+        }
         what = `syncSet(${JSON.stringify(name)}, ${JSON.stringify(spec)}, [${list.length > 10 ? `${list.length} members` : list.join(', ')}])`;
         const parsed = list.map(canonical);
         const distinct = new Set(parsed.filter((m): m is string => m !== null));
@@ -218,6 +232,7 @@ test('random operation sequences leave the kernel as the model says, failures le
           commit.push(() => {
             kernel.set(name, { type: spec.type, family: spec.family, maxelem: maxOf(spec), members: new Set(distinct) });
             mirror.set(name, { spec, members: new Set(distinct) });
+            lastList.set(name, list);
           });
         }
         run = () => c.syncSet(name, spec, list);

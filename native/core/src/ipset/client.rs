@@ -18,6 +18,7 @@ use std::path::Path;
 
 use super::constants::IPSET_ERR_EXIST;
 use super::diff::{prefer_swap, MarkedSet, MemberDiff, MemberSet};
+use super::lastlist::{cut, Chunk, Counts, LastList};
 use super::error::{ErrorCode, IpsetError};
 use super::kernel::{Adt, AdtReport, IpsetKernel, SetHeader};
 use super::member::{Member, SetSpec, SetType};
@@ -77,6 +78,14 @@ struct Managed {
     /// Whether the kernel is known to hold exactly `members`: false after a failure that could not
     /// be undone, or once the set was seen to have gone.
     trusted: bool,
+    /// The list of the last full sync, with the adds and deletes made since (see `lastlist`).
+    last: Option<LastList>,
+}
+
+impl Managed {
+    fn new(spec: SetSpec, members: MarkedSet) -> Self {
+        Managed { spec, members, trusted: true, last: None }
+    }
 }
 
 /// What the set is now, as far as a sync needs to know.
@@ -148,6 +157,22 @@ pub fn decode_members(name: &str, spec: Option<&SetSpec>, packed: &[u8]) -> Resu
         at += len;
     }
     Ok(out)
+}
+
+/// How many times each member is in `list`.
+fn counts(list: &[Member]) -> Counts {
+    let mut c = Counts::default();
+    for m in list {
+        *c.entry(*m).or_insert(0) += 1;
+    }
+    c
+}
+
+/// The members `list` holds more than once, with their counts.
+fn duplicates(list: &[Member]) -> Counts {
+    let mut c = counts(list);
+    c.retain(|_, n| *n > 1);
+    c
 }
 
 fn spec_sized(spec: &SetSpec, n: usize) -> SetSpec {
@@ -232,7 +257,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
                 Ok(())
             }
             Ok(()) => {
-                self.mirror.insert(name.into(), Managed { spec: spec.clone(), members: MarkedSet::default(), trusted: true });
+                self.mirror.insert(name.into(), Managed::new(spec.clone(), MarkedSet::default()));
                 Ok(())
             }
             // The kernel answers EEXIST (older ones IPSET_ERR_EXIST) when the options differ.
@@ -268,6 +293,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
         self.kernel.flush(name).map_err(|e| e.set(name))?;
         if let Some(m) = self.mirror.get_mut(name) {
             m.members.clear();
+            m.last = None;
         }
         Ok(())
     }
@@ -318,7 +344,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
         match k.header.spec() {
             Some(spec) if k.header.satisfies(&spec) => {
                 let members: MarkedSet = k.members.iter().copied().collect();
-                self.mirror.insert(name.into(), Managed { spec, members, trusted: true });
+                self.mirror.insert(name.into(), Managed::new(spec, members));
             }
             _ => {
                 self.mirror.remove(name);
@@ -371,6 +397,18 @@ impl<K: IpsetKernel> IpsetClient<K> {
             // What the kernel acknowledged, and what it said was already so, is what it holds now.
             let settled = report.failed.iter().filter(|(_, e)| already_so(op, e)).map(|(i, _)| members[*i]);
             let changed: Vec<Member> = report.applied(&members).copied().chain(settled).collect();
+            let mut keep_last = true;
+            for x in &changed {
+                let gained = op == Adt::Add;
+                if m.members.contains(x) != gained {
+                    if let Some(last) = m.last.as_mut() {
+                        keep_last &= last.note(*x, gained);
+                    }
+                }
+            }
+            if !keep_last {
+                m.last = None;
+            }
             match op {
                 Adt::Add => m.members.apply(&changed, &[]),
                 Adt::Del => m.members.apply(&[], &changed),
@@ -406,6 +444,12 @@ impl<K: IpsetKernel> IpsetClient<K> {
     pub fn sync_set_packed(&mut self, name: &str, spec: &SetSpec, packed: &[u8], strategy: SyncStrategy) -> Result<SyncResult, IpsetError> {
         check_new_name(name)?;
         check_spec(name, spec)?;
+        let chunks = cut(packed);
+        if let Some(chunks) = &chunks {
+            if let Some(done) = self.sync_by_chunks(name, spec, packed, chunks, strategy) {
+                return done;
+            }
+        }
         let desired = decode_members(name, Some(spec), packed)?;
         let max = spec.effective_maxelem() as usize;
         // Duplicates are allowed, so only a list longer than maxelem needs counting.
@@ -415,7 +459,108 @@ impl<K: IpsetKernel> IpsetClient<K> {
                 return Err(IpsetError::new(ErrorCode::SetFull, format!("{distinct} members exceed maxelem {max}")).set(name));
             }
         }
-        self.converge(name, spec, &desired, strategy, false)
+        let saved = self.mirror.get_mut(name).and_then(|m| m.last.take());
+        let r = self.converge(name, spec, &desired, strategy, false);
+        if let Some(m) = self.mirror.get_mut(name) {
+            m.last = match (&r, chunks) {
+                // The set now holds the list: it becomes the one the next sync compares with.
+                (Ok(_), Some(chunks)) => {
+                    let dups = if m.members.len() == desired.len() { Counts::default() } else { duplicates(&desired) };
+                    Some(LastList::new(packed, chunks, dups))
+                }
+                (Ok(_), None) => None,
+                (Err(_), _) => saved,
+            };
+        }
+        r
+    }
+
+    /// A full sync in O(change) beyond one scan of the list: when the set holds the last list synced
+    /// (with the adds and deletes made since), only the chunks of the new list that are not in the
+    /// last one are decoded and checked, and only their members, the last list's vanished chunks and
+    /// the adds and deletes since are compared. `None` when this does not apply (the set is not
+    /// trusted, or it has no last list, or the change is one for a swap): the full path
+    /// then does the work.
+    fn sync_by_chunks(&mut self, name: &str, spec: &SetSpec, packed: &[u8], chunks: &[Chunk], strategy: SyncStrategy)
+        -> Option<Result<SyncResult, IpsetError>> {
+        let (diff, dups, current_len) = {
+            let m = self.mirror.get(name).filter(|m| m.trusted && m.spec.satisfies(spec))?;
+            let last = m.last.as_ref()?;
+            let matched = last.match_chunks(packed, chunks);
+            // What was synced before was checked then, against a spec of the same type and family.
+            let mut fresh = Vec::new();
+            for &i in &matched.new_unmatched {
+                match decode_members(name, Some(spec), &packed[chunks[i].range()]) {
+                    Ok(v) => fresh.extend(v),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let mut gone = Vec::new();
+            for &i in &matched.old_unmatched {
+                gone.extend(decode_members(name, None, &last.bytes()[last.chunk(i).range()]).ok()?);
+            }
+            let (gone, new) = (counts(&gone), counts(&fresh));
+            let held = &m.members;
+            // How many times each member is in the last list: what the set holds, less what was
+            // added since, plus what was deleted since, once, or as often as `dups` says.
+            let in_last = |x: &Member| (held.contains(x) && !last.added.contains(x)) || last.removed.contains(x);
+            let count_last = |x: &Member| last.dups.get(x).copied().unwrap_or(in_last(x) as u32);
+            // Only members of the chunks that changed, and those added or deleted since, can change.
+            let count_new = |x: &Member| count_last(x) - gone.get(x).copied().unwrap_or(0) + new.get(x).copied().unwrap_or(0);
+            let (mut add, mut del) = (Vec::new(), Vec::new());
+            let mut dups: Counts = last.dups.iter().filter(|(x, _)| !gone.contains_key(*x) && !new.contains_key(*x)).map(|(x, n)| (*x, *n)).collect();
+            let mut seen = MemberSet::default();
+            for x in gone.keys().chain(new.keys()).chain(last.added.iter()).chain(last.removed.iter()) {
+                if !seen.insert(*x) {
+                    continue;
+                }
+                let n = count_new(x);
+                if n > 1 {
+                    dups.insert(*x, n);
+                }
+                match (held.contains(x), n > 0) {
+                    (false, true) => add.push(*x),
+                    (true, false) => del.push(*x),
+                    _ => {}
+                }
+            }
+            add.sort_unstable();
+            del.sort_unstable();
+            let distinct = held.len() + add.len() - del.len();
+            (MemberDiff { add, del, distinct }, dups, held.len())
+        };
+        let max = spec.effective_maxelem() as usize;
+        if diff.distinct > max {
+            return Some(Err(IpsetError::new(ErrorCode::SetFull, format!("{} members exceed maxelem {max}", diff.distinct)).set(name)));
+        }
+        let swap = match strategy {
+            SyncStrategy::Auto => prefer_swap(current_len, diff.distinct, diff.changes()),
+            SyncStrategy::InPlace => false,
+            SyncStrategy::Swap => true,
+        };
+        if swap && !diff.is_empty() {
+            return None;
+        }
+        let done = if diff.is_empty() { Ok((0, 0)) } else { self.in_place(name, spec.set_type, &diff) };
+        match done {
+            Ok((added, removed)) => {
+                let m = self.mirror.get_mut(name).expect("the entry the diff came from");
+                m.members.apply(&diff.add, &diff.del);
+                m.last = Some(LastList::new(packed, chunks.to_vec(), dups));
+                Some(Ok(SyncResult { created: false, added, removed, swapped: false }))
+            }
+            // The set went behind our back: the full path reads the kernel and makes it again.
+            Err(Failed { error, clean: true }) if error.code == ErrorCode::SetNotFound => {
+                self.distrust(name);
+                None
+            }
+            Err(Failed { error, clean }) => {
+                if !clean {
+                    self.distrust(name);
+                }
+                Some(Err(error))
+            }
+        }
     }
 
     /// Re-reads the kernel and makes the set hold what the mirror says it should, repairing drift
@@ -427,7 +572,13 @@ impl<K: IpsetKernel> IpsetClient<K> {
         };
         let spec = m.spec.clone();
         let target: Vec<Member> = m.members.iter().collect();
-        match self.converge(name, &spec, &target, SyncStrategy::Auto, true) {
+        // The set is brought back to what it held, so the last list still describes it.
+        let last = self.mirror.get_mut(name).and_then(|m| m.last.take());
+        let r = self.converge(name, &spec, &target, SyncStrategy::Auto, true);
+        if let Some(m) = self.mirror.get_mut(name) {
+            m.last = last;
+        }
+        match r {
             Ok(r) => Ok(ReconcileResult { added: r.added, removed: r.removed, repaired: r.changed() }),
             Err(e) => {
                 // The kernel is as it was, which is not what the mirror says.
@@ -507,7 +658,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
                     m.members.apply(&diff.add, &diff.del);
                 } else {
                     members.apply(&diff.add, &diff.del);
-                    self.mirror.insert(name.into(), Managed { spec: spec.clone(), members, trusted: true });
+                    self.mirror.insert(name.into(), Managed::new(spec.clone(), members));
                 }
                 Ok(SyncResult { created: false, added, removed, swapped: false })
             }
@@ -525,7 +676,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
             let clean = self.kernel.destroy(name).is_ok();
             return Err(Failed { error, clean });
         }
-        self.mirror.insert(name.into(), Managed { spec: spec.clone(), members, trusted: true });
+        self.mirror.insert(name.into(), Managed::new(spec.clone(), members));
         Ok(SyncResult { created: true, added: list.len(), removed: 0, swapped: false })
     }
 
@@ -582,7 +733,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
                 return Err(untouched(e.set(name)));
             }
         }
-        self.mirror.insert(name.into(), Managed { spec: spec.clone(), members, trusted: true });
+        self.mirror.insert(name.into(), Managed::new(spec.clone(), members));
         Ok(result)
     }
 

@@ -5,7 +5,8 @@
 //! - `wire`: each command as the kernel takes it (no state beyond the socket);
 //! - `kernel`: the seam between the two halves, so the policy can be tested against a model;
 //! - `client`: the mirror and the sync policy (all or nothing);
-//! - `diff`: the pure diff and the in-place-versus-swap decision.
+//! - `diff`: the pure diff and the in-place-versus-swap decision;
+//! - `lastlist`: the list of the last full sync, cut into chunks, so the next one costs O(change).
 
 pub mod attr;
 pub mod client;
@@ -13,6 +14,7 @@ pub mod constants;
 pub mod diff;
 pub mod error;
 pub mod kernel;
+pub mod lastlist;
 pub mod member;
 pub mod message;
 pub mod name;

@@ -232,3 +232,66 @@ fn create_with_exist_over_another_family_or_type_is_a_type_mismatch() {
     c.create("s", &net(1000), true).unwrap();
     assert_eq!(c.kernel().members("s").unwrap().len(), 3);
 }
+
+#[test]
+fn full_syncs_by_chunks_agree_with_the_set_difference() {
+    // Lists edited the way a member list changes between full syncs (members dropped anywhere, new
+    // ones inserted or appended, duplicates now and then), with adds and deletes in between; after
+    // every step the kernel holds exactly what it should and a sync reports exactly the difference.
+    use std::collections::BTreeSet;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let s = net(1 << 20);
+    let mut c = IpsetClient::with_kernel(Model::default());
+    let mut list: Vec<u32> = (0..5_000).collect();
+    let text = |l: &[u32]| l.iter().map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)).collect::<Vec<_>>();
+    let mut held: BTreeSet<u32> = BTreeSet::new();
+    let mut next = 1_000_000u32;
+    for round in 0..300 {
+        match rnd(10) {
+            0 => {
+                // A delta between full syncs.
+                let k = (rnd(5_000) as u32, next);
+                next += 1;
+                if rnd(2) == 0 {
+                    c.add("s", &text(&[k.1]), true).unwrap();
+                    held.insert(k.1);
+                } else {
+                    c.del("s", &text(&[k.0]), true).unwrap();
+                    held.remove(&k.0);
+                }
+            }
+            _ => {
+                for _ in 0..rnd(40) {
+                    if !list.is_empty() {
+                        list.remove(rnd(list.len() as u64) as usize);
+                    }
+                }
+                for _ in 0..rnd(40) {
+                    let at = if rnd(2) == 0 { list.len() } else { rnd(list.len() as u64 + 1) as usize };
+                    list.insert(at, next);
+                    next += 1;
+                }
+                if rnd(8) == 0 && !list.is_empty() {
+                    let dup = list[rnd(list.len() as u64) as usize];
+                    list.push(dup);
+                }
+                let want: BTreeSet<u32> = list.iter().copied().collect();
+                let r = c.sync_set("s", &s, &text(&list)).unwrap();
+                if round > 0 {
+                    assert_eq!(r.added, want.difference(&held).count(), "round {round}");
+                    assert_eq!(r.removed, held.difference(&want).count(), "round {round}");
+                }
+                held = want;
+            }
+        }
+        let kernel: BTreeSet<String> = c.kernel().members("s").unwrap_or_default().into_iter().collect();
+        let expect: BTreeSet<String> = text(&held.iter().copied().collect::<Vec<_>>()).into_iter().collect();
+        assert_eq!(kernel, expect, "round {round}");
+    }
+}
