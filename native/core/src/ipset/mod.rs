@@ -4,7 +4,7 @@
 //! - `member`, `name`, `packed`: members, specs and set names, and the packed member list from JS;
 //! - `wire`: each command as the kernel takes it (no state beyond the socket);
 //! - `kernel`: the seam between the two halves, so the policy can be tested against a model;
-//! - `client`: the mirror and the sync policy (all or nothing);
+//! - `client`: the mirror and the commands; `sync`: the sync policy (all or nothing);
 //! - `diff`: the pure diff and the in-place-versus-swap decision;
 //! - `lastlist`: the list of the last full sync, cut into chunks, so the next one costs O(change).
 
@@ -19,9 +19,11 @@ pub mod member;
 pub mod message;
 pub mod name;
 pub mod packed;
+pub mod sync;
 pub mod wire;
 
-pub use client::{decode_members, BatchResult, FailedMember, IpsetClient, ReconcileResult, SyncResult, SyncStrategy};
+pub use client::{BatchResult, FailedMember, IpsetClient, ReconcileResult, SyncResult, SyncStrategy};
+pub use packed::decode_members;
 pub use error::{ErrorCode, IpsetError};
 pub use kernel::{Adt, IpsetKernel, KernelSet, SetHeader};
 pub use member::{Family, Member, SetSpec, SetType};

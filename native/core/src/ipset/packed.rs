@@ -12,7 +12,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::member::Member;
+use super::error::{ErrorCode, IpsetError};
+use super::member::{Member, SetSpec};
 
 pub const REC_TEXT: u8 = 0x00;
 pub const REC_V4_HOST: u8 = 0x04;
@@ -97,6 +98,39 @@ impl Iterator for Records<'_> {
         self.at = at + len;
         Some(item)
     }
+}
+
+/// Decodes a packed member list, refusing the first member that is not one, or (with a spec) that
+/// the set cannot take. Errors name the member as the caller wrote it.
+pub fn decode_members(name: &str, spec: Option<&SetSpec>, packed: &[u8]) -> Result<Vec<Member>, IpsetError> {
+    let mut out = Vec::with_capacity(packed.len() / 5);
+    let refuse = |index: usize, m: &Member, reason: String| {
+        let text = record_text(packed, index).unwrap_or_else(|| m.to_string());
+        IpsetError::new(ErrorCode::InvalidMember, reason).set(name).member(text)
+    };
+    let mut at = 0;
+    while at < packed.len() {
+        // The common record (an IPv4 address) is decoded inline; the others go through `records`.
+        let (m, len) = match packed.get(at..at + 5) {
+            Some(&[REC_V4_HOST, a, b, c, d]) => (Member { addr: IpAddr::V4(Ipv4Addr::new(a, b, c, d)), prefix: 32 }, 5),
+            _ => {
+                let mut one = records(&packed[at..]);
+                match one.next() {
+                    Some(Ok(m)) => (m, one.consumed()),
+                    Some(Err(b)) => return Err(IpsetError::new(ErrorCode::InvalidMember, b.reason).set(name).member(b.text)),
+                    None => break,
+                }
+            }
+        };
+        if let Some(spec) = spec {
+            if let Err(reason) = m.check_fits(spec) {
+                return Err(refuse(out.len(), &m, reason));
+            }
+        }
+        out.push(m);
+        at += len;
+    }
+    Ok(out)
 }
 
 /// The text a record was written from (exact for the binary IPv4 forms, which only canonical text
