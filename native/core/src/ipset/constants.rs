@@ -64,7 +64,13 @@ pub const IPSET_ATTR_REFERENCES: u16 = 25;
 pub const IPSET_ATTR_MEMSIZE: u16 = 26;
 // Element (ADT) specific; note they reuse numbers of the create-only range.
 pub const IPSET_ATTR_ETHER: u16 = 17;
+pub const IPSET_ATTR_BYTES: u16 = 24;
+pub const IPSET_ATTR_PACKETS: u16 = 25;
 pub const IPSET_ATTR_COMMENT: u16 = 26;
+pub const IPSET_ATTR_SKBMARK: u16 = 27;
+pub const IPSET_ATTR_SKBPRIO: u16 = 28;
+pub const IPSET_ATTR_SKBQUEUE: u16 = 29;
+pub const IPSET_ATTR_PAD: u16 = 30;
 
 // Nested inside IPSET_ATTR_IP.
 pub const IPSET_ATTR_IPADDR_IPV4: u16 = 1;

@@ -140,7 +140,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
             let in_last = |x: &Member| (held.contains(x) && !last.added.contains(x)) || last.removed.contains(x);
             let count_last = |x: &Member| last.dups.get(x).copied().unwrap_or(in_last(x) as u32);
             // Only members of the chunks that changed, and those added or deleted since, can change.
-            let count_new = |x: &Member| count_last(x) - gone.get(x).copied().unwrap_or(0) + new.get(x).copied().unwrap_or(0);
+            let count_new = |x: &Member| count_last(x).saturating_sub(gone.get(x).copied().unwrap_or(0)) + new.get(x).copied().unwrap_or(0);
             let (mut add, mut del) = (Vec::new(), Vec::new());
             let mut dups: Counts = last.dups.iter().filter(|(x, _)| !gone.contains_key(*x) && !new.contains_key(*x)).map(|(x, n)| (*x, *n)).collect();
             let mut seen = MemberSet::default();

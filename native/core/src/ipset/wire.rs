@@ -27,7 +27,8 @@ const MAX_REVISION_HASH_IP: u8 = 4;
 const MAX_REVISION_HASH_NET: u8 = 6;
 /// Element attributes that carry no membership meaning: counters and skbinfo values. Anything else
 /// we do not model (a port, a second address, an interface…) makes an element unreadable as a member.
-const HARMLESS_ELEM_ATTRS: [u16; 6] = [24, 25, 27, 28, 29, 30]; // BYTES PACKETS SKBMARK SKBPRIO SKBQUEUE PAD
+const HARMLESS_ELEM_ATTRS: [u16; 6] =
+    [IPSET_ATTR_BYTES, IPSET_ATTR_PACKETS, IPSET_ATTR_SKBMARK, IPSET_ATTR_SKBPRIO, IPSET_ATTR_SKBQUEUE, IPSET_ATTR_PAD];
 
 type Request = NetlinkMessage<NfnlMessage>;
 
