@@ -121,6 +121,11 @@ impl<K: IpsetKernel> IpsetClient<K> {
             let m = self.mirror.get(name).filter(|m| m.trusted && m.spec.satisfies(spec))?;
             let last = m.last.as_ref()?;
             let matched = last.match_chunks(packed, chunks);
+            // A change touching most of the list is no cheaper this way: the full path will do.
+            let touched: u64 = matched.new_unmatched.iter().map(|&i| chunks[i].records as u64).sum();
+            if touched * 2 > chunks.iter().map(|c| c.records as u64).sum::<u64>() {
+                return None;
+            }
             // What was synced before was checked then, against a spec of the same type and family.
             let mut fresh = Vec::new();
             for &i in &matched.new_unmatched {
