@@ -3,26 +3,7 @@
 // `errno` properties say what it concerns; the codes of ipset and of everything else are disjoint,
 // so the code alone picks the class.
 
-export type IpsetErrorCode =
-  | 'SET_NOT_FOUND'
-  | 'SET_EXISTS'
-  | 'TYPE_MISMATCH'
-  | 'SET_IN_USE'
-  | 'PERMISSION_DENIED'
-  | 'INVALID_MEMBER'
-  | 'INVALID_NAME'
-  | 'INVALID_SPEC'
-  | 'SET_FULL'
-  | 'ELEMENT_EXISTS'
-  | 'ELEMENT_MISSING'
-  | 'PROTOCOL'
-  | 'KERNEL'
-  | 'CLIENT_CLOSED';
-
-/** Failures of the addon outside ipset: conntrack, the iptables tools, namespaces. */
-export type NativeErrorCode = 'INVALID_ARGUMENT' | 'NETNS_UNAVAILABLE' | 'CONNTRACK_FAILED' | 'TOOL_SPAWN_FAILED' | 'UNCLASSIFIED';
-
-const IPSET_CODES: ReadonlySet<string> = new Set<IpsetErrorCode>([
+const IPSET_CODES = [
   'SET_NOT_FOUND',
   'SET_EXISTS',
   'TYPE_MISMATCH',
@@ -37,8 +18,16 @@ const IPSET_CODES: ReadonlySet<string> = new Set<IpsetErrorCode>([
   'PROTOCOL',
   'KERNEL',
   'CLIENT_CLOSED',
-]);
-const NATIVE_CODES: ReadonlySet<string> = new Set<NativeErrorCode>(['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED']);
+] as const;
+/** Failures of the addon outside ipset: conntrack, the iptables tools, namespaces. */
+const NATIVE_CODES = ['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED'] as const;
+
+export type IpsetErrorCode = (typeof IPSET_CODES)[number];
+/** `UNCLASSIFIED`: an addon error without one of our codes (napi's own argument errors, say). */
+export type NativeErrorCode = (typeof NATIVE_CODES)[number] | 'UNCLASSIFIED';
+
+const ipsetCodes: ReadonlySet<string> = new Set(IPSET_CODES);
+const nativeCodes: ReadonlySet<string> = new Set(NATIVE_CODES);
 
 export class IpsetError extends Error {
   readonly code: IpsetErrorCode;
@@ -87,13 +76,13 @@ export function fromNative(err: unknown, unclassified: 'ipset' | 'native' = 'nat
   const code = typeof e.code === 'string' ? e.code : '';
   const message = typeof e.message === 'string' ? e.message : String(err);
   const errno = typeof e.errno === 'number' ? e.errno : undefined;
-  if (IPSET_CODES.has(code)) {
+  if (ipsetCodes.has(code)) {
     const extra: { setName?: string; member?: string; errno?: number } = {};
     if (typeof e.setName === 'string') extra.setName = e.setName;
     if (typeof e.member === 'string') extra.member = e.member;
     if (errno !== undefined) extra.errno = errno;
     return new IpsetError(code as IpsetErrorCode, message, extra);
   }
-  if (NATIVE_CODES.has(code)) return new NativeError(code as NativeErrorCode, message, errno);
+  if (nativeCodes.has(code)) return new NativeError(code as NativeErrorCode, message, errno);
   return unclassified === 'ipset' ? new IpsetError('KERNEL', message) : new NativeError('UNCLASSIFIED', message, errno);
 }
