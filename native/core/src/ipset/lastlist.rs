@@ -20,8 +20,8 @@ use super::packed::{REC_TEXT, REC_V4_HOST, REC_V4_NET};
 
 /// A chunk also ends after this many records, so that no list degrades into one huge chunk.
 const MAX_CHUNK_RECORDS: usize = 1024;
-/// Adds and deletes made between full syncs are remembered up to this many (or a quarter of the
-/// list); beyond that the next full sync simply does the full diff.
+/// Adds and deletes made between full syncs are remembered up to this many, or a quarter of the
+/// list when that is more; beyond that the next full sync simply does the full diff.
 const MAX_OVERLAY: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +117,7 @@ pub struct LastList {
     /// holds (deleted since).
     pub added: MemberSet,
     pub removed: MemberSet,
+    records: usize,
 }
 
 impl LastList {
@@ -128,7 +129,8 @@ impl LastList {
                 next_same[i] = prev;
             }
         }
-        LastList { bytes: bytes.to_vec(), chunks, by_hash, next_same, dups, added: MemberSet::default(), removed: MemberSet::default() }
+        let records = chunks.iter().map(|c| c.records as usize).sum();
+        LastList { bytes: bytes.to_vec(), chunks, by_hash, next_same, dups, added: MemberSet::default(), removed: MemberSet::default(), records }
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -172,7 +174,7 @@ impl LastList {
         if !shrink.remove(&m) {
             grow.insert(m);
         }
-        self.added.len() + self.removed.len() <= MAX_OVERLAY.max(self.bytes.len() / 20)
+        self.added.len() + self.removed.len() <= MAX_OVERLAY.max(self.records / 4)
     }
 }
 

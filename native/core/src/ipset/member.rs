@@ -127,8 +127,8 @@ pub struct Member {
     pub prefix: u8,
 }
 
-/// Hashes the address as whole words (a derived `Hash` feeds it byte by byte, a quarter of a large
-/// sync's cost); consistent with `Eq`, which compares the same fields.
+/// Hashes the address as whole words (a derived `Hash` feeds `IpAddr`'s octets through the byte
+/// path); consistent with `Eq`, which compares the same fields.
 impl Hash for Member {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self.addr {
