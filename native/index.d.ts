@@ -144,9 +144,9 @@ export declare function measureDiff(current: Buffer, desired: Buffer): Promise<J
 export declare function nativeVersion(): string
 
 /**
- * Runs one of the iptables tools (`iptables-restore`, `ip6tables-restore`, `iptables-save`,
- * `ip6tables-save`) in the namespace at `netns` with `input` on stdin. A tool that ran resolves with
- * its exit code; one that could not be run fails with code INVALID_ARGUMENT (not one of the four),
- * NETNS_UNAVAILABLE or TOOL_SPAWN_FAILED.
+ * Runs one of the tools `tool::Tool` lists (the iptables and ebtables restore/save pairs) in the
+ * namespace at `netns` with `input` on stdin. A tool that ran resolves with its exit code; one that
+ * could not be run fails with code INVALID_ARGUMENT (not one of them), NETNS_UNAVAILABLE or
+ * TOOL_SPAWN_FAILED.
  */
 export declare function runToolInNetns(netns: string | undefined | null, tool: string, args: Array<string>, input: Buffer): Promise<JsToolOutput>

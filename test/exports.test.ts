@@ -7,9 +7,10 @@ import * as api from '../src/index.js';
 
 const PUBLIC = [
   'Controller', 'DEAD_LETTER_EXCHANGE', 'DEAD_LETTER_QUEUE', 'GROUP_EXCHANGE', 'HOST_EXCHANGE', 'IpsetClient', 'IpsetError',
-  'LIMITS', 'MAX_MESSAGE_BYTES', 'MalformedMessage', 'MemberList', 'NativeBindingError', 'NativeError', 'PROTOCOL_VERSION',
-  'Publisher', 'SYNC_QUEUE', 'Store', 'agentQueue', 'buildSync', 'checkOwnCapabilities', 'coalesceUpdates', 'declareExchanges',
-  'decode', 'encode', 'formatVersion', 'groupKey', 'hostKey', 'missingCapabilities', 'serveSync', 'tempSetName', 'toPort', 'versionReport',
+  'LIMITS', 'MAX_MESSAGE_BYTES', 'MalformedMessage', 'MemberList', 'NativeBindingError', 'NativeError', 'PROTOCOL_NUMBERS',
+  'PROTOCOL_VERSION', 'Publisher', 'SYNC_QUEUE', 'Store', 'ValidationError', 'agentQueue', 'buildSync', 'checkOwnCapabilities',
+  'coalesceUpdates', 'declareExchanges', 'decode', 'encode', 'formatVersion', 'groupKey', 'hostKey', 'missingCapabilities',
+  'serveSync', 'tempSetName', 'validateGroup', 'validateMember', 'validatePort', 'validateRule', 'versionReport',
 ];
 
 test('the public entry exports exactly the documented API', (t) => {

@@ -6,7 +6,7 @@ import { native } from '../src/native.js';
 import { IpsetClient } from '../src/ipset.js';
 import { IpsetError, NativeError } from '../src/errors.js';
 import { deleteConntrackBetween } from '../src/conntrack.js';
-import { Iptables, IptablesError } from '../src/firewall/iptables.js';
+import { Iptables, IptablesError } from '../src/firewall/iptables/tools.js';
 import { nativeHandle } from '../src/ipset.js';
 import { Netns, requireNetns } from './helpers/netns.js';
 
@@ -40,7 +40,7 @@ test('conntrack and tool failures are NativeErrors with their own codes', async 
   t.like(ns, { code: 'NETNS_UNAVAILABLE', errno: 2 });
   const tool = await t.throwsAsync(native.runToolInNetns(null, 'sh', ['-c', 'true'], Buffer.alloc(0)));
   t.is((tool as unknown as { code: string }).code, 'INVALID_ARGUMENT');
-  const ipt = await t.throwsAsync(new Iptables(MISSING_NS).saveFilter(4), { instanceOf: IptablesError });
+  const ipt = await t.throwsAsync(new Iptables(MISSING_NS).save(4), { instanceOf: IptablesError });
   t.true(ipt!.cause instanceof NativeError);
   t.is((ipt!.cause as NativeError).code, 'NETNS_UNAVAILABLE');
 });

@@ -52,10 +52,10 @@ impl Task for ToolTask {
     }
 }
 
-/// Runs one of the iptables tools (`iptables-restore`, `ip6tables-restore`, `iptables-save`,
-/// `ip6tables-save`) in the namespace at `netns` with `input` on stdin. A tool that ran resolves with
-/// its exit code; one that could not be run fails with code INVALID_ARGUMENT (not one of the four),
-/// NETNS_UNAVAILABLE or TOOL_SPAWN_FAILED.
+/// Runs one of the tools `tool::Tool` lists (the iptables and ebtables restore/save pairs) in the
+/// namespace at `netns` with `input` on stdin. A tool that ran resolves with its exit code; one that
+/// could not be run fails with code INVALID_ARGUMENT (not one of them), NETNS_UNAVAILABLE or
+/// TOOL_SPAWN_FAILED.
 #[napi(ts_return_type = "Promise<JsToolOutput>")]
 pub fn run_tool_in_netns(netns: Option<String>, tool: String, args: Vec<String>, input: Buffer) -> AsyncTask<ToolTask> {
     AsyncTask::new(ToolTask { netns: netns.map(PathBuf::from), tool, args, input, failure: Failure::default() })

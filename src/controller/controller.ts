@@ -6,7 +6,7 @@
 import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Port, SecurityGroupRule } from '../model.js';
+import type { PortInput, SecurityGroupRuleInput } from '../model.js';
 import { Store, type GroupRecord, type PortRecord } from './store.js';
 import { Publisher, declareExchanges } from './publisher.js';
 import { OutboxRelay } from './relay.js';
@@ -95,7 +95,7 @@ export class Controller {
     return a && typeof a === 'object' ? `http://${a.address}:${a.port}` : undefined;
   }
 
-  async putGroup(id: string, stateful: boolean, rules: SecurityGroupRule[]): Promise<GroupRecord> {
+  async putGroup(id: string, stateful: boolean, rules: SecurityGroupRuleInput[]): Promise<GroupRecord> {
     const g = await this.store.putGroup(id, stateful, rules);
     this.relay.kick();
     return g;
@@ -107,7 +107,7 @@ export class Controller {
     return !!g;
   }
 
-  async putPort(id: string, port: Port): Promise<PortRecord> {
+  async putPort(id: string, port: PortInput): Promise<PortRecord> {
     const r = await this.store.putPort(id, port);
     this.relay.kick();
     return r.port!;

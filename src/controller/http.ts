@@ -1,24 +1,11 @@
 // The controller's admin API (JSON over HTTP): groups with their rules, ports with their host
-// binding. Every body is validated with the protocol's schemas before anything is stored.
+// binding. Every body goes through the one model validator (src/domain/validate.ts) before anything
+// is stored, so what an agent would refuse is refused here with a 400.
 import http from 'node:http';
-import Ajv from 'ajv';
-import { isIP } from 'node:net';
-import { isCidr, portSchema, ruleSchema, LIMITS } from '../protocol/schema.js';
-import { toPort, type WirePort } from '../protocol/messages.js';
-import type { SecurityGroupRule } from '../model.js';
+import { LIMITS } from '../domain/limits.js';
+import { validateGroup, validatePort, ValidationError } from '../domain/validate.js';
 import type { Controller } from './controller.js';
 
-const ajv = new Ajv({ strict: true, allowUnionTypes: true });
-ajv.addFormat('cidr', isCidr);
-ajv.addFormat('ip', (s: string) => isIP(s) !== 0);
-const validateGroup = ajv.compile({
-  type: 'object',
-  additionalProperties: false,
-  required: ['rules'],
-  properties: { stateful: { type: 'boolean' }, rules: { type: 'array', maxItems: LIMITS.rulesPerGroup, items: ruleSchema } },
-});
-// The id comes from the path, so the body need not repeat it.
-const validatePort = ajv.compile({ ...portSchema, required: portSchema.required.filter((r) => r !== 'id') });
 const MAX_BODY = 1 << 20;
 
 class HttpError extends Error {
@@ -42,6 +29,11 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
   }
 }
 
+function bodyObject(b: unknown): Record<string, unknown> {
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new HttpError(400, 'body must be a JSON object');
+  return b as Record<string, unknown>;
+}
+
 export function adminServer(ctl: Controller): http.Server {
   return http.createServer((req, res) => {
     const send = (status: number, value: unknown) => {
@@ -51,7 +43,12 @@ export function adminServer(ctl: Controller): http.Server {
     (async () => {
       const url = new URL(req.url ?? '/', 'http://x');
       const [, kind, rawId, extra] = url.pathname.split('/');
-      const id = rawId === undefined ? undefined : decodeURIComponent(rawId);
+      let id: string | undefined;
+      try {
+        id = rawId === undefined ? undefined : decodeURIComponent(rawId);
+      } catch {
+        throw new HttpError(400, 'bad percent-encoding in the path');
+      }
       if (extra !== undefined) throw new HttpError(404, 'not found');
       // Outbox depth: changes stored but not yet confirmed by the broker (all controllers of the store).
       if (kind === 'healthz') return send(200, { ok: true, connected: ctl.connected, outbox: ctl.store.outboxDepth(), published: ctl.relay.published });
@@ -62,26 +59,23 @@ export function adminServer(ctl: Controller): http.Server {
       if (kind === 'groups') {
         if (req.method === 'GET') return ctl.store.group(id) ? send(200, { ...ctl.store.group(id), members: ctl.store.membersOf(id) }) : send(404, { error: 'no such group' });
         if (req.method === 'PUT') {
-          const b = await body(req);
-          if (!validateGroup(b)) throw new HttpError(400, `invalid group: ${ajv.errorsText(validateGroup.errors)}`);
-          const g = b as { stateful?: boolean; rules: SecurityGroupRule[] };
-          for (const r of g.rules) if (r.remoteIpPrefix && r.remoteGroupId) throw new HttpError(400, `rule ${r.id}: remoteIpPrefix and remoteGroupId are exclusive`);
-          return send(200, await ctl.putGroup(id, g.stateful ?? true, g.rules));
+          // The id comes from the path, so the body need not repeat it.
+          const g = validateGroup({ ...bodyObject(await body(req)), id });
+          return send(200, await ctl.putGroup(id, g.stateful, g.rules));
         }
         if (req.method === 'DELETE') return (await ctl.deleteGroup(id)) ? send(204, null) : send(404, { error: 'no such group' });
       }
       if (kind === 'ports') {
         if (req.method === 'GET') return ctl.store.port(id) ? send(200, ctl.store.port(id)) : send(404, { error: 'no such port' });
         if (req.method === 'PUT') {
-          const b = await body(req);
-          if (!validatePort(b)) throw new HttpError(400, `invalid port: ${ajv.errorsText(validatePort.errors)}`);
-          return send(200, await ctl.putPort(id, toPort({ ...(b as WirePort), id })));
+          return send(200, await ctl.putPort(id, validatePort({ ...bodyObject(await body(req)), id })));
         }
         if (req.method === 'DELETE') return (await ctl.deletePort(id)) ? send(204, null) : send(404, { error: 'no such port' });
       }
       throw new HttpError(404, 'not found');
     })().catch((e: unknown) => {
       if (e instanceof HttpError) send(e.status, { error: e.message });
+      else if (e instanceof ValidationError) send(400, { error: e.message });
       else send(500, { error: 'internal error' });
     });
   });

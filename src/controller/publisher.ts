@@ -4,7 +4,8 @@
 import type { ConfirmChannel } from 'amqplib';
 import { encode, LIMITS, type UpdateMessage, type GroupMembersMessage, type GroupRulesMessage, type WirePort } from '../protocol/messages.js';
 import { GROUP_EXCHANGE, HOST_EXCHANGE, groupKey, hostKey } from '../protocol/routing.js';
-import type { SecurityGroupRule } from '../model.js';
+import type { SecurityGroupRuleInput } from '../model.js';
+import { validatePort, validateRules } from '../domain/validate.js';
 
 export interface PublisherStats {
   published: number;
@@ -39,8 +40,8 @@ export class Publisher {
     return 'groupId' in m ? this.publish(GROUP_EXCHANGE, groupKey(m.groupId), m) : this.publish(HOST_EXCHANGE, hostKey(m.host), m);
   }
 
-  groupRules(groupId: string, revision: number, stateful: boolean, rules: SecurityGroupRule[]): Promise<void> {
-    const m: GroupRulesMessage = { v: 1, type: 'group.rules', groupId, revision, stateful, rules };
+  groupRules(groupId: string, revision: number, stateful: boolean, rules: SecurityGroupRuleInput[]): Promise<void> {
+    const m: GroupRulesMessage = { v: 1, type: 'group.rules', groupId, revision, stateful, rules: validateRules(rules, groupId) };
     return this.send(m);
   }
 
@@ -49,7 +50,7 @@ export class Publisher {
   }
 
   portBound(host: string, port: WirePort, revision: number, updated = false): Promise<void> {
-    return this.send({ v: 1, type: updated ? 'port.updated' : 'port.bound', host, port, revision });
+    return this.send({ v: 1, type: updated ? 'port.updated' : 'port.bound', host, port: validatePort(port), revision });
   }
 
   portUnbound(host: string, portId: string, revision: number): Promise<void> {

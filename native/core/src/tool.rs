@@ -1,5 +1,5 @@
-//! Running the iptables tools (`iptables-restore`, `iptables-save` and their IPv6 twins) inside a
-//! network namespace, with a script on stdin.
+//! Running the iptables tools (`iptables-restore`, `iptables-save`, their IPv6 twins, and the
+//! ebtables pair for ARP protection on bridges) inside a network namespace, with a script on stdin.
 //!
 //! Rules are still written by the tools — iptables' kernel interface is theirs to speak — but the
 //! process is started here rather than from Node: `std::process::Command` uses `posix_spawn`
@@ -21,6 +21,8 @@ pub enum Tool {
     Ip6tablesRestore,
     IptablesSave,
     Ip6tablesSave,
+    EbtablesRestore,
+    EbtablesSave,
 }
 
 impl Tool {
@@ -30,6 +32,8 @@ impl Tool {
             "ip6tables-restore" => Some(Tool::Ip6tablesRestore),
             "iptables-save" => Some(Tool::IptablesSave),
             "ip6tables-save" => Some(Tool::Ip6tablesSave),
+            "ebtables-restore" => Some(Tool::EbtablesRestore),
+            "ebtables-save" => Some(Tool::EbtablesSave),
             _ => None,
         }
     }
@@ -40,6 +44,8 @@ impl Tool {
             Tool::Ip6tablesRestore => "ip6tables-restore",
             Tool::IptablesSave => "iptables-save",
             Tool::Ip6tablesSave => "ip6tables-save",
+            Tool::EbtablesRestore => "ebtables-restore",
+            Tool::EbtablesSave => "ebtables-save",
         }
     }
 }
@@ -86,11 +92,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_four_tools_are_known() {
-        for name in ["iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save"] {
+    fn only_the_listed_tools_are_known() {
+        for name in ["iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "ebtables-restore", "ebtables-save"] {
             assert_eq!(Tool::parse(name).map(Tool::program), Some(name));
         }
-        for name in ["sh", "iptables", "/usr/sbin/iptables-restore", "iptables-restore ", ""] {
+        for name in ["sh", "iptables", "ebtables", "/usr/sbin/iptables-restore", "iptables-restore ", ""] {
             assert_eq!(Tool::parse(name), None, "{name:?}");
         }
     }

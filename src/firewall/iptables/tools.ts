@@ -1,11 +1,11 @@
-// Writing and reading the agent's chains with iptables-restore / iptables-save, inside the target
-// namespace when one is given. These tools are how rules are written; ipsets never go through a child
-// process. The tools are started by the addon (posix_spawn from a thread in the namespace), which
-// costs the agent far less than a fork of the Node process: see native/core/src/tool.rs.
-import { native } from '../native.js';
-import { fromNative, type NativeError } from '../errors.js';
-
-export type IpVersion = 4 | 6;
+// Writing and reading the backend's rules with iptables-restore / iptables-save (and the ebtables
+// pair), inside the target namespace when one is given. These tools are how rules are written; ipsets
+// never go through a child process. The tools are started by the addon (posix_spawn from a thread in
+// the namespace), which costs the agent far less than a fork of the Node process: see
+// native/core/src/tool.rs.
+import { native } from '../../native.js';
+import { fromNative, type NativeError } from '../../errors.js';
+import type { IpVersion } from './render.js';
 
 export class IptablesError extends Error {
   /** `cause`: when the tool could not be run at all, the addon's NativeError (its `code` says why). */
@@ -30,6 +30,8 @@ async function run(netns: string | undefined, tool: string, args: string[], inpu
 const RESTORE: Record<IpVersion, string> = { 4: 'iptables-restore', 6: 'ip6tables-restore' };
 const SAVE: Record<IpVersion, string> = { 4: 'iptables-save', 6: 'ip6tables-save' };
 
+export type Table = 'filter' | 'raw';
+
 export class Iptables {
   restores = 0;
   constructor(readonly netns?: string) {}
@@ -40,12 +42,22 @@ export class Iptables {
     await run(this.netns, RESTORE[version], ['--noflush', '-w', '10'], script);
   }
 
-  async saveFilter(version: IpVersion): Promise<string> {
-    return run(this.netns, SAVE[version], ['-t', 'filter']);
+  async save(version: IpVersion, table: Table = 'filter'): Promise<string> {
+    return run(this.netns, SAVE[version], ['-t', table]);
+  }
+
+  /** ebtables-restore --noflush (filter table): ARP protection on the bridge. */
+  async ebRestore(script: string): Promise<void> {
+    this.restores++;
+    await run(this.netns, 'ebtables-restore', ['--noflush'], script);
+  }
+
+  async ebSave(): Promise<string> {
+    return run(this.netns, 'ebtables-save', ['-t', 'filter']);
   }
 }
 
-/** The rules of each chain in iptables-save output whose name `keep` accepts, in order. */
+/** The rules of each chain in iptables-save (or ebtables-save) output whose name `keep` accepts. */
 export function parseChains(saved: string, keep: (chain: string) => boolean): Map<string, string[]> {
   const chains = new Map<string, string[]>();
   for (const line of saved.split('\n')) {
@@ -60,4 +72,10 @@ export function parseChains(saved: string, keep: (chain: string) => boolean): Ma
     }
   }
   return chains;
+}
+
+/** Lines of chain `chain` (e.g. FORWARD) in saved output, without the `-A chain ` part. */
+export function chainLines(saved: string, chain: string): string[] {
+  const head = `-A ${chain} `;
+  return saved.split('\n').filter((l) => l.startsWith(head)).map((l) => l.slice(head.length));
 }
