@@ -9,6 +9,7 @@ import { IpsetClient, IpsetError, type IpFamily, type SetSpec, type SetType } fr
 import { native } from '../src/native.js';
 import { Netns, requireNetns } from './helpers/netns.js';
 import { ipsetSave } from './helpers/ipset-oracle.js';
+import { rng, textRecord } from './helpers/seeded.js';
 
 interface ModelSet {
   type: SetType;
@@ -23,22 +24,11 @@ interface Managed {
   members: Set<string>;
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 0x100000000;
-  };
-}
-
 /** The member as `ipset save` prints it, from the addon's parser (the kernel is the oracle of the rest). */
 function canonical(text: string): string | null {
-  const b = Buffer.from(text, 'utf8');
   if (text.length === 0 || text.length > 64) return null;
   try {
-    return native.ipsetDecodeMembers(Buffer.concat([Buffer.from([0, b.length]), b]))[0]!;
+    return native.ipsetDecodeMembers(textRecord(text))[0]!;
   } catch {
     return null;
   }
