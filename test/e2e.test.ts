@@ -505,6 +505,7 @@ test('rules by protocol, port range, CIDR and remote group, both families, drive
   await call('PUT', '/ports/psrv', { ...portBody(srv, agents.b.host, [G('svc')]), fixedIps: both(srv) });
   await call('PUT', '/ports/pcli', { ...portBody(cli, agents.b.host, [G('cli')]), fixedIps: both(cli) });
   await call('PUT', '/ports/pother', { ...portBody(other, agents.b.host, [G('cli-not')]), fixedIps: both(other) });
+  await inKernel('b', ['psrv', 'pcli', 'pother']);
   await waitFor('cli admitted to tcp 8005', () => topoB.tcp(cli, srv.ip4, 8005));
   await waitFor('cli admitted over IPv6 to tcp 9000', () => topoB.tcp(cli, srv.ip6, 9000));
   t.false(topoB.tcp(cli, srv.ip4, 9000), 'tcp 9000 is not in the IPv4 range');
