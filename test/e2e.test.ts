@@ -399,7 +399,11 @@ test.serial('sg-agent status prints the ports, groups and sets of the running ag
 test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the scale', async (t) => {
   if (!requireNetns(t) || !ready) return;
   const topoC = new Topology();
-  t.teardown(() => topoC.destroy());
+  let agentC: ChildProcess | undefined;
+  t.teardown(() => {
+    agentC?.kill('SIGKILL');
+    topoC.destroy();
+  });
   const hostC = `host-c-${tag}`;
   const remote = (i: number) => G(`r${i}`);
   for (let k = 0; k < 5; k++) {
@@ -408,7 +412,7 @@ test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the s
   }
   await call('PUT', '/ports/pc', { host: hostC, device: 'tapc', mac: '02:00:00:00:cc:01', fixedIps: ['10.102.0.1'], securityGroups: [0, 1, 2, 3, 4].map((k) => G(`big${k}`)) });
   const metrics = `127.0.0.1:${await freePort()}`;
-  startNode('agent-c', 'src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
+  agentC = startNode('agent-c', 'src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
   const statusC = async () => (await (await get(`http://${metrics}/status`)).json()) as Status;
   await waitFor('5,005 groups bound', async () => (await statusC()).groups.length === 5005, 120_000);
   const queues = spawnSync('rabbitmqctl', ['list_queues', '-p', vhost, '-q', 'name', 'consumers'], { encoding: 'utf8' }).stdout;
