@@ -1,6 +1,8 @@
 // Public entry point of the sg-agent package.
-export { IpsetClient, IpsetError, measureDiff } from './ipset.js';
-export type { BatchResult, IpFamily, IpsetErrorCode, ReconcileResult, SetHeader, SetSpec, SetType, SyncResult } from './ipset.js';
+export { IpsetClient, MemberList, tempSetName } from './ipset.js';
+export type { BatchResult, IpFamily, ReconcileResult, SetHeader, SetSpec, SetType, SyncResult } from './ipset.js';
+export { IpsetError, NativeError } from './errors.js';
+export type { IpsetErrorCode, NativeErrorCode } from './errors.js';
 export type { Port, PortInput, SecurityGroup, SecurityGroupInput, SecurityGroupRule, SecurityGroupRuleInput, AllowedAddressPair, Direction, Ethertype } from './model.js';
 // The one validator of the model (the controller's API, the store, the wire decoder and the engine use it).
 export { validateGroup, validatePort, validateRule, validateMember, ValidationError } from './domain/validate.js';

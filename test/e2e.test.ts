@@ -399,7 +399,11 @@ test.serial('sg-agent status prints the ports, groups and sets of the running ag
 test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the scale', async (t) => {
   if (!requireNetns(t) || !ready) return;
   const topoC = new Topology();
-  t.teardown(() => topoC.destroy());
+  let agentC: ChildProcess | undefined;
+  t.teardown(() => {
+    agentC?.kill('SIGKILL');
+    topoC.destroy();
+  });
   const hostC = `host-c-${tag}`;
   const remote = (i: number) => G(`r${i}`);
   for (let k = 0; k < 5; k++) {
@@ -408,7 +412,7 @@ test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the s
   }
   await call('PUT', '/ports/pc', { host: hostC, device: 'tapc', mac: '02:00:00:00:cc:01', fixedIps: ['10.102.0.1'], securityGroups: [0, 1, 2, 3, 4].map((k) => G(`big${k}`)) });
   const metrics = `127.0.0.1:${await freePort()}`;
-  startNode('agent-c', 'src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
+  agentC = startNode('agent-c', 'src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
   const statusC = async () => (await (await get(`http://${metrics}/status`)).json()) as Status;
   await waitFor('5,005 groups bound', async () => (await statusC()).groups.length === 5005, 120_000);
   const queues = spawnSync('rabbitmqctl', ['list_queues', '-p', vhost, '-q', 'name', 'consumers'], { encoding: 'utf8' }).stdout;
@@ -505,6 +509,7 @@ test('rules by protocol, port range, CIDR and remote group, both families, drive
   await call('PUT', '/ports/psrv', { ...portBody(srv, agents.b.host, [G('svc')]), fixedIps: both(srv) });
   await call('PUT', '/ports/pcli', { ...portBody(cli, agents.b.host, [G('cli')]), fixedIps: both(cli) });
   await call('PUT', '/ports/pother', { ...portBody(other, agents.b.host, [G('cli-not')]), fixedIps: both(other) });
+  await inKernel('b', ['psrv', 'pcli', 'pother']);
   await waitFor('cli admitted to tcp 8005', () => topoB.tcp(cli, srv.ip4, 8005));
   await waitFor('cli admitted over IPv6 to tcp 9000', () => topoB.tcp(cli, srv.ip6, 9000));
   t.false(topoB.tcp(cli, srv.ip4, 9000), 'tcp 9000 is not in the IPv4 range');

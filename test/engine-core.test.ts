@@ -212,3 +212,18 @@ test('invalid input is refused with the validator\'s error, counted, and changes
   t.is(dp.applied.length, before, 'nothing applied');
   t.deepEqual([...dp.filters.keys()], ['p1']);
 });
+
+test('what a previous run left keeps filtering until this run\'s first apply; only then is it removed', async (t) => {
+  const { dp, fw } = engine();
+  // The kernel as a previous run left it.
+  dp.sets.set('4:old', new Set(['10.9.9.9']));
+  dp.filters.set('gone', { portId: 'gone', device: 'tapx', filtered: true, mac: '02:00:00:00:00:99', stateful: true, sources: [], rules: [], sets: [], key: 'x' });
+  t.deepEqual(await fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'nothing to compare with yet');
+  t.true(dp.filters.has('gone') && dp.sets.has('4:old'), 'still in place');
+  fw.setGroup(selfGroup('g'));
+  fw.setPort(port(1, ['g']));
+  await fw.flush();
+  t.false(dp.filters.has('gone'));
+  t.false(dp.sets.has('4:old'));
+  t.true(dp.filters.has('p1'));
+});

@@ -120,7 +120,7 @@ export class FirewallEngine {
       // rewrites what it touches anyway.
       let n = 0;
       this.reconcileTimer = setInterval(() => {
-        if (!this.loop.idle) return;
+        if (!this.loop.idle || this.startupCleanupPending) return;
         const full = ++n % FULL_RECONCILE_EVERY === 0;
         this.reconcile({ full }).catch((e: unknown) => this.opts.logger?.error({ err: e }, 'periodic reconcile failed'));
       }, opts.reconcileIntervalMs);
@@ -378,6 +378,9 @@ export class FirewallEngine {
    *  `full: false` counts set members instead of reading them (a change of count is then read and
    *  repaired). */
   async reconcile(opts: { full?: boolean } = {}): Promise<ReconcileReport> {
+    // Before the first apply there is nothing to compare with: what a previous run left keeps
+    // filtering until this run's state is in (removing it now would open the host).
+    if (this.startupCleanupPending) return { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
     const report = await this.loop.exclusive(() => this.dataplane.reconcile(this.view, { full: opts.full ?? true }));
     const repaired = report.setsRepaired + report.chainsRepaired + report.staleRemoved;
     this.counters.repairs += repaired;

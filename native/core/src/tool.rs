@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::error::{SysCode, SysError};
 use crate::netns::in_netns;
 
 /// The tools that may be run: nothing else is reachable through this module.
@@ -58,7 +59,13 @@ pub struct ToolOutput {
 }
 
 /// Runs `tool args…` in the namespace at `netns` (or the current one), feeding `input` on stdin.
-pub fn run_tool(netns: Option<&Path>, tool: Tool, args: Vec<String>, input: Vec<u8>) -> io::Result<ToolOutput> {
+/// A tool that ran reports its exit code in `ToolOutput`; an error means it could not be started
+/// (`TOOL_SPAWN_FAILED`) or the namespace could not be entered (`NETNS_UNAVAILABLE`).
+pub fn run_tool(netns: Option<&Path>, tool: Tool, args: Vec<String>, input: Vec<u8>) -> Result<ToolOutput, SysError> {
+    spawn_in(netns, tool, args, input).map_err(|e| SysError::from_io(SysCode::ToolSpawnFailed, &e))
+}
+
+fn spawn_in(netns: Option<&Path>, tool: Tool, args: Vec<String>, input: Vec<u8>) -> io::Result<ToolOutput> {
     in_netns(netns, move || {
         let mut child = Command::new(tool.program())
             .args(&args)
@@ -95,10 +102,12 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_that_is_missing_is_an_error_naming_it() {
+    fn a_missing_namespace_is_an_error_naming_it() {
         // An empty PATH for this process is not ours to set in a test; a netns path that does not
         // exist fails before anything is spawned, with the path in the message.
         let e = run_tool(Some(Path::new("/nonexistent/netns")), Tool::IptablesSave, vec![], vec![]).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/netns"), "{e}");
+        assert_eq!(e.code, SysCode::NetnsUnavailable);
+        assert_eq!(e.errno, Some(libc::ENOENT));
+        assert!(e.message.contains("/nonexistent/netns"), "{e}");
     }
 }

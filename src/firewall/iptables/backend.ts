@@ -304,8 +304,8 @@ export class IptablesDataplane implements Dataplane {
       // The quick check counts members in the header (one small netlink exchange per set); only a set
       // whose count is off, or every set in a full check, is read and repaired.
       if (!opts.full) {
-        const entries = await this.ipset.header(own.name).then((h) => h.entries, () => -1);
-        if (entries === members.length) continue;
+        const h = await this.ipset.header(own.name).catch(() => undefined);
+        if (h && h.entries === members.length && h.type === own.spec.type && h.family === own.spec.family) continue;
       }
       const r = await this.ipset.reconcile(own.name).catch(async () => {
         await this.fillSet(ref, members);

@@ -4,11 +4,13 @@
 // the namespace), which costs the agent far less than a fork of the Node process: see
 // native/core/src/tool.rs.
 import { native } from '../../native.js';
+import { fromNative, type NativeError } from '../../errors.js';
 import type { IpVersion } from './render.js';
 
 export class IptablesError extends Error {
-  constructor(message: string, readonly stderr: string) {
-    super(message);
+  /** `cause`: when the tool could not be run at all, the addon's NativeError (its `code` says why). */
+  constructor(message: string, readonly stderr: string, cause?: NativeError) {
+    super(message, cause ? { cause } : undefined);
     this.name = 'IptablesError';
   }
 }
@@ -18,7 +20,8 @@ async function run(netns: string | undefined, tool: string, args: string[], inpu
   try {
     out = await native.runToolInNetns(netns ?? null, tool, args, Buffer.from(input ?? '', 'utf8'));
   } catch (e) {
-    throw new IptablesError(`${tool}: ${(e as Error).message}`, '');
+    const cause = fromNative(e) as NativeError;
+    throw new IptablesError(`${tool}: ${cause.code}: ${cause.message}`, '', cause);
   }
   if (out.code === 0) return out.stdout;
   throw new IptablesError(`${tool} ${args.join(' ')} exited ${out.code ?? 'on a signal'}: ${out.stderr.trim()}`, out.stderr);
