@@ -124,11 +124,6 @@ export class NeutronReconciler {
     return this.ruleGroup.get(ruleId);
   }
 
-  /** Neutron's revision of the port the store holds, if read. */
-  portRevision(id: string): number | undefined {
-    return this.portRevisions.get(id);
-  }
-
   hint(h: Hints): void {
     const ports = this.pending.ports;
     for (const [id, hint] of h.ports ?? []) {
