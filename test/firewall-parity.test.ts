@@ -65,6 +65,30 @@ test('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as
   t.false(topo.tcp(b, host, 7000, '10.100.0.99'), 'anti-spoofing applies to INPUT too');
 });
 
+test('devices named like VM ports that the agent does not know are dropped, not passed (opt-in)', async (t) => {
+  if (!requireNetns(t)) return;
+  const topo = new Topology();
+  const [a, b, unknown] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  // The topology names devices t<tag>v<n>: the common part is the prefix a deployment would give (tap).
+  const prefix = a.device.slice(0, a.device.indexOf('v'));
+  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5, unknownDevicePrefixes: [prefix] });
+  t.teardown(async () => {
+    await fw.close();
+    topo.destroy();
+  });
+  fw.setGroup(selfGroup('default'));
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4, unknown.ip4]);
+  await applied(t, fw, a, b);
+  t.true(topo.ping(a, b.ip4), 'known ports as their rules say');
+  t.false(topo.ping(unknown, b.ip4), 'an unknown port sends nothing');
+  t.false(topo.ping(a, unknown.ip4), 'and receives nothing, though its address is a member');
+  fw.setPort(port(unknown, ['default']));
+  await applied(t, fw, unknown);
+  t.true(topo.ping(unknown, b.ip4), 'once known, filtered like the rest');
+});
+
 test('ARP spoofing: a port may send ARP only for its own addresses and allowed pairs', async (t) => {
   const c = await setup(t);
   if (!c) return;

@@ -84,23 +84,30 @@ test('a port filter names each set once and renders each distinct rule once', (t
   t.is(held.rules.length, 2);
 });
 
-test('dispatch: filtered ports to their chains, failed ones dropped, unfiltered last; INPUT through egress', (t) => {
+test('dispatch: our ports\' traffic through the sender\'s egress and the receiver\'s ingress; refused ports dropped; INPUT through egress', (t) => {
   const f = buildFilter({ group: () => group }, port, noHolds);
   const off = buildFilter({ group: () => group }, validatePort({ ...port, id: 'p2', device: 'tap2', portSecurityEnabled: false }), noHolds);
   const bad = buildFilter({ group: () => group }, validatePort({ ...port, id: 'p3', device: 'tap3' }), noHolds);
   const d = renderDispatch([off, f, bad], new Set(['p3']), 'bridged', names);
+  const pd = (dir: string, dev: string) => `-m physdev --physdev-${dir} ${dev} --physdev-is-bridged`;
   t.deepEqual(d.forward, [
-    `-m physdev --physdev-out tap1 --physdev-is-bridged -j ${names.portsChain}`,
-    `-m physdev --physdev-in tap1 --physdev-is-bridged -j ${names.portsChain}`,
-    `-m physdev --physdev-out tap3 --physdev-is-bridged -j ${names.fallbackChain}`,
-    `-m physdev --physdev-in tap3 --physdev-is-bridged -j ${names.fallbackChain}`,
-    '-m physdev --physdev-out tap2 --physdev-is-bridged -j ACCEPT',
-    '-m physdev --physdev-in tap2 --physdev-is-bridged -j ACCEPT',
+    `${pd('out', 'tap3')} -j ${names.fallbackChain}`,
+    `${pd('in', 'tap3')} -j ${names.fallbackChain}`,
+    `${pd('in', 'tap1')} -j ${names.portsChain}`,
+    `${pd('in', 'tap2')} -j ${names.portsChain}`,
+    `${pd('out', 'tap1')} -j ${names.portsChain}`,
+    `${pd('out', 'tap2')} -j ACCEPT`,
   ]);
-  t.deepEqual(d.input, [`-m physdev --physdev-in tap1 -j ${names.egressChain('p1')}`, `-m physdev --physdev-in tap3 -j ${names.fallbackChain}`]);
+  t.deepEqual(d.ports, [`${pd('in', 'tap1')} -j ${names.egressChain('p1')}`, `${pd('out', 'tap1')} -j ${names.ingressChain('p1')}`, '-j ACCEPT']);
+  t.deepEqual(d.input, [`-m physdev --physdev-in tap3 -j ${names.fallbackChain}`, `-m physdev --physdev-in tap1 -j ${names.egressChain('p1')}`]);
   const routed = renderDispatch([f], new Set(), 'routed', names);
   t.true(routed.forward.includes(`-o tap1 -j ${names.portsChain}`));
   t.deepEqual(routed.input, [`-i tap1 -j ${names.egressChain('p1')}`]);
+  // Unknown devices named like VM ports are dropped, after every known one.
+  const closed = renderDispatch([f, off], new Set(), 'bridged', names, ['tap']);
+  t.deepEqual(closed.forward.slice(2, 3), [`${pd('in', 'tap+')} -j DROP`]);
+  t.is(closed.forward.at(-1), `${pd('out', 'tap+')} -j DROP`);
+  t.deepEqual(closed.ports.slice(-4), [`${pd('out', 'tap1')} -j ACCEPT`, `${pd('out', 'tap2')} -j ACCEPT`, `${pd('out', 'tap+')} -j DROP`, '-j ACCEPT']);
 });
 
 test('stateless ports are not tracked, from and to them; stateful ones are', (t) => {

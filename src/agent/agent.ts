@@ -61,6 +61,7 @@ export class Agent {
       ...(this.cfg.netns ? { netns: this.cfg.netns } : {}),
       prefix: this.cfg.prefix,
       mode: this.cfg.mode,
+      unknownDevicePrefixes: this.cfg.dropUnknownDevices,
       coalesceMs: this.cfg.coalesceMs,
       structureIntervalMs: this.cfg.structureIntervalMs,
       structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,

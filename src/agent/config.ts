@@ -9,6 +9,9 @@ export interface AgentConfig {
   netns?: string;
   prefix: string;
   mode: 'bridged' | 'routed';
+  /** Interface-name prefixes of VM ports (Neutron: `tap`) whose devices the agent does not know are
+   *  dropped rather than passed; empty: none. */
+  dropUnknownDevices: string[];
   coalesceMs: number;
   /** Least time between two chain rewrites; bindings in a burst share one (see docs/firewall.md). */
   structureIntervalMs: number;
@@ -28,6 +31,7 @@ export interface AgentConfig {
 const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   prefix: 'sg',
   mode: 'bridged',
+  dropUnknownDevices: [],
   coalesceMs: 20,
   structureIntervalMs: 500,
   structureIntervalMaxMs: 2_000,
@@ -45,6 +49,7 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_NETNS: 'netns',
   SG_PREFIX: 'prefix',
   SG_FIREWALL_MODE: 'mode',
+  SG_DROP_UNKNOWN_DEVICES: 'dropUnknownDevices',
   SG_COALESCE_MS: 'coalesceMs',
   SG_STRUCTURE_INTERVAL_MS: 'structureIntervalMs',
   SG_STRUCTURE_INTERVAL_MAX_MS: 'structureIntervalMaxMs',
@@ -76,5 +81,8 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   if (typeof cfg.host !== 'string' || !cfg.host) throw new Error('config: host is required (or SG_AGENT_HOST)');
   if (typeof cfg.amqpUrl !== 'string' || !cfg.amqpUrl) throw new Error('config: amqp url is required (or SG_AMQP_URL)');
   if (cfg.mode !== 'bridged' && cfg.mode !== 'routed') throw new Error('config: mode must be bridged or routed');
+  const drop = typeof cfg.dropUnknownDevices === 'string' ? cfg.dropUnknownDevices.split(',').filter(Boolean) : cfg.dropUnknownDevices;
+  if (!Array.isArray(drop) || !drop.every((p) => typeof p === 'string' && /^[A-Za-z0-9_.-]{1,14}$/.test(p))) throw new Error('config: dropUnknownDevices must be interface-name prefixes (letters, digits, _ . -)');
+  cfg.dropUnknownDevices = drop;
   return cfg as unknown as AgentConfig;
 }

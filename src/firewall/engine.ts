@@ -33,6 +33,8 @@ export interface FirewallEngineOptions {
   structureIntervalMaxMs?: number;
   /** Periodic drift repair; 0 = off (default). */
   reconcileIntervalMs?: number;
+  /** Interface-name prefixes of VM ports whose unknown devices are dropped (iptables backend). */
+  unknownDevicePrefixes?: string[];
   logger?: Logger;
   /** The backend; default: iptables + ipset in `netns`. */
   dataplane?: Dataplane;
@@ -129,7 +131,7 @@ export class FirewallEngine {
   }
 
   static async create(opts: FirewallEngineOptions = {}): Promise<FirewallEngine> {
-    const dp = opts.dataplane ?? (await IptablesDataplane.open({ ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.logger ? { logger: opts.logger } : {}) }));
+    const dp = opts.dataplane ?? (await IptablesDataplane.open({ ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.unknownDevicePrefixes ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {}), ...(opts.logger ? { logger: opts.logger } : {}) }));
     return new FirewallEngine(dp, opts);
   }
 

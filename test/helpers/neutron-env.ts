@@ -37,15 +37,18 @@ function tail(file: string, lines = 30): string {
 /** A free port below the kernel's ephemeral range, for the API: a restart binds it again, and a port
  *  from the ephemeral range (what port 0 gives) may meanwhile be taken as the local end of some
  *  outgoing connection, which makes the bind fail. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const srv = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
 async function listenPort(): Promise<number> {
   const [low] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
   const top = Math.min(low ?? 32768, 32768);
   for (;;) {
     const port = 20000 + Math.floor(Math.random() * (top - 20000));
-    const free = await new Promise<boolean>((resolve) => {
-      const srv = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-    });
-    if (free) return port;
+    if (await portFree(port)) return port;
   }
 }
 
@@ -187,6 +190,9 @@ export class NeutronEnv {
 
   async restartServer(): Promise<void> {
     await this.stopServer();
+    // The old server's socket may outlive its processes for a moment (workers still exiting): the
+    // new one would fail to bind and exit.
+    await until('the API port to be free', () => portFree(this.apiPort), 30_000);
     await this.startServer();
   }
 

@@ -17,6 +17,9 @@ export interface IptablesOptions {
   netns?: string;
   prefix?: string;
   mode?: Mode;
+  /** Interface-name prefixes of VM ports (e.g. Neutron's `tap`): such a device the engine does not
+   *  know is dropped rather than passed. Default none. */
+  unknownDevicePrefixes?: string[];
   logger?: Logger;
 }
 
@@ -190,7 +193,7 @@ export class IptablesDataplane implements Dataplane {
    *  what was written. `changedPorts` are the ports whose own chains may differ. */
   private async writeState(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
     const n = this.names;
-    const dispatch = renderDispatch(filters.values(), failed, this.mode, n);
+    const dispatch = renderDispatch(filters.values(), failed, this.mode, n, this.opts.unknownDevicePrefixes);
     for (const v of VERSIONS) {
       const want: Chains = new Map([
         [n.dispatchChain, dispatch.forward],

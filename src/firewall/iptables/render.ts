@@ -161,30 +161,45 @@ export interface Dispatch {
   input: string[];
 }
 
-export function renderDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, mode: Mode, names: KernelNames): Dispatch {
+export function renderDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, mode: Mode, names: KernelNames, unknownPrefixes: readonly string[] = []): Dispatch {
+  const known: PortFilter[] = [...filters];
+  const filtered = known.filter((f) => f.filtered && !failed.has(f.portId));
+  const refused = known.filter((f) => f.filtered && failed.has(f.portId));
+  const unfiltered = known.filter((f) => !f.filtered);
   const forward: string[] = [];
   const ports: string[] = [];
   const input: string[] = [];
-  const unfiltered: PortFilter[] = [];
-  for (const f of filters) {
-    if (!f.filtered) {
-      unfiltered.push(f);
-      continue;
-    }
-    if (failed.has(f.portId)) {
-      forward.push(`${physdev(mode, 'out', f.device)} -j ${names.fallbackChain}`, `${physdev(mode, 'in', f.device)} -j ${names.fallbackChain}`);
-      input.push(`${physdevIn(mode, f.device)} -j ${names.fallbackChain}`);
-      continue;
-    }
-    forward.push(`${physdev(mode, 'out', f.device)} -j ${names.portsChain}`, `${physdev(mode, 'in', f.device)} -j ${names.portsChain}`);
-    ports.push(`${physdev(mode, 'out', f.device)} -j ${names.ingressChain(f.portId)}`, `${physdev(mode, 'in', f.device)} -j ${names.egressChain(f.portId)}`);
-    // Traffic from a VM to the host itself meets the port's egress rules, as Neutron hooks INPUT.
-    input.push(`${physdevIn(mode, f.device)} -j ${names.egressChain(f.portId)}`);
+  const dropUnknown = (dir: 'in' | 'out', to: string[]) => {
+    for (const p of unknownPrefixes) to.push(`${physdev(mode, dir, `${p}+`)} -j DROP`);
+  };
+  // A port whose filter the kernel refused is dropped both ways, first: never unfiltered.
+  for (const f of refused) {
+    forward.push(`${physdev(mode, 'out', f.device)} -j ${names.fallbackChain}`, `${physdev(mode, 'in', f.device)} -j ${names.fallbackChain}`);
+    input.push(`${physdevIn(mode, f.device)} -j ${names.fallbackChain}`);
   }
-  // Port security off: not filtered at all, but only after filtered ports had their say, so traffic
-  // from such a port to a filtered one still meets the filtered port's ingress rules.
-  for (const f of unfiltered) forward.push(`${physdev(mode, 'out', f.device)} -j ACCEPT`, `${physdev(mode, 'in', f.device)} -j ACCEPT`);
+  // Traffic sent by one of our ports: its egress (if filtered), then the receiver's ingress (if ours
+  // and filtered). A port with port security off sends unfiltered, but what it sends to a filtered
+  // port still meets that port's ingress chain.
+  for (const f of [...filtered, ...unfiltered]) forward.push(`${physdev(mode, 'in', f.device)} -j ${names.portsChain}`);
+  // Devices named like a VM port but not known (yet): dropped, not passed (opt-in, `unknownPrefixes`).
+  dropUnknown('in', forward);
+  // Traffic from elsewhere (the uplink) to one of our ports.
+  for (const f of filtered) forward.push(`${physdev(mode, 'out', f.device)} -j ${names.portsChain}`);
+  for (const f of unfiltered) forward.push(`${physdev(mode, 'out', f.device)} -j ACCEPT`);
+  dropUnknown('out', forward);
+
+  for (const f of filtered) ports.push(`${physdev(mode, 'in', f.device)} -j ${names.egressChain(f.portId)}`);
+  for (const f of filtered) ports.push(`${physdev(mode, 'out', f.device)} -j ${names.ingressChain(f.portId)}`);
+  if (unknownPrefixes.length) {
+    // What our ports sent reaches a port we know, or anything not named like a VM port.
+    for (const f of [...filtered, ...unfiltered]) ports.push(`${physdev(mode, 'out', f.device)} -j ACCEPT`);
+    dropUnknown('out', ports);
+  }
   ports.push('-j ACCEPT');
+
+  // Traffic from a VM to the host itself meets the port's egress rules, as Neutron hooks INPUT.
+  for (const f of filtered) input.push(`${physdevIn(mode, f.device)} -j ${names.egressChain(f.portId)}`);
+  for (const p of unknownPrefixes) input.push(`${physdevIn(mode, `${p}+`)} -j DROP`);
   return { forward, ports, input };
 }
 
