@@ -21,6 +21,8 @@ import { hostileRequests } from './helpers/hostile-http.js';
 import { freePort } from './helpers/net.js';
 import { DEAD_LETTER_QUEUE, GROUP_EXCHANGE, HOST_EXCHANGE, groupKey, hostKey } from '../src/protocol/routing.js';
 import { Keyring, MessageVerifier, generateSigningKey, MessageSigner, UPDATE_CONTEXT, type Refusal } from '../src/protocol/signing.js';
+import { loadControllerConfig } from '../src/controller/config.js';
+import { loadConfig } from '../src/agent/config.js';
 
 const port = (vm: Vm, host: string, groups: string[]) => ({ host, device: vm.device, mac: vm.mac, fixedIps: [vm.ip4], securityGroups: groups });
 const web = { rules: [{ id: 'w-in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }, { id: 'w-out', direction: 'egress', ethertype: 'IPv4' }] };
@@ -43,6 +45,21 @@ test('the verifier accepts exactly what a trusted key signed, in its context (un
   t.teardown(() => fs.rmSync(empty, { recursive: true }));
   t.throws(() => new Keyring([empty]), { message: /no trusted public key/ });
   t.throws(() => MessageSigner.fromFile(path.join(empty, 'x')));
+  // A directory keyring follows the directory from one lookup to the next.
+  const dir = path.join(empty, 'ring');
+  fs.mkdirSync(dir);
+  fs.copyFileSync(a.publicKeyFile, path.join(dir, 'a.pub'));
+  const ring = new Keyring([dir]);
+  t.truthy(ring.get(a.keyId));
+  t.falsy(ring.get(b.keyId));
+  fs.copyFileSync(b.publicKeyFile, path.join(dir, 'b.pub'));
+  t.truthy(ring.get(b.keyId), 'a key added is trusted at once');
+  fs.rmSync(path.join(dir, 'a.pub'));
+  t.falsy(ring.get(a.keyId), 'a key removed is not, from the next lookup');
+  fs.writeFileSync(path.join(dir, 'junk.pub'), 'not a key');
+  t.truthy(ring.get(b.keyId), 'a file without a key changes nothing');
+  fs.rmSync(path.join(dir, 'b.pub'));
+  t.truthy(ring.get(b.keyId), 'an emptied directory keeps the keys held (a deployment caught half-way)');
   const loose = generateSigningKey(path.join(empty, 'k'));
   fs.chmodSync(loose.privateKeyFile, 0o644);
   t.throws(() => MessageSigner.fromFile(loose.privateKeyFile), { message: /chmod 600/ }, 'a private key readable by others is refused');
@@ -269,4 +286,24 @@ test.serial('the admin API over HTTPS and on a Unix socket, from a config file; 
     t.is(code, 1);
     t.regex(p.dump(), why);
   }
+});
+
+test('configuration: what a deployment must decide about trust is checked at start (unit)', (t) => {
+  const key = testKey();
+  t.teardown(() => removeKeys(key));
+  const base = { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_TOKEN: 'x'.repeat(16) };
+  const c = loadControllerConfig(undefined, { ...base, SG_HTTP_LISTEN: '127.0.0.1:1', SG_HTTP_ALLOWED_HOSTS: 'api.example:1, other:2', SG_HTTP_SOCKET_MODE: '660' });
+  t.deepEqual(c.http.allowedHosts, ['api.example:1', 'other:2']);
+  t.is(c.http.socketMode, 0o660);
+  t.is(c.http.token, 'x'.repeat(16), 'a token from the environment');
+  t.throws(() => loadControllerConfig(undefined, { SG_HTTP_TOKEN: 'x'.repeat(16) }), { message: /signingKeyFile/ });
+  t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_TOKEN: 'short' }), { message: /at least 16/ });
+  t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_TOKEN: 'with a space inside' }), { message: /printable ASCII/ });
+  t.throws(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile }), { message: /requires a token/ });
+  t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_LISTEN: '[::]:9696' }), { message: /requires TLS/ });
+  t.notThrows(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_LISTEN: 'unix:/run/x.sock' }), 'a Unix socket needs no token');
+  t.throws(() => loadControllerConfig(undefined, { ...base, SG_AMQP_CA_FILE: key.publicKeyFile }), { message: /not amqps/ });
+  const agent = loadConfig(undefined, { SG_AGENT_HOST: 'h', SG_AMQP_URL: 'amqps://x/', SG_TRUSTED_KEYS: '/a, /b', SG_AMQP_CA_FILE: '/ca', SG_AMQP_EXTERNAL_AUTH: 'true' });
+  t.deepEqual(agent.trustedKeys, ['/a', '/b']);
+  t.deepEqual(agent.amqpTls, { caFile: '/ca', external: true });
 });

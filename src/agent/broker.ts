@@ -137,6 +137,8 @@ export class AgentBroker {
     conn.on('error', (e: Error) => this.log.warn({ err: e.message }, 'broker connection error'));
     conn.on('close', () => s && this.end(s));
     try {
+      // Stopped while connecting: nothing may be consumed any more.
+      if (this.stopping) throw new SessionEnded('agent stopping');
       await this.checkExchanges(conn);
       const ch = await conn.createChannel();
       const session = (s = new Session(conn, ch));

@@ -79,6 +79,8 @@ function checkControllerConfig(cfg: ControllerConfig): void {
   if (!h.listen) return;
   if (!!h.tlsCertFile !== !!h.tlsKeyFile) throw new Error('config: HTTPS needs both http.tls.certFile and http.tls.keyFile');
   if (h.token !== undefined && h.token.length < MIN_TOKEN_LENGTH) throw new Error(`config: the API token must be at least ${MIN_TOKEN_LENGTH} characters`);
+  // What a bearer token may hold on the wire (RFC 6750 allows less; this is what the check accepts).
+  if (h.token !== undefined && !/^[\x21-\x7e]+$/.test(h.token)) throw new Error('config: the API token must be printable ASCII without spaces');
   if (!Number.isInteger(h.socketMode) || h.socketMode < 0 || h.socketMode > 0o777) throw new Error('config: http.socketMode must be an octal file mode such as 600');
   if (h.listen.startsWith('unix:')) return;
   if (!h.token) throw new Error('config: an admin API on TCP requires a token (SG_HTTP_TOKEN_FILE or SG_HTTP_TOKEN); or listen on unix:/path');
