@@ -50,10 +50,11 @@ export interface SessionHooks {
 
 class Session {
   ended = false;
+  /** Resolves when the session ends. */
   readonly closed: Promise<void>;
-  close!: () => void;
+  markClosed!: () => void;
   constructor(readonly conn: ChannelModel, readonly ch: Channel) {
-    this.closed = new Promise((r) => (this.close = r));
+    this.closed = new Promise((r) => (this.markClosed = r));
   }
 }
 
@@ -67,7 +68,7 @@ export class AgentBroker {
   private session?: Session;
   private stopping = false;
   private readonly stopped: Promise<void>;
-  private stop!: () => void;
+  private markStopped!: () => void;
   private loop: Promise<void> = Promise.resolve();
   private readonly pending = new Map<string, PendingRpc>();
   private readonly verifier: MessageVerifier;
@@ -80,7 +81,7 @@ export class AgentBroker {
     if (cfg.trustedKeys.length === 0) throw new Error("config: trustedKeys (SG_TRUSTED_KEYS) is required: the controllers' public keys");
     this.verifier = new MessageVerifier(new Keyring(cfg.trustedKeys, (e) => this.log.error({ err: e.message }, 'trusted keys')));
     this.queue = agentQueue(cfg.host);
-    this.stopped = new Promise((r) => (this.stop = r));
+    this.stopped = new Promise((r) => (this.markStopped = r));
   }
 
   /** Keeps a session up until close(); resolves once the first one is in sync (or on close). */
@@ -93,7 +94,7 @@ export class AgentBroker {
   /** Ends every sync RPC now and refuses new ones; the session itself stays open (for the last acks). */
   stopRequests(): void {
     this.stopping = true;
-    this.stop();
+    this.markStopped();
     for (const p of this.pending.values()) p.fail(new SessionEnded('agent stopping'));
   }
 
@@ -193,7 +194,7 @@ export class AgentBroker {
   private end(s: Session): void {
     if (s.ended) return;
     s.ended = true;
-    s.close();
+    s.markClosed();
     if (this.session === s) {
       this.session = undefined;
       this.hooks.lost();
