@@ -6,7 +6,8 @@
 // Prints per case: `<id> ours=<median> baseline=<median> ratio=<baseline/ours>`.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { IpsetClient, measureDiff, type SetSpec } from '../src/ipset.js';
+import { IpsetClient, MemberList, type SetSpec } from '../src/ipset.js';
+import { measureDiff, syncSetForced } from '../src/internal/hooks.js';
 
 const INNER = '--inside-netns';
 
@@ -59,13 +60,19 @@ async function run(): Promise<void> {
     report('native.add1', ours, base, 30);
   }
 
-  // native.replace100k: replace all contents with 100k other members.
+  // native.replace100k: replace all contents with 100k other members. Ours: lists packed once
+  // (MemberList), as the baseline's scripts are written once; `.strings` packs on every call.
   {
     const lists = [range(0, 100_000), range(300_000, 100_000)];
+    const packed = lists.map((l) => MemberList.from(l));
     await c.syncSet('b_rep', NET, lists[0]!);
     const ours: number[] = [];
     for (let i = 0; i < reps; i++) {
-      ours.push(await time(() => c.syncSet('b_rep', NET, lists[(i + 1) % 2]!)));
+      ours.push(await time(() => c.syncSet('b_rep', NET, packed[(i + 1) % 2]!)));
+    }
+    const oursStrings: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      oursStrings.push(await time(() => c.syncSet('b_rep', NET, lists[(i + 1 + reps) % 2]!)));
     }
     const scripts = lists.map((l) =>
       ['create b_rep_tmp hash:net family inet maxelem 262144', ...l.map((ip) => `add b_rep_tmp ${ip}`), 'swap b_rep_tmp b_rep', 'destroy b_rep_tmp', ''].join('\n'),
@@ -76,22 +83,29 @@ async function run(): Promise<void> {
       const s = scripts[i % 2]!.replaceAll('b_rep_tmp', 'b_rep2_tmp').replaceAll(' b_rep\n', ' b_rep2\n');
       base.push(await time(() => ipset(['restore'], s)));
     }
-    report('native.replace100k', ours, base, 2.5);
+    report('native.replace100k', ours, base, 4);
+    report('native.replace100k.strings', oursStrings, base, 4);
   }
 
   // native.diff1pct: 1k adds + 1k deletes on a 100k-member set.
   {
     const a = range(0, 100_000);
     const b = [...range(1_000, 99_000), ...range(500_000, 1_000)];
+    const [pa, pb] = [MemberList.from(a), MemberList.from(b)];
     await c.syncSet('b_diff', NET, a);
     ipset(['restore'], ['create b_diff2 hash:net family inet maxelem 262144', ...a.map((ip) => `add b_diff2 ${ip}`), ''].join('\n'));
+    // Ours: the desired lists packed once (MemberList), a full sync of 100k each time.
     const ours: number[] = [];
-    for (let i = 0; i < reps * 2; i++) ours.push(await time(() => c.syncSet('b_diff', NET, i % 2 ? a : b)));
+    for (let i = 0; i < reps * 2; i++) ours.push(await time(() => c.syncSet('b_diff', NET, i % 2 ? pa : pb)));
+    // The same with plain string arrays, packed on every call.
+    const oursStrings: number[] = [];
+    for (let i = 0; i < reps * 2; i++) oursStrings.push(await time(() => c.syncSet('b_diff', NET, i % 2 ? a : b)));
     const toB = [...range(0, 1_000).map((ip) => `del b_diff2 ${ip}`), ...range(500_000, 1_000).map((ip) => `add b_diff2 ${ip}`), ''].join('\n');
     const toA = [...range(500_000, 1_000).map((ip) => `del b_diff2 ${ip}`), ...range(0, 1_000).map((ip) => `add b_diff2 ${ip}`), ''].join('\n');
     const base: number[] = [];
     for (let i = 0; i < reps * 2; i++) base.push(await time(() => ipset(['restore', '-exist'], i % 2 ? toA : toB)));
     report('native.diff1pct', ours, base, 5);
+    report('native.diff1pct.strings', oursStrings, base);
 
     // The same change through the delta API (add/del batches), which is what a member-delta message
     // turns into: it costs O(change), where syncSet must take in the whole desired list.
@@ -117,15 +131,72 @@ async function run(): Promise<void> {
     for (const pct of [10, 25, 50, 75, 100]) {
       const k = Math.round((n * pct) / 100 / 2);
       const b = [...range(k, n - k), ...range(2_000_000, k)];
-      const lists = [a, b];
+      const lists = [MemberList.from(a), MemberList.from(b)];
       const inplace: number[] = [];
       const swap: number[] = [];
       await c.syncSet('b_thr', NET, a);
-      for (let i = 0; i < 4; i++) inplace.push(await time(() => c.syncSet('b_thr', NET, lists[(i + 1) % 2]!, { strategy: 'inplace' })));
+      for (let i = 0; i < 4; i++) inplace.push(await time(() => syncSetForced(c, 'b_thr', NET, lists[(i + 1) % 2]!, 'inplace')));
       await c.syncSet('b_thr', NET, a);
-      for (let i = 0; i < 4; i++) swap.push(await time(() => c.syncSet('b_thr', NET, lists[(i + 1) % 2]!, { strategy: 'swap' })));
+      for (let i = 0; i < 4; i++) swap.push(await time(() => syncSetForced(c, 'b_thr', NET, lists[(i + 1) % 2]!, 'swap')));
       report(`native.threshold.${pct}pct`, swap, inplace);
     }
+  }
+
+  // native.resync100x1k: the full sync of 100 groups of 1,000 members after a reconnect: a fresh
+  // client (empty mirror) while the sets exist and already hold the lists. Ours: open, then one
+  // syncSet per group with the lists as string arrays (as a sync reply delivers them). Baseline:
+  // `ipset restore -exist` of the same lists (create + add lines).
+  {
+    const groups = Array.from({ length: 100 }, (_, g) => ({ name: `b_rs${g}`, members: range(1_000_000 + g * 1_000, 1_000) }));
+    for (const g of groups) await c.syncSet(g.name, NET, g.members);
+    const script = groups
+      .flatMap((g) => [`create ${g.name}_2 hash:net family inet maxelem 262144`, ...g.members.map((ip) => `add ${g.name}_2 ${ip}`)])
+      .concat('')
+      .join('\n');
+    ipset(['restore', '-exist'], script);
+    const ours: number[] = [];
+    const base: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      ours.push(
+        await time(async () => {
+          const fresh = await IpsetClient.open();
+          for (const g of groups) await fresh.syncSet(g.name, NET, g.members);
+          await fresh.close();
+        }),
+      );
+      base.push(await time(() => ipset(['restore', '-exist'], script)));
+    }
+    report('native.resync100x1k', ours, base, 5);
+    for (const g of groups) {
+      await c.destroy(g.name);
+      ipset(['destroy', `${g.name}_2`]);
+    }
+  }
+
+  // native.fail.*: batches where many elements fail (no `exist`), against the same batch with
+  // `exist` where none fails: the failures' own cost, for the record (each costs one small message).
+  {
+    const present = range(2_000_000, 20_000);
+    await c.syncSet('b_fail', NET, present);
+    const ours: number[] = [];
+    const base: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      ours.push(await time(() => c.add('b_fail', present)));
+      base.push(await time(() => c.add('b_fail', present, { exist: true })));
+    }
+    report('native.fail.add20k', ours, base);
+    // Present and absent members interleaved: every message of the batch meets failures throughout.
+    const half = range(2_000_000, 50_000).flatMap((ip, k) => [ip, hostIp(3_000_000 + k)]);
+    const delOurs: number[] = [];
+    const delBase: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await c.syncSet('b_fail', NET, range(2_000_000, 50_000));
+      delOurs.push(await time(() => c.del('b_fail', half)));
+      await c.syncSet('b_fail', NET, range(2_000_000, 50_000));
+      delBase.push(await time(() => c.del('b_fail', half, { exist: true })));
+    }
+    report('native.fail.del100k', delOurs, delBase);
+    await c.destroy('b_fail');
   }
 
   // native.list100k: read a 100k-member set back.
@@ -137,14 +208,16 @@ async function run(): Promise<void> {
     report('native.list100k', ours, base);
   }
 
-  // native.diff100k: the pure diff of two 100k lists (Rust, timed inside Rust) against the same diff
-  // done with JS Sets, for the record.
+  // native.diff100k: the diff pass of a full sync of 100k members (decode the packed list and diff it
+  // against the kept set; Rust, timed inside Rust) against the same diff done with JS Sets, for the
+  // record.
   {
     const a = range(0, 100_000);
     const b = [...range(1_000, 99_000), ...range(500_000, 1_000)];
+    const [pa, pb] = [MemberList.from(a), MemberList.from(b)];
     const ours: number[] = [];
     const base: number[] = [];
-    for (let i = 0; i < reps; i++) ours.push((await measureDiff(a, b)).nanos);
+    for (let i = 0; i < reps; i++) ours.push((await measureDiff(pa, pb)).nanos);
     for (let i = 0; i < reps; i++) {
       const sa = new Set(a);
       const sb = new Set(b);

@@ -23,7 +23,7 @@ const shapes: { id: string; m: AnyMessage; ctx: SignedContext; n: number }[] = [
   { id: 'delta1', m: { v: 1, type: 'group.members', groupId: 'default', baseRevision: 41, revision: 42, added: [ip(42)], removed: [], sentAt: Date.now() }, ctx: UPDATE_CONTEXT, n: 20_000 },
   {
     id: 'rules100',
-    m: { v: 1, type: 'group.rules', groupId: 'web', revision: 3, stateful: true, rules: Array.from({ length: 100 }, (_, i) => ({ id: `r${i}`, direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp' as const, portRangeMin: 1000 + i, portRangeMax: 1000 + i, remoteIpPrefix: `10.${i}.0.0/16` })) },
+    m: { v: 1, type: 'group.rules', groupId: 'web', revision: 3, stateful: true, rules: Array.from({ length: 100 }, (_, i) => ({ id: `r${i}`, direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 6, portRangeMin: 1000 + i, portRangeMax: 1000 + i, remoteIpPrefix: `10.${i}.0.0/16`, remoteGroupId: null })) },
     ctx: UPDATE_CONTEXT,
     n: 5_000,
   },

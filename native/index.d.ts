@@ -13,6 +13,8 @@ export declare class NativeIpset {
   /** Opens a client; `netns` is a namespace path such as /var/run/netns/X or /proc/PID/ns/net. */
   static open(netns?: string | undefined | null): Promise<NativeIpset>
   get protocol(): number
+  /** Closes the socket once the calls already queued are done; later calls fail with CLIENT_CLOSED. */
+  close(): Promise<void>
   create(name: string, spec: JsSetSpec, exist: boolean): Promise<void>
   destroy(name: string): Promise<void>
   flush(name: string): Promise<void>
@@ -21,23 +23,43 @@ export declare class NativeIpset {
   listNames(): Promise<Array<string>>
   header(name: string): Promise<JsSetHeader>
   readSet(name: string): Promise<JsSetContents>
-  /** `members` is newline-joined (see the module comment). */
-  add(name: string, members: string, exist: boolean): Promise<JsBatchResult>
-  del(name: string, members: string, exist: boolean): Promise<JsBatchResult>
+  /** `members` is a packed member list (see the module comment). */
+  add(name: string, members: Buffer, exist: boolean): Promise<JsBatchResult>
+  del(name: string, members: Buffer, exist: boolean): Promise<JsBatchResult>
   test(name: string, member: string): Promise<boolean>
-  /** `strategy`: "auto" (default), or "inplace" / "swap" to force one (for measurements). */
-  syncSet(name: string, spec: JsSetSpec, members: string, strategy?: string | undefined | null): Promise<JsSyncResult>
+  /** `members` is a packed member list. */
+  syncSet(name: string, spec: JsSetSpec, members: Buffer): Promise<JsSyncResult>
+  /**
+   * For benchmarks only (reached through `src/internal/hooks.ts`, not the package's API): `syncSet`
+   * with the in-place/swap choice forced, to measure where the threshold lies.
+   */
+  syncSetForced(name: string, spec: JsSetSpec, members: Buffer, strategy: string): Promise<JsSyncResult>
+  /** For tests (through `src/internal/`): bytes this client has sent to the kernel. */
+  bytesSent(): Promise<number>
   reconcile(name: string): Promise<JsReconcileResult>
 }
 
 /**
  * Deletes conntrack entries whose original direction runs between `a` and `b` of any pair (either
- * way round) in the namespace at `netns`; resolves to how many were deleted.
+ * way round) in the namespace at `netns`; resolves to how many were deleted. Fails with code
+ * INVALID_ARGUMENT, NETNS_UNAVAILABLE or CONNTRACK_FAILED.
  */
 export declare function conntrackDeleteBetween(netns: string | undefined | null, pairs: Array<JsBetween>): Promise<number>
 
+/**
+ * The members of a packed list as `ipset save` prints them (what the JS side's packing means, for
+ * its tests); a member that is not one throws INVALID_MEMBER naming it.
+ */
+export declare function ipsetDecodeMembers(packed: Buffer): Array<string>
+
 /** The kernel's ipset protocol (7, or 6), asked with no other side effect. */
 export declare function ipsetProtocol(netns?: string | undefined | null): Promise<number>
+
+/**
+ * The temp set a replace of `name` builds beside it (see `ipset::name::temp_set_name`), so that the
+ * set's owner can recognise a stale one.
+ */
+export declare function ipsetTempName(name: string): string
 
 export interface JsBatchResult {
   applied: number
@@ -103,7 +125,6 @@ export interface JsSyncResult {
   added: number
   removed: number
   swapped: boolean
-  nanos: number
 }
 
 export interface JsToolOutput {
@@ -113,14 +134,19 @@ export interface JsToolOutput {
   stderr: string
 }
 
-/** For the `native.diff100k` benchmark: the pure Rust diff of two newline-joined lists, timed in Rust. */
-export declare function measureDiff(current: string, desired: string): Promise<JsDiffMeasure>
+/**
+ * For the `native.diff100k` benchmark: one full-sync diff pass (a desired list against the set a
+ * client keeps), timed in Rust.
+ */
+export declare function measureDiff(current: Buffer, desired: Buffer): Promise<JsDiffMeasure>
 
 /** Version of this native binary (the crate version), reported by `sg-agent --version`. */
 export declare function nativeVersion(): string
 
 /**
- * Runs one of the iptables tools (`iptables-restore`, `ip6tables-restore`, `iptables-save`,
- * `ip6tables-save`) in the namespace at `netns` with `input` on stdin.
+ * Runs one of the tools `tool::Tool` lists (the iptables and ebtables restore/save pairs) in the
+ * namespace at `netns` with `input` on stdin. A tool that ran resolves with its exit code; one that
+ * could not be run fails with code INVALID_ARGUMENT (not one of them), NETNS_UNAVAILABLE or
+ * TOOL_SPAWN_FAILED.
  */
 export declare function runToolInNetns(netns: string | undefined | null, tool: string, args: Array<string>, input: Buffer): Promise<JsToolOutput>

@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
 for cmd in ipset:ipset iptables:iptables ip:iproute2 conntrack:conntrack rabbitmq-server:rabbitmq-server \
-           nsenter:util-linux ping:iputils-ping ps:procps; do
+           nsenter:util-linux ping:iputils-ping ps:procps arping:arping; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd#*:}")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

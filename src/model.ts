@@ -1,22 +1,23 @@
-// The security-group model shared by the firewall engine, the protocol and the control plane.
-// Field names follow OpenStack Neutron's API (snake_case there, camelCase here) so operators recognise them.
+// The security-group model shared by the firewall engine, the protocol and the control plane, in the
+// canonical form `src/domain/validate.ts` returns. Field names follow OpenStack Neutron's API
+// (snake_case there, camelCase here) so operators recognise them.
 
 export type Direction = 'ingress' | 'egress';
 export type Ethertype = 'IPv4' | 'IPv6';
-/** Protocol name, or an IP protocol number 0-255; null/undefined means any. */
-export type Protocol = 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'sctp' | number;
 
 export interface SecurityGroupRule {
   id: string;
   direction: Direction;
   ethertype: Ethertype;
-  protocol?: Protocol | null;
-  /** tcp/udp/sctp: port range; icmp/icmpv6: portRangeMin is the ICMP type, portRangeMax the code. */
-  portRangeMin?: number | null;
-  portRangeMax?: number | null;
-  /** Mutually exclusive with remoteGroupId. */
-  remoteIpPrefix?: string | null;
-  remoteGroupId?: string | null;
+  /** IP protocol number (1-255); null means any. Names are converted on input (src/domain/protocols.ts). */
+  protocol: number | null;
+  /** tcp/udp/sctp/udplite/dccp: the port range (both or neither); icmp/icmpv6: portRangeMin is the
+   *  ICMP type, portRangeMax the code. */
+  portRangeMin: number | null;
+  portRangeMax: number | null;
+  /** Canonical network (host bits cleared); null for any. Mutually exclusive with remoteGroupId. */
+  remoteIpPrefix: string | null;
+  remoteGroupId: string | null;
 }
 
 export interface SecurityGroup {
@@ -28,7 +29,7 @@ export interface SecurityGroup {
 }
 
 export interface AllowedAddressPair {
-  /** An IP or a CIDR. */
+  /** An address or a network, canonical. */
   ipAddress: string;
   macAddress?: string;
 }
@@ -45,3 +46,22 @@ export interface Port {
   portSecurityEnabled: boolean;
   revision?: number;
 }
+
+/** A rule as callers may write it: a protocol name, number or numeric string; omitted fields are null. */
+export type SecurityGroupRuleInput = Pick<SecurityGroupRule, 'id' | 'direction' | 'ethertype'> & {
+  protocol?: string | number | null;
+  portRangeMin?: number | string | null;
+  portRangeMax?: number | string | null;
+  remoteIpPrefix?: string | null;
+  remoteGroupId?: string | null;
+};
+
+export interface SecurityGroupInput {
+  id: string;
+  stateful?: boolean;
+  rules: SecurityGroupRuleInput[];
+  revision?: number;
+}
+
+/** A port as callers may write it: optional fields default (no pairs, port security on). */
+export type PortInput = Omit<Port, 'allowedAddressPairs' | 'portSecurityEnabled'> & Partial<Pick<Port, 'allowedAddressPairs' | 'portSecurityEnabled'>>;

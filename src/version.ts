@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { native } from './native.js';
+import { fromNative } from './errors.js';
 
 export function packageVersion(): string {
   let dir = __dirname;
@@ -29,8 +30,8 @@ export async function versionReport(netns?: string): Promise<VersionReport> {
   try {
     ipsetProtocol = await native.ipsetProtocol(netns ?? null);
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    ipsetProtocol = /PERMISSION_DENIED/.test(msg) ? 'unavailable (needs CAP_NET_ADMIN)' : `unavailable (${msg})`;
+    const err = fromNative(e, 'ipset');
+    ipsetProtocol = err.code === 'PERMISSION_DENIED' ? 'unavailable (needs CAP_NET_ADMIN)' : `unavailable (${err.message})`;
   }
   return { package: packageVersion(), native: native.nativeVersion(), ipsetProtocol };
 }

@@ -37,14 +37,29 @@ const agents: Record<'a' | 'b', { host: string; metrics: string; proc?: ChildPro
 };
 
 
-function startNode(script: string, args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, script), ...args], {
+// Every process's output goes to a log file of its own; when a test of this file fails, the end of
+// each log is printed (stderr, so CI shows it) after the file's tests are done.
+const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `sg-e2e-${tag}-`));
+let failures = 0;
+
+function startNode(name: string, script: string, args: string[], env: Record<string, string>): ChildProcess {
+  const log = fs.openSync(path.join(logDir, `${name}.log`), 'a');
+  const child = spawn(process.execPath, ['--unhandled-rejections=strict', '--import', 'tsx', path.join(repo, script), ...args], {
     cwd: repo,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', log, log],
   });
+  fs.closeSync(log);
   procs.push(child);
   return child;
+}
+
+function printLogs(): void {
+  for (const f of fs.readdirSync(logDir).sort()) {
+    const lines = fs.readFileSync(path.join(logDir, f), 'utf8').trimEnd().split('\n');
+    console.error(`---- ${f} (last ${Math.min(lines.length, 80)} of ${lines.length} lines; all in ${logDir}) ----`);
+    console.error(lines.slice(-80).join('\n'));
+  }
 }
 
 async function waitFor<T>(what: string, f: () => Promise<T | undefined | false> | T | undefined | false, ms = 20_000): Promise<T> {
@@ -63,7 +78,7 @@ async function waitFor<T>(what: string, f: () => Promise<T | undefined | false> 
 
 async function startController(): Promise<void> {
   const httpPort = await freePort();
-  const proc = startNode('src/cli/sg-controller.ts', [], {
+  const proc = startNode(`controller-${apis.length}-${calls}`, 'src/cli/sg-controller.ts', [], {
     SG_AMQP_URL: amqpUrl,
     SG_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
     SG_DATA_DIR: dataDir,
@@ -103,6 +118,15 @@ interface Status {
 async function status(which: 'a' | 'b'): Promise<Status> {
   return (await (await get(`http://${agents[which].metrics}/status`)).json()) as Status;
 }
+/** Waits until the agent reports these ports' filters in the kernel: a drop checked before that
+ *  would only prove the port is not filtered yet. */
+async function inKernel(which: 'a' | 'b', ids: string[], ms = 30_000): Promise<void> {
+  await waitFor(`${ids.join(', ')} filtered on host ${which}`, async () => {
+    const s = (await (await get(`http://${agents[which].metrics}/status`)).json()) as { ports: { id: string; inKernel: boolean }[] };
+    return ids.every((id) => s.ports.some((p) => p.id === id && p.inKernel));
+  }, ms);
+}
+
 async function rejected(which: 'a' | 'b'): Promise<number> {
   const text = await (await get(`http://${agents[which].metrics}/metrics`)).text();
   return Number(/^sg_agent_messages_rejected_total (\d+)/m.exec(text)?.[1] ?? NaN);
@@ -111,7 +135,7 @@ async function rejected(which: 'a' | 'b'): Promise<number> {
 async function startAgent(which: 'a' | 'b'): Promise<void> {
   const a = agents[which];
   a.metrics ||= `127.0.0.1:${await freePort()}`;
-  a.proc = startNode('src/cli/sg-agent.ts', ['run'], {
+  a.proc = startNode(`agent-${which}`, 'src/cli/sg-agent.ts', ['run'], {
     SG_AGENT_HOST: a.host,
     SG_AMQP_URL: amqpUrl,
     SG_TRUSTED_KEYS: key!.publicKeyFile,
@@ -153,7 +177,12 @@ test.before(async () => {
   ready = true;
 });
 
+test.afterEach.always((t) => {
+  if (!t.passed) failures++;
+});
+
 test.after.always(() => {
+  if (failures) printLogs();
   for (const p of procs) p.kill('SIGKILL');
   topoA?.destroy();
   topoB?.destroy();
@@ -177,6 +206,8 @@ test.serial('groups and ports created through the API become sets, chains and re
   await call('PUT', '/ports/p5', portBody(v5, agents.b.host, [G('db')]));
   await waitFor('host a sets', async () => (await status('a')).sets.some((s) => s.size === 2));
   await waitFor('host b sets', async () => (await status('b')).sets.some((s) => s.size === 2));
+  await inKernel('a', ['p1', 'p2', 'p3']);
+  await inKernel('b', ['p4', 'p5']);
   await waitFor('web members reach each other', () => topoA.ping(v1, v2.ip4));
   t.false(topoA.ping(v3, v2.ip4), 'iso is not in web');
   await waitFor('db members reach each other', () => topoB.ping(v4, v5.ip4));
@@ -225,6 +256,61 @@ test.serial('malformed and hostile messages are rejected to the dead-letter queu
   t.is(topoA.host.exec('iptables-save', ['-t', 'filter']).replace(/^#.*\n/gm, ''), rules);
   t.is(topoA.host.exec('ipset', ['save']), sets);
   t.true((await status('a')).connected, 'still running');
+});
+
+test.serial('what an agent would refuse is refused by the API; a poisoned object already in the store is quarantined and the host keeps converging', async (t) => {
+  if (!requireNetns(t) || !ready) return;
+  const api = apis[0]!.url;
+  const put = (p: string, body: unknown) => fetch(`${api}${p}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  // Issue 10, items 1, 2 and 5: each was accepted with 200 (or answered 500) and could stop agents.
+  const refused: [string, unknown][] = [
+    [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] }],
+    [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', portRangeMin: 80, portRangeMax: 80 }] }],
+    [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: 'fd00::/8' }] }],
+    ['/ports/pz', { host: agents.a.host, device: 'tzz', mac: '02:00:00:00:ee:01', fixedIps: ['fe80::1%lo'], securityGroups: [G('web')] }],
+  ];
+  for (const [p, body] of refused) t.is((await put(p, body)).status, 400, `${p} ${JSON.stringify(body)}`);
+  t.is((await fetch(`${api}/groups/%ZZ`)).status, 400, 'bad percent-encoding is a 400, not a 500');
+  // Neutron's meaning is accepted: icmp on an IPv6 rule is ICMPv6, a prefix with host bits its network.
+  t.is((await put(`/groups/${G('neutronish')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv6', protocol: 'icmp' }, { id: 's', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.1.2.3/8' }] })).status, 200);
+
+  // What an older controller may have stored before the validator existed: written into the store
+  // behind the API's back. The agent's sync must not stop on it.
+  const { open } = await import('lmdb');
+  const db = open({ path: path.join(dataDir, 'store.mdb'), encoding: 'json' });
+  t.teardown(async () => {
+    await db.remove(['g', G('poison')]);
+    await db.remove(['p', 'pz']);
+    await db.remove(['h', agents.a.host, 'pz']);
+    await db.close();
+  });
+  await db.put(['g', G('poison')], { id: G('poison'), stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }], revision: 1, membersRevision: 0 });
+  await db.put(['p', 'pz'], { id: 'pz', host: agents.a.host, device: 'tzz', mac: '02:00:00:00:ee:01', fixedIps: ['fe80::1%lo'], allowedAddressPairs: [], securityGroups: [G('web')], portSecurityEnabled: true, revision: 1 });
+  await db.put(['h', agents.a.host, 'pz'], 1);
+  const [v1, v2] = topoA.vms;
+  const victim = topoA.addVm(10);
+  await call('PUT', '/ports/pp', portBody(victim, agents.a.host, [G('poison')]));
+  // The agent restarts: its start-up sync meets both poisoned objects.
+  agents.a.proc!.kill('SIGKILL');
+  await new Promise((r) => agents.a.proc!.once('exit', r));
+  await startAgent('a');
+  interface Q { quarantined: { kind: string; id: string }[] }
+  await waitFor('both quarantined', async () => {
+    const q = ((await status('a')) as unknown as Q).quarantined.map((e) => `${e.kind}:${e.id}`);
+    return q.includes(`group:${G('poison')}`) && q.includes('port:pz');
+  });
+  // The rest converges: the port of the poisoned group is filtered with none of its rules (admits
+  // nothing), a member change elsewhere and a port bound meanwhile go in.
+  await inKernel('a', ['pp', 'p1', 'p2']);
+  t.false(topoA.ping(v1!, victim.ip4), 'fail-closed: the quarantined group admits nothing');
+  t.true(topoA.ping(v1!, v2!.ip4), 'web still works');
+  const late = topoA.addVm(11);
+  await call('PUT', '/ports/pl', portBody(late, agents.a.host, [G('web')]));
+  await inKernel('a', ['pl']);
+  await waitFor('the new member reached the kernel', () => topoA.ping(late, v2!.ip4));
+  t.is(agents.a.proc!.exitCode, null, 'the agent (run with --unhandled-rejections=strict) is alive');
+  await call('DELETE', '/ports/pl');
+  await call('DELETE', '/ports/pp');
 });
 
 test.serial('an agent killed with SIGKILL restarts and converges on what changed meanwhile', async (t) => {
@@ -326,7 +412,11 @@ test.serial('sg-agent status prints the ports, groups and sets of the running ag
 test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the scale', async (t) => {
   if (!requireNetns(t) || !ready) return;
   const topoC = new Topology();
-  t.teardown(() => topoC.destroy());
+  let agentC: ChildProcess | undefined;
+  t.teardown(() => {
+    agentC?.kill('SIGKILL');
+    topoC.destroy();
+  });
   const hostC = `host-c-${tag}`;
   const remote = (i: number) => G(`r${i}`);
   for (let k = 0; k < 5; k++) {
@@ -335,7 +425,7 @@ test.serial('one queue, one consumer, 5,000 group bindings: bindings carry the s
   }
   await call('PUT', '/ports/pc', { host: hostC, device: 'tapc', mac: '02:00:00:00:cc:01', fixedIps: ['10.102.0.1'], securityGroups: [0, 1, 2, 3, 4].map((k) => G(`big${k}`)) });
   const metrics = `127.0.0.1:${await freePort()}`;
-  startNode('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_TRUSTED_KEYS: key!.publicKeyFile, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
+  agentC = startNode('agent-c', 'src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_TRUSTED_KEYS: key!.publicKeyFile, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
   const statusC = async () => (await (await get(`http://${metrics}/status`)).json()) as Status;
   await waitFor('5,005 groups bound', async () => (await statusC()).groups.length === 5005, 120_000);
   const queues = spawnSync('rabbitmqctl', ['list_queues', '-p', vhost, '-q', 'name', 'consumers'], { encoding: 'utf8' }).stdout;
@@ -432,6 +522,7 @@ test('rules by protocol, port range, CIDR and remote group, both families, drive
   await call('PUT', '/ports/psrv', { ...portBody(srv, agents.b.host, [G('svc')]), fixedIps: both(srv) });
   await call('PUT', '/ports/pcli', { ...portBody(cli, agents.b.host, [G('cli')]), fixedIps: both(cli) });
   await call('PUT', '/ports/pother', { ...portBody(other, agents.b.host, [G('cli-not')]), fixedIps: both(other) });
+  await inKernel('b', ['psrv', 'pcli', 'pother']);
   await waitFor('cli admitted to tcp 8005', () => topoB.tcp(cli, srv.ip4, 8005));
   await waitFor('cli admitted over IPv6 to tcp 9000', () => topoB.tcp(cli, srv.ip6, 9000));
   t.false(topoB.tcp(cli, srv.ip4, 9000), 'tcp 9000 is not in the IPv4 range');

@@ -1,23 +1,29 @@
-// Pure logic of the renderer and kernel names (their real effect is proven with packets in
-// firewall.test.ts).
+// Pure logic of the iptables backend's rendering and kernel names (their real effect is proven with
+// packets in firewall.test.ts).
 import test from 'ava';
-import { KernelNames, idHash, CHAIN_NAME_MAX, IPSET_NAME_MAX } from '../src/firewall/names.js';
-import { linkLocalFromMac, maxelemFor, render, restoreScript, portAddresses } from '../src/firewall/render.js';
-import type { Port, SecurityGroup } from '../src/model.js';
+import { KernelNames, idHash, CHAIN_NAME_MAX, IPSET_NAME_MAX } from '../src/firewall/iptables/names.js';
+import { iptablesCidr, maxelemFor, renderArp, renderDispatch, renderPortChains, renderRaw, restoreScript } from '../src/firewall/iptables/render.js';
+import { buildFilter } from '../src/firewall/planner.js';
+import { linkLocalFromMac } from '../src/domain/mac.js';
+import { validateGroup, validatePort } from '../src/domain/validate.js';
+import type { SecurityGroup } from '../src/model.js';
 
 const names = new KernelNames('sg');
 
-test('kernel names fit the limits and differ for ids sharing a long prefix', (t) => {
+test('kernel names fit the limits, differ for ids sharing a long prefix, and are the only ones owned', (t) => {
   const long = 'a'.repeat(500);
   for (const id of [long, `${long}b`, 'x', 'ü;\n"']) {
-    t.true(names.groupSet(id, 'inet6').length <= IPSET_NAME_MAX);
-    for (const c of [names.ingressChain(id), names.egressChain(id), names.spoofChain(id), names.dispatchChain]) t.true(c.length <= CHAIN_NAME_MAX, c);
+    t.true(names.groupSet(id, 6).length <= IPSET_NAME_MAX);
+    for (const c of [names.ingressChain(id), names.egressChain(id), names.spoofChain(id), names.arpChain(id), names.dispatchChain, names.inputChain, names.rawChain]) t.true(c.length <= CHAIN_NAME_MAX, c);
   }
   t.not(idHash(long), idHash(`${long}b`));
   t.is(idHash('x'), idHash('x'), 'stable');
-  t.true(names.owns(names.ingressChain('p')));
-  t.true(names.owns(names.groupSet('g', 'inet')));
-  t.false(names.owns('neutron-openvswi-i1234'));
+  for (const ours of [names.ingressChain('p'), names.groupSet('g', 4), `${names.groupSet('g', 6)}.t`, names.dispatchChain, names.fallbackChain, names.arpDispatchChain]) t.true(names.owns(ours), ours);
+  // Other programs' objects that merely start like ours are never ours (issue 10, item 14).
+  for (const foreign of ['neutron-openvswi-i1234', 'sg-admin-allow', 'sg-custom', 'sg-dispatch', 'sgtmp-0123456789abcdef', 'sg4-nothex', 'sg-i-0123', `${names.ingressChain('p')}x`, 'sg-q-0123456789abcdef']) {
+    t.false(names.owns(foreign), foreign);
+  }
+  t.not(new KernelNames('sgb').dispatchChain, names.dispatchChain, 'another prefix, other names');
   t.throws(() => new KernelNames('Bad Prefix'));
 });
 
@@ -34,53 +40,89 @@ test('EUI-64 link-local addresses from MACs', (t) => {
   t.is(linkLocalFromMac('fa:16:3e:12:34:56'), 'fe80::f816:3eff:fe12:3456');
 });
 
-const port: Port = {
+const port = validatePort({
   id: 'p1', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['10.0.0.1', 'fd00::1'],
   allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '10.9.0.0/16', macAddress: '02:00:00:00:00:99' }],
-  securityGroups: ['g'], portSecurityEnabled: true,
-};
-const group: SecurityGroup = {
+  securityGroups: ['g'],
+});
+const group: SecurityGroup = validateGroup({
   id: 'g', stateful: true,
   rules: [
     { id: 'a', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteGroupId: 'g' },
     { id: 'b', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteGroupId: 'g' },
     { id: 'c', direction: 'egress', ethertype: 'IPv6', protocol: 'udp', portRangeMin: 53, portRangeMax: 54, remoteIpPrefix: 'fd00::/8' },
+    { id: 'd', direction: 'egress', ethertype: 'IPv4', protocol: 'udplite', portRangeMin: 5, portRangeMax: 6 },
   ],
-};
+});
+const noHolds = { failedSets: new Set<string>(), retrySets: [] };
 
-test('rendering: one set per referenced group and family, catch-alls left out, duplicate rules once', (t) => {
-  const r = render({ ports: [port], groups: new Map([['g', group]]), members: new Map([['g', new Set(['10.0.0.1', '0.0.0.0/0', '10.9.0.0/16', 'fd00::1'])]]), names, mode: 'bridged' });
-  t.deepEqual([...r.sets.keys()], [names.groupSet('g', 'inet')], 'no IPv4 rule names no v6 set');
-  t.deepEqual(r.sets.get(names.groupSet('g', 'inet'))!.members.sort(), ['10.0.0.1', '10.9.0.0/16']);
-  const ingress = r.v4.get(names.ingressChain('p1'))!;
+test('a port filter names each set once and renders each distinct rule once', (t) => {
+  const f = buildFilter({ group: (id) => (id === 'g' ? group : undefined) }, port, noHolds);
+  t.deepEqual(f.sets, [{ groupId: 'g', family: 4 }], 'no IPv6 rule names the group');
+  t.is(f.rules.length, 3);
+  const chains = renderPortChains(f, names);
+  const ingress = chains.v4.get(names.ingressChain('p1'))!;
   t.is(ingress.filter((l) => l.includes('--dport 22')).length, 1);
   t.is(ingress.at(-1), `-j ${names.fallbackChain}`);
-  const egress6 = r.v6.get(names.egressChain('p1'))!;
-  t.true(egress6.includes('-d fd00::/8 -p udp -m udp --dport 53:54 -j RETURN'));
-  const spoof4 = r.v4.get(names.spoofChain('p1'))!;
-  t.deepEqual(spoof4, [
+  t.true(chains.v6.get(names.egressChain('p1'))!.includes('-d fd00::/8 -p udp -m udp --dport 53:54 -j RETURN'));
+  t.true(chains.v4.get(names.egressChain('p1'))!.includes('-p udplite -m multiport --dports 5:6 -j RETURN'), 'udplite ports through multiport, as Neutron');
+  t.deepEqual(chains.v4.get(names.spoofChain('p1')), [
     '-s 10.0.0.1/32 -m mac --mac-source 02:00:00:00:00:01 -j RETURN',
     '-m mac --mac-source 02:00:00:00:00:01 -j RETURN',
     '-s 10.9.0.0/16 -m mac --mac-source 02:00:00:00:00:99 -j RETURN',
     '-j DROP',
   ]);
-  t.deepEqual(portAddresses(port), ['10.0.0.1', 'fd00::1', '10.9.0.0/16']);
-  const routed = render({ ports: [port], groups: new Map([['g', group]]), members: new Map(), names, mode: 'routed' });
-  t.true(routed.v4.get(names.dispatchChain)!.includes(`-o tap1 -j ${names.portsChain}`));
+  t.deepEqual(renderArp(f), [
+    '-p ARP --arp-ip-src 10.0.0.1 --arp-mac-src 02:00:00:00:00:01 -j RETURN',
+    '-p ARP --arp-mac-src 02:00:00:00:00:01 -j RETURN',
+    '-p ARP --arp-ip-src 10.9.0.0/16 --arp-mac-src 02:00:00:00:00:99 -j RETURN',
+    '-p ARP -j DROP',
+  ]);
+  // A set that could not be made: rules naming it are held back (fail-closed), nothing else changes.
+  const held = buildFilter({ group: () => group }, port, { failedSets: new Set(['4:g']), retrySets: [] });
+  t.deepEqual(held.sets, []);
+  t.is(held.rules.length, 2);
+});
+
+test('dispatch: filtered ports to their chains, failed ones dropped, unfiltered last; INPUT through egress', (t) => {
+  const f = buildFilter({ group: () => group }, port, noHolds);
+  const off = buildFilter({ group: () => group }, validatePort({ ...port, id: 'p2', device: 'tap2', portSecurityEnabled: false }), noHolds);
+  const bad = buildFilter({ group: () => group }, validatePort({ ...port, id: 'p3', device: 'tap3' }), noHolds);
+  const d = renderDispatch([off, f, bad], new Set(['p3']), 'bridged', names);
+  t.deepEqual(d.forward, [
+    `-m physdev --physdev-out tap1 --physdev-is-bridged -j ${names.portsChain}`,
+    `-m physdev --physdev-in tap1 --physdev-is-bridged -j ${names.portsChain}`,
+    `-m physdev --physdev-out tap3 --physdev-is-bridged -j ${names.fallbackChain}`,
+    `-m physdev --physdev-in tap3 --physdev-is-bridged -j ${names.fallbackChain}`,
+    '-m physdev --physdev-out tap2 --physdev-is-bridged -j ACCEPT',
+    '-m physdev --physdev-in tap2 --physdev-is-bridged -j ACCEPT',
+  ]);
+  t.deepEqual(d.input, [`-m physdev --physdev-in tap1 -j ${names.egressChain('p1')}`, `-m physdev --physdev-in tap3 -j ${names.fallbackChain}`]);
+  const routed = renderDispatch([f], new Set(), 'routed', names);
+  t.true(routed.forward.includes(`-o tap1 -j ${names.portsChain}`));
+  t.deepEqual(routed.input, [`-i tap1 -j ${names.egressChain('p1')}`]);
+});
+
+test('stateless ports are not tracked, from and to them; stateful ones are', (t) => {
+  const stateless = buildFilter({ group: () => ({ ...group, stateful: false }) }, port, noHolds);
+  t.false(stateless.stateful);
+  t.deepEqual(renderRaw([stateless], 'bridged', false), ['-m physdev --physdev-in tap1 -j CT --notrack', '-d 10.0.0.1/32 -j CT --notrack', '-d 10.9.0.0/16 -j CT --notrack']);
+  t.deepEqual(renderRaw([stateless], 'bridged', true), ['-m physdev --physdev-in tap1 -j CT --notrack', '-d fd00::1/128 -j CT --notrack']);
+  t.false(renderPortChains(stateless, names).v4.get(names.ingressChain('p1'))!.some((l) => l.includes('ESTABLISHED')), 'no return-traffic shortcut');
+  t.deepEqual(renderRaw([buildFilter({ group: () => group }, port, noHolds)], 'bridged', false), []);
 });
 
 test('restore scripts declare, fill and delete only the named chains', (t) => {
   const chains = new Map([['sg-a', ['-j DROP']], ['sg-b', ['-j RETURN']]]);
-  t.is(restoreScript(chains, ['sg-a'], ['sg-old'], '-I FORWARD 1 -j sg-dispatch'),
-    '*filter\n:sg-a - [0:0]\n:sg-old - [0:0]\n-A sg-a -j DROP\n-X sg-old\n-I FORWARD 1 -j sg-dispatch\nCOMMIT\n');
+  t.is(restoreScript('filter', chains, ['sg-a'], ['sg-old'], ['-I FORWARD 1 -j sg-d']),
+    '*filter\n:sg-a - [0:0]\n:sg-old - [0:0]\n-A sg-a -j DROP\n-X sg-old\n-I FORWARD 1 -j sg-d\nCOMMIT\n');
 });
 
-test('addresses are written as iptables-save prints them', async (t) => {
-  const { canonicalCidr } = await import('../src/firewall/render.js');
-  t.is(canonicalCidr('10.1.2.3'), '10.1.2.3/32');
-  t.is(canonicalCidr('10.1.2.3/16'), '10.1.0.0/16');
-  t.is(canonicalCidr('0.0.0.0/0'), '0.0.0.0/0');
-  t.is(canonicalCidr('FD00:0:0:1::5/64'), 'fd00:0:0:1::/64');
-  t.is(canonicalCidr('fe80::0:ff:fe00:1'), 'fe80::ff:fe00:1/128');
-  t.is(canonicalCidr('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1/128');
+test('addresses are written as iptables-save prints them', (t) => {
+  t.is(iptablesCidr('10.1.2.3'), '10.1.2.3/32');
+  t.is(iptablesCidr('10.1.2.3/16'), '10.1.0.0/16');
+  t.is(iptablesCidr('0.0.0.0/0'), '0.0.0.0/0');
+  t.is(iptablesCidr('FD00:0:0:1::5/64'), 'fd00:0:0:1::/64');
+  t.is(iptablesCidr('fe80::0:ff:fe00:1'), 'fe80::ff:fe00:1/128');
+  t.is(iptablesCidr('2001:db8:0:0:1:0:0:1'), '2001:db8::1:0:0:1/128');
 });

@@ -2,8 +2,8 @@
 // engine managing the host namespace, and ping/TCP/UDP between VMs as the proof.
 import test, { type ExecutionContext } from 'ava';
 import { FirewallEngine } from '../src/firewall/engine.js';
-import { ModelError } from '../src/firewall/validate.js';
-import type { Port, SecurityGroup, SecurityGroupRule } from '../src/model.js';
+import { portMemberAddresses, validatePort, ValidationError } from '../src/domain/validate.js';
+import type { PortInput, SecurityGroupInput, SecurityGroupRuleInput } from '../src/model.js';
 import { requireNetns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { ipsetSave } from './helpers/ipset-oracle.js';
@@ -24,7 +24,7 @@ async function setup(t: ExecutionContext): Promise<Ctx | undefined> {
   return { topo, fw };
 }
 
-function port(vm: Vm, groups: string[], extra: Partial<Port> = {}): Port {
+function port(vm: Vm, groups: string[], extra: Partial<PortInput> = {}): PortInput {
   return {
     id: `port-${vm.name}`,
     host: 'host-1',
@@ -38,13 +38,13 @@ function port(vm: Vm, groups: string[], extra: Partial<Port> = {}): Port {
   };
 }
 
-const egressAll: SecurityGroupRule[] = [
+const egressAll: SecurityGroupRuleInput[] = [
   { id: 'e4', direction: 'egress', ethertype: 'IPv4' },
   { id: 'e6', direction: 'egress', ethertype: 'IPv6' },
 ];
 
 /** Neutron's default group: ingress from members of itself, egress anywhere. */
-function defaultGroup(id = 'default'): SecurityGroup {
+function defaultGroup(id = 'default'): SecurityGroupInput {
   return {
     id,
     stateful: true,
@@ -56,7 +56,7 @@ function defaultGroup(id = 'default'): SecurityGroup {
   };
 }
 
-const egressOnly: SecurityGroup = { id: 'egress-only', stateful: true, rules: egressAll };
+const egressOnly: SecurityGroupInput = { id: 'egress-only', stateful: true, rules: egressAll };
 
 function rulesText(topo: Topology): string {
   return ['iptables-save', 'ip6tables-save'].map((c) => topo.host.exec(c, ['-t', 'filter']).replace(/^#.*\n/gm, '')).join('');
@@ -222,7 +222,7 @@ test('drift made by hand is repaired by reconcile', async (t) => {
   fw.setPort(port(x, ['egress-only']));
   fw.setGroupMembers('default', [a.ip4, b.ip4]);
   await fw.flush();
-  const setName = fw.names.groupSet('default', 'inet');
+  const setName = fw.names.groupSet('default', 4);
   topo.host.exec('ipset', ['flush', setName]);
   t.false(topo.ping(a, b.ip4), 'drift: flushed set blocks members');
   topo.host.exec('iptables', ['-F', fw.names.spoofChain('port-vm3')]);
@@ -241,12 +241,48 @@ test('drift made by hand is repaired by reconcile', async (t) => {
   t.true(fw.stats.repairs >= 5);
 });
 
+test('the periodic check repairs hand-made drift on its own: a member deleted, a chain flushed, the jump removed', async (t) => {
+  if (!requireNetns(t)) return;
+  const topo = new Topology();
+  // The agent's default is 5 s (docs/agent.md); 1 s keeps the test short. How fast repairs come and
+  // what a check costs is measured by bench:firewall (firewall.reconcile.300).
+  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5, reconcileIntervalMs: 1000 });
+  t.teardown(async () => {
+    await fw.close();
+    topo.destroy();
+  });
+  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  fw.setGroup(defaultGroup());
+  fw.setGroup(egressOnly);
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setPort(port(x, ['egress-only']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4]);
+  await fw.flush();
+  const h = topo.host;
+  const until = async (what: string, ok: () => boolean) => {
+    for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
+    t.true(ok(), what);
+  };
+  h.exec('ipset', ['del', fw.names.groupSet('default', 4), a.ip4]);
+  t.false(topo.ping(a, b.ip4), 'drift: a member deleted');
+  await until('the member is back', () => topo.ping(a, b.ip4));
+  h.exec('iptables', ['-F', fw.names.ingressChain(`port-${b.name}`)]);
+  t.true(topo.ping(x, b.ip4), 'drift: the port chain flushed lets a non-member in');
+  await until('the chain is back', () => !topo.ping(x, b.ip4));
+  h.exec('iptables', ['-D', 'FORWARD', '-j', fw.names.dispatchChain]);
+  t.true(topo.ping(x, b.ip4), 'drift: without the jump nothing is filtered');
+  await until('the jump is back', () => !topo.ping(x, b.ip4));
+  // The check that made the last repair may still be finishing its count.
+  await until(`three repairs counted: ${JSON.stringify(fw.stats)}`, () => fw.stats.repairs >= 3);
+});
+
 test('hostile ids give valid, distinct kernel names and work', async (t) => {
   const c = await setup(t);
   if (!c) return;
   const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
-  const long = 'x'.repeat(299);
+  const long = 'x'.repeat(250);
   const ids = ['g;rm -rf /', 'g\n-A FORWARD -j ACCEPT', `g"'\``, `${long}a`, `${long}b`, 'grüße-🔥'];
   for (const id of ids) fw.setGroup(defaultGroup(id));
   fw.setPort(port(a, ids, { id: 'p;\nx' }));
@@ -275,9 +311,10 @@ test('an established TCP connection is cut when its peer leaves the group', asyn
   await fw.flush();
   const conn = await topo.longConnection(a, b.ip4, 6000);
   t.true(await conn.alive(), 'connection carries data');
+  const cut0 = fw.stats.conntrackDeleted;
   fw.applyMemberDelta('default', [], [a.ip4]);
-  const report = await fw.flush();
-  t.true(report.conntrackDeleted >= 1, JSON.stringify(report));
+  await fw.flush();
+  t.true(fw.stats.conntrackDeleted > cut0, JSON.stringify(fw.stats));
   t.false(await conn.alive(), 'the connection no longer carries data');
   conn.close();
 });
@@ -289,10 +326,14 @@ test('an allowed pair of 0.0.0.0/0 in group G does not let non-members of G in',
   const [router, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(defaultGroup('G'));
   fw.setGroup(egressOnly);
-  fw.setPort(port(router, ['G'], { allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '::/0' }] }));
+  const routerPort = port(router, ['G'], { allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '::/0' }] });
+  fw.setPort(routerPort);
   fw.setPort(port(b, ['G']));
   fw.setPort(port(x, ['egress-only']));
-  fw.setGroupMembers('G', [router.ip4, '0.0.0.0/0', '::/0', b.ip4]);
+  // Membership as the store derives it from the ports (the controller's rule, in src/domain/validate.ts).
+  t.deepEqual(portMemberAddresses(validatePort(routerPort)), [router.ip4, router.ip6]);
+  t.throws(() => fw.setGroupMembers('G', [router.ip4, '0.0.0.0/0']), { instanceOf: ValidationError }, 'a catch-all member is refused');
+  fw.setGroupMembers('G', [router.ip4, b.ip4]);
   await fw.flush();
   const set = ipsetSave(topo.host).get(fw.names.groupSet('G', 'inet'))!;
   t.deepEqual([...set.members].sort(), [router.ip4, b.ip4].sort(), 'the catch-all never becomes a member');
@@ -342,7 +383,7 @@ test('bad input is rejected with a clear error, counted, and changes nothing', a
     ['member type', () => fw.applyMemberDelta('default', [42 as unknown as string], [])],
     ['id', () => fw.removePort('')],
   ];
-  for (const [what, f] of bad) t.throws(f, { instanceOf: ModelError }, what);
+  for (const [what, f] of bad) t.throws(f, { instanceOf: ValidationError }, what);
   t.is(fw.stats.rejectedInput, bad.length);
   await fw.flush();
   t.is(rulesText(topo), before);
@@ -353,7 +394,7 @@ test('one membership change is one set operation, however many rules name the gr
   if (!c) return;
   const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
-  const rules: SecurityGroupRule[] = Array.from({ length: 50 }, (_, i) => ({
+  const rules: SecurityGroupRuleInput[] = Array.from({ length: 50 }, (_, i) => ({
     id: `r${i}`, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 1000 + i, portRangeMax: 1000 + i, remoteGroupId: 'peers',
   }));
   fw.setGroup({ id: 'svc', stateful: true, rules: [...rules, ...egressAll] });
@@ -371,31 +412,43 @@ test('one membership change is one set operation, however many rules name the gr
   t.true(ipsetSave(topo.host).get(fw.names.groupSet('peers', 'inet'))!.members.has('10.100.0.9'));
 });
 
-test('a failed apply is retried with backoff until it succeeds, and no rule names a missing set', async (t) => {
+test('a set the kernel refuses is quarantined: its rules are held back, everything else converges, the retry brings it in', async (t) => {
   const c = await setup(t);
   if (!c) return;
   const { topo, fw } = c;
-  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-  // Someone else holds our set name with another type and a rule referring to it: the engine cannot
-  // create its set, so it must not write the rules that would name it.
-  const setName = fw.names.groupSet('default', 'inet');
+  const [a, b, x, w1, w2, w3] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4), topo.addVm(5), topo.addVm(6)];
+  // Someone else holds our set name with another type and a rule refers to it: the engine cannot make
+  // its set (issue 10, item 2: one bad object must not stop the host).
+  const setName = fw.names.groupSet('default', 4);
   topo.host.exec('ipset', ['create', setName, 'hash:ip', 'family', 'inet']);
   topo.host.exec('iptables', ['-A', 'INPUT', '-m', 'set', '--match-set', setName, 'src', '-j', 'RETURN']);
   fw.setGroup(defaultGroup());
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
+  fw.setGroup(defaultGroup('web'));
+  fw.setGroup(egressOnly);
+  for (const [vm, g] of [[a, 'default'], [b, 'default'], [x, 'egress-only'], [w1, 'web'], [w2, 'web']] as const) fw.setPort(port(vm, [g]));
   fw.setGroupMembers('default', [a.ip4, b.ip4]);
-  await t.throwsAsync(fw.flush());
-  t.true(fw.stats.applyErrors >= 1);
-  t.notRegex(rulesText(topo), new RegExp(`-A ${fw.names.ingressChain('port-vm2')}`), 'no chain written before its set exists');
+  fw.setGroupMembers('web', [w1.ip4, w2.ip4]);
+  await fw.flush();
+  t.true(fw.status().quarantined.some((q) => q.kind === 'set' && q.id === '4:default'), JSON.stringify(fw.status().quarantined));
+  t.true(fw.portInKernel(`port-${b.name}`), 'b is filtered all the same');
+  t.false(topo.ping(a, b.ip4), 'rules naming the missing set are held back: fail-closed');
+  t.false(topo.ping(x, b.ip4));
+  t.true(topo.ping(w1, w2.ip4), 'another group converges');
+  // Meanwhile: another group's member change and a new binding go in.
+  fw.setPort(port(w3, ['web']));
+  fw.applyMemberDelta('web', [w3.ip4], []);
+  await fw.flush();
+  t.true(fw.portInKernel(`port-${w3.name}`));
+  t.true(topo.ping(w3, w1.ip4), 'a port bound meanwhile is filtered and admitted');
+  t.false(topo.ping(x, w3.ip4), 'and its filter is really in place');
   topo.host.exec('iptables', ['-D', 'INPUT', '-m', 'set', '--match-set', setName, 'src', '-j', 'RETURN']);
-  // The engine retries on its own timer; wait for it rather than flushing.
-  const converged = () => fw.status().chains.v4.length > 0;
-  for (let i = 0; i < 100 && !converged(); i++) await new Promise((r) => setTimeout(r, 100));
-  t.true(converged(), 'an apply succeeded after the blocker went away');
+  // The engine retries on its own timer; wait for the quarantine to clear rather than flushing.
+  for (let i = 0; i < 300 && fw.status().quarantined.length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  t.deepEqual(fw.status().quarantined.map((q) => `${q.id}: ${q.reason}`), [], 'the retry made the set');
+  await fw.settled();
   t.regex(ipsetSave(topo.host).get(setName)!.create, /^hash:net/);
   t.true(topo.ping(a, b.ip4), 'member admitted');
-  t.false(topo.ping(x, b.ip4), 'non-member blocked: the rules are really in place');
+  t.false(topo.ping(x, b.ip4), 'non-member still blocked');
 });
 
 test('a restarted engine keeps filtering until its first apply, then drops what the old run left', async (t) => {
@@ -435,7 +488,7 @@ test('chains are written as iptables-save prints them: a reconcile right after a
       { id: 'r3', direction: 'egress', ethertype: 'IPv4', protocol: 'icmp', portRangeMin: 8, portRangeMax: 0 },
       { id: 'r4', direction: 'egress', ethertype: 'IPv4', protocol: 132 },
       { id: 'r5', direction: 'egress', ethertype: 'IPv4', protocol: 47 },
-      { id: 'r6', direction: 'egress', ethertype: 'IPv4', protocol: 'udp', portRangeMax: 100 },
+      { id: 'r6', direction: 'egress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 1, portRangeMax: 100 },
       { id: 'r7', direction: 'ingress', ethertype: 'IPv4', protocol: 'sctp', portRangeMin: 5, portRangeMax: 5, remoteIpPrefix: '10.1.2.3/8' },
       { id: 'r8', direction: 'ingress', ethertype: 'IPv6', remoteGroupId: 'mixed', protocol: 'udp', portRangeMin: 53, portRangeMax: 53 },
     ],
@@ -464,23 +517,23 @@ test('a burst of port bindings shares one chain rewrite per interval; membership
   fw.setGroupMembers('default', [a.ip4]);
   await fw.settled();
   const restores0 = fw.stats.restores;
-  t.is(restores0, 2, 'the first change after a quiet spell is applied at once: one restore per family');
+  t.is(restores0, 3, 'the first change after a quiet spell is applied at once: one restore per family, one of ebtables');
   // Within the interval: two more bindings and a member joining.
   fw.setPort(port(b, ['default']));
   fw.setPort(port(c, ['default']));
   fw.applyMemberDelta('default', [b.ip4, c.ip4], []);
   await fw.settled(true);
-  const setName = fw.status().sets.find((s) => s.family === 'inet')!.name;
+  const setName = fw.status().sets.find((s) => s.family === 4)!.name;
   t.deepEqual([...(ipsetSave(topo.host).get(setName)?.members ?? [])].sort(), [a.ip4, b.ip4, c.ip4].sort(), 'members are in the set at once');
   t.is(fw.stats.restores, restores0, 'chains wait for the interval');
   t.false(rulesText(topo).includes(fw.names.ingressChain(`port-${b.name}`)), 'b has no chain yet');
   await fw.flush();
-  t.is(fw.stats.restores, restores0 + 2, 'both bindings went out in one restore per family');
+  t.is(fw.stats.restores, restores0 + 3, 'both bindings went out in one restore per family (and one of ebtables)');
   t.true(topo.ping(b, c.ip4), 'members b -> c once their chains are in');
   fw.setPort(port(d, ['egress-only']));
   fw.setGroup(egressOnly);
   await fw.flush();
-  t.is(fw.stats.restores, restores0 + 4);
+  t.is(fw.stats.restores, restores0 + 6);
   t.false(topo.ping(d, b.ip4), 'd is not a member');
 });
 
@@ -504,7 +557,7 @@ test('member changes that arrive while an apply is running are not lost', async 
     else if (i % 7 === 0) await new Promise((r) => setImmediate(r));
   }
   await fw.flush();
-  const setName = fw.status().sets.find((s) => s.family === 'inet')!.name;
+  const setName = fw.status().sets.find((s) => s.family === 4)!.name;
   t.deepEqual([...(ipsetSave(topo.host).get(setName)?.members ?? [])].sort(), [...want].sort());
   t.true(fw.stats.applies > 3, `several applies overlapped the changes (${fw.stats.applies})`);
 });

@@ -211,7 +211,7 @@ test.serial('the dead-letter queue is bounded; oversize and unsigned messages ar
   await waitFor('the dead-letter queue within its bound', () => dlq().message_bytes <= DEAD_LETTER_LIMITS.bytes && dlq().messages <= 3);
   t.log(dlq());
   // A valid signed message still goes through afterwards.
-  const m = encode({ v: 1, type: 'port.updated', host: s.host, revision: 99, port: { id: 'p3', ...port(s.v3, s.host, ['iso', 'web']) } });
+  const m = encode({ v: 1, type: 'port.updated', host: s.host, revision: 99, port: { id: 'p3', ...port(s.v3, s.host, ['iso', 'web']), allowedAddressPairs: [], portSecurityEnabled: true } });
   ch.publish(HOST_EXCHANGE, key, m, { headers: s.key.signer.headers(m, UPDATE_CONTEXT) });
   await ch.waitForConfirms();
   await waitFor('the agent still applies signed updates', async () => (await s.agent.status()).ports.find((p) => p.id === 'p3')?.groups.includes('web'));

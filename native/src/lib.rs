@@ -1,6 +1,7 @@
 //! sg-agent native addon: binds the plain-Rust core (`sg-agent-core`) to JS. The `napi_*` modules
 //! only convert types and spawn work off the JS thread.
 
+mod js_error;
 mod napi_conntrack;
 mod napi_ipset;
 mod napi_tool;

@@ -2,8 +2,8 @@
 //! more. Every kernel call runs in a `Task` off the JS thread; a client's calls are serialised by its
 //! mutex (one netlink socket, one mirror).
 //!
-//! Member lists cross the boundary as one newline-joined string: converting 100k JS strings one by
-//! one costs more than the kernel work of a small diff.
+//! Member lists cross the boundary packed in one `Buffer` (`ipset::packed`): converting 100k JS
+//! strings one by one costs more than the kernel work of a small diff.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,9 +13,13 @@ use napi::bindgen_prelude::*;
 use napi::{Env, Task};
 use napi_derive::napi;
 
-use sg_agent_core::ipset::client::parse_members;
-use sg_agent_core::ipset::diff::{diff_members, MemberSet};
-use sg_agent_core::ipset::{ErrorCode, Family, IpsetClient, IpsetError, SetHeader, SetSpec, SetType, SyncStrategy};
+use sg_agent_core::ipset::diff::MarkedSet;
+use sg_agent_core::ipset::{
+    decode_members, probe_protocol, temp_set_name, Adt, BatchResult, ErrorCode, Family, IpsetClient, IpsetError, SetHeader,
+    SetSpec, SetType, SyncResult, SyncStrategy,
+};
+
+use crate::js_error::{Coded, Failure};
 
 #[napi(object)]
 pub struct JsSetSpec {
@@ -70,7 +74,6 @@ pub struct JsSyncResult {
     pub added: u32,
     pub removed: u32,
     pub swapped: bool,
-    pub nanos: f64,
 }
 
 #[napi(object)]
@@ -87,37 +90,6 @@ pub struct JsDiffMeasure {
     pub nanos: f64,
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-/// The JS wrapper turns this JSON message into an `IpsetError` with a stable `code`.
-fn to_js_error(e: IpsetError) -> Error {
-    let mut j = format!("{{\"code\":{},\"message\":{}", json_str(e.code.as_str()), json_str(&e.message));
-    if let Some(s) = &e.set {
-        j.push_str(&format!(",\"set\":{}", json_str(s)));
-    }
-    if let Some(m) = &e.member {
-        j.push_str(&format!(",\"member\":{}", json_str(m)));
-    }
-    if let Some(n) = e.errno {
-        j.push_str(&format!(",\"errno\":{n}"));
-    }
-    j.push('}');
-    Error::new(Status::GenericFailure, j)
-}
-
 fn spec_from_js(name: &str, s: &JsSetSpec) -> std::result::Result<SetSpec, IpsetError> {
     let bad = |m: String| IpsetError::new(ErrorCode::InvalidSpec, m).set(name);
     Ok(SetSpec {
@@ -132,6 +104,7 @@ fn spec_from_js(name: &str, s: &JsSetSpec) -> std::result::Result<SetSpec, Ipset
 
 fn header_to_js(h: SetHeader) -> JsSetHeader {
     JsSetHeader {
+        comment: h.comment(),
         name: h.name,
         type_name: h.type_name,
         family: h.family.map(|f| f.as_str().to_string()).unwrap_or_default(),
@@ -142,25 +115,33 @@ fn header_to_js(h: SetHeader) -> JsSetHeader {
         references: h.references,
         entries: h.entries,
         timeout: h.timeout,
-        comment: h.comment,
     }
 }
 
-fn split_members(joined: &str) -> Vec<&str> {
-    if joined.is_empty() {
-        Vec::new()
-    } else {
-        joined.split('\n').collect()
+fn sync_to_js(r: SyncResult) -> JsSyncResult {
+    JsSyncResult { created: r.created, added: r.added as u32, removed: r.removed as u32, swapped: r.swapped }
+}
+
+fn batch_to_js(r: BatchResult) -> JsBatchResult {
+    JsBatchResult {
+        applied: r.applied as u32,
+        failed: r
+            .failed
+            .into_iter()
+            .map(|f| JsFailedMember { member: f.member, code: f.error.code.as_str().into(), message: f.error.message })
+            .collect(),
     }
 }
 
-type Shared = Arc<Mutex<IpsetClient>>;
+/// `None` once the client is closed: its socket is gone and every later call says so.
+type Shared = Arc<Mutex<Option<IpsetClient>>>;
 type Job<T> = Box<dyn FnOnce(&mut IpsetClient) -> std::result::Result<T, IpsetError> + Send>;
 
 /// One call on a client, run on the libuv pool.
 pub struct ClientTask<T: Send + 'static> {
     client: Shared,
     job: Option<Job<T>>,
+    failure: Failure,
 }
 
 impl<T: ToNapiValue + TypeName + Send + 'static> Task for ClientTask<T> {
@@ -169,18 +150,26 @@ impl<T: ToNapiValue + TypeName + Send + 'static> Task for ClientTask<T> {
 
     fn compute(&mut self) -> Result<T> {
         let job = self.job.take().ok_or_else(|| Error::from_reason("task ran twice"))?;
-        let mut client = self.client.lock().map_err(|_| Error::from_reason("ipset client poisoned by a panic"))?;
-        job(&mut client).map_err(to_js_error)
+        let mut guard = self.client.lock().map_err(|_| Error::from_reason("ipset client poisoned by a panic"))?;
+        let Some(client) = guard.as_mut() else {
+            return Err(self.failure.keep(IpsetError::new(ErrorCode::ClientClosed, "the ipset client is closed")));
+        };
+        job(client).map_err(|e| self.failure.keep(e))
     }
 
     fn resolve(&mut self, _env: Env, output: T) -> Result<T> {
         Ok(output)
+    }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<T> {
+        self.failure.reject(&env, err)
     }
 }
 
 /// Opening the socket and negotiating the protocol are kernel calls too.
 pub struct OpenTask {
     netns: Option<PathBuf>,
+    failure: Failure,
 }
 
 impl Task for OpenTask {
@@ -188,12 +177,16 @@ impl Task for OpenTask {
     type JsValue = NativeIpset;
 
     fn compute(&mut self) -> Result<IpsetClient> {
-        IpsetClient::open(self.netns.as_deref()).map_err(to_js_error)
+        IpsetClient::open(self.netns.as_deref()).map_err(|e| self.failure.keep(e))
     }
 
     fn resolve(&mut self, _env: Env, client: IpsetClient) -> Result<NativeIpset> {
         let protocol = client.protocol() as u32;
-        Ok(NativeIpset { client: Arc::new(Mutex::new(client)), protocol })
+        Ok(NativeIpset { client: Arc::new(Mutex::new(Some(client))), protocol })
+    }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<NativeIpset> {
+        self.failure.reject(&env, err)
     }
 }
 
@@ -210,18 +203,24 @@ impl NativeIpset {
         T: ToNapiValue + TypeName + Send + 'static,
         F: FnOnce(&mut IpsetClient) -> std::result::Result<T, IpsetError> + Send + 'static,
     {
-        AsyncTask::new(ClientTask { client: self.client.clone(), job: Some(Box::new(f)) })
+        AsyncTask::new(ClientTask { client: self.client.clone(), job: Some(Box::new(f)), failure: Failure::default() })
     }
 
     /// Opens a client; `netns` is a namespace path such as /var/run/netns/X or /proc/PID/ns/net.
     #[napi(ts_return_type = "Promise<NativeIpset>")]
     pub fn open(netns: Option<String>) -> AsyncTask<OpenTask> {
-        AsyncTask::new(OpenTask { netns: netns.map(PathBuf::from) })
+        AsyncTask::new(OpenTask { netns: netns.map(PathBuf::from), failure: Failure::default() })
     }
 
     #[napi(getter)]
     pub fn protocol(&self) -> u32 {
         self.protocol
+    }
+
+    /// Closes the socket once the calls already queued are done; later calls fail with CLIENT_CLOSED.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self) -> AsyncTask<CloseTask> {
+        AsyncTask::new(CloseTask { client: self.client.clone() })
     }
 
     #[napi(ts_return_type = "Promise<void>")]
@@ -266,20 +265,27 @@ impl NativeIpset {
     pub fn read_set(&self, name: String) -> AsyncTask<ClientTask<JsSetContents>> {
         self.run(move |c| {
             let (h, members) = c.read_set(&name)?;
-            let joined = members.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n");
+            let mut joined = String::with_capacity(members.len() * 12);
+            for (i, m) in members.iter().enumerate() {
+                if i > 0 {
+                    joined.push('\n');
+                }
+                use std::fmt::Write;
+                let _ = write!(joined, "{m}");
+            }
             Ok(JsSetContents { header: header_to_js(h), members: joined })
         })
     }
 
-    /// `members` is newline-joined (see the module comment).
+    /// `members` is a packed member list (see the module comment).
     #[napi(ts_return_type = "Promise<JsBatchResult>")]
-    pub fn add(&self, name: String, members: String, exist: bool) -> AsyncTask<ClientTask<JsBatchResult>> {
-        self.run(move |c| c.add(&name, &split_members(&members), exist).map(batch_to_js))
+    pub fn add(&self, name: String, members: Buffer, exist: bool) -> AsyncTask<ClientTask<JsBatchResult>> {
+        self.run(move |c| c.adt_packed(Adt::Add, &name, &members, exist).map(batch_to_js))
     }
 
     #[napi(ts_return_type = "Promise<JsBatchResult>")]
-    pub fn del(&self, name: String, members: String, exist: bool) -> AsyncTask<ClientTask<JsBatchResult>> {
-        self.run(move |c| c.del(&name, &split_members(&members), exist).map(batch_to_js))
+    pub fn del(&self, name: String, members: Buffer, exist: bool) -> AsyncTask<ClientTask<JsBatchResult>> {
+        self.run(move |c| c.adt_packed(Adt::Del, &name, &members, exist).map(batch_to_js))
     }
 
     #[napi(ts_return_type = "Promise<boolean>")]
@@ -287,20 +293,34 @@ impl NativeIpset {
         self.run(move |c| c.test(&name, &member))
     }
 
-    /// `strategy`: "auto" (default), or "inplace" / "swap" to force one (for measurements).
+    /// `members` is a packed member list.
     #[napi(ts_return_type = "Promise<JsSyncResult>")]
-    pub fn sync_set(&self, name: String, spec: JsSetSpec, members: String, strategy: Option<String>) -> AsyncTask<ClientTask<JsSyncResult>> {
+    pub fn sync_set(&self, name: String, spec: JsSetSpec, members: Buffer) -> AsyncTask<ClientTask<JsSyncResult>> {
         self.run(move |c| {
             let spec = spec_from_js(&name, &spec)?;
-            let strategy = match strategy.as_deref() {
-                None | Some("auto") => SyncStrategy::Auto,
-                Some("inplace") => SyncStrategy::InPlace,
-                Some("swap") => SyncStrategy::Swap,
-                Some(other) => return Err(IpsetError::new(ErrorCode::InvalidSpec, format!("unknown sync strategy {other:?}")).set(&name)),
-            };
-            let r = c.sync_set_with(&name, &spec, &split_members(&members), strategy)?;
-            Ok(JsSyncResult { created: r.created, added: r.added as u32, removed: r.removed as u32, swapped: r.swapped, nanos: r.nanos as f64 })
+            c.sync_set_packed(&name, &spec, &members, SyncStrategy::Auto).map(sync_to_js)
         })
+    }
+
+    /// For benchmarks only (reached through `src/internal/hooks.ts`, not the package's API): `syncSet`
+    /// with the in-place/swap choice forced, to measure where the threshold lies.
+    #[napi(ts_return_type = "Promise<JsSyncResult>")]
+    pub fn sync_set_forced(&self, name: String, spec: JsSetSpec, members: Buffer, strategy: String) -> AsyncTask<ClientTask<JsSyncResult>> {
+        self.run(move |c| {
+            let spec = spec_from_js(&name, &spec)?;
+            let strategy = match strategy.as_str() {
+                "inplace" => SyncStrategy::InPlace,
+                "swap" => SyncStrategy::Swap,
+                _ => SyncStrategy::Auto,
+            };
+            c.sync_set_packed(&name, &spec, &members, strategy).map(sync_to_js)
+        })
+    }
+
+    /// For tests (through `src/internal/`): bytes this client has sent to the kernel.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn bytes_sent(&self) -> AsyncTask<ClientTask<f64>> {
+        self.run(|c| Ok(c.bytes_sent() as f64))
     }
 
     #[napi(ts_return_type = "Promise<JsReconcileResult>")]
@@ -312,26 +332,54 @@ impl NativeIpset {
     }
 }
 
-fn batch_to_js(r: sg_agent_core::ipset::BatchResult) -> JsBatchResult {
-    JsBatchResult {
-        applied: r.applied as u32,
-        failed: r
-            .failed
-            .into_iter()
-            .map(|f| JsFailedMember { member: f.member, code: f.error.code.as_str().into(), message: f.error.message })
-            .collect(),
+pub struct CloseTask {
+    client: Shared,
+}
+
+impl Task for CloseTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<()> {
+        // Waits for a call in progress; dropping the client closes its socket.
+        if let Ok(mut guard) = self.client.lock() {
+            guard.take();
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, _env: Env, _: ()) -> Result<()> {
+        Ok(())
     }
 }
 
-/// For the `native.diff100k` benchmark: the pure Rust diff of two newline-joined lists, timed in Rust.
+/// The temp set a replace of `name` builds beside it (see `ipset::name::temp_set_name`), so that the
+/// set's owner can recognise a stale one.
+#[napi]
+pub fn ipset_temp_name(name: String) -> String {
+    temp_set_name(&name)
+}
+
+/// The members of a packed list as `ipset save` prints them (what the JS side's packing means, for
+/// its tests); a member that is not one throws INVALID_MEMBER naming it.
+#[napi]
+pub fn ipset_decode_members(env: Env, packed: Buffer) -> Result<Vec<String>> {
+    decode_members("-", None, &packed)
+        .map(|ms| ms.iter().map(|m| m.to_string()).collect())
+        .map_err(|e| Coded::from(e).into_js(&env))
+}
+
+/// For the `native.diff100k` benchmark: one full-sync diff pass (a desired list against the set a
+/// client keeps), timed in Rust.
 #[napi(ts_return_type = "Promise<JsDiffMeasure>")]
-pub fn measure_diff(current: String, desired: String) -> AsyncTask<DiffTask> {
-    AsyncTask::new(DiffTask { current, desired })
+pub fn measure_diff(current: Buffer, desired: Buffer) -> AsyncTask<DiffTask> {
+    AsyncTask::new(DiffTask { current, desired, failure: Failure::default() })
 }
 
 pub struct DiffTask {
-    current: String,
-    desired: String,
+    current: Buffer,
+    desired: Buffer,
+    failure: Failure,
 }
 
 impl Task for DiffTask {
@@ -339,10 +387,10 @@ impl Task for DiffTask {
     type JsValue = JsDiffMeasure;
 
     fn compute(&mut self) -> Result<JsDiffMeasure> {
-        let a: MemberSet = parse_members("bench", None, &split_members(&self.current)).map_err(to_js_error)?;
-        let b: MemberSet = parse_members("bench", None, &split_members(&self.desired)).map_err(to_js_error)?;
+        let mut set: MarkedSet = decode_members("bench", None, &self.current).map_err(|e| self.failure.keep(e))?.into_iter().collect();
         let started = Instant::now();
-        let d = diff_members(&a, &b);
+        let desired = decode_members("bench", None, &self.desired).map_err(|e| self.failure.keep(e))?;
+        let d = set.diff_to(&desired);
         let nanos = started.elapsed().as_nanos() as f64;
         Ok(JsDiffMeasure { add: d.add.len() as u32, del: d.del.len() as u32, nanos })
     }
@@ -350,16 +398,21 @@ impl Task for DiffTask {
     fn resolve(&mut self, _env: Env, output: JsDiffMeasure) -> Result<JsDiffMeasure> {
         Ok(output)
     }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<JsDiffMeasure> {
+        self.failure.reject(&env, err)
+    }
 }
 
 /// The kernel's ipset protocol (7, or 6), asked with no other side effect.
 #[napi(ts_return_type = "Promise<number>")]
 pub fn ipset_protocol(netns: Option<String>) -> AsyncTask<ProbeTask> {
-    AsyncTask::new(ProbeTask { netns: netns.map(PathBuf::from) })
+    AsyncTask::new(ProbeTask { netns: netns.map(PathBuf::from), failure: Failure::default() })
 }
 
 pub struct ProbeTask {
     netns: Option<PathBuf>,
+    failure: Failure,
 }
 
 impl Task for ProbeTask {
@@ -367,10 +420,14 @@ impl Task for ProbeTask {
     type JsValue = u32;
 
     fn compute(&mut self) -> Result<u32> {
-        IpsetClient::probe_protocol(self.netns.as_deref()).map(u32::from).map_err(to_js_error)
+        probe_protocol(self.netns.as_deref()).map(u32::from).map_err(|e| self.failure.keep(e))
     }
 
     fn resolve(&mut self, _env: Env, output: u32) -> Result<u32> {
         Ok(output)
+    }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<u32> {
+        self.failure.reject(&env, err)
     }
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use napi::bindgen_prelude::*;
 use napi::{Env, Task};
 use napi_derive::napi;
+use sg_agent_core::error::{SysCode, SysError};
 use sg_agent_core::tool::{run_tool, Tool};
+
+use crate::js_error::Failure;
 
 #[napi(object)]
 pub struct JsToolOutput {
@@ -17,9 +20,10 @@ pub struct JsToolOutput {
 
 pub struct ToolTask {
     netns: Option<PathBuf>,
-    tool: Tool,
+    tool: String,
     args: Vec<String>,
-    input: Vec<u8>,
+    input: Buffer,
+    failure: Failure,
 }
 
 impl Task for ToolTask {
@@ -27,8 +31,11 @@ impl Task for ToolTask {
     type JsValue = JsToolOutput;
 
     fn compute(&mut self) -> Result<JsToolOutput> {
-        let out = run_tool(self.netns.as_deref(), self.tool, std::mem::take(&mut self.args), std::mem::take(&mut self.input))
-            .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+        let tool = Tool::parse(&self.tool)
+            .ok_or_else(|| SysError::new(SysCode::InvalidArgument, format!("not a tool this addon runs: {:?}", self.tool)));
+        let out = tool
+            .and_then(|tool| run_tool(self.netns.as_deref(), tool, std::mem::take(&mut self.args), self.input.to_vec()))
+            .map_err(|e| self.failure.keep(e))?;
         Ok(JsToolOutput {
             code: out.code,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -39,12 +46,17 @@ impl Task for ToolTask {
     fn resolve(&mut self, _env: Env, out: JsToolOutput) -> Result<JsToolOutput> {
         Ok(out)
     }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<JsToolOutput> {
+        self.failure.reject(&env, err)
+    }
 }
 
-/// Runs one of the iptables tools (`iptables-restore`, `ip6tables-restore`, `iptables-save`,
-/// `ip6tables-save`) in the namespace at `netns` with `input` on stdin.
+/// Runs one of the tools `tool::Tool` lists (the iptables and ebtables restore/save pairs) in the
+/// namespace at `netns` with `input` on stdin. A tool that ran resolves with its exit code; one that
+/// could not be run fails with code INVALID_ARGUMENT (not one of them), NETNS_UNAVAILABLE or
+/// TOOL_SPAWN_FAILED.
 #[napi(ts_return_type = "Promise<JsToolOutput>")]
-pub fn run_tool_in_netns(netns: Option<String>, tool: String, args: Vec<String>, input: Buffer) -> Result<AsyncTask<ToolTask>> {
-    let tool = Tool::parse(&tool).ok_or_else(|| Error::new(Status::InvalidArg, format!("not a tool this addon runs: {tool:?}")))?;
-    Ok(AsyncTask::new(ToolTask { netns: netns.map(PathBuf::from), tool, args, input: input.to_vec() }))
+pub fn run_tool_in_netns(netns: Option<String>, tool: String, args: Vec<String>, input: Buffer) -> AsyncTask<ToolTask> {
+    AsyncTask::new(ToolTask { netns: netns.map(PathBuf::from), tool, args, input, failure: Failure::default() })
 }

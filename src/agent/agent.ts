@@ -6,13 +6,12 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { FirewallEngine } from '../firewall/engine.js';
-import type { Port, SecurityGroup } from '../model.js';
-import { decode, MalformedMessage, toPort, type SyncReply, type UpdateMessage } from '../protocol/messages.js';
+import { decode, MalformedMessage, type SyncReply, type UpdateMessage } from '../protocol/messages.js';
 import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
 import { AgentBroker } from './broker.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
-import { computeNeeds } from './needs.js';
+import { computeNeeds, type Needs } from './needs.js';
 
 const UPDATE_TYPES = ['group.members', 'group.rules', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
 /** Acks are batched (see ackLater); the batch stays well under the prefetch of 256. */
@@ -21,13 +20,8 @@ const ACK_BATCH = 64;
 /** Groups asked for in one sync request (the protocol allows up to LIMITS.groupsPerReply). */
 const SYNC_GROUPS_PER_REQUEST = 1000;
 
-interface HeldGroup extends SecurityGroup {
-  revision: number;
-}
-interface HeldMembers {
-  revision: number;
-  ips: Set<string>;
-}
+/** Revisions of deleted groups are remembered this long, so a late duplicate cannot bring one back. */
+const TOMBSTONES_MAX = 10_000;
 
 export class Agent {
   readonly metrics: AgentMetrics;
@@ -36,10 +30,11 @@ export class Agent {
   private readonly broker: AgentBroker;
   /** The live session's channel; undefined while disconnected. */
   private ch?: Channel;
-  private readonly ports = new Map<string, Port & { revision: number }>();
-  private readonly groups = new Map<string, HeldGroup>();
-  private readonly members = new Map<string, HeldMembers>();
+  /** Group keys bound on our queue. The desired state itself lives in the engine (engine.state). */
   private readonly bound = new Set<string>();
+  /** What the host needs (recomputed when ports or rules change, not per member delta). */
+  private needs: Needs = { rules: new Set(), members: new Set(), all: new Set() };
+  private readonly deletedGroups = new Map<string, number>();
   private readonly byGroup = new Map<string, number>();
   private buffer: UpdateMessage[] | null = null;
   private work: Promise<void> = Promise.resolve();
@@ -95,17 +90,25 @@ export class Agent {
       // A safety net, not the mechanism: revisions catch gaps in member deltas, but a rules or port
       // message lost between the controller and the broker would otherwise wait for a reconnect.
       this.resyncTimer = setInterval(() => {
-        if (this.connected && !this.stopping) void this.serial(() => this.fullSync()).catch(() => undefined);
+        if (this.connected && !this.stopping) this.enqueue('periodic full sync', () => this.fullSync());
       }, this.cfg.fullSyncIntervalMs);
       this.resyncTimer.unref();
     }
   }
 
-  /** Runs handlers one at a time, in arrival order. */
+  /** Runs handlers one at a time, in arrival order; the caller gets the outcome. */
   private serial(f: () => Promise<void>): Promise<void> {
     const run = this.work.then(f);
-    this.work = run.catch((e: unknown) => this.log.error({ err: e }, 'update handling failed'));
+    this.work = run.catch(() => undefined);
     return run;
+  }
+
+  /** `serial` for work nobody awaits: a failure is counted and logged, never an unhandled rejection. */
+  private enqueue(what: string, f: () => Promise<void>): void {
+    this.serial(f).catch((e: unknown) => {
+      this.metrics.handlerErrors.inc();
+      this.log.error({ err: e }, `${what} failed`);
+    });
   }
 
   private onMessage(msg: ConsumeMessage): void {
@@ -123,15 +126,14 @@ export class Agent {
     const gid = 'groupId' in m ? m.groupId : undefined;
     if (gid) this.byGroup.set(gid, (this.byGroup.get(gid) ?? 0) + 1);
     const ch = this.ch;
-    void this.serial(async () => {
-      if (this.buffer) this.buffer.push(m);
-      else await this.handle(m);
-    })
-      .finally(() => {
+    this.enqueue(`handling ${m.type}`, async () => {
+      try {
+        if (this.buffer) this.buffer.push(m);
+        else await this.handle(m);
+      } finally {
         if (ch) this.ackLater(ch, msg);
-      })
-      // serial() logged the failure; a sync ended by a lost connection is made up for by the next full sync.
-      .catch(() => undefined);
+      }
+    });
   }
 
   /** Handlers finish in delivery order, so one ack with `allUpTo` of the latest covers all before it.
@@ -161,69 +163,75 @@ export class Agent {
 
   private async handle(m: UpdateMessage): Promise<void> {
     const engine = this.engine!;
+    const state = engine.state;
     switch (m.type) {
       case 'group.members': {
         // Bound for its rules only (no local rule names it as remote group): members are not needed.
-        if (!computeNeeds(this.ports.values(), this.groups).members.has(m.groupId)) return;
-        const held = this.members.get(m.groupId);
-        if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
-        if (m.resync || !held || held.revision !== m.baseRevision) return this.syncGroups([m.groupId]);
-        for (const ip of m.removed) held.ips.delete(ip);
-        for (const ip of m.added) held.ips.add(ip);
-        held.revision = m.revision;
-        engine.applyMemberDelta(m.groupId, m.added, m.removed);
+        if (!this.needs.members.has(m.groupId)) return;
+        const held = state.membersRevision(m.groupId);
+        if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
+        if (m.resync || held === undefined || held !== m.baseRevision) return this.syncGroups([m.groupId]);
+        engine.applyMemberDelta(m.groupId, m.added, m.removed, m.revision);
         this.observeLag(m.sentAt, true);
         return;
       }
       case 'group.rules': {
-        const held = this.groups.get(m.groupId);
-        if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
-        const g: HeldGroup = { id: m.groupId, stateful: m.stateful, rules: m.rules, revision: m.revision };
-        this.groups.set(m.groupId, g);
-        engine.setGroup(g);
+        const held = state.group(m.groupId)?.revision ?? this.deletedGroups.get(m.groupId);
+        if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
+        this.deletedGroups.delete(m.groupId);
+        engine.setGroup({ id: m.groupId, stateful: m.stateful, rules: m.rules, revision: m.revision });
+        engine.releaseInput('group', m.groupId);
         this.observeLag(m.sentAt);
         return this.updateBindings();
       }
       case 'group.deleted': {
-        const held = this.groups.get(m.groupId);
-        if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
-        this.groups.delete(m.groupId);
+        const held = state.group(m.groupId)?.revision ?? this.deletedGroups.get(m.groupId);
+        if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
+        this.tombstone(m.groupId, m.revision);
         engine.removeGroup(m.groupId);
         return this.updateBindings();
       }
       case 'port.bound':
       case 'port.updated': {
         if (m.host !== this.cfg.host) return;
-        const held = this.ports.get(m.port.id);
-        if (held && m.revision <= held.revision) return void this.metrics.dropped.inc();
-        const p = { ...toPort(m.port), revision: m.revision };
-        this.ports.set(p.id, p);
-        engine.setPort(p);
+        const held = state.port(m.port.id)?.revision;
+        if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
+        engine.setPort({ ...m.port, revision: m.revision });
+        engine.releaseInput('port', m.port.id);
         this.observeLag(m.sentAt);
         return this.updateBindings();
       }
       case 'port.unbound': {
-        const held = this.ports.get(m.portId);
-        if (!held || m.revision <= held.revision) return void this.metrics.dropped.inc();
-        this.ports.delete(m.portId);
+        const held = state.port(m.portId)?.revision;
+        if (held === undefined || m.revision <= held) return void this.metrics.dropped.inc();
         engine.removePort(m.portId);
         return this.updateBindings();
       }
     }
   }
 
+  private tombstone(groupId: string, revision: number): void {
+    if (this.deletedGroups.size >= TOMBSTONES_MAX) this.deletedGroups.delete(this.deletedGroups.keys().next().value!);
+    this.deletedGroups.set(groupId, revision);
+  }
+
   /** Convergence lag: from the publisher's send to the update being in the kernel. Waits for the
    *  engine's own applies; forcing one here would defeat its coalescing. */
   private observeLag(sentAt: number | undefined, membersOnly = false): void {
     if (!sentAt) return;
-    void this.engine!.settled(membersOnly).then(() => this.metrics.lag.observe(Math.max(0, Date.now() - sentAt) / 1000));
+    this.engine!.settled(membersOnly).then(
+      () => this.metrics.lag.observe(Math.max(0, Date.now() - sentAt) / 1000),
+      () => undefined,
+    );
   }
 
   /** Binds keys of groups newly needed (then syncs them), unbinds those no longer needed. */
   private async updateBindings(): Promise<void> {
     const ch = this.ch;
     if (!ch) return;
-    const needs = computeNeeds(this.ports.values(), this.groups);
+    const engine = this.engine!;
+    const needs = computeNeeds(engine.state.allPorts(), engine.state.allGroups());
+    this.needs = needs;
     const q = this.queue;
     const added = [...needs.all].filter((g) => !this.bound.has(g));
     const gone = [...this.bound].filter((g) => !needs.all.has(g));
@@ -231,9 +239,9 @@ export class Agent {
     await Promise.all(gone.map((g) => ch.unbindQueue(q, GROUP_EXCHANGE, groupKey(g))));
     for (const g of gone) {
       this.bound.delete(g);
-      this.groups.delete(g);
-      this.members.delete(g);
-      this.engine!.removeGroup(g);
+      engine.removeGroup(g);
+      engine.releaseInput('group', g);
+      engine.releaseInput('members', g);
     }
     await Promise.all(added.map((g) => ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g))));
     for (const g of added) this.bound.add(g);
@@ -246,14 +254,18 @@ export class Agent {
     this.metrics.resyncs.inc({ scope: 'host' });
     this.buffer ??= [];
     const parts = await this.broker.rpc({ v: 1, type: 'sync.request', host: this.cfg.host });
-    this.ports.clear();
-    this.groups.clear();
-    this.members.clear();
-    this.absorb(parts, true);
-    this.engine!.replaceAll({
-      ports: [...this.ports.values()],
-      groups: [...this.groups.values()],
-      members: Object.fromEntries([...this.members].map(([g, m]) => [g, [...m.ips]])),
+    const engine = this.engine!;
+    const ports = parts.flatMap((p) => (p.ports ?? []).map((w) => ({ ...w, revision: w.revision ?? 0 })));
+    const groups = parts.flatMap((p) => p.groups);
+    const members = this.collectMembers(parts);
+    const quarantined = this.quarantine(parts);
+    engine.replaceAll({
+      ports,
+      groups,
+      members: Object.fromEntries([...members].map(([g, m]) => [g, m.ips])),
+      memberRevisions: Object.fromEntries([...members].map(([g, m]) => [g, m.revision])),
+      // An object the validator refused keeps its last good version (or none, if never seen valid).
+      keep: { ports: quarantined.ports, groups: quarantined.groups },
     });
     await this.bindAndReplay();
   }
@@ -267,27 +279,54 @@ export class Agent {
     for (let i = 0; i < ids.length; i += SYNC_GROUPS_PER_REQUEST) {
       parts.push(...(await this.broker.rpc({ v: 1, type: 'sync.request', host: this.cfg.host, groupIds: ids.slice(i, i + SYNC_GROUPS_PER_REQUEST) })));
     }
-    for (const id of ids) this.members.delete(id);
-    this.absorb(parts, false);
+    const engine = this.engine!;
+    const quarantined = new Set(this.quarantine(parts).groups);
+    const members = this.collectMembers(parts);
+    for (const g of parts.flatMap((p) => p.groups)) {
+      if (quarantined.has(g.id)) continue;
+      const held = engine.state.group(g.id);
+      if (!held || held.revision !== g.revision) engine.setGroup(g);
+    }
     for (const id of ids) {
-      const g = this.groups.get(id);
-      if (g) this.engine!.setGroup(g);
-      this.engine!.setGroupMembers(id, [...(this.members.get(id)?.ips ?? [])]);
+      const m = members.get(id);
+      engine.setGroupMembers(id, m?.ips ?? [], m?.revision ?? 0);
     }
     if (!outer) await this.bindAndReplay();
   }
 
-  private absorb(parts: SyncReply[], withPorts: boolean): void {
+  /** Member lists of a reply (a large group spans several parts). */
+  private collectMembers(parts: SyncReply[]): Map<string, { revision: number; ips: string[] }> {
+    const out = new Map<string, { revision: number; ips: string[] }>();
     for (const part of parts) {
-      if (withPorts) for (const w of part.ports ?? []) this.ports.set(w.id, { ...toPort(w), revision: w.revision ?? 0 });
-      for (const g of part.groups) this.groups.set(g.id, { ...g });
       for (const m of part.members) {
-        const held = this.members.get(m.groupId) ?? { revision: m.revision, ips: new Set<string>() };
-        for (const ip of m.ips) held.ips.add(ip);
+        const held = out.get(m.groupId) ?? { revision: m.revision, ips: [] };
+        held.ips.push(...m.ips);
         held.revision = m.revision;
-        this.members.set(m.groupId, held);
+        out.set(m.groupId, held);
       }
     }
+    return out;
+  }
+
+  /** Records the objects of a reply that the validator refused (decode left them out); returns their ids. */
+  private quarantine(parts: SyncReply[]): { ports: string[]; groups: string[] } {
+    const out = { ports: [] as string[], groups: [] as string[] };
+    const engine = this.engine!;
+    const refused = new Set<string>();
+    for (const q of parts.flatMap((p) => p.quarantined ?? [])) {
+      engine.quarantineInput(q.kind, q.id, q.reason);
+      this.metrics.quarantined.inc({ kind: q.kind });
+      refused.add(`${q.kind}:${q.id}`);
+      if (q.kind === 'port') out.ports.push(q.id);
+      if (q.kind === 'group') out.groups.push(q.id);
+    }
+    // Objects that came valid this time are out of quarantine.
+    for (const part of parts) {
+      for (const p of part.ports ?? []) if (!refused.has(`port:${p.id}`)) engine.releaseInput('port', p.id);
+      for (const g of part.groups) if (!refused.has(`group:${g.id}`)) engine.releaseInput('group', g.id);
+      for (const m of part.members) if (!refused.has(`members:${m.groupId}`)) engine.releaseInput('members', m.groupId);
+    }
+    return out;
   }
 
   /** After a snapshot: bind what it showed is needed, then apply buffered updates (revisions drop the old). */
@@ -299,22 +338,25 @@ export class Agent {
   }
 
   status(): unknown {
-    const needs = computeNeeds(this.ports.values(), this.groups);
+    const engine = this.engine;
+    const state = engine?.state;
+    const es = engine?.status();
     return {
       host: this.cfg.host,
       connected: this.connected,
-      ports: [...this.ports.values()].map((p) => ({ id: p.id, device: p.device, groups: p.securityGroups, revision: p.revision })),
+      ports: [...(state?.allPorts() ?? [])].map((p) => ({ id: p.id, device: p.device, groups: p.securityGroups, revision: p.revision, inKernel: engine!.portInKernel(p.id) })),
       groups: [...this.bound].map((id) => ({
         id,
-        membersNeeded: needs.members.has(id),
-        rulesRevision: this.groups.get(id)?.revision ?? null,
-        membersRevision: this.members.get(id)?.revision ?? null,
-        members: this.members.get(id)?.ips.size ?? 0,
+        membersNeeded: this.needs.members.has(id),
+        rulesRevision: state?.group(id)?.revision ?? null,
+        membersRevision: state?.membersRevision(id) ?? null,
+        members: state?.membersOf(id).size ?? 0,
         messages: this.byGroup.get(id) ?? 0,
       })),
       messagesByGroup: Object.fromEntries(this.byGroup),
-      sets: this.engine?.status().sets ?? [],
-      engine: this.engine?.stats,
+      sets: es?.sets ?? [],
+      quarantined: es?.quarantined ?? [],
+      engine: engine?.stats,
     };
   }
 

@@ -50,7 +50,8 @@ export async function status(args: string[]): Promise<number> {
     connected: boolean;
     ports: { id: string; device: string; groups: string[] }[];
     groups: { id: string; members: number; rulesRevision: number | null; membersRevision: number | null }[];
-    sets: { name: string; groupId: string; family: string; size: number }[];
+    sets: { name: string; groupId: string; family: 4 | 6; size: number }[];
+    quarantined?: { kind: string; id: string; reason: string; since: number }[];
   };
   console.log(`host ${s.host} (${s.connected ? 'connected' : 'disconnected'})`);
   console.log(`ports (${s.ports.length}):`);
@@ -58,14 +59,22 @@ export async function status(args: string[]): Promise<number> {
   console.log(`groups (${s.groups.length}):`);
   for (const g of s.groups) console.log(`  ${g.id}  members=${g.members}  rules@${g.rulesRevision ?? '-'} members@${g.membersRevision ?? '-'}`);
   console.log(`sets (${s.sets.length}):`);
-  for (const set of s.sets) console.log(`  ${set.name}  ${set.family}  size=${set.size}  group=${set.groupId}`);
+  for (const set of s.sets) console.log(`  ${set.name}  ${set.family === 4 ? 'inet' : 'inet6'}  size=${set.size}  group=${set.groupId}`);
+  const q = s.quarantined ?? [];
+  if (q.length) {
+    console.log(`quarantined (${q.length}):`);
+    for (const e of q) console.log(`  ${e.kind} ${e.id}  since ${new Date(e.since).toISOString()}  ${e.reason}`);
+  }
   return 0;
 }
 
 export async function cleanup(args: string[]): Promise<number> {
   const cfg = loadConfig(option(args, '--config'), { SG_AGENT_HOST: '-', SG_AMQP_URL: '-', ...process.env });
   const engine = await FirewallEngine.create({ ...(cfg.netns ? { netns: cfg.netns } : {}), prefix: cfg.prefix });
-  await engine.cleanup();
-  console.log(`removed every chain and set with prefix ${cfg.prefix}`);
-  return 0;
+  const r = await engine.cleanup();
+  console.log(`removed ${r.removed} chains and sets of prefix ${cfg.prefix}`);
+  if (r.left.length === 0) return 0;
+  // Only objects this agent made are touched: one another program refers to is emptied and left.
+  for (const l of r.left) console.error(`left in place: ${l}`);
+  return 1;
 }

@@ -39,7 +39,7 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   coalesceMs: 20,
   structureIntervalMs: 500,
   structureIntervalMaxMs: 2_000,
-  reconcileIntervalMs: 60_000,
+  reconcileIntervalMs: 5_000,
   metricsListen: '127.0.0.1:9464',
   syncTimeoutMs: 5_000,
   queueExpiresMs: 10 * 60_000,

@@ -13,6 +13,8 @@ export class AgentMetrics {
   readonly dropped = new Counter({ name: 'sg_agent_messages_stale_total', help: 'Duplicate or stale messages dropped by revision', registers: [this.registry] });
   readonly resyncs = new Counter({ name: 'sg_agent_resyncs_total', help: 'Sync RPCs, by scope (host, group)', labelNames: ['scope'], registers: [this.registry] });
   readonly reconnects = new Counter({ name: 'sg_agent_reconnects_total', help: 'Broker reconnections', registers: [this.registry] });
+  readonly handlerErrors = new Counter({ name: 'sg_agent_handler_errors_total', help: 'Updates whose handling failed (logged; the periodic full sync makes up for them)', registers: [this.registry] });
+  readonly quarantined = new Counter({ name: 'sg_agent_quarantined_total', help: 'Objects of sync replies the validator refused, by kind (port, group, members)', labelNames: ['kind'], registers: [this.registry] });
   readonly bindings = new Gauge({ name: 'sg_agent_group_bindings', help: 'Group routing keys bound', registers: [this.registry] });
   readonly lag = new Histogram({
     name: 'sg_agent_convergence_lag_seconds',
@@ -29,6 +31,7 @@ export class AgentMetrics {
     stat('sg_agent_drift_repaired_total', 'Kernel objects repaired or removed by reconcile', (s) => s.repairs);
     stat('sg_agent_apply_errors_total', 'Failed firewall applies (retried)', (s) => s.applyErrors);
     stat('sg_agent_conntrack_deleted_total', 'Conntrack entries deleted', (s) => s.conntrackDeleted);
+    stat('sg_agent_quarantined_objects', 'Objects quarantined now (refused by the validator or the kernel; see /status)', (s) => s.quarantined);
   }
 
   serve(listen: string, status: () => unknown): Promise<http.Server> {

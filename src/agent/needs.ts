@@ -1,7 +1,7 @@
 // Which groups this host needs: the rules of every group its ports are in, and the members of every
 // group those rules name as remote group. The agent binds one routing key per needed group and
 // unbinds it when the need ends — never per port.
-import type { Port, SecurityGroup } from '../model.js';
+import type { Port } from '../model.js';
 
 export interface Needs {
   rules: Set<string>;
@@ -10,7 +10,7 @@ export interface Needs {
   all: Set<string>;
 }
 
-export function computeNeeds(ports: Iterable<Port>, groups: Map<string, Pick<SecurityGroup, 'rules'>>): Needs {
+export function computeNeeds(ports: Iterable<Pick<Port, 'securityGroups'>>, groups: ReadonlyMap<string, { rules: readonly { remoteGroupId?: string | null }[] }>): Needs {
   const rules = new Set<string>();
   for (const p of ports) for (const g of p.securityGroups) rules.add(g);
   const members = new Set<string>();

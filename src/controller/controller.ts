@@ -7,7 +7,7 @@
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Port, SecurityGroupRule } from '../model.js';
+import type { PortInput, SecurityGroupRuleInput } from '../model.js';
 import { connectBroker, retryDelay, type BrokerTls } from '../protocol/connection.js';
 import type { MessageSigner } from '../protocol/signing.js';
 import { Store, type GroupRecord, type PortRecord } from './store.js';
@@ -138,7 +138,7 @@ export class Controller {
     return this.apiUrl;
   }
 
-  async putGroup(id: string, stateful: boolean, rules: SecurityGroupRule[]): Promise<GroupRecord> {
+  async putGroup(id: string, stateful: boolean, rules: SecurityGroupRuleInput[]): Promise<GroupRecord> {
     const g = await this.store.putGroup(id, stateful, rules);
     this.relay.kick();
     return g;
@@ -150,7 +150,7 @@ export class Controller {
     return !!g;
   }
 
-  async putPort(id: string, port: Port): Promise<PortRecord> {
+  async putPort(id: string, port: PortInput): Promise<PortRecord> {
     const r = await this.store.putPort(id, port);
     this.relay.kick();
     return r.port!;

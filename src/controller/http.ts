@@ -1,6 +1,7 @@
 // The controller's admin API (JSON over HTTP or HTTPS, on TCP or a Unix socket): groups with their
-// rules, ports with their host binding. Every body is validated with the protocol's schemas before
-// anything is stored.
+// rules, ports with their host binding. Every body goes through the one model validator
+// (src/domain/validate.ts) before anything is stored, so what an agent would refuse is refused here
+// with a 400.
 //
 // Who may call it: on TCP every request but `GET /healthz` carries the bearer token (compared in
 // constant time); a Unix socket is guarded by its file mode, and by the token too when one is set.
@@ -14,24 +15,11 @@ import http from 'node:http';
 import https from 'node:https';
 import net, { isIP } from 'node:net';
 import os from 'node:os';
-import Ajv from 'ajv';
-import { isCidr, portSchema, ruleSchema, LIMITS } from '../protocol/schema.js';
-import { toPort, type WirePort } from '../protocol/messages.js';
-import type { SecurityGroupRule } from '../model.js';
+import { LIMITS } from '../domain/limits.js';
+import { validateGroup, validatePort, ValidationError } from '../domain/validate.js';
 import type { Controller } from './controller.js';
 import { isLoopback } from './config.js';
 
-const ajv = new Ajv({ strict: true, allowUnionTypes: true });
-ajv.addFormat('cidr', isCidr);
-ajv.addFormat('ip', (s: string) => isIP(s) !== 0);
-const validateGroup = ajv.compile({
-  type: 'object',
-  additionalProperties: false,
-  required: ['rules'],
-  properties: { stateful: { type: 'boolean' }, rules: { type: 'array', maxItems: LIMITS.rulesPerGroup, items: ruleSchema } },
-});
-// The id comes from the path, so the body need not repeat it.
-const validatePort = ajv.compile({ ...portSchema, required: portSchema.required.filter((r) => r !== 'id') });
 const MAX_BODY = 1 << 20;
 
 export interface AdminApiOptions {
@@ -84,6 +72,11 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
   } catch {
     throw new HttpError(400, 'body is not JSON');
   }
+}
+
+function bodyObject(b: unknown): Record<string, unknown> {
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new HttpError(400, 'body must be a JSON object');
+  return b as Record<string, unknown>;
 }
 
 /** Whether a request carries a body (a method that takes none must not get one either). */
@@ -139,25 +132,23 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       if (kind === 'groups') {
         if (req.method === 'GET') return ctl.store.group(id) ? send(200, { ...ctl.store.group(id), members: ctl.store.membersOf(id) }) : send(404, { error: 'no such group' });
         if (req.method === 'PUT') {
-          const b = await body(req);
-          if (!validateGroup(b)) throw new HttpError(400, `invalid group: ${ajv.errorsText(validateGroup.errors)}`);
-          const g = b as { stateful?: boolean; rules: SecurityGroupRule[] };
-          for (const r of g.rules) if (r.remoteIpPrefix && r.remoteGroupId) throw new HttpError(400, `rule ${r.id}: remoteIpPrefix and remoteGroupId are exclusive`);
+          // The id comes from the path, so the body need not repeat it.
+          const g = validateGroup({ ...bodyObject(await body(req)), id });
           checkIdBytes('remoteGroupId', g.rules.map((r) => r.remoteGroupId));
-          return send(200, await ctl.putGroup(id, g.stateful ?? true, g.rules));
+          return send(200, await ctl.putGroup(id, g.stateful, g.rules));
         }
         return (await ctl.deleteGroup(id)) ? send(204, null) : send(404, { error: 'no such group' });
       }
       if (req.method === 'GET') return ctl.store.port(id) ? send(200, ctl.store.port(id)) : send(404, { error: 'no such port' });
       if (req.method === 'PUT') {
-        const b = await body(req);
-        if (!validatePort(b)) throw new HttpError(400, `invalid port: ${ajv.errorsText(validatePort.errors)}`);
-        checkIdBytes('host or group id', [(b as WirePort).host, ...(b as WirePort).securityGroups]);
-        return send(200, await ctl.putPort(id, toPort({ ...(b as WirePort), id })));
+        const p = validatePort({ ...bodyObject(await body(req)), id });
+        checkIdBytes('host or group id', [p.host, ...p.securityGroups]);
+        return send(200, await ctl.putPort(id, p));
       }
       return (await ctl.deletePort(id)) ? send(204, null) : send(404, { error: 'no such port' });
     })().catch((e: unknown) => {
       if (e instanceof HttpError) return send(e.status, { error: e.message }, e.headers);
+      if (e instanceof ValidationError) return send(400, { error: e.message });
       // The client went away mid-body: nobody is left to answer.
       if ((e as { code?: string }).code === 'ECONNRESET' || req.destroyed) return void res.destroy();
       ctl.logger?.error({ err: e, method: req.method, url: req.url?.slice(0, 300) }, 'admin API request failed');

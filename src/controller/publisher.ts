@@ -8,7 +8,8 @@ import {
   DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_QUEUE_ARGS, GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_ROUTING_KEY, groupKey, hostKey,
 } from '../protocol/routing.js';
 import { UPDATE_CONTEXT, type MessageSigner } from '../protocol/signing.js';
-import type { SecurityGroupRule } from '../model.js';
+import type { SecurityGroupRuleInput } from '../model.js';
+import { validatePort, validateRules } from '../domain/validate.js';
 
 export interface PublisherStats {
   published: number;
@@ -54,8 +55,8 @@ export class Publisher {
     return 'groupId' in m ? this.publish(GROUP_EXCHANGE, groupKey(m.groupId), m) : this.publish(HOST_EXCHANGE, hostKey(m.host), m);
   }
 
-  groupRules(groupId: string, revision: number, stateful: boolean, rules: SecurityGroupRule[]): Promise<void> {
-    const m: GroupRulesMessage = { v: 1, type: 'group.rules', groupId, revision, stateful, rules };
+  groupRules(groupId: string, revision: number, stateful: boolean, rules: SecurityGroupRuleInput[]): Promise<void> {
+    const m: GroupRulesMessage = { v: 1, type: 'group.rules', groupId, revision, stateful, rules: validateRules(rules, groupId) };
     return this.send(m);
   }
 
@@ -64,7 +65,7 @@ export class Publisher {
   }
 
   portBound(host: string, port: WirePort, revision: number, updated = false): Promise<void> {
-    return this.send({ v: 1, type: updated ? 'port.updated' : 'port.bound', host, port, revision });
+    return this.send({ v: 1, type: updated ? 'port.updated' : 'port.bound', host, port: validatePort(port), revision });
   }
 
   portUnbound(host: string, portId: string, revision: number): Promise<void> {

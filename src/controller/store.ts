@@ -13,8 +13,10 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
-import type { Port, SecurityGroupRule } from '../model.js';
+import type { Port, PortInput, SecurityGroupRuleInput } from '../model.js';
+import type { SecurityGroupRule } from '../model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
+import { portMemberAddresses, validateId, validatePort, validateRules } from '../domain/validate.js';
 
 export interface GroupRecord {
   id: string;
@@ -137,7 +139,11 @@ export class Store {
 
   // ---- changes: one transaction each, outbox included ----
 
-  async putGroup(id: string, stateful: boolean, rules: SecurityGroupRule[]): Promise<GroupRecord> {
+  /** Validated (src/domain/validate.ts) before anything is written: the store never holds what an
+   *  agent would refuse. Throws ValidationError. */
+  async putGroup(id: string, stateful: boolean, rulesIn: SecurityGroupRuleInput[]): Promise<GroupRecord> {
+    validateId('security group id', id);
+    const rules: SecurityGroupRule[] = validateRules(rulesIn, id);
     return this.db.transaction(() => {
       const g: GroupRecord = { ...this.groupForWrite(id), stateful, rules, deleted: false };
       g.revision++;
@@ -160,7 +166,9 @@ export class Store {
   }
 
   /** Creates, updates or (with `next` undefined) deletes a port; returns the member changes it made. */
-  async putPort(id: string, next: Port | undefined): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }> {
+  async putPort(id: string, nextIn: PortInput | undefined): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }> {
+    validateId('port id', id);
+    const next: Port | undefined = nextIn && validatePort({ ...nextIn, id });
     return this.db.transaction(() => {
       const old = this.port(id);
       const delta = new Map<string, { added: Set<string>; removed: Set<string> }>();
@@ -220,7 +228,7 @@ export class Store {
   /** Adds (+1) or removes (-1) a port's addresses in its groups' counts; records in `delta` which
    *  addresses appeared (count 0 → 1) or disappeared (1 → 0). */
   private count(p: Port, by: 1 | -1, delta: Map<string, { added: Set<string>; removed: Set<string> }>): void {
-    const addrs = new Set([...p.fixedIps, ...p.allowedAddressPairs.map((a) => a.ipAddress)]);
+    const addrs = portMemberAddresses(p);
     for (const g of new Set(p.securityGroups)) {
       const d = delta.get(g) ?? { added: new Set<string>(), removed: new Set<string>() };
       delta.set(g, d);

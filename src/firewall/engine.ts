@@ -1,18 +1,24 @@
-// The firewall engine: holds the desired model for this host, and applies it to the kernel as the
-// minimal change — membership through the ipset addon (no iptables call), rule and port changes as
-// one iptables-restore --noflush per family rewriting only the chains that differ. Updates arriving
-// in a burst are coalesced into one apply. Flow of one apply:
-//   render(model) → sets first (created/updated before any rule names them) → chains → stale sets
-//   destroyed (after no rule names them) → conntrack entries of departed members/removed rules cut.
+// The firewall engine: the facade that wires the host's desired state (state.ts), the planner
+// (planner.ts), the apply loop (loop.ts) and a dataplane (dataplane.ts; iptables by default) together,
+// and keeps the applied view — what the dataplane acknowledged — that plans are made against.
+//
+// Fault isolation lives here: an object the dataplane could not apply (a set, a port's filter) is
+// quarantined — counted, logged, listed in `status()` — and retried with backoff on its own, while
+// every other object keeps converging. A rule naming a set that could not be made is left out of its
+// port's filter until the set exists (fail-closed), and a port whose new filter the kernel refuses is
+// dropped rather than left open.
 import type { Logger } from 'pino';
-import { IpsetClient, type IpFamily } from '../ipset.js';
-import { deleteConntrackBetween, type AddressPair } from '../conntrack.js';
-import type { Port, SecurityGroup } from '../model.js';
-import { BurstPacer } from '../pacer.js';
-import { KernelNames } from './names.js';
-import { Iptables, parseChains, type IpVersion } from './iptables.js';
-import { render, restoreScript, portAddresses, isCatchAll, maxelemFor, type DesiredSet, type Mode, type Rendered } from './render.js';
-import { checkCidr, checkGroup, checkId, checkPortModel, ModelError } from './validate.js';
+import type { PortInput, SecurityGroupInput } from '../model.js';
+import { ValidationError } from '../domain/validate.js';
+import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortFilter, type ReconcileReport, type SetRef } from './dataplane.js';
+import { ApplyLoop, type RunResult } from './loop.js';
+import { buildFilter, planMembers, planStructure } from './planner.js';
+import { HostState, type DesiredSnapshot, type Work } from './state.js';
+import { dedupePairs } from './cuts.js';
+import { IptablesDataplane } from './iptables/backend.js';
+import type { KernelNames } from './iptables/names.js';
+
+export type { Mode, ReconcileReport };
 
 export interface FirewallEngineOptions {
   netns?: string;
@@ -20,36 +26,16 @@ export interface FirewallEngineOptions {
   mode?: Mode;
   /** Window in which updates are gathered into one apply (default 20 ms; see docs/firewall.md). */
   coalesceMs?: number;
-  /** Least time between two rewrites of chains (port and rule changes), default 500 ms. Membership
-   *  changes never wait for it, and a rule change after a quiet spell goes out within `coalesceMs`:
-   *  only a burst of port bindings is gathered, into one iptables-restore per family per interval. */
+  /** Least time between two structural applies (port and rule changes), default 500 ms. Membership
+   *  changes never wait for it; a change after a quiet spell goes out within `coalesceMs`. */
   structureIntervalMs?: number;
-  /** While changes keep arriving faster than the interval (a bulk boot), it doubles after each rewrite
-   *  up to this (default 2,000 ms), and falls back to `structureIntervalMs` after a quiet spell. */
+  /** In a sustained burst the interval doubles per apply up to this (default 2,000 ms). */
   structureIntervalMaxMs?: number;
   /** Periodic drift repair; 0 = off (default). */
   reconcileIntervalMs?: number;
   logger?: Logger;
-}
-
-export interface DesiredState {
-  ports: Port[];
-  groups: SecurityGroup[];
-  members: Record<string, string[]>;
-}
-
-export interface ApplyReport {
-  setsSynced: number;
-  setDeltas: number;
-  restores: number;
-  setsDestroyed: number;
-  conntrackDeleted: number;
-}
-
-export interface ReconcileReport {
-  setsRepaired: number;
-  chainsRepaired: number;
-  staleRemoved: number;
+  /** The backend; default: iptables + ipset in `netns`. */
+  dataplane?: Dataplane;
 }
 
 export interface EngineStats {
@@ -61,597 +47,395 @@ export interface EngineStats {
   repairs: number;
   conntrackDeleted: number;
   rejectedInput: number;
+  /** Objects quarantined now. */
+  quarantined: number;
+}
+
+export interface QuarantineEntry {
+  /** port/group/members: refused by the validator (from a sync); set/filter: refused by the kernel. */
+  kind: 'port' | 'group' | 'members' | 'set' | 'filter';
+  id: string;
+  reason: string;
+  since: number;
 }
 
 export interface EngineStatus {
-  ports: { id: string; device: string; filtered: boolean }[];
+  ports: { id: string; device: string; filtered: boolean; inKernel: boolean }[];
   groups: string[];
-  sets: { name: string; groupId: string; family: IpFamily; size: number }[];
+  sets: { name: string; groupId: string; family: 4 | 6; size: number }[];
   chains: { v4: string[]; v6: string[] };
+  quarantined: QuarantineEntry[];
 }
 
-const VERSIONS: IpVersion[] = [4, 6];
+export type DesiredState = DesiredSnapshot;
+
+interface Retry {
+  attempts: number;
+  retryAt: number;
+}
+
+const RETRY_FIRST_MS = 100;
+/** Every this many periodic reconciles, every set is read in full rather than counted. */
+const FULL_RECONCILE_EVERY = 12;
+const RETRY_MAX_MS = 30_000;
 
 export class FirewallEngine {
-  readonly names: KernelNames;
-  readonly stats: EngineStats = { applies: 0, applyErrors: 0, setSyncs: 0, setDeltas: 0, restores: 0, repairs: 0, conntrackDeleted: 0, rejectedInput: 0 };
-  private readonly ports = new Map<string, Port>();
-  private readonly groups = new Map<string, SecurityGroup>();
-  private readonly members = new Map<string, Set<string>>();
-  /** Groups whose set must be re-synced whole (new list, new set). */
-  private readonly membersResync = new Set<string>();
-  /** Per group: additions and removals since the last apply, applied as O(change) batches. */
-  private readonly memberDeltas = new Map<string, { add: Set<string>; del: Set<string> }>();
-  /** Address pairs whose connections must be cut once the new state is in. */
-  private pendingCuts: AddressPair[] = [];
-  private applied: Rendered = { v4: new Map(), v6: new Map(), sets: new Map(), inexact: new Set() };
-  /** Our chains as iptables-save prints them after our last write: the baseline drift is judged by.
-   *  Kept from what we rendered (which is in iptables-save's form), or read back where it may not be. */
-  private savedBaseline: Record<IpVersion, Map<string, string[]>> = { 4: new Map(), 6: new Map() };
-  private jumpPresent: Record<IpVersion, boolean> = { 4: false, 6: false };
-  private timer: NodeJS.Timeout | null = null;
-  private timerAt = 0;
-  /** Chains are not rewritten before `structurePacer.nextAt` (see structureIntervalMs) unless a
-   *  flush asks; the gap widens in a burst of port and rule changes. */
-  private readonly structurePacer: BurstPacer;
-  private forceStructure = 0;
-  /** Inputs so far, and the last input whose effect is fully in the kernel / whose membership is. */
-  private inputGen = 0;
-  private appliedGen = 0;
-  private membersAppliedGen = 0;
-  private waiters: { gen: number; membersOnly: boolean; resolve: () => void }[] = [];
+  readonly state = new HostState();
+  private readonly loop: ApplyLoop;
+  private readonly filters = new Map<string, PortFilter>();
+  private readonly sets = new Map<string, SetRef>();
+  /** Per set key: applied filters naming the set. */
+  private readonly refs = new Map<string, number>();
+  /** Sets that do not exist because their creation failed (rules naming them are held back). */
+  private readonly failedSets = new Map<string, Retry & { ref: SetRef }>();
+  /** Existing sets whose update failed: rewritten whole at their retry. */
+  private readonly failedUpdates = new Map<string, Retry & { groupId: string }>();
+  private readonly failedPorts = new Map<string, Retry>();
+  private readonly quarantine = new Map<string, QuarantineEntry>();
+  private retryTimer: NodeJS.Timeout | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
-  private running: Promise<ApplyReport> | null = null;
-  private dirty = false;
-  private retryDelayMs = 0;
   private closed = false;
-  /** A previous run may have left chains and sets of ours that the new state no longer has. They are
-   *  removed right after the first successful apply, not before: until then they keep filtering. */
+  /** A previous run may have left objects of ours that the new state no longer has. They are removed
+   *  right after the first successful apply, not before: until then they keep filtering. */
   private startupCleanupPending = true;
-  /** Ports or groups changed since the last render: chains (and which sets exist) must be recomputed. */
-  private structureDirty = true;
+  private readonly counters = { conntrackDeleted: 0, repairs: 0, rejectedInput: 0 };
+  private readonly view: AppliedView;
 
-  private constructor(
-    private readonly ipset: IpsetClient,
-    private readonly iptables: Iptables,
-    private readonly opts: Required<Pick<FirewallEngineOptions, 'coalesceMs' | 'structureIntervalMs' | 'structureIntervalMaxMs' | 'mode'>> & FirewallEngineOptions,
-  ) {
-    this.names = new KernelNames(opts.prefix ?? 'sg');
-    this.structurePacer = new BurstPacer(opts.structureIntervalMs, opts.structureIntervalMaxMs);
-  }
-
-  static async create(opts: FirewallEngineOptions = {}): Promise<FirewallEngine> {
-    const ipset = await IpsetClient.open(opts.netns ? { netns: opts.netns } : {});
-    const engine = new FirewallEngine(ipset, new Iptables(opts.netns), {
-      ...opts,
+  constructor(readonly dataplane: Dataplane, private readonly opts: FirewallEngineOptions = {}) {
+    this.loop = new ApplyLoop((structure) => this.run(structure), {
       coalesceMs: opts.coalesceMs ?? 20,
       structureIntervalMs: opts.structureIntervalMs ?? 500,
       structureIntervalMaxMs: opts.structureIntervalMaxMs ?? 2000,
-      mode: opts.mode ?? 'bridged',
+      ...(opts.logger ? { logger: opts.logger } : {}),
     });
+    const state = this.state;
+    this.view = {
+      filters: this.filters,
+      sets: this.sets,
+      members: (ref) => [...state.membersOf(ref.groupId)].filter((ip) => (ip.includes(':') ? 6 : 4) === ref.family),
+    };
     if (opts.reconcileIntervalMs) {
-      engine.reconcileTimer = setInterval(() => {
-        engine.reconcile().catch((e: unknown) => engine.opts.logger?.error({ err: e }, 'periodic reconcile failed'));
+      // Cheap checks every interval (counts of set members, our chains as the tools print them), a full
+      // read of every set every FULL_RECONCILE_EVERY intervals; skipped while an apply is pending, which
+      // rewrites what it touches anyway.
+      let n = 0;
+      this.reconcileTimer = setInterval(() => {
+        if (!this.loop.idle || this.startupCleanupPending) return;
+        const full = ++n % FULL_RECONCILE_EVERY === 0;
+        this.reconcile({ full }).catch((e: unknown) => this.opts.logger?.error({ err: e }, 'periodic reconcile failed'));
       }, opts.reconcileIntervalMs);
-      engine.reconcileTimer.unref();
+      this.reconcileTimer.unref();
     }
-    return engine;
   }
 
-  // ---- desired-state inputs: validated, recorded, one coalesced apply scheduled ----
+  static async create(opts: FirewallEngineOptions = {}): Promise<FirewallEngine> {
+    const dp = opts.dataplane ?? (await IptablesDataplane.open({ ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.logger ? { logger: opts.logger } : {}) }));
+    return new FirewallEngine(dp, opts);
+  }
 
-  private guard<T>(what: string, f: () => T): T {
+  /** Kernel names of the iptables backend (tests and tools look objects up by them). */
+  get names(): KernelNames {
+    if (this.dataplane instanceof IptablesDataplane) return this.dataplane.names;
+    throw new Error(`the ${this.dataplane.name} dataplane has no iptables names`);
+  }
+
+  get stats(): EngineStats {
+    const d = this.dataplane.stats;
+    return {
+      applies: this.loop.runs,
+      applyErrors: this.loop.errors,
+      setSyncs: d.setSyncs,
+      setDeltas: d.setDeltas,
+      restores: d.restores,
+      repairs: this.counters.repairs,
+      conntrackDeleted: this.counters.conntrackDeleted,
+      rejectedInput: this.counters.rejectedInput,
+      quarantined: this.quarantine.size,
+    };
+  }
+
+  /** How many rule transactions (iptables-restore runs) the dataplane made. */
+  get restoreCount(): number {
+    return this.dataplane.stats.restores;
+  }
+
+  // ---- inputs: validated by the state, then one coalesced apply ----
+
+  private input<T>(structural: boolean, what: string, f: () => T): T {
+    let out: T;
     try {
-      return f();
+      out = f();
     } catch (e) {
-      if (e instanceof ModelError) {
-        this.stats.rejectedInput++;
+      if (e instanceof ValidationError) {
+        this.counters.rejectedInput++;
         this.opts.logger?.warn({ err: e.message }, `rejected ${what}`);
       }
       throw e;
     }
+    this.loop.kick(structural);
+    return out;
   }
 
-  setPort(port: Port): void {
-    const p = this.guard('port', () => checkPortModel(port));
-    this.markStructure();
-    const old = this.ports.get(p.id);
-    this.ports.set(p.id, p);
-    // An address or allowed pair taken off a port may no longer be used by it (anti-spoofing): cut the
-    // connections it still has.
-    if (old) {
-      const gone = portAddresses(old).filter((a) => !portAddresses(p).includes(a));
-      for (const a of gone) this.pendingCuts.push({ a, b: a.includes(':') ? '::/0' : '0.0.0.0/0' });
-    }
-    this.schedule();
+  setPort(port: PortInput): void {
+    this.input(true, 'port', () => this.state.setPort(port));
   }
-
   removePort(portId: string): void {
-    const id = this.guard('port id', () => checkId('port id', portId));
-    const old = this.ports.get(id);
-    if (!old) return;
-    this.ports.delete(id);
-    this.markStructure();
-    this.schedule();
+    this.input(true, 'port id', () => this.state.removePort(portId));
   }
-
-  setGroup(group: SecurityGroup): void {
-    const g = this.guard('group', () => checkGroup(group));
-    this.markStructure();
-    const old = this.groups.get(g.id);
-    this.groups.set(g.id, g);
-    if (old) this.cutRemovedRules(old, g);
-    this.schedule();
+  setGroup(group: SecurityGroupInput): void {
+    this.input(true, 'group', () => this.state.setGroup(group));
   }
-
   removeGroup(groupId: string): void {
-    const id = this.guard('group id', () => checkId('group id', groupId));
-    const old = this.groups.get(id);
-    if (old) this.cutRemovedRules(old, { ...old, rules: [] });
-    this.groups.delete(id);
-    this.members.delete(id);
-    this.memberDeltas.delete(id);
-    this.markStructure();
-    this.schedule();
+    this.input(true, 'group id', () => this.state.removeGroup(groupId));
+  }
+  setGroupMembers(groupId: string, ips: string[], revision?: number): void {
+    this.input(false, 'members', () => this.state.setMembers(groupId, ips, revision));
+  }
+  applyMemberDelta(groupId: string, added: string[], removed: string[], revision?: number): void {
+    this.input(false, 'members', () => this.state.applyMemberDelta(groupId, added, removed, revision));
+  }
+  forgetMembers(groupId: string): void {
+    this.input(false, 'group id', () => this.state.forgetMembers(groupId));
+  }
+  replaceAll(snapshot: DesiredSnapshot): void {
+    this.input(true, 'snapshot', () => this.state.replaceAll(snapshot));
   }
 
-  setGroupMembers(groupId: string, ips: string[]): void {
-    const id = this.guard('group id', () => checkId('group id', groupId));
-    const list = this.guard('members', () => this.checkIps(ips));
-    const old = this.members.get(id) ?? new Set<string>();
-    const next = new Set(list);
-    this.cutDepartedMembers(id, [...old].filter((ip) => !next.has(ip)));
-    this.members.set(id, next);
-    this.membersResync.add(id);
-    this.memberDeltas.delete(id);
-    this.schedule();
+  /** Records an object refused before it reached the engine (a sync reply's invalid object). */
+  quarantineInput(kind: 'port' | 'group' | 'members', id: string, reason: string): void {
+    if (!this.quarantine.has(`${kind}:${id}`)) this.opts.logger?.warn({ kind, id, reason }, 'object quarantined');
+    this.hold(kind, id, reason);
   }
-
-  applyMemberDelta(groupId: string, added: string[], removed: string[]): void {
-    const id = this.guard('group id', () => checkId('group id', groupId));
-    const add = this.guard('members', () => this.checkIps(added));
-    const del = this.guard('members', () => this.checkIps(removed));
-    const cur = this.members.get(id) ?? new Set<string>();
-    this.members.set(id, cur);
-    const d = this.memberDeltas.get(id) ?? { add: new Set<string>(), del: new Set<string>() };
-    for (const ip of del) {
-      if (!cur.delete(ip)) continue;
-      d.add.delete(ip);
-      d.del.add(ip);
-    }
-    for (const ip of add) {
-      if (cur.has(ip)) continue;
-      cur.add(ip);
-      d.del.delete(ip);
-      d.add.add(ip);
-    }
-    this.cutDepartedMembers(id, del);
-    if (!this.membersResync.has(id)) this.memberDeltas.set(id, d);
-    this.schedule();
-  }
-
-  replaceAll(state: DesiredState): void {
-    const ports = state.ports.map((p) => this.guard('port', () => checkPortModel(p)));
-    const groups = state.groups.map((g) => this.guard('group', () => checkGroup(g)));
-    const members = Object.entries(state.members).map(([gid, ips]) => [this.guard('group id', () => checkId('group id', gid)), this.guard('members', () => this.checkIps(ips))] as const);
-    this.ports.clear();
-    for (const p of ports) this.ports.set(p.id, p);
-    const byId = new Map(groups.map((g) => [g.id, g]));
-    for (const [id, old] of this.groups) this.cutRemovedRules(old, byId.get(id) ?? { ...old, rules: [] });
-    this.groups.clear();
-    for (const g of groups) this.groups.set(g.id, g);
-    for (const [gid, ips] of members) {
-      const next = new Set(ips);
-      this.cutDepartedMembers(gid, [...(this.members.get(gid) ?? [])].filter((ip) => !next.has(ip)));
-      this.members.set(gid, next);
-      this.membersResync.add(gid);
-    }
-    for (const gid of [...this.members.keys()]) if (!(gid in state.members)) this.members.delete(gid);
-    this.memberDeltas.clear();
-    this.markStructure();
-    this.schedule();
-  }
-
-  private checkIps(ips: unknown): string[] {
-    if (!Array.isArray(ips)) throw new ModelError('members: must be an array of IP addresses or CIDRs');
-    return ips.map((ip) => checkCidr('member', ip).text);
-  }
-
-  /** Connections between local ports and addresses that just left a group their rules name. */
-  private cutDepartedMembers(groupId: string, departed: string[]): void {
-    if (departed.length === 0) return;
-    for (const port of this.ports.values()) {
-      if (!port.portSecurityEnabled) continue;
-      const named = port.securityGroups.some((g) => this.groups.get(g)?.rules.some((r) => r.remoteGroupId === groupId));
-      if (!named) continue;
-      for (const local of port.fixedIps) for (const ip of departed) if (sameFamily(local, ip) && !isCatchAll(ip)) this.pendingCuts.push({ a: local, b: ip });
-    }
-  }
-
-  /** Connections a removed rule had admitted: between the group's local ports and the rule's remote. */
-  private cutRemovedRules(old: SecurityGroup, next: SecurityGroup): void {
-    const key = (r: (typeof old.rules)[number]) => JSON.stringify([r.direction, r.ethertype, r.protocol, r.portRangeMin, r.portRangeMax, r.remoteIpPrefix, r.remoteGroupId]);
-    const kept = new Set(next.rules.map(key));
-    const removed = old.rules.filter((r) => !kept.has(key(r)));
-    if (removed.length === 0) return;
-    for (const port of this.ports.values()) {
-      if (!port.portSecurityEnabled || !port.securityGroups.includes(old.id)) continue;
-      for (const r of removed) {
-        const v4 = r.ethertype === 'IPv4';
-        const remotes = r.remoteGroupId ? [...(this.members.get(r.remoteGroupId) ?? [])] : [r.remoteIpPrefix ?? (v4 ? '0.0.0.0/0' : '::/0')];
-        for (const local of port.fixedIps) {
-          if (local.includes(':') === v4) continue;
-          for (const remote of remotes) if (sameFamily(local, remote)) this.pendingCuts.push({ a: local, b: remote });
-        }
-      }
-    }
+  /** The object came valid again. */
+  releaseInput(kind: 'port' | 'group' | 'members', id: string): void {
+    this.release(kind, id);
   }
 
   // ---- applying ----
 
-  private markStructure(): void {
-    this.structureDirty = true;
-    this.structurePacer.arrived(Date.now());
+  /** Resolves once everything asked so far is applied (rejects if an apply failed as a whole). */
+  flush(): Promise<void> {
+    return this.loop.flush();
   }
 
-  private schedule(): void {
-    this.inputGen++;
-    this.dirty = true;
-    this.arm(this.opts.coalesceMs);
-  }
-
-  /** Runs an apply in `delayMs` (plus any retry backoff), or sooner if one is already due sooner. */
-  private arm(delayMs: number): void {
-    if (this.closed) return;
-    const at = Date.now() + delayMs + this.retryDelayMs;
-    if (this.timer) {
-      if (this.timerAt <= at) return;
-      clearTimeout(this.timer);
-    }
-    this.timerAt = at;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      // A flush may have done the work since this was armed.
-      if (this.dirty) void this.runApply().catch(() => undefined);
-    }, at - Date.now());
-  }
-
-  /** Resolves once everything scheduled so far is in the kernel (rejects if the apply failed). */
-  async flush(): Promise<ApplyReport> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-    this.forceStructure++;
-    try {
-      let report: ApplyReport = emptyReport();
-      while (this.running || this.dirty) {
-        if (this.running) report = await this.running;
-        else report = await this.runApply();
-      }
-      return report;
-    } finally {
-      this.forceStructure--;
-    }
-  }
-
-  /** Resolves once what was asked so far is in the kernel — without hurrying it, unlike flush(). With
-   *  `membersOnly`, once its membership is (chains may still be waiting for their interval). */
+  /** Resolves once what was asked so far is applied, without hurrying it. With `membersOnly`, once
+   *  its membership is (filters may still wait for their interval). */
   settled(membersOnly = false): Promise<void> {
-    const gen = this.inputGen;
-    if ((membersOnly ? this.membersAppliedGen : this.appliedGen) >= gen) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ gen, membersOnly, resolve }));
+    return this.loop.settled(membersOnly);
   }
 
-  private wake(): void {
-    this.waiters = this.waiters.filter((w) => {
-      const done = (w.membersOnly ? this.membersAppliedGen : this.appliedGen) >= w.gen;
-      if (done) w.resolve();
-      return !done;
-    });
-  }
-
-  private runApply(): Promise<ApplyReport> {
-    if (this.running) return this.running;
-    this.dirty = false;
-    this.running = this.apply()
-      .then((r) => {
-        this.retryDelayMs = 0;
-        return r;
-      })
-      .catch((e: unknown) => {
-        this.stats.applyErrors++;
-        this.dirty = true;
-        this.structureDirty = true;
-        this.retryDelayMs = Math.min(this.retryDelayMs ? this.retryDelayMs * 2 : 100, 30_000);
-        this.opts.logger?.error({ err: e, retryInMs: this.retryDelayMs }, 'firewall apply failed; will retry');
-        if (!this.closed) this.schedule();
-        throw e;
-      })
-      .finally(() => {
-        this.running = null;
-        // A timer that fired while this apply ran found it busy: what came in meanwhile still needs one.
-        if (this.dirty && !this.timer) this.arm(this.opts.coalesceMs);
-      });
-    return this.running;
-  }
-
-  private async apply(): Promise<ApplyReport> {
-    this.stats.applies++;
-    const report = emptyReport();
-    const gen = this.inputGen;
-    // Membership deltas alone (the common case, and all of an update storm's), or chains still inside
-    // their interval: no render and no chain comparison, only the sets of the groups that changed —
-    // O(change).
-    const structureDue = this.structureDirty && (this.forceStructure > 0 || Date.now() >= this.structurePacer.nextAt);
-    if (!structureDue && this.membersResync.size === 0 && this.deltasFitSets()) {
-      const deltas = this.takeMemberWork().deltas;
-      const withSet = new Set<string>();
-      await this.resyncOnFailure(deltas.keys(), async () => {
-        for (const set of this.applied.sets.values()) {
-          withSet.add(set.groupId);
-          const delta = deltas.get(set.groupId);
-          if (delta) await this.applySetDelta(set, delta, report);
-        }
-      });
-      // Deltas of groups without a set yet: the pending chain rewrite creates the set, whole.
-      const complete = !this.structureDirty || [...deltas.keys()].every((g) => withSet.has(g));
-      if (this.structureDirty) {
-        // Connections are cut once the rules they depend on are in as well.
-        this.dirty = true;
-        this.arm(Math.max(0, this.structurePacer.nextAt - Date.now()));
-      } else {
-        await this.cutPending(report);
-        this.appliedGen = Math.max(this.appliedGen, gen);
+  private async run(structure: boolean): Promise<RunResult> {
+    const state = this.state;
+    if (structure) {
+      const work = state.takeWork();
+      const now = Date.now();
+      const retryPorts = [...this.failedPorts].filter(([, r]) => r.retryAt <= now).map(([id]) => id);
+      const retrySets = [...this.failedSets.values()].filter((r) => r.retryAt <= now && this.named(r.ref)).map((r) => r.ref);
+      const changes = planStructure(state, this.view, this.refs, work, { failedSets: new Set(this.failedSets.keys()), retrySets }, retryPorts);
+      await this.applyChanges(changes, work);
+      if (this.startupCleanupPending) {
+        this.startupCleanupPending = false;
+        await this.dataplane.removeStale(this.view).catch((e: unknown) => this.opts.logger?.warn({ err: e }, 'removing what a previous run left failed; reconcile will retry'));
       }
-      if (complete) this.membersAppliedGen = Math.max(this.membersAppliedGen, gen);
-      this.wake();
-      return report;
+      return { structureLeft: state.structureChanged, membersComplete: true };
     }
-    this.structureDirty = false;
-    this.structurePacer.take();
-    const next = render({ ports: [...this.ports.values()], groups: this.groups, members: this.members, names: this.names, mode: this.opts.mode });
-    const { deltas, resync } = this.takeMemberWork();
-
-    // 1. Sets exist and hold their members before any rule refers to them.
-    await this.resyncOnFailure([...deltas.keys(), ...resync], async () => {
-      for (const set of next.sets.values()) {
-        const before = this.applied.sets.get(set.name);
-        const delta = deltas.get(set.groupId);
-        if (!before || before.spec.maxelem !== set.spec.maxelem || resync.has(set.groupId)) {
-          await this.ipset.syncSet(set.name, set.spec, set.members);
-          report.setsSynced++;
-          this.stats.setSyncs++;
-        } else if (delta) {
-          await this.applySetDelta(set, delta, report);
-        }
-      }
-    });
-
-    // 2. Chains: rewrite only those that differ, one restore per family.
-    for (const v of VERSIONS) {
-      const want = v === 4 ? next.v4 : next.v6;
-      const had = v === 4 ? this.applied.v4 : this.applied.v6;
-      const changed = [...want.keys()].filter((c) => !sameRules(want.get(c), had.get(c)));
-      const removed = [...had.keys()].filter((c) => !want.has(c));
-      const jump = this.jumpPresent[v] ? null : await this.jumpLine(v);
-      if (changed.length === 0 && removed.length === 0 && !jump) continue;
-      // Removed chains must lose every reference first: the dispatch chains are rewritten in the
-      // same transaction, so ordering inside the script is enough.
-      await this.iptables.restore(v, restoreScript(want, changed, removed, jump));
-      report.restores++;
-      this.stats.restores++;
-      this.jumpPresent[v] = true;
-      // We render in iptables-save's own form, so what we wrote is what it prints; only chains with
-      // parts it may spell differently (protocol numbers) are read back.
-      if (changed.some((c) => next.inexact.has(c))) {
-        this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
-      } else {
-        for (const c of changed) this.savedBaseline[v].set(c, want.get(c)!);
-        for (const c of removed) this.savedBaseline[v].delete(c);
-      }
+    const work = state.takeMemberWork(!state.structureChanged);
+    const m = planMembers(state, this.view, work);
+    const groups = [...work.deltas.keys(), ...work.resync];
+    const complete = !state.structureChanged || groups.every((g) => this.sets.has(setKey({ groupId: g, family: 4 })) || this.sets.has(setKey({ groupId: g, family: 6 })));
+    if (m.fill.length || m.delta.length || work.cuts.length) {
+      await this.applyChanges({ sets: { fill: m.fill, delta: m.delta, destroy: [] }, filters: { upsert: [], remove: [] }, cuts: dedupePairs(work.cuts) }, work);
     }
-
-    // 3. Sets no rule names any more.
-    for (const name of this.applied.sets.keys()) {
-      if (next.sets.has(name)) continue;
-      try {
-        await this.ipset.destroy(name);
-        report.setsDestroyed++;
-      } catch (e) {
-        this.opts.logger?.warn({ err: e, set: name }, 'stale set not destroyed');
-      }
-    }
-    this.applied = next;
-    if (this.startupCleanupPending) {
-      this.startupCleanupPending = false;
-      await this.removeStale();
-    }
-
-    // 4. Cut what the new state no longer admits.
-    await this.cutPending(report);
-    this.structurePacer.done(Date.now());
-    this.appliedGen = Math.max(this.appliedGen, gen);
-    this.membersAppliedGen = Math.max(this.membersAppliedGen, gen);
-    this.wake();
-    return report;
+    return { structureLeft: state.structureChanged, membersComplete: complete };
   }
 
-  /** Hands the membership work gathered so far to the apply that starts now. Changes arriving while it
-   *  runs start new entries for the next apply instead of being cleared with these. */
-  private takeMemberWork(): { deltas: Map<string, { add: Set<string>; del: Set<string> }>; resync: Set<string> } {
-    const deltas = new Map(this.memberDeltas);
-    const resync = new Set(this.membersResync);
-    this.memberDeltas.clear();
-    this.membersResync.clear();
-    return { deltas, resync };
-  }
-
-  /** If `f` fails, the sets of these groups are synced whole next time: which part of their deltas
-   *  reached the kernel is unknown. */
-  private async resyncOnFailure(groups: Iterable<string>, f: () => Promise<void>): Promise<void> {
+  private async applyChanges(changes: ChangeSet, work: Partial<Work>): Promise<void> {
+    let outcome;
     try {
-      await f();
+      outcome = await this.dataplane.apply(changes);
     } catch (e) {
-      for (const g of groups) this.membersResync.add(g);
+      this.state.restoreWork(work);
       throw e;
     }
-  }
-
-  private async applySetDelta(set: DesiredSet, delta: { add: Set<string>; del: Set<string> }, report: ApplyReport): Promise<void> {
-    const fam = (ip: string) => (ip.includes(':') ? 'inet6' : 'inet') === set.family && !isCatchAll(ip);
-    const del = [...delta.del].filter(fam);
-    const add = [...delta.add].filter(fam);
-    if (del.length) await this.ipset.del(set.name, del, { exist: true });
-    if (add.length) await this.ipset.add(set.name, add, { exist: true });
-    if (del.length || add.length) {
-      report.setDeltas++;
-      this.stats.setDeltas++;
-    }
-  }
-
-  /** Whether every set a delta touches still fits its maxelem (else the set must grow: full path). */
-  private deltasFitSets(): boolean {
-    for (const set of this.applied.sets.values()) {
-      if (!this.memberDeltas.has(set.groupId)) continue;
-      if (maxelemFor(this.members.get(set.groupId)?.size ?? 0) > (set.spec.maxelem ?? 0)) return false;
-    }
-    return true;
-  }
-
-  private async cutPending(report: ApplyReport): Promise<void> {
-    const cuts = this.pendingCuts;
-    this.pendingCuts = [];
-    if (cuts.length === 0) return;
-    const n = await deleteConntrackBetween(dedupe(cuts), this.opts.netns);
-    report.conntrackDeleted += n;
-    this.stats.conntrackDeleted += n;
-  }
-
-  /** A set's members as the model has them now (applied sets keep only the list of their last full sync). */
-  private currentMembers(set: DesiredSet): string[] {
-    return [...(this.members.get(set.groupId) ?? [])].filter((ip) => (ip.includes(':') ? 'inet6' : 'inet') === set.family && !isCatchAll(ip));
-  }
-
-  /** Removes chains and sets with our prefix that the applied state does not have; returns the count. */
-  private async removeStale(): Promise<number> {
-    let removed = 0;
-    for (const v of VERSIONS) {
-      const want = v === 4 ? this.applied.v4 : this.applied.v6;
-      const stale = [...parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c)).keys()].filter((c) => !want.has(c));
-      if (stale.length === 0) continue;
-      await this.iptables.restore(v, restoreScript(want, [], stale, null));
-      this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
-      removed += stale.length;
-    }
-    for (const name of await this.ipset.listNames()) {
-      if (this.names.owns(name) && !this.applied.sets.has(name)) {
-        await this.ipset.destroy(name).then(() => removed++, () => undefined);
+    const now = Date.now();
+    this.counters.conntrackDeleted += outcome.conntrackDeleted;
+    const failedSetKeys = new Map(outcome.failedSets.map((f) => [setKey(f.ref), f.error] as const));
+    for (const s of [...changes.sets.fill, ...changes.sets.delta]) {
+      const key = setKey(s);
+      const err = failedSetKeys.get(key);
+      if (err) {
+        if (this.sets.has(key)) {
+          // The set is there (its old content, or part of a delta): rewrite it whole at the retry.
+          this.failedUpdates.set(key, { groupId: s.groupId, ...backoff(this.failedUpdates.get(key), now) });
+        } else {
+          this.failedSets.set(key, { ref: { groupId: s.groupId, family: s.family }, ...backoff(this.failedSets.get(key), now) });
+        }
+        this.hold('set', key, err.message);
+        continue;
       }
+      this.failedUpdates.delete(key);
+      if (!this.sets.has(key)) this.sets.set(key, { groupId: s.groupId, family: s.family });
+      if (this.failedSets.delete(key)) {
+        // Rules naming it were held back: their ports are planned again, now with them.
+        for (const id of this.portsNaming({ groupId: s.groupId, family: s.family })) this.state.touchPort(id);
+        this.loop.kick(true);
+      }
+      this.release('set', key);
     }
-    return removed;
+    for (const ref of changes.sets.destroy) {
+      const key = setKey(ref);
+      this.sets.delete(key);
+      this.failedUpdates.delete(key);
+    }
+    const failedPorts = new Map(outcome.failedFilters.map((f) => [f.portId, f.error] as const));
+    for (const r of changes.filters.remove) {
+      if (changes.filters.upsert.some((f) => f.portId === r.portId)) continue;
+      this.unref(this.filters.get(r.portId));
+      this.filters.delete(r.portId);
+      this.failedPorts.delete(r.portId);
+      this.release('filter', r.portId);
+    }
+    for (const f of changes.filters.upsert) {
+      const err = failedPorts.get(f.portId);
+      if (err && f.sets.some((ref) => this.failedSets.has(setKey(ref)))) {
+        // Refused only for naming a set that could not be made: planned again at once, without the
+        // rules that name it.
+        this.state.touchPort(f.portId);
+        this.loop.kick(true);
+        continue;
+      }
+      if (err) {
+        this.failedPorts.set(f.portId, backoff(this.failedPorts.get(f.portId), now));
+        this.hold('filter', f.portId, err.message);
+        continue;
+      }
+      this.unref(this.filters.get(f.portId));
+      for (const s of f.sets) this.refs.set(setKey(s), (this.refs.get(setKey(s)) ?? 0) + 1);
+      this.filters.set(f.portId, f);
+      this.failedPorts.delete(f.portId);
+      this.release('filter', f.portId);
+    }
+    this.armRetry();
   }
 
-  /** The FORWARD jump into our dispatch chain, if iptables does not have it yet. */
-  private async jumpLine(v: IpVersion): Promise<string | null> {
-    const saved = await this.iptables.saveFilter(v);
-    const present = saved.split('\n').some((l) => l.trim() === `-A FORWARD -j ${this.names.dispatchChain}`);
-    return present ? null : `-I FORWARD 1 -j ${this.names.dispatchChain}`;
+  private unref(f: PortFilter | undefined): void {
+    for (const s of f?.sets ?? []) {
+      const n = (this.refs.get(setKey(s)) ?? 0) - 1;
+      if (n <= 0) this.refs.delete(setKey(s));
+      else this.refs.set(setKey(s), n);
+    }
+  }
+
+  /** Ports whose rules name the set (whether or not their filter holds those rules now). */
+  private portsNaming(ref: SetRef): string[] {
+    const out: string[] = [];
+    for (const port of this.state.allPorts()) {
+      const names = port.securityGroups.some((g) => this.state.group(g)?.rules.some((r) => r.remoteGroupId === ref.groupId && (r.ethertype === 'IPv4' ? 4 : 6) === ref.family));
+      if (names) out.push(port.id);
+    }
+    return out;
+  }
+
+  private named(ref: SetRef): boolean {
+    return this.portsNaming(ref).length > 0;
+  }
+
+  private hold(kind: QuarantineEntry['kind'], id: string, reason: string): void {
+    const key = `${kind}:${id}`;
+    const had = this.quarantine.get(key);
+    if (!had) this.opts.logger?.warn({ kind, id, reason }, 'quarantined: applied without it until it can be');
+    this.quarantine.set(key, { kind, id, reason, since: had?.since ?? Date.now() });
+  }
+
+  private release(kind: QuarantineEntry['kind'], id: string): void {
+    if (this.quarantine.delete(`${kind}:${id}`)) this.opts.logger?.info({ kind, id }, 'out of quarantine');
+  }
+
+  /** One timer for every failed object's retry. */
+  private armRetry(): void {
+    if (this.closed) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const all = [...this.failedSets.values(), ...this.failedUpdates.values(), ...this.failedPorts.values()];
+    if (all.length === 0) return;
+    const at = Math.min(...all.map((r) => r.retryAt));
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      const now = Date.now();
+      let structural = false;
+      for (const [id, r] of this.failedPorts) if (r.retryAt <= now) (this.state.touchPort(id), (structural = true));
+      for (const r of this.failedSets.values()) if (r.retryAt <= now) structural = true;
+      for (const r of this.failedUpdates.values()) if (r.retryAt <= now) this.state.resyncMembers(r.groupId);
+      this.loop.kick(structural);
+      this.armRetry();
+    }, Math.max(0, at - Date.now()));
+    this.retryTimer.unref();
   }
 
   // ---- drift ----
 
-  /** Compares the kernel with what we applied and repairs the difference; removes stale objects of ours. */
-  async reconcile(): Promise<ReconcileReport> {
-    await this.flush();
-    const report: ReconcileReport = { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
-    for (const name of this.applied.sets.keys()) {
-      const r = await this.ipset.reconcile(name).catch(async () => {
-        const s = this.applied.sets.get(name)!;
-        await this.ipset.syncSet(name, s.spec, this.currentMembers(s));
-        return { repaired: true };
-      });
-      if (r.repaired) report.setsRepaired++;
-    }
-    for (const v of VERSIONS) {
-      const want = v === 4 ? this.applied.v4 : this.applied.v6;
-      const saved = await this.iptables.saveFilter(v);
-      const kernel = parseChains(saved, (c) => this.names.owns(c));
-      const baseline = this.savedBaseline[v];
-      const changed = [...want.keys()].filter((c) => !kernel.has(c) || !sameRules(kernel.get(c), baseline.get(c)));
-      const jumpMissing = !saved.split('\n').some((l) => l.trim() === `-A FORWARD -j ${this.names.dispatchChain}`);
-      if (changed.length || jumpMissing) {
-        await this.iptables.restore(v, restoreScript(want, changed, [], jumpMissing ? `-I FORWARD 1 -j ${this.names.dispatchChain}` : null));
-        this.savedBaseline[v] = parseChains(await this.iptables.saveFilter(v), (c) => this.names.owns(c));
-        report.chainsRepaired += changed.length + (jumpMissing ? 1 : 0);
-      }
-    }
-    report.staleRemoved += await this.removeStale();
-    this.stats.repairs += report.setsRepaired + report.chainsRepaired + report.staleRemoved;
-    if (report.setsRepaired || report.chainsRepaired || report.staleRemoved) this.opts.logger?.warn({ ...report }, 'firewall drift repaired');
+  /** Compares the kernel with what was applied and repairs the difference; removes stale objects.
+   *  `full: false` counts set members instead of reading them (a change of count is then read and
+   *  repaired). */
+  async reconcile(opts: { full?: boolean } = {}): Promise<ReconcileReport> {
+    // Before the first apply there is nothing to compare with: what a previous run left keeps
+    // filtering until this run's state is in (removing it now would open the host).
+    if (this.startupCleanupPending) return { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
+    const report = await this.loop.exclusive(() => this.dataplane.reconcile(this.view, { full: opts.full ?? true }));
+    const repaired = report.setsRepaired + report.chainsRepaired + report.staleRemoved;
+    this.counters.repairs += repaired;
+    if (repaired) this.opts.logger?.warn({ ...report }, 'firewall drift repaired');
     return report;
   }
 
   status(): EngineStatus {
+    const dp = this.dataplane.status(this.view);
     return {
-      ports: [...this.ports.values()].map((p) => ({ id: p.id, device: p.device, filtered: p.portSecurityEnabled })),
-      groups: [...this.groups.keys()],
-      sets: [...this.applied.sets.values()].map((s: DesiredSet) => ({ name: s.name, groupId: s.groupId, family: s.family, size: this.currentMembers(s).length })),
-      chains: { v4: [...this.applied.v4.keys()], v6: [...this.applied.v6.keys()] },
+      ports: [...this.state.allPorts()].map((p) => ({ id: p.id, device: p.device, filtered: p.portSecurityEnabled, inKernel: this.portInKernel(p.id) })),
+      groups: [...this.state.allGroups().keys()],
+      sets: dp.sets,
+      chains: dp.chains,
+      quarantined: [...this.quarantine.values()],
     };
   }
 
-  /** Stops timers; the firewall stays in place (traffic stays filtered). */
-  async close(): Promise<void> {
+  /** Whether a port's current filter is in the kernel (what a test waits for before checking a drop). */
+  portInKernel(portId: string): boolean {
+    const p = this.state.port(portId);
+    const f = this.filters.get(portId);
+    if (!p || !f || this.failedPorts.has(portId)) return false;
+    return f.key === buildFilter(this.state, p, { failedSets: new Set(this.failedSets.keys()), retrySets: [] }).key;
+  }
+
+  private stopTimers(): void {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
-    this.timer = null;
-    await this.running?.catch(() => undefined);
+    this.retryTimer = null;
+    this.reconcileTimer = null;
   }
 
-  /** Removes every chain and set the engine's prefix owns, applied or not. */
-  async cleanup(): Promise<void> {
-    await this.close();
-    for (const v of VERSIONS) {
-      const saved = await this.iptables.saveFilter(v);
-      const ours = [...parseChains(saved, (c) => this.names.owns(c)).keys()];
-      const jumps = saved.split('\n').filter((l) => l.trim() === `-A FORWARD -j ${this.names.dispatchChain}`);
-      if (ours.length === 0 && jumps.length === 0) continue;
-      const script = ['*filter', ...jumps.map(() => `-D FORWARD -j ${this.names.dispatchChain}`), ...ours.map((c) => `:${c} - [0:0]`), ...ours.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
-      await this.iptables.restore(v, script);
-    }
-    for (const name of await this.ipset.listNames()) if (this.names.owns(name)) await this.ipset.destroy(name).catch(() => undefined);
-    this.applied = { v4: new Map(), v6: new Map(), sets: new Map(), inexact: new Set() };
-    this.jumpPresent = { 4: false, 6: false };
+  /** Stops; the firewall stays in place (traffic stays filtered). */
+  async close(): Promise<void> {
+    this.stopTimers();
+    await this.loop.close();
+    await this.dataplane.close();
   }
 
-  /** How many iptables-restore runs this engine has made (tests assert membership changes make none). */
-  get restoreCount(): number {
-    return this.iptables.restores;
+  /** Removes every object of ours, applied or not; reports what could not be removed. */
+  async cleanup(): Promise<{ removed: number; left: string[] }> {
+    this.stopTimers();
+    await this.loop.close();
+    const r = await this.dataplane.cleanup();
+    this.filters.clear();
+    this.sets.clear();
+    this.refs.clear();
+    await this.dataplane.close();
+    return r;
   }
 }
 
-function emptyReport(): ApplyReport {
-  return { setsSynced: 0, setDeltas: 0, restores: 0, setsDestroyed: 0, conntrackDeleted: 0 };
+function backoff(prev: Retry | undefined, now: number): Retry {
+  const attempts = (prev?.attempts ?? 0) + 1;
+  return { attempts, retryAt: now + Math.min(RETRY_FIRST_MS * 2 ** (attempts - 1), RETRY_MAX_MS) };
 }
-
-function sameRules(a: string[] | undefined, b: string[] | undefined): boolean {
-  if (!a || !b || a.length !== b.length) return false;
-  return a.every((l, i) => l === b[i]);
-}
-
-function sameFamily(a: string, b: string): boolean {
-  return a.includes(':') === b.includes(':');
-}
-
-function dedupe(pairs: AddressPair[]): AddressPair[] {
-  const seen = new Set<string>();
-  return pairs.filter((p) => {
-    const k = `${p.a}|${p.b}`;
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
-}
-

@@ -1,9 +1,13 @@
 // Wire messages (version 1): their TypeScript types for control-plane integrators, and `decode`, the
-// one gate every received message passes. Anything that does not validate is a MalformedMessage.
+// one gate every received message passes: the envelope against its JSON Schema, then every rule, port
+// and address in it through the one model validator (src/domain/validate.ts), which also puts them in
+// canonical form. A message that does not validate is a MalformedMessage — except the objects of a
+// sync reply, which are judged one by one: an object the validator refuses is left out and reported
+// in `quarantined`, so one bad group cannot stop a host from syncing the rest.
 import Ajv, { type ValidateFunction } from 'ajv';
-import type { Port, SecurityGroupRule } from '../model.js';
-import { isCidr, LIMITS, messageSchemas, PROTOCOL_VERSION, type MessageType } from './schema.js';
-import { isIP } from 'node:net';
+import type { Port, PortInput, SecurityGroupRule } from '../model.js';
+import { validateMember, validatePort, validateRules, ValidationError } from '../domain/validate.js';
+import { LIMITS, messageSchemas, PROTOCOL_VERSION, type MessageType } from './schema.js';
 
 export { PROTOCOL_VERSION, LIMITS };
 export type { MessageType };
@@ -39,7 +43,7 @@ export interface GroupDeletedMessage extends Base {
 export interface PortMessage extends Base {
   type: 'port.bound' | 'port.updated';
   host: string;
-  port: WirePort;
+  port: Port;
   revision: number;
 }
 export interface PortUnboundMessage extends Base {
@@ -71,14 +75,23 @@ export interface SyncReply {
   type: 'sync.reply';
   part: number;
   parts: number;
-  ports?: WirePort[];
+  ports?: Port[];
   groups: GroupSnapshot[];
   members: MembersSnapshot[];
   error?: string;
+  /** Set by `decode` only, never sent: objects of this part the model validator refused, left out. */
+  quarantined?: Quarantined[];
 }
 
-/** A port as it travels: like the model's Port, with optional fields defaulted on receipt. */
-export type WirePort = Omit<Port, 'allowedAddressPairs' | 'portSecurityEnabled'> & Partial<Pick<Port, 'allowedAddressPairs' | 'portSecurityEnabled'>>;
+/** An object of a sync reply that the model validator refused. */
+export interface Quarantined {
+  kind: 'port' | 'group' | 'members';
+  id: string;
+  reason: string;
+}
+
+/** A port as a publisher may send it (optional fields default on receipt). */
+export type WirePort = PortInput;
 
 export type UpdateMessage = GroupMembersMessage | GroupRulesMessage | GroupDeletedMessage | PortMessage | PortUnboundMessage;
 export type AnyMessage = UpdateMessage | SyncRequest | SyncReply;
@@ -94,13 +107,7 @@ export class MalformedMessage extends Error {
 export const MAX_MESSAGE_BYTES = 4 << 20;
 
 const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
-ajv.addFormat('cidr', isCidr);
-ajv.addFormat('ip', (s: string) => isIP(s) !== 0);
 const validators = new Map<string, ValidateFunction>(Object.entries(messageSchemas).map(([t, s]) => [t, ajv.compile(s)]));
-
-export function toPort(w: WirePort): Port {
-  return { ...w, allowedAddressPairs: w.allowedAddressPairs ?? [], portSecurityEnabled: w.portSecurityEnabled ?? true };
-}
 
 /** Parses and validates a message body; `expect` limits which types are acceptable here. */
 export function decode<T extends AnyMessage = AnyMessage>(body: Buffer | string, expect?: readonly MessageType[]): T {
@@ -123,11 +130,62 @@ export function decode<T extends AnyMessage = AnyMessage>(body: Buffer | string,
     throw new MalformedMessage(`invalid ${type}: ${e?.instancePath || '/'} ${e?.message ?? ''}`.slice(0, 300));
   }
   const m = value as AnyMessage;
-  if (m.type === 'group.members' && m.revision <= m.baseRevision) throw new MalformedMessage('group.members: revision must exceed baseRevision');
-  if (m.type === 'group.rules') {
-    for (const r of m.rules) if (r.remoteIpPrefix && r.remoteGroupId) throw new MalformedMessage(`rule ${r.id}: remote_ip_prefix and remote_group_id are exclusive`);
+  try {
+    checkContent(m);
+  } catch (e) {
+    if (e instanceof ValidationError) throw new MalformedMessage(`invalid ${type}: ${e.message}`.slice(0, 300));
+    throw e;
   }
   return m as T;
+}
+
+/** The model validator over what an envelope carries, replacing each object by its canonical form. */
+function checkContent(m: AnyMessage): void {
+  switch (m.type) {
+    case 'group.members':
+      if (m.revision <= m.baseRevision) throw new ValidationError('group.members: revision must exceed baseRevision');
+      m.added = m.added.map((ip) => validateMember(ip, 'added'));
+      m.removed = m.removed.map((ip) => validateMember(ip, 'removed'));
+      return;
+    case 'group.rules':
+      m.rules = validateRules(m.rules, m.groupId);
+      return;
+    case 'port.bound':
+    case 'port.updated':
+      m.port = validatePort(m.port);
+      if (m.port.host !== m.host) throw new ValidationError(`port ${m.port.id}: host differs from the message's host`);
+      return;
+    case 'sync.reply':
+      checkSyncReply(m);
+      return;
+    default:
+      return;
+  }
+}
+
+/** Judges a sync reply's objects one by one (see the module comment). */
+function checkSyncReply(m: SyncReply): void {
+  const quarantined: Quarantined[] = [];
+  const keep = <T>(kind: Quarantined['kind'], id: string, f: () => T): T | undefined => {
+    try {
+      return f();
+    } catch (e) {
+      if (!(e instanceof ValidationError)) throw e;
+      quarantined.push({ kind, id, reason: e.message });
+      return undefined;
+    }
+  };
+  if (m.ports) m.ports = m.ports.flatMap((p) => keep('port', String((p as { id?: unknown }).id ?? '?').slice(0, LIMITS.id), () => [validatePort(p)]) ?? []);
+  m.groups = m.groups.flatMap((g) => keep('group', g.id, () => [{ ...g, rules: validateRules(g.rules, g.id) }]) ?? []);
+  m.members = m.members.map((s) => {
+    const ips: string[] = [];
+    for (const ip of s.ips) {
+      const ok = keep('members', s.groupId, () => validateMember(ip));
+      if (ok !== undefined) ips.push(ok);
+    }
+    return { ...s, ips };
+  });
+  if (quarantined.length) m.quarantined = quarantined;
 }
 
 export function encode(m: AnyMessage): Buffer {

@@ -1,5 +1,8 @@
-// The Debian `ipset` tool as an independent oracle: what `ipset save` prints inside a namespace.
-import type { Netns } from './netns.js';
+// The Debian `ipset` tool as an independent oracle: what `ipset save` prints inside a namespace; and
+// the setup every ipset test file shares.
+import type { ExecutionContext } from 'ava';
+import { IpsetClient, IpsetError } from '../../src/ipset.js';
+import { Netns, requireNetns } from './netns.js';
 
 export interface SavedSet {
   create: string;
@@ -19,4 +22,21 @@ export function ipsetSave(ns: Netns): Map<string, SavedSet> {
 
 export function membersOf(ns: Netns, name: string): string[] {
   return [...(ipsetSave(ns).get(name)?.members ?? [])].sort();
+}
+
+/** A fresh namespace and a client in it, both gone when the test ends; undefined when the test cannot run here. */
+export async function clientInFreshNetns(t: ExecutionContext, prefix: string): Promise<{ ns: Netns; c: IpsetClient } | undefined> {
+  if (!requireNetns(t)) return undefined;
+  const ns = Netns.create(prefix);
+  t.teardown(() => ns.destroy());
+  const c = await IpsetClient.open({ netns: ns.path });
+  t.teardown(() => c.close());
+  return { ns, c };
+}
+
+/** Asserts that `p` rejects with an IpsetError of `code`, and returns the error. */
+export async function rejectsWith(t: ExecutionContext, p: Promise<unknown>, code: string): Promise<IpsetError> {
+  const e = await t.throwsAsync(p, { instanceOf: IpsetError });
+  t.is(e?.code as string | undefined, code, e?.message);
+  return e!;
 }

@@ -33,6 +33,14 @@ export function malformedCorpus(host: string): Buffer[] {
     { v: 1, type: 'group.rules', groupId: 'g', revision: 1, stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.0.0.0/8', remoteGroupId: 'g' }] },
     { v: 1, type: 'group.rules', groupId: 'g', revision: 1, stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 70000 }] },
     { v: 1, type: 'group.rules', groupId: 'g', revision: 1, stateful: 'yes', rules: [] },
+    // Issue 10's reproductions: accepted by the API once, and fatal to agents.
+    { v: 1, type: 'group.rules', groupId: 'g', revision: 1, stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] },
+    { v: 1, type: 'group.rules', groupId: 'g', revision: 1, stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', portRangeMin: 80, portRangeMax: 80 }] },
+    { v: 1, type: 'group.rules', groupId: 'g', revision: 1, stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: 'fd00::/8' }] },
+    { ...ok, port: { ...port, fixedIps: ['fe80::1%lo'] } },
+    { ...members, added: ['fe80::1%lo'] },
+    { ...members, added: ['0.0.0.0/0'] },
+    { ...members, added: ['10.0.0.1/032'] },
     { v: 1, type: 'sync.request', host },
     { v: 1, type: 'port.unbound', host, portId: { $gt: '' }, revision: 2 },
   ];

@@ -57,21 +57,47 @@ export class Topology {
     return from.ns.run('ping', args).status === 0;
   }
 
+  /** Gives the bridge an address in the host namespace: traffic from a VM to it goes through INPUT. */
+  hostAddress(cidr: string): string {
+    this.host.exec('ip', ['addr', 'add', cidr, 'dev', 'br0', ...(cidr.includes(':') ? ['nodad'] : [])]);
+    return cidr.split('/')[0]!;
+  }
+
   /** Starts TCP and UDP echo servers on `port` in the VM; they live until destroy(). */
   serve(vm: Vm, port: number): void {
+    this.serveIn(vm.ns, port, vm.name);
+  }
+
+  /** Echo servers in the host namespace itself (reached through INPUT). */
+  serveOnHost(port: number): void {
+    this.serveIn(this.host, port, 'host');
+  }
+
+  private serveIn(ns: Netns, port: number, name: string): void {
     const code = `
       const net = require('net'), dgram = require('dgram');
       net.createServer((s) => { s.on('data', (d) => s.write(d)); s.on('error', () => {}); }).listen(${port}, '::');
       for (const t of ['udp4', 'udp6']) { const u = dgram.createSocket({ type: t, ipv6Only: t === 'udp6' }); u.on('message', (m, r) => u.send(m, r.port, r.address)); u.bind(${port}); }
       process.stdout.write('ready\\n');`;
-    const child = spawn('ip', ['netns', 'exec', vm.ns.name, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
     this.servers.push(child);
-    // Wait (synchronously) until it listens: poll with a connect from inside the VM itself.
+    // Wait (synchronously) until it listens: poll with a connect from inside the namespace itself.
     for (let i = 0; i < 200; i++) {
-      if (vm.ns.run(process.execPath, ['-e', `require('net').connect(${port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`]).status === 0) return;
+      if (ns.run(process.execPath, ['-e', `require('net').connect(${port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`]).status === 0) return;
       spawnSync('sleep', ['0.1']);
     }
-    throw new Error(`echo server in ${vm.name} did not start`);
+    throw new Error(`echo server in ${name} did not start`);
+  }
+
+  /** Sends one ARP request from `from` for `target` claiming sender address `claim`; true if answered. */
+  arping(from: Vm, target: string, claim: string): boolean {
+    return from.ns.run('arping', ['-c', '1', '-w', '2', '-i', 'eth0', '-S', claim, target]).status === 0;
+  }
+
+  /** The MAC `vm` holds for `ip` in its neighbour table, if any. */
+  neighbour(vm: Vm, ip: string): string | undefined {
+    const out = vm.ns.run('ip', ['neigh', 'show', ip, 'dev', 'eth0']).stdout;
+    return /lladdr ([0-9a-f:]{17})/.exec(out)?.[1];
   }
 
   /** Whether a TCP connection from `from` to ip:port is established within a second. */
@@ -82,17 +108,20 @@ export class Topology {
     return from.ns.run(process.execPath, ['-e', code]).status === 0;
   }
 
-  /** Whether a UDP datagram from `from` to ip:port is echoed back within a second. */
-  udp(from: Vm, ip: string, port: number): boolean {
+  /** Whether a UDP datagram from `from` to ip:port is echoed back within a second (from `sourcePort`
+   *  when given). */
+  udp(from: Vm, ip: string, port: number, sourcePort?: number): boolean {
     const code = `const u = require('dgram').createSocket('${ip.includes(':') ? 'udp6' : 'udp4'}');
       const t = setTimeout(() => process.exit(1), 2000);
-      u.on('message', () => { clearTimeout(t); process.exit(0); }); u.send('x', ${port}, '${ip}');`;
+      u.on('message', () => { clearTimeout(t); process.exit(0); });
+      const go = () => u.send('x', ${port}, '${ip}');
+      ${sourcePort ? `u.bind(${sourcePort}, go);` : 'go();'}`;
     return from.ns.run(process.execPath, ['-e', code]).status === 0;
   }
 
   /** Opens a TCP connection from `from` and keeps it open; `alive()` says whether it still carries data. */
-  async longConnection(from: Vm, ip: string, port: number): Promise<{ alive: () => Promise<boolean>; close: () => void }> {
-    const code = `const s = require('net').connect({ host: '${ip}', port: ${port} });
+  async longConnection(from: Vm, ip: string, port: number, source?: string): Promise<{ alive: () => Promise<boolean>; close: () => void }> {
+    const code = `const s = require('net').connect({ host: '${ip}', port: ${port}${source ? `, localAddress: '${source}'` : ''} });
       s.on('connect', () => process.stdout.write('up\\n'));
       s.on('error', () => { process.stdout.write('dead\\n'); });
       s.on('close', () => { process.stdout.write('dead\\n'); });

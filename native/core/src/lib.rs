@@ -7,3 +7,4 @@ pub mod netlink;
 pub mod conntrack;
 pub mod netns;
 pub mod tool;
+pub mod error;

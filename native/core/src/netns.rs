@@ -5,10 +5,36 @@
 //! Node's), we create the socket on a short-lived helper thread that has joined the target
 //! namespace, and hand the finished socket back.
 
+use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The namespace could not be opened or joined; carried inside the `io::Error` that `in_netns`
+/// returns, so that callers can tell it from a failure of the work itself (`is_netns_error`).
+#[derive(Debug)]
+pub struct NetnsUnavailable {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for NetnsUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot enter network namespace {}: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for NetnsUnavailable {}
+
+fn unavailable(path: &Path, source: io::Error) -> io::Error {
+    io::Error::new(source.kind(), NetnsUnavailable { path: path.to_path_buf(), source })
+}
+
+/// Whether `e` says the namespace itself was unavailable (rather than the work done inside it).
+pub fn is_netns_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<NetnsUnavailable>())
+}
 
 /// Runs `make` with the calling context switched into the network namespace at `netns_path`
 /// (`/var/run/netns/NAME`, `/proc/PID/ns/net`), or in the current namespace when `None`.
@@ -20,19 +46,32 @@ where
     let Some(path) = netns_path else {
         return make();
     };
-    let ns = File::open(path).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot open network namespace {}: {e}", path.display()))
-    })?;
+    let ns = File::open(path).map_err(|e| unavailable(path, e))?;
+    let owned = path.to_path_buf();
     std::thread::Builder::new()
         .name("sg-netns".into())
         .spawn(move || {
             // SAFETY: setns on this dedicated thread only; it exits right after `make`.
             let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
             if rc != 0 {
-                return Err(io::Error::last_os_error());
+                return Err(unavailable(&owned, io::Error::last_os_error()));
             }
             make()
         })?
         .join()
         .map_err(|_| io::Error::other("netns helper thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_namespace_is_told_apart_from_the_work() {
+        let e = in_netns(Some(Path::new("/nonexistent/netns")), || Ok(())).unwrap_err();
+        assert!(is_netns_error(&e), "{e}");
+        assert!(e.to_string().contains("/nonexistent/netns"), "{e}");
+        let e = in_netns(None, || -> io::Result<()> { Err(io::Error::other("inner")) }).unwrap_err();
+        assert!(!is_netns_error(&e));
+    }
 }

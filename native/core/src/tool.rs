@@ -1,5 +1,5 @@
-//! Running the iptables tools (`iptables-restore`, `iptables-save` and their IPv6 twins) inside a
-//! network namespace, with a script on stdin.
+//! Running the iptables tools (`iptables-restore`, `iptables-save`, their IPv6 twins, and the
+//! ebtables pair for ARP protection on bridges) inside a network namespace, with a script on stdin.
 //!
 //! Rules are still written by the tools — iptables' kernel interface is theirs to speak — but the
 //! process is started here rather than from Node: `std::process::Command` uses `posix_spawn`
@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::error::{SysCode, SysError};
 use crate::netns::in_netns;
 
 /// The tools that may be run: nothing else is reachable through this module.
@@ -20,6 +21,8 @@ pub enum Tool {
     Ip6tablesRestore,
     IptablesSave,
     Ip6tablesSave,
+    EbtablesRestore,
+    EbtablesSave,
 }
 
 impl Tool {
@@ -29,6 +32,8 @@ impl Tool {
             "ip6tables-restore" => Some(Tool::Ip6tablesRestore),
             "iptables-save" => Some(Tool::IptablesSave),
             "ip6tables-save" => Some(Tool::Ip6tablesSave),
+            "ebtables-restore" => Some(Tool::EbtablesRestore),
+            "ebtables-save" => Some(Tool::EbtablesSave),
             _ => None,
         }
     }
@@ -39,6 +44,8 @@ impl Tool {
             Tool::Ip6tablesRestore => "ip6tables-restore",
             Tool::IptablesSave => "iptables-save",
             Tool::Ip6tablesSave => "ip6tables-save",
+            Tool::EbtablesRestore => "ebtables-restore",
+            Tool::EbtablesSave => "ebtables-save",
         }
     }
 }
@@ -52,7 +59,13 @@ pub struct ToolOutput {
 }
 
 /// Runs `tool args…` in the namespace at `netns` (or the current one), feeding `input` on stdin.
-pub fn run_tool(netns: Option<&Path>, tool: Tool, args: Vec<String>, input: Vec<u8>) -> io::Result<ToolOutput> {
+/// A tool that ran reports its exit code in `ToolOutput`; an error means it could not be started
+/// (`TOOL_SPAWN_FAILED`) or the namespace could not be entered (`NETNS_UNAVAILABLE`).
+pub fn run_tool(netns: Option<&Path>, tool: Tool, args: Vec<String>, input: Vec<u8>) -> Result<ToolOutput, SysError> {
+    spawn_in(netns, tool, args, input).map_err(|e| SysError::from_io(SysCode::ToolSpawnFailed, &e))
+}
+
+fn spawn_in(netns: Option<&Path>, tool: Tool, args: Vec<String>, input: Vec<u8>) -> io::Result<ToolOutput> {
     in_netns(netns, move || {
         let mut child = Command::new(tool.program())
             .args(&args)
@@ -79,20 +92,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_four_tools_are_known() {
-        for name in ["iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save"] {
+    fn only_the_listed_tools_are_known() {
+        for name in ["iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "ebtables-restore", "ebtables-save"] {
             assert_eq!(Tool::parse(name).map(Tool::program), Some(name));
         }
-        for name in ["sh", "iptables", "/usr/sbin/iptables-restore", "iptables-restore ", ""] {
+        for name in ["sh", "iptables", "ebtables", "/usr/sbin/iptables-restore", "iptables-restore ", ""] {
             assert_eq!(Tool::parse(name), None, "{name:?}");
         }
     }
 
     #[test]
-    fn a_tool_that_is_missing_is_an_error_naming_it() {
+    fn a_missing_namespace_is_an_error_naming_it() {
         // An empty PATH for this process is not ours to set in a test; a netns path that does not
         // exist fails before anything is spawned, with the path in the message.
         let e = run_tool(Some(Path::new("/nonexistent/netns")), Tool::IptablesSave, vec![], vec![]).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/netns"), "{e}");
+        assert_eq!(e.code, SysCode::NetnsUnavailable);
+        assert_eq!(e.errno, Some(libc::ENOENT));
+        assert!(e.message.contains("/nonexistent/netns"), "{e}");
     }
 }

@@ -9,14 +9,11 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use netlink_packet_core::{
-    DecodeError, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-    NetlinkSerializable, Nla, NlaBuffer, NlasIterator, NLA_F_NESTED,
-};
+use netlink_packet_core::{DecodeError, Nla, NlaBuffer, NlasIterator, NLA_F_NESTED};
 
-use crate::netlink::{emit_nfnl_payload, nfnl_msg_type, nfnl_payload_len, request_header, NfGenMsg, NfnlSocket, NFGENMSG_LEN};
+use crate::error::{SysCode, SysError};
+use crate::netlink::{request, NfGenMsg, NfnlPayload, NfnlSocket, NFNL_SUBSYS_CTNETLINK};
 
-pub const NFNL_SUBSYS_CTNETLINK: u8 = 1;
 const IPCTNL_MSG_CT_GET: u8 = 1;
 const IPCTNL_MSG_CT_DELETE: u8 = 2;
 const CTA_TUPLE_ORIG: u16 = 1;
@@ -58,37 +55,25 @@ fn parse_raw(buf: &[u8]) -> Result<Vec<RawAttr>, DecodeError> {
         .collect()
 }
 
-/// A ctnetlink message: command, nfgenmsg, attributes as raw bytes.
+/// A ctnetlink payload: command and attributes as raw bytes (the nfgenmsg header is the
+/// `NfnlMessage`'s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CtMessage {
     pub cmd: u8,
-    pub nfgen: NfGenMsg,
     pub attrs: Vec<RawAttr>,
 }
 
-impl NetlinkSerializable for CtMessage {
-    fn message_type(&self) -> u16 {
-        nfnl_msg_type(NFNL_SUBSYS_CTNETLINK, self.cmd)
+impl NfnlPayload for CtMessage {
+    const SUBSYS: u8 = NFNL_SUBSYS_CTNETLINK;
+    type Attr = RawAttr;
+    fn command(&self) -> u8 {
+        self.cmd
     }
-    fn buffer_len(&self) -> usize {
-        nfnl_payload_len(&self.attrs)
+    fn attrs(&self) -> &[RawAttr] {
+        &self.attrs
     }
-    fn serialize(&self, buf: &mut [u8]) {
-        emit_nfnl_payload(&self.nfgen, &self.attrs, buf)
-    }
-}
-
-impl NetlinkDeserializable for CtMessage {
-    type Error = DecodeError;
-    fn deserialize(header: &NetlinkHeader, payload: &[u8]) -> Result<Self, DecodeError> {
-        if (header.message_type >> 8) as u8 != NFNL_SUBSYS_CTNETLINK {
-            return Err(DecodeError::from("not a ctnetlink message"));
-        }
-        Ok(CtMessage {
-            cmd: (header.message_type & 0xff) as u8,
-            nfgen: NfGenMsg::parse(payload)?,
-            attrs: parse_raw(&payload[NFGENMSG_LEN..])?,
-        })
+    fn parse_payload(cmd: u8, buf: &[u8]) -> Result<Self, DecodeError> {
+        Ok(CtMessage { cmd, attrs: parse_raw(buf)? })
     }
 }
 
@@ -159,22 +144,27 @@ pub fn matches(pairs: &[Between], src: IpAddr, dst: IpAddr) -> bool {
 }
 
 /// Deletes the entries between the pairs in the namespace at `netns`; returns how many went.
-pub fn delete_between(netns: Option<&Path>, pairs: &[Between]) -> std::io::Result<usize> {
+pub fn delete_between(netns: Option<&Path>, pairs: &[Between]) -> Result<usize, SysError> {
     if pairs.is_empty() {
         return Ok(0);
     }
-    let mut sock = NfnlSocket::open(netns)?;
+    let failed = |e: std::io::Error| SysError::from_io(SysCode::ConntrackFailed, &e);
+    let refused = |errno: i32| SysError {
+        code: SysCode::ConntrackFailed,
+        errno: Some(errno),
+        message: format!("ctnetlink: {}", std::io::Error::from_raw_os_error(errno)),
+    };
+    let mut sock = NfnlSocket::open(netns).map_err(failed)?;
     let mut deleted = 0;
     for family in [AF_INET, AF_INET6] {
         let wanted: Vec<Between> = pairs.iter().copied().filter(|p| p.a.addr.is_ipv4() == (family == AF_INET)).collect();
         if wanted.is_empty() {
             continue;
         }
-        let dump = CtMessage { cmd: IPCTNL_MSG_CT_GET, nfgen: NfGenMsg::new(family), attrs: vec![] };
-        let req = NetlinkMessage::new(request_header(0, 0), NetlinkPayload::InnerMessage(dump));
-        let entries = sock.dump(req)?.map_err(|e| std::io::Error::from_raw_os_error(e.errno))?;
+        let dump = CtMessage { cmd: IPCTNL_MSG_CT_GET, attrs: vec![] };
+        let entries = sock.dump(request(NfGenMsg::new(family), dump, 0)).map_err(failed)?.map_err(|e| refused(e.errno))?;
         let mut deletes = Vec::new();
-        for e in entries {
+        for e in entries.iter().filter_map(|m| m.ctnetlink()) {
             let Some(orig) = e.attrs.iter().find(|a| a.kind & !NLA_F_NESTED == CTA_TUPLE_ORIG) else { continue };
             let Some((src, dst)) = tuple_addrs(&orig.value) else { continue };
             if !matches(&wanted, src, dst) {
@@ -184,17 +174,14 @@ pub fn delete_between(netns: Option<&Path>, pairs: &[Between]) -> std::io::Resul
             if let Some(zone) = e.attrs.iter().find(|a| a.kind & !NLA_F_NESTED == CTA_ZONE) {
                 attrs.push(zone.clone());
             }
-            let del = CtMessage { cmd: IPCTNL_MSG_CT_DELETE, nfgen: NfGenMsg::new(family), attrs };
-            let mut m = NetlinkMessage::new(request_header(0, 0), NetlinkPayload::InnerMessage(del));
-            m.finalize();
-            deletes.push(m);
+            deletes.push(request(NfGenMsg::new(family), CtMessage { cmd: IPCTNL_MSG_CT_DELETE, attrs }, 0));
         }
-        for o in sock.transact(deletes)? {
+        for o in sock.transact(deletes).map_err(failed)? {
             // ENOENT: the entry ended by itself between dump and delete; that is what we wanted.
             match o.result {
                 Ok(()) => deleted += 1,
                 Err(e) if e.errno == libc::ENOENT => {}
-                Err(e) => return Err(std::io::Error::from_raw_os_error(e.errno)),
+                Err(e) => return Err(refused(e.errno)),
             }
         }
     }
@@ -204,6 +191,20 @@ pub fn delete_between(netns: Option<&Path>, pairs: &[Between]) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delete_request_encodes_as_the_kernel_expects() {
+        // IPCTNL_MSG_CT_DELETE (2) of NFNL_SUBSYS_CTNETLINK (1), AF_INET, one CTA_ZONE (18) attribute
+        // holding a big-endian u16 zone 7 (include/uapi/linux/netfilter/nfnetlink_conntrack.h).
+        use crate::netlink::NfnlMessage;
+        use netlink_packet_core::NetlinkSerializable;
+        let zone = RawAttr { kind: CTA_ZONE, value: vec![0, 7] };
+        let m = NfnlMessage::new(NfGenMsg::new(AF_INET), CtMessage { cmd: IPCTNL_MSG_CT_DELETE, attrs: vec![zone] }.into());
+        assert_eq!(m.message_type(), 0x0102);
+        let mut b = vec![0u8; m.buffer_len()];
+        m.serialize(&mut b);
+        assert_eq!(b, [2, 0, 0, 0, 6, 0, 18, 0, 0, 7, 0, 0]);
+    }
 
     #[test]
     fn tuple_addresses_from_kernel_bytes() {

@@ -1,7 +1,7 @@
 //! Typed ipset netlink attributes that emit and parse, with an `Other` fallback for the unknown.
 //!
 //! The kernel reuses attribute numbers inside IPSET_ATTR_DATA: in a set header (create, list) 26
-//! is MEMSIZE, in an element it is COMMENT. So DATA is parsed as `HeaderAttr` or `ElemAttr`
+//! is MEMSIZE, in an element it is COMMENT. So DATA is parsed as `HeaderAttr` or `Elem`
 //! according to where it sits, never guessed from the number alone.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -105,6 +105,8 @@ pub enum HeaderAttr {
     Timeout(u32),
     CadtFlags(u32),
     Netmask(u8),
+    /// A set created with `bitmask`: elements are stored ANDed with it.
+    Bitmask(IpAddr),
     BucketSize(u8),
     InitVal(u32),
     Elements(u32),
@@ -117,6 +119,7 @@ impl Nla for HeaderAttr {
     fn value_len(&self) -> usize {
         match self {
             HeaderAttr::Netmask(_) | HeaderAttr::BucketSize(_) => 1,
+            HeaderAttr::Bitmask(a) => IpAddrNla(*a).buffer_len(),
             HeaderAttr::Other(o) => o.value_len(),
             _ => 4,
         }
@@ -129,6 +132,7 @@ impl Nla for HeaderAttr {
             Timeout(_) => IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER,
             CadtFlags(_) => IPSET_ATTR_CADT_FLAGS | NLA_F_NET_BYTEORDER,
             Netmask(_) => IPSET_ATTR_NETMASK,
+            Bitmask(_) => IPSET_ATTR_BITMASK | NLA_F_NESTED,
             BucketSize(_) => IPSET_ATTR_BUCKETSIZE,
             InitVal(_) => IPSET_ATTR_INITVAL | NLA_F_NET_BYTEORDER,
             Elements(_) => IPSET_ATTR_ELEMENTS | NLA_F_NET_BYTEORDER,
@@ -143,6 +147,7 @@ impl Nla for HeaderAttr {
             HashSize(v) | MaxElem(v) | Timeout(v) | CadtFlags(v) | InitVal(v) | Elements(v)
             | References(v) | MemSize(v) => buf[..4].copy_from_slice(&v.to_be_bytes()),
             Netmask(v) | BucketSize(v) => buf[0] = *v,
+            Bitmask(a) => IpAddrNla(*a).emit(buf),
             Other(o) => o.emit_value(buf),
         }
     }
@@ -158,6 +163,7 @@ impl HeaderAttr {
             IPSET_ATTR_TIMEOUT => Timeout(be32(v)?),
             IPSET_ATTR_CADT_FLAGS => CadtFlags(be32(v)?),
             IPSET_ATTR_NETMASK => Netmask(u8v(v)?),
+            IPSET_ATTR_BITMASK => Bitmask(parse_ip(v)?),
             IPSET_ATTR_BUCKETSIZE => BucketSize(u8v(v)?),
             IPSET_ATTR_INITVAL => InitVal(be32(v)?),
             IPSET_ATTR_ELEMENTS => Elements(be32(v)?),
@@ -168,85 +174,164 @@ impl HeaderAttr {
     }
 }
 
-/// Attributes of one element (add, del, test, and the entries of a list dump).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ElemAttr {
-    Ip(IpAddr),
-    Cidr(u8),
-    Timeout(u32),
-    CadtFlags(u32),
+/// One element (add, del, test, and the entries of a list dump): the attributes inside one
+/// IPSET_ATTR_DATA. A struct rather than a list of attributes, because batches and dumps carry
+/// tens of thousands of them and each would otherwise be an allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Elem {
+    pub ip: Option<IpAddr>,
+    pub cidr: Option<u8>,
+    pub timeout: Option<u32>,
+    pub cadt_flags: Option<u32>,
     /// Our index of the element within its message, echoed back by the kernel on failure.
-    LineNo(u32),
-    Comment(String),
-    Other(DefaultNla),
+    pub lineno: Option<u32>,
+    pub comment: Option<String>,
+    /// Everything else (ports, a second address, an interface, counters…), kept as it came.
+    pub other: Vec<DefaultNla>,
 }
 
-impl Nla for ElemAttr {
-    fn value_len(&self) -> usize {
-        use ElemAttr::*;
-        match self {
-            Ip(a) => IpAddrNla(*a).buffer_len(),
-            Cidr(_) => 1,
-            Timeout(_) | CadtFlags(_) | LineNo(_) => 4,
-            Comment(s) => s.len() + 1,
-            Other(o) => o.value_len(),
+impl Elem {
+    fn attrs_len(&self) -> usize {
+        let mut n = 0;
+        if let Some(a) = self.ip {
+            n += NLA_HEADER + IpAddrNla(a).buffer_len();
         }
+        if self.cidr.is_some() {
+            n += NLA_HEADER + 4;
+        }
+        n += [self.timeout, self.cadt_flags, self.lineno].iter().filter(|v| v.is_some()).count() * (NLA_HEADER + 4);
+        if let Some(c) = &self.comment {
+            n += NLA_HEADER + align(c.len() + 1);
+        }
+        n + self.other.as_slice().buffer_len()
     }
-    fn kind(&self) -> u16 {
-        use ElemAttr::*;
-        match self {
-            Ip(_) => IPSET_ATTR_IP | NLA_F_NESTED,
-            Cidr(_) => IPSET_ATTR_CIDR,
-            Timeout(_) => IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER,
-            CadtFlags(_) => IPSET_ATTR_CADT_FLAGS | NLA_F_NET_BYTEORDER,
-            LineNo(_) => IPSET_ATTR_CADT_LINENO,
-            Comment(_) => IPSET_ATTR_COMMENT,
-            Other(o) => o.kind(),
+
+    fn emit_attrs(&self, buf: &mut [u8]) {
+        let mut off = 0;
+        let mut put = |nla: &dyn NlaEmit, buf: &mut [u8]| {
+            let n = nla.len();
+            nla.put(&mut buf[off..off + n]);
+            off += n;
+        };
+        if let Some(a) = self.ip {
+            put(&Nested(IPSET_ATTR_IP | NLA_F_NESTED, IpAddrNla(a)), buf);
         }
+        if let Some(c) = self.cidr {
+            put(&U8(IPSET_ATTR_CIDR, c), buf);
+        }
+        if let Some(t) = self.timeout {
+            put(&Be32(IPSET_ATTR_TIMEOUT | NLA_F_NET_BYTEORDER, t), buf);
+        }
+        if let Some(f) = self.cadt_flags {
+            put(&Be32(IPSET_ATTR_CADT_FLAGS | NLA_F_NET_BYTEORDER, f), buf);
+        }
+        if let Some(l) = self.lineno {
+            put(&Ne32(IPSET_ATTR_CADT_LINENO, l), buf);
+        }
+        if let Some(c) = &self.comment {
+            put(&CStr(IPSET_ATTR_COMMENT, c), buf);
+        }
+        self.other.as_slice().emit(&mut buf[off..]);
     }
-    fn emit_value(&self, buf: &mut [u8]) {
-        use ElemAttr::*;
-        match self {
-            Ip(a) => IpAddrNla(*a).emit(buf),
-            Cidr(c) => buf[0] = *c,
-            Timeout(v) | CadtFlags(v) => buf[..4].copy_from_slice(&v.to_be_bytes()),
-            LineNo(v) => buf[..4].copy_from_slice(&v.to_ne_bytes()),
-            Comment(s) => emit_cstr(s, buf),
-            Other(o) => o.emit_value(buf),
+
+    pub fn parse(buf: &[u8]) -> Result<Self, DecodeError> {
+        let mut e = Elem::default();
+        for nla in NlasIterator::new(buf) {
+            let nla = nla?;
+            let v = nla.value();
+            match nla.kind() {
+                IPSET_ATTR_IP => e.ip = Some(parse_ip(v)?),
+                IPSET_ATTR_CIDR => e.cidr = Some(u8v(v)?),
+                IPSET_ATTR_TIMEOUT => e.timeout = Some(be32(v)?),
+                IPSET_ATTR_CADT_FLAGS => e.cadt_flags = Some(be32(v)?),
+                IPSET_ATTR_CADT_LINENO => e.lineno = Some(ne32(v)?),
+                IPSET_ATTR_COMMENT => e.comment = Some(cstr(v)?),
+                _ => e.other.push(DefaultNla::parse(&nla)?),
+            }
         }
+        Ok(e)
     }
 }
 
-impl ElemAttr {
-    pub fn parse(nla: &NlaBuffer<&[u8]>) -> Result<Self, DecodeError> {
-        use ElemAttr::*;
-        let v = nla.value();
-        Ok(match nla.kind() {
-            IPSET_ATTR_IP => Ip(parse_ip(v)?),
-            IPSET_ATTR_CIDR => Cidr(u8v(v)?),
-            IPSET_ATTR_TIMEOUT => Timeout(be32(v)?),
-            IPSET_ATTR_CADT_FLAGS => CadtFlags(be32(v)?),
-            IPSET_ATTR_CADT_LINENO => LineNo(ne32(v)?),
-            IPSET_ATTR_COMMENT => Comment(cstr(v)?),
-            _ => Other(DefaultNla::parse(nla)?),
-        })
+const NLA_HEADER: usize = 4;
+fn align(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// The few attribute shapes an element is made of, emitted without building `Nla` values.
+trait NlaEmit {
+    /// Whole attribute length, header and padding included.
+    fn len(&self) -> usize;
+    fn put(&self, buf: &mut [u8]);
+}
+fn header(buf: &mut [u8], kind: u16, value_len: usize) {
+    buf[..2].copy_from_slice(&((value_len + NLA_HEADER) as u16).to_ne_bytes());
+    buf[2..4].copy_from_slice(&kind.to_ne_bytes());
+}
+struct U8(u16, u8);
+impl NlaEmit for U8 {
+    fn len(&self) -> usize {
+        NLA_HEADER + 4
+    }
+    fn put(&self, buf: &mut [u8]) {
+        header(buf, self.0, 1);
+        buf[4..8].copy_from_slice(&[self.1, 0, 0, 0]);
+    }
+}
+struct Be32(u16, u32);
+impl NlaEmit for Be32 {
+    fn len(&self) -> usize {
+        NLA_HEADER + 4
+    }
+    fn put(&self, buf: &mut [u8]) {
+        header(buf, self.0, 4);
+        buf[4..8].copy_from_slice(&self.1.to_be_bytes());
+    }
+}
+struct Ne32(u16, u32);
+impl NlaEmit for Ne32 {
+    fn len(&self) -> usize {
+        NLA_HEADER + 4
+    }
+    fn put(&self, buf: &mut [u8]) {
+        header(buf, self.0, 4);
+        buf[4..8].copy_from_slice(&self.1.to_ne_bytes());
+    }
+}
+struct CStr<'a>(u16, &'a str);
+impl NlaEmit for CStr<'_> {
+    fn len(&self) -> usize {
+        NLA_HEADER + align(self.1.len() + 1)
+    }
+    fn put(&self, buf: &mut [u8]) {
+        header(buf, self.0, self.1.len() + 1);
+        let end = self.len();
+        buf[4..end].fill(0);
+        buf[4..4 + self.1.len()].copy_from_slice(self.1.as_bytes());
+    }
+}
+struct Nested(u16, IpAddrNla);
+impl NlaEmit for Nested {
+    fn len(&self) -> usize {
+        NLA_HEADER + self.1.buffer_len()
+    }
+    fn put(&self, buf: &mut [u8]) {
+        header(buf, self.0, self.1.buffer_len());
+        self.1.emit(&mut buf[NLA_HEADER..self.len()]);
     }
 }
 
-/// One element: the attributes inside one IPSET_ATTR_DATA.
-pub type Elem = Vec<ElemAttr>;
-
-/// Nested IPSET_ATTR_DATA around an element, as it sits inside IPSET_ATTR_ADT.
-struct ElemDataNla<'a>(&'a [ElemAttr]);
+/// Nested IPSET_ATTR_DATA around an element, as it sits inside IPSET_ATTR_ADT or a command.
+struct ElemDataNla<'a>(&'a Elem);
 impl Nla for ElemDataNla<'_> {
     fn value_len(&self) -> usize {
-        emitted_len(self.0)
+        self.0.attrs_len()
     }
     fn kind(&self) -> u16 {
         IPSET_ATTR_DATA | NLA_F_NESTED
     }
     fn emit_value(&self, buf: &mut [u8]) {
-        emit_all(self.0, buf)
+        self.0.emit_attrs(buf)
     }
 }
 
@@ -286,7 +371,7 @@ impl Nla for IpsetAttr {
             Flags(_) | LineNo(_) => 4,
             Index(_) => 2,
             HeaderData(a) => emitted_len(a),
-            ElemData(a) => emitted_len(a),
+            ElemData(e) => e.attrs_len(),
             Adt(elems) => elems.iter().map(|e| ElemDataNla(e).buffer_len()).sum(),
             Other(o) => o.value_len(),
         }
@@ -317,10 +402,15 @@ impl Nla for IpsetAttr {
             LineNo(v) => buf[..4].copy_from_slice(&v.to_ne_bytes()),
             Index(v) => buf[..2].copy_from_slice(&v.to_be_bytes()),
             HeaderData(a) => emit_all(a, buf),
-            ElemData(a) => emit_all(a, buf),
+            ElemData(e) => e.emit_attrs(buf),
             Adt(elems) => {
-                let datas: Vec<ElemDataNla> = elems.iter().map(|e| ElemDataNla(e)).collect();
-                emit_all(&datas, buf)
+                let mut off = 0;
+                for e in elems {
+                    let d = ElemDataNla(e);
+                    let n = d.buffer_len();
+                    d.emit(&mut buf[off..off + n]);
+                    off += n;
+                }
             }
             Other(o) => o.emit_value(buf),
         }
@@ -340,13 +430,13 @@ impl IpsetAttr {
             IPSET_ATTR_FLAGS => Flags(be32(v)?),
             IPSET_ATTR_DATA => match data {
                 DataContext::Header => HeaderData(parse_all(v, HeaderAttr::parse)?),
-                DataContext::Element => ElemData(parse_all(v, ElemAttr::parse)?),
+                DataContext::Element => ElemData(Elem::parse(v)?),
             },
             IPSET_ATTR_ADT => Adt(parse_all(v, |d| {
                 if d.kind() != IPSET_ATTR_DATA {
                     return Err(DecodeError::from("IPSET_ATTR_ADT holds a non-DATA attribute"));
                 }
-                parse_all(d.value(), ElemAttr::parse)
+                Elem::parse(d.value())
             })?),
             IPSET_ATTR_LINENO => LineNo(ne32(v)?),
             IPSET_ATTR_PROTOCOL_MIN => ProtocolMin(u8v(v)?),
@@ -361,6 +451,6 @@ impl IpsetAttr {
 }
 
 /// Encoded size of one element inside IPSET_ATTR_ADT (used to fill messages up to the 16-bit limit).
-pub fn elem_wire_len(elem: &[ElemAttr]) -> usize {
+pub fn elem_wire_len(elem: &Elem) -> usize {
     ElemDataNla(elem).buffer_len()
 }

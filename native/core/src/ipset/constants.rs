@@ -1,7 +1,5 @@
 //! Numbers from include/uapi/linux/netfilter/ipset/ip_set.h and nfnetlink.h.
 
-pub const NFNL_SUBSYS_IPSET: u8 = 6;
-
 /// The protocol version we speak; the kernel may answer with 6 (the classic commands are unchanged).
 pub const IPSET_PROTOCOL: u8 = 7;
 pub const IPSET_PROTOCOL_MIN: u8 = 6;
@@ -48,6 +46,11 @@ pub const IPSET_ATTR_PROTO: u16 = 7;
 pub const IPSET_ATTR_CADT_FLAGS: u16 = 8;
 pub const IPSET_ATTR_CADT_LINENO: u16 = IPSET_ATTR_LINENO;
 pub const IPSET_ATTR_CADT_MAX: u16 = 16;
+pub const IPSET_ATTR_MARK: u16 = 10;
+pub const IPSET_ATTR_MARKMASK: u16 = 11;
+/// Header of a set created with `bitmask` (hash:ip revision 6 and later kernels); newer than the
+/// Debian uapi headers, from include/uapi/linux/netfilter/ipset/ip_set.h of Linux 6.1+.
+pub const IPSET_ATTR_BITMASK: u16 = 12;
 // Create / list-header specific.
 pub const IPSET_ATTR_INITVAL: u16 = 17;
 pub const IPSET_ATTR_HASHSIZE: u16 = 18;
@@ -61,7 +64,13 @@ pub const IPSET_ATTR_REFERENCES: u16 = 25;
 pub const IPSET_ATTR_MEMSIZE: u16 = 26;
 // Element (ADT) specific; note they reuse numbers of the create-only range.
 pub const IPSET_ATTR_ETHER: u16 = 17;
+pub const IPSET_ATTR_BYTES: u16 = 24;
+pub const IPSET_ATTR_PACKETS: u16 = 25;
 pub const IPSET_ATTR_COMMENT: u16 = 26;
+pub const IPSET_ATTR_SKBMARK: u16 = 27;
+pub const IPSET_ATTR_SKBPRIO: u16 = 28;
+pub const IPSET_ATTR_SKBQUEUE: u16 = 29;
+pub const IPSET_ATTR_PAD: u16 = 30;
 
 // Nested inside IPSET_ATTR_IP.
 pub const IPSET_ATTR_IPADDR_IPV4: u16 = 1;
@@ -71,8 +80,12 @@ pub const IPSET_ATTR_IPADDR_IPV6: u16 = 2;
 pub const IPSET_FLAG_LIST_SETNAME: u32 = 1 << 1;
 pub const IPSET_FLAG_LIST_HEADER: u32 = 1 << 2;
 
-// IPSET_ATTR_CADT_FLAGS bits at create time.
+// IPSET_ATTR_CADT_FLAGS bits: per element (nomatch) and at create time (the extensions).
+pub const IPSET_FLAG_NOMATCH: u32 = 1 << 2;
+pub const IPSET_FLAG_WITH_COUNTERS: u32 = 1 << 3;
 pub const IPSET_FLAG_WITH_COMMENT: u32 = 1 << 4;
+pub const IPSET_FLAG_WITH_FORCEADD: u32 = 1 << 5;
+pub const IPSET_FLAG_WITH_SKBINFO: u32 = 1 << 6;
 
 // NFPROTO_* families.
 pub const NFPROTO_UNSPEC: u8 = 0;
@@ -99,3 +112,5 @@ pub const IPSET_ERR_COUNTER: i32 = 4111;
 pub const IPSET_ERR_COMMENT: i32 = 4112;
 pub const IPSET_ERR_HASH_FULL: i32 = 4352;
 pub const IPSET_ERR_HASH_ELEM: i32 = 4353;
+pub const IPSET_ERR_HASH_RANGE_UNSUPPORTED: i32 = 4356;
+pub const IPSET_ERR_HASH_RANGE: i32 = 4357;

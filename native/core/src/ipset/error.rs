@@ -19,6 +19,8 @@ pub enum ErrorCode {
     ElementMissing,
     Protocol,
     Kernel,
+    /// The client was closed; its socket is gone.
+    ClientClosed,
 }
 
 impl ErrorCode {
@@ -38,6 +40,7 @@ impl ErrorCode {
             ElementMissing => "ELEMENT_MISSING",
             Protocol => "PROTOCOL",
             Kernel => "KERNEL",
+            ClientClosed => "CLIENT_CLOSED",
         }
     }
 
@@ -80,14 +83,19 @@ impl IpsetError {
             IPSET_ERR_FIND_TYPE => (InvalidSpec, "the kernel has no such set type or revision"),
             IPSET_ERR_MAX_SETS => (Kernel, "the kernel's limit on the number of sets is reached"),
             IPSET_ERR_BUSY => (SetInUse, "the set is in use (referenced by a firewall rule or another set)"),
-            IPSET_ERR_EXIST_SETNAME2 => (SetExists, "the second set name already exists"),
+            // The same number means opposite things: swap names a set that must exist, rename a name
+            // that must not (net/netfilter/ipset/ip_set_core.c).
+            IPSET_ERR_EXIST_SETNAME2 if cmd == IPSET_CMD_SWAP => (SetNotFound, "the second set does not exist"),
+            IPSET_ERR_EXIST_SETNAME2 => (SetExists, "a set of the new name already exists"),
             IPSET_ERR_TYPE_MISMATCH => (TypeMismatch, "the sets differ in type or family"),
             IPSET_ERR_EXIST if cmd == IPSET_CMD_ADD => (ElementExists, "the element is already in the set"),
             IPSET_ERR_EXIST if cmd == IPSET_CMD_DEL => (ElementMissing, "the element is not in the set"),
             IPSET_ERR_EXIST if cmd == IPSET_CMD_CREATE => (SetExists, "a set of that name exists with another type or options"),
             IPSET_ERR_EXIST => (ElementMissing, "the element is not in the set"),
             IPSET_ERR_INVALID_CIDR | IPSET_ERR_INVALID_NETMASK | IPSET_ERR_IPADDR_IPV4 | IPSET_ERR_IPADDR_IPV6
-            | IPSET_ERR_HASH_ELEM => (InvalidMember, "the kernel refused the element"),
+            | IPSET_ERR_HASH_ELEM | IPSET_ERR_HASH_RANGE_UNSUPPORTED | IPSET_ERR_HASH_RANGE => {
+                (InvalidMember, "the kernel refused the element")
+            }
             IPSET_ERR_INVALID_FAMILY => (InvalidMember, "the element's family does not match the set"),
             IPSET_ERR_REFERENCED => (SetInUse, "the set is referenced"),
             IPSET_ERR_HASH_FULL => (SetFull, "the set is full (maxelem reached)"),

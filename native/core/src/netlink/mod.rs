@@ -1,35 +1,14 @@
-//! Netlink framing for NETLINK_NETFILTER subsystems (ipset, and ctnetlink for conntrack).
+//! Netlink framing for NETLINK_NETFILTER subsystems (ipset, ctnetlink).
 //!
-//! Kept apart from any one subsystem: it knows the nfgenmsg header, how to send many requests in
-//! one `sendmsg`, how to collect their acks once, and how to drain a multi-part dump. What the
-//! payload means is the business of `crate::ipset` (or another subsystem module).
+//! `nfnetlink` is the one message shape every subsystem shares (nfgenmsg header + a body chosen by
+//! subsystem); `socket` sends many requests in one `sendmsg`, collects their acks once, and drains
+//! multi-part dumps. What a payload means is the business of `crate::ipset` and `crate::conntrack`.
 
-mod nfgen;
+mod nfnetlink;
 mod socket;
 
-pub use nfgen::{NfGenMsg, NFGENMSG_LEN, NFNETLINK_V0};
-pub use socket::{request_header, split_messages, NfnlSocket, NlError, Outcome};
-
-use netlink_packet_core::Emitable;
-
-/// Length of an nfnetlink payload: the nfgenmsg header and its attributes.
-pub fn nfnl_payload_len<A: Emitable>(attrs: &[A]) -> usize {
-    NFGENMSG_LEN + attrs.iter().map(|a| a.buffer_len()).sum::<usize>()
-}
-
-/// Writes an nfnetlink payload (nfgenmsg, then each attribute) into `buf`, as long as
-/// `nfnl_payload_len` says.
-pub fn emit_nfnl_payload<A: Emitable>(nfgen: &NfGenMsg, attrs: &[A], buf: &mut [u8]) {
-    nfgen.emit(&mut buf[..NFGENMSG_LEN]);
-    let mut off = NFGENMSG_LEN;
-    for a in attrs {
-        let n = a.buffer_len();
-        a.emit(&mut buf[off..off + n]);
-        off += n;
-    }
-}
-
-/// Message type of an nfnetlink message: subsystem in the high byte, command in the low byte.
-pub const fn nfnl_msg_type(subsys: u8, cmd: u8) -> u16 {
-    ((subsys as u16) << 8) | cmd as u16
-}
+pub use nfnetlink::{
+    nfnl_msg_type, NfGenMsg, NfGenMsgBuffer, NfnlBody, NfnlMessage, NfnlPayload, NFGENMSG_LEN,
+    NFNETLINK_V0, NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_IPSET, NFNL_SUBSYS_NFTABLES,
+};
+pub use socket::{request, split_messages, NfnlSocket, NlError, Outcome};

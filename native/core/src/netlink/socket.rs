@@ -9,6 +9,8 @@ use netlink_packet_core::{
     NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
     NetlinkSerializable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
+
+use super::nfnetlink::{NfGenMsg, NfnlBody, NfnlMessage};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::netns::in_netns;
@@ -42,6 +44,8 @@ pub struct NfnlSocket {
     next_seq: u32,
     max_send: usize,
     recv_buf: Vec<u8>,
+    /// Bytes sent so far: what a batch costs on the wire, for tests that bound it.
+    sent: u64,
 }
 
 impl NfnlSocket {
@@ -62,7 +66,11 @@ impl NfnlSocket {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(1);
-        Ok(NfnlSocket { sock, next_seq: seed | 1, max_send, recv_buf: vec![0; RECV_CHUNK + (256 << 10)] })
+        Ok(NfnlSocket { sock, next_seq: seed | 1, max_send, recv_buf: vec![0; RECV_CHUNK + (256 << 10)], sent: 0 })
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
     }
 
     /// Largest payload one request may have and still be sent (used by batchers to size messages).
@@ -168,8 +176,9 @@ impl NfnlSocket {
         s
     }
 
-    fn send_all(&self, buf: &[u8]) -> io::Result<()> {
+    fn send_all(&mut self, buf: &[u8]) -> io::Result<()> {
         let n = self.sock.send(buf, 0)?;
+        self.sent += n as u64;
         if n != buf.len() {
             return Err(io::Error::other(format!("short netlink send: {n} of {} bytes", buf.len())));
         }
@@ -257,10 +266,12 @@ fn set_recv_timeout(sock: &Socket, secs: i64) -> io::Result<()> {
     Ok(())
 }
 
-/// A header for a new request of `message_type`; flags beyond REQUEST/ACK are the caller's.
-pub fn request_header(message_type: u16, flags: u16) -> NetlinkHeader {
+/// A request of `body` with nfgenmsg `header`; flags beyond REQUEST/ACK/DUMP are the caller's
+/// (`NLM_F_EXCL` and such).
+pub fn request(header: NfGenMsg, body: impl Into<NfnlBody>, flags: u16) -> NetlinkMessage<NfnlMessage> {
     let mut h = NetlinkHeader::default();
-    h.message_type = message_type;
     h.flags = flags;
-    h
+    let mut m = NetlinkMessage::new(h, NetlinkPayload::InnerMessage(NfnlMessage::new(header, body.into())));
+    m.finalize();
+    m
 }

@@ -1,0 +1,21 @@
+// Every size limit of the model and the wire, in one place. They are part of the contract: an input
+// beyond one is refused, not allocated.
+
+export const LIMITS = {
+  /** Ids (groups, ports, rules, hosts) are free text of at most this many characters. */
+  id: 255,
+  rulesPerGroup: 1000,
+  /** Addresses in one member delta; larger changes go as several deltas or a sync. */
+  deltaIps: 10_000,
+  /** Addresses per group in one sync reply part. */
+  syncIps: 50_000,
+  portsPerReply: 5_000,
+  groupsPerReply: 5_000,
+  groupsPerPort: 64,
+  /** Fixed IPs, and allowed address pairs, of one port (each). */
+  ipsPerPort: 256,
+} as const;
+
+/** Interface names the kernel accepts (IFNAMSIZ - 1 bytes) that no rule syntax can misread. */
+export const DEVICE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+export const MAC_PATTERN = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;

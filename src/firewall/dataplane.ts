@@ -1,0 +1,113 @@
+// The seam between the engine core and a kernel backend. The core plans *what* each port's filter and
+// each member set must be (backend-neutral, below); a Dataplane decides *how*: iptables chains and
+// ipsets (iptables/), nf_tables (to come), or memory (tests, simulations). A backend reports which
+// objects it could not apply, and the core quarantines those alone while the rest converges.
+import type { Ethertype, SecurityGroupRule } from '../model.js';
+import type { Family } from '../domain/address.js';
+import type { AddressPair } from './cuts.js';
+
+export type Mode = 'bridged' | 'routed';
+
+/** A member set: the addresses of one group, one family. */
+export interface SetRef {
+  groupId: string;
+  family: Family;
+}
+
+export function setKey(ref: SetRef): string {
+  return `${ref.family}:${ref.groupId}`;
+}
+
+/** A group rule as a port's filter needs it. Rules naming a group refer to its set of the rule's family. */
+export type FilterRule = Omit<SecurityGroupRule, 'id'>;
+
+/** Everything about one port's filtering, independent of the backend. */
+export interface PortFilter {
+  portId: string;
+  device: string;
+  /** False when port security is off: the port's traffic is not filtered at all. */
+  filtered: boolean;
+  mac: string;
+  /** Connection tracking for the port's traffic (a port whose groups are all stateless is not tracked). */
+  stateful: boolean;
+  /** (source address or network, source MAC) pairs the port may send from: anti-spoofing. */
+  sources: { ip: string; mac: string }[];
+  /** The rules of the port's groups, each distinct rule once, in group order. */
+  rules: FilterRule[];
+  /** Sets the rules name (each once). */
+  sets: SetRef[];
+  /** A stable text of all of the above: two filters are equal when their keys are. */
+  key: string;
+}
+
+export interface SetFill extends SetRef {
+  members: string[];
+}
+
+export interface SetDelta extends SetRef {
+  add: string[];
+  del: string[];
+  /** The whole list after the delta, for a backend that must rewrite the set (e.g. to grow it). */
+  members(): string[];
+}
+
+/** One apply's work, in the order a backend must make it visible: sets before the rules that name
+ *  them, filters, sets no rule names any more, then connection cuts. */
+export interface ChangeSet {
+  sets: { fill: SetFill[]; delta: SetDelta[]; destroy: SetRef[] };
+  filters: { upsert: PortFilter[]; remove: { portId: string; device: string }[] };
+  cuts: AddressPair[];
+}
+
+export interface ApplyOutcome {
+  /** Sets the kernel refused (nothing of them changed); rules naming them were not written. */
+  failedSets: { ref: SetRef; error: Error }[];
+  /** Filters the kernel refused: their previous version stays (a new port's traffic is dropped). */
+  failedFilters: { portId: string; error: Error }[];
+  conntrackDeleted: number;
+}
+
+/** What the core believes the kernel holds: every object a backend acknowledged. */
+export interface AppliedView {
+  filters: ReadonlyMap<string, PortFilter>;
+  sets: ReadonlyMap<string, SetRef>;
+  /** Current members of an applied set (the state's, which the set was made to hold). */
+  members(ref: SetRef): string[];
+}
+
+export interface ReconcileReport {
+  setsRepaired: number;
+  chainsRepaired: number;
+  staleRemoved: number;
+}
+
+export interface DataplaneStats {
+  /** Whole-set writes, set delta batches, and rule transactions (e.g. iptables-restore runs). */
+  setSyncs: number;
+  setDeltas: number;
+  restores: number;
+}
+
+export interface DataplaneStatus {
+  sets: { name: string; groupId: string; family: Family; size: number }[];
+  chains: { v4: string[]; v6: string[] };
+}
+
+export interface Dataplane {
+  readonly name: string;
+  readonly stats: DataplaneStats;
+  apply(changes: ChangeSet): Promise<ApplyOutcome>;
+  /** Reads the kernel back and repairs whatever differs from `expected`; without `full`, set members
+   *  may be counted rather than compared. */
+  reconcile(expected: AppliedView, opts: { full: boolean }): Promise<ReconcileReport>;
+  /** Removes objects of ours that `expected` does not hold (a previous run's); returns the count. */
+  removeStale(expected: AppliedView): Promise<number>;
+  /** Removes every object of ours; what cannot be removed (referenced by others) is reported. */
+  cleanup(): Promise<{ removed: number; left: string[] }>;
+  status(expected: AppliedView): DataplaneStatus;
+  close(): Promise<void>;
+}
+
+export function familyOfEthertype(e: Ethertype): Family {
+  return e === 'IPv4' ? 4 : 6;
+}

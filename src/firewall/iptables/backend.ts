@@ -1,0 +1,469 @@
+// The iptables backend: member sets as ipsets through the native addon (netlink, no child process),
+// port filters as iptables chains written by one `iptables-restore --noflush` per family that names
+// only the chains that changed, ARP protection as ebtables chains, and NOTRACK for stateless ports in
+// the raw table. What it wrote is kept as the baseline drift is judged by; it is updated only from
+// writes the tools acknowledged. A filter the kernel refuses is found by writing the ports one by one,
+// reported, and its port dropped (never left unfiltered); the other ports go in.
+import type { Logger } from 'pino';
+import { IpsetClient, type SetSpec } from '../../ipset.js';
+import { deleteConntrackBetween } from '../../conntrack.js';
+import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
+import { dedupePairs } from '../cuts.js';
+import { KernelNames } from './names.js';
+import { chainLines, Iptables, parseChains, type Table } from './tools.js';
+import { maxelemFor, renderArp, renderArpDispatch, renderDispatch, renderPortChains, renderRaw, restoreScript, type Chains, type IpVersion } from './render.js';
+
+export interface IptablesOptions {
+  netns?: string;
+  prefix?: string;
+  mode?: Mode;
+  logger?: Logger;
+}
+
+const VERSIONS: IpVersion[] = [4, 6];
+
+interface OwnSet {
+  name: string;
+  spec: SetSpec;
+}
+
+/** Where each of our chains is hooked in: table, built-in chain, our chain. */
+interface Hook {
+  table: Table | 'eb';
+  builtin: string;
+  chain: string;
+  versions: (IpVersion | 'eb')[];
+}
+
+export class IptablesDataplane implements Dataplane {
+  readonly name = 'iptables';
+  readonly stats: DataplaneStats = { setSyncs: 0, setDeltas: 0, restores: 0 };
+  readonly names: KernelNames;
+  private readonly mode: Mode;
+  /** The filters whose chains are in the kernel (what the dispatch chains send traffic to). */
+  private readonly filters = new Map<string, PortFilter>();
+  /** Ports whose filter the kernel refused: their traffic is dropped until it is in. */
+  private readonly failed = new Set<string>();
+  /** Our chains as the tools print them after our last write, per family and table, and ebtables'. */
+  private readonly written: Record<IpVersion, Record<Table, Chains>> = { 4: { filter: new Map(), raw: new Map() }, 6: { filter: new Map(), raw: new Map() } };
+  private readonly writtenEb: Chains = new Map();
+  /** Chains that may read back differently from how we wrote them: re-read after each write. */
+  private readonly inexact = new Set<string>();
+  /** Hooks (jumps from built-in chains) known to be in place. */
+  private readonly hooked = new Set<string>();
+  private readonly sets = new Map<string, OwnSet>();
+
+  private constructor(private readonly ipset: IpsetClient, private readonly tools: Iptables, private readonly opts: IptablesOptions) {
+    this.names = new KernelNames(opts.prefix ?? 'sg');
+    this.mode = opts.mode ?? 'bridged';
+  }
+
+  static async open(opts: IptablesOptions = {}): Promise<IptablesDataplane> {
+    const ipset = await IpsetClient.open(opts.netns ? { netns: opts.netns } : {});
+    return new IptablesDataplane(ipset, new Iptables(opts.netns), opts);
+  }
+
+  private get hooks(): Hook[] {
+    const n = this.names;
+    const hooks: Hook[] = [
+      { table: 'filter', builtin: 'FORWARD', chain: n.dispatchChain, versions: [4, 6] },
+      { table: 'filter', builtin: 'INPUT', chain: n.inputChain, versions: [4, 6] },
+      { table: 'raw', builtin: 'PREROUTING', chain: n.rawChain, versions: [4, 6] },
+    ];
+    if (this.mode === 'bridged') {
+      hooks.push({ table: 'eb', builtin: 'FORWARD', chain: n.arpDispatchChain, versions: ['eb'] });
+      hooks.push({ table: 'eb', builtin: 'INPUT', chain: n.arpDispatchChain, versions: ['eb'] });
+    }
+    return hooks;
+  }
+
+  // ---- apply ----
+
+  async apply(c: ChangeSet): Promise<ApplyOutcome> {
+    const out: ApplyOutcome = { failedSets: [], failedFilters: [], conntrackDeleted: 0 };
+    const newlyFailedSets = new Set<string>();
+
+    // 1. Sets exist and hold their members before any rule names them.
+    for (const s of c.sets.fill) {
+      try {
+        await this.fillSet(s, s.members);
+      } catch (e) {
+        out.failedSets.push({ ref: s, error: e as Error });
+        if (!this.sets.has(setKey(s))) newlyFailedSets.add(setKey(s));
+      }
+    }
+    for (const d of c.sets.delta) {
+      const own = this.sets.get(setKey(d));
+      if (!own) continue;
+      try {
+        const size = d.members().length;
+        if (maxelemFor(size) > (own.spec.maxelem ?? 0)) {
+          await this.fillSet(d, d.members());
+        } else {
+          if (d.del.length) await this.ipset.del(own.name, d.del, { exist: true });
+          if (d.add.length) await this.ipset.add(own.name, d.add, { exist: true });
+          this.stats.setDeltas++;
+        }
+      } catch (e) {
+        out.failedSets.push({ ref: d, error: e as Error });
+      }
+    }
+
+    // 2. Filters: rules naming a set that could not be made are not written (their port keeps its
+    //    previous filter, or is dropped if new).
+    if (c.filters.upsert.length || c.filters.remove.length) {
+      const upsert: PortFilter[] = [];
+      for (const f of c.filters.upsert) {
+        const blocked = f.sets.find((s) => newlyFailedSets.has(setKey(s)));
+        if (blocked) out.failedFilters.push({ portId: f.portId, error: new Error(`set of group ${blocked.groupId} (IPv${blocked.family}) could not be made`) });
+        else upsert.push(f);
+      }
+      await this.writeFilters(upsert, c.filters.remove, out);
+    }
+
+    // 3. Sets no rule names any more.
+    for (const ref of c.sets.destroy) {
+      const own = this.sets.get(setKey(ref));
+      if (!own) continue;
+      this.sets.delete(setKey(ref));
+      await this.ipset.destroy(own.name).catch((e: unknown) => this.opts.logger?.warn({ err: e, set: own.name }, 'stale set not destroyed; reconcile will retry'));
+    }
+
+    // 4. Cut what the new state no longer admits.
+    if (c.cuts.length) out.conntrackDeleted = await deleteConntrackBetween(dedupePairs(c.cuts), this.opts.netns);
+    return out;
+  }
+
+  private async fillSet(ref: SetRef, members: string[]): Promise<void> {
+    const name = this.names.groupSet(ref.groupId, ref.family);
+    const spec: SetSpec = { type: 'hash:net', family: ref.family === 4 ? 'inet' : 'inet6', maxelem: maxelemFor(members.length) };
+    await this.ipset.syncSet(name, spec, members);
+    this.stats.setSyncs++;
+    this.sets.set(setKey(ref), { name, spec });
+  }
+
+  /** Writes the chains of `upsert`, removes those of `remove`, and the dispatch; a port the kernel
+   *  refuses is found by writing ports one at a time, and reported. */
+  private async writeFilters(upsert: PortFilter[], remove: { portId: string }[], out: ApplyOutcome): Promise<void> {
+    const next = new Map(this.filters);
+    // Ports dropped in this write: failed before and not written again now, or refused just now.
+    const failed = new Set(this.failed);
+    for (const r of remove) {
+      next.delete(r.portId);
+      failed.delete(r.portId);
+    }
+    for (const f of out.failedFilters) if (!this.filters.has(f.portId)) failed.add(f.portId);
+    for (const f of upsert) {
+      next.set(f.portId, f);
+      failed.delete(f.portId);
+    }
+    try {
+      await this.writeState(next, upsert, failed);
+    } catch (e) {
+      // Find the ports the kernel refuses; write the rest with them dropped.
+      const bad: PortFilter[] = [];
+      for (const f of upsert) {
+        const alone = new Map(this.filters);
+        alone.set(f.portId, f);
+        try {
+          await this.writeState(alone, [f], this.failed);
+        } catch (err) {
+          bad.push(f);
+          out.failedFilters.push({ portId: f.portId, error: err as Error });
+        }
+      }
+      if (bad.length === 0) throw e;
+      for (const f of bad) {
+        const prev = this.filters.get(f.portId);
+        if (prev) next.set(f.portId, prev);
+        else failed.add(f.portId);
+      }
+      await this.writeState(next, upsert.filter((f) => !bad.includes(f)), failed);
+    }
+    this.filters.clear();
+    for (const [id, f] of next) this.filters.set(id, f);
+    this.failed.clear();
+    for (const id of failed) this.failed.add(id);
+  }
+
+  /** Makes the kernel hold `filters` (ports in `failed` dropped), rewriting only what differs from
+   *  what was written. `changedPorts` are the ports whose own chains may differ. */
+  private async writeState(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
+    const n = this.names;
+    const dispatch = renderDispatch(filters.values(), failed, this.mode, n);
+    for (const v of VERSIONS) {
+      const want: Chains = new Map([
+        [n.dispatchChain, dispatch.forward],
+        [n.portsChain, dispatch.ports],
+        [n.fallbackChain, ['-j DROP']],
+        [n.inputChain, dispatch.input],
+      ]);
+      const inexact = new Set<string>();
+      for (const f of changedPorts) {
+        if (!f.filtered || !filters.has(f.portId) || failed.has(f.portId)) continue;
+        const pc = renderPortChains(f, n);
+        for (const [c, lines] of v === 4 ? pc.v4 : pc.v6) want.set(c, lines);
+        for (const c of pc.inexact) inexact.add(c);
+      }
+      const had = this.written[v].filter;
+      const changed = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
+      const keep = this.chainsOf(filters, failed);
+      const removed = [...had.keys()].filter((c) => !want.has(c) && !keep.has(c));
+      const hooks = await this.missingHooks('filter', v);
+      if (changed.length || removed.length || hooks.lines.length) {
+        await this.tools.restore(v, restoreScript('filter', want, changed, removed, hooks.lines));
+        this.stats.restores++;
+        for (const k of hooks.keys) this.hooked.add(k);
+        for (const c of changed) had.set(c, want.get(c)!);
+        for (const c of removed) had.delete(c);
+        for (const c of inexact) this.inexact.add(c);
+        if (changed.some((c) => this.inexact.has(c))) this.rebase(v, 'filter', parseChains(await this.tools.save(v), (c) => n.owns(c)));
+      }
+      await this.writeRaw(v, filters);
+    }
+    if (this.mode === 'bridged') await this.writeArp(filters, changedPorts, failed);
+  }
+
+  /** The per-port chains the given filters own (kept while their ports stay). */
+  private chainsOf(filters: Map<string, PortFilter>, failed: ReadonlySet<string>): Set<string> {
+    const n = this.names;
+    const out = new Set<string>();
+    for (const f of filters.values()) {
+      if (!f.filtered || failed.has(f.portId)) continue;
+      out.add(n.ingressChain(f.portId)).add(n.egressChain(f.portId)).add(n.spoofChain(f.portId));
+    }
+    return out;
+  }
+
+  private rebase(v: IpVersion, table: Table, kernel: Chains): void {
+    const had = this.written[v][table];
+    for (const c of had.keys()) if (kernel.has(c)) had.set(c, kernel.get(c)!);
+  }
+
+  private async writeRaw(v: IpVersion, filters: Map<string, PortFilter>): Promise<void> {
+    const chain = this.names.rawChain;
+    const lines = renderRaw(filters.values(), this.mode, v === 6);
+    const had = this.written[v].raw;
+    // The raw table is left alone until some port is stateless.
+    if (lines.length === 0 && !had.has(chain)) return;
+    const hooks = await this.missingHooks('raw', v);
+    if (same(lines, had.get(chain)) && hooks.lines.length === 0) return;
+    await this.tools.restore(v, restoreScript('raw', new Map([[chain, lines]]), [chain], [], hooks.lines));
+    this.stats.restores++;
+    for (const k of hooks.keys) this.hooked.add(k);
+    had.set(chain, lines);
+  }
+
+  private async writeArp(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
+    const n = this.names;
+    const want: Chains = new Map([[n.arpDispatchChain, renderArpDispatch(filters.values(), failed, n)]]);
+    for (const f of changedPorts) if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) want.set(n.arpChain(f.portId), renderArp(f));
+    const keep = new Set([...filters.values()].filter((f) => f.filtered && !failed.has(f.portId)).map((f) => n.arpChain(f.portId)));
+    const changed = [...want.keys()].filter((c) => !same(want.get(c), this.writtenEb.get(c)));
+    const removed = [...this.writtenEb.keys()].filter((c) => !want.has(c) && !keep.has(c));
+    const hooks = await this.missingHooks('eb', 'eb');
+    if (changed.length === 0 && removed.length === 0 && hooks.lines.length === 0) return;
+    await this.tools.ebRestore(ebScript(want, changed, removed, hooks.lines));
+    this.stats.restores++;
+    for (const k of hooks.keys) this.hooked.add(k);
+    for (const c of changed) this.writtenEb.set(c, want.get(c)!);
+    for (const c of removed) this.writtenEb.delete(c);
+  }
+
+  /** Jump lines of `table` not yet known to be in place (checked against the kernel once), and the
+   *  keys to mark once the write that adds them succeeded. */
+  private async missingHooks(table: Table | 'eb', v: IpVersion | 'eb', savedNow?: string): Promise<{ lines: string[]; keys: string[] }> {
+    const unknown = this.hooks.filter((h) => h.table === table && h.versions.includes(v) && !this.hooked.has(hookKey(h, v)));
+    if (unknown.length === 0) return { lines: [], keys: [] };
+    const saved = savedNow ?? (v === 'eb' ? await this.tools.ebSave() : await this.tools.save(v, table as Table));
+    const lines: string[] = [];
+    const keys: string[] = [];
+    for (const h of unknown) {
+      if (chainLines(saved, h.builtin).includes(`-j ${h.chain}`)) this.hooked.add(hookKey(h, v));
+      else {
+        lines.push(`-I ${h.builtin} 1 -j ${h.chain}`);
+        keys.push(hookKey(h, v));
+      }
+    }
+    return { lines, keys };
+  }
+
+  // ---- drift ----
+
+  async reconcile(expected: AppliedView, opts: { full: boolean }): Promise<ReconcileReport> {
+    const report: ReconcileReport = { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
+    const n = this.names;
+    for (const [key, ref] of expected.sets) {
+      const own = this.sets.get(key);
+      const members = expected.members(ref);
+      if (!own) {
+        await this.fillSet(ref, members);
+        report.setsRepaired++;
+        continue;
+      }
+      // The quick check counts members in the header (one small netlink exchange per set); only a set
+      // whose count is off, or every set in a full check, is read and repaired.
+      if (!opts.full) {
+        const h = await this.ipset.header(own.name).catch(() => undefined);
+        if (h && h.entries === members.length && h.type === own.spec.type && h.family === own.spec.family) continue;
+      }
+      const r = await this.ipset.reconcile(own.name).catch(async () => {
+        await this.fillSet(ref, members);
+        return { repaired: true };
+      });
+      if (r.repaired) report.setsRepaired++;
+    }
+    // Chains: one save per table, compared with what we wrote; what differs is rewritten and chains of
+    // ours we did not write are removed, in one restore.
+    this.hooked.clear();
+    for (const v of VERSIONS) {
+      for (const table of ['filter', 'raw'] as const) {
+        const had = this.written[v][table];
+        if (had.size === 0 && table === 'raw') continue;
+        const saved = await this.tools.save(v, table);
+        const kernel = parseChains(saved, (c) => n.owns(c));
+        const changed = [...had.keys()].filter((c) => !same(kernel.get(c), had.get(c)));
+        const stale = [...kernel.keys()].filter((c) => !had.has(c));
+        const hooks = await this.missingHooks(table, v, saved);
+        if (changed.length || stale.length || hooks.lines.length) {
+          await this.tools.restore(v, restoreScript(table, had, changed, stale, hooks.lines));
+          this.stats.restores++;
+          for (const k of hooks.keys) this.hooked.add(k);
+          report.chainsRepaired += changed.length + hooks.lines.length;
+          report.staleRemoved += stale.length;
+          if (changed.some((c) => this.inexact.has(c))) this.rebase(v, table, parseChains(await this.tools.save(v, table), (c) => n.owns(c)));
+        }
+      }
+    }
+    if (this.mode === 'bridged' && this.writtenEb.size) {
+      const saved = await this.tools.ebSave();
+      const kernel = parseChains(saved, (c) => n.owns(c));
+      const changed = [...this.writtenEb.keys()].filter((c) => !same(kernel.get(c), this.writtenEb.get(c)));
+      const stale = [...kernel.keys()].filter((c) => !this.writtenEb.has(c));
+      const hooks = await this.missingHooks('eb', 'eb', saved);
+      if (changed.length || stale.length || hooks.lines.length) {
+        await this.tools.ebRestore(ebScript(this.writtenEb, changed, stale, hooks.lines));
+        this.stats.restores++;
+        for (const k of hooks.keys) this.hooked.add(k);
+        report.chainsRepaired += changed.length + hooks.lines.length;
+        report.staleRemoved += stale.length;
+      }
+    }
+    // Sets of ours no rule names (listing every set's name is the costly part): in full checks.
+    if (opts.full) report.staleRemoved += await this.removeStaleSets(expected);
+    return report;
+  }
+
+  private async removeStaleSets(expected: AppliedView): Promise<number> {
+    let removed = 0;
+    const n = this.names;
+    const wanted = new Set([...expected.sets.values()].map((r) => n.groupSet(r.groupId, r.family)));
+    for (const name of await this.ipset.listNames()) {
+      if (n.owns(name) && !wanted.has(name)) await this.ipset.destroy(name).then(() => removed++, () => undefined);
+    }
+    return removed;
+  }
+
+  async removeStale(expected: AppliedView): Promise<number> {
+    let removed = 0;
+    const n = this.names;
+    for (const v of VERSIONS) {
+      for (const table of ['filter', 'raw'] as const) {
+        const had = this.written[v][table];
+        const stale = [...parseChains(await this.tools.save(v, table), (c) => n.owns(c)).keys()].filter((c) => !had.has(c));
+        if (stale.length === 0) continue;
+        await this.tools.restore(v, restoreScript(table, had, [], stale));
+        this.stats.restores++;
+        removed += stale.length;
+      }
+    }
+    if (this.mode === 'bridged') {
+      const stale = [...parseChains(await this.tools.ebSave(), (c) => n.owns(c)).keys()].filter((c) => !this.writtenEb.has(c));
+      if (stale.length) {
+        await this.tools.ebRestore(ebScript(this.writtenEb, [], stale, []));
+        removed += stale.length;
+      }
+    }
+    return removed + (await this.removeStaleSets(expected));
+  }
+
+  // ---- removal ----
+
+  async cleanup(): Promise<{ removed: number; left: string[] }> {
+    const n = this.names;
+    let removed = 0;
+    const left: string[] = [];
+    const tables: [IpVersion | 'eb', Table | 'eb'][] = [[4, 'filter'], [6, 'filter'], [4, 'raw'], [6, 'raw'], ['eb', 'eb']];
+    for (const [v, table] of tables) {
+      const saved = v === 'eb' ? await this.tools.ebSave().catch(() => '') : await this.tools.save(v, table as Table);
+      const ours = [...parseChains(saved, (c) => n.owns(c)).keys()];
+      const unhook = this.hooks.filter((h) => h.table === table).flatMap((h) => chainLines(saved, h.builtin).filter((l) => l === `-j ${h.chain}`).map(() => `-D ${h.builtin} -j ${h.chain}`));
+      if (ours.length === 0 && unhook.length === 0) continue;
+      // A chain of ours that another program's rule jumps to cannot be deleted: it is emptied (its
+      // traffic returns at once) and reported; the rest go.
+      const referenced = new Set(referencedByOthers(saved, n));
+      const del = ours.filter((c) => !referenced.has(c));
+      const lines = [...unhook, ...ours.map((c) => `:${c} ${v === 'eb' ? 'RETURN' : '- [0:0]'}`), ...del.map((c) => `-X ${c}`)];
+      const script = [`*${table === 'eb' ? 'filter' : table}`, ...lines, 'COMMIT', ''].join('\n');
+      if (v === 'eb') await this.tools.ebRestore(script);
+      else await this.tools.restore(v, script);
+      removed += del.length;
+      for (const c of referenced) if (ours.includes(c)) left.push(`${v === 'eb' ? 'ebtables' : `ip${v === 6 ? '6' : ''}tables`} ${table} chain ${c} (referenced by another program's rule; emptied)`);
+    }
+    for (const name of await this.ipset.listNames()) {
+      if (!n.owns(name)) continue;
+      await this.ipset.destroy(name).then(() => removed++, (e: unknown) => left.push(`ipset ${name} (${(e as Error).message})`));
+    }
+    this.filters.clear();
+    this.failed.clear();
+    this.sets.clear();
+    this.hooked.clear();
+    for (const v of VERSIONS) for (const t of ['filter', 'raw'] as const) this.written[v][t].clear();
+    this.writtenEb.clear();
+    return { removed, left };
+  }
+
+  status(expected: AppliedView): DataplaneStatus {
+    return {
+      sets: [...expected.sets.values()].map((ref) => ({ name: this.names.groupSet(ref.groupId, ref.family), groupId: ref.groupId, family: ref.family, size: expected.members(ref).length })),
+      chains: { v4: [...this.written[4].filter.keys()], v6: [...this.written[6].filter.keys()] },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.ipset.close();
+  }
+}
+
+function hookKey(h: Hook, v: IpVersion | 'eb'): string {
+  return `${h.table}/${v}/${h.builtin}/${h.chain}`;
+}
+
+function same(a: string[] | undefined, b: string[] | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  return a.every((l, i) => l === b[i]);
+}
+
+/** Chains of ours that a rule of a chain not ours jumps or goes to. */
+function referencedByOthers(saved: string, n: KernelNames): string[] {
+  const out: string[] = [];
+  for (const line of saved.split('\n')) {
+    if (!line.startsWith('-A ')) continue;
+    const owner = line.slice(3).split(' ')[0]!;
+    if (n.owns(owner)) continue;
+    const m = / -[jg] (\S+)/.exec(line);
+    if (m && n.owns(m[1]!) && !/^(FORWARD|INPUT|PREROUTING)$/.test(owner)) out.push(m[1]!);
+    // A jump from a built-in chain to one of ours that is not our hook (someone added it by hand).
+    else if (m && n.owns(m[1]!) && !(line === `-A ${owner} -j ${m[1]}`)) out.push(m[1]!);
+  }
+  return out;
+}
+
+function ebScript(chains: Chains, changed: string[], removed: string[], extra: string[]): string {
+  const lines = ['*filter'];
+  for (const c of [...changed, ...removed]) lines.push(`:${c} RETURN`);
+  for (const c of changed) for (const r of chains.get(c) ?? []) lines.push(`-A ${c} ${r}`);
+  for (const c of removed) lines.push(`-X ${c}`);
+  lines.push(...extra, 'COMMIT', '');
+  return lines.join('\n');
+}

@@ -1,0 +1,262 @@
+// Rendering of port filters into iptables (and ebtables) rules, with the semantics of Neutron's
+// iptables + ipset driver. Pure: the backend compares what this returns with what it last wrote.
+// docs/firewall.md lists every rule and why it is there. Rules are spelled the way iptables-save
+// prints them, so what we write reads back byte-identical (protocol numbers without a fixed name are
+// the exception: see `inexact`).
+import { familyOf, formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
+import { isIcmp, takesPorts } from '../../domain/protocols.js';
+import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
+import type { KernelNames } from './names.js';
+
+export type IpVersion = 4 | 6;
+export type Chains = Map<string, string[]>;
+
+/** Chain name → rules (restore lines without `-A <chain>`), per family; `inexact` chains may read back
+ *  differently from how they were written. */
+export interface PortChains {
+  v4: Chains;
+  v6: Chains;
+  inexact: Set<string>;
+}
+
+/** Canonical forms already computed: a bulk boot spells the same addresses again and again. */
+const canonicalMemo = new Map<string, string>();
+
+/** An address or network as iptables-save prints a match: host bits cleared, always a prefix. */
+export function iptablesCidr(text: string): string {
+  let c = canonicalMemo.get(text);
+  if (c === undefined) {
+    if (canonicalMemo.size >= 65_536) canonicalMemo.clear();
+    c = formatCidrWithPrefix(parseCidr(text));
+    canonicalMemo.set(text, c);
+  }
+  return c;
+}
+
+/** Protocol numbers written by the name iptables-save prints for them from its own table (whatever
+ *  /etc/protocols says); other numbers are written as numbers and read back after writing. */
+const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 50: 'esp', 51: 'ah', 58: 'ipv6-icmp', 132: 'sctp', 136: 'udplite' };
+/** Port-range protocols with no match module of their own: ports through multiport, as Neutron does. */
+const MULTIPORT_ONLY: ReadonlySet<number> = new Set([136]);
+const PORT_MATCH: Record<number, string> = { 6: 'tcp', 17: 'udp', 33: 'dccp', 132: 'sctp' };
+
+interface ProtoParts {
+  /** `-p NAME`, or '' for any protocol. */
+  p: string;
+  /** The protocol's own matches (ports, ICMP type), after any other match. */
+  m: string;
+  exact: boolean;
+}
+
+function protoMatch(r: FilterRule, v6: boolean): ProtoParts {
+  const p = r.protocol;
+  if (p === null) return { p: '', m: '', exact: true };
+  if (isIcmp(p)) {
+    const base = v6 ? '-p ipv6-icmp' : '-p icmp';
+    if (r.portRangeMin === null) return { p: base, m: '', exact: true };
+    const type = r.portRangeMax === null ? `${r.portRangeMin}` : `${r.portRangeMin}/${r.portRangeMax}`;
+    return { p: base, m: v6 ? `-m icmp6 --icmpv6-type ${type}` : `-m icmp --icmp-type ${type}`, exact: true };
+  }
+  const name = PROTO_NAMES[p];
+  const proto = { p: `-p ${name ?? p}`, exact: name !== undefined };
+  const lo = r.portRangeMin;
+  const hi = r.portRangeMax;
+  if (lo === null || hi === null || !takesPorts(p)) return { ...proto, m: '' };
+  const range = hi === lo ? `${lo}` : `${lo}:${hi}`;
+  if (MULTIPORT_ONLY.has(p)) return { ...proto, m: `-m multiport --dports ${range}` };
+  return { ...proto, m: `-m ${PORT_MATCH[p]} --dport ${range}` };
+}
+
+/** One rule in the order iptables-save prints its parts: address, protocol, then matches. */
+function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: string; exact: boolean } {
+  const proto = protoMatch(r, v6);
+  const dir = r.direction === 'ingress' ? 's' : 'd';
+  const parts: string[] = [];
+  if (r.remoteIpPrefix && !isCatchAll(r.remoteIpPrefix)) parts.push(`-${dir} ${iptablesCidr(r.remoteIpPrefix)}`);
+  if (proto.p) parts.push(proto.p);
+  if (r.remoteGroupId) parts.push(`-m set --match-set ${names.groupSet(r.remoteGroupId, v6 ? 6 : 4)} ${dir === 's' ? 'src' : 'dst'}`);
+  if (proto.m) parts.push(proto.m);
+  parts.push('-j RETURN');
+  return { line: parts.join(' '), exact: proto.exact };
+}
+
+export function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
+  if (mode === 'routed') return dir === 'in' ? `-i ${dev}` : `-o ${dev}`;
+  return `-m physdev --physdev-${dir} ${dev} --physdev-is-bridged`;
+}
+
+const STATE = ['-m state --state RELATED,ESTABLISHED -j RETURN', '-m state --state INVALID -j DROP'];
+
+/** The ingress, egress and anti-spoofing chains of one filtered port, both families. */
+export function renderPortChains(f: PortFilter, names: KernelNames): PortChains {
+  const out: PortChains = { v4: new Map(), v6: new Map(), inexact: new Set() };
+  for (const v6 of [false, true]) {
+    const chains = v6 ? out.v6 : out.v4;
+    const ethertype = v6 ? 'IPv6' : 'IPv4';
+    const rules = f.rules.filter((r) => r.ethertype === ethertype);
+    const state = f.stateful ? STATE : [];
+    const appendRules = (lines: string[], direction: 'ingress' | 'egress', chain: string) => {
+      const seen = new Set(lines);
+      for (const r of rules) {
+        if (r.direction !== direction) continue;
+        const { line, exact } = ruleLine(r, v6, names);
+        if (!exact) out.inexact.add(chain);
+        if (seen.has(line)) continue;
+        seen.add(line);
+        lines.push(line);
+      }
+    };
+
+    const ingress: string[] = [...state];
+    if (v6) {
+      // Neighbour discovery, MLD and router advertisements must reach the VM for IPv6 to work.
+      for (const t of [130, 131, 132, 134, 135, 136, 143]) ingress.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
+      ingress.push('-p udp -m udp --sport 547 --dport 546 -j RETURN');
+    } else {
+      ingress.push('-p udp -m udp --sport 67 --dport 68 -j RETURN');
+    }
+    appendRules(ingress, 'ingress', names.ingressChain(f.portId));
+    ingress.push(`-j ${names.fallbackChain}`);
+    chains.set(names.ingressChain(f.portId), ingress);
+
+    const egress: string[] = [];
+    if (v6) {
+      // Before the anti-spoof check: these leave from :: or link-local addresses during address setup.
+      for (const t of [131, 133, 135, 136, 143]) egress.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
+    } else {
+      egress.push('-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN');
+    }
+    egress.push(`-j ${names.spoofChain(f.portId)}`);
+    if (v6) {
+      egress.push('-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP');
+      egress.push('-p udp -m udp --sport 546 --dport 547 -j RETURN');
+      egress.push('-p udp -m udp --sport 547 --dport 546 -j DROP');
+    } else {
+      egress.push('-p udp -m udp --sport 68 --dport 67 -j RETURN');
+      egress.push('-p udp -m udp --sport 67 --dport 68 -j DROP');
+    }
+    egress.push(...state);
+    appendRules(egress, 'egress', names.egressChain(f.portId));
+    egress.push(`-j ${names.fallbackChain}`);
+    chains.set(names.egressChain(f.portId), egress);
+
+    const spoof: string[] = [];
+    for (const { ip, mac } of f.sources) {
+      if (familyOf(ip) !== (v6 ? 6 : 4)) continue;
+      const src = isCatchAll(ip) ? '' : `-s ${iptablesCidr(ip)} `;
+      const line = `${src}-m mac --mac-source ${mac} -j RETURN`;
+      if (!spoof.includes(line)) spoof.push(line);
+    }
+    spoof.push('-j DROP');
+    chains.set(names.spoofChain(f.portId), spoof);
+  }
+  return out;
+}
+
+/** Where the host's traffic enters our chains. `failed` ports (their filter could not be written)
+ *  are dropped outright rather than let through unfiltered. */
+export interface Dispatch {
+  forward: string[];
+  ports: string[];
+  input: string[];
+}
+
+export function renderDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, mode: Mode, names: KernelNames): Dispatch {
+  const forward: string[] = [];
+  const ports: string[] = [];
+  const input: string[] = [];
+  const unfiltered: PortFilter[] = [];
+  for (const f of filters) {
+    if (!f.filtered) {
+      unfiltered.push(f);
+      continue;
+    }
+    if (failed.has(f.portId)) {
+      forward.push(`${physdev(mode, 'out', f.device)} -j ${names.fallbackChain}`, `${physdev(mode, 'in', f.device)} -j ${names.fallbackChain}`);
+      input.push(`${physdevIn(mode, f.device)} -j ${names.fallbackChain}`);
+      continue;
+    }
+    forward.push(`${physdev(mode, 'out', f.device)} -j ${names.portsChain}`, `${physdev(mode, 'in', f.device)} -j ${names.portsChain}`);
+    ports.push(`${physdev(mode, 'out', f.device)} -j ${names.ingressChain(f.portId)}`, `${physdev(mode, 'in', f.device)} -j ${names.egressChain(f.portId)}`);
+    // Traffic from a VM to the host itself meets the port's egress rules, as Neutron hooks INPUT.
+    input.push(`${physdevIn(mode, f.device)} -j ${names.egressChain(f.portId)}`);
+  }
+  // Port security off: not filtered at all, but only after filtered ports had their say, so traffic
+  // from such a port to a filtered one still meets the filtered port's ingress rules.
+  for (const f of unfiltered) forward.push(`${physdev(mode, 'out', f.device)} -j ACCEPT`, `${physdev(mode, 'in', f.device)} -j ACCEPT`);
+  ports.push('-j ACCEPT');
+  return { forward, ports, input };
+}
+
+/** INPUT sees a bridged packet's bridge port with --physdev-in (not -is-bridged: it is not forwarded). */
+function physdevIn(mode: Mode, dev: string): string {
+  return mode === 'routed' ? `-i ${dev}` : `-m physdev --physdev-in ${dev}`;
+}
+
+/** raw PREROUTING: traffic from and to ports whose groups are all stateless is not tracked; their
+ *  rules must then admit replies explicitly, as with Neutron. */
+export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean): string[] {
+  const lines: string[] = [];
+  for (const f of filters) {
+    if (!f.filtered || f.stateful) continue;
+    lines.push(`${mode === 'routed' ? `-i ${f.device}` : `-m physdev --physdev-in ${f.device}`} -j CT --notrack`);
+    for (const { ip } of f.sources) {
+      if (familyOf(ip) !== (v6 ? 6 : 4) || isCatchAll(ip) || ip.startsWith('fe80:')) continue;
+      lines.push(`-d ${iptablesCidr(ip)} -j CT --notrack`);
+    }
+  }
+  return lines;
+}
+
+/** ebtables: ARP from a port may only claim the port's own IPv4 addresses and MACs (Neutron's ARP
+ *  spoofing protection). Bridged mode only: a routed port's ARP goes to the host, not to other VMs. */
+export function renderArp(f: PortFilter): string[] {
+  const lines: string[] = [];
+  for (const { ip, mac } of f.sources) {
+    if (familyOf(ip) !== 4) continue;
+    // In the order ebtables-save prints the matches.
+    const src = isCatchAll(ip) ? '' : `--arp-ip-src ${ebtablesCidr(ip)} `;
+    const line = `-p ARP ${src}--arp-mac-src ${mac} -j RETURN`;
+    if (!lines.includes(line)) lines.push(line);
+  }
+  lines.push('-p ARP -j DROP');
+  return lines;
+}
+
+/** ebtables-save prints a host without /32 and a network with its prefix. */
+function ebtablesCidr(text: string): string {
+  const c = iptablesCidr(text);
+  return c.endsWith('/32') ? c.slice(0, -3) : c;
+}
+
+export function renderArpDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, names: KernelNames): string[] {
+  const lines: string[] = [];
+  for (const f of filters) {
+    if (!f.filtered) continue;
+    lines.push(`-p ARP -i ${f.device} -j ${failed.has(f.portId) ? 'DROP' : names.arpChain(f.portId)}`);
+  }
+  return lines;
+}
+
+/** iptables-restore --noflush input making `changed` chains hold their rules and removing `removed`
+ *  ones; chains not named are not touched. `extra` lines (jumps into our chains) go last. */
+export function restoreScript(table: string, chains: Chains, changed: string[], removed: string[], extra: string[] = []): string {
+  const lines = [`*${table}`];
+  for (const c of [...changed, ...removed]) lines.push(`:${c} - [0:0]`);
+  for (const c of changed) for (const r of chains.get(c) ?? []) lines.push(`-A ${c} ${r}`);
+  for (const c of removed) lines.push(`-X ${c}`);
+  lines.push(...extra);
+  lines.push('COMMIT', '');
+  return lines.join('\n');
+}
+
+/** Kernel default; sets larger than this grow by swap into a set with a larger maxelem. */
+const DEFAULT_MAXELEM = 65536;
+
+/** maxelem with headroom: fixed at the default until 80% of it is used, then powers of two. */
+export function maxelemFor(n: number): number {
+  if (n <= DEFAULT_MAXELEM * 0.8) return DEFAULT_MAXELEM;
+  let m = DEFAULT_MAXELEM;
+  while (m * 0.8 < n) m *= 2;
+  return m;
+}

@@ -1,0 +1,81 @@
+// Writing and reading the backend's rules with iptables-restore / iptables-save (and the ebtables
+// pair), inside the target namespace when one is given. These tools are how rules are written; ipsets
+// never go through a child process. The tools are started by the addon (posix_spawn from a thread in
+// the namespace), which costs the agent far less than a fork of the Node process: see
+// native/core/src/tool.rs.
+import { native } from '../../native.js';
+import { fromNative, type NativeError } from '../../errors.js';
+import type { IpVersion } from './render.js';
+
+export class IptablesError extends Error {
+  /** `cause`: when the tool could not be run at all, the addon's NativeError (its `code` says why). */
+  constructor(message: string, readonly stderr: string, cause?: NativeError) {
+    super(message, cause ? { cause } : undefined);
+    this.name = 'IptablesError';
+  }
+}
+
+async function run(netns: string | undefined, tool: string, args: string[], input?: string): Promise<string> {
+  let out;
+  try {
+    out = await native.runToolInNetns(netns ?? null, tool, args, Buffer.from(input ?? '', 'utf8'));
+  } catch (e) {
+    const cause = fromNative(e) as NativeError;
+    throw new IptablesError(`${tool}: ${cause.code}: ${cause.message}`, '', cause);
+  }
+  if (out.code === 0) return out.stdout;
+  throw new IptablesError(`${tool} ${args.join(' ')} exited ${out.code ?? 'on a signal'}: ${out.stderr.trim()}`, out.stderr);
+}
+
+const RESTORE: Record<IpVersion, string> = { 4: 'iptables-restore', 6: 'ip6tables-restore' };
+const SAVE: Record<IpVersion, string> = { 4: 'iptables-save', 6: 'ip6tables-save' };
+
+export type Table = 'filter' | 'raw';
+
+export class Iptables {
+  restores = 0;
+  constructor(readonly netns?: string) {}
+
+  /** One atomic iptables-restore --noflush: touches only the chains the script names. */
+  async restore(version: IpVersion, script: string): Promise<void> {
+    this.restores++;
+    await run(this.netns, RESTORE[version], ['--noflush', '-w', '10'], script);
+  }
+
+  async save(version: IpVersion, table: Table = 'filter'): Promise<string> {
+    return run(this.netns, SAVE[version], ['-t', table]);
+  }
+
+  /** ebtables-restore --noflush (filter table): ARP protection on the bridge. */
+  async ebRestore(script: string): Promise<void> {
+    this.restores++;
+    await run(this.netns, 'ebtables-restore', ['--noflush'], script);
+  }
+
+  async ebSave(): Promise<string> {
+    return run(this.netns, 'ebtables-save', ['-t', 'filter']);
+  }
+}
+
+/** The rules of each chain in iptables-save (or ebtables-save) output whose name `keep` accepts. */
+export function parseChains(saved: string, keep: (chain: string) => boolean): Map<string, string[]> {
+  const chains = new Map<string, string[]>();
+  for (const line of saved.split('\n')) {
+    if (line.startsWith(':')) {
+      const name = line.slice(1).split(' ')[0]!;
+      if (keep(name)) chains.set(name, []);
+    } else if (line.startsWith('-A ')) {
+      const rest = line.slice(3);
+      const sp = rest.indexOf(' ');
+      const name = sp < 0 ? rest : rest.slice(0, sp);
+      if (keep(name)) chains.get(name)?.push(sp < 0 ? '' : rest.slice(sp + 1));
+    }
+  }
+  return chains;
+}
+
+/** Lines of chain `chain` (e.g. FORWARD) in saved output, without the `-A chain ` part. */
+export function chainLines(saved: string, chain: string): string[] {
+  const head = `-A ${chain} `;
+  return saved.split('\n').filter((l) => l.startsWith(head)).map((l) => l.slice(head.length));
+}

@@ -1,0 +1,141 @@
+// Planning: the desired state and what the kernel holds (the applied view) → the change set of one
+// apply. Pure. A structural plan looks only at the ports the work names (and the ports of the groups it
+// names), so binding one port costs O(that port), not O(host); a membership plan touches only the sets
+// of the groups whose members changed.
+import { familyOf, type Family } from '../domain/address.js';
+import { linkLocalFromMac } from '../domain/mac.js';
+import type { Port, SecurityGroup } from '../model.js';
+import { familyOfEthertype, setKey, type AppliedView, type ChangeSet, type FilterRule, type PortFilter, type SetRef } from './dataplane.js';
+import { dedupePairs } from './cuts.js';
+import type { HostState, Work } from './state.js';
+
+/** Sets that failed and wait for their retry: rules naming them are left out until they exist
+ *  (fail-closed: such a rule admits nothing rather than blocking the port's whole filter). */
+export interface Holds {
+  failedSets: ReadonlySet<string>;
+  /** Failed sets whose retry is due and that some port's rules still name. */
+  retrySets: SetRef[];
+}
+
+/** A port's filter as the state wants it. */
+export function buildFilter(state: Pick<HostState, 'group'>, port: Port, holds: Holds): PortFilter {
+  const groups = port.securityGroups.map((g) => state.group(g)).filter((g): g is SecurityGroup => !!g);
+  const stateful = groups.length === 0 || groups.some((g) => g.stateful);
+  const rules: FilterRule[] = [];
+  const seen = new Set<string>();
+  const sets = new Map<string, SetRef>();
+  if (port.portSecurityEnabled) {
+    for (const g of groups) {
+      for (const r of g.rules) {
+        const { id: _id, ...rule } = r;
+        if (rule.remoteGroupId !== null) {
+          const ref = { groupId: rule.remoteGroupId, family: familyOfEthertype(rule.ethertype) };
+          // A rule naming a set that cannot be made admits nothing until it can (fail-closed).
+          if (holds.failedSets.has(setKey(ref))) continue;
+          sets.set(setKey(ref), ref);
+        }
+        const k = JSON.stringify(rule);
+        if (seen.has(k)) continue;
+        seen.add(k);
+        rules.push(rule);
+      }
+    }
+  }
+  const sources: { ip: string; mac: string }[] = [];
+  for (const ip of port.fixedIps) sources.push({ ip, mac: port.mac });
+  for (const p of port.allowedAddressPairs) sources.push({ ip: p.ipAddress, mac: p.macAddress ?? port.mac });
+  sources.push({ ip: linkLocalFromMac(port.mac), mac: port.mac });
+  const body = { portId: port.id, device: port.device, filtered: port.portSecurityEnabled, mac: port.mac, stateful, sources, rules, sets: [...sets.values()] };
+  return { ...body, key: JSON.stringify(body) };
+}
+
+/** Members of a group in one family. */
+export function familyMembers(ips: Iterable<string>, family: Family): string[] {
+  const out: string[] = [];
+  for (const ip of ips) if (familyOf(ip) === family) out.push(ip);
+  return out;
+}
+
+/**
+ * The structural plan: filters of the ports the work touches, sets they start or stop naming, and
+ * membership work for every set. `refs` counts, per set key, the applied filters naming the set.
+ */
+export function planStructure(state: HostState, applied: AppliedView, refs: ReadonlyMap<string, number>, work: Work, holds: Holds, retryPorts: Iterable<string>): ChangeSet {
+  const affected = new Set<string>(work.ports);
+  for (const g of work.groups) for (const id of state.portIdsIn(g)) affected.add(id);
+  for (const id of retryPorts) affected.add(id);
+  const upsert: PortFilter[] = [];
+  const remove: { portId: string; device: string }[] = [];
+  const refDelta = new Map<string, number>();
+  const bump = (ref: SetRef, by: number) => refDelta.set(setKey(ref), (refDelta.get(setKey(ref)) ?? 0) + by);
+  const refOf = new Map<string, SetRef>();
+  for (const id of affected) {
+    const port = state.port(id);
+    const had = applied.filters.get(id);
+    if (!port) {
+      if (had) {
+        remove.push({ portId: id, device: had.device });
+        for (const s of had.sets) bump(s, -1);
+      }
+      continue;
+    }
+    const f = buildFilter(state, port, holds);
+    if (had?.key === f.key) continue;
+    // A port that moved to another device: the old device's dispatch goes with the old filter.
+    if (had && had.device !== f.device) remove.push({ portId: id, device: had.device });
+    upsert.push(f);
+    for (const s of had?.sets ?? []) bump(s, -1);
+    for (const s of f.sets) {
+      bump(s, +1);
+      refOf.set(setKey(s), s);
+    }
+  }
+  const fill: { groupId: string; family: Family; members: string[] }[] = [];
+  const destroy: SetRef[] = [];
+  const created = new Set<string>();
+  // A set is made when a filter starts naming it, and goes when none does (sets whose last filter
+  // failed to go in are swept here too).
+  for (const [key, d] of refDelta) {
+    if ((refs.get(key) ?? 0) + d > 0 && !applied.sets.has(key) && !holds.failedSets.has(key)) {
+      const ref = refOf.get(key)!;
+      fill.push({ ...ref, members: familyMembers(state.membersOf(ref.groupId), ref.family) });
+      created.add(key);
+    }
+  }
+  for (const [key, ref] of applied.sets) if ((refs.get(key) ?? 0) + (refDelta.get(key) ?? 0) <= 0) destroy.push(ref);
+  // Failed sets due for a retry, while something still names them, are tried again, whole.
+  for (const ref of holds.retrySets) {
+    const key = setKey(ref);
+    if (created.has(key) || applied.sets.has(key)) continue;
+    fill.push({ ...ref, members: familyMembers(state.membersOf(ref.groupId), ref.family) });
+    created.add(key);
+  }
+  const members = planMembers(state, applied, work, created, new Set(destroy.map(setKey)));
+  return {
+    sets: { fill: [...fill, ...members.fill], delta: members.delta, destroy },
+    filters: { upsert, remove },
+    cuts: dedupePairs(work.cuts),
+  };
+}
+
+/** Membership work for sets that exist (or are being made whole in this plan, which covers it). */
+export function planMembers(state: HostState, applied: AppliedView, work: Pick<Work, 'deltas' | 'resync'>, skip: ReadonlySet<string> = new Set(), gone: ReadonlySet<string> = new Set()): Pick<ChangeSet['sets'], 'fill' | 'delta'> {
+  const fill: ChangeSet['sets']['fill'] = [];
+  const delta: ChangeSet['sets']['delta'] = [];
+  for (const family of [4, 6] as const) {
+    for (const groupId of work.resync) {
+      const key = setKey({ groupId, family });
+      if (skip.has(key) || gone.has(key) || !applied.sets.has(key)) continue;
+      fill.push({ groupId, family, members: familyMembers(state.membersOf(groupId), family) });
+    }
+    for (const [groupId, d] of work.deltas) {
+      const key = setKey({ groupId, family });
+      if (skip.has(key) || gone.has(key) || !applied.sets.has(key)) continue;
+      const add = familyMembers(d.add, family);
+      const del = familyMembers(d.del, family);
+      if (add.length === 0 && del.length === 0) continue;
+      delta.push({ groupId, family, add, del, members: () => familyMembers(state.membersOf(groupId), family) });
+    }
+  }
+  return { fill, delta };
+}

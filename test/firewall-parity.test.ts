@@ -1,0 +1,217 @@
+// Neutron's semantics beyond the port chains, with real packets in throwaway namespaces: traffic from a
+// VM to the host itself (INPUT), ARP spoofing protection, stateless groups (NOTRACK), connections cut
+// when a port leaves a group or an allowed-pair address stops being admitted, and coexistence with
+// other programs' objects that merely look like ours.
+import test, { type ExecutionContext } from 'ava';
+import { FirewallEngine } from '../src/firewall/engine.js';
+import type { PortInput, SecurityGroupInput } from '../src/model.js';
+import { requireNetns } from './helpers/netns.js';
+import { Topology, type Vm } from './helpers/topology.js';
+
+interface Ctx {
+  topo: Topology;
+  fw: FirewallEngine;
+}
+
+async function setup(t: ExecutionContext): Promise<Ctx | undefined> {
+  if (!requireNetns(t)) return undefined;
+  const topo = new Topology();
+  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5 });
+  t.teardown(async () => {
+    await fw.close();
+    topo.destroy();
+  });
+  return { topo, fw };
+}
+
+function port(vm: Vm, groups: string[], extra: Partial<PortInput> = {}): PortInput {
+  return { id: `port-${vm.name}`, host: 'h', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4, vm.ip6], securityGroups: groups, ...extra };
+}
+
+const egressAll = [
+  { id: 'e4', direction: 'egress' as const, ethertype: 'IPv4' as const },
+  { id: 'e6', direction: 'egress' as const, ethertype: 'IPv6' as const },
+];
+function selfGroup(id: string): SecurityGroupInput {
+  return { id, rules: [{ id: `${id}-i4`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id }, { id: `${id}-i6`, direction: 'ingress', ethertype: 'IPv6', remoteGroupId: id }, ...egressAll] };
+}
+
+/** Applies, and checks each port's filter is reported in the kernel before anything is asserted. */
+async function applied(t: ExecutionContext, fw: FirewallEngine, ...vms: Vm[]): Promise<void> {
+  await fw.flush();
+  for (const vm of vms) t.true(fw.portInKernel(`port-${vm.name}`), `${vm.name} filtered`);
+}
+
+test('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as Neutron allows it', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  const host = topo.hostAddress('10.100.0.254/24');
+  topo.serveOnHost(7000);
+  topo.serveOnHost(67);
+  fw.setGroup({ id: 'tcp7000', rules: [{ id: 'o', direction: 'egress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }] });
+  fw.setGroup({ id: 'open', rules: egressAll });
+  fw.setPort(port(a, ['tcp7000']));
+  fw.setPort(port(b, ['open']));
+  await applied(t, fw, a, b);
+  t.true(topo.ping(b, host), 'egress all: the host answers');
+  t.false(topo.ping(a, host), 'no egress rule for ICMP: the host never sees it');
+  t.true(topo.tcp(a, host, 7000), 'the egress rule admits tcp 7000 to the host');
+  t.false(topo.udp(a, host, 7000), 'but not udp');
+  t.true(topo.udp(a, host, 67, 68), 'DHCP client traffic to the host passes whatever the rules');
+  // A VM claiming another address reaches the host no more than it reaches other VMs.
+  topo.addAddress(b, '10.100.0.99/24');
+  t.false(topo.tcp(b, host, 7000, '10.100.0.99'), 'anti-spoofing applies to INPUT too');
+});
+
+test('ARP spoofing: a port may send ARP only for its own addresses and allowed pairs', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b, v, loose] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
+  fw.setGroup(selfGroup('default'));
+  fw.setPort(port(a, ['default'], { allowedAddressPairs: [{ ipAddress: '10.100.0.80/29' }] }));
+  fw.setPort(port(b, ['default']));
+  fw.setPort(port(v, ['default']));
+  fw.setPort(port(loose, [], { portSecurityEnabled: false }));
+  fw.setGroupMembers('default', [a.ip4, b.ip4, v.ip4]);
+  await applied(t, fw, a, b, v);
+  const fresh = () => v.ns.run('ip', ['neigh', 'flush', 'dev', 'eth0']);
+  fresh();
+  t.true(topo.arping(a, v.ip4, a.ip4), 'ARP for its own address is answered');
+  t.is(topo.neighbour(v, a.ip4), a.mac);
+  fresh();
+  t.false(topo.arping(a, v.ip4, b.ip4), 'ARP claiming another VM\'s address is dropped');
+  t.not(topo.neighbour(v, b.ip4), a.mac, 'the victim never learnt the lie');
+  fresh();
+  t.true(topo.arping(a, v.ip4, '10.100.0.83'), 'an address of an allowed-pair network may be claimed');
+  // Proof the check can fail: a port without port security is not protected.
+  fresh();
+  t.true(topo.arping(loose, v.ip4, b.ip4), 'unprotected port: the lie gets through');
+  t.is(topo.neighbour(v, b.ip4), loose.mac);
+});
+
+test('stateless groups: no connection tracking for the port, replies must be admitted by rules', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [srv, cli, cli2] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  topo.serve(srv, 7000);
+  fw.setGroup({ id: 'srv', stateful: false, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
+  // A stateless client that admits nothing in: the server's replies (SYN-ACK) are dropped.
+  fw.setGroup({ id: 'cli', stateful: false, rules: egressAll });
+  // A stateless client whose rules admit the replies explicitly: works, as with Neutron.
+  fw.setGroup({ id: 'cli2', stateful: false, rules: [...egressAll, { id: 'back', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', remoteIpPrefix: `${srv.ip4}/32` }] });
+  fw.setPort(port(srv, ['srv']));
+  fw.setPort(port(cli, ['cli']));
+  fw.setPort(port(cli2, ['cli2']));
+  await applied(t, fw, srv, cli, cli2);
+  t.false(topo.tcp(cli, srv.ip4, 7000), 'no return-traffic shortcut for a stateless port');
+  t.true(topo.tcp(cli2, srv.ip4, 7000), 'replies admitted by a rule');
+  const tracked = topo.host.run('conntrack', ['-L', '-p', 'tcp', '--dport', '7000']).stdout;
+  t.false(tracked.includes(srv.ip4), `nothing of the stateless port is tracked: ${tracked}`);
+  // The same client made stateful is tracked and gets its replies without a rule.
+  fw.setGroup({ id: 'cli', stateful: true, rules: egressAll });
+  fw.setGroup({ id: 'srv', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
+  await applied(t, fw, srv, cli);
+  t.true(topo.tcp(cli, srv.ip4, 7000), 'stateful: the reply is admitted as part of the connection');
+  t.true(topo.host.run('conntrack', ['-L', '-p', 'tcp', '--dport', '7000']).stdout.includes(srv.ip4), 'and tracked');
+});
+
+test('a port that leaves a group loses the connections only that group admitted', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
+  topo.serve(srv, 1080);
+  fw.setGroup({ id: 'web', rules: [{ id: 'w', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 1080, portRangeMax: 1080 }, ...egressAll] });
+  fw.setGroup({ id: 'app', rules: egressAll });
+  fw.setPort(port(srv, ['web']));
+  fw.setPort(port(cli, ['app']));
+  await applied(t, fw, srv, cli);
+  const conn = await topo.longConnection(cli, srv.ip4, 1080);
+  t.true(await conn.alive(), 'connection carries data');
+  fw.setPort(port(srv, ['app']));
+  await applied(t, fw, srv);
+  t.false(topo.tcp(cli, srv.ip4, 1080), 'new connections are refused');
+  t.false(await conn.alive(), 'and the open one no longer carries data (issue 10, item 17)');
+  conn.close();
+});
+
+test('connections to and from allowed-pair addresses are cut like those of fixed IPs', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
+  const pairCli = '10.100.0.77';
+  const pairSrv = '10.100.0.88';
+  topo.addAddress(cli, `${pairCli}/24`);
+  topo.addAddress(srv, `${pairSrv}/24`);
+  topo.serve(srv, 1080);
+  const G: SecurityGroupInput = { id: 'clients', rules: egressAll };
+  const S = (admit: boolean): SecurityGroupInput => ({ id: 'srv', rules: [...egressAll, ...(admit ? [{ id: 'in', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', portRangeMin: 1080, portRangeMax: 1080, remoteGroupId: 'clients' }] : [])] });
+  fw.setGroup(G);
+  fw.setGroup(S(true));
+  fw.setPort(port(srv, ['srv'], { allowedAddressPairs: [{ ipAddress: pairSrv }] }));
+  fw.setPort(port(cli, ['clients'], { allowedAddressPairs: [{ ipAddress: pairCli }] }));
+  // Membership as the controller derives it: the pair address is a member of the client's group.
+  fw.setGroupMembers('clients', [cli.ip4, pairCli]);
+  await applied(t, fw, srv, cli);
+  // 1. A client using its pair address as source; the address leaves the group.
+  const viaPair = await topo.longConnection(cli, srv.ip4, 1080, pairCli);
+  t.true(await viaPair.alive());
+  fw.applyMemberDelta('clients', [], [pairCli]);
+  await fw.flush();
+  t.false(await viaPair.alive(), 'cut when the pair address left the group (issue 10, item 18)');
+  viaPair.close();
+  // 2. A connection to the server's own pair address; the rule admitting it goes.
+  fw.applyMemberDelta('clients', [pairCli], []);
+  await fw.flush();
+  const toPair = await topo.longConnection(cli, pairSrv, 1080, pairCli);
+  t.true(await toPair.alive());
+  fw.setGroup(S(false));
+  await applied(t, fw, srv);
+  t.false(await toPair.alive(), 'cut when the rule went, on the server\'s pair address too');
+  toPair.close();
+});
+
+test('objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
+  const c = await setup(t);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  const h = topo.host;
+  // Another program's objects, named like ours (issue 10, item 14).
+  h.exec('ipset', ['create', 'sg-admin-allow', 'hash:ip']);
+  h.exec('ipset', ['create', 'sgtmp-0123456789abcdef', 'hash:ip']);
+  h.exec('ipset', ['create', 'sg4-custom', 'hash:ip']);
+  h.exec('iptables', ['-N', 'sg-custom']);
+  h.exec('iptables', ['-A', 'sg-custom', '-j', 'RETURN']);
+  fw.setGroup(selfGroup('default'));
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4]);
+  await applied(t, fw, a, b);
+  await fw.reconcile();
+  // Another program's chain jumps to one of ours.
+  h.exec('iptables', ['-N', 'other-fw']);
+  h.exec('iptables', ['-A', 'other-fw', '-j', fw.names.fallbackChain]);
+  // A second engine on the same namespace (a restart) starts and cleans up what it does not know.
+  const fw2 = await FirewallEngine.create({ netns: h.path, coalesceMs: 5 });
+  fw2.setGroup(selfGroup('default'));
+  fw2.setPort(port(a, ['default']));
+  await fw2.flush();
+  const foreignSets = () => h.exec('ipset', ['list', '-n']).split('\n').filter((n) => ['sg-admin-allow', 'sgtmp-0123456789abcdef', 'sg4-custom'].includes(n)).sort();
+  t.deepEqual(foreignSets(), ['sg-admin-allow', 'sg4-custom', 'sgtmp-0123456789abcdef'], 'foreign sets survive start-up');
+  t.regex(h.exec('iptables-save', ['-t', 'filter']), /^:sg-custom /m, 'a foreign chain survives start-up');
+  const r = await fw2.cleanup();
+  t.true(r.removed > 0);
+  t.deepEqual(r.left.length, 1, JSON.stringify(r.left));
+  t.regex(r.left[0]!, new RegExp(fw.names.fallbackChain));
+  const saved = h.exec('iptables-save', ['-t', 'filter']);
+  t.deepEqual(saved.split('\n').filter((l) => fw.names.owns(l.slice(1).split(' ')[0]!) && l.startsWith(':')), [`:${fw.names.fallbackChain} - [0:0]`], 'only the referenced chain is left, emptied');
+  t.regex(saved, /^:sg-custom /m, 'a foreign chain survives cleanup');
+  t.deepEqual(foreignSets(), ['sg-admin-allow', 'sg4-custom', 'sgtmp-0123456789abcdef'], 'foreign sets survive cleanup');
+  t.false(h.exec('ipset', ['list', '-n']).split('\n').some((n) => fw.names.owns(n)), 'our sets are gone');
+});

@@ -1,0 +1,73 @@
+// The typed boundary: every addon error is a real Error with a stable `code` (no JSON in messages),
+// mapped by code in one place (src/errors.ts) to IpsetError or NativeError; close() releases the socket.
+import fs from 'node:fs';
+import test from 'ava';
+import { native } from '../src/native.js';
+import { IpsetClient } from '../src/ipset.js';
+import { IpsetError, NativeError } from '../src/errors.js';
+import { deleteConntrackBetween } from '../src/conntrack.js';
+import { Iptables, IptablesError } from '../src/firewall/iptables/tools.js';
+import { nativeHandle } from '../src/ipset.js';
+import { Netns, requireNetns } from './helpers/netns.js';
+
+const MISSING_NS = '/var/run/netns/sg-no-such-namespace';
+
+test('an ipset error carries its code and what it concerns as properties of a real Error', async (t) => {
+  if (!requireNetns(t)) return;
+  const ns = Netns.create('sgerr');
+  t.teardown(() => ns.destroy());
+  const c = await IpsetClient.open({ netns: ns.path });
+  t.teardown(() => c.close());
+  // Straight from the addon: code, setName, member as properties; the message is text.
+  const raw = await t.throwsAsync(nativeHandle(c).destroy('missing'));
+  t.true(raw instanceof Error);
+  t.like(raw as unknown as Record<string, unknown>, { code: 'SET_NOT_FOUND', setName: 'missing' });
+  t.false(raw!.message.trimStart().startsWith('{'), raw!.message);
+  // Through the wrapper: an IpsetError with the same facts.
+  const e = await t.throwsAsync(c.destroy('missing'), { instanceOf: IpsetError });
+  t.like(e, { code: 'SET_NOT_FOUND', setName: 'missing' });
+  await c.create('s', { type: 'hash:ip', family: 'inet' });
+  const m = await t.throwsAsync(c.syncSet('s', { type: 'hash:ip', family: 'inet' }, ['10.0.0.1', '10.0.0.0/8']), { instanceOf: IpsetError });
+  t.like(m, { code: 'INVALID_MEMBER', setName: 's', member: '10.0.0.0/8' });
+  const closed = await t.throwsAsync(IpsetClient.open({ netns: MISSING_NS }), { instanceOf: IpsetError });
+  t.regex(closed!.message, /sg-no-such-namespace/);
+});
+
+test('conntrack and tool failures are NativeErrors with their own codes', async (t) => {
+  const pair = await t.throwsAsync(deleteConntrackBetween([{ a: '10.0.0.1', b: 'fd00::1' }]), { instanceOf: NativeError });
+  t.is(pair?.code, 'INVALID_ARGUMENT');
+  const ns = await t.throwsAsync(deleteConntrackBetween([{ a: '10.0.0.1', b: '10.0.0.2' }], MISSING_NS), { instanceOf: NativeError });
+  t.like(ns, { code: 'NETNS_UNAVAILABLE', errno: 2 });
+  const tool = await t.throwsAsync(native.runToolInNetns(null, 'sh', ['-c', 'true'], Buffer.alloc(0)));
+  t.is((tool as unknown as { code: string }).code, 'INVALID_ARGUMENT');
+  const ipt = await t.throwsAsync(new Iptables(MISSING_NS).save(4), { instanceOf: IptablesError });
+  t.true(ipt!.cause instanceof NativeError);
+  t.is((ipt!.cause as NativeError).code, 'NETNS_UNAVAILABLE');
+});
+
+function socketCount(): number {
+  return fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+test.serial('close() releases the socket after the calls already made; later calls fail with CLIENT_CLOSED', async (t) => {
+  if (!requireNetns(t)) return;
+  const ns = Netns.create('sgclose');
+  t.teardown(() => ns.destroy());
+  const before = socketCount();
+  const c = await IpsetClient.open({ netns: ns.path });
+  t.is(socketCount(), before + 1);
+  const pending = c.syncSet('s', { type: 'hash:net', family: 'inet' }, ['10.0.0.0/8']);
+  await c.close();
+  t.like(await pending, { created: true });
+  t.is(socketCount(), before);
+  const e = await t.throwsAsync(c.listNames(), { instanceOf: IpsetError });
+  t.is(e?.code, 'CLIENT_CLOSED');
+  await t.notThrowsAsync(c.close());
+  t.deepEqual(ns.exec('ipset', ['list', '-n']).trim(), 's');
+});
