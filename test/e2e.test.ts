@@ -261,7 +261,7 @@ test.serial('malformed and hostile messages are rejected to the dead-letter queu
 test.serial('what an agent would refuse is refused by the API; a poisoned object already in the store is quarantined and the host keeps converging', async (t) => {
   if (!requireNetns(t) || !ready) return;
   const api = apis[0]!.url;
-  const put = (p: string, body: unknown) => fetch(`${api}${p}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const put = (p: string, body: unknown) => fetch(`${api}${p}`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${token!.token}` }, body: JSON.stringify(body) });
   // Issue 10, items 1, 2 and 5: each was accepted with 200 (or answered 500) and could stop agents.
   const refused: [string, unknown][] = [
     [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] }],
