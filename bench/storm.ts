@@ -205,6 +205,7 @@ async function ours(): Promise<Run> {
       spawnSync('ip', ['netns', 'del', p.ns]);
     }
     await ctl.stop();
+    fs.rmSync(path.dirname(keys.privateKeyFile), { recursive: true, force: true });
     spawnSync('rabbitmqctl', ['delete_vhost', `sgstorm-${tag}`], { stdio: 'ignore' });
   }
 }
