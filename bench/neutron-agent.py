@@ -10,10 +10,12 @@ with Neutron's `IptablesFirewallDriver` (enable_ipset = False: one iptables rule
 `IptablesManager`, in the agent's namespace. Ours is only the glue a real agent gets elsewhere, each
 piece the cheapest stand-in, so the figure is a lower bound of a real agent's:
 - the loop: the OVS agent's 2 s polling loop; where it reads new ports from OVSDB this one asks the
-  benchmark's server (`devices_on_host`, a stand-in RPC) in iterations in which casts arrived;
+  benchmark's server (`devices_on_host`, a stand-in RPC), or against a real neutron-server reads a
+  file the benchmark writes (BASE_DEVICES_FILE), in iterations in which casts arrived;
 - privileges: no rootwrap and no privsep daemon; the tools run as children of this process;
 - logging: errors only.
-Prints JSON lines ({"ready"}, then {"applied", "at"} per iteration) for bench/storm.ts.
+Prints JSON lines ({"ready"}, then {"applied", "ports", "at"} per iteration) for bench/storm.ts and
+bench/neutron.ts.
 """
 import json
 import logging
@@ -41,14 +43,18 @@ from neutron.api.rpc.handlers import securitygroups_rpc as sg_rpc_handlers  # no
 from neutron.conf.agent import common as agent_conf  # noqa: E402
 from neutron.conf.agent import securitygroups_rpc as sg_conf  # noqa: E402
 from neutron.conf.agent.database import agents_db  # noqa: E402
+from neutron.conf import service as service_conf  # noqa: E402
 
 HOST = os.environ['BASE_HOST']
+DEVICES_FILE = os.environ.get('BASE_DEVICES_FILE')
 NETNS = os.environ['BASE_NETNS']
 POLL_S = 2.0
 
 agent_conf.register_root_helper(cfg.CONF)
 sg_conf.register_securitygroups_opts(cfg.CONF)
 agents_db.register_db_agents_opts(cfg.CONF)
+# As the OVS agent's main does: its RPC client backs off up to this on timeouts of a loaded server.
+service_conf.register_service_opts(service_conf.RPC_EXTRA_OPTS, cfg.CONF)
 cfg.CONF.register_opt(cfg.StrOpt('host', default=HOST))
 cfg.CONF([], project='neutron')
 # Errors only: Neutron warns of duplicate rules on every apply here, and printing that is CPU too.
@@ -82,6 +88,11 @@ class PluginRpc:
         return {'devices': devices, 'security_groups': {}, 'sg_member_ips': {}}
 
     def devices_on_host(self, context):
+        if DEVICES_FILE:
+            # A real neutron-server has no such call: the benchmark writes the host's devices to a file,
+            # as a real agent reads them from OVSDB (bench/neutron.ts).
+            with open(DEVICES_FILE) as f:
+                return [line.strip() for line in f if line.strip()]
         return self.client.prepare(timeout=60).call(context, 'devices_on_host', host=HOST)
 
 
@@ -117,12 +128,23 @@ def iteration():
     rules = [r for d in agent.firewall.ports.values() for r in d.get('security_group_rules', [])
              if r['direction'] == 'ingress' and r['ethertype'] == 'IPv4' and r.get('source_ip_prefix')]
     ports = len(agent.firewall.ports)
-    emit({'applied': round(len(rules) / ports) if ports else 0, 'at': int(time.time() * 1000)})
+    emit({'applied': round(len(rules) / ports) if ports else 0, 'ports': ports, 'at': int(time.time() * 1000)})
 
 
+def devices_changed():
+    # A new line in the file is a new port on OVSDB to the real agent: its loop processes it.
+    global devices_mtime
+    if not DEVICES_FILE or not os.path.exists(DEVICES_FILE):
+        return False
+    mtime = os.stat(DEVICES_FILE).st_mtime_ns
+    changed, devices_mtime = mtime != devices_mtime, mtime
+    return changed
+
+
+devices_mtime = None
 emit({'ready': True})
 while True:
     started = time.monotonic()
-    if dirty:
+    if devices_changed() or dirty:
         iteration()
     time.sleep(max(0.0, POLL_S - (time.monotonic() - started)))

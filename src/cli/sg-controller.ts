@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// `sg-controller`: the reference control plane (admin API, publisher, sync RPC), and the tools a
-// deployment needs around it: a signing key pair, and broker users with the permissions of their role.
-// Configuration: a JSON file (`--config`) and SG_* environment variables (docs/agent.md).
+// `sg-controller`: the control plane (publisher, sync RPC), fed by its own admin API (the reference
+// mode) or by an OpenStack Neutron (SG_SOURCE=neutron: Neutron's API and broker, docs/neutron.md), and
+// the tools a deployment needs around it: a signing key pair, and broker users with the permissions of
+// their role. Configuration: a JSON file (`--config`) and SG_* environment variables (docs/agent.md);
+// Neutron mode's own SG_NEUTRON_* and OS_* variables in src/neutron/config.ts.
 
 const USAGE = `usage: sg-controller [command]
 
 commands:
-  run [--config FILE]          run the controller (the default command)
+  run [--config FILE]          run the controller (the default command); SG_SOURCE=neutron: Neutron mode
   keygen --out DIR             write a new Ed25519 signing key pair into DIR: signing-key.pem (0600,
                                for the controller) and <key id>.pub (for every agent's trustedKeys)
   broker-user ROLE USER [--host HOST] [--vhost VHOST] [--node NODE] [--password-stdin | --no-password] [--print]
@@ -34,7 +36,7 @@ async function run(args: string[]): Promise<number> {
   const cfg = loadControllerConfig(option(args, '--config'));
   const log = pino({ level: cfg.logLevel, base: { role: 'controller' } });
   const h = cfg.http;
-  const ctl = await Controller.start({
+  const common = {
     amqpUrl: cfg.amqpUrl,
     amqpTls: cfg.amqpTls,
     dataDir: cfg.dataDir,
@@ -51,11 +53,30 @@ async function run(args: string[]): Promise<number> {
         }
       : {}),
     logger: log,
-  });
-  log.info({ http: ctl.httpAddress }, 'controller ready');
-  const stop = () => void ctl.stop().then(() => process.exit(0));
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  };
+  const source = process.env.SG_SOURCE ?? 'api';
+  let stop: () => Promise<void>;
+  if (source === 'neutron') {
+    const [{ ConfigError, neutronSourceOptions }, { startNeutronMode }] = await Promise.all([import('../neutron/config.js'), import('../neutron/mode.js')]);
+    let neutron: ReturnType<typeof neutronSourceOptions>;
+    try {
+      neutron = neutronSourceOptions(process.env);
+    } catch (e) {
+      throw e instanceof ConfigError ? new Error(`config: ${e.message}`) : e;
+    }
+    const mode = await startNeutronMode({ ...common, source: neutron });
+    log.info({ http: mode.controller.httpAddress, source }, 'controller ready');
+    stop = () => mode.stop();
+  } else if (source === 'api') {
+    const ctl = await Controller.start(common);
+    log.info({ http: ctl.httpAddress, source }, 'controller ready');
+    stop = () => ctl.stop();
+  } else {
+    throw new Error('config: SG_SOURCE must be api or neutron');
+  }
+  const onSignal = () => void stop().then(() => process.exit(0));
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
   return new Promise<number>(() => undefined);
 }
 

@@ -32,6 +32,10 @@ export interface ControllerOptions {
   /** Pacing of the outbox relay's drains (default 100 ms, widening to 400 ms in a burst). */
   relayIntervalMs?: { min?: number; max?: number };
   logger?: Logger;
+  /** Runs once the store is open, before the controller connects to the broker and answers sync
+   *  requests: a source of truth (src/neutron/) fills an empty store here, so that agents are never
+   *  told "nothing" by a controller that has not read its source yet. */
+  prepare?: (ctl: Controller) => Promise<void>;
 }
 
 export class Controller {
@@ -59,6 +63,13 @@ export class Controller {
   /** Opens the store and the admin API; the broker connection is made (and remade) in the background. */
   static async start(opts: ControllerOptions): Promise<Controller> {
     const ctl = new Controller(await Store.open(opts.dataDir), opts);
+    // A source of truth fills the store first: agents are never answered from a store it has not read.
+    try {
+      await opts.prepare?.(ctl);
+    } catch (e) {
+      await ctl.stop();
+      throw e;
+    }
     ctl.loop = ctl.maintainConnection();
     if (opts.api) {
       try {

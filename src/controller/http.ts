@@ -33,6 +33,18 @@ export interface AdminApiOptions {
   allowedHosts?: string[];
   /** Unix socket file mode (default 0600). */
   socketMode?: number;
+  /** What another source of truth adds (Neutron mode). */
+  extension?: ApiExtension;
+}
+
+/** Routes another source of truth adds to the admin API, behind the same checks (src/neutron/http.ts). */
+export interface ApiExtension {
+  /** Merged into `GET /healthz`, which needs no token: it must name no group, port or host. */
+  health?: () => Record<string, unknown>;
+  /** More `GET` routes, by path. */
+  reads?: Record<string, () => unknown>;
+  /** Set: every write is refused with 405 and this reason (the state belongs to that source). */
+  readOnly?: string;
 }
 
 export interface AdminApi {
@@ -120,8 +132,11 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       if (extra !== undefined) throw new HttpError(404, 'not found');
       // Outbox depth: changes stored but not yet confirmed by the broker (all controllers of the store).
       // Open to monitoring without the token: it names no group, port or host.
-      if (kind === 'healthz' && id === undefined && req.method === 'GET') return send(200, { ok: true, connected: ctl.connected, outbox: ctl.store.outboxDepth(), published: ctl.relay.published });
+      if (kind === 'healthz' && id === undefined && req.method === 'GET') return send(200, { ok: true, connected: ctl.connected, outbox: ctl.store.outboxDepth(), published: ctl.relay.published, ...o.extension?.health?.() });
       if (expected && !tokenMatches(req.headers.authorization, expected)) throw new HttpError(401, 'a valid bearer token is required', { 'www-authenticate': 'Bearer' });
+      const read = o.extension?.reads?.[url.pathname];
+      if (read && req.method === 'GET') return send(200, read());
+      if (o.extension?.readOnly && req.method !== 'GET') throw new HttpError(405, o.extension.readOnly, { allow: 'GET' });
       if (req.method !== 'PUT' && hasBody(req)) throw new HttpError(400, `${req.method} takes no body`);
       if (kind === 'groups' && id === undefined && req.method === 'GET') return send(200, ctl.store.groups());
       if (kind === 'ports' && id === undefined && req.method === 'GET') return send(200, ctl.store.ports());

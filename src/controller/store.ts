@@ -8,7 +8,9 @@
 // between commit and publish delays an update but never loses it.
 //
 // Membership is derived and counted per address, so an address shared by two ports stays while one
-// remains, and a port change costs O(port), not O(group).
+// remains, and a port change costs O(port), not O(group). A group no port can name (a Neutron address
+// group) has its members set explicitly instead (setGroupMembers). A port without a host (unbound) is
+// a member of its groups but belongs to no host: it is indexed and announced nowhere.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,7 +18,7 @@ import { open, type RootDatabase } from 'lmdb';
 import type { Port, PortInput, SecurityGroupRuleInput } from '../model.js';
 import type { SecurityGroupRule } from '../model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
-import { portMemberAddresses, validateId, validatePort, validateRules } from '../domain/validate.js';
+import { portMemberAddresses, validateId, validateMembers, validatePort, validateRules } from '../domain/validate.js';
 
 export interface GroupRecord {
   id: string;
@@ -174,13 +176,13 @@ export class Store {
       const delta = new Map<string, { added: Set<string>; removed: Set<string> }>();
       if (old) {
         this.count(old, -1, delta);
-        this.db.remove([H, old.host, id]);
+        if (old.host) this.db.remove([H, old.host, id]);
       }
       let port: PortRecord | undefined;
       if (next) {
         port = { ...next, id, revision: (old?.revision ?? 0) + 1 };
         this.db.put([P, id], port);
-        this.db.put([H, port.host, id], 1);
+        if (port.host) this.db.put([H, port.host, id], 1);
         this.count(port, +1, delta);
       } else {
         this.db.remove([P, id]);
@@ -195,14 +197,36 @@ export class Store {
         changes.push(change);
         this.enqueue({ v: 1, type: 'group.members', ...change });
       }
-      if (old && (!port || old.host !== port.host)) {
+      if (old?.host && (!port || old.host !== port.host)) {
         this.enqueue({ v: 1, type: 'port.unbound', host: old.host, portId: id, revision: port?.revision ?? old.revision + 1 });
       }
-      if (port) {
+      if (port?.host) {
         const updated = !!old && old.host === port.host;
         this.enqueue({ v: 1, type: updated ? 'port.updated' : 'port.bound', host: port.host, port, revision: port.revision });
       }
       return { old, port, changes };
+    });
+  }
+
+  /** Sets the members of a group whose members no port derives (a Neutron address group, `ag:<id>`):
+   *  one delta with what was added and removed, or undefined when nothing changed. Ports never name
+   *  such a group, so the two ways of making members never meet in one group. Throws ValidationError. */
+  async setGroupMembers(id: string, addresses: string[]): Promise<MemberChange | undefined> {
+    validateId('security group id', id);
+    const want = new Set(validateMembers(addresses, `members of ${id}`));
+    return this.db.transaction(() => {
+      const have = new Set(this.membersOf(id));
+      const added = [...want].filter((a) => !have.has(a));
+      const removed = [...have].filter((a) => !want.has(a));
+      if (!added.length && !removed.length) return undefined;
+      for (const a of added) this.db.put([M, id, a], 1);
+      for (const a of removed) this.db.remove([M, id, a]);
+      const g = this.groupForWrite(id);
+      const change = { groupId: id, baseRevision: g.membersRevision, revision: g.membersRevision + 1, added, removed };
+      g.membersRevision = change.revision;
+      this.db.put([G, id], g);
+      this.enqueue({ v: 1, type: 'group.members', ...change });
+      return change;
     });
   }
 

@@ -190,7 +190,9 @@ export function validatePort(v: unknown): Port {
   if (!absent(o.portSecurityEnabled) && typeof o.portSecurityEnabled !== 'boolean') fail(what, 'portSecurityEnabled must be a boolean');
   const port: Port = {
     id,
-    host: absent(o.host) ? '' : validateId(`${what} host`, o.host),
+    // No host (an unbound port: a member of its groups, filtered nowhere) is '' in the model, so the
+    // model's own form validates again.
+    host: absent(o.host) || o.host === '' ? '' : validateId(`${what} host`, o.host),
     device: validateDevice(o.device),
     mac: validateMac(`${what} mac`, o.mac),
     fixedIps,
