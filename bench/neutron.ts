@@ -33,6 +33,7 @@ import { ensureRabbit } from '../test/helpers/rabbit.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { deviceName } from '../src/neutron/translate.js';
 import { NeutronApi } from '../src/neutron/api.js';
+import { generateSigningKey } from '../src/protocol/signing.js';
 
 const repo = path.resolve(__dirname, '..');
 const SIZES = (process.env.NEUTRON_BENCH_PORTS ?? '100,500').split(',').map(Number);
@@ -199,6 +200,9 @@ async function ours(n: number): Promise<Run> {
   rabbitmqctl(rabbitOpt(), ['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
   const amqpUrl = `amqp://guest:guest@127.0.0.1:${rabbit.port}/${vhost}`;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-neutron-bench-'));
+  // As deployed: the controller signs, the agents hold its public key; the API takes a token.
+  const keys = generateSigningKey(path.join(dataDir, 'keys'));
+  const token = randomBytes(24).toString('hex');
   const procs: ChildProcess[] = [];
   const spaces: string[] = [];
   const cleanup = async () => {
@@ -213,7 +217,7 @@ async function ours(n: number): Promise<Run> {
     const s = await scene(env);
     const http = `127.0.0.1:${await freePort()}`;
     const ctl = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-controller.ts')], {
-      env: { ...process.env, SG_SOURCE: 'neutron', SG_NEUTRON_URL: env.apiUrl, SG_NEUTRON_TRANSPORT_URL: env.transportUrl, SG_AMQP_URL: amqpUrl, SG_DATA_DIR: dataDir, SG_HTTP_LISTEN: http, SG_LOG_LEVEL: 'error' },
+      env: { ...process.env, SG_SOURCE: 'neutron', SG_NEUTRON_URL: env.apiUrl, SG_NEUTRON_TRANSPORT_URL: env.transportUrl, SG_AMQP_URL: amqpUrl, SG_DATA_DIR: path.join(dataDir, 'store'), SG_HTTP_LISTEN: http, SG_SIGNING_KEY_FILE: keys.privateKeyFile, SG_HTTP_TOKEN: token, SG_LOG_LEVEL: 'error' },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     procs.push(ctl);
@@ -224,7 +228,7 @@ async function ours(n: number): Promise<Run> {
       spaces.push(ns);
       const metrics = `127.0.0.1:${await freePort()}`;
       const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
-        env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: amqpUrl, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0' },
+        env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: amqpUrl, SG_TRUSTED_KEYS: keys.publicKeyFile, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0' },
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       procs.push(child);
@@ -234,7 +238,7 @@ async function ours(n: number): Promise<Run> {
     const status = async (m: string) => (await (await fetch(`http://${m}/status`)).json()) as Status;
     for (const a of agents) await waitFor('agent', async () => (await status(a.metrics)).connected, 30_000);
     const pids = agents.map((a) => a.child.pid!);
-    const requests = async () => (await (await fetch(`http://${http}/neutron`)).json() as { apiRequests: number }).apiRequests;
+    const requests = async () => (await (await fetch(`http://${http}/neutron`, { headers: { authorization: `Bearer ${token}` } })).json() as { apiRequests: number }).apiRequests;
     const requests0 = await requests();
     const bytes0 = brokerBytes(pids);
     const cpu0 = { ctl: cpuOf(ctl.pid!), api: env.cpuSeconds('neutron-api'), rpc: env.cpuSeconds('neutron-rpc') };

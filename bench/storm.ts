@@ -25,6 +25,7 @@ import { Controller } from '../src/controller/controller.js';
 import { Store } from '../src/controller/store.js';
 import { buildSync } from '../src/controller/rpc.js';
 import { encode } from '../src/protocol/messages.js';
+import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
 import type { Port } from '../src/model.js';
 import { ensureRabbit } from '../test/helpers/rabbit.js';
 
@@ -129,20 +130,24 @@ interface Run { bytes: number[]; cpu: number[]; children: number[]; lag: number[
 
 async function ours(): Promise<Run> {
   const url = await vhost(`sgstorm-${tag}`);
+  // Signed as in a deployment: the controller holds the private key, every agent the public one.
+  const keys = generateSigningKey(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-storm-keys-')));
   const ctl = await Controller.start({
     amqpUrl: url,
+    signer: MessageSigner.fromFile(keys.privateKeyFile),
     dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'sg-storm-')),
     ...(process.env.STORM_RELAY_MAX_MS ? { relayIntervalMs: { max: Number(process.env.STORM_RELAY_MAX_MS) } } : {}),
   });
   const procs: { child: ChildProcess; metrics: string; ns: string }[] = [];
   try {
+    await ctl.brokerReady;
     await ctl.putGroup('default', true, defaultRules);
     for (let h = 0; h < HOSTS; h++) {
       const ns = `sgst-${tag}-${h}`;
       spawnSync('ip', ['netns', 'add', ns]);
       const metrics = `127.0.0.1:${19500 + h}`;
       const child = spawn(process.execPath, [...(h === 0 && process.env.STORM_PROF ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir=/tmp/prof'] : []), ...(h === 0 && process.env.STORM_AGENT0_FLAGS ? process.env.STORM_AGENT0_FLAGS.split(' ') : []), '--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
-        env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: url, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0' },
+        env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: url, SG_TRUSTED_KEYS: keys.publicKeyFile, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0' },
         stdio: ['ignore', h === 0 && process.env.STORM_AGENT0_FLAGS ? 'inherit' : 'ignore', 'inherit'],
       });
       procs.push({ child, metrics, ns });
@@ -200,6 +205,7 @@ async function ours(): Promise<Run> {
       spawnSync('ip', ['netns', 'del', p.ns]);
     }
     await ctl.stop();
+    fs.rmSync(path.dirname(keys.privateKeyFile), { recursive: true, force: true });
     spawnSync('rabbitmqctl', ['delete_vhost', `sgstorm-${tag}`], { stdio: 'ignore' });
   }
 }

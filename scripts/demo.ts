@@ -1,6 +1,8 @@
 // The README's main job: a local end-to-end run. RabbitMQ (started if needed), the controller and two
 // agents as separate processes, each agent enforcing in its own "compute host" namespace with VMs on
-// a bridge. Groups and ports are created through the controller's HTTP API; the demo then shows the
+// a bridge. Set up as a deployment is: a signing key pair (the controller signs, agents verify), a
+// broker user per role and per host with only the permissions of its role, and a bearer token for the
+// admin API. Groups and ports are created through the controller's HTTP API; the demo then shows the
 // sets the agents made, checks real traffic, and removes everything it created.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +16,9 @@ import { freePort } from '../test/helpers/net.js';
 const repo = path.resolve(__dirname, '..');
 const tag = randomBytes(2).toString('hex');
 const vhost = `sgdemo-${tag}`;
-const amqpUrl = `amqp://guest:guest@127.0.0.1:5672/${vhost}`;
+const amqpUrl = (user: string, password: string) => `amqp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:5672/${vhost}`;
+const secrets = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-demo-secrets-'));
+const users: string[] = [];
 const procs: ChildProcess[] = [];
 const step = (s: string) => console.log(`\n== ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -30,19 +34,51 @@ async function until(what: string, f: () => Promise<boolean> | boolean, ms = 30_
   }
 }
 
+/** `sg-controller <args>` (the deployment tools: keygen, broker-user). */
+function sgController(args: string[], input?: string): string {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-controller.ts'), ...args], { cwd: repo, encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
+  if (r.status !== 0) throw new Error(`sg-controller ${args[0]}: ${r.stderr || r.stdout}`);
+  return r.stdout.trim();
+}
+
+/** A broker user with the permissions of its role (and host), password from a random secret. */
+function brokerUser(role: 'controller' | 'agent', user: string, host?: string): string {
+  const password = randomBytes(16).toString('hex');
+  console.log(sgController(['broker-user', role, user, ...(host ? ['--host', host] : []), '--vhost', vhost, '--password-stdin'], `${password}\n`));
+  users.push(user);
+  return amqpUrl(user, password);
+}
+
 async function main(topos: Topology[]): Promise<void> {
   step('RabbitMQ');
   await ensureRabbit();
   spawnSync('rabbitmqctl', ['add_vhost', vhost], { stdio: 'ignore' });
-  spawnSync('rabbitmqctl', ['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
   console.log(`broker up; demo vhost ${vhost}`);
+
+  step('trust: a signing key pair, broker users per role, an API token');
+  console.log(sgController(['keygen', '--out', path.join(secrets, 'keys')]));
+  const signingKey = path.join(secrets, 'keys', 'signing-key.pem');
+  const publicKey = path.join(secrets, 'keys', fs.readdirSync(path.join(secrets, 'keys')).find((f) => f.endsWith('.pub'))!);
+  const token = randomBytes(24).toString('hex');
+  const tokenFile = path.join(secrets, 'api-token');
+  fs.writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const controllerUrl = brokerUser('controller', `sg-controller-${tag}`);
 
   step('controller (sg-controller) with its admin API');
   const httpPort = await freePort();
   const api = `http://127.0.0.1:${httpPort}`;
-  start('src/cli/sg-controller.ts', [], { SG_AMQP_URL: amqpUrl, SG_HTTP_LISTEN: `127.0.0.1:${httpPort}`, SG_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'sg-demo-')), SG_LOG_LEVEL: 'warn' });
-  await until('controller', async () => (await fetch(`${api}/healthz`)).ok);
+  start('src/cli/sg-controller.ts', [], {
+    SG_AMQP_URL: controllerUrl,
+    SG_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+    SG_HTTP_TOKEN_FILE: tokenFile,
+    SG_SIGNING_KEY_FILE: signingKey,
+    SG_DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'sg-demo-')),
+    SG_LOG_LEVEL: 'warn',
+  });
+  await until('controller', async () => ((await (await fetch(`${api}/healthz`)).json()) as { connected: boolean }).connected);
   console.log(api);
+  const unauthenticated = await fetch(`${api}/groups`);
+  console.log(`GET /groups without the token -> ${unauthenticated.status}`);
 
   step('two compute hosts (namespaces with a bridge), VMs attached by veth');
   const [hostA, hostB] = topos as [Topology, Topology];
@@ -57,12 +93,13 @@ async function main(topos: Topology[]): Promise<void> {
   for (const [name, topo] of [['host-a', hostA], ['host-b', hostB]] as const) {
     const listen = `127.0.0.1:${await freePort()}`;
     metrics.push(listen);
-    start('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: `${name}-${tag}`, SG_AMQP_URL: amqpUrl, SG_NETNS: topo.host.path, SG_METRICS_LISTEN: listen, SG_LOG_LEVEL: 'warn' });
+    const url = brokerUser('agent', `sg-agent-${name}-${tag}`, `${name}-${tag}`);
+    start('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: `${name}-${tag}`, SG_AMQP_URL: url, SG_TRUSTED_KEYS: publicKey, SG_NETNS: topo.host.path, SG_METRICS_LISTEN: listen, SG_LOG_LEVEL: 'warn' });
   }
   for (const m of metrics) await until('agent', async () => ((await (await fetch(`http://${m}/status`)).json()) as { connected: boolean }).connected);
 
   const put = async (p: string, body: unknown) => {
-    const r = await fetch(`${api}${p}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const r = await fetch(`${api}${p}`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
     if (!r.ok) throw new Error(`PUT ${p}: ${r.status} ${await r.text()}`);
     console.log(`PUT ${p} -> ${r.status}`);
   };
@@ -101,6 +138,7 @@ async function main(topos: Topology[]): Promise<void> {
   const st = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'status'], { cwd: repo, env: { ...process.env, SG_METRICS_LISTEN: metrics[0]! }, encoding: 'utf8' });
   console.log(st.stdout.trim());
 
+  if (unauthenticated.status !== 401) throw new Error('demo: the API answered without the token');
   if (!(ok1 && !out1 && out2 && !setsB)) throw new Error('demo: traffic check failed');
   console.log('\ndemo: OK');
 }
@@ -116,5 +154,7 @@ main(topos)
     for (const p of procs) p.kill('SIGTERM');
     for (const t of topos) t.destroy();
     spawnSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' });
-    console.log('namespaces, processes and the demo vhost removed');
+    for (const u of users) spawnSync('rabbitmqctl', ['delete_user', u], { stdio: 'ignore' });
+    fs.rmSync(secrets, { recursive: true, force: true });
+    console.log('namespaces, processes, the demo vhost, its users and keys removed');
   });

@@ -9,8 +9,10 @@ const PUBLIC = [
   'Controller', 'DEAD_LETTER_EXCHANGE', 'DEAD_LETTER_QUEUE', 'GROUP_EXCHANGE', 'HOST_EXCHANGE', 'IpsetClient', 'IpsetError',
   'LIMITS', 'MAX_MESSAGE_BYTES', 'MalformedMessage', 'MemberList', 'NativeBindingError', 'NativeError', 'PROTOCOL_NUMBERS',
   'PROTOCOL_VERSION', 'Publisher', 'SYNC_QUEUE', 'Store', 'ValidationError', 'agentQueue', 'buildSync', 'checkOwnCapabilities',
-  'coalesceUpdates', 'declareExchanges', 'decode', 'encode', 'formatVersion', 'groupKey', 'hostKey', 'missingCapabilities',
+  'coalesceUpdates', 'declareTopology', 'decode', 'encode', 'formatVersion', 'groupKey', 'hostKey', 'missingCapabilities',
   'serveSync', 'tempSetName', 'validateGroup', 'validateMember', 'validatePort', 'validateRule', 'versionReport',
+  'SYNC_EXCHANGE', 'SYNC_ROUTING_KEY', 'MessageSigner', 'MessageVerifier', 'Keyring', 'generateSigningKey', 'KEY_ID_HEADER',
+  'SIGNATURE_HEADER', 'agentPermissions', 'controllerPermissions',
 ];
 
 test('the public entry exports exactly the documented API', (t) => {

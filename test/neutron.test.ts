@@ -19,6 +19,7 @@ import { NeutronEnv, type Body } from './helpers/neutron-env.js';
 import { deviceName, portHost, toPort, toRules, addressGroupKey, FIELDS, type NeutronPort, type NeutronRule } from '../src/neutron/translate.js';
 import { NeutronApi } from '../src/neutron/api.js';
 import { pushExchange } from '../src/neutron/messages.js';
+import { testKey, testToken, removeKeys, type TestKey } from './helpers/keys.js';
 
 const repo = path.resolve(__dirname, '..');
 const tag = randomBytes(3).toString('hex');
@@ -30,6 +31,9 @@ const sgAmqpUrl = `amqp://guest:guest@127.0.0.1:5672/${sgVhost}`;
 const procs: ChildProcess[] = [];
 let env: NeutronEnv;
 let dataDir = '';
+/** sg-controller's signing key (the agents trust its public half) and its API token. */
+let key: TestKey | undefined;
+let token: ReturnType<typeof testToken> | undefined;
 let network = '';
 let subnet4 = '';
 let subnet6 = '';
@@ -58,7 +62,8 @@ function startNode(script: string, args: string[], extra: Record<string, string>
 
 async function get<T = unknown>(url: string): Promise<T> {
   // One retry: a keep-alive connection closed by the server just as it is reused fails the request.
-  const r = await fetch(url).catch(() => fetch(url));
+  const init = { headers: { authorization: `Bearer ${token?.token}` } };
+  const r = await fetch(url, init).catch(() => fetch(url, init));
   if (!r.ok) throw new Error(`GET ${url}: ${r.status}`);
   return (await r.json()) as T;
 }
@@ -74,6 +79,8 @@ async function startController(): Promise<void> {
       SG_AMQP_URL: sgAmqpUrl,
       SG_DATA_DIR: dataDir,
       SG_HTTP_LISTEN: `127.0.0.1:${port}`,
+      SG_SIGNING_KEY_FILE: key!.privateKeyFile,
+      SG_HTTP_TOKEN_FILE: token!.file,
       SG_LOG_LEVEL: 'error',
     }),
   };
@@ -94,6 +101,7 @@ async function startAgent(h: HostName): Promise<void> {
   a.proc = startNode('src/cli/sg-agent.ts', ['run'], {
     SG_AGENT_HOST: a.name,
     SG_AMQP_URL: sgAmqpUrl,
+    SG_TRUSTED_KEYS: key!.publicKeyFile,
     SG_NETNS: a.topo!.host.path,
     SG_METRICS_LISTEN: a.metrics,
     SG_QUEUE_EXPIRES_MS: '120000',
@@ -161,6 +169,8 @@ test.before(async () => {
   spawnSync('rabbitmqctl', ['add_user', brokerUser, `pw-${tag}`], { stdio: 'ignore' });
   spawnSync('rabbitmqctl', ['set_permissions', '-p', env.vhost, brokerUser, ...BROKER_PERMISSIONS], { stdio: 'ignore' });
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-neutron-ctl-'));
+  key = testKey();
+  token = testToken();
   network = (await env.create('network', { name: `net-${tag}`, 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' })).id;
   subnet4 = (await env.create('subnet', { network_id: network, cidr: '10.100.0.0/24', ip_version: 4, enable_dhcp: false, gateway_ip: null })).id;
   subnet6 = (await env.create('subnet', { network_id: network, cidr: 'fd00:100::/64', ip_version: 6, enable_dhcp: false, gateway_ip: null })).id;
@@ -180,6 +190,8 @@ test.after.always(async () => {
   spawnSync('rabbitmqctl', ['delete_vhost', sgVhost], { stdio: 'ignore' });
   spawnSync('rabbitmqctl', ['delete_user', brokerUser], { stdio: 'ignore' });
   if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  removeKeys(key);
+  token?.remove();
 });
 
 /** Everything that differs between Neutron's API, sg-controller's store and the agents. */

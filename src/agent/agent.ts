@@ -2,19 +2,18 @@
 // → revision check against what is held → FirewallEngine input → coalesced apply → ipset (addon) /
 // iptables-restore. Start-up, reconnects and gaps go through the sync RPC, ordered against live
 // updates by per-group revisions: the agent binds first, buffers, syncs, then replays what is newer.
-import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
-import { randomUUID } from 'node:crypto';
+import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { FirewallEngine } from '../firewall/engine.js';
-import { decode, encode, MalformedMessage, type SyncReply, type SyncRequest, type UpdateMessage } from '../protocol/messages.js';
-import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey, SYNC_QUEUE } from '../protocol/routing.js';
+import { decode, MalformedMessage, type SyncReply, type UpdateMessage } from '../protocol/messages.js';
+import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
+import { AgentBroker } from './broker.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import { computeNeeds, type Needs } from './needs.js';
 
 const UPDATE_TYPES = ['group.members', 'group.rules', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
-const REPLY_QUEUE = 'amq.rabbitmq.reply-to';
 /** Acks are batched (see ackLater); the batch stays well under the prefetch of 256. */
 const ACK_INTERVAL_MS = 100;
 const ACK_BATCH = 64;
@@ -27,7 +26,9 @@ const TOMBSTONES_MAX = 10_000;
 export class Agent {
   readonly metrics: AgentMetrics;
   engine?: FirewallEngine;
-  private conn?: ChannelModel;
+  /** Connection, queue, signature checks and the sync RPC (broker.ts). */
+  private readonly broker: AgentBroker;
+  /** The live session's channel; undefined while disconnected. */
   private ch?: Channel;
   /** Group keys bound on our queue. The desired state itself lives in the engine (engine.state). */
   private readonly bound = new Set<string>();
@@ -40,12 +41,9 @@ export class Agent {
   /** The latest handled delivery not yet acknowledged (see ackLater). */
   private unacked: { ch: Channel; msg: ConsumeMessage; count: number } | null = null;
   private ackTimer: NodeJS.Timeout | null = null;
-  private readonly replies = new Map<string, (m: SyncReply) => void>();
   private stopping = false;
-  private reconnectAttempt = 0;
   private http?: Server;
   private connected = false;
-  private everConnected = false;
   private resyncTimer?: NodeJS.Timeout;
 
   /** This host's queue name (a hash of the host, so computed once). */
@@ -54,6 +52,25 @@ export class Agent {
   constructor(readonly cfg: AgentConfig, private readonly log: Logger) {
     this.metrics = new AgentMetrics(() => this.engine);
     this.queue = agentQueue(cfg.host);
+    this.broker = new AgentBroker(cfg, log, this.metrics, {
+      opened: (ch, queueKept) => {
+        if (!queueKept) this.bound.clear();
+        this.ch = ch;
+        // Bind first and buffer: nothing published from here on is lost while the snapshot is taken.
+        this.buffer = [];
+      },
+      ready: async () => {
+        this.connected = true;
+        await this.serial(() => this.fullSync());
+        this.log.info({ host: this.cfg.host, groups: this.bound.size }, 'agent in sync');
+      },
+      deliver: (m) => this.onMessage(m),
+      lost: () => {
+        this.connected = false;
+        this.ch = undefined;
+        this.buffer = null;
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -69,7 +86,7 @@ export class Agent {
       logger: this.log,
     });
     if (this.cfg.metricsListen) this.http = await this.metrics.serve(this.cfg.metricsListen, () => this.status());
-    await this.connectWithRetry();
+    await this.broker.start();
     if (this.cfg.fullSyncIntervalMs) {
       // A safety net, not the mechanism: revisions catch gaps in member deltas, but a rules or port
       // message lost between the controller and the broker would otherwise wait for a reconnect.
@@ -78,79 +95,6 @@ export class Agent {
       }, this.cfg.fullSyncIntervalMs);
       this.resyncTimer.unref();
     }
-  }
-
-  private async connectWithRetry(): Promise<void> {
-    while (!this.stopping) {
-      try {
-        await this.connect();
-        this.reconnectAttempt = 0;
-        return;
-      } catch (e) {
-        const delay = Math.min(30_000, 500 * 2 ** this.reconnectAttempt++) * (0.5 + Math.random());
-        this.log.warn({ err: (e as Error).message, retryInMs: Math.round(delay) }, 'broker connection failed');
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
-  private async connect(): Promise<void> {
-    // Heartbeats notice a dead broker within seconds; the URL may set its own.
-    const url = /[?&]heartbeat=/.test(this.cfg.amqpUrl) ? this.cfg.amqpUrl : `${this.cfg.amqpUrl}${this.cfg.amqpUrl.includes('?') ? '&' : '?'}heartbeat=5`;
-    const conn = await amqp.connect(url);
-    let abandoned = false;
-    conn.on('error', (e: Error) => this.log.warn({ err: e.message }, 'broker connection error'));
-    conn.on('close', () => {
-      this.connected = false;
-      if (this.stopping || abandoned) return;
-      this.metrics.reconnects.inc();
-      this.log.warn('broker connection lost; reconnecting');
-      this.buffer = null;
-      void this.connectWithRetry();
-    });
-    try {
-      const ch = await conn.createChannel();
-      ch.on('error', (e: Error) => this.log.warn({ err: e.message }, 'channel error'));
-      await ch.assertExchange(GROUP_EXCHANGE, 'direct', { durable: true });
-      await ch.assertExchange(HOST_EXCHANGE, 'direct', { durable: true });
-      await ch.assertExchange(DEAD_LETTER_EXCHANGE, 'fanout', { durable: true });
-      await ch.assertQueue(DEAD_LETTER_QUEUE, { durable: true });
-      await ch.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
-      const q = this.queue;
-      // Durable with an expiry: its bindings survive a reconnect (RabbitMQ 4 refuses transient
-      // non-exclusive queues), and a host gone for good does not leave it behind. If it expired (or never
-      // existed) its bindings are gone too, and everything is bound anew after the sync.
-      // checkQueue of a missing queue closes its channel with a 404: probe on a throwaway channel.
-      const probe = await conn.createChannel();
-      probe.on('error', () => undefined);
-      let existed = await probe.checkQueue(q).then(() => probe.close().then(() => true), () => false);
-      if (existed && !this.everConnected) {
-        // A previous process's queue: its bindings are unknown to us, so start clean (the full sync
-        // below makes up for whatever it held).
-        await ch.deleteQueue(q);
-        existed = false;
-      }
-      if (!existed) this.bound.clear();
-      this.everConnected = true;
-      await ch.assertQueue(q, { durable: true, arguments: { 'x-expires': this.cfg.queueExpiresMs, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
-      await ch.prefetch(256);
-      // Direct reply-to needs its consumer before the first request is published.
-      await ch.consume(REPLY_QUEUE, (m) => m && this.onReply(m), { noAck: true });
-      this.conn = conn;
-      this.ch = ch;
-      // Bind first and buffer: nothing published from here on is lost while the snapshot is taken.
-      this.buffer = [];
-      await ch.bindQueue(q, HOST_EXCHANGE, hostKey(this.cfg.host));
-      await ch.consume(q, (m) => m && this.onMessage(m));
-      this.connected = true;
-      await this.serial(() => this.fullSync());
-    } catch (e) {
-      // Half set up: drop this connection quietly; the caller retries with a fresh one.
-      abandoned = true;
-      await conn.close().catch(() => undefined);
-      throw e;
-    }
-    this.log.info({ host: this.cfg.host, groups: this.bound.size }, 'agent in sync');
   }
 
   /** Runs handlers one at a time, in arrival order; the caller gets the outcome. */
@@ -306,59 +250,11 @@ export class Agent {
     if (added.length) await this.syncGroups(added);
   }
 
-  private async rpc(req: SyncRequest): Promise<SyncReply[]> {
-    const ch = this.ch;
-    if (!ch) throw new Error('not connected');
-    for (let attempt = 0; ; attempt++) {
-      const id = randomUUID();
-      const parts: SyncReply[] = [];
-      try {
-        return await new Promise<SyncReply[]>((resolve, reject) => {
-          const timer = setTimeout(() => {
-            this.replies.delete(id);
-            reject(new Error('sync RPC timed out'));
-          }, this.cfg.syncTimeoutMs);
-          this.replies.set(id, (m) => {
-            if (m.error) {
-              clearTimeout(timer);
-              this.replies.delete(id);
-              return reject(new Error(`sync refused: ${m.error}`));
-            }
-            parts[m.part] = m;
-            if (parts.filter(Boolean).length === m.parts) {
-              clearTimeout(timer);
-              this.replies.delete(id);
-              resolve(parts);
-            }
-          });
-          ch.sendToQueue(SYNC_QUEUE, encode(req), { replyTo: REPLY_QUEUE, correlationId: id, contentType: 'application/json' });
-        });
-      } catch (e) {
-        // Direct reply-to is at-most-once: a lost reply is only a timeout, so ask again.
-        if (attempt >= 4 || this.stopping) throw e;
-        this.log.warn({ err: (e as Error).message, attempt }, 'sync RPC failed; retrying');
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
-      }
-    }
-  }
-
-  private onReply(msg: ConsumeMessage): void {
-    this.metrics.bytes.inc(msg.content.length);
-    const cb = this.replies.get(msg.properties.correlationId as string);
-    if (!cb) return;
-    try {
-      cb(decode<SyncReply>(msg.content, ['sync.reply']));
-    } catch (e) {
-      this.metrics.rejected.inc();
-      this.log.warn({ err: (e as Error).message }, 'malformed sync reply ignored');
-    }
-  }
-
   /** Snapshot of the whole host: replaces everything held, then replays buffered newer updates. */
   private async fullSync(): Promise<void> {
     this.metrics.resyncs.inc({ scope: 'host' });
     this.buffer ??= [];
-    const parts = await this.rpc({ v: 1, type: 'sync.request', host: this.cfg.host });
+    const parts = await this.broker.rpc({ v: 1, type: 'sync.request', host: this.cfg.host });
     const engine = this.engine!;
     const ports = parts.flatMap((p) => (p.ports ?? []).map((w) => ({ ...w, revision: w.revision ?? 0 })));
     const groups = parts.flatMap((p) => p.groups);
@@ -382,7 +278,7 @@ export class Agent {
     this.buffer ??= [];
     const parts: SyncReply[] = [];
     for (let i = 0; i < ids.length; i += SYNC_GROUPS_PER_REQUEST) {
-      parts.push(...(await this.rpc({ v: 1, type: 'sync.request', host: this.cfg.host, groupIds: ids.slice(i, i + SYNC_GROUPS_PER_REQUEST) })));
+      parts.push(...(await this.broker.rpc({ v: 1, type: 'sync.request', host: this.cfg.host, groupIds: ids.slice(i, i + SYNC_GROUPS_PER_REQUEST) })));
     }
     const engine = this.engine!;
     const quarantined = new Set(this.quarantine(parts).groups);
@@ -469,9 +365,11 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    // A sync waiting on an absent controller would otherwise hold the handlers (and the stop) forever.
+    this.broker.stopRequests();
     await this.work.catch(() => undefined);
     this.ackNow();
-    await this.conn?.close().catch(() => undefined);
+    await this.broker.close();
     await this.engine?.flush().catch(() => undefined);
     await this.engine?.close();
     await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));

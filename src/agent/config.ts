@@ -1,10 +1,16 @@
 // Agent configuration: a JSON file, then environment variables over it (documented in docs/agent.md).
 import fs from 'node:fs';
+import type { BrokerTls } from '../protocol/connection.js';
 
 export interface AgentConfig {
   /** This host's name as the control plane binds ports to it. */
   host: string;
   amqpUrl: string;
+  /** TLS towards the broker (amqps:// URLs): CA, client certificate and key files, EXTERNAL auth. */
+  amqpTls: BrokerTls;
+  /** Public keys (PEM files, or directories of `*.pub`/`*.pem`) whose signatures the agent accepts:
+   *  the controllers'. Updates and sync replies signed by no key here are refused. */
+  trustedKeys: string[];
   /** Network namespace to enforce in (path); default: the agent's own. */
   netns?: string;
   prefix: string;
@@ -29,6 +35,8 @@ export interface AgentConfig {
 }
 
 const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
+  amqpTls: {},
+  trustedKeys: [],
   prefix: 'sg',
   mode: 'bridged',
   dropUnknownDevices: [],
@@ -59,6 +67,13 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_QUEUE_EXPIRES_MS: 'queueExpiresMs',
   SG_FULL_SYNC_INTERVAL_MS: 'fullSyncIntervalMs',
   SG_LOG_LEVEL: 'logLevel',
+  SG_TRUSTED_KEYS: 'trustedKeys',
+};
+const TLS_ENV: Record<string, keyof BrokerTls> = {
+  SG_AMQP_CA_FILE: 'caFile',
+  SG_AMQP_CERT_FILE: 'certFile',
+  SG_AMQP_KEY_FILE: 'keyFile',
+  SG_AMQP_EXTERNAL_AUTH: 'external',
 };
 const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'structureIntervalMs', 'structureIntervalMaxMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs', 'fullSyncIntervalMs']);
 
@@ -67,12 +82,18 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   // The example config nests some keys; flatten the ones we know.
   const nested = {
     ...(fromFile.firewall as object | undefined),
-    ...(fromFile.amqp ? { amqpUrl: (fromFile.amqp as { url?: string }).url } : {}),
+    ...(fromFile.amqp ? { amqpUrl: (fromFile.amqp as { url?: string }).url, amqpTls: (fromFile.amqp as { tls?: BrokerTls }).tls ?? {} } : {}),
     ...(fromFile.metrics ? { metricsListen: (fromFile.metrics as { listen?: string }).listen } : {}),
     ...(fromFile.log ? { logLevel: (fromFile.log as { level?: string }).level } : {}),
   };
   const cfg: Record<string, unknown> = { ...DEFAULTS, ...fromFile, ...nested };
   for (const [k, key] of Object.entries(ENV)) if (env[k] !== undefined) cfg[key] = env[k];
+  const tls: Record<string, unknown> = { ...(cfg.amqpTls as object) };
+  for (const [k, key] of Object.entries(TLS_ENV)) if (env[k] !== undefined) tls[key] = key === 'external' ? /^(1|true|yes)$/i.test(env[k]!) : env[k];
+  cfg.amqpTls = tls;
+  // A list in the file; comma-separated in the environment.
+  if (typeof cfg.trustedKeys === 'string') cfg.trustedKeys = cfg.trustedKeys.split(',').map((p) => p.trim()).filter(Boolean);
+  if (!Array.isArray(cfg.trustedKeys) || !cfg.trustedKeys.every((p) => typeof p === 'string')) throw new Error('config: trustedKeys must be a list of paths');
   for (const k of NUMERIC) {
     const n = Number(cfg[k]);
     if (!Number.isFinite(n) || n < 0) throw new Error(`config: ${k} must be a non-negative number`);

@@ -8,6 +8,8 @@ export class AgentMetrics {
   readonly messages = new Counter({ name: 'sg_agent_messages_total', help: 'Messages received, by type', labelNames: ['type'], registers: [this.registry] });
   readonly bytes = new Counter({ name: 'sg_agent_bytes_received_total', help: 'Message and sync-reply bytes received from the broker', registers: [this.registry] });
   readonly rejected = new Counter({ name: 'sg_agent_messages_rejected_total', help: 'Malformed messages rejected to the dead-letter queue', registers: [this.registry] });
+  readonly unauthenticated = new Counter({ name: 'sg_agent_messages_unauthenticated_total', help: 'Updates and sync replies refused for their signature (unsigned, unknown-key, bad-signature)', labelNames: ['reason'], registers: [this.registry] });
+  readonly syncRetries = new Counter({ name: 'sg_agent_sync_retries_total', help: 'Sync RPC attempts that failed (timeout, no controller) and were retried', registers: [this.registry] });
   readonly dropped = new Counter({ name: 'sg_agent_messages_stale_total', help: 'Duplicate or stale messages dropped by revision', registers: [this.registry] });
   readonly resyncs = new Counter({ name: 'sg_agent_resyncs_total', help: 'Sync RPCs, by scope (host, group)', labelNames: ['scope'], registers: [this.registry] });
   readonly reconnects = new Counter({ name: 'sg_agent_reconnects_total', help: 'Broker reconnections', registers: [this.registry] });

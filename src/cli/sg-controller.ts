@@ -1,42 +1,171 @@
 #!/usr/bin/env node
 // `sg-controller`: the control plane (publisher, sync RPC), fed by its own admin API (the reference
-// mode) or by an OpenStack Neutron (SG_SOURCE=neutron: Neutron's API and broker, docs/neutron.md).
-// Configuration by environment: SG_AMQP_URL, SG_HTTP_LISTEN (default 127.0.0.1:9696), SG_DATA_DIR
-// (default ./sg-controller-data), SG_LOG_LEVEL, SG_SOURCE (api | neutron) and, in Neutron mode, the
-// SG_NEUTRON_* and OS_* variables of src/neutron/config.ts.
-import pino from 'pino';
-import { Controller } from '../controller/controller.js';
-import { ConfigError, neutronSourceOptions } from '../neutron/config.js';
-import { startNeutronMode } from '../neutron/mode.js';
+// mode) or by an OpenStack Neutron (SG_SOURCE=neutron: Neutron's API and broker, docs/neutron.md), and
+// the tools a deployment needs around it: a signing key pair, and broker users with the permissions of
+// their role. Configuration: a JSON file (`--config`) and SG_* environment variables (docs/agent.md);
+// Neutron mode's own SG_NEUTRON_* and OS_* variables in src/neutron/config.ts.
 
-async function main(): Promise<void> {
-  const log = pino({ level: process.env.SG_LOG_LEVEL ?? 'info', base: { role: 'controller' } });
+const USAGE = `usage: sg-controller [command]
+
+commands:
+  run [--config FILE]          run the controller (the default command); SG_SOURCE=neutron: Neutron mode
+  keygen --out DIR             write a new Ed25519 signing key pair into DIR: signing-key.pem (0600,
+                               for the controller) and <key id>.pub (for every agent's trustedKeys)
+  broker-user ROLE USER [--host HOST] [--vhost VHOST] [--node NODE] [--password-stdin | --no-password] [--print]
+                               create (if missing) the RabbitMQ user USER with the permissions of ROLE
+                               (controller, or agent of HOST) on VHOST (default /), with rabbitmqctl
+                               (on NODE if given); --no-password: certificate (EXTERNAL) login only;
+                               --print: only print the permissions (configure, write, read)
+  help, --help, -h             this text
+`;
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i >= 0) return args[i + 1];
+  return args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+}
+
+async function run(args: string[]): Promise<number> {
+  const [{ default: pino }, fs, { Controller }, { loadControllerConfig }, { MessageSigner }] = await Promise.all([
+    import('pino'),
+    import('node:fs'),
+    import('../controller/controller.js'),
+    import('../controller/config.js'),
+    import('../protocol/signing.js'),
+  ]);
+  const cfg = loadControllerConfig(option(args, '--config'));
+  const log = pino({ level: cfg.logLevel, base: { role: 'controller' } });
+  const h = cfg.http;
   const common = {
-    amqpUrl: process.env.SG_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
-    dataDir: process.env.SG_DATA_DIR ?? 'sg-controller-data',
-    httpListen: process.env.SG_HTTP_LISTEN ?? '127.0.0.1:9696',
+    amqpUrl: cfg.amqpUrl,
+    amqpTls: cfg.amqpTls,
+    dataDir: cfg.dataDir,
+    signer: MessageSigner.fromFile(cfg.signingKeyFile),
+    ...(h.listen
+      ? {
+          api: {
+            listen: h.listen,
+            ...(h.token ? { token: h.token } : {}),
+            ...(h.tlsCertFile && h.tlsKeyFile ? { tls: { cert: fs.readFileSync(h.tlsCertFile), key: fs.readFileSync(h.tlsKeyFile) } } : {}),
+            allowedHosts: h.allowedHosts,
+            socketMode: h.socketMode,
+          },
+        }
+      : {}),
     logger: log,
   };
   const source = process.env.SG_SOURCE ?? 'api';
   let stop: () => Promise<void>;
   if (source === 'neutron') {
-    const mode = await startNeutronMode({ ...common, source: neutronSourceOptions(process.env) });
-    const a = mode.http?.address();
-    log.info({ http: a && typeof a === 'object' ? `http://${a.address}:${a.port}` : undefined, source }, 'controller ready');
+    const [{ ConfigError, neutronSourceOptions }, { startNeutronMode }] = await Promise.all([import('../neutron/config.js'), import('../neutron/mode.js')]);
+    let neutron: ReturnType<typeof neutronSourceOptions>;
+    try {
+      neutron = neutronSourceOptions(process.env);
+    } catch (e) {
+      throw e instanceof ConfigError ? new Error(`config: ${e.message}`) : e;
+    }
+    const mode = await startNeutronMode({ ...common, source: neutron });
+    log.info({ http: mode.controller.httpAddress, source }, 'controller ready');
     stop = () => mode.stop();
   } else if (source === 'api') {
     const ctl = await Controller.start(common);
     log.info({ http: ctl.httpAddress, source }, 'controller ready');
     stop = () => ctl.stop();
   } else {
-    throw new ConfigError('SG_SOURCE must be api or neutron');
+    throw new Error('config: SG_SOURCE must be api or neutron');
   }
   const onSignal = () => void stop().then(() => process.exit(0));
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  return new Promise<number>(() => undefined);
 }
 
-main().catch((e: unknown) => {
-  console.error(e instanceof ConfigError ? `sg-controller: ${e.message}` : e);
-  process.exit(1);
-});
+async function keygen(args: string[]): Promise<number> {
+  const out = option(args, '--out');
+  if (!out) {
+    process.stderr.write('sg-controller keygen: --out DIR is required\n');
+    return 2;
+  }
+  const { generateSigningKey } = await import('../protocol/signing.js');
+  const k = generateSigningKey(out);
+  console.log(`key id ${k.keyId}\nprivate key (controller only): ${k.privateKeyFile}\npublic key (agents' trustedKeys): ${k.publicKeyFile}`);
+  return 0;
+}
+
+async function brokerUser(args: string[]): Promise<number> {
+  const [role, user] = args.filter((a, i) => !a.startsWith('--') && !['--host', '--vhost', '--node'].includes(args[i - 1] ?? ''));
+  const node = option(args, '--node');
+  const host = option(args, '--host');
+  const vhost = option(args, '--vhost') ?? '/';
+  if ((role !== 'controller' && role !== 'agent') || !user || (role === 'agent' && !host)) {
+    process.stderr.write(`sg-controller broker-user: ROLE (controller | agent --host HOST) and USER are required\n${USAGE}`);
+    return 2;
+  }
+  const { agentPermissions, controllerPermissions } = await import('../protocol/permissions.js');
+  const p = role === 'agent' ? agentPermissions(host!) : controllerPermissions();
+  if (args.includes('--print')) {
+    console.log(`configure\t${p.configure}\nwrite\t${p.write}\nread\t${p.read}`);
+    return 0;
+  }
+  const noPassword = args.includes('--no-password');
+  if (!noPassword && !args.includes('--password-stdin')) {
+    process.stderr.write('sg-controller broker-user: give --password-stdin (the password on standard input) or --no-password (certificate login)\n');
+    return 2;
+  }
+  const { spawnSync } = await import('node:child_process');
+  const ctl = (cmdArgs: string[], input?: string) => {
+    const r = spawnSync('rabbitmqctl', [...(node ? ['-n', node] : []), ...cmdArgs], { encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
+    if (r.status !== 0) throw new Error(`rabbitmqctl ${cmdArgs[0]}: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
+    return r.stdout;
+  };
+  const exists = ctl(['list_users', '--quiet', '--no-table-headers']).split('\n').some((l) => l.split('\t')[0] === user);
+  if (!exists) {
+    if (noPassword) {
+      ctl(['add_user', user, '']);
+    } else {
+      // The password goes through rabbitmqctl's standard input, never its command line (visible in ps).
+      const password = (await new Promise<string>((resolve, reject) => {
+        let s = '';
+        process.stdin.setEncoding('utf8').on('data', (c) => (s += c)).on('end', () => resolve(s)).on('error', reject);
+      })).replace(/\r?\n$/, '');
+      if (!password) throw new Error('empty password on standard input');
+      ctl(['add_user', user], `${password}\n`);
+    }
+  }
+  ctl(['set_permissions', '-p', vhost, user, p.configure, p.write, p.read]);
+  console.log(`${exists ? 'kept' : 'created'} user ${user}; ${role} permissions on vhost ${vhost}:\n  configure ${p.configure}\n  write     ${p.write}\n  read      ${p.read}`);
+  return 0;
+}
+
+const commands: Record<string, (args: string[]) => Promise<number>> = {
+  run,
+  keygen,
+  'broker-user': brokerUser,
+  async help() {
+    process.stdout.write(USAGE);
+    return 0;
+  },
+};
+const aliases: Record<string, string> = { '--help': 'help', '-h': 'help' };
+
+async function main(argv: string[]): Promise<number> {
+  // No command, or options only: run (as before subcommands existed).
+  const [first, ...rest] = argv;
+  if (first === undefined || first.startsWith('--config')) return run(argv);
+  const cmd = commands[aliases[first] ?? first];
+  if (!cmd) {
+    process.stderr.write(`sg-controller: unknown command ${JSON.stringify(first)}\n${USAGE}`);
+    return 2;
+  }
+  return cmd(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(e instanceof Error && e.message.startsWith('config:') ? e.message : e);
+    process.exit(1);
+  },
+);

@@ -1,23 +1,33 @@
 // The reference control plane: store + outbox relay + publisher + sync RPC + admin API, wired
 // together. Each change is stored with the messages announcing it in one transaction; the relay then
-// publishes them (with broker confirms) to exactly the hosts and groups they concern. Several
+// publishes them (with broker confirms, signed) to exactly the hosts and groups they concern. Several
 // controller processes may open the same data directory: each serves the admin API it is given and
-// consumes the shared sync queue.
-import amqp, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+// consumes the shared sync queue. The broker may be down at start or go away at any time: the
+// controller keeps (re)connecting, the API keeps answering reads, and changes wait in the outbox.
+import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { PortInput, SecurityGroupRuleInput } from '../model.js';
+import { connectBroker, retryDelay, type BrokerTls } from '../protocol/connection.js';
+import type { MessageSigner } from '../protocol/signing.js';
 import { Store, type GroupRecord, type PortRecord } from './store.js';
-import { Publisher, declareExchanges } from './publisher.js';
+import { Publisher, declareTopology } from './publisher.js';
 import { OutboxRelay } from './relay.js';
 import { serveSync } from './rpc.js';
-import { adminServer } from './http.js';
+import { startAdminApi, type AdminApiOptions } from './http.js';
+
+/** Between broker connection attempts: 0.25 s doubling to 10 s (with jitter). */
+const RECONNECT_BASE_MS = 250;
+const RECONNECT_MAX_MS = 10_000;
 
 export interface ControllerOptions {
   amqpUrl: string;
+  amqpTls?: BrokerTls;
   dataDir: string;
-  /** host:port for the admin API; port 0 picks one. */
-  httpListen?: string;
+  /** Signs every update and sync reply; agents refuse what no key they trust signed. */
+  signer: MessageSigner;
+  /** The admin API (absent: none). */
+  api?: AdminApiOptions;
   coalesceMs?: number;
   /** Pacing of the outbox relay's drains (default 100 ms, widening to 400 ms in a burst). */
   relayIntervalMs?: { min?: number; max?: number };
@@ -34,7 +44,13 @@ export class Controller {
   publisher?: Publisher;
   readonly relay: OutboxRelay;
   http?: Server;
+  private apiUrl?: string;
   private stopping = false;
+  private wake?: () => void;
+  private loop: Promise<void> = Promise.resolve();
+  private firstConnect!: () => void;
+  /** Resolves once the controller has been connected to the broker (the first time). */
+  readonly brokerReady: Promise<void> = new Promise((r) => (this.firstConnect = r));
   private constructor(readonly store: Store, private readonly opts: ControllerOptions) {
     this.relay = new OutboxRelay(store, () => (this.ch ? this.publisher : undefined), {
       coalesceMs: opts.coalesceMs ?? 20,
@@ -44,50 +60,83 @@ export class Controller {
     });
   }
 
+  /** Opens the store and the admin API; the broker connection is made (and remade) in the background. */
   static async start(opts: ControllerOptions): Promise<Controller> {
     const ctl = new Controller(await Store.open(opts.dataDir), opts);
-    await opts.prepare?.(ctl);
-    await ctl.connect();
-    if (opts.httpListen) {
-      const [host, port] = splitListen(opts.httpListen);
-      ctl.http = adminServer(ctl);
-      await new Promise<void>((resolve) => ctl.http!.listen(port, host, resolve));
+    // A source of truth fills the store first: agents are never answered from a store it has not read.
+    try {
+      await opts.prepare?.(ctl);
+    } catch (e) {
+      await ctl.stop();
+      throw e;
+    }
+    ctl.loop = ctl.maintainConnection();
+    if (opts.api) {
+      try {
+        const api = await startAdminApi(ctl, opts.api);
+        ctl.http = api.server;
+        ctl.apiUrl = api.url;
+      } catch (e) {
+        await ctl.stop();
+        throw e;
+      }
     }
     return ctl;
   }
 
-  /** (Re)connects: publisher and sync server on fresh channels. A broker restart ends here too. */
-  private async connect(): Promise<void> {
-    const conn = await amqp.connect(this.opts.amqpUrl);
-    conn.on('error', (e: Error) => this.opts.logger?.warn({ err: e.message }, 'broker connection error'));
-    conn.on('close', () => {
-      this.ch = undefined;
+  get logger(): Logger | undefined {
+    return this.opts.logger;
+  }
+
+  /** One connection at a time; a lost one (broker restart, network) is replaced with backoff. */
+  private async maintainConnection(): Promise<void> {
+    for (let attempt = 0; !this.stopping; ) {
+      let conn: ChannelModel | undefined;
+      try {
+        conn = await connectBroker({ url: this.opts.amqpUrl, tls: this.opts.amqpTls, name: 'sg-controller' });
+        const closed = new Promise<void>((r) => conn!.once('close', () => r()));
+        conn.on('error', (e: Error) => this.opts.logger?.warn({ err: e.message }, 'broker connection error'));
+        await this.setUp(conn);
+        this.opts.logger?.info('broker connection up');
+        attempt = 0;
+        this.firstConnect();
+        await Promise.race([closed, new Promise<void>((r) => (this.wake = r))]);
+        if (!this.stopping) this.opts.logger?.warn('broker connection lost; reconnecting');
+      } catch (e) {
+        if (!this.stopping) this.opts.logger?.warn({ err: (e as Error).message }, 'broker connection failed; retrying');
+      } finally {
+        this.ch = undefined;
+        await conn?.close().catch(() => undefined);
+      }
       if (this.stopping) return;
-      this.opts.logger?.warn('broker connection lost; reconnecting');
-      void this.reconnect();
-    });
-    const ch = await conn.createConfirmChannel();
-    await declareExchanges(ch);
-    this.publisher = new Publisher(ch, this.opts.coalesceMs ?? 20);
-    const rpcCh = await conn.createChannel();
-    await serveSync(rpcCh, this.store, (e) => this.opts.logger?.error({ err: e }, 'sync request failed'));
+      const delay = retryDelay(attempt++, RECONNECT_BASE_MS, RECONNECT_MAX_MS);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, delay);
+        this.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+    }
+  }
+
+  /** Declares what agents rely on, then the publisher and the sync server on fresh channels. */
+  private async setUp(conn: ChannelModel): Promise<void> {
+    // A channel closes alone on a protocol error: the connection goes with it, and is made again.
+    const watch = <C extends Channel>(ch: C): C => {
+      ch.on('error', (e: Error) => this.opts.logger?.warn({ err: e.message }, 'broker channel error'));
+      ch.on('close', () => void conn.close().catch(() => undefined));
+      return ch;
+    };
+    const ch = watch(await conn.createConfirmChannel());
+    await declareTopology(ch);
+    this.publisher = new Publisher(ch, this.opts.signer, this.opts.coalesceMs ?? 20);
+    const rpcCh = watch(await conn.createChannel());
+    await serveSync(rpcCh, this.store, this.opts.signer, (e) => this.opts.logger?.error({ err: e }, 'sync request failed'));
     this.conn = conn;
     this.ch = ch;
     // What was stored but not confirmed when the old connection died (or before a crash) goes out now.
     this.relay.kick();
-  }
-
-  private async reconnect(): Promise<void> {
-    for (let attempt = 0; !this.stopping; attempt++) {
-      await new Promise((r) => setTimeout(r, Math.min(10_000, 250 * 2 ** attempt) * (0.5 + Math.random())));
-      try {
-        await this.connect();
-        this.opts.logger?.info('broker connection restored');
-        return;
-      } catch (e) {
-        this.opts.logger?.warn({ err: (e as Error).message }, 'broker reconnect failed');
-      }
-    }
   }
 
   /** Whether changes can be published now (the admin API refuses them otherwise). */
@@ -95,9 +144,9 @@ export class Controller {
     return !!this.ch;
   }
 
+  /** `http(s)://host:port` or `unix:/path` of the admin API. */
   get httpAddress(): string | undefined {
-    const a = this.http?.address();
-    return a && typeof a === 'object' ? `http://${a.address}:${a.port}` : undefined;
+    return this.apiUrl;
   }
 
   async putGroup(id: string, stateful: boolean, rules: SecurityGroupRuleInput[]): Promise<GroupRecord> {
@@ -131,19 +180,13 @@ export class Controller {
   }
 
   async stop(): Promise<void> {
+    if (this.ch) await this.relay.drain().catch(() => undefined);
     this.stopping = true;
-    await this.relay.drain().catch(() => undefined);
     this.relay.close();
     await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
     await this.conn?.close().catch(() => undefined);
+    this.wake?.();
+    await this.loop;
     await this.store.close();
   }
-}
-
-export function splitListen(listen: string): [string, number] {
-  const i = listen.lastIndexOf(':');
-  const host = listen.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
-  const port = Number(listen.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad listen address ${listen}`);
-  return [host, port];
 }

@@ -1,25 +1,82 @@
-// The controller's admin API (JSON over HTTP): groups with their rules, ports with their host
-// binding. Every body goes through the one model validator (src/domain/validate.ts) before anything
-// is stored, so what an agent would refuse is refused here with a 400.
+// The controller's admin API (JSON over HTTP or HTTPS, on TCP or a Unix socket): groups with their
+// rules, ports with their host binding. Every body goes through the one model validator
+// (src/domain/validate.ts) before anything is stored, so what an agent would refuse is refused here
+// with a 400.
+//
+// Who may call it: on TCP every request but `GET /healthz` carries the bearer token (compared in
+// constant time); a Unix socket is guarded by its file mode, and by the token too when one is set.
+// A browser cannot be made to call it: the `Host:` header must name this server (a DNS-rebinding
+// page sends its own name) and bodies must be `application/json` (a cross-site form cannot send
+// that without a CORS preflight, which this API never answers). No input answers 500: what the
+// client got wrong is a 4xx.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import net, { isIP } from 'node:net';
+import os from 'node:os';
 import { LIMITS } from '../domain/limits.js';
 import { validateGroup, validatePort, ValidationError } from '../domain/validate.js';
 import type { Controller } from './controller.js';
+import { isLoopback } from './config.js';
 
 const MAX_BODY = 1 << 20;
 
+export interface AdminApiOptions {
+  /** `host:port` or `unix:/path`. */
+  listen: string;
+  /** Required on TCP (the caller's configuration checks it); optional on a Unix socket. */
+  token?: string;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
+  /** `Host:` values accepted besides the listen address (and, on loopback, localhost's names). */
+  allowedHosts?: string[];
+  /** Unix socket file mode (default 0600). */
+  socketMode?: number;
+  /** What another source of truth adds (Neutron mode). */
+  extension?: ApiExtension;
+}
+
+/** Routes another source of truth adds to the admin API, behind the same checks (src/neutron/http.ts). */
+export interface ApiExtension {
+  /** Merged into `GET /healthz`, which needs no token: it must name no group, port or host. */
+  health?: () => Record<string, unknown>;
+  /** More `GET` routes, by path. */
+  reads?: Record<string, () => unknown>;
+  /** Set: every write is refused with 405 and this reason (the state belongs to that source). */
+  readOnly?: string;
+}
+
+export interface AdminApi {
+  server: http.Server;
+  /** `http(s)://host:port` or `unix:/path`. */
+  url: string;
+}
+
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
     super(message);
   }
 }
 
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/** Compares hashes, so that neither the token's content nor its length leaks through timing. */
+function tokenMatches(header: string | undefined, expected: Buffer): boolean {
+  const m = /^Bearer ([\x21-\x7e]+)$/.exec(header ?? '');
+  return !!m && timingSafeEqual(digest(m[1]!), expected);
+}
+
 async function body(req: http.IncomingMessage): Promise<unknown> {
+  // application/json, optionally with a UTF-8 charset; nothing else (text/plain is what a cross-site
+  // form or a no-preflight fetch would send).
+  const type = (req.headers['content-type'] ?? '').toLowerCase().replace(/\s+/g, '');
+  if (type !== 'application/json' && type !== 'application/json;charset=utf-8') throw new HttpError(415, 'Content-Type must be application/json');
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
     n += (c as Buffer).length;
-    if (n > MAX_BODY) throw new HttpError(413, 'body too large');
+    if (n > MAX_BODY) throw new HttpError(413, 'body too large', { connection: 'close' });
     chunks.push(c as Buffer);
   }
   try {
@@ -34,49 +91,149 @@ function bodyObject(b: unknown): Record<string, unknown> {
   return b as Record<string, unknown>;
 }
 
-export function adminServer(ctl: Controller): http.Server {
-  return http.createServer((req, res) => {
-    const send = (status: number, value: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(value));
+/** Whether a request carries a body (a method that takes none must not get one either). */
+const hasBody = (req: http.IncomingMessage) => req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+
+function pathId(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new HttpError(400, 'malformed percent-encoding in the path');
+  }
+}
+
+/** Ids become store keys (a port's key holds its host and its id), which are bounded in bytes: an id
+ *  of 255 characters may take 1,020 bytes in UTF-8. The API takes ids of at most 255 bytes. */
+function checkIdBytes(what: string, ids: (string | null | undefined)[]): void {
+  for (const id of ids) if (id && Buffer.byteLength(id, 'utf8') > LIMITS.id) throw new HttpError(400, `${what} longer than ${LIMITS.id} bytes in UTF-8`);
+}
+
+function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string | undefined) => boolean): http.RequestListener {
+  const expected = o.token === undefined ? undefined : digest(o.token);
+  return (req, res) => {
+    const send = (status: number, value: unknown, headers: Record<string, string> = {}) => {
+      if (res.headersSent) return void res.end();
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
+      res.end(value === null ? undefined : JSON.stringify(value));
     };
     (async () => {
-      const url = new URL(req.url ?? '/', 'http://x');
-      const [, kind, rawId, extra] = url.pathname.split('/');
-      let id: string | undefined;
+      if (!hostAllowed(req.headers.host)) throw new HttpError(421, 'unexpected Host header');
+      // Origin-form only: an absolute target would name a host of its own, past the Host check.
+      if (!req.url?.startsWith('/')) throw new HttpError(400, 'request target must be a path');
+      let url: URL;
       try {
-        id = rawId === undefined ? undefined : decodeURIComponent(rawId);
+        url = new URL(req.url ?? '/', 'http://x');
       } catch {
-        throw new HttpError(400, 'bad percent-encoding in the path');
+        throw new HttpError(400, 'malformed request target');
       }
+      const [, kind, rawId, extra] = url.pathname.split('/');
+      const id = pathId(rawId);
       if (extra !== undefined) throw new HttpError(404, 'not found');
       // Outbox depth: changes stored but not yet confirmed by the broker (all controllers of the store).
-      if (kind === 'healthz') return send(200, { ok: true, connected: ctl.connected, outbox: ctl.store.outboxDepth(), published: ctl.relay.published });
+      // Open to monitoring without the token: it names no group, port or host.
+      if (kind === 'healthz' && id === undefined && req.method === 'GET') return send(200, { ok: true, connected: ctl.connected, outbox: ctl.store.outboxDepth(), published: ctl.relay.published, ...o.extension?.health?.() });
+      if (expected && !tokenMatches(req.headers.authorization, expected)) throw new HttpError(401, 'a valid bearer token is required', { 'www-authenticate': 'Bearer' });
+      const read = o.extension?.reads?.[url.pathname];
+      if (read && req.method === 'GET') return send(200, read());
+      if (o.extension?.readOnly && req.method !== 'GET') throw new HttpError(405, o.extension.readOnly, { allow: 'GET' });
+      if (req.method !== 'PUT' && hasBody(req)) throw new HttpError(400, `${req.method} takes no body`);
       if (kind === 'groups' && id === undefined && req.method === 'GET') return send(200, ctl.store.groups());
       if (kind === 'ports' && id === undefined && req.method === 'GET') return send(200, ctl.store.ports());
-      if (!id || id.length > LIMITS.id) throw new HttpError(404, 'not found');
+      if ((kind !== 'groups' && kind !== 'ports') || !id) throw new HttpError(404, 'not found');
+      checkIdBytes('id', [id]);
+      if (req.method !== 'GET' && req.method !== 'PUT' && req.method !== 'DELETE') throw new HttpError(405, 'method not allowed', { allow: 'GET, PUT, DELETE' });
       if (req.method !== 'GET' && !ctl.connected) throw new HttpError(503, 'not connected to the broker; retry');
       if (kind === 'groups') {
         if (req.method === 'GET') return ctl.store.group(id) ? send(200, { ...ctl.store.group(id), members: ctl.store.membersOf(id) }) : send(404, { error: 'no such group' });
         if (req.method === 'PUT') {
           // The id comes from the path, so the body need not repeat it.
           const g = validateGroup({ ...bodyObject(await body(req)), id });
+          checkIdBytes('remoteGroupId', g.rules.map((r) => r.remoteGroupId));
           return send(200, await ctl.putGroup(id, g.stateful, g.rules));
         }
-        if (req.method === 'DELETE') return (await ctl.deleteGroup(id)) ? send(204, null) : send(404, { error: 'no such group' });
+        return (await ctl.deleteGroup(id)) ? send(204, null) : send(404, { error: 'no such group' });
       }
-      if (kind === 'ports') {
-        if (req.method === 'GET') return ctl.store.port(id) ? send(200, ctl.store.port(id)) : send(404, { error: 'no such port' });
-        if (req.method === 'PUT') {
-          return send(200, await ctl.putPort(id, validatePort({ ...bodyObject(await body(req)), id })));
-        }
-        if (req.method === 'DELETE') return (await ctl.deletePort(id)) ? send(204, null) : send(404, { error: 'no such port' });
+      if (req.method === 'GET') return ctl.store.port(id) ? send(200, ctl.store.port(id)) : send(404, { error: 'no such port' });
+      if (req.method === 'PUT') {
+        const p = validatePort({ ...bodyObject(await body(req)), id });
+        checkIdBytes('host or group id', [p.host, ...p.securityGroups]);
+        return send(200, await ctl.putPort(id, p));
       }
-      throw new HttpError(404, 'not found');
+      return (await ctl.deletePort(id)) ? send(204, null) : send(404, { error: 'no such port' });
     })().catch((e: unknown) => {
-      if (e instanceof HttpError) send(e.status, { error: e.message });
-      else if (e instanceof ValidationError) send(400, { error: e.message });
-      else send(500, { error: 'internal error' });
+      if (e instanceof HttpError) return send(e.status, { error: e.message }, e.headers);
+      if (e instanceof ValidationError) return send(400, { error: e.message });
+      // The client went away mid-body: nobody is left to answer.
+      if ((e as { code?: string }).code === 'ECONNRESET' || req.destroyed) return void res.destroy();
+      ctl.logger?.error({ err: e, method: req.method, url: req.url?.slice(0, 300) }, 'admin API request failed');
+      send(500, { error: 'internal error' });
     });
+  };
+}
+
+/** Host header values this server answers to (DNS-rebinding defence); undefined: no check (a Unix
+ *  socket, which no web page can reach). */
+function allowedHostNames(host: string, port: number, extra: string[]): Set<string> {
+  const names = new Set(extra.map((h) => h.toLowerCase()));
+  const hostPort = (h: string) => `${isIP(h) === 6 ? `[${h}]` : h}:${port}`;
+  const add = (h: string) => names.add(hostPort(h).toLowerCase());
+  add(host);
+  if (isLoopback(host)) for (const h of ['localhost', '127.0.0.1', '::1']) add(h);
+  // A wildcard listener answers on every local address.
+  if (host === '0.0.0.0' || host === '::') {
+    for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) add(a.address);
+    for (const h of ['localhost', os.hostname()]) add(h);
+  }
+  return names;
+}
+
+/** Removes a Unix socket file left by a process that is gone (nothing accepts on it). */
+async function clearStaleSocket(file: string): Promise<void> {
+  if (!fs.existsSync(file)) return;
+  if (!fs.statSync(file).isSocket()) throw new Error(`${file} exists and is not a socket`);
+  const live = await new Promise<boolean>((resolve) => {
+    const c = net.connect(file, () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.on('error', () => resolve(false));
   });
+  if (live) throw new Error(`another process listens on ${file}`);
+  fs.unlinkSync(file);
+}
+
+export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promise<AdminApi> {
+  const unixPath = o.listen.startsWith('unix:') ? o.listen.slice('unix:'.length) : undefined;
+  let allowed: Set<string> | undefined;
+  const hostAllowed = (h: string | undefined) => !allowed || (h !== undefined && allowed.has(h.toLowerCase()));
+  const onRequest = handler(ctl, o, hostAllowed);
+  const server = o.tls ? https.createServer({ cert: o.tls.cert, key: o.tls.key }, onRequest) : http.createServer(onRequest);
+  const scheme = o.tls ? 'https' : 'http';
+  if (unixPath) {
+    await clearStaleSocket(unixPath);
+    // Created with no access for anyone but the owner, then opened as configured: never wider in between.
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(unixPath, () => resolve());
+      });
+    } finally {
+      process.umask(umask);
+    }
+    fs.chmodSync(unixPath, o.socketMode ?? 0o600);
+    return { server, url: `unix:${unixPath}` };
+  }
+  const i = o.listen.lastIndexOf(':');
+  const host = o.listen.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const port = Number(o.listen.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad listen address ${o.listen}`);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = (server.address() as net.AddressInfo).port;
+  allowed = allowedHostNames(host, bound, o.allowedHosts ?? []);
+  return { server, url: `${scheme}://${isIP(host) === 6 ? `[${host}]` : host}:${bound}` };
 }

@@ -1,9 +1,13 @@
 // The publishing half of the control plane, usable as a library by another control plane: group
 // updates to the group exchange (one routing key per group), port bindings to the host exchange,
-// all with publisher confirms. Member deltas of one group within `coalesceMs` go out as one message.
-import type { ConfirmChannel } from 'amqplib';
+// all signed (signing.ts) and with publisher confirms. Member deltas of one group within `coalesceMs`
+// go out as one message.
+import type { Channel, ConfirmChannel } from 'amqplib';
 import { encode, LIMITS, type UpdateMessage, type GroupMembersMessage, type GroupRulesMessage, type WirePort } from '../protocol/messages.js';
-import { GROUP_EXCHANGE, HOST_EXCHANGE, groupKey, hostKey } from '../protocol/routing.js';
+import {
+  DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_QUEUE_ARGS, GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_ROUTING_KEY, groupKey, hostKey,
+} from '../protocol/routing.js';
+import { UPDATE_CONTEXT, type MessageSigner } from '../protocol/signing.js';
 import type { SecurityGroupRuleInput } from '../model.js';
 import { validatePort, validateRules } from '../domain/validate.js';
 
@@ -13,9 +17,19 @@ export interface PublisherStats {
   coalesced: number;
 }
 
-export async function declareExchanges(ch: ConfirmChannel): Promise<void> {
+/** Declares every exchange and shared queue (the controller's job: agents only check they exist, and
+ *  their broker users may not declare them). Idempotent; a declaration with other arguments than an
+ *  existing one is refused by the broker (PRECONDITION_FAILED) and closes the channel. */
+export async function declareTopology(ch: Channel): Promise<void> {
   await ch.assertExchange(GROUP_EXCHANGE, 'direct', { durable: true });
   await ch.assertExchange(HOST_EXCHANGE, 'direct', { durable: true });
+  await ch.assertExchange(SYNC_EXCHANGE, 'direct', { durable: true });
+  // Durable and shared: RabbitMQ 4 refuses transient non-exclusive queues, and several controllers consume it.
+  await ch.assertQueue(SYNC_QUEUE, { durable: true });
+  await ch.bindQueue(SYNC_QUEUE, SYNC_EXCHANGE, SYNC_ROUTING_KEY);
+  await ch.assertExchange(DEAD_LETTER_EXCHANGE, 'fanout', { durable: true });
+  await ch.assertQueue(DEAD_LETTER_QUEUE, { durable: true, arguments: DEAD_LETTER_QUEUE_ARGS });
+  await ch.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
 }
 
 export class Publisher {
@@ -24,14 +38,15 @@ export class Publisher {
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly ch: ConfirmChannel, private readonly coalesceMs = 20) {}
+  constructor(private readonly ch: ConfirmChannel, private readonly signer: MessageSigner, private readonly coalesceMs = 20) {}
 
   private async publish(exchange: string, key: string, m: UpdateMessage): Promise<void> {
     const body = encode({ ...m, sentAt: Date.now() });
     this.stats.published++;
     this.stats.bytes += body.length;
+    const headers = this.signer.headers(body, UPDATE_CONTEXT);
     await new Promise<void>((resolve, reject) => {
-      this.ch.publish(exchange, key, body, { contentType: 'application/json', type: m.type }, (err) => (err ? reject(err) : resolve()));
+      this.ch.publish(exchange, key, body, { contentType: 'application/json', type: m.type, headers }, (err) => (err ? reject(err) : resolve()));
     });
   }
 

@@ -3,6 +3,7 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { decode, encode, LIMITS, MalformedMessage, type SyncReply, type SyncRequest, type MembersSnapshot, type GroupSnapshot } from '../protocol/messages.js';
 import { SYNC_QUEUE } from '../protocol/routing.js';
+import type { MessageSigner } from '../protocol/signing.js';
 import type { GroupRecord, PortRecord } from './store.js';
 
 /** What a sync reply is built from: the reference store, or an integrator's own database. Reads made
@@ -65,26 +66,25 @@ export function buildSync(store: SyncSource, req: SyncRequest): SyncReply[] {
 /** Ports per sync reply part (a port is a few hundred bytes; parts stay well under the size limit). */
 const PORTS_PER_PART = 2000;
 
-export async function serveSync(ch: Channel, store: SyncSource, onError: (e: unknown) => void): Promise<void> {
-  // Durable and shared: RabbitMQ 4 refuses transient non-exclusive queues, and several controllers
-  // may consume it.
-  await ch.assertQueue(SYNC_QUEUE, { durable: true });
+/** Answers sync requests from the shared queue (declared by `declareTopology`), each reply part signed
+ *  for the request's correlation id. Requests with no reply address or correlation id get no answer
+ *  (nobody could match it). */
+export async function serveSync(ch: Channel, store: SyncSource, signer: MessageSigner, onError: (e: unknown) => void): Promise<void> {
   await ch.prefetch(16);
   await ch.consume(SYNC_QUEUE, (msg: ConsumeMessage | null) => {
     if (!msg) return;
+    const { replyTo, correlationId } = msg.properties as { replyTo?: unknown; correlationId?: unknown };
+    if (typeof replyTo !== 'string' || typeof correlationId !== 'string') return ch.ack(msg);
+    const reply = (part: SyncReply) => {
+      const body = encode(part);
+      ch.sendToQueue(replyTo, body, { correlationId, contentType: 'application/json', headers: signer.headers(body, { kind: 'reply', correlationId }) });
+    };
     try {
       const req = decode<SyncRequest>(msg.content, ['sync.request']);
-      if (msg.properties.replyTo) {
-        for (const part of buildSync(store, req)) {
-          ch.sendToQueue(msg.properties.replyTo, encode(part), { correlationId: msg.properties.correlationId, contentType: 'application/json' });
-        }
-      }
+      for (const part of buildSync(store, req)) reply(part);
     } catch (e) {
       if (!(e instanceof MalformedMessage)) onError(e);
-      else if (msg.properties.replyTo) {
-        const reply: SyncReply = { v: 1, type: 'sync.reply', part: 0, parts: 1, groups: [], members: [], error: e.message };
-        ch.sendToQueue(msg.properties.replyTo, encode(reply), { correlationId: msg.properties.correlationId });
-      }
+      else reply({ v: 1, type: 'sync.reply', part: 0, parts: 1, groups: [], members: [], error: e.message });
     }
     ch.ack(msg);
   });

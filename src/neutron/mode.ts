@@ -2,15 +2,22 @@
 // Neutron source instead of the admin API, with a read-only HTTP API.
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { Controller, splitListen } from '../controller/controller.js';
+import { Controller } from '../controller/controller.js';
+import type { AdminApiOptions } from '../controller/http.js';
+import type { BrokerTls } from '../protocol/connection.js';
+import type { MessageSigner } from '../protocol/signing.js';
 import { NeutronSource, type NeutronSourceOptions } from './source.js';
-import { neutronModeServer } from './http.js';
+import { neutronApiExtension } from './http.js';
 
 export interface NeutronModeOptions {
   /** sg-agent's broker (may be Neutron's, in a vhost of its own, or another one). */
   amqpUrl: string;
+  amqpTls?: BrokerTls;
   dataDir: string;
-  httpListen?: string;
+  /** Signs what agents receive, as in the reference mode. */
+  signer: MessageSigner;
+  /** The HTTP API (read-only here), with the admin API's checks. */
+  api?: AdminApiOptions;
   source: NeutronSourceOptions;
   logger?: Logger;
 }
@@ -26,27 +33,24 @@ export async function startNeutronMode(opts: NeutronModeOptions): Promise<Neutro
   let source!: NeutronSource;
   const controller = await Controller.start({
     amqpUrl: opts.amqpUrl,
+    ...(opts.amqpTls ? { amqpTls: opts.amqpTls } : {}),
     dataDir: opts.dataDir,
-    logger: opts.logger,
+    signer: opts.signer,
+    ...(opts.api ? { api: { ...opts.api, extension: neutronApiExtension(() => source) } } : {}),
+    ...(opts.logger ? { logger: opts.logger } : {}),
     // Neutron is read (into an empty store: completely) before agents are answered.
     prepare: async (ctl) => {
       source = new NeutronSource(ctl.store, () => ctl.relay.kick(), { ...opts.source, logger: opts.logger });
       await source.start();
     },
   });
-  let http: Server | undefined;
-  if (opts.httpListen) {
-    const [host, port] = splitListen(opts.httpListen);
-    http = neutronModeServer(controller, source);
-    await new Promise<void>((resolve) => http!.listen(port, host, resolve));
-  }
+  const http: Server | undefined = controller.http;
   return {
     controller,
     source,
     ...(http ? { http } : {}),
     stop: async () => {
       await source.stop();
-      await new Promise<void>((resolve) => (http ? http.close(() => resolve()) : resolve()));
       await controller.stop();
     },
   };

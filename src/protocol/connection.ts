@@ -1,0 +1,66 @@
+// Opening a broker connection, the same way for agent and controller: heartbeats, a connect timeout,
+// a name the broker shows (and `rabbitmqctl close_connection` can target), and TLS with a client
+// certificate when configured (amqps:// only: a certificate over a plain connection would be a
+// configuration mistake that leaks nothing but protects nothing either).
+import amqp, { type ChannelModel } from 'amqplib';
+import fs from 'node:fs';
+
+export interface BrokerTls {
+  /** CA bundle the broker's certificate must chain to (PEM); default: the system's CAs. */
+  caFile?: string;
+  /** This client's certificate and key (PEM), for brokers that require peer verification. */
+  certFile?: string;
+  keyFile?: string;
+  /** Authenticate with the certificate itself (SASL EXTERNAL, RabbitMQ's rabbitmq_auth_mechanism_ssl)
+   *  instead of the URL's user and password. */
+  external?: boolean;
+}
+
+export interface BrokerConnectOptions {
+  url: string;
+  tls?: BrokerTls;
+  /** Shown by the broker as the connection's name. */
+  name: string;
+  /** Seconds; the URL may set its own (`?heartbeat=`). */
+  heartbeat?: number;
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Checks the options once, at configuration time, so that a mistake stops start-up, not each retry. */
+export function checkBrokerOptions(o: Pick<BrokerConnectOptions, 'url' | 'tls'>): void {
+  let protocol: string;
+  try {
+    protocol = new URL(o.url).protocol;
+  } catch {
+    throw new Error('config: the broker URL is not a URL');
+  }
+  if (protocol !== 'amqp:' && protocol !== 'amqps:') throw new Error('config: the broker URL must be amqp:// or amqps://');
+  const t = o.tls ?? {};
+  const anyTls = t.caFile || t.certFile || t.keyFile || t.external;
+  if (anyTls && protocol !== 'amqps:') throw new Error('config: TLS files are set but the broker URL is not amqps://');
+  if (!!t.certFile !== !!t.keyFile) throw new Error('config: a client certificate needs both its cert and key file');
+  if (t.external && !t.certFile) throw new Error('config: EXTERNAL authentication needs a client certificate');
+  for (const f of [t.caFile, t.certFile, t.keyFile]) if (f) fs.accessSync(f, fs.constants.R_OK);
+}
+
+export function connectBroker(o: BrokerConnectOptions): Promise<ChannelModel> {
+  const url = /[?&]heartbeat=/.test(o.url) ? o.url : `${o.url}${o.url.includes('?') ? '&' : '?'}heartbeat=${o.heartbeat ?? 5}`;
+  const t = o.tls ?? {};
+  // Files are read at each connect, so a renewed certificate is used from the next reconnect on.
+  const socket: Record<string, unknown> = {
+    timeout: CONNECT_TIMEOUT_MS,
+    clientProperties: { connection_name: o.name },
+    ...(t.caFile ? { ca: [fs.readFileSync(t.caFile)] } : {}),
+    ...(t.certFile ? { cert: fs.readFileSync(t.certFile) } : {}),
+    ...(t.keyFile ? { key: fs.readFileSync(t.keyFile) } : {}),
+    ...(t.external ? { credentials: amqp.credentials.external() } : {}),
+  };
+  return amqp.connect(url, socket);
+}
+
+/** Exponential backoff with jitter (×0.5–1.5): the delay before retry number `attempt` (from 0). The
+ *  jitter keeps a fleet of agents that lost the broker together from coming back in lockstep. */
+export function retryDelay(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30)) * (0.5 + Math.random());
+}
