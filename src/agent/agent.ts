@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { FirewallEngine } from '../firewall/engine.js';
 import { decode, MalformedMessage, type SyncReply, type UpdateMessage } from '../protocol/messages.js';
 import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
-import { AgentBroker } from './broker.js';
+import { AgentBroker, SessionEnded } from './broker.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import { computeNeeds, type Needs } from './needs.js';
@@ -107,6 +107,8 @@ export class Agent {
   /** `serial` for work nobody awaits: a failure is counted and logged, never an unhandled rejection. */
   private enqueue(what: string, f: () => Promise<void>): void {
     this.serial(f).catch((e: unknown) => {
+      // A sync cut short by a lost connection is expected: the reconnect's full sync replaces it.
+      if (e instanceof SessionEnded) return void this.log.info({ reason: e.message }, `${what} ended with the broker session`);
       this.metrics.handlerErrors.inc();
       this.log.error({ err: e }, `${what} failed`);
     });

@@ -16,7 +16,7 @@ import https from 'node:https';
 import net, { isIP } from 'node:net';
 import os from 'node:os';
 import { LIMITS } from '../domain/limits.js';
-import { validateGroup, validatePort, ValidationError } from '../domain/validate.js';
+import { validateGroup, validateId, validatePort, ValidationError } from '../domain/validate.js';
 import type { Controller } from './controller.js';
 import { isLoopback } from './config.js';
 
@@ -103,12 +103,6 @@ function pathId(raw: string | undefined): string | undefined {
   }
 }
 
-/** Ids become store keys (a port's key holds its host and its id), which are bounded in bytes: an id
- *  of 255 characters may take 1,020 bytes in UTF-8. The API takes ids of at most 255 bytes. */
-function checkIdBytes(what: string, ids: (string | null | undefined)[]): void {
-  for (const id of ids) if (id && Buffer.byteLength(id, 'utf8') > LIMITS.id) throw new HttpError(400, `${what} longer than ${LIMITS.id} bytes in UTF-8`);
-}
-
 function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string | undefined) => boolean): http.RequestListener {
   const expected = o.token === undefined ? undefined : digest(o.token);
   return (req, res) => {
@@ -141,7 +135,7 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       if (kind === 'groups' && id === undefined && req.method === 'GET') return send(200, ctl.store.groups());
       if (kind === 'ports' && id === undefined && req.method === 'GET') return send(200, ctl.store.ports());
       if ((kind !== 'groups' && kind !== 'ports') || !id) throw new HttpError(404, 'not found');
-      checkIdBytes('id', [id]);
+      validateId('id', id);
       if (req.method !== 'GET' && req.method !== 'PUT' && req.method !== 'DELETE') throw new HttpError(405, 'method not allowed', { allow: 'GET, PUT, DELETE' });
       if (req.method !== 'GET' && !ctl.connected) throw new HttpError(503, 'not connected to the broker; retry');
       if (kind === 'groups') {
@@ -149,7 +143,6 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
         if (req.method === 'PUT') {
           // The id comes from the path, so the body need not repeat it.
           const g = validateGroup({ ...bodyObject(await body(req)), id });
-          checkIdBytes('remoteGroupId', g.rules.map((r) => r.remoteGroupId));
           return send(200, await ctl.putGroup(id, g.stateful, g.rules));
         }
         return (await ctl.deleteGroup(id)) ? send(204, null) : send(404, { error: 'no such group' });
@@ -157,7 +150,6 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       if (req.method === 'GET') return ctl.store.port(id) ? send(200, ctl.store.port(id)) : send(404, { error: 'no such port' });
       if (req.method === 'PUT') {
         const p = validatePort({ ...bodyObject(await body(req)), id });
-        checkIdBytes('host or group id', [p.host, ...p.securityGroups]);
         return send(200, await ctl.putPort(id, p));
       }
       return (await ctl.deletePort(id)) ? send(204, null) : send(404, { error: 'no such port' });

@@ -2,7 +2,7 @@
 // beyond one is refused, not allocated.
 
 export const LIMITS = {
-  /** Ids (groups, ports, rules, hosts) are free text of at most this many characters. */
+  /** Ids (groups, ports, rules, hosts) are free text of at most this many bytes in UTF-8. */
   id: 255,
   rulesPerGroup: 1000,
   /** Addresses in one member delta; larger changes go as several deltas or a sync. */

@@ -41,8 +41,10 @@ function list(what: string, v: unknown, max: number): unknown[] {
 
 const absent = (v: unknown) => v === undefined || v === null;
 
+/** Ids are free text, bounded in UTF-8 bytes: they become store keys (which are bounded in bytes),
+ *  and never reach the kernel (kernel names are hashes of them). */
 export function validateId(what: string, v: unknown): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > LIMITS.id) fail(what, `must be a string of 1-${LIMITS.id} characters`);
+  if (typeof v !== 'string' || v.length === 0 || Buffer.byteLength(v, 'utf8') > LIMITS.id) fail(what, `must be a string of 1-${LIMITS.id} bytes in UTF-8`);
   return v;
 }
 
