@@ -204,6 +204,11 @@ test.serial('groups and ports created through the API become sets, chains and re
   await call('PUT', '/ports/p3', portBody(v3, agents.a.host, [G('iso')]));
   await call('PUT', '/ports/p4', portBody(v4, agents.b.host, [G('db')]));
   await call('PUT', '/ports/p5', portBody(v5, agents.b.host, [G('db')]));
+  // The controllers stall for 700 ms (what once made this test judge a drop before the port's filter
+  // was in, issue 10 item 20): every check below waits for the state it asserts.
+  for (const a of apis) a.proc.kill('SIGSTOP');
+  await new Promise((r) => setTimeout(r, 700));
+  for (const a of apis) a.proc.kill('SIGCONT');
   await waitFor('host a sets', async () => (await status('a')).sets.some((s) => s.size === 2));
   await waitFor('host b sets', async () => (await status('b')).sets.some((s) => s.size === 2));
   await inKernel('a', ['p1', 'p2', 'p3']);

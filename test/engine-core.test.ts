@@ -227,3 +227,27 @@ test('what a previous run left keeps filtering until this run\'s first apply; on
   t.false(dp.sets.has('4:old'));
   t.true(dp.filters.has('p1'));
 });
+
+test('portInKernel says whether a port\'s current filter is applied: not while it waits or is written', async (t) => {
+  const { dp, fw } = engine({ structureIntervalMs: 600_000, structureIntervalMaxMs: 600_000 });
+  fw.setGroup(selfGroup('g'));
+  fw.setPort(port(1, ['g']));
+  t.false(fw.portInKernel('p1'), 'not yet applied');
+  await fw.flush();
+  t.true(fw.portInKernel('p1'));
+  let during: boolean | undefined;
+  dp.during = () => {
+    during = fw.portInKernel('p1');
+  };
+  fw.setGroup({ ...selfGroup('g'), rules: [] });
+  t.false(fw.portInKernel('p1'), 'its group changed: waiting');
+  await fw.flush();
+  t.false(during, 'not while being written');
+  t.true(fw.portInKernel('p1'));
+  dp.during = null;
+  dp.failPorts.add('p1');
+  fw.setPort(port(1, ['g'], { fixedIps: ['10.0.0.42'] }));
+  await fw.flush();
+  t.false(fw.portInKernel('p1'), 'refused by the dataplane');
+  t.false(fw.portInKernel('nope'));
+});

@@ -12,7 +12,7 @@ import type { PortInput, SecurityGroupInput } from '../model.js';
 import { ValidationError } from '../domain/validate.js';
 import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortFilter, type ReconcileReport, type SetRef } from './dataplane.js';
 import { ApplyLoop, type RunResult } from './loop.js';
-import { buildFilter, planMembers, planStructure } from './planner.js';
+import { planMembers, planStructure } from './planner.js';
 import { HostState, type DesiredSnapshot, type Work } from './state.js';
 import { dedupePairs } from './cuts.js';
 import { IptablesDataplane } from './iptables/backend.js';
@@ -94,6 +94,8 @@ export class FirewallEngine {
   private readonly failedUpdates = new Map<string, Retry & { groupId: string }>();
   private readonly failedPorts = new Map<string, Retry>();
   private readonly quarantine = new Map<string, QuarantineEntry>();
+  /** Ports whose filter the apply running now writes. */
+  private inFlight: ReadonlySet<string> = new Set();
   private retryTimer: NodeJS.Timeout | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -253,11 +255,14 @@ export class FirewallEngine {
 
   private async applyChanges(changes: ChangeSet, work: Partial<Work>): Promise<void> {
     let outcome;
+    this.inFlight = new Set(changes.filters.upsert.map((f) => f.portId));
     try {
       outcome = await this.dataplane.apply(changes);
     } catch (e) {
       this.state.restoreWork(work);
       throw e;
+    } finally {
+      this.inFlight = new Set();
     }
     const now = Date.now();
     this.counters.conntrackDeleted += outcome.conntrackDeleted;
@@ -403,10 +408,9 @@ export class FirewallEngine {
 
   /** Whether a port's current filter is in the kernel (what a test waits for before checking a drop). */
   portInKernel(portId: string): boolean {
-    const p = this.state.port(portId);
-    const f = this.filters.get(portId);
-    if (!p || !f || this.failedPorts.has(portId)) return false;
-    return f.key === buildFilter(this.state, p, { failedSets: new Set(this.failedSets.keys()), retrySets: [] }).key;
+    // Applied, not refused, and nothing about it waiting or being written: the kernel holds its
+    // current filter (rules naming a set that could not be made held back, as planned).
+    return this.state.port(portId) !== undefined && this.filters.has(portId) && !this.failedPorts.has(portId) && !this.inFlight.has(portId) && !this.state.portPending(portId);
   }
 
   private stopTimers(): void {

@@ -88,6 +88,13 @@ export class HostState {
     const w = this.work;
     return w.ports.size > 0 || w.groups.size > 0 || w.deltas.size > 0 || w.resync.size > 0 || w.cuts.length > 0;
   }
+  /** Whether a port's filter waits to be planned again (it, or one of its groups, changed). */
+  portPending(portId: string): boolean {
+    if (this.work.ports.has(portId)) return true;
+    const p = this.ports.get(portId);
+    return !!p && this.work.groups.size > 0 && p.securityGroups.some((g) => this.work.groups.has(g));
+  }
+
   /** Whether the pending work is membership alone (no filter to plan again). */
   get structureChanged(): boolean {
     return this.work.ports.size > 0 || this.work.groups.size > 0;
