@@ -14,6 +14,9 @@ import { coalesceUpdates, type Publisher } from '../src/controller/publisher.js'
 import { OutboxRelay } from '../src/controller/relay.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
 import { computeNeeds } from '../src/agent/needs.js';
+import { loadConfig } from '../src/agent/config.js';
+import { loadControllerConfig } from '../src/controller/config.js';
+import { checkBrokerOptions, parseBrokerUrls } from '../src/protocol/connection.js';
 import { malformedCorpus } from './helpers/malformed.js';
 
 test('every message of the malformed corpus is refused with a MalformedMessage', (t) => {
@@ -138,4 +141,52 @@ test('a relay publishes its own entries at once and a silent peer\'s only once t
   await relay.drain();
   t.deepEqual(sent, ['group.rules:own', 'group.rules:theirs'], 'left too long: taken as orphaned');
   t.is(mine.outbox().length, 0);
+});
+
+// The lease holder's relay (pure logic beside test/cluster.test.ts, which kills a real one): it alone
+// publishes, every entry of the shared store at once and in the order they were committed.
+test('a leading relay publishes every entry of the store in commit order; a relay without the lease publishes nothing', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-relay-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const mine = await Store.open(dir);
+  const peer = await Store.open(dir);
+  t.teardown(async () => {
+    await mine.close();
+    await peer.close();
+  });
+  const sent: string[] = [];
+  const publisher = { send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}:${(m as { revision: number }).revision}`) } as unknown as Publisher;
+  let leads = false;
+  const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs: 60_000, isLeader: () => leads });
+  t.teardown(() => relay.close());
+  await peer.putGroup('g', true, []);
+  await mine.putGroup('g', true, []);
+  await peer.putGroup('g', false, []);
+  await relay.drain();
+  t.deepEqual(sent, [], 'without the lease, not even its own entries');
+  leads = true;
+  await relay.drain();
+  t.deepEqual(sent, ['group.rules:g:1', 'group.rules:g:2', 'group.rules:g:3'], "everyone's entries, revisions rising");
+  t.is(mine.outbox().length, 0);
+  // A peer's later write is found without anyone kicking this relay.
+  await peer.putGroup('g', true, []);
+  const deadline = Date.now() + 10_000;
+  while (sent.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.is(sent[3], 'group.rules:g:4');
+});
+
+test('broker URLs: one, several separated by commas, or a list; each checked', (t) => {
+  t.deepEqual(parseBrokerUrls('amqp://a:5701/v, amqp://b:5702/v,,'), ['amqp://a:5701/v', 'amqp://b:5702/v']);
+  t.deepEqual(parseBrokerUrls(['amqp://a/', ' amqp://b/ ']), ['amqp://a/', 'amqp://b/']);
+  const env = { SG_AGENT_HOST: 'h', SG_AMQP_URL: 'amqp://a:5701/v,amqp://b:5702/v' };
+  t.deepEqual(loadConfig(undefined, env).amqpUrls, ['amqp://a:5701/v', 'amqp://b:5702/v']);
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-cfg-')), 'agent.json');
+  t.teardown(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
+  fs.writeFileSync(file, JSON.stringify({ host: 'h', amqp: { urls: ['amqp://c:5703/v', 'amqp://d:5704/v'] } }));
+  t.deepEqual(loadConfig(file, {}).amqpUrls, ['amqp://c:5703/v', 'amqp://d:5704/v']);
+  fs.writeFileSync(file, JSON.stringify({ host: 'h', amqp: { url: 'amqp://e/' } }));
+  t.deepEqual(loadConfig(file, {}).amqpUrls, ['amqp://e/'], 'amqp.url still works');
+  t.throws(() => checkBrokerOptions({ urls: ['amqp://a/', 'http://b/'] }), { message: /amqp/ });
+  t.throws(() => checkBrokerOptions({ urls: [] }), { message: /no broker URL/ });
+  t.is(loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: '/k', SG_HTTP_LISTEN: '', SG_AMQP_URL: 'amqp://a/,amqp://b/' }).amqpUrl, 'amqp://a/,amqp://b/');
 });

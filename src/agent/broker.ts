@@ -7,7 +7,7 @@
 import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { checkBrokerOptions, connectBroker, retryDelay } from '../protocol/connection.js';
+import { BrokerUrls, checkBrokerOptions, retryDelay } from '../protocol/connection.js';
 import { decode, encode, MAX_MESSAGE_BYTES, type SyncReply, type SyncRequest } from '../protocol/messages.js';
 import { agentQueue, DEAD_LETTER_EXCHANGE, GROUP_EXCHANGE, HOST_EXCHANGE, hostKey, SYNC_EXCHANGE, SYNC_ROUTING_KEY } from '../protocol/routing.js';
 import { KEY_ID_HEADER, Keyring, MessageVerifier, SIGNATURE_BYTES, UPDATE_CONTEXT, type Refusal } from '../protocol/signing.js';
@@ -37,7 +37,8 @@ export class SessionEnded extends Error {
 
 /** What the agent does at each point of a session's life. */
 export interface SessionHooks {
-  /** A fresh channel, the agent's queue declared; `queueKept`: it survived with its bindings. Deliveries
+  /** A fresh channel, the agent's queue declared; `queueKept`: it survived with its bindings (never,
+   *  now that the queue is exclusive to its connection; kept for the agent's interface). Deliveries
    *  start right after this returns. */
   opened(ch: Channel, queueKept: boolean): void;
   /** Consuming: bring the state up to date (the full sync). A throw ends the session; another follows. */
@@ -73,11 +74,11 @@ export class AgentBroker {
   private readonly pending = new Map<string, PendingRpc>();
   private readonly verifier: MessageVerifier;
   private readonly queue: string;
-  /** The first session deletes a queue left by a previous process: its bindings are unknown to us. */
-  private everConnected = false;
+  private readonly brokers: BrokerUrls;
 
   constructor(private readonly cfg: AgentConfig, private readonly log: Logger, private readonly metrics: AgentMetrics, private readonly hooks: SessionHooks) {
-    checkBrokerOptions({ url: cfg.amqpUrl, tls: cfg.amqpTls });
+    this.brokers = new BrokerUrls(cfg.amqpUrls?.length ? cfg.amqpUrls : cfg.amqpUrl);
+    checkBrokerOptions({ urls: this.brokers.urls, tls: cfg.amqpTls });
     if (cfg.trustedKeys.length === 0) throw new Error("config: trustedKeys (SG_TRUSTED_KEYS) is required: the controllers' public keys");
     this.verifier = new MessageVerifier(new Keyring(cfg.trustedKeys, (e) => this.log.error({ err: e.message }, 'trusted keys')));
     this.queue = agentQueue(cfg.host);
@@ -133,7 +134,8 @@ export class AgentBroker {
   }
 
   private async open(): Promise<Session> {
-    const conn = await connectBroker({ url: this.cfg.amqpUrl, tls: this.cfg.amqpTls, name: `sg-agent ${this.cfg.host}` });
+    const conn = await this.brokers.connect({ tls: this.cfg.amqpTls, name: `sg-agent ${this.cfg.host}` });
+    this.log.info({ broker: this.brokers.shown() }, 'connected to the broker');
     let s: Session | undefined;
     conn.on('error', (e: Error) => this.log.warn({ err: e.message }, 'broker connection error'));
     conn.on('close', () => s && this.end(s));
@@ -147,12 +149,13 @@ export class AgentBroker {
       // A channel closes alone on a protocol error (a refused permission): the session is over too.
       ch.on('close', () => this.end(session));
       ch.on('return', (m: Message) => this.onReturned(m));
-      const queueKept = await this.declareQueue(conn, ch);
+      await this.declareQueue(ch);
       await ch.prefetch(PREFETCH);
       // Direct reply-to needs its consumer before the first request is published.
       await ch.consume(REPLY_QUEUE, (m) => m && this.onReply(m), { noAck: true });
       this.session = session;
-      this.hooks.opened(ch, queueKept);
+      // Its queue is new with each session: no binding of a previous one is left.
+      this.hooks.opened(ch, false);
       await ch.bindQueue(this.queue, HOST_EXCHANGE, hostKey(this.cfg.host));
       await ch.consume(this.queue, (m) => this.onDelivery(session, ch, m));
       return session;
@@ -174,20 +177,20 @@ export class AgentBroker {
     }
   }
 
-  /** Declares the agent's queue; whether it existed before (with the bindings of this process). */
-  private async declareQueue(conn: ChannelModel, ch: Channel): Promise<boolean> {
-    const probe = await conn.createChannel();
-    probe.on('error', () => undefined);
-    let existed = await probe.checkQueue(this.queue).then(() => probe.close().then(() => true, () => true), () => false);
-    if (existed && !this.everConnected) {
-      await ch.deleteQueue(this.queue);
-      existed = false;
-    }
-    // Durable with an expiry: its bindings survive a reconnect (RabbitMQ 4 refuses transient
-    // non-exclusive queues), and a host gone for good does not leave it behind.
-    await ch.assertQueue(this.queue, { durable: true, arguments: { 'x-expires': this.cfg.queueExpiresMs, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
-    this.everConnected = true;
-    return existed;
+  /**
+   * Declares the agent's queue: exclusive to this connection, so it lives on the node the agent is
+   * connected to and goes with the connection. When that node dies the agent loses both at once and
+   * declares the queue again, by the same name, on the node it reconnects to; a durable queue would
+   * instead stay bound and unusable (`404 … home node … is down`) until its node returned, with every
+   * update routed to it lost. Nothing survives a session, which costs nothing more: every session
+   * starts with a full sync anyway. Measured in bench/scale-queues.ts; see docs/protocol.md.
+   *
+   * A previous connection of this host that the broker has not yet seen die (no heartbeat for two
+   * intervals) still holds the name: RESOURCE_LOCKED ends the session and the next attempt, after a
+   * backoff, finds it free.
+   */
+  private async declareQueue(ch: Channel): Promise<void> {
+    await ch.assertQueue(this.queue, { exclusive: true, durable: false, arguments: { 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
   }
 
   /** Ends a session once: everything waiting on it learns, and its connection is closed. */

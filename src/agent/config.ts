@@ -1,11 +1,14 @@
 // Agent configuration: a JSON file, then environment variables over it (documented in docs/agent.md).
 import fs from 'node:fs';
-import type { BrokerTls } from '../protocol/connection.js';
+import { parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 
 export interface AgentConfig {
   /** This host's name as the control plane binds ports to it. */
   host: string;
+  /** The broker: one URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
   amqpUrl: string;
+  /** The brokers as a list (file: `amqp.urls`); when set, it is used instead of `amqpUrl`. */
+  amqpUrls?: string[];
   /** TLS towards the broker (amqps:// URLs): CA, client certificate and key files, EXTERNAL auth. */
   amqpTls: BrokerTls;
   /** Public keys (PEM files, or directories of `*.pub`/`*.pem`) whose signatures the agent accepts:
@@ -27,7 +30,8 @@ export interface AgentConfig {
   /** host:port for /metrics and /status; '' turns the listener off. Loopback by default. */
   metricsListen: string;
   syncTimeoutMs: number;
-  /** The agent queue outlives a disconnect by this much, keeping its bindings. */
+  /** No longer used: the agent's queue is exclusive to its connection (docs/protocol.md). Still
+   *  accepted so that existing configurations load. */
   queueExpiresMs: number;
   /** A full sync this often bounds the effect of any update lost on the way (0 = off). */
   fullSyncIntervalMs: number;
@@ -82,12 +86,15 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   // The example config nests some keys; flatten the ones we know.
   const nested = {
     ...(fromFile.firewall as object | undefined),
-    ...(fromFile.amqp ? { amqpUrl: (fromFile.amqp as { url?: string }).url, amqpTls: (fromFile.amqp as { tls?: BrokerTls }).tls ?? {} } : {}),
+    ...(fromFile.amqp ? { amqpUrl: (fromFile.amqp as { url?: string }).url, amqpUrls: (fromFile.amqp as { urls?: string[] }).urls, amqpTls: (fromFile.amqp as { tls?: BrokerTls }).tls ?? {} } : {}),
     ...(fromFile.metrics ? { metricsListen: (fromFile.metrics as { listen?: string }).listen } : {}),
     ...(fromFile.log ? { logLevel: (fromFile.log as { level?: string }).level } : {}),
   };
   const cfg: Record<string, unknown> = { ...DEFAULTS, ...fromFile, ...nested };
   for (const [k, key] of Object.entries(ENV)) if (env[k] !== undefined) cfg[key] = env[k];
+  // The environment's URL (one or a comma-separated list) wins over the file's, list included.
+  cfg.amqpUrls = parseBrokerUrls(env.SG_AMQP_URL ?? cfg.amqpUrls ?? cfg.amqpUrl);
+  if (!cfg.amqpUrl) cfg.amqpUrl = (cfg.amqpUrls as string[]).join(',');
   const tls: Record<string, unknown> = { ...(cfg.amqpTls as object) };
   for (const [k, key] of Object.entries(TLS_ENV)) if (env[k] !== undefined) tls[key] = key === 'external' ? /^(1|true|yes)$/i.test(env[k]!) : env[k];
   cfg.amqpTls = tls;
@@ -100,7 +107,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     cfg[k] = n;
   }
   if (typeof cfg.host !== 'string' || !cfg.host) throw new Error('config: host is required (or SG_AGENT_HOST)');
-  if (typeof cfg.amqpUrl !== 'string' || !cfg.amqpUrl) throw new Error('config: amqp url is required (or SG_AMQP_URL)');
+  if (typeof cfg.amqpUrl !== 'string' || (cfg.amqpUrls as string[]).length === 0) throw new Error('config: amqp url (or urls) is required (or SG_AMQP_URL)');
   if (cfg.mode !== 'bridged' && cfg.mode !== 'routed') throw new Error('config: mode must be bridged or routed');
   const drop = typeof cfg.dropUnknownDevices === 'string' ? cfg.dropUnknownDevices.split(',').filter(Boolean) : cfg.dropUnknownDevices;
   if (!Array.isArray(drop) || !drop.every((p) => typeof p === 'string' && /^[A-Za-z0-9_.-]{1,14}$/.test(p))) throw new Error('config: dropUnknownDevices must be interface-name prefixes (letters, digits, _ . -)');

@@ -3,10 +3,11 @@
 // trust is checked here, at start-up: the signing key, the admin API's token and TLS.
 import fs from 'node:fs';
 import { isIP } from 'node:net';
-import { checkBrokerOptions, type BrokerTls } from '../protocol/connection.js';
+import { checkBrokerOptions, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import { readSecretFile } from '../protocol/signing.js';
 
 export interface ControllerConfig {
+  /** The broker: one URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
   amqpUrl: string;
   amqpTls: BrokerTls;
   dataDir: string;
@@ -34,7 +35,7 @@ export interface HttpConfig {
 export const MIN_TOKEN_LENGTH = 16;
 
 interface FileShape {
-  amqp?: { url?: string; tls?: BrokerTls };
+  amqp?: { url?: string; urls?: string[]; tls?: BrokerTls };
   dataDir?: string;
   signingKeyFile?: string;
   http?: { listen?: string; tokenFile?: string; tls?: { certFile?: string; keyFile?: string }; allowedHosts?: string[]; socketMode?: string | number };
@@ -53,7 +54,7 @@ export function loadControllerConfig(file: string | undefined, env: NodeJS.Proce
   const tokenFile = env.SG_HTTP_TOKEN_FILE ?? f.http?.tokenFile;
   const mode = env.SG_HTTP_SOCKET_MODE ?? f.http?.socketMode ?? '600';
   const cfg: ControllerConfig = {
-    amqpUrl: env.SG_AMQP_URL ?? f.amqp?.url ?? 'amqp://guest:guest@127.0.0.1:5672',
+    amqpUrl: env.SG_AMQP_URL ?? (f.amqp?.urls ? parseBrokerUrls(f.amqp.urls).join(',') : undefined) ?? f.amqp?.url ?? 'amqp://guest:guest@127.0.0.1:5672',
     amqpTls: tls,
     dataDir: env.SG_DATA_DIR ?? f.dataDir ?? 'sg-controller-data',
     signingKeyFile: env.SG_SIGNING_KEY_FILE ?? f.signingKeyFile ?? '',
@@ -73,7 +74,7 @@ export function loadControllerConfig(file: string | undefined, env: NodeJS.Proce
 }
 
 function checkControllerConfig(cfg: ControllerConfig): void {
-  checkBrokerOptions({ url: cfg.amqpUrl, tls: cfg.amqpTls });
+  checkBrokerOptions({ urls: parseBrokerUrls(cfg.amqpUrl), tls: cfg.amqpTls });
   if (!cfg.signingKeyFile) throw new Error('config: signingKeyFile (SG_SIGNING_KEY_FILE) is required; make one with `sg-controller keygen --out DIR`');
   const h = cfg.http;
   if (!h.listen) return;

@@ -2,16 +2,25 @@
 // together. Each change is stored with the messages announcing it in one transaction; the relay then
 // publishes them (with broker confirms, signed) to exactly the hosts and groups they concern. Several
 // controller processes may open the same data directory: each serves the admin API it is given and
-// consumes the shared sync queue. The broker may be down at start or go away at any time: the
-// controller keeps (re)connecting, the API keeps answering reads, and changes wait in the outbox.
+// consumes the shared sync queue; one of them at a time, the holder of the leadership lease, publishes
+// what any of them stored. The broker may be down at start or go away at any time: the controller
+// keeps (re)connecting, to the next broker of its list, the API keeps answering reads, and changes
+// wait in the outbox.
+//
+// The lease is what the broker already offers, an exclusive queue (LEADER_QUEUE): the broker grants it
+// to one connection and drops it the moment that connection ends, whether the controller crashed, its
+// host or the broker node it was on died, or the network between them failed. The lease and the
+// publishing channel share that connection, so no controller can publish without holding the lease,
+// and none holds it without publishing. The others ask for it again every second or so.
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { PortInput, SecurityGroupRuleInput } from '../model.js';
-import { connectBroker, retryDelay, type BrokerTls } from '../protocol/connection.js';
+import { BrokerUrls, retryDelay, type BrokerTls } from '../protocol/connection.js';
+import { LEADER_QUEUE } from '../protocol/routing.js';
 import type { MessageSigner } from '../protocol/signing.js';
 import { Store, type GroupRecord, type PortRecord } from './store.js';
-import { Publisher, declareTopology } from './publisher.js';
+import { Publisher, declareDeadLetterQueue, declareTopology } from './publisher.js';
 import { OutboxRelay } from './relay.js';
 import { serveSync } from './rpc.js';
 import { startAdminApi, type AdminApiOptions } from './http.js';
@@ -19,8 +28,11 @@ import { startAdminApi, type AdminApiOptions } from './http.js';
 /** Between broker connection attempts: 0.25 s doubling to 10 s (with jitter). */
 const RECONNECT_BASE_MS = 250;
 const RECONNECT_MAX_MS = 10_000;
+/** Between two requests for the leadership lease while another controller holds it (with jitter). */
+const LEASE_RETRY_MS = 1_000;
 
 export interface ControllerOptions {
+  /** One broker URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
   amqpUrl: string;
   amqpTls?: BrokerTls;
   dataDir: string;
@@ -46,13 +58,18 @@ export class Controller {
   http?: Server;
   private apiUrl?: string;
   private stopping = false;
+  private readonly brokers: BrokerUrls;
+  /** Holds the leadership lease on the current connection: publishes the outbox. */
+  private leader = false;
   private wake?: () => void;
   private loop: Promise<void> = Promise.resolve();
   private firstConnect!: () => void;
   /** Resolves once the controller has been connected to the broker (the first time). */
   readonly brokerReady: Promise<void> = new Promise((r) => (this.firstConnect = r));
   private constructor(readonly store: Store, private readonly opts: ControllerOptions) {
+    this.brokers = new BrokerUrls(opts.amqpUrl);
     this.relay = new OutboxRelay(store, () => (this.ch ? this.publisher : undefined), {
+      isLeader: () => this.leader,
       coalesceMs: opts.coalesceMs ?? 20,
       ...(opts.relayIntervalMs?.min !== undefined ? { minIntervalMs: opts.relayIntervalMs.min } : {}),
       ...(opts.relayIntervalMs?.max !== undefined ? { maxIntervalMs: opts.relayIntervalMs.max } : {}),
@@ -93,18 +110,21 @@ export class Controller {
     for (let attempt = 0; !this.stopping; ) {
       let conn: ChannelModel | undefined;
       try {
-        conn = await connectBroker({ url: this.opts.amqpUrl, tls: this.opts.amqpTls, name: 'sg-controller' });
+        conn = await this.brokers.connect({ tls: this.opts.amqpTls, name: 'sg-controller' });
         const closed = new Promise<void>((r) => conn!.once('close', () => r()));
         conn.on('error', (e: Error) => this.opts.logger?.warn({ err: e.message }, 'broker connection error'));
         await this.setUp(conn);
-        this.opts.logger?.info('broker connection up');
+        this.opts.logger?.info({ broker: this.brokers.shown() }, 'broker connection up');
         attempt = 0;
         this.firstConnect();
-        await Promise.race([closed, new Promise<void>((r) => (this.wake = r))]);
+        const woken = new Promise<void>((r) => (this.wake = r));
+        await Promise.race([closed, woken, this.campaign(conn, Promise.race([closed, woken])).then(() => new Promise<void>(() => undefined))]);
         if (!this.stopping) this.opts.logger?.warn('broker connection lost; reconnecting');
       } catch (e) {
         if (!this.stopping) this.opts.logger?.warn({ err: (e as Error).message }, 'broker connection failed; retrying');
       } finally {
+        if (this.leader) this.opts.logger?.warn('leadership lost with the broker connection');
+        this.leader = false;
         this.ch = undefined;
         await conn?.close().catch(() => undefined);
       }
@@ -120,6 +140,33 @@ export class Controller {
     }
   }
 
+  /** Asks for the leadership lease until this controller holds it or `over` (the connection ended).
+   *  Held, it lasts as long as the connection: nothing more to do. */
+  private async campaign(conn: ChannelModel, over: Promise<void>): Promise<void> {
+    let ended = false;
+    void over.then(() => (ended = true));
+    while (!ended && !this.stopping) {
+      // A refusal closes the channel it was asked on: a throwaway channel each time.
+      const ch = await conn.createChannel().catch(() => undefined);
+      if (!ch) return;
+      ch.on('error', () => undefined);
+      try {
+        await ch.assertQueue(LEADER_QUEUE, { exclusive: true, durable: false });
+        if (ended) return;
+        this.leader = true;
+        this.opts.logger?.info('leadership lease taken: this controller publishes');
+        this.relay.kick();
+        return;
+      } catch (e) {
+        // 405 RESOURCE_LOCKED: another controller holds it. Anything else is worth a line.
+        if (!/RESOURCE_LOCKED|405/.test((e as Error).message)) this.opts.logger?.warn({ err: (e as Error).message }, 'leadership lease request failed');
+      }
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([over, new Promise((r) => (timer = setTimeout(r, LEASE_RETRY_MS * (0.5 + Math.random()))))]);
+      clearTimeout(timer);
+    }
+  }
+
   /** Declares what agents rely on, then the publisher and the sync server on fresh channels. */
   private async setUp(conn: ChannelModel): Promise<void> {
     // A channel closes alone on a protocol error: the connection goes with it, and is made again.
@@ -130,6 +177,12 @@ export class Controller {
     };
     const ch = watch(await conn.createConfirmChannel());
     await declareTopology(ch);
+    const dlq = await conn.createChannel();
+    dlq.on('error', () => undefined);
+    await declareDeadLetterQueue(dlq).then(
+      () => dlq.close().catch(() => undefined),
+      (e: Error) => this.opts.logger?.warn({ err: e.message }, 'dead-letter queue unavailable (its broker node may be down); refused messages are not kept meanwhile'),
+    );
     this.publisher = new Publisher(ch, this.opts.signer, this.opts.coalesceMs ?? 20);
     const rpcCh = watch(await conn.createChannel());
     await serveSync(rpcCh, this.store, this.opts.signer, (e) => this.opts.logger?.error({ err: e }, 'sync request failed'));
@@ -139,9 +192,15 @@ export class Controller {
     this.relay.kick();
   }
 
-  /** Whether changes can be published now (the admin API refuses them otherwise). */
+  /** Whether changes can be published now (the admin API refuses them otherwise): by this controller,
+   *  or by the lease holder, which reads them from the shared store. */
   get connected(): boolean {
     return !!this.ch;
+  }
+
+  /** Whether this controller holds the leadership lease (publishes the outbox). */
+  get isLeader(): boolean {
+    return this.leader;
   }
 
   /** `http(s)://host:port` or `unix:/path` of the admin API. */

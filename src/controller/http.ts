@@ -126,7 +126,7 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       if (extra !== undefined) throw new HttpError(404, 'not found');
       // Outbox depth: changes stored but not yet confirmed by the broker (all controllers of the store).
       // Open to monitoring without the token: it names no group, port or host.
-      if (kind === 'healthz' && id === undefined && req.method === 'GET') return send(200, { ok: true, connected: ctl.connected, outbox: ctl.store.outboxDepth(), published: ctl.relay.published, ...o.extension?.health?.() });
+      if (kind === 'healthz' && id === undefined && req.method === 'GET') return send(200, { ok: true, connected: ctl.connected, leader: ctl.isLeader, outbox: ctl.store.outboxDepth(), published: ctl.relay.published, ...o.extension?.health?.() });
       if (expected && !tokenMatches(req.headers.authorization, expected)) throw new HttpError(401, 'a valid bearer token is required', { 'www-authenticate': 'Bearer' });
       const read = o.extension?.reads?.[url.pathname];
       if (read && req.method === 'GET') return send(200, read());

@@ -5,7 +5,7 @@
 import type { Channel, ConfirmChannel } from 'amqplib';
 import { encode, LIMITS, type UpdateMessage, type GroupMembersMessage, type GroupRulesMessage, type WirePort } from '../protocol/messages.js';
 import {
-  DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_QUEUE_ARGS, GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_ROUTING_KEY, groupKey, hostKey,
+  DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_QUEUE_ARGS, GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_QUEUE_ARGS, SYNC_ROUTING_KEY, groupKey, hostKey,
 } from '../protocol/routing.js';
 import { UPDATE_CONTEXT, type MessageSigner } from '../protocol/signing.js';
 import type { SecurityGroupRuleInput } from '../model.js';
@@ -24,10 +24,17 @@ export async function declareTopology(ch: Channel): Promise<void> {
   await ch.assertExchange(GROUP_EXCHANGE, 'direct', { durable: true });
   await ch.assertExchange(HOST_EXCHANGE, 'direct', { durable: true });
   await ch.assertExchange(SYNC_EXCHANGE, 'direct', { durable: true });
-  // Durable and shared: RabbitMQ 4 refuses transient non-exclusive queues, and several controllers consume it.
-  await ch.assertQueue(SYNC_QUEUE, { durable: true });
+  // Durable, shared by the controllers, and replicated: a cluster node lost does not take it along.
+  await ch.assertQueue(SYNC_QUEUE, { durable: true, arguments: SYNC_QUEUE_ARGS });
   await ch.bindQueue(SYNC_QUEUE, SYNC_EXCHANGE, SYNC_ROUTING_KEY);
   await ch.assertExchange(DEAD_LETTER_EXCHANGE, 'fanout', { durable: true });
+}
+
+/** The dead-letter queue: evidence for an operator, not part of the flow, so a classic queue on one
+ *  node. While that node is down it cannot be declared (404 "home node … is down"); that must not
+ *  keep a controller from serving, so it is declared on a channel of its own and a refusal is only
+ *  reported (the channel closes, the connection does not). */
+export async function declareDeadLetterQueue(ch: Channel): Promise<void> {
   await ch.assertQueue(DEAD_LETTER_QUEUE, { durable: true, arguments: DEAD_LETTER_QUEUE_ARGS });
   await ch.bindQueue(DEAD_LETTER_QUEUE, DEAD_LETTER_EXCHANGE, '');
 }

@@ -2,6 +2,11 @@
 // Changes within `coalesceMs` go out together, consecutive member deltas of a group merged into one.
 // A publish that fails (connection lost before the broker confirmed) leaves its entries in the
 // outbox for the next drain, so delivery is at least once; receivers drop duplicates by revision.
+//
+// With several controllers on one store, either each relay publishes its own entries and a silent
+// peer's once they are orphaned (the default), or one relay publishes everything: the holder of the
+// leadership lease (`isLeader`, see controller.ts), which then also polls for what its peers write.
+// One publisher keeps the order of the store on the wire, across controllers and across a failover.
 import type { Logger } from 'pino';
 import { BurstPacer } from '../pacer.js';
 import type { Publisher } from './publisher.js';
@@ -20,6 +25,9 @@ export interface RelayOptions {
   maxIntervalMs?: number;
   /** Entries another controller process wrote and left this long are taken as orphaned by a crash. */
   orphanAfterMs?: number;
+  /** Set: this relay publishes only while it returns true, and then every entry of the store at once,
+   *  whoever wrote it (the other controllers publish nothing). */
+  isLeader?: () => boolean;
   logger?: Logger;
 }
 
@@ -29,6 +37,7 @@ export class OutboxRelay {
   private readonly pacer: BurstPacer;
   private draining: Promise<void> = Promise.resolve();
   private readonly sweep: NodeJS.Timeout;
+  private readonly poll?: NodeJS.Timeout;
   /** Until the first drain succeeds, drains take every entry: what a previous run of this controller
    *  left behind included (a live peer's fresh entries too, which is only a harmless duplicate). */
   private takeAll = true;
@@ -38,6 +47,14 @@ export class OutboxRelay {
     const orphanAfter = opts.orphanAfterMs ?? 10_000;
     this.sweep = setInterval(() => this.kick(), orphanAfter);
     this.sweep.unref();
+    if (opts.isLeader) {
+      // A peer's writes are not announced to us (LMDB has no cross-process notification): the leader
+      // looks for them at the relay's own pace. An empty range read costs microseconds.
+      this.poll = setInterval(() => {
+        if (this.timer === null && opts.isLeader!() && this.publisher() && store.outboxDepth() > 0) this.kick();
+      }, opts.minIntervalMs ?? 100);
+      this.poll.unref();
+    }
   }
 
   /** Schedules a drain within the coalescing window. */
@@ -64,6 +81,7 @@ export class OutboxRelay {
 
   close(): void {
     clearInterval(this.sweep);
+    if (this.poll) clearInterval(this.poll);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -71,12 +89,18 @@ export class OutboxRelay {
   private async drainOnce(): Promise<void> {
     const publisher = this.publisher();
     if (!publisher) return;
+    const leader = this.opts.isLeader;
+    if (leader && !leader()) return;
     const now = Date.now();
     this.pacer.take();
     this.pacer.done(now);
     const orphanAfter = this.opts.orphanAfterMs ?? 10_000;
-    const takeAll = this.takeAll;
-    const entries = this.store.outbox().filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter);
+    const takeAll = this.takeAll || !!leader;
+    // The store keeps entries by writer; the order they were committed in is their time (ties broken
+    // by revision), which keeps each group's revisions rising on the wire whoever wrote them.
+    const entries = this.store.outbox()
+      .filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter)
+      .sort((a, b) => a.at - b.at || revisionOf(a) - revisionOf(b));
     if (entries.length === 0) {
       this.takeAll = false;
       return;
@@ -89,3 +113,5 @@ export class OutboxRelay {
     this.takeAll = false;
   }
 }
+
+const revisionOf = (e: OutboxEntry) => ('revision' in e.message ? e.message.revision : 0);

@@ -1,7 +1,8 @@
 // Opening a broker connection, the same way for agent and controller: heartbeats, a connect timeout,
 // a name the broker shows (and `rabbitmqctl close_connection` can target), and TLS with a client
 // certificate when configured (amqps:// only: a certificate over a plain connection would be a
-// configuration mistake that leaks nothing but protects nothing either).
+// configuration mistake that leaks nothing but protects nothing either). A deployment may list several
+// brokers (the nodes of one cluster): each connection attempt goes through them in turn.
 import amqp, { type ChannelModel } from 'amqplib';
 import fs from 'node:fs';
 
@@ -27,18 +28,29 @@ export interface BrokerConnectOptions {
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
+/** The broker URLs of a setting: a list, or one string with URLs separated by commas (how the
+ *  environment gives them). Empty entries are ignored. */
+export function parseBrokerUrls(v: unknown): string[] {
+  const list = typeof v === 'string' ? v.split(',') : Array.isArray(v) ? v : [];
+  if (!list.every((u) => typeof u === 'string')) throw new Error('config: broker URLs must be strings');
+  return (list as string[]).map((u) => u.trim()).filter(Boolean);
+}
+
 /** Checks the options once, at configuration time, so that a mistake stops start-up, not each retry. */
-export function checkBrokerOptions(o: Pick<BrokerConnectOptions, 'url' | 'tls'>): void {
-  let protocol: string;
-  try {
-    protocol = new URL(o.url).protocol;
-  } catch {
-    throw new Error('config: the broker URL is not a URL');
-  }
-  if (protocol !== 'amqp:' && protocol !== 'amqps:') throw new Error('config: the broker URL must be amqp:// or amqps://');
+export function checkBrokerOptions(o: { urls: string[]; tls?: BrokerTls }): void {
+  if (o.urls.length === 0) throw new Error('config: no broker URL');
   const t = o.tls ?? {};
   const anyTls = t.caFile || t.certFile || t.keyFile || t.external;
-  if (anyTls && protocol !== 'amqps:') throw new Error('config: TLS files are set but the broker URL is not amqps://');
+  for (const url of o.urls) {
+    let protocol: string;
+    try {
+      protocol = new URL(url).protocol;
+    } catch {
+      throw new Error('config: a broker URL is not a URL');
+    }
+    if (protocol !== 'amqp:' && protocol !== 'amqps:') throw new Error('config: the broker URL must be amqp:// or amqps://');
+    if (anyTls && protocol !== 'amqps:') throw new Error('config: TLS files are set but the broker URL is not amqps://');
+  }
   if (!!t.certFile !== !!t.keyFile) throw new Error('config: a client certificate needs both its cert and key file');
   if (t.external && !t.certFile) throw new Error('config: EXTERNAL authentication needs a client certificate');
   for (const f of [t.caFile, t.certFile, t.keyFile]) if (f) fs.accessSync(f, fs.constants.R_OK);
@@ -57,6 +69,52 @@ export function connectBroker(o: BrokerConnectOptions): Promise<ChannelModel> {
     ...(t.external ? { credentials: amqp.credentials.external() } : {}),
   };
   return amqp.connect(url, socket);
+}
+
+/**
+ * Several brokers (the nodes of a cluster), tried in turn: each attempt goes to the next URL after the
+ * one that failed or whose connection was lost, so a node that is down costs one refused connection
+ * per round, not a whole backoff. The first URL tried is picked at random, which spreads a fleet of
+ * clients over the nodes instead of piling them all on the first one listed.
+ */
+export class BrokerUrls {
+  readonly urls: string[];
+  /** Index of the URL of the latest successful connection (-1: none yet). */
+  current = -1;
+  private next: number;
+
+  /** `urls`: a list, or URLs separated by commas. */
+  constructor(urls: string | string[]) {
+    this.urls = parseBrokerUrls(urls);
+    if (this.urls.length === 0) throw new Error('config: no broker URL');
+    this.next = Math.floor(Math.random() * this.urls.length);
+  }
+
+  /** One round: connects to the first URL, in turn from the next one, that accepts; throws the last
+   *  error when none does. */
+  async connect(o: Omit<BrokerConnectOptions, 'url'>): Promise<ChannelModel> {
+    let last: unknown;
+    for (let i = 0; i < this.urls.length; i++) {
+      const index = this.next;
+      this.next = (index + 1) % this.urls.length;
+      try {
+        const conn = await connectBroker({ ...o, url: this.urls[index]! });
+        this.current = index;
+        return conn;
+      } catch (e) {
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  /** The URL connected to, without its credentials (for logs). */
+  shown(): string {
+    const u = this.urls[this.current];
+    if (!u) return '';
+    const p = new URL(u);
+    return `${p.protocol}//${p.host}${p.pathname}`;
+  }
 }
 
 /** Exponential backoff with jitter (×0.5–1.5): the delay before retry number `attempt` (from 0). The

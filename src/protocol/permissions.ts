@@ -6,7 +6,7 @@
 // it; declaring it with a dead-letter exchange → also write on that exchange; binding → write on the
 // queue and read on the exchange; consuming → read on the queue; publishing → write on the exchange
 // (the default exchange is `amq.default`). Passive declarations (existence checks) need nothing.
-import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE } from './routing.js';
+import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, HOST_EXCHANGE, LEADER_QUEUE, SYNC_EXCHANGE, SYNC_QUEUE } from './routing.js';
 
 export interface BrokerPermissions {
   configure: string;
@@ -31,11 +31,13 @@ export function agentPermissions(host: string): BrokerPermissions {
   };
 }
 
-/** A controller: declares the exchanges and shared queues, publishes updates, consumes sync requests
- *  and answers them through direct reply-to (which goes through the default exchange). */
+/** A controller: declares the exchanges and shared queues and its leadership lease (an exclusive
+ *  queue: declaring it needs configure alone), publishes updates, consumes sync requests and answers
+ *  them through direct reply-to (which goes through the default exchange). An agent cannot take the
+ *  lease: it may configure its own queue only. */
 export function controllerPermissions(): BrokerPermissions {
   return {
-    configure: only(GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE),
+    configure: only(GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, LEADER_QUEUE),
     write: only(GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_QUEUE, DEAD_LETTER_QUEUE, 'amq.default'),
     read: only(SYNC_EXCHANGE, SYNC_QUEUE, DEAD_LETTER_EXCHANGE),
   };

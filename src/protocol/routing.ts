@@ -12,8 +12,15 @@ export const HOST_EXCHANGE = 'sg.hosts';
 export const SYNC_EXCHANGE = 'sg.sync';
 export const SYNC_ROUTING_KEY = 'sync.request';
 /** Shared queue the controllers consume sync requests from. Its name differs from the exchange's:
- *  broker permissions match names, and write on the exchange must not grant write on the queue. */
-export const SYNC_QUEUE = 'sg.sync.requests';
+ *  broker permissions match names, and write on the exchange must not grant write on the queue. A
+ *  quorum queue (replicated), so that a broker node lost takes no controller's and no agent's sync
+ *  with it; the name says so because a queue's type cannot change under the name it was declared with
+ *  (the classic `sg.sync.requests` of earlier versions may be deleted). */
+export const SYNC_QUEUE = 'sg.sync.requests.quorum';
+export const SYNC_QUEUE_ARGS = { 'x-queue-type': 'quorum' } as const;
+/** The controllers' leadership lease: an exclusive queue, held by the one controller connection that
+ *  declared it and dropped by the broker with that connection. Its holder alone publishes updates. */
+export const LEADER_QUEUE = 'sg.controller.leader';
 /** Malformed and unauthenticated messages end here (agents nack them without requeue). */
 export const DEAD_LETTER_EXCHANGE = 'sg.dead';
 /** Named apart from its exchange for the same reason as the sync queue. */
@@ -36,7 +43,7 @@ export function groupKey(groupId: string): string {
 export function hostKey(host: string): string {
   return `h.${h(host)}`;
 }
-/** The agent's own queue: durable with an expiry, so bindings survive a reconnect but not a host gone for good. */
+/** The agent's own queue: exclusive to its connection, declared again (by this name) with every session. */
 export function agentQueue(host: string): string {
   return `sg.agent.${h(host)}`;
 }
