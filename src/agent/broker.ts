@@ -149,7 +149,7 @@ export class AgentBroker {
       // A channel closes alone on a protocol error (a refused permission): the session is over too.
       ch.on('close', () => this.end(session));
       ch.on('return', (m: Message) => this.onReturned(m));
-      await this.declareQueue(ch);
+      await this.declareQueue(conn, ch);
       await ch.prefetch(PREFETCH);
       // Direct reply-to needs its consumer before the first request is published.
       await ch.consume(REPLY_QUEUE, (m) => m && this.onReply(m), { noAck: true });
@@ -187,10 +187,27 @@ export class AgentBroker {
    *
    * A previous connection of this host that the broker has not yet seen die (no heartbeat for two
    * intervals) still holds the name: RESOURCE_LOCKED ends the session and the next attempt, after a
-   * backoff, finds it free.
+   * backoff, finds it free. The durable queue an earlier version left under this name is refused as
+   * inequivalent (PRECONDITION_FAILED): it is deleted (its bindings are the previous process's) and
+   * the queue declared anew.
    */
-  private async declareQueue(ch: Channel): Promise<void> {
-    await ch.assertQueue(this.queue, { exclusive: true, durable: false, arguments: { 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
+  private async declareQueue(conn: ChannelModel, ch: Channel): Promise<void> {
+    const declare = (c: Channel) => c.assertQueue(this.queue, { exclusive: true, durable: false, arguments: { 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
+    // On a throwaway channel: a refusal closes the channel it was made on.
+    const probe = await conn.createChannel();
+    probe.on('error', () => undefined);
+    const earlier = await declare(probe).then(
+      () => false,
+      (e: Error) => {
+        if (/PRECONDITION_FAILED/.test(e.message)) return true;
+        throw e;
+      },
+    );
+    await probe.close().catch(() => undefined);
+    if (!earlier) return;
+    this.log.warn('deleting the durable queue an earlier version left; the queue is now exclusive to the connection');
+    await ch.deleteQueue(this.queue);
+    await declare(ch);
   }
 
   /** Ends a session once: everything waiting on it learns, and its connection is closed. */

@@ -113,3 +113,8 @@ export function queueNodes(vhost: string): Map<string, string> {
 
 /** Node n's number from its name (`sgc2@host` → 2). */
 export const nodeNumber = (name: string) => Number(/^sgc(\d+)@/.exec(name)?.[1] ?? NaN);
+
+/** Stops the three nodes and removes their data. */
+export async function stopCluster(): Promise<void> {
+  await run(['stop']);
+}
