@@ -90,8 +90,12 @@ async function agent(b: Bed, order?: number[]): Promise<AgentProc> {
     // No periodic full sync: only reconnection, revisions and the controllers' outbox converge.
     env: { SG_SYNC_TIMEOUT_MS: '1000', SG_FULL_SYNC_INTERVAL_MS: '0' },
   }));
-  await agentConnected(a);
-  await waitFor('the agent in sync', () => inSyncCount(a) > 0, 60_000);
+  try {
+    await agentConnected(a);
+    await waitFor('the agent in sync', () => inSyncCount(a) > 0, 60_000);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${a.dump()}`);
+  }
   return a;
 }
 

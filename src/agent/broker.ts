@@ -187,24 +187,23 @@ export class AgentBroker {
    *
    * A previous connection of this host that the broker has not yet seen die (no heartbeat for two
    * intervals) still holds the name: RESOURCE_LOCKED ends the session and the next attempt, after a
-   * backoff, finds it free. The durable queue an earlier version left under this name is refused as
-   * inequivalent (PRECONDITION_FAILED): it is deleted (its bindings are the previous process's) and
-   * the queue declared anew.
+   * backoff, finds it free. The durable queue an earlier version left under this name is refused
+   * the same way, but is visible to a passive check (an exclusive queue of another connection is not):
+   * that one is deleted (its bindings are the previous process's) and the queue declared anew.
    */
   private async declareQueue(conn: ChannelModel, ch: Channel): Promise<void> {
     const declare = (c: Channel) => c.assertQueue(this.queue, { exclusive: true, durable: false, arguments: { 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
-    // On a throwaway channel: a refusal closes the channel it was made on.
-    const probe = await conn.createChannel();
-    probe.on('error', () => undefined);
-    const earlier = await declare(probe).then(
-      () => false,
-      (e: Error) => {
-        if (/PRECONDITION_FAILED/.test(e.message)) return true;
-        throw e;
-      },
-    );
-    await probe.close().catch(() => undefined);
-    if (!earlier) return;
+    // Each attempt on a throwaway channel: a refusal closes the channel it was made on.
+    const attempt = async (f: (c: Channel) => Promise<unknown>): Promise<Error | undefined> => {
+      const probe = await conn.createChannel();
+      probe.on('error', () => undefined);
+      const err = await f(probe).then(() => undefined, (e: Error) => e);
+      await probe.close().catch(() => undefined);
+      return err;
+    };
+    const refused = await attempt(declare);
+    if (!refused) return;
+    if (!/RESOURCE_LOCKED|PRECONDITION_FAILED/.test(refused.message) || (await attempt((c) => c.checkQueue(this.queue)))) throw refused;
     this.log.warn('deleting the durable queue an earlier version left; the queue is now exclusive to the connection');
     await ch.deleteQueue(this.queue);
     await declare(ch);
