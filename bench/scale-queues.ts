@@ -15,7 +15,8 @@
 // Lines: `scale.queue.<metric>.<kind> …`; the last kind listed is compared against the first as
 // `ours=<first> baseline=<other> ratio=`. Knobs: SCALEQ_N, SCALEQ_KINDS (comma-separated, first is
 // ours), SCALEQ_WORKERS (4), SCALEQ_JITTER (1: reconnect after 0.5 s × 0.5–1.5 as the agent does;
-// 0: at once), SCALEQ_PUBLISH (messages to every agent for the delivery measurement, default 20).
+// 0: at once), SCALEQ_PUBLISH (messages to every agent for the delivery measurement, default 20),
+// SCALEQ_SETUP_S (a kind whose N agents are not all consuming after this long is reported failed; 300).
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -170,6 +171,7 @@ const N = Number(process.env.SCALEQ_N ?? 1000);
 const KINDS = (process.env.SCALEQ_KINDS ?? 'exclusive,classic,quorum').split(',') as Kind[];
 const WORKERS = Number(process.env.SCALEQ_WORKERS ?? 4);
 const PUBLISH = Number(process.env.SCALEQ_PUBLISH ?? 20);
+const SETUP_S = Number(process.env.SCALEQ_SETUP_S ?? 300);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function beamCpu(): number {
@@ -226,7 +228,16 @@ async function startWorkers(kind: Kind, v: ClusterVhost): Promise<Workers> {
       p.once('exit', (code) => reject(new Error(`worker exited (${code})`)));
     }));
   }
-  await Promise.all(readies);
+  // A kind that cannot set up N agents in SCALEQ_SETUP_S seconds is reported as such, not waited on.
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([Promise.all(readies), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`setup of ${N} agents not done in ${SETUP_S} s`)), SETUP_S * 1000)))]);
+  } catch (e) {
+    for (const p of procs) p.kill('SIGKILL');
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     procs,
     mark: (at) => procs.forEach((p) => p.send({ cmd: 'mark', at })),
@@ -393,14 +404,22 @@ async function main(): Promise<void> {
   await ensureCluster();
   const results = new Map<Kind, Result>();
   for (const kind of KINDS) {
-    const r = await measure(kind);
+    let r: Result;
+    try {
+      r = await measure(kind);
+    } catch (e) {
+      console.log(`scale.queue.${kind} n=${N} failed: ${(e as Error).message}`);
+      continue;
+    }
     results.set(kind, r);
     console.log(`scale.queue.${kind} n=${N} setup=${r.setupS.toFixed(1)}s mem/agent=${r.memPerAgentKiB.toFixed(0)}KiB mem/queue=${r.memPerQueueKiB.toFixed(1)}KiB idle_cpu=${r.idleCpuPct.toFixed(1)}% deliveries/s=${r.deliveriesPerS.toFixed(0)} cpu/delivery=${r.cpuPerDeliveryUs.toFixed(0)}us affected=${r.affected} recover_p50=${r.recoverP50S.toFixed(2)}s recover_max=${r.recoverMaxS.toFixed(2)}s unrecovered=${r.unrecovered} lost_in_outage=${r.lostInOutage} lost_after_recovery=${r.lostAfterRecovery} leftover_queues=${r.leftoverQueues} listen_drops=${r.listenDrops}`);
   }
   const [ours, ...others] = KINDS;
-  const o = results.get(ours!)!;
+  const o = results.get(ours!);
+  if (!o) return;
   for (const k of others) {
-    const b = results.get(k)!;
+    const b = results.get(k);
+    if (!b) continue;
     const line = (metric: string, x: number, y: number, unit: string, digits = 1) => console.log(`scale.queue.${metric}.${k} ours=${x.toFixed(digits)}${unit} baseline=${y.toFixed(digits)}${unit} ratio=${(y / x).toFixed(2)} (${ours} vs ${k})`);
     line('setup', o.setupS, b.setupS, 's');
     line('mem_per_agent', o.memPerAgentKiB, b.memPerAgentKiB, 'KiB', 0);

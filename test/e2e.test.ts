@@ -87,7 +87,8 @@ async function startController(): Promise<void> {
     SG_LOG_LEVEL: 'warn',
   });
   const url = `http://127.0.0.1:${httpPort}`;
-  await waitFor('controller', async () => (await fetch(`${url}/healthz`)).ok);
+  // Connected: a change made right after is published, not refused with 503.
+  await waitFor('controller', async () => ((await (await fetch(`${url}/healthz`)).json()) as { connected: boolean }).connected);
   apis.push({ url, proc });
 }
 
