@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { FirewallEngine } from '../firewall/engine.js';
+import { openDataplane } from '../firewall/select.js';
 import { decode, encode, MalformedMessage, type SyncReply, type SyncRequest, type UpdateMessage } from '../protocol/messages.js';
 import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey, SYNC_QUEUE } from '../protocol/routing.js';
 import type { AgentConfig } from './config.js';
@@ -57,12 +58,16 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    const netns = this.cfg.netns ? { netns: this.cfg.netns } : {};
+    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0 });
+    this.log.info({ dataplane: dp.kind, setting: this.cfg.dataplane, reason: dp.reason }, 'firewall dataplane');
     this.engine = await FirewallEngine.create({
-      ...(this.cfg.netns ? { netns: this.cfg.netns } : {}),
+      ...netns,
+      dataplane: dp.dataplane,
       prefix: this.cfg.prefix,
       mode: this.cfg.mode,
       coalesceMs: this.cfg.coalesceMs,
-      structureIntervalMs: this.cfg.structureIntervalMs,
+      ...(this.cfg.structureIntervalMs !== undefined ? { structureIntervalMs: this.cfg.structureIntervalMs } : {}),
       structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
       reconcileIntervalMs: this.cfg.reconcileIntervalMs,
       logger: this.log,

@@ -1,5 +1,6 @@
 // Agent configuration: a JSON file, then environment variables over it (documented in docs/agent.md).
 import fs from 'node:fs';
+import type { DataplaneSetting } from '../firewall/select.js';
 
 export interface AgentConfig {
   /** This host's name as the control plane binds ports to it. */
@@ -9,9 +10,13 @@ export interface AgentConfig {
   netns?: string;
   prefix: string;
   mode: 'bridged' | 'routed';
+  /** The firewall backend: iptables (with ipsets), nftables, or auto (nftables where the kernel can
+   *  do all it needs, else iptables; the choice and why are logged at start). */
+  dataplane: DataplaneSetting;
   coalesceMs: number;
-  /** Least time between two chain rewrites; bindings in a burst share one (see docs/firewall.md). */
-  structureIntervalMs: number;
+  /** Least time between two chain rewrites; bindings in a burst share one (see docs/firewall.md).
+   *  Unset: the backend's own (iptables 500 ms, nftables 0). */
+  structureIntervalMs?: number;
   /** In a sustained burst the gap doubles per rewrite up to this; a quiet spell resets it. */
   structureIntervalMaxMs: number;
   reconcileIntervalMs: number;
@@ -28,8 +33,8 @@ export interface AgentConfig {
 const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   prefix: 'sg',
   mode: 'bridged',
+  dataplane: 'iptables',
   coalesceMs: 20,
-  structureIntervalMs: 500,
   structureIntervalMaxMs: 2_000,
   reconcileIntervalMs: 5_000,
   metricsListen: '127.0.0.1:9464',
@@ -45,6 +50,7 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_NETNS: 'netns',
   SG_PREFIX: 'prefix',
   SG_FIREWALL_MODE: 'mode',
+  SG_DATAPLANE: 'dataplane',
   SG_COALESCE_MS: 'coalesceMs',
   SG_STRUCTURE_INTERVAL_MS: 'structureIntervalMs',
   SG_STRUCTURE_INTERVAL_MAX_MS: 'structureIntervalMaxMs',
@@ -69,6 +75,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   const cfg: Record<string, unknown> = { ...DEFAULTS, ...fromFile, ...nested };
   for (const [k, key] of Object.entries(ENV)) if (env[k] !== undefined) cfg[key] = env[k];
   for (const k of NUMERIC) {
+    if (cfg[k] === undefined) continue;
     const n = Number(cfg[k]);
     if (!Number.isFinite(n) || n < 0) throw new Error(`config: ${k} must be a non-negative number`);
     cfg[k] = n;
@@ -76,5 +83,6 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   if (typeof cfg.host !== 'string' || !cfg.host) throw new Error('config: host is required (or SG_AGENT_HOST)');
   if (typeof cfg.amqpUrl !== 'string' || !cfg.amqpUrl) throw new Error('config: amqp url is required (or SG_AMQP_URL)');
   if (cfg.mode !== 'bridged' && cfg.mode !== 'routed') throw new Error('config: mode must be bridged or routed');
+  if (!['iptables', 'nftables', 'auto'].includes(cfg.dataplane as string)) throw new Error('config: dataplane must be iptables, nftables or auto');
   return cfg as unknown as AgentConfig;
 }

@@ -190,6 +190,11 @@ impl CidrUnion {
         Change { del: vec![n], add }
     }
 
+    /// Every member (each once, whatever its count).
+    pub fn members(&self) -> impl Iterator<Item = (&Net, u32)> {
+        self.members.iter().map(|(n, c)| (n, *c))
+    }
+
     /// The intervals the kernel's set holds.
     pub fn maximal(&self) -> Vec<Net> {
         let mut v: Vec<Net> = self.members.keys().filter(|m| !self.covered(m, None)).copied().collect();

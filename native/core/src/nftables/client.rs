@@ -375,7 +375,7 @@ impl NftClient {
                         log.push(Undo::SetFlushed(tk, set.clone(), std::mem::take(&mut s.elems), old_union));
                     }
                 }
-                Op::Members { set, add, del, .. } => {
+                Op::Members { set, add, del, replace, .. } => {
                     let s = self.mirror.table_mut(&tk).and_then(|t| t.sets.get_mut(set)).ok_or((i, format!("set {set} is not ours")))?;
                     let bits = s.key.bits().ok_or((i, format!("set {set} does not hold addresses")))?;
                     // Per interval: whether the kernel held it before this operation, and now.
@@ -392,13 +392,23 @@ impl NftClient {
                             now.insert(n, true);
                         }
                     };
-                    for text in del {
-                        let n = Net::parse(text, bits).map_err(|e| (i, e))?;
-                        apply(union.remove(n));
-                        log.push(Undo::Member(tk.clone(), set.clone(), n, false));
+                    let parse = |t: &String| Net::parse(t, bits).map_err(|e| (i, e));
+                    let (dels, adds): (Vec<(Net, u32)>, Vec<Net>) = if *replace {
+                        // The whole list: members it lacks go (every count of them), the rest stay.
+                        let want: HashSet<Net> = add.iter().map(parse).collect::<Result<_, _>>()?;
+                        let gone = union.members().filter(|(n, _)| !want.contains(n)).map(|(n, c)| (*n, c)).collect();
+                        let have: HashSet<Net> = union.members().map(|(n, _)| *n).collect();
+                        (gone, want.into_iter().filter(|n| !have.contains(n)).collect())
+                    } else {
+                        (del.iter().map(|t| parse(t).map(|n| (n, 1))).collect::<Result<_, _>>()?, add.iter().map(parse).collect::<Result<_, _>>()?)
+                    };
+                    for (n, times) in dels {
+                        for _ in 0..times {
+                            apply(union.remove(n));
+                            log.push(Undo::Member(tk.clone(), set.clone(), n, false));
+                        }
                     }
-                    for text in add {
-                        let n = Net::parse(text, bits).map_err(|e| (i, e))?;
+                    for n in adds {
                         apply(union.add(n));
                         log.push(Undo::Member(tk.clone(), set.clone(), n, true));
                     }

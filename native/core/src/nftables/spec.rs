@@ -257,8 +257,19 @@ pub enum Op {
     DelSet { family: Family, table: String, set: String },
     /// Removes every element of the set.
     FlushSet { family: Family, table: String, set: String },
-    /// Members of an address set: networks or addresses (counted; see `cidr`).
-    Members { family: Family, table: String, set: String, #[serde(default)] add: Vec<String>, #[serde(default)] del: Vec<String> },
+    /// Members of an address set: networks or addresses (counted; see `cidr`). With `replace`, `add`
+    /// is the whole list (each member once) and only the difference reaches the kernel.
+    Members {
+        family: Family,
+        table: String,
+        set: String,
+        #[serde(default)]
+        add: Vec<String>,
+        #[serde(default)]
+        del: Vec<String>,
+        #[serde(default)]
+        replace: bool,
+    },
     /// Elements of a mark or interface-name set or map.
     Elems { family: Family, table: String, set: String, #[serde(default)] add: Vec<ElemSpec>, #[serde(default)] del: Vec<KeySpec> },
 }
