@@ -160,8 +160,12 @@ fn set_userdata(key: KeyType) -> Vec<u8> {
     v
 }
 
-/// Element messages for `elems`, each list within a nested attribute's size.
-fn elem_msgs(family: Family, cmd: u8, table: &str, set: &str, elems: Vec<Elem>) -> Vec<Request> {
+/// Element messages for `elems`, each list within a nested attribute's size. Elements go in key
+/// order, an interval's end before the next one's start at the same key: the kernel checks interval
+/// sets for overlaps as elements arrive, and adjacent intervals given out of order look overlapping
+/// to it (measured: EEXIST).
+fn elem_msgs(family: Family, cmd: u8, table: &str, set: &str, mut elems: Vec<Elem>) -> Vec<Request> {
+    elems.sort_by(|a, b| a.key.cmp(&b.key).then(b.flags.cmp(&a.flags)));
     let mut out = Vec::new();
     let mut cur: Vec<Elem> = Vec::new();
     let mut bytes = 0;
