@@ -11,7 +11,9 @@
 // ports are dispatched on their device.
 //
 // The first apply replaces our tables whole, in the same transaction that fills them, so a previous
-// run's objects filter until this run's are in, and none survives it. What was committed is kept by
+// run's objects filter until this run's are in, and none survives it (a table of ours that another
+// program put objects into is kept, and everything of ours in it written afresh; what is left of a
+// previous run goes right after, with the stale sweep). What was committed is kept by
 // the addon (its mirror); drift is repaired against it — on the periodic check and, with `watch`,
 // as soon as the kernel announces someone else's change to our tables.
 import type { Logger } from 'pino';
@@ -21,7 +23,7 @@ import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Datap
 import { dedupePairs } from '../cuts.js';
 import { BRIDGE, INET, NftNames } from './names.js';
 import { MARK_MASK, MAX_MARK_ID, markOf, portChains, untrackedAddresses, type Rules } from './render.js';
-import { NftClient, type ElemKey, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type Verdict } from './native.js';
+import { NftClient, type ElemKey, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc, type Verdict } from './native.js';
 
 export interface NftablesOptions {
   netns?: string;
@@ -146,8 +148,13 @@ export class NftablesDataplane implements Dataplane {
     const inet = this.at('inet');
 
     if (!this.started) {
-      const present = new Set((await this.client.listTables()).map(([f, n]) => `${f}/${n}`));
-      for (const fam of ['inet', 'bridge'] as const) if (present.has(`${fam}/${this.names.table}`)) push(shared, { op: 'delTable', ...this.at(fam) });
+      for (const [family, table] of await this.client.listTables()) {
+        if (!this.names.ownsTable(table)) continue;
+        const d = await this.client.describe(family, table);
+        const foreign = d ? this.foreignIn(d) : [];
+        if (foreign.length === 0) push(shared, { op: 'delTable', family, table });
+        else this.opts.logger?.warn({ family, table, foreign }, 'our nftables table holds objects of another program: they are kept, ours written afresh');
+      }
       push(shared, ...this.sharedOps());
       plan.commit.push(() => {
         this.started = true;
@@ -164,7 +171,7 @@ export class NftablesDataplane implements Dataplane {
       }
       const owner: Owner = { kind: 'set', key };
       const set = this.names.groupSet(s.groupId, s.family);
-      if (!this.sets.has(key)) push(owner, { op: 'set', ...inet, set, key: s.family === 4 ? 'ipv4' : 'ipv6' }, { op: 'members', ...inet, set, add: s.members });
+      if (!this.sets.has(key)) push(owner, ...this.fresh([{ op: 'set', ...inet, set, key: s.family === 4 ? 'ipv4' : 'ipv6' }]), { op: 'members', ...inet, set, add: s.members });
       else push(owner, { op: 'members', ...inet, set, add: s.members, replace: true });
       const ref = { groupId: s.groupId, family: s.family };
       plan.commit.push(() => {
@@ -213,6 +220,18 @@ export class NftablesDataplane implements Dataplane {
     return plan;
   }
 
+  /** Chains and sets in a table of ours that are not of our shapes. */
+  private foreignIn(d: TableDesc): string[] {
+    return [...d.chains.map((c) => c.name), ...d.sets.map((x) => x.name)].filter((n) => !this.names.owns(n));
+  }
+
+  /** Until the first apply is in, a chain or set may be there already (a previous run's, in a table
+   *  that was kept): what is made is emptied too, in the same transaction. */
+  private fresh(ops: Op[]): Op[] {
+    if (this.started) return ops;
+    return ops.flatMap((o): Op[] => (o.op === 'chain' ? [o, { op: 'flushChain', family: o.family, table: o.table, chain: o.chain }] : o.op === 'set' ? [o, { op: 'flushSet', family: o.family, table: o.table, set: o.set }] : [o]));
+  }
+
   /** The tables, their maps and sets, and the base chains that dispatch into the ports' chains. */
   private sharedOps(): Op[] {
     const inet = this.at('inet');
@@ -253,7 +272,7 @@ export class NftablesDataplane implements Dataplane {
         { op: 'rule', ...br, chain: BRIDGE.markTo, stmts: [{ m: 'vmap', key: 'oifname', map: BRIDGE.toDev }] },
       );
     }
-    return ops;
+    return this.fresh(ops);
   }
 
   /** The keys a filtered port is dispatched by, and the chains they lead to. */
@@ -370,7 +389,7 @@ export class NftablesDataplane implements Dataplane {
       .filter((c) => this.written.get(c.key) !== c.text);
     for (const c of changed) {
       const at = this.at(c.family);
-      push(owner, this.written.has(c.key) ? { op: 'flushChain', ...at, chain: c.chain } : { op: 'chain', ...at, chain: c.chain });
+      push(owner, ...(this.written.has(c.key) ? [{ op: 'flushChain', ...at, chain: c.chain } as Op] : this.fresh([{ op: 'chain', ...at, chain: c.chain }])));
     }
     for (const c of changed) push(owner, ...c.rules.map((stmts): Op => ({ op: 'rule', ...this.at(c.family), chain: c.chain, stmts })));
     commit.push(() => {
@@ -479,21 +498,26 @@ export class NftablesDataplane implements Dataplane {
       if (!this.names.ownsTable(table)) continue;
       const d = await this.client.describe(family, table);
       if (!d) continue;
-      const foreign = [...d.chains.map((c) => c.name), ...d.sets.map((s) => s.name)].filter((n) => !this.names.owns(n));
+      const foreign = this.foreignIn(d);
       const at = { family, table };
-      const ops: Op[] = [];
-      if (foreign.length === 0) ops.push({ op: 'delTable', ...at });
-      else {
-        // Another program put objects into our table: ours go, the table and theirs stay.
-        const chains = d.chains.filter((c) => this.names.owns(c.name));
-        for (const c of chains) ops.push({ op: 'flushChain', ...at, chain: c.name });
-        for (const c of chains) ops.push({ op: 'delChain', ...at, chain: c.name });
-        for (const s of d.sets.filter((x) => this.names.owns(x.name))) ops.push({ op: 'delSet', ...at, set: s.name });
+      if (foreign.length === 0) {
+        const r = await this.client.transact([{ op: 'delTable', ...at }]);
+        if (r.committed) removed += d.chains.length + d.sets.length;
+        else left.push(`nftables ${family} table ${table}: ${r.failures.map((f) => f.message).join('; ')}`);
+      } else {
+        // Another program put objects into our table: ours are emptied (their traffic no longer
+        // meets our rules at once), then removed one by one; one another program's rule refers to
+        // stays, emptied, and is reported, as does the table.
+        const chains = d.chains.filter((c) => this.names.owns(c.name)).map((c) => c.name);
+        const sets = d.sets.filter((x) => this.names.owns(x.name)).map((x) => x.name);
+        await this.client.transact([...chains.map((chain): Op => ({ op: 'flushChain', ...at, chain })), ...sets.map((set): Op => ({ op: 'flushSet', ...at, set }))]);
+        for (const [kind, name] of [...chains.map((n) => ['chain', n] as const), ...sets.map((n) => ['set', n] as const)]) {
+          const r = await this.client.transact([kind === 'chain' ? { op: 'delChain', ...at, chain: name } : { op: 'delSet', ...at, set: name }]);
+          if (r.committed) removed++;
+          else left.push(`nftables ${family} ${kind} ${name} (referenced by another program's rule; emptied)`);
+        }
+        left.push(`nftables ${family} table ${table} (holds ${foreign.join(', ')} of another program)`);
       }
-      const r = await this.client.transact(ops);
-      if (r.committed) removed += d.chains.length + d.sets.length - foreign.length;
-      if (foreign.length) left.push(`nftables ${family} table ${table} (holds ${foreign.join(', ')} of another program)`);
-      if (!r.committed) left.push(`nftables ${family} table ${table}: ${r.failures.map((f) => f.message).join('; ')}`);
       await this.client.forget(family, table);
     }
     this.filters.clear();
