@@ -34,6 +34,8 @@ pub struct TransactResult {
 /// What a reconcile looks at.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
+    /// Only these chains (and the sets in `sets`), when given: what notifications named.
+    pub chains: Option<HashSet<(Family, String, String)>>,
     /// Skip everything when the ruleset generation is the one this client last saw.
     pub quick: bool,
     /// Compare the elements of every set (otherwise: of sets in `sets`, and of sets whose element
@@ -281,22 +283,20 @@ impl NftClient {
         if let Some(e) = &out.batch_error {
             failures.push(failure(None, e.errno, &e.echoed, "transaction"));
         }
-        for (i, ack) in out.acks.iter().enumerate() {
-            if let Some(Err(e)) = ack {
-                let op = owners[i];
-                if failures.iter().any(|f: &OpFailure| f.op == Some(op)) {
-                    continue;
-                }
-                failures.push(failure(Some(op), e.errno, &e.echoed, &describe_op(&ops[op])));
+        for (i, e) in &out.refused {
+            let op = owners[*i];
+            if failures.iter().any(|f: &OpFailure| f.op == Some(op)) {
+                continue;
             }
+            failures.push(failure(Some(op), e.errno, &e.echoed, &describe_op(&ops[op])));
         }
         let committed = commit && out.committed();
         if committed {
             self.commits += 1;
         } else {
             self.mirror.undo(log);
-            if commit && failures.is_empty() {
-                failures.push(OpFailure { op: None, code: "KERNEL", errno: 0, message: "the kernel acknowledged only part of the transaction; nothing was committed".into() });
+            if failures.is_empty() && !out.last_acked {
+                failures.push(OpFailure { op: None, code: "KERNEL", errno: 0, message: "the kernel did not go through the whole batch; nothing was committed".into() });
             }
         }
         Ok(TransactResult { committed, failures })
@@ -530,34 +530,30 @@ impl NftClient {
             if m.table() != Some(table) {
                 continue;
             }
-            let mut name = None;
-            let mut hook = None;
-            let mut ty = None;
-            let mut policy = None;
-            for a in m.chain_attrs() {
-                match a {
-                    ChainAttr::Name(n) => name = Some(n.clone()),
-                    ChainAttr::Hook(h) => hook = Some(h.clone()),
-                    ChainAttr::Type(t) => ty = Some(t.clone()),
-                    ChainAttr::Policy(p) => policy = Some(*p),
-                    _ => {}
-                }
-            }
+            let name = m.chain_attrs().find_map(|a| match a {
+                ChainAttr::Name(n) => Some(n.clone()),
+                _ => None,
+            });
             if let Some(n) = name {
-                out.insert(n, hook.map(|h| HookSpecRead { hooknum: h.hooknum, priority: h.priority, ty, policy }));
+                out.insert(n, chain_hook(&m));
             }
         }
         Ok(out)
     }
 
-    fn read_rules(&mut self, family: Family, table: &str) -> Result<HashMap<String, Vec<Vec<Expr>>>, SysError> {
+    /// Rules of the table's chains (or of one chain), in order.
+    fn read_rules(&mut self, family: Family, table: &str, chain: Option<&str>) -> Result<HashMap<String, Vec<Vec<Expr>>>, SysError> {
         let mut out: HashMap<String, Vec<Vec<Expr>>> = HashMap::new();
-        for (_, m) in self.dump(family.nfproto(), NFT_MSG_GETRULE, vec![NftAttr::Rule(RuleAttr::Table(table.into()))])? {
+        let mut attrs = vec![NftAttr::Rule(RuleAttr::Table(table.into()))];
+        if let Some(c) = chain {
+            attrs.push(NftAttr::Rule(RuleAttr::Chain(c.into())));
+        }
+        for (_, m) in self.dump(family.nfproto(), NFT_MSG_GETRULE, attrs)? {
             if m.table() != Some(table) {
                 continue;
             }
-            if let Some(chain) = m.object_name() {
-                out.entry(chain.to_string()).or_default().push(m.expressions().map(|e| e.to_vec()).unwrap_or_default());
+            if let Some(c) = m.object_name() {
+                out.entry(c.to_string()).or_default().push(m.expressions().map(|e| e.to_vec()).unwrap_or_default());
             }
         }
         Ok(out)
@@ -569,20 +565,7 @@ impl NftClient {
             if m.table() != Some(table) {
                 continue;
             }
-            let mut r = SetRead::default();
-            let mut name = None;
-            for a in m.set_attrs() {
-                match a {
-                    SetAttr::Name(n) => name = Some(n.clone()),
-                    SetAttr::Flags(f) => r.flags = *f,
-                    SetAttr::KeyType(t) => r.key_type = *t,
-                    SetAttr::KeyLen(l) => r.key_len = *l,
-                    SetAttr::DataType(t) => r.data_type = Some(*t),
-                    SetAttr::Count(c) => r.count = Some(*c),
-                    _ => {}
-                }
-            }
-            if let Some(n) = name {
+            if let (Some(n), r) = set_read(&m) {
                 out.insert(n, r);
             }
         }
@@ -606,7 +589,7 @@ impl NftClient {
             return Ok(None);
         }
         let chains = self.read_chains(family, table)?;
-        let rules = self.read_rules(family, table)?;
+        let rules = self.read_rules(family, table, None)?;
         let sets = self.read_sets(family, table)?;
         let mut d = TableDesc { family: family.as_str(), name: table.to_string(), chains: Vec::new(), sets: Vec::new() };
         for (name, hook) in chains {
@@ -623,8 +606,36 @@ impl NftClient {
         Ok(Some(d))
     }
 
+    /// One chain's hook (None for a regular chain), or None when the chain is not there.
+    fn get_chain(&mut self, family: Family, table: &str, chain: &str) -> Result<Option<Option<HookSpecRead>>, SysError> {
+        let attrs = vec![NftAttr::Chain(ChainAttr::Table(table.into())), NftAttr::Chain(ChainAttr::Name(chain.into()))];
+        let Some(m) = self.get(family, NFT_MSG_GETCHAIN, attrs)? else { return Ok(None) };
+        Ok(Some(chain_hook(&m)))
+    }
+
+    fn get_set(&mut self, family: Family, table: &str, set: &str) -> Result<Option<SetRead>, SysError> {
+        let attrs = vec![NftAttr::Set(SetAttr::Table(table.into())), NftAttr::Set(SetAttr::Name(set.into()))];
+        Ok(self.get(family, NFT_MSG_GETSET, attrs)?.map(|m| set_read(&m).1))
+    }
+
+    /// One object by name; None when the kernel has no such object.
+    fn get(&mut self, family: Family, cmd: u8, attrs: Vec<NftAttr>) -> Result<Option<NftMessage>, SysError> {
+        let req = request(NfGenMsg::new(family.nfproto()), NftMessage::new(cmd, attrs), 0);
+        let mut out = self.sock.transact(vec![req]).map_err(|e| nl_err(SysCode::NftablesFailed, "nf_tables get", e))?;
+        let o = out.pop().expect("one outcome per request");
+        match o.result {
+            Err(e) if e.errno == libc::ENOENT => Ok(None),
+            Err(e) => Err(kernel_err("nf_tables get", e.errno)),
+            Ok(()) => Ok(o.replies.into_iter().find_map(|m| match m.body {
+                NfnlBody::Nftables(n) => Some(n),
+                _ => None,
+            })),
+        }
+    }
+
     /// Compares our tables with the mirror and repairs what differs in one batch. Objects in our
-    /// tables that we did not make are reported, not touched.
+    /// tables that we did not make are reported, not touched. With `scope.chains`, only the chains
+    /// and sets it names are read and compared (a repair on notifications costs what it repairs).
     pub fn reconcile(&mut self, scope: &Scope) -> Result<ReconcileReport, SysError> {
         let mut report = ReconcileReport::default();
         if self.mirror.tables.is_empty() {
@@ -638,47 +649,95 @@ impl NftClient {
         let present: HashSet<(Family, String)> = self.list_tables()?.into_iter().collect();
         let keys: Vec<TableKey> = self.mirror.tables.keys().cloned().collect();
         let mut reqs: Vec<Request> = Vec::new();
+        let mut next_id = self.next_id;
         for tk in keys {
             let (family, ref table) = tk;
             if !present.contains(&tk) {
-                reqs.extend(self.rebuild(&tk, false));
+                reqs.extend(rebuild(&self.mirror, &tk, false, &mut next_id));
                 report.tables_rebuilt += 1;
                 continue;
             }
-            let chains = self.read_chains(family, table)?;
-            let mut rules = self.read_rules(family, table)?;
-            let sets = self.read_sets(family, table)?;
-            let mirror = self.mirror.table(&tk).expect("listed from the mirror").clone();
+            let only: Option<(Vec<String>, Vec<String>)> = scope.chains.as_ref().map(|c| {
+                let pick = |v: &HashSet<(Family, String, String)>| v.iter().filter(|(f, t, _)| *f == family && t == table).map(|(_, _, n)| n.clone()).collect::<Vec<_>>();
+                (pick(c), pick(&scope.sets))
+            });
+            let (chains, mut rules, sets) = match &only {
+                None => (self.read_chains(family, table)?, self.read_rules(family, table, None)?, self.read_sets(family, table)?),
+                Some((cs, ss)) => {
+                    let mut chains = BTreeMap::new();
+                    let mut rules = HashMap::new();
+                    for n in cs {
+                        if let Some(h) = self.get_chain(family, table, n)? {
+                            chains.insert(n.clone(), h);
+                            rules.insert(n.clone(), self.read_rules(family, table, Some(n))?.remove(n).unwrap_or_default());
+                        }
+                    }
+                    let mut sets = BTreeMap::new();
+                    for n in ss {
+                        if let Some(s) = self.get_set(family, table, n)? {
+                            sets.insert(n.clone(), s);
+                        }
+                    }
+                    (chains, rules, sets)
+                }
+            };
+            let chain_in_scope = |n: &str| only.as_ref().is_none_or(|(c, _)| c.iter().any(|x| x == n));
+            let set_in_scope = |n: &str| only.as_ref().is_none_or(|(_, s)| s.iter().any(|x| x == n));
+            // Elements to read: of every set in a full check, else of sets named or miscounted.
+            let to_read: Vec<String> = self
+                .mirror
+                .table(&tk)
+                .expect("listed from the mirror")
+                .sets
+                .iter()
+                .filter(|(name, s)| {
+                    set_in_scope(name)
+                        && sets.contains_key(*name)
+                        && (scope.all_elements
+                            || scope.sets.contains(&(family, table.clone(), (*name).clone()))
+                            || sets.get(*name).and_then(|k| k.count).is_some_and(|c| c as usize != counted(s)))
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            let mut kernel_elems: HashMap<String, HashMap<ElemKey, Option<Data>>> = HashMap::new();
+            for n in to_read {
+                let e = self.read_elems(family, table, &n)?;
+                kernel_elems.insert(n, e);
+            }
+            let mirror = self.mirror.table(&tk).expect("listed from the mirror");
             // A set of another shape, or a base chain turned regular (or the reverse): rebuild the table.
             let reshaped = mirror.sets.iter().any(|(n, s)| sets.get(n).is_some_and(|k| !k.fits(s)))
                 || mirror.chains.iter().any(|(n, c)| chains.get(n).is_some_and(|k| k.is_some() != c.hook.is_some()));
             if reshaped {
-                reqs.extend(self.rebuild(&tk, true));
+                reqs.extend(rebuild(&self.mirror, &tk, true, &mut next_id));
                 report.tables_rebuilt += 1;
                 continue;
             }
-            for (n, _) in chains.iter().filter(|(n, _)| !mirror.chains.contains_key(*n)) {
-                report.unknown.push(UnknownObject { family: family.as_str(), table: table.clone(), kind: "chain", name: n.clone() });
-            }
-            for (n, _) in sets.iter().filter(|(n, _)| !mirror.sets.contains_key(*n)) {
-                report.unknown.push(UnknownObject { family: family.as_str(), table: table.clone(), kind: "set", name: n.clone() });
+            if only.is_none() {
+                for (n, _) in chains.iter().filter(|(n, _)| !mirror.chains.contains_key(*n)) {
+                    report.unknown.push(UnknownObject { family: family.as_str(), table: table.clone(), kind: "chain", name: n.clone() });
+                }
+                for (n, _) in sets.iter().filter(|(n, _)| !mirror.sets.contains_key(*n)) {
+                    report.unknown.push(UnknownObject { family: family.as_str(), table: table.clone(), kind: "set", name: n.clone() });
+                }
             }
             // Sets: create the missing ones, and bring elements in line where they are compared.
             let mut late_elems: Vec<Request> = Vec::new();
             let mut del_elems: Vec<Request> = Vec::new();
             let mut add_elems: Vec<Request> = Vec::new();
-            for (name, s) in &mirror.sets {
+            for (name, s) in mirror.sets.iter().filter(|(n, _)| set_in_scope(n)) {
                 let missing = !sets.contains_key(name);
                 if missing {
-                    reqs.push(set_msg(family, table, name, s.key, s.map, self.take_id()));
+                    reqs.push(set_msg(family, table, name, s.key, s.map, next_id));
+                    next_id += 1;
                     report.sets_repaired += 1;
                 }
-                let count_off = sets.get(name).and_then(|k| k.count).is_some_and(|c| c as usize != counted(s));
-                let compare = missing || count_off || scope.all_elements || scope.sets.contains(&(family, table.clone(), name.clone()));
-                if !compare {
-                    continue;
-                }
-                let kernel = if missing { HashMap::new() } else { self.read_elems(family, table, name)? };
+                let empty = HashMap::new();
+                let kernel = match (missing, kernel_elems.get(name)) {
+                    (true, _) => &empty,
+                    (false, Some(k)) => k,
+                    (false, None) => continue,
+                };
                 let extra: Vec<Elem> = kernel.iter().filter(|(k, d)| s.elems.get(*k) != Some(d)).map(|(k, d)| to_elem(k, d)).collect();
                 let lacking: Vec<Elem> = s.elems.iter().filter(|(k, d)| kernel.get(*k) != Some(d)).map(|(k, d)| to_elem(k, d)).collect();
                 if extra.is_empty() && lacking.is_empty() {
@@ -702,7 +761,7 @@ impl NftClient {
             // Chains: create the missing ones; rewrite those whose rules differ; a base chain whose
             // hook differs is made again (nothing jumps to a base chain).
             let mut rewrite: Vec<Request> = Vec::new();
-            for (name, c) in &mirror.chains {
+            for (name, c) in mirror.chains.iter().filter(|(n, _)| chain_in_scope(n)) {
                 let had = rules.remove(name).unwrap_or_default();
                 match chains.get(name) {
                     None => {
@@ -736,14 +795,18 @@ impl NftClient {
             reqs.extend(rewrite);
             reqs.extend(late_elems);
         }
+        self.next_id = next_id;
         if !reqs.is_empty() {
             let out = self.sock.batch(NFNL_SUBSYS_NFTABLES, reqs, true).map_err(|e| nl_err(SysCode::NftablesFailed, "nf_tables repair", e))?;
             if !out.committed() {
                 if let Some(e) = &out.batch_error {
                     report.failures.push(failure(None, e.errno, &e.echoed, "repair"));
                 }
-                for e in out.acks.iter().flatten().filter_map(|a| a.as_ref().err()) {
+                for (_, e) in &out.refused {
                     report.failures.push(failure(None, e.errno, &e.echoed, "repair"));
+                }
+                if report.failures.is_empty() {
+                    report.failures.push(OpFailure { op: None, code: "KERNEL", errno: 0, message: "repair: the kernel did not go through the whole batch".into() });
                 }
             } else {
                 self.commits += 1;
@@ -751,40 +814,6 @@ impl NftClient {
         }
         self.last_gen = Some(self.gen_id()?);
         Ok(report)
-    }
-
-    /// The messages that make table `tk` again from the mirror (deleting it first when `replace`).
-    fn rebuild(&mut self, tk: &TableKey, replace: bool) -> Vec<Request> {
-        let (family, table) = (tk.0, tk.1.clone());
-        let t = self.mirror.table(tk).cloned().unwrap_or_default();
-        let mut out = Vec::new();
-        if replace {
-            out.push(msg(family, NFT_MSG_DELTABLE, 0, vec![NftAttr::Table(TableAttr::Name(table.clone()))]));
-        }
-        out.push(msg(family, NFT_MSG_NEWTABLE, NLM_F_CREATE, vec![NftAttr::Table(TableAttr::Name(table.clone()))]));
-        for (name, s) in &t.sets {
-            out.push(set_msg(family, &table, name, s.key, s.map, self.take_id()));
-        }
-        let mut late = Vec::new();
-        for (name, s) in &t.sets {
-            let elems: Vec<Elem> = s.elems.iter().map(|(k, d)| to_elem(k, d)).collect();
-            let m = elem_msgs(family, NFT_MSG_NEWSETELEM, &table, name, elems);
-            if s.holds_verdicts() {
-                late.extend(m);
-            } else {
-                out.extend(m);
-            }
-        }
-        for (name, c) in &t.chains {
-            out.push(msg(family, NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain_attrs(&table, name, c.hook.as_ref())));
-        }
-        for (name, c) in &t.chains {
-            for r in &c.rules {
-                out.push(rule_msg(family, &table, name, r.clone()));
-            }
-        }
-        out.extend(late);
-        out
     }
 
     /// Forgets a table (after it was removed by other means): it is no longer compared or repaired.
@@ -802,6 +831,76 @@ impl NftClient {
                 })
         })
     }
+}
+
+/// The messages that make table `tk` again from the mirror (deleting it first when `replace`).
+fn rebuild(mirror: &Mirror, tk: &TableKey, replace: bool, next_id: &mut u32) -> Vec<Request> {
+    let (family, table) = (tk.0, tk.1.clone());
+    let empty = TableM::default();
+    let t = mirror.table(tk).unwrap_or(&empty);
+    let mut out = Vec::new();
+    if replace {
+        out.push(msg(family, NFT_MSG_DELTABLE, 0, vec![NftAttr::Table(TableAttr::Name(table.clone()))]));
+    }
+    out.push(msg(family, NFT_MSG_NEWTABLE, NLM_F_CREATE, vec![NftAttr::Table(TableAttr::Name(table.clone()))]));
+    for (name, s) in &t.sets {
+        out.push(set_msg(family, &table, name, s.key, s.map, *next_id));
+        *next_id += 1;
+    }
+    let mut late = Vec::new();
+    for (name, s) in &t.sets {
+        let elems: Vec<Elem> = s.elems.iter().map(|(k, d)| to_elem(k, d)).collect();
+        let m = elem_msgs(family, NFT_MSG_NEWSETELEM, &table, name, elems);
+        if s.holds_verdicts() {
+            late.extend(m);
+        } else {
+            out.extend(m);
+        }
+    }
+    for (name, c) in &t.chains {
+        out.push(msg(family, NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain_attrs(&table, name, c.hook.as_ref())));
+    }
+    for (name, c) in &t.chains {
+        for r in &c.rules {
+            out.push(rule_msg(family, &table, name, r.clone()));
+        }
+    }
+    out.extend(late);
+    out
+}
+
+/// A chain message's hook as read back (None for a regular chain).
+fn chain_hook(m: &NftMessage) -> Option<HookSpecRead> {
+    let mut hook = None;
+    let mut ty = None;
+    let mut policy = None;
+    for a in m.chain_attrs() {
+        match a {
+            ChainAttr::Hook(h) => hook = Some(h.clone()),
+            ChainAttr::Type(t) => ty = Some(t.clone()),
+            ChainAttr::Policy(p) => policy = Some(*p),
+            _ => {}
+        }
+    }
+    hook.map(|h| HookSpecRead { hooknum: h.hooknum, priority: h.priority, ty, policy })
+}
+
+/// A set message's name and shape.
+fn set_read(m: &NftMessage) -> (Option<String>, SetRead) {
+    let mut r = SetRead::default();
+    let mut name = None;
+    for a in m.set_attrs() {
+        match a {
+            SetAttr::Name(n) => name = Some(n.clone()),
+            SetAttr::Flags(f) => r.flags = *f,
+            SetAttr::KeyType(t) => r.key_type = *t,
+            SetAttr::KeyLen(l) => r.key_len = *l,
+            SetAttr::DataType(t) => r.data_type = Some(*t),
+            SetAttr::Count(c) => r.count = Some(*c),
+            _ => {}
+        }
+    }
+    (name, r)
 }
 
 /// A base chain's hook as read back.
@@ -936,7 +1035,7 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
     c.mirror.undo(log);
     reqs.push((rule_msg(Family::Bridge, &table, "pre", vec![Expr::Meta { key: NFT_META_BRI_IIFNAME, dreg: NFT_REG_1 }]), 3));
     let out = c.sock.batch(NFNL_SUBSYS_NFTABLES, reqs.into_iter().map(|(r, _)| r).collect(), false).map_err(|e| nl_err(SysCode::NftablesFailed, "probe", e))?;
-    s.bridge_meta = out.batch_error.is_none() && out.acks.iter().all(|a| matches!(a, Some(Ok(()))));
+    s.bridge_meta = out.batch_error.is_none() && out.refused.is_empty() && out.last_acked;
     if !s.bridge_meta {
         s.notes.push("bridge meta: the kernel refuses meta ibrname (CONFIG_NFT_BRIDGE_META)".into());
     }

@@ -1,8 +1,9 @@
 //! Drift repair on the kernel's word: a socket joined to NFNLGRP_NFTABLES hears every committed
 //! change to the namespace's nf_tables. A change to one of our tables made by anyone but this
 //! client (another port id) is repaired at once — after a short quiet spell, so a burst of hand-made
-//! changes costs one repair — by the client's own reconcile against its mirror. Notifications lost
-//! to a full receive buffer make the next repair compare every set's elements.
+//! changes costs one repair — by the client's own reconcile against its mirror, reading back only the
+//! chains and sets the notifications named. A table changed, or notifications lost to a full receive
+//! buffer, make the repair compare everything.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -18,10 +19,11 @@ use super::spec::Family;
 use crate::error::{SysCode, SysError};
 use crate::netlink::{NfnlBody, NfnlMessage, NfnlSocket};
 
-/// How long the table must stay quiet before a repair (a hand-made change is often several).
-const SETTLE: Duration = Duration::from_millis(20);
+/// How long the table must stay quiet before a repair: one transaction's notifications come all at
+/// once; a script of hand-made changes comes as several, a few milliseconds apart.
+const SETTLE: Duration = Duration::from_millis(5);
 /// A repair waits at most this long for quiet.
-const SETTLE_MAX: Duration = Duration::from_millis(200);
+const SETTLE_MAX: Duration = Duration::from_millis(100);
 const POLL_MS: i32 = 100;
 
 pub enum WatchEvent {
@@ -36,11 +38,13 @@ pub struct Watch {
     thread: Option<JoinHandle<()>>,
 }
 
-/// What the notifications so far ask to be looked at.
+/// What the notifications so far ask to be looked at: the chains and sets they named, or (a table
+/// changed, or notifications were lost) everything.
 #[derive(Default)]
 struct Dirty {
     any: bool,
-    all_elements: bool,
+    everything: bool,
+    chains: HashSet<(Family, String, String)>,
     sets: HashSet<(Family, String, String)>,
 }
 
@@ -76,14 +80,16 @@ impl Watch {
                                     continue;
                                 }
                                 dirty.any = true;
-                                match Object::of(n.cmd) {
-                                    Object::Set | Object::Elems => {
-                                        if let Some(s) = n.object_name() {
-                                            dirty.sets.insert((family, table.to_string(), s.to_string()));
-                                        }
+                                let named = n.object_name().map(|o| (family, table.to_string(), o.to_string()));
+                                match (Object::of(n.cmd), named) {
+                                    (Object::Set | Object::Elems, Some(k)) => {
+                                        dirty.sets.insert(k);
                                     }
-                                    Object::Table => dirty.all_elements = true,
-                                    _ => {}
+                                    (Object::Chain | Object::Rule, Some(k)) => {
+                                        dirty.chains.insert(k);
+                                    }
+                                    (Object::Gen, _) => {}
+                                    _ => dirty.everything = true,
                                 }
                                 last_change = Instant::now();
                                 first_change.get_or_insert(last_change);
@@ -92,7 +98,7 @@ impl Watch {
                         Ok(None) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
                             dirty.any = true;
-                            dirty.all_elements = true;
+                            dirty.everything = true;
                             last_change = Instant::now();
                             first_change.get_or_insert(last_change);
                         }
@@ -108,7 +114,7 @@ impl Watch {
                     }
                     let d = std::mem::take(&mut dirty);
                     first_change = None;
-                    let scope = Scope { quick: false, all_elements: d.all_elements, sets: d.sets };
+                    let scope = Scope { quick: false, all_elements: d.everything, chains: (!d.everything).then_some(d.chains), sets: d.sets };
                     let result = {
                         let Ok(mut guard) = client.lock() else { return };
                         let Some(c) = guard.as_mut() else { return };
