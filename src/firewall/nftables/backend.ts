@@ -22,7 +22,7 @@ import { deleteConntrackBetween } from '../../conntrack.js';
 import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
 import { dedupePairs } from '../cuts.js';
 import { BRIDGE, INET, NftNames } from './names.js';
-import { MARK_MASK, MAX_MARK_ID, markOf, portChains, untrackedAddresses, type Rules } from './render.js';
+import { CT_STATE_VERDICTS, ICMP6_FROM_PORT, ICMP6_TO_PORT, MARK_MASK, MAX_MARK_ID, markOf, portChains, untrackedAddresses, type Rules } from './render.js';
 import { NftClient, type ElemKey, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc, type Verdict } from './native.js';
 
 export interface NftablesOptions {
@@ -245,6 +245,9 @@ export class NftablesDataplane implements Dataplane {
       { op: 'set', ...inet, set: INET.statelessPort, key: portKey },
       { op: 'set', ...inet, set: INET.statelessAddr4, key: 'ipv4' },
       { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
+      { op: 'set', ...inet, set: INET.icmp6ToPort, key: 'icmp6type' },
+      { op: 'set', ...inet, set: INET.icmp6FromPort, key: 'icmp6type' },
+      { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
       // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
       { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
       { op: 'rule', ...inet, chain: INET.untracked, stmts: [bridged ? { m: 'markIn', mask: MARK_MASK, set: INET.statelessPort } : { m: 'ifnameIn', key: 'iifname', set: INET.statelessPort }, { m: 'notrack' }] },
@@ -272,7 +275,13 @@ export class NftablesDataplane implements Dataplane {
         { op: 'rule', ...br, chain: BRIDGE.markTo, stmts: [{ m: 'vmap', key: 'oifname', map: BRIDGE.toDev }] },
       );
     }
-    return this.fresh(ops);
+    const fresh = this.fresh(ops);
+    fresh.push(
+      { op: 'elems', ...inet, set: INET.icmp6ToPort, add: ICMP6_TO_PORT.map((key) => ({ key })) },
+      { op: 'elems', ...inet, set: INET.icmp6FromPort, add: ICMP6_FROM_PORT.map((key) => ({ key })) },
+      { op: 'elems', ...inet, set: INET.ctState, add: CT_STATE_VERDICTS },
+    );
+    return fresh;
   }
 
   /** The keys a filtered port is dispatched by, and the chains they lead to. */

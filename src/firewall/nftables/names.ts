@@ -22,6 +22,12 @@ export const INET = {
   statelessPort: 'stateless-port',
   statelessAddr4: 'stateless-addr4',
   statelessAddr6: 'stateless-addr6',
+  /** ICMPv6 types every port receives (neighbour discovery, MLD, router advertisements) and may
+   *  send before its address is known: one rule each instead of one per type. */
+  icmp6ToPort: 'icmp6-to-port',
+  icmp6FromPort: 'icmp6-from-port',
+  /** Conntrack state → verdict for stateful ports: replies return, invalid packets are dropped. */
+  ctState: 'ct-state',
 } as const;
 
 /** Shared objects of the bridge table (bridged mode). */

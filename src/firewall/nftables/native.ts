@@ -16,7 +16,9 @@ export type Stmt =
   | { m: 'addrIn'; family: 4 | 6; dir: 'saddr' | 'daddr'; set: string }
   | { m: 'port'; dir: 'sport' | 'dport'; min: number; max: number }
   | { m: 'icmp'; type: number; code?: number }
+  | { m: 'icmpIn'; set: string }
   | { m: 'ctState'; states: ('invalid' | 'established' | 'related' | 'new' | 'untracked')[] }
+  | { m: 'ctStateVmap'; map: string }
   | { m: 'etherSaddr'; mac: string }
   | { m: 'arpSender'; mac: string; cidr?: string }
   | { m: 'markSet'; mask: number; id: number }
@@ -26,7 +28,7 @@ export type Stmt =
   | { m: 'notrack' }
   | { m: 'verdict'; v: Verdict };
 
-export type KeyType = 'ipv4' | 'ipv6' | 'mark' | 'ifname';
+export type KeyType = 'ipv4' | 'ipv6' | 'mark' | 'ifname' | 'icmp6type' | 'ctstate';
 export type Hook = { hook: 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting'; priority: number };
 export type ElemKey = number | string;
 

@@ -11,7 +11,7 @@ import { familyOf, isCatchAll } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
 import type { Stmt } from './native.js';
-import type { NftNames } from './names.js';
+import { INET, type NftNames } from './names.js';
 
 export type Rules = Stmt[][];
 
@@ -26,9 +26,14 @@ export function markOf(id: number): number {
 
 const RETURN: Stmt = { m: 'verdict', v: 'return' };
 const DROP: Stmt = { m: 'verdict', v: 'drop' };
-const STATE: Rules = [
-  [{ m: 'ctState', states: ['established', 'related'] }, RETURN],
-  [{ m: 'ctState', states: ['invalid'] }, DROP],
+/** Stateful ports: established and related packets return, invalid ones are dropped — one rule,
+ *  through the shared map of state bits to verdicts (a packet's state is one bit). */
+const STATE: Rules = [[{ m: 'ctStateVmap', map: INET.ctState }]];
+/** The map's elements: conntrack state bit → verdict. */
+export const CT_STATE_VERDICTS: { key: number; verdict: 'return' | 'drop' }[] = [
+  { key: 1 << 1, verdict: 'return' }, // established
+  { key: 1 << 2, verdict: 'return' }, // related
+  { key: 1, verdict: 'drop' }, // invalid
 ];
 
 type V = 4 | 6;
@@ -39,6 +44,15 @@ function udp(v: V, sport: number, dport: number, verdict: Stmt): Stmt[] {
 
 function icmp6(type: number, verdict: Stmt): Stmt[] {
   return [{ m: 'nfproto', v: 6 }, { m: 'l4proto', v: 58 }, { m: 'icmp', type }, verdict];
+}
+
+/** ICMPv6 neighbour discovery, MLD and router advertisements reach the VM for IPv6 to work. */
+export const ICMP6_TO_PORT = [130, 131, 132, 134, 135, 136, 143];
+/** These leave from :: or link-local addresses during address setup, before the anti-spoof check. */
+export const ICMP6_FROM_PORT = [131, 133, 135, 136, 143];
+
+function icmp6In(set: string, verdict: Stmt): Stmt[] {
+  return [{ m: 'nfproto', v: 6 }, { m: 'l4proto', v: 58 }, { m: 'icmpIn', set }, verdict];
 }
 
 /** One security-group rule: remote prefix, protocol, remote group's set, then ports or ICMP type. */
@@ -80,8 +94,7 @@ export function ingressRules(f: PortFilter, names: NftNames): Rules {
   const seen = new Set<string>();
   rules.push(udp(4, 67, 68, RETURN));
   appendRules(rules, f, 'ingress', 4, names, seen);
-  // Neighbour discovery, MLD and router advertisements must reach the VM for IPv6 to work.
-  for (const t of [130, 131, 132, 134, 135, 136, 143]) rules.push(icmp6(t, RETURN));
+  rules.push(icmp6In(INET.icmp6ToPort, RETURN));
   rules.push(udp(6, 547, 546, RETURN));
   appendRules(rules, f, 'ingress', 6, names, seen);
   rules.push([DROP]);
@@ -94,8 +107,7 @@ export function egressRules(f: PortFilter, names: NftNames): Rules {
   const rules: Rules = [
     [{ m: 'nfproto', v: 4 }, { m: 'addr', family: 4, dir: 'saddr', cidr: '0.0.0.0/32' }, { m: 'addr', family: 4, dir: 'daddr', cidr: '255.255.255.255/32' }, { m: 'l4proto', v: 17 }, { m: 'port', dir: 'sport', min: 68, max: 68 }, { m: 'port', dir: 'dport', min: 67, max: 67 }, RETURN],
   ];
-  // Before the anti-spoof check: these leave from :: or link-local addresses during address setup.
-  for (const t of [131, 133, 135, 136, 143]) rules.push(icmp6(t, RETURN));
+  rules.push(icmp6In(INET.icmp6FromPort, RETURN));
   rules.push([{ m: 'verdict', v: { jump: names.spoofChain(f.portId) } }]);
   rules.push(udp(4, 68, 67, RETURN), udp(4, 67, 68, DROP));
   rules.push(icmp6(134, DROP), udp(6, 546, 547, RETURN), udp(6, 547, 546, DROP));

@@ -215,6 +215,8 @@ pub const TYPE_VERDICT: u32 = 1;
 pub const TYPE_IPADDR: u32 = 7;
 pub const TYPE_IP6ADDR: u32 = 8;
 pub const TYPE_MARK: u32 = 19;
+pub const TYPE_CT_STATE: u32 = 26;
+pub const TYPE_ICMP6_TYPE: u32 = 29;
 pub const TYPE_IFNAME: u32 = 41;
 
 /// Interface names are compared as 16 bytes, NUL padded.

@@ -78,6 +78,10 @@ pub enum KeyType {
     Ipv6,
     Mark,
     Ifname,
+    /// An ICMPv6 type (one byte).
+    Icmp6Type,
+    /// A conntrack state bit (host byte order, as `ct state` loads it).
+    CtState,
 }
 
 impl KeyType {
@@ -85,6 +89,8 @@ impl KeyType {
         match self {
             KeyType::Ipv4 | KeyType::Mark => 4,
             KeyType::Ipv6 | KeyType::Ifname => 16,
+            KeyType::Icmp6Type => 1,
+            KeyType::CtState => 4,
         }
     }
     pub fn nft_type(self) -> u32 {
@@ -93,6 +99,8 @@ impl KeyType {
             KeyType::Ipv6 => TYPE_IP6ADDR,
             KeyType::Mark => TYPE_MARK,
             KeyType::Ifname => TYPE_IFNAME,
+            KeyType::Icmp6Type => TYPE_ICMP6_TYPE,
+            KeyType::CtState => TYPE_CT_STATE,
         }
     }
     pub fn interval(self) -> bool {
@@ -213,6 +221,8 @@ pub enum Stmt {
     AddrIn { family: u8, dir: Dir, set: String },
     /// `th sport|dport N` or `N-M`.
     Port { dir: PortDir, min: u16, max: u16 },
+    /// `icmp|icmpv6 type @set`.
+    IcmpIn { set: String },
     /// `icmp|icmpv6 type T [code C]`.
     Icmp {
         #[serde(rename = "type")]
@@ -222,6 +232,8 @@ pub enum Stmt {
     },
     /// `ct state S,…`.
     CtState { states: Vec<CtState> },
+    /// `ct state vmap @map`: a packet's state is one bit, so a map of bits decides in one rule.
+    CtStateVmap { map: String },
     /// `ether saddr MAC` (with nft's dependency on an Ethernet input device).
     EtherSaddr { mac: String },
     /// An Ethernet/IPv4 ARP packet whose sender is MAC (and, if given, an address in CIDR).
@@ -334,6 +346,8 @@ pub fn elem_key(key: &KeySpec, ty: KeyType) -> Result<Vec<u8>, String> {
     match (key, ty) {
         (KeySpec::Mark(m), KeyType::Mark) => Ok(m.to_ne_bytes().to_vec()),
         (KeySpec::Ifname(n), KeyType::Ifname) => ifname_key(n),
+        (KeySpec::Mark(t), KeyType::Icmp6Type) if *t <= 255 => Ok(vec![*t as u8]),
+        (KeySpec::Mark(m), KeyType::CtState) => Ok(m.to_ne_bytes().to_vec()),
         (k, t) => Err(format!("key {k:?} does not fit a set of {t:?}")),
     }
 }
@@ -419,6 +433,7 @@ impl Stmt {
                 }
                 v
             }
+            Stmt::IcmpIn { set } => vec![payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1), Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 }],
             Stmt::CtState { states } => {
                 if states.is_empty() {
                     return Err("ct state needs at least one state".into());
@@ -430,6 +445,10 @@ impl Stmt {
                     Expr::Cmp { sreg: R, op: NFT_CMP_NEQ, data: vec![0; 4] },
                 ]
             }
+            Stmt::CtStateVmap { map } => vec![
+                Expr::Ct { key: NFT_CT_STATE, dreg: R },
+                Expr::Lookup { set: map.clone(), sreg: R, dreg: Some(NFT_REG_VERDICT), flags: 0 },
+            ],
             Stmt::EtherSaddr { mac } => {
                 let mac = parse_mac(mac)?;
                 // nft's dependency for a link-layer match in the inet family: an Ethernet device.
