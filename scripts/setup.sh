@@ -7,9 +7,12 @@ export DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
 for cmd in ipset:ipset iptables:iptables ip:iproute2 conntrack:conntrack rabbitmq-server:rabbitmq-server \
-           nsenter:util-linux ping:iputils-ping ps:procps arping:arping; do
+           nsenter:util-linux ping:iputils-ping ps:procps arping:arping iperf3:iperf3; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd#*:}")
 done
+# nft is the tests' oracle for the nftables backend. Looked for by path: under npm, node_modules/.bin
+# holds an unrelated `nft` (@vercel/nft).
+[ -x /usr/sbin/nft ] || [ -x /sbin/nft ] || need_apt+=(nftables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== apt-get install ${need_apt[*]}"
   apt-get update -qq
