@@ -4,6 +4,7 @@
 // in between and ends with only the new backend's objects; `sg-agent cleanup` removes both.
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { decide, openDataplane } from '../src/firewall/select.js';
@@ -241,4 +242,39 @@ test('auto takes nftables only where the kernel has all it needs, and says why (
   t.regex(noBridge.reason, /bridge-family/);
   t.is(decide({ nftables: { ...full, bridge: false }, brNetfilter: true }, 'routed').kind, 'nftables', 'routed ports need no bridge family');
   t.is(decide({ nftables: { error: 'NFTABLES_FAILED: no nf_tables' }, brNetfilter: true }, 'routed').kind, 'iptables');
+});
+
+test('the nf_tables client: a refused operation is named and nothing changes; errors carry codes; close releases its sockets', async (t) => {
+  if (!requireNetns(t)) return;
+  const ns = Netns.create('sgnfterr');
+  t.teardown(() => ns.destroy());
+  const { NftClient } = await import('../src/firewall/nftables/native.js');
+  const { NativeError } = await import('../src/errors.js');
+  const sockets = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
+    } catch {
+      return false;
+    }
+  }).length;
+  const before = sockets();
+  const c = await NftClient.open(ns.path);
+  const at = { family: 'inet', table: 'errs' } as const;
+  t.like(await c.transact([{ op: 'table', ...at }, { op: 'chain', ...at, chain: 'c' }]), { committed: true, failures: [] });
+  const ruleset = ns.exec(NFT, ['list', 'ruleset']);
+  // The second operation names a set that does not exist: the first (a new chain) is not made either.
+  const r = await c.transact([{ op: 'chain', ...at, chain: 'd' }, { op: 'rule', ...at, chain: 'c', stmts: [{ m: 'addrIn', family: 4, dir: 'saddr', set: 'nope' }, { m: 'verdict', v: 'accept' }] }]);
+  t.false(r.committed);
+  t.deepEqual(r.failures.map((f) => [f.op, f.code]), [[1, 'NOT_FOUND']]);
+  t.is(ns.exec(NFT, ['list', 'ruleset']), ruleset, 'nothing of the refused transaction is in the kernel');
+  const bad = await t.throwsAsync(c.transact([{ op: 'rule', ...at, chain: 'c', stmts: [{ m: 'port', dir: 'dport', min: 9, max: 8 }] }]), { instanceOf: NativeError });
+  t.is(bad?.code, 'INVALID_ARGUMENT', 'a statement that cannot be encoded is refused before the kernel sees it');
+  const missing = await t.throwsAsync(NftClient.open('/var/run/netns/sg-no-such-namespace'), { instanceOf: NativeError });
+  t.is(missing?.code, 'NETNS_UNAVAILABLE');
+  c.watch(() => undefined);
+  t.is(sockets(), before + 2, 'the client and its watch');
+  await c.close();
+  t.is(sockets(), before, 'both sockets released');
+  const closed = await t.throwsAsync(c.listTables(), { instanceOf: NativeError });
+  t.is(closed?.code, 'NFTABLES_FAILED');
 });
