@@ -3,7 +3,7 @@
 // (NOTRACK), connections cut when a port leaves a group or an allowed-pair address stops being
 // admitted, and coexistence with other programs' objects that merely look like ours.
 import test, { type ExecutionContext } from 'ava';
-import type { FirewallEngine } from '../src/firewall/engine.js';
+import { FirewallEngine } from '../src/firewall/engine.js';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
 import { requireNetns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
