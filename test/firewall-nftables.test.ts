@@ -242,11 +242,6 @@ test('auto takes nftables only where the kernel has all it needs, and says why (
   t.regex(noBridge.reason, /bridge-family/);
   t.is(decide({ nftables: { ...full, bridge: false }, brNetfilter: true }, 'routed').kind, 'nftables', 'routed ports need no bridge family');
   t.is(decide({ nftables: { error: 'NFTABLES_FAILED: no nf_tables' }, brNetfilter: true }, 'routed').kind, 'iptables');
-  t.is(decide({ nftables: full, brNetfilter: true }, 'bridged', { unknownDeviceDrop: true }).kind, 'iptables', 'dropping unknown devices is on the iptables backend only');
-});
-
-test('dataplane nftables with dropUnknownDevices refuses to start rather than pass unknown devices', async (t) => {
-  await t.throwsAsync(openDataplane('nftables', { unknownDevicePrefixes: ['tap'] }), { message: /dropUnknownDevices is not implemented/ });
 });
 
 // Serial: it counts this process's sockets, which the file's other tests open and close concurrently.

@@ -3,7 +3,7 @@
 // (NOTRACK), connections cut when a port leaves a group or an allowed-pair address stops being
 // admitted, and coexistence with other programs' objects that merely look like ours.
 import test, { type ExecutionContext } from 'ava';
-import { FirewallEngine } from '../src/firewall/engine.js';
+import type { FirewallEngine } from '../src/firewall/engine.js';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
 import { requireNetns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
@@ -72,13 +72,13 @@ both('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as
   t.false(topo.tcp(b, host, 7000, '10.100.0.99'), 'anti-spoofing applies to INPUT too');
 });
 
-test('iptables › devices named like VM ports that the agent does not know are dropped, not passed (opt-in)', async (t) => {
+both('devices named like VM ports that the agent does not know are dropped, not passed (opt-in)', async (t, backend) => {
   if (!requireNetns(t)) return;
   const topo = new Topology();
   const [a, b, unknown] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   // The topology names devices t<tag>v<n>: the common part is the prefix a deployment would give (tap).
   const prefix = a.device.slice(0, a.device.indexOf('v'));
-  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5, unknownDevicePrefixes: [prefix] });
+  const fw = await openEngine(backend, topo.host, { coalesceMs: 5, unknownDevicePrefixes: [prefix] });
   t.teardown(async () => {
     await fw.close();
     topo.destroy();
@@ -94,6 +94,12 @@ test('iptables › devices named like VM ports that the agent does not know are 
   fw.setPort(port(unknown, ['default']));
   await applied(t, fw, unknown);
   t.true(topo.ping(unknown, b.ip4), 'once known, filtered like the rest');
+  fw.setPort(port(b, ['default'], { portSecurityEnabled: false }));
+  await fw.flush();
+  t.true(topo.ping(b, a.ip4), 'a known port without port security passes unfiltered');
+  fw.removePort(`port-${unknown.name}`);
+  await fw.flush();
+  t.false(topo.ping(unknown, b.ip4), 'a port gone: its device is unknown again');
 });
 
 both('ARP spoofing: a port may send ARP only for its own addresses and allowed pairs', async (t, backend) => {

@@ -87,3 +87,27 @@ for (const backend of BACKENDS) {
     t.true(ping(b, x.ip4), 'and b reaches x');
   });
 }
+
+for (const backend of BACKENDS) {
+  test(`${backend} › routed: a device named like a VM port that the agent does not know is dropped (opt-in)`, async (t) => {
+    if (!requireNetns(t)) return;
+    const r = routedHost(t);
+    const [a, b, u] = [r.add(1), r.add(2), r.add(3)];
+    const prefix = a.device.slice(0, a.device.lastIndexOf('v'));
+    const fw = await openEngine(backend as Backend, r.host, { coalesceMs: 5, mode: 'routed', unknownDevicePrefixes: [prefix] });
+    t.teardown(() => fw.close());
+    fw.setGroup(selfGroup);
+    fw.setPort(port(a, ['default']));
+    fw.setPort(port(b, ['default']));
+    fw.setGroupMembers('default', [a.ip4, b.ip4, u.ip4]);
+    await fw.flush();
+    for (const vm of [a, b]) t.true(fw.portInKernel(`port-${vm.name}`));
+    t.true(ping(a, b.ip4), 'known ports as their rules say');
+    t.false(ping(u, b.ip4), 'the unknown device sends nothing through the host');
+    t.false(ping(u, u.gw4), 'nor to the host itself');
+    fw.setPort(port(u, ['default']));
+    await fw.flush();
+    t.true(fw.portInKernel(`port-${u.name}`));
+    t.true(ping(u, b.ip4), 'once known, filtered like the rest');
+  });
+}

@@ -108,7 +108,7 @@ export async function check(args: string[]): Promise<number> {
     for (const note of n.notes) console.log(`  ${note}`);
   }
   console.log(`br_netfilter: ${k.brNetfilter ? 'loaded' : 'not loaded (bridged ports are not filtered by either backend without it)'}`);
-  const d = decide(k, cfg.mode, { unknownDeviceDrop: cfg.dropUnknownDevices.length > 0 });
+  const d = decide(k, cfg.mode);
   console.log(`dataplane: ${cfg.dataplane}${cfg.dataplane === 'auto' ? ` → ${d.kind}` : ''} (auto would choose ${d.kind}: ${d.reason})`);
   return caps.message ? 1 : 0;
 }

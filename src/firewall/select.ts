@@ -22,7 +22,7 @@ export interface DataplaneOptions {
   logger?: Logger;
   /** nftables: repair foreign changes as the kernel announces them. */
   watch?: boolean;
-  /** iptables only: VM-port devices of these name prefixes that no port owns are dropped (docs/firewall.md). */
+  /** VM-port devices of these name prefixes that no port owns are dropped (docs/firewall.md). */
   unknownDevicePrefixes?: string[];
 }
 
@@ -44,8 +44,7 @@ export async function kernelSupport(netns?: string): Promise<KernelSupport> {
 }
 
 /** The backend `auto` takes here, and why. */
-export function decide(support: KernelSupport, mode: Mode, needs: { unknownDeviceDrop?: boolean } = {}): { kind: DataplaneKind; reason: string } {
-  if (needs.unknownDeviceDrop) return { kind: 'iptables', reason: 'the drop of unknown VM devices (dropUnknownDevices) is on the iptables backend only' };
+export function decide(support: KernelSupport, mode: Mode): { kind: DataplaneKind; reason: string } {
   const n = support.nftables;
   if ('error' in n) return { kind: 'iptables', reason: `nf_tables cannot be used: ${n.error}` };
   if (!n.inet) return { kind: 'iptables', reason: `the kernel lacks what the nftables backend needs in the inet family (${n.notes.join('; ')})` };
@@ -58,11 +57,8 @@ export function decide(support: KernelSupport, mode: Mode, needs: { unknownDevic
 
 async function open(kind: DataplaneKind, opts: DataplaneOptions): Promise<Dataplane> {
   const common = { ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.logger ? { logger: opts.logger } : {}) };
-  if (kind === 'iptables') return IptablesDataplane.open({ ...common, ...(opts.unknownDevicePrefixes?.length ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {}) });
-  // Refused rather than ignored: an operator who asked for unknown devices to be dropped must not get
-  // a firewall that passes them.
-  if (opts.unknownDevicePrefixes?.length) throw new Error('dataplane nftables: dropUnknownDevices is not implemented on this backend; use dataplane iptables (or auto)');
-  return NftablesDataplane.open({ ...common, watch: opts.watch ?? false });
+  const unknown = opts.unknownDevicePrefixes?.length ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {};
+  return kind === 'nftables' ? NftablesDataplane.open({ ...common, ...unknown, watch: opts.watch ?? false }) : IptablesDataplane.open({ ...common, ...unknown });
 }
 
 /** Removes every object the given backend owns in the namespace (what `sg-agent cleanup` does for
@@ -84,7 +80,7 @@ export async function cleanupBackend(kind: DataplaneKind, opts: DataplaneOptions
 export async function openDataplane(setting: DataplaneSetting, opts: DataplaneOptions): Promise<{ dataplane: Dataplane; kind: DataplaneKind; reason: string }> {
   let kind: DataplaneKind;
   let reason: string;
-  if (setting === 'auto') ({ kind, reason } = decide(await kernelSupport(opts.netns), opts.mode ?? 'bridged', { unknownDeviceDrop: !!opts.unknownDevicePrefixes?.length }));
+  if (setting === 'auto') ({ kind, reason } = decide(await kernelSupport(opts.netns), opts.mode ?? 'bridged'));
   else [kind, reason] = [setting, 'configured'];
   const inner = await open(kind, opts);
   return { dataplane: new Switching(inner, kind === 'nftables' ? 'iptables' : 'nftables', opts), kind, reason };

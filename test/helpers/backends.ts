@@ -25,6 +25,7 @@ export async function openEngine(backend: Backend, netns: Netns, opts: Omit<Fire
     mode: opts.mode ?? 'bridged',
     watch: (opts.reconcileIntervalMs ?? 0) > 0,
     ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(opts.unknownDevicePrefixes ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {}),
   });
   return FirewallEngine.create({ netns: netns.path, ...opts, dataplane });
 }

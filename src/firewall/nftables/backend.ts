@@ -33,6 +33,9 @@ export interface NftablesOptions {
   /** Repair foreign changes to our tables as the kernel announces them (the agent turns it on with
    *  its periodic check). */
   watch?: boolean;
+  /** VM-port devices of these name prefixes that no port of the agent owns are dropped, both ways,
+   *  rather than passed (Neutron: `tap`); the devices of known ports are kept in a set for it. */
+  unknownDevicePrefixes?: string[];
 }
 
 /** Who an operation is for: a refused operation quarantines its owner alone. */
@@ -255,10 +258,13 @@ export class NftablesDataplane implements Dataplane {
       { op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'nfproto', v: 6 }, { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 }, { m: 'notrack' }] },
       // After conntrack and DNAT: what a port sends (forwarded or to the host itself) meets its egress chain.
       { op: 'chain', ...inet, chain: INET.fromPorts, hook: { hook: 'prerouting', priority: 0 } },
+      ...(bridged ? [] : this.unknownDeviceDrops(inet, INET.fromPorts, INET.knownDev, 'iifname')),
       { op: 'rule', ...inet, chain: INET.fromPorts, stmts: [{ m: 'vmap', key: dispatch('from'), map: INET.fromPort }] },
       { op: 'chain', ...inet, chain: INET.toPorts, hook: { hook: 'forward', priority: 0 } },
+      ...(bridged ? [] : this.unknownDeviceDrops(inet, INET.toPorts, INET.knownDev, 'oifname')),
       { op: 'rule', ...inet, chain: INET.toPorts, stmts: [{ m: 'vmap', key: dispatch('to'), map: INET.toPort }] },
     ];
+    if (!bridged && this.dropsUnknown) ops.splice(1, 0, { op: 'set', ...inet, set: INET.knownDev, key: 'ifname' });
     if (bridged) {
       const br = this.at('bridge');
       // Before br_netfilter (priority 0 and -1): the mark is set when the inet hooks see the packet.
@@ -267,10 +273,13 @@ export class NftablesDataplane implements Dataplane {
         { op: 'table', ...br },
         { op: 'set', ...br, set: BRIDGE.fromDev, key: 'ifname', map: true },
         { op: 'set', ...br, set: BRIDGE.toDev, key: 'ifname', map: true },
+        ...(this.dropsUnknown ? [{ op: 'set', ...br, set: BRIDGE.knownDev, key: 'ifname' } as Op] : []),
         { op: 'chain', ...br, chain: BRIDGE.markFrom, hook: { hook: 'prerouting', priority: -200 } },
+        ...this.unknownDeviceDrops(br, BRIDGE.markFrom, BRIDGE.knownDev, 'iifname'),
         { op: 'rule', ...br, chain: BRIDGE.markFrom, stmts: [{ m: 'markSet', mask: MARK_MASK, id: 0 }] },
         { op: 'rule', ...br, chain: BRIDGE.markFrom, stmts: [{ m: 'vmap', key: 'iifname', map: BRIDGE.fromDev }] },
         { op: 'chain', ...br, chain: BRIDGE.markTo, hook: { hook: 'forward', priority: -200 } },
+        ...this.unknownDeviceDrops(br, BRIDGE.markTo, BRIDGE.knownDev, 'oifname'),
         { op: 'rule', ...br, chain: BRIDGE.markTo, stmts: [{ m: 'markSet', mask: MARK_MASK, id: 0 }] },
         { op: 'rule', ...br, chain: BRIDGE.markTo, stmts: [{ m: 'vmap', key: 'oifname', map: BRIDGE.toDev }] },
       );
@@ -282,6 +291,31 @@ export class NftablesDataplane implements Dataplane {
       { op: 'elems', ...inet, set: INET.ctState, add: CT_STATE_VERDICTS },
     );
     return fresh;
+  }
+
+  private get dropsUnknown(): boolean {
+    return (this.opts.unknownDevicePrefixes?.length ?? 0) > 0;
+  }
+
+  /** First rules of a dispatch chain when unknown devices are dropped: a device named like a VM port
+   *  that is not in the set of known ones goes no further (the iptables backend does the same with
+   *  a `-m physdev`/`-i` rule per prefix after the known ports' dispatch). */
+  private unknownDeviceDrops(at: { family: NftFamily; table: string }, chain: string, known: string, key: 'iifname' | 'oifname'): Op[] {
+    return (this.opts.unknownDevicePrefixes ?? []).map((prefix): Op => ({
+      op: 'rule', ...at, chain,
+      stmts: [{ m: 'ifnamePrefix', key, prefix }, { m: 'ifnameIn', key, set: known, negate: true }, { m: 'verdict', v: 'drop' }],
+    }));
+  }
+
+  /** The known-device set's change when a port comes, goes or changes its device. */
+  private knownDeviceOps(had: string | undefined, now: string | undefined): Op[] {
+    if (!this.dropsUnknown || had === now) return [];
+    const at = this.at(this.mode === 'bridged' ? 'bridge' : 'inet');
+    const set = this.mode === 'bridged' ? BRIDGE.knownDev : INET.knownDev;
+    const ops: Op[] = [];
+    if (had !== undefined) ops.push({ op: 'elems', ...at, set, del: [had] });
+    if (now !== undefined) ops.push({ op: 'elems', ...at, set, add: [{ key: now }] });
+    return ops;
   }
 
   /** The keys a filtered port is dispatched by, and the chains they lead to. */
@@ -351,6 +385,11 @@ export class NftablesDataplane implements Dataplane {
     let changed = false;
     if (failedDev !== undefined) {
       push(owner, ...this.elemOps([], this.dropElems(failedDev)));
+      changed = true;
+    }
+    const known = this.knownDeviceOps(had?.device, f.device);
+    if (known.length) {
+      push(owner, ...known);
       changed = true;
     }
     if (!f.filtered) {
@@ -434,6 +473,11 @@ export class NftablesDataplane implements Dataplane {
       changed = true;
     }
     if (had?.filtered) changed = this.removeChains(had, this.ids.get(portId), push, owner, commit, plan) || changed;
+    const known = this.knownDeviceOps(had?.device, undefined);
+    if (known.length) {
+      push(owner, ...known);
+      changed = true;
+    }
     plan.commit.push(() => {
       for (const c of commit) c();
       this.filters.delete(portId);

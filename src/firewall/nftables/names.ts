@@ -28,6 +28,8 @@ export const INET = {
   icmp6FromPort: 'icmp6-from-port',
   /** Conntrack state → verdict for stateful ports: replies return, invalid packets are dropped. */
   ctState: 'ct-state',
+  /** Routed mode with unknown-device drop: the devices of every port the agent knows. */
+  knownDev: 'known-dev',
 } as const;
 
 /** Shared objects of the bridge table (bridged mode). */
@@ -39,6 +41,8 @@ export const BRIDGE = {
   /** Verdict maps: device → the port's chain that marks (and checks ARP) / marks. */
   fromDev: 'from-dev',
   toDev: 'to-dev',
+  /** Bridged mode with unknown-device drop: the devices of every port the agent knows. */
+  knownDev: 'known-dev',
 } as const;
 
 const SHARED: ReadonlySet<string> = new Set([...Object.values(INET), ...Object.values(BRIDGE)]);

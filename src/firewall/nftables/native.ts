@@ -23,7 +23,8 @@ export type Stmt =
   | { m: 'arpSender'; mac: string; cidr?: string }
   | { m: 'markSet'; mask: number; id: number }
   | { m: 'markIn'; mask: number; set: string }
-  | { m: 'ifnameIn'; key: 'iifname' | 'oifname'; set: string }
+  | { m: 'ifnameIn'; key: 'iifname' | 'oifname'; set: string; negate?: boolean }
+  | { m: 'ifnamePrefix'; key: 'iifname' | 'oifname'; prefix: string }
   | { m: 'vmap'; key: { mark: number } | 'iifname' | 'oifname'; map: string }
   | { m: 'notrack' }
   | { m: 'verdict'; v: Verdict };

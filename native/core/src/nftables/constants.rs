@@ -153,6 +153,8 @@ pub const NFTA_CMP_OP: u16 = 2;
 pub const NFTA_CMP_DATA: u16 = 3;
 pub const NFT_CMP_EQ: u32 = 0;
 pub const NFT_CMP_NEQ: u32 = 1;
+/// `enum nft_lookup_flags`: the lookup matches when the key is *not* in the set.
+pub const NFT_LOOKUP_F_INV: u32 = 1;
 pub const NFT_CMP_LT: u32 = 2;
 pub const NFT_CMP_LTE: u32 = 3;
 pub const NFT_CMP_GT: u32 = 4;

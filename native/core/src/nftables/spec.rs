@@ -195,6 +195,15 @@ pub enum IfKey {
     Oifname,
 }
 
+impl IfKey {
+    fn meta(self) -> u32 {
+        match self {
+            IfKey::Iifname => NFT_META_IIFNAME,
+            IfKey::Oifname => NFT_META_OIFNAME,
+        }
+    }
+}
+
 /// What a verdict map is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -242,8 +251,16 @@ pub enum Stmt {
     MarkSet { mask: u32, id: u32 },
     /// `meta mark & mask @set`.
     MarkIn { mask: u32, set: String },
-    /// `iifname|oifname @set`.
-    IfnameIn { key: IfKey, set: String },
+    /// `iifname|oifname @set`, or with `negate` `!= @set`.
+    IfnameIn {
+        key: IfKey,
+        set: String,
+        #[serde(default)]
+        negate: bool,
+    },
+    /// `iifname|oifname "PREFIX*"`: the name's first bytes (the kernel compares only as many bytes as
+    /// the expression holds, so a prefix without its NUL matches every name that starts with it).
+    IfnamePrefix { key: IfKey, prefix: String },
     /// `KEY vmap @map`.
     Vmap { key: MapKey, map: String },
     Notrack,
@@ -494,13 +511,16 @@ impl Stmt {
                 Expr::Bitwise { sreg: R, dreg: R, len: 4, mask: mask.to_ne_bytes().to_vec(), xor: vec![0; 4] },
                 Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 },
             ],
-            Stmt::IfnameIn { key, set } => vec![
-                load_meta(match key {
-                    IfKey::Iifname => NFT_META_IIFNAME,
-                    IfKey::Oifname => NFT_META_OIFNAME,
-                }),
-                Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 },
+            Stmt::IfnameIn { key, set, negate } => vec![
+                load_meta(key.meta()),
+                Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: if *negate { NFT_LOOKUP_F_INV } else { 0 } },
             ],
+            Stmt::IfnamePrefix { key, prefix } => {
+                if prefix.is_empty() || prefix.len() >= IFNAMSIZ || prefix.bytes().any(|b| b == 0) {
+                    return Err(format!("not an interface-name prefix: {prefix:?}"));
+                }
+                vec![load_meta(key.meta()), eq(prefix.as_bytes().to_vec())]
+            }
             Stmt::Vmap { key, map } => {
                 let mut v = match key {
                     MapKey::Mark(mask) => vec![
@@ -586,6 +606,19 @@ mod tests {
         let m = Stmt::MarkSet { mask: 0xffff_0000, id: 0x0001_0000 }.exprs().unwrap();
         assert_eq!(m[1], Expr::Bitwise { sreg: 1, dreg: 1, len: 4, mask: 0x0000_ffffu32.to_ne_bytes().to_vec(), xor: 0x0001_0000u32.to_ne_bytes().to_vec() });
         assert!(Stmt::MarkSet { mask: 0xffff_0000, id: 1 }.exprs().is_err(), "an id outside our bits would clobber others'");
+    }
+
+    #[test]
+    fn interface_names_by_prefix_and_by_set_negated() {
+        // As nft encodes `iifname "tap*"`: the name loaded, compared on the prefix's bytes alone.
+        let p = Stmt::IfnamePrefix { key: IfKey::Iifname, prefix: "tap".into() }.exprs().unwrap();
+        assert_eq!(p, vec![load_meta(NFT_META_IIFNAME), Expr::Cmp { sreg: R, op: NFT_CMP_EQ, data: b"tap".to_vec() }]);
+        assert!(Stmt::IfnamePrefix { key: IfKey::Oifname, prefix: String::new() }.exprs().is_err(), "an empty prefix would match every device");
+        assert!(Stmt::IfnamePrefix { key: IfKey::Oifname, prefix: "a-prefix-too-long".into() }.exprs().is_err());
+        let n = Stmt::IfnameIn { key: IfKey::Oifname, set: "known".into(), negate: true }.exprs().unwrap();
+        assert_eq!(n[1], Expr::Lookup { set: "known".into(), sreg: R, dreg: None, flags: NFT_LOOKUP_F_INV });
+        let parsed: Stmt = serde_json::from_str(r#"{"m":"ifnameIn","key":"iifname","set":"s"}"#).unwrap();
+        assert_eq!(parsed, Stmt::IfnameIn { key: IfKey::Iifname, set: "s".into(), negate: false });
     }
 
     #[test]
