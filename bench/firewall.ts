@@ -171,6 +171,21 @@ function cpuMs(): number {
 /** Drift checks on a host with 300 bound ports (300 members in the default group): the quick check
  *  the agent makes every 5 s (set member counts, our chains as the tools print them) against the full
  *  one (every set read). Wall time and CPU (ours plus the tools') per check, and a repair's latency. */
+/** Median wall and CPU time of the engine's quick check and of its full read, REPS each. */
+async function reconcileTimes(fw: FirewallEngine): Promise<{ quick: { wall: number; cpu: number }; full: { wall: number; cpu: number } }> {
+  const measure = async (full: boolean) => {
+    const wall: number[] = [];
+    const cpu: number[] = [];
+    for (let r = 0; r < REPS; r++) {
+      const c0 = cpuMs();
+      wall.push(await time(() => fw.reconcile({ full })));
+      cpu.push(cpuMs() - c0);
+    }
+    return { wall: median(wall), cpu: median(cpu) };
+  };
+  return { quick: await measure(false), full: await measure(true) };
+}
+
 async function reconcileCost(): Promise<void> {
   const ns = `sgbfr-${randomBytes(3).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', ns]);
@@ -183,18 +198,7 @@ async function reconcileCost(): Promise<void> {
     }
     fw.setGroupMembers('default', Array.from({ length: N }, (_, i) => ip(i)));
     await fw.flush();
-    const measure = async (full: boolean) => {
-      const wall: number[] = [];
-      const cpu: number[] = [];
-      for (let r = 0; r < REPS; r++) {
-        const c0 = cpuMs();
-        wall.push(await time(() => fw.reconcile({ full })));
-        cpu.push(cpuMs() - c0);
-      }
-      return { wall: median(wall), cpu: median(cpu) };
-    };
-    const quick = await measure(false);
-    const full = await measure(true);
+    const { quick, full } = await reconcileTimes(fw);
     console.log(`firewall.reconcile.${N} ours=${fmt(quick.wall)} baseline=${fmt(full.wall)} ratio=${(full.wall / quick.wall).toFixed(1)} cpu_ours=${quick.cpu.toFixed(0)}ms cpu_baseline=${full.cpu.toFixed(0)}ms (quick check vs full read; every 5 s: ${((quick.cpu / 5000) * 100).toFixed(2)}% of a core)`);
     // A member deleted by hand, found and put back by the next quick check.
     const set = fw.names.groupSet('default', 4);
@@ -268,18 +272,7 @@ async function nftReconcileAndRepair(): Promise<void> {
     for (let p = 0; p < N; p++) fw.setPort(benchPort(p));
     fw.setGroupMembers('default', Array.from({ length: N }, (_, i) => ip(i)));
     await fw.flush();
-    const measure = async (full: boolean) => {
-      const wall: number[] = [];
-      const cpu: number[] = [];
-      for (let r = 0; r < REPS; r++) {
-        const c0 = cpuMs();
-        wall.push(await time(() => fw.reconcile({ full })));
-        cpu.push(cpuMs() - c0);
-      }
-      return { wall: median(wall), cpu: median(cpu) };
-    };
-    const quick = await measure(false);
-    const full = await measure(true);
+    const { quick, full } = await reconcileTimes(fw);
     console.log(`firewall.reconcile.${N}.nftables ours=${fmt(quick.wall)} baseline=${fmt(full.wall)} ratio=${(full.wall / quick.wall).toFixed(1)} cpu_ours=${quick.cpu.toFixed(1)}ms cpu_baseline=${full.cpu.toFixed(1)}ms (quick check: the generation has not moved; full: every chain and element read)`);
     // Another process's changes: a second client (its own socket) empties what the engine made. The
     // repair is timed to the watch's report of it (it comes right after the repair's commit).

@@ -6,25 +6,16 @@
 // the whole firewall in place while the other's objects still filter; only after it do they go
 // (both must accept a packet meanwhile, so there is no moment of open traffic).
 import fs from 'node:fs';
-import type { Logger } from 'pino';
 import type { AppliedView, ApplyOutcome, ChangeSet, Dataplane, DataplaneStats, DataplaneStatus, Mode, ReconcileReport } from './dataplane.js';
-import { IptablesDataplane } from './iptables/backend.js';
-import { NftablesDataplane } from './nftables/backend.js';
+import { IptablesDataplane, type IptablesOptions } from './iptables/backend.js';
+import { NftablesDataplane, type NftablesOptions } from './nftables/backend.js';
 import { probeNftables, type NftSupport } from './nftables/native.js';
 
 export type DataplaneKind = 'iptables' | 'nftables';
 export type DataplaneSetting = DataplaneKind | 'auto';
 
-export interface DataplaneOptions {
-  netns?: string;
-  prefix?: string;
-  mode?: Mode;
-  logger?: Logger;
-  /** nftables: repair foreign changes as the kernel announces them. */
-  watch?: boolean;
-  /** VM-port devices of these name prefixes that no port owns are dropped (docs/firewall.md). */
-  unknownDevicePrefixes?: string[];
-}
+/** What either backend is opened with (`watch` concerns nftables alone). */
+export type DataplaneOptions = IptablesOptions & NftablesOptions;
 
 export interface KernelSupport {
   nftables: NftSupport | { error: string };

@@ -5,7 +5,7 @@
 // fixed names (hyphenated, so none is an nft keyword). `owns()` accepts exactly these shapes: only
 // they are ever removed as stale.
 import type { Family } from '../../domain/address.js';
-import { idHash, validatePrefix } from '../iptables/names.js';
+import { IdHashes, idHash, validatePrefix } from '../iptables/names.js';
 
 /** Shared objects of the inet table. */
 export const INET = {
@@ -51,7 +51,7 @@ const PER_OBJECT = new RegExp(`^([iosam]-${HASH}|g[46]-${HASH})$`);
 
 export class NftNames {
   readonly table: string;
-  private readonly hashes = new Map<string, string>();
+  private readonly hashes = new IdHashes();
 
   constructor(readonly prefix: string) {
     validatePrefix(prefix);
@@ -59,13 +59,7 @@ export class NftNames {
   }
 
   private hash(id: string): string {
-    let h = this.hashes.get(id);
-    if (h === undefined) {
-      if (this.hashes.size >= 100_000) this.hashes.clear();
-      h = idHash(id);
-      this.hashes.set(id, h);
-    }
-    return h;
+    return this.hashes.of(id);
   }
 
   /** Traffic to the port (the group rules' ingress). */
