@@ -128,7 +128,7 @@ async function vhost(name: string): Promise<string> {
   return `amqp://guest:guest@127.0.0.1:5672/${name}`;
 }
 
-interface Run { bytes: number[]; cpu: number[]; children: number[]; lag: number[]; restores?: number[]; applies?: number[] }
+interface Run { bytes: number[]; cpu: number[]; children: number[]; lag: number[]; restores?: number[]; applies?: number[]; messages?: number[] }
 
 async function ours(dataplane: 'iptables' | 'nftables'): Promise<Run> {
   const url = await vhost(`sgstorm-${tag}`);
@@ -162,6 +162,8 @@ async function ours(dataplane: 'iptables' | 'nftables'): Promise<Run> {
     await new Promise((r) => setTimeout(r, 1000));
     const metric = async (m: string, name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`http://${m}/metrics`)).text())?.[1] ?? 0);
     const bytes0 = await Promise.all(procs.map((p) => metric(p.metrics, 'sg_agent_bytes_received_total')));
+    const messagesOf = async (m: string) => [...(await (await fetch(`http://${m}/metrics`)).text()).matchAll(/^sg_agent_messages_total\{type="([^"]+)"\} (\d+)/gm)].reduce((a, x) => a + Number(x[2]), 0);
+    const messages0 = await Promise.all(procs.map((p) => messagesOf(p.metrics)));
     const engine0 = await Promise.all(procs.map(async (p) => (await status(p.metrics)).engine));
     const cpu0 = procs.map((p) => cpuSeconds(p.child.pid!));
     const children0 = procs.map((p) => cpuSplit(p.child.pid!).children);
@@ -188,6 +190,7 @@ async function ours(dataplane: 'iptables' | 'nftables'): Promise<Run> {
       await new Promise((r) => setTimeout(r, 20));
     }
     const bytes = await Promise.all(procs.map((p, i) => metric(p.metrics, 'sg_agent_bytes_received_total').then((b) => b - bytes0[i]!)));
+    const messages = await Promise.all(procs.map((p, i) => messagesOf(p.metrics).then((n) => n - messages0[i]!)));
     if (process.env.STORM_THREADS) {
       const t1 = threadCpu(procs[0]!.child.pid!);
       for (const [tid, v] of t1) console.log(`thread ${tid} cpu=${(v - (threads0.get(tid) ?? 0)).toFixed(3)}s${threads0.has(tid) ? '' : ' (new)'}`);
@@ -196,6 +199,7 @@ async function ours(dataplane: 'iptables' | 'nftables'): Promise<Run> {
     return {
       restores: engine1.map((e, i) => e.restores - engine0[i]!.restores),
       applies: engine1.map((e, i) => e.applies - engine0[i]!.applies),
+      messages,
       bytes,
       cpu: procs.map((_, i) => cpuDone[i]!.self + cpuDone[i]!.children - cpu0[i]!),
       children: procs.map((_, i) => cpuDone[i]!.children - children0[i]!),
@@ -372,7 +376,7 @@ function neutronPython(): string | null {
   const on = which_ours === 'iptables' ? undefined : await ours('nftables');
   if (process.env.STORM_ONLY === 'ours') {
     for (const [dp, r] of [['iptables', o], ['nftables', on]] as const) {
-      if (r) console.log(`storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)}`);
+      if (r) console.log(`storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)} messages=${median(r.messages!)}`);
     }
     return;
   }
