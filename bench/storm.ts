@@ -7,7 +7,9 @@
 // Neutron's own agent-side code from PyPI (bench/neutron-agent.py, venv by bench/neutron-venv.sh),
 // which the targets are judged against, and a JavaScript emulation (bench/baseline-agent.ts), a lower
 // bound kept for the record and used alone when the venv cannot be made.
-// Prints storm.bytes, sync.bytes.N, storm.cpu and storm.p99 as `<id> ours=… baseline=… ratio=…`.
+// Prints storm.bytes, sync.bytes.N, storm.cpu and storm.p99 as `<id> ours=… baseline=… ratio=…`, and
+// storm.cpu.nftables / storm.p99.nftables for our agents on the nftables backend (STORM_DATAPLANE=
+// iptables or nftables runs ours on that one alone).
 // Knobs: STORM_HOSTS, STORM_PORTS, STORM_PACE_MS (default 20, 500, 10); STORM_ONLY=ours skips the
 // baselines, STORM_ONLY=neutron runs only Neutron's; STORM_NEUTRON=0 skips Neutron's;
 // STORM_RELAY_MAX_MS sets the relay's widest drain interval (agents take SG_* from the environment).
@@ -126,9 +128,9 @@ async function vhost(name: string): Promise<string> {
   return `amqp://guest:guest@127.0.0.1:5672/${name}`;
 }
 
-interface Run { bytes: number[]; cpu: number[]; children: number[]; lag: number[]; restores?: number[]; applies?: number[] }
+interface Run { bytes: number[]; cpu: number[]; children: number[]; lag: number[]; restores?: number[]; applies?: number[]; messages?: number[] }
 
-async function ours(): Promise<Run> {
+async function ours(dataplane: 'iptables' | 'nftables'): Promise<Run> {
   const url = await vhost(`sgstorm-${tag}`);
   // Signed as in a deployment: the controller holds the private key, every agent the public one.
   const keys = generateSigningKey(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-storm-keys-')));
@@ -147,15 +149,21 @@ async function ours(): Promise<Run> {
       spawnSync('ip', ['netns', 'add', ns]);
       const metrics = `127.0.0.1:${19500 + h}`;
       const child = spawn(process.execPath, [...(h === 0 && process.env.STORM_PROF ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir=/tmp/prof'] : []), ...(h === 0 && process.env.STORM_AGENT0_FLAGS ? process.env.STORM_AGENT0_FLAGS.split(' ') : []), '--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
-        env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: url, SG_TRUSTED_KEYS: keys.publicKeyFile, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0' },
+        env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: url, SG_TRUSTED_KEYS: keys.publicKeyFile, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0', SG_DATAPLANE: dataplane },
         stdio: ['ignore', h === 0 && process.env.STORM_AGENT0_FLAGS ? 'inherit' : 'ignore', 'inherit'],
       });
       procs.push({ child, metrics, ns });
     }
     const status = async (m: string) => (await (await fetch(`http://${m}/status`)).json()) as { connected: boolean; sets: { size: number }[]; engine: { restores: number; applies: number } };
     for (const p of procs) for (;;) { if (await status(p.metrics).then((s) => s.connected, () => false)) break; await new Promise((r) => setTimeout(r, 100)); }
+    // Start-up done before the storm: the first apply (nftables: its tables) and the sweep after it
+    // (which also asks the other backend for objects to remove) are not the storm's work.
+    for (const p of procs) for (;;) { if (await status(p.metrics).then((s) => s.engine.applies >= 1, () => false)) break; await new Promise((r) => setTimeout(r, 100)); }
+    await new Promise((r) => setTimeout(r, 1000));
     const metric = async (m: string, name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`http://${m}/metrics`)).text())?.[1] ?? 0);
     const bytes0 = await Promise.all(procs.map((p) => metric(p.metrics, 'sg_agent_bytes_received_total')));
+    const messagesOf = async (m: string) => [...(await (await fetch(`http://${m}/metrics`)).text()).matchAll(/^sg_agent_messages_total\{type="([^"]+)"\} (\d+)/gm)].reduce((a, x) => a + Number(x[2]), 0);
+    const messages0 = await Promise.all(procs.map((p) => messagesOf(p.metrics)));
     const engine0 = await Promise.all(procs.map(async (p) => (await status(p.metrics)).engine));
     const cpu0 = procs.map((p) => cpuSeconds(p.child.pid!));
     const children0 = procs.map((p) => cpuSplit(p.child.pid!).children);
@@ -182,6 +190,7 @@ async function ours(): Promise<Run> {
       await new Promise((r) => setTimeout(r, 20));
     }
     const bytes = await Promise.all(procs.map((p, i) => metric(p.metrics, 'sg_agent_bytes_received_total').then((b) => b - bytes0[i]!)));
+    const messages = await Promise.all(procs.map((p, i) => messagesOf(p.metrics).then((n) => n - messages0[i]!)));
     if (process.env.STORM_THREADS) {
       const t1 = threadCpu(procs[0]!.child.pid!);
       for (const [tid, v] of t1) console.log(`thread ${tid} cpu=${(v - (threads0.get(tid) ?? 0)).toFixed(3)}s${threads0.has(tid) ? '' : ' (new)'}`);
@@ -190,6 +199,7 @@ async function ours(): Promise<Run> {
     return {
       restores: engine1.map((e, i) => e.restores - engine0[i]!.restores),
       applies: engine1.map((e, i) => e.applies - engine0[i]!.applies),
+      messages,
       bytes,
       cpu: procs.map((_, i) => cpuDone[i]!.self + cpuDone[i]!.children - cpu0[i]!),
       children: procs.map((_, i) => cpuDone[i]!.children - children0[i]!),
@@ -361,11 +371,16 @@ function neutronPython(): string | null {
     console.log(`storm.neutron bytes=${kb(median(n.bytes))} cpu=${sec(median(n.cpu))} children=${sec(median(n.children))} p99=${sec(p99(n.lag))}`);
     return;
   }
-  const o = await ours();
+  const which_ours = process.env.STORM_DATAPLANE;
+  const o = which_ours === 'nftables' ? undefined : await ours('iptables');
+  const on = which_ours === 'iptables' ? undefined : await ours('nftables');
   if (process.env.STORM_ONLY === 'ours') {
-    console.log(`storm.ours bytes=${kb(median(o.bytes))} cpu=${sec(median(o.cpu))} children=${sec(median(o.children))} p99=${sec(p99(o.lag))} restores=${median(o.restores!)} applies=${median(o.applies!)}`);
+    for (const [dp, r] of [['iptables', o], ['nftables', on]] as const) {
+      if (r) console.log(`storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)} messages=${median(r.messages!)}`);
+    }
     return;
   }
+  if (!o || !on) throw new Error('storm: the comparison needs both of our runs (unset STORM_DATAPLANE)');
   const python = neutronPython();
   const e = await baseline({ kind: 'emulated' });
   const b = python ? await baseline({ kind: 'neutron', python }) : e;
@@ -375,6 +390,9 @@ function neutronPython(): string | null {
   line('storm.cpu', median(o.cpu), median(b.cpu), sec, `${median(b.cpu) / median(o.cpu) >= 20 ? ' target>=20x met' : ' target>=20x MISSED'} (baseline: ${which})`);
   console.log(`storm.cpu.children ours=${sec(median(o.children))} baseline=${sec(median(b.children))} (iptables tools run by the agents)`);
   line('storm.p99', p99(o.lag), p99(b.lag), sec, `${p99(o.lag) <= 2 ? ' target<=2s met' : ' target<=2s MISSED'} (baseline: ${which})`);
+  line('storm.cpu.nftables', median(on.cpu), median(b.cpu), sec, `${median(b.cpu) / median(on.cpu) >= 50 ? ' target>=50x met' : ' target>=50x MISSED'} (dataplane=nftables; baseline: ${which})`);
+  console.log(`storm.cpu.nftables.children ours=${sec(median(on.children))} baseline=${sec(median(b.children))} restores=${median(on.restores!)} applies=${median(on.applies!)} (processes run by the agents; nf_tables transactions instead of restores)`);
+  line('storm.p99.nftables', p99(on.lag), p99(b.lag), sec, `${p99(on.lag) <= 0.5 ? ' target<=0.5s met' : ' target<=0.5s MISSED'} (dataplane=nftables, no structural pacing; baseline: ${which})`);
   if (python) {
     line('storm.cpu.emulated', median(o.cpu), median(e.cpu), sec, ' (the JavaScript emulation of the baseline, a lower bound)');
     console.log(`storm.cpu.emulated.children ours=${sec(median(o.children))} baseline=${sec(median(e.children))}`);

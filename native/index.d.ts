@@ -39,6 +39,38 @@ export declare class NativeIpset {
   reconcile(name: string): Promise<JsReconcileResult>
 }
 
+export declare class NativeNftables {
+  /** Opens a client in the namespace at `netns` (or this process's own). */
+  static open(netns?: string | undefined | null): Promise<NativeNftables>
+  /**
+   * Applies a JSON list of operations as one transaction; resolves with the JSON result
+   * (`{committed, failures}`).
+   */
+  transact(ops: string): Promise<string>
+  /** Has the kernel check a transaction and abort it (nothing changes). */
+  check(ops: string): Promise<string>
+  /**
+   * Compares our tables with what was committed and repairs the difference; `quick`: skip when
+   * the ruleset generation has not moved; `allElements`: compare every set's elements.
+   */
+  reconcile(quick: boolean, allElements: boolean): Promise<string>
+  /** `[[family, name], …]` of the namespace's inet and bridge tables. */
+  listTables(): Promise<string>
+  /** What a table holds (chains with their rule counts, sets with their sizes), or null. */
+  describe(familyName: string, table: string): Promise<string>
+  /** Stops comparing and repairing a table (after it was removed). */
+  forget(familyName: string, table: string): Promise<void>
+  /** Transactions this client committed (its own and its repairs). */
+  commits(): Promise<number>
+  /**
+   * Listens for changes others make to our tables and repairs them at once; `onEvent` receives
+   * each repair (or failure) as JSON text. Does not keep the process alive.
+   */
+  watch(onEvent: (event: string) => void): void
+  /** Stops the watch and closes the socket once calls already queued are done. */
+  close(): Promise<void>
+}
+
 /**
  * Deletes conntrack entries whose original direction runs between `a` and `b` of any pair (either
  * way round) in the namespace at `netns`; resolves to how many were deleted. Fails with code
@@ -142,6 +174,12 @@ export declare function measureDiff(current: Buffer, desired: Buffer): Promise<J
 
 /** Version of this native binary (the crate version), reported by `sg-agent --version`. */
 export declare function nativeVersion(): string
+
+/**
+ * What the kernel of the namespace supports (JSON: inet, bridge, conntrackBridge, bridgeMeta,
+ * notes), found by transactions the kernel checks and aborts.
+ */
+export declare function nftablesProbe(netns?: string | undefined | null): Promise<string>
 
 /**
  * Runs one of the tools `tool::Tool` lists (the iptables and ebtables restore/save pairs) in the

@@ -836,10 +836,12 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeIpset = nativeBinding.NativeIpset
+module.exports.NativeNftables = nativeBinding.NativeNftables
 module.exports.conntrackDeleteBetween = nativeBinding.conntrackDeleteBetween
 module.exports.ipsetDecodeMembers = nativeBinding.ipsetDecodeMembers
 module.exports.ipsetProtocol = nativeBinding.ipsetProtocol
 module.exports.ipsetTempName = nativeBinding.ipsetTempName
 module.exports.measureDiff = nativeBinding.measureDiff
 module.exports.nativeVersion = nativeBinding.nativeVersion
+module.exports.nftablesProbe = nativeBinding.nftablesProbe
 module.exports.runToolInNetns = nativeBinding.runToolInNetns

@@ -7,13 +7,16 @@ export DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
 for cmd in ipset:ipset iptables:iptables ip:iproute2 conntrack:conntrack rabbitmq-server:rabbitmq-server \
-           nsenter:util-linux ping:iputils-ping ps:procps arping:arping mariadbd:mariadb-server python3:python3 cc:gcc; do
+           nsenter:util-linux ping:iputils-ping ps:procps arping:arping iperf3:iperf3 mariadbd:mariadb-server python3:python3 cc:gcc; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd#*:}")
 done
 # The Neutron tests' virtualenv (scripts/neutron-venv.sh): venv, and Python's headers for uWSGI's build.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   >/dev/null 2>&1 || need_apt+=(python3-dev)
+# nft is the tests' oracle for the nftables backend. Looked for by path: under npm, node_modules/.bin
+# holds an unrelated `nft` (@vercel/nft).
+[ -x /usr/sbin/nft ] || [ -x /sbin/nft ] || need_apt+=(nftables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== apt-get install ${need_apt[*]}"
   apt-get update -qq

@@ -19,4 +19,9 @@ pass=$(grep -cE '^ok ' "$tap" || true)
 fail=$(grep -cE '^not ok ' "$tap" || true)
 rm -f "$tap"
 echo "ava: ${pass} passed, ${fail} failed"
+if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then
+  # TAP prints nothing for a worker that outlived its tests (a timer or socket left open) until ava's
+  # inactivity timeout ended it, nor for a process.exit() after the last test: say so.
+  echo "ava exited ${status} with no failed test: a test file's worker was held open after its tests, or exited on its own" >&2
+fi
 exit "$status"

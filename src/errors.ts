@@ -19,8 +19,8 @@ const IPSET_CODES = [
   'KERNEL',
   'CLIENT_CLOSED',
 ] as const;
-/** Failures of the addon outside ipset: conntrack, the iptables tools, namespaces. */
-const NATIVE_CODES = ['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED'] as const;
+/** Failures of the addon outside ipset: conntrack, nf_tables, the iptables tools, namespaces. */
+const NATIVE_CODES = ['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED', 'NFTABLES_FAILED'] as const;
 
 export type IpsetErrorCode = (typeof IPSET_CODES)[number];
 /** `UNCLASSIFIED`: an addon error without one of our codes (napi's own argument errors, say). */

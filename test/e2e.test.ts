@@ -1,6 +1,7 @@
 // End to end: RabbitMQ, two controller processes sharing one store and one sync queue, and two agents
 // as separate processes, each agent enforcing in its own "host" namespace with VMs on a bridge.
-// Everything is driven through the controllers' APIs, alternately.
+// Everything is driven through the controllers' APIs, alternately. Host a runs the iptables backend,
+// host b the nftables one, so the engine's path through the agent is exercised on both.
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -141,6 +142,7 @@ async function startAgent(which: 'a' | 'b'): Promise<void> {
     SG_AMQP_URL: amqpUrl,
     SG_TRUSTED_KEYS: key!.publicKeyFile,
     SG_NETNS: a.topo().host.path,
+    SG_DATAPLANE: which === 'b' ? 'nftables' : 'iptables',
     SG_METRICS_LISTEN: a.metrics,
     SG_QUEUE_EXPIRES_MS: '120000',
     SG_FULL_SYNC_INTERVAL_MS: '2000',

@@ -1,15 +1,18 @@
 // The engine core without root: state, planner, apply loop and fault isolation against the in-memory
 // dataplane, which records what it is asked to do. The same paths run against the kernel with real
 // packets in firewall.test.ts.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
 import { setKey } from '../src/firewall/dataplane.js';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
 
-function engine(opts: { coalesceMs?: number; structureIntervalMs?: number; structureIntervalMaxMs?: number } = {}) {
+/** An engine over memory, closed when the test ends: a retry it scheduled must not outlive the test
+ *  (a quarantined port's retry re-arms a 10-minute structural interval and would hold the worker). */
+function engine(t: ExecutionContext, opts: { coalesceMs?: number; structureIntervalMs?: number; structureIntervalMaxMs?: number } = {}) {
   const dp = new MemoryDataplane();
   const fw = new FirewallEngine(dp, { coalesceMs: 2, structureIntervalMs: 0, ...opts });
+  t.teardown(() => fw.close());
   return { dp, fw };
 }
 
@@ -23,7 +26,7 @@ const selfGroup = (id: string, extra: Partial<SecurityGroupInput> = {}): Securit
 const members = (dp: MemoryDataplane, g: string) => [...(dp.sets.get(setKey({ groupId: g, family: 4 })) ?? [])].sort();
 
 test('binding one more port plans that port alone; a rule change plans the ports of its group alone', async (t) => {
-  const { dp, fw } = engine();
+  const { dp, fw } = engine(t);
   fw.setGroup(selfGroup('a'));
   fw.setGroup(selfGroup('b'));
   for (let i = 1; i <= 10; i++) fw.setPort(port(i, [i <= 5 ? 'a' : 'b']));
@@ -44,7 +47,7 @@ test('binding one more port plans that port alone; a rule change plans the ports
 });
 
 test('a set exists while a filter names it, holds the members, and goes with the last filter naming it', async (t) => {
-  const { dp, fw } = engine();
+  const { dp, fw } = engine(t);
   fw.setGroup(selfGroup('g'));
   fw.setGroupMembers('g', ['10.0.0.1', '10.0.0.2', 'fd00::1']);
   t.is(dp.sets.size, 0);
@@ -63,7 +66,7 @@ test('a set exists while a filter names it, holds the members, and goes with the
 });
 
 test('a burst of member deltas is coalesced into few applies, and nothing is lost while one runs', async (t) => {
-  const { dp, fw } = engine({ coalesceMs: 10 });
+  const { dp, fw } = engine(t, { coalesceMs: 10 });
   fw.setGroup(selfGroup('g'));
   fw.setPort(port(1, ['g']));
   await fw.flush();
@@ -88,7 +91,7 @@ test('a burst of member deltas is coalesced into few applies, and nothing is los
 });
 
 test('structural work waits for its interval while membership goes at once; flush forces it', async (t) => {
-  const { dp, fw } = engine({ structureIntervalMs: 600_000, structureIntervalMaxMs: 600_000 });
+  const { dp, fw } = engine(t, { structureIntervalMs: 600_000, structureIntervalMaxMs: 600_000 });
   fw.setGroup(selfGroup('g'));
   fw.setPort(port(1, ['g']));
   fw.setGroupMembers('g', ['10.0.0.1']);
@@ -104,7 +107,7 @@ test('structural work waits for its interval while membership goes at once; flus
 });
 
 test('an apply that fails as a whole is retried with backoff by itself; flush reports the failure', async (t) => {
-  const { dp, fw } = engine();
+  const { dp, fw } = engine(t);
   fw.setGroup(selfGroup('g'));
   fw.setPort(port(1, ['g']));
   dp.failNext = new Error('dataplane down');
@@ -115,7 +118,7 @@ test('an apply that fails as a whole is retried with backoff by itself; flush re
 });
 
 test('fault isolation: a set the dataplane refuses holds back only the rules naming it; a refused filter only its port', async (t) => {
-  const { dp, fw } = engine();
+  const { dp, fw } = engine(t);
   dp.failSets.add('4:bad');
   dp.failPorts.add('p3');
   fw.setGroup(selfGroup('bad'));
@@ -148,7 +151,7 @@ test('fault isolation: a set the dataplane refuses holds back only the rules nam
 });
 
 test('cuts: a departed member, a port leaving a group, and allowed-pair addresses; never what stays admitted', async (t) => {
-  const { dp, fw } = engine();
+  const { dp, fw } = engine(t);
   fw.setGroup(selfGroup('web'));
   fw.setGroup(selfGroup('app'));
   fw.setGroup({ id: 'wide', rules: [{ id: 'w', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.0.0.0/24' }] });
@@ -182,7 +185,7 @@ test('cuts: a departed member, a port leaving a group, and allowed-pair addresse
 });
 
 test('a full sync keeps the last good version of an object its snapshot lacks as quarantined', async (t) => {
-  const { dp, fw } = engine();
+  const { dp, fw } = engine(t);
   fw.setGroup(selfGroup('g'));
   fw.setPort(port(1, ['g']));
   fw.setPort(port(2, ['g']));
@@ -198,7 +201,7 @@ test('a full sync keeps the last good version of an object its snapshot lacks as
 });
 
 test('invalid input is refused with the validator\'s error, counted, and changes nothing', async (t) => {
-  const { dp, fw } = engine();
+  const { dp, fw } = engine(t);
   fw.setGroup(selfGroup('g'));
   fw.setPort(port(1, ['g']));
   await fw.flush();
@@ -214,7 +217,7 @@ test('invalid input is refused with the validator\'s error, counted, and changes
 });
 
 test('what a previous run left keeps filtering until this run\'s first apply; only then is it removed', async (t) => {
-  const { dp, fw } = engine();
+  const { dp, fw } = engine(t);
   // The kernel as a previous run left it.
   dp.sets.set('4:old', new Set(['10.9.9.9']));
   dp.filters.set('gone', { portId: 'gone', device: 'tapx', filtered: true, mac: '02:00:00:00:00:99', stateful: true, sources: [], rules: [], sets: [], key: 'x' });
@@ -229,7 +232,7 @@ test('what a previous run left keeps filtering until this run\'s first apply; on
 });
 
 test('portInKernel says whether a port\'s current filter is applied: not while it waits or is written', async (t) => {
-  const { dp, fw } = engine({ structureIntervalMs: 600_000, structureIntervalMaxMs: 600_000 });
+  const { dp, fw } = engine(t, { structureIntervalMs: 600_000, structureIntervalMaxMs: 600_000 });
   fw.setGroup(selfGroup('g'));
   fw.setPort(port(1, ['g']));
   t.false(fw.portInKernel('p1'), 'not yet applied');

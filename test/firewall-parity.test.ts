@@ -1,27 +1,34 @@
-// Neutron's semantics beyond the port chains, with real packets in throwaway namespaces: traffic from a
-// VM to the host itself (INPUT), ARP spoofing protection, stateless groups (NOTRACK), connections cut
-// when a port leaves a group or an allowed-pair address stops being admitted, and coexistence with
-// other programs' objects that merely look like ours.
+// Neutron's semantics beyond the port chains, with real packets in throwaway namespaces, on both
+// backends: traffic from a VM to the host itself (INPUT), ARP spoofing protection, stateless groups
+// (NOTRACK), connections cut when a port leaves a group or an allowed-pair address stops being
+// admitted, and coexistence with other programs' objects that merely look like ours.
 import test, { type ExecutionContext } from 'ava';
-import { FirewallEngine } from '../src/firewall/engine.js';
+import type { FirewallEngine } from '../src/firewall/engine.js';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
 import { requireNetns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
+import { BACKENDS, NFT, openEngine, Oracle, type Backend } from './helpers/backends.js';
 
 interface Ctx {
   topo: Topology;
   fw: FirewallEngine;
+  k: Oracle;
 }
 
-async function setup(t: ExecutionContext): Promise<Ctx | undefined> {
+async function setup(t: ExecutionContext, backend: Backend): Promise<Ctx | undefined> {
   if (!requireNetns(t)) return undefined;
   const topo = new Topology();
-  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5 });
+  const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
   t.teardown(async () => {
     await fw.close();
     topo.destroy();
   });
-  return { topo, fw };
+  return { topo, fw, k: new Oracle(backend, topo.host) };
+}
+
+/** The same test on both backends. */
+function both(title: string, body: (t: ExecutionContext, backend: Backend) => Promise<void>): void {
+  for (const b of BACKENDS) test(`${b} › ${title}`, (t) => body(t, b));
 }
 
 function port(vm: Vm, groups: string[], extra: Partial<PortInput> = {}): PortInput {
@@ -42,10 +49,10 @@ async function applied(t: ExecutionContext, fw: FirewallEngine, ...vms: Vm[]): P
   for (const vm of vms) t.true(fw.portInKernel(`port-${vm.name}`), `${vm.name} filtered`);
 }
 
-test('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as Neutron allows it', async (t) => {
-  const c = await setup(t);
+both('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as Neutron allows it', async (t, backend) => {
+  const c = await setup(t, backend);
   if (!c) return;
-  const { topo, fw } = c;
+  const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const host = topo.hostAddress('10.100.0.254/24');
   topo.serveOnHost(7000);
@@ -65,13 +72,13 @@ test('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as
   t.false(topo.tcp(b, host, 7000, '10.100.0.99'), 'anti-spoofing applies to INPUT too');
 });
 
-test('devices named like VM ports that the agent does not know are dropped, not passed (opt-in)', async (t) => {
+both('devices named like VM ports that the agent does not know are dropped, not passed (opt-in)', async (t, backend) => {
   if (!requireNetns(t)) return;
   const topo = new Topology();
   const [a, b, unknown] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   // The topology names devices t<tag>v<n>: the common part is the prefix a deployment would give (tap).
   const prefix = a.device.slice(0, a.device.indexOf('v'));
-  const fw = await FirewallEngine.create({ netns: topo.host.path, coalesceMs: 5, unknownDevicePrefixes: [prefix] });
+  const fw = await openEngine(backend, topo.host, { coalesceMs: 5, unknownDevicePrefixes: [prefix] });
   t.teardown(async () => {
     await fw.close();
     topo.destroy();
@@ -87,12 +94,18 @@ test('devices named like VM ports that the agent does not know are dropped, not 
   fw.setPort(port(unknown, ['default']));
   await applied(t, fw, unknown);
   t.true(topo.ping(unknown, b.ip4), 'once known, filtered like the rest');
+  fw.setPort(port(b, ['default'], { portSecurityEnabled: false }));
+  await fw.flush();
+  t.true(topo.ping(b, a.ip4), 'a known port without port security passes unfiltered');
+  fw.removePort(`port-${unknown.name}`);
+  await fw.flush();
+  t.false(topo.ping(unknown, b.ip4), 'a port gone: its device is unknown again');
 });
 
-test('ARP spoofing: a port may send ARP only for its own addresses and allowed pairs', async (t) => {
-  const c = await setup(t);
+both('ARP spoofing: a port may send ARP only for its own addresses and allowed pairs', async (t, backend) => {
+  const c = await setup(t, backend);
   if (!c) return;
-  const { topo, fw } = c;
+  const { topo, fw, k } = c;
   const [a, b, v, loose] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
   fw.setGroup(selfGroup('default'));
   fw.setPort(port(a, ['default'], { allowedAddressPairs: [{ ipAddress: '10.100.0.80/29' }] }));
@@ -116,10 +129,10 @@ test('ARP spoofing: a port may send ARP only for its own addresses and allowed p
   t.is(topo.neighbour(v, b.ip4), loose.mac);
 });
 
-test('stateless groups: no connection tracking for the port, replies must be admitted by rules', async (t) => {
-  const c = await setup(t);
+both('stateless groups: no connection tracking for the port, replies must be admitted by rules', async (t, backend) => {
+  const c = await setup(t, backend);
   if (!c) return;
-  const { topo, fw } = c;
+  const { topo, fw, k } = c;
   const [srv, cli, cli2] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   topo.serve(srv, 7000);
   fw.setGroup({ id: 'srv', stateful: false, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
@@ -143,10 +156,10 @@ test('stateless groups: no connection tracking for the port, replies must be adm
   t.true(topo.host.run('conntrack', ['-L', '-p', 'tcp', '--dport', '7000']).stdout.includes(srv.ip4), 'and tracked');
 });
 
-test('a port that leaves a group loses the connections only that group admitted', async (t) => {
-  const c = await setup(t);
+both('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {
+  const c = await setup(t, backend);
   if (!c) return;
-  const { topo, fw } = c;
+  const { topo, fw, k } = c;
   const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(srv, 1080);
   fw.setGroup({ id: 'web', rules: [{ id: 'w', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 1080, portRangeMax: 1080 }, ...egressAll] });
@@ -163,10 +176,10 @@ test('a port that leaves a group loses the connections only that group admitted'
   conn.close();
 });
 
-test('connections to and from allowed-pair addresses are cut like those of fixed IPs', async (t) => {
-  const c = await setup(t);
+both('connections to and from allowed-pair addresses are cut like those of fixed IPs', async (t, backend) => {
+  const c = await setup(t, backend);
   if (!c) return;
-  const { topo, fw } = c;
+  const { topo, fw, k } = c;
   const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
   const pairCli = '10.100.0.77';
   const pairSrv = '10.100.0.88';
@@ -200,12 +213,13 @@ test('connections to and from allowed-pair addresses are cut like those of fixed
   toPair.close();
 });
 
-test('objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
-  const c = await setup(t);
+test('iptables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
+  const c = await setup(t, 'iptables');
   if (!c) return;
-  const { topo, fw } = c;
+  const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const h = topo.host;
+  const names = k.ipt;
   // Another program's objects, named like ours (issue 10, item 14).
   h.exec('ipset', ['create', 'sg-admin-allow', 'hash:ip']);
   h.exec('ipset', ['create', 'sgtmp-0123456789abcdef', 'hash:ip']);
@@ -220,9 +234,9 @@ test('objects of other programs that look like ours are never touched; cleanup l
   await fw.reconcile();
   // Another program's chain jumps to one of ours.
   h.exec('iptables', ['-N', 'other-fw']);
-  h.exec('iptables', ['-A', 'other-fw', '-j', fw.names.fallbackChain]);
+  h.exec('iptables', ['-A', 'other-fw', '-j', names.fallbackChain]);
   // A second engine on the same namespace (a restart) starts and cleans up what it does not know.
-  const fw2 = await FirewallEngine.create({ netns: h.path, coalesceMs: 5 });
+  const fw2 = await openEngine('iptables', h, { coalesceMs: 5 });
   fw2.setGroup(selfGroup('default'));
   fw2.setPort(port(a, ['default']));
   await fw2.flush();
@@ -232,10 +246,59 @@ test('objects of other programs that look like ours are never touched; cleanup l
   const r = await fw2.cleanup();
   t.true(r.removed > 0);
   t.deepEqual(r.left.length, 1, JSON.stringify(r.left));
-  t.regex(r.left[0]!, new RegExp(fw.names.fallbackChain));
+  t.regex(r.left[0]!, new RegExp(names.fallbackChain));
   const saved = h.exec('iptables-save', ['-t', 'filter']);
-  t.deepEqual(saved.split('\n').filter((l) => fw.names.owns(l.slice(1).split(' ')[0]!) && l.startsWith(':')), [`:${fw.names.fallbackChain} - [0:0]`], 'only the referenced chain is left, emptied');
+  t.deepEqual(saved.split('\n').filter((l) => names.owns(l.slice(1).split(' ')[0]!) && l.startsWith(':')), [`:${names.fallbackChain} - [0:0]`], 'only the referenced chain is left, emptied');
   t.regex(saved, /^:sg-custom /m, 'a foreign chain survives cleanup');
   t.deepEqual(foreignSets(), ['sg-admin-allow', 'sg4-custom', 'sgtmp-0123456789abcdef'], 'foreign sets survive cleanup');
-  t.false(h.exec('ipset', ['list', '-n']).split('\n').some((n) => fw.names.owns(n)), 'our sets are gone');
+  t.false(h.exec('ipset', ['list', '-n']).split('\n').some((n) => names.owns(n)), 'our sets are gone');
+});
+
+test('nftables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
+  const c = await setup(t, 'nftables');
+  if (!c) return;
+  const { topo, fw, k } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  const h = topo.host;
+  const T = k.nft.table;
+  const nft = (...args: string[]) => h.exec(NFT, args);
+  const tables = () => nft('list', 'tables').split('\n').filter(Boolean).sort();
+  // Other programs' tables, named like ours (another prefix, another hash).
+  nft('add', 'table', 'inet', 'sg-admin');
+  nft('add', 'table', 'inet', 'sg-t-0123456789abcdef');
+  nft('add', 'table', 'bridge', 'sg-t-0123456789abcdef');
+  fw.setGroup(selfGroup('default'));
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default']));
+  fw.setGroupMembers('default', [a.ip4, b.ip4]);
+  await applied(t, fw, a, b);
+  await fw.reconcile();
+  // Another program puts a chain and a set into our table, its chain jumping to one of ours.
+  nft('add', 'set', 'inet', T, 'their-allow', '{ type ipv4_addr; }');
+  nft('add', 'chain', 'inet', T, 'other-fw');
+  nft('add', 'rule', 'inet', T, 'other-fw', 'jump', k.nft.ingressChain(`port-${a.name}`));
+  // A second engine on the same namespace (a restart) starts: our table is kept for their objects,
+  // ours are written afresh, and what it does not know (b's chains) goes.
+  const fw2 = await openEngine('nftables', h, { coalesceMs: 5 });
+  fw2.setGroup(selfGroup('default'));
+  fw2.setPort(port(a, ['default']));
+  await fw2.flush();
+  const foreign = ['table bridge sg-t-0123456789abcdef', 'table inet sg-admin', 'table inet sg-t-0123456789abcdef'];
+  t.deepEqual(tables().filter((l) => foreign.includes(l)), foreign, 'foreign tables survive start-up');
+  const inOurs = () => nft('list', 'table', 'inet', T);
+  t.regex(inOurs(), /chain other-fw/, 'a foreign chain in our table survives start-up');
+  t.regex(inOurs(), /set their-allow/);
+  t.false(k.hasPortChains(`port-${b.name}`), 'the departed port\'s chains went');
+  const r = await fw2.cleanup();
+  t.true(r.removed > 0);
+  t.is(r.left.length, 2, JSON.stringify(r.left));
+  t.regex(r.left.join('\n'), new RegExp(`chain ${k.nft.ingressChain(`port-${a.name}`)} \\(referenced`));
+  t.regex(r.left.join('\n'), /holds other-fw, their-allow/);
+  const left = nft('list', 'table', 'inet', T);
+  t.regex(left, new RegExp(`chain ${k.nft.ingressChain(`port-${a.name}`)} \\{\\s*\\}`), 'only the referenced chain is left, emptied');
+  t.false(left.includes(k.nft.egressChain(`port-${a.name}`)), 'our other chains are gone');
+  t.false(left.includes(k.setName('default', 4)), 'our sets are gone');
+  t.regex(left, /chain other-fw/, 'a foreign chain survives cleanup');
+  t.deepEqual(tables().filter((l) => foreign.includes(l)), foreign, 'foreign tables survive cleanup');
+  t.false(tables().includes(`table bridge ${T}`), 'our bridge table, all ours, is gone');
 });

@@ -9,6 +9,7 @@ import { FirewallEngine } from '../firewall/engine.js';
 import { decode, MalformedMessage, type SyncReply, type UpdateMessage } from '../protocol/messages.js';
 import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
 import { AgentBroker, SessionEnded } from './broker.js';
+import { openDataplane } from '../firewall/select.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import { computeNeeds, type Needs } from './needs.js';
@@ -74,13 +75,16 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    const netns = this.cfg.netns ? { netns: this.cfg.netns } : {};
+    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices });
+    this.log.info({ dataplane: dp.kind, setting: this.cfg.dataplane, reason: dp.reason }, 'firewall dataplane');
     this.engine = await FirewallEngine.create({
-      ...(this.cfg.netns ? { netns: this.cfg.netns } : {}),
+      ...netns,
+      dataplane: dp.dataplane,
       prefix: this.cfg.prefix,
       mode: this.cfg.mode,
-      unknownDevicePrefixes: this.cfg.dropUnknownDevices,
       coalesceMs: this.cfg.coalesceMs,
-      structureIntervalMs: this.cfg.structureIntervalMs,
+      ...(this.cfg.structureIntervalMs !== undefined ? { structureIntervalMs: this.cfg.structureIntervalMs } : {}),
       structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
       reconcileIntervalMs: this.cfg.reconcileIntervalMs,
       logger: this.log,

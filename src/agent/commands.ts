@@ -1,9 +1,9 @@
-// `sg-agent run | status | cleanup`.
+// `sg-agent run | status | cleanup | check`.
 import pino from 'pino';
 import { loadConfig } from './config.js';
 import { Agent } from './agent.js';
 import { checkOwnCapabilities } from '../capabilities.js';
-import { FirewallEngine } from '../firewall/engine.js';
+import { cleanupBackend, decide, kernelSupport } from '../firewall/select.js';
 
 function option(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -70,11 +70,45 @@ export async function status(args: string[]): Promise<number> {
 
 export async function cleanup(args: string[]): Promise<number> {
   const cfg = loadConfig(option(args, '--config'), { SG_AGENT_HOST: '-', SG_AMQP_URL: '-', ...process.env });
-  const engine = await FirewallEngine.create({ ...(cfg.netns ? { netns: cfg.netns } : {}), prefix: cfg.prefix });
-  const r = await engine.cleanup();
-  console.log(`removed ${r.removed} chains and sets of prefix ${cfg.prefix}`);
-  if (r.left.length === 0) return 0;
+  // Both backends: a host may have run either (or been switched from one to the other).
+  let removed = 0;
+  const left: string[] = [];
+  for (const kind of ['iptables', 'nftables'] as const) {
+    try {
+      const r = await cleanupBackend(kind, { ...(cfg.netns ? { netns: cfg.netns } : {}), prefix: cfg.prefix, mode: cfg.mode });
+      removed += r.removed;
+      left.push(...r.left);
+    } catch (e) {
+      left.push(`${kind}: could not be cleaned up (${(e as Error).message})`);
+    }
+  }
+  console.log(`removed ${removed} chains, tables and sets of prefix ${cfg.prefix}`);
+  if (left.length === 0) return 0;
   // Only objects this agent made are touched: one another program refers to is emptied and left.
-  for (const l of r.left) console.error(`left in place: ${l}`);
+  for (const l of left) console.error(`left in place: ${l}`);
   return 1;
+}
+
+/** What this process may do and what the kernel supports; what `dataplane: auto` would choose. */
+export async function check(args: string[]): Promise<number> {
+  const caps = checkOwnCapabilities();
+  if (caps.message) console.error(caps.message);
+  else console.log('capabilities: CAP_NET_ADMIN and CAP_NET_RAW present');
+  if (caps.missing.includes('CAP_NET_ADMIN')) return 1;
+  const cfg = loadConfig(option(args, '--config'), { SG_AGENT_HOST: '-', SG_AMQP_URL: '-', ...process.env });
+  const k = await kernelSupport(cfg.netns);
+  const yes = (b: boolean) => (b ? 'yes' : 'no');
+  if ('error' in k.nftables) console.log(`nf_tables: unavailable (${k.nftables.error})`);
+  else {
+    const n = k.nftables;
+    console.log(`nf_tables inet family (the nftables backend): ${yes(n.inet)}`);
+    console.log(`nf_tables bridge family (bridged ports without physdev): ${yes(n.bridge)}`);
+    console.log(`nf_conntrack_bridge (conntrack in the bridge family): ${yes(n.conntrackBridge)}`);
+    console.log(`nft bridge meta (ibrname…): ${yes(n.bridgeMeta)}`);
+    for (const note of n.notes) console.log(`  ${note}`);
+  }
+  console.log(`br_netfilter: ${k.brNetfilter ? 'loaded' : 'not loaded (bridged ports are not filtered by either backend without it)'}`);
+  const d = decide(k, cfg.mode);
+  console.log(`dataplane: ${cfg.dataplane}${cfg.dataplane === 'auto' ? ` → ${d.kind}` : ''} (auto would choose ${d.kind}: ${d.reason})`);
+  return caps.message ? 1 : 0;
 }

@@ -1,6 +1,7 @@
 // Agent configuration: a JSON file, then environment variables over it (documented in docs/agent.md).
 import fs from 'node:fs';
 import { parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
+import type { DataplaneSetting } from '../firewall/select.js';
 
 export interface AgentConfig {
   /** This host's name as the control plane binds ports to it. */
@@ -21,9 +22,13 @@ export interface AgentConfig {
   /** Interface-name prefixes of VM ports (Neutron: `tap`) whose devices the agent does not know are
    *  dropped rather than passed; empty: none. */
   dropUnknownDevices: string[];
+  /** The firewall backend: iptables (with ipsets), nftables, or auto (nftables where the kernel can
+   *  do all it needs, else iptables; the choice and why are logged at start). */
+  dataplane: DataplaneSetting;
   coalesceMs: number;
-  /** Least time between two chain rewrites; bindings in a burst share one (see docs/firewall.md). */
-  structureIntervalMs: number;
+  /** Least time between two chain rewrites; bindings in a burst share one (see docs/firewall.md).
+   *  Unset: the backend's own (iptables 500 ms, nftables 0). */
+  structureIntervalMs?: number;
   /** In a sustained burst the gap doubles per rewrite up to this; a quiet spell resets it. */
   structureIntervalMaxMs: number;
   reconcileIntervalMs: number;
@@ -44,8 +49,8 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   prefix: 'sg',
   mode: 'bridged',
   dropUnknownDevices: [],
+  dataplane: 'iptables',
   coalesceMs: 20,
-  structureIntervalMs: 500,
   structureIntervalMaxMs: 2_000,
   reconcileIntervalMs: 5_000,
   metricsListen: '127.0.0.1:9464',
@@ -62,6 +67,7 @@ const ENV: Record<string, keyof AgentConfig> = {
   SG_PREFIX: 'prefix',
   SG_FIREWALL_MODE: 'mode',
   SG_DROP_UNKNOWN_DEVICES: 'dropUnknownDevices',
+  SG_DATAPLANE: 'dataplane',
   SG_COALESCE_MS: 'coalesceMs',
   SG_STRUCTURE_INTERVAL_MS: 'structureIntervalMs',
   SG_STRUCTURE_INTERVAL_MAX_MS: 'structureIntervalMaxMs',
@@ -102,6 +108,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   if (typeof cfg.trustedKeys === 'string') cfg.trustedKeys = cfg.trustedKeys.split(',').map((p) => p.trim()).filter(Boolean);
   if (!Array.isArray(cfg.trustedKeys) || !cfg.trustedKeys.every((p) => typeof p === 'string')) throw new Error('config: trustedKeys must be a list of paths');
   for (const k of NUMERIC) {
+    if (cfg[k] === undefined) continue;
     const n = Number(cfg[k]);
     if (!Number.isFinite(n) || n < 0) throw new Error(`config: ${k} must be a non-negative number`);
     cfg[k] = n;
@@ -112,5 +119,6 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   const drop = typeof cfg.dropUnknownDevices === 'string' ? cfg.dropUnknownDevices.split(',').filter(Boolean) : cfg.dropUnknownDevices;
   if (!Array.isArray(drop) || !drop.every((p) => typeof p === 'string' && /^[A-Za-z0-9_.-]{1,14}$/.test(p))) throw new Error('config: dropUnknownDevices must be interface-name prefixes (letters, digits, _ . -)');
   cfg.dropUnknownDevices = drop;
+  if (!['iptables', 'nftables', 'auto'].includes(cfg.dataplane as string)) throw new Error('config: dataplane must be iptables, nftables or auto');
   return cfg as unknown as AgentConfig;
 }

@@ -27,7 +27,7 @@ export class AgentMetrics {
     const stat = (name: string, help: string, pick: (s: FirewallEngine['stats']) => number) =>
       new Gauge({ name, help, registers: [this.registry], collect() { const e = engine(); if (e) this.set(pick(e.stats)); } });
     stat('sg_agent_set_operations_total', 'ipset syncs and delta batches applied', (s) => s.setSyncs + s.setDeltas);
-    stat('sg_agent_chain_restores_total', 'iptables-restore runs', (s) => s.restores);
+    stat('sg_agent_chain_restores_total', 'Rule writes: iptables-restore runs, or nftables transactions that changed chains', (s) => s.restores);
     stat('sg_agent_drift_repaired_total', 'Kernel objects repaired or removed by reconcile', (s) => s.repairs);
     stat('sg_agent_apply_errors_total', 'Failed firewall applies (retried)', (s) => s.applyErrors);
     stat('sg_agent_conntrack_deleted_total', 'Conntrack entries deleted', (s) => s.conntrackDeleted);

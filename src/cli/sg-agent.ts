@@ -7,9 +7,10 @@ const USAGE = `usage: sg-agent <command>
 commands:
   run [--config FILE]      run the agent daemon (config file + SG_* environment variables)
   status [--config FILE]   local ports, groups, sets and sizes of the running agent
-  cleanup [--config FILE]  remove every chain and set the agent owns
+  cleanup [--config FILE]  remove every chain, table and set the agent owns (both backends)
   version, --version, -V   package, native binary and kernel ipset protocol versions
-  check                    which required capabilities (CAP_NET_ADMIN, CAP_NET_RAW) this process lacks
+  check [--config FILE]    capabilities this process lacks, what the kernel supports (nf_tables
+                           families, nf_conntrack_bridge, br_netfilter), what dataplane auto chooses
   help, --help, -h         this text
 `;
 
@@ -30,15 +31,8 @@ const commands: Record<string, Command> = {
     console.log(formatVersion(await versionReport()));
     return 0;
   },
-  async check() {
-    const { checkOwnCapabilities } = await import('../capabilities.js');
-    const r = checkOwnCapabilities();
-    if (r.message) {
-      console.error(r.message);
-      return 1;
-    }
-    console.log('capabilities: CAP_NET_ADMIN and CAP_NET_RAW present');
-    return 0;
+  async check(args) {
+    return (await import('../agent/commands.js')).check(args);
   },
   async help() {
     process.stdout.write(USAGE);

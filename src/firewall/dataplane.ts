@@ -1,6 +1,6 @@
 // The seam between the engine core and a kernel backend. The core plans *what* each port's filter and
 // each member set must be (backend-neutral, below); a Dataplane decides *how*: iptables chains and
-// ipsets (iptables/), nf_tables (to come), or memory (tests, simulations). A backend reports which
+// ipsets (iptables/), nf_tables (nftables/), or memory (tests, simulations). A backend reports which
 // objects it could not apply, and the core quarantines those alone while the rest converges.
 import type { Ethertype, SecurityGroupRule } from '../model.js';
 import type { Family } from '../domain/address.js';
@@ -86,6 +86,8 @@ export interface DataplaneStats {
   setSyncs: number;
   setDeltas: number;
   restores: number;
+  /** Repairs the backend made on its own (the nftables backend's notification watch). */
+  repairs?: number;
 }
 
 export interface DataplaneStatus {
@@ -96,6 +98,10 @@ export interface DataplaneStatus {
 export interface Dataplane {
   readonly name: string;
   readonly stats: DataplaneStats;
+  /** The least time between structural applies this backend asks for when none is configured: a
+   *  backend whose rule writes are costly wants them batched (iptables-restore), one whose writes
+   *  cost O(change) needs no pacing (0). */
+  readonly structureIntervalMs?: number;
   apply(changes: ChangeSet): Promise<ApplyOutcome>;
   /** Reads the kernel back and repairs whatever differs from `expected`; without `full`, set members
    *  may be counted rather than compared. */

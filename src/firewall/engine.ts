@@ -26,8 +26,9 @@ export interface FirewallEngineOptions {
   mode?: Mode;
   /** Window in which updates are gathered into one apply (default 20 ms; see docs/firewall.md). */
   coalesceMs?: number;
-  /** Least time between two structural applies (port and rule changes), default 500 ms. Membership
-   *  changes never wait for it; a change after a quiet spell goes out within `coalesceMs`. */
+  /** Least time between two structural applies (port and rule changes); default: what the dataplane
+   *  asks for (`Dataplane.structureIntervalMs`), else 500 ms. Membership changes never wait for it; a
+   *  change after a quiet spell goes out within `coalesceMs`. */
   structureIntervalMs?: number;
   /** In a sustained burst the interval doubles per apply up to this (default 2,000 ms). */
   structureIntervalMaxMs?: number;
@@ -108,7 +109,7 @@ export class FirewallEngine {
   constructor(readonly dataplane: Dataplane, private readonly opts: FirewallEngineOptions = {}) {
     this.loop = new ApplyLoop((structure) => this.run(structure), {
       coalesceMs: opts.coalesceMs ?? 20,
-      structureIntervalMs: opts.structureIntervalMs ?? 500,
+      structureIntervalMs: opts.structureIntervalMs ?? dataplane.structureIntervalMs ?? 500,
       structureIntervalMaxMs: opts.structureIntervalMaxMs ?? 2000,
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
@@ -151,7 +152,7 @@ export class FirewallEngine {
       setSyncs: d.setSyncs,
       setDeltas: d.setDeltas,
       restores: d.restores,
-      repairs: this.counters.repairs,
+      repairs: this.counters.repairs + (d.repairs ?? 0),
       conntrackDeleted: this.counters.conntrackDeleted,
       rejectedInput: this.counters.rejectedInput,
       quarantined: this.quarantine.size,

@@ -1,4 +1,4 @@
-//! Errors of the parts that are not ipset (conntrack, the iptables tools, namespaces), with a
+//! Errors of the parts that are not ipset (conntrack, nf_tables, the iptables tools, namespaces), with a
 //! stable code. Their codes are disjoint from ipset's (`ipset::ErrorCode`), so that the JS side can
 //! map any addon error by its `code` alone.
 
@@ -17,6 +17,9 @@ pub enum SysCode {
     ConntrackFailed,
     /// A tool could not be started.
     ToolSpawnFailed,
+    /// An nf_tables request could not be made or read (the socket, a dump); a transaction the
+    /// kernel refuses is not an error but a result naming the refused operations.
+    NftablesFailed,
 }
 
 impl SysCode {
@@ -26,6 +29,7 @@ impl SysCode {
             SysCode::NetnsUnavailable => "NETNS_UNAVAILABLE",
             SysCode::ConntrackFailed => "CONNTRACK_FAILED",
             SysCode::ToolSpawnFailed => "TOOL_SPAWN_FAILED",
+            SysCode::NftablesFailed => "NFTABLES_FAILED",
         }
     }
 }

@@ -19,21 +19,12 @@ export function idHash(id: string): string {
   return createHash('sha256').update(id, 'utf8').digest('hex').slice(0, HASH_CHARS);
 }
 
-/** Kind letters of chains: per port i (ingress), o (egress), s (anti-spoofing), a (ARP); shared d
- *  (FORWARD dispatch), p (port jumps), f (fallback drop), n (INPUT dispatch), r (raw: no tracking),
- *  b (ebtables ARP dispatch). */
-type ChainKind = 'i' | 'o' | 's' | 'a' | 'd' | 'p' | 'f' | 'n' | 'r' | 'b';
-
-export class KernelNames {
-  /** Every plan renders the names of the ports it touches; hashing each id once keeps that off the
-   *  profile. Bounded by the ids this host has seen; cleared when it grows past what a host holds. */
+/** `idHash` remembered per id. Every plan renders the names of the ports it touches; hashing each id
+ *  once keeps that off the profile. Bounded by the ids a host has seen; cleared when it grows past
+ *  what a host holds. */
+export class IdHashes {
   private readonly hashes = new Map<string, string>();
-  private readonly ownRe: RegExp;
-  constructor(readonly prefix: string) {
-    validatePrefix(prefix);
-    this.ownRe = new RegExp(`^(${prefix}-[iosadpfnrb]-[0-9a-f]{${HASH_CHARS}}|${prefix}[46]-[0-9a-f]{${HASH_CHARS}}(\\.t)?)$`);
-  }
-  private hash(id: string): string {
+  of(id: string): string {
     let h = this.hashes.get(id);
     if (h === undefined) {
       if (this.hashes.size >= 100_000) this.hashes.clear();
@@ -41,6 +32,23 @@ export class KernelNames {
       this.hashes.set(id, h);
     }
     return h;
+  }
+}
+
+/** Kind letters of chains: per port i (ingress), o (egress), s (anti-spoofing), a (ARP); shared d
+ *  (FORWARD dispatch), p (port jumps), f (fallback drop), n (INPUT dispatch), r (raw: no tracking),
+ *  b (ebtables ARP dispatch). */
+type ChainKind = 'i' | 'o' | 's' | 'a' | 'd' | 'p' | 'f' | 'n' | 'r' | 'b';
+
+export class KernelNames {
+  private readonly hashes = new IdHashes();
+  private readonly ownRe: RegExp;
+  constructor(readonly prefix: string) {
+    validatePrefix(prefix);
+    this.ownRe = new RegExp(`^(${prefix}-[iosadpfnrb]-[0-9a-f]{${HASH_CHARS}}|${prefix}[46]-[0-9a-f]{${HASH_CHARS}}(\\.t)?)$`);
+  }
+  private hash(id: string): string {
+    return this.hashes.of(id);
   }
   private chain(kind: ChainKind, id: string): string {
     return `${this.prefix}-${kind}-${this.hash(id)}`;

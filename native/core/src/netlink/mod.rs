@@ -1,8 +1,9 @@
-//! Netlink framing for NETLINK_NETFILTER subsystems (ipset, ctnetlink).
+//! Netlink framing for NETLINK_NETFILTER subsystems (ipset, ctnetlink, nf_tables).
 //!
 //! `nfnetlink` is the one message shape every subsystem shares (nfgenmsg header + a body chosen by
 //! subsystem); `socket` sends many requests in one `sendmsg`, collects their acks once, and drains
-//! multi-part dumps. What a payload means is the business of `crate::ipset` and `crate::conntrack`.
+//! multi-part dumps, sends nf_tables batches in one datagram, and listens for notifications. What a
+//! payload means is the business of `crate::ipset`, `crate::conntrack` and `crate::nftables`.
 
 mod nfnetlink;
 mod socket;
@@ -11,4 +12,4 @@ pub use nfnetlink::{
     nfnl_msg_type, NfGenMsg, NfGenMsgBuffer, NfnlBody, NfnlMessage, NfnlPayload, NFGENMSG_LEN,
     NFNETLINK_V0, NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_IPSET, NFNL_SUBSYS_NFTABLES,
 };
-pub use socket::{request, split_messages, NfnlSocket, NlError, Outcome};
+pub use socket::{request, split_messages, BatchOutcome, NfnlSocket, NlError, Outcome};

@@ -32,6 +32,23 @@ pub struct NlError {
     pub echoed: Vec<u8>,
 }
 
+/// What came back for a batch: the messages the kernel refused (by index), whether the last message
+/// was acknowledged (the kernel went through the whole batch), and an error the kernel reported for
+/// the batch as a whole (its commit failed, or the batch was refused before any message was looked at).
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub refused: Vec<(usize, NlError)>,
+    pub last_acked: bool,
+    pub batch_error: Option<NlError>,
+}
+
+impl BatchOutcome {
+    /// Committed: the whole batch gone through, nothing refused, no error for the batch.
+    pub fn committed(&self) -> bool {
+        self.batch_error.is_none() && self.refused.is_empty() && self.last_acked
+    }
+}
+
 /// What came back for one request: the reply messages (if any) and its ack.
 #[derive(Debug)]
 pub struct Outcome<M> {
@@ -43,6 +60,8 @@ pub struct NfnlSocket {
     sock: Socket,
     next_seq: u32,
     max_send: usize,
+    /// The socket's send buffer as the kernel reports it: a batch must fit it whole.
+    sndbuf: usize,
     recv_buf: Vec<u8>,
     /// Bytes sent so far: what a batch costs on the wire, for tests that bound it.
     sent: u64,
@@ -66,11 +85,151 @@ impl NfnlSocket {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(1);
-        Ok(NfnlSocket { sock, next_seq: seed | 1, max_send, recv_buf: vec![0; RECV_CHUNK + (256 << 10)], sent: 0 })
+        Ok(NfnlSocket { sock, next_seq: seed | 1, max_send, sndbuf, recv_buf: vec![0; RECV_CHUNK + (256 << 10)], sent: 0 })
     }
 
     pub fn bytes_sent(&self) -> u64 {
         self.sent
+    }
+
+    /// The port id the kernel gave this socket: notifications of its own changes carry it.
+    pub fn portid(&self) -> io::Result<u32> {
+        let mut addr = SocketAddr::new(0, 0);
+        self.sock.get_address(&mut addr)?;
+        Ok(addr.port_number())
+    }
+
+    /// Acks carry the failed message's header only (not the whole message), with the kernel's
+    /// error text: a batch can fail in many large messages at once.
+    pub fn cap_acks(&self) -> io::Result<()> {
+        self.sock.set_cap_ack(true)?;
+        self.sock.set_ext_ack(true)
+    }
+
+    /// Sends `msgs` as one nfnetlink batch of subsystem `subsys` (BATCH_BEGIN … BATCH_END, or without
+    /// the END when `terminate` is false, which the kernel checks and then aborts) in one datagram,
+    /// so the kernel applies all of it or nothing. The kernel handles a netlink request inside the
+    /// sending call, so every answer is waiting once the send returns. Only the last message asks
+    /// for an ack (a refused one is answered anyway): an ack per message of a large batch would
+    /// overrun the receive buffer (measured: 45,000 rules).
+    pub fn batch(&mut self, subsys: u8, mut msgs: Vec<NetlinkMessage<NfnlMessage>>, terminate: bool) -> io::Result<BatchOutcome> {
+        let delimiter = |cmd: u8| {
+            let h = NfGenMsg { family: 0, version: 0, res_id: subsys as u16 };
+            request(h, NfnlBody::Other { subsys: 0, cmd, payload: Vec::new() }, 0)
+        };
+        let mut all = Vec::with_capacity(msgs.len() + 2);
+        all.push(delimiter(0x10));
+        all.append(&mut msgs);
+        if terminate {
+            all.push(delimiter(0x11));
+        }
+        let first = self.next_seq;
+        let last_msg = if terminate { all.len() - 1 } else { all.len() };
+        let mut len = 0;
+        for (i, m) in all.iter_mut().enumerate() {
+            m.header.flags |= NLM_F_REQUEST;
+            if i > 0 && i + 1 == last_msg {
+                m.header.flags |= NLM_F_ACK;
+            }
+            m.header.sequence_number = self.take_seq();
+            m.finalize();
+            len += m.buffer_len();
+        }
+        // The kernel refuses a datagram longer than the send buffer less 32 bytes.
+        if len + 64 > self.sndbuf {
+            self.grow_send_buffer(len + (64 << 10))?;
+        }
+        let mut buf = vec![0u8; len];
+        let mut off = 0;
+        for m in &all {
+            let n = m.buffer_len();
+            m.serialize(&mut buf[off..off + n]);
+            off += n;
+        }
+        self.send_all(&buf)?;
+        let seq_of = |i: usize| first.wrapping_add(i as u32);
+        let index: HashMap<u32, usize> = (1..last_msg).map(|i| (seq_of(i), i - 1)).collect();
+        let mut out = BatchOutcome::default();
+        loop {
+            let msgs = match self.recv_messages_nonblocking::<NfnlMessage>()? {
+                Some(m) => m,
+                None => break,
+            };
+            for msg in msgs {
+                let seq = msg.header.sequence_number;
+                let NetlinkPayload::Error(e) = msg.payload else { continue };
+                let result = match e.code {
+                    Some(code) => Err(NlError { errno: -code.get(), echoed: e.header }),
+                    None => Ok(()),
+                };
+                if seq == first {
+                    if let Err(err) = result {
+                        out.batch_error = Some(err);
+                    }
+                } else if let Some(&i) = index.get(&seq) {
+                    if i + 2 == last_msg {
+                        out.last_acked = true;
+                    }
+                    if let Err(err) = result {
+                        out.refused.push((i, err));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Raises the send buffer to hold `bytes` (a large batch goes in one datagram).
+    fn grow_send_buffer(&mut self, bytes: usize) -> io::Result<()> {
+        let got = set_buffer(&self.sock, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, bytes)?;
+        self.sndbuf = got;
+        if bytes > got {
+            return Err(io::Error::other(format!("a batch of {bytes} bytes does not fit the socket's send buffer ({got})")));
+        }
+        Ok(())
+    }
+
+    /// Joins a multicast group (notifications); the socket then only listens.
+    pub fn join_group(&mut self, group: u32) -> io::Result<()> {
+        self.sock.add_membership(group)
+    }
+
+    /// Waits up to `timeout_ms` for a datagram; None when none came. Notifications that did not fit
+    /// the receive buffer are reported as `ErrorKind::OutOfMemory` (ENOBUFS): some were lost.
+    pub fn recv_timeout<M: NetlinkDeserializable>(&mut self, timeout_ms: i32) -> io::Result<Option<Vec<NetlinkMessage<M>>>> {
+        let mut pfd = libc::pollfd { fd: self.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll on our own fd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(None) } else { Err(e) };
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        self.recv_messages_nonblocking()
+    }
+
+    /// One datagram if one is waiting (None otherwise), split into messages.
+    fn recv_messages_nonblocking<M: NetlinkDeserializable>(&mut self) -> io::Result<Option<Vec<NetlinkMessage<M>>>> {
+        let fd = self.sock.as_raw_fd();
+        // SAFETY: recv into our own buffer, bounded by its length.
+        let n = unsafe { libc::recv(fd, self.recv_buf.as_mut_ptr().cast(), self.recv_buf.len(), libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                return Ok(None);
+            }
+            if err.raw_os_error() == Some(libc::ENOBUFS) {
+                return Err(io::Error::new(io::ErrorKind::OutOfMemory, "netlink: messages lost (receive buffer overrun)"));
+            }
+            return Err(err);
+        }
+        let n = n as usize;
+        if n > self.recv_buf.len() {
+            return Err(io::Error::other(format!("netlink datagram of {n} bytes truncated")));
+        }
+        split_messages(&self.recv_buf[..n]).map(Some)
     }
 
     /// Largest payload one request may have and still be sent (used by batchers to size messages).

@@ -1,0 +1,220 @@
+//! Encoding and decoding against bytes written out by hand from the kernel's header definitions
+//! (include/uapi/linux/netlink.h, netfilter/nfnetlink.h, netfilter/nf_tables.h): attribute numbers,
+//! NLA_F_NESTED = 0x8000, 4-byte alignment, big-endian integers, the nfgenmsg header with a
+//! big-endian res_id. None of these vectors come from our own encoder.
+
+use netlink_packet_core::{Emitable, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable};
+
+use super::attr::*;
+use super::constants::*;
+use super::expr::{Data, Expr, Verdict};
+use super::message::NftMessage;
+use crate::netlink::{nfnl_msg_type, request, NfGenMsg, NfnlBody, NfnlMessage, NFNL_SUBSYS_NFTABLES};
+
+fn encode(family: u8, m: NftMessage) -> Vec<u8> {
+    let nf = NfnlMessage::new(NfGenMsg::new(family), m.into());
+    let mut b = vec![0u8; nf.buffer_len()];
+    nf.serialize(&mut b);
+    b
+}
+
+fn decode(cmd: u8, payload: &[u8]) -> NftMessage {
+    let mut h = NetlinkHeader::default();
+    h.message_type = nfnl_msg_type(NFNL_SUBSYS_NFTABLES, cmd);
+    match NfnlMessage::deserialize(&h, payload).unwrap().body {
+        NfnlBody::Nftables(m) => m,
+        other => panic!("not nf_tables: {other:?}"),
+    }
+}
+
+/// `nft add table inet t`.
+const NEWTABLE_T: &[u8] = &[
+    1, 0, 0, 0, // nfgenmsg: NFPROTO_INET, NFNETLINK_V0, res_id 0
+    6, 0, 1, 0, b't', 0, 0, 0, // NFTA_TABLE_NAME "t\0" + pad
+];
+
+#[test]
+fn a_table_message_is_its_name_in_its_family() {
+    let m = NftMessage::new(NFT_MSG_NEWTABLE, vec![NftAttr::Table(TableAttr::Name("t".into()))]);
+    assert_eq!(encode(NFPROTO_INET, m.clone()), NEWTABLE_T);
+    assert_eq!(decode(NFT_MSG_NEWTABLE, NEWTABLE_T), m);
+    assert_eq!(nfnl_msg_type(NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWTABLE), 0x0a00);
+}
+
+/// A rule's expressions: `meta l4proto 6 return` (meta load → reg 1, cmp eq, immediate verdict).
+const EXPRS_L4PROTO_RETURN: &[u8] = &[
+    // NFTA_LIST_ELEM | NESTED, 36 bytes: meta
+    36, 0, 0x01, 0x80,
+    9, 0, 1, 0, b'm', b'e', b't', b'a', 0, 0, 0, 0, // NFTA_EXPR_NAME "meta"
+    20, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    8, 0, 2, 0, 0, 0, 0, 16, // NFTA_META_KEY = NFT_META_L4PROTO (be32)
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_META_DREG = NFT_REG_1
+    // cmp, 44 bytes
+    44, 0, 0x01, 0x80,
+    8, 0, 1, 0, b'c', b'm', b'p', 0, // "cmp"
+    32, 0, 0x02, 0x80,
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_CMP_SREG = 1
+    8, 0, 2, 0, 0, 0, 0, 0, // NFTA_CMP_OP = NFT_CMP_EQ
+    12, 0, 0x03, 0x80, 5, 0, 1, 0, 6, 0, 0, 0, // NFTA_CMP_DATA { NFTA_DATA_VALUE = 06 }
+    // immediate, 48 bytes
+    48, 0, 0x01, 0x80,
+    14, 0, 1, 0, b'i', b'm', b'm', b'e', b'd', b'i', b'a', b't', b'e', 0, 0, 0, // "immediate"
+    28, 0, 0x02, 0x80,
+    8, 0, 1, 0, 0, 0, 0, 0, // NFTA_IMMEDIATE_DREG = NFT_REG_VERDICT
+    16, 0, 0x02, 0x80, // NFTA_IMMEDIATE_DATA
+    12, 0, 0x02, 0x80, // NFTA_DATA_VERDICT
+    8, 0, 1, 0, 0xff, 0xff, 0xff, 0xfb, // NFTA_VERDICT_CODE = NFT_RETURN (-5)
+];
+
+fn l4proto_return() -> Vec<Expr> {
+    vec![
+        Expr::Meta { key: NFT_META_L4PROTO, dreg: NFT_REG_1 },
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![6] },
+        Expr::Immediate { dreg: NFT_REG_VERDICT, data: Data::Verdict(Verdict::Return) },
+    ]
+}
+
+#[test]
+fn expressions_encode_as_the_headers_define_them() {
+    let e = l4proto_return();
+    let mut b = vec![0u8; e.as_slice().buffer_len()];
+    e.as_slice().emit(&mut b);
+    assert_eq!(b, EXPRS_L4PROTO_RETURN);
+    assert_eq!(super::expr::parse_exprs(EXPRS_L4PROTO_RETURN).unwrap(), e);
+}
+
+#[test]
+fn a_dumped_rule_reads_back_equal_though_the_kernel_leaves_nests_unflagged() {
+    // The kernel dumps expression nests without NLA_F_NESTED (nla_nest_start_noflag).
+    let mut dumped = EXPRS_L4PROTO_RETURN.to_vec();
+    let mut i = 0;
+    while i + 4 <= dumped.len() {
+        // Clear the nested flag on every NFTA_LIST_ELEM / NFTA_EXPR_DATA header we wrote above.
+        if dumped[i + 3] == 0x80 {
+            dumped[i + 3] = 0;
+        }
+        i += 4;
+    }
+    let mut payload = vec![1u8, 0, 0, 0];
+    payload.extend_from_slice(&[6, 0, 1, 0, b't', 0, 0, 0]); // NFTA_RULE_TABLE "t"
+    payload.extend_from_slice(&[6, 0, 2, 0, b'c', 0, 0, 0]); // NFTA_RULE_CHAIN "c"
+    payload.extend_from_slice(&[12, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 9]); // NFTA_RULE_HANDLE = 9 (be64)
+    payload.extend_from_slice(&((dumped.len() + 4) as u16).to_le_bytes());
+    payload.extend_from_slice(&[4, 0]); // NFTA_RULE_EXPRESSIONS, unflagged
+    payload.extend_from_slice(&dumped);
+    let m = decode(NFT_MSG_NEWRULE, &payload);
+    assert_eq!(m.table(), Some("t"));
+    assert_eq!(m.object_name(), Some("c"));
+    assert_eq!(m.expressions().unwrap(), l4proto_return().as_slice());
+    assert!(m.attrs.contains(&NftAttr::Rule(RuleAttr::Handle(9))));
+}
+
+#[test]
+fn expressions_we_do_not_model_are_kept_whole() {
+    // counter { NFTA_COUNTER_BYTES = 1, NFTA_COUNTER_PACKETS = 2 } (be64 each).
+    let counter_data: Vec<u8> = vec![12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 100, 12, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let mut elem = vec![12, 0, 1, 0, b'c', b'o', b'u', b'n', b't', b'e', b'r', 0];
+    elem.extend_from_slice(&((counter_data.len() + 4) as u16).to_le_bytes());
+    elem.extend_from_slice(&[2, 0]);
+    elem.extend_from_slice(&counter_data);
+    assert_eq!(Expr::parse(&elem).unwrap(), Expr::Other { name: "counter".into(), data: counter_data });
+    // A payload write (NFTA_PAYLOAD_SREG) is not a load: kept as Other, never mistaken for ours.
+    let pw: Vec<u8> = vec![8, 0, 5, 0, 0, 0, 0, 1, 8, 0, 2, 0, 0, 0, 0, 1, 8, 0, 3, 0, 0, 0, 0, 12, 8, 0, 4, 0, 0, 0, 0, 4];
+    let mut elem = vec![12, 0, 1, 0, b'p', b'a', b'y', b'l', b'o', b'a', b'd', 0];
+    elem.extend_from_slice(&((pw.len() + 4) as u16).to_le_bytes());
+    elem.extend_from_slice(&[2, 0]);
+    elem.extend_from_slice(&pw);
+    assert!(matches!(Expr::parse(&elem).unwrap(), Expr::Other { .. }));
+}
+
+#[test]
+fn a_jump_names_its_chain() {
+    // immediate { DREG 0, DATA { VERDICT { CODE NFT_JUMP (-3), CHAIN "o-1" } } }
+    let e = Expr::Immediate { dreg: 0, data: Data::Verdict(Verdict::Jump("o-1".into())) };
+    let mut b = vec![0u8; e.buffer_len()];
+    e.emit(&mut b);
+    let want: &[u8] = &[
+        56, 0, 0x01, 0x80,
+        14, 0, 1, 0, b'i', b'm', b'm', b'e', b'd', b'i', b'a', b't', b'e', 0, 0, 0,
+        36, 0, 0x02, 0x80,
+        8, 0, 1, 0, 0, 0, 0, 0,
+        24, 0, 0x02, 0x80,
+        20, 0, 0x02, 0x80,
+        8, 0, 1, 0, 0xff, 0xff, 0xff, 0xfd, // NFT_JUMP
+        8, 0, 2, 0, b'o', b'-', b'1', 0, // NFTA_VERDICT_CHAIN "o-1"
+    ];
+    assert_eq!(b, want);
+    assert_eq!(e.jump_target(), Some("o-1"));
+}
+
+/// `add element inet t s { 10.0.0.0/24 }` on an interval set: a start and an end element.
+const ELEMS_10_0_0_0_24: &[u8] = &[
+    1, 0, 0, 0, // NFPROTO_INET
+    6, 0, 1, 0, b't', 0, 0, 0, // NFTA_SET_ELEM_LIST_TABLE "t"
+    6, 0, 2, 0, b's', 0, 0, 0, // NFTA_SET_ELEM_LIST_SET "s"
+    44, 0, 0x03, 0x80, // NFTA_SET_ELEM_LIST_ELEMENTS: 4 + 16 + 24
+    16, 0, 0x01, 0x80, // NFTA_LIST_ELEM
+    12, 0, 0x01, 0x80, 8, 0, 1, 0, 10, 0, 0, 0, // NFTA_SET_ELEM_KEY { VALUE 10.0.0.0 }
+    24, 0, 0x01, 0x80,
+    12, 0, 0x01, 0x80, 8, 0, 1, 0, 10, 0, 1, 0, // KEY 10.0.1.0
+    8, 0, 3, 0, 0, 0, 0, 1, // NFTA_SET_ELEM_FLAGS = NFT_SET_ELEM_INTERVAL_END
+];
+
+#[test]
+fn an_interval_is_a_start_and_an_end_element() {
+    let m = NftMessage::new(NFT_MSG_NEWSETELEM, vec![
+        NftAttr::Elems(ElemListAttr::Table("t".into())),
+        NftAttr::Elems(ElemListAttr::Set("s".into())),
+        NftAttr::Elems(ElemListAttr::Elements(vec![
+            Elem { key: vec![10, 0, 0, 0], ..Default::default() },
+            Elem { key: vec![10, 0, 1, 0], flags: NFT_SET_ELEM_INTERVAL_END, ..Default::default() },
+        ])),
+    ]);
+    assert_eq!(encode(NFPROTO_INET, m.clone()), ELEMS_10_0_0_0_24);
+    assert_eq!(decode(NFT_MSG_NEWSETELEM, ELEMS_10_0_0_0_24), m);
+}
+
+#[test]
+fn a_base_chain_carries_its_hook_type_and_policy() {
+    let m = NftMessage::new(NFT_MSG_NEWCHAIN, vec![
+        NftAttr::Chain(ChainAttr::Table("t".into())),
+        NftAttr::Chain(ChainAttr::Name("c".into())),
+        NftAttr::Chain(ChainAttr::Hook(Hook { hooknum: NF_INET_FORWARD, priority: -200 })),
+        NftAttr::Chain(ChainAttr::Type("filter".into())),
+        NftAttr::Chain(ChainAttr::Policy(1)),
+    ]);
+    let want: &[u8] = &[
+        7, 0, 0, 0, // NFPROTO_BRIDGE
+        6, 0, 1, 0, b't', 0, 0, 0, // NFTA_CHAIN_TABLE
+        6, 0, 3, 0, b'c', 0, 0, 0, // NFTA_CHAIN_NAME
+        20, 0, 0x04, 0x80, // NFTA_CHAIN_HOOK
+        8, 0, 1, 0, 0, 0, 0, 2, // NFTA_HOOK_HOOKNUM = NF_BR_FORWARD
+        8, 0, 2, 0, 0xff, 0xff, 0xff, 0x38, // NFTA_HOOK_PRIORITY = -200
+        11, 0, 7, 0, b'f', b'i', b'l', b't', b'e', b'r', 0, 0, // NFTA_CHAIN_TYPE "filter"
+        8, 0, 5, 0, 0, 0, 0, 1, // NFTA_CHAIN_POLICY = NF_ACCEPT
+    ];
+    assert_eq!(encode(NFPROTO_BRIDGE, m.clone()), want);
+    assert_eq!(decode(NFT_MSG_NEWCHAIN, want), m);
+}
+
+#[test]
+fn batch_delimiters_have_no_subsystem_and_name_nf_tables_big_endian() {
+    // NFNL_MSG_BATCH_BEGIN: type 0x10, nfgenmsg { AF_UNSPEC, V0, res_id = htons(NFNL_SUBSYS_NFTABLES) }.
+    let h = NfGenMsg { family: 0, version: 0, res_id: NFNL_SUBSYS_NFTABLES as u16 };
+    let mut m = request(h, NfnlBody::Other { subsys: 0, cmd: NFNL_MSG_BATCH_BEGIN, payload: vec![] }, 0);
+    m.finalize();
+    let mut b = vec![0u8; m.buffer_len()];
+    m.serialize(&mut b);
+    assert_eq!(b.len(), 20);
+    assert_eq!(&b[4..6], &[0x10, 0x00], "nlmsg_type = NLMSG_MIN_TYPE");
+    assert_eq!(&b[16..20], &[0, 0, 0, 10]);
+}
+
+#[test]
+fn a_generation_reply_reads_its_id() {
+    // NFT_MSG_NEWGEN { NFTA_GEN_ID = 7, NFTA_GEN_PROC_PID = 42, NFTA_GEN_PROC_NAME "nft" }
+    let payload: &[u8] = &[0, 0, 0, 0, 8, 0, 1, 0, 0, 0, 0, 7, 8, 0, 2, 0, 0, 0, 0, 42, 8, 0, 3, 0, b'n', b'f', b't', 0];
+    let m = decode(NFT_MSG_NEWGEN, payload);
+    assert_eq!(m.gen_id(), Some(7));
+    assert!(m.attrs.contains(&NftAttr::Gen(GenAttr::ProcName("nft".into()))));
+}

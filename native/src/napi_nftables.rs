@@ -1,0 +1,247 @@
+//! The JS face of `nftables::NftClient`: work on the libuv pool, results as JSON text (their shape
+//! is declared once, in src/firewall/nftables/native.ts), and the drift watch's events delivered to
+//! a JS callback from its own thread. A client's calls are serialised by its mutex (one socket, one
+//! mirror), which the watch thread takes too when it repairs.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status, Task};
+use napi_derive::napi;
+
+use sg_agent_core::error::{SysCode, SysError};
+use sg_agent_core::nftables::{probe, Family, NftClient, Op, Scope, Watch, WatchEvent};
+
+use crate::js_error::Failure;
+
+type Shared = Arc<Mutex<Option<NftClient>>>;
+type Job<T> = Box<dyn FnOnce(&mut NftClient) -> std::result::Result<T, SysError> + Send>;
+
+fn closed() -> SysError {
+    SysError::new(SysCode::NftablesFailed, "the nf_tables client is closed")
+}
+
+fn json<T: serde::Serialize>(v: &T) -> std::result::Result<String, SysError> {
+    serde_json::to_string(v).map_err(|e| SysError::new(SysCode::NftablesFailed, e.to_string()))
+}
+
+fn family(s: &str) -> std::result::Result<Family, SysError> {
+    match s {
+        "inet" => Ok(Family::Inet),
+        "bridge" => Ok(Family::Bridge),
+        _ => Err(SysError::new(SysCode::InvalidArgument, format!("family must be inet or bridge, not {s:?}"))),
+    }
+}
+
+pub struct NftTask<T: Send + 'static> {
+    client: Shared,
+    job: Option<Job<T>>,
+    failure: Failure,
+}
+
+impl<T: ToNapiValue + TypeName + Send + 'static> Task for NftTask<T> {
+    type Output = T;
+    type JsValue = T;
+
+    fn compute(&mut self) -> Result<T> {
+        let job = self.job.take().ok_or_else(|| Error::from_reason("task ran twice"))?;
+        let mut guard = self.client.lock().map_err(|_| Error::from_reason("nf_tables client poisoned by a panic"))?;
+        let Some(client) = guard.as_mut() else {
+            return Err(self.failure.keep(closed()));
+        };
+        job(client).map_err(|e| self.failure.keep(e))
+    }
+
+    fn resolve(&mut self, _env: Env, output: T) -> Result<T> {
+        Ok(output)
+    }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<T> {
+        self.failure.reject(&env, err)
+    }
+}
+
+pub struct NftOpenTask {
+    netns: Option<PathBuf>,
+    failure: Failure,
+}
+
+impl Task for NftOpenTask {
+    type Output = NftClient;
+    type JsValue = NativeNftables;
+
+    fn compute(&mut self) -> Result<NftClient> {
+        NftClient::open(self.netns.as_deref()).map_err(|e| self.failure.keep(e))
+    }
+
+    fn resolve(&mut self, _env: Env, client: NftClient) -> Result<NativeNftables> {
+        Ok(NativeNftables { client: Arc::new(Mutex::new(Some(client))), watch: Arc::new(Mutex::new(None)), netns: self.netns.clone() })
+    }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<NativeNftables> {
+        self.failure.reject(&env, err)
+    }
+}
+
+/// The watch's events, as JSON text: `{"repaired": <report>}` or `{"failed": "<why>"}`.
+type EventCallback = ThreadsafeFunction<String, (), String, Status, false, true>;
+
+#[napi]
+pub struct NativeNftables {
+    client: Shared,
+    watch: Arc<Mutex<Option<Watch>>>,
+    netns: Option<PathBuf>,
+}
+
+#[napi]
+impl NativeNftables {
+    fn run<T, F>(&self, f: F) -> AsyncTask<NftTask<T>>
+    where
+        T: ToNapiValue + TypeName + Send + 'static,
+        F: FnOnce(&mut NftClient) -> std::result::Result<T, SysError> + Send + 'static,
+    {
+        AsyncTask::new(NftTask { client: self.client.clone(), job: Some(Box::new(f)), failure: Failure::default() })
+    }
+
+    /// Opens a client in the namespace at `netns` (or this process's own).
+    #[napi(ts_return_type = "Promise<NativeNftables>")]
+    pub fn open(netns: Option<String>) -> AsyncTask<NftOpenTask> {
+        AsyncTask::new(NftOpenTask { netns: netns.map(PathBuf::from), failure: Failure::default() })
+    }
+
+    /// Applies a JSON list of operations as one transaction; resolves with the JSON result
+    /// (`{committed, failures}`).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn transact(&self, ops: String) -> AsyncTask<NftTask<String>> {
+        self.run(move |c| json(&c.transact_json(&ops)?))
+    }
+
+    /// Has the kernel check a transaction and abort it (nothing changes).
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn check(&self, ops: String) -> AsyncTask<NftTask<String>> {
+        self.run(move |c| {
+            let ops: Vec<Op> = serde_json::from_str(&ops).map_err(|e| SysError::new(SysCode::InvalidArgument, format!("nf_tables operations: {e}")))?;
+            json(&c.check(&ops)?)
+        })
+    }
+
+    /// Compares our tables with what was committed and repairs the difference; `quick`: skip when
+    /// the ruleset generation has not moved; `allElements`: compare every set's elements.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn reconcile(&self, quick: bool, all_elements: bool) -> AsyncTask<NftTask<String>> {
+        self.run(move |c| json(&c.reconcile(&Scope { quick, all_elements, ..Default::default() })?))
+    }
+
+    /// `[[family, name], …]` of the namespace's inet and bridge tables.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn list_tables(&self) -> AsyncTask<NftTask<String>> {
+        self.run(|c| {
+            let t: Vec<(&str, String)> = c.list_tables()?.into_iter().map(|(f, n)| (f.as_str(), n)).collect();
+            json(&t)
+        })
+    }
+
+    /// What a table holds (chains with their rule counts, sets with their sizes), or null.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn describe(&self, family_name: String, table: String) -> AsyncTask<NftTask<String>> {
+        self.run(move |c| json(&c.describe(family(&family_name)?, &table)?))
+    }
+
+    /// Stops comparing and repairing a table (after it was removed).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn forget(&self, family_name: String, table: String) -> AsyncTask<NftTask<()>> {
+        self.run(move |c| {
+            c.forget(family(&family_name)?, &table);
+            Ok(())
+        })
+    }
+
+    /// Transactions this client committed (its own and its repairs).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn commits(&self) -> AsyncTask<NftTask<f64>> {
+        self.run(|c| Ok(c.commits as f64))
+    }
+
+    /// Listens for changes others make to our tables and repairs them at once; `onEvent` receives
+    /// each repair (or failure) as JSON text. Does not keep the process alive.
+    #[napi(ts_args_type = "onEvent: (event: string) => void")]
+    pub fn watch(&self, on_event: EventCallback) -> Result<()> {
+        let mut slot = self.watch.lock().map_err(|_| Error::from_reason("watch poisoned"))?;
+        if slot.is_some() {
+            return Ok(());
+        }
+        let w = Watch::start(self.netns.as_deref(), self.client.clone(), move |ev| {
+            let text = match ev {
+                WatchEvent::Repaired(r) => serde_json::json!({ "repaired": r }).to_string(),
+                WatchEvent::Failed(m) => serde_json::json!({ "failed": m }).to_string(),
+            };
+            on_event.call(text, ThreadsafeFunctionCallMode::NonBlocking);
+        })
+        .map_err(|e| Error::from_reason(e.to_string()))?;
+        *slot = Some(w);
+        Ok(())
+    }
+
+    /// Stops the watch and closes the socket once calls already queued are done.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self) -> AsyncTask<NftCloseTask> {
+        AsyncTask::new(NftCloseTask { client: self.client.clone(), watch: self.watch.clone() })
+    }
+}
+
+pub struct NftCloseTask {
+    client: Shared,
+    watch: Arc<Mutex<Option<Watch>>>,
+}
+
+impl Task for NftCloseTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<()> {
+        if let Ok(mut w) = self.watch.lock() {
+            if let Some(mut w) = w.take() {
+                w.stop();
+            }
+        }
+        if let Ok(mut guard) = self.client.lock() {
+            guard.take();
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, _env: Env, _: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+pub struct NftProbeTask {
+    netns: Option<PathBuf>,
+    failure: Failure,
+}
+
+impl Task for NftProbeTask {
+    type Output = String;
+    type JsValue = String;
+
+    fn compute(&mut self) -> Result<String> {
+        probe(self.netns.as_deref()).and_then(|s| json(&s)).map_err(|e| self.failure.keep(e))
+    }
+
+    fn resolve(&mut self, _env: Env, s: String) -> Result<String> {
+        Ok(s)
+    }
+
+    fn reject(&mut self, env: Env, err: Error) -> Result<String> {
+        self.failure.reject(&env, err)
+    }
+}
+
+/// What the kernel of the namespace supports (JSON: inet, bridge, conntrackBridge, bridgeMeta,
+/// notes), found by transactions the kernel checks and aborts.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn nftables_probe(netns: Option<String>) -> AsyncTask<NftProbeTask> {
+    AsyncTask::new(NftProbeTask { netns: netns.map(PathBuf::from), failure: Failure::default() })
+}

@@ -1,0 +1,602 @@
+// The nftables backend: the whole firewall in nf_tables, programmed over netlink by the addon — no
+// `nft` process, no libnftnl. Every apply is one batch transaction (all or nothing). Member sets are
+// interval sets (one per group and family) changed element by element; each port has its own
+// chains, reached through verdict maps, so binding a port is one transaction that adds its chains
+// and its map elements and never rewrites a shared chain.
+//
+// Bridged ports are told apart without physdev: a bridge-family chain that runs before
+// br_netfilter's hooks gives a frame from (prerouting) or to (forward) one of our ports that port's
+// mark, and the inet chains — stateful, as br_netfilter hands them the bridged traffic — dispatch
+// on the mark through verdict maps (docs/firewall.md says why and how it was measured). Routed
+// ports are dispatched on their device.
+//
+// The first apply replaces our tables whole, in the same transaction that fills them, so a previous
+// run's objects filter until this run's are in, and none survives it (a table of ours that another
+// program put objects into is kept, and everything of ours in it written afresh; what is left of a
+// previous run goes right after, with the stale sweep). What was committed is kept by
+// the addon (its mirror); drift is repaired against it — on the periodic check and, with `watch`,
+// as soon as the kernel announces someone else's change to our tables.
+import type { Logger } from 'pino';
+import type { Family } from '../../domain/address.js';
+import { deleteConntrackBetween } from '../../conntrack.js';
+import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
+import { dedupePairs } from '../cuts.js';
+import { BRIDGE, INET, NftNames } from './names.js';
+import { CT_STATE_VERDICTS, ICMP6_FROM_PORT, ICMP6_TO_PORT, MARK_MASK, MAX_MARK_ID, markOf, portChains, untrackedAddresses, type Rules } from './render.js';
+import { NftClient, type ElemKey, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc, type Verdict } from './native.js';
+
+export interface NftablesOptions {
+  netns?: string;
+  prefix?: string;
+  mode?: Mode;
+  logger?: Logger;
+  /** Repair foreign changes to our tables as the kernel announces them (the agent turns it on with
+   *  its periodic check). */
+  watch?: boolean;
+  /** VM-port devices of these name prefixes that no port of the agent owns are dropped, both ways,
+   *  rather than passed (Neutron: `tap`); the devices of known ports are kept in a set for it. */
+  unknownDevicePrefixes?: string[];
+}
+
+/** Who an operation is for: a refused operation quarantines its owner alone. */
+type Owner = { kind: 'shared' } | { kind: 'set'; key: string } | { kind: 'port'; portId: string } | { kind: 'destroy'; key: string };
+
+/** A refused transaction is tried again without the objects it refused, this many times at most. */
+const MAX_ROUNDS = 6;
+
+export class NftablesError extends Error {
+  constructor(message: string, readonly failures: OpFailure[] = []) {
+    super(message);
+    this.name = 'NftablesError';
+  }
+}
+
+interface Plan {
+  ops: Op[];
+  owners: Owner[];
+  /** State changes to make once the kernel committed the plan. */
+  commit: (() => void)[];
+  /** Filters left out because a set they name could not be made. */
+  blocked: { portId: string; groupId: string; family: Family }[];
+  /** Mark ids: free ones taken (from the end of the free list), the next new one, ids freed. */
+  ids: { fromFree: number; next: number; freed: number[] };
+}
+
+export class NftablesDataplane implements Dataplane {
+  readonly name = 'nftables';
+  readonly stats: DataplaneStats & { repairs: number } = { setSyncs: 0, setDeltas: 0, restores: 0, repairs: 0 };
+  /** A binding costs one small transaction: structural work needs no pacing. */
+  readonly structureIntervalMs = 0;
+  readonly names: NftNames;
+  readonly mode: Mode;
+  /** Filters whose chains are in the kernel (and, for ports without port security, none). */
+  private readonly filters = new Map<string, PortFilter>();
+  /** New ports whose filter the kernel refused: their device's traffic is dropped. */
+  private readonly failed = new Map<string, string>();
+  /** Bridged mode: each filtered port's mark id. */
+  private readonly ids = new Map<string, number>();
+  private readonly freeIds: number[] = [];
+  private nextId = 1;
+  /** Rules of each chain as last committed (`family/chain` → JSON), to rewrite only what changed. */
+  private readonly written = new Map<string, string>();
+  /** Member sets in the kernel. */
+  private readonly sets = new Map<string, SetRef>();
+  private started = false;
+
+  private constructor(readonly client: NftClient, private readonly opts: NftablesOptions) {
+    this.names = new NftNames(opts.prefix ?? 'sg');
+    this.mode = opts.mode ?? 'bridged';
+  }
+
+  static async open(opts: NftablesOptions = {}): Promise<NftablesDataplane> {
+    const dp = new NftablesDataplane(await NftClient.open(opts.netns), opts);
+    if (opts.watch) dp.watchDrift();
+    return dp;
+  }
+
+  /** Our tables, by family. */
+  get tables(): NftFamily[] {
+    return this.mode === 'bridged' ? ['inet', 'bridge'] : ['inet'];
+  }
+
+  private at(family: NftFamily): { family: NftFamily; table: string } {
+    return { family, table: this.names.table };
+  }
+
+  // ---- apply ----
+
+  async apply(c: ChangeSet): Promise<ApplyOutcome> {
+    const out: ApplyOutcome = { failedSets: [], failedFilters: [], conntrackDeleted: 0 };
+    const badSets = new Map<string, Error>();
+    const badPorts = new Map<string, Error>();
+    let plan: Plan | undefined;
+    for (let round = 0; ; round++) {
+      plan = await this.plan(c, badSets, badPorts);
+      if (plan.ops.length === 0) break;
+      const r = await this.client.transact(plan.ops);
+      if (r.committed) break;
+      // Refused: the objects whose operations the kernel refused are left out and the rest tried
+      // again. Sets first: a rule naming a refused set fails with it, through no fault of its own.
+      const owned = r.failures.map((f) => ({ f, owner: f.op === null ? undefined : plan!.owners[f.op] }));
+      const whole = owned.filter((o) => !o.owner || o.owner.kind === 'shared');
+      if (whole.length || round + 1 >= MAX_ROUNDS) throw new NftablesError(`nf_tables transaction refused: ${r.failures.map((f) => f.message).join('; ')}`, r.failures);
+      const sets = owned.filter((o) => o.owner?.kind === 'set' || o.owner?.kind === 'destroy');
+      for (const { f, owner } of sets.length ? sets : owned) {
+        if (owner?.kind === 'set' || owner?.kind === 'destroy') badSets.set(owner.key, new NftablesError(f.message, [f]));
+        else if (owner?.kind === 'port') badPorts.set(owner.portId, new NftablesError(f.message, [f]));
+      }
+    }
+    for (const f of plan.commit) f();
+    for (const [key, error] of badSets) {
+      const ref = [...c.sets.fill, ...c.sets.delta].find((s) => setKey(s) === key);
+      if (ref) out.failedSets.push({ ref: { groupId: ref.groupId, family: ref.family }, error });
+      else this.opts.logger?.warn({ err: error, set: key }, 'stale set not destroyed; reconcile will retry');
+    }
+    for (const [portId, error] of badPorts) out.failedFilters.push({ portId, error });
+    for (const b of plan.blocked) out.failedFilters.push({ portId: b.portId, error: new Error(`set of group ${b.groupId} (IPv${b.family}) could not be made`) });
+    if (c.cuts.length) out.conntrackDeleted = await deleteConntrackBetween(dedupePairs(c.cuts), this.opts.netns);
+    return out;
+  }
+
+  /** The operations of one transaction for `c`, leaving out the sets and ports the kernel refused. */
+  private async plan(c: ChangeSet, badSets: Map<string, Error>, badPorts: Map<string, Error>): Promise<Plan> {
+    const plan: Plan = { ops: [], owners: [], commit: [], blocked: [], ids: { fromFree: 0, next: this.nextId, freed: [] } };
+    const push = (owner: Owner, ...ops: Op[]) => {
+      for (const op of ops) {
+        plan.ops.push(op);
+        plan.owners.push(owner);
+      }
+    };
+    const shared: Owner = { kind: 'shared' };
+    const inet = this.at('inet');
+
+    if (!this.started) {
+      for (const [family, table] of await this.client.listTables()) {
+        if (!this.names.ownsTable(table)) continue;
+        const d = await this.client.describe(family, table);
+        const foreign = d ? this.foreignIn(d) : [];
+        if (foreign.length === 0) push(shared, { op: 'delTable', family, table });
+        else this.opts.logger?.warn({ family, table, foreign }, 'our nftables table holds objects of another program: they are kept, ours written afresh');
+      }
+      push(shared, ...this.sharedOps());
+      plan.commit.push(() => {
+        this.started = true;
+      });
+    }
+
+    // 1. Member sets exist and hold their members before any rule names them.
+    const lost = new Set<string>();
+    for (const s of c.sets.fill) {
+      const key = setKey(s);
+      if (badSets.has(key)) {
+        if (!this.sets.has(key)) lost.add(key);
+        continue;
+      }
+      const owner: Owner = { kind: 'set', key };
+      const set = this.names.groupSet(s.groupId, s.family);
+      if (!this.sets.has(key)) push(owner, ...this.fresh([{ op: 'set', ...inet, set, key: s.family === 4 ? 'ipv4' : 'ipv6' }]), { op: 'members', ...inet, set, add: s.members });
+      else push(owner, { op: 'members', ...inet, set, add: s.members, replace: true });
+      const ref = { groupId: s.groupId, family: s.family };
+      plan.commit.push(() => {
+        this.sets.set(key, ref);
+        this.stats.setSyncs++;
+      });
+    }
+    for (const d of c.sets.delta) {
+      const key = setKey(d);
+      if (!this.sets.has(key) || badSets.has(key) || (!d.add.length && !d.del.length)) continue;
+      push({ kind: 'set', key }, { op: 'members', ...inet, set: this.names.groupSet(d.groupId, d.family), add: d.add, del: d.del });
+      plan.commit.push(() => this.stats.setDeltas++);
+    }
+
+    // 2. Filters. A port moved to another device comes as a removal and an upsert: the upsert says it all.
+    const upserted = new Set(c.filters.upsert.map((f) => f.portId));
+    let structural = false;
+    for (const r of c.filters.remove) {
+      if (upserted.has(r.portId)) continue;
+      structural = this.removePort(r.portId, push, plan) || structural;
+    }
+    for (const f of c.filters.upsert) {
+      const blocked = f.sets.find((s) => lost.has(setKey(s)));
+      if (blocked) plan.blocked.push({ portId: f.portId, groupId: blocked.groupId, family: blocked.family });
+      if (blocked || badPorts.has(f.portId)) {
+        structural = this.dropPort(f, push, plan) || structural;
+        continue;
+      }
+      structural = this.upsertPort(f, push, plan) || structural;
+    }
+    if (structural) plan.commit.push(() => this.stats.restores++);
+
+    plan.commit.push(() => {
+      this.freeIds.length -= plan.ids.fromFree;
+      this.nextId = plan.ids.next;
+      this.freeIds.push(...plan.ids.freed);
+    });
+
+    // 3. Sets no rule names any more.
+    for (const ref of c.sets.destroy) {
+      const key = setKey(ref);
+      if (!this.sets.has(key) || badSets.has(key)) continue;
+      push({ kind: 'destroy', key }, { op: 'delSet', ...inet, set: this.names.groupSet(ref.groupId, ref.family) });
+      plan.commit.push(() => this.sets.delete(key));
+    }
+    return plan;
+  }
+
+  /** Chains and sets in a table of ours that are not of our shapes. */
+  private foreignIn(d: TableDesc): string[] {
+    return [...d.chains.map((c) => c.name), ...d.sets.map((x) => x.name)].filter((n) => !this.names.owns(n));
+  }
+
+  /** Until the first apply is in, a chain or set may be there already (a previous run's, in a table
+   *  that was kept): what is made is emptied too, in the same transaction. */
+  private fresh(ops: Op[]): Op[] {
+    if (this.started) return ops;
+    return ops.flatMap((o): Op[] => (o.op === 'chain' ? [o, { op: 'flushChain', family: o.family, table: o.table, chain: o.chain }] : o.op === 'set' ? [o, { op: 'flushSet', family: o.family, table: o.table, set: o.set }] : [o]));
+  }
+
+  /** The tables, their maps and sets, and the base chains that dispatch into the ports' chains. */
+  private sharedOps(): Op[] {
+    const inet = this.at('inet');
+    const bridged = this.mode === 'bridged';
+    const portKey = bridged ? 'mark' : 'ifname';
+    const dispatch = (dir: 'from' | 'to') => (bridged ? { mark: MARK_MASK } : dir === 'from' ? 'iifname' : 'oifname') as { mark: number } | 'iifname' | 'oifname';
+    const ops: Op[] = [
+      { op: 'table', ...inet },
+      { op: 'set', ...inet, set: INET.fromPort, key: portKey, map: true },
+      { op: 'set', ...inet, set: INET.toPort, key: portKey, map: true },
+      { op: 'set', ...inet, set: INET.statelessPort, key: portKey },
+      { op: 'set', ...inet, set: INET.statelessAddr4, key: 'ipv4' },
+      { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
+      { op: 'set', ...inet, set: INET.icmp6ToPort, key: 'icmp6type' },
+      { op: 'set', ...inet, set: INET.icmp6FromPort, key: 'icmp6type' },
+      { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
+      // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
+      { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
+      { op: 'rule', ...inet, chain: INET.untracked, stmts: [bridged ? { m: 'markIn', mask: MARK_MASK, set: INET.statelessPort } : { m: 'ifnameIn', key: 'iifname', set: INET.statelessPort }, { m: 'notrack' }] },
+      { op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'nfproto', v: 4 }, { m: 'addrIn', family: 4, dir: 'daddr', set: INET.statelessAddr4 }, { m: 'notrack' }] },
+      { op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'nfproto', v: 6 }, { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 }, { m: 'notrack' }] },
+      // After conntrack and DNAT: what a port sends (forwarded or to the host itself) meets its egress chain.
+      { op: 'chain', ...inet, chain: INET.fromPorts, hook: { hook: 'prerouting', priority: 0 } },
+      ...(bridged ? [] : this.unknownDeviceDrops(inet, INET.fromPorts, INET.knownDev, 'iifname')),
+      { op: 'rule', ...inet, chain: INET.fromPorts, stmts: [{ m: 'vmap', key: dispatch('from'), map: INET.fromPort }] },
+      { op: 'chain', ...inet, chain: INET.toPorts, hook: { hook: 'forward', priority: 0 } },
+      ...(bridged ? [] : this.unknownDeviceDrops(inet, INET.toPorts, INET.knownDev, 'oifname')),
+      { op: 'rule', ...inet, chain: INET.toPorts, stmts: [{ m: 'vmap', key: dispatch('to'), map: INET.toPort }] },
+    ];
+    if (!bridged && this.dropsUnknown) ops.splice(1, 0, { op: 'set', ...inet, set: INET.knownDev, key: 'ifname' });
+    if (bridged) {
+      const br = this.at('bridge');
+      // Before br_netfilter (priority 0 and -1): the mark is set when the inet hooks see the packet.
+      // Our bits are cleared first, so no other frame carries a port's mark.
+      ops.push(
+        { op: 'table', ...br },
+        { op: 'set', ...br, set: BRIDGE.fromDev, key: 'ifname', map: true },
+        { op: 'set', ...br, set: BRIDGE.toDev, key: 'ifname', map: true },
+        ...(this.dropsUnknown ? [{ op: 'set', ...br, set: BRIDGE.knownDev, key: 'ifname' } as Op] : []),
+        { op: 'chain', ...br, chain: BRIDGE.markFrom, hook: { hook: 'prerouting', priority: -200 } },
+        ...this.unknownDeviceDrops(br, BRIDGE.markFrom, BRIDGE.knownDev, 'iifname'),
+        { op: 'rule', ...br, chain: BRIDGE.markFrom, stmts: [{ m: 'markSet', mask: MARK_MASK, id: 0 }] },
+        { op: 'rule', ...br, chain: BRIDGE.markFrom, stmts: [{ m: 'vmap', key: 'iifname', map: BRIDGE.fromDev }] },
+        { op: 'chain', ...br, chain: BRIDGE.markTo, hook: { hook: 'forward', priority: -200 } },
+        ...this.unknownDeviceDrops(br, BRIDGE.markTo, BRIDGE.knownDev, 'oifname'),
+        { op: 'rule', ...br, chain: BRIDGE.markTo, stmts: [{ m: 'markSet', mask: MARK_MASK, id: 0 }] },
+        { op: 'rule', ...br, chain: BRIDGE.markTo, stmts: [{ m: 'vmap', key: 'oifname', map: BRIDGE.toDev }] },
+      );
+    }
+    const fresh = this.fresh(ops);
+    fresh.push(
+      { op: 'elems', ...inet, set: INET.icmp6ToPort, add: ICMP6_TO_PORT.map((key) => ({ key })) },
+      { op: 'elems', ...inet, set: INET.icmp6FromPort, add: ICMP6_FROM_PORT.map((key) => ({ key })) },
+      { op: 'elems', ...inet, set: INET.ctState, add: CT_STATE_VERDICTS },
+    );
+    return fresh;
+  }
+
+  private get dropsUnknown(): boolean {
+    return (this.opts.unknownDevicePrefixes?.length ?? 0) > 0;
+  }
+
+  /** First rules of a dispatch chain when unknown devices are dropped: a device named like a VM port
+   *  that is not in the set of known ones goes no further (the iptables backend does the same with
+   *  a `-m physdev`/`-i` rule per prefix after the known ports' dispatch). */
+  private unknownDeviceDrops(at: { family: NftFamily; table: string }, chain: string, known: string, key: 'iifname' | 'oifname'): Op[] {
+    return (this.opts.unknownDevicePrefixes ?? []).map((prefix): Op => ({
+      op: 'rule', ...at, chain,
+      stmts: [{ m: 'ifnamePrefix', key, prefix }, { m: 'ifnameIn', key, set: known, negate: true }, { m: 'verdict', v: 'drop' }],
+    }));
+  }
+
+  /** The known-device set's change when a port comes, goes or changes its device. */
+  private knownDeviceOps(had: string | undefined, now: string | undefined): Op[] {
+    if (!this.dropsUnknown || had === now) return [];
+    const at = this.at(this.mode === 'bridged' ? 'bridge' : 'inet');
+    const set = this.mode === 'bridged' ? BRIDGE.knownDev : INET.knownDev;
+    const ops: Op[] = [];
+    if (had !== undefined) ops.push({ op: 'elems', ...at, set, del: [had] });
+    if (now !== undefined) ops.push({ op: 'elems', ...at, set, add: [{ key: now }] });
+    return ops;
+  }
+
+  /** The keys a filtered port is dispatched by, and the chains they lead to. */
+  private dispatch(f: Pick<PortFilter, 'portId' | 'device'>, id: number | undefined): { family: NftFamily; set: string; key: ElemKey; verdict: Verdict }[] {
+    const n = this.names;
+    if (this.mode === 'routed') {
+      return [
+        { family: 'inet', set: INET.fromPort, key: f.device, verdict: { jump: n.egressChain(f.portId) } },
+        { family: 'inet', set: INET.toPort, key: f.device, verdict: { jump: n.ingressChain(f.portId) } },
+      ];
+    }
+    return [
+      { family: 'inet', set: INET.fromPort, key: markOf(id!), verdict: { jump: n.egressChain(f.portId) } },
+      { family: 'inet', set: INET.toPort, key: markOf(id!), verdict: { jump: n.ingressChain(f.portId) } },
+      { family: 'bridge', set: BRIDGE.fromDev, key: f.device, verdict: { jump: n.fromDevChain(f.portId) } },
+      { family: 'bridge', set: BRIDGE.toDev, key: f.device, verdict: { jump: n.toDevChain(f.portId) } },
+    ];
+  }
+
+  /** Map elements that drop everything of a device (a new port whose filter was refused). */
+  private dropElems(device: string): { family: NftFamily; set: string; key: ElemKey; verdict: Verdict }[] {
+    return this.mode === 'routed'
+      ? [
+          { family: 'inet', set: INET.fromPort, key: device, verdict: 'drop' },
+          { family: 'inet', set: INET.toPort, key: device, verdict: 'drop' },
+        ]
+      : [
+          { family: 'bridge', set: BRIDGE.fromDev, key: device, verdict: 'drop' },
+          { family: 'bridge', set: BRIDGE.toDev, key: device, verdict: 'drop' },
+        ];
+  }
+
+  private elemOps(add: ReturnType<NftablesDataplane['dropElems']>, del: ReturnType<NftablesDataplane['dropElems']>): Op[] {
+    const ops: Op[] = [];
+    for (const e of del) ops.push({ op: 'elems', ...this.at(e.family), set: e.set, del: [e.key] });
+    for (const e of add) ops.push({ op: 'elems', ...this.at(e.family), set: e.set, add: [{ key: e.key, verdict: e.verdict }] });
+    return ops;
+  }
+
+  /** Operations making a stateless port's traffic untracked (or no longer), from `had` to `now`. */
+  private statelessOps(had: PortFilter | undefined, hadId: number | undefined, now: PortFilter | undefined, nowId: number | undefined): Op[] {
+    const inet = this.at('inet');
+    const key = (f: PortFilter | undefined, id: number | undefined): ElemKey | undefined => (!f?.filtered || f.stateful ? undefined : this.mode === 'routed' ? f.device : markOf(id!));
+    const [k0, k1] = [key(had, hadId), key(now, nowId)];
+    const ops: Op[] = [];
+    if (k0 !== k1) {
+      if (k0 !== undefined) ops.push({ op: 'elems', ...inet, set: INET.statelessPort, del: [k0] });
+      if (k1 !== undefined) ops.push({ op: 'elems', ...inet, set: INET.statelessPort, add: [{ key: k1 }] });
+    }
+    const [a0, a1] = [had ? untrackedAddresses(had) : { 4: [], 6: [] }, now ? untrackedAddresses(now) : { 4: [], 6: [] }];
+    for (const v of [4, 6] as const) {
+      const del = a0[v].filter((ip) => !a1[v].includes(ip));
+      const add = a1[v].filter((ip) => !a0[v].includes(ip));
+      if (del.length || add.length) ops.push({ op: 'members', ...inet, set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6, add, del });
+    }
+    return ops;
+  }
+
+  /** Writes a port's chains where they changed, and its dispatch. */
+  private upsertPort(f: PortFilter, push: (o: Owner, ...ops: Op[]) => void, plan: Plan): boolean {
+    const owner: Owner = { kind: 'port', portId: f.portId };
+    const had = this.filters.get(f.portId);
+    const hadIn = had?.filtered ? had : undefined;
+    const failedDev = this.failed.get(f.portId);
+    const hadId = this.ids.get(f.portId);
+    const commit: (() => void)[] = [];
+    let changed = false;
+    if (failedDev !== undefined) {
+      push(owner, ...this.elemOps([], this.dropElems(failedDev)));
+      changed = true;
+    }
+    const known = this.knownDeviceOps(had?.device, f.device);
+    if (known.length) {
+      push(owner, ...known);
+      changed = true;
+    }
+    if (!f.filtered) {
+      if (hadIn) changed = this.removeChains(hadIn, hadId, push, owner, commit, plan) || changed;
+      plan.commit.push(() => {
+        for (const c of commit) c();
+        this.failed.delete(f.portId);
+        this.filters.set(f.portId, f);
+      });
+      return changed;
+    }
+    let id = hadId;
+    if (this.mode === 'bridged' && id === undefined) {
+      const ids = plan.ids;
+      id = ids.fromFree < this.freeIds.length ? this.freeIds[this.freeIds.length - 1 - ids.fromFree++]! : ids.next++;
+      if (id > MAX_MARK_ID) throw new NftablesError(`no mark left for port ${f.portId}: ${MAX_MARK_ID} ports are bound`);
+    }
+    const chains = portChains(f, this.names, this.mode, id);
+    const all: [NftFamily, string, Rules][] = [...[...chains.inet].map(([c, r]): [NftFamily, string, Rules] => ['inet', c, r]), ...[...chains.bridge].map(([c, r]): [NftFamily, string, Rules] => ['bridge', c, r])];
+    changed = this.writeChains(all, push, owner, commit) || changed;
+    const before = hadIn ? this.dispatch(hadIn, hadId) : [];
+    const after = this.dispatch(f, id);
+    const same = (a: (typeof after)[number], b: (typeof after)[number]) => a.family === b.family && a.set === b.set && a.key === b.key && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
+    const del = before.filter((b) => !after.some((a) => same(a, b)));
+    const add = after.filter((a) => !before.some((b) => same(a, b)));
+    const stateless = this.statelessOps(hadIn, hadId, f, id);
+    if (del.length || add.length || stateless.length) {
+      push(owner, ...this.elemOps(add, del), ...stateless);
+      changed = true;
+    }
+    plan.commit.push(() => {
+      for (const c of commit) c();
+      if (id !== undefined) this.ids.set(f.portId, id);
+      this.failed.delete(f.portId);
+      this.filters.set(f.portId, f);
+    });
+    return changed;
+  }
+
+  /** Chains made to hold their rules, skipping those that already do. New chains are all made before
+   *  any rule is added: the egress chain jumps to the anti-spoof chain. */
+  private writeChains(chains: [NftFamily, string, Rules][], push: (o: Owner, ...ops: Op[]) => void, owner: Owner, commit: (() => void)[]): boolean {
+    const changed = chains
+      .map(([family, chain, rules]) => ({ family, chain, rules, key: `${family}/${chain}`, text: JSON.stringify(rules) }))
+      .filter((c) => this.written.get(c.key) !== c.text);
+    for (const c of changed) {
+      const at = this.at(c.family);
+      push(owner, ...(this.written.has(c.key) ? [{ op: 'flushChain', ...at, chain: c.chain } as Op] : this.fresh([{ op: 'chain', ...at, chain: c.chain }])));
+    }
+    for (const c of changed) push(owner, ...c.rules.map((stmts): Op => ({ op: 'rule', ...this.at(c.family), chain: c.chain, stmts })));
+    commit.push(() => {
+      for (const c of changed) this.written.set(c.key, c.text);
+    });
+    return changed.length > 0;
+  }
+
+  /** Removes a filtered port's dispatch, untracked entries and chains. */
+  private removeChains(f: PortFilter, id: number | undefined, push: (o: Owner, ...ops: Op[]) => void, owner: Owner, commit: (() => void)[], plan: Plan): boolean {
+    push(owner, ...this.elemOps([], this.dispatch(f, id)), ...this.statelessOps(f, id, undefined, undefined));
+    const chains = portChains(f, this.names, this.mode, id);
+    const gone: [NftFamily, string][] = [...[...chains.inet.keys()].map((c) => ['inet', c] as [NftFamily, string]), ...[...chains.bridge.keys()].map((c) => ['bridge', c] as [NftFamily, string])];
+    // Emptied first: the egress chain jumps to the anti-spoof chain, which cannot go while it does.
+    for (const [family, chain] of gone) push(owner, { op: 'flushChain', ...this.at(family), chain });
+    for (const [family, chain] of gone) push(owner, { op: 'delChain', ...this.at(family), chain });
+    if (id !== undefined) plan.ids.freed.push(id);
+    commit.push(() => {
+      for (const [family, chain] of gone) this.written.delete(`${family}/${chain}`);
+      this.ids.delete(f.portId);
+    });
+    return true;
+  }
+
+  private removePort(portId: string, push: (o: Owner, ...ops: Op[]) => void, plan: Plan): boolean {
+    const owner: Owner = { kind: 'port', portId };
+    const had = this.filters.get(portId);
+    const failedDev = this.failed.get(portId);
+    const commit: (() => void)[] = [];
+    let changed = false;
+    if (failedDev !== undefined) {
+      push(owner, ...this.elemOps([], this.dropElems(failedDev)));
+      changed = true;
+    }
+    if (had?.filtered) changed = this.removeChains(had, this.ids.get(portId), push, owner, commit, plan) || changed;
+    const known = this.knownDeviceOps(had?.device, undefined);
+    if (known.length) {
+      push(owner, ...known);
+      changed = true;
+    }
+    plan.commit.push(() => {
+      for (const c of commit) c();
+      this.filters.delete(portId);
+      this.failed.delete(portId);
+    });
+    return changed;
+  }
+
+  /** A port whose filter cannot go in: a port already filtered keeps its previous filter; a new one
+   *  is dropped (never left unfiltered). */
+  private dropPort(f: PortFilter, push: (o: Owner, ...ops: Op[]) => void, plan: Plan): boolean {
+    if (this.filters.get(f.portId)?.filtered) return false;
+    const had = this.failed.get(f.portId);
+    if (had === f.device) return false;
+    push({ kind: 'shared' }, ...this.elemOps(this.dropElems(f.device), had === undefined ? [] : this.dropElems(had)));
+    plan.commit.push(() => this.failed.set(f.portId, f.device));
+    return true;
+  }
+
+  // ---- drift ----
+
+  private watchDrift(): void {
+    this.client.watch((e) => {
+      if ('repaired' in e) {
+        const r = e.repaired;
+        this.stats.repairs += r.tablesRebuilt + r.chainsRepaired + r.setsRepaired;
+        this.opts.logger?.warn({ tablesRebuilt: r.tablesRebuilt, chainsRepaired: r.chainsRepaired, setsRepaired: r.setsRepaired, elementsAdded: r.elementsAdded, elementsRemoved: r.elementsRemoved }, 'nftables: a foreign change to our tables was repaired');
+      } else {
+        this.opts.logger?.error({ err: e.failed }, 'nftables: repairing a foreign change failed; the periodic check will retry');
+      }
+    });
+  }
+
+  async reconcile(_expected: AppliedView, opts: { full: boolean }): Promise<ReconcileReport> {
+    if (!this.started) return { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
+    const r = await this.client.reconcile({ quick: !opts.full, allElements: opts.full });
+    failIfRefused(r, 'repair');
+    const staleRemoved = opts.full ? await this.removeUnknown(r) : 0;
+    return { setsRepaired: r.setsRepaired, chainsRepaired: r.chainsRepaired + r.tablesRebuilt, staleRemoved };
+  }
+
+  /** Removes chains and sets of our shape that this run did not make (found by a reconcile). */
+  private async removeUnknown(r: NftReport): Promise<number> {
+    const ours = r.unknown.filter((u) => u.table === this.names.table && this.names.owns(u.name));
+    if (ours.length === 0) return 0;
+    const ops: Op[] = [];
+    for (const u of ours) if (u.kind === 'chain') ops.push({ op: 'flushChain', ...this.at(u.family), chain: u.name });
+    for (const u of ours) if (u.kind === 'chain') ops.push({ op: 'delChain', ...this.at(u.family), chain: u.name });
+    for (const u of ours) if (u.kind === 'set') ops.push({ op: 'delSet', ...this.at(u.family), set: u.name });
+    const t = await this.client.transact(ops);
+    if (!t.committed) {
+      this.opts.logger?.warn({ failures: t.failures.map((f) => f.message) }, 'stale nftables objects not removed (in use by another rule); left in place');
+      return 0;
+    }
+    return ours.length;
+  }
+
+  async removeStale(_expected: AppliedView): Promise<number> {
+    // The first apply replaced our tables: only what was made in them since, by hand, can be stale.
+    if (!this.started) return 0;
+    const r = await this.client.reconcile({ quick: false, allElements: false });
+    return this.removeUnknown(r);
+  }
+
+  // ---- removal ----
+
+  async cleanup(): Promise<{ removed: number; left: string[] }> {
+    let removed = 0;
+    const left: string[] = [];
+    for (const [family, table] of await this.client.listTables()) {
+      if (!this.names.ownsTable(table)) continue;
+      const d = await this.client.describe(family, table);
+      if (!d) continue;
+      const foreign = this.foreignIn(d);
+      const at = { family, table };
+      if (foreign.length === 0) {
+        const r = await this.client.transact([{ op: 'delTable', ...at }]);
+        if (r.committed) removed += d.chains.length + d.sets.length;
+        else left.push(`nftables ${family} table ${table}: ${r.failures.map((f) => f.message).join('; ')}`);
+      } else {
+        // Another program put objects into our table: ours are emptied (their traffic no longer
+        // meets our rules at once), then removed one by one; one another program's rule refers to
+        // stays, emptied, and is reported, as does the table.
+        const chains = d.chains.filter((c) => this.names.owns(c.name)).map((c) => c.name);
+        const sets = d.sets.filter((x) => this.names.owns(x.name)).map((x) => x.name);
+        await this.client.transact([...chains.map((chain): Op => ({ op: 'flushChain', ...at, chain })), ...sets.map((set): Op => ({ op: 'flushSet', ...at, set }))]);
+        for (const [kind, name] of [...chains.map((n) => ['chain', n] as const), ...sets.map((n) => ['set', n] as const)]) {
+          const r = await this.client.transact([kind === 'chain' ? { op: 'delChain', ...at, chain: name } : { op: 'delSet', ...at, set: name }]);
+          if (r.committed) removed++;
+          else left.push(`nftables ${family} ${kind} ${name} (referenced by another program's rule; emptied)`);
+        }
+        left.push(`nftables ${family} table ${table} (holds ${foreign.join(', ')} of another program)`);
+      }
+      await this.client.forget(family, table);
+    }
+    this.filters.clear();
+    this.failed.clear();
+    this.ids.clear();
+    this.freeIds.length = 0;
+    this.nextId = 1;
+    this.written.clear();
+    this.sets.clear();
+    this.started = false;
+    return { removed, left };
+  }
+
+  status(expected: AppliedView): DataplaneStatus {
+    const chains = [...this.written.keys()].filter((k) => k.startsWith('inet/')).map((k) => k.slice(5));
+    return {
+      sets: [...expected.sets.values()].map((ref) => ({ name: this.names.groupSet(ref.groupId, ref.family), groupId: ref.groupId, family: ref.family, size: expected.members(ref).length })),
+      chains: { v4: chains, v6: chains },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+function failIfRefused(r: NftReport, what: string): void {
+  if (r.failures.length) throw new NftablesError(`nf_tables ${what} refused: ${r.failures.map((f) => f.message).join('; ')}`, r.failures);
+}
