@@ -14,7 +14,7 @@ import { Topology, type Vm } from './helpers/topology.js';
 import { removeKeys, testKey, testToken } from './helpers/keys.js';
 import { startAgent, startController, agentConnected, type AgentProc, type ControllerProc } from './helpers/sg.js';
 import { stopProcess, waitFor, type Running } from './helpers/processes.js';
-import { clusterVhost, ensureCluster, killNode, nodeNumber, queueNodes, restartNode, stopCluster } from './helpers/cluster.js';
+import { clusterVhost, ensureCluster, killNode, nodeNumber, queueNodes, quorumSafeWithout, restartNode, stopCluster } from './helpers/cluster.js';
 import { agentQueue, DEAD_LETTER_EXCHANGE } from '../src/protocol/routing.js';
 
 let clusterUp = false;
@@ -168,12 +168,16 @@ test.serial('an agent and a controller listing the three nodes survive any one n
   const a = await agent(b, [2, 3, 1]);
   t.true(a.lines.some((l) => l.includes('deleting the durable queue an earlier version left')));
   for (const n of [1, 2, 3]) {
+    // The node restarted last has caught up: the other two hold a majority of every quorum queue.
+    await waitFor(`node ${n} not quorum-critical`, () => quorumSafeWithout(n), 120_000);
     t.teardown(() => restartNode(n));
     const downAt = Date.now();
     await killNode(n);
     // A change while node n is down reaches the kernel.
     await call(ctl, 'PUT', `/ports/r${n}`, { host: 'elsewhere', device: `r${n}`, mac: '02:00:00:00:cc:01', fixedIps: [`10.111.0.${n}`], securityGroups: ['web'] });
-    await waitFor(`10.111.0.${n} in the kernel with node ${n} down`, () => b.topo.host.exec('ipset', ['save']).includes(` 10.111.0.${n}`), 90_000);
+    await waitFor(`10.111.0.${n} in the kernel with node ${n} down`, () => b.topo.host.exec('ipset', ['save']).includes(` 10.111.0.${n}`), 90_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n-- agent:\n${a.lines.slice(-40).join('\n')}\n-- controller:\n${ctl.lines.slice(-40).join('\n')}`);
+    });
     t.log(`node ${n} down: the change reached the kernel ${Date.now() - downAt} ms after the crash`);
     await assertNoDrift(b, ctl, a);
     await restartNode(n);

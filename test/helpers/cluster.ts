@@ -118,3 +118,11 @@ export const nodeNumber = (name: string) => Number(/^sgc(\d+)@/.exec(name)?.[1] 
 export async function stopCluster(): Promise<void> {
   await run(['stop']);
 }
+
+/** Whether node n can go down without taking any quorum queue below its majority (the nodes it was
+ *  cut off from have caught up): the precondition of "any one node down". */
+export function quorumSafeWithout(n: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile('rabbitmq-queues', ['-q', '-n', clusterNode(n).name, 'check_if_node_is_quorum_critical'], { timeout: 30_000 }, (err) => resolve(!err));
+  });
+}
