@@ -161,7 +161,8 @@ test.serial('an agent and a controller listing the three nodes survive any one n
   const ctl = await controller(b, [3, 1, 2]);
   await topology(b, ctl);
   // The durable queue an earlier version of the agent left under its name is replaced.
-  const conn = await amqp.connect(b.urls([1]));
+  // Node 1 may be the one the previous test restarted: accepting connections a moment after it reports up.
+  const conn = await waitFor('a connection to node 1', () => amqp.connect(b.urls([1])), 60_000);
   const ch = await conn.createChannel();
   await ch.assertQueue(agentQueue(b.host), { durable: true, arguments: { 'x-expires': 600_000, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
   await conn.close();
