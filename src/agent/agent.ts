@@ -5,6 +5,7 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import type { Dataplane } from '../firewall/dataplane.js';
 import { FirewallEngine } from '../firewall/engine.js';
 import { decode, MalformedMessage, type SyncReply, type UpdateMessage } from '../protocol/messages.js';
 import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
@@ -23,6 +24,12 @@ const SYNC_GROUPS_PER_REQUEST = 1000;
 
 /** Revisions of deleted groups are remembered this long, so a late duplicate cannot bring one back. */
 const TOMBSTONES_MAX = 10_000;
+
+export interface AgentOptions {
+  /** The firewall backend; default: iptables + ipset in `cfg.netns`. Simulated hosts (bench:scale)
+   *  give the in-memory one, so that everything above the kernel is the real agent. */
+  dataplane?: Dataplane;
+}
 
 export class Agent {
   readonly metrics: AgentMetrics;
@@ -50,7 +57,7 @@ export class Agent {
   /** This host's queue name (a hash of the host, so computed once). */
   private readonly queue: string;
 
-  constructor(readonly cfg: AgentConfig, private readonly log: Logger) {
+  constructor(readonly cfg: AgentConfig, private readonly log: Logger, private readonly opts: AgentOptions = {}) {
     this.metrics = new AgentMetrics(() => this.engine);
     this.queue = agentQueue(cfg.host);
     this.broker = new AgentBroker(cfg, log, this.metrics, {
@@ -88,6 +95,7 @@ export class Agent {
       structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
       reconcileIntervalMs: this.cfg.reconcileIntervalMs,
       logger: this.log,
+      ...(this.opts.dataplane ? { dataplane: this.opts.dataplane } : {}),
     });
     if (this.cfg.metricsListen) this.http = await this.metrics.serve(this.cfg.metricsListen, () => this.status());
     await this.broker.start();

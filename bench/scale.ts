@@ -1,0 +1,404 @@
+// Scale benchmark: one controller and H simulated hosts on the local RabbitMQ, H = 100, 300, 1,000.
+//   npm run bench:scale      (RabbitMQ is started if needed; no root, no kernel objects)
+// A simulated host is the real Agent (own connection, queue, bindings, signature check, decoding,
+// revisions, sync RPC) over the in-memory dataplane, a few hundred per worker process
+// (bench/scale-host.ts). The controller (store, outbox relay, publisher, sync server) runs in this
+// process, so this process's CPU is the controller's; the workers only report counts while a workload runs.
+//
+// Workloads, per H, each measured from the API call to the host's dataplane having applied it:
+//   boot   5,000 ports in 500 groups (10 ports each, on 10 hosts), each group's ingress rule naming
+//          itself, created in batches; a sample is (port, its host) for its filter and (address,
+//          host of a port of its group) for the member sets — what a host needs shrinks as 1/H;
+//   churn  a group `big` of 2,000 ports spread over every host (its rule names itself, so every host
+//          needs every member); 200 ports change address one after another; a sample is (new
+//          address, host) — what a host needs is the same at every H;
+//   rule   five rule changes on `big`; a sample is (change, host) — the same at every H.
+// Baseline: a Neutron-shaped fanout-to-all, every host hears every change. The same run is made
+// again with a catch-all exchange bound to every group and host key, and SCALE_BASELINE_HOSTS (20)
+// hosts' queues bound to it, in a worker of their own. Their per-host bytes, messages and agent CPU
+// are exactly what every host of a fanout-to-all gets; their convergence and the broker's figures
+// are a lower bound for the baseline (the other H-20 hosts do not pay the fanout: at H = 1,000 a
+// full one would be ~10 million deliveries for the boot alone, ~20 minutes of this broker).
+// Prints `scale.<metric>.<H> ours=… baseline=… ratio=…` (ratio = baseline/ours).
+// Knobs: SCALE_HOSTS (default "100,300,1000"), SCALE_WORKERS (4), SCALE_BASELINE_HOSTS (20),
+// SCALE_ONLY=ours (no baseline runs), SCALE_BOOT_PORTS (5000), SCALE_CHURN (200), SCALE_BIG (2000),
+// SCALE_JSON=<file> (every figure as JSON lines, for scripts/scale-chart.ts).
+import amqp from 'amqplib';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Controller } from '../src/controller/controller.js';
+import { agentQueue, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey } from '../src/protocol/routing.js';
+import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
+import type { PortInput, SecurityGroupRuleInput } from '../src/model.js';
+import { ensureRabbit } from '../test/helpers/rabbit.js';
+import type { HostCounters, WorkerCommand } from './scale-host.js';
+
+const HS = (process.env.SCALE_HOSTS ?? '100,300,1000').split(',').map(Number);
+const WORKERS = Number(process.env.SCALE_WORKERS ?? 4);
+const BASELINE_HOSTS = Number(process.env.SCALE_BASELINE_HOSTS ?? 20);
+const BOOT_PORTS = Number(process.env.SCALE_BOOT_PORTS ?? 5000);
+const GROUP_SIZE = 10;
+const BOOT_BATCH = 50;
+const BOOT_PACE_MS = 100;
+const BIG = Number(process.env.SCALE_BIG ?? 2000);
+const CHURN = Number(process.env.SCALE_CHURN ?? 200);
+const CHURN_PACE_MS = 20;
+const RULE_CHANGES = 5;
+const RULE_PACE_MS = 2_000;
+const CONVERGE_TIMEOUT_MS = 300_000;
+/** Before each workload: longer than the agents' widest structural gap (2 s) and the relay's (0.4 s),
+ *  so that a workload does not wait out the pacing the previous one left. */
+const QUIET_MS = 2_500;
+const CLK_TCK = 100;
+const tag = randomBytes(3).toString('hex');
+const repo = path.resolve(__dirname, '..');
+
+type Mode = 'ours' | 'baseline';
+type Workload = 'boot' | 'churn' | 'rule';
+const WORKLOADS: Workload[] = ['boot', 'churn', 'rule'];
+
+const hostName = (h: number) => `sc-${tag}-${h}`;
+const addr = (net: number, i: number) => `10.${net}.${(i >> 8) & 255}.${i & 255}`;
+const mac = (net: number, i: number) => `02:${net.toString(16).padStart(2, '0')}:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+const selfRules = (g: string): SecurityGroupRuleInput[] => [
+  { id: 'in4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: g },
+  { id: 'out4', direction: 'egress', ethertype: 'IPv4' },
+];
+const bootGroup = (i: number) => `bg-${Math.floor(i / GROUP_SIZE)}`;
+function bootPort(i: number, H: number): PortInput {
+  return { id: `bp-${i}`, host: hostName(i % H), device: `tap${i}`, mac: mac(100, i), fixedIps: [addr(100, i)], allowedAddressPairs: [], securityGroups: [bootGroup(i)], portSecurityEnabled: true };
+}
+function bigPort(j: number, H: number, ip = addr(150, j)): PortInput {
+  return { id: `cp-${j}`, host: hostName(j % H), device: `tb${j}`, mac: mac(150, j), fixedIps: [ip], allowedAddressPairs: [], securityGroups: ['big'], portSecurityEnabled: true };
+}
+
+// ---- small statistics ----
+const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+const quantile = (xs: number[], q: number) => {
+  if (xs.length === 0) return NaN;
+  const s = sorted(xs);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+};
+const median = (xs: number[]) => quantile(xs, 0.5);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- the broker ----
+function rabbitmqctl(args: string[]): string {
+  const r = spawnSync('rabbitmqctl', ['-q', ...args], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  if (r.status !== 0) throw new Error(`rabbitmqctl ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+interface BrokerMemory { total: number; queues: number; connections: number; mnesia: number; bindings: number; queueMemory: number; queuesCounted: number }
+function brokerMemory(vhost: string): BrokerMemory {
+  const r = spawnSync('rabbitmq-diagnostics', ['-q', 'memory_breakdown', '--formatter', 'json'], { encoding: 'utf8' });
+  const m = JSON.parse(r.stdout) as Record<string, { bytes: number }>;
+  const b = (k: string) => m[k]?.bytes ?? 0;
+  const total = Object.entries(m).filter(([k]) => k !== 'reserved_unallocated' && k !== 'allocated_unused').reduce((s, [, v]) => s + v.bytes, 0);
+  const bindings = rabbitmqctl(['list_bindings', '-p', vhost, '--no-table-headers', 'source_name']).split('\n').filter(Boolean).length;
+  const queues = (JSON.parse(rabbitmqctl(['list_queues', '-p', vhost, 'name', 'memory', '--formatter', 'json'])) as { name: string; memory: number }[]).filter((q) => q.name.startsWith('sg.agent.'));
+  return {
+    total,
+    queues: b('queue_procs'),
+    connections: b('connection_readers') + b('connection_writers') + b('connection_channels') + b('connection_other'),
+    mnesia: b('mnesia'),
+    bindings,
+    queueMemory: queues.reduce((s, q) => s + q.memory, 0),
+    queuesCounted: queues.length,
+  };
+}
+function brokerPid(): number {
+  return Number(/OS PID: (\d+)/.exec(rabbitmqctl(['status']))?.[1] ?? 0);
+}
+function cpuSeconds(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+const ownCpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+// ---- workers ----
+class Worker {
+  private seq = 0;
+  private readonly waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  readonly child: ChildProcess;
+  constructor(readonly hosts: string[]) {
+    this.child = fork(path.join(__dirname, 'scale-host.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (m: { id: number; result?: unknown; error?: string }) => {
+      const w = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      if (m.error) w?.reject(new Error(m.error));
+      else w?.resolve(m.result);
+    });
+    this.child.on('exit', (code) => {
+      for (const w of this.waiting.values()) w.reject(new Error(`scale worker exited (${code})`));
+      this.waiting.clear();
+    });
+  }
+  call<T>(c: WorkerCommand): Promise<T> {
+    const id = ++this.seq;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.send({ ...c, id });
+    });
+  }
+  cpu(): number {
+    return cpuSeconds(this.child.pid!);
+  }
+}
+
+/** Per workload: when each (host, token) became needed; what the dataplanes recorded; per-host counters. */
+interface Expectation { needFrom: Map<string, Map<string, number>>; count: number }
+function expect(): Expectation {
+  return { needFrom: new Map(), count: 0 };
+}
+function need(e: Expectation, host: string, token: string, at: number): void {
+  let m = e.needFrom.get(host);
+  if (!m) e.needFrom.set(host, (m = new Map()));
+  const had = m.get(token);
+  if (had === undefined) e.count++;
+  m.set(token, had === undefined ? at : Math.min(had, at));
+}
+
+interface WorkloadResult {
+  /** Convergence samples (s) of the measured hosts. */
+  lags: number[];
+  missing: number;
+  bytes: number[];
+  messages: number[];
+  controllerCpu: number;
+  brokerCpu: number;
+  /** Agent CPU per measured host (s). */
+  agentCpu: number;
+  changes: number;
+  seconds: number;
+}
+interface RunResult {
+  H: number;
+  mode: Mode;
+  setupSeconds: number;
+  reconnects: number;
+  handlerErrors: number;
+  memory: { before: BrokerMemory; connected: BrokerMemory; booted: BrokerMemory; big: BrokerMemory };
+  workloads: Record<Workload, WorkloadResult>;
+  bindingsPerHost: number;
+}
+
+async function run(H: number, mode: Mode): Promise<RunResult> {
+  const vhost = `sgscale-${tag}-${H}-${mode}`;
+  rabbitmqctl(['add_vhost', vhost]);
+  rabbitmqctl(['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
+  const url = `amqp://guest:guest@127.0.0.1:5672/${vhost}`;
+  const keys = generateSigningKey(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-scale-keys-')));
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-scale-'));
+  const ctl = await Controller.start({ amqpUrl: url, signer: MessageSigner.fromFile(keys.privateKeyFile), dataDir });
+  const workers: Worker[] = [];
+  const conn = await amqp.connect(url);
+  const all = () => Promise.all(workers.map((w) => w.call({ cmd: 'poll' }) as Promise<number>));
+  const bPid = brokerPid();
+  try {
+    await ctl.brokerReady;
+    const hosts = Array.from({ length: H }, (_, h) => hostName(h));
+    // Baseline hosts in a worker of their own, so that its CPU is theirs alone.
+    const sampled = mode === 'baseline' ? hosts.slice(0, Math.min(H, BASELINE_HOSTS)) : [];
+    const rest = hosts.slice(sampled.length);
+    const groupsOf: string[][] = [];
+    if (sampled.length) groupsOf.push(sampled);
+    const n = sampled.length ? Math.max(1, WORKERS - 1) : WORKERS;
+    for (let w = 0; w < n; w++) groupsOf.push(rest.filter((_, i) => i % n === w));
+    const measured = new Set(mode === 'baseline' ? sampled : hosts);
+    const measuredWorkers = mode === 'baseline' ? [0] : groupsOf.map((_, i) => i);
+    const groups = Array.from({ length: Math.ceil(BOOT_PORTS / GROUP_SIZE) }, (_, g) => `bg-${g}`);
+    for (const g of groups) await ctl.putGroup(g, true, selfRules(g));
+    const bigRules = selfRules('big');
+    await ctl.putGroup('big', true, bigRules);
+    await ctl.flush();
+    const before = brokerMemory(vhost);
+
+    const t0 = Date.now();
+    for (const hs of groupsOf) workers.push(new Worker(hs));
+    await Promise.all(workers.map((w) => w.call({ cmd: 'start', url, keyFile: keys.publicKeyFile, hosts: w.hosts, concurrency: 8, jitterMs: 30 })));
+    const setupSeconds = (Date.now() - t0) / 1000;
+    const connected = brokerMemory(vhost);
+
+    if (sampled.length) {
+      // The Neutron shape: one fanout every host hears, fed with every group's and every host's updates.
+      const ch = await conn.createChannel();
+      await ch.assertExchange('scale.fanout-all', 'fanout', { durable: false });
+      for (const g of [...groups, 'big']) await ch.bindExchange('scale.fanout-all', GROUP_EXCHANGE, groupKey(g));
+      for (const h of hosts) await ch.bindExchange('scale.fanout-all', HOST_EXCHANGE, hostKey(h));
+      for (const h of sampled) await ch.bindQueue(agentQueue(h), 'scale.fanout-all', '');
+      await ch.close();
+    }
+
+    const counters = async () => Object.assign({}, ...(await Promise.all(workers.map((w) => w.call<Record<string, HostCounters>>({ cmd: 'counters' }))))) as Record<string, HostCounters>;
+    /** Runs one workload: `act` makes the API calls and fills the expectation; then waits for every host. */
+    const measure = async (prefixes: string[], changes: number, act: (e: Expectation) => Promise<void>): Promise<WorkloadResult> => {
+      await sleep(QUIET_MS);
+      await Promise.all(workers.map((w) => w.call({ cmd: 'watch', prefixes })));
+      const c0 = await counters();
+      const e = expect();
+      const cpu0 = ownCpu();
+      const b0 = cpuSeconds(bPid);
+      const w0 = workers.map((w) => w.cpu());
+      const start = Date.now();
+      await act(e);
+      let got = 0;
+      while (Date.now() - start < CONVERGE_TIMEOUT_MS) {
+        got = (await all()).reduce((s, x) => s + x, 0);
+        if (got >= e.count) break;
+        await sleep(100);
+      }
+      const controllerCpu = ownCpu() - cpu0;
+      const brokerCpu = cpuSeconds(bPid) - b0;
+      const agentCpu = measuredWorkers.reduce((s, i) => s + workers[i]!.cpu() - w0[i]!, 0) / measured.size;
+      const seconds = (Date.now() - start) / 1000;
+      await sleep(300); // messages still in flight (a late duplicate) belong to this workload's bytes
+      const c1 = await counters();
+      const seen = (await Promise.all(workers.map((w) => w.call<[string, string, number][]>({ cmd: 'collect' })))).flat();
+      const lags: number[] = [];
+      let found = 0;
+      for (const [host, token, at] of seen) {
+        const from = e.needFrom.get(host)?.get(token);
+        if (from === undefined) continue;
+        found++;
+        if (measured.has(host)) lags.push(Math.max(0, at - from) / 1000);
+      }
+      const per = (k: keyof HostCounters) => [...measured].map((h) => c1[h]![k] - c0[h]![k]);
+      return { lags, missing: e.count - found, bytes: per('bytes'), messages: per('messages').map((m, i) => m + per('syncs')[i]!), controllerCpu, brokerCpu, agentCpu, changes, seconds };
+    };
+
+    const boot = await measure(['p:', 'm:bg-'], BOOT_PORTS, async (e) => {
+      const api = new Map<number, number>();
+      for (let i = 0; i < BOOT_PORTS; i += BOOT_BATCH) {
+        const batch = Array.from({ length: Math.min(BOOT_BATCH, BOOT_PORTS - i) }, (_, k) => i + k);
+        await Promise.all(batch.map(async (p) => {
+          await ctl.putPort(`bp-${p}`, bootPort(p, H));
+          api.set(p, Date.now());
+        }));
+        await sleep(BOOT_PACE_MS);
+      }
+      // A host needs an address of a group from the moment both it and the host's first port of the group exist.
+      for (let g = 0; g < groups.length; g++) {
+        const members = Array.from({ length: GROUP_SIZE }, (_, k) => g * GROUP_SIZE + k).filter((p) => p < BOOT_PORTS);
+        const firstOnHost = new Map<string, number>();
+        for (const p of members) {
+          const h = hostName(p % H);
+          need(e, h, `p:bp-${p}`, api.get(p)!);
+          firstOnHost.set(h, Math.min(firstOnHost.get(h) ?? Infinity, api.get(p)!));
+        }
+        for (const [h, first] of firstOnHost) for (const q of members) need(e, h, `m:bg-${g}:${addr(100, q)}`, Math.max(first, api.get(q)!));
+      }
+    });
+    const booted = brokerMemory(vhost);
+
+    // The big group: every host gets ports in it; its set must hold every member before the churn.
+    for (let j = 0; j < BIG; j += 200) await Promise.all(Array.from({ length: Math.min(200, BIG - j) }, (_, k) => ctl.putPort(`cp-${j + k}`, bigPort(j + k, H))));
+    for (const t = Date.now(); Date.now() - t < CONVERGE_TIMEOUT_MS; await sleep(250)) {
+      const sizes = (await Promise.all(workers.map((w) => w.call<Record<string, number>>({ cmd: 'setSizes', key: '4:big' })))).flatMap((s) => Object.values(s));
+      if (sizes.every((s) => s === BIG)) break;
+    }
+    const big = brokerMemory(vhost);
+
+    const churn = await measure(['m:big:'], CHURN, async (e) => {
+      for (let k = 0; k < CHURN; k++) {
+        const j = (k * 37) % BIG; // distinct ports, spread over the hosts
+        const ip = addr(151, k);
+        await ctl.putPort(`cp-${j}`, bigPort(j, H, ip));
+        const at = Date.now();
+        for (const h of hosts) need(e, h, `m:big:${ip}`, at);
+        await sleep(CHURN_PACE_MS);
+      }
+    });
+
+    const rule = await measure(['r:'], RULE_CHANGES, async (e) => {
+      for (let k = 0; k < RULE_CHANGES; k++) {
+        const mark = 3000 + k;
+        await ctl.putGroup('big', true, [...bigRules, { id: 'mark', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: mark, portRangeMax: mark }]);
+        const at = Date.now();
+        for (const h of hosts) need(e, h, `r:${mark}`, at);
+        if (k < RULE_CHANGES - 1) await sleep(RULE_PACE_MS);
+      }
+    });
+
+    const end = await counters();
+    return {
+      H,
+      mode,
+      setupSeconds,
+      reconnects: Object.values(end).reduce((s, c) => s + c.reconnects, 0),
+      handlerErrors: Object.values(end).reduce((s, c) => s + c.handlerErrors, 0),
+      memory: { before, connected, booted, big },
+      workloads: { boot, churn, rule },
+      bindingsPerHost: (booted.bindings - connected.bindings) / H,
+    };
+  } finally {
+    await Promise.all(workers.map((w) => Promise.race([w.call({ cmd: 'stop' }), sleep(30_000)]).catch(() => undefined)));
+    for (const w of workers) w.child.kill('SIGKILL');
+    await conn.close().catch(() => undefined);
+    await ctl.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(keys.privateKeyFile), { recursive: true, force: true });
+    spawnSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' });
+  }
+}
+
+// ---- output ----
+const kib = (n: number) => `${(n / 1024).toFixed(1)}KiB`;
+const sec = (n: number) => `${n.toFixed(3)}s`;
+const ms = (n: number) => `${(n * 1000).toFixed(2)}ms`;
+const count = (n: number) => n.toFixed(0);
+const jsonOut = process.env.SCALE_JSON;
+function line(id: string, ours: number, base: number | undefined, unit: (n: number) => string, note = ''): void {
+  const b = base === undefined || Number.isNaN(base) ? '' : ` baseline=${unit(base)} ratio=${(base / ours).toFixed(2)}`;
+  console.log(`scale.${id} ours=${unit(ours)}${b}${note}`);
+  if (jsonOut) fs.appendFileSync(jsonOut, JSON.stringify({ id, ours, baseline: base ?? null }) + '\n');
+}
+
+function report(o: RunResult, b: RunResult | undefined): void {
+  const H = o.H;
+  console.log(`# H=${H}: setup ${o.setupSeconds.toFixed(1)}s (${(o.setupSeconds * 1000 / H).toFixed(1)} ms/host), reconnects ${o.reconnects}, handler errors ${o.handlerErrors}; group bindings per host after boot ${o.bindingsPerHost.toFixed(1)}`);
+  for (const w of WORKLOADS) {
+    const x = o.workloads[w];
+    const y = b?.workloads[w];
+    console.log(`# ${w}.${H}: ${x.changes} changes converged in ${x.seconds.toFixed(1)}s, ${x.lags.length} samples, ${x.missing} missing${y ? `; baseline ${y.seconds.toFixed(1)}s, ${y.lags.length} samples, ${y.missing} missing` : ''}`);
+    line(`${w}.bytes_per_host.${H}`, median(x.bytes), y && median(y.bytes), kib);
+    line(`${w}.msgs_per_host.${H}`, median(x.messages), y && median(y.messages), count);
+    line(`${w}.p50.${H}`, median(x.lags), y && median(y.lags), sec);
+    line(`${w}.p99.${H}`, quantile(x.lags, 0.99), y && quantile(y.lags, 0.99), sec, w !== 'boot' ? (quantile(x.lags, 0.99) <= 2 ? ' target<=2s met' : ' target<=2s MISSED') : '');
+    line(`${w}.agent_cpu_per_host.${H}`, x.agentCpu, y?.agentCpu, ms);
+    line(`${w}.controller_cpu_per_change.${H}`, x.controllerCpu / x.changes, y && y.controllerCpu / y.changes, ms);
+    line(`${w}.broker_cpu_per_change.${H}`, x.brokerCpu / x.changes, y && y.brokerCpu / y.changes, ms);
+  }
+  // Broker memory from the ours run (the baseline's differs only by its catch-all bindings).
+  const m = o.memory;
+  const bm = b?.memory;
+  const perQueue = (r: RunResult['memory']) => r.connected.queueMemory / Math.max(1, r.connected.queuesCounted);
+  const perConn = (r: RunResult['memory']) => (r.connected.connections - r.before.connections) / H;
+  const perBinding = (r: RunResult['memory']) => (r.booted.mnesia - r.connected.mnesia) / Math.max(1, r.booted.bindings - r.connected.bindings);
+  const perHost = (r: RunResult['memory']) => (r.big.total - r.before.total) / H;
+  line(`broker.queue_bytes.${H}`, perQueue(m), bm && perQueue(bm), kib);
+  line(`broker.connection_bytes.${H}`, perConn(m), bm && perConn(bm), kib);
+  line(`broker.binding_bytes.${H}`, perBinding(m), bm && perBinding(bm), (n) => `${n.toFixed(0)}B`);
+  line(`broker.bytes_per_host.${H}`, perHost(m), bm && perHost(bm), kib, ' (whole broker, after boot and the big group)');
+}
+
+(async () => {
+  await ensureRabbit();
+  if (jsonOut) fs.writeFileSync(jsonOut, '');
+  console.log(`# bench:scale hosts=${HS.join(',')} workers=${WORKERS} baseline hosts=${BASELINE_HOSTS} boot=${BOOT_PORTS} big=${BIG} churn=${CHURN} (${os.cpus().length} cpus)`);
+  for (const H of HS) {
+    const o = await run(H, 'ours');
+    const b = process.env.SCALE_ONLY === 'ours' ? undefined : await run(H, 'baseline');
+    report(o, b);
+  }
+  process.exit(0);
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
