@@ -75,6 +75,9 @@ const log = pino({ level: process.env.SCALE_AGENT_LOG ?? 'error' });
 function config(url: string, keyFile: string, host: string): AgentConfig {
   return {
     host,
+    // Never opened (the dataplane is given); were it ignored, the kernel backend fails here instead of
+    // touching this machine's own firewall.
+    netns: '/nonexistent/sg-scale',
     amqpUrl: url,
     amqpTls: {},
     trustedKeys: [keyFile],

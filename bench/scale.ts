@@ -29,6 +29,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Controller } from '../src/controller/controller.js';
 import { agentQueue, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey } from '../src/protocol/routing.js';
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
@@ -168,6 +169,8 @@ function need(e: Expectation, host: string, token: string, at: number): void {
 interface WorkloadResult {
   /** Convergence samples (s) of the measured hosts. */
   lags: number[];
+  /** The same by token kind (p: filters, m: member sets, r: rules). */
+  byKind: Record<string, number[]>;
   missing: number;
   bytes: number[];
   messages: number[];
@@ -177,6 +180,8 @@ interface WorkloadResult {
   agentCpu: number;
   changes: number;
   seconds: number;
+  /** The controller's event-loop delay p99 (s) during the workload: is it the one that is late? */
+  loopDelayP99: number;
 }
 interface RunResult {
   H: number;
@@ -247,6 +252,8 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
       const b0 = cpuSeconds(bPid);
       const w0 = workers.map((w) => w.cpu());
       const start = Date.now();
+      const delay = monitorEventLoopDelay({ resolution: 10 });
+      delay.enable();
       await act(e);
       let got = 0;
       while (Date.now() - start < CONVERGE_TIMEOUT_MS) {
@@ -254,6 +261,7 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
         if (got >= e.count) break;
         await sleep(100);
       }
+      delay.disable();
       const controllerCpu = ownCpu() - cpu0;
       const brokerCpu = cpuSeconds(bPid) - b0;
       const agentCpu = measuredWorkers.reduce((s, i) => s + workers[i]!.cpu() - w0[i]!, 0) / measured.size;
@@ -262,15 +270,19 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
       const c1 = await counters();
       const seen = (await Promise.all(workers.map((w) => w.call<[string, string, number][]>({ cmd: 'collect' })))).flat();
       const lags: number[] = [];
+      const byKind: Record<string, number[]> = {};
       let found = 0;
       for (const [host, token, at] of seen) {
         const from = e.needFrom.get(host)?.get(token);
         if (from === undefined) continue;
         found++;
-        if (measured.has(host)) lags.push(Math.max(0, at - from) / 1000);
+        if (!measured.has(host)) continue;
+        const lag = Math.max(0, at - from) / 1000;
+        lags.push(lag);
+        (byKind[token.slice(0, 1)] ??= []).push(lag);
       }
       const per = (k: keyof HostCounters) => [...measured].map((h) => c1[h]![k] - c0[h]![k]);
-      return { lags, missing: e.count - found, bytes: per('bytes'), messages: per('messages').map((m, i) => m + per('syncs')[i]!), controllerCpu, brokerCpu, agentCpu, changes, seconds };
+      return { loopDelayP99: delay.percentile(99) / 1e9, lags, byKind, missing: e.count - found, bytes: per('bytes'), messages: per('messages').map((m, i) => m + per('syncs')[i]!), controllerCpu, brokerCpu, agentCpu, changes, seconds };
     };
 
     const boot = await measure(['p:', 'm:bg-'], BOOT_PORTS, async (e) => {
@@ -366,7 +378,9 @@ function report(o: RunResult, b: RunResult | undefined): void {
   for (const w of WORKLOADS) {
     const x = o.workloads[w];
     const y = b?.workloads[w];
-    console.log(`# ${w}.${H}: ${x.changes} changes converged in ${x.seconds.toFixed(1)}s, ${x.lags.length} samples, ${x.missing} missing${y ? `; baseline ${y.seconds.toFixed(1)}s, ${y.lags.length} samples, ${y.missing} missing` : ''}`);
+    console.log(`# ${w}.${H}: ${x.changes} changes converged in ${x.seconds.toFixed(1)}s, ${x.lags.length} samples, ${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s${y ? `; baseline ${y.seconds.toFixed(1)}s, ${y.lags.length} samples, ${y.missing} missing, ${y.loopDelayP99.toFixed(3)}s` : ''}`);
+    const kinds = (r: WorkloadResult) => Object.entries(r.byKind).map(([k, v]) => `${k}: p50=${median(v).toFixed(3)}s p99=${quantile(v, 0.99).toFixed(3)}s`).join(', ');
+    console.log(`# ${w}.${H} by kind (p: filter, m: member, r: rule): ${kinds(x)}${y ? `; baseline ${kinds(y)}` : ''}`);
     line(`${w}.bytes_per_host.${H}`, median(x.bytes), y && median(y.bytes), kib);
     line(`${w}.msgs_per_host.${H}`, median(x.messages), y && median(y.messages), count);
     line(`${w}.p50.${H}`, median(x.lags), y && median(y.lags), sec);
