@@ -1,5 +1,9 @@
-// Scale benchmark: one controller and H simulated hosts on the local RabbitMQ, H = 100, 300, 1,000.
-//   npm run bench:scale      (RabbitMQ is started if needed; no root, no kernel objects)
+// Scale benchmark: one controller and H simulated hosts, H = 100, 300, 1,000, on a RabbitMQ node of
+// the bench's own (own name, port and data directory, stopped at the end).
+//   npm run bench:scale      (no kernel objects; needs rabbitmq-server installed and root to run it)
+// Why not the machine's broker: it runs with the 1,024 open files its starter had, and a thousand
+// connections exhausted them (emfile on mnesia's log took the node down). The bench's node is started
+// with the shell's hard limit; its listen backlog stays at the default 128 (connects are paced).
 // A simulated host is the real Agent (own connection, queue, bindings, signature check, decoding,
 // revisions, sync RPC) over the in-memory dataplane, a few hundred per worker process
 // (bench/scale-host.ts). The controller (store, outbox relay, publisher, sync server) runs in this
@@ -21,8 +25,8 @@
 // full one would be ~10 million deliveries for the boot alone, ~20 minutes of this broker).
 // Prints `scale.<metric>.<H> ours=… baseline=… ratio=…` (ratio = baseline/ours).
 // Knobs: SCALE_HOSTS (default "100,300,1000"), SCALE_WORKERS (4), SCALE_BASELINE_HOSTS (20),
-// SCALE_ONLY=ours (no baseline runs), SCALE_BOOT_PORTS (5000), SCALE_CHURN (200), SCALE_BIG (2000),
-// SCALE_JSON=<file> (every figure as JSON lines, for scripts/scale-chart.ts).
+// SCALE_ONLY=ours (no baseline runs), SCALE_BOOT_PORTS (5000), SCALE_CHURN (200), SCALE_BIG (2000).
+// docs/scale.svg is drawn from this output by bench/scale-chart.ts.
 import amqp from 'amqplib';
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -35,6 +39,7 @@ import { agentQueue, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey } from '..
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
 import type { PortInput, SecurityGroupRuleInput } from '../src/model.js';
 import { ensureRabbit } from '../test/helpers/rabbit.js';
+import { freePort } from '../test/helpers/net.js';
 import type { HostCounters, WorkerCommand } from './scale-host.js';
 
 const HS = (process.env.SCALE_HOSTS ?? '100,300,1000').split(',').map(Number);
@@ -87,14 +92,54 @@ const median = (xs: number[]) => quantile(xs, 0.5);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the broker ----
+interface OwnNode { node: string; port: number; dir: string; pid(): number; stop(): void }
+let broker: OwnNode;
+
+/** A RabbitMQ node of the bench's own: default configuration but for its ports and open-files limit. */
+async function startNode(): Promise<OwnNode> {
+  await ensureRabbit(); // epmd, and the Erlang cookie the CLI uses
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-scale-node-'));
+  const [port, distPort] = [await freePort(), await freePort()];
+  const node = `sgscale${tag}@localhost`;
+  fs.writeFileSync(path.join(dir, 'rabbitmq.conf'), `listeners.tcp.default = 127.0.0.1:${port}\nloopback_users = none\n`);
+  spawnSync('chown', ['-R', 'rabbitmq:rabbitmq', dir]);
+  fs.chmodSync(dir, 0o755);
+  const env = {
+    ...process.env,
+    RABBITMQ_NODENAME: node,
+    RABBITMQ_DIST_PORT: String(distPort),
+    RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: path.join(dir, 'log'),
+    RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'),
+    RABBITMQ_PID_FILE: path.join(dir, 'pid'),
+  };
+  fs.writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
+  spawnSync('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec rabbitmq-server -detached'], { env, stdio: 'ignore' });
+  const pid = () => Number(fs.readFileSync(path.join(dir, 'pid'), 'utf8').trim());
+  const stop = () => {
+    const r = spawnSync('rabbitmqctl', ['-n', node, 'stop'], { stdio: 'ignore', timeout: 60_000 });
+    if (r.status !== 0 && fs.existsSync(path.join(dir, 'pid')) && pid() > 1) spawnSync('kill', ['-KILL', String(pid())]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  for (const end = Date.now() + 120_000; ; await sleep(1000)) {
+    if (spawnSync('rabbitmqctl', ['-n', node, 'await_startup', '--timeout', '60'], { stdio: 'ignore', timeout: 90_000 }).status === 0) break;
+    if (Date.now() > end) {
+      stop();
+      throw new Error('scale: the bench\'s RabbitMQ node did not start');
+    }
+  }
+  return { node, port, dir, pid, stop };
+}
+
 function rabbitmqctl(args: string[]): string {
-  const r = spawnSync('rabbitmqctl', ['-q', ...args], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const r = spawnSync('rabbitmqctl', ['-n', broker.node, '-q', ...args], { encoding: 'utf8', maxBuffer: 256 << 20 });
   if (r.status !== 0) throw new Error(`rabbitmqctl ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
 interface BrokerMemory { total: number; queues: number; connections: number; mnesia: number; bindings: number; queueMemory: number; queuesCounted: number }
 function brokerMemory(vhost: string): BrokerMemory {
-  const r = spawnSync('rabbitmq-diagnostics', ['-q', 'memory_breakdown', '--formatter', 'json'], { encoding: 'utf8' });
+  const r = spawnSync('rabbitmq-diagnostics', ['-n', broker.node, '-q', 'memory_breakdown', '--formatter', 'json'], { encoding: 'utf8' });
   const m = JSON.parse(r.stdout) as Record<string, { bytes: number }>;
   const b = (k: string) => m[k]?.bytes ?? 0;
   const total = Object.entries(m).filter(([k]) => k !== 'reserved_unallocated' && k !== 'allocated_unused').reduce((s, [, v]) => s + v.bytes, 0);
@@ -109,9 +154,6 @@ function brokerMemory(vhost: string): BrokerMemory {
     queueMemory: queues.reduce((s, q) => s + q.memory, 0),
     queuesCounted: queues.length,
   };
-}
-function brokerPid(): number {
-  return Number(/OS PID: (\d+)/.exec(rabbitmqctl(['status']))?.[1] ?? 0);
 }
 function cpuSeconds(pid: number): number {
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -198,14 +240,14 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
   const vhost = `sgscale-${tag}-${H}-${mode}`;
   rabbitmqctl(['add_vhost', vhost]);
   rabbitmqctl(['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
-  const url = `amqp://guest:guest@127.0.0.1:5672/${vhost}`;
+  const url = `amqp://guest:guest@127.0.0.1:${broker.port}/${vhost}`;
   const keys = generateSigningKey(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-scale-keys-')));
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-scale-'));
   const ctl = await Controller.start({ amqpUrl: url, signer: MessageSigner.fromFile(keys.privateKeyFile), dataDir });
   const workers: Worker[] = [];
   const conn = await amqp.connect(url);
   const all = () => Promise.all(workers.map((w) => w.call({ cmd: 'poll' }) as Promise<number>));
-  const bPid = brokerPid();
+  const bPid = broker.pid();
   try {
     await ctl.brokerReady;
     const hosts = Array.from({ length: H }, (_, h) => hostName(h));
@@ -356,7 +398,7 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
     await ctl.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
     fs.rmSync(path.dirname(keys.privateKeyFile), { recursive: true, force: true });
-    spawnSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' });
+    spawnSync('rabbitmqctl', ['-n', broker.node, 'delete_vhost', vhost], { stdio: 'ignore' });
   }
 }
 
@@ -365,11 +407,9 @@ const kib = (n: number) => `${(n / 1024).toFixed(1)}KiB`;
 const sec = (n: number) => `${n.toFixed(3)}s`;
 const ms = (n: number) => `${(n * 1000).toFixed(2)}ms`;
 const count = (n: number) => n.toFixed(0);
-const jsonOut = process.env.SCALE_JSON;
 function line(id: string, ours: number, base: number | undefined, unit: (n: number) => string, note = ''): void {
   const b = base === undefined || Number.isNaN(base) ? '' : ` baseline=${unit(base)} ratio=${(base / ours).toFixed(2)}`;
   console.log(`scale.${id} ours=${unit(ours)}${b}${note}`);
-  if (jsonOut) fs.appendFileSync(jsonOut, JSON.stringify({ id, ours, baseline: base ?? null }) + '\n');
 }
 
 function report(o: RunResult, b: RunResult | undefined): void {
@@ -403,13 +443,20 @@ function report(o: RunResult, b: RunResult | undefined): void {
 }
 
 (async () => {
-  await ensureRabbit();
-  if (jsonOut) fs.writeFileSync(jsonOut, '');
+  broker = await startNode();
+  process.on('SIGINT', () => {
+    broker.stop();
+    process.exit(130);
+  });
   console.log(`# bench:scale hosts=${HS.join(',')} workers=${WORKERS} baseline hosts=${BASELINE_HOSTS} boot=${BOOT_PORTS} big=${BIG} churn=${CHURN} (${os.cpus().length} cpus)`);
-  for (const H of HS) {
-    const o = await run(H, 'ours');
-    const b = process.env.SCALE_ONLY === 'ours' ? undefined : await run(H, 'baseline');
-    report(o, b);
+  try {
+    for (const H of HS) {
+      const o = await run(H, 'ours');
+      const b = process.env.SCALE_ONLY === 'ours' ? undefined : await run(H, 'baseline');
+      report(o, b);
+    }
+  } finally {
+    broker.stop();
   }
   process.exit(0);
 })().catch((e) => {
