@@ -3,7 +3,7 @@
 //   npm run bench:scale      (no kernel objects; needs rabbitmq-server installed and root to run it)
 // Why not the machine's broker: it runs with the 1,024 open files its starter had, and a thousand
 // connections exhausted them (emfile on mnesia's log took the node down). The bench's node is started
-// with the shell's hard limit; its listen backlog stays at the default 128 (connects are paced).
+// with the hard limit (20,000 here); its listen backlog stays at the default 128 (connects are paced).
 // A simulated host is the real Agent (own connection, queue, bindings, signature check, decoding,
 // revisions, sync RPC) over the in-memory dataplane, a few hundred per worker process
 // (bench/scale-host.ts). The controller (store, outbox relay, publisher, sync server) runs in this
@@ -115,7 +115,9 @@ async function startNode(): Promise<OwnNode> {
     RABBITMQ_PID_FILE: path.join(dir, 'pid'),
   };
   fs.writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
-  spawnSync('bash', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec rabbitmq-server -detached'], { env, stdio: 'ignore' });
+  // rabbitmq-server switches to the rabbitmq user through `su`, whose PAM session sets the soft limit
+  // back to 1,024: the limit is raised inside it, as the server's own script runs.
+  spawnSync('su', ['rabbitmq', '-s', '/bin/sh', '-c', 'ulimit -n "$(ulimit -Hn)" && cd /var/lib/rabbitmq && exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached'], { env, stdio: 'ignore' });
   const pid = () => Number(fs.readFileSync(path.join(dir, 'pid'), 'utf8').trim());
   const stop = () => {
     const r = spawnSync('rabbitmqctl', ['-n', node, 'stop'], { stdio: 'ignore', timeout: 60_000 });
@@ -159,6 +161,12 @@ function cpuSeconds(pid: number): number {
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+/** Busy and total jiffies of the whole machine (every process, other sessions' too). */
+function machineCpu(): { busy: number; total: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total };
 }
 const ownCpu = () => {
   const u = process.cpuUsage();
@@ -224,6 +232,10 @@ interface WorkloadResult {
   seconds: number;
   /** The controller's event-loop delay p99 (s) during the workload: is it the one that is late? */
   loopDelayP99: number;
+  /** Share of the machine's CPU busy during the workload (all processes), and the simulated hosts'
+   *  CPU in cores: past ~100% the figures measure this machine's queue, not the design. */
+  machineBusy: number;
+  agentCores: number;
 }
 interface RunResult {
   H: number;
@@ -293,6 +305,7 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
       const cpu0 = ownCpu();
       const b0 = cpuSeconds(bPid);
       const w0 = workers.map((w) => w.cpu());
+      const m0 = machineCpu();
       const start = Date.now();
       const delay = monitorEventLoopDelay({ resolution: 10 });
       delay.enable();
@@ -304,6 +317,8 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
         await sleep(100);
       }
       delay.disable();
+      const m1 = machineCpu();
+      const allAgents = workers.reduce((sum, w, i) => sum + w.cpu() - w0[i]!, 0);
       const controllerCpu = ownCpu() - cpu0;
       const brokerCpu = cpuSeconds(bPid) - b0;
       const agentCpu = measuredWorkers.reduce((s, i) => s + workers[i]!.cpu() - w0[i]!, 0) / measured.size;
@@ -324,7 +339,7 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
         (byKind[token.slice(0, 1)] ??= []).push(lag);
       }
       const per = (k: keyof HostCounters) => [...measured].map((h) => c1[h]![k] - c0[h]![k]);
-      return { loopDelayP99: delay.percentile(99) / 1e9, lags, byKind, missing: e.count - found, bytes: per('bytes'), messages: per('messages').map((m, i) => m + per('syncs')[i]!), controllerCpu, brokerCpu, agentCpu, changes, seconds };
+      return { machineBusy: (m1.busy - m0.busy) / Math.max(1, m1.total - m0.total), agentCores: allAgents / seconds, loopDelayP99: delay.percentile(99) / 1e9, lags, byKind, missing: e.count - found, bytes: per('bytes'), messages: per('messages').map((m, i) => m + per('syncs')[i]!), controllerCpu, brokerCpu, agentCpu, changes, seconds };
     };
 
     const boot = await measure(['p:', 'm:bg-'], BOOT_PORTS, async (e) => {
@@ -360,13 +375,16 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
     const big = brokerMemory(vhost);
 
     const churn = await measure(['m:big:'], CHURN, async (e) => {
+      // On a fixed schedule, not a pause after each call: a slower API under load must not stretch
+      // the churn (the relay would then cut it into more messages than at a smaller H).
+      const t0 = Date.now();
       for (let k = 0; k < CHURN; k++) {
+        await sleep(t0 + k * CHURN_PACE_MS - Date.now());
         const j = (k * 37) % BIG; // distinct ports, spread over the hosts
         const ip = addr(151, k);
         await ctl.putPort(`cp-${j}`, bigPort(j, H, ip));
         const at = Date.now();
         for (const h of hosts) need(e, h, `m:big:${ip}`, at);
-        await sleep(CHURN_PACE_MS);
       }
     });
 
@@ -418,7 +436,7 @@ function report(o: RunResult, b: RunResult | undefined): void {
   for (const w of WORKLOADS) {
     const x = o.workloads[w];
     const y = b?.workloads[w];
-    console.log(`# ${w}.${H}: ${x.changes} changes converged in ${x.seconds.toFixed(1)}s, ${x.lags.length} samples, ${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s${y ? `; baseline ${y.seconds.toFixed(1)}s, ${y.lags.length} samples, ${y.missing} missing, ${y.loopDelayP99.toFixed(3)}s` : ''}`);
+    console.log(`# ${w}.${H}: ${x.changes} changes converged in ${x.seconds.toFixed(1)}s, ${x.lags.length} samples, ${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s, machine CPU ${(x.machineBusy * 100).toFixed(0)}% busy, simulated hosts ${x.agentCores.toFixed(2)} cores${y ? `; baseline ${y.seconds.toFixed(1)}s, ${y.lags.length} samples, ${y.missing} missing, ${y.loopDelayP99.toFixed(3)}s, ${(y.machineBusy * 100).toFixed(0)}%, ${y.agentCores.toFixed(2)} cores` : ''}`);
     const kinds = (r: WorkloadResult) => Object.entries(r.byKind).map(([k, v]) => `${k}: p50=${median(v).toFixed(3)}s p99=${quantile(v, 0.99).toFixed(3)}s`).join(', ');
     console.log(`# ${w}.${H} by kind (p: filter, m: member, r: rule): ${kinds(x)}${y ? `; baseline ${kinds(y)}` : ''}`);
     line(`${w}.bytes_per_host.${H}`, median(x.bytes), y && median(y.bytes), kib);
