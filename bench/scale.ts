@@ -139,16 +139,18 @@ function rabbitmqctl(args: string[]): string {
   if (r.status !== 0) throw new Error(`rabbitmqctl ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
-interface BrokerMemory { total: number; queues: number; connections: number; mnesia: number; bindings: number; queueMemory: number; queuesCounted: number }
+interface BrokerMemory { rss: number; queues: number; connections: number; mnesia: number; bindings: number; queueMemory: number; queuesCounted: number }
 function brokerMemory(vhost: string): BrokerMemory {
   const r = spawnSync('rabbitmq-diagnostics', ['-n', broker.node, '-q', 'memory_breakdown', '--formatter', 'json'], { encoding: 'utf8' });
   const m = JSON.parse(r.stdout) as Record<string, { bytes: number }>;
   const b = (k: string) => m[k]?.bytes ?? 0;
-  const total = Object.entries(m).filter(([k]) => k !== 'reserved_unallocated' && k !== 'allocated_unused').reduce((s, [, v]) => s + v.bytes, 0);
+  // The breakdown's `binary` counts a message once per process holding it (a fanout's copies are one
+  // binary): the whole is read from the OS instead.
+  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${broker.pid()}/status`, 'utf8'))?.[1] ?? 0) * 1024;
   const bindings = rabbitmqctl(['list_bindings', '-p', vhost, '--no-table-headers', 'source_name']).split('\n').filter(Boolean).length;
   const queues = (JSON.parse(rabbitmqctl(['list_queues', '-p', vhost, 'name', 'memory', '--formatter', 'json'])) as { name: string; memory: number }[]).filter((q) => q.name.startsWith('sg.agent.'));
   return {
-    total,
+    rss,
     queues: b('queue_procs'),
     connections: b('connection_readers') + b('connection_writers') + b('connection_channels') + b('connection_other'),
     mnesia: b('mnesia'),
@@ -453,11 +455,11 @@ function report(o: RunResult, b: RunResult | undefined): void {
   const perQueue = (r: RunResult['memory']) => r.connected.queueMemory / Math.max(1, r.connected.queuesCounted);
   const perConn = (r: RunResult['memory']) => (r.connected.connections - r.before.connections) / H;
   const perBinding = (r: RunResult['memory']) => (r.booted.mnesia - r.connected.mnesia) / Math.max(1, r.booted.bindings - r.connected.bindings);
-  const perHost = (r: RunResult['memory']) => (r.big.total - r.before.total) / H;
+  const perHost = (r: RunResult['memory']) => (r.big.rss - r.before.rss) / H;
   line(`broker.queue_bytes.${H}`, perQueue(m), bm && perQueue(bm), kib);
   line(`broker.connection_bytes.${H}`, perConn(m), bm && perConn(bm), kib);
   line(`broker.binding_bytes.${H}`, perBinding(m), bm && perBinding(bm), (n) => `${n.toFixed(0)}B`);
-  line(`broker.bytes_per_host.${H}`, perHost(m), bm && perHost(bm), kib, ' (whole broker, after boot and the big group)');
+  line(`broker.bytes_per_host.${H}`, perHost(m), bm && perHost(bm), kib, ' (broker RSS growth per host, after boot and the big group)');
 }
 
 (async () => {
