@@ -7,7 +7,7 @@
 // filter), `m:<group>:<ip>` (an address in a member set), `r:<port range min>` (a rule in a filter).
 import pino from 'pino';
 import { Agent } from '../src/agent/agent.js';
-import type { AgentConfig } from '../src/agent/config.js';
+import { loadConfig, type AgentConfig } from '../src/agent/config.js';
 import { setKey, type ApplyOutcome, type ChangeSet } from '../src/firewall/dataplane.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
 
@@ -72,29 +72,22 @@ let watching: string[] = [];
 let fresh: [number, string, number][] = [];
 const log = pino({ level: process.env.SCALE_AGENT_LOG ?? 'error' });
 
+/** The defaults of a deployed agent (loadConfig), but for what a simulation must not do. */
 function config(url: string, keyFile: string, host: string): AgentConfig {
-  return {
-    host,
-    // Never opened (the dataplane is given); were it ignored, the kernel backend fails here instead of
-    // touching this machine's own firewall.
-    netns: '/nonexistent/sg-scale',
-    amqpUrl: url,
-    amqpTls: {},
-    trustedKeys: [keyFile],
-    prefix: 'sg',
-    mode: 'bridged',
-    dropUnknownDevices: [],
-    coalesceMs: 20,
-    structureIntervalMs: 500,
-    structureIntervalMaxMs: 2_000,
+  return loadConfig(undefined, {
+    SG_AGENT_HOST: host,
+    SG_AMQP_URL: url,
+    SG_TRUSTED_KEYS: keyFile,
+    // Never opened (the dataplane is given); were it ignored, the kernel backend would fail here
+    // instead of touching this machine's own firewall.
+    SG_NETNS: '/nonexistent/sg-scale',
     // No drift can happen in memory; the periodic full sync would only add noise to the figures.
-    reconcileIntervalMs: 0,
-    fullSyncIntervalMs: 0,
-    metricsListen: '',
-    syncTimeoutMs: 10_000,
-    queueExpiresMs: 10 * 60_000,
-    logLevel: 'error',
-  };
+    SG_RECONCILE_INTERVAL_MS: '0',
+    SG_FULL_SYNC_INTERVAL_MS: '0',
+    SG_METRICS_LISTEN: '',
+    SG_SYNC_TIMEOUT_MS: '10000',
+    SG_LOG_LEVEL: 'error',
+  });
 }
 
 async function start(c: Extract<WorkerCommand, { cmd: 'start' }>): Promise<unknown> {

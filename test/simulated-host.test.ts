@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { Agent } from '../src/agent/agent.js';
-import type { AgentConfig } from '../src/agent/config.js';
+import { loadConfig } from '../src/agent/config.js';
 import { Controller } from '../src/controller/controller.js';
 import { setKey } from '../src/firewall/dataplane.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
@@ -27,14 +27,16 @@ test('an Agent over the in-memory dataplane follows ports, members and rules fro
   const ctl = await Controller.start({ amqpUrl: v.url(), signer: key.signer, dataDir });
   const host = `sim-${v.name}`;
   const dp = new MemoryDataplane();
-  const cfg: AgentConfig = {
+  const cfg = loadConfig(undefined, {
+    SG_AGENT_HOST: host,
+    SG_AMQP_URL: v.url(),
+    SG_TRUSTED_KEYS: key.publicKeyFile,
     // A namespace that does not exist: were the dataplane option ignored, the kernel backend would
     // fail to open there instead of touching this machine's own firewall.
-    netns: path.join(os.tmpdir(), 'sg-sim-no-such-netns'),
-    host, amqpUrl: v.url(), amqpTls: {}, trustedKeys: [key.publicKeyFile], prefix: 'sg', mode: 'bridged', dropUnknownDevices: [],
-    coalesceMs: 20, structureIntervalMs: 500, structureIntervalMaxMs: 2_000, reconcileIntervalMs: 0, fullSyncIntervalMs: 0,
-    metricsListen: '', syncTimeoutMs: 5_000, queueExpiresMs: 60_000, logLevel: 'error',
-  };
+    SG_NETNS: path.join(os.tmpdir(), 'sg-sim-no-such-netns'),
+    SG_METRICS_LISTEN: '',
+    SG_FULL_SYNC_INTERVAL_MS: '0',
+  });
   const agent = new Agent(cfg, pino({ level: 'silent' }), { dataplane: dp });
   t.teardown(async () => {
     await agent.stop().catch(() => undefined);

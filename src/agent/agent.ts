@@ -26,8 +26,8 @@ const SYNC_GROUPS_PER_REQUEST = 1000;
 const TOMBSTONES_MAX = 10_000;
 
 export interface AgentOptions {
-  /** The firewall backend; default: iptables + ipset in `cfg.netns`. Simulated hosts (bench:scale)
-   *  give the in-memory one, so that everything above the kernel is the real agent. */
+  /** The firewall backend itself, in place of the kernel one `cfg.dataplane` names. Simulated hosts
+   *  (bench:scale) give the in-memory one, so that everything above the kernel is the real agent. */
   dataplane?: Dataplane;
 }
 
@@ -83,11 +83,10 @@ export class Agent {
 
   async start(): Promise<void> {
     const netns = this.cfg.netns ? { netns: this.cfg.netns } : {};
-    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices });
-    this.log.info({ dataplane: dp.kind, setting: this.cfg.dataplane, reason: dp.reason }, 'firewall dataplane');
+    const dataplane = this.opts.dataplane ?? (await this.openKernelDataplane(netns));
     this.engine = await FirewallEngine.create({
       ...netns,
-      dataplane: dp.dataplane,
+      dataplane,
       prefix: this.cfg.prefix,
       mode: this.cfg.mode,
       coalesceMs: this.cfg.coalesceMs,
@@ -95,7 +94,6 @@ export class Agent {
       structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
       reconcileIntervalMs: this.cfg.reconcileIntervalMs,
       logger: this.log,
-      ...(this.opts.dataplane ? { dataplane: this.opts.dataplane } : {}),
     });
     if (this.cfg.metricsListen) this.http = await this.metrics.serve(this.cfg.metricsListen, () => this.status());
     await this.broker.start();
@@ -107,6 +105,13 @@ export class Agent {
       }, this.cfg.fullSyncIntervalMs);
       this.resyncTimer.unref();
     }
+  }
+
+  /** The backend the config asks for (`auto`: the one this kernel can run), with the choice logged. */
+  private async openKernelDataplane(netns: { netns?: string }): Promise<Dataplane> {
+    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices });
+    this.log.info({ dataplane: dp.kind, setting: this.cfg.dataplane, reason: dp.reason }, 'firewall dataplane');
+    return dp.dataplane;
   }
 
   /** Runs handlers one at a time, in arrival order; the caller gets the outcome. */
