@@ -1,7 +1,7 @@
 // Draws docs/scale.svg from the output of `npm run bench:scale` (its `scale.<metric>.<H>` lines):
 //   npm run bench:scale | tee /tmp/scale.txt && node --import tsx bench/scale-chart.ts /tmp/scale.txt docs/scale.svg
-// Three panels against H (log scale): per-host bytes, convergence p99, and the controller's and the
-// broker's CPU per change; ours solid, the fanout-to-all baseline dashed. Plain SVG, no dependencies.
+// Three panels against H (log scales): per-host bytes, convergence p99 and the broker's CPU per
+// change, for each workload; ours solid, the fanout-to-all baseline dashed. Plain SVG, no dependencies.
 // Also prints, per metric, how it grows with H: the exponent k of a least-squares fit y ≈ c·H^k on
 // log-log axes (k ≈ 0 constant, 1 linear, -1 as 1/H).
 import fs from 'node:fs';
@@ -31,7 +31,7 @@ if (Hs.length === 0) throw new Error(`no scale.* lines in ${input}`);
 
 interface Series { metric: string; label: string; color: string }
 interface Panel { title: string; unit: string; scale: number; series: Series[] }
-const colors = { boot: '#1f77b4', churn: '#d62728', rule: '#2ca02c', ctl: '#9467bd', broker: '#8c564b' };
+const colors = { boot: '#1f77b4', churn: '#d62728', rule: '#2ca02c' };
 const panels: Panel[] = [
   { title: 'Bytes received per host', unit: 'KiB', scale: 1 / 1024, series: [
     { metric: 'boot.bytes_per_host', label: 'boot', color: colors.boot },
@@ -43,9 +43,10 @@ const panels: Panel[] = [
     { metric: 'churn.p99', label: 'churn', color: colors.churn },
     { metric: 'rule.p99', label: 'rule', color: colors.rule },
   ] },
-  { title: 'CPU per change (boot)', unit: 'ms', scale: 1000, series: [
-    { metric: 'boot.controller_cpu_per_change', label: 'controller', color: colors.ctl },
-    { metric: 'boot.broker_cpu_per_change', label: 'broker', color: colors.broker },
+  { title: 'Broker CPU per change', unit: 'ms', scale: 1000, series: [
+    { metric: 'boot.broker_cpu_per_change', label: 'boot', color: colors.boot },
+    { metric: 'churn.broker_cpu_per_change', label: 'churn', color: colors.churn },
+    { metric: 'rule.broker_cpu_per_change', label: 'rule', color: colors.rule },
   ] },
 ];
 
@@ -60,22 +61,27 @@ const xOf = (h: number) => {
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 function panel(p: Panel, ox: number): string {
-  const pts = p.series.flatMap((s) => [...(data.get(s.metric) ?? new Map()).values()].flatMap((v) => [v.ours, v.baseline ?? NaN])).filter(Number.isFinite).map((v) => v * p.scale);
-  const max = Math.max(1e-9, ...pts) * 1.1;
-  const yOf = (v: number) => Hgt - pad.b - (v / max) * (Hgt - pad.t - pad.b);
-  const out: string[] = [`<g transform="translate(${ox},0)">`, `<text x="${W / 2}" y="16" text-anchor="middle" font-weight="bold">${esc(p.title)} (${p.unit})</text>`];
+  const pts = p.series.flatMap((s) => [...(data.get(s.metric) ?? new Map()).values()].flatMap((v) => [v.ours, v.baseline ?? NaN])).filter((v) => Number.isFinite(v) && v > 0).map((v) => v * p.scale);
+  // Log scale on y too: ours and the baseline differ by up to 400x in bytes.
+  const lo = Math.log10(Math.min(...pts)) - 0.1;
+  const hi = Math.log10(Math.max(...pts)) + 0.1;
+  const yOf = (v: number) => Hgt - pad.b - ((Math.log10(v) - lo) / (hi - lo || 1)) * (Hgt - pad.t - pad.b);
+  const out: string[] = [`<g transform="translate(${ox},0)">`, `<text x="${W / 2}" y="16" text-anchor="middle" font-weight="bold">${esc(p.title)} (${p.unit}, log)</text>`];
   out.push(`<line x1="${pad.l}" y1="${Hgt - pad.b}" x2="${W - pad.r}" y2="${Hgt - pad.b}" stroke="#000"/>`, `<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${Hgt - pad.b}" stroke="#000"/>`);
   for (const h of Hs) out.push(`<text x="${xOf(h)}" y="${Hgt - pad.b + 14}" text-anchor="middle">${h}</text>`);
   out.push(`<text x="${W / 2}" y="${Hgt - pad.b + 28}" text-anchor="middle">hosts (H)</text>`);
-  for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4;
-    out.push(`<text x="${pad.l - 4}" y="${yOf(v) + 4}" text-anchor="end">${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)}</text>`, `<line x1="${pad.l}" y1="${yOf(v)}" x2="${W - pad.r}" y2="${yOf(v)}" stroke="#ddd"/>`);
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
+    for (const m of [1, 2, 5]) {
+      const v = m * 10 ** e;
+      if (Math.log10(v) < lo || Math.log10(v) > hi) continue;
+      out.push(`<text x="${pad.l - 4}" y="${yOf(v) + 4}" text-anchor="end">${v >= 1 ? v.toFixed(0) : v.toPrecision(1)}</text>`, `<line x1="${pad.l}" y1="${yOf(v)}" x2="${W - pad.r}" y2="${yOf(v)}" stroke="#ddd"/>`);
+    }
   }
   p.series.forEach((s, i) => {
     const byH = data.get(s.metric);
     if (!byH) return;
     for (const which of ['ours', 'baseline'] as const) {
-      const xy = Hs.filter((h) => Number.isFinite(byH.get(h)?.[which] ?? NaN)).map((h) => `${xOf(h).toFixed(1)},${yOf(byH.get(h)![which]! * p.scale).toFixed(1)}`);
+      const xy = Hs.filter((h) => (byH.get(h)?.[which] ?? 0) > 0).map((h) => `${xOf(h).toFixed(1)},${yOf(byH.get(h)![which]! * p.scale).toFixed(1)}`);
       if (xy.length === 0) continue;
       out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2"${which === 'baseline' ? ' stroke-dasharray="5,4"' : ''} points="${xy.join(' ')}"/>`);
       for (const pt of xy) out.push(`<circle cx="${pt.split(',')[0]}" cy="${pt.split(',')[1]}" r="2.5" fill="${s.color}"/>`);
