@@ -174,6 +174,11 @@ function machineCpu(): { busy: number; total: number } {
   const total = f.reduce((a, b) => a + b, 0);
   return { busy: total - f[3]! - f[4]!, total };
 }
+/** Connection attempts the kernel dropped for a full listen backlog (this network namespace, all sockets). */
+function listenOverflows(): number {
+  const [names, values] = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:')).map((l) => l.split(/\s+/));
+  return Number(values?.[names?.indexOf('ListenOverflows') ?? -1] ?? NaN);
+}
 const ownCpu = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -249,6 +254,8 @@ interface RunResult {
   H: number;
   mode: Mode;
   setupSeconds: number;
+  /** Connects dropped by a full listen backlog while the hosts connected. */
+  overflows: number;
   reconnects: number;
   handlerErrors: number;
   memory: { before: BrokerMemory; connected: BrokerMemory; booted: BrokerMemory; big: BrokerMemory };
@@ -285,9 +292,11 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
     const before = brokerMemory(vhost);
 
     const t0 = Date.now();
+    const overflows0 = listenOverflows();
     for (const hs of groupsOf) workers.push(new Worker(hs));
     await Promise.all(workers.map((w) => w.call({ cmd: 'start', url, keyFile: keys.publicKeyFile, hosts: w.hosts, concurrency: 8, jitterMs: 30 })));
     const setupSeconds = (Date.now() - t0) / 1000;
+    const overflows = listenOverflows() - overflows0;
     const connected = brokerMemory(vhost);
 
     if (mode === 'baseline') {
@@ -410,6 +419,7 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
       H,
       mode,
       setupSeconds,
+      overflows,
       reconnects: Object.values(end).reduce((s, c) => s + c.reconnects, 0),
       handlerErrors: Object.values(end).reduce((s, c) => s + c.handlerErrors, 0),
       memory: { before, connected, booted, big },
@@ -439,7 +449,7 @@ function line(id: string, ours: number, base: number | undefined, unit: (n: numb
 
 function report(o: RunResult, b: RunResult | undefined): void {
   const H = o.H;
-  console.log(`# H=${H}: setup ${o.setupSeconds.toFixed(1)}s (${(o.setupSeconds * 1000 / H).toFixed(1)} ms/host), reconnects ${o.reconnects}, handler errors ${o.handlerErrors}; group bindings per host after boot ${o.bindingsPerHost.toFixed(1)}`);
+  console.log(`# H=${H}: setup ${o.setupSeconds.toFixed(1)}s (${(o.setupSeconds * 1000 / H).toFixed(1)} ms/host), listen-backlog overflows ${o.overflows}, reconnects ${o.reconnects}, handler errors ${o.handlerErrors}; group bindings per host after boot ${o.bindingsPerHost.toFixed(1)}`);
   for (const w of WORKLOADS) {
     const x = o.workloads[w];
     const y = b?.workloads[w];
