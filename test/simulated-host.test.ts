@@ -74,7 +74,7 @@ test('an Agent over the in-memory dataplane follows ports, members and rules fro
   ]);
   await waitFor('the new rule in the filter', () => dp.filters.get('p1')?.rules.some((r) => r.portRangeMin === 22));
 
-  // An address leaves: removed from the set, and the agent's status agrees with the dataplane.
+  // An address leaves the set; the host's own port keeps its filter.
   await ctl.deletePort('p2');
   await waitFor('the address gone', () => !members().includes('10.9.0.2'));
   t.deepEqual(members(), ['10.9.0.1']);
