@@ -5,11 +5,13 @@
 // What the bench needs to know about a host is when a change reached its "kernel": the recording
 // dataplane notes, per host, the first time a watched token was applied — `p:<port>` (the port's
 // filter), `m:<group>:<ip>` (an address in a member set), `r:<port range min>` (a rule in a filter).
+import type { Channel } from 'amqplib';
 import pino from 'pino';
 import { Agent } from '../src/agent/agent.js';
 import { loadConfig, type AgentConfig } from '../src/agent/config.js';
 import { setKey, type ApplyOutcome, type ChangeSet } from '../src/firewall/dataplane.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
+import { agentQueue } from '../src/protocol/routing.js';
 
 export type WorkerCommand =
   | { cmd: 'start'; url: string; keyFile: string; hosts: string[]; concurrency: number; jitterMs: number }
@@ -17,6 +19,7 @@ export type WorkerCommand =
   | { cmd: 'poll' }
   | { cmd: 'collect' }
   | { cmd: 'setSizes'; key: string }
+  | { cmd: 'catchAll'; exchange: string }
   | { cmd: 'counters' }
   | { cmd: 'stop' };
 
@@ -137,6 +140,12 @@ async function handle(c: WorkerCommand): Promise<unknown> {
       return Object.fromEntries(sims.map((s) => [s.host, s.dp.sets.get(c.key)?.size ?? 0]));
     case 'counters':
       return counters();
+    case 'catchAll':
+      // The baseline: every host of this worker also hears everything routed to the catch-all
+      // exchange. The agent's queue is exclusive to its connection, so only the agent's own channel
+      // may bind it (a bench reaching into the agent: no reconnect happens while it runs).
+      for (const s of sims) await (s.agent as unknown as { ch: Channel }).ch.bindQueue(agentQueue(s.host), c.exchange, '');
+      return null;
     case 'stop':
       await Promise.all(sims.map((s) => s.agent.stop().catch(() => undefined)));
       return null;

@@ -39,7 +39,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Controller } from '../src/controller/controller.js';
-import { agentQueue, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey } from '../src/protocol/routing.js';
+import { GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey } from '../src/protocol/routing.js';
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
 import type { PortInput, SecurityGroupRuleInput } from '../src/model.js';
 import { ensureRabbit } from '../test/helpers/rabbit.js';
@@ -305,8 +305,8 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
       await ch.assertExchange('scale.fanout-all', 'fanout', { durable: false });
       for (const g of [...groups, 'big']) await ch.bindExchange('scale.fanout-all', GROUP_EXCHANGE, groupKey(g));
       for (const h of hosts) await ch.bindExchange('scale.fanout-all', HOST_EXCHANGE, hostKey(h));
-      for (const h of sampled) await ch.bindQueue(agentQueue(h), 'scale.fanout-all', '');
       await ch.close();
+      await workers[0]!.call({ cmd: 'catchAll', exchange: 'scale.fanout-all' });
     }
 
     const counters = async () => Object.assign({}, ...(await Promise.all(workers.map((w) => w.call<Record<string, HostCounters>>({ cmd: 'counters' }))))) as Record<string, HostCounters>;
