@@ -5,6 +5,7 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import type { Dataplane } from '../firewall/dataplane.js';
 import { FirewallEngine } from '../firewall/engine.js';
 import { decode, MalformedMessage, type SyncReply, type UpdateMessage } from '../protocol/messages.js';
 import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
@@ -23,6 +24,12 @@ const SYNC_GROUPS_PER_REQUEST = 1000;
 
 /** Revisions of deleted groups are remembered this long, so a late duplicate cannot bring one back. */
 const TOMBSTONES_MAX = 10_000;
+
+export interface AgentOptions {
+  /** The firewall backend itself, in place of the kernel one `cfg.dataplane` names. Simulated hosts
+   *  (bench:scale) give the in-memory one, so that everything above the kernel is the real agent. */
+  dataplane?: Dataplane;
+}
 
 export class Agent {
   readonly metrics: AgentMetrics;
@@ -50,7 +57,7 @@ export class Agent {
   /** This host's queue name (a hash of the host, so computed once). */
   private readonly queue: string;
 
-  constructor(readonly cfg: AgentConfig, private readonly log: Logger) {
+  constructor(readonly cfg: AgentConfig, private readonly log: Logger, private readonly opts: AgentOptions = {}) {
     this.metrics = new AgentMetrics(() => this.engine);
     this.queue = agentQueue(cfg.host);
     this.broker = new AgentBroker(cfg, log, this.metrics, {
@@ -76,11 +83,10 @@ export class Agent {
 
   async start(): Promise<void> {
     const netns = this.cfg.netns ? { netns: this.cfg.netns } : {};
-    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices });
-    this.log.info({ dataplane: dp.kind, setting: this.cfg.dataplane, reason: dp.reason }, 'firewall dataplane');
+    const dataplane = this.opts.dataplane ?? (await this.openKernelDataplane(netns));
     this.engine = await FirewallEngine.create({
       ...netns,
-      dataplane: dp.dataplane,
+      dataplane,
       prefix: this.cfg.prefix,
       mode: this.cfg.mode,
       coalesceMs: this.cfg.coalesceMs,
@@ -99,6 +105,13 @@ export class Agent {
       }, this.cfg.fullSyncIntervalMs);
       this.resyncTimer.unref();
     }
+  }
+
+  /** The backend the config asks for (`auto`: the one this kernel can run), with the choice logged. */
+  private async openKernelDataplane(netns: { netns?: string }): Promise<Dataplane> {
+    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices });
+    this.log.info({ dataplane: dp.kind, setting: this.cfg.dataplane, reason: dp.reason }, 'firewall dataplane');
+    return dp.dataplane;
   }
 
   /** Runs handlers one at a time, in arrival order; the caller gets the outcome. */

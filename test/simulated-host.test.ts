@@ -1,0 +1,82 @@
+// The seam bench:scale stands on: the real Agent (broker session, signature checks, decoding,
+// revisions, sync RPC) over the in-memory dataplane, against the real local RabbitMQ and an in-process
+// controller. No root, no kernel objects: what the agent would program is read from the dataplane.
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { Agent } from '../src/agent/agent.js';
+import { loadConfig } from '../src/agent/config.js';
+import { Controller } from '../src/controller/controller.js';
+import { setKey } from '../src/firewall/dataplane.js';
+import { MemoryDataplane } from '../src/firewall/memory.js';
+import type { PortInput } from '../src/model.js';
+import { testVhost } from './helpers/broker.js';
+import { removeKeys, testKey } from './helpers/keys.js';
+import { waitFor } from './helpers/wait.js';
+
+const port = (id: string, host: string, ip: string, n: number): PortInput => ({
+  id, host, device: `tap${n}`, mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`, fixedIps: [ip], allowedAddressPairs: [], securityGroups: ['web'], portSecurityEnabled: true,
+});
+
+test('an Agent over the in-memory dataplane follows ports, members and rules from the controller', async (t) => {
+  const v = await testVhost('sgsim');
+  const key = testKey();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-sim-'));
+  const ctl = await Controller.start({ amqpUrl: v.url(), signer: key.signer, dataDir });
+  const host = `sim-${v.name}`;
+  const dp = new MemoryDataplane();
+  const cfg = loadConfig(undefined, {
+    SG_AGENT_HOST: host,
+    SG_AMQP_URL: v.url(),
+    SG_TRUSTED_KEYS: key.publicKeyFile,
+    // A namespace that does not exist: were the dataplane option ignored, the kernel backend would
+    // fail to open there instead of touching this machine's own firewall.
+    SG_NETNS: path.join(os.tmpdir(), 'sg-sim-no-such-netns'),
+    SG_METRICS_LISTEN: '',
+    SG_FULL_SYNC_INTERVAL_MS: '0',
+  });
+  const agent = new Agent(cfg, pino({ level: 'silent' }), { dataplane: dp });
+  t.teardown(async () => {
+    await agent.stop().catch(() => undefined);
+    await ctl.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    removeKeys(key);
+    v.remove();
+  });
+  await ctl.brokerReady;
+  await ctl.putGroup('web', true, [
+    { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
+    { id: 'out', direction: 'egress', ethertype: 'IPv4' },
+  ]);
+  await ctl.putPort('p1', port('p1', host, '10.9.0.1', 1));
+  await ctl.flush();
+  await agent.start();
+  t.is(agent.engine?.dataplane, dp, 'the engine drives the dataplane it was given');
+
+  const web = setKey({ groupId: 'web', family: 4 });
+  const members = () => [...(dp.sets.get(web) ?? [])].sort();
+  // The start-up full sync: the host's port filtered, its group's set filled.
+  await waitFor('the first port in the dataplane', () => dp.filters.has('p1') && members().includes('10.9.0.1'));
+
+  // A port on another host: a member delta only; its filter is that host's, not this one's.
+  await ctl.putPort('p2', port('p2', 'elsewhere', '10.9.0.2', 2));
+  await waitFor('the other host\'s address in the set', () => members().includes('10.9.0.2'));
+  t.deepEqual(members(), ['10.9.0.1', '10.9.0.2']);
+  t.false(dp.filters.has('p2'));
+
+  // A rule change reaches the port's filter.
+  await ctl.putGroup('web', true, [
+    { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
+    { id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 },
+    { id: 'out', direction: 'egress', ethertype: 'IPv4' },
+  ]);
+  await waitFor('the new rule in the filter', () => dp.filters.get('p1')?.rules.some((r) => r.portRangeMin === 22));
+
+  // An address leaves the set; the host's own port keeps its filter.
+  await ctl.deletePort('p2');
+  await waitFor('the address gone', () => !members().includes('10.9.0.2'));
+  t.deepEqual(members(), ['10.9.0.1']);
+  t.true(agent.engine!.portInKernel('p1'));
+});
