@@ -31,6 +31,7 @@ import { NeutronEnv, rabbitmqctl } from '../test/helpers/neutron-env.js';
 import { freePort } from '../test/helpers/net.js';
 import { ensureRabbit } from '../test/helpers/rabbit.js';
 import { waitFor } from '../test/helpers/wait.js';
+import { startRabbitNode } from '../test/helpers/rabbit-node.js';
 import { deviceName } from '../src/neutron/translate.js';
 import { NeutronApi } from '../src/neutron/api.js';
 import { generateSigningKey } from '../src/protocol/signing.js';
@@ -59,34 +60,14 @@ let rabbit: Rabbit = { port: 5672, stop: () => undefined };
 const rabbitOpt = () => (rabbit.node ? { node: rabbit.node, port: rabbit.port } : undefined);
 
 async function privateRabbit(): Promise<Rabbit> {
-  const port = Number(process.env.NEUTRON_BENCH_RABBIT_PORT ?? 5790);
-  const node = `sgnbench@${execFileSync('hostname', ['-s'], { encoding: 'utf8' }).trim()}`;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-neutron-rabbit-'));
-  fs.mkdirSync(path.join(dir, 'mnesia'));
-  fs.mkdirSync(path.join(dir, 'log'));
-  fs.writeFileSync(path.join(dir, 'rabbitmq.conf'), `listeners.tcp.default = 127.0.0.1:${port}\n`);
-  spawnSync('chown', ['-R', 'rabbitmq:rabbitmq', dir]);
-  const stop = () => {
-    spawnSync('rabbitmqctl', ['-n', node, 'stop'], { stdio: 'ignore' });
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  spawnSync('rabbitmq-server', ['-detached'], {
-    stdio: 'ignore',
-    env: {
-      ...process.env, RABBITMQ_NODENAME: node, RABBITMQ_NODE_PORT: String(port), RABBITMQ_DIST_PORT: String(port + 20000),
-      RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'), RABBITMQ_LOG_BASE: path.join(dir, 'log'), RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq'),
-      RABBITMQ_PID_FILE: path.join(dir, 'pid'), RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'), RABBITMQ_ENABLED_PLUGINS: '',
-    },
+  const n = await startRabbitNode({
+    name: 'sgnbench',
+    port: Number(process.env.NEUTRON_BENCH_RABBIT_PORT ?? 5790),
+    what: "the benchmark's RabbitMQ node",
+    conf: ({ port }) => `listeners.tcp.default = 127.0.0.1:${port}\n`,
   });
-  cleanups.add(stop);
-  try {
-    await waitFor('the benchmark\'s RabbitMQ node', () => spawnSync('rabbitmqctl', ['-q', '-n', node, 'await_startup'], { stdio: 'ignore', timeout: 10_000 }).status === 0, 120_000);
-  } catch (e) {
-    cleanups.delete(stop);
-    stop();
-    throw e;
-  }
-  return { node, port, stop: () => { cleanups.delete(stop); stop(); } };
+  cleanups.add(n.stop);
+  return { node: n.node, port: n.port, stop: () => { cleanups.delete(n.stop); n.stop(); } };
 }
 
 /** Watches the broker through a connection of its own: a restart during a run (another suite's

@@ -42,8 +42,7 @@ import { Controller } from '../src/controller/controller.js';
 import { GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey } from '../src/protocol/routing.js';
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
 import type { PortInput, SecurityGroupRuleInput } from '../src/model.js';
-import { ensureRabbit } from '../test/helpers/rabbit.js';
-import { freePort } from '../test/helpers/net.js';
+import { startRabbitNode, type OwnRabbitNode } from '../test/helpers/rabbit-node.js';
 import type { HostCounters, WorkerCommand } from './scale-host.js';
 
 const HS = (process.env.SCALE_HOSTS ?? '100,300,1000').split(',').map(Number);
@@ -96,46 +95,17 @@ const median = (xs: number[]) => quantile(xs, 0.5);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the broker ----
-interface OwnNode { node: string; port: number; dir: string; pid(): number; stop(): void }
+type OwnNode = OwnRabbitNode;
 let broker: OwnNode;
 
 /** A RabbitMQ node of the bench's own: default configuration but for its ports and open-files limit. */
-async function startNode(): Promise<OwnNode> {
-  await ensureRabbit(); // epmd, and the Erlang cookie the CLI uses
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-scale-node-'));
-  const [port, distPort] = [await freePort(), await freePort()];
-  const node = `sgscale${tag}@localhost`;
-  fs.writeFileSync(path.join(dir, 'rabbitmq.conf'), `listeners.tcp.default = 127.0.0.1:${port}\nloopback_users = none\n`);
-  spawnSync('chown', ['-R', 'rabbitmq:rabbitmq', dir]);
-  fs.chmodSync(dir, 0o755);
-  const env = {
-    ...process.env,
-    RABBITMQ_NODENAME: node,
-    RABBITMQ_DIST_PORT: String(distPort),
-    RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'),
-    RABBITMQ_LOG_BASE: path.join(dir, 'log'),
-    RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq'),
-    RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'),
-    RABBITMQ_PID_FILE: path.join(dir, 'pid'),
-  };
-  fs.writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
-  // rabbitmq-server switches to the rabbitmq user through `su`, whose PAM session sets the soft limit
-  // back to 1,024: the limit is raised inside it, as the server's own script runs.
-  spawnSync('su', ['rabbitmq', '-s', '/bin/sh', '-c', 'ulimit -n "$(ulimit -Hn)" && cd /var/lib/rabbitmq && exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached'], { env, stdio: 'ignore' });
-  const pid = () => Number(fs.readFileSync(path.join(dir, 'pid'), 'utf8').trim());
-  const stop = () => {
-    const r = spawnSync('rabbitmqctl', ['-n', node, 'stop'], { stdio: 'ignore', timeout: 60_000 });
-    if (r.status !== 0 && fs.existsSync(path.join(dir, 'pid')) && pid() > 1) spawnSync('kill', ['-KILL', String(pid())]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  for (const end = Date.now() + 120_000; ; await sleep(1000)) {
-    if (spawnSync('rabbitmqctl', ['-n', node, 'await_startup', '--timeout', '60'], { stdio: 'ignore', timeout: 90_000 }).status === 0) break;
-    if (Date.now() > end) {
-      stop();
-      throw new Error('scale: the bench\'s RabbitMQ node did not start');
-    }
-  }
-  return { node, port, dir, pid, stop };
+function startNode(): Promise<OwnNode> {
+  return startRabbitNode({
+    name: `sgscale${tag}`,
+    what: "scale: the bench's RabbitMQ node",
+    manyFiles: true,
+    conf: ({ port }) => `listeners.tcp.default = 127.0.0.1:${port}\nloopback_users = none\n`,
+  });
 }
 
 function rabbitmqctl(args: string[]): string {
