@@ -40,6 +40,8 @@ export class Agent {
   private ch?: Channel;
   /** Group keys bound on our queue. The desired state itself lives in the engine (engine.state). */
   private readonly bound = new Set<string>();
+  /** An update of the bindings is queued (`bindingsChanged`). */
+  private bindingsPending = false;
   /** What the host needs (recomputed when ports or rules change, not per member delta). */
   private needs: Needs = { rules: new Set(), members: new Set(), all: new Set() };
   private readonly deletedGroups = new Map<string, number>();
@@ -202,14 +204,14 @@ export class Agent {
         engine.setGroup({ id: m.groupId, stateful: m.stateful, rules: m.rules, revision: m.revision });
         engine.releaseInput('group', m.groupId);
         this.observeLag(m.sentAt);
-        return this.updateBindings();
+        return this.bindingsChanged();
       }
       case 'group.deleted': {
         const held = state.group(m.groupId)?.revision ?? this.deletedGroups.get(m.groupId);
         if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
         this.tombstone(m.groupId, m.revision);
         engine.removeGroup(m.groupId);
-        return this.updateBindings();
+        return this.bindingsChanged();
       }
       case 'port.bound':
       case 'port.updated': {
@@ -219,13 +221,13 @@ export class Agent {
         engine.setPort({ ...m.port, revision: m.revision });
         engine.releaseInput('port', m.port.id);
         this.observeLag(m.sentAt);
-        return this.updateBindings();
+        return this.bindingsChanged();
       }
       case 'port.unbound': {
         const held = state.port(m.portId)?.revision;
         if (held === undefined || m.revision <= held) return void this.metrics.dropped.inc();
         engine.removePort(m.portId);
-        return this.updateBindings();
+        return this.bindingsChanged();
       }
     }
   }
@@ -243,6 +245,22 @@ export class Agent {
       () => this.metrics.lag.observe(Math.max(0, Date.now() - sentAt) / 1000),
       () => undefined,
     );
+  }
+
+  /**
+   * Ports or rules changed: the groups the host needs may have. The bindings are brought up to date
+   * by a handler queued behind the messages already waiting, so a burst of them (a bulk boot: each
+   * port naming a group new to the host) is applied first and every group it made needed is bound and
+   * synced in one request, instead of one sync round trip per message while the rest wait. Messages
+   * of a group arrive only once it is bound, so none is missed meanwhile.
+   */
+  private bindingsChanged(): void {
+    if (this.bindingsPending) return;
+    this.bindingsPending = true;
+    this.enqueue('updating bindings', () => {
+      this.bindingsPending = false;
+      return this.updateBindings();
+    });
   }
 
   /** Binds keys of groups newly needed (then syncs them), unbinds those no longer needed. */
