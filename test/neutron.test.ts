@@ -89,11 +89,19 @@ async function startController(): Promise<void> {
 
 interface AgentStatus {
   connected: boolean;
-  ports: { id: string; device: string; groups: string[] }[];
+  ports: { id: string; device: string; groups: string[]; inKernel: boolean }[];
   groups: { id: string; members: number; membersRevision: number | null; rulesRevision: number | null; membersNeeded: boolean }[];
   messagesByGroup: Record<string, number>;
 }
 const status = (h: HostName) => get<AgentStatus>(`http://${hosts[h].metrics}/status`);
+/** Waits until host h reports the filters of ports n… in the kernel as they now are: a drop checked
+ *  before that would only show that a port is not filtered yet (traffic passes unfiltered). */
+async function filtered(h: HostName, ...ns: number[]): Promise<void> {
+  await waitFor(`ports ${ns.join(', ')} filtered on host ${h}`, async () => {
+    const s = await status(h);
+    return ns.every((n) => s.ports.some((p) => p.id === ports[n]!.id && p.inKernel));
+  }, 30_000);
+}
 
 async function startAgent(h: HostName): Promise<void> {
   const a = hosts[h];
@@ -249,6 +257,7 @@ test.serial('agents enforce the groups made through Neutron\'s API; a host hears
   const topoA = hosts.a.topo!;
   await waitFor('web members reach each other', () => topoA.ping(v1, v2.ip4), 30_000);
   await waitFor('and over IPv6', () => topoA.ping(v1, v2.ip6), 10_000);
+  await filtered('a', 1, 2, 3);
   t.false(topoA.ping(v3, v2.ip4), 'iso is not in web');
   await waitFor('db members reach each other', () => hosts.b.topo!.ping(v4, v5.ip4), 30_000);
   const [a, b, c] = [await status('a'), await status('b'), await status('c')];
@@ -299,6 +308,7 @@ test.serial('port create/delete, rules, a port\'s groups, an allowed pair, a mov
   topoA.serve(v3, 8080);
   const rule = await env.create('security_group_rule', { security_group_id: groups.iso, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 8080, port_range_max: 8080, remote_group_id: groups.web });
   await waitFor('tcp 8080 open from web', () => topoA.tcp(v1, v3.ip4, 8080), 20_000);
+  await filtered('a', 3);
   t.false(topoA.ping(v1, v3.ip4), 'only tcp 8080');
   await env.remove('security_group_rule', rule.id);
   await waitFor('tcp 8080 closed again', () => !topoA.tcp(v1, v3.ip4, 8080), 20_000);
@@ -309,6 +319,7 @@ test.serial('port create/delete, rules, a port\'s groups, an allowed pair, a mov
 
   // An allowed address pair: v1 sends from an extra address, refused until the pair is on its port.
   topoA.addAddress(v1, '10.100.0.201/24');
+  await filtered('a', 1, 2);
   t.false(topoA.ping(v1, v2.ip4, { source: '10.100.0.201' }), 'an address not on the port is spoofing');
   await env.update('port', ports[1]!.id, { allowed_address_pairs: [{ ip_address: '10.100.0.201' }] });
   await waitFor('the pair admitted', () => topoA.ping(v1, v2.ip4, { source: '10.100.0.201' }), 20_000);
@@ -323,6 +334,7 @@ test.serial('port create/delete, rules, a port\'s groups, an allowed pair, a mov
   await waitFor('the moved VM reaches web on its new host', () => topoB.ping(moved, ip4(7)), 20_000);
   // Its own filter may follow its first packets by a chain rewrite (the agent paces them in bursts).
   await waitFor('db kept out of the moved VM', () => !topoB.ping(v4, moved.ip4), 20_000);
+  await filtered('b', 2, 4);
   t.false(topoB.ping(v4, moved.ip4), 'and keeps db out');
 
   // A group deleted: first off its ports (Neutron refuses deleting a group in use), then gone; a
@@ -361,6 +373,7 @@ test.serial('Neutron\'s meanings: protocol names and numbers, icmp on IPv6, pref
   topoC.serve(s, 7001);
   await waitFor('tcp by protocol number, from a prefix with host bits', () => topoC.tcp(c1, s.ip4, 7000), 30_000);
   await waitFor('icmp on an IPv6 rule is ICMPv6', () => topoC.ping(c1, s.ip6), 20_000);
+  await filtered('c', 10, 11, 12);
   t.false(topoC.ping(c1, s.ip4), 'no ICMP over IPv4');
   await waitFor('udp from the address group', () => topoC.udp(c2, s.ip4, 7001), 20_000);
   t.false(topoC.udp(c1, s.ip4, 7001), 'udp only from the address group');
