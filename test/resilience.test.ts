@@ -91,6 +91,8 @@ async function restartControllerAndConverge(s: Scenario): Promise<void> {
   s.controller = s.track(await startController({ amqpUrl: s.vhost.url(), key: s.key, token: s.token, dataDir: s.dataDir }));
   // db's rules arrive: v1 (web) reaches p2 over ICMP, v3 does not.
   await waitFor('v1 (web) reaches p2', () => s.topo.ping(s.v1, s.v2.ip4), 60_000);
+  // The ping above passes unfiltered too: the drop is checked once p2's filter is in the kernel.
+  await waitFor('p2 filtered', async () => (await s.agent.status()).ports.some((p) => p.id === 'p2' && p.inKernel));
   s.t.false(s.topo.ping(s.v3, s.v2.ip4), 'v3 kept out of p2');
   s.t.false(s.agent.exited, 'the agent never exited');
   s.t.false(s.agent.lines.some((l) => /unhandled|UnhandledPromiseRejection/i.test(l)), 'no unhandled rejection');

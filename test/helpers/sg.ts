@@ -52,7 +52,7 @@ export async function startController(o: { amqpUrl: string; key: TestKey; token:
 
 export interface AgentStatus {
   connected: boolean;
-  ports: { id: string; device: string; groups: string[] }[];
+  ports: { id: string; device: string; groups: string[]; inKernel: boolean }[];
   groups: { id: string; members: number; rulesRevision: number | null; membersRevision: number | null }[];
   sets: { name: string; size: number }[];
 }
