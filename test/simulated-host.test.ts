@@ -80,3 +80,48 @@ test('an Agent over the in-memory dataplane follows ports, members and rules fro
   t.deepEqual(members(), ['10.9.0.1']);
   t.true(agent.engine!.portInKernel('p1'));
 });
+
+test('a group bound for its rules alone whose members become needed is synced: deltas it skipped are not missing', async (t) => {
+  const v = await testVhost('sgsim');
+  const key = testKey();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-sim-'));
+  const ctl = await Controller.start({ amqpUrl: v.url(), signer: key.signer, dataDir });
+  const host = `sim2-${v.name}`;
+  const dp = new MemoryDataplane();
+  const cfg = loadConfig(undefined, {
+    SG_AGENT_HOST: host,
+    SG_AMQP_URL: v.url(),
+    SG_TRUSTED_KEYS: key.publicKeyFile,
+    SG_NETNS: path.join(os.tmpdir(), 'sg-sim-no-such-netns'),
+    SG_METRICS_LISTEN: '',
+    // No periodic full sync: it would repair stale members on its own and hide what is tested.
+    SG_FULL_SYNC_INTERVAL_MS: '0',
+  });
+  const agent = new Agent(cfg, pino({ level: 'silent' }), { dataplane: dp });
+  t.teardown(async () => {
+    await agent.stop().catch(() => undefined);
+    await ctl.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    removeKeys(key);
+    v.remove();
+  });
+  await ctl.brokerReady;
+  const out = { id: 'out', direction: 'egress' as const, ethertype: 'IPv4' as const };
+  await ctl.putGroup('x', true, [out]);
+  await ctl.putGroup('y', true, [out]);
+  await ctl.putPort('p1', { ...port('p1', host, '10.9.1.1', 1), securityGroups: ['x'] });
+  await ctl.putPort('p3', { ...port('p3', host, '10.9.1.3', 3), securityGroups: ['y'] });
+  await ctl.flush();
+  await agent.start();
+  const heard = (g: string) => (agent.status() as { messagesByGroup: Record<string, number> }).messagesByGroup[g] ?? 0;
+  await waitFor('both ports filtered', () => agent.engine!.portInKernel('p1') && agent.engine!.portInKernel('p3'));
+  // y is bound for its rules (p3 is in it) but no rule names it: its member deltas are not followed.
+  const before = heard('y');
+  await ctl.putPort('p4', { ...port('p4', 'elsewhere', '10.9.1.4', 4), securityGroups: ['y'] });
+  await waitFor('the delta of y heard (and skipped)', () => heard('y') > before);
+  // Now a rule of x names y: the host needs y's members, including the one it skipped.
+  await ctl.putGroup('x', true, [{ id: 'from-y', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'y' }, out]);
+  const ySet = setKey({ groupId: 'y', family: 4 });
+  await waitFor('y\'s members, all of them', () => [...(dp.sets.get(ySet) ?? [])].sort().join() === '10.9.1.3,10.9.1.4');
+  t.deepEqual([...dp.sets.get(ySet)!].sort(), ['10.9.1.3', '10.9.1.4']);
+});

@@ -269,9 +269,13 @@ export class Agent {
     if (!ch) return;
     const engine = this.engine!;
     const needs = computeNeeds(engine.state.allPorts(), engine.state.allGroups());
+    const before = this.needs;
     this.needs = needs;
     const q = this.queue;
     const added = [...needs.all].filter((g) => !this.bound.has(g));
+    // Bound for its rules alone, a group's member deltas were not followed: the members it holds may
+    // be stale, so a group whose members became needed is synced as a new one is.
+    const membersNowNeeded = [...needs.members].filter((g) => this.bound.has(g) && !before.members.has(g));
     const gone = [...this.bound].filter((g) => !needs.all.has(g));
     // Issued together: the channel pipelines them instead of waiting a round trip for each.
     await Promise.all(gone.map((g) => ch.unbindQueue(q, GROUP_EXCHANGE, groupKey(g))));
@@ -284,7 +288,8 @@ export class Agent {
     await Promise.all(added.map((g) => ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g))));
     for (const g of added) this.bound.add(g);
     this.metrics.bindings.set(this.bound.size);
-    if (added.length) await this.syncGroups(added);
+    const toSync = [...added, ...membersNowNeeded];
+    if (toSync.length) await this.syncGroups(toSync);
   }
 
   /** Snapshot of the whole host: replaces everything held, then replays buffered newer updates. */
