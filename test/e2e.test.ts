@@ -389,10 +389,13 @@ test.serial('a broker restart in the middle of updates ends with zero drift', as
   await rabbitctl('start_app');
   await burst;
   await waitFor('agents reconnected', async () => (await status('a')).connected && (await status('b')).connected, 60_000);
-  await waitFor('controller reconnected', async () => {
-    await call('PUT', `/ports/q0`, { host: `elsewhere-${tag}`, device: 'q0', mac: '02:00:00:00:bb:01', fixedIps: ['10.101.4.0'], securityGroups: [G('web')] });
+  // Every controller: calls go to them in turn, and one still waiting out its reconnect backoff
+  // refuses writes (503) in the tests that follow.
+  await waitFor('every controller reconnected', async () => {
+    for (const a of apis) if (!((await (await get(`${a.url}/healthz`)).json()) as { connected: boolean }).connected) return false;
     return true;
   }, 60_000);
+  await call('PUT', `/ports/q0`, { host: `elsewhere-${tag}`, device: 'q0', mac: '02:00:00:00:bb:01', fixedIps: ['10.101.4.0'], securityGroups: [G('web')] });
   await churn(10, 4);
   await waitFor('agent caught up', async () => {
     const ctl = (await (await call('GET', `/groups/${G('web')}`)).json()) as { membersRevision: number };
