@@ -26,7 +26,14 @@ export async function run(args: string[]): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping; the firewall stays in place');
-    void agent.stop().then(() => process.exit(0));
+    // A stop that fails still ends the process (non-zero), never as an unhandled rejection.
+    agent.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log.error({ err: e }, 'stopping failed; the firewall stays in place');
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -144,7 +144,8 @@ export class Controller {
    *  Held, it lasts as long as the connection: nothing more to do. */
   private async campaign(conn: ChannelModel, over: Promise<void>): Promise<void> {
     let ended = false;
-    void over.then(() => (ended = true));
+    // `over` only resolves; ended either way, so no rejection can go unhandled.
+    over.then(() => (ended = true), () => (ended = true));
     while (!ended && !this.stopping) {
       // A refusal closes the channel it was asked on: a throwaway channel each time.
       const ch = await conn.createChannel().catch(() => undefined);

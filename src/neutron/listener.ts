@@ -96,7 +96,8 @@ export class NeutronListener {
       if (this.stopping) return;
       this.opts.logger?.warn('Neutron broker connection lost; reconnecting');
       this.opts.onLost();
-      void this.start();
+      // start() retries until bound or stopped; a throw from a callback is logged, never unhandled.
+      this.start().catch((e: unknown) => this.opts.logger?.error({ err: e }, 'Neutron broker: reconnecting failed'));
     });
     const reconnected = this.everBound;
     this.everBound = true;
