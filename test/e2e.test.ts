@@ -13,6 +13,7 @@ import { requireNetns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { ensureRabbit } from './helpers/rabbit.js';
 import { freePort } from './helpers/net.js';
+import { waitFor } from './helpers/wait.js';
 import { hostKey, HOST_EXCHANGE, DEAD_LETTER_QUEUE } from '../src/protocol/routing.js';
 import { malformedCorpus } from './helpers/malformed.js';
 import { testKey, testToken, removeKeys, type TestKey } from './helpers/keys.js';
@@ -60,20 +61,6 @@ function printLogs(): void {
     const lines = fs.readFileSync(path.join(logDir, f), 'utf8').trimEnd().split('\n');
     console.error(`---- ${f} (last ${Math.min(lines.length, 80)} of ${lines.length} lines; all in ${logDir}) ----`);
     console.error(lines.slice(-80).join('\n'));
-  }
-}
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined | false> | T | undefined | false, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
   }
 }
 

@@ -1,7 +1,7 @@
 // The protocol's pure parts (schemas, routing keys, sync building) and the controller's store on a
 // real LMDB; their use over a real broker, by two controller processes at once, is covered by
 // e2e.test.ts.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -115,9 +115,8 @@ test('the store keeps ids apart however they are spelled, revisions rise past a 
   t.is(s.outbox().length, 0);
 });
 
-// Which outbox entries a relay takes (pure logic; a recording publisher stands in for the broker, which
-// e2e.test.ts uses for real, with controller processes that die before publishing).
-test('a relay publishes its own entries at once and a silent peer\'s only once they are orphaned', async (t) => {
+/** One store opened twice, as by two controller processes on one host; removed with the test. */
+async function twoControllersStore(t: ExecutionContext): Promise<{ mine: Store; peer: Store }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-relay-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const mine = await Store.open(dir);
@@ -126,6 +125,13 @@ test('a relay publishes its own entries at once and a silent peer\'s only once t
     await mine.close();
     await peer.close();
   });
+  return { mine, peer };
+}
+
+// Which outbox entries a relay takes (pure logic; a recording publisher stands in for the broker, which
+// e2e.test.ts uses for real, with controller processes that die before publishing).
+test('a relay publishes its own entries at once and a silent peer\'s only once they are orphaned', async (t) => {
+  const { mine, peer } = await twoControllersStore(t);
   const sent: string[] = [];
   const publisher = { send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}`) } as unknown as Publisher;
   // Long enough that no stall of a loaded machine makes the peer's fresh entry look orphaned.
@@ -146,14 +152,7 @@ test('a relay publishes its own entries at once and a silent peer\'s only once t
 // The lease holder's relay (pure logic beside test/cluster.test.ts, which kills a real one): it alone
 // publishes, every entry of the shared store at once and in the order they were committed.
 test('a leading relay publishes every entry of the store in commit order; a relay without the lease publishes nothing', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-relay-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const mine = await Store.open(dir);
-  const peer = await Store.open(dir);
-  t.teardown(async () => {
-    await mine.close();
-    await peer.close();
-  });
+  const { mine, peer } = await twoControllersStore(t);
   const sent: string[] = [];
   const publisher = { send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}:${(m as { revision: number }).revision}`) } as unknown as Publisher;
   let leads = false;

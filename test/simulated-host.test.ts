@@ -1,7 +1,7 @@
 // The seam bench:scale stands on: the real Agent (broker session, signature checks, decoding,
 // revisions, sync RPC) over the in-memory dataplane, against the real local RabbitMQ and an in-process
 // controller. No root, no kernel objects: what the agent would program is read from the dataplane.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,12 +20,14 @@ const port = (id: string, host: string, ip: string, n: number): PortInput => ({
   id, host, device: `tap${n}`, mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`, fixedIps: [ip], allowedAddressPairs: [], securityGroups: ['web'], portSecurityEnabled: true,
 });
 
-test('an Agent over the in-memory dataplane follows ports, members and rules from the controller', async (t) => {
+/** A controller on its own vhost and one Agent over the in-memory dataplane, stopped with the test.
+ *  No periodic full sync: it would repair on its own what the tests check the agent does. */
+async function simulatedHost(t: ExecutionContext, name: string): Promise<{ ctl: Controller; agent: Agent; dp: MemoryDataplane; host: string }> {
   const v = await testVhost('sgsim');
   const key = testKey();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-sim-'));
   const ctl = await Controller.start({ amqpUrl: v.url(), signer: key.signer, dataDir });
-  const host = `sim-${v.name}`;
+  const host = `${name}-${v.name}`;
   const dp = new MemoryDataplane();
   const cfg = loadConfig(undefined, {
     SG_AGENT_HOST: host,
@@ -46,6 +48,11 @@ test('an Agent over the in-memory dataplane follows ports, members and rules fro
     v.remove();
   });
   await ctl.brokerReady;
+  return { ctl, agent, dp, host };
+}
+
+test('an Agent over the in-memory dataplane follows ports, members and rules from the controller', async (t) => {
+  const { ctl, agent, dp, host } = await simulatedHost(t, 'sim');
   await ctl.putGroup('web', true, [
     { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
     { id: 'out', direction: 'egress', ethertype: 'IPv4' },
@@ -82,30 +89,7 @@ test('an Agent over the in-memory dataplane follows ports, members and rules fro
 });
 
 test('a group bound for its rules alone whose members become needed is synced: deltas it skipped are not missing', async (t) => {
-  const v = await testVhost('sgsim');
-  const key = testKey();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-sim-'));
-  const ctl = await Controller.start({ amqpUrl: v.url(), signer: key.signer, dataDir });
-  const host = `sim2-${v.name}`;
-  const dp = new MemoryDataplane();
-  const cfg = loadConfig(undefined, {
-    SG_AGENT_HOST: host,
-    SG_AMQP_URL: v.url(),
-    SG_TRUSTED_KEYS: key.publicKeyFile,
-    SG_NETNS: path.join(os.tmpdir(), 'sg-sim-no-such-netns'),
-    SG_METRICS_LISTEN: '',
-    // No periodic full sync: it would repair stale members on its own and hide what is tested.
-    SG_FULL_SYNC_INTERVAL_MS: '0',
-  });
-  const agent = new Agent(cfg, pino({ level: 'silent' }), { dataplane: dp });
-  t.teardown(async () => {
-    await agent.stop().catch(() => undefined);
-    await ctl.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    removeKeys(key);
-    v.remove();
-  });
-  await ctl.brokerReady;
+  const { ctl, agent, dp, host } = await simulatedHost(t, 'sim2');
   const out = { id: 'out', direction: 'egress' as const, ethertype: 'IPv4' as const };
   await ctl.putGroup('x', true, [out]);
   await ctl.putGroup('y', true, [out]);
