@@ -3,8 +3,9 @@
 // oslo.messaging's: fanout, auto-deleted once unbound, declared by whoever comes first — the server
 // when it publishes, an agent (or we) when binding. A fanout only reaches queues bound when it was
 // sent, so the caller resyncs from the API after every (re)connect, once the queue is bound.
-import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
+import { BrokerUrls, retryDelay } from '../protocol/connection.js';
 import { decodeNeutronMessage, LEGACY_EXCHANGES, NeutronMessageError, pushExchanges, type NeutronEvent } from './messages.js';
 
 export interface ListenerOptions {
@@ -34,6 +35,7 @@ export function brokerUrls(transportUrl: string): string[] {
 
 export class NeutronListener {
   private conn?: ChannelModel;
+  private brokers?: BrokerUrls;
   private stopping = false;
   private everBound = false;
   connected = false;
@@ -48,7 +50,7 @@ export class NeutronListener {
         return;
       } catch (e) {
         this.opts.logger?.warn({ err: (e as Error).message }, 'Neutron broker: cannot bind; retrying');
-        await new Promise((r) => setTimeout(r, Math.min(10_000, 250 * 2 ** attempt) * (0.5 + Math.random())));
+        await new Promise((r) => setTimeout(r, retryDelay(attempt, 250, 10_000)));
       }
     }
   }
@@ -58,20 +60,17 @@ export class NeutronListener {
     await this.conn?.close().catch(() => undefined);
   }
 
+  /** Connects to the next node of Neutron's broker that accepts (as the agent and controller do)
+   *  and binds there; a node that connects but cannot bind is left for the next attempt. */
   private async connect(): Promise<void> {
-    let lastError: unknown;
-    for (const url of brokerUrls(this.opts.url)) {
-      let conn: ChannelModel | undefined;
-      try {
-        conn = await amqp.connect(url);
-        await this.bind(conn);
-        return;
-      } catch (e) {
-        lastError = e;
-        await conn?.close().catch(() => undefined);
-      }
+    this.brokers ??= new BrokerUrls(brokerUrls(this.opts.url));
+    const conn = await this.brokers.connect({ name: 'sg-controller (Neutron events)' });
+    try {
+      await this.bind(conn);
+    } catch (e) {
+      await conn.close().catch(() => undefined);
+      throw e;
     }
-    throw lastError instanceof Error ? lastError : new Error(String(lastError));
   }
 
   private async bind(conn: ChannelModel): Promise<void> {
