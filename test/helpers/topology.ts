@@ -136,8 +136,9 @@ export class Topology {
       lines.push(...b.toString().split('\n').filter(Boolean));
       wake?.();
     });
-    // Generous: on a loaded CI machine starting node inside a namespace alone can take seconds.
-    const next = (want: string[], ms = 15_000) =>
+    // Generous: on a loaded machine starting node inside a namespace alone can take many seconds (a
+    // 15 s limit ran out once while a 40-agent benchmark shared the machine). A wait, not a timing.
+    const next = (want: string[], ms = 60_000) =>
       new Promise<string>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error('long connection: no answer')), ms);
         const check = () => {
