@@ -111,8 +111,12 @@ impl NfnlSocket {
     /// so the kernel applies all of it or nothing. The kernel handles a netlink request inside the
     /// sending call, so every answer is waiting once the send returns. Only the last message asks
     /// for an ack (a refused one is answered anyway): an ack per message of a large batch would
-    /// overrun the receive buffer (measured: 45,000 rules).
+    /// overrun the receive buffer (measured: 45,000 rules). A batch of no message is not sent: it
+    /// would have nothing to acknowledge, and commits nothing.
     pub fn batch(&mut self, subsys: u8, mut msgs: Vec<NetlinkMessage<NfnlMessage>>, terminate: bool) -> io::Result<BatchOutcome> {
+        if msgs.is_empty() {
+            return Ok(BatchOutcome { last_acked: true, ..BatchOutcome::default() });
+        }
         let delimiter = |cmd: u8| {
             let h = NfGenMsg { family: 0, version: 0, res_id: subsys as u16 };
             request(h, NfnlBody::Other { subsys: 0, cmd, payload: Vec::new() }, 0)

@@ -3,7 +3,7 @@
 //!
 //! Only fields the kernel dumps back are modelled, and a field the kernel always dumps (a lookup's
 //! flags) is a plain value rather than an option: so an expression read back from the kernel is
-//! `==` to the one written, which is how drift is found (see `client::reconcile`).
+//! `==` to the one written, which is how drift is found (see `reconcile`).
 
 use netlink_packet_core::{DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NLA_F_NESTED};
 

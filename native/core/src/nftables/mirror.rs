@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::cidr::{CidrUnion, Net};
-use super::expr::{Data, Expr};
+use super::expr::{Data, Expr, Verdict};
 use super::spec::{Family, HookSpec, KeyType};
 
 pub type TableKey = (Family, String);
@@ -139,5 +139,19 @@ impl Mirror {
                 }
             }
         }
+    }
+}
+
+impl Mirror {
+    /// Rules of a mirrored chain, and elements of its verdict maps, jump only to chains the mirror
+    /// holds.
+    pub fn targets_exist(&self) -> bool {
+        self.tables.values().all(|t| {
+            t.chains.values().flat_map(|c| c.rules.iter().flatten()).filter_map(|e| e.jump_target()).all(|c| t.chains.contains_key(c))
+                && t.sets.values().flat_map(|s| s.elems.values()).all(|d| match d {
+                    Some(Data::Verdict(Verdict::Jump(c) | Verdict::Goto(c))) => t.chains.contains_key(c),
+                    _ => true,
+                })
+        })
     }
 }

@@ -5,25 +5,42 @@
 //!   `Other` fallbacks), tested against bytes written from the kernel's uapi headers (`wire_tests`);
 //! - `spec`: the operations and rule statements callers send (JSON), and their expressions;
 //! - `cidr`: addresses as interval-set elements, and the union of a set's members;
-//! - `mirror`: what this client committed; `client`: transactions (one batch each, all or nothing),
-//!   read-back and repair, and what the kernel supports; `watch`: repair on the kernel's
-//!   notifications of foreign changes.
+//! - `request`: the messages the client sends; `kernel`: the seam between the client and the socket
+//!   (`model`, in tests, a kernel with failures injected);
+//! - `mirror`: what this client committed; `client`: transactions (one batch each, all or nothing);
+//!   `build`: what each operation sends and changes in the mirror; `readback`: our tables as the
+//!   kernel has them; `reconcile`: drift repair against the mirror; `probe`: what the kernel
+//!   supports; `watch`: repair on the kernel's notifications of foreign changes.
 
 pub mod attr;
+mod build;
 pub mod cidr;
 pub mod client;
 pub mod constants;
 pub mod error;
 pub mod expr;
+pub mod kernel;
 pub mod message;
 pub mod mirror;
 pub mod nla;
+pub mod probe;
+pub mod readback;
+pub mod reconcile;
+pub mod request;
 pub mod spec;
 pub mod watch;
 
-pub use client::{probe, NftClient, ReconcileReport, Scope, Support, TableDesc, TransactResult};
+pub use client::{NftClient, TransactResult};
+pub use kernel::NftKernel;
+pub use probe::{probe, Support};
+pub use readback::TableDesc;
+pub use reconcile::{ReconcileReport, Scope};
 pub use spec::{Family, Op};
 pub use watch::{Watch, WatchEvent};
 
+#[cfg(test)]
+mod client_tests;
+#[cfg(test)]
+pub mod model;
 #[cfg(test)]
 mod wire_tests;

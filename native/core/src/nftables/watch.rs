@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::client::{NftClient, ReconcileReport, Scope};
+use super::client::NftClient;
+use super::reconcile::{ReconcileReport, Scope};
 use super::constants::*;
 use super::message::Object;
 use super::spec::Family;
