@@ -54,6 +54,11 @@ export declare class NativeNftables {
    * the ruleset generation has not moved; `allElements`: compare every set's elements.
    */
   reconcile(quick: boolean, allElements: boolean): Promise<string>
+  /**
+   * The ruleset's generation: it moves with every change committed to the namespace's
+   * nf_tables, anyone's (iptables-nft's included).
+   */
+  generation(): Promise<number>
   /** `[[family, name], …]` of the namespace's inet and bridge tables. */
   listTables(): Promise<string>
   /** What a table holds (chains with their rule counts, sets with their sizes), or null. */

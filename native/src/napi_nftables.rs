@@ -134,6 +134,13 @@ impl NativeNftables {
         self.run(move |c| json(&c.reconcile(&Scope { quick, all_elements, ..Default::default() })?))
     }
 
+    /// The ruleset's generation: it moves with every change committed to the namespace's
+    /// nf_tables, anyone's (iptables-nft's included).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn generation(&self) -> AsyncTask<NftTask<f64>> {
+        self.run(|c| Ok(c.gen_id()? as f64))
+    }
+
     /// `[[family, name], …]` of the namespace's inet and bridge tables.
     #[napi(ts_return_type = "Promise<string>")]
     pub fn list_tables(&self) -> AsyncTask<NftTask<String>> {

@@ -9,6 +9,7 @@ import { IpsetClient, type SetSpec } from '../../ipset.js';
 import { deleteConntrackBetween } from '../../conntrack.js';
 import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
 import { dedupePairs } from '../cuts.js';
+import { NftClient } from '../nftables/native.js';
 import { KernelNames } from './names.js';
 import { chainLines, Iptables, parseChains, type Table } from './tools.js';
 import { maxelemFor, renderArp, renderArpDispatch, renderDispatch, renderPortChains, renderRaw, restoreScript, type Chains, type IpVersion } from './render.js';
@@ -55,6 +56,11 @@ export class IptablesDataplane implements Dataplane {
   /** Hooks (jumps from built-in chains) known to be in place. */
   private readonly hooked = new Set<string>();
   private readonly sets = new Map<string, OwnSet>();
+  /** Reads the nf_tables ruleset generation when the tools write nf_tables (null: they do not;
+   *  undefined: not asked yet). */
+  private generation: NftClient | null | undefined;
+  /** The generation at the end of the last compare of our chains. */
+  private chainsComparedAt: number | undefined;
 
   private constructor(private readonly ipset: IpsetClient, private readonly tools: Iptables, private readonly opts: IptablesOptions) {
     this.names = new KernelNames(opts.prefix ?? 'sg');
@@ -212,7 +218,7 @@ export class IptablesDataplane implements Dataplane {
       const changed = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
       const keep = this.chainsOf(filters, failed);
       const removed = [...had.keys()].filter((c) => !want.has(c) && !keep.has(c));
-      const hooks = await this.missingHooks('filter', v);
+      const hooks = await this.missingHooks('filter', v, (c) => want.has(c) || had.has(c));
       if (changed.length || removed.length || hooks.lines.length) {
         await this.tools.restore(v, restoreScript('filter', want, changed, removed, hooks.lines));
         this.stats.restores++;
@@ -249,7 +255,7 @@ export class IptablesDataplane implements Dataplane {
     const had = this.written[v].raw;
     // The raw table is left alone until some port is stateless.
     if (lines.length === 0 && !had.has(chain)) return;
-    const hooks = await this.missingHooks('raw', v);
+    const hooks = await this.missingHooks('raw', v, (c) => c === chain);
     if (same(lines, had.get(chain)) && hooks.lines.length === 0) return;
     await this.tools.restore(v, restoreScript('raw', new Map([[chain, lines]]), [chain], [], hooks.lines));
     this.stats.restores++;
@@ -264,7 +270,7 @@ export class IptablesDataplane implements Dataplane {
     const keep = new Set([...filters.values()].filter((f) => f.filtered && !failed.has(f.portId)).map((f) => n.arpChain(f.portId)));
     const changed = [...want.keys()].filter((c) => !same(want.get(c), this.writtenEb.get(c)));
     const removed = [...this.writtenEb.keys()].filter((c) => !want.has(c) && !keep.has(c));
-    const hooks = await this.missingHooks('eb', 'eb');
+    const hooks = await this.missingHooks('eb', 'eb', (c) => want.has(c) || this.writtenEb.has(c));
     if (changed.length === 0 && removed.length === 0 && hooks.lines.length === 0) return;
     await this.tools.ebRestore(ebScript(want, changed, removed, hooks.lines));
     this.stats.restores++;
@@ -274,9 +280,10 @@ export class IptablesDataplane implements Dataplane {
   }
 
   /** Jump lines of `table` not yet known to be in place (checked against the kernel once), and the
-   *  keys to mark once the write that adds them succeeded. */
-  private async missingHooks(table: Table | 'eb', v: IpVersion | 'eb', savedNow?: string): Promise<{ lines: string[]; keys: string[] }> {
-    const unknown = this.hooks.filter((h) => h.table === table && h.versions.includes(v) && !this.hooked.has(hookKey(h, v)));
+   *  keys to mark once the write that adds them succeeded. Only jumps to chains that are there
+   *  (`present`: written before, or in the same write): a host with no port yet has none of them. */
+  private async missingHooks(table: Table | 'eb', v: IpVersion | 'eb', present: (chain: string) => boolean, savedNow?: string): Promise<{ lines: string[]; keys: string[] }> {
+    const unknown = this.hooks.filter((h) => h.table === table && h.versions.includes(v) && present(h.chain) && !this.hooked.has(hookKey(h, v)));
     if (unknown.length === 0) return { lines: [], keys: [] };
     const saved = savedNow ?? (v === 'eb' ? await this.tools.ebSave() : await this.tools.save(v, table as Table));
     const lines: string[] = [];
@@ -295,7 +302,9 @@ export class IptablesDataplane implements Dataplane {
 
   async reconcile(expected: AppliedView, opts: { full: boolean }): Promise<ReconcileReport> {
     const report: ReconcileReport = { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
-    const n = this.names;
+    // Sets: every check reads each set whole (one netlink dump each, well under a millisecond for a
+    // few hundred members) and repairs it to what was written. Counting members is not enough: a
+    // member swapped for another leaves the count as it was.
     for (const [key, ref] of expected.sets) {
       const own = this.sets.get(key);
       const members = expected.members(ref);
@@ -304,20 +313,29 @@ export class IptablesDataplane implements Dataplane {
         report.setsRepaired++;
         continue;
       }
-      // The quick check counts members in the header (one small netlink exchange per set); only a set
-      // whose count is off, or every set in a full check, is read and repaired.
-      if (!opts.full) {
-        const h = await this.ipset.header(own.name).catch(() => undefined);
-        if (h && h.entries === members.length && h.type === own.spec.type && h.family === own.spec.family) continue;
-      }
       const r = await this.ipset.reconcile(own.name).catch(async () => {
         await this.fillSet(ref, members);
         return { repaired: true };
       });
       if (r.repaired) report.setsRepaired++;
     }
-    // Chains: one save per table, compared with what we wrote; what differs is rewritten and chains of
-    // ours we did not write are removed, in one restore.
+    // Chains: read with the tools and compared with what we wrote — unless the tools write nf_tables
+    // and its generation has not moved since the last compare (nothing of anyone's changed: the
+    // tools, which are most of a check's cost, need not run).
+    const generation = opts.full ? undefined : await this.rulesetGeneration();
+    if (generation === undefined || generation !== this.chainsComparedAt) {
+      await this.compareChains(report);
+      this.chainsComparedAt = await this.rulesetGeneration();
+    }
+    // Sets of ours no rule names (listing every set's name is the costly part): in full checks.
+    if (opts.full) report.staleRemoved += await this.removeStaleSets(expected);
+    return report;
+  }
+
+  /** One save per table, compared with what we wrote; what differs is rewritten and chains of ours
+   *  we did not write are removed, in one restore. */
+  private async compareChains(report: ReconcileReport): Promise<void> {
+    const n = this.names;
     this.hooked.clear();
     for (const v of VERSIONS) {
       for (const table of ['filter', 'raw'] as const) {
@@ -327,7 +345,7 @@ export class IptablesDataplane implements Dataplane {
         const kernel = parseChains(saved, (c) => n.owns(c));
         const changed = [...had.keys()].filter((c) => !same(kernel.get(c), had.get(c)));
         const stale = [...kernel.keys()].filter((c) => !had.has(c));
-        const hooks = await this.missingHooks(table, v, saved);
+        const hooks = await this.missingHooks(table, v, (c) => had.has(c), saved);
         if (changed.length || stale.length || hooks.lines.length) {
           await this.tools.restore(v, restoreScript(table, had, changed, stale, hooks.lines));
           this.stats.restores++;
@@ -343,7 +361,7 @@ export class IptablesDataplane implements Dataplane {
       const kernel = parseChains(saved, (c) => n.owns(c));
       const changed = [...this.writtenEb.keys()].filter((c) => !same(kernel.get(c), this.writtenEb.get(c)));
       const stale = [...kernel.keys()].filter((c) => !this.writtenEb.has(c));
-      const hooks = await this.missingHooks('eb', 'eb', saved);
+      const hooks = await this.missingHooks('eb', 'eb', (c) => this.writtenEb.has(c), saved);
       if (changed.length || stale.length || hooks.lines.length) {
         await this.tools.ebRestore(ebScript(this.writtenEb, changed, stale, hooks.lines));
         this.stats.restores++;
@@ -352,9 +370,16 @@ export class IptablesDataplane implements Dataplane {
         report.staleRemoved += stale.length;
       }
     }
-    // Sets of ours no rule names (listing every set's name is the costly part): in full checks.
-    if (opts.full) report.staleRemoved += await this.removeStaleSets(expected);
-    return report;
+  }
+
+  /** The nf_tables ruleset generation, when the tools write nf_tables (undefined otherwise, or when
+   *  it cannot be read: then every check compares). */
+  private async rulesetGeneration(): Promise<number | undefined> {
+    if (this.generation === undefined) {
+      const nft = (await this.tools.onNftables(this.mode === 'bridged')) ? await NftClient.open(this.opts.netns).catch(() => null) : null;
+      this.generation = nft;
+    }
+    return this.generation ? await this.generation.generation().catch(() => undefined) : undefined;
   }
 
   private async removeStaleSets(expected: AppliedView): Promise<number> {
@@ -421,6 +446,7 @@ export class IptablesDataplane implements Dataplane {
     this.failed.clear();
     this.sets.clear();
     this.hooked.clear();
+    this.chainsComparedAt = undefined;
     for (const v of VERSIONS) for (const t of ['filter', 'raw'] as const) this.written[v][t].clear();
     this.writtenEb.clear();
     return { removed, left };
@@ -434,7 +460,7 @@ export class IptablesDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {
-    this.ipset.close();
+    await Promise.all([this.ipset.close(), this.generation?.close()]);
   }
 }
 

@@ -55,6 +55,17 @@ export class Iptables {
   async ebSave(): Promise<string> {
     return run(this.netns, 'ebtables-save', ['-t', 'filter']);
   }
+
+  /** Whether the tools write nf_tables (iptables-nft and ebtables-nft: every change they make moves
+   *  the nf_tables ruleset generation) rather than the legacy xtables tables. */
+  async onNftables(withEbtables: boolean): Promise<boolean> {
+    const tools = [SAVE[4], SAVE[6], ...(withEbtables ? ['ebtables-save'] : [])];
+    for (const tool of tools) {
+      const out = await run(this.netns, tool, ['-V']).catch(() => '');
+      if (!out.includes('(nf_tables)')) return false;
+    }
+    return true;
+  }
 }
 
 /** The rules of each chain in iptables-save (or ebtables-save) output whose name `keep` accepts. */

@@ -513,7 +513,10 @@ export class NftablesDataplane implements Dataplane {
 
   async reconcile(_expected: AppliedView, opts: { full: boolean }): Promise<ReconcileReport> {
     if (!this.started) return { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
-    const r = await this.client.reconcile({ quick: !opts.full, allElements: opts.full });
+    // Quick: nothing is read while the ruleset generation stands where our last commit or compare
+    // left it; once it moved, everything is compared, elements included (a member swapped for
+    // another keeps the set's count).
+    const r = await this.client.reconcile({ quick: !opts.full, allElements: true });
     failIfRefused(r, 'repair');
     const staleRemoved = opts.full ? await this.removeUnknown(r) : 0;
     return { setsRepaired: r.setsRepaired, chainsRepaired: r.chainsRepaired + r.tablesRebuilt, staleRemoved };

@@ -126,6 +126,12 @@ export class NftClient {
     return JSON.parse(await call(() => this.h.reconcile(opts.quick, opts.allElements))) as ReconcileReport;
   }
 
+  /** The ruleset's generation: it moves with every change committed to the namespace's nf_tables,
+   *  anyone's (iptables-nft's and ebtables-nft's included). */
+  async generation(): Promise<number> {
+    return call(() => this.h.generation());
+  }
+
   async listTables(): Promise<[NftFamily, string][]> {
     return JSON.parse(await call(() => this.h.listTables())) as [NftFamily, string][];
   }

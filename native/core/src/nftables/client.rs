@@ -149,6 +149,7 @@ impl<K: NftKernel> NftClient<K> {
         let committed = commit && out.committed();
         if committed {
             self.commits += 1;
+            self.follow_own_commit();
             return Ok(TransactResult { committed, failures });
         }
         let made = made_by(&log);
@@ -176,6 +177,19 @@ impl<K: NftKernel> NftClient<K> {
     fn outcome_unknown(&mut self, made: Vec<Made>) {
         self.uncertain.get_or_insert_with(Vec::new).extend(made);
         let _ = self.reconcile(&Scope::default());
+    }
+
+    /// After a commit of ours: the generation moves by one per committed batch, so if it stands at
+    /// most one past the one at which the kernel last matched the mirror, nobody else committed in
+    /// between and it matches still — a quick reconcile need not read anything. Otherwise (or if the
+    /// generation cannot be read) the next quick reconcile compares.
+    fn follow_own_commit(&mut self) {
+        let Some(matched) = self.last_gen else { return };
+        if let Ok(now) = self.gen_id() {
+            if now == matched || now == matched.wrapping_add(1) {
+                self.last_gen = Some(now);
+            }
+        }
     }
 
     pub(super) fn take_id(&mut self) -> u32 {

@@ -358,3 +358,22 @@ fn removing_a_port_and_its_set_undoes_cleanly_when_refused() {
     assert_agree(&c, "after the removal");
     assert!(c.mirror_targets_exist());
 }
+
+#[test]
+fn a_quick_reconcile_after_our_own_commits_reads_nothing_but_one_after_a_foreign_commit_compares() {
+    let mut c = started();
+    assert!(c.reconcile(&Scope::default()).unwrap().checked);
+    assert!(c.transact(&change_ops()).unwrap().committed);
+    let r = c.reconcile(&Scope { quick: true, ..Scope::default() }).unwrap();
+    assert!(!r.checked, "our own commit moved the generation by one: nothing to compare");
+    // Someone else commits, then we do: the generation is two past; the next quick check compares.
+    let key = (NFPROTO_INET, T.to_string());
+    c.kernel_mut().foreign(|t| {
+        t.get_mut(&key).unwrap().sets.get_mut("g4").unwrap().elems.clear();
+    });
+    let more = ops(serde_json::json!([{ "op": "members", "family": "inet", "table": T, "set": "g4", "add": ["10.0.0.3"] }]));
+    assert!(c.transact(&more).unwrap().committed);
+    let r = c.reconcile(&Scope { quick: true, all_elements: true, ..Scope::default() }).unwrap();
+    assert!(r.checked && r.sets_repaired == 1, "{r:?}");
+    assert_agree(&c, "after the foreign change was found");
+}
