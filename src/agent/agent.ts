@@ -86,11 +86,7 @@ export class Agent {
   async start(): Promise<void> {
     const netns = this.cfg.netns ? { netns: this.cfg.netns } : {};
     const dataplane = this.opts.dataplane ?? (await this.openKernelDataplane(netns));
-    this.engine = await FirewallEngine.create({
-      ...netns,
-      dataplane,
-      prefix: this.cfg.prefix,
-      mode: this.cfg.mode,
+    this.engine = new FirewallEngine(dataplane, {
       coalesceMs: this.cfg.coalesceMs,
       ...(this.cfg.structureIntervalMs !== undefined ? { structureIntervalMs: this.cfg.structureIntervalMs } : {}),
       structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,

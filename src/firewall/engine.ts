@@ -1,6 +1,7 @@
 // The firewall engine: the facade that wires the host's desired state (state.ts), the planner
-// (planner.ts), the apply loop (loop.ts) and a dataplane (dataplane.ts; iptables by default) together,
-// and keeps the applied view — what the dataplane acknowledged — that plans are made against.
+// (planner.ts), the apply loop (loop.ts) and a dataplane (dataplane.ts) together, and keeps the
+// applied view — what the dataplane acknowledged — that plans are made against. It knows no backend:
+// which one a host gets, and how it is opened, is select.ts's business; the engine is handed it.
 //
 // Fault isolation lives here: an object the dataplane could not apply (a set, a port's filter) is
 // quarantined — counted, logged, listed in `status()` — and retried with backoff on its own, while
@@ -15,15 +16,10 @@ import { ApplyLoop, type RunResult } from './loop.js';
 import { planMembers, planStructure } from './planner.js';
 import { HostState, type DesiredSnapshot, type Work } from './state.js';
 import { dedupePairs } from './cuts.js';
-import { IptablesDataplane } from './iptables/backend.js';
-import type { KernelNames } from './iptables/names.js';
 
 export type { Mode, ReconcileReport };
 
 export interface FirewallEngineOptions {
-  netns?: string;
-  prefix?: string;
-  mode?: Mode;
   /** Window in which updates are gathered into one apply (default 20 ms; see docs/firewall.md). */
   coalesceMs?: number;
   /** Least time between two structural applies (port and rule changes); default: what the dataplane
@@ -34,11 +30,7 @@ export interface FirewallEngineOptions {
   structureIntervalMaxMs?: number;
   /** Periodic drift repair; 0 = off (default). */
   reconcileIntervalMs?: number;
-  /** Interface-name prefixes of VM ports whose unknown devices are dropped (iptables backend). */
-  unknownDevicePrefixes?: string[];
   logger?: Logger;
-  /** The backend; default: iptables + ipset in `netns`. */
-  dataplane?: Dataplane;
 }
 
 export interface EngineStats {
@@ -131,17 +123,6 @@ export class FirewallEngine {
       }, opts.reconcileIntervalMs);
       this.reconcileTimer.unref();
     }
-  }
-
-  static async create(opts: FirewallEngineOptions = {}): Promise<FirewallEngine> {
-    const dp = opts.dataplane ?? (await IptablesDataplane.open({ ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.unknownDevicePrefixes ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {}), ...(opts.logger ? { logger: opts.logger } : {}) }));
-    return new FirewallEngine(dp, opts);
-  }
-
-  /** Kernel names of the iptables backend (tests and tools look objects up by them). */
-  get names(): KernelNames {
-    if (this.dataplane instanceof IptablesDataplane) return this.dataplane.names;
-    throw new Error(`the ${this.dataplane.name} dataplane has no iptables names`);
   }
 
   get stats(): EngineStats {

@@ -46,7 +46,8 @@ export function decide(support: KernelSupport, mode: Mode): { kind: DataplaneKin
   };
 }
 
-async function open(kind: DataplaneKind, opts: DataplaneOptions): Promise<Dataplane> {
+/** Opens the backend `kind` itself: the one place a backend is made. */
+export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): Promise<Dataplane> {
   const common = { ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.logger ? { logger: opts.logger } : {}) };
   const unknown = opts.unknownDevicePrefixes?.length ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {};
   return kind === 'nftables' ? NftablesDataplane.open({ ...common, ...unknown, watch: opts.watch ?? false }) : IptablesDataplane.open({ ...common, ...unknown });
@@ -56,7 +57,7 @@ async function open(kind: DataplaneKind, opts: DataplaneOptions): Promise<Datapl
  *  each backend). */
 export async function cleanupBackend(kind: DataplaneKind, opts: DataplaneOptions): Promise<{ removed: number; left: string[] }> {
   const { unknownDevicePrefixes: _dispatchOnly, ...rest } = opts;
-  const dp = await open(kind, { ...rest, watch: false });
+  const dp = await openBackend(kind, { ...rest, watch: false });
   try {
     return await dp.cleanup();
   } finally {
@@ -73,7 +74,7 @@ export async function openDataplane(setting: DataplaneSetting, opts: DataplaneOp
   let reason: string;
   if (setting === 'auto') ({ kind, reason } = decide(await kernelSupport(opts.netns), opts.mode ?? 'bridged'));
   else [kind, reason] = [setting, 'configured'];
-  const inner = await open(kind, opts);
+  const inner = await openBackend(kind, opts);
   return { dataplane: new Switching(inner, kind === 'nftables' ? 'iptables' : 'nftables', opts), kind, reason };
 }
 

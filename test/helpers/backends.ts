@@ -2,10 +2,11 @@
 // that reads what the backend put in the kernel through the tools (iptables-save, ipset, nft) — never
 // through the backend itself.
 import fs from 'node:fs';
+import type { Mode } from '../../src/firewall/dataplane.js';
 import { FirewallEngine, type FirewallEngineOptions } from '../../src/firewall/engine.js';
 import { KernelNames } from '../../src/firewall/iptables/names.js';
-import { NftablesDataplane } from '../../src/firewall/nftables/backend.js';
 import { NftNames } from '../../src/firewall/nftables/names.js';
+import { openBackend } from '../../src/firewall/select.js';
 import type { Netns } from './netns.js';
 import { ipsetSave } from './ipset-oracle.js';
 
@@ -15,19 +16,22 @@ export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].find((p) => fs
 export type Backend = 'iptables' | 'nftables';
 export const BACKENDS: readonly Backend[] = ['iptables', 'nftables'];
 
+/** What a test's engine is opened with: the engine's options and the backend's. */
+export type EngineOptions = FirewallEngineOptions & { prefix?: string; mode?: Mode; unknownDevicePrefixes?: string[] };
+
 /** An engine on `backend` in the namespace; the nftables backend watches for foreign changes when
  *  the periodic check is on, as the agent has it. */
-export async function openEngine(backend: Backend, netns: Netns, opts: Omit<FirewallEngineOptions, 'netns' | 'dataplane'> = {}): Promise<FirewallEngine> {
-  if (backend === 'iptables') return FirewallEngine.create({ netns: netns.path, ...opts });
-  const dataplane = await NftablesDataplane.open({
+export async function openEngine(backend: Backend, netns: Netns, opts: EngineOptions = {}): Promise<FirewallEngine> {
+  const { prefix, mode, unknownDevicePrefixes, ...engine } = opts;
+  const dataplane = await openBackend(backend, {
     netns: netns.path,
-    prefix: opts.prefix ?? 'sg',
-    mode: opts.mode ?? 'bridged',
+    prefix: prefix ?? 'sg',
+    mode: mode ?? 'bridged',
     watch: (opts.reconcileIntervalMs ?? 0) > 0,
     ...(opts.logger ? { logger: opts.logger } : {}),
-    ...(opts.unknownDevicePrefixes ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {}),
+    ...(unknownDevicePrefixes ? { unknownDevicePrefixes } : {}),
   });
-  return FirewallEngine.create({ netns: netns.path, ...opts, dataplane });
+  return new FirewallEngine(dataplane, engine);
 }
 
 interface NftJson {
