@@ -355,7 +355,7 @@ test('configuration: what a deployment must decide about trust is checked at sta
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_TOKEN: 'short' }), { message: /at least 16/ });
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_TOKEN: 'with a space inside' }), { message: /printable ASCII/ });
   t.throws(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile }), { message: /requires a token/ });
-  t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_LISTEN: '[::]:9696' }), { message: /requires TLS/ });
+  t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_LISTEN: '[::]:9797' }), { message: /requires TLS/ });
   t.notThrows(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_LISTEN: 'unix:/run/x.sock' }), 'a Unix socket needs no token');
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_AMQP_CA_FILE: key.publicKeyFile }), { message: /not amqps/ });
   const agent = loadConfig(undefined, { SG_AGENT_HOST: 'h', SG_AMQP_URL: 'amqps://x/', SG_TRUSTED_KEYS: '/a, /b', SG_AMQP_CA_FILE: '/ca', SG_AMQP_EXTERNAL_AUTH: 'true' });

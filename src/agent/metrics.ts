@@ -2,6 +2,7 @@
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FirewallEngine } from '../firewall/engine.js';
+import { listenError } from '../settings.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -50,7 +51,7 @@ export class AgentMetrics {
       } else res.writeHead(404).end();
     });
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e) => reject(listenError('metrics.listen', listen, e)));
       server.listen(port, host, () => resolve(server));
     });
   }

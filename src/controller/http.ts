@@ -19,6 +19,7 @@ import { LIMITS } from '../domain/limits.js';
 import { validateGroup, validateId, validatePort, ValidationError } from '../domain/validate.js';
 import type { Controller } from './controller.js';
 import { isLoopback } from './config.js';
+import { ConfigError, listenError } from '../settings.js';
 
 const MAX_BODY = 1 << 20;
 
@@ -202,7 +203,7 @@ function allowedHostNames(host: string, port: number, extra: string[]): Set<stri
 /** Removes a Unix socket file left by a process that is gone (nothing accepts on it). */
 async function clearStaleSocket(file: string): Promise<void> {
   if (!fs.existsSync(file)) return;
-  if (!fs.statSync(file).isSocket()) throw new Error(`${file} exists and is not a socket`);
+  if (!fs.statSync(file).isSocket()) throw new ConfigError(`http.listen unix:${file}: exists and is not a socket`);
   const live = await new Promise<boolean>((resolve) => {
     const c = net.connect(file, () => {
       c.destroy();
@@ -210,7 +211,7 @@ async function clearStaleSocket(file: string): Promise<void> {
     });
     c.on('error', () => resolve(false));
   });
-  if (live) throw new Error(`another process listens on ${file}`);
+  if (live) throw new ConfigError(`http.listen unix:${file}: another process listens on it`);
   fs.unlinkSync(file);
 }
 
@@ -237,7 +238,7 @@ export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promis
     const umask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
+        server.once('error', (e) => reject(listenError('http.listen', o.listen, e)));
         server.listen(unixPath, () => resolve());
       });
     } finally {
@@ -249,9 +250,9 @@ export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promis
   const i = o.listen.lastIndexOf(':');
   const host = o.listen.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
   const port = Number(o.listen.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad listen address ${o.listen}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`http.listen ${o.listen}: not host:port or unix:/path`);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => reject(listenError('http.listen', o.listen, e)));
     server.listen(port, host, () => resolve());
   });
   const bound = (server.address() as net.AddressInfo).port;
