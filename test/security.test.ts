@@ -147,6 +147,12 @@ test.serial('forged updates that would open the firewall are refused and counted
   await ch.waitForConfirms();
   await waitFor('the signed delta applies', () => h.topo.ping(h.v3, h.v2.ip4));
   t.false(agent.exited);
+  // What the engine counts is exported as counters (increase() and rate() work on them).
+  const exposition = await (await fetch(`http://${agent.metrics}/metrics`)).text();
+  for (const name of ['set_operations', 'chain_restores', 'drift_repaired', 'apply_errors', 'conntrack_deleted']) {
+    t.regex(exposition, new RegExp(`^# TYPE sg_agent_${name}_total counter$`, 'm'), name);
+  }
+  t.true((await agent.metric('sg_agent_set_operations_total')) > 0, 'and they count');
 });
 
 test.serial('keys rotate through the trusted-keys directory, without restarting the agent', async (t) => {
