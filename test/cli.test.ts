@@ -138,6 +138,21 @@ test('sg-controller: start-up errors are one line too (a key file missing, an un
   oneLine(t, cli('sg-controller', [], busy), new RegExp(`http\\.listen 127\\.0\\.0\\.1:${port}: address already in use`), 'sg-controller');
 });
 
+test('the example configurations (packaging/, docs/neutron.md) hold only known keys of the right types (unit)', (t) => {
+  const example = loadConfig(path.join(repo, 'packaging/config.example.json'), {});
+  t.is(example.amqpTls.keyFile, path.join(repo, 'packaging/amqp-client.key'), 'the key beside the config: the systemd credential');
+  const neutronDoc = fs.readFileSync(path.join(repo, 'docs/neutron.md'), 'utf8');
+  const block = /### 5\. sg-agent[\s\S]*?```json\n([\s\S]*?)```/.exec(neutronDoc)?.[1];
+  t.truthy(block, 'docs/neutron.md shows a compute host\'s config');
+  const dir = tmpDir(t);
+  t.like(loadConfig(write(dir, 'neutron-host.json', block!), {}), { dropUnknownDevices: ['tap'], mode: 'bridged' });
+  // Every key known: what stops it is only that its files are not on this machine.
+  t.throws(() => loadControllerConfig(path.join(repo, 'packaging/controller.example.json'), { SG_HTTP_TOKEN: 'x'.repeat(16) }), {
+    instanceOf: ConfigError,
+    message: /broker TLS CA file \/etc\/sg-controller\/tls\/ca\.pem: no such file/,
+  });
+});
+
 test('configuration is read strictly, the same way for agent and controller (unit)', (t) => {
   const dir = tmpDir(t);
   const agent = (v: unknown, env: Record<string, string> = {}) => () => loadConfig(write(dir, 'agent.json', v), env);
