@@ -6,7 +6,6 @@ import { checkOwnCapabilities } from '../capabilities.js';
 import { cleanupBackend, decide, kernelSupport } from '../firewall/select.js';
 import { option } from '../cli/command-line.js';
 
-
 export async function run(args: string[]): Promise<number> {
   const cfg = loadConfig(option(args, '--config'));
   const log = pino({ level: cfg.logLevel, base: { host: cfg.host } });

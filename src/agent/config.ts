@@ -1,6 +1,6 @@
 // Agent configuration: a JSON file, then environment variables over it (documented in docs/agent.md),
 // read strictly (src/settings.ts): an unknown key or a value of the wrong type stops start-up.
-import { parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
+import { BROKER_TLS_SETTINGS, brokerTlsFrom, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import type { DataplaneSetting } from '../firewall/select.js';
 import { validatePrefix } from '../firewall/iptables/names.js';
 import { ConfigError, LOG_LEVELS, oneOf, readSettings, setting, type Section } from '../settings.js';
@@ -73,12 +73,7 @@ const SHAPE: Section = {
   amqp: {
     url: setting('string', { to: 'amqpUrl' }),
     urls: setting('strings', { to: 'amqpUrls' }),
-    tls: {
-      caFile: setting('path', { env: 'SG_AMQP_CA_FILE', to: 'tls.caFile' }),
-      certFile: setting('path', { env: 'SG_AMQP_CERT_FILE', to: 'tls.certFile' }),
-      keyFile: setting('path', { env: 'SG_AMQP_KEY_FILE', to: 'tls.keyFile' }),
-      external: setting('boolean', { env: 'SG_AMQP_EXTERNAL_AUTH', to: 'tls.external' }),
-    },
+    tls: BROKER_TLS_SETTINGS,
   },
   trustedKeys: setting('paths', { env: 'SG_TRUSTED_KEYS' }),
   netns: setting('string', { env: 'SG_NETNS' }),
@@ -121,11 +116,9 @@ function checkListen(v: string): string | undefined {
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const { values: v } = readSettings(SHAPE, file, env);
-  const tls: BrokerTls = {};
-  for (const k of ['caFile', 'certFile', 'keyFile', 'external'] as const) if (v[`tls.${k}`] !== undefined) (tls as Record<string, unknown>)[k] = v[`tls.${k}`];
   // The environment's URL (one or a comma-separated list) wins over the file's, list included.
   const amqpUrls = parseBrokerUrls(env.SG_AMQP_URL ?? v.amqpUrls ?? v.amqpUrl);
-  const cfg = { ...DEFAULTS, ...Object.fromEntries(Object.entries(v).filter(([k]) => !k.startsWith('tls.'))), amqpTls: tls, amqpUrls } as Record<string, unknown>;
+  const cfg = { ...DEFAULTS, ...Object.fromEntries(Object.entries(v).filter(([k]) => !k.startsWith('amqpTls.'))), amqpTls: brokerTlsFrom(v), amqpUrls } as Record<string, unknown>;
   cfg.amqpUrl = env.SG_AMQP_URL ?? (typeof v.amqpUrl === 'string' ? v.amqpUrl : amqpUrls.join(','));
   if (!cfg.host) throw new ConfigError('config: host is required (or SG_AGENT_HOST)');
   if (amqpUrls.length === 0) throw new ConfigError('config: amqp url (or urls) is required (or SG_AMQP_URL)');

@@ -59,9 +59,10 @@ export function runCommandLine(prog: string, usage: string, main: () => Promise<
         process.stderr.write(`${prog}: ${e.message}\n${usage}`);
         process.exit(2);
       }
-      // The loader's NativeBindingError already reads as a diagnosis.
-      const operators = e instanceof ConfigError || (e as { code?: string })?.code === 'NATIVE_BINDING_MISSING';
-      process.stderr.write(operators ? `${prog}: ${(e as Error).message.replace(/\s*\n\s*/g, ' ')}\n` : `${prog}: ${e instanceof Error ? e.stack : String(e)}\n`);
+      if (e instanceof ConfigError) process.stderr.write(`${prog}: ${e.message}\n`);
+      // The loader's NativeBindingError already reads as a diagnosis (its own lines, named).
+      else if ((e as { code?: string })?.code === 'NATIVE_BINDING_MISSING') process.stderr.write(`${(e as Error).message}\n`);
+      else process.stderr.write(`${prog}: ${e instanceof Error ? e.stack : String(e)}\n`);
       // Exits at once: a listener or a timer opened before the failure must not keep the process up.
       process.exit(1);
     },

@@ -21,7 +21,6 @@ commands:
   help, --help, -h             this text (also after any command: sg-controller run --help)
 `;
 
-
 async function run(args: string[]): Promise<number> {
   const [{ default: pino }, { Controller }, { loadControllerConfig }, { MessageSigner }, { ConfigError, readConfiguredFile }] = await Promise.all([
     import('pino'),

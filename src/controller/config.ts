@@ -3,7 +3,7 @@
 // a deployment must decide about trust is checked here, at start-up: the signing key, the admin API's
 // token and TLS.
 import { isIP } from 'node:net';
-import { checkBrokerOptions, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
+import { BROKER_TLS_SETTINGS, brokerTlsFrom, checkBrokerOptions, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import { readSecretFile } from '../protocol/signing.js';
 import { ConfigError, LOG_LEVELS, oneOf, readSettings, setting, type Section } from '../settings.js';
 
@@ -43,12 +43,7 @@ const SHAPE: Section = {
     // SG_AMQP_URL (one URL or a comma-separated list) wins over the file's url or urls.
     url: setting('string', { to: 'amqpUrl' }),
     urls: setting('strings', { to: 'amqpUrls' }),
-    tls: {
-      caFile: path('SG_AMQP_CA_FILE', 'amqpTls.caFile'),
-      certFile: path('SG_AMQP_CERT_FILE', 'amqpTls.certFile'),
-      keyFile: path('SG_AMQP_KEY_FILE', 'amqpTls.keyFile'),
-      external: setting('boolean', { env: 'SG_AMQP_EXTERNAL_AUTH', to: 'amqpTls.external' }),
-    },
+    tls: BROKER_TLS_SETTINGS,
   },
   dataDir: path('SG_DATA_DIR'),
   signingKeyFile: path('SG_SIGNING_KEY_FILE'),
@@ -63,17 +58,15 @@ const SHAPE: Section = {
 };
 
 /** The admin API's address unless configured: no OpenStack service's port (Neutron's is 9696). */
-export const DEFAULT_HTTP_LISTEN = '127.0.0.1:9797';
+const DEFAULT_HTTP_LISTEN = '127.0.0.1:9797';
 
 export function loadControllerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ControllerConfig {
   const { values: v } = readSettings(SHAPE, file, env);
   const str = (k: string) => v[k] as string | undefined;
-  const tls: BrokerTls = {};
-  for (const k of ['caFile', 'certFile', 'keyFile', 'external'] as const) if (v[`amqpTls.${k}`] !== undefined) (tls as Record<string, unknown>)[k] = v[`amqpTls.${k}`];
   const tokenFile = str('tokenFile');
   const cfg: ControllerConfig = {
     amqpUrl: env.SG_AMQP_URL ?? (v.amqpUrls ? parseBrokerUrls(v.amqpUrls).join(',') : undefined) ?? str('amqpUrl') ?? 'amqp://guest:guest@127.0.0.1:5672',
-    amqpTls: tls,
+    amqpTls: brokerTlsFrom(v),
     dataDir: str('dataDir') ?? 'sg-controller-data',
     signingKeyFile: str('signingKeyFile') ?? '',
     http: {

@@ -168,7 +168,7 @@ export class NeutronApi {
 
 /** Neutron's endpoint without its API version: given as `…/v2.0` (as some catalogs and copied URLs
  *  have it) it would be asked for `…/v2.0/v2.0/…`, a 404 on every read. */
-export function neutronBase(endpoint: string): string {
+function neutronBase(endpoint: string): string {
   return endpoint.replace(/\/+$/, '').replace(/\/v2\.0$/, '');
 }
 

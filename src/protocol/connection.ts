@@ -5,7 +5,7 @@
 // brokers (the nodes of one cluster): each connection attempt goes through them in turn.
 import amqp, { type ChannelModel } from 'amqplib';
 import fs from 'node:fs';
-import { ConfigError, describeFsError } from '../settings.js';
+import { ConfigError, describeFsError, setting, type Section } from '../settings.js';
 
 export interface BrokerTls {
   /** CA bundle the broker's certificate must chain to (PEM); default: the system's CAs. */
@@ -35,6 +35,21 @@ export function parseBrokerUrls(v: unknown): string[] {
   const list = typeof v === 'string' ? v.split(',') : Array.isArray(v) ? v : [];
   if (!list.every((u) => typeof u === 'string')) throw new ConfigError('config: broker URLs must be strings');
   return (list as string[]).map((u) => u.trim()).filter(Boolean);
+}
+
+/** `amqp.tls` in a configuration file and its variables, the same for agent and controller. */
+export const BROKER_TLS_SETTINGS: Section = {
+  caFile: setting('path', { env: 'SG_AMQP_CA_FILE', to: 'amqpTls.caFile' }),
+  certFile: setting('path', { env: 'SG_AMQP_CERT_FILE', to: 'amqpTls.certFile' }),
+  keyFile: setting('path', { env: 'SG_AMQP_KEY_FILE', to: 'amqpTls.keyFile' }),
+  external: setting('boolean', { env: 'SG_AMQP_EXTERNAL_AUTH', to: 'amqpTls.external' }),
+};
+
+/** The broker TLS options among what `BROKER_TLS_SETTINGS` read (src/settings.ts). */
+export function brokerTlsFrom(values: Record<string, unknown>): BrokerTls {
+  const tls: Record<string, unknown> = {};
+  for (const k of ['caFile', 'certFile', 'keyFile', 'external']) if (values[`amqpTls.${k}`] !== undefined) tls[k] = values[`amqpTls.${k}`];
+  return tls as BrokerTls;
 }
 
 /** Checks the options once, at configuration time, so that a mistake stops start-up, not each retry. */
