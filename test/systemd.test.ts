@@ -99,8 +99,9 @@ test.serial('the documented systemd install starts: unprivileged, only the unit\
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-unit-'));
   const ns = Netns.create('sgunit');
   const running: Running[] = [];
+  const broker = new URL(vhost.url());
   const relay = net.createServer((c) => {
-    const up = net.connect(5672, '127.0.0.1');
+    const up = net.connect(Number(broker.port || 5672), broker.hostname);
     c.pipe(up).pipe(c);
     c.on('error', () => up.destroy());
     up.on('error', () => c.destroy());
