@@ -1,22 +1,7 @@
 // What `sg-agent --version` reports: this package, its native binary, and the kernel's ipset protocol.
-import fs from 'node:fs';
-import path from 'node:path';
 import { native } from './native.js';
+import { packageVersion } from './package-version.js';
 import { fromNative } from './errors.js';
-
-export function packageVersion(): string {
-  let dir = __dirname;
-  for (;;) {
-    const p = path.join(dir, 'package.json');
-    if (fs.existsSync(p)) {
-      const pkg = JSON.parse(fs.readFileSync(p, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'sg-agent' && pkg.version) return pkg.version;
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return 'unknown';
-    dir = parent;
-  }
-}
 
 export interface VersionReport {
   package: string;

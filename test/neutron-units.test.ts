@@ -424,6 +424,16 @@ test('api: Keystone v3 password auth, the endpoint from the catalog, a refused t
   await t.throwsAsync(api.ports(), { message: /without binding:host_id/ });
 });
 
+test('api: an endpoint given with its /v2.0 is Neutron\'s all the same; one that is not Neutron\'s says so', async (t) => {
+  const cloud = await stubCloud(t);
+  const auth: NeutronApiOptions['auth'] = { kind: 'keystone', authUrl: `${cloud.url}/identity/v3`, username: 'sg', password: 'right', projectName: 'service' };
+  for (const url of [`${cloud.url}/net/v2.0`, `${cloud.url}/net/v2.0/`, `${cloud.url}/net/`]) {
+    t.is((await new NeutronApi({ auth, url }).ports()).length, 5, url);
+  }
+  t.true(cloud.seen.every((s) => s.url.startsWith('/net/v2.0/ports?')), 'never /v2.0/v2.0');
+  await t.throwsAsync(new NeutronApi({ auth, url: `${cloud.url}/elsewhere` }).ports(), { message: /HTTP 404 \(asked http:\S+\/elsewhere\/v2\.0\/: is that Neutron's endpoint\?\)/ });
+});
+
 test('config: Neutron mode from the environment', (t) => {
   t.deepEqual(neutronAuth({}), { kind: 'noauth' });
   t.like(neutronAuth({ OS_AUTH_URL: 'http://k/v3', OS_USERNAME: 'u', OS_PASSWORD: 'p', OS_PROJECT_NAME: 'service', OS_INTERFACE: 'public' }), { kind: 'keystone', userDomainName: 'Default', interface: 'public' });

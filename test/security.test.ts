@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { requireNetns } from './helpers/netns.js';
@@ -146,6 +147,12 @@ test.serial('forged updates that would open the firewall are refused and counted
   await ch.waitForConfirms();
   await waitFor('the signed delta applies', () => h.topo.ping(h.v3, h.v2.ip4));
   t.false(agent.exited);
+  // What the engine counts is exported as counters (increase() and rate() work on them).
+  const exposition = await (await fetch(`http://${agent.metrics}/metrics`)).text();
+  for (const name of ['set_operations', 'chain_restores', 'drift_repaired', 'apply_errors', 'conntrack_deleted']) {
+    t.regex(exposition, new RegExp(`^# TYPE sg_agent_${name}_total counter$`, 'm'), name);
+  }
+  t.true((await agent.metric('sg_agent_set_operations_total')) > 0, 'and they count');
 });
 
 test.serial('keys rotate through the trusted-keys directory, without restarting the agent', async (t) => {
@@ -235,6 +242,56 @@ test.serial('the admin API: bearer token, Host header, JSON bodies only; no inpu
   t.false(ctl.lines.some((l) => /internal error|"level":50/.test(l)), 'nothing logged as an internal error');
 });
 
+interface SlowSocket {
+  /** The server closed it (the test never does before its teardown). */
+  closed: boolean;
+  destroy(): void;
+}
+
+/** A connection that writes `head`, then one more byte of `drip` every 500 ms, if given, for ever. */
+function slowSocket(port: number, head: string, drip?: string): SlowSocket {
+  const c = net.connect(port, '127.0.0.1');
+  const s: SlowSocket = { closed: false, destroy: () => c.destroy() };
+  let timer: NodeJS.Timeout | undefined;
+  c.on('connect', () => {
+    if (head) c.write(head);
+    if (drip) timer = setInterval(() => c.write(drip), 500);
+  });
+  c.on('data', () => undefined);
+  c.on('error', () => undefined);
+  c.on('close', () => {
+    s.closed = true;
+    clearInterval(timer);
+  });
+  return s;
+}
+
+test.serial('the admin API closes connections that send slowly or nothing, and keeps serving meanwhile', async (t) => {
+  const { vhost, key, token, dataDir, track } = await testBed(t, { prefix: 'sgsec' });
+  const ctl = track(await startController({ amqpUrl: vhost.url(), key, token, dataDir }));
+  const { host, port } = new URL(ctl.api);
+  const many = (n: number, head: string, drip?: string) => Array.from({ length: n }, () => slowSocket(Number(port), head, drip));
+  const sockets = [
+    // Headers that never end, a byte at a time.
+    ...many(150, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nX-Slow: `, 'a'),
+    // Connected, then nothing at all.
+    ...many(50, ''),
+    // Headers in full, a body that never ends.
+    ...many(50, `PUT /groups/g HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token.token}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"rules":[`, ' '),
+    // A request answered, then an idle keep-alive connection.
+    ...many(20, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\n\r\n`),
+  ];
+  t.teardown(() => sockets.forEach((s) => s.destroy()));
+  t.is((await raw(ctl.api, { path: '/healthz' })).status, 200, 'served while they hang on');
+  // Node's defaults would keep the slow ones 60-90 s (headers) and 5 min (body).
+  await waitFor('the server closed every slow connection', () => sockets.every((s) => s.closed), 45_000).catch((e: Error) => {
+    throw new Error(`${e.message}: ${sockets.filter((s) => !s.closed).length} of ${sockets.length} still open`);
+  });
+  t.is((await raw(ctl.api, { path: '/healthz' })).status, 200, 'still serving');
+  t.false(ctl.exited);
+  t.false(ctl.lines.some((l) => /internal error|"level":50/.test(l)), 'nothing logged as an internal error');
+});
+
 /** A CA and a server certificate for 127.0.0.1/localhost, made with openssl. */
 function makeCerts(dir: string): { ca: string; cert: string; key: string } {
   const run = (args: string[]) => {
@@ -269,6 +326,10 @@ test.serial('the admin API over HTTPS and on a Unix socket, from a config file; 
   t.is((await raw(url, { path: '/groups', ca, headers: { authorization: `Bearer ${token.token}` } })).status, 200);
   t.is((await raw(url, { path: '/groups', ca })).status, 401);
   await t.throwsAsync(raw(`http://127.0.0.1:${httpPort}`, { path: '/healthz' }), undefined, 'no plain HTTP on the TLS port');
+  // A connection that never starts its TLS handshake is not kept (Node's default: 2 min).
+  const silent = slowSocket(httpPort, '');
+  t.teardown(() => silent.destroy());
+  await waitFor('the server closed a connection without a handshake', () => silent.closed, 45_000);
   await stopProcess(tls);
 
   const sock = path.join(dir, 'api.sock');
@@ -300,7 +361,7 @@ test('configuration: what a deployment must decide about trust is checked at sta
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_TOKEN: 'short' }), { message: /at least 16/ });
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_TOKEN: 'with a space inside' }), { message: /printable ASCII/ });
   t.throws(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile }), { message: /requires a token/ });
-  t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_LISTEN: '[::]:9696' }), { message: /requires TLS/ });
+  t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_LISTEN: '[::]:9797' }), { message: /requires TLS/ });
   t.notThrows(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_LISTEN: 'unix:/run/x.sock' }), 'a Unix socket needs no token');
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_AMQP_CA_FILE: key.publicKeyFile }), { message: /not amqps/ });
   const agent = loadConfig(undefined, { SG_AGENT_HOST: 'h', SG_AMQP_URL: 'amqps://x/', SG_TRUSTED_KEYS: '/a, /b', SG_AMQP_CA_FILE: '/ca', SG_AMQP_EXTERNAL_AUTH: 'true' });

@@ -14,6 +14,8 @@ import { openDataplane } from '../firewall/select.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import { computeNeeds, type Needs } from './needs.js';
+import { IpsetError, NativeError } from '../errors.js';
+import { ConfigError } from '../settings.js';
 
 const UPDATE_TYPES = ['group.members', 'group.rules', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
 /** Acks are batched (see ackLater); the batch stays well under the prefetch of 256. */
@@ -85,15 +87,21 @@ export class Agent {
 
   async start(): Promise<void> {
     const netns = this.cfg.netns ? { netns: this.cfg.netns } : {};
-    const dataplane = this.opts.dataplane ?? (await this.openKernelDataplane(netns));
-    this.engine = new FirewallEngine(dataplane, {
-      coalesceMs: this.cfg.coalesceMs,
-      ...(this.cfg.structureIntervalMs !== undefined ? { structureIntervalMs: this.cfg.structureIntervalMs } : {}),
-      structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
-      reconcileIntervalMs: this.cfg.reconcileIntervalMs,
-      logger: this.log,
-    });
+    // First the listener: a port that cannot be had stops start-up before the kernel is touched.
     if (this.cfg.metricsListen) this.http = await this.metrics.serve(this.cfg.metricsListen, () => this.status());
+    try {
+      const dataplane = this.opts.dataplane ?? (await this.openKernelDataplane(netns));
+      this.engine = new FirewallEngine(dataplane, {
+        coalesceMs: this.cfg.coalesceMs,
+        ...(this.cfg.structureIntervalMs !== undefined ? { structureIntervalMs: this.cfg.structureIntervalMs } : {}),
+        structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
+        reconcileIntervalMs: this.cfg.reconcileIntervalMs,
+        logger: this.log,
+      });
+    } catch (e) {
+      this.http?.close();
+      throw e;
+    }
     await this.broker.start();
     if (this.cfg.fullSyncIntervalMs) {
       // A safety net, not the mechanism: revisions catch gaps in member deltas, but a rules or port
@@ -107,7 +115,12 @@ export class Agent {
 
   /** The backend the config asks for (`auto`: the one this kernel can run), with the choice logged. */
   private async openKernelDataplane(netns: { netns?: string }): Promise<Dataplane> {
-    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices });
+    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices }).catch((e: unknown) => {
+      // What the kernel side refuses at start (a namespace that is not there, a missing module or
+      // capability) is the host's to fix: said in one line, with where.
+      if (e instanceof IpsetError || e instanceof NativeError) throw new ConfigError(`cannot open the ${this.cfg.dataplane} firewall${netns.netns ? ` in netns ${netns.netns}` : ''}: ${e.message}`);
+      throw e;
+    });
     this.log.info({ dataplane: dp.kind, setting: this.cfg.dataplane, reason: dp.reason }, 'firewall dataplane');
     return dp.dataplane;
   }

@@ -13,6 +13,7 @@ import { agentQueue, DEAD_LETTER_EXCHANGE, GROUP_EXCHANGE, HOST_EXCHANGE, hostKe
 import { KEY_ID_HEADER, Keyring, MessageVerifier, SIGNATURE_BYTES, UPDATE_CONTEXT, type Refusal } from '../protocol/signing.js';
 import type { AgentConfig } from './config.js';
 import type { AgentMetrics } from './metrics.js';
+import { ConfigError, describeFsError } from '../settings.js';
 
 const REPLY_QUEUE = 'amq.rabbitmq.reply-to';
 /** Acks are batched by the agent; the batch stays well under this. */
@@ -79,8 +80,15 @@ export class AgentBroker {
   constructor(private readonly cfg: AgentConfig, private readonly log: Logger, private readonly metrics: AgentMetrics, private readonly hooks: SessionHooks) {
     this.brokers = new BrokerUrls(cfg.amqpUrls?.length ? cfg.amqpUrls : cfg.amqpUrl);
     checkBrokerOptions({ urls: this.brokers.urls, tls: cfg.amqpTls });
-    if (cfg.trustedKeys.length === 0) throw new Error("config: trustedKeys (SG_TRUSTED_KEYS) is required: the controllers' public keys");
-    this.verifier = new MessageVerifier(new Keyring(cfg.trustedKeys, (e) => this.log.error({ err: e.message }, 'trusted keys')));
+    if (cfg.trustedKeys.length === 0) throw new ConfigError("config: trustedKeys (SG_TRUSTED_KEYS) is required: the controllers' public keys");
+    let keyring: Keyring;
+    try {
+      keyring = new Keyring(cfg.trustedKeys, (e) => this.log.error({ err: e.message }, 'trusted keys'));
+    } catch (e) {
+      const fsError = e as NodeJS.ErrnoException;
+      throw new ConfigError(`config: trustedKeys: ${fsError.path ? `${fsError.path}: ${describeFsError(e)}` : fsError.message}`);
+    }
+    this.verifier = new MessageVerifier(keyring);
     this.queue = agentQueue(cfg.host);
     this.stopped = new Promise((r) => (this.markStopped = r));
   }

@@ -4,13 +4,7 @@ import { loadConfig } from './config.js';
 import { Agent } from './agent.js';
 import { checkOwnCapabilities } from '../capabilities.js';
 import { cleanupBackend, decide, kernelSupport } from '../firewall/select.js';
-
-function option(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i >= 0) return args[i + 1];
-  const eq = args.find((a) => a.startsWith(`${name}=`));
-  return eq?.slice(name.length + 1);
-}
+import { option } from '../cli/command-line.js';
 
 export async function run(args: string[]): Promise<number> {
   const cfg = loadConfig(option(args, '--config'));

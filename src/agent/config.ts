@@ -1,7 +1,9 @@
-// Agent configuration: a JSON file, then environment variables over it (documented in docs/agent.md).
-import fs from 'node:fs';
-import { parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
+// Agent configuration: a JSON file, then environment variables over it (documented in docs/agent.md),
+// read strictly (src/settings.ts): an unknown key or a value of the wrong type stops start-up.
+import { BROKER_TLS_SETTINGS, brokerTlsFrom, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import type { DataplaneSetting } from '../firewall/select.js';
+import { validatePrefix } from '../firewall/iptables/names.js';
+import { ConfigError, LOG_LEVELS, oneOf, readSettings, setting, type Section } from '../settings.js';
 
 export interface AgentConfig {
   /** This host's name as the control plane binds ports to it. */
@@ -60,65 +62,65 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   logLevel: 'info',
 };
 
-const ENV: Record<string, keyof AgentConfig> = {
-  SG_AGENT_HOST: 'host',
-  SG_AMQP_URL: 'amqpUrl',
-  SG_NETNS: 'netns',
-  SG_PREFIX: 'prefix',
-  SG_FIREWALL_MODE: 'mode',
-  SG_DROP_UNKNOWN_DEVICES: 'dropUnknownDevices',
-  SG_DATAPLANE: 'dataplane',
-  SG_COALESCE_MS: 'coalesceMs',
-  SG_STRUCTURE_INTERVAL_MS: 'structureIntervalMs',
-  SG_STRUCTURE_INTERVAL_MAX_MS: 'structureIntervalMaxMs',
-  SG_RECONCILE_INTERVAL_MS: 'reconcileIntervalMs',
-  SG_METRICS_LISTEN: 'metricsListen',
-  SG_SYNC_TIMEOUT_MS: 'syncTimeoutMs',
-  SG_QUEUE_EXPIRES_MS: 'queueExpiresMs',
-  SG_FULL_SYNC_INTERVAL_MS: 'fullSyncIntervalMs',
-  SG_LOG_LEVEL: 'logLevel',
-  SG_TRUSTED_KEYS: 'trustedKeys',
+const ms = (env: string) => setting('number', { env });
+const dataplane = oneOf(['iptables', 'nftables', 'auto'], { env: 'SG_DATAPLANE' });
+
+/** Every key the file may hold, and the variable over each (docs/agent.md lists them). */
+const SHAPE: Section = {
+  host: setting('string', { env: 'SG_AGENT_HOST' }),
+  // SG_AMQP_URL (one URL or a comma-separated list) wins over the file's url or urls: loadConfig.
+  amqpUrl: setting('string'),
+  amqp: {
+    url: setting('string', { to: 'amqpUrl' }),
+    urls: setting('strings', { to: 'amqpUrls' }),
+    tls: BROKER_TLS_SETTINGS,
+  },
+  trustedKeys: setting('paths', { env: 'SG_TRUSTED_KEYS' }),
+  netns: setting('string', { env: 'SG_NETNS' }),
+  dataplane,
+  dropUnknownDevices: setting('strings', {
+    env: 'SG_DROP_UNKNOWN_DEVICES',
+    check: (v: string[]) => (v.every((p) => /^[A-Za-z0-9_.-]{1,14}$/.test(p)) ? undefined : 'must be interface-name prefixes (letters, digits, _ . -)'),
+  }),
+  firewall: {
+    prefix: setting('string', { env: 'SG_PREFIX', check: (v: string) => checked(() => validatePrefix(v)) }),
+    mode: oneOf(['bridged', 'routed'], { env: 'SG_FIREWALL_MODE' }),
+    dataplane,
+    coalesceMs: ms('SG_COALESCE_MS'),
+    structureIntervalMs: ms('SG_STRUCTURE_INTERVAL_MS'),
+    structureIntervalMaxMs: ms('SG_STRUCTURE_INTERVAL_MAX_MS'),
+    reconcileIntervalMs: ms('SG_RECONCILE_INTERVAL_MS'),
+  },
+  metrics: { listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }) },
+  syncTimeoutMs: ms('SG_SYNC_TIMEOUT_MS'),
+  queueExpiresMs: ms('SG_QUEUE_EXPIRES_MS'),
+  fullSyncIntervalMs: ms('SG_FULL_SYNC_INTERVAL_MS'),
+  log: { level: oneOf(LOG_LEVELS, { env: 'SG_LOG_LEVEL', to: 'logLevel' }) },
 };
-const TLS_ENV: Record<string, keyof BrokerTls> = {
-  SG_AMQP_CA_FILE: 'caFile',
-  SG_AMQP_CERT_FILE: 'certFile',
-  SG_AMQP_KEY_FILE: 'keyFile',
-  SG_AMQP_EXTERNAL_AUTH: 'external',
-};
-const NUMERIC = new Set<keyof AgentConfig>(['coalesceMs', 'structureIntervalMs', 'structureIntervalMaxMs', 'reconcileIntervalMs', 'syncTimeoutMs', 'queueExpiresMs', 'fullSyncIntervalMs']);
+
+function checked(f: () => unknown): string | undefined {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    return `is refused: ${(e as Error).message}`;
+  }
+}
+
+/** `host:port`, or empty for no listener. */
+function checkListen(v: string): string | undefined {
+  if (v === '') return undefined;
+  const m = /^(.+):(\d{1,5})$/.exec(v);
+  return m && Number(m[2]) <= 65535 ? undefined : `must be host:port (or empty: no listener), not ${JSON.stringify(v)}`;
+}
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  const fromFile = file ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
-  // The example config nests some keys; flatten the ones we know.
-  const nested = {
-    ...(fromFile.firewall as object | undefined),
-    ...(fromFile.amqp ? { amqpUrl: (fromFile.amqp as { url?: string }).url, amqpUrls: (fromFile.amqp as { urls?: string[] }).urls, amqpTls: (fromFile.amqp as { tls?: BrokerTls }).tls ?? {} } : {}),
-    ...(fromFile.metrics ? { metricsListen: (fromFile.metrics as { listen?: string }).listen } : {}),
-    ...(fromFile.log ? { logLevel: (fromFile.log as { level?: string }).level } : {}),
-  };
-  const cfg: Record<string, unknown> = { ...DEFAULTS, ...fromFile, ...nested };
-  for (const [k, key] of Object.entries(ENV)) if (env[k] !== undefined) cfg[key] = env[k];
+  const { values: v } = readSettings(SHAPE, file, env);
   // The environment's URL (one or a comma-separated list) wins over the file's, list included.
-  cfg.amqpUrls = parseBrokerUrls(env.SG_AMQP_URL ?? cfg.amqpUrls ?? cfg.amqpUrl);
-  if (!cfg.amqpUrl) cfg.amqpUrl = (cfg.amqpUrls as string[]).join(',');
-  const tls: Record<string, unknown> = { ...(cfg.amqpTls as object) };
-  for (const [k, key] of Object.entries(TLS_ENV)) if (env[k] !== undefined) tls[key] = key === 'external' ? /^(1|true|yes)$/i.test(env[k]!) : env[k];
-  cfg.amqpTls = tls;
-  // A list in the file; comma-separated in the environment.
-  if (typeof cfg.trustedKeys === 'string') cfg.trustedKeys = cfg.trustedKeys.split(',').map((p) => p.trim()).filter(Boolean);
-  if (!Array.isArray(cfg.trustedKeys) || !cfg.trustedKeys.every((p) => typeof p === 'string')) throw new Error('config: trustedKeys must be a list of paths');
-  for (const k of NUMERIC) {
-    if (cfg[k] === undefined) continue;
-    const n = Number(cfg[k]);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`config: ${k} must be a non-negative number`);
-    cfg[k] = n;
-  }
-  if (typeof cfg.host !== 'string' || !cfg.host) throw new Error('config: host is required (or SG_AGENT_HOST)');
-  if (typeof cfg.amqpUrl !== 'string' || (cfg.amqpUrls as string[]).length === 0) throw new Error('config: amqp url (or urls) is required (or SG_AMQP_URL)');
-  if (cfg.mode !== 'bridged' && cfg.mode !== 'routed') throw new Error('config: mode must be bridged or routed');
-  const drop = typeof cfg.dropUnknownDevices === 'string' ? cfg.dropUnknownDevices.split(',').filter(Boolean) : cfg.dropUnknownDevices;
-  if (!Array.isArray(drop) || !drop.every((p) => typeof p === 'string' && /^[A-Za-z0-9_.-]{1,14}$/.test(p))) throw new Error('config: dropUnknownDevices must be interface-name prefixes (letters, digits, _ . -)');
-  cfg.dropUnknownDevices = drop;
-  if (!['iptables', 'nftables', 'auto'].includes(cfg.dataplane as string)) throw new Error('config: dataplane must be iptables, nftables or auto');
+  const amqpUrls = parseBrokerUrls(env.SG_AMQP_URL ?? v.amqpUrls ?? v.amqpUrl);
+  const cfg = { ...DEFAULTS, ...Object.fromEntries(Object.entries(v).filter(([k]) => !k.startsWith('amqpTls.'))), amqpTls: brokerTlsFrom(v), amqpUrls } as Record<string, unknown>;
+  cfg.amqpUrl = env.SG_AMQP_URL ?? (typeof v.amqpUrl === 'string' ? v.amqpUrl : amqpUrls.join(','));
+  if (!cfg.host) throw new ConfigError('config: host is required (or SG_AGENT_HOST)');
+  if (amqpUrls.length === 0) throw new ConfigError('config: amqp url (or urls) is required (or SG_AMQP_URL)');
   return cfg as unknown as AgentConfig;
 }

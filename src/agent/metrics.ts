@@ -2,6 +2,7 @@
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FirewallEngine } from '../firewall/engine.js';
+import { listenError } from '../settings.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -24,14 +25,38 @@ export class AgentMetrics {
   });
 
   constructor(engine: () => FirewallEngine | undefined) {
-    const stat = (name: string, help: string, pick: (s: FirewallEngine['stats']) => number) =>
-      new Gauge({ name, help, registers: [this.registry], collect() { const e = engine(); if (e) this.set(pick(e.stats)); } });
-    stat('sg_agent_set_operations_total', 'ipset syncs and delta batches applied', (s) => s.setSyncs + s.setDeltas);
-    stat('sg_agent_chain_restores_total', 'Rule writes: iptables-restore runs, or nftables transactions that changed chains', (s) => s.restores);
-    stat('sg_agent_drift_repaired_total', 'Kernel objects repaired or removed by reconcile', (s) => s.repairs);
-    stat('sg_agent_apply_errors_total', 'Failed firewall applies (retried)', (s) => s.applyErrors);
-    stat('sg_agent_conntrack_deleted_total', 'Conntrack entries deleted', (s) => s.conntrackDeleted);
-    stat('sg_agent_quarantined_objects', 'Objects quarantined now (refused by the validator or the kernel; see /status)', (s) => s.quarantined);
+    // The engine counts these itself; each counter follows its count at scrape time. A count lower
+    // than the last one seen comes from a new engine (its own count from zero): all of it is new.
+    const total = (name: string, help: string, pick: (s: FirewallEngine['stats']) => number) => {
+      let seen = 0;
+      return new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const e = engine();
+          if (!e) return;
+          const now = pick(e.stats);
+          const added = now >= seen ? now - seen : now;
+          if (added > 0) this.inc(added);
+          seen = now;
+        },
+      });
+    };
+    total('sg_agent_set_operations_total', 'ipset syncs and delta batches applied', (s) => s.setSyncs + s.setDeltas);
+    total('sg_agent_chain_restores_total', 'Rule writes: iptables-restore runs, or nftables transactions that changed chains', (s) => s.restores);
+    total('sg_agent_drift_repaired_total', 'Kernel objects repaired or removed by reconcile', (s) => s.repairs);
+    total('sg_agent_apply_errors_total', 'Failed firewall applies (retried)', (s) => s.applyErrors);
+    total('sg_agent_conntrack_deleted_total', 'Conntrack entries deleted', (s) => s.conntrackDeleted);
+    new Gauge({
+      name: 'sg_agent_quarantined_objects',
+      help: 'Objects quarantined now (refused by the validator or the kernel; see /status)',
+      registers: [this.registry],
+      collect() {
+        const e = engine();
+        if (e) this.set(e.stats.quarantined);
+      },
+    });
   }
 
   serve(listen: string, status: () => unknown): Promise<http.Server> {
@@ -50,7 +75,7 @@ export class AgentMetrics {
       } else res.writeHead(404).end();
     });
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e) => reject(listenError('metrics.listen', listen, e)));
       server.listen(port, host, () => resolve(server));
     });
   }

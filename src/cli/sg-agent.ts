@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `sg-agent` command line. Subcommands are dispatched from this table; each loads only what it needs,
 // so `--version` works even where the agent's other dependencies are not configured.
+import { checkArgs, runCommandLine, UsageError, wantsHelp, type CommandSpec } from './command-line.js';
 
 const USAGE = `usage: sg-agent <command>
 
@@ -11,32 +12,28 @@ commands:
   version, --version, -V   package, native binary and kernel ipset protocol versions
   check [--config FILE]    capabilities this process lacks, what the kernel supports (nf_tables
                            families, nf_conntrack_bridge, br_netfilter), what dataplane auto chooses
-  help, --help, -h         this text
+  help, --help, -h         this text (also after any command: sg-agent run --help)
 `;
 
-type Command = (args: string[]) => Promise<number>;
+const config = { valued: ['--config'] };
 
-const commands: Record<string, Command> = {
-  async run(args) {
-    return (await import('../agent/commands.js')).run(args);
+const commands: Record<string, CommandSpec> = {
+  run: { ...config, run: async (args) => (await import('../agent/commands.js')).run(args) },
+  status: { ...config, run: async (args) => (await import('../agent/commands.js')).status(args) },
+  cleanup: { ...config, run: async (args) => (await import('../agent/commands.js')).cleanup(args) },
+  version: {
+    async run() {
+      const { versionReport, formatVersion } = await import('../version.js');
+      console.log(formatVersion(await versionReport()));
+      return 0;
+    },
   },
-  async status(args) {
-    return (await import('../agent/commands.js')).status(args);
-  },
-  async cleanup(args) {
-    return (await import('../agent/commands.js')).cleanup(args);
-  },
-  async version() {
-    const { versionReport, formatVersion } = await import('../version.js');
-    console.log(formatVersion(await versionReport()));
-    return 0;
-  },
-  async check(args) {
-    return (await import('../agent/commands.js')).check(args);
-  },
-  async help() {
-    process.stdout.write(USAGE);
-    return 0;
+  check: { ...config, run: async (args) => (await import('../agent/commands.js')).check(args) },
+  help: {
+    async run() {
+      process.stdout.write(USAGE);
+      return 0;
+    },
   },
 };
 const aliases: Record<string, string> = { '--version': 'version', '-V': 'version', '--help': 'help', '-h': 'help' };
@@ -44,21 +41,11 @@ const aliases: Record<string, string> = { '--version': 'version', '-V': 'version
 async function main(argv: string[]): Promise<number> {
   const [first = 'help', ...rest] = argv;
   const cmd = commands[aliases[first] ?? first];
-  if (!cmd) {
-    process.stderr.write(`sg-agent: unknown command ${JSON.stringify(first)}\n${USAGE}`);
-    return 2;
-  }
-  return cmd(rest);
+  if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
+  // `run --help` must never start the daemon.
+  if (wantsHelp(rest)) return commands.help!.run([]);
+  checkArgs(cmd, rest);
+  return cmd.run(rest);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    // The loader's NativeBindingError already reads as a diagnosis; print it without a stack.
-    const err = e as { code?: string; message?: string };
-    console.error(err?.code === 'NATIVE_BINDING_MISSING' ? err.message : e);
-    process.exitCode = 1;
-  },
-);
+runCommandLine('sg-agent', USAGE, () => main(process.argv.slice(2)));

@@ -4,6 +4,7 @@
 // the tools a deployment needs around it: a signing key pair, and broker users with the permissions of
 // their role. Configuration: a JSON file (`--config`) and SG_* environment variables (docs/agent.md);
 // Neutron mode's own SG_NEUTRON_* and OS_* variables in src/neutron/config.ts.
+import { checkArgs, option, runCommandLine, UsageError, wantsHelp, type CommandSpec } from './command-line.js';
 
 const USAGE = `usage: sg-controller [command]
 
@@ -16,22 +17,17 @@ commands:
                                (controller, or agent of HOST) on VHOST (default /), with rabbitmqctl
                                (on NODE if given); --no-password: certificate (EXTERNAL) login only;
                                --print: only print the permissions (configure, write, read)
-  help, --help, -h             this text
+  version, --version, -V       the package's version
+  help, --help, -h             this text (also after any command: sg-controller run --help)
 `;
 
-function option(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i >= 0) return args[i + 1];
-  return args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
-}
-
 async function run(args: string[]): Promise<number> {
-  const [{ default: pino }, fs, { Controller }, { loadControllerConfig }, { MessageSigner }] = await Promise.all([
+  const [{ default: pino }, { Controller }, { loadControllerConfig }, { MessageSigner }, { ConfigError, readConfiguredFile }] = await Promise.all([
     import('pino'),
-    import('node:fs'),
     import('../controller/controller.js'),
     import('../controller/config.js'),
     import('../protocol/signing.js'),
+    import('../settings.js'),
   ]);
   const cfg = loadControllerConfig(option(args, '--config'));
   const log = pino({ level: cfg.logLevel, base: { role: 'controller' } });
@@ -46,7 +42,7 @@ async function run(args: string[]): Promise<number> {
           api: {
             listen: h.listen,
             ...(h.token ? { token: h.token } : {}),
-            ...(h.tlsCertFile && h.tlsKeyFile ? { tls: { cert: fs.readFileSync(h.tlsCertFile), key: fs.readFileSync(h.tlsKeyFile) } } : {}),
+            ...(h.tlsCertFile && h.tlsKeyFile ? { tls: { cert: readConfiguredFile(h.tlsCertFile, 'http.tls.certFile'), key: readConfiguredFile(h.tlsKeyFile, 'http.tls.keyFile') } } : {}),
             allowedHosts: h.allowedHosts,
             socketMode: h.socketMode,
           },
@@ -57,13 +53,8 @@ async function run(args: string[]): Promise<number> {
   const source = process.env.SG_SOURCE ?? 'api';
   let stop: () => Promise<void>;
   if (source === 'neutron') {
-    const [{ ConfigError, neutronSourceOptions }, { startNeutronMode }] = await Promise.all([import('../neutron/config.js'), import('../neutron/mode.js')]);
-    let neutron: ReturnType<typeof neutronSourceOptions>;
-    try {
-      neutron = neutronSourceOptions(process.env);
-    } catch (e) {
-      throw e instanceof ConfigError ? new Error(`config: ${e.message}`) : e;
-    }
+    const [{ neutronSourceOptions }, { startNeutronMode }] = await Promise.all([import('../neutron/config.js'), import('../neutron/mode.js')]);
+    const neutron = neutronSourceOptions(process.env);
     const mode = await startNeutronMode({ ...common, source: neutron });
     log.info({ http: mode.controller.httpAddress, source }, 'controller ready');
     stop = () => mode.stop();
@@ -72,7 +63,7 @@ async function run(args: string[]): Promise<number> {
     log.info({ http: ctl.httpAddress, source }, 'controller ready');
     stop = () => ctl.stop();
   } else {
-    throw new Error('config: SG_SOURCE must be api or neutron');
+    throw new ConfigError('config: SG_SOURCE must be api or neutron');
   }
   const onSignal = () =>
     stop().then(
@@ -144,35 +135,37 @@ async function brokerUser(args: string[]): Promise<number> {
   return 0;
 }
 
-const commands: Record<string, (args: string[]) => Promise<number>> = {
-  run,
-  keygen,
-  'broker-user': brokerUser,
-  async help() {
-    process.stdout.write(USAGE);
-    return 0;
+const commands: Record<string, CommandSpec> = {
+  run: { run, valued: ['--config'] },
+  keygen: { run: keygen, valued: ['--out'] },
+  'broker-user': { run: brokerUser, valued: ['--host', '--vhost', '--node'], flags: ['--password-stdin', '--no-password', '--print'], positional: 2 },
+  version: {
+    async run() {
+      const { packageVersion } = await import('../package-version.js');
+      console.log(`sg-controller ${packageVersion()}`);
+      return 0;
+    },
+  },
+  help: {
+    async run() {
+      process.stdout.write(USAGE);
+      return 0;
+    },
   },
 };
-const aliases: Record<string, string> = { '--help': 'help', '-h': 'help' };
+const aliases: Record<string, string> = { '--version': 'version', '-V': 'version', '--help': 'help', '-h': 'help' };
 
 async function main(argv: string[]): Promise<number> {
   // No command, or options only: run (as before subcommands existed).
   const [first, ...rest] = argv;
-  if (first === undefined || first.startsWith('--config')) return run(argv);
-  const cmd = commands[aliases[first] ?? first];
-  if (!cmd) {
-    process.stderr.write(`sg-controller: unknown command ${JSON.stringify(first)}\n${USAGE}`);
-    return 2;
-  }
-  return cmd(rest);
+  const runsByDefault = first === undefined || (first.startsWith('--') && !(first in aliases));
+  const cmd = runsByDefault ? commands.run! : commands[aliases[first] ?? first];
+  if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(first)}`);
+  const args = runsByDefault ? argv : rest;
+  // `run --help` must never start the controller.
+  if (wantsHelp(args)) return commands.help!.run([]);
+  checkArgs(cmd, args);
+  return cmd.run(args);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    console.error(e instanceof Error && e.message.startsWith('config:') ? e.message : e);
-    process.exit(1);
-  },
-);
+runCommandLine('sg-controller', USAGE, () => main(process.argv.slice(2)));

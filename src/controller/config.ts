@@ -1,10 +1,11 @@
 // `sg-controller` configuration: a JSON file (`--config`, packaging/controller.example.json), then
-// environment variables over it (docs/agent.md lists both). Everything a deployment must decide about
-// trust is checked here, at start-up: the signing key, the admin API's token and TLS.
-import fs from 'node:fs';
+// environment variables over it (docs/agent.md lists both), read strictly (src/settings.ts). Everything
+// a deployment must decide about trust is checked here, at start-up: the signing key, the admin API's
+// token and TLS.
 import { isIP } from 'node:net';
-import { checkBrokerOptions, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
+import { BROKER_TLS_SETTINGS, brokerTlsFrom, checkBrokerOptions, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import { readSecretFile } from '../protocol/signing.js';
+import { ConfigError, LOG_LEVELS, oneOf, readSettings, setting, type Section } from '../settings.js';
 
 export interface ControllerConfig {
   /** The broker: one URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
@@ -34,40 +35,50 @@ export interface HttpConfig {
 /** Shorter tokens are refused: the token is the API's only credential on TCP. */
 export const MIN_TOKEN_LENGTH = 16;
 
-interface FileShape {
-  amqp?: { url?: string; urls?: string[]; tls?: BrokerTls };
-  dataDir?: string;
-  signingKeyFile?: string;
-  http?: { listen?: string; tokenFile?: string; tls?: { certFile?: string; keyFile?: string }; allowedHosts?: string[]; socketMode?: string | number };
-  log?: { level?: string };
-}
+const path = (env: string, to?: string) => setting('path', { env, ...(to ? { to } : {}) });
 
-const truthy = (s: string) => /^(1|true|yes)$/i.test(s);
+/** Every key the file may hold, and the variable over each (docs/agent.md lists them). */
+const SHAPE: Section = {
+  amqp: {
+    // SG_AMQP_URL (one URL or a comma-separated list) wins over the file's url or urls.
+    url: setting('string', { to: 'amqpUrl' }),
+    urls: setting('strings', { to: 'amqpUrls' }),
+    tls: BROKER_TLS_SETTINGS,
+  },
+  dataDir: path('SG_DATA_DIR'),
+  signingKeyFile: path('SG_SIGNING_KEY_FILE'),
+  http: {
+    listen: setting('string', { env: 'SG_HTTP_LISTEN' }),
+    tokenFile: path('SG_HTTP_TOKEN_FILE'),
+    tls: { certFile: path('SG_HTTP_TLS_CERT_FILE', 'tlsCertFile'), keyFile: path('SG_HTTP_TLS_KEY_FILE', 'tlsKeyFile') },
+    allowedHosts: setting('strings', { env: 'SG_HTTP_ALLOWED_HOSTS' }),
+    socketMode: setting('string', { env: 'SG_HTTP_SOCKET_MODE', check: (v: string) => (/^0?[0-7]{3}$/.test(v) ? undefined : `must be an octal file mode such as "600", not ${JSON.stringify(v)}`) }),
+  },
+  log: { level: oneOf(LOG_LEVELS, { env: 'SG_LOG_LEVEL', to: 'logLevel' }) },
+};
+
+/** The admin API's address unless configured: no OpenStack service's port (Neutron's is 9696). */
+const DEFAULT_HTTP_LISTEN = '127.0.0.1:9797';
 
 export function loadControllerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ControllerConfig {
-  const f = (file ? JSON.parse(fs.readFileSync(file, 'utf8')) : {}) as FileShape;
-  const tls: BrokerTls = { ...f.amqp?.tls };
-  if (env.SG_AMQP_CA_FILE !== undefined) tls.caFile = env.SG_AMQP_CA_FILE;
-  if (env.SG_AMQP_CERT_FILE !== undefined) tls.certFile = env.SG_AMQP_CERT_FILE;
-  if (env.SG_AMQP_KEY_FILE !== undefined) tls.keyFile = env.SG_AMQP_KEY_FILE;
-  if (env.SG_AMQP_EXTERNAL_AUTH !== undefined) tls.external = truthy(env.SG_AMQP_EXTERNAL_AUTH);
-  const tokenFile = env.SG_HTTP_TOKEN_FILE ?? f.http?.tokenFile;
-  const mode = env.SG_HTTP_SOCKET_MODE ?? f.http?.socketMode ?? '600';
+  const { values: v } = readSettings(SHAPE, file, env);
+  const str = (k: string) => v[k] as string | undefined;
+  const tokenFile = str('tokenFile');
   const cfg: ControllerConfig = {
-    amqpUrl: env.SG_AMQP_URL ?? (f.amqp?.urls ? parseBrokerUrls(f.amqp.urls).join(',') : undefined) ?? f.amqp?.url ?? 'amqp://guest:guest@127.0.0.1:5672',
-    amqpTls: tls,
-    dataDir: env.SG_DATA_DIR ?? f.dataDir ?? 'sg-controller-data',
-    signingKeyFile: env.SG_SIGNING_KEY_FILE ?? f.signingKeyFile ?? '',
+    amqpUrl: env.SG_AMQP_URL ?? (v.amqpUrls ? parseBrokerUrls(v.amqpUrls).join(',') : undefined) ?? str('amqpUrl') ?? 'amqp://guest:guest@127.0.0.1:5672',
+    amqpTls: brokerTlsFrom(v),
+    dataDir: str('dataDir') ?? 'sg-controller-data',
+    signingKeyFile: str('signingKeyFile') ?? '',
     http: {
-      listen: env.SG_HTTP_LISTEN ?? f.http?.listen ?? '127.0.0.1:9696',
+      listen: str('listen') ?? DEFAULT_HTTP_LISTEN,
       // A token in the environment wins over a file; a file keeps it out of `ps e` and /proc/PID/environ.
       token: env.SG_HTTP_TOKEN ?? (tokenFile ? readSecretFile(tokenFile, 'token file').toString('utf8').trim() : undefined),
-      tlsCertFile: env.SG_HTTP_TLS_CERT_FILE ?? f.http?.tls?.certFile,
-      tlsKeyFile: env.SG_HTTP_TLS_KEY_FILE ?? f.http?.tls?.keyFile,
-      allowedHosts: env.SG_HTTP_ALLOWED_HOSTS !== undefined ? env.SG_HTTP_ALLOWED_HOSTS.split(',').map((h) => h.trim()).filter(Boolean) : (f.http?.allowedHosts ?? []),
-      socketMode: typeof mode === 'number' ? mode : parseInt(mode, 8),
+      tlsCertFile: str('tlsCertFile'),
+      tlsKeyFile: str('tlsKeyFile'),
+      allowedHosts: ((v.allowedHosts as string[] | undefined) ?? []).map((h) => h.trim()).filter(Boolean),
+      socketMode: parseInt(str('socketMode') ?? '600', 8),
     },
-    logLevel: env.SG_LOG_LEVEL ?? f.log?.level ?? 'info',
+    logLevel: str('logLevel') ?? 'info',
   };
   checkControllerConfig(cfg);
   return cfg;
@@ -75,19 +86,18 @@ export function loadControllerConfig(file: string | undefined, env: NodeJS.Proce
 
 function checkControllerConfig(cfg: ControllerConfig): void {
   checkBrokerOptions({ urls: parseBrokerUrls(cfg.amqpUrl), tls: cfg.amqpTls });
-  if (!cfg.signingKeyFile) throw new Error('config: signingKeyFile (SG_SIGNING_KEY_FILE) is required; make one with `sg-controller keygen --out DIR`');
+  if (!cfg.signingKeyFile) throw new ConfigError('config: signingKeyFile (SG_SIGNING_KEY_FILE) is required; make one with `sg-controller keygen --out DIR`');
   const h = cfg.http;
   if (!h.listen) return;
-  if (!!h.tlsCertFile !== !!h.tlsKeyFile) throw new Error('config: HTTPS needs both http.tls.certFile and http.tls.keyFile');
-  if (h.token !== undefined && h.token.length < MIN_TOKEN_LENGTH) throw new Error(`config: the API token must be at least ${MIN_TOKEN_LENGTH} characters`);
+  if (!!h.tlsCertFile !== !!h.tlsKeyFile) throw new ConfigError('config: HTTPS needs both http.tls.certFile and http.tls.keyFile');
+  if (h.token !== undefined && h.token.length < MIN_TOKEN_LENGTH) throw new ConfigError(`config: the API token must be at least ${MIN_TOKEN_LENGTH} characters`);
   // What a bearer token may hold on the wire (RFC 6750 allows less; this is what the check accepts).
-  if (h.token !== undefined && !/^[\x21-\x7e]+$/.test(h.token)) throw new Error('config: the API token must be printable ASCII without spaces');
-  if (!Number.isInteger(h.socketMode) || h.socketMode < 0 || h.socketMode > 0o777) throw new Error('config: http.socketMode must be an octal file mode such as 600');
+  if (h.token !== undefined && !/^[\x21-\x7e]+$/.test(h.token)) throw new ConfigError('config: the API token must be printable ASCII without spaces');
   if (h.listen.startsWith('unix:')) return;
-  if (!h.token) throw new Error('config: an admin API on TCP requires a token (SG_HTTP_TOKEN_FILE or SG_HTTP_TOKEN); or listen on unix:/path');
+  if (!h.token) throw new ConfigError('config: an admin API on TCP requires a token (SG_HTTP_TOKEN_FILE or SG_HTTP_TOKEN); or listen on unix:/path');
   // As the admin API reads it: no host means loopback.
   const host = h.listen.slice(0, h.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '') || '127.0.0.1';
-  if (!h.tlsCertFile && !isLoopback(host)) throw new Error(`config: the admin API on ${host} (not loopback) requires TLS (http.tls.certFile, http.tls.keyFile): the token would travel in clear`);
+  if (!h.tlsCertFile && !isLoopback(host)) throw new ConfigError(`config: the admin API on ${host} (not loopback) requires TLS (http.tls.certFile, http.tls.keyFile): the token would travel in clear`);
 }
 
 export function isLoopback(host: string): boolean {

@@ -19,8 +19,21 @@ import { LIMITS } from '../domain/limits.js';
 import { validateGroup, validateId, validatePort, ValidationError } from '../domain/validate.js';
 import type { Controller } from './controller.js';
 import { isLoopback } from './config.js';
+import { ConfigError, listenError } from '../settings.js';
 
 const MAX_BODY = 1 << 20;
+
+// A client gets this long for its request headers, and for the whole request (1 MiB at most), and a
+// TLS client for its handshake; an idle keep-alive connection is closed after KEEP_ALIVE_MS, and any
+// connection silent for IDLE_MS. Node's defaults (60 s for headers, checked every 30 s; 5 min per
+// request; 2 min per handshake; no idle limit) let a few hundred slow sockets sit on the API for
+// minutes each. The API's clients are scripts and operators: a request not in within seconds is not
+// coming.
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 20_000;
+const KEEP_ALIVE_MS = 5_000;
+const IDLE_MS = 30_000;
+const TIMEOUT_CHECK_MS = 1_000;
 
 export interface AdminApiOptions {
   /** `host:port` or `unix:/path`. */
@@ -79,8 +92,15 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
     if (n > MAX_BODY) throw new HttpError(413, 'body too large', { connection: 'close' });
     chunks.push(c as Buffer);
   }
+  let text: string;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
+    // Bytes that are not UTF-8 are refused, never stored as U+FFFD.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new HttpError(400, 'body is not UTF-8');
+  }
+  try {
+    return JSON.parse(text || 'null');
   } catch {
     throw new HttpError(400, 'body is not JSON');
   }
@@ -183,7 +203,7 @@ function allowedHostNames(host: string, port: number, extra: string[]): Set<stri
 /** Removes a Unix socket file left by a process that is gone (nothing accepts on it). */
 async function clearStaleSocket(file: string): Promise<void> {
   if (!fs.existsSync(file)) return;
-  if (!fs.statSync(file).isSocket()) throw new Error(`${file} exists and is not a socket`);
+  if (!fs.statSync(file).isSocket()) throw new ConfigError(`http.listen unix:${file}: exists and is not a socket`);
   const live = await new Promise<boolean>((resolve) => {
     const c = net.connect(file, () => {
       c.destroy();
@@ -191,7 +211,7 @@ async function clearStaleSocket(file: string): Promise<void> {
     });
     c.on('error', () => resolve(false));
   });
-  if (live) throw new Error(`another process listens on ${file}`);
+  if (live) throw new ConfigError(`http.listen unix:${file}: another process listens on it`);
   fs.unlinkSync(file);
 }
 
@@ -200,7 +220,17 @@ export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promis
   let allowed: Set<string> | undefined;
   const hostAllowed = (h: string | undefined) => !allowed || (h !== undefined && allowed.has(h.toLowerCase()));
   const onRequest = handler(ctl, o, hostAllowed);
-  const server = o.tls ? https.createServer({ cert: o.tls.cert, key: o.tls.key }, onRequest) : http.createServer(onRequest);
+  const limits: http.ServerOptions = {
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: KEEP_ALIVE_MS,
+    connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+  };
+  const server = o.tls
+    ? https.createServer({ ...limits, cert: o.tls.cert, key: o.tls.key, handshakeTimeout: HEADERS_TIMEOUT_MS }, onRequest)
+    : http.createServer(limits, onRequest);
+  // With no 'timeout' listener, a socket idle this long is destroyed.
+  server.setTimeout(IDLE_MS);
   const scheme = o.tls ? 'https' : 'http';
   if (unixPath) {
     await clearStaleSocket(unixPath);
@@ -208,7 +238,7 @@ export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promis
     const umask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
+        server.once('error', (e) => reject(listenError('http.listen', o.listen, e)));
         server.listen(unixPath, () => resolve());
       });
     } finally {
@@ -220,9 +250,9 @@ export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promis
   const i = o.listen.lastIndexOf(':');
   const host = o.listen.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
   const port = Number(o.listen.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad listen address ${o.listen}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`http.listen ${o.listen}: not host:port or unix:/path`);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) => reject(listenError('http.listen', o.listen, e)));
     server.listen(port, host, () => resolve());
   });
   const bound = (server.address() as net.AddressInfo).port;

@@ -123,7 +123,7 @@ export class NeutronApi {
       this.requests++;
       let r: Response;
       try {
-        r = await fetch(`${endpoint.replace(/\/+$/, '')}/v2.0/${pathAndQuery}`, {
+        r = await fetch(`${neutronBase(endpoint)}/v2.0/${pathAndQuery}`, {
           headers: { accept: 'application/json', ...(token ? { 'x-auth-token': token } : {}) },
           signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
         });
@@ -135,7 +135,9 @@ export class NeutronApi {
         this.token = undefined;
         continue;
       }
-      if (!r.ok) throw new NeutronApiError(`GET ${pathAndQuery.split('?')[0]}: HTTP ${r.status} ${(await r.text()).slice(0, 200)}`, r.status);
+      // A 404 for a whole collection is an endpoint that is not Neutron's (or a path prefix missing).
+      const hint = r.status === 404 ? ` (asked ${neutronBase(endpoint)}/v2.0/: is that Neutron's endpoint?)` : '';
+      if (!r.ok) throw new NeutronApiError(`GET ${pathAndQuery.split('?')[0]}: HTTP ${r.status}${hint} ${(await r.text()).slice(0, 200)}`, r.status);
       const body = (await r.json()) as unknown;
       if (typeof body !== 'object' || body === null) throw new NeutronApiError(`GET ${pathAndQuery.split('?')[0]}: not a JSON object`);
       return body as Record<string, unknown>;
@@ -162,6 +164,12 @@ export class NeutronApi {
     if (!endpoint) throw new NeutronApiError(`no network endpoint in the Keystone catalog (interface ${auth.interface ?? 'internal'}${auth.region ? `, region ${auth.region}` : ''})`);
     return { token: this.token!.value, endpoint };
   }
+}
+
+/** Neutron's endpoint without its API version: given as `…/v2.0` (as some catalogs and copied URLs
+ *  have it) it would be asked for `…/v2.0/v2.0/…`, a 404 on every read. */
+function neutronBase(endpoint: string): string {
+  return endpoint.replace(/\/+$/, '').replace(/\/v2\.0$/, '');
 }
 
 interface CatalogEntry {

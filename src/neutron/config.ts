@@ -3,8 +3,9 @@
 import type { NeutronAuth } from './api.js';
 import type { NeutronSourceOptions } from './source.js';
 import { NEUTRON_DEVICE_NAMING } from './translate.js';
+import { ConfigError } from '../settings.js';
 
-export class ConfigError extends Error {}
+export { ConfigError };
 
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
   const raw = env[name];

@@ -5,6 +5,7 @@
 // brokers (the nodes of one cluster): each connection attempt goes through them in turn.
 import amqp, { type ChannelModel } from 'amqplib';
 import fs from 'node:fs';
+import { ConfigError, describeFsError, setting, type Section } from '../settings.js';
 
 export interface BrokerTls {
   /** CA bundle the broker's certificate must chain to (PEM); default: the system's CAs. */
@@ -32,13 +33,28 @@ const CONNECT_TIMEOUT_MS = 10_000;
  *  environment gives them). Empty entries are ignored. */
 export function parseBrokerUrls(v: unknown): string[] {
   const list = typeof v === 'string' ? v.split(',') : Array.isArray(v) ? v : [];
-  if (!list.every((u) => typeof u === 'string')) throw new Error('config: broker URLs must be strings');
+  if (!list.every((u) => typeof u === 'string')) throw new ConfigError('config: broker URLs must be strings');
   return (list as string[]).map((u) => u.trim()).filter(Boolean);
+}
+
+/** `amqp.tls` in a configuration file and its variables, the same for agent and controller. */
+export const BROKER_TLS_SETTINGS: Section = {
+  caFile: setting('path', { env: 'SG_AMQP_CA_FILE', to: 'amqpTls.caFile' }),
+  certFile: setting('path', { env: 'SG_AMQP_CERT_FILE', to: 'amqpTls.certFile' }),
+  keyFile: setting('path', { env: 'SG_AMQP_KEY_FILE', to: 'amqpTls.keyFile' }),
+  external: setting('boolean', { env: 'SG_AMQP_EXTERNAL_AUTH', to: 'amqpTls.external' }),
+};
+
+/** The broker TLS options among what `BROKER_TLS_SETTINGS` read (src/settings.ts). */
+export function brokerTlsFrom(values: Record<string, unknown>): BrokerTls {
+  const tls: Record<string, unknown> = {};
+  for (const k of ['caFile', 'certFile', 'keyFile', 'external']) if (values[`amqpTls.${k}`] !== undefined) tls[k] = values[`amqpTls.${k}`];
+  return tls as BrokerTls;
 }
 
 /** Checks the options once, at configuration time, so that a mistake stops start-up, not each retry. */
 export function checkBrokerOptions(o: { urls: string[]; tls?: BrokerTls }): void {
-  if (o.urls.length === 0) throw new Error('config: no broker URL');
+  if (o.urls.length === 0) throw new ConfigError('config: no broker URL');
   const t = o.tls ?? {};
   const anyTls = t.caFile || t.certFile || t.keyFile || t.external;
   for (const url of o.urls) {
@@ -46,14 +62,21 @@ export function checkBrokerOptions(o: { urls: string[]; tls?: BrokerTls }): void
     try {
       protocol = new URL(url).protocol;
     } catch {
-      throw new Error('config: a broker URL is not a URL');
+      throw new ConfigError('config: a broker URL is not a URL');
     }
-    if (protocol !== 'amqp:' && protocol !== 'amqps:') throw new Error('config: the broker URL must be amqp:// or amqps://');
-    if (anyTls && protocol !== 'amqps:') throw new Error('config: TLS files are set but the broker URL is not amqps://');
+    if (protocol !== 'amqp:' && protocol !== 'amqps:') throw new ConfigError('config: the broker URL must be amqp:// or amqps://');
+    if (anyTls && protocol !== 'amqps:') throw new ConfigError('config: TLS files are set but the broker URL is not amqps://');
   }
-  if (!!t.certFile !== !!t.keyFile) throw new Error('config: a client certificate needs both its cert and key file');
-  if (t.external && !t.certFile) throw new Error('config: EXTERNAL authentication needs a client certificate');
-  for (const f of [t.caFile, t.certFile, t.keyFile]) if (f) fs.accessSync(f, fs.constants.R_OK);
+  if (!!t.certFile !== !!t.keyFile) throw new ConfigError('config: a client certificate needs both its cert and key file');
+  if (t.external && !t.certFile) throw new ConfigError('config: EXTERNAL authentication needs a client certificate');
+  for (const [what, f] of [['CA file', t.caFile], ['certificate file', t.certFile], ['key file', t.keyFile]] as const) {
+    if (!f) continue;
+    try {
+      fs.accessSync(f, fs.constants.R_OK);
+    } catch (e) {
+      throw new ConfigError(`config: the broker TLS ${what} ${f}: ${describeFsError(e)}`);
+    }
+  }
 }
 
 export function connectBroker(o: BrokerConnectOptions): Promise<ChannelModel> {
@@ -86,7 +109,7 @@ export class BrokerUrls {
   /** `urls`: a list, or URLs separated by commas. */
   constructor(urls: string | string[]) {
     this.urls = parseBrokerUrls(urls);
-    if (this.urls.length === 0) throw new Error('config: no broker URL');
+    if (this.urls.length === 0) throw new ConfigError('config: no broker URL');
     this.next = Math.floor(Math.random() * this.urls.length);
   }
 

@@ -10,6 +10,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ConfigError, describeFsError, readConfiguredFile } from '../settings.js';
 
 /** AMQP header naming the key that signed (first 16 hex digits of SHA-256 of its SPKI DER). */
 export const KEY_ID_HEADER = 'x-sg-key-id';
@@ -37,9 +38,14 @@ export function keyIdOf(publicKey: KeyObject): string {
 
 /** A private key file must not be readable by anyone but its owner (as ssh insists). */
 export function readSecretFile(file: string, what: string): Buffer {
-  const st = fs.statSync(file);
-  if (st.mode & 0o077) throw new Error(`${what} ${file} is accessible to group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
-  return fs.readFileSync(file);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new ConfigError(`${what} ${file}: ${describeFsError(e)}`);
+  }
+  if (st.mode & 0o077) throw new ConfigError(`${what} ${file} is accessible to group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
+  return readConfiguredFile(file, what);
 }
 
 export class MessageSigner {

@@ -35,6 +35,8 @@ export function hostileRequests(): HostileRequest[] {
     { name: 'JSON with another charset', method: 'PUT', path: '/groups/g', headers: { 'content-type': 'application/json; charset=utf-16' }, body: '{"rules":[]}' },
     { name: 'a body on DELETE', method: 'DELETE', path: '/groups/g', headers: json, body: '{}' },
     { name: 'not JSON', method: 'PUT', path: '/groups/g', headers: json, body: '{"rules":' },
+    // Valid JSON around bytes that are not UTF-8: decoded leniently, the id would be stored as U+FFFD.
+    { name: 'invalid UTF-8 inside a JSON string', method: 'PUT', path: '/groups/g', headers: json, body: Buffer.concat([Buffer.from('{"rules":[{"id":"'), Buffer.from([0xff, 0xfe, 0xc0]), Buffer.from('","direction":"ingress","ethertype":"IPv4"}]}')]) },
     { name: 'binary garbage', method: 'PUT', path: '/ports/p', headers: json, body: Buffer.from([0xff, 0xfe, 0, 1, 2, 0x80]) },
     { name: 'JSON null', method: 'PUT', path: '/groups/g', headers: json, body: 'null' },
     { name: 'JSON array', method: 'PUT', path: '/ports/p', headers: json, body: '[]' },
