@@ -80,6 +80,36 @@ function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: strin
   return { line: parts.join(' '), exact: proto.exact };
 }
 
+/** `match` (a neighbour solicitation or advertisement) returns when its target is one of the port's
+ *  own IPv6 addresses or networks: one line each (none to check for a `::/0` pair). */
+function ownTargets(f: PortFilter, match: string): string[] {
+  const lines: string[] = [];
+  for (const { ip } of f.sources) {
+    if (familyOf(ip) !== 6) continue;
+    const line = isCatchAll(ip) ? `${match} -j RETURN` : `${match} -m u32 --u32 "${ndTargetU32(ip)}" -j RETURN`;
+    if (!lines.includes(line)) lines.push(line);
+  }
+  return lines;
+}
+
+/** A u32 match (as iptables-save prints it) of a neighbour solicitation or advertisement whose target
+ *  address lies in `cidr`. u32 reads at fixed offsets from the IPv6 header, so it also requires the
+ *  ICMPv6 header to follow that header directly (next header 58): the target is then the 16 bytes at
+ *  48. A message behind extension headers matches no such rule and is dropped. */
+export function ndTargetU32(cidr: string): string {
+  const c = parseCidr(cidr);
+  const tests = ['0x4&0xff00=0x3a00'];
+  for (let i = 0; i < 4; i++) {
+    const bits = Math.min(32, Math.max(0, c.prefix - 32 * i));
+    if (bits === 0) break;
+    const word = ((c.bytes[4 * i]! << 24) | (c.bytes[4 * i + 1]! << 16) | (c.bytes[4 * i + 2]! << 8) | c.bytes[4 * i + 3]!) >>> 0;
+    const at = `0x${(48 + 4 * i).toString(16)}`;
+    const mask = bits === 32 ? '' : `&0x${((0xffffffff << (32 - bits)) >>> 0).toString(16)}`;
+    tests.push(`${at}${mask}=0x${word.toString(16)}`);
+  }
+  return tests.join('&&');
+}
+
 export function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
   if (mode === 'routed') return dir === 'in' ? `-i ${dev}` : `-o ${dev}`;
   return `-m physdev --physdev-${dir} ${dev} --physdev-is-bridged`;
@@ -121,14 +151,21 @@ export function renderPortChains(f: PortFilter, names: KernelNames): PortChains 
 
     const egress: string[] = [];
     if (v6) {
-      // Before the anti-spoof check: these leave from :: or link-local addresses during address setup.
-      for (const t of [131, 133, 135, 136, 143]) egress.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
+      // Before the anti-spoof check only duplicate address detection (from :: to a link-local group,
+      // before the port may use any address), and that only for its own addresses.
+      for (const t of [131, 143]) egress.push(`-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
+      egress.push(...ownTargets(f, '-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type 135'));
     } else {
       egress.push('-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN');
     }
     egress.push(`-j ${names.spoofChain(f.portId)}`);
     if (v6) {
+      // Neighbour advertisements only for the port's own addresses (its IPv6 ARP protection).
+      egress.push(...ownTargets(f, '-p ipv6-icmp -m icmp6 --icmpv6-type 136'));
+      egress.push('-p ipv6-icmp -m icmp6 --icmpv6-type 136 -j DROP');
       egress.push('-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP');
+      // Solicitations, router solicitations and MLD reports, from the port's own addresses.
+      for (const t of [131, 133, 135, 143]) egress.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
       egress.push('-p udp -m udp --sport 546 --dport 547 -j RETURN');
       egress.push('-p udp -m udp --sport 547 --dport 546 -j DROP');
     } else {

@@ -22,7 +22,7 @@ import { deleteConntrackBetween } from '../../conntrack.js';
 import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
 import { dedupePairs } from '../cuts.js';
 import { BRIDGE, INET, NftNames } from './names.js';
-import { CT_STATE_VERDICTS, ICMP6_FROM_PORT, ICMP6_TO_PORT, MARK_MASK, MAX_MARK_ID, markOf, portChains, untrackedAddresses, type Rules } from './render.js';
+import { CT_STATE_VERDICTS, ICMP6_DAD, ICMP6_FROM_PORT, ICMP6_TO_PORT, MARK_MASK, MAX_MARK_ID, markOf, portChains, untrackedAddresses, type Rules } from './render.js';
 import { NftClient, type ElemKey, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc, type Verdict } from './native.js';
 
 export interface NftablesOptions {
@@ -249,6 +249,7 @@ export class NftablesDataplane implements Dataplane {
       { op: 'set', ...inet, set: INET.statelessAddr4, key: 'ipv4' },
       { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
       { op: 'set', ...inet, set: INET.icmp6ToPort, key: 'icmp6type' },
+      { op: 'set', ...inet, set: INET.icmp6Dad, key: 'icmp6type' },
       { op: 'set', ...inet, set: INET.icmp6FromPort, key: 'icmp6type' },
       { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
       // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
@@ -287,6 +288,7 @@ export class NftablesDataplane implements Dataplane {
     const fresh = this.fresh(ops);
     fresh.push(
       { op: 'elems', ...inet, set: INET.icmp6ToPort, add: ICMP6_TO_PORT.map((key) => ({ key })) },
+      { op: 'elems', ...inet, set: INET.icmp6Dad, add: ICMP6_DAD.map((key) => ({ key })) },
       { op: 'elems', ...inet, set: INET.icmp6FromPort, add: ICMP6_FROM_PORT.map((key) => ({ key })) },
       { op: 'elems', ...inet, set: INET.ctState, add: CT_STATE_VERDICTS },
     );

@@ -48,8 +48,10 @@ function icmp6(type: number, verdict: Stmt): Stmt[] {
 
 /** ICMPv6 neighbour discovery, MLD and router advertisements reach the VM for IPv6 to work. */
 export const ICMP6_TO_PORT = [130, 131, 132, 134, 135, 136, 143];
-/** These leave from :: or link-local addresses during address setup, before the anti-spoof check. */
-export const ICMP6_FROM_PORT = [131, 133, 135, 136, 143];
+/** MLD reports a port sends from :: during duplicate address detection, before the anti-spoof check. */
+export const ICMP6_DAD = [131, 143];
+/** MLD reports, router and neighbour solicitations, from the port's own addresses. */
+export const ICMP6_FROM_PORT = [131, 133, 135, 143];
 
 function icmp6In(set: string, verdict: Stmt): Stmt[] {
   return [{ m: 'nfproto', v: 6 }, { m: 'l4proto', v: 58 }, { m: 'icmpIn', set }, verdict];
@@ -101,21 +103,42 @@ export function ingressRules(f: PortFilter, names: NftNames): Rules {
   return rules;
 }
 
-/** Traffic from the port: DHCP discover and IPv6 address set-up, anti-spoofing, the DHCP and
- *  router guards, state, the egress rules, drop. */
+/** Traffic from the port: DHCP discover and duplicate address detection, anti-spoofing, the DHCP,
+ *  neighbour-advertisement and router guards, neighbour discovery, state, the egress rules, drop. */
 export function egressRules(f: PortFilter, names: NftNames): Rules {
   const rules: Rules = [
     [{ m: 'nfproto', v: 4 }, { m: 'addr', family: 4, dir: 'saddr', cidr: '0.0.0.0/32' }, { m: 'addr', family: 4, dir: 'daddr', cidr: '255.255.255.255/32' }, { m: 'l4proto', v: 17 }, { m: 'port', dir: 'sport', min: 68, max: 68 }, { m: 'port', dir: 'dport', min: 67, max: 67 }, RETURN],
   ];
-  rules.push(icmp6In(INET.icmp6FromPort, RETURN));
+  // Before the anti-spoof check only duplicate address detection (from :: to a link-local group,
+  // before the port may use any address), and that only for its own addresses.
+  const dad: Stmt[] = [{ m: 'nfproto', v: 6 }, { m: 'addr', family: 6, dir: 'saddr', cidr: '::/128' }, { m: 'addr', family: 6, dir: 'daddr', cidr: 'ff02::/16' }, { m: 'l4proto', v: 58 }];
+  rules.push([...dad, { m: 'icmpIn', set: INET.icmp6Dad }, RETURN]);
+  rules.push(...ownTargets(f, [...dad, { m: 'icmp', type: 135 }]));
   rules.push([{ m: 'verdict', v: { jump: names.spoofChain(f.portId) } }]);
   rules.push(udp(4, 68, 67, RETURN), udp(4, 67, 68, DROP));
-  rules.push(icmp6(134, DROP), udp(6, 546, 547, RETURN), udp(6, 547, 546, DROP));
+  // Neighbour advertisements only for the port's own addresses (its IPv6 ARP protection).
+  rules.push(...ownTargets(f, [{ m: 'nfproto', v: 6 }, { m: 'l4proto', v: 58 }, { m: 'icmp', type: 136 }]));
+  rules.push(icmp6(136, DROP), icmp6(134, DROP));
+  rules.push(icmp6In(INET.icmp6FromPort, RETURN), udp(6, 546, 547, RETURN), udp(6, 547, 546, DROP));
   if (f.stateful) rules.push(...STATE);
   const seen = new Set<string>();
   appendRules(rules, f, 'egress', 4, names, seen);
   appendRules(rules, f, 'egress', 6, names, seen);
   rules.push([DROP]);
+  return rules;
+}
+
+/** `match` (a neighbour solicitation or advertisement) returns when its target is one of the port's
+ *  own IPv6 addresses or networks: one rule each (none to check for a `::/0` pair). */
+function ownTargets(f: PortFilter, match: Stmt[]): Rules {
+  const rules: Rules = [];
+  const seen = new Set<string>();
+  for (const { ip } of f.sources) {
+    if (familyOf(ip) !== 6) continue;
+    const rule: Stmt[] = [...match, ...(isCatchAll(ip) ? [] : [{ m: 'ndTarget', cidr: ip } as Stmt]), RETURN];
+    const k = JSON.stringify(rule);
+    if (!seen.has(k)) (seen.add(k), rules.push(rule));
+  }
   return rules;
 }
 
