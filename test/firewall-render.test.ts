@@ -1,5 +1,5 @@
-// Pure logic of the iptables backend's rendering and kernel names (their real effect is proven with
-// packets in firewall.test.ts).
+// Pure logic of the fixed port policy, the iptables backend's rendering and kernel names (their real
+// effect is proven with packets in firewall.test.ts and firewall-parity.test.ts, on both backends).
 import test from 'ava';
 import { KernelNames, idHash, CHAIN_NAME_MAX, IPSET_NAME_MAX } from '../src/firewall/iptables/names.js';
 import { iptablesCidr, maxelemFor, ndTargetU32, renderArp, renderDispatch, renderPortChains, renderRaw, restoreScript }
@@ -8,6 +8,9 @@ import { buildFilter } from '../src/firewall/planner.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { validateGroup, validatePort } from '../src/domain/validate.js';
 import type { SecurityGroup } from '../src/model.js';
+import { egressPolicy } from '../src/firewall/policy.js';
+import { egressRules } from '../src/firewall/nftables/render.js';
+import { NftNames } from '../src/firewall/nftables/names.js';
 
 const names = new KernelNames('sg');
 
@@ -109,6 +112,23 @@ test('IPv6 egress: only duplicate address detection before the anti-spoof check,
   const spoof = renderPortChains(buildFilter({ group: () => undefined }, p, noHolds), names).v6.get(names.spoofChain('p1'))!;
   const pairLla = `-s ${iptablesCidr(linkLocalFromMac('02:00:00:00:00:99'))} -m mac --mac-source 02:00:00:00:00:99 -j RETURN`;
   t.true(spoof.includes(pairLla), 'the link-local address of each MAC');
+});
+
+test('the fixed policy admits nothing before the anti-spoof check but what leaves from an unspecified address, on both backends', (t) => {
+  const p = validatePort({
+    id: 'p1', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['10.0.0.1', 'fd00::1'],
+    allowedAddressPairs: [{ ipAddress: '::/0' }], securityGroups: [],
+  });
+  const f = buildFilter({ group: () => undefined }, p, noHolds);
+  const entries = egressPolicy(f);
+  const before = entries.slice(0, entries.findIndex((e) => 'spoofCheck' in e));
+  t.true(before.length > 0);
+  for (const e of before) t.true('match' in e && (e.match.src === '0.0.0.0/32' || e.match.src === '::/128'), JSON.stringify(e));
+  // Each backend lowers the same entries: its chains put the anti-spoof check at the same place.
+  const nft = egressRules(f, new NftNames('sg'));
+  t.is(nft.findIndex((r) => JSON.stringify(r).includes('"jump"')), before.length, 'one nftables rule per entry');
+  const v6 = renderPortChains(f, names).v6.get(names.egressChain('p1'))!;
+  t.true(v6.slice(0, v6.indexOf(`-j ${names.spoofChain('p1')}`)).every((l) => l.startsWith('-s ::/128 -d ff02::/16 ')));
 });
 
 test('dispatch: our ports\' traffic through the sender\'s egress and the receiver\'s ingress; refused ports dropped; INPUT through egress', (t) => {
