@@ -1,13 +1,16 @@
 // Neutron's semantics beyond the port chains, with real packets in throwaway namespaces, on both
-// backends: traffic from a VM to the host itself (INPUT), ARP spoofing protection, stateless groups
-// (NOTRACK), connections cut when a port leaves a group or an allowed-pair address stops being
-// admitted, and coexistence with other programs' objects that merely look like ours.
+// backends: traffic from a VM to the host itself (INPUT), ARP and IPv6 neighbour spoofing protection,
+// stateless groups (NOTRACK), connections cut when a port leaves a group or an allowed-pair address
+// stops being admitted, and coexistence with other programs' objects that merely look like ours.
 import test, { type ExecutionContext } from 'ava';
 import type { FirewallEngine } from '../src/firewall/engine.js';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
 import { requireNetns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { BACKENDS, NFT, openEngine, Oracle, type Backend } from './helpers/backends.js';
+import { NA_OVERRIDE, neighbourAdvert, neighbourSolicit, sendFrames, solicitedNode } from './helpers/ndp.js';
+import { waitFor } from './helpers/wait.js';
+import { linkLocalFromMac } from '../src/domain/mac.js';
 
 interface Ctx {
   topo: Topology;
@@ -127,6 +130,108 @@ both('ARP spoofing: a port may send ARP only for its own addresses and allowed p
   fresh();
   t.true(topo.arping(loose, v.ip4, b.ip4), 'unprotected port: the lie gets through');
   t.is(topo.neighbour(v, b.ip4), loose.mac);
+});
+
+both('IPv6 neighbour spoofing: a port advertises and probes only its own addresses, and only from them', async (t, backend) => {
+  const c = await setup(t, backend);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b, v, loose] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
+  fw.setGroup(selfGroup('default'));
+  fw.setPort(port(a, ['default'], { allowedAddressPairs: [{ ipAddress: 'fd00:100::80/124' }] }));
+  fw.setPort(port(b, ['default']));
+  const tentative = 'fd00:100::33';
+  fw.setPort(port(v, ['default'], { fixedIps: [v.ip4, v.ip6, tentative] }));
+  fw.setPort(port(loose, [], { portSecurityEnabled: false }));
+  await applied(t, fw, a, b, v);
+  const fake = '02:00:00:00:ee:ee';
+  // The victim's cache holds a stale entry for each address at stake: an advertisement with the
+  // override flag, or a solicitation, from a neighbour replaces it.
+  const believe = (ip: string, mac: string) => {
+    v.ns.exec('ip', ['-6', 'neigh', 'replace', ip, 'lladdr', mac, 'dev', 'eth0', 'nud', 'stale']);
+  };
+  const cached = (ip: string) => topo.neighbour(v, ip);
+  const advert = (from: Vm, src: string, target: string) =>
+    neighbourAdvert({ from: from.mac, src, dst: v.ip6, toMac: v.mac, target, lladdr: from.mac, flags: NA_OVERRIDE });
+  /** Sends the frames from `from`, then an advertisement of its own address that the filter passes:
+   *  once the victim has learnt that one, the frames before it were delivered or dropped. */
+  const send = async (from: Vm, what: string, ...frames: Buffer[]) => {
+    believe(b.ip6, b.mac);
+    believe(from.ip6, fake);
+    sendFrames(from.ns, 'eth0', [...frames, advert(from, from.ip6, from.ip6)]);
+    const explain = () => `${from.name} is at ${cached(from.ip6)} for ${v.name}`;
+    await waitFor(`${what}: the advertisement after it`, () => cached(from.ip6) === from.mac, 20_000, explain);
+  };
+
+  await send(a, 'an advertisement of its own address passes');
+  await send(a, 'an advertisement of another VM\'s address', advert(a, a.ip6, b.ip6));
+  t.is(cached(b.ip6), b.mac, 'an advertisement claiming another VM\'s address is dropped');
+  await send(a, 'the same from a spoofed source', advert(a, b.ip6, b.ip6));
+  t.is(cached(b.ip6), b.mac, 'and from a spoofed source');
+  await send(a, 'from its link-local address', advert(a, linkLocalFromMac(a.mac), b.ip6));
+  t.is(cached(b.ip6), b.mac, 'and from its own link-local address');
+  const solicit = neighbourSolicit({ from: a.mac, src: b.ip6, dst: v.ip6, toMac: v.mac, target: v.ip6, lladdr: a.mac });
+  await send(a, 'a solicitation from a spoofed source', solicit);
+  t.is(cached(b.ip6), b.mac, 'a solicitation from another VM\'s address teaches nothing either');
+
+  // Its own addresses: the link-local one and those of an allowed-pair network, none beyond it.
+  const lla = linkLocalFromMac(a.mac);
+  for (const ip of [lla, 'fd00:100::83', 'fd00:100::90']) believe(ip, fake);
+  const own = [advert(a, lla, lla), advert(a, a.ip6, 'fd00:100::83'), advert(a, a.ip6, 'fd00:100::90')];
+  await send(a, 'advertisements of its own addresses', ...own);
+  t.is(cached(lla), a.mac, 'its link-local address may be advertised');
+  t.is(cached('fd00:100::83'), a.mac, 'an address of its allowed-pair network may be advertised');
+  t.is(cached('fd00:100::90'), fake, 'an address beyond that network may not');
+
+  // Duplicate address detection is not another port's to answer: the victim takes a new address of
+  // its own and keeps it tentative for long (one probe, ten minutes to wait for a defence).
+  v.ns.exec('sysctl', ['-qw', 'net.ipv6.conf.eth0.accept_dad=1', 'net.ipv6.neigh.eth0.retrans_time_ms=600000']);
+  v.ns.exec('ip', ['addr', 'add', `${tentative}/64`, 'dev', 'eth0']);
+  const state = () => v.ns.exec('ip', ['-6', 'addr', 'show', 'dev', 'eth0', 'to', `${tentative}/128`]);
+  const probe = (from: Vm) => neighbourSolicit({ from: from.mac, src: '::', dst: solicitedNode(tentative), target: tentative });
+  await send(a, 'a probe for the victim\'s tentative address', probe(a));
+  t.regex(state(), /tentative/);
+  t.notRegex(state(), /dadfailed/, 'a probe for another port\'s address is dropped: the victim keeps it');
+
+  // Proof the checks can fail: a port without port security is not protected.
+  await send(loose, 'an unprotected port\'s lie', advert(loose, loose.ip6, b.ip6));
+  t.is(cached(b.ip6), loose.mac, 'unprotected port: the lie gets through');
+  sendFrames(loose.ns, 'eth0', [probe(loose)]);
+  await waitFor('an unprotected port\'s probe makes the victim give up its address', () => state().includes('dadfailed'), 20_000, state);
+});
+
+both('IPv6 neighbour discovery, duplicate address detection and ping between allowed VMs still work', async (t, backend) => {
+  const c = await setup(t, backend);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b, quiet, fresh] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
+  topo.serve(b, 7000);
+  fw.setGroup(selfGroup('default'));
+  // Egress rules that admit no ICMPv6: neighbour discovery is not theirs to admit, an echo request is.
+  fw.setGroup({ id: 'quiet', rules: [{ id: 'q', direction: 'egress', ethertype: 'IPv6', protocol: 'tcp' }] });
+  // An address two ports may hold (a virtual IP moving between them, as keepalived's).
+  const vip = 'fd00:100::99';
+  fw.setPort(port(a, ['default']));
+  fw.setPort(port(b, ['default'], { allowedAddressPairs: [{ ipAddress: vip }] }));
+  fw.setPort(port(quiet, ['quiet']));
+  fw.setPort(port(fresh, ['default'], { allowedAddressPairs: [{ ipAddress: vip }] }));
+  fw.setGroupMembers('default', [a.ip6, b.ip6, quiet.ip6, fresh.ip6]);
+  await applied(t, fw, a, b, quiet, fresh);
+  for (const vm of [a, b, quiet]) vm.ns.exec('ip', ['-6', 'neigh', 'flush', 'dev', 'eth0']);
+  t.true(topo.ping(a, b.ip6), 'members ping each other over IPv6');
+  t.is(topo.neighbour(a, b.ip6), b.mac, 'a resolved b');
+  t.is(topo.neighbour(b, a.ip6), a.mac, 'and b learnt a from its solicitation');
+  t.true(topo.tcp(quiet, b.ip6, 7000), 'a port whose egress rules admit no ICMPv6 still resolves its neighbours');
+  t.is(topo.neighbour(quiet, b.ip6), b.mac);
+  t.false(topo.ping(quiet, b.ip6), 'but sends no echo request');
+  // Duplicate address detection: a VM taking the virtual IP while b holds it hears b defend it (a
+  // solicitation from :: to the solicited-node group, an advertisement from b back to all nodes).
+  topo.addAddress(b, `${vip}/64`);
+  fresh.ns.exec('sysctl', ['-qw', 'net.ipv6.conf.eth0.accept_dad=1']);
+  fresh.ns.exec('ip', ['addr', 'add', `${vip}/64`, 'dev', 'eth0']);
+  const flags = () => fresh.ns.exec('ip', ['-6', 'addr', 'show', 'dev', 'eth0', 'to', `${vip}/128`]);
+  await waitFor('the duplicate found', () => flags().includes('dadfailed'), 20_000, flags);
+  t.pass('duplicate address detection found the address in use');
 });
 
 both('stateless groups: no connection tracking for the port, replies must be admitted by rules', async (t, backend) => {

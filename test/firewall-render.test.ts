@@ -1,12 +1,16 @@
-// Pure logic of the iptables backend's rendering and kernel names (their real effect is proven with
-// packets in firewall.test.ts).
+// Pure logic of the fixed port policy, the iptables backend's rendering and kernel names (their real
+// effect is proven with packets in firewall.test.ts and firewall-parity.test.ts, on both backends).
 import test from 'ava';
 import { KernelNames, idHash, CHAIN_NAME_MAX, IPSET_NAME_MAX } from '../src/firewall/iptables/names.js';
-import { iptablesCidr, maxelemFor, renderArp, renderDispatch, renderPortChains, renderRaw, restoreScript } from '../src/firewall/iptables/render.js';
+import { iptablesCidr, maxelemFor, ndTargetU32, renderArp, renderDispatch, renderPortChains, renderRaw, restoreScript }
+  from '../src/firewall/iptables/render.js';
 import { buildFilter } from '../src/firewall/planner.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { validateGroup, validatePort } from '../src/domain/validate.js';
 import type { SecurityGroup } from '../src/model.js';
+import { egressPolicy } from '../src/firewall/policy.js';
+import { egressRules } from '../src/firewall/nftables/render.js';
+import { NftNames } from '../src/firewall/nftables/names.js';
 
 const names = new KernelNames('sg');
 
@@ -82,6 +86,49 @@ test('a port filter names each set once and renders each distinct rule once', (t
   const held = buildFilter({ group: () => group }, port, { failedSets: new Set(['4:g']), retrySets: [] });
   t.deepEqual(held.sets, []);
   t.is(held.rules.length, 2);
+});
+
+test('IPv6 egress: only duplicate address detection before the anti-spoof check, advertisements only for own addresses', (t) => {
+  const p = validatePort({
+    id: 'p1', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['fd00::1'],
+    allowedAddressPairs: [{ ipAddress: 'fd00:a:0:7::/60', macAddress: '02:00:00:00:00:99' }], securityGroups: [],
+  });
+  const egress = renderPortChains(buildFilter({ group: () => undefined }, p, noHolds), names).v6.get(names.egressChain('p1'))!;
+  const jump = egress.indexOf(`-j ${names.spoofChain('p1')}`);
+  const own = ['fd00::1', 'fd00:a::/60', linkLocalFromMac('02:00:00:00:00:01'), linkLocalFromMac('02:00:00:00:00:99')].map(ndTargetU32);
+  const dad = '-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type';
+  const probes = own.map((u) => `${dad} 135 -m u32 --u32 "${u}" -j RETURN`);
+  t.deepEqual(egress.slice(0, jump), [`${dad} 131 -j RETURN`, `${dad} 143 -j RETURN`, ...probes]);
+  const na = '-p ipv6-icmp -m icmp6 --icmpv6-type 136';
+  const adverts = own.map((u) => `${na} -m u32 --u32 "${u}" -j RETURN`);
+  t.deepEqual(egress.slice(jump + 1, jump + 7), [...adverts, `${na} -j DROP`, '-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP']);
+  // As iptables-save prints u32: next header ICMPv6, then the target's words, the last one masked.
+  t.is(ndTargetU32('fd00:100::1'), '0x4&0xff00=0x3a00&&0x30=0xfd000100&&0x34=0x0&&0x38=0x0&&0x3c=0x1');
+  t.is(ndTargetU32('fd00:a:0:7::/60'), '0x4&0xff00=0x3a00&&0x30=0xfd00000a&&0x34&0xfffffff0=0x0');
+  t.is(ndTargetU32('fe80::/10'), '0x4&0xff00=0x3a00&&0x30&0xffc00000=0xfe800000');
+  const anyPort = validatePort({ ...p, allowedAddressPairs: [{ ipAddress: '::/0' }] });
+  const anyTarget = renderPortChains(buildFilter({ group: () => undefined }, anyPort, noHolds), names);
+  t.true(anyTarget.v6.get(names.egressChain('p1'))!.includes(`${na} -j RETURN`), 'a ::/0 pair may advertise any address');
+  const spoof = renderPortChains(buildFilter({ group: () => undefined }, p, noHolds), names).v6.get(names.spoofChain('p1'))!;
+  const pairLla = `-s ${iptablesCidr(linkLocalFromMac('02:00:00:00:00:99'))} -m mac --mac-source 02:00:00:00:00:99 -j RETURN`;
+  t.true(spoof.includes(pairLla), 'the link-local address of each MAC');
+});
+
+test('the fixed policy admits nothing before the anti-spoof check but what leaves from an unspecified address, on both backends', (t) => {
+  const p = validatePort({
+    id: 'p1', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['10.0.0.1', 'fd00::1'],
+    allowedAddressPairs: [{ ipAddress: '::/0' }], securityGroups: [],
+  });
+  const f = buildFilter({ group: () => undefined }, p, noHolds);
+  const entries = egressPolicy(f);
+  const before = entries.slice(0, entries.findIndex((e) => 'spoofCheck' in e));
+  t.true(before.length > 0);
+  for (const e of before) t.true('match' in e && (e.match.src === '0.0.0.0/32' || e.match.src === '::/128'), JSON.stringify(e));
+  // Each backend lowers the same entries: its chains put the anti-spoof check at the same place.
+  const nft = egressRules(f, new NftNames('sg'));
+  t.is(nft.findIndex((r) => JSON.stringify(r).includes('"jump"')), before.length, 'one nftables rule per entry');
+  const v6 = renderPortChains(f, names).v6.get(names.egressChain('p1'))!;
+  t.true(v6.slice(0, v6.indexOf(`-j ${names.spoofChain('p1')}`)).every((l) => l.startsWith('-s ::/128 -d ff02::/16 ')));
 });
 
 test('dispatch: our ports\' traffic through the sender\'s egress and the receiver\'s ingress; refused ports dropped; INPUT through egress', (t) => {

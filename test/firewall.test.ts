@@ -528,7 +528,10 @@ both('rules are written as the kernel reads them back: a reconcile right after a
       { id: 'r8', direction: 'ingress', ethertype: 'IPv6', remoteGroupId: 'mixed', protocol: 'udp', portRangeMin: 53, portRangeMax: 53 },
     ],
   });
-  const pairs = [{ ipAddress: '10.9.1.0/16', macAddress: 'AA:BB:CC:00:11:22' }, { ipAddress: '0.0.0.0/0' }, { ipAddress: 'fd00:9::1' }];
+  const pairs = [
+    { ipAddress: '10.9.1.0/16', macAddress: 'AA:BB:CC:00:11:22' }, { ipAddress: '0.0.0.0/0' },
+    { ipAddress: 'fd00:9::1' }, { ipAddress: 'fd00:a:0:7::/60' },
+  ];
   fw.setPort(port(a, ['mixed'], { mac: a.mac.toUpperCase(), allowedAddressPairs: pairs }));
   fw.setPort(port(b, ['mixed']));
   fw.setGroupMembers('mixed', [a.ip4, b.ip4, a.ip6]);

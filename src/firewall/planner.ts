@@ -44,7 +44,10 @@ export function buildFilter(state: Pick<HostState, 'group'>, port: Port, holds: 
   const sources: { ip: string; mac: string }[] = [];
   for (const ip of port.fixedIps) sources.push({ ip, mac: port.mac });
   for (const p of port.allowedAddressPairs) sources.push({ ip: p.ipAddress, mac: p.macAddress ?? port.mac });
-  sources.push({ ip: linkLocalFromMac(port.mac), mac: port.mac });
+  // Neighbour discovery leaves from the link-local address of each MAC the port may send from
+  // (validated MACs are lower case: one spelling each).
+  const macs = new Set([port.mac, ...port.allowedAddressPairs.map((p) => p.macAddress ?? port.mac)]);
+  for (const mac of macs) sources.push({ ip: linkLocalFromMac(mac), mac });
   const body = { portId: port.id, device: port.device, filtered: port.portSecurityEnabled, mac: port.mac, stateful, sources, rules, sets: [...sets.values()] };
   return { ...body, key: JSON.stringify(body) };
 }

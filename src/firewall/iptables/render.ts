@@ -1,11 +1,14 @@
 // Rendering of port filters into iptables (and ebtables) rules, with the semantics of Neutron's
-// iptables + ipset driver. Pure: the backend compares what this returns with what it last wrote.
-// docs/firewall.md lists every rule and why it is there. Rules are spelled the way iptables-save
+// iptables + ipset driver: the fixed policy of a port's chains (../policy.ts) lowered to restore
+// lines, one table per family, and the security-group rules. Pure: the backend compares what this
+// returns with what it last wrote. docs/firewall.md lists every rule and why it is there. Rules are spelled the way iptables-save
 // prints them, so what we write reads back byte-identical (protocol numbers without a fixed name are
 // the exception: see `inexact`).
-import { familyOf, formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
+import { formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
+import { arpSenders, egressPolicy, ICMP6_LISTS, ingressPolicy, ofFamily, spoofSources, untrackedAddresses } from '../policy.js';
+import type { Entry, FixedVerdict, Match } from '../policy.js';
 import type { KernelNames } from './names.js';
 
 export type IpVersion = 4 | 6;
@@ -80,6 +83,37 @@ function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: strin
   return { line: parts.join(' '), exact: proto.exact };
 }
 
+/** A fixed rule of the policy as restore lines (in iptables-save's order: addresses, protocol,
+ *  matches): one per ICMPv6 type of a list. */
+function fixedLines(m: Match, verdict: FixedVerdict): string[] {
+  const head: string[] = [];
+  if (m.src) head.push(`-s ${iptablesCidr(m.src)}`);
+  if (m.dst) head.push(`-d ${iptablesCidr(m.dst)}`);
+  const tail = [...(m.ndTarget ? [`-m u32 --u32 "${ndTargetU32(m.ndTarget)}"`] : []), verdict === 'return' ? '-j RETURN' : '-j DROP'];
+  if (m.udp) return [[...head, `-p udp -m udp --sport ${m.udp.sport} --dport ${m.udp.dport}`, ...tail].join(' ')];
+  if (m.icmp6 === undefined) return [[...head, ...tail].join(' ')];
+  const types = typeof m.icmp6 === 'number' ? [m.icmp6] : ICMP6_LISTS[m.icmp6];
+  return types.map((t) => [...head, `-p ipv6-icmp -m icmp6 --icmpv6-type ${t}`, ...tail].join(' '));
+}
+
+/** A u32 match (as iptables-save prints it) of a neighbour solicitation or advertisement whose target
+ *  address lies in `cidr`. u32 reads at fixed offsets from the IPv6 header, so it also requires the
+ *  ICMPv6 header to follow that header directly (next header 58): the target is then the 16 bytes at
+ *  48. A message behind extension headers matches no such rule and is dropped. */
+export function ndTargetU32(cidr: string): string {
+  const c = parseCidr(cidr);
+  const tests = ['0x4&0xff00=0x3a00'];
+  for (let i = 0; i < 4; i++) {
+    const bits = Math.min(32, Math.max(0, c.prefix - 32 * i));
+    if (bits === 0) break;
+    const word = ((c.bytes[4 * i]! << 24) | (c.bytes[4 * i + 1]! << 16) | (c.bytes[4 * i + 2]! << 8) | c.bytes[4 * i + 3]!) >>> 0;
+    const at = `0x${(48 + 4 * i).toString(16)}`;
+    const mask = bits === 32 ? '' : `&0x${((0xffffffff << (32 - bits)) >>> 0).toString(16)}`;
+    tests.push(`${at}${mask}=0x${word.toString(16)}`);
+  }
+  return tests.join('&&');
+}
+
 export function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
   if (mode === 'routed') return dir === 'in' ? `-i ${dev}` : `-o ${dev}`;
   return `-m physdev --physdev-${dir} ${dev} --physdev-is-bridged`;
@@ -94,7 +128,6 @@ export function renderPortChains(f: PortFilter, names: KernelNames): PortChains 
     const chains = v6 ? out.v6 : out.v4;
     const ethertype = v6 ? 'IPv6' : 'IPv4';
     const rules = f.rules.filter((r) => r.ethertype === ethertype);
-    const state = f.stateful ? STATE : [];
     const appendRules = (lines: string[], direction: 'ingress' | 'egress', chain: string) => {
       const seen = new Set(lines);
       for (const r of rules) {
@@ -107,44 +140,26 @@ export function renderPortChains(f: PortFilter, names: KernelNames): PortChains 
       }
     };
 
-    const ingress: string[] = [...state];
-    if (v6) {
-      // Neighbour discovery, MLD and router advertisements must reach the VM for IPv6 to work.
-      for (const t of [130, 131, 132, 134, 135, 136, 143]) ingress.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
-      ingress.push('-p udp -m udp --sport 547 --dport 546 -j RETURN');
-    } else {
-      ingress.push('-p udp -m udp --sport 67 --dport 68 -j RETURN');
-    }
-    appendRules(ingress, 'ingress', names.ingressChain(f.portId));
-    ingress.push(`-j ${names.fallbackChain}`);
-    chains.set(names.ingressChain(f.portId), ingress);
-
-    const egress: string[] = [];
-    if (v6) {
-      // Before the anti-spoof check: these leave from :: or link-local addresses during address setup.
-      for (const t of [131, 133, 135, 136, 143]) egress.push(`-p ipv6-icmp -m icmp6 --icmpv6-type ${t} -j RETURN`);
-    } else {
-      egress.push('-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN');
-    }
-    egress.push(`-j ${names.spoofChain(f.portId)}`);
-    if (v6) {
-      egress.push('-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP');
-      egress.push('-p udp -m udp --sport 546 --dport 547 -j RETURN');
-      egress.push('-p udp -m udp --sport 547 --dport 546 -j DROP');
-    } else {
-      egress.push('-p udp -m udp --sport 68 --dport 67 -j RETURN');
-      egress.push('-p udp -m udp --sport 67 --dport 68 -j DROP');
-    }
-    egress.push(...state);
-    appendRules(egress, 'egress', names.egressChain(f.portId));
-    egress.push(`-j ${names.fallbackChain}`);
-    chains.set(names.egressChain(f.portId), egress);
+    // The policy's entries of this family; two spellings of one address give one line.
+    const lower = (entries: Entry[], direction: 'ingress' | 'egress', chain: string): string[] => {
+      const lines: string[] = [];
+      for (const e of ofFamily(entries, v6 ? 6 : 4)) {
+        if ('match' in e) {
+          for (const l of fixedLines(e.match, e.verdict)) if (!lines.includes(l)) lines.push(l);
+        } else if ('state' in e) lines.push(...STATE);
+        else if ('spoofCheck' in e) lines.push(`-j ${names.spoofChain(f.portId)}`);
+        else if ('groupRules' in e) appendRules(lines, direction, chain);
+        else lines.push(`-j ${names.fallbackChain}`);
+      }
+      return lines;
+    };
+    chains.set(names.ingressChain(f.portId), lower(ingressPolicy(f), 'ingress', names.ingressChain(f.portId)));
+    chains.set(names.egressChain(f.portId), lower(egressPolicy(f), 'egress', names.egressChain(f.portId)));
 
     const spoof: string[] = [];
-    for (const { ip, mac } of f.sources) {
-      if (familyOf(ip) !== (v6 ? 6 : 4)) continue;
-      const src = isCatchAll(ip) ? '' : `-s ${iptablesCidr(ip)} `;
-      const line = `${src}-m mac --mac-source ${mac} -j RETURN`;
+    for (const s of spoofSources(f)) {
+      if (s.family !== (v6 ? 6 : 4)) continue;
+      const line = `${s.src === undefined ? '' : `-s ${iptablesCidr(s.src)} `}-m mac --mac-source ${s.mac} -j RETURN`;
       if (!spoof.includes(line)) spoof.push(line);
     }
     spoof.push('-j DROP');
@@ -215,10 +230,7 @@ export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean
   for (const f of filters) {
     if (!f.filtered || f.stateful) continue;
     lines.push(`${mode === 'routed' ? `-i ${f.device}` : `-m physdev --physdev-in ${f.device}`} -j CT --notrack`);
-    for (const { ip } of f.sources) {
-      if (familyOf(ip) !== (v6 ? 6 : 4) || isCatchAll(ip) || ip.startsWith('fe80:')) continue;
-      lines.push(`-d ${iptablesCidr(ip)} -j CT --notrack`);
-    }
+    for (const ip of untrackedAddresses(f)[v6 ? 6 : 4]) lines.push(`-d ${iptablesCidr(ip)} -j CT --notrack`);
   }
   return lines;
 }
@@ -227,11 +239,9 @@ export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean
  *  spoofing protection). Bridged mode only: a routed port's ARP goes to the host, not to other VMs. */
 export function renderArp(f: PortFilter): string[] {
   const lines: string[] = [];
-  for (const { ip, mac } of f.sources) {
-    if (familyOf(ip) !== 4) continue;
+  for (const { mac, src } of arpSenders(f)) {
     // In the order ebtables-save prints the matches.
-    const src = isCatchAll(ip) ? '' : `--arp-ip-src ${ebtablesCidr(ip)} `;
-    const line = `-p ARP ${src}--arp-mac-src ${mac} -j RETURN`;
+    const line = `-p ARP ${src === undefined ? '' : `--arp-ip-src ${ebtablesCidr(src)} `}--arp-mac-src ${mac} -j RETURN`;
     if (!lines.includes(line)) lines.push(line);
   }
   lines.push('-p ARP -j DROP');

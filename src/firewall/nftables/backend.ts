@@ -22,7 +22,8 @@ import { deleteConntrackBetween } from '../../conntrack.js';
 import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
 import { dedupePairs } from '../cuts.js';
 import { BRIDGE, INET, NftNames } from './names.js';
-import { CT_STATE_VERDICTS, ICMP6_FROM_PORT, ICMP6_TO_PORT, MARK_MASK, MAX_MARK_ID, markOf, portChains, untrackedAddresses, type Rules } from './render.js';
+import { ICMP6_LISTS, untrackedAddresses, type Icmp6List } from '../policy.js';
+import { CT_STATE_VERDICTS, ICMP6_SETS, MARK_MASK, MAX_MARK_ID, markOf, portChains, type Rules } from './render.js';
 import { NftClient, type ElemKey, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc, type Verdict } from './native.js';
 
 export interface NftablesOptions {
@@ -248,8 +249,7 @@ export class NftablesDataplane implements Dataplane {
       { op: 'set', ...inet, set: INET.statelessPort, key: portKey },
       { op: 'set', ...inet, set: INET.statelessAddr4, key: 'ipv4' },
       { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
-      { op: 'set', ...inet, set: INET.icmp6ToPort, key: 'icmp6type' },
-      { op: 'set', ...inet, set: INET.icmp6FromPort, key: 'icmp6type' },
+      ...Object.values(ICMP6_SETS).map((set): Op => ({ op: 'set', ...inet, set, key: 'icmp6type' })),
       { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
       // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
       { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
@@ -286,8 +286,9 @@ export class NftablesDataplane implements Dataplane {
     }
     const fresh = this.fresh(ops);
     fresh.push(
-      { op: 'elems', ...inet, set: INET.icmp6ToPort, add: ICMP6_TO_PORT.map((key) => ({ key })) },
-      { op: 'elems', ...inet, set: INET.icmp6FromPort, add: ICMP6_FROM_PORT.map((key) => ({ key })) },
+      ...(Object.keys(ICMP6_SETS) as Icmp6List[]).map((list): Op => ({
+        op: 'elems', ...inet, set: ICMP6_SETS[list], add: ICMP6_LISTS[list].map((key) => ({ key })),
+      })),
       { op: 'elems', ...inet, set: INET.ctState, add: CT_STATE_VERDICTS },
     );
     return fresh;

@@ -22,9 +22,11 @@ export const INET = {
   statelessPort: 'stateless-port',
   statelessAddr4: 'stateless-addr4',
   statelessAddr6: 'stateless-addr6',
-  /** ICMPv6 types every port receives (neighbour discovery, MLD, router advertisements) and may
-   *  send before its address is known: one rule each instead of one per type. */
+  /** The lists of ICMPv6 types of the port policy (../policy.ts `ICMP6_LISTS`): what every port
+   *  receives, may send from :: for duplicate address detection, and may send from its own
+   *  addresses: one rule each instead of one per type. */
   icmp6ToPort: 'icmp6-to-port',
+  icmp6Dad: 'icmp6-dad',
   icmp6FromPort: 'icmp6-from-port',
   /** Conntrack state → verdict for stateful ports: replies return, invalid packets are dropped. */
   ctState: 'ct-state',

@@ -17,6 +17,8 @@ export type Stmt =
   | { m: 'port'; dir: 'sport' | 'dport'; min: number; max: number }
   | { m: 'icmp'; type: number; code?: number }
   | { m: 'icmpIn'; set: string }
+  /** The target address of a neighbour solicitation or advertisement in CIDR (nft prints `@th,64,128`). */
+  | { m: 'ndTarget'; cidr: string }
   | { m: 'ctState'; states: ('invalid' | 'established' | 'related' | 'new' | 'untracked')[] }
   | { m: 'ctStateVmap'; map: string }
   | { m: 'etherSaddr'; mac: string }

@@ -1,15 +1,18 @@
 // Port filters as nf_tables rules, with the semantics of the iptables backend's rendering
-// (../iptables/render.ts: Neutron's iptables + ipset driver), rule for rule. Pure. docs/firewall.md
-// lists every rule and why.
+// (../iptables/render.ts: Neutron's iptables + ipset driver), rule for rule: the fixed policy of a
+// port's chains (../policy.ts) lowered to statements, and the security-group rules. Pure.
+// docs/firewall.md lists every rule and why.
 //
 // One inet chain covers both families: every family-specific rule starts with `meta nfproto`, so
 // the IPv4 and IPv6 rules of a chain keep the order they have in iptables' two tables and never
 // match each other's packets. A port's chains are reached through verdict maps (./backend.ts): in
 // bridged mode by the port's mark, set from the bridge port in the bridge table; in routed mode by
 // its device.
-import { familyOf, isCatchAll } from '../../domain/address.js';
+import { isCatchAll } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
+import { arpSenders, egressPolicy, ingressPolicy, spoofSources } from '../policy.js';
+import type { Entry, FixedVerdict, Icmp6List, Match } from '../policy.js';
 import type { Stmt } from './native.js';
 import { INET, type NftNames } from './names.js';
 
@@ -38,21 +41,42 @@ export const CT_STATE_VERDICTS: { key: number; verdict: 'return' | 'drop' }[] = 
 
 type V = 4 | 6;
 
-function udp(v: V, sport: number, dport: number, verdict: Stmt): Stmt[] {
-  return [{ m: 'nfproto', v }, { m: 'l4proto', v: 17 }, { m: 'port', dir: 'sport', min: sport, max: sport }, { m: 'port', dir: 'dport', min: dport, max: dport }, verdict];
+/** Each list of ICMPv6 types of the policy is one shared set (the backend fills it): one rule
+ *  instead of one per type. */
+export const ICMP6_SETS: Record<Icmp6List, string> = { toPort: INET.icmp6ToPort, dad: INET.icmp6Dad, fromPort: INET.icmp6FromPort };
+
+/** A fixed rule of the policy as statements. */
+function fixedRule(m: Match, verdict: FixedVerdict): Stmt[] {
+  const out: Stmt[] = [{ m: 'nfproto', v: m.family }];
+  if (m.src) out.push({ m: 'addr', family: m.family, dir: 'saddr', cidr: m.src });
+  if (m.dst) out.push({ m: 'addr', family: m.family, dir: 'daddr', cidr: m.dst });
+  if (m.udp) {
+    const { sport, dport } = m.udp;
+    out.push({ m: 'l4proto', v: 17 }, { m: 'port', dir: 'sport', min: sport, max: sport });
+    out.push({ m: 'port', dir: 'dport', min: dport, max: dport });
+  }
+  if (m.icmp6 !== undefined) {
+    out.push({ m: 'l4proto', v: 58 });
+    out.push(typeof m.icmp6 === 'number' ? { m: 'icmp', type: m.icmp6 } : { m: 'icmpIn', set: ICMP6_SETS[m.icmp6] });
+  }
+  if (m.ndTarget) out.push({ m: 'ndTarget', cidr: m.ndTarget });
+  out.push(verdict === 'return' ? RETURN : DROP);
+  return out;
 }
 
-function icmp6(type: number, verdict: Stmt): Stmt[] {
-  return [{ m: 'nfproto', v: 6 }, { m: 'l4proto', v: 58 }, { m: 'icmp', type }, verdict];
-}
-
-/** ICMPv6 neighbour discovery, MLD and router advertisements reach the VM for IPv6 to work. */
-export const ICMP6_TO_PORT = [130, 131, 132, 134, 135, 136, 143];
-/** These leave from :: or link-local addresses during address setup, before the anti-spoof check. */
-export const ICMP6_FROM_PORT = [131, 133, 135, 136, 143];
-
-function icmp6In(set: string, verdict: Stmt): Stmt[] {
-  return [{ m: 'nfproto', v: 6 }, { m: 'l4proto', v: 58 }, { m: 'icmpIn', set }, verdict];
+/** A port chain from the policy's entries, both families in it: every family-specific rule starts
+ *  with `meta nfproto`. */
+function lower(f: PortFilter, entries: Entry[], direction: 'ingress' | 'egress', names: NftNames): Rules {
+  const rules: Rules = [];
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if ('match' in e) rules.push(fixedRule(e.match, e.verdict));
+    else if ('state' in e) rules.push(...STATE);
+    else if ('spoofCheck' in e) rules.push([{ m: 'verdict', v: { jump: names.spoofChain(f.portId) } }]);
+    else if ('groupRules' in e) appendRules(rules, f, direction, e.groupRules, names, seen);
+    else rules.push([DROP]);
+  }
+  return rules;
 }
 
 /** One security-group rule: remote prefix, protocol, remote group's set, then ports or ICMP type. */
@@ -88,48 +112,24 @@ function appendRules(into: Rules, f: PortFilter, direction: 'ingress' | 'egress'
   }
 }
 
-/** Traffic to the port: state, DHCP replies and (IPv6) neighbour discovery, the ingress rules, drop. */
+/** Traffic to the port (../policy.ts: `ingressPolicy`). */
 export function ingressRules(f: PortFilter, names: NftNames): Rules {
-  const rules: Rules = f.stateful ? [...STATE] : [];
-  const seen = new Set<string>();
-  rules.push(udp(4, 67, 68, RETURN));
-  appendRules(rules, f, 'ingress', 4, names, seen);
-  rules.push(icmp6In(INET.icmp6ToPort, RETURN));
-  rules.push(udp(6, 547, 546, RETURN));
-  appendRules(rules, f, 'ingress', 6, names, seen);
-  rules.push([DROP]);
-  return rules;
+  return lower(f, ingressPolicy(f), 'ingress', names);
 }
 
-/** Traffic from the port: DHCP discover and IPv6 address set-up, anti-spoofing, the DHCP and
- *  router guards, state, the egress rules, drop. */
+/** Traffic from the port (../policy.ts: `egressPolicy`). */
 export function egressRules(f: PortFilter, names: NftNames): Rules {
-  const rules: Rules = [
-    [{ m: 'nfproto', v: 4 }, { m: 'addr', family: 4, dir: 'saddr', cidr: '0.0.0.0/32' }, { m: 'addr', family: 4, dir: 'daddr', cidr: '255.255.255.255/32' }, { m: 'l4proto', v: 17 }, { m: 'port', dir: 'sport', min: 68, max: 68 }, { m: 'port', dir: 'dport', min: 67, max: 67 }, RETURN],
-  ];
-  rules.push(icmp6In(INET.icmp6FromPort, RETURN));
-  rules.push([{ m: 'verdict', v: { jump: names.spoofChain(f.portId) } }]);
-  rules.push(udp(4, 68, 67, RETURN), udp(4, 67, 68, DROP));
-  rules.push(icmp6(134, DROP), udp(6, 546, 547, RETURN), udp(6, 547, 546, DROP));
-  if (f.stateful) rules.push(...STATE);
-  const seen = new Set<string>();
-  appendRules(rules, f, 'egress', 4, names, seen);
-  appendRules(rules, f, 'egress', 6, names, seen);
-  rules.push([DROP]);
-  return rules;
+  return lower(f, egressPolicy(f), 'egress', names);
 }
 
 /** Only the port's own (address, MAC) pairs leave it. */
 export function spoofRules(f: PortFilter): Rules {
   const rules: Rules = [];
-  const seen = new Set<string>();
-  for (const { ip, mac } of f.sources) {
-    const v = familyOf(ip);
-    const rule: Stmt[] = [{ m: 'nfproto', v }];
-    if (!isCatchAll(ip)) rule.push({ m: 'addr', family: v, dir: 'saddr', cidr: ip });
+  for (const { family, src, mac } of spoofSources(f)) {
+    const rule: Stmt[] = [{ m: 'nfproto', v: family }];
+    if (src !== undefined) rule.push({ m: 'addr', family, dir: 'saddr', cidr: src });
     rule.push({ m: 'etherSaddr', mac: mac.toLowerCase() }, RETURN);
-    const k = JSON.stringify(rule);
-    if (!seen.has(k)) (seen.add(k), rules.push(rule));
+    rules.push(rule);
   }
   rules.push([DROP]);
   return rules;
@@ -139,12 +139,9 @@ export function spoofRules(f: PortFilter): Rules {
  *  and MACs (Neutron's ARP spoofing protection). */
 export function fromDevRules(f: PortFilter, id: number): Rules {
   const rules: Rules = [[{ m: 'markSet', mask: MARK_MASK, id: markOf(id) }]];
-  const seen = new Set<string>();
-  for (const { ip, mac } of f.sources) {
-    if (familyOf(ip) !== 4) continue;
-    const rule: Stmt[] = [{ m: 'ethertype', v: 0x0806 }, isCatchAll(ip) ? { m: 'arpSender', mac: mac.toLowerCase() } : { m: 'arpSender', mac: mac.toLowerCase(), cidr: ip }, RETURN];
-    const k = JSON.stringify(rule);
-    if (!seen.has(k)) (seen.add(k), rules.push(rule));
+  for (const { mac, src } of arpSenders(f)) {
+    const sender: Stmt = { m: 'arpSender', mac: mac.toLowerCase() };
+    rules.push([{ m: 'ethertype', v: 0x0806 }, src === undefined ? sender : { ...sender, cidr: src }, RETURN]);
   }
   rules.push([{ m: 'ethertype', v: 0x0806 }, DROP]);
   return rules;
@@ -168,17 +165,4 @@ export function portChains(f: PortFilter, names: NftNames, mode: Mode, id: numbe
     bridge.set(names.toDevChain(f.portId), toDevRules(id));
   }
   return { inet, bridge };
-}
-
-/** Addresses whose traffic is not tracked for a stateless port (those it may send from, as the
- *  iptables backend's raw table has them: no catch-all, no link-local). */
-export function untrackedAddresses(f: PortFilter): { 4: string[]; 6: string[] } {
-  const out: { 4: string[]; 6: string[] } = { 4: [], 6: [] };
-  if (!f.filtered || f.stateful) return out;
-  for (const { ip } of f.sources) {
-    if (isCatchAll(ip) || ip.toLowerCase().startsWith('fe80:')) continue;
-    const list = out[familyOf(ip)];
-    if (!list.includes(ip)) list.push(ip);
-  }
-  return out;
 }

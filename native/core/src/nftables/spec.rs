@@ -232,6 +232,10 @@ pub enum Stmt {
     Port { dir: PortDir, min: u16, max: u16 },
     /// `icmp|icmpv6 type @set`.
     IcmpIn { set: String },
+    /// The target address of a neighbour solicitation or advertisement (the 16 bytes at offset 8 of
+    /// the ICMPv6 header; nft prints `@th,64,128`) in CIDR. Only meaningful after a match on one of
+    /// those two types.
+    NdTarget { cidr: String },
     /// `icmp|icmpv6 type T [code C]`.
     Icmp {
         #[serde(rename = "type")]
@@ -450,6 +454,10 @@ impl Stmt {
                 }
                 v
             }
+            Stmt::NdTarget { cidr } => {
+                let net = Net::parse(cidr, Bits::V6)?;
+                masked_eq(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 8, 16), &net, Bits::V6)
+            }
             Stmt::IcmpIn { set } => vec![payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1), Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 }],
             Stmt::CtState { states } => {
                 if states.is_empty() {
@@ -592,6 +600,25 @@ mod tests {
         let host = Stmt::Addr { family: 6, dir: Dir::Daddr, cidr: "fd00::1".into() }.exprs().unwrap();
         assert_eq!(host.len(), 2, "a host needs no mask");
         assert_eq!(host[0], Expr::Payload { dreg: 1, base: 1, offset: 24, len: 16 });
+    }
+
+    #[test]
+    fn a_neighbour_discovery_target_is_matched_in_the_icmpv6_header() {
+        // nft: @th,64,128 & <the /64 mask> == fd00:: -> payload load 16b @ transport header + 8, bitwise, cmp eq.
+        let e = Stmt::NdTarget { cidr: "fd00::1:2/64".into() }.exprs().unwrap();
+        let mut mask = vec![0xff; 8];
+        mask.extend([0; 8]);
+        let mut net = vec![0xfd, 0, 0, 0, 0, 0, 0, 0];
+        net.extend([0; 8]);
+        assert_eq!(e, vec![
+            Expr::Payload { dreg: 1, base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 8, len: 16 },
+            Expr::Bitwise { sreg: 1, dreg: 1, len: 16, mask, xor: vec![0; 16] },
+            Expr::Cmp { sreg: 1, op: NFT_CMP_EQ, data: net },
+        ]);
+        assert_eq!(Stmt::NdTarget { cidr: "fe80::1".into() }.exprs().unwrap().len(), 2, "an address needs no mask");
+        assert!(Stmt::NdTarget { cidr: "10.0.0.1".into() }.exprs().is_err(), "a target is an IPv6 address");
+        let parsed: Stmt = serde_json::from_str(r#"{"m":"ndTarget","cidr":"fd00::1"}"#).unwrap();
+        assert_eq!(parsed, Stmt::NdTarget { cidr: "fd00::1".into() });
     }
 
     #[test]

@@ -83,6 +83,36 @@ fn expressions_encode_as_the_headers_define_them() {
     assert_eq!(super::expr::parse_exprs(EXPRS_L4PROTO_RETURN).unwrap(), e);
 }
 
+/// `@th,64,128 fd00::1` (the target of a neighbour advertisement): a payload load of 16 bytes at
+/// offset 8 of the transport header into reg 1, compared whole (a host address needs no mask).
+const EXPRS_ND_TARGET: &[u8] = &[
+    // NFTA_LIST_ELEM | NESTED, 52 bytes: payload
+    52, 0, 0x01, 0x80,
+    12, 0, 1, 0, b'p', b'a', b'y', b'l', b'o', b'a', b'd', 0, // NFTA_EXPR_NAME "payload"
+    36, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_PAYLOAD_DREG = NFT_REG_1
+    8, 0, 2, 0, 0, 0, 0, 2, // NFTA_PAYLOAD_BASE = NFT_PAYLOAD_TRANSPORT_HEADER
+    8, 0, 3, 0, 0, 0, 0, 8, // NFTA_PAYLOAD_OFFSET = 8
+    8, 0, 4, 0, 0, 0, 0, 16, // NFTA_PAYLOAD_LEN = 16
+    // cmp, 56 bytes
+    56, 0, 0x01, 0x80,
+    8, 0, 1, 0, b'c', b'm', b'p', 0, // "cmp"
+    44, 0, 0x02, 0x80,
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_CMP_SREG = 1
+    8, 0, 2, 0, 0, 0, 0, 0, // NFTA_CMP_OP = NFT_CMP_EQ
+    24, 0, 0x03, 0x80, // NFTA_CMP_DATA
+    20, 0, 1, 0, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // NFTA_DATA_VALUE fd00::1
+];
+
+#[test]
+fn a_neighbour_discovery_target_is_loaded_from_the_icmpv6_header() {
+    let e = super::spec::Stmt::NdTarget { cidr: "fd00::1".into() }.exprs().unwrap();
+    let mut b = vec![0u8; e.as_slice().buffer_len()];
+    e.as_slice().emit(&mut b);
+    assert_eq!(b, EXPRS_ND_TARGET);
+    assert_eq!(super::expr::parse_exprs(EXPRS_ND_TARGET).unwrap(), e);
+}
+
 #[test]
 fn a_dumped_rule_reads_back_equal_though_the_kernel_leaves_nests_unflagged() {
     // The kernel dumps expression nests without NLA_F_NESTED (nla_nest_start_noflag).

@@ -1,0 +1,148 @@
+// The fixed policy of a port's chains, backend-neutral: what every filtered port's ingress and egress
+// chains hold besides its security-group rules (DHCP client yes, server no; neighbour discovery and
+// MLD; no router advertisements; duplicate address detection before the anti-spoof check and nothing
+// else), where the anti-spoof check, conntrack state and the group rules sit, and what the anti-spoof
+// and ARP checks admit. The one home of these rules: the iptables and nftables renderers only lower
+// each entry into their own form (iptables/render.ts: restore lines, one table per family;
+// nftables/render.ts: statements, both families in one chain). docs/firewall.md says why each rule
+// is there. Pure.
+import { familyOf, isCatchAll, type Family } from '../domain/address.js';
+import type { PortFilter } from './dataplane.js';
+
+export type FixedVerdict = 'return' | 'drop';
+
+/** ICMPv6 types matched together: a renderer that can may match each list as one set. */
+export const ICMP6_LISTS = {
+  /** Neighbour discovery, MLD and router advertisements: what every port receives. */
+  toPort: [130, 131, 132, 134, 135, 136, 143],
+  /** MLD reports a port sends from :: during duplicate address detection. */
+  dad: [131, 143],
+  /** MLD reports, router and neighbour solicitations: what a port sends from its own addresses. */
+  fromPort: [131, 133, 135, 143],
+} as const;
+export type Icmp6List = keyof typeof ICMP6_LISTS;
+
+const NS = 135;
+const NA = 136;
+const RA = 134;
+
+/** What a fixed rule matches; every field given must match. */
+export interface Match {
+  family: Family;
+  /** Source and destination networks, canonical. */
+  src?: string;
+  dst?: string;
+  udp?: { sport: number; dport: number };
+  /** One ICMPv6 type, or a named list of them. */
+  icmp6?: number | Icmp6List;
+  /** The target address of a neighbour solicitation or advertisement lies in this network. */
+  ndTarget?: string;
+}
+
+/** One entry of a port chain, in order. Entries without a family apply to both. */
+export type Entry =
+  | { match: Match; verdict: FixedVerdict }
+  /** Stateful ports only: replies return, invalid packets are dropped. */
+  | { state: true }
+  /** The port's anti-spoof chain: what returns from it was sent from one of the port's own pairs. */
+  | { spoofCheck: true }
+  /** The port's security-group rules of this family and the chain's direction. */
+  | { groupRules: Family }
+  /** Deny by default. */
+  | { deny: true };
+
+const STATE: Entry[] = [{ state: true }];
+
+function udp(family: Family, sport: number, dport: number, verdict: FixedVerdict): Entry {
+  return { match: { family, udp: { sport, dport } }, verdict };
+}
+
+function icmp6(type: number | Icmp6List, verdict: FixedVerdict, extra: Omit<Match, 'family' | 'icmp6'> = {}): Entry {
+  return { match: { family: 6, ...extra, icmp6: type }, verdict };
+}
+
+/** The port's own IPv6 addresses and networks (fixed IPs, allowed pairs, the link-local address of
+ *  each of its MACs), each once; undefined for a `::/0` pair: any address. */
+function ownTargets(f: PortFilter): (string | undefined)[] {
+  const out = new Set<string | undefined>();
+  for (const { ip } of f.sources) if (familyOf(ip) === 6) out.add(isCatchAll(ip) ? undefined : ip);
+  return [...out];
+}
+
+/** Traffic to the port: state, DHCP replies, neighbour discovery, MLD and router advertisements,
+ *  the ingress rules, deny. */
+export function ingressPolicy(f: PortFilter): Entry[] {
+  return [
+    ...(f.stateful ? STATE : []),
+    udp(4, 67, 68, 'return'),
+    { groupRules: 4 },
+    icmp6('toPort', 'return'),
+    udp(6, 547, 546, 'return'),
+    { groupRules: 6 },
+    { deny: true },
+  ];
+}
+
+/** Traffic from the port. Before the anti-spoof check only what a port sends before it may use an
+ *  address: DHCP discover, and duplicate address detection (from :: to a link-local group) of its
+ *  own addresses. After it: DHCP client but no server; neighbour advertisements only for its own
+ *  addresses (the IPv6 twin of ARP protection); no router advertisements; solicitations and MLD;
+ *  state; the egress rules; deny. */
+export function egressPolicy(f: PortFilter): Entry[] {
+  const own = ownTargets(f);
+  const dad = { src: '::/128', dst: 'ff02::/16' };
+  return [
+    { match: { family: 4, src: '0.0.0.0/32', dst: '255.255.255.255/32', udp: { sport: 68, dport: 67 } }, verdict: 'return' },
+    icmp6('dad', 'return', dad),
+    ...own.map((t) => icmp6(NS, 'return', t === undefined ? dad : { ...dad, ndTarget: t })),
+    { spoofCheck: true },
+    udp(4, 68, 67, 'return'),
+    udp(4, 67, 68, 'drop'),
+    ...own.map((t) => icmp6(NA, 'return', t === undefined ? {} : { ndTarget: t })),
+    icmp6(NA, 'drop'),
+    icmp6(RA, 'drop'),
+    icmp6('fromPort', 'return'),
+    udp(6, 546, 547, 'return'),
+    udp(6, 547, 546, 'drop'),
+    ...(f.stateful ? STATE : []),
+    { groupRules: 4 },
+    { groupRules: 6 },
+    { deny: true },
+  ];
+}
+
+/** The anti-spoof chain returns these (source, MAC) pairs, each once, and drops the rest: the port's
+ *  fixed IPs and allowed pairs (a catch-all pair: no source, any address from that MAC) and the
+ *  link-local address of each MAC. */
+export function spoofSources(f: PortFilter): { family: Family; src?: string; mac: string }[] {
+  const out = new Map<string, { family: Family; src?: string; mac: string }>();
+  for (const { ip, mac } of f.sources) {
+    const s = isCatchAll(ip) ? { family: familyOf(ip), mac } : { family: familyOf(ip), src: ip, mac };
+    out.set(`${s.family} ${s.src ?? ''} ${mac}`, s);
+  }
+  return [...out.values()];
+}
+
+/** ARP from the port is returned for these (sender MAC, sender IPv4 network) pairs, each once, and
+ *  dropped otherwise (a catch-all pair: no network, any sender address from that MAC). */
+export function arpSenders(f: PortFilter): { mac: string; src?: string }[] {
+  return spoofSources(f).filter((s) => s.family === 4).map(({ mac, src }) => (src === undefined ? { mac } : { mac, src }));
+}
+
+/** Addresses whose traffic is not tracked for a stateless port: those it may send from, without a
+ *  catch-all or a link-local address. */
+export function untrackedAddresses(f: PortFilter): Record<Family, string[]> {
+  const out: Record<Family, string[]> = { 4: [], 6: [] };
+  if (!f.filtered || f.stateful) return out;
+  for (const { ip } of f.sources) {
+    if (isCatchAll(ip) || ip.toLowerCase().startsWith('fe80:')) continue;
+    const list = out[familyOf(ip)];
+    if (!list.includes(ip)) list.push(ip);
+  }
+  return out;
+}
+
+/** The entries of one family, for a renderer that writes each family apart. */
+export function ofFamily(entries: Entry[], family: Family): Entry[] {
+  return entries.filter((e) => ('match' in e ? e.match.family === family : 'groupRules' in e ? e.groupRules === family : true));
+}

@@ -1,0 +1,110 @@
+// IPv6 neighbour discovery frames crafted as a VM could put them on the wire (any source, any target:
+// the kernel's own neighbour discovery never lies), sent raw from inside a VM's namespace. The frames
+// are built here; python3's AF_PACKET socket only writes them (python3 is a test dependency,
+// scripts/setup.sh), in order, on one socket.
+import { parseCidr } from '../../src/domain/address.js';
+import type { Netns } from './netns.js';
+
+const ICMPV6 = 58;
+const NS = 135;
+const NA = 136;
+/** Neighbour advertisement flags (RFC 4861 4.4). */
+export const NA_SOLICITED = 0x40;
+export const NA_OVERRIDE = 0x20;
+
+function addr(text: string): Buffer {
+  const c = parseCidr(text);
+  if (c.family !== 6) throw new Error(`not an IPv6 address: ${text}`);
+  return Buffer.from(c.bytes);
+}
+
+function mac(text: string): Buffer {
+  return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
+}
+
+/** The multicast MAC an IPv6 multicast address is sent to (RFC 2464 7). */
+function multicastMac(dst: Buffer): Buffer {
+  return Buffer.from([0x33, 0x33, dst[12]!, dst[13]!, dst[14]!, dst[15]!]);
+}
+
+/** The solicited-node multicast address of `target` (RFC 4291 2.7.1): where DAD and resolution go. */
+export function solicitedNode(target: string): string {
+  const t = addr(target);
+  return `ff02::1:ff${t[13]!.toString(16).padStart(2, '0')}:${((t[14]! << 8) | t[15]!).toString(16)}`;
+}
+
+function checksum(src: Buffer, dst: Buffer, body: Buffer): number {
+  const len = Buffer.alloc(8);
+  len.writeUInt32BE(body.length, 0);
+  len[7] = ICMPV6;
+  const all = Buffer.concat([src, dst, len, body, Buffer.alloc(body.length % 2)]);
+  let sum = 0;
+  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+interface Frame {
+  /** Ethernet source: the sender's MAC unless it lies about that too. */
+  from: string;
+  /** IPv6 source and destination; a multicast destination goes to its multicast MAC. */
+  src: string;
+  dst: string;
+  /** Ethernet destination for a unicast `dst`. */
+  toMac?: string;
+}
+
+function frame(f: Frame, icmp: Buffer): Buffer {
+  const src = addr(f.src);
+  const dst = addr(f.dst);
+  icmp.writeUInt16BE(checksum(src, dst, icmp), 2);
+  const ip = Buffer.alloc(40);
+  ip.writeUInt32BE(0x60000000, 0);
+  ip.writeUInt16BE(icmp.length, 4);
+  ip[6] = ICMPV6;
+  ip[7] = 255; // ND is only believed with the hop limit a router cannot have decremented
+  src.copy(ip, 8);
+  dst.copy(ip, 24);
+  const dstMac = dst[0] === 0xff ? multicastMac(dst) : mac(f.toMac ?? '');
+  if (dstMac.length !== 6) throw new Error(`a unicast ${f.dst} needs toMac`);
+  return Buffer.concat([dstMac, mac(f.from), Buffer.from([0x86, 0xdd]), ip, icmp]);
+}
+
+/** A neighbour advertisement: `target` is at `lladdr` (target link-layer address option). */
+export function neighbourAdvert(f: Frame & { target: string; lladdr: string; flags: number }): Buffer {
+  const icmp = Buffer.alloc(32);
+  icmp[0] = NA;
+  icmp[4] = f.flags;
+  addr(f.target).copy(icmp, 8);
+  icmp[24] = 2;
+  icmp[25] = 1;
+  mac(f.lladdr).copy(icmp, 26);
+  return frame(f, icmp);
+}
+
+/** A neighbour solicitation for `target`; with `lladdr` (source link-layer address option) the
+ *  receiver learns the source at it. From `::` (duplicate address detection) it carries none. */
+export function neighbourSolicit(f: Frame & { target: string; lladdr?: string }): Buffer {
+  const icmp = Buffer.alloc(f.lladdr ? 32 : 24);
+  icmp[0] = NS;
+  addr(f.target).copy(icmp, 8);
+  if (f.lladdr) {
+    icmp[24] = 1;
+    icmp[25] = 1;
+    mac(f.lladdr).copy(icmp, 26);
+  }
+  return frame(f, icmp);
+}
+
+const SEND = `
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for f in sys.argv[2:]:
+    s.send(bytes.fromhex(f))
+`;
+
+/** Sends the frames out of `dev` in the namespace, in order. */
+export function sendFrames(ns: Netns, dev: string, frames: Buffer[]): void {
+  ns.exec('python3', ['-c', SEND, dev, ...frames.map((f) => f.toString('hex'))]);
+}
