@@ -13,7 +13,8 @@ piece the cheapest stand-in, so the figure is a lower bound of a real agent's:
   benchmark's server (`devices_on_host`, a stand-in RPC), or against a real neutron-server reads a
   file the benchmark writes (BASE_DEVICES_FILE), in iterations in which casts arrived;
 - privileges: no rootwrap and no privsep daemon; the tools run as children of this process;
-- logging: errors only.
+- logging: errors only;
+- external locks (oslo.concurrency) in BASE_LOCK_DIR, a directory the caller makes and removes.
 Prints JSON lines ({"ready"}, then {"applied", "ports", "at"} per iteration) for bench/storm.ts and
 bench/neutron.ts.
 """
@@ -21,7 +22,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 
@@ -62,7 +62,8 @@ logging.disable(logging.WARNING)
 cfg.CONF.set_override('root_helper', '', 'AGENT')
 cfg.CONF.set_override('enable_ipset', False, 'SECURITYGROUP')
 cfg.CONF.set_override('firewall_driver', 'noop', 'SECURITYGROUP')  # replaced below
-lockutils.set_defaults(tempfile.mkdtemp(prefix='neutron-bench-lock-'))
+# The caller's directory, which it removes: this process ends by SIGKILL, with no chance to clean up.
+lockutils.set_defaults(os.environ['BASE_LOCK_DIR'])
 for ctx in (privileged.default, privileged.dhcp_release_cmd, privileged.ovs_vsctl_cmd,
             privileged.namespace_cmd, privileged.conntrack_cmd, privileged.link_cmd):
     ctx.set_client_mode(False)

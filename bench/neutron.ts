@@ -285,7 +285,7 @@ async function baseline(n: number): Promise<Run> {
       spaces.push(ns);
       fs.writeFileSync(path.join(dir, `devices-${h}`), '');
       const child = spawn(python, [path.join(repo, 'bench/neutron-agent.py')], {
-        env: { ...process.env, BASE_HOST: hostName(h), BASE_AMQP_URL: env.amqpUrl, BASE_NETNS: ns, BASE_DEVICES_FILE: path.join(dir, `devices-${h}`) },
+        env: { ...process.env, BASE_HOST: hostName(h), BASE_AMQP_URL: env.amqpUrl, BASE_NETNS: ns, BASE_DEVICES_FILE: path.join(dir, `devices-${h}`), BASE_LOCK_DIR: dir },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       procs.push(child);

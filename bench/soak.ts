@@ -5,7 +5,7 @@
 //
 //   node --import tsx bench/soak.ts        (root; a throwaway namespace; RabbitMQ as the tests use it)
 import { closeConnections } from '../test/helpers/broker.js';
-import { waitFor } from '../test/helpers/processes.js';
+import { waitFor } from '../test/helpers/wait.js';
 import { agentConnected, startAgent, startController, testBed } from '../test/helpers/sg.js';
 
 const minutes = Number(process.env.SOAK_MINUTES ?? 10);

@@ -304,13 +304,15 @@ async function baseline(agent: BaselineAgent): Promise<Run> {
   const ports: Port[] = [];
   const server = await baselineServer(ch, agent.kind, ports);
   const agents: { child: ChildProcess; ns: string; last: { applied: number; bytes: number; at: number; cpu: { self: number; children: number } } }[] = [];
+  // The Neutron agents' lock files (bench/neutron-agent.py), removed with the run.
+  const locks = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-storm-locks-'));
   try {
     for (let h = 0; h < HOSTS; h++) {
       const ns = `sgsb-${tag}-${h}`;
       spawnSync('ip', ['netns', 'add', ns]);
       const argv = agent.kind === 'neutron' ? [agent.python, path.join(repo, 'bench/neutron-agent.py')] : [process.execPath, '--import', 'tsx', path.join(repo, 'bench/baseline-agent.ts')];
       const child = spawn(argv[0]!, argv.slice(1), {
-        env: { ...process.env, BASE_HOST: hostName(h), BASE_AMQP_URL: url, BASE_NETNS: ns },
+        env: { ...process.env, BASE_HOST: hostName(h), BASE_AMQP_URL: url, BASE_NETNS: ns, BASE_LOCK_DIR: locks },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       const a = { child, ns, last: { applied: -1, bytes: 0, at: 0, cpu: { self: 0, children: 0 } }, ready: false };
@@ -349,6 +351,7 @@ async function baseline(agent: BaselineAgent): Promise<Run> {
       a.child.kill('SIGKILL');
       spawnSync('ip', ['netns', 'del', a.ns]);
     }
+    fs.rmSync(locks, { recursive: true, force: true });
     await conn.close();
     spawnSync('rabbitmqctl', ['delete_vhost', `sgbase-${tag}`], { stdio: 'ignore' });
   }

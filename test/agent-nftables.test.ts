@@ -3,11 +3,12 @@
 // may fail on the way. A full sync whose members the kernel already holds once made a transaction
 // of no message, which was taken for a refusal: the apply loop then backed off (up to 30 s) and held
 // every later change of the host back behind its timer.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { Oracle } from './helpers/backends.js';
 import { closeConnections } from './helpers/broker.js';
-import { Netns, requireNetns } from './helpers/netns.js';
-import { waitFor } from './helpers/processes.js';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
+import { waitFor } from './helpers/wait.js';
 import { agentConnected, startAgent, startController, testBed, type AgentProc, type ControllerProc, type TestBed } from './helpers/sg.js';
 
 const rulesOf = (self: boolean) => [
@@ -67,8 +68,7 @@ async function filtered(agent: AgentProc, ids: string[]): Promise<void> {
 }
 
 for (const mode of ['bridged', 'routed'] as const) {
-  test.serial(`nftables, ${mode}: start-up, the first port, full syncs with no change and a reconnect make no failed apply`, async (t) => {
-    if (!requireNetns(t)) return;
+  kernelTest.serial(`nftables, ${mode}: start-up, the first port, full syncs with no change and a reconnect make no failed apply`, async (t) => {
     const bed = await testBed(t, { topology: mode === 'bridged', prefix: 'sgnft' });
     const { ns, vms } = host(t, bed, mode);
     const [vm1, vm2] = [vms[0]!, vms[1]!];

@@ -3,13 +3,12 @@
 // host's queue, the group, host or default exchange, no touching another queue or the shared ones.
 // Then a controller and an agent run with nothing but those users: the agent waits for the controller
 // to declare the exchanges, and the firewall converges.
-import test from 'ava';
 import amqp, { type Channel } from 'amqplib';
 import { randomBytes } from 'node:crypto';
-import { requireNetns } from './helpers/netns.js';
+import { brokerTest, kernelTest } from './helpers/gate.js';
 import { brokerUser } from './helpers/broker.js';
 import { startController, startAgent, agentConnected, testBed } from './helpers/sg.js';
-import { waitFor } from './helpers/processes.js';
+import { waitFor } from './helpers/wait.js';
 import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_ROUTING_KEY } from '../src/protocol/routing.js';
 import { agentPermissions } from '../src/protocol/permissions.js';
 
@@ -38,7 +37,7 @@ async function allowed(url: string, op: (ch: Channel) => Promise<unknown>): Prom
 
 const body = Buffer.from('{"v":1,"type":"port.updated"}');
 
-test.serial("an agent's broker user reaches its own queue and the sync exchange, nothing of another host", async (t) => {
+brokerTest.serial("an agent's broker user reaches its own queue and the sync exchange, nothing of another host", async (t) => {
   const { vhost, key, token, dataDir, track } = await testBed(t, { prefix: 'sgperm' });
   const [hostA, hostB] = [`a-${randomBytes(3).toString('hex')}`, `b-${randomBytes(3).toString('hex')}`];
   const controller = brokerUser(vhost, 'controller');
@@ -94,8 +93,7 @@ test.serial("an agent's broker user reaches its own queue and the sync exchange,
   t.regex(agentPermissions(hostA).write, /^\^\(/, 'anchored expressions');
 });
 
-test.serial('a controller and an agent run with their role users alone; the agent waits for the exchanges', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('a controller and an agent run with their role users alone; the agent waits for the exchanges', async (t) => {
   const { vhost, key, token, dataDir, topo, track } = await testBed(t, { prefix: 'sgperm', topology: true });
   const host = `perm-${vhost.name}`;
   const v1 = topo.addVm(1);

@@ -5,22 +5,28 @@
 import test from 'ava';
 import amqp from 'amqplib';
 import fs from 'node:fs';
-import { requireNetns } from './helpers/netns.js';
+import { brokerTest, kernelTest } from './helpers/gate.js';
 import { testKey, removeKeys } from './helpers/keys.js';
-import { brokerUser } from './helpers/broker.js';
+import { brokerUser, rabbitmqctl } from './helpers/broker.js';
 import { startTlsNode, type TlsNode } from './helpers/rabbit-tls.js';
 import { startController, startAgent, agentConnected, testBed } from './helpers/sg.js';
-import { startProcess, stopProcess, waitFor } from './helpers/processes.js';
+import { startProcess, stopProcess } from './helpers/processes.js';
+import { waitFor } from './helpers/wait.js';
 
 let node: TlsNode | undefined;
 test.before(async () => {
-  if (process.getuid?.() === 0) node = await startTlsNode();
+  if (brokerTest.runs) node = await startTlsNode();
 });
 test.after.always(() => node?.stop());
+function started(): TlsNode {
+  if (!node) throw new Error('the TLS node was not started');
+  return node;
+}
 
-test.serial('controller and agent over TLS with client certificates; the agent logs in with its certificate', async (t) => {
-  if (!requireNetns(t) || !node) return;
-  const { vhost, key, token, dataDir, topo, track } = await testBed(t, { prefix: 'sgtls', topology: true, node: node.node, tlsPort: node.port });
+kernelTest.serial('controller and agent over TLS with client certificates; the agent logs in with its certificate', async (t) => {
+  const node = started();
+  const tls = { node: node.node, port: node.port };
+  const { vhost, key, token, dataDir, topo, track } = await testBed(t, { prefix: 'sgtls', topology: true, tls });
   const host = `tls-${vhost.name}`;
   const v1 = topo.addVm(1);
   const controllerUser = brokerUser(vhost, 'controller');
@@ -49,14 +55,14 @@ test.serial('controller and agent over TLS with client certificates; the agent l
   await ctl.call('PUT', '/ports/p1', { host, device: v1.device, mac: v1.mac, fixedIps: [v1.ip4], securityGroups: ['web'] });
   await waitFor("the port's chains in the kernel", () => topo.host.exec('iptables-save', ['-t', 'filter']).includes(`--physdev-out ${v1.device} `));
   const conns = JSON.parse(
-    (await import('node:child_process')).spawnSync('rabbitmqctl', ['-n', node.node, 'list_connections', 'user', 'ssl', 'peer_cert_subject', 'auth_mechanism', '--formatter', 'json'], { encoding: 'utf8' }).stdout,
+    rabbitmqctl(node.node, ['list_connections', 'user', 'ssl', 'peer_cert_subject', 'auth_mechanism', '--formatter', 'json']),
   ) as { user: string; ssl: boolean; auth_mechanism: string }[];
   t.like(conns.find((c) => c.user === agentUser), { ssl: true, auth_mechanism: 'EXTERNAL' }, 'the agent: TLS, logged in by certificate');
   t.like(conns.find((c) => c.user === controllerUser.user), { ssl: true, auth_mechanism: 'PLAIN' }, 'the controller: TLS, password');
 });
 
-test.serial('no certificate, or one from another CA, is refused; TLS files need an amqps:// URL', async (t) => {
-  if (!node) return void t.pass();
+brokerTest.serial('no certificate, or one from another CA, is refused; TLS files need an amqps:// URL', async (t) => {
+  const node = started();
   const ca = fs.readFileSync(node.ca);
   const url = `amqps://guest:guest@localhost:${node.port}/`;
   await t.throwsAsync(amqp.connect(url, { ca: [ca] }), undefined, 'no client certificate');
@@ -67,7 +73,7 @@ test.serial('no certificate, or one from another CA, is refused; TLS files need 
   await conn.close();
   const key = testKey();
   t.teardown(() => removeKeys(key));
-  const agent = startProcess('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: 'x', SG_AMQP_URL: 'amqp://127.0.0.1:5672/', SG_AMQP_CA_FILE: node.ca, SG_TRUSTED_KEYS: key.publicKeyFile, SG_METRICS_LISTEN: '' });
+  const agent = startProcess('src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: 'x', SG_AMQP_URL: `amqp://127.0.0.1:${node.port}/`, SG_AMQP_CA_FILE: node.ca, SG_TRUSTED_KEYS: key.publicKeyFile, SG_METRICS_LISTEN: '' });
   t.teardown(() => stopProcess(agent));
   t.is((await agent.exit).code, 1);
   t.regex(agent.dump(), /not amqps/);

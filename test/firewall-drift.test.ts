@@ -1,12 +1,12 @@
 // Drift the periodic check must find on both backends, whatever it is: a member swapped for a
 // foreign address (the set's count unchanged), and a host with no port yet, where there is nothing
 // of ours to compare and the check must not fail.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import pino from 'pino';
 import { Writable } from 'node:stream';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
 import { BACKENDS, NFT, openEngine, Oracle, type Backend } from './helpers/backends.js';
-import { requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -38,11 +38,10 @@ function recordingLogger(): { logger: pino.Logger; errors: string[] } {
 }
 
 function both(title: string, body: (t: ExecutionContext, backend: Backend) => Promise<void>): void {
-  for (const b of BACKENDS) test(`${b} › ${title}`, (t) => body(t, b));
+  for (const b of BACKENDS) kernelTest(`${b} › ${title}`, (t) => body(t, b));
 }
 
 both('a member swapped for a foreign address, the count unchanged, is found and put back by the quick check', async (t, backend) => {
-  if (!requireNetns(t)) return;
   const topo = new Topology();
   const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
   t.teardown(async () => {
@@ -80,7 +79,6 @@ both('a member swapped for a foreign address, the count unchanged, is found and 
 });
 
 both('a host with no port: the periodic check runs without failing, and the first port goes in beside it', async (t, backend) => {
-  if (!requireNetns(t)) return;
   const topo = new Topology();
   const { logger, errors } = recordingLogger();
   // A check every 50 ms: many of them run before, around and after the first port's apply.

@@ -9,10 +9,12 @@ import path from 'node:path';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { decide, openDataplane } from '../src/firewall/select.js';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
-import { Netns, requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine, Oracle } from './helpers/backends.js';
 import { TABLE } from './helpers/nft-churn.js';
+import { waitFor } from './helpers/wait.js';
 
 const repo = path.resolve(__dirname, '..');
 
@@ -63,8 +65,7 @@ function churnState(ns: Netns): { set: Set<string>; chain: Set<string>; elements
   return { set, chain, elements, rules };
 }
 
-test('a process killed with SIGKILL in the middle of its transactions leaves one whole state, never a mix', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest('a process killed with SIGKILL in the middle of its transactions leaves one whole state, never a mix', async (t) => {
   const ns = Netns.create('sgkill');
   t.teardown(() => ns.destroy());
   const seen = new Set<string>();
@@ -84,8 +85,7 @@ test('a process killed with SIGKILL in the middle of its transactions leaves one
   t.log(`states found after the kills: ${[...seen].join(', ')}`);
 });
 
-test('a batch sent without its end by a process then killed changes nothing', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest('a batch sent without its end by a process then killed changes nothing', async (t) => {
   const ns = Netns.create('sgkill');
   t.teardown(() => ns.destroy());
   // A table in a known state first.
@@ -118,8 +118,7 @@ async function until(ok: () => boolean, ms = 10_000): Promise<number> {
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
-test('a hand-made change to our tables is repaired as the kernel announces it (latency logged)', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest('a hand-made change to our tables is repaired as the kernel announces it (latency logged)', async (t) => {
   // The periodic check is far off: a repair within it comes from the notification.
   const { topo, fw, k } = await engineWithWatch(t, 60_000);
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
@@ -146,17 +145,21 @@ test('a hand-made change to our tables is repaired as the kernel announces it (l
   t.log(`repaired after (polled with nft every 2 ms; other tests share the machine): ${latencies.join(', ')}`);
   // Each repair is reported from the watch's thread a moment after the kernel has it.
   await until(() => fw.stats.repairs >= 3);
-  t.pass();
+  t.true(fw.stats.repairs >= 3, 'each repair counted');
   t.true(topo.ping(a, b.ip4), 'members admitted');
   t.false(topo.ping(x, b.ip4), 'a non-member kept out: the port is marked and dispatched again');
 });
 
-/** Pings `to` from `vm` every 10 ms until stopped; resolves with what was sent and answered. */
-function prober(vm: Vm, to: string): { stop: () => Promise<{ sent: number; received: number }> } {
-  const child = spawn('ip', ['netns', 'exec', vm.ns.name, 'ping', '-n', '-i', '0.01', '-W', '1', to], { stdio: ['ignore', 'pipe', 'ignore'] });
+/** Pings `to` from `vm` every 10 ms until stopped: `sent()` counts the probes so far (ping -O prints a
+ *  line for each one unanswered, as well as for each reply); `stop` resolves with what was sent and
+ *  answered. */
+function prober(vm: Vm, to: string): { sent: () => number; stop: () => Promise<{ sent: number; received: number }> } {
+  const ping = ['ping', '-n', '-O', '-i', '0.01', '-W', '1', to];
+  const child = spawn('ip', ['netns', 'exec', vm.ns.name, ...ping], { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   return {
+    sent: () => Math.max(0, ...[...out.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1]))),
     stop: async () => {
       const gone = new Promise((r) => child.once('exit', r));
       child.kill('SIGINT');
@@ -167,8 +170,7 @@ function prober(vm: Vm, to: string): { stop: () => Promise<{ sent: number; recei
   };
 }
 
-test('switching a host between backends: the new one is in before the old one goes, and nothing gets through meanwhile', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest('switching a host between backends: the new one is in before the old one goes, and nothing gets through meanwhile', async (t) => {
   const topo = new Topology();
   t.teardown(() => topo.destroy());
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
@@ -181,16 +183,18 @@ test('switching a host between backends: the new one is in before the old one go
   await fw1.close();
   t.false(topo.ping(x, b.ip4));
   for (const [to, from] of [['nftables', ipt], ['iptables', nft]] as const) {
+    // Probes go out before the switch starts and after it is done: every moment of it is probed.
     const p = prober(x, b.ip4);
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(`${to}: the prober running`, () => p.sent() >= 5);
     const { dataplane, kind } = await openDataplane(to, { netns: topo.host.path, mode: 'bridged' });
     t.is(kind, to);
     const fw = new FirewallEngine(dataplane, { coalesceMs: 5 });
     fw.replaceAll(state);
     await fw.flush();
-    await new Promise((r) => setTimeout(r, 300));
+    const switched = p.sent();
+    await waitFor(`${to}: probes after the switch`, () => p.sent() >= switched + 5);
     const probed = await p.stop();
-    t.true(probed.sent > 20, `${to}: the prober ran through the switch (${probed.sent} sent)`);
+    t.true(probed.sent >= switched + 5, `${to}: the prober ran through the switch (${probed.sent} sent, ${switched} when it was done)`);
     t.is(probed.received, 0, `${to}: the non-member got nothing through while the backends changed`);
     t.deepEqual(from.ours(), [], `${to}: the other backend's objects are gone`);
     t.not((to === 'nftables' ? nft : ipt).ours().length, 0);
@@ -200,8 +204,7 @@ test('switching a host between backends: the new one is in before the old one go
   }
 });
 
-test('sg-agent cleanup removes what either backend made', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest('sg-agent cleanup removes what either backend made', async (t) => {
   const topo = new Topology();
   t.teardown(() => topo.destroy());
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
@@ -222,8 +225,7 @@ test('sg-agent cleanup removes what either backend made', async (t) => {
   t.deepEqual(nft.ours(), []);
 });
 
-test('sg-agent check says what the kernel supports and what auto chooses, as the probe finds it', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest('sg-agent check says what the kernel supports and what auto chooses, as the probe finds it', async (t) => {
   const ns = Netns.create('sgcheck');
   t.teardown(() => ns.destroy());
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'check'], { cwd: repo, env: { ...process.env, SG_NETNS: ns.path, SG_DATAPLANE: 'auto' }, encoding: 'utf8' });
@@ -245,8 +247,7 @@ test('auto takes nftables only where the kernel has all it needs, and says why (
 });
 
 // Serial: it counts this process's sockets, which the file's other tests open and close concurrently.
-test.serial('the nf_tables client: a refused operation is named and nothing changes; errors carry codes; close releases its sockets', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('the nf_tables client: a refused operation is named and nothing changes; errors carry codes; close releases its sockets', async (t) => {
   const ns = Netns.create('sgnfterr');
   t.teardown(() => ns.destroy());
   const { NftClient } = await import('../src/firewall/nftables/native.js');

@@ -2,10 +2,10 @@
 // backends: traffic from a VM to the host itself (INPUT), ARP and IPv6 neighbour spoofing protection,
 // stateless groups (NOTRACK), connections cut when a port leaves a group or an allowed-pair address
 // stops being admitted, and coexistence with other programs' objects that merely look like ours.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import type { FirewallEngine } from '../src/firewall/engine.js';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
-import { requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { BACKENDS, NFT, openEngine, Oracle, type Backend } from './helpers/backends.js';
 import { NA_OVERRIDE, neighbourAdvert, neighbourSolicit, sendFrames, solicitedNode } from './helpers/ndp.js';
@@ -18,8 +18,7 @@ interface Ctx {
   k: Oracle;
 }
 
-async function setup(t: ExecutionContext, backend: Backend): Promise<Ctx | undefined> {
-  if (!requireNetns(t)) return undefined;
+async function setup(t: ExecutionContext, backend: Backend): Promise<Ctx> {
   const topo = new Topology();
   const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
   t.teardown(async () => {
@@ -31,7 +30,7 @@ async function setup(t: ExecutionContext, backend: Backend): Promise<Ctx | undef
 
 /** The same test on both backends. */
 function both(title: string, body: (t: ExecutionContext, backend: Backend) => Promise<void>): void {
-  for (const b of BACKENDS) test(`${b} › ${title}`, (t) => body(t, b));
+  for (const b of BACKENDS) kernelTest(`${b} › ${title}`, (t) => body(t, b));
 }
 
 function port(vm: Vm, groups: string[], extra: Partial<PortInput> = {}): PortInput {
@@ -54,7 +53,6 @@ async function applied(t: ExecutionContext, fw: FirewallEngine, ...vms: Vm[]): P
 
 both('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as Neutron allows it', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const host = topo.hostAddress('10.100.0.254/24');
@@ -76,7 +74,6 @@ both('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as
 });
 
 both('devices named like VM ports that the agent does not know are dropped, not passed (opt-in)', async (t, backend) => {
-  if (!requireNetns(t)) return;
   const topo = new Topology();
   const [a, b, unknown] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   // The topology names devices t<tag>v<n>: the common part is the prefix a deployment would give (tap).
@@ -107,7 +104,6 @@ both('devices named like VM ports that the agent does not know are dropped, not 
 
 both('ARP spoofing: a port may send ARP only for its own addresses and allowed pairs', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b, v, loose] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
   fw.setGroup(selfGroup('default'));
@@ -236,7 +232,6 @@ both('IPv6 neighbour discovery, duplicate address detection and ping between all
 
 both('stateless groups: no connection tracking for the port, replies must be admitted by rules', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [srv, cli, cli2] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   topo.serve(srv, 7000);
@@ -263,7 +258,6 @@ both('stateless groups: no connection tracking for the port, replies must be adm
 
 both('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(srv, 1080);
@@ -283,7 +277,6 @@ both('a port that leaves a group loses the connections only that group admitted'
 
 both('connections to and from allowed-pair addresses are cut like those of fixed IPs', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
   const pairCli = '10.100.0.77';
@@ -318,9 +311,8 @@ both('connections to and from allowed-pair addresses are cut like those of fixed
   toPair.close();
 });
 
-test('iptables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
+kernelTest('iptables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
   const c = await setup(t, 'iptables');
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const h = topo.host;
@@ -359,9 +351,8 @@ test('iptables › objects of other programs that look like ours are never touch
   t.false(h.exec('ipset', ['list', '-n']).split('\n').some((n) => names.owns(n)), 'our sets are gone');
 });
 
-test('nftables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
+kernelTest('nftables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
   const c = await setup(t, 'nftables');
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const h = topo.host;

@@ -1,7 +1,8 @@
 // Routed mode on both backends: each VM on its own point-to-point link to the host, which routes
 // between them; ports are told apart by their device (no bridge, no br_netfilter).
-import test, { type ExecutionContext } from 'ava';
-import { requireNetns, Netns } from './helpers/netns.js';
+import type { ExecutionContext } from 'ava';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
 import { BACKENDS, openEngine, type Backend } from './helpers/backends.js';
 import type { PortInput, SecurityGroupInput } from '../src/model.js';
 
@@ -59,8 +60,7 @@ const selfGroup: SecurityGroupInput = { id: 'default', rules: [{ id: 'i4', direc
 const quiet: SecurityGroupInput = { id: 'quiet', rules: [{ id: 'o', direction: 'egress', ethertype: 'IPv4', protocol: 'tcp' }] };
 
 for (const backend of BACKENDS) {
-  test(`${backend} › routed ports: members admitted, others dropped, spoofing dropped, traffic to the host through the egress rules`, async (t) => {
-    if (!requireNetns(t)) return;
+  kernelTest(`${backend} › routed ports: members admitted, others dropped, spoofing dropped, traffic to the host through the egress rules`, async (t) => {
     const r = routedHost(t);
     const [a, b, x] = [r.add(1), r.add(2), r.add(3)];
     const fw = await openEngine(backend as Backend, r.host, { coalesceMs: 5, mode: 'routed' });
@@ -89,8 +89,7 @@ for (const backend of BACKENDS) {
 }
 
 for (const backend of BACKENDS) {
-  test(`${backend} › routed: a device named like a VM port that the agent does not know is dropped (opt-in)`, async (t) => {
-    if (!requireNetns(t)) return;
+  kernelTest(`${backend} › routed: a device named like a VM port that the agent does not know is dropped (opt-in)`, async (t) => {
     const r = routedHost(t);
     const [a, b, u] = [r.add(1), r.add(2), r.add(3)];
     const prefix = a.device.slice(0, a.device.lastIndexOf('v'));

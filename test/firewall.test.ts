@@ -1,11 +1,11 @@
 // The firewall engine with real packets, on both backends: a bridge "host" namespace, VM namespaces
 // on veth pairs, the engine managing the host namespace, and ping/TCP/UDP between VMs as the proof.
 // What each backend put in the kernel is read with the tools (test/helpers/backends.ts).
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import type { FirewallEngine, FirewallEngineOptions } from '../src/firewall/engine.js';
 import { portMemberAddresses, validatePort, ValidationError } from '../src/domain/validate.js';
 import type { PortInput, SecurityGroupInput, SecurityGroupRuleInput } from '../src/model.js';
-import { requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { ipsetSave } from './helpers/ipset-oracle.js';
 import { BACKENDS, NFT, openEngine, Oracle, type Backend } from './helpers/backends.js';
@@ -16,8 +16,7 @@ interface Ctx {
   k: Oracle;
 }
 
-async function setup(t: ExecutionContext, backend: Backend, opts: Omit<FirewallEngineOptions, 'netns' | 'dataplane'> = {}): Promise<Ctx | undefined> {
-  if (!requireNetns(t)) return undefined;
+async function setup(t: ExecutionContext, backend: Backend, opts: Omit<FirewallEngineOptions, 'netns' | 'dataplane'> = {}): Promise<Ctx> {
   const topo = new Topology();
   const fw = await openEngine(backend, topo.host, { coalesceMs: 5, ...opts });
   t.teardown(async () => {
@@ -29,7 +28,7 @@ async function setup(t: ExecutionContext, backend: Backend, opts: Omit<FirewallE
 
 /** The same test on both backends. */
 function both(title: string, body: (t: ExecutionContext, backend: Backend) => Promise<void>): void {
-  for (const b of BACKENDS) test(`${b} › ${title}`, (t) => body(t, b));
+  for (const b of BACKENDS) kernelTest(`${b} › ${title}`, (t) => body(t, b));
 }
 
 function port(vm: Vm, groups: string[], extra: Partial<PortInput> = {}): PortInput {
@@ -68,7 +67,6 @@ const egressOnly: SecurityGroupInput = { id: 'egress-only', stateful: true, rule
 
 both('default group: members get in, others do not; membership changes touch no iptables rule', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(defaultGroup());
@@ -100,7 +98,6 @@ both('default group: members get in, others do not; membership changes touch no 
 
 both('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(b, 8005);
@@ -141,7 +138,6 @@ both('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (t, backend
 
 both('stateful: replies to admitted connections return, the reverse direction stays closed', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(a, 7000);
@@ -158,7 +154,6 @@ both('stateful: replies to admitted connections return, the reverse direction st
 
 both('anti-spoofing: a VM using another address is dropped; an allowed pair passes', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   topo.addAddress(a, '10.100.0.50/24');
@@ -175,7 +170,6 @@ both('anti-spoofing: a VM using another address is dropped; an allowed pair pass
 
 both('port security off: the port is not filtered', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b, d] = [topo.addVm(1), topo.addVm(2), topo.addVm(4)];
   fw.setGroup(egressOnly);
@@ -190,7 +184,6 @@ both('port security off: the port is not filtered', async (t, backend) => {
 
 both('removing a port removes its chains and the sets no rule needs any more', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   fw.setGroup(defaultGroup());
@@ -215,7 +208,6 @@ both('removing a port removes its chains and the sets no rule needs any more', a
 
 both('drift made by hand is repaired by reconcile', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(defaultGroup());
@@ -260,7 +252,6 @@ both('the periodic check repairs hand-made drift on its own: a member deleted, a
   // what a check costs is measured by bench:firewall (firewall.reconcile.300, firewall.repair.*). The
   // nftables backend repairs on the kernel's notification, before any check.
   const c = await setup(t, backend, { reconcileIntervalMs: 1000 });
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(defaultGroup());
@@ -298,7 +289,6 @@ both('the periodic check repairs hand-made drift on its own: a member deleted, a
 
 both('hostile ids give valid, distinct kernel names and work', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const long = 'x'.repeat(250);
@@ -319,7 +309,6 @@ both('hostile ids give valid, distinct kernel names and work', async (t, backend
 
 both('an established TCP connection is cut when its peer leaves the group', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(b, 6000);
@@ -340,7 +329,6 @@ both('an established TCP connection is cut when its peer leaves the group', asyn
 
 both('an allowed pair of 0.0.0.0/0 in group G does not let non-members of G in', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [router, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(defaultGroup('G'));
@@ -364,7 +352,6 @@ both('an allowed pair of 0.0.0.0/0 in group G does not let non-members of G in',
 
 both('a group of 70,000 members works (larger than the default maxelem)', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   fw.setGroup(defaultGroup());
@@ -381,7 +368,6 @@ both('a group of 70,000 members works (larger than the default maxelem)', async 
 
 both('bad input is rejected with a clear error, counted, and changes nothing', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const a = topo.addVm(1);
   fw.setGroup(defaultGroup());
@@ -408,7 +394,6 @@ both('bad input is rejected with a clear error, counted, and changes nothing', a
 
 both('one membership change is one set operation, however many rules name the group', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const rules: SecurityGroupRuleInput[] = Array.from({ length: 50 }, (_, i) => ({
@@ -431,7 +416,6 @@ both('one membership change is one set operation, however many rules name the gr
 
 both('a set the kernel refuses is quarantined: its rules are held back, everything else converges, the retry brings it in', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b, x, w1, w2, w3] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4), topo.addVm(5), topo.addVm(6)];
   // Someone else holds our set name with another type and a rule refers to it: the engine cannot make
@@ -488,7 +472,6 @@ both('a set the kernel refuses is quarantined: its rules are held back, everythi
 
 both('a restarted engine keeps filtering until its first apply, then drops what the old run left', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(defaultGroup());
@@ -511,7 +494,6 @@ both('a restarted engine keeps filtering until its first apply, then drops what 
 
 both('rules are written as the kernel reads them back: a reconcile right after an apply repairs nothing', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   fw.setGroup({
@@ -543,7 +525,6 @@ both('a burst of port bindings shares one chain rewrite per interval; membership
   // An interval no slow machine can overrun: what waits for it is released by flush() below. (The
   // timer that releases it by itself is what every e2e test with ports created in a row goes through.)
   const ctx = await setup(t, backend, { structureIntervalMs: 600_000 });
-  if (!ctx) return;
   const { topo, fw, k } = ctx;
   // A rule write is one restore per family and one of ebtables, or one nftables transaction.
   const perWrite = backend === 'iptables' ? 3 : 1;
@@ -574,7 +555,6 @@ both('a burst of port bindings shares one chain rewrite per interval; membership
 
 both('member changes that arrive while an apply is running are not lost', async (t, backend) => {
   const c = await setup(t, backend);
-  if (!c) return;
   const { topo, fw, k } = c;
   const a = topo.addVm(1);
   fw.setGroup(defaultGroup());

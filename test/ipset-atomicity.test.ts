@@ -1,6 +1,7 @@
 // The ipset engine keeps its own atomicity (issue 10, items 6–10 and the native part of 14), checked
 // against the kernel with `ipset save` as the oracle, each test in a fresh network namespace.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
+import { kernelTest } from './helpers/gate.js';
 import { IpsetClient, IpsetError, MemberList, tempSetName, type SetSpec } from '../src/ipset.js';
 import { bytesSent } from '../src/internal/hooks.js';
 import { clientInFreshNetns, ipsetSave, membersOf, rejectsWith } from './helpers/ipset-oracle.js';
@@ -15,9 +16,8 @@ const rejects = rejectsWith;
 const ip4 = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
 const range = (from: number, n: number) => Array.from({ length: n }, (_, k) => ip4(from + k));
 
-test('item 6: a sync with a member the kernel refuses changes nothing, names the member, and the old list still syncs', async (t) => {
+kernelTest('item 6: a sync with a member the kernel refuses changes nothing, names the member, and the old list still syncs', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const old = range(1, 300);
   await c.syncSet('s4', IP4, old);
@@ -39,9 +39,8 @@ test('item 6: a sync with a member the kernel refuses changes nothing, names the
   t.deepEqual(membersOf(ns, 's4'), [...old].sort());
 });
 
-test('item 6: what the kernel refuses for each type and family is exactly what is refused up front', async (t) => {
+kernelTest('item 6: what the kernel refuses for each type and family is exactly what is refused up front', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   // Everything the kernel takes is taken; everything it refuses is refused before any send.
   const cases: [SetSpec, string, boolean][] = [
@@ -68,9 +67,8 @@ test('item 6: what the kernel refuses for each type and family is exactly what i
   }
 });
 
-test('item 7: an in-place change that fails half-way is undone, and a set a failed sync created is gone', async (t) => {
+kernelTest('item 7: an in-place change that fails half-way is undone, and a set a failed sync created is gone', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const spec = { ...IP4, maxelem: 6 };
   await c.syncSet('s', spec, ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4']);
@@ -87,9 +85,8 @@ test('item 7: an in-place change that fails half-way is undone, and a set a fail
   t.false(ipsetSave(ns).has('fresh'));
 });
 
-test('item 8: swap with a missing second set is SET_NOT_FOUND; rename onto an existing name is SET_EXISTS', async (t) => {
+kernelTest('item 8: swap with a missing second set is SET_NOT_FOUND; rename onto an existing name is SET_EXISTS', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { c } = s;
   await c.create('a', NET4);
   await c.create('b', NET4);
@@ -99,9 +96,8 @@ test('item 8: swap with a missing second set is SET_NOT_FOUND; rename onto an ex
   await rejects(t, c.rename('a', 'b'), 'SET_EXISTS');
 });
 
-test('item 9: failing elements cost one small message each, not a resend of the rest of the batch', async (t) => {
+kernelTest('item 9: failing elements cost one small message each, not a resend of the rest of the batch', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const present = range(0, 20_000);
   await c.syncSet('s', NET4, present);
@@ -131,9 +127,8 @@ test('item 9: failing elements cost one small message each, not a resend of the 
   t.deepEqual(membersOf(ns, 'd'), []);
 });
 
-test('item 10: sets whose contents are not member lists are refused, never read wrong', async (t) => {
+kernelTest('item 10: sets whose contents are not member lists are refused, never read wrong', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   ns.exec('ipset', ['create', 'nm', 'hash:net']);
   ns.exec('ipset', ['add', 'nm', '10.0.0.0/8']);
@@ -162,9 +157,8 @@ test('item 10: sets whose contents are not member lists are refused, never read 
   t.like(await c.reconcile('nm'), { repaired: false });
 });
 
-test('item 10: addresses read back as ipset save prints them; octal-looking prefixes are refused', async (t) => {
+kernelTest('item 10: addresses read back as ipset save prints them; octal-looking prefixes are refused', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const v6 = ['::1.2.3.4', '::0.1.2.3', '::ffff:1.2.3.4', '::ffff:0:1.2.3.4', '1::1.2.3.4', '::0.0.1.2', '0:0:0:0:0:1:0:0', '1:0:0:0:1:0:0:0', 'fd00::1'];
   await c.syncSet('v6', IP6, v6);
@@ -178,9 +172,8 @@ test('item 10: addresses read back as ipset save prints them; octal-looking pref
   t.false(ipsetSave(ns).has('p'));
 });
 
-test('item 10: reconcile reports a repair when the set had to be made again', async (t) => {
+kernelTest('item 10: reconcile reports a repair when the set had to be made again', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.syncSet('empty', NET4, []);
   ns.exec('ipset', ['destroy', 'empty']);
@@ -194,9 +187,8 @@ test('item 10: reconcile reports a repair when the set had to be made again', as
   t.deepEqual(membersOf(ns, 'd'), ['10.0.0.1']);
 });
 
-test('item 10: create with exist over a set of another family or type is TYPE_MISMATCH', async (t) => {
+kernelTest('item 10: create with exist over a set of another family or type is TYPE_MISMATCH', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.create('n', NET4);
   const before = ns.exec('ipset', ['save']);
@@ -207,9 +199,8 @@ test('item 10: create with exist over a set of another family or type is TYPE_MI
   t.is(ns.exec('ipset', ['save']), before);
 });
 
-test('item 14: opening a client touches no set; a stale temp set goes only with the next replace of its own set', async (t) => {
+kernelTest('item 14: opening a client touches no set; a stale temp set goes only with the next replace of its own set', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   ns.exec('ipset', ['create', 'sgtmp-0123456789abcdef', 'hash:net']);
   ns.exec('ipset', ['create', 'theirs.t', 'hash:net']);
@@ -228,9 +219,8 @@ test('item 14: opening a client touches no set; a stale temp set goes only with 
   await rejects(t, c.create('mine.t', NET4), 'INVALID_NAME');
 });
 
-test('MemberList: packed once, synced many times, same result as strings', async (t) => {
+kernelTest('MemberList: packed once, synced many times, same result as strings', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const a = MemberList.from(range(0, 1000));
   const b = MemberList.from(new Set([...range(10, 990), '10.9.0.0/16', 'fd00::1'].slice(0, -1)));

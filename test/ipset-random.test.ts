@@ -4,10 +4,10 @@
 //
 // Seeded: SG_FUZZ_SEED=<n> replays a run, SG_FUZZ_STEPS / SG_FUZZ_SECONDS bound it (defaults keep CI
 // within about half a minute). A failure names the seed, the step and the operation.
-import test from 'ava';
 import { IpsetClient, IpsetError, type IpFamily, type SetSpec, type SetType } from '../src/ipset.js';
 import { native } from '../src/native.js';
-import { Netns, requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
 import { ipsetSave } from './helpers/ipset-oracle.js';
 import { rng, textRecord } from './helpers/seeded.js';
 
@@ -56,7 +56,7 @@ function addrBits(a: string): bigint {
 }
 
 /** Whether `set` matches `m` as the kernel's test does: in hash:net an address is matched by any network holding it. */
-function kernelTest(set: { type: SetType; family: IpFamily; members: Set<string> }, m: string): boolean {
+function kernelMatches(set: { type: SetType; family: IpFamily; members: Set<string> }, m: string): boolean {
   if (set.members.has(m)) return true;
   if (set.type !== 'hash:net' || m.includes('/')) return false;
   const width = set.family === 'inet' ? 32n : 128n;
@@ -76,8 +76,7 @@ const BAD = ['0.0.0.0', '::', '10.0.0.1/032', 'bogus', '10.0.0.256', '0.0.0.0/0'
 const NAMES = ['a', 'b', 'c', 'd'];
 const BAD_NAMES = ['bad name', 'x.t', ''];
 
-test('random operation sequences leave the kernel as the model says, failures leaving it as it was', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest('random operation sequences leave the kernel as the model says, failures leaving it as it was', async (t) => {
   const seed = Number(process.env.SG_FUZZ_SEED ?? Math.floor(Math.random() * 1e9));
   const maxSteps = Number(process.env.SG_FUZZ_STEPS ?? 1500);
   const deadline = Date.now() + Number(process.env.SG_FUZZ_SECONDS ?? 30) * 1000;
@@ -395,7 +394,7 @@ test('random operation sequences leave the kernel as the model says, failures le
         else if (m === null) expect = 'INVALID_MEMBER';
         else if (!set) expect = 'SET_NOT_FOUND';
         else if (!fits(set, m)) expect = 'INVALID_MEMBER';
-        else after = (res) => (res === kernelTest(set, m) ? null : `test said ${String(res)}`);
+        else after = (res) => (res === kernelMatches(set, m) ? null : `test said ${String(res)}`);
         run = () => c.test(name, member);
         break;
       }

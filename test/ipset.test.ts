@@ -1,6 +1,7 @@
 // Integration tests of the native ipset client against the real kernel, each in a fresh network
 // namespace, with `ipset save` as the oracle after every operation.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
+import { kernelTest } from './helpers/gate.js';
 import { IpsetClient, IpsetError, type SetSpec } from '../src/ipset.js';
 import { Netns } from './helpers/netns.js';
 import { clientInFreshNetns, ipsetSave, membersOf, rejectsWith } from './helpers/ipset-oracle.js';
@@ -16,9 +17,8 @@ function sorted(xs: Iterable<string>): string[] {
   return [...xs].sort();
 }
 
-test('negotiates the protocol and creates hash:ip and hash:net sets the ipset tool can list', async (t) => {
+kernelTest('negotiates the protocol and creates hash:ip and hash:net sets the ipset tool can list', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   t.true(c.protocol === 6 || c.protocol === 7);
   await c.create('n4', NET4);
@@ -41,9 +41,8 @@ test('negotiates the protocol and creates hash:ip and hash:net sets the ipset to
   await t.notThrowsAsync(c.create('n4', NET4, { exist: true }));
 });
 
-test('add, del and test, single and batched, agree with ipset save', async (t) => {
+kernelTest('add, del and test, single and batched, agree with ipset save', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.create('s', NET4);
   t.deepEqual(await c.add('s', ['10.0.0.1']), { applied: 1, failed: [] });
@@ -65,9 +64,8 @@ test('add, del and test, single and batched, agree with ipset save', async (t) =
   t.like(gone.failed[0], { member: '10.7.7.7', code: 'ELEMENT_MISSING' });
 });
 
-test('a batch that fails mid-way reports the failed element and applies all the others', async (t) => {
+kernelTest('a batch that fails mid-way reports the failed element and applies all the others', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.create('s', IP4);
   await c.add('s', ['192.0.2.50', '192.0.2.200']);
@@ -80,9 +78,8 @@ test('a batch that fails mid-way reports the failed element and applies all the 
   t.is(membersOf(ns, 's').length, 3000);
 });
 
-test('flush, rename, swap, destroy', async (t) => {
+kernelTest('flush, rename, swap, destroy', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.syncSet('a', NET4, ['10.0.0.1', '10.0.1.0/24']);
   await c.syncSet('b', NET4, ['10.9.0.0/16']);
@@ -101,9 +98,8 @@ test('flush, rename, swap, destroy', async (t) => {
   await rejects(t, c.add('nope', ['10.0.0.1']), 'SET_NOT_FOUND');
 });
 
-test('IPv6 and hash:net with mixed prefix lengths, normalised as the kernel stores them', async (t) => {
+kernelTest('IPv6 and hash:net with mixed prefix lengths, normalised as the kernel stores them', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.syncSet('v4', NET4, ['10.0.0.1', '10.0.0.9/32', '10.1.0.0/16', '10.2.3.4/24', '172.16.0.0/12', '192.0.2.128/25']);
   t.deepEqual(membersOf(ns, 'v4'), sorted(['10.0.0.1', '10.0.0.9', '10.1.0.0/16', '10.2.3.0/24', '172.16.0.0/12', '192.0.2.128/25']));
@@ -114,9 +110,8 @@ test('IPv6 and hash:net with mixed prefix lengths, normalised as the kernel stor
   t.is(back.header.entries, 4);
 });
 
-test('syncSet: creates, diffs in place, swaps for large changes and leaves no temp set', async (t) => {
+kernelTest('syncSet: creates, diffs in place, swaps for large changes and leaves no temp set', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const a = ['10.0.0.1', '10.0.0.2', '10.0.0.3'];
   t.like(await c.syncSet('s', NET4, a), { created: true, added: 3, removed: 0, swapped: false });
@@ -135,9 +130,8 @@ test('syncSet: creates, diffs in place, swaps for large changes and leaves no te
   t.deepEqual(sorted(ipsetSave(ns).keys()), ['s']);
 });
 
-test('a 100k-member set: sync, a 1% diff, a full replace, read back', async (t) => {
+kernelTest('a 100k-member set: sync, a 1% diff, a full replace, read back', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const ip = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
   const a = Array.from({ length: 100_000 }, (_, i) => ip(i));
@@ -156,9 +150,8 @@ test('a 100k-member set: sync, a 1% diff, a full replace, read back', async (t) 
   t.deepEqual(sorted(ipsetSave(ns).keys()), ['big'], 'no temp set left');
 });
 
-test('swap of mismatched types or families is refused', async (t) => {
+kernelTest('swap of mismatched types or families is refused', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { c } = s;
   await c.create('n4', NET4);
   await c.create('n6', NET6);
@@ -167,9 +160,8 @@ test('swap of mismatched types or families is refused', async (t) => {
   await rejects(t, c.swap('n4', 'i4'), 'TYPE_MISMATCH');
 });
 
-test('a set referenced by an iptables rule cannot be destroyed, and is updated by swap', async (t) => {
+kernelTest('a set referenced by an iptables rule cannot be destroyed, and is updated by swap', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.syncSet('ref', NET4, ['10.0.0.1']);
   ns.exec('iptables', ['-A', 'INPUT', '-m', 'set', '--match-set', 'ref', 'src', '-j', 'DROP']);
@@ -188,9 +180,8 @@ test('a set referenced by an iptables rule cannot be destroyed, and is updated b
   t.deepEqual(membersOf(ns, 'ref'), ['10.0.0.2']);
 });
 
-test('many concurrent calls from JS on two clients', async (t) => {
+kernelTest('many concurrent calls from JS on two clients', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const c2 = await IpsetClient.open({ netns: ns.path });
   await c.create('cc', IP4);
@@ -202,9 +193,8 @@ test('many concurrent calls from JS on two clients', async (t) => {
   t.deepEqual(membersOf(ns, 'cc'), sorted(ips));
 });
 
-test('bad input is refused before any kernel call and changes nothing', async (t) => {
+kernelTest('bad input is refused before any kernel call and changes nothing', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.syncSet('s4', NET4, ['10.0.0.1']);
   await c.syncSet('i4', IP4, ['10.0.0.1']);
@@ -248,9 +238,8 @@ test('bad input is refused before any kernel call and changes nothing', async (t
   t.is(ns.exec('ipset', ['save']), before);
 });
 
-test('a full set reports SET_FULL for the elements that did not fit', async (t) => {
+kernelTest('a full set reports SET_FULL for the elements that did not fit', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   await c.create('tiny', { ...IP4, maxelem: 4 });
   const r = await c.add('tiny', ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6']);
@@ -259,9 +248,8 @@ test('a full set reports SET_FULL for the elements that did not fit', async (t) 
   t.is(membersOf(ns, 'tiny').length, 4);
 });
 
-test('reconcile repairs drift made by hand and readSet refreshes the mirror', async (t) => {
+kernelTest('reconcile repairs drift made by hand and readSet refreshes the mirror', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   const want = ['10.0.0.1', '10.0.0.2', '10.3.0.0/16'];
   await c.syncSet('d', NET4, want);
@@ -278,9 +266,8 @@ test('reconcile repairs drift made by hand and readSet refreshes the mirror', as
   await rejects(t, c.reconcile('unmanaged'), 'SET_NOT_FOUND');
 });
 
-test('opening a client changes nothing, here or in other namespaces', async (t) => {
+kernelTest('opening a client changes nothing, here or in other namespaces', async (t) => {
   const s = await setup(t);
-  if (!s) return;
   const { ns, c } = s;
   ns.exec('ipset', ['create', 'sgtmp-0123456789abcdef', 'hash:net']);
   ns.exec('ipset', ['create', 'theirs', 'hash:ip']);

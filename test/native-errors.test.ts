@@ -8,12 +8,12 @@ import { IpsetError, NativeError } from '../src/errors.js';
 import { deleteConntrackBetween } from '../src/conntrack.js';
 import { Iptables, IptablesError } from '../src/firewall/iptables/tools.js';
 import { nativeHandle } from '../src/ipset.js';
-import { Netns, requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
 
 const MISSING_NS = '/var/run/netns/sg-no-such-namespace';
 
-test('an ipset error carries its code and what it concerns as properties of a real Error', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest('an ipset error carries its code and what it concerns as properties of a real Error', async (t) => {
   const ns = Netns.create('sgerr');
   t.teardown(() => ns.destroy());
   const c = await IpsetClient.open({ netns: ns.path });
@@ -55,8 +55,7 @@ function socketCount(): number {
   }).length;
 }
 
-test.serial('close() releases the socket after the calls already made; later calls fail with CLIENT_CLOSED', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('close() releases the socket after the calls already made; later calls fail with CLIENT_CLOSED', async (t) => {
   const ns = Netns.create('sgclose');
   t.teardown(() => ns.destroy());
   const before = socketCount();

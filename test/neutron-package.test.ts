@@ -2,12 +2,12 @@
 // `pip install packaging/neutron` into a fresh virtualenv — on a host with no route to a package
 // index (pip run in a network namespace of its own, with an empty home: no cache, no config), and
 // leaves its source tree as it was (no build/, no *.egg-info, nothing but Python's bytecode cache).
-import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Netns, requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
 
 const repo = path.resolve(__dirname, '..');
 const pkg = path.join(repo, 'packaging/neutron');
@@ -23,8 +23,7 @@ function snapshot(dir: string): string[] {
   }).sort();
 }
 
-test.serial('pip install packaging/neutron works offline into a fresh venv and leaves the tree as it was', (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('pip install packaging/neutron works offline into a fresh venv and leaves the tree as it was', (t) => {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-pip-'));
   const ns = Netns.create('sgpip');
   t.teardown(() => {

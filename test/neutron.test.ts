@@ -11,11 +11,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import amqp from 'amqplib';
-import { requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { freePort } from './helpers/net.js';
 import { waitFor } from './helpers/wait.js';
 import { NeutronEnv, type Body } from './helpers/neutron-env.js';
+import { rabbitmqctl } from './helpers/broker.js';
+import { restartTestBroker, testBroker, type TestBroker } from './helpers/test-broker.js';
 import { deviceName, portHost, toPort, toRules, addressGroupKey, FIELDS, type NeutronPort, type NeutronRule } from '../src/neutron/translate.js';
 import { NeutronApi } from '../src/neutron/api.js';
 import { pushExchange } from '../src/neutron/messages.js';
@@ -24,10 +26,10 @@ import { testKey, testToken, removeKeys, type TestKey } from './helpers/keys.js'
 const repo = path.resolve(__dirname, '..');
 const tag = randomBytes(3).toString('hex');
 const sgVhost = `sgn-${tag}`;
+let broker: TestBroker;
 /** sg-controller's own user on Neutron's broker, with the permissions docs/neutron.md gives it. */
 const brokerUser = `sgctl-${tag}`;
 const BROKER_PERMISSIONS = ['^(amq\\.gen-.*|q-agent-notifier-.*_fanout|neutron-vo-.*_fanout)$', '^amq\\.gen-.*$', '^(q-agent-notifier-.*_fanout|neutron-vo-.*_fanout|amq\\.gen-.*)$'];
-const sgAmqpUrl = `amqp://guest:guest@127.0.0.1:5672/${sgVhost}`;
 const procs: ChildProcess[] = [];
 let env: NeutronEnv;
 let dataDir = '';
@@ -75,8 +77,8 @@ async function startController(): Promise<void> {
     proc: startNode('src/cli/sg-controller.ts', [], {
       SG_SOURCE: 'neutron',
       SG_NEUTRON_URL: env.apiUrl,
-      SG_NEUTRON_TRANSPORT_URL: `rabbit://${brokerUser}:pw-${tag}@127.0.0.1:5672/${env.vhost}`,
-      SG_AMQP_URL: sgAmqpUrl,
+      SG_NEUTRON_TRANSPORT_URL: broker.url(env.vhost, brokerUser, `pw-${tag}`).replace('amqp://', 'rabbit://'),
+      SG_AMQP_URL: broker.url(sgVhost),
       SG_DATA_DIR: dataDir,
       SG_HTTP_LISTEN: `127.0.0.1:${port}`,
       SG_SIGNING_KEY_FILE: key!.privateKeyFile,
@@ -108,7 +110,7 @@ async function startAgent(h: HostName): Promise<void> {
   a.metrics ||= `127.0.0.1:${await freePort()}`;
   a.proc = startNode('src/cli/sg-agent.ts', ['run'], {
     SG_AGENT_HOST: a.name,
-    SG_AMQP_URL: sgAmqpUrl,
+    SG_AMQP_URL: broker.url(sgVhost),
     SG_TRUSTED_KEYS: key!.publicKeyFile,
     SG_NETNS: a.topo!.host.path,
     SG_METRICS_LISTEN: a.metrics,
@@ -168,14 +170,14 @@ async function createGroup(name: string, rules: (g: string) => Body[] = selfRule
   return g.id;
 }
 
-let ready = false;
 test.before(async () => {
-  if (process.getuid?.() !== 0) return;
-  env = await NeutronEnv.start({ hosts: Object.values(hosts).map((h) => h.name) });
-  spawnSync('rabbitmqctl', ['add_vhost', sgVhost], { stdio: 'ignore' });
-  spawnSync('rabbitmqctl', ['set_permissions', '-p', sgVhost, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
-  spawnSync('rabbitmqctl', ['add_user', brokerUser, `pw-${tag}`], { stdio: 'ignore' });
-  spawnSync('rabbitmqctl', ['set_permissions', '-p', env.vhost, brokerUser, ...BROKER_PERMISSIONS], { stdio: 'ignore' });
+  if (!kernelTest.runs) return;
+  broker = await testBroker();
+  env = await NeutronEnv.start({ hosts: Object.values(hosts).map((h) => h.name), rabbit: broker });
+  rabbitmqctl(broker.node, ['add_vhost', sgVhost]);
+  rabbitmqctl(broker.node, ['set_permissions', '-p', sgVhost, 'guest', '.*', '.*', '.*']);
+  rabbitmqctl(broker.node, ['add_user', brokerUser, `pw-${tag}`]);
+  rabbitmqctl(broker.node, ['set_permissions', '-p', env.vhost, brokerUser, ...BROKER_PERMISSIONS]);
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-neutron-ctl-'));
   key = testKey();
   token = testToken();
@@ -188,15 +190,16 @@ test.before(async () => {
   for (const h of Object.values(hosts)) h.topo = new Topology();
   await startController();
   for (const h of ['a', 'b', 'c'] as const) await startAgent(h);
-  ready = true;
 });
 
 test.after.always(async () => {
   for (const p of procs) p.kill('SIGKILL');
   for (const h of Object.values(hosts)) h.topo?.destroy();
   await env?.stop();
-  spawnSync('rabbitmqctl', ['delete_vhost', sgVhost], { stdio: 'ignore' });
-  spawnSync('rabbitmqctl', ['delete_user', brokerUser], { stdio: 'ignore' });
+  if (broker) {
+    spawnSync('rabbitmqctl', ['-n', broker.node, 'delete_vhost', sgVhost], { stdio: 'ignore' });
+    spawnSync('rabbitmqctl', ['-n', broker.node, 'delete_user', brokerUser], { stdio: 'ignore' });
+  }
   if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   removeKeys(key);
   token?.remove();
@@ -247,8 +250,7 @@ async function assertNoDrift(t: ExecutionContext, ms = 60_000): Promise<void> {
   t.deepEqual(await drift(), [], 'Neutron, the store and the agents agree');
 }
 
-test.serial('agents enforce the groups made through Neutron\'s API; a host hears only of the groups its ports use', async (t) => {
-  if (!requireNetns(t) || !ready) return;
+kernelTest.serial('agents enforce the groups made through Neutron\'s API; a host hears only of the groups its ports use', async (t) => {
   const v1 = await vmOn(1, 'a', [groups.web!]);
   const v2 = await vmOn(2, 'a', [groups.web!]);
   const v3 = await vmOn(3, 'a', [groups.iso!]);
@@ -273,8 +275,7 @@ test.serial('agents enforce the groups made through Neutron\'s API; a host hears
   t.like(p1, { 'binding:vif_type': 'ovs', 'binding:vif_details': { ovs_hybrid_plug: true } });
 });
 
-test.serial('the REST client reads every page, only the fields it needs', async (t) => {
-  if (!requireNetns(t) || !ready) return;
+kernelTest.serial('the REST client reads every page, only the fields it needs', async (t) => {
   const paged = new NeutronApi({ url: env.apiUrl, auth: { kind: 'noauth' }, pageSize: 2 });
   const whole = new NeutronApi({ url: env.apiUrl, auth: { kind: 'noauth' }, pageSize: 1000 });
   const [ports, rules] = [await paged.ports(), await paged.securityGroupRules()];
@@ -286,8 +287,7 @@ test.serial('the REST client reads every page, only the fields it needs', async 
   t.deepEqual((await paged.ports([ports[1]!.id, ports[0]!.id])).map((p) => p.id).sort(), [ports[0]!.id, ports[1]!.id].sort(), 'by id');
 });
 
-test.serial('port create/delete, rules, a port\'s groups, an allowed pair, a move and a group deletion reach exactly the hosts concerned', async (t) => {
-  if (!requireNetns(t) || !ready) return;
+kernelTest.serial('port create/delete, rules, a port\'s groups, an allowed pair, a move and a group deletion reach exactly the hosts concerned', async (t) => {
   const topoA = hosts.a.topo!;
   const topoB = hosts.b.topo!;
   const [v1, v2, v3] = [ports[1]!.vm!, ports[2]!.vm!, ports[3]!.vm!];
@@ -355,8 +355,7 @@ test.serial('port create/delete, rules, a port\'s groups, an allowed pair, a mov
   await assertNoDrift(t);
 });
 
-test.serial('Neutron\'s meanings: protocol names and numbers, icmp on IPv6, prefixes with host bits, address groups', async (t) => {
-  if (!requireNetns(t) || !ready) return;
+kernelTest.serial('Neutron\'s meanings: protocol names and numbers, icmp on IPv6, prefixes with host bits, address groups', async (t) => {
   const topoC = hosts.c.topo!;
   const ag = await env.create('address_group', { name: `ag-${tag}`, addresses: [`${ip4(12)}/32`] });
   const svc = await createGroup('svc', () => [
@@ -387,8 +386,7 @@ test.serial('Neutron\'s meanings: protocol names and numbers, icmp on IPv6, pref
   t.is((await status('a')).messagesByGroup[addressGroupKey(ag.id)], undefined, 'only host c hears of the address group');
 });
 
-test.serial('neutron-server restarted: changes after it arrive, zero drift', async (t) => {
-  if (!requireNetns(t) || !ready) return;
+kernelTest.serial('neutron-server restarted: changes after it arrive, zero drift', async (t) => {
   await env.restartServer();
   const [v1] = [ports[1]!.vm!];
   await env.update('port', ports[3]!.id, { security_groups: [groups.iso] });
@@ -404,8 +402,7 @@ async function burst(n: number, first: number): Promise<void> {
   }
 }
 
-test.serial('sg-controller killed with SIGKILL during a burst and restarted: zero drift', async (t) => {
-  if (!requireNetns(t) || !ready) return;
+kernelTest.serial('sg-controller killed with SIGKILL during a burst and restarted: zero drift', async (t) => {
   const base = (await env.list('port', 'fields=id')).length;
   const b = burst(24, 100);
   await waitFor('the burst under way', async () => (await env.list('port', 'fields=id')).length >= base + 5, 30_000);
@@ -417,12 +414,11 @@ test.serial('sg-controller killed with SIGKILL during a burst and restarted: zer
   t.true(hosts.b.topo!.ping(ports[2]!.vm!, ip4(7)), 'web members still reach each other');
 });
 
-test.serial('the broker restarted during a burst: zero drift', async (t) => {
-  if (!requireNetns(t) || !ready) return;
+kernelTest.serial('the broker restarted during a burst: zero drift', async (t) => {
   const b = burst(24, 130);
-  await new Promise((r) => spawn('rabbitmqctl', ['stop_app'], { stdio: 'ignore' }).once('exit', r));
-  await new Promise((r) => setTimeout(r, 500));
-  await new Promise((r) => spawn('rabbitmqctl', ['start_app'], { stdio: 'ignore' }).once('exit', r));
+  // Down until the agents have seen it go, so that each really reconnects.
+  const down = async () => (await Promise.all((['a', 'b', 'c'] as const).map(status))).every((s) => !s.connected);
+  await restartTestBroker(() => waitFor('agents saw the broker go', down));
   await b;
   await waitFor('agents reconnected', async () => (await status('a')).connected && (await status('b')).connected && (await status('c')).connected, 90_000);
   type N = { reconciler: { resyncReasons: Record<string, number> } };
@@ -431,8 +427,7 @@ test.serial('the broker restarted during a burst: zero drift', async (t) => {
   t.true(hosts.b.topo!.ping(ports[2]!.vm!, ip4(7)), 'web members still reach each other');
 });
 
-test.serial('garbage, unknown versions and truncated messages on Neutron\'s exchanges: counted, no crash, no change', async (t) => {
-  if (!requireNetns(t) || !ready) return;
+kernelTest.serial('garbage, unknown versions and truncated messages on Neutron\'s exchanges: counted, no crash, no change', async (t) => {
   type Stats = { unreadable: Record<string, number>; unknownVersions: Record<string, number>; reconciler: { fullResyncs: number; driftRepaired: number } };
   const before = await get<Stats>(`${ctl.url}/neutron`);
   // Rules and sets, without comments and packet counters.

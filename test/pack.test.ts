@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { Netns, requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
 import { ipsetSave } from './helpers/ipset-oracle.js';
 
 const repo = path.resolve(__dirname, '..');
@@ -48,16 +49,14 @@ test.serial('no Rust toolchain is reachable from the install environment', (t) =
   t.false(fs.existsSync(path.join(app, 'node_modules', '.bin', 'napi')), 'dev dependencies must not be installed');
 });
 
-test.serial('the installed sg-agent --version names package, native binary and kernel protocol', (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('the installed sg-agent --version names package, native binary and kernel protocol', (t) => {
   const ns = Netns.create('sgpack');
   t.teardown(() => ns.destroy());
   const out = execFileSync('ip', ['netns', 'exec', ns.name, path.join(app, 'node_modules/.bin/sg-agent'), '--version'], { env, encoding: 'utf8' });
   t.regex(out.trim(), new RegExp(`^sg-agent ${version.replaceAll('.', '\\.')} \\(native \\d+\\.\\d+\\.\\d+, kernel ipset protocol [67]\\)$`));
 });
 
-test.serial('the installed addon creates a set, adds a member and reads it back in a namespace', (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('the installed addon creates a set, adds a member and reads it back in a namespace', (t) => {
   const ns = Netns.create('sgpack');
   t.teardown(() => ns.destroy());
   const script = `

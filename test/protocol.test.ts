@@ -18,6 +18,7 @@ import { loadConfig } from '../src/agent/config.js';
 import { loadControllerConfig } from '../src/controller/config.js';
 import { checkBrokerOptions, parseBrokerUrls } from '../src/protocol/connection.js';
 import { malformedCorpus } from './helpers/malformed.js';
+import { waitFor } from './helpers/wait.js';
 
 test('every message of the malformed corpus is refused with a MalformedMessage', (t) => {
   const corpus = malformedCorpus('h1');
@@ -130,12 +131,13 @@ async function twoControllersStore(t: ExecutionContext): Promise<{ mine: Store; 
 
 // Which outbox entries a relay takes (pure logic; a recording publisher stands in for the broker, which
 // e2e.test.ts uses for real, with controller processes that die before publishing).
-test('a relay publishes its own entries at once and a silent peer\'s only once they are orphaned', async (t) => {
+// Serial: it moves the clock (Date.now) for a moment, which no test running beside it may see.
+test.serial('a relay publishes its own entries at once and a silent peer\'s only once they are orphaned', async (t) => {
   const { mine, peer } = await twoControllersStore(t);
   const sent: string[] = [];
   const publisher = { send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}`) } as unknown as Publisher;
-  // Long enough that no stall of a loaded machine makes the peer's fresh entry look orphaned.
-  const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs: 3000 });
+  const orphanAfterMs = 600_000;
+  const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs });
   t.teardown(() => relay.close());
   await relay.drain();
   await mine.putGroup('own', true, []);
@@ -143,8 +145,15 @@ test('a relay publishes its own entries at once and a silent peer\'s only once t
   await relay.drain();
   t.deepEqual(sent, ['group.rules:own'], 'a live peer publishes its own');
   t.is(mine.outbox().length, 1);
-  await new Promise((r) => setTimeout(r, 3100));
-  await relay.drain();
+  // The peer's entry aged past the window without waiting for it: the relay reads its clock through
+  // Date.now, which runs ahead during this drain only.
+  const now = Date.now;
+  Date.now = () => now() + orphanAfterMs;
+  try {
+    await relay.drain();
+  } finally {
+    Date.now = now;
+  }
   t.deepEqual(sent, ['group.rules:own', 'group.rules:theirs'], 'left too long: taken as orphaned');
   t.is(mine.outbox().length, 0);
 });
@@ -169,8 +178,7 @@ test('a leading relay publishes every entry of the store in commit order; a rela
   t.is(mine.outbox().length, 0);
   // A peer's later write is found without anyone kicking this relay.
   await peer.putGroup('g', true, []);
-  const deadline = Date.now() + 10_000;
-  while (sent.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await waitFor("the peer's write published", () => sent.length >= 4, 10_000).catch(() => undefined);
   t.is(sent[3], 'group.rules:g:4');
 });
 

@@ -3,15 +3,15 @@
 // side while a sync is outstanding, a controller started while the broker is unreachable, and the
 // dead-letter queue's bounds. Real RabbitMQ, real processes run with unhandled rejections fatal, and
 // the kernel (ipset, iptables, packets in namespaces) as the oracle.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import amqp from 'amqplib';
-import { spawnSync } from 'node:child_process';
 import net from 'node:net';
-import { requireNetns } from './helpers/netns.js';
+import { brokerTest, kernelTest } from './helpers/gate.js';
 import type { Vm } from './helpers/topology.js';
-import { closeConnections } from './helpers/broker.js';
+import { closeConnections, rabbitmqctl } from './helpers/broker.js';
 import { startController, startAgent, agentConnected, testBed, type AgentProc, type ControllerProc, type TestBed } from './helpers/sg.js';
-import { stopProcess, waitFor } from './helpers/processes.js';
+import { stopProcess } from './helpers/processes.js';
+import { waitFor } from './helpers/wait.js';
 import { freePort } from './helpers/net.js';
 import { Store } from '../src/controller/store.js';
 import { Publisher } from '../src/controller/publisher.js';
@@ -98,8 +98,7 @@ async function restartControllerAndConverge(s: Scenario): Promise<void> {
   s.t.false(s.agent.lines.some((l) => /unhandled|UnhandledPromiseRejection/i.test(l)), 'no unhandled rejection');
 }
 
-test.serial('a sync no controller answers is retried forever: the agent lives, the firewall stays as it is, updates wait', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('a sync no controller answers is retried forever: the agent lives, the firewall stays as it is, updates wait', async (t) => {
   const s = await scenario(t);
   t.true(s.topo.ping(s.v3, s.v2.ip4), 'p2 not bound yet: unfiltered');
   await bindP2(s);
@@ -121,8 +120,7 @@ test.serial('a sync no controller answers is retried forever: the agent lives, t
   await waitFor('the buffered member delta applied', () => kernel(s).sets.includes(' 10.100.0.9'));
 });
 
-test.serial('a connection closed by the broker while a sync is outstanding ends the sync; the next session syncs in full', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('a connection closed by the broker while a sync is outstanding ends the sync; the next session syncs in full', async (t) => {
   const s = await scenario(t);
   await bindP2(s);
   await waitFor('sync outstanding', async () => (await s.agent.metric('sg_agent_sync_retries_total')) >= 1, 30_000);
@@ -138,13 +136,13 @@ test.serial('a connection closed by the broker while a sync is outstanding ends 
   await restartControllerAndConverge(s);
 });
 
-/** A TCP relay to the real broker that can be switched on and off: "the broker is down" as a client
- *  sees it (connection refused), without stopping a broker other tests share. */
-async function brokerRelay(): Promise<{ port: number; up(): Promise<void>; close(): void }> {
+/** A TCP relay to the real broker (its AMQP port) that can be switched on and off: "the broker is
+ *  down" as a client sees it (connection refused), without stopping a broker other tests share. */
+async function brokerRelay(brokerPort: number): Promise<{ port: number; up(): Promise<void>; close(): void }> {
   const port = await freePort();
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
-    const upstream = net.connect(5672, '127.0.0.1');
+    const upstream = net.connect(brokerPort, '127.0.0.1');
     for (const x of [client, upstream]) {
       sockets.add(x);
       x.on('error', () => undefined);
@@ -162,9 +160,9 @@ async function brokerRelay(): Promise<{ port: number; up(): Promise<void>; close
   };
 }
 
-test.serial('the controller starts while the broker is down, serves reads, refuses writes, and connects when it comes', async (t) => {
+brokerTest.serial('the controller starts while the broker is down, serves reads, refuses writes, and connects when it comes', async (t) => {
   const { vhost, key, token, dataDir, track } = await testBed(t, { prefix: 'sgres' });
-  const relay = await brokerRelay();
+  const relay = await brokerRelay(vhost.port);
   t.teardown(() => relay.close());
   const ctl = track(await startController({ amqpUrl: `amqp://guest:guest@127.0.0.1:${relay.port}/${vhost.name}`, key, token, dataDir, waitConnected: false }));
   const health = async () => (await (await fetch(`${ctl.api}/healthz`)).json()) as { connected: boolean };
@@ -177,16 +175,15 @@ test.serial('the controller starts while the broker is down, serves reads, refus
   await waitFor('connected once the broker answers', async () => (await health()).connected, 60_000);
   await ctl.call('PUT', '/groups/g', { rules: [] });
   // It declared what agents need.
-  const queues = spawnSync('rabbitmqctl', ['list_queues', '-p', vhost.name, '-q', 'name'], { encoding: 'utf8' }).stdout;
+  const queues = rabbitmqctl(vhost.node, ['list_queues', '-p', vhost.name, '-q', 'name']);
   t.regex(queues, /sg\.sync\.requests/);
   t.regex(queues, /sg\.dead\.letters/);
   t.false(ctl.exited);
 });
 
-test.serial('the dead-letter queue is bounded; oversize and unsigned messages are refused by the agent', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('the dead-letter queue is bounded; oversize and unsigned messages are refused by the agent', async (t) => {
   const s = await scenario(t);
-  const args = JSON.parse(spawnSync('rabbitmqctl', ['list_queues', '-p', s.vhost.name, 'name', 'arguments', '--formatter', 'json'], { encoding: 'utf8' }).stdout) as { name: string; arguments: [string, string, unknown][] }[];
+  const args = JSON.parse(rabbitmqctl(s.vhost.node, ['list_queues', '-p', s.vhost.name, 'name', 'arguments', '--formatter', 'json'])) as { name: string; arguments: [string, string, unknown][] }[];
   const declared = Object.fromEntries(args.find((q) => q.name === DEAD_LETTER_QUEUE)!.arguments.map(([k, , v]) => [k, v]));
   t.like(declared, { 'x-max-length': DEAD_LETTER_LIMITS.messages, 'x-max-length-bytes': DEAD_LETTER_LIMITS.bytes, 'x-overflow': 'drop-head' });
 
@@ -196,7 +193,7 @@ test.serial('the dead-letter queue is bounded; oversize and unsigned messages ar
   const key = hostKey(s.host);
   const rejected0 = await s.agent.metric('sg_agent_messages_rejected_total');
   const unsigned0 = await s.agent.metric('sg_agent_messages_unauthenticated_total{reason="unsigned"}');
-  const dlq = () => (JSON.parse(spawnSync('rabbitmqctl', ['list_queues', '-p', s.vhost.name, 'name', 'message_bytes', 'messages', '--formatter', 'json'], { encoding: 'utf8' }).stdout) as { name: string; message_bytes: number; messages: number }[]).find((x) => x.name === DEAD_LETTER_QUEUE)!;
+  const dlq = () => (JSON.parse(rabbitmqctl(s.vhost.node, ['list_queues', '-p', s.vhost.name, 'name', 'message_bytes', 'messages', '--formatter', 'json'])) as { name: string; message_bytes: number; messages: number }[]).find((x) => x.name === DEAD_LETTER_QUEUE)!;
   // Five 5 MiB bodies, signed by the trusted key: over the protocol's 4 MiB limit, refused unread.
   const big = Buffer.alloc(5 << 20, 0x20);
   for (let i = 0; i < 5; i++) ch.publish(HOST_EXCHANGE, key, big, { headers: s.key.signer.headers(big, UPDATE_CONTEXT) });

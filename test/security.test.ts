@@ -12,11 +12,12 @@ import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { requireNetns } from './helpers/netns.js';
+import { brokerTest, kernelTest } from './helpers/gate.js';
 import type { Vm } from './helpers/topology.js';
 import { testKey, removeKeys } from './helpers/keys.js';
 import { startController, startAgent, agentConnected, testBed, type AgentProc, type ControllerProc, type TestBed } from './helpers/sg.js';
-import { startProcess, stopProcess, waitFor } from './helpers/processes.js';
+import { startProcess, stopProcess } from './helpers/processes.js';
+import { waitFor } from './helpers/wait.js';
 import { forgedCases } from './helpers/forged.js';
 import { hostileRequests } from './helpers/hostile-http.js';
 import { freePort } from './helpers/net.js';
@@ -109,8 +110,7 @@ const refusals = async (a: AgentProc) => {
   return out;
 };
 
-test.serial('forged updates that would open the firewall are refused and counted, from a user with write access, whatever their signature', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('forged updates that would open the firewall are refused and counted, from a user with write access, whatever their signature', async (t) => {
   const h = await host(t);
   const agent = h.agent!;
   const ctlWeb = (await (await h.controller!.call('GET', '/groups/web')).json()) as { membersRevision: number };
@@ -155,8 +155,7 @@ test.serial('forged updates that would open the firewall are refused and counted
   t.true((await agent.metric('sg_agent_set_operations_total')) > 0, 'and they count');
 });
 
-test.serial('keys rotate through the trusted-keys directory, without restarting the agent', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('keys rotate through the trusted-keys directory, without restarting the agent', async (t) => {
   const h = await host(t);
   const agent = h.agent!;
   const next = testKey();
@@ -199,7 +198,7 @@ function raw(url: string, o: { method?: string; path: string; headers?: Record<s
   });
 }
 
-test.serial('the admin API: bearer token, Host header, JSON bodies only; no input answers 500', async (t) => {
+brokerTest.serial('the admin API: bearer token, Host header, JSON bodies only; no input answers 500', async (t) => {
   const { vhost, key, token, dataDir, track } = await testBed(t, { prefix: 'sgsec' });
   const ctl = track(await startController({ amqpUrl: vhost.url(), key, token, dataDir }));
   const hostHeader = new URL(ctl.api).host;
@@ -305,7 +304,7 @@ function makeCerts(dir: string): { ca: string; cert: string; key: string } {
   return { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') };
 }
 
-test.serial('the admin API over HTTPS and on a Unix socket, from a config file; unsafe configurations refuse to start', async (t) => {
+brokerTest.serial('the admin API over HTTPS and on a Unix socket, from a config file; unsafe configurations refuse to start', async (t) => {
   const { vhost, key, token, dataDir: dir, track } = await testBed(t, { prefix: 'sgsec' });
   let configs = 0;
   const certs = makeCerts(dir);

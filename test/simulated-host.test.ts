@@ -1,7 +1,7 @@
 // The seam bench:scale stands on: the real Agent (broker session, signature checks, decoding,
-// revisions, sync RPC) over the in-memory dataplane, against the real local RabbitMQ and an in-process
-// controller. No root, no kernel objects: what the agent would program is read from the dataplane.
-import test, { type ExecutionContext } from 'ava';
+// revisions, sync RPC) over the in-memory dataplane, against the tests' RabbitMQ node and an in-process
+// controller. No kernel objects: what the agent would program is read from the dataplane.
+import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { setKey } from '../src/firewall/dataplane.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
 import type { PortInput } from '../src/model.js';
 import { testVhost } from './helpers/broker.js';
+import { brokerTest } from './helpers/gate.js';
 import { removeKeys, testKey } from './helpers/keys.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -51,7 +52,7 @@ async function simulatedHost(t: ExecutionContext, name: string): Promise<{ ctl: 
   return { ctl, agent, dp, host };
 }
 
-test('an Agent over the in-memory dataplane follows ports, members and rules from the controller', async (t) => {
+brokerTest('an Agent over the in-memory dataplane follows ports, members and rules from the controller', async (t) => {
   const { ctl, agent, dp, host } = await simulatedHost(t, 'sim');
   await ctl.putGroup('web', true, [
     { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
@@ -88,7 +89,7 @@ test('an Agent over the in-memory dataplane follows ports, members and rules fro
   t.true(agent.engine!.portInKernel('p1'));
 });
 
-test('a group bound for its rules alone whose members become needed is synced: deltas it skipped are not missing', async (t) => {
+brokerTest('a group bound for its rules alone whose members become needed is synced: deltas it skipped are not missing', async (t) => {
   const { ctl, agent, dp, host } = await simulatedHost(t, 'sim2');
   const out = { id: 'out', direction: 'egress' as const, ethertype: 'IPv4' as const };
   await ctl.putGroup('x', true, [out]);

@@ -6,17 +6,18 @@
 // a throwaway network namespace. Its broker is reached over TLS through a proxy that requires this
 // host's client certificate, so the agent must read its key; it must sync and write its chains and
 // sets with netlink and iptables-restore as that user.
-import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Netns, requireNetns } from './helpers/netns.js';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
 import { brokerUser } from './helpers/broker.js';
 import { startController, testBed } from './helpers/sg.js';
-import { stopProcess, waitFor, type Running } from './helpers/processes.js';
+import { stopProcess, type Running } from './helpers/processes.js';
+import { waitFor } from './helpers/wait.js';
 
 const repo = path.resolve(__dirname, '..');
 const UNIT = path.join(repo, 'packaging/sg-agent.service');
@@ -81,8 +82,7 @@ tls.createServer({ key: read('server.key'), cert: read('server.pem'), ca: read('
 }).listen(5671, '127.0.0.1', () => console.log('listening'));
 `;
 
-test.serial('the documented systemd install starts: unprivileged, only the unit\'s capabilities, config and key as credentials', async (t) => {
-  if (!requireNetns(t)) return;
+kernelTest.serial('the documented systemd install starts: unprivileged, only the unit\'s capabilities, config and key as credentials', async (t) => {
   for (const tool of ['setpriv', 'openssl']) {
     if (spawnSync('which', [tool]).status !== 0) return void t.fail(`${tool} is needed`);
   }

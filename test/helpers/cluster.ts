@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ensureErlangCookie } from './rabbit-node.js';
 
 const repo = path.resolve(__dirname, '../..');
 const script = path.join(repo, 'scripts/rabbit-cluster.sh');
@@ -47,6 +48,8 @@ export function nodeMemory(node: number): number {
 
 /** Starts the cluster unless all three nodes already run in it. */
 export async function ensureCluster(): Promise<void> {
+  // The three nodes start at once: on a machine where no node ever ran, each would make a cookie.
+  ensureErlangCookie();
   await run(['start']);
 }
 

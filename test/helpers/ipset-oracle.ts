@@ -2,7 +2,7 @@
 // the setup every ipset test file shares.
 import type { ExecutionContext } from 'ava';
 import { IpsetClient, IpsetError } from '../../src/ipset.js';
-import { Netns, requireNetns } from './netns.js';
+import { Netns } from './netns.js';
 
 export interface SavedSet {
   create: string;
@@ -24,9 +24,8 @@ export function membersOf(ns: Netns, name: string): string[] {
   return [...(ipsetSave(ns).get(name)?.members ?? [])].sort();
 }
 
-/** A fresh namespace and a client in it, both gone when the test ends; undefined when the test cannot run here. */
-export async function clientInFreshNetns(t: ExecutionContext, prefix: string): Promise<{ ns: Netns; c: IpsetClient } | undefined> {
-  if (!requireNetns(t)) return undefined;
+/** A fresh namespace and a client in it, both gone when the test ends (a kernelTest's, test/helpers/gate.ts). */
+export async function clientInFreshNetns(t: ExecutionContext, prefix: string): Promise<{ ns: Netns; c: IpsetClient }> {
   const ns = Netns.create(prefix);
   t.teardown(() => ns.destroy());
   const c = await IpsetClient.open({ netns: ns.path });

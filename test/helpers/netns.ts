@@ -2,27 +2,12 @@
 // Nothing here ever touches the machine's own namespace: every command runs inside a namespace we made.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import type { ExecutionContext } from 'ava';
 
-/** True when we can create namespaces (root with CAP_SYS_ADMIN). */
+/** True when we can create namespaces (root with CAP_SYS_ADMIN). Tests that need them are declared
+ *  through test/helpers/gate.ts (kernelTest), which skips or fails them where this is false. */
 export function canUseNetns(): boolean {
   if (process.getuid?.() !== 0) return false;
   return spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' }).status === 0;
-}
-
-/**
- * Kernel tests must run in CI: there a missing capability is a failure, not a skip.
- * Elsewhere (a developer without root) the test is skipped with a reason.
- */
-export function requireNetns(t: ExecutionContext): boolean {
-  if (canUseNetns()) return true;
-  if (process.env.CI || process.env.SG_REQUIRE_KERNEL) {
-    t.fail('kernel test cannot run: need root and the ip(8) tool (CI requires kernel tests to run)');
-  } else {
-    t.log('skipped: needs root to create network namespaces');
-    t.pass();
-  }
-  return false;
 }
 
 export class Netns {

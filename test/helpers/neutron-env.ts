@@ -2,14 +2,15 @@
 // MariaDB (a private mariadbd on a unix socket in a throwaway directory, no TCP), Neutron 29 from PyPI
 // (scripts/neutron-venv.sh) with ML2/openvswitch and `auth_strategy = noauth`, its API served by uWSGI
 // (`neutron.wsgi.api:application`), `neutron-rpc-server`, and a fake OVS agent per test host (so that
-// ports bind, see neutron-fake-agent.py). RabbitMQ is the machine's, in a vhost of our own.
+// ports bind, see neutron-fake-agent.py). RabbitMQ is the caller's node (the tests': test-broker.ts), in
+// a vhost of our own; only a benchmark asking for it uses the machine's.
 //
 // Fast on a second run: the venv is kept (bench/.neutron-venv) and so is a migrated, cleanly shut down
 // MariaDB data directory next to it, copied for each environment instead of running the ~7 s of
 // `neutron-db-manage upgrade heads` again.
 //
-// Run directly (`node --import tsx test/helpers/neutron-env.ts host-a host-b`) it brings one up, prints
-// where everything is, and tears it down on Ctrl-C.
+// Run directly (`node --import tsx test/helpers/neutron-env.ts host-a host-b`) it brings one up on the
+// tests' broker, prints where everything is, and tears it down on Ctrl-C.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -18,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { ensureRabbit } from './rabbit.js';
+import { testBroker } from './test-broker.js';
 import { waitFor as until } from './wait.js';
 
 const repo = path.resolve(__dirname, '../..');
@@ -72,7 +74,7 @@ export interface NeutronEnvOptions {
   debug?: boolean;
   /** uWSGI processes serving the API (default 1; a benchmark's reads then need not wait for its writes). */
   apiProcesses?: number;
-  /** A RabbitMQ node of the caller's instead of the machine's (its node name and AMQP port). */
+  /** The RabbitMQ node to use (its node name and AMQP port); unset: the machine's (benchmarks only). */
   rabbit?: { node: string; port: number };
 }
 
@@ -385,7 +387,7 @@ async function ensureDbTemplate(): Promise<void> {
 
 if (require.main === module) {
   void (async () => {
-    const env = await NeutronEnv.start({ hosts: process.argv.slice(2) });
+    const env = await NeutronEnv.start({ hosts: process.argv.slice(2), rabbit: await testBroker() });
     console.log(JSON.stringify({ api: env.apiUrl, transportUrl: env.transportUrl, project: env.project, dir: env.dir }));
     const stop = () => void env.stop().then(() => process.exit(0));
     process.on('SIGINT', stop);

@@ -51,19 +51,3 @@ export async function stopProcess(r: Running | undefined, signal: NodeJS.Signals
   r.child.kill(signal);
   await r.exit;
 }
-
-/** Polls `f` until it returns something truthy; throws after `ms` (a test waits for state, not time). */
-export async function waitFor<T>(what: string, f: () => Promise<T | undefined | false | null> | T | undefined | false | null, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

@@ -1,14 +1,16 @@
 // A RabbitMQ node of our own beside the machine's: its own node name, ports, data directory, config
-// and plugins, stopped (and its directory removed) by `stop()`. Used where a test or benchmark must not
-// share the machine's broker (a TLS-only listener; a thousand connections; a run another suite's broker
-// restart would spoil). The machine's node and its users are not touched.
+// and plugins, stopped (and its directory removed) by `stop()`. Every test's broker is one (the tests'
+// node, test-broker.ts; a TLS-only listener), and so is a benchmark's that must not share the machine's
+// (a thousand connections; a run another suite's broker restart would spoil). The machine's node is
+// neither needed nor touched: it may not even run (a fresh CI machine), and its users keep their
+// connections. What the nodes share with it is epmd, which the first node started brings up as the
+// Erlang VM does, and the rabbitmq user's Erlang cookie, which the CLI (run as that user) reads.
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './net.js';
-import { ensureRabbit } from './rabbit.js';
 
 export interface OwnRabbitNode {
   /** `name@host`, for `rabbitmqctl -n`. */
@@ -37,8 +39,43 @@ export interface OwnRabbitOptions {
   what?: string;
 }
 
+/** The rabbitmq user's Erlang cookie, made as the VM would make it if no node ever ran here: nodes
+ *  started at once (a cluster) and the CLI would otherwise each make one of their own. */
+export function ensureErlangCookie(): void {
+  const entry = spawnSync('getent', ['passwd', 'rabbitmq'], { encoding: 'utf8' }).stdout.split(':');
+  const home = entry[5];
+  if (!home) throw new Error('no rabbitmq user: is rabbitmq-server installed (scripts/setup.sh)?');
+  const cookie = path.join(home, '.erlang.cookie');
+  if (fs.existsSync(cookie)) return;
+  // Complete (content, owner, mode) before it appears under its name, and only if none appeared meanwhile.
+  const draft = `${cookie}.${process.pid}`;
+  fs.writeFileSync(draft, Array.from({ length: 20 }, () => String.fromCharCode(65 + randomInt(26))).join(''), { mode: 0o400 });
+  spawnSync('chown', ['rabbitmq:rabbitmq', draft]);
+  try {
+    fs.linkSync(draft, cookie);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  } finally {
+    fs.rmSync(draft, { force: true });
+  }
+}
+
+function pidIn(dir: string): number {
+  const file = path.join(dir, 'pid');
+  return fs.existsSync(file) ? Number(fs.readFileSync(file, 'utf8').trim()) : 0;
+}
+
+/** Stops the node `rabbitmq-server` started with this data directory (its pid file in it), and removes
+ *  the directory. */
+export function stopRabbitNode(node: string, dir: string): void {
+  const r = spawnSync('rabbitmqctl', ['-n', node, 'stop'], { stdio: 'ignore', timeout: 60_000 });
+  // Not reachable (still starting, or failed half-way): end the process we started, by its pid.
+  if (r.status !== 0 && pidIn(dir) > 1) spawnSync('kill', ['-KILL', String(pidIn(dir))]);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 export async function startRabbitNode(o: OwnRabbitOptions): Promise<OwnRabbitNode> {
-  await ensureRabbit(); // epmd, and the Erlang cookie the CLI uses
+  ensureErlangCookie();
   const dir = o.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), `sg-${o.name}-node-`));
   const port = o.port ?? (await freePort());
   const [distPort, nodePort] = [await freePort(), await freePort()];
@@ -60,14 +97,8 @@ export async function startRabbitNode(o: OwnRabbitOptions): Promise<OwnRabbitNod
     RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'),
     RABBITMQ_PID_FILE: path.join(dir, 'pid'),
   };
-  const pidFile = path.join(dir, 'pid');
-  const pid = () => (fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').trim()) : 0);
-  const stop = () => {
-    const r = spawnSync('rabbitmqctl', ['-n', node, 'stop'], { stdio: 'ignore', timeout: 60_000 });
-    // Not reachable (still starting, or failed half-way): end the process we started, by its pid.
-    if (r.status !== 0 && pid() > 1) spawnSync('kill', ['-KILL', String(pid())]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
+  const pid = () => pidIn(dir);
+  const stop = () => stopRabbitNode(node, dir);
   if (o.manyFiles) {
     spawnSync('su', ['rabbitmq', '-s', '/bin/sh', '-c', 'ulimit -n "$(ulimit -Hn)" && cd /var/lib/rabbitmq && exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached'], { env, stdio: 'ignore' });
   } else {

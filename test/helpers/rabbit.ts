@@ -1,8 +1,8 @@
-// A real RabbitMQ for tests: started (`rabbitmq-server -detached`) when none answers on localhost.
+// The machine's own RabbitMQ (rabbit@<host> on 5672), for the benchmarks and the demo that use it:
+// started (`rabbitmq-server -detached`) when none answers on localhost. Tests never use it: they have a
+// node of their own (test-broker.ts), which they may restart.
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
-
-export const AMQP_URL = process.env.SG_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {

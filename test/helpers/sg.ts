@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { freePort } from './net.js';
-import { startProcess, stopProcess, waitFor, type Running } from './processes.js';
+import { startProcess, stopProcess, type Running } from './processes.js';
+import { waitFor } from './wait.js';
 import { removeKeys, testKey, testToken, type TestKey } from './keys.js';
 import { testVhost, type TestVhost } from './broker.js';
 import { Topology } from './topology.js';
@@ -107,10 +108,14 @@ export interface TestBed {
   track<P extends Running | undefined>(p: P): P;
 }
 
-export async function testBed(t: ExecutionContext, o: { topology?: boolean; prefix?: string; node?: string; tlsPort?: number } = {}): Promise<TestBed> {
+/** `tls`: a TLS node of the test's own for the vhost (test/helpers/rabbit-tls.ts); else the tests' broker. */
+export async function testBed(
+  t: ExecutionContext,
+  o: { topology?: boolean; prefix?: string; tls?: { node: string; port: number } } = {},
+): Promise<TestBed> {
   const running: Running[] = [];
   const bed: TestBed = {
-    vhost: await testVhost(o.prefix ?? 'sgtrust', { ...(o.node ? { node: o.node } : {}), ...(o.tlsPort ? { tlsPort: o.tlsPort } : {}) }),
+    vhost: await testVhost(o.prefix ?? 'sgtrust', { tls: o.tls }),
     key: testKey(),
     token: testToken(),
     dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'sgtrust-ctl-')),
