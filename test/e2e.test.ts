@@ -198,7 +198,7 @@ kernelTest.serial('groups and ports created through the API become sets, chains 
   await call('PUT', '/ports/p4', portBody(v4, agents.b.host, [G('db')]));
   await call('PUT', '/ports/p5', portBody(v5, agents.b.host, [G('db')]));
   // The controllers stall for 700 ms (what once made this test judge a drop before the port's filter
-  // was in, issue 10 item 20): every check below waits for the state it asserts.
+  // was in): every check below waits for the state it asserts.
   for (const a of apis) a.proc.kill('SIGSTOP');
   await new Promise((r) => setTimeout(r, 700));
   for (const a of apis) a.proc.kill('SIGCONT');
@@ -255,7 +255,7 @@ kernelTest.serial('malformed and hostile messages are rejected to the dead-lette
 kernelTest.serial('what an agent would refuse is refused by the API; a poisoned object already in the store is quarantined and the host keeps converging', async (t) => {
   const api = apis[0]!.url;
   const put = (p: string, body: unknown) => fetch(`${api}${p}`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${token!.token}` }, body: JSON.stringify(body) });
-  // Issue 10, items 1, 2 and 5: each was accepted with 200 (or answered 500) and could stop agents.
+  // Each of these was once accepted with 200 (or answered 500), and could stop agents.
   const refused: [string, unknown][] = [
     [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] }],
     [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', portRangeMin: 80, portRangeMax: 80 }] }],

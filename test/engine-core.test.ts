@@ -163,12 +163,12 @@ test('cuts: a departed member, a port leaving a group, and allowed-pair addresse
   fw.setGroupMembers('web', ['10.0.0.1', '10.0.0.2', '10.9.0.1', '10.7.0.7']);
   await fw.flush();
   dp.cuts.length = 0;
-  // 10.7.0.7 leaves web: cut from both ports' addresses, the allowed pair's included (item 18).
+  // 10.7.0.7 leaves web: cut from both ports' addresses, the allowed pair's included.
   fw.applyMemberDelta('web', [], ['10.7.0.7']);
   await fw.flush();
   t.deepEqual(dp.cuts.map((c) => `${c.a}|${c.b}`).sort(), ['10.0.0.1|10.7.0.7', '10.0.0.2|10.7.0.7', '10.9.0.1|10.7.0.7']);
   dp.cuts.length = 0;
-  // p2 moves from web to app: what only web admitted is cut (item 17).
+  // p2 moves from web to app: what only web admitted is cut.
   fw.setPort(port(2, ['app']));
   await fw.flush();
   t.true(dp.cuts.some((c) => c.a === '10.0.0.2' && c.b === '10.0.0.1'), JSON.stringify(dp.cuts));

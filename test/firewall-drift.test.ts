@@ -1,18 +1,13 @@
 // Drift the periodic check must find on both backends, whatever it is: a member swapped for a
 // foreign address (the set's count unchanged), and a host with no port yet, where there is nothing
 // of ours to compare and the check must not fail.
-import type { ExecutionContext } from 'ava';
 import pino from 'pino';
 import { Writable } from 'node:stream';
-import type { PortInput, SecurityGroupInput } from '../src/model.js';
-import { BACKENDS, NFT, openEngine, Oracle, type Backend } from './helpers/backends.js';
-import { kernelTest } from './helpers/gate.js';
-import { Topology, type Vm } from './helpers/topology.js';
+import type { SecurityGroupInput } from '../src/model.js';
+import { NFT, openEngine, Oracle } from './helpers/backends.js';
+import { Topology } from './helpers/topology.js';
 import { waitFor } from './helpers/wait.js';
-
-function port(vm: Vm, groups: string[]): PortInput {
-  return { id: `port-${vm.name}`, host: 'h', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4, vm.ip6], securityGroups: groups };
-}
+import { onBothBackends, vmPort } from './helpers/firewall.js';
 
 const web: SecurityGroupInput = {
   id: 'web',
@@ -37,11 +32,7 @@ function recordingLogger(): { logger: pino.Logger; errors: string[] } {
   return { logger: pino({ level: 'warn' }, sink), errors };
 }
 
-function both(title: string, body: (t: ExecutionContext, backend: Backend) => Promise<void>): void {
-  for (const b of BACKENDS) kernelTest(`${b} › ${title}`, (t) => body(t, b));
-}
-
-both('a member swapped for a foreign address, the count unchanged, is found and put back by the quick check', async (t, backend) => {
+onBothBackends('a member swapped for a foreign address, the count unchanged, is found and put back by the quick check', async (t, backend) => {
   const topo = new Topology();
   const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
   t.teardown(async () => {
@@ -52,9 +43,9 @@ both('a member swapped for a foreign address, the count unchanged, is found and 
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(web);
   fw.setGroup({ id: 'other', rules: [{ id: 'e4', direction: 'egress', ethertype: 'IPv4' }] });
-  fw.setPort(port(a, ['web']));
-  fw.setPort(port(b, ['web']));
-  fw.setPort(port(x, ['other']));
+  fw.setPort(vmPort(a, ['web']));
+  fw.setPort(vmPort(b, ['web']));
+  fw.setPort(vmPort(x, ['other']));
   fw.setGroupMembers('web', [a.ip4, b.ip4]);
   await fw.flush();
   t.true(topo.ping(a, b.ip4), 'a member reaches b');
@@ -78,7 +69,7 @@ both('a member swapped for a foreign address, the count unchanged, is found and 
   t.deepEqual(await fw.reconcile({ full: false }), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'nothing left to repair');
 });
 
-both('a host with no port: the periodic check runs without failing, and the first port goes in beside it', async (t, backend) => {
+onBothBackends('a host with no port: the periodic check runs without failing, and the first port goes in beside it', async (t, backend) => {
   const topo = new Topology();
   const { logger, errors } = recordingLogger();
   // A check every 50 ms: many of them run before, around and after the first port's apply.
@@ -101,8 +92,8 @@ both('a host with no port: the periodic check runs without failing, and the firs
   // The first port, while the checks go on.
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   fw.setGroup(web);
-  fw.setPort(port(a, ['web']));
-  fw.setPort(port(b, ['web']));
+  fw.setPort(vmPort(a, ['web']));
+  fw.setPort(vmPort(b, ['web']));
   fw.setGroupMembers('web', [a.ip4, b.ip4]);
   await waitFor('both ports filtered', () => fw.portInKernel('port-vm1') && fw.portInKernel('port-vm2'));
   t.true(topo.ping(a, b.ip4), 'the members reach each other');

@@ -8,25 +8,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { decide, openDataplane } from '../src/firewall/select.js';
-import type { PortInput, SecurityGroupInput } from '../src/model.js';
+import type { SecurityGroupInput } from '../src/model.js';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine, Oracle } from './helpers/backends.js';
 import { TABLE } from './helpers/nft-churn.js';
 import { waitFor } from './helpers/wait.js';
+import { egressAll, egressOnly, vmPort } from './helpers/firewall.js';
 
 const repo = path.resolve(__dirname, '..');
 
-function port(vm: Vm, groups: string[]): PortInput {
-  return { id: `port-${vm.name}`, host: 'h', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4, vm.ip6], securityGroups: groups };
-}
-const egressAll = [
-  { id: 'e4', direction: 'egress' as const, ethertype: 'IPv4' as const },
-  { id: 'e6', direction: 'egress' as const, ethertype: 'IPv6' as const },
-];
 const selfGroup: SecurityGroupInput = { id: 'default', rules: [{ id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' }, ...egressAll] };
-const egressOnly: SecurityGroupInput = { id: 'egress-only', rules: egressAll };
 
 function churn(mode: 'churn' | 'open', ns: Netns): { child: ChildProcess; line: Promise<string> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/nft-churn.ts'), mode, ns.path], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -124,9 +117,9 @@ kernelTest('a hand-made change to our tables is repaired as the kernel announces
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(selfGroup);
   fw.setGroup(egressOnly);
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
-  fw.setPort(port(x, ['egress-only']));
+  fw.setPort(vmPort(a, ['default']));
+  fw.setPort(vmPort(b, ['default']));
+  fw.setPort(vmPort(x, ['egress-only']));
   fw.setGroupMembers('default', [a.ip4, b.ip4]);
   await fw.flush();
   const T = ['inet', k.nft.table];
@@ -174,7 +167,7 @@ kernelTest('switching a host between backends: the new one is in before the old 
   const topo = new Topology();
   t.teardown(() => topo.destroy());
   const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-  const state = { ports: [port(a, ['default']), port(b, ['default']), port(x, ['egress-only'])], groups: [selfGroup, egressOnly], members: { default: [a.ip4, b.ip4] } };
+  const state = { ports: [vmPort(a, ['default']), vmPort(b, ['default']), vmPort(x, ['egress-only'])], groups: [selfGroup, egressOnly], members: { default: [a.ip4, b.ip4] } };
   const ipt = new Oracle('iptables', topo.host);
   const nft = new Oracle('nftables', topo.host);
   const fw1 = await openEngine('iptables', topo.host, { coalesceMs: 5 });
@@ -208,7 +201,7 @@ kernelTest('sg-agent cleanup removes what either backend made', async (t) => {
   const topo = new Topology();
   t.teardown(() => topo.destroy());
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
-  const state = { ports: [port(a, ['default']), port(b, ['default'])], groups: [selfGroup], members: { default: [a.ip4, b.ip4] } };
+  const state = { ports: [vmPort(a, ['default']), vmPort(b, ['default'])], groups: [selfGroup], members: { default: [a.ip4, b.ip4] } };
   for (const backend of ['iptables', 'nftables'] as const) {
     const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
     fw.replaceAll(state);

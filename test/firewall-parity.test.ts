@@ -4,43 +4,15 @@
 // stops being admitted, and coexistence with other programs' objects that merely look like ours.
 import type { ExecutionContext } from 'ava';
 import type { FirewallEngine } from '../src/firewall/engine.js';
-import type { PortInput, SecurityGroupInput } from '../src/model.js';
+import type { SecurityGroupInput } from '../src/model.js';
 import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
-import { BACKENDS, NFT, openEngine, Oracle, type Backend } from './helpers/backends.js';
+import { NFT, openEngine } from './helpers/backends.js';
 import { NA_OVERRIDE, neighbourAdvert, neighbourSolicit, sendFrames, solicitedNode } from './helpers/ndp.js';
 import { waitFor } from './helpers/wait.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
+import { egressAll, firewallHost, onBothBackends, vmPort } from './helpers/firewall.js';
 
-interface Ctx {
-  topo: Topology;
-  fw: FirewallEngine;
-  k: Oracle;
-}
-
-async function setup(t: ExecutionContext, backend: Backend): Promise<Ctx> {
-  const topo = new Topology();
-  const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
-  t.teardown(async () => {
-    await fw.close();
-    topo.destroy();
-  });
-  return { topo, fw, k: new Oracle(backend, topo.host) };
-}
-
-/** The same test on both backends. */
-function both(title: string, body: (t: ExecutionContext, backend: Backend) => Promise<void>): void {
-  for (const b of BACKENDS) kernelTest(`${b} › ${title}`, (t) => body(t, b));
-}
-
-function port(vm: Vm, groups: string[], extra: Partial<PortInput> = {}): PortInput {
-  return { id: `port-${vm.name}`, host: 'h', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4, vm.ip6], securityGroups: groups, ...extra };
-}
-
-const egressAll = [
-  { id: 'e4', direction: 'egress' as const, ethertype: 'IPv4' as const },
-  { id: 'e6', direction: 'egress' as const, ethertype: 'IPv6' as const },
-];
 function selfGroup(id: string): SecurityGroupInput {
   return { id, rules: [{ id: `${id}-i4`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id }, { id: `${id}-i6`, direction: 'ingress', ethertype: 'IPv6', remoteGroupId: id }, ...egressAll] };
 }
@@ -51,17 +23,17 @@ async function applied(t: ExecutionContext, fw: FirewallEngine, ...vms: Vm[]): P
   for (const vm of vms) t.true(fw.portInKernel(`port-${vm.name}`), `${vm.name} filtered`);
 }
 
-both('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as Neutron allows it', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as Neutron allows it', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const host = topo.hostAddress('10.100.0.254/24');
   topo.serveOnHost(7000);
   topo.serveOnHost(67);
   fw.setGroup({ id: 'tcp7000', rules: [{ id: 'o', direction: 'egress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }] });
   fw.setGroup({ id: 'open', rules: egressAll });
-  fw.setPort(port(a, ['tcp7000']));
-  fw.setPort(port(b, ['open']));
+  fw.setPort(vmPort(a, ['tcp7000']));
+  fw.setPort(vmPort(b, ['open']));
   await applied(t, fw, a, b);
   t.true(topo.ping(b, host), 'egress all: the host answers');
   t.false(topo.ping(a, host), 'no egress rule for ICMP: the host never sees it');
@@ -73,7 +45,7 @@ both('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as
   t.false(topo.tcp(b, host, 7000, '10.100.0.99'), 'anti-spoofing applies to INPUT too');
 });
 
-both('devices named like VM ports that the agent does not know are dropped, not passed (opt-in)', async (t, backend) => {
+onBothBackends('devices named like VM ports that the agent does not know are dropped, not passed (opt-in)', async (t, backend) => {
   const topo = new Topology();
   const [a, b, unknown] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   // The topology names devices t<tag>v<n>: the common part is the prefix a deployment would give (tap).
@@ -84,17 +56,17 @@ both('devices named like VM ports that the agent does not know are dropped, not 
     topo.destroy();
   });
   fw.setGroup(selfGroup('default'));
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
+  fw.setPort(vmPort(a, ['default']));
+  fw.setPort(vmPort(b, ['default']));
   fw.setGroupMembers('default', [a.ip4, b.ip4, unknown.ip4]);
   await applied(t, fw, a, b);
   t.true(topo.ping(a, b.ip4), 'known ports as their rules say');
   t.false(topo.ping(unknown, b.ip4), 'an unknown port sends nothing');
   t.false(topo.ping(a, unknown.ip4), 'and receives nothing, though its address is a member');
-  fw.setPort(port(unknown, ['default']));
+  fw.setPort(vmPort(unknown, ['default']));
   await applied(t, fw, unknown);
   t.true(topo.ping(unknown, b.ip4), 'once known, filtered like the rest');
-  fw.setPort(port(b, ['default'], { portSecurityEnabled: false }));
+  fw.setPort(vmPort(b, ['default'], { portSecurityEnabled: false }));
   await fw.flush();
   t.true(topo.ping(b, a.ip4), 'a known port without port security passes unfiltered');
   fw.removePort(`port-${unknown.name}`);
@@ -102,15 +74,15 @@ both('devices named like VM ports that the agent does not know are dropped, not 
   t.false(topo.ping(unknown, b.ip4), 'a port gone: its device is unknown again');
 });
 
-both('ARP spoofing: a port may send ARP only for its own addresses and allowed pairs', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('ARP spoofing: a port may send ARP only for its own addresses and allowed pairs', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [a, b, v, loose] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
   fw.setGroup(selfGroup('default'));
-  fw.setPort(port(a, ['default'], { allowedAddressPairs: [{ ipAddress: '10.100.0.80/29' }] }));
-  fw.setPort(port(b, ['default']));
-  fw.setPort(port(v, ['default']));
-  fw.setPort(port(loose, [], { portSecurityEnabled: false }));
+  fw.setPort(vmPort(a, ['default'], { allowedAddressPairs: [{ ipAddress: '10.100.0.80/29' }] }));
+  fw.setPort(vmPort(b, ['default']));
+  fw.setPort(vmPort(v, ['default']));
+  fw.setPort(vmPort(loose, [], { portSecurityEnabled: false }));
   fw.setGroupMembers('default', [a.ip4, b.ip4, v.ip4]);
   await applied(t, fw, a, b, v);
   const fresh = () => v.ns.run('ip', ['neigh', 'flush', 'dev', 'eth0']);
@@ -128,17 +100,17 @@ both('ARP spoofing: a port may send ARP only for its own addresses and allowed p
   t.is(topo.neighbour(v, b.ip4), loose.mac);
 });
 
-both('IPv6 neighbour spoofing: a port advertises and probes only its own addresses, and only from them', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('IPv6 neighbour spoofing: a port advertises and probes only its own addresses, and only from them', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   if (!c) return;
   const { topo, fw } = c;
   const [a, b, v, loose] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
   fw.setGroup(selfGroup('default'));
-  fw.setPort(port(a, ['default'], { allowedAddressPairs: [{ ipAddress: 'fd00:100::80/124' }] }));
-  fw.setPort(port(b, ['default']));
+  fw.setPort(vmPort(a, ['default'], { allowedAddressPairs: [{ ipAddress: 'fd00:100::80/124' }] }));
+  fw.setPort(vmPort(b, ['default']));
   const tentative = 'fd00:100::33';
-  fw.setPort(port(v, ['default'], { fixedIps: [v.ip4, v.ip6, tentative] }));
-  fw.setPort(port(loose, [], { portSecurityEnabled: false }));
+  fw.setPort(vmPort(v, ['default'], { fixedIps: [v.ip4, v.ip6, tentative] }));
+  fw.setPort(vmPort(loose, [], { portSecurityEnabled: false }));
   await applied(t, fw, a, b, v);
   const fake = '02:00:00:00:ee:ee';
   // The victim's cache holds a stale entry for each address at stake: an advertisement with the
@@ -196,8 +168,8 @@ both('IPv6 neighbour spoofing: a port advertises and probes only its own address
   await waitFor('an unprotected port\'s probe makes the victim give up its address', () => state().includes('dadfailed'), 20_000, state);
 });
 
-both('IPv6 neighbour discovery, duplicate address detection and ping between allowed VMs still work', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('IPv6 neighbour discovery, duplicate address detection and ping between allowed VMs still work', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   if (!c) return;
   const { topo, fw } = c;
   const [a, b, quiet, fresh] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
@@ -207,10 +179,10 @@ both('IPv6 neighbour discovery, duplicate address detection and ping between all
   fw.setGroup({ id: 'quiet', rules: [{ id: 'q', direction: 'egress', ethertype: 'IPv6', protocol: 'tcp' }] });
   // An address two ports may hold (a virtual IP moving between them, as keepalived's).
   const vip = 'fd00:100::99';
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default'], { allowedAddressPairs: [{ ipAddress: vip }] }));
-  fw.setPort(port(quiet, ['quiet']));
-  fw.setPort(port(fresh, ['default'], { allowedAddressPairs: [{ ipAddress: vip }] }));
+  fw.setPort(vmPort(a, ['default']));
+  fw.setPort(vmPort(b, ['default'], { allowedAddressPairs: [{ ipAddress: vip }] }));
+  fw.setPort(vmPort(quiet, ['quiet']));
+  fw.setPort(vmPort(fresh, ['default'], { allowedAddressPairs: [{ ipAddress: vip }] }));
   fw.setGroupMembers('default', [a.ip6, b.ip6, quiet.ip6, fresh.ip6]);
   await applied(t, fw, a, b, quiet, fresh);
   for (const vm of [a, b, quiet]) vm.ns.exec('ip', ['-6', 'neigh', 'flush', 'dev', 'eth0']);
@@ -230,9 +202,9 @@ both('IPv6 neighbour discovery, duplicate address detection and ping between all
   t.pass('duplicate address detection found the address in use');
 });
 
-both('stateless groups: no connection tracking for the port, replies must be admitted by rules', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('stateless groups: no connection tracking for the port, replies must be admitted by rules', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [srv, cli, cli2] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   topo.serve(srv, 7000);
   fw.setGroup({ id: 'srv', stateful: false, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
@@ -240,9 +212,9 @@ both('stateless groups: no connection tracking for the port, replies must be adm
   fw.setGroup({ id: 'cli', stateful: false, rules: egressAll });
   // A stateless client whose rules admit the replies explicitly: works, as with Neutron.
   fw.setGroup({ id: 'cli2', stateful: false, rules: [...egressAll, { id: 'back', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', remoteIpPrefix: `${srv.ip4}/32` }] });
-  fw.setPort(port(srv, ['srv']));
-  fw.setPort(port(cli, ['cli']));
-  fw.setPort(port(cli2, ['cli2']));
+  fw.setPort(vmPort(srv, ['srv']));
+  fw.setPort(vmPort(cli, ['cli']));
+  fw.setPort(vmPort(cli2, ['cli2']));
   await applied(t, fw, srv, cli, cli2);
   t.false(topo.tcp(cli, srv.ip4, 7000), 'no return-traffic shortcut for a stateless port');
   t.true(topo.tcp(cli2, srv.ip4, 7000), 'replies admitted by a rule');
@@ -256,28 +228,28 @@ both('stateless groups: no connection tracking for the port, replies must be adm
   t.true(topo.host.run('conntrack', ['-L', '-p', 'tcp', '--dport', '7000']).stdout.includes(srv.ip4), 'and tracked');
 });
 
-both('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(srv, 1080);
   fw.setGroup({ id: 'web', rules: [{ id: 'w', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 1080, portRangeMax: 1080 }, ...egressAll] });
   fw.setGroup({ id: 'app', rules: egressAll });
-  fw.setPort(port(srv, ['web']));
-  fw.setPort(port(cli, ['app']));
+  fw.setPort(vmPort(srv, ['web']));
+  fw.setPort(vmPort(cli, ['app']));
   await applied(t, fw, srv, cli);
   const conn = await topo.longConnection(cli, srv.ip4, 1080);
   t.true(await conn.alive(), 'connection carries data');
-  fw.setPort(port(srv, ['app']));
+  fw.setPort(vmPort(srv, ['app']));
   await applied(t, fw, srv);
   t.false(topo.tcp(cli, srv.ip4, 1080), 'new connections are refused');
-  t.false(await conn.alive(), 'and the open one no longer carries data (issue 10, item 17)');
+  t.false(await conn.alive(), 'and the open one no longer carries data');
   conn.close();
 });
 
-both('connections to and from allowed-pair addresses are cut like those of fixed IPs', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('connections to and from allowed-pair addresses are cut like those of fixed IPs', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
   const pairCli = '10.100.0.77';
   const pairSrv = '10.100.0.88';
@@ -288,8 +260,8 @@ both('connections to and from allowed-pair addresses are cut like those of fixed
   const S = (admit: boolean): SecurityGroupInput => ({ id: 'srv', rules: [...egressAll, ...(admit ? [{ id: 'in', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', portRangeMin: 1080, portRangeMax: 1080, remoteGroupId: 'clients' }] : [])] });
   fw.setGroup(G);
   fw.setGroup(S(true));
-  fw.setPort(port(srv, ['srv'], { allowedAddressPairs: [{ ipAddress: pairSrv }] }));
-  fw.setPort(port(cli, ['clients'], { allowedAddressPairs: [{ ipAddress: pairCli }] }));
+  fw.setPort(vmPort(srv, ['srv'], { allowedAddressPairs: [{ ipAddress: pairSrv }] }));
+  fw.setPort(vmPort(cli, ['clients'], { allowedAddressPairs: [{ ipAddress: pairCli }] }));
   // Membership as the controller derives it: the pair address is a member of the client's group.
   fw.setGroupMembers('clients', [cli.ip4, pairCli]);
   await applied(t, fw, srv, cli);
@@ -298,7 +270,7 @@ both('connections to and from allowed-pair addresses are cut like those of fixed
   t.true(await viaPair.alive());
   fw.applyMemberDelta('clients', [], [pairCli]);
   await fw.flush();
-  t.false(await viaPair.alive(), 'cut when the pair address left the group (issue 10, item 18)');
+  t.false(await viaPair.alive(), 'cut when the pair address left the group');
   viaPair.close();
   // 2. A connection to the server's own pair address; the rule admitting it goes.
   fw.applyMemberDelta('clients', [pairCli], []);
@@ -312,20 +284,20 @@ both('connections to and from allowed-pair addresses are cut like those of fixed
 });
 
 kernelTest('iptables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
-  const c = await setup(t, 'iptables');
+  const c = await firewallHost(t, 'iptables');
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const h = topo.host;
   const names = k.ipt;
-  // Another program's objects, named like ours (issue 10, item 14).
+  // Another program's objects, named like ours.
   h.exec('ipset', ['create', 'sg-admin-allow', 'hash:ip']);
   h.exec('ipset', ['create', 'sgtmp-0123456789abcdef', 'hash:ip']);
   h.exec('ipset', ['create', 'sg4-custom', 'hash:ip']);
   h.exec('iptables', ['-N', 'sg-custom']);
   h.exec('iptables', ['-A', 'sg-custom', '-j', 'RETURN']);
   fw.setGroup(selfGroup('default'));
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
+  fw.setPort(vmPort(a, ['default']));
+  fw.setPort(vmPort(b, ['default']));
   fw.setGroupMembers('default', [a.ip4, b.ip4]);
   await applied(t, fw, a, b);
   await fw.reconcile();
@@ -335,7 +307,7 @@ kernelTest('iptables › objects of other programs that look like ours are never
   // A second engine on the same namespace (a restart) starts and cleans up what it does not know.
   const fw2 = await openEngine('iptables', h, { coalesceMs: 5 });
   fw2.setGroup(selfGroup('default'));
-  fw2.setPort(port(a, ['default']));
+  fw2.setPort(vmPort(a, ['default']));
   await fw2.flush();
   const foreignSets = () => h.exec('ipset', ['list', '-n']).split('\n').filter((n) => ['sg-admin-allow', 'sgtmp-0123456789abcdef', 'sg4-custom'].includes(n)).sort();
   t.deepEqual(foreignSets(), ['sg-admin-allow', 'sg4-custom', 'sgtmp-0123456789abcdef'], 'foreign sets survive start-up');
@@ -352,7 +324,7 @@ kernelTest('iptables › objects of other programs that look like ours are never
 });
 
 kernelTest('nftables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
-  const c = await setup(t, 'nftables');
+  const c = await firewallHost(t, 'nftables');
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const h = topo.host;
@@ -364,8 +336,8 @@ kernelTest('nftables › objects of other programs that look like ours are never
   nft('add', 'table', 'inet', 'sg-t-0123456789abcdef');
   nft('add', 'table', 'bridge', 'sg-t-0123456789abcdef');
   fw.setGroup(selfGroup('default'));
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
+  fw.setPort(vmPort(a, ['default']));
+  fw.setPort(vmPort(b, ['default']));
   fw.setGroupMembers('default', [a.ip4, b.ip4]);
   await applied(t, fw, a, b);
   await fw.reconcile();
@@ -377,7 +349,7 @@ kernelTest('nftables › objects of other programs that look like ours are never
   // ours are written afresh, and what it does not know (b's chains) goes.
   const fw2 = await openEngine('nftables', h, { coalesceMs: 5 });
   fw2.setGroup(selfGroup('default'));
-  fw2.setPort(port(a, ['default']));
+  fw2.setPort(vmPort(a, ['default']));
   await fw2.flush();
   const foreign = ['table bridge sg-t-0123456789abcdef', 'table inet sg-admin', 'table inet sg-t-0123456789abcdef'];
   t.deepEqual(tables().filter((l) => foreign.includes(l)), foreign, 'foreign tables survive start-up');

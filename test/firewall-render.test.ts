@@ -23,7 +23,7 @@ test('kernel names fit the limits, differ for ids sharing a long prefix, and are
   t.not(idHash(long), idHash(`${long}b`));
   t.is(idHash('x'), idHash('x'), 'stable');
   for (const ours of [names.ingressChain('p'), names.groupSet('g', 4), `${names.groupSet('g', 6)}.t`, names.dispatchChain, names.fallbackChain, names.arpDispatchChain]) t.true(names.owns(ours), ours);
-  // Other programs' objects that merely start like ours are never ours (issue 10, item 14).
+  // Other programs' objects that merely start like ours are never ours.
   for (const foreign of ['neutron-openvswi-i1234', 'sg-admin-allow', 'sg-custom', 'sg-dispatch', 'sgtmp-0123456789abcdef', 'sg4-nothex', 'sg-i-0123', `${names.ingressChain('p')}x`, 'sg-q-0123456789abcdef']) {
     t.false(names.owns(foreign), foreign);
   }

@@ -1,81 +1,16 @@
 // The firewall engine with real packets, on both backends: a bridge "host" namespace, VM namespaces
 // on veth pairs, the engine managing the host namespace, and ping/TCP/UDP between VMs as the proof.
 // What each backend put in the kernel is read with the tools (test/helpers/backends.ts).
-import type { ExecutionContext } from 'ava';
-import type { FirewallEngine, FirewallEngineOptions } from '../src/firewall/engine.js';
 import { portMemberAddresses, validatePort, ValidationError } from '../src/domain/validate.js';
-import type { PortInput, SecurityGroupInput, SecurityGroupRuleInput } from '../src/model.js';
-import { kernelTest } from './helpers/gate.js';
-import { Topology, type Vm } from './helpers/topology.js';
+import type { SecurityGroupRuleInput } from '../src/model.js';
 import { ipsetSave } from './helpers/ipset-oracle.js';
-import { BACKENDS, NFT, openEngine, Oracle, type Backend } from './helpers/backends.js';
+import { NFT, openEngine } from './helpers/backends.js';
+import { defaultGroup, egressAll, egressOnly, firewallHost, membersAndStranger, onBothBackends, vmPort } from './helpers/firewall.js';
 
-interface Ctx {
-  topo: Topology;
-  fw: FirewallEngine;
-  k: Oracle;
-}
-
-async function setup(t: ExecutionContext, backend: Backend, opts: Omit<FirewallEngineOptions, 'netns' | 'dataplane'> = {}): Promise<Ctx> {
-  const topo = new Topology();
-  const fw = await openEngine(backend, topo.host, { coalesceMs: 5, ...opts });
-  t.teardown(async () => {
-    await fw.close();
-    topo.destroy();
-  });
-  return { topo, fw, k: new Oracle(backend, topo.host) };
-}
-
-/** The same test on both backends. */
-function both(title: string, body: (t: ExecutionContext, backend: Backend) => Promise<void>): void {
-  for (const b of BACKENDS) kernelTest(`${b} › ${title}`, (t) => body(t, b));
-}
-
-function port(vm: Vm, groups: string[], extra: Partial<PortInput> = {}): PortInput {
-  return {
-    id: `port-${vm.name}`,
-    host: 'host-1',
-    device: vm.device,
-    mac: vm.mac,
-    fixedIps: [vm.ip4, vm.ip6],
-    allowedAddressPairs: [],
-    securityGroups: groups,
-    portSecurityEnabled: true,
-    ...extra,
-  };
-}
-
-const egressAll: SecurityGroupRuleInput[] = [
-  { id: 'e4', direction: 'egress', ethertype: 'IPv4' },
-  { id: 'e6', direction: 'egress', ethertype: 'IPv6' },
-];
-
-/** Neutron's default group: ingress from members of itself, egress anywhere. */
-function defaultGroup(id = 'default'): SecurityGroupInput {
-  return {
-    id,
-    stateful: true,
-    rules: [
-      { id: `${id}-i4`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id },
-      { id: `${id}-i6`, direction: 'ingress', ethertype: 'IPv6', remoteGroupId: id },
-      ...egressAll,
-    ],
-  };
-}
-
-const egressOnly: SecurityGroupInput = { id: 'egress-only', stateful: true, rules: egressAll };
-
-both('default group: members get in, others do not; membership changes touch no iptables rule', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('default group: members get in, others do not; membership changes touch no iptables rule', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
-  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-  fw.setGroup(defaultGroup());
-  fw.setGroup(egressOnly);
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
-  fw.setPort(port(x, ['egress-only']));
-  fw.setGroupMembers('default', [a.ip4, a.ip6, b.ip4, b.ip6]);
-  await fw.flush();
+  const { a, b, x } = await membersAndStranger(c, { ipv6: true });
   t.true(topo.ping(a, b.ip4), 'member a -> b');
   t.true(topo.ping(b, a.ip6), 'member b -> a over IPv6');
   t.false(topo.ping(x, b.ip4), 'non-member x -> b');
@@ -96,9 +31,9 @@ both('default group: members get in, others do not; membership changes touch no 
   t.is(k.rules(), rules);
 });
 
-both('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(b, 8005);
   topo.serve(b, 9000);
@@ -114,8 +49,8 @@ both('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (t, backend
       ...egressAll,
     ],
   });
-  fw.setPort(port(a, ['egress-only']));
-  fw.setPort(port(b, ['web']));
+  fw.setPort(vmPort(a, ['egress-only']));
+  fw.setPort(vmPort(b, ['web']));
   await fw.flush();
   t.true(topo.tcp(a, b.ip4, 8005), 'tcp inside the range');
   t.false(topo.tcp(a, b.ip4, 9000), 'tcp outside the range');
@@ -136,59 +71,59 @@ both('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (t, backend
   t.false(topo.ping(a, b.ip4));
 });
 
-both('stateful: replies to admitted connections return, the reverse direction stays closed', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('stateful: replies to admitted connections return, the reverse direction stays closed', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(a, 7000);
   topo.serve(b, 7000);
   fw.setGroup(egressOnly);
   fw.setGroup({ id: 'srv', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
-  fw.setPort(port(a, ['egress-only']));
-  fw.setPort(port(b, ['srv']));
+  fw.setPort(vmPort(a, ['egress-only']));
+  fw.setPort(vmPort(b, ['srv']));
   await fw.flush();
   t.true(topo.tcp(a, b.ip4, 7000), 'a -> b admitted, and the SYN-ACK came back through a ingress');
   t.true(topo.udp(a, b.ip4, 7000) === false, 'udp 7000 not admitted');
   t.false(topo.tcp(b, a.ip4, 7000), 'b -> a not admitted');
 });
 
-both('anti-spoofing: a VM using another address is dropped; an allowed pair passes', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('anti-spoofing: a VM using another address is dropped; an allowed pair passes', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   topo.addAddress(a, '10.100.0.50/24');
   topo.addAddress(a, '10.100.0.60/24');
   fw.setGroup(egressOnly);
   fw.setGroup({ id: 'open', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp' }, ...egressAll] });
-  fw.setPort(port(a, ['egress-only'], { allowedAddressPairs: [{ ipAddress: '10.100.0.60' }] }));
-  fw.setPort(port(b, ['open']));
+  fw.setPort(vmPort(a, ['egress-only'], { allowedAddressPairs: [{ ipAddress: '10.100.0.60' }] }));
+  fw.setPort(vmPort(b, ['open']));
   await fw.flush();
   t.true(topo.ping(a, b.ip4), 'own address');
   t.false(topo.ping(a, b.ip4, { source: '10.100.0.50' }), 'spoofed source dropped');
   t.true(topo.ping(a, b.ip4, { source: '10.100.0.60' }), 'allowed pair passes');
 });
 
-both('port security off: the port is not filtered', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('port security off: the port is not filtered', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [a, b, d] = [topo.addVm(1), topo.addVm(2), topo.addVm(4)];
   fw.setGroup(egressOnly);
-  fw.setPort(port(a, ['egress-only']));
-  fw.setPort(port(b, ['egress-only'], { portSecurityEnabled: false }));
-  fw.setPort(port(d, ['egress-only']));
+  fw.setPort(vmPort(a, ['egress-only']));
+  fw.setPort(vmPort(b, ['egress-only'], { portSecurityEnabled: false }));
+  fw.setPort(vmPort(d, ['egress-only']));
   await fw.flush();
   t.true(topo.ping(a, b.ip4), 'anything reaches the unfiltered port');
   t.false(topo.ping(b, d.ip4), 'a filtered port still filters what the unfiltered one sends it');
   t.false(topo.ping(a, d.ip4));
 });
 
-both('removing a port removes its chains and the sets no rule needs any more', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('removing a port removes its chains and the sets no rule needs any more', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   fw.setGroup(defaultGroup());
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
+  fw.setPort(vmPort(a, ['default']));
+  fw.setPort(vmPort(b, ['default']));
   fw.setGroupMembers('default', [a.ip4, b.ip4, a.ip6, b.ip6]);
   await fw.flush();
   t.truthy(k.setMembers('default', 4));
@@ -206,17 +141,10 @@ both('removing a port removes its chains and the sets no rule needs any more', a
   t.deepEqual(k.ours(), [], 'cleanup leaves nothing of ours');
 });
 
-both('drift made by hand is repaired by reconcile', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('drift made by hand is repaired by reconcile', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
-  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-  fw.setGroup(defaultGroup());
-  fw.setGroup(egressOnly);
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
-  fw.setPort(port(x, ['egress-only']));
-  fw.setGroupMembers('default', [a.ip4, b.ip4]);
-  await fw.flush();
+  const { a, b, x } = await membersAndStranger(c);
   const h = topo.host;
   const stale = 'ffffffffffffffff';
   if (backend === 'iptables') {
@@ -247,20 +175,13 @@ both('drift made by hand is repaired by reconcile', async (t, backend) => {
   t.true(fw.stats.repairs >= 5);
 });
 
-both('the periodic check repairs hand-made drift on its own: a member deleted, a chain flushed, the jump removed', async (t, backend) => {
+onBothBackends('the periodic check repairs hand-made drift on its own: a member deleted, a chain flushed, the jump removed', async (t, backend) => {
   // The agent's default is 5 s (docs/agent.md); 1 s keeps the test short. How fast repairs come and
   // what a check costs is measured by bench:firewall (firewall.reconcile.300, firewall.repair.*). The
   // nftables backend repairs on the kernel's notification, before any check.
-  const c = await setup(t, backend, { reconcileIntervalMs: 1000 });
+  const c = await firewallHost(t, backend, { reconcileIntervalMs: 1000 });
   const { topo, fw, k } = c;
-  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-  fw.setGroup(defaultGroup());
-  fw.setGroup(egressOnly);
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
-  fw.setPort(port(x, ['egress-only']));
-  fw.setGroupMembers('default', [a.ip4, b.ip4]);
-  await fw.flush();
+  const { a, b, x } = await membersAndStranger(c);
   const h = topo.host;
   const until = async (what: string, ok: () => boolean) => {
     for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
@@ -287,15 +208,15 @@ both('the periodic check repairs hand-made drift on its own: a member deleted, a
   await until(`three repairs counted: ${JSON.stringify(fw.stats)}`, () => fw.stats.repairs >= 3);
 });
 
-both('hostile ids give valid, distinct kernel names and work', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('hostile ids give valid, distinct kernel names and work', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const long = 'x'.repeat(250);
   const ids = ['g;rm -rf /', 'g\n-A FORWARD -j ACCEPT', `g"'\``, `${long}a`, `${long}b`, 'grüße-🔥'];
   for (const id of ids) fw.setGroup(defaultGroup(id));
-  fw.setPort(port(a, ids, { id: 'p;\nx' }));
-  fw.setPort(port(b, ids, { id: `p${long}` }));
+  fw.setPort(vmPort(a, ids, { id: 'p;\nx' }));
+  fw.setPort(vmPort(b, ids, { id: `p${long}` }));
   for (const id of ids) fw.setGroupMembers(id, [a.ip4, b.ip4]);
   await fw.flush();
   const sets = ids.map((id) => k.setName(id, 4));
@@ -307,14 +228,14 @@ both('hostile ids give valid, distinct kernel names and work', async (t, backend
   t.true(topo.ping(a, b.ip4));
 });
 
-both('an established TCP connection is cut when its peer leaves the group', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('an established TCP connection is cut when its peer leaves the group', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(b, 6000);
   fw.setGroup(defaultGroup());
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
+  fw.setPort(vmPort(a, ['default']));
+  fw.setPort(vmPort(b, ['default']));
   fw.setGroupMembers('default', [a.ip4, b.ip4]);
   await fw.flush();
   const conn = await topo.longConnection(a, b.ip4, 6000);
@@ -327,16 +248,16 @@ both('an established TCP connection is cut when its peer leaves the group', asyn
   conn.close();
 });
 
-both('an allowed pair of 0.0.0.0/0 in group G does not let non-members of G in', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('an allowed pair of 0.0.0.0/0 in group G does not let non-members of G in', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
   const [router, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup(defaultGroup('G'));
   fw.setGroup(egressOnly);
-  const routerPort = port(router, ['G'], { allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '::/0' }] });
+  const routerPort = vmPort(router, ['G'], { allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '::/0' }] });
   fw.setPort(routerPort);
-  fw.setPort(port(b, ['G']));
-  fw.setPort(port(x, ['egress-only']));
+  fw.setPort(vmPort(b, ['G']));
+  fw.setPort(vmPort(x, ['egress-only']));
   // Membership as the store derives it from the ports (the controller's rule, in src/domain/validate.ts).
   t.deepEqual(portMemberAddresses(validatePort(routerPort)), [router.ip4, router.ip6]);
   t.throws(() => fw.setGroupMembers('G', [router.ip4, '0.0.0.0/0']), { instanceOf: ValidationError }, 'a catch-all member is refused');
@@ -350,13 +271,13 @@ both('an allowed pair of 0.0.0.0/0 in group G does not let non-members of G in',
   t.true(topo.ping(router, b.ip4, { source: '10.100.0.77' }) === false, 'pair addresses are not members either');
 });
 
-both('a group of 70,000 members works (larger than the default maxelem)', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('a group of 70,000 members works (larger than the default maxelem)', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   fw.setGroup(defaultGroup());
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
+  fw.setPort(vmPort(a, ['default']));
+  fw.setPort(vmPort(b, ['default']));
   const many = Array.from({ length: 70_000 }, (_, i) => `10.${120 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`);
   fw.setGroupMembers('default', [a.ip4, ...many]);
   await fw.flush();
@@ -366,19 +287,19 @@ both('a group of 70,000 members works (larger than the default maxelem)', async 
   t.false(topo.ping(b, a.ip4), 'b is not a member');
 });
 
-both('bad input is rejected with a clear error, counted, and changes nothing', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('bad input is rejected with a clear error, counted, and changes nothing', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
   const a = topo.addVm(1);
   fw.setGroup(defaultGroup());
-  fw.setPort(port(a, ['default']));
+  fw.setPort(vmPort(a, ['default']));
   await fw.flush();
   const before = k.rules();
   const bad: [string, () => void][] = [
-    ['device', () => fw.setPort(port(a, [], { device: 'eth0 -j ACCEPT' }))],
-    ['mac', () => fw.setPort(port(a, [], { mac: 'zz:00:00:00:00:00' }))],
-    ['fixed ip', () => fw.setPort(port(a, [], { fixedIps: ['10.0.0.300'] }))],
-    ['pair', () => fw.setPort(port(a, [], { allowedAddressPairs: [{ ipAddress: '10.0.0.1/40' }] }))],
+    ['device', () => fw.setPort(vmPort(a, [], { device: 'eth0 -j ACCEPT' }))],
+    ['mac', () => fw.setPort(vmPort(a, [], { mac: 'zz:00:00:00:00:00' }))],
+    ['fixed ip', () => fw.setPort(vmPort(a, [], { fixedIps: ['10.0.0.300'] }))],
+    ['pair', () => fw.setPort(vmPort(a, [], { allowedAddressPairs: [{ ipAddress: '10.0.0.1/40' }] }))],
     ['rule', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'sideways' as 'ingress', ethertype: 'IPv4' }] })],
     ['both remotes', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.0.0.0/8', remoteGroupId: 'x' }] })],
     ['port range', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] })],
@@ -392,8 +313,8 @@ both('bad input is rejected with a clear error, counted, and changes nothing', a
   t.is(k.rules(), before);
 });
 
-both('one membership change is one set operation, however many rules name the group', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('one membership change is one set operation, however many rules name the group', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const rules: SecurityGroupRuleInput[] = Array.from({ length: 50 }, (_, i) => ({
@@ -401,8 +322,8 @@ both('one membership change is one set operation, however many rules name the gr
   }));
   fw.setGroup({ id: 'svc', stateful: true, rules: [...rules, ...egressAll] });
   fw.setGroup(defaultGroup('peers'));
-  fw.setPort(port(a, ['peers']));
-  fw.setPort(port(b, ['svc']));
+  fw.setPort(vmPort(a, ['peers']));
+  fw.setPort(vmPort(b, ['svc']));
   fw.setGroupMembers('peers', [a.ip4]);
   await fw.flush();
   const before = { ...fw.stats };
@@ -414,12 +335,12 @@ both('one membership change is one set operation, however many rules name the gr
   t.true(k.setMembers('peers', 4)!.has('10.100.0.9'));
 });
 
-both('a set the kernel refuses is quarantined: its rules are held back, everything else converges, the retry brings it in', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('a set the kernel refuses is quarantined: its rules are held back, everything else converges, the retry brings it in', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
   const [a, b, x, w1, w2, w3] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4), topo.addVm(5), topo.addVm(6)];
   // Someone else holds our set name with another type and a rule refers to it: the engine cannot make
-  // its set (issue 10, item 2: one bad object must not stop the host).
+  // its set: one bad object must not stop the host.
   const h = topo.host;
   const setName = k.setName('default', 4);
   const T = ['inet', k.nft.table];
@@ -429,7 +350,7 @@ both('a set the kernel refuses is quarantined: its rules are held back, everythi
   } else {
     // Our table is there once the first apply is in (it replaces the table whole); then the set.
     fw.setGroup(egressOnly);
-    fw.setPort(port(x, ['egress-only']));
+    fw.setPort(vmPort(x, ['egress-only']));
     await fw.flush();
     h.exec(NFT, ['add', 'set', ...T, setName, '{ type inet_service; }']);
     h.exec(NFT, ['add', 'chain', ...T, 'foreign']);
@@ -438,7 +359,7 @@ both('a set the kernel refuses is quarantined: its rules are held back, everythi
   fw.setGroup(defaultGroup());
   fw.setGroup(defaultGroup('web'));
   fw.setGroup(egressOnly);
-  for (const [vm, g] of [[a, 'default'], [b, 'default'], [x, 'egress-only'], [w1, 'web'], [w2, 'web']] as const) fw.setPort(port(vm, [g]));
+  for (const [vm, g] of [[a, 'default'], [b, 'default'], [x, 'egress-only'], [w1, 'web'], [w2, 'web']] as const) fw.setPort(vmPort(vm, [g]));
   fw.setGroupMembers('default', [a.ip4, b.ip4]);
   fw.setGroupMembers('web', [w1.ip4, w2.ip4]);
   await fw.flush();
@@ -448,7 +369,7 @@ both('a set the kernel refuses is quarantined: its rules are held back, everythi
   t.false(topo.ping(x, b.ip4));
   t.true(topo.ping(w1, w2.ip4), 'another group converges');
   // Meanwhile: another group's member change and a new binding go in.
-  fw.setPort(port(w3, ['web']));
+  fw.setPort(vmPort(w3, ['web']));
   fw.applyMemberDelta('web', [w3.ip4], []);
   await fw.flush();
   t.true(fw.portInKernel(`port-${w3.name}`));
@@ -470,31 +391,24 @@ both('a set the kernel refuses is quarantined: its rules are held back, everythi
   t.false(topo.ping(x, b.ip4), 'non-member still blocked');
 });
 
-both('a restarted engine keeps filtering until its first apply, then drops what the old run left', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('a restarted engine keeps filtering until its first apply, then drops what the old run left', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
-  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-  fw.setGroup(defaultGroup());
-  fw.setGroup(egressOnly);
-  fw.setPort(port(a, ['default']));
-  fw.setPort(port(b, ['default']));
-  fw.setPort(port(x, ['egress-only']));
-  fw.setGroupMembers('default', [a.ip4, b.ip4]);
-  await fw.flush();
+  const { a, b, x } = await membersAndStranger(c);
   await fw.close();
   // A new engine (agent restarted): nothing is torn down before it has applied its state.
   const fw2 = await openEngine(backend, topo.host, { coalesceMs: 5 });
   t.teardown(() => fw2.close());
   t.false(topo.ping(x, b.ip4), 'still filtered while the new engine has no state');
-  fw2.replaceAll({ ports: [port(a, ['default']), port(b, ['default'])], groups: [defaultGroup()], members: { default: [a.ip4, b.ip4] } });
+  fw2.replaceAll({ ports: [vmPort(a, ['default']), vmPort(b, ['default'])], groups: [defaultGroup()], members: { default: [a.ip4, b.ip4] } });
   await fw2.flush();
   t.false(k.hasPortChains('port-vm3'), 'the departed port chain is gone');
   t.true(topo.ping(a, b.ip4));
 });
 
-both('rules are written as the kernel reads them back: a reconcile right after an apply repairs nothing', async (t, backend) => {
-  const c = await setup(t, backend);
-  const { topo, fw, k } = c;
+onBothBackends('rules are written as the kernel reads them back: a reconcile right after an apply repairs nothing', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   fw.setGroup({
     id: 'mixed',
@@ -514,30 +428,30 @@ both('rules are written as the kernel reads them back: a reconcile right after a
     { ipAddress: '10.9.1.0/16', macAddress: 'AA:BB:CC:00:11:22' }, { ipAddress: '0.0.0.0/0' },
     { ipAddress: 'fd00:9::1' }, { ipAddress: 'fd00:a:0:7::/60' },
   ];
-  fw.setPort(port(a, ['mixed'], { mac: a.mac.toUpperCase(), allowedAddressPairs: pairs }));
-  fw.setPort(port(b, ['mixed']));
+  fw.setPort(vmPort(a, ['mixed'], { mac: a.mac.toUpperCase(), allowedAddressPairs: pairs }));
+  fw.setPort(vmPort(b, ['mixed']));
   fw.setGroupMembers('mixed', [a.ip4, b.ip4, a.ip6]);
   await fw.flush();
   t.deepEqual(await fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 });
 });
 
-both('a burst of port bindings shares one chain rewrite per interval; membership does not wait for it', async (t, backend) => {
+onBothBackends('a burst of port bindings shares one chain rewrite per interval; membership does not wait for it', async (t, backend) => {
   // An interval no slow machine can overrun: what waits for it is released by flush() below. (The
   // timer that releases it by itself is what every e2e test with ports created in a row goes through.)
-  const ctx = await setup(t, backend, { structureIntervalMs: 600_000 });
+  const ctx = await firewallHost(t, backend, { structureIntervalMs: 600_000 });
   const { topo, fw, k } = ctx;
   // A rule write is one restore per family and one of ebtables, or one nftables transaction.
   const perWrite = backend === 'iptables' ? 3 : 1;
   const [a, b, c, d] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
   fw.setGroup(defaultGroup());
-  fw.setPort(port(a, ['default']));
+  fw.setPort(vmPort(a, ['default']));
   fw.setGroupMembers('default', [a.ip4]);
   await fw.settled();
   const restores0 = fw.stats.restores;
   t.is(restores0, perWrite, 'the first change after a quiet spell is applied at once');
   // Within the interval: two more bindings and a member joining.
-  fw.setPort(port(b, ['default']));
-  fw.setPort(port(c, ['default']));
+  fw.setPort(vmPort(b, ['default']));
+  fw.setPort(vmPort(c, ['default']));
   fw.applyMemberDelta('default', [b.ip4, c.ip4], []);
   await fw.settled(true);
   t.deepEqual([...(k.setMembers('default', 4) ?? [])].sort(), [a.ip4, b.ip4, c.ip4].sort(), 'members are in the set at once');
@@ -546,19 +460,19 @@ both('a burst of port bindings shares one chain rewrite per interval; membership
   await fw.flush();
   t.is(fw.stats.restores, restores0 + perWrite, 'both bindings went out in one write');
   t.true(topo.ping(b, c.ip4), 'members b -> c once their chains are in');
-  fw.setPort(port(d, ['egress-only']));
+  fw.setPort(vmPort(d, ['egress-only']));
   fw.setGroup(egressOnly);
   await fw.flush();
   t.is(fw.stats.restores, restores0 + 2 * perWrite);
   t.false(topo.ping(d, b.ip4), 'd is not a member');
 });
 
-both('member changes that arrive while an apply is running are not lost', async (t, backend) => {
-  const c = await setup(t, backend);
+onBothBackends('member changes that arrive while an apply is running are not lost', async (t, backend) => {
+  const c = await firewallHost(t, backend);
   const { topo, fw, k } = c;
   const a = topo.addVm(1);
   fw.setGroup(defaultGroup());
-  fw.setPort(port(a, ['default']));
+  fw.setPort(vmPort(a, ['default']));
   fw.setGroupMembers('default', [a.ip4]);
   await fw.flush();
   const want = new Set([a.ip4]);
