@@ -21,10 +21,11 @@ import type { Family } from '../../domain/address.js';
 import { deleteConntrackBetween } from '../../conntrack.js';
 import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
 import { dedupePairs } from '../cuts.js';
-import { BRIDGE, INET, NftNames } from './names.js';
-import { ICMP6_LISTS, untrackedAddresses, type Icmp6List } from '../policy.js';
-import { CT_STATE_VERDICTS, ICMP6_SETS, MARK_MASK, MAX_MARK_ID, markOf, portChains, type Rules } from './render.js';
-import { NftClient, type ElemKey, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc, type Verdict } from './native.js';
+import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from './dispatch.js';
+import { NftNames } from './names.js';
+import { MAX_MARK_ID, portChains, type Rules } from './render.js';
+import { at, emptiedAsMade, sharedOps, type Layout } from './tables.js';
+import { NftClient, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc } from './native.js';
 
 export interface NftablesOptions {
   netns?: string;
@@ -84,9 +85,12 @@ export class NftablesDataplane implements Dataplane {
   private readonly sets = new Map<string, SetRef>();
   private started = false;
 
+  private readonly layout: Layout;
+
   private constructor(readonly client: NftClient, private readonly opts: NftablesOptions) {
     this.names = new NftNames(opts.prefix ?? 'sg');
     this.mode = opts.mode ?? 'bridged';
+    this.layout = { names: this.names, mode: this.mode, unknownDevicePrefixes: opts.unknownDevicePrefixes ?? [] };
   }
 
   static async open(opts: NftablesOptions = {}): Promise<NftablesDataplane> {
@@ -101,7 +105,7 @@ export class NftablesDataplane implements Dataplane {
   }
 
   private at(family: NftFamily): { family: NftFamily; table: string } {
-    return { family, table: this.names.table };
+    return at(this.layout, family);
   }
 
   // ---- apply ----
@@ -159,7 +163,7 @@ export class NftablesDataplane implements Dataplane {
         if (foreign.length === 0) push(shared, { op: 'delTable', family, table });
         else this.opts.logger?.warn({ family, table, foreign }, 'our nftables table holds objects of another program: they are kept, ours written afresh');
       }
-      push(shared, ...this.sharedOps());
+      push(shared, ...sharedOps(this.layout, !this.started));
       plan.commit.push(() => {
         this.started = true;
       });
@@ -232,147 +236,7 @@ export class NftablesDataplane implements Dataplane {
   /** Until the first apply is in, a chain or set may be there already (a previous run's, in a table
    *  that was kept): what is made is emptied too, in the same transaction. */
   private fresh(ops: Op[]): Op[] {
-    if (this.started) return ops;
-    return ops.flatMap((o): Op[] => (o.op === 'chain' ? [o, { op: 'flushChain', family: o.family, table: o.table, chain: o.chain }] : o.op === 'set' ? [o, { op: 'flushSet', family: o.family, table: o.table, set: o.set }] : [o]));
-  }
-
-  /** The tables, their maps and sets, and the base chains that dispatch into the ports' chains. */
-  private sharedOps(): Op[] {
-    const inet = this.at('inet');
-    const bridged = this.mode === 'bridged';
-    const portKey = bridged ? 'mark' : 'ifname';
-    const dispatch = (dir: 'from' | 'to') => (bridged ? { mark: MARK_MASK } : dir === 'from' ? 'iifname' : 'oifname') as { mark: number } | 'iifname' | 'oifname';
-    const ops: Op[] = [
-      { op: 'table', ...inet },
-      { op: 'set', ...inet, set: INET.fromPort, key: portKey, map: true },
-      { op: 'set', ...inet, set: INET.toPort, key: portKey, map: true },
-      { op: 'set', ...inet, set: INET.statelessPort, key: portKey },
-      { op: 'set', ...inet, set: INET.statelessAddr4, key: 'ipv4' },
-      { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
-      ...Object.values(ICMP6_SETS).map((set): Op => ({ op: 'set', ...inet, set, key: 'icmp6type' })),
-      { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
-      // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
-      { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
-      { op: 'rule', ...inet, chain: INET.untracked, stmts: [bridged ? { m: 'markIn', mask: MARK_MASK, set: INET.statelessPort } : { m: 'ifnameIn', key: 'iifname', set: INET.statelessPort }, { m: 'notrack' }] },
-      { op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'nfproto', v: 4 }, { m: 'addrIn', family: 4, dir: 'daddr', set: INET.statelessAddr4 }, { m: 'notrack' }] },
-      { op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'nfproto', v: 6 }, { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 }, { m: 'notrack' }] },
-      // After conntrack and DNAT: what a port sends (forwarded or to the host itself) meets its egress chain.
-      { op: 'chain', ...inet, chain: INET.fromPorts, hook: { hook: 'prerouting', priority: 0 } },
-      ...(bridged ? [] : this.unknownDeviceDrops(inet, INET.fromPorts, INET.knownDev, 'iifname')),
-      { op: 'rule', ...inet, chain: INET.fromPorts, stmts: [{ m: 'vmap', key: dispatch('from'), map: INET.fromPort }] },
-      { op: 'chain', ...inet, chain: INET.toPorts, hook: { hook: 'forward', priority: 0 } },
-      ...(bridged ? [] : this.unknownDeviceDrops(inet, INET.toPorts, INET.knownDev, 'oifname')),
-      { op: 'rule', ...inet, chain: INET.toPorts, stmts: [{ m: 'vmap', key: dispatch('to'), map: INET.toPort }] },
-    ];
-    if (!bridged && this.dropsUnknown) ops.splice(1, 0, { op: 'set', ...inet, set: INET.knownDev, key: 'ifname' });
-    if (bridged) {
-      const br = this.at('bridge');
-      // Before br_netfilter (priority 0 and -1): the mark is set when the inet hooks see the packet.
-      // Our bits are cleared first, so no other frame carries a port's mark.
-      ops.push(
-        { op: 'table', ...br },
-        { op: 'set', ...br, set: BRIDGE.fromDev, key: 'ifname', map: true },
-        { op: 'set', ...br, set: BRIDGE.toDev, key: 'ifname', map: true },
-        ...(this.dropsUnknown ? [{ op: 'set', ...br, set: BRIDGE.knownDev, key: 'ifname' } as Op] : []),
-        { op: 'chain', ...br, chain: BRIDGE.markFrom, hook: { hook: 'prerouting', priority: -200 } },
-        ...this.unknownDeviceDrops(br, BRIDGE.markFrom, BRIDGE.knownDev, 'iifname'),
-        { op: 'rule', ...br, chain: BRIDGE.markFrom, stmts: [{ m: 'markSet', mask: MARK_MASK, id: 0 }] },
-        { op: 'rule', ...br, chain: BRIDGE.markFrom, stmts: [{ m: 'vmap', key: 'iifname', map: BRIDGE.fromDev }] },
-        { op: 'chain', ...br, chain: BRIDGE.markTo, hook: { hook: 'forward', priority: -200 } },
-        ...this.unknownDeviceDrops(br, BRIDGE.markTo, BRIDGE.knownDev, 'oifname'),
-        { op: 'rule', ...br, chain: BRIDGE.markTo, stmts: [{ m: 'markSet', mask: MARK_MASK, id: 0 }] },
-        { op: 'rule', ...br, chain: BRIDGE.markTo, stmts: [{ m: 'vmap', key: 'oifname', map: BRIDGE.toDev }] },
-      );
-    }
-    const fresh = this.fresh(ops);
-    fresh.push(
-      ...(Object.keys(ICMP6_SETS) as Icmp6List[]).map((list): Op => ({
-        op: 'elems', ...inet, set: ICMP6_SETS[list], add: ICMP6_LISTS[list].map((key) => ({ key })),
-      })),
-      { op: 'elems', ...inet, set: INET.ctState, add: CT_STATE_VERDICTS },
-    );
-    return fresh;
-  }
-
-  private get dropsUnknown(): boolean {
-    return (this.opts.unknownDevicePrefixes?.length ?? 0) > 0;
-  }
-
-  /** First rules of a dispatch chain when unknown devices are dropped: a device named like a VM port
-   *  that is not in the set of known ones goes no further (the iptables backend does the same with
-   *  a `-m physdev`/`-i` rule per prefix after the known ports' dispatch). */
-  private unknownDeviceDrops(at: { family: NftFamily; table: string }, chain: string, known: string, key: 'iifname' | 'oifname'): Op[] {
-    return (this.opts.unknownDevicePrefixes ?? []).map((prefix): Op => ({
-      op: 'rule', ...at, chain,
-      stmts: [{ m: 'ifnamePrefix', key, prefix }, { m: 'ifnameIn', key, set: known, negate: true }, { m: 'verdict', v: 'drop' }],
-    }));
-  }
-
-  /** The known-device set's change when a port comes, goes or changes its device. */
-  private knownDeviceOps(had: string | undefined, now: string | undefined): Op[] {
-    if (!this.dropsUnknown || had === now) return [];
-    const at = this.at(this.mode === 'bridged' ? 'bridge' : 'inet');
-    const set = this.mode === 'bridged' ? BRIDGE.knownDev : INET.knownDev;
-    const ops: Op[] = [];
-    if (had !== undefined) ops.push({ op: 'elems', ...at, set, del: [had] });
-    if (now !== undefined) ops.push({ op: 'elems', ...at, set, add: [{ key: now }] });
-    return ops;
-  }
-
-  /** The keys a filtered port is dispatched by, and the chains they lead to. */
-  private dispatch(f: Pick<PortFilter, 'portId' | 'device'>, id: number | undefined): { family: NftFamily; set: string; key: ElemKey; verdict: Verdict }[] {
-    const n = this.names;
-    if (this.mode === 'routed') {
-      return [
-        { family: 'inet', set: INET.fromPort, key: f.device, verdict: { jump: n.egressChain(f.portId) } },
-        { family: 'inet', set: INET.toPort, key: f.device, verdict: { jump: n.ingressChain(f.portId) } },
-      ];
-    }
-    return [
-      { family: 'inet', set: INET.fromPort, key: markOf(id!), verdict: { jump: n.egressChain(f.portId) } },
-      { family: 'inet', set: INET.toPort, key: markOf(id!), verdict: { jump: n.ingressChain(f.portId) } },
-      { family: 'bridge', set: BRIDGE.fromDev, key: f.device, verdict: { jump: n.fromDevChain(f.portId) } },
-      { family: 'bridge', set: BRIDGE.toDev, key: f.device, verdict: { jump: n.toDevChain(f.portId) } },
-    ];
-  }
-
-  /** Map elements that drop everything of a device (a new port whose filter was refused). */
-  private dropElems(device: string): { family: NftFamily; set: string; key: ElemKey; verdict: Verdict }[] {
-    return this.mode === 'routed'
-      ? [
-          { family: 'inet', set: INET.fromPort, key: device, verdict: 'drop' },
-          { family: 'inet', set: INET.toPort, key: device, verdict: 'drop' },
-        ]
-      : [
-          { family: 'bridge', set: BRIDGE.fromDev, key: device, verdict: 'drop' },
-          { family: 'bridge', set: BRIDGE.toDev, key: device, verdict: 'drop' },
-        ];
-  }
-
-  private elemOps(add: ReturnType<NftablesDataplane['dropElems']>, del: ReturnType<NftablesDataplane['dropElems']>): Op[] {
-    const ops: Op[] = [];
-    for (const e of del) ops.push({ op: 'elems', ...this.at(e.family), set: e.set, del: [e.key] });
-    for (const e of add) ops.push({ op: 'elems', ...this.at(e.family), set: e.set, add: [{ key: e.key, verdict: e.verdict }] });
-    return ops;
-  }
-
-  /** Operations making a stateless port's traffic untracked (or no longer), from `had` to `now`. */
-  private statelessOps(had: PortFilter | undefined, hadId: number | undefined, now: PortFilter | undefined, nowId: number | undefined): Op[] {
-    const inet = this.at('inet');
-    const key = (f: PortFilter | undefined, id: number | undefined): ElemKey | undefined => (!f?.filtered || f.stateful ? undefined : this.mode === 'routed' ? f.device : markOf(id!));
-    const [k0, k1] = [key(had, hadId), key(now, nowId)];
-    const ops: Op[] = [];
-    if (k0 !== k1) {
-      if (k0 !== undefined) ops.push({ op: 'elems', ...inet, set: INET.statelessPort, del: [k0] });
-      if (k1 !== undefined) ops.push({ op: 'elems', ...inet, set: INET.statelessPort, add: [{ key: k1 }] });
-    }
-    const [a0, a1] = [had ? untrackedAddresses(had) : { 4: [], 6: [] }, now ? untrackedAddresses(now) : { 4: [], 6: [] }];
-    for (const v of [4, 6] as const) {
-      const del = a0[v].filter((ip) => !a1[v].includes(ip));
-      const add = a1[v].filter((ip) => !a0[v].includes(ip));
-      if (del.length || add.length) ops.push({ op: 'members', ...inet, set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6, add, del });
-    }
-    return ops;
+    return this.started ? ops : emptiedAsMade(ops);
   }
 
   /** Writes a port's chains where they changed, and its dispatch. */
@@ -385,10 +249,10 @@ export class NftablesDataplane implements Dataplane {
     const commit: (() => void)[] = [];
     let changed = false;
     if (failedDev !== undefined) {
-      push(owner, ...this.elemOps([], this.dropElems(failedDev)));
+      push(owner, ...elemOps(this.layout, [], dropElems(this.layout, failedDev)));
       changed = true;
     }
-    const known = this.knownDeviceOps(had?.device, f.device);
+    const known = knownDeviceOps(this.layout, had?.device, f.device);
     if (known.length) {
       push(owner, ...known);
       changed = true;
@@ -411,14 +275,14 @@ export class NftablesDataplane implements Dataplane {
     const chains = portChains(f, this.names, this.mode, id);
     const all: [NftFamily, string, Rules][] = [...[...chains.inet].map(([c, r]): [NftFamily, string, Rules] => ['inet', c, r]), ...[...chains.bridge].map(([c, r]): [NftFamily, string, Rules] => ['bridge', c, r])];
     changed = this.writeChains(all, push, owner, commit) || changed;
-    const before = hadIn ? this.dispatch(hadIn, hadId) : [];
-    const after = this.dispatch(f, id);
+    const before = hadIn ? dispatchElems(this.layout, hadIn, hadId) : [];
+    const after = dispatchElems(this.layout, f, id);
     const same = (a: (typeof after)[number], b: (typeof after)[number]) => a.family === b.family && a.set === b.set && a.key === b.key && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
     const del = before.filter((b) => !after.some((a) => same(a, b)));
     const add = after.filter((a) => !before.some((b) => same(a, b)));
-    const stateless = this.statelessOps(hadIn, hadId, f, id);
+    const stateless = statelessOps(this.layout, hadIn, hadId, f, id);
     if (del.length || add.length || stateless.length) {
-      push(owner, ...this.elemOps(add, del), ...stateless);
+      push(owner, ...elemOps(this.layout, add, del), ...stateless);
       changed = true;
     }
     plan.commit.push(() => {
@@ -449,7 +313,7 @@ export class NftablesDataplane implements Dataplane {
 
   /** Removes a filtered port's dispatch, untracked entries and chains. */
   private removeChains(f: PortFilter, id: number | undefined, push: (o: Owner, ...ops: Op[]) => void, owner: Owner, commit: (() => void)[], plan: Plan): boolean {
-    push(owner, ...this.elemOps([], this.dispatch(f, id)), ...this.statelessOps(f, id, undefined, undefined));
+    push(owner, ...elemOps(this.layout, [], dispatchElems(this.layout, f, id)), ...statelessOps(this.layout, f, id, undefined, undefined));
     const chains = portChains(f, this.names, this.mode, id);
     const gone: [NftFamily, string][] = [...[...chains.inet.keys()].map((c) => ['inet', c] as [NftFamily, string]), ...[...chains.bridge.keys()].map((c) => ['bridge', c] as [NftFamily, string])];
     // Emptied first: the egress chain jumps to the anti-spoof chain, which cannot go while it does.
@@ -470,11 +334,11 @@ export class NftablesDataplane implements Dataplane {
     const commit: (() => void)[] = [];
     let changed = false;
     if (failedDev !== undefined) {
-      push(owner, ...this.elemOps([], this.dropElems(failedDev)));
+      push(owner, ...elemOps(this.layout, [], dropElems(this.layout, failedDev)));
       changed = true;
     }
     if (had?.filtered) changed = this.removeChains(had, this.ids.get(portId), push, owner, commit, plan) || changed;
-    const known = this.knownDeviceOps(had?.device, undefined);
+    const known = knownDeviceOps(this.layout, had?.device, undefined);
     if (known.length) {
       push(owner, ...known);
       changed = true;
@@ -493,7 +357,7 @@ export class NftablesDataplane implements Dataplane {
     if (this.filters.get(f.portId)?.filtered) return false;
     const had = this.failed.get(f.portId);
     if (had === f.device) return false;
-    push({ kind: 'shared' }, ...this.elemOps(this.dropElems(f.device), had === undefined ? [] : this.dropElems(had)));
+    push({ kind: 'shared' }, ...elemOps(this.layout, dropElems(this.layout, f.device), had === undefined ? [] : dropElems(this.layout, had)));
     plan.commit.push(() => this.failed.set(f.portId, f.device));
     return true;
   }
