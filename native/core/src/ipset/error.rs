@@ -45,8 +45,10 @@ impl ErrorCode {
     }
 
     /// Errors about the set as a whole: every other element of the batch would fail the same way.
+    /// Not SET_FULL: the kernel looks for the element before it looks at the count, so a full set
+    /// still takes an add of what it holds (with `exist`) and says ELEMENT_EXISTS without.
     pub fn is_set_level(self) -> bool {
-        !matches!(self, ErrorCode::ElementExists | ErrorCode::ElementMissing | ErrorCode::InvalidMember)
+        !matches!(self, ErrorCode::ElementExists | ErrorCode::ElementMissing | ErrorCode::InvalidMember | ErrorCode::SetFull)
     }
 }
 
