@@ -71,11 +71,11 @@ fn first_real_failure(op: Adt, name: &str, batch: &[Member], report: &AdtReport)
         .map(|(i, e)| e.clone().set(name).member(batch[*i].to_string()))
 }
 
-/// A full sync by chunks planned from the mirror alone: what changes, and the counts of the members
-/// the new list holds more than once.
+/// A full sync by chunks planned from the mirror alone: what changes, and the list the next sync
+/// compares with (built here, while the set's header is being asked for).
 struct ChunkPlan {
     diff: MemberDiff,
-    dups: Counts,
+    next_last: LastList,
     current_len: usize,
 }
 
@@ -132,7 +132,8 @@ fn plan_by_chunks(m: &Managed, name: &str, spec: &SetSpec, packed: &[u8], chunks
     add.sort_unstable();
     del.sort_unstable();
     let distinct = held.len() + add.len() - del.len();
-    Some(Ok(ChunkPlan { diff: MemberDiff { add, del, distinct }, dups, current_len: held.len() }))
+    let next_last = LastList::new(packed, chunks.to_vec(), dups);
+    Some(Ok(ChunkPlan { diff: MemberDiff { add, del, distinct }, next_last, current_len: held.len() }))
 }
 
 impl<K: IpsetKernel> IpsetClient<K> {
@@ -149,9 +150,8 @@ impl<K: IpsetKernel> IpsetClient<K> {
         check_new_name(name)?;
         check_spec(name, spec)?;
         let (chunks, plan) = self.prepare_checked(name, spec, packed);
-        let plan = plan.transpose()?;
-        if let (Some(chunks), Some(plan)) = (&chunks, plan) {
-            if let Some(done) = self.apply_chunk_plan(name, spec, packed, chunks, plan, strategy) {
+        if let Some(plan) = plan.transpose()? {
+            if let Some(done) = self.apply_chunk_plan(name, spec, plan, strategy) {
                 return done;
             }
         }
@@ -215,9 +215,9 @@ impl<K: IpsetKernel> IpsetClient<K> {
 
     /// Applies a plan made by `plan_by_chunks` in place; `None` when the change is one for a swap, or
     /// the set went behind our back (the full path then does the work).
-    fn apply_chunk_plan(&mut self, name: &str, spec: &SetSpec, packed: &[u8], chunks: &[Chunk], plan: ChunkPlan, strategy: SyncStrategy)
+    fn apply_chunk_plan(&mut self, name: &str, spec: &SetSpec, plan: ChunkPlan, strategy: SyncStrategy)
         -> Option<Result<SyncResult, IpsetError>> {
-        let ChunkPlan { diff, dups, current_len } = plan;
+        let ChunkPlan { diff, next_last, current_len } = plan;
         let max = spec.effective_maxelem() as usize;
         if diff.distinct > max {
             return Some(Err(IpsetError::new(ErrorCode::SetFull, format!("{} members exceed maxelem {max}", diff.distinct)).set(name)));
@@ -235,7 +235,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
             Ok((added, removed)) => {
                 let m = self.mirror.get_mut(name).expect("the entry the diff came from");
                 m.members.apply(&diff.add, &diff.del);
-                m.last = Some(LastList::new(packed, chunks.to_vec(), dups));
+                m.last = Some(next_last);
                 Some(Ok(SyncResult { created: false, added, removed, swapped: false }))
             }
             // The set went behind our back: the full path reads the kernel and makes it again.
