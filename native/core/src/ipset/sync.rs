@@ -4,8 +4,9 @@
 //! acknowledged deletes re-added, acknowledged adds deleted, a set it created destroyed, a temp set
 //! never swapped in unless completely filled. A full sync diffs against the mirror instead of
 //! re-listing the kernel (listing 100k members costs more than a small diff), and against the last
-//! list synced when there is one (`lastlist`), so that it costs O(change) beyond one scan of the list;
-//! but only once the set's header agrees with the mirror (`IpsetClient::recheck`), else it reads the set.
+//! list synced when there is one (`lastlist`), so that it costs O(change) beyond one scan of the list
+//! and the kernel's count of the set's members: the mirror is used only once the set's header agrees
+//! with it (`prepare_checked`), else the set is read.
 
 use super::client::{already_so, check_name, check_new_name, check_spec, IpsetClient, Managed, ReconcileResult, SyncResult, SyncStrategy};
 use super::diff::{prefer_swap, MarkedSet, MemberDiff, MemberSet};
