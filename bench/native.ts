@@ -199,6 +199,25 @@ async function run(): Promise<void> {
     await c.destroy('b_fail');
   }
 
+  // native.timeout100k: a sync of an unchanged 100k list into a set with a timeout, which is read in
+  // full at every sync (its members expire at any time), against the same sync of a set without one
+  // (its header checked, the list compared with the last one), for the record.
+  {
+    const list = MemberList.from(range(0, 100_000));
+    const withTimeout: SetSpec = { ...NET, timeout: 3600 };
+    await c.syncSet('b_tmo', withTimeout, list);
+    await c.syncSet('b_notmo', NET, list);
+    const ours: number[] = [];
+    const base: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      ours.push(await time(() => c.syncSet('b_tmo', withTimeout, list)));
+      base.push(await time(() => c.syncSet('b_notmo', NET, list)));
+    }
+    report('native.timeout100k', ours, base);
+    await c.destroy('b_tmo');
+    await c.destroy('b_notmo');
+  }
+
   // native.list100k: read a 100k-member set back.
   {
     const ours: number[] = [];

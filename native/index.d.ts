@@ -84,6 +84,12 @@ export declare class NativeNftables {
 export declare function conntrackDeleteBetween(netns: string | undefined | null, pairs: Array<JsBetween>): Promise<number>
 
 /**
+ * Every code an addon error can carry: the ipset client's and the other parts' (a code may be in
+ * both). src/errors.ts and the docs are checked against these.
+ */
+export declare function errorCodes(): JsErrorCodes
+
+/**
  * The members of a packed list as `ipset save` prints them (what the JS side's packing means, for
  * its tests); a member that is not one throws INVALID_MEMBER naming it.
  */
@@ -114,6 +120,11 @@ export interface JsDiffMeasure {
   add: number
   del: number
   nanos: number
+}
+
+export interface JsErrorCodes {
+  ipset: Array<string>
+  other: Array<string>
 }
 
 export interface JsFailedMember {

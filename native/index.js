@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.NativeIpset = nativeBinding.NativeIpset
 module.exports.NativeNftables = nativeBinding.NativeNftables
 module.exports.conntrackDeleteBetween = nativeBinding.conntrackDeleteBetween
+module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.ipsetDecodeMembers = nativeBinding.ipsetDecodeMembers
 module.exports.ipsetProtocol = nativeBinding.ipsetProtocol
 module.exports.ipsetTempName = nativeBinding.ipsetTempName

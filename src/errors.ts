@@ -1,9 +1,11 @@
 // The one place where an addon error becomes one of ours. The addon rejects with a real Error whose
 // `code` property is a stable code (native/src/js_error.rs) and whose `setName`, `member` and
-// `errno` properties say what it concerns; the codes of ipset and of everything else are disjoint,
-// so the code alone picks the class.
+// `errno` properties say what it concerns. The class is the calling part's: every call of the ipset
+// client rejects with an IpsetError, every other part of the addon with a NativeError; the code is
+// the addon's, the same in both where both can give it (INVALID_ARGUMENT, NETNS_UNAVAILABLE).
 
-const IPSET_CODES = [
+/** Every code an IpsetError can carry (the addon's ipset codes, `native.errorCodes().ipset`, and the two below). */
+export const IPSET_ERROR_CODES = [
   'SET_NOT_FOUND',
   'SET_EXISTS',
   'TYPE_MISMATCH',
@@ -18,16 +20,20 @@ const IPSET_CODES = [
   'PROTOCOL',
   'KERNEL',
   'CLIENT_CLOSED',
+  'NETNS_UNAVAILABLE',
+  // Not the addon's: an argument of the wrong kind, refused in JS (or by napi's conversion).
+  'INVALID_ARGUMENT',
+  // Not the addon's: an addon failure without a code of ours (a panic in the addon: a bug to report).
+  'UNCLASSIFIED',
 ] as const;
-/** Failures of the addon outside ipset: conntrack, nf_tables, the iptables tools, namespaces. */
-const NATIVE_CODES = ['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED', 'NFTABLES_FAILED'] as const;
+/** Every code a NativeError can carry: conntrack, nf_tables, the iptables tools, namespaces (`native.errorCodes().other`), and UNCLASSIFIED. */
+export const NATIVE_ERROR_CODES = ['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED', 'NFTABLES_FAILED', 'UNCLASSIFIED'] as const;
 
-export type IpsetErrorCode = (typeof IPSET_CODES)[number];
-/** `UNCLASSIFIED`: an addon error without one of our codes (napi's own argument errors, say). */
-export type NativeErrorCode = (typeof NATIVE_CODES)[number] | 'UNCLASSIFIED';
+export type IpsetErrorCode = (typeof IPSET_ERROR_CODES)[number];
+export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];
 
-const ipsetCodes: ReadonlySet<string> = new Set(IPSET_CODES);
-const nativeCodes: ReadonlySet<string> = new Set(NATIVE_CODES);
+const ipsetCodes: ReadonlySet<string> = new Set(IPSET_ERROR_CODES);
+const nativeCodes: ReadonlySet<string> = new Set(NATIVE_ERROR_CODES);
 
 export class IpsetError extends Error {
   readonly code: IpsetErrorCode;
@@ -66,23 +72,29 @@ interface AddonError {
   errno?: unknown;
 }
 
+/** napi's own refusal of an argument it cannot convert (`StringExpected`, `InvalidArg`, …): the caller's mistake. */
+function isNapiArgumentStatus(code: string): boolean {
+  return code === 'InvalidArg' || /^[A-Z][A-Za-z]*Expected$/.test(code);
+}
+
 /**
- * Our error for what the addon threw. `unclassified` says what an error without one of our codes
- * becomes (napi's own argument errors, say): an ipset call promises IpsetErrors only.
+ * Our error for what the addon threw, of the class of the part that was called (`ipset`: the ipset
+ * client, whose calls reject with IpsetErrors only; `native`: conntrack, nf_tables, the tools).
  */
-export function fromNative(err: unknown, unclassified: 'ipset' | 'native' = 'native'): IpsetError | NativeError {
+export function fromNative(err: unknown, part: 'ipset'): IpsetError;
+export function fromNative(err: unknown, part?: 'native'): NativeError;
+export function fromNative(err: unknown, part: 'ipset' | 'native' = 'native'): IpsetError | NativeError {
   if (err instanceof IpsetError || err instanceof NativeError) return err;
   const e = (typeof err === 'object' && err !== null ? err : {}) as AddonError;
-  const code = typeof e.code === 'string' ? e.code : '';
+  const raw = typeof e.code === 'string' ? e.code : '';
   const message = typeof e.message === 'string' ? e.message : String(err);
   const errno = typeof e.errno === 'number' ? e.errno : undefined;
-  if (ipsetCodes.has(code)) {
-    const extra: { setName?: string; member?: string; errno?: number } = {};
-    if (typeof e.setName === 'string') extra.setName = e.setName;
-    if (typeof e.member === 'string') extra.member = e.member;
-    if (errno !== undefined) extra.errno = errno;
-    return new IpsetError(code as IpsetErrorCode, message, extra);
-  }
-  if (nativeCodes.has(code)) return new NativeError(code as NativeErrorCode, message, errno);
-  return unclassified === 'ipset' ? new IpsetError('KERNEL', message) : new NativeError('UNCLASSIFIED', message, errno);
+  const known = part === 'ipset' ? ipsetCodes : nativeCodes;
+  const code = known.has(raw) ? raw : isNapiArgumentStatus(raw) ? 'INVALID_ARGUMENT' : 'UNCLASSIFIED';
+  if (part === 'native') return new NativeError(code as NativeErrorCode, message, errno);
+  const extra: { setName?: string; member?: string; errno?: number } = {};
+  if (typeof e.setName === 'string') extra.setName = e.setName;
+  if (typeof e.member === 'string') extra.member = e.member;
+  if (errno !== undefined) extra.errno = errno;
+  return new IpsetError(code as IpsetErrorCode, message, extra);
 }

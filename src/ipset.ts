@@ -59,6 +59,10 @@ async function call<T>(p: () => Promise<T>): Promise<T> {
   }
 }
 
+function kindOf(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+}
+
 // The packed form (native/core/src/ipset/packed.rs): canonical dotted quads as 5 or 6 bytes, any
 // other text as a length-prefixed record that the addon parses. Only the addon decides what a valid
 // member is; this fast path takes only spellings it reads the same way.
@@ -164,8 +168,14 @@ export class MemberList {
     this.size = size;
     PACKED.set(this, packed);
   }
-  /** Packs `members` (strings: addresses or CIDRs); a non-string is refused with INVALID_MEMBER. */
+  /**
+   * Packs `members` (strings: addresses or CIDRs). Not an iterable (or a bare string) is refused with
+   * INVALID_ARGUMENT, an entry that is not a member with INVALID_MEMBER.
+   */
   static from(members: Iterable<string>): MemberList {
+    const m = members as unknown;
+    const iterable = typeof m === 'object' && m !== null && typeof (m as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function';
+    if (!iterable) throw new IpsetError('INVALID_ARGUMENT', `members must be an iterable of strings (an array, a Set), not ${kindOf(m)}`);
     const { packed, size } = pack(members);
     return new MemberList(packed, size);
   }
@@ -178,7 +188,9 @@ export function packedMemberList(list: MemberList): Buffer {
 
 function packedArg(setName: string, members: unknown): Buffer {
   if (members instanceof MemberList) return PACKED.get(members)!;
-  if (!Array.isArray(members)) throw new IpsetError('INVALID_MEMBER', 'members must be an array of strings or a MemberList', { setName });
+  if (!Array.isArray(members)) {
+    throw new IpsetError('INVALID_ARGUMENT', `members must be an array of strings or a MemberList, not ${kindOf(members)}`, { setName });
+  }
   return pack(members, setName).packed;
 }
 
@@ -230,10 +242,16 @@ export class IpsetClient {
 
   /**
    * Opens a client. `netns`: a namespace path ('/var/run/netns/X', '/proc/PID/ns/net'); default: ours.
-   * Opening changes nothing in the kernel.
+   * Opening changes nothing in the kernel. A path that is not a network namespace (missing, or another
+   * kind of file) rejects with NETNS_UNAVAILABLE, options of the wrong kind with INVALID_ARGUMENT.
    */
   static async open(opts: { netns?: string } = {}): Promise<IpsetClient> {
-    return new IpsetClient(await call(() => native.NativeIpset.open(opts.netns ?? null)));
+    if (typeof opts !== 'object' || opts === null) throw new IpsetError('INVALID_ARGUMENT', `options must be an object, not ${kindOf(opts)}`);
+    const { netns } = opts as { netns?: unknown };
+    if (netns !== undefined && typeof netns !== 'string') {
+      throw new IpsetError('INVALID_ARGUMENT', `netns must be a namespace path (a string), not ${kindOf(netns)}`);
+    }
+    return new IpsetClient(await call(() => native.NativeIpset.open(netns ?? null)));
   }
 
   /** The kernel ipset protocol in use (7, or 6 on older kernels). */

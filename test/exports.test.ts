@@ -17,7 +17,7 @@ const PUBLIC = [
 
 test('the public entry exports exactly the documented API', (t) => {
   t.deepEqual(Object.keys(api).sort(), [...PUBLIC].sort());
-  for (const internal of ['measureDiff', 'syncSetForced', 'bytesSent', 'nativeHandle', 'packedMemberList', 'fromNative', 'native']) {
+  for (const internal of ['measureDiff', 'syncSetForced', 'bytesSent', 'nativeHandle', 'packedMemberList', 'fromNative', 'native', 'IPSET_ERROR_CODES', 'NATIVE_ERROR_CODES']) {
     t.false(internal in api, internal);
   }
 });

@@ -213,7 +213,7 @@ kernelTest('bad input is refused before any kernel call and changes nothing', as
     [() => c.add('s4', [42 as unknown as string]), 'INVALID_MEMBER'],
     [() => c.add('s4', [null as unknown as string]), 'INVALID_MEMBER'],
     [() => c.add('s4', [{ ip: '10.0.0.2' } as unknown as string]), 'INVALID_MEMBER'],
-    [() => c.add('s4', '10.0.0.2' as unknown as string[]), 'INVALID_MEMBER'],
+    [() => c.add('s4', '10.0.0.2' as unknown as string[]), 'INVALID_ARGUMENT'],
     // A batch is validated whole: one bad element, nothing sent.
     [() => c.add('s4', ['10.0.0.2', '10.0.0.3', 'bogus', '10.0.0.4']), 'INVALID_MEMBER'],
     [() => c.syncSet('s4', NET4, ['10.0.0.5', '10.0.0.300']), 'INVALID_MEMBER'],
@@ -246,6 +246,97 @@ kernelTest('a full set reports SET_FULL for the elements that did not fit', asyn
   t.is(r.applied, 4);
   t.deepEqual(r.failed.map((f) => [f.member, f.code]), [['10.0.0.5', 'SET_FULL'], ['10.0.0.6', 'SET_FULL']]);
   t.is(membersOf(ns, 'tiny').length, 4);
+});
+
+kernelTest('after a full set, every later member of the batch is tried: what the set holds is no SET_FULL', async (t) => {
+  const s = await setup(t);
+  const { ns, c } = s;
+  await c.syncSet('tiny', { ...IP4, maxelem: 4 }, ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4']);
+  // 3000 members span two netlink messages; the set is full from the first one on.
+  const batch = ['10.0.0.9', '10.0.0.2', ...Array.from({ length: 3000 }, (_, i) => `10.1.${i >> 8}.${i & 255}`), '10.0.0.3'];
+  const withExist = await c.add('tiny', batch, { exist: true });
+  t.is(withExist.applied, 2, 'the two members the set holds are accepted, as the kernel accepts them with exist');
+  t.false(withExist.failed.some((f) => f.member === '10.0.0.2' || f.member === '10.0.0.3'));
+  t.true(withExist.failed.every((f) => f.code === 'SET_FULL'));
+  const strict = await c.add('tiny', batch);
+  t.deepEqual(strict.failed.filter((f) => f.code !== 'SET_FULL').map((f) => [f.member, f.code]), [
+    ['10.0.0.2', 'ELEMENT_EXISTS'],
+    ['10.0.0.3', 'ELEMENT_EXISTS'],
+  ]);
+  t.is(strict.failed.length, batch.length);
+  t.deepEqual(membersOf(ns, 'tiny'), ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4']);
+});
+
+kernelTest('syncSet after other writers changed the set: the kernel holds exactly the list', async (t) => {
+  const s = await setup(t);
+  const { ns, c } = s;
+  const want = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.3.0.0/16'];
+  const others = ['10.7.0.1', '10.7.0.2', '10.7.0.3', '10.7.0.4'];
+  const holdsTheList = async (what: string) => {
+    await c.syncSet('s', NET4, want);
+    t.deepEqual(membersOf(ns, 's'), sorted(want), what);
+  };
+  await holdsTheList('first sync');
+  ns.exec('ipset', ['del', 's', '10.0.0.2']);
+  await holdsTheList('after ipset del');
+  ns.exec('ipset', ['add', 's', '10.66.0.1']);
+  await holdsTheList('after ipset add');
+  ns.exec('ipset', ['flush', 's']);
+  await holdsTheList('after ipset flush');
+  ns.exec('ipset', ['destroy', 's']);
+  t.like(await c.syncSet('s', NET4, want), { created: true, added: 4 });
+  t.deepEqual(membersOf(ns, 's'), sorted(want), 'after ipset destroy');
+  // Made again with as many other members, and swapped with a set of as many other members: the
+  // count is the same, the set is not.
+  ns.exec('ipset', ['destroy', 's']);
+  ns.exec('ipset', ['restore'], ['create s hash:net family inet', ...others.map((m) => `add s ${m}`), ''].join('\n'));
+  await holdsTheList('after destroy and create');
+  ns.exec('ipset', ['restore'], ['create o hash:net family inet', ...others.map((m) => `add o ${m}`), ''].join('\n'));
+  ns.exec('ipset', ['swap', 's', 'o']);
+  await holdsTheList('after ipset swap');
+  // A second client syncing its own list, and destroying and making the set again.
+  const c2 = await IpsetClient.open({ netns: ns.path });
+  t.teardown(() => c2.close());
+  await c2.syncSet('s', NET4, others.slice(0, 2));
+  await holdsTheList('after a second client synced');
+  await c2.destroy('s');
+  await c2.syncSet('s', NET4, others.slice(0, 3));
+  await holdsTheList('after a second client made it again');
+});
+
+kernelTest('a set made again as hash:ip behind the client is never sent hash:net elements', async (t) => {
+  const s = await setup(t);
+  const { ns, c } = s;
+  const want = ['10.0.0.1', '10.0.0.2', '10.9.0.0/22'];
+  await c.syncSet('s', NET4, want);
+  ns.exec('ipset', ['destroy', 's']);
+  ns.exec('ipset', ['restore'], ['create s hash:ip family inet', 'add s 10.0.0.1', 'add s 10.0.0.2', 'add s 10.0.0.3', ''].join('\n'));
+  // A network in a hash:ip set would be taken as a range of 1,024 addresses.
+  const e = await rejects(t, c.add('s', ['10.8.0.0/22'], { exist: true }), 'TYPE_MISMATCH');
+  t.is(e.setName, 's');
+  await rejects(t, c.del('s', ['10.0.0.1'], { exist: true }), 'TYPE_MISMATCH');
+  t.deepEqual(membersOf(ns, 's'), ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
+  // A sync makes it the set asked for.
+  await c.syncSet('s', NET4, want);
+  t.regex(ipsetSave(ns).get('s')!.create, /^hash:net family inet /);
+  t.deepEqual(membersOf(ns, 's'), sorted(want));
+});
+
+kernelTest('a set with a timeout is read at every sync: a member that expired is put back', async (t) => {
+  const s = await setup(t);
+  const { ns, c } = s;
+  const spec: SetSpec = { ...NET4, timeout: 600 };
+  const want = ['10.0.0.1', '10.0.0.2', '10.0.0.3'];
+  await c.syncSet('t', spec, want);
+  // .2 gets a 1 s timeout and expires; a member is added in its place, so the count holds too.
+  ns.exec('ipset', ['add', 't', '10.0.0.2', 'timeout', '1', '-exist']);
+  ns.exec('ipset', ['add', 't', '10.0.0.9']);
+  for (const deadline = Date.now() + 30_000; membersOf(ns, 't').includes('10.0.0.2'); ) {
+    if (Date.now() > deadline) return t.fail('the member did not expire within 30 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await c.syncSet('t', spec, want);
+  t.deepEqual(membersOf(ns, 't'), want);
 });
 
 kernelTest('reconcile repairs drift made by hand and readSet refreshes the mirror', async (t) => {

@@ -7,8 +7,25 @@
 
 use napi::bindgen_prelude::*;
 use napi::{Env, Error, Status};
-use sg_agent_core::error::SysError;
-use sg_agent_core::ipset::IpsetError;
+use napi_derive::napi;
+use sg_agent_core::error::{SysCode, SysError};
+use sg_agent_core::ipset::{ErrorCode, IpsetError};
+
+#[napi(object)]
+pub struct JsErrorCodes {
+    pub ipset: Vec<String>,
+    pub other: Vec<String>,
+}
+
+/// Every code an addon error can carry: the ipset client's and the other parts' (a code may be in
+/// both). src/errors.ts and the docs are checked against these.
+#[napi]
+pub fn error_codes() -> JsErrorCodes {
+    JsErrorCodes {
+        ipset: ErrorCode::ALL.iter().map(|c| c.as_str().to_string()).collect(),
+        other: SysCode::ALL.iter().map(|c| c.as_str().to_string()).collect(),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Coded {

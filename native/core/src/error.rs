@@ -1,36 +1,26 @@
 //! Errors of the parts that are not ipset (conntrack, nf_tables, the iptables tools, namespaces), with a
-//! stable code. Their codes are disjoint from ipset's (`ipset::ErrorCode`), so that the JS side can
-//! map any addon error by its `code` alone.
+//! stable code. A code means the same wherever it appears: INVALID_ARGUMENT and NETNS_UNAVAILABLE are
+//! codes of the ipset client too (`ipset::ErrorCode`); the JS side picks the error's class by the call
+//! that failed and keeps the code (src/errors.ts).
 
 use std::fmt;
 use std::io;
 
-use crate::netns::{is_netns_error, NetnsUnavailable};
+use crate::netns::netns_failure;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SysCode {
-    /// The caller passed something the addon does not accept (an address pair, a tool name).
-    InvalidArgument,
-    /// The network namespace could not be opened or joined.
-    NetnsUnavailable,
-    /// A ctnetlink request failed (dump or delete); `errno` says why.
-    ConntrackFailed,
-    /// A tool could not be started.
-    ToolSpawnFailed,
-    /// An nf_tables request could not be made or read (the socket, a dump); a transaction the
-    /// kernel refuses is not an error but a result naming the refused operations.
-    NftablesFailed,
-}
-
-impl SysCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SysCode::InvalidArgument => "INVALID_ARGUMENT",
-            SysCode::NetnsUnavailable => "NETNS_UNAVAILABLE",
-            SysCode::ConntrackFailed => "CONNTRACK_FAILED",
-            SysCode::ToolSpawnFailed => "TOOL_SPAWN_FAILED",
-            SysCode::NftablesFailed => "NFTABLES_FAILED",
-        }
+stable_codes! {
+    pub enum SysCode {
+        /// The caller passed something the addon does not accept (an address pair, a tool name).
+        InvalidArgument => "INVALID_ARGUMENT",
+        /// The network namespace could not be opened or joined.
+        NetnsUnavailable => "NETNS_UNAVAILABLE",
+        /// A ctnetlink request failed (dump or delete); `errno` says why.
+        ConntrackFailed => "CONNTRACK_FAILED",
+        /// A tool could not be started.
+        ToolSpawnFailed => "TOOL_SPAWN_FAILED",
+        /// An nf_tables request could not be made or read (the socket, a dump); a transaction the
+        /// kernel refuses is not an error but a result naming the refused operations.
+        NftablesFailed => "NFTABLES_FAILED",
     }
 }
 
@@ -48,9 +38,8 @@ impl SysError {
 
     /// An I/O failure of an operation that failed as `code`, unless the namespace was the problem.
     pub fn from_io(code: SysCode, e: &io::Error) -> Self {
-        if is_netns_error(e) {
-            let errno = e.get_ref().and_then(|i| i.downcast_ref::<NetnsUnavailable>()).and_then(|n| n.source.raw_os_error());
-            return SysError { code: SysCode::NetnsUnavailable, errno, message: e.to_string() };
+        if let Some(n) = netns_failure(e) {
+            return SysError { code: SysCode::NetnsUnavailable, errno: n.source.raw_os_error(), message: n.to_string() };
         }
         SysError { code, errno: e.raw_os_error(), message: e.to_string() }
     }

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The namespace could not be opened or joined; carried inside the `io::Error` that `in_netns`
-/// returns, so that callers can tell it from a failure of the work itself (`is_netns_error`).
+/// returns, so that callers can tell it from a failure of the work itself (`netns_failure`).
 #[derive(Debug)]
 pub struct NetnsUnavailable {
     pub path: PathBuf,
@@ -31,9 +31,10 @@ fn unavailable(path: &Path, source: io::Error) -> io::Error {
     io::Error::new(source.kind(), NetnsUnavailable { path: path.to_path_buf(), source })
 }
 
-/// Whether `e` says the namespace itself was unavailable (rather than the work done inside it).
-pub fn is_netns_error(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<NetnsUnavailable>())
+/// The namespace's own failure, when `e` says the namespace was unavailable (rather than the work
+/// done inside it failed): the one test every error type of the addon uses for NETNS_UNAVAILABLE.
+pub fn netns_failure(e: &io::Error) -> Option<&NetnsUnavailable> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<NetnsUnavailable>())
 }
 
 /// Runs `make` with the calling context switched into the network namespace at `netns_path`
@@ -69,9 +70,9 @@ mod tests {
     #[test]
     fn a_missing_namespace_is_told_apart_from_the_work() {
         let e = in_netns(Some(Path::new("/nonexistent/netns")), || Ok(())).unwrap_err();
-        assert!(is_netns_error(&e), "{e}");
+        assert!(netns_failure(&e).is_some(), "{e}");
         assert!(e.to_string().contains("/nonexistent/netns"), "{e}");
         let e = in_netns(None, || -> io::Result<()> { Err(io::Error::other("inner")) }).unwrap_err();
-        assert!(!is_netns_error(&e));
+        assert!(netns_failure(&e).is_none());
     }
 }

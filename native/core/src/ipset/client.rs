@@ -2,9 +2,11 @@
 //! the kernel. The sync policy (all or nothing) is in `sync`.
 //!
 //! The mirror holds, for every managed set, the spec and members the last successful change made it
-//! hold (what `reconcile` restores) and whether the kernel is known to hold exactly that. It is only
-//! changed from what the kernel acknowledged. Every kernel command goes through `IpsetKernel` (the
-//! wire in production, a model with failures injected in tests).
+//! hold (what `reconcile` restores), which set that was (its identity, from its header) and whether
+//! the kernel is known to hold exactly that. It is only changed from what the kernel acknowledged,
+//! and trusted only as far as the set's header agrees with it (`Managed::matches`): other software
+//! may change the set at any time. Every kernel command goes through `IpsetKernel` (the wire in
+//! production, a model with failures injected in tests).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +14,7 @@ use std::path::Path;
 use super::constants::IPSET_ERR_EXIST;
 use super::diff::MarkedSet;
 use super::error::{ErrorCode, IpsetError};
-use super::kernel::{Adt, IpsetKernel, SetHeader};
+use super::kernel::{Adt, IpsetKernel, SetHeader, SetIdentity};
 use super::lastlist::LastList;
 use super::member::{Member, SetSpec};
 use super::name::{is_temp_shaped, validate_set_name};
@@ -69,15 +71,29 @@ pub(super) struct Managed {
     /// What the last successful change made the set hold.
     pub(super) members: MarkedSet,
     /// Whether the kernel is known to hold exactly `members`: false after a failure that could not
-    /// be undone, or once the set was seen to have gone.
+    /// be undone, or once the set's header was seen not to agree (`matches`).
     pub(super) trusted: bool,
+    /// Which set `members` describes, from its header (`None`: not seen, so the next sync reads it).
+    pub(super) identity: Option<SetIdentity>,
     /// The list of the last full sync, with the adds and deletes made since (see `lastlist`).
     pub(super) last: Option<LastList>,
 }
 
 impl Managed {
-    pub(super) fn new(spec: SetSpec, members: MarkedSet) -> Self {
-        Managed { spec, members, trusted: true, last: None }
+    pub(super) fn new(spec: SetSpec, members: MarkedSet, identity: Option<SetIdentity>) -> Self {
+        Managed { spec, members, trusted: true, identity, last: None }
+    }
+
+    /// Whether `h` is the header of the set this entry describes, holding as many members: the same
+    /// spec, identity and count. What keeps all three (a member swapped for another by hand, a set
+    /// without an initval made again with as many members) is not seen here; a read finds it.
+    pub(super) fn matches(&self, h: &SetHeader) -> bool {
+        h.satisfies(&self.spec) && self.identity == Some(h.identity()) && h.entries == Some(self.members.len() as u32)
+    }
+
+    /// Members of a set with a timeout leave without anyone's command: such a set is never trusted.
+    pub(super) fn expires(&self) -> bool {
+        self.spec.timeout.is_some()
     }
 }
 
@@ -151,6 +167,29 @@ impl<K: IpsetKernel> IpsetClient<K> {
         }
     }
 
+    /// Trusts the mirror of `name` only if the set's header, asked just now, agrees with it
+    /// (`Managed::matches`): still there, the same set (identity), of the same spec, with as many
+    /// members. If anything moved (destroyed, made again, swapped, flushed, edited by hand), the sync
+    /// reads the set instead.
+    pub(super) fn take_header(&mut self, name: &str, header: Result<SetHeader, IpsetError>) -> Result<(), IpsetError> {
+        let agrees = match header {
+            Ok(h) => self.mirror.get(name).is_some_and(|m| m.matches(&h)),
+            Err(e) if e.code == ErrorCode::SetNotFound => false,
+            Err(e) => return Err(e.set(name)),
+        };
+        if !agrees {
+            self.distrust(name);
+        }
+        Ok(())
+    }
+
+    /// The identity of a set just made to hold `len` members of `spec`, from its header; `None`
+    /// (the next sync reads the set) if the header cannot be read or shows anything else.
+    pub(super) fn identify(&mut self, name: &str, spec: &SetSpec, len: usize) -> Option<SetIdentity> {
+        let h = self.kernel.header(name).ok()?;
+        (h.satisfies(spec) && h.entries == Some(len as u32)).then(|| h.identity())
+    }
+
     pub fn create(&mut self, name: &str, spec: &SetSpec, exist: bool) -> Result<(), IpsetError> {
         check_new_name(name)?;
         check_spec(name, spec)?;
@@ -169,7 +208,8 @@ impl<K: IpsetKernel> IpsetClient<K> {
                 Ok(())
             }
             Ok(()) => {
-                self.mirror.insert(name.into(), Managed::new(spec.clone(), MarkedSet::default()));
+                let identity = self.identify(name, spec, 0);
+                self.mirror.insert(name.into(), Managed::new(spec.clone(), MarkedSet::default(), identity));
                 Ok(())
             }
             // The kernel answers EEXIST (older ones IPSET_ERR_EXIST) when the options differ.
@@ -256,7 +296,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
         match k.header.spec() {
             Some(spec) if k.header.satisfies(&spec) => {
                 let members: MarkedSet = k.members.iter().copied().collect();
-                self.mirror.insert(name.into(), Managed::new(spec, members));
+                self.mirror.insert(name.into(), Managed::new(spec, members, Some(k.header.identity())));
             }
             _ => {
                 self.mirror.remove(name);
@@ -265,12 +305,51 @@ impl<K: IpsetKernel> IpsetClient<K> {
         Ok((k.header, k.members))
     }
 
-    /// The spec a set has: from the mirror, else from the kernel's header.
-    fn known_spec(&mut self, name: &str) -> Result<SetSpec, IpsetError> {
+    /// The spec a set's elements are written and tested as, asked of the kernel each time: a set
+    /// made again behind our back as another type must never be sent elements of the old one (a
+    /// network sent to a hash:ip set is taken as a range, and every address in it is added). For a
+    /// set this client manages, an O(1) request (type, family, revision) is enough while they are
+    /// what the mirror knows; otherwise the full header is read, and a managed set no longer of the
+    /// mirror's spec is refused with TYPE_MISMATCH before anything is sent (a sync replaces it). A
+    /// set it does not manage is taken as its header shows it.
+    fn spec_for_elements(&mut self, name: &str) -> Result<SetSpec, IpsetError> {
         if let Some(m) = self.mirror.get(name) {
+            let kind = self.kernel.kind(name);
+            if let Ok(k) = &kind {
+                if k.is(&m.spec) && m.identity.is_some_and(|id| id.revision == k.revision) {
+                    return Ok(m.spec.clone());
+                }
+            }
+            if let Err(e) = kind {
+                if e.code == ErrorCode::SetNotFound {
+                    self.distrust(name);
+                }
+                return Err(e.set(name));
+            }
+        }
+        let h = match self.kernel.header(name) {
+            Ok(h) => h,
+            Err(e) => {
+                if e.code == ErrorCode::SetNotFound {
+                    self.distrust(name);
+                }
+                return Err(e.set(name));
+            }
+        };
+        if let Some(m) = self.mirror.get_mut(name) {
+            if !h.satisfies(&m.spec) {
+                m.trusted = false;
+                let what = match h.family {
+                    Some(f) if h.type_name == m.spec.set_type.as_str() && f == m.spec.family => "with other options".to_string(),
+                    f => format!("as {} {}", h.type_name, f.map_or("?", |f| f.as_str())),
+                };
+                return Err(IpsetError::new(ErrorCode::TypeMismatch, format!(
+                    "the set was made again {what}, not the {} {} set this client made; a sync of it replaces it",
+                    m.spec.set_type.as_str(), m.spec.family.as_str())).set(name));
+            }
+            m.trusted &= m.matches(&h) && !m.expires();
             return Ok(m.spec.clone());
         }
-        let h = self.kernel.header(name).map_err(|e| e.set(name))?;
         match (h.spec(), h.unrepresentable()) {
             (Some(s), _) => Ok(s),
             (None, why) => Err(IpsetError::new(ErrorCode::TypeMismatch, why.unwrap_or_else(|| "not a set this library manages".into())).set(name)),
@@ -291,7 +370,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
     pub fn adt_packed(&mut self, op: Adt, name: &str, packed: &[u8], exist: bool) -> Result<BatchResult, IpsetError> {
         check_name(name)?;
         decode_members(name, None, packed)?;
-        let spec = self.known_spec(name)?;
+        let spec = self.spec_for_elements(name)?;
         let members = decode_members(name, Some(&spec), packed)?;
         let report = self.kernel.adt(op, name, spec.set_type, &members, exist).map_err(|e| {
             e.set(name)
@@ -339,7 +418,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
     pub fn test(&mut self, name: &str, text: &str) -> Result<bool, IpsetError> {
         check_name(name)?;
         let member = Member::parse(text).map_err(|e| IpsetError::new(ErrorCode::InvalidMember, e).set(name).member(text))?;
-        let spec = self.known_spec(name)?;
+        let spec = self.spec_for_elements(name)?;
         member.check_fits(&spec).map_err(|e| IpsetError::new(ErrorCode::InvalidMember, e).set(name).member(text))?;
         self.kernel.test(name, spec.set_type, &member).map_err(|e| e.set(name).member(text))
     }

@@ -3,50 +3,37 @@
 use std::fmt;
 
 use super::constants::*;
+use crate::netns::netns_failure;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    SetNotFound,
-    SetExists,
-    TypeMismatch,
-    SetInUse,
-    PermissionDenied,
-    InvalidMember,
-    InvalidName,
-    InvalidSpec,
-    SetFull,
-    ElementExists,
-    ElementMissing,
-    Protocol,
-    Kernel,
-    /// The client was closed; its socket is gone.
-    ClientClosed,
+stable_codes! {
+    pub enum ErrorCode {
+        SetNotFound => "SET_NOT_FOUND",
+        SetExists => "SET_EXISTS",
+        TypeMismatch => "TYPE_MISMATCH",
+        SetInUse => "SET_IN_USE",
+        PermissionDenied => "PERMISSION_DENIED",
+        InvalidMember => "INVALID_MEMBER",
+        InvalidName => "INVALID_NAME",
+        InvalidSpec => "INVALID_SPEC",
+        SetFull => "SET_FULL",
+        ElementExists => "ELEMENT_EXISTS",
+        ElementMissing => "ELEMENT_MISSING",
+        Protocol => "PROTOCOL",
+        Kernel => "KERNEL",
+        /// The client was closed; its socket is gone.
+        ClientClosed => "CLIENT_CLOSED",
+        /// The network namespace the client was to open in could not be opened or joined (the
+        /// code the other parts give for it too, `SysCode::NetnsUnavailable`).
+        NetnsUnavailable => "NETNS_UNAVAILABLE",
+    }
 }
 
 impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            SetNotFound => "SET_NOT_FOUND",
-            SetExists => "SET_EXISTS",
-            TypeMismatch => "TYPE_MISMATCH",
-            SetInUse => "SET_IN_USE",
-            PermissionDenied => "PERMISSION_DENIED",
-            InvalidMember => "INVALID_MEMBER",
-            InvalidName => "INVALID_NAME",
-            InvalidSpec => "INVALID_SPEC",
-            SetFull => "SET_FULL",
-            ElementExists => "ELEMENT_EXISTS",
-            ElementMissing => "ELEMENT_MISSING",
-            Protocol => "PROTOCOL",
-            Kernel => "KERNEL",
-            ClientClosed => "CLIENT_CLOSED",
-        }
-    }
-
     /// Errors about the set as a whole: every other element of the batch would fail the same way.
+    /// Not SET_FULL: the kernel looks for the element before it looks at the count, so a full set
+    /// still takes an add of what it holds (with `exist`) and says ELEMENT_EXISTS without.
     pub fn is_set_level(self) -> bool {
-        !matches!(self, ErrorCode::ElementExists | ErrorCode::ElementMissing | ErrorCode::InvalidMember)
+        !matches!(self, ErrorCode::ElementExists | ErrorCode::ElementMissing | ErrorCode::InvalidMember | ErrorCode::SetFull)
     }
 }
 
@@ -124,6 +111,10 @@ impl std::error::Error for IpsetError {}
 
 impl From<std::io::Error> for IpsetError {
     fn from(e: std::io::Error) -> Self {
+        if let Some(n) = netns_failure(&e) {
+            let errno = n.source.raw_os_error();
+            return IpsetError { code: ErrorCode::NetnsUnavailable, set: None, member: None, errno, message: n.to_string() };
+        }
         let errno = e.raw_os_error();
         match errno {
             Some(libc::EPERM) | Some(libc::EACCES) => IpsetError::from_errno(errno.unwrap_or(libc::EPERM), 0),

@@ -2,13 +2,15 @@
 //! change. It follows the kernel where the policy depends on it (net/netfilter/ipset/ip_set_core.c):
 //! `-exist` create compares options but not the family, swap needs the same type and family and
 //! leaves references with the names, a referenced set cannot be destroyed or renamed, a full set
-//! refuses adds. The ava suite checks the same paths against the real kernel.
+//! refuses adds of what it does not hold, a set created gets a fresh initval (listed in its header, as
+//! recent kernels list it) that a swap moves with it. The ava suite checks the same paths against the
+//! real kernel.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::constants::*;
 use super::error::{ErrorCode, IpsetError};
-use super::kernel::{Adt, AdtReport, IpsetKernel, KernelSet, SetHeader};
+use super::kernel::{Adt, AdtReport, IpsetKernel, KernelSet, SetHeader, SetKind};
 use super::member::{Member, SetSpec, SetType};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub struct ModelSet {
     pub refs: u32,
     /// Holds something that is not a member (a nomatch entry).
     pub foreign_entry: bool,
+    /// The hash seed drawn at creation (`None`: a revision that does not list one).
+    pub initval: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +33,8 @@ pub struct Model {
     pub fail_at: BTreeSet<usize>,
     /// How many changes were attempted since (to find every failure point of a scenario).
     pub changes: usize,
+    /// The last initval drawn.
+    pub initvals: u32,
 }
 
 fn injected() -> IpsetError {
@@ -38,8 +44,15 @@ fn injected() -> IpsetError {
 impl Model {
     pub fn with_set(mut self, name: &str, spec: SetSpec, members: &[&str]) -> Self {
         let members = members.iter().map(|t| Member::parse(t).unwrap()).collect();
-        self.sets.insert(name.into(), ModelSet { spec, members, refs: 0, foreign_entry: false });
+        let set = ModelSet { members, ..self.new_set(spec) };
+        self.sets.insert(name.into(), set);
         self
+    }
+
+    /// An empty set as a create makes it, with a fresh initval.
+    pub fn new_set(&mut self, spec: SetSpec) -> ModelSet {
+        self.initvals += 1;
+        ModelSet { spec, members: BTreeSet::new(), refs: 0, foreign_entry: false, initval: Some(self.initvals.wrapping_mul(0x9e37_79b9)) }
     }
 
     pub fn members(&self, name: &str) -> Option<Vec<String>> {
@@ -80,7 +93,8 @@ impl IpsetKernel for Model {
         if self.change() {
             return Err(injected());
         }
-        self.sets.insert(name.into(), ModelSet { spec: spec.clone(), members: BTreeSet::new(), refs: 0, foreign_entry: false });
+        let set = self.new_set(spec.clone());
+        self.sets.insert(name.into(), set);
         Ok(())
     }
 
@@ -135,6 +149,11 @@ impl IpsetKernel for Model {
         Ok(self.sets.keys().cloned().collect())
     }
 
+    fn kind(&mut self, name: &str) -> Result<SetKind, IpsetError> {
+        let s = self.get(name)?;
+        Ok(SetKind { type_name: s.spec.set_type.as_str().into(), family: Some(s.spec.family), revision: 0 })
+    }
+
     fn header(&mut self, name: &str) -> Result<SetHeader, IpsetError> {
         let s = self.get(name)?;
         Ok(SetHeader {
@@ -150,6 +169,7 @@ impl IpsetKernel for Model {
             timeout: s.spec.timeout,
             cadt_flags: if s.spec.comment { IPSET_FLAG_WITH_COMMENT } else { 0 },
             masked: false,
+            initval: s.initval,
         })
     }
 

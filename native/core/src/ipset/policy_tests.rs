@@ -5,8 +5,9 @@
 
 use super::client::{IpsetClient, SyncStrategy};
 use super::error::ErrorCode;
-use super::member::{Family, SetSpec, SetType};
-use super::model::Model;
+use super::kernel::IpsetKernel;
+use super::member::{Family, Member, SetSpec, SetType};
+use super::model::{Model, ModelSet};
 use super::name::temp_set_name;
 use super::packed::pack_texts;
 
@@ -20,7 +21,7 @@ fn ips(from: u32, n: u32) -> Vec<String> {
     (from..from + n).map(|i| format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)).collect()
 }
 fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort_by_key(|t| super::member::Member::parse(t).unwrap());
+    v.sort_by_key(|t| Member::parse(t).unwrap());
     v
 }
 
@@ -195,7 +196,7 @@ fn a_failed_reconcile_leaves_the_kernel_as_it_was_and_tries_again_next_time() {
     let drifted = |c: &mut Client| {
         let s = c.kernel_mut().sets.get_mut("s").unwrap();
         for m in ips(0, 3) {
-            s.members.remove(&super::member::Member::parse(&m).unwrap());
+            s.members.remove(&Member::parse(&m).unwrap());
         }
     };
     for k in 1..=3 {
@@ -294,4 +295,84 @@ fn full_syncs_by_chunks_agree_with_the_set_difference() {
         let expect: BTreeSet<String> = text(&held.iter().copied().collect::<Vec<_>>()).into_iter().collect();
         assert_eq!(kernel, expect, "round {round}");
     }
+}
+
+/// The members of `name` replaced behind the client's back by `members`, the set itself kept.
+fn edit_behind(c: &mut Client, name: &str, members: &[String]) {
+    let s = c.kernel_mut().sets.get_mut(name).unwrap();
+    s.members = members.iter().map(|t| Member::parse(t).unwrap()).collect();
+}
+
+/// A set as someone else creates and fills it (a fresh initval).
+fn made_by_another(c: &mut Client, s: SetSpec, members: &[String]) -> ModelSet {
+    ModelSet { members: members.iter().map(|t| Member::parse(t).unwrap()).collect(), ..c.kernel_mut().new_set(s) }
+}
+
+#[test]
+fn a_sync_after_the_set_moved_behind_the_client_makes_it_hold_the_list() {
+    let want = ips(0, 10);
+    let others = ips(500, 10);
+    // Destroyed, and made again holding as many other members.
+    let mut c = synced("s", &net(1000), &want);
+    c.sync_set("s", &net(1000), &want).unwrap();
+    let again = made_by_another(&mut c, net(1000), &others);
+    c.kernel_mut().sets.insert("s".into(), again);
+    assert_eq!(c.sync_set("s", &net(1000), &want).unwrap().added, 10);
+    assert_eq!(c.kernel().members("s").unwrap(), sorted(want.clone()));
+    // Swapped with a set of as many other members.
+    let o = made_by_another(&mut c, net(1000), &others);
+    c.kernel_mut().sets.insert("o".into(), o);
+    c.kernel_mut().swap("s", "o").unwrap();
+    c.sync_set("s", &net(1000), &want).unwrap();
+    assert_eq!(c.kernel().members("s").unwrap(), sorted(want.clone()));
+    // Flushed, or a member deleted by hand: the count moved.
+    c.kernel_mut().sets.get_mut("s").unwrap().members.clear();
+    assert_eq!(c.sync_set("s", &net(1000), &want).unwrap().added, 10);
+    edit_behind(&mut c, "s", &want[1..]);
+    assert_eq!(c.sync_set("s", &net(1000), &want).unwrap().added, 1);
+    // Destroyed: made again.
+    c.kernel_mut().sets.remove("s");
+    assert!(c.sync_set("s", &net(1000), &want).unwrap().created);
+    assert_eq!(c.kernel().members("s").unwrap(), sorted(want.clone()));
+    // A member swapped for another by hand keeps the count and the initval: a sync does not see it
+    // (the header cannot tell), a reconcile does.
+    let mut edited = want[1..].to_vec();
+    edited.push(others[0].clone());
+    edit_behind(&mut c, "s", &edited);
+    assert_eq!(c.sync_set("s", &net(1000), &want).unwrap().added, 0);
+    assert!(c.reconcile("s").unwrap().repaired);
+    assert_eq!(c.kernel().members("s").unwrap(), sorted(want));
+}
+
+#[test]
+fn a_set_made_again_as_another_type_is_never_written_as_the_old_one() {
+    let want: Vec<String> = ips(0, 3).into_iter().chain(["10.9.0.0/22".to_string()]).collect();
+    let mut c = synced("s", &net(1000), &want);
+    let as_ip = made_by_another(&mut c, spec(SetType::HashIp, 1000), &ips(0, 4));
+    c.kernel_mut().sets.insert("s".into(), as_ip);
+    let before = c.kernel().sets.clone();
+    // add and del would send hash:net elements (the kernel would add the /22 as 1,024 addresses).
+    let e = c.add("s", &["10.8.0.0/22"], true).unwrap_err();
+    assert_eq!(e.code, ErrorCode::TypeMismatch, "{e}");
+    assert_eq!(c.del("s", &["10.0.0.1"], true).unwrap_err().code, ErrorCode::TypeMismatch);
+    assert_eq!(c.test("s", "10.0.0.1").unwrap_err().code, ErrorCode::TypeMismatch);
+    assert_eq!(c.kernel().sets, before, "nothing was written");
+    // A sync makes it the set it asks for.
+    c.sync_set("s", &net(1000), &want).unwrap();
+    assert_eq!(c.kernel().sets["s"].spec.set_type, SetType::HashNet);
+    assert_eq!(c.kernel().members("s").unwrap(), sorted(want));
+}
+
+#[test]
+fn a_set_with_a_timeout_is_read_at_every_sync() {
+    let with_timeout = SetSpec { timeout: Some(600), ..net(1000) };
+    let want = ips(0, 10);
+    let mut c = synced("s", &with_timeout, &want);
+    // A member expired and another was added with as many members left: a header cannot tell.
+    let mut edited = want[1..].to_vec();
+    edited.push(ips(500, 1)[0].clone());
+    edit_behind(&mut c, "s", &edited);
+    let r = c.sync_set("s", &with_timeout, &want).unwrap();
+    assert_eq!((r.added, r.removed), (1, 1));
+    assert_eq!(c.kernel().members("s").unwrap(), sorted(want));
 }

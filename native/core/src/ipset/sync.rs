@@ -4,12 +4,14 @@
 //! acknowledged deletes re-added, acknowledged adds deleted, a set it created destroyed, a temp set
 //! never swapped in unless completely filled. A full sync diffs against the mirror instead of
 //! re-listing the kernel (listing 100k members costs more than a small diff), and against the last
-//! list synced when there is one (`lastlist`), so that it costs O(change) beyond one scan of the list.
+//! list synced when there is one (`lastlist`), so that it costs O(change) beyond one scan of the list
+//! and the kernel's count of the set's members: the mirror is used only once the set's header agrees
+//! with it (`prepare_checked`), else the set is read.
 
 use super::client::{already_so, check_name, check_new_name, check_spec, IpsetClient, Managed, ReconcileResult, SyncResult, SyncStrategy};
 use super::diff::{prefer_swap, MarkedSet, MemberDiff, MemberSet};
 use super::error::{ErrorCode, IpsetError};
-use super::kernel::{Adt, AdtReport, IpsetKernel};
+use super::kernel::{Adt, AdtReport, IpsetKernel, SetIdentity};
 use super::lastlist::{cut, Chunk, Counts, LastList};
 use super::member::{Member, SetSpec, SetType};
 use super::name::temp_set_name;
@@ -21,8 +23,9 @@ enum Current {
     Missing,
     /// It exists but must be replaced: another spec, or contents that are not a member list.
     Replace { old_len: usize },
-    /// It exists with the right spec; `diff` leads from `members` to the desired list.
-    Same { members: MarkedSet, diff: MemberDiff, from_mirror: bool },
+    /// It exists with the right spec; `diff` leads from `members` to the desired list. Read from the
+    /// kernel (not `from_mirror`), `seen` is the identity its header showed.
+    Same { members: MarkedSet, diff: MemberDiff, from_mirror: bool, seen: Option<SetIdentity> },
 }
 
 /// What went wrong in the middle of a change, and whether the undo put everything back.
@@ -56,6 +59,10 @@ fn spec_sized(spec: &SetSpec, n: usize) -> SetSpec {
     sized
 }
 
+/// From this many members on, a sync asks for the set's header from a thread of its own while it
+/// cuts and compares the list (below, the header costs less than the thread).
+const HEADER_WHILE_MIN: usize = 8192;
+
 /// The first failure of a batch that is not "already so", named.
 fn first_real_failure(op: Adt, name: &str, batch: &[Member], report: &AdtReport) -> Option<IpsetError> {
     report
@@ -63,6 +70,71 @@ fn first_real_failure(op: Adt, name: &str, batch: &[Member], report: &AdtReport)
         .iter()
         .find(|(_, e)| !already_so(op, e))
         .map(|(i, e)| e.clone().set(name).member(batch[*i].to_string()))
+}
+
+/// A full sync by chunks planned from the mirror alone: what changes, and the list the next sync
+/// compares with (built here, while the set's header is being asked for).
+struct ChunkPlan {
+    diff: MemberDiff,
+    next_last: LastList,
+    current_len: usize,
+}
+
+/// Plans a full sync in O(change) beyond one scan of the list: when the set holds the last list
+/// synced (with the adds and deletes made since), only the chunks of the new list that are not in
+/// the last one are decoded and checked, and only their members, the last list's vanished chunks and
+/// the adds and deletes since are compared. `None` when this does not apply (no last list, or a
+/// change touching most of the list): the full path then does the work.
+fn plan_by_chunks(m: &Managed, name: &str, spec: &SetSpec, packed: &[u8], chunks: &[Chunk]) -> Option<Result<ChunkPlan, IpsetError>> {
+    let last = m.last.as_ref()?;
+    let matched = last.match_chunks(packed, chunks);
+    // A change touching most of the list is no cheaper this way: the full path will do.
+    let touched: u64 = matched.new_unmatched.iter().map(|&i| chunks[i].records as u64).sum();
+    if touched * 2 > chunks.iter().map(|c| c.records as u64).sum::<u64>() {
+        return None;
+    }
+    // What was synced before was checked then, against a spec of the same type and family.
+    let mut fresh = Vec::new();
+    for &i in &matched.new_unmatched {
+        match decode_members(name, Some(spec), &packed[chunks[i].range()]) {
+            Ok(v) => fresh.extend(v),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    let mut gone = Vec::new();
+    for &i in &matched.old_unmatched {
+        gone.extend(decode_members(name, None, &last.bytes()[last.chunk(i).range()]).ok()?);
+    }
+    let (gone, new) = (counts(&gone), counts(&fresh));
+    let held = &m.members;
+    // How many times each member is in the last list: what the set holds, less what was added
+    // since, plus what was deleted since, once, or as often as `dups` says.
+    let in_last = |x: &Member| (held.contains(x) && !last.added.contains(x)) || last.removed.contains(x);
+    let count_last = |x: &Member| last.dups.get(x).copied().unwrap_or(in_last(x) as u32);
+    // Only members of the chunks that changed, and those added or deleted since, can change.
+    let count_new = |x: &Member| count_last(x).saturating_sub(gone.get(x).copied().unwrap_or(0)) + new.get(x).copied().unwrap_or(0);
+    let (mut add, mut del) = (Vec::new(), Vec::new());
+    let mut dups: Counts = last.dups.iter().filter(|(x, _)| !gone.contains_key(*x) && !new.contains_key(*x)).map(|(x, n)| (*x, *n)).collect();
+    let mut seen = MemberSet::default();
+    for x in gone.keys().chain(new.keys()).chain(last.added.iter()).chain(last.removed.iter()) {
+        if !seen.insert(*x) {
+            continue;
+        }
+        let n = count_new(x);
+        if n > 1 {
+            dups.insert(*x, n);
+        }
+        match (held.contains(x), n > 0) {
+            (false, true) => add.push(*x),
+            (true, false) => del.push(*x),
+            _ => {}
+        }
+    }
+    add.sort_unstable();
+    del.sort_unstable();
+    let distinct = held.len() + add.len() - del.len();
+    let next_last = LastList::new(packed, chunks.to_vec(), dups);
+    Some(Ok(ChunkPlan { diff: MemberDiff { add, del, distinct }, next_last, current_len: held.len() }))
 }
 
 impl<K: IpsetKernel> IpsetClient<K> {
@@ -78,9 +150,9 @@ impl<K: IpsetKernel> IpsetClient<K> {
     pub fn sync_set_packed(&mut self, name: &str, spec: &SetSpec, packed: &[u8], strategy: SyncStrategy) -> Result<SyncResult, IpsetError> {
         check_new_name(name)?;
         check_spec(name, spec)?;
-        let chunks = cut(packed);
-        if let Some(chunks) = &chunks {
-            if let Some(done) = self.sync_by_chunks(name, spec, packed, chunks, strategy) {
+        let (chunks, plan) = self.prepare_checked(name, spec, packed);
+        if let Some(plan) = plan.transpose()? {
+            if let Some(done) = self.apply_chunk_plan(name, spec, plan, strategy) {
                 return done;
             }
         }
@@ -109,65 +181,44 @@ impl<K: IpsetKernel> IpsetClient<K> {
         r
     }
 
-    /// A full sync in O(change) beyond one scan of the list: when the set holds the last list synced
-    /// (with the adds and deletes made since), only the chunks of the new list that are not in the
-    /// last one are decoded and checked, and only their members, the last list's vanished chunks and
-    /// the adds and deletes since are compared. `None` when this does not apply (the set is not
-    /// trusted, or it has no last list, or the change is one for a swap): the full path
-    /// then does the work.
-    fn sync_by_chunks(&mut self, name: &str, spec: &SetSpec, packed: &[u8], chunks: &[Chunk], strategy: SyncStrategy)
-        -> Option<Result<SyncResult, IpsetError>> {
-        let (diff, dups, current_len) = {
-            let m = self.mirror.get(name).filter(|m| m.trusted && m.spec.satisfies(spec))?;
-            let last = m.last.as_ref()?;
-            let matched = last.match_chunks(packed, chunks);
-            // A change touching most of the list is no cheaper this way: the full path will do.
-            let touched: u64 = matched.new_unmatched.iter().map(|&i| chunks[i].records as u64).sum();
-            if touched * 2 > chunks.iter().map(|c| c.records as u64).sum::<u64>() {
-                return None;
-            }
-            // What was synced before was checked then, against a spec of the same type and family.
-            let mut fresh = Vec::new();
-            for &i in &matched.new_unmatched {
-                match decode_members(name, Some(spec), &packed[chunks[i].range()]) {
-                    Ok(v) => fresh.extend(v),
-                    Err(e) => return Some(Err(e)),
-                }
-            }
-            let mut gone = Vec::new();
-            for &i in &matched.old_unmatched {
-                gone.extend(decode_members(name, None, &last.bytes()[last.chunk(i).range()]).ok()?);
-            }
-            let (gone, new) = (counts(&gone), counts(&fresh));
-            let held = &m.members;
-            // How many times each member is in the last list: what the set holds, less what was
-            // added since, plus what was deleted since, once, or as often as `dups` says.
-            let in_last = |x: &Member| (held.contains(x) && !last.added.contains(x)) || last.removed.contains(x);
-            let count_last = |x: &Member| last.dups.get(x).copied().unwrap_or(in_last(x) as u32);
-            // Only members of the chunks that changed, and those added or deleted since, can change.
-            let count_new = |x: &Member| count_last(x).saturating_sub(gone.get(x).copied().unwrap_or(0)) + new.get(x).copied().unwrap_or(0);
-            let (mut add, mut del) = (Vec::new(), Vec::new());
-            let mut dups: Counts = last.dups.iter().filter(|(x, _)| !gone.contains_key(*x) && !new.contains_key(*x)).map(|(x, n)| (*x, *n)).collect();
-            let mut seen = MemberSet::default();
-            for x in gone.keys().chain(new.keys()).chain(last.added.iter()).chain(last.removed.iter()) {
-                if !seen.insert(*x) {
-                    continue;
-                }
-                let n = count_new(x);
-                if n > 1 {
-                    dups.insert(*x, n);
-                }
-                match (held.contains(x), n > 0) {
-                    (false, true) => add.push(*x),
-                    (true, false) => del.push(*x),
-                    _ => {}
-                }
-            }
-            add.sort_unstable();
-            del.sort_unstable();
-            let distinct = held.len() + add.len() - del.len();
-            (MemberDiff { add, del, distinct }, dups, held.len())
+    /// Cuts the list and, when the mirror trusts its entry, plans the sync by chunks from it, and
+    /// checks the set's header against the mirror (`take_header`): the plan is returned only if the
+    /// header agrees. For a large set the header is asked while the list is cut and compared, since
+    /// the kernel counts the members for it by walking the whole set (about 1 ms per 100k members);
+    /// for a small one, first (a thread costs more than its header). A set with a timeout is never
+    /// trusted: its members expire at any time.
+    fn prepare_checked(&mut self, name: &str, spec: &SetSpec, packed: &[u8])
+        -> (Option<Vec<Chunk>>, Option<Result<ChunkPlan, IpsetError>>) {
+        if let Some(m) = self.mirror.get_mut(name).filter(|m| m.expires()) {
+            m.trusted = false;
+        }
+        let entry = self.mirror.get(name).filter(|m| m.trusted);
+        let large = entry.is_some_and(|m| m.members.len() >= HEADER_WHILE_MIN);
+        let prepare = || {
+            let chunks = cut(packed);
+            let plan = match (entry, &chunks) {
+                (Some(m), Some(c)) if m.spec.satisfies(spec) => plan_by_chunks(m, name, spec, packed, c),
+                _ => None,
+            };
+            (chunks, plan)
         };
+        let (header, (chunks, plan)) = match entry {
+            None => return prepare(),
+            Some(_) if large => self.kernel.header_while(name, prepare),
+            Some(_) => (self.kernel.header(name), prepare()),
+        };
+        if let Err(e) = self.take_header(name, header) {
+            return (chunks, Some(Err(e)));
+        }
+        let trusted = self.mirror.get(name).is_some_and(|m| m.trusted);
+        (chunks, plan.filter(|_| trusted))
+    }
+
+    /// Applies a plan made by `plan_by_chunks` in place; `None` when the change is one for a swap, or
+    /// the set went behind our back (the full path then does the work).
+    fn apply_chunk_plan(&mut self, name: &str, spec: &SetSpec, plan: ChunkPlan, strategy: SyncStrategy)
+        -> Option<Result<SyncResult, IpsetError>> {
+        let ChunkPlan { diff, next_last, current_len } = plan;
         let max = spec.effective_maxelem() as usize;
         if diff.distinct > max {
             return Some(Err(IpsetError::new(ErrorCode::SetFull, format!("{} members exceed maxelem {max}", diff.distinct)).set(name)));
@@ -185,7 +236,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
             Ok((added, removed)) => {
                 let m = self.mirror.get_mut(name).expect("the entry the diff came from");
                 m.members.apply(&diff.add, &diff.del);
-                m.last = Some(LastList::new(packed, chunks.to_vec(), dups));
+                m.last = Some(next_last);
                 Some(Ok(SyncResult { created: false, added, removed, swapped: false }))
             }
             // The set went behind our back: the full path reads the kernel and makes it again.
@@ -259,7 +310,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
                     return Ok(Current::Replace { old_len: m.members.len() });
                 }
                 let diff = m.members.diff_to(desired);
-                return Ok(Current::Same { members: MarkedSet::default(), diff, from_mirror: true });
+                return Ok(Current::Same { members: MarkedSet::default(), diff, from_mirror: true, seen: None });
             }
         }
         match self.kernel.read(name) {
@@ -269,9 +320,10 @@ impl<K: IpsetKernel> IpsetClient<K> {
                 Ok(Current::Replace { old_len: k.header.entries.unwrap_or(0) as usize })
             }
             Ok(k) => {
+                let seen = Some(k.header.identity());
                 let mut members: MarkedSet = k.members.into_iter().collect();
                 let diff = members.diff_to(desired);
-                Ok(Current::Same { members, diff, from_mirror: false })
+                Ok(Current::Same { members, diff, from_mirror: false, seen })
             }
         }
     }
@@ -281,7 +333,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
         match current {
             Current::Missing => self.create_filled(name, spec, desired),
             Current::Replace { old_len } => self.replace(name, spec, desired, old_len),
-            Current::Same { mut members, diff, from_mirror } => {
+            Current::Same { mut members, diff, from_mirror, seen } => {
                 let old_len = if from_mirror { self.mirror.get(name).map_or(0, |m| m.members.len()) } else { members.len() };
                 let swap = match strategy {
                     SyncStrategy::Auto => prefer_swap(old_len, diff.distinct, diff.changes()),
@@ -297,7 +349,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
                     m.members.apply(&diff.add, &diff.del);
                 } else {
                     members.apply(&diff.add, &diff.del);
-                    self.mirror.insert(name.into(), Managed::new(spec.clone(), members));
+                    self.mirror.insert(name.into(), Managed::new(spec.clone(), members, seen));
                 }
                 Ok(SyncResult { created: false, added, removed, swapped: false })
             }
@@ -315,7 +367,8 @@ impl<K: IpsetKernel> IpsetClient<K> {
             let clean = self.kernel.destroy(name).is_ok();
             return Err(Failed { error, clean });
         }
-        self.mirror.insert(name.into(), Managed::new(spec.clone(), members));
+        let identity = self.identify(name, spec, list.len());
+        self.mirror.insert(name.into(), Managed::new(spec.clone(), members, identity));
         Ok(SyncResult { created: true, added: list.len(), removed: 0, swapped: false })
     }
 
@@ -372,7 +425,8 @@ impl<K: IpsetKernel> IpsetClient<K> {
                 return Err(untouched(e.set(name)));
             }
         }
-        self.mirror.insert(name.into(), Managed::new(spec.clone(), members));
+        let identity = self.identify(name, spec, list.len());
+        self.mirror.insert(name.into(), Managed::new(spec.clone(), members, identity));
         Ok(result)
     }
 

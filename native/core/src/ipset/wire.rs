@@ -13,7 +13,7 @@ use netlink_packet_core::Nla;
 use super::attr::{elem_wire_len, Elem, HeaderAttr, IpsetAttr};
 use super::constants::*;
 use super::error::{ErrorCode, IpsetError};
-use super::kernel::{Adt, AdtReport, IpsetKernel, KernelSet, SetHeader};
+use super::kernel::{Adt, AdtReport, IpsetKernel, KernelSet, SetHeader, SetKind};
 use super::member::{Family, Member, SetSpec, SetType, DEFAULT_MAXELEM};
 use super::message::IpsetMessage;
 use crate::netlink::{request, NfGenMsg, NfnlMessage, NfnlSocket, NlError};
@@ -161,6 +161,7 @@ impl IpsetWire {
             timeout: None,
             cadt_flags: 0,
             masked: false,
+            initval: None,
         };
         let full = match family {
             Some(Family::Inet6) => 128,
@@ -175,6 +176,7 @@ impl IpsetWire {
                 HeaderAttr::Elements(v) => h.entries = Some(*v),
                 HeaderAttr::Timeout(v) => h.timeout = Some(*v),
                 HeaderAttr::CadtFlags(f) => h.cadt_flags = *f,
+                HeaderAttr::InitVal(v) => h.initval = Some(*v),
                 HeaderAttr::Netmask(m) => h.masked |= *m < full,
                 HeaderAttr::Bitmask(m) => {
                     h.masked |= match m {
@@ -324,9 +326,41 @@ impl IpsetKernel for IpsetWire {
         Ok(names)
     }
 
+    fn kind(&mut self, name: &str) -> Result<SetKind, IpsetError> {
+        let req = self.named(IPSET_CMD_HEADER, 0, name);
+        let out = self.one(req, IPSET_CMD_HEADER)?;
+        let m = out
+            .iter()
+            .find(|m| m.type_name().is_some())
+            .ok_or_else(|| IpsetError::new(ErrorCode::Protocol, "header reply without a set type"))?;
+        Ok(SetKind {
+            type_name: m.type_name().unwrap_or_default().to_string(),
+            family: m.u8_attr(|a| if let IpsetAttr::Family(f) = a { Some(*f) } else { None }).and_then(Family::from_nfproto),
+            revision: m.u8_attr(|a| if let IpsetAttr::Revision(r) = a { Some(*r) } else { None }).unwrap_or(0),
+        })
+    }
+
     fn header(&mut self, name: &str) -> Result<SetHeader, IpsetError> {
         let msgs = self.dump_set(name, true)?;
         Self::parse_header(name, &msgs)
+    }
+
+    fn header_while<T>(&mut self, name: &str, work: impl FnOnce() -> T) -> (Result<SetHeader, IpsetError>, T) {
+        let overlapped = std::thread::scope(|scope| {
+            match std::thread::Builder::new().name("sg-ipset-header".into()).spawn_scoped(scope, || self.header(name)) {
+                Ok(asking) => {
+                    let done = work();
+                    let header = asking.join().unwrap_or_else(|_| Err(IpsetError::new(ErrorCode::Kernel, "the header request panicked")));
+                    Ok((header, done))
+                }
+                Err(_) => Err(work),
+            }
+        });
+        match overlapped {
+            Ok(both) => both,
+            // No thread to be had: one after the other.
+            Err(work) => (self.header(name), work()),
+        }
     }
 
     fn read(&mut self, name: &str) -> Result<KernelSet, IpsetError> {
@@ -342,7 +376,9 @@ impl IpsetKernel for IpsetWire {
     /// element (keeping those before it) and says which one failed; the rest of that message is then
     /// sent as one message per element, all in one more batch, so that every failure costs one
     /// small message instead of a resend of the rest (O(failures), not O(failures × batch)).
-    /// A set-level error (set missing or full, type mismatch) fails the rest of its message at once.
+    /// A set-level error (set missing, type mismatch) fails the rest of its message at once. A full
+    /// set is not one: it still takes what it holds already (an add with `exist`), so the rest of
+    /// that message is tried element by element like any other.
     fn adt(&mut self, op: Adt, name: &str, set_type: SetType, members: &[Member], exist: bool) -> Result<AdtReport, IpsetError> {
         let cmd = op.cmd();
         let mut failed: Vec<(usize, IpsetError)> = Vec::new();
