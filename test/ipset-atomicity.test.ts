@@ -1,5 +1,5 @@
-// The ipset engine keeps its own atomicity, checked
-// against the kernel with `ipset save` as the oracle, each test in a fresh network namespace.
+// The ipset engine keeps its own atomicity, checked against the kernel with `ipset save` as the oracle,
+// each test in a fresh network namespace.
 import type { ExecutionContext } from 'ava';
 import { kernelTest } from './helpers/gate.js';
 import { IpsetClient, IpsetError, MemberList, tempSetName, type SetSpec } from '../src/ipset.js';
