@@ -14,8 +14,8 @@ import { FirewallEngine } from '../src/firewall/engine.js';
 import { IptablesDataplane } from '../src/firewall/iptables/backend.js';
 import { NftablesDataplane } from '../src/firewall/nftables/backend.js';
 import { openBackend } from '../src/firewall/select.js';
-import { NftClient } from '../src/firewall/nftables/native.js';
-import type { PortInput, SecurityGroupInput } from '../src/model.js';
+import { NftClient } from '../src/addon/nftables.js';
+import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
 import { NFT } from '../test/helpers/backends.js';
 import { Topology } from '../test/helpers/topology.js';
 

@@ -6,7 +6,7 @@
 // Prints per case: `<id> ours=<median> baseline=<median> ratio=<baseline/ours>`.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { IpsetClient, MemberList, type SetSpec } from '../src/ipset.js';
+import { IpsetClient, MemberList, type SetSpec } from '../src/addon/ipset.js';
 import { measureDiff, syncSetForced } from '../src/internal/hooks.js';
 
 const INNER = '--inside-netns';

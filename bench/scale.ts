@@ -41,7 +41,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Controller } from '../src/controller/controller.js';
 import { GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey } from '../src/protocol/routing.js';
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
-import type { PortInput, SecurityGroupRuleInput } from '../src/model.js';
+import type { PortInput, SecurityGroupRuleInput } from '../src/domain/model.js';
 import { startRabbitNode, type OwnRabbitNode } from '../test/helpers/rabbit-node.js';
 import type { HostCounters, WorkerCommand } from './scale-host.js';
 

@@ -28,7 +28,7 @@ import { Store } from '../src/controller/store.js';
 import { buildSync } from '../src/controller/rpc.js';
 import { encode } from '../src/protocol/messages.js';
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
-import type { Port } from '../src/model.js';
+import type { Port } from '../src/domain/model.js';
 import { ensureRabbit } from '../test/helpers/rabbit.js';
 
 const HOSTS = Number(process.env.STORM_HOSTS ?? 20);

@@ -85,7 +85,7 @@ export declare function conntrackDeleteBetween(netns: string | undefined | null,
 
 /**
  * Every code an addon error can carry: the ipset client's and the other parts' (a code may be in
- * both). src/errors.ts and the docs are checked against these.
+ * both). src/addon/errors.ts and the docs are checked against these.
  */
 export declare function errorCodes(): JsErrorCodes
 

@@ -1,13 +1,13 @@
 // Public entry point of the sg-agent package.
-export { IpsetClient, MemberList, tempSetName } from './ipset.js';
-export type { BatchResult, IpFamily, ReconcileResult, SetHeader, SetSpec, SetType, SyncResult } from './ipset.js';
-export { IpsetError, NativeError } from './errors.js';
-export type { IpsetErrorCode, NativeErrorCode } from './errors.js';
-export type { Port, PortInput, SecurityGroup, SecurityGroupInput, SecurityGroupRule, SecurityGroupRuleInput, AllowedAddressPair, Direction, Ethertype } from './model.js';
+export { IpsetClient, MemberList, tempSetName } from './addon/ipset.js';
+export type { BatchResult, IpFamily, ReconcileResult, SetHeader, SetSpec, SetType, SyncResult } from './addon/ipset.js';
+export { IpsetError, NativeError } from './addon/errors.js';
+export type { IpsetErrorCode, NativeErrorCode } from './addon/errors.js';
+export type { Port, PortInput, SecurityGroup, SecurityGroupInput, SecurityGroupRule, SecurityGroupRuleInput, AllowedAddressPair, Direction, Ethertype } from './domain/model.js';
 // The one validator of the model (the controller's API, the store, the wire decoder and the engine use it).
 export { validateGroup, validatePort, validateRule, validateMember, ValidationError } from './domain/validate.js';
 export { PROTOCOL_NUMBERS } from './domain/protocols.js';
-export { NativeBindingError } from './native.js';
+export { NativeBindingError } from './addon/native.js';
 export { versionReport, formatVersion } from './version.js';
 export { checkOwnCapabilities, missingCapabilities } from './capabilities.js';
 // For control-plane integrators: the wire protocol, its routing, the publisher and the sync server.

@@ -1,7 +1,7 @@
 // What `sg-agent --version` reports: this package, its native binary, and the kernel's ipset protocol.
-import { native } from './native.js';
+import { native } from './addon/native.js';
 import { packageVersion } from './package-version.js';
-import { fromNative } from './errors.js';
+import { fromNative } from './addon/errors.js';
 
 export interface VersionReport {
   package: string;

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
 import { setKey } from '../src/firewall/dataplane.js';
-import type { PortInput, SecurityGroupInput } from '../src/model.js';
+import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
 
 /** An engine over memory, closed when the test ends: a retry it scheduled must not outlive the test
  *  (a quarantined port's retry re-arms a 10-minute structural interval and would hold the worker). */

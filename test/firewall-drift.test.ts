@@ -1,13 +1,16 @@
 // Drift the periodic check must find on both backends, whatever it is: a member swapped for a
-// foreign address (the set's count unchanged), and a host with no port yet, where there is nothing
-// of ours to compare and the check must not fail.
-import pino from 'pino';
+// foreign address (the set's count unchanged), a host with no port yet (nothing of ours to compare,
+// and the check must not fail), and what a replace killed half-way left behind.
 import { Writable } from 'node:stream';
-import type { SecurityGroupInput } from '../src/model.js';
+import pino from 'pino';
+import { tempSetName } from '../src/addon/ipset.js';
+import type { SecurityGroupInput } from '../src/domain/model.js';
 import { NFT, openEngine, Oracle } from './helpers/backends.js';
+import { firewallHost, membersAndStranger, onBothBackends, vmPort } from './helpers/firewall.js';
+import { kernelTest } from './helpers/gate.js';
+import { ipsetSave } from './helpers/ipset-oracle.js';
 import { Topology } from './helpers/topology.js';
 import { waitFor } from './helpers/wait.js';
-import { onBothBackends, vmPort } from './helpers/firewall.js';
 
 const web: SecurityGroupInput = {
   id: 'web',
@@ -102,4 +105,22 @@ onBothBackends('a host with no port: the periodic check runs without failing, an
   t.deepEqual(await fw.reconcile({ full: true }), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'the first port went in whole');
   t.deepEqual(errors, [], 'no check and no apply failed');
   t.is(fw.stats.applyErrors, 0);
+});
+
+kernelTest('iptables › a temp set a killed replace left behind goes with the full check, its set kept; others are not touched', async (t) => {
+  const { topo, fw, k } = await firewallHost(t, 'iptables');
+  const { a, b } = await membersAndStranger({ topo, fw, k });
+  const set = k.setName('default', 4);
+  // What a process killed between filling a replace's temp set and the swap leaves: the temp set.
+  topo.host.exec('ipset', ['create', tempSetName(set), 'hash:net']);
+  // Another program's sets, one named like a temp set of ours would be but not derived from a name of ours.
+  topo.host.exec('ipset', ['create', 'theirs', 'hash:net']);
+  topo.host.exec('ipset', ['create', 'sg4-theirs.t', 'hash:net']);
+  const r = await fw.reconcile({ full: true });
+  t.is(r.staleRemoved, 1, JSON.stringify(r));
+  const left = ipsetSave(topo.host);
+  t.false(left.has(tempSetName(set)), 'the temp set is gone');
+  t.true(left.has(set), 'its set stays');
+  t.true(left.has('theirs') && left.has('sg4-theirs.t'), "another program's sets stay");
+  t.true(topo.ping(a, b.ip4), 'the members still reach each other');
 });

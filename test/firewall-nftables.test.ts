@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { decide, openDataplane } from '../src/firewall/select.js';
-import type { SecurityGroupInput } from '../src/model.js';
+import type { SecurityGroupInput } from '../src/domain/model.js';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 import { Topology, type Vm } from './helpers/topology.js';
@@ -243,8 +243,8 @@ test('auto takes nftables only where the kernel has all it needs, and says why (
 kernelTest.serial('the nf_tables client: a refused operation is named and nothing changes; errors carry codes; close releases its sockets', async (t) => {
   const ns = Netns.create('sgnfterr');
   t.teardown(() => ns.destroy());
-  const { NftClient } = await import('../src/firewall/nftables/native.js');
-  const { NativeError } = await import('../src/errors.js');
+  const { NftClient } = await import('../src/addon/nftables.js');
+  const { NativeError } = await import('../src/addon/errors.js');
   const sockets = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
     try {
       return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');

@@ -4,7 +4,7 @@
 // stops being admitted, and coexistence with other programs' objects that merely look like ours.
 import type { ExecutionContext } from 'ava';
 import type { FirewallEngine } from '../src/firewall/engine.js';
-import type { SecurityGroupInput } from '../src/model.js';
+import type { SecurityGroupInput } from '../src/domain/model.js';
 import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine } from './helpers/backends.js';

@@ -7,7 +7,7 @@ import { iptablesCidr, maxelemFor, ndTargetU32, renderArp, renderDispatch, rende
 import { buildFilter } from '../src/firewall/planner.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { validateGroup, validatePort } from '../src/domain/validate.js';
-import type { SecurityGroup } from '../src/model.js';
+import type { SecurityGroup } from '../src/domain/model.js';
 import { egressPolicy } from '../src/firewall/policy.js';
 import { egressRules } from '../src/firewall/nftables/render.js';
 import { NftNames } from '../src/firewall/nftables/names.js';

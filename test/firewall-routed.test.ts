@@ -4,7 +4,7 @@ import type { ExecutionContext } from 'ava';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 import { BACKENDS, openEngine, type Backend } from './helpers/backends.js';
-import type { PortInput, SecurityGroupInput } from '../src/model.js';
+import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
 
 interface RoutedVm {
   name: string;

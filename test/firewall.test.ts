@@ -2,7 +2,7 @@
 // on veth pairs, the engine managing the host namespace, and ping/TCP/UDP between VMs as the proof.
 // What each backend put in the kernel is read with the tools (test/helpers/backends.ts).
 import { portMemberAddresses, validatePort, ValidationError } from '../src/domain/validate.js';
-import type { SecurityGroupRuleInput } from '../src/model.js';
+import type { SecurityGroupRuleInput } from '../src/domain/model.js';
 import { ipsetSave } from './helpers/ipset-oracle.js';
 import { NFT, openEngine } from './helpers/backends.js';
 import { defaultGroup, egressAll, egressOnly, firewallHost, membersAndStranger, onBothBackends, vmPort } from './helpers/firewall.js';

@@ -2,7 +2,7 @@
 // each test in a fresh network namespace.
 import type { ExecutionContext } from 'ava';
 import { kernelTest } from './helpers/gate.js';
-import { IpsetClient, IpsetError, MemberList, tempSetName, type SetSpec } from '../src/ipset.js';
+import { IpsetClient, IpsetError, MemberList, tempSetName, type SetSpec } from '../src/addon/ipset.js';
 import { bytesSent } from '../src/internal/hooks.js';
 import { clientInFreshNetns, ipsetSave, membersOf, rejectsWith } from './helpers/ipset-oracle.js';
 

@@ -1,9 +1,9 @@
-// The JS packing of member lists (src/ipset.ts) takes its binary fast path only for spellings the
+// The JS packing of member lists (src/addon/ipset.ts) takes its binary fast path only for spellings the
 // addon reads the same way: for any text, packing it and sending it as plain text must give the same
 // member or the same refusal. Pure logic against the addon's own decoder; seeded.
 import test from 'ava';
-import { native } from '../src/native.js';
-import { MemberList, packedMemberList } from '../src/ipset.js';
+import { native } from '../src/addon/native.js';
+import { MemberList, packedMemberList } from '../src/addon/ipset.js';
 import { rng, textRecord } from './helpers/seeded.js';
 
 function decode(buf: Buffer): string {

@@ -4,8 +4,8 @@
 //
 // Seeded: SG_FUZZ_SEED=<n> replays a run, SG_FUZZ_STEPS / SG_FUZZ_SECONDS bound it (defaults keep CI
 // within about half a minute). A failure names the seed, the step and the operation.
-import { IpsetClient, IpsetError, type IpFamily, type SetSpec, type SetType } from '../src/ipset.js';
-import { native } from '../src/native.js';
+import { IpsetClient, IpsetError, type IpFamily, type SetSpec, type SetType } from '../src/addon/ipset.js';
+import { native } from '../src/addon/native.js';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 import { ipsetSave } from './helpers/ipset-oracle.js';

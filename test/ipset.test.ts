@@ -2,7 +2,7 @@
 // namespace, with `ipset save` as the oracle after every operation.
 import type { ExecutionContext } from 'ava';
 import { kernelTest } from './helpers/gate.js';
-import { IpsetClient, IpsetError, type SetSpec } from '../src/ipset.js';
+import { IpsetClient, IpsetError, type SetSpec } from '../src/addon/ipset.js';
 import { Netns } from './helpers/netns.js';
 import { clientInFreshNetns, ipsetSave, membersOf, rejectsWith } from './helpers/ipset-oracle.js';
 

@@ -1,7 +1,7 @@
 // Pure logic of the loader's diagnosis and the capability check (their real paths are exercised by
 // pack.test.ts and the agent's start-up).
 import test from 'ava';
-import { missingBinaryMessage, platformKey } from '../src/platform.js';
+import { missingBinaryMessage, platformKey } from '../src/addon/platform.js';
 import { effectiveCapabilities, missingCapabilities } from '../src/capabilities.js';
 
 test('platform keys follow napi-rs naming', (t) => {

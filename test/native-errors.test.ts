@@ -1,15 +1,15 @@
 // The typed boundary: every addon error is a real Error with a stable `code` (no JSON in messages),
-// mapped by code in one place (src/errors.ts) to IpsetError or NativeError; close() releases the socket.
+// mapped by code in one place (src/addon/errors.ts) to IpsetError or NativeError; close() releases the socket.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { native } from '../src/native.js';
-import { IpsetClient, MemberList } from '../src/ipset.js';
-import { fromNative, IPSET_ERROR_CODES, IpsetError, NATIVE_ERROR_CODES, NativeError } from '../src/errors.js';
-import { deleteConntrackBetween } from '../src/conntrack.js';
+import { native } from '../src/addon/native.js';
+import { IpsetClient, MemberList } from '../src/addon/ipset.js';
+import { fromNative, IPSET_ERROR_CODES, IpsetError, NATIVE_ERROR_CODES, NativeError } from '../src/addon/errors.js';
+import { deleteConntrackBetween } from '../src/addon/conntrack.js';
 import { Iptables, IptablesError } from '../src/firewall/iptables/tools.js';
-import { nativeHandle } from '../src/ipset.js';
+import { nativeHandle } from '../src/addon/ipset.js';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 
@@ -64,7 +64,7 @@ kernelTest('opening an ipset client in a namespace that is not one, or with opti
   }
 });
 
-test('every code the addon gives is one src/errors.ts maps, and every code is documented', (t) => {
+test('every code the addon gives is one src/addon/errors.ts maps, and every code is documented', (t) => {
   const addon = native.errorCodes();
   const own = ['INVALID_ARGUMENT', 'UNCLASSIFIED'];
   t.deepEqual([...IPSET_ERROR_CODES].sort(), [...new Set([...addon.ipset, ...own])].sort());

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { native } from '../src/native.js';
+import { native } from '../src/addon/native.js';
 
 test('the addon loads and reports its version', (t) => {
   t.regex(native.nativeVersion(), /^\d+\.\d+\.\d+/);

@@ -11,7 +11,7 @@ import { loadConfig } from '../src/agent/config.js';
 import { Controller } from '../src/controller/controller.js';
 import { setKey } from '../src/firewall/dataplane.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
-import type { PortInput } from '../src/model.js';
+import type { PortInput } from '../src/domain/model.js';
 import { testVhost } from './helpers/broker.js';
 import { brokerTest } from './helpers/gate.js';
 import { removeKeys, testKey } from './helpers/keys.js';

@@ -1,6 +1,6 @@
 //! The one way an addon error reaches JS: a real `Error` whose `code` property is the stable code
 //! (`SET_NOT_FOUND`, `CONNTRACK_FAILED`, …) and whose other properties carry what the caller needs
-//! (`setName`, `member`, `errno`). No JSON in messages; `src/errors.ts` maps by `code` alone.
+//! (`setName`, `member`, `errno`). No JSON in messages; `src/addon/errors.ts` maps by `code` alone.
 //!
 //! A `Task` computes off the JS thread, where no JS value can be made, so a failed task keeps its
 //! `Coded` error and turns it into the JS error in `reject`, back on the JS thread (`Failure`).
@@ -18,7 +18,7 @@ pub struct JsErrorCodes {
 }
 
 /// Every code an addon error can carry: the ipset client's and the other parts' (a code may be in
-/// both). src/errors.ts and the docs are checked against these.
+/// both). src/addon/errors.ts and the docs are checked against these.
 #[napi]
 pub fn error_codes() -> JsErrorCodes {
     JsErrorCodes {

@@ -1,5 +1,5 @@
 //! The JS face of `nftables::NftClient`: work on the libuv pool, results as JSON text (their shape
-//! is declared once, in src/firewall/nftables/native.ts), and the drift watch's events delivered to
+//! is declared once, in src/addon/nftables.ts), and the drift watch's events delivered to
 //! a JS callback from its own thread. A client's calls are serialised by its mutex (one socket, one
 //! mirror), which the watch thread takes too when it repairs.
 

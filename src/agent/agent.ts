@@ -14,7 +14,7 @@ import { openDataplane } from '../firewall/select.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import { computeNeeds, type Needs } from './needs.js';
-import { IpsetError, NativeError } from '../errors.js';
+import { IpsetError, NativeError } from '../addon/errors.js';
 import { ConfigError } from '../settings.js';
 
 const UPDATE_TYPES = ['group.members', 'group.rules', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;

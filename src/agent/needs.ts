@@ -1,7 +1,7 @@
 // Which groups this host needs: the rules of every group its ports are in, and the members of every
 // group those rules name as remote group. The agent binds one routing key per needed group and
 // unbinds it when the need ends — never per port.
-import type { Port } from '../model.js';
+import type { Port } from '../domain/model.js';
 
 export interface Needs {
   rules: Set<string>;

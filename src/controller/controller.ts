@@ -15,7 +15,7 @@
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { PortInput, SecurityGroupRuleInput } from '../model.js';
+import type { PortInput, SecurityGroupRuleInput } from '../domain/model.js';
 import { BrokerUrls, retryDelay, type BrokerTls } from '../protocol/connection.js';
 import { LEADER_QUEUE } from '../protocol/routing.js';
 import type { MessageSigner } from '../protocol/signing.js';

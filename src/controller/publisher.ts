@@ -8,7 +8,7 @@ import {
   DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_QUEUE_ARGS, GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_QUEUE_ARGS, SYNC_ROUTING_KEY, groupKey, hostKey,
 } from '../protocol/routing.js';
 import { UPDATE_CONTEXT, type MessageSigner } from '../protocol/signing.js';
-import type { SecurityGroupRuleInput } from '../model.js';
+import type { SecurityGroupRuleInput } from '../domain/model.js';
 import { validatePort, validateRules } from '../domain/validate.js';
 
 export interface PublisherStats {

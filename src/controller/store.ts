@@ -15,8 +15,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
-import type { Port, PortInput, SecurityGroupRuleInput } from '../model.js';
-import type { SecurityGroupRule } from '../model.js';
+import type { Port, PortInput, SecurityGroupRuleInput } from '../domain/model.js';
+import type { SecurityGroupRule } from '../domain/model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
 import { portMemberAddresses, validateId, validateMembers, validatePort, validateRules } from '../domain/validate.js';
 

@@ -4,7 +4,7 @@
 // canonical form (protocol numbers, canonical addresses, explicit nulls), or throws ValidationError
 // naming the field. Semantics are Neutron's API's (neutron/db/securitygroups_db.py): an agent must
 // accept every rule Neutron accepts, with Neutron's meaning.
-import type { AllowedAddressPair, Port, SecurityGroup, SecurityGroupRule } from '../model.js';
+import type { AllowedAddressPair, Port, SecurityGroup, SecurityGroupRule } from './model.js';
 import { AddressError, formatCidr, isCatchAll, isHost, isUnspecified, parseCidr, type Cidr } from './address.js';
 import { DEVICE_PATTERN, LIMITS, MAC_PATTERN } from './limits.js';
 import { IPV6_ONLY_PROTOCOLS, isIcmp, PROTO, PROTOCOL_NUMBERS, takesPorts } from './protocols.js';

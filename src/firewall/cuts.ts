@@ -7,7 +7,7 @@
 // pair is cut only when no rule left on the port still admits what the removed one did (same
 // direction and family, a protocol and ports at least as wide, and the remote covered): what stays
 // admitted is left alone, what only the removed rule admitted is cut.
-import type { Port, SecurityGroup, SecurityGroupRule } from '../model.js';
+import type { Port, SecurityGroup, SecurityGroupRule } from '../domain/model.js';
 import { contains, isCatchAll, parseCidr } from '../domain/address.js';
 import { isIcmp } from '../domain/protocols.js';
 import { portMemberAddresses } from '../domain/validate.js';

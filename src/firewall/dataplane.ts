@@ -2,7 +2,7 @@
 // each member set must be (backend-neutral, below); a Dataplane decides *how*: iptables chains and
 // ipsets (iptables/), nf_tables (nftables/), or memory (tests, simulations). A backend reports which
 // objects it could not apply, and the core quarantines those alone while the rest converges.
-import type { Ethertype, SecurityGroupRule } from '../model.js';
+import type { Ethertype, SecurityGroupRule } from '../domain/model.js';
 import type { Family } from '../domain/address.js';
 import type { AddressPair } from './cuts.js';
 

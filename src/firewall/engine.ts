@@ -9,7 +9,7 @@
 // port's filter until the set exists (fail-closed), and a port whose new filter the kernel refuses is
 // dropped rather than left open.
 import type { Logger } from 'pino';
-import type { PortInput, SecurityGroupInput } from '../model.js';
+import type { PortInput, SecurityGroupInput } from '../domain/model.js';
 import { ValidationError } from '../domain/validate.js';
 import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortFilter, type ReconcileReport, type SetRef } from './dataplane.js';
 import { ApplyLoop, type RunResult } from './loop.js';

@@ -4,7 +4,7 @@
 // of the groups whose members changed.
 import { familyOf, type Family } from '../domain/address.js';
 import { linkLocalFromMac } from '../domain/mac.js';
-import type { Port, SecurityGroup } from '../model.js';
+import type { Port, SecurityGroup } from '../domain/model.js';
 import { familyOfEthertype, setKey, type AppliedView, type ChangeSet, type FilterRule, type PortFilter, type SetRef } from './dataplane.js';
 import { dedupePairs } from './cuts.js';
 import type { HostState, Work } from './state.js';

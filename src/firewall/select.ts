@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import type { AppliedView, ApplyOutcome, ChangeSet, Dataplane, DataplaneStats, DataplaneStatus, Mode, ReconcileReport } from './dataplane.js';
 import { IptablesDataplane, type IptablesOptions } from './iptables/backend.js';
 import { NftablesDataplane, type NftablesOptions } from './nftables/backend.js';
-import { probeNftables, type NftSupport } from './nftables/native.js';
+import { probeNftables, type NftSupport } from '../addon/nftables.js';
 
 export type DataplaneKind = 'iptables' | 'nftables';
 export type DataplaneSetting = DataplaneKind | 'auto';

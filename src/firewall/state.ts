@@ -8,7 +8,7 @@
 // member additions and removals per group (applied as O(change) set deltas), groups whose member set
 // must be rewritten whole, and the connections the changes stopped admitting. `takeWork()` hands all of
 // it to one apply; what arrives meanwhile goes to the next. Pure: no I/O, no timers.
-import type { Port, PortInput, SecurityGroup, SecurityGroupInput } from '../model.js';
+import type { Port, PortInput, SecurityGroup, SecurityGroupInput } from '../domain/model.js';
 import { validateGroup, validateId, validateMembers, validatePort, validateRevision } from '../domain/validate.js';
 import { cutsForDepartedMembers, cutsForPortChange, cutsForRemovedRules, type AddressPair } from './cuts.js';
 

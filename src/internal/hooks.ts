@@ -1,8 +1,8 @@
 // Hooks for benchmarks and tests only (bench/native.ts, test/). Not part of the package's API: src/index.ts does
 // not export this module, and test/exports.test.ts checks that it stays so.
-import { native } from '../native.js';
-import { fromNative } from '../errors.js';
-import { nativeHandle, packedMemberList, type IpsetClient, type MemberList, type SetSpec, type SyncResult } from '../ipset.js';
+import { native } from '../addon/native.js';
+import { fromNative } from '../addon/errors.js';
+import { nativeHandle, packedMemberList, type IpsetClient, type MemberList, type SetSpec, type SyncResult } from '../addon/ipset.js';
 
 /** One full-sync diff pass in Rust (decode a packed desired list, diff it against a kept set), timed inside Rust. */
 export async function measureDiff(current: MemberList, desired: MemberList): Promise<{ add: number; del: number; nanos: number }> {

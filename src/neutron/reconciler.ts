@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import type { Store } from '../controller/store.js';
 import { ValidationError } from '../domain/validate.js';
-import type { SecurityGroupRule } from '../model.js';
+import type { SecurityGroupRule } from '../domain/model.js';
 import type { NeutronApi } from './api.js';
 import {
   ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toPort, toRules,

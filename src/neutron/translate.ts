@@ -1,7 +1,7 @@
 // Neutron's JSON (its REST API's field names) into the model's, and nothing more: the meaning of every
 // field — protocol names and numbers, icmp on IPv6, port ranges, prefixes with host bits — is the
 // domain validator's (src/domain/validate.ts), which implements Neutron's semantics once for everyone.
-import type { Port, SecurityGroupRule } from '../model.js';
+import type { Port, SecurityGroupRule } from '../domain/model.js';
 import { parseCidr } from '../domain/address.js';
 import { validatePort, validateRule, validateMember, ValidationError } from '../domain/validate.js';
 

@@ -5,7 +5,7 @@
 // sync reply, which are judged one by one: an object the validator refuses is left out and reported
 // in `quarantined`, so one bad group cannot stop a host from syncing the rest.
 import Ajv, { type ValidateFunction } from 'ajv';
-import type { Port, PortInput, SecurityGroupRule } from '../model.js';
+import type { Port, PortInput, SecurityGroupRule } from '../domain/model.js';
 import { validateMember, validatePort, validateRules, ValidationError } from '../domain/validate.js';
 import { LIMITS, messageSchemas, PROTOCOL_VERSION, type MessageType } from './schema.js';
 

@@ -4,7 +4,7 @@
 // of the default group and a stranger).
 import type { ExecutionContext } from 'ava';
 import type { FirewallEngine } from '../../src/firewall/engine.js';
-import type { PortInput, SecurityGroupInput, SecurityGroupRuleInput } from '../../src/model.js';
+import type { PortInput, SecurityGroupInput, SecurityGroupRuleInput } from '../../src/domain/model.js';
 import { BACKENDS, openEngine, Oracle, type Backend, type EngineOptions } from './backends.js';
 import { kernelTest } from './gate.js';
 import { Topology, type Vm } from './topology.js';

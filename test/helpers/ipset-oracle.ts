@@ -1,7 +1,7 @@
 // The Debian `ipset` tool as an independent oracle: what `ipset save` prints inside a namespace; and
 // the setup every ipset test file shares.
 import type { ExecutionContext } from 'ava';
-import { IpsetClient, IpsetError } from '../../src/ipset.js';
+import { IpsetClient, IpsetError } from '../../src/addon/ipset.js';
 import { Netns } from './netns.js';
 
 export interface SavedSet {

@@ -3,7 +3,7 @@
 //   open NETNS    — one large transaction sent without its end (the kernel checks it and aborts),
 //                   then it waits to be killed.
 // Each state: a set of 20,000 addresses and a chain of 300 rules, all under 10.<state>.
-import { NftClient, type Op, type Stmt } from '../../src/firewall/nftables/native.js';
+import { NftClient, type Op, type Stmt } from '../../src/addon/nftables.js';
 
 export const TABLE = 'churn';
 const at = { family: 'inet', table: TABLE } as const;

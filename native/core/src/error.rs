@@ -1,7 +1,7 @@
 //! Errors of the parts that are not ipset (conntrack, nf_tables, the iptables tools, namespaces), with a
 //! stable code. A code means the same wherever it appears: INVALID_ARGUMENT and NETNS_UNAVAILABLE are
 //! codes of the ipset client too (`ipset::ErrorCode`); the JS side picks the error's class by the call
-//! that failed and keeps the code (src/errors.ts).
+//! that failed and keeps the code (src/addon/errors.ts).
 
 use std::fmt;
 use std::io;

@@ -5,11 +5,11 @@
 // writes the tools acknowledged. A filter the kernel refuses is found by writing the ports one by one,
 // reported, and its port dropped (never left unfiltered); the other ports go in.
 import type { Logger } from 'pino';
-import { IpsetClient, type SetSpec } from '../../ipset.js';
-import { deleteConntrackBetween } from '../../conntrack.js';
+import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
+import { deleteConntrackBetween } from '../../addon/conntrack.js';
 import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
 import { dedupePairs } from '../cuts.js';
-import { NftClient } from '../nftables/native.js';
+import { NftClient } from '../../addon/nftables.js';
 import { KernelNames } from './names.js';
 import { chainLines, Iptables, parseChains, type Table } from './tools.js';
 import { maxelemFor, renderArp, renderArpDispatch, renderDispatch, renderPortChains, renderRaw, restoreScript, type Chains, type IpVersion } from './render.js';
@@ -382,12 +382,19 @@ export class IptablesDataplane implements Dataplane {
     return this.generation ? await this.generation.generation().catch(() => undefined) : undefined;
   }
 
+  /** Sets of ours no rule names, and the temp sets a replace of one of ours left behind (a process
+   *  killed in the middle of it): no sync is running now, so none of them is in use. */
   private async removeStaleSets(expected: AppliedView): Promise<number> {
     let removed = 0;
     const n = this.names;
     const wanted = new Set([...expected.sets.values()].map((r) => n.groupSet(r.groupId, r.family)));
+    const ourTemp = (name: string) => {
+      const base = name.slice(0, name.lastIndexOf('.'));
+      return n.owns(base) && tempSetName(base) === name;
+    };
     for (const name of await this.ipset.listNames()) {
-      if (n.owns(name) && !wanted.has(name)) await this.ipset.destroy(name).then(() => removed++, () => undefined);
+      const stale = (n.owns(name) && !wanted.has(name)) || ourTemp(name);
+      if (stale) await this.ipset.destroy(name).then(() => removed++, () => undefined);
     }
     return removed;
   }

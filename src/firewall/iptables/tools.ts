@@ -3,8 +3,8 @@
 // never go through a child process. The tools are started by the addon (posix_spawn from a thread in
 // the namespace), which costs the agent far less than a fork of the Node process: see
 // native/core/src/tool.rs.
-import { native } from '../../native.js';
-import { fromNative, type NativeError } from '../../errors.js';
+import { native } from '../../addon/native.js';
+import { fromNative, type NativeError } from '../../addon/errors.js';
 import type { IpVersion } from './render.js';
 
 export class IptablesError extends Error {

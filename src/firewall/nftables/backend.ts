@@ -18,14 +18,14 @@
 // as soon as the kernel announces someone else's change to our tables.
 import type { Logger } from 'pino';
 import type { Family } from '../../domain/address.js';
-import { deleteConntrackBetween } from '../../conntrack.js';
+import { deleteConntrackBetween } from '../../addon/conntrack.js';
 import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
 import { dedupePairs } from '../cuts.js';
 import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from './dispatch.js';
 import { NftNames } from './names.js';
 import { MAX_MARK_ID, portChains, type Rules } from './render.js';
 import { at, emptiedAsMade, sharedOps, type Layout } from './tables.js';
-import { NftClient, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc } from './native.js';
+import { NftClient, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc } from '../../addon/nftables.js';
 
 export interface NftablesOptions {
   netns?: string;

@@ -5,7 +5,7 @@
 import type { PortFilter } from '../dataplane.js';
 import { untrackedAddresses } from '../policy.js';
 import { BRIDGE, INET } from './names.js';
-import type { ElemKey, NftFamily, Op, Verdict } from './native.js';
+import type { ElemKey, NftFamily, Op, Verdict } from '../../addon/nftables.js';
 import { markOf } from './render.js';
 import { at, dropsUnknown, type Layout } from './tables.js';
 

@@ -13,7 +13,7 @@ import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
 import { arpSenders, egressPolicy, ingressPolicy, spoofSources } from '../policy.js';
 import type { Entry, FixedVerdict, Icmp6List, Match } from '../policy.js';
-import type { Stmt } from './native.js';
+import type { Stmt } from '../../addon/nftables.js';
 import { INET, type NftNames } from './names.js';
 
 export type Rules = Stmt[][];

@@ -5,7 +5,7 @@
 import type { Mode } from '../dataplane.js';
 import { ICMP6_LISTS, type Icmp6List } from '../policy.js';
 import { BRIDGE, INET, type NftNames } from './names.js';
-import type { NftFamily, Op } from './native.js';
+import type { NftFamily, Op } from '../../addon/nftables.js';
 import { CT_STATE_VERDICTS, ICMP6_SETS, MARK_MASK } from './render.js';
 
 /** What the shape of our tables depends on. */

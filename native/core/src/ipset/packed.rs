@@ -1,5 +1,5 @@
 //! The member list as it crosses from JS: one byte buffer packed once on the JS side
-//! (`src/ipset.ts`, `MemberList`), so that no per-member string crosses the boundary.
+//! (`src/addon/ipset.ts`, `MemberList`), so that no per-member string crosses the boundary.
 //!
 //! Records, back to back:
 //! - `0x04 a b c d`: an IPv4 address whose text was exactly the dotted quad `a.b.c.d`;

@@ -6,7 +6,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { missingBinaryMessage, platformKey } from './platform.js';
 
-type Native = typeof import('../native/index.js');
+type Native = typeof import('../../native/index.js');
 
 function packageRoot(): string {
   // Works both from src/ (tsx, tests) and from dist/src/ (compiled, installed package).

@@ -1,8 +1,8 @@
 // The nf_tables client of the native addon, typed: the operations and rule statements it takes
 // and the results it gives, declared once here (the addon speaks JSON text across the boundary;
 // native/core/src/nftables/spec.rs reads the same shapes). Every call runs off the JS thread.
-import { native } from '../../native.js';
-import { fromNative } from '../../errors.js';
+import { native } from './native.js';
+import { fromNative } from './errors.js';
 
 export type NftFamily = 'inet' | 'bridge';
 export type Verdict = 'accept' | 'drop' | 'return' | { jump: string } | { goto: string };

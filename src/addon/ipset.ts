@@ -1,9 +1,9 @@
 // Typed wrapper over the native ipset client for the rest of the agent. It checks what JS can get
 // wrong (types) before the addon sees it, packs member lists into one buffer (MemberList), and turns
-// the addon's errors into IpsetError (src/errors.ts).
+// the addon's errors into IpsetError (src/addon/errors.ts).
 import { native } from './native.js';
 import { fromNative, IpsetError } from './errors.js';
-import type { NativeIpset, JsSetSpec } from '../native/index.js';
+import type { NativeIpset, JsSetSpec } from '../../native/index.js';
 
 export { IpsetError } from './errors.js';
 export type { IpsetErrorCode } from './errors.js';
