@@ -6,6 +6,7 @@ mod napi_conntrack;
 mod napi_ipset;
 mod napi_nftables;
 mod napi_tool;
+mod task;
 
 use napi_derive::napi;
 

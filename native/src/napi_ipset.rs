@@ -6,11 +6,10 @@
 //! strings one by one costs more than the kernel work of a small diff.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use napi::bindgen_prelude::*;
-use napi::{Env, Task};
+use napi::Env;
 use napi_derive::napi;
 
 use sg_agent_core::ipset::diff::MarkedSet;
@@ -19,7 +18,8 @@ use sg_agent_core::ipset::{
     SetSpec, SetType, SyncResult, SyncStrategy,
 };
 
-use crate::js_error::{Coded, Failure};
+use crate::js_error::Coded;
+use crate::task::{close, on_client, shared, work, work_then, OnClient, Shared, Work};
 
 #[napi(object)]
 pub struct JsSetSpec {
@@ -133,83 +133,34 @@ fn batch_to_js(r: BatchResult) -> JsBatchResult {
     }
 }
 
-/// `None` once the client is closed: its socket is gone and every later call says so.
-type Shared = Arc<Mutex<Option<IpsetClient>>>;
-type Job<T> = Box<dyn FnOnce(&mut IpsetClient) -> std::result::Result<T, IpsetError> + Send>;
-
-/// One call on a client, run on the libuv pool.
-pub struct ClientTask<T: Send + 'static> {
-    client: Shared,
-    job: Option<Job<T>>,
-    failure: Failure,
-}
-
-impl<T: ToNapiValue + TypeName + Send + 'static> Task for ClientTask<T> {
-    type Output = T;
-    type JsValue = T;
-
-    fn compute(&mut self) -> Result<T> {
-        let job = self.job.take().ok_or_else(|| Error::from_reason("task ran twice"))?;
-        let mut guard = self.client.lock().map_err(|_| Error::from_reason("ipset client poisoned by a panic"))?;
-        let Some(client) = guard.as_mut() else {
-            return Err(self.failure.keep(IpsetError::new(ErrorCode::ClientClosed, "the ipset client is closed")));
-        };
-        job(client).map_err(|e| self.failure.keep(e))
-    }
-
-    fn resolve(&mut self, _env: Env, output: T) -> Result<T> {
-        Ok(output)
-    }
-
-    fn reject(&mut self, env: Env, err: Error) -> Result<T> {
-        self.failure.reject(&env, err)
-    }
-}
-
-/// Opening the socket and negotiating the protocol are kernel calls too.
-pub struct OpenTask {
-    netns: Option<PathBuf>,
-    failure: Failure,
-}
-
-impl Task for OpenTask {
-    type Output = IpsetClient;
-    type JsValue = NativeIpset;
-
-    fn compute(&mut self) -> Result<IpsetClient> {
-        IpsetClient::open(self.netns.as_deref()).map_err(|e| self.failure.keep(e))
-    }
-
-    fn resolve(&mut self, _env: Env, client: IpsetClient) -> Result<NativeIpset> {
-        let protocol = client.protocol() as u32;
-        Ok(NativeIpset { client: Arc::new(Mutex::new(Some(client))), protocol })
-    }
-
-    fn reject(&mut self, env: Env, err: Error) -> Result<NativeIpset> {
-        self.failure.reject(&env, err)
-    }
-}
-
 #[napi]
 pub struct NativeIpset {
-    client: Shared,
+    client: Shared<IpsetClient>,
     protocol: u32,
+}
+
+fn closed() -> Coded {
+    IpsetError::new(ErrorCode::ClientClosed, "the ipset client is closed").into()
 }
 
 #[napi]
 impl NativeIpset {
-    fn run<T, F>(&self, f: F) -> AsyncTask<ClientTask<T>>
+    fn run<T, F>(&self, f: F) -> AsyncTask<OnClient<IpsetClient, T>>
     where
         T: ToNapiValue + TypeName + Send + 'static,
         F: FnOnce(&mut IpsetClient) -> std::result::Result<T, IpsetError> + Send + 'static,
     {
-        AsyncTask::new(ClientTask { client: self.client.clone(), job: Some(Box::new(f)), failure: Failure::default() })
+        on_client(&self.client, closed, f)
     }
 
     /// Opens a client; `netns` is a namespace path such as /var/run/netns/X or /proc/PID/ns/net.
     #[napi(ts_return_type = "Promise<NativeIpset>")]
-    pub fn open(netns: Option<String>) -> AsyncTask<OpenTask> {
-        AsyncTask::new(OpenTask { netns: netns.map(PathBuf::from), failure: Failure::default() })
+    pub fn open(netns: Option<String>) -> AsyncTask<Work<IpsetClient, NativeIpset>> {
+        let netns = netns.map(PathBuf::from);
+        work_then(move || IpsetClient::open(netns.as_deref()), |client| {
+            let protocol = client.protocol() as u32;
+            NativeIpset { client: shared(client), protocol }
+        })
     }
 
     #[napi(getter)]
@@ -219,12 +170,12 @@ impl NativeIpset {
 
     /// Closes the socket once the calls already queued are done; later calls fail with CLIENT_CLOSED.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn close(&self) -> AsyncTask<CloseTask> {
-        AsyncTask::new(CloseTask { client: self.client.clone() })
+    pub fn close(&self) -> AsyncTask<Work<(), ()>> {
+        close(&self.client)
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn create(&self, name: String, spec: JsSetSpec, exist: bool) -> AsyncTask<ClientTask<()>> {
+    pub fn create(&self, name: String, spec: JsSetSpec, exist: bool) -> AsyncTask<OnClient<IpsetClient, ()>> {
         self.run(move |c| {
             let spec = spec_from_js(&name, &spec)?;
             c.create(&name, &spec, exist)
@@ -232,37 +183,37 @@ impl NativeIpset {
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn destroy(&self, name: String) -> AsyncTask<ClientTask<()>> {
+    pub fn destroy(&self, name: String) -> AsyncTask<OnClient<IpsetClient, ()>> {
         self.run(move |c| c.destroy(&name))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn flush(&self, name: String) -> AsyncTask<ClientTask<()>> {
+    pub fn flush(&self, name: String) -> AsyncTask<OnClient<IpsetClient, ()>> {
         self.run(move |c| c.flush(&name))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn rename(&self, from: String, to: String) -> AsyncTask<ClientTask<()>> {
+    pub fn rename(&self, from: String, to: String) -> AsyncTask<OnClient<IpsetClient, ()>> {
         self.run(move |c| c.rename(&from, &to))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn swap(&self, a: String, b: String) -> AsyncTask<ClientTask<()>> {
+    pub fn swap(&self, a: String, b: String) -> AsyncTask<OnClient<IpsetClient, ()>> {
         self.run(move |c| c.swap(&a, &b))
     }
 
     #[napi(ts_return_type = "Promise<Array<string>>")]
-    pub fn list_names(&self) -> AsyncTask<ClientTask<Vec<String>>> {
+    pub fn list_names(&self) -> AsyncTask<OnClient<IpsetClient, Vec<String>>> {
         self.run(|c| c.list_names())
     }
 
     #[napi(ts_return_type = "Promise<JsSetHeader>")]
-    pub fn header(&self, name: String) -> AsyncTask<ClientTask<JsSetHeader>> {
+    pub fn header(&self, name: String) -> AsyncTask<OnClient<IpsetClient, JsSetHeader>> {
         self.run(move |c| c.header(&name).map(header_to_js))
     }
 
     #[napi(ts_return_type = "Promise<JsSetContents>")]
-    pub fn read_set(&self, name: String) -> AsyncTask<ClientTask<JsSetContents>> {
+    pub fn read_set(&self, name: String) -> AsyncTask<OnClient<IpsetClient, JsSetContents>> {
         self.run(move |c| {
             let (h, members) = c.read_set(&name)?;
             let mut joined = String::with_capacity(members.len() * 12);
@@ -279,23 +230,23 @@ impl NativeIpset {
 
     /// `members` is a packed member list (see the module comment).
     #[napi(ts_return_type = "Promise<JsBatchResult>")]
-    pub fn add(&self, name: String, members: Buffer, exist: bool) -> AsyncTask<ClientTask<JsBatchResult>> {
+    pub fn add(&self, name: String, members: Buffer, exist: bool) -> AsyncTask<OnClient<IpsetClient, JsBatchResult>> {
         self.run(move |c| c.adt_packed(Adt::Add, &name, &members, exist).map(batch_to_js))
     }
 
     #[napi(ts_return_type = "Promise<JsBatchResult>")]
-    pub fn del(&self, name: String, members: Buffer, exist: bool) -> AsyncTask<ClientTask<JsBatchResult>> {
+    pub fn del(&self, name: String, members: Buffer, exist: bool) -> AsyncTask<OnClient<IpsetClient, JsBatchResult>> {
         self.run(move |c| c.adt_packed(Adt::Del, &name, &members, exist).map(batch_to_js))
     }
 
     #[napi(ts_return_type = "Promise<boolean>")]
-    pub fn test(&self, name: String, member: String) -> AsyncTask<ClientTask<bool>> {
+    pub fn test(&self, name: String, member: String) -> AsyncTask<OnClient<IpsetClient, bool>> {
         self.run(move |c| c.test(&name, &member))
     }
 
     /// `members` is a packed member list.
     #[napi(ts_return_type = "Promise<JsSyncResult>")]
-    pub fn sync_set(&self, name: String, spec: JsSetSpec, members: Buffer) -> AsyncTask<ClientTask<JsSyncResult>> {
+    pub fn sync_set(&self, name: String, spec: JsSetSpec, members: Buffer) -> AsyncTask<OnClient<IpsetClient, JsSyncResult>> {
         self.run(move |c| {
             let spec = spec_from_js(&name, &spec)?;
             c.sync_set_packed(&name, &spec, &members, SyncStrategy::Auto).map(sync_to_js)
@@ -305,7 +256,7 @@ impl NativeIpset {
     /// For benchmarks only (reached through `src/internal/hooks.ts`, not the package's API): `syncSet`
     /// with the in-place/swap choice forced, to measure where the threshold lies.
     #[napi(ts_return_type = "Promise<JsSyncResult>")]
-    pub fn sync_set_forced(&self, name: String, spec: JsSetSpec, members: Buffer, strategy: String) -> AsyncTask<ClientTask<JsSyncResult>> {
+    pub fn sync_set_forced(&self, name: String, spec: JsSetSpec, members: Buffer, strategy: String) -> AsyncTask<OnClient<IpsetClient, JsSyncResult>> {
         self.run(move |c| {
             let spec = spec_from_js(&name, &spec)?;
             let strategy = match strategy.as_str() {
@@ -319,37 +270,16 @@ impl NativeIpset {
 
     /// For tests (through `src/internal/`): bytes this client has sent to the kernel.
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn bytes_sent(&self) -> AsyncTask<ClientTask<f64>> {
+    pub fn bytes_sent(&self) -> AsyncTask<OnClient<IpsetClient, f64>> {
         self.run(|c| Ok(c.bytes_sent() as f64))
     }
 
     #[napi(ts_return_type = "Promise<JsReconcileResult>")]
-    pub fn reconcile(&self, name: String) -> AsyncTask<ClientTask<JsReconcileResult>> {
+    pub fn reconcile(&self, name: String) -> AsyncTask<OnClient<IpsetClient, JsReconcileResult>> {
         self.run(move |c| {
             let r = c.reconcile(&name)?;
             Ok(JsReconcileResult { added: r.added as u32, removed: r.removed as u32, repaired: r.repaired })
         })
-    }
-}
-
-pub struct CloseTask {
-    client: Shared,
-}
-
-impl Task for CloseTask {
-    type Output = ();
-    type JsValue = ();
-
-    fn compute(&mut self) -> Result<()> {
-        // Waits for a call in progress; dropping the client closes its socket.
-        if let Ok(mut guard) = self.client.lock() {
-            guard.take();
-        }
-        Ok(())
-    }
-
-    fn resolve(&mut self, _env: Env, _: ()) -> Result<()> {
-        Ok(())
     }
 }
 
@@ -372,62 +302,20 @@ pub fn ipset_decode_members(env: Env, packed: Buffer) -> Result<Vec<String>> {
 /// For the `native.diff100k` benchmark: one full-sync diff pass (a desired list against the set a
 /// client keeps), timed in Rust.
 #[napi(ts_return_type = "Promise<JsDiffMeasure>")]
-pub fn measure_diff(current: Buffer, desired: Buffer) -> AsyncTask<DiffTask> {
-    AsyncTask::new(DiffTask { current, desired, failure: Failure::default() })
-}
-
-pub struct DiffTask {
-    current: Buffer,
-    desired: Buffer,
-    failure: Failure,
-}
-
-impl Task for DiffTask {
-    type Output = JsDiffMeasure;
-    type JsValue = JsDiffMeasure;
-
-    fn compute(&mut self) -> Result<JsDiffMeasure> {
-        let mut set: MarkedSet = decode_members("bench", None, &self.current).map_err(|e| self.failure.keep(e))?.into_iter().collect();
+pub fn measure_diff(current: Buffer, desired: Buffer) -> AsyncTask<Work<JsDiffMeasure, JsDiffMeasure>> {
+    work(move || {
+        let mut set: MarkedSet = decode_members("bench", None, &current)?.into_iter().collect();
         let started = Instant::now();
-        let desired = decode_members("bench", None, &self.desired).map_err(|e| self.failure.keep(e))?;
+        let desired = decode_members("bench", None, &desired)?;
         let d = set.diff_to(&desired);
         let nanos = started.elapsed().as_nanos() as f64;
-        Ok(JsDiffMeasure { add: d.add.len() as u32, del: d.del.len() as u32, nanos })
-    }
-
-    fn resolve(&mut self, _env: Env, output: JsDiffMeasure) -> Result<JsDiffMeasure> {
-        Ok(output)
-    }
-
-    fn reject(&mut self, env: Env, err: Error) -> Result<JsDiffMeasure> {
-        self.failure.reject(&env, err)
-    }
+        Ok::<_, IpsetError>(JsDiffMeasure { add: d.add.len() as u32, del: d.del.len() as u32, nanos })
+    })
 }
 
 /// The kernel's ipset protocol (7, or 6), asked with no other side effect.
 #[napi(ts_return_type = "Promise<number>")]
-pub fn ipset_protocol(netns: Option<String>) -> AsyncTask<ProbeTask> {
-    AsyncTask::new(ProbeTask { netns: netns.map(PathBuf::from), failure: Failure::default() })
-}
-
-pub struct ProbeTask {
-    netns: Option<PathBuf>,
-    failure: Failure,
-}
-
-impl Task for ProbeTask {
-    type Output = u32;
-    type JsValue = u32;
-
-    fn compute(&mut self) -> Result<u32> {
-        probe_protocol(self.netns.as_deref()).map(u32::from).map_err(|e| self.failure.keep(e))
-    }
-
-    fn resolve(&mut self, _env: Env, output: u32) -> Result<u32> {
-        Ok(output)
-    }
-
-    fn reject(&mut self, env: Env, err: Error) -> Result<u32> {
-        self.failure.reject(&env, err)
-    }
+pub fn ipset_protocol(netns: Option<String>) -> AsyncTask<Work<u32, u32>> {
+    let netns = netns.map(PathBuf::from);
+    work(move || probe_protocol(netns.as_deref()).map(u32::from))
 }

@@ -8,19 +8,17 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Status, Task};
+use napi::Status;
 use napi_derive::napi;
 
 use sg_agent_core::error::{SysCode, SysError};
 use sg_agent_core::nftables::{probe, Family, NftClient, Op, Scope, Watch, WatchEvent};
 
-use crate::js_error::Failure;
+use crate::js_error::Coded;
+use crate::task::{on_client, shared, work, work_then, OnClient, Shared, Work};
 
-type Shared = Arc<Mutex<Option<NftClient>>>;
-type Job<T> = Box<dyn FnOnce(&mut NftClient) -> std::result::Result<T, SysError> + Send>;
-
-fn closed() -> SysError {
-    SysError::new(SysCode::NftablesFailed, "the nf_tables client is closed")
+fn closed() -> Coded {
+    SysError::new(SysCode::NftablesFailed, "the nf_tables client is closed").into()
 }
 
 fn json<T: serde::Serialize>(v: &T) -> std::result::Result<String, SysError> {
@@ -35,92 +33,48 @@ fn family(s: &str) -> std::result::Result<Family, SysError> {
     }
 }
 
-pub struct NftTask<T: Send + 'static> {
-    client: Shared,
-    job: Option<Job<T>>,
-    failure: Failure,
-}
-
-impl<T: ToNapiValue + TypeName + Send + 'static> Task for NftTask<T> {
-    type Output = T;
-    type JsValue = T;
-
-    fn compute(&mut self) -> Result<T> {
-        let job = self.job.take().ok_or_else(|| Error::from_reason("task ran twice"))?;
-        let mut guard = self.client.lock().map_err(|_| Error::from_reason("nf_tables client poisoned by a panic"))?;
-        let Some(client) = guard.as_mut() else {
-            return Err(self.failure.keep(closed()));
-        };
-        job(client).map_err(|e| self.failure.keep(e))
-    }
-
-    fn resolve(&mut self, _env: Env, output: T) -> Result<T> {
-        Ok(output)
-    }
-
-    fn reject(&mut self, env: Env, err: Error) -> Result<T> {
-        self.failure.reject(&env, err)
-    }
-}
-
-pub struct NftOpenTask {
-    netns: Option<PathBuf>,
-    failure: Failure,
-}
-
-impl Task for NftOpenTask {
-    type Output = NftClient;
-    type JsValue = NativeNftables;
-
-    fn compute(&mut self) -> Result<NftClient> {
-        NftClient::open(self.netns.as_deref()).map_err(|e| self.failure.keep(e))
-    }
-
-    fn resolve(&mut self, _env: Env, client: NftClient) -> Result<NativeNftables> {
-        Ok(NativeNftables { client: Arc::new(Mutex::new(Some(client))), watch: Arc::new(Mutex::new(None)), netns: self.netns.clone() })
-    }
-
-    fn reject(&mut self, env: Env, err: Error) -> Result<NativeNftables> {
-        self.failure.reject(&env, err)
-    }
-}
-
 /// The watch's events, as JSON text: `{"repaired": <report>}` or `{"failed": "<why>"}`.
 type EventCallback = ThreadsafeFunction<String, (), String, Status, false, true>;
 
 #[napi]
 pub struct NativeNftables {
-    client: Shared,
+    client: Shared<NftClient>,
     watch: Arc<Mutex<Option<Watch>>>,
     netns: Option<PathBuf>,
 }
 
 #[napi]
 impl NativeNftables {
-    fn run<T, F>(&self, f: F) -> AsyncTask<NftTask<T>>
+    fn run<T, F>(&self, f: F) -> AsyncTask<OnClient<NftClient, T>>
     where
         T: ToNapiValue + TypeName + Send + 'static,
         F: FnOnce(&mut NftClient) -> std::result::Result<T, SysError> + Send + 'static,
     {
-        AsyncTask::new(NftTask { client: self.client.clone(), job: Some(Box::new(f)), failure: Failure::default() })
+        on_client(&self.client, closed, f)
     }
 
     /// Opens a client in the namespace at `netns` (or this process's own).
     #[napi(ts_return_type = "Promise<NativeNftables>")]
-    pub fn open(netns: Option<String>) -> AsyncTask<NftOpenTask> {
-        AsyncTask::new(NftOpenTask { netns: netns.map(PathBuf::from), failure: Failure::default() })
+    pub fn open(netns: Option<String>) -> AsyncTask<Work<NftClient, NativeNftables>> {
+        let netns = netns.map(PathBuf::from);
+        let at = netns.clone();
+        work_then(move || NftClient::open(netns.as_deref()), move |client| NativeNftables {
+            client: shared(client),
+            watch: Arc::new(Mutex::new(None)),
+            netns: at,
+        })
     }
 
     /// Applies a JSON list of operations as one transaction; resolves with the JSON result
     /// (`{committed, failures}`).
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn transact(&self, ops: String) -> AsyncTask<NftTask<String>> {
+    pub fn transact(&self, ops: String) -> AsyncTask<OnClient<NftClient, String>> {
         self.run(move |c| json(&c.transact_json(&ops)?))
     }
 
     /// Has the kernel check a transaction and abort it (nothing changes).
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn check(&self, ops: String) -> AsyncTask<NftTask<String>> {
+    pub fn check(&self, ops: String) -> AsyncTask<OnClient<NftClient, String>> {
         self.run(move |c| {
             let ops: Vec<Op> = serde_json::from_str(&ops).map_err(|e| SysError::new(SysCode::InvalidArgument, format!("nf_tables operations: {e}")))?;
             json(&c.check(&ops)?)
@@ -130,20 +84,20 @@ impl NativeNftables {
     /// Compares our tables with what was committed and repairs the difference; `quick`: skip when
     /// the ruleset generation has not moved; `allElements`: compare every set's elements.
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn reconcile(&self, quick: bool, all_elements: bool) -> AsyncTask<NftTask<String>> {
+    pub fn reconcile(&self, quick: bool, all_elements: bool) -> AsyncTask<OnClient<NftClient, String>> {
         self.run(move |c| json(&c.reconcile(&Scope { quick, all_elements, ..Default::default() })?))
     }
 
     /// The ruleset's generation: it moves with every change committed to the namespace's
     /// nf_tables, anyone's (iptables-nft's included).
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn generation(&self) -> AsyncTask<NftTask<f64>> {
+    pub fn generation(&self) -> AsyncTask<OnClient<NftClient, f64>> {
         self.run(|c| Ok(c.gen_id()? as f64))
     }
 
     /// `[[family, name], …]` of the namespace's inet and bridge tables.
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn list_tables(&self) -> AsyncTask<NftTask<String>> {
+    pub fn list_tables(&self) -> AsyncTask<OnClient<NftClient, String>> {
         self.run(|c| {
             let t: Vec<(&str, String)> = c.list_tables()?.into_iter().map(|(f, n)| (f.as_str(), n)).collect();
             json(&t)
@@ -152,13 +106,13 @@ impl NativeNftables {
 
     /// What a table holds (chains with their rule counts, sets with their sizes), or null.
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn describe(&self, family_name: String, table: String) -> AsyncTask<NftTask<String>> {
+    pub fn describe(&self, family_name: String, table: String) -> AsyncTask<OnClient<NftClient, String>> {
         self.run(move |c| json(&c.describe(family(&family_name)?, &table)?))
     }
 
     /// Stops comparing and repairing a table (after it was removed).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn forget(&self, family_name: String, table: String) -> AsyncTask<NftTask<()>> {
+    pub fn forget(&self, family_name: String, table: String) -> AsyncTask<OnClient<NftClient, ()>> {
         self.run(move |c| {
             c.forget(family(&family_name)?, &table);
             Ok(())
@@ -167,7 +121,7 @@ impl NativeNftables {
 
     /// Transactions this client committed (its own and its repairs).
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn commits(&self) -> AsyncTask<NftTask<f64>> {
+    pub fn commits(&self) -> AsyncTask<OnClient<NftClient, f64>> {
         self.run(|c| Ok(c.commits as f64))
     }
 
@@ -193,62 +147,26 @@ impl NativeNftables {
 
     /// Stops the watch and closes the socket once calls already queued are done.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn close(&self) -> AsyncTask<NftCloseTask> {
-        AsyncTask::new(NftCloseTask { client: self.client.clone(), watch: self.watch.clone() })
-    }
-}
-
-pub struct NftCloseTask {
-    client: Shared,
-    watch: Arc<Mutex<Option<Watch>>>,
-}
-
-impl Task for NftCloseTask {
-    type Output = ();
-    type JsValue = ();
-
-    fn compute(&mut self) -> Result<()> {
-        if let Ok(mut w) = self.watch.lock() {
-            if let Some(mut w) = w.take() {
-                w.stop();
+    pub fn close(&self) -> AsyncTask<Work<(), ()>> {
+        let (client, watch) = (self.client.clone(), self.watch.clone());
+        work(move || {
+            if let Ok(mut w) = watch.lock() {
+                if let Some(mut w) = w.take() {
+                    w.stop();
+                }
             }
-        }
-        if let Ok(mut guard) = self.client.lock() {
-            guard.take();
-        }
-        Ok(())
-    }
-
-    fn resolve(&mut self, _env: Env, _: ()) -> Result<()> {
-        Ok(())
-    }
-}
-
-pub struct NftProbeTask {
-    netns: Option<PathBuf>,
-    failure: Failure,
-}
-
-impl Task for NftProbeTask {
-    type Output = String;
-    type JsValue = String;
-
-    fn compute(&mut self) -> Result<String> {
-        probe(self.netns.as_deref()).and_then(|s| json(&s)).map_err(|e| self.failure.keep(e))
-    }
-
-    fn resolve(&mut self, _env: Env, s: String) -> Result<String> {
-        Ok(s)
-    }
-
-    fn reject(&mut self, env: Env, err: Error) -> Result<String> {
-        self.failure.reject(&env, err)
+            if let Ok(mut guard) = client.lock() {
+                guard.take();
+            }
+            Ok::<(), Coded>(())
+        })
     }
 }
 
 /// What the kernel of the namespace supports (JSON: inet, bridge, conntrackBridge, bridgeMeta,
 /// notes), found by transactions the kernel checks and aborts.
 #[napi(ts_return_type = "Promise<string>")]
-pub fn nftables_probe(netns: Option<String>) -> AsyncTask<NftProbeTask> {
-    AsyncTask::new(NftProbeTask { netns: netns.map(PathBuf::from), failure: Failure::default() })
+pub fn nftables_probe(netns: Option<String>) -> AsyncTask<Work<String, String>> {
+    let netns = netns.map(PathBuf::from);
+    work(move || probe(netns.as_deref()).and_then(|s| json(&s)))
 }
