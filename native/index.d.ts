@@ -192,6 +192,15 @@ export declare function measureDiff(current: Buffer, desired: Buffer): Promise<J
 export declare function nativeVersion(): string
 
 /**
+ * For the `nftables.boundary` benchmark: a transaction's operations read from JSON text (the
+ * boundary as it is), and read from the JS objects themselves (napi's per-property conversion):
+ * how many were read.
+ */
+export declare function nftablesDecodeJson(ops: string): number
+
+export declare function nftablesDecodeObjects(ops: unknown): number
+
+/**
  * What the kernel of the namespace supports (JSON: inet, bridge, conntrackBridge, bridgeMeta,
  * notes), found by transactions the kernel checks and aborts.
  */

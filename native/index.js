@@ -844,5 +844,7 @@ module.exports.ipsetProtocol = nativeBinding.ipsetProtocol
 module.exports.ipsetTempName = nativeBinding.ipsetTempName
 module.exports.measureDiff = nativeBinding.measureDiff
 module.exports.nativeVersion = nativeBinding.nativeVersion
+module.exports.nftablesDecodeJson = nativeBinding.nftablesDecodeJson
+module.exports.nftablesDecodeObjects = nativeBinding.nftablesDecodeObjects
 module.exports.nftablesProbe = nativeBinding.nftablesProbe
 module.exports.runToolInNetns = nativeBinding.runToolInNetns

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Status;
+use napi::{Env, Status};
 use napi_derive::napi;
 
 use sg_agent_core::error::{SysCode, SysError};
@@ -169,4 +169,18 @@ impl NativeNftables {
 pub fn nftables_probe(netns: Option<String>) -> AsyncTask<Work<String, String>> {
     let netns = netns.map(PathBuf::from);
     work(move || probe(netns.as_deref()).and_then(|s| json(&s)))
+}
+
+/// For the `nftables.boundary` benchmark: a transaction's operations read from JSON text (the
+/// boundary as it is), and read from the JS objects themselves (napi's per-property conversion):
+/// how many were read.
+#[napi]
+pub fn nftables_decode_json(ops: String) -> Result<u32> {
+    serde_json::from_str::<Vec<Op>>(&ops).map(|v| v.len() as u32).map_err(|e| Error::from_reason(e.to_string()))
+}
+
+#[napi]
+pub fn nftables_decode_objects(env: Env, ops: Unknown) -> Result<u32> {
+    let v: Vec<Op> = env.from_js_value(ops)?;
+    Ok(v.len() as u32)
 }

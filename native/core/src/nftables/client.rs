@@ -16,6 +16,7 @@ use crate::error::{SysCode, SysError};
 use crate::netlink::NfnlSocket;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct TransactResult {
     pub committed: bool,

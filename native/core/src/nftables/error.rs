@@ -5,6 +5,7 @@ use serde::Serialize;
 
 /// One operation of a transaction the kernel refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct OpFailure {
     /// Index of the operation in the transaction; None for the batch as a whole.
     pub op: Option<usize>,

@@ -28,6 +28,7 @@ pub mod readback;
 pub mod reconcile;
 pub mod request;
 pub mod spec;
+mod ts_types;
 pub mod watch;
 
 pub use client::{NftClient, TransactResult};

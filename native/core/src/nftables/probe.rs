@@ -14,6 +14,7 @@ use super::spec::{Family, HookSpec, KeyType, Op};
 use crate::error::{SysCode, SysError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Support {
     /// nf_tables with the inet family, base chains at prerouting and forward, verdict maps, marks,

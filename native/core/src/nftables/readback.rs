@@ -18,6 +18,7 @@ use super::spec::{Family, HookSpec};
 use crate::error::{SysCode, SysError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct ChainDesc {
     pub name: String,
@@ -26,6 +27,7 @@ pub struct ChainDesc {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct SetDesc {
     pub name: String,
@@ -34,8 +36,10 @@ pub struct SetDesc {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct TableDesc {
+    #[cfg_attr(test, ts(as = "Family"))]
     pub family: &'static str,
     pub name: String,
     pub chains: Vec<ChainDesc>,

@@ -31,15 +31,19 @@ pub struct Scope {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct UnknownObject {
+    #[cfg_attr(test, ts(as = "Family"))]
     pub family: &'static str,
     pub table: String,
+    #[cfg_attr(test, ts(type = "\"chain\" | \"set\""))]
     pub kind: &'static str,
     pub name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileReport {
     /// Whether anything was compared (false: the generation had not moved).

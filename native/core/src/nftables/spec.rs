@@ -12,6 +12,7 @@ use super::constants::*;
 use super::expr::{Data, Expr, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     Inet,
@@ -41,6 +42,7 @@ impl Family {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum HookName {
     Prerouting,
@@ -63,6 +65,7 @@ impl HookName {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HookSpec {
     pub hook: HookName,
     pub priority: i32,
@@ -70,6 +73,7 @@ pub struct HookSpec {
 
 /// What a set's keys are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum KeyType {
     /// IPv4 networks (an interval set).
@@ -116,6 +120,7 @@ impl KeyType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum VerdictSpec {
     Accept,
@@ -139,6 +144,7 @@ impl VerdictSpec {
 
 /// A key of a mark or interface-name set.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(untagged)]
 pub enum KeySpec {
     Mark(u32),
@@ -146,13 +152,16 @@ pub enum KeySpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ElemSpec {
     pub key: KeySpec,
     #[serde(default)]
+    #[cfg_attr(test, ts(optional))]
     pub verdict: Option<VerdictSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Dir {
     Saddr,
@@ -160,6 +169,7 @@ pub enum Dir {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum PortDir {
     Sport,
@@ -167,6 +177,7 @@ pub enum PortDir {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum CtState {
     Invalid,
@@ -189,6 +200,7 @@ impl CtState {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum IfKey {
     Iifname,
@@ -206,6 +218,7 @@ impl IfKey {
 
 /// What a verdict map is keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum MapKey {
     /// The packet mark under a mask.
@@ -216,18 +229,32 @@ pub enum MapKey {
 
 /// One statement of a rule: a match, an action or the verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "m", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Stmt {
     /// `meta nfproto ipv4|ipv6` (v: 4 or 6).
-    Nfproto { v: u8 },
+    Nfproto {
+        #[cfg_attr(test, ts(type = "4 | 6"))]
+        v: u8,
+    },
     /// `meta l4proto N`.
     L4proto { v: u8 },
     /// `meta protocol 0xNNNN` (ethertype; bridge family).
     Ethertype { v: u16 },
     /// `ip|ip6 saddr|daddr CIDR`.
-    Addr { family: u8, dir: Dir, cidr: String },
+    Addr {
+        #[cfg_attr(test, ts(type = "4 | 6"))]
+        family: u8,
+        dir: Dir,
+        cidr: String,
+    },
     /// `ip|ip6 saddr|daddr @set`.
-    AddrIn { family: u8, dir: Dir, set: String },
+    AddrIn {
+        #[cfg_attr(test, ts(type = "4 | 6"))]
+        family: u8,
+        dir: Dir,
+        set: String,
+    },
     /// `th sport|dport N` or `N-M`.
     Port { dir: PortDir, min: u16, max: u16 },
     /// `icmp|icmpv6 type @set`.
@@ -241,6 +268,7 @@ pub enum Stmt {
         #[serde(rename = "type")]
         icmp_type: u8,
         #[serde(default)]
+        #[cfg_attr(test, ts(optional))]
         code: Option<u8>,
     },
     /// `ct state S,…`.
@@ -250,7 +278,12 @@ pub enum Stmt {
     /// `ether saddr MAC` (with nft's dependency on an Ethernet input device).
     EtherSaddr { mac: String },
     /// An Ethernet/IPv4 ARP packet whose sender is MAC (and, if given, an address in CIDR).
-    ArpSender { mac: String, #[serde(default)] cidr: Option<String> },
+    ArpSender {
+        mac: String,
+        #[serde(default)]
+        #[cfg_attr(test, ts(optional))]
+        cidr: Option<String>,
+    },
     /// `meta mark set meta mark & ~mask | id`: our bits of the mark, the others kept.
     MarkSet { mask: u32, id: u32 },
     /// `meta mark & mask @set`.
@@ -260,6 +293,7 @@ pub enum Stmt {
         key: IfKey,
         set: String,
         #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<bool>", optional))]
         negate: bool,
     },
     /// `iifname|oifname "PREFIX*"`: the name's first bytes (the kernel compares only as many bytes as
@@ -273,20 +307,36 @@ pub enum Stmt {
 
 /// One operation of a transaction, applied in order.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Op {
     /// Creates the table if it is missing.
     Table { family: Family, table: String },
     DelTable { family: Family, table: String },
     /// Creates the chain if it is missing (a base chain when `hook` is given).
-    Chain { family: Family, table: String, chain: String, #[serde(default)] hook: Option<HookSpec> },
+    Chain {
+        family: Family,
+        table: String,
+        chain: String,
+        #[serde(default)]
+        #[cfg_attr(test, ts(optional))]
+        hook: Option<HookSpec>,
+    },
     DelChain { family: Family, table: String, chain: String },
     /// Removes every rule of the chain.
     FlushChain { family: Family, table: String, chain: String },
     /// Appends a rule.
     Rule { family: Family, table: String, chain: String, stmts: Vec<Stmt> },
     /// Creates the set (or verdict map) if it is missing.
-    Set { family: Family, table: String, set: String, key: KeyType, #[serde(default)] map: bool },
+    Set {
+        family: Family,
+        table: String,
+        set: String,
+        key: KeyType,
+        #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<bool>", optional))]
+        map: bool,
+    },
     DelSet { family: Family, table: String, set: String },
     /// Removes every element of the set.
     FlushSet { family: Family, table: String, set: String },
@@ -297,14 +347,27 @@ pub enum Op {
         table: String,
         set: String,
         #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<Vec<String>>", optional))]
         add: Vec<String>,
         #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<Vec<String>>", optional))]
         del: Vec<String>,
         #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<bool>", optional))]
         replace: bool,
     },
     /// Elements of a mark or interface-name set or map.
-    Elems { family: Family, table: String, set: String, #[serde(default)] add: Vec<ElemSpec>, #[serde(default)] del: Vec<KeySpec> },
+    Elems {
+        family: Family,
+        table: String,
+        set: String,
+        #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<Vec<ElemSpec>>", optional))]
+        add: Vec<ElemSpec>,
+        #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<Vec<KeySpec>>", optional))]
+        del: Vec<KeySpec>,
+    },
 }
 
 impl Op {

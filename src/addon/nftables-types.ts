@@ -1,0 +1,62 @@
+// Generated from native/core/src/nftables (spec.rs and the result types) by ts-rs; do not edit.
+// Regenerate: SG_WRITE_TS=1 cargo test -p sg-agent-core ts_types
+export type Family = "inet" | "bridge";
+export type HookName = "prerouting" | "input" | "forward" | "output" | "postrouting";
+export type HookSpec = { hook: HookName, priority: number, };
+export type KeyType = "ipv4" | "ipv6" | "mark" | "ifname" | "icmp6type" | "ctstate";
+export type VerdictSpec = "accept" | "drop" | "return" | { "jump": string } | { "goto": string };
+export type KeySpec = number | string;
+export type ElemSpec = { key: KeySpec, verdict?: VerdictSpec, };
+export type Dir = "saddr" | "daddr";
+export type PortDir = "sport" | "dport";
+export type CtState = "invalid" | "established" | "related" | "new" | "untracked";
+export type IfKey = "iifname" | "oifname";
+export type MapKey = { "mark": number } | "iifname" | "oifname";
+export type Stmt = { "m": "nfproto", v: 4 | 6, } | { "m": "l4proto", v: number, } | { "m": "ethertype", v: number, } | { "m": "addr", family: 4 | 6, dir: Dir, cidr: string, } | { "m": "addrIn", family: 4 | 6, dir: Dir, set: string, } | { "m": "port", dir: PortDir, min: number, max: number, } | { "m": "icmpIn", set: string, } | { "m": "ndTarget", cidr: string, } | { "m": "icmp", type: number, code?: number, } | { "m": "ctState", states: Array<CtState>, } | { "m": "ctStateVmap", map: string, } | { "m": "etherSaddr", mac: string, } | { "m": "arpSender", mac: string, cidr?: string, } | { "m": "markSet", mask: number, id: number, } | { "m": "markIn", mask: number, set: string, } | { "m": "ifnameIn", key: IfKey, set: string, negate?: boolean, } | { "m": "ifnamePrefix", key: IfKey, prefix: string, } | { "m": "vmap", key: MapKey, map: string, } | { "m": "notrack" } | { "m": "verdict", v: VerdictSpec, };
+export type Op = { "op": "table", family: Family, table: string, } | { "op": "delTable", family: Family, table: string, } | { "op": "chain", family: Family, table: string, chain: string, hook?: HookSpec, } | { "op": "delChain", family: Family, table: string, chain: string, } | { "op": "flushChain", family: Family, table: string, chain: string, } | { "op": "rule", family: Family, table: string, chain: string, stmts: Array<Stmt>, } | { "op": "set", family: Family, table: string, set: string, key: KeyType, map?: boolean, } | { "op": "delSet", family: Family, table: string, set: string, } | { "op": "flushSet", family: Family, table: string, set: string, } | { "op": "members", family: Family, table: string, set: string, add?: Array<string>, del?: Array<string>, replace?: boolean, } | { "op": "elems", family: Family, table: string, set: string, add?: Array<ElemSpec>, del?: Array<KeySpec>, };
+export type OpFailure = { 
+/**
+ * Index of the operation in the transaction; None for the batch as a whole.
+ */
+op: number | null, code: string, errno: number, message: string, };
+export type TransactResult = { committed: boolean, failures: Array<OpFailure>, };
+export type UnknownObject = { family: Family, table: string, kind: "chain" | "set", name: string, };
+export type ReconcileReport = { 
+/**
+ * Whether anything was compared (false: the generation had not moved).
+ */
+checked: boolean, tablesRebuilt: number, chainsRepaired: number, setsRepaired: number, elementsAdded: number, elementsRemoved: number, 
+/**
+ * Chains and sets in our tables that this client did not make.
+ */
+unknown: Array<UnknownObject>, 
+/**
+ * The repair itself was refused (the kernel's words).
+ */
+failures: Array<OpFailure>, };
+export type ChainDesc = { name: string, base: boolean, rules: number, };
+export type SetDesc = { name: string, map: boolean, elements: number, };
+export type TableDesc = { family: Family, name: string, chains: Array<ChainDesc>, sets: Array<SetDesc>, };
+export type Support = { 
+/**
+ * nf_tables with the inet family, base chains at prerouting and forward, verdict maps, marks,
+ * conntrack state and notrack: what the inet table needs.
+ */
+inet: boolean, 
+/**
+ * Bridge-family base chains that set the mark: what bridged ports need.
+ */
+bridge: boolean, 
+/**
+ * Conntrack in the bridge family (nf_conntrack_bridge): filtering bridged traffic statefully
+ * without br_netfilter.
+ */
+conntrackBridge: boolean, 
+/**
+ * Bridge meta keys (NFT_BRIDGE_META: ibrname and friends).
+ */
+bridgeMeta: boolean, 
+/**
+ * Why something is missing, as the kernel said it.
+ */
+notes: Array<string>, };
