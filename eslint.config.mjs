@@ -15,6 +15,18 @@ export default tseslint.config(
     rules: {
       // An argument a signature requires but this implementation does not read says so with `_`.
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      // An async method of an interface that promises (Dataplane, the sync source…) need not await:
+      // what must not be left unhandled is caught by no-floating-promises and no-misused-promises.
+      '@typescript-eslint/require-await': 'off',
+      // A variable a teardown or a callback reads before its one assignment stays `let`.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
+  },
+  // Plain JavaScript (this file, scripts): no type information to lint with.
+  { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+  {
+    files: ['scripts/**/*.js'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', __dirname: 'readonly', process: 'readonly', console: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

@@ -10,6 +10,7 @@
 // (rules, reconcile, coalesce, bind, repair, forward).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { IptablesDataplane } from '../src/firewall/iptables/backend.js';
 import { NftablesDataplane } from '../src/firewall/nftables/backend.js';
@@ -44,7 +45,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 const fmt = (ns: number) => (ns >= 1e6 ? `${(ns / 1e6).toFixed(2)}ms` : `${(ns / 1e3).toFixed(1)}us`);
-async function time(f: () => Promise<unknown> | unknown): Promise<number> {
+async function time(f: () => unknown): Promise<number> {
   const t = process.hrtime.bigint();
   await f();
   return Number(process.hrtime.bigint() - t);
@@ -170,7 +171,7 @@ async function coalescing(): Promise<void> {
 
 /** CPU of this process and of the tools it ran and reaped (ms): /proc/self/stat utime+stime+cutime+cstime. */
 function cpuMs(): number {
-  const f = require('node:fs').readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
   const ticks = [11, 12, 13, 14].reduce((s, i) => s + Number(f[i]), 0);
   return (ticks * 1000) / 100;
 }

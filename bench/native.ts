@@ -34,7 +34,7 @@ function report(id: string, ours: number[], baseline: number[], target?: number)
   const verdict = target === undefined ? '' : ratio >= target ? ` target>=${target}x met` : ` target>=${target}x MISSED`;
   console.log(`${id} ours=${fmt(o)} baseline=${fmt(b)} ratio=${ratio.toFixed(1)}${verdict}`);
 }
-async function time(f: () => Promise<unknown> | unknown): Promise<number> {
+async function time(f: () => unknown): Promise<number> {
   const t = process.hrtime.bigint();
   await f();
   return Number(process.hrtime.bigint() - t);

@@ -289,7 +289,7 @@ async function baseline(n: number): Promise<Run> {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       procs.push(child);
-      readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+      readline.createInterface({ input: child.stdout }).on('line', (l) => {
         const m = JSON.parse(l) as { ready?: boolean; applied?: number; ports?: number; at?: number };
         if (m.applied === undefined) return;
         ready[h] = true;

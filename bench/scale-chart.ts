@@ -22,7 +22,7 @@ const data = new Map<string, Map<number, { ours: number; baseline?: number }>>()
 for (const l of fs.readFileSync(input, 'utf8').split('\n')) {
   const m = /^scale\.(.+)\.(\d+) ours=(\S+)(?: baseline=(\S+))?/.exec(l);
   if (!m) continue;
-  const byH = data.get(m[1]!) ?? new Map();
+  const byH = data.get(m[1]!) ?? new Map<number, { ours: number; baseline?: number }>();
   byH.set(Number(m[2]), { ours: value(m[3]!), ...(m[4] ? { baseline: value(m[4]) } : {}) });
   data.set(m[1]!, byH);
 }
@@ -61,7 +61,7 @@ const xOf = (h: number) => {
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 function panel(p: Panel, ox: number): string {
-  const pts = p.series.flatMap((s) => [...(data.get(s.metric) ?? new Map()).values()].flatMap((v) => [v.ours, v.baseline ?? NaN])).filter((v) => Number.isFinite(v) && v > 0).map((v) => v * p.scale);
+  const pts = p.series.flatMap((s) => [...(data.get(s.metric)?.values() ?? [])].flatMap((v) => [v.ours, v.baseline ?? NaN])).filter((v) => Number.isFinite(v) && v > 0).map((v) => v * p.scale);
   // Log scale on y too: ours and the baseline differ by up to 400x in bytes.
   const lo = Math.log10(Math.min(...pts)) - 0.1;
   const hi = Math.log10(Math.max(...pts)) + 0.1;

@@ -142,7 +142,7 @@ async function worker(): Promise<void> {
       process.send!({ report: out });
     } else if (m.cmd === 'stop') {
       stopping = true;
-      void Promise.all(agents.map((a) => a.conn?.close().catch(() => undefined))).then(() => process.exit(0));
+      void Promise.all(agents.map((a) => a.conn?.close().catch(() => undefined) ?? Promise.resolve())).then(() => process.exit(0));
     }
   });
   // Progress while setting up: how many are consuming, and the last errors of those that are not.

@@ -63,7 +63,6 @@ const CONVERGE_TIMEOUT_MS = 300_000;
 const QUIET_MS = 2_500;
 const CLK_TCK = 100;
 const tag = randomBytes(3).toString('hex');
-const repo = path.resolve(__dirname, '..');
 
 type Mode = 'ours' | 'baseline';
 type Workload = 'boot' | 'churn' | 'rule';
@@ -175,7 +174,7 @@ class Worker {
   call<T>(c: WorkerCommand): Promise<T> {
     const id = ++this.seq;
     return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.waiting.set(id, { resolve: resolve, reject });
       this.child.send({ ...c, id });
     });
   }
@@ -191,7 +190,7 @@ function expect(): Expectation {
 }
 function need(e: Expectation, host: string, token: string, at: number): void {
   let m = e.needFrom.get(host);
-  if (!m) e.needFrom.set(host, (m = new Map()));
+  if (!m) e.needFrom.set(host, (m = new Map<string, number>()));
   const had = m.get(token);
   if (had === undefined) e.count++;
   m.set(token, had === undefined ? at : Math.min(had, at));
@@ -243,7 +242,7 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
   const ctl = await Controller.start({ amqpUrl: url, signer: MessageSigner.fromFile(keys.privateKeyFile), dataDir });
   const workers: Worker[] = [];
   const conn = await amqp.connect(url);
-  const all = () => Promise.all(workers.map((w) => w.call({ cmd: 'poll' }) as Promise<number>));
+  const all = () => Promise.all(workers.map((w) => w.call<number>({ cmd: 'poll' })));
   const bPid = broker.pid();
   try {
     await ctl.brokerReady;
@@ -294,9 +293,8 @@ async function run(H: number, mode: Mode): Promise<RunResult> {
       const delay = monitorEventLoopDelay({ resolution: 10 });
       delay.enable();
       await act(e);
-      let got = 0;
       while (Date.now() - start < CONVERGE_TIMEOUT_MS) {
-        got = (await all()).reduce((s, x) => s + x, 0);
+        const got = (await all()).reduce((s, x) => s + x, 0);
         if (got >= e.count) break;
         await sleep(100);
       }

@@ -243,7 +243,7 @@ async function baselineServer(ch: amqp.Channel, kind: BaselineAgent['kind'], por
       if (!m) return;
       const req = JSON.parse(m.content.toString()) as { host: string };
       const reply = neutronReply(ports.filter((p) => p.host === req.host), members());
-      ch.sendToQueue(m.properties.replyTo as string, reply, { correlationId: m.properties.correlationId });
+      ch.sendToQueue(m.properties.replyTo as string, reply, { correlationId: m.properties.correlationId as string });
       ch.ack(m);
     });
     const cast = Buffer.from(JSON.stringify({ method: 'security_groups_member_updated', args: { security_groups: ['default'] } }));
@@ -316,7 +316,7 @@ async function baseline(agent: BaselineAgent): Promise<Run> {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       const a = { child, ns, last: { applied: -1, bytes: 0, at: 0, cpu: { self: 0, children: 0 } }, ready: false };
-      readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+      readline.createInterface({ input: child.stdout }).on('line', (l) => {
         const m = JSON.parse(l) as { ready?: boolean; applied?: number; bytes?: number; at?: number };
         if (m.ready) a.ready = true;
         // CPU read with each line: the line that shows convergence marks the end of the storm's work.

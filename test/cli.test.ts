@@ -111,7 +111,7 @@ test('help after any command starts nothing; --version on both; a misspelt optio
     t.is(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
     t.regex(r.stdout, /^usage: sg-controller/, args.join(' '));
   }
-  const version = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')).version as string;
+  const { version } = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8')) as { version: string };
   for (const flag of ['--version', '-V', 'version']) {
     const r = cli('sg-controller', [flag]);
     t.is(r.status, 0, r.stderr);

@@ -40,7 +40,7 @@ interface Bed {
   topo: Topology;
   vm: Vm;
   host: string;
-  track<P extends Running>(p: P): P;
+  track: <P extends Running>(p: P) => P;
 }
 
 async function bed(t: ExecutionContext, prefix: string): Promise<Bed> {
@@ -96,7 +96,7 @@ async function agent(b: Bed, order?: number[]): Promise<AgentProc> {
     await agentConnected(a);
     await waitFor('the agent in sync', () => inSyncCount(a) > 0, 60_000);
   } catch (e) {
-    throw new Error(`${(e as Error).message}\n${a.dump()}`);
+    throw new Error(`${(e as Error).message}\n${a.dump()}`, { cause: e });
   }
   return a;
 }

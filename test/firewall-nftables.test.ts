@@ -25,7 +25,7 @@ function churn(mode: 'churn' | 'open', ns: Netns): { child: ChildProcess; line: 
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/nft-churn.ts'), mode, ns.path], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
   const line = new Promise<string>((resolve, reject) => {
     let buf = '';
-    child.stdout!.on('data', (b: Buffer) => {
+    child.stdout.on('data', (b: Buffer) => {
       buf += b.toString();
       if (buf.includes('\n')) resolve(buf.split('\n')[0]!);
     });
@@ -48,7 +48,12 @@ function churnState(ns: Netns): { set: Set<string>; chain: Set<string>; elements
   let elements = 0;
   let rules = 0;
   for (const o of json.nftables) {
-    if (o.set?.name === 's') for (const e of o.set.elem ?? []) (elements++, set.add(String(e).split('.')[1]!));
+    if (o.set?.name === 's') {
+      for (const e of o.set.elem ?? []) {
+        elements++;
+        set.add(String(e).split('.')[1]!);
+      }
+    }
     if (o.rule?.chain === 'c') {
       rules++;
       const addr = JSON.stringify(o.rule.expr).match(/"10\.(\d+)\./);
@@ -69,7 +74,7 @@ kernelTest('a process killed with SIGKILL in the middle of its transactions leav
     await new Promise((r) => setTimeout(r, 20 + ((round * 37) % 150)));
     await kill(child);
     const s = churnState(ns);
-    t.is(s.set.size, 1, `round ${round}: the set holds one state (${[...s.set]})`);
+    t.is(s.set.size, 1, `round ${round}: the set holds one state (${[...s.set].join(', ')})`);
     t.deepEqual([...s.chain], [...s.set], `round ${round}: the chain holds the same state as the set`);
     t.is(s.elements, 20_000);
     t.is(s.rules, 300);

@@ -3,7 +3,7 @@
 import type { ExecutionContext } from 'ava';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
-import { BACKENDS, openEngine, type Backend } from './helpers/backends.js';
+import { BACKENDS, openEngine } from './helpers/backends.js';
 import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
 
 interface RoutedVm {
@@ -63,7 +63,7 @@ for (const backend of BACKENDS) {
   kernelTest(`${backend} › routed ports: members admitted, others dropped, spoofing dropped, traffic to the host through the egress rules`, async (t) => {
     const r = routedHost(t);
     const [a, b, x] = [r.add(1), r.add(2), r.add(3)];
-    const fw = await openEngine(backend as Backend, r.host, { coalesceMs: 5, mode: 'routed' });
+    const fw = await openEngine(backend, r.host, { coalesceMs: 5, mode: 'routed' });
     t.teardown(() => fw.close());
     fw.setGroup(selfGroup);
     fw.setGroup(quiet);
@@ -93,7 +93,7 @@ for (const backend of BACKENDS) {
     const r = routedHost(t);
     const [a, b, u] = [r.add(1), r.add(2), r.add(3)];
     const prefix = a.device.slice(0, a.device.lastIndexOf('v'));
-    const fw = await openEngine(backend as Backend, r.host, { coalesceMs: 5, mode: 'routed', unknownDevicePrefixes: [prefix] });
+    const fw = await openEngine(backend, r.host, { coalesceMs: 5, mode: 'routed', unknownDevicePrefixes: [prefix] });
     t.teardown(() => fw.close());
     fw.setGroup(selfGroup);
     fw.setPort(port(a, ['default']));

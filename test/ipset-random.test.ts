@@ -401,7 +401,7 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
       error = e;
     }
     if (expect !== null) {
-      const code = error instanceof IpsetError ? error.code : error === null ? 'success' : String(error);
+      const code = error instanceof IpsetError ? error.code : error === null ? 'success' : (error as Error).message;
       if (code !== expect) {
         t.fail(`seed ${seed} step ${steps} (${what}): ${code} where the model expects ${expect}\nrerun: SG_FUZZ_SEED=${seed}\n${history.slice(-12).join('\n')}`);
         return;
@@ -411,7 +411,7 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
       for (const [k, v] of before) kernel.set(k, v);
     } else {
       if (error !== null) {
-        t.fail(`seed ${seed} step ${steps} (${what}): failed with ${String(error)} where the model expects success\nrerun: SG_FUZZ_SEED=${seed}\n${history.slice(-12).join('\n')}`);
+        t.fail(`seed ${seed} step ${steps} (${what}): failed with ${(error as Error).message} where the model expects success\nrerun: SG_FUZZ_SEED=${seed}\n${history.slice(-12).join('\n')}`);
         return;
       }
       const wrong = after(outcome);

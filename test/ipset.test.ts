@@ -230,7 +230,7 @@ kernelTest('bad input is refused before any kernel call and changes nothing', as
   ];
   for (const [call, code] of bad) {
     const e = await t.throwsAsync(call(), { instanceOf: IpsetError });
-    t.is(e?.code as string | undefined, code, e?.message);
+    t.is<string | undefined, string>(e?.code, code, e?.message);
   }
   const e = await t.throwsAsync(c.add('s4', ['10.0.0.2', 'bogus']), { instanceOf: IpsetError });
   t.is(e?.member, 'bogus');

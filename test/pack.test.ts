@@ -45,7 +45,7 @@ test.after.always(() => {
 
 test.serial('no Rust toolchain is reachable from the install environment', (t) => {
   const r = spawnSync('sh', ['-c', 'command -v cargo || command -v rustc'], { env });
-  t.not(r.status, 0, `found ${r.stdout}`);
+  t.not(r.status, 0, `found ${r.stdout.toString()}`);
   t.false(fs.existsSync(path.join(app, 'node_modules', '.bin', 'napi')), 'dev dependencies must not be installed');
 });
 

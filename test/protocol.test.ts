@@ -24,7 +24,7 @@ test('every message of the malformed corpus is refused with a MalformedMessage',
   const corpus = malformedCorpus('h1');
   t.true(corpus.length >= 30);
   for (const body of corpus) {
-    t.throws(() => decode(body, ['port.bound', 'port.updated', 'port.unbound', 'group.members', 'group.rules', 'group.deleted']), { instanceOf: MalformedMessage }, body.subarray(0, 60).toString());
+    t.throws(() => void decode(body, ['port.bound', 'port.updated', 'port.unbound', 'group.members', 'group.rules', 'group.deleted']), { instanceOf: MalformedMessage }, body.subarray(0, 60).toString());
   }
   t.true(corpus.some((b) => b.length > MAX_MESSAGE_BYTES));
 });

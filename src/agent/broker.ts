@@ -270,7 +270,7 @@ export class AgentBroker {
   private refused(reason: Refusal, msg: Message, what: 'update' | 'sync reply'): void {
     this.metrics.bytes.inc(msg.content.length);
     this.metrics.unauthenticated.inc({ reason });
-    const keyId = msg.properties.headers?.[KEY_ID_HEADER];
+    const keyId: unknown = msg.properties.headers?.[KEY_ID_HEADER];
     this.log.warn({ reason, keyId: typeof keyId === 'string' ? keyId.slice(0, 32) : undefined, bytes: msg.content.length }, `unauthenticated ${what} refused`);
   }
 

@@ -66,7 +66,7 @@ async function run(args: string[]): Promise<number> {
     throw new ConfigError('config: SG_SOURCE must be api or neutron');
   }
   const onSignal = () =>
-    stop().then(
+    void stop().then(
       () => process.exit(0),
       (e: unknown) => {
         log.error({ err: e }, 'stopping failed');
@@ -124,7 +124,7 @@ async function brokerUser(args: string[]): Promise<number> {
       // The password goes through rabbitmqctl's standard input, never its command line (visible in ps).
       const password = (await new Promise<string>((resolve, reject) => {
         let s = '';
-        process.stdin.setEncoding('utf8').on('data', (c) => (s += c)).on('end', () => resolve(s)).on('error', reject);
+        process.stdin.setEncoding('utf8').on('data', (c: string) => (s += c)).on('end', () => resolve(s)).on('error', reject);
       })).replace(/\r?\n$/, '');
       if (!password) throw new Error('empty password on standard input');
       ctl(['add_user', user], `${password}\n`);

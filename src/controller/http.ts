@@ -15,7 +15,6 @@ import http from 'node:http';
 import https from 'node:https';
 import net, { isIP } from 'node:net';
 import os from 'node:os';
-import { LIMITS } from '../domain/limits.js';
 import { validateGroup, validateId, validatePort, ValidationError } from '../domain/validate.js';
 import type { Controller } from './controller.js';
 import { isLoopback } from './config.js';

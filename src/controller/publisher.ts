@@ -53,7 +53,7 @@ export class Publisher {
     this.stats.bytes += body.length;
     const headers = this.signer.headers(body, UPDATE_CONTEXT);
     await new Promise<void>((resolve, reject) => {
-      this.ch.publish(exchange, key, body, { contentType: 'application/json', type: m.type, headers }, (err) => (err ? reject(err) : resolve()));
+      this.ch.publish(exchange, key, body, { contentType: 'application/json', type: m.type, headers }, (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('the broker refused the publish')) : resolve()));
     });
   }
 

@@ -4,6 +4,6 @@
 export function linkLocalFromMac(mac: string): string {
   const b = mac.split(':').map((h) => parseInt(h, 16));
   b[0] = b[0]! ^ 0x02;
-  const words = [(b[0]! << 8) | b[1]!, (b[2]! << 8) | 0xff, (0xfe << 8) | b[3]!, (b[4]! << 8) | b[5]!];
+  const words = [(b[0] << 8) | b[1]!, (b[2]! << 8) | 0xff, (0xfe << 8) | b[3]!, (b[4]! << 8) | b[5]!];
   return `fe80::${words.map((w) => w.toString(16)).join(':')}`;
 }

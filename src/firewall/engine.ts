@@ -352,7 +352,12 @@ export class FirewallEngine {
       this.retryTimer = null;
       const now = Date.now();
       let structural = false;
-      for (const [id, r] of this.failedPorts) if (r.retryAt <= now) (this.state.touchPort(id), (structural = true));
+      for (const [id, r] of this.failedPorts) {
+        if (r.retryAt <= now) {
+          this.state.touchPort(id);
+          structural = true;
+        }
+      }
       for (const r of this.failedSets.values()) if (r.retryAt <= now) structural = true;
       for (const r of this.failedUpdates.values()) if (r.retryAt <= now) this.state.resyncMembers(r.groupId);
       this.loop.kick(structural);

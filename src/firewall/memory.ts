@@ -91,8 +91,8 @@ export class MemoryDataplane implements Dataplane {
 
   async removeStale(expected: AppliedView): Promise<number> {
     let n = 0;
-    for (const k of [...this.sets.keys()]) if (!expected.sets.has(k)) (this.sets.delete(k), n++);
-    for (const id of [...this.filters.keys()]) if (!expected.filters.has(id)) (this.filters.delete(id), n++);
+    for (const k of [...this.sets.keys()]) if (!expected.sets.has(k) && this.sets.delete(k)) n++;
+    for (const id of [...this.filters.keys()]) if (!expected.filters.has(id) && this.filters.delete(id)) n++;
     return n;
   }
 

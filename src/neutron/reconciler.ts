@@ -11,7 +11,6 @@
 import type { Logger } from 'pino';
 import type { Store } from '../controller/store.js';
 import { ValidationError } from '../domain/validate.js';
-import type { SecurityGroupRule } from '../domain/model.js';
 import type { NeutronApi } from './api.js';
 import {
   ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toPort, toRules,
@@ -377,7 +376,7 @@ export class NeutronReconciler {
     const stateful = g.stateful !== false;
     // A group only ports named so far (revision 0) is written even when it has no rules.
     if (cur && cur.revision > 0 && cur.stateful === stateful && sameRules(cur.rules, want)) return;
-    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want as SecurityGroupRule[]));
+    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want));
   }
 
   private async applyAddressGroup(agId: string, ag: NeutronAddressGroup | undefined): Promise<void> {

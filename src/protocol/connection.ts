@@ -34,7 +34,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export function parseBrokerUrls(v: unknown): string[] {
   const list = typeof v === 'string' ? v.split(',') : Array.isArray(v) ? v : [];
   if (!list.every((u) => typeof u === 'string')) throw new ConfigError('config: broker URLs must be strings');
-  return (list as string[]).map((u) => u.trim()).filter(Boolean);
+  return (list).map((u) => u.trim()).filter(Boolean);
 }
 
 /** `amqp.tls` in a configuration file and its variables, the same for agent and controller. */
@@ -49,7 +49,7 @@ export const BROKER_TLS_SETTINGS: Section = {
 export function brokerTlsFrom(values: Record<string, unknown>): BrokerTls {
   const tls: Record<string, unknown> = {};
   for (const k of ['caFile', 'certFile', 'keyFile', 'external']) if (values[`amqpTls.${k}`] !== undefined) tls[k] = values[`amqpTls.${k}`];
-  return tls as BrokerTls;
+  return tls;
 }
 
 /** Checks the options once, at configuration time, so that a mistake stops start-up, not each retry. */

@@ -164,6 +164,11 @@ function checkContent(m: AnyMessage): void {
 }
 
 /** Judges a sync reply's objects one by one (see the module comment). */
+/** An object's id as a quarantine entry names it: its text if it has one. */
+function idText(id: unknown): string {
+  return typeof id === 'string' ? id : typeof id === 'number' ? String(id) : '?';
+}
+
 function checkSyncReply(m: SyncReply): void {
   const quarantined: Quarantined[] = [];
   const keep = <T>(kind: Quarantined['kind'], id: string, f: () => T): T | undefined => {
@@ -175,7 +180,7 @@ function checkSyncReply(m: SyncReply): void {
       return undefined;
     }
   };
-  if (m.ports) m.ports = m.ports.flatMap((p) => keep('port', String((p as { id?: unknown }).id ?? '?').slice(0, LIMITS.id), () => [validatePort(p)]) ?? []);
+  if (m.ports) m.ports = m.ports.flatMap((p) => keep('port', idText((p as { id?: unknown }).id).slice(0, LIMITS.id), () => [validatePort(p)]) ?? []);
   m.groups = m.groups.flatMap((g) => keep('group', g.id, () => [{ ...g, rules: validateRules(g.rules, g.id) }]) ?? []);
   m.members = m.members.map((s) => {
     const ips: string[] = [];

@@ -36,6 +36,6 @@ export async function clientInFreshNetns(t: ExecutionContext, prefix: string): P
 /** Asserts that `p` rejects with an IpsetError of `code`, and returns the error. */
 export async function rejectsWith(t: ExecutionContext, p: Promise<unknown>, code: string): Promise<IpsetError> {
   const e = await t.throwsAsync(p, { instanceOf: IpsetError });
-  t.is(e?.code as string | undefined, code, e?.message);
-  return e!;
+  t.is<string | undefined, string>(e?.code, code, e?.message);
+  return e;
 }

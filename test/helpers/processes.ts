@@ -31,8 +31,8 @@ export function startProcess(script: string, args: string[], env: Record<string,
     lines.push(...b.toString().split('\n').filter(Boolean));
     if (lines.length > KEEP_LINES) lines.splice(0, lines.length - KEEP_LINES);
   };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
   const r: Running = {
     child,
     lines,

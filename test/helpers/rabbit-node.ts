@@ -19,7 +19,7 @@ export interface OwnRabbitNode {
   port: number;
   dir: string;
   pid(): number;
-  stop(): void;
+  stop: () => void;
 }
 
 export interface OwnRabbitOptions {

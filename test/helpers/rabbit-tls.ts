@@ -17,7 +17,7 @@ export interface TlsNode {
   client(cn: string): { cert: string; key: string };
   /** A certificate the node does not trust (its own CA). */
   stranger: { ca: string; cert: string; key: string };
-  stop(): void;
+  stop: () => void;
 }
 
 function openssl(dir: string, args: string[]): void {

@@ -105,7 +105,7 @@ export interface TestBed {
   dataDir: string;
   topo: Topology;
   /** Registers a process to stop at the end; returns it. */
-  track<P extends Running | undefined>(p: P): P;
+  track: <P extends Running | undefined>(p: P) => P;
 }
 
 /** `tls`: a TLS node of the test's own for the vhost (test/helpers/rabbit-tls.ts); else the tests' broker. */

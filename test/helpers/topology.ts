@@ -129,10 +129,10 @@ export class Topology {
         setTimeout(() => { if (!got) process.stdout.write('silent\\n'); }, 2000); });`;
     const child = spawn('ip', ['netns', 'exec', from.ns.name, process.execPath, '-e', code], { stdio: ['pipe', 'pipe', 'ignore'] });
     this.servers.push(child);
-    child.stdin!.on('error', () => undefined);
+    child.stdin.on('error', () => undefined);
     const lines: string[] = [];
     let wake: (() => void) | null = null;
-    child.stdout!.on('data', (b: Buffer) => {
+    child.stdout.on('data', (b: Buffer) => {
       lines.push(...b.toString().split('\n').filter(Boolean));
       wake?.();
     });
@@ -155,7 +155,7 @@ export class Topology {
     if ((await next(['up', 'dead'])) !== 'up') throw new Error('long connection did not come up');
     return {
       alive: async () => {
-        child.stdin!.write('x');
+        child.stdin.write('x');
         return (await next(['pong', 'silent', 'dead'])) === 'pong';
       },
       close: () => child.kill(),

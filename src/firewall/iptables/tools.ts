@@ -20,7 +20,7 @@ async function run(netns: string | undefined, tool: string, args: string[], inpu
   try {
     out = await native.runToolInNetns(netns ?? null, tool, args, Buffer.from(input ?? '', 'utf8'));
   } catch (e) {
-    const cause = fromNative(e) as NativeError;
+    const cause = fromNative(e);
     throw new IptablesError(`${tool}: ${cause.code}: ${cause.message}`, '', cause);
   }
   if (out.code === 0) return out.stdout;
