@@ -14,8 +14,8 @@ use napi_derive::napi;
 
 use sg_agent_core::ipset::diff::MarkedSet;
 use sg_agent_core::ipset::{
-    decode_members, probe_protocol, temp_set_name, Adt, BatchResult, ErrorCode, Family, IpsetClient, IpsetError, SetHeader,
-    SetSpec, SetType, SyncResult, SyncStrategy,
+    decode_members, probe_protocol, temp_set_name, Adt, BatchResult, ErrorCode, Family, IpsetClient, IpsetError, SetHeader, SetSpec,
+    SetType, SyncResult, SyncStrategy,
 };
 
 use crate::js_error::Coded;
@@ -157,10 +157,13 @@ impl NativeIpset {
     #[napi(ts_return_type = "Promise<NativeIpset>")]
     pub fn open(netns: Option<String>) -> AsyncTask<Work<IpsetClient, NativeIpset>> {
         let netns = netns.map(PathBuf::from);
-        work_then(move || IpsetClient::open(netns.as_deref()), |client| {
-            let protocol = client.protocol() as u32;
-            NativeIpset { client: shared(client), protocol }
-        })
+        work_then(
+            move || IpsetClient::open(netns.as_deref()),
+            |client| {
+                let protocol = client.protocol() as u32;
+                NativeIpset { client: shared(client), protocol }
+            },
+        )
     }
 
     #[napi(getter)]
@@ -256,7 +259,13 @@ impl NativeIpset {
     /// For benchmarks only (reached through `src/internal/hooks.ts`, not the package's API): `syncSet`
     /// with the in-place/swap choice forced, to measure where the threshold lies.
     #[napi(ts_return_type = "Promise<JsSyncResult>")]
-    pub fn sync_set_forced(&self, name: String, spec: JsSetSpec, members: Buffer, strategy: String) -> AsyncTask<OnClient<IpsetClient, JsSyncResult>> {
+    pub fn sync_set_forced(
+        &self,
+        name: String,
+        spec: JsSetSpec,
+        members: Buffer,
+        strategy: String,
+    ) -> AsyncTask<OnClient<IpsetClient, JsSyncResult>> {
         self.run(move |c| {
             let spec = spec_from_js(&name, &spec)?;
             let strategy = match strategy.as_str() {
@@ -294,9 +303,7 @@ pub fn ipset_temp_name(name: String) -> String {
 /// its tests); a member that is not one throws INVALID_MEMBER naming it.
 #[napi]
 pub fn ipset_decode_members(env: Env, packed: Buffer) -> Result<Vec<String>> {
-    decode_members("-", None, &packed)
-        .map(|ms| ms.iter().map(|m| m.to_string()).collect())
-        .map_err(|e| Coded::from(e).into_js(&env))
+    decode_members("-", None, &packed).map(|ms| ms.iter().map(|m| m.to_string()).collect()).map_err(|e| Coded::from(e).into_js(&env))
 }
 
 /// For the `native.diff100k` benchmark: one full-sync diff pass (a desired list against the set a

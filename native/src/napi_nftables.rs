@@ -58,11 +58,10 @@ impl NativeNftables {
     pub fn open(netns: Option<String>) -> AsyncTask<Work<NftClient, NativeNftables>> {
         let netns = netns.map(PathBuf::from);
         let at = netns.clone();
-        work_then(move || NftClient::open(netns.as_deref()), move |client| NativeNftables {
-            client: shared(client),
-            watch: Arc::new(Mutex::new(None)),
-            netns: at,
-        })
+        work_then(
+            move || NftClient::open(netns.as_deref()),
+            move |client| NativeNftables { client: shared(client), watch: Arc::new(Mutex::new(None)), netns: at },
+        )
     }
 
     /// Applies a JSON list of operations as one transaction; resolves with the JSON result
@@ -76,7 +75,8 @@ impl NativeNftables {
     #[napi(ts_return_type = "Promise<string>")]
     pub fn check(&self, ops: String) -> AsyncTask<OnClient<NftClient, String>> {
         self.run(move |c| {
-            let ops: Vec<Op> = serde_json::from_str(&ops).map_err(|e| SysError::new(SysCode::InvalidArgument, format!("nf_tables operations: {e}")))?;
+            let ops: Vec<Op> =
+                serde_json::from_str(&ops).map_err(|e| SysError::new(SysCode::InvalidArgument, format!("nf_tables operations: {e}")))?;
             json(&c.check(&ops)?)
         })
     }

@@ -22,10 +22,16 @@ pub struct JsToolOutput {
 /// could not be run fails with code INVALID_ARGUMENT (not one of them), NETNS_UNAVAILABLE or
 /// TOOL_SPAWN_FAILED.
 #[napi(ts_return_type = "Promise<JsToolOutput>")]
-pub fn run_tool_in_netns(netns: Option<String>, tool: String, args: Vec<String>, input: Buffer) -> AsyncTask<Work<JsToolOutput, JsToolOutput>> {
+pub fn run_tool_in_netns(
+    netns: Option<String>,
+    tool: String,
+    args: Vec<String>,
+    input: Buffer,
+) -> AsyncTask<Work<JsToolOutput, JsToolOutput>> {
     let netns = netns.map(PathBuf::from);
     work(move || {
-        let tool = Tool::parse(&tool).ok_or_else(|| SysError::new(SysCode::InvalidArgument, format!("not a tool this addon runs: {tool:?}")))?;
+        let tool =
+            Tool::parse(&tool).ok_or_else(|| SysError::new(SysCode::InvalidArgument, format!("not a tool this addon runs: {tool:?}")))?;
         let out = run_tool(netns.as_deref(), tool, args, input.to_vec())?;
         Ok::<_, SysError>(JsToolOutput {
             code: out.code,

@@ -11,9 +11,13 @@ use napi::{Env, Task};
 
 use crate::js_error::{Coded, Failure};
 
+/// What runs on the pool: a job of its own, or a call on a client.
+type Job<T> = Box<dyn FnOnce() -> std::result::Result<T, Coded> + Send>;
+type ClientJob<C, T> = Box<dyn FnOnce(&mut C) -> std::result::Result<T, Coded> + Send>;
+
 /// A job of its own, and what turns its output into the JS value.
 pub struct Work<T: Send + 'static, V> {
-    job: Option<Box<dyn FnOnce() -> std::result::Result<T, Coded> + Send>>,
+    job: Option<Job<T>>,
     finish: Option<Box<dyn FnOnce(T) -> V + Send>>,
     failure: Failure,
 }
@@ -37,7 +41,11 @@ where
     V: ToNapiValue + TypeName,
     E: Into<Coded>,
 {
-    AsyncTask::new(Work { job: Some(Box::new(move || job().map_err(Into::into))), finish: Some(Box::new(finish)), failure: Failure::default() })
+    AsyncTask::new(Work {
+        job: Some(Box::new(move || job().map_err(Into::into))),
+        finish: Some(Box::new(finish)),
+        failure: Failure::default(),
+    })
 }
 
 impl<T: Send + 'static, V: ToNapiValue + TypeName> Task for Work<T, V> {
@@ -70,20 +78,29 @@ pub fn shared<C>(client: C) -> Shared<C> {
 /// One call on a shared client.
 pub struct OnClient<C: Send + 'static, T: Send + 'static> {
     client: Shared<C>,
-    job: Option<Box<dyn FnOnce(&mut C) -> std::result::Result<T, Coded> + Send>>,
+    job: Option<ClientJob<C, T>>,
     /// The error of a call on a closed client.
     closed: fn() -> Coded,
     failure: Failure,
 }
 
 /// `job` on the pool, on the client, once the calls before it are done.
-pub fn on_client<C, T, E>(client: &Shared<C>, closed: fn() -> Coded, job: impl FnOnce(&mut C) -> std::result::Result<T, E> + Send + 'static) -> AsyncTask<OnClient<C, T>>
+pub fn on_client<C, T, E>(
+    client: &Shared<C>,
+    closed: fn() -> Coded,
+    job: impl FnOnce(&mut C) -> std::result::Result<T, E> + Send + 'static,
+) -> AsyncTask<OnClient<C, T>>
 where
     C: Send + 'static,
     T: Send + ToNapiValue + TypeName + 'static,
     E: Into<Coded>,
 {
-    AsyncTask::new(OnClient { client: client.clone(), job: Some(Box::new(move |c| job(c).map_err(Into::into))), closed, failure: Failure::default() })
+    AsyncTask::new(OnClient {
+        client: client.clone(),
+        job: Some(Box::new(move |c| job(c).map_err(Into::into))),
+        closed,
+        failure: Failure::default(),
+    })
 }
 
 impl<C: Send + 'static, T: Send + ToNapiValue + TypeName + 'static> Task for OnClient<C, T> {

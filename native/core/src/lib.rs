@@ -25,10 +25,10 @@ macro_rules! stable_codes {
     };
 }
 
-pub mod ipset;
-pub mod nftables;
-pub mod netlink;
 pub mod conntrack;
-pub mod netns;
-pub mod tool;
 pub mod error;
+pub mod ipset;
+pub mod netlink;
+pub mod netns;
+pub mod nftables;
+pub mod tool;

@@ -6,22 +6,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_core::{
-    DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable, NLA_F_NESTED,
-    NLA_F_NET_BYTEORDER,
-};
+use netlink_packet_core::{DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable, NLA_F_NESTED, NLA_F_NET_BYTEORDER};
 
 use super::constants::*;
 
 fn be32(v: &[u8]) -> Result<u32, DecodeError> {
-    v.get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| DecodeError::from("u32 attribute too short"))
+    v.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| DecodeError::from("u32 attribute too short"))
 }
 fn ne32(v: &[u8]) -> Result<u32, DecodeError> {
-    v.get(..4)
-        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| DecodeError::from("u32 attribute too short"))
+    v.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| DecodeError::from("u32 attribute too short"))
 }
 fn u8v(v: &[u8]) -> Result<u8, DecodeError> {
     v.first().copied().ok_or_else(|| DecodeError::from("u8 attribute empty"))
@@ -144,8 +137,9 @@ impl Nla for HeaderAttr {
     fn emit_value(&self, buf: &mut [u8]) {
         use HeaderAttr::*;
         match self {
-            HashSize(v) | MaxElem(v) | Timeout(v) | CadtFlags(v) | InitVal(v) | Elements(v)
-            | References(v) | MemSize(v) => buf[..4].copy_from_slice(&v.to_be_bytes()),
+            HashSize(v) | MaxElem(v) | Timeout(v) | CadtFlags(v) | InitVal(v) | Elements(v) | References(v) | MemSize(v) => {
+                buf[..4].copy_from_slice(&v.to_be_bytes())
+            }
             Netmask(v) | BucketSize(v) => buf[0] = *v,
             Bitmask(a) => IpAddrNla(*a).emit(buf),
             Other(o) => o.emit_value(buf),

@@ -97,7 +97,6 @@ impl Managed {
     }
 }
 
-
 pub struct IpsetClient<K: IpsetKernel = IpsetWire> {
     pub(super) kernel: K,
     pub(super) mirror: HashMap<String, Managed>,
@@ -216,7 +215,8 @@ impl<K: IpsetKernel> IpsetClient<K> {
             Err(e) if exist && matches!(e.errno, Some(libc::EEXIST) | Some(IPSET_ERR_EXIST)) => {
                 let h = self.kernel.header(name).map_err(|e| e.set(name))?;
                 Err(Self::type_mismatch(name, &h, spec).unwrap_or_else(|| {
-                    IpsetError::new(ErrorCode::SetExists, "a set of that name exists with other options (maxelem, timeout, extensions)").set(name)
+                    IpsetError::new(ErrorCode::SetExists, "a set of that name exists with other options (maxelem, timeout, extensions)")
+                        .set(name)
                 }))
             }
             Err(e) => Err(e.set(name)),
@@ -228,8 +228,13 @@ impl<K: IpsetKernel> IpsetClient<K> {
             return None;
         }
         let family = h.family.map(|f| f.as_str()).unwrap_or("?");
-        Some(IpsetError::new(ErrorCode::TypeMismatch, format!(
-            "the set exists as {} {family}, not {} {}", h.type_name, spec.set_type.as_str(), spec.family.as_str())).set(name))
+        Some(
+            IpsetError::new(
+                ErrorCode::TypeMismatch,
+                format!("the set exists as {} {family}, not {} {}", h.type_name, spec.set_type.as_str(), spec.family.as_str()),
+            )
+            .set(name),
+        )
     }
 
     /// Destroys a set; a missing set is an error (SET_NOT_FOUND), as the `ipset` tool reports it.
@@ -343,16 +348,24 @@ impl<K: IpsetKernel> IpsetClient<K> {
                     Some(f) if h.type_name == m.spec.set_type.as_str() && f == m.spec.family => "with other options".to_string(),
                     f => format!("as {} {}", h.type_name, f.map_or("?", |f| f.as_str())),
                 };
-                return Err(IpsetError::new(ErrorCode::TypeMismatch, format!(
-                    "the set was made again {what}, not the {} {} set this client made; a sync of it replaces it",
-                    m.spec.set_type.as_str(), m.spec.family.as_str())).set(name));
+                return Err(IpsetError::new(
+                    ErrorCode::TypeMismatch,
+                    format!(
+                        "the set was made again {what}, not the {} {} set this client made; a sync of it replaces it",
+                        m.spec.set_type.as_str(),
+                        m.spec.family.as_str()
+                    ),
+                )
+                .set(name));
             }
             m.trusted &= m.matches(&h) && !m.expires();
             return Ok(m.spec.clone());
         }
         match (h.spec(), h.unrepresentable()) {
             (Some(s), _) => Ok(s),
-            (None, why) => Err(IpsetError::new(ErrorCode::TypeMismatch, why.unwrap_or_else(|| "not a set this library manages".into())).set(name)),
+            (None, why) => {
+                Err(IpsetError::new(ErrorCode::TypeMismatch, why.unwrap_or_else(|| "not a set this library manages".into())).set(name))
+            }
         }
     }
 
@@ -372,9 +385,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
         decode_members(name, None, packed)?;
         let spec = self.spec_for_elements(name)?;
         let members = decode_members(name, Some(&spec), packed)?;
-        let report = self.kernel.adt(op, name, spec.set_type, &members, exist).map_err(|e| {
-            e.set(name)
-        });
+        let report = self.kernel.adt(op, name, spec.set_type, &members, exist).map_err(|e| e.set(name));
         let report = match report {
             Ok(r) => r,
             Err(e) => {

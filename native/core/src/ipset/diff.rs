@@ -255,7 +255,8 @@ mod tests {
     fn marked_diff_agrees_with_the_set_diff_and_handles_duplicates() {
         let current: Vec<Member> = ["10.0.0.1", "10.0.0.2", "10.1.0.0/16"].iter().map(|s| Member::parse(s).unwrap()).collect();
         let mut marked: MarkedSet = current.iter().copied().collect();
-        let desired: Vec<Member> = ["10.0.0.2", "10.0.0.3", "10.0.0.3", "10.1.0.0/16", "10.0.0.2"].iter().map(|s| Member::parse(s).unwrap()).collect();
+        let desired: Vec<Member> =
+            ["10.0.0.2", "10.0.0.3", "10.0.0.3", "10.1.0.0/16", "10.0.0.2"].iter().map(|s| Member::parse(s).unwrap()).collect();
         let d = marked.diff_to(&desired);
         let expect = diff_members(&current.iter().copied().collect(), &desired.iter().copied().collect());
         assert_eq!((&d.add, &d.del), (&expect.add, &expect.del));

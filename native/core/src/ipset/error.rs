@@ -79,10 +79,13 @@ impl IpsetError {
             IPSET_ERR_EXIST if cmd == IPSET_CMD_DEL => (ElementMissing, "the element is not in the set"),
             IPSET_ERR_EXIST if cmd == IPSET_CMD_CREATE => (SetExists, "a set of that name exists with another type or options"),
             IPSET_ERR_EXIST => (ElementMissing, "the element is not in the set"),
-            IPSET_ERR_INVALID_CIDR | IPSET_ERR_INVALID_NETMASK | IPSET_ERR_IPADDR_IPV4 | IPSET_ERR_IPADDR_IPV6
-            | IPSET_ERR_HASH_ELEM | IPSET_ERR_HASH_RANGE_UNSUPPORTED | IPSET_ERR_HASH_RANGE => {
-                (InvalidMember, "the kernel refused the element")
-            }
+            IPSET_ERR_INVALID_CIDR
+            | IPSET_ERR_INVALID_NETMASK
+            | IPSET_ERR_IPADDR_IPV4
+            | IPSET_ERR_IPADDR_IPV6
+            | IPSET_ERR_HASH_ELEM
+            | IPSET_ERR_HASH_RANGE_UNSUPPORTED
+            | IPSET_ERR_HASH_RANGE => (InvalidMember, "the kernel refused the element"),
             IPSET_ERR_INVALID_FAMILY => (InvalidMember, "the element's family does not match the set"),
             IPSET_ERR_REFERENCED => (SetInUse, "the set is referenced"),
             IPSET_ERR_HASH_FULL => (SetFull, "the set is full (maxelem reached)"),

@@ -2,9 +2,9 @@
 //! policy asks of the kernel, so that it can also be driven against a model with failures injected
 //! (`model`, in tests).
 
+use super::constants::*;
 use super::error::IpsetError;
 use super::member::{Family, Member, SetSpec, SetType};
-use super::constants::*;
 
 /// Adding or deleting elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

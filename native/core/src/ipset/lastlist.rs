@@ -130,7 +130,16 @@ impl LastList {
             }
         }
         let records = chunks.iter().map(|c| c.records as usize).sum();
-        LastList { bytes: bytes.to_vec(), chunks, by_hash, next_same, dups, added: MemberSet::default(), removed: MemberSet::default(), records }
+        LastList {
+            bytes: bytes.to_vec(),
+            chunks,
+            by_hash,
+            next_same,
+            dups,
+            added: MemberSet::default(),
+            removed: MemberSet::default(),
+            records,
+        }
     }
 
     pub fn bytes(&self) -> &[u8] {

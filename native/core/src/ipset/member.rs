@@ -215,12 +215,7 @@ impl Member {
 
     /// The element the kernel is sent; `lineno` ties a failure report back to this element.
     pub fn to_elem(&self, set_type: SetType, lineno: Option<u32>) -> Elem {
-        Elem {
-            ip: Some(self.addr),
-            cidr: (set_type == SetType::HashNet).then_some(self.prefix),
-            lineno,
-            ..Elem::default()
-        }
+        Elem { ip: Some(self.addr), cidr: (set_type == SetType::HashNet).then_some(self.prefix), lineno, ..Elem::default() }
     }
 
     /// Reads an element of a list dump back into a member (the caller checks that the element holds
@@ -292,17 +287,33 @@ mod tests {
 
     #[test]
     fn refuses_bad_text() {
-        for bad in ["", "10.0.0", "10.0.0.256", "010.0.0.1", "10.0.0.1/33", "10.0.0.1/", "10.0.0.1/+1",
-            "fd00::1/129", "fe80::1%eth0", "10.0.0.1 ", "a;b", "10.0.0.1/24/1", "::g",
+        for bad in [
+            "",
+            "10.0.0",
+            "10.0.0.256",
+            "010.0.0.1",
+            "10.0.0.1/33",
+            "10.0.0.1/",
+            "10.0.0.1/+1",
+            "fd00::1/129",
+            "fe80::1%eth0",
+            "10.0.0.1 ",
+            "a;b",
+            "10.0.0.1/24/1",
+            "::g",
             // The ipset tool reads these prefixes as octal: 032 is 26.
-            "10.0.0.1/032", "10.0.0.1/00", "fd00::/064"] {
+            "10.0.0.1/032",
+            "10.0.0.1/00",
+            "fd00::/064",
+        ] {
             assert!(Member::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
 
     #[test]
     fn fit_checks() {
-        let net4 = SetSpec { set_type: SetType::HashNet, family: Family::Inet, hashsize: None, maxelem: None, timeout: None, comment: false };
+        let net4 =
+            SetSpec { set_type: SetType::HashNet, family: Family::Inet, hashsize: None, maxelem: None, timeout: None, comment: false };
         let ip4 = SetSpec { set_type: SetType::HashIp, ..net4.clone() };
         assert!(Member::parse("10.0.0.0/8").unwrap().check_fits(&net4).is_ok());
         assert!(Member::parse("0.0.0.0/0").unwrap().check_fits(&net4).is_err());
@@ -342,5 +353,4 @@ mod tests {
             assert_eq!(Member::parse(input).unwrap().to_string(), saved, "{input}");
         }
     }
-
 }

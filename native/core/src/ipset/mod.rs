@@ -23,11 +23,11 @@ pub mod sync;
 pub mod wire;
 
 pub use client::{BatchResult, FailedMember, IpsetClient, ReconcileResult, SyncResult, SyncStrategy};
-pub use packed::decode_members;
 pub use error::{ErrorCode, IpsetError};
 pub use kernel::{Adt, IpsetKernel, KernelSet, SetHeader, SetIdentity, SetKind};
 pub use member::{Family, Member, SetSpec, SetType};
 pub use name::temp_set_name;
+pub use packed::decode_members;
 pub use wire::{probe_protocol, IpsetWire};
 
 #[cfg(test)]

@@ -84,11 +84,7 @@ fn same_options(a: &SetSpec, b: &SetSpec) -> bool {
 impl IpsetKernel for Model {
     fn create(&mut self, name: &str, spec: &SetSpec, exist: bool) -> Result<(), IpsetError> {
         if let Some(s) = self.sets.get(name) {
-            return if exist && same_options(&s.spec, spec) {
-                Ok(())
-            } else {
-                Err(IpsetError::from_errno(libc::EEXIST, IPSET_CMD_CREATE))
-            };
+            return if exist && same_options(&s.spec, spec) { Ok(()) } else { Err(IpsetError::from_errno(libc::EEXIST, IPSET_CMD_CREATE)) };
         }
         if self.change() {
             return Err(injected());
@@ -218,7 +214,8 @@ impl IpsetKernel for Model {
 #[test]
 fn the_model_refuses_as_the_kernel_does() {
     use super::member::Family;
-    let net4 = SetSpec { set_type: SetType::HashNet, family: Family::Inet, hashsize: None, maxelem: Some(2), timeout: None, comment: false };
+    let net4 =
+        SetSpec { set_type: SetType::HashNet, family: Family::Inet, hashsize: None, maxelem: Some(2), timeout: None, comment: false };
     let mut k = Model::default().with_set("a", net4.clone(), &["10.0.0.1"]);
     assert_eq!(k.swap("a", "missing").unwrap_err().code, ErrorCode::SetNotFound);
     assert!(k.create("a", &SetSpec { family: Family::Inet6, ..net4.clone() }, true).is_ok(), "-exist ignores the family");

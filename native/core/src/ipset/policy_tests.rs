@@ -78,7 +78,12 @@ fn sync_step(name: &'static str, s: SetSpec, members: Vec<String>, strategy: Syn
 #[test]
 fn creating_and_filling_a_set_is_all_or_nothing() {
     let want = ips(0, 40);
-    let n = at_every_failure_point(|| IpsetClient::with_kernel(Model::default()), sync_step("s", net(1000), want.clone(), SyncStrategy::Auto), "s", &want);
+    let n = at_every_failure_point(
+        || IpsetClient::with_kernel(Model::default()),
+        sync_step("s", net(1000), want.clone(), SyncStrategy::Auto),
+        "s",
+        &want,
+    );
     assert_eq!(n, 41, "create and 40 adds");
 }
 
@@ -86,7 +91,12 @@ fn creating_and_filling_a_set_is_all_or_nothing() {
 fn an_in_place_change_that_fails_is_undone() {
     let old = ips(0, 100);
     let want: Vec<String> = ips(10, 90).into_iter().chain(ips(1000, 10)).collect();
-    let n = at_every_failure_point(|| synced("s", &net(1000), &old), sync_step("s", net(1000), want.clone(), SyncStrategy::InPlace), "s", &want);
+    let n = at_every_failure_point(
+        || synced("s", &net(1000), &old),
+        sync_step("s", net(1000), want.clone(), SyncStrategy::InPlace),
+        "s",
+        &want,
+    );
     assert_eq!(n, 20);
 }
 
@@ -103,7 +113,12 @@ fn a_replace_never_swaps_in_a_partly_filled_set() {
 #[test]
 fn a_type_change_replaces_the_set_by_name_all_or_nothing() {
     let old = ips(0, 20);
-    at_every_failure_point(|| synced("s", &net(1000), &old), sync_step("s", spec(SetType::HashIp, 1000), old.clone(), SyncStrategy::Auto), "s", &old);
+    at_every_failure_point(
+        || synced("s", &net(1000), &old),
+        sync_step("s", spec(SetType::HashIp, 1000), old.clone(), SyncStrategy::Auto),
+        "s",
+        &old,
+    );
 }
 
 #[test]

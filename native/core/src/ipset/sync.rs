@@ -22,10 +22,17 @@ use super::wire::hashsize_for;
 enum Current {
     Missing,
     /// It exists but must be replaced: another spec, or contents that are not a member list.
-    Replace { old_len: usize },
+    Replace {
+        old_len: usize,
+    },
     /// It exists with the right spec; `diff` leads from `members` to the desired list. Read from the
     /// kernel (not `from_mirror`), `seen` is the identity its header showed.
-    Same { members: MarkedSet, diff: MemberDiff, from_mirror: bool, seen: Option<SetIdentity> },
+    Same {
+        members: MarkedSet,
+        diff: MemberDiff,
+        from_mirror: bool,
+        seen: Option<SetIdentity>,
+    },
 }
 
 /// What went wrong in the middle of a change, and whether the undo put everything back.
@@ -65,11 +72,7 @@ const HEADER_WHILE_MIN: usize = 8192;
 
 /// The first failure of a batch that is not "already so", named.
 fn first_real_failure(op: Adt, name: &str, batch: &[Member], report: &AdtReport) -> Option<IpsetError> {
-    report
-        .failed
-        .iter()
-        .find(|(_, e)| !already_so(op, e))
-        .map(|(i, e)| e.clone().set(name).member(batch[*i].to_string()))
+    report.failed.iter().find(|(_, e)| !already_so(op, e)).map(|(i, e)| e.clone().set(name).member(batch[*i].to_string()))
 }
 
 /// A full sync by chunks planned from the mirror alone: what changes, and the list the next sync
@@ -114,7 +117,8 @@ fn plan_by_chunks(m: &Managed, name: &str, spec: &SetSpec, packed: &[u8], chunks
     // Only members of the chunks that changed, and those added or deleted since, can change.
     let count_new = |x: &Member| count_last(x).saturating_sub(gone.get(x).copied().unwrap_or(0)) + new.get(x).copied().unwrap_or(0);
     let (mut add, mut del) = (Vec::new(), Vec::new());
-    let mut dups: Counts = last.dups.iter().filter(|(x, _)| !gone.contains_key(*x) && !new.contains_key(*x)).map(|(x, n)| (*x, *n)).collect();
+    let mut dups: Counts =
+        last.dups.iter().filter(|(x, _)| !gone.contains_key(*x) && !new.contains_key(*x)).map(|(x, n)| (*x, *n)).collect();
     let mut seen = MemberSet::default();
     for x in gone.keys().chain(new.keys()).chain(last.added.iter()).chain(last.removed.iter()) {
         if !seen.insert(*x) {
@@ -187,8 +191,12 @@ impl<K: IpsetKernel> IpsetClient<K> {
     /// the kernel counts the members for it by walking the whole set (about 1 ms per 100k members);
     /// for a small one, first (a thread costs more than its header). A set with a timeout is never
     /// trusted: its members expire at any time.
-    fn prepare_checked(&mut self, name: &str, spec: &SetSpec, packed: &[u8])
-        -> (Option<Vec<Chunk>>, Option<Result<ChunkPlan, IpsetError>>) {
+    fn prepare_checked(
+        &mut self,
+        name: &str,
+        spec: &SetSpec,
+        packed: &[u8],
+    ) -> (Option<Vec<Chunk>>, Option<Result<ChunkPlan, IpsetError>>) {
         if let Some(m) = self.mirror.get_mut(name).filter(|m| m.expires()) {
             m.trusted = false;
         }
@@ -216,8 +224,13 @@ impl<K: IpsetKernel> IpsetClient<K> {
 
     /// Applies a plan made by `plan_by_chunks` in place; `None` when the change is one for a swap, or
     /// the set went behind our back (the full path then does the work).
-    fn apply_chunk_plan(&mut self, name: &str, spec: &SetSpec, plan: ChunkPlan, strategy: SyncStrategy)
-        -> Option<Result<SyncResult, IpsetError>> {
+    fn apply_chunk_plan(
+        &mut self,
+        name: &str,
+        spec: &SetSpec,
+        plan: ChunkPlan,
+        strategy: SyncStrategy,
+    ) -> Option<Result<SyncResult, IpsetError>> {
         let ChunkPlan { diff, next_last, current_len } = plan;
         let max = spec.effective_maxelem() as usize;
         if diff.distinct > max {
@@ -278,8 +291,14 @@ impl<K: IpsetKernel> IpsetClient<K> {
         }
     }
 
-    fn converge(&mut self, name: &str, spec: &SetSpec, desired: &[Member], strategy: SyncStrategy, read_kernel: bool)
-        -> Result<SyncResult, IpsetError> {
+    fn converge(
+        &mut self,
+        name: &str,
+        spec: &SetSpec,
+        desired: &[Member],
+        strategy: SyncStrategy,
+        read_kernel: bool,
+    ) -> Result<SyncResult, IpsetError> {
         let mut read_kernel = read_kernel;
         loop {
             let current = self.current(name, spec, desired, read_kernel)?;
@@ -328,8 +347,14 @@ impl<K: IpsetKernel> IpsetClient<K> {
         }
     }
 
-    fn apply(&mut self, name: &str, spec: &SetSpec, desired: &[Member], strategy: SyncStrategy, current: Current)
-        -> Result<SyncResult, Failed> {
+    fn apply(
+        &mut self,
+        name: &str,
+        spec: &SetSpec,
+        desired: &[Member],
+        strategy: SyncStrategy,
+        current: Current,
+    ) -> Result<SyncResult, Failed> {
         match current {
             Current::Missing => self.create_filled(name, spec, desired),
             Current::Replace { old_len } => self.replace(name, spec, desired, old_len),
@@ -360,9 +385,7 @@ impl<K: IpsetKernel> IpsetClient<K> {
     fn create_filled(&mut self, name: &str, spec: &SetSpec, desired: &[Member]) -> Result<SyncResult, Failed> {
         let members: MarkedSet = desired.iter().copied().collect();
         let list: Vec<Member> = members.iter().collect();
-        self.kernel
-            .create(name, &spec_sized(spec, list.len()), false)
-            .map_err(|e| Failed { error: e.set(name), clean: true })?;
+        self.kernel.create(name, &spec_sized(spec, list.len()), false).map_err(|e| Failed { error: e.set(name), clean: true })?;
         if let Err(error) = self.fill(name, spec.set_type, &list) {
             let clean = self.kernel.destroy(name).is_ok();
             return Err(Failed { error, clean });
@@ -447,9 +470,15 @@ impl<K: IpsetKernel> IpsetClient<K> {
         }
         if let Err(e) = self.kernel.rename(name, &aside) {
             let error = if e.code == ErrorCode::SetInUse {
-                IpsetError::new(ErrorCode::TypeMismatch, format!(
-                    "the set must become {} {} but is in use; it can change type only when nothing refers to it",
-                    spec.set_type.as_str(), spec.family.as_str())).set(name)
+                IpsetError::new(
+                    ErrorCode::TypeMismatch,
+                    format!(
+                        "the set must become {} {} but is in use; it can change type only when nothing refers to it",
+                        spec.set_type.as_str(),
+                        spec.family.as_str()
+                    ),
+                )
+                .set(name)
             } else {
                 e.set(name)
             };

@@ -98,11 +98,15 @@ impl IpsetWire {
             return Ok(*r);
         }
         let out = self.one(
-            msg(IPSET_CMD_TYPE, 0, vec![
-                IpsetAttr::Protocol(self.protocol),
-                IpsetAttr::TypeName(set_type.as_str().into()),
-                IpsetAttr::Family(family.nfproto()),
-            ]),
+            msg(
+                IPSET_CMD_TYPE,
+                0,
+                vec![
+                    IpsetAttr::Protocol(self.protocol),
+                    IpsetAttr::TypeName(set_type.as_str().into()),
+                    IpsetAttr::Family(family.nfproto()),
+                ],
+            ),
             IPSET_CMD_TYPE,
         )?;
         let max = out.iter().find_map(|m| m.u8_attr(|a| if let IpsetAttr::Revision(r) = a { Some(*r) } else { None }));
@@ -209,12 +213,11 @@ impl IpsetWire {
                 elems.push(e);
                 end += 1;
             }
-            let m = msg(op.cmd(), if exist { 0 } else { NLM_F_EXCL }, vec![
-                IpsetAttr::Protocol(self.protocol),
-                IpsetAttr::SetName(name.into()),
-                IpsetAttr::LineNo(0),
-                IpsetAttr::Adt(elems),
-            ]);
+            let m = msg(
+                op.cmd(),
+                if exist { 0 } else { NLM_F_EXCL },
+                vec![IpsetAttr::Protocol(self.protocol), IpsetAttr::SetName(name.into()), IpsetAttr::LineNo(0), IpsetAttr::Adt(elems)],
+            );
             out.push((m, start..end));
             start = end;
         }
@@ -223,11 +226,11 @@ impl IpsetWire {
 
     /// One element in a message of its own: its ack or error is about it alone.
     fn single_message(&self, op: Adt, name: &str, set_type: SetType, member: &Member, exist: bool) -> Request {
-        msg(op.cmd(), if exist { 0 } else { NLM_F_EXCL }, vec![
-            IpsetAttr::Protocol(self.protocol),
-            IpsetAttr::SetName(name.into()),
-            IpsetAttr::ElemData(member.to_elem(set_type, None)),
-        ])
+        msg(
+            op.cmd(),
+            if exist { 0 } else { NLM_F_EXCL },
+            vec![IpsetAttr::Protocol(self.protocol), IpsetAttr::SetName(name.into()), IpsetAttr::ElemData(member.to_elem(set_type, None))],
+        )
     }
 
     /// Where in its message a batch stopped: the kernel echoes our request with LINENO set to the
@@ -280,14 +283,19 @@ impl IpsetKernel for IpsetWire {
         if spec.comment {
             data.push(HeaderAttr::CadtFlags(IPSET_FLAG_WITH_COMMENT));
         }
-        let req = msg_in(spec.family.nfproto(), IPSET_CMD_CREATE, if exist { 0 } else { NLM_F_EXCL }, vec![
-            IpsetAttr::Protocol(self.protocol),
-            IpsetAttr::SetName(name.into()),
-            IpsetAttr::TypeName(spec.set_type.as_str().into()),
-            IpsetAttr::Revision(rev),
-            IpsetAttr::Family(spec.family.nfproto()),
-            IpsetAttr::HeaderData(data),
-        ]);
+        let req = msg_in(
+            spec.family.nfproto(),
+            IPSET_CMD_CREATE,
+            if exist { 0 } else { NLM_F_EXCL },
+            vec![
+                IpsetAttr::Protocol(self.protocol),
+                IpsetAttr::SetName(name.into()),
+                IpsetAttr::TypeName(spec.set_type.as_str().into()),
+                IpsetAttr::Revision(rev),
+                IpsetAttr::Family(spec.family.nfproto()),
+                IpsetAttr::HeaderData(data),
+            ],
+        );
         self.one(req, IPSET_CMD_CREATE).map(|_| ())
     }
 
@@ -415,11 +423,11 @@ impl IpsetKernel for IpsetWire {
     }
 
     fn test(&mut self, name: &str, set_type: SetType, member: &Member) -> Result<bool, IpsetError> {
-        let req = msg(IPSET_CMD_TEST, 0, vec![
-            IpsetAttr::Protocol(self.protocol),
-            IpsetAttr::SetName(name.into()),
-            IpsetAttr::ElemData(member.to_elem(set_type, None)),
-        ]);
+        let req = msg(
+            IPSET_CMD_TEST,
+            0,
+            vec![IpsetAttr::Protocol(self.protocol), IpsetAttr::SetName(name.into()), IpsetAttr::ElemData(member.to_elem(set_type, None))],
+        );
         match self.one(req, IPSET_CMD_TEST) {
             Ok(_) => Ok(true),
             Err(e) if e.errno == Some(IPSET_ERR_EXIST) => Ok(false),

@@ -83,14 +83,17 @@ fn add_s1_payload(top_lineno: u32) -> Vec<u8> {
 
 #[test]
 fn create_encodes_as_the_kernel_expects() {
-    let m = IpsetMessage::new(IPSET_CMD_CREATE, vec![
-        IpsetAttr::Protocol(7),
-        IpsetAttr::SetName("s1".into()),
-        IpsetAttr::TypeName("hash:net".into()),
-        IpsetAttr::Revision(6),
-        IpsetAttr::Family(NFPROTO_IPV4),
-        IpsetAttr::HeaderData(vec![HeaderAttr::MaxElem(65536)]),
-    ]);
+    let m = IpsetMessage::new(
+        IPSET_CMD_CREATE,
+        vec![
+            IpsetAttr::Protocol(7),
+            IpsetAttr::SetName("s1".into()),
+            IpsetAttr::TypeName("hash:net".into()),
+            IpsetAttr::Revision(6),
+            IpsetAttr::Family(NFPROTO_IPV4),
+            IpsetAttr::HeaderData(vec![HeaderAttr::MaxElem(65536)]),
+        ],
+    );
     let nf = NfnlMessage::new(NfGenMsg::new(NFPROTO_IPV4), m.clone().into());
     assert_eq!(nf.message_type(), 0x0602);
     assert_eq!(encode_in(NFPROTO_IPV4, &m), CREATE_S1);
@@ -100,12 +103,15 @@ fn create_encodes_as_the_kernel_expects() {
 #[test]
 fn batched_add_encodes_elements_inside_adt() {
     let member = Member::parse("10.0.0.7/24").unwrap();
-    let m = IpsetMessage::new(IPSET_CMD_ADD, vec![
-        IpsetAttr::Protocol(7),
-        IpsetAttr::SetName("s1".into()),
-        IpsetAttr::LineNo(0),
-        IpsetAttr::Adt(vec![member.to_elem(SetType::HashNet, Some(1))]),
-    ]);
+    let m = IpsetMessage::new(
+        IPSET_CMD_ADD,
+        vec![
+            IpsetAttr::Protocol(7),
+            IpsetAttr::SetName("s1".into()),
+            IpsetAttr::LineNo(0),
+            IpsetAttr::Adt(vec![member.to_elem(SetType::HashNet, Some(1))]),
+        ],
+    );
     assert_eq!(NfnlMessage::new(NfGenMsg::default(), m.clone().into()).message_type(), 0x0609);
     assert_eq!(encode(&m), add_s1_payload(0));
     assert_eq!(IpsetMessage::parse_payload(IPSET_CMD_ADD, &add_s1_payload(0)[4..]).unwrap(), m);
@@ -152,13 +158,16 @@ fn multipart_list_dump_decodes_header_and_members() {
     let head = inner(&msgs[0].payload);
     assert_eq!(head.set_name(), Some("s1"));
     assert_eq!(head.type_name(), Some("hash:net"));
-    assert_eq!(head.header_data(), &[
-        HeaderAttr::HashSize(1024),
-        HeaderAttr::MaxElem(65536),
-        HeaderAttr::References(1),
-        HeaderAttr::MemSize(600),
-        HeaderAttr::Elements(2),
-    ]);
+    assert_eq!(
+        head.header_data(),
+        &[
+            HeaderAttr::HashSize(1024),
+            HeaderAttr::MaxElem(65536),
+            HeaderAttr::References(1),
+            HeaderAttr::MemSize(600),
+            HeaderAttr::Elements(2),
+        ]
+    );
     let body = inner(&msgs[1].payload);
     let members: Vec<String> = body.elements().filter_map(Member::from_elem).map(|m| m.to_string()).collect();
     assert_eq!(members, ["10.0.0.1", "10.1.0.0/16"]);
@@ -266,17 +275,19 @@ fn swap_and_rename_read_the_second_name_error_each_their_way() {
 fn a_single_element_request_carries_data_without_adt() {
     // What the failure path of a batch sends per element: DATA directly under the command.
     let member = Member::parse("10.0.0.0/24").unwrap();
-    let m = IpsetMessage::new(IPSET_CMD_DEL, vec![
-        IpsetAttr::Protocol(7),
-        IpsetAttr::SetName("s1".into()),
-        IpsetAttr::ElemData(member.to_elem(SetType::HashNet, None)),
-    ]);
-    assert_eq!(encode(&m), [
-        0, 0, 0, 0, // nfgenmsg
-        5, 0, 1, 0, 7, 0, 0, 0, // PROTOCOL 7
-        7, 0, 2, 0, b's', b'1', 0, 0, // SETNAME
-        24, 0, 0x07, 0x80, // DATA | NESTED
-        12, 0, 0x01, 0x80, 8, 0, 0x01, 0x40, 10, 0, 0, 0, // IP
-        5, 0, 3, 0, 24, 0, 0, 0, // CIDR 24
-    ]);
+    let m = IpsetMessage::new(
+        IPSET_CMD_DEL,
+        vec![IpsetAttr::Protocol(7), IpsetAttr::SetName("s1".into()), IpsetAttr::ElemData(member.to_elem(SetType::HashNet, None))],
+    );
+    assert_eq!(
+        encode(&m),
+        [
+            0, 0, 0, 0, // nfgenmsg
+            5, 0, 1, 0, 7, 0, 0, 0, // PROTOCOL 7
+            7, 0, 2, 0, b's', b'1', 0, 0, // SETNAME
+            24, 0, 0x07, 0x80, // DATA | NESTED
+            12, 0, 0x01, 0x80, 8, 0, 0x01, 0x40, 10, 0, 0, 0, // IP
+            5, 0, 3, 0, 24, 0, 0, 0, // CIDR 24
+        ]
+    );
 }

@@ -9,7 +9,7 @@ mod nfnetlink;
 mod socket;
 
 pub use nfnetlink::{
-    nfnl_msg_type, NfGenMsg, NfGenMsgBuffer, NfnlBody, NfnlMessage, NfnlPayload, NFGENMSG_LEN,
-    NFNETLINK_V0, NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_IPSET, NFNL_SUBSYS_NFTABLES,
+    nfnl_msg_type, NfGenMsg, NfGenMsgBuffer, NfnlBody, NfnlMessage, NfnlPayload, NFGENMSG_LEN, NFNETLINK_V0, NFNL_SUBSYS_CTNETLINK,
+    NFNL_SUBSYS_IPSET, NFNL_SUBSYS_NFTABLES,
 };
 pub use socket::{request, split_messages, BatchOutcome, NfnlSocket, NlError, Outcome};

@@ -7,9 +7,7 @@
 //! no subsystem). A new subsystem adds a variant to `NfnlBody` and an arm to
 //! `NfnlMessage::deserialize`, nothing else: nf_tables was added so.
 
-use netlink_packet_core::{
-    DecodeError, Emitable, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable, Nla, Parseable,
-};
+use netlink_packet_core::{DecodeError, Emitable, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable, Nla, Parseable};
 
 use crate::conntrack::CtMessage;
 use crate::ipset::message::IpsetMessage;
@@ -138,7 +136,11 @@ pub enum NfnlBody {
     Ctnetlink(CtMessage),
     Nftables(NftMessage),
     /// A subsystem we do not model: its command and raw attribute bytes.
-    Other { subsys: u8, cmd: u8, payload: Vec<u8> },
+    Other {
+        subsys: u8,
+        cmd: u8,
+        payload: Vec<u8>,
+    },
 }
 
 /// One nfnetlink message (what goes inside a `NetlinkMessage`).

@@ -6,8 +6,8 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use netlink_packet_core::{
-    NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-    NetlinkSerializable, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_REQUEST,
 };
 
 use super::nfnetlink::{NfGenMsg, NfnlBody, NfnlMessage};
@@ -81,10 +81,7 @@ impl NfnlSocket {
         set_recv_timeout(&sock, RECV_TIMEOUT_SECS)?;
         // The kernel refuses a sendmsg longer than sk_sndbuf - 32: stay well under it.
         let max_send = MAX_SEND_BYTES.min(sndbuf.saturating_sub(4096)).max(64 << 10);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(1);
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(1);
         Ok(NfnlSocket { sock, next_seq: seed | 1, max_send, sndbuf, recv_buf: vec![0; RECV_CHUNK + (256 << 10)], sent: 0 })
     }
 
@@ -154,11 +151,7 @@ impl NfnlSocket {
         let seq_of = |i: usize| first.wrapping_add(i as u32);
         let index: HashMap<u32, usize> = (1..last_msg).map(|i| (seq_of(i), i - 1)).collect();
         let mut out = BatchOutcome::default();
-        loop {
-            let msgs = match self.recv_messages_nonblocking::<NfnlMessage>()? {
-                Some(m) => m,
-                None => break,
-            };
+        while let Some(msgs) = self.recv_messages_nonblocking::<NfnlMessage>()? {
             for msg in msgs {
                 let seq = msg.header.sequence_number;
                 let NetlinkPayload::Error(e) = msg.payload else { continue };
@@ -253,8 +246,7 @@ impl NfnlSocket {
             req.header.sequence_number = self.take_seq();
             req.finalize();
         }
-        let mut outcomes: Vec<Outcome<M>> =
-            reqs.iter().map(|_| Outcome { replies: Vec::new(), result: Ok(()) }).collect();
+        let mut outcomes: Vec<Outcome<M>> = reqs.iter().map(|_| Outcome { replies: Vec::new(), result: Ok(()) }).collect();
         let mut start = 0;
         while start < reqs.len() {
             let mut end = start;
@@ -315,11 +307,7 @@ impl NfnlSocket {
                 match msg.payload {
                     NetlinkPayload::InnerMessage(m) => out.push(m),
                     NetlinkPayload::Done(d) => {
-                        return Ok(if d.code < 0 {
-                            Err(NlError { errno: -d.code, echoed: Vec::new() })
-                        } else {
-                            Ok(out)
-                        });
+                        return Ok(if d.code < 0 { Err(NlError { errno: -d.code, echoed: Vec::new() }) } else { Ok(out) });
                     }
                     NetlinkPayload::Error(e) => {
                         return Ok(match e.code {
@@ -352,9 +340,7 @@ impl NfnlSocket {
     fn recv_messages<M: NetlinkDeserializable>(&mut self) -> io::Result<Vec<NetlinkMessage<M>>> {
         let fd = self.sock.as_raw_fd();
         // SAFETY: recv into our own buffer, bounded by its length.
-        let n = unsafe {
-            libc::recv(fd, self.recv_buf.as_mut_ptr().cast(), self.recv_buf.len(), libc::MSG_TRUNC)
-        };
+        let n = unsafe { libc::recv(fd, self.recv_buf.as_mut_ptr().cast(), self.recv_buf.len(), libc::MSG_TRUNC) };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::WouldBlock {
@@ -375,8 +361,7 @@ impl NfnlSocket {
 pub fn split_messages<M: NetlinkDeserializable>(mut data: &[u8]) -> io::Result<Vec<NetlinkMessage<M>>> {
     let mut out = Vec::new();
     while data.len() >= 16 {
-        let buf = NetlinkBuffer::new_checked(data)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let buf = NetlinkBuffer::new_checked(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let len = buf.length() as usize;
         let msg = NetlinkMessage::<M>::deserialize(&data[..len])
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink decode: {e}")))?;
@@ -395,9 +380,7 @@ pub fn split_messages<M: NetlinkDeserializable>(mut data: &[u8]) -> io::Result<V
 fn set_buffer(sock: &Socket, force: libc::c_int, plain: libc::c_int, bytes: usize) -> io::Result<usize> {
     let fd = sock.as_raw_fd();
     let v = bytes as libc::c_int;
-    let set = |opt| unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), 4)
-    };
+    let set = |opt| unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&v as *const libc::c_int).cast(), 4) };
     if set(force) != 0 && set(plain) != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -9,13 +9,16 @@ use super::constants::*;
 use super::expr::{parse_exprs, Data, DataNla, Expr, ValueNla};
 use super::nla::*;
 
+/// Writes a nested attribute's contents into its buffer.
+type EmitNested<'a> = Box<dyn Fn(&mut [u8]) + 'a>;
+
 /// The value of an attribute as it goes on the wire.
 enum V<'a> {
     U32(u32),
     U64(u64),
     Str(&'a str),
     Bytes(&'a [u8]),
-    Nested(Box<dyn Fn(&mut [u8]) + 'a>, usize),
+    Nested(EmitNested<'a>, usize),
 }
 
 impl V<'_> {
@@ -285,7 +288,7 @@ impl Nla for Elem {
     fn emit_value(&self, buf: &mut [u8]) {
         let mut off = 0;
         let mut put = |a: &dyn Emit, buf: &mut [u8]| {
-            let n = a.len();
+            let n = a.emitted_len();
             a.put(&mut buf[off..off + n]);
             off += n;
         };

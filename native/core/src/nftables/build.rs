@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::attr::Elem;
 use super::cidr::Net;
 use super::client::NftClient;
 use super::constants::*;
@@ -13,7 +14,6 @@ use super::kernel::NftKernel;
 use super::mirror::{ChainM, SetM, TableKey, TableM, Undo};
 use super::request::*;
 use super::spec::{elem_key, rule_exprs, Op};
-use super::attr::Elem;
 
 impl<K: NftKernel> NftClient<K> {
     /// Messages for `ops` (each with the index of its operation), recording each change to the
@@ -59,7 +59,11 @@ impl<K: NftKernel> NftClient<K> {
                 }
                 Op::Rule { chain, stmts, .. } => {
                     let exprs = rule_exprs(stmts).map_err(|e| (i, e))?;
-                    let c = self.mirror.table_mut(&tk).and_then(|t| t.chains.get_mut(chain)).ok_or((i, format!("chain {chain} is not ours")))?;
+                    let c = self
+                        .mirror
+                        .table_mut(&tk)
+                        .and_then(|t| t.chains.get_mut(chain))
+                        .ok_or((i, format!("chain {chain} is not ours")))?;
                     c.rules.push(exprs.clone());
                     log.push(Undo::RulePushed(tk, chain.clone()));
                     out.push((rule_msg(family, table, chain, exprs), i));
@@ -112,7 +116,10 @@ impl<K: NftKernel> NftClient<K> {
                         let have: HashSet<Net> = union.members().map(|(n, _)| *n).collect();
                         (gone, want.into_iter().filter(|n| !have.contains(n)).collect())
                     } else {
-                        (del.iter().map(|t| parse(t).map(|n| (n, 1))).collect::<Result<_, _>>()?, add.iter().map(parse).collect::<Result<_, _>>()?)
+                        (
+                            del.iter().map(|t| parse(t).map(|n| (n, 1))).collect::<Result<_, _>>()?,
+                            add.iter().map(parse).collect::<Result<_, _>>()?,
+                        )
                     };
                     for (n, times) in dels {
                         for _ in 0..times {

@@ -81,7 +81,8 @@ impl<K: NftKernel> NftClient<K> {
     }
 
     pub fn transact_json(&mut self, json: &str) -> Result<TransactResult, SysError> {
-        let ops: Vec<Op> = serde_json::from_str(json).map_err(|e| SysError::new(SysCode::InvalidArgument, format!("nf_tables operations: {e}")))?;
+        let ops: Vec<Op> =
+            serde_json::from_str(json).map_err(|e| SysError::new(SysCode::InvalidArgument, format!("nf_tables operations: {e}")))?;
         self.transact(&ops)
     }
 

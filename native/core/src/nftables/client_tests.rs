@@ -58,7 +58,10 @@ fn change_ops() -> Vec<Op> {
 }
 
 /// Everything the mirror says, in an order that compares.
-type Snapshot = BTreeMap<(Family, String), (BTreeMap<String, (bool, Vec<Vec<Expr>>)>, BTreeMap<String, (Vec<(ElemKey, Option<Data>)>, Vec<(Net, u32)>)>)>;
+type Snapshot = BTreeMap<
+    (Family, String),
+    (BTreeMap<String, (bool, Vec<Vec<Expr>>)>, BTreeMap<String, (Vec<(ElemKey, Option<Data>)>, Vec<(Net, u32)>)>),
+>;
 
 fn snapshot(m: &Mirror) -> Snapshot {
     m.tables
@@ -126,16 +129,19 @@ fn a_transaction_the_kernel_already_holds_sends_nothing_and_is_committed() {
     assert!(r.committed && r.failures.is_empty(), "{r:?}");
     assert_eq!(c.kernel().batches, batches, "no batch is sent");
     // A member inside another already held changes nothing in the kernel either.
-    let r = c.transact(&ops(serde_json::json!([{ "op": "members", "family": "inet", "table": T, "set": "g4", "add": ["10.0.1.7"] }]))).unwrap();
+    let r =
+        c.transact(&ops(serde_json::json!([{ "op": "members", "family": "inet", "table": T, "set": "g4", "add": ["10.0.1.7"] }]))).unwrap();
     assert!(r.committed && r.failures.is_empty(), "{r:?}");
     assert_eq!(c.kernel().batches, batches);
     assert_agree(&c, "after the no-op transactions");
     // … and taking it away again neither, while the /24 stays.
-    let r = c.transact(&ops(serde_json::json!([{ "op": "members", "family": "inet", "table": T, "set": "g4", "del": ["10.0.1.7"] }]))).unwrap();
+    let r =
+        c.transact(&ops(serde_json::json!([{ "op": "members", "family": "inet", "table": T, "set": "g4", "del": ["10.0.1.7"] }]))).unwrap();
     assert!(r.committed);
     assert_eq!(c.kernel().batches, batches);
     assert_agree(&c, "after the inner member went");
-    let checked = c.check(&ops(serde_json::json!([{ "op": "members", "family": "inet", "table": T, "set": "g4", "add": ["10.0.0.1"] }]))).unwrap();
+    let checked =
+        c.check(&ops(serde_json::json!([{ "op": "members", "family": "inet", "table": T, "set": "g4", "add": ["10.0.0.1"] }]))).unwrap();
     assert!(!checked.committed && checked.failures.is_empty(), "a check commits nothing: {checked:?}");
 }
 
@@ -210,7 +216,11 @@ fn a_batch_the_kernel_committed_but_whose_answer_was_lost_is_put_back_before_any
         // The retry makes the change once: no rule twice, no element left over.
         assert!(c.transact(&change_ops()).unwrap().committed);
         assert_agree(&c, &format!("{fault:?}: after the retry"));
-        assert_eq!(c.kernel().table(NFPROTO_INET, T).unwrap().chains["port-a"].rules.len(), 1, "{fault:?}: the rewritten chain holds one rule");
+        assert_eq!(
+            c.kernel().table(NFPROTO_INET, T).unwrap().chains["port-a"].rules.len(),
+            1,
+            "{fault:?}: the rewritten chain holds one rule"
+        );
     }
 }
 

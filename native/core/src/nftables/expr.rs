@@ -151,25 +151,65 @@ impl Nla for VerdictNla<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
     /// Loads `key` (NFT_META_*) into `dreg`.
-    Meta { key: u32, dreg: u32 },
+    Meta {
+        key: u32,
+        dreg: u32,
+    },
     /// Sets `key` from `sreg`.
-    MetaSet { key: u32, sreg: u32 },
+    MetaSet {
+        key: u32,
+        sreg: u32,
+    },
     /// Loads `len` bytes at `offset` of header `base` into `dreg`.
-    Payload { dreg: u32, base: u32, offset: u32, len: u32 },
-    Cmp { sreg: u32, op: u32, data: Vec<u8> },
+    Payload {
+        dreg: u32,
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
+    Cmp {
+        sreg: u32,
+        op: u32,
+        data: Vec<u8>,
+    },
     /// dreg = (sreg & mask) ^ xor over `len` bytes.
-    Bitwise { sreg: u32, dreg: u32, len: u32, mask: Vec<u8>, xor: Vec<u8> },
+    Bitwise {
+        sreg: u32,
+        dreg: u32,
+        len: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
     /// Whether `sreg` lies in [from, to] (op EQ) or not (NEQ).
-    Range { sreg: u32, op: u32, from: Vec<u8>, to: Vec<u8> },
+    Range {
+        sreg: u32,
+        op: u32,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
     /// Set membership of `sreg`; for a map, the mapped data goes to `dreg` (0: the verdict).
-    Lookup { set: String, sreg: u32, dreg: Option<u32>, flags: u32 },
-    Immediate { dreg: u32, data: Data },
+    Lookup {
+        set: String,
+        sreg: u32,
+        dreg: Option<u32>,
+        flags: u32,
+    },
+    Immediate {
+        dreg: u32,
+        data: Data,
+    },
     /// Loads conntrack `key` (NFT_CT_*) into `dreg`.
-    Ct { key: u32, dreg: u32 },
+    Ct {
+        key: u32,
+        dreg: u32,
+    },
     /// Marks the packet as not to be tracked.
     Notrack,
     /// An expression this crate does not model: its name and NFTA_EXPR_DATA as sent.
-    Other { name: String, data: Vec<u8> },
+    Other {
+        name: String,
+        data: Vec<u8>,
+    },
 }
 
 /// One attribute inside NFTA_EXPR_DATA, owned, so an expression can list what it emits.
@@ -307,7 +347,9 @@ impl Expr {
             "meta" => (&[NFTA_META_KEY, NFTA_META_DREG, NFTA_META_SREG], &[], &[]),
             "payload" => (&[NFTA_PAYLOAD_DREG, NFTA_PAYLOAD_BASE, NFTA_PAYLOAD_OFFSET, NFTA_PAYLOAD_LEN], &[], &[]),
             "cmp" => (&[NFTA_CMP_SREG, NFTA_CMP_OP], &[], &[NFTA_CMP_DATA]),
-            "bitwise" => (&[NFTA_BITWISE_SREG, NFTA_BITWISE_DREG, NFTA_BITWISE_LEN, NFTA_BITWISE_OP], &[], &[NFTA_BITWISE_MASK, NFTA_BITWISE_XOR]),
+            "bitwise" => {
+                (&[NFTA_BITWISE_SREG, NFTA_BITWISE_DREG, NFTA_BITWISE_LEN, NFTA_BITWISE_OP], &[], &[NFTA_BITWISE_MASK, NFTA_BITWISE_XOR])
+            }
             "range" => (&[NFTA_RANGE_SREG, NFTA_RANGE_OP], &[], &[NFTA_RANGE_FROM_DATA, NFTA_RANGE_TO_DATA]),
             "lookup" => (&[NFTA_LOOKUP_SREG, NFTA_LOOKUP_DREG, NFTA_LOOKUP_FLAGS], &[NFTA_LOOKUP_SET], &[]),
             "immediate" => (&[NFTA_IMMEDIATE_DREG], &[], &[NFTA_IMMEDIATE_DATA]),
@@ -338,10 +380,12 @@ impl Expr {
                 (Some(&key), None, Some(&sreg)) => Some(Expr::MetaSet { key, sreg }),
                 _ => None,
             },
-            "payload" => match (u.get(&NFTA_PAYLOAD_DREG), u.get(&NFTA_PAYLOAD_BASE), u.get(&NFTA_PAYLOAD_OFFSET), u.get(&NFTA_PAYLOAD_LEN)) {
-                (Some(&dreg), Some(&base), Some(&offset), Some(&len)) => Some(Expr::Payload { dreg, base, offset, len }),
-                _ => None,
-            },
+            "payload" => {
+                match (u.get(&NFTA_PAYLOAD_DREG), u.get(&NFTA_PAYLOAD_BASE), u.get(&NFTA_PAYLOAD_OFFSET), u.get(&NFTA_PAYLOAD_LEN)) {
+                    (Some(&dreg), Some(&base), Some(&offset), Some(&len)) => Some(Expr::Payload { dreg, base, offset, len }),
+                    _ => None,
+                }
+            }
             "cmp" => match (u.get(&NFTA_CMP_SREG).copied(), u.get(&NFTA_CMP_OP).copied(), val(&mut d, NFTA_CMP_DATA)) {
                 (Some(sreg), Some(op), Some(data)) => Some(Expr::Cmp { sreg, op, data }),
                 _ => None,
@@ -350,12 +394,23 @@ impl Expr {
                 if u.get(&NFTA_BITWISE_OP).copied().unwrap_or(NFT_BITWISE_MASK_XOR) != NFT_BITWISE_MASK_XOR {
                     return Ok(None);
                 }
-                match (u.get(&NFTA_BITWISE_SREG).copied(), u.get(&NFTA_BITWISE_DREG).copied(), u.get(&NFTA_BITWISE_LEN).copied(), val(&mut d, NFTA_BITWISE_MASK), val(&mut d, NFTA_BITWISE_XOR)) {
+                match (
+                    u.get(&NFTA_BITWISE_SREG).copied(),
+                    u.get(&NFTA_BITWISE_DREG).copied(),
+                    u.get(&NFTA_BITWISE_LEN).copied(),
+                    val(&mut d, NFTA_BITWISE_MASK),
+                    val(&mut d, NFTA_BITWISE_XOR),
+                ) {
                     (Some(sreg), Some(dreg), Some(len), Some(mask), Some(xor)) => Some(Expr::Bitwise { sreg, dreg, len, mask, xor }),
                     _ => None,
                 }
             }
-            "range" => match (u.get(&NFTA_RANGE_SREG).copied(), u.get(&NFTA_RANGE_OP).copied(), val(&mut d, NFTA_RANGE_FROM_DATA), val(&mut d, NFTA_RANGE_TO_DATA)) {
+            "range" => match (
+                u.get(&NFTA_RANGE_SREG).copied(),
+                u.get(&NFTA_RANGE_OP).copied(),
+                val(&mut d, NFTA_RANGE_FROM_DATA),
+                val(&mut d, NFTA_RANGE_TO_DATA),
+            ) {
                 (Some(sreg), Some(op), Some(from), Some(to)) => Some(Expr::Range { sreg, op, from, to }),
                 _ => None,
             },

@@ -60,9 +60,10 @@ impl NftMessage {
     /// The name of the chain (chain and rule messages) or set (set and element messages).
     pub fn object_name(&self) -> Option<&str> {
         self.attrs.iter().find_map(|a| match a {
-            NftAttr::Chain(ChainAttr::Name(s)) | NftAttr::Rule(RuleAttr::Chain(s)) | NftAttr::Set(SetAttr::Name(s)) | NftAttr::Elems(ElemListAttr::Set(s)) => {
-                Some(s.as_str())
-            }
+            NftAttr::Chain(ChainAttr::Name(s))
+            | NftAttr::Rule(RuleAttr::Chain(s))
+            | NftAttr::Set(SetAttr::Name(s))
+            | NftAttr::Elems(ElemListAttr::Set(s)) => Some(s.as_str()),
             _ => None,
         })
     }

@@ -210,7 +210,9 @@ fn apply(tables: &mut BTreeMap<TableId, ModelTable>, r: &NftRequest) -> Result<(
                 }
             }
             match t.sets.get(&name) {
-                Some(had) if (had.flags, had.key_type, had.key_len, had.data_type) != (s.flags, s.key_type, s.key_len, s.data_type) => Err(libc::EEXIST),
+                Some(had) if (had.flags, had.key_type, had.key_len, had.data_type) != (s.flags, s.key_type, s.key_len, s.data_type) => {
+                    Err(libc::EEXIST)
+                }
                 Some(_) => Ok(()),
                 None => {
                     t.sets.insert(name, s);
@@ -302,7 +304,8 @@ fn wanted(m: &NftMessage) -> (Option<&str>, Option<&str>) {
 impl ModelKernel {
     fn read(&self, family: u8, m: &NftMessage) -> Result<Vec<(u8, NftMessage)>, i32> {
         let (want_table, want_obj) = wanted(m);
-        let tables = self.tables.iter().filter(|((f, n), _)| (family == NFPROTO_UNSPEC || *f == family) && want_table.is_none_or(|t| t == n));
+        let tables =
+            self.tables.iter().filter(|((f, n), _)| (family == NFPROTO_UNSPEC || *f == family) && want_table.is_none_or(|t| t == n));
         let mut out = Vec::new();
         match m.cmd {
             NFT_MSG_GETTABLE => {
@@ -321,11 +324,17 @@ impl ModelKernel {
                 for ((f, n), t) in tables {
                     for (name, c) in t.chains.iter().filter(|(name, _)| want_obj.is_none_or(|o| o == *name)) {
                         for r in &c.rules {
-                            out.push((*f, NftMessage::new(NFT_MSG_NEWRULE, vec![
-                                NftAttr::Rule(RuleAttr::Table(n.clone())),
-                                NftAttr::Rule(RuleAttr::Chain(name.clone())),
-                                NftAttr::Rule(RuleAttr::Expressions(r.clone())),
-                            ])));
+                            out.push((
+                                *f,
+                                NftMessage::new(
+                                    NFT_MSG_NEWRULE,
+                                    vec![
+                                        NftAttr::Rule(RuleAttr::Table(n.clone())),
+                                        NftAttr::Rule(RuleAttr::Chain(name.clone())),
+                                        NftAttr::Rule(RuleAttr::Expressions(r.clone())),
+                                    ],
+                                ),
+                            ));
                         }
                     }
                 }
@@ -340,12 +349,19 @@ impl ModelKernel {
             NFT_MSG_GETSETELEM => {
                 let id = (family, want_table.ok_or(libc::EINVAL)?.to_string());
                 let s = self.tables.get(&id).and_then(|t| t.sets.get(want_obj.unwrap_or(""))).ok_or(libc::ENOENT)?;
-                let elems = s.elems.iter().map(|((k, fl), d)| Elem { key: k.clone(), data: d.clone(), flags: *fl, other: Vec::new() }).collect();
-                out.push((family, NftMessage::new(NFT_MSG_NEWSETELEM, vec![
-                    NftAttr::Elems(ElemListAttr::Table(id.1.clone())),
-                    NftAttr::Elems(ElemListAttr::Set(want_obj.unwrap_or("").into())),
-                    NftAttr::Elems(ElemListAttr::Elements(elems)),
-                ])));
+                let elems =
+                    s.elems.iter().map(|((k, fl), d)| Elem { key: k.clone(), data: d.clone(), flags: *fl, other: Vec::new() }).collect();
+                out.push((
+                    family,
+                    NftMessage::new(
+                        NFT_MSG_NEWSETELEM,
+                        vec![
+                            NftAttr::Elems(ElemListAttr::Table(id.1.clone())),
+                            NftAttr::Elems(ElemListAttr::Set(want_obj.unwrap_or("").into())),
+                            NftAttr::Elems(ElemListAttr::Elements(elems)),
+                        ],
+                    ),
+                ));
             }
             NFT_MSG_GETGEN => out.push((NFPROTO_UNSPEC, NftMessage::new(NFT_MSG_NEWGEN, vec![NftAttr::Gen(GenAttr::Id(self.gen))]))),
             _ => return Err(libc::EOPNOTSUPP),

@@ -6,9 +6,7 @@
 use netlink_packet_core::{DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable, NLA_F_NESTED};
 
 pub fn be32(v: &[u8]) -> Result<u32, DecodeError> {
-    v.get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| DecodeError::from("u32 attribute too short"))
+    v.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| DecodeError::from("u32 attribute too short"))
 }
 pub fn be64(v: &[u8]) -> Result<u64, DecodeError> {
     v.get(..8)
@@ -114,22 +112,22 @@ impl Nla for Bytes<'_> {
 pub fn emit_dyn(items: &[&dyn Emit], buf: &mut [u8]) {
     let mut off = 0;
     for i in items {
-        let n = i.len();
+        let n = i.emitted_len();
         i.put(&mut buf[off..off + n]);
         off += n;
     }
 }
 pub fn dyn_len(items: &[&dyn Emit]) -> usize {
-    items.iter().map(|i| i.len()).sum()
+    items.iter().map(|i| i.emitted_len()).sum()
 }
 
 /// Object-safe emitting, so one attribute list can mix kinds.
 pub trait Emit {
-    fn len(&self) -> usize;
+    fn emitted_len(&self) -> usize;
     fn put(&self, buf: &mut [u8]);
 }
 impl<T: Nla> Emit for T {
-    fn len(&self) -> usize {
+    fn emitted_len(&self) -> usize {
         self.buffer_len()
     }
     fn put(&self, buf: &mut [u8]) {
@@ -138,7 +136,7 @@ impl<T: Nla> Emit for T {
 }
 
 /// The value of an attribute, borrowed from the buffer it was parsed from (not from the view).
-pub fn value_of<'a>(nla: NlaBuffer<&'a [u8]>) -> &'a [u8] {
+pub fn value_of(nla: NlaBuffer<&[u8]>) -> &[u8] {
     let len = (nla.length() as usize).max(4);
     let b = nla.into_inner();
     &b[4..len.min(b.len())]

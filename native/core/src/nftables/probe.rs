@@ -51,11 +51,26 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
         base(Family::Inet, "raw", Prerouting, -300),
         base(Family::Inet, "pre", Prerouting, 0),
         base(Family::Inet, "fwd", Forward, 0),
-        Op::Rule { family: Family::Inet, table: table.clone(), chain: "raw".into(), stmts: json(serde_json::json!([{ "m": "markIn", "mask": 0xffff0000u32, "set": "m" }, { "m": "notrack" }])) },
-        Op::Rule { family: Family::Inet, table: table.clone(), chain: "pre".into(), stmts: json(serde_json::json!([{ "m": "vmap", "key": { "mark": 0xffff0000u32 }, "map": "m" }])) },
-        Op::Rule { family: Family::Inet, table: table.clone(), chain: "c".into(), stmts: json(serde_json::json!([
+        Op::Rule {
+            family: Family::Inet,
+            table: table.clone(),
+            chain: "raw".into(),
+            stmts: json(serde_json::json!([{ "m": "markIn", "mask": 0xffff0000u32, "set": "m" }, { "m": "notrack" }])),
+        },
+        Op::Rule {
+            family: Family::Inet,
+            table: table.clone(),
+            chain: "pre".into(),
+            stmts: json(serde_json::json!([{ "m": "vmap", "key": { "mark": 0xffff0000u32 }, "map": "m" }])),
+        },
+        Op::Rule {
+            family: Family::Inet,
+            table: table.clone(),
+            chain: "c".into(),
+            stmts: json(serde_json::json!([
             { "m": "ctState", "states": ["established", "related"] }, { "m": "nfproto", "v": 4 }, { "m": "addrIn", "family": 4, "dir": "saddr", "set": "a" },
-            { "m": "etherSaddr", "mac": "02:00:00:00:00:01" }, { "m": "verdict", "v": "return" }])) },
+            { "m": "etherSaddr", "mac": "02:00:00:00:00:01" }, { "m": "verdict", "v": "return" }])),
+        },
     ];
     let r = c.check(&inet)?;
     s.inet = r.failures.is_empty();
@@ -65,8 +80,22 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
         Op::Set { family: Family::Bridge, table: table.clone(), set: "d".into(), key: KeyType::Ifname, map: true },
         base(Family::Bridge, "pre", Prerouting, -200),
         base(Family::Bridge, "fwd", Forward, -200),
-        Op::Rule { family: Family::Bridge, table: table.clone(), chain: "pre".into(), stmts: json(serde_json::json!([{ "m": "markSet", "mask": 0xffff0000u32, "id": 0x10000 }, { "m": "vmap", "key": "iifname", "map": "d" }])) },
-        Op::Rule { family: Family::Bridge, table: table.clone(), chain: "fwd".into(), stmts: json(serde_json::json!([{ "m": "ethertype", "v": 0x0806 }, { "m": "arpSender", "mac": "02:00:00:00:00:01", "cidr": "10.0.0.0/24" }, { "m": "verdict", "v": "return" }])) },
+        Op::Rule {
+            family: Family::Bridge,
+            table: table.clone(),
+            chain: "pre".into(),
+            stmts: json(
+                serde_json::json!([{ "m": "markSet", "mask": 0xffff0000u32, "id": 0x10000 }, { "m": "vmap", "key": "iifname", "map": "d" }]),
+            ),
+        },
+        Op::Rule {
+            family: Family::Bridge,
+            table: table.clone(),
+            chain: "fwd".into(),
+            stmts: json(
+                serde_json::json!([{ "m": "ethertype", "v": 0x0806 }, { "m": "arpSender", "mac": "02:00:00:00:00:01", "cidr": "10.0.0.0/24" }, { "m": "verdict", "v": "return" }]),
+            ),
+        },
     ];
     let r = c.check(&bridge)?;
     s.bridge = r.failures.is_empty();
@@ -74,7 +103,12 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
     // Conntrack in a bridge-family chain needs nf_conntrack_bridge: the kernel refuses the ct
     // expression there without it.
     let mut ct = bridge[..3].to_vec();
-    ct.push(Op::Rule { family: Family::Bridge, table: table.clone(), chain: "pre".into(), stmts: json(serde_json::json!([{ "m": "ctState", "states": ["established"] }, { "m": "verdict", "v": "accept" }])) });
+    ct.push(Op::Rule {
+        family: Family::Bridge,
+        table: table.clone(),
+        chain: "pre".into(),
+        stmts: json(serde_json::json!([{ "m": "ctState", "states": ["established"] }, { "m": "verdict", "v": "accept" }])),
+    });
     let r = c.check(&ct)?;
     s.conntrack_bridge = r.failures.is_empty();
     s.notes.extend(r.failures.iter().map(|f| format!("nf_conntrack_bridge: {}", f.message)));
@@ -86,7 +120,8 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
     }
     c.mirror.undo(log);
     reqs.push((rule_msg(Family::Bridge, &table, "pre", vec![Expr::Meta { key: NFT_META_BRI_IIFNAME, dreg: NFT_REG_1 }]), 3));
-    let out = NftKernel::batch(&mut c.kernel, reqs.into_iter().map(|(r, _)| r).collect(), false).map_err(|e| nl_err(SysCode::NftablesFailed, "probe", e))?;
+    let out = NftKernel::batch(&mut c.kernel, reqs.into_iter().map(|(r, _)| r).collect(), false)
+        .map_err(|e| nl_err(SysCode::NftablesFailed, "probe", e))?;
     s.bridge_meta = out.batch_error.is_none() && out.refused.is_empty() && out.last_acked;
     if !s.bridge_meta {
         s.notes.push("bridge meta: the kernel refuses meta ibrname (CONFIG_NFT_BRIDGE_META)".into());

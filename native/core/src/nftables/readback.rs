@@ -48,7 +48,8 @@ pub struct TableDesc {
 
 impl<K: NftKernel> NftClient<K> {
     pub(super) fn dump(&mut self, family: u8, cmd: u8, attrs: Vec<NftAttr>) -> Result<Vec<(u8, NftMessage)>, SysError> {
-        let res = self.kernel.dump(NftRequest::new(family, cmd, 0, attrs)).map_err(|e| nl_err(SysCode::NftablesFailed, "nf_tables dump", e))?;
+        let res =
+            self.kernel.dump(NftRequest::new(family, cmd, 0, attrs)).map_err(|e| nl_err(SysCode::NftablesFailed, "nf_tables dump", e))?;
         res.map_err(|e| kernel_err("nf_tables dump", e.errno))
     }
 
@@ -92,7 +93,12 @@ impl<K: NftKernel> NftClient<K> {
     }
 
     /// Rules of the table's chains (or of one chain), in order.
-    pub(super) fn read_rules(&mut self, family: Family, table: &str, chain: Option<&str>) -> Result<HashMap<String, Vec<Vec<Expr>>>, SysError> {
+    pub(super) fn read_rules(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: Option<&str>,
+    ) -> Result<HashMap<String, Vec<Vec<Expr>>>, SysError> {
         let mut out: HashMap<String, Vec<Vec<Expr>>> = HashMap::new();
         let mut attrs = vec![NftAttr::Rule(RuleAttr::Table(table.into()))];
         if let Some(c) = chain {
@@ -224,7 +230,10 @@ pub(super) struct HookSpecRead {
 
 impl HookSpecRead {
     pub(super) fn fits(&self, h: &HookSpec) -> bool {
-        self.hooknum == h.hook.num() && self.priority == h.priority && self.ty.as_deref() == Some("filter") && self.policy == Some(NF_ACCEPT as u32)
+        self.hooknum == h.hook.num()
+            && self.priority == h.priority
+            && self.ty.as_deref() == Some("filter")
+            && self.policy == Some(NF_ACCEPT as u32)
     }
 }
 
@@ -239,7 +248,10 @@ pub(super) struct SetRead {
 
 impl SetRead {
     pub(super) fn fits(&self, s: &SetM) -> bool {
-        self.flags == set_flags(s.key, s.map) && self.key_len == s.key.len() && self.key_type == s.key.nft_type() && self.data_type == s.map.then_some(NFT_DATA_VERDICT)
+        self.flags == set_flags(s.key, s.map)
+            && self.key_len == s.key.key_len()
+            && self.key_type == s.key.nft_type()
+            && self.data_type == s.map.then_some(NFT_DATA_VERDICT)
     }
 }
 

@@ -115,7 +115,9 @@ impl<K: NftKernel> NftClient<K> {
                 continue;
             }
             let only: Option<(Vec<String>, Vec<String>)> = scope.chains.as_ref().map(|c| {
-                let pick = |v: &HashSet<(Family, String, String)>| v.iter().filter(|(f, t, _)| *f == family && t == table).map(|(_, _, n)| n.clone()).collect::<Vec<_>>();
+                let pick = |v: &HashSet<(Family, String, String)>| {
+                    v.iter().filter(|(f, t, _)| *f == family && t == table).map(|(_, _, n)| n.clone()).collect::<Vec<_>>()
+                };
                 (pick(c), pick(&scope.sets))
             });
             let (chains, mut rules, sets) = match &only {
@@ -287,7 +289,12 @@ impl<K: NftKernel> NftClient<K> {
                     // Neither refused nor acknowledged: the answer was lost (see `NftClient::run`).
                     self.uncertain.get_or_insert_with(Vec::new);
                     report.lost = true;
-                    report.failures.push(OpFailure { op: None, code: "KERNEL", errno: 0, message: "repair: the kernel's answer to the batch was lost".into() });
+                    report.failures.push(OpFailure {
+                        op: None,
+                        code: "KERNEL",
+                        errno: 0,
+                        message: "repair: the kernel's answer to the batch was lost".into(),
+                    });
                 }
             } else {
                 self.commits += 1;

@@ -61,11 +61,16 @@ pub fn del_chain_msg(family: Family, table: &str, chain: &str) -> NftRequest {
 }
 
 pub fn rule_msg(family: Family, table: &str, chain: &str, exprs: Vec<Expr>) -> NftRequest {
-    msg(family, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, vec![
-        NftAttr::Rule(RuleAttr::Table(table.into())),
-        NftAttr::Rule(RuleAttr::Chain(chain.into())),
-        NftAttr::Rule(RuleAttr::Expressions(exprs)),
-    ])
+    msg(
+        family,
+        NFT_MSG_NEWRULE,
+        NLM_F_CREATE | NLM_F_APPEND,
+        vec![
+            NftAttr::Rule(RuleAttr::Table(table.into())),
+            NftAttr::Rule(RuleAttr::Chain(chain.into())),
+            NftAttr::Rule(RuleAttr::Expressions(exprs)),
+        ],
+    )
 }
 
 pub fn set_msg(family: Family, table: &str, set: &str, key: KeyType, map: bool, id: u32) -> NftRequest {
@@ -74,7 +79,7 @@ pub fn set_msg(family: Family, table: &str, set: &str, key: KeyType, map: bool, 
         NftAttr::Set(SetAttr::Name(set.into())),
         NftAttr::Set(SetAttr::Flags(set_flags(key, map))),
         NftAttr::Set(SetAttr::KeyType(key.nft_type())),
-        NftAttr::Set(SetAttr::KeyLen(key.len())),
+        NftAttr::Set(SetAttr::KeyLen(key.key_len())),
         NftAttr::Set(SetAttr::Id(id)),
     ];
     if map {
@@ -109,11 +114,16 @@ pub fn elem_msgs(family: Family, cmd: u8, table: &str, set: &str, mut elems: Vec
     let mut bytes = 0;
     let flags = if cmd == NFT_MSG_NEWSETELEM { NLM_F_CREATE } else { 0 };
     let flush = |cur: Vec<Elem>, out: &mut Vec<NftRequest>| {
-        out.push(msg(family, cmd, flags, vec![
-            NftAttr::Elems(ElemListAttr::Table(table.into())),
-            NftAttr::Elems(ElemListAttr::Set(set.into())),
-            NftAttr::Elems(ElemListAttr::Elements(cur)),
-        ]));
+        out.push(msg(
+            family,
+            cmd,
+            flags,
+            vec![
+                NftAttr::Elems(ElemListAttr::Table(table.into())),
+                NftAttr::Elems(ElemListAttr::Set(set.into())),
+                NftAttr::Elems(ElemListAttr::Elements(cur)),
+            ],
+        ));
     };
     for e in elems {
         let n = netlink_packet_core::Emitable::buffer_len(&e);
@@ -131,7 +141,12 @@ pub fn elem_msgs(family: Family, cmd: u8, table: &str, set: &str, mut elems: Vec
 }
 
 pub fn flush_set_msg(family: Family, table: &str, set: &str) -> NftRequest {
-    msg(family, NFT_MSG_DELSETELEM, 0, vec![NftAttr::Elems(ElemListAttr::Table(table.into())), NftAttr::Elems(ElemListAttr::Set(set.into()))])
+    msg(
+        family,
+        NFT_MSG_DELSETELEM,
+        0,
+        vec![NftAttr::Elems(ElemListAttr::Table(table.into())), NftAttr::Elems(ElemListAttr::Set(set.into()))],
+    )
 }
 
 pub fn flush_chain_msg(family: Family, table: &str, chain: &str) -> NftRequest {

@@ -89,7 +89,8 @@ pub enum KeyType {
 }
 
 impl KeyType {
-    pub fn len(self) -> u32 {
+    /// How many bytes a key of this type is.
+    pub fn key_len(self) -> u32 {
         match self {
             KeyType::Ipv4 | KeyType::Mark => 4,
             KeyType::Ipv6 | KeyType::Ifname => 16,
@@ -238,9 +239,13 @@ pub enum Stmt {
         v: u8,
     },
     /// `meta l4proto N`.
-    L4proto { v: u8 },
+    L4proto {
+        v: u8,
+    },
     /// `meta protocol 0xNNNN` (ethertype; bridge family).
-    Ethertype { v: u16 },
+    Ethertype {
+        v: u16,
+    },
     /// `ip|ip6 saddr|daddr CIDR`.
     Addr {
         #[cfg_attr(test, ts(type = "4 | 6"))]
@@ -256,13 +261,21 @@ pub enum Stmt {
         set: String,
     },
     /// `th sport|dport N` or `N-M`.
-    Port { dir: PortDir, min: u16, max: u16 },
+    Port {
+        dir: PortDir,
+        min: u16,
+        max: u16,
+    },
     /// `icmp|icmpv6 type @set`.
-    IcmpIn { set: String },
+    IcmpIn {
+        set: String,
+    },
     /// The target address of a neighbour solicitation or advertisement (the 16 bytes at offset 8 of
     /// the ICMPv6 header; nft prints `@th,64,128`) in CIDR. Only meaningful after a match on one of
     /// those two types.
-    NdTarget { cidr: String },
+    NdTarget {
+        cidr: String,
+    },
     /// `icmp|icmpv6 type T [code C]`.
     Icmp {
         #[serde(rename = "type")]
@@ -272,11 +285,17 @@ pub enum Stmt {
         code: Option<u8>,
     },
     /// `ct state S,…`.
-    CtState { states: Vec<CtState> },
+    CtState {
+        states: Vec<CtState>,
+    },
     /// `ct state vmap @map`: a packet's state is one bit, so a map of bits decides in one rule.
-    CtStateVmap { map: String },
+    CtStateVmap {
+        map: String,
+    },
     /// `ether saddr MAC` (with nft's dependency on an Ethernet input device).
-    EtherSaddr { mac: String },
+    EtherSaddr {
+        mac: String,
+    },
     /// An Ethernet/IPv4 ARP packet whose sender is MAC (and, if given, an address in CIDR).
     ArpSender {
         mac: String,
@@ -285,9 +304,15 @@ pub enum Stmt {
         cidr: Option<String>,
     },
     /// `meta mark set meta mark & ~mask | id`: our bits of the mark, the others kept.
-    MarkSet { mask: u32, id: u32 },
+    MarkSet {
+        mask: u32,
+        id: u32,
+    },
     /// `meta mark & mask @set`.
-    MarkIn { mask: u32, set: String },
+    MarkIn {
+        mask: u32,
+        set: String,
+    },
     /// `iifname|oifname @set`, or with `negate` `!= @set`.
     IfnameIn {
         key: IfKey,
@@ -298,11 +323,19 @@ pub enum Stmt {
     },
     /// `iifname|oifname "PREFIX*"`: the name's first bytes (the kernel compares only as many bytes as
     /// the expression holds, so a prefix without its NUL matches every name that starts with it).
-    IfnamePrefix { key: IfKey, prefix: String },
+    IfnamePrefix {
+        key: IfKey,
+        prefix: String,
+    },
     /// `KEY vmap @map`.
-    Vmap { key: MapKey, map: String },
+    Vmap {
+        key: MapKey,
+        map: String,
+    },
     Notrack,
-    Verdict { v: VerdictSpec },
+    Verdict {
+        v: VerdictSpec,
+    },
 }
 
 /// One operation of a transaction, applied in order.
@@ -311,8 +344,14 @@ pub enum Stmt {
 #[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Op {
     /// Creates the table if it is missing.
-    Table { family: Family, table: String },
-    DelTable { family: Family, table: String },
+    Table {
+        family: Family,
+        table: String,
+    },
+    DelTable {
+        family: Family,
+        table: String,
+    },
     /// Creates the chain if it is missing (a base chain when `hook` is given).
     Chain {
         family: Family,
@@ -322,11 +361,24 @@ pub enum Op {
         #[cfg_attr(test, ts(optional))]
         hook: Option<HookSpec>,
     },
-    DelChain { family: Family, table: String, chain: String },
+    DelChain {
+        family: Family,
+        table: String,
+        chain: String,
+    },
     /// Removes every rule of the chain.
-    FlushChain { family: Family, table: String, chain: String },
+    FlushChain {
+        family: Family,
+        table: String,
+        chain: String,
+    },
     /// Appends a rule.
-    Rule { family: Family, table: String, chain: String, stmts: Vec<Stmt> },
+    Rule {
+        family: Family,
+        table: String,
+        chain: String,
+        stmts: Vec<Stmt>,
+    },
     /// Creates the set (or verdict map) if it is missing.
     Set {
         family: Family,
@@ -337,9 +389,17 @@ pub enum Op {
         #[cfg_attr(test, ts(as = "Option<bool>", optional))]
         map: bool,
     },
-    DelSet { family: Family, table: String, set: String },
+    DelSet {
+        family: Family,
+        table: String,
+        set: String,
+    },
     /// Removes every element of the set.
-    FlushSet { family: Family, table: String, set: String },
+    FlushSet {
+        family: Family,
+        table: String,
+        set: String,
+    },
     /// Members of an address set: networks or addresses (counted; see `cidr`). With `replace`, `add`
     /// is the whole list (each member once) and only the difference reaches the kernel.
     Members {
@@ -521,7 +581,9 @@ impl Stmt {
                 let net = Net::parse(cidr, Bits::V6)?;
                 masked_eq(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 8, 16), &net, Bits::V6)
             }
-            Stmt::IcmpIn { set } => vec![payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1), Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 }],
+            Stmt::IcmpIn { set } => {
+                vec![payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1), Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 }]
+            }
             Stmt::CtState { states } => {
                 if states.is_empty() {
                     return Err("ct state needs at least one state".into());
@@ -638,7 +700,15 @@ mod tests {
             {"op":"members","family":"inet","table":"t","set":"s","add":["10.0.0.1"]}
         ]"#);
         assert_eq!(v.len(), 6);
-        assert_eq!(v[1], Op::Chain { family: Family::Bridge, table: "t".into(), chain: "c".into(), hook: Some(HookSpec { hook: HookName::Prerouting, priority: -200 }) });
+        assert_eq!(
+            v[1],
+            Op::Chain {
+                family: Family::Bridge,
+                table: "t".into(),
+                chain: "c".into(),
+                hook: Some(HookSpec { hook: HookName::Prerouting, priority: -200 })
+            }
+        );
         match &v[4] {
             Op::Elems { add, del, .. } => {
                 assert_eq!(add[0], ElemSpec { key: KeySpec::Ifname("tap1".into()), verdict: Some(VerdictSpec::Drop) });
@@ -647,7 +717,10 @@ mod tests {
             }
             o => panic!("{o:?}"),
         }
-        assert!(serde_json::from_str::<Vec<Op>>(r#"[{"op":"table","family":"ip","table":"t"}]"#).is_err(), "families we do not use are refused");
+        assert!(
+            serde_json::from_str::<Vec<Op>>(r#"[{"op":"table","family":"ip","table":"t"}]"#).is_err(),
+            "families we do not use are refused"
+        );
         assert!(serde_json::from_str::<Vec<Stmt>>(r#"[{"m":"nfproto","v":4,"x":1}]"#).is_err(), "unknown fields are refused");
     }
 
@@ -655,11 +728,14 @@ mod tests {
     fn an_address_match_masks_to_its_prefix_as_nft_does() {
         // nft: ip saddr 10.1.2.0/23 -> payload load 4b @ network header + 12, bitwise & 0xfffffe00, cmp eq.
         let e = Stmt::Addr { family: 4, dir: Dir::Saddr, cidr: "10.1.3.7/23".into() }.exprs().unwrap();
-        assert_eq!(e, vec![
-            Expr::Payload { dreg: 1, base: 1, offset: 12, len: 4 },
-            Expr::Bitwise { sreg: 1, dreg: 1, len: 4, mask: vec![255, 255, 254, 0], xor: vec![0; 4] },
-            Expr::Cmp { sreg: 1, op: NFT_CMP_EQ, data: vec![10, 1, 2, 0] },
-        ]);
+        assert_eq!(
+            e,
+            vec![
+                Expr::Payload { dreg: 1, base: 1, offset: 12, len: 4 },
+                Expr::Bitwise { sreg: 1, dreg: 1, len: 4, mask: vec![255, 255, 254, 0], xor: vec![0; 4] },
+                Expr::Cmp { sreg: 1, op: NFT_CMP_EQ, data: vec![10, 1, 2, 0] },
+            ]
+        );
         let host = Stmt::Addr { family: 6, dir: Dir::Daddr, cidr: "fd00::1".into() }.exprs().unwrap();
         assert_eq!(host.len(), 2, "a host needs no mask");
         assert_eq!(host[0], Expr::Payload { dreg: 1, base: 1, offset: 24, len: 16 });
@@ -673,11 +749,14 @@ mod tests {
         mask.extend([0; 8]);
         let mut net = vec![0xfd, 0, 0, 0, 0, 0, 0, 0];
         net.extend([0; 8]);
-        assert_eq!(e, vec![
-            Expr::Payload { dreg: 1, base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 8, len: 16 },
-            Expr::Bitwise { sreg: 1, dreg: 1, len: 16, mask, xor: vec![0; 16] },
-            Expr::Cmp { sreg: 1, op: NFT_CMP_EQ, data: net },
-        ]);
+        assert_eq!(
+            e,
+            vec![
+                Expr::Payload { dreg: 1, base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 8, len: 16 },
+                Expr::Bitwise { sreg: 1, dreg: 1, len: 16, mask, xor: vec![0; 16] },
+                Expr::Cmp { sreg: 1, op: NFT_CMP_EQ, data: net },
+            ]
+        );
         assert_eq!(Stmt::NdTarget { cidr: "fe80::1".into() }.exprs().unwrap().len(), 2, "an address needs no mask");
         assert!(Stmt::NdTarget { cidr: "10.0.0.1".into() }.exprs().is_err(), "a target is an IPv6 address");
         let parsed: Stmt = serde_json::from_str(r#"{"m":"ndTarget","cidr":"fd00::1"}"#).unwrap();
@@ -686,15 +765,28 @@ mod tests {
 
     #[test]
     fn ports_ct_state_and_marks() {
-        assert_eq!(Stmt::Port { dir: PortDir::Dport, min: 8000, max: 8010 }.exprs().unwrap()[1],
-            Expr::Range { sreg: 1, op: 0, from: vec![0x1f, 0x40], to: vec![0x1f, 0x4a] });
-        assert_eq!(Stmt::Port { dir: PortDir::Sport, min: 68, max: 68 }.exprs().unwrap(),
-            vec![Expr::Payload { dreg: 1, base: 2, offset: 0, len: 2 }, Expr::Cmp { sreg: 1, op: 0, data: vec![0, 68] }]);
+        assert_eq!(
+            Stmt::Port { dir: PortDir::Dport, min: 8000, max: 8010 }.exprs().unwrap()[1],
+            Expr::Range { sreg: 1, op: 0, from: vec![0x1f, 0x40], to: vec![0x1f, 0x4a] }
+        );
+        assert_eq!(
+            Stmt::Port { dir: PortDir::Sport, min: 68, max: 68 }.exprs().unwrap(),
+            vec![Expr::Payload { dreg: 1, base: 2, offset: 0, len: 2 }, Expr::Cmp { sreg: 1, op: 0, data: vec![0, 68] }]
+        );
         assert!(Stmt::Port { dir: PortDir::Dport, min: 9, max: 8 }.exprs().is_err());
         let ct = Stmt::CtState { states: vec![CtState::Established, CtState::Related] }.exprs().unwrap();
         assert_eq!(ct[1], Expr::Bitwise { sreg: 1, dreg: 1, len: 4, mask: 6u32.to_ne_bytes().to_vec(), xor: vec![0; 4] });
         let m = Stmt::MarkSet { mask: 0xffff_0000, id: 0x0001_0000 }.exprs().unwrap();
-        assert_eq!(m[1], Expr::Bitwise { sreg: 1, dreg: 1, len: 4, mask: 0x0000_ffffu32.to_ne_bytes().to_vec(), xor: 0x0001_0000u32.to_ne_bytes().to_vec() });
+        assert_eq!(
+            m[1],
+            Expr::Bitwise {
+                sreg: 1,
+                dreg: 1,
+                len: 4,
+                mask: 0x0000_ffffu32.to_ne_bytes().to_vec(),
+                xor: 0x0001_0000u32.to_ne_bytes().to_vec()
+            }
+        );
         assert!(Stmt::MarkSet { mask: 0xffff_0000, id: 1 }.exprs().is_err(), "an id outside our bits would clobber others'");
     }
 
@@ -703,7 +795,10 @@ mod tests {
         // As nft encodes `iifname "tap*"`: the name loaded, compared on the prefix's bytes alone.
         let p = Stmt::IfnamePrefix { key: IfKey::Iifname, prefix: "tap".into() }.exprs().unwrap();
         assert_eq!(p, vec![load_meta(NFT_META_IIFNAME), Expr::Cmp { sreg: R, op: NFT_CMP_EQ, data: b"tap".to_vec() }]);
-        assert!(Stmt::IfnamePrefix { key: IfKey::Oifname, prefix: String::new() }.exprs().is_err(), "an empty prefix would match every device");
+        assert!(
+            Stmt::IfnamePrefix { key: IfKey::Oifname, prefix: String::new() }.exprs().is_err(),
+            "an empty prefix would match every device"
+        );
         assert!(Stmt::IfnamePrefix { key: IfKey::Oifname, prefix: "a-prefix-too-long".into() }.exprs().is_err());
         let n = Stmt::IfnameIn { key: IfKey::Oifname, set: "known".into(), negate: true }.exprs().unwrap();
         assert_eq!(n[1], Expr::Lookup { set: "known".into(), sreg: R, dreg: None, flags: NFT_LOOKUP_F_INV });

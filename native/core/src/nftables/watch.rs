@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::NftClient;
-use super::reconcile::{ReconcileReport, Scope};
 use super::constants::*;
 use super::message::Object;
+use super::reconcile::{ReconcileReport, Scope};
 use super::spec::Family;
 use crate::error::{SysCode, SysError};
 use crate::netlink::{NfnlBody, NfnlMessage, NfnlSocket};
@@ -75,7 +75,11 @@ impl Watch {
                                 if m.header.port_number == own {
                                     continue;
                                 }
-                                let netlink_packet_core::NetlinkPayload::InnerMessage(NfnlMessage { header, body: NfnlBody::Nftables(n) }) = m.payload else { continue };
+                                let netlink_packet_core::NetlinkPayload::InnerMessage(NfnlMessage { header, body: NfnlBody::Nftables(n) }) =
+                                    m.payload
+                                else {
+                                    continue;
+                                };
                                 let (Some(family), Some(table)) = (Family::from_nfproto(header.family), n.table()) else { continue };
                                 if !c.owns_table(family, table) {
                                     continue;
@@ -115,14 +119,17 @@ impl Watch {
                     }
                     let d = std::mem::take(&mut dirty);
                     first_change = None;
-                    let scope = Scope { quick: false, all_elements: d.everything, chains: (!d.everything).then_some(d.chains), sets: d.sets };
+                    let scope =
+                        Scope { quick: false, all_elements: d.everything, chains: (!d.everything).then_some(d.chains), sets: d.sets };
                     let result = {
                         let Ok(mut guard) = client.lock() else { return };
                         let Some(c) = guard.as_mut() else { return };
                         c.reconcile(&scope)
                     };
                     match result {
-                        Ok(r) if !r.failures.is_empty() => on_event(WatchEvent::Failed(r.failures.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; "))),
+                        Ok(r) if !r.failures.is_empty() => {
+                            on_event(WatchEvent::Failed(r.failures.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ")))
+                        }
                         Ok(r) if r.repaired() > 0 => on_event(WatchEvent::Repaired(r)),
                         Ok(_) => {}
                         Err(e) => on_event(WatchEvent::Failed(e.to_string())),

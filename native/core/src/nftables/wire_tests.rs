@@ -44,23 +44,18 @@ fn a_table_message_is_its_name_in_its_family() {
 /// A rule's expressions: `meta l4proto 6 return` (meta load → reg 1, cmp eq, immediate verdict).
 const EXPRS_L4PROTO_RETURN: &[u8] = &[
     // NFTA_LIST_ELEM | NESTED, 36 bytes: meta
-    36, 0, 0x01, 0x80,
-    9, 0, 1, 0, b'm', b'e', b't', b'a', 0, 0, 0, 0, // NFTA_EXPR_NAME "meta"
+    36, 0, 0x01, 0x80, 9, 0, 1, 0, b'm', b'e', b't', b'a', 0, 0, 0, 0, // NFTA_EXPR_NAME "meta"
     20, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
     8, 0, 2, 0, 0, 0, 0, 16, // NFTA_META_KEY = NFT_META_L4PROTO (be32)
     8, 0, 1, 0, 0, 0, 0, 1, // NFTA_META_DREG = NFT_REG_1
     // cmp, 44 bytes
-    44, 0, 0x01, 0x80,
-    8, 0, 1, 0, b'c', b'm', b'p', 0, // "cmp"
-    32, 0, 0x02, 0x80,
-    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_CMP_SREG = 1
+    44, 0, 0x01, 0x80, 8, 0, 1, 0, b'c', b'm', b'p', 0, // "cmp"
+    32, 0, 0x02, 0x80, 8, 0, 1, 0, 0, 0, 0, 1, // NFTA_CMP_SREG = 1
     8, 0, 2, 0, 0, 0, 0, 0, // NFTA_CMP_OP = NFT_CMP_EQ
     12, 0, 0x03, 0x80, 5, 0, 1, 0, 6, 0, 0, 0, // NFTA_CMP_DATA { NFTA_DATA_VALUE = 06 }
     // immediate, 48 bytes
-    48, 0, 0x01, 0x80,
-    14, 0, 1, 0, b'i', b'm', b'm', b'e', b'd', b'i', b'a', b't', b'e', 0, 0, 0, // "immediate"
-    28, 0, 0x02, 0x80,
-    8, 0, 1, 0, 0, 0, 0, 0, // NFTA_IMMEDIATE_DREG = NFT_REG_VERDICT
+    48, 0, 0x01, 0x80, 14, 0, 1, 0, b'i', b'm', b'm', b'e', b'd', b'i', b'a', b't', b'e', 0, 0, 0, // "immediate"
+    28, 0, 0x02, 0x80, 8, 0, 1, 0, 0, 0, 0, 0, // NFTA_IMMEDIATE_DREG = NFT_REG_VERDICT
     16, 0, 0x02, 0x80, // NFTA_IMMEDIATE_DATA
     12, 0, 0x02, 0x80, // NFTA_DATA_VERDICT
     8, 0, 1, 0, 0xff, 0xff, 0xff, 0xfb, // NFTA_VERDICT_CODE = NFT_RETURN (-5)
@@ -87,18 +82,15 @@ fn expressions_encode_as_the_headers_define_them() {
 /// offset 8 of the transport header into reg 1, compared whole (a host address needs no mask).
 const EXPRS_ND_TARGET: &[u8] = &[
     // NFTA_LIST_ELEM | NESTED, 52 bytes: payload
-    52, 0, 0x01, 0x80,
-    12, 0, 1, 0, b'p', b'a', b'y', b'l', b'o', b'a', b'd', 0, // NFTA_EXPR_NAME "payload"
+    52, 0, 0x01, 0x80, 12, 0, 1, 0, b'p', b'a', b'y', b'l', b'o', b'a', b'd', 0, // NFTA_EXPR_NAME "payload"
     36, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
     8, 0, 1, 0, 0, 0, 0, 1, // NFTA_PAYLOAD_DREG = NFT_REG_1
     8, 0, 2, 0, 0, 0, 0, 2, // NFTA_PAYLOAD_BASE = NFT_PAYLOAD_TRANSPORT_HEADER
     8, 0, 3, 0, 0, 0, 0, 8, // NFTA_PAYLOAD_OFFSET = 8
     8, 0, 4, 0, 0, 0, 0, 16, // NFTA_PAYLOAD_LEN = 16
     // cmp, 56 bytes
-    56, 0, 0x01, 0x80,
-    8, 0, 1, 0, b'c', b'm', b'p', 0, // "cmp"
-    44, 0, 0x02, 0x80,
-    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_CMP_SREG = 1
+    56, 0, 0x01, 0x80, 8, 0, 1, 0, b'c', b'm', b'p', 0, // "cmp"
+    44, 0, 0x02, 0x80, 8, 0, 1, 0, 0, 0, 0, 1, // NFTA_CMP_SREG = 1
     8, 0, 2, 0, 0, 0, 0, 0, // NFTA_CMP_OP = NFT_CMP_EQ
     24, 0, 0x03, 0x80, // NFTA_CMP_DATA
     20, 0, 1, 0, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // NFTA_DATA_VALUE fd00::1
@@ -164,13 +156,8 @@ fn a_jump_names_its_chain() {
     let mut b = vec![0u8; e.buffer_len()];
     e.emit(&mut b);
     let want: &[u8] = &[
-        56, 0, 0x01, 0x80,
-        14, 0, 1, 0, b'i', b'm', b'm', b'e', b'd', b'i', b'a', b't', b'e', 0, 0, 0,
-        36, 0, 0x02, 0x80,
-        8, 0, 1, 0, 0, 0, 0, 0,
-        24, 0, 0x02, 0x80,
-        20, 0, 0x02, 0x80,
-        8, 0, 1, 0, 0xff, 0xff, 0xff, 0xfd, // NFT_JUMP
+        56, 0, 0x01, 0x80, 14, 0, 1, 0, b'i', b'm', b'm', b'e', b'd', b'i', b'a', b't', b'e', 0, 0, 0, 36, 0, 0x02, 0x80, 8, 0, 1, 0, 0, 0,
+        0, 0, 24, 0, 0x02, 0x80, 20, 0, 0x02, 0x80, 8, 0, 1, 0, 0xff, 0xff, 0xff, 0xfd, // NFT_JUMP
         8, 0, 2, 0, b'o', b'-', b'1', 0, // NFTA_VERDICT_CHAIN "o-1"
     ];
     assert_eq!(b, want);
@@ -185,34 +172,39 @@ const ELEMS_10_0_0_0_24: &[u8] = &[
     44, 0, 0x03, 0x80, // NFTA_SET_ELEM_LIST_ELEMENTS: 4 + 16 + 24
     16, 0, 0x01, 0x80, // NFTA_LIST_ELEM
     12, 0, 0x01, 0x80, 8, 0, 1, 0, 10, 0, 0, 0, // NFTA_SET_ELEM_KEY { VALUE 10.0.0.0 }
-    24, 0, 0x01, 0x80,
-    12, 0, 0x01, 0x80, 8, 0, 1, 0, 10, 0, 1, 0, // KEY 10.0.1.0
+    24, 0, 0x01, 0x80, 12, 0, 0x01, 0x80, 8, 0, 1, 0, 10, 0, 1, 0, // KEY 10.0.1.0
     8, 0, 3, 0, 0, 0, 0, 1, // NFTA_SET_ELEM_FLAGS = NFT_SET_ELEM_INTERVAL_END
 ];
 
 #[test]
 fn an_interval_is_a_start_and_an_end_element() {
-    let m = NftMessage::new(NFT_MSG_NEWSETELEM, vec![
-        NftAttr::Elems(ElemListAttr::Table("t".into())),
-        NftAttr::Elems(ElemListAttr::Set("s".into())),
-        NftAttr::Elems(ElemListAttr::Elements(vec![
-            Elem { key: vec![10, 0, 0, 0], ..Default::default() },
-            Elem { key: vec![10, 0, 1, 0], flags: NFT_SET_ELEM_INTERVAL_END, ..Default::default() },
-        ])),
-    ]);
+    let m = NftMessage::new(
+        NFT_MSG_NEWSETELEM,
+        vec![
+            NftAttr::Elems(ElemListAttr::Table("t".into())),
+            NftAttr::Elems(ElemListAttr::Set("s".into())),
+            NftAttr::Elems(ElemListAttr::Elements(vec![
+                Elem { key: vec![10, 0, 0, 0], ..Default::default() },
+                Elem { key: vec![10, 0, 1, 0], flags: NFT_SET_ELEM_INTERVAL_END, ..Default::default() },
+            ])),
+        ],
+    );
     assert_eq!(encode(NFPROTO_INET, m.clone()), ELEMS_10_0_0_0_24);
     assert_eq!(decode(NFT_MSG_NEWSETELEM, ELEMS_10_0_0_0_24), m);
 }
 
 #[test]
 fn a_base_chain_carries_its_hook_type_and_policy() {
-    let m = NftMessage::new(NFT_MSG_NEWCHAIN, vec![
-        NftAttr::Chain(ChainAttr::Table("t".into())),
-        NftAttr::Chain(ChainAttr::Name("c".into())),
-        NftAttr::Chain(ChainAttr::Hook(Hook { hooknum: NF_INET_FORWARD, priority: -200 })),
-        NftAttr::Chain(ChainAttr::Type("filter".into())),
-        NftAttr::Chain(ChainAttr::Policy(1)),
-    ]);
+    let m = NftMessage::new(
+        NFT_MSG_NEWCHAIN,
+        vec![
+            NftAttr::Chain(ChainAttr::Table("t".into())),
+            NftAttr::Chain(ChainAttr::Name("c".into())),
+            NftAttr::Chain(ChainAttr::Hook(Hook { hooknum: NF_INET_FORWARD, priority: -200 })),
+            NftAttr::Chain(ChainAttr::Type("filter".into())),
+            NftAttr::Chain(ChainAttr::Policy(1)),
+        ],
+    );
     let want: &[u8] = &[
         7, 0, 0, 0, // NFPROTO_BRIDGE
         6, 0, 1, 0, b't', 0, 0, 0, // NFTA_CHAIN_TABLE
