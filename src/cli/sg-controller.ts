@@ -22,7 +22,7 @@ commands:
 `;
 
 async function run(args: string[]): Promise<number> {
-  const [{ default: pino }, { Controller }, { loadControllerConfig }, { MessageSigner }, { ConfigError, readConfiguredFile }] = await Promise.all([
+  const [{ default: pino }, { Controller }, { loadControllerConfig, etcdStoreOptions }, { MessageSigner }, { ConfigError, readConfiguredFile }] = await Promise.all([
     import('pino'),
     import('../controller/controller.js'),
     import('../controller/config.js'),
@@ -36,6 +36,7 @@ async function run(args: string[]): Promise<number> {
     amqpUrl: cfg.amqpUrl,
     amqpTls: cfg.amqpTls,
     dataDir: cfg.dataDir,
+    ...(cfg.store.kind === 'etcd' ? { etcd: etcdStoreOptions(cfg.store.etcd) } : {}),
     signer: MessageSigner.fromFile(cfg.signingKeyFile),
     ...(h.listen
       ? {

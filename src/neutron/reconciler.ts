@@ -9,7 +9,7 @@
 // - a targeted read re-reads the objects that messages named (hints), batched: hints arriving while a
 //   read runs are merged and read together next.
 import type { Logger } from 'pino';
-import type { Store } from '../controller/store.js';
+import type { ControllerStore } from '../controller/records.js';
 import { ValidationError } from '../domain/validate.js';
 import type { SecurityGroupRule } from '../model.js';
 import type { NeutronApi } from './api.js';
@@ -19,7 +19,7 @@ import {
 } from './translate.js';
 
 export interface ReconcilerOptions {
-  store: Store;
+  store: ControllerStore;
   api: NeutronApi;
   /** Called after writes: the relay publishes them. */
   written: () => void;
@@ -377,7 +377,9 @@ export class NeutronReconciler {
     const stateful = g.stateful !== false;
     // A group only ports named so far (revision 0) is written even when it has no rules.
     if (cur && cur.revision > 0 && cur.stateful === stateful && sameRules(cur.rules, want)) return;
-    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want as SecurityGroupRule[]));
+    // Judged again inside the transaction: another controller's source may have written it meanwhile.
+    const same = (g: { revision: number; stateful: boolean; rules: SecurityGroupRule[] } | undefined) => !!g && g.revision > 0 && g.stateful === stateful && sameRules(g.rules, want);
+    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want as SecurityGroupRule[], same));
   }
 
   private async applyAddressGroup(agId: string, ag: NeutronAddressGroup | undefined): Promise<void> {
@@ -415,7 +417,7 @@ export class NeutronReconciler {
     }
     if (p.revision_number !== undefined) this.portRevisions.set(id, p.revision_number);
     if (cur && samePort(cur, want)) return;
-    await this.write(`port ${id}`, () => store.putPort(id, want));
+    await this.write(`port ${id}`, () => store.putPort(id, want, (p) => !!p && samePort(p, want)));
   }
 
   /** One store write; a refusal by the store's validator (a limit) is reported, never thrown on. */
