@@ -359,6 +359,8 @@ export class EtcdStore extends RecordStore implements ControllerStore {
   private async watchOnce(): Promise<void> {
     const stream = await this.client.watchClient.watch();
     this.stream = stream;
+    // Closed while the stream was being opened: nobody would cancel it later.
+    if (this.closed) return stream.cancel();
     await new Promise<void>((resolve, reject) => {
       let compacted = false;
       stream.on('data', (res: IWatchResponse) => {
