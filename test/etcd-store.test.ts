@@ -32,7 +32,7 @@ const open = async (t: import('ava').ExecutionContext, p: string, endpoints = cl
   return s;
 };
 const port = (i: number, host: string, groups: string[], ip = `10.0.${i >> 8}.${i & 255}`) => ({
-  host, device: `tap${i}`, mac: '02:00:00:00:00:01', fixedIps: [ip], allowedAddressPairs: [], securityGroups: groups, portSecurityEnabled: true,
+  id: `p${i}`, host, device: `tap${i}`, mac: '02:00:00:00:00:01', fixedIps: [ip], allowedAddressPairs: [], securityGroups: groups, portSecurityEnabled: true,
 });
 const revisionsOf = (msgs: UpdateMessage[], type: string, group: string) =>
   msgs.filter((m) => m.type === type && 'groupId' in m && m.groupId === group).map((m) => (m as { revision: number }).revision);

@@ -14,9 +14,9 @@
 // newer one. Changes waiting while one commits go together into the next transaction (as LMDB batches
 // commits), each seeing the ones before it. A change and its outbox messages are one transaction.
 //
-// A watch on a member cut off from the majority stays open and silent: a probe asks a majority every
-// second which keys changed after what the mirror holds, and a watch that has not delivered them
-// within its grace is made again (on another member). The same probe says whether etcd has quorum:
+// A watch on a member cut off from the majority stays open and silent: a probe asks a majority twice
+// a second which keys changed after what the mirror holds, and a watch that has not delivered them
+// within a second is made again (on another member). The same probe says whether etcd has quorum:
 // without it, changes are refused at once (StoreUnavailableError: 503 at the API) instead of waiting.
 import { randomBytes } from 'node:crypto';
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, retry } from 'cockatiel';
@@ -41,7 +41,7 @@ export interface EtcdStoreOptions {
   tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
   /** etcd's own authentication (`etcdctl user add`). */
   auth?: { username: string; password: string };
-  /** Longest wait for one request (default 3 s). */
+  /** Longest wait for one request (default 1.5 s): a member cut off costs a request this long, once. */
   requestTimeoutMs?: number;
   /** etcd's `--max-txn-ops` (default 128, etcd's own): a change needing more operations is refused. */
   maxTxnOps?: number;
@@ -49,10 +49,11 @@ export interface EtcdStoreOptions {
   metrics?: StoreMetrics;
 }
 
-/** A probe of the majority this often: quorum for /healthz, and a silent watch found out. */
-const PROBE_MS = 1_000;
+/** A probe of the majority this often: quorum for /healthz, and a silent watch found out. A range read
+ *  of one key's name: negligible for etcd. */
+const PROBE_MS = 500;
 /** A watch that has not delivered, this long after a majority said so, a change that exists is made again. */
-const WATCH_GRACE_MS = 2_000;
+const WATCH_GRACE_MS = 1_000;
 /** Without a successful probe for this long, etcd is taken to have no quorum (changes refused at once). */
 const QUORUM_LOST_AFTER_MS = 3_000;
 /** Longest wait for the mirror to show a write (the watch is made again well before). */
@@ -146,7 +147,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
   private constructor(private readonly opts: EtcdStoreOptions) {
     super();
     this.root = Buffer.from(opts.prefix);
-    const timeout = opts.requestTimeoutMs ?? 3_000;
+    const timeout = opts.requestTimeoutMs ?? 1_500;
     // A member cut off or gone shows as refused connections (recoverable) or requests that never come
     // back (deadline): either opens its circuit for a while, and the next request goes to another.
     const failed = handleWhen((e) => isRecoverableError(e) || e instanceof GRPCDeadlineExceededError);
@@ -157,7 +158,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       dialTimeout: timeout,
       faultHandling: {
-        host: () => circuitBreaker(failed, { halfOpenAfter: 2_000, breaker: new ConsecutiveBreaker(2) }),
+        host: () => circuitBreaker(failed, { halfOpenAfter: 2_000, breaker: new ConsecutiveBreaker(1) }),
         global: retry(failed, { maxAttempts: opts.endpoints.length }),
       },
     };

@@ -415,9 +415,10 @@ export class NeutronReconciler {
       this.report([{ id, reason: e.message }], 'port');
       return;
     }
+    // Noted once stored: a write that failed (a replicated store without quorum) is retried, and a
+    // push of this revision must then not be skipped as already read.
+    if (!cur || !samePort(cur, want)) await this.write(`port ${id}`, () => store.putPort(id, want, (p) => !!p && samePort(p, want)));
     if (p.revision_number !== undefined) this.portRevisions.set(id, p.revision_number);
-    if (cur && samePort(cur, want)) return;
-    await this.write(`port ${id}`, () => store.putPort(id, want, (p) => !!p && samePort(p, want)));
   }
 
   /** One store write; a refusal by the store's validator (a limit) is reported, never thrown on. */
