@@ -27,6 +27,8 @@ import { startAdminApi, type AdminApiOptions } from './http.js';
 /** Between broker connection attempts: 0.25 s doubling to 10 s (with jitter). */
 const RECONNECT_BASE_MS = 250;
 const RECONNECT_MAX_MS = 10_000;
+/** At stop, requests under way get this long to be answered before their connections are closed. */
+const STOP_GRACE_MS = 1_000;
 
 export interface ControllerOptions {
   /** One broker URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
@@ -233,7 +235,15 @@ export class Controller {
     if (this.ch) await this.relay.drain().catch(() => undefined);
     this.stopping = true;
     this.relay.close();
-    await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => {
+      const http = this.http;
+      if (!http) return resolve();
+      http.close(() => resolve());
+      // A client sending request after request on one keep-alive connection never leaves it idle, and
+      // close() waits for idle: requests under way get a moment to be answered, then it is closed.
+      const grace = setTimeout(() => http.closeAllConnections(), STOP_GRACE_MS);
+      grace.unref();
+    });
     await this.conn?.close().catch(() => undefined);
     this.wake?.();
     await this.loop;
