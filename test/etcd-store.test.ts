@@ -14,7 +14,8 @@ import { OutboxRelay } from '../src/controller/relay.js';
 import { StoreUnavailableError, type StoreSnapshot } from '../src/controller/records.js';
 import type { Publisher } from '../src/controller/publisher.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
-import { EtcdCluster, etcdTest } from './helpers/etcd.js';
+import { EtcdCluster } from './helpers/etcd.js';
+import { etcdTest } from './helpers/store-gates.js';
 import { waitFor } from './helpers/wait.js';
 
 let cluster: EtcdCluster | undefined;

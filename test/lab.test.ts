@@ -6,7 +6,8 @@
 // everything converges with zero drift. Recovery times are logged, never asserted (bench:store
 // measures them).
 import test, { type ExecutionContext } from 'ava';
-import { Lab, labTest } from './helpers/lab.js';
+import { Lab } from './helpers/lab.js';
+import { labTest } from './helpers/store-gates.js';
 import { waitFor } from './helpers/wait.js';
 
 let lab: Lab | undefined;

@@ -8,8 +8,8 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { kernelTest } from './helpers/gate.js';
-import { EtcdCluster, etcdTest } from './helpers/etcd.js';
+import { EtcdCluster } from './helpers/etcd.js';
+import { kernelEtcdTest } from './helpers/store-gates.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { freePort } from './helpers/net.js';
 import { waitFor } from './helpers/wait.js';
@@ -21,9 +21,6 @@ import { startAgent, agentConnected, type AgentProc } from './helpers/sg.js';
 import { startProcess, stopProcess, type Running } from './helpers/processes.js';
 import { deviceName } from '../src/neutron/translate.js';
 
-// Both gates: the kernel (the agent's namespace) and etcd.
-const runs = kernelTest.runs && etcdTest.runs;
-const gated = runs ? kernelTest : etcdTest.runs ? kernelTest : etcdTest;
 
 const tag = randomBytes(3).toString('hex');
 const sgVhost = `sgne-${tag}`;
@@ -75,7 +72,7 @@ const leaderOf = async (among: number[]) => {
 };
 
 test.before(async () => {
-  if (!runs) return;
+  if (!kernelEtcdTest.runs) return;
   broker = await testBroker();
   etcd = await EtcdCluster.start(3);
   env = await NeutronEnv.start({ hosts: [HOST], rabbit: broker });
@@ -145,7 +142,7 @@ async function assertNoDrift(t: ExecutionContext, via: number): Promise<void> {
   t.is((await agent!.status()).groups.find((g) => g.id === web)?.membersRevision, stored.membersRevision, 'the agent holds the store revision');
 }
 
-gated.serial('Neutron mode, three controllers on a shared etcd store: the leader\'s machine killed during a burst of Neutron changes, another takes over, zero drift', async (t) => {
+kernelEtcdTest.serial('Neutron mode, three controllers on a shared etcd store: the leader\'s machine killed during a burst of Neutron changes, another takes over, zero drift', async (t) => {
   // A VM of web on the agent's host: the agent needs web's members.
   const own = await createPort(1, true);
   const vm: Vm = topo!.addVm(1);

@@ -5,15 +5,14 @@
 // reaches the new store and the kernel; the agent never restarts and its revisions never go back.
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { kernelTest } from './helpers/gate.js';
-import { EtcdCluster, etcdTest } from './helpers/etcd.js';
+import { EtcdCluster } from './helpers/etcd.js';
+import { kernelEtcdTest } from './helpers/store-gates.js';
 import { testBed } from './helpers/sg.js';
 import { startAgent, agentConnected, startController, type ControllerProc } from './helpers/sg.js';
 import { stopProcess } from './helpers/processes.js';
 import { waitFor } from './helpers/wait.js';
 
 const repo = path.resolve(__dirname, '..');
-const gated = kernelTest.runs ? etcdTest : kernelTest;
 
 function sgController(args: string[], env: Record<string, string>): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -24,7 +23,7 @@ function sgController(args: string[], env: Record<string, string>): Promise<stri
   });
 }
 
-gated.serial('LMDB to etcd under live changes: export and import twice around the switch, no answered change lost, the agent never goes back', async (t) => {
+kernelEtcdTest.serial('LMDB to etcd under live changes: export and import twice around the switch, no answered change lost, the agent never goes back', async (t) => {
   const b = await testBed(t, { topology: true, prefix: 'sgmig' });
   const etcd = await EtcdCluster.start(3);
   t.teardown(() => etcd.stop());

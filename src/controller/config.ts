@@ -158,7 +158,7 @@ function storeConfig(v: Record<string, unknown>, env: NodeJS.ProcessEnv): StoreC
       ...(tls.certFile ? { certFile: tls.certFile, keyFile: tls.keyFile! } : {}),
       ...(username ? { username, password: password! } : {}),
       leaseTtlS: (v.etcdLeaseTtlS as number | undefined) ?? 2,
-      requestTimeoutMs: (v.etcdRequestTimeoutMs as number | undefined) ?? 1_500,
+      requestTimeoutMs: (v.etcdRequestTimeoutMs as number | undefined) ?? 2_000,
       maxTxnOps: (v.etcdMaxTxnOps as number | undefined) ?? 128,
     },
   };

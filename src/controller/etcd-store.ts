@@ -41,7 +41,7 @@ export interface EtcdStoreOptions {
   tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
   /** etcd's own authentication (`etcdctl user add`). */
   auth?: { username: string; password: string };
-  /** Longest wait for one request (default 1.5 s): a member cut off costs a request this long, once. */
+  /** Longest wait for one request (default 2 s): a member cut off costs two requests this long. */
   requestTimeoutMs?: number;
   /** etcd's `--max-txn-ops` (default 128, etcd's own): a change needing more operations is refused. */
   maxTxnOps?: number;
@@ -147,7 +147,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
   private constructor(private readonly opts: EtcdStoreOptions) {
     super();
     this.root = Buffer.from(opts.prefix);
-    const timeout = opts.requestTimeoutMs ?? 1_500;
+    const timeout = opts.requestTimeoutMs ?? 2_000;
     // A member cut off or gone shows as refused connections (recoverable) or requests that never come
     // back (deadline): either opens its circuit for a while, and the next request goes to another.
     const failed = handleWhen((e) => isRecoverableError(e) || e instanceof GRPCDeadlineExceededError);
@@ -158,7 +158,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       dialTimeout: timeout,
       faultHandling: {
-        host: () => circuitBreaker(failed, { halfOpenAfter: 2_000, breaker: new ConsecutiveBreaker(1) }),
+        host: () => circuitBreaker(failed, { halfOpenAfter: 1_000, breaker: new ConsecutiveBreaker(2) }),
         global: retry(failed, { maxAttempts: opts.endpoints.length }),
       },
     };
