@@ -12,6 +12,8 @@
 #   scripts/lab.sh kill N            SIGKILL every process of machine N at once (etcd, broker, controller)
 #   scripts/lab.sh start N           start machine N's etcd member, broker node and controller again
 #   scripts/lab.sh stop-etcd N       SIGKILL machine N's etcd member alone; start-etcd N starts it again
+#   scripts/lab.sh quorum-safe N     exits 0 if machine N can go down without taking a quorum queue (the
+#                                    sync requests') below its majority: the nodes restarted have caught up
 #   scripts/lab.sh partition N       machine N's link down: cut off from the others and the hosts
 #   scripts/lab.sh heal N            its link up again
 #   scripts/lab.sh host K            start compute host K with its agent (lab-host-K, metrics 127.0.0.1:9100)
@@ -213,6 +215,10 @@ case "${1:-}" in
     ;;
   start-etcd)
     start_etcd "${2:?machine number}"
+    ;;
+  quorum-safe)
+    m=${2:?machine number}
+    in_ns "$(ns "m$m")" env RABBITMQ_USE_LONGNAME=true timeout 30 rabbitmq-queues -q -l -n "$(node_of "$m")" check_if_node_is_quorum_critical >/dev/null 2>&1
     ;;
   partition)
     ip -n "$(ns "m${2:?machine number}")" link set eth0 down

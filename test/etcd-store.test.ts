@@ -3,6 +3,7 @@
 // a peer's write reaching the publishing relay through the watch, export and import, quorum lost and
 // back, and a leader cut off from the majority stopping before another starts.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -195,4 +196,36 @@ etcdTest.serial('a leader cut off from the majority stops publishing before anot
   await other.client.delete().key(other.keyOf('leader').toString());
   t.is(await b.fencedOutbox(), null);
   t.false(b.leads);
+});
+
+etcdTest.serial("with etcd's authentication on, a user whose role reads and writes the prefix alone runs the store and the leadership; another prefix is refused", async (t) => {
+  const own = await EtcdCluster.start(1);
+  t.teardown(() => own.stop());
+  const etcdctl = (...args: string[]) => {
+    const r = spawnSync('etcdctl', ['--endpoints', own.endpoints[0]!, ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+    if (r.status !== 0) throw new Error(`etcdctl ${args.join(' ')}: ${r.stderr}`);
+  };
+  // The deployment docs/agent.md gives: a role with read and write on the prefix, a user holding it.
+  etcdctl('user', 'add', 'root:root-pw');
+  etcdctl('role', 'add', 'sg-controller');
+  etcdctl('role', 'grant-permission', 'sg-controller', 'readwrite', '/sg-controller/', '--prefix=true');
+  etcdctl('user', 'add', 'sg-controller:ctl-pw');
+  etcdctl('user', 'grant-role', 'sg-controller', 'sg-controller');
+  etcdctl('auth', 'enable');
+  const auth = { username: 'sg-controller', password: 'ctl-pw' };
+  const s = await EtcdStore.open({ endpoints: own.endpoints, prefix: '/sg-controller/', auth });
+  t.teardown(() => s.close());
+  await s.putGroup('web', true, []);
+  const leadership = new EtcdLeadership(s, { ttlS: 2 });
+  t.teardown(() => leadership.close());
+  let end!: () => void;
+  const over = new Promise<void>((r) => (end = r));
+  t.teardown(() => end());
+  void leadership.campaign(undefined as never, over);
+  await waitFor('the controller leads', () => leadership.leads, 20_000);
+  t.is((await leadership.fencedOutbox())?.length, 1, 'the fenced read of the outbox');
+  await s.ackOutbox(s.outbox().map((e) => e.key));
+  t.is(s.outboxDepth(), 0);
+  await t.throwsAsync(EtcdStore.open({ endpoints: own.endpoints, prefix: '/elsewhere/', auth }), { message: /permission denied/ });
+  await t.throwsAsync(EtcdStore.open({ endpoints: own.endpoints, prefix: '/sg-controller/', auth: { ...auth, password: 'wrong' } }), { message: /authentication failed|invalid/i });
 });

@@ -90,6 +90,7 @@ labTest.serial('the leader\'s whole machine killed during a burst through anothe
   const answered = new Map<string, string>();
   const running = burst(l, () => via, 1, 60, answered);
   await waitFor('the burst under way', () => answered.size >= 15, 60_000);
+  await waitFor('the leader\'s machine not quorum-critical', () => l.quorumSafe(leader), 120_000);
   const killedAt = Date.now();
   const before = answered.size;
   await l.kill(leader);

@@ -131,6 +131,12 @@ export class Lab {
     return save.split('\n').filter((l) => l.startsWith('add ')).map((l) => l.split(' ')[2]!).sort();
   }
 
+  /** Whether machine m can go down without taking the sync requests' quorum queue below its majority
+   *  (a broker node started again has caught up): the precondition of "any one machine down". */
+  quorumSafe(m: number): Promise<boolean> {
+    return this.run(['quorum-safe', String(m)]).then(() => true, () => false);
+  }
+
   kill(m: number): Promise<string> {
     return this.run(['kill', String(m)]);
   }
@@ -186,14 +192,15 @@ export class Lab {
     return { messages, stop: () => child.kill('SIGKILL') };
   }
 
-  logs(): string {
+  /** The last lines of each controller's log and of the first compute host's agent. */
+  logs(lines = 25): string {
     const out: string[] = [];
     for (const m of [1, 2, 3]) {
       const f = path.join(this.dir, `m${m}`, 'controller.log');
-      if (fs.existsSync(f)) out.push(`-- controller ${m}:\n${fs.readFileSync(f, 'utf8').split('\n').slice(-25).join('\n')}`);
+      if (fs.existsSync(f)) out.push(`-- controller ${m}:\n${fs.readFileSync(f, 'utf8').split('\n').slice(-lines).join('\n')}`);
     }
     const agent = path.join(this.dir, 'c1.log');
-    if (fs.existsSync(agent)) out.push(`-- agent 1:\n${fs.readFileSync(agent, 'utf8').split('\n').slice(-40).join('\n')}`);
+    if (fs.existsSync(agent)) out.push(`-- agent 1:\n${fs.readFileSync(agent, 'utf8').split('\n').slice(-2 * lines).join('\n')}`);
     return out.join('\n');
   }
 
