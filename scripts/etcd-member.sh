@@ -9,13 +9,19 @@
 # --pre-vote, so that a member coming back from a partition does not depose the leader; room for a
 # port in many groups in one transaction (--max-txn-ops 1024: sg-controller's store.etcd.maxTxnOps);
 # history compacted hourly, space reclaimed; GOMAXPROCS=1 unless set, so a lab of three members on
-# one small machine does not take it over.
+# one small machine does not take it over. SG_ETCD_TLS_DIR (optional): clients must present a
+# certificate the CA there signed (ca.pem; the member's own server.pem and server-key.pem), over https.
 set -euo pipefail
 [ $# -ge 5 ] || { sed -n '2,6p' "$0" >&2; exit 2; }
 name=$1 dir=$2 client=$3 peer=$4 cluster=$5 state=${6:-new}
 mkdir -p "$dir"
 export GOMAXPROCS=${GOMAXPROCS:-1}
-exec etcd --name "$name" --data-dir "$dir" \
+tls=()
+if [ -n "${SG_ETCD_TLS_DIR:-}" ]; then
+  tls=(--cert-file "$SG_ETCD_TLS_DIR/server.pem" --key-file "$SG_ETCD_TLS_DIR/server-key.pem"
+       --client-cert-auth --trusted-ca-file "$SG_ETCD_TLS_DIR/ca.pem")
+fi
+exec etcd "${tls[@]}" --name "$name" --data-dir "$dir" \
   --listen-client-urls "$client" --advertise-client-urls "$client" \
   --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
   --initial-cluster "$cluster" --initial-cluster-state "$state" --initial-cluster-token sg-lab \

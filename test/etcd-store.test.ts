@@ -15,7 +15,8 @@ import { OutboxRelay } from '../src/controller/relay.js';
 import { StoreUnavailableError, type StoreSnapshot } from '../src/controller/records.js';
 import type { Publisher } from '../src/controller/publisher.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
-import { EtcdCluster } from './helpers/etcd.js';
+import { EtcdCluster, makeTls } from './helpers/etcd.js';
+import { etcdStoreOptions, loadControllerConfig, type EtcdConfig } from '../src/controller/config.js';
 import { etcdTest } from './helpers/store-gates.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -228,4 +229,23 @@ etcdTest.serial("with etcd's authentication on, a user whose role reads and writ
   t.is(s.outboxDepth(), 0);
   await t.throwsAsync(EtcdStore.open({ endpoints: own.endpoints, prefix: '/elsewhere/', auth }), { message: /permission denied/ });
   await t.throwsAsync(EtcdStore.open({ endpoints: own.endpoints, prefix: '/sg-controller/', auth: { ...auth, password: 'wrong' } }), { message: /authentication failed|invalid/i });
+});
+
+etcdTest.serial('over TLS with a client certificate, configured as an operator configures it; without the certificate etcd refuses the controller', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-etcd-tls-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const tls = makeTls(dir);
+  const own = await EtcdCluster.start(1, tls);
+  t.teardown(() => own.stop());
+  const env = { SG_SIGNING_KEY_FILE: '/k', SG_HTTP_LISTEN: '', SG_STORE: 'etcd', SG_ETCD_ENDPOINTS: own.endpoints[0]!, SG_ETCD_CA_FILE: tls.ca, SG_ETCD_CERT_FILE: tls.clientCert, SG_ETCD_KEY_FILE: tls.clientKey };
+  const cfg = loadControllerConfig(undefined, env);
+  t.is(cfg.store.kind, 'etcd');
+  const s = await EtcdStore.open(etcdStoreOptions((cfg.store as { etcd: EtcdConfig }).etcd));
+  t.teardown(() => s.close());
+  t.is((await s.putGroup('web', true, [])).revision, 1);
+  await t.throwsAsync(EtcdStore.open({ endpoints: own.endpoints, prefix: '/sg-controller/', tls: { ca: fs.readFileSync(tls.ca) }, requestTimeoutMs: 1_000 }), { instanceOf: StoreUnavailableError });
+  t.throws(() => loadControllerConfig(undefined, { ...env, SG_ETCD_CA_FILE: undefined }), { message: /caFile/ });
+  t.throws(() => loadControllerConfig(undefined, { ...env, SG_ETCD_KEY_FILE: undefined }), { message: /certFile and store.etcd.tls.keyFile/ });
+  t.throws(() => loadControllerConfig(undefined, { ...env, SG_ETCD_ENDPOINTS: `${own.endpoints[0]},http://127.0.0.1:2379` }), { message: /all be https/ });
+  t.throws(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: '/k', SG_HTTP_LISTEN: '', SG_ETCD_ENDPOINTS: 'http://a:2379' }), { message: /the store is lmdb/ });
 });

@@ -332,6 +332,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     if (this.revision >= rev || this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, APPLIED_WAIT_MS);
+      timer.unref();
       this.revisionWaiters.push({ rev, at: Date.now(), resolve: () => (clearTimeout(timer), resolve()) });
     });
   }
