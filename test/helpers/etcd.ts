@@ -1,6 +1,8 @@
 // An etcd cluster of our own for tests and benchmarks: members on loopback ports picked free, data in a
 // throwaway directory, each run by scripts/etcd-member.sh (the lab's settings) as a child process, so
-// that a member can be killed (SIGKILL) and started again; everything stopped and removed by `stop()`.
+// that a member can be killed (SIGKILL) and started again; everything stopped and removed by `stop()`,
+// or, should the process that started it end first (ava ends a worker that outlives its timeout), by
+// a watcher process that kills the members by the pids written beside their data.
 // The machine's own etcd, if any, is never used.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -65,6 +67,8 @@ export class EtcdCluster {
       members.push({ name: `e${i}`, client: `${tls ? 'https' : 'http'}://127.0.0.1:${cp}`, peer: `http://127.0.0.1:${pp}`, dir: path.join(dir, `e${i}`), log: path.join(dir, `e${i}.log`), running: false });
     }
     const c = new EtcdCluster(members, dir, tls);
+    const reap = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; for f in ${dir}/*.pid; do kill -9 "$(cat "$f")" 2>/dev/null; done; rm -rf ${dir}`;
+    spawn('sh', ['-c', reap], { detached: true, stdio: 'ignore' }).unref();
     try {
       for (const m of members) c.spawn(m, 'new');
       await Promise.all(members.map((m) => c.healthy(m)));
@@ -87,9 +91,11 @@ export class EtcdCluster {
       env: { ...process.env, ...(this.tls ? { SG_ETCD_TLS_DIR: this.tls.dir } : {}) },
     });
     fs.closeSync(out);
+    fs.writeFileSync(`${m.dir}.pid`, String(m.proc.pid));
     m.running = true;
     m.exited = new Promise((r) => m.proc!.once('exit', () => {
       m.running = false;
+      fs.rmSync(`${m.dir}.pid`, { force: true });
       r();
     }));
   }
