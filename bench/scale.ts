@@ -465,7 +465,13 @@ function reportStores(o: RunResult, b: RunResult, ours: StoreKind, base: StoreKi
   const H = o.H;
   for (const w of WORKLOADS) {
     const [x, y] = [o.workloads[w], b.workloads[w]];
-    console.log(`# store ${ours} vs ${base}, ${w}.${H}: ${x.changes} changes converged in ${x.seconds.toFixed(1)}s (${base}: ${y.seconds.toFixed(1)}s), ${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s (${y.loopDelayP99.toFixed(3)}s), machine CPU ${(x.machineBusy * 100).toFixed(0)}% busy (${(y.machineBusy * 100).toFixed(0)}%)`);
+    const busy = (r: WorkloadResult) => `${(r.machineBusy * 100).toFixed(0)}%`;
+    console.log(
+      `# store ${ours} vs ${base}, ${w}.${H}: ` +
+        `${x.changes} changes converged in ${x.seconds.toFixed(1)}s (${base}: ${y.seconds.toFixed(1)}s), ` +
+        `${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s (${y.loopDelayP99.toFixed(3)}s), ` +
+        `machine CPU ${busy(x)} busy (${busy(y)})`,
+    );
     for (const [q, name] of [[0.5, 'p50'], [0.99, 'p99']] as const) {
       const [a, c] = [quantile(x.lags, q), quantile(y.lags, q)];
       const target = name === 'p99' && w !== 'rule' ? (a <= 1.2 * c ? ' target<=1.2x met' : ' target<=1.2x MISSED') : '';
@@ -481,7 +487,10 @@ function reportStores(o: RunResult, b: RunResult, ours: StoreKind, base: StoreKi
     broker.stop();
     process.exit(130);
   });
-  console.log(`# bench:scale hosts=${HS.join(',')} workers=${WORKERS} sample hosts=${SAMPLE_HOSTS} boot=${BOOT_PORTS} big=${BIG} churn=${CHURN} store=${STORES.join(',')} (${os.cpus().length} cpus)`);
+  console.log(
+    `# bench:scale hosts=${HS.join(',')} workers=${WORKERS} sample hosts=${SAMPLE_HOSTS} boot=${BOOT_PORTS} big=${BIG} churn=${CHURN} ` +
+      `store=${STORES.join(',')} (${os.cpus().length} cpus)`,
+  );
   try {
     if (STORES.includes('etcd')) etcd = await EtcdCluster.start(3);
     for (const H of HS) {

@@ -84,16 +84,20 @@ async function measure(broker: OwnRabbitNode, store: 'lmdb' | 'etcd', etcd?: Etc
     const sentAt = new Map<string, number>();
     const latency = new Map<string, number>();
     const waiters = new Map<string, () => void>();
-    await ch.consume(q.queue, (m) => {
-      if (!m) return;
-      const now = performance.now();
-      const body = JSON.parse(m.content.toString()) as { type: string; added?: string[] };
-      for (const ip of body.added ?? []) {
-        const t = sentAt.get(ip);
-        if (t !== undefined && !latency.has(ip)) latency.set(ip, (now - t) / 1000);
-        waiters.get(ip)?.();
-      }
-    }, { noAck: true });
+    await ch.consume(
+      q.queue,
+      (m) => {
+        if (!m) return;
+        const now = performance.now();
+        const body = JSON.parse(m.content.toString()) as { type: string; added?: string[] };
+        for (const ip of body.added ?? []) {
+          const t = sentAt.get(ip);
+          if (t !== undefined && !latency.has(ip)) latency.set(ip, (now - t) / 1000);
+          waiters.get(ip)?.();
+        }
+      },
+      { noAck: true },
+    );
     const api = controller.httpAddress!;
     const put = async (i: number, round: number) => {
       const ip = `10.${round}.${i >> 8}.${i & 255}`;
@@ -104,7 +108,13 @@ async function measure(broker: OwnRabbitNode, store: 'lmdb' | 'etcd', etcd?: Etc
         const res = await fetch(`${api}/ports/b${round}-${i}`, {
           method: 'PUT',
           headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ host: `h${i % 50}`, device: `tap${i}`, mac: '02:00:00:00:00:01', fixedIps: [ip], securityGroups: ['bench'] }),
+          body: JSON.stringify({
+            host: `h${i % 50}`,
+            device: `tap${i}`,
+            mac: '02:00:00:00:00:01',
+            fixedIps: [ip],
+            securityGroups: ['bench'],
+          }),
         });
         const text = await res.text();
         if (res.ok) break;
@@ -125,13 +135,15 @@ async function measure(broker: OwnRabbitNode, store: 'lmdb' | 'etcd', etcd?: Etc
     const ips: string[] = [];
     const started = performance.now();
     const pending: Promise<void>[] = [];
-    await Promise.all(Array.from({ length: CLIENTS }, async () => {
-      while (next < CONCURRENT) {
-        const { ip, published } = await put(next++, 3);
-        ips.push(ip);
-        pending.push(published);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        while (next < CONCURRENT) {
+          const { ip, published } = await put(next++, 3);
+          ips.push(ip);
+          pending.push(published);
+        }
+      }),
+    );
     await Promise.all(pending);
     const seconds = (performance.now() - started) / 1000;
     const commits = (await controller.metrics.registry.getSingleMetric('sg_controller_store_commit_seconds')!.get()).values;
@@ -141,7 +153,13 @@ async function measure(broker: OwnRabbitNode, store: 'lmdb' | 'etcd', etcd?: Etc
       const b = named.filter((v) => v.metricName?.endsWith('_bucket')).find((v) => v.value >= q * count);
       return Number(b?.labels.le ?? NaN);
     };
-    return { serial, concurrent: ips.map((ip) => latency.get(ip)!), throughput: CONCURRENT / seconds, commit: { p50: bucketQ(0.5), p99: bucketQ(0.99) }, refused };
+    return {
+      serial,
+      concurrent: ips.map((ip) => latency.get(ip)!),
+      throughput: CONCURRENT / seconds,
+      commit: { p50: bucketQ(0.5), p99: bucketQ(0.99) },
+      refused,
+    };
   } finally {
     await conn.close().catch(() => undefined);
     await controller.stop();
@@ -154,28 +172,72 @@ async function failover(): Promise<number[]> {
   const lab = await Lab.up({ hosts: 1, logLevel: 'warn' });
   const times: number[] = [];
   try {
-    const ok = async (m: number, p: string, body: unknown) => (await lab.call(m, 'PUT', p, body, 3_000).catch(() => ({ status: 0 }))).status === 200;
-    await waitFor('the group', () => ok(1, '/groups/web', { rules: [{ id: 'w', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }] }), 60_000);
-    await waitFor('the host port', () => ok(1, '/ports/own', { host: 'lab-host-1', device: 'tap-own', mac: '02:00:00:00:aa:01', fixedIps: ['10.120.0.1'], securityGroups: ['web'] }), 60_000);
+    const ok = async (m: number, p: string, body: unknown) =>
+      (await lab.call(m, 'PUT', p, body, 3_000).catch(() => ({ status: 0 }))).status === 200;
+    await waitFor(
+      'the group',
+      () => ok(1, '/groups/web', { rules: [{ id: 'w', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }] }),
+      60_000,
+    );
+    await waitFor(
+      'the host port',
+      () =>
+        ok(1, '/ports/own', {
+          host: 'lab-host-1',
+          device: 'tap-own',
+          mac: '02:00:00:00:aa:01',
+          fixedIps: ['10.120.0.1'],
+          securityGroups: ['web'],
+        }),
+      60_000,
+    );
     await waitFor('the agent holds web', async () => (await lab.kernelMembers(1, 'web')).includes('10.120.0.1'), 120_000);
     for (let run = 0; run < FAILOVER_RUNS; run++) {
       const leader = await waitFor('a leader', () => lab.leader(), 60_000);
       const survivor = leader === 1 ? 2 : 1;
       const ip = `10.121.0.${run + 1}`;
       // The machine started again last has caught up: any one machine may go down.
-      await waitFor('the leader\'s machine not quorum-critical', () => lab.quorumSafe(leader), 120_000);
+      await waitFor("the leader's machine not quorum-critical", () => lab.quorumSafe(leader), 120_000);
       const killedAt = performance.now();
       await lab.kill(leader);
-      await waitFor('the change answered', () => ok(survivor, `/ports/f${run}`, { host: 'elsewhere', device: `f${run}`, mac: '02:00:00:00:bb:01', fixedIps: [ip], securityGroups: ['web'] }), 120_000);
+      await waitFor(
+        'the change answered',
+        () =>
+          ok(survivor, `/ports/f${run}`, {
+            host: 'elsewhere',
+            device: `f${run}`,
+            mac: '02:00:00:00:bb:01',
+            fixedIps: [ip],
+            securityGroups: ['web'],
+          }),
+        120_000,
+      );
       const answeredAt = performance.now();
       await waitFor('the change in the kernel', async () => (await lab.kernelMembers(1, 'web')).includes(ip), 120_000).catch((e: Error) => {
         throw new Error(`${e.message} (run ${run + 1}, machine ${leader} killed)\n${lab.logs()}`);
       });
       const t = (performance.now() - killedAt) / 1000;
       times.push(t);
-      console.log(`# failover run ${run + 1}: machine ${leader} killed; change answered after ${((answeredAt - killedAt) / 1000).toFixed(2)}s, in the agent's kernel after ${t.toFixed(2)}s`);
+      console.log(
+        `# failover run ${run + 1}: machine ${leader} killed; change answered after ${((answeredAt - killedAt) / 1000).toFixed(2)}s, ` +
+          `in the agent's kernel after ${t.toFixed(2)}s`,
+      );
       await lab.start(leader);
-      await waitFor('three controllers', async () => (await Promise.all([1, 2, 3].map((m) => lab.health(m).then((h) => h.store.quorum, () => false)))).every(Boolean), 120_000);
+      await waitFor(
+        'three controllers',
+        async () =>
+          (
+            await Promise.all(
+              [1, 2, 3].map((m) =>
+                lab.health(m).then(
+                  (h) => h.store.quorum,
+                  () => false,
+                ),
+              ),
+            )
+          ).every(Boolean),
+        120_000,
+      );
     }
   } finally {
     await lab.down();
@@ -184,20 +246,34 @@ async function failover(): Promise<number[]> {
 }
 
 (async () => {
-  console.log(`# bench:store serial=${SERIAL} concurrent=${CONCURRENT} clients=${CLIENTS} failover runs=${FAILOVER_RUNS} (${os.cpus().length} cpus, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')})`);
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
+  const runs = `serial=${SERIAL} concurrent=${CONCURRENT} clients=${CLIENTS} failover runs=${FAILOVER_RUNS}`;
+  console.log(`# bench:store ${runs} (${os.cpus().length} cpus, load ${load})`);
   if (PARTS.includes('latency')) {
-    const broker = await startRabbitNode({ name: `sgstore${randomBytes(2).toString('hex')}`, what: "bench:store's RabbitMQ node", conf: ({ port }) => `listeners.tcp.default = 127.0.0.1:${port}\n` });
+    const broker = await startRabbitNode({
+      name: `sgstore${randomBytes(2).toString('hex')}`,
+      what: "bench:store's RabbitMQ node",
+      conf: ({ port }) => `listeners.tcp.default = 127.0.0.1:${port}\n`,
+    });
     const etcd = await EtcdCluster.start(3);
     try {
       const base = await measure(broker, 'lmdb');
       const ours = await measure(broker, 'etcd', etcd);
-      console.log(`# store commit (one transaction, the store's own histogram, bucket bounds): lmdb p50<=${base.commit.p50}s p99<=${base.commit.p99}s; etcd p50<=${ours.commit.p50}s p99<=${ours.commit.p99}s; answered 503 and sent again: lmdb ${base.refused}, etcd ${ours.refused}`);
-      const line = (id: string, o: number, b: number) => console.log(`store.${id} ours=${sec(o)} baseline=${sec(b)} ratio=${(b / o).toFixed(2)}`);
+      console.log(
+        `# store commit (one transaction, the store's own histogram, bucket bounds): ` +
+          `lmdb p50<=${base.commit.p50}s p99<=${base.commit.p99}s; etcd p50<=${ours.commit.p50}s p99<=${ours.commit.p99}s; ` +
+          `answered 503 and sent again: lmdb ${base.refused}, etcd ${ours.refused}`,
+      );
+      const line = (id: string, o: number, b: number) =>
+        console.log(`store.${id} ours=${sec(o)} baseline=${sec(b)} ratio=${(b / o).toFixed(2)}`);
       line('change.p50', quantile(ours.serial, 0.5), quantile(base.serial, 0.5));
       line('change.p99', quantile(ours.serial, 0.99), quantile(base.serial, 0.99));
       line('change.p50.c16', quantile(ours.concurrent, 0.5), quantile(base.concurrent, 0.5));
       line('change.p99.c16', quantile(ours.concurrent, 0.99), quantile(base.concurrent, 0.99));
-      console.log(`store.throughput ours=${ours.throughput.toFixed(0)}/s baseline=${base.throughput.toFixed(0)}/s ratio=${(ours.throughput / base.throughput).toFixed(2)}`);
+      console.log(
+        `store.throughput ours=${ours.throughput.toFixed(0)}/s baseline=${base.throughput.toFixed(0)}/s ` +
+          `ratio=${(ours.throughput / base.throughput).toFixed(2)}`,
+      );
     } finally {
       await etcd.stop();
       broker.stop();
@@ -205,7 +281,10 @@ async function failover(): Promise<number[]> {
   }
   if (PARTS.includes('failover')) {
     const times = await failover();
-    console.log(`store.failover ours=${quantile(times, 1).toFixed(2)}s p50=${quantile(times, 0.5).toFixed(2)}s runs=${times.length}${quantile(times, 1) <= 5 ? ' target<=5s met' : ' target<=5s MISSED'}`);
+    console.log(
+      `store.failover ours=${quantile(times, 1).toFixed(2)}s p50=${quantile(times, 0.5).toFixed(2)}s runs=${times.length}` +
+        (quantile(times, 1) <= 5 ? ' target<=5s met' : ' target<=5s MISSED'),
+    );
   }
   process.exit(0);
 })().catch((e) => {

@@ -195,7 +195,8 @@ case "${1:-}" in
     for m in "${machines[@]}"; do
       e=$(in_ns "$(ns "m$m")" etcdctl --endpoints "http://$(ip_of "$m"):2379" endpoint status 2>/dev/null | cut -d, -f5 | tr -d ' ' || true)
       h=$(curl -sf --max-time 2 --unix-socket "$dir/m$m/api.sock" http://lab/healthz 2>/dev/null || echo '(no controller)')
-      echo "machine $m $(ip_of "$m"): etcd leader=${e:-down}; broker $(ctl "$m" ping >/dev/null 2>&1 && echo up || echo down); controller $h"
+      b=$(ctl "$m" ping >/dev/null 2>&1 && echo up || echo down)
+      echo "machine $m $(ip_of "$m"): etcd leader=${e:-down}; broker $b; controller $h"
     done
     for k in $(ip netns list | awk '{print $1}' | grep -E "^$name-c[0-9]+$" | sed "s/^$name-c//" || true); do
       echo "host $k: $(in_ns "$(ns "c$k")" curl -sf --max-time 2 http://127.0.0.1:9100/status | head -c 200 || echo '(no agent)')"
@@ -218,7 +219,8 @@ case "${1:-}" in
     ;;
   quorum-safe)
     m=${2:?machine number}
-    in_ns "$(ns "m$m")" env RABBITMQ_USE_LONGNAME=true timeout 30 rabbitmq-queues -q -l -n "$(node_of "$m")" check_if_node_is_quorum_critical >/dev/null 2>&1
+    in_ns "$(ns "m$m")" env RABBITMQ_USE_LONGNAME=true timeout 30 \
+      rabbitmq-queues -q -l -n "$(node_of "$m")" check_if_node_is_quorum_critical >/dev/null 2>&1
     ;;
   partition)
     ip -n "$(ns "m${2:?machine number}")" link set eth0 down

@@ -21,11 +21,14 @@ import { startAgent, agentConnected, type AgentProc } from './helpers/sg.js';
 import { startProcess, stopProcess, type Running } from './helpers/processes.js';
 import { deviceName } from '../src/neutron/translate.js';
 
-
 const tag = randomBytes(3).toString('hex');
 const sgVhost = `sgne-${tag}`;
 const brokerUser = `sgctl-${tag}`;
-const BROKER_PERMISSIONS = ['^(amq\\.gen-.*|q-agent-notifier-.*_fanout|neutron-vo-.*_fanout)$', '^amq\\.gen-.*$', '^(q-agent-notifier-.*_fanout|neutron-vo-.*_fanout|amq\\.gen-.*)$'];
+const BROKER_PERMISSIONS = [
+  '^(amq\\.gen-.*|q-agent-notifier-.*_fanout|neutron-vo-.*_fanout)$',
+  '^amq\\.gen-.*$',
+  '^(q-agent-notifier-.*_fanout|neutron-vo-.*_fanout|amq\\.gen-.*)$',
+];
 const HOST = `nehost-${tag}`;
 
 let broker: TestBroker;
@@ -59,15 +62,26 @@ async function startController(i: number): Promise<void> {
       SG_LOG_LEVEL: 'info',
     }),
   };
-  await waitFor(`controller ${i}`, async () => {
-    if (controllers[i]!.proc!.exited) throw new Error(`exited:\n${controllers[i]!.proc!.dump()}`);
-    return (await fetch(`${controllers[i]!.url}/healthz`)).ok;
-  }, 120_000);
+  await waitFor(
+    `controller ${i}`,
+    async () => {
+      if (controllers[i]!.proc!.exited) throw new Error(`exited:\n${controllers[i]!.proc!.dump()}`);
+      return (await fetch(`${controllers[i]!.url}/healthz`)).ok;
+    },
+    120_000,
+  );
 }
 
 const health = async (i: number) => (await (await fetch(`${controllers[i]!.url}/healthz`)).json()) as { leader: boolean };
 const leaderOf = async (among: number[]) => {
-  for (const i of among) if (await health(i).then((h) => h.leader, () => false)) return i + 1;
+  for (const i of among)
+    if (
+      await health(i).then(
+        (h) => h.leader,
+        () => false,
+      )
+    )
+      return i + 1;
   return 0;
 };
 
@@ -82,13 +96,21 @@ test.before(async () => {
   rabbitmqctl(broker.node, ['set_permissions', '-p', env.vhost, brokerUser, ...BROKER_PERMISSIONS]);
   key = testKey();
   token = testToken();
-  network = (await env.create('network', { name: `net-${tag}`, 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' })).id;
-  subnet = (await env.create('subnet', { network_id: network, cidr: '10.100.0.0/16', ip_version: 4, enable_dhcp: false, gateway_ip: null })).id;
+  network = (await env.create('network', { name: `net-${tag}`, 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' }))
+    .id;
+  subnet = (await env.create('subnet', { network_id: network, cidr: '10.100.0.0/16', ip_version: 4, enable_dhcp: false, gateway_ip: null }))
+    .id;
   web = (await env.create('security_group', { name: `web-${tag}` })).id;
   await env.create('security_group_rule', { security_group_id: web, direction: 'ingress', ethertype: 'IPv4', remote_group_id: web });
   topo = new Topology();
   for (let i = 0; i < 3; i++) await startController(i);
-  agent = await startAgent({ host: HOST, amqpUrl: broker.url(sgVhost), trustedKeys: key.publicKeyFile, netns: topo.host.path, env: { SG_FULL_SYNC_INTERVAL_MS: '0' } });
+  agent = await startAgent({
+    host: HOST,
+    amqpUrl: broker.url(sgVhost),
+    trustedKeys: key.publicKeyFile,
+    netns: topo.host.path,
+    env: { SG_FULL_SYNC_INTERVAL_MS: '0' },
+  });
   await agentConnected(agent);
 });
 
@@ -124,66 +146,93 @@ async function createPort(n: number, bound: boolean): Promise<string> {
 async function kernelMembers(): Promise<string[]> {
   const set = (await agent!.status()).sets.find((s) => s.name.startsWith('sg4-'));
   if (!set) return [];
-  return topo!.host.exec('ipset', ['save', set.name]).split('\n').filter((l) => l.startsWith('add ')).map((l) => l.split(' ')[2]!).sort();
+  return topo!.host
+    .exec('ipset', ['save', set.name])
+    .split('\n')
+    .filter((l) => l.startsWith('add '))
+    .map((l) => l.split(' ')[2]!)
+    .sort();
 }
 
 async function neutronMembers(): Promise<string[]> {
   const ports = (await env!.list('port')) as unknown as { security_groups: string[]; fixed_ips: { ip_address: string }[] }[];
-  return ports.filter((p) => p.security_groups.includes(web)).flatMap((p) => p.fixed_ips.map((f) => f.ip_address)).sort();
+  return ports
+    .filter((p) => p.security_groups.includes(web))
+    .flatMap((p) => p.fixed_ips.map((f) => f.ip_address))
+    .sort();
 }
 
 async function assertNoDrift(t: ExecutionContext, via: number): Promise<void> {
   const want = await neutronMembers();
-  await waitFor('the kernel set equals Neutron', async () => JSON.stringify(await kernelMembers()) === JSON.stringify(want), 90_000).catch(() => undefined);
+  await waitFor('the kernel set equals Neutron', async () => JSON.stringify(await kernelMembers()) === JSON.stringify(want), 90_000).catch(
+    () => undefined,
+  );
   t.deepEqual(await kernelMembers(), want, 'the kernel set holds exactly the members Neutron has');
-  const stored = (await (await fetch(`${controllers[via]!.url}/groups/${web}`, { headers: { authorization: `Bearer ${token!.token}` } })).json()) as { members: string[]; membersRevision: number };
+  const stored = (await (
+    await fetch(`${controllers[via]!.url}/groups/${web}`, { headers: { authorization: `Bearer ${token!.token}` } })
+  ).json()) as { members: string[]; membersRevision: number };
   t.deepEqual([...stored.members].sort(), want, 'the store agrees');
-  await waitFor('the agent at the store revision', async () => (await agent!.status()).groups.find((g) => g.id === web)?.membersRevision === stored.membersRevision, 30_000).catch(() => undefined);
-  t.is((await agent!.status()).groups.find((g) => g.id === web)?.membersRevision, stored.membersRevision, 'the agent holds the store revision');
+  await waitFor(
+    'the agent at the store revision',
+    async () => (await agent!.status()).groups.find((g) => g.id === web)?.membersRevision === stored.membersRevision,
+    30_000,
+  ).catch(() => undefined);
+  t.is(
+    (await agent!.status()).groups.find((g) => g.id === web)?.membersRevision,
+    stored.membersRevision,
+    'the agent holds the store revision',
+  );
 }
 
-kernelEtcdTest.serial('Neutron mode, three controllers on a shared etcd store: the leader\'s machine killed during a burst of Neutron changes, another takes over, zero drift', async (t) => {
-  // A VM of web on the agent's host: the agent needs web's members.
-  const own = await createPort(1, true);
-  const vm: Vm = topo!.addVm(1);
-  const name = deviceName(own);
-  topo!.host.exec('ip', ['link', 'set', vm.device, 'down']);
-  topo!.host.exec('ip', ['link', 'set', vm.device, 'name', name]);
-  topo!.host.exec('ip', ['link', 'set', name, 'up']);
-  await waitFor('the agent filters its port', async () => (await kernelMembers()).includes(ip(1)), 60_000);
-  const leader = await waitFor('a leader', () => leaderOf([0, 1, 2]), 60_000);
-  const victim = leader - 1;
-  const seen: number[] = [];
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const r = await agent!.status().then((s) => s.groups.find((g) => g.id === web)?.membersRevision ?? 0, () => undefined);
-      if (r !== undefined) seen.push(r);
-      await new Promise((res) => setTimeout(res, 50));
-    }
-  })();
-  let made = 0;
-  const burst = (async () => {
-    for (let n = 10; n < 40; n++) {
-      await createPort(n, false);
-      made++;
-    }
-  })();
-  await waitFor('the burst under way', () => made >= 8, 60_000);
-  const killedAt = Date.now();
-  await stopProcess(controllers[victim]!.proc, 'SIGKILL');
-  await etcd!.kill(victim);
-  t.teardown(() => etcd!.restart(victim));
-  const next = await waitFor('another controller leads', () => leaderOf([0, 1, 2].filter((i) => i !== victim)), 60_000);
-  t.log(`controller ${next} leads ${Date.now() - killedAt} ms after machine ${leader} was killed`);
-  await burst;
-  await assertNoDrift(t, next - 1);
-  sampling = false;
-  await sampler;
-  const drops = seen.flatMap((r, i) => (i > 0 && r < seen[i - 1]! ? [`${seen[i - 1]} → ${r}`] : []));
-  t.deepEqual(drops, [], 'the revision the agent holds never went back');
-  await etcd!.restart(victim);
-  await startController(victim);
-  await env!.create('port', { network_id: network, fixed_ips: [{ subnet_id: subnet, ip_address: ip(99) }], security_groups: [web] });
-  await assertNoDrift(t, victim);
-});
+kernelEtcdTest.serial(
+  "Neutron mode, three controllers on a shared etcd store: the leader's machine killed during a burst of Neutron changes, " +
+    'another takes over, zero drift',
+  async (t) => {
+    // A VM of web on the agent's host: the agent needs web's members.
+    const own = await createPort(1, true);
+    const vm: Vm = topo!.addVm(1);
+    const name = deviceName(own);
+    topo!.host.exec('ip', ['link', 'set', vm.device, 'down']);
+    topo!.host.exec('ip', ['link', 'set', vm.device, 'name', name]);
+    topo!.host.exec('ip', ['link', 'set', name, 'up']);
+    await waitFor('the agent filters its port', async () => (await kernelMembers()).includes(ip(1)), 60_000);
+    const leader = await waitFor('a leader', () => leaderOf([0, 1, 2]), 60_000);
+    const victim = leader - 1;
+    const seen: number[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const r = await agent!.status().then(
+          (s) => s.groups.find((g) => g.id === web)?.membersRevision ?? 0,
+          () => undefined,
+        );
+        if (r !== undefined) seen.push(r);
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    })();
+    let made = 0;
+    const burst = (async () => {
+      for (let n = 10; n < 40; n++) {
+        await createPort(n, false);
+        made++;
+      }
+    })();
+    await waitFor('the burst under way', () => made >= 8, 60_000);
+    const killedAt = Date.now();
+    await stopProcess(controllers[victim]!.proc, 'SIGKILL');
+    await etcd!.kill(victim);
+    t.teardown(() => etcd!.restart(victim));
+    const next = await waitFor('another controller leads', () => leaderOf([0, 1, 2].filter((i) => i !== victim)), 60_000);
+    t.log(`controller ${next} leads ${Date.now() - killedAt} ms after machine ${leader} was killed`);
+    await burst;
+    await assertNoDrift(t, next - 1);
+    sampling = false;
+    await sampler;
+    const drops = seen.flatMap((r, i) => (i > 0 && r < seen[i - 1]! ? [`${seen[i - 1]} → ${r}`] : []));
+    t.deepEqual(drops, [], 'the revision the agent holds never went back');
+    await etcd!.restart(victim);
+    await startController(victim);
+    await env!.create('port', { network_id: network, fixed_ips: [{ subnet_id: subnet, ip_address: ip(99) }], security_groups: [web] });
+    await assertNoDrift(t, victim);
+  },
+);

@@ -27,13 +27,14 @@ commands:
 `;
 
 async function run(args: string[]): Promise<number> {
-  const [{ default: pino }, { Controller }, { loadControllerConfig, etcdStoreOptions }, { MessageSigner }, { ConfigError, readConfiguredFile }] = await Promise.all([
+  const [{ default: pino }, { Controller }, config, { MessageSigner }, { ConfigError, readConfiguredFile }] = await Promise.all([
     import('pino'),
     import('../controller/controller.js'),
     import('../controller/config.js'),
     import('../protocol/signing.js'),
     import('../settings.js'),
   ]);
+  const { loadControllerConfig, etcdStoreOptions } = config;
   const cfg = loadControllerConfig(option(args, '--config'));
   const log = pino({ level: cfg.logLevel, base: { role: 'controller' } });
   const h = cfg.http;
@@ -144,9 +145,13 @@ async function brokerUser(args: string[]): Promise<number> {
 async function storeCommand(args: string[]): Promise<number> {
   const what = args.find((a, i) => !a.startsWith('--') && !['--config', '--file'].includes(args[i - 1] ?? ''));
   if (what !== 'export' && what !== 'import') throw new UsageError('store: export or import');
-  const [{ loadControllerConfig }, { exportStore, importStore }] = await Promise.all([import('../controller/config.js'), import('../controller/store-transfer.js')]);
+  const [{ loadControllerConfig }, { exportStore, importStore }] = await Promise.all([
+    import('../controller/config.js'),
+    import('../controller/store-transfer.js'),
+  ]);
   // Neither the signing key nor the admin API is needed to move records.
-  const cfg = loadControllerConfig(option(args, '--config'), { ...process.env, SG_SIGNING_KEY_FILE: process.env.SG_SIGNING_KEY_FILE || '-', SG_HTTP_LISTEN: '' });
+  const env = { ...process.env, SG_SIGNING_KEY_FILE: process.env.SG_SIGNING_KEY_FILE || '-', SG_HTTP_LISTEN: '' };
+  const cfg = loadControllerConfig(option(args, '--config'), env);
   const file = option(args, '--file');
   const said = what === 'export' ? await exportStore(cfg, file) : await importStore(cfg, file, args.includes('--force'));
   process.stderr.write(`sg-controller store ${what}: ${said}\n`);

@@ -77,13 +77,35 @@ const SHAPE: Section = {
     kind: oneOf(['lmdb', 'etcd'], { env: 'SG_STORE', to: 'storeKind' }),
     etcd: {
       endpoints: setting('strings', { env: 'SG_ETCD_ENDPOINTS', to: 'etcdEndpoints' }),
-      prefix: setting('string', { env: 'SG_ETCD_PREFIX', to: 'etcdPrefix', check: (v: string) => (/^\/[\x21-\x7e]*\/$/.test(v) ? undefined : `must start and end with "/" (printable ASCII), not ${JSON.stringify(v)}`) }),
-      tls: { caFile: path('SG_ETCD_CA_FILE', 'etcdCaFile'), certFile: path('SG_ETCD_CERT_FILE', 'etcdCertFile'), keyFile: path('SG_ETCD_KEY_FILE', 'etcdKeyFile') },
+      prefix: setting('string', {
+        env: 'SG_ETCD_PREFIX',
+        to: 'etcdPrefix',
+        check: (v: string) =>
+          /^\/[\x21-\x7e]*\/$/.test(v) ? undefined : `must start and end with "/" (printable ASCII), not ${JSON.stringify(v)}`,
+      }),
+      tls: {
+        caFile: path('SG_ETCD_CA_FILE', 'etcdCaFile'),
+        certFile: path('SG_ETCD_CERT_FILE', 'etcdCertFile'),
+        keyFile: path('SG_ETCD_KEY_FILE', 'etcdKeyFile'),
+      },
       username: setting('string', { env: 'SG_ETCD_USERNAME', to: 'etcdUsername' }),
       passwordFile: path('SG_ETCD_PASSWORD_FILE', 'etcdPasswordFile'),
-      leaseTtlS: setting('number', { env: 'SG_ETCD_LEASE_TTL_S', to: 'etcdLeaseTtlS', check: (v: number) => (Number.isInteger(v) && v >= 1 && v <= 60 ? undefined : `must be a whole number of seconds 1-60, not ${v}`) }),
-      requestTimeoutMs: setting('number', { env: 'SG_ETCD_REQUEST_TIMEOUT_MS', to: 'etcdRequestTimeoutMs', check: (v: number) => (v >= 100 ? undefined : `must be at least 100, not ${v}`) }),
-      maxTxnOps: setting('number', { env: 'SG_ETCD_MAX_TXN_OPS', to: 'etcdMaxTxnOps', check: (v: number) => (Number.isInteger(v) && v >= 16 ? undefined : `must be a whole number of at least 16 (etcd's --max-txn-ops), not ${v}`) }),
+      leaseTtlS: setting('number', {
+        env: 'SG_ETCD_LEASE_TTL_S',
+        to: 'etcdLeaseTtlS',
+        check: (v: number) => (Number.isInteger(v) && v >= 1 && v <= 60 ? undefined : `must be a whole number of seconds 1-60, not ${v}`),
+      }),
+      requestTimeoutMs: setting('number', {
+        env: 'SG_ETCD_REQUEST_TIMEOUT_MS',
+        to: 'etcdRequestTimeoutMs',
+        check: (v: number) => (v >= 100 ? undefined : `must be at least 100, not ${v}`),
+      }),
+      maxTxnOps: setting('number', {
+        env: 'SG_ETCD_MAX_TXN_OPS',
+        to: 'etcdMaxTxnOps',
+        check: (v: number) =>
+          Number.isInteger(v) && v >= 16 ? undefined : `must be a whole number of at least 16 (etcd's --max-txn-ops), not ${v}`,
+      }),
     },
   },
 };
@@ -120,11 +142,16 @@ function storeConfig(v: Record<string, unknown>, env: NodeJS.ProcessEnv): StoreC
   const str = (k: string) => v[k] as string | undefined;
   const etcdKeys = Object.keys(v).filter((k) => k.startsWith('etcd'));
   if ((str('storeKind') ?? 'lmdb') === 'lmdb') {
-    if (etcdKeys.length) throw new ConfigError(`config: etcd settings (${etcdKeys.join(', ')}) are given but the store is lmdb; set store.kind (SG_STORE) to etcd`);
+    if (etcdKeys.length) {
+      const keys = etcdKeys.join(', ');
+      throw new ConfigError(`config: etcd settings (${keys}) are given but the store is lmdb; set store.kind (SG_STORE) to etcd`);
+    }
     return { kind: 'lmdb' };
   }
   const endpoints = (v.etcdEndpoints as string[] | undefined) ?? [];
-  if (endpoints.length === 0) throw new ConfigError('config: the etcd store needs its members\' client URLs: store.etcd.endpoints (SG_ETCD_ENDPOINTS)');
+  if (endpoints.length === 0) {
+    throw new ConfigError('config: the etcd store needs its members\' client URLs: store.etcd.endpoints (SG_ETCD_ENDPOINTS)');
+  }
   for (const e of endpoints) {
     let u: URL;
     try {
@@ -139,13 +166,25 @@ function storeConfig(v: Record<string, unknown>, env: NodeJS.ProcessEnv): StoreC
   const https = endpoints.filter((e) => e.startsWith('https:')).length;
   if (https && https < endpoints.length) throw new ConfigError('config: the etcd endpoints must all be https:// or all http://');
   const tls = { caFile: str('etcdCaFile'), certFile: str('etcdCertFile'), keyFile: str('etcdKeyFile') };
-  if (https && !tls.caFile) throw new ConfigError('config: https etcd endpoints need the CA of the members\' certificates: store.etcd.tls.caFile (SG_ETCD_CA_FILE)');
-  if (!https && (tls.caFile || tls.certFile || tls.keyFile)) throw new ConfigError('config: etcd TLS files are given but the endpoints are http://; use https://');
-  if (!!tls.certFile !== !!tls.keyFile) throw new ConfigError('config: an etcd client certificate needs both store.etcd.tls.certFile and store.etcd.tls.keyFile');
+  if (https && !tls.caFile) {
+    throw new ConfigError("config: https etcd endpoints need the CA of the members' certificates: store.etcd.tls.caFile (SG_ETCD_CA_FILE)");
+  }
+  if (!https && (tls.caFile || tls.certFile || tls.keyFile)) {
+    throw new ConfigError('config: etcd TLS files are given but the endpoints are http://; use https://');
+  }
+  if (!!tls.certFile !== !!tls.keyFile) {
+    throw new ConfigError('config: an etcd client certificate needs both store.etcd.tls.certFile and store.etcd.tls.keyFile');
+  }
   const passwordFile = str('etcdPasswordFile');
-  const password = env.SG_ETCD_PASSWORD ?? (passwordFile ? readSecretFile(passwordFile, 'etcd password file').toString('utf8').replace(/\r?\n$/, '') : undefined);
+  const fromFile = () => readSecretFile(passwordFile!, 'etcd password file').toString('utf8').replace(/\r?\n$/, '');
+  const password = env.SG_ETCD_PASSWORD ?? (passwordFile ? fromFile() : undefined);
   const username = str('etcdUsername');
-  if (!!username !== (password !== undefined)) throw new ConfigError('config: etcd authentication needs both store.etcd.username (SG_ETCD_USERNAME) and a password (SG_ETCD_PASSWORD_FILE or SG_ETCD_PASSWORD)');
+  if (!!username !== (password !== undefined)) {
+    throw new ConfigError(
+      'config: etcd authentication needs both store.etcd.username (SG_ETCD_USERNAME) and a password ' +
+        '(SG_ETCD_PASSWORD_FILE or SG_ETCD_PASSWORD)',
+    );
+  }
   if (username && !https && endpoints.some((e) => !isLoopback(new URL(e).hostname.replace(/^\[|\]$/g, '')))) {
     throw new ConfigError('config: an etcd password would travel in clear to a member not on loopback: use https:// endpoints');
   }
@@ -164,14 +203,17 @@ function storeConfig(v: Record<string, unknown>, env: NodeJS.ProcessEnv): StoreC
   };
 }
 
+function clientCertificate(c: EtcdConfig): { cert?: Buffer; key?: Buffer } {
+  if (!c.certFile) return {};
+  return { cert: readConfiguredFile(c.certFile, 'store.etcd.tls.certFile'), key: readSecretFile(c.keyFile!, 'store.etcd.tls.keyFile') };
+}
+
 /** The controller's store options from the configuration (files read here: a missing one is one line). */
 export function etcdStoreOptions(c: EtcdConfig): NonNullable<import('./controller.js').ControllerOptions['etcd']> {
   return {
     endpoints: c.endpoints,
     prefix: c.prefix,
-    ...(c.caFile
-      ? { tls: { ca: readConfiguredFile(c.caFile, 'store.etcd.tls.caFile'), ...(c.certFile ? { cert: readConfiguredFile(c.certFile, 'store.etcd.tls.certFile'), key: readSecretFile(c.keyFile!, 'store.etcd.tls.keyFile') } : {}) } }
-      : {}),
+    ...(c.caFile ? { tls: { ca: readConfiguredFile(c.caFile, 'store.etcd.tls.caFile'), ...clientCertificate(c) } } : {}),
     ...(c.username ? { auth: { username: c.username, password: c.password! } } : {}),
     leaseTtlS: c.leaseTtlS,
     requestTimeoutMs: c.requestTimeoutMs,

@@ -66,7 +66,12 @@ export class Controller {
   private firstConnect!: () => void;
   /** Resolves once the controller has been connected to the broker (the first time). */
   readonly brokerReady: Promise<void> = new Promise((r) => (this.firstConnect = r));
-  private constructor(readonly store: ControllerStore, private readonly leadership: Leadership, readonly metrics: StoreMetrics, private readonly opts: ControllerOptions) {
+  private constructor(
+    readonly store: ControllerStore,
+    private readonly leadership: Leadership,
+    readonly metrics: StoreMetrics,
+    private readonly opts: ControllerOptions,
+  ) {
     this.brokers = new BrokerUrls(opts.amqpUrl);
     this.relay = new OutboxRelay(store, () => (this.ch ? this.publisher : undefined), {
       isLeader: () => this.leadership.leads,
@@ -94,7 +99,8 @@ export class Controller {
     if (opts.etcd) {
       const etcd = await EtcdStore.open({ ...opts.etcd, logger: opts.logger, metrics });
       store = etcd;
-      leadership = new EtcdLeadership(etcd, { ...(opts.etcd.leaseTtlS !== undefined ? { ttlS: opts.etcd.leaseTtlS } : {}), logger: opts.logger });
+      const ttl = opts.etcd.leaseTtlS !== undefined ? { ttlS: opts.etcd.leaseTtlS } : {};
+      leadership = new EtcdLeadership(etcd, { ...ttl, logger: opts.logger });
     } else {
       store = await Store.open(opts.dataDir, { metrics });
       leadership = new BrokerLease(opts.logger);

@@ -49,7 +49,10 @@ export class EtcdLeadership implements Leadership {
   private readonly key: Buffer;
   private lastError?: string;
 
-  constructor(private readonly store: EtcdStore, opts: EtcdLeadershipOptions = {}) {
+  constructor(
+    private readonly store: EtcdStore,
+    opts: EtcdLeadershipOptions = {},
+  ) {
     this.ttlS = opts.ttlS ?? 2;
     this.key = store.keyOf('leader');
     this.logger = opts.logger;
@@ -69,15 +72,20 @@ export class EtcdLeadership implements Leadership {
   readonly fencedOutbox = async (): Promise<OutboxEntry[] | null> => {
     const token = this.token;
     if (token === undefined || !this.leads) return null;
-    const entries = await this.store.outboxIf([{ key: this.key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: token }]);
-    if (entries === null && this.token === token) this.lose('the leadership key is no longer this controller\'s');
+    const entries = await this.store.outboxIf([
+      { key: this.key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: token },
+    ]);
+    if (entries === null && this.token === token) this.lose("the leadership key is no longer this controller's");
     return entries;
   };
 
   /** Seeks the key while `over` has not resolved, and again whenever it is lost. */
   async campaign(_conn: ChannelModel, over: Promise<void>): Promise<void> {
     let ended = false;
-    over.then(() => (ended = true), () => (ended = true));
+    over.then(
+      () => (ended = true),
+      () => (ended = true),
+    );
     while (!ended && !this.closed) {
       if (this.token === undefined) {
         try {
@@ -95,7 +103,9 @@ export class EtcdLeadership implements Leadership {
   private async tryTake(): Promise<void> {
     await this.ensureLease();
     const leaseId = this.leaseId!;
-    const value = Buffer.from(JSON.stringify({ controller: this.store.owner, host: os.hostname(), pid: process.pid, since: new Date().toISOString() }));
+    const value = Buffer.from(
+      JSON.stringify({ controller: this.store.owner, host: os.hostname(), pid: process.pid, since: new Date().toISOString() }),
+    );
     const res = await this.store.client.kv.txn({
       compare: [{ key: this.key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
       success: [{ request_put: { key: this.key, value, lease: leaseId } }],

@@ -21,14 +21,36 @@
 import { randomBytes } from 'node:crypto';
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, retry } from 'cockatiel';
 import {
-  CompareResult, CompareTarget, Etcd3, GRPCDeadlineExceededError, SortOrder, SortTarget, isRecoverableError,
-  type ICompare, type IDuplexStream, type IKeyValue, type IOptions, type IRequestOp, type IWatchRequest, type IWatchResponse,
+  CompareResult,
+  CompareTarget,
+  Etcd3,
+  GRPCDeadlineExceededError,
+  SortOrder,
+  SortTarget,
+  isRecoverableError,
+  type ICompare,
+  type IDuplexStream,
+  type IKeyValue,
+  type IOptions,
+  type IRequestOp,
+  type IWatchRequest,
+  type IWatchResponse,
 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { UpdateMessage } from '../protocol/messages.js';
 import {
-  RecordStore, StoreUnavailableError, type ControllerStore, type GroupRecord, type OutboxEntry, type OutboxKey, type PortRecord, type RecordKey,
-  type RecordTx, type RecordView, type StoreHealth, type StoreSnapshot,
+  RecordStore,
+  StoreUnavailableError,
+  type ControllerStore,
+  type GroupRecord,
+  type OutboxEntry,
+  type OutboxKey,
+  type PortRecord,
+  type RecordKey,
+  type RecordTx,
+  type RecordView,
+  type StoreHealth,
+  type StoreSnapshot,
 } from './records.js';
 import type { StoreMetrics } from './metrics.js';
 
@@ -153,7 +175,15 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     const failed = handleWhen((e) => isRecoverableError(e) || e instanceof GRPCDeadlineExceededError);
     const options: IOptions = {
       hosts: opts.endpoints,
-      ...(opts.tls ? { credentials: { rootCertificate: opts.tls.ca, ...(opts.tls.key ? { privateKey: opts.tls.key } : {}), ...(opts.tls.cert ? { certChain: opts.tls.cert } : {}) } } : {}),
+      ...(opts.tls
+        ? {
+            credentials: {
+              rootCertificate: opts.tls.ca,
+              ...(opts.tls.key ? { privateKey: opts.tls.key } : {}),
+              ...(opts.tls.cert ? { certChain: opts.tls.cert } : {}),
+            },
+          }
+        : {}),
       ...(opts.auth ? { auth: { ...opts.auth, callOptions: { deadline: Date.now() + timeout } } } : {}),
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       dialTimeout: timeout,
@@ -243,9 +273,9 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     });
     if (!res.succeeded) return null;
     const kvs = res.responses[0]!.response_range.kvs;
-    return sortOutbox(kvs.map((kv) => this.outboxEntry(kv.key.subarray(this.root.length).toString(), kv.value, Number(kv.mod_revision)))).map(
-      ({ key: k, owner, at, message }) => ({ key: k, owner, at, message }),
-    );
+    return sortOutbox(
+      kvs.map((kv) => this.outboxEntry(kv.key.subarray(this.root.length).toString(), kv.value, Number(kv.mod_revision))),
+    ).map(({ key: k, owner, at, message }) => ({ key: k, owner, at, message }));
   }
 
   async ackOutbox(keys: OutboxKey[]): Promise<void> {
@@ -384,7 +414,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       const ended = (err?: Error) => {
         if (compacted && !this.closed) {
           compacted = false;
-          this.opts.logger?.warn('etcd compacted past this controller\'s copy: reading the store anew');
+          this.opts.logger?.warn("etcd compacted past this controller's copy: reading the store anew");
           this.load().then(resolve, reject);
         } else if (err && !this.closed && !/cancel/i.test(err.message)) reject(err);
         else resolve();
@@ -402,8 +432,13 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     if (this.closed) return;
     try {
       const res = await this.client.kv.range({
-        key: this.root, range_end: prefixEnd(this.root), min_mod_revision: this.revision + 1,
-        sort_order: SortOrder.Descend, sort_target: SortTarget.Mod, limit: 1, keys_only: true,
+        key: this.root,
+        range_end: prefixEnd(this.root),
+        min_mod_revision: this.revision + 1,
+        sort_order: SortOrder.Descend,
+        sort_target: SortTarget.Mod,
+        limit: 1,
+        keys_only: true,
       });
       this.lastQuorumAt = Date.now();
       this.probeError = undefined;
@@ -411,7 +446,10 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       if (newest > this.revision) {
         this.behind ??= { rev: newest, since: Date.now() };
         if (Date.now() - this.behind.since > WATCH_GRACE_MS) {
-          this.opts.logger?.warn({ mirror: this.revision, majority: newest }, 'the etcd watch is silent about changes a majority holds; watching again');
+          this.opts.logger?.warn(
+            { mirror: this.revision, majority: newest },
+            'the etcd watch is silent about changes a majority holds; watching again',
+          );
           this.behind = { rev: newest, since: Date.now() };
           this.stream?.cancel();
         }
@@ -424,7 +462,8 @@ export class EtcdStore extends RecordStore implements ControllerStore {
   // ---- transactions ----
 
   protected transact<R>(f: (tx: RecordTx) => R): Promise<R> {
-    if (!this.hasQuorum) return Promise.reject(new StoreUnavailableError(`etcd has no quorum (${this.probeError ?? 'no majority answered'}); retry`));
+    if (!this.hasQuorum)
+      return Promise.reject(new StoreUnavailableError(`etcd has no quorum (${this.probeError ?? 'no majority answered'}); retry`));
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ f, resolve: resolve as (v: unknown) => void, reject });
       void this.commitQueued();
@@ -459,7 +498,11 @@ export class EtcdStore extends RecordStore implements ControllerStore {
         }
         if ('ok' in outcome && tx.size(layer) > max) {
           if (taken.length > 0) break;
-          outcome = { err: new StoreUnavailableError(`this change needs more than etcd's ${max} operations per transaction (--max-txn-ops; store.etcd.maxTxnOps)`) };
+          outcome = {
+            err: new StoreUnavailableError(
+              `this change needs more than etcd's ${max} operations per transaction (--max-txn-ops; store.etcd.maxTxnOps)`,
+            ),
+          };
         }
         if ('ok' in outcome) tx.merge(layer);
         outcomes.push(outcome);
@@ -467,17 +510,33 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       }
       // What did not fit waits for the next transaction.
       if (taken.length < batch.length) this.queue.unshift(...batch.slice(taken.length));
-      const settle = () => taken.forEach((w, i) => ('ok' in outcomes[i]! ? w.resolve((outcomes[i] as { ok: unknown }).ok) : w.reject((outcomes[i] as { err: unknown }).err)));
+      const settle = () =>
+        taken.forEach((w, i) =>
+          'ok' in outcomes[i]! ? w.resolve((outcomes[i] as { ok: unknown }).ok) : w.reject((outcomes[i] as { err: unknown }).err),
+        );
       if (tx.empty()) return settle();
       let res;
       const started = process.hrtime.bigint();
       try {
-        res = await this.request(() => this.client.kv.txn({
-          compare: tx.compares(this.root),
-          success: tx.operations(this.root, () => this.outboxKey()),
-          // Refused: the newest change under the prefix, which the mirror must hold before a new attempt.
-          failure: [{ request_range: { key: this.root, range_end: prefixEnd(this.root), sort_order: SortOrder.Descend, sort_target: SortTarget.Mod, limit: 1, keys_only: true } }],
-        }));
+        res = await this.request(() =>
+          this.client.kv.txn({
+            compare: tx.compares(this.root),
+            success: tx.operations(this.root, () => this.outboxKey()),
+            // Refused: the newest change under the prefix, which the mirror must hold before a new attempt.
+            failure: [
+              {
+                request_range: {
+                  key: this.root,
+                  range_end: prefixEnd(this.root),
+                  sort_order: SortOrder.Descend,
+                  sort_target: SortTarget.Mod,
+                  limit: 1,
+                  keys_only: true,
+                },
+              },
+            ],
+          }),
+        );
       } catch (e) {
         const err = e instanceof StoreUnavailableError ? e : new StoreUnavailableError(`etcd: ${(e as Error).message}; retry`);
         for (const w of taken) w.reject(err);
@@ -489,7 +548,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       if (res.succeeded) return settle();
       this.opts.metrics?.conflicts.inc();
       if (attempt >= MAX_ATTEMPTS) {
-        for (const w of taken) w.reject(new StoreUnavailableError('the change kept conflicting with other controllers\' changes; retry'));
+        for (const w of taken) w.reject(new StoreUnavailableError("the change kept conflicting with other controllers' changes; retry"));
         return;
       }
       batch = taken;
@@ -517,16 +576,25 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       want.set(recordPath(['p', p.id]), p);
       if (p.host) want.set(recordPath(['h', p.host, p.id]), 1);
     }
-    for (const [g, counts] of Object.entries(snap.members)) for (const [a, n] of Object.entries(counts)) want.set(recordPath(['m', g, a]), n);
+    for (const [g, counts] of Object.entries(snap.members))
+      for (const [a, n] of Object.entries(counts)) want.set(recordPath(['m', g, a]), n);
     const ops: IRequestOp[] = [];
     for (const [path, value] of want) {
       const have = this.entries.get(path);
-      if (!have || JSON.stringify(have.value) !== JSON.stringify(value)) ops.push({ request_put: { key: this.keyOf(path), value: Buffer.from(JSON.stringify(value)) } });
+      if (!have || JSON.stringify(have.value) !== JSON.stringify(value))
+        ops.push({ request_put: { key: this.keyOf(path), value: Buffer.from(JSON.stringify(value)) } });
     }
     for (const path of this.entries.keys()) if (!want.has(path)) ops.push({ request_delete_range: { key: this.keyOf(path) } });
     for (const path of this.pending.keys()) ops.push({ request_delete_range: { key: this.keyOf(path) } });
     const now = Date.now();
-    snap.outbox.forEach((message, i) => ops.push({ request_put: { key: this.keyOf(this.outboxKey()), value: Buffer.from(JSON.stringify({ at: now - snap.outbox.length + i, message })) } }));
+    snap.outbox.forEach((message, i) =>
+      ops.push({
+        request_put: {
+          key: this.keyOf(this.outboxKey()),
+          value: Buffer.from(JSON.stringify({ at: now - snap.outbox.length + i, message })),
+        },
+      }),
+    );
     const max = this.opts.maxTxnOps ?? 128;
     for (let i = 0; i < ops.length; i += max) {
       const res = await this.request(() => this.client.kv.txn({ success: ops.slice(i, i + max) }));
@@ -548,7 +616,10 @@ class MirrorTx {
   readonly writes = new Map<string, Written>();
   readonly messages: UpdateMessage[] = [];
 
-  constructor(private readonly base: RecordView, private readonly modOf: (path: string) => number) {}
+  constructor(
+    private readonly base: RecordView,
+    private readonly modOf: (path: string) => number,
+  ) {}
 
   layer(): RecordTx & { writes: Map<string, Written>; messages: UpdateMessage[] } {
     const writes = new Map<string, Written>();
@@ -605,17 +676,23 @@ class MirrorTx {
 
   compares(root: Buffer): ICompare[] {
     return [...this.reads].map(([path, mod]) => ({
-      key: Buffer.concat([root, Buffer.from(path)]), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: mod,
+      key: Buffer.concat([root, Buffer.from(path)]),
+      target: CompareTarget.Mod,
+      result: CompareResult.Equal,
+      mod_revision: mod,
     }));
   }
 
   operations(root: Buffer, outboxKey: () => string): IRequestOp[] {
     const key = (path: string) => Buffer.concat([root, Buffer.from(path)]);
     const ops: IRequestOp[] = [...this.writes].map(([path, v]) =>
-      v === DELETED ? { request_delete_range: { key: key(path) } } : { request_put: { key: key(path), value: Buffer.from(JSON.stringify(v)) } },
+      v === DELETED
+        ? { request_delete_range: { key: key(path) } }
+        : { request_put: { key: key(path), value: Buffer.from(JSON.stringify(v)) } },
     );
     const at = Date.now();
-    for (const message of this.messages) ops.push({ request_put: { key: key(outboxKey()), value: Buffer.from(JSON.stringify({ at, message })) } });
+    for (const message of this.messages)
+      ops.push({ request_put: { key: key(outboxKey()), value: Buffer.from(JSON.stringify({ at, message })) } });
     return ops;
   }
 }

@@ -150,7 +150,10 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       // token, as are the metrics: they name no group, port or host.
       if (kind === 'healthz' && id === undefined && req.method === 'GET') {
         const store = ctl.store.health();
-        return send(200, { ok: store.quorum, connected: ctl.connected, leader: ctl.isLeader, outbox: ctl.store.outboxDepth(), published: ctl.relay.published, store, ...o.extension?.health?.() });
+        const published = ctl.relay.published;
+        const extra = o.extension?.health?.();
+        const outbox = ctl.store.outboxDepth();
+        return send(200, { ok: store.quorum, connected: ctl.connected, leader: ctl.isLeader, outbox, published, store, ...extra });
       }
       if (kind === 'metrics' && id === undefined && req.method === 'GET') {
         const text = await ctl.metrics.registry.metrics();

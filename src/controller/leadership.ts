@@ -54,7 +54,10 @@ export class BrokerLease implements Leadership {
   async campaign(conn: ChannelModel, over: Promise<void>): Promise<void> {
     let ended = false;
     // `over` only resolves; ended either way, so no rejection can go unhandled.
-    over.then(() => (ended = true), () => (ended = true));
+    over.then(
+      () => (ended = true),
+      () => (ended = true),
+    );
     while (!ended) {
       // A refusal closes the channel it was asked on: a throwaway channel each time.
       const ch = await conn.createChannel().catch(() => undefined);
@@ -69,7 +72,8 @@ export class BrokerLease implements Leadership {
         return;
       } catch (e) {
         // 405 RESOURCE_LOCKED: another controller holds it. Anything else is worth a line.
-        if (!/RESOURCE_LOCKED|405/.test((e as Error).message)) this.logger?.warn({ err: (e as Error).message }, 'leadership lease request failed');
+        if (!/RESOURCE_LOCKED|405/.test((e as Error).message))
+          this.logger?.warn({ err: (e as Error).message }, 'leadership lease request failed');
       }
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([over, new Promise((r) => (timer = setTimeout(r, LEASE_RETRY_MS * (0.5 + Math.random()))))]);

@@ -110,9 +110,18 @@ export interface ControllerStore {
   outboxDepth(): number;
   /** Entries waiting in the outbox, of every controller sharing the store, in commit order. */
   outbox(): OutboxEntry[];
-  putGroup(id: string, stateful: boolean, rules: SecurityGroupRuleInput[], unchanged?: (cur: GroupRecord | undefined) => boolean): Promise<GroupRecord>;
+  putGroup(
+    id: string,
+    stateful: boolean,
+    rules: SecurityGroupRuleInput[],
+    unchanged?: (cur: GroupRecord | undefined) => boolean,
+  ): Promise<GroupRecord>;
   deleteGroup(id: string): Promise<GroupRecord | undefined>;
-  putPort(id: string, next: PortInput | undefined, unchanged?: (cur: PortRecord | undefined) => boolean): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }>;
+  putPort(
+    id: string,
+    next: PortInput | undefined,
+    unchanged?: (cur: PortRecord | undefined) => boolean,
+  ): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }>;
   setGroupMembers(id: string, addresses: string[]): Promise<MemberChange | undefined>;
   ackOutbox(keys: OutboxKey[]): Promise<void>;
   /** Called on every outbox entry any controller of the store writes, if the store can tell (etcd's
@@ -127,7 +136,10 @@ export interface ControllerStore {
 }
 
 /** The reads and the changes of a store, in terms of the few primitives each store provides. */
-export abstract class RecordStore implements Omit<ControllerStore, 'kind' | 'owner' | 'outboxDepth' | 'outbox' | 'ackOutbox' | 'health' | 'restore' | 'close'> {
+export abstract class RecordStore implements Omit<
+  ControllerStore,
+  'kind' | 'owner' | 'outboxDepth' | 'outbox' | 'ackOutbox' | 'health' | 'restore' | 'close'
+> {
   protected abstract readonly view: RecordView;
   /** Every record of one kind, from the same snapshot as `view`. */
   protected abstract values(kind: 'g' | 'p'): Iterable<unknown>;
@@ -162,7 +174,10 @@ export abstract class RecordStore implements Omit<ControllerStore, 'kind' | 'own
   }
 
   portsOnHost(host: string): PortRecord[] {
-    return this.view.idsUnder('h', host).map((id) => this.port(id)).filter((p): p is PortRecord => !!p);
+    return this.view
+      .idsUnder('h', host)
+      .map((id) => this.port(id))
+      .filter((p): p is PortRecord => !!p);
   }
 
   membersOf(groupId: string): string[] {
@@ -186,7 +201,12 @@ export abstract class RecordStore implements Omit<ControllerStore, 'kind' | 'own
    *  agent would refuse. Throws ValidationError. `unchanged`, judged inside the transaction, says the
    *  stored group is already what is wanted: nothing is written (writers that may race to write the
    *  same thing, Neutron sources of several controllers, then write it once). */
-  async putGroup(id: string, stateful: boolean, rulesIn: SecurityGroupRuleInput[], unchanged?: (cur: GroupRecord | undefined) => boolean): Promise<GroupRecord> {
+  async putGroup(
+    id: string,
+    stateful: boolean,
+    rulesIn: SecurityGroupRuleInput[],
+    unchanged?: (cur: GroupRecord | undefined) => boolean,
+  ): Promise<GroupRecord> {
     validateId('security group id', id);
     const rules: SecurityGroupRule[] = validateRules(rulesIn, id);
     return this.transact((tx) => {
@@ -214,7 +234,11 @@ export abstract class RecordStore implements Omit<ControllerStore, 'kind' | 'own
 
   /** Creates, updates or (with `next` undefined) deletes a port; returns the member changes it made.
    *  `unchanged` as for putGroup. */
-  async putPort(id: string, nextIn: PortInput | undefined, unchanged?: (cur: PortRecord | undefined) => boolean): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }> {
+  async putPort(
+    id: string,
+    nextIn: PortInput | undefined,
+    unchanged?: (cur: PortRecord | undefined) => boolean,
+  ): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }> {
     validateId('port id', id);
     const next: Port | undefined = nextIn && validatePort({ ...nextIn, id });
     return this.transact((tx) => {
@@ -238,7 +262,13 @@ export abstract class RecordStore implements Omit<ControllerStore, 'kind' | 'own
       for (const [gid, d] of delta) {
         if (!d.added.size && !d.removed.size) continue;
         const g = groupForWrite(tx, gid);
-        const change = { groupId: gid, baseRevision: g.membersRevision, revision: g.membersRevision + 1, added: [...d.added], removed: [...d.removed] };
+        const change = {
+          groupId: gid,
+          baseRevision: g.membersRevision,
+          revision: g.membersRevision + 1,
+          added: [...d.added],
+          removed: [...d.removed],
+        };
         g.membersRevision = change.revision;
         tx.put(['g', gid], g);
         changes.push(change);
@@ -313,7 +343,13 @@ export function checkSnapshot(v: unknown, from: string): StoreSnapshot {
   if (typeof v !== 'object' || v === null || s.format !== 'sg-controller-store' || s.version !== 1) {
     throw new Error(`${from}: not an sg-controller store export (format sg-controller-store, version 1)`);
   }
-  if (!Array.isArray(s.groups) || !Array.isArray(s.ports) || typeof s.members !== 'object' || s.members === null || !Array.isArray(s.outbox)) {
+  if (
+    !Array.isArray(s.groups) ||
+    !Array.isArray(s.ports) ||
+    typeof s.members !== 'object' ||
+    s.members === null ||
+    !Array.isArray(s.outbox)
+  ) {
     throw new Error(`${from}: an export needs groups, ports, members and outbox`);
   }
   for (const p of s.ports) validatePort(p);

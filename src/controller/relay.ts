@@ -49,7 +49,11 @@ export class OutboxRelay {
    *  left behind included (a live peer's fresh entries too, which is only a harmless duplicate). */
   private takeAll = true;
 
-  constructor(private readonly store: ControllerStore, private readonly publisher: () => Publisher | undefined, private readonly opts: RelayOptions) {
+  constructor(
+    private readonly store: ControllerStore,
+    private readonly publisher: () => Publisher | undefined,
+    private readonly opts: RelayOptions,
+  ) {
     this.pacer = new BurstPacer(opts.minIntervalMs ?? 100, opts.maxIntervalMs ?? 400);
     const orphanAfter = opts.orphanAfterMs ?? 10_000;
     this.sweep = setInterval(() => this.kick(), orphanAfter);

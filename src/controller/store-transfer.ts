@@ -7,9 +7,11 @@ import fs from 'node:fs';
 import type { ControllerConfig } from './config.js';
 import { etcdStoreOptions } from './config.js';
 import { EtcdStore } from './etcd-store.js';
-import { checkSnapshot, type ControllerStore } from './records.js';
+import { checkSnapshot, type ControllerStore, type StoreSnapshot } from './records.js';
 import { Store } from './store.js';
 import { ConfigError } from '../settings.js';
+
+const counts = (s: StoreSnapshot) => `${s.groups.length} groups, ${s.ports.length} ports, ${s.outbox.length} unpublished messages`;
 
 export async function openConfiguredStore(cfg: ControllerConfig): Promise<ControllerStore> {
   return cfg.store.kind === 'etcd' ? EtcdStore.open(etcdStoreOptions(cfg.store.etcd)) : Store.open(cfg.dataDir);
@@ -23,7 +25,7 @@ export async function exportStore(cfg: ControllerConfig, file: string | undefine
     const text = `${JSON.stringify(snap)}\n`;
     if (file) fs.writeFileSync(file, text, { mode: 0o600 });
     else process.stdout.write(text);
-    return `exported ${snap.groups.length} groups, ${snap.ports.length} ports, ${snap.outbox.length} unpublished messages from the ${store.kind} store`;
+    return `exported ${counts(snap)} from the ${store.kind} store`;
   } finally {
     await store.close();
   }
@@ -37,7 +39,9 @@ export async function importStore(cfg: ControllerConfig, file: string | undefine
   try {
     parsed = JSON.parse(fs.readFileSync(file ?? 0, 'utf8'));
   } catch (e) {
-    throw new ConfigError(`${from}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `not JSON (${(e as Error).message})`}`);
+    throw new ConfigError(
+      `${from}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `not JSON (${(e as Error).message})`}`,
+    );
   }
   let snap;
   try {
@@ -49,10 +53,13 @@ export async function importStore(cfg: ControllerConfig, file: string | undefine
   try {
     if (store instanceof EtcdStore && !force) {
       const leader = await store.client.get(store.keyOf('leader').toString());
-      if (leader !== null) throw new ConfigError(`a controller runs on this etcd store (it holds the leadership: ${leader}); stop the controllers first, or give --force`);
+      if (leader !== null)
+        throw new ConfigError(
+          `a controller runs on this etcd store (it holds the leadership: ${leader}); stop the controllers first, or give --force`,
+        );
     }
     await store.restore(snap);
-    return `imported ${snap.groups.length} groups, ${snap.ports.length} ports, ${snap.outbox.length} unpublished messages into the ${store.kind} store`;
+    return `imported ${counts(snap)} into the ${store.kind} store`;
   } finally {
     await store.close();
   }

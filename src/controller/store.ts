@@ -14,7 +14,10 @@ import path from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
 import type { UpdateMessage } from '../protocol/messages.js';
 import type { StoreMetrics } from './metrics.js';
-import { RecordStore, type ControllerStore, type OutboxEntry, type OutboxKey, type RecordKey, type RecordTx, type RecordView, type StoreHealth, type StoreSnapshot } from './records.js';
+import {
+  RecordStore, type ControllerStore, type OutboxEntry, type OutboxKey, type RecordKey, type RecordTx, type RecordView, type StoreHealth,
+  type StoreSnapshot,
+} from './records.js';
 
 export type { GroupRecord, PortRecord, MemberChange, OutboxEntry, OutboxKey, ControllerStore } from './records.js';
 

@@ -378,7 +378,8 @@ export class NeutronReconciler {
     // A group only ports named so far (revision 0) is written even when it has no rules.
     if (cur && cur.revision > 0 && cur.stateful === stateful && sameRules(cur.rules, want)) return;
     // Judged again inside the transaction: another controller's source may have written it meanwhile.
-    const same = (g: { revision: number; stateful: boolean; rules: SecurityGroupRule[] } | undefined) => !!g && g.revision > 0 && g.stateful === stateful && sameRules(g.rules, want);
+    type Stored = { revision: number; stateful: boolean; rules: SecurityGroupRule[] } | undefined;
+    const same = (g: Stored) => !!g && g.revision > 0 && g.stateful === stateful && sameRules(g.rules, want);
     await this.write(`group ${id}`, () => store.putGroup(id, stateful, want as SecurityGroupRule[], same));
   }
 

@@ -45,17 +45,68 @@ export function makeTls(dir: string): EtcdTls {
     if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
   };
   fs.writeFileSync(path.join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=sg-test-etcd-ca');
-  for (const [name, cn, ext] of [['server', '127.0.0.1', true], ['client', 'sg-controller', false]] as const) {
-    ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', ...(ext ? ['-extfile', 'san.cnf'] : []));
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    'ca-key.pem',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=sg-test-etcd-ca',
+  );
+  for (const [name, cn, ext] of [
+    ['server', '127.0.0.1', true],
+    ['client', 'sg-controller', false],
+  ] as const) {
+    ssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      `${name}-key.pem`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=${cn}`,
+    );
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca-key.pem',
+      '-CAcreateserial',
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '2',
+      ...(ext ? ['-extfile', 'san.cnf'] : []),
+    );
   }
   for (const f of fs.readdirSync(dir)) if (f.endsWith('-key.pem')) fs.chmodSync(path.join(dir, f), 0o600);
   return { dir, ca: path.join(dir, 'ca.pem'), clientCert: path.join(dir, 'client.pem'), clientKey: path.join(dir, 'client-key.pem') };
 }
 
 export class EtcdCluster {
-  private constructor(private readonly members: Member[], readonly dir: string, private readonly tls?: EtcdTls) {}
+  private constructor(
+    private readonly members: Member[],
+    readonly dir: string,
+    private readonly tls?: EtcdTls,
+  ) {}
 
   /** Starts `n` members and resolves once every one answers its health check; with `tls`, clients
    *  reach them over https and must present a certificate. */
@@ -64,10 +115,18 @@ export class EtcdCluster {
     const members: Member[] = [];
     for (let i = 1; i <= n; i++) {
       const [cp, pp] = [await freePort(), await freePort()];
-      members.push({ name: `e${i}`, client: `${tls ? 'https' : 'http'}://127.0.0.1:${cp}`, peer: `http://127.0.0.1:${pp}`, dir: path.join(dir, `e${i}`), log: path.join(dir, `e${i}.log`), running: false });
+      members.push({
+        name: `e${i}`,
+        client: `${tls ? 'https' : 'http'}://127.0.0.1:${cp}`,
+        peer: `http://127.0.0.1:${pp}`,
+        dir: path.join(dir, `e${i}`),
+        log: path.join(dir, `e${i}.log`),
+        running: false,
+      });
     }
     const c = new EtcdCluster(members, dir, tls);
-    const reap = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; for f in ${dir}/*.pid; do kill -9 "$(cat "$f")" 2>/dev/null; done; rm -rf ${dir}`;
+    const killMembers = `for f in ${dir}/*.pid; do kill -9 "$(cat "$f")" 2>/dev/null; done`;
+    const reap = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ${killMembers}; rm -rf ${dir}`;
     spawn('sh', ['-c', reap], { detached: true, stdio: 'ignore' }).unref();
     try {
       for (const m of members) c.spawn(m, 'new');
@@ -93,18 +152,24 @@ export class EtcdCluster {
     fs.closeSync(out);
     fs.writeFileSync(`${m.dir}.pid`, String(m.proc.pid));
     m.running = true;
-    m.exited = new Promise((r) => m.proc!.once('exit', () => {
-      m.running = false;
-      fs.rmSync(`${m.dir}.pid`, { force: true });
-      r();
-    }));
+    m.exited = new Promise((r) =>
+      m.proc!.once('exit', () => {
+        m.running = false;
+        fs.rmSync(`${m.dir}.pid`, { force: true });
+        r();
+      }),
+    );
   }
 
   private async healthy(m: Member): Promise<void> {
-    await waitFor(`etcd member ${m.name} healthy`, async () => {
-      if (!m.running) throw new Error(`exited:\n${fs.readFileSync(m.log, 'utf8').slice(-2000)}`);
-      return ((await this.get(`${m.client}/health`)) as { health: string }).health === 'true';
-    }, 60_000);
+    await waitFor(
+      `etcd member ${m.name} healthy`,
+      async () => {
+        if (!m.running) throw new Error(`exited:\n${fs.readFileSync(m.log, 'utf8').slice(-2000)}`);
+        return ((await this.get(`${m.client}/health`)) as { health: string }).health === 'true';
+      },
+      60_000,
+    );
   }
 
   private async get(url: string): Promise<unknown> {
@@ -112,11 +177,17 @@ export class EtcdCluster {
     const t = this.tls;
     return new Promise((resolve, reject) => {
       // No SNI: the member is named by its address, which SNI may not carry.
-      https.get(url, { ca: fs.readFileSync(t.ca), cert: fs.readFileSync(t.clientCert), key: fs.readFileSync(t.clientKey), servername: '' }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve(JSON.parse(body)));
-      }).on('error', reject);
+      https
+        .get(
+          url,
+          { ca: fs.readFileSync(t.ca), cert: fs.readFileSync(t.clientCert), key: fs.readFileSync(t.clientKey), servername: '' },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve(JSON.parse(body)));
+          },
+        )
+        .on('error', reject);
     });
   }
 

@@ -17,7 +17,8 @@ const repo = path.resolve(__dirname, '../..');
 const script = path.join(repo, 'scripts/lab.sh');
 
 /** Whether the lab's programs are here (scripts/setup.sh installs them). */
-export const hasLabTools = () => ['etcd', 'rabbitmq-server', 'curl'].every((t) => fs.existsSync(`/usr/bin/${t}`) || fs.existsSync(`/usr/sbin/${t}`));
+export const hasLabTools = () =>
+  ['etcd', 'rabbitmq-server', 'curl'].every((t) => fs.existsSync(`/usr/bin/${t}`) || fs.existsSync(`/usr/sbin/${t}`));
 
 export interface Health {
   ok: boolean;
@@ -42,14 +43,23 @@ export interface Response {
 
 export class Lab {
   private watcher?: ChildProcess;
-  private constructor(readonly name: string, readonly dir: string) {}
+  private constructor(
+    readonly name: string,
+    readonly dir: string,
+  ) {}
 
   static async up(o: { hosts?: number; logLevel?: string } = {}): Promise<Lab> {
     const lab = new Lab(`sgl${randomBytes(3).toString('hex')}`, fs.mkdtempSync(path.join(os.tmpdir(), 'sg-lab-')));
     // Should this process end without taking the lab down, the watcher does.
-    lab.watcher = spawn('sh', ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; exec bash ${JSON.stringify(script)} down`], {
-      env: lab.env(), detached: true, stdio: 'ignore',
-    });
+    lab.watcher = spawn(
+      'sh',
+      ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; exec bash ${JSON.stringify(script)} down`],
+      {
+        env: lab.env(),
+        detached: true,
+        stdio: 'ignore',
+      },
+    );
     lab.watcher.unref();
     try {
       await lab.run(['up'], { SG_LAB_HOSTS: String(o.hosts ?? 1), SG_LAB_LOG_LEVEL: o.logLevel ?? 'info' });
@@ -80,10 +90,15 @@ export class Lab {
   /** A command inside one of the lab's namespaces (without blocking the event loop). */
   exec(ns: string, cmd: string, args: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`${cmd} in ${ns}: ${stderr || err.message}`));
-        else resolve(stdout);
-      });
+      execFile(
+        'ip',
+        ['netns', 'exec', ns, cmd, ...args],
+        { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20 },
+        (err, stdout, stderr) => {
+          if (err) reject(new Error(`${cmd} in ${ns}: ${stderr || err.message}`));
+          else resolve(stdout);
+        },
+      );
     });
   }
 
@@ -92,7 +107,13 @@ export class Lab {
     return new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
       const req = http.request(
-        { socketPath: path.join(this.dir, `m${m}`, 'api.sock'), method, path: p, timeout: timeoutMs, headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {} },
+        {
+          socketPath: path.join(this.dir, `m${m}`, 'api.sock'),
+          method,
+          path: p,
+          timeout: timeoutMs,
+          headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -114,7 +135,14 @@ export class Lab {
 
   /** The machine whose controller leads now (undefined: none says so). */
   async leader(among = [1, 2, 3]): Promise<number | undefined> {
-    for (const m of among) if (await this.health(m).then((h) => h.leader, () => false)) return m;
+    for (const m of among)
+      if (
+        await this.health(m).then(
+          (h) => h.leader,
+          () => false,
+        )
+      )
+        return m;
     return undefined;
   }
 
@@ -128,13 +156,20 @@ export class Lab {
     const set = (await this.agent(k)).sets.find((s) => s.groupId === group && s.family === 4);
     if (!set) return [];
     const save = await this.exec(this.ns(`c${k}`), 'ipset', ['save', set.name]);
-    return save.split('\n').filter((l) => l.startsWith('add ')).map((l) => l.split(' ')[2]!).sort();
+    return save
+      .split('\n')
+      .filter((l) => l.startsWith('add '))
+      .map((l) => l.split(' ')[2]!)
+      .sort();
   }
 
   /** Whether machine m can go down without taking the sync requests' quorum queue below its majority
    *  (a broker node started again has caught up): the precondition of "any one machine down". */
   quorumSafe(m: number): Promise<boolean> {
-    return this.run(['quorum-safe', String(m)]).then(() => true, () => false);
+    return this.run(['quorum-safe', String(m)]).then(
+      () => true,
+      () => false,
+    );
   }
 
   kill(m: number): Promise<string> {
@@ -155,7 +190,10 @@ export class Lab {
 
   /** Records every message the broker routes for `groups` (a queue of its own on the given machines'
    *  nodes, read by a process in a namespace of the lab): what was published, however often. */
-  async recorder(k: number, groups: string[]): Promise<{ messages: { groupId: string; type: string; revision: number; body: string }[]; stop: () => void }> {
+  async recorder(
+    k: number,
+    groups: string[],
+  ): Promise<{ messages: { groupId: string; type: string; revision: number; body: string }[]; stop: () => void }> {
     const ns = this.ns(`c${k}`);
     await this.run(['attach', ns, String(10 + k)]);
     const code = `
@@ -200,7 +238,14 @@ export class Lab {
       if (fs.existsSync(f)) out.push(`-- controller ${m}:\n${fs.readFileSync(f, 'utf8').split('\n').slice(-lines).join('\n')}`);
     }
     const agent = path.join(this.dir, 'c1.log');
-    if (fs.existsSync(agent)) out.push(`-- agent 1:\n${fs.readFileSync(agent, 'utf8').split('\n').slice(-2 * lines).join('\n')}`);
+    if (fs.existsSync(agent))
+      out.push(
+        `-- agent 1:\n${fs
+          .readFileSync(agent, 'utf8')
+          .split('\n')
+          .slice(-2 * lines)
+          .join('\n')}`,
+      );
     return out.join('\n');
   }
 

@@ -10,10 +10,18 @@ export const etcdTest = testsNeeding(hasEtcd() ? undefined : 'etcd (Debian packa
 
 /** Tests on the three-machine lab (test/helpers/lab.ts): namespaces (root), etcd and RabbitMQ. */
 export const labTest = testsNeeding(
-  !canUseNetns() ? 'root and the ip(8) tool, to create network namespaces' : !hasLabTools() ? 'etcd, rabbitmq-server and curl (scripts/setup.sh installs them)' : undefined,
+  !canUseNetns()
+    ? 'root and the ip(8) tool, to create network namespaces'
+    : !hasLabTools()
+      ? 'etcd, rabbitmq-server and curl (scripts/setup.sh installs them)'
+      : undefined,
 );
 
 /** Tests that need both the kernel's namespaces and etcd. */
 export const kernelEtcdTest = testsNeeding(
-  !canUseNetns() ? 'root and the ip(8) tool, to create network namespaces' : !hasEtcd() ? 'etcd (Debian package etcd-server, which scripts/setup.sh installs)' : undefined,
+  !canUseNetns()
+    ? 'root and the ip(8) tool, to create network namespaces'
+    : !hasEtcd()
+      ? 'etcd (Debian package etcd-server, which scripts/setup.sh installs)'
+      : undefined,
 );
