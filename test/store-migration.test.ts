@@ -105,17 +105,18 @@ kernelEtcdTest.serial(
     );
     await waitFor('the agent at the store revision', async () => (await revision()) === web.membersRevision, 60_000).catch(() => undefined);
     t.is(await revision(), web.membersRevision, 'the agent holds the store revision');
+    // The agent takes a revision before its kernel change is applied (coalesced): wait for the set.
     const set = (await agent.status()).sets.find((s) => s.name.startsWith('sg4-'))!;
-    const kernel = b.topo.host
-      .exec('ipset', ['save', set.name])
-      .split('\n')
-      .filter((l) => l.startsWith('add '))
-      .map((l) => l.split(' ')[2]);
-    t.deepEqual(
-      answered.filter((ip) => !kernel.includes(ip)),
-      [],
-      'and in the kernel',
-    );
+    const notInKernel = () => {
+      const kernel = b.topo.host
+        .exec('ipset', ['save', set.name])
+        .split('\n')
+        .filter((l) => l.startsWith('add '))
+        .map((l) => l.split(' ')[2]);
+      return answered.filter((ip) => !kernel.includes(ip));
+    };
+    await waitFor('every answered change in the kernel', () => notInKernel().length === 0, 30_000).catch(() => undefined);
+    t.deepEqual(notInKernel(), [], 'and in the kernel');
     t.false(agent.exited, 'the agent ran throughout');
     const drops = seen.flatMap((r, i) => (i > 0 && r < seen[i - 1]! ? [`${seen[i - 1]} → ${r}`] : []));
     t.deepEqual(drops, [], 'the revision the agent holds never went back');
