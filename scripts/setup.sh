@@ -7,7 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
 for cmd in ipset:ipset iptables:iptables ip:iproute2 conntrack:conntrack rabbitmq-server:rabbitmq-server \
-           nsenter:util-linux ping:iputils-ping ps:procps arping:arping iperf3:iperf3 mariadbd:mariadb-server python3:python3 cc:gcc; do
+           nsenter:util-linux ping:iputils-ping ps:procps arping:arping iperf3:iperf3 mariadbd:mariadb-server python3:python3 cc:gcc \
+           etcd:etcd-server etcdctl:etcd-client; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd#*:}")
 done
 # The Neutron tests' virtualenv (scripts/neutron-venv.sh): venv, and Python's headers for uWSGI's build.

@@ -9,8 +9,9 @@
 // - a targeted read re-reads the objects that messages named (hints), batched: hints arriving while a
 //   read runs are merged and read together next.
 import type { Logger } from 'pino';
-import type { Store } from '../controller/store.js';
+import type { ControllerStore } from '../controller/records.js';
 import { ValidationError } from '../domain/validate.js';
+import type { SecurityGroupRule } from '../domain/model.js';
 import type { NeutronApi } from './api.js';
 import {
   ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toPort, toRules,
@@ -18,7 +19,7 @@ import {
 } from './translate.js';
 
 export interface ReconcilerOptions {
-  store: Store;
+  store: ControllerStore;
   api: NeutronApi;
   /** Called after writes: the relay publishes them. */
   written: () => void;
@@ -376,7 +377,10 @@ export class NeutronReconciler {
     const stateful = g.stateful !== false;
     // A group only ports named so far (revision 0) is written even when it has no rules.
     if (cur && cur.revision > 0 && cur.stateful === stateful && sameRules(cur.rules, want)) return;
-    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want));
+    // Judged again inside the transaction: another controller's source may have written it meanwhile.
+    type Stored = { revision: number; stateful: boolean; rules: SecurityGroupRule[] } | undefined;
+    const same = (g: Stored) => !!g && g.revision > 0 && g.stateful === stateful && sameRules(g.rules, want);
+    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want as SecurityGroupRule[], same));
   }
 
   private async applyAddressGroup(agId: string, ag: NeutronAddressGroup | undefined): Promise<void> {
@@ -412,9 +416,10 @@ export class NeutronReconciler {
       this.report([{ id, reason: e.message }], 'port');
       return;
     }
+    // Noted once stored: a write that failed (a replicated store without quorum) is retried, and a
+    // push of this revision must then not be skipped as already read.
+    if (!cur || !samePort(cur, want)) await this.write(`port ${id}`, () => store.putPort(id, want, (p) => !!p && samePort(p, want)));
     if (p.revision_number !== undefined) this.portRevisions.set(id, p.revision_number);
-    if (cur && samePort(cur, want)) return;
-    await this.write(`port ${id}`, () => store.putPort(id, want));
   }
 
   /** One store write; a refusal by the store's validator (a limit) is reported, never thrown on. */
