@@ -127,7 +127,7 @@ etcdTest.serial("the leading relay publishes a peer's write as the watch brings 
   // Looking would show as reads of the outbox's depth (what a polling relay checks every interval).
   let looked = 0;
   const watched = new Proxy(mine, {
-    get: (target, prop, receiver) =>
+    get: (target, prop, receiver): unknown =>
       prop === 'outboxDepth' ? () => (looked++, target.outboxDepth()) : Reflect.get(target, prop, receiver),
   });
   const relay = new OutboxRelay(watched, () => publisher, {
@@ -205,7 +205,7 @@ etcdTest.serial(
     await waitFor('the store says it has no quorum', () => !s.health().quorum, 20_000);
     const err = await t.throwsAsync(s.putGroup('web', false, []));
     t.true(err instanceof StoreUnavailableError, `refused as unavailable: ${err?.message}`);
-    t.regex(err!.message, /quorum/);
+    t.regex(err.message, /quorum/);
     t.is(s.group('web')?.stateful, true, 'reads are answered from the copy');
     await c.restart(1);
     await c.restart(2);

@@ -123,7 +123,8 @@ function prefixEnd(prefix: Buffer): Buffer {
 }
 
 const DELETED = Symbol('deleted');
-type Written = unknown | typeof DELETED;
+/** A key's value as a transaction wrote it, or DELETED (`unknown` holds the symbol too; named for the reader). */
+type Written = unknown;
 
 interface Waiting {
   f: (tx: RecordTx) => unknown;
@@ -512,7 +513,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       if (taken.length < batch.length) this.queue.unshift(...batch.slice(taken.length));
       const settle = () =>
         taken.forEach((w, i) =>
-          'ok' in outcomes[i]! ? w.resolve((outcomes[i] as { ok: unknown }).ok) : w.reject((outcomes[i] as { err: unknown }).err),
+          'ok' in outcomes[i]! ? w.resolve((outcomes[i]).ok) : w.reject((outcomes[i] as { err: unknown }).err),
         );
       if (tx.empty()) return settle();
       let res;

@@ -41,7 +41,7 @@ export class Store extends RecordStore implements ControllerStore {
   protected readonly view: RecordView;
   private constructor(private readonly db: RootDatabase, private readonly metrics?: StoreMetrics) {
     super();
-    this.view = { get: (key) => db.get(key as RecordKey & string[]), idsUnder: (kind, id) => this.idsUnder(kind, id) };
+    this.view = { get: (key) => db.get(key as RecordKey & string[]) as unknown, idsUnder: (kind, id) => this.idsUnder(kind, id) };
   }
 
   static async open(dir: string, opts: StoreOptions = {}): Promise<Store> {
@@ -82,7 +82,7 @@ export class Store extends RecordStore implements ControllerStore {
     const entries = [...this.db.getRange({ start: [O], end: [O + '\u0000'] })].map(({ key, value }) => {
       const k = key as [string, string, number];
       const v = value as { at: number; message: UpdateMessage };
-      return { key: k as OutboxKey, owner: k[1], at: v.at, message: v.message };
+      return { key: k, owner: k[1], at: v.at, message: v.message };
     });
     const seq = (e: OutboxEntry) => e.key[2] as number;
     return entries.sort((a, b) => a.at - b.at || (a.owner === b.owner ? seq(a) - seq(b) : revisionOf(a) - revisionOf(b)));
@@ -96,7 +96,7 @@ export class Store extends RecordStore implements ControllerStore {
   async ackOutbox(keys: OutboxKey[]): Promise<void> {
     if (keys.length === 0) return;
     await this.db.transaction(() => {
-      for (const k of keys) this.db.remove(k as (string | number)[]);
+      for (const k of keys) this.db.removeSync(k as (string | number)[]);
     });
   }
 
@@ -104,8 +104,9 @@ export class Store extends RecordStore implements ControllerStore {
     const db = this.db;
     const tx: RecordTx = {
       ...this.view,
-      put: (key, value) => void db.put(key as RecordKey & string[], value),
-      remove: (key) => void db.remove(key as RecordKey & string[]),
+      // Inside the transaction's callback the sync forms write in the transaction (lmdb-js).
+      put: (key, value) => void db.putSync(key as RecordKey & string[], value),
+      remove: (key) => void db.removeSync(key as RecordKey & string[]),
       enqueue: (message) => this.enqueue(message),
     };
     const started = process.hrtime.bigint();
@@ -115,20 +116,20 @@ export class Store extends RecordStore implements ControllerStore {
   }
 
   private enqueue(message: UpdateMessage, at = Date.now()): void {
-    this.db.put([O, this.owner, ++this.seq], { at, message });
+    this.db.putSync([O, this.owner, ++this.seq], { at, message });
   }
 
   /** One transaction: what was there goes, the snapshot comes (its outbox as this handle's entries). */
   async restore(snap: StoreSnapshot): Promise<void> {
     const now = Date.now();
     await this.db.transaction(() => {
-      for (const kind of KINDS) for (const k of this.db.getKeys({ start: [kind], end: [kind + '\u0000'] })) this.db.remove(k);
-      for (const g of snap.groups) this.db.put(['g', g.id], g);
+      for (const kind of KINDS) for (const k of this.db.getKeys({ start: [kind], end: [kind + '\u0000'] })) this.db.removeSync(k);
+      for (const g of snap.groups) this.db.putSync(['g', g.id], g);
       for (const p of snap.ports) {
-        this.db.put(['p', p.id], p);
-        if (p.host) this.db.put(['h', p.host, p.id], 1);
+        this.db.putSync(['p', p.id], p);
+        if (p.host) this.db.putSync(['h', p.host, p.id], 1);
       }
-      for (const [g, counts] of Object.entries(snap.members)) for (const [a, n] of Object.entries(counts)) this.db.put(['m', g, a], n);
+      for (const [g, counts] of Object.entries(snap.members)) for (const [a, n] of Object.entries(counts)) this.db.putSync(['m', g, a], n);
       // Oldest first, a millisecond apart, all in the past: their order is kept, and none looks newer
       // than an entry a controller writes after the restore.
       snap.outbox.forEach((m, i) => this.enqueue(m, now - snap.outbox.length + i));

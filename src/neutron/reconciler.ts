@@ -380,7 +380,7 @@ export class NeutronReconciler {
     // Judged again inside the transaction: another controller's source may have written it meanwhile.
     type Stored = { revision: number; stateful: boolean; rules: SecurityGroupRule[] } | undefined;
     const same = (g: Stored) => !!g && g.revision > 0 && g.stateful === stateful && sameRules(g.rules, want);
-    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want as SecurityGroupRule[], same));
+    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want, same));
   }
 
   private async applyAddressGroup(agId: string, ag: NeutronAddressGroup | undefined): Promise<void> {

@@ -64,7 +64,7 @@ export class Lab {
     try {
       await lab.run(['up'], { SG_LAB_HOSTS: String(o.hosts ?? 1), SG_LAB_LOG_LEVEL: o.logLevel ?? 'info' });
     } catch (e) {
-      throw new Error(`${(e as Error).message}\n${lab.logs()}`);
+      throw new Error(`${(e as Error).message}\n${lab.logs()}`, { cause: e });
     }
     return lab;
   }
@@ -220,7 +220,7 @@ export class Lab {
     });
     const messages: { groupId: string; type: string; revision: number; body: string }[] = [];
     let ready = 0;
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+    readline.createInterface({ input: child.stdout }).on('line', (line) => {
       if (line === 'ready') return void ready++;
       const m = JSON.parse(Buffer.from(line, 'base64').toString()) as { groupId: string; type: string; revision: number; sentAt?: number };
       const { sentAt: _sentAt, ...content } = m;
