@@ -84,11 +84,13 @@ function sampler(l: Lab): { stop: () => Promise<number[]> } {
   let going = true;
   const loop = (async () => {
     while (going) {
+      // A group is listed while bound: between a reconnect that lost the agent's queue and the
+      // rebinding, web is absent from the status (not a revision the agent holds), so no sample.
       const r = await l.agent(1).then(
-        (s) => s.groups.find((g) => g.id === 'web')?.membersRevision ?? 0,
+        (s) => s.groups.find((g) => g.id === 'web')?.membersRevision ?? undefined,
         () => undefined,
       );
-      if (r !== undefined) seen.push(r);
+      if (typeof r === 'number') seen.push(r);
       await new Promise((res) => setTimeout(res, 50));
     }
   })();
