@@ -9,11 +9,12 @@
 // (test/helpers/netns-forward.py carries it to the machine's), and OVS_RUNDIR for ovs-ofctl. It ignores
 // SIGTERM for long and lives on when its main loop dies: it is stopped with SIGKILL, and judged by
 // its log, not its pid.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
+import { Daemons } from './daemons.js';
 import { Netns } from './netns.js';
 import { bin, tail } from './neutron-env.js';
 import { startProcess, stopProcess, type Running } from './processes.js';
@@ -36,6 +37,8 @@ export interface ComputeHostOptions {
   firewallDriver?: FirewallDriver;
   /** sg-agent's environment (broker, keys, ...), host and namespace aside. */
   sgAgentEnv: Record<string, string>;
+  /** More of it, until startSgAgent is given other (e.g. SG_DROP_UNKNOWN_DEVICES). */
+  sgAgentExtra?: Record<string, string>;
 }
 
 /** A VM: its namespace, its tap (as Nova names it), its port. */
@@ -63,15 +66,19 @@ export class ComputeHost {
   readonly vms = new Map<string, OsVm>();
   firewallDriver: FirewallDriver;
   sgAgent?: Running;
+  /** sg-agent's environment beyond the host's (the last given to startSgAgent: kept across restarts). */
+  private sgAgentExtra: Record<string, string>;
   metrics = '';
-  private readonly procs = new Map<string, ChildProcess>();
+  private readonly daemons: Daemons;
   private agentLogOffset = 0;
 
   constructor(private readonly o: ComputeHostOptions) {
     fs.mkdirSync(o.dir, { recursive: true });
+    this.daemons = new Daemons(o.dir);
     this.ns = Netns.create('sgos');
     this.traffic = new Topology(this.ns);
     this.firewallDriver = o.firewallDriver ?? 'sg_agent';
+    this.sgAgentExtra = o.sgAgentExtra ?? {};
     // Bridged traffic (the VMs' qbr bridges) meets iptables: Neutron's hybrid firewall and sg-agent both need it.
     this.ns.exec('sysctl', ['-qw', 'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1']);
   }
@@ -98,16 +105,23 @@ export class ComputeHost {
     return execFileSync('ovs-vsctl', [`--db=${this.db}`, '--timeout=30', ...args], { encoding: 'utf8', env: { ...process.env, ...this.ovsEnv } });
   }
 
-  private spawnInNs(name: string, cmd: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-    const log = fs.openSync(this.file(`${name}.out`), 'a');
-    // Its own process group: stopping it stops what it forked.
-    const child = spawn('ip', ['netns', 'exec', this.ns.name, cmd, ...args], {
-      cwd: this.o.dir, env: { ...process.env, ...this.ovsEnv, ...env }, stdio: ['ignore', log, log], detached: true,
+  /** One of Neutron's commands run on this host (in its namespace, its OVS, sudo), with the agent's configuration. */
+  neutronTool(name: string, args: string[] = []): string {
+    return execFileSync('ip', ['netns', 'exec', this.ns.name, bin(name), '--config-file', this.agentConfigFile, ...args], {
+      encoding: 'utf8', env: { ...process.env, ...this.ovsEnv }, stdio: ['ignore', 'pipe', 'pipe'],
     });
-    fs.closeSync(log);
-    child.on('error', () => undefined);
-    this.procs.set(name, child);
-    return child;
+  }
+
+  /** A shell script run in this host's namespace as an operator would run it there (`sh -e`), with
+   *  Neutron's commands and sudo on the PATH; its output. */
+  shell(script: string): string {
+    const r = spawnSync('ip', ['netns', 'exec', this.ns.name, 'sh', '-ec', script], { encoding: 'utf8', env: { ...process.env, ...this.ovsEnv } });
+    if (r.status !== 0) throw new Error(`on ${this.name}, exit ${r.status}: ${r.stderr}\n${script}`);
+    return r.stdout;
+  }
+
+  private spawnInNs(name: string, cmd: string, args: string[]): void {
+    this.daemons.start(name, 'ip', ['netns', 'exec', this.ns.name, cmd, ...args], this.ovsEnv);
   }
 
   /** ovsdb-server and ovs-vswitchd in the namespace, and the provider bridge br-phys. */
@@ -124,13 +138,15 @@ export class ComputeHost {
 
   /** Connects the machine's broker port to this namespace's loopback (same port number inside). */
   async forwardBroker(port: number): Promise<void> {
-    const child = spawn('python3', [path.join(__dirname, 'netns-forward.py'), this.ns.path, `${port}:${port}`], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
-    child.on('error', () => undefined);
-    this.procs.set('broker-forward', child);
+    const child = this.daemons.start('broker-forward', 'python3', [path.join(__dirname, 'netns-forward.py'), this.ns.path, `${port}:${port}`], {}, { pipeStdout: true });
     await new Promise<void>((resolve, reject) => {
       readline.createInterface({ input: child.stdout! }).once('line', (l) => (l === 'ready' ? resolve() : reject(new Error(`netns-forward: ${l}`))));
       child.once('exit', (code) => reject(new Error(`netns-forward exited ${code}`)));
     });
+  }
+
+  get agentConfigFile(): string {
+    return this.file('ovs-agent.ini');
   }
 
   private agentConf(): string {
@@ -161,10 +177,10 @@ lock_path = ${dir}/state
   /** Starts the OVS agent with the configured firewall driver; resolves once its first loop completed. */
   async startOvsAgent(): Promise<void> {
     fs.mkdirSync(this.file('state'), { recursive: true });
-    fs.writeFileSync(this.file('ovs-agent.ini'), this.agentConf());
+    fs.writeFileSync(this.agentConfigFile, this.agentConf());
     const log = this.file('ovs-agent.log');
     this.agentLogOffset = fs.existsSync(log) ? fs.statSync(log).size : 0;
-    this.spawnInNs('ovs-agent', bin('neutron-openvswitch-agent'), ['--config-file', this.file('ovs-agent.ini')]);
+    this.spawnInNs('ovs-agent', bin('neutron-openvswitch-agent'), ['--config-file', this.agentConfigFile]);
     await this.agentLoopCompleted(0);
   }
 
@@ -193,7 +209,7 @@ lock_path = ${dir}/state
 
   /** SIGKILL: the agent ignores SIGTERM for long. VM wiring (OVS, bridges, taps) stays as it is. */
   async stopOvsAgent(): Promise<void> {
-    await this.kill('ovs-agent');
+    await this.daemons.kill('ovs-agent');
     // Its privileged helpers run in their own sessions: only the host's namespace knows them all.
     for (const pid of this.pidsIn().filter((p) => this.cmdline(p).includes('privsep-helper'))) this.killPid(pid);
   }
@@ -218,9 +234,11 @@ lock_path = ${dir}/state
     }
   }
 
-  async startSgAgent(extra: Record<string, string> = {}): Promise<void> {
+  /** Starts sg-agent; `extra` (environment) stays for later starts until another is given. */
+  async startSgAgent(extra?: Record<string, string>): Promise<void> {
+    if (extra) this.sgAgentExtra = extra;
     this.sgAgent = startProcess('src/cli/sg-agent.ts', ['run'], {
-      ...this.o.sgAgentEnv, SG_AGENT_HOST: this.o.name, SG_NETNS: this.ns.path, SG_METRICS_LISTEN: this.metrics, ...extra,
+      ...this.o.sgAgentEnv, SG_AGENT_HOST: this.o.name, SG_NETNS: this.ns.path, SG_METRICS_LISTEN: this.metrics, ...this.sgAgentExtra,
     });
     await waitFor(`sg-agent of ${this.name}`, async () => {
       if (this.sgAgent!.exited) throw new Error(`sg-agent of ${this.name} exited:\n${this.sgAgent!.dump()}`);
@@ -329,24 +347,11 @@ lock_path = ${dir}/state
     return ovs ? [...found, `ovs: ${ovs}`] : found;
   }
 
-  private async kill(name: string): Promise<void> {
-    const child = this.procs.get(name);
-    this.procs.delete(name);
-    if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      return;
-    }
-    await exited;
-  }
-
   /** Everything of this host goes: its processes (every one left in its namespace too), its VMs, its
    *  namespace and its directory. */
   async destroy(): Promise<void> {
     await this.stopSgAgent('SIGKILL');
-    await Promise.all([...this.procs.keys()].map((n) => this.kill(n)));
+    await this.daemons.killAll();
     for (const pid of this.pidsIn()) this.killPid(pid);
     for (const vm of this.vms.values()) for (const pid of spawnSync('ip', ['netns', 'pids', vm.ns.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) this.killPid(Number(pid));
     this.traffic.destroy();

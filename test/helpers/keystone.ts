@@ -4,11 +4,12 @@
 // bootstrap` (admin user and project, roles, the identity endpoints) and, through its API, what a
 // cloud's services need: the `service` project and service users with the admin role there, a
 // project for tenants' resources, and catalog entries.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Daemons } from './daemons.js';
 import { bin, listenPort, mariadbArgs, sql, tail } from './neutron-env.js';
 import { waitFor as until } from './wait.js';
 
@@ -40,7 +41,7 @@ export class Keystone {
   url = '';
   /** The bootstrap admin (project admin). */
   readonly admin: Credentials = { username: 'admin', password: randomBytes(12).toString('hex'), project: 'admin' };
-  private readonly procs = new Map<string, ChildProcess>();
+  private readonly daemons = new Daemons(this.dir);
   private readonly tokens = new Map<string, Token>();
   private stopped = false;
 
@@ -70,7 +71,7 @@ export class Keystone {
       ]);
       await ks.manage(['bootstrap', '--bootstrap-password', ks.admin.password, '--bootstrap-region-id', 'RegionOne',
         ...['admin', 'internal', 'public'].flatMap((i) => [`--bootstrap-${i}-url`, ks.url])]);
-      ks.spawnLogged('keystone', bin('uwsgi'), [
+      ks.daemons.start('keystone', bin('uwsgi'), [
         '--http-socket', `127.0.0.1:${port}`, '--module', 'keystone.wsgi.api:application', '--home', venv,
         '--master', '--processes', '1', '--threads', '1', '--enable-threads', '--lazy-apps', '--need-app', '--die-on-term',
         '--buffer-size', '65535', '--disable-logging',
@@ -85,20 +86,11 @@ export class Keystone {
     }
   }
 
-  private spawnLogged(name: string, cmd: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
-    const log = fs.openSync(path.join(this.dir, `${name}.out`), 'a');
-    const child = spawn(cmd, args, { cwd: this.dir, env: { ...process.env, ...extraEnv }, stdio: ['ignore', log, log], detached: true });
-    fs.closeSync(log);
-    child.on('error', () => undefined);
-    this.procs.set(name, child);
-    return child;
-  }
-
   private async startMariadb(): Promise<void> {
     const datadir = path.join(this.dir, 'db');
     execFileSync('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db',
       '--user=root', '--innodb-log-file-size=8M'], { stdio: 'ignore' });
-    this.spawnLogged('mariadb', 'mariadbd', mariadbArgs(datadir, this.socket, path.join(this.dir, 'mariadb.err')));
+    this.daemons.start('mariadb', 'mariadbd', mariadbArgs(datadir, this.socket, path.join(this.dir, 'mariadb.err')));
     await until('mariadb (keystone)', () => sql(this.socket, 'select 1'), 30_000, () => tail(path.join(this.dir, 'mariadb.err')));
     if (!sql(this.socket, 'CREATE DATABASE keystone CHARACTER SET utf8mb4')) throw new Error('cannot create the keystone database');
   }
@@ -187,11 +179,20 @@ key_repository = ${this.dir}/credential-keys
     }
   }
 
-  /** A user holding `role` in `project` (both made if missing): its credentials. */
-  async user(username: string, project: string, role = 'admin', password = randomBytes(12).toString('hex')): Promise<Credentials> {
+  /** A role (made if missing); its id. */
+  async role(name: string): Promise<string> {
+    try {
+      return await this.idOf('roles', name);
+    } catch {
+      return (await this.call<{ role: { id: string } }>('POST', 'roles', { role: { name } })).role.id;
+    }
+  }
+
+  /** A user holding `roles` in `project` (the project made if missing): its credentials. */
+  async user(username: string, project: string, roles: string[] = ['admin'], password = randomBytes(12).toString('hex')): Promise<Credentials> {
     const projectId = await this.project(project);
     const { user } = await this.call<{ user: { id: string } }>('POST', 'users', { user: { name: username, password, domain_id: 'default', default_project_id: projectId } });
-    await this.call('PUT', `projects/${projectId}/users/${user.id}/roles/${await this.idOf('roles', role)}`);
+    for (const role of roles) await this.call('PUT', `projects/${projectId}/users/${user.id}/roles/${await this.role(role)}`);
     return { username, password, project };
   }
 
@@ -203,23 +204,10 @@ key_repository = ${this.dir}/credential-keys
     }
   }
 
-  private async kill(name: string): Promise<void> {
-    const child = this.procs.get(name);
-    this.procs.delete(name);
-    if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      return;
-    }
-    await exited;
-  }
-
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    await Promise.all([...this.procs.keys()].map((n) => this.kill(n)));
+    await this.daemons.killAll();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -23,8 +23,7 @@ import { testBroker } from './test-broker.js';
 import { waitFor as until } from './wait.js';
 
 const repo = path.resolve(__dirname, '../..');
-export const neutronVenv = path.join(repo, 'bench/.neutron-venv');
-const venv = neutronVenv;
+const venv = path.join(repo, 'bench/.neutron-venv');
 /** A program of the Neutron venv (Neutron's commands, its Python, uWSGI). */
 export const bin = (name: string) => path.join(venv, 'bin', name);
 /** A migrated, cleanly shut down data directory, valid for the venv's Neutron (it lives inside it). */
@@ -81,8 +80,6 @@ export interface NeutronEnvOptions {
   /** The API behind Keystone (`auth_strategy = keystone`, keystonemiddleware) instead of noauth: the
    *  service user keystonemiddleware validates tokens with, and the token this env's calls carry. */
   keystone?: NeutronKeystone;
-  /** The project resources are created in (default: a random id, as noauth takes any). */
-  project?: string;
   /** Whether the fake OVS agent runs (default true): false where real agents report (openstack-env.ts). */
   fakeAgent?: boolean;
 }
@@ -117,7 +114,7 @@ export class NeutronEnv {
   readonly tag = randomBytes(3).toString('hex');
   readonly vhost = `sgneutron-${this.tag}`;
   /** Project every resource is created in (noauth: the project goes in the body, not a header). */
-  readonly project: string;
+  readonly project = randomBytes(16).toString('hex');
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-neutron-'));
   apiUrl = '';
   private apiPort = 0;
@@ -126,9 +123,7 @@ export class NeutronEnv {
   private readonly reported = new Set<string>();
   private stopped = false;
 
-  private constructor(private readonly opts: NeutronEnvOptions) {
-    this.project = opts.project ?? randomBytes(16).toString('hex');
-  }
+  private constructor(private readonly opts: NeutronEnvOptions) {}
 
   /** oslo.messaging's transport URL for Neutron's broker (our vhost). */
   get transportUrl(): string {

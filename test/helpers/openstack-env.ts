@@ -38,6 +38,9 @@ export interface OpenStackHostOptions {
   firewallDriver?: FirewallDriver;
   /** Whether sg-agent runs from the start (default true). */
   sgAgent?: boolean;
+  /** More of sg-agent's environment on this host; default `SG_DROP_UNKNOWN_DEVICES=tap`, as
+   *  docs/neutron.md (step 5) configures every host that does not run Neutron's iptables driver. */
+  sgAgentEnv?: Record<string, string>;
 }
 
 export interface OpenStackEnvOptions {
@@ -73,6 +76,7 @@ export class OpenStackEnv {
   key?: TestKey;
   apiToken?: ReturnType<typeof testToken>;
   private controllerCreds?: Credentials;
+  private nova?: Credentials;
   private readerUser = '';
   private readerPassword = randomBytes(12).toString('hex');
   private agentUser = '';
@@ -109,11 +113,13 @@ export class OpenStackEnv {
       Keystone.start({ port: keystonePort, tokenExpiration: this.opts.tokenExpiration }),
       NeutronEnv.start({ rabbit: this.broker, fakeAgent: false, keystone: { authUrl, ...neutronService, token: () => this.keystone.token() } }),
     ]);
-    await this.keystone.user(neutronService.username, 'service', 'admin', neutronService.password);
+    await this.keystone.user(neutronService.username, 'service', ['admin', 'service'], neutronService.password);
+    // Nova's service user: Neutron lets only the `service` role manage port bindings (a live migration).
+    this.nova = await this.keystone.user(`nova-${this.tag}`, 'service', ['admin', 'service']);
     this.project = await this.keystone.project(`demo-${this.tag}`);
     await this.keystone.endpoint('network', 'neutron', this.neutron.apiUrl);
     // docs/neutron.md, step 1: an API account reading every project (admin in `service`), a broker user.
-    this.controllerCreds = await this.keystone.user(`sg-controller-${this.tag}`, 'service', 'admin');
+    this.controllerCreds = await this.keystone.user(`sg-controller-${this.tag}`, 'service', ['admin']);
     this.readerUser = `sg-neutron-reader-${this.tag}`;
     rabbitmqctl(this.broker.node, ['add_user', this.readerUser, this.readerPassword]);
     rabbitmqctl(this.broker.node, ['set_permissions', '-p', this.neutron.vhost, this.readerUser, ...NEUTRON_READER_PERMISSIONS]);
@@ -139,6 +145,7 @@ export class OpenStackEnv {
           SG_AMQP_URL: agentBroker.url, SG_TRUSTED_KEYS: this.key.publicKeyFile, SG_DATAPLANE: h.dataplane ?? 'iptables',
           SG_QUEUE_EXPIRES_MS: '120000', SG_LOG_LEVEL: 'warn',
         },
+        sgAgentExtra: h.sgAgentEnv ?? { SG_DROP_UNKNOWN_DEVICES: 'tap' },
       });
       host.metrics = `127.0.0.1:${await freePort()}`;
       this.hosts.push(host);
@@ -239,6 +246,18 @@ export class OpenStackEnv {
     const r = await fetch(`${this.controllerUrl}${p}`, { headers: { authorization: `Bearer ${this.apiToken!.token}` } });
     if (!r.ok) throw new Error(`GET ${p}: ${r.status}`);
     return (await r.json()) as T;
+  }
+
+  /** A call to Neutron's API as Nova makes it (its service user's token). */
+  async asNova<T = Body>(method: string, p: string, body?: unknown): Promise<T> {
+    const r = await fetch(`${this.neutron.apiUrl}/v2.0/${p}`, {
+      method,
+      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-auth-token': await this.keystone.token(this.nova) },
+      body: body === undefined ? null : JSON.stringify(body),
+    });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`neutron (as nova) ${method} ${p}: ${r.status} ${text.slice(0, 500)}`);
+    return (text ? JSON.parse(text) : {}) as T;
   }
 
   /** A resource in the tenants' project, created by the admin (a token from Keystone). */

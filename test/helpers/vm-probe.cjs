@@ -84,26 +84,30 @@ function closedTcp(f) {
     const t = setTimeout(() => sock.destroy(), 1000);
     sock.on('connect', () => {
       s.passed++;
+      (s.passedAt = s.passedAt || []).push(Date.now());
       clearTimeout(t);
       sock.destroy();
     });
     sock.on('error', () => clearTimeout(t));
   };
   s.timer = setInterval(attempt, interval * 4);
-  s.report = () => ({ attempts: s.attempts, passed: s.passed });
+  s.report = () => ({ attempts: s.attempts, passed: s.passed, passedAt: s.passedAt || [] });
   return s;
 }
 
 function closedUdp(f) {
   const s = { id: f.id, open: false, attempts: 0, passed: 0, up: true };
   const sock = dgram.createSocket(f.host.includes(':') ? 'udp6' : 'udp4');
-  sock.on('message', () => s.passed++);
+  sock.on('message', () => {
+    s.passed++;
+    (s.passedAt = s.passedAt || []).push(Date.now());
+  });
   sock.on('error', () => undefined);
   s.timer = setInterval(() => {
     s.attempts++;
     sock.send('x', f.port, f.host);
   }, interval * 4);
-  s.report = () => ({ attempts: s.attempts, passed: s.passed });
+  s.report = () => ({ attempts: s.attempts, passed: s.passed, passedAt: s.passedAt || [] });
   return s;
 }
 

@@ -29,6 +29,8 @@ export interface OpenFlowReport {
 export interface ClosedFlowReport {
   attempts: number;
   passed: number;
+  /** When each passed (ms since the epoch), to set beside what the host did then. */
+  passedAt: number[];
 }
 
 export type ProbeReport = Record<string, OpenFlowReport | ClosedFlowReport>;
@@ -86,8 +88,9 @@ export async function startProbe(vm: Vm, flows: Flow[], intervalMs = 50): Promis
           const o = x as OpenFlowReport;
           if (o.broken) out.push(`${vm.name} ${f.id}: broken (${o.broken})`);
           if (o.lost) out.push(`${vm.name} ${f.id}: ${o.lost} lost`);
-        } else if ((x as ClosedFlowReport).passed) {
-          out.push(`${vm.name} ${f.id}: ${(x as ClosedFlowReport).passed} of ${(x as ClosedFlowReport).attempts} disallowed attempts passed`);
+        } else {
+          const c = x as ClosedFlowReport;
+          if (c.passed) out.push(`${vm.name} ${f.id}: ${c.passed} of ${c.attempts} disallowed attempts passed, at ${c.passedAt.map((at) => new Date(at).toISOString()).join(', ')}`);
         }
       }
       return out;
