@@ -125,8 +125,11 @@ function retransmits(vms: OsVm[]): number {
   }, 0);
 }
 
-/** Loss on established connections while `change` runs, and refused attempts that passed. */
-async function losses(vms: Record<string, OsVm>, change: () => Promise<void>): Promise<{ udpLost: number; tcpRetransmits: number; refusedPassed: number }> {
+interface Losses { udpLost: number; tcpRetransmits: number; refusedPassed: number; retransmitsBySteps: Record<string, number> }
+
+/** Loss on established connections while `change` runs (with the retransmissions after each of its
+ *  steps), and refused attempts that passed. */
+async function losses(vms: Record<string, OsVm>, change: (between: (step: string) => Promise<void>) => Promise<void>): Promise<Losses> {
   const { w1, w2, d, x } = vms as Record<'w1' | 'w2' | 'd' | 'x', OsVm>;
   const probes: Probe[] = await Promise.all([
     startProbe(w1, [
@@ -144,10 +147,17 @@ async function losses(vms: Record<string, OsVm>, change: () => Promise<void>): P
       { id: 'refused udp', proto: 'udp', host: w2.ip6, port: WEB, open: false },
     ], 20),
   ]);
-  const all = [w1, w2, d, x];
-  const before = retransmits(all);
+  // The VMs at the ends of the established connections (x's refused SYNs are retransmitted by design).
+  const ends = [w1, w2, d];
+  const before = retransmits(ends);
+  const retransmitsBySteps: Record<string, number> = {};
+  let last = before;
   try {
-    await change();
+    await change(async (step) => {
+      const now = retransmits(ends);
+      retransmitsBySteps[step] = now - last;
+      last = now;
+    });
     await Promise.all(probes.map((p) => p.carrying()));
     // Messages sent just now are answered or lost within the probe's five seconds.
     await new Promise((r) => setTimeout(r, 5_500));
@@ -160,7 +170,8 @@ async function losses(vms: Record<string, OsVm>, change: () => Promise<void>): P
         else refusedPassed += (f as ClosedFlowReport).passed;
       }
     }
-    return { udpLost, tcpRetransmits: retransmits(all) - before, refusedPassed };
+    retransmitsBySteps.after = retransmits(ends) - last;
+    return { udpLost, tcpRetransmits: retransmits(ends) - before, refusedPassed, retransmitsBySteps };
   } finally {
     for (const p of probes) p.stop();
   }
@@ -169,6 +180,8 @@ async function losses(vms: Record<string, OsVm>, change: () => Promise<void>): P
 const secs = (ms: number) => `${(ms / 1000).toFixed(3)}s`;
 
 void (async () => {
+  // Ctrl-C: the environment's watcher (test/helpers/reaper.ts) removes what this process leaves.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
   const env = await OpenStackEnv.start({
     hosts: [{ name: `bench-a-${tag}` }, { name: `bench-b-${tag}` }],
   });
@@ -192,9 +205,9 @@ void (async () => {
 
     console.log(`openstack: ${N} changes per figure; ours: sg-agent (iptables), baseline: Neutron's iptables_hybrid, on host b`);
     const ours = await measure(env, groups, vms.w1, vms.d, b);
-    const rollback = await losses(vms, () => rollBackToIptablesHybrid(env, b));
+    const rollback = await losses(vms, (between) => rollBackToIptablesHybrid(env, b, between));
     const baseline = await measure(env, groups, vms.w1, vms.d, b);
-    const migration = await losses(vms, () => migrateToSgAgent(env, b));
+    const migration = await losses(vms, (between) => migrateToSgAgent(env, b, between));
     for (const [id, o, bl] of [['rule_add', ours.ruleAdd, baseline.ruleAdd], ['rule_delete', ours.ruleDelete, baseline.ruleDelete], ['port', ours.port, baseline.port]] as const) {
       for (const [q, name] of [[0.5, 'p50'], [0.99, 'p99']] as const) {
         const [x, y] = [quantile(o, q), quantile(bl, q)];
@@ -205,6 +218,7 @@ void (async () => {
       console.log(`openstack.${id}.udp_lost ours=${r.udpLost} target=0`);
       console.log(`openstack.${id}.tcp_retransmits ours=${r.tcpRetransmits} target=0`);
       console.log(`openstack.${id}.refused_passed ours=${r.refusedPassed} target=0`);
+      console.log(`openstack.${id}.tcp_retransmits_by_step ${JSON.stringify(r.retransmitsBySteps)}`);
     }
     if (process.env.OPENSTACK_BENCH_RAW) fs.writeFileSync(path.resolve(process.env.OPENSTACK_BENCH_RAW), JSON.stringify({ ours, baseline, migration, rollback }));
   } catch (e) {

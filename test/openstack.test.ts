@@ -167,6 +167,9 @@ openstackTest.serial('restarting the OVS agent, sg-agent, or both keeps every es
       t.true(a.traffic.tcp(vms.w1!.vm, vms.d2!.vm.ip4, DB), `${what} restarted: a new allowed connection`);
       t.false(b.traffic.tcp(vms.x!.vm, vms.d1!.vm.ip4, DB), `${what} restarted: a new disallowed one refused`);
     }
+    // The OVS agents take up their ports in a loop after their first (OVSDB lists them late): still holding then.
+    for (const h of env.hosts) await h.agentLoopCompleted(3);
+    await holds(t, probes, 'a few OVS agent loops later');
     t.deepEqual(agentErrors(), []);
   } finally {
     for (const p of probes) p.stop();

@@ -16,6 +16,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { Daemons } from './daemons.js';
 import { Netns } from './netns.js';
+import type { Reaper } from './reaper.js';
 import { bin, tail } from './neutron-env.js';
 import { startProcess, stopProcess, type Running } from './processes.js';
 import { Topology, type Vm } from './topology.js';
@@ -39,6 +40,7 @@ export interface ComputeHostOptions {
   sgAgentEnv: Record<string, string>;
   /** More of it, until startSgAgent is given other (e.g. SG_DROP_UNKNOWN_DEVICES). */
   sgAgentExtra?: Record<string, string>;
+  reaper?: Reaper;
 }
 
 /** A VM: its namespace, its tap (as Nova names it), its port. */
@@ -74,8 +76,9 @@ export class ComputeHost {
 
   constructor(private readonly o: ComputeHostOptions) {
     fs.mkdirSync(o.dir, { recursive: true });
-    this.daemons = new Daemons(o.dir);
+    this.daemons = new Daemons(o.dir, o.reaper);
     this.ns = Netns.create('sgos');
+    o.reaper?.add({ namespaces: [this.ns.name], dirs: [o.dir] });
     this.traffic = new Topology(this.ns);
     this.firewallDriver = o.firewallDriver ?? 'sg_agent';
     this.sgAgentExtra = o.sgAgentExtra ?? {};
@@ -240,6 +243,11 @@ lock_path = ${dir}/state
     this.sgAgent = startProcess('src/cli/sg-agent.ts', ['run'], {
       ...this.o.sgAgentEnv, SG_AGENT_HOST: this.o.name, SG_NETNS: this.ns.path, SG_METRICS_LISTEN: this.metrics, ...this.sgAgentExtra,
     });
+    const pid = this.sgAgent.child.pid;
+    if (pid) {
+      this.o.reaper?.add({ pids: [pid] });
+      void this.sgAgent.exit.then(() => this.o.reaper?.remove({ pids: [pid] }));
+    }
     await waitFor(`sg-agent of ${this.name}`, async () => {
       if (this.sgAgent!.exited) throw new Error(`sg-agent of ${this.name} exited:\n${this.sgAgent!.dump()}`);
       return (await this.status()).connected;
@@ -292,6 +300,7 @@ lock_path = ${dir}/state
   attach(port: PortSpec, instance: string, existing?: OsVm): OsVm {
     const tap = devName('tap', port.id);
     const ns = existing?.ns ?? Netns.create('sgosvm');
+    if (!existing) this.o.reaper?.add({ namespaces: [ns.name] });
     this.ns.exec('ip', ['link', 'add', tap, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
     this.ns.exec('ip', ['link', 'set', tap, 'master', devName('qbr', port.id), 'up']);
     if (!existing) ns.exec('sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);

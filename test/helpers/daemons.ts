@@ -4,11 +4,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Reaper } from './reaper.js';
 
 export class Daemons {
   private readonly procs = new Map<string, ChildProcess>();
 
-  constructor(private readonly dir: string) {}
+  /** `reaper`: told of each process group, in case this process is killed before killAll. */
+  constructor(private readonly dir: string, private readonly reaper?: Reaper) {}
 
   /** Starts `name`; `env` goes over this process's environment. With `pipeStdout`, its stdout is the
    *  caller's to read (a daemon that says when it is ready) and only stderr goes to the file. */
@@ -19,6 +21,12 @@ export class Daemons {
     });
     fs.closeSync(log);
     child.on('error', () => undefined);
+    const pid = child.pid;
+    if (pid) {
+      this.reaper?.add({ groups: [pid] });
+      // Once it is gone its id may be reused by another process: the reaper must not kill that.
+      child.once('exit', () => this.reaper?.remove({ groups: [pid] }));
+    }
     this.procs.set(name, child);
     return child;
   }

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Daemons } from './daemons.js';
+import type { Reaper } from './reaper.js';
 import { bin, listenPort, mariadbArgs, sql, tail } from './neutron-env.js';
 import { waitFor as until } from './wait.js';
 
@@ -22,6 +23,7 @@ export interface KeystoneOptions {
   tokenExpiration?: number | undefined;
   /** Its port on 127.0.0.1 (default: a free one). */
   port?: number;
+  reaper?: Reaper;
 }
 
 export interface Token {
@@ -41,11 +43,14 @@ export class Keystone {
   url = '';
   /** The bootstrap admin (project admin). */
   readonly admin: Credentials = { username: 'admin', password: randomBytes(12).toString('hex'), project: 'admin' };
-  private readonly daemons = new Daemons(this.dir);
+  private readonly daemons: Daemons;
   private readonly tokens = new Map<string, Token>();
   private stopped = false;
 
-  private constructor(private readonly opts: KeystoneOptions) {}
+  private constructor(private readonly opts: KeystoneOptions) {
+    this.daemons = new Daemons(this.dir, opts.reaper);
+    opts.reaper?.add({ dirs: [this.dir] });
+  }
 
   private get socket(): string {
     return path.join(this.dir, 'db.sock');

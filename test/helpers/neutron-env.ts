@@ -274,6 +274,11 @@ export class NeutronEnv {
     await this.waitReported(host);
   }
 
+  /** The pids of its processes, each the leader of its process group. */
+  pids(): number[] {
+    return [...this.procs.values()].map((c) => c.pid ?? 0).filter((p) => p > 1);
+  }
+
   /** CPU seconds used so far by a component's processes (its process group: master and workers). */
   cpuSeconds(name: 'neutron-api' | 'neutron-rpc'): number {
     const pgid = this.procs.get(name)?.pid;

@@ -18,6 +18,7 @@ import { brokerUser, rabbitmqctl, testVhost, type TestVhost } from './broker.js'
 import { ComputeHost, sudoShim, type FirewallDriver, type PortSpec } from './compute-host.js';
 import { testKey, testToken, removeKeys, type TestKey } from './keys.js';
 import { Keystone, type Credentials } from './keystone.js';
+import { Reaper } from './reaper.js';
 import { freePort } from './net.js';
 import { NeutronEnv, type Body } from './neutron-env.js';
 import { startProcess, stopProcess, type Running } from './processes.js';
@@ -36,8 +37,6 @@ export interface OpenStackHostOptions {
   /** sg-agent's dataplane on this host. */
   dataplane?: 'iptables' | 'nftables';
   firewallDriver?: FirewallDriver;
-  /** Whether sg-agent runs from the start (default true). */
-  sgAgent?: boolean;
   /** More of sg-agent's environment on this host; default `SG_DROP_UNKNOWN_DEVICES=tap`, as
    *  docs/neutron.md (step 5) configures every host that does not run Neutron's iptables driver. */
   sgAgentEnv?: Record<string, string>;
@@ -83,8 +82,12 @@ export class OpenStackEnv {
   private proxy?: http.Server;
   private controllerDataDir = '';
   private stopped = false;
+  /** Removes all of it should this process be killed before stop() (an ava timeout, Ctrl-C). */
+  private readonly reaper = new Reaper();
 
-  private constructor(private readonly opts: OpenStackEnvOptions) {}
+  private constructor(private readonly opts: OpenStackEnvOptions) {
+    this.reaper.add({ dirs: [this.dir] });
+  }
 
   static async start(opts: OpenStackEnvOptions): Promise<OpenStackEnv> {
     const env = new OpenStackEnv(opts);
@@ -97,22 +100,23 @@ export class OpenStackEnv {
     }
   }
 
-  host(name: string): ComputeHost {
-    const h = this.hosts.find((x) => x.name === name);
-    if (!h) throw new Error(`no host ${name}`);
-    return h;
-  }
-
   private async bringUp(): Promise<void> {
     this.broker = await testBroker();
+    const node = this.broker.node;
     const neutronService = { username: `neutron-${this.tag}`, password: randomBytes(12).toString('hex') };
     // Keystone and neutron-server start side by side: Neutron needs Keystone only once a request comes.
     const keystonePort = await freePort();
     const authUrl = `http://127.0.0.1:${keystonePort}/v3`;
-    [this.keystone, this.neutron] = await Promise.all([
-      Keystone.start({ port: keystonePort, tokenExpiration: this.opts.tokenExpiration }),
+    const [keystone, neutron] = await Promise.allSettled([
+      Keystone.start({ port: keystonePort, tokenExpiration: this.opts.tokenExpiration, reaper: this.reaper }),
       NeutronEnv.start({ rabbit: this.broker, fakeAgent: false, keystone: { authUrl, ...neutronService, token: () => this.keystone.token() } }),
     ]);
+    // Whichever started is stopped with the rest (stop()) if the other did not.
+    if (keystone.status === 'fulfilled') this.keystone = keystone.value;
+    if (neutron.status === 'fulfilled') this.neutron = neutron.value;
+    if (keystone.status === 'rejected') throw keystone.reason;
+    if (neutron.status === 'rejected') throw neutron.reason;
+    this.reaper.add({ groups: this.neutron.pids(), dirs: [this.neutron.dir], commands: [`rabbitmqctl -n ${node} delete_vhost ${this.neutron.vhost}`] });
     await this.keystone.user(neutronService.username, 'service', ['admin', 'service'], neutronService.password);
     // Nova's service user: Neutron lets only the `service` role manage port bindings (a live migration).
     this.nova = await this.keystone.user(`nova-${this.tag}`, 'service', ['admin', 'service']);
@@ -121,25 +125,29 @@ export class OpenStackEnv {
     // docs/neutron.md, step 1: an API account reading every project (admin in `service`), a broker user.
     this.controllerCreds = await this.keystone.user(`sg-controller-${this.tag}`, 'service', ['admin']);
     this.readerUser = `sg-neutron-reader-${this.tag}`;
+    this.agentUser = `neutron-agent-${this.tag}`;
+    this.reaper.add({ commands: [this.readerUser, this.agentUser].map((u) => `rabbitmqctl -n ${node} delete_user ${u}`) });
     rabbitmqctl(this.broker.node, ['add_user', this.readerUser, this.readerPassword]);
     rabbitmqctl(this.broker.node, ['set_permissions', '-p', this.neutron.vhost, this.readerUser, ...NEUTRON_READER_PERMISSIONS]);
     // The OVS agents' own broker user (guest may only log in over loopback, as a real host does not).
-    this.agentUser = `neutron-agent-${this.tag}`;
     const agentPassword = randomBytes(12).toString('hex');
     rabbitmqctl(this.broker.node, ['add_user', this.agentUser, agentPassword]);
     rabbitmqctl(this.broker.node, ['set_permissions', '-p', this.neutron.vhost, this.agentUser, '.*', '.*', '.*']);
     // Step 2: sg-agent's vhost, its controller user and one user per compute host; the signing key.
     this.sg = await testVhost(`sgos-${this.tag}`);
+    this.reaper.add({ commands: [`rabbitmqctl -n ${node} delete_vhost ${this.sg.name}`] });
     const controllerBroker = brokerUser(this.sg, 'controller');
     this.key = testKey();
     this.apiToken = testToken();
     this.controllerDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-openstack-ctl-'));
+    this.reaper.add({ dirs: [this.controllerDataDir, this.key.dir, path.dirname(this.apiToken.file)] });
 
     const shim = sudoShim(path.join(this.dir, 'bin'));
     const transportUrl = `rabbit://${this.agentUser}:${agentPassword}@127.0.0.1:${this.broker.port}/${this.neutron.vhost}`;
     for (const h of this.opts.hosts) {
       const agentBroker = brokerUser(this.sg, 'agent', h.name);
       const host = new ComputeHost({
+        reaper: this.reaper,
         name: h.name, dir: path.join(this.dir, h.name), transportUrl, shimDir: shim, firewallDriver: h.firewallDriver,
         sgAgentEnv: {
           SG_AMQP_URL: agentBroker.url, SG_TRUSTED_KEYS: this.key.publicKeyFile, SG_DATAPLANE: h.dataplane ?? 'iptables',
@@ -159,7 +167,7 @@ export class OpenStackEnv {
     await Promise.all(this.hosts.map((h) => this.agentAlive(h.name)));
 
     await this.startController(controllerBroker.url);
-    await Promise.all(this.hosts.filter((_, i) => this.opts.hosts[i]!.sgAgent ?? true).map((h) => h.startSgAgent()));
+    await Promise.all(this.hosts.map((h) => h.startSgAgent()));
     this.network = (await this.create('network', { name: `net-${this.tag}`, 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' })).id;
     this.subnet4 = (await this.create('subnet', { network_id: this.network, cidr: '10.100.0.0/24', ip_version: 4, enable_dhcp: false, gateway_ip: null })).id;
     this.subnet6 = (await this.create('subnet', { network_id: this.network, cidr: 'fd00:100::/64', ip_version: 6, enable_dhcp: false, gateway_ip: null })).id;
@@ -229,6 +237,11 @@ export class OpenStackEnv {
       SG_AMQP_URL: this.controllerAmqp, SG_DATA_DIR: this.controllerDataDir, SG_HTTP_LISTEN: `127.0.0.1:${port}`,
       SG_SIGNING_KEY_FILE: this.key!.privateKeyFile, SG_HTTP_TOKEN_FILE: this.apiToken!.file, SG_LOG_LEVEL: 'warn',
     });
+    const pid = this.controller.child.pid;
+    if (pid) {
+      this.reaper.add({ pids: [pid] });
+      void this.controller.exit.then(() => this.reaper.remove({ pids: [pid] }));
+    }
     await waitFor('sg-controller', async () => {
       if (this.controller!.exited) throw new Error(`sg-controller exited:\n${this.controller!.dump()}`);
       return (await fetch(`${this.controllerUrl}/healthz`)).ok;
@@ -288,6 +301,7 @@ export class OpenStackEnv {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // Whatever fails below, the watcher still removes what is left once this process is gone.
     await stopProcess(this.controller);
     await Promise.all(this.hosts.map((h) => h.destroy()));
     await new Promise((r) => (this.proxy ? this.proxy.close(r) : r(undefined)));
@@ -298,6 +312,7 @@ export class OpenStackEnv {
     removeKeys(this.key);
     this.apiToken?.remove();
     fs.rmSync(this.dir, { recursive: true, force: true });
+    this.reaper.stop();
   }
 }
 
