@@ -23,7 +23,7 @@ import readline from 'node:readline';
 import type { ComputeHost, OsVm, PortSpec } from '../test/helpers/compute-host.js';
 import { migrateToSgAgent, rollBackToIptablesHybrid } from '../test/helpers/host-migration.js';
 import { OpenStackEnv } from '../test/helpers/openstack-env.js';
-import { startProbe, type ClosedFlowReport, type OpenFlowReport, type Probe } from '../test/helpers/vm-probe.js';
+import { startProbe, type Probe } from '../test/helpers/vm-probe.js';
 import { waitFor } from '../test/helpers/wait.js';
 
 const N = Number(process.env.OPENSTACK_BENCH_N ?? 50);
@@ -52,8 +52,8 @@ class Poller {
         s.on('connect', () => end(true)); s.on('error', () => end(false));
       }, 10);`;
     this.child = spawn('ip', ['netns', 'exec', vm.ns.name, process.execPath, '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
-    this.child.stdin!.on('error', () => undefined);
-    readline.createInterface({ input: this.child.stdout! }).on('line', (l) => {
+    this.child.stdin.on('error', () => undefined);
+    readline.createInterface({ input: this.child.stdout }).on('line', (l) => {
       const [at, ok] = l.split(' ');
       this.tries.push({ at: Number(at), ok: ok === '1' });
     });
@@ -61,7 +61,7 @@ class Poller {
 
   target(ip: string, port: number): void {
     this.tries.length = 0;
-    this.child.stdin!.write(`${ip} ${port}\n`);
+    this.child.stdin.write(`${ip} ${port}\n`);
   }
 
   /** The first try since `t0` that got through. */
@@ -166,8 +166,8 @@ async function losses(vms: Record<string, OsVm>, change: (between: (step: string
     let refusedPassed = 0;
     for (const r of reports) {
       for (const f of Object.values(r)) {
-        if ('lost' in f) udpLost += (f as OpenFlowReport).lost;
-        else refusedPassed += (f as ClosedFlowReport).passed;
+        if ('lost' in f) udpLost += (f).lost;
+        else refusedPassed += (f).passed;
       }
     }
     retransmitsBySteps.after = retransmits(ends) - last;

@@ -49,10 +49,10 @@ export async function startProbe(vm: Vm, flows: Flow[], intervalMs = 50): Promis
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   child.on('error', () => undefined);
-  child.stdin!.on('error', () => undefined);
+  child.stdin.on('error', () => undefined);
   const lines: string[] = [];
   let wake: (() => void) | undefined;
-  readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+  readline.createInterface({ input: child.stdout }).on('line', (l) => {
     lines.push(l);
     wake?.();
   });
@@ -74,7 +74,7 @@ export async function startProbe(vm: Vm, flows: Flow[], intervalMs = 50): Promis
     throw new Error(`probe from ${vm.name}: ${first}`);
   }
   const report = async () => {
-    child.stdin!.write('r\n');
+    child.stdin.write('r\n');
     return JSON.parse(await next()) as ProbeReport;
   };
   return {
