@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'native/index.js', 'native/index.d.ts', 'npm/', 'target/', 'node_modules/', 'bench/.neutron-venv/'] },
+  { ignores: ['dist/', 'native/index.js', 'native/index.d.ts', 'npm/', 'target/', 'node_modules/', 'bench/.neutron-venv/', 'bench/.openstack-venv/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
