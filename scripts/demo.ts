@@ -13,6 +13,7 @@ import path from 'node:path';
 import { Topology, type Vm } from '../test/helpers/topology.js';
 import { startRabbitNode, type OwnRabbitNode } from '../test/helpers/rabbit-node.js';
 import { freePort } from '../test/helpers/net.js';
+import { NFT } from '../test/helpers/backends.js';
 
 const repo = path.resolve(__dirname, '..');
 const tag = randomBytes(2).toString('hex');
@@ -122,7 +123,7 @@ async function main(topos: Topology[]): Promise<void> {
   console.log(`a1 -> a2 (both in web): ${ok1 ? 'admitted' : 'BLOCKED'}`);
   await until('b3 filtered on host-b', () => inKernel(metrics[1]!, 'b3'));
   // Group sets of the nftables backend are g4-/g6-<hash> (docs/firewall.md); the shared ones are not groups'.
-  const setsB = hostB.host.exec('nft', ['list', 'sets']).split('\n').filter((l) => /\bset g[46]-/.test(l)).map((l) => l.trim().replace(/ \{$/, ''));
+  const setsB = hostB.host.exec(NFT, ['list', 'sets']).split('\n').filter((l) => /\bset g[46]-/.test(l)).map((l) => l.trim().replace(/ \{$/, ''));
   console.log(`group sets on host-b (nft list sets), which has no port in web and so was told nothing about it: ${setsB.join(', ') || '(none)'}`);
 
   step('traffic check on host-a: a4 is not in web, then joins it');

@@ -8,6 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { canUseNetns } from './helpers/netns.js';
+import { NFT } from './helpers/backends.js';
 import { testsNeeding } from './helpers/gate.js';
 import { devName, type ComputeHost, type OsVm } from './helpers/compute-host.js';
 import { OpenStackEnv } from './helpers/openstack-env.js';
@@ -246,7 +247,7 @@ openstackTest.serial('a VM live-migrated between hosts as Nova does it: its bind
     const tap = devName('tap', port.id);
     // Neutron's conntrack-zone rules in the raw table, left from the host's time on iptables_hybrid as
     // the migration checklist says (connections live in those zones), are Neutron's, not sg-agent's.
-    const naming = [b.ns.exec('iptables-save', []), b.ns.exec('ip6tables-save', []), b.ns.exec('nft', ['list', 'ruleset'])].join('\n')
+    const naming = [b.ns.exec('iptables-save', []), b.ns.exec('ip6tables-save', []), b.ns.exec(NFT, ['list', 'ruleset'])].join('\n')
       .split('\n').filter((l) => l.includes(tap) && !/^-A neutron-openvswi-(PREROUTING|OUTPUT) .* -j CT --zone /.test(l));
     t.deepEqual(naming, [], 'no rule of the source names its tap');
     t.true(a.traffic.tcp(vms.d1!.vm, vm.ip4, WEB) === false, 'db still may not reach web on its new host');
