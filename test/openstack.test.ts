@@ -67,6 +67,12 @@ test.before(async () => {
   await group('web', (id) => [...both({ direction: 'ingress', remote_group_id: id }), ...both({ direction: 'ingress', protocol: 'tcp', port_range_min: WEB, port_range_max: WEB, remote_group_id: id })]);
   await group('db', () => both({ direction: 'ingress', protocol: 'tcp', port_range_min: DB, port_range_max: DB, remote_group_id: groups.web }));
   await group('iso', () => []);
+  // The VMs every test uses, booted here so that each test runs on its own (`--match` one).
+  await boot('w1', a, 11, ['web']);
+  await boot('d1', a, 12, ['db']);
+  await boot('w2', b, 21, ['web']);
+  await boot('d2', b, 22, ['db']);
+  await boot('x', b, 23, ['iso']);
 });
 
 test.after.always(async () => {
@@ -74,11 +80,7 @@ test.after.always(async () => {
 });
 
 openstackTest.serial('ports created through Neutron with Keystone auth become ACTIVE, hybrid-plugged by os-vif, and are filtered as their groups say, within and across hosts, IPv4 and IPv6', async (t) => {
-  const w1 = await boot('w1', a, 11, ['web']);
-  const d1 = await boot('d1', a, 12, ['db']);
-  const w2 = await boot('w2', b, 21, ['web']);
-  const d2 = await boot('d2', b, 22, ['db']);
-  const x = await boot('x', b, 23, ['iso']);
+  const [w1, d1, w2, d2, x] = (['w1', 'd1', 'w2', 'd2', 'x'] as const).map((n) => vms[n]!) as [Booted, Booted, Booted, Booted, Booted];
   await env.waitActive(...Object.values(vms).map((v) => v.port.id));
   const bound = (await env.neutron.call<{ port: Body }>('GET', `ports/${w1.port.id}`)).port;
   t.like(bound, { 'binding:host_id': a.name, 'binding:vif_type': 'ovs', 'binding:vif_details': { ovs_hybrid_plug: true, datapath_type: 'netdev' } });
