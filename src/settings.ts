@@ -73,7 +73,31 @@ export function readSettings(shape: Section, file: string | undefined, env: Node
     out.values[target] = v;
     out.from[target] = s.env!;
   }
+  refuseMisspeltEnv(shape, env);
   return out;
+}
+
+/** SG_* variables a program reads outside its settings' shape (the controller's Neutron source and
+ *  its choice of source), registered by the module reading them so a typo check knows them. */
+const READ_ELSEWHERE = new Set<string>();
+export function readFromEnvElsewhere(...names: string[]): void {
+  for (const n of names) READ_ELSEWHERE.add(n);
+}
+
+/** A misspelt variable would be silently ignored and the default used (`SG_DATAPLAN=nftables` running
+ *  iptables): an SG_* variable one or two letters from a known one is refused, naming it. Variables
+ *  far from every known name (other tools', the tests' own) are left alone. */
+function refuseMisspeltEnv(shape: Section, env: NodeJS.ProcessEnv): void {
+  const known = new Set([...READ_ELSEWHERE, ...[...settingsOf(shape)].flatMap(([, s]) => (s.env ? [s.env] : []))]);
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('SG_') || known.has(name)) continue;
+    let best: { name: string; d: number } | undefined;
+    for (const k of known) {
+      const d = editDistance(name, k);
+      if (!best || d < best.d) best = { name: k, d };
+    }
+    if (best && best.d <= 2) throw new ConfigError(`unknown environment variable ${name} (did you mean ${best.name}?)`);
+  }
 }
 
 /** A file the configuration names, read; its absence or a refused read is one line naming it. */
@@ -90,6 +114,7 @@ export function describeFsError(e: unknown): string {
   if (code === 'ENOENT') return 'no such file';
   if (code === 'EACCES' || code === 'EPERM') return `permission denied (this process runs as uid ${process.getuid?.()})`;
   if (code === 'EISDIR') return 'is a directory';
+  if (code === 'ENOTDIR') return 'a part of the path is not a directory';
   return (e as Error).message;
 }
 

@@ -89,6 +89,8 @@ test('sg-agent run: no trusted keys, a bad log level or prefix, a namespace that
   oneLine(t, cli('sg-agent', ['run'], { ...env, SG_LOG_LEVEL: 'verbose' }), /SG_LOG_LEVEL must be .*info.*, not "verbose"/);
   oneLine(t, cli('sg-agent', ['run'], { ...env, SG_PREFIX: 'Neutron-' }), /SG_PREFIX .*prefix must be 1-6/);
   oneLine(t, cli('sg-agent', ['run'], { ...env, SG_COALESCE_MS: 'soon' }), /SG_COALESCE_MS must be a non-negative number, not "soon"/);
+  // A misspelt variable would leave the default in force without a word.
+  oneLine(t, cli('sg-agent', ['run'], { ...env, SG_DATAPLAN: 'nftables' }), /unknown environment variable SG_DATAPLAN \(did you mean SG_DATAPLANE\?\)/);
   oneLine(t, cli('sg-agent', ['run'], env), new RegExp(`cannot open the iptables firewall in netns ${NO_NETNS}: .*cannot enter network namespace`));
   // Taken by this test; the agent must say so before it opens anything in the kernel.
   const taken = net.createServer();
@@ -130,6 +132,10 @@ test('sg-controller: start-up errors are one line too (a key file missing, an un
   oneLine(t, cli('sg-controller', [], { ...env, SG_SIGNING_KEY_FILE: path.join(dir, 'none.pem') }), /signing key .*none\.pem: no such file/, 'sg-controller');
   const typo = write(dir, 'controller.json', { signingKeyFile: key.privateKeyFile, http: { listen: '', tokenfile: '/t' } });
   oneLine(t, cli('sg-controller', ['--config', typo], env), /unknown key "http\.tokenfile" \(did you mean "http\.tokenFile"\?\)/, 'sg-controller');
+  const withKey = { ...env, SG_SIGNING_KEY_FILE: key.privateKeyFile };
+  oneLine(t, cli('sg-controller', [], { ...withKey, SG_NEUTRON_URLS: 'http://n' }), /unknown environment variable SG_NEUTRON_URLS \(did you mean SG_NEUTRON_URL\?\)/, 'sg-controller');
+  const notADir = write(dir, 'plain-file', '');
+  oneLine(t, cli('sg-controller', [], { ...withKey, SG_DATA_DIR: path.join(notADir, 'data') }), /data directory .*plain-file\/data: a part of the path is not a directory/, 'sg-controller');
   const taken = net.createServer();
   const port = await freePort();
   await new Promise<void>((r) => taken.listen(port, '127.0.0.1', r));

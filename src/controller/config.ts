@@ -5,7 +5,8 @@
 import { isIP } from 'node:net';
 import { BROKER_TLS_SETTINGS, brokerTlsFrom, checkBrokerOptions, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import { readSecretFile } from '../protocol/signing.js';
-import { ConfigError, LOG_LEVELS, oneOf, readConfiguredFile, readSettings, setting, type Section } from '../settings.js';
+import { NEUTRON_ENV } from '../neutron/config.js';
+import { ConfigError, LOG_LEVELS, oneOf, readConfiguredFile, readFromEnvElsewhere, readSettings, setting, type Section } from '../settings.js';
 
 export interface ControllerConfig {
   /** The broker: one URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
@@ -114,6 +115,8 @@ const SHAPE: Section = {
 const DEFAULT_HTTP_LISTEN = '127.0.0.1:9797';
 
 export function loadControllerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ControllerConfig {
+  // Read by the command (which source) and by Neutron mode, beside this shape.
+  readFromEnvElsewhere('SG_SOURCE', ...NEUTRON_ENV);
   const { values: v } = readSettings(SHAPE, file, env);
   const str = (k: string) => v[k] as string | undefined;
   const tokenFile = str('tokenFile');

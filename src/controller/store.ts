@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
 import type { UpdateMessage } from '../protocol/messages.js';
+import { ConfigError, describeFsError } from '../settings.js';
 import type { StoreMetrics } from './metrics.js';
 import {
   RecordStore, type ControllerStore, type OutboxEntry, type OutboxKey, type RecordKey, type RecordTx, type RecordView, type StoreHealth,
@@ -45,8 +46,14 @@ export class Store extends RecordStore implements ControllerStore {
   }
 
   static async open(dir: string, opts: StoreOptions = {}): Promise<Store> {
-    fs.mkdirSync(dir, { recursive: true });
-    const db = open({ path: path.join(dir, 'store.mdb'), encoding: 'json', noSync: opts.sync === false, compression: false });
+    // A data directory that cannot be made or opened is the operator's to fix: one line naming it.
+    let db: RootDatabase;
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      db = open({ path: path.join(dir, 'store.mdb'), encoding: 'json', noSync: opts.sync === false, compression: false });
+    } catch (e) {
+      throw new ConfigError(`data directory ${dir}: ${describeFsError(e)}`);
+    }
     return new Store(db, opts.metrics);
   }
 

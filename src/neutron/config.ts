@@ -7,6 +7,17 @@ import { ConfigError } from '../settings.js';
 
 export { ConfigError };
 
+/** The variables Neutron mode reads (below), for the controller's check of misspelt ones. */
+export const NEUTRON_ENV = [
+  'SG_NEUTRON_AUTH',
+  'SG_NEUTRON_URL',
+  'SG_NEUTRON_TRANSPORT_URL',
+  'SG_NEUTRON_DEVICE_PREFIX',
+  'SG_NEUTRON_DEVICE_LENGTH',
+  'SG_NEUTRON_TIMEOUT_MS',
+  'SG_NEUTRON_RESYNC_INTERVAL_MS',
+] as const;
+
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return dflt;
