@@ -5,7 +5,18 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'native/index.js', 'native/index.d.ts', 'npm/', 'target/', 'node_modules/', 'bench/.neutron-venv/', 'bench/.openstack-venv/'] },
+  {
+    ignores: [
+      'dist/',
+      'native/index.js',
+      'native/index.d.ts',
+      'npm/',
+      'target/',
+      'node_modules/',
+      'bench/.neutron-venv/',
+      'bench/.openstack-venv/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -23,10 +34,17 @@ export default tseslint.config(
     },
   },
   // Plain JavaScript (this file, scripts): no type information to lint with.
-  { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
+  { files: ['**/*.js', '**/*.mjs', '**/*.cjs'], ...tseslint.configs.disableTypeChecked },
   {
-    files: ['scripts/**/*.js'],
-    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', __dirname: 'readonly', process: 'readonly', console: 'readonly' } },
+    files: ['scripts/**/*.js', '**/*.cjs'],
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: {
+        ...Object.fromEntries(['require', '__dirname', 'process', 'console', 'Buffer'].map((g) => [g, 'readonly'])),
+        ...Object.fromEntries(['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'].map((g) => [g, 'readonly'])),
+        module: 'writable',
+      },
+    },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );
