@@ -63,6 +63,11 @@ export declare class NativeNftables {
   listTables(): Promise<string>
   /** What a table holds (chains with their rule counts, sets with their sizes), or null. */
   describe(familyName: string, table: string): Promise<string>
+  /**
+   * Every rule of a table (`family`: inet, bridge, or ip / ip6 for iptables-nft's tables), or of
+   * one of its chains, with its handle, place and counts: JSON `RuleStat[]`.
+   */
+  ruleStats(familyName: string, table: string, chain?: string | undefined | null): Promise<string>
   /** Stops comparing and repairing a table (after it was removed). */
   forget(familyName: string, table: string): Promise<void>
   /** Transactions this client committed (its own and its repairs). */

@@ -12,7 +12,7 @@ export type PortDir = "sport" | "dport";
 export type CtState = "invalid" | "established" | "related" | "new" | "untracked";
 export type IfKey = "iifname" | "oifname";
 export type MapKey = { "mark": number } | "iifname" | "oifname";
-export type Stmt = { "m": "nfproto", v: 4 | 6, } | { "m": "l4proto", v: number, } | { "m": "ethertype", v: number, } | { "m": "addr", family: 4 | 6, dir: Dir, cidr: string, } | { "m": "addrIn", family: 4 | 6, dir: Dir, set: string, } | { "m": "port", dir: PortDir, min: number, max: number, } | { "m": "icmpIn", set: string, } | { "m": "ndTarget", cidr: string, } | { "m": "icmp", type: number, code?: number, } | { "m": "ctState", states: Array<CtState>, } | { "m": "ctStateVmap", map: string, } | { "m": "etherSaddr", mac: string, } | { "m": "arpSender", mac: string, cidr?: string, } | { "m": "markSet", mask: number, id: number, } | { "m": "markIn", mask: number, set: string, } | { "m": "ifnameIn", key: IfKey, set: string, negate?: boolean, } | { "m": "ifnamePrefix", key: IfKey, prefix: string, } | { "m": "vmap", key: MapKey, map: string, } | { "m": "notrack" } | { "m": "verdict", v: VerdictSpec, };
+export type Stmt = { "m": "nfproto", v: 4 | 6, } | { "m": "l4proto", v: number, } | { "m": "ethertype", v: number, } | { "m": "addr", family: 4 | 6, dir: Dir, cidr: string, } | { "m": "addrIn", family: 4 | 6, dir: Dir, set: string, } | { "m": "port", dir: PortDir, min: number, max: number, } | { "m": "icmpIn", set: string, } | { "m": "ndTarget", cidr: string, } | { "m": "icmp", type: number, code?: number, } | { "m": "ctState", states: Array<CtState>, } | { "m": "ctStateVmap", map: string, } | { "m": "etherSaddr", mac: string, } | { "m": "arpSender", mac: string, cidr?: string, } | { "m": "markSet", mask: number, id: number, } | { "m": "markIn", mask: number, set: string, } | { "m": "ifnameIn", key: IfKey, set: string, negate?: boolean, } | { "m": "ifnamePrefix", key: IfKey, prefix: string, } | { "m": "vmap", key: MapKey, map: string, } | { "m": "notrack" } | { "m": "counter" } | { "m": "verdict", v: VerdictSpec, };
 export type Op = { "op": "table", family: Family, table: string, } | { "op": "delTable", family: Family, table: string, } | { "op": "chain", family: Family, table: string, chain: string, hook?: HookSpec, } | { "op": "delChain", family: Family, table: string, chain: string, } | { "op": "flushChain", family: Family, table: string, chain: string, } | { "op": "rule", family: Family, table: string, chain: string, stmts: Array<Stmt>, } | { "op": "set", family: Family, table: string, set: string, key: KeyType, map?: boolean, } | { "op": "delSet", family: Family, table: string, set: string, } | { "op": "flushSet", family: Family, table: string, set: string, } | { "op": "members", family: Family, table: string, set: string, add?: Array<string>, del?: Array<string>, replace?: boolean, } | { "op": "elems", family: Family, table: string, set: string, add?: Array<ElemSpec>, del?: Array<KeySpec>, };
 export type OpFailure = { 
 /**
@@ -37,6 +37,29 @@ failures: Array<OpFailure>, };
 export type ChainDesc = { name: string, base: boolean, rules: number, };
 export type SetDesc = { name: string, map: boolean, elements: number, };
 export type TableDesc = { family: Family, name: string, chains: Array<ChainDesc>, sets: Array<SetDesc>, };
+export type RuleStat = { chain: string, 
+/**
+ * The kernel's handle of the rule (what trace events name it by).
+ */
+handle: number, 
+/**
+ * Its place in the chain, from 0.
+ */
+position: number, 
+/**
+ * Whether the whole chain reads back as this client wrote it: then `position` is the index of
+ * the rule as written. False for a chain that drifted (until it is repaired) and for tables this
+ * client did not write (iptables-nft's).
+ */
+asWritten: boolean, 
+/**
+ * Whether it has a counter.
+ */
+counted: boolean, 
+/**
+ * The counts of its counter (0 without one).
+ */
+packets: number, bytes: number, };
 export type Support = { 
 /**
  * nf_tables with the inet family, base chains at prerouting and forward, verdict maps, marks,

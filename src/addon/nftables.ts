@@ -4,10 +4,10 @@
 // property (bench/nft-boundary.ts). Every call runs off the JS thread.
 import { native } from './native.js';
 import { fromNative } from './errors.js';
-import type { Family, HookSpec, KeySpec, Op, ReconcileReport, Support, TableDesc, TransactResult, VerdictSpec } from './nftables-types.js';
+import type { Family, HookSpec, KeySpec, Op, ReconcileReport, RuleStat, Support, TableDesc, TransactResult, VerdictSpec } from './nftables-types.js';
 
 // Declared once, in Rust (native/core/src/nftables/spec.rs and the result types), and generated.
-export type { KeyType, Op, OpFailure, ReconcileReport, Stmt, TableDesc, TransactResult } from './nftables-types.js';
+export type { KeyType, Op, OpFailure, ReconcileReport, RuleStat, Stmt, TableDesc, TransactResult } from './nftables-types.js';
 export type NftFamily = Family;
 export type Verdict = VerdictSpec;
 export type Hook = HookSpec;
@@ -61,6 +61,12 @@ export class NftClient {
 
   async describe(family: NftFamily, table: string): Promise<TableDesc | null> {
     return JSON.parse(await call(() => this.h.describe(family, table))) as TableDesc | null;
+  }
+
+  /** Every rule of a table (of ours, or iptables-nft's `ip`/`ip6` tables), or of one chain of it:
+   *  its handle, its place in its chain, and what its counter counted. */
+  async ruleStats(family: NftFamily | 'ip' | 'ip6', table: string, chain?: string): Promise<RuleStat[]> {
+    return JSON.parse(await call(() => this.h.ruleStats(family, table, chain ?? null))) as RuleStat[];
   }
 
   async forget(family: NftFamily, table: string): Promise<void> {

@@ -88,7 +88,12 @@ export class Agent {
   async start(): Promise<void> {
     const netns = this.cfg.netns ? { netns: this.cfg.netns } : {};
     // First the listener: a port that cannot be had stops start-up before the kernel is touched.
-    if (this.cfg.metricsListen) this.http = await this.metrics.serve(this.cfg.metricsListen, () => this.status());
+    if (this.cfg.ruleCounters) this.metrics.countRules(() => this.engine);
+    if (this.cfg.metricsListen) {
+      this.http = await this.metrics.serve(this.cfg.metricsListen, {
+        '/status': async (q) => ({ ...(this.status() as object), ...(q.has('counters') ? { counters: await this.engine?.counters() } : {}) }),
+      });
+    }
     try {
       const dataplane = this.opts.dataplane ?? (await this.openKernelDataplane(netns));
       this.engine = new FirewallEngine(dataplane, {

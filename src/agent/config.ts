@@ -36,6 +36,8 @@ export interface AgentConfig {
   reconcileIntervalMs: number;
   /** host:port for /metrics and /status; '' turns the listener off. Loopback by default. */
   metricsListen: string;
+  /** Export each port's per-rule packet and byte counts on /metrics (a series per rule and port). */
+  ruleCounters: boolean;
   syncTimeoutMs: number;
   /** No longer used: the agent's queue is exclusive to its connection (docs/protocol.md). Still
    *  accepted so that existing configurations load. */
@@ -56,6 +58,7 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   structureIntervalMaxMs: 2_000,
   reconcileIntervalMs: 5_000,
   metricsListen: '127.0.0.1:9464',
+  ruleCounters: false,
   syncTimeoutMs: 5_000,
   queueExpiresMs: 10 * 60_000,
   fullSyncIntervalMs: 5 * 60_000,
@@ -91,7 +94,10 @@ const SHAPE: Section = {
     structureIntervalMaxMs: ms('SG_STRUCTURE_INTERVAL_MAX_MS'),
     reconcileIntervalMs: ms('SG_RECONCILE_INTERVAL_MS'),
   },
-  metrics: { listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }) },
+  metrics: {
+    listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }),
+    ruleCounters: setting('boolean', { env: 'SG_METRICS_RULE_COUNTERS', to: 'ruleCounters' }),
+  },
   syncTimeoutMs: ms('SG_SYNC_TIMEOUT_MS'),
   queueExpiresMs: ms('SG_QUEUE_EXPIRES_MS'),
   fullSyncIntervalMs: ms('SG_FULL_SYNC_INTERVAL_MS'),

@@ -7,7 +7,9 @@ const USAGE = `usage: sg-agent <command>
 
 commands:
   run [--config FILE]      run the agent daemon (config file + SG_* environment variables)
-  status [--config FILE]   local ports, groups, sets and sizes of the running agent
+  status [--config FILE] [--counters]
+                           local ports, groups, sets and sizes of the running agent; with
+                           --counters, the packets and bytes each rule of each port counted
   cleanup [--config FILE]  remove every chain, table and set the agent owns (both backends)
   version, --version, -V   package, native binary and kernel ipset protocol versions
   check [--config FILE]    capabilities this process lacks, what the kernel supports (nf_tables
@@ -19,7 +21,7 @@ const config = { valued: ['--config'] };
 
 const commands: Record<string, CommandSpec> = {
   run: { ...config, run: async (args) => (await import('../agent/commands.js')).run(args) },
-  status: { ...config, run: async (args) => (await import('../agent/commands.js')).status(args) },
+  status: { ...config, flags: ['--counters'], run: async (args) => (await import('../agent/commands.js')).status(args) },
   cleanup: { ...config, run: async (args) => (await import('../agent/commands.js')).cleanup(args) },
   version: {
     async run() {

@@ -5,6 +5,7 @@
 import type { Ethertype, SecurityGroupRule } from '../domain/model.js';
 import type { Family } from '../domain/address.js';
 import type { AddressPair } from './cuts.js';
+import type { RuleTag } from './policy.js';
 
 export type Mode = 'bridged' | 'routed';
 
@@ -18,8 +19,10 @@ export function setKey(ref: SetRef): string {
   return `${ref.family}:${ref.groupId}`;
 }
 
-/** A group rule as a port's filter needs it. Rules naming a group refer to its set of the rule's family. */
-export type FilterRule = Omit<SecurityGroupRule, 'id'>;
+/** A group rule as a port's filter needs it: identical rules of the port's groups are one, holding
+ *  the ids of all (what counters, trace and explain name it by). Rules naming a group refer to its
+ *  set of the rule's family. */
+export type FilterRule = Omit<SecurityGroupRule, 'id'> & { ruleIds: string[] };
 
 /** Everything about one port's filtering, independent of the backend. */
 export interface PortFilter {
@@ -95,6 +98,17 @@ export interface DataplaneStatus {
   chains: { v4: string[]; v6: string[] };
 }
 
+/** Which of a port's chains. */
+export type PortChainKind = 'ingress' | 'egress' | 'anti-spoofing';
+
+/** One rule of a port's chains as the kernel counted it (a rule with no counter: none). */
+export interface RuleCount {
+  chain: PortChainKind;
+  tag: RuleTag;
+  packets: number;
+  bytes: number;
+}
+
 export interface Dataplane {
   readonly name: string;
   readonly stats: DataplaneStats;
@@ -111,6 +125,9 @@ export interface Dataplane {
   /** Removes every object of ours; what cannot be removed (referenced by others) is reported. */
   cleanup(): Promise<{ removed: number; left: string[] }>;
   status(expected: AppliedView): DataplaneStatus;
+  /** What each rule of the filtered ports' chains (of `portIds`, or all) counted, read from the
+   *  kernel; a chain that does not read back as written (drift not yet repaired) is left out. */
+  counters?(portIds?: readonly string[]): Promise<Map<string, RuleCount[]>>;
   close(): Promise<void>;
 }
 

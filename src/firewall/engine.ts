@@ -11,7 +11,8 @@
 import type { Logger } from 'pino';
 import type { PortInput, SecurityGroupInput } from '../domain/model.js';
 import { ValidationError } from '../domain/validate.js';
-import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortFilter, type ReconcileReport, type SetRef } from './dataplane.js';
+import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortChainKind, type PortFilter, type ReconcileReport, type RuleCount, type SetRef } from './dataplane.js';
+import type { FixedName } from './policy.js';
 import { ApplyLoop, type RunResult } from './loop.js';
 import { planMembers, planStructure } from './planner.js';
 import { HostState, type DesiredSnapshot, type Work } from './state.js';
@@ -64,6 +65,14 @@ export interface EngineStatus {
 
 export type DesiredState = DesiredSnapshot;
 
+/** What the rules of one port's chains counted, as the kernel has it: per security-group rule (one
+ *  rule of several groups written once counts for each of them), and per fixed rule of the policy. */
+export interface PortCounters {
+  portId: string;
+  rules: { ruleId: string; chain: 'ingress' | 'egress'; packets: number; bytes: number }[];
+  fixed: { name: FixedName; chain: PortChainKind; packets: number; bytes: number }[];
+}
+
 interface Retry {
   attempts: number;
   retryAt: number;
@@ -95,7 +104,7 @@ export class FirewallEngine {
   /** A previous run may have left objects of ours that the new state no longer has. They are removed
    *  right after the first successful apply, not before: until then they keep filtering. */
   private startupCleanupPending = true;
-  private readonly counters = { conntrackDeleted: 0, repairs: 0, rejectedInput: 0 };
+  private readonly tally = { conntrackDeleted: 0, repairs: 0, rejectedInput: 0 };
   private readonly view: AppliedView;
 
   constructor(readonly dataplane: Dataplane, private readonly opts: FirewallEngineOptions = {}) {
@@ -133,9 +142,9 @@ export class FirewallEngine {
       setSyncs: d.setSyncs,
       setDeltas: d.setDeltas,
       restores: d.restores,
-      repairs: this.counters.repairs + (d.repairs ?? 0),
-      conntrackDeleted: this.counters.conntrackDeleted,
-      rejectedInput: this.counters.rejectedInput,
+      repairs: this.tally.repairs + (d.repairs ?? 0),
+      conntrackDeleted: this.tally.conntrackDeleted,
+      rejectedInput: this.tally.rejectedInput,
       quarantined: this.quarantine.size,
     };
   }
@@ -153,7 +162,7 @@ export class FirewallEngine {
       out = f();
     } catch (e) {
       if (e instanceof ValidationError) {
-        this.counters.rejectedInput++;
+        this.tally.rejectedInput++;
         this.opts.logger?.warn({ err: e.message }, `rejected ${what}`);
       }
       throw e;
@@ -247,7 +256,7 @@ export class FirewallEngine {
       this.inFlight = new Set();
     }
     const now = Date.now();
-    this.counters.conntrackDeleted += outcome.conntrackDeleted;
+    this.tally.conntrackDeleted += outcome.conntrackDeleted;
     const failedSetKeys = new Map(outcome.failedSets.map((f) => [setKey(f.ref), f.error] as const));
     for (const s of [...changes.sets.fill, ...changes.sets.delta]) {
       const key = setKey(s);
@@ -377,7 +386,7 @@ export class FirewallEngine {
     if (this.startupCleanupPending) return { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
     const report = await this.loop.exclusive(() => this.dataplane.reconcile(this.view, { full: opts.full ?? true }));
     const repaired = report.setsRepaired + report.chainsRepaired + report.staleRemoved;
-    this.counters.repairs += repaired;
+    this.tally.repairs += repaired;
     if (repaired) this.opts.logger?.warn({ ...report }, 'firewall drift repaired');
     return report;
   }
@@ -391,6 +400,35 @@ export class FirewallEngine {
       chains: dp.chains,
       quarantined: [...this.quarantine.values()],
     };
+  }
+
+  /** Packets and bytes per rule of the ports' chains (of `portIds`, or every filtered port), read
+   *  from the kernel; empty for a backend without counters. */
+  async counters(portIds?: readonly string[]): Promise<PortCounters[]> {
+    const read: Map<string, RuleCount[]> = (await this.dataplane.counters?.(portIds)) ?? new Map<string, RuleCount[]>();
+    const out: PortCounters[] = [];
+    for (const [portId, counts] of read) {
+      const rules = new Map<string, PortCounters['rules'][number]>();
+      const fixed = new Map<string, PortCounters['fixed'][number]>();
+      for (const c of counts) {
+        if ('rule' in c.tag) {
+          for (const ruleId of c.tag.rule) {
+            const r = rules.get(ruleId) ?? { ruleId, chain: c.chain === 'ingress' ? 'ingress' : 'egress', packets: 0, bytes: 0 };
+            r.packets += c.packets;
+            r.bytes += c.bytes;
+            rules.set(ruleId, r);
+          }
+        } else if ('fixed' in c.tag) {
+          const key = `${c.chain} ${c.tag.fixed}`;
+          const r = fixed.get(key) ?? { name: c.tag.fixed, chain: c.chain, packets: 0, bytes: 0 };
+          r.packets += c.packets;
+          r.bytes += c.bytes;
+          fixed.set(key, r);
+        }
+      }
+      out.push({ portId, rules: [...rules.values()], fixed: [...fixed.values()] });
+    }
+    return out;
   }
 
   /** Whether a port's current filter is in the kernel (what a test waits for before checking a drop). */

@@ -22,12 +22,12 @@ export function buildFilter(state: Pick<HostState, 'group'>, port: Port, holds: 
   const groups = port.securityGroups.map((g) => state.group(g)).filter((g): g is SecurityGroup => !!g);
   const stateful = groups.length === 0 || groups.some((g) => g.stateful);
   const rules: FilterRule[] = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, FilterRule>();
   const sets = new Map<string, SetRef>();
   if (port.portSecurityEnabled) {
     for (const g of groups) {
       for (const r of g.rules) {
-        const { id: _id, ...rule } = r;
+        const { id, ...rule } = r;
         if (rule.remoteGroupId !== null) {
           const ref = { groupId: rule.remoteGroupId, family: familyOfEthertype(rule.ethertype) };
           // A rule naming a set that cannot be made admits nothing until it can (fail-closed).
@@ -35,9 +35,14 @@ export function buildFilter(state: Pick<HostState, 'group'>, port: Port, holds: 
           sets.set(setKey(ref), ref);
         }
         const k = JSON.stringify(rule);
-        if (seen.has(k)) continue;
-        seen.add(k);
-        rules.push(rule);
+        const same = seen.get(k);
+        if (same) {
+          if (!same.ruleIds.includes(id)) same.ruleIds.push(id);
+          continue;
+        }
+        const kept = { ...rule, ruleIds: [id] };
+        seen.set(k, kept);
+        rules.push(kept);
       }
     }
   }

@@ -7,18 +7,19 @@
 import { formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
-import { arpSenders, egressPolicy, ICMP6_LISTS, ingressPolicy, ofFamily, spoofSources, untrackedAddresses } from '../policy.js';
-import type { Entry, FixedVerdict, Match } from '../policy.js';
+import { arpSenders, egressPolicy, fixedTag, ICMP6_LISTS, ingressPolicy, ofFamily, spoofSources, untrackedAddresses } from '../policy.js';
+import type { Entry, FixedVerdict, Match, RuleTag } from '../policy.js';
 import type { KernelNames } from './names.js';
 
 export type IpVersion = 4 | 6;
 export type Chains = Map<string, string[]>;
 
-/** Chain name → rules (restore lines without `-A <chain>`), per family; `inexact` chains may read back
- *  differently from how they were written. */
+/** Chain name → rules (restore lines without `-A <chain>`), per family, and what each line is (in
+ *  the same order); `inexact` chains may read back differently from how they were written. */
 export interface PortChains {
   v4: Chains;
   v6: Chains;
+  tags: { v4: Map<string, RuleTag[]>; v6: Map<string, RuleTag[]> };
   inexact: Set<string>;
 }
 
@@ -121,49 +122,64 @@ export function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
 
 const STATE = ['-m state --state RELATED,ESTABLISHED -j RETURN', '-m state --state INVALID -j DROP'];
 
+/** Lines of one chain and what each is, kept in step; a line written twice is written once. */
+class Lines {
+  readonly lines: string[] = [];
+  readonly tags: RuleTag[] = [];
+  add(line: string, tag: RuleTag): void {
+    const at = this.lines.indexOf(line);
+    if (at < 0) {
+      this.lines.push(line);
+      this.tags.push(tag);
+      return;
+    }
+    // Identical rules of several groups: one line, standing for all of them.
+    const had = this.tags[at]!;
+    if ('rule' in had && 'rule' in tag) for (const id of tag.rule) if (!had.rule.includes(id)) had.rule.push(id);
+  }
+}
+
 /** The ingress, egress and anti-spoofing chains of one filtered port, both families. */
 export function renderPortChains(f: PortFilter, names: KernelNames): PortChains {
-  const out: PortChains = { v4: new Map(), v6: new Map(), inexact: new Set() };
+  const out: PortChains = { v4: new Map(), v6: new Map(), tags: { v4: new Map(), v6: new Map() }, inexact: new Set() };
   for (const v6 of [false, true]) {
     const chains = v6 ? out.v6 : out.v4;
+    const tags = v6 ? out.tags.v6 : out.tags.v4;
     const ethertype = v6 ? 'IPv6' : 'IPv4';
     const rules = f.rules.filter((r) => r.ethertype === ethertype);
-    const appendRules = (lines: string[], direction: 'ingress' | 'egress', chain: string) => {
-      const seen = new Set(lines);
+    const appendRules = (into: Lines, direction: 'ingress' | 'egress', chain: string) => {
       for (const r of rules) {
         if (r.direction !== direction) continue;
         const { line, exact } = ruleLine(r, v6, names);
         if (!exact) out.inexact.add(chain);
-        if (seen.has(line)) continue;
-        seen.add(line);
-        lines.push(line);
+        into.add(line, { rule: [...r.ruleIds] });
       }
     };
 
     // The policy's entries of this family; two spellings of one address give one line.
-    const lower = (entries: Entry[], direction: 'ingress' | 'egress', chain: string): string[] => {
-      const lines: string[] = [];
+    const lower = (entries: Entry[], direction: 'ingress' | 'egress', chain: string): void => {
+      const into = new Lines();
       for (const e of ofFamily(entries, v6 ? 6 : 4)) {
-        if ('match' in e) {
-          for (const l of fixedLines(e.match, e.verdict)) if (!lines.includes(l)) lines.push(l);
-        } else if ('state' in e) lines.push(...STATE);
-        else if ('spoofCheck' in e) lines.push(`-j ${names.spoofChain(f.portId)}`);
-        else if ('groupRules' in e) appendRules(lines, direction, chain);
-        else lines.push(`-j ${names.fallbackChain}`);
+        if ('groupRules' in e) appendRules(into, direction, chain);
+        else if ('match' in e) for (const l of fixedLines(e.match, e.verdict)) into.add(l, fixedTag(e));
+        else if ('state' in e) for (const l of STATE) into.add(l, fixedTag(e));
+        else if ('spoofCheck' in e) into.add(`-j ${names.spoofChain(f.portId)}`, fixedTag(e));
+        else into.add(`-j ${names.fallbackChain}`, fixedTag(e));
       }
-      return lines;
+      chains.set(chain, into.lines);
+      tags.set(chain, into.tags);
     };
-    chains.set(names.ingressChain(f.portId), lower(ingressPolicy(f), 'ingress', names.ingressChain(f.portId)));
-    chains.set(names.egressChain(f.portId), lower(egressPolicy(f), 'egress', names.egressChain(f.portId)));
+    lower(ingressPolicy(f), 'ingress', names.ingressChain(f.portId));
+    lower(egressPolicy(f), 'egress', names.egressChain(f.portId));
 
-    const spoof: string[] = [];
+    const spoof = new Lines();
     for (const s of spoofSources(f)) {
       if (s.family !== (v6 ? 6 : 4)) continue;
-      const line = `${s.src === undefined ? '' : `-s ${iptablesCidr(s.src)} `}-m mac --mac-source ${s.mac} -j RETURN`;
-      if (!spoof.includes(line)) spoof.push(line);
+      spoof.add(`${s.src === undefined ? '' : `-s ${iptablesCidr(s.src)} `}-m mac --mac-source ${s.mac} -j RETURN`, { fixed: 'anti-spoofing: own source' });
     }
-    spoof.push('-j DROP');
-    chains.set(names.spoofChain(f.portId), spoof);
+    spoof.add('-j DROP', { fixed: 'anti-spoofing: drop' });
+    chains.set(names.spoofChain(f.portId), spoof.lines);
+    tags.set(names.spoofChain(f.portId), spoof.tags);
   }
   return out;
 }

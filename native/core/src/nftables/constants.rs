@@ -204,6 +204,10 @@ pub const NF_CT_STATE_RELATED_BIT: u32 = 1 << 2;
 pub const NF_CT_STATE_NEW_BIT: u32 = 1 << 3;
 pub const NF_CT_STATE_UNTRACKED_BIT: u32 = 1 << 6;
 
+/// enum nft_counter_attributes: 64-bit counts (and padding to align them).
+pub const NFTA_COUNTER_BYTES: u16 = 1;
+pub const NFTA_COUNTER_PACKETS: u16 = 2;
+
 pub const NFTA_GEN_ID: u16 = 1;
 pub const NFTA_GEN_PROC_PID: u16 = 2;
 pub const NFTA_GEN_PROC_NAME: u16 = 3;

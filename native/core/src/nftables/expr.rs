@@ -147,6 +147,25 @@ impl Nla for VerdictNla<'_> {
     }
 }
 
+/// What a counter has counted. The counts are the kernel's record of the packets a rule saw, not
+/// part of what the rule is: two counters are the same expression whatever they counted, so a rule
+/// read back with its counts is `==` to the one written with none (drift is judged by `==`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl PartialEq for Counts {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Counts {}
+impl std::hash::Hash for Counts {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
 /// One expression of a rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
@@ -205,6 +224,8 @@ pub enum Expr {
     },
     /// Marks the packet as not to be tracked.
     Notrack,
+    /// Counts the packets and bytes that reach it.
+    Counter(Counts),
     /// An expression this crate does not model: its name and NFTA_EXPR_DATA as sent.
     Other {
         name: String,
@@ -215,6 +236,7 @@ pub enum Expr {
 /// One attribute inside NFTA_EXPR_DATA, owned, so an expression can list what it emits.
 enum A<'a> {
     U32(u16, u32),
+    U64(u16, u64),
     Str(u16, &'a str),
     Data(u16, Data),
 }
@@ -223,19 +245,21 @@ impl Nla for A<'_> {
     fn value_len(&self) -> usize {
         match self {
             A::U32(..) => 4,
+            A::U64(..) => 8,
             A::Str(_, s) => cstr_len(s),
             A::Data(k, d) => DataNla(*k, d).value_len(),
         }
     }
     fn kind(&self) -> u16 {
         match self {
-            A::U32(k, _) | A::Str(k, _) => *k,
+            A::U32(k, _) | A::U64(k, _) | A::Str(k, _) => *k,
             A::Data(k, _) => *k | NLA_F_NESTED,
         }
     }
     fn emit_value(&self, buf: &mut [u8]) {
         match self {
             A::U32(k, v) => U32(*k, *v).emit_value(buf),
+            A::U64(_, v) => buf[..8].copy_from_slice(&v.to_be_bytes()),
             A::Str(k, s) => Str(*k, s).emit_value(buf),
             A::Data(k, d) => DataNla(*k, d).emit_value(buf),
         }
@@ -254,6 +278,7 @@ impl Expr {
             Expr::Immediate { .. } => "immediate",
             Expr::Ct { .. } => "ct",
             Expr::Notrack => "notrack",
+            Expr::Counter(_) => "counter",
             Expr::Other { name, .. } => name,
         }
     }
@@ -304,6 +329,7 @@ impl Expr {
             }
             Expr::Immediate { dreg, data } => vec![A::U32(NFTA_IMMEDIATE_DREG, *dreg), A::Data(NFTA_IMMEDIATE_DATA, data.clone())],
             Expr::Ct { key, dreg } => vec![A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_DREG, *dreg)],
+            Expr::Counter(c) => vec![A::U64(NFTA_COUNTER_BYTES, c.bytes), A::U64(NFTA_COUNTER_PACKETS, c.packets)],
             Expr::Notrack | Expr::Other { .. } => vec![],
         }
     }
@@ -340,6 +366,9 @@ impl Expr {
 
     /// The typed expression, or None when its name or an attribute is not one we model.
     fn parse_data(name: &str, data: &[u8]) -> Result<Option<Self>, DecodeError> {
+        if name == "counter" {
+            return parse_counter(data);
+        }
         let mut u = std::collections::HashMap::<u16, u32>::new();
         let mut s = std::collections::HashMap::<u16, String>::new();
         let mut d = std::collections::HashMap::<u16, Data>::new();
@@ -435,6 +464,20 @@ impl Expr {
             _ => None,
         })
     }
+}
+
+/// A counter's counts (64-bit, big endian; the kernel pads them with NFTA_COUNTER_PAD).
+fn parse_counter(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
+    let mut c = Counts::default();
+    for nla in netlink_packet_core::NlasIterator::new(data) {
+        let nla = nla?;
+        match nla.kind() {
+            NFTA_COUNTER_BYTES => c.bytes = be64(nla.value())?,
+            NFTA_COUNTER_PACKETS => c.packets = be64(nla.value())?,
+            _ => {}
+        }
+    }
+    Ok(Some(Expr::Counter(c)))
 }
 
 /// An expression as one NFTA_LIST_ELEM of NFTA_RULE_EXPRESSIONS.

@@ -34,7 +34,7 @@ pub mod watch;
 pub use client::{NftClient, TransactResult};
 pub use kernel::NftKernel;
 pub use probe::{probe, Support};
-pub use readback::TableDesc;
+pub use readback::{RuleStat, TableDesc};
 pub use reconcile::{ReconcileReport, Scope};
 pub use spec::{Family, Op};
 pub use watch::{Watch, WatchEvent};

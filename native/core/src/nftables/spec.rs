@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::cidr::{Bits, Net};
 use super::constants::*;
-use super::expr::{Data, Expr, Verdict};
+use super::expr::{Counts, Data, Expr, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -333,6 +333,8 @@ pub enum Stmt {
         map: String,
     },
     Notrack,
+    /// `counter`: the packets and bytes that reach it (read back with `ruleStats`).
+    Counter,
     Verdict {
         v: VerdictSpec,
     },
@@ -667,6 +669,7 @@ impl Stmt {
                 v
             }
             Stmt::Notrack => vec![Expr::Notrack],
+            Stmt::Counter => vec![Expr::Counter(Counts::default())],
             Stmt::Verdict { v } => vec![Expr::Immediate { dreg: NFT_REG_VERDICT, data: Data::Verdict(v.verdict()) }],
         })
     }

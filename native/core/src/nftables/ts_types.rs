@@ -11,7 +11,7 @@ mod tests {
     use crate::nftables::client::TransactResult;
     use crate::nftables::error::OpFailure;
     use crate::nftables::probe::Support;
-    use crate::nftables::readback::{ChainDesc, SetDesc, TableDesc};
+    use crate::nftables::readback::{ChainDesc, RuleStat, SetDesc, TableDesc};
     use crate::nftables::reconcile::{ReconcileReport, UnknownObject};
     use crate::nftables::spec::*;
 
@@ -41,6 +41,7 @@ mod tests {
             ChainDesc::decl(&cfg),
             SetDesc::decl(&cfg),
             TableDesc::decl(&cfg),
+            RuleStat::decl(&cfg),
             Support::decl(&cfg),
         ];
         let mut out = String::from(

@@ -133,13 +133,13 @@ fn a_dumped_rule_reads_back_equal_though_the_kernel_leaves_nests_unflagged() {
 
 #[test]
 fn expressions_we_do_not_model_are_kept_whole() {
-    // counter { NFTA_COUNTER_BYTES = 1, NFTA_COUNTER_PACKETS = 2 } (be64 each).
-    let counter_data: Vec<u8> = vec![12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 100, 12, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    let mut elem = vec![12, 0, 1, 0, b'c', b'o', b'u', b'n', b't', b'e', b'r', 0];
-    elem.extend_from_slice(&((counter_data.len() + 4) as u16).to_le_bytes());
+    // quota { NFTA_QUOTA_BYTES = 100 (be64), NFTA_QUOTA_FLAGS = 0 (be32) }.
+    let quota_data: Vec<u8> = vec![12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 100, 8, 0, 2, 0, 0, 0, 0, 0];
+    let mut elem = vec![10, 0, 1, 0, b'q', b'u', b'o', b't', b'a', 0, 0, 0];
+    elem.extend_from_slice(&((quota_data.len() + 4) as u16).to_le_bytes());
     elem.extend_from_slice(&[2, 0]);
-    elem.extend_from_slice(&counter_data);
-    assert_eq!(Expr::parse(&elem).unwrap(), Expr::Other { name: "counter".into(), data: counter_data });
+    elem.extend_from_slice(&quota_data);
+    assert_eq!(Expr::parse(&elem).unwrap(), Expr::Other { name: "quota".into(), data: quota_data });
     // A payload write (NFTA_PAYLOAD_SREG) is not a load: kept as Other, never mistaken for ours.
     let pw: Vec<u8> = vec![8, 0, 5, 0, 0, 0, 0, 1, 8, 0, 2, 0, 0, 0, 0, 1, 8, 0, 3, 0, 0, 0, 0, 12, 8, 0, 4, 0, 0, 0, 0, 4];
     let mut elem = vec![12, 0, 1, 0, b'p', b'a', b'y', b'l', b'o', b'a', b'd', 0];
@@ -239,4 +239,30 @@ fn a_generation_reply_reads_its_id() {
     let m = decode(NFT_MSG_NEWGEN, payload);
     assert_eq!(m.gen_id(), Some(7));
     assert!(m.attrs.contains(&NftAttr::Gen(GenAttr::ProcName("nft".into()))));
+}
+
+/// `counter` as the kernel dumps it after 3 packets of 180 bytes: NFTA_COUNTER_BYTES and
+/// NFTA_COUNTER_PACKETS, 64-bit big endian, each after an NFTA_COUNTER_PAD (3) that aligns it.
+const EXPR_COUNTER_DUMPED: &[u8] = &[
+    48, 0, 0x01, 0x80, 12, 0, 1, 0, b'c', b'o', b'u', b'n', b't', b'e', b'r', 0, // NFTA_EXPR_NAME "counter"
+    32, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    4, 0, 3, 0, // NFTA_COUNTER_PAD
+    12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 180, // NFTA_COUNTER_BYTES = 180
+    12, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 3, // NFTA_COUNTER_PACKETS = 3
+];
+
+#[test]
+fn a_counter_reads_its_counts_and_equals_the_one_written() {
+    let read = super::expr::parse_exprs(EXPR_COUNTER_DUMPED).unwrap();
+    let [Expr::Counter(c)] = read.as_slice() else { panic!("{read:?}") };
+    assert_eq!((c.packets, c.bytes), (3, 180));
+    // As written: both counts 0, no padding.
+    let written = vec![Expr::Counter(super::expr::Counts::default())];
+    let mut b = vec![0u8; written.as_slice().buffer_len()];
+    written.as_slice().emit(&mut b);
+    assert_eq!(&b[..4], &[44, 0, 0x01, 0x80]);
+    assert_eq!(&b[4..16], &EXPR_COUNTER_DUMPED[4..16]);
+    assert_eq!(&b[16..20], &[28, 0, 0x02, 0x80]);
+    assert_eq!(&b[20..], &[12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(read, written, "what a counter counted is not what the rule is: drift compares equal");
 }
