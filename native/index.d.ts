@@ -81,6 +81,16 @@ export declare class NativeNftables {
   close(): Promise<void>
 }
 
+export declare class NativeTraceListener {
+  /**
+   * Starts hearing the trace events of the namespace at `netns` (or this one); `onEvents` receives
+   * each batch as JSON text.
+   */
+  static start(netns: string | null, onEvents: (batch: string) => void): Promise<NativeTraceListener>
+  /** Stops listening (once the thread is gone). */
+  stop(): Promise<void>
+}
+
 /**
  * Deletes conntrack entries whose original direction runs between `a` and `b` of any pair (either
  * way round) in the namespace at `netns`; resolves to how many were deleted. Fails with code

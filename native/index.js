@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeIpset = nativeBinding.NativeIpset
 module.exports.NativeNftables = nativeBinding.NativeNftables
+module.exports.NativeTraceListener = nativeBinding.NativeTraceListener
 module.exports.conntrackDeleteBetween = nativeBinding.conntrackDeleteBetween
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.ipsetDecodeMembers = nativeBinding.ipsetDecodeMembers

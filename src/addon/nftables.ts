@@ -4,10 +4,10 @@
 // property (bench/nft-boundary.ts). Every call runs off the JS thread.
 import { native } from './native.js';
 import { fromNative } from './errors.js';
-import type { Family, HookSpec, KeySpec, Op, ReconcileReport, RuleStat, Support, TableDesc, TransactResult, VerdictSpec } from './nftables-types.js';
+import type { Family, HookSpec, KeySpec, Op, ReconcileReport, RuleStat, Support, TableDesc, TraceEvent, TransactResult, VerdictSpec } from './nftables-types.js';
 
 // Declared once, in Rust (native/core/src/nftables/spec.rs and the result types), and generated.
-export type { KeyType, Op, OpFailure, ReconcileReport, RuleStat, Stmt, TableDesc, TransactResult } from './nftables-types.js';
+export type { KeyType, Op, OpFailure, PacketInfo, ReconcileReport, RuleStat, Stmt, TableDesc, TraceEvent, TransactResult } from './nftables-types.js';
 export type NftFamily = Family;
 export type Verdict = VerdictSpec;
 export type Hook = HookSpec;
@@ -90,6 +90,31 @@ export class NftClient {
 
   async close(): Promise<void> {
     await call(() => this.h.close());
+  }
+}
+
+/** Hears the nf_tables trace events of a namespace (packets marked `meta nftrace set 1`) until
+ *  stopped; `onError` hears of events lost or of the listener ending. */
+export class TraceListener {
+  private constructor(private readonly h: Awaited<ReturnType<typeof native.NativeTraceListener.start>>) {}
+
+  static async start(netns: string | undefined, onEvents: (events: TraceEvent[]) => void, onError: (message: string) => void = () => undefined): Promise<TraceListener> {
+    const h = await call(() =>
+      native.NativeTraceListener.start(netns ?? null, (text: string) => {
+        try {
+          const batch = JSON.parse(text) as { events?: TraceEvent[]; error?: string };
+          if (batch.events) onEvents(batch.events);
+          if (batch.error) onError(batch.error);
+        } catch (e) {
+          onError(`unreadable trace events: ${(e as Error).message}`);
+        }
+      }),
+    );
+    return new TraceListener(h);
+  }
+
+  async stop(): Promise<void> {
+    await call(() => this.h.stop());
   }
 }
 

@@ -12,7 +12,8 @@ import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
 import { AgentBroker, SessionEnded } from './broker.js';
 import { openDataplane } from '../firewall/select.js';
 import type { AgentConfig } from './config.js';
-import { AgentMetrics } from './metrics.js';
+import { AgentMetrics, InputError } from './metrics.js';
+import { probePacket, readProbe } from './probe.js';
 import { computeNeeds, type Needs } from './needs.js';
 import { IpsetError, NativeError } from '../addon/errors.js';
 import { ConfigError } from '../settings.js';
@@ -92,6 +93,8 @@ export class Agent {
     if (this.cfg.metricsListen) {
       this.http = await this.metrics.serve(this.cfg.metricsListen, {
         '/status': async (q) => ({ ...(this.status() as object), ...(q.has('counters') ? { counters: await this.engine?.counters() } : {}) }),
+        '/explain': (q) => this.explain(q),
+        '/port-rules': (q) => this.portRules(q.get('port') ?? ''),
       });
     }
     try {
@@ -415,6 +418,35 @@ export class Agent {
       quarantined: es?.quarantined ?? [],
       engine: engine?.stats,
     };
+  }
+
+  /** What the port's filter does with the packet the query describes, from the desired state. */
+  private explain(q: URLSearchParams): unknown {
+    let probe;
+    try {
+      probe = readProbe((k) => q.get(k) ?? undefined, (k) => q.has(k));
+    } catch (e) {
+      throw new InputError((e as Error).message);
+    }
+    const port = this.engine?.state.port(probe.port);
+    if (!port) throw new InputError(`no port ${probe.port} on this host`);
+    let packet;
+    try {
+      packet = probePacket(probe, port.fixedIps);
+    } catch (e) {
+      throw new InputError((e as Error).message);
+    }
+    const answer = this.engine!.explain(probe.port, packet);
+    return { port: port.id, packet, ...(answer === 'unfiltered' ? { unfiltered: true } : { explanation: answer }) };
+  }
+
+  /** The port's device and where its chains are (for `sg-agent trace`). */
+  private async portRules(portId: string): Promise<unknown> {
+    const port = this.engine?.state.port(portId);
+    if (!port) throw new InputError(`no port ${portId} on this host`);
+    const map = await this.engine!.portRules(portId);
+    if (!map) throw new InputError(`port ${portId} has no filter in the kernel (port security off, or not written yet)`);
+    return { port: port.id, device: port.device, map };
   }
 
   /** Stops consuming; the firewall stays in place. */

@@ -109,6 +109,18 @@ export interface RuleCount {
   bytes: number;
 }
 
+/** Where a table of nf_tables is: its family (iptables-nft's tables are ip / ip6) and name. */
+export type TraceFamily = 'inet' | 'bridge' | 'ip' | 'ip6';
+
+/** A port's chains as the kernel holds them and what each of their rules is, and the backend's other
+ *  chains with what each does: `sg-agent trace` maps the kernel's trace events back by it. */
+export interface PortRuleMap {
+  chains: { family: TraceFamily; table: string; chain: string; kind: PortChainKind; tags: RuleTag[] }[];
+  shared: { family: TraceFamily; table: string; chain: string; what: string }[];
+  /** Why the kernel cannot trace this backend's chains, if it cannot. */
+  untraceable?: string;
+}
+
 export interface Dataplane {
   readonly name: string;
   readonly stats: DataplaneStats;
@@ -128,6 +140,8 @@ export interface Dataplane {
   /** What each rule of the filtered ports' chains (of `portIds`, or all) counted, read from the
    *  kernel; a chain that does not read back as written (drift not yet repaired) is left out. */
   counters?(portIds?: readonly string[]): Promise<Map<string, RuleCount[]>>;
+  /** The port's chains and what their rules are (undefined: the port has none in the kernel). */
+  portRules?(portId: string): Promise<PortRuleMap | undefined>;
   close(): Promise<void>;
 }
 

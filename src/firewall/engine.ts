@@ -11,10 +11,11 @@
 import type { Logger } from 'pino';
 import type { PortInput, SecurityGroupInput } from '../domain/model.js';
 import { ValidationError } from '../domain/validate.js';
-import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortChainKind, type PortFilter, type ReconcileReport, type RuleCount, type SetRef } from './dataplane.js';
+import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from './dataplane.js';
 import type { FixedName } from './policy.js';
 import { ApplyLoop, type RunResult } from './loop.js';
-import { planMembers, planStructure } from './planner.js';
+import { buildFilter, planMembers, planStructure } from './planner.js';
+import { explain, type Explanation, type ProbePacket } from './explain.js';
 import { HostState, type DesiredSnapshot, type Work } from './state.js';
 import { dedupePairs } from './cuts.js';
 
@@ -429,6 +430,21 @@ export class FirewallEngine {
       out.push({ portId, rules: [...rules.values()], fixed: [...fixed.values()] });
     }
     return out;
+  }
+
+  /** What the port's filter does with the packet, from the desired state alone (docs/firewall.md);
+   *  undefined for a port the host does not have, `unfiltered` for one without port security. */
+  explain(portId: string, packet: ProbePacket): Explanation | 'unfiltered' | undefined {
+    const port = this.state.port(portId);
+    if (!port) return undefined;
+    if (!port.portSecurityEnabled) return 'unfiltered';
+    const f = buildFilter(this.state, port, { failedSets: new Set(this.failedSets.keys()), retrySets: [] });
+    return explain(f, (g) => this.state.membersOf(g), packet);
+  }
+
+  /** Where the port's chains are in the kernel and what their rules are (for `sg-agent trace`). */
+  portRules(portId: string): Promise<PortRuleMap | undefined> {
+    return this.dataplane.portRules?.(portId) ?? Promise.resolve(undefined);
   }
 
   /** Whether a port's current filter is in the kernel (what a test waits for before checking a drop). */

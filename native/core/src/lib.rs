@@ -31,4 +31,5 @@ pub mod ipset;
 pub mod netlink;
 pub mod netns;
 pub mod nftables;
+pub mod packet;
 pub mod tool;

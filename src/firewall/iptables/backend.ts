@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
+import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { NftClient } from '../../addon/nftables.js';
@@ -498,6 +498,31 @@ export class IptablesDataplane implements Dataplane {
       }
     }
     return out;
+  }
+
+  async portRules(portId: string): Promise<PortRuleMap | undefined> {
+    const f = this.filters.get(portId);
+    if (!f?.filtered || this.failed.has(portId)) return undefined;
+    const n = this.names;
+    const chains: PortRuleMap['chains'] = [];
+    const shared: PortRuleMap['shared'] = [];
+    for (const v of VERSIONS) {
+      const family = v === 4 ? 'ip' : 'ip6';
+      const at = (chain: string, kind: PortChainKind) => chains.push({ family, table: 'filter', chain, kind, tags: this.tags[v].get(chain) ?? [] });
+      at(n.ingressChain(portId), 'ingress');
+      at(n.egressChain(portId), 'egress');
+      at(n.spoofChain(portId), 'anti-spoofing');
+      shared.push(
+        { family, table: 'filter', chain: n.dispatchChain, what: 'dispatch of our ports\' forwarded traffic (FORWARD)' },
+        { family, table: 'filter', chain: n.portsChain, what: 'per-port jumps' },
+        { family, table: 'filter', chain: n.inputChain, what: 'dispatch of what ports send to the host (INPUT)' },
+        { family, table: 'filter', chain: n.fallbackChain, what: 'fallback drop' },
+        { family, table: 'raw', chain: n.rawChain, what: 'no conntrack for stateless ports' },
+      );
+    }
+    // The legacy tools' TRACE goes to the kernel log (nf_log), not to nf_tables' trace events.
+    const traceable = await this.tools.onNftables(false).catch(() => false);
+    return { chains, shared, ...(traceable ? {} : { untraceable: 'the iptables tools here are the legacy ones (xtables): their TRACE writes to the kernel log, not to nf_tables\' trace events that sg-agent trace reads; with iptables-nft (Debian\'s default) it can' }) };
   }
 
   async close(): Promise<void> {

@@ -19,11 +19,11 @@
 import type { Logger } from 'pino';
 import type { Family } from '../../domain/address.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
+import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from './dispatch.js';
-import { NftNames } from './names.js';
+import { BRIDGE, INET, NftNames } from './names.js';
 import { MAX_MARK_ID, portChains, type Rules } from './render.js';
 import { at, emptiedAsMade, sharedOps, type Layout } from './tables.js';
 import { NftClient, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc } from '../../addon/nftables.js';
@@ -423,6 +423,13 @@ export class NftablesDataplane implements Dataplane {
     let removed = 0;
     const left: string[] = [];
     for (const [family, table] of await this.client.listTables()) {
+      // A trace's marking table that its process, killed, left behind.
+      if (table === this.names.traceTable) {
+        const r = await this.client.transact([{ op: 'delTable', family, table }]);
+        if (r.committed) removed++;
+        await this.client.forget(family, table);
+        continue;
+      }
       if (!this.names.ownsTable(table)) continue;
       const d = await this.client.describe(family, table);
       if (!d) continue;
@@ -494,6 +501,28 @@ export class NftablesDataplane implements Dataplane {
       out.set(owner.portId, list);
     }
     return out;
+  }
+
+  async portRules(portId: string): Promise<PortRuleMap | undefined> {
+    const f = this.filters.get(portId);
+    if (!f?.filtered || !this.started) return undefined;
+    const table = this.names.table;
+    const chains: PortRuleMap['chains'] = [];
+    for (const [chain, { kind }] of this.chainOwners([portId])) chains.push({ family: 'inet', table, chain, kind, tags: this.tags.get(chain) ?? [] });
+    const inet = (chain: string, what: string) => ({ family: 'inet' as const, table, chain, what });
+    const bridge = (chain: string, what: string) => ({ family: 'bridge' as const, table, chain, what });
+    return Promise.resolve({
+      chains,
+      shared: [
+        inet(INET.fromPorts, 'dispatch of what ports send'),
+        inet(INET.toPorts, 'dispatch of what goes to ports'),
+        inet(INET.untracked, 'no conntrack for stateless ports'),
+        bridge(BRIDGE.markFrom, 'port marks: from a port'),
+        bridge(BRIDGE.markTo, 'port marks: to a port'),
+        bridge(this.names.fromDevChain(portId), 'this port\'s mark and ARP check'),
+        bridge(this.names.toDevChain(portId), 'this port\'s mark'),
+      ],
+    });
   }
 
   async close(): Promise<void> {

@@ -53,11 +53,15 @@ const PER_OBJECT = new RegExp(`^([iosam]-${HASH}|g[46]-${HASH})$`);
 
 export class NftNames {
   readonly table: string;
+  /** A table of its own (bridge, or inet in routed mode) for `sg-agent trace`'s marking rule, made
+   *  and removed by it (and by `cleanup`): never one of the tables the backend writes. */
+  readonly traceTable: string;
   private readonly hashes = new IdHashes();
 
   constructor(readonly prefix: string) {
     validatePrefix(prefix);
     this.table = `${prefix}-t-${idHash(`${prefix}:nftables`)}`;
+    this.traceTable = `${prefix}-x-${idHash(`${prefix}:trace`)}`;
   }
 
   private hash(id: string): string {

@@ -46,7 +46,8 @@ impl Verdict {
     pub fn target(&self) -> Option<&str> {
         self.chain()
     }
-    fn parse(nested: &[u8]) -> Result<Self, DecodeError> {
+    /// Parses the inside of a verdict nest (NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN).
+    pub fn parse(nested: &[u8]) -> Result<Self, DecodeError> {
         let mut code = None;
         let mut chain = None;
         for nla in netlink_packet_core::NlasIterator::new(nested) {
@@ -100,7 +101,7 @@ impl Nla for DataNla<'_> {
     fn value_len(&self) -> usize {
         match self.1 {
             Data::Value(v) => Bytes(NFTA_DATA_VALUE, v).buffer_len(),
-            Data::Verdict(v) => VerdictNla(v).buffer_len(),
+            Data::Verdict(v) => VerdictNla(NFTA_DATA_VERDICT, v).buffer_len(),
         }
     }
     fn kind(&self) -> u16 {
@@ -109,7 +110,7 @@ impl Nla for DataNla<'_> {
     fn emit_value(&self, buf: &mut [u8]) {
         match self.1 {
             Data::Value(v) => Bytes(NFTA_DATA_VALUE, v).emit(buf),
-            Data::Verdict(v) => VerdictNla(v).emit(buf),
+            Data::Verdict(v) => VerdictNla(NFTA_DATA_VERDICT, v).emit(buf),
         }
     }
 }
@@ -130,17 +131,19 @@ impl Nla for ValueNla<'_> {
     }
 }
 
-struct VerdictNla<'a>(&'a Verdict);
+/// A verdict as the nested attribute `kind` (NFTA_DATA_VERDICT in data, NFTA_TRACE_VERDICT in a
+/// trace event).
+pub struct VerdictNla<'a>(pub u16, pub &'a Verdict);
 impl Nla for VerdictNla<'_> {
     fn value_len(&self) -> usize {
-        U32(NFTA_VERDICT_CODE, 0).buffer_len() + self.0.chain().map(|c| Str(NFTA_VERDICT_CHAIN, c).buffer_len()).unwrap_or(0)
+        U32(NFTA_VERDICT_CODE, 0).buffer_len() + self.1.chain().map(|c| Str(NFTA_VERDICT_CHAIN, c).buffer_len()).unwrap_or(0)
     }
     fn kind(&self) -> u16 {
-        NFTA_DATA_VERDICT | NLA_F_NESTED
+        self.0 | NLA_F_NESTED
     }
     fn emit_value(&self, buf: &mut [u8]) {
-        let code = U32(NFTA_VERDICT_CODE, self.0.code() as u32);
-        match self.0.chain() {
+        let code = U32(NFTA_VERDICT_CODE, self.1.code() as u32);
+        match self.1.chain() {
             Some(c) => emit_dyn(&[&code, &Str(NFTA_VERDICT_CHAIN, c)], buf),
             None => code.emit(buf),
         }
@@ -226,6 +229,15 @@ pub enum Expr {
     Notrack,
     /// Counts the packets and bytes that reach it.
     Counter(Counts),
+    /// Matches while a token bucket has tokens: `rate` per `unit` seconds, `burst` at most
+    /// (`kind` NFT_LIMIT_PKTS: packets).
+    Limit {
+        rate: u64,
+        unit: u64,
+        burst: u32,
+        kind: u32,
+        flags: u32,
+    },
     /// An expression this crate does not model: its name and NFTA_EXPR_DATA as sent.
     Other {
         name: String,
@@ -279,6 +291,7 @@ impl Expr {
             Expr::Ct { .. } => "ct",
             Expr::Notrack => "notrack",
             Expr::Counter(_) => "counter",
+            Expr::Limit { .. } => "limit",
             Expr::Other { name, .. } => name,
         }
     }
@@ -330,6 +343,13 @@ impl Expr {
             Expr::Immediate { dreg, data } => vec![A::U32(NFTA_IMMEDIATE_DREG, *dreg), A::Data(NFTA_IMMEDIATE_DATA, data.clone())],
             Expr::Ct { key, dreg } => vec![A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_DREG, *dreg)],
             Expr::Counter(c) => vec![A::U64(NFTA_COUNTER_BYTES, c.bytes), A::U64(NFTA_COUNTER_PACKETS, c.packets)],
+            Expr::Limit { rate, unit, burst, kind, flags } => vec![
+                A::U64(NFTA_LIMIT_RATE, *rate),
+                A::U64(NFTA_LIMIT_UNIT, *unit),
+                A::U32(NFTA_LIMIT_BURST, *burst),
+                A::U32(NFTA_LIMIT_TYPE, *kind),
+                A::U32(NFTA_LIMIT_FLAGS, *flags),
+            ],
             Expr::Notrack | Expr::Other { .. } => vec![],
         }
     }
@@ -368,6 +388,9 @@ impl Expr {
     fn parse_data(name: &str, data: &[u8]) -> Result<Option<Self>, DecodeError> {
         if name == "counter" {
             return parse_counter(data);
+        }
+        if name == "limit" {
+            return parse_limit(data);
         }
         let mut u = std::collections::HashMap::<u16, u32>::new();
         let mut s = std::collections::HashMap::<u16, String>::new();
@@ -478,6 +501,26 @@ fn parse_counter(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
         }
     }
     Ok(Some(Expr::Counter(c)))
+}
+
+/// A limit's bucket (rate and unit 64-bit, the rest 32-bit; the kernel pads the 64-bit ones).
+fn parse_limit(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
+    let (mut rate, mut unit, mut burst, mut kind, mut flags) = (None, None, None, None, 0);
+    for nla in netlink_packet_core::NlasIterator::new(data) {
+        let nla = nla?;
+        match nla.kind() {
+            NFTA_LIMIT_RATE => rate = Some(be64(nla.value())?),
+            NFTA_LIMIT_UNIT => unit = Some(be64(nla.value())?),
+            NFTA_LIMIT_BURST => burst = Some(be32(nla.value())?),
+            NFTA_LIMIT_TYPE => kind = Some(be32(nla.value())?),
+            NFTA_LIMIT_FLAGS => flags = be32(nla.value())?,
+            _ => {}
+        }
+    }
+    Ok(match (rate, unit, burst, kind) {
+        (Some(rate), Some(unit), Some(burst), Some(kind)) => Some(Expr::Limit { rate, unit, burst, kind, flags }),
+        _ => None,
+    })
 }
 
 /// An expression as one NFTA_LIST_ELEM of NFTA_RULE_EXPRESSIONS.

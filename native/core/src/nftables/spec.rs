@@ -327,6 +327,18 @@ pub enum Stmt {
         key: IfKey,
         prefix: String,
     },
+    /// `iifname|oifname "NAME"`: exactly that device.
+    Ifname {
+        key: IfKey,
+        name: String,
+    },
+    /// `meta nftrace set 1`: every rule the packet meets from here on is announced (NFNLGRP_NFTRACE).
+    NftraceSet,
+    /// `limit rate R/second burst B packets`: matches while the rule's own bucket has tokens.
+    Limit {
+        rate: u32,
+        burst: u32,
+    },
     /// `KEY vmap @map`.
     Vmap {
         key: MapKey,
@@ -655,6 +667,16 @@ impl Stmt {
                     return Err(format!("not an interface-name prefix: {prefix:?}"));
                 }
                 vec![load_meta(key.meta()), eq(prefix.as_bytes().to_vec())]
+            }
+            Stmt::Ifname { key, name } => vec![load_meta(key.meta()), eq(ifname_key(name)?)],
+            Stmt::Limit { rate, burst } => {
+                if *rate == 0 || *burst == 0 {
+                    return Err("a limit needs a rate and a burst of at least 1".into());
+                }
+                vec![Expr::Limit { rate: *rate as u64, unit: 1, burst: *burst, kind: NFT_LIMIT_PKTS, flags: 0 }]
+            }
+            Stmt::NftraceSet => {
+                vec![Expr::Immediate { dreg: R, data: Data::Value(vec![1]) }, Expr::MetaSet { key: NFT_META_NFTRACE, sreg: R }]
             }
             Stmt::Vmap { key, map } => {
                 let mut v = match key {

@@ -14,6 +14,8 @@ mod tests {
     use crate::nftables::readback::{ChainDesc, RuleStat, SetDesc, TableDesc};
     use crate::nftables::reconcile::{ReconcileReport, UnknownObject};
     use crate::nftables::spec::*;
+    use crate::nftables::trace::TraceEvent;
+    use crate::packet::PacketInfo;
 
     const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../src/addon/nftables-types.ts");
 
@@ -42,6 +44,8 @@ mod tests {
             SetDesc::decl(&cfg),
             TableDesc::decl(&cfg),
             RuleStat::decl(&cfg),
+            PacketInfo::decl(&cfg),
+            TraceEvent::decl(&cfg),
             Support::decl(&cfg),
         ];
         let mut out = String::from(
