@@ -39,6 +39,21 @@ export declare class NativeIpset {
   reconcile(name: string): Promise<JsReconcileResult>
 }
 
+/**
+ * Reads a log group (nfnetlink_log) on a thread of its own: `{"packets": [...]}` or
+ * `{"error": "<why>"}` batches to a JS callback.
+ */
+export declare class NativeNflogListener {
+  /**
+   * Binds log group `group` in the namespace at `netns` (or this one), copying up to `copyRange`
+   * bytes of each packet; `onPackets` receives each batch as JSON text. Rejects with
+   * NFLOG_FAILED when the group cannot be had (EBUSY: another socket holds it).
+   */
+  static start(netns: string | null, group: number, copyRange: number, onPackets: (batch: string) => void): Promise<NativeNflogListener>
+  /** Stops reading (once the thread is gone); the kernel unbinds the group with the socket. */
+  stop(): Promise<void>
+}
+
 export declare class NativeNftables {
   /** Opens a client in the namespace at `netns` (or this process's own). */
   static open(netns?: string | undefined | null): Promise<NativeNftables>

@@ -13,6 +13,7 @@ import { AgentBroker, SessionEnded } from './broker.js';
 import { openDataplane } from '../firewall/select.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics, InputError } from './metrics.js';
+import { NetworkLog } from './network-log.js';
 import { probePacket, readProbe } from './probe.js';
 import { computeNeeds, type Needs } from './needs.js';
 import { IpsetError, NativeError } from '../addon/errors.js';
@@ -58,6 +59,8 @@ export class Agent {
   private http?: Server;
   private connected = false;
   private resyncTimer?: NodeJS.Timeout;
+  /** Security-group logging's reader and writer (with `networkLog`). */
+  networkLog?: NetworkLog;
 
   /** This host's queue name (a hash of the host, so computed once). */
   private readonly queue: string;
@@ -105,9 +108,21 @@ export class Agent {
         structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
         reconcileIntervalMs: this.cfg.reconcileIntervalMs,
         logger: this.log,
+        ...(this.cfg.networkLog ? { logging: true } : {}),
       });
+      if (this.cfg.networkLog) {
+        this.networkLog = await NetworkLog.start(
+          { ...netns, prefix: this.cfg.prefix, group: this.cfg.networkLogGroup, rateLimit: this.cfg.networkLogRateLimit, burstLimit: this.cfg.networkLogBurstLimit, ...(this.cfg.networkLogFile ? { file: this.cfg.networkLogFile } : {}), logger: this.log },
+          () => this.engine?.state,
+        ).catch((e: unknown) => {
+          if (e instanceof NativeError) throw new ConfigError(`security-group logging: cannot read log group ${this.cfg.networkLogGroup}${netns.netns ? ` in netns ${netns.netns}` : ''}: ${e.message}`);
+          throw e;
+        });
+        this.metrics.countNetworkLog(() => this.networkLog?.stats);
+      }
     } catch (e) {
       this.http?.close();
+      await this.engine?.close().catch(() => undefined);
       throw e;
     }
     await this.broker.start();
@@ -123,7 +138,8 @@ export class Agent {
 
   /** The backend the config asks for (`auto`: the one this kernel can run), with the choice logged. */
   private async openKernelDataplane(netns: { netns?: string }): Promise<Dataplane> {
-    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices }).catch((e: unknown) => {
+    const log = this.cfg.networkLog ? { log: { group: this.cfg.networkLogGroup, rateLimit: this.cfg.networkLogRateLimit, burstLimit: this.cfg.networkLogBurstLimit } } : {};
+    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices, ...log }).catch((e: unknown) => {
       // What the kernel side refuses at start (a namespace that is not there, a missing module or
       // capability) is the host's to fix: said in one line, with where.
       if (e instanceof IpsetError || e instanceof NativeError) throw new ConfigError(`cannot open the ${this.cfg.dataplane} firewall${netns.netns ? ` in netns ${netns.netns}` : ''}: ${e.message}`);
@@ -417,6 +433,7 @@ export class Agent {
       sets: es?.sets ?? [],
       quarantined: es?.quarantined ?? [],
       engine: engine?.stats,
+      ...(this.networkLog ? { networkLog: this.networkLog.stats } : {}),
     };
   }
 
@@ -459,6 +476,7 @@ export class Agent {
     this.ackNow();
     await this.broker.close();
     await this.engine?.flush().catch(() => undefined);
+    await this.networkLog?.close();
     await this.engine?.close();
     await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
   }

@@ -44,6 +44,15 @@ export interface AgentConfig {
   queueExpiresMs: number;
   /** A full sync this often bounds the effect of any update lost on the way (0 = off). */
   fullSyncIntervalMs: number;
+  /** Security-group logging (Neutron's logging API) on this host: the logging rules and the reader. */
+  networkLog: boolean;
+  /** The NFLOG group the logging rules send to (the agent binds it in its namespace). */
+  networkLogGroup: number;
+  /** Neutron's [network_log] rate_limit and burst_limit: lines a second, and at once, at most. */
+  networkLogRateLimit: number;
+  networkLogBurstLimit: number;
+  /** Neutron's [network_log] local_output_log_base: the file the lines go to (unset: the agent's log). */
+  networkLogFile?: string;
   logLevel: string;
 }
 
@@ -62,6 +71,10 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   syncTimeoutMs: 5_000,
   queueExpiresMs: 10 * 60_000,
   fullSyncIntervalMs: 5 * 60_000,
+  networkLog: false,
+  networkLogGroup: 1913,
+  networkLogRateLimit: 100,
+  networkLogBurstLimit: 25,
   logLevel: 'info',
 };
 
@@ -102,7 +115,20 @@ const SHAPE: Section = {
   queueExpiresMs: ms('SG_QUEUE_EXPIRES_MS'),
   fullSyncIntervalMs: ms('SG_FULL_SYNC_INTERVAL_MS'),
   log: { level: oneOf(LOG_LEVELS, { env: 'SG_LOG_LEVEL', to: 'logLevel' }) },
+  // Neutron's [network_log] options, with its minimums.
+  networkLog: {
+    enabled: setting('boolean', { env: 'SG_NETWORK_LOG', to: 'networkLog' }),
+    group: setting('number', { env: 'SG_NETWORK_LOG_GROUP', to: 'networkLogGroup', check: (v: number) => (Number.isInteger(v) && v <= 65535 ? undefined : 'must be a whole number from 0 to 65535') }),
+    rateLimit: setting('number', { env: 'SG_NETWORK_LOG_RATE_LIMIT', to: 'networkLogRateLimit', check: atLeast(100) }),
+    burstLimit: setting('number', { env: 'SG_NETWORK_LOG_BURST_LIMIT', to: 'networkLogBurstLimit', check: atLeast(25) }),
+    localOutputLogBase: setting('path', { env: 'SG_NETWORK_LOG_FILE', to: 'networkLogFile' }),
+  },
 };
+
+/** A whole number of at least `min` (Neutron's minimum of the same option). */
+function atLeast(min: number): (v: number) => string | undefined {
+  return (v) => (Number.isInteger(v) && v >= min ? undefined : `must be a whole number of at least ${min}`);
+}
 
 function checked(f: () => unknown): string | undefined {
   try {

@@ -2,6 +2,7 @@
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FirewallEngine } from '../firewall/engine.js';
+import type { NetworkLogStats } from './network-log.js';
 import { listenError } from '../settings.js';
 
 /** A request the agent's listener cannot answer as asked (a 400, with its message). */
@@ -65,6 +66,29 @@ export class AgentMetrics {
         if (e) this.set(e.stats.quarantined);
       },
     });
+  }
+
+  /** Security-group logging's counts: packets the kernel logged, lines written, packets over the
+   *  rate limit. */
+  countNetworkLog(stats: () => NetworkLogStats | undefined): void {
+    const total = (name: string, help: string, pick: (s: NetworkLogStats) => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const s = stats();
+          if (!s) return;
+          const now = pick(s);
+          if (now > seen) this.inc(now - seen);
+          seen = now;
+        },
+      });
+    };
+    total('sg_agent_network_log_packets_total', 'Packets the logging rules sent to the agent\'s log group', (s) => s.packets);
+    total('sg_agent_network_log_lines_total', 'Security-group log lines written', (s) => s.lines);
+    total('sg_agent_network_log_limited_total', 'Logged packets over the rate limit, not written', (s) => s.limited);
   }
 
   /** Per rule of every port's chains, what the kernel counted (opt-in: a series per rule and port). */

@@ -22,7 +22,19 @@ export function setKey(ref: SetRef): string {
 /** A group rule as a port's filter needs it: identical rules of the port's groups are one, holding
  *  the ids of all (what counters, trace and explain name it by). Rules naming a group refer to its
  *  set of the rule's family. */
-export type FilterRule = Omit<SecurityGroupRule, 'id'> & { ruleIds: string[] };
+export type FilterRule = Omit<SecurityGroupRule, 'id'> & {
+  ruleIds: string[];
+  /** The connections it admits are logged (a security-group log with ACCEPT applies to the port). */
+  logged?: true;
+};
+
+/** Security-group logging on this host: the NFLOG group logging rules send to, and the rate limit
+ *  (packets a second, and burst) the kernel applies to each logging rule. */
+export interface LogSettings {
+  group: number;
+  rateLimit: number;
+  burstLimit: number;
+}
 
 /** Everything about one port's filtering, independent of the backend. */
 export interface PortFilter {
@@ -39,6 +51,9 @@ export interface PortFilter {
   rules: FilterRule[];
   /** Sets the rules name (each once). */
   sets: SetRef[];
+  /** Security-group logging of the port, when some log applies to it: its accepted connections (of
+   *  the rules marked `logged`) and its drops. */
+  log?: { accept: boolean; drop: boolean };
   /** A stable text of all of the above: two filters are equal when their keys are. */
   key: string;
 }

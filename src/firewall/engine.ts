@@ -32,6 +32,9 @@ export interface FirewallEngineOptions {
   structureIntervalMaxMs?: number;
   /** Periodic drift repair; 0 = off (default). */
   reconcileIntervalMs?: number;
+  /** Security-group logging on this host (the backend writes the logging rules; its options say
+   *  where to): ports get what their groups' logs ask. Off: logs are held, nothing is logged. */
+  logging?: boolean;
   logger?: Logger;
 }
 
@@ -184,6 +187,10 @@ export class FirewallEngine {
   removeGroup(groupId: string): void {
     this.input(true, 'group id', () => this.state.removeGroup(groupId));
   }
+  /** A group's security-group logs (what its ports log, docs/agent.md). */
+  setGroupLogs(groupId: string, logs: unknown, revision?: number): void {
+    this.input(true, 'logs', () => this.state.setGroupLogs(groupId, logs, revision));
+  }
   setGroupMembers(groupId: string, ips: string[], revision?: number): void {
     this.input(false, 'members', () => this.state.setMembers(groupId, ips, revision));
   }
@@ -227,7 +234,7 @@ export class FirewallEngine {
       const now = Date.now();
       const retryPorts = [...this.failedPorts].filter(([, r]) => r.retryAt <= now).map(([id]) => id);
       const retrySets = [...this.failedSets.values()].filter((r) => r.retryAt <= now && this.named(r.ref)).map((r) => r.ref);
-      const changes = planStructure(state, this.view, this.refs, work, { failedSets: new Set(this.failedSets.keys()), retrySets }, retryPorts);
+      const changes = planStructure(state, this.view, this.refs, work, { failedSets: new Set(this.failedSets.keys()), retrySets }, retryPorts, this.opts.logging);
       await this.applyChanges(changes, work);
       if (this.startupCleanupPending) {
         this.startupCleanupPending = false;
@@ -438,7 +445,7 @@ export class FirewallEngine {
     const port = this.state.port(portId);
     if (!port) return undefined;
     if (!port.portSecurityEnabled) return 'unfiltered';
-    const f = buildFilter(this.state, port, { failedSets: new Set(this.failedSets.keys()), retrySets: [] });
+    const f = buildFilter(this.state, port, { failedSets: new Set(this.failedSets.keys()), retrySets: [] }, this.opts.logging);
     return explain(f, (g) => this.state.membersOf(g), packet);
   }
 

@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
+import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { NftClient } from '../../addon/nftables.js';
@@ -23,6 +23,8 @@ export interface IptablesOptions {
    *  know is dropped rather than passed. Default none. */
   unknownDevicePrefixes?: string[];
   logger?: Logger;
+  /** Security-group logging: where the logging rules send packets, and their rate limit. */
+  log?: LogSettings;
 }
 
 const VERSIONS: IpVersion[] = [4, 6];
@@ -215,7 +217,7 @@ export class IptablesDataplane implements Dataplane {
       const tags = new Map<string, RuleTag[]>();
       for (const f of changedPorts) {
         if (!f.filtered || !filters.has(f.portId) || failed.has(f.portId)) continue;
-        const pc = renderPortChains(f, n);
+        const pc = renderPortChains(f, n, this.opts.log);
         for (const [c, lines] of v === 4 ? pc.v4 : pc.v6) want.set(c, lines);
         for (const [c, t] of v === 4 ? pc.tags.v4 : pc.tags.v6) tags.set(c, t);
         for (const c of pc.inexact) inexact.add(c);

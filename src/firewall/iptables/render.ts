@@ -6,7 +6,7 @@
 // the exception: see `inexact`).
 import { formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
-import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
+import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
 import { arpSenders, egressPolicy, fixedTag, ICMP6_LISTS, ingressPolicy, ofFamily, spoofSources, untrackedAddresses } from '../policy.js';
 import type { Entry, FixedVerdict, Match, RuleTag } from '../policy.js';
 import type { KernelNames } from './names.js';
@@ -71,8 +71,8 @@ function protoMatch(r: FilterRule, v6: boolean): ProtoParts {
   return { ...proto, m: `-m ${PORT_MATCH[p]} --dport ${range}` };
 }
 
-/** One rule in the order iptables-save prints its parts: address, protocol, then matches. */
-function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: string; exact: boolean } {
+/** One rule's matches in the order iptables-save prints them: address, protocol, then matches. */
+function ruleMatches(r: FilterRule, v6: boolean, names: KernelNames): { parts: string[]; exact: boolean } {
   const proto = protoMatch(r, v6);
   const dir = r.direction === 'ingress' ? 's' : 'd';
   const parts: string[] = [];
@@ -80,8 +80,19 @@ function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: strin
   if (proto.p) parts.push(proto.p);
   if (r.remoteGroupId) parts.push(`-m set --match-set ${names.groupSet(r.remoteGroupId, v6 ? 6 : 4)} ${dir === 's' ? 'src' : 'dst'}`);
   if (proto.m) parts.push(proto.m);
-  parts.push('-j RETURN');
-  return { line: parts.join(' '), exact: proto.exact };
+  return { parts, exact: proto.exact };
+}
+
+function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: string; exact: boolean } {
+  const { parts, exact } = ruleMatches(r, v6, names);
+  return { line: [...parts, '-j RETURN'].join(' '), exact };
+}
+
+/** The kernel's rate limit of one logging rule, then the packet to the log group (no verdict: it
+ *  goes on to the rule that decides). iptables-save leaves out a burst of 5, its default. */
+function logTarget(log: LogSettings, prefix: string): string {
+  const burst = log.burstLimit === 5 ? '' : ` --limit-burst ${log.burstLimit}`;
+  return `-m limit --limit ${log.rateLimit}/sec${burst} -j NFLOG --nflog-prefix "${prefix}" --nflog-group ${log.group}`;
 }
 
 /** A fixed rule of the policy as restore lines (in iptables-save's order: addresses, protocol,
@@ -139,8 +150,9 @@ class Lines {
   }
 }
 
-/** The ingress, egress and anti-spoofing chains of one filtered port, both families. */
-export function renderPortChains(f: PortFilter, names: KernelNames): PortChains {
+/** The ingress, egress and anti-spoofing chains of one filtered port, both families; with `log`, the
+ *  logging its security-group logs ask for. */
+export function renderPortChains(f: PortFilter, names: KernelNames, log?: LogSettings): PortChains {
   const out: PortChains = { v4: new Map(), v6: new Map(), tags: { v4: new Map(), v6: new Map() }, inexact: new Set() };
   for (const v6 of [false, true]) {
     const chains = v6 ? out.v6 : out.v4;
@@ -152,6 +164,13 @@ export function renderPortChains(f: PortFilter, names: KernelNames): PortChains 
         if (r.direction !== direction) continue;
         const { line, exact } = ruleLine(r, v6, names);
         if (!exact) out.inexact.add(chain);
+        if (log && r.logged && f.log?.accept) {
+          // The connection's first packet only (a stateless port's packets are not tracked: each is).
+          // How the tools print a rate is theirs: the chain is read back after writing.
+          const first = f.stateful ? ['-m state --state NEW'] : [];
+          into.add([...ruleMatches(r, v6, names).parts, ...first, logTarget(log, names.logPrefix(f.portId, 'ACCEPT'))].join(' '), { log: 'ACCEPT' });
+          out.inexact.add(chain);
+        }
         into.add(line, { rule: [...r.ruleIds] });
       }
     };
@@ -164,7 +183,14 @@ export function renderPortChains(f: PortFilter, names: KernelNames): PortChains 
         else if ('match' in e) for (const l of fixedLines(e.match, e.verdict)) into.add(l, fixedTag(e));
         else if ('state' in e) for (const l of STATE) into.add(l, fixedTag(e));
         else if ('spoofCheck' in e) into.add(`-j ${names.spoofChain(f.portId)}`, fixedTag(e));
-        else into.add(`-j ${names.fallbackChain}`, fixedTag(e));
+        else {
+          // What the port's filter drops is logged first (rate-limited), then dropped.
+          if (log && f.log?.drop) {
+            into.add(logTarget(log, names.logPrefix(f.portId, 'DROP')), { log: 'DROP' });
+            out.inexact.add(chain);
+          }
+          into.add(`-j ${names.fallbackChain}`, fixedTag(e));
+        }
       }
       chains.set(chain, into.lines);
       tags.set(chain, into.tags);

@@ -19,7 +19,7 @@
 import type { Logger } from 'pino';
 import type { Family } from '../../domain/address.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
+import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from './dispatch.js';
@@ -39,6 +39,8 @@ export interface NftablesOptions {
   /** VM-port devices of these name prefixes that no port of the agent owns are dropped, both ways,
    *  rather than passed (Neutron: `tap`); the devices of known ports are kept in a set for it. */
   unknownDevicePrefixes?: string[];
+  /** Security-group logging: where the logging rules send packets, and their rate limit. */
+  log?: LogSettings;
 }
 
 /** Who an operation is for: a refused operation quarantines its owner alone. */
@@ -275,7 +277,7 @@ export class NftablesDataplane implements Dataplane {
       id = ids.fromFree < this.freeIds.length ? this.freeIds[this.freeIds.length - 1 - ids.fromFree++]! : ids.next++;
       if (id > MAX_MARK_ID) throw new NftablesError(`no mark left for port ${f.portId}: ${MAX_MARK_ID} ports are bound`);
     }
-    const chains = portChains(f, this.names, this.mode, id);
+    const chains = portChains(f, this.names, this.mode, id, this.opts.log);
     const all: [NftFamily, string, Rules][] = [...[...chains.inet].map(([c, r]): [NftFamily, string, Rules] => ['inet', c, r]), ...[...chains.bridge].map(([c, r]): [NftFamily, string, Rules] => ['bridge', c, r])];
     changed = this.writeChains(all, push, owner, commit) || changed;
     commit.push(() => {

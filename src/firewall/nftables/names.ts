@@ -5,7 +5,7 @@
 // fixed names (hyphenated, so none is an nft keyword). `owns()` accepts exactly these shapes: only
 // they are ever removed as stale.
 import type { Family } from '../../domain/address.js';
-import { IdHashes, idHash, validatePrefix } from '../iptables/names.js';
+import { IdHashes, idHash, logPrefix, validatePrefix } from '../iptables/names.js';
 
 /** Shared objects of the inet table. */
 export const INET = {
@@ -87,6 +87,10 @@ export class NftNames {
   /** Bridge table: marks a frame to the port. */
   toDevChain(portId: string): string {
     return `m-${this.hash(portId)}`;
+  }
+  /** The prefix of the port's logging rules. */
+  logPrefix(portId: string, event: 'ACCEPT' | 'DROP'): string {
+    return logPrefix(this.prefix, event, this.hash(portId));
   }
   /** Member addresses of a group, one family. */
   groupSet(groupId: string, family: Family): string {

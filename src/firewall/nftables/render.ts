@@ -10,7 +10,7 @@
 // its device.
 import { isCatchAll } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
-import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
+import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
 import { arpSenders, egressPolicy, fixedTag, ingressPolicy, spoofSources } from '../policy.js';
 import type { Entry, FixedVerdict, Icmp6List, Match, RuleTag } from '../policy.js';
 import type { Stmt } from '../../addon/nftables.js';
@@ -81,17 +81,27 @@ function counted(stmts: Stmt[]): Stmt[] {
 
 /** A port chain from the policy's entries, both families in it: every family-specific rule starts
  *  with `meta nfproto`. */
-function lower(f: PortFilter, entries: Entry[], direction: 'ingress' | 'egress', names: NftNames): TaggedRules {
+function lower(f: PortFilter, entries: Entry[], direction: 'ingress' | 'egress', names: NftNames, log?: LogSettings): TaggedRules {
   const out: TaggedRules = { rules: [], tags: [] };
   const seen = new Map<string, number>();
   for (const e of entries) {
-    if ('groupRules' in e) appendRules(out, f, direction, e.groupRules, names, seen);
+    if ('groupRules' in e) appendRules(out, f, direction, e.groupRules, names, seen, log);
     else if ('match' in e) push(out, fixedRule(e.match, e.verdict), fixedTag(e));
     else if ('state' in e) for (const r of STATE) push(out, r, fixedTag(e));
     else if ('spoofCheck' in e) push(out, [{ m: 'verdict', v: { jump: names.spoofChain(f.portId) } }], fixedTag(e));
-    else push(out, [DROP], fixedTag(e));
+    else {
+      // What the port's filter drops is logged first (rate-limited), then dropped.
+      if (log && f.log?.drop) push(out, logStmts(log, names.logPrefix(f.portId, 'DROP')), { log: 'DROP' });
+      push(out, [DROP], fixedTag(e));
+    }
   }
   return out;
+}
+
+/** The logging of a rule: the kernel's rate limit of this rule, then the packet to the log group.
+ *  No verdict: the packet goes on to the rule that decides. */
+function logStmts(log: LogSettings, prefix: string): Stmt[] {
+  return [{ m: 'limit', rate: log.rateLimit, burst: log.burstLimit }, { m: 'log', group: log.group, prefix }];
 }
 
 function push(into: TaggedRules, stmts: Stmt[], tag: RuleTag): void {
@@ -120,7 +130,7 @@ export function sgRule(r: FilterRule, v: V, names: NftNames): Stmt[] {
   return out;
 }
 
-function appendRules(into: TaggedRules, f: PortFilter, direction: 'ingress' | 'egress', v: V, names: NftNames, seen: Map<string, number>): void {
+function appendRules(into: TaggedRules, f: PortFilter, direction: 'ingress' | 'egress', v: V, names: NftNames, seen: Map<string, number>, log?: LogSettings): void {
   const ethertype = v === 6 ? 'IPv6' : 'IPv4';
   for (const r of f.rules) {
     if (r.direction !== direction || r.ethertype !== ethertype) continue;
@@ -133,19 +143,24 @@ function appendRules(into: TaggedRules, f: PortFilter, direction: 'ingress' | 'e
       if ('rule' in had) for (const id of r.ruleIds) if (!had.rule.includes(id)) had.rule.push(id);
       continue;
     }
+    if (log && r.logged && f.log?.accept) {
+      // The connection's first packet only (a stateless port's packets are not tracked: each is).
+      const first: Stmt[] = f.stateful ? [{ m: 'ctState', states: ['new'] }] : [];
+      push(into, [...rule.slice(0, -1), ...first, ...logStmts(log, names.logPrefix(f.portId, 'ACCEPT'))], { log: 'ACCEPT' });
+    }
     seen.set(k, into.rules.length);
     push(into, rule, { rule: [...r.ruleIds] });
   }
 }
 
 /** Traffic to the port (../policy.ts: `ingressPolicy`). */
-export function ingressRules(f: PortFilter, names: NftNames): TaggedRules {
-  return lower(f, ingressPolicy(f), 'ingress', names);
+export function ingressRules(f: PortFilter, names: NftNames, log?: LogSettings): TaggedRules {
+  return lower(f, ingressPolicy(f), 'ingress', names, log);
 }
 
 /** Traffic from the port (../policy.ts: `egressPolicy`). */
-export function egressRules(f: PortFilter, names: NftNames): TaggedRules {
-  return lower(f, egressPolicy(f), 'egress', names);
+export function egressRules(f: PortFilter, names: NftNames, log?: LogSettings): TaggedRules {
+  return lower(f, egressPolicy(f), 'egress', names, log);
 }
 
 /** Only the port's own (address, MAC) pairs leave it. */
@@ -179,10 +194,10 @@ export function toDevRules(id: number): Rules {
 }
 
 /** Every chain of a filtered port, by table family and name, and what each rule of its inet chains is. */
-export function portChains(f: PortFilter, names: NftNames, mode: Mode, id: number | undefined): { inet: Map<string, Rules>; bridge: Map<string, Rules>; tags: Map<string, RuleTag[]> } {
+export function portChains(f: PortFilter, names: NftNames, mode: Mode, id: number | undefined, log?: LogSettings): { inet: Map<string, Rules>; bridge: Map<string, Rules>; tags: Map<string, RuleTag[]> } {
   const tagged = new Map<string, TaggedRules>([
-    [names.ingressChain(f.portId), ingressRules(f, names)],
-    [names.egressChain(f.portId), egressRules(f, names)],
+    [names.ingressChain(f.portId), ingressRules(f, names, log)],
+    [names.egressChain(f.portId), egressRules(f, names, log)],
     [names.spoofChain(f.portId), spoofRules(f)],
   ]);
   const inet = new Map([...tagged].map(([c, t]) => [c, t.rules]));

@@ -217,6 +217,14 @@ pub const NFTA_LIMIT_TYPE: u16 = 4;
 pub const NFTA_LIMIT_FLAGS: u16 = 5;
 pub const NFT_LIMIT_PKTS: u32 = 0;
 
+/// enum nft_log_attributes: NFLOG to a netlink group (the group is 16-bit big endian).
+pub const NFTA_LOG_GROUP: u16 = 1;
+pub const NFTA_LOG_PREFIX: u16 = 2;
+pub const NFTA_LOG_SNAPLEN: u16 = 3;
+pub const NFTA_LOG_QTHRESHOLD: u16 = 4;
+/// The kernel's limit on a log prefix, its NUL included (NF_LOG_PREFIXLEN).
+pub const NF_LOG_PREFIXLEN: usize = 128;
+
 /// enum nft_counter_attributes: 64-bit counts (and padding to align them).
 pub const NFTA_COUNTER_BYTES: u16 = 1;
 pub const NFTA_COUNTER_PACKETS: u16 = 2;

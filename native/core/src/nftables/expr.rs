@@ -229,6 +229,11 @@ pub enum Expr {
     Notrack,
     /// Counts the packets and bytes that reach it.
     Counter(Counts),
+    /// Sends the packet to nfnetlink_log group `group`, with the prefix.
+    Log {
+        group: u16,
+        prefix: Option<String>,
+    },
     /// Matches while a token bucket has tokens: `rate` per `unit` seconds, `burst` at most
     /// (`kind` NFT_LIMIT_PKTS: packets).
     Limit {
@@ -247,6 +252,7 @@ pub enum Expr {
 
 /// One attribute inside NFTA_EXPR_DATA, owned, so an expression can list what it emits.
 enum A<'a> {
+    U16(u16, u16),
     U32(u16, u32),
     U64(u16, u64),
     Str(u16, &'a str),
@@ -256,6 +262,7 @@ enum A<'a> {
 impl Nla for A<'_> {
     fn value_len(&self) -> usize {
         match self {
+            A::U16(..) => 2,
             A::U32(..) => 4,
             A::U64(..) => 8,
             A::Str(_, s) => cstr_len(s),
@@ -264,12 +271,13 @@ impl Nla for A<'_> {
     }
     fn kind(&self) -> u16 {
         match self {
-            A::U32(k, _) | A::U64(k, _) | A::Str(k, _) => *k,
+            A::U16(k, _) | A::U32(k, _) | A::U64(k, _) | A::Str(k, _) => *k,
             A::Data(k, _) => *k | NLA_F_NESTED,
         }
     }
     fn emit_value(&self, buf: &mut [u8]) {
         match self {
+            A::U16(_, v) => buf[..2].copy_from_slice(&v.to_be_bytes()),
             A::U32(k, v) => U32(*k, *v).emit_value(buf),
             A::U64(_, v) => buf[..8].copy_from_slice(&v.to_be_bytes()),
             A::Str(k, s) => Str(*k, s).emit_value(buf),
@@ -292,6 +300,7 @@ impl Expr {
             Expr::Notrack => "notrack",
             Expr::Counter(_) => "counter",
             Expr::Limit { .. } => "limit",
+            Expr::Log { .. } => "log",
             Expr::Other { name, .. } => name,
         }
     }
@@ -343,6 +352,13 @@ impl Expr {
             Expr::Immediate { dreg, data } => vec![A::U32(NFTA_IMMEDIATE_DREG, *dreg), A::Data(NFTA_IMMEDIATE_DATA, data.clone())],
             Expr::Ct { key, dreg } => vec![A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_DREG, *dreg)],
             Expr::Counter(c) => vec![A::U64(NFTA_COUNTER_BYTES, c.bytes), A::U64(NFTA_COUNTER_PACKETS, c.packets)],
+            Expr::Log { group, prefix } => {
+                let mut a = vec![A::U16(NFTA_LOG_GROUP, *group)];
+                if let Some(p) = prefix {
+                    a.push(A::Str(NFTA_LOG_PREFIX, p));
+                }
+                a
+            }
             Expr::Limit { rate, unit, burst, kind, flags } => vec![
                 A::U64(NFTA_LIMIT_RATE, *rate),
                 A::U64(NFTA_LIMIT_UNIT, *unit),
@@ -391,6 +407,9 @@ impl Expr {
         }
         if name == "limit" {
             return parse_limit(data);
+        }
+        if name == "log" {
+            return parse_log(data);
         }
         let mut u = std::collections::HashMap::<u16, u32>::new();
         let mut s = std::collections::HashMap::<u16, String>::new();
@@ -501,6 +520,20 @@ fn parse_counter(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
         }
     }
     Ok(Some(Expr::Counter(c)))
+}
+
+/// A log to a netlink group; one with other options (a level, a snap length) is not ours: Other.
+fn parse_log(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
+    let (mut group, mut prefix) = (None, None);
+    for nla in netlink_packet_core::NlasIterator::new(data) {
+        let nla = nla?;
+        match nla.kind() {
+            NFTA_LOG_GROUP => group = Some(nla.value().get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or("short log group")?),
+            NFTA_LOG_PREFIX => prefix = Some(cstr(nla.value())?),
+            _ => return Ok(None),
+        }
+    }
+    Ok(group.map(|group| Expr::Log { group, prefix }))
 }
 
 /// A limit's bucket (rate and unit 64-bit, the rest 32-bit; the kernel pads the 64-bit ones).

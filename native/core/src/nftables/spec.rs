@@ -334,6 +334,11 @@ pub enum Stmt {
     },
     /// `meta nftrace set 1`: every rule the packet meets from here on is announced (NFNLGRP_NFTRACE).
     NftraceSet,
+    /// `log group G prefix "P"`: the packet to nfnetlink_log group G (read by `nflog`).
+    Log {
+        group: u16,
+        prefix: String,
+    },
     /// `limit rate R/second burst B packets`: matches while the rule's own bucket has tokens.
     Limit {
         rate: u32,
@@ -669,6 +674,12 @@ impl Stmt {
                 vec![load_meta(key.meta()), eq(prefix.as_bytes().to_vec())]
             }
             Stmt::Ifname { key, name } => vec![load_meta(key.meta()), eq(ifname_key(name)?)],
+            Stmt::Log { group, prefix } => {
+                if prefix.len() >= NF_LOG_PREFIXLEN || prefix.bytes().any(|b| b == 0) {
+                    return Err(format!("a log prefix is at most {} bytes, without NUL", NF_LOG_PREFIXLEN - 1));
+                }
+                vec![Expr::Log { group: *group, prefix: Some(prefix.clone()) }]
+            }
             Stmt::Limit { rate, burst } => {
                 if *rate == 0 || *burst == 0 {
                     return Err("a limit needs a rate and a burst of at least 1".into());

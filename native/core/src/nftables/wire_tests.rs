@@ -314,3 +314,20 @@ fn a_limit_reads_back_as_the_statement_writes_it() {
     assert_eq!(read, written);
     assert_eq!(written[0], Expr::Limit { rate: 100, unit: 1, burst: 25, kind: NFT_LIMIT_PKTS, flags: 0 });
 }
+
+/// `log prefix "sg:D:0a" group 7` as the kernel dumps it (nft_log_dump: the prefix, then the group
+/// as a 16-bit big-endian value).
+const EXPR_LOG_DUMPED: &[u8] = &[
+    36, 0, 0x01, 0x80, 8, 0, 1, 0, b'l', b'o', b'g', 0, // NFTA_EXPR_NAME "log"
+    24, 0, 0x02, 0x80, // NFTA_EXPR_DATA
+    12, 0, 2, 0, b's', b'g', b':', b'D', b':', b'0', b'a', 0, // NFTA_LOG_PREFIX
+    6, 0, 1, 0, 0, 7, 0, 0, // NFTA_LOG_GROUP = 7 (be16) + pad
+];
+
+#[test]
+fn a_log_reads_back_as_the_statement_writes_it() {
+    let read = super::expr::parse_exprs(EXPR_LOG_DUMPED).unwrap();
+    let written = super::spec::Stmt::Log { group: 7, prefix: "sg:D:0a".into() }.exprs().unwrap();
+    assert_eq!(read, written);
+    assert!(super::spec::Stmt::Log { group: 7, prefix: "x".repeat(128) }.exprs().is_err(), "the kernel's prefix limit");
+}
