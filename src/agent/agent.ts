@@ -19,7 +19,7 @@ import { computeNeeds, type Needs } from './needs.js';
 import { IpsetError, NativeError } from '../addon/errors.js';
 import { ConfigError } from '../settings.js';
 
-const UPDATE_TYPES = ['group.members', 'group.rules', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
+const UPDATE_TYPES = ['group.members', 'group.rules', 'group.logs', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
 /** Acks are batched (see ackLater); the batch stays well under the prefetch of 256. */
 const ACK_INTERVAL_MS = 100;
 const ACK_BATCH = 64;
@@ -239,6 +239,13 @@ export class Agent {
         this.observeLag(m.sentAt);
         return this.bindingsChanged();
       }
+      case 'group.logs': {
+        const held = state.groupLogs(m.groupId)?.revision;
+        if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
+        engine.setGroupLogs(m.groupId, m.logs, m.revision);
+        this.observeLag(m.sentAt);
+        return;
+      }
       case 'group.deleted': {
         const held = state.group(m.groupId)?.revision ?? this.deletedGroups.get(m.groupId);
         if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
@@ -337,9 +344,10 @@ export class Agent {
     const quarantined = this.quarantine(parts);
     engine.replaceAll({
       ports,
-      groups,
+      groups: groups.map(({ logs: _logs, logsRevision: _revision, ...g }) => g),
       members: Object.fromEntries([...members].map(([g, m]) => [g, m.ips])),
       memberRevisions: Object.fromEntries([...members].map(([g, m]) => [g, m.revision])),
+      logs: Object.fromEntries(groups.map((g) => [g.id, { logs: g.logs ?? [], revision: g.logsRevision ?? 0 }])),
       // An object the validator refused keeps its last good version (or none, if never seen valid).
       keep: { ports: quarantined.ports, groups: quarantined.groups },
     });
@@ -361,7 +369,9 @@ export class Agent {
     for (const g of parts.flatMap((p) => p.groups)) {
       if (quarantined.has(g.id)) continue;
       const held = engine.state.group(g.id);
-      if (!held || held.revision !== g.revision) engine.setGroup(g);
+      const { logs, logsRevision, ...rules } = g;
+      if (!held || held.revision !== g.revision) engine.setGroup(rules);
+      if (engine.state.groupLogs(g.id)?.revision !== (logsRevision ?? 0)) engine.setGroupLogs(g.id, logs ?? [], logsRevision ?? 0);
     }
     for (const id of ids) {
       const m = members.get(id);
@@ -427,6 +437,8 @@ export class Agent {
         rulesRevision: state?.group(id)?.revision ?? null,
         membersRevision: state?.membersRevision(id) ?? null,
         members: state?.membersOf(id).size ?? 0,
+        logs: state?.groupLogs(id)?.logs.length ?? 0,
+        logsRevision: state?.groupLogs(id)?.revision ?? null,
         messages: this.byGroup.get(id) ?? 0,
       })),
       messagesByGroup: Object.fromEntries(this.byGroup),

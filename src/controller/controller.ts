@@ -15,7 +15,9 @@
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { PortInput, SecurityGroupRuleInput } from '../domain/model.js';
+import type { LogResource, PortInput, SecurityGroupRuleInput } from '../domain/model.js';
+import { validateLogResource, ValidationError } from '../domain/validate.js';
+import { applyLogResources } from './network-logs.js';
 import { BrokerUrls, retryDelay, type BrokerTls } from '../protocol/connection.js';
 import { LEADER_QUEUE } from '../protocol/routing.js';
 import type { MessageSigner } from '../protocol/signing.js';
@@ -223,6 +225,7 @@ export class Controller {
 
   async putPort(id: string, port: PortInput): Promise<PortRecord> {
     const r = await this.store.putPort(id, port);
+    await this.portLogsFollow();
     this.relay.kick();
     return r.port!;
   }
@@ -230,8 +233,34 @@ export class Controller {
   async deletePort(id: string): Promise<boolean> {
     if (!this.store.port(id)) return false;
     await this.store.putPort(id, undefined);
+    await this.portLogsFollow();
     this.relay.kick();
     return true;
+  }
+
+  /** A security-group log resource (src/controller/network-logs.ts): its groups carry it. The
+   *  admin API has no projects: a log names a group, a port, or both. */
+  async putLog(input: unknown): Promise<LogResource> {
+    const r = validateLogResource(input);
+    if (r.resourceId === null && r.targetId === null) {
+      throw new ValidationError(`log ${r.id}: names neither a group (resourceId) nor a port (targetId); sg-controller's own API has no projects to log whole`);
+    }
+    await this.store.putLogResource(r);
+    await applyLogResources(this.store);
+    this.relay.kick();
+    return r;
+  }
+
+  async deleteLog(id: string): Promise<boolean> {
+    if (!(await this.store.deleteLogResource(id))) return false;
+    await applyLogResources(this.store);
+    this.relay.kick();
+    return true;
+  }
+
+  /** A port's groups changed: the logs that name the port follow them. */
+  private async portLogsFollow(): Promise<void> {
+    if (this.store.logResources().length) await applyLogResources(this.store);
   }
 
   /** Publishes every stored change now; resolves once the broker confirmed them. */

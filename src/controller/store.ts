@@ -15,10 +15,10 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
-import type { Port, PortInput, SecurityGroupRuleInput } from '../domain/model.js';
+import type { LogResource, Port, PortInput, SecurityGroupLog, SecurityGroupRuleInput } from '../domain/model.js';
 import type { SecurityGroupRule } from '../domain/model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
-import { portMemberAddresses, validateId, validateMembers, validatePort, validateRules } from '../domain/validate.js';
+import { portMemberAddresses, validateId, validateLogResource, validateLogs, validateMembers, validatePort, validateRules } from '../domain/validate.js';
 
 export interface GroupRecord {
   id: string;
@@ -30,6 +30,10 @@ export interface GroupRecord {
   membersRevision: number;
   /** A deleted group stays as a tombstone so that its revisions keep rising if it is created again. */
   deleted?: boolean;
+  /** The security-group logs the group carries to its ports' hosts (src/controller/network-logs.ts),
+   *  and their revision (bumped by every change of them). */
+  logs?: SecurityGroupLog[];
+  logsRevision?: number;
 }
 
 export interface PortRecord extends Port {
@@ -62,6 +66,8 @@ const P = 'p';
 const H = 'h';
 const M = 'm';
 const O = 'o';
+/** ['l', log id] → a security-group log resource (no message of its own: its groups' logs are). */
+const L = 'l';
 
 export interface StoreOptions {
   /** fsync every commit (default true). Off, a crash of the OS may lose the last commits. */
@@ -124,6 +130,14 @@ export class Store {
       if (key[1] === id && typeof key[2] === 'string') out.push(key[2]);
     }
     return out;
+  }
+
+  logResources(): LogResource[] {
+    return [...this.db.getRange({ start: [L], end: [L + '\u0000'] })].map((e) => e.value as LogResource);
+  }
+
+  logResource(id: string): LogResource | undefined {
+    return this.db.get([L, id]) as LogResource | undefined;
   }
 
   /** Entries waiting in the outbox, of every controller sharing the store. */
@@ -227,6 +241,33 @@ export class Store {
       this.db.put([G, id], g);
       this.enqueue({ v: 1, type: 'group.members', ...change });
       return change;
+    });
+  }
+
+  /** Stores a log resource (validated); what it means for groups is written by putGroupLogs. */
+  async putLogResource(input: unknown): Promise<LogResource> {
+    const r = validateLogResource(input);
+    await this.db.put([L, r.id], r);
+    return r;
+  }
+
+  async deleteLogResource(id: string): Promise<boolean> {
+    return this.db.remove([L, id]);
+  }
+
+  /** Sets the security-group logs a group carries (validated): one `group.logs` message when they
+   *  changed; false when they had not. */
+  async putGroupLogs(id: string, logsIn: SecurityGroupLog[]): Promise<boolean> {
+    validateId('security group id', id);
+    const logs = validateLogs(logsIn, id);
+    return this.db.transaction(() => {
+      const g = this.groupForWrite(id);
+      if (JSON.stringify(g.logs ?? []) === JSON.stringify(logs)) return false;
+      g.logs = logs;
+      g.logsRevision = (g.logsRevision ?? 0) + 1;
+      this.db.put([G, id], g);
+      this.enqueue({ v: 1, type: 'group.logs', groupId: id, revision: g.logsRevision, logs });
+      return true;
     });
   }
 

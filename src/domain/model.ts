@@ -43,6 +43,19 @@ export interface SecurityGroupLog {
   targetId: string | null;
 }
 
+/** A security-group log resource as the control plane holds it (Neutron's `log` of resource type
+ *  `security_group`): which ports it logs — the ports of `resourceId` (a group), only `targetId` (a
+ *  port) if given, or with neither every port of the project — for which events, whether enabled.
+ *  The controller turns each into the `SecurityGroupLog`s of the groups concerned. */
+export interface LogResource {
+  id: string;
+  projectId: string;
+  event: LogEvent;
+  enabled: boolean;
+  resourceId: string | null;
+  targetId: string | null;
+}
+
 export interface AllowedAddressPair {
   /** An address or a network, canonical. */
   ipAddress: string;

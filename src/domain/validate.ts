@@ -4,7 +4,7 @@
 // canonical form (protocol numbers, canonical addresses, explicit nulls), or throws ValidationError
 // naming the field. Semantics are Neutron's API's (neutron/db/securitygroups_db.py): an agent must
 // accept every rule Neutron accepts, with Neutron's meaning.
-import type { AllowedAddressPair, LogEvent, Port, SecurityGroup, SecurityGroupLog, SecurityGroupRule } from './model.js';
+import type { AllowedAddressPair, LogEvent, LogResource, Port, SecurityGroup, SecurityGroupLog, SecurityGroupRule } from './model.js';
 import { AddressError, formatCidr, isCatchAll, isHost, isUnspecified, parseCidr, type Cidr } from './address.js';
 import { DEVICE_PATTERN, LIMITS, MAC_PATTERN } from './limits.js';
 import { IPV6_ONLY_PROTOCOLS, isIcmp, PROTO, PROTOCOL_NUMBERS, takesPorts } from './protocols.js';
@@ -73,6 +73,20 @@ export function validateLog(v: unknown, groupId = '?'): SecurityGroupLog {
   if (typeof o.event !== 'string' || !LOG_EVENTS.includes(o.event as LogEvent)) fail(`log ${id}: event`, `must be one of ${LOG_EVENTS.join(', ')}`);
   const targetId = absent(o.targetId) ? null : validateId(`log ${id}: targetId`, o.targetId);
   return { id, projectId, event: o.event as LogEvent, targetId };
+}
+
+const LOG_RESOURCE_FIELDS = ['id', 'projectId', 'event', 'enabled', 'resourceId', 'targetId'] as const;
+
+/** A log resource, canonical (absent group and port are null; absent `enabled` is true). */
+export function validateLogResource(v: unknown): LogResource {
+  const o = obj('log', v, LOG_RESOURCE_FIELDS);
+  const id = validateId('log id', o.id);
+  const projectId = validateId(`log ${id}: projectId`, o.projectId);
+  if (typeof o.event !== 'string' || !LOG_EVENTS.includes(o.event as LogEvent)) fail(`log ${id}: event`, `must be one of ${LOG_EVENTS.join(', ')}`);
+  if (!absent(o.enabled) && typeof o.enabled !== 'boolean') fail(`log ${id}: enabled`, 'must be true or false');
+  const resourceId = absent(o.resourceId) ? null : validateId(`log ${id}: resourceId`, o.resourceId);
+  const targetId = absent(o.targetId) ? null : validateId(`log ${id}: targetId`, o.targetId);
+  return { id, projectId, event: o.event as LogEvent, enabled: o.enabled !== false, resourceId, targetId };
 }
 
 /** A group's logs, each id once. */

@@ -163,8 +163,8 @@ export class HostState {
     const id = validateId('group id', groupId);
     const next = { logs: validateLogs(logs, id), revision: validateRevision('logs revision', revision) };
     const held = this.logs.get(id);
-    if (next.logs.length === 0) this.logs.delete(id);
-    else this.logs.set(id, next);
+    // Held even when empty: its revision orders the updates that come after.
+    this.logs.set(id, next);
     if (!sameJson(held?.logs ?? [], next.logs)) this.touchGroup(id);
   }
 
@@ -231,7 +231,11 @@ export class HostState {
     for (const g of groups) if (!sameJson(this.groups.get(g.id), g)) this.setGroup(g);
     for (const p of ports) if (!sameJson(this.ports.get(p.id), p)) this.setPort(p);
     const nextLogs = new Map(logs);
-    for (const gid of [...this.logs.keys()]) if (!nextLogs.has(gid) && !keepGroups.has(gid)) this.setGroupLogs(gid, []);
+    for (const gid of [...this.logs.keys()]) {
+      if (nextLogs.has(gid) || keepGroups.has(gid)) continue;
+      this.setGroupLogs(gid, []);
+      this.logs.delete(gid);
+    }
     for (const [gid, l] of logs) this.setGroupLogs(gid, l.logs, l.revision);
     const nextMembers = new Map(members);
     for (const gid of [...this.members.keys()]) if (!nextMembers.has(gid)) this.forgetMembers(gid);

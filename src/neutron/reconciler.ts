@@ -10,11 +10,12 @@
 //   read runs are merged and read together next.
 import type { Logger } from 'pino';
 import type { Store } from '../controller/store.js';
+import { applyLogResources } from '../controller/network-logs.js';
 import { ValidationError } from '../domain/validate.js';
 import type { NeutronApi } from './api.js';
 import {
-  ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toPort, toRules,
-  type DeviceNaming, type NeutronAddressGroup, type NeutronGroup, type NeutronPort, type NeutronRule, type Rejected,
+  ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toLogResource, toPort, toRules,
+  type DeviceNaming, type NeutronAddressGroup, type NeutronGroup, type NeutronLog, type NeutronPort, type NeutronRule, type Rejected,
 } from './translate.js';
 
 export interface ReconcilerOptions {
@@ -46,6 +47,8 @@ export interface Hints {
   addressGroups?: Iterable<string>;
   /** Groups whose member ports may have changed, without saying which (legacy member casts). */
   groupMembers?: Iterable<string>;
+  /** A log resource changed (logs are few: all are read again). */
+  logs?: boolean;
 }
 
 interface Pending {
@@ -53,13 +56,14 @@ interface Pending {
   groups: Set<string>;
   addressGroups: Set<string>;
   groupMembers: Set<string>;
+  logs: boolean;
   /** Why a full resync is wanted, if one is, and from when it may run. */
   full?: string;
   fullNotBefore: number;
 }
 
-const empty = (): Pending => ({ ports: new Map(), groups: new Set(), addressGroups: new Set(), groupMembers: new Set(), fullNotBefore: 0 });
-const hasTargets = (p: Pending) => p.ports.size > 0 || p.groups.size > 0 || p.addressGroups.size > 0 || p.groupMembers.size > 0;
+const empty = (): Pending => ({ ports: new Map(), groups: new Set(), addressGroups: new Set(), groupMembers: new Set(), logs: false, fullNotBefore: 0 });
+const hasTargets = (p: Pending) => p.ports.size > 0 || p.groups.size > 0 || p.addressGroups.size > 0 || p.groupMembers.size > 0 || p.logs;
 
 export interface ReconcilerStats {
   fullResyncs: number;
@@ -93,6 +97,8 @@ export class NeutronReconciler {
   private readonly portRevisions = new Map<string, number>();
   /** Rule id → its group, to place a rule deletion, whose push names the rule alone. */
   private readonly ruleGroup = new Map<string, string>();
+  /** Group id → its project: a log naming neither a group nor a port logs its project's groups. */
+  private readonly groupProject = new Map<string, string>();
   private firstFull?: { resolve: () => void; promise: Promise<void> };
   /** When a full read that would have deleted most ports was held back. */
   private massDeletionSeenAt?: number;
@@ -136,6 +142,7 @@ export class NeutronReconciler {
     for (const g of h.groups ?? []) this.pending.groups.add(g);
     for (const a of h.addressGroups ?? []) this.pending.addressGroups.add(a);
     for (const g of h.groupMembers ?? []) this.pending.groupMembers.add(g);
+    if (h.logs) this.pending.logs = true;
     this.schedule(this.opts.batchMs ?? 20);
   }
 
@@ -214,7 +221,7 @@ export class NeutronReconciler {
       this.pending.full ??= b.full;
       this.pending.fullNotBefore = 0;
     }
-    this.hint({ ports: b.ports, groups: b.groups, addressGroups: b.addressGroups, groupMembers: b.groupMembers });
+    this.hint({ ports: b.ports, groups: b.groups, addressGroups: b.addressGroups, groupMembers: b.groupMembers, logs: b.logs });
   }
 
   // ---- targeted reads ----
@@ -252,6 +259,9 @@ export class NeutronReconciler {
     for (const id of b.addressGroups) await this.applyAddressGroup(id, a.get(id));
     const p = byId(ports);
     for (const id of portIds) await this.applyPort(id, p.get(id));
+    // A log changed, or ports or groups did that logs name: the groups' logs follow.
+    if (b.logs) await this.applyLogs(await api.logs());
+    else if (this.opts.store.logResources().length && (portIds.length || b.groups.size)) await this.followLogs();
     this.opts.written();
   }
 
@@ -280,6 +290,7 @@ export class NeutronReconciler {
     const rules = await api.securityGroupRules();
     const addressGroups = await api.addressGroups();
     const ports = await api.ports();
+    const logs = await api.logs();
     const writesBefore = this.stats.writes;
 
     const rulesByGroup = new Map<string, NeutronRule[]>();
@@ -291,6 +302,7 @@ export class NeutronReconciler {
     }
     const wantGroups = new Set<string>();
     this.ruleGroup.clear();
+    this.groupProject.clear();
     for (const g of groups) {
       wantGroups.add(g.id);
       await this.applyGroup(g.id, g, rulesByGroup.get(g.id) ?? []);
@@ -320,6 +332,7 @@ export class NeutronReconciler {
         else await this.applyGroup(g.id, undefined, []);
       }
     }
+    await this.applyLogs(logs);
     const repaired = this.stats.writes - writesBefore;
     // At start every write is the initial load, not drift.
     if (reason !== 'start') this.stats.driftRepaired += repaired;
@@ -369,6 +382,7 @@ export class NeutronReconciler {
       if (naming.length) this.hint({ groups: naming });
       return;
     }
+    if (g.project_id) this.groupProject.set(id, g.project_id);
     const { rules: want, rejected } = toRules(rules);
     this.report(rejected, 'rule');
     for (const r of cur?.rules ?? []) this.ruleGroup.delete(r.id);
@@ -415,6 +429,33 @@ export class NeutronReconciler {
     if (p.revision_number !== undefined) this.portRevisions.set(id, p.revision_number);
     if (cur && samePort(cur, want)) return;
     await this.write(`port ${id}`, () => store.putPort(id, want));
+  }
+
+  /** The log resources as Neutron lists them into the store, then the groups' logs they ask for. */
+  private async applyLogs(logs: NeutronLog[]): Promise<void> {
+    const store = this.opts.store;
+    const want = new Set<string>();
+    for (const l of logs) {
+      let r;
+      try {
+        r = toLogResource(l);
+      } catch (e) {
+        if (!(e instanceof ValidationError)) throw e;
+        this.report([{ id: `log ${l.id}`, reason: e.message }], 'log');
+        continue;
+      }
+      if (!r) continue;
+      want.add(r.id);
+      if (JSON.stringify(store.logResource(r.id)) !== JSON.stringify(r)) await this.write(`log ${r.id}`, () => store.putLogResource(r));
+    }
+    for (const r of store.logResources()) if (!want.has(r.id)) await this.write(`log ${r.id}`, () => store.deleteLogResource(r.id));
+    await this.followLogs();
+  }
+
+  /** The groups' logs as the stored log resources ask (a project's groups from Neutron's). */
+  private async followLogs(): Promise<void> {
+    const byProject = (project: string) => [...this.groupProject].filter(([, p]) => p === project).map(([g]) => g);
+    this.stats.writes += await applyLogResources(this.opts.store, byProject);
   }
 
   /** One store write; a refusal by the store's validator (a limit) is reported, never thrown on. */

@@ -76,6 +76,8 @@ export interface NeutronEnvOptions {
   apiProcesses?: number;
   /** The RabbitMQ node to use (its node name and AMQP port); unset: the machine's (benchmarks only). */
   rabbit?: { node: string; port: number };
+  /** Neutron service plugins to load (`service_plugins`), e.g. `log` for the logging API. */
+  servicePlugins?: string[];
 }
 
 /** rabbitmqctl, on the given node or the machine's default one. */
@@ -91,6 +93,7 @@ const PATHS = {
   security_group: 'security-groups',
   security_group_rule: 'security-group-rules',
   address_group: 'address-groups',
+  log: 'log/logs',
 } as const;
 export type Resource = keyof typeof PATHS;
 export type Body = Record<string, unknown>;
@@ -164,7 +167,7 @@ export class NeutronEnv {
     fs.mkdirSync(etc, { recursive: true });
     fs.mkdirSync(path.join(this.dir, 'state'), { recursive: true });
     fs.copyFileSync(path.join(venv, 'etc/neutron/api-paste.ini'), path.join(etc, 'api-paste.ini'));
-    fs.writeFileSync(path.join(etc, 'neutron.conf'), neutronConf(this.dir, this.transportUrl, this.socket, !!this.opts.debug));
+    fs.writeFileSync(path.join(etc, 'neutron.conf'), neutronConf(this.dir, this.transportUrl, this.socket, !!this.opts.debug, this.opts.servicePlugins ?? []));
     fs.writeFileSync(path.join(etc, 'ml2_conf.ini'), ML2_CONF);
   }
 
@@ -315,10 +318,10 @@ export class NeutronEnv {
   }
 }
 
-function neutronConf(dir: string, transportUrl: string, socket: string, debug: boolean): string {
+function neutronConf(dir: string, transportUrl: string, socket: string, debug: boolean, servicePlugins: string[]): string {
   return `[DEFAULT]
 core_plugin = ml2
-service_plugins =
+service_plugins = ${servicePlugins.join(',')}
 auth_strategy = noauth
 transport_url = ${transportUrl}
 # One worker each keeps the server at ~0.65 GB; the RPC notifiers need rpc_workers > 0 in the API too.
