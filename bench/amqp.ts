@@ -6,8 +6,7 @@
 //    measured), baseline = an exclusive queue, which is deleted with the connection and must be re-bound.
 import amqp from 'amqplib';
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { ensureRabbit } from '../test/helpers/rabbit.js';
+import { benchBroker } from './broker.js';
 
 const KEYS = 5000;
 const MESSAGES = 20_000;
@@ -59,10 +58,8 @@ async function rebind(durable: boolean, url: string): Promise<number> {
 }
 
 (async () => {
-  await ensureRabbit();
-  spawnSync('rabbitmqctl', ['add_vhost', vhost], { stdio: 'ignore' });
-  spawnSync('rabbitmqctl', ['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
-  const url = `amqp://guest:guest@127.0.0.1:5672/${vhost}`;
+  const broker = await benchBroker();
+  const url = broker.vhost(vhost);
   try {
     const d: number[] = [];
     const tp: number[] = [];
@@ -76,7 +73,7 @@ async function rebind(durable: boolean, url: string): Promise<number> {
     const b = await rebind(false, url);
     console.log(`amqp.rebind.${KEYS} ours=${(o / 1e6).toFixed(1)}ms baseline=${(b / 1e6).toFixed(1)}ms ratio=${(b / o).toFixed(1)} (durable queue with expiry vs exclusive queue, reconnect)`);
   } finally {
-    spawnSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' });
+    broker.dropVhost(vhost);
   }
 })().catch((e) => {
   console.error(e);

@@ -30,6 +30,9 @@
 // Prints `scale.<metric>.<H> ours=… baseline=… ratio=…` (ratio = baseline/ours).
 // Knobs: SCALE_HOSTS (default "100,300,1000"), SCALE_WORKERS (4), SCALE_SAMPLE_HOSTS (20),
 // SCALE_ONLY=ours (no baseline runs), SCALE_BOOT_PORTS (5000), SCALE_CHURN (200), SCALE_BIG (2000).
+// SG_STORE=etcd: the controller's store is a three-member etcd cluster of the bench's own (loopback,
+// scripts/etcd-member.sh) instead of LMDB; SCALE_STORES=lmdb,etcd runs ours on both, side by side, and
+// prints `scale.store.<workload>.<p50|p99>.<H> ours=<etcd> baseline=<lmdb>`.
 // docs/scale.svg is drawn from this output by bench/scale-chart.ts.
 import amqp from 'amqplib';
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
@@ -43,9 +46,13 @@ import { GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey } from '../src/protoco
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
 import type { PortInput, SecurityGroupRuleInput } from '../src/domain/model.js';
 import { startRabbitNode, type OwnRabbitNode } from '../test/helpers/rabbit-node.js';
+import { EtcdCluster } from '../test/helpers/etcd.js';
 import type { HostCounters, WorkerCommand } from './scale-host.js';
 
 const HS = (process.env.SCALE_HOSTS ?? '100,300,1000').split(',').map(Number);
+type StoreKind = 'lmdb' | 'etcd';
+const STORES = (process.env.SCALE_STORES ?? process.env.SG_STORE ?? 'lmdb').split(',') as StoreKind[];
+let etcd: EtcdCluster | undefined;
 const WORKERS = Number(process.env.SCALE_WORKERS ?? 4);
 const SAMPLE_HOSTS = Number(process.env.SCALE_SAMPLE_HOSTS ?? 20);
 const BOOT_PORTS = Number(process.env.SCALE_BOOT_PORTS ?? 5000);
@@ -232,14 +239,19 @@ interface RunResult {
   bindingsPerHost: number;
 }
 
-async function run(H: number, mode: Mode): Promise<RunResult> {
+async function run(H: number, mode: Mode, store: StoreKind = STORES[0]!): Promise<RunResult> {
   const vhost = `sgscale-${tag}-${H}-${mode}`;
   rabbitmqctl(['add_vhost', vhost]);
   rabbitmqctl(['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
   const url = `amqp://guest:guest@127.0.0.1:${broker.port}/${vhost}`;
   const keys = generateSigningKey(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-scale-keys-')));
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-scale-'));
-  const ctl = await Controller.start({ amqpUrl: url, signer: MessageSigner.fromFile(keys.privateKeyFile), dataDir });
+  const ctl = await Controller.start({
+    amqpUrl: url,
+    signer: MessageSigner.fromFile(keys.privateKeyFile),
+    dataDir,
+    ...(store === 'etcd' ? { etcd: { endpoints: etcd!.endpoints, prefix: `/${vhost}/` } } : {}),
+  });
   const workers: Worker[] = [];
   const conn = await amqp.connect(url);
   const all = () => Promise.all(workers.map((w) => w.call<number>({ cmd: 'poll' })));
@@ -446,21 +458,48 @@ function report(o: RunResult, b: RunResult | undefined): void {
   line(`broker.bytes_per_host.${H}`, perHost(m), bm && perHost(bm), kib, ' (broker RSS growth per host, after boot and the big group)');
 }
 
+/** Ours on one store against ours on another (SCALE_STORES=lmdb,etcd: ours=etcd, baseline=lmdb). */
+function reportStores(o: RunResult, b: RunResult, ours: StoreKind, base: StoreKind): void {
+  const H = o.H;
+  for (const w of WORKLOADS) {
+    const [x, y] = [o.workloads[w], b.workloads[w]];
+    const busy = (r: WorkloadResult) => `${(r.machineBusy * 100).toFixed(0)}%`;
+    console.log(
+      `# store ${ours} vs ${base}, ${w}.${H}: ` +
+        `${x.changes} changes converged in ${x.seconds.toFixed(1)}s (${base}: ${y.seconds.toFixed(1)}s), ` +
+        `${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s (${y.loopDelayP99.toFixed(3)}s), ` +
+        `machine CPU ${busy(x)} busy (${busy(y)})`,
+    );
+    for (const [q, name] of [[0.5, 'p50'], [0.99, 'p99']] as const) {
+      const [a, c] = [quantile(x.lags, q), quantile(y.lags, q)];
+      const target = name === 'p99' && w !== 'rule' ? (a <= 1.2 * c ? ' target<=1.2x met' : ' target<=1.2x MISSED') : '';
+      console.log(`scale.store.${w}.${name}.${H} ours=${sec(a)} baseline=${sec(c)} ratio=${(c / a).toFixed(2)}${target}`);
+    }
+    line(`store.${w}.controller_cpu_per_change.${H}`, x.controllerCpu / x.changes, y.controllerCpu / y.changes, ms);
+  }
+}
+
 (async () => {
   broker = await startNode();
   process.on('SIGINT', () => {
     broker.stop();
     process.exit(130);
   });
-  console.log(`# bench:scale hosts=${HS.join(',')} workers=${WORKERS} sample hosts=${SAMPLE_HOSTS} boot=${BOOT_PORTS} big=${BIG} churn=${CHURN} (${os.cpus().length} cpus)`);
+  console.log(
+    `# bench:scale hosts=${HS.join(',')} workers=${WORKERS} sample hosts=${SAMPLE_HOSTS} boot=${BOOT_PORTS} big=${BIG} churn=${CHURN} ` +
+      `store=${STORES.join(',')} (${os.cpus().length} cpus)`,
+  );
   try {
+    if (STORES.includes('etcd')) etcd = await EtcdCluster.start(3);
     for (const H of HS) {
-      const o = await run(H, 'ours');
-      const b = process.env.SCALE_ONLY === 'ours' ? undefined : await run(H, 'baseline');
+      const o = await run(H, 'ours', STORES[0]);
+      const b = process.env.SCALE_ONLY === 'ours' ? undefined : await run(H, 'baseline', STORES[0]);
       report(o, b);
+      if (STORES.length > 1) reportStores(await run(H, 'ours', STORES[1]), o, STORES[1]!, STORES[0]!);
     }
   } finally {
     broker.stop();
+    await etcd?.stop();
   }
   process.exit(0);
 })().catch((e) => {

@@ -1,5 +1,5 @@
 // Storm benchmark: 500 ports created in the default group across 20 hosts.
-//   npm run bench:storm      (as root; RabbitMQ is started if needed; namespaces are throwaway)
+//   npm run bench:storm      (as root; on a RabbitMQ node of its own; namespaces are throwaway)
 // Ours: controller + 20 `sg-agent run` processes (per-group routing, compact sync, ipsets).
 // Baseline: Neutron's shape before per-group fanout — every agent hears every member update
 // (fanout) and fetches `security_group_rules_for_devices` with each remote-group rule expanded into
@@ -29,7 +29,7 @@ import { buildSync } from '../src/controller/rpc.js';
 import { encode } from '../src/protocol/messages.js';
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
 import type { Port } from '../src/domain/model.js';
-import { ensureRabbit } from '../test/helpers/rabbit.js';
+import { benchBroker } from './broker.js';
 
 const HOSTS = Number(process.env.STORM_HOSTS ?? 20);
 const PORTS = Number(process.env.STORM_PORTS ?? 500);
@@ -123,9 +123,7 @@ async function syncBytes(): Promise<void> {
 }
 
 async function vhost(name: string): Promise<string> {
-  spawnSync('rabbitmqctl', ['add_vhost', name], { stdio: 'ignore' });
-  spawnSync('rabbitmqctl', ['set_permissions', '-p', name, 'guest', '.*', '.*', '.*'], { stdio: 'ignore' });
-  return `amqp://guest:guest@127.0.0.1:5672/${name}`;
+  return (await benchBroker()).vhost(name);
 }
 
 interface Run { bytes: number[]; cpu: number[]; children: number[]; lag: number[]; restores?: number[]; applies?: number[]; messages?: number[] }
@@ -216,7 +214,7 @@ async function ours(dataplane: 'iptables' | 'nftables'): Promise<Run> {
     }
     await ctl.stop();
     fs.rmSync(path.dirname(keys.privateKeyFile), { recursive: true, force: true });
-    spawnSync('rabbitmqctl', ['delete_vhost', `sgstorm-${tag}`], { stdio: 'ignore' });
+    (await benchBroker()).dropVhost(`sgstorm-${tag}`);
   }
 }
 
@@ -353,7 +351,7 @@ async function baseline(agent: BaselineAgent): Promise<Run> {
     }
     fs.rmSync(locks, { recursive: true, force: true });
     await conn.close();
-    spawnSync('rabbitmqctl', ['delete_vhost', `sgbase-${tag}`], { stdio: 'ignore' });
+    (await benchBroker()).dropVhost(`sgbase-${tag}`);
   }
 }
 
@@ -365,7 +363,7 @@ function neutronPython(): string | null {
 }
 
 (async () => {
-  await ensureRabbit();
+  await benchBroker();
   await syncBytes();
   if (process.env.STORM_ONLY === 'neutron') {
     const python = neutronPython();

@@ -1,24 +1,25 @@
-// The README's main job: a local end-to-end run. RabbitMQ (started if needed), the controller and two
+// The README's main job: a local end-to-end run. A RabbitMQ node of its own, the controller and two
 // agents as separate processes, each agent enforcing in its own "compute host" namespace with VMs on
 // a bridge. Set up as a deployment is: a signing key pair (the controller signs, agents verify), a
 // broker user per role and per host with only the permissions of its role, and a bearer token for the
 // admin API. Groups and ports are created through the controller's HTTP API; the demo then shows the
-// sets the agents made, checks real traffic, and removes everything it created.
+// sets the agents made, checks real traffic, and removes everything it created (the RabbitMQ node
+// included; the machine's own node, if it runs one, is not touched).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Topology, type Vm } from '../test/helpers/topology.js';
-import { ensureRabbit } from '../test/helpers/rabbit.js';
+import { startRabbitNode, type OwnRabbitNode } from '../test/helpers/rabbit-node.js';
 import { freePort } from '../test/helpers/net.js';
 
 const repo = path.resolve(__dirname, '..');
 const tag = randomBytes(2).toString('hex');
 const vhost = `sgdemo-${tag}`;
-const amqpUrl = (user: string, password: string) => `amqp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:5672/${vhost}`;
+let rabbit: OwnRabbitNode | undefined;
+const amqpUrl = (user: string, password: string) => `amqp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${rabbit!.port}/${vhost}`;
 const secrets = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-demo-secrets-'));
-const users: string[] = [];
 const procs: ChildProcess[] = [];
 const step = (s: string) => console.log(`\n== ${s}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -44,16 +45,15 @@ function sgController(args: string[], input?: string): string {
 /** A broker user with the permissions of its role (and host), password from a random secret. */
 function brokerUser(role: 'controller' | 'agent', user: string, host?: string): string {
   const password = randomBytes(16).toString('hex');
-  console.log(sgController(['broker-user', role, user, ...(host ? ['--host', host] : []), '--vhost', vhost, '--password-stdin'], `${password}\n`));
-  users.push(user);
+  console.log(sgController(['broker-user', role, user, ...(host ? ['--host', host] : []), '--vhost', vhost, '--node', rabbit!.node, '--password-stdin'], `${password}\n`));
   return amqpUrl(user, password);
 }
 
 async function main(topos: Topology[]): Promise<void> {
-  step('RabbitMQ');
-  await ensureRabbit();
-  spawnSync('rabbitmqctl', ['add_vhost', vhost], { stdio: 'ignore' });
-  console.log(`broker up; demo vhost ${vhost}`);
+  step('RabbitMQ: a node of its own for the demo');
+  rabbit = await startRabbitNode({ name: 'sgdemo', what: "the demo's RabbitMQ node", conf: ({ port }) => `listeners.tcp.default = 127.0.0.1:${port}\n` });
+  spawnSync('rabbitmqctl', ['-n', rabbit.node, 'add_vhost', vhost], { stdio: 'ignore' });
+  console.log(`broker up (${rabbit.node}, port ${rabbit.port}); demo vhost ${vhost}`);
 
   step('trust: a signing key pair, broker users per role, an API token');
   console.log(sgController(['keygen', '--out', path.join(secrets, 'keys')]));
@@ -156,8 +156,7 @@ main(topos)
     step('cleanup');
     for (const p of procs) p.kill('SIGTERM');
     for (const t of topos) t.destroy();
-    spawnSync('rabbitmqctl', ['delete_vhost', vhost], { stdio: 'ignore' });
-    for (const u of users) spawnSync('rabbitmqctl', ['delete_user', u], { stdio: 'ignore' });
+    rabbit?.stop();
     fs.rmSync(secrets, { recursive: true, force: true });
-    console.log('namespaces, processes, the demo vhost, its users and keys removed');
+    console.log('namespaces, processes, the RabbitMQ node (its vhost and users with it) and keys removed');
   });

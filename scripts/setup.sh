@@ -7,7 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 need_apt=()
 for cmd in ipset:ipset iptables:iptables ip:iproute2 conntrack:conntrack rabbitmq-server:rabbitmq-server \
-           nsenter:util-linux ping:iputils-ping ps:procps arping:arping iperf3:iperf3 mariadbd:mariadb-server python3:python3 cc:gcc; do
+           nsenter:util-linux ping:iputils-ping ps:procps arping:arping iperf3:iperf3 mariadbd:mariadb-server python3:python3 cc:gcc \
+           etcd:etcd-server etcdctl:etcd-client ovs-vswitchd:openvswitch-switch ethtool:ethtool; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd#*:}")
 done
 # The Neutron tests' virtualenv (scripts/neutron-venv.sh): venv, and Python's headers for uWSGI's build.
@@ -20,7 +21,16 @@ python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== apt-get install ${need_apt[*]}"
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # Services stay stopped: the tests run Open vSwitch (and RabbitMQ, MariaDB) of their own, inside
+  # namespaces they make; a system ovs-vswitchd would change the machine's own namespace.
+  deny_start=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && deny_start=1
+  fi
+  status=0
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null || status=$?
+  [ -z "$deny_start" ] || rm -f /usr/sbin/policy-rc.d
+  [ "$status" -eq 0 ] || exit "$status"
 fi
 command -v cargo >/dev/null || { echo "setup: cargo (Rust toolchain) is required to build the addon from source" >&2; exit 1; }
 command -v node >/dev/null || { echo "setup: Node.js >= 20.17 is required" >&2; exit 1; }
@@ -35,3 +45,6 @@ npm run build
 # driver in bench/.neutron-venv (about 2 minutes the first time; a stamp check afterwards).
 echo "== neutron venv"
 bash scripts/neutron-venv.sh >/dev/null
+# Keystone for the OpenStack compute-host tests (bench/.openstack-venv; half a minute the first time).
+echo "== openstack venv"
+bash scripts/openstack-venv.sh >/dev/null

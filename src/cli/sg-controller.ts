@@ -17,18 +17,24 @@ commands:
                                (controller, or agent of HOST) on VHOST (default /), with rabbitmqctl
                                (on NODE if given); --no-password: certificate (EXTERNAL) login only;
                                --print: only print the permissions (configure, write, read)
+  store export|import [--config FILE] [--file FILE] [--force]
+                               write the whole store (the configured one: LMDB or etcd) as JSON to
+                               FILE or standard output, or make the store equal to such an export
+                               (backup, restore, moving from LMDB to etcd: docs/agent.md); import is
+                               refused while a controller leads on an etcd store, unless --force
   version, --version, -V       the package's version
   help, --help, -h             this text (also after any command: sg-controller run --help)
 `;
 
 async function run(args: string[]): Promise<number> {
-  const [{ default: pino }, { Controller }, { loadControllerConfig }, { MessageSigner }, { ConfigError, readConfiguredFile }] = await Promise.all([
+  const [{ default: pino }, { Controller }, config, { MessageSigner }, { ConfigError, readConfiguredFile }] = await Promise.all([
     import('pino'),
     import('../controller/controller.js'),
     import('../controller/config.js'),
     import('../protocol/signing.js'),
     import('../settings.js'),
   ]);
+  const { loadControllerConfig, etcdStoreOptions } = config;
   const cfg = loadControllerConfig(option(args, '--config'));
   const log = pino({ level: cfg.logLevel, base: { role: 'controller' } });
   const h = cfg.http;
@@ -36,6 +42,7 @@ async function run(args: string[]): Promise<number> {
     amqpUrl: cfg.amqpUrl,
     amqpTls: cfg.amqpTls,
     dataDir: cfg.dataDir,
+    ...(cfg.store.kind === 'etcd' ? { etcd: etcdStoreOptions(cfg.store.etcd) } : {}),
     signer: MessageSigner.fromFile(cfg.signingKeyFile),
     ...(h.listen
       ? {
@@ -135,9 +142,26 @@ async function brokerUser(args: string[]): Promise<number> {
   return 0;
 }
 
+async function storeCommand(args: string[]): Promise<number> {
+  const what = args.find((a, i) => !a.startsWith('--') && !['--config', '--file'].includes(args[i - 1] ?? ''));
+  if (what !== 'export' && what !== 'import') throw new UsageError('store: export or import');
+  const [{ loadControllerConfig }, { exportStore, importStore }] = await Promise.all([
+    import('../controller/config.js'),
+    import('../controller/store-transfer.js'),
+  ]);
+  // Neither the signing key nor the admin API is needed to move records.
+  const env = { ...process.env, SG_SIGNING_KEY_FILE: process.env.SG_SIGNING_KEY_FILE || '-', SG_HTTP_LISTEN: '' };
+  const cfg = loadControllerConfig(option(args, '--config'), env);
+  const file = option(args, '--file');
+  const said = what === 'export' ? await exportStore(cfg, file) : await importStore(cfg, file, args.includes('--force'));
+  process.stderr.write(`sg-controller store ${what}: ${said}\n`);
+  return 0;
+}
+
 const commands: Record<string, CommandSpec> = {
   run: { run, valued: ['--config'] },
   keygen: { run: keygen, valued: ['--out'] },
+  store: { run: storeCommand, valued: ['--config', '--file'], flags: ['--force'], positional: 1 },
   'broker-user': { run: brokerUser, valued: ['--host', '--vhost', '--node'], flags: ['--password-stdin', '--no-password', '--print'], positional: 2 },
   version: {
     async run() {

@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import { BROKER_TLS_SETTINGS, brokerTlsFrom, checkBrokerOptions, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import { readSecretFile } from '../protocol/signing.js';
-import { ConfigError, LOG_LEVELS, oneOf, readSettings, setting, type Section } from '../settings.js';
+import { ConfigError, LOG_LEVELS, oneOf, readConfiguredFile, readSettings, setting, type Section } from '../settings.js';
 
 export interface ControllerConfig {
   /** The broker: one URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
@@ -15,7 +15,25 @@ export interface ControllerConfig {
   /** Ed25519 private key (PKCS#8 PEM, mode 0600) that signs every update and sync reply. */
   signingKeyFile: string;
   http: HttpConfig;
+  store: StoreConfig;
   logLevel: string;
+}
+
+/** Where the controller's records live: LMDB in `dataDir` (one machine), or an etcd cluster. */
+export type StoreConfig = { kind: 'lmdb' } | { kind: 'etcd'; etcd: EtcdConfig };
+
+export interface EtcdConfig {
+  endpoints: string[];
+  prefix: string;
+  /** PEM files: the CA of the members' certificates; this controller's client certificate and key. */
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  username?: string;
+  password?: string;
+  leaseTtlS: number;
+  requestTimeoutMs: number;
+  maxTxnOps: number;
 }
 
 export interface HttpConfig {
@@ -55,6 +73,41 @@ const SHAPE: Section = {
     socketMode: setting('string', { env: 'SG_HTTP_SOCKET_MODE', check: (v: string) => (/^0?[0-7]{3}$/.test(v) ? undefined : `must be an octal file mode such as "600", not ${JSON.stringify(v)}`) }),
   },
   log: { level: oneOf(LOG_LEVELS, { env: 'SG_LOG_LEVEL', to: 'logLevel' }) },
+  store: {
+    kind: oneOf(['lmdb', 'etcd'], { env: 'SG_STORE', to: 'storeKind' }),
+    etcd: {
+      endpoints: setting('strings', { env: 'SG_ETCD_ENDPOINTS', to: 'etcdEndpoints' }),
+      prefix: setting('string', {
+        env: 'SG_ETCD_PREFIX',
+        to: 'etcdPrefix',
+        check: (v: string) =>
+          /^\/[\x21-\x7e]*\/$/.test(v) ? undefined : `must start and end with "/" (printable ASCII), not ${JSON.stringify(v)}`,
+      }),
+      tls: {
+        caFile: path('SG_ETCD_CA_FILE', 'etcdCaFile'),
+        certFile: path('SG_ETCD_CERT_FILE', 'etcdCertFile'),
+        keyFile: path('SG_ETCD_KEY_FILE', 'etcdKeyFile'),
+      },
+      username: setting('string', { env: 'SG_ETCD_USERNAME', to: 'etcdUsername' }),
+      passwordFile: path('SG_ETCD_PASSWORD_FILE', 'etcdPasswordFile'),
+      leaseTtlS: setting('number', {
+        env: 'SG_ETCD_LEASE_TTL_S',
+        to: 'etcdLeaseTtlS',
+        check: (v: number) => (Number.isInteger(v) && v >= 1 && v <= 60 ? undefined : `must be a whole number of seconds 1-60, not ${v}`),
+      }),
+      requestTimeoutMs: setting('number', {
+        env: 'SG_ETCD_REQUEST_TIMEOUT_MS',
+        to: 'etcdRequestTimeoutMs',
+        check: (v: number) => (v >= 100 ? undefined : `must be at least 100, not ${v}`),
+      }),
+      maxTxnOps: setting('number', {
+        env: 'SG_ETCD_MAX_TXN_OPS',
+        to: 'etcdMaxTxnOps',
+        check: (v: number) =>
+          Number.isInteger(v) && v >= 16 ? undefined : `must be a whole number of at least 16 (etcd's --max-txn-ops), not ${v}`,
+      }),
+    },
+  },
 };
 
 /** The admin API's address unless configured: no OpenStack service's port (Neutron's is 9696). */
@@ -78,10 +131,94 @@ export function loadControllerConfig(file: string | undefined, env: NodeJS.Proce
       allowedHosts: ((v.allowedHosts as string[] | undefined) ?? []).map((h) => h.trim()).filter(Boolean),
       socketMode: parseInt(str('socketMode') ?? '600', 8),
     },
+    store: storeConfig(v, env),
     logLevel: str('logLevel') ?? 'info',
   };
   checkControllerConfig(cfg);
   return cfg;
+}
+
+function storeConfig(v: Record<string, unknown>, env: NodeJS.ProcessEnv): StoreConfig {
+  const str = (k: string) => v[k] as string | undefined;
+  const etcdKeys = Object.keys(v).filter((k) => k.startsWith('etcd'));
+  if ((str('storeKind') ?? 'lmdb') === 'lmdb') {
+    if (etcdKeys.length) {
+      const keys = etcdKeys.join(', ');
+      throw new ConfigError(`config: etcd settings (${keys}) are given but the store is lmdb; set store.kind (SG_STORE) to etcd`);
+    }
+    return { kind: 'lmdb' };
+  }
+  const endpoints = (v.etcdEndpoints as string[] | undefined) ?? [];
+  if (endpoints.length === 0) {
+    throw new ConfigError('config: the etcd store needs its members\' client URLs: store.etcd.endpoints (SG_ETCD_ENDPOINTS)');
+  }
+  for (const e of endpoints) {
+    let u: URL;
+    try {
+      u = new URL(e);
+    } catch {
+      throw new ConfigError(`config: etcd endpoint ${JSON.stringify(e)} is not a URL (http://host:2379 or https://host:2379)`);
+    }
+    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || !u.port || u.pathname !== '/' || u.username || u.password) {
+      throw new ConfigError(`config: etcd endpoint ${JSON.stringify(e)} must be http(s)://host:port`);
+    }
+  }
+  const https = endpoints.filter((e) => e.startsWith('https:')).length;
+  if (https && https < endpoints.length) throw new ConfigError('config: the etcd endpoints must all be https:// or all http://');
+  const tls = { caFile: str('etcdCaFile'), certFile: str('etcdCertFile'), keyFile: str('etcdKeyFile') };
+  if (https && !tls.caFile) {
+    throw new ConfigError("config: https etcd endpoints need the CA of the members' certificates: store.etcd.tls.caFile (SG_ETCD_CA_FILE)");
+  }
+  if (!https && (tls.caFile || tls.certFile || tls.keyFile)) {
+    throw new ConfigError('config: etcd TLS files are given but the endpoints are http://; use https://');
+  }
+  if (!!tls.certFile !== !!tls.keyFile) {
+    throw new ConfigError('config: an etcd client certificate needs both store.etcd.tls.certFile and store.etcd.tls.keyFile');
+  }
+  const passwordFile = str('etcdPasswordFile');
+  const fromFile = () => readSecretFile(passwordFile!, 'etcd password file').toString('utf8').replace(/\r?\n$/, '');
+  const password = env.SG_ETCD_PASSWORD ?? (passwordFile ? fromFile() : undefined);
+  const username = str('etcdUsername');
+  if (!!username !== (password !== undefined)) {
+    throw new ConfigError(
+      'config: etcd authentication needs both store.etcd.username (SG_ETCD_USERNAME) and a password ' +
+        '(SG_ETCD_PASSWORD_FILE or SG_ETCD_PASSWORD)',
+    );
+  }
+  if (username && !https && endpoints.some((e) => !isLoopback(new URL(e).hostname.replace(/^\[|\]$/g, '')))) {
+    throw new ConfigError('config: an etcd password would travel in clear to a member not on loopback: use https:// endpoints');
+  }
+  return {
+    kind: 'etcd',
+    etcd: {
+      endpoints,
+      prefix: str('etcdPrefix') ?? '/sg-controller/',
+      ...(tls.caFile ? { caFile: tls.caFile } : {}),
+      ...(tls.certFile ? { certFile: tls.certFile, keyFile: tls.keyFile! } : {}),
+      ...(username ? { username, password: password! } : {}),
+      leaseTtlS: (v.etcdLeaseTtlS as number | undefined) ?? 2,
+      requestTimeoutMs: (v.etcdRequestTimeoutMs as number | undefined) ?? 2_000,
+      maxTxnOps: (v.etcdMaxTxnOps as number | undefined) ?? 128,
+    },
+  };
+}
+
+function clientCertificate(c: EtcdConfig): { cert?: Buffer; key?: Buffer } {
+  if (!c.certFile) return {};
+  return { cert: readConfiguredFile(c.certFile, 'store.etcd.tls.certFile'), key: readSecretFile(c.keyFile!, 'store.etcd.tls.keyFile') };
+}
+
+/** The controller's store options from the configuration (files read here: a missing one is one line). */
+export function etcdStoreOptions(c: EtcdConfig): NonNullable<import('./controller.js').ControllerOptions['etcd']> {
+  return {
+    endpoints: c.endpoints,
+    prefix: c.prefix,
+    ...(c.caFile ? { tls: { ca: readConfiguredFile(c.caFile, 'store.etcd.tls.caFile'), ...clientCertificate(c) } } : {}),
+    ...(c.username ? { auth: { username: c.username, password: c.password! } } : {}),
+    leaseTtlS: c.leaseTtlS,
+    requestTimeoutMs: c.requestTimeoutMs,
+    maxTxnOps: c.maxTxnOps,
+  };
 }
 
 function checkControllerConfig(cfg: ControllerConfig): void {

@@ -1,27 +1,26 @@
 // The reference control plane: store + outbox relay + publisher + sync RPC + admin API, wired
 // together. Each change is stored with the messages announcing it in one transaction; the relay then
 // publishes them (with broker confirms, signed) to exactly the hosts and groups they concern. Several
-// controller processes may open the same data directory: each serves the admin API it is given and
-// consumes the shared sync queue; one of them at a time, the holder of the leadership lease, publishes
-// what any of them stored. The broker may be down at start or go away at any time: the controller
-// keeps (re)connecting, to the next broker of its list, the API keeps answering reads, and changes
-// wait in the outbox.
-//
-// The lease is what the broker already offers, an exclusive queue (LEADER_QUEUE): the broker grants it
-// to one connection and drops it the moment that connection ends, whether the controller crashed, its
-// host or the broker node it was on died, or the network between them failed. The lease and the
-// publishing channel share that connection, so no controller can publish without holding the lease,
-// and none holds it without publishing. The others ask for it again every second or so.
+// controller processes may share one store — the same data directory on one machine (LMDB), or one
+// etcd cluster from several machines: each serves the admin API it is given and consumes the shared
+// sync queue; one of them at a time, the holder of the leadership (leadership.ts), publishes what any
+// of them stored. The broker may be down at start or go away at any time: the controller keeps
+// (re)connecting, to the next broker of its list, the API keeps answering reads, and changes wait in
+// the outbox.
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import type { LogResource, PortInput, SecurityGroupRuleInput } from '../domain/model.js';
 import { validateLogResource, ValidationError } from '../domain/validate.js';
-import { applyLogResources } from './network-logs.js';
+import { GroupLogsFollower } from './network-logs.js';
 import { BrokerUrls, retryDelay, type BrokerTls } from '../protocol/connection.js';
-import { LEADER_QUEUE } from '../protocol/routing.js';
 import type { MessageSigner } from '../protocol/signing.js';
-import { Store, type GroupRecord, type PortRecord } from './store.js';
+import type { ControllerStore, GroupRecord, PortRecord } from './records.js';
+import { Store } from './store.js';
+import { EtcdStore, type EtcdStoreOptions } from './etcd-store.js';
+import { EtcdLeadership } from './etcd-leadership.js';
+import { BrokerLease, type Leadership } from './leadership.js';
+import { StoreMetrics } from './metrics.js';
 import { Publisher, declareDeadLetterQueue, declareTopology } from './publisher.js';
 import { OutboxRelay } from './relay.js';
 import { serveSync } from './rpc.js';
@@ -30,14 +29,17 @@ import { startAdminApi, type AdminApiOptions } from './http.js';
 /** Between broker connection attempts: 0.25 s doubling to 10 s (with jitter). */
 const RECONNECT_BASE_MS = 250;
 const RECONNECT_MAX_MS = 10_000;
-/** Between two requests for the leadership lease while another controller holds it (with jitter). */
-const LEASE_RETRY_MS = 1_000;
+/** At stop, requests under way get this long to be answered before their connections are closed. */
+const STOP_GRACE_MS = 1_000;
 
 export interface ControllerOptions {
   /** One broker URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
   amqpUrl: string;
   amqpTls?: BrokerTls;
+  /** The embedded store's directory (LMDB), unless `etcd` is given. */
   dataDir: string;
+  /** Set: the store is this etcd cluster's (controllers on several machines), not LMDB's. */
+  etcd?: Omit<EtcdStoreOptions, 'logger' | 'metrics'> & { leaseTtlS?: number };
   /** Signs every update and sync reply; agents refuse what no key they trust signed. */
   signer: MessageSigner;
   /** The admin API (absent: none). */
@@ -61,27 +63,54 @@ export class Controller {
   private apiUrl?: string;
   private stopping = false;
   private readonly brokers: BrokerUrls;
-  /** Holds the leadership lease on the current connection: publishes the outbox. */
-  private leader = false;
   private wake?: () => void;
   private loop: Promise<void> = Promise.resolve();
   private firstConnect!: () => void;
   /** Resolves once the controller has been connected to the broker (the first time). */
   readonly brokerReady: Promise<void> = new Promise((r) => (this.firstConnect = r));
-  private constructor(readonly store: Store, private readonly opts: ControllerOptions) {
+  /** The groups' security-group logs, from the log resources of the admin API. */
+  private readonly groupLogs: GroupLogsFollower;
+  private constructor(
+    readonly store: ControllerStore,
+    private readonly leadership: Leadership,
+    readonly metrics: StoreMetrics,
+    private readonly opts: ControllerOptions,
+  ) {
     this.brokers = new BrokerUrls(opts.amqpUrl);
+    this.groupLogs = new GroupLogsFollower(store);
     this.relay = new OutboxRelay(store, () => (this.ch ? this.publisher : undefined), {
-      isLeader: () => this.leader,
+      isLeader: () => this.leadership.leads,
+      mayPublish: () => this.leadership.mayPublish(),
+      ...(leadership.fencedOutbox ? { fencedOutbox: leadership.fencedOutbox } : {}),
       coalesceMs: opts.coalesceMs ?? 20,
       ...(opts.relayIntervalMs?.min !== undefined ? { minIntervalMs: opts.relayIntervalMs.min } : {}),
       ...(opts.relayIntervalMs?.max !== undefined ? { maxIntervalMs: opts.relayIntervalMs.max } : {}),
       logger: opts.logger,
     });
+    leadership.onTaken = () => this.relay.kick();
+    metrics.observe({
+      outbox: () => store.outboxDepth(),
+      leader: () => leadership.leads,
+      quorum: () => store.health().quorum,
+      behindMs: () => Number(store.health().watchBehindMs ?? 0),
+    });
   }
 
   /** Opens the store and the admin API; the broker connection is made (and remade) in the background. */
   static async start(opts: ControllerOptions): Promise<Controller> {
-    const ctl = new Controller(await Store.open(opts.dataDir), opts);
+    const metrics = new StoreMetrics();
+    let store: ControllerStore;
+    let leadership: Leadership;
+    if (opts.etcd) {
+      const etcd = await EtcdStore.open({ ...opts.etcd, logger: opts.logger, metrics });
+      store = etcd;
+      const ttl = opts.etcd.leaseTtlS !== undefined ? { ttlS: opts.etcd.leaseTtlS } : {};
+      leadership = new EtcdLeadership(etcd, { ...ttl, logger: opts.logger });
+    } else {
+      store = await Store.open(opts.dataDir, { metrics });
+      leadership = new BrokerLease(opts.logger);
+    }
+    const ctl = new Controller(store, leadership, metrics, opts);
     // A source of truth fills the store first: agents are never answered from a store it has not read.
     try {
       await opts.prepare?.(ctl);
@@ -120,13 +149,13 @@ export class Controller {
         attempt = 0;
         this.firstConnect();
         const woken = new Promise<void>((r) => (this.wake = r));
-        await Promise.race([closed, woken, this.campaign(conn, Promise.race([closed, woken])).then(() => new Promise<void>(() => undefined))]);
+        const over = Promise.race([closed, woken]);
+        await Promise.race([over, this.leadership.campaign(conn, over).then(() => new Promise<void>(() => undefined))]);
         if (!this.stopping) this.opts.logger?.warn('broker connection lost; reconnecting');
       } catch (e) {
         if (!this.stopping) this.opts.logger?.warn({ err: (e as Error).message }, 'broker connection failed; retrying');
       } finally {
-        if (this.leader) this.opts.logger?.warn('leadership lost with the broker connection');
-        this.leader = false;
+        await this.leadership.resign();
         this.ch = undefined;
         await conn?.close().catch(() => undefined);
       }
@@ -139,34 +168,6 @@ export class Controller {
           r();
         };
       });
-    }
-  }
-
-  /** Asks for the leadership lease until this controller holds it or `over` (the connection ended).
-   *  Held, it lasts as long as the connection: nothing more to do. */
-  private async campaign(conn: ChannelModel, over: Promise<void>): Promise<void> {
-    let ended = false;
-    // `over` only resolves; ended either way, so no rejection can go unhandled.
-    over.then(() => (ended = true), () => (ended = true));
-    while (!ended && !this.stopping) {
-      // A refusal closes the channel it was asked on: a throwaway channel each time.
-      const ch = await conn.createChannel().catch(() => undefined);
-      if (!ch) return;
-      ch.on('error', () => undefined);
-      try {
-        await ch.assertQueue(LEADER_QUEUE, { exclusive: true, durable: false });
-        if (ended) return;
-        this.leader = true;
-        this.opts.logger?.info('leadership lease taken: this controller publishes');
-        this.relay.kick();
-        return;
-      } catch (e) {
-        // 405 RESOURCE_LOCKED: another controller holds it. Anything else is worth a line.
-        if (!/RESOURCE_LOCKED|405/.test((e as Error).message)) this.opts.logger?.warn({ err: (e as Error).message }, 'leadership lease request failed');
-      }
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([over, new Promise((r) => (timer = setTimeout(r, LEASE_RETRY_MS * (0.5 + Math.random()))))]);
-      clearTimeout(timer);
     }
   }
 
@@ -201,9 +202,9 @@ export class Controller {
     return !!this.ch;
   }
 
-  /** Whether this controller holds the leadership lease (publishes the outbox). */
+  /** Whether this controller holds the leadership (publishes the outbox). */
   get isLeader(): boolean {
-    return this.leader;
+    return this.leadership.leads;
   }
 
   /** `http(s)://host:port` or `unix:/path` of the admin API. */
@@ -213,19 +214,21 @@ export class Controller {
 
   async putGroup(id: string, stateful: boolean, rules: SecurityGroupRuleInput[]): Promise<GroupRecord> {
     const g = await this.store.putGroup(id, stateful, rules);
+    await this.logsFollow();
     this.relay.kick();
     return g;
   }
 
   async deleteGroup(id: string): Promise<boolean> {
     const g = await this.store.deleteGroup(id);
+    await this.logsFollow();
     this.relay.kick();
     return !!g;
   }
 
   async putPort(id: string, port: PortInput): Promise<PortRecord> {
     const r = await this.store.putPort(id, port);
-    await this.portLogsFollow();
+    await this.logsFollow();
     this.relay.kick();
     return r.port!;
   }
@@ -233,7 +236,7 @@ export class Controller {
   async deletePort(id: string): Promise<boolean> {
     if (!this.store.port(id)) return false;
     await this.store.putPort(id, undefined);
-    await this.portLogsFollow();
+    await this.logsFollow();
     this.relay.kick();
     return true;
   }
@@ -246,21 +249,21 @@ export class Controller {
       throw new ValidationError(`log ${r.id}: names neither a group (resourceId) nor a port (targetId); sg-controller's own API has no projects to log whole`);
     }
     await this.store.putLogResource(r);
-    await applyLogResources(this.store);
+    await this.groupLogs.follow();
     this.relay.kick();
     return r;
   }
 
   async deleteLog(id: string): Promise<boolean> {
     if (!(await this.store.deleteLogResource(id))) return false;
-    await applyLogResources(this.store);
+    await this.groupLogs.follow();
     this.relay.kick();
     return true;
   }
 
-  /** A port's groups changed: the logs that name the port follow them. */
-  private async portLogsFollow(): Promise<void> {
-    if (this.store.logResources().length) await applyLogResources(this.store);
+  /** A port's groups, or which groups exist, changed: the logs that name them follow. */
+  private async logsFollow(): Promise<void> {
+    if (this.store.logResources().length) await this.groupLogs.follow();
   }
 
   /** Publishes every stored change now; resolves once the broker confirmed them. */
@@ -272,10 +275,19 @@ export class Controller {
     if (this.ch) await this.relay.drain().catch(() => undefined);
     this.stopping = true;
     this.relay.close();
-    await new Promise<void>((resolve) => (this.http ? this.http.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => {
+      const http = this.http;
+      if (!http) return resolve();
+      http.close(() => resolve());
+      // A client sending request after request on one keep-alive connection never leaves it idle, and
+      // close() waits for idle: requests under way get a moment to be answered, then it is closed.
+      const grace = setTimeout(() => http.closeAllConnections(), STOP_GRACE_MS);
+      grace.unref();
+    });
     await this.conn?.close().catch(() => undefined);
     this.wake?.();
     await this.loop;
+    await this.leadership.close();
     await this.store.close();
   }
 }

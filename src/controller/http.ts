@@ -17,6 +17,7 @@ import net, { isIP } from 'node:net';
 import os from 'node:os';
 import { validateGroup, validateId, validatePort, ValidationError } from '../domain/validate.js';
 import type { Controller } from './controller.js';
+import { StoreUnavailableError } from './records.js';
 import { isLoopback } from './config.js';
 import { ConfigError, listenError } from '../settings.js';
 
@@ -143,9 +144,22 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       const [, kind, rawId, extra] = url.pathname.split('/');
       const id = pathId(rawId);
       if (extra !== undefined) throw new HttpError(404, 'not found');
-      // Outbox depth: changes stored but not yet confirmed by the broker (all controllers of the store).
-      // Open to monitoring without the token: it names no group, port or host.
-      if (kind === 'healthz' && id === undefined && req.method === 'GET') return send(200, { ok: true, connected: ctl.connected, leader: ctl.isLeader, outbox: ctl.store.outboxDepth(), published: ctl.relay.published, ...o.extension?.health?.() });
+      // Outbox depth: changes stored but not yet confirmed by the broker (all controllers of the store);
+      // which store, and whether it can take changes (etcd: quorum). Open to monitoring without the
+      // token, as are the metrics: they name no group, port or host.
+      if (kind === 'healthz' && id === undefined && req.method === 'GET') {
+        const store = ctl.store.health();
+        const published = ctl.relay.published;
+        const extra = o.extension?.health?.();
+        const outbox = ctl.store.outboxDepth();
+        return send(200, { ok: store.quorum, connected: ctl.connected, leader: ctl.isLeader, outbox, published, store, ...extra });
+      }
+      if (kind === 'metrics' && id === undefined && req.method === 'GET') {
+        const text = await ctl.metrics.registry.metrics();
+        if (res.headersSent) return void res.end();
+        res.writeHead(200, { 'content-type': ctl.metrics.registry.contentType, 'cache-control': 'no-store' });
+        return void res.end(text);
+      }
       if (expected && !tokenMatches(req.headers.authorization, expected)) throw new HttpError(401, 'a valid bearer token is required', { 'www-authenticate': 'Bearer' });
       const read = o.extension?.reads?.[url.pathname];
       if (read && req.method === 'GET') return send(200, read());
@@ -181,6 +195,7 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
     })().catch((e: unknown) => {
       if (e instanceof HttpError) return send(e.status, { error: e.message }, e.headers);
       if (e instanceof ValidationError) return send(400, { error: e.message });
+      if (e instanceof StoreUnavailableError) return send(503, { error: `store unavailable: ${e.message}` }, { 'retry-after': '1' });
       // The client went away mid-body: nobody is left to answer.
       if ((e as { code?: string }).code === 'ECONNRESET' || req.destroyed) return void res.destroy();
       ctl.logger?.error({ err: e, method: req.method, url: req.url?.slice(0, 300) }, 'admin API request failed');

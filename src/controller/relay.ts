@@ -5,13 +5,15 @@
 //
 // With several controllers on one store, either each relay publishes its own entries and a silent
 // peer's once they are orphaned (the default), or one relay publishes everything: the holder of the
-// leadership lease (`isLeader`, see controller.ts), which then also polls for what its peers write.
-// One publisher keeps the order of the store on the wire, across controllers and across a failover.
+// leadership (`isLeader`, see leadership.ts), which follows what its peers write: told by the store
+// where it can tell (etcd's watch), else by looking every interval (LMDB tells no process of
+// another's writes). One publisher keeps the order of the store on the wire, across controllers and
+// across a failover.
 import type { Logger } from 'pino';
 import { BurstPacer } from '../pacer.js';
 import type { Publisher } from './publisher.js';
 import { coalesceUpdates } from './publisher.js';
-import type { OutboxEntry, Store } from './store.js';
+import type { ControllerStore, OutboxEntry } from './records.js';
 
 export interface RelayOptions {
   coalesceMs: number;
@@ -28,6 +30,11 @@ export interface RelayOptions {
   /** Set: this relay publishes only while it returns true, and then every entry of the store at once,
    *  whoever wrote it (the other controllers publish nothing). */
   isLeader?: () => boolean;
+  /** Set: the leader reads what to publish through this instead of the store's snapshot, and
+   *  resolves only while it still leads (a fenced read: leadership.ts); null when it no longer does. */
+  fencedOutbox?: () => Promise<OutboxEntry[] | null>;
+  /** Whether a message may still go out now (the leadership's deadline has not passed). */
+  mayPublish?: () => boolean;
   logger?: Logger;
 }
 
@@ -42,12 +49,20 @@ export class OutboxRelay {
    *  left behind included (a live peer's fresh entries too, which is only a harmless duplicate). */
   private takeAll = true;
 
-  constructor(private readonly store: Store, private readonly publisher: () => Publisher | undefined, private readonly opts: RelayOptions) {
+  constructor(
+    private readonly store: ControllerStore,
+    private readonly publisher: () => Publisher | undefined,
+    private readonly opts: RelayOptions,
+  ) {
     this.pacer = new BurstPacer(opts.minIntervalMs ?? 100, opts.maxIntervalMs ?? 400);
     const orphanAfter = opts.orphanAfterMs ?? 10_000;
     this.sweep = setInterval(() => this.kick(), orphanAfter);
     this.sweep.unref();
-    if (opts.isLeader) {
+    if (opts.isLeader && store.onOutboxWrite) {
+      store.onOutboxWrite(() => {
+        if (opts.isLeader!() && this.publisher()) this.kick();
+      });
+    } else if (opts.isLeader) {
       // A peer's writes are not announced to us (LMDB has no cross-process notification): the leader
       // looks for them at the relay's own pace. An empty range read costs microseconds.
       this.poll = setInterval(() => {
@@ -96,22 +111,30 @@ export class OutboxRelay {
     this.pacer.done(now);
     const orphanAfter = this.opts.orphanAfterMs ?? 10_000;
     const takeAll = this.takeAll || !!leader;
-    // The store keeps entries by writer; the order they were committed in is their time (ties broken
-    // by revision), which keeps each group's revisions rising on the wire whoever wrote them.
-    const entries = this.store.outbox()
-      .filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter)
-      .sort((a, b) => a.at - b.at || revisionOf(a) - revisionOf(b));
+    // In the order they were committed (the store's outbox order), which keeps each group's revisions
+    // rising on the wire whoever wrote them.
+    const all = leader && this.opts.fencedOutbox ? await this.opts.fencedOutbox() : this.store.outbox();
+    if (all === null) return;
+    const entries = all.filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter);
     if (entries.length === 0) {
       this.takeAll = false;
       return;
     }
     // All sent in order on one channel, then the confirms awaited together (not one round trip each).
+    // Past the leadership's deadline nothing more goes out: another controller may lead by then.
     const messages = coalesceUpdates(entries.map((e) => e.message));
-    await Promise.all(messages.map((m) => publisher.send(m)));
+    const mayPublish = this.opts.mayPublish ?? (() => true);
+    const sent: Promise<void>[] = [];
+    for (const m of messages) {
+      if (!mayPublish()) {
+        await Promise.allSettled(sent);
+        throw new Error('leadership deadline passed while publishing; the rest stays in the outbox');
+      }
+      sent.push(publisher.send(m));
+    }
+    await Promise.all(sent);
     this.published += messages.length;
     await this.store.ackOutbox(entries.map((e) => e.key));
     this.takeAll = false;
   }
 }
-
-const revisionOf = (e: OutboxEntry) => ('revision' in e.message ? e.message.revision : 0);

@@ -2,7 +2,7 @@
 // Neutron source instead of the admin API, with a read-only HTTP API.
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { Controller } from '../controller/controller.js';
+import { Controller, type ControllerOptions } from '../controller/controller.js';
 import type { AdminApiOptions } from '../controller/http.js';
 import type { BrokerTls } from '../protocol/connection.js';
 import type { MessageSigner } from '../protocol/signing.js';
@@ -14,6 +14,8 @@ export interface NeutronModeOptions {
   amqpUrl: string;
   amqpTls?: BrokerTls;
   dataDir: string;
+  /** Set: the store is this etcd cluster's (controllers on several machines), as in the reference mode. */
+  etcd?: ControllerOptions['etcd'];
   /** Signs what agents receive, as in the reference mode. */
   signer: MessageSigner;
   /** The HTTP API (read-only here), with the admin API's checks. */
@@ -35,6 +37,7 @@ export async function startNeutronMode(opts: NeutronModeOptions): Promise<Neutro
     amqpUrl: opts.amqpUrl,
     ...(opts.amqpTls ? { amqpTls: opts.amqpTls } : {}),
     dataDir: opts.dataDir,
+    ...(opts.etcd ? { etcd: opts.etcd } : {}),
     signer: opts.signer,
     ...(opts.api ? { api: { ...opts.api, extension: neutronApiExtension(() => source) } } : {}),
     ...(opts.logger ? { logger: opts.logger } : {}),

@@ -9,9 +9,10 @@
 // - a targeted read re-reads the objects that messages named (hints), batched: hints arriving while a
 //   read runs are merged and read together next.
 import type { Logger } from 'pino';
-import type { Store } from '../controller/store.js';
-import { applyLogResources } from '../controller/network-logs.js';
+import type { ControllerStore } from '../controller/records.js';
+import { GroupLogsFollower } from '../controller/network-logs.js';
 import { ValidationError } from '../domain/validate.js';
+import type { SecurityGroupRule } from '../domain/model.js';
 import type { NeutronApi } from './api.js';
 import {
   ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toLogResource, toPort, toRules,
@@ -19,7 +20,7 @@ import {
 } from './translate.js';
 
 export interface ReconcilerOptions {
-  store: Store;
+  store: ControllerStore;
   api: NeutronApi;
   /** Called after writes: the relay publishes them. */
   written: () => void;
@@ -99,6 +100,7 @@ export class NeutronReconciler {
   private readonly ruleGroup = new Map<string, string>();
   /** Group id → its project: a log naming neither a group nor a port logs its project's groups. */
   private readonly groupProject = new Map<string, string>();
+  private readonly groupLogs: GroupLogsFollower;
   private firstFull?: { resolve: () => void; promise: Promise<void> };
   /** When a full read that would have deleted most ports was held back. */
   private massDeletionSeenAt?: number;
@@ -107,6 +109,8 @@ export class NeutronReconciler {
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.naming = opts.naming ?? NEUTRON_DEVICE_NAMING;
+    const byProject = (project: string) => [...this.groupProject].filter(([, p]) => p === project).map(([g]) => g);
+    this.groupLogs = new GroupLogsFollower(opts.store, byProject);
   }
 
   /** True when the store has never been filled (a first start). */
@@ -375,6 +379,7 @@ export class NeutronReconciler {
     const cur = store.group(id);
     if (!g) {
       for (const r of cur?.rules ?? []) this.ruleGroup.delete(r.id);
+      this.groupProject.delete(id);
       if (cur && (await store.deleteGroup(id))) this.stats.writes++;
       // Neutron deletes the rules of other groups naming this one as their remote group along with it,
       // and announces only the group's deletion: those groups are read again.
@@ -390,7 +395,10 @@ export class NeutronReconciler {
     const stateful = g.stateful !== false;
     // A group only ports named so far (revision 0) is written even when it has no rules.
     if (cur && cur.revision > 0 && cur.stateful === stateful && sameRules(cur.rules, want)) return;
-    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want));
+    // Judged again inside the transaction: another controller's source may have written it meanwhile.
+    type Stored = { revision: number; stateful: boolean; rules: SecurityGroupRule[] } | undefined;
+    const same = (g: Stored) => !!g && g.revision > 0 && g.stateful === stateful && sameRules(g.rules, want);
+    await this.write(`group ${id}`, () => store.putGroup(id, stateful, want, same));
   }
 
   private async applyAddressGroup(agId: string, ag: NeutronAddressGroup | undefined): Promise<void> {
@@ -426,9 +434,10 @@ export class NeutronReconciler {
       this.report([{ id, reason: e.message }], 'port');
       return;
     }
+    // Noted once stored: a write that failed (a replicated store without quorum) is retried, and a
+    // push of this revision must then not be skipped as already read.
+    if (!cur || !samePort(cur, want)) await this.write(`port ${id}`, () => store.putPort(id, want, (p) => !!p && samePort(p, want)));
     if (p.revision_number !== undefined) this.portRevisions.set(id, p.revision_number);
-    if (cur && samePort(cur, want)) return;
-    await this.write(`port ${id}`, () => store.putPort(id, want));
   }
 
   /** The log resources as Neutron lists them into the store, then the groups' logs they ask for. */
@@ -446,7 +455,7 @@ export class NeutronReconciler {
       }
       if (!r) continue;
       want.add(r.id);
-      if (JSON.stringify(store.logResource(r.id)) !== JSON.stringify(r)) await this.write(`log ${r.id}`, () => store.putLogResource(r));
+      await this.write(`log ${r.id}`, () => store.putLogResource(r));
     }
     for (const r of store.logResources()) if (!want.has(r.id)) await this.write(`log ${r.id}`, () => store.deleteLogResource(r.id));
     await this.followLogs();
@@ -454,8 +463,7 @@ export class NeutronReconciler {
 
   /** The groups' logs as the stored log resources ask (a project's groups from Neutron's). */
   private async followLogs(): Promise<void> {
-    const byProject = (project: string) => [...this.groupProject].filter(([, p]) => p === project).map(([g]) => g);
-    this.stats.writes += await applyLogResources(this.opts.store, byProject);
+    this.stats.writes += await this.groupLogs.follow();
   }
 
   /** One store write; a refusal by the store's validator (a limit) is reported, never thrown on. */

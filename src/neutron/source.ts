@@ -7,7 +7,7 @@
 // firewall, and a server whose object versions differ from ours is still understood. What cannot be
 // read at all — or a gap (broker connection lost, consumer cancelled) — leads to a full resync.
 import type { Logger } from 'pino';
-import type { Store } from '../controller/store.js';
+import type { ControllerStore } from '../controller/records.js';
 import { NeutronApi, type NeutronApiOptions } from './api.js';
 import { NeutronListener } from './listener.js';
 import { pushExchanges, type NeutronEvent, type NeutronMessageError } from './messages.js';
@@ -52,7 +52,7 @@ export class NeutronSource {
   private periodic?: NodeJS.Timeout;
   private readonly logged = new Set<string>();
 
-  constructor(store: Store, written: () => void, private readonly opts: NeutronSourceOptions) {
+  constructor(store: ControllerStore, written: () => void, private readonly opts: NeutronSourceOptions) {
     this.api = new NeutronApi(opts.api);
     this.reconciler = new NeutronReconciler({
       store, api: this.api, written, logger: opts.logger,

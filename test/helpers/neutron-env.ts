@@ -24,11 +24,12 @@ import { waitFor as until } from './wait.js';
 
 const repo = path.resolve(__dirname, '../..');
 const venv = path.join(repo, 'bench/.neutron-venv');
-const bin = (name: string) => path.join(venv, 'bin', name);
+/** A program of the Neutron venv (Neutron's commands, its Python, uWSGI). */
+export const bin = (name: string) => path.join(venv, 'bin', name);
 /** A migrated, cleanly shut down data directory, valid for the venv's Neutron (it lives inside it). */
 const dbTemplate = path.join(venv, 'sg-db-template');
 
-function tail(file: string, lines = 30): string {
+export function tail(file: string, lines = 30): string {
   try {
     return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
   } catch {
@@ -39,13 +40,13 @@ function tail(file: string, lines = 30): string {
 /** A free port below the kernel's ephemeral range, for the API: a restart binds it again, and a port
  *  from the ephemeral range (what port 0 gives) may meanwhile be taken as the local end of some
  *  outgoing connection, which makes the bind fail. */
-function portFree(port: number): Promise<boolean> {
+export function portFree(port: number): Promise<boolean> {
   return new Promise<boolean>((resolve) => {
     const srv = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
-async function listenPort(): Promise<number> {
+export async function listenPort(): Promise<number> {
   const [low] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
   const top = Math.min(low ?? 32768, 32768);
   for (;;) {
@@ -55,7 +56,7 @@ async function listenPort(): Promise<number> {
 }
 
 /** The mariadbd flags every instance runs with: no TCP, small and fast (the data is throwaway). */
-function mariadbArgs(datadir: string, socket: string, log: string): string[] {
+export function mariadbArgs(datadir: string, socket: string, log: string): string[] {
   return [
     '--no-defaults', `--datadir=${datadir}`, `--socket=${socket}`, '--skip-networking', `--pid-file=${datadir}.pid`,
     '--user=root', '--innodb-log-file-size=8M', '--innodb-buffer-pool-size=64M', '--innodb-flush-log-at-trx-commit=0',
@@ -63,7 +64,7 @@ function mariadbArgs(datadir: string, socket: string, log: string): string[] {
   ];
 }
 
-function sql(socket: string, statement: string): boolean {
+export function sql(socket: string, statement: string): boolean {
   return spawnSync('mariadb', ['--no-defaults', '-S', socket, '-uroot', '-e', statement], { stdio: 'ignore' }).status === 0;
 }
 
@@ -78,6 +79,20 @@ export interface NeutronEnvOptions {
   rabbit?: { node: string; port: number };
   /** Neutron service plugins to load (`service_plugins`), e.g. `log` for the logging API. */
   servicePlugins?: string[];
+  /** The API behind Keystone (`auth_strategy = keystone`, keystonemiddleware) instead of noauth: the
+   *  service user keystonemiddleware validates tokens with, and the token this env's calls carry. */
+  keystone?: NeutronKeystone;
+  /** Whether the fake OVS agent runs (default true): false where real agents report (openstack-env.ts). */
+  fakeAgent?: boolean;
+}
+
+export interface NeutronKeystone {
+  authUrl: string;
+  /** keystonemiddleware's own user, in project `service` of domain Default. */
+  username: string;
+  password: string;
+  /** A valid token for this env's own REST calls (renewed by the caller). */
+  token(): Promise<string>;
 }
 
 /** rabbitmqctl, on the given node or the machine's default one. */
@@ -138,8 +153,10 @@ export class NeutronEnv {
       await env.startMariadb();
       env.writeConfig();
       await env.startServer();
-      env.startAgent(opts.hosts ?? []);
-      for (const h of opts.hosts ?? []) await env.waitReported(h);
+      if (opts.fakeAgent ?? true) {
+        env.startAgent(opts.hosts ?? []);
+        for (const h of opts.hosts ?? []) await env.waitReported(h);
+      }
       return env;
     } catch (e) {
       await env.stop();
@@ -167,7 +184,8 @@ export class NeutronEnv {
     fs.mkdirSync(etc, { recursive: true });
     fs.mkdirSync(path.join(this.dir, 'state'), { recursive: true });
     fs.copyFileSync(path.join(venv, 'etc/neutron/api-paste.ini'), path.join(etc, 'api-paste.ini'));
-    fs.writeFileSync(path.join(etc, 'neutron.conf'), neutronConf(this.dir, this.transportUrl, this.socket, !!this.opts.debug, this.opts.servicePlugins ?? []));
+    const conf = neutronConf(this.dir, this.transportUrl, this.socket, !!this.opts.debug, this.opts.servicePlugins ?? [], this.opts.keystone);
+    fs.writeFileSync(path.join(etc, 'neutron.conf'), conf);
     fs.writeFileSync(path.join(etc, 'ml2_conf.ini'), ML2_CONF);
   }
 
@@ -185,7 +203,9 @@ export class NeutronEnv {
       '--buffer-size', '65535', '--disable-logging',
     ], { OS_NEUTRON_CONFIG_DIR: path.join(this.dir, 'etc'), OS_NEUTRON_CONFIG_FILES: 'neutron.conf;ml2_conf.ini' });
     this.spawnLogged('neutron-rpc', bin('neutron-rpc-server'), this.configArgs());
-    await until('neutron API', async () => (await fetch(`${this.apiUrl}/v2.0/networks?limit=1`)).ok, 90_000, () => tail(path.join(this.dir, 'neutron-api.out')));
+    // Behind Keystone an unauthenticated request is answered 401: the app is up all the same.
+    const up = (r: Response) => r.ok || (!!this.opts.keystone && r.status === 401);
+    await until('neutron API', async () => up(await fetch(`${this.apiUrl}/v2.0/networks?limit=1`)), 90_000, () => tail(path.join(this.dir, 'neutron-api.out')));
   }
 
   /** Stops the API and the RPC server (SIGTERM, as a service manager does; SIGKILL with `kill`). */
@@ -258,6 +278,11 @@ export class NeutronEnv {
     await this.waitReported(host);
   }
 
+  /** The pids of its processes, each the leader of its process group. */
+  pids(): number[] {
+    return [...this.procs.values()].map((c) => c.pid ?? 0).filter((p) => p > 1);
+  }
+
   /** CPU seconds used so far by a component's processes (its process group: master and workers). */
   cpuSeconds(name: 'neutron-api' | 'neutron-rpc'): number {
     const pgid = this.procs.get(name)?.pid;
@@ -277,12 +302,13 @@ export class NeutronEnv {
     return total;
   }
 
-  // ---- REST, as an admin (noauth makes every call one) ----
+  // ---- REST, as an admin (noauth makes every call one; with Keystone, the token of an admin) ----
 
   async call<T = Body>(method: string, p: string, body?: unknown): Promise<T> {
+    const token: Record<string, string> = this.opts.keystone ? { 'x-auth-token': await this.opts.keystone.token() } : {};
     const r = await fetch(`${this.apiUrl}/v2.0/${p}`, {
       method,
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...token },
       body: body === undefined ? null : JSON.stringify(body),
     });
     const text = await r.text();
@@ -318,11 +344,11 @@ export class NeutronEnv {
   }
 }
 
-function neutronConf(dir: string, transportUrl: string, socket: string, debug: boolean, servicePlugins: string[]): string {
+function neutronConf(dir: string, transportUrl: string, socket: string, debug: boolean, servicePlugins: string[], keystone?: NeutronKeystone): string {
   return `[DEFAULT]
 core_plugin = ml2
 service_plugins = ${servicePlugins.join(',')}
-auth_strategy = noauth
+auth_strategy = ${keystone ? 'keystone' : 'noauth'}
 transport_url = ${transportUrl}
 # One worker each keeps the server at ~0.65 GB; the RPC notifiers need rpc_workers > 0 in the API too.
 api_workers = 1
@@ -338,6 +364,23 @@ connection = mysql+pymysql://root@/neutron?unix_socket=${socket}
 lock_path = ${dir}/state
 [agent]
 report_interval = 4
+${keystone ? keystoneSections(keystone) : ''}`;
+}
+
+/** keystonemiddleware's configuration; no Nova to notify of port events in these clouds. */
+function keystoneSections(k: NeutronKeystone): string {
+  return `[keystone_authtoken]
+www_authenticate_uri = ${k.authUrl}
+auth_url = ${k.authUrl}
+auth_type = password
+username = ${k.username}
+password = ${k.password}
+project_name = service
+user_domain_name = Default
+project_domain_name = Default
+[DEFAULT]
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
 `;
 }
 

@@ -22,7 +22,13 @@ export class Topology {
   private readonly servers: ChildProcess[] = [];
   private readonly tag = `${process.pid % 1000}${counter++}`;
 
-  constructor() {
+  /** A new host namespace with a Linux bridge; or, given `host`, the traffic helpers for VMs the caller
+   *  attaches to a host of its own (test/helpers/compute-host.ts), which destroy() removes too. */
+  constructor(host?: Netns) {
+    if (host) {
+      this.host = host;
+      return;
+    }
     this.host = Netns.create('sghost');
     this.host.exec('ip', ['link', 'add', 'br0', 'type', 'bridge']);
     this.host.exec('ip', ['link', 'set', 'br0', 'up']);
