@@ -82,6 +82,11 @@ const ms = (env: string) => setting('number', { env });
 const dataplane = oneOf(['iptables', 'nftables', 'auto'], { env: 'SG_DATAPLANE' });
 
 /** Every key the file may hold, and the variable over each (docs/agent.md lists them). */
+/** The most iptables' limit match takes, as a rate a second and as a burst: refused at start-up, not
+ *  by iptables-restore at the first apply (on both backends, so that switching backends keeps a
+ *  configuration that works). */
+const LIMIT_MATCH_MAX = 10_000;
+
 const SHAPE: Section = {
   host: setting('string', { env: 'SG_AGENT_HOST' }),
   // SG_AMQP_URL (one URL or a comma-separated list) wins over the file's url or urls: loadConfig.
@@ -118,16 +123,16 @@ const SHAPE: Section = {
   // Neutron's [network_log] options, with its minimums.
   networkLog: {
     enabled: setting('boolean', { env: 'SG_NETWORK_LOG', to: 'networkLog' }),
-    group: setting('number', { env: 'SG_NETWORK_LOG_GROUP', to: 'networkLogGroup', check: (v: number) => (Number.isInteger(v) && v <= 65535 ? undefined : 'must be a whole number from 0 to 65535') }),
-    rateLimit: setting('number', { env: 'SG_NETWORK_LOG_RATE_LIMIT', to: 'networkLogRateLimit', check: atLeast(100) }),
-    burstLimit: setting('number', { env: 'SG_NETWORK_LOG_BURST_LIMIT', to: 'networkLogBurstLimit', check: atLeast(25) }),
+    group: setting('number', { env: 'SG_NETWORK_LOG_GROUP', to: 'networkLogGroup', check: (v: number) => (Number.isInteger(v) && v >= 0 && v <= 65535 ? undefined : 'must be a whole number from 0 to 65535') }),
+    rateLimit: setting('number', { env: 'SG_NETWORK_LOG_RATE_LIMIT', to: 'networkLogRateLimit', check: between(100, LIMIT_MATCH_MAX) }),
+    burstLimit: setting('number', { env: 'SG_NETWORK_LOG_BURST_LIMIT', to: 'networkLogBurstLimit', check: between(25, LIMIT_MATCH_MAX) }),
     localOutputLogBase: setting('path', { env: 'SG_NETWORK_LOG_FILE', to: 'networkLogFile' }),
   },
 };
 
-/** A whole number of at least `min` (Neutron's minimum of the same option). */
-function atLeast(min: number): (v: number) => string | undefined {
-  return (v) => (Number.isInteger(v) && v >= min ? undefined : `must be a whole number of at least ${min}`);
+/** A whole number from `min` (Neutron's minimum of the same option) to `max`. */
+function between(min: number, max: number): (v: number) => string | undefined {
+  return (v) => (Number.isInteger(v) && v >= min && v <= max ? undefined : `must be a whole number from ${min} to ${max}`);
 }
 
 function checked(f: () => unknown): string | undefined {
