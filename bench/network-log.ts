@@ -180,7 +180,8 @@ async function logFlood(backend: Backend): Promise<void> {
     }
   }
   const { ours, baseline } = result;
-  const cap = DEFAULT_LIMIT.burstLimit + DEFAULT_LIMIT.rateLimit * seconds;
+  // What the kernel's limit lets through while the flood lasts (as measured by its sender).
+  const cap = Math.ceil(DEFAULT_LIMIT.burstLimit + DEFAULT_LIMIT.rateLimit * ours.secs);
   const id = `firewall.log_flood${backend === 'iptables' ? '' : `.${backend}`}`;
   console.log(
     `${id} ours=${ours.cpu.toFixed(2)}%cpu baseline=${baseline.cpu.toFixed(2)}%cpu ratio=${(ours.cpu / Math.max(baseline.cpu, 0.01)).toFixed(2)} ` +
