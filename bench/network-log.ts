@@ -53,13 +53,26 @@ async function loggedHost(backend: Backend, port: number, limit: { rateLimit: nu
   const file = path.join(dir, 'network.log');
   const dataplane = await openBackend(backend, { netns: topo.host.path, watch: false, log: { group: NFLOG_GROUP, ...limit } });
   const fw = new FirewallEngine(dataplane, { coalesceMs: 1, structureIntervalMs: 0, logging: true });
-  const reader = await NetworkLog.start({ netns: topo.host.path, prefix: 'sg', group: NFLOG_GROUP, ...DEFAULT_LIMIT, file, logger: quiet }, () => fw.state);
+  const reader = await NetworkLog.start(
+    { netns: topo.host.path, prefix: 'sg', group: NFLOG_GROUP, ...DEFAULT_LIMIT, file, logger: quiet },
+    () => fw.state,
+  );
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const egress = [{ id: 'e4', direction: 'egress' as const, ethertype: 'IPv4' as const }];
-  const web: SecurityGroupInput = { id: 'web', rules: [{ id: 'web-tcp', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: port, portRangeMax: port }, ...egress] };
+  const web: SecurityGroupInput = {
+    id: 'web',
+    rules: [{ id: 'web-tcp', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: port, portRangeMax: port }, ...egress],
+  };
   fw.setGroup(web);
   fw.setGroup({ id: 'client', rules: egress });
-  const vmPort = (vm: Vm, groups: string[]) => ({ id: `port-${vm.name}`, host: 'h', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4], securityGroups: groups });
+  const vmPort = (vm: Vm, groups: string[]) => ({
+    id: `port-${vm.name}`,
+    host: 'h',
+    device: vm.device,
+    mac: vm.mac,
+    fixedIps: [vm.ip4],
+    securityGroups: groups,
+  });
   fw.setPort(vmPort(a, ['client']));
   fw.setPort(vmPort(b, ['web']));
   await fw.flush();
@@ -126,11 +139,14 @@ async function forwardGbps(backend: Backend): Promise<void> {
     // shared machine's drift between runs, so the median of those ratios is the figure.
     const ratio = median(gbps.on.map((x, i) => x / gbps.off[i]!));
     const id = `firewall.forward_gbps.logging${backend === 'iptables' ? '' : `.${backend}`}`;
+    const target = ratio >= 0.95 ? 'target>=0.95 met' : 'target>=0.95 MISSED';
+    const each = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' ');
     console.log(
-      `${id} ours=${on.toFixed(2)}Gbit/s baseline=${off.toFixed(2)}Gbit/s ratio=${ratio.toFixed(2)}${ratio >= 0.95 ? ' target>=0.95 met' : ' target>=0.95 MISSED'} ` +
-        `(iperf3, one TCP stream, ${secs} s; ours: the server's group logs ACCEPT, baseline: no log; ratio: median of each run's on/off, ` +
-        `${(on / off).toFixed(2)} as a ratio of medians; ${backend} backend; ${lines} ACCEPT lines in ${runs} logged runs, ` +
-        `iperf3's control and data connections; runs: on ${gbps.on.map((x) => x.toFixed(2)).join(' ')}, off ${gbps.off.map((x) => x.toFixed(2)).join(' ')})`,
+      `${id} ours=${on.toFixed(2)}Gbit/s baseline=${off.toFixed(2)}Gbit/s ratio=${ratio.toFixed(2)} ${target} ` +
+        `(iperf3, one TCP stream, ${secs} s; ours: the server's group logs ACCEPT, baseline: no log; ` +
+        `ratio: median of each run's on/off, ${(on / off).toFixed(2)} as a ratio of medians; ${backend} backend; ` +
+        `${lines} ACCEPT lines in ${runs} logged runs, iperf3's control and data connections; ` +
+        `runs: on ${each(gbps.on)}, off ${each(gbps.off)})`,
     );
   } finally {
     await h.close();
@@ -159,7 +175,10 @@ async function logFlood(backend: Backend): Promise<void> {
   const pps = Number(process.env.BENCH_FLOOD_PPS ?? 100_000);
   const seconds = Number(process.env.BENCH_FLOOD_SECONDS ?? 10);
   const result: Record<'ours' | 'baseline', { cpu: number; lines: number; packets: number; sent: number; secs: number }> = {} as never;
-  for (const [which, limit] of [['ours', DEFAULT_LIMIT], ['baseline', LIFTED_LIMIT]] as const) {
+  for (const [which, limit] of [
+    ['ours', DEFAULT_LIMIT],
+    ['baseline', LIFTED_LIMIT],
+  ] as const) {
     const h = await loggedHost(backend, 7000, limit);
     try {
       await h.setLogs([{ id: 'log-drops', projectId: 'bench', event: 'DROP', targetId: null }]);
@@ -183,12 +202,15 @@ async function logFlood(backend: Backend): Promise<void> {
   // What the kernel's limit lets through while the flood lasts (as measured by its sender).
   const cap = Math.ceil(DEFAULT_LIMIT.burstLimit + DEFAULT_LIMIT.rateLimit * ours.secs);
   const id = `firewall.log_flood${backend === 'iptables' ? '' : `.${backend}`}`;
+  const ratio = ours.cpu / Math.max(baseline.cpu, 0.01);
+  const rate = Math.round(ours.sent / ours.secs);
   console.log(
-    `${id} ours=${ours.cpu.toFixed(2)}%cpu baseline=${baseline.cpu.toFixed(2)}%cpu ratio=${(ours.cpu / Math.max(baseline.cpu, 0.01)).toFixed(2)} ` +
-      `lines=${ours.lines} (cap ${cap}) delivered=${ours.packets} sent=${ours.sent} in ${ours.secs.toFixed(1)} s (${Math.round(ours.sent / ours.secs)}/s) ` +
+    `${id} ours=${ours.cpu.toFixed(2)}%cpu baseline=${baseline.cpu.toFixed(2)}%cpu ratio=${ratio.toFixed(2)} ` +
+      `lines=${ours.lines} (cap ${cap}) delivered=${ours.packets} sent=${ours.sent} in ${ours.secs.toFixed(1)} s (${rate}/s) ` +
       `baseline_lines=${baseline.lines} baseline_delivered=${baseline.packets} baseline_sent=${baseline.sent} ` +
-      `(dropped UDP at a port whose log records DROP, rate_limit ${DEFAULT_LIMIT.rateLimit} burst_limit ${DEFAULT_LIMIT.burstLimit}; ${backend} backend; ` +
-      `CPU of the engine and NFLOG reader's process over the flood, % of one core; baseline: the kernel's limit lifted to ${LIFTED_LIMIT.rateLimit}/s, the reader's own at the default)`,
+      `(dropped UDP at a port whose log records DROP, rate_limit ${DEFAULT_LIMIT.rateLimit} ` +
+      `burst_limit ${DEFAULT_LIMIT.burstLimit}; ${backend} backend; CPU of the engine and NFLOG reader's process over the flood, ` +
+      `% of one core; baseline: the kernel's limit lifted to ${LIFTED_LIMIT.rateLimit}/s, the reader's own at the default)`,
   );
 }
 

@@ -16,7 +16,14 @@ import type { GroupLogsMessage } from '../src/protocol/messages.js';
 import { EtcdCluster } from './helpers/etcd.js';
 import { etcdTest } from './helpers/store-gates.js';
 
-const log = (l: Partial<LogResource> & { id: string }): LogResource => ({ projectId: 'p1', event: 'ALL', enabled: true, resourceId: null, targetId: null, ...l });
+const log = (l: Partial<LogResource> & { id: string }): LogResource => ({
+  projectId: 'p1',
+  event: 'ALL',
+  enabled: true,
+  resourceId: null,
+  targetId: null,
+  ...l,
+});
 
 test('a log of a group, of a port, of both and of a project: the groups that carry it, and for which port', (t) => {
   const portGroups = (id: string) => ({ pa: ['web', 'db'], pb: ['web'] })[id];
@@ -36,7 +43,7 @@ test('a log of a group, of a port, of both and of a project: the groups that car
   const ids = (g: string) => carried.get(g)?.map((l) => `${l.id}:${l.targetId ?? '*'}:${l.event}`);
   t.deepEqual(ids('web'), ['by-group:*:ACCEPT', 'by-port:pa:DROP', 'project:*:ALL']);
   t.deepEqual(ids('db'), ['both:pa:ALL', 'by-port:pa:DROP', 'project:*:ALL']);
-  t.deepEqual(ids('idle'), ['project:*:ALL'], 'a project\'s log: every group of the project');
+  t.deepEqual(ids('idle'), ['project:*:ALL'], "a project's log: every group of the project");
   t.deepEqual([...carried.keys()].sort(), ['db', 'idle', 'web'], 'a disabled log, and one of a port no store knows, are carried by none');
 });
 
@@ -49,7 +56,14 @@ function announced(store: ControllerStore, group: string): [number, string[]][] 
     .map((m) => [m.revision, m.logs.map((l) => l.id)]);
 }
 
-const port = (id: string, groups: string[], ip: string) => ({ id, host: 'h1', device: `tap-${id}`, mac: '02:00:00:00:00:01', fixedIps: [ip], securityGroups: groups });
+const port = (id: string, groups: string[], ip: string) => ({
+  id,
+  host: 'h1',
+  device: `tap-${id}`,
+  mac: '02:00:00:00:00:01',
+  fixedIps: [ip],
+  securityGroups: groups,
+});
 
 /** One sequence of changes, the same on every store: what groups carry and announce after each. */
 async function logsFollowChanges(t: ExecutionContext, store: ControllerStore): Promise<void> {
@@ -57,9 +71,15 @@ async function logsFollowChanges(t: ExecutionContext, store: ControllerStore): P
   await store.putGroup('web', true, []);
   await store.putGroup('db', true, []);
   await store.putPort('pa', port('pa', ['web'], '10.0.0.1'));
-  await t.throwsAsync(store.putLogResource({ id: 'bad', projectId: 'p1', event: 'SOME' }), { instanceOf: ValidationError, message: /event/ });
+  await t.throwsAsync(store.putLogResource({ id: 'bad', projectId: 'p1', event: 'SOME' }), {
+    instanceOf: ValidationError,
+    message: /event/,
+  });
   t.true(await store.putLogResource({ id: 'l1', projectId: 'p1', event: 'DROP', targetId: 'pa' }));
-  t.false(await store.putLogResource({ id: 'l1', projectId: 'p1', event: 'DROP', targetId: 'pa', enabled: true }), 'the same again writes nothing');
+  t.false(
+    await store.putLogResource({ id: 'l1', projectId: 'p1', event: 'DROP', targetId: 'pa', enabled: true }),
+    'the same again writes nothing',
+  );
   t.is(await follower.follow(), 1);
   t.deepEqual(store.group('web')?.logs, [{ id: 'l1', projectId: 'p1', event: 'DROP', targetId: 'pa' }]);
   t.deepEqual(announced(store, 'web'), [[1, ['l1']]]);
@@ -67,22 +87,39 @@ async function logsFollowChanges(t: ExecutionContext, store: ControllerStore): P
   // The port moves to another group: the log follows it.
   await store.putPort('pa', port('pa', ['db'], '10.0.0.1'));
   t.is(await follower.follow(), 2);
-  t.deepEqual(announced(store, 'web'), [[1, ['l1']], [2, []]]);
+  t.deepEqual(announced(store, 'web'), [
+    [1, ['l1']],
+    [2, []],
+  ]);
   t.deepEqual(announced(store, 'db'), [[1, ['l1']]]);
   t.is(await follower.follow(), 0, 'nothing changed: nothing written');
 
   // Disabled, then enabled and deleted; two changes at once end as the later one left the store.
   await store.putLogResource({ id: 'l1', projectId: 'p1', event: 'DROP', targetId: 'pa', enabled: false });
-  await Promise.all([follower.follow(), store.putLogResource({ id: 'l2', projectId: 'p1', event: 'ALL', resourceId: 'db' }).then(() => follower.follow())]);
-  t.deepEqual(store.group('db')?.logs?.map((l) => l.id), ['l2']);
+  await Promise.all([
+    follower.follow(),
+    store.putLogResource({ id: 'l2', projectId: 'p1', event: 'ALL', resourceId: 'db' }).then(() => follower.follow()),
+  ]);
+  t.deepEqual(
+    store.group('db')?.logs?.map((l) => l.id),
+    ['l2'],
+  );
   t.true(await store.deleteLogResource('l2'));
   t.false(await store.deleteLogResource('l2'));
   await follower.follow();
   const db = announced(store, 'db');
-  t.deepEqual(db.map(([r]) => r), db.map((_, i) => i + 1), 'one message per change, revisions rising by one');
-  t.deepEqual(db.slice(-2).map(([, ids]) => ids), [['l2'], []], 'the last two: the new log, then none');
+  t.deepEqual(
+    db.map(([r]) => r),
+    db.map((_, i) => i + 1),
+    'one message per change, revisions rising by one',
+  );
+  t.deepEqual(
+    db.slice(-2).map(([, ids]) => ids),
+    [['l2'], []],
+    'the last two: the new log, then none',
+  );
   t.deepEqual(store.group('db')?.logs, [], 'no log left on the group');
-  t.is(store.group('db')?.logsRevision, db.at(-1)![0], 'the record\'s revision is the last message\'s');
+  t.is(store.group('db')?.logsRevision, db.at(-1)![0], "the record's revision is the last message's");
 
   // A deleted group's logs go with it; created again, it carries the log that names it once more.
   await store.putLogResource({ id: 'l3', projectId: 'p1', event: 'ALL', resourceId: 'web' });
@@ -93,9 +130,18 @@ async function logsFollowChanges(t: ExecutionContext, store: ControllerStore): P
   await store.putGroup('web', true, []);
   t.deepEqual(store.group('web')?.logs, [], 'created again: no log yet');
   t.is(await follower.follow(), 1);
-  t.deepEqual(store.group('web')?.logs?.map((l) => l.id), ['l3']);
-  t.is(store.group('web')?.logsRevision, had + 1, 'the logs\' revision kept rising past the deletion');
-  t.deepEqual(store.logResources().map((r) => r.id).sort(), ['l1', 'l3']);
+  t.deepEqual(
+    store.group('web')?.logs?.map((l) => l.id),
+    ['l3'],
+  );
+  t.is(store.group('web')?.logsRevision, had + 1, "the logs' revision kept rising past the deletion");
+  t.deepEqual(
+    store
+      .logResources()
+      .map((r) => r.id)
+      .sort(),
+    ['l1', 'l3'],
+  );
 }
 
 /** Export, then import into `into`: log resources and the groups' logs come along. */
@@ -124,7 +170,7 @@ async function lmdb(t: ExecutionContext, dir: string): Promise<Store> {
   return s;
 }
 
-test('LMDB store: log resources, the groups\' logs they give, their messages, export and import', async (t) => {
+test("LMDB store: log resources, the groups' logs they give, their messages, export and import", async (t) => {
   const dir = tmpDir(t);
   const store = await lmdb(t, path.join(dir, 'a'));
   await logsFollowChanges(t, store);
@@ -140,12 +186,16 @@ test.after.always(async () => {
 });
 
 async function etcd(t: ExecutionContext): Promise<EtcdStore> {
-  const s = await EtcdStore.open({ endpoints: cluster!.endpoints, prefix: `/sgtest-${randomBytes(4).toString('hex')}/`, requestTimeoutMs: 2_000 });
+  const s = await EtcdStore.open({
+    endpoints: cluster!.endpoints,
+    prefix: `/sgtest-${randomBytes(4).toString('hex')}/`,
+    requestTimeoutMs: 2_000,
+  });
   t.teardown(() => s.close());
   return s;
 }
 
-etcdTest.serial('etcd store: log resources, the groups\' logs they give, their messages, export and import to and from LMDB', async (t) => {
+etcdTest.serial("etcd store: log resources, the groups' logs they give, their messages, export and import to and from LMDB", async (t) => {
   const store = await etcd(t);
   await logsFollowChanges(t, store);
   const copy = await lmdb(t, tmpDir(t));

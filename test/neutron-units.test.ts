@@ -13,7 +13,10 @@ import { brokerUrls } from '../src/neutron/listener.js';
 import { decodeNeutronMessage, NeutronMessageError, pushExchanges, KNOWN_VERSIONS } from '../src/neutron/messages.js';
 import { NeutronReconciler } from '../src/neutron/reconciler.js';
 import { waitFor } from './helpers/wait.js';
-import { addressGroupKey, deviceName, toAddressGroupMembers, toPort, toRule, toRules, type NeutronAddressGroup, type NeutronGroup, type NeutronLog, type NeutronPort, type NeutronRule } from '../src/neutron/translate.js';
+import {
+  addressGroupKey, deviceName, toAddressGroupMembers, toPort, toRule, toRules,
+  type NeutronAddressGroup, type NeutronGroup, type NeutronLog, type NeutronPort, type NeutronRule,
+} from '../src/neutron/translate.js';
 
 const oslo = (msg: unknown) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify({ ...msg as object, _context_auth_token: 'secret', _unique_id: 'u' }) }));
 const vo = (name: string, version: string, data: Record<string, unknown>) => ({ 'versioned_object.name': name, 'versioned_object.namespace': 'versionedobjects', 'versioned_object.version': version, 'versioned_object.data': data });
@@ -291,8 +294,9 @@ test('reconciler: Neutron\'s security-group logs become the logs of the groups c
   n.groups.set('g2', { id: 'g2', project_id: 'proj' });
   n.groups.set('g3', { id: 'g3', project_id: 'other' });
   n.ports.set('p1', nport({ id: 'p1', security_groups: ['g1'], revision_number: 1 }));
+  const sgLog = { project_id: 'proj', resource_type: 'security_group', enabled: true };
   n.logs = [
-    { id: 'by-port', project_id: 'proj', resource_type: 'security_group', resource_id: null, target_id: 'p1', event: 'DROP', enabled: true },
+    { ...sgLog, id: 'by-port', resource_id: null, target_id: 'p1', event: 'DROP' },
     { id: 'fw', project_id: 'proj', resource_type: 'firewall_group', resource_id: 'x', target_id: null, event: 'ALL', enabled: true },
     { id: 'bad', project_id: 'proj', resource_type: 'security_group', resource_id: 'g1', event: 'SOMETIMES', enabled: true },
   ];
@@ -313,7 +317,7 @@ test('reconciler: Neutron\'s security-group logs become the logs of the groups c
 
   // A log pushed (created, disabled): all logs read again; one of a project logs its groups.
   n.calls = [];
-  n.logs = [{ id: 'project', project_id: 'proj', resource_type: 'security_group', event: 'ACCEPT', enabled: true }, { ...n.logs[0]!, enabled: false }];
+  n.logs = [{ ...sgLog, id: 'project', event: 'ACCEPT' }, { ...n.logs[0]!, enabled: false }];
   r.hint({ logs: true });
   await r.idle();
   t.deepEqual(n.calls, ['logs'], 'a log push reads the logs alone');

@@ -393,19 +393,24 @@ kernelTest.serial('Neutron\'s meanings: protocol names and numbers, icmp on IPv6
 
 kernelTest.serial('network logs: creating, disabling and deleting a Neutron log changes what a host logs', async (t) => {
   const topoC = hosts.c.topo!;
-  const logged = await createGroup('logged', (g) => [{ direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7000, remote_group_id: g }]);
+  const logged = await createGroup('logged', (g) => [
+    { direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7000, remote_group_id: g },
+  ]);
   const [server, other, client] = [await vmOn(30, 'c', [logged]), await vmOn(32, 'c', [logged]), await vmOn(31, 'c', [logged])];
   topoC.serve(server, 7000);
   await filtered('c', 30, 31, 32);
   await waitFor('client reaches server', () => topoC.tcp(client, server.ip4, 7000), 30_000);
   const lines = () => (fs.existsSync(networkLogFile('c')) ? fs.readFileSync(networkLogFile('c'), 'utf8').split('\n').filter(Boolean) : []);
-  const ofPort = (n: number, action: string) => lines().filter((l) => l.includes(`action=${action} `) && l.includes(`vm_port=${ports[n]!.id} `));
-  const loggedGroup = async () => (await get<{ groups: { id: string; logs: number }[] }>(`http://${hosts.c.metrics}/status`)).groups.find((g) => g.id === logged)?.logs;
+  const ofPort = (n: number, action: string) =>
+    lines().filter((l) => l.includes(`action=${action} `) && l.includes(`vm_port=${ports[n]!.id} `));
+  const loggedGroup = async () =>
+    (await get<{ groups: { id: string; logs: number }[] }>(`http://${hosts.c.metrics}/status`)).groups.find((g) => g.id === logged)?.logs;
   t.is(lines().length, 0, 'nothing is logged before a log exists');
 
   // A log of the group for one port, and a DROP log of another port: each port logs its own.
-  const byGroup = (await env.create('log', { name: `sg-${tag}`, resource_type: 'security_group', resource_id: logged, target_id: ports[30]!.id, event: 'ALL' })).id;
-  const byPort = (await env.create('log', { name: `port-${tag}`, resource_type: 'security_group', target_id: ports[32]!.id, event: 'DROP' })).id;
+  const sgLog = { resource_type: 'security_group' };
+  const byGroup = (await env.create('log', { ...sgLog, name: `sg-${tag}`, resource_id: logged, target_id: ports[30]!.id, event: 'ALL' })).id;
+  const byPort = (await env.create('log', { ...sgLog, name: `port-${tag}`, target_id: ports[32]!.id, event: 'DROP' })).id;
   await waitFor('both logs on host c', async () => (await loggedGroup()) === 2, 30_000);
   await filtered('c', 30, 31, 32);
   t.true(topoC.tcp(client, server.ip4, 7000));

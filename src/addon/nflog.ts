@@ -16,7 +16,13 @@ export class NflogListener {
   /** Binds `group` (rejects with NFLOG_FAILED if it cannot be had: EBUSY, another socket holds it),
    *  copying up to `copyRange` bytes of each packet; `onPackets` gets each batch, `onError` hears of
    *  packets lost or of the reader ending. */
-  static async start(netns: string | undefined, group: number, copyRange: number, onPackets: (p: LogPacket[]) => void, onError: (message: string) => void): Promise<NflogListener> {
+  static async start(
+    netns: string | undefined,
+    group: number,
+    copyRange: number,
+    onPackets: (p: LogPacket[]) => void,
+    onError: (message: string) => void,
+  ): Promise<NflogListener> {
     try {
       const h = await native.NativeNflogListener.start(netns ?? null, group, copyRange, (text: string) => {
         try {

@@ -4,10 +4,14 @@
 // property (bench/nft-boundary.ts). Every call runs off the JS thread.
 import { native } from './native.js';
 import { fromNative } from './errors.js';
-import type { Family, HookSpec, KeySpec, Op, ReconcileReport, RuleStat, Support, TableDesc, TraceEvent, TransactResult, VerdictSpec } from './nftables-types.js';
+import type {
+  Family, HookSpec, KeySpec, Op, ReconcileReport, RuleStat, Support, TableDesc, TraceEvent, TransactResult, VerdictSpec,
+} from './nftables-types.js';
 
 // Declared once, in Rust (native/core/src/nftables/spec.rs and the result types), and generated.
-export type { KeyType, Op, OpFailure, PacketInfo, ReconcileReport, RuleStat, Stmt, TableDesc, TraceEvent, TransactResult } from './nftables-types.js';
+export type {
+  KeyType, Op, OpFailure, PacketInfo, ReconcileReport, RuleStat, Stmt, TableDesc, TraceEvent, TransactResult,
+} from './nftables-types.js';
 export type NftFamily = Family;
 export type Verdict = VerdictSpec;
 export type Hook = HookSpec;
@@ -98,7 +102,11 @@ export class NftClient {
 export class TraceListener {
   private constructor(private readonly h: Awaited<ReturnType<typeof native.NativeTraceListener.start>>) {}
 
-  static async start(netns: string | undefined, onEvents: (events: TraceEvent[]) => void, onError: (message: string) => void = () => undefined): Promise<TraceListener> {
+  static async start(
+    netns: string | undefined,
+    onEvents: (events: TraceEvent[]) => void,
+    onError: (message: string) => void = () => undefined,
+  ): Promise<TraceListener> {
     const h = await call(() =>
       native.NativeTraceListener.start(netns ?? null, (text: string) => {
         try {

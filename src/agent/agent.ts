@@ -95,7 +95,10 @@ export class Agent {
     if (this.cfg.ruleCounters) this.metrics.countRules(() => this.engine);
     if (this.cfg.metricsListen) {
       this.http = await this.metrics.serve(this.cfg.metricsListen, {
-        '/status': async (q) => ({ ...(this.status() as object), ...(q.has('counters') ? { counters: await this.engine?.counters() } : {}) }),
+        '/status': async (q) => ({
+          ...(this.status() as object),
+          ...(q.has('counters') ? { counters: await this.engine?.counters() } : {}),
+        }),
         '/explain': (q) => this.explain(q),
         '/port-rules': (q) => this.portRules(q.get('port') ?? ''),
       });
@@ -112,10 +115,17 @@ export class Agent {
       });
       if (this.cfg.networkLog) {
         this.networkLog = await NetworkLog.start(
-          { ...netns, prefix: this.cfg.prefix, group: this.cfg.networkLogGroup, rateLimit: this.cfg.networkLogRateLimit, burstLimit: this.cfg.networkLogBurstLimit, ...(this.cfg.networkLogFile ? { file: this.cfg.networkLogFile } : {}), logger: this.log },
+          {
+            ...netns,
+            prefix: this.cfg.prefix,
+            ...this.logLimits(),
+            ...(this.cfg.networkLogFile ? { file: this.cfg.networkLogFile } : {}),
+            logger: this.log,
+          },
           () => this.engine?.state,
         ).catch((e: unknown) => {
-          if (e instanceof NativeError) throw new ConfigError(`security-group logging: cannot read log group ${this.cfg.networkLogGroup}${netns.netns ? ` in netns ${netns.netns}` : ''}: ${e.message}`);
+          const where = netns.netns ? ` in netns ${netns.netns}` : '';
+          if (e instanceof NativeError) throw new ConfigError(`security-group logging: cannot read log group ${this.cfg.networkLogGroup}${where}: ${e.message}`);
           throw e;
         });
         this.metrics.countNetworkLog(() => this.networkLog?.stats);
@@ -136,9 +146,14 @@ export class Agent {
     }
   }
 
+  /** The NFLOG group and its limits, as the logging rules and the log's reader share them. */
+  private logLimits(): { group: number; rateLimit: number; burstLimit: number } {
+    return { group: this.cfg.networkLogGroup, rateLimit: this.cfg.networkLogRateLimit, burstLimit: this.cfg.networkLogBurstLimit };
+  }
+
   /** The backend the config asks for (`auto`: the one this kernel can run), with the choice logged. */
   private async openKernelDataplane(netns: { netns?: string }): Promise<Dataplane> {
-    const log = this.cfg.networkLog ? { log: { group: this.cfg.networkLogGroup, rateLimit: this.cfg.networkLogRateLimit, burstLimit: this.cfg.networkLogBurstLimit } } : {};
+    const log = this.cfg.networkLog ? { log: this.logLimits() } : {};
     const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices, ...log }).catch((e: unknown) => {
       // What the kernel side refuses at start (a namespace that is not there, a missing module or
       // capability) is the host's to fix: said in one line, with where.

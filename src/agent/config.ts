@@ -123,7 +123,7 @@ const SHAPE: Section = {
   // Neutron's [network_log] options, with its minimums.
   networkLog: {
     enabled: setting('boolean', { env: 'SG_NETWORK_LOG', to: 'networkLog' }),
-    group: setting('number', { env: 'SG_NETWORK_LOG_GROUP', to: 'networkLogGroup', check: (v: number) => (Number.isInteger(v) && v >= 0 && v <= 65535 ? undefined : 'must be a whole number from 0 to 65535') }),
+    group: setting('number', { env: 'SG_NETWORK_LOG_GROUP', to: 'networkLogGroup', check: between(0, 65535) }),
     rateLimit: setting('number', { env: 'SG_NETWORK_LOG_RATE_LIMIT', to: 'networkLogRateLimit', check: between(100, LIMIT_MATCH_MAX) }),
     burstLimit: setting('number', { env: 'SG_NETWORK_LOG_BURST_LIMIT', to: 'networkLogBurstLimit', check: between(25, LIMIT_MATCH_MAX) }),
     localOutputLogBase: setting('path', { env: 'SG_NETWORK_LOG_FILE', to: 'networkLogFile' }),

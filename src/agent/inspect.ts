@@ -21,7 +21,10 @@ function configOf(args: string[]): AgentConfig {
 
 function probeOf(args: string[]): Probe {
   try {
-    return readProbe((k) => option(args, `--${k}`), (k) => args.includes(`--${k}`));
+    return readProbe(
+      (k) => option(args, `--${k}`),
+      (k) => args.includes(`--${k}`),
+    );
   } catch (e) {
     if (e instanceof ProbeError) throw new ConfigError(e.message);
     throw e;
@@ -30,7 +33,7 @@ function probeOf(args: string[]): Probe {
 
 /** A JSON answer of the running agent's listener, or an error naming why not. */
 async function ask<T>(cfg: AgentConfig, path: string): Promise<T> {
-  if (!cfg.metricsListen) throw new ConfigError('the agent\'s listener is off (metricsListen is empty)');
+  if (!cfg.metricsListen) throw new ConfigError("the agent's listener is off (metricsListen is empty)");
   const res = await fetch(`http://${cfg.metricsListen}${path}`).catch(() => undefined);
   if (!res) throw new ConfigError(`no agent answering on ${cfg.metricsListen}`);
   const body = (await res.json()) as T & { error?: string };
@@ -47,7 +50,10 @@ function packetText(p: ProbePacket): string {
 export async function explain(args: string[]): Promise<number> {
   const cfg = configOf(args);
   const probe = probeOf(args);
-  const r = await ask<{ port: string; packet: ProbePacket; unfiltered?: boolean; explanation?: Explanation }>(cfg, `/explain?${probeQuery(probe)}`);
+  const r = await ask<{ port: string; packet: ProbePacket; unfiltered?: boolean; explanation?: Explanation }>(
+    cfg,
+    `/explain?${probeQuery(probe)}`,
+  );
   console.log(`port ${r.port}, ${r.packet.direction}: ${packetText(r.packet)}`);
   if (r.unfiltered) {
     console.log('  port security is off: the port is not filtered (accepted)');
@@ -61,7 +67,12 @@ export async function explain(args: string[]): Promise<number> {
 
 function stepText(s: TraceStep): string {
   const rule = s.rule ? ` rule ${s.position}: ${describeTag(s.rule)}` : s.position !== undefined ? ` rule ${s.position}` : '';
-  const how = s.kind === 'return' ? 'end of chain (return)' : s.kind === 'policy' ? `policy ${s.verdict ?? ''}` : `${s.verdict ?? 'continue'}${s.target ? ` ${s.target}` : ''}`;
+  const how =
+    s.kind === 'return'
+      ? 'end of chain (return)'
+      : s.kind === 'policy'
+        ? `policy ${s.verdict ?? ''}`
+        : `${s.verdict ?? 'continue'}${s.target ? ` ${s.target}` : ''}`;
   return `  ${s.where}:${rule} → ${how}`;
 }
 
@@ -76,7 +87,8 @@ export async function trace(args: string[]): Promise<number> {
     }
   })();
   const seconds = Number(option(args, '--seconds') ?? 10);
-  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_TRACE_SECONDS) throw new ConfigError(`--seconds must be a number from 1 to ${MAX_TRACE_SECONDS}`);
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_TRACE_SECONDS)
+    throw new ConfigError(`--seconds must be a number from 1 to ${MAX_TRACE_SECONDS}`);
   const caps = checkOwnCapabilities();
   if (caps.missing.includes('CAP_NET_ADMIN')) throw new ConfigError(`trace marks packets in the kernel: ${caps.message}`);
   const r = await ask<{ port: string; device: string; map: PortRuleMap }>(cfg, `/port-rules?port=${encodeURIComponent(probe.port)}`);
@@ -89,7 +101,11 @@ export async function trace(args: string[]): Promise<number> {
       if (s.headers) {
         seen.add(s.packet);
         const p = s.packetInfo;
-        console.log(`packet ${s.packet}${p ? `: ${p.src} → ${p.dst} proto ${p.proto}${p.dport !== undefined ? ` port ${p.dport}` : ''}${p.icmpType !== undefined ? ` type ${p.icmpType}` : ''}` : ''}`);
+        const what = p
+          ? `: ${p.src} → ${p.dst} proto ${p.proto}${p.dport !== undefined ? ` port ${p.dport}` : ''}` +
+            `${p.icmpType !== undefined ? ` type ${p.icmpType}` : ''}`
+          : '';
+        console.log(`packet ${s.packet}${what}`);
       }
       // Rules of other chains that let the packet go on say nothing about it.
       if (s.portChain || (s.verdict !== 'continue' && s.kind === 'rule') || s.kind === 'policy') console.log(stepText(s));

@@ -65,7 +65,9 @@ export function packetText(p: LogPacket): string {
   if (p.ether) parts.push(`ethernet(dst=${q(p.ether.dst)},ethertype=${p.ether.ethertype},src=${q(p.ether.src)})`);
   const i = p.packet;
   if (i) {
-    parts.push(i.family === 4 ? `ipv4(dst=${q(i.dst)},proto=${i.proto},src=${q(i.src)})` : `ipv6(dst=${q(i.dst)},nxt=${i.proto},src=${q(i.src)})`);
+    parts.push(
+      i.family === 4 ? `ipv4(dst=${q(i.dst)},proto=${i.proto},src=${q(i.src)})` : `ipv6(dst=${q(i.dst)},nxt=${i.proto},src=${q(i.src)})`,
+    );
     const ports = i.sport !== undefined && i.dport !== undefined ? `dst_port=${i.dport},src_port=${i.sport}` : undefined;
     if (i.proto === 6 && ports) parts.push(`tcp(bits=${i.tcpFlags ?? 0},${ports})`);
     else if (i.proto === 17 && ports) parts.push(`udp(${ports})`);
@@ -78,13 +80,15 @@ export function packetText(p: LogPacket): string {
 
 /** One line, as Neutron's OVS log driver writes it (log ids as a Python list prints). */
 export function neutronLogLine(action: 'ACCEPT' | 'DROP', logs: SecurityGroupLog[], portId: string, p: LogPacket): string {
-  return `action=${action} project_id=${logs[0]?.projectId ?? ''} log_resource_ids=[${logs.map((l) => q(l.id)).join(', ')}] vm_port=${portId} pkt=${packetText(p)}`;
+  const ids = logs.map((l) => q(l.id)).join(', ');
+  return `action=${action} project_id=${logs[0]?.projectId ?? ''} log_resource_ids=[${ids}] vm_port=${portId} pkt=${packetText(p)}`;
 }
 
 /** A local time as oslo.log prints it: `2024-05-01 10:00:00.123`. */
 function stamp(d: Date): string {
   const two = (n: number) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+  const date = `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`;
+  return `${date} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
 }
 
 /** A file appended to, reopened when it was moved or removed (logrotate's rename, then a new file). */
@@ -117,7 +121,10 @@ class LogFile {
 class Bucket {
   private tokens: number;
   private at = 0;
-  constructor(private readonly rate: number, private readonly burst: number) {
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+  ) {
     this.tokens = burst;
   }
   take(now: number): boolean {
@@ -136,7 +143,12 @@ export class NetworkLog {
   /** Port id by the hash the logging rules' prefixes carry. */
   private byHash = new Map<string, string>();
 
-  private constructor(private readonly o: NetworkLogOptions, private readonly state: () => HostState | undefined, private readonly listener: { stop(): Promise<void> } | undefined, file?: LogFile) {
+  private constructor(
+    private readonly o: NetworkLogOptions,
+    private readonly state: () => HostState | undefined,
+    private readonly listener: { stop(): Promise<void> } | undefined,
+    file?: LogFile,
+  ) {
     this.bucket = new Bucket(o.rateLimit, o.burstLimit);
     if (file) this.file = file;
   }
@@ -145,7 +157,13 @@ export class NetworkLog {
   static async start(o: NetworkLogOptions, state: () => HostState | undefined): Promise<NetworkLog> {
     const file = o.file ? new LogFile(o.file) : undefined;
     let log: NetworkLog | undefined;
-    const listener = await NflogListener.start(o.netns, o.group, COPY_RANGE, (p) => log?.heard(p), (m) => o.logger.warn({ group: o.group }, `network log: ${m}`)).catch((e: unknown) => {
+    const listener = await NflogListener.start(
+      o.netns,
+      o.group,
+      COPY_RANGE,
+      (p) => log?.heard(p),
+      (m) => o.logger.warn({ group: o.group }, `network log: ${m}`),
+    ).catch((e: unknown) => {
       file?.close();
       throw e;
     });

@@ -15,7 +15,18 @@ export class ProbeError extends Error {
 }
 
 /** Option names (and query keys without the dashes) that describe the packet. */
-export const PROBE_OPTIONS = ['--port', '--src', '--dst', '--proto', '--sport', '--dport', '--icmp-type', '--icmp-code', '--src-mac', '--state'] as const;
+export const PROBE_OPTIONS = [
+  '--port',
+  '--src',
+  '--dst',
+  '--proto',
+  '--sport',
+  '--dport',
+  '--icmp-type',
+  '--icmp-code',
+  '--src-mac',
+  '--state',
+] as const;
 export const PROBE_FLAGS = ['--ingress', '--egress'] as const;
 
 export interface Probe {
@@ -67,12 +78,18 @@ export function readProbe(get: (name: string) => string | undefined, flag: (name
     if (n === undefined) throw new ProbeError(`--proto must be a protocol name or number, not ${JSON.stringify(proto)}`);
     p.proto = n;
   }
-  for (const [name, key, max] of [['sport', 'sport', 65535], ['dport', 'dport', 65535], ['icmp-type', 'icmpType', 255], ['icmp-code', 'icmpCode', 255]] as const) {
+  for (const [name, key, max] of [
+    ['sport', 'sport', 65535],
+    ['dport', 'dport', 65535],
+    ['icmp-type', 'icmpType', 255],
+    ['icmp-code', 'icmpCode', 255],
+  ] as const) {
     const v = get(name);
     if (v !== undefined) p[key] = int(v, `--${name}`, max);
   }
   if ((p.sport !== undefined || p.dport !== undefined) && p.proto === undefined) throw new ProbeError('a port needs --proto');
-  if ((p.icmpType !== undefined || p.icmpCode !== undefined) && p.proto === undefined) p.proto = familyOf(p.src ?? p.dst ?? '0.0.0.0') === 6 ? 58 : 1;
+  if ((p.icmpType !== undefined || p.icmpCode !== undefined) && p.proto === undefined)
+    p.proto = familyOf(p.src ?? p.dst ?? '0.0.0.0') === 6 ? 58 : 1;
   const mac = get('src-mac');
   if (mac !== undefined) {
     if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new ProbeError(`--src-mac must be a MAC address, not ${JSON.stringify(mac)}`);
@@ -80,7 +97,8 @@ export function readProbe(get: (name: string) => string | undefined, flag: (name
   }
   const state = get('state');
   if (state !== undefined) {
-    if (!['new', 'established', 'related', 'invalid'].includes(state)) throw new ProbeError('--state must be new, established, related or invalid');
+    if (!['new', 'established', 'related', 'invalid'].includes(state))
+      throw new ProbeError('--state must be new, established, related or invalid');
     p.state = state as Probe['state'];
   }
   return p;
@@ -120,7 +138,8 @@ export function traceMatch(p: Probe): TraceMatch {
  *  (the destination of ingress, the source of egress); the other end must be given. */
 export function probePacket(p: Probe, portAddresses: readonly string[]): ProbePacket {
   const remote = p.direction === 'ingress' ? p.src : p.dst;
-  if (!remote) throw new ProbeError(`explain needs ${p.direction === 'ingress' ? '--src (who sends to the port)' : '--dst (where the port sends)'}`);
+  if (!remote)
+    throw new ProbeError(`explain needs ${p.direction === 'ingress' ? '--src (who sends to the port)' : '--dst (where the port sends)'}`);
   const own = (p.direction === 'ingress' ? p.dst : p.src) ?? portAddresses.find((a) => familyOf(a) === familyOf(remote));
   if (!own) throw new ProbeError(`the port has no IPv${familyOf(remote)} address: give ${p.direction === 'ingress' ? '--dst' : '--src'}`);
   return {

@@ -32,8 +32,16 @@ const commands: Record<string, CommandSpec> = {
   run: { ...config, run: async (args) => (await import('../agent/commands.js')).run(args) },
   status: { ...config, flags: ['--counters'], run: async (args) => (await import('../agent/commands.js')).status(args) },
   cleanup: { ...config, run: async (args) => (await import('../agent/commands.js')).cleanup(args) },
-  explain: { valued: ['--config', ...PROBE_OPTIONS], flags: [...PROBE_FLAGS], run: async (args) => (await import('../agent/inspect.js')).explain(args) },
-  trace: { valued: ['--config', '--seconds', ...PROBE_OPTIONS], flags: [...PROBE_FLAGS], run: async (args) => (await import('../agent/inspect.js')).trace(args) },
+  explain: {
+    valued: ['--config', ...PROBE_OPTIONS],
+    flags: [...PROBE_FLAGS],
+    run: async (args) => (await import('../agent/inspect.js')).explain(args),
+  },
+  trace: {
+    valued: ['--config', '--seconds', ...PROBE_OPTIONS],
+    flags: [...PROBE_FLAGS],
+    run: async (args) => (await import('../agent/inspect.js')).trace(args),
+  },
   version: {
     async run() {
       const { versionReport, formatVersion } = await import('../version.js');

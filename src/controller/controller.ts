@@ -246,7 +246,9 @@ export class Controller {
   async putLog(input: unknown): Promise<LogResource> {
     const r = validateLogResource(input);
     if (r.resourceId === null && r.targetId === null) {
-      throw new ValidationError(`log ${r.id}: names neither a group (resourceId) nor a port (targetId); sg-controller's own API has no projects to log whole`);
+      throw new ValidationError(
+        `log ${r.id}: names neither a group (resourceId) nor a port (targetId); sg-controller's own API has no projects to log whole`,
+      );
     }
     await this.store.putLogResource(r);
     await this.groupLogs.follow();

@@ -182,7 +182,10 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
         return (await ctl.deleteGroup(id)) ? send(204, null) : send(404, { error: 'no such group' });
       }
       if (kind === 'logs') {
-        if (req.method === 'GET') return ctl.store.logResource(id) ? send(200, ctl.store.logResource(id)) : send(404, { error: 'no such log' });
+        if (req.method === 'GET') {
+          const r = ctl.store.logResource(id);
+          return r ? send(200, r) : send(404, { error: 'no such log' });
+        }
         if (req.method === 'PUT') return send(200, await ctl.putLog({ ...bodyObject(await body(req)), id }));
         return (await ctl.deleteLog(id)) ? send(204, null) : send(404, { error: 'no such log' });
       }

@@ -22,8 +22,8 @@ import {
 export type { GroupRecord, PortRecord, MemberChange, OutboxEntry, OutboxKey, ControllerStore } from './records.js';
 
 // Keys are arrays (ordered by lmdb): ['g', group], ['p', port], ['l', log resource], ['h', host, port]
-// (ports by host), ['m', group, address] → count, ['o', owner, seq] → outbox entry. Ids are arbitrary strings, so a
-// range read also checks that each key's id is exactly the one asked for.
+// (ports by host), ['m', group, address] → count, ['o', owner, seq] → outbox entry. Ids are arbitrary
+// strings, so a range read also checks that each key's id is exactly the one asked for.
 const O = 'o';
 const KINDS = ['g', 'p', 'l', 'h', 'm', O];
 

@@ -64,15 +64,20 @@ function cidr(what: string, v: unknown): Cidr {
   }
 }
 
+function logEvent(id: string, v: unknown): LogEvent {
+  if (typeof v !== 'string' || !LOG_EVENTS.includes(v as LogEvent)) fail(`log ${id}: event`, `must be one of ${LOG_EVENTS.join(', ')}`);
+  return v as LogEvent;
+}
+
 /** A group's security-group log, canonical (an absent target is null). */
 export function validateLog(v: unknown, groupId = '?'): SecurityGroupLog {
   const what = `log of group ${groupId}`;
   const o = obj(what, v, LOG_FIELDS);
   const id = validateId(`${what}: id`, o.id);
   const projectId = validateId(`log ${id}: projectId`, o.projectId);
-  if (typeof o.event !== 'string' || !LOG_EVENTS.includes(o.event as LogEvent)) fail(`log ${id}: event`, `must be one of ${LOG_EVENTS.join(', ')}`);
+  const event = logEvent(id, o.event);
   const targetId = absent(o.targetId) ? null : validateId(`log ${id}: targetId`, o.targetId);
-  return { id, projectId, event: o.event as LogEvent, targetId };
+  return { id, projectId, event, targetId };
 }
 
 const LOG_RESOURCE_FIELDS = ['id', 'projectId', 'event', 'enabled', 'resourceId', 'targetId'] as const;
@@ -82,11 +87,11 @@ export function validateLogResource(v: unknown): LogResource {
   const o = obj('log', v, LOG_RESOURCE_FIELDS);
   const id = validateId('log id', o.id);
   const projectId = validateId(`log ${id}: projectId`, o.projectId);
-  if (typeof o.event !== 'string' || !LOG_EVENTS.includes(o.event as LogEvent)) fail(`log ${id}: event`, `must be one of ${LOG_EVENTS.join(', ')}`);
+  const event = logEvent(id, o.event);
   if (!absent(o.enabled) && typeof o.enabled !== 'boolean') fail(`log ${id}: enabled`, 'must be true or false');
   const resourceId = absent(o.resourceId) ? null : validateId(`log ${id}: resourceId`, o.resourceId);
   const targetId = absent(o.targetId) ? null : validateId(`log ${id}: targetId`, o.targetId);
-  return { id, projectId, event: o.event as LogEvent, enabled: o.enabled !== false, resourceId, targetId };
+  return { id, projectId, event, enabled: o.enabled !== false, resourceId, targetId };
 }
 
 /** A group's logs, each id once. */

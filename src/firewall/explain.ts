@@ -65,7 +65,8 @@ function matchesFixed(m: Match, p: ProbePacket, src: Cidr, dst: Cidr): boolean {
 /** Whether a security-group rule admits the packet (its remote is the packet's other end). */
 function matchesRule(r: FilterRule, p: ProbePacket, remote: Cidr, members: Members): boolean {
   if (r.remoteIpPrefix && !within(remote, r.remoteIpPrefix)) return false;
-  if (r.remoteGroupId !== null && ![...members(r.remoteGroupId)].some((m) => familyOf(m) === remote.family && within(remote, m))) return false;
+  if (r.remoteGroupId !== null && ![...members(r.remoteGroupId)].some((m) => familyOf(m) === remote.family && within(remote, m)))
+    return false;
   if (r.protocol === null) return true;
   if (isIcmp(r.protocol)) {
     // An ICMP rule matches the family's own ICMP, as both backends write it.

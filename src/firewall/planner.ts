@@ -34,7 +34,12 @@ export function portLogging(state: Partial<Pick<HostState, 'groupLogs'>>, port: 
 }
 
 /** A port's filter as the state wants it; with `logging` (the host logs), what its logs ask too. */
-export function buildFilter(state: Pick<HostState, 'group'> & Partial<Pick<HostState, 'groupLogs'>>, port: Port, holds: Holds, logging = false): PortFilter {
+export function buildFilter(
+  state: Pick<HostState, 'group'> & Partial<Pick<HostState, 'groupLogs'>>,
+  port: Port,
+  holds: Holds,
+  logging = false,
+): PortFilter {
   const groups = port.securityGroups.map((g) => state.group(g)).filter((g): g is SecurityGroup => !!g);
   const stateful = groups.length === 0 || groups.some((g) => g.stateful);
   const rules: FilterRule[] = [];
@@ -73,7 +78,17 @@ export function buildFilter(state: Pick<HostState, 'group'> & Partial<Pick<HostS
   const macs = new Set([port.mac, ...port.allowedAddressPairs.map((p) => p.macAddress ?? port.mac)]);
   for (const mac of macs) sources.push({ ip: linkLocalFromMac(mac), mac });
   const log = logs.acceptGroups.size || logs.drop ? { log: { accept: logs.acceptGroups.size > 0, drop: logs.drop } } : {};
-  const body = { portId: port.id, device: port.device, filtered: port.portSecurityEnabled, mac: port.mac, stateful, sources, rules, sets: [...sets.values()], ...log };
+  const body = {
+    portId: port.id,
+    device: port.device,
+    filtered: port.portSecurityEnabled,
+    mac: port.mac,
+    stateful,
+    sources,
+    rules,
+    sets: [...sets.values()],
+    ...log,
+  };
   return { ...body, key: JSON.stringify(body) };
 }
 
@@ -88,7 +103,15 @@ export function familyMembers(ips: Iterable<string>, family: Family): string[] {
  * The structural plan: filters of the ports the work touches, sets they start or stop naming, and
  * membership work for every set. `refs` counts, per set key, the applied filters naming the set.
  */
-export function planStructure(state: HostState, applied: AppliedView, refs: ReadonlyMap<string, number>, work: Work, holds: Holds, retryPorts: Iterable<string>, logging = false): ChangeSet {
+export function planStructure(
+  state: HostState,
+  applied: AppliedView,
+  refs: ReadonlyMap<string, number>,
+  work: Work,
+  holds: Holds,
+  retryPorts: Iterable<string>,
+  logging = false,
+): ChangeSet {
   const affected = new Set<string>(work.ports);
   for (const g of work.groups) for (const id of state.portIdsIn(g)) affected.add(id);
   for (const id of retryPorts) affected.add(id);

@@ -221,7 +221,9 @@ export class HostState {
     const ports = s.ports.map((p) => validatePort(p));
     const groups = s.groups.map((g) => validateGroup(g));
     const members = Object.entries(s.members).map(([gid, ips]) => [validateId('group id', gid), new Set(validateMembers(ips, 'members', Number.MAX_SAFE_INTEGER))] as const);
-    const logs = Object.entries(s.logs ?? {}).map(([gid, l]) => [validateId('group id', gid), { logs: validateLogs(l.logs, gid), revision: validateRevision('logs revision', l.revision) }] as const);
+    const logs = Object.entries(s.logs ?? {}).map(
+      ([gid, l]) => [validateId('group id', gid), { logs: validateLogs(l.logs, gid), revision: validateRevision('logs revision', l.revision) }] as const,
+    );
     const keepPorts = new Set(s.keep?.ports ?? []);
     const keepGroups = new Set(s.keep?.groups ?? []);
     const nextPorts = new Map(ports.map((p) => [p.id, p]));

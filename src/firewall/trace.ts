@@ -98,7 +98,13 @@ export class PortTrace {
    *  each hook, and reuses an id for a later packet (it is derived from the buffer's address). */
   private readonly headers = new Map<number, PacketInfo>();
 
-  private constructor(private readonly t: TraceTarget, private readonly client: NftClient, private readonly names: NftNames, private readonly onStep: (s: TraceStep) => void, private readonly onError: (m: string) => void) {
+  private constructor(
+    private readonly t: TraceTarget,
+    private readonly client: NftClient,
+    private readonly names: NftNames,
+    private readonly onStep: (s: TraceStep) => void,
+    private readonly onError: (m: string) => void,
+  ) {
     for (const c of t.map.chains) this.chains.set(key(c.family, c.table, c.chain), c);
     for (const s of t.map.shared) this.shared.set(key(s.family, s.table, s.chain), s.what);
   }
@@ -106,7 +112,12 @@ export class PortTrace {
   private listener?: TraceListener;
 
   /** Marks the port's packets that match `m` for tracing and reports each step until `stop()`. */
-  static async start(t: TraceTarget, m: TraceMatch, onStep: (s: TraceStep) => void, onError: (message: string) => void = () => undefined): Promise<PortTrace> {
+  static async start(
+    t: TraceTarget,
+    m: TraceMatch,
+    onStep: (s: TraceStep) => void,
+    onError: (message: string) => void = () => undefined,
+  ): Promise<PortTrace> {
     if (t.map.untraceable) throw new Error(`cannot trace: ${t.map.untraceable}`);
     const client = await NftClient.open(t.netns);
     const trace = new PortTrace(t, client, new NftNames(t.prefix), onStep, onError);
@@ -161,9 +172,11 @@ export class PortTrace {
 
   private heard(events: TraceEvent[]): void {
     // In order, each after the reload an unknown rule may need.
-    this.queue = this.queue.then(async () => {
-      for (const e of events) await this.step(e);
-    }).catch((err: unknown) => this.onError((err as Error).message));
+    this.queue = this.queue
+      .then(async () => {
+        for (const e of events) await this.step(e);
+      })
+      .catch((err: unknown) => this.onError((err as Error).message));
   }
 
   private async step(e: TraceEvent): Promise<void> {
@@ -208,7 +221,9 @@ export class PortTrace {
   async stop(): Promise<void> {
     const at = this.markingTable;
     if ((await this.client.listTables().catch(() => [])).some(([f, n]) => f === at.family && n === at.table)) {
-      await this.client.transact([{ op: 'delTable', ...at }]).catch((e: unknown) => this.onError(`the tracing table could not be removed: ${(e as Error).message}`));
+      await this.client
+        .transact([{ op: 'delTable', ...at }])
+        .catch((e: unknown) => this.onError(`the tracing table could not be removed: ${(e as Error).message}`));
     }
     await this.listener?.stop();
     await this.queue;

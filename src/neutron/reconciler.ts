@@ -63,7 +63,14 @@ interface Pending {
   fullNotBefore: number;
 }
 
-const empty = (): Pending => ({ ports: new Map(), groups: new Set(), addressGroups: new Set(), groupMembers: new Set(), logs: false, fullNotBefore: 0 });
+const empty = (): Pending => ({
+  ports: new Map(),
+  groups: new Set(),
+  addressGroups: new Set(),
+  groupMembers: new Set(),
+  logs: false,
+  fullNotBefore: 0,
+});
 const hasTargets = (p: Pending) => p.ports.size > 0 || p.groups.size > 0 || p.addressGroups.size > 0 || p.groupMembers.size > 0 || p.logs;
 
 export interface ReconcilerStats {

@@ -73,7 +73,14 @@ export const FIELDS = {
  *  `firewall_group` logs are not ours). Throws ValidationError. */
 export function toLogResource(l: NeutronLog): LogResource | undefined {
   if (l.resource_type !== 'security_group') return undefined;
-  return validateLogResource({ id: l.id, projectId: l.project_id, event: l.event, enabled: l.enabled !== false, resourceId: l.resource_id ?? null, targetId: l.target_id ?? null });
+  return validateLogResource({
+    id: l.id,
+    projectId: l.project_id,
+    event: l.event,
+    enabled: l.enabled !== false,
+    resourceId: l.resource_id ?? null,
+    targetId: l.target_id ?? null,
+  });
 }
 
 /** Address groups become groups whose members are their addresses, under ids no security group

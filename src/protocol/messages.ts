@@ -103,7 +103,13 @@ export interface Quarantined {
 /** A port as a publisher may send it (optional fields default on receipt). */
 export type WirePort = PortInput;
 
-export type UpdateMessage = GroupMembersMessage | GroupRulesMessage | GroupLogsMessage | GroupDeletedMessage | PortMessage | PortUnboundMessage;
+export type UpdateMessage =
+  | GroupMembersMessage
+  | GroupRulesMessage
+  | GroupLogsMessage
+  | GroupDeletedMessage
+  | PortMessage
+  | PortUnboundMessage;
 export type AnyMessage = UpdateMessage | SyncRequest | SyncReply;
 
 export class MalformedMessage extends Error {
@@ -194,7 +200,12 @@ function checkSyncReply(m: SyncReply): void {
     }
   };
   if (m.ports) m.ports = m.ports.flatMap((p) => keep('port', idText((p as { id?: unknown }).id).slice(0, LIMITS.id), () => [validatePort(p)]) ?? []);
-  m.groups = m.groups.flatMap((g) => keep('group', g.id, () => [{ ...g, rules: validateRules(g.rules, g.id), ...(g.logs ? { logs: validateLogs(g.logs, g.id) } : {}) }]) ?? []);
+  const group = (g: GroupSnapshot): GroupSnapshot => ({
+    ...g,
+    rules: validateRules(g.rules, g.id),
+    ...(g.logs ? { logs: validateLogs(g.logs, g.id) } : {}),
+  });
+  m.groups = m.groups.flatMap((g) => keep('group', g.id, () => [group(g)]) ?? []);
   m.members = m.members.map((s) => {
     const ips: string[] = [];
     for (const ip of s.ips) {

@@ -184,7 +184,8 @@ export class NeutronEnv {
     fs.mkdirSync(etc, { recursive: true });
     fs.mkdirSync(path.join(this.dir, 'state'), { recursive: true });
     fs.copyFileSync(path.join(venv, 'etc/neutron/api-paste.ini'), path.join(etc, 'api-paste.ini'));
-    const conf = neutronConf(this.dir, this.transportUrl, this.socket, !!this.opts.debug, this.opts.servicePlugins ?? [], this.opts.keystone);
+    const plugins = this.opts.servicePlugins ?? [];
+    const conf = neutronConf(this.dir, this.transportUrl, this.socket, !!this.opts.debug, plugins, this.opts.keystone);
     fs.writeFileSync(path.join(etc, 'neutron.conf'), conf);
     fs.writeFileSync(path.join(etc, 'ml2_conf.ini'), ML2_CONF);
   }
@@ -344,7 +345,14 @@ export class NeutronEnv {
   }
 }
 
-function neutronConf(dir: string, transportUrl: string, socket: string, debug: boolean, servicePlugins: string[], keystone?: NeutronKeystone): string {
+function neutronConf(
+  dir: string,
+  transportUrl: string,
+  socket: string,
+  debug: boolean,
+  servicePlugins: string[],
+  keystone?: NeutronKeystone,
+): string {
   return `[DEFAULT]
 core_plugin = ml2
 service_plugins = ${servicePlugins.join(',')}

@@ -7,7 +7,10 @@
 import type { Logger } from 'pino';
 import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
+import {
+  setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus,
+  type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef,
+} from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { NftClient } from '../../addon/nftables.js';
@@ -510,7 +513,8 @@ export class IptablesDataplane implements Dataplane {
     const shared: PortRuleMap['shared'] = [];
     for (const v of VERSIONS) {
       const family = v === 4 ? 'ip' : 'ip6';
-      const at = (chain: string, kind: PortChainKind) => chains.push({ family, table: 'filter', chain, kind, tags: this.tags[v].get(chain) ?? [] });
+      const at = (chain: string, kind: PortChainKind) =>
+        chains.push({ family, table: 'filter', chain, kind, tags: this.tags[v].get(chain) ?? [] });
       at(n.ingressChain(portId), 'ingress');
       at(n.egressChain(portId), 'egress');
       at(n.spoofChain(portId), 'anti-spoofing');
@@ -524,7 +528,10 @@ export class IptablesDataplane implements Dataplane {
     }
     // The legacy tools' TRACE goes to the kernel log (nf_log), not to nf_tables' trace events.
     const traceable = await this.tools.onNftables(false).catch(() => false);
-    return { chains, shared, ...(traceable ? {} : { untraceable: 'the iptables tools here are the legacy ones (xtables): their TRACE writes to the kernel log, not to nf_tables\' trace events that sg-agent trace reads; with iptables-nft (Debian\'s default) it can' }) };
+    const untraceable =
+      "the iptables tools here are the legacy ones (xtables): their TRACE writes to the kernel log, not to nf_tables' trace events " +
+      "that sg-agent trace reads; with iptables-nft (Debian's default) it can";
+    return { chains, shared, ...(traceable ? {} : { untraceable }) };
   }
 
   async close(): Promise<void> {

@@ -168,7 +168,8 @@ export function renderPortChains(f: PortFilter, names: KernelNames, log?: LogSet
           // The connection's first packet only (a stateless port's packets are not tracked: each is).
           // How the tools print a rate is theirs: the chain is read back after writing.
           const first = f.stateful ? ['-m state --state NEW'] : [];
-          into.add([...ruleMatches(r, v6, names).parts, ...first, logTarget(log, names.logPrefix(f.portId, 'ACCEPT'))].join(' '), { log: 'ACCEPT' });
+          const target = logTarget(log, names.logPrefix(f.portId, 'ACCEPT'));
+          into.add([...ruleMatches(r, v6, names).parts, ...first, target].join(' '), { log: 'ACCEPT' });
           out.inexact.add(chain);
         }
         into.add(line, { rule: [...r.ruleIds] });
@@ -201,7 +202,8 @@ export function renderPortChains(f: PortFilter, names: KernelNames, log?: LogSet
     const spoof = new Lines();
     for (const s of spoofSources(f)) {
       if (s.family !== (v6 ? 6 : 4)) continue;
-      spoof.add(`${s.src === undefined ? '' : `-s ${iptablesCidr(s.src)} `}-m mac --mac-source ${s.mac} -j RETURN`, { fixed: 'anti-spoofing: own source' });
+      const from = s.src === undefined ? '' : `-s ${iptablesCidr(s.src)} `;
+      spoof.add(`${from}-m mac --mac-source ${s.mac} -j RETURN`, { fixed: 'anti-spoofing: own source' });
     }
     spoof.add('-j DROP', { fixed: 'anti-spoofing: drop' });
     chains.set(names.spoofChain(f.portId), spoof.lines);

@@ -19,7 +19,10 @@
 import type { Logger } from 'pino';
 import type { Family } from '../../domain/address.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from '../dataplane.js';
+import {
+  setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus,
+  type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef,
+} from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from './dispatch.js';
@@ -510,7 +513,9 @@ export class NftablesDataplane implements Dataplane {
     if (!f?.filtered || !this.started) return undefined;
     const table = this.names.table;
     const chains: PortRuleMap['chains'] = [];
-    for (const [chain, { kind }] of this.chainOwners([portId])) chains.push({ family: 'inet', table, chain, kind, tags: this.tags.get(chain) ?? [] });
+    for (const [chain, { kind }] of this.chainOwners([portId])) {
+      chains.push({ family: 'inet', table, chain, kind, tags: this.tags.get(chain) ?? [] });
+    }
     const inet = (chain: string, what: string) => ({ family: 'inet' as const, table, chain, what });
     const bridge = (chain: string, what: string) => ({ family: 'bridge' as const, table, chain, what });
     return Promise.resolve({

@@ -130,7 +130,15 @@ export function sgRule(r: FilterRule, v: V, names: NftNames): Stmt[] {
   return out;
 }
 
-function appendRules(into: TaggedRules, f: PortFilter, direction: 'ingress' | 'egress', v: V, names: NftNames, seen: Map<string, number>, log?: LogSettings): void {
+function appendRules(
+  into: TaggedRules,
+  f: PortFilter,
+  direction: 'ingress' | 'egress',
+  v: V,
+  names: NftNames,
+  seen: Map<string, number>,
+  log?: LogSettings,
+): void {
   const ethertype = v === 6 ? 'IPv6' : 'IPv4';
   for (const r of f.rules) {
     if (r.direction !== direction || r.ethertype !== ethertype) continue;
@@ -194,7 +202,13 @@ export function toDevRules(id: number): Rules {
 }
 
 /** Every chain of a filtered port, by table family and name, and what each rule of its inet chains is. */
-export function portChains(f: PortFilter, names: NftNames, mode: Mode, id: number | undefined, log?: LogSettings): { inet: Map<string, Rules>; bridge: Map<string, Rules>; tags: Map<string, RuleTag[]> } {
+export function portChains(
+  f: PortFilter,
+  names: NftNames,
+  mode: Mode,
+  id: number | undefined,
+  log?: LogSettings,
+): { inet: Map<string, Rules>; bridge: Map<string, Rules>; tags: Map<string, RuleTag[]> } {
   const tagged = new Map<string, TaggedRules>([
     [names.ingressChain(f.portId), ingressRules(f, names, log)],
     [names.egressChain(f.portId), egressRules(f, names, log)],
