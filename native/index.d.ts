@@ -39,6 +39,21 @@ export declare class NativeIpset {
   reconcile(name: string): Promise<JsReconcileResult>
 }
 
+/**
+ * Reads a log group (nfnetlink_log) on a thread of its own: `{"packets": [...]}` or
+ * `{"error": "<why>"}` batches to a JS callback.
+ */
+export declare class NativeNflogListener {
+  /**
+   * Binds log group `group` in the namespace at `netns` (or this one), copying up to `copyRange`
+   * bytes of each packet; `onPackets` receives each batch as JSON text. Rejects with
+   * NFLOG_FAILED when the group cannot be had (EBUSY: another socket holds it).
+   */
+  static start(netns: string | null, group: number, copyRange: number, onPackets: (batch: string) => void): Promise<NativeNflogListener>
+  /** Stops reading (once the thread is gone); the kernel unbinds the group with the socket. */
+  stop(): Promise<void>
+}
+
 export declare class NativeNftables {
   /** Opens a client in the namespace at `netns` (or this process's own). */
   static open(netns?: string | undefined | null): Promise<NativeNftables>
@@ -63,6 +78,11 @@ export declare class NativeNftables {
   listTables(): Promise<string>
   /** What a table holds (chains with their rule counts, sets with their sizes), or null. */
   describe(familyName: string, table: string): Promise<string>
+  /**
+   * Every rule of a table (`family`: inet, bridge, or ip / ip6 for iptables-nft's tables), or of
+   * one of its chains, with its handle, place and counts: JSON `RuleStat[]`.
+   */
+  ruleStats(familyName: string, table: string, chain?: string | undefined | null): Promise<string>
   /** Stops comparing and repairing a table (after it was removed). */
   forget(familyName: string, table: string): Promise<void>
   /** Transactions this client committed (its own and its repairs). */
@@ -74,6 +94,16 @@ export declare class NativeNftables {
   watch(onEvent: (event: string) => void): void
   /** Stops the watch and closes the socket once calls already queued are done. */
   close(): Promise<void>
+}
+
+export declare class NativeTraceListener {
+  /**
+   * Starts hearing the trace events of the namespace at `netns` (or this one); `onEvents` receives
+   * each batch as JSON text.
+   */
+  static start(netns: string | null, onEvents: (batch: string) => void): Promise<NativeTraceListener>
+  /** Stops listening (once the thread is gone). */
+  stop(): Promise<void>
 }
 
 /**

@@ -836,7 +836,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeIpset = nativeBinding.NativeIpset
+module.exports.NativeNflogListener = nativeBinding.NativeNflogListener
 module.exports.NativeNftables = nativeBinding.NativeNftables
+module.exports.NativeTraceListener = nativeBinding.NativeTraceListener
 module.exports.conntrackDeleteBetween = nativeBinding.conntrackDeleteBetween
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.ipsetDecodeMembers = nativeBinding.ipsetDecodeMembers

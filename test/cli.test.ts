@@ -166,6 +166,14 @@ test('configuration is read strictly, the same way for agent and controller (uni
   t.throws(agent({ ...base, firewall: { mode: 'bridge' } }), { instanceOf: ConfigError, message: /firewall\.mode must be bridged or routed, not "bridge"/ });
   t.throws(agent({ ...base, firewall: { prefix: 'a-b' } }), { instanceOf: ConfigError, message: /firewall\.prefix/ });
   t.throws(agent({ ...base, log: { level: 'loud' } }), { instanceOf: ConfigError, message: /log\.level must be/ });
+  t.throws(agent({ ...base, networkLog: { rateLimit: 50 } }), {
+    instanceOf: ConfigError,
+    message: /networkLog\.rateLimit must be a whole number from 100 to 10000/,
+  });
+  t.throws(agent(base, { SG_NETWORK_LOG_BURST_LIMIT: '20000' }), {
+    instanceOf: ConfigError,
+    message: /SG_NETWORK_LOG_BURST_LIMIT must be a whole number from 25 to 10000/,
+  });
   t.throws(agent({ ...base, metrics: { listen: '9464' } }), { instanceOf: ConfigError, message: /metrics\.listen must be host:port/ });
   t.throws(agent({ ...base, trustedKeys: '/etc/keys' }), { instanceOf: ConfigError, message: /trustedKeys must be a list of strings, not "\/etc\/keys"/ });
   t.throws(agent({ ...base, amqp: { url: 'amqps://b/', tls: { external: 'yes' } } }), { instanceOf: ConfigError, message: /amqp\.tls\.external must be true or false/ });

@@ -125,7 +125,7 @@ test('the fixed policy admits nothing before the anti-spoof check but what leave
   t.true(before.length > 0);
   for (const e of before) t.true('match' in e && (e.match.src === '0.0.0.0/32' || e.match.src === '::/128'), JSON.stringify(e));
   // Each backend lowers the same entries: its chains put the anti-spoof check at the same place.
-  const nft = egressRules(f, new NftNames('sg'));
+  const nft = egressRules(f, new NftNames('sg')).rules;
   t.is(nft.findIndex((r) => JSON.stringify(r).includes('"jump"')), before.length, 'one nftables rule per entry');
   const v6 = renderPortChains(f, names).v6.get(names.egressChain('p1'))!;
   t.true(v6.slice(0, v6.indexOf(`-j ${names.spoofChain('p1')}`)).every((l) => l.startsWith('-s ::/128 -d ff02::/16 ')));

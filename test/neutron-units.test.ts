@@ -13,7 +13,10 @@ import { brokerUrls } from '../src/neutron/listener.js';
 import { decodeNeutronMessage, NeutronMessageError, pushExchanges, KNOWN_VERSIONS } from '../src/neutron/messages.js';
 import { NeutronReconciler } from '../src/neutron/reconciler.js';
 import { waitFor } from './helpers/wait.js';
-import { addressGroupKey, deviceName, toAddressGroupMembers, toPort, toRule, toRules, type NeutronAddressGroup, type NeutronGroup, type NeutronPort, type NeutronRule } from '../src/neutron/translate.js';
+import {
+  addressGroupKey, deviceName, toAddressGroupMembers, toPort, toRule, toRules,
+  type NeutronAddressGroup, type NeutronGroup, type NeutronLog, type NeutronPort, type NeutronRule,
+} from '../src/neutron/translate.js';
 
 const oslo = (msg: unknown) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify({ ...msg as object, _context_auth_token: 'secret', _unique_id: 'u' }) }));
 const vo = (name: string, version: string, data: Record<string, unknown>) => ({ 'versioned_object.name': name, 'versioned_object.namespace': 'versionedobjects', 'versioned_object.version': version, 'versioned_object.data': data });
@@ -81,7 +84,7 @@ test('messages: the push exchanges bound cover the known versions and a few arou
   t.true(ex.includes(`neutron-vo-Port-${KNOWN_VERSIONS.Port}_fanout`));
   t.true(ex.includes('neutron-vo-Port-1.14_fanout') && ex.includes('neutron-vo-Port-1.9_fanout'));
   t.false(ex.includes('neutron-vo-Port-1.15_fanout') || ex.includes('neutron-vo-Port-1.8_fanout'));
-  t.is(ex.length, 4 * 6);
+  t.is(ex.length, 4 * 6 + 4, 'and Log 1.0\'s: no minor version below 0');
 });
 
 const rule = (r: Partial<NeutronRule>): NeutronRule => ({ id: 'r', security_group_id: SG, direction: 'ingress', ethertype: 'IPv4', ...r });
@@ -168,6 +171,7 @@ class FakeNeutron {
   rules: NeutronRule[] = [];
   ports = new Map<string, NeutronPort>();
   addressGroups = new Map<string, NeutronAddressGroup>();
+  logs: NeutronLog[] = [];
   calls: string[] = [];
   failures = 0;
   private step(what: string): void {
@@ -190,6 +194,7 @@ class FakeNeutron {
       ports: async (ids?: string[]) => (f.step(`ports${ids ? ` ${ids.join(',')}` : ''}`), pick(f.ports, ids)),
       portRevisionsInGroup: async (g: string) => (f.step(`members ${g}`), [...f.ports.values()].filter((p) => p.security_groups?.includes(g)).map((p) => ({ id: p.id, revision_number: p.revision_number }))),
       addressGroups: async (ids?: string[]) => (f.step('address groups'), pick(f.addressGroups, ids)),
+      logs: async () => (f.step('logs'), f.logs),
     } as unknown as NeutronApi;
   }
 }
@@ -280,6 +285,50 @@ test('reconciler: a failed read loses nothing; resyncs caused by messages are ra
   r.resync('reconnect');
   await new Promise((res) => setTimeout(res, 100));
   t.is(r.stats.fullResyncs, before + 1, 'a lost connection is not rate-limited');
+});
+
+test('reconciler: Neutron\'s security-group logs become the logs of the groups concerned, and follow their ports', async (t) => {
+  const s = await tempStore(t);
+  const n = new FakeNeutron();
+  n.groups.set('g1', { id: 'g1', project_id: 'proj' });
+  n.groups.set('g2', { id: 'g2', project_id: 'proj' });
+  n.groups.set('g3', { id: 'g3', project_id: 'other' });
+  n.ports.set('p1', nport({ id: 'p1', security_groups: ['g1'], revision_number: 1 }));
+  const sgLog = { project_id: 'proj', resource_type: 'security_group', enabled: true };
+  n.logs = [
+    { ...sgLog, id: 'by-port', resource_id: null, target_id: 'p1', event: 'DROP' },
+    { id: 'fw', project_id: 'proj', resource_type: 'firewall_group', resource_id: 'x', target_id: null, event: 'ALL', enabled: true },
+    { id: 'bad', project_id: 'proj', resource_type: 'security_group', resource_id: 'g1', event: 'SOMETIMES', enabled: true },
+  ];
+  const r = new NeutronReconciler({ store: s, api: n.api(), written: () => undefined });
+  t.teardown(() => r.close());
+  r.resync('start');
+  await r.idle();
+  const carried = (g: string) => s.group(g)?.logs?.map((l) => `${l.id}:${l.targetId ?? '*'}:${l.event}`) ?? [];
+  t.deepEqual(carried('g1'), ['by-port:p1:DROP'], 'a log of a port: carried by its group, for that port');
+  t.deepEqual(s.logResources().map((l) => l.id), ['by-port'], 'another resource type is not ours; a log the model refuses is left out');
+  t.is(r.stats.rejectedObjects, 1);
+
+  // The port moves to another group (a port push): the log follows it.
+  n.ports.set('p1', nport({ id: 'p1', security_groups: ['g2'], revision_number: 2 }));
+  r.hint({ ports: new Map([['p1', { revision: 2 }]]) });
+  await r.idle();
+  t.deepEqual([carried('g1'), carried('g2')], [[], ['by-port:p1:DROP']]);
+
+  // A log pushed (created, disabled): all logs read again; one of a project logs its groups.
+  n.calls = [];
+  n.logs = [{ ...sgLog, id: 'project', event: 'ACCEPT' }, { ...n.logs[0]!, enabled: false }];
+  r.hint({ logs: true });
+  await r.idle();
+  t.deepEqual(n.calls, ['logs'], 'a log push reads the logs alone');
+  t.deepEqual([carried('g1'), carried('g2'), carried('g3')], [['project:*:ACCEPT'], ['project:*:ACCEPT'], []]);
+
+  // Deleted in Neutron behind our back: the periodic resync repairs it.
+  n.logs = [];
+  r.resync('periodic');
+  await r.idle();
+  t.deepEqual([carried('g1'), carried('g2'), s.logResources()], [[], [], []]);
+  t.true(r.stats.driftRepaired > 0);
 });
 
 test('reconciler: a deleted group takes the rules naming it out of other groups; address groups come and go', async (t) => {

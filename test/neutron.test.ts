@@ -117,9 +117,14 @@ async function startAgent(h: HostName): Promise<void> {
     SG_QUEUE_EXPIRES_MS: '120000',
     SG_FULL_SYNC_INTERVAL_MS: '5000',
     SG_LOG_LEVEL: 'error',
+    SG_NETWORK_LOG: '1',
+    SG_NETWORK_LOG_FILE: networkLogFile(h),
   });
   await waitFor(`agent ${h}`, async () => (await status(h)).connected, 30_000);
 }
+
+/** Where host h's agent writes its security-group log lines. */
+const networkLogFile = (h: HostName) => path.join(dataDir, `network-${h}.log`);
 
 const ip4 = (n: number) => `10.100.0.${n}`;
 const ip6 = (n: number) => `fd00:100::${n.toString(16)}`;
@@ -173,7 +178,7 @@ async function createGroup(name: string, rules: (g: string) => Body[] = selfRule
 test.before(async () => {
   if (!kernelTest.runs) return;
   broker = await testBroker();
-  env = await NeutronEnv.start({ hosts: Object.values(hosts).map((h) => h.name), rabbit: broker });
+  env = await NeutronEnv.start({ hosts: Object.values(hosts).map((h) => h.name), rabbit: broker, servicePlugins: ['log'] });
   rabbitmqctl(broker.node, ['add_vhost', sgVhost]);
   rabbitmqctl(broker.node, ['set_permissions', '-p', sgVhost, 'guest', '.*', '.*', '.*']);
   rabbitmqctl(broker.node, ['add_user', brokerUser, `pw-${tag}`]);
@@ -384,6 +389,65 @@ kernelTest.serial('Neutron\'s meanings: protocol names and numbers, icmp on IPv6
   await env.call('PUT', `address-groups/${ag.id}/add_addresses`, { addresses: [`${ip4(11)}/32`] });
   await waitFor('udp from the grown address group', () => topoC.udp(c1, s.ip4, 7001), 20_000);
   t.is((await status('a')).messagesByGroup[addressGroupKey(ag.id)], undefined, 'only host c hears of the address group');
+});
+
+kernelTest.serial('network logs: creating, disabling and deleting a Neutron log changes what a host logs', async (t) => {
+  const topoC = hosts.c.topo!;
+  const logged = await createGroup('logged', (g) => [
+    { direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: 7000, port_range_max: 7000, remote_group_id: g },
+  ]);
+  const [server, other, client] = [await vmOn(30, 'c', [logged]), await vmOn(32, 'c', [logged]), await vmOn(31, 'c', [logged])];
+  topoC.serve(server, 7000);
+  await filtered('c', 30, 31, 32);
+  await waitFor('client reaches server', () => topoC.tcp(client, server.ip4, 7000), 30_000);
+  const lines = () => (fs.existsSync(networkLogFile('c')) ? fs.readFileSync(networkLogFile('c'), 'utf8').split('\n').filter(Boolean) : []);
+  const ofPort = (n: number, action: string) =>
+    lines().filter((l) => l.includes(`action=${action} `) && l.includes(`vm_port=${ports[n]!.id} `));
+  const loggedGroup = async () =>
+    (await get<{ groups: { id: string; logs: number }[] }>(`http://${hosts.c.metrics}/status`)).groups.find((g) => g.id === logged)?.logs;
+  t.is(lines().length, 0, 'nothing is logged before a log exists');
+
+  // A log of the group for one port, and a DROP log of another port: each port logs its own.
+  const sgLog = { resource_type: 'security_group' };
+  const byGroup = (await env.create('log', { ...sgLog, name: `sg-${tag}`, resource_id: logged, target_id: ports[30]!.id, event: 'ALL' })).id;
+  const byPort = (await env.create('log', { ...sgLog, name: `port-${tag}`, target_id: ports[32]!.id, event: 'DROP' })).id;
+  await waitFor('both logs on host c', async () => (await loggedGroup()) === 2, 30_000);
+  await filtered('c', 30, 31, 32);
+  t.true(topoC.tcp(client, server.ip4, 7000));
+  const accept = await waitFor('the ACCEPT line of the logged port', () => ofPort(30, 'ACCEPT')[0], 20_000);
+  t.true(accept.includes(`project_id=${env.project} log_resource_ids=['${byGroup}']`), accept);
+  t.false(topoC.udp(client, other.ip4, 7001));
+  const drop = await waitFor('the DROP line of the other port', () => ofPort(32, 'DROP').find((l) => l.includes('dst_port=7001')), 20_000);
+  t.true(drop.includes(`log_resource_ids=['${byPort}']`), drop);
+  t.is(ofPort(31, 'ACCEPT').length + ofPort(31, 'DROP').length, 0, 'the port no log targets logs nothing');
+
+  // Disabled: its port is silent; the other log still logs (and shows the reader heard everything).
+  await env.update('log', byGroup, { enabled: false });
+  await waitFor('the disabled log gone from host c', async () => (await loggedGroup()) === 1, 30_000);
+  await filtered('c', 30, 32);
+  const had = ofPort(30, 'ACCEPT').length + ofPort(30, 'DROP').length;
+  t.true(topoC.tcp(client, server.ip4, 7000));
+  t.false(topoC.udp(client, server.ip4, 7002));
+  t.false(topoC.udp(client, other.ip4, 7002));
+  await waitFor('the other port\'s line after them', () => ofPort(32, 'DROP').some((l) => l.includes('dst_port=7002')), 20_000);
+  t.is(ofPort(30, 'ACCEPT').length + ofPort(30, 'DROP').length, had, 'no line of the port whose log is disabled');
+
+  // Enabled again: the first port logs again. Then the other log deleted: its port is silent.
+  await env.update('log', byGroup, { enabled: true });
+  await waitFor('the first log back', async () => {
+    await filtered('c', 30);
+    t.false(topoC.udp(client, server.ip4, 7003));
+    return ofPort(30, 'DROP').some((l) => l.includes('dst_port=7003'));
+  }, 30_000);
+  await env.call('DELETE', `log/logs/${byPort}`);
+  await waitFor('only the first log on host c', async () => (await loggedGroup()) === 1, 30_000);
+  await filtered('c', 30, 32);
+  t.false(topoC.udp(client, other.ip4, 7004));
+  t.false(topoC.udp(client, server.ip4, 7004));
+  await waitFor('the first port\'s line after them', () => ofPort(30, 'DROP').some((l) => l.includes('dst_port=7004')), 20_000);
+  t.false(ofPort(32, 'DROP').some((l) => l.includes('dst_port=7004')), 'no line of the port whose log was deleted');
+  await env.call('DELETE', `log/logs/${byGroup}`);
+  await waitFor('no log on host c', async () => (await loggedGroup()) === 0, 30_000);
 });
 
 kernelTest.serial('neutron-server restarted: changes after it arrive, zero drift', async (t) => {

@@ -4,6 +4,7 @@
 mod js_error;
 mod napi_conntrack;
 mod napi_ipset;
+mod napi_listen;
 mod napi_nftables;
 mod napi_tool;
 mod task;

@@ -12,6 +12,7 @@ use napi::{Env, Status};
 use napi_derive::napi;
 
 use sg_agent_core::error::{SysCode, SysError};
+use sg_agent_core::nftables::constants::{NFPROTO_IPV4, NFPROTO_IPV6};
 use sg_agent_core::nftables::{probe, Family, NftClient, Op, Scope, Watch, WatchEvent};
 
 use crate::js_error::Coded;
@@ -108,6 +109,20 @@ impl NativeNftables {
     #[napi(ts_return_type = "Promise<string>")]
     pub fn describe(&self, family_name: String, table: String) -> AsyncTask<OnClient<NftClient, String>> {
         self.run(move |c| json(&c.describe(family(&family_name)?, &table)?))
+    }
+
+    /// Every rule of a table (`family`: inet, bridge, or ip / ip6 for iptables-nft's tables), or of
+    /// one of its chains, with its handle, place and counts: JSON `RuleStat[]`.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn rule_stats(&self, family_name: String, table: String, chain: Option<String>) -> AsyncTask<OnClient<NftClient, String>> {
+        self.run(move |c| {
+            let nfproto = match family_name.as_str() {
+                "ip" => NFPROTO_IPV4,
+                "ip6" => NFPROTO_IPV6,
+                f => family(f)?.nfproto(),
+            };
+            json(&c.rule_stats(nfproto, &table, chain.as_deref())?)
+        })
     }
 
     /// Stops comparing and repairing a table (after it was removed).

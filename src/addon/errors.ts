@@ -26,8 +26,8 @@ export const IPSET_ERROR_CODES = [
   // Not the addon's: an addon failure without a code of ours (a panic in the addon: a bug to report).
   'UNCLASSIFIED',
 ] as const;
-/** Every code a NativeError can carry: conntrack, nf_tables, the iptables tools, namespaces (`native.errorCodes().other`), and UNCLASSIFIED. */
-export const NATIVE_ERROR_CODES = ['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED', 'NFTABLES_FAILED', 'UNCLASSIFIED'] as const;
+/** Every code a NativeError can carry: conntrack, nf_tables, the packet log, the iptables tools, namespaces (`native.errorCodes().other`), and UNCLASSIFIED. */
+export const NATIVE_ERROR_CODES = ['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED', 'NFTABLES_FAILED', 'NFLOG_FAILED', 'UNCLASSIFIED'] as const;
 
 export type IpsetErrorCode = (typeof IPSET_ERROR_CODES)[number];
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];

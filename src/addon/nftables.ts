@@ -4,10 +4,14 @@
 // property (bench/nft-boundary.ts). Every call runs off the JS thread.
 import { native } from './native.js';
 import { fromNative } from './errors.js';
-import type { Family, HookSpec, KeySpec, Op, ReconcileReport, Support, TableDesc, TransactResult, VerdictSpec } from './nftables-types.js';
+import type {
+  Family, HookSpec, KeySpec, Op, ReconcileReport, RuleStat, Support, TableDesc, TraceEvent, TransactResult, VerdictSpec,
+} from './nftables-types.js';
 
 // Declared once, in Rust (native/core/src/nftables/spec.rs and the result types), and generated.
-export type { KeyType, Op, OpFailure, ReconcileReport, Stmt, TableDesc, TransactResult } from './nftables-types.js';
+export type {
+  KeyType, Op, OpFailure, PacketInfo, ReconcileReport, RuleStat, Stmt, TableDesc, TraceEvent, TransactResult,
+} from './nftables-types.js';
 export type NftFamily = Family;
 export type Verdict = VerdictSpec;
 export type Hook = HookSpec;
@@ -63,6 +67,12 @@ export class NftClient {
     return JSON.parse(await call(() => this.h.describe(family, table))) as TableDesc | null;
   }
 
+  /** Every rule of a table (of ours, or iptables-nft's `ip`/`ip6` tables), or of one chain of it:
+   *  its handle, its place in its chain, and what its counter counted. */
+  async ruleStats(family: NftFamily | 'ip' | 'ip6', table: string, chain?: string): Promise<RuleStat[]> {
+    return JSON.parse(await call(() => this.h.ruleStats(family, table, chain ?? null))) as RuleStat[];
+  }
+
   async forget(family: NftFamily, table: string): Promise<void> {
     await call(() => this.h.forget(family, table));
   }
@@ -84,6 +94,35 @@ export class NftClient {
 
   async close(): Promise<void> {
     await call(() => this.h.close());
+  }
+}
+
+/** Hears the nf_tables trace events of a namespace (packets marked `meta nftrace set 1`) until
+ *  stopped; `onError` hears of events lost or of the listener ending. */
+export class TraceListener {
+  private constructor(private readonly h: Awaited<ReturnType<typeof native.NativeTraceListener.start>>) {}
+
+  static async start(
+    netns: string | undefined,
+    onEvents: (events: TraceEvent[]) => void,
+    onError: (message: string) => void = () => undefined,
+  ): Promise<TraceListener> {
+    const h = await call(() =>
+      native.NativeTraceListener.start(netns ?? null, (text: string) => {
+        try {
+          const batch = JSON.parse(text) as { events?: TraceEvent[]; error?: string };
+          if (batch.events) onEvents(batch.events);
+          if (batch.error) onError(batch.error);
+        } catch (e) {
+          onError(`unreadable trace events: ${(e as Error).message}`);
+        }
+      }),
+    );
+    return new TraceListener(h);
+  }
+
+  async stop(): Promise<void> {
+    await call(() => this.h.stop());
   }
 }
 

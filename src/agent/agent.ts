@@ -12,12 +12,14 @@ import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
 import { AgentBroker, SessionEnded } from './broker.js';
 import { openDataplane } from '../firewall/select.js';
 import type { AgentConfig } from './config.js';
-import { AgentMetrics } from './metrics.js';
+import { AgentMetrics, InputError } from './metrics.js';
+import { NetworkLog } from './network-log.js';
+import { probePacket, readProbe } from './probe.js';
 import { computeNeeds, type Needs } from './needs.js';
 import { IpsetError, NativeError } from '../addon/errors.js';
 import { ConfigError } from '../settings.js';
 
-const UPDATE_TYPES = ['group.members', 'group.rules', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
+const UPDATE_TYPES = ['group.members', 'group.rules', 'group.logs', 'group.deleted', 'port.bound', 'port.updated', 'port.unbound'] as const;
 /** Acks are batched (see ackLater); the batch stays well under the prefetch of 256. */
 const ACK_INTERVAL_MS = 100;
 const ACK_BATCH = 64;
@@ -57,6 +59,8 @@ export class Agent {
   private http?: Server;
   private connected = false;
   private resyncTimer?: NodeJS.Timeout;
+  /** Security-group logging's reader and writer (with `networkLog`). */
+  networkLog?: NetworkLog;
 
   /** This host's queue name (a hash of the host, so computed once). */
   private readonly queue: string;
@@ -88,7 +92,17 @@ export class Agent {
   async start(): Promise<void> {
     const netns = this.cfg.netns ? { netns: this.cfg.netns } : {};
     // First the listener: a port that cannot be had stops start-up before the kernel is touched.
-    if (this.cfg.metricsListen) this.http = await this.metrics.serve(this.cfg.metricsListen, () => this.status());
+    if (this.cfg.ruleCounters) this.metrics.countRules(() => this.engine);
+    if (this.cfg.metricsListen) {
+      this.http = await this.metrics.serve(this.cfg.metricsListen, {
+        '/status': async (q) => ({
+          ...(this.status() as object),
+          ...(q.has('counters') ? { counters: await this.engine?.counters() } : {}),
+        }),
+        '/explain': (q) => this.explain(q),
+        '/port-rules': (q) => this.portRules(q.get('port') ?? ''),
+      });
+    }
     try {
       const dataplane = this.opts.dataplane ?? (await this.openKernelDataplane(netns));
       this.engine = new FirewallEngine(dataplane, {
@@ -97,9 +111,28 @@ export class Agent {
         structureIntervalMaxMs: this.cfg.structureIntervalMaxMs,
         reconcileIntervalMs: this.cfg.reconcileIntervalMs,
         logger: this.log,
+        ...(this.cfg.networkLog ? { logging: true } : {}),
       });
+      if (this.cfg.networkLog) {
+        this.networkLog = await NetworkLog.start(
+          {
+            ...netns,
+            prefix: this.cfg.prefix,
+            ...this.logLimits(),
+            ...(this.cfg.networkLogFile ? { file: this.cfg.networkLogFile } : {}),
+            logger: this.log,
+          },
+          () => this.engine?.state,
+        ).catch((e: unknown) => {
+          const where = netns.netns ? ` in netns ${netns.netns}` : '';
+          if (e instanceof NativeError) throw new ConfigError(`security-group logging: cannot read log group ${this.cfg.networkLogGroup}${where}: ${e.message}`);
+          throw e;
+        });
+        this.metrics.countNetworkLog(() => this.networkLog?.stats);
+      }
     } catch (e) {
       this.http?.close();
+      await this.engine?.close().catch(() => undefined);
       throw e;
     }
     await this.broker.start();
@@ -113,9 +146,15 @@ export class Agent {
     }
   }
 
+  /** The NFLOG group and its limits, as the logging rules and the log's reader share them. */
+  private logLimits(): { group: number; rateLimit: number; burstLimit: number } {
+    return { group: this.cfg.networkLogGroup, rateLimit: this.cfg.networkLogRateLimit, burstLimit: this.cfg.networkLogBurstLimit };
+  }
+
   /** The backend the config asks for (`auto`: the one this kernel can run), with the choice logged. */
   private async openKernelDataplane(netns: { netns?: string }): Promise<Dataplane> {
-    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices }).catch((e: unknown) => {
+    const log = this.cfg.networkLog ? { log: this.logLimits() } : {};
+    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices, ...log }).catch((e: unknown) => {
       // What the kernel side refuses at start (a namespace that is not there, a missing module or
       // capability) is the host's to fix: said in one line, with where.
       if (e instanceof IpsetError || e instanceof NativeError) throw new ConfigError(`cannot open the ${this.cfg.dataplane} firewall${netns.netns ? ` in netns ${netns.netns}` : ''}: ${e.message}`);
@@ -215,6 +254,13 @@ export class Agent {
         this.observeLag(m.sentAt);
         return this.bindingsChanged();
       }
+      case 'group.logs': {
+        const held = state.groupLogs(m.groupId)?.revision;
+        if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
+        engine.setGroupLogs(m.groupId, m.logs, m.revision);
+        this.observeLag(m.sentAt);
+        return;
+      }
       case 'group.deleted': {
         const held = state.group(m.groupId)?.revision ?? this.deletedGroups.get(m.groupId);
         if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
@@ -313,9 +359,10 @@ export class Agent {
     const quarantined = this.quarantine(parts);
     engine.replaceAll({
       ports,
-      groups,
+      groups: groups.map(({ logs: _logs, logsRevision: _revision, ...g }) => g),
       members: Object.fromEntries([...members].map(([g, m]) => [g, m.ips])),
       memberRevisions: Object.fromEntries([...members].map(([g, m]) => [g, m.revision])),
+      logs: Object.fromEntries(groups.map((g) => [g.id, { logs: g.logs ?? [], revision: g.logsRevision ?? 0 }])),
       // An object the validator refused keeps its last good version (or none, if never seen valid).
       keep: { ports: quarantined.ports, groups: quarantined.groups },
     });
@@ -337,7 +384,9 @@ export class Agent {
     for (const g of parts.flatMap((p) => p.groups)) {
       if (quarantined.has(g.id)) continue;
       const held = engine.state.group(g.id);
-      if (!held || held.revision !== g.revision) engine.setGroup(g);
+      const { logs, logsRevision, ...rules } = g;
+      if (!held || held.revision !== g.revision) engine.setGroup(rules);
+      if (engine.state.groupLogs(g.id)?.revision !== (logsRevision ?? 0)) engine.setGroupLogs(g.id, logs ?? [], logsRevision ?? 0);
     }
     for (const id of ids) {
       const m = members.get(id);
@@ -403,13 +452,45 @@ export class Agent {
         rulesRevision: state?.group(id)?.revision ?? null,
         membersRevision: state?.membersRevision(id) ?? null,
         members: state?.membersOf(id).size ?? 0,
+        logs: state?.groupLogs(id)?.logs.length ?? 0,
+        logsRevision: state?.groupLogs(id)?.revision ?? null,
         messages: this.byGroup.get(id) ?? 0,
       })),
       messagesByGroup: Object.fromEntries(this.byGroup),
       sets: es?.sets ?? [],
       quarantined: es?.quarantined ?? [],
       engine: engine?.stats,
+      ...(this.networkLog ? { networkLog: this.networkLog.stats } : {}),
     };
+  }
+
+  /** What the port's filter does with the packet the query describes, from the desired state. */
+  private explain(q: URLSearchParams): unknown {
+    let probe;
+    try {
+      probe = readProbe((k) => q.get(k) ?? undefined, (k) => q.has(k));
+    } catch (e) {
+      throw new InputError((e as Error).message);
+    }
+    const port = this.engine?.state.port(probe.port);
+    if (!port) throw new InputError(`no port ${probe.port} on this host`);
+    let packet;
+    try {
+      packet = probePacket(probe, port.fixedIps);
+    } catch (e) {
+      throw new InputError((e as Error).message);
+    }
+    const answer = this.engine!.explain(probe.port, packet);
+    return { port: port.id, packet, ...(answer === 'unfiltered' ? { unfiltered: true } : { explanation: answer }) };
+  }
+
+  /** The port's device and where its chains are (for `sg-agent trace`). */
+  private async portRules(portId: string): Promise<unknown> {
+    const port = this.engine?.state.port(portId);
+    if (!port) throw new InputError(`no port ${portId} on this host`);
+    const map = await this.engine!.portRules(portId);
+    if (!map) throw new InputError(`port ${portId} has no filter in the kernel (port security off, or not written yet)`);
+    return { port: port.id, device: port.device, map };
   }
 
   /** Stops consuming; the firewall stays in place. */
@@ -422,6 +503,7 @@ export class Agent {
     this.ackNow();
     await this.broker.close();
     await this.engine?.flush().catch(() => undefined);
+    await this.networkLog?.close();
     await this.engine?.close();
     await new Promise<void>((r) => (this.http ? this.http.close(() => r()) : r()));
   }

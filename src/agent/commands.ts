@@ -5,6 +5,7 @@ import { Agent } from './agent.js';
 import { checkOwnCapabilities } from '../capabilities.js';
 import { cleanupBackend, decide, kernelSupport } from '../firewall/select.js';
 import { option } from '../cli/command-line.js';
+import type { PortCounters } from '../firewall/engine.js';
 
 export async function run(args: string[]): Promise<number> {
   const cfg = loadConfig(option(args, '--config'));
@@ -41,7 +42,8 @@ export async function status(args: string[]): Promise<number> {
     console.error('sg-agent status: the metrics listener is off (metricsListen is empty)');
     return 1;
   }
-  const res = await fetch(`http://${cfg.metricsListen}/status`).catch(() => undefined);
+  const withCounters = args.includes('--counters');
+  const res = await fetch(`http://${cfg.metricsListen}/status${withCounters ? '?counters' : ''}`).catch(() => undefined);
   if (!res?.ok) {
     console.error(`sg-agent status: no agent answering on ${cfg.metricsListen}`);
     return 1;
@@ -53,6 +55,7 @@ export async function status(args: string[]): Promise<number> {
     groups: { id: string; members: number; rulesRevision: number | null; membersRevision: number | null }[];
     sets: { name: string; groupId: string; family: 4 | 6; size: number }[];
     quarantined?: { kind: string; id: string; reason: string; since: number }[];
+    counters?: PortCounters[];
   };
   console.log(`host ${s.host} (${s.connected ? 'connected' : 'disconnected'})`);
   console.log(`ports (${s.ports.length}):`);
@@ -66,7 +69,18 @@ export async function status(args: string[]): Promise<number> {
     console.log(`quarantined (${q.length}):`);
     for (const e of q) console.log(`  ${e.kind} ${e.id}  since ${new Date(e.since).toISOString()}  ${e.reason}`);
   }
+  if (withCounters) printCounters(s.counters ?? []);
   return 0;
+}
+
+/** Per port: each security-group rule's and fixed rule's packets and bytes, by chain. */
+function printCounters(ports: PortCounters[]): void {
+  console.log(`counters (${ports.length} ports):`);
+  for (const p of ports) {
+    console.log(`  port ${p.portId}`);
+    for (const r of p.rules) console.log(`    ${r.chain.padEnd(13)} rule ${r.ruleId}  packets=${r.packets} bytes=${r.bytes}`);
+    for (const f of p.fixed) console.log(`    ${f.chain.padEnd(13)} ${f.name}  packets=${f.packets} bytes=${f.bytes}`);
+  }
 }
 
 export async function cleanup(args: string[]): Promise<number> {

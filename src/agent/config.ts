@@ -36,12 +36,23 @@ export interface AgentConfig {
   reconcileIntervalMs: number;
   /** host:port for /metrics and /status; '' turns the listener off. Loopback by default. */
   metricsListen: string;
+  /** Export each port's per-rule packet and byte counts on /metrics (a series per rule and port). */
+  ruleCounters: boolean;
   syncTimeoutMs: number;
   /** No longer used: the agent's queue is exclusive to its connection (docs/protocol.md). Still
    *  accepted so that existing configurations load. */
   queueExpiresMs: number;
   /** A full sync this often bounds the effect of any update lost on the way (0 = off). */
   fullSyncIntervalMs: number;
+  /** Security-group logging (Neutron's logging API) on this host: the logging rules and the reader. */
+  networkLog: boolean;
+  /** The NFLOG group the logging rules send to (the agent binds it in its namespace). */
+  networkLogGroup: number;
+  /** Neutron's [network_log] rate_limit and burst_limit: lines a second, and at once, at most. */
+  networkLogRateLimit: number;
+  networkLogBurstLimit: number;
+  /** Neutron's [network_log] local_output_log_base: the file the lines go to (unset: the agent's log). */
+  networkLogFile?: string;
   logLevel: string;
 }
 
@@ -56,9 +67,14 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   structureIntervalMaxMs: 2_000,
   reconcileIntervalMs: 5_000,
   metricsListen: '127.0.0.1:9464',
+  ruleCounters: false,
   syncTimeoutMs: 5_000,
   queueExpiresMs: 10 * 60_000,
   fullSyncIntervalMs: 5 * 60_000,
+  networkLog: false,
+  networkLogGroup: 1913,
+  networkLogRateLimit: 100,
+  networkLogBurstLimit: 25,
   logLevel: 'info',
 };
 
@@ -66,6 +82,11 @@ const ms = (env: string) => setting('number', { env });
 const dataplane = oneOf(['iptables', 'nftables', 'auto'], { env: 'SG_DATAPLANE' });
 
 /** Every key the file may hold, and the variable over each (docs/agent.md lists them). */
+/** The most iptables' limit match takes, as a rate a second and as a burst: refused at start-up, not
+ *  by iptables-restore at the first apply (on both backends, so that switching backends keeps a
+ *  configuration that works). */
+const LIMIT_MATCH_MAX = 10_000;
+
 const SHAPE: Section = {
   host: setting('string', { env: 'SG_AGENT_HOST' }),
   // SG_AMQP_URL (one URL or a comma-separated list) wins over the file's url or urls: loadConfig.
@@ -91,12 +112,28 @@ const SHAPE: Section = {
     structureIntervalMaxMs: ms('SG_STRUCTURE_INTERVAL_MAX_MS'),
     reconcileIntervalMs: ms('SG_RECONCILE_INTERVAL_MS'),
   },
-  metrics: { listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }) },
+  metrics: {
+    listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }),
+    ruleCounters: setting('boolean', { env: 'SG_METRICS_RULE_COUNTERS', to: 'ruleCounters' }),
+  },
   syncTimeoutMs: ms('SG_SYNC_TIMEOUT_MS'),
   queueExpiresMs: ms('SG_QUEUE_EXPIRES_MS'),
   fullSyncIntervalMs: ms('SG_FULL_SYNC_INTERVAL_MS'),
   log: { level: oneOf(LOG_LEVELS, { env: 'SG_LOG_LEVEL', to: 'logLevel' }) },
+  // Neutron's [network_log] options, with its minimums.
+  networkLog: {
+    enabled: setting('boolean', { env: 'SG_NETWORK_LOG', to: 'networkLog' }),
+    group: setting('number', { env: 'SG_NETWORK_LOG_GROUP', to: 'networkLogGroup', check: between(0, 65535) }),
+    rateLimit: setting('number', { env: 'SG_NETWORK_LOG_RATE_LIMIT', to: 'networkLogRateLimit', check: between(100, LIMIT_MATCH_MAX) }),
+    burstLimit: setting('number', { env: 'SG_NETWORK_LOG_BURST_LIMIT', to: 'networkLogBurstLimit', check: between(25, LIMIT_MATCH_MAX) }),
+    localOutputLogBase: setting('path', { env: 'SG_NETWORK_LOG_FILE', to: 'networkLogFile' }),
+  },
 };
+
+/** A whole number from `min` (Neutron's minimum of the same option) to `max`. */
+function between(min: number, max: number): (v: number) => string | undefined {
+  return (v) => (Number.isInteger(v) && v >= min && v <= max ? undefined : `must be a whole number from ${min} to ${max}`);
+}
 
 function checked(f: () => unknown): string | undefined {
   try {

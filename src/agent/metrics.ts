@@ -2,7 +2,16 @@
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FirewallEngine } from '../firewall/engine.js';
+import type { NetworkLogStats } from './network-log.js';
 import { listenError } from '../settings.js';
+
+/** A request the agent's listener cannot answer as asked (a 400, with its message). */
+export class InputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InputError';
+  }
+}
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -59,19 +68,90 @@ export class AgentMetrics {
     });
   }
 
-  serve(listen: string, status: () => unknown): Promise<http.Server> {
+  /** Security-group logging's counts: packets the kernel logged, lines written, packets over the
+   *  rate limit. */
+  countNetworkLog(stats: () => NetworkLogStats | undefined): void {
+    const total = (name: string, help: string, pick: (s: NetworkLogStats) => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const s = stats();
+          if (!s) return;
+          const now = pick(s);
+          if (now > seen) this.inc(now - seen);
+          seen = now;
+        },
+      });
+    };
+    total('sg_agent_network_log_packets_total', 'Packets the logging rules sent to the agent\'s log group', (s) => s.packets);
+    total('sg_agent_network_log_lines_total', 'Security-group log lines written', (s) => s.lines);
+    total('sg_agent_network_log_limited_total', 'Logged packets over the rate limit, not written', (s) => s.limited);
+  }
+
+  /** Per rule of every port's chains, what the kernel counted (opt-in: a series per rule and port). */
+  countRules(engine: () => FirewallEngine | undefined): void {
+    // The kernel's counts restart when a chain is rewritten: a count lower than the last one seen is
+    // all new, so the exported counters never go down.
+    const seen = new Map<string, number>();
+    const follow = (c: Counter, key: string, labels: Record<string, string>, now: number) => {
+      const was = seen.get(key) ?? 0;
+      const added = now >= was ? now - was : now;
+      if (added > 0) c.inc(labels, added);
+      seen.set(key, now);
+    };
+    const labelNames = ['port', 'chain', 'rule'];
+    const help = (what: string) => `${what} that reached each rule of each port (rule: a security-group rule id, or a fixed rule's name)`;
+    // Registered first, so its collect (which reads the kernel for both) runs before the bytes are listed.
+    const packets = new Counter({
+      name: 'sg_agent_rule_packets_total',
+      help: help('Packets'),
+      labelNames,
+      registers: [this.registry],
+      async collect() {
+        const e = engine();
+        if (!e) return;
+        for (const p of await e.counters().catch(() => [])) {
+          for (const r of [...p.rules.map((x) => ({ ...x, rule: x.ruleId })), ...p.fixed.map((x) => ({ ...x, rule: x.name }))]) {
+            const labels = { port: p.portId, chain: r.chain, rule: r.rule };
+            const key = `${p.portId} ${r.chain} ${r.rule}`;
+            follow(packets, `p ${key}`, labels, r.packets);
+            follow(bytes, `b ${key}`, labels, r.bytes);
+          }
+        }
+      },
+    });
+    const bytes = new Counter({ name: 'sg_agent_rule_bytes_total', help: help('Bytes'), labelNames, registers: [this.registry] });
+  }
+
+  /** /metrics, and each of `routes` as JSON (its handler gets the query; an InputError is a 400). */
+  serve(listen: string, routes: Record<string, (q: URLSearchParams) => unknown>): Promise<http.Server> {
     const i = listen.lastIndexOf(':');
     const host = listen.slice(0, i) || '127.0.0.1';
     const port = Number(listen.slice(i + 1));
     const server = http.createServer((req, res) => {
-      if (req.url === '/metrics') {
+      const url = new URL(req.url ?? '/', 'http://agent');
+      const route = routes[url.pathname];
+      if (url.pathname === '/metrics') {
         this.registry.metrics().then((text) => {
           res.writeHead(200, { 'content-type': this.registry.contentType });
           res.end(text);
         }, () => res.writeHead(500).end());
-      } else if (req.url === '/status') {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(status()));
+      } else if (route) {
+        Promise.resolve()
+          .then(() => route(url.searchParams))
+          .then(
+            (body) => {
+              res.writeHead(200, { 'content-type': 'application/json' });
+              res.end(JSON.stringify(body));
+            },
+            (e: unknown) => {
+              res.writeHead(e instanceof InputError ? 400 : 500, { 'content-type': 'application/json' });
+              res.end(JSON.stringify({ error: (e as Error).message }));
+            },
+          );
       } else res.writeHead(404).end();
     });
     return new Promise((resolve, reject) => {

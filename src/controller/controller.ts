@@ -10,7 +10,9 @@
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { PortInput, SecurityGroupRuleInput } from '../domain/model.js';
+import type { LogResource, PortInput, SecurityGroupRuleInput } from '../domain/model.js';
+import { validateLogResource, ValidationError } from '../domain/validate.js';
+import { GroupLogsFollower } from './network-logs.js';
 import { BrokerUrls, retryDelay, type BrokerTls } from '../protocol/connection.js';
 import type { MessageSigner } from '../protocol/signing.js';
 import type { ControllerStore, GroupRecord, PortRecord } from './records.js';
@@ -66,6 +68,8 @@ export class Controller {
   private firstConnect!: () => void;
   /** Resolves once the controller has been connected to the broker (the first time). */
   readonly brokerReady: Promise<void> = new Promise((r) => (this.firstConnect = r));
+  /** The groups' security-group logs, from the log resources of the admin API. */
+  private readonly groupLogs: GroupLogsFollower;
   private constructor(
     readonly store: ControllerStore,
     private readonly leadership: Leadership,
@@ -73,6 +77,7 @@ export class Controller {
     private readonly opts: ControllerOptions,
   ) {
     this.brokers = new BrokerUrls(opts.amqpUrl);
+    this.groupLogs = new GroupLogsFollower(store);
     this.relay = new OutboxRelay(store, () => (this.ch ? this.publisher : undefined), {
       isLeader: () => this.leadership.leads,
       mayPublish: () => this.leadership.mayPublish(),
@@ -209,18 +214,21 @@ export class Controller {
 
   async putGroup(id: string, stateful: boolean, rules: SecurityGroupRuleInput[]): Promise<GroupRecord> {
     const g = await this.store.putGroup(id, stateful, rules);
+    await this.logsFollow();
     this.relay.kick();
     return g;
   }
 
   async deleteGroup(id: string): Promise<boolean> {
     const g = await this.store.deleteGroup(id);
+    await this.logsFollow();
     this.relay.kick();
     return !!g;
   }
 
   async putPort(id: string, port: PortInput): Promise<PortRecord> {
     const r = await this.store.putPort(id, port);
+    await this.logsFollow();
     this.relay.kick();
     return r.port!;
   }
@@ -228,8 +236,36 @@ export class Controller {
   async deletePort(id: string): Promise<boolean> {
     if (!this.store.port(id)) return false;
     await this.store.putPort(id, undefined);
+    await this.logsFollow();
     this.relay.kick();
     return true;
+  }
+
+  /** A security-group log resource (src/controller/network-logs.ts): its groups carry it. The
+   *  admin API has no projects: a log names a group, a port, or both. */
+  async putLog(input: unknown): Promise<LogResource> {
+    const r = validateLogResource(input);
+    if (r.resourceId === null && r.targetId === null) {
+      throw new ValidationError(
+        `log ${r.id}: names neither a group (resourceId) nor a port (targetId); sg-controller's own API has no projects to log whole`,
+      );
+    }
+    await this.store.putLogResource(r);
+    await this.groupLogs.follow();
+    this.relay.kick();
+    return r;
+  }
+
+  async deleteLog(id: string): Promise<boolean> {
+    if (!(await this.store.deleteLogResource(id))) return false;
+    await this.groupLogs.follow();
+    this.relay.kick();
+    return true;
+  }
+
+  /** A port's groups, or which groups exist, changed: the logs that name them follow. */
+  private async logsFollow(): Promise<void> {
+    if (this.store.logResources().length) await this.groupLogs.follow();
   }
 
   /** Publishes every stored change now; resolves once the broker confirmed them. */

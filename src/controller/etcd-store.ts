@@ -37,6 +37,7 @@ import {
   type IWatchResponse,
 } from 'etcd3';
 import type { Logger } from 'pino';
+import type { LogResource } from '../domain/model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
 import {
   RecordStore,
@@ -83,8 +84,8 @@ const APPLIED_WAIT_MS = 10_000;
 /** A change that keeps conflicting (a hot group written by every controller at once) gives up. */
 const MAX_ATTEMPTS = 100;
 
-type Kind = 'g' | 'p' | 'h' | 'm' | 'o';
-const KINDS: readonly string[] = ['g', 'p', 'h', 'm', 'o'];
+type Kind = 'g' | 'p' | 'l' | 'h' | 'm' | 'o';
+const KINDS: readonly string[] = ['g', 'p', 'l', 'h', 'm', 'o'];
 
 /** A key element as it stands in an etcd key: what is not [A-Za-z0-9._:-] is %-escaped per UTF-8 byte,
  *  so no id can reach into another's key ('/' separates elements). */
@@ -141,6 +142,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
   private readonly entries = new Map<string, { value: unknown; mod: number }>();
   private readonly groupsById = new Map<string, GroupRecord>();
   private readonly portsById = new Map<string, PortRecord>();
+  private readonly logResourcesById = new Map<string, LogResource>();
   private readonly children = new Map<string, Set<string>>();
   private readonly pending = new Map<string, OutboxEntry & { mod: number; seq: number }>();
   /** Every event up to this revision is in the mirror. */
@@ -248,8 +250,12 @@ export class EtcdStore extends RecordStore implements ControllerStore {
 
   // ---- reads ----
 
-  protected values(kind: 'g' | 'p'): Iterable<unknown> {
-    return kind === 'g' ? this.groupsById.values() : this.portsById.values();
+  protected values(kind: 'g' | 'p' | 'l'): Iterable<unknown> {
+    return this.byId(kind).values();
+  }
+
+  private byId(kind: 'g' | 'p' | 'l'): Map<string, unknown> {
+    return kind === 'g' ? this.groupsById : kind === 'p' ? this.portsById : this.logResourcesById;
   }
 
   outboxDepth(): number {
@@ -296,6 +302,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     this.entries.clear();
     this.groupsById.clear();
     this.portsById.clear();
+    this.logResourcesById.clear();
     this.children.clear();
     this.pending.clear();
     for (const kv of res.kvs) this.apply(kv, false);
@@ -325,8 +332,8 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     if (deleted) this.entries.delete(path);
     else this.entries.set(path, { value, mod });
     const id = decode(parts[1] ?? '');
-    if (kind === 'g' || kind === 'p') {
-      const map = (kind === 'g' ? this.groupsById : this.portsById) as Map<string, unknown>;
+    if (kind === 'g' || kind === 'p' || kind === 'l') {
+      const map = this.byId(kind);
       if (deleted) map.delete(id);
       else map.set(id, value);
       return;
@@ -579,6 +586,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     }
     for (const [g, counts] of Object.entries(snap.members))
       for (const [a, n] of Object.entries(counts)) want.set(recordPath(['m', g, a]), n);
+    for (const r of snap.logResources ?? []) want.set(recordPath(['l', r.id]), r);
     const ops: IRequestOp[] = [];
     for (const [path, value] of want) {
       const have = this.entries.get(path);

@@ -1,7 +1,7 @@
 // The controller's admin API (JSON over HTTP or HTTPS, on TCP or a Unix socket): groups with their
-// rules, ports with their host binding. Every body goes through the one model validator
-// (src/domain/validate.ts) before anything is stored, so what an agent would refuse is refused here
-// with a 400.
+// rules, ports with their host binding, security-group log resources. Every body goes through the
+// one model validator (src/domain/validate.ts) before anything is stored, so what an agent would
+// refuse is refused here with a 400.
 //
 // Who may call it: on TCP every request but `GET /healthz` carries the bearer token (compared in
 // constant time); a Unix socket is guarded by its file mode, and by the token too when one is set.
@@ -167,7 +167,8 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       if (req.method !== 'PUT' && hasBody(req)) throw new HttpError(400, `${req.method} takes no body`);
       if (kind === 'groups' && id === undefined && req.method === 'GET') return send(200, ctl.store.groups());
       if (kind === 'ports' && id === undefined && req.method === 'GET') return send(200, ctl.store.ports());
-      if ((kind !== 'groups' && kind !== 'ports') || !id) throw new HttpError(404, 'not found');
+      if (kind === 'logs' && id === undefined && req.method === 'GET') return send(200, ctl.store.logResources());
+      if ((kind !== 'groups' && kind !== 'ports' && kind !== 'logs') || !id) throw new HttpError(404, 'not found');
       validateId('id', id);
       if (req.method !== 'GET' && req.method !== 'PUT' && req.method !== 'DELETE') throw new HttpError(405, 'method not allowed', { allow: 'GET, PUT, DELETE' });
       if (req.method !== 'GET' && !ctl.connected) throw new HttpError(503, 'not connected to the broker; retry');
@@ -179,6 +180,14 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
           return send(200, await ctl.putGroup(id, g.stateful, g.rules));
         }
         return (await ctl.deleteGroup(id)) ? send(204, null) : send(404, { error: 'no such group' });
+      }
+      if (kind === 'logs') {
+        if (req.method === 'GET') {
+          const r = ctl.store.logResource(id);
+          return r ? send(200, r) : send(404, { error: 'no such log' });
+        }
+        if (req.method === 'PUT') return send(200, await ctl.putLog({ ...bodyObject(await body(req)), id }));
+        return (await ctl.deleteLog(id)) ? send(204, null) : send(404, { error: 'no such log' });
       }
       if (req.method === 'GET') return ctl.store.port(id) ? send(200, ctl.store.port(id)) : send(404, { error: 'no such port' });
       if (req.method === 'PUT') {

@@ -8,9 +8,14 @@
 // remains, and a port change costs O(port), not O(group). A group no port can name (a Neutron address
 // group) has its members set explicitly instead (setGroupMembers). A port without a host (unbound) is
 // a member of its groups but belongs to no host: it is indexed and announced nowhere.
-import type { Port, PortInput, SecurityGroupRule, SecurityGroupRuleInput } from '../domain/model.js';
+//
+// Security-group log resources are records of their own, announced by nothing: what they mean for
+// each group (network-logs.ts) is written into the groups' records and announced as `group.logs`.
+import type { LogResource, Port, PortInput, SecurityGroupLog, SecurityGroupRule, SecurityGroupRuleInput } from '../domain/model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
-import { portMemberAddresses, validateId, validateMembers, validatePort, validateRules } from '../domain/validate.js';
+import {
+  portMemberAddresses, validateId, validateLogResource, validateLogs, validateMembers, validatePort, validateRules,
+} from '../domain/validate.js';
 
 export interface GroupRecord {
   id: string;
@@ -22,6 +27,10 @@ export interface GroupRecord {
   membersRevision: number;
   /** A deleted group stays as a tombstone so that its revisions keep rising if it is created again. */
   deleted?: boolean;
+  /** The security-group logs the group carries to its ports' hosts (network-logs.ts), and their
+   *  revision, bumped by every change of them; both absent for a group that never carried any. */
+  logs?: SecurityGroupLog[];
+  logsRevision?: number;
 }
 
 export interface PortRecord extends Port {
@@ -48,9 +57,15 @@ export interface OutboxEntry {
   message: UpdateMessage;
 }
 
-/** Records by key: a group, a port, a port of a host (index), the count of ports giving a group an
- *  address. Ids are arbitrary strings: a store keeps each element of a key apart. */
-export type RecordKey = readonly ['g', string] | readonly ['p', string] | readonly ['h', string, string] | readonly ['m', string, string];
+/** Records by key: a group, a port, a security-group log resource, a port of a host (index), the
+ *  count of ports giving a group an address. Ids are arbitrary strings: a store keeps each element of
+ *  a key apart. */
+export type RecordKey =
+  | readonly ['g', string]
+  | readonly ['p', string]
+  | readonly ['l', string]
+  | readonly ['h', string, string]
+  | readonly ['m', string, string];
 
 /** Reads of one committed snapshot. */
 export interface RecordView {
@@ -91,6 +106,8 @@ export interface StoreSnapshot {
   ports: PortRecord[];
   /** Group → address → how many ports (or an explicit member list: 1) give the group that address. */
   members: Record<string, Record<string, number>>;
+  /** Security-group log resources (absent in an export made before there were any). */
+  logResources?: LogResource[];
   /** Messages not yet published, in commit order. */
   outbox: UpdateMessage[];
 }
@@ -107,6 +124,8 @@ export interface ControllerStore {
   ports(): PortRecord[];
   portsOnHost(host: string): PortRecord[];
   membersOf(groupId: string): string[];
+  logResources(): LogResource[];
+  logResource(id: string): LogResource | undefined;
   outboxDepth(): number;
   /** Entries waiting in the outbox, of every controller sharing the store, in commit order. */
   outbox(): OutboxEntry[];
@@ -123,6 +142,9 @@ export interface ControllerStore {
     unchanged?: (cur: PortRecord | undefined) => boolean,
   ): Promise<{ old?: PortRecord; port?: PortRecord; changes: MemberChange[] }>;
   setGroupMembers(id: string, addresses: string[]): Promise<MemberChange | undefined>;
+  putLogResource(input: unknown): Promise<boolean>;
+  deleteLogResource(id: string): Promise<boolean>;
+  putGroupLogs(id: string, logs: SecurityGroupLog[]): Promise<boolean>;
   ackOutbox(keys: OutboxKey[]): Promise<void>;
   /** Called on every outbox entry any controller of the store writes, if the store can tell (etcd's
    *  watch); a store that cannot (LMDB across processes) leaves the relay to look. */
@@ -142,7 +164,7 @@ export abstract class RecordStore implements Omit<
 > {
   protected abstract readonly view: RecordView;
   /** Every record of one kind, from the same snapshot as `view`. */
-  protected abstract values(kind: 'g' | 'p'): Iterable<unknown>;
+  protected abstract values(kind: 'g' | 'p' | 'l'): Iterable<unknown>;
   /** Runs `f` in one transaction and commits it, messages included; f is synchronous and may run
    *  more than once (a store may retry it on a newer snapshot after a conflict). */
   protected abstract transact<R>(f: (tx: RecordTx) => R): Promise<R>;
@@ -184,6 +206,14 @@ export abstract class RecordStore implements Omit<
     return this.view.idsUnder('m', groupId);
   }
 
+  logResources(): LogResource[] {
+    return [...this.values('l')] as LogResource[];
+  }
+
+  logResource(id: string): LogResource | undefined {
+    return this.view.get(['l', id]) as LogResource | undefined;
+  }
+
   snapshot(): StoreSnapshot {
     const groups = [...this.values('g')] as GroupRecord[];
     const members: StoreSnapshot['members'] = {};
@@ -192,7 +222,16 @@ export abstract class RecordStore implements Omit<
       for (const a of this.view.idsUnder('m', g.id)) counts[a] = this.view.get(['m', g.id, a]) as number;
       if (Object.keys(counts).length) members[g.id] = counts;
     }
-    return { format: 'sg-controller-store', version: 1, groups, ports: this.ports(), members, outbox: this.outboxMessages() };
+    const logResources = this.logResources();
+    return {
+      format: 'sg-controller-store',
+      version: 1,
+      groups,
+      ports: this.ports(),
+      members,
+      ...(logResources.length ? { logResources } : {}),
+      outbox: this.outboxMessages(),
+    };
   }
 
   // ---- changes: one transaction each, outbox included ----
@@ -225,7 +264,8 @@ export abstract class RecordStore implements Omit<
     return this.transact((tx) => {
       const cur = tx.get(['g', id]) as GroupRecord | undefined;
       if (!cur || cur.deleted) return undefined;
-      const g: GroupRecord = { ...cur, rules: [], deleted: true, revision: cur.revision + 1 };
+      // Its logs go with it (the agents forget them on group.deleted); their revision stays, to rise.
+      const g: GroupRecord = { ...cur, rules: [], deleted: true, revision: cur.revision + 1, ...(cur.logs ? { logs: [] } : {}) };
       tx.put(['g', id], g);
       tx.enqueue({ v: 1, type: 'group.deleted', groupId: id, revision: g.revision });
       return g;
@@ -306,6 +346,41 @@ export abstract class RecordStore implements Omit<
       return change;
     });
   }
+
+  /** Stores a log resource (validated; throws ValidationError); false when it was already so. What
+   *  it means for groups is written by putGroupLogs (network-logs.ts). */
+  async putLogResource(input: unknown): Promise<boolean> {
+    const r = validateLogResource(input);
+    return this.transact((tx) => {
+      if (JSON.stringify(tx.get(['l', r.id])) === JSON.stringify(r)) return false;
+      tx.put(['l', r.id], r);
+      return true;
+    });
+  }
+
+  async deleteLogResource(id: string): Promise<boolean> {
+    return this.transact((tx) => {
+      if (tx.get(['l', id]) === undefined) return false;
+      tx.remove(['l', id]);
+      return true;
+    });
+  }
+
+  /** Sets the security-group logs a group carries (validated): one `group.logs` message when they
+   *  changed; false, and nothing written, when they had not. */
+  async putGroupLogs(id: string, logsIn: SecurityGroupLog[]): Promise<boolean> {
+    validateId('security group id', id);
+    const logs = validateLogs(logsIn, id);
+    return this.transact((tx) => {
+      const g = groupForWrite(tx, id);
+      if (JSON.stringify(g.logs ?? []) === JSON.stringify(logs)) return false;
+      g.logs = logs;
+      g.logsRevision = (g.logsRevision ?? 0) + 1;
+      tx.put(['g', id], g);
+      tx.enqueue({ v: 1, type: 'group.logs', groupId: id, revision: g.logsRevision, logs });
+      return true;
+    });
+  }
 }
 
 /** The group's record to change: a port may name a group before the group's rules are created, so
@@ -356,6 +431,11 @@ export function checkSnapshot(v: unknown, from: string): StoreSnapshot {
   for (const g of s.groups) {
     validateId('security group id', g.id);
     validateRules(g.rules, g.id);
+    if (g.logs !== undefined) validateLogs(g.logs, g.id);
+  }
+  if (s.logResources !== undefined) {
+    if (!Array.isArray(s.logResources)) throw new Error(`${from}: logResources must be a list`);
+    for (const r of s.logResources) validateLogResource(r);
   }
   return s as StoreSnapshot;
 }

@@ -30,7 +30,9 @@ export function buildSync(store: SyncSource, req: SyncRequest): SyncReply[] {
   }
   const groups: GroupSnapshot[] = ruleGroups.map((id) => {
     const g = store.group(id);
-    return { id, revision: store.groupRevisions(id).revision, stateful: g?.stateful ?? true, rules: g?.rules ?? [] };
+    // Security-group logs only where a group has had some: a reply without them reads as before.
+    const logs = g?.logsRevision ? { logs: g.logs ?? [], logsRevision: g.logsRevision } : {};
+    return { id, revision: store.groupRevisions(id).revision, stateful: g?.stateful ?? true, rules: g?.rules ?? [], ...logs };
   });
   // Ports and members go in parts small enough for one message each: at most PORTS_PER_PART ports
   // and LIMITS.syncIps addresses per part; a large group spans several parts.

@@ -1,8 +1,9 @@
 // `sg-controller store export|import`: the whole store as one JSON document (records.ts'
-// StoreSnapshot: groups with their revisions, ports, member counts, unpublished messages), for a
-// backup, a restore, and moving from LMDB to etcd while agents keep running (docs/agent.md, "Moving
-// to etcd"). An import makes the store equal to the document, writing only what differs, so a second
-// import after the first (the last changes, once the old controllers are stopped) is short.
+// StoreSnapshot: groups with their revisions, ports, member counts, security-group log resources,
+// unpublished messages), for a backup, a restore, and moving from LMDB to etcd while agents keep
+// running (docs/agent.md, "Moving to etcd"). An import makes the store equal to the document, writing
+// only what differs, so a second import after the first (the last changes, once the old controllers
+// are stopped) is short.
 import fs from 'node:fs';
 import type { ControllerConfig } from './config.js';
 import { etcdStoreOptions } from './config.js';
@@ -11,7 +12,9 @@ import { checkSnapshot, type ControllerStore, type StoreSnapshot } from './recor
 import { Store } from './store.js';
 import { ConfigError } from '../settings.js';
 
-const counts = (s: StoreSnapshot) => `${s.groups.length} groups, ${s.ports.length} ports, ${s.outbox.length} unpublished messages`;
+const counts = (s: StoreSnapshot) =>
+  `${s.groups.length} groups, ${s.ports.length} ports, ${s.logResources?.length ?? 0} log resources, ` +
+  `${s.outbox.length} unpublished messages`;
 
 export async function openConfiguredStore(cfg: ControllerConfig): Promise<ControllerStore> {
   return cfg.store.kind === 'etcd' ? EtcdStore.open(etcdStoreOptions(cfg.store.etcd)) : Store.open(cfg.dataDir);

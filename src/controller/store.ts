@@ -22,11 +22,11 @@ import {
 
 export type { GroupRecord, PortRecord, MemberChange, OutboxEntry, OutboxKey, ControllerStore } from './records.js';
 
-// Keys are arrays (ordered by lmdb): ['g', group], ['p', port], ['h', host, port] (ports by host),
-// ['m', group, address] → count, ['o', owner, seq] → outbox entry. Ids are arbitrary strings, so a
-// range read also checks that each key's id is exactly the one asked for.
+// Keys are arrays (ordered by lmdb): ['g', group], ['p', port], ['l', log resource], ['h', host, port]
+// (ports by host), ['m', group, address] → count, ['o', owner, seq] → outbox entry. Ids are arbitrary
+// strings, so a range read also checks that each key's id is exactly the one asked for.
 const O = 'o';
-const KINDS = ['g', 'p', 'h', 'm', O];
+const KINDS = ['g', 'p', 'l', 'h', 'm', O];
 
 export interface StoreOptions {
   /** fsync every commit (default true). Off, a crash of the OS may lose the last commits. */
@@ -65,7 +65,7 @@ export class Store extends RecordStore implements ControllerStore {
     return { store: 'lmdb', quorum: true };
   }
 
-  protected *values(kind: 'g' | 'p'): Iterable<unknown> {
+  protected *values(kind: 'g' | 'p' | 'l'): Iterable<unknown> {
     for (const e of this.db.getRange({ start: [kind], end: [kind + '\u0000'] })) yield e.value;
   }
 
@@ -137,6 +137,7 @@ export class Store extends RecordStore implements ControllerStore {
         if (p.host) this.db.putSync(['h', p.host, p.id], 1);
       }
       for (const [g, counts] of Object.entries(snap.members)) for (const [a, n] of Object.entries(counts)) this.db.putSync(['m', g, a], n);
+      for (const r of snap.logResources ?? []) this.db.putSync(['l', r.id], r);
       // Oldest first, a millisecond apart, all in the past: their order is kept, and none looks newer
       // than an entry a controller writes after the restore.
       snap.outbox.forEach((m, i) => this.enqueue(m, now - snap.outbox.length + i));

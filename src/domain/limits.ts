@@ -5,6 +5,8 @@ export const LIMITS = {
   /** Ids (groups, ports, rules, hosts) are free text of at most this many bytes in UTF-8. */
   id: 255,
   rulesPerGroup: 1000,
+  /** Security-group logs one group carries (each applies to its ports). */
+  logsPerGroup: 1000,
   /** Addresses in one member delta; larger changes go as several deltas or a sync. */
   deltaIps: 10_000,
   /** Addresses per group in one sync reply part. */

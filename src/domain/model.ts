@@ -28,6 +28,34 @@ export interface SecurityGroup {
   revision?: number;
 }
 
+/** What a security-group log records: the first packet of each connection a rule admits, what the
+ *  port's filter drops, or both (Neutron's logging API: `event`). */
+export type LogEvent = 'ACCEPT' | 'DROP' | 'ALL';
+
+/** A Neutron `log` resource (resource type `security_group`, enabled) as a group's state carries it to
+ *  the hosts of the group's ports: the group's ports are logged — only `targetId` when it names one —
+ *  for their connections this group's rules admit (ACCEPT) and for what their filter drops (DROP). */
+export interface SecurityGroupLog {
+  id: string;
+  projectId: string;
+  event: LogEvent;
+  /** A port: only it is logged. Null: every port of the group. */
+  targetId: string | null;
+}
+
+/** A security-group log resource as the control plane holds it (Neutron's `log` of resource type
+ *  `security_group`): which ports it logs — the ports of `resourceId` (a group), only `targetId` (a
+ *  port) if given, or with neither every port of the project — for which events, whether enabled.
+ *  The controller turns each into the `SecurityGroupLog`s of the groups concerned. */
+export interface LogResource {
+  id: string;
+  projectId: string;
+  event: LogEvent;
+  enabled: boolean;
+  resourceId: string | null;
+  targetId: string | null;
+}
+
 export interface AllowedAddressPair {
   /** An address or a network, canonical. */
   ipAddress: string;

@@ -4,7 +4,7 @@
 // canonical form (protocol numbers, canonical addresses, explicit nulls), or throws ValidationError
 // naming the field. Semantics are Neutron's API's (neutron/db/securitygroups_db.py): an agent must
 // accept every rule Neutron accepts, with Neutron's meaning.
-import type { AllowedAddressPair, Port, SecurityGroup, SecurityGroupRule } from './model.js';
+import type { AllowedAddressPair, LogEvent, LogResource, Port, SecurityGroup, SecurityGroupLog, SecurityGroupRule } from './model.js';
 import { AddressError, formatCidr, isCatchAll, isHost, isUnspecified, parseCidr, type Cidr } from './address.js';
 import { DEVICE_PATTERN, LIMITS, MAC_PATTERN } from './limits.js';
 import { IPV6_ONLY_PROTOCOLS, isIcmp, PROTO, PROTOCOL_NUMBERS, takesPorts } from './protocols.js';
@@ -32,6 +32,8 @@ const RULE_FIELDS = ['id', 'direction', 'ethertype', 'protocol', 'portRangeMin',
 const GROUP_FIELDS = ['id', 'stateful', 'rules', 'revision'] as const;
 const PORT_FIELDS = ['id', 'host', 'device', 'mac', 'fixedIps', 'allowedAddressPairs', 'securityGroups', 'portSecurityEnabled', 'revision'] as const;
 const PAIR_FIELDS = ['ipAddress', 'macAddress'] as const;
+const LOG_FIELDS = ['id', 'projectId', 'event', 'targetId'] as const;
+const LOG_EVENTS: readonly LogEvent[] = ['ACCEPT', 'DROP', 'ALL'];
 
 function list(what: string, v: unknown, max: number): unknown[] {
   if (!Array.isArray(v)) fail(what, 'must be an array');
@@ -60,6 +62,43 @@ function cidr(what: string, v: unknown): Cidr {
     if (e instanceof AddressError) fail(what, e.message);
     throw e;
   }
+}
+
+function logEvent(id: string, v: unknown): LogEvent {
+  if (typeof v !== 'string' || !LOG_EVENTS.includes(v as LogEvent)) fail(`log ${id}: event`, `must be one of ${LOG_EVENTS.join(', ')}`);
+  return v as LogEvent;
+}
+
+/** A group's security-group log, canonical (an absent target is null). */
+export function validateLog(v: unknown, groupId = '?'): SecurityGroupLog {
+  const what = `log of group ${groupId}`;
+  const o = obj(what, v, LOG_FIELDS);
+  const id = validateId(`${what}: id`, o.id);
+  const projectId = validateId(`log ${id}: projectId`, o.projectId);
+  const event = logEvent(id, o.event);
+  const targetId = absent(o.targetId) ? null : validateId(`log ${id}: targetId`, o.targetId);
+  return { id, projectId, event, targetId };
+}
+
+const LOG_RESOURCE_FIELDS = ['id', 'projectId', 'event', 'enabled', 'resourceId', 'targetId'] as const;
+
+/** A log resource, canonical (absent group and port are null; absent `enabled` is true). */
+export function validateLogResource(v: unknown): LogResource {
+  const o = obj('log', v, LOG_RESOURCE_FIELDS);
+  const id = validateId('log id', o.id);
+  const projectId = validateId(`log ${id}: projectId`, o.projectId);
+  const event = logEvent(id, o.event);
+  if (!absent(o.enabled) && typeof o.enabled !== 'boolean') fail(`log ${id}: enabled`, 'must be true or false');
+  const resourceId = absent(o.resourceId) ? null : validateId(`log ${id}: resourceId`, o.resourceId);
+  const targetId = absent(o.targetId) ? null : validateId(`log ${id}: targetId`, o.targetId);
+  return { id, projectId, event, enabled: o.enabled !== false, resourceId, targetId };
+}
+
+/** A group's logs, each id once. */
+export function validateLogs(v: unknown, groupId: string): SecurityGroupLog[] {
+  const logs = list(`logs of group ${groupId}`, v, LIMITS.logsPerGroup).map((l) => validateLog(l, groupId));
+  if (new Set(logs.map((l) => l.id)).size !== logs.length) fail(`logs of group ${groupId}`, 'a log id appears twice');
+  return logs;
 }
 
 /** A member address of a group (a port's fixed IP or allowed-pair network), in canonical text. The

@@ -5,6 +5,7 @@
 import type { Ethertype, SecurityGroupRule } from '../domain/model.js';
 import type { Family } from '../domain/address.js';
 import type { AddressPair } from './cuts.js';
+import type { RuleTag } from './policy.js';
 
 export type Mode = 'bridged' | 'routed';
 
@@ -18,8 +19,22 @@ export function setKey(ref: SetRef): string {
   return `${ref.family}:${ref.groupId}`;
 }
 
-/** A group rule as a port's filter needs it. Rules naming a group refer to its set of the rule's family. */
-export type FilterRule = Omit<SecurityGroupRule, 'id'>;
+/** A group rule as a port's filter needs it: identical rules of the port's groups are one, holding
+ *  the ids of all (what counters, trace and explain name it by). Rules naming a group refer to its
+ *  set of the rule's family. */
+export type FilterRule = Omit<SecurityGroupRule, 'id'> & {
+  ruleIds: string[];
+  /** The connections it admits are logged (a security-group log with ACCEPT applies to the port). */
+  logged?: true;
+};
+
+/** Security-group logging on this host: the NFLOG group logging rules send to, and the rate limit
+ *  (packets a second, and burst) the kernel applies to each logging rule. */
+export interface LogSettings {
+  group: number;
+  rateLimit: number;
+  burstLimit: number;
+}
 
 /** Everything about one port's filtering, independent of the backend. */
 export interface PortFilter {
@@ -36,6 +51,9 @@ export interface PortFilter {
   rules: FilterRule[];
   /** Sets the rules name (each once). */
   sets: SetRef[];
+  /** Security-group logging of the port, when some log applies to it: its accepted connections (of
+   *  the rules marked `logged`) and its drops. */
+  log?: { accept: boolean; drop: boolean };
   /** A stable text of all of the above: two filters are equal when their keys are. */
   key: string;
 }
@@ -95,6 +113,29 @@ export interface DataplaneStatus {
   chains: { v4: string[]; v6: string[] };
 }
 
+/** Which of a port's chains. */
+export type PortChainKind = 'ingress' | 'egress' | 'anti-spoofing';
+
+/** One rule of a port's chains as the kernel counted it (a rule with no counter: none). */
+export interface RuleCount {
+  chain: PortChainKind;
+  tag: RuleTag;
+  packets: number;
+  bytes: number;
+}
+
+/** Where a table of nf_tables is: its family (iptables-nft's tables are ip / ip6) and name. */
+export type TraceFamily = 'inet' | 'bridge' | 'ip' | 'ip6';
+
+/** A port's chains as the kernel holds them and what each of their rules is, and the backend's other
+ *  chains with what each does: `sg-agent trace` maps the kernel's trace events back by it. */
+export interface PortRuleMap {
+  chains: { family: TraceFamily; table: string; chain: string; kind: PortChainKind; tags: RuleTag[] }[];
+  shared: { family: TraceFamily; table: string; chain: string; what: string }[];
+  /** Why the kernel cannot trace this backend's chains, if it cannot. */
+  untraceable?: string;
+}
+
 export interface Dataplane {
   readonly name: string;
   readonly stats: DataplaneStats;
@@ -111,6 +152,11 @@ export interface Dataplane {
   /** Removes every object of ours; what cannot be removed (referenced by others) is reported. */
   cleanup(): Promise<{ removed: number; left: string[] }>;
   status(expected: AppliedView): DataplaneStatus;
+  /** What each rule of the filtered ports' chains (of `portIds`, or all) counted, read from the
+   *  kernel; a chain that does not read back as written (drift not yet repaired) is left out. */
+  counters?(portIds?: readonly string[]): Promise<Map<string, RuleCount[]>>;
+  /** The port's chains and what their rules are (undefined: the port has none in the kernel). */
+  portRules?(portId: string): Promise<PortRuleMap | undefined>;
   close(): Promise<void>;
 }
 

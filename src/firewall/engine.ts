@@ -11,9 +11,11 @@
 import type { Logger } from 'pino';
 import type { PortInput, SecurityGroupInput } from '../domain/model.js';
 import { ValidationError } from '../domain/validate.js';
-import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortFilter, type ReconcileReport, type SetRef } from './dataplane.js';
+import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from './dataplane.js';
+import type { FixedName } from './policy.js';
 import { ApplyLoop, type RunResult } from './loop.js';
-import { planMembers, planStructure } from './planner.js';
+import { buildFilter, planMembers, planStructure } from './planner.js';
+import { explain, type Explanation, type ProbePacket } from './explain.js';
 import { HostState, type DesiredSnapshot, type Work } from './state.js';
 import { dedupePairs } from './cuts.js';
 
@@ -30,6 +32,9 @@ export interface FirewallEngineOptions {
   structureIntervalMaxMs?: number;
   /** Periodic drift repair; 0 = off (default). */
   reconcileIntervalMs?: number;
+  /** Security-group logging on this host (the backend writes the logging rules; its options say
+   *  where to): ports get what their groups' logs ask. Off: logs are held, nothing is logged. */
+  logging?: boolean;
   logger?: Logger;
 }
 
@@ -64,6 +69,14 @@ export interface EngineStatus {
 
 export type DesiredState = DesiredSnapshot;
 
+/** What the rules of one port's chains counted, as the kernel has it: per security-group rule (one
+ *  rule of several groups written once counts for each of them), and per fixed rule of the policy. */
+export interface PortCounters {
+  portId: string;
+  rules: { ruleId: string; chain: 'ingress' | 'egress'; packets: number; bytes: number }[];
+  fixed: { name: FixedName; chain: PortChainKind; packets: number; bytes: number }[];
+}
+
 interface Retry {
   attempts: number;
   retryAt: number;
@@ -95,7 +108,7 @@ export class FirewallEngine {
   /** A previous run may have left objects of ours that the new state no longer has. They are removed
    *  right after the first successful apply, not before: until then they keep filtering. */
   private startupCleanupPending = true;
-  private readonly counters = { conntrackDeleted: 0, repairs: 0, rejectedInput: 0 };
+  private readonly tally = { conntrackDeleted: 0, repairs: 0, rejectedInput: 0 };
   private readonly view: AppliedView;
 
   constructor(readonly dataplane: Dataplane, private readonly opts: FirewallEngineOptions = {}) {
@@ -133,9 +146,9 @@ export class FirewallEngine {
       setSyncs: d.setSyncs,
       setDeltas: d.setDeltas,
       restores: d.restores,
-      repairs: this.counters.repairs + (d.repairs ?? 0),
-      conntrackDeleted: this.counters.conntrackDeleted,
-      rejectedInput: this.counters.rejectedInput,
+      repairs: this.tally.repairs + (d.repairs ?? 0),
+      conntrackDeleted: this.tally.conntrackDeleted,
+      rejectedInput: this.tally.rejectedInput,
       quarantined: this.quarantine.size,
     };
   }
@@ -153,7 +166,7 @@ export class FirewallEngine {
       out = f();
     } catch (e) {
       if (e instanceof ValidationError) {
-        this.counters.rejectedInput++;
+        this.tally.rejectedInput++;
         this.opts.logger?.warn({ err: e.message }, `rejected ${what}`);
       }
       throw e;
@@ -173,6 +186,10 @@ export class FirewallEngine {
   }
   removeGroup(groupId: string): void {
     this.input(true, 'group id', () => this.state.removeGroup(groupId));
+  }
+  /** A group's security-group logs (what its ports log, docs/agent.md). */
+  setGroupLogs(groupId: string, logs: unknown, revision?: number): void {
+    this.input(true, 'logs', () => this.state.setGroupLogs(groupId, logs, revision));
   }
   setGroupMembers(groupId: string, ips: string[], revision?: number): void {
     this.input(false, 'members', () => this.state.setMembers(groupId, ips, revision));
@@ -217,7 +234,7 @@ export class FirewallEngine {
       const now = Date.now();
       const retryPorts = [...this.failedPorts].filter(([, r]) => r.retryAt <= now).map(([id]) => id);
       const retrySets = [...this.failedSets.values()].filter((r) => r.retryAt <= now && this.named(r.ref)).map((r) => r.ref);
-      const changes = planStructure(state, this.view, this.refs, work, { failedSets: new Set(this.failedSets.keys()), retrySets }, retryPorts);
+      const changes = planStructure(state, this.view, this.refs, work, { failedSets: new Set(this.failedSets.keys()), retrySets }, retryPorts, this.opts.logging);
       await this.applyChanges(changes, work);
       if (this.startupCleanupPending) {
         this.startupCleanupPending = false;
@@ -247,7 +264,7 @@ export class FirewallEngine {
       this.inFlight = new Set();
     }
     const now = Date.now();
-    this.counters.conntrackDeleted += outcome.conntrackDeleted;
+    this.tally.conntrackDeleted += outcome.conntrackDeleted;
     const failedSetKeys = new Map(outcome.failedSets.map((f) => [setKey(f.ref), f.error] as const));
     for (const s of [...changes.sets.fill, ...changes.sets.delta]) {
       const key = setKey(s);
@@ -377,7 +394,7 @@ export class FirewallEngine {
     if (this.startupCleanupPending) return { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 };
     const report = await this.loop.exclusive(() => this.dataplane.reconcile(this.view, { full: opts.full ?? true }));
     const repaired = report.setsRepaired + report.chainsRepaired + report.staleRemoved;
-    this.counters.repairs += repaired;
+    this.tally.repairs += repaired;
     if (repaired) this.opts.logger?.warn({ ...report }, 'firewall drift repaired');
     return report;
   }
@@ -391,6 +408,50 @@ export class FirewallEngine {
       chains: dp.chains,
       quarantined: [...this.quarantine.values()],
     };
+  }
+
+  /** Packets and bytes per rule of the ports' chains (of `portIds`, or every filtered port), read
+   *  from the kernel; empty for a backend without counters. */
+  async counters(portIds?: readonly string[]): Promise<PortCounters[]> {
+    const read: Map<string, RuleCount[]> = (await this.dataplane.counters?.(portIds)) ?? new Map<string, RuleCount[]>();
+    const out: PortCounters[] = [];
+    for (const [portId, counts] of read) {
+      const rules = new Map<string, PortCounters['rules'][number]>();
+      const fixed = new Map<string, PortCounters['fixed'][number]>();
+      for (const c of counts) {
+        if ('rule' in c.tag) {
+          for (const ruleId of c.tag.rule) {
+            const r = rules.get(ruleId) ?? { ruleId, chain: c.chain === 'ingress' ? 'ingress' : 'egress', packets: 0, bytes: 0 };
+            r.packets += c.packets;
+            r.bytes += c.bytes;
+            rules.set(ruleId, r);
+          }
+        } else if ('fixed' in c.tag) {
+          const key = `${c.chain} ${c.tag.fixed}`;
+          const r = fixed.get(key) ?? { name: c.tag.fixed, chain: c.chain, packets: 0, bytes: 0 };
+          r.packets += c.packets;
+          r.bytes += c.bytes;
+          fixed.set(key, r);
+        }
+      }
+      out.push({ portId, rules: [...rules.values()], fixed: [...fixed.values()] });
+    }
+    return out;
+  }
+
+  /** What the port's filter does with the packet, from the desired state alone (docs/firewall.md);
+   *  undefined for a port the host does not have, `unfiltered` for one without port security. */
+  explain(portId: string, packet: ProbePacket): Explanation | 'unfiltered' | undefined {
+    const port = this.state.port(portId);
+    if (!port) return undefined;
+    if (!port.portSecurityEnabled) return 'unfiltered';
+    const f = buildFilter(this.state, port, { failedSets: new Set(this.failedSets.keys()), retrySets: [] }, this.opts.logging);
+    return explain(f, (g) => this.state.membersOf(g), packet);
+  }
+
+  /** Where the port's chains are in the kernel and what their rules are (for `sg-agent trace`). */
+  portRules(portId: string): Promise<PortRuleMap | undefined> {
+    return this.dataplane.portRules?.(portId) ?? Promise.resolve(undefined);
   }
 
   /** Whether a port's current filter is in the kernel (what a test waits for before checking a drop). */

@@ -17,17 +17,40 @@ export interface Holds {
   retrySets: SetRef[];
 }
 
-/** A port's filter as the state wants it. */
-export function buildFilter(state: Pick<HostState, 'group'>, port: Port, holds: Holds): PortFilter {
+/** What security-group logging asks of a port: the groups whose rules' accepted connections are
+ *  logged, and whether its drops are. A group's log applies to every port of the group, or only to
+ *  its target port (Neutron's `target_id`). */
+export function portLogging(state: Partial<Pick<HostState, 'groupLogs'>>, port: Port): { acceptGroups: Set<string>; drop: boolean } {
+  const acceptGroups = new Set<string>();
+  let drop = false;
+  for (const g of port.securityGroups) {
+    for (const l of state.groupLogs?.(g)?.logs ?? []) {
+      if (l.targetId !== null && l.targetId !== port.id) continue;
+      if (l.event !== 'DROP') acceptGroups.add(g);
+      if (l.event !== 'ACCEPT') drop = true;
+    }
+  }
+  return { acceptGroups, drop };
+}
+
+/** A port's filter as the state wants it; with `logging` (the host logs), what its logs ask too. */
+export function buildFilter(
+  state: Pick<HostState, 'group'> & Partial<Pick<HostState, 'groupLogs'>>,
+  port: Port,
+  holds: Holds,
+  logging = false,
+): PortFilter {
   const groups = port.securityGroups.map((g) => state.group(g)).filter((g): g is SecurityGroup => !!g);
   const stateful = groups.length === 0 || groups.some((g) => g.stateful);
   const rules: FilterRule[] = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, FilterRule>();
   const sets = new Map<string, SetRef>();
+  const logs = logging && port.portSecurityEnabled ? portLogging(state, port) : { acceptGroups: new Set<string>(), drop: false };
   if (port.portSecurityEnabled) {
     for (const g of groups) {
+      const logged = logs.acceptGroups.has(g.id);
       for (const r of g.rules) {
-        const { id: _id, ...rule } = r;
+        const { id, ...rule } = r;
         if (rule.remoteGroupId !== null) {
           const ref = { groupId: rule.remoteGroupId, family: familyOfEthertype(rule.ethertype) };
           // A rule naming a set that cannot be made admits nothing until it can (fail-closed).
@@ -35,9 +58,15 @@ export function buildFilter(state: Pick<HostState, 'group'>, port: Port, holds: 
           sets.set(setKey(ref), ref);
         }
         const k = JSON.stringify(rule);
-        if (seen.has(k)) continue;
-        seen.add(k);
-        rules.push(rule);
+        const same = seen.get(k);
+        if (same) {
+          if (!same.ruleIds.includes(id)) same.ruleIds.push(id);
+          if (logged) same.logged = true;
+          continue;
+        }
+        const kept: FilterRule = logged ? { ...rule, ruleIds: [id], logged } : { ...rule, ruleIds: [id] };
+        seen.set(k, kept);
+        rules.push(kept);
       }
     }
   }
@@ -48,7 +77,18 @@ export function buildFilter(state: Pick<HostState, 'group'>, port: Port, holds: 
   // (validated MACs are lower case: one spelling each).
   const macs = new Set([port.mac, ...port.allowedAddressPairs.map((p) => p.macAddress ?? port.mac)]);
   for (const mac of macs) sources.push({ ip: linkLocalFromMac(mac), mac });
-  const body = { portId: port.id, device: port.device, filtered: port.portSecurityEnabled, mac: port.mac, stateful, sources, rules, sets: [...sets.values()] };
+  const log = logs.acceptGroups.size || logs.drop ? { log: { accept: logs.acceptGroups.size > 0, drop: logs.drop } } : {};
+  const body = {
+    portId: port.id,
+    device: port.device,
+    filtered: port.portSecurityEnabled,
+    mac: port.mac,
+    stateful,
+    sources,
+    rules,
+    sets: [...sets.values()],
+    ...log,
+  };
   return { ...body, key: JSON.stringify(body) };
 }
 
@@ -63,7 +103,15 @@ export function familyMembers(ips: Iterable<string>, family: Family): string[] {
  * The structural plan: filters of the ports the work touches, sets they start or stop naming, and
  * membership work for every set. `refs` counts, per set key, the applied filters naming the set.
  */
-export function planStructure(state: HostState, applied: AppliedView, refs: ReadonlyMap<string, number>, work: Work, holds: Holds, retryPorts: Iterable<string>): ChangeSet {
+export function planStructure(
+  state: HostState,
+  applied: AppliedView,
+  refs: ReadonlyMap<string, number>,
+  work: Work,
+  holds: Holds,
+  retryPorts: Iterable<string>,
+  logging = false,
+): ChangeSet {
   const affected = new Set<string>(work.ports);
   for (const g of work.groups) for (const id of state.portIdsIn(g)) affected.add(id);
   for (const id of retryPorts) affected.add(id);
@@ -82,7 +130,7 @@ export function planStructure(state: HostState, applied: AppliedView, refs: Read
       }
       continue;
     }
-    const f = buildFilter(state, port, holds);
+    const f = buildFilter(state, port, holds, logging);
     if (had?.key === f.key) continue;
     // A port that moved to another device: the old device's dispatch goes with the old filter.
     if (had && had.device !== f.device) remove.push({ portId: id, device: had.device });

@@ -11,6 +11,29 @@ import type { PortFilter } from './dataplane.js';
 
 export type FixedVerdict = 'return' | 'drop';
 
+/** What an operator reads for a fixed rule: the counters, `sg-agent trace` and `explain` name each
+ *  fixed rule so. */
+export type FixedName =
+  | 'conntrack state'
+  | 'DHCP'
+  | 'DHCP guard'
+  | 'DHCPv6'
+  | 'DHCPv6 guard'
+  | 'neighbour discovery'
+  | 'duplicate address detection'
+  | 'neighbour advertisement'
+  | 'neighbour advertisement guard'
+  | 'router advertisement guard'
+  | 'anti-spoofing'
+  | 'anti-spoofing: own source'
+  | 'anti-spoofing: drop'
+  | 'default drop';
+
+/** What a rule of a port's chains is, for the counters, trace and explain: one or more security-group
+ *  rules (identical rules of several groups are one rule in the kernel), a fixed rule of this
+ *  policy, or the logging of accepted connections or drops (security-group logging). */
+export type RuleTag = { rule: string[] } | { fixed: FixedName } | { log: 'ACCEPT' | 'DROP' };
+
 /** ICMPv6 types matched together: a renderer that can may match each list as one set. */
 export const ICMP6_LISTS = {
   /** Neighbour discovery, MLD and router advertisements: what every port receives. */
@@ -41,7 +64,7 @@ export interface Match {
 
 /** One entry of a port chain, in order. Entries without a family apply to both. */
 export type Entry =
-  | { match: Match; verdict: FixedVerdict }
+  | { match: Match; verdict: FixedVerdict; name: FixedName }
   /** Stateful ports only: replies return, invalid packets are dropped. */
   | { state: true }
   /** The port's anti-spoof chain: what returns from it was sent from one of the port's own pairs. */
@@ -53,12 +76,12 @@ export type Entry =
 
 const STATE: Entry[] = [{ state: true }];
 
-function udp(family: Family, sport: number, dport: number, verdict: FixedVerdict): Entry {
-  return { match: { family, udp: { sport, dport } }, verdict };
+function udp(family: Family, sport: number, dport: number, verdict: FixedVerdict, name: FixedName): Entry {
+  return { match: { family, udp: { sport, dport } }, verdict, name };
 }
 
-function icmp6(type: number | Icmp6List, verdict: FixedVerdict, extra: Omit<Match, 'family' | 'icmp6'> = {}): Entry {
-  return { match: { family: 6, ...extra, icmp6: type }, verdict };
+function icmp6(type: number | Icmp6List, verdict: FixedVerdict, name: FixedName, extra: Omit<Match, 'family' | 'icmp6'> = {}): Entry {
+  return { match: { family: 6, ...extra, icmp6: type }, verdict, name };
 }
 
 /** The port's own IPv6 addresses and networks (fixed IPs, allowed pairs, the link-local address of
@@ -74,10 +97,10 @@ function ownTargets(f: PortFilter): (string | undefined)[] {
 export function ingressPolicy(f: PortFilter): Entry[] {
   return [
     ...(f.stateful ? STATE : []),
-    udp(4, 67, 68, 'return'),
+    udp(4, 67, 68, 'return', 'DHCP'),
     { groupRules: 4 },
-    icmp6('toPort', 'return'),
-    udp(6, 547, 546, 'return'),
+    icmp6('toPort', 'return', 'neighbour discovery'),
+    udp(6, 547, 546, 'return', 'DHCPv6'),
     { groupRules: 6 },
     { deny: true },
   ];
@@ -92,18 +115,18 @@ export function egressPolicy(f: PortFilter): Entry[] {
   const own = ownTargets(f);
   const dad = { src: '::/128', dst: 'ff02::/16' };
   return [
-    { match: { family: 4, src: '0.0.0.0/32', dst: '255.255.255.255/32', udp: { sport: 68, dport: 67 } }, verdict: 'return' },
-    icmp6('dad', 'return', dad),
-    ...own.map((t) => icmp6(NS, 'return', t === undefined ? dad : { ...dad, ndTarget: t })),
+    { match: { family: 4, src: '0.0.0.0/32', dst: '255.255.255.255/32', udp: { sport: 68, dport: 67 } }, verdict: 'return', name: 'DHCP' },
+    icmp6('dad', 'return', 'duplicate address detection', dad),
+    ...own.map((t) => icmp6(NS, 'return', 'duplicate address detection', t === undefined ? dad : { ...dad, ndTarget: t })),
     { spoofCheck: true },
-    udp(4, 68, 67, 'return'),
-    udp(4, 67, 68, 'drop'),
-    ...own.map((t) => icmp6(NA, 'return', t === undefined ? {} : { ndTarget: t })),
-    icmp6(NA, 'drop'),
-    icmp6(RA, 'drop'),
-    icmp6('fromPort', 'return'),
-    udp(6, 546, 547, 'return'),
-    udp(6, 547, 546, 'drop'),
+    udp(4, 68, 67, 'return', 'DHCP'),
+    udp(4, 67, 68, 'drop', 'DHCP guard'),
+    ...own.map((t) => icmp6(NA, 'return', 'neighbour advertisement', t === undefined ? {} : { ndTarget: t })),
+    icmp6(NA, 'drop', 'neighbour advertisement guard'),
+    icmp6(RA, 'drop', 'router advertisement guard'),
+    icmp6('fromPort', 'return', 'neighbour discovery'),
+    udp(6, 546, 547, 'return', 'DHCPv6'),
+    udp(6, 547, 546, 'drop', 'DHCPv6 guard'),
     ...(f.stateful ? STATE : []),
     { groupRules: 4 },
     { groupRules: 6 },
@@ -140,6 +163,14 @@ export function untrackedAddresses(f: PortFilter): Record<Family, string[]> {
     if (!list.includes(ip)) list.push(ip);
   }
   return out;
+}
+
+/** The tag of an entry that is one fixed rule (not of the group rules, which are tagged by rule). */
+export function fixedTag(e: Exclude<Entry, { groupRules: Family }>): RuleTag {
+  if ('match' in e) return { fixed: e.name };
+  if ('state' in e) return { fixed: 'conntrack state' };
+  if ('spoofCheck' in e) return { fixed: 'anti-spoofing' };
+  return { fixed: 'default drop' };
 }
 
 /** The entries of one family, for a renderer that writes each family apart. */

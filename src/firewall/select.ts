@@ -6,7 +6,7 @@
 // the whole firewall in place while the other's objects still filter; only after it do they go
 // (both must accept a packet meanwhile, so there is no moment of open traffic).
 import fs from 'node:fs';
-import type { AppliedView, ApplyOutcome, ChangeSet, Dataplane, DataplaneStats, DataplaneStatus, Mode, ReconcileReport } from './dataplane.js';
+import type { AppliedView, ApplyOutcome, ChangeSet, Dataplane, DataplaneStats, DataplaneStatus, Mode, PortRuleMap, ReconcileReport, RuleCount } from './dataplane.js';
 import { IptablesDataplane, type IptablesOptions } from './iptables/backend.js';
 import { NftablesDataplane, type NftablesOptions } from './nftables/backend.js';
 import { probeNftables, type NftSupport } from '../addon/nftables.js';
@@ -48,7 +48,7 @@ export function decide(support: KernelSupport, mode: Mode): { kind: DataplaneKin
 
 /** Opens the backend `kind` itself: the one place a backend is made. */
 export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): Promise<Dataplane> {
-  const common = { ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.logger ? { logger: opts.logger } : {}) };
+  const common = { ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.log ? { log: opts.log } : {}) };
   const unknown = opts.unknownDevicePrefixes?.length ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {};
   return kind === 'nftables' ? NftablesDataplane.open({ ...common, ...unknown, watch: opts.watch ?? false }) : IptablesDataplane.open({ ...common, ...unknown });
 }
@@ -114,6 +114,12 @@ class Switching implements Dataplane {
   }
   status(v: AppliedView): DataplaneStatus {
     return this.inner.status(v);
+  }
+  counters(portIds?: readonly string[]): Promise<Map<string, RuleCount[]>> {
+    return this.inner.counters?.(portIds) ?? Promise.resolve(new Map<string, RuleCount[]>());
+  }
+  portRules(portId: string): Promise<PortRuleMap | undefined> {
+    return this.inner.portRules?.(portId) ?? Promise.resolve(undefined);
   }
   close(): Promise<void> {
     return this.inner.close();

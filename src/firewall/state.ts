@@ -8,8 +8,8 @@
 // member additions and removals per group (applied as O(change) set deltas), groups whose member set
 // must be rewritten whole, and the connections the changes stopped admitting. `takeWork()` hands all of
 // it to one apply; what arrives meanwhile goes to the next. Pure: no I/O, no timers.
-import type { Port, PortInput, SecurityGroup, SecurityGroupInput } from '../domain/model.js';
-import { validateGroup, validateId, validateMembers, validatePort, validateRevision } from '../domain/validate.js';
+import type { Port, PortInput, SecurityGroup, SecurityGroupInput, SecurityGroupLog } from '../domain/model.js';
+import { validateGroup, validateId, validateLogs, validateMembers, validatePort, validateRevision } from '../domain/validate.js';
 import { cutsForDepartedMembers, cutsForPortChange, cutsForRemovedRules, type AddressPair } from './cuts.js';
 
 export interface MemberDelta {
@@ -37,8 +37,16 @@ export interface DesiredSnapshot {
   members: Record<string, string[]>;
   /** Revision of each group's member list, when known. */
   memberRevisions?: Record<string, number>;
+  /** Each group's security-group logs, with their revision (a group absent has none). */
+  logs?: Record<string, { logs: SecurityGroupLog[]; revision: number }>;
   /** Objects not to drop although the snapshot lacks them (quarantined: their last good version stays). */
   keep?: { ports?: string[]; groups?: string[] };
+}
+
+/** A group's security-group logs, with the revision they came with. */
+export interface HeldLogs {
+  logs: SecurityGroupLog[];
+  revision: number;
 }
 
 interface HeldMembers {
@@ -50,6 +58,7 @@ export class HostState {
   private readonly ports = new Map<string, Port>();
   private readonly groups = new Map<string, SecurityGroup>();
   private readonly members = new Map<string, HeldMembers>();
+  private readonly logs = new Map<string, HeldLogs>();
   /** Group id → ids of the local ports in it. */
   private readonly portsInGroup = new Map<string, Set<string>>();
   private work: Work = emptyWork();
@@ -69,6 +78,10 @@ export class HostState {
   }
   allGroups(): ReadonlyMap<string, SecurityGroup> {
     return this.groups;
+  }
+  /** A group's security-group logs (undefined: none held). */
+  groupLogs(groupId: string): HeldLogs | undefined {
+    return this.logs.get(groupId);
   }
   /** Member addresses of a group (empty when unknown). */
   membersOf(groupId: string): ReadonlySet<string> {
@@ -139,9 +152,20 @@ export class HostState {
     if (old) this.work.cuts.push(...cutsForRemovedRules(this.view(), old, { ...old, rules: [] }));
     this.groups.delete(id);
     this.members.delete(id);
+    this.logs.delete(id);
     this.work.deltas.delete(id);
     this.work.resync.delete(id);
     this.touchGroup(id);
+  }
+
+  /** A group's security-group logs: the filters of its ports are planned again if they changed. */
+  setGroupLogs(groupId: string, logs: unknown, revision = 0): void {
+    const id = validateId('group id', groupId);
+    const next = { logs: validateLogs(logs, id), revision: validateRevision('logs revision', revision) };
+    const held = this.logs.get(id);
+    // Held even when empty: its revision orders the updates that come after.
+    this.logs.set(id, next);
+    if (!sameJson(held?.logs ?? [], next.logs)) this.touchGroup(id);
   }
 
   /** Drops a group's member list (no longer needed), keeping its rules. */
@@ -197,6 +221,9 @@ export class HostState {
     const ports = s.ports.map((p) => validatePort(p));
     const groups = s.groups.map((g) => validateGroup(g));
     const members = Object.entries(s.members).map(([gid, ips]) => [validateId('group id', gid), new Set(validateMembers(ips, 'members', Number.MAX_SAFE_INTEGER))] as const);
+    const logs = Object.entries(s.logs ?? {}).map(
+      ([gid, l]) => [validateId('group id', gid), { logs: validateLogs(l.logs, gid), revision: validateRevision('logs revision', l.revision) }] as const,
+    );
     const keepPorts = new Set(s.keep?.ports ?? []);
     const keepGroups = new Set(s.keep?.groups ?? []);
     const nextPorts = new Map(ports.map((p) => [p.id, p]));
@@ -205,6 +232,13 @@ export class HostState {
     for (const id of [...this.groups.keys()]) if (!nextGroups.has(id) && !keepGroups.has(id)) this.removeGroup(id);
     for (const g of groups) if (!sameJson(this.groups.get(g.id), g)) this.setGroup(g);
     for (const p of ports) if (!sameJson(this.ports.get(p.id), p)) this.setPort(p);
+    const nextLogs = new Map(logs);
+    for (const gid of [...this.logs.keys()]) {
+      if (nextLogs.has(gid) || keepGroups.has(gid)) continue;
+      this.setGroupLogs(gid, []);
+      this.logs.delete(gid);
+    }
+    for (const [gid, l] of logs) this.setGroupLogs(gid, l.logs, l.revision);
     const nextMembers = new Map(members);
     for (const gid of [...this.members.keys()]) if (!nextMembers.has(gid)) this.forgetMembers(gid);
     for (const [gid, ips] of members) {

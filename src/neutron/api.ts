@@ -2,7 +2,7 @@
 // restricted to the fields it reads, and by id in chunks for targeted re-reads. Authentication is
 // Keystone v3 password auth (a token, renewed before it expires or when refused, and the network
 // endpoint from the catalog unless one is given) or none (`auth_strategy = noauth`, tests).
-import type { NeutronAddressGroup, NeutronGroup, NeutronPort, NeutronRule } from './translate.js';
+import type { NeutronAddressGroup, NeutronGroup, NeutronLog, NeutronPort, NeutronRule } from './translate.js';
 import { FIELDS } from './translate.js';
 
 export type NeutronAuth =
@@ -80,6 +80,17 @@ export class NeutronApi {
 
   async addressGroups(ids?: string[]): Promise<NeutronAddressGroup[]> {
     return required(await this.list<NeutronAddressGroup>('address-groups', 'address_groups', FIELDS.addressGroup, ids), 'address group', ['addresses']);
+  }
+
+  /** Every log resource (the `log` service plugin's). A server without the plugin has no such
+   *  collection (404): no logs. */
+  async logs(): Promise<NeutronLog[]> {
+    try {
+      return await this.list<NeutronLog>('log/logs', 'logs', FIELDS.log);
+    } catch (e) {
+      if (e instanceof NeutronApiError && e.status === 404) return [];
+      throw e;
+    }
   }
 
   /** Every item of a collection (or those with the given ids), page by page. */

@@ -17,7 +17,7 @@ import type { NeutronPort } from './translate.js';
 
 /** The object types whose pushes matter to security groups, with the version this code was written
  *  against (Neutron 29); pushes are bound for these and a few versions around them. */
-export const KNOWN_VERSIONS = { Port: '1.11', SecurityGroup: '1.6', SecurityGroupRule: '1.3', AddressGroup: '1.2' } as const;
+export const KNOWN_VERSIONS = { Port: '1.11', SecurityGroup: '1.6', SecurityGroupRule: '1.3', AddressGroup: '1.2', Log: '1.0' } as const;
 export type ObjectType = keyof typeof KNOWN_VERSIONS;
 const OBJECT_TYPES = Object.keys(KNOWN_VERSIONS) as ObjectType[];
 

@@ -10,12 +10,13 @@
 //   read runs are merged and read together next.
 import type { Logger } from 'pino';
 import type { ControllerStore } from '../controller/records.js';
+import { GroupLogsFollower } from '../controller/network-logs.js';
 import { ValidationError } from '../domain/validate.js';
 import type { SecurityGroupRule } from '../domain/model.js';
 import type { NeutronApi } from './api.js';
 import {
-  ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toPort, toRules,
-  type DeviceNaming, type NeutronAddressGroup, type NeutronGroup, type NeutronPort, type NeutronRule, type Rejected,
+  ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toLogResource, toPort, toRules,
+  type DeviceNaming, type NeutronAddressGroup, type NeutronGroup, type NeutronLog, type NeutronPort, type NeutronRule, type Rejected,
 } from './translate.js';
 
 export interface ReconcilerOptions {
@@ -47,6 +48,8 @@ export interface Hints {
   addressGroups?: Iterable<string>;
   /** Groups whose member ports may have changed, without saying which (legacy member casts). */
   groupMembers?: Iterable<string>;
+  /** A log resource changed (logs are few: all are read again). */
+  logs?: boolean;
 }
 
 interface Pending {
@@ -54,13 +57,21 @@ interface Pending {
   groups: Set<string>;
   addressGroups: Set<string>;
   groupMembers: Set<string>;
+  logs: boolean;
   /** Why a full resync is wanted, if one is, and from when it may run. */
   full?: string;
   fullNotBefore: number;
 }
 
-const empty = (): Pending => ({ ports: new Map(), groups: new Set(), addressGroups: new Set(), groupMembers: new Set(), fullNotBefore: 0 });
-const hasTargets = (p: Pending) => p.ports.size > 0 || p.groups.size > 0 || p.addressGroups.size > 0 || p.groupMembers.size > 0;
+const empty = (): Pending => ({
+  ports: new Map(),
+  groups: new Set(),
+  addressGroups: new Set(),
+  groupMembers: new Set(),
+  logs: false,
+  fullNotBefore: 0,
+});
+const hasTargets = (p: Pending) => p.ports.size > 0 || p.groups.size > 0 || p.addressGroups.size > 0 || p.groupMembers.size > 0 || p.logs;
 
 export interface ReconcilerStats {
   fullResyncs: number;
@@ -94,6 +105,9 @@ export class NeutronReconciler {
   private readonly portRevisions = new Map<string, number>();
   /** Rule id → its group, to place a rule deletion, whose push names the rule alone. */
   private readonly ruleGroup = new Map<string, string>();
+  /** Group id → its project: a log naming neither a group nor a port logs its project's groups. */
+  private readonly groupProject = new Map<string, string>();
+  private readonly groupLogs: GroupLogsFollower;
   private firstFull?: { resolve: () => void; promise: Promise<void> };
   /** When a full read that would have deleted most ports was held back. */
   private massDeletionSeenAt?: number;
@@ -102,6 +116,8 @@ export class NeutronReconciler {
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.naming = opts.naming ?? NEUTRON_DEVICE_NAMING;
+    const byProject = (project: string) => [...this.groupProject].filter(([, p]) => p === project).map(([g]) => g);
+    this.groupLogs = new GroupLogsFollower(opts.store, byProject);
   }
 
   /** True when the store has never been filled (a first start). */
@@ -137,6 +153,7 @@ export class NeutronReconciler {
     for (const g of h.groups ?? []) this.pending.groups.add(g);
     for (const a of h.addressGroups ?? []) this.pending.addressGroups.add(a);
     for (const g of h.groupMembers ?? []) this.pending.groupMembers.add(g);
+    if (h.logs) this.pending.logs = true;
     this.schedule(this.opts.batchMs ?? 20);
   }
 
@@ -215,7 +232,7 @@ export class NeutronReconciler {
       this.pending.full ??= b.full;
       this.pending.fullNotBefore = 0;
     }
-    this.hint({ ports: b.ports, groups: b.groups, addressGroups: b.addressGroups, groupMembers: b.groupMembers });
+    this.hint({ ports: b.ports, groups: b.groups, addressGroups: b.addressGroups, groupMembers: b.groupMembers, logs: b.logs });
   }
 
   // ---- targeted reads ----
@@ -253,6 +270,9 @@ export class NeutronReconciler {
     for (const id of b.addressGroups) await this.applyAddressGroup(id, a.get(id));
     const p = byId(ports);
     for (const id of portIds) await this.applyPort(id, p.get(id));
+    // A log changed, or ports or groups did that logs name: the groups' logs follow.
+    if (b.logs) await this.applyLogs(await api.logs());
+    else if (this.opts.store.logResources().length && (portIds.length || b.groups.size)) await this.followLogs();
     this.opts.written();
   }
 
@@ -281,6 +301,7 @@ export class NeutronReconciler {
     const rules = await api.securityGroupRules();
     const addressGroups = await api.addressGroups();
     const ports = await api.ports();
+    const logs = await api.logs();
     const writesBefore = this.stats.writes;
 
     const rulesByGroup = new Map<string, NeutronRule[]>();
@@ -292,6 +313,7 @@ export class NeutronReconciler {
     }
     const wantGroups = new Set<string>();
     this.ruleGroup.clear();
+    this.groupProject.clear();
     for (const g of groups) {
       wantGroups.add(g.id);
       await this.applyGroup(g.id, g, rulesByGroup.get(g.id) ?? []);
@@ -321,6 +343,7 @@ export class NeutronReconciler {
         else await this.applyGroup(g.id, undefined, []);
       }
     }
+    await this.applyLogs(logs);
     const repaired = this.stats.writes - writesBefore;
     // At start every write is the initial load, not drift.
     if (reason !== 'start') this.stats.driftRepaired += repaired;
@@ -363,6 +386,7 @@ export class NeutronReconciler {
     const cur = store.group(id);
     if (!g) {
       for (const r of cur?.rules ?? []) this.ruleGroup.delete(r.id);
+      this.groupProject.delete(id);
       if (cur && (await store.deleteGroup(id))) this.stats.writes++;
       // Neutron deletes the rules of other groups naming this one as their remote group along with it,
       // and announces only the group's deletion: those groups are read again.
@@ -370,6 +394,7 @@ export class NeutronReconciler {
       if (naming.length) this.hint({ groups: naming });
       return;
     }
+    if (g.project_id) this.groupProject.set(id, g.project_id);
     const { rules: want, rejected } = toRules(rules);
     this.report(rejected, 'rule');
     for (const r of cur?.rules ?? []) this.ruleGroup.delete(r.id);
@@ -420,6 +445,32 @@ export class NeutronReconciler {
     // push of this revision must then not be skipped as already read.
     if (!cur || !samePort(cur, want)) await this.write(`port ${id}`, () => store.putPort(id, want, (p) => !!p && samePort(p, want)));
     if (p.revision_number !== undefined) this.portRevisions.set(id, p.revision_number);
+  }
+
+  /** The log resources as Neutron lists them into the store, then the groups' logs they ask for. */
+  private async applyLogs(logs: NeutronLog[]): Promise<void> {
+    const store = this.opts.store;
+    const want = new Set<string>();
+    for (const l of logs) {
+      let r;
+      try {
+        r = toLogResource(l);
+      } catch (e) {
+        if (!(e instanceof ValidationError)) throw e;
+        this.report([{ id: `log ${l.id}`, reason: e.message }], 'log');
+        continue;
+      }
+      if (!r) continue;
+      want.add(r.id);
+      await this.write(`log ${r.id}`, () => store.putLogResource(r));
+    }
+    for (const r of store.logResources()) if (!want.has(r.id)) await this.write(`log ${r.id}`, () => store.deleteLogResource(r.id));
+    await this.followLogs();
+  }
+
+  /** The groups' logs as the stored log resources ask (a project's groups from Neutron's). */
+  private async followLogs(): Promise<void> {
+    this.stats.writes += await this.groupLogs.follow();
   }
 
   /** One store write; a refusal by the store's validator (a limit) is reported, never thrown on. */

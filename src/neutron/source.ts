@@ -132,6 +132,9 @@ export class NeutronSource {
           r.hint({ groups: e.objects.map((o) => o.id) });
         } else if (e.type === 'AddressGroup') {
           r.hint({ addressGroups: e.objects.map((o) => o.id) });
+        } else if (e.type === 'Log') {
+          // The logging plugin pushes every change of a log (neutron/services/logapi/rpc/server.py).
+          r.hint({ logs: true });
         } else {
           // A rule: its group, which a deletion leaves out (the push carries the rule's id alone).
           for (const o of e.objects) {

@@ -1,9 +1,9 @@
 // Neutron's JSON (its REST API's field names) into the model's, and nothing more: the meaning of every
 // field — protocol names and numbers, icmp on IPv6, port ranges, prefixes with host bits — is the
 // domain validator's (src/domain/validate.ts), which implements Neutron's semantics once for everyone.
-import type { Port, SecurityGroupRule } from '../domain/model.js';
+import type { LogResource, Port, SecurityGroupRule } from '../domain/model.js';
 import { parseCidr } from '../domain/address.js';
-import { validatePort, validateRule, validateMember, ValidationError } from '../domain/validate.js';
+import { validateLogResource, validatePort, validateRule, validateMember, ValidationError } from '../domain/validate.js';
 
 /** A rule as Neutron's API returns it (only the fields we read). */
 export interface NeutronRule {
@@ -21,6 +21,8 @@ export interface NeutronRule {
 
 export interface NeutronGroup {
   id: string;
+  /** Whose group it is: a log naming neither a group nor a port logs its project's groups. */
+  project_id?: string;
   stateful?: boolean;
   revision_number?: number;
   /** Present when read with the group (a targeted read); a full read lists rules on their own. */
@@ -40,6 +42,17 @@ export interface NeutronPort {
   revision_number?: number;
 }
 
+/** A `log` resource (the logging service plugin's /v2.0/log/logs). */
+export interface NeutronLog {
+  id: string;
+  project_id?: string;
+  resource_type?: string;
+  resource_id?: string | null;
+  target_id?: string | null;
+  event?: string;
+  enabled?: boolean;
+}
+
 export interface NeutronAddressGroup {
   id: string;
   addresses?: string[];
@@ -48,12 +61,27 @@ export interface NeutronAddressGroup {
 
 /** The fields read from Neutron, per resource (its `fields=` query): nothing else crosses the wire. */
 export const FIELDS = {
-  group: ['id', 'stateful', 'revision_number'],
-  groupWithRules: ['id', 'stateful', 'revision_number', 'security_group_rules'],
+  group: ['id', 'project_id', 'stateful', 'revision_number'],
+  groupWithRules: ['id', 'project_id', 'stateful', 'revision_number', 'security_group_rules'],
   rule: ['id', 'security_group_id', 'direction', 'ethertype', 'protocol', 'port_range_min', 'port_range_max', 'remote_ip_prefix', 'remote_group_id', 'remote_address_group_id'],
   port: ['id', 'mac_address', 'fixed_ips', 'allowed_address_pairs', 'security_groups', 'port_security_enabled', 'binding:host_id', 'device_owner', 'revision_number'],
   addressGroup: ['id', 'addresses', 'revision_number'],
+  log: ['id', 'project_id', 'resource_type', 'resource_id', 'target_id', 'event', 'enabled'],
 } as const;
+
+/** A security-group log in the model, or undefined for a log of another resource type (Neutron's
+ *  `firewall_group` logs are not ours). Throws ValidationError. */
+export function toLogResource(l: NeutronLog): LogResource | undefined {
+  if (l.resource_type !== 'security_group') return undefined;
+  return validateLogResource({
+    id: l.id,
+    projectId: l.project_id,
+    event: l.event,
+    enabled: l.enabled !== false,
+    resourceId: l.resource_id ?? null,
+    targetId: l.target_id ?? null,
+  });
+}
 
 /** Address groups become groups whose members are their addresses, under ids no security group
  *  (a UUID) can have; a rule's remote_address_group_id becomes a remote group like any other, so

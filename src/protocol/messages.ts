@@ -5,8 +5,8 @@
 // sync reply, which are judged one by one: an object the validator refuses is left out and reported
 // in `quarantined`, so one bad group cannot stop a host from syncing the rest.
 import Ajv, { type ValidateFunction } from 'ajv';
-import type { Port, PortInput, SecurityGroupRule } from '../domain/model.js';
-import { validateMember, validatePort, validateRules, ValidationError } from '../domain/validate.js';
+import type { Port, PortInput, SecurityGroupLog, SecurityGroupRule } from '../domain/model.js';
+import { validateLogs, validateMember, validatePort, validateRules, ValidationError } from '../domain/validate.js';
 import { LIMITS, messageSchemas, PROTOCOL_VERSION, type MessageType } from './schema.js';
 
 export { PROTOCOL_VERSION, LIMITS };
@@ -34,6 +34,13 @@ export interface GroupRulesMessage extends Base {
   revision: number;
   stateful: boolean;
   rules: SecurityGroupRule[];
+}
+/** The security-group logs a group carries to its ports' hosts (all of them: it replaces the last). */
+export interface GroupLogsMessage extends Base {
+  type: 'group.logs';
+  groupId: string;
+  revision: number;
+  logs: SecurityGroupLog[];
 }
 export interface GroupDeletedMessage extends Base {
   type: 'group.deleted';
@@ -64,6 +71,9 @@ export interface GroupSnapshot {
   revision: number;
   stateful: boolean;
   rules: SecurityGroupRule[];
+  /** The group's security-group logs and their revision; absent: none (revision 0). */
+  logs?: SecurityGroupLog[];
+  logsRevision?: number;
 }
 export interface MembersSnapshot {
   groupId: string;
@@ -93,7 +103,13 @@ export interface Quarantined {
 /** A port as a publisher may send it (optional fields default on receipt). */
 export type WirePort = PortInput;
 
-export type UpdateMessage = GroupMembersMessage | GroupRulesMessage | GroupDeletedMessage | PortMessage | PortUnboundMessage;
+export type UpdateMessage =
+  | GroupMembersMessage
+  | GroupRulesMessage
+  | GroupLogsMessage
+  | GroupDeletedMessage
+  | PortMessage
+  | PortUnboundMessage;
 export type AnyMessage = UpdateMessage | SyncRequest | SyncReply;
 
 export class MalformedMessage extends Error {
@@ -150,6 +166,9 @@ function checkContent(m: AnyMessage): void {
     case 'group.rules':
       m.rules = validateRules(m.rules, m.groupId);
       return;
+    case 'group.logs':
+      m.logs = validateLogs(m.logs, m.groupId);
+      return;
     case 'port.bound':
     case 'port.updated':
       m.port = validatePort(m.port);
@@ -181,7 +200,12 @@ function checkSyncReply(m: SyncReply): void {
     }
   };
   if (m.ports) m.ports = m.ports.flatMap((p) => keep('port', idText((p as { id?: unknown }).id).slice(0, LIMITS.id), () => [validatePort(p)]) ?? []);
-  m.groups = m.groups.flatMap((g) => keep('group', g.id, () => [{ ...g, rules: validateRules(g.rules, g.id) }]) ?? []);
+  const group = (g: GroupSnapshot): GroupSnapshot => ({
+    ...g,
+    rules: validateRules(g.rules, g.id),
+    ...(g.logs ? { logs: validateLogs(g.logs, g.id) } : {}),
+  });
+  m.groups = m.groups.flatMap((g) => keep('group', g.id, () => [group(g)]) ?? []);
   m.members = m.members.map((s) => {
     const ips: string[] = [];
     for (const ip of s.ips) {

@@ -24,11 +24,15 @@ const groupBody = {
   rules: { type: 'array', maxItems: LIMITS.rulesPerGroup, items: modelObject },
 } as const;
 
+/** A group's security-group logs: objects the model validator checks. */
+const logs = { type: 'array', maxItems: LIMITS.logsPerGroup, items: modelObject } as const;
+
 export const groupSnapshotSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'revision', 'stateful', 'rules'],
-  properties: groupBody,
+  // A group with security-group logs carries them and their revision; one without, neither.
+  properties: { ...groupBody, logs, logsRevision: revision },
 } as const;
 
 export const messageSchemas = {
@@ -62,6 +66,12 @@ export const messageSchemas = {
       rules: groupBody.rules,
       sentAt,
     },
+  },
+  'group.logs': {
+    type: 'object',
+    additionalProperties: false,
+    required: ['v', 'type', 'groupId', 'revision', 'logs'],
+    properties: { v: { const: PROTOCOL_VERSION }, type: { const: 'group.logs' }, groupId: id, revision, logs, sentAt },
   },
   'group.deleted': {
     type: 'object',

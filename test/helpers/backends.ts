@@ -2,7 +2,7 @@
 // that reads what the backend put in the kernel through the tools (iptables-save, ipset, nft) — never
 // through the backend itself.
 import fs from 'node:fs';
-import type { Mode } from '../../src/firewall/dataplane.js';
+import type { LogSettings, Mode } from '../../src/firewall/dataplane.js';
 import { FirewallEngine, type FirewallEngineOptions } from '../../src/firewall/engine.js';
 import { KernelNames } from '../../src/firewall/iptables/names.js';
 import { NftNames } from '../../src/firewall/nftables/names.js';
@@ -17,12 +17,12 @@ export type Backend = 'iptables' | 'nftables';
 export const BACKENDS: readonly Backend[] = ['iptables', 'nftables'];
 
 /** What a test's engine is opened with: the engine's options and the backend's. */
-export type EngineOptions = FirewallEngineOptions & { prefix?: string; mode?: Mode; unknownDevicePrefixes?: string[] };
+export type EngineOptions = FirewallEngineOptions & { prefix?: string; mode?: Mode; unknownDevicePrefixes?: string[]; log?: LogSettings };
 
 /** An engine on `backend` in the namespace; the nftables backend watches for foreign changes when
  *  the periodic check is on, as the agent has it. */
 export async function openEngine(backend: Backend, netns: Netns, opts: EngineOptions = {}): Promise<FirewallEngine> {
-  const { prefix, mode, unknownDevicePrefixes, ...engine } = opts;
+  const { prefix, mode, unknownDevicePrefixes, log, ...engine } = opts;
   const dataplane = await openBackend(backend, {
     netns: netns.path,
     prefix: prefix ?? 'sg',
@@ -30,8 +30,9 @@ export async function openEngine(backend: Backend, netns: Netns, opts: EngineOpt
     watch: (opts.reconcileIntervalMs ?? 0) > 0,
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(unknownDevicePrefixes ? { unknownDevicePrefixes } : {}),
+    ...(log ? { log } : {}),
   });
-  return new FirewallEngine(dataplane, engine);
+  return new FirewallEngine(dataplane, { ...engine, ...(log ? { logging: true } : {}) });
 }
 
 interface NftJson {

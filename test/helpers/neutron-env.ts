@@ -77,6 +77,8 @@ export interface NeutronEnvOptions {
   apiProcesses?: number;
   /** The RabbitMQ node to use (its node name and AMQP port); unset: the machine's (benchmarks only). */
   rabbit?: { node: string; port: number };
+  /** Neutron service plugins to load (`service_plugins`), e.g. `log` for the logging API. */
+  servicePlugins?: string[];
   /** The API behind Keystone (`auth_strategy = keystone`, keystonemiddleware) instead of noauth: the
    *  service user keystonemiddleware validates tokens with, and the token this env's calls carry. */
   keystone?: NeutronKeystone;
@@ -106,6 +108,7 @@ const PATHS = {
   security_group: 'security-groups',
   security_group_rule: 'security-group-rules',
   address_group: 'address-groups',
+  log: 'log/logs',
 } as const;
 export type Resource = keyof typeof PATHS;
 export type Body = Record<string, unknown>;
@@ -181,7 +184,9 @@ export class NeutronEnv {
     fs.mkdirSync(etc, { recursive: true });
     fs.mkdirSync(path.join(this.dir, 'state'), { recursive: true });
     fs.copyFileSync(path.join(venv, 'etc/neutron/api-paste.ini'), path.join(etc, 'api-paste.ini'));
-    fs.writeFileSync(path.join(etc, 'neutron.conf'), neutronConf(this.dir, this.transportUrl, this.socket, !!this.opts.debug, this.opts.keystone));
+    const plugins = this.opts.servicePlugins ?? [];
+    const conf = neutronConf(this.dir, this.transportUrl, this.socket, !!this.opts.debug, plugins, this.opts.keystone);
+    fs.writeFileSync(path.join(etc, 'neutron.conf'), conf);
     fs.writeFileSync(path.join(etc, 'ml2_conf.ini'), ML2_CONF);
   }
 
@@ -340,10 +345,17 @@ export class NeutronEnv {
   }
 }
 
-function neutronConf(dir: string, transportUrl: string, socket: string, debug: boolean, keystone?: NeutronKeystone): string {
+function neutronConf(
+  dir: string,
+  transportUrl: string,
+  socket: string,
+  debug: boolean,
+  servicePlugins: string[],
+  keystone?: NeutronKeystone,
+): string {
   return `[DEFAULT]
 core_plugin = ml2
-service_plugins =
+service_plugins = ${servicePlugins.join(',')}
 auth_strategy = ${keystone ? 'keystone' : 'noauth'}
 transport_url = ${transportUrl}
 # One worker each keeps the server at ~0.65 GB; the RPC notifiers need rpc_workers > 0 in the API too.

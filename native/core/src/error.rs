@@ -21,6 +21,9 @@ stable_codes! {
         /// An nf_tables request could not be made or read (the socket, a dump); a transaction the
         /// kernel refuses is not an error but a result naming the refused operations.
         NftablesFailed => "NFTABLES_FAILED",
+        /// The packet-log socket (nfnetlink_log) could not be bound to its group or read; `errno`
+        /// says why (EBUSY: another socket has the group).
+        NflogFailed => "NFLOG_FAILED",
     }
 }
 

@@ -30,5 +30,7 @@ pub mod error;
 pub mod ipset;
 pub mod netlink;
 pub mod netns;
+pub mod nflog;
 pub mod nftables;
+pub mod packet;
 pub mod tool;

@@ -7,11 +7,15 @@
 import type { Logger } from 'pino';
 import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
+import {
+  setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus,
+  type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef,
+} from '../dataplane.js';
+import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { NftClient } from '../../addon/nftables.js';
 import { KernelNames } from './names.js';
-import { chainLines, Iptables, parseChains, type Table } from './tools.js';
+import { chainLines, Iptables, parseChains, parseCounts, type Table } from './tools.js';
 import { maxelemFor, renderArp, renderArpDispatch, renderDispatch, renderPortChains, renderRaw, restoreScript, type Chains, type IpVersion } from './render.js';
 
 export interface IptablesOptions {
@@ -22,6 +26,8 @@ export interface IptablesOptions {
    *  know is dropped rather than passed. Default none. */
   unknownDevicePrefixes?: string[];
   logger?: Logger;
+  /** Security-group logging: where the logging rules send packets, and their rate limit. */
+  log?: LogSettings;
 }
 
 const VERSIONS: IpVersion[] = [4, 6];
@@ -51,6 +57,9 @@ export class IptablesDataplane implements Dataplane {
   /** Our chains as the tools print them after our last write, per family and table, and ebtables'. */
   private readonly written: Record<IpVersion, Record<Table, Chains>> = { 4: { filter: new Map(), raw: new Map() }, 6: { filter: new Map(), raw: new Map() } };
   private readonly writtenEb: Chains = new Map();
+  /** What each line of the ports' filter chains is, per family and chain: counters and trace name
+   *  rules by it. */
+  private readonly tags: Record<IpVersion, Map<string, RuleTag[]>> = { 4: new Map(), 6: new Map() };
   /** Chains that may read back differently from how we wrote them: re-read after each write. */
   private readonly inexact = new Set<string>();
   /** Hooks (jumps from built-in chains) known to be in place. */
@@ -208,10 +217,12 @@ export class IptablesDataplane implements Dataplane {
         [n.inputChain, dispatch.input],
       ]);
       const inexact = new Set<string>();
+      const tags = new Map<string, RuleTag[]>();
       for (const f of changedPorts) {
         if (!f.filtered || !filters.has(f.portId) || failed.has(f.portId)) continue;
-        const pc = renderPortChains(f, n);
+        const pc = renderPortChains(f, n, this.opts.log);
         for (const [c, lines] of v === 4 ? pc.v4 : pc.v6) want.set(c, lines);
+        for (const [c, t] of v === 4 ? pc.tags.v4 : pc.tags.v6) tags.set(c, t);
         for (const c of pc.inexact) inexact.add(c);
       }
       const had = this.written[v].filter;
@@ -228,6 +239,8 @@ export class IptablesDataplane implements Dataplane {
         for (const c of inexact) this.inexact.add(c);
         if (changed.some((c) => this.inexact.has(c))) this.rebase(v, 'filter', parseChains(await this.tools.save(v), (c) => n.owns(c)));
       }
+      for (const [c, t] of tags) this.tags[v].set(c, t);
+      for (const c of removed) this.tags[v].delete(c);
       await this.writeRaw(v, filters);
     }
     if (this.mode === 'bridged') await this.writeArp(filters, changedPorts, failed);
@@ -455,6 +468,7 @@ export class IptablesDataplane implements Dataplane {
     this.hooked.clear();
     this.chainsComparedAt = undefined;
     for (const v of VERSIONS) for (const t of ['filter', 'raw'] as const) this.written[v][t].clear();
+    for (const v of VERSIONS) this.tags[v].clear();
     this.writtenEb.clear();
     return { removed, left };
   }
@@ -464,6 +478,60 @@ export class IptablesDataplane implements Dataplane {
       sets: [...expected.sets.values()].map((ref) => ({ name: this.names.groupSet(ref.groupId, ref.family), groupId: ref.groupId, family: ref.family, size: expected.members(ref).length })),
       chains: { v4: [...this.written[4].filter.keys()], v6: [...this.written[6].filter.keys()] },
     };
+  }
+
+  async counters(portIds?: readonly string[]): Promise<Map<string, RuleCount[]>> {
+    const n = this.names;
+    const owners = new Map<string, { portId: string; kind: PortChainKind }>();
+    for (const f of portIds ? portIds.flatMap((id) => this.filters.get(id) ?? []) : this.filters.values()) {
+      if (!f.filtered || this.failed.has(f.portId)) continue;
+      owners.set(n.ingressChain(f.portId), { portId: f.portId, kind: 'ingress' });
+      owners.set(n.egressChain(f.portId), { portId: f.portId, kind: 'egress' });
+      owners.set(n.spoofChain(f.portId), { portId: f.portId, kind: 'anti-spoofing' });
+    }
+    const out = new Map<string, RuleCount[]>();
+    if (owners.size === 0) return out;
+    for (const v of VERSIONS) {
+      for (const [chain, counts] of parseCounts(await this.tools.saveCounted(v), (c) => owners.has(c))) {
+        const tags = this.tags[v].get(chain);
+        // A chain that drifted is read again once repaired: its rules' places are not ours now.
+        if (!tags || tags.length !== counts.length) continue;
+        const owner = owners.get(chain)!;
+        const list = out.get(owner.portId) ?? [];
+        counts.forEach((c, i) => list.push({ chain: owner.kind, tag: tags[i]!, ...c }));
+        out.set(owner.portId, list);
+      }
+    }
+    return out;
+  }
+
+  async portRules(portId: string): Promise<PortRuleMap | undefined> {
+    const f = this.filters.get(portId);
+    if (!f?.filtered || this.failed.has(portId)) return undefined;
+    const n = this.names;
+    const chains: PortRuleMap['chains'] = [];
+    const shared: PortRuleMap['shared'] = [];
+    for (const v of VERSIONS) {
+      const family = v === 4 ? 'ip' : 'ip6';
+      const at = (chain: string, kind: PortChainKind) =>
+        chains.push({ family, table: 'filter', chain, kind, tags: this.tags[v].get(chain) ?? [] });
+      at(n.ingressChain(portId), 'ingress');
+      at(n.egressChain(portId), 'egress');
+      at(n.spoofChain(portId), 'anti-spoofing');
+      shared.push(
+        { family, table: 'filter', chain: n.dispatchChain, what: 'dispatch of our ports\' forwarded traffic (FORWARD)' },
+        { family, table: 'filter', chain: n.portsChain, what: 'per-port jumps' },
+        { family, table: 'filter', chain: n.inputChain, what: 'dispatch of what ports send to the host (INPUT)' },
+        { family, table: 'filter', chain: n.fallbackChain, what: 'fallback drop' },
+        { family, table: 'raw', chain: n.rawChain, what: 'no conntrack for stateless ports' },
+      );
+    }
+    // The legacy tools' TRACE goes to the kernel log (nf_log), not to nf_tables' trace events.
+    const traceable = await this.tools.onNftables(false).catch(() => false);
+    const untraceable =
+      "the iptables tools here are the legacy ones (xtables): their TRACE writes to the kernel log, not to nf_tables' trace events " +
+      "that sg-agent trace reads; with iptables-nft (Debian's default) it can";
+    return { chains, shared, ...(traceable ? {} : { untraceable }) };
   }
 
   async close(): Promise<void> {

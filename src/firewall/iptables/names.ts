@@ -35,6 +35,19 @@ export class IdHashes {
   }
 }
 
+/** The prefix of a port's logging rules, which is how the log reader tells whose packet it got and
+ *  why: the firewall prefix, A (an accepted connection) or D (a drop), and the port id's hash. */
+export function logPrefix(prefix: string, event: 'ACCEPT' | 'DROP', portHash: string): string {
+  return `${prefix}:${event === 'ACCEPT' ? 'A' : 'D'}:${portHash}`;
+}
+
+/** What a logged packet's prefix says, if it is one of ours (of `prefix`). */
+export function readLogPrefix(prefix: string, text: string): { event: 'ACCEPT' | 'DROP'; portHash: string } | undefined {
+  const m = /^([a-z0-9]+):([AD]):([0-9a-f]{16})$/.exec(text);
+  if (!m || m[1] !== prefix) return undefined;
+  return { event: m[2] === 'A' ? 'ACCEPT' : 'DROP', portHash: m[3]! };
+}
+
 /** Kind letters of chains: per port i (ingress), o (egress), s (anti-spoofing), a (ARP); shared d
  *  (FORWARD dispatch), p (port jumps), f (fallback drop), n (INPUT dispatch), r (raw: no tracking),
  *  b (ebtables ARP dispatch). */
@@ -97,6 +110,10 @@ export class KernelNames {
   }
   arpChain(portId: string): string {
     return this.chain('a', portId);
+  }
+  /** The prefix of the port's logging rules. */
+  logPrefix(portId: string, event: 'ACCEPT' | 'DROP'): string {
+    return logPrefix(this.prefix, event, this.hash(portId));
   }
   /** Whether a chain or set name is one of ours: exactly the shapes above, nothing else. */
   owns(name: string): boolean {

@@ -6,19 +6,20 @@
 // the exception: see `inexact`).
 import { formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
-import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
-import { arpSenders, egressPolicy, ICMP6_LISTS, ingressPolicy, ofFamily, spoofSources, untrackedAddresses } from '../policy.js';
-import type { Entry, FixedVerdict, Match } from '../policy.js';
+import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
+import { arpSenders, egressPolicy, fixedTag, ICMP6_LISTS, ingressPolicy, ofFamily, spoofSources, untrackedAddresses } from '../policy.js';
+import type { Entry, FixedVerdict, Match, RuleTag } from '../policy.js';
 import type { KernelNames } from './names.js';
 
 export type IpVersion = 4 | 6;
 export type Chains = Map<string, string[]>;
 
-/** Chain name → rules (restore lines without `-A <chain>`), per family; `inexact` chains may read back
- *  differently from how they were written. */
+/** Chain name → rules (restore lines without `-A <chain>`), per family, and what each line is (in
+ *  the same order); `inexact` chains may read back differently from how they were written. */
 export interface PortChains {
   v4: Chains;
   v6: Chains;
+  tags: { v4: Map<string, RuleTag[]>; v6: Map<string, RuleTag[]> };
   inexact: Set<string>;
 }
 
@@ -70,8 +71,8 @@ function protoMatch(r: FilterRule, v6: boolean): ProtoParts {
   return { ...proto, m: `-m ${PORT_MATCH[p]} --dport ${range}` };
 }
 
-/** One rule in the order iptables-save prints its parts: address, protocol, then matches. */
-function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: string; exact: boolean } {
+/** One rule's matches in the order iptables-save prints them: address, protocol, then matches. */
+function ruleMatches(r: FilterRule, v6: boolean, names: KernelNames): { parts: string[]; exact: boolean } {
   const proto = protoMatch(r, v6);
   const dir = r.direction === 'ingress' ? 's' : 'd';
   const parts: string[] = [];
@@ -79,8 +80,19 @@ function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: strin
   if (proto.p) parts.push(proto.p);
   if (r.remoteGroupId) parts.push(`-m set --match-set ${names.groupSet(r.remoteGroupId, v6 ? 6 : 4)} ${dir === 's' ? 'src' : 'dst'}`);
   if (proto.m) parts.push(proto.m);
-  parts.push('-j RETURN');
-  return { line: parts.join(' '), exact: proto.exact };
+  return { parts, exact: proto.exact };
+}
+
+function ruleLine(r: FilterRule, v6: boolean, names: KernelNames): { line: string; exact: boolean } {
+  const { parts, exact } = ruleMatches(r, v6, names);
+  return { line: [...parts, '-j RETURN'].join(' '), exact };
+}
+
+/** The kernel's rate limit of one logging rule, then the packet to the log group (no verdict: it
+ *  goes on to the rule that decides). iptables-save leaves out a burst of 5, its default. */
+function logTarget(log: LogSettings, prefix: string): string {
+  const burst = log.burstLimit === 5 ? '' : ` --limit-burst ${log.burstLimit}`;
+  return `-m limit --limit ${log.rateLimit}/sec${burst} -j NFLOG --nflog-prefix "${prefix}" --nflog-group ${log.group}`;
 }
 
 /** A fixed rule of the policy as restore lines (in iptables-save's order: addresses, protocol,
@@ -121,49 +133,81 @@ export function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {
 
 const STATE = ['-m state --state RELATED,ESTABLISHED -j RETURN', '-m state --state INVALID -j DROP'];
 
-/** The ingress, egress and anti-spoofing chains of one filtered port, both families. */
-export function renderPortChains(f: PortFilter, names: KernelNames): PortChains {
-  const out: PortChains = { v4: new Map(), v6: new Map(), inexact: new Set() };
+/** Lines of one chain and what each is, kept in step; a line written twice is written once. */
+class Lines {
+  readonly lines: string[] = [];
+  readonly tags: RuleTag[] = [];
+  add(line: string, tag: RuleTag): void {
+    const at = this.lines.indexOf(line);
+    if (at < 0) {
+      this.lines.push(line);
+      this.tags.push(tag);
+      return;
+    }
+    // Identical rules of several groups: one line, standing for all of them.
+    const had = this.tags[at]!;
+    if ('rule' in had && 'rule' in tag) for (const id of tag.rule) if (!had.rule.includes(id)) had.rule.push(id);
+  }
+}
+
+/** The ingress, egress and anti-spoofing chains of one filtered port, both families; with `log`, the
+ *  logging its security-group logs ask for. */
+export function renderPortChains(f: PortFilter, names: KernelNames, log?: LogSettings): PortChains {
+  const out: PortChains = { v4: new Map(), v6: new Map(), tags: { v4: new Map(), v6: new Map() }, inexact: new Set() };
   for (const v6 of [false, true]) {
     const chains = v6 ? out.v6 : out.v4;
+    const tags = v6 ? out.tags.v6 : out.tags.v4;
     const ethertype = v6 ? 'IPv6' : 'IPv4';
     const rules = f.rules.filter((r) => r.ethertype === ethertype);
-    const appendRules = (lines: string[], direction: 'ingress' | 'egress', chain: string) => {
-      const seen = new Set(lines);
+    const appendRules = (into: Lines, direction: 'ingress' | 'egress', chain: string) => {
       for (const r of rules) {
         if (r.direction !== direction) continue;
         const { line, exact } = ruleLine(r, v6, names);
         if (!exact) out.inexact.add(chain);
-        if (seen.has(line)) continue;
-        seen.add(line);
-        lines.push(line);
+        if (log && r.logged && f.log?.accept) {
+          // The connection's first packet only (a stateless port's packets are not tracked: each is).
+          // How the tools print a rate is theirs: the chain is read back after writing.
+          const first = f.stateful ? ['-m state --state NEW'] : [];
+          const target = logTarget(log, names.logPrefix(f.portId, 'ACCEPT'));
+          into.add([...ruleMatches(r, v6, names).parts, ...first, target].join(' '), { log: 'ACCEPT' });
+          out.inexact.add(chain);
+        }
+        into.add(line, { rule: [...r.ruleIds] });
       }
     };
 
     // The policy's entries of this family; two spellings of one address give one line.
-    const lower = (entries: Entry[], direction: 'ingress' | 'egress', chain: string): string[] => {
-      const lines: string[] = [];
+    const lower = (entries: Entry[], direction: 'ingress' | 'egress', chain: string): void => {
+      const into = new Lines();
       for (const e of ofFamily(entries, v6 ? 6 : 4)) {
-        if ('match' in e) {
-          for (const l of fixedLines(e.match, e.verdict)) if (!lines.includes(l)) lines.push(l);
-        } else if ('state' in e) lines.push(...STATE);
-        else if ('spoofCheck' in e) lines.push(`-j ${names.spoofChain(f.portId)}`);
-        else if ('groupRules' in e) appendRules(lines, direction, chain);
-        else lines.push(`-j ${names.fallbackChain}`);
+        if ('groupRules' in e) appendRules(into, direction, chain);
+        else if ('match' in e) for (const l of fixedLines(e.match, e.verdict)) into.add(l, fixedTag(e));
+        else if ('state' in e) for (const l of STATE) into.add(l, fixedTag(e));
+        else if ('spoofCheck' in e) into.add(`-j ${names.spoofChain(f.portId)}`, fixedTag(e));
+        else {
+          // What the port's filter drops is logged first (rate-limited), then dropped.
+          if (log && f.log?.drop) {
+            into.add(logTarget(log, names.logPrefix(f.portId, 'DROP')), { log: 'DROP' });
+            out.inexact.add(chain);
+          }
+          into.add(`-j ${names.fallbackChain}`, fixedTag(e));
+        }
       }
-      return lines;
+      chains.set(chain, into.lines);
+      tags.set(chain, into.tags);
     };
-    chains.set(names.ingressChain(f.portId), lower(ingressPolicy(f), 'ingress', names.ingressChain(f.portId)));
-    chains.set(names.egressChain(f.portId), lower(egressPolicy(f), 'egress', names.egressChain(f.portId)));
+    lower(ingressPolicy(f), 'ingress', names.ingressChain(f.portId));
+    lower(egressPolicy(f), 'egress', names.egressChain(f.portId));
 
-    const spoof: string[] = [];
+    const spoof = new Lines();
     for (const s of spoofSources(f)) {
       if (s.family !== (v6 ? 6 : 4)) continue;
-      const line = `${s.src === undefined ? '' : `-s ${iptablesCidr(s.src)} `}-m mac --mac-source ${s.mac} -j RETURN`;
-      if (!spoof.includes(line)) spoof.push(line);
+      const from = s.src === undefined ? '' : `-s ${iptablesCidr(s.src)} `;
+      spoof.add(`${from}-m mac --mac-source ${s.mac} -j RETURN`, { fixed: 'anti-spoofing: own source' });
     }
-    spoof.push('-j DROP');
-    chains.set(names.spoofChain(f.portId), spoof);
+    spoof.add('-j DROP', { fixed: 'anti-spoofing: drop' });
+    chains.set(names.spoofChain(f.portId), spoof.lines);
+    tags.set(names.spoofChain(f.portId), spoof.tags);
   }
   return out;
 }

@@ -46,6 +46,11 @@ export class Iptables {
     return run(this.netns, SAVE[version], ['-t', table]);
   }
 
+  /** The filter table with each rule's packet and byte counts (`[packets:bytes] -A …`). */
+  async saveCounted(version: IpVersion): Promise<string> {
+    return run(this.netns, SAVE[version], ['-c', '-t', 'filter']);
+  }
+
   /** ebtables-restore --noflush (filter table): ARP protection on the bridge. */
   async ebRestore(script: string): Promise<void> {
     this.restores++;
@@ -83,6 +88,19 @@ export function parseChains(saved: string, keep: (chain: string) => boolean): Ma
     }
   }
   return chains;
+}
+
+/** The counts of each rule of the chains `keep` accepts, in order, from `iptables-save -c` output. */
+export function parseCounts(saved: string, keep: (chain: string) => boolean): Map<string, { packets: number; bytes: number }[]> {
+  const out = new Map<string, { packets: number; bytes: number }[]>();
+  for (const line of saved.split('\n')) {
+    const m = /^\[(\d+):(\d+)\] -A (\S+)/.exec(line);
+    if (!m || !keep(m[3]!)) continue;
+    const list = out.get(m[3]!) ?? [];
+    list.push({ packets: Number(m[1]), bytes: Number(m[2]) });
+    out.set(m[3]!, list);
+  }
+  return out;
 }
 
 /** Lines of chain `chain` (e.g. FORWARD) in saved output, without the `-A chain ` part. */

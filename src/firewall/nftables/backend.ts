@@ -19,10 +19,14 @@
 import type { Logger } from 'pino';
 import type { Family } from '../../domain/address.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type Mode, type PortFilter, type ReconcileReport, type SetRef } from '../dataplane.js';
+import {
+  setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus,
+  type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef,
+} from '../dataplane.js';
+import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from './dispatch.js';
-import { NftNames } from './names.js';
+import { BRIDGE, INET, NftNames } from './names.js';
 import { MAX_MARK_ID, portChains, type Rules } from './render.js';
 import { at, emptiedAsMade, sharedOps, type Layout } from './tables.js';
 import { NftClient, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc } from '../../addon/nftables.js';
@@ -38,6 +42,8 @@ export interface NftablesOptions {
   /** VM-port devices of these name prefixes that no port of the agent owns are dropped, both ways,
    *  rather than passed (Neutron: `tap`); the devices of known ports are kept in a set for it. */
   unknownDevicePrefixes?: string[];
+  /** Security-group logging: where the logging rules send packets, and their rate limit. */
+  log?: LogSettings;
 }
 
 /** Who an operation is for: a refused operation quarantines its owner alone. */
@@ -81,6 +87,8 @@ export class NftablesDataplane implements Dataplane {
   private nextId = 1;
   /** Rules of each chain as last committed (`family/chain` → JSON), to rewrite only what changed. */
   private readonly written = new Map<string, string>();
+  /** What each rule of the ports' inet chains is, by chain: counters and trace name rules by it. */
+  private readonly tags = new Map<string, RuleTag[]>();
   /** Member sets in the kernel. */
   private readonly sets = new Map<string, SetRef>();
   private started = false;
@@ -272,9 +280,12 @@ export class NftablesDataplane implements Dataplane {
       id = ids.fromFree < this.freeIds.length ? this.freeIds[this.freeIds.length - 1 - ids.fromFree++]! : ids.next++;
       if (id > MAX_MARK_ID) throw new NftablesError(`no mark left for port ${f.portId}: ${MAX_MARK_ID} ports are bound`);
     }
-    const chains = portChains(f, this.names, this.mode, id);
+    const chains = portChains(f, this.names, this.mode, id, this.opts.log);
     const all: [NftFamily, string, Rules][] = [...[...chains.inet].map(([c, r]): [NftFamily, string, Rules] => ['inet', c, r]), ...[...chains.bridge].map(([c, r]): [NftFamily, string, Rules] => ['bridge', c, r])];
     changed = this.writeChains(all, push, owner, commit) || changed;
+    commit.push(() => {
+      for (const [c, t] of chains.tags) this.tags.set(c, t);
+    });
     const before = hadIn ? dispatchElems(this.layout, hadIn, hadId) : [];
     const after = dispatchElems(this.layout, f, id);
     const same = (a: (typeof after)[number], b: (typeof after)[number]) => a.family === b.family && a.set === b.set && a.key === b.key && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
@@ -322,6 +333,7 @@ export class NftablesDataplane implements Dataplane {
     if (id !== undefined) plan.ids.freed.push(id);
     commit.push(() => {
       for (const [family, chain] of gone) this.written.delete(`${family}/${chain}`);
+      for (const c of chains.inet.keys()) this.tags.delete(c);
       this.ids.delete(f.portId);
     });
     return true;
@@ -416,6 +428,13 @@ export class NftablesDataplane implements Dataplane {
     let removed = 0;
     const left: string[] = [];
     for (const [family, table] of await this.client.listTables()) {
+      // A trace's marking table that its process, killed, left behind.
+      if (table === this.names.traceTable) {
+        const r = await this.client.transact([{ op: 'delTable', family, table }]);
+        if (r.committed) removed++;
+        await this.client.forget(family, table);
+        continue;
+      }
       if (!this.names.ownsTable(table)) continue;
       const d = await this.client.describe(family, table);
       if (!d) continue;
@@ -447,6 +466,7 @@ export class NftablesDataplane implements Dataplane {
     this.freeIds.length = 0;
     this.nextId = 1;
     this.written.clear();
+    this.tags.clear();
     this.sets.clear();
     this.started = false;
     return { removed, left };
@@ -458,6 +478,58 @@ export class NftablesDataplane implements Dataplane {
       sets: [...expected.sets.values()].map((ref) => ({ name: this.names.groupSet(ref.groupId, ref.family), groupId: ref.groupId, family: ref.family, size: expected.members(ref).length })),
       chains: { v4: chains, v6: chains },
     };
+  }
+
+  /** The port and chain kind of each of the ports' inet chains. */
+  private chainOwners(portIds?: readonly string[]): Map<string, { portId: string; kind: PortChainKind }> {
+    const out = new Map<string, { portId: string; kind: PortChainKind }>();
+    for (const f of portIds ? portIds.flatMap((id) => this.filters.get(id) ?? []) : this.filters.values()) {
+      if (!f.filtered) continue;
+      out.set(this.names.ingressChain(f.portId), { portId: f.portId, kind: 'ingress' });
+      out.set(this.names.egressChain(f.portId), { portId: f.portId, kind: 'egress' });
+      out.set(this.names.spoofChain(f.portId), { portId: f.portId, kind: 'anti-spoofing' });
+    }
+    return out;
+  }
+
+  async counters(portIds?: readonly string[]): Promise<Map<string, RuleCount[]>> {
+    const owners = this.chainOwners(portIds);
+    const out = new Map<string, RuleCount[]>();
+    if (owners.size === 0 || !this.started) return out;
+    for (const r of await this.client.ruleStats('inet', this.names.table)) {
+      const owner = owners.get(r.chain);
+      const tag = this.tags.get(r.chain)?.[r.position];
+      // A chain that drifted is read again once repaired: its rules' places are not ours now.
+      if (!owner || !tag || !r.asWritten || !r.counted) continue;
+      const list = out.get(owner.portId) ?? [];
+      list.push({ chain: owner.kind, tag, packets: r.packets, bytes: r.bytes });
+      out.set(owner.portId, list);
+    }
+    return out;
+  }
+
+  async portRules(portId: string): Promise<PortRuleMap | undefined> {
+    const f = this.filters.get(portId);
+    if (!f?.filtered || !this.started) return undefined;
+    const table = this.names.table;
+    const chains: PortRuleMap['chains'] = [];
+    for (const [chain, { kind }] of this.chainOwners([portId])) {
+      chains.push({ family: 'inet', table, chain, kind, tags: this.tags.get(chain) ?? [] });
+    }
+    const inet = (chain: string, what: string) => ({ family: 'inet' as const, table, chain, what });
+    const bridge = (chain: string, what: string) => ({ family: 'bridge' as const, table, chain, what });
+    return Promise.resolve({
+      chains,
+      shared: [
+        inet(INET.fromPorts, 'dispatch of what ports send'),
+        inet(INET.toPorts, 'dispatch of what goes to ports'),
+        inet(INET.untracked, 'no conntrack for stateless ports'),
+        bridge(BRIDGE.markFrom, 'port marks: from a port'),
+        bridge(BRIDGE.markTo, 'port marks: to a port'),
+        bridge(this.names.fromDevChain(portId), 'this port\'s mark and ARP check'),
+        bridge(this.names.toDevChain(portId), 'this port\'s mark'),
+      ],
+    });
   }
 
   async close(): Promise<void> {

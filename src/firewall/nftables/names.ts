@@ -5,7 +5,7 @@
 // fixed names (hyphenated, so none is an nft keyword). `owns()` accepts exactly these shapes: only
 // they are ever removed as stale.
 import type { Family } from '../../domain/address.js';
-import { IdHashes, idHash, validatePrefix } from '../iptables/names.js';
+import { IdHashes, idHash, logPrefix, validatePrefix } from '../iptables/names.js';
 
 /** Shared objects of the inet table. */
 export const INET = {
@@ -53,11 +53,15 @@ const PER_OBJECT = new RegExp(`^([iosam]-${HASH}|g[46]-${HASH})$`);
 
 export class NftNames {
   readonly table: string;
+  /** A table of its own (bridge, or inet in routed mode) for `sg-agent trace`'s marking rule, made
+   *  and removed by it (and by `cleanup`): never one of the tables the backend writes. */
+  readonly traceTable: string;
   private readonly hashes = new IdHashes();
 
   constructor(readonly prefix: string) {
     validatePrefix(prefix);
     this.table = `${prefix}-t-${idHash(`${prefix}:nftables`)}`;
+    this.traceTable = `${prefix}-x-${idHash(`${prefix}:trace`)}`;
   }
 
   private hash(id: string): string {
@@ -83,6 +87,10 @@ export class NftNames {
   /** Bridge table: marks a frame to the port. */
   toDevChain(portId: string): string {
     return `m-${this.hash(portId)}`;
+  }
+  /** The prefix of the port's logging rules. */
+  logPrefix(portId: string, event: 'ACCEPT' | 'DROP'): string {
+    return logPrefix(this.prefix, event, this.hash(portId));
   }
   /** Member addresses of a group, one family. */
   groupSet(groupId: string, family: Family): string {

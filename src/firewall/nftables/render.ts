@@ -10,9 +10,9 @@
 // its device.
 import { isCatchAll } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
-import type { FilterRule, Mode, PortFilter } from '../dataplane.js';
-import { arpSenders, egressPolicy, ingressPolicy, spoofSources } from '../policy.js';
-import type { Entry, FixedVerdict, Icmp6List, Match } from '../policy.js';
+import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
+import { arpSenders, egressPolicy, fixedTag, ingressPolicy, spoofSources } from '../policy.js';
+import type { Entry, FixedVerdict, Icmp6List, Match, RuleTag } from '../policy.js';
 import type { Stmt } from '../../addon/nftables.js';
 import { INET, type NftNames } from './names.js';
 
@@ -64,19 +64,49 @@ function fixedRule(m: Match, verdict: FixedVerdict): Stmt[] {
   return out;
 }
 
+/** A port chain's rules and what each is, in step. */
+export interface TaggedRules {
+  rules: Rules;
+  tags: RuleTag[];
+}
+
+const COUNTER: Stmt = { m: 'counter' };
+
+/** A rule that ends in a verdict counts what reaches the verdict (the counters of `sg-agent status
+ *  --counters` and the metrics): the counter goes just before it. */
+function counted(stmts: Stmt[]): Stmt[] {
+  const last = stmts.at(-1);
+  return last?.m === 'verdict' ? [...stmts.slice(0, -1), COUNTER, last] : stmts;
+}
+
 /** A port chain from the policy's entries, both families in it: every family-specific rule starts
  *  with `meta nfproto`. */
-function lower(f: PortFilter, entries: Entry[], direction: 'ingress' | 'egress', names: NftNames): Rules {
-  const rules: Rules = [];
-  const seen = new Set<string>();
+function lower(f: PortFilter, entries: Entry[], direction: 'ingress' | 'egress', names: NftNames, log?: LogSettings): TaggedRules {
+  const out: TaggedRules = { rules: [], tags: [] };
+  const seen = new Map<string, number>();
   for (const e of entries) {
-    if ('match' in e) rules.push(fixedRule(e.match, e.verdict));
-    else if ('state' in e) rules.push(...STATE);
-    else if ('spoofCheck' in e) rules.push([{ m: 'verdict', v: { jump: names.spoofChain(f.portId) } }]);
-    else if ('groupRules' in e) appendRules(rules, f, direction, e.groupRules, names, seen);
-    else rules.push([DROP]);
+    if ('groupRules' in e) appendRules(out, f, direction, e.groupRules, names, seen, log);
+    else if ('match' in e) push(out, fixedRule(e.match, e.verdict), fixedTag(e));
+    else if ('state' in e) for (const r of STATE) push(out, r, fixedTag(e));
+    else if ('spoofCheck' in e) push(out, [{ m: 'verdict', v: { jump: names.spoofChain(f.portId) } }], fixedTag(e));
+    else {
+      // What the port's filter drops is logged first (rate-limited), then dropped.
+      if (log && f.log?.drop) push(out, logStmts(log, names.logPrefix(f.portId, 'DROP')), { log: 'DROP' });
+      push(out, [DROP], fixedTag(e));
+    }
   }
-  return rules;
+  return out;
+}
+
+/** The logging of a rule: the kernel's rate limit of this rule, then the packet to the log group.
+ *  No verdict: the packet goes on to the rule that decides. */
+function logStmts(log: LogSettings, prefix: string): Stmt[] {
+  return [{ m: 'limit', rate: log.rateLimit, burst: log.burstLimit }, { m: 'log', group: log.group, prefix }];
+}
+
+function push(into: TaggedRules, stmts: Stmt[], tag: RuleTag): void {
+  into.rules.push(counted(stmts));
+  into.tags.push(tag);
 }
 
 /** One security-group rule: remote prefix, protocol, remote group's set, then ports or ICMP type. */
@@ -100,39 +130,58 @@ export function sgRule(r: FilterRule, v: V, names: NftNames): Stmt[] {
   return out;
 }
 
-function appendRules(into: Rules, f: PortFilter, direction: 'ingress' | 'egress', v: V, names: NftNames, seen: Set<string>): void {
+function appendRules(
+  into: TaggedRules,
+  f: PortFilter,
+  direction: 'ingress' | 'egress',
+  v: V,
+  names: NftNames,
+  seen: Map<string, number>,
+  log?: LogSettings,
+): void {
   const ethertype = v === 6 ? 'IPv6' : 'IPv4';
   for (const r of f.rules) {
     if (r.direction !== direction || r.ethertype !== ethertype) continue;
     const rule = sgRule(r, v, names);
     const k = JSON.stringify(rule);
-    if (seen.has(k)) continue;
-    seen.add(k);
-    into.push(rule);
+    const at = seen.get(k);
+    if (at !== undefined) {
+      // Identical rules of several groups (two spellings of one prefix): one rule, standing for all.
+      const had = into.tags[at]!;
+      if ('rule' in had) for (const id of r.ruleIds) if (!had.rule.includes(id)) had.rule.push(id);
+      continue;
+    }
+    if (log && r.logged && f.log?.accept) {
+      // The connection's first packet only (a stateless port's packets are not tracked: each is).
+      const first: Stmt[] = f.stateful ? [{ m: 'ctState', states: ['new'] }] : [];
+      push(into, [...rule.slice(0, -1), ...first, ...logStmts(log, names.logPrefix(f.portId, 'ACCEPT'))], { log: 'ACCEPT' });
+    }
+    seen.set(k, into.rules.length);
+    push(into, rule, { rule: [...r.ruleIds] });
   }
 }
 
 /** Traffic to the port (../policy.ts: `ingressPolicy`). */
-export function ingressRules(f: PortFilter, names: NftNames): Rules {
-  return lower(f, ingressPolicy(f), 'ingress', names);
+export function ingressRules(f: PortFilter, names: NftNames, log?: LogSettings): TaggedRules {
+  return lower(f, ingressPolicy(f), 'ingress', names, log);
 }
 
 /** Traffic from the port (../policy.ts: `egressPolicy`). */
-export function egressRules(f: PortFilter, names: NftNames): Rules {
-  return lower(f, egressPolicy(f), 'egress', names);
+export function egressRules(f: PortFilter, names: NftNames, log?: LogSettings): TaggedRules {
+  return lower(f, egressPolicy(f), 'egress', names, log);
 }
 
 /** Only the port's own (address, MAC) pairs leave it. */
-export function spoofRules(f: PortFilter): Rules {
-  const rules: Rules = [];
+export function spoofRules(f: PortFilter): TaggedRules {
+  const out: TaggedRules = { rules: [], tags: [] };
   for (const { family, src, mac } of spoofSources(f)) {
     const rule: Stmt[] = [{ m: 'nfproto', v: family }];
     if (src !== undefined) rule.push({ m: 'addr', family, dir: 'saddr', cidr: src });
     rule.push({ m: 'etherSaddr', mac: mac.toLowerCase() }, RETURN);
-    rules.push(rule);
+    push(out, rule, { fixed: 'anti-spoofing: own source' });
   }
-  rules.push([DROP]);
-  return rules;
+  push(out, [DROP], { fixed: 'anti-spoofing: drop' });
+  return out;
 }
 
 /** Bridge table, a frame from the port: the port's mark, then ARP only for its own IPv4 addresses
@@ -152,17 +201,25 @@ export function toDevRules(id: number): Rules {
   return [[{ m: 'markSet', mask: MARK_MASK, id: markOf(id) }]];
 }
 
-/** Every chain of a filtered port, by table family and name. */
-export function portChains(f: PortFilter, names: NftNames, mode: Mode, id: number | undefined): { inet: Map<string, Rules>; bridge: Map<string, Rules> } {
-  const inet = new Map<string, Rules>([
-    [names.ingressChain(f.portId), ingressRules(f, names)],
-    [names.egressChain(f.portId), egressRules(f, names)],
+/** Every chain of a filtered port, by table family and name, and what each rule of its inet chains is. */
+export function portChains(
+  f: PortFilter,
+  names: NftNames,
+  mode: Mode,
+  id: number | undefined,
+  log?: LogSettings,
+): { inet: Map<string, Rules>; bridge: Map<string, Rules>; tags: Map<string, RuleTag[]> } {
+  const tagged = new Map<string, TaggedRules>([
+    [names.ingressChain(f.portId), ingressRules(f, names, log)],
+    [names.egressChain(f.portId), egressRules(f, names, log)],
     [names.spoofChain(f.portId), spoofRules(f)],
   ]);
+  const inet = new Map([...tagged].map(([c, t]) => [c, t.rules]));
+  const tags = new Map([...tagged].map(([c, t]) => [c, t.tags]));
   const bridge = new Map<string, Rules>();
   if (mode === 'bridged' && id !== undefined) {
     bridge.set(names.fromDevChain(f.portId), fromDevRules(f, id));
     bridge.set(names.toDevChain(f.portId), toDevRules(id));
   }
-  return { inet, bridge };
+  return { inet, bridge, tags };
 }

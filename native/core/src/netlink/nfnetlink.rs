@@ -11,6 +11,7 @@ use netlink_packet_core::{DecodeError, Emitable, NetlinkDeserializable, NetlinkH
 
 use crate::conntrack::CtMessage;
 use crate::ipset::message::IpsetMessage;
+use crate::nflog::UlogMessage;
 use crate::nftables::message::NftMessage;
 
 pub const NFGENMSG_LEN: usize = 4;
@@ -135,6 +136,7 @@ pub enum NfnlBody {
     Ipset(IpsetMessage),
     Ctnetlink(CtMessage),
     Nftables(NftMessage),
+    Ulog(UlogMessage),
     /// A subsystem we do not model: its command and raw attribute bytes.
     Other {
         subsys: u8,
@@ -159,6 +161,7 @@ impl NfnlMessage {
             NfnlBody::Ipset(_) => IpsetMessage::SUBSYS,
             NfnlBody::Ctnetlink(_) => CtMessage::SUBSYS,
             NfnlBody::Nftables(_) => NftMessage::SUBSYS,
+            NfnlBody::Ulog(_) => UlogMessage::SUBSYS,
             NfnlBody::Other { subsys, .. } => *subsys,
         }
     }
@@ -167,6 +170,7 @@ impl NfnlMessage {
             NfnlBody::Ipset(m) => m.command(),
             NfnlBody::Ctnetlink(m) => m.command(),
             NfnlBody::Nftables(m) => m.command(),
+            NfnlBody::Ulog(m) => m.command(),
             NfnlBody::Other { cmd, .. } => *cmd,
         }
     }
@@ -205,6 +209,11 @@ impl From<NftMessage> for NfnlBody {
         NfnlBody::Nftables(m)
     }
 }
+impl From<UlogMessage> for NfnlBody {
+    fn from(m: UlogMessage) -> Self {
+        NfnlBody::Ulog(m)
+    }
+}
 
 impl NetlinkSerializable for NfnlMessage {
     fn message_type(&self) -> u16 {
@@ -216,6 +225,7 @@ impl NetlinkSerializable for NfnlMessage {
                 NfnlBody::Ipset(m) => m.payload_len(),
                 NfnlBody::Ctnetlink(m) => m.payload_len(),
                 NfnlBody::Nftables(m) => m.payload_len(),
+                NfnlBody::Ulog(m) => m.payload_len(),
                 NfnlBody::Other { payload, .. } => payload.len(),
             }
     }
@@ -226,6 +236,7 @@ impl NetlinkSerializable for NfnlMessage {
             NfnlBody::Ipset(m) => m.emit_payload(rest),
             NfnlBody::Ctnetlink(m) => m.emit_payload(rest),
             NfnlBody::Nftables(m) => m.emit_payload(rest),
+            NfnlBody::Ulog(m) => m.emit_payload(rest),
             NfnlBody::Other { payload, .. } => rest[..payload.len()].copy_from_slice(payload),
         }
     }
@@ -242,6 +253,7 @@ impl NetlinkDeserializable for NfnlMessage {
             IpsetMessage::SUBSYS => NfnlBody::Ipset(IpsetMessage::parse_payload(cmd, buf.payload())?),
             CtMessage::SUBSYS => NfnlBody::Ctnetlink(CtMessage::parse_payload(cmd, buf.payload())?),
             NftMessage::SUBSYS => NfnlBody::Nftables(NftMessage::parse_payload(cmd, buf.payload())?),
+            UlogMessage::SUBSYS => NfnlBody::Ulog(UlogMessage::parse_payload(cmd, buf.payload())?),
             _ => NfnlBody::Other { subsys, cmd, payload: buf.payload().to_vec() },
         };
         Ok(NfnlMessage { header: nfgen, body })

@@ -6,7 +6,7 @@
 use netlink_packet_core::{DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NLA_F_NESTED};
 
 use super::constants::*;
-use super::expr::{parse_exprs, Data, DataNla, Expr, ValueNla};
+use super::expr::{parse_exprs, Data, DataNla, Expr, ValueNla, Verdict, VerdictNla};
 use super::nla::*;
 
 /// Writes a nested attribute's contents into its buffer.
@@ -361,6 +361,71 @@ impl GenAttr {
     }
 }
 
+/// An attribute of a trace event (NFT_MSG_TRACE): where a traced packet is and what was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceAttr {
+    Table(String),
+    Chain(String),
+    RuleHandle(u64),
+    /// NFT_TRACETYPE_*: a rule matched, the chain ended (return), or a base chain's policy decided.
+    Type(u32),
+    Verdict(Verdict),
+    /// The same for every event of one packet.
+    Id(u32),
+    NetworkHeader(Vec<u8>),
+    TransportHeader(Vec<u8>),
+    Iif(u32),
+    Oif(u32),
+    Mark(u32),
+    Nfproto(u32),
+    Policy(u32),
+    Other(DefaultNla),
+}
+
+impl TraceAttr {
+    fn wire(&self) -> (u16, V<'_>) {
+        match self {
+            TraceAttr::Table(s) => (NFTA_TRACE_TABLE, V::Str(s)),
+            TraceAttr::Chain(s) => (NFTA_TRACE_CHAIN, V::Str(s)),
+            TraceAttr::RuleHandle(v) => (NFTA_TRACE_RULE_HANDLE, V::U64(*v)),
+            TraceAttr::Type(v) => (NFTA_TRACE_TYPE, V::U32(*v)),
+            TraceAttr::Verdict(v) => {
+                let n = VerdictNla(NFTA_TRACE_VERDICT, v);
+                let len = n.value_len();
+                (NFTA_TRACE_VERDICT | NLA_F_NESTED, V::Nested(Box::new(move |b| n.emit_value(b)), len))
+            }
+            TraceAttr::Id(v) => (NFTA_TRACE_ID, V::U32(*v)),
+            TraceAttr::NetworkHeader(b) => (NFTA_TRACE_NETWORK_HEADER, V::Bytes(b)),
+            TraceAttr::TransportHeader(b) => (NFTA_TRACE_TRANSPORT_HEADER, V::Bytes(b)),
+            TraceAttr::Iif(v) => (NFTA_TRACE_IIF, V::U32(*v)),
+            TraceAttr::Oif(v) => (NFTA_TRACE_OIF, V::U32(*v)),
+            TraceAttr::Mark(v) => (NFTA_TRACE_MARK, V::U32(*v)),
+            TraceAttr::Nfproto(v) => (NFTA_TRACE_NFPROTO, V::U32(*v)),
+            TraceAttr::Policy(v) => (NFTA_TRACE_POLICY, V::U32(*v)),
+            TraceAttr::Other(_) => unreachable!("Other is emitted as is"),
+        }
+    }
+    pub fn parse(nla: &NlaBuffer<&[u8]>) -> Result<Self, DecodeError> {
+        let v = nla.value();
+        Ok(match nla.kind() & !NLA_F_NESTED {
+            NFTA_TRACE_TABLE => TraceAttr::Table(cstr(v)?),
+            NFTA_TRACE_CHAIN => TraceAttr::Chain(cstr(v)?),
+            NFTA_TRACE_RULE_HANDLE => TraceAttr::RuleHandle(be64(v)?),
+            NFTA_TRACE_TYPE => TraceAttr::Type(be32(v)?),
+            NFTA_TRACE_VERDICT => TraceAttr::Verdict(Verdict::parse(v)?),
+            NFTA_TRACE_ID => TraceAttr::Id(be32(v)?),
+            NFTA_TRACE_NETWORK_HEADER => TraceAttr::NetworkHeader(v.to_vec()),
+            NFTA_TRACE_TRANSPORT_HEADER => TraceAttr::TransportHeader(v.to_vec()),
+            NFTA_TRACE_IIF => TraceAttr::Iif(be32(v)?),
+            NFTA_TRACE_OIF => TraceAttr::Oif(be32(v)?),
+            NFTA_TRACE_MARK => TraceAttr::Mark(be32(v)?),
+            NFTA_TRACE_NFPROTO => TraceAttr::Nfproto(be32(v)?),
+            NFTA_TRACE_POLICY => TraceAttr::Policy(be32(v)?),
+            _ => TraceAttr::Other(other(nla)?),
+        })
+    }
+}
+
 /// Any attribute of an nf_tables message, by the object the message is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NftAttr {
@@ -370,6 +435,7 @@ pub enum NftAttr {
     Set(SetAttr),
     Elems(ElemListAttr),
     Gen(GenAttr),
+    Trace(TraceAttr),
     /// An attribute of a message type we do not model.
     Other(DefaultNla),
 }
@@ -384,6 +450,7 @@ impl NftAttr {
             | NftAttr::Set(SetAttr::Other(o))
             | NftAttr::Elems(ElemListAttr::Other(o))
             | NftAttr::Gen(GenAttr::Other(o))
+            | NftAttr::Trace(TraceAttr::Other(o))
             | NftAttr::Other(o) => Err(o),
             NftAttr::Table(a) => Ok(a.wire()),
             NftAttr::Chain(a) => Ok(a.wire()),
@@ -391,6 +458,7 @@ impl NftAttr {
             NftAttr::Set(a) => Ok(a.wire()),
             NftAttr::Elems(a) => Ok(a.wire()),
             NftAttr::Gen(a) => Ok(a.wire()),
+            NftAttr::Trace(a) => Ok(a.wire()),
         }
     }
 }

@@ -9,6 +9,8 @@ pub const NFNL_MSG_BATCH_END: u8 = 0x11;
 pub const NFNL_BATCH_GENID: u16 = 1;
 /// Multicast group of nf_tables change notifications.
 pub const NFNLGRP_NFTABLES: u32 = 7;
+/// Multicast group of nf_tables trace events (packets with the nftrace bit set).
+pub const NFNLGRP_NFTRACE: u32 = 9;
 
 // ---- families (netfilter.h, NFPROTO_*) ----
 pub const NFPROTO_UNSPEC: u8 = 0;
@@ -51,6 +53,7 @@ pub const NFT_MSG_GETSETELEM: u8 = 13;
 pub const NFT_MSG_DELSETELEM: u8 = 14;
 pub const NFT_MSG_NEWGEN: u8 = 15;
 pub const NFT_MSG_GETGEN: u8 = 16;
+pub const NFT_MSG_TRACE: u8 = 17;
 pub const NFT_MSG_DESTROYTABLE: u8 = 26;
 pub const NFT_MSG_DESTROYCHAIN: u8 = 27;
 pub const NFT_MSG_DESTROYRULE: u8 = 28;
@@ -187,6 +190,8 @@ pub const NFT_META_PROTOCOL: u32 = 1;
 pub const NFT_META_MARK: u32 = 3;
 pub const NFT_META_IIFNAME: u32 = 6;
 pub const NFT_META_OIFNAME: u32 = 7;
+/// The packet's nftrace bit: set, every nf_tables rule it meets is announced (NFNLGRP_NFTRACE).
+pub const NFT_META_NFTRACE: u32 = 12;
 pub const NFT_META_NFPROTO: u32 = 15;
 pub const NFT_META_L4PROTO: u32 = 16;
 /// Needs CONFIG_NFT_BRIDGE_META: used only to probe for it.
@@ -203,6 +208,44 @@ pub const NF_CT_STATE_ESTABLISHED_BIT: u32 = 1 << 1;
 pub const NF_CT_STATE_RELATED_BIT: u32 = 1 << 2;
 pub const NF_CT_STATE_NEW_BIT: u32 = 1 << 3;
 pub const NF_CT_STATE_UNTRACKED_BIT: u32 = 1 << 6;
+
+/// enum nft_limit_attributes, nft_limit_type: a token bucket of packets per unit of seconds.
+pub const NFTA_LIMIT_RATE: u16 = 1;
+pub const NFTA_LIMIT_UNIT: u16 = 2;
+pub const NFTA_LIMIT_BURST: u16 = 3;
+pub const NFTA_LIMIT_TYPE: u16 = 4;
+pub const NFTA_LIMIT_FLAGS: u16 = 5;
+pub const NFT_LIMIT_PKTS: u32 = 0;
+
+/// enum nft_log_attributes: NFLOG to a netlink group (the group is 16-bit big endian).
+pub const NFTA_LOG_GROUP: u16 = 1;
+pub const NFTA_LOG_PREFIX: u16 = 2;
+pub const NFTA_LOG_SNAPLEN: u16 = 3;
+pub const NFTA_LOG_QTHRESHOLD: u16 = 4;
+/// The kernel's limit on a log prefix, its NUL included (NF_LOG_PREFIXLEN).
+pub const NF_LOG_PREFIXLEN: usize = 128;
+
+/// enum nft_counter_attributes: 64-bit counts (and padding to align them).
+pub const NFTA_COUNTER_BYTES: u16 = 1;
+pub const NFTA_COUNTER_PACKETS: u16 = 2;
+
+// ---- trace events (enum nft_trace_attributes, nft_trace_types) ----
+pub const NFTA_TRACE_TABLE: u16 = 1;
+pub const NFTA_TRACE_CHAIN: u16 = 2;
+pub const NFTA_TRACE_RULE_HANDLE: u16 = 3;
+pub const NFTA_TRACE_TYPE: u16 = 4;
+pub const NFTA_TRACE_VERDICT: u16 = 5;
+pub const NFTA_TRACE_ID: u16 = 6;
+pub const NFTA_TRACE_NETWORK_HEADER: u16 = 8;
+pub const NFTA_TRACE_TRANSPORT_HEADER: u16 = 9;
+pub const NFTA_TRACE_IIF: u16 = 10;
+pub const NFTA_TRACE_OIF: u16 = 12;
+pub const NFTA_TRACE_MARK: u16 = 14;
+pub const NFTA_TRACE_NFPROTO: u16 = 15;
+pub const NFTA_TRACE_POLICY: u16 = 16;
+pub const NFT_TRACETYPE_POLICY: u32 = 1;
+pub const NFT_TRACETYPE_RETURN: u32 = 2;
+pub const NFT_TRACETYPE_RULE: u32 = 3;
 
 pub const NFTA_GEN_ID: u16 = 1;
 pub const NFTA_GEN_PROC_PID: u16 = 2;

@@ -46,7 +46,8 @@ impl Verdict {
     pub fn target(&self) -> Option<&str> {
         self.chain()
     }
-    fn parse(nested: &[u8]) -> Result<Self, DecodeError> {
+    /// Parses the inside of a verdict nest (NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN).
+    pub fn parse(nested: &[u8]) -> Result<Self, DecodeError> {
         let mut code = None;
         let mut chain = None;
         for nla in netlink_packet_core::NlasIterator::new(nested) {
@@ -100,7 +101,7 @@ impl Nla for DataNla<'_> {
     fn value_len(&self) -> usize {
         match self.1 {
             Data::Value(v) => Bytes(NFTA_DATA_VALUE, v).buffer_len(),
-            Data::Verdict(v) => VerdictNla(v).buffer_len(),
+            Data::Verdict(v) => VerdictNla(NFTA_DATA_VERDICT, v).buffer_len(),
         }
     }
     fn kind(&self) -> u16 {
@@ -109,7 +110,7 @@ impl Nla for DataNla<'_> {
     fn emit_value(&self, buf: &mut [u8]) {
         match self.1 {
             Data::Value(v) => Bytes(NFTA_DATA_VALUE, v).emit(buf),
-            Data::Verdict(v) => VerdictNla(v).emit(buf),
+            Data::Verdict(v) => VerdictNla(NFTA_DATA_VERDICT, v).emit(buf),
         }
     }
 }
@@ -130,21 +131,42 @@ impl Nla for ValueNla<'_> {
     }
 }
 
-struct VerdictNla<'a>(&'a Verdict);
+/// A verdict as the nested attribute `kind` (NFTA_DATA_VERDICT in data, NFTA_TRACE_VERDICT in a
+/// trace event).
+pub struct VerdictNla<'a>(pub u16, pub &'a Verdict);
 impl Nla for VerdictNla<'_> {
     fn value_len(&self) -> usize {
-        U32(NFTA_VERDICT_CODE, 0).buffer_len() + self.0.chain().map(|c| Str(NFTA_VERDICT_CHAIN, c).buffer_len()).unwrap_or(0)
+        U32(NFTA_VERDICT_CODE, 0).buffer_len() + self.1.chain().map(|c| Str(NFTA_VERDICT_CHAIN, c).buffer_len()).unwrap_or(0)
     }
     fn kind(&self) -> u16 {
-        NFTA_DATA_VERDICT | NLA_F_NESTED
+        self.0 | NLA_F_NESTED
     }
     fn emit_value(&self, buf: &mut [u8]) {
-        let code = U32(NFTA_VERDICT_CODE, self.0.code() as u32);
-        match self.0.chain() {
+        let code = U32(NFTA_VERDICT_CODE, self.1.code() as u32);
+        match self.1.chain() {
             Some(c) => emit_dyn(&[&code, &Str(NFTA_VERDICT_CHAIN, c)], buf),
             None => code.emit(buf),
         }
     }
+}
+
+/// What a counter has counted. The counts are the kernel's record of the packets a rule saw, not
+/// part of what the rule is: two counters are the same expression whatever they counted, so a rule
+/// read back with its counts is `==` to the one written with none (drift is judged by `==`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl PartialEq for Counts {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Counts {}
+impl std::hash::Hash for Counts {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// One expression of a rule.
@@ -205,6 +227,22 @@ pub enum Expr {
     },
     /// Marks the packet as not to be tracked.
     Notrack,
+    /// Counts the packets and bytes that reach it.
+    Counter(Counts),
+    /// Sends the packet to nfnetlink_log group `group`, with the prefix.
+    Log {
+        group: u16,
+        prefix: Option<String>,
+    },
+    /// Matches while a token bucket has tokens: `rate` per `unit` seconds, `burst` at most
+    /// (`kind` NFT_LIMIT_PKTS: packets).
+    Limit {
+        rate: u64,
+        unit: u64,
+        burst: u32,
+        kind: u32,
+        flags: u32,
+    },
     /// An expression this crate does not model: its name and NFTA_EXPR_DATA as sent.
     Other {
         name: String,
@@ -214,7 +252,9 @@ pub enum Expr {
 
 /// One attribute inside NFTA_EXPR_DATA, owned, so an expression can list what it emits.
 enum A<'a> {
+    U16(u16, u16),
     U32(u16, u32),
+    U64(u16, u64),
     Str(u16, &'a str),
     Data(u16, Data),
 }
@@ -222,20 +262,24 @@ enum A<'a> {
 impl Nla for A<'_> {
     fn value_len(&self) -> usize {
         match self {
+            A::U16(..) => 2,
             A::U32(..) => 4,
+            A::U64(..) => 8,
             A::Str(_, s) => cstr_len(s),
             A::Data(k, d) => DataNla(*k, d).value_len(),
         }
     }
     fn kind(&self) -> u16 {
         match self {
-            A::U32(k, _) | A::Str(k, _) => *k,
+            A::U16(k, _) | A::U32(k, _) | A::U64(k, _) | A::Str(k, _) => *k,
             A::Data(k, _) => *k | NLA_F_NESTED,
         }
     }
     fn emit_value(&self, buf: &mut [u8]) {
         match self {
+            A::U16(_, v) => buf[..2].copy_from_slice(&v.to_be_bytes()),
             A::U32(k, v) => U32(*k, *v).emit_value(buf),
+            A::U64(_, v) => buf[..8].copy_from_slice(&v.to_be_bytes()),
             A::Str(k, s) => Str(*k, s).emit_value(buf),
             A::Data(k, d) => DataNla(*k, d).emit_value(buf),
         }
@@ -254,6 +298,9 @@ impl Expr {
             Expr::Immediate { .. } => "immediate",
             Expr::Ct { .. } => "ct",
             Expr::Notrack => "notrack",
+            Expr::Counter(_) => "counter",
+            Expr::Limit { .. } => "limit",
+            Expr::Log { .. } => "log",
             Expr::Other { name, .. } => name,
         }
     }
@@ -304,6 +351,21 @@ impl Expr {
             }
             Expr::Immediate { dreg, data } => vec![A::U32(NFTA_IMMEDIATE_DREG, *dreg), A::Data(NFTA_IMMEDIATE_DATA, data.clone())],
             Expr::Ct { key, dreg } => vec![A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_DREG, *dreg)],
+            Expr::Counter(c) => vec![A::U64(NFTA_COUNTER_BYTES, c.bytes), A::U64(NFTA_COUNTER_PACKETS, c.packets)],
+            Expr::Log { group, prefix } => {
+                let mut a = vec![A::U16(NFTA_LOG_GROUP, *group)];
+                if let Some(p) = prefix {
+                    a.push(A::Str(NFTA_LOG_PREFIX, p));
+                }
+                a
+            }
+            Expr::Limit { rate, unit, burst, kind, flags } => vec![
+                A::U64(NFTA_LIMIT_RATE, *rate),
+                A::U64(NFTA_LIMIT_UNIT, *unit),
+                A::U32(NFTA_LIMIT_BURST, *burst),
+                A::U32(NFTA_LIMIT_TYPE, *kind),
+                A::U32(NFTA_LIMIT_FLAGS, *flags),
+            ],
             Expr::Notrack | Expr::Other { .. } => vec![],
         }
     }
@@ -340,6 +402,15 @@ impl Expr {
 
     /// The typed expression, or None when its name or an attribute is not one we model.
     fn parse_data(name: &str, data: &[u8]) -> Result<Option<Self>, DecodeError> {
+        if name == "counter" {
+            return parse_counter(data);
+        }
+        if name == "limit" {
+            return parse_limit(data);
+        }
+        if name == "log" {
+            return parse_log(data);
+        }
         let mut u = std::collections::HashMap::<u16, u32>::new();
         let mut s = std::collections::HashMap::<u16, String>::new();
         let mut d = std::collections::HashMap::<u16, Data>::new();
@@ -435,6 +506,54 @@ impl Expr {
             _ => None,
         })
     }
+}
+
+/// A counter's counts (64-bit, big endian; the kernel pads them with NFTA_COUNTER_PAD).
+fn parse_counter(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
+    let mut c = Counts::default();
+    for nla in netlink_packet_core::NlasIterator::new(data) {
+        let nla = nla?;
+        match nla.kind() {
+            NFTA_COUNTER_BYTES => c.bytes = be64(nla.value())?,
+            NFTA_COUNTER_PACKETS => c.packets = be64(nla.value())?,
+            _ => {}
+        }
+    }
+    Ok(Some(Expr::Counter(c)))
+}
+
+/// A log to a netlink group; one with other options (a level, a snap length) is not ours: Other.
+fn parse_log(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
+    let (mut group, mut prefix) = (None, None);
+    for nla in netlink_packet_core::NlasIterator::new(data) {
+        let nla = nla?;
+        match nla.kind() {
+            NFTA_LOG_GROUP => group = Some(nla.value().get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])).ok_or("short log group")?),
+            NFTA_LOG_PREFIX => prefix = Some(cstr(nla.value())?),
+            _ => return Ok(None),
+        }
+    }
+    Ok(group.map(|group| Expr::Log { group, prefix }))
+}
+
+/// A limit's bucket (rate and unit 64-bit, the rest 32-bit; the kernel pads the 64-bit ones).
+fn parse_limit(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
+    let (mut rate, mut unit, mut burst, mut kind, mut flags) = (None, None, None, None, 0);
+    for nla in netlink_packet_core::NlasIterator::new(data) {
+        let nla = nla?;
+        match nla.kind() {
+            NFTA_LIMIT_RATE => rate = Some(be64(nla.value())?),
+            NFTA_LIMIT_UNIT => unit = Some(be64(nla.value())?),
+            NFTA_LIMIT_BURST => burst = Some(be32(nla.value())?),
+            NFTA_LIMIT_TYPE => kind = Some(be32(nla.value())?),
+            NFTA_LIMIT_FLAGS => flags = be32(nla.value())?,
+            _ => {}
+        }
+    }
+    Ok(match (rate, unit, burst, kind) {
+        (Some(rate), Some(unit), Some(burst), Some(kind)) => Some(Expr::Limit { rate, unit, burst, kind, flags }),
+        _ => None,
+    })
 }
 
 /// An expression as one NFTA_LIST_ELEM of NFTA_RULE_EXPRESSIONS.

@@ -23,6 +23,7 @@ pub enum Object {
     Set,
     Elems,
     Gen,
+    Trace,
     Unknown,
 }
 
@@ -35,6 +36,7 @@ impl Object {
             NFT_MSG_NEWSET | NFT_MSG_GETSET | NFT_MSG_DELSET | NFT_MSG_DESTROYSET => Object::Set,
             NFT_MSG_NEWSETELEM | NFT_MSG_GETSETELEM | NFT_MSG_DELSETELEM | NFT_MSG_DESTROYSETELEM => Object::Elems,
             NFT_MSG_NEWGEN | NFT_MSG_GETGEN => Object::Gen,
+            NFT_MSG_TRACE => Object::Trace,
             _ => Object::Unknown,
         }
     }
@@ -92,6 +94,13 @@ impl NftMessage {
         })
     }
 
+    pub fn trace_attrs(&self) -> impl Iterator<Item = &TraceAttr> {
+        self.attrs.iter().filter_map(|a| match a {
+            NftAttr::Trace(t) => Some(t),
+            _ => None,
+        })
+    }
+
     pub fn chain_attrs(&self) -> impl Iterator<Item = &ChainAttr> {
         self.attrs.iter().filter_map(|a| match a {
             NftAttr::Chain(c) => Some(c),
@@ -124,6 +133,7 @@ impl NfnlPayload for NftMessage {
             Object::Set => parse_all(buf, |n| SetAttr::parse(n).map(NftAttr::Set))?,
             Object::Elems => parse_all(buf, |n| ElemListAttr::parse(n).map(NftAttr::Elems))?,
             Object::Gen => parse_all(buf, |n| GenAttr::parse(n).map(NftAttr::Gen))?,
+            Object::Trace => parse_all(buf, |n| TraceAttr::parse(n).map(NftAttr::Trace))?,
             Object::Unknown => parse_all(buf, |n| other(n).map(NftAttr::Other))?,
         };
         Ok(NftMessage { cmd, attrs })

@@ -10,7 +10,8 @@
 //! - `mirror`: what this client committed; `client`: transactions (one batch each, all or nothing);
 //!   `build`: what each operation sends and changes in the mirror; `readback`: our tables as the
 //!   kernel has them; `reconcile`: drift repair against the mirror; `probe`: what the kernel
-//!   supports; `watch`: repair on the kernel's notifications of foreign changes.
+//!   supports; `watch`: repair on the kernel's notifications of foreign changes; `trace`: the events
+//!   of packets marked for tracing.
 
 pub mod attr;
 mod build;
@@ -28,15 +29,17 @@ pub mod readback;
 pub mod reconcile;
 pub mod request;
 pub mod spec;
+pub mod trace;
 mod ts_types;
 pub mod watch;
 
 pub use client::{NftClient, TransactResult};
 pub use kernel::NftKernel;
 pub use probe::{probe, Support};
-pub use readback::TableDesc;
+pub use readback::{RuleStat, TableDesc};
 pub use reconcile::{ReconcileReport, Scope};
 pub use spec::{Family, Op};
+pub use trace::{TraceEvent, TraceListener};
 pub use watch::{Watch, WatchEvent};
 
 #[cfg(test)]

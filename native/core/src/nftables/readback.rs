@@ -46,7 +46,76 @@ pub struct TableDesc {
     pub sets: Vec<SetDesc>,
 }
 
+/// One rule as the kernel lists it: where it is, and what its counter counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "camelCase")]
+pub struct RuleStat {
+    pub chain: String,
+    /// The kernel's handle of the rule (what trace events name it by).
+    #[cfg_attr(test, ts(type = "number"))]
+    pub handle: u64,
+    /// Its place in the chain, from 0.
+    pub position: u32,
+    /// Whether the whole chain reads back as this client wrote it: then `position` is the index of
+    /// the rule as written. False for a chain that drifted (until it is repaired) and for tables this
+    /// client did not write (iptables-nft's).
+    pub as_written: bool,
+    /// Whether it has a counter.
+    pub counted: bool,
+    /// The counts of its counter (0 without one).
+    #[cfg_attr(test, ts(type = "number"))]
+    pub packets: u64,
+    #[cfg_attr(test, ts(type = "number"))]
+    pub bytes: u64,
+}
+
 impl<K: NftKernel> NftClient<K> {
+    /// Every rule of a table (of any family: `nfproto`), or of one chain of it, with its handle and
+    /// counts, in each chain's order.
+    pub fn rule_stats(&mut self, nfproto: u8, table: &str, chain: Option<&str>) -> Result<Vec<RuleStat>, SysError> {
+        let mut attrs = vec![NftAttr::Rule(RuleAttr::Table(table.into()))];
+        if let Some(c) = chain {
+            attrs.push(NftAttr::Rule(RuleAttr::Chain(c.into())));
+        }
+        let mut by_chain: BTreeMap<String, Vec<(u64, Vec<Expr>)>> = BTreeMap::new();
+        for (_, m) in self.dump(nfproto, NFT_MSG_GETRULE, attrs)? {
+            if m.table() != Some(table) {
+                continue;
+            }
+            let Some(c) = m.object_name() else { continue };
+            let handle = m.attrs.iter().find_map(|a| match a {
+                NftAttr::Rule(RuleAttr::Handle(h)) => Some(*h),
+                _ => None,
+            });
+            let exprs = m.expressions().map(|e| e.to_vec()).unwrap_or_default();
+            by_chain.entry(c.to_string()).or_default().push((handle.unwrap_or(0), exprs));
+        }
+        let written = Family::from_nfproto(nfproto).and_then(|f| self.mirror.table(&(f, table.to_string())));
+        let mut out = Vec::new();
+        for (c, rules) in by_chain {
+            let mine = written.and_then(|t| t.chains.get(&c));
+            let as_written = mine.is_some_and(|m| m.rules.len() == rules.len() && m.rules.iter().zip(&rules).all(|(w, (_, k))| w == k));
+            for (i, (handle, exprs)) in rules.into_iter().enumerate() {
+                let counts = exprs.iter().find_map(|e| match e {
+                    Expr::Counter(c) => Some(*c),
+                    _ => None,
+                });
+                let (counted, counts) = (counts.is_some(), counts.unwrap_or_default());
+                out.push(RuleStat {
+                    chain: c.clone(),
+                    handle,
+                    position: i as u32,
+                    as_written,
+                    counted,
+                    packets: counts.packets,
+                    bytes: counts.bytes,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     pub(super) fn dump(&mut self, family: u8, cmd: u8, attrs: Vec<NftAttr>) -> Result<Vec<(u8, NftMessage)>, SysError> {
         let res =
             self.kernel.dump(NftRequest::new(family, cmd, 0, attrs)).map_err(|e| nl_err(SysCode::NftablesFailed, "nf_tables dump", e))?;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::cidr::{Bits, Net};
 use super::constants::*;
-use super::expr::{Data, Expr, Verdict};
+use super::expr::{Counts, Data, Expr, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -327,12 +327,31 @@ pub enum Stmt {
         key: IfKey,
         prefix: String,
     },
+    /// `iifname|oifname "NAME"`: exactly that device.
+    Ifname {
+        key: IfKey,
+        name: String,
+    },
+    /// `meta nftrace set 1`: every rule the packet meets from here on is announced (NFNLGRP_NFTRACE).
+    NftraceSet,
+    /// `log group G prefix "P"`: the packet to nfnetlink_log group G (read by `nflog`).
+    Log {
+        group: u16,
+        prefix: String,
+    },
+    /// `limit rate R/second burst B packets`: matches while the rule's own bucket has tokens.
+    Limit {
+        rate: u32,
+        burst: u32,
+    },
     /// `KEY vmap @map`.
     Vmap {
         key: MapKey,
         map: String,
     },
     Notrack,
+    /// `counter`: the packets and bytes that reach it (read back with `ruleStats`).
+    Counter,
     Verdict {
         v: VerdictSpec,
     },
@@ -654,6 +673,22 @@ impl Stmt {
                 }
                 vec![load_meta(key.meta()), eq(prefix.as_bytes().to_vec())]
             }
+            Stmt::Ifname { key, name } => vec![load_meta(key.meta()), eq(ifname_key(name)?)],
+            Stmt::Log { group, prefix } => {
+                if prefix.len() >= NF_LOG_PREFIXLEN || prefix.bytes().any(|b| b == 0) {
+                    return Err(format!("a log prefix is at most {} bytes, without NUL", NF_LOG_PREFIXLEN - 1));
+                }
+                vec![Expr::Log { group: *group, prefix: Some(prefix.clone()) }]
+            }
+            Stmt::Limit { rate, burst } => {
+                if *rate == 0 || *burst == 0 {
+                    return Err("a limit needs a rate and a burst of at least 1".into());
+                }
+                vec![Expr::Limit { rate: *rate as u64, unit: 1, burst: *burst, kind: NFT_LIMIT_PKTS, flags: 0 }]
+            }
+            Stmt::NftraceSet => {
+                vec![Expr::Immediate { dreg: R, data: Data::Value(vec![1]) }, Expr::MetaSet { key: NFT_META_NFTRACE, sreg: R }]
+            }
             Stmt::Vmap { key, map } => {
                 let mut v = match key {
                     MapKey::Mark(mask) => vec![
@@ -667,6 +702,7 @@ impl Stmt {
                 v
             }
             Stmt::Notrack => vec![Expr::Notrack],
+            Stmt::Counter => vec![Expr::Counter(Counts::default())],
             Stmt::Verdict { v } => vec![Expr::Immediate { dreg: NFT_REG_VERDICT, data: Data::Verdict(v.verdict()) }],
         })
     }

@@ -1,5 +1,6 @@
 //! The TypeScript types of what crosses the addon boundary for nf_tables — the operations and rule
-//! statements the backend sends, the results it gets — generated from the Rust declarations above
+//! statements the backend sends, the results it gets, the trace events and logged packets it
+//! hears — generated from the Rust declarations above
 //! (ts-rs reads their serde attributes), so that they are declared once. The JSON text they travel
 //! as is faster to cross than JS objects read property by property (bench/nft-boundary.ts).
 //! The generated file must be current: `SG_WRITE_TS=1 cargo test -p sg-agent-core ts_types` writes it.
@@ -8,12 +9,15 @@
 mod tests {
     use ts_rs::{Config, TS};
 
+    use crate::nflog::reader::{EtherHeader, LogPacket};
     use crate::nftables::client::TransactResult;
     use crate::nftables::error::OpFailure;
     use crate::nftables::probe::Support;
-    use crate::nftables::readback::{ChainDesc, SetDesc, TableDesc};
+    use crate::nftables::readback::{ChainDesc, RuleStat, SetDesc, TableDesc};
     use crate::nftables::reconcile::{ReconcileReport, UnknownObject};
     use crate::nftables::spec::*;
+    use crate::nftables::trace::TraceEvent;
+    use crate::packet::PacketInfo;
 
     const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../src/addon/nftables-types.ts");
 
@@ -41,6 +45,11 @@ mod tests {
             ChainDesc::decl(&cfg),
             SetDesc::decl(&cfg),
             TableDesc::decl(&cfg),
+            RuleStat::decl(&cfg),
+            PacketInfo::decl(&cfg),
+            TraceEvent::decl(&cfg),
+            EtherHeader::decl(&cfg),
+            LogPacket::decl(&cfg),
             Support::decl(&cfg),
         ];
         let mut out = String::from(

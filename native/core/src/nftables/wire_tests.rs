@@ -133,13 +133,13 @@ fn a_dumped_rule_reads_back_equal_though_the_kernel_leaves_nests_unflagged() {
 
 #[test]
 fn expressions_we_do_not_model_are_kept_whole() {
-    // counter { NFTA_COUNTER_BYTES = 1, NFTA_COUNTER_PACKETS = 2 } (be64 each).
-    let counter_data: Vec<u8> = vec![12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 100, 12, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    let mut elem = vec![12, 0, 1, 0, b'c', b'o', b'u', b'n', b't', b'e', b'r', 0];
-    elem.extend_from_slice(&((counter_data.len() + 4) as u16).to_le_bytes());
+    // quota { NFTA_QUOTA_BYTES = 100 (be64), NFTA_QUOTA_FLAGS = 0 (be32) }.
+    let quota_data: Vec<u8> = vec![12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 100, 8, 0, 2, 0, 0, 0, 0, 0];
+    let mut elem = vec![10, 0, 1, 0, b'q', b'u', b'o', b't', b'a', 0, 0, 0];
+    elem.extend_from_slice(&((quota_data.len() + 4) as u16).to_le_bytes());
     elem.extend_from_slice(&[2, 0]);
-    elem.extend_from_slice(&counter_data);
-    assert_eq!(Expr::parse(&elem).unwrap(), Expr::Other { name: "counter".into(), data: counter_data });
+    elem.extend_from_slice(&quota_data);
+    assert_eq!(Expr::parse(&elem).unwrap(), Expr::Other { name: "quota".into(), data: quota_data });
     // A payload write (NFTA_PAYLOAD_SREG) is not a load: kept as Other, never mistaken for ours.
     let pw: Vec<u8> = vec![8, 0, 5, 0, 0, 0, 0, 1, 8, 0, 2, 0, 0, 0, 0, 1, 8, 0, 3, 0, 0, 0, 0, 12, 8, 0, 4, 0, 0, 0, 0, 4];
     let mut elem = vec![12, 0, 1, 0, b'p', b'a', b'y', b'l', b'o', b'a', b'd', 0];
@@ -239,4 +239,95 @@ fn a_generation_reply_reads_its_id() {
     let m = decode(NFT_MSG_NEWGEN, payload);
     assert_eq!(m.gen_id(), Some(7));
     assert!(m.attrs.contains(&NftAttr::Gen(GenAttr::ProcName("nft".into()))));
+}
+
+/// `counter` as the kernel dumps it after 3 packets of 180 bytes: NFTA_COUNTER_BYTES and
+/// NFTA_COUNTER_PACKETS, 64-bit big endian, each after an NFTA_COUNTER_PAD (3) that aligns it.
+const EXPR_COUNTER_DUMPED: &[u8] = &[
+    48, 0, 0x01, 0x80, 12, 0, 1, 0, b'c', b'o', b'u', b'n', b't', b'e', b'r', 0, // NFTA_EXPR_NAME "counter"
+    32, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    4, 0, 3, 0, // NFTA_COUNTER_PAD
+    12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 180, // NFTA_COUNTER_BYTES = 180
+    12, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 3, // NFTA_COUNTER_PACKETS = 3
+];
+
+#[test]
+fn a_counter_reads_its_counts_and_equals_the_one_written() {
+    let read = super::expr::parse_exprs(EXPR_COUNTER_DUMPED).unwrap();
+    let [Expr::Counter(c)] = read.as_slice() else { panic!("{read:?}") };
+    assert_eq!((c.packets, c.bytes), (3, 180));
+    // As written: both counts 0, no padding.
+    let written = vec![Expr::Counter(super::expr::Counts::default())];
+    let mut b = vec![0u8; written.as_slice().buffer_len()];
+    written.as_slice().emit(&mut b);
+    assert_eq!(&b[..4], &[44, 0, 0x01, 0x80]);
+    assert_eq!(&b[4..16], &EXPR_COUNTER_DUMPED[4..16]);
+    assert_eq!(&b[16..20], &[28, 0, 0x02, 0x80]);
+    assert_eq!(&b[20..], &[12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(read, written, "what a counter counted is not what the rule is: drift compares equal");
+}
+
+/// A trace event as the kernel announces it (nf_tables_trace_notify): an inet packet, UDP
+/// 10.0.0.1:5000 → 10.0.0.2:53, meeting rule 5 of chain "c" of table "t", which returned.
+const TRACE_RULE_RETURN: &[u8] = &[
+    1, 0, 0, 0, // nfgenmsg: NFPROTO_INET
+    6, 0, 1, 0, b't', 0, 0, 0, // NFTA_TRACE_TABLE "t"
+    6, 0, 2, 0, b'c', 0, 0, 0, // NFTA_TRACE_CHAIN "c"
+    12, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 5, // NFTA_TRACE_RULE_HANDLE = 5 (be64)
+    8, 0, 4, 0, 0, 0, 0, 3, // NFTA_TRACE_TYPE = NFT_TRACETYPE_RULE
+    12, 0, 5, 0x80, 8, 0, 1, 0, 0xff, 0xff, 0xff, 0xfb, // NFTA_TRACE_VERDICT { NFTA_VERDICT_CODE = NFT_RETURN }
+    8, 0, 6, 0, 1, 2, 3, 4, // NFTA_TRACE_ID
+    24, 0, 8, 0, 0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // NFTA_TRACE_NETWORK_HEADER
+    8, 0, 9, 0, 0x13, 0x88, 0, 53, // NFTA_TRACE_TRANSPORT_HEADER: ports 5000 → 53
+    8, 0, 15, 0, 0, 0, 0, 2, // NFTA_TRACE_NFPROTO = NFPROTO_IPV4
+];
+
+#[test]
+fn a_trace_event_names_its_rule_verdict_and_packet() {
+    let m = decode(NFT_MSG_TRACE, TRACE_RULE_RETURN);
+    assert!(m.trace_attrs().any(|a| *a == TraceAttr::Verdict(Verdict::Return)));
+    assert_eq!(encode(NFPROTO_INET, m.clone()), TRACE_RULE_RETURN, "emits as it parses");
+    let e = super::trace::TraceEvent::from_message(NFPROTO_INET, &m).unwrap();
+    assert_eq!((e.id, e.family.as_str(), e.table.as_str(), e.chain.as_str()), (0x01020304, "inet", "t", "c"));
+    assert_eq!((e.kind, e.handle, e.verdict.as_deref()), ("rule", Some(5), Some("return")));
+    let p = e.packet.unwrap();
+    assert_eq!((p.proto, p.sport, p.dport), (17, Some(5000), Some(53)));
+    assert_eq!(p.dst.to_string(), "10.0.0.2");
+}
+
+/// `limit rate 100/second burst 25 packets` as the kernel dumps it (nft_limit_dump): each 64-bit
+/// attribute after an NFTA_LIMIT_PAD (6).
+const EXPR_LIMIT_DUMPED: &[u8] = &[
+    76, 0, 0x01, 0x80, 10, 0, 1, 0, b'l', b'i', b'm', b'i', b't', 0, 0, 0, // NFTA_EXPR_NAME "limit"
+    60, 0, 0x02, 0x80, // NFTA_EXPR_DATA
+    4, 0, 6, 0, 12, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 100, // PAD, NFTA_LIMIT_RATE = 100
+    4, 0, 6, 0, 12, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, // PAD, NFTA_LIMIT_UNIT = 1 (second)
+    8, 0, 3, 0, 0, 0, 0, 25, // NFTA_LIMIT_BURST = 25
+    8, 0, 4, 0, 0, 0, 0, 0, // NFTA_LIMIT_TYPE = NFT_LIMIT_PKTS
+    8, 0, 5, 0, 0, 0, 0, 0, // NFTA_LIMIT_FLAGS = 0
+];
+
+#[test]
+fn a_limit_reads_back_as_the_statement_writes_it() {
+    let read = super::expr::parse_exprs(EXPR_LIMIT_DUMPED).unwrap();
+    let written = super::spec::Stmt::Limit { rate: 100, burst: 25 }.exprs().unwrap();
+    assert_eq!(read, written);
+    assert_eq!(written[0], Expr::Limit { rate: 100, unit: 1, burst: 25, kind: NFT_LIMIT_PKTS, flags: 0 });
+}
+
+/// `log prefix "sg:D:0a" group 7` as the kernel dumps it (nft_log_dump: the prefix, then the group
+/// as a 16-bit big-endian value).
+const EXPR_LOG_DUMPED: &[u8] = &[
+    36, 0, 0x01, 0x80, 8, 0, 1, 0, b'l', b'o', b'g', 0, // NFTA_EXPR_NAME "log"
+    24, 0, 0x02, 0x80, // NFTA_EXPR_DATA
+    12, 0, 2, 0, b's', b'g', b':', b'D', b':', b'0', b'a', 0, // NFTA_LOG_PREFIX
+    6, 0, 1, 0, 0, 7, 0, 0, // NFTA_LOG_GROUP = 7 (be16) + pad
+];
+
+#[test]
+fn a_log_reads_back_as_the_statement_writes_it() {
+    let read = super::expr::parse_exprs(EXPR_LOG_DUMPED).unwrap();
+    let written = super::spec::Stmt::Log { group: 7, prefix: "sg:D:0a".into() }.exprs().unwrap();
+    assert_eq!(read, written);
+    assert!(super::spec::Stmt::Log { group: 7, prefix: "x".repeat(128) }.exprs().is_err(), "the kernel's prefix limit");
 }

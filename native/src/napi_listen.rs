@@ -1,0 +1,126 @@
+//! Listeners of the kernel's packet events, each on a thread of its own that hands batches to a JS
+//! callback as JSON text (a weak threadsafe function: it keeps no process alive): nf_tables trace
+//! events (`NativeTraceListener`, for `sg-agent trace`) and logged packets (`NativeNflogListener`,
+//! for security-group logging).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+
+use sg_agent_core::error::{SysCode, SysError};
+use sg_agent_core::nflog::NflogListener;
+use sg_agent_core::nftables::TraceListener;
+
+use crate::js_error::Coded;
+use crate::task::{work, work_then, Work};
+
+/// `{"events": [...]}` or `{"error": "<why>"}`.
+type Callback = ThreadsafeFunction<String, (), String, Status, false, true>;
+
+#[napi]
+pub struct NativeTraceListener {
+    inner: Arc<Mutex<Option<TraceListener>>>,
+}
+
+#[napi]
+impl NativeTraceListener {
+    /// Starts hearing the trace events of the namespace at `netns` (or this one); `onEvents` receives
+    /// each batch as JSON text.
+    #[napi(ts_args_type = "netns: string | null, onEvents: (batch: string) => void", ts_return_type = "Promise<NativeTraceListener>")]
+    pub fn start(netns: Option<String>, on_events: Callback) -> AsyncTask<Work<TraceListener, NativeTraceListener>> {
+        let at = netns.map(PathBuf::from);
+        let cb = Arc::new(on_events);
+        work_then(
+            move || {
+                let (a, b) = (cb.clone(), cb);
+                TraceListener::start(
+                    at.as_deref(),
+                    move |events| {
+                        a.call(serde_json::json!({ "events": events }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+                    },
+                    move |error| {
+                        b.call(serde_json::json!({ "error": error }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+                    },
+                )
+            },
+            |l| NativeTraceListener { inner: Arc::new(Mutex::new(Some(l))) },
+        )
+    }
+
+    /// Stops listening (once the thread is gone).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn stop(&self) -> AsyncTask<Work<(), ()>> {
+        let inner = self.inner.clone();
+        work(move || {
+            if let Ok(mut g) = inner.lock() {
+                if let Some(mut l) = g.take() {
+                    l.stop();
+                }
+            }
+            Ok::<(), Coded>(())
+        })
+    }
+}
+
+/// Reads a log group (nfnetlink_log) on a thread of its own: `{"packets": [...]}` or
+/// `{"error": "<why>"}` batches to a JS callback.
+#[napi]
+pub struct NativeNflogListener {
+    inner: Arc<Mutex<Option<NflogListener>>>,
+}
+
+#[napi]
+impl NativeNflogListener {
+    /// Binds log group `group` in the namespace at `netns` (or this one), copying up to `copyRange`
+    /// bytes of each packet; `onPackets` receives each batch as JSON text. Rejects with
+    /// NFLOG_FAILED when the group cannot be had (EBUSY: another socket holds it).
+    #[napi(
+        ts_args_type = "netns: string | null, group: number, copyRange: number, onPackets: (batch: string) => void",
+        ts_return_type = "Promise<NativeNflogListener>"
+    )]
+    pub fn start(
+        netns: Option<String>,
+        group: u32,
+        copy_range: u32,
+        on_packets: Callback,
+    ) -> AsyncTask<Work<NflogListener, NativeNflogListener>> {
+        let at = netns.map(PathBuf::from);
+        let cb = Arc::new(on_packets);
+        work_then(
+            move || {
+                let group = u16::try_from(group).map_err(|_| SysError::new(SysCode::InvalidArgument, "a log group is 0 to 65535"))?;
+                let (a, b) = (cb.clone(), cb);
+                NflogListener::start(
+                    at.as_deref(),
+                    group,
+                    copy_range,
+                    move |packets| {
+                        a.call(serde_json::json!({ "packets": packets }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+                    },
+                    move |error| {
+                        b.call(serde_json::json!({ "error": error }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+                    },
+                )
+            },
+            |l| NativeNflogListener { inner: Arc::new(Mutex::new(Some(l))) },
+        )
+    }
+
+    /// Stops reading (once the thread is gone); the kernel unbinds the group with the socket.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn stop(&self) -> AsyncTask<Work<(), ()>> {
+        let inner = self.inner.clone();
+        work(move || {
+            if let Ok(mut g) = inner.lock() {
+                if let Some(mut l) = g.take() {
+                    l.stop();
+                }
+            }
+            Ok::<(), Coded>(())
+        })
+    }
+}
