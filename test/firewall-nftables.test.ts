@@ -90,11 +90,11 @@ kernelTest('a batch sent without its end by a process then killed changes nothin
   const first = churn('churn', ns);
   t.is(await first.line, 'ready');
   await kill(first.child);
-  const before = ns.exec(NFT, ['list', 'ruleset']);
+  const before = ns.exec(NFT, ['-s', 'list', 'ruleset']);
   const { child, line } = churn('open', ns);
   t.regex(await line, /^sent \[\]$/, 'the kernel checked every operation of the batch and found nothing wrong');
   await kill(child);
-  t.is(ns.exec(NFT, ['list', 'ruleset']), before, 'the ruleset is as it was: the batch that deleted and remade the table was never committed');
+  t.is(ns.exec(NFT, ['-s', 'list', 'ruleset']), before, 'the ruleset is as it was: the batch that deleted and remade the table was never committed');
 });
 
 async function engineWithWatch(t: ExecutionContext, reconcileIntervalMs: number) {
@@ -130,7 +130,7 @@ kernelTest('a hand-made change to our tables is repaired as the kernel announces
   const T = ['inet', k.nft.table];
   const set = k.setName('default', 4);
   const ingress = k.nft.ingressChain(`port-${b.name}`);
-  const rules = () => topo.host.exec(NFT, ['list', 'chain', ...T, ingress]);
+  const rules = () => topo.host.exec(NFT, ['-s', 'list', 'chain', ...T, ingress]);
   const intact = rules();
   const latencies: string[] = [];
 
@@ -261,12 +261,12 @@ kernelTest.serial('the nf_tables client: a refused operation is named and nothin
   const c = await NftClient.open(ns.path);
   const at = { family: 'inet', table: 'errs' } as const;
   t.like(await c.transact([{ op: 'table', ...at }, { op: 'chain', ...at, chain: 'c' }]), { committed: true, failures: [] });
-  const ruleset = ns.exec(NFT, ['list', 'ruleset']);
+  const ruleset = ns.exec(NFT, ['-s', 'list', 'ruleset']);
   // The second operation names a set that does not exist: the first (a new chain) is not made either.
   const r = await c.transact([{ op: 'chain', ...at, chain: 'd' }, { op: 'rule', ...at, chain: 'c', stmts: [{ m: 'addrIn', family: 4, dir: 'saddr', set: 'nope' }, { m: 'verdict', v: 'accept' }] }]);
   t.false(r.committed);
   t.deepEqual(r.failures.map((f) => [f.op, f.code]), [[1, 'NOT_FOUND']]);
-  t.is(ns.exec(NFT, ['list', 'ruleset']), ruleset, 'nothing of the refused transaction is in the kernel');
+  t.is(ns.exec(NFT, ['-s', 'list', 'ruleset']), ruleset, 'nothing of the refused transaction is in the kernel');
   const bad = await t.throwsAsync(c.transact([{ op: 'rule', ...at, chain: 'c', stmts: [{ m: 'port', dir: 'dport', min: 9, max: 8 }] }]), { instanceOf: NativeError });
   t.is(bad?.code, 'INVALID_ARGUMENT', 'a statement that cannot be encoded is refused before the kernel sees it');
   const missing = await t.throwsAsync(NftClient.open('/var/run/netns/sg-no-such-namespace'), { instanceOf: NativeError });

@@ -62,11 +62,11 @@ export class Oracle {
     return (JSON.parse(this.host.exec(NFT, ['-j', 'list', 'ruleset'])) as NftJson).nftables;
   }
 
-  /** Our rules as the tool prints them, set contents left out (a membership change never touches
-   *  them). */
+  /** Our rules as the tool prints them, set contents and counter values left out (a membership
+   *  change never touches them; the rules count the packets the test sends). */
   rules(): string {
     if (this.backend === 'iptables') return ['iptables-save', 'ip6tables-save'].map((c) => this.host.exec(c, ['-t', 'filter']).replace(/^#.*\n/gm, '')).join('');
-    return ['inet', 'bridge'].map((f) => this.host.run(NFT, ['-t', 'list', 'table', f, this.nft.table]).stdout).join('');
+    return ['inet', 'bridge'].map((f) => this.host.run(NFT, ['-s', '-t', 'list', 'table', f, this.nft.table]).stdout).join('');
   }
 
   setName(groupId: string, family: 4 | 6): string {

@@ -1,9 +1,10 @@
 // The iptables backend: member sets as ipsets through the native addon (netlink, no child process),
 // port filters as iptables chains written by one `iptables-restore --noflush` per family that names
 // only the chains that changed, ARP protection as ebtables chains, and NOTRACK for stateless ports in
-// the raw table. What it wrote is kept as the baseline drift is judged by; it is updated only from
-// writes the tools acknowledged. A filter the kernel refuses is found by writing the ports one by one,
-// reported, and its port dropped (never left unfiltered); the other ports go in.
+// the raw table. This file decides what the chains should hold (rendered by render.ts) and keeps the
+// sets; written.ts writes the chains and keeps what the tools acknowledged, the baseline drift is
+// judged by. A filter the kernel refuses is found by writing the ports one by one, reported, and its
+// port dropped (never left unfiltered); the other ports go in.
 import type { Logger } from 'pino';
 import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
@@ -15,8 +16,9 @@ import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { NftClient } from '../../addon/nftables.js';
 import { KernelNames } from './names.js';
-import { chainLines, Iptables, parseChains, parseCounts, type Table } from './tools.js';
-import { maxelemFor, renderArp, renderArpDispatch, renderDispatch, renderPortChains, renderRaw, restoreScript, type Chains, type IpVersion } from './render.js';
+import { Iptables, parseCounts } from './tools.js';
+import { maxelemFor, renderArp, renderArpDispatch, renderDispatch, renderPortChains, renderRaw, type Chains, type IpVersion } from './render.js';
+import { VERSIONS, WrittenChains } from './written.js';
 
 export interface IptablesOptions {
   netns?: string;
@@ -30,19 +32,9 @@ export interface IptablesOptions {
   log?: LogSettings;
 }
 
-const VERSIONS: IpVersion[] = [4, 6];
-
 interface OwnSet {
   name: string;
   spec: SetSpec;
-}
-
-/** Where each of our chains is hooked in: table, built-in chain, our chain. */
-interface Hook {
-  table: Table | 'eb';
-  builtin: string;
-  chain: string;
-  versions: (IpVersion | 'eb')[];
 }
 
 export class IptablesDataplane implements Dataplane {
@@ -54,16 +46,11 @@ export class IptablesDataplane implements Dataplane {
   private readonly filters = new Map<string, PortFilter>();
   /** Ports whose filter the kernel refused: their traffic is dropped until it is in. */
   private readonly failed = new Set<string>();
-  /** Our chains as the tools print them after our last write, per family and table, and ebtables'. */
-  private readonly written: Record<IpVersion, Record<Table, Chains>> = { 4: { filter: new Map(), raw: new Map() }, 6: { filter: new Map(), raw: new Map() } };
-  private readonly writtenEb: Chains = new Map();
+  /** Our chains as the tools acknowledged writing them. */
+  private readonly written: WrittenChains;
   /** What each line of the ports' filter chains is, per family and chain: counters and trace name
    *  rules by it. */
   private readonly tags: Record<IpVersion, Map<string, RuleTag[]>> = { 4: new Map(), 6: new Map() };
-  /** Chains that may read back differently from how we wrote them: re-read after each write. */
-  private readonly inexact = new Set<string>();
-  /** Hooks (jumps from built-in chains) known to be in place. */
-  private readonly hooked = new Set<string>();
   private readonly sets = new Map<string, OwnSet>();
   /** Reads the nf_tables ruleset generation when the tools write nf_tables (null: they do not;
    *  undefined: not asked yet). */
@@ -74,25 +61,12 @@ export class IptablesDataplane implements Dataplane {
   private constructor(private readonly ipset: IpsetClient, private readonly tools: Iptables, private readonly opts: IptablesOptions) {
     this.names = new KernelNames(opts.prefix ?? 'sg');
     this.mode = opts.mode ?? 'bridged';
+    this.written = new WrittenChains(tools, this.names, this.mode, this.stats);
   }
 
   static async open(opts: IptablesOptions = {}): Promise<IptablesDataplane> {
     const ipset = await IpsetClient.open(opts.netns ? { netns: opts.netns } : {});
     return new IptablesDataplane(ipset, new Iptables(opts.netns), opts);
-  }
-
-  private get hooks(): Hook[] {
-    const n = this.names;
-    const hooks: Hook[] = [
-      { table: 'filter', builtin: 'FORWARD', chain: n.dispatchChain, versions: [4, 6] },
-      { table: 'filter', builtin: 'INPUT', chain: n.inputChain, versions: [4, 6] },
-      { table: 'raw', builtin: 'PREROUTING', chain: n.rawChain, versions: [4, 6] },
-    ];
-    if (this.mode === 'bridged') {
-      hooks.push({ table: 'eb', builtin: 'FORWARD', chain: n.arpDispatchChain, versions: ['eb'] });
-      hooks.push({ table: 'eb', builtin: 'INPUT', chain: n.arpDispatchChain, versions: ['eb'] });
-    }
-    return hooks;
   }
 
   // ---- apply ----
@@ -225,20 +199,8 @@ export class IptablesDataplane implements Dataplane {
         for (const [c, t] of v === 4 ? pc.tags.v4 : pc.tags.v6) tags.set(c, t);
         for (const c of pc.inexact) inexact.add(c);
       }
-      const had = this.written[v].filter;
-      const changed = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
       const keep = this.chainsOf(filters, failed);
-      const removed = [...had.keys()].filter((c) => !want.has(c) && !keep.has(c));
-      const hooks = await this.missingHooks('filter', v, (c) => want.has(c) || had.has(c));
-      if (changed.length || removed.length || hooks.lines.length) {
-        await this.tools.restore(v, restoreScript('filter', want, changed, removed, hooks.lines));
-        this.stats.restores++;
-        for (const k of hooks.keys) this.hooked.add(k);
-        for (const c of changed) had.set(c, want.get(c)!);
-        for (const c of removed) had.delete(c);
-        for (const c of inexact) this.inexact.add(c);
-        if (changed.some((c) => this.inexact.has(c))) this.rebase(v, 'filter', parseChains(await this.tools.save(v), (c) => n.owns(c)));
-      }
+      const removed = await this.written.write(v, 'filter', want, (c) => keep.has(c), inexact);
       for (const [c, t] of tags) this.tags[v].set(c, t);
       for (const c of removed) this.tags[v].delete(c);
       await this.writeRaw(v, filters);
@@ -257,23 +219,12 @@ export class IptablesDataplane implements Dataplane {
     return out;
   }
 
-  private rebase(v: IpVersion, table: Table, kernel: Chains): void {
-    const had = this.written[v][table];
-    for (const c of had.keys()) if (kernel.has(c)) had.set(c, kernel.get(c)!);
-  }
-
   private async writeRaw(v: IpVersion, filters: Map<string, PortFilter>): Promise<void> {
     const chain = this.names.rawChain;
     const lines = renderRaw(filters.values(), this.mode, v === 6);
-    const had = this.written[v].raw;
     // The raw table is left alone until some port is stateless.
-    if (lines.length === 0 && !had.has(chain)) return;
-    const hooks = await this.missingHooks('raw', v, (c) => c === chain);
-    if (same(lines, had.get(chain)) && hooks.lines.length === 0) return;
-    await this.tools.restore(v, restoreScript('raw', new Map([[chain, lines]]), [chain], [], hooks.lines));
-    this.stats.restores++;
-    for (const k of hooks.keys) this.hooked.add(k);
-    had.set(chain, lines);
+    if (lines.length === 0 && !this.written.of(v, 'raw').has(chain)) return;
+    await this.written.write(v, 'raw', new Map([[chain, lines]]), () => true);
   }
 
   private async writeArp(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
@@ -281,34 +232,7 @@ export class IptablesDataplane implements Dataplane {
     const want: Chains = new Map([[n.arpDispatchChain, renderArpDispatch(filters.values(), failed, n)]]);
     for (const f of changedPorts) if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) want.set(n.arpChain(f.portId), renderArp(f));
     const keep = new Set([...filters.values()].filter((f) => f.filtered && !failed.has(f.portId)).map((f) => n.arpChain(f.portId)));
-    const changed = [...want.keys()].filter((c) => !same(want.get(c), this.writtenEb.get(c)));
-    const removed = [...this.writtenEb.keys()].filter((c) => !want.has(c) && !keep.has(c));
-    const hooks = await this.missingHooks('eb', 'eb', (c) => want.has(c) || this.writtenEb.has(c));
-    if (changed.length === 0 && removed.length === 0 && hooks.lines.length === 0) return;
-    await this.tools.ebRestore(ebScript(want, changed, removed, hooks.lines));
-    this.stats.restores++;
-    for (const k of hooks.keys) this.hooked.add(k);
-    for (const c of changed) this.writtenEb.set(c, want.get(c)!);
-    for (const c of removed) this.writtenEb.delete(c);
-  }
-
-  /** Jump lines of `table` not yet known to be in place (checked against the kernel once), and the
-   *  keys to mark once the write that adds them succeeded. Only jumps to chains that are there
-   *  (`present`: written before, or in the same write): a host with no port yet has none of them. */
-  private async missingHooks(table: Table | 'eb', v: IpVersion | 'eb', present: (chain: string) => boolean, savedNow?: string): Promise<{ lines: string[]; keys: string[] }> {
-    const unknown = this.hooks.filter((h) => h.table === table && h.versions.includes(v) && present(h.chain) && !this.hooked.has(hookKey(h, v)));
-    if (unknown.length === 0) return { lines: [], keys: [] };
-    const saved = savedNow ?? (v === 'eb' ? await this.tools.ebSave() : await this.tools.save(v, table as Table));
-    const lines: string[] = [];
-    const keys: string[] = [];
-    for (const h of unknown) {
-      if (chainLines(saved, h.builtin).includes(`-j ${h.chain}`)) this.hooked.add(hookKey(h, v));
-      else {
-        lines.push(`-I ${h.builtin} 1 -j ${h.chain}`);
-        keys.push(hookKey(h, v));
-      }
-    }
-    return { lines, keys };
+    await this.written.writeEb(want, (c) => keep.has(c));
   }
 
   // ---- drift ----
@@ -337,52 +261,12 @@ export class IptablesDataplane implements Dataplane {
     // tools, which are most of a check's cost, need not run).
     const generation = opts.full ? undefined : await this.rulesetGeneration();
     if (generation === undefined || generation !== this.chainsComparedAt) {
-      await this.compareChains(report);
+      await this.written.repair(report);
       this.chainsComparedAt = await this.rulesetGeneration();
     }
     // Sets of ours no rule names (listing every set's name is the costly part): in full checks.
     if (opts.full) report.staleRemoved += await this.removeStaleSets(expected);
     return report;
-  }
-
-  /** One save per table, compared with what we wrote; what differs is rewritten and chains of ours
-   *  we did not write are removed, in one restore. */
-  private async compareChains(report: ReconcileReport): Promise<void> {
-    const n = this.names;
-    this.hooked.clear();
-    for (const v of VERSIONS) {
-      for (const table of ['filter', 'raw'] as const) {
-        const had = this.written[v][table];
-        if (had.size === 0 && table === 'raw') continue;
-        const saved = await this.tools.save(v, table);
-        const kernel = parseChains(saved, (c) => n.owns(c));
-        const changed = [...had.keys()].filter((c) => !same(kernel.get(c), had.get(c)));
-        const stale = [...kernel.keys()].filter((c) => !had.has(c));
-        const hooks = await this.missingHooks(table, v, (c) => had.has(c), saved);
-        if (changed.length || stale.length || hooks.lines.length) {
-          await this.tools.restore(v, restoreScript(table, had, changed, stale, hooks.lines));
-          this.stats.restores++;
-          for (const k of hooks.keys) this.hooked.add(k);
-          report.chainsRepaired += changed.length + hooks.lines.length;
-          report.staleRemoved += stale.length;
-          if (changed.some((c) => this.inexact.has(c))) this.rebase(v, table, parseChains(await this.tools.save(v, table), (c) => n.owns(c)));
-        }
-      }
-    }
-    if (this.mode === 'bridged' && this.writtenEb.size) {
-      const saved = await this.tools.ebSave();
-      const kernel = parseChains(saved, (c) => n.owns(c));
-      const changed = [...this.writtenEb.keys()].filter((c) => !same(kernel.get(c), this.writtenEb.get(c)));
-      const stale = [...kernel.keys()].filter((c) => !this.writtenEb.has(c));
-      const hooks = await this.missingHooks('eb', 'eb', (c) => this.writtenEb.has(c), saved);
-      if (changed.length || stale.length || hooks.lines.length) {
-        await this.tools.ebRestore(ebScript(this.writtenEb, changed, stale, hooks.lines));
-        this.stats.restores++;
-        for (const k of hooks.keys) this.hooked.add(k);
-        report.chainsRepaired += changed.length + hooks.lines.length;
-        report.staleRemoved += stale.length;
-      }
-    }
   }
 
   /** The nf_tables ruleset generation, when the tools write nf_tables (undefined otherwise, or when
@@ -413,51 +297,15 @@ export class IptablesDataplane implements Dataplane {
   }
 
   async removeStale(expected: AppliedView): Promise<number> {
-    let removed = 0;
-    const n = this.names;
-    for (const v of VERSIONS) {
-      for (const table of ['filter', 'raw'] as const) {
-        const had = this.written[v][table];
-        const stale = [...parseChains(await this.tools.save(v, table), (c) => n.owns(c)).keys()].filter((c) => !had.has(c));
-        if (stale.length === 0) continue;
-        await this.tools.restore(v, restoreScript(table, had, [], stale));
-        this.stats.restores++;
-        removed += stale.length;
-      }
-    }
-    if (this.mode === 'bridged') {
-      const stale = [...parseChains(await this.tools.ebSave(), (c) => n.owns(c)).keys()].filter((c) => !this.writtenEb.has(c));
-      if (stale.length) {
-        await this.tools.ebRestore(ebScript(this.writtenEb, [], stale, []));
-        removed += stale.length;
-      }
-    }
-    return removed + (await this.removeStaleSets(expected));
+    return (await this.written.removeStale()) + (await this.removeStaleSets(expected));
   }
 
   // ---- removal ----
 
   async cleanup(): Promise<{ removed: number; left: string[] }> {
     const n = this.names;
-    let removed = 0;
-    const left: string[] = [];
-    const tables: [IpVersion | 'eb', Table | 'eb'][] = [[4, 'filter'], [6, 'filter'], [4, 'raw'], [6, 'raw'], ['eb', 'eb']];
-    for (const [v, table] of tables) {
-      const saved = v === 'eb' ? await this.tools.ebSave().catch(() => '') : await this.tools.save(v, table as Table);
-      const ours = [...parseChains(saved, (c) => n.owns(c)).keys()];
-      const unhook = this.hooks.filter((h) => h.table === table).flatMap((h) => chainLines(saved, h.builtin).filter((l) => l === `-j ${h.chain}`).map(() => `-D ${h.builtin} -j ${h.chain}`));
-      if (ours.length === 0 && unhook.length === 0) continue;
-      // A chain of ours that another program's rule jumps to cannot be deleted: it is emptied (its
-      // traffic returns at once) and reported; the rest go.
-      const referenced = new Set(referencedByOthers(saved, n));
-      const del = ours.filter((c) => !referenced.has(c));
-      const lines = [...unhook, ...ours.map((c) => `:${c} ${v === 'eb' ? 'RETURN' : '- [0:0]'}`), ...del.map((c) => `-X ${c}`)];
-      const script = [`*${table === 'eb' ? 'filter' : table}`, ...lines, 'COMMIT', ''].join('\n');
-      if (v === 'eb') await this.tools.ebRestore(script);
-      else await this.tools.restore(v, script);
-      removed += del.length;
-      for (const c of referenced) if (ours.includes(c)) left.push(`${v === 'eb' ? 'ebtables' : `ip${v === 6 ? '6' : ''}tables`} ${table} chain ${c} (referenced by another program's rule; emptied)`);
-    }
+    const { removed: chains, left } = await this.written.removeAll();
+    let removed = chains;
     for (const name of await this.ipset.listNames()) {
       if (!n.owns(name)) continue;
       await this.ipset.destroy(name).then(() => removed++, (e: unknown) => left.push(`ipset ${name} (${(e as Error).message})`));
@@ -465,18 +313,15 @@ export class IptablesDataplane implements Dataplane {
     this.filters.clear();
     this.failed.clear();
     this.sets.clear();
-    this.hooked.clear();
     this.chainsComparedAt = undefined;
-    for (const v of VERSIONS) for (const t of ['filter', 'raw'] as const) this.written[v][t].clear();
     for (const v of VERSIONS) this.tags[v].clear();
-    this.writtenEb.clear();
     return { removed, left };
   }
 
   status(expected: AppliedView): DataplaneStatus {
     return {
       sets: [...expected.sets.values()].map((ref) => ({ name: this.names.groupSet(ref.groupId, ref.family), groupId: ref.groupId, family: ref.family, size: expected.members(ref).length })),
-      chains: { v4: [...this.written[4].filter.keys()], v6: [...this.written[6].filter.keys()] },
+      chains: { v4: [...this.written.of(4, 'filter').keys()], v6: [...this.written.of(6, 'filter').keys()] },
     };
   }
 
@@ -537,37 +382,4 @@ export class IptablesDataplane implements Dataplane {
   async close(): Promise<void> {
     await Promise.all([this.ipset.close(), this.generation?.close()]);
   }
-}
-
-function hookKey(h: Hook, v: IpVersion | 'eb'): string {
-  return `${h.table}/${v}/${h.builtin}/${h.chain}`;
-}
-
-function same(a: string[] | undefined, b: string[] | undefined): boolean {
-  if (!a || !b || a.length !== b.length) return false;
-  return a.every((l, i) => l === b[i]);
-}
-
-/** Chains of ours that a rule of a chain not ours jumps or goes to. */
-function referencedByOthers(saved: string, n: KernelNames): string[] {
-  const out: string[] = [];
-  for (const line of saved.split('\n')) {
-    if (!line.startsWith('-A ')) continue;
-    const owner = line.slice(3).split(' ')[0]!;
-    if (n.owns(owner)) continue;
-    const m = / -[jg] (\S+)/.exec(line);
-    if (m && n.owns(m[1]!) && !/^(FORWARD|INPUT|PREROUTING)$/.test(owner)) out.push(m[1]!);
-    // A jump from a built-in chain to one of ours that is not our hook (someone added it by hand).
-    else if (m && n.owns(m[1]!) && !(line === `-A ${owner} -j ${m[1]}`)) out.push(m[1]!);
-  }
-  return out;
-}
-
-function ebScript(chains: Chains, changed: string[], removed: string[], extra: string[]): string {
-  const lines = ['*filter'];
-  for (const c of [...changed, ...removed]) lines.push(`:${c} RETURN`);
-  for (const c of changed) for (const r of chains.get(c) ?? []) lines.push(`-A ${c} ${r}`);
-  for (const c of removed) lines.push(`-X ${c}`);
-  lines.push(...extra, 'COMMIT', '');
-  return lines.join('\n');
 }
