@@ -216,7 +216,7 @@ function neutronPython(): string | null {
     const python = neutronPython();
     if (!python) throw new Error('storm: bench/neutron-venv.sh failed');
     const n = await baseline({ kind: 'neutron', python });
-    console.log(`storm.neutron bytes=${kb(median(n.bytes))} cpu=${sec(median(n.cpu))} children=${sec(median(n.children))} p99=${sec(p99(n.lag))}`);
+    console.log(`storm.neutron bytes=${kb(median(n.bytes))} cpu=${sec(median(n.cpu))} children=${sec(median(n.children))} p99=${sec(p99(n.lag))} ports=${PORTS}`);
     return;
   }
   const which_ours = process.env.STORM_DATAPLANE;
@@ -224,7 +224,7 @@ function neutronPython(): string | null {
   const on = which_ours === 'iptables' ? undefined : await ours('nftables');
   if (process.env.STORM_ONLY === 'ours') {
     for (const [dp, r] of [['iptables', o], ['nftables', on]] as const) {
-      if (r) console.log(`storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)} messages=${median(r.messages!)}`);
+      if (r) console.log(`storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)} messages=${median(r.messages!)} ports=${PORTS}`);
     }
     return;
   }
