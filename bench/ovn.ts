@@ -106,7 +106,7 @@ const readNbCfg: Json = { op: 'select', table: 'NB_Global', where: [], columns: 
 interface OvnRun {
   /** ovn-controller + ovs-vswitchd, and each. */
   hostCpu: number; controller: number; vswitchd: number; ovsdbLocal: number;
-  lag: number; bytes: number; central: { northd: number; nb: number; sb: number }; deleteCpu: number;
+  lag: number; bytes: number; central: { northd: number; nb: number; sb: number }; deleteCpu: number; idlePerSecond: number;
 }
 
 async function ovnStorm(ports: number): Promise<OvnRun> {
@@ -171,7 +171,10 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
       `external_ids:iface-id=${port(i).id}`, `external_ids:attached-mac=${port(i).mac}`, 'external_ids:iface-status=active']));
     // Settled: tunnels to the other chassis made, flows installed; then quiet, as ours before its storm.
     await acked(await nbCfg());
+    // Quiet for a second, which also tells what the chassis spends idle (it is in every figure below).
+    const idle0 = preciseCpuSeconds(lab.pid('controller')) + preciseCpuSeconds(lab.pid('vswitchd'));
     await new Promise((r) => setTimeout(r, 1000));
+    const idlePerSecond = preciseCpuSeconds(lab.pid('controller')) + preciseCpuSeconds(lab.pid('vswitchd')) - idle0;
 
     const pids = { controller: lab.pid('controller'), vswitchd: lab.pid('vswitchd'), ovsdbLocal: lab.pid('ovsdb-local'), northd: lab.pid('northd'), nb: lab.pid('nb'), sb: lab.pid('sb') };
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)])) as Record<keyof typeof pids, number>;
@@ -212,9 +215,9 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
     // groups' references to it are weak and go with it), measured as ours is (bench/storm-run.ts):
     // the chassis' CPU over a window, less its CPU over an idle window as long.
     const hostNow = () => preciseCpuSeconds(pids.controller) + preciseCpuSeconds(pids.vswitchd);
-    const idle0 = hostNow();
+    const quiet0 = hostNow();
     await new Promise((r) => setTimeout(r, DELETE_WINDOW_MS));
-    const idle1 = hostNow();
+    const quiet1 = hostNow();
     const tDelete = Date.now();
     const d = deletedPort(ports);
     const delCfg = await nbCfg([{ op: 'mutate', table: 'Logical_Switch', where: [['name', '==', NETWORK]], mutations: [['ports', 'delete', ['set', [lsp.get(d)!]]]] }]);
@@ -223,7 +226,7 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
     if (!acks.some((a) => a.cfg >= delCfg && a.at - tDelete < DELETE_WINDOW_MS)) throw new Error(`bench:ovn: the delete was not acknowledged within ${DELETE_WINDOW_MS} ms`);
     return {
       hostCpu: final.hostCpu - cpu0.controller - cpu0.vswitchd, controller: final.controller - cpu0.controller, vswitchd: final.vswitchd - cpu0.vswitchd,
-      ovsdbLocal, lag: Math.max(0, converged.at - tLast) / 1000, bytes, central, deleteCpu: del1 - idle1 - (idle1 - idle0),
+      ovsdbLocal, lag: Math.max(0, converged.at - tLast) / 1000, bytes, central, deleteCpu: del1 - quiet1 - (quiet1 - quiet0), idlePerSecond,
     };
   } finally {
     await lab.stop();
@@ -249,7 +252,7 @@ function line(id: string, ours: number, base: number, unit: (n: number) => strin
     const o = await ovnStorm(n);
     console.log(`peer.ovn.detail ports=${n} ovn-controller=${sec(o.controller)} ovs-vswitchd=${sec(o.vswitchd)} ovsdb-server(local)=${sec(o.ovsdbLocal)} ` +
       `ovn-northd=${sec(o.central.northd)} ovsdb-server(nb)=${sec(o.central.nb)} ovsdb-server(sb)=${sec(o.central.sb)} p99=${sec(o.lag)} ` +
-      `bytes=${kb(o.bytes)} delete=${ms(o.deleteCpu)}`);
+      `bytes=${kb(o.bytes)} delete=${ms(o.deleteCpu)} chassis-idle=${ms(o.idlePerSecond)}/s`);
     for (const [dp, r] of mine) {
       const tag = `ports=${n} dataplane=${dp}`;
       const cpu = o.hostCpu / median(r.cpu);
