@@ -98,7 +98,7 @@ export interface OursOptions {
   deleteOne?: boolean;
 }
 
-/** How long a single delete is given to converge, and how long the idle window its CPU is corrected by. */
+/** The window a single delete's CPU is read over, and the idle window its idle rate is taken from. */
 export const DELETE_WINDOW_MS = 2000;
 
 /** CPU seconds this process has used (user + system). */
@@ -179,21 +179,27 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
     }
     const engine1 = await Promise.all(procs.map(async (p) => (await status(p.metrics)).engine));
     /** One port (not on the first host) deleted after the storm: each agent's CPU over a window of
-     *  DELETE_WINDOW_MS, less its CPU over an idle window as long, with no poll of its status in
-     *  either (a poll costs an agent more than the delete); then each must have lost the member. */
+     *  DELETE_WINDOW_MS (or until it has lost the member, if later), less its idle CPU for as long;
+     *  no poll of its status within the window (a poll costs an agent more than the delete). */
     const deleteOne = async () => {
       const cpuNow = () => procs.map((p) => preciseCpuSeconds(p.child.pid!));
-      const idle0 = cpuNow();
+      const quiet0 = cpuNow();
       await new Promise((r) => setTimeout(r, DELETE_WINDOW_MS));
-      const idle1 = cpuNow();
+      const idleRate = cpuNow().map((c, i) => (c - quiet0[i]!) / DELETE_WINDOW_MS);
       const t0 = Date.now();
+      const before = cpuNow();
       await ctl.deletePort(port(deletedPort(ports)).id);
       await ctl.flush();
       await new Promise((r) => setTimeout(r, DELETE_WINDOW_MS - (Date.now() - t0)));
-      const after = cpuNow();
-      const sizes = await Promise.all(procs.map(async (p) => (await status(p.metrics)).sets.map((x) => x.size)));
-      if (sizes.some((s) => !s.includes(ports - 1))) throw new Error(`storm: an agent had not lost the deleted member within ${DELETE_WINDOW_MS} ms`);
-      return procs.map((_, i) => after[i]! - idle1[i]! - (idle1[i]! - idle0[i]!));
+      const after: number[] = [];
+      await Promise.all(procs.map(async (p, i) => {
+        while (!(await status(p.metrics)).sets.some((x) => x.size === ports - 1)) {
+          if (Date.now() - t0 > 120_000) throw new Error('storm: an agent did not lose the deleted member in 2 minutes');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        after[i] = preciseCpuSeconds(p.child.pid!) - idleRate[i]! * (Date.now() - t0);
+      }));
+      return procs.map((_, i) => after[i]! - before[i]!);
     };
     return {
       restores: engine1.map((e, i) => e.restores - engine0[i]!.restores),
