@@ -183,6 +183,9 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
      *  no poll of its status within the window (a poll costs an agent more than the delete). */
     const deleteOne = async () => {
       const cpuNow = () => procs.map((p) => preciseCpuSeconds(p.child.pid!));
+      // First past the storm's tail: a chain rewrite the iptables backend deferred (its gap widens to
+      // 2 s in a burst) would otherwise land in the idle window.
+      await new Promise((r) => setTimeout(r, 3000));
       const quiet0 = cpuNow();
       await new Promise((r) => setTimeout(r, DELETE_WINDOW_MS));
       const idleRate = cpuNow().map((c, i) => (c - quiet0[i]!) / DELETE_WINDOW_MS);
