@@ -2,10 +2,10 @@
 // backends), ML2/OVN (ovn-controller + ovs-vswitchd) and Neutron's iptables agent, from the lines the
 // benchmarks print (bench/peers.txt keeps the measured ones):
 //   node --import tsx bench/peer-chart.ts bench/peers.txt docs/peers.svg
-// Lines read: `peer.ovn.storm.cpu ours=… baseline=… ports=N dataplane=D` (bench:ovn), `peer.ovn.detail
-// ports=N ovn-controller=… ovs-vswitchd=…` (bench:ovn with OVN_BENCH_ONLY=ovn), `storm.ours.D … cpu=…
-// ports=N` and `storm.neutron … cpu=… ports=N` (bench:storm with STORM_ONLY). A size measured more
-// than once is drawn at its median. Log-log axes; the legend gives each system's growth exponent.
+// Lines read: `peer.ovn.storm.cpu ours=… ports=N dataplane=D` (ours, bench:ovn), `peer.ovn.detail
+// ports=N ovn-controller=… ovs-vswitchd=…` (OVN's chassis, bench:ovn, also with OVN_BENCH_ONLY=ovn),
+// `storm.ours.D … cpu=… ports=N` and `storm.neutron … cpu=… ports=N` (bench:storm with STORM_ONLY).
+// A size measured more than once is drawn at its median. Log-log axes; the legend gives each system's growth exponent.
 import fs from 'node:fs';
 import { growthExponent } from './fit.js';
 
@@ -27,7 +27,6 @@ for (const l of fs.readFileSync(input, 'utf8').split('\n')) {
   if (!n) continue;
   if (l.startsWith('peer.ovn.storm.cpu ')) {
     add(`sg-agent (${field('dataplane')})`, n, seconds(field('ours')!));
-    if (field('dataplane') === 'iptables') add('ML2/OVN', n, seconds(field('baseline')!));
   } else if (l.startsWith('peer.ovn.detail ')) {
     add('ML2/OVN', n, seconds(field('ovn-controller')!) + seconds(field('ovs-vswitchd')!));
   } else if (l.startsWith('storm.ours.')) {
@@ -50,7 +49,7 @@ const colors: Record<string, string> = {
 
 const W = 560;
 const H = 360;
-const pad = { l: 60, r: 200, t: 30, b: 46 };
+const pad = { l: 60, r: 200, t: 30, b: 52 };
 const Ns = [...new Set(series.flatMap((s) => s.points.map(([n]) => n)))].sort((a, b) => a - b);
 const ys = series.flatMap((s) => s.points.map(([, y]) => y));
 const x0 = Math.log10(Ns[0]!) - 0.05;
@@ -67,7 +66,7 @@ const out: string[] = [
   `<text x="${(W - pad.r + pad.l) / 2}" y="18" text-anchor="middle" font-weight="bold">Storm: CPU per host against the group's size (log-log)</text>`,
   `<line x1="${pad.l}" y1="${H - pad.b}" x2="${W - pad.r}" y2="${H - pad.b}" stroke="#000"/>`,
   `<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${H - pad.b}" stroke="#000"/>`,
-  `<text x="${(W - pad.r + pad.l) / 2}" y="${H - 12}" text-anchor="middle">ports created into one group (20 hosts, one every 10 ms)</text>`,
+  `<text x="${(W - pad.r + pad.l) / 2}" y="${H - pad.b + 30}" text-anchor="middle">ports created into one group (20 hosts, one every 10 ms)</text>`,
   `<text transform="translate(14,${(H - pad.b + pad.t) / 2}) rotate(-90)" text-anchor="middle">CPU seconds per host</text>`,
 ];
 for (const n of Ns) out.push(`<text x="${xOf(n)}" y="${H - pad.b + 14}" text-anchor="middle">${n}</text>`);
@@ -91,6 +90,7 @@ series.forEach((s, i) => {
     `<text x="${W - pad.r + 36}" y="${ly + 18}" fill="#555">${Number.isNaN(k) ? 'one size' : `grows as N^${k.toFixed(2)}`}</text>`);
   console.log(`peer.cpu.fit ${s.system.replace(/ /g, '_')} ${s.points.map(([n, v]) => `${n}:${v.toFixed(3)}s`).join(' ')} exponent=${k.toFixed(2)}`);
 });
+out.push(`<text x="${pad.l}" y="${H - 1}" fill="#555" font-size="10">sg-agent: per agent, median of 20; ML2/OVN: ovn-controller + ovs-vswitchd of the real chassis (bench/RESULTS.md)</text>`);
 out.push('</svg>');
 fs.writeFileSync(output, `${out.join('\n')}\n`);
 console.log(`wrote ${output}`);
