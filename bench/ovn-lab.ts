@@ -54,24 +54,53 @@ export class OvnLab {
   private get env(): Record<string, string> {
     const d = this.dir;
     return {
-      OVS_RUNDIR: d, OVS_DBDIR: d, OVS_LOGDIR: d, OVS_SYSCONFDIR: d, OVS_PKGDATADIR: '/usr/share/openvswitch',
-      OVN_RUNDIR: d, OVN_DBDIR: d, OVN_LOGDIR: d, OVN_SYSCONFDIR: d,
+      OVS_RUNDIR: d,
+      OVS_DBDIR: d,
+      OVS_LOGDIR: d,
+      OVS_SYSCONFDIR: d,
+      OVS_PKGDATADIR: '/usr/share/openvswitch',
+      OVN_RUNDIR: d,
+      OVN_DBDIR: d,
+      OVN_LOGDIR: d,
+      OVN_SYSCONFDIR: d,
     };
   }
 
   private start(name: OvnDaemon, cmd: string, args: string[]): void {
     // ovn-controller has no --unixctl: its control socket goes to OVN_RUNDIR, which is this lab's.
     const unixctl = name === 'controller' ? [] : [`--unixctl=${this.file(`${name}.ctl`)}`];
-    const child = this.daemons.start(name, 'ip', ['netns', 'exec', this.ns.name, cmd, ...args,
-      ...unixctl, `--log-file=${this.file(`${name}.log`)}`, `--pidfile=${this.file(`${name}.pid`)}`], this.env);
+    const child = this.daemons.start(
+      name,
+      'ip',
+      [
+        'netns',
+        'exec',
+        this.ns.name,
+        cmd,
+        ...args,
+        ...unixctl,
+        `--log-file=${this.file(`${name}.log`)}`,
+        `--pidfile=${this.file(`${name}.pid`)}`,
+      ],
+      this.env,
+    );
     // `ip netns exec` becomes the daemon itself (no fork): its CPU is read from this pid.
     this.pids.set(name, child.pid!);
   }
 
   private async server(name: OvnDaemon, db: string, schema: string, remotes: string[]): Promise<OvsdbClient> {
     execFileSync('ovsdb-tool', ['create', this.file(db), schema]);
-    this.start(name, 'ovsdb-server', [this.file(db), `--remote=punix:${this.file(`${name}.sock`)}`, ...remotes.map((r) => `--remote=${r}`)]);
-    await waitFor(`${name} ovsdb-server`, () => fs.existsSync(this.file(`${name}.sock`)), 30_000, () => this.tail(name));
+    this.start(name, 'ovsdb-server', [
+      this.file(db),
+      `--remote=punix:${this.file(`${name}.sock`)}`,
+      ...remotes.map((r) => `--remote=${r}`),
+    ]);
+    await waitFor(
+      `${name} ovsdb-server`,
+      () => fs.existsSync(this.file(`${name}.sock`)),
+      30_000,
+      () => this.tail(name),
+    );
     return OvsdbClient.connect(this.file(`${name}.sock`));
   }
 
@@ -98,20 +127,48 @@ export class OvnLab {
     const vsctl = (...args: string[]) => this.vsctl(...args);
     vsctl('--no-wait', 'init');
     this.start('vswitchd', 'ovs-vswitchd', [db, '--disable-system']);
-    vsctl('add-br', 'br-int', '--', 'set', 'Bridge', 'br-int', 'datapath_type=netdev', 'fail-mode=secure', 'other-config:disable-in-band=true');
-    vsctl('set', 'Open_vSwitch', '.', `external_ids:system-id=${this.chassis}`, `external_ids:hostname=${this.chassis}`,
-      `external_ids:ovn-remote=tcp:127.0.0.1:${SB_PORT}`, 'external_ids:ovn-encap-type=geneve', 'external_ids:ovn-encap-ip=127.0.0.1',
-      'external_ids:ovn-bridge-datapath-type=netdev');
+    vsctl(
+      'add-br',
+      'br-int',
+      '--',
+      'set',
+      'Bridge',
+      'br-int',
+      'datapath_type=netdev',
+      'fail-mode=secure',
+      'other-config:disable-in-band=true',
+    );
+    vsctl(
+      'set',
+      'Open_vSwitch',
+      '.',
+      `external_ids:system-id=${this.chassis}`,
+      `external_ids:hostname=${this.chassis}`,
+      `external_ids:ovn-remote=tcp:127.0.0.1:${SB_PORT}`,
+      'external_ids:ovn-encap-type=geneve',
+      'external_ids:ovn-encap-ip=127.0.0.1',
+      'external_ids:ovn-bridge-datapath-type=netdev',
+    );
     this.start('controller', 'ovn-controller', [db]);
-    await waitFor('ovn-controller to register its chassis', async () => {
-      const [r] = await this.sb.transact('OVN_Southbound', [{ op: 'select', table: 'Chassis_Private', where: [['name', '==', this.chassis]], columns: ['name'] }]);
-      return (r!.rows as unknown[]).length > 0;
-    }, 60_000, () => this.tail('controller'));
+    await waitFor(
+      'ovn-controller to register its chassis',
+      async () => {
+        const [r] = await this.sb.transact('OVN_Southbound', [
+          { op: 'select', table: 'Chassis_Private', where: [['name', '==', this.chassis]], columns: ['name'] },
+        ]);
+        return (r!.rows as unknown[]).length > 0;
+      },
+      60_000,
+      () => this.tail('controller'),
+    );
   }
 
   /** ovs-vsctl on the real chassis' database; waits for ovs-vswitchd to apply the change. */
   vsctl(...args: string[]): string {
-    return execFileSync('ovs-vsctl', [`--db=unix:${this.file('ovsdb-local.sock')}`, '--timeout=60', ...args], { encoding: 'utf8', env: { ...process.env, ...this.env } });
+    return execFileSync('ovs-vsctl', [`--db=unix:${this.file('ovsdb-local.sock')}`, '--timeout=60', ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, ...this.env },
+    });
   }
 
   pid(name: OvnDaemon): number {

@@ -27,7 +27,23 @@ import { randomUUID } from 'node:crypto';
 import { benchBroker } from './broker.js';
 import { ensureOvnInstalled, OvnLab } from './ovn-lab.js';
 import type { RowUpdate } from './ovsdb-client.js';
-import { cpuSeconds, DELETE_WINDOW_MS, deletedPort, preciseCpuSeconds, HOSTS, hostName, kb, median, ours, p99, pace, port, sec, type Run } from './storm-run.js';
+import {
+  cpuSeconds,
+  DELETE_WINDOW_MS,
+  deletedPort,
+  HOSTS,
+  hostName,
+  kb,
+  line,
+  median,
+  ours,
+  p99,
+  pace,
+  port,
+  preciseCpuSeconds,
+  sec,
+  type Run,
+} from './storm-run.js';
 
 const SIZES = (process.env.OVN_BENCH_PORTS ?? '500,2000').split(',').map(Number);
 const NB = 'OVN_Northbound';
@@ -42,16 +58,31 @@ type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 const map = (o: Record<string, string>): Json => ['map', Object.entries(o)];
 const named = (n: string): Json => ['named-uuid', n];
 const addTo = (table: string, name: string, column: string, ref: Json): Json => ({
-  op: 'mutate', table, where: [['name', '==', name]], mutations: [[column, 'insert', ['set', [ref]]]],
+  op: 'mutate',
+  table,
+  where: [['name', '==', name]],
+  mutations: [[column, 'insert', ['set', [ref]]]],
 });
 
 /** An ACL as neutron/common/ovn/acl.py builds it, inserted under `uuidName`. */
-function acl(uuidName: string, a: { direction: 'to-lport' | 'from-lport'; priority: number; match: string; action: string; ruleId?: string }): Json {
+function acl(
+  uuidName: string,
+  a: { direction: 'to-lport' | 'from-lport'; priority: number; match: string; action: string; ruleId?: string },
+): Json {
   return {
-    op: 'insert', table: 'ACL', 'uuid-name': uuidName,
+    op: 'insert',
+    table: 'ACL',
+    'uuid-name': uuidName,
     row: {
-      action: a.action, direction: a.direction, match: a.match, priority: a.priority, log: false, name: ['set', []], severity: ['set', []],
-      meter: ['set', []], external_ids: map(a.ruleId ? { 'neutron:security_group_rule_id': a.ruleId } : {}),
+      action: a.action,
+      direction: a.direction,
+      match: a.match,
+      priority: a.priority,
+      log: false,
+      name: ['set', []],
+      severity: ['set', []],
+      meter: ['set', []],
+      external_ids: map(a.ruleId ? { 'neutron:security_group_rule_id': a.ruleId } : {}),
     },
   };
 }
@@ -60,22 +91,48 @@ function acl(uuidName: string, a: { direction: 'to-lport' | 'from-lport'; priori
  *  IPv4/IPv6 from the group itself, egress IPv4/IPv6 anywhere: bench/storm-run.ts's defaultRules). */
 function cloudOps(): Json[] {
   return [
-    { op: 'insert', table: 'Logical_Switch', row: {
-      name: NETWORK,
-      external_ids: map({ 'neutron:network_name': 'storm', 'neutron:mtu': '1442', 'neutron:revision_number': '1', 'neutron:availability_zone_hints': '' }),
-      other_config: map({ mcast_snoop: 'false', mcast_flood_unregistered: 'false', 'vlan-passthru': 'false' }),
-    } },
+    {
+      op: 'insert',
+      table: 'Logical_Switch',
+      row: {
+        name: NETWORK,
+        external_ids: map({
+          'neutron:network_name': 'storm',
+          'neutron:mtu': '1442',
+          'neutron:revision_number': '1',
+          'neutron:availability_zone_hints': '',
+        }),
+        other_config: map({ mcast_snoop: 'false', mcast_flood_unregistered: 'false', 'vlan-passthru': 'false' }),
+      },
+    },
     acl('dropin', { direction: 'from-lport', priority: 1000, match: `inport == @${PG_DROP} && ip`, action: 'drop' }),
     acl('dropout', { direction: 'to-lport', priority: 1000, match: `outport == @${PG_DROP} && ip`, action: 'drop' }),
     { op: 'insert', table: 'Port_Group', row: { name: PG_DROP, acls: ['set', [named('dropin'), named('dropout')]] } },
-    acl('in4', { direction: 'to-lport', priority: 1002, match: `outport == @${PG} && ip4 && ip4.src == $${PG}_ip4`, action: 'allow-related', ruleId: 'd-in4' }),
-    acl('in6', { direction: 'to-lport', priority: 1002, match: `outport == @${PG} && ip6 && ip6.src == $${PG}_ip6`, action: 'allow-related', ruleId: 'd-in6' }),
+    acl('in4', {
+      direction: 'to-lport',
+      priority: 1002,
+      match: `outport == @${PG} && ip4 && ip4.src == $${PG}_ip4`,
+      action: 'allow-related',
+      ruleId: 'd-in4',
+    }),
+    acl('in6', {
+      direction: 'to-lport',
+      priority: 1002,
+      match: `outport == @${PG} && ip6 && ip6.src == $${PG}_ip6`,
+      action: 'allow-related',
+      ruleId: 'd-in6',
+    }),
     acl('out4', { direction: 'from-lport', priority: 1002, match: `inport == @${PG} && ip4`, action: 'allow-related', ruleId: 'd-out4' }),
     acl('out6', { direction: 'from-lport', priority: 1002, match: `inport == @${PG} && ip6`, action: 'allow-related', ruleId: 'd-out6' }),
-    { op: 'insert', table: 'Port_Group', row: {
-      name: PG, external_ids: map({ 'neutron:security_group_id': SG }),
-      acls: ['set', ['in4', 'in6', 'out4', 'out6'].map(named)],
-    } },
+    {
+      op: 'insert',
+      table: 'Port_Group',
+      row: {
+        name: PG,
+        external_ids: map({ 'neutron:security_group_id': SG }),
+        acls: ['set', ['in4', 'in6', 'out4', 'out6'].map(named)],
+      },
+    },
   ];
 }
 
@@ -84,16 +141,34 @@ function createPortOps(i: number): Json[] {
   const p = port(i);
   const address = `${p.mac} ${p.fixedIps[0]}`;
   return [
-    { op: 'insert', table: 'Logical_Switch_Port', 'uuid-name': 'lsp', row: {
-      name: p.id, addresses: address, port_security: address, enabled: true, type: '',
-      options: map({ 'requested-chassis': p.host, mcast_flood_reports: 'true' }),
-      external_ids: map({
-        'neutron:port_name': '', 'neutron:device_id': randomUUID(), 'neutron:project_id': 'storm', 'neutron:cidrs': `${p.fixedIps[0]}/8`,
-        'neutron:device_owner': 'compute:nova', 'neutron:subnet_pool_addr_scope4': '', 'neutron:subnet_pool_addr_scope6': '',
-        'neutron:network_name': NETWORK, 'neutron:security_group_ids': SG, 'neutron:revision_number': '1', 'neutron:vnic_type': 'normal',
-        'neutron:port_capabilities': '', 'neutron:mtu': '',
-      }),
-    } },
+    {
+      op: 'insert',
+      table: 'Logical_Switch_Port',
+      'uuid-name': 'lsp',
+      row: {
+        name: p.id,
+        addresses: address,
+        port_security: address,
+        enabled: true,
+        type: '',
+        options: map({ 'requested-chassis': p.host, mcast_flood_reports: 'true' }),
+        external_ids: map({
+          'neutron:port_name': '',
+          'neutron:device_id': randomUUID(),
+          'neutron:project_id': 'storm',
+          'neutron:cidrs': `${p.fixedIps[0]}/8`,
+          'neutron:device_owner': 'compute:nova',
+          'neutron:subnet_pool_addr_scope4': '',
+          'neutron:subnet_pool_addr_scope6': '',
+          'neutron:network_name': NETWORK,
+          'neutron:security_group_ids': SG,
+          'neutron:revision_number': '1',
+          'neutron:vnic_type': 'normal',
+          'neutron:port_capabilities': '',
+          'neutron:mtu': '',
+        }),
+      },
+    },
     addTo('Logical_Switch', NETWORK, 'ports', named('lsp')),
     addTo('Port_Group', PG_DROP, 'ports', named('lsp')),
     addTo('Port_Group', PG, 'ports', named('lsp')),
@@ -105,8 +180,16 @@ const readNbCfg: Json = { op: 'select', table: 'NB_Global', where: [], columns: 
 
 interface OvnRun {
   /** ovn-controller + ovs-vswitchd, and each. */
-  hostCpu: number; controller: number; vswitchd: number; ovsdbLocal: number;
-  lag: number; bytes: number; central: { northd: number; nb: number; sb: number }; deleteCpu: number; deleteLag: number; idlePerSecond: number;
+  hostCpu: number;
+  controller: number;
+  vswitchd: number;
+  ovsdbLocal: number;
+  lag: number;
+  bytes: number;
+  central: { northd: number; nb: number; sb: number };
+  deleteCpu: number;
+  deleteLag: number;
+  idlePerSecond: number;
 }
 
 async function ovnStorm(ports: number): Promise<OvnRun> {
@@ -120,8 +203,18 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
     for (let h = 1; h < HOSTS; h++) {
       const name = hostName(h);
       const r = await lab.sb.transact(SB, [
-        { op: 'insert', table: 'Encap', 'uuid-name': 'e', row: { type: 'geneve', ip: `127.0.1.${h}`, chassis_name: name, options: map({ csum: 'true' }) } },
-        { op: 'insert', table: 'Chassis', 'uuid-name': 'c', row: { name, hostname: name, encaps: named('e'), other_config: map({ 'datapath-type': 'netdev' }) } },
+        {
+          op: 'insert',
+          table: 'Encap',
+          'uuid-name': 'e',
+          row: { type: 'geneve', ip: `127.0.1.${h}`, chassis_name: name, options: map({ csum: 'true' }) },
+        },
+        {
+          op: 'insert',
+          table: 'Chassis',
+          'uuid-name': 'c',
+          row: { name, hostname: name, encaps: named('e'), other_config: map({ 'datapath-type': 'netdev' }) },
+        },
         { op: 'insert', table: 'Chassis_Private', row: { name, chassis: named('c') } },
       ]);
       fake.set(name, (r[1]!.uuid as [string, string])[1]);
@@ -136,9 +229,18 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
         const chassis = fake.get(port(Number(name.slice(3))).host);
         if (!chassis) continue;
         bound.add(name);
-        binding = binding.then(() => lab.sb.transact(SB, [{
-          op: 'update', table: 'Port_Binding', where: [['_uuid', '==', ['uuid', uuid]]], row: { chassis: ['uuid', chassis], up: true },
-        }])).then(() => undefined);
+        binding = binding
+          .then(() =>
+            lab.sb.transact(SB, [
+              {
+                op: 'update',
+                table: 'Port_Binding',
+                where: [['_uuid', '==', ['uuid', uuid]]],
+                row: { chassis: ['uuid', chassis], up: true },
+              },
+            ]),
+          )
+          .then(() => undefined);
       }
     });
     // The real chassis' acknowledgements of nb_cfg: (value, its timestamp, CPU read on arrival).
@@ -157,7 +259,10 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
       const t0 = Date.now();
       while (!acks.some((a) => a.cfg >= cfg)) {
         if (Date.now() - t0 > 300_000) throw new Error(`bench:ovn: ovn-controller did not acknowledge nb_cfg ${cfg} in 5 minutes`);
-        await new Promise<void>((r) => { ackWaiters.push(r); setTimeout(r, 1000); });
+        await new Promise<void>((r) => {
+          ackWaiters.push(r);
+          setTimeout(r, 1000);
+        });
       }
       return acks.find((a) => a.cfg >= cfg)!;
     };
@@ -167,8 +272,22 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
     };
     // This host's VMs plugged before the storm (their Logical_Switch_Ports do not exist yet).
     const local = [...Array(ports).keys()].filter((i) => port(i).host === real);
-    lab.vsctl(...local.flatMap((i) => ['--', 'add-port', 'br-int', port(i).device, '--', 'set', 'Interface', port(i).device, 'type=internal',
-      `external_ids:iface-id=${port(i).id}`, `external_ids:attached-mac=${port(i).mac}`, 'external_ids:iface-status=active']));
+    lab.vsctl(
+      ...local.flatMap((i) => [
+        '--',
+        'add-port',
+        'br-int',
+        port(i).device,
+        '--',
+        'set',
+        'Interface',
+        port(i).device,
+        'type=internal',
+        `external_ids:iface-id=${port(i).id}`,
+        `external_ids:attached-mac=${port(i).mac}`,
+        'external_ids:iface-status=active',
+      ]),
+    );
     // Settled: tunnels to the other chassis made, flows installed; then quiet, as ours before its storm.
     await acked(await nbCfg());
     // Quiet for a second, which also tells what the chassis spends idle (it is in every figure below).
@@ -176,7 +295,14 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
     await new Promise((r) => setTimeout(r, 1000));
     const idlePerSecond = preciseCpuSeconds(lab.pid('controller')) + preciseCpuSeconds(lab.pid('vswitchd')) - idle0;
 
-    const pids = { controller: lab.pid('controller'), vswitchd: lab.pid('vswitchd'), ovsdbLocal: lab.pid('ovsdb-local'), northd: lab.pid('northd'), nb: lab.pid('nb'), sb: lab.pid('sb') };
+    const pids = {
+      controller: lab.pid('controller'),
+      vswitchd: lab.pid('vswitchd'),
+      ovsdbLocal: lab.pid('ovsdb-local'),
+      northd: lab.pid('northd'),
+      nb: lab.pid('nb'),
+      sb: lab.pid('sb'),
+    };
     const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)])) as Record<keyof typeof pids, number>;
     const bytes0 = lab.sbBytesReceived();
     const lsp = new Map<number, Json>();
@@ -200,16 +326,19 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
     const central = { northd: cpuSeconds(pids.northd) - cpu0.northd, nb: cpuSeconds(pids.nb) - cpu0.nb, sb: cpuSeconds(pids.sb) - cpu0.sb };
     const bytes = lab.sbBytesReceived() - bytes0;
     const ovsdbLocal = cpuSeconds(pids.ovsdbLocal) - cpu0.ovsdbLocal;
-    const [set] = await lab.sb.transact(SB, [{ op: 'select', table: 'Address_Set', where: [['name', '==', `${PG}_ip4`]], columns: ['addresses'] }]);
+    const [set] = await lab.sb.transact(SB, [
+      { op: 'select', table: 'Address_Set', where: [['name', '==', `${PG}_ip4`]], columns: ['addresses'] },
+    ]);
     const members = (set!.rows as { addresses: Json }[])[0]?.addresses;
     const count = Array.isArray(members) && members[0] === 'set' ? (members[1] as Json[]).length : 1;
     if (count !== ports) throw new Error(`bench:ovn: the group's address set holds ${count} addresses, not ${ports}`);
-    const [claimed] = await lab.sb.transact(SB, [
-      { op: 'select', table: 'Chassis', where: [['name', '==', real]], columns: ['_uuid'] },
-    ]);
+    const [claimed] = await lab.sb.transact(SB, [{ op: 'select', table: 'Chassis', where: [['name', '==', real]], columns: ['_uuid'] }]);
     const realUuid = (claimed!.rows as { _uuid: Json }[])[0]!._uuid;
-    const [mine] = await lab.sb.transact(SB, [{ op: 'select', table: 'Port_Binding', where: [['chassis', '==', realUuid]], columns: ['logical_port'] }]);
-    if ((mine!.rows as unknown[]).length !== local.length) throw new Error(`bench:ovn: the real chassis bound ${(mine!.rows as unknown[]).length} ports, not ${local.length}`);
+    const [mine] = await lab.sb.transact(SB, [
+      { op: 'select', table: 'Port_Binding', where: [['chassis', '==', realUuid]], columns: ['logical_port'] },
+    ]);
+    if ((mine!.rows as unknown[]).length !== local.length)
+      throw new Error(`bench:ovn: the real chassis bound ${(mine!.rows as unknown[]).length} ports, not ${local.length}`);
 
     // One port of another host deleted, as Neutron's delete_port does (its switch loses it; the port
     // groups' references to it are weak and go with it), measured as ours is (bench/storm-run.ts):
@@ -222,13 +351,23 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
     const tDelete = Date.now();
     const del0 = hostNow();
     const d = deletedPort(ports);
-    const delCfg = await nbCfg([{ op: 'mutate', table: 'Logical_Switch', where: [['name', '==', NETWORK]], mutations: [['ports', 'delete', ['set', [lsp.get(d)!]]]] }]);
+    const delCfg = await nbCfg([
+      { op: 'mutate', table: 'Logical_Switch', where: [['name', '==', NETWORK]], mutations: [['ports', 'delete', ['set', [lsp.get(d)!]]]] },
+    ]);
     await new Promise((r) => setTimeout(r, DELETE_WINDOW_MS - (Date.now() - tDelete)));
     const deleted = await acked(delCfg);
     const deleteCpu = hostNow() - del0 - idleRate * (Date.now() - tDelete);
     return {
-      hostCpu: final.hostCpu - cpu0.controller - cpu0.vswitchd, controller: final.controller - cpu0.controller, vswitchd: final.vswitchd - cpu0.vswitchd,
-      ovsdbLocal, lag: Math.max(0, converged.at - tLast) / 1000, bytes, central, deleteCpu, deleteLag: Math.max(0, deleted.at - tDelete) / 1000, idlePerSecond,
+      hostCpu: final.hostCpu - cpu0.controller - cpu0.vswitchd,
+      controller: final.controller - cpu0.controller,
+      vswitchd: final.vswitchd - cpu0.vswitchd,
+      ovsdbLocal,
+      lag: Math.max(0, converged.at - tLast) / 1000,
+      bytes,
+      central,
+      deleteCpu,
+      deleteLag: Math.max(0, deleted.at - tDelete) / 1000,
+      idlePerSecond,
     };
   } finally {
     await lab.stop();
@@ -236,10 +375,6 @@ async function ovnStorm(ports: number): Promise<OvnRun> {
 }
 
 const ms = (n: number) => `${(n * 1000).toFixed(2)}ms`;
-
-function line(id: string, ours: number, base: number, unit: (n: number) => string, note: string): void {
-  console.log(`${id} ours=${unit(ours)} baseline=${unit(base)} ratio=${(base / ours).toFixed(1)} ${note}`);
-}
 
 (async () => {
   ensureOvnInstalled();
@@ -252,9 +387,24 @@ function line(id: string, ours: number, base: number, unit: (n: number) => strin
       mine.push(['iptables', await ours('iptables', n, { deleteOne: true })], ['nftables', await ours('nftables', n, { deleteOne: true })]);
     }
     const o = await ovnStorm(n);
-    console.log(`peer.ovn.detail ports=${n} ovn-controller=${sec(o.controller)} ovs-vswitchd=${sec(o.vswitchd)} ovsdb-server(local)=${sec(o.ovsdbLocal)} ` +
-      `ovn-northd=${sec(o.central.northd)} ovsdb-server(nb)=${sec(o.central.nb)} ovsdb-server(sb)=${sec(o.central.sb)} p99=${sec(o.lag)} ` +
-      `bytes=${kb(o.bytes)} delete=${ms(o.deleteCpu)} delete-lag=${sec(o.deleteLag)} chassis-idle=${ms(o.idlePerSecond)}/s`);
+    const detail = {
+      'ovn-controller': sec(o.controller),
+      'ovs-vswitchd': sec(o.vswitchd),
+      'ovsdb-server(local)': sec(o.ovsdbLocal),
+      'ovn-northd': sec(o.central.northd),
+      'ovsdb-server(nb)': sec(o.central.nb),
+      'ovsdb-server(sb)': sec(o.central.sb),
+      p99: sec(o.lag),
+      bytes: kb(o.bytes),
+      delete: ms(o.deleteCpu),
+      'delete-lag': sec(o.deleteLag),
+      'chassis-idle': `${ms(o.idlePerSecond)}/s`,
+    };
+    console.log(
+      `peer.ovn.detail ports=${n} ${Object.entries(detail)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+    );
     for (const [dp, r] of mine) {
       const tag = `ports=${n} dataplane=${dp}`;
       const cpu = o.hostCpu / median(r.cpu);
@@ -262,13 +412,31 @@ function line(id: string, ours: number, base: number, unit: (n: number) => strin
       const first = firstRatio.get(dp);
       const cpuTarget = first === undefined ? cpu >= 20 : cpu >= 20 && cpu > first;
       if (first === undefined) firstRatio.set(dp, cpu);
-      line('peer.ovn.storm.cpu', median(r.cpu), o.hostCpu, sec, `${tag} target>=20x${first === undefined ? '' : ` and >${first.toFixed(1)}x (at ${SIZES[0]})`} ${cpuTarget ? 'met' : 'MISSED'}`);
-      line('peer.ovn.storm.p99', p99(r.lag), o.lag, sec, `${tag} target<=ovn ${p99(r.lag) <= o.lag ? 'met' : 'MISSED'}`);
-      line('peer.ovn.storm.bytes', median(r.bytes), o.bytes, kb, `${tag} target>=20x ${o.bytes / median(r.bytes) >= 20 ? 'met' : 'MISSED'}`);
-      line('peer.ovn.delete.cpu', median(r.deleteCpu!), o.deleteCpu, ms, tag);
+      line(
+        'peer.ovn.storm.cpu',
+        median(r.cpu),
+        o.hostCpu,
+        sec,
+        ` ${tag} target>=20x${first === undefined ? '' : ` and >${first.toFixed(1)}x (at ${SIZES[0]})`} ${cpuTarget ? 'met' : 'MISSED'}`,
+      );
+      line('peer.ovn.storm.p99', p99(r.lag), o.lag, sec, ` ${tag} target<=ovn ${p99(r.lag) <= o.lag ? 'met' : 'MISSED'}`);
+      line(
+        'peer.ovn.storm.bytes',
+        median(r.bytes),
+        o.bytes,
+        kb,
+        ` ${tag} target>=20x ${o.bytes / median(r.bytes) >= 20 ? 'met' : 'MISSED'}`,
+      );
+      line('peer.ovn.delete.cpu', median(r.deleteCpu!), o.deleteCpu, ms, ` ${tag}`);
       const c = r.central!;
-      line('peer.ovn.central.cpu', c.controller + c.broker, o.central.northd + o.central.nb + o.central.sb, sec,
-        `${tag} (ours: controller ${sec(c.controller)} + RabbitMQ ${sec(c.broker)}; OVN: ovn-northd + Northbound and Southbound ovsdb-servers)`);
+      line(
+        'peer.ovn.central.cpu',
+        c.controller + c.broker,
+        o.central.northd + o.central.nb + o.central.sb,
+        sec,
+        ` ${tag} (ours: controller ${sec(c.controller)} + RabbitMQ ${sec(c.broker)}; ` +
+          'OVN: ovn-northd + Northbound and Southbound ovsdb-servers)',
+      );
     }
   }
 })().catch((e) => {

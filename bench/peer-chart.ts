@@ -41,10 +41,14 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const series = [...data].map(([system, byN]) => ({
-  system, points: [...byN].map(([n, vs]) => [n, median(vs)] as [number, number]).sort((a, b) => a[0] - b[0]),
+  system,
+  points: [...byN].map(([n, vs]) => [n, median(vs)] as [number, number]).sort((a, b) => a[0] - b[0]),
 }));
 const colors: Record<string, string> = {
-  'sg-agent (iptables)': '#1f77b4', 'sg-agent (nftables)': '#2ca02c', 'ML2/OVN': '#d62728', "Neutron's iptables agent": '#9467bd',
+  'sg-agent (iptables)': '#1f77b4',
+  'sg-agent (nftables)': '#2ca02c',
+  'ML2/OVN': '#d62728',
+  "Neutron's iptables agent": '#9467bd',
 };
 
 const W = 560;
@@ -58,15 +62,18 @@ const y0 = Math.log10(Math.min(...ys)) - 0.15;
 const y1 = Math.log10(Math.max(...ys)) + 0.15;
 const xOf = (n: number) => pad.l + ((Math.log10(n) - x0) / (x1 - x0)) * (W - pad.l - pad.r);
 const yOf = (v: number) => H - pad.b - ((Math.log10(v) - y0) / (y1 - y0)) * (H - pad.t - pad.b);
+const title = "Storm: CPU per host against the group's size (log-log)";
+const xLabel = 'ports created into one group (20 hosts, one every 10 ms)';
+const footnote = 'sg-agent: per agent, median of 20; ML2/OVN: ovn-controller + ovs-vswitchd of the real chassis (bench/RESULTS.md)';
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/'/g, '&#39;');
 
 const out: string[] = [
   `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`,
   `<rect width="100%" height="100%" fill="#fff"/>`,
-  `<text x="${(W - pad.r + pad.l) / 2}" y="18" text-anchor="middle" font-weight="bold">Storm: CPU per host against the group's size (log-log)</text>`,
+  `<text x="${(W - pad.r + pad.l) / 2}" y="18" text-anchor="middle" font-weight="bold">${title}</text>`,
   `<line x1="${pad.l}" y1="${H - pad.b}" x2="${W - pad.r}" y2="${H - pad.b}" stroke="#000"/>`,
   `<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${H - pad.b}" stroke="#000"/>`,
-  `<text x="${(W - pad.r + pad.l) / 2}" y="${H - pad.b + 30}" text-anchor="middle">ports created into one group (20 hosts, one every 10 ms)</text>`,
+  `<text x="${(W - pad.r + pad.l) / 2}" y="${H - pad.b + 30}" text-anchor="middle">${xLabel}</text>`,
   `<text transform="translate(14,${(H - pad.b + pad.t) / 2}) rotate(-90)" text-anchor="middle">CPU seconds per host</text>`,
 ];
 for (const n of Ns) out.push(`<text x="${xOf(n)}" y="${H - pad.b + 14}" text-anchor="middle">${n}</text>`);
@@ -74,8 +81,10 @@ for (let e = Math.floor(y0); e <= Math.ceil(y1); e++) {
   for (const m of [1, 2, 5]) {
     const v = m * 10 ** e;
     if (Math.log10(v) < y0 || Math.log10(v) > y1) continue;
-    out.push(`<line x1="${pad.l}" y1="${yOf(v)}" x2="${W - pad.r}" y2="${yOf(v)}" stroke="#ddd"/>`,
-      `<text x="${pad.l - 4}" y="${yOf(v) + 4}" text-anchor="end">${v >= 1 ? v.toFixed(0) : v.toPrecision(1)}</text>`);
+    out.push(
+      `<line x1="${pad.l}" y1="${yOf(v)}" x2="${W - pad.r}" y2="${yOf(v)}" stroke="#ddd"/>`,
+      `<text x="${pad.l - 4}" y="${yOf(v) + 4}" text-anchor="end">${v >= 1 ? v.toFixed(0) : v.toPrecision(1)}</text>`,
+    );
   }
 }
 series.forEach((s, i) => {
@@ -85,12 +94,16 @@ series.forEach((s, i) => {
   for (const pt of xy) out.push(`<circle cx="${pt.split(',')[0]}" cy="${pt.split(',')[1]}" r="3" fill="${color}"/>`);
   const k = growthExponent(s.points);
   const ly = pad.t + 10 + i * 34;
-  out.push(`<line x1="${W - pad.r + 12}" y1="${ly}" x2="${W - pad.r + 32}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
+  out.push(
+    `<line x1="${W - pad.r + 12}" y1="${ly}" x2="${W - pad.r + 32}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
     `<text x="${W - pad.r + 36}" y="${ly + 4}">${esc(s.system)}</text>`,
-    `<text x="${W - pad.r + 36}" y="${ly + 18}" fill="#555">${Number.isNaN(k) ? 'one size' : `grows as N^${k.toFixed(2)}`}</text>`);
-  console.log(`peer.cpu.fit ${s.system.replace(/ /g, '_')} ${s.points.map(([n, v]) => `${n}:${v.toFixed(3)}s`).join(' ')} exponent=${k.toFixed(2)}`);
+    `<text x="${W - pad.r + 36}" y="${ly + 18}" fill="#555">${Number.isNaN(k) ? 'one size' : `grows as N^${k.toFixed(2)}`}</text>`,
+  );
+  console.log(
+    `peer.cpu.fit ${s.system.replace(/ /g, '_')} ${s.points.map(([n, v]) => `${n}:${v.toFixed(3)}s`).join(' ')} exponent=${k.toFixed(2)}`,
+  );
 });
-out.push(`<text x="${pad.l}" y="${H - 1}" fill="#555" font-size="10">sg-agent: per agent, median of 20; ML2/OVN: ovn-controller + ovs-vswitchd of the real chassis (bench/RESULTS.md)</text>`);
+out.push(`<text x="${pad.l}" y="${H - 1}" fill="#555" font-size="10">${footnote}</text>`);
 out.push('</svg>');
 fs.writeFileSync(output, `${out.join('\n')}\n`);
 console.log(`wrote ${output}`);

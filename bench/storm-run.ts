@@ -62,9 +62,7 @@ export function threadCpu(pid: number): Map<string, number> {
 /** CPU seconds of a process to the nanosecond (its threads' schedstat, with its waited-for children
  *  from stat): for costs too small for stat's 10 ms ticks, e.g. one port deleted. */
 export function preciseCpuSeconds(pid: number): number {
-  let ns = 0;
-  for (const t of fs.readdirSync(`/proc/${pid}/task`)) ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
-  return ns / 1e9 + cpuSplit(pid).children;
+  return [...threadCpu(pid).values()].reduce((a, b) => a + b, 0) + cpuSplit(pid).children;
 }
 export function cpuSeconds(pid: number): number {
   const c = cpuSplit(pid);
