@@ -69,7 +69,7 @@ export function cpuSeconds(pid: number): number {
   return c.self + c.children;
 }
 /** Both storms create ports at the same pace: one every PACE_MS, as a bulk VM boot does. */
-export const PACE_MS = Number(process.env.STORM_PACE_MS ?? 10);
+const PACE_MS = Number(process.env.STORM_PACE_MS ?? 10);
 export const pace = () => new Promise((r) => setTimeout(r, PACE_MS));
 export function line(id: string, ours: number, base: number, unit: (n: number) => string, target = ''): void {
   console.log(`${id} ours=${unit(ours)} baseline=${unit(base)} ratio=${(base / ours).toFixed(1)}${target}`);
