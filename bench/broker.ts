@@ -19,6 +19,8 @@ function stopOnExit(n: OwnRabbitNode): void {
 export interface BenchBroker {
   node: string;
   port: number;
+  /** The node's process id (its CPU is part of what the central side of a storm costs). */
+  pid(): number;
   /** A fresh vhost `name` where guest may do anything; its URL. */
   vhost(name: string): string;
   /** Removes vhost `name` (and what it held). */
@@ -35,6 +37,7 @@ export async function benchBroker(what = "the benchmark's RabbitMQ node"): Promi
   return {
     node: n.node,
     port: n.port,
+    pid: () => n.pid(),
     vhost: (name) => {
       ctl('add_vhost', name);
       ctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*');

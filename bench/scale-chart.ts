@@ -5,6 +5,7 @@
 // Also prints, per metric, how it grows with H: the exponent k of a least-squares fit y ≈ c·H^k on
 // log-log axes (k ≈ 0 constant, 1 linear, -1 as 1/H).
 import fs from 'node:fs';
+import { growthExponent } from './fit.js';
 
 const [input, output = 'docs/scale.svg'] = process.argv.slice(2);
 if (!input) throw new Error('usage: scale-chart.ts <bench:scale output> [svg file]');
@@ -101,20 +102,10 @@ const svg = [
 ].join('\n');
 fs.writeFileSync(output, svg + '\n');
 
-/** Slope of log y against log H. */
-function exponent(points: [number, number][]): number {
-  const xs = points.map(([h]) => Math.log(h));
-  const ys = points.map(([, y]) => Math.log(y));
-  const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const my = ys.reduce((a, b) => a + b, 0) / ys.length;
-  const num = xs.reduce((s, x, i) => s + (x - mx) * (ys[i]! - my), 0);
-  const den = xs.reduce((s, x) => s + (x - mx) ** 2, 0);
-  return den === 0 ? NaN : num / den;
-}
 for (const [metric, byH] of data) {
   const fit = (which: 'ours' | 'baseline') => {
     const pts = [...byH].filter(([, v]) => (v[which] ?? 0) > 0).map(([h, v]) => [h, v[which]!] as [number, number]);
-    return pts.length >= 2 ? exponent(pts).toFixed(2) : '-';
+    return pts.length >= 2 ? growthExponent(pts).toFixed(2) : '-';
   };
   console.log(`fit.${metric} ours=H^${fit('ours')} baseline=H^${fit('baseline')}`);
 }
