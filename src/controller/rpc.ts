@@ -69,9 +69,10 @@ const PORTS_PER_PART = 2000;
 /** Sync requests delivered to a controller before it acknowledged the earlier ones. Each is answered
  *  at once (buildSync is synchronous), so this bounds no work of ours, only how long the queue waits
  *  for acks: at 16, a bulk boot of 1,000 hosts (one request per newly needed group) left hundreds of
- *  requests waiting in the quorum queue, a second or more on every member set. Several controllers
- *  share the queue; any of them answers as well as another. */
-const SYNC_PREFETCH = 256;
+ *  requests waiting in the quorum queue, a second or more on every member set; 64 and 256 gave the
+ *  same boot (bench:scale), and the smaller keeps the replies to a thousand hosts syncing a large
+ *  group at once from going out in one burst. Several controllers share the queue; any answers. */
+const SYNC_PREFETCH = 64;
 
 /** Answers sync requests from the shared queue (declared by `declareTopology`), each reply part signed
  *  for the request's correlation id. Requests with no reply address or correlation id get no answer
