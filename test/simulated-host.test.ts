@@ -114,7 +114,8 @@ brokerTest('a group bound for its rules alone whose members become needed is syn
 brokerTest('a group a new port makes needed is synced once, its rules and members together', async (t) => {
   const { ctl, agent, dp, host } = await simulatedHost(t, 'sim3');
   await agent.start();
-  const groupSyncs = async () => (await agent.metrics.resyncs.get()).values.filter((v) => v.labels.scope === 'group').reduce((s, v) => s + v.value, 0);
+  const groupSyncs = async () =>
+    (await agent.metrics.resyncs.get()).values.filter((v) => v.labels.scope === 'group').reduce((s, v) => s + v.value, 0);
   // A rule of the group names the group itself: its rules, once known, make its members needed too.
   await ctl.putGroup('web', true, [
     { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
