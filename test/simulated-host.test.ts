@@ -110,3 +110,25 @@ brokerTest('a group bound for its rules alone whose members become needed is syn
   await waitFor('y\'s members, all of them', () => [...(dp.sets.get(ySet) ?? [])].sort().join() === '10.9.1.3,10.9.1.4');
   t.deepEqual([...dp.sets.get(ySet)!].sort(), ['10.9.1.3', '10.9.1.4']);
 });
+
+brokerTest('a group a new port makes needed is synced once, its rules and members together', async (t) => {
+  const { ctl, agent, dp, host } = await simulatedHost(t, 'sim3');
+  await agent.start();
+  const groupSyncs = async () =>
+    (await agent.metrics.resyncs.get()).values.filter((v) => v.labels.scope === 'group').reduce((s, v) => s + v.value, 0);
+  // A rule of the group names the group itself: its rules, once known, make its members needed too.
+  await ctl.putGroup('web', true, [
+    { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
+    { id: 'out', direction: 'egress', ethertype: 'IPv4' },
+  ]);
+  await ctl.putPort('p0', port('p0', 'elsewhere', '10.9.2.10', 10));
+  await ctl.putPort('p1', port('p1', host, '10.9.2.1', 1));
+  await ctl.flush();
+  const web = setKey({ groupId: 'web', family: 4 });
+  const members = () => [...(dp.sets.get(web) ?? [])].sort().join();
+  await waitFor('the group\'s members in the set', () => members() === '10.9.2.1,10.9.2.10');
+  // A later delta is handled after anything the binding queued: once it is in, no sync is pending.
+  await ctl.putPort('p2', port('p2', 'elsewhere', '10.9.2.2', 2));
+  await waitFor('the next delta in the set', () => members() === '10.9.2.1,10.9.2.10,10.9.2.2');
+  t.is(await groupSyncs(), 1);
+});

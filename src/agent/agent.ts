@@ -48,6 +48,8 @@ export class Agent {
   private bindingsPending = false;
   /** What the host needs (recomputed when ports or rules change, not per member delta). */
   private needs: Needs = { rules: new Set(), members: new Set(), all: new Set() };
+  /** Groups whose member list is current: set by a sync, and no delta of theirs skipped since. */
+  private readonly membersCurrent = new Set<string>();
   private readonly deletedGroups = new Map<string, number>();
   private readonly byGroup = new Map<string, number>();
   private buffer: UpdateMessage[] | null = null;
@@ -236,8 +238,9 @@ export class Agent {
     const state = engine.state;
     switch (m.type) {
       case 'group.members': {
-        // Bound for its rules only (no local rule names it as remote group): members are not needed.
-        if (!this.needs.members.has(m.groupId)) return;
+        // Bound for its rules only (no local rule names it as remote group): members are not needed,
+        // and those held are stale from here on.
+        if (!this.needs.members.has(m.groupId)) return void this.membersCurrent.delete(m.groupId);
         const held = state.membersRevision(m.groupId);
         if (held !== undefined && m.revision <= held) return void this.metrics.dropped.inc();
         if (m.resync || held === undefined || held !== m.baseRevision) return this.syncGroups([m.groupId]);
@@ -329,13 +332,16 @@ export class Agent {
     const q = this.queue;
     const added = [...needs.all].filter((g) => !this.bound.has(g));
     // Bound for its rules alone, a group's member deltas were not followed: the members it holds may
-    // be stale, so a group whose members became needed is synced as a new one is.
-    const membersNowNeeded = [...needs.members].filter((g) => this.bound.has(g) && !before.members.has(g));
+    // be stale, so a group whose members became needed is synced as a new one is — unless a sync set
+    // them and none was skipped since (a group just bound and synced, whose rules, now known, name it:
+    // a second sync would only repeat the first, one more round trip on the host's queue).
+    const membersNowNeeded = [...needs.members].filter((g) => this.bound.has(g) && !before.members.has(g) && !this.membersCurrent.has(g));
     const gone = [...this.bound].filter((g) => !needs.all.has(g));
     // Issued together: the channel pipelines them instead of waiting a round trip for each.
     await Promise.all(gone.map((g) => ch.unbindQueue(q, GROUP_EXCHANGE, groupKey(g))));
     for (const g of gone) {
       this.bound.delete(g);
+      this.membersCurrent.delete(g);
       engine.removeGroup(g);
       engine.releaseInput('group', g);
       engine.releaseInput('members', g);
@@ -357,6 +363,8 @@ export class Agent {
     const groups = parts.flatMap((p) => p.groups);
     const members = this.collectMembers(parts);
     const quarantined = this.quarantine(parts);
+    this.membersCurrent.clear();
+    for (const g of members.keys()) this.membersCurrent.add(g);
     engine.replaceAll({
       ports,
       groups: groups.map(({ logs: _logs, logsRevision: _revision, ...g }) => g),
@@ -391,6 +399,7 @@ export class Agent {
     for (const id of ids) {
       const m = members.get(id);
       engine.setGroupMembers(id, m?.ips ?? [], m?.revision ?? 0);
+      this.membersCurrent.add(id);
     }
     if (!outer) await this.bindAndReplay();
   }

@@ -68,11 +68,19 @@ export function buildSync(store: SyncSource, req: SyncRequest): SyncReply[] {
 /** Ports per sync reply part (a port is a few hundred bytes; parts stay well under the size limit). */
 const PORTS_PER_PART = 2000;
 
+/** Sync requests delivered to a controller before it acknowledged the earlier ones. Each is answered
+ *  at once (buildSync is synchronous), so this bounds no work of ours, only how long the queue waits
+ *  for acks: at 16, a bulk boot of 1,000 hosts (one request per newly needed group) left hundreds of
+ *  requests waiting in the quorum queue, a second or more on every member set; 64 and 256 gave the
+ *  same boot (bench:scale), and the smaller keeps the replies to a thousand hosts syncing a large
+ *  group at once from going out in one burst. Several controllers share the queue; any answers. */
+const SYNC_PREFETCH = 64;
+
 /** Answers sync requests from the shared queue (declared by `declareTopology`), each reply part signed
  *  for the request's correlation id. Requests with no reply address or correlation id get no answer
  *  (nobody could match it). */
 export async function serveSync(ch: Channel, store: SyncSource, signer: MessageSigner, onError: (e: unknown) => void): Promise<void> {
-  await ch.prefetch(16);
+  await ch.prefetch(SYNC_PREFETCH);
   await ch.consume(SYNC_QUEUE, (msg: ConsumeMessage | null) => {
     if (!msg) return;
     const { replyTo, correlationId } = msg.properties as { replyTo?: unknown; correlationId?: unknown };

@@ -1,0 +1,184 @@
+// One agent's CPU per message in the storm's stream, with none of the other 19 agents running:
+//   node --import tsx bench/agent-cpu.ts        (as root; on a RabbitMQ node of its own)
+// The controller (in this process) creates STORM_PORTS ports (default 500) across STORM_HOSTS hosts
+// (default 20), one every STORM_PACE_MS (10), as bench:storm does, but only host 0 has an agent: it
+// receives exactly what each agent of the storm receives, on a quieter machine. ROUNDS storms (default
+// 3), each into a new group (rules naming itself), each measured from its first create to the agent's
+// set holding the group's members: the agent process's CPU (user + system, children included), the
+// messages it received, and so CPU per message; first its CPU over 5 idle seconds (its fixed cost).
+// The agent runs as installed (dist/, `npm run build`; SG_BENCH_AGENT=tsx: from the sources).
+// AGENT_DATAPLANE: nftables (default) or iptables. Looking into it: AGENT_PROF=1 writes its V8 CPU
+// profile to /tmp/prof and prints each round's window in its clock (CLOCK_MONOTONIC, µs);
+// AGENT_PERF=<file> records it with `perf record -g` over every round but the first; AGENT_THREADS=1
+// prints each thread's user and system CPU per round; AGENT_FLAGS adds Node flags (e.g. --trace-gc).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Controller } from '../src/controller/controller.js';
+import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
+import type { Port } from '../src/domain/model.js';
+import { agentEntry } from './agent-entry.js';
+import { benchBroker } from './broker.js';
+
+const HOSTS = Number(process.env.STORM_HOSTS ?? 20);
+const PORTS = Number(process.env.STORM_PORTS ?? 500);
+const PACE_MS = Number(process.env.STORM_PACE_MS ?? 10);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const DATAPLANE = process.env.AGENT_DATAPLANE ?? 'nftables';
+const CLK_TCK = 100;
+const tag = randomBytes(3).toString('hex');
+const hostName = (h: number) => `cpu-${tag}-${h}`;
+const ip = (i: number) => `10.${60 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+const hex = (n: number) => (n & 255).toString(16).padStart(2, '0');
+
+function port(round: number, i: number): Port {
+  const n = round * PORTS + i;
+  return {
+    id: `cp-${round}-${i}`, host: hostName(i % HOSTS), device: `tap${n}`, mac: `02:00:00:${hex(n >> 16)}:${hex(n >> 8)}:${hex(n)}`,
+    fixedIps: [ip(n)], allowedAddressPairs: [], securityGroups: [`g${round}`], portSecurityEnabled: true,
+  };
+}
+const rules = (g: string) => [
+  { id: `${g}-in4`, direction: 'ingress' as const, ethertype: 'IPv4' as const, remoteGroupId: g },
+  { id: `${g}-in6`, direction: 'ingress' as const, ethertype: 'IPv6' as const, remoteGroupId: g },
+  { id: `${g}-out4`, direction: 'egress' as const, ethertype: 'IPv4' as const },
+  { id: `${g}-out6`, direction: 'egress' as const, ethertype: 'IPv6' as const },
+];
+
+/** CPU seconds of a process (its threads' run time, in ns) and of the children it waited for (in ticks). */
+function cpu(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const x = f.slice(f.lastIndexOf(')') + 2).split(' ').slice(13, 15).map(Number);
+  let ns = 0;
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns / 1e9 + (x[0]! + x[1]!) / CLK_TCK;
+}
+/** Per thread (name): user and system CPU seconds, for AGENT_THREADS=1. */
+function threads(pid: number): Map<string, [number, number]> {
+  const m = new Map<string, [number, number]>();
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    const f = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    m.set(`${t}:${f.slice(f.indexOf('(') + 1, f.lastIndexOf(')'))}`, [Number(x[11]) / CLK_TCK, Number(x[12]) / CLK_TCK]);
+  }
+  return m;
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
+
+(async () => {
+  const broker = await benchBroker();
+  const url = broker.vhost(`sgcpu-${tag}`);
+  const keys = generateSigningKey(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-cpu-keys-')));
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-cpu-'));
+  const ctl = await Controller.start({ amqpUrl: url, signer: MessageSigner.fromFile(keys.privateKeyFile), dataDir });
+  const ns = `sgcpu-${tag}`;
+  spawnSync('ip', ['netns', 'add', ns]);
+  const metrics = `127.0.0.1:${19700 + (process.pid % 200)}`;
+  const prof = process.env.AGENT_PROF ? ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir=/tmp/prof'] : [];
+  if (process.env.AGENT_PERF) prof.push('--perf-basic-prof');
+  // AGENT_FLAGS: more Node flags for the agent (e.g. --trace-gc), its output on this one's.
+  if (process.env.AGENT_FLAGS) prof.push(...process.env.AGENT_FLAGS.split(' '));
+  const child = spawn(process.execPath, [...prof, ...agentEntry(), 'run'], {
+    env: {
+      ...process.env, SG_AGENT_HOST: hostName(0), SG_AMQP_URL: url, SG_TRUSTED_KEYS: keys.publicKeyFile, SG_NETNS: `/var/run/netns/${ns}`,
+      SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0', SG_DATAPLANE: DATAPLANE,
+    },
+    stdio: ['ignore', process.env.AGENT_FLAGS ? 'inherit' : 'ignore', 'inherit'],
+  });
+  type Status = { connected: boolean; sets: { size: number }[]; engine: { applies: number } };
+  const status = async () => (await (await fetch(`http://${metrics}/status`)).json()) as Status;
+  const messages = async () => {
+    const text = await (await fetch(`http://${metrics}/metrics`)).text();
+    return [...text.matchAll(/^sg_agent_messages_total\{type="[^"]+"\} (\d+)/gm)].reduce((a, x) => a + Number(x[1]), 0);
+  };
+  const rows: { cpu: number; messages: number; applies: number }[] = [];
+  let perf: ChildProcess | undefined;
+  try {
+    await ctl.brokerReady;
+    for (;;) {
+      if (await status().then((s) => s.connected && s.engine.applies >= 1, () => false)) break;
+      await sleep(100);
+    }
+    await sleep(1000);
+    // What the agent spends doing nothing, for as long as a storm lasts: its fixed cost.
+    const idle0 = cpu(child.pid!);
+    await sleep(5000);
+    console.log(`idle: cpu=${(cpu(child.pid!) - idle0).toFixed(3)}s in 5 s`);
+    for (let r = 0; r < ROUNDS; r++) {
+      await ctl.putGroup(`g${r}`, true, rules(`g${r}`));
+      await sleep(1000);
+      const m0 = await messages();
+      const a0 = (await status()).engine.applies;
+      const c0 = cpu(child.pid!);
+      const th0 = threads(child.pid!);
+      // AGENT_PERF=<file>: `perf record` of the agent over every round but the first (the agent maps
+      // its JIT code for it); the gaps between rounds are idle.
+      if (process.env.AGENT_PERF && r === 1) {
+        perf = spawn('perf', ['record', '-F', '1000', '-g', '-p', String(child.pid), '-o', process.env.AGENT_PERF], { stdio: 'ignore' });
+      }
+      const t0 = monotonicUs();
+      if (process.env.AGENT_FLAGS) console.log(`round ${r} starts`);
+      for (let i = 0; i < PORTS; i++) {
+        await ctl.putPort(`cp-${r}-${i}`, port(r, i));
+        await sleep(PACE_MS);
+      }
+      await ctl.flush();
+      const tLast = Date.now();
+      let c1 = 0;
+      for (;;) {
+        // Read at convergence: the polls after it are the benchmark's.
+        if ((await status()).sets.some((s) => s.size === PORTS)) {
+          c1 = cpu(child.pid!);
+          if (process.env.AGENT_THREADS) {
+            for (const [t, [u, sy]] of threads(child.pid!)) {
+              const [u0, s0] = th0.get(t) ?? [0, 0];
+              if (u - u0 + sy - s0 > 0) console.log(`  thread ${t} user=${(u - u0).toFixed(2)}s sys=${(sy - s0).toFixed(2)}s`);
+            }
+          }
+          break;
+        }
+        if (Date.now() - tLast > 60_000) throw new Error('agent-cpu: the agent did not converge in a minute');
+        await sleep(20);
+      }
+      const t1 = monotonicUs();
+      if (perf && r === ROUNDS - 1) {
+        const p = perf;
+        p.kill('SIGINT');
+        await new Promise((done) => p.once('exit', done));
+      }
+      const row = { cpu: c1 - c0, messages: (await messages()) - m0, applies: (await status()).engine.applies - a0 };
+      rows.push(row);
+      const perMessage = ((1000 * row.cpu) / row.messages).toFixed(2);
+      const window = prof.length ? ` window=${t0}..${t1}` : '';
+      const counts = `messages=${row.messages} applies=${row.applies}`;
+      console.log(`round ${r}: cpu=${row.cpu.toFixed(3)}s ${counts} per message=${perMessage}ms${window}`);
+      await sleep(500);
+    }
+    const c = median(rows.map((x) => x.cpu));
+    const n = median(rows.map((x) => x.messages));
+    const perMessage = ((1000 * c) / n).toFixed(2);
+    const of = `(median of ${ROUNDS}; ${PORTS} ports, ${HOSTS} hosts)`;
+    console.log(`agent.cpu.${DATAPLANE} per_storm=${c.toFixed(3)}s messages=${n} per_message=${perMessage}ms ${of}`);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    spawnSync('ip', ['netns', 'del', ns]);
+    await ctl.stop();
+    fs.rmSync(path.dirname(keys.privateKeyFile), { recursive: true, force: true });
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    broker.dropVhost(`sgcpu-${tag}`);
+  }
+})().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
