@@ -36,8 +36,14 @@ const hex = (n: number) => (n & 255).toString(16).padStart(2, '0');
 function port(round: number, i: number): Port {
   const n = round * PORTS + i;
   return {
-    id: `cp-${round}-${i}`, host: hostName(i % HOSTS), device: `tap${n}`, mac: `02:00:00:${hex(n >> 16)}:${hex(n >> 8)}:${hex(n)}`,
-    fixedIps: [ip(n)], allowedAddressPairs: [], securityGroups: [`g${round}`], portSecurityEnabled: true,
+    id: `cp-${round}-${i}`,
+    host: hostName(i % HOSTS),
+    device: `tap${n}`,
+    mac: `02:00:00:${hex(n >> 16)}:${hex(n >> 8)}:${hex(n)}`,
+    fixedIps: [ip(n)],
+    allowedAddressPairs: [],
+    securityGroups: [`g${round}`],
+    portSecurityEnabled: true,
   };
 }
 const rules = (g: string) => [
@@ -50,7 +56,11 @@ const rules = (g: string) => [
 /** CPU seconds of a process (its threads' run time, in ns) and of the children it waited for (in ticks). */
 function cpu(pid: number): number {
   const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const x = f.slice(f.lastIndexOf(')') + 2).split(' ').slice(13, 15).map(Number);
+  const x = f
+    .slice(f.lastIndexOf(')') + 2)
+    .split(' ')
+    .slice(13, 15)
+    .map(Number);
   let ns = 0;
   for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
     try {
@@ -90,8 +100,15 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
   if (process.env.AGENT_FLAGS) prof.push(...process.env.AGENT_FLAGS.split(' '));
   const child = spawn(process.execPath, [...prof, ...agentEntry(), 'run'], {
     env: {
-      ...process.env, SG_AGENT_HOST: hostName(0), SG_AMQP_URL: url, SG_TRUSTED_KEYS: keys.publicKeyFile, SG_NETNS: `/var/run/netns/${ns}`,
-      SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0', SG_DATAPLANE: DATAPLANE,
+      ...process.env,
+      SG_AGENT_HOST: hostName(0),
+      SG_AMQP_URL: url,
+      SG_TRUSTED_KEYS: keys.publicKeyFile,
+      SG_NETNS: `/var/run/netns/${ns}`,
+      SG_METRICS_LISTEN: metrics,
+      SG_LOG_LEVEL: 'error',
+      SG_RECONCILE_INTERVAL_MS: '0',
+      SG_DATAPLANE: DATAPLANE,
     },
     stdio: ['ignore', process.env.AGENT_FLAGS ? 'inherit' : 'ignore', 'inherit'],
   });
@@ -106,7 +123,13 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
   try {
     await ctl.brokerReady;
     for (;;) {
-      if (await status().then((s) => s.connected && s.engine.applies >= 1, () => false)) break;
+      if (
+        await status().then(
+          (s) => s.connected && s.engine.applies >= 1,
+          () => false,
+        )
+      )
+        break;
       await sleep(100);
     }
     await sleep(1000);

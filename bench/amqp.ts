@@ -22,9 +22,13 @@ async function route(kind: 'direct' | 'topic', url: string): Promise<number> {
   await Promise.all(Array.from({ length: KEYS }, (_, i) => ch.bindQueue(q.queue, ex, `g.${i}`)));
   let got = 0;
   const done = new Promise<void>((resolve) => {
-    void ch.consume(q.queue, () => {
-      if (++got === MESSAGES) resolve();
-    }, { noAck: true });
+    void ch.consume(
+      q.queue,
+      () => {
+        if (++got === MESSAGES) resolve();
+      },
+      { noAck: true },
+    );
   });
   const t = process.hrtime.bigint();
   for (let i = 0; i < MESSAGES; i++) ch.publish(ex, `g.${(i * 7919) % KEYS}`, Buffer.from('{}'));
@@ -68,10 +72,14 @@ async function rebind(durable: boolean, url: string): Promise<number> {
       tp.push(await route('topic', url));
     }
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[1]!;
-    console.log(`amqp.route.${KEYS} ours=${(med(d) / 1e6).toFixed(1)}ms baseline=${(med(tp) / 1e6).toFixed(1)}ms ratio=${(med(tp) / med(d)).toFixed(2)} (direct vs topic, ${MESSAGES} messages)`);
+    console.log(
+      `amqp.route.${KEYS} ours=${(med(d) / 1e6).toFixed(1)}ms baseline=${(med(tp) / 1e6).toFixed(1)}ms ratio=${(med(tp) / med(d)).toFixed(2)} (direct vs topic, ${MESSAGES} messages)`,
+    );
     const o = await rebind(true, url);
     const b = await rebind(false, url);
-    console.log(`amqp.rebind.${KEYS} ours=${(o / 1e6).toFixed(1)}ms baseline=${(b / 1e6).toFixed(1)}ms ratio=${(b / o).toFixed(1)} (durable queue with expiry vs exclusive queue, reconnect)`);
+    console.log(
+      `amqp.rebind.${KEYS} ours=${(o / 1e6).toFixed(1)}ms baseline=${(b / 1e6).toFixed(1)}ms ratio=${(b / o).toFixed(1)} (durable queue with expiry vs exclusive queue, reconnect)`,
+    );
   } finally {
     broker.dropVhost(vhost);
   }

@@ -19,13 +19,25 @@ interface DeviceRules {
   device: string;
   mac_address: string;
   fixed_ips: string[];
-  security_group_rules: { direction: string; ethertype: string; source_ip_prefix?: string; dest_ip_prefix?: string; protocol?: string | null }[];
+  security_group_rules: {
+    direction: string;
+    ethertype: string;
+    source_ip_prefix?: string;
+    dest_ip_prefix?: string;
+    protocol?: string | null;
+  }[];
 }
 
 /** The filter table Neutron's iptables firewall driver wrote for these devices, for one family. */
 function filterTable(devices: DeviceRules[], v6: boolean): { text: string; members: number } {
   const ethertype = v6 ? 'IPv6' : 'IPv4';
-  const chains = [':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':nb-sg-chain - [0:0]', ':nb-sg-fallback - [0:0]'];
+  const chains = [
+    ':INPUT ACCEPT [0:0]',
+    ':FORWARD ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ':nb-sg-chain - [0:0]',
+    ':nb-sg-fallback - [0:0]',
+  ];
   const rules = ['-A FORWARD -m physdev --physdev-is-bridged -j nb-sg-chain', '-A nb-sg-fallback -j DROP'];
   let members = 0;
   for (const d of devices) {
@@ -40,7 +52,8 @@ function filterTable(devices: DeviceRules[], v6: boolean): { text: string; membe
       if (!v6) members++;
     }
     rules.push(`-A ${i} -m state --state INVALID -j DROP`, `-A ${i} -j nb-sg-fallback`);
-    for (const ip of d.fixed_ips.filter((a) => a.includes(':') === v6)) rules.push(`-A ${sp} -s ${ip} -m mac --mac-source ${d.mac_address} -j RETURN`);
+    for (const ip of d.fixed_ips.filter((a) => a.includes(':') === v6))
+      rules.push(`-A ${sp} -s ${ip} -m mac --mac-source ${d.mac_address} -j RETURN`);
     rules.push(`-A ${sp} -j DROP`, `-A ${o} -j ${sp}`, `-A ${o} -m state --state RELATED,ESTABLISHED -j RETURN`);
     for (const r of d.security_group_rules) {
       if (r.direction !== 'egress' || r.ethertype !== ethertype) continue;
@@ -59,17 +72,25 @@ function filterTable(devices: DeviceRules[], v6: boolean): { text: string; membe
   await ch.bindQueue(q.queue, 'base.fanout', '');
   let dirty = true;
   let bytes = 0;
-  await ch.consume(q.queue, (m) => {
-    if (!m) return;
-    bytes += m.content.length;
-    dirty = true;
-  }, { noAck: true });
+  await ch.consume(
+    q.queue,
+    (m) => {
+      if (!m) return;
+      bytes += m.content.length;
+      dirty = true;
+    },
+    { noAck: true },
+  );
   const replies = new Map<string, (b: Buffer) => void>();
-  await ch.consume('amq.rabbitmq.reply-to', (m) => {
-    if (!m) return;
-    bytes += m.content.length;
-    replies.get(m.properties.correlationId as string)?.(m.content);
-  }, { noAck: true });
+  await ch.consume(
+    'amq.rabbitmq.reply-to',
+    (m) => {
+      if (!m) return;
+      bytes += m.content.length;
+      replies.get(m.properties.correlationId as string)?.(m.content);
+    },
+    { noAck: true },
+  );
   const rpc = (body: unknown) =>
     new Promise<Buffer>((resolve) => {
       const id = randomUUID();

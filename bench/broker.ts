@@ -28,7 +28,12 @@ export interface BenchBroker {
 }
 
 export async function benchBroker(what = "the benchmark's RabbitMQ node"): Promise<BenchBroker> {
-  node ??= startRabbitNode({ name: 'sgbench', what, manyFiles: true, conf: ({ port }) => `listeners.tcp.default = 127.0.0.1:${port}\n` }).then((n) => {
+  node ??= startRabbitNode({
+    name: 'sgbench',
+    what,
+    manyFiles: true,
+    conf: ({ port }) => `listeners.tcp.default = 127.0.0.1:${port}\n`,
+  }).then((n) => {
     stopOnExit(n);
     return n;
   });

@@ -26,7 +26,11 @@ const part = (name: string) => !ONLY || ONLY.has(name);
 type Backend = 'iptables' | 'nftables';
 
 /** An engine on either backend in the namespace at `netns` (a path). */
-async function engineOn(backend: Backend, netns: string, opts: { coalesceMs?: number; structureIntervalMs?: number; watch?: boolean } = {}): Promise<FirewallEngine> {
+async function engineOn(
+  backend: Backend,
+  netns: string,
+  opts: { coalesceMs?: number; structureIntervalMs?: number; watch?: boolean } = {},
+): Promise<FirewallEngine> {
   const dataplane = await openBackend(backend, { netns, watch: opts.watch ?? false });
   return new FirewallEngine(dataplane, { coalesceMs: opts.coalesceMs ?? 1, structureIntervalMs: opts.structureIntervalMs ?? 0 });
 }
@@ -97,8 +101,14 @@ async function caseN(n: number): Promise<void> {
       e.setGroup(group);
       for (let p = 0; p < PORTS; p++) {
         const port: PortInput = {
-          id: `port-${p}`, host: 'bench', device: `tap${p}`, mac: `02:00:00:00:01:${p.toString(16).padStart(2, '0')}`,
-          fixedIps: [ip(p)], allowedAddressPairs: [], securityGroups: ['default'], portSecurityEnabled: true,
+          id: `port-${p}`,
+          host: 'bench',
+          device: `tap${p}`,
+          mac: `02:00:00:00:01:${p.toString(16).padStart(2, '0')}`,
+          fixedIps: [ip(p)],
+          allowedAddressPairs: [],
+          securityGroups: ['default'],
+          portSecurityEnabled: true,
         };
         e.setPort(port);
       }
@@ -114,24 +124,32 @@ async function caseN(n: number): Promise<void> {
     const b: number[] = [];
     for (let r = 0; r < REPS; r++) {
       const newcomer = ip(100_000 + r);
-      o.push(await time(async () => {
-        fw.applyMemberDelta('default', [newcomer], []);
-        await fw.flush();
-      }));
-      on.push(await time(async () => {
-        nft.applyMemberDelta('default', [newcomer], []);
-        await nft.flush();
-      }));
+      o.push(
+        await time(async () => {
+          fw.applyMemberDelta('default', [newcomer], []);
+          await fw.flush();
+        }),
+      );
+      on.push(
+        await time(async () => {
+          nft.applyMemberDelta('default', [newcomer], []);
+          await nft.flush();
+        }),
+      );
       const next = baselineScript([...members, newcomer]);
-      b.push(await time(() => {
-        const res = spawnSync('ip', ['netns', 'exec', base, 'iptables-restore', '--noflush'], { input: next });
-        if (res.status !== 0) throw new Error(String(res.stderr));
-      }));
+      b.push(
+        await time(() => {
+          const res = spawnSync('ip', ['netns', 'exec', base, 'iptables-restore', '--noflush'], { input: next });
+          if (res.status !== 0) throw new Error(String(res.stderr));
+        }),
+      );
     }
     const [mo, mon, mb] = [median(o), median(on), median(b)];
     const target = (r: number) => (n === 1000 ? (r >= 100 ? ' target>=100x met' : ' target>=100x MISSED') : '');
     console.log(`firewall.member_change.${n} ours=${fmt(mo)} baseline=${fmt(mb)} ratio=${(mb / mo).toFixed(1)}${target(mb / mo)}`);
-    console.log(`firewall.member_change.${n}.nftables ours=${fmt(mon)} baseline=${fmt(mb)} ratio=${(mb / mon).toFixed(1)}${target(mb / mon)} (nftables backend: one set-element transaction)`);
+    console.log(
+      `firewall.member_change.${n}.nftables ours=${fmt(mon)} baseline=${fmt(mb)} ratio=${(mb / mon).toFixed(1)}${target(mb / mon)} (nftables backend: one set-element transaction)`,
+    );
     await fw.close();
     await nft.close();
   } finally {
@@ -149,9 +167,21 @@ async function coalescing(): Promise<void> {
       const fw = await iptablesEngine(`/var/run/netns/${ns}`, windowMs);
       fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'g' }] });
       for (let p = 0; p < PORTS; p++) {
-        fw.setPort({ id: `p${p}`, host: 'b', device: `tap${p}`, mac: `02:00:00:00:02:${p.toString(16).padStart(2, '0')}`, fixedIps: [ip(p)], allowedAddressPairs: [], securityGroups: ['g'], portSecurityEnabled: true });
+        fw.setPort({
+          id: `p${p}`,
+          host: 'b',
+          device: `tap${p}`,
+          mac: `02:00:00:00:02:${p.toString(16).padStart(2, '0')}`,
+          fixedIps: [ip(p)],
+          allowedAddressPairs: [],
+          securityGroups: ['g'],
+          portSecurityEnabled: true,
+        });
       }
-      fw.setGroupMembers('g', Array.from({ length: PORTS }, (_, i) => ip(i)));
+      fw.setGroupMembers(
+        'g',
+        Array.from({ length: PORTS }, (_, i) => ip(i)),
+      );
       await fw.flush();
       const before = fw.stats.applies;
       for (let i = 0; i < 500; i++) {
@@ -161,7 +191,9 @@ async function coalescing(): Promise<void> {
       const t = process.hrtime.bigint();
       await fw.flush();
       const lag = Number(process.hrtime.bigint() - t);
-      console.log(`firewall.coalesce.${windowMs}ms applies=${fw.stats.applies - before} set_ops=${fw.stats.setDeltas} lag_after_last=${fmt(lag)}`);
+      console.log(
+        `firewall.coalesce.${windowMs}ms applies=${fw.stats.applies - before} set_ops=${fw.stats.setDeltas} lag_after_last=${fmt(lag)}`,
+      );
       await fw.close();
     } finally {
       spawnSync('ip', ['netns', 'del', ns]);
@@ -184,7 +216,10 @@ function cpuMs(): number {
  *  repair's latency. */
 /** Median wall and CPU time of the engine's quick check and of its full read, REPS each; `before`
  *  runs ahead of each quick check, outside what is measured. */
-async function reconcileTimes(fw: FirewallEngine, before?: () => void): Promise<{ quick: { wall: number; cpu: number }; full: { wall: number; cpu: number } }> {
+async function reconcileTimes(
+  fw: FirewallEngine,
+  before?: () => void,
+): Promise<{ quick: { wall: number; cpu: number }; full: { wall: number; cpu: number } }> {
   const measure = async (full: boolean) => {
     const wall: number[] = [];
     const cpu: number[] = [];
@@ -205,25 +240,47 @@ async function reconcileCost(): Promise<void> {
   const N = 300;
   try {
     const fw = await iptablesEngine(`/var/run/netns/${ns}`, 1);
-    fw.setGroup({ id: 'default', rules: [{ id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' }, { id: 'e4', direction: 'egress', ethertype: 'IPv4' }] });
+    fw.setGroup({
+      id: 'default',
+      rules: [
+        { id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' },
+        { id: 'e4', direction: 'egress', ethertype: 'IPv4' },
+      ],
+    });
     for (let p = 0; p < N; p++) {
-      fw.setPort({ id: `p${p}`, host: 'b', device: `tap${p}`, mac: `02:00:00:00:${(p >> 8).toString(16).padStart(2, '0')}:${(p & 255).toString(16).padStart(2, '0')}`, fixedIps: [ip(p)], securityGroups: ['default'] });
+      fw.setPort({
+        id: `p${p}`,
+        host: 'b',
+        device: `tap${p}`,
+        mac: `02:00:00:00:${(p >> 8).toString(16).padStart(2, '0')}:${(p & 255).toString(16).padStart(2, '0')}`,
+        fixedIps: [ip(p)],
+        securityGroups: ['default'],
+      });
     }
-    fw.setGroupMembers('default', Array.from({ length: N }, (_, i) => ip(i)));
+    fw.setGroupMembers(
+      'default',
+      Array.from({ length: N }, (_, i) => ip(i)),
+    );
     await fw.flush();
     await fw.reconcile({ full: true });
     const { quick, full } = await reconcileTimes(fw);
     // The ruleset moved since the last check (here: another program adds and removes a table).
-    const moved = await reconcileTimes(fw, () => execFileSync('ip', ['netns', 'exec', ns, NFT, 'add table inet sgbench-other; delete table inet sgbench-other']));
+    const moved = await reconcileTimes(fw, () =>
+      execFileSync('ip', ['netns', 'exec', ns, NFT, 'add table inet sgbench-other; delete table inet sgbench-other']),
+    );
     const share = (ms: number) => `${((ms / 5000) * 100).toFixed(2)}%`;
-    console.log(`firewall.reconcile.${N} ours=${fmt(quick.wall)} baseline=${fmt(full.wall)} ratio=${(full.wall / quick.wall).toFixed(1)} cpu_ours=${quick.cpu.toFixed(0)}ms cpu_baseline=${full.cpu.toFixed(0)}ms cpu_moved=${moved.quick.cpu.toFixed(0)}ms (quick check vs full read; every 5 s: ${share(quick.cpu)} of a core while nothing changed, ${share(moved.quick.cpu)} when the ruleset changed since the last check; target <= 2%: ${moved.quick.cpu <= 100 ? 'met' : 'MISSED'})`);
+    console.log(
+      `firewall.reconcile.${N} ours=${fmt(quick.wall)} baseline=${fmt(full.wall)} ratio=${(full.wall / quick.wall).toFixed(1)} cpu_ours=${quick.cpu.toFixed(0)}ms cpu_baseline=${full.cpu.toFixed(0)}ms cpu_moved=${moved.quick.cpu.toFixed(0)}ms (quick check vs full read; every 5 s: ${share(quick.cpu)} of a core while nothing changed, ${share(moved.quick.cpu)} when the ruleset changed since the last check; target <= 2%: ${moved.quick.cpu <= 100 ? 'met' : 'MISSED'})`,
+    );
     // A member swapped for a foreign address by hand (the set's count unchanged), found and put back
     // by the next quick check.
     const set = (fw.dataplane as IptablesDataplane).names.groupSet('default', 4);
     execFileSync('ip', ['netns', 'exec', ns, 'ipset', 'del', set, ip(7)]);
     execFileSync('ip', ['netns', 'exec', ns, 'ipset', 'add', set, '10.250.0.1']);
     const rep = await fw.reconcile({ full: false });
-    console.log(`firewall.reconcile.repair setsRepaired=${rep.setsRepaired} (a quick check finds a member swapped for another; worst-case latency = the 5 s interval)`);
+    console.log(
+      `firewall.reconcile.repair setsRepaired=${rep.setsRepaired} (a quick check finds a member swapped for another; worst-case latency = the 5 s interval)`,
+    );
     await fw.close();
   } finally {
     spawnSync('ip', ['netns', 'del', ns]);
@@ -240,7 +297,14 @@ const defaultGroup: SecurityGroupInput = {
     { id: 'e6', direction: 'egress', ethertype: 'IPv6' },
   ],
 };
-const benchPort = (p: number): PortInput => ({ id: `p${p}`, host: 'b', device: `tap${p}`, mac: macOf(p), fixedIps: [ip(p)], securityGroups: ['default'] });
+const benchPort = (p: number): PortInput => ({
+  id: `p${p}`,
+  host: 'b',
+  device: `tap${p}`,
+  mac: macOf(p),
+  fixedIps: [ip(p)],
+  securityGroups: ['default'],
+});
 
 /** Binding one more port on a host with 300 bound ports: the nftables transaction (its chains and
  *  map elements) against the iptables backend's restores. Wall time of the whole apply. */
@@ -255,14 +319,19 @@ async function portBind(): Promise<void> {
       const fw = await engineOn(backend, `/var/run/netns/${ns}`);
       fw.setGroup(defaultGroup);
       for (let p = 0; p < N; p++) fw.setPort(benchPort(p));
-      fw.setGroupMembers('default', Array.from({ length: N + REPS * 2 }, (_, i) => ip(i)));
+      fw.setGroupMembers(
+        'default',
+        Array.from({ length: N + REPS * 2 }, (_, i) => ip(i)),
+      );
       await fw.flush();
       for (let r = 0; r < REPS; r++) {
         const c0 = cpuMs();
-        res[backend].push(await time(async () => {
-          fw.setPort(benchPort(N + r));
-          await fw.flush();
-        }));
+        res[backend].push(
+          await time(async () => {
+            fw.setPort(benchPort(N + r));
+            await fw.flush();
+          }),
+        );
         cpu[backend].push(cpuMs() - c0);
         // Back to 300 for the next binding (not timed).
         fw.removePort(`p${N + r}`);
@@ -274,7 +343,9 @@ async function portBind(): Promise<void> {
     }
   }
   const [o, b] = [median(res.nftables), median(res.iptables)];
-  console.log(`firewall.port_bind.${N} ours=${fmt(o)} baseline=${fmt(b)} ratio=${(b / o).toFixed(1)}${b / o >= 20 ? ' target>=20x met' : ' target>=20x MISSED'} cpu_ours=${median(cpu.nftables).toFixed(1)}ms cpu_baseline=${median(cpu.iptables).toFixed(1)}ms (nftables transaction vs iptables backend's restores; wall time of the apply)`);
+  console.log(
+    `firewall.port_bind.${N} ours=${fmt(o)} baseline=${fmt(b)} ratio=${(b / o).toFixed(1)}${b / o >= 20 ? ' target>=20x met' : ' target>=20x MISSED'} cpu_ours=${median(cpu.nftables).toFixed(1)}ms cpu_baseline=${median(cpu.iptables).toFixed(1)}ms (nftables transaction vs iptables backend's restores; wall time of the apply)`,
+  );
 }
 
 /** Drift checks and repairs of the nftables backend on a host with 300 bound ports: the quick check
@@ -289,11 +360,18 @@ async function nftReconcileAndRepair(): Promise<void> {
     const fw = await engineOn('nftables', path, { watch: true });
     fw.setGroup(defaultGroup);
     for (let p = 0; p < N; p++) fw.setPort(benchPort(p));
-    fw.setGroupMembers('default', Array.from({ length: N }, (_, i) => ip(i)));
+    fw.setGroupMembers(
+      'default',
+      Array.from({ length: N }, (_, i) => ip(i)),
+    );
     await fw.flush();
     const { quick, full } = await reconcileTimes(fw);
-    const moved = await reconcileTimes(fw, () => execFileSync('ip', ['netns', 'exec', ns, NFT, 'add table inet sgbench-other; delete table inet sgbench-other']));
-    console.log(`firewall.reconcile.${N}.nftables ours=${fmt(quick.wall)} baseline=${fmt(full.wall)} ratio=${(full.wall / quick.wall).toFixed(1)} cpu_ours=${quick.cpu.toFixed(1)}ms cpu_baseline=${full.cpu.toFixed(1)}ms moved=${fmt(moved.quick.wall)} cpu_moved=${moved.quick.cpu.toFixed(1)}ms (quick check: the generation has not moved; moved: another program changed the ruleset since, so every chain and element is compared; full: the same, unconditionally)`);
+    const moved = await reconcileTimes(fw, () =>
+      execFileSync('ip', ['netns', 'exec', ns, NFT, 'add table inet sgbench-other; delete table inet sgbench-other']),
+    );
+    console.log(
+      `firewall.reconcile.${N}.nftables ours=${fmt(quick.wall)} baseline=${fmt(full.wall)} ratio=${(full.wall / quick.wall).toFixed(1)} cpu_ours=${quick.cpu.toFixed(1)}ms cpu_baseline=${full.cpu.toFixed(1)}ms moved=${fmt(moved.quick.wall)} cpu_moved=${moved.quick.cpu.toFixed(1)}ms (quick check: the generation has not moved; moved: another program changed the ruleset since, so every chain and element is compared; full: the same, unconditionally)`,
+    );
     // Another process's changes: a second client (its own socket) empties what the engine made. The
     // repair is timed to the watch's report of it (it comes right after the repair's commit).
     const foreign = await NftClient.open(path);
@@ -315,7 +393,9 @@ async function nftReconcileAndRepair(): Promise<void> {
       }
       const kernel = (await foreign.describe('inet', table))!;
       if (kernel.sets.find((s) => s.name === dp.names.groupSet('default', 4))!.elements === 0) throw new Error('not repaired');
-      console.log(`firewall.repair.nftables.${what} ours=${fmt(median(lat))} (another process's change to our table until the watch reports it undone; the iptables backend's repair waits for its periodic check, every 5 s by default)`);
+      console.log(
+        `firewall.repair.nftables.${what} ours=${fmt(median(lat))} (another process's change to our table until the watch reports it undone; the iptables backend's repair waits for its periodic check, every 5 s by default)`,
+      );
     }
     await foreign.close();
     await fw.close();
@@ -339,7 +419,15 @@ async function forwardGbps(N: number): Promise<void> {
         fw.setGroup(defaultGroup);
         for (let p = 0; p < N - 2; p++) fw.setPort({ ...benchPort(1000 + p), mac: macOf(1000 + p) });
         await fw.flush();
-        for (const vm of [a, b]) fw.setPort({ id: `vm-${vm.name}`, host: 'b', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4, vm.ip6], securityGroups: ['default'] });
+        for (const vm of [a, b])
+          fw.setPort({
+            id: `vm-${vm.name}`,
+            host: 'b',
+            device: vm.device,
+            mac: vm.mac,
+            fixedIps: [vm.ip4, vm.ip6],
+            securityGroups: ['default'],
+          });
         fw.setGroupMembers('default', [...Array.from({ length: N - 2 }, (_, i) => ip(1000 + i)), a.ip4, b.ip4, a.ip6, b.ip6]);
         await fw.flush();
         const server = spawn('ip', ['netns', 'exec', b.ns.name, 'iperf3', '-s', '-1'], { stdio: 'ignore' });
@@ -355,7 +443,9 @@ async function forwardGbps(N: number): Promise<void> {
     }
   }
   const [o, b] = [median(gbps.nftables), median(gbps.iptables)];
-  console.log(`firewall.forward_gbps${N === 300 ? '' : `.${N}`} ours=${o.toFixed(2)}Gbit/s baseline=${b.toFixed(2)}Gbit/s ratio=${(o / b).toFixed(2)} (throughput: ours/baseline, higher is better; nftables vs iptables, ${N} ports bound; runs: nftables ${gbps.nftables.map((x) => x.toFixed(2)).join(' ')}, iptables ${gbps.iptables.map((x) => x.toFixed(2)).join(' ')})`);
+  console.log(
+    `firewall.forward_gbps${N === 300 ? '' : `.${N}`} ours=${o.toFixed(2)}Gbit/s baseline=${b.toFixed(2)}Gbit/s ratio=${(o / b).toFixed(2)} (throughput: ours/baseline, higher is better; nftables vs iptables, ${N} ports bound; runs: nftables ${gbps.nftables.map((x) => x.toFixed(2)).join(' ')}, iptables ${gbps.iptables.map((x) => x.toFixed(2)).join(' ')})`,
+  );
 }
 
 (async () => {

@@ -75,7 +75,13 @@ async function run(): Promise<void> {
       oursStrings.push(await time(() => c.syncSet('b_rep', NET, lists[(i + 1 + reps) % 2]!)));
     }
     const scripts = lists.map((l) =>
-      ['create b_rep_tmp hash:net family inet maxelem 262144', ...l.map((ip) => `add b_rep_tmp ${ip}`), 'swap b_rep_tmp b_rep', 'destroy b_rep_tmp', ''].join('\n'),
+      [
+        'create b_rep_tmp hash:net family inet maxelem 262144',
+        ...l.map((ip) => `add b_rep_tmp ${ip}`),
+        'swap b_rep_tmp b_rep',
+        'destroy b_rep_tmp',
+        '',
+      ].join('\n'),
     );
     ipset(['create', 'b_rep2', 'hash:net', 'maxelem', '262144']);
     const base: number[] = [];
@@ -100,8 +106,12 @@ async function run(): Promise<void> {
     // The same with plain string arrays, packed on every call.
     const oursStrings: number[] = [];
     for (let i = 0; i < reps * 2; i++) oursStrings.push(await time(() => c.syncSet('b_diff', NET, i % 2 ? a : b)));
-    const toB = [...range(0, 1_000).map((ip) => `del b_diff2 ${ip}`), ...range(500_000, 1_000).map((ip) => `add b_diff2 ${ip}`), ''].join('\n');
-    const toA = [...range(500_000, 1_000).map((ip) => `del b_diff2 ${ip}`), ...range(0, 1_000).map((ip) => `add b_diff2 ${ip}`), ''].join('\n');
+    const toB = [...range(0, 1_000).map((ip) => `del b_diff2 ${ip}`), ...range(500_000, 1_000).map((ip) => `add b_diff2 ${ip}`), ''].join(
+      '\n',
+    );
+    const toA = [...range(500_000, 1_000).map((ip) => `del b_diff2 ${ip}`), ...range(0, 1_000).map((ip) => `add b_diff2 ${ip}`), ''].join(
+      '\n',
+    );
     const base: number[] = [];
     for (let i = 0; i < reps * 2; i++) base.push(await time(() => ipset(['restore', '-exist'], i % 2 ? toA : toB)));
     report('native.diff1pct', ours, base, 5);
@@ -115,10 +125,12 @@ async function run(): Promise<void> {
     await c.syncSet('b_diff', NET, a);
     for (let i = 0; i < reps * 2; i++) {
       const [d, ad] = i % 2 ? [adds, dels] : [dels, adds];
-      delta.push(await time(async () => {
-        await c.del('b_diff', d, { exist: true });
-        await c.add('b_diff', ad, { exist: true });
-      }));
+      delta.push(
+        await time(async () => {
+          await c.del('b_diff', d, { exist: true });
+          await c.add('b_diff', ad, { exist: true });
+        }),
+      );
     }
     report('native.diff1pct.delta', delta, base, 5);
   }

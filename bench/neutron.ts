@@ -55,7 +55,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void cle
  *  on this shared machine restart the default node in their broker tests, and a restart stalls a
  *  run: Neutron's agents never make up for a lost cast). NEUTRON_BENCH_RABBIT=default uses the
  *  machine's node instead. */
-interface Rabbit { node?: string; port: number; stop: () => void }
+interface Rabbit {
+  node?: string;
+  port: number;
+  stop: () => void;
+}
 let rabbit: Rabbit = { port: 5672, stop: () => undefined };
 const rabbitOpt = () => (rabbit.node ? { node: rabbit.node, port: rabbit.port } : undefined);
 
@@ -67,7 +71,14 @@ async function privateRabbit(): Promise<Rabbit> {
     conf: ({ port }) => `listeners.tcp.default = 127.0.0.1:${port}\n`,
   });
   cleanups.add(n.stop);
-  return { node: n.node, port: n.port, stop: () => { cleanups.delete(n.stop); n.stop(); } };
+  return {
+    node: n.node,
+    port: n.port,
+    stop: () => {
+      cleanups.delete(n.stop);
+      n.stop();
+    },
+  };
 }
 
 /** Watches the broker through a connection of its own: a restart during a run (another suite's
@@ -77,7 +88,12 @@ async function brokerWatch(): Promise<{ restarted: () => boolean; close: () => P
   let lost = false;
   conn.on('error', () => undefined);
   conn.on('close', () => (lost = true));
-  return { restarted: () => lost, close: async () => { if (!lost) await conn.close().catch(() => undefined); } };
+  return {
+    restarted: () => lost,
+    close: async () => {
+      if (!lost) await conn.close().catch(() => undefined);
+    },
+  };
 }
 
 function quantile(xs: number[], q: number): number {
@@ -99,7 +115,13 @@ function brokerBytes(pids: number[]): Map<number, number> {
     if (m) portToPid.set(Number(m[1]), Number(m[2]));
   }
   const out = new Map(pids.map((p) => [p, 0]));
-  for (const l of execFileSync('rabbitmqctl', ['-q', ...(rabbit.node ? ['-n', rabbit.node] : []), 'list_connections', 'peer_port', 'send_oct'], { encoding: 'utf8' }).split('\n').slice(1)) {
+  for (const l of execFileSync(
+    'rabbitmqctl',
+    ['-q', ...(rabbit.node ? ['-n', rabbit.node] : []), 'list_connections', 'peer_port', 'send_oct'],
+    { encoding: 'utf8' },
+  )
+    .split('\n')
+    .slice(1)) {
     const [port, bytes] = l.trim().split(/\s+/).map(Number);
     const pid = portToPid.get(port!);
     if (pid !== undefined && out.has(pid)) out.set(pid, out.get(pid)! + bytes!);
@@ -123,8 +145,11 @@ interface Run {
 
 /** Network, subnet and the group every port joins. */
 async function scene(env: NeutronEnv): Promise<{ network: string; subnet: string; group: string }> {
-  const network = (await env.create('network', { name: 'bench', 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' })).id;
-  const subnet = (await env.create('subnet', { network_id: network, cidr: '10.60.0.0/16', ip_version: 4, enable_dhcp: false, gateway_ip: null })).id;
+  const network = (await env.create('network', { name: 'bench', 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' }))
+    .id;
+  const subnet = (
+    await env.create('subnet', { network_id: network, cidr: '10.60.0.0/16', ip_version: 4, enable_dhcp: false, gateway_ip: null })
+  ).id;
   const group = (await env.create('security_group', { name: 'bench' })).id;
   await env.create('security_group_rule', { security_group_id: group, direction: 'ingress', ethertype: 'IPv4', remote_group_id: group });
   return { network, subnet, group };
@@ -148,19 +173,33 @@ class Reach {
       return (last - t) / 1000;
     });
     if (process.env.NEUTRON_BENCH_DEBUG) {
-      const worst = lags.map((l, i) => [l, i] as const).sort((a, b) => b[0] - a[0]).slice(0, 6);
-      for (const [l, i] of worst) console.log(`  port ${i} (host ${i % HOSTS}): ${l.toFixed(3)}s; per host ${[...Array(Math.min(HOSTS, i + 1)).keys()].map((h) => ((this.reached(h, i + 1)! - returned[i]!) / 1000).toFixed(3)).join(' ')}`);
+      const worst = lags
+        .map((l, i) => [l, i] as const)
+        .sort((a, b) => b[0] - a[0])
+        .slice(0, 6);
+      for (const [l, i] of worst)
+        console.log(
+          `  port ${i} (host ${i % HOSTS}): ${l.toFixed(3)}s; per host ${[...Array(Math.min(HOSTS, i + 1)).keys()].map((h) => ((this.reached(h, i + 1)! - returned[i]!) / 1000).toFixed(3)).join(' ')}`,
+        );
     }
     return lags;
   }
 }
 
-async function createPorts(env: NeutronEnv, s: { network: string; subnet: string; group: string }, n: number, onPort: (i: number, id: string) => void): Promise<number[]> {
+async function createPorts(
+  env: NeutronEnv,
+  s: { network: string; subnet: string; group: string },
+  n: number,
+  onPort: (i: number, id: string) => void,
+): Promise<number[]> {
   const returned: number[] = [];
   for (let i = 0; i < n; i++) {
     const p = await env.create('port', {
-      network_id: s.network, fixed_ips: [{ subnet_id: s.subnet, ip_address: `10.60.${(i + 10) >> 8}.${(i + 10) & 255}` }],
-      security_groups: [s.group], device_owner: 'compute:nova', 'binding:host_id': hostName(i % HOSTS),
+      network_id: s.network,
+      fixed_ips: [{ subnet_id: s.subnet, ip_address: `10.60.${(i + 10) >> 8}.${(i + 10) & 255}` }],
+      security_groups: [s.group],
+      device_owner: 'compute:nova',
+      'binding:host_id': hostName(i % HOSTS),
     });
     returned.push(Date.now());
     onPort(i, p.id);
@@ -175,7 +214,11 @@ function netns(h: number): string {
 }
 
 async function ours(n: number): Promise<Run> {
-  const env = await NeutronEnv.start({ hosts: [...Array(HOSTS).keys()].map(hostName), apiProcesses: 2, ...(rabbitOpt() ? { rabbit: rabbitOpt()! } : {}) });
+  const env = await NeutronEnv.start({
+    hosts: [...Array(HOSTS).keys()].map(hostName),
+    apiProcesses: 2,
+    ...(rabbitOpt() ? { rabbit: rabbitOpt()! } : {}),
+  });
   const vhost = `sgnb-${tag}-${n}`;
   rabbitmqctl(rabbitOpt(), ['add_vhost', vhost]);
   rabbitmqctl(rabbitOpt(), ['set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*']);
@@ -198,7 +241,18 @@ async function ours(n: number): Promise<Run> {
     const s = await scene(env);
     const http = `127.0.0.1:${await freePort()}`;
     const ctl = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-controller.ts')], {
-      env: { ...process.env, SG_SOURCE: 'neutron', SG_NEUTRON_URL: env.apiUrl, SG_NEUTRON_TRANSPORT_URL: env.transportUrl, SG_AMQP_URL: amqpUrl, SG_DATA_DIR: path.join(dataDir, 'store'), SG_HTTP_LISTEN: http, SG_SIGNING_KEY_FILE: keys.privateKeyFile, SG_HTTP_TOKEN: token, SG_LOG_LEVEL: 'error' },
+      env: {
+        ...process.env,
+        SG_SOURCE: 'neutron',
+        SG_NEUTRON_URL: env.apiUrl,
+        SG_NEUTRON_TRANSPORT_URL: env.transportUrl,
+        SG_AMQP_URL: amqpUrl,
+        SG_DATA_DIR: path.join(dataDir, 'store'),
+        SG_HTTP_LISTEN: http,
+        SG_SIGNING_KEY_FILE: keys.privateKeyFile,
+        SG_HTTP_TOKEN: token,
+        SG_LOG_LEVEL: 'error',
+      },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     procs.push(ctl);
@@ -209,7 +263,16 @@ async function ours(n: number): Promise<Run> {
       spaces.push(ns);
       const metrics = `127.0.0.1:${await freePort()}`;
       const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
-        env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: amqpUrl, SG_TRUSTED_KEYS: keys.publicKeyFile, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0' },
+        env: {
+          ...process.env,
+          SG_AGENT_HOST: hostName(h),
+          SG_AMQP_URL: amqpUrl,
+          SG_TRUSTED_KEYS: keys.publicKeyFile,
+          SG_NETNS: `/var/run/netns/${ns}`,
+          SG_METRICS_LISTEN: metrics,
+          SG_LOG_LEVEL: 'error',
+          SG_RECONCILE_INTERVAL_MS: '0',
+        },
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       procs.push(child);
@@ -219,7 +282,9 @@ async function ours(n: number): Promise<Run> {
     const status = async (m: string) => (await (await fetch(`http://${m}/status`)).json()) as Status;
     for (const a of agents) await waitFor('agent', async () => (await status(a.metrics)).connected, 30_000);
     const pids = agents.map((a) => a.child.pid!);
-    const requests = async () => (await (await fetch(`http://${http}/neutron`, { headers: { authorization: `Bearer ${token}` } })).json() as { apiRequests: number }).apiRequests;
+    const requests = async () =>
+      ((await (await fetch(`http://${http}/neutron`, { headers: { authorization: `Bearer ${token}` } })).json()) as { apiRequests: number })
+        .apiRequests;
     const requests0 = await requests();
     const bytes0 = brokerBytes(pids);
     const cpu0 = { ctl: cpuOf(ctl.pid!), api: env.cpuSeconds('neutron-api'), rpc: env.cpuSeconds('neutron-rpc') };
@@ -228,17 +293,23 @@ async function ours(n: number): Promise<Run> {
     // Every host's member set, read as the agent reports it (its mirror of what the kernel acknowledged).
     const poller = (async () => {
       while (polling) {
-        await Promise.all(agents.map(async (a, h) => {
-          const st = await status(a.metrics).catch(() => undefined);
-          const size = Math.max(0, ...(st?.sets ?? []).filter((x) => x.name.startsWith('sg4-')).map((x) => x.size));
-          reach.saw(h, size, Date.now());
-        }));
+        await Promise.all(
+          agents.map(async (a, h) => {
+            const st = await status(a.metrics).catch(() => undefined);
+            const size = Math.max(0, ...(st?.sets ?? []).filter((x) => x.name.startsWith('sg4-')).map((x) => x.size));
+            reach.saw(h, size, Date.now());
+          }),
+        );
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
     const returned = await createPorts(env, s, n, () => undefined);
-    await waitFor('every host enforcing every member', () => reach.at.every((a) => a.length >= n), 300_000,
-      () => `members enforced per host: ${reach.at.map((a) => a.length).join(', ')} of ${n}`);
+    await waitFor(
+      'every host enforcing every member',
+      () => reach.at.every((a) => a.length >= n),
+      300_000,
+      () => `members enforced per host: ${reach.at.map((a) => a.length).join(', ')} of ${n}`,
+    );
     polling = false;
     await poller;
     const bytes1 = brokerBytes(pids);
@@ -264,8 +335,15 @@ async function ours(n: number): Promise<Run> {
 }
 
 async function baseline(n: number): Promise<Run> {
-  const python = execFileSync('bash', [path.join(repo, 'scripts/neutron-venv.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-  const env = await NeutronEnv.start({ hosts: [...Array(HOSTS).keys()].map(hostName), apiProcesses: 2, ...(rabbitOpt() ? { rabbit: rabbitOpt()! } : {}) });
+  const python = execFileSync('bash', [path.join(repo, 'scripts/neutron-venv.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+  const env = await NeutronEnv.start({
+    hosts: [...Array(HOSTS).keys()].map(hostName),
+    apiProcesses: 2,
+    ...(rabbitOpt() ? { rabbit: rabbitOpt()! } : {}),
+  });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-neutron-bench-'));
   const procs: ChildProcess[] = [];
   const spaces: string[] = [];
@@ -285,7 +363,14 @@ async function baseline(n: number): Promise<Run> {
       spaces.push(ns);
       fs.writeFileSync(path.join(dir, `devices-${h}`), '');
       const child = spawn(python, [path.join(repo, 'bench/neutron-agent.py')], {
-        env: { ...process.env, BASE_HOST: hostName(h), BASE_AMQP_URL: env.amqpUrl, BASE_NETNS: ns, BASE_DEVICES_FILE: path.join(dir, `devices-${h}`), BASE_LOCK_DIR: dir },
+        env: {
+          ...process.env,
+          BASE_HOST: hostName(h),
+          BASE_AMQP_URL: env.amqpUrl,
+          BASE_NETNS: ns,
+          BASE_DEVICES_FILE: path.join(dir, `devices-${h}`),
+          BASE_LOCK_DIR: dir,
+        },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       procs.push(child);
@@ -302,13 +387,25 @@ async function baseline(n: number): Promise<Run> {
     const pids = procs.map((p) => p.pid!);
     const bytes0 = brokerBytes(pids);
     const cpu0 = { api: env.cpuSeconds('neutron-api'), rpc: env.cpuSeconds('neutron-rpc') };
-    const returned = await createPorts(env, s, n, (i, id) => fs.appendFileSync(path.join(dir, `devices-${i % HOSTS}`), `${deviceName(id)}\n`));
+    const returned = await createPorts(env, s, n, (i, id) =>
+      fs.appendFileSync(path.join(dir, `devices-${i % HOSTS}`), `${deviceName(id)}\n`),
+    );
     // At scale the server may not keep up with the agents' rule requests (their RPC calls time out and
     // back off): after the deadline, a port not enforced everywhere counts as converging at it (a
     // lower bound of its lag), and the run is marked incomplete.
     const deadline = Date.now() + Math.max(180_000, n * 2_000);
-    const complete = await waitFor('every baseline host enforcing every member', () => reach.at.every((a) => a.length >= n), deadline - Date.now()).then(() => true, () => false);
-    if (!complete) console.log(`neutron.baseline.${n}: not converged after ${((deadline - returned[0]!) / 1000).toFixed(0)}s (members enforced per host: ${reach.at.map((a) => a.length).join(', ')} of ${n}); its lags are lower bounds`);
+    const complete = await waitFor(
+      'every baseline host enforcing every member',
+      () => reach.at.every((a) => a.length >= n),
+      deadline - Date.now(),
+    ).then(
+      () => true,
+      () => false,
+    );
+    if (!complete)
+      console.log(
+        `neutron.baseline.${n}: not converged after ${((deadline - returned[0]!) / 1000).toFixed(0)}s (members enforced per host: ${reach.at.map((a) => a.length).join(', ')} of ${n}); its lags are lower bounds`,
+      );
     for (let h = 0; h < HOSTS; h++) reach.saw(h, n, Math.max(deadline, reach.at[h]!.at(-1) ?? 0));
     const bytes1 = brokerBytes(pids);
     return {
@@ -335,15 +432,21 @@ function line(id: string, o: number, b: number, unit: (x: number) => string, not
 (async () => {
   if (process.env.NEUTRON_BENCH_RABBIT === 'default') await ensureRabbit();
   else rabbit = await privateRabbit();
-  console.log(`neutron: broker ${rabbit.node ?? 'the machine\'s default node'} on 127.0.0.1:${rabbit.port}; ${HOSTS} hosts`);
+  console.log(`neutron: broker ${rabbit.node ?? "the machine's default node"} on 127.0.0.1:${rabbit.port}; ${HOSTS} hosts`);
   for (const n of SIZES) {
     const watch = await brokerWatch();
     const o = ONLY === 'baseline' ? undefined : await ours(n);
-    if (o) console.log(`neutron.ours.${n} p50=${sec(median(o.lag))} p99=${sec(quantile(o.lag, 0.99))} bytes=${kib(median(o.bytes))} controller=${sec(o.controllerCpu)} reads=${o.reads} reads_in_api=${sec(o.readsApiCpu)} api=${sec(o.apiCpu)} rpc=${sec(o.rpcCpu)}`);
+    if (o)
+      console.log(
+        `neutron.ours.${n} p50=${sec(median(o.lag))} p99=${sec(quantile(o.lag, 0.99))} bytes=${kib(median(o.bytes))} controller=${sec(o.controllerCpu)} reads=${o.reads} reads_in_api=${sec(o.readsApiCpu)} api=${sec(o.apiCpu)} rpc=${sec(o.rpcCpu)}`,
+      );
     const b = ONLY === 'ours' ? undefined : await baseline(n);
     if (watch.restarted()) console.log(`neutron: RabbitMQ restarted during the runs of N=${n}: their figures are not comparable`);
     await watch.close();
-    if (b) console.log(`neutron.baseline.${n} p50=${sec(median(b.lag))} p99=${sec(quantile(b.lag, 0.99))} bytes=${kib(median(b.bytes))} api=${sec(b.apiCpu)} rpc=${sec(b.rpcCpu)}`);
+    if (b)
+      console.log(
+        `neutron.baseline.${n} p50=${sec(median(b.lag))} p99=${sec(quantile(b.lag, 0.99))} bytes=${kib(median(b.bytes))} api=${sec(b.apiCpu)} rpc=${sec(b.rpcCpu)}`,
+      );
     if (!o || !b) continue;
     const target = n === 500 ? (quantile(o.lag, 0.99) <= 2 ? ' target<=2s met' : ' target<=2s MISSED') : '';
     line(`neutron.convergence.p50.${n}`, median(o.lag), median(b.lag), sec);
@@ -353,7 +456,13 @@ function line(id: string, o: number, b: number, unit: (x: number) => string, not
     // our run's (the agents' rule requests; both runs have the fake agents' report_state).
     const oursCtl = o.controllerCpu + o.readsApiCpu;
     const baseCtl = Math.max(0, b.rpcCpu - o.rpcCpu);
-    line(`neutron.controller.cpu_per_port.${n}`, oursCtl / n, baseCtl / n, ms, ` (ours: sg-controller ${sec(o.controllerCpu)} + its reads in the API ${sec(o.readsApiCpu)}; baseline: neutron-rpc-server ${sec(baseCtl)})`);
+    line(
+      `neutron.controller.cpu_per_port.${n}`,
+      oursCtl / n,
+      baseCtl / n,
+      ms,
+      ` (ours: sg-controller ${sec(o.controllerCpu)} + its reads in the API ${sec(o.readsApiCpu)}; baseline: neutron-rpc-server ${sec(baseCtl)})`,
+    );
   }
   rabbit.stop();
 })().catch(async (e: unknown) => {

@@ -35,10 +35,27 @@ function time(f: () => void): number {
     const transact = dp.client.transact.bind(dp.client);
     dp.client.transact = (ops: Op[]) => (recorded.push(ops), transact(ops));
     const fw = new FirewallEngine(dp, { coalesceMs: 1, structureIntervalMs: 0 });
-    fw.setGroup({ id: 'default', rules: [{ id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' }, { id: 'e4', direction: 'egress', ethertype: 'IPv4' }, { id: 'e6', direction: 'egress', ethertype: 'IPv6' }] });
-    const port = (p: number) => ({ id: `p${p}`, host: 'b', device: `tap${p}`, mac: `02:00:00:00:${(p >> 8).toString(16).padStart(2, '0')}:${(p & 255).toString(16).padStart(2, '0')}`, fixedIps: [ip(p), `fd00::${p.toString(16)}`], securityGroups: ['default'] });
+    fw.setGroup({
+      id: 'default',
+      rules: [
+        { id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' },
+        { id: 'e4', direction: 'egress', ethertype: 'IPv4' },
+        { id: 'e6', direction: 'egress', ethertype: 'IPv6' },
+      ],
+    });
+    const port = (p: number) => ({
+      id: `p${p}`,
+      host: 'b',
+      device: `tap${p}`,
+      mac: `02:00:00:00:${(p >> 8).toString(16).padStart(2, '0')}:${(p & 255).toString(16).padStart(2, '0')}`,
+      fixedIps: [ip(p), `fd00::${p.toString(16)}`],
+      securityGroups: ['default'],
+    });
     for (let p = 0; p < 300; p++) fw.setPort(port(p));
-    fw.setGroupMembers('default', Array.from({ length: 300 }, (_, i) => ip(i)));
+    fw.setGroupMembers(
+      'default',
+      Array.from({ length: 300 }, (_, i) => ip(i)),
+    );
     await fw.flush();
     const first = recorded.at(-1)!;
     fw.setPort(port(300));
@@ -48,7 +65,11 @@ function time(f: () => void): number {
     await fw.flush();
     const member = recorded.at(-1)!;
     await fw.close();
-    for (const [name, ops] of [['first300', first], ['bind', bind], ['member', member]] as const) {
+    for (const [name, ops] of [
+      ['first300', first],
+      ['bind', bind],
+      ['member', member],
+    ] as const) {
       const reps = name === 'first300' ? Math.max(5, REPS / 20) : REPS;
       const json: number[] = [];
       const objects: number[] = [];
@@ -57,7 +78,9 @@ function time(f: () => void): number {
         objects.push(time(() => native.nftablesDecodeObjects(ops)));
       }
       const [j, o] = [median(json), median(objects)];
-      console.log(`nftables.boundary.${name} ours=${j.toFixed(1)}us baseline=${o.toFixed(1)}us ratio=${(o / j).toFixed(2)} (ops=${ops.length}, ${JSON.stringify(ops).length} bytes of JSON; ours: JSON text and serde_json, baseline: napi reading the objects)`);
+      console.log(
+        `nftables.boundary.${name} ours=${j.toFixed(1)}us baseline=${o.toFixed(1)}us ratio=${(o / j).toFixed(2)} (ops=${ops.length}, ${JSON.stringify(ops).length} bytes of JSON; ours: JSON text and serde_json, baseline: napi reading the objects)`,
+      );
     }
   } finally {
     spawnSync('ip', ['netns', 'del', ns]);

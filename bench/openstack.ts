@@ -71,12 +71,16 @@ class Poller {
 
   /** The first try since `t0` refused with none through after it, once a second of refusals follows. */
   async closed(t0: number): Promise<number> {
-    return waitFor('connections refused', () => {
-      const since = this.tries.filter((x) => x.at >= t0);
-      const lastOk = since.reduce((i, x, j) => (x.ok ? j : i), -1);
-      const rest = since.slice(lastOk + 1);
-      return rest.length > 0 && rest.at(-1)!.at - rest[0]!.at >= 1000 ? rest[0]!.at : undefined;
-    }, 120_000);
+    return waitFor(
+      'connections refused',
+      () => {
+        const since = this.tries.filter((x) => x.at >= t0);
+        const lastOk = since.reduce((i, x, j) => (x.ok ? j : i), -1);
+        const rest = since.slice(lastOk + 1);
+        return rest.length > 0 && rest.at(-1)!.at - rest[0]!.at >= 1000 ? rest[0]!.at : undefined;
+      },
+      120_000,
+    );
   }
 
   stop(): void {
@@ -84,7 +88,11 @@ class Poller {
   }
 }
 
-interface Figures { ruleAdd: number[]; ruleDelete: number[]; port: number[] }
+interface Figures {
+  ruleAdd: number[];
+  ruleDelete: number[];
+  port: number[];
+}
 
 async function measure(env: OpenStackEnv, groups: Record<string, string>, from: OsVm, to: OsVm, host: ComputeHost): Promise<Figures> {
   const out: Figures = { ruleAdd: [], ruleDelete: [], port: [] };
@@ -93,7 +101,15 @@ async function measure(env: OpenStackEnv, groups: Record<string, string>, from: 
     poller.target(to.ip4, CLOSED);
     for (let i = 0; i < N; i++) {
       const t0 = Date.now();
-      const rule = await env.create('security_group_rule', { security_group_id: groups.db, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: CLOSED, port_range_max: CLOSED, remote_group_id: groups.web });
+      const rule = await env.create('security_group_rule', {
+        security_group_id: groups.db,
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: 'tcp',
+        port_range_min: CLOSED,
+        port_range_max: CLOSED,
+        remote_group_id: groups.web,
+      });
       out.ruleAdd.push((await poller.opened(t0)) - t0);
       const t1 = Date.now();
       await env.neutron.remove('security_group_rule', rule.id);
@@ -119,33 +135,53 @@ async function measure(env: OpenStackEnv, groups: Record<string, string>, from: 
 /** TCP segments the VMs' kernels retransmitted so far (their namespaces' counters). */
 function retransmits(vms: OsVm[]): number {
   return vms.reduce((sum, vm) => {
-    const snmp = vm.ns.exec('cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Tcp:'));
+    const snmp = vm.ns
+      .exec('cat', ['/proc/net/snmp'])
+      .split('\n')
+      .filter((l) => l.startsWith('Tcp:'));
     const [names, values] = snmp.map((l) => l.split(/\s+/));
     return sum + Number(values![names!.indexOf('RetransSegs')]);
   }, 0);
 }
 
-interface Losses { udpLost: number; tcpRetransmits: number; refusedPassed: number; retransmitsBySteps: Record<string, number> }
+interface Losses {
+  udpLost: number;
+  tcpRetransmits: number;
+  refusedPassed: number;
+  retransmitsBySteps: Record<string, number>;
+}
 
 /** Loss on established connections while `change` runs (with the retransmissions after each of its
  *  steps), and refused attempts that passed. */
 async function losses(vms: Record<string, OsVm>, change: (between: (step: string) => Promise<void>) => Promise<void>): Promise<Losses> {
   const { w1, w2, d, x } = vms as Record<'w1' | 'w2' | 'd' | 'x', OsVm>;
   const probes: Probe[] = await Promise.all([
-    startProbe(w1, [
-      { id: 'tcp4', proto: 'tcp', host: d.ip4, port: DB, open: true },
-      { id: 'tcp6', proto: 'tcp', host: w2.ip6, port: WEB, open: true },
-      { id: 'udp4', proto: 'udp', host: w2.ip4, port: WEB, open: true },
-      { id: 'udp6', proto: 'udp', host: w2.ip6, port: WEB, open: true },
-    ], 20),
-    startProbe(w2, [
-      { id: 'tcp4 within b', proto: 'tcp', host: d.ip4, port: DB, open: true },
-      { id: 'udp4', proto: 'udp', host: w1.ip4, port: WEB, open: true },
-    ], 20),
-    startProbe(x, [
-      { id: 'refused tcp', proto: 'tcp', host: d.ip4, port: DB, open: false },
-      { id: 'refused udp', proto: 'udp', host: w2.ip6, port: WEB, open: false },
-    ], 20),
+    startProbe(
+      w1,
+      [
+        { id: 'tcp4', proto: 'tcp', host: d.ip4, port: DB, open: true },
+        { id: 'tcp6', proto: 'tcp', host: w2.ip6, port: WEB, open: true },
+        { id: 'udp4', proto: 'udp', host: w2.ip4, port: WEB, open: true },
+        { id: 'udp6', proto: 'udp', host: w2.ip6, port: WEB, open: true },
+      ],
+      20,
+    ),
+    startProbe(
+      w2,
+      [
+        { id: 'tcp4 within b', proto: 'tcp', host: d.ip4, port: DB, open: true },
+        { id: 'udp4', proto: 'udp', host: w1.ip4, port: WEB, open: true },
+      ],
+      20,
+    ),
+    startProbe(
+      x,
+      [
+        { id: 'refused tcp', proto: 'tcp', host: d.ip4, port: DB, open: false },
+        { id: 'refused udp', proto: 'udp', host: w2.ip6, port: WEB, open: false },
+      ],
+      20,
+    ),
   ]);
   // The VMs at the ends of the established connections (x's refused SYNs are retransmitted by design).
   const ends = [w1, w2, d];
@@ -166,8 +202,8 @@ async function losses(vms: Record<string, OsVm>, change: (between: (step: string
     let refusedPassed = 0;
     for (const r of reports) {
       for (const f of Object.values(r)) {
-        if ('lost' in f) udpLost += (f).lost;
-        else refusedPassed += (f).passed;
+        if ('lost' in f) udpLost += f.lost;
+        else refusedPassed += f.passed;
       }
     }
     retransmitsBySteps.after = retransmits(ends) - last;
@@ -191,8 +227,21 @@ void (async () => {
     const groups: Record<string, string> = {};
     for (const name of ['web', 'db', 'iso']) groups[name] = (await env.create('security_group', { name: `${name}-${tag}` })).id;
     for (const e of ['IPv4', 'IPv6']) {
-      await env.create('security_group_rule', { security_group_id: groups.web, direction: 'ingress', ethertype: e, remote_group_id: groups.web });
-      await env.create('security_group_rule', { security_group_id: groups.db, direction: 'ingress', ethertype: e, protocol: 'tcp', port_range_min: DB, port_range_max: DB, remote_group_id: groups.web });
+      await env.create('security_group_rule', {
+        security_group_id: groups.web,
+        direction: 'ingress',
+        ethertype: e,
+        remote_group_id: groups.web,
+      });
+      await env.create('security_group_rule', {
+        security_group_id: groups.db,
+        direction: 'ingress',
+        ethertype: e,
+        protocol: 'tcp',
+        port_range_min: DB,
+        port_range_max: DB,
+        remote_group_id: groups.web,
+      });
     }
     const boot = async (h: ComputeHost, n: number, g: string) => {
       const vm = h.plug(await env.port(h.name, n, [groups[g]!]));
@@ -208,19 +257,30 @@ void (async () => {
     const rollback = await losses(vms, (between) => rollBackToIptablesHybrid(env, b, between));
     const baseline = await measure(env, groups, vms.w1, vms.d, b);
     const migration = await losses(vms, (between) => migrateToSgAgent(env, b, between));
-    for (const [id, o, bl] of [['rule_add', ours.ruleAdd, baseline.ruleAdd], ['rule_delete', ours.ruleDelete, baseline.ruleDelete], ['port', ours.port, baseline.port]] as const) {
-      for (const [q, name] of [[0.5, 'p50'], [0.99, 'p99']] as const) {
+    for (const [id, o, bl] of [
+      ['rule_add', ours.ruleAdd, baseline.ruleAdd],
+      ['rule_delete', ours.ruleDelete, baseline.ruleDelete],
+      ['port', ours.port, baseline.port],
+    ] as const) {
+      for (const [q, name] of [
+        [0.5, 'p50'],
+        [0.99, 'p99'],
+      ] as const) {
         const [x, y] = [quantile(o, q), quantile(bl, q)];
         console.log(`openstack.${id}.${name} ours=${secs(x)} baseline=${secs(y)} ratio=${(y / x).toFixed(1)}`);
       }
     }
-    for (const [id, r] of [['migration', migration], ['rollback', rollback]] as const) {
+    for (const [id, r] of [
+      ['migration', migration],
+      ['rollback', rollback],
+    ] as const) {
       console.log(`openstack.${id}.udp_lost ours=${r.udpLost} target=0`);
       console.log(`openstack.${id}.tcp_retransmits ours=${r.tcpRetransmits} target=0`);
       console.log(`openstack.${id}.refused_passed ours=${r.refusedPassed} target=0`);
       console.log(`openstack.${id}.tcp_retransmits_by_step ${JSON.stringify(r.retransmitsBySteps)}`);
     }
-    if (process.env.OPENSTACK_BENCH_RAW) fs.writeFileSync(path.resolve(process.env.OPENSTACK_BENCH_RAW), JSON.stringify({ ours, baseline, migration, rollback }));
+    if (process.env.OPENSTACK_BENCH_RAW)
+      fs.writeFileSync(path.resolve(process.env.OPENSTACK_BENCH_RAW), JSON.stringify({ ours, baseline, migration, rollback }));
   } catch (e) {
     failed = true;
     console.error(e);

@@ -30,25 +30,49 @@ for (const l of fs.readFileSync(input, 'utf8').split('\n')) {
 const Hs = [...new Set([...data.values()].flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
 if (Hs.length === 0) throw new Error(`no scale.* lines in ${input}`);
 
-interface Series { metric: string; label: string; color: string }
-interface Panel { title: string; unit: string; scale: number; series: Series[] }
+interface Series {
+  metric: string;
+  label: string;
+  color: string;
+}
+interface Panel {
+  title: string;
+  unit: string;
+  scale: number;
+  series: Series[];
+}
 const colors = { boot: '#1f77b4', churn: '#d62728', rule: '#2ca02c' };
 const panels: Panel[] = [
-  { title: 'Bytes received per host', unit: 'KiB', scale: 1 / 1024, series: [
-    { metric: 'boot.bytes_per_host', label: 'boot', color: colors.boot },
-    { metric: 'churn.bytes_per_host', label: 'churn', color: colors.churn },
-    { metric: 'rule.bytes_per_host', label: 'rule', color: colors.rule },
-  ] },
-  { title: 'Convergence p99', unit: 's', scale: 1, series: [
-    { metric: 'boot.p99', label: 'boot', color: colors.boot },
-    { metric: 'churn.p99', label: 'churn', color: colors.churn },
-    { metric: 'rule.p99', label: 'rule', color: colors.rule },
-  ] },
-  { title: 'Broker CPU per change', unit: 'ms', scale: 1000, series: [
-    { metric: 'boot.broker_cpu_per_change', label: 'boot', color: colors.boot },
-    { metric: 'churn.broker_cpu_per_change', label: 'churn', color: colors.churn },
-    { metric: 'rule.broker_cpu_per_change', label: 'rule', color: colors.rule },
-  ] },
+  {
+    title: 'Bytes received per host',
+    unit: 'KiB',
+    scale: 1 / 1024,
+    series: [
+      { metric: 'boot.bytes_per_host', label: 'boot', color: colors.boot },
+      { metric: 'churn.bytes_per_host', label: 'churn', color: colors.churn },
+      { metric: 'rule.bytes_per_host', label: 'rule', color: colors.rule },
+    ],
+  },
+  {
+    title: 'Convergence p99',
+    unit: 's',
+    scale: 1,
+    series: [
+      { metric: 'boot.p99', label: 'boot', color: colors.boot },
+      { metric: 'churn.p99', label: 'churn', color: colors.churn },
+      { metric: 'rule.p99', label: 'rule', color: colors.rule },
+    ],
+  },
+  {
+    title: 'Broker CPU per change',
+    unit: 'ms',
+    scale: 1000,
+    series: [
+      { metric: 'boot.broker_cpu_per_change', label: 'boot', color: colors.boot },
+      { metric: 'churn.broker_cpu_per_change', label: 'churn', color: colors.churn },
+      { metric: 'rule.broker_cpu_per_change', label: 'rule', color: colors.rule },
+    ],
+  },
 ];
 
 const W = 320;
@@ -62,32 +86,51 @@ const xOf = (h: number) => {
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 function panel(p: Panel, ox: number): string {
-  const pts = p.series.flatMap((s) => [...(data.get(s.metric)?.values() ?? [])].flatMap((v) => [v.ours, v.baseline ?? NaN])).filter((v) => Number.isFinite(v) && v > 0).map((v) => v * p.scale);
+  const pts = p.series
+    .flatMap((s) => [...(data.get(s.metric)?.values() ?? [])].flatMap((v) => [v.ours, v.baseline ?? NaN]))
+    .filter((v) => Number.isFinite(v) && v > 0)
+    .map((v) => v * p.scale);
   // Log scale on y too: ours and the baseline differ by up to 400x in bytes.
   const lo = Math.log10(Math.min(...pts)) - 0.1;
   const hi = Math.log10(Math.max(...pts)) + 0.1;
   const yOf = (v: number) => Hgt - pad.b - ((Math.log10(v) - lo) / (hi - lo || 1)) * (Hgt - pad.t - pad.b);
-  const out: string[] = [`<g transform="translate(${ox},0)">`, `<text x="${W / 2}" y="16" text-anchor="middle" font-weight="bold">${esc(p.title)} (${p.unit}, log)</text>`];
-  out.push(`<line x1="${pad.l}" y1="${Hgt - pad.b}" x2="${W - pad.r}" y2="${Hgt - pad.b}" stroke="#000"/>`, `<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${Hgt - pad.b}" stroke="#000"/>`);
+  const out: string[] = [
+    `<g transform="translate(${ox},0)">`,
+    `<text x="${W / 2}" y="16" text-anchor="middle" font-weight="bold">${esc(p.title)} (${p.unit}, log)</text>`,
+  ];
+  out.push(
+    `<line x1="${pad.l}" y1="${Hgt - pad.b}" x2="${W - pad.r}" y2="${Hgt - pad.b}" stroke="#000"/>`,
+    `<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${Hgt - pad.b}" stroke="#000"/>`,
+  );
   for (const h of Hs) out.push(`<text x="${xOf(h)}" y="${Hgt - pad.b + 14}" text-anchor="middle">${h}</text>`);
   out.push(`<text x="${W / 2}" y="${Hgt - pad.b + 28}" text-anchor="middle">hosts (H)</text>`);
   for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) {
     for (const m of [1, 2, 5]) {
       const v = m * 10 ** e;
       if (Math.log10(v) < lo || Math.log10(v) > hi) continue;
-      out.push(`<text x="${pad.l - 4}" y="${yOf(v) + 4}" text-anchor="end">${v >= 1 ? v.toFixed(0) : v.toPrecision(1)}</text>`, `<line x1="${pad.l}" y1="${yOf(v)}" x2="${W - pad.r}" y2="${yOf(v)}" stroke="#ddd"/>`);
+      out.push(
+        `<text x="${pad.l - 4}" y="${yOf(v) + 4}" text-anchor="end">${v >= 1 ? v.toFixed(0) : v.toPrecision(1)}</text>`,
+        `<line x1="${pad.l}" y1="${yOf(v)}" x2="${W - pad.r}" y2="${yOf(v)}" stroke="#ddd"/>`,
+      );
     }
   }
   p.series.forEach((s, i) => {
     const byH = data.get(s.metric);
     if (!byH) return;
     for (const which of ['ours', 'baseline'] as const) {
-      const xy = Hs.filter((h) => (byH.get(h)?.[which] ?? 0) > 0).map((h) => `${xOf(h).toFixed(1)},${yOf(byH.get(h)![which]! * p.scale).toFixed(1)}`);
+      const xy = Hs.filter((h) => (byH.get(h)?.[which] ?? 0) > 0).map(
+        (h) => `${xOf(h).toFixed(1)},${yOf(byH.get(h)![which]! * p.scale).toFixed(1)}`,
+      );
       if (xy.length === 0) continue;
-      out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2"${which === 'baseline' ? ' stroke-dasharray="5,4"' : ''} points="${xy.join(' ')}"/>`);
+      out.push(
+        `<polyline fill="none" stroke="${s.color}" stroke-width="2"${which === 'baseline' ? ' stroke-dasharray="5,4"' : ''} points="${xy.join(' ')}"/>`,
+      );
       for (const pt of xy) out.push(`<circle cx="${pt.split(',')[0]}" cy="${pt.split(',')[1]}" r="2.5" fill="${s.color}"/>`);
     }
-    out.push(`<line x1="${pad.l + i * 88}" y1="${Hgt - 12}" x2="${pad.l + i * 88 + 18}" y2="${Hgt - 12}" stroke="${s.color}" stroke-width="2"/>`, `<text x="${pad.l + i * 88 + 22}" y="${Hgt - 8}">${esc(s.label)}</text>`);
+    out.push(
+      `<line x1="${pad.l + i * 88}" y1="${Hgt - 12}" x2="${pad.l + i * 88 + 18}" y2="${Hgt - 12}" stroke="${s.color}" stroke-width="2"/>`,
+      `<text x="${pad.l + i * 88 + 22}" y="${Hgt - 8}">${esc(s.label)}</text>`,
+    );
   });
   out.push('</g>');
   return out.join('\n');

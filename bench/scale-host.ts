@@ -34,7 +34,10 @@ export interface HostCounters {
 /** Remembers the first time each watched token was applied on one host. */
 class RecordingDataplane extends MemoryDataplane {
   private readonly seen = new Set<string>();
-  constructor(private readonly sink: (token: string, at: number) => void, private readonly watching: () => string[]) {
+  constructor(
+    private readonly sink: (token: string, at: number) => void,
+    private readonly watching: () => string[],
+  ) {
     super();
   }
 
@@ -103,7 +106,10 @@ async function start(c: Extract<WorkerCommand, { cmd: 'start' }>): Promise<unkno
       const host = c.hosts[next]!;
       const index = next++;
       await new Promise((r) => setTimeout(r, Math.random() * c.jitterMs));
-      const dp = new RecordingDataplane((token, at) => fresh.push([index, token, at]), () => watching);
+      const dp = new RecordingDataplane(
+        (token, at) => fresh.push([index, token, at]),
+        () => watching,
+      );
       const agent = new Agent(config(c.url, c.keyFile, host), log.child({ host }), { dataplane: dp });
       sims[index] = { host, agent, dp };
       await agent.start();
@@ -118,7 +124,13 @@ async function counters(): Promise<Record<string, HostCounters>> {
   const sum = async (m: { get(): Promise<{ values: { value: number }[] }> }) => (await m.get()).values.reduce((s, v) => s + v.value, 0);
   for (const s of sims) {
     const m = s.agent.metrics;
-    out[s.host] = { bytes: await sum(m.bytes), messages: await sum(m.messages), syncs: await sum(m.resyncs), reconnects: await sum(m.reconnects), handlerErrors: await sum(m.handlerErrors) };
+    out[s.host] = {
+      bytes: await sum(m.bytes),
+      messages: await sum(m.messages),
+      syncs: await sum(m.resyncs),
+      reconnects: await sum(m.reconnects),
+      handlerErrors: await sum(m.handlerErrors),
+    };
   }
   return out;
 }

@@ -21,7 +21,19 @@ import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { retryDelay } from '../src/protocol/connection.js';
-import { clusterVhost, ensureCluster, killNode, memoryBreakdown, nodeMemory, nodeNumber, nodePid, queueNodes, restartNode, CLUSTER_NODES, type ClusterVhost } from '../test/helpers/cluster.js';
+import {
+  clusterVhost,
+  ensureCluster,
+  killNode,
+  memoryBreakdown,
+  nodeMemory,
+  nodeNumber,
+  nodePid,
+  queueNodes,
+  restartNode,
+  CLUSTER_NODES,
+  type ClusterVhost,
+} from '../test/helpers/cluster.js';
 
 type Kind = 'exclusive' | 'classic' | 'quorum';
 const EXCHANGE = 'bq.groups';
@@ -50,7 +62,18 @@ async function worker(): Promise<void> {
   const jitter = process.env.SCALEQ_JITTER !== '0';
   let stopping = false;
   let mark = Infinity;
-  const agents = ids.map((id) => ({ id, urlIndex: id % urls.length, ready: false, sessions: 0, deliveries: 0, resumedAt: 0, seqs: new Set<number>(), lastError: '', generation: 0, conn: undefined as ChannelModel | undefined }));
+  const agents = ids.map((id) => ({
+    id,
+    urlIndex: id % urls.length,
+    ready: false,
+    sessions: 0,
+    deliveries: 0,
+    resumedAt: 0,
+    seqs: new Set<number>(),
+    lastError: '',
+    generation: 0,
+    conn: undefined as ChannelModel | undefined,
+  }));
 
   /** Declares the agent's queue the way `kind` says; its name. */
   async function declare(conn: ChannelModel, ch: Channel, a: (typeof agents)[number]): Promise<string> {
@@ -75,7 +98,7 @@ async function worker(): Promise<void> {
   }
 
   async function run(a: (typeof agents)[number]): Promise<void> {
-    for (let attempt = 0; !stopping; ) {
+    for (let attempt = 0; !stopping;) {
       const url = urls[a.urlIndex % urls.length]!;
       try {
         const conn = await amqp.connect(`${url}?heartbeat=5`);
@@ -136,7 +159,12 @@ async function worker(): Promise<void> {
       for (const a of agents) a.resumedAt = 0;
     } else if (m.cmd === 'report') {
       const out: AgentReport[] = agents.map((a) => ({
-        id: a.id, node: (a.urlIndex % urls.length) + 1, sessions: a.sessions, deliveries: a.deliveries, resumedAt: a.resumedAt, lastError: a.lastError,
+        id: a.id,
+        node: (a.urlIndex % urls.length) + 1,
+        sessions: a.sessions,
+        deliveries: a.deliveries,
+        resumedAt: a.resumedAt,
+        lastError: a.lastError,
         ...(m.detailed ? { seqs: [...a.seqs] } : {}),
       }));
       process.send!({ report: out });
@@ -155,13 +183,15 @@ async function worker(): Promise<void> {
   // Connections opened a few at a time: a thousand at once is a storm of its own (measured apart).
   const concurrency = 16;
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < agents.length) {
-      const a = agents[next++]!;
-      void run(a);
-      while (!a.ready && !stopping) await new Promise((r) => setTimeout(r, 5));
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < agents.length) {
+        const a = agents[next++]!;
+        void run(a);
+        while (!a.ready && !stopping) await new Promise((r) => setTimeout(r, 5));
+      }
+    }),
+  );
   clearInterval(progress);
   process.send!({ ready: true });
 }
@@ -191,7 +221,8 @@ function beamCpu(): number {
 }
 
 function brokerMemory(): { rss: number; queues: number } {
-  let rss = 0, queues = 0;
+  let rss = 0,
+    queues = 0;
   for (const c of CLUSTER_NODES) {
     rss += nodeMemory(c.n);
     const b = memoryBreakdown(c.n);
@@ -201,7 +232,10 @@ function brokerMemory(): { rss: number; queues: number } {
 }
 
 function listenDrops(): number {
-  const lines = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const lines = fs
+    .readFileSync('/proc/net/netstat', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('TcpExt:'));
   const [names, values] = [lines[0]!.split(' '), lines[1]!.split(' ')];
   return Number(values[names.indexOf('ListenOverflows')]) + Number(values[names.indexOf('ListenDrops')]);
 }
@@ -218,20 +252,37 @@ async function startWorkers(kind: Kind, v: ClusterVhost): Promise<Workers> {
   const readies: Promise<void>[] = [];
   for (let w = 0; w < WORKERS; w++) {
     const ids = Array.from({ length: N }, (_, i) => i).filter((i) => i % WORKERS === w);
-    const p = fork(__filename, [], { execArgv: ['--import', 'tsx'], env: { ...process.env, SCALEQ_ROLE: 'worker', SCALEQ_KIND: kind, SCALEQ_URLS: JSON.stringify(v.urls), SCALEQ_IDS: JSON.stringify(ids) } });
+    const p = fork(__filename, [], {
+      execArgv: ['--import', 'tsx'],
+      env: {
+        ...process.env,
+        SCALEQ_ROLE: 'worker',
+        SCALEQ_KIND: kind,
+        SCALEQ_URLS: JSON.stringify(v.urls),
+        SCALEQ_IDS: JSON.stringify(ids),
+      },
+    });
     procs.push(p);
-    readies.push(new Promise((resolve, reject) => {
-      p.on('message', (m: { ready?: boolean; progress?: { ready: number; errors: Record<string, number> } }) => {
-        if (m.ready) resolve();
-        if (m.progress && Object.keys(m.progress.errors).length) console.error(`worker ${w}: ${m.progress.ready} consuming; errors: ${JSON.stringify(m.progress.errors)}`);
-      });
-      p.once('exit', (code) => reject(new Error(`worker exited (${code})`)));
-    }));
+    readies.push(
+      new Promise((resolve, reject) => {
+        p.on('message', (m: { ready?: boolean; progress?: { ready: number; errors: Record<string, number> } }) => {
+          if (m.ready) resolve();
+          if (m.progress && Object.keys(m.progress.errors).length)
+            console.error(`worker ${w}: ${m.progress.ready} consuming; errors: ${JSON.stringify(m.progress.errors)}`);
+        });
+        p.once('exit', (code) => reject(new Error(`worker exited (${code})`)));
+      }),
+    );
   }
   // A kind that cannot set up N agents in SCALEQ_SETUP_S seconds is reported as such, not waited on.
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([Promise.all(readies), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`setup of ${N} agents not done in ${SETUP_S} s`)), SETUP_S * 1000)))]);
+    await Promise.race([
+      Promise.all(readies),
+      new Promise(
+        (_, reject) => (timer = setTimeout(() => reject(new Error(`setup of ${N} agents not done in ${SETUP_S} s`)), SETUP_S * 1000)),
+      ),
+    ]);
   } catch (e) {
     for (const p of procs) p.kill('SIGKILL');
     throw e;
@@ -241,21 +292,34 @@ async function startWorkers(kind: Kind, v: ClusterVhost): Promise<Workers> {
   return {
     procs,
     mark: (at) => procs.forEach((p) => p.send({ cmd: 'mark', at })),
-    report: async (detailed = false) => (await Promise.all(procs.map((p) => new Promise<AgentReport[]>((resolve) => {
-      const on = (m: { report?: AgentReport[] }) => {
-        if (!m.report) return;
-        p.off('message', on);
-        resolve(m.report);
-      };
-      p.on('message', on);
-      p.send({ cmd: 'report', detailed });
-    })))).flat(),
+    report: async (detailed = false) =>
+      (
+        await Promise.all(
+          procs.map(
+            (p) =>
+              new Promise<AgentReport[]>((resolve) => {
+                const on = (m: { report?: AgentReport[] }) => {
+                  if (!m.report) return;
+                  p.off('message', on);
+                  resolve(m.report);
+                };
+                p.on('message', on);
+                p.send({ cmd: 'report', detailed });
+              }),
+          ),
+        )
+      ).flat(),
     stop: async () => {
-      await Promise.all(procs.map((p) => new Promise<void>((resolve) => {
-        p.once('exit', () => resolve());
-        p.send({ cmd: 'stop' });
-        setTimeout(() => p.kill('SIGKILL'), 10_000).unref();
-      })));
+      await Promise.all(
+        procs.map(
+          (p) =>
+            new Promise<void>((resolve) => {
+              p.once('exit', () => resolve());
+              p.send({ cmd: 'stop' });
+              setTimeout(() => p.kill('SIGKILL'), 10_000).unref();
+            }),
+        ),
+      );
     },
   };
 }
@@ -412,7 +476,9 @@ async function main(): Promise<void> {
       continue;
     }
     results.set(kind, r);
-    console.log(`scale.queue.${kind} n=${N} setup=${r.setupS.toFixed(1)}s mem/agent=${r.memPerAgentKiB.toFixed(0)}KiB mem/queue=${r.memPerQueueKiB.toFixed(1)}KiB idle_cpu=${r.idleCpuPct.toFixed(1)}% deliveries/s=${r.deliveriesPerS.toFixed(0)} cpu/delivery=${r.cpuPerDeliveryUs.toFixed(0)}us affected=${r.affected} recover_p50=${r.recoverP50S.toFixed(2)}s recover_max=${r.recoverMaxS.toFixed(2)}s unrecovered=${r.unrecovered} lost_in_outage=${r.lostInOutage} lost_after_recovery=${r.lostAfterRecovery} leftover_queues=${r.leftoverQueues} listen_drops=${r.listenDrops}`);
+    console.log(
+      `scale.queue.${kind} n=${N} setup=${r.setupS.toFixed(1)}s mem/agent=${r.memPerAgentKiB.toFixed(0)}KiB mem/queue=${r.memPerQueueKiB.toFixed(1)}KiB idle_cpu=${r.idleCpuPct.toFixed(1)}% deliveries/s=${r.deliveriesPerS.toFixed(0)} cpu/delivery=${r.cpuPerDeliveryUs.toFixed(0)}us affected=${r.affected} recover_p50=${r.recoverP50S.toFixed(2)}s recover_max=${r.recoverMaxS.toFixed(2)}s unrecovered=${r.unrecovered} lost_in_outage=${r.lostInOutage} lost_after_recovery=${r.lostAfterRecovery} leftover_queues=${r.leftoverQueues} listen_drops=${r.listenDrops}`,
+    );
   }
   const [ours, ...others] = KINDS;
   const o = results.get(ours!);
@@ -420,7 +486,10 @@ async function main(): Promise<void> {
   for (const k of others) {
     const b = results.get(k);
     if (!b) continue;
-    const line = (metric: string, x: number, y: number, unit: string, digits = 1) => console.log(`scale.queue.${metric}.${k} ours=${x.toFixed(digits)}${unit} baseline=${y.toFixed(digits)}${unit} ratio=${(y / x).toFixed(2)} (${ours} vs ${k})`);
+    const line = (metric: string, x: number, y: number, unit: string, digits = 1) =>
+      console.log(
+        `scale.queue.${metric}.${k} ours=${x.toFixed(digits)}${unit} baseline=${y.toFixed(digits)}${unit} ratio=${(y / x).toFixed(2)} (${ours} vs ${k})`,
+      );
     line('setup', o.setupS, b.setupS, 's');
     line('mem_per_agent', o.memPerAgentKiB, b.memPerAgentKiB, 'KiB', 0);
     line('idle_cpu', o.idleCpuPct, b.idleCpuPct, '%');

@@ -77,17 +77,36 @@ const WORKLOADS: Workload[] = ['boot', 'churn', 'rule'];
 
 const hostName = (h: number) => `sc-${tag}-${h}`;
 const addr = (net: number, i: number) => `10.${net}.${(i >> 8) & 255}.${i & 255}`;
-const mac = (net: number, i: number) => `02:${net.toString(16).padStart(2, '0')}:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+const mac = (net: number, i: number) =>
+  `02:${net.toString(16).padStart(2, '0')}:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
 const selfRules = (g: string): SecurityGroupRuleInput[] => [
   { id: 'in4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: g },
   { id: 'out4', direction: 'egress', ethertype: 'IPv4' },
 ];
 const bootGroup = (i: number) => `bg-${Math.floor(i / GROUP_SIZE)}`;
 function bootPort(i: number, H: number): PortInput {
-  return { id: `bp-${i}`, host: hostName(i % H), device: `tap${i}`, mac: mac(100, i), fixedIps: [addr(100, i)], allowedAddressPairs: [], securityGroups: [bootGroup(i)], portSecurityEnabled: true };
+  return {
+    id: `bp-${i}`,
+    host: hostName(i % H),
+    device: `tap${i}`,
+    mac: mac(100, i),
+    fixedIps: [addr(100, i)],
+    allowedAddressPairs: [],
+    securityGroups: [bootGroup(i)],
+    portSecurityEnabled: true,
+  };
 }
 function bigPort(j: number, H: number, ip = addr(150, j)): PortInput {
-  return { id: `cp-${j}`, host: hostName(j % H), device: `tb${j}`, mac: mac(150, j), fixedIps: [ip], allowedAddressPairs: [], securityGroups: ['big'], portSecurityEnabled: true };
+  return {
+    id: `cp-${j}`,
+    host: hostName(j % H),
+    device: `tb${j}`,
+    mac: mac(150, j),
+    fixedIps: [ip],
+    allowedAddressPairs: [],
+    securityGroups: ['big'],
+    portSecurityEnabled: true,
+  };
 }
 
 // ---- small statistics ----
@@ -119,7 +138,15 @@ function rabbitmqctl(args: string[]): string {
   if (r.status !== 0) throw new Error(`rabbitmqctl ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
-interface BrokerMemory { rss: number; queues: number; connections: number; mnesia: number; bindings: number; queueMemory: number; queuesCounted: number }
+interface BrokerMemory {
+  rss: number;
+  queues: number;
+  connections: number;
+  mnesia: number;
+  bindings: number;
+  queueMemory: number;
+  queuesCounted: number;
+}
 function brokerMemory(vhost: string): BrokerMemory {
   const r = spawnSync('rabbitmq-diagnostics', ['-n', broker.node, '-q', 'memory_breakdown', '--formatter', 'json'], { encoding: 'utf8' });
   const m = JSON.parse(r.stdout) as Record<string, { bytes: number }>;
@@ -128,7 +155,9 @@ function brokerMemory(vhost: string): BrokerMemory {
   // binary): the whole is read from the OS instead.
   const rss = Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${broker.pid()}/status`, 'utf8'))?.[1] ?? 0) * 1024;
   const bindings = rabbitmqctl(['list_bindings', '-p', vhost, '--no-table-headers', 'source_name']).split('\n').filter(Boolean).length;
-  const queues = (JSON.parse(rabbitmqctl(['list_queues', '-p', vhost, 'name', 'memory', '--formatter', 'json'])) as { name: string; memory: number }[]).filter((q) => q.name.startsWith('sg.agent.'));
+  const queues = (
+    JSON.parse(rabbitmqctl(['list_queues', '-p', vhost, 'name', 'memory', '--formatter', 'json'])) as { name: string; memory: number }[]
+  ).filter((q) => q.name.startsWith('sg.agent.'));
   return {
     rss,
     queues: b('queue_procs'),
@@ -152,7 +181,11 @@ function machineCpu(): { busy: number; total: number } {
 }
 /** Connection attempts the kernel dropped for a full listen backlog (this network namespace, all sockets). */
 function listenOverflows(): number {
-  const [names, values] = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:')).map((l) => l.split(/\s+/));
+  const [names, values] = fs
+    .readFileSync('/proc/net/netstat', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('TcpExt:'))
+    .map((l) => l.split(/\s+/));
   return Number(values?.[names?.indexOf('ListenOverflows') ?? -1] ?? NaN);
 }
 const ownCpu = () => {
@@ -166,7 +199,10 @@ class Worker {
   private readonly waiting = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   readonly child: ChildProcess;
   constructor(readonly hosts: string[]) {
-    this.child = fork(path.join(__dirname, 'scale-host.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child = fork(path.join(__dirname, 'scale-host.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     this.child.on('message', (m: { id: number; result?: unknown; error?: string }) => {
       const w = this.waiting.get(m.id);
       this.waiting.delete(m.id);
@@ -191,7 +227,10 @@ class Worker {
 }
 
 /** Per workload: when each (host, token) became needed; what the dataplanes recorded; per-host counters. */
-interface Expectation { needFrom: Map<string, Map<string, number>>; count: number }
+interface Expectation {
+  needFrom: Map<string, Map<string, number>>;
+  count: number;
+}
 function expect(): Expectation {
   return { needFrom: new Map(), count: 0 };
 }
@@ -275,7 +314,9 @@ async function run(H: number, mode: Mode, store: StoreKind = STORES[0]!): Promis
     const t0 = Date.now();
     const overflows0 = listenOverflows();
     for (const hs of groupsOf) workers.push(new Worker(hs));
-    await Promise.all(workers.map((w) => w.call({ cmd: 'start', url, keyFile: keys.publicKeyFile, hosts: w.hosts, concurrency: 8, jitterMs: 30 })));
+    await Promise.all(
+      workers.map((w) => w.call({ cmd: 'start', url, keyFile: keys.publicKeyFile, hosts: w.hosts, concurrency: 8, jitterMs: 30 })),
+    );
     const setupSeconds = (Date.now() - t0) / 1000;
     const overflows = listenOverflows() - overflows0;
     const connected = brokerMemory(vhost);
@@ -290,7 +331,11 @@ async function run(H: number, mode: Mode, store: StoreKind = STORES[0]!): Promis
       await workers[0]!.call({ cmd: 'catchAll', exchange: 'scale.fanout-all' });
     }
 
-    const counters = async () => Object.assign({}, ...(await Promise.all(workers.map((w) => w.call<Record<string, HostCounters>>({ cmd: 'counters' }))))) as Record<string, HostCounters>;
+    const counters = async () =>
+      Object.assign({}, ...(await Promise.all(workers.map((w) => w.call<Record<string, HostCounters>>({ cmd: 'counters' }))))) as Record<
+        string,
+        HostCounters
+      >;
     /** Runs one workload: `act` makes the API calls and fills the expectation; then waits for every host. */
     const measure = async (prefixes: string[], changes: number, act: (e: Expectation) => Promise<void>): Promise<WorkloadResult> => {
       await sleep(QUIET_MS);
@@ -335,17 +380,34 @@ async function run(H: number, mode: Mode, store: StoreKind = STORES[0]!): Promis
         (byKind[token.slice(0, 1)] ??= []).push(lag);
       }
       const per = (k: keyof HostCounters) => [...measured].map((h) => c1[h]![k] - c0[h]![k]);
-      return { machineBusy: (m1.busy - m0.busy) / Math.max(1, m1.total - m0.total), agentCores: allAgents / seconds, loopDelayP99: delay.percentile(99) / 1e9, lags, lagsAll, byKind, missing: e.count - found, bytes: per('bytes'), messages: per('messages').map((m, i) => m + per('syncs')[i]!), controllerCpu, brokerCpu, agentCpu, changes, seconds };
+      return {
+        machineBusy: (m1.busy - m0.busy) / Math.max(1, m1.total - m0.total),
+        agentCores: allAgents / seconds,
+        loopDelayP99: delay.percentile(99) / 1e9,
+        lags,
+        lagsAll,
+        byKind,
+        missing: e.count - found,
+        bytes: per('bytes'),
+        messages: per('messages').map((m, i) => m + per('syncs')[i]!),
+        controllerCpu,
+        brokerCpu,
+        agentCpu,
+        changes,
+        seconds,
+      };
     };
 
     const boot = await measure(['p:', 'm:bg-'], BOOT_PORTS, async (e) => {
       const api = new Map<number, number>();
       for (let i = 0; i < BOOT_PORTS; i += BOOT_BATCH) {
         const batch = Array.from({ length: Math.min(BOOT_BATCH, BOOT_PORTS - i) }, (_, k) => i + k);
-        await Promise.all(batch.map(async (p) => {
-          await ctl.putPort(`bp-${p}`, bootPort(p, H));
-          api.set(p, Date.now());
-        }));
+        await Promise.all(
+          batch.map(async (p) => {
+            await ctl.putPort(`bp-${p}`, bootPort(p, H));
+            api.set(p, Date.now());
+          }),
+        );
         await sleep(BOOT_PACE_MS);
       }
       // A host needs an address of a group from the moment both it and the host's first port of the group exist.
@@ -357,15 +419,19 @@ async function run(H: number, mode: Mode, store: StoreKind = STORES[0]!): Promis
           need(e, h, `p:bp-${p}`, api.get(p)!);
           firstOnHost.set(h, Math.min(firstOnHost.get(h) ?? Infinity, api.get(p)!));
         }
-        for (const [h, first] of firstOnHost) for (const q of members) need(e, h, `m:bg-${g}:${addr(100, q)}`, Math.max(first, api.get(q)!));
+        for (const [h, first] of firstOnHost)
+          for (const q of members) need(e, h, `m:bg-${g}:${addr(100, q)}`, Math.max(first, api.get(q)!));
       }
     });
     const booted = brokerMemory(vhost);
 
     // The big group: every host gets ports in it; its set must hold every member before the churn.
-    for (let j = 0; j < BIG; j += 200) await Promise.all(Array.from({ length: Math.min(200, BIG - j) }, (_, k) => ctl.putPort(`cp-${j + k}`, bigPort(j + k, H))));
+    for (let j = 0; j < BIG; j += 200)
+      await Promise.all(Array.from({ length: Math.min(200, BIG - j) }, (_, k) => ctl.putPort(`cp-${j + k}`, bigPort(j + k, H))));
     for (const t = Date.now(); Date.now() - t < CONVERGE_TIMEOUT_MS; await sleep(250)) {
-      const sizes = (await Promise.all(workers.map((w) => w.call<Record<string, number>>({ cmd: 'setSizes', key: '4:big' })))).flatMap((s) => Object.values(s));
+      const sizes = (await Promise.all(workers.map((w) => w.call<Record<string, number>>({ cmd: 'setSizes', key: '4:big' })))).flatMap(
+        (s) => Object.values(s),
+      );
       if (sizes.every((s) => s === BIG)) break;
     }
     const big = brokerMemory(vhost);
@@ -387,7 +453,10 @@ async function run(H: number, mode: Mode, store: StoreKind = STORES[0]!): Promis
     const rule = await measure(['r:'], RULE_CHANGES, async (e) => {
       for (let k = 0; k < RULE_CHANGES; k++) {
         const mark = 3000 + k;
-        await ctl.putGroup('big', true, [...bigRules, { id: 'mark', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: mark, portRangeMax: mark }]);
+        await ctl.putGroup('big', true, [
+          ...bigRules,
+          { id: 'mark', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: mark, portRangeMax: mark },
+        ]);
         const at = Date.now();
         for (const h of hosts) need(e, h, `r:${mark}`, at);
         if (k < RULE_CHANGES - 1) await sleep(RULE_PACE_MS);
@@ -429,18 +498,37 @@ function line(id: string, ours: number, base: number | undefined, unit: (n: numb
 
 function report(o: RunResult, b: RunResult | undefined): void {
   const H = o.H;
-  console.log(`# H=${H}: setup ${o.setupSeconds.toFixed(1)}s (${(o.setupSeconds * 1000 / H).toFixed(1)} ms/host), listen-backlog overflows ${o.overflows}, reconnects ${o.reconnects}, handler errors ${o.handlerErrors}; group bindings per host after boot ${o.bindingsPerHost.toFixed(1)}`);
+  console.log(
+    `# H=${H}: setup ${o.setupSeconds.toFixed(1)}s (${((o.setupSeconds * 1000) / H).toFixed(1)} ms/host), listen-backlog overflows ${o.overflows}, reconnects ${o.reconnects}, handler errors ${o.handlerErrors}; group bindings per host after boot ${o.bindingsPerHost.toFixed(1)}`,
+  );
   for (const w of WORKLOADS) {
     const x = o.workloads[w];
     const y = b?.workloads[w];
-    console.log(`# ${w}.${H}: ${x.changes} changes converged in ${x.seconds.toFixed(1)}s, ${x.lags.length} samples, ${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s, machine CPU ${(x.machineBusy * 100).toFixed(0)}% busy, simulated hosts ${x.agentCores.toFixed(2)} cores${y ? `; baseline ${y.seconds.toFixed(1)}s, ${y.lags.length} samples, ${y.missing} missing, ${y.loopDelayP99.toFixed(3)}s, ${(y.machineBusy * 100).toFixed(0)}%, ${y.agentCores.toFixed(2)} cores` : ''}`);
-    const kinds = (r: WorkloadResult) => Object.entries(r.byKind).map(([k, v]) => `${k}: p50=${median(v).toFixed(3)}s p99=${quantile(v, 0.99).toFixed(3)}s`).join(', ');
+    console.log(
+      `# ${w}.${H}: ${x.changes} changes converged in ${x.seconds.toFixed(1)}s, ${x.lags.length} samples, ${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s, machine CPU ${(x.machineBusy * 100).toFixed(0)}% busy, simulated hosts ${x.agentCores.toFixed(2)} cores${y ? `; baseline ${y.seconds.toFixed(1)}s, ${y.lags.length} samples, ${y.missing} missing, ${y.loopDelayP99.toFixed(3)}s, ${(y.machineBusy * 100).toFixed(0)}%, ${y.agentCores.toFixed(2)} cores` : ''}`,
+    );
+    const kinds = (r: WorkloadResult) =>
+      Object.entries(r.byKind)
+        .map(([k, v]) => `${k}: p50=${median(v).toFixed(3)}s p99=${quantile(v, 0.99).toFixed(3)}s`)
+        .join(', ');
     console.log(`# ${w}.${H} by kind (p: filter, m: member, r: rule): ${kinds(x)}${y ? `; baseline ${kinds(y)}` : ''}`);
     line(`${w}.bytes_per_host.${H}`, median(x.bytes), y && median(y.bytes), kib);
     line(`${w}.msgs_per_host.${H}`, median(x.messages), y && median(y.messages), count);
     line(`${w}.p50.${H}`, median(x.lags), y && median(y.lags), sec);
-    line(`${w}.p99.${H}`, quantile(x.lags, 0.99), y && quantile(y.lags, 0.99), sec, w !== 'boot' ? (quantile(x.lags, 0.99) <= 2 ? ' target<=2s met' : ' target<=2s MISSED') : '');
-    line(`${w}.p99_all.${H}`, quantile(x.lagsAll, 0.99), undefined, sec, ` (every host; the simulation's ${(x.agentCores).toFixed(2)} cores of agents on a ${(x.machineBusy * 100).toFixed(0)}% busy machine)`);
+    line(
+      `${w}.p99.${H}`,
+      quantile(x.lags, 0.99),
+      y && quantile(y.lags, 0.99),
+      sec,
+      w !== 'boot' ? (quantile(x.lags, 0.99) <= 2 ? ' target<=2s met' : ' target<=2s MISSED') : '',
+    );
+    line(
+      `${w}.p99_all.${H}`,
+      quantile(x.lagsAll, 0.99),
+      undefined,
+      sec,
+      ` (every host; the simulation's ${x.agentCores.toFixed(2)} cores of agents on a ${(x.machineBusy * 100).toFixed(0)}% busy machine)`,
+    );
     line(`${w}.agent_cpu_per_host.${H}`, x.agentCpu, y?.agentCpu, ms);
     line(`${w}.controller_cpu_per_change.${H}`, x.controllerCpu / x.changes, y && y.controllerCpu / y.changes, ms);
     line(`${w}.broker_cpu_per_change.${H}`, x.brokerCpu / x.changes, y && y.brokerCpu / y.changes, ms);
@@ -450,7 +538,8 @@ function report(o: RunResult, b: RunResult | undefined): void {
   const bm = b?.memory;
   const perQueue = (r: RunResult['memory']) => r.connected.queueMemory / Math.max(1, r.connected.queuesCounted);
   const perConn = (r: RunResult['memory']) => (r.connected.connections - r.before.connections) / H;
-  const perBinding = (r: RunResult['memory']) => (r.booted.mnesia - r.connected.mnesia) / Math.max(1, r.booted.bindings - r.connected.bindings);
+  const perBinding = (r: RunResult['memory']) =>
+    (r.booted.mnesia - r.connected.mnesia) / Math.max(1, r.booted.bindings - r.connected.bindings);
   const perHost = (r: RunResult['memory']) => (r.big.rss - r.before.rss) / H;
   line(`broker.queue_bytes.${H}`, perQueue(m), bm && perQueue(bm), kib);
   line(`broker.connection_bytes.${H}`, perConn(m), bm && perConn(bm), kib);
@@ -470,7 +559,10 @@ function reportStores(o: RunResult, b: RunResult, ours: StoreKind, base: StoreKi
         `${x.missing} missing, controller event-loop delay p99 ${x.loopDelayP99.toFixed(3)}s (${y.loopDelayP99.toFixed(3)}s), ` +
         `machine CPU ${busy(x)} busy (${busy(y)})`,
     );
-    for (const [q, name] of [[0.5, 'p50'], [0.99, 'p99']] as const) {
+    for (const [q, name] of [
+      [0.5, 'p50'],
+      [0.99, 'p99'],
+    ] as const) {
       const [a, c] = [quantile(x.lags, q), quantile(y.lags, q)];
       const target = name === 'p99' && w !== 'rule' ? (a <= 1.2 * c ? ' target<=1.2x met' : ' target<=1.2x MISSED') : '';
       console.log(`scale.store.${w}.${name}.${H} ours=${sec(a)} baseline=${sec(c)} ratio=${(c / a).toFixed(2)}${target}`);

@@ -20,16 +20,53 @@ const verifier = new MessageVerifier(new Keyring([dir]));
 
 const ip = (i: number) => `10.${60 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
 const shapes: { id: string; m: AnyMessage; ctx: SignedContext; n: number }[] = [
-  { id: 'delta1', m: { v: 1, type: 'group.members', groupId: 'default', baseRevision: 41, revision: 42, added: [ip(42)], removed: [], sentAt: Date.now() }, ctx: UPDATE_CONTEXT, n: 20_000 },
+  {
+    id: 'delta1',
+    m: {
+      v: 1,
+      type: 'group.members',
+      groupId: 'default',
+      baseRevision: 41,
+      revision: 42,
+      added: [ip(42)],
+      removed: [],
+      sentAt: Date.now(),
+    },
+    ctx: UPDATE_CONTEXT,
+    n: 20_000,
+  },
   {
     id: 'rules100',
-    m: { v: 1, type: 'group.rules', groupId: 'web', revision: 3, stateful: true, rules: Array.from({ length: 100 }, (_, i) => ({ id: `r${i}`, direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 6, portRangeMin: 1000 + i, portRangeMax: 1000 + i, remoteIpPrefix: `10.${i}.0.0/16`, remoteGroupId: null })) },
+    m: {
+      v: 1,
+      type: 'group.rules',
+      groupId: 'web',
+      revision: 3,
+      stateful: true,
+      rules: Array.from({ length: 100 }, (_, i) => ({
+        id: `r${i}`,
+        direction: 'ingress' as const,
+        ethertype: 'IPv4' as const,
+        protocol: 6,
+        portRangeMin: 1000 + i,
+        portRangeMax: 1000 + i,
+        remoteIpPrefix: `10.${i}.0.0/16`,
+        remoteGroupId: null,
+      })),
+    },
     ctx: UPDATE_CONTEXT,
     n: 5_000,
   },
   {
     id: 'reply50k',
-    m: { v: 1, type: 'sync.reply', part: 0, parts: 1, groups: [], members: [{ groupId: 'default', revision: 9, ips: Array.from({ length: 50_000 }, (_, i) => ip(i)) }] },
+    m: {
+      v: 1,
+      type: 'sync.reply',
+      part: 0,
+      parts: 1,
+      groups: [],
+      members: [{ groupId: 'default', revision: 9, ips: Array.from({ length: 50_000 }, (_, i) => ip(i)) }],
+    },
     ctx: { kind: 'reply', correlationId: '4f1c7e0e-8a51-4d8e-9a55-3f1f0c7d2b11' },
     n: 50,
   },
@@ -59,7 +96,9 @@ for (const s of shapes) {
     if (verifier.check(body, headers, s.ctx)) throw new Error('refused');
     decode(body, expect);
   });
-  console.log(`sign.${s.id} ours=${us(encodeSign)} baseline=${us(encodeOnly)} ratio=${(encodeOnly / encodeSign).toFixed(2)} (${body.length} bytes)`);
+  console.log(
+    `sign.${s.id} ours=${us(encodeSign)} baseline=${us(encodeOnly)} ratio=${(encodeOnly / encodeSign).toFixed(2)} (${body.length} bytes)`,
+  );
   console.log(`verify.${s.id} ours=${us(verifyDecode)} baseline=${us(decodeOnly)} ratio=${(decodeOnly / verifyDecode).toFixed(2)}`);
 }
 fs.rmSync(dir, { recursive: true, force: true });

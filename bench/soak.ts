@@ -28,9 +28,23 @@ const dataplane = process.env.SOAK_DATAPLANE ?? 'nftables';
       }),
     );
     await agentConnected(agent);
-    await ctl.call('PUT', '/groups/web', { rules: [{ id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }, { id: 'out', direction: 'egress', ethertype: 'IPv4' }] });
-    for (const [id, vm] of [['p1', a], ['p2', b]] as const) {
-      await ctl.call('PUT', `/ports/${id}`, { host: agent.host, device: vm.device, mac: vm.mac, fixedIps: [vm.ip4], securityGroups: ['web'] });
+    await ctl.call('PUT', '/groups/web', {
+      rules: [
+        { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
+        { id: 'out', direction: 'egress', ethertype: 'IPv4' },
+      ],
+    });
+    for (const [id, vm] of [
+      ['p1', a],
+      ['p2', b],
+    ] as const) {
+      await ctl.call('PUT', `/ports/${id}`, {
+        host: agent.host,
+        device: vm.device,
+        mac: vm.mac,
+        fixedIps: [vm.ip4],
+        securityGroups: ['web'],
+      });
     }
     await waitFor('both ports filtered', async () => (await agent.status()).ports.filter((p) => p.inKernel).length === 2);
     const end = Date.now() + minutes * 60_000;
@@ -38,7 +52,13 @@ const dataplane = process.env.SOAK_DATAPLANE ?? 'nftables';
     let changes = 0;
     while (Date.now() < end) {
       // A member elsewhere comes and goes once a minute.
-      await ctl.call('PUT', '/ports/elsewhere', { host: 'other-host', device: 'tap9', mac: '02:00:00:00:00:99', fixedIps: [`10.100.9.${(changes % 200) + 1}`], securityGroups: ['web'] });
+      await ctl.call('PUT', '/ports/elsewhere', {
+        host: 'other-host',
+        device: 'tap9',
+        mac: '02:00:00:00:00:99',
+        fixedIps: [`10.100.9.${(changes % 200) + 1}`],
+        securityGroups: ['web'],
+      });
       changes++;
       if (!reconnected && Date.now() > end - (minutes * 60_000) / 2) {
         closeConnections(bed.vhost, `sg-agent ${agent.host}`);

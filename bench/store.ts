@@ -246,7 +246,10 @@ async function failover(): Promise<number[]> {
 }
 
 (async () => {
-  const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
   const runs = `serial=${SERIAL} concurrent=${CONCURRENT} clients=${CLIENTS} failover runs=${FAILOVER_RUNS}`;
   console.log(`# bench:store ${runs} (${os.cpus().length} cpus, load ${load})`);
   if (PARTS.includes('latency')) {

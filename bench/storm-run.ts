@@ -21,8 +21,14 @@ export const ip = (i: number) => `10.${60 + (i >> 16)}.${(i >> 8) & 255}.${i & 2
 export const hostName = (h: number) => `storm-${tag}-${h}`;
 export function port(i: number): Port {
   return {
-    id: `sp-${i}`, host: hostName(i % HOSTS), device: `tap${i}`, mac: `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
-    fixedIps: [ip(i)], allowedAddressPairs: [], securityGroups: ['default'], portSecurityEnabled: true,
+    id: `sp-${i}`,
+    host: hostName(i % HOSTS),
+    device: `tap${i}`,
+    mac: `02:00:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+    fixedIps: [ip(i)],
+    allowedAddressPairs: [],
+    securityGroups: ['default'],
+    portSecurityEnabled: true,
   };
 }
 /** The port deleted after a storm of `ports`: the last one created that is not on the first host
@@ -82,7 +88,13 @@ export async function vhost(name: string): Promise<string> {
 }
 
 export interface Run {
-  bytes: number[]; cpu: number[]; children: number[]; lag: number[]; restores?: number[]; applies?: number[]; messages?: number[];
+  bytes: number[];
+  cpu: number[];
+  children: number[];
+  lag: number[];
+  restores?: number[];
+  applies?: number[];
+  messages?: number[];
   /** CPU seconds of the central parts during the storm: the controller (this process, which also
    *  drives the storm, from the first create to its relay drained) and the RabbitMQ node (to the last
    *  agent converged). */
@@ -123,21 +135,72 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
       const ns = `sgst-${tag}-${h}`;
       spawnSync('ip', ['netns', 'add', ns]);
       const metrics = `127.0.0.1:${19500 + h}`;
-      const child = spawn(process.execPath, [...(h === 0 && process.env.STORM_PROF ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir=/tmp/prof'] : []), ...(h === 0 && process.env.STORM_AGENT0_FLAGS ? process.env.STORM_AGENT0_FLAGS.split(' ') : []), '--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'run'], {
-        env: { ...process.env, SG_AGENT_HOST: hostName(h), SG_AMQP_URL: url, SG_TRUSTED_KEYS: keys.publicKeyFile, SG_NETNS: `/var/run/netns/${ns}`, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'error', SG_RECONCILE_INTERVAL_MS: '0', SG_DATAPLANE: dataplane },
-        stdio: ['ignore', h === 0 && process.env.STORM_AGENT0_FLAGS ? 'inherit' : 'ignore', 'inherit'],
-      });
+      const child = spawn(
+        process.execPath,
+        [
+          ...(h === 0 && process.env.STORM_PROF ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir=/tmp/prof'] : []),
+          ...(h === 0 && process.env.STORM_AGENT0_FLAGS ? process.env.STORM_AGENT0_FLAGS.split(' ') : []),
+          '--import',
+          'tsx',
+          path.join(repo, 'src/cli/sg-agent.ts'),
+          'run',
+        ],
+        {
+          env: {
+            ...process.env,
+            SG_AGENT_HOST: hostName(h),
+            SG_AMQP_URL: url,
+            SG_TRUSTED_KEYS: keys.publicKeyFile,
+            SG_NETNS: `/var/run/netns/${ns}`,
+            SG_METRICS_LISTEN: metrics,
+            SG_LOG_LEVEL: 'error',
+            SG_RECONCILE_INTERVAL_MS: '0',
+            SG_DATAPLANE: dataplane,
+          },
+          stdio: ['ignore', h === 0 && process.env.STORM_AGENT0_FLAGS ? 'inherit' : 'ignore', 'inherit'],
+        },
+      );
       procs.push({ child, metrics, ns });
     }
-    const status = async (m: string) => (await (await fetch(`http://${m}/status`)).json()) as { connected: boolean; sets: { size: number }[]; engine: { restores: number; applies: number } };
-    for (const p of procs) for (;;) { if (await status(p.metrics).then((s) => s.connected, () => false)) break; await new Promise((r) => setTimeout(r, 100)); }
+    const status = async (m: string) =>
+      (await (await fetch(`http://${m}/status`)).json()) as {
+        connected: boolean;
+        sets: { size: number }[];
+        engine: { restores: number; applies: number };
+      };
+    for (const p of procs)
+      for (;;) {
+        if (
+          await status(p.metrics).then(
+            (s) => s.connected,
+            () => false,
+          )
+        )
+          break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     // Start-up done before the storm: the first apply (nftables: its tables) and the sweep after it
     // (which also asks the other backend for objects to remove) are not the storm's work.
-    for (const p of procs) for (;;) { if (await status(p.metrics).then((s) => s.engine.applies >= 1, () => false)) break; await new Promise((r) => setTimeout(r, 100)); }
+    for (const p of procs)
+      for (;;) {
+        if (
+          await status(p.metrics).then(
+            (s) => s.engine.applies >= 1,
+            () => false,
+          )
+        )
+          break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     await new Promise((r) => setTimeout(r, 1000));
-    const metric = async (m: string, name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`http://${m}/metrics`)).text())?.[1] ?? 0);
+    const metric = async (m: string, name: string) =>
+      Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`http://${m}/metrics`)).text())?.[1] ?? 0);
     const bytes0 = await Promise.all(procs.map((p) => metric(p.metrics, 'sg_agent_bytes_received_total')));
-    const messagesOf = async (m: string) => [...(await (await fetch(`http://${m}/metrics`)).text()).matchAll(/^sg_agent_messages_total\{type="([^"]+)"\} (\d+)/gm)].reduce((a, x) => a + Number(x[2]), 0);
+    const messagesOf = async (m: string) =>
+      [...(await (await fetch(`http://${m}/metrics`)).text()).matchAll(/^sg_agent_messages_total\{type="([^"]+)"\} (\d+)/gm)].reduce(
+        (a, x) => a + Number(x[2]),
+        0,
+      );
     const messages0 = await Promise.all(procs.map((p) => messagesOf(p.metrics)));
     const engine0 = await Promise.all(procs.map(async (p) => (await status(p.metrics)).engine));
     const cpu0 = procs.map((p) => cpuSeconds(p.child.pid!));
@@ -156,15 +219,17 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
     const done: number[] = procs.map(() => 0);
     const cpuDone: { self: number; children: number }[] = [];
     while (done.some((d) => !d)) {
-      await Promise.all(procs.map(async (p, i) => {
-        if (done[i]) return;
-        const s = await status(p.metrics);
-        if (s.sets.some((x) => x.size === ports)) {
-          done[i] = Date.now();
-          // Read as soon as it converged: the polls and metric reads that follow are the benchmark's.
-          cpuDone[i] = cpuSplit(p.child.pid!);
-        }
-      }));
+      await Promise.all(
+        procs.map(async (p, i) => {
+          if (done[i]) return;
+          const s = await status(p.metrics);
+          if (s.sets.some((x) => x.size === ports)) {
+            done[i] = Date.now();
+            // Read as soon as it converged: the polls and metric reads that follow are the benchmark's.
+            cpuDone[i] = cpuSplit(p.child.pid!);
+          }
+        }),
+      );
       if (Date.now() - tLast > 120_000) throw new Error('storm: agents did not converge in 2 minutes');
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -173,7 +238,8 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
     const messages = await Promise.all(procs.map((p, i) => messagesOf(p.metrics).then((n) => n - messages0[i]!)));
     if (process.env.STORM_THREADS) {
       const t1 = threadCpu(procs[0]!.child.pid!);
-      for (const [tid, v] of t1) console.log(`thread ${tid} cpu=${(v - (threads0.get(tid) ?? 0)).toFixed(3)}s${threads0.has(tid) ? '' : ' (new)'}`);
+      for (const [tid, v] of t1)
+        console.log(`thread ${tid} cpu=${(v - (threads0.get(tid) ?? 0)).toFixed(3)}s${threads0.has(tid) ? '' : ' (new)'}`);
     }
     const engine1 = await Promise.all(procs.map(async (p) => (await status(p.metrics)).engine));
     /** One port (not on the first host) deleted after the storm: each agent's CPU over a window of
@@ -193,15 +259,17 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
       await ctl.flush();
       await new Promise((r) => setTimeout(r, DELETE_WINDOW_MS - (Date.now() - t0)));
       const after: number[] = [];
-      await Promise.all(procs.map(async (p, i) => {
-        for (;;) {
-          // Read before the poll that finds it converged: the poll is the benchmark's cost.
-          const cpu = preciseCpuSeconds(p.child.pid!) - idleRate[i]! * (Date.now() - t0);
-          if ((await status(p.metrics)).sets.some((x) => x.size === ports - 1)) return void (after[i] = cpu);
-          if (Date.now() - t0 > 120_000) throw new Error('storm: an agent did not lose the deleted member in 2 minutes');
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }));
+      await Promise.all(
+        procs.map(async (p, i) => {
+          for (;;) {
+            // Read before the poll that finds it converged: the poll is the benchmark's cost.
+            const cpu = preciseCpuSeconds(p.child.pid!) - idleRate[i]! * (Date.now() - t0);
+            if ((await status(p.metrics)).sets.some((x) => x.size === ports - 1)) return void (after[i] = cpu);
+            if (Date.now() - t0 > 120_000) throw new Error('storm: an agent did not lose the deleted member in 2 minutes');
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }),
+      );
       return procs.map((_, i) => after[i]! - before[i]!);
     };
     return {
@@ -229,4 +297,3 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
     (await benchBroker()).dropVhost(`sgstorm-${tag}`);
   }
 }
-

@@ -29,16 +29,50 @@ import { encode } from '../src/protocol/messages.js';
 import type { Port } from '../src/domain/model.js';
 import { benchBroker } from './broker.js';
 import {
-  cpuSeconds, cpuSplit, defaultRules, HOSTS, hostName, ip, kb, line, median, ours, p99, pace, port, PORTS, repo, sec, tag, vhost, type Run,
+  cpuSeconds,
+  cpuSplit,
+  defaultRules,
+  HOSTS,
+  hostName,
+  ip,
+  kb,
+  line,
+  median,
+  ours,
+  p99,
+  pace,
+  port,
+  PORTS,
+  repo,
+  sec,
+  tag,
+  vhost,
+  type Run,
 } from './storm-run.js';
 
 /** A device of Neutron's security_group_rules_for_devices reply, with `members` in the default group. */
 function legacyDevice(d: Port, members: string[]): { device: string } & Record<string, unknown> {
   return {
-    device: d.device, id: d.id, mac_address: d.mac, fixed_ips: d.fixedIps, security_groups: d.securityGroups,
-    security_group_source_groups: d.securityGroups, network_id: 'net-storm', device_owner: 'compute:nova', allowed_address_pairs: [],
+    device: d.device,
+    id: d.id,
+    mac_address: d.mac,
+    fixed_ips: d.fixedIps,
+    security_groups: d.securityGroups,
+    security_group_source_groups: d.securityGroups,
+    network_id: 'net-storm',
+    device_owner: 'compute:nova',
+    allowed_address_pairs: [],
     security_group_rules: [
-      ...members.map((m) => ({ direction: 'ingress', ethertype: 'IPv4', protocol: null, port_range_min: null, port_range_max: null, source_ip_prefix: `${m}/32`, security_group_id: 'default', remote_group_id: 'default' })),
+      ...members.map((m) => ({
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: null,
+        port_range_min: null,
+        port_range_max: null,
+        source_ip_prefix: `${m}/32`,
+        security_group_id: 'default',
+        remote_group_id: 'default',
+      })),
       { direction: 'egress', ethertype: 'IPv4', security_group_id: 'default' },
       { direction: 'egress', ethertype: 'IPv6', security_group_id: 'default' },
     ],
@@ -87,7 +121,10 @@ async function baselineServer(ch: amqp.Channel, kind: BaselineAgent['kind'], por
     await ch.consume('base.rpc', (m) => {
       if (!m) return;
       const req = JSON.parse(m.content.toString()) as { host: string };
-      const reply = neutronReply(ports.filter((p) => p.host === req.host), members());
+      const reply = neutronReply(
+        ports.filter((p) => p.host === req.host),
+        members(),
+      );
       ch.sendToQueue(m.properties.replyTo as string, reply, { correlationId: m.properties.correlationId as string });
       ch.ack(m);
     });
@@ -109,7 +146,10 @@ async function baselineServer(ch: amqp.Channel, kind: BaselineAgent['kind'], por
   await ch.consume('q-plugin', (m) => {
     if (!m) return;
     const call = JSON.parse((JSON.parse(m.content.toString()) as { 'oslo.message': string })['oslo.message']) as {
-      method: string; args: { host?: string; devices?: string[] }; _msg_id: string; _reply_q: string;
+      method: string;
+      args: { host?: string; devices?: string[] };
+      _msg_id: string;
+      _reply_q: string;
     };
     let result: unknown;
     let host = '';
@@ -132,8 +172,12 @@ async function baselineServer(ch: amqp.Channel, kind: BaselineAgent['kind'], por
   return {
     announce: () => {
       const body = envelope({
-        method: 'security_groups_member_updated', args: { security_groups: ['default'] }, namespace: null, version: '1.1',
-        _unique_id: randomBytes(16).toString('hex'), _context_is_admin: true,
+        method: 'security_groups_member_updated',
+        args: { security_groups: ['default'] },
+        namespace: null,
+        version: '1.1',
+        _unique_id: randomBytes(16).toString('hex'),
+        _context_is_admin: true,
       });
       for (let h = 0; h < HOSTS; h++) count(hostName(h), body.length);
       ch.publish(fanout, '', body, opts);
@@ -148,14 +192,21 @@ async function baseline(agent: BaselineAgent): Promise<Run> {
   const ch = await conn.createChannel();
   const ports: Port[] = [];
   const server = await baselineServer(ch, agent.kind, ports);
-  const agents: { child: ChildProcess; ns: string; last: { applied: number; bytes: number; at: number; cpu: { self: number; children: number } } }[] = [];
+  const agents: {
+    child: ChildProcess;
+    ns: string;
+    last: { applied: number; bytes: number; at: number; cpu: { self: number; children: number } };
+  }[] = [];
   // The Neutron agents' lock files (bench/neutron-agent.py), removed with the run.
   const locks = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-storm-locks-'));
   try {
     for (let h = 0; h < HOSTS; h++) {
       const ns = `sgsb-${tag}-${h}`;
       spawnSync('ip', ['netns', 'add', ns]);
-      const argv = agent.kind === 'neutron' ? [agent.python, path.join(repo, 'bench/neutron-agent.py')] : [process.execPath, '--import', 'tsx', path.join(repo, 'bench/baseline-agent.ts')];
+      const argv =
+        agent.kind === 'neutron'
+          ? [agent.python, path.join(repo, 'bench/neutron-agent.py')]
+          : [process.execPath, '--import', 'tsx', path.join(repo, 'bench/baseline-agent.ts')];
       const child = spawn(argv[0]!, argv.slice(1), {
         env: { ...process.env, BASE_HOST: hostName(h), BASE_AMQP_URL: url, BASE_NETNS: ns, BASE_LOCK_DIR: locks },
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -216,15 +267,23 @@ function neutronPython(): string | null {
     const python = neutronPython();
     if (!python) throw new Error('storm: bench/neutron-venv.sh failed');
     const n = await baseline({ kind: 'neutron', python });
-    console.log(`storm.neutron bytes=${kb(median(n.bytes))} cpu=${sec(median(n.cpu))} children=${sec(median(n.children))} p99=${sec(p99(n.lag))} ports=${PORTS}`);
+    console.log(
+      `storm.neutron bytes=${kb(median(n.bytes))} cpu=${sec(median(n.cpu))} children=${sec(median(n.children))} p99=${sec(p99(n.lag))} ports=${PORTS}`,
+    );
     return;
   }
   const which_ours = process.env.STORM_DATAPLANE;
   const o = which_ours === 'nftables' ? undefined : await ours('iptables');
   const on = which_ours === 'iptables' ? undefined : await ours('nftables');
   if (process.env.STORM_ONLY === 'ours') {
-    for (const [dp, r] of [['iptables', o], ['nftables', on]] as const) {
-      if (r) console.log(`storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)} messages=${median(r.messages!)} ports=${PORTS}`);
+    for (const [dp, r] of [
+      ['iptables', o],
+      ['nftables', on],
+    ] as const) {
+      if (r)
+        console.log(
+          `storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)} messages=${median(r.messages!)} ports=${PORTS}`,
+        );
     }
     return;
   }
@@ -234,13 +293,39 @@ function neutronPython(): string | null {
   const b = python ? await baseline({ kind: 'neutron', python }) : e;
   if (!python) console.log('storm: Neutron baseline unavailable (bench/neutron-venv.sh failed); the emulation stands in');
   const which = python ? 'neutron' : 'emulated';
-  line('storm.bytes', median(o.bytes), median(b.bytes), kb, median(b.bytes) / median(o.bytes) >= 50 ? ' target>=50x met' : ' target>=50x MISSED');
-  line('storm.cpu', median(o.cpu), median(b.cpu), sec, `${median(b.cpu) / median(o.cpu) >= 20 ? ' target>=20x met' : ' target>=20x MISSED'} (baseline: ${which})`);
+  line(
+    'storm.bytes',
+    median(o.bytes),
+    median(b.bytes),
+    kb,
+    median(b.bytes) / median(o.bytes) >= 50 ? ' target>=50x met' : ' target>=50x MISSED',
+  );
+  line(
+    'storm.cpu',
+    median(o.cpu),
+    median(b.cpu),
+    sec,
+    `${median(b.cpu) / median(o.cpu) >= 20 ? ' target>=20x met' : ' target>=20x MISSED'} (baseline: ${which})`,
+  );
   console.log(`storm.cpu.children ours=${sec(median(o.children))} baseline=${sec(median(b.children))} (iptables tools run by the agents)`);
   line('storm.p99', p99(o.lag), p99(b.lag), sec, `${p99(o.lag) <= 2 ? ' target<=2s met' : ' target<=2s MISSED'} (baseline: ${which})`);
-  line('storm.cpu.nftables', median(on.cpu), median(b.cpu), sec, `${median(b.cpu) / median(on.cpu) >= 50 ? ' target>=50x met' : ' target>=50x MISSED'} (dataplane=nftables; baseline: ${which})`);
-  console.log(`storm.cpu.nftables.children ours=${sec(median(on.children))} baseline=${sec(median(b.children))} restores=${median(on.restores!)} applies=${median(on.applies!)} (processes run by the agents; nf_tables transactions instead of restores)`);
-  line('storm.p99.nftables', p99(on.lag), p99(b.lag), sec, `${p99(on.lag) <= 0.5 ? ' target<=0.5s met' : ' target<=0.5s MISSED'} (dataplane=nftables, no structural pacing; baseline: ${which})`);
+  line(
+    'storm.cpu.nftables',
+    median(on.cpu),
+    median(b.cpu),
+    sec,
+    `${median(b.cpu) / median(on.cpu) >= 50 ? ' target>=50x met' : ' target>=50x MISSED'} (dataplane=nftables; baseline: ${which})`,
+  );
+  console.log(
+    `storm.cpu.nftables.children ours=${sec(median(on.children))} baseline=${sec(median(b.children))} restores=${median(on.restores!)} applies=${median(on.applies!)} (processes run by the agents; nf_tables transactions instead of restores)`,
+  );
+  line(
+    'storm.p99.nftables',
+    p99(on.lag),
+    p99(b.lag),
+    sec,
+    `${p99(on.lag) <= 0.5 ? ' target<=0.5s met' : ' target<=0.5s MISSED'} (dataplane=nftables, no structural pacing; baseline: ${which})`,
+  );
   if (python) {
     line('storm.cpu.emulated', median(o.cpu), median(e.cpu), sec, ' (the JavaScript emulation of the baseline, a lower bound)');
     console.log(`storm.cpu.emulated.children ours=${sec(median(o.children))} baseline=${sec(median(e.children))}`);

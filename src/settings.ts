@@ -49,7 +49,11 @@ export function setting(kind: Kind, o: { env?: string; to?: string; check?: (v: 
 
 /** A string setting with a fixed set of values. */
 export function oneOf(values: readonly string[], o: { env?: string; to?: string } = {}): Setting {
-  return setting('string', { ...o, check: (v: string) => (values.includes(v) ? undefined : `must be ${values.slice(0, -1).join(', ')} or ${values.at(-1)}, not ${JSON.stringify(v)}`) });
+  return setting('string', {
+    ...o,
+    check: (v: string) =>
+      values.includes(v) ? undefined : `must be ${values.slice(0, -1).join(', ')} or ${values.at(-1)}, not ${JSON.stringify(v)}`,
+  });
 }
 
 /** pino's levels, checked before a logger is made of them (pino would throw its own stack). */
@@ -122,10 +126,13 @@ export function describeFsError(e: unknown): string {
 export function listenError(settingName: string, address: string, e: unknown): ConfigError {
   const code = (e as NodeJS.ErrnoException).code;
   const why =
-    code === 'EADDRINUSE' ? 'address already in use'
-    : code === 'EADDRNOTAVAIL' ? 'no such local address'
-    : code === 'EACCES' ? `permission denied (this process runs as uid ${process.getuid?.()})`
-    : (e as Error).message;
+    code === 'EADDRINUSE'
+      ? 'address already in use'
+      : code === 'EADDRNOTAVAIL'
+        ? 'no such local address'
+        : code === 'EACCES'
+          ? `permission denied (this process runs as uid ${process.getuid?.()})`
+          : (e as Error).message;
   return new ConfigError(`${settingName} ${address}: ${why}`);
 }
 
@@ -150,14 +157,16 @@ function walk(root: Section, section: Section, obj: Record<string, unknown>, at:
     const known = Object.hasOwn(section, key) ? section[key] : undefined;
     if (!known) throw new ConfigError(`config file ${file}: unknown key ${JSON.stringify(name)}${suggestion(keyPath, root, section, at)}`);
     if (!(known instanceof Setting)) {
-      if (!isObject(v)) throw new ConfigError(`config file ${file}: ${name} must be an object (${Object.keys(known).join(', ')}), not ${describe(v)}`);
+      if (!isObject(v))
+        throw new ConfigError(`config file ${file}: ${name} must be an object (${Object.keys(known).join(', ')}), not ${describe(v)}`);
       walk(root, known, v, keyPath, file, out);
       continue;
     }
     const value = fromFile(known, v, path.dirname(file), () => `config file ${file}: ${name}`);
     refuse(known, value, `config file ${file}: ${name}`);
     const target = known.to ?? key;
-    if (target in out.values) throw new ConfigError(`config file ${file}: ${name} and ${out.from[target]!.split(' ')[0]} set the same thing; keep one`);
+    if (target in out.values)
+      throw new ConfigError(`config file ${file}: ${name} and ${out.from[target]!.split(' ')[0]} set the same thing; keep one`);
     out.values[target] = value;
     out.from[target] = `${name} in ${file}`;
   }
@@ -199,7 +208,10 @@ function fromEnv(s: Setting, raw: string): unknown {
       throw new ConfigError(`${s.env} must be true or false (1/0, yes/no), not ${JSON.stringify(raw)}`);
     case 'strings':
     case 'paths':
-      return raw.split(',').map((p) => p.trim()).filter(Boolean);
+      return raw
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean);
   }
 }
 

@@ -6,18 +6,37 @@ import test from 'ava';
 import { AgentMetrics } from '../src/agent/metrics.js';
 import type { EngineStats, FirewallEngine } from '../src/firewall/engine.js';
 
-const ENGINE_TOTALS = ['sg_agent_set_operations_total', 'sg_agent_chain_restores_total', 'sg_agent_drift_repaired_total', 'sg_agent_apply_errors_total', 'sg_agent_conntrack_deleted_total'];
+const ENGINE_TOTALS = [
+  'sg_agent_set_operations_total',
+  'sg_agent_chain_restores_total',
+  'sg_agent_drift_repaired_total',
+  'sg_agent_apply_errors_total',
+  'sg_agent_conntrack_deleted_total',
+];
 
 const stats = (n: number, quarantined = 0): EngineStats => ({
-  applies: n, applyErrors: n, setSyncs: n, setDeltas: n, restores: n, repairs: n, conntrackDeleted: n, rejectedInput: 0, quarantined,
+  applies: n,
+  applyErrors: n,
+  setSyncs: n,
+  setDeltas: n,
+  restores: n,
+  repairs: n,
+  conntrackDeleted: n,
+  rejectedInput: 0,
+  quarantined,
 });
 
-test('the engine\'s counts are counters that follow it, and a new engine\'s count adds to them (unit)', async (t) => {
+test("the engine's counts are counters that follow it, and a new engine's count adds to them (unit)", async (t) => {
   let engine: { stats: EngineStats } | undefined;
   const m = new AgentMetrics(() => engine as FirewallEngine | undefined);
   const read = async () => {
     const text = await m.registry.metrics();
-    return Object.fromEntries(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => [l.split(' ')[0]!, Number(l.split(' ')[1])]));
+    return Object.fromEntries(
+      text
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .map((l) => [l.split(' ')[0]!, Number(l.split(' ')[1])]),
+    );
   };
   const text = await m.registry.metrics();
   for (const name of ENGINE_TOTALS) t.regex(text, new RegExp(`^# TYPE ${name} counter$`, 'm'), name);

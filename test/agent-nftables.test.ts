@@ -68,57 +68,66 @@ async function filtered(agent: AgentProc, ids: string[]): Promise<void> {
 }
 
 for (const mode of ['bridged', 'routed'] as const) {
-  kernelTest.serial(`nftables, ${mode}: start-up, the first port, full syncs with no change and a reconnect make no failed apply`, async (t) => {
-    const bed = await testBed(t, { topology: mode === 'bridged', prefix: 'sgnft' });
-    const { ns, vms } = host(t, bed, mode);
-    const [vm1, vm2] = [vms[0]!, vms[1]!];
-    const ctl = bed.track(await startController({ amqpUrl: bed.vhost.url(), key: bed.key, token: bed.token, dataDir: bed.dataDir }));
-    const agent = bed.track(
-      await startAgent({
-        host: `nft-${mode}-${bed.vhost.name}`,
-        amqpUrl: bed.vhost.url(),
-        trustedKeys: bed.key.publicKeyFile,
-        netns: ns.path,
-        // Full syncs every few hundred milliseconds: each one with nothing to change.
-        env: { SG_DATAPLANE: 'nftables', SG_FIREWALL_MODE: mode, SG_FULL_SYNC_INTERVAL_MS: '300', SG_RECONCILE_INTERVAL_MS: '1000' },
-      }),
-    );
-    await agentConnected(agent);
-    t.is(await applyErrors(agent), 0, 'start-up with no port');
+  kernelTest.serial(
+    `nftables, ${mode}: start-up, the first port, full syncs with no change and a reconnect make no failed apply`,
+    async (t) => {
+      const bed = await testBed(t, { topology: mode === 'bridged', prefix: 'sgnft' });
+      const { ns, vms } = host(t, bed, mode);
+      const [vm1, vm2] = [vms[0]!, vms[1]!];
+      const ctl = bed.track(await startController({ amqpUrl: bed.vhost.url(), key: bed.key, token: bed.token, dataDir: bed.dataDir }));
+      const agent = bed.track(
+        await startAgent({
+          host: `nft-${mode}-${bed.vhost.name}`,
+          amqpUrl: bed.vhost.url(),
+          trustedKeys: bed.key.publicKeyFile,
+          netns: ns.path,
+          // Full syncs every few hundred milliseconds: each one with nothing to change.
+          env: { SG_DATAPLANE: 'nftables', SG_FIREWALL_MODE: mode, SG_FULL_SYNC_INTERVAL_MS: '300', SG_RECONCILE_INTERVAL_MS: '1000' },
+        }),
+      );
+      await agentConnected(agent);
+      t.is(await applyErrors(agent), 0, 'start-up with no port');
 
-    // The first port of the host, in a group of its own making.
-    await ctl.call('PUT', '/groups/web', { rules: rulesOf(false) });
-    await putPort(ctl, agent, 'p1', vm1);
-    await filtered(agent, ['p1']);
-    const oracle = new Oracle('nftables', ns);
-    t.true(oracle.hasPortChains('p1'), "the first port's chains are in the kernel");
-    t.is(await applyErrors(agent), 0, 'the first port');
+      // The first port of the host, in a group of its own making.
+      await ctl.call('PUT', '/groups/web', { rules: rulesOf(false) });
+      await putPort(ctl, agent, 'p1', vm1);
+      await filtered(agent, ['p1']);
+      const oracle = new Oracle('nftables', ns);
+      t.true(oracle.hasPortChains('p1'), "the first port's chains are in the kernel");
+      t.is(await applyErrors(agent), 0, 'the first port');
 
-    // A second port, and the group admitting its own members: they reach each other.
-    await putPort(ctl, agent, 'p2', vm2);
-    await ctl.call('PUT', '/groups/web', { rules: rulesOf(true) });
-    await filtered(agent, ['p1', 'p2']);
-    const members = () => [...(oracle.setMembers('web', 4) ?? [])];
-    await waitFor('both addresses in the set', () => [vm1.ip4, vm2.ip4].every((ip) => members().some((m) => m === ip || m.startsWith(`${ip}/`))));
-    await waitFor('vm1 reaches vm2', () => vm1.ping(vm2.ip4));
+      // A second port, and the group admitting its own members: they reach each other.
+      await putPort(ctl, agent, 'p2', vm2);
+      await ctl.call('PUT', '/groups/web', { rules: rulesOf(true) });
+      await filtered(agent, ['p1', 'p2']);
+      const members = () => [...(oracle.setMembers('web', 4) ?? [])];
+      await waitFor('both addresses in the set', () =>
+        [vm1.ip4, vm2.ip4].every((ip) => members().some((m) => m === ip || m.startsWith(`${ip}/`))),
+      );
+      await waitFor('vm1 reaches vm2', () => vm1.ping(vm2.ip4));
 
-    // Full syncs that change nothing.
-    const syncs = await agent.metric('sg_agent_resyncs_total{scope="host"}');
-    await waitFor('five more full syncs', async () => (await agent.metric('sg_agent_resyncs_total{scope="host"}')) >= syncs + 5);
-    t.is(await applyErrors(agent), 0, 'full syncs with no change');
+      // Full syncs that change nothing.
+      const syncs = await agent.metric('sg_agent_resyncs_total{scope="host"}');
+      await waitFor('five more full syncs', async () => (await agent.metric('sg_agent_resyncs_total{scope="host"}')) >= syncs + 5);
+      t.is(await applyErrors(agent), 0, 'full syncs with no change');
 
-    // A reconnect: a full sync on the new session, again with nothing to change.
-    t.true(closeConnections(bed.vhost, `sg-agent ${agent.host}`) >= 1, 'the agent connection was found and closed');
-    await waitFor('reconnected', async () => (await agent.metric('sg_agent_reconnects_total')) >= 1);
-    await agentConnected(agent);
-    const after = await agent.metric('sg_agent_resyncs_total{scope="host"}');
-    await waitFor('a full sync after the reconnect', async () => (await agent.metric('sg_agent_resyncs_total{scope="host"}')) > after);
+      // A reconnect: a full sync on the new session, again with nothing to change.
+      t.true(closeConnections(bed.vhost, `sg-agent ${agent.host}`) >= 1, 'the agent connection was found and closed');
+      await waitFor('reconnected', async () => (await agent.metric('sg_agent_reconnects_total')) >= 1);
+      await agentConnected(agent);
+      const after = await agent.metric('sg_agent_resyncs_total{scope="host"}');
+      await waitFor('a full sync after the reconnect', async () => (await agent.metric('sg_agent_resyncs_total{scope="host"}')) > after);
 
-    // A revocation after all that is in the kernel with the next apply: nothing is held back.
-    await ctl.call('PUT', '/groups/web', { rules: rulesOf(false) });
-    await waitFor('the revocation in the kernel', () => !oracle.rules().includes(oracle.setName('web', 4)));
-    t.false(vm1.ping(vm2.ip4), 'the revoked rule admits nothing');
-    t.is(await applyErrors(agent), 0, 'no apply failed at any point');
-    t.deepEqual((await agent.status()).ports.filter((p) => !p.inKernel), [], 'every port filtered');
-  });
+      // A revocation after all that is in the kernel with the next apply: nothing is held back.
+      await ctl.call('PUT', '/groups/web', { rules: rulesOf(false) });
+      await waitFor('the revocation in the kernel', () => !oracle.rules().includes(oracle.setName('web', 4)));
+      t.false(vm1.ping(vm2.ip4), 'the revoked rule admits nothing');
+      t.is(await applyErrors(agent), 0, 'no apply failed at any point');
+      t.deepEqual(
+        (await agent.status()).ports.filter((p) => !p.inKernel),
+        [],
+        'every port filtered',
+      );
+    },
+  );
 }

@@ -9,7 +9,18 @@ import { brokerTest, kernelTest } from './helpers/gate.js';
 import { brokerUser } from './helpers/broker.js';
 import { startController, startAgent, agentConnected, testBed } from './helpers/sg.js';
 import { waitFor } from './helpers/wait.js';
-import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, groupKey, HOST_EXCHANGE, hostKey, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_ROUTING_KEY } from '../src/protocol/routing.js';
+import {
+  agentQueue,
+  DEAD_LETTER_EXCHANGE,
+  DEAD_LETTER_QUEUE,
+  GROUP_EXCHANGE,
+  groupKey,
+  HOST_EXCHANGE,
+  hostKey,
+  SYNC_EXCHANGE,
+  SYNC_QUEUE,
+  SYNC_ROUTING_KEY,
+} from '../src/protocol/routing.js';
 import { agentPermissions } from '../src/protocol/permissions.js';
 
 /** Runs one operation on a fresh channel of `url`; whether the broker allowed it (a refusal closes the
@@ -48,13 +59,23 @@ brokerTest.serial("an agent's broker user reaches its own queue and the sync exc
   const queueArgs = { durable: true, arguments: { 'x-expires': 60_000, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } };
 
   // What an agent does, each with its own user.
-  for (const [user, q, host] of [[a, qa, hostA], [b, qb, hostB]] as const) {
+  for (const [user, q, host] of [
+    [a, qa, hostA],
+    [b, qb, hostB],
+  ] as const) {
     t.true(await allowed(user.url, (ch) => ch.checkExchange(GROUP_EXCHANGE)), 'check an exchange exists');
     t.true(await allowed(user.url, (ch) => ch.assertQueue(q, queueArgs)), 'declare its queue (dead-lettered)');
     t.true(await allowed(user.url, (ch) => ch.bindQueue(q, HOST_EXCHANGE, hostKey(host))), 'bind its host key');
     t.true(await allowed(user.url, (ch) => ch.bindQueue(q, GROUP_EXCHANGE, groupKey('web'))), 'bind a group key');
     t.true(await allowed(user.url, (ch) => ch.consume(q, () => undefined).then((c) => ch.cancel(c.consumerTag))), 'consume its queue');
-    t.true(await allowed(user.url, (ch) => ch.consume('amq.rabbitmq.reply-to', () => undefined, { noAck: true }).then(() => ch.publish(SYNC_EXCHANGE, SYNC_ROUTING_KEY, body, { replyTo: 'amq.rabbitmq.reply-to' }))), 'ask for a sync');
+    t.true(
+      await allowed(user.url, (ch) =>
+        ch
+          .consume('amq.rabbitmq.reply-to', () => undefined, { noAck: true })
+          .then(() => ch.publish(SYNC_EXCHANGE, SYNC_ROUTING_KEY, body, { replyTo: 'amq.rabbitmq.reply-to' })),
+      ),
+      'ask for a sync',
+    );
   }
 
   const depth = async (q: string) => {
@@ -89,7 +110,11 @@ brokerTest.serial("an agent's broker user reaches its own queue and the sync exc
   ];
   for (const [what, op] of refused) t.false(await allowed(a.url, async (ch) => op(ch)), what);
   t.is(await depth(qb), before, "nothing reached the other host's queue");
-  await t.throwsAsync(allowed(vhost.url(a.user, 'wrong'), (ch) => ch.checkExchange(GROUP_EXCHANGE)), undefined, 'a wrong password is refused');
+  await t.throwsAsync(
+    allowed(vhost.url(a.user, 'wrong'), (ch) => ch.checkExchange(GROUP_EXCHANGE)),
+    undefined,
+    'a wrong password is refused',
+  );
   t.regex(agentPermissions(hostA).write, /^\^\(/, 'anchored expressions');
 });
 
@@ -98,15 +123,25 @@ kernelTest.serial('a controller and an agent run with their role users alone; th
   const host = `perm-${vhost.name}`;
   const v1 = topo.addVm(1);
   // The agent first, on a vhost where nothing is declared: it may not declare the exchanges itself.
-  const agent = track(await startAgent({ host, amqpUrl: brokerUser(vhost, 'agent', host).url, trustedKeys: key.publicKeyFile, netns: topo.host.path }));
+  const agent = track(
+    await startAgent({ host, amqpUrl: brokerUser(vhost, 'agent', host).url, trustedKeys: key.publicKeyFile, netns: topo.host.path }),
+  );
   await waitFor('the agent waits for the exchanges', () => agent.lines.some((l) => l.includes('exchange sg.groups is not declared yet')));
   t.false((await agent.status()).connected);
   const ctl = track(await startController({ amqpUrl: brokerUser(vhost, 'controller').url, key, token, dataDir }));
   await agentConnected(agent);
   await ctl.call('PUT', '/groups/web', { rules: [{ id: 'w-out', direction: 'egress', ethertype: 'IPv4' }] });
   await ctl.call('PUT', '/ports/p1', { host, device: v1.device, mac: v1.mac, fixedIps: [v1.ip4], securityGroups: ['web'] });
-  await waitFor("the port's chains in the kernel", () => topo.host.exec('iptables-save', ['-t', 'filter']).includes(`--physdev-out ${v1.device} `));
+  await waitFor("the port's chains in the kernel", () =>
+    topo.host.exec('iptables-save', ['-t', 'filter']).includes(`--physdev-out ${v1.device} `),
+  );
   t.false(agent.exited);
-  t.false(agent.lines.some((l) => /ACCESS_REFUSED|access to .* refused/.test(l)), 'the agent never needed more than its permissions');
-  t.false(ctl.lines.some((l) => /ACCESS_REFUSED|access to .* refused/.test(l)), 'nor the controller');
+  t.false(
+    agent.lines.some((l) => /ACCESS_REFUSED|access to .* refused/.test(l)),
+    'the agent never needed more than its permissions',
+  );
+  t.false(
+    ctl.lines.some((l) => /ACCESS_REFUSED|access to .* refused/.test(l)),
+    'nor the controller',
+  );
 });

@@ -60,7 +60,13 @@ const write = (dir: string, name: string, v: unknown) => {
 };
 
 /** What every `sg-agent run` here gets unless a case replaces it: nothing that could reach a kernel. */
-const agentEnv = (keys: string) => ({ SG_AGENT_HOST: 'h', SG_AMQP_URL: 'amqp://127.0.0.1:1', SG_TRUSTED_KEYS: keys, SG_NETNS: NO_NETNS, SG_METRICS_LISTEN: '' });
+const agentEnv = (keys: string) => ({
+  SG_AGENT_HOST: 'h',
+  SG_AMQP_URL: 'amqp://127.0.0.1:1',
+  SG_TRUSTED_KEYS: keys,
+  SG_NETNS: NO_NETNS,
+  SG_METRICS_LISTEN: '',
+});
 
 test('sg-agent: a config file missing, unreadable as JSON, with an unknown key or a wrong type: one line naming it', (t) => {
   const dir = tmpDir(t);
@@ -90,14 +96,26 @@ test('sg-agent run: no trusted keys, a bad log level or prefix, a namespace that
   oneLine(t, cli('sg-agent', ['run'], { ...env, SG_PREFIX: 'Neutron-' }), /SG_PREFIX .*prefix must be 1-6/);
   oneLine(t, cli('sg-agent', ['run'], { ...env, SG_COALESCE_MS: 'soon' }), /SG_COALESCE_MS must be a non-negative number, not "soon"/);
   // A misspelt variable would leave the default in force without a word.
-  oneLine(t, cli('sg-agent', ['run'], { ...env, SG_DATAPLAN: 'nftables' }), /unknown environment variable SG_DATAPLAN \(did you mean SG_DATAPLANE\?\)/);
-  oneLine(t, cli('sg-agent', ['run'], env), new RegExp(`cannot open the iptables firewall in netns ${NO_NETNS}: .*cannot enter network namespace`));
+  oneLine(
+    t,
+    cli('sg-agent', ['run'], { ...env, SG_DATAPLAN: 'nftables' }),
+    /unknown environment variable SG_DATAPLAN \(did you mean SG_DATAPLANE\?\)/,
+  );
+  oneLine(
+    t,
+    cli('sg-agent', ['run'], env),
+    new RegExp(`cannot open the iptables firewall in netns ${NO_NETNS}: .*cannot enter network namespace`),
+  );
   // Taken by this test; the agent must say so before it opens anything in the kernel.
   const taken = net.createServer();
   const port = await freePort();
   await new Promise<void>((r) => taken.listen(port, '127.0.0.1', r));
   t.teardown(() => taken.close());
-  oneLine(t, cli('sg-agent', ['run'], { ...env, SG_METRICS_LISTEN: `127.0.0.1:${port}` }), new RegExp(`metrics\\.listen 127\\.0\\.0\\.1:${port}: address already in use`));
+  oneLine(
+    t,
+    cli('sg-agent', ['run'], { ...env, SG_METRICS_LISTEN: `127.0.0.1:${port}` }),
+    new RegExp(`metrics\\.listen 127\\.0\\.0\\.1:${port}: address already in use`),
+  );
 });
 
 test('help after any command starts nothing; --version on both; a misspelt option is refused', (t) => {
@@ -128,14 +146,38 @@ test('sg-controller: start-up errors are one line too (a key file missing, an un
   const key = testKey();
   const dir = tmpDir(t);
   t.teardown(() => removeKeys(key));
-  const env = { SG_AMQP_URL: 'amqp://127.0.0.1:1', SG_DATA_DIR: path.join(dir, 'data'), SG_HTTP_LISTEN: `unix:${path.join(dir, 'api.sock')}` };
-  oneLine(t, cli('sg-controller', [], { ...env, SG_SIGNING_KEY_FILE: path.join(dir, 'none.pem') }), /signing key .*none\.pem: no such file/, 'sg-controller');
+  const env = {
+    SG_AMQP_URL: 'amqp://127.0.0.1:1',
+    SG_DATA_DIR: path.join(dir, 'data'),
+    SG_HTTP_LISTEN: `unix:${path.join(dir, 'api.sock')}`,
+  };
+  oneLine(
+    t,
+    cli('sg-controller', [], { ...env, SG_SIGNING_KEY_FILE: path.join(dir, 'none.pem') }),
+    /signing key .*none\.pem: no such file/,
+    'sg-controller',
+  );
   const typo = write(dir, 'controller.json', { signingKeyFile: key.privateKeyFile, http: { listen: '', tokenfile: '/t' } });
-  oneLine(t, cli('sg-controller', ['--config', typo], env), /unknown key "http\.tokenfile" \(did you mean "http\.tokenFile"\?\)/, 'sg-controller');
+  oneLine(
+    t,
+    cli('sg-controller', ['--config', typo], env),
+    /unknown key "http\.tokenfile" \(did you mean "http\.tokenFile"\?\)/,
+    'sg-controller',
+  );
   const withKey = { ...env, SG_SIGNING_KEY_FILE: key.privateKeyFile };
-  oneLine(t, cli('sg-controller', [], { ...withKey, SG_NEUTRON_URLS: 'http://n' }), /unknown environment variable SG_NEUTRON_URLS \(did you mean SG_NEUTRON_URL\?\)/, 'sg-controller');
+  oneLine(
+    t,
+    cli('sg-controller', [], { ...withKey, SG_NEUTRON_URLS: 'http://n' }),
+    /unknown environment variable SG_NEUTRON_URLS \(did you mean SG_NEUTRON_URL\?\)/,
+    'sg-controller',
+  );
   const notADir = write(dir, 'plain-file', '');
-  oneLine(t, cli('sg-controller', [], { ...withKey, SG_DATA_DIR: path.join(notADir, 'data') }), /data directory .*plain-file\/data: a part of the path is not a directory/, 'sg-controller');
+  oneLine(
+    t,
+    cli('sg-controller', [], { ...withKey, SG_DATA_DIR: path.join(notADir, 'data') }),
+    /data directory .*plain-file\/data: a part of the path is not a directory/,
+    'sg-controller',
+  );
   const taken = net.createServer();
   const port = await freePort();
   await new Promise<void>((r) => taken.listen(port, '127.0.0.1', r));
@@ -149,7 +191,7 @@ test('the example configurations (packaging/, docs/neutron.md) hold only known k
   t.is(example.amqpTls.keyFile, path.join(repo, 'packaging/amqp-client.key'), 'the key beside the config: the systemd credential');
   const neutronDoc = fs.readFileSync(path.join(repo, 'docs/neutron.md'), 'utf8');
   const block = /### 5\. sg-agent[\s\S]*?```json\n([\s\S]*?)```/.exec(neutronDoc)?.[1];
-  t.truthy(block, 'docs/neutron.md shows a compute host\'s config');
+  t.truthy(block, "docs/neutron.md shows a compute host's config");
   const dir = tmpDir(t);
   t.like(loadConfig(write(dir, 'neutron-host.json', block!), {}), { dropUnknownDevices: ['tap'], mode: 'bridged' });
   // Every key known: what stops it is only that its files are not on this machine.
@@ -161,9 +203,15 @@ test('the example configurations (packaging/, docs/neutron.md) hold only known k
 
 test('configuration is read strictly, the same way for agent and controller (unit)', (t) => {
   const dir = tmpDir(t);
-  const agent = (v: unknown, env: Record<string, string> = {}) => () => loadConfig(write(dir, 'agent.json', v), env);
+  const agent =
+    (v: unknown, env: Record<string, string> = {}) =>
+    () =>
+      loadConfig(write(dir, 'agent.json', v), env);
   const base = { host: 'h', amqp: { url: 'amqps://b/' } };
-  t.throws(agent({ ...base, firewall: { mode: 'bridge' } }), { instanceOf: ConfigError, message: /firewall\.mode must be bridged or routed, not "bridge"/ });
+  t.throws(agent({ ...base, firewall: { mode: 'bridge' } }), {
+    instanceOf: ConfigError,
+    message: /firewall\.mode must be bridged or routed, not "bridge"/,
+  });
   t.throws(agent({ ...base, firewall: { prefix: 'a-b' } }), { instanceOf: ConfigError, message: /firewall\.prefix/ });
   t.throws(agent({ ...base, log: { level: 'loud' } }), { instanceOf: ConfigError, message: /log\.level must be/ });
   t.throws(agent({ ...base, networkLog: { rateLimit: 50 } }), {
@@ -175,12 +223,24 @@ test('configuration is read strictly, the same way for agent and controller (uni
     message: /SG_NETWORK_LOG_BURST_LIMIT must be a whole number from 25 to 10000/,
   });
   t.throws(agent({ ...base, metrics: { listen: '9464' } }), { instanceOf: ConfigError, message: /metrics\.listen must be host:port/ });
-  t.throws(agent({ ...base, trustedKeys: '/etc/keys' }), { instanceOf: ConfigError, message: /trustedKeys must be a list of strings, not "\/etc\/keys"/ });
-  t.throws(agent({ ...base, amqp: { url: 'amqps://b/', tls: { external: 'yes' } } }), { instanceOf: ConfigError, message: /amqp\.tls\.external must be true or false/ });
+  t.throws(agent({ ...base, trustedKeys: '/etc/keys' }), {
+    instanceOf: ConfigError,
+    message: /trustedKeys must be a list of strings, not "\/etc\/keys"/,
+  });
+  t.throws(agent({ ...base, amqp: { url: 'amqps://b/', tls: { external: 'yes' } } }), {
+    instanceOf: ConfigError,
+    message: /amqp\.tls\.external must be true or false/,
+  });
   t.throws(agent({ ...base, firewall: 'iptables' }), { instanceOf: ConfigError, message: /firewall must be an object/ });
-  t.throws(agent({ ...base, dataplane: 'nftables', firewall: { dataplane: 'iptables' } }), { instanceOf: ConfigError, message: /set the same thing/ });
+  t.throws(agent({ ...base, dataplane: 'nftables', firewall: { dataplane: 'iptables' } }), {
+    instanceOf: ConfigError,
+    message: /set the same thing/,
+  });
   t.throws(agent({ ...base, zzz: 1 }), { instanceOf: ConfigError, message: /unknown key "zzz" \(known: host, / });
-  t.throws(agent(base, { SG_AMQP_EXTERNAL_AUTH: 'maybe' }), { instanceOf: ConfigError, message: /SG_AMQP_EXTERNAL_AUTH must be true or false/ });
+  t.throws(agent(base, { SG_AMQP_EXTERNAL_AUTH: 'maybe' }), {
+    instanceOf: ConfigError,
+    message: /SG_AMQP_EXTERNAL_AUTH must be true or false/,
+  });
   // Every documented key, in the file: accepted. Relative paths are beside the file (a systemd
   // credential beside the config it came with).
   const full = {
@@ -189,27 +249,67 @@ test('configuration is read strictly, the same way for agent and controller (uni
     trustedKeys: ['/etc/sg-agent/keys', 'keys'],
     netns: '/var/run/netns/x',
     dropUnknownDevices: ['tap'],
-    firewall: { prefix: 'sg', mode: 'routed', dataplane: 'auto', coalesceMs: 50, structureIntervalMs: 0, structureIntervalMaxMs: 100, reconcileIntervalMs: 60000 },
+    firewall: {
+      prefix: 'sg',
+      mode: 'routed',
+      dataplane: 'auto',
+      coalesceMs: 50,
+      structureIntervalMs: 0,
+      structureIntervalMaxMs: 100,
+      reconcileIntervalMs: 60000,
+    },
     metrics: { listen: '' },
-    syncTimeoutMs: 1, queueExpiresMs: 1, fullSyncIntervalMs: 0,
+    syncTimeoutMs: 1,
+    queueExpiresMs: 1,
+    fullSyncIntervalMs: 0,
     log: { level: 'debug' },
   };
   const c = agent(full)();
-  t.deepEqual(c.amqpTls, { caFile: '/ca.pem', certFile: path.join(dir, 'client.pem'), keyFile: path.join(dir, 'client.key'), external: true });
+  t.deepEqual(c.amqpTls, {
+    caFile: '/ca.pem',
+    certFile: path.join(dir, 'client.pem'),
+    keyFile: path.join(dir, 'client.key'),
+    external: true,
+  });
   t.deepEqual(c.trustedKeys, ['/etc/sg-agent/keys', path.join(dir, 'keys')]);
-  t.like(c, { mode: 'routed', dataplane: 'auto', coalesceMs: 50, structureIntervalMs: 0, metricsListen: '', logLevel: 'debug', dropUnknownDevices: ['tap'] });
-  t.like(agent({ host: 'h', amqpUrl: 'amqp://a/', dataplane: 'nftables' }, { SG_COALESCE_MS: '7', SG_DATAPLANE: 'auto' })(), { coalesceMs: 7, dataplane: 'auto', amqpUrl: 'amqp://a/' });
+  t.like(c, {
+    mode: 'routed',
+    dataplane: 'auto',
+    coalesceMs: 50,
+    structureIntervalMs: 0,
+    metricsListen: '',
+    logLevel: 'debug',
+    dropUnknownDevices: ['tap'],
+  });
+  t.like(agent({ host: 'h', amqpUrl: 'amqp://a/', dataplane: 'nftables' }, { SG_COALESCE_MS: '7', SG_DATAPLANE: 'auto' })(), {
+    coalesceMs: 7,
+    dataplane: 'auto',
+    amqpUrl: 'amqp://a/',
+  });
 
   const key = testKey();
   t.teardown(() => removeKeys(key));
-  const controller = (v: unknown, env: Record<string, string> = {}) => () => loadControllerConfig(write(dir, 'controller.json', v), env);
+  const controller =
+    (v: unknown, env: Record<string, string> = {}) =>
+    () =>
+      loadControllerConfig(write(dir, 'controller.json', v), env);
   const cbase = { signingKeyFile: key.privateKeyFile, http: { listen: '' } };
   t.throws(controller({ ...cbase, dataDir: 42 }), { instanceOf: ConfigError, message: /dataDir must be a file path \(a string\), not 42/ });
   t.throws(controller({ ...cbase, log: { level: 'verbose' } }), { instanceOf: ConfigError, message: /log\.level must be/ });
-  t.throws(controller({ ...cbase, http: { listen: 'unix:/x.sock', socketMode: 600 } }), { instanceOf: ConfigError, message: /http\.socketMode must be a string, not 600/ });
-  t.throws(controller({ ...cbase, signingkeyfile: 'x' }), { instanceOf: ConfigError, message: /unknown key "signingkeyfile" \(did you mean "signingKeyFile"\?\)/ });
+  t.throws(controller({ ...cbase, http: { listen: 'unix:/x.sock', socketMode: 600 } }), {
+    instanceOf: ConfigError,
+    message: /http\.socketMode must be a string, not 600/,
+  });
+  t.throws(controller({ ...cbase, signingkeyfile: 'x' }), {
+    instanceOf: ConfigError,
+    message: /unknown key "signingkeyfile" \(did you mean "signingKeyFile"\?\)/,
+  });
   t.throws(controller(cbase, { SG_AMQP_EXTERNAL_AUTH: 'ja' }), { instanceOf: ConfigError, message: /SG_AMQP_EXTERNAL_AUTH/ });
   t.throws(controller(cbase, { SG_LOG_LEVEL: 'chatty' }), { instanceOf: ConfigError, message: /SG_LOG_LEVEL/ });
   t.is(controller({ ...cbase, dataDir: 'data' })().dataDir, path.join(dir, 'data'), 'relative: beside the file');
-  t.is(loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_TOKEN: 'x'.repeat(16) }).http.listen, '127.0.0.1:9797', 'not Neutron\'s 9696');
+  t.is(
+    loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_TOKEN: 'x'.repeat(16) }).http.listen,
+    '127.0.0.1:9797',
+    "not Neutron's 9696",
+  );
 });

@@ -15,7 +15,16 @@ import { removeKeys, testKey, testToken } from './helpers/keys.js';
 import { startAgent, startController, agentConnected, type AgentProc, type ControllerProc } from './helpers/sg.js';
 import { stopProcess, type Running } from './helpers/processes.js';
 import { waitFor } from './helpers/wait.js';
-import { clusterVhost, ensureCluster, killNode, nodeNumber, queueNodes, quorumSafeWithout, restartNode, stopCluster } from './helpers/cluster.js';
+import {
+  clusterVhost,
+  ensureCluster,
+  killNode,
+  nodeNumber,
+  queueNodes,
+  quorumSafeWithout,
+  restartNode,
+  stopCluster,
+} from './helpers/cluster.js';
 import { agentQueue, DEAD_LETTER_EXCHANGE } from '../src/protocol/routing.js';
 
 let clusterStarted = false;
@@ -70,7 +79,8 @@ async function bed(t: ExecutionContext, prefix: string): Promise<Bed> {
   return b;
 }
 
-const controller = (b: Bed, order?: number[]) => startController({ amqpUrl: b.urls(order), key: b.key, token: b.token, dataDir: b.dataDir }).then(b.track);
+const controller = (b: Bed, order?: number[]) =>
+  startController({ amqpUrl: b.urls(order), key: b.key, token: b.token, dataDir: b.dataDir }).then(b.track);
 
 /** A call the controller may refuse for a while (503: its broker node died and it is reconnecting). */
 async function call(ctl: ControllerProc, method: string, p: string, body?: unknown): Promise<Response> {
@@ -79,19 +89,26 @@ async function call(ctl: ControllerProc, method: string, p: string, body?: unkno
 
 /** web admits its own members; p1 (the VM) is in it on the agent's host: the agent needs web's members. */
 async function topology(b: Bed, ctl: ControllerProc): Promise<void> {
-  await call(ctl, 'PUT', '/groups/web', { rules: [{ id: 'w-in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }, { id: 'w-out', direction: 'egress', ethertype: 'IPv4' }] });
+  await call(ctl, 'PUT', '/groups/web', {
+    rules: [
+      { id: 'w-in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
+      { id: 'w-out', direction: 'egress', ethertype: 'IPv4' },
+    ],
+  });
   await call(ctl, 'PUT', '/ports/p1', { host: b.host, device: b.vm.device, mac: b.vm.mac, fixedIps: [b.vm.ip4], securityGroups: ['web'] });
 }
 
 async function agent(b: Bed, order?: number[]): Promise<AgentProc> {
-  const a = b.track(await startAgent({
-    host: b.host,
-    amqpUrl: b.urls(order),
-    trustedKeys: b.key.publicKeyFile,
-    netns: b.topo.host.path,
-    // No periodic full sync: only reconnection, revisions and the controllers' outbox converge.
-    env: { SG_SYNC_TIMEOUT_MS: '1000', SG_FULL_SYNC_INTERVAL_MS: '0' },
-  }));
+  const a = b.track(
+    await startAgent({
+      host: b.host,
+      amqpUrl: b.urls(order),
+      trustedKeys: b.key.publicKeyFile,
+      netns: b.topo.host.path,
+      // No periodic full sync: only reconnection, revisions and the controllers' outbox converge.
+      env: { SG_SYNC_TIMEOUT_MS: '1000', SG_FULL_SYNC_INTERVAL_MS: '0' },
+    }),
+  );
   try {
     await agentConnected(a);
     await waitFor('the agent in sync', () => inSyncCount(a) > 0, 60_000);
@@ -107,7 +124,13 @@ const webRevision = async (a: AgentProc) => (await a.status()).groups.find((g) =
 /** A burst of membership changes in web: ports q0..q{n-1} on another host join it, or move address. */
 async function churn(ctl: ControllerProc, n: number, round: number): Promise<void> {
   for (let i = 0; i < n; i++) {
-    await call(ctl, 'PUT', `/ports/q${i}`, { host: 'elsewhere', device: `q${i}`, mac: '02:00:00:00:bb:01', fixedIps: [`10.110.${round}.${i}`], securityGroups: ['web'] });
+    await call(ctl, 'PUT', `/ports/q${i}`, {
+      host: 'elsewhere',
+      device: `q${i}`,
+      mac: '02:00:00:00:bb:01',
+      fixedIps: [`10.110.${round}.${i}`],
+      securityGroups: ['web'],
+    });
   }
 }
 
@@ -115,46 +138,66 @@ async function churn(ctl: ControllerProc, n: number, round: number): Promise<voi
  *  exactly the controller's members. */
 async function assertNoDrift(b: Bed, ctl: ControllerProc, a: AgentProc): Promise<void> {
   const want = (await (await call(ctl, 'GET', '/groups/web')).json()) as { membersRevision: number; members: string[] };
-  await waitFor('the agent holds the controller revision', async () => (await webRevision(a)) === want.membersRevision, 60_000).catch(() => undefined);
+  await waitFor('the agent holds the controller revision', async () => (await webRevision(a)) === want.membersRevision, 60_000).catch(
+    () => undefined,
+  );
   b.t.is(await webRevision(a), want.membersRevision, 'revision of web');
   const set = (await a.status()).sets.find((s) => s.name.startsWith('sg4-'));
-  const kernel = () => b.topo.host.exec('ipset', ['save', set!.name]).split('\n').filter((l) => l.startsWith('add ')).map((l) => l.split(' ')[2]).sort();
+  const kernel = () =>
+    b.topo.host
+      .exec('ipset', ['save', set!.name])
+      .split('\n')
+      .filter((l) => l.startsWith('add '))
+      .map((l) => l.split(' ')[2])
+      .sort();
   const members = [...want.members].sort();
-  await waitFor('the kernel set equals the controller', () => JSON.stringify(kernel()) === JSON.stringify(members), 10_000).catch(() => undefined);
+  await waitFor('the kernel set equals the controller', () => JSON.stringify(kernel()) === JSON.stringify(members), 10_000).catch(
+    () => undefined,
+  );
   b.t.deepEqual(kernel(), members, 'kernel set equals the controller');
   b.t.false(a.exited, 'the agent never exited');
-  b.t.false(a.lines.some((l) => /unhandled|UnhandledPromiseRejection/i.test(l)), 'no unhandled rejection');
+  b.t.false(
+    a.lines.some((l) => /unhandled|UnhandledPromiseRejection/i.test(l)),
+    'no unhandled rejection',
+  );
 }
 
 /** The node the agent's queue lives on (its connection's: the queue is exclusive to it). */
 const agentQueueNode = (b: Bed) => nodeNumber(queueNodes(b.vhost).get(agentQueue(b.host)) ?? '');
 
-kernelTest.serial("the node holding the agent's queue killed while updates flow: the agent moves to another node, zero drift", async (t) => {
-  const b = await bed(t, 'sgcl-kill');
-  const ctl = await controller(b);
-  await topology(b, ctl);
-  const a = await agent(b);
-  const victim = await waitFor('the agent queue placed', () => agentQueueNode(b));
-  t.teardown(() => restartNode(victim));
-  t.log(`the agent's queue is on node ${victim}`);
-  const synced = inSyncCount(a);
-  const start = await webRevision(a);
-  const burst = churn(ctl, 40, 1);
-  await waitFor('updates flowing', async () => (await webRevision(a)) >= start + 5);
-  const killedAt = Date.now();
-  await killNode(victim);
-  await waitFor('the agent back in sync after the crash', () => inSyncCount(a) > synced, 90_000);
-  t.log(`agent in sync again ${Date.now() - killedAt} ms after node ${victim} was killed`);
-  const moved = await waitFor('the agent queue on another node', () => {
-    const n = agentQueueNode(b);
-    return n && n !== victim && n;
-  }, 60_000);
-  t.log(`its queue is now on node ${moved}`);
-  await burst;
-  await churn(ctl, 10, 2);
-  await assertNoDrift(b, ctl, a);
-  await restartNode(victim);
-});
+kernelTest.serial(
+  "the node holding the agent's queue killed while updates flow: the agent moves to another node, zero drift",
+  async (t) => {
+    const b = await bed(t, 'sgcl-kill');
+    const ctl = await controller(b);
+    await topology(b, ctl);
+    const a = await agent(b);
+    const victim = await waitFor('the agent queue placed', () => agentQueueNode(b));
+    t.teardown(() => restartNode(victim));
+    t.log(`the agent's queue is on node ${victim}`);
+    const synced = inSyncCount(a);
+    const start = await webRevision(a);
+    const burst = churn(ctl, 40, 1);
+    await waitFor('updates flowing', async () => (await webRevision(a)) >= start + 5);
+    const killedAt = Date.now();
+    await killNode(victim);
+    await waitFor('the agent back in sync after the crash', () => inSyncCount(a) > synced, 90_000);
+    t.log(`agent in sync again ${Date.now() - killedAt} ms after node ${victim} was killed`);
+    const moved = await waitFor(
+      'the agent queue on another node',
+      () => {
+        const n = agentQueueNode(b);
+        return n && n !== victim && n;
+      },
+      60_000,
+    );
+    t.log(`its queue is now on node ${moved}`);
+    await burst;
+    await churn(ctl, 10, 2);
+    await assertNoDrift(b, ctl, a);
+    await restartNode(victim);
+  },
+);
 
 kernelTest.serial('an agent and a controller listing the three nodes survive any one node down', async (t) => {
   const b = await bed(t, 'sgcl-any');
@@ -164,7 +207,10 @@ kernelTest.serial('an agent and a controller listing the three nodes survive any
   // Node 1 may be the one the previous test restarted: accepting connections a moment after it reports up.
   const conn = await waitFor('a connection to node 1', () => amqp.connect(b.urls([1])), 60_000);
   const ch = await conn.createChannel();
-  await ch.assertQueue(agentQueue(b.host), { durable: true, arguments: { 'x-expires': 600_000, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
+  await ch.assertQueue(agentQueue(b.host), {
+    durable: true,
+    arguments: { 'x-expires': 600_000, 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE },
+  });
   await conn.close();
   const a = await agent(b, [2, 3, 1]);
   t.true(a.lines.some((l) => l.includes('deleting the durable queue an earlier version left')));
@@ -175,8 +221,18 @@ kernelTest.serial('an agent and a controller listing the three nodes survive any
     const downAt = Date.now();
     await killNode(n);
     // A change while node n is down reaches the kernel.
-    await call(ctl, 'PUT', `/ports/r${n}`, { host: 'elsewhere', device: `r${n}`, mac: '02:00:00:00:cc:01', fixedIps: [`10.111.0.${n}`], securityGroups: ['web'] });
-    await waitFor(`10.111.0.${n} in the kernel with node ${n} down`, () => b.topo.host.exec('ipset', ['save']).includes(` 10.111.0.${n}`), 90_000).catch((e: Error) => {
+    await call(ctl, 'PUT', `/ports/r${n}`, {
+      host: 'elsewhere',
+      device: `r${n}`,
+      mac: '02:00:00:00:cc:01',
+      fixedIps: [`10.111.0.${n}`],
+      securityGroups: ['web'],
+    });
+    await waitFor(
+      `10.111.0.${n} in the kernel with node ${n} down`,
+      () => b.topo.host.exec('ipset', ['save']).includes(` 10.111.0.${n}`),
+      90_000,
+    ).catch((e: Error) => {
       throw new Error(`${e.message}\n-- agent:\n${a.lines.slice(-40).join('\n')}\n-- controller:\n${ctl.lines.slice(-40).join('\n')}`);
     });
     t.log(`node ${n} down: the change reached the kernel ${Date.now() - downAt} ms after the crash`);
@@ -185,42 +241,47 @@ kernelTest.serial('an agent and a controller listing the three nodes survive any
   }
 });
 
-kernelTest.serial('the publishing controller killed during a burst: the other takes the lease, no update lost or reordered, zero drift', async (t) => {
-  const b = await bed(t, 'sgcl-ctl');
-  // Two controllers on one store (one host), each listing the nodes in another order.
-  const c1 = await controller(b, [1, 2, 3]);
-  const c2 = await controller(b, [3, 2, 1]);
-  const health = async (c: ControllerProc) => (await (await fetch(`${c.api}/healthz`)).json()) as { leader: boolean; outbox: number };
-  const leader = await waitFor('one controller holds the lease', async () => {
-    const [h1, h2] = [await health(c1), await health(c2)];
-    return h1.leader !== h2.leader && (h1.leader ? c1 : c2);
-  });
-  const standby = leader === c1 ? c2 : c1;
-  await topology(b, standby);
-  const a = await agent(b);
-  // Every revision of web the agent holds, sampled throughout: it may only rise.
-  const seen: number[] = [];
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      seen.push(await webRevision(a).catch(() => seen.at(-1) ?? 0));
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  })();
-  const start = await webRevision(a);
-  // Changes go in through the standby's API: the lease holder publishes what any controller stores.
-  const burst = churn(standby, 60, 1);
-  await waitFor('updates flowing through the lease holder', async () => (await webRevision(a)) >= start + 5);
-  const killedAt = Date.now();
-  await stopProcess(leader, 'SIGKILL');
-  await waitFor('the standby takes the lease', async () => (await health(standby)).leader, 60_000);
-  t.log(`the standby took the lease ${Date.now() - killedAt} ms after the leader was killed`);
-  await burst;
-  await assertNoDrift(b, standby, a);
-  sampling = false;
-  await sampler;
-  const drops = seen.flatMap((r, i) => (i > 0 && r < seen[i - 1]! ? [`${seen[i - 1]} → ${r}`] : []));
-  t.deepEqual(drops, [], 'the revision the agent holds never went back');
-  t.log(`revisions seen: ${seen[0]} … ${seen.at(-1)} in ${seen.length} samples; group resyncs: ${await a.metric('sg_agent_resyncs_total{scope="group"}')}, stale (duplicates) dropped: ${await a.metric('sg_agent_messages_stale_total')}`);
-  t.is((await health(standby)).outbox, 0, 'the outbox emptied');
-});
+kernelTest.serial(
+  'the publishing controller killed during a burst: the other takes the lease, no update lost or reordered, zero drift',
+  async (t) => {
+    const b = await bed(t, 'sgcl-ctl');
+    // Two controllers on one store (one host), each listing the nodes in another order.
+    const c1 = await controller(b, [1, 2, 3]);
+    const c2 = await controller(b, [3, 2, 1]);
+    const health = async (c: ControllerProc) => (await (await fetch(`${c.api}/healthz`)).json()) as { leader: boolean; outbox: number };
+    const leader = await waitFor('one controller holds the lease', async () => {
+      const [h1, h2] = [await health(c1), await health(c2)];
+      return h1.leader !== h2.leader && (h1.leader ? c1 : c2);
+    });
+    const standby = leader === c1 ? c2 : c1;
+    await topology(b, standby);
+    const a = await agent(b);
+    // Every revision of web the agent holds, sampled throughout: it may only rise.
+    const seen: number[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        seen.push(await webRevision(a).catch(() => seen.at(-1) ?? 0));
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    })();
+    const start = await webRevision(a);
+    // Changes go in through the standby's API: the lease holder publishes what any controller stores.
+    const burst = churn(standby, 60, 1);
+    await waitFor('updates flowing through the lease holder', async () => (await webRevision(a)) >= start + 5);
+    const killedAt = Date.now();
+    await stopProcess(leader, 'SIGKILL');
+    await waitFor('the standby takes the lease', async () => (await health(standby)).leader, 60_000);
+    t.log(`the standby took the lease ${Date.now() - killedAt} ms after the leader was killed`);
+    await burst;
+    await assertNoDrift(b, standby, a);
+    sampling = false;
+    await sampler;
+    const drops = seen.flatMap((r, i) => (i > 0 && r < seen[i - 1]! ? [`${seen[i - 1]} → ${r}`] : []));
+    t.deepEqual(drops, [], 'the revision the agent holds never went back');
+    t.log(
+      `revisions seen: ${seen[0]} … ${seen.at(-1)} in ${seen.length} samples; group resyncs: ${await a.metric('sg_agent_resyncs_total{scope="group"}')}, stale (duplicates) dropped: ${await a.metric('sg_agent_messages_stale_total')}`,
+    );
+    t.is((await health(standby)).outbox, 0, 'the outbox emptied');
+  },
+);

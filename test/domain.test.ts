@@ -29,8 +29,26 @@ test('addresses: one canonical spelling, as inet_ntop (ipset save, iptables-save
 });
 
 test('addresses: zone ids, leading zeros and malformed text are refused', (t) => {
-  for (const bad of ['fe80::1%lo', 'fe80::1%eth0', '010.0.0.1', '10.0.0.1/032', '10.0.0.1/33', '10.0.0.1/', '10.0.0', '10.0.0.256',
-    '1:2:3:4:5:6:7:8:9', '1::2::3', ':1::', '::g', '10.0.0.1 ', ' 10.0.0.1', '1.2.3.4::', 'fd00::1/129', '', 'x'.repeat(70)]) {
+  for (const bad of [
+    'fe80::1%lo',
+    'fe80::1%eth0',
+    '010.0.0.1',
+    '10.0.0.1/032',
+    '10.0.0.1/33',
+    '10.0.0.1/',
+    '10.0.0',
+    '10.0.0.256',
+    '1:2:3:4:5:6:7:8:9',
+    '1::2::3',
+    ':1::',
+    '::g',
+    '10.0.0.1 ',
+    ' 10.0.0.1',
+    '1.2.3.4::',
+    'fd00::1/129',
+    '',
+    'x'.repeat(70),
+  ]) {
     t.throws(() => parseCidr(bad), undefined, bad);
   }
 });
@@ -38,13 +56,20 @@ test('addresses: zone ids, leading zeros and malformed text are refused', (t) =>
 test('members: canonical; catch-alls and the unspecified address are never members', (t) => {
   t.is(validateMember('10.0.0.5/24'), '10.0.0.0/24');
   t.is(validateMember('FD00::1'), 'fd00::1');
-  for (const bad of ['0.0.0.0/0', '::/0', '0.0.0.0', '::', 'fe80::1%lo', 42]) t.throws(() => validateMember(bad), { instanceOf: ValidationError }, String(bad));
-  t.deepEqual(portMemberAddresses({ fixedIps: ['10.0.0.1'], allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '10.0.0.1' }, { ipAddress: '10.9.0.0/16' }] }), ['10.0.0.1', '10.9.0.0/16']);
+  for (const bad of ['0.0.0.0/0', '::/0', '0.0.0.0', '::', 'fe80::1%lo', 42])
+    t.throws(() => validateMember(bad), { instanceOf: ValidationError }, String(bad));
+  t.deepEqual(
+    portMemberAddresses({
+      fixedIps: ['10.0.0.1'],
+      allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '10.0.0.1' }, { ipAddress: '10.9.0.0/16' }],
+    }),
+    ['10.0.0.1', '10.9.0.0/16'],
+  );
 });
 
 const rule = (extra: Record<string, unknown>) => ({ id: 'r', direction: 'ingress', ethertype: 'IPv4', ...extra });
 
-test('rules: every protocol Neutron accepts, by name or number, with Neutron\'s meaning', (t) => {
+test("rules: every protocol Neutron accepts, by name or number, with Neutron's meaning", (t) => {
   for (const [name, n] of Object.entries(PROTOCOL_NUMBERS)) {
     const ethertype = [41, 43, 44, 58, 59, 60].includes(n) ? 'IPv6' : 'IPv4';
     t.is(validateRule(rule({ protocol: name, ethertype })).protocol, n === 0 ? null : n, name);
@@ -62,9 +87,18 @@ test('rules: every protocol Neutron accepts, by name or number, with Neutron\'s 
 
 test('rules: port ranges as Neutron takes them', (t) => {
   t.like(validateRule(rule({ protocol: 'tcp', portRangeMin: 80, portRangeMax: 90 })), { protocol: 6, portRangeMin: 80, portRangeMax: 90 });
-  t.like(validateRule(rule({ protocol: '17', portRangeMin: '53', portRangeMax: '53' })), { protocol: 17, portRangeMin: 53, portRangeMax: 53 });
-  for (const p of ['udplite', 'dccp', 'sctp', '136', '33', '132']) t.like(validateRule(rule({ protocol: p, portRangeMin: 5, portRangeMax: 6 })), { portRangeMin: 5, portRangeMax: 6 }, p);
-  t.like(validateRule(rule({ protocol: 'tcp', portRangeMin: 1, portRangeMax: 65535 })), { portRangeMin: null, portRangeMax: null }, 'the whole range is no range');
+  t.like(validateRule(rule({ protocol: '17', portRangeMin: '53', portRangeMax: '53' })), {
+    protocol: 17,
+    portRangeMin: 53,
+    portRangeMax: 53,
+  });
+  for (const p of ['udplite', 'dccp', 'sctp', '136', '33', '132'])
+    t.like(validateRule(rule({ protocol: p, portRangeMin: 5, portRangeMax: 6 })), { portRangeMin: 5, portRangeMax: 6 }, p);
+  t.like(
+    validateRule(rule({ protocol: 'tcp', portRangeMin: 1, portRangeMax: 65535 })),
+    { portRangeMin: null, portRangeMax: null },
+    'the whole range is no range',
+  );
   t.like(validateRule(rule({ protocol: 'icmp', portRangeMin: 8, portRangeMax: 0 })), { protocol: 1, portRangeMin: 8, portRangeMax: 0 });
   t.like(validateRule(rule({ protocol: 'icmp', portRangeMin: 8 })), { portRangeMin: 8, portRangeMax: null });
   const refused: [string, Record<string, unknown>][] = [
@@ -102,11 +136,42 @@ test('rules: a prefix with host bits means its network; /0 means any', (t) => {
 
 test('groups and ports: canonical, defaults explicit, hostile values refused', (t) => {
   const g = validateGroup({ id: 'g', rules: [rule({})] });
-  t.deepEqual(g, { id: 'g', stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: null, portRangeMin: null, portRangeMax: null, remoteIpPrefix: null, remoteGroupId: null }] });
-  t.throws(() => validateGroup({ id: 'g', rules: Array.from({ length: 1001 }, (_, i) => rule({ id: `r${i}` })) }), { instanceOf: ValidationError });
+  t.deepEqual(g, {
+    id: 'g',
+    stateful: true,
+    rules: [
+      {
+        id: 'r',
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: null,
+        portRangeMin: null,
+        portRangeMax: null,
+        remoteIpPrefix: null,
+        remoteGroupId: null,
+      },
+    ],
+  });
+  t.throws(() => validateGroup({ id: 'g', rules: Array.from({ length: 1001 }, (_, i) => rule({ id: `r${i}` })) }), {
+    instanceOf: ValidationError,
+  });
   t.throws(() => validateGroup({ id: 'x'.repeat(256), rules: [] }), { instanceOf: ValidationError });
-  const port = { id: 'p', host: 'h', device: 'tap1', mac: '02:00:00:00:00:0A', fixedIps: ['10.0.0.1', 'FD00::1'], securityGroups: ['g', 'g'] };
-  t.deepEqual(validatePort(port), { ...port, mac: '02:00:00:00:00:0a', fixedIps: ['10.0.0.1', 'fd00::1'], securityGroups: ['g'], allowedAddressPairs: [], portSecurityEnabled: true });
+  const port = {
+    id: 'p',
+    host: 'h',
+    device: 'tap1',
+    mac: '02:00:00:00:00:0A',
+    fixedIps: ['10.0.0.1', 'FD00::1'],
+    securityGroups: ['g', 'g'],
+  };
+  t.deepEqual(validatePort(port), {
+    ...port,
+    mac: '02:00:00:00:00:0a',
+    fixedIps: ['10.0.0.1', 'fd00::1'],
+    securityGroups: ['g'],
+    allowedAddressPairs: [],
+    portSecurityEnabled: true,
+  });
   const refused: [string, Record<string, unknown>][] = [
     ['zone id', { fixedIps: ['fe80::1%lo'] }],
     ['network as fixed ip', { fixedIps: ['10.0.0.0/24'] }],

@@ -40,7 +40,6 @@ const agents: Record<'a' | 'b', { host: string; metrics: string; proc?: ChildPro
   b: { host: `host-b-${tag}`, metrics: '', topo: () => topoB },
 };
 
-
 // Every process's output goes to a log file of its own; when a test of this file fails, the end of
 // each log is printed (stderr, so CI shows it) after the file's tests are done. Removed then.
 let logDir = '';
@@ -94,7 +93,11 @@ async function get(url: string): Promise<Response> {
 
 async function call(method: string, p: string, body?: unknown): Promise<Response> {
   const api = apis[calls++ % apis.length]!.url;
-  const r = await fetch(`${api}${p}`, { method, headers: { 'content-type': 'application/json', authorization: `Bearer ${token!.token}` }, body: body === undefined ? null : JSON.stringify(body) });
+  const r = await fetch(`${api}${p}`, {
+    method,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token!.token}` },
+    body: body === undefined ? null : JSON.stringify(body),
+  });
   if (r.status >= 400) throw new Error(`${method} ${p}: ${r.status} ${await r.text()}`);
   return r;
 }
@@ -112,10 +115,14 @@ async function status(which: 'a' | 'b'): Promise<Status> {
 /** Waits until the agent reports these ports' filters in the kernel: a drop checked before that
  *  would only prove the port is not filtered yet. */
 async function inKernel(which: 'a' | 'b', ids: string[], ms = 30_000): Promise<void> {
-  await waitFor(`${ids.join(', ')} filtered on host ${which}`, async () => {
-    const s = (await (await get(`http://${agents[which].metrics}/status`)).json()) as { ports: { id: string; inKernel: boolean }[] };
-    return ids.every((id) => s.ports.some((p) => p.id === id && p.inKernel));
-  }, ms);
+  await waitFor(
+    `${ids.join(', ')} filtered on host ${which}`,
+    async () => {
+      const s = (await (await get(`http://${agents[which].metrics}/status`)).json()) as { ports: { id: string; inKernel: boolean }[] };
+      return ids.every((id) => s.ports.some((p) => p.id === id && p.inKernel));
+    },
+    ms,
+  );
 }
 
 async function rejected(which: 'a' | 'b'): Promise<number> {
@@ -241,7 +248,8 @@ kernelTest.serial('malformed and hostile messages are rejected to the dead-lette
   const corpus = malformedCorpus(agents.a.host);
   t.true(corpus.length >= 30);
   // Signed by the controllers' key: what is tested here is the schema gate behind the signature's.
-  for (const body of corpus) ch.publish(HOST_EXCHANGE, hostKey(agents.a.host), body, { headers: key!.signer.headers(body, UPDATE_CONTEXT) });
+  for (const body of corpus)
+    ch.publish(HOST_EXCHANGE, hostKey(agents.a.host), body, { headers: key!.signer.headers(body, UPDATE_CONTEXT) });
   await ch.waitForConfirms();
   await waitFor('all rejected', async () => (await rejected('a')) - before === corpus.length);
   t.is((await rejected('a')) - before, corpus.length);
@@ -252,59 +260,98 @@ kernelTest.serial('malformed and hostile messages are rejected to the dead-lette
   t.true((await status('a')).connected, 'still running');
 });
 
-kernelTest.serial('what an agent would refuse is refused by the API; a poisoned object already in the store is quarantined and the host keeps converging', async (t) => {
-  const api = apis[0]!.url;
-  const put = (p: string, body: unknown) => fetch(`${api}${p}`, { method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${token!.token}` }, body: JSON.stringify(body) });
-  // Each of these was once accepted with 200 (or answered 500), and could stop agents.
-  const refused: [string, unknown][] = [
-    [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] }],
-    [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', portRangeMin: 80, portRangeMax: 80 }] }],
-    [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: 'fd00::/8' }] }],
-    ['/ports/pz', { host: agents.a.host, device: 'tzz', mac: '02:00:00:00:ee:01', fixedIps: ['fe80::1%lo'], securityGroups: [G('web')] }],
-  ];
-  for (const [p, body] of refused) t.is((await put(p, body)).status, 400, `${p} ${JSON.stringify(body)}`);
-  t.is((await fetch(`${api}/groups/%ZZ`)).status, 400, 'bad percent-encoding is a 400, not a 500');
-  // Neutron's meaning is accepted: icmp on an IPv6 rule is ICMPv6, a prefix with host bits its network.
-  t.is((await put(`/groups/${G('neutronish')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv6', protocol: 'icmp' }, { id: 's', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.1.2.3/8' }] })).status, 200);
+kernelTest.serial(
+  'what an agent would refuse is refused by the API; a poisoned object already in the store is quarantined and the host keeps converging',
+  async (t) => {
+    const api = apis[0]!.url;
+    const put = (p: string, body: unknown) =>
+      fetch(`${api}${p}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token!.token}` },
+        body: JSON.stringify(body),
+      });
+    // Each of these was once accepted with 200 (or answered 500), and could stop agents.
+    const refused: [string, unknown][] = [
+      [
+        `/groups/${G('poison')}`,
+        { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] },
+      ],
+      [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', portRangeMin: 80, portRangeMax: 80 }] }],
+      [`/groups/${G('poison')}`, { rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: 'fd00::/8' }] }],
+      ['/ports/pz', { host: agents.a.host, device: 'tzz', mac: '02:00:00:00:ee:01', fixedIps: ['fe80::1%lo'], securityGroups: [G('web')] }],
+    ];
+    for (const [p, body] of refused) t.is((await put(p, body)).status, 400, `${p} ${JSON.stringify(body)}`);
+    t.is((await fetch(`${api}/groups/%ZZ`)).status, 400, 'bad percent-encoding is a 400, not a 500');
+    // Neutron's meaning is accepted: icmp on an IPv6 rule is ICMPv6, a prefix with host bits its network.
+    t.is(
+      (
+        await put(`/groups/${G('neutronish')}`, {
+          rules: [
+            { id: 'r', direction: 'ingress', ethertype: 'IPv6', protocol: 'icmp' },
+            { id: 's', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.1.2.3/8' },
+          ],
+        })
+      ).status,
+      200,
+    );
 
-  // What an older controller may have stored before the validator existed: written into the store
-  // behind the API's back. The agent's sync must not stop on it.
-  const { open } = await import('lmdb');
-  const db = open({ path: path.join(dataDir, 'store.mdb'), encoding: 'json' });
-  t.teardown(async () => {
-    await db.remove(['g', G('poison')]);
-    await db.remove(['p', 'pz']);
-    await db.remove(['h', agents.a.host, 'pz']);
-    await db.close();
-  });
-  await db.put(['g', G('poison')], { id: G('poison'), stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }], revision: 1, membersRevision: 0 });
-  await db.put(['p', 'pz'], { id: 'pz', host: agents.a.host, device: 'tzz', mac: '02:00:00:00:ee:01', fixedIps: ['fe80::1%lo'], allowedAddressPairs: [], securityGroups: [G('web')], portSecurityEnabled: true, revision: 1 });
-  await db.put(['h', agents.a.host, 'pz'], 1);
-  const [v1, v2] = topoA.vms;
-  const victim = topoA.addVm(10);
-  await call('PUT', '/ports/pp', portBody(victim, agents.a.host, [G('poison')]));
-  // The agent restarts: its start-up sync meets both poisoned objects.
-  agents.a.proc!.kill('SIGKILL');
-  await new Promise((r) => agents.a.proc!.once('exit', r));
-  await startAgent('a');
-  interface Q { quarantined: { kind: string; id: string }[] }
-  await waitFor('both quarantined', async () => {
-    const q = ((await status('a')) as unknown as Q).quarantined.map((e) => `${e.kind}:${e.id}`);
-    return q.includes(`group:${G('poison')}`) && q.includes('port:pz');
-  });
-  // The rest converges: the port of the poisoned group is filtered with none of its rules (admits
-  // nothing), a member change elsewhere and a port bound meanwhile go in.
-  await inKernel('a', ['pp', 'p1', 'p2']);
-  t.false(topoA.ping(v1!, victim.ip4), 'fail-closed: the quarantined group admits nothing');
-  t.true(topoA.ping(v1!, v2!.ip4), 'web still works');
-  const late = topoA.addVm(11);
-  await call('PUT', '/ports/pl', portBody(late, agents.a.host, [G('web')]));
-  await inKernel('a', ['pl']);
-  await waitFor('the new member reached the kernel', () => topoA.ping(late, v2!.ip4));
-  t.is(agents.a.proc!.exitCode, null, 'the agent (run with --unhandled-rejections=strict) is alive');
-  await call('DELETE', '/ports/pl');
-  await call('DELETE', '/ports/pp');
-});
+    // What an older controller may have stored before the validator existed: written into the store
+    // behind the API's back. The agent's sync must not stop on it.
+    const { open } = await import('lmdb');
+    const db = open({ path: path.join(dataDir, 'store.mdb'), encoding: 'json' });
+    t.teardown(async () => {
+      await db.remove(['g', G('poison')]);
+      await db.remove(['p', 'pz']);
+      await db.remove(['h', agents.a.host, 'pz']);
+      await db.close();
+    });
+    await db.put(['g', G('poison')], {
+      id: G('poison'),
+      stateful: true,
+      rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }],
+      revision: 1,
+      membersRevision: 0,
+    });
+    await db.put(['p', 'pz'], {
+      id: 'pz',
+      host: agents.a.host,
+      device: 'tzz',
+      mac: '02:00:00:00:ee:01',
+      fixedIps: ['fe80::1%lo'],
+      allowedAddressPairs: [],
+      securityGroups: [G('web')],
+      portSecurityEnabled: true,
+      revision: 1,
+    });
+    await db.put(['h', agents.a.host, 'pz'], 1);
+    const [v1, v2] = topoA.vms;
+    const victim = topoA.addVm(10);
+    await call('PUT', '/ports/pp', portBody(victim, agents.a.host, [G('poison')]));
+    // The agent restarts: its start-up sync meets both poisoned objects.
+    agents.a.proc!.kill('SIGKILL');
+    await new Promise((r) => agents.a.proc!.once('exit', r));
+    await startAgent('a');
+    interface Q {
+      quarantined: { kind: string; id: string }[];
+    }
+    await waitFor('both quarantined', async () => {
+      const q = ((await status('a')) as unknown as Q).quarantined.map((e) => `${e.kind}:${e.id}`);
+      return q.includes(`group:${G('poison')}`) && q.includes('port:pz');
+    });
+    // The rest converges: the port of the poisoned group is filtered with none of its rules (admits
+    // nothing), a member change elsewhere and a port bound meanwhile go in.
+    await inKernel('a', ['pp', 'p1', 'p2']);
+    t.false(topoA.ping(v1!, victim.ip4), 'fail-closed: the quarantined group admits nothing');
+    t.true(topoA.ping(v1!, v2!.ip4), 'web still works');
+    const late = topoA.addVm(11);
+    await call('PUT', '/ports/pl', portBody(late, agents.a.host, [G('web')]));
+    await inKernel('a', ['pl']);
+    await waitFor('the new member reached the kernel', () => topoA.ping(late, v2!.ip4));
+    t.is(agents.a.proc!.exitCode, null, 'the agent (run with --unhandled-rejections=strict) is alive');
+    await call('DELETE', '/ports/pl');
+    await call('DELETE', '/ports/pp');
+  },
+);
 
 kernelTest.serial('an agent killed with SIGKILL restarts and converges on what changed meanwhile', async (t) => {
   const [v1, v2, v3] = topoA.vms;
@@ -324,13 +371,23 @@ async function assertNoDrift(t: import('ava').ExecutionContext): Promise<void> {
   const s = await status('a');
   for (const g of s.groups) {
     if (!g.membersNeeded) continue;
-    const ctl = (await (await call('GET', `/groups/${encodeURIComponent(g.id)}`)).json()) as { membersRevision: number; members: string[]; rules: { remoteGroupId?: string }[] };
+    const ctl = (await (await call('GET', `/groups/${encodeURIComponent(g.id)}`)).json()) as {
+      membersRevision: number;
+      members: string[];
+      rules: { remoteGroupId?: string }[];
+    };
     t.is(g.membersRevision ?? 0, ctl.membersRevision, `revision of ${g.id}`);
   }
   const webSet = s.sets.find((x) => x.name.startsWith('sg4-'));
   const ctlWeb = (await (await call('GET', `/groups/${G('web')}`)).json()) as { members: string[] };
   const want = [...ctlWeb.members].sort();
-  const kernel = () => topoA.host.exec('ipset', ['save', webSet!.name]).split('\n').filter((l) => l.startsWith('add ')).map((l) => l.split(' ')[2]).sort();
+  const kernel = () =>
+    topoA.host
+      .exec('ipset', ['save', webSet!.name])
+      .split('\n')
+      .filter((l) => l.startsWith('add '))
+      .map((l) => l.split(' ')[2])
+      .sort();
   // The agent holds the revision at once; the kernel follows within one coalesced apply.
   await waitFor('kernel set equals the controller', () => JSON.stringify(kernel()) === JSON.stringify(want), 5_000).catch(() => undefined);
   t.deepEqual(kernel(), want, 'kernel set equals the controller');
@@ -339,7 +396,13 @@ async function assertNoDrift(t: import('ava').ExecutionContext): Promise<void> {
 /** A burst of membership changes in web: ports q0..q{n-1} on an unrelated host join and leave. */
 async function churn(n: number, round: number): Promise<void> {
   for (let i = 0; i < n; i++) {
-    const body = { host: `elsewhere-${tag}`, device: `q${i}`, mac: '02:00:00:00:bb:01', fixedIps: [`10.101.${round}.${i}`], securityGroups: [G('web')] };
+    const body = {
+      host: `elsewhere-${tag}`,
+      device: `q${i}`,
+      mac: '02:00:00:00:bb:01',
+      fixedIps: [`10.101.${round}.${i}`],
+      securityGroups: [G('web')],
+    };
     await call('PUT', `/ports/q${i}`, body).catch(() => undefined);
   }
 }
@@ -369,16 +432,30 @@ kernelTest.serial('a broker restart in the middle of updates ends with zero drif
   await waitFor('agents reconnected', async () => (await status('a')).connected && (await status('b')).connected, 60_000);
   // Every controller: calls go to them in turn, and one still waiting out its reconnect backoff
   // refuses writes (503) in the tests that follow.
-  await waitFor('every controller reconnected', async () => {
-    for (const a of apis) if (!((await (await get(`${a.url}/healthz`)).json()) as { connected: boolean }).connected) return false;
-    return true;
-  }, 60_000);
-  await call('PUT', `/ports/q0`, { host: `elsewhere-${tag}`, device: 'q0', mac: '02:00:00:00:bb:01', fixedIps: ['10.101.4.0'], securityGroups: [G('web')] });
+  await waitFor(
+    'every controller reconnected',
+    async () => {
+      for (const a of apis) if (!((await (await get(`${a.url}/healthz`)).json()) as { connected: boolean }).connected) return false;
+      return true;
+    },
+    60_000,
+  );
+  await call('PUT', `/ports/q0`, {
+    host: `elsewhere-${tag}`,
+    device: 'q0',
+    mac: '02:00:00:00:bb:01',
+    fixedIps: ['10.101.4.0'],
+    securityGroups: [G('web')],
+  });
   await churn(10, 4);
-  await waitFor('agent caught up', async () => {
-    const ctl = (await (await call('GET', `/groups/${G('web')}`)).json()) as { membersRevision: number };
-    return (await status('a')).groups.find((g) => g.id === G('web'))?.membersRevision === ctl.membersRevision;
-  }, 30_000);
+  await waitFor(
+    'agent caught up',
+    async () => {
+      const ctl = (await (await call('GET', `/groups/${G('web')}`)).json()) as { membersRevision: number };
+      return (await status('a')).groups.find((g) => g.id === G('web'))?.membersRevision === ctl.membersRevision;
+    },
+    30_000,
+  );
   await assertNoDrift(t);
   const [v1, v2] = topoA.vms;
   t.true(topoA.ping(v1!, v2!.ip4), 'members still reach each other');
@@ -407,12 +484,33 @@ kernelTest.serial('one queue, one consumer, 5,000 group bindings: bindings carry
   const hostC = `host-c-${tag}`;
   const remote = (i: number) => G(`r${i}`);
   for (let k = 0; k < 5; k++) {
-    const rules = Array.from({ length: 1000 }, (_, j) => ({ id: `b${k}-${j}`, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 80, portRangeMax: 80, remoteGroupId: remote(k * 1000 + j) }));
+    const rules = Array.from({ length: 1000 }, (_, j) => ({
+      id: `b${k}-${j}`,
+      direction: 'ingress',
+      ethertype: 'IPv4',
+      protocol: 'tcp',
+      portRangeMin: 80,
+      portRangeMax: 80,
+      remoteGroupId: remote(k * 1000 + j),
+    }));
     await call('PUT', `/groups/${G(`big${k}`)}`, { rules });
   }
-  await call('PUT', '/ports/pc', { host: hostC, device: 'tapc', mac: '02:00:00:00:cc:01', fixedIps: ['10.102.0.1'], securityGroups: [0, 1, 2, 3, 4].map((k) => G(`big${k}`)) });
+  await call('PUT', '/ports/pc', {
+    host: hostC,
+    device: 'tapc',
+    mac: '02:00:00:00:cc:01',
+    fixedIps: ['10.102.0.1'],
+    securityGroups: [0, 1, 2, 3, 4].map((k) => G(`big${k}`)),
+  });
   const metrics = `127.0.0.1:${await freePort()}`;
-  agentC = startNode('agent-c', 'src/cli/sg-agent.ts', ['run'], { SG_AGENT_HOST: hostC, SG_AMQP_URL: amqpUrl, SG_TRUSTED_KEYS: key!.publicKeyFile, SG_NETNS: topoC.host.path, SG_METRICS_LISTEN: metrics, SG_LOG_LEVEL: 'warn' });
+  agentC = startNode('agent-c', 'src/cli/sg-agent.ts', ['run'], {
+    SG_AGENT_HOST: hostC,
+    SG_AMQP_URL: amqpUrl,
+    SG_TRUSTED_KEYS: key!.publicKeyFile,
+    SG_NETNS: topoC.host.path,
+    SG_METRICS_LISTEN: metrics,
+    SG_LOG_LEVEL: 'warn',
+  });
   const statusC = async () => (await (await get(`http://${metrics}/status`)).json()) as Status;
   await waitFor('5,005 groups bound', async () => (await statusC()).groups.length === 5005, 120_000);
   const queues = rabbitmqctl(vhost.node, ['list_queues', '-p', vhost.name, '-q', 'name', 'consumers']);
@@ -422,7 +520,13 @@ kernelTest.serial('one queue, one consumer, 5,000 group bindings: bindings carry
   t.is(bindings.split('\n').filter((l) => l.startsWith('sg.groups') && l.includes(qname)).length, 5005);
   t.regex(queues, new RegExp(`${qname.replaceAll('.', '\\.')}\\s+1\\b`), `one consumer: ${line}`);
   // A member joins one of the 5,000 remote groups: it lands in that group's set on host c.
-  await call('PUT', '/ports/pr', { host: `elsewhere-${tag}`, device: 'tapr', mac: '02:00:00:00:cc:02', fixedIps: ['10.102.9.9'], securityGroups: [remote(4321)] });
+  await call('PUT', '/ports/pr', {
+    host: `elsewhere-${tag}`,
+    device: 'tapr',
+    mac: '02:00:00:00:cc:02',
+    fixedIps: ['10.102.9.9'],
+    securityGroups: [remote(4321)],
+  });
   await waitFor('member in set', async () => (await statusC()).groups.find((g) => g.id === remote(4321))?.members === 1, 30_000);
   t.true(await waitFor('kernel set', () => topoC.host.exec('ipset', ['list']).includes('10.102.9.9'), 30_000), 'kernel set');
 });
@@ -439,14 +543,22 @@ kernelTest.serial('a port message lost on the way is made up for by the periodic
   const { Store } = await import('../src/controller/store.js');
   const store = await Store.open(dataDir);
   try {
-    await store.putPort('p3', { id: 'p3', ...portBody(v3!, agents.a.host, [G('iso'), G('web')]), allowedAddressPairs: [], portSecurityEnabled: true });
+    await store.putPort('p3', {
+      id: 'p3',
+      ...portBody(v3!, agents.a.host, [G('iso'), G('web')]),
+      allowedAddressPairs: [],
+      portSecurityEnabled: true,
+    });
     await store.ackOutbox(store.outbox().map((e) => e.key));
   } finally {
     await store.close();
   }
   await startController();
   await startController();
-  const p3groups = async () => ((await (await get(`http://${agents.a.metrics}/status`)).json()) as { ports: { id: string; groups: string[] }[] }).ports.find((p) => p.id === 'p3')?.groups ?? [];
+  const p3groups = async () =>
+    ((await (await get(`http://${agents.a.metrics}/status`)).json()) as { ports: { id: string; groups: string[] }[] }).ports.find(
+      (p) => p.id === 'p3',
+    )?.groups ?? [];
   await waitFor('converged through the periodic sync', async () => (await p3groups()).includes(G('web')), 20_000);
   t.true(await waitFor('v3 admitted', () => topoA.ping(v3!, v2!.ip4), 10_000), 'v3 admitted');
 });
@@ -478,7 +590,16 @@ kernelTest.serial('a change stored but never published (controller died first) g
   // What a controller does before it publishes: the change and its messages, committed together.
   const store = await Store.open(dataDir);
   t.teardown(() => store.close());
-  await store.putPort('late', { id: 'late', host: `elsewhere-${tag}`, device: 'tapl', mac: '02:00:00:00:dd:01', fixedIps: ['10.103.0.1'], allowedAddressPairs: [], securityGroups: [G('web')], portSecurityEnabled: true });
+  await store.putPort('late', {
+    id: 'late',
+    host: `elsewhere-${tag}`,
+    device: 'tapl',
+    mac: '02:00:00:00:dd:01',
+    fixedIps: ['10.103.0.1'],
+    allowedAddressPairs: [],
+    securityGroups: [G('web')],
+    portSecurityEnabled: true,
+  });
   t.true(store.outbox().length > 0, 'the messages wait in the outbox');
   // No controller runs (all were killed above): a message out already would have skipped the outbox.
   t.is(await webMessages(), before, 'nothing was published yet');
@@ -497,14 +618,43 @@ kernelTest('rules by protocol, port range, CIDR and remote group, both families,
   topoB.serve(srv, 8005);
   topoB.serve(srv, 9000);
   const both = (vm: Vm) => [vm.ip4, vm.ip6];
-  const egress = { rules: [{ id: 'c-o4', direction: 'egress', ethertype: 'IPv4' }, { id: 'c-o6', direction: 'egress', ethertype: 'IPv6' }] };
+  const egress = {
+    rules: [
+      { id: 'c-o4', direction: 'egress', ethertype: 'IPv4' },
+      { id: 'c-o6', direction: 'egress', ethertype: 'IPv6' },
+    ],
+  };
   await call('PUT', `/groups/${G('cli')}`, egress);
   await call('PUT', `/groups/${G('cli-not')}`, egress);
   await call('PUT', `/groups/${G('svc')}`, {
     rules: [
-      { id: 's-t', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 8000, portRangeMax: 8010, remoteGroupId: G('cli') },
-      { id: 's-t6', direction: 'ingress', ethertype: 'IPv6', protocol: 'tcp', portRangeMin: 9000, portRangeMax: 9000, remoteGroupId: G('cli') },
-      { id: 's-u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 9000, portRangeMax: 9000, remoteIpPrefix: `${other.ip4}/32` },
+      {
+        id: 's-t',
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: 'tcp',
+        portRangeMin: 8000,
+        portRangeMax: 8010,
+        remoteGroupId: G('cli'),
+      },
+      {
+        id: 's-t6',
+        direction: 'ingress',
+        ethertype: 'IPv6',
+        protocol: 'tcp',
+        portRangeMin: 9000,
+        portRangeMax: 9000,
+        remoteGroupId: G('cli'),
+      },
+      {
+        id: 's-u',
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: 'udp',
+        portRangeMin: 9000,
+        portRangeMax: 9000,
+        remoteIpPrefix: `${other.ip4}/32`,
+      },
       { id: 's-o4', direction: 'egress', ethertype: 'IPv4' },
     ],
   });
@@ -521,7 +671,8 @@ kernelTest('rules by protocol, port range, CIDR and remote group, both families,
   t.false(topoB.udp(cli, srv.ip4, 9000), 'udp only from the /32');
   t.false(topoB.ping(cli, srv.ip4), 'no icmp rule');
   // cli leaves the group: its addresses leave both sets, through member deltas only.
-  const restores = async () => Number(/^sg_agent_chain_restores_total (\d+)/m.exec(await (await get(`http://${agents.b.metrics}/metrics`)).text())?.[1] ?? NaN);
+  const restores = async () =>
+    Number(/^sg_agent_chain_restores_total (\d+)/m.exec(await (await get(`http://${agents.b.metrics}/metrics`)).text())?.[1] ?? NaN);
   const before = await restores();
   await call('PUT', '/ports/pcli', { ...portBody(cli, agents.b.host, [G('cli-not')]), fixedIps: both(cli) });
   await waitFor('cli closed out', () => !topoB.tcp(cli, srv.ip4, 8005));
@@ -535,8 +686,16 @@ kernelTest('SIGTERM stops the agent with the firewall left in place; sg-agent cl
   await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso')]));
   await waitFor('v3 blocked', () => !topoA.ping(v3!, v2!.ip4));
   const ours = () => ({
-    chains: topoA.host.exec('iptables-save', ['-t', 'filter']).split('\n').filter((l) => /^:sg-|-j sg-/.test(l)).sort(),
-    sets: topoA.host.exec('ipset', ['list', '-n']).split('\n').filter((n) => /^sg[46]-/.test(n)).sort(),
+    chains: topoA.host
+      .exec('iptables-save', ['-t', 'filter'])
+      .split('\n')
+      .filter((l) => /^:sg-|-j sg-/.test(l))
+      .sort(),
+    sets: topoA.host
+      .exec('ipset', ['list', '-n'])
+      .split('\n')
+      .filter((n) => /^sg[46]-/.test(n))
+      .sort(),
   });
   const before = ours();
   t.true(before.chains.length > 0 && before.sets.length > 0);

@@ -17,11 +17,21 @@ function engine(t: ExecutionContext, opts: { coalesceMs?: number; structureInter
 }
 
 const port = (n: number, groups: string[], extra: Partial<PortInput> = {}): PortInput => ({
-  id: `p${n}`, host: 'h', device: `tap${n}`, mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`,
-  fixedIps: [`10.0.0.${n}`], securityGroups: groups, ...extra,
+  id: `p${n}`,
+  host: 'h',
+  device: `tap${n}`,
+  mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`,
+  fixedIps: [`10.0.0.${n}`],
+  securityGroups: groups,
+  ...extra,
 });
 const selfGroup = (id: string, extra: Partial<SecurityGroupInput> = {}): SecurityGroupInput => ({
-  id, rules: [{ id: `${id}-in`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id }, { id: `${id}-out`, direction: 'egress', ethertype: 'IPv4' }], ...extra,
+  id,
+  rules: [
+    { id: `${id}-in`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id },
+    { id: `${id}-out`, direction: 'egress', ethertype: 'IPv4' },
+  ],
+  ...extra,
 });
 const members = (dp: MemoryDataplane, g: string) => [...(dp.sets.get(setKey({ groupId: g, family: 4 })) ?? [])].sort();
 
@@ -35,15 +45,28 @@ test('binding one more port plans that port alone; a rule change plans the ports
   dp.applied.length = 0;
   fw.setPort(port(11, ['a']));
   await fw.flush();
-  t.deepEqual(dp.applied.flatMap((c) => c.filters.upsert.map((f) => f.portId)), ['p11']);
+  t.deepEqual(
+    dp.applied.flatMap((c) => c.filters.upsert.map((f) => f.portId)),
+    ['p11'],
+  );
   dp.applied.length = 0;
-  fw.setGroup({ ...selfGroup('b'), rules: [...selfGroup('b').rules, { id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 }] });
+  fw.setGroup({
+    ...selfGroup('b'),
+    rules: [
+      ...selfGroup('b').rules,
+      { id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 },
+    ],
+  });
   await fw.flush();
   t.deepEqual(dp.applied.flatMap((c) => c.filters.upsert.map((f) => f.portId)).sort(), ['p10', 'p6', 'p7', 'p8', 'p9']);
   dp.applied.length = 0;
   fw.setPort(port(3, ['a']));
   await fw.flush();
-  t.deepEqual(dp.applied.flatMap((c) => c.filters.upsert), [], 'an unchanged port is not written again');
+  t.deepEqual(
+    dp.applied.flatMap((c) => c.filters.upsert),
+    [],
+    'an unchanged port is not written again',
+  );
 });
 
 test('a set exists while a filter names it, holds the members, and goes with the last filter naming it', async (t) => {
@@ -132,10 +155,17 @@ test('fault isolation: a set the dataplane refuses holds back only the rules nam
   fw.setGroupMembers('bad', ['10.0.0.1']);
   fw.setGroupMembers('good', ['10.0.0.2', '10.0.0.3']);
   await fw.flush();
-  const q = fw.status().quarantined.map((e) => `${e.kind}:${e.id}`).sort();
+  const q = fw
+    .status()
+    .quarantined.map((e) => `${e.kind}:${e.id}`)
+    .sort();
   t.deepEqual(q, ['filter:p3', 'set:4:bad']);
   t.true(dp.filters.has('p1'), 'the port is filtered, without the rule naming the missing set');
-  t.deepEqual(dp.filters.get('p1')!.rules.map((r) => r.remoteGroupId), [null], 'fail-closed: only its egress rule');
+  t.deepEqual(
+    dp.filters.get('p1')!.rules.map((r) => r.remoteGroupId),
+    [null],
+    'fail-closed: only its egress rule',
+  );
   t.true(dp.filters.has('p2'));
   t.false(dp.filters.has('p3'));
   t.deepEqual(members(dp, 'good'), ['10.0.0.2', '10.0.0.3']);
@@ -149,7 +179,11 @@ test('fault isolation: a set the dataplane refuses holds back only the rules nam
   await fw.settled();
   t.deepEqual(fw.status().quarantined, []);
   t.deepEqual(members(dp, 'bad'), ['10.0.0.1']);
-  t.deepEqual(dp.filters.get('p1')!.rules.map((r) => r.remoteGroupId), ['bad', null], 'the held-back rule is in');
+  t.deepEqual(
+    dp.filters.get('p1')!.rules.map((r) => r.remoteGroupId),
+    ['bad', null],
+    'the held-back rule is in',
+  );
   t.true(dp.filters.has('p3'));
 });
 
@@ -171,7 +205,10 @@ test('cuts: a departed member, a port leaving a group, and allowed-pair addresse
   // p2 moves from web to app: what only web admitted is cut.
   fw.setPort(port(2, ['app']));
   await fw.flush();
-  t.true(dp.cuts.some((c) => c.a === '10.0.0.2' && c.b === '10.0.0.1'), JSON.stringify(dp.cuts));
+  t.true(
+    dp.cuts.some((c) => c.a === '10.0.0.2' && c.b === '10.0.0.1'),
+    JSON.stringify(dp.cuts),
+  );
   dp.cuts.length = 0;
   // p1 leaves web for `wide`, whose prefix still admits 10.0.0.x from anywhere in ingress: 10.0.0.2 stays admitted, not cut.
   fw.setGroupMembers('web', ['10.0.0.1', '10.0.0.2']);
@@ -179,7 +216,10 @@ test('cuts: a departed member, a port leaving a group, and allowed-pair addresse
   dp.cuts.length = 0;
   fw.setPort(port(1, ['wide'], { allowedAddressPairs: [{ ipAddress: '10.9.0.1' }] }));
   await fw.flush();
-  t.false(dp.cuts.some((c) => c.b === '10.0.0.2'), `still admitted by the prefix rule: ${JSON.stringify(dp.cuts)}`);
+  t.false(
+    dp.cuts.some((c) => c.b === '10.0.0.2'),
+    `still admitted by the prefix rule: ${JSON.stringify(dp.cuts)}`,
+  );
   dp.cuts.length = 0;
   // An allowed pair taken off a port: its connections go.
   fw.setPort(port(1, ['wide']));
@@ -197,20 +237,30 @@ test('a full sync keeps the last good version of an object its snapshot lacks as
   fw.replaceAll({ ports: [port(1, ['g'])], groups: [selfGroup('g')], members: { g: ['10.0.0.1'] }, keep: { ports: ['p2'] } });
   await fw.flush();
   t.true(dp.filters.has('p2'), 'last good version kept');
-  t.deepEqual(fw.status().quarantined.map((q) => q.id), ['p2']);
+  t.deepEqual(
+    fw.status().quarantined.map((q) => q.id),
+    ['p2'],
+  );
   fw.replaceAll({ ports: [port(1, ['g'])], groups: [selfGroup('g')], members: { g: ['10.0.0.1'] } });
   await fw.flush();
   t.false(dp.filters.has('p2'), 'gone once the snapshot says so without quarantine');
 });
 
-test('invalid input is refused with the validator\'s error, counted, and changes nothing', async (t) => {
+test("invalid input is refused with the validator's error, counted, and changes nothing", async (t) => {
   const { dp, fw } = engine(t);
   fw.setGroup(selfGroup('g'));
   fw.setPort(port(1, ['g']));
   await fw.flush();
   const before = dp.applied.length;
   t.throws(() => fw.setPort(port(2, ['g'], { fixedIps: ['fe80::1%lo'] })), { name: 'ValidationError' });
-  t.throws(() => fw.setGroup({ id: 'x', rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] }), { name: 'ValidationError' });
+  t.throws(
+    () =>
+      fw.setGroup({
+        id: 'x',
+        rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }],
+      }),
+    { name: 'ValidationError' },
+  );
   t.throws(() => fw.applyMemberDelta('g', ['0.0.0.0/0'], []), { name: 'ValidationError' });
   t.throws(() => fw.replaceAll({ ports: [port(3, ['g'], { mac: 'zz' })], groups: [], members: {} }), { name: 'ValidationError' });
   await fw.flush();
@@ -219,11 +269,21 @@ test('invalid input is refused with the validator\'s error, counted, and changes
   t.deepEqual([...dp.filters.keys()], ['p1']);
 });
 
-test('what a previous run left keeps filtering until this run\'s first apply; only then is it removed', async (t) => {
+test("what a previous run left keeps filtering until this run's first apply; only then is it removed", async (t) => {
   const { dp, fw } = engine(t);
   // The kernel as a previous run left it.
   dp.sets.set('4:old', new Set(['10.9.9.9']));
-  dp.filters.set('gone', { portId: 'gone', device: 'tapx', filtered: true, mac: '02:00:00:00:00:99', stateful: true, sources: [], rules: [], sets: [], key: 'x' });
+  dp.filters.set('gone', {
+    portId: 'gone',
+    device: 'tapx',
+    filtered: true,
+    mac: '02:00:00:00:00:99',
+    stateful: true,
+    sources: [],
+    rules: [],
+    sets: [],
+    key: 'x',
+  });
   t.deepEqual(await fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'nothing to compare with yet');
   t.true(dp.filters.has('gone') && dp.sets.has('4:old'), 'still in place');
   fw.setGroup(selfGroup('g'));
@@ -234,7 +294,7 @@ test('what a previous run left keeps filtering until this run\'s first apply; on
   t.true(dp.filters.has('p1'));
 });
 
-test('portInKernel says whether a port\'s current filter is applied: not while it waits or is written', async (t) => {
+test("portInKernel says whether a port's current filter is applied: not while it waits or is written", async (t) => {
   const { dp, fw } = engine(t, { structureIntervalMs: 600_000, structureIntervalMaxMs: 600_000 });
   fw.setGroup(selfGroup('g'));
   fw.setPort(port(1, ['g']));

@@ -35,42 +35,45 @@ function recordingLogger(): { logger: pino.Logger; errors: string[] } {
   return { logger: pino({ level: 'warn' }, sink), errors };
 }
 
-onBothBackends('a member swapped for a foreign address, the count unchanged, is found and put back by the quick check', async (t, backend) => {
-  const topo = new Topology();
-  const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
-  t.teardown(async () => {
-    await fw.close();
-    topo.destroy();
-  });
-  const k = new Oracle(backend, topo.host);
-  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-  fw.setGroup(web);
-  fw.setGroup({ id: 'other', rules: [{ id: 'e4', direction: 'egress', ethertype: 'IPv4' }] });
-  fw.setPort(vmPort(a, ['web']));
-  fw.setPort(vmPort(b, ['web']));
-  fw.setPort(vmPort(x, ['other']));
-  fw.setGroupMembers('web', [a.ip4, b.ip4]);
-  await fw.flush();
-  t.true(topo.ping(a, b.ip4), 'a member reaches b');
-  t.false(topo.ping(x, b.ip4), 'x is no member');
-  // By hand: a's address out of the set, x's in; the set still holds two.
-  const set = k.setName('web', 4);
-  if (backend === 'iptables') {
-    topo.host.exec('ipset', ['del', set, a.ip4]);
-    topo.host.exec('ipset', ['add', set, x.ip4]);
-  } else {
-    topo.host.exec(NFT, ['delete', 'element', 'inet', k.nft.table, set, `{ ${a.ip4} }`]);
-    topo.host.exec(NFT, ['add', 'element', 'inet', k.nft.table, set, `{ ${x.ip4} }`]);
-  }
-  t.is(k.setMembers('web', 4)?.size, 2, 'the count is as it was');
-  t.true(topo.ping(x, b.ip4), 'drift: x gets in');
-  const r = await fw.reconcile({ full: false });
-  t.is(r.setsRepaired, 1, JSON.stringify(r));
-  t.deepEqual([...(k.setMembers('web', 4) ?? [])].sort(), [a.ip4, b.ip4].sort());
-  t.false(topo.ping(x, b.ip4), 'x is out again');
-  t.true(topo.ping(a, b.ip4), 'a is in again');
-  t.deepEqual(await fw.reconcile({ full: false }), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'nothing left to repair');
-});
+onBothBackends(
+  'a member swapped for a foreign address, the count unchanged, is found and put back by the quick check',
+  async (t, backend) => {
+    const topo = new Topology();
+    const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
+    t.teardown(async () => {
+      await fw.close();
+      topo.destroy();
+    });
+    const k = new Oracle(backend, topo.host);
+    const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+    fw.setGroup(web);
+    fw.setGroup({ id: 'other', rules: [{ id: 'e4', direction: 'egress', ethertype: 'IPv4' }] });
+    fw.setPort(vmPort(a, ['web']));
+    fw.setPort(vmPort(b, ['web']));
+    fw.setPort(vmPort(x, ['other']));
+    fw.setGroupMembers('web', [a.ip4, b.ip4]);
+    await fw.flush();
+    t.true(topo.ping(a, b.ip4), 'a member reaches b');
+    t.false(topo.ping(x, b.ip4), 'x is no member');
+    // By hand: a's address out of the set, x's in; the set still holds two.
+    const set = k.setName('web', 4);
+    if (backend === 'iptables') {
+      topo.host.exec('ipset', ['del', set, a.ip4]);
+      topo.host.exec('ipset', ['add', set, x.ip4]);
+    } else {
+      topo.host.exec(NFT, ['delete', 'element', 'inet', k.nft.table, set, `{ ${a.ip4} }`]);
+      topo.host.exec(NFT, ['add', 'element', 'inet', k.nft.table, set, `{ ${x.ip4} }`]);
+    }
+    t.is(k.setMembers('web', 4)?.size, 2, 'the count is as it was');
+    t.true(topo.ping(x, b.ip4), 'drift: x gets in');
+    const r = await fw.reconcile({ full: false });
+    t.is(r.setsRepaired, 1, JSON.stringify(r));
+    t.deepEqual([...(k.setMembers('web', 4) ?? [])].sort(), [a.ip4, b.ip4].sort());
+    t.false(topo.ping(x, b.ip4), 'x is out again');
+    t.true(topo.ping(a, b.ip4), 'a is in again');
+    t.deepEqual(await fw.reconcile({ full: false }), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'nothing left to repair');
+  },
+);
 
 onBothBackends('a host with no port: the periodic check runs without failing, and the first port goes in beside it', async (t, backend) => {
   const topo = new Topology();
@@ -107,20 +110,23 @@ onBothBackends('a host with no port: the periodic check runs without failing, an
   t.is(fw.stats.applyErrors, 0);
 });
 
-kernelTest('iptables › a temp set a killed replace left behind goes with the full check, its set kept; others are not touched', async (t) => {
-  const { topo, fw, k } = await firewallHost(t, 'iptables');
-  const { a, b } = await membersAndStranger({ topo, fw, k });
-  const set = k.setName('default', 4);
-  // What a process killed between filling a replace's temp set and the swap leaves: the temp set.
-  topo.host.exec('ipset', ['create', tempSetName(set), 'hash:net']);
-  // Another program's sets, one named like a temp set of ours would be but not derived from a name of ours.
-  topo.host.exec('ipset', ['create', 'theirs', 'hash:net']);
-  topo.host.exec('ipset', ['create', 'sg4-theirs.t', 'hash:net']);
-  const r = await fw.reconcile({ full: true });
-  t.is(r.staleRemoved, 1, JSON.stringify(r));
-  const left = ipsetSave(topo.host);
-  t.false(left.has(tempSetName(set)), 'the temp set is gone');
-  t.true(left.has(set), 'its set stays');
-  t.true(left.has('theirs') && left.has('sg4-theirs.t'), "another program's sets stay");
-  t.true(topo.ping(a, b.ip4), 'the members still reach each other');
-});
+kernelTest(
+  'iptables › a temp set a killed replace left behind goes with the full check, its set kept; others are not touched',
+  async (t) => {
+    const { topo, fw, k } = await firewallHost(t, 'iptables');
+    const { a, b } = await membersAndStranger({ topo, fw, k });
+    const set = k.setName('default', 4);
+    // What a process killed between filling a replace's temp set and the swap leaves: the temp set.
+    topo.host.exec('ipset', ['create', tempSetName(set), 'hash:net']);
+    // Another program's sets, one named like a temp set of ours would be but not derived from a name of ours.
+    topo.host.exec('ipset', ['create', 'theirs', 'hash:net']);
+    topo.host.exec('ipset', ['create', 'sg4-theirs.t', 'hash:net']);
+    const r = await fw.reconcile({ full: true });
+    t.is(r.staleRemoved, 1, JSON.stringify(r));
+    const left = ipsetSave(topo.host);
+    t.false(left.has(tempSetName(set)), 'the temp set is gone');
+    t.true(left.has(set), 'its set stays');
+    t.true(left.has('theirs') && left.has('sg4-theirs.t'), "another program's sets stay");
+    t.true(topo.ping(a, b.ip4), 'the members still reach each other');
+  },
+);

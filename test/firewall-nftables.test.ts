@@ -19,10 +19,16 @@ import { egressAll, egressOnly, vmPort } from './helpers/firewall.js';
 
 const repo = path.resolve(__dirname, '..');
 
-const selfGroup: SecurityGroupInput = { id: 'default', rules: [{ id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' }, ...egressAll] };
+const selfGroup: SecurityGroupInput = {
+  id: 'default',
+  rules: [{ id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' }, ...egressAll],
+};
 
 function churn(mode: 'churn' | 'open', ns: Netns): { child: ChildProcess; line: Promise<string> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/nft-churn.ts'), mode, ns.path], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/nft-churn.ts'), mode, ns.path], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const line = new Promise<string>((resolve, reject) => {
     let buf = '';
     child.stdout.on('data', (b: Buffer) => {
@@ -42,7 +48,9 @@ async function kill(child: ChildProcess): Promise<void> {
 
 /** The churn table as the kernel has it: which state (10.<v>) each of its set and chain holds. */
 function churnState(ns: Netns): { set: Set<string>; chain: Set<string>; elements: number; rules: number } {
-  const json = JSON.parse(ns.exec(NFT, ['-j', 'list', 'table', 'inet', TABLE])) as { nftables: Record<string, { name?: string; chain?: string; elem?: unknown[]; expr?: unknown[] }>[] };
+  const json = JSON.parse(ns.exec(NFT, ['-j', 'list', 'table', 'inet', TABLE])) as {
+    nftables: Record<string, { name?: string; chain?: string; elem?: unknown[]; expr?: unknown[] }>[];
+  };
   const set = new Set<string>();
   const chain = new Set<string>();
   let elements = 0;
@@ -94,7 +102,11 @@ kernelTest('a batch sent without its end by a process then killed changes nothin
   const { child, line } = churn('open', ns);
   t.regex(await line, /^sent \[\]$/, 'the kernel checked every operation of the batch and found nothing wrong');
   await kill(child);
-  t.is(ns.exec(NFT, ['-s', 'list', 'ruleset']), before, 'the ruleset is as it was: the batch that deleted and remade the table was never committed');
+  t.is(
+    ns.exec(NFT, ['-s', 'list', 'ruleset']),
+    before,
+    'the ruleset is as it was: the batch that deleted and remade the table was never committed',
+  );
 });
 
 async function engineWithWatch(t: ExecutionContext, reconcileIntervalMs: number) {
@@ -139,7 +151,9 @@ kernelTest('a hand-made change to our tables is repaired as the kernel announces
   topo.host.exec(NFT, ['flush', 'chain', ...T, ingress]);
   latencies.push(`flush chain: ${(await until(() => rules() === intact)).toFixed(1)} ms`);
   topo.host.exec(NFT, ['delete', 'table', 'bridge', k.nft.table]);
-  latencies.push(`delete table: ${(await until(() => topo.host.run(NFT, ['list', 'table', 'bridge', k.nft.table]).status === 0)).toFixed(1)} ms`);
+  latencies.push(
+    `delete table: ${(await until(() => topo.host.run(NFT, ['list', 'table', 'bridge', k.nft.table]).status === 0)).toFixed(1)} ms`,
+  );
   t.log(`repaired after (polled with nft every 2 ms; other tests share the machine): ${latencies.join(', ')}`);
   // Each repair is reported from the watch's thread a moment after the kernel has it.
   await until(() => fw.stats.repairs >= 3);
@@ -168,39 +182,49 @@ function prober(vm: Vm, to: string): { sent: () => number; stop: () => Promise<{
   };
 }
 
-kernelTest('switching a host between backends: the new one is in before the old one goes, and nothing gets through meanwhile', async (t) => {
-  const topo = new Topology();
-  t.teardown(() => topo.destroy());
-  const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-  const state = { ports: [vmPort(a, ['default']), vmPort(b, ['default']), vmPort(x, ['egress-only'])], groups: [selfGroup, egressOnly], members: { default: [a.ip4, b.ip4] } };
-  const ipt = new Oracle('iptables', topo.host);
-  const nft = new Oracle('nftables', topo.host);
-  const fw1 = await openEngine('iptables', topo.host, { coalesceMs: 5 });
-  fw1.replaceAll(state);
-  await fw1.flush();
-  await fw1.close();
-  t.false(topo.ping(x, b.ip4));
-  for (const [to, from] of [['nftables', ipt], ['iptables', nft]] as const) {
-    // Probes go out before the switch starts and after it is done: every moment of it is probed.
-    const p = prober(x, b.ip4);
-    await waitFor(`${to}: the prober running`, () => p.sent() >= 5);
-    const { dataplane, kind } = await openDataplane(to, { netns: topo.host.path, mode: 'bridged' });
-    t.is(kind, to);
-    const fw = new FirewallEngine(dataplane, { coalesceMs: 5 });
-    fw.replaceAll(state);
-    await fw.flush();
-    const switched = p.sent();
-    await waitFor(`${to}: probes after the switch`, () => p.sent() >= switched + 5);
-    const probed = await p.stop();
-    t.true(probed.sent >= switched + 5, `${to}: the prober ran through the switch (${probed.sent} sent, ${switched} when it was done)`);
-    t.is(probed.received, 0, `${to}: the non-member got nothing through while the backends changed`);
-    t.deepEqual(from.ours(), [], `${to}: the other backend's objects are gone`);
-    t.not((to === 'nftables' ? nft : ipt).ours().length, 0);
-    t.true(topo.ping(a, b.ip4), `${to}: members admitted`);
+kernelTest(
+  'switching a host between backends: the new one is in before the old one goes, and nothing gets through meanwhile',
+  async (t) => {
+    const topo = new Topology();
+    t.teardown(() => topo.destroy());
+    const [a, b, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+    const state = {
+      ports: [vmPort(a, ['default']), vmPort(b, ['default']), vmPort(x, ['egress-only'])],
+      groups: [selfGroup, egressOnly],
+      members: { default: [a.ip4, b.ip4] },
+    };
+    const ipt = new Oracle('iptables', topo.host);
+    const nft = new Oracle('nftables', topo.host);
+    const fw1 = await openEngine('iptables', topo.host, { coalesceMs: 5 });
+    fw1.replaceAll(state);
+    await fw1.flush();
+    await fw1.close();
     t.false(topo.ping(x, b.ip4));
-    await fw.close();
-  }
-});
+    for (const [to, from] of [
+      ['nftables', ipt],
+      ['iptables', nft],
+    ] as const) {
+      // Probes go out before the switch starts and after it is done: every moment of it is probed.
+      const p = prober(x, b.ip4);
+      await waitFor(`${to}: the prober running`, () => p.sent() >= 5);
+      const { dataplane, kind } = await openDataplane(to, { netns: topo.host.path, mode: 'bridged' });
+      t.is(kind, to);
+      const fw = new FirewallEngine(dataplane, { coalesceMs: 5 });
+      fw.replaceAll(state);
+      await fw.flush();
+      const switched = p.sent();
+      await waitFor(`${to}: probes after the switch`, () => p.sent() >= switched + 5);
+      const probed = await p.stop();
+      t.true(probed.sent >= switched + 5, `${to}: the prober ran through the switch (${probed.sent} sent, ${switched} when it was done)`);
+      t.is(probed.received, 0, `${to}: the non-member got nothing through while the backends changed`);
+      t.deepEqual(from.ours(), [], `${to}: the other backend's objects are gone`);
+      t.not((to === 'nftables' ? nft : ipt).ours().length, 0);
+      t.true(topo.ping(a, b.ip4), `${to}: members admitted`);
+      t.false(topo.ping(x, b.ip4));
+      await fw.close();
+    }
+  },
+);
 
 kernelTest('sg-agent cleanup removes what either backend made', async (t) => {
   const topo = new Topology();
@@ -217,7 +241,11 @@ kernelTest('sg-agent cleanup removes what either backend made', async (t) => {
   const nft = new Oracle('nftables', topo.host);
   t.not(ipt.ours().length, 0);
   t.not(nft.ours().length, 0);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'cleanup'], { cwd: repo, env: { ...process.env, SG_NETNS: topo.host.path }, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'cleanup'], {
+    cwd: repo,
+    env: { ...process.env, SG_NETNS: topo.host.path },
+    encoding: 'utf8',
+  });
   t.is(r.status, 0, r.stderr);
   t.deepEqual(ipt.ours(), []);
   t.deepEqual(nft.ours(), []);
@@ -226,9 +254,14 @@ kernelTest('sg-agent cleanup removes what either backend made', async (t) => {
 kernelTest('sg-agent check says what the kernel supports and what auto chooses, as the probe finds it', async (t) => {
   const ns = Netns.create('sgcheck');
   t.teardown(() => ns.destroy());
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'check'], { cwd: repo, env: { ...process.env, SG_NETNS: ns.path, SG_DATAPLANE: 'auto' }, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'check'], {
+    cwd: repo,
+    env: { ...process.env, SG_NETNS: ns.path, SG_DATAPLANE: 'auto' },
+    encoding: 'utf8',
+  });
   t.is(r.status, 0, r.stderr);
-  for (const what of ['nf_tables inet family', 'nf_tables bridge family', 'nf_conntrack_bridge', 'br_netfilter']) t.regex(r.stdout, new RegExp(what));
+  for (const what of ['nf_tables inet family', 'nf_tables bridge family', 'nf_conntrack_bridge', 'br_netfilter'])
+    t.regex(r.stdout, new RegExp(what));
   const { kernelSupport } = await import('../src/firewall/select.js');
   const d = decide(await kernelSupport(ns.path), 'bridged');
   t.regex(r.stdout, new RegExp(`dataplane: auto → ${d.kind} \\(auto would choose ${d.kind}: `));
@@ -237,44 +270,77 @@ kernelTest('sg-agent check says what the kernel supports and what auto chooses, 
 test('auto takes nftables only where the kernel has all it needs, and says why (decision logic)', (t) => {
   const full = { inet: true, bridge: true, conntrackBridge: false, bridgeMeta: false, notes: [] };
   t.is(decide({ nftables: full, brNetfilter: true }, 'bridged').kind, 'nftables');
-  const noBridge = decide({ nftables: { ...full, bridge: false, notes: ['bridge: the kernel does not support this'] }, brNetfilter: true }, 'bridged');
+  const noBridge = decide(
+    { nftables: { ...full, bridge: false, notes: ['bridge: the kernel does not support this'] }, brNetfilter: true },
+    'bridged',
+  );
   t.is(noBridge.kind, 'iptables');
   t.regex(noBridge.reason, /bridge-family/);
-  t.is(decide({ nftables: { ...full, bridge: false }, brNetfilter: true }, 'routed').kind, 'nftables', 'routed ports need no bridge family');
+  t.is(
+    decide({ nftables: { ...full, bridge: false }, brNetfilter: true }, 'routed').kind,
+    'nftables',
+    'routed ports need no bridge family',
+  );
   t.is(decide({ nftables: { error: 'NFTABLES_FAILED: no nf_tables' }, brNetfilter: true }, 'routed').kind, 'iptables');
 });
 
 // Serial: it counts this process's sockets, which the file's other tests open and close concurrently.
-kernelTest.serial('the nf_tables client: a refused operation is named and nothing changes; errors carry codes; close releases its sockets', async (t) => {
-  const ns = Netns.create('sgnfterr');
-  t.teardown(() => ns.destroy());
-  const { NftClient } = await import('../src/addon/nftables.js');
-  const { NativeError } = await import('../src/addon/errors.js');
-  const sockets = () => fs.readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
-    } catch {
-      return false;
-    }
-  }).length;
-  const before = sockets();
-  const c = await NftClient.open(ns.path);
-  const at = { family: 'inet', table: 'errs' } as const;
-  t.like(await c.transact([{ op: 'table', ...at }, { op: 'chain', ...at, chain: 'c' }]), { committed: true, failures: [] });
-  const ruleset = ns.exec(NFT, ['-s', 'list', 'ruleset']);
-  // The second operation names a set that does not exist: the first (a new chain) is not made either.
-  const r = await c.transact([{ op: 'chain', ...at, chain: 'd' }, { op: 'rule', ...at, chain: 'c', stmts: [{ m: 'addrIn', family: 4, dir: 'saddr', set: 'nope' }, { m: 'verdict', v: 'accept' }] }]);
-  t.false(r.committed);
-  t.deepEqual(r.failures.map((f) => [f.op, f.code]), [[1, 'NOT_FOUND']]);
-  t.is(ns.exec(NFT, ['-s', 'list', 'ruleset']), ruleset, 'nothing of the refused transaction is in the kernel');
-  const bad = await t.throwsAsync(c.transact([{ op: 'rule', ...at, chain: 'c', stmts: [{ m: 'port', dir: 'dport', min: 9, max: 8 }] }]), { instanceOf: NativeError });
-  t.is(bad?.code, 'INVALID_ARGUMENT', 'a statement that cannot be encoded is refused before the kernel sees it');
-  const missing = await t.throwsAsync(NftClient.open('/var/run/netns/sg-no-such-namespace'), { instanceOf: NativeError });
-  t.is(missing?.code, 'NETNS_UNAVAILABLE');
-  c.watch(() => undefined);
-  t.is(sockets(), before + 2, 'the client and its watch');
-  await c.close();
-  t.is(sockets(), before, 'both sockets released');
-  const closed = await t.throwsAsync(c.listTables(), { instanceOf: NativeError });
-  t.is(closed?.code, 'NFTABLES_FAILED');
-});
+kernelTest.serial(
+  'the nf_tables client: a refused operation is named and nothing changes; errors carry codes; close releases its sockets',
+  async (t) => {
+    const ns = Netns.create('sgnfterr');
+    t.teardown(() => ns.destroy());
+    const { NftClient } = await import('../src/addon/nftables.js');
+    const { NativeError } = await import('../src/addon/errors.js');
+    const sockets = () =>
+      fs.readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:');
+        } catch {
+          return false;
+        }
+      }).length;
+    const before = sockets();
+    const c = await NftClient.open(ns.path);
+    const at = { family: 'inet', table: 'errs' } as const;
+    t.like(
+      await c.transact([
+        { op: 'table', ...at },
+        { op: 'chain', ...at, chain: 'c' },
+      ]),
+      { committed: true, failures: [] },
+    );
+    const ruleset = ns.exec(NFT, ['-s', 'list', 'ruleset']);
+    // The second operation names a set that does not exist: the first (a new chain) is not made either.
+    const r = await c.transact([
+      { op: 'chain', ...at, chain: 'd' },
+      {
+        op: 'rule',
+        ...at,
+        chain: 'c',
+        stmts: [
+          { m: 'addrIn', family: 4, dir: 'saddr', set: 'nope' },
+          { m: 'verdict', v: 'accept' },
+        ],
+      },
+    ]);
+    t.false(r.committed);
+    t.deepEqual(
+      r.failures.map((f) => [f.op, f.code]),
+      [[1, 'NOT_FOUND']],
+    );
+    t.is(ns.exec(NFT, ['-s', 'list', 'ruleset']), ruleset, 'nothing of the refused transaction is in the kernel');
+    const bad = await t.throwsAsync(c.transact([{ op: 'rule', ...at, chain: 'c', stmts: [{ m: 'port', dir: 'dport', min: 9, max: 8 }] }]), {
+      instanceOf: NativeError,
+    });
+    t.is(bad?.code, 'INVALID_ARGUMENT', 'a statement that cannot be encoded is refused before the kernel sees it');
+    const missing = await t.throwsAsync(NftClient.open('/var/run/netns/sg-no-such-namespace'), { instanceOf: NativeError });
+    t.is(missing?.code, 'NETNS_UNAVAILABLE');
+    c.watch(() => undefined);
+    t.is(sockets(), before + 2, 'the client and its watch');
+    await c.close();
+    t.is(sockets(), before, 'both sockets released');
+    const closed = await t.throwsAsync(c.listTables(), { instanceOf: NativeError });
+    t.is(closed?.code, 'NFTABLES_FAILED');
+  },
+);

@@ -14,7 +14,14 @@ import { linkLocalFromMac } from '../src/domain/mac.js';
 import { egressAll, firewallHost, onBothBackends, vmPort } from './helpers/firewall.js';
 
 function selfGroup(id: string): SecurityGroupInput {
-  return { id, rules: [{ id: `${id}-i4`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id }, { id: `${id}-i6`, direction: 'ingress', ethertype: 'IPv6', remoteGroupId: id }, ...egressAll] };
+  return {
+    id,
+    rules: [
+      { id: `${id}-i4`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id },
+      { id: `${id}-i6`, direction: 'ingress', ethertype: 'IPv6', remoteGroupId: id },
+      ...egressAll,
+    ],
+  };
 }
 
 /** Applies, and checks each port's filter is reported in the kernel before anything is asserted. */
@@ -23,14 +30,17 @@ async function applied(t: ExecutionContext, fw: FirewallEngine, ...vms: Vm[]): P
   for (const vm of vms) t.true(fw.portInKernel(`port-${vm.name}`), `${vm.name} filtered`);
 }
 
-onBothBackends('VM → host traffic goes through the port\'s egress rules (INPUT), DHCP as Neutron allows it', async (t, backend) => {
+onBothBackends("VM → host traffic goes through the port's egress rules (INPUT), DHCP as Neutron allows it", async (t, backend) => {
   const c = await firewallHost(t, backend);
   const { topo, fw } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const host = topo.hostAddress('10.100.0.254/24');
   topo.serveOnHost(7000);
   topo.serveOnHost(67);
-  fw.setGroup({ id: 'tcp7000', rules: [{ id: 'o', direction: 'egress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }] });
+  fw.setGroup({
+    id: 'tcp7000',
+    rules: [{ id: 'o', direction: 'egress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }],
+  });
   fw.setGroup({ id: 'open', rules: egressAll });
   fw.setPort(vmPort(a, ['tcp7000']));
   fw.setPort(vmPort(b, ['open']));
@@ -90,7 +100,7 @@ onBothBackends('ARP spoofing: a port may send ARP only for its own addresses and
   t.true(topo.arping(a, v.ip4, a.ip4), 'ARP for its own address is answered');
   t.is(topo.neighbour(v, a.ip4), a.mac);
   fresh();
-  t.false(topo.arping(a, v.ip4, b.ip4), 'ARP claiming another VM\'s address is dropped');
+  t.false(topo.arping(a, v.ip4, b.ip4), "ARP claiming another VM's address is dropped");
   t.not(topo.neighbour(v, b.ip4), a.mac, 'the victim never learnt the lie');
   fresh();
   t.true(topo.arping(a, v.ip4, '10.100.0.83'), 'an address of an allowed-pair network may be claimed');
@@ -132,15 +142,15 @@ onBothBackends('IPv6 neighbour spoofing: a port advertises and probes only its o
   };
 
   await send(a, 'an advertisement of its own address passes');
-  await send(a, 'an advertisement of another VM\'s address', advert(a, a.ip6, b.ip6));
-  t.is(cached(b.ip6), b.mac, 'an advertisement claiming another VM\'s address is dropped');
+  await send(a, "an advertisement of another VM's address", advert(a, a.ip6, b.ip6));
+  t.is(cached(b.ip6), b.mac, "an advertisement claiming another VM's address is dropped");
   await send(a, 'the same from a spoofed source', advert(a, b.ip6, b.ip6));
   t.is(cached(b.ip6), b.mac, 'and from a spoofed source');
   await send(a, 'from its link-local address', advert(a, linkLocalFromMac(a.mac), b.ip6));
   t.is(cached(b.ip6), b.mac, 'and from its own link-local address');
   const solicit = neighbourSolicit({ from: a.mac, src: b.ip6, dst: v.ip6, toMac: v.mac, target: v.ip6, lladdr: a.mac });
   await send(a, 'a solicitation from a spoofed source', solicit);
-  t.is(cached(b.ip6), b.mac, 'a solicitation from another VM\'s address teaches nothing either');
+  t.is(cached(b.ip6), b.mac, "a solicitation from another VM's address teaches nothing either");
 
   // Its own addresses: the link-local one and those of an allowed-pair network, none beyond it.
   const lla = linkLocalFromMac(a.mac);
@@ -157,15 +167,15 @@ onBothBackends('IPv6 neighbour spoofing: a port advertises and probes only its o
   v.ns.exec('ip', ['addr', 'add', `${tentative}/64`, 'dev', 'eth0']);
   const state = () => v.ns.exec('ip', ['-6', 'addr', 'show', 'dev', 'eth0', 'to', `${tentative}/128`]);
   const probe = (from: Vm) => neighbourSolicit({ from: from.mac, src: '::', dst: solicitedNode(tentative), target: tentative });
-  await send(a, 'a probe for the victim\'s tentative address', probe(a));
+  await send(a, "a probe for the victim's tentative address", probe(a));
   t.regex(state(), /tentative/);
-  t.notRegex(state(), /dadfailed/, 'a probe for another port\'s address is dropped: the victim keeps it');
+  t.notRegex(state(), /dadfailed/, "a probe for another port's address is dropped: the victim keeps it");
 
   // Proof the checks can fail: a port without port security is not protected.
-  await send(loose, 'an unprotected port\'s lie', advert(loose, loose.ip6, b.ip6));
+  await send(loose, "an unprotected port's lie", advert(loose, loose.ip6, b.ip6));
   t.is(cached(b.ip6), loose.mac, 'unprotected port: the lie gets through');
   sendFrames(loose.ns, 'eth0', [probe(loose)]);
-  await waitFor('an unprotected port\'s probe makes the victim give up its address', () => state().includes('dadfailed'), 20_000, state);
+  await waitFor("an unprotected port's probe makes the victim give up its address", () => state().includes('dadfailed'), 20_000, state);
 });
 
 onBothBackends('IPv6 neighbour discovery, duplicate address detection and ping between allowed VMs still work', async (t, backend) => {
@@ -207,11 +217,19 @@ onBothBackends('stateless groups: no connection tracking for the port, replies m
   const { topo, fw } = c;
   const [srv, cli, cli2] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   topo.serve(srv, 7000);
-  fw.setGroup({ id: 'srv', stateful: false, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
+  fw.setGroup({
+    id: 'srv',
+    stateful: false,
+    rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll],
+  });
   // A stateless client that admits nothing in: the server's replies (SYN-ACK) are dropped.
   fw.setGroup({ id: 'cli', stateful: false, rules: egressAll });
   // A stateless client whose rules admit the replies explicitly: works, as with Neutron.
-  fw.setGroup({ id: 'cli2', stateful: false, rules: [...egressAll, { id: 'back', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', remoteIpPrefix: `${srv.ip4}/32` }] });
+  fw.setGroup({
+    id: 'cli2',
+    stateful: false,
+    rules: [...egressAll, { id: 'back', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', remoteIpPrefix: `${srv.ip4}/32` }],
+  });
   fw.setPort(vmPort(srv, ['srv']));
   fw.setPort(vmPort(cli, ['cli']));
   fw.setPort(vmPort(cli2, ['cli2']));
@@ -222,7 +240,11 @@ onBothBackends('stateless groups: no connection tracking for the port, replies m
   t.false(tracked.includes(srv.ip4), `nothing of the stateless port is tracked: ${tracked}`);
   // The same client made stateful is tracked and gets its replies without a rule.
   fw.setGroup({ id: 'cli', stateful: true, rules: egressAll });
-  fw.setGroup({ id: 'srv', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
+  fw.setGroup({
+    id: 'srv',
+    stateful: true,
+    rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll],
+  });
   await applied(t, fw, srv, cli);
   t.true(topo.tcp(cli, srv.ip4, 7000), 'stateful: the reply is admitted as part of the connection');
   t.true(topo.host.run('conntrack', ['-L', '-p', 'tcp', '--dport', '7000']).stdout.includes(srv.ip4), 'and tracked');
@@ -233,7 +255,10 @@ onBothBackends('a port that leaves a group loses the connections only that group
   const { topo, fw } = c;
   const [srv, cli] = [topo.addVm(1), topo.addVm(2)];
   topo.serve(srv, 1080);
-  fw.setGroup({ id: 'web', rules: [{ id: 'w', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 1080, portRangeMax: 1080 }, ...egressAll] });
+  fw.setGroup({
+    id: 'web',
+    rules: [{ id: 'w', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 1080, portRangeMax: 1080 }, ...egressAll],
+  });
   fw.setGroup({ id: 'app', rules: egressAll });
   fw.setPort(vmPort(srv, ['web']));
   fw.setPort(vmPort(cli, ['app']));
@@ -257,7 +282,25 @@ onBothBackends('connections to and from allowed-pair addresses are cut like thos
   topo.addAddress(srv, `${pairSrv}/24`);
   topo.serve(srv, 1080);
   const G: SecurityGroupInput = { id: 'clients', rules: egressAll };
-  const S = (admit: boolean): SecurityGroupInput => ({ id: 'srv', rules: [...egressAll, ...(admit ? [{ id: 'in', direction: 'ingress' as const, ethertype: 'IPv4' as const, protocol: 'tcp', portRangeMin: 1080, portRangeMax: 1080, remoteGroupId: 'clients' }] : [])] });
+  const S = (admit: boolean): SecurityGroupInput => ({
+    id: 'srv',
+    rules: [
+      ...egressAll,
+      ...(admit
+        ? [
+            {
+              id: 'in',
+              direction: 'ingress' as const,
+              ethertype: 'IPv4' as const,
+              protocol: 'tcp',
+              portRangeMin: 1080,
+              portRangeMax: 1080,
+              remoteGroupId: 'clients',
+            },
+          ]
+        : []),
+    ],
+  });
   fw.setGroup(G);
   fw.setGroup(S(true));
   fw.setPort(vmPort(srv, ['srv'], { allowedAddressPairs: [{ ipAddress: pairSrv }] }));
@@ -279,94 +322,123 @@ onBothBackends('connections to and from allowed-pair addresses are cut like thos
   t.true(await toPair.alive());
   fw.setGroup(S(false));
   await applied(t, fw, srv);
-  t.false(await toPair.alive(), 'cut when the rule went, on the server\'s pair address too');
+  t.false(await toPair.alive(), "cut when the rule went, on the server's pair address too");
   toPair.close();
 });
 
-kernelTest('iptables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
-  const c = await firewallHost(t, 'iptables');
-  const { topo, fw, k } = c;
-  const [a, b] = [topo.addVm(1), topo.addVm(2)];
-  const h = topo.host;
-  const names = k.ipt;
-  // Another program's objects, named like ours.
-  h.exec('ipset', ['create', 'sg-admin-allow', 'hash:ip']);
-  h.exec('ipset', ['create', 'sgtmp-0123456789abcdef', 'hash:ip']);
-  h.exec('ipset', ['create', 'sg4-custom', 'hash:ip']);
-  h.exec('iptables', ['-N', 'sg-custom']);
-  h.exec('iptables', ['-A', 'sg-custom', '-j', 'RETURN']);
-  fw.setGroup(selfGroup('default'));
-  fw.setPort(vmPort(a, ['default']));
-  fw.setPort(vmPort(b, ['default']));
-  fw.setGroupMembers('default', [a.ip4, b.ip4]);
-  await applied(t, fw, a, b);
-  await fw.reconcile();
-  // Another program's chain jumps to one of ours.
-  h.exec('iptables', ['-N', 'other-fw']);
-  h.exec('iptables', ['-A', 'other-fw', '-j', names.fallbackChain]);
-  // A second engine on the same namespace (a restart) starts and cleans up what it does not know.
-  const fw2 = await openEngine('iptables', h, { coalesceMs: 5 });
-  fw2.setGroup(selfGroup('default'));
-  fw2.setPort(vmPort(a, ['default']));
-  await fw2.flush();
-  const foreignSets = () => h.exec('ipset', ['list', '-n']).split('\n').filter((n) => ['sg-admin-allow', 'sgtmp-0123456789abcdef', 'sg4-custom'].includes(n)).sort();
-  t.deepEqual(foreignSets(), ['sg-admin-allow', 'sg4-custom', 'sgtmp-0123456789abcdef'], 'foreign sets survive start-up');
-  t.regex(h.exec('iptables-save', ['-t', 'filter']), /^:sg-custom /m, 'a foreign chain survives start-up');
-  const r = await fw2.cleanup();
-  t.true(r.removed > 0);
-  t.deepEqual(r.left.length, 1, JSON.stringify(r.left));
-  t.regex(r.left[0]!, new RegExp(names.fallbackChain));
-  const saved = h.exec('iptables-save', ['-t', 'filter']);
-  t.deepEqual(saved.split('\n').filter((l) => names.owns(l.slice(1).split(' ')[0]!) && l.startsWith(':')), [`:${names.fallbackChain} - [0:0]`], 'only the referenced chain is left, emptied');
-  t.regex(saved, /^:sg-custom /m, 'a foreign chain survives cleanup');
-  t.deepEqual(foreignSets(), ['sg-admin-allow', 'sg4-custom', 'sgtmp-0123456789abcdef'], 'foreign sets survive cleanup');
-  t.false(h.exec('ipset', ['list', '-n']).split('\n').some((n) => names.owns(n)), 'our sets are gone');
-});
+kernelTest(
+  'iptables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so',
+  async (t) => {
+    const c = await firewallHost(t, 'iptables');
+    const { topo, fw, k } = c;
+    const [a, b] = [topo.addVm(1), topo.addVm(2)];
+    const h = topo.host;
+    const names = k.ipt;
+    // Another program's objects, named like ours.
+    h.exec('ipset', ['create', 'sg-admin-allow', 'hash:ip']);
+    h.exec('ipset', ['create', 'sgtmp-0123456789abcdef', 'hash:ip']);
+    h.exec('ipset', ['create', 'sg4-custom', 'hash:ip']);
+    h.exec('iptables', ['-N', 'sg-custom']);
+    h.exec('iptables', ['-A', 'sg-custom', '-j', 'RETURN']);
+    fw.setGroup(selfGroup('default'));
+    fw.setPort(vmPort(a, ['default']));
+    fw.setPort(vmPort(b, ['default']));
+    fw.setGroupMembers('default', [a.ip4, b.ip4]);
+    await applied(t, fw, a, b);
+    await fw.reconcile();
+    // Another program's chain jumps to one of ours.
+    h.exec('iptables', ['-N', 'other-fw']);
+    h.exec('iptables', ['-A', 'other-fw', '-j', names.fallbackChain]);
+    // A second engine on the same namespace (a restart) starts and cleans up what it does not know.
+    const fw2 = await openEngine('iptables', h, { coalesceMs: 5 });
+    fw2.setGroup(selfGroup('default'));
+    fw2.setPort(vmPort(a, ['default']));
+    await fw2.flush();
+    const foreignSets = () =>
+      h
+        .exec('ipset', ['list', '-n'])
+        .split('\n')
+        .filter((n) => ['sg-admin-allow', 'sgtmp-0123456789abcdef', 'sg4-custom'].includes(n))
+        .sort();
+    t.deepEqual(foreignSets(), ['sg-admin-allow', 'sg4-custom', 'sgtmp-0123456789abcdef'], 'foreign sets survive start-up');
+    t.regex(h.exec('iptables-save', ['-t', 'filter']), /^:sg-custom /m, 'a foreign chain survives start-up');
+    const r = await fw2.cleanup();
+    t.true(r.removed > 0);
+    t.deepEqual(r.left.length, 1, JSON.stringify(r.left));
+    t.regex(r.left[0]!, new RegExp(names.fallbackChain));
+    const saved = h.exec('iptables-save', ['-t', 'filter']);
+    t.deepEqual(
+      saved.split('\n').filter((l) => names.owns(l.slice(1).split(' ')[0]!) && l.startsWith(':')),
+      [`:${names.fallbackChain} - [0:0]`],
+      'only the referenced chain is left, emptied',
+    );
+    t.regex(saved, /^:sg-custom /m, 'a foreign chain survives cleanup');
+    t.deepEqual(foreignSets(), ['sg-admin-allow', 'sg4-custom', 'sgtmp-0123456789abcdef'], 'foreign sets survive cleanup');
+    t.false(
+      h
+        .exec('ipset', ['list', '-n'])
+        .split('\n')
+        .some((n) => names.owns(n)),
+      'our sets are gone',
+    );
+  },
+);
 
-kernelTest('nftables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so', async (t) => {
-  const c = await firewallHost(t, 'nftables');
-  const { topo, fw, k } = c;
-  const [a, b] = [topo.addVm(1), topo.addVm(2)];
-  const h = topo.host;
-  const T = k.nft.table;
-  const nft = (...args: string[]) => h.exec(NFT, args);
-  const tables = () => nft('list', 'tables').split('\n').filter(Boolean).sort();
-  // Other programs' tables, named like ours (another prefix, another hash).
-  nft('add', 'table', 'inet', 'sg-admin');
-  nft('add', 'table', 'inet', 'sg-t-0123456789abcdef');
-  nft('add', 'table', 'bridge', 'sg-t-0123456789abcdef');
-  fw.setGroup(selfGroup('default'));
-  fw.setPort(vmPort(a, ['default']));
-  fw.setPort(vmPort(b, ['default']));
-  fw.setGroupMembers('default', [a.ip4, b.ip4]);
-  await applied(t, fw, a, b);
-  await fw.reconcile();
-  // Another program puts a chain and a set into our table, its chain jumping to one of ours.
-  nft('add', 'set', 'inet', T, 'their-allow', '{ type ipv4_addr; }');
-  nft('add', 'chain', 'inet', T, 'other-fw');
-  nft('add', 'rule', 'inet', T, 'other-fw', 'jump', k.nft.ingressChain(`port-${a.name}`));
-  // A second engine on the same namespace (a restart) starts: our table is kept for their objects,
-  // ours are written afresh, and what it does not know (b's chains) goes.
-  const fw2 = await openEngine('nftables', h, { coalesceMs: 5 });
-  fw2.setGroup(selfGroup('default'));
-  fw2.setPort(vmPort(a, ['default']));
-  await fw2.flush();
-  const foreign = ['table bridge sg-t-0123456789abcdef', 'table inet sg-admin', 'table inet sg-t-0123456789abcdef'];
-  t.deepEqual(tables().filter((l) => foreign.includes(l)), foreign, 'foreign tables survive start-up');
-  const inOurs = () => nft('list', 'table', 'inet', T);
-  t.regex(inOurs(), /chain other-fw/, 'a foreign chain in our table survives start-up');
-  t.regex(inOurs(), /set their-allow/);
-  t.false(k.hasPortChains(`port-${b.name}`), 'the departed port\'s chains went');
-  const r = await fw2.cleanup();
-  t.true(r.removed > 0);
-  t.is(r.left.length, 2, JSON.stringify(r.left));
-  t.regex(r.left.join('\n'), new RegExp(`chain ${k.nft.ingressChain(`port-${a.name}`)} \\(referenced`));
-  t.regex(r.left.join('\n'), /holds other-fw, their-allow/);
-  const left = nft('list', 'table', 'inet', T);
-  t.regex(left, new RegExp(`chain ${k.nft.ingressChain(`port-${a.name}`)} \\{\\s*\\}`), 'only the referenced chain is left, emptied');
-  t.false(left.includes(k.nft.egressChain(`port-${a.name}`)), 'our other chains are gone');
-  t.false(left.includes(k.setName('default', 4)), 'our sets are gone');
-  t.regex(left, /chain other-fw/, 'a foreign chain survives cleanup');
-  t.deepEqual(tables().filter((l) => foreign.includes(l)), foreign, 'foreign tables survive cleanup');
-  t.false(tables().includes(`table bridge ${T}`), 'our bridge table, all ours, is gone');
-});
+kernelTest(
+  'nftables › objects of other programs that look like ours are never touched; cleanup leaves a referenced chain emptied and says so',
+  async (t) => {
+    const c = await firewallHost(t, 'nftables');
+    const { topo, fw, k } = c;
+    const [a, b] = [topo.addVm(1), topo.addVm(2)];
+    const h = topo.host;
+    const T = k.nft.table;
+    const nft = (...args: string[]) => h.exec(NFT, args);
+    const tables = () => nft('list', 'tables').split('\n').filter(Boolean).sort();
+    // Other programs' tables, named like ours (another prefix, another hash).
+    nft('add', 'table', 'inet', 'sg-admin');
+    nft('add', 'table', 'inet', 'sg-t-0123456789abcdef');
+    nft('add', 'table', 'bridge', 'sg-t-0123456789abcdef');
+    fw.setGroup(selfGroup('default'));
+    fw.setPort(vmPort(a, ['default']));
+    fw.setPort(vmPort(b, ['default']));
+    fw.setGroupMembers('default', [a.ip4, b.ip4]);
+    await applied(t, fw, a, b);
+    await fw.reconcile();
+    // Another program puts a chain and a set into our table, its chain jumping to one of ours.
+    nft('add', 'set', 'inet', T, 'their-allow', '{ type ipv4_addr; }');
+    nft('add', 'chain', 'inet', T, 'other-fw');
+    nft('add', 'rule', 'inet', T, 'other-fw', 'jump', k.nft.ingressChain(`port-${a.name}`));
+    // A second engine on the same namespace (a restart) starts: our table is kept for their objects,
+    // ours are written afresh, and what it does not know (b's chains) goes.
+    const fw2 = await openEngine('nftables', h, { coalesceMs: 5 });
+    fw2.setGroup(selfGroup('default'));
+    fw2.setPort(vmPort(a, ['default']));
+    await fw2.flush();
+    const foreign = ['table bridge sg-t-0123456789abcdef', 'table inet sg-admin', 'table inet sg-t-0123456789abcdef'];
+    t.deepEqual(
+      tables().filter((l) => foreign.includes(l)),
+      foreign,
+      'foreign tables survive start-up',
+    );
+    const inOurs = () => nft('list', 'table', 'inet', T);
+    t.regex(inOurs(), /chain other-fw/, 'a foreign chain in our table survives start-up');
+    t.regex(inOurs(), /set their-allow/);
+    t.false(k.hasPortChains(`port-${b.name}`), "the departed port's chains went");
+    const r = await fw2.cleanup();
+    t.true(r.removed > 0);
+    t.is(r.left.length, 2, JSON.stringify(r.left));
+    t.regex(r.left.join('\n'), new RegExp(`chain ${k.nft.ingressChain(`port-${a.name}`)} \\(referenced`));
+    t.regex(r.left.join('\n'), /holds other-fw, their-allow/);
+    const left = nft('list', 'table', 'inet', T);
+    t.regex(left, new RegExp(`chain ${k.nft.ingressChain(`port-${a.name}`)} \\{\\s*\\}`), 'only the referenced chain is left, emptied');
+    t.false(left.includes(k.nft.egressChain(`port-${a.name}`)), 'our other chains are gone');
+    t.false(left.includes(k.setName('default', 4)), 'our sets are gone');
+    t.regex(left, /chain other-fw/, 'a foreign chain survives cleanup');
+    t.deepEqual(
+      tables().filter((l) => foreign.includes(l)),
+      foreign,
+      'foreign tables survive cleanup',
+    );
+    t.false(tables().includes(`table bridge ${T}`), 'our bridge table, all ours, is gone');
+  },
+);

@@ -2,8 +2,16 @@
 // effect is proven with packets in firewall.test.ts and firewall-parity.test.ts, on both backends).
 import test from 'ava';
 import { KernelNames, idHash, CHAIN_NAME_MAX, IPSET_NAME_MAX } from '../src/firewall/iptables/names.js';
-import { iptablesCidr, maxelemFor, ndTargetU32, renderArp, renderDispatch, renderPortChains, renderRaw, restoreScript }
-  from '../src/firewall/iptables/render.js';
+import {
+  iptablesCidr,
+  maxelemFor,
+  ndTargetU32,
+  renderArp,
+  renderDispatch,
+  renderPortChains,
+  renderRaw,
+  restoreScript,
+} from '../src/firewall/iptables/render.js';
 import { buildFilter } from '../src/firewall/planner.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { validateGroup, validatePort } from '../src/domain/validate.js';
@@ -18,13 +26,40 @@ test('kernel names fit the limits, differ for ids sharing a long prefix, and are
   const long = 'a'.repeat(500);
   for (const id of [long, `${long}b`, 'x', 'ü;\n"']) {
     t.true(names.groupSet(id, 6).length <= IPSET_NAME_MAX);
-    for (const c of [names.ingressChain(id), names.egressChain(id), names.spoofChain(id), names.arpChain(id), names.dispatchChain, names.inputChain, names.rawChain]) t.true(c.length <= CHAIN_NAME_MAX, c);
+    for (const c of [
+      names.ingressChain(id),
+      names.egressChain(id),
+      names.spoofChain(id),
+      names.arpChain(id),
+      names.dispatchChain,
+      names.inputChain,
+      names.rawChain,
+    ])
+      t.true(c.length <= CHAIN_NAME_MAX, c);
   }
   t.not(idHash(long), idHash(`${long}b`));
   t.is(idHash('x'), idHash('x'), 'stable');
-  for (const ours of [names.ingressChain('p'), names.groupSet('g', 4), `${names.groupSet('g', 6)}.t`, names.dispatchChain, names.fallbackChain, names.arpDispatchChain]) t.true(names.owns(ours), ours);
+  for (const ours of [
+    names.ingressChain('p'),
+    names.groupSet('g', 4),
+    `${names.groupSet('g', 6)}.t`,
+    names.dispatchChain,
+    names.fallbackChain,
+    names.arpDispatchChain,
+  ])
+    t.true(names.owns(ours), ours);
   // Other programs' objects that merely start like ours are never ours.
-  for (const foreign of ['neutron-openvswi-i1234', 'sg-admin-allow', 'sg-custom', 'sg-dispatch', 'sgtmp-0123456789abcdef', 'sg4-nothex', 'sg-i-0123', `${names.ingressChain('p')}x`, 'sg-q-0123456789abcdef']) {
+  for (const foreign of [
+    'neutron-openvswi-i1234',
+    'sg-admin-allow',
+    'sg-custom',
+    'sg-dispatch',
+    'sgtmp-0123456789abcdef',
+    'sg4-nothex',
+    'sg-i-0123',
+    `${names.ingressChain('p')}x`,
+    'sg-q-0123456789abcdef',
+  ]) {
     t.false(names.owns(foreign), foreign);
   }
   t.not(new KernelNames('sgb').dispatchChain, names.dispatchChain, 'another prefix, other names');
@@ -45,12 +80,17 @@ test('EUI-64 link-local addresses from MACs', (t) => {
 });
 
 const port = validatePort({
-  id: 'p1', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['10.0.0.1', 'fd00::1'],
+  id: 'p1',
+  host: 'h',
+  device: 'tap1',
+  mac: '02:00:00:00:00:01',
+  fixedIps: ['10.0.0.1', 'fd00::1'],
   allowedAddressPairs: [{ ipAddress: '0.0.0.0/0' }, { ipAddress: '10.9.0.0/16', macAddress: '02:00:00:00:00:99' }],
   securityGroups: ['g'],
 });
 const group: SecurityGroup = validateGroup({
-  id: 'g', stateful: true,
+  id: 'g',
+  stateful: true,
   rules: [
     { id: 'a', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteGroupId: 'g' },
     { id: 'b', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22, remoteGroupId: 'g' },
@@ -69,7 +109,10 @@ test('a port filter names each set once and renders each distinct rule once', (t
   t.is(ingress.filter((l) => l.includes('--dport 22')).length, 1);
   t.is(ingress.at(-1), `-j ${names.fallbackChain}`);
   t.true(chains.v6.get(names.egressChain('p1'))!.includes('-d fd00::/8 -p udp -m udp --dport 53:54 -j RETURN'));
-  t.true(chains.v4.get(names.egressChain('p1'))!.includes('-p udplite -m multiport --dports 5:6 -j RETURN'), 'udplite ports through multiport, as Neutron');
+  t.true(
+    chains.v4.get(names.egressChain('p1'))!.includes('-p udplite -m multiport --dports 5:6 -j RETURN'),
+    'udplite ports through multiport, as Neutron',
+  );
   t.deepEqual(chains.v4.get(names.spoofChain('p1')), [
     '-s 10.0.0.1/32 -m mac --mac-source 02:00:00:00:00:01 -j RETURN',
     '-m mac --mac-source 02:00:00:00:00:01 -j RETURN',
@@ -90,8 +133,13 @@ test('a port filter names each set once and renders each distinct rule once', (t
 
 test('IPv6 egress: only duplicate address detection before the anti-spoof check, advertisements only for own addresses', (t) => {
   const p = validatePort({
-    id: 'p1', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['fd00::1'],
-    allowedAddressPairs: [{ ipAddress: 'fd00:a:0:7::/60', macAddress: '02:00:00:00:00:99' }], securityGroups: [],
+    id: 'p1',
+    host: 'h',
+    device: 'tap1',
+    mac: '02:00:00:00:00:01',
+    fixedIps: ['fd00::1'],
+    allowedAddressPairs: [{ ipAddress: 'fd00:a:0:7::/60', macAddress: '02:00:00:00:00:99' }],
+    securityGroups: [],
   });
   const egress = renderPortChains(buildFilter({ group: () => undefined }, p, noHolds), names).v6.get(names.egressChain('p1'))!;
   const jump = egress.indexOf(`-j ${names.spoofChain('p1')}`);
@@ -116,22 +164,34 @@ test('IPv6 egress: only duplicate address detection before the anti-spoof check,
 
 test('the fixed policy admits nothing before the anti-spoof check but what leaves from an unspecified address, on both backends', (t) => {
   const p = validatePort({
-    id: 'p1', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['10.0.0.1', 'fd00::1'],
-    allowedAddressPairs: [{ ipAddress: '::/0' }], securityGroups: [],
+    id: 'p1',
+    host: 'h',
+    device: 'tap1',
+    mac: '02:00:00:00:00:01',
+    fixedIps: ['10.0.0.1', 'fd00::1'],
+    allowedAddressPairs: [{ ipAddress: '::/0' }],
+    securityGroups: [],
   });
   const f = buildFilter({ group: () => undefined }, p, noHolds);
   const entries = egressPolicy(f);
-  const before = entries.slice(0, entries.findIndex((e) => 'spoofCheck' in e));
+  const before = entries.slice(
+    0,
+    entries.findIndex((e) => 'spoofCheck' in e),
+  );
   t.true(before.length > 0);
   for (const e of before) t.true('match' in e && (e.match.src === '0.0.0.0/32' || e.match.src === '::/128'), JSON.stringify(e));
   // Each backend lowers the same entries: its chains put the anti-spoof check at the same place.
   const nft = egressRules(f, new NftNames('sg')).rules;
-  t.is(nft.findIndex((r) => JSON.stringify(r).includes('"jump"')), before.length, 'one nftables rule per entry');
+  t.is(
+    nft.findIndex((r) => JSON.stringify(r).includes('"jump"')),
+    before.length,
+    'one nftables rule per entry',
+  );
   const v6 = renderPortChains(f, names).v6.get(names.egressChain('p1'))!;
   t.true(v6.slice(0, v6.indexOf(`-j ${names.spoofChain('p1')}`)).every((l) => l.startsWith('-s ::/128 -d ff02::/16 ')));
 });
 
-test('dispatch: our ports\' traffic through the sender\'s egress and the receiver\'s ingress; refused ports dropped; INPUT through egress', (t) => {
+test("dispatch: our ports' traffic through the sender's egress and the receiver's ingress; refused ports dropped; INPUT through egress", (t) => {
   const f = buildFilter({ group: () => group }, port, noHolds);
   const off = buildFilter({ group: () => group }, validatePort({ ...port, id: 'p2', device: 'tap2', portSecurityEnabled: false }), noHolds);
   const bad = buildFilter({ group: () => group }, validatePort({ ...port, id: 'p3', device: 'tap3' }), noHolds);
@@ -145,8 +205,15 @@ test('dispatch: our ports\' traffic through the sender\'s egress and the receive
     `${pd('out', 'tap1')} -j ${names.portsChain}`,
     `${pd('out', 'tap2')} -j ACCEPT`,
   ]);
-  t.deepEqual(d.ports, [`${pd('in', 'tap1')} -j ${names.egressChain('p1')}`, `${pd('out', 'tap1')} -j ${names.ingressChain('p1')}`, '-j ACCEPT']);
-  t.deepEqual(d.input, [`-m physdev --physdev-in tap3 -j ${names.fallbackChain}`, `-m physdev --physdev-in tap1 -j ${names.egressChain('p1')}`]);
+  t.deepEqual(d.ports, [
+    `${pd('in', 'tap1')} -j ${names.egressChain('p1')}`,
+    `${pd('out', 'tap1')} -j ${names.ingressChain('p1')}`,
+    '-j ACCEPT',
+  ]);
+  t.deepEqual(d.input, [
+    `-m physdev --physdev-in tap3 -j ${names.fallbackChain}`,
+    `-m physdev --physdev-in tap1 -j ${names.egressChain('p1')}`,
+  ]);
   const routed = renderDispatch([f], new Set(), 'routed', names);
   t.true(routed.forward.includes(`-o tap1 -j ${names.portsChain}`));
   t.deepEqual(routed.input, [`-i tap1 -j ${names.egressChain('p1')}`]);
@@ -154,22 +221,41 @@ test('dispatch: our ports\' traffic through the sender\'s egress and the receive
   const closed = renderDispatch([f, off], new Set(), 'bridged', names, ['tap']);
   t.deepEqual(closed.forward.slice(2, 3), [`${pd('in', 'tap+')} -j DROP`]);
   t.is(closed.forward.at(-1), `${pd('out', 'tap+')} -j DROP`);
-  t.deepEqual(closed.ports.slice(-4), [`${pd('out', 'tap1')} -j ACCEPT`, `${pd('out', 'tap2')} -j ACCEPT`, `${pd('out', 'tap+')} -j DROP`, '-j ACCEPT']);
+  t.deepEqual(closed.ports.slice(-4), [
+    `${pd('out', 'tap1')} -j ACCEPT`,
+    `${pd('out', 'tap2')} -j ACCEPT`,
+    `${pd('out', 'tap+')} -j DROP`,
+    '-j ACCEPT',
+  ]);
 });
 
 test('stateless ports are not tracked, from and to them; stateful ones are', (t) => {
   const stateless = buildFilter({ group: () => ({ ...group, stateful: false }) }, port, noHolds);
   t.false(stateless.stateful);
-  t.deepEqual(renderRaw([stateless], 'bridged', false), ['-m physdev --physdev-in tap1 -j CT --notrack', '-d 10.0.0.1/32 -j CT --notrack', '-d 10.9.0.0/16 -j CT --notrack']);
+  t.deepEqual(renderRaw([stateless], 'bridged', false), [
+    '-m physdev --physdev-in tap1 -j CT --notrack',
+    '-d 10.0.0.1/32 -j CT --notrack',
+    '-d 10.9.0.0/16 -j CT --notrack',
+  ]);
   t.deepEqual(renderRaw([stateless], 'bridged', true), ['-m physdev --physdev-in tap1 -j CT --notrack', '-d fd00::1/128 -j CT --notrack']);
-  t.false(renderPortChains(stateless, names).v4.get(names.ingressChain('p1'))!.some((l) => l.includes('ESTABLISHED')), 'no return-traffic shortcut');
+  t.false(
+    renderPortChains(stateless, names)
+      .v4.get(names.ingressChain('p1'))!
+      .some((l) => l.includes('ESTABLISHED')),
+    'no return-traffic shortcut',
+  );
   t.deepEqual(renderRaw([buildFilter({ group: () => group }, port, noHolds)], 'bridged', false), []);
 });
 
 test('restore scripts declare, fill and delete only the named chains', (t) => {
-  const chains = new Map([['sg-a', ['-j DROP']], ['sg-b', ['-j RETURN']]]);
-  t.is(restoreScript('filter', chains, ['sg-a'], ['sg-old'], ['-I FORWARD 1 -j sg-d']),
-    '*filter\n:sg-a - [0:0]\n:sg-old - [0:0]\n-A sg-a -j DROP\n-X sg-old\n-I FORWARD 1 -j sg-d\nCOMMIT\n');
+  const chains = new Map([
+    ['sg-a', ['-j DROP']],
+    ['sg-b', ['-j RETURN']],
+  ]);
+  t.is(
+    restoreScript('filter', chains, ['sg-a'], ['sg-old'], ['-I FORWARD 1 -j sg-d']),
+    '*filter\n:sg-a - [0:0]\n:sg-old - [0:0]\n-A sg-a -j DROP\n-X sg-old\n-I FORWARD 1 -j sg-d\nCOMMIT\n',
+  );
 });
 
 test('addresses are written as iptables-save prints them', (t) => {

@@ -56,36 +56,42 @@ function port(vm: RoutedVm, groups: string[]): PortInput {
 }
 
 const egressAll = [{ id: 'e4', direction: 'egress' as const, ethertype: 'IPv4' as const }];
-const selfGroup: SecurityGroupInput = { id: 'default', rules: [{ id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' }, ...egressAll] };
+const selfGroup: SecurityGroupInput = {
+  id: 'default',
+  rules: [{ id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' }, ...egressAll],
+};
 const quiet: SecurityGroupInput = { id: 'quiet', rules: [{ id: 'o', direction: 'egress', ethertype: 'IPv4', protocol: 'tcp' }] };
 
 for (const backend of BACKENDS) {
-  kernelTest(`${backend} › routed ports: members admitted, others dropped, spoofing dropped, traffic to the host through the egress rules`, async (t) => {
-    const r = routedHost(t);
-    const [a, b, x] = [r.add(1), r.add(2), r.add(3)];
-    const fw = await openEngine(backend, r.host, { coalesceMs: 5, mode: 'routed' });
-    t.teardown(() => fw.close());
-    fw.setGroup(selfGroup);
-    fw.setGroup(quiet);
-    fw.setPort(port(a, ['default']));
-    fw.setPort(port(b, ['default']));
-    fw.setPort(port(x, ['quiet']));
-    fw.setGroupMembers('default', [a.ip4, b.ip4]);
-    await fw.flush();
-    for (const vm of [a, b, x]) t.true(fw.portInKernel(`port-${vm.name}`));
-    t.true(ping(a, b.ip4), 'member a -> b, routed');
-    t.false(ping(x, b.ip4), 'non-member x -> b');
-    t.true(ping(a, a.gw4), 'a reaches the host: its egress rules admit ICMP');
-    t.false(ping(x, x.gw4), 'x does not: its egress rules admit only TCP (INPUT goes through them)');
-    a.ns.exec('ip', ['addr', 'add', '10.200.1.50/24', 'dev', 'eth0']);
-    t.false(ping(a, b.ip4, '10.200.1.50'), 'a spoofed source is dropped');
-    // x moves into default and becomes a member: it reaches b, and b reaches it.
-    fw.setPort(port(x, ['default']));
-    fw.applyMemberDelta('default', [x.ip4], []);
-    await fw.flush();
-    t.true(ping(x, b.ip4), 'x, now a member, reaches b');
-    t.true(ping(b, x.ip4), 'and b reaches x');
-  });
+  kernelTest(
+    `${backend} › routed ports: members admitted, others dropped, spoofing dropped, traffic to the host through the egress rules`,
+    async (t) => {
+      const r = routedHost(t);
+      const [a, b, x] = [r.add(1), r.add(2), r.add(3)];
+      const fw = await openEngine(backend, r.host, { coalesceMs: 5, mode: 'routed' });
+      t.teardown(() => fw.close());
+      fw.setGroup(selfGroup);
+      fw.setGroup(quiet);
+      fw.setPort(port(a, ['default']));
+      fw.setPort(port(b, ['default']));
+      fw.setPort(port(x, ['quiet']));
+      fw.setGroupMembers('default', [a.ip4, b.ip4]);
+      await fw.flush();
+      for (const vm of [a, b, x]) t.true(fw.portInKernel(`port-${vm.name}`));
+      t.true(ping(a, b.ip4), 'member a -> b, routed');
+      t.false(ping(x, b.ip4), 'non-member x -> b');
+      t.true(ping(a, a.gw4), 'a reaches the host: its egress rules admit ICMP');
+      t.false(ping(x, x.gw4), 'x does not: its egress rules admit only TCP (INPUT goes through them)');
+      a.ns.exec('ip', ['addr', 'add', '10.200.1.50/24', 'dev', 'eth0']);
+      t.false(ping(a, b.ip4, '10.200.1.50'), 'a spoofed source is dropped');
+      // x moves into default and becomes a member: it reaches b, and b reaches it.
+      fw.setPort(port(x, ['default']));
+      fw.applyMemberDelta('default', [x.ip4], []);
+      await fw.flush();
+      t.true(ping(x, b.ip4), 'x, now a member, reaches b');
+      t.true(ping(b, x.ip4), 'and b reaches x');
+    },
+  );
 }
 
 for (const backend of BACKENDS) {

@@ -42,10 +42,34 @@ onBothBackends('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (
     id: 'web',
     stateful: true,
     rules: [
-      { id: 't', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 8000, portRangeMax: 8010, remoteIpPrefix: '10.100.0.0/24' },
-      { id: 'u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 9000, portRangeMax: 9000, remoteIpPrefix: '10.100.0.1/32' },
+      {
+        id: 't',
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: 'tcp',
+        portRangeMin: 8000,
+        portRangeMax: 8010,
+        remoteIpPrefix: '10.100.0.0/24',
+      },
+      {
+        id: 'u',
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: 'udp',
+        portRangeMin: 9000,
+        portRangeMax: 9000,
+        remoteIpPrefix: '10.100.0.1/32',
+      },
       { id: 'p', direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp', portRangeMin: 8, portRangeMax: 0 },
-      { id: 't6', direction: 'ingress', ethertype: 'IPv6', protocol: 'tcp', portRangeMin: 9000, portRangeMax: 9000, remoteIpPrefix: 'fd00:100::/64' },
+      {
+        id: 't6',
+        direction: 'ingress',
+        ethertype: 'IPv6',
+        protocol: 'tcp',
+        portRangeMin: 9000,
+        portRangeMax: 9000,
+        remoteIpPrefix: 'fd00:100::/64',
+      },
       ...egressAll,
     ],
   });
@@ -64,7 +88,18 @@ onBothBackends('CIDR rules, port ranges, UDP, ICMP type rules and IPv6', async (
   fw.setGroup({
     id: 'web',
     stateful: true,
-    rules: [{ id: 't', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 8000, portRangeMax: 8010, remoteIpPrefix: '10.200.0.0/16' }, ...egressAll],
+    rules: [
+      {
+        id: 't',
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: 'tcp',
+        portRangeMin: 8000,
+        portRangeMax: 8010,
+        remoteIpPrefix: '10.200.0.0/16',
+      },
+      ...egressAll,
+    ],
   });
   await fw.flush();
   t.false(topo.tcp(a, b.ip4, 8005));
@@ -78,7 +113,11 @@ onBothBackends('stateful: replies to admitted connections return, the reverse di
   topo.serve(a, 7000);
   topo.serve(b, 7000);
   fw.setGroup(egressOnly);
-  fw.setGroup({ id: 'srv', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll] });
+  fw.setGroup({
+    id: 'srv',
+    stateful: true,
+    rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7000, portRangeMax: 7000 }, ...egressAll],
+  });
   fw.setPort(vmPort(a, ['egress-only']));
   fw.setPort(vmPort(b, ['srv']));
   await fw.flush();
@@ -94,7 +133,11 @@ onBothBackends('anti-spoofing: a VM using another address is dropped; an allowed
   topo.addAddress(a, '10.100.0.50/24');
   topo.addAddress(a, '10.100.0.60/24');
   fw.setGroup(egressOnly);
-  fw.setGroup({ id: 'open', stateful: true, rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp' }, ...egressAll] });
+  fw.setGroup({
+    id: 'open',
+    stateful: true,
+    rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'icmp' }, ...egressAll],
+  });
   fw.setPort(vmPort(a, ['egress-only'], { allowedAddressPairs: [{ ipAddress: '10.100.0.60' }] }));
   fw.setPort(vmPort(b, ['open']));
   await fw.flush();
@@ -175,38 +218,59 @@ onBothBackends('drift made by hand is repaired by reconcile', async (t, backend)
   t.true(fw.stats.repairs >= 5);
 });
 
-onBothBackends('the periodic check repairs hand-made drift on its own: a member deleted, a chain flushed, the jump removed', async (t, backend) => {
-  // The agent's default is 5 s (docs/agent.md); 1 s keeps the test short. How fast repairs come and
-  // what a check costs is measured by bench:firewall (firewall.reconcile.300, firewall.repair.*). The
-  // nftables backend repairs on the kernel's notification, before any check.
-  const c = await firewallHost(t, backend, { reconcileIntervalMs: 1000 });
-  const { topo, fw, k } = c;
-  const { a, b, x } = await membersAndStranger(c);
-  const h = topo.host;
-  const until = async (what: string, ok: () => boolean) => {
-    for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
-    t.true(ok(), what);
-  };
-  const T = ['inet', k.nft.table];
-  // Each change by hand is visible first (iptables: until the next check) or repaired at once
-  // (nftables: the repair is counted, which proves there was something to repair).
-  const sabotage = async (what: string, visible: () => boolean, iptables: () => void, nftables: () => void, repaired: () => boolean) => {
-    const before = fw.stats.repairs;
-    if (backend === 'iptables') {
-      iptables();
-      t.true(visible(), `drift: ${what}`);
-    } else {
-      nftables();
-      await until(`${what}: repaired on the notification`, () => fw.stats.repairs > before);
-    }
-    await until(`${what}: undone`, repaired);
-  };
-  await sabotage('a member deleted', () => !topo.ping(a, b.ip4), () => h.exec('ipset', ['del', k.setName('default', 4), a.ip4]), () => h.exec(NFT, ['delete', 'element', ...T, k.setName('default', 4), `{ ${a.ip4} }`]), () => topo.ping(a, b.ip4));
-  await sabotage('the port chain flushed lets a non-member in', () => topo.ping(x, b.ip4), () => h.exec('iptables', ['-F', k.ipt.ingressChain(`port-${b.name}`)]), () => h.exec(NFT, ['flush', 'chain', ...T, k.nft.ingressChain(`port-${b.name}`)]), () => !topo.ping(x, b.ip4));
-  await sabotage('without the jump nothing is filtered', () => topo.ping(x, b.ip4), () => h.exec('iptables', ['-D', 'FORWARD', '-j', k.ipt.dispatchChain]), () => h.exec(NFT, ['flush', 'chain', ...T, 'to-ports']), () => !topo.ping(x, b.ip4));
-  // The check that made the last repair may still be finishing its count.
-  await until(`three repairs counted: ${JSON.stringify(fw.stats)}`, () => fw.stats.repairs >= 3);
-});
+onBothBackends(
+  'the periodic check repairs hand-made drift on its own: a member deleted, a chain flushed, the jump removed',
+  async (t, backend) => {
+    // The agent's default is 5 s (docs/agent.md); 1 s keeps the test short. How fast repairs come and
+    // what a check costs is measured by bench:firewall (firewall.reconcile.300, firewall.repair.*). The
+    // nftables backend repairs on the kernel's notification, before any check.
+    const c = await firewallHost(t, backend, { reconcileIntervalMs: 1000 });
+    const { topo, fw, k } = c;
+    const { a, b, x } = await membersAndStranger(c);
+    const h = topo.host;
+    const until = async (what: string, ok: () => boolean) => {
+      for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
+      t.true(ok(), what);
+    };
+    const T = ['inet', k.nft.table];
+    // Each change by hand is visible first (iptables: until the next check) or repaired at once
+    // (nftables: the repair is counted, which proves there was something to repair).
+    const sabotage = async (what: string, visible: () => boolean, iptables: () => void, nftables: () => void, repaired: () => boolean) => {
+      const before = fw.stats.repairs;
+      if (backend === 'iptables') {
+        iptables();
+        t.true(visible(), `drift: ${what}`);
+      } else {
+        nftables();
+        await until(`${what}: repaired on the notification`, () => fw.stats.repairs > before);
+      }
+      await until(`${what}: undone`, repaired);
+    };
+    await sabotage(
+      'a member deleted',
+      () => !topo.ping(a, b.ip4),
+      () => h.exec('ipset', ['del', k.setName('default', 4), a.ip4]),
+      () => h.exec(NFT, ['delete', 'element', ...T, k.setName('default', 4), `{ ${a.ip4} }`]),
+      () => topo.ping(a, b.ip4),
+    );
+    await sabotage(
+      'the port chain flushed lets a non-member in',
+      () => topo.ping(x, b.ip4),
+      () => h.exec('iptables', ['-F', k.ipt.ingressChain(`port-${b.name}`)]),
+      () => h.exec(NFT, ['flush', 'chain', ...T, k.nft.ingressChain(`port-${b.name}`)]),
+      () => !topo.ping(x, b.ip4),
+    );
+    await sabotage(
+      'without the jump nothing is filtered',
+      () => topo.ping(x, b.ip4),
+      () => h.exec('iptables', ['-D', 'FORWARD', '-j', k.ipt.dispatchChain]),
+      () => h.exec(NFT, ['flush', 'chain', ...T, 'to-ports']),
+      () => !topo.ping(x, b.ip4),
+    );
+    // The check that made the last repair may still be finishing its count.
+    await until(`three repairs counted: ${JSON.stringify(fw.stats)}`, () => fw.stats.repairs >= 3);
+  },
+);
 
 onBothBackends('hostile ids give valid, distinct kernel names and work', async (t, backend) => {
   const c = await firewallHost(t, backend);
@@ -301,8 +365,24 @@ onBothBackends('bad input is rejected with a clear error, counted, and changes n
     ['fixed ip', () => fw.setPort(vmPort(a, [], { fixedIps: ['10.0.0.300'] }))],
     ['pair', () => fw.setPort(vmPort(a, [], { allowedAddressPairs: [{ ipAddress: '10.0.0.1/40' }] }))],
     ['rule', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'sideways' as 'ingress', ethertype: 'IPv4' }] })],
-    ['both remotes', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.0.0.0/8', remoteGroupId: 'x' }] })],
-    ['port range', () => fw.setGroup({ id: 'g', stateful: true, rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }] })],
+    [
+      'both remotes',
+      () =>
+        fw.setGroup({
+          id: 'g',
+          stateful: true,
+          rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteIpPrefix: '10.0.0.0/8', remoteGroupId: 'x' }],
+        }),
+    ],
+    [
+      'port range',
+      () =>
+        fw.setGroup({
+          id: 'g',
+          stateful: true,
+          rules: [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 90, portRangeMax: 80 }],
+        }),
+    ],
     ['members', () => fw.setGroupMembers('default', ['10.0.0.1', 'not-an-ip'])],
     ['member type', () => fw.applyMemberDelta('default', [42 as unknown as string], [])],
     ['id', () => fw.removePort('')],
@@ -318,7 +398,13 @@ onBothBackends('one membership change is one set operation, however many rules n
   const { topo, fw, k } = c;
   const [a, b] = [topo.addVm(1), topo.addVm(2)];
   const rules: SecurityGroupRuleInput[] = Array.from({ length: 50 }, (_, i) => ({
-    id: `r${i}`, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 1000 + i, portRangeMax: 1000 + i, remoteGroupId: 'peers',
+    id: `r${i}`,
+    direction: 'ingress',
+    ethertype: 'IPv4',
+    protocol: 'tcp',
+    portRangeMin: 1000 + i,
+    portRangeMax: 1000 + i,
+    remoteGroupId: 'peers',
   }));
   fw.setGroup({ id: 'svc', stateful: true, rules: [...rules, ...egressAll] });
   fw.setGroup(defaultGroup('peers'));
@@ -335,61 +421,78 @@ onBothBackends('one membership change is one set operation, however many rules n
   t.true(k.setMembers('peers', 4)!.has('10.100.0.9'));
 });
 
-onBothBackends('a set the kernel refuses is quarantined: its rules are held back, everything else converges, the retry brings it in', async (t, backend) => {
-  const c = await firewallHost(t, backend);
-  const { topo, fw, k } = c;
-  const [a, b, x, w1, w2, w3] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4), topo.addVm(5), topo.addVm(6)];
-  // Someone else holds our set name with another type and a rule refers to it: the engine cannot make
-  // its set: one bad object must not stop the host.
-  const h = topo.host;
-  const setName = k.setName('default', 4);
-  const T = ['inet', k.nft.table];
-  if (backend === 'iptables') {
-    h.exec('ipset', ['create', setName, 'hash:ip', 'family', 'inet']);
-    h.exec('iptables', ['-A', 'INPUT', '-m', 'set', '--match-set', setName, 'src', '-j', 'RETURN']);
-  } else {
-    // Our table is there once the first apply is in (it replaces the table whole); then the set.
+onBothBackends(
+  'a set the kernel refuses is quarantined: its rules are held back, everything else converges, the retry brings it in',
+  async (t, backend) => {
+    const c = await firewallHost(t, backend);
+    const { topo, fw, k } = c;
+    const [a, b, x, w1, w2, w3] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4), topo.addVm(5), topo.addVm(6)];
+    // Someone else holds our set name with another type and a rule refers to it: the engine cannot make
+    // its set: one bad object must not stop the host.
+    const h = topo.host;
+    const setName = k.setName('default', 4);
+    const T = ['inet', k.nft.table];
+    if (backend === 'iptables') {
+      h.exec('ipset', ['create', setName, 'hash:ip', 'family', 'inet']);
+      h.exec('iptables', ['-A', 'INPUT', '-m', 'set', '--match-set', setName, 'src', '-j', 'RETURN']);
+    } else {
+      // Our table is there once the first apply is in (it replaces the table whole); then the set.
+      fw.setGroup(egressOnly);
+      fw.setPort(vmPort(x, ['egress-only']));
+      await fw.flush();
+      h.exec(NFT, ['add', 'set', ...T, setName, '{ type inet_service; }']);
+      h.exec(NFT, ['add', 'chain', ...T, 'foreign']);
+      h.exec(NFT, ['add', 'rule', ...T, 'foreign', 'tcp', 'dport', `@${setName}`, 'accept']);
+    }
+    fw.setGroup(defaultGroup());
+    fw.setGroup(defaultGroup('web'));
     fw.setGroup(egressOnly);
-    fw.setPort(vmPort(x, ['egress-only']));
+    for (const [vm, g] of [
+      [a, 'default'],
+      [b, 'default'],
+      [x, 'egress-only'],
+      [w1, 'web'],
+      [w2, 'web'],
+    ] as const)
+      fw.setPort(vmPort(vm, [g]));
+    fw.setGroupMembers('default', [a.ip4, b.ip4]);
+    fw.setGroupMembers('web', [w1.ip4, w2.ip4]);
     await fw.flush();
-    h.exec(NFT, ['add', 'set', ...T, setName, '{ type inet_service; }']);
-    h.exec(NFT, ['add', 'chain', ...T, 'foreign']);
-    h.exec(NFT, ['add', 'rule', ...T, 'foreign', 'tcp', 'dport', `@${setName}`, 'accept']);
-  }
-  fw.setGroup(defaultGroup());
-  fw.setGroup(defaultGroup('web'));
-  fw.setGroup(egressOnly);
-  for (const [vm, g] of [[a, 'default'], [b, 'default'], [x, 'egress-only'], [w1, 'web'], [w2, 'web']] as const) fw.setPort(vmPort(vm, [g]));
-  fw.setGroupMembers('default', [a.ip4, b.ip4]);
-  fw.setGroupMembers('web', [w1.ip4, w2.ip4]);
-  await fw.flush();
-  t.true(fw.status().quarantined.some((q) => q.kind === 'set' && q.id === '4:default'), JSON.stringify(fw.status().quarantined));
-  t.true(fw.portInKernel(`port-${b.name}`), 'b is filtered all the same');
-  t.false(topo.ping(a, b.ip4), 'rules naming the missing set are held back: fail-closed');
-  t.false(topo.ping(x, b.ip4));
-  t.true(topo.ping(w1, w2.ip4), 'another group converges');
-  // Meanwhile: another group's member change and a new binding go in.
-  fw.setPort(vmPort(w3, ['web']));
-  fw.applyMemberDelta('web', [w3.ip4], []);
-  await fw.flush();
-  t.true(fw.portInKernel(`port-${w3.name}`));
-  t.true(topo.ping(w3, w1.ip4), 'a port bound meanwhile is filtered and admitted');
-  t.false(topo.ping(x, w3.ip4), 'and its filter is really in place');
-  if (backend === 'iptables') h.exec('iptables', ['-D', 'INPUT', '-m', 'set', '--match-set', setName, 'src', '-j', 'RETURN']);
-  else {
-    h.exec(NFT, ['flush', 'chain', ...T, 'foreign']);
-    h.exec(NFT, ['delete', 'chain', ...T, 'foreign']);
-    h.exec(NFT, ['delete', 'set', ...T, setName]);
-  }
-  // The engine retries on its own timer; wait for the quarantine to clear rather than flushing.
-  for (let i = 0; i < 300 && fw.status().quarantined.length > 0; i++) await new Promise((r) => setTimeout(r, 100));
-  t.deepEqual(fw.status().quarantined.map((q) => `${q.id}: ${q.reason}`), [], 'the retry made the set');
-  await fw.settled();
-  if (backend === 'iptables') t.regex(ipsetSave(h).get(setName)!.create, /^hash:net/);
-  t.true(k.setMembers('default', 4)!.has(a.ip4));
-  t.true(topo.ping(a, b.ip4), 'member admitted');
-  t.false(topo.ping(x, b.ip4), 'non-member still blocked');
-});
+    t.true(
+      fw.status().quarantined.some((q) => q.kind === 'set' && q.id === '4:default'),
+      JSON.stringify(fw.status().quarantined),
+    );
+    t.true(fw.portInKernel(`port-${b.name}`), 'b is filtered all the same');
+    t.false(topo.ping(a, b.ip4), 'rules naming the missing set are held back: fail-closed');
+    t.false(topo.ping(x, b.ip4));
+    t.true(topo.ping(w1, w2.ip4), 'another group converges');
+    // Meanwhile: another group's member change and a new binding go in.
+    fw.setPort(vmPort(w3, ['web']));
+    fw.applyMemberDelta('web', [w3.ip4], []);
+    await fw.flush();
+    t.true(fw.portInKernel(`port-${w3.name}`));
+    t.true(topo.ping(w3, w1.ip4), 'a port bound meanwhile is filtered and admitted');
+    t.false(topo.ping(x, w3.ip4), 'and its filter is really in place');
+    if (backend === 'iptables') h.exec('iptables', ['-D', 'INPUT', '-m', 'set', '--match-set', setName, 'src', '-j', 'RETURN']);
+    else {
+      h.exec(NFT, ['flush', 'chain', ...T, 'foreign']);
+      h.exec(NFT, ['delete', 'chain', ...T, 'foreign']);
+      h.exec(NFT, ['delete', 'set', ...T, setName]);
+    }
+    // The engine retries on its own timer; wait for the quarantine to clear rather than flushing.
+    for (let i = 0; i < 300 && fw.status().quarantined.length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    t.deepEqual(
+      fw.status().quarantined.map((q) => `${q.id}: ${q.reason}`),
+      [],
+      'the retry made the set',
+    );
+    await fw.settled();
+    if (backend === 'iptables') t.regex(ipsetSave(h).get(setName)!.create, /^hash:net/);
+    t.true(k.setMembers('default', 4)!.has(a.ip4));
+    t.true(topo.ping(a, b.ip4), 'member admitted');
+    t.false(topo.ping(x, b.ip4), 'non-member still blocked');
+  },
+);
 
 onBothBackends('a restarted engine keeps filtering until its first apply, then drops what the old run left', async (t, backend) => {
   const c = await firewallHost(t, backend);
@@ -400,7 +503,11 @@ onBothBackends('a restarted engine keeps filtering until its first apply, then d
   const fw2 = await openEngine(backend, topo.host, { coalesceMs: 5 });
   t.teardown(() => fw2.close());
   t.false(topo.ping(x, b.ip4), 'still filtered while the new engine has no state');
-  fw2.replaceAll({ ports: [vmPort(a, ['default']), vmPort(b, ['default'])], groups: [defaultGroup()], members: { default: [a.ip4, b.ip4] } });
+  fw2.replaceAll({
+    ports: [vmPort(a, ['default']), vmPort(b, ['default'])],
+    groups: [defaultGroup()],
+    members: { default: [a.ip4, b.ip4] },
+  });
   await fw2.flush();
   t.false(k.hasPortChains('port-vm3'), 'the departed port chain is gone');
   t.true(topo.ping(a, b.ip4));
@@ -420,13 +527,23 @@ onBothBackends('rules are written as the kernel reads them back: a reconcile rig
       { id: 'r4', direction: 'egress', ethertype: 'IPv4', protocol: 132 },
       { id: 'r5', direction: 'egress', ethertype: 'IPv4', protocol: 47 },
       { id: 'r6', direction: 'egress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 1, portRangeMax: 100 },
-      { id: 'r7', direction: 'ingress', ethertype: 'IPv4', protocol: 'sctp', portRangeMin: 5, portRangeMax: 5, remoteIpPrefix: '10.1.2.3/8' },
+      {
+        id: 'r7',
+        direction: 'ingress',
+        ethertype: 'IPv4',
+        protocol: 'sctp',
+        portRangeMin: 5,
+        portRangeMax: 5,
+        remoteIpPrefix: '10.1.2.3/8',
+      },
       { id: 'r8', direction: 'ingress', ethertype: 'IPv6', remoteGroupId: 'mixed', protocol: 'udp', portRangeMin: 53, portRangeMax: 53 },
     ],
   });
   const pairs = [
-    { ipAddress: '10.9.1.0/16', macAddress: 'AA:BB:CC:00:11:22' }, { ipAddress: '0.0.0.0/0' },
-    { ipAddress: 'fd00:9::1' }, { ipAddress: 'fd00:a:0:7::/60' },
+    { ipAddress: '10.9.1.0/16', macAddress: 'AA:BB:CC:00:11:22' },
+    { ipAddress: '0.0.0.0/0' },
+    { ipAddress: 'fd00:9::1' },
+    { ipAddress: 'fd00:a:0:7::/60' },
   ];
   fw.setPort(vmPort(a, ['mixed'], { mac: a.mac.toUpperCase(), allowedAddressPairs: pairs }));
   fw.setPort(vmPort(b, ['mixed']));

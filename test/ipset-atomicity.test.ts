@@ -31,7 +31,15 @@ kernelTest('a sync with a member the kernel refuses changes nothing, names the m
   t.is(e.setName, 's4');
   const e6 = await rejects(t, c.syncSet('s6', IP6, ['fd00::3', '::']), 'INVALID_MEMBER');
   t.is(e6.member, '::');
-  const full = await rejects(t, c.syncSet('s4', { ...IP4, maxelem: 200 }, fresh.filter((m) => m !== '0.0.0.0')), 'SET_FULL');
+  const full = await rejects(
+    t,
+    c.syncSet(
+      's4',
+      { ...IP4, maxelem: 200 },
+      fresh.filter((m) => m !== '0.0.0.0'),
+    ),
+    'SET_FULL',
+  );
   t.regex(full.message, /300 members exceed maxelem 200/);
   t.is(ns.exec('ipset', ['save']), before, 'the kernel is as it was');
   // The mirror is too: syncing the old list is no change, and the kernel holds it.
@@ -162,7 +170,17 @@ kernelTest('sets whose contents are not member lists are refused, never read wro
 kernelTest('addresses read back as ipset save prints them; octal-looking prefixes are refused', async (t) => {
   const s = await setup(t);
   const { ns, c } = s;
-  const v6 = ['::1.2.3.4', '::0.1.2.3', '::ffff:1.2.3.4', '::ffff:0:1.2.3.4', '1::1.2.3.4', '::0.0.1.2', '0:0:0:0:0:1:0:0', '1:0:0:0:1:0:0:0', 'fd00::1'];
+  const v6 = [
+    '::1.2.3.4',
+    '::0.1.2.3',
+    '::ffff:1.2.3.4',
+    '::ffff:0:1.2.3.4',
+    '1::1.2.3.4',
+    '::0.0.1.2',
+    '0:0:0:0:0:1:0:0',
+    '1:0:0:0:1:0:0:0',
+    'fd00::1',
+  ];
   await c.syncSet('v6', IP6, v6);
   const back = await c.readSet('v6');
   t.deepEqual([...back.members].sort(), membersOf(ns, 'v6'));

@@ -21,7 +21,22 @@ test('the fast path and plain text agree on every member and every refusal', (t)
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const octets = ['0', '1', '9', '10', '99', '100', '199', '255', '256', '300', '00', '01', '010', '1000', '', 'a', '-1', ' 1'];
   const prefixes = ['', '/0', '/8', '/24', '/32', '/33', '/99', '/100', '/08', '/032', '/00', '/', '/a', '/2 4', '/+1'];
-  const fixed = ['10.0.0.1', '10.0.0.1/32', '0.0.0.0', '255.255.255.255/0', '1.2.3', '1.2.3.4.5', '1..2.3', '.1.2.3', '1.2.3.4/', '::1', 'fd00::1/64', '::ffff:1.2.3.4', '1.2.3.4 ', 'é.1.2.3'];
+  const fixed = [
+    '10.0.0.1',
+    '10.0.0.1/32',
+    '0.0.0.0',
+    '255.255.255.255/0',
+    '1.2.3',
+    '1.2.3.4.5',
+    '1..2.3',
+    '.1.2.3',
+    '1.2.3.4/',
+    '::1',
+    'fd00::1/64',
+    '::ffff:1.2.3.4',
+    '1.2.3.4 ',
+    'é.1.2.3',
+  ];
   let checked = 0;
   for (const s of fixed) {
     t.is(decode(packedMemberList(MemberList.from([s]))), decode(textRecord(s)), `${s} (seed ${seed})`);

@@ -47,8 +47,10 @@ function fits(spec: { type: SetType; family: IpFamily }, m: string): boolean {
 function addrBits(a: string): bigint {
   if (!a.includes(':')) return a.split('.').reduce((n, o) => (n << 8n) | BigInt(Number(o)), 0n);
   // A trailing dotted quad is the last two groups.
-  const text = a.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, w, x, y, z) =>
-    `${((Number(w) << 8) | Number(x)).toString(16)}:${((Number(y) << 8) | Number(z)).toString(16)}`);
+  const text = a.replace(
+    /(\d+)\.(\d+)\.(\d+)\.(\d+)$/,
+    (_, w, x, y, z) => `${((Number(w) << 8) | Number(x)).toString(16)}:${((Number(y) << 8) | Number(z)).toString(16)}`,
+  );
   const [head, rest] = text.includes('::') ? text.split('::') : [text, ''];
   const groups = (g: string | undefined) => (g ? g.split(':').map((x) => BigInt(parseInt(x, 16))) : []);
   const [h, r] = [groups(head), groups(rest)];
@@ -64,7 +66,7 @@ function kernelMatches(set: { type: SetType; family: IpFamily; members: Set<stri
   return [...set.members].some((net) => {
     const [base, p] = net.split('/');
     const prefix = BigInt(p ?? width);
-    return (addrBits(base!) >> (width - prefix)) === (a >> (width - prefix));
+    return addrBits(base!) >> (width - prefix) === a >> (width - prefix);
   });
 }
 
@@ -72,7 +74,19 @@ const V4_HOSTS = Array.from({ length: 20 }, (_, i) => `10.0.0.${i}`);
 const V4_NETS = ['10.1.0.0/16', '10.2.3.4/24', '192.168.0.0/30', '0.0.0.0/1', '128.0.0.0/1', '10.0.0.7/32', '0.0.0.0'];
 const V6_HOSTS = ['fd00::1', 'fd00::2', '::1.2.3.4', '::ffff:10.0.0.1', 'fe80::1', '2001:db8::42', 'FD00::3', '::0.0.1.2'];
 const V6_NETS = ['fd00::/64', '2001:db8::/32', '::/1', 'fd00:1::/48', '::'];
-const BAD = ['0.0.0.0', '::', '10.0.0.1/032', 'bogus', '10.0.0.256', '0.0.0.0/0', '::/0', '10.0.0.1/33', 'fd00::1/129', '10.0.0.1 ', '010.0.0.1'];
+const BAD = [
+  '0.0.0.0',
+  '::',
+  '10.0.0.1/032',
+  'bogus',
+  '10.0.0.256',
+  '0.0.0.0/0',
+  '::/0',
+  '10.0.0.1/33',
+  'fd00::1/129',
+  '10.0.0.1 ',
+  '010.0.0.1',
+];
 const NAMES = ['a', 'b', 'c', 'd'];
 const BAD_NAMES = ['bad name', 'x.t', ''];
 
@@ -120,7 +134,8 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
     }
     return Array.from({ length: Math.floor(r() * 8) }, () => randomMember(family));
   };
-  const nameFor = (creating: boolean) => (chance(0.05) ? pick(BAD_NAMES) : creating && chance(0.2) ? pick(NAMES) : pick([...NAMES, ...kernel.keys()]));
+  const nameFor = (creating: boolean) =>
+    chance(0.05) ? pick(BAD_NAMES) : creating && chance(0.2) ? pick(NAMES) : pick([...NAMES, ...kernel.keys()]);
   const badName = (n: string, creating: boolean) => n === '' || n.includes(' ') || (creating && n.endsWith('.t'));
 
   /** The code an operation must fail with, or null when it must succeed. */
@@ -155,7 +170,9 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
     const want = [...kernel.keys()].sort();
     const got = [...saved.keys()].sort();
     const fail = (msg: string) => {
-      t.fail(`seed ${seed} step ${step} (${what}): ${msg}\nrerun: SG_FUZZ_SEED=${seed} npx ava test/ipset-random.test.ts\nlast steps:\n${history.slice(-12).join('\n')}`);
+      t.fail(
+        `seed ${seed} step ${step} (${what}): ${msg}\nrerun: SG_FUZZ_SEED=${seed} npx ava test/ipset-random.test.ts\nlast steps:\n${history.slice(-12).join('\n')}`,
+      );
       return false;
     };
     if (want.join() !== got.join()) return fail(`sets ${got.join(',')} but the model has ${want.join(',')}`);
@@ -176,7 +193,24 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
   const tally = new Map<string, number>();
   let steps = 0;
   for (; steps < maxSteps && Date.now() < deadline; steps++) {
-    const op = pick(['sync', 'sync', 'evolve', 'evolve', 'add', 'add', 'del', 'create', 'destroy', 'flush', 'swap', 'rename', 'reconcile', 'drift', 'read', 'test'] as const);
+    const op = pick([
+      'sync',
+      'sync',
+      'evolve',
+      'evolve',
+      'add',
+      'add',
+      'del',
+      'create',
+      'destroy',
+      'flush',
+      'swap',
+      'rename',
+      'reconcile',
+      'drift',
+      'read',
+      'test',
+    ] as const);
     let what = op as string;
     let expect: Expect = null;
     let run: () => Promise<unknown>;
@@ -196,7 +230,8 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
           // Members dropped anywhere, new ones inserted or appended, now and then a duplicate.
           list = [...lastList.get(name)!];
           for (let k = Math.floor(r() * 6); k > 0 && list.length; k--) list.splice(Math.floor(r() * list.length), 1);
-          for (let k = Math.floor(r() * 6); k > 0; k--) list.splice(chance(0.5) ? list.length : Math.floor(r() * (list.length + 1)), 0, randomMember(spec.family));
+          for (let k = Math.floor(r() * 6); k > 0; k--)
+            list.splice(chance(0.5) ? list.length : Math.floor(r() * (list.length + 1)), 0, randomMember(spec.family));
           if (chance(0.2) && list.length) list.push(list[Math.floor(r() * list.length)]!);
         } else {
           list = randomList(spec.family);
@@ -350,9 +385,17 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
         else {
           const target = m;
           commit.push(() => {
-            kernel.set(name, { type: target.spec.type, family: target.spec.family, maxelem: maxOf(target.spec), members: new Set(target.members) });
+            kernel.set(name, {
+              type: target.spec.type,
+              family: target.spec.family,
+              maxelem: maxOf(target.spec),
+              members: new Set(target.members),
+            });
           });
-          after = (res) => ((res as { repaired: boolean }).repaired === changed ? null : `repaired ${(res as { repaired: boolean }).repaired}, drift made ${changed}`);
+          after = (res) =>
+            (res as { repaired: boolean }).repaired === changed
+              ? null
+              : `repaired ${(res as { repaired: boolean }).repaired}, drift made ${changed}`;
         }
         run = () => c.reconcile(name);
         break;
@@ -403,7 +446,9 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
     if (expect !== null) {
       const code = error instanceof IpsetError ? error.code : error === null ? 'success' : (error as Error).message;
       if (code !== expect) {
-        t.fail(`seed ${seed} step ${steps} (${what}): ${code} where the model expects ${expect}\nrerun: SG_FUZZ_SEED=${seed}\n${history.slice(-12).join('\n')}`);
+        t.fail(
+          `seed ${seed} step ${steps} (${what}): ${code} where the model expects ${expect}\nrerun: SG_FUZZ_SEED=${seed}\n${history.slice(-12).join('\n')}`,
+        );
         return;
       }
       // A failed operation changes nothing.
@@ -411,7 +456,9 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
       for (const [k, v] of before) kernel.set(k, v);
     } else {
       if (error !== null) {
-        t.fail(`seed ${seed} step ${steps} (${what}): failed with ${(error as Error).message} where the model expects success\nrerun: SG_FUZZ_SEED=${seed}\n${history.slice(-12).join('\n')}`);
+        t.fail(
+          `seed ${seed} step ${steps} (${what}): failed with ${(error as Error).message} where the model expects success\nrerun: SG_FUZZ_SEED=${seed}\n${history.slice(-12).join('\n')}`,
+        );
         return;
       }
       const wrong = after(outcome);
@@ -423,6 +470,11 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
     }
     if (!checkKernel(steps, what)) return;
   }
-  t.log(`seed ${seed}: ${steps} steps; ${[...tally].sort().map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  t.log(
+    `seed ${seed}: ${steps} steps; ${[...tally]
+      .sort()
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')}`,
+  );
   t.true(steps >= Math.min(maxSteps, 50), `only ${steps} steps ran (seed ${seed})`);
 });

@@ -244,7 +244,13 @@ kernelTest('a full set reports SET_FULL for the elements that did not fit', asyn
   await c.create('tiny', { ...IP4, maxelem: 4 });
   const r = await c.add('tiny', ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5', '10.0.0.6']);
   t.is(r.applied, 4);
-  t.deepEqual(r.failed.map((f) => [f.member, f.code]), [['10.0.0.5', 'SET_FULL'], ['10.0.0.6', 'SET_FULL']]);
+  t.deepEqual(
+    r.failed.map((f) => [f.member, f.code]),
+    [
+      ['10.0.0.5', 'SET_FULL'],
+      ['10.0.0.6', 'SET_FULL'],
+    ],
+  );
   t.is(membersOf(ns, 'tiny').length, 4);
 });
 
@@ -259,10 +265,13 @@ kernelTest('after a full set, every later member of the batch is tried: what the
   t.false(withExist.failed.some((f) => f.member === '10.0.0.2' || f.member === '10.0.0.3'));
   t.true(withExist.failed.every((f) => f.code === 'SET_FULL'));
   const strict = await c.add('tiny', batch);
-  t.deepEqual(strict.failed.filter((f) => f.code !== 'SET_FULL').map((f) => [f.member, f.code]), [
-    ['10.0.0.2', 'ELEMENT_EXISTS'],
-    ['10.0.0.3', 'ELEMENT_EXISTS'],
-  ]);
+  t.deepEqual(
+    strict.failed.filter((f) => f.code !== 'SET_FULL').map((f) => [f.member, f.code]),
+    [
+      ['10.0.0.2', 'ELEMENT_EXISTS'],
+      ['10.0.0.3', 'ELEMENT_EXISTS'],
+    ],
+  );
   t.is(strict.failed.length, batch.length);
   t.deepEqual(membersOf(ns, 'tiny'), ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4']);
 });
@@ -331,7 +340,7 @@ kernelTest('a set with a timeout is read at every sync: a member that expired is
   // .2 gets a 1 s timeout and expires; a member is added in its place, so the count holds too.
   ns.exec('ipset', ['add', 't', '10.0.0.2', 'timeout', '1', '-exist']);
   ns.exec('ipset', ['add', 't', '10.0.0.9']);
-  for (const deadline = Date.now() + 30_000; membersOf(ns, 't').includes('10.0.0.2'); ) {
+  for (const deadline = Date.now() + 30_000; membersOf(ns, 't').includes('10.0.0.2');) {
     if (Date.now() > deadline) return t.fail('the member did not expire within 30 s');
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -29,7 +29,9 @@ kernelTest('an ipset error carries its code and what it concerns as properties o
   const e = await t.throwsAsync(c.destroy('missing'), { instanceOf: IpsetError });
   t.like(e, { code: 'SET_NOT_FOUND', setName: 'missing' });
   await c.create('s', { type: 'hash:ip', family: 'inet' });
-  const m = await t.throwsAsync(c.syncSet('s', { type: 'hash:ip', family: 'inet' }, ['10.0.0.1', '10.0.0.0/8']), { instanceOf: IpsetError });
+  const m = await t.throwsAsync(c.syncSet('s', { type: 'hash:ip', family: 'inet' }, ['10.0.0.1', '10.0.0.0/8']), {
+    instanceOf: IpsetError,
+  });
   t.like(m, { code: 'INVALID_MEMBER', setName: 's', member: '10.0.0.0/8' });
   const closed = await t.throwsAsync(IpsetClient.open({ netns: MISSING_NS }), { instanceOf: IpsetError });
   t.regex(closed.message, /sg-no-such-namespace/);

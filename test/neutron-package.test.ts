@@ -16,11 +16,15 @@ const pkg = path.join(repo, 'packaging/neutron');
  *  caches aside (git-ignored; written wherever Python imports from a writable directory, here the
  *  build backend). */
 function snapshot(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => !path.join(e.parentPath, e.name).includes('__pycache__')).map((e) => {
-    const p = path.join(e.parentPath, e.name);
-    const st = fs.statSync(p);
-    return `${path.relative(dir, p)} ${e.isDirectory() ? 'dir' : `${st.size} ${st.mtimeMs}`}`;
-  }).sort();
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => !path.join(e.parentPath, e.name).includes('__pycache__'))
+    .map((e) => {
+      const p = path.join(e.parentPath, e.name);
+      const st = fs.statSync(p);
+      return `${path.relative(dir, p)} ${e.isDirectory() ? 'dir' : `${st.size} ${st.mtimeMs}`}`;
+    })
+    .sort();
 }
 
 kernelTest.serial('pip install packaging/neutron works offline into a fresh venv and leaves the tree as it was', (t) => {
@@ -37,7 +41,11 @@ kernelTest.serial('pip install packaging/neutron works offline into a fresh venv
   fs.mkdirSync(home);
   const before = snapshot(pkg);
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home };
-  const install = spawnSync('ip', ['netns', 'exec', ns.name, path.join(work, 'venv/bin/pip'), 'install', pkg], { encoding: 'utf8', env, cwd: work });
+  const install = spawnSync('ip', ['netns', 'exec', ns.name, path.join(work, 'venv/bin/pip'), 'install', pkg], {
+    encoding: 'utf8',
+    env,
+    cwd: work,
+  });
   t.is(install.status, 0, `${install.stdout}\n${install.stderr}`.slice(-3000));
   t.deepEqual(snapshot(pkg), before, 'the source tree is unchanged');
   // What the OVS agent loads: the entry point, and the package behind it.
@@ -49,5 +57,9 @@ eps = [e.value for e in entry_points(group='neutron.agent.firewall_drivers') if 
 print(json.dumps({'version': version('sg-agent-neutron'), 'driver': eps, 'device': device_name('3f1b2c4d-5e6f-4a7b')}))`;
   const r = spawnSync(python, ['-c', probe], { encoding: 'utf8', cwd: work });
   t.is(r.status, 0, r.stderr);
-  t.deepEqual(JSON.parse(r.stdout), { version: '0.1.0', driver: ['sg_agent_neutron.firewall:HybridPlugNoopFirewallDriver'], device: 'tap3f1b2c4d-5e' });
+  t.deepEqual(JSON.parse(r.stdout), {
+    version: '0.1.0',
+    driver: ['sg_agent_neutron.firewall:HybridPlugNoopFirewallDriver'],
+    device: 'tap3f1b2c4d-5e',
+  });
 });

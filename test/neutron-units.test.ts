@@ -14,44 +14,125 @@ import { decodeNeutronMessage, NeutronMessageError, pushExchanges, KNOWN_VERSION
 import { NeutronReconciler } from '../src/neutron/reconciler.js';
 import { waitFor } from './helpers/wait.js';
 import {
-  addressGroupKey, deviceName, toAddressGroupMembers, toPort, toRule, toRules,
-  type NeutronAddressGroup, type NeutronGroup, type NeutronLog, type NeutronPort, type NeutronRule,
+  addressGroupKey,
+  deviceName,
+  toAddressGroupMembers,
+  toPort,
+  toRule,
+  toRules,
+  type NeutronAddressGroup,
+  type NeutronGroup,
+  type NeutronLog,
+  type NeutronPort,
+  type NeutronRule,
 } from '../src/neutron/translate.js';
 
-const oslo = (msg: unknown) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify({ ...msg as object, _context_auth_token: 'secret', _unique_id: 'u' }) }));
-const vo = (name: string, version: string, data: Record<string, unknown>) => ({ 'versioned_object.name': name, 'versioned_object.namespace': 'versionedobjects', 'versioned_object.version': version, 'versioned_object.data': data });
+const oslo = (msg: unknown) =>
+  Buffer.from(
+    JSON.stringify({
+      'oslo.version': '2.0',
+      'oslo.message': JSON.stringify({ ...(msg as object), _context_auth_token: 'secret', _unique_id: 'u' }),
+    }),
+  );
+const vo = (name: string, version: string, data: Record<string, unknown>) => ({
+  'versioned_object.name': name,
+  'versioned_object.namespace': 'versionedobjects',
+  'versioned_object.version': version,
+  'versioned_object.data': data,
+});
 const PORT = 'f4a7c9a2-1b3c-4d5e-8f90-123456789abc';
 const SG = '6c0f0d2e-9a1b-4c3d-8e5f-00112233aabb';
 
 test('messages: pushes and legacy casts become the ids they name', (t) => {
-  t.deepEqual(decodeNeutronMessage(oslo({ method: 'push', version: '1.1', args: { event_type: 'updated', resource_list: [vo('Port', '1.11', { id: PORT, revision_number: 4, security_group_ids: [SG] })] } })),
-    { kind: 'push', type: 'Port', event: 'updated', version: '1.11', known: true, objects: [{ id: PORT, revision: 4 }] });
-  t.deepEqual(decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [vo('SecurityGroupRule', '1.3', { id: 'r1', security_group_id: SG })] } })),
-    { kind: 'push', type: 'SecurityGroupRule', event: 'updated', version: '1.3', known: true, objects: [{ id: 'r1', securityGroupId: SG }] });
-  t.like(decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'deleted', resource_list: [vo('Port', '1.12', { id: PORT })] } })), { kind: 'push', known: false, version: '1.12' });
-  t.deepEqual(decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [vo('Network', '1.1', { id: 'n' })] } })), { kind: 'ignored', what: 'push of Network' });
-  t.deepEqual(decodeNeutronMessage(oslo({ method: 'port_update', args: { port: { id: PORT, name: 'x' }, network_type: 'flat' } })), { kind: 'port', method: 'port_update', portId: PORT });
-  t.deepEqual(decodeNeutronMessage(oslo({ method: 'port_delete', args: { port_id: PORT } })), { kind: 'port', method: 'port_delete', portId: PORT });
-  t.deepEqual(decodeNeutronMessage(oslo({ method: 'security_groups_member_updated', args: { security_groups: [SG] } })), { kind: 'groups', method: 'security_groups_member_updated', groupIds: [SG] });
+  t.deepEqual(
+    decodeNeutronMessage(
+      oslo({
+        method: 'push',
+        version: '1.1',
+        args: { event_type: 'updated', resource_list: [vo('Port', '1.11', { id: PORT, revision_number: 4, security_group_ids: [SG] })] },
+      }),
+    ),
+    { kind: 'push', type: 'Port', event: 'updated', version: '1.11', known: true, objects: [{ id: PORT, revision: 4 }] },
+  );
+  t.deepEqual(
+    decodeNeutronMessage(
+      oslo({
+        method: 'push',
+        args: { event_type: 'updated', resource_list: [vo('SecurityGroupRule', '1.3', { id: 'r1', security_group_id: SG })] },
+      }),
+    ),
+    {
+      kind: 'push',
+      type: 'SecurityGroupRule',
+      event: 'updated',
+      version: '1.3',
+      known: true,
+      objects: [{ id: 'r1', securityGroupId: SG }],
+    },
+  );
+  t.like(
+    decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'deleted', resource_list: [vo('Port', '1.12', { id: PORT })] } })),
+    { kind: 'push', known: false, version: '1.12' },
+  );
+  t.deepEqual(
+    decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [vo('Network', '1.1', { id: 'n' })] } })),
+    { kind: 'ignored', what: 'push of Network' },
+  );
+  t.deepEqual(decodeNeutronMessage(oslo({ method: 'port_update', args: { port: { id: PORT, name: 'x' }, network_type: 'flat' } })), {
+    kind: 'port',
+    method: 'port_update',
+    portId: PORT,
+  });
+  t.deepEqual(decodeNeutronMessage(oslo({ method: 'port_delete', args: { port_id: PORT } })), {
+    kind: 'port',
+    method: 'port_delete',
+    portId: PORT,
+  });
+  t.deepEqual(decodeNeutronMessage(oslo({ method: 'security_groups_member_updated', args: { security_groups: [SG] } })), {
+    kind: 'groups',
+    method: 'security_groups_member_updated',
+    groupIds: [SG],
+  });
   t.deepEqual(decodeNeutronMessage(oslo({ method: 'network_update', args: { network: {} } })), { kind: 'ignored', what: 'network_update' });
 });
 
 /** A Port as neutron-server 29 pushes it (the fields the model uses, nested as oslo.versionedobjects). */
-const portPrimitive = (host: string, groups: string[]) => vo('Port', '1.11', {
-  id: PORT, mac_address: 'fa:16:3e:00:00:01', device_owner: 'compute:nova', revision_number: 3, security_group_ids: groups,
-  fixed_ips: [vo('IPAllocation', '1.0', { port_id: PORT, ip_address: '10.0.0.5' }), vo('IPAllocation', '1.0', { port_id: PORT, ip_address: 'fd00::5' })],
-  allowed_address_pairs: [vo('AllowedAddressPair', '1.0', { ip_address: '10.0.9.0/24', mac_address: 'fa:16:3e:00:00:01' })],
-  bindings: [vo('PortBinding', '1.0', { port_id: PORT, host, status: 'ACTIVE', vif_type: 'ovs' }), vo('PortBinding', '1.0', { port_id: PORT, host: 'elsewhere', status: 'INACTIVE' })],
-  security: vo('PortSecurity', '1.0', { id: PORT, port_security_enabled: true }),
-});
+const portPrimitive = (host: string, groups: string[]) =>
+  vo('Port', '1.11', {
+    id: PORT,
+    mac_address: 'fa:16:3e:00:00:01',
+    device_owner: 'compute:nova',
+    revision_number: 3,
+    security_group_ids: groups,
+    fixed_ips: [
+      vo('IPAllocation', '1.0', { port_id: PORT, ip_address: '10.0.0.5' }),
+      vo('IPAllocation', '1.0', { port_id: PORT, ip_address: 'fd00::5' }),
+    ],
+    allowed_address_pairs: [vo('AllowedAddressPair', '1.0', { ip_address: '10.0.9.0/24', mac_address: 'fa:16:3e:00:00:01' })],
+    bindings: [
+      vo('PortBinding', '1.0', { port_id: PORT, host, status: 'ACTIVE', vif_type: 'ovs' }),
+      vo('PortBinding', '1.0', { port_id: PORT, host: 'elsewhere', status: 'INACTIVE' }),
+    ],
+    security: vo('PortSecurity', '1.0', { id: PORT, port_security_enabled: true }),
+  });
 
 test('messages: a Port push of the known version shows the fields the model uses', (t) => {
-  const e = decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [portPrimitive('compute-1', [SG])] } }));
+  const e = decodeNeutronMessage(
+    oslo({ method: 'push', args: { event_type: 'updated', resource_list: [portPrimitive('compute-1', [SG])] } }),
+  );
   t.like(e, { kind: 'push', known: true });
   const pushed = (e as { objects: { port?: NeutronPort }[] }).objects[0]!.port!;
   t.deepEqual(toPort(pushed), toPort(nport({})), 'the same port as the API shows');
   const other = { ...portPrimitive('compute-1', [SG]), 'versioned_object.version': '1.12' };
-  t.is((decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [other] } })) as { objects: { port?: unknown }[] }).objects[0]!.port, undefined, 'another version: read, never interpreted');
+  t.is(
+    (
+      decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [other] } })) as {
+        objects: { port?: unknown }[];
+      }
+    ).objects[0]!.port,
+    undefined,
+    'another version: read, never interpreted',
+  );
 });
 
 test('messages: what cannot be read is refused with a stable reason', (t) => {
@@ -75,7 +156,15 @@ test('messages: what cannot be read is refused with a stable reason', (t) => {
   t.is(reason(oslo({ method: 'security_groups_rule_updated', args: { security_groups: 'all' } })), 'missing_field');
   t.is(reason(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [] } })), 'missing_field');
   t.is(reason(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [vo('Port', '1.11', {})] } })), 'missing_field');
-  t.is(reason(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [vo('Port', '1.11', { id: PORT }), vo('SecurityGroup', '1.6', { id: SG })] } })), 'bad_payload');
+  t.is(
+    reason(
+      oslo({
+        method: 'push',
+        args: { event_type: 'updated', resource_list: [vo('Port', '1.11', { id: PORT }), vo('SecurityGroup', '1.6', { id: SG })] },
+      }),
+    ),
+    'bad_payload',
+  );
   t.is(reason(Buffer.alloc(17 << 20, 32)), 'too_large');
 });
 
@@ -84,34 +173,62 @@ test('messages: the push exchanges bound cover the known versions and a few arou
   t.true(ex.includes(`neutron-vo-Port-${KNOWN_VERSIONS.Port}_fanout`));
   t.true(ex.includes('neutron-vo-Port-1.14_fanout') && ex.includes('neutron-vo-Port-1.9_fanout'));
   t.false(ex.includes('neutron-vo-Port-1.15_fanout') || ex.includes('neutron-vo-Port-1.8_fanout'));
-  t.is(ex.length, 4 * 6 + 4, 'and Log 1.0\'s: no minor version below 0');
+  t.is(ex.length, 4 * 6 + 4, "and Log 1.0's: no minor version below 0");
 });
 
 const rule = (r: Partial<NeutronRule>): NeutronRule => ({ id: 'r', security_group_id: SG, direction: 'ingress', ethertype: 'IPv4', ...r });
 
-test('translate: rules keep Neutron\'s meaning (the domain validator decides it)', (t) => {
+test("translate: rules keep Neutron's meaning (the domain validator decides it)", (t) => {
   t.like(toRule(rule({ protocol: 'tcp', port_range_min: 80, port_range_max: 81 })), { protocol: 6, portRangeMin: 80, portRangeMax: 81 });
   t.like(toRule(rule({ protocol: '132', port_range_min: 9, port_range_max: 9 })), { protocol: 132, portRangeMin: 9 });
-  t.like(toRule(rule({ ethertype: 'IPv6', protocol: 'icmp', port_range_min: 128, port_range_max: 0 })), { protocol: 58, portRangeMin: 128, portRangeMax: 0 });
+  t.like(toRule(rule({ ethertype: 'IPv6', protocol: 'icmp', port_range_min: 128, port_range_max: 0 })), {
+    protocol: 58,
+    portRangeMin: 128,
+    portRangeMax: 0,
+  });
   t.like(toRule(rule({ remote_ip_prefix: '10.1.2.3/16' })), { remoteIpPrefix: '10.1.0.0/16' });
   t.like(toRule(rule({ protocol: 'vrrp' })), { protocol: 112 });
   t.like(toRule(rule({ remote_address_group_id: 'ag1' })), { remoteGroupId: addressGroupKey('ag1') });
   t.like(toRule(rule({ remote_group_id: SG })), { remoteGroupId: SG });
-  const { rules, rejected } = toRules([rule({ id: 'b', protocol: 'tcp' }), rule({ id: 'a', protocol: 'no-such-protocol' }), rule({ id: 'c', remote_group_id: SG, remote_address_group_id: 'ag1' })]);
-  t.deepEqual(rules.map((r) => r.id), ['b'], 'what the model cannot hold is left out: fewer allowed flows');
-  t.deepEqual(rejected.map((r) => r.id), ['a', 'c']);
+  const { rules, rejected } = toRules([
+    rule({ id: 'b', protocol: 'tcp' }),
+    rule({ id: 'a', protocol: 'no-such-protocol' }),
+    rule({ id: 'c', remote_group_id: SG, remote_address_group_id: 'ag1' }),
+  ]);
+  t.deepEqual(
+    rules.map((r) => r.id),
+    ['b'],
+    'what the model cannot hold is left out: fewer allowed flows',
+  );
+  t.deepEqual(
+    rejected.map((r) => r.id),
+    ['a', 'c'],
+  );
 });
 
 const nport = (p: Partial<NeutronPort>): NeutronPort => ({
-  id: PORT, mac_address: 'FA:16:3E:00:00:01', fixed_ips: [{ ip_address: '10.0.0.5' }, { ip_address: 'fd00::0005' }],
-  allowed_address_pairs: [{ ip_address: '10.0.9.0/24', mac_address: 'fa:16:3e:00:00:01' }], security_groups: [SG],
-  port_security_enabled: true, 'binding:host_id': 'compute-1', device_owner: 'compute:nova', revision_number: 3, ...p,
+  id: PORT,
+  mac_address: 'FA:16:3E:00:00:01',
+  fixed_ips: [{ ip_address: '10.0.0.5' }, { ip_address: 'fd00::0005' }],
+  allowed_address_pairs: [{ ip_address: '10.0.9.0/24', mac_address: 'fa:16:3e:00:00:01' }],
+  security_groups: [SG],
+  port_security_enabled: true,
+  'binding:host_id': 'compute-1',
+  device_owner: 'compute:nova',
+  revision_number: 3,
+  ...p,
 });
 
 test('translate: ports, their host and device', (t) => {
   t.deepEqual(toPort(nport({})), {
-    id: PORT, host: 'compute-1', device: 'tapf4a7c9a2-1b', mac: 'fa:16:3e:00:00:01', fixedIps: ['10.0.0.5', 'fd00::5'],
-    allowedAddressPairs: [{ ipAddress: '10.0.9.0/24', macAddress: 'fa:16:3e:00:00:01' }], securityGroups: [SG], portSecurityEnabled: true,
+    id: PORT,
+    host: 'compute-1',
+    device: 'tapf4a7c9a2-1b',
+    mac: 'fa:16:3e:00:00:01',
+    fixedIps: ['10.0.0.5', 'fd00::5'],
+    allowedAddressPairs: [{ ipAddress: '10.0.9.0/24', macAddress: 'fa:16:3e:00:00:01' }],
+    securityGroups: [SG],
+    portSecurityEnabled: true,
   });
   t.is(toPort(nport({ 'binding:host_id': '' })).host, '', 'unbound: a member, filtered nowhere');
   t.is(toPort(nport({ device_owner: 'network:dhcp' })).host, '', 'network ports are never hybrid-plugged taps');
@@ -122,7 +239,11 @@ test('translate: ports, their host and device', (t) => {
 
 test('translate: address groups as members, a catch-all as its two halves', (t) => {
   const ag = (addresses: string[]): NeutronAddressGroup => ({ id: 'ag1', addresses });
-  t.deepEqual(toAddressGroupMembers(ag(['10.0.0.0/8', '192.168.1.7/32', '2001:db8::/32'])).members, ['10.0.0.0/8', '192.168.1.7', '2001:db8::/32']);
+  t.deepEqual(toAddressGroupMembers(ag(['10.0.0.0/8', '192.168.1.7/32', '2001:db8::/32'])).members, [
+    '10.0.0.0/8',
+    '192.168.1.7',
+    '2001:db8::/32',
+  ]);
   t.deepEqual(toAddressGroupMembers(ag(['0.0.0.0/0', '::/0'])).members, ['0.0.0.0/1', '128.0.0.0/1', '8000::/1', '::/1']);
   const bad = toAddressGroupMembers(ag(['10.0.0.1', 'nonsense']));
   t.deepEqual(bad.members, ['10.0.0.1']);
@@ -145,7 +266,12 @@ test('store: explicit members (address groups) and unbound ports', async (t) => 
   t.like(c1, { groupId: 'ag:1', baseRevision: 0, revision: 1 });
   t.deepEqual(c1!.added.sort(), ['10.0.0.0/24', '10.0.1.1']);
   t.is(await s.setGroupMembers('ag:1', ['10.0.1.1', '10.0.0.0/24']), undefined, 'no change, no revision');
-  t.like(await s.setGroupMembers('ag:1', ['10.0.1.1', '10.0.2.0/24']), { baseRevision: 1, revision: 2, added: ['10.0.2.0/24'], removed: ['10.0.0.0/24'] });
+  t.like(await s.setGroupMembers('ag:1', ['10.0.1.1', '10.0.2.0/24']), {
+    baseRevision: 1,
+    revision: 2,
+    added: ['10.0.2.0/24'],
+    removed: ['10.0.0.0/24'],
+  });
   t.deepEqual(s.membersOf('ag:1').sort(), ['10.0.1.1', '10.0.2.0/24']);
   await t.throwsAsync(s.setGroupMembers('ag:1', ['0.0.0.0/0']), { code: 'INVALID_INPUT' });
 
@@ -184,15 +310,22 @@ class FakeNeutron {
   api(): NeutronApi {
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the API's methods are arrow functions of this fake's state
     const f = this;
-    const pick = <T extends { id: string }>(m: Map<string, T>, ids?: string[]) => (ids ? ids.map((i) => m.get(i)).filter((x): x is T => !!x) : [...m.values()]);
+    const pick = <T extends { id: string }>(m: Map<string, T>, ids?: string[]) =>
+      ids ? ids.map((i) => m.get(i)).filter((x): x is T => !!x) : [...m.values()];
     return {
       securityGroups: async (ids?: string[], withRules = false) => {
         f.step(`groups${ids ? ` ${ids.join(',')}` : ''}`);
-        return pick(f.groups, ids).map((g) => ({ ...g, ...(withRules ? { security_group_rules: f.rules.filter((r) => r.security_group_id === g.id) } : {}) }));
+        return pick(f.groups, ids).map((g) => ({
+          ...g,
+          ...(withRules ? { security_group_rules: f.rules.filter((r) => r.security_group_id === g.id) } : {}),
+        }));
       },
       securityGroupRules: async () => (f.step('rules'), f.rules),
       ports: async (ids?: string[]) => (f.step(`ports${ids ? ` ${ids.join(',')}` : ''}`), pick(f.ports, ids)),
-      portRevisionsInGroup: async (g: string) => (f.step(`members ${g}`), [...f.ports.values()].filter((p) => p.security_groups?.includes(g)).map((p) => ({ id: p.id, revision_number: p.revision_number }))),
+      portRevisionsInGroup: async (g: string) => (
+        f.step(`members ${g}`),
+        [...f.ports.values()].filter((p) => p.security_groups?.includes(g)).map((p) => ({ id: p.id, revision_number: p.revision_number }))
+      ),
       addressGroups: async (ids?: string[]) => (f.step('address groups'), pick(f.addressGroups, ids)),
       logs: async () => (f.step('logs'), f.logs),
     } as unknown as NeutronApi;
@@ -245,7 +378,12 @@ test('reconciler: a push showing nothing new for the model spares the read; one 
   t.teardown(() => r.close());
   r.resync('start');
   await r.idle();
-  const pushed = (host: string, groups: string[]) => (decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [portPrimitive(host, groups)] } })) as { objects: { port?: NeutronPort }[] }).objects[0]!.port!;
+  const pushed = (host: string, groups: string[]) =>
+    (
+      decodeNeutronMessage(oslo({ method: 'push', args: { event_type: 'updated', resource_list: [portPrimitive(host, groups)] } })) as {
+        objects: { port?: NeutronPort }[];
+      }
+    ).objects[0]!.port!;
   n.calls = [];
   r.hint({ ports: new Map([[PORT, { revision: 3, pushed: pushed('compute-1', [SG]) }]]) });
   await r.idle();
@@ -287,7 +425,7 @@ test('reconciler: a failed read loses nothing; resyncs caused by messages are ra
   t.is(r.stats.fullResyncs, before + 1, 'a lost connection is not rate-limited');
 });
 
-test('reconciler: Neutron\'s security-group logs become the logs of the groups concerned, and follow their ports', async (t) => {
+test("reconciler: Neutron's security-group logs become the logs of the groups concerned, and follow their ports", async (t) => {
   const s = await tempStore(t);
   const n = new FakeNeutron();
   n.groups.set('g1', { id: 'g1', project_id: 'proj' });
@@ -306,7 +444,11 @@ test('reconciler: Neutron\'s security-group logs become the logs of the groups c
   await r.idle();
   const carried = (g: string) => s.group(g)?.logs?.map((l) => `${l.id}:${l.targetId ?? '*'}:${l.event}`) ?? [];
   t.deepEqual(carried('g1'), ['by-port:p1:DROP'], 'a log of a port: carried by its group, for that port');
-  t.deepEqual(s.logResources().map((l) => l.id), ['by-port'], 'another resource type is not ours; a log the model refuses is left out');
+  t.deepEqual(
+    s.logResources().map((l) => l.id),
+    ['by-port'],
+    'another resource type is not ours; a log the model refuses is left out',
+  );
   t.is(r.stats.rejectedObjects, 1);
 
   // The port moves to another group (a port push): the log follows it.
@@ -317,7 +459,10 @@ test('reconciler: Neutron\'s security-group logs become the logs of the groups c
 
   // A log pushed (created, disabled): all logs read again; one of a project logs its groups.
   n.calls = [];
-  n.logs = [{ ...sgLog, id: 'project', event: 'ACCEPT' }, { ...n.logs[0]!, enabled: false }];
+  n.logs = [
+    { ...sgLog, id: 'project', event: 'ACCEPT' },
+    { ...n.logs[0]!, enabled: false },
+  ];
   r.hint({ logs: true });
   await r.idle();
   t.deepEqual(n.calls, ['logs'], 'a log push reads the logs alone');
@@ -336,13 +481,19 @@ test('reconciler: a deleted group takes the rules naming it out of other groups;
   const n = new FakeNeutron();
   n.groups.set('a', { id: 'a', stateful: true });
   n.groups.set('b', { id: 'b', stateful: false });
-  n.rules.push(rule({ id: 'ra', security_group_id: 'a', remote_group_id: 'b' }), rule({ id: 'rb', security_group_id: 'a', remote_address_group_id: 'x' }));
+  n.rules.push(
+    rule({ id: 'ra', security_group_id: 'a', remote_group_id: 'b' }),
+    rule({ id: 'rb', security_group_id: 'a', remote_address_group_id: 'x' }),
+  );
   n.addressGroups.set('x', { id: 'x', addresses: ['192.0.2.0/24'] });
   const r = new NeutronReconciler({ store: s, api: n.api(), written: () => undefined });
   t.teardown(() => r.close());
   r.resync('start');
   await r.idle();
-  t.deepEqual(s.group('a')!.rules.map((x) => x.id), ['ra', 'rb']);
+  t.deepEqual(
+    s.group('a')!.rules.map((x) => x.id),
+    ['ra', 'rb'],
+  );
   t.is(s.group('b')!.stateful, false);
   t.deepEqual(s.membersOf(addressGroupKey('x')), ['192.0.2.0/24']);
   t.is(r.groupOfRule('ra'), 'a');
@@ -352,7 +503,11 @@ test('reconciler: a deleted group takes the rules naming it out of other groups;
   r.hint({ groups: ['b'] });
   await r.idle();
   t.is(s.group('b'), undefined);
-  t.deepEqual(s.group('a')!.rules.map((x) => x.id), ['rb'], 'a was read again');
+  t.deepEqual(
+    s.group('a')!.rules.map((x) => x.id),
+    ['rb'],
+    'a was read again',
+  );
   n.addressGroups.delete('x');
   r.hint({ addressGroups: ['x'] });
   await r.idle();
@@ -364,7 +519,11 @@ test('reconciler: a full read that would delete most ports is held until a secon
   const s = await tempStore(t);
   const n = new FakeNeutron();
   n.groups.set('g', { id: 'g' });
-  for (let i = 0; i < 30; i++) n.ports.set(`p${i}`, nport({ id: `p${i}`, security_groups: ['g'], fixed_ips: [{ ip_address: `10.0.1.${i}` }], allowed_address_pairs: [] }));
+  for (let i = 0; i < 30; i++)
+    n.ports.set(
+      `p${i}`,
+      nport({ id: `p${i}`, security_groups: ['g'], fixed_ips: [{ ip_address: `10.0.1.${i}` }], allowed_address_pairs: [] }),
+    );
   const r = new NeutronReconciler({ store: s, api: n.api(), written: () => undefined, massDeletionConfirmMs: 300 });
   t.teardown(() => r.close());
   r.resync('start');
@@ -391,7 +550,7 @@ test('reconciler: a full read that would delete most ports is held until a secon
   t.deepEqual(s.membersOf('g'), []);
 });
 
-test('reconciler: a legacy member cast reads the group\'s ports whose revision differs', async (t) => {
+test("reconciler: a legacy member cast reads the group's ports whose revision differs", async (t) => {
   const s = await tempStore(t);
   const n = new FakeNeutron();
   n.groups.set('g', { id: 'g' });
@@ -411,7 +570,13 @@ test('reconciler: a legacy member cast reads the group\'s ports whose revision d
 });
 
 /** A stand-in Keystone and Neutron on one loopback server. */
-async function stubCloud(t: import('ava').ExecutionContext): Promise<{ url: string; tokens: string[]; seen: { token: string | undefined; url: string }[]; revoke: () => void; hideBinding: () => void }> {
+async function stubCloud(t: import('ava').ExecutionContext): Promise<{
+  url: string;
+  tokens: string[];
+  seen: { token: string | undefined; url: string }[];
+  revoke: () => void;
+  hideBinding: () => void;
+}> {
   let hideBinding = false;
   const tokens: string[] = [];
   const seen: { token: string | undefined; url: string }[] = [];
@@ -423,16 +588,30 @@ async function stubCloud(t: import('ava').ExecutionContext): Promise<{ url: stri
       const u = new URL(req.url!, 'http://x');
       if (req.method === 'POST' && u.pathname === '/identity/v3/auth/tokens') {
         const { auth } = JSON.parse(body) as { auth: { identity: { password: { user: { password: string } } } } };
-        if (auth.identity.password.user.password !== 'right') return res.writeHead(401).end('{"error": {"message": "The request you have made requires authentication."}}');
+        if (auth.identity.password.user.password !== 'right')
+          return res.writeHead(401).end('{"error": {"message": "The request you have made requires authentication."}}');
         const tok = `tok${tokens.length}`;
         tokens.push(tok);
         valid.add(tok);
         res.writeHead(201, { 'x-subject-token': tok, 'content-type': 'application/json' });
         const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-        return res.end(JSON.stringify({ token: { expires_at: new Date(Date.now() + 3_600_000).toISOString(), catalog: [
-          { type: 'identity', endpoints: [{ interface: 'internal', url: `${base}/identity` }] },
-          { type: 'network', endpoints: [{ interface: 'public', region: 'R1', url: `${base}/public-net` }, { interface: 'internal', region: 'R1', url: `${base}/net` }] },
-        ] } }));
+        return res.end(
+          JSON.stringify({
+            token: {
+              expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+              catalog: [
+                { type: 'identity', endpoints: [{ interface: 'internal', url: `${base}/identity` }] },
+                {
+                  type: 'network',
+                  endpoints: [
+                    { interface: 'public', region: 'R1', url: `${base}/public-net` },
+                    { interface: 'internal', region: 'R1', url: `${base}/net` },
+                  ],
+                },
+              ],
+            },
+          }),
+        );
       }
       const token = req.headers['x-auth-token'] as string | undefined;
       seen.push({ token, url: req.url! });
@@ -443,24 +622,55 @@ async function stubCloud(t: import('ava').ExecutionContext): Promise<{ url: stri
       const limit = Number(u.searchParams.get('limit'));
       const from = u.searchParams.get('marker') ? all.indexOf(u.searchParams.get('marker')!) + 1 : 0;
       // As Neutron's default policy shows a port to an account without the admin role: no binding.
-      const page = all.slice(from, from + limit).map((id) => ({ id, mac_address: 'fa:16:3e:00:00:01', fixed_ips: [], security_groups: [], device_owner: '', ...(hideBinding ? {} : { 'binding:host_id': '' }) }));
+      const page = all.slice(from, from + limit).map((id) => ({
+        id,
+        mac_address: 'fa:16:3e:00:00:01',
+        fixed_ips: [],
+        security_groups: [],
+        device_owner: '',
+        ...(hideBinding ? {} : { 'binding:host_id': '' }),
+      }));
       const more = from + limit < all.length;
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ports: page, ...(more ? { ports_links: [{ rel: 'next', href: 'http://elsewhere/v2.0/ports?marker=x' }] } : {}) }));
+      res.end(
+        JSON.stringify({ ports: page, ...(more ? { ports_links: [{ rel: 'next', href: 'http://elsewhere/v2.0/ports?marker=x' }] } : {}) }),
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, tokens, seen, revoke: () => (valid = new Set()), hideBinding: () => (hideBinding = true) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    tokens,
+    seen,
+    revoke: () => (valid = new Set()),
+    hideBinding: () => (hideBinding = true),
+  };
 }
 
 test('api: Keystone v3 password auth, the endpoint from the catalog, a refused token renewed, pages by marker, hidden fields refused', async (t) => {
   const cloud = await stubCloud(t);
-  const opts: NeutronApiOptions = { auth: { kind: 'keystone', authUrl: `${cloud.url}/identity/v3`, username: 'sg', password: 'right', projectName: 'service', region: 'R1' }, pageSize: 2 };
+  const opts: NeutronApiOptions = {
+    auth: {
+      kind: 'keystone',
+      authUrl: `${cloud.url}/identity/v3`,
+      username: 'sg',
+      password: 'right',
+      projectName: 'service',
+      region: 'R1',
+    },
+    pageSize: 2,
+  };
   const api = new NeutronApi(opts);
-  t.deepEqual((await api.ports()).map((p) => p.id), ['p0', 'p1', 'p2', 'p3', 'p4']);
+  t.deepEqual(
+    (await api.ports()).map((p) => p.id),
+    ['p0', 'p1', 'p2', 'p3', 'p4'],
+  );
   t.is(cloud.tokens.length, 1, 'one token for every page');
-  t.true(cloud.seen.every((s) => s.url.startsWith('/net/v2.0/ports?') && s.token === 'tok0'), 'internal endpoint of the catalog');
+  t.true(
+    cloud.seen.every((s) => s.url.startsWith('/net/v2.0/ports?') && s.token === 'tok0'),
+    'internal endpoint of the catalog',
+  );
   t.is(cloud.seen.length, 3);
   cloud.revoke();
   t.is((await api.ports()).length, 5);
@@ -474,23 +684,45 @@ test('api: Keystone v3 password auth, the endpoint from the catalog, a refused t
   await t.throwsAsync(api.ports(), { message: /without binding:host_id/ });
 });
 
-test('api: an endpoint given with its /v2.0 is Neutron\'s all the same; one that is not Neutron\'s says so', async (t) => {
+test("api: an endpoint given with its /v2.0 is Neutron's all the same; one that is not Neutron's says so", async (t) => {
   const cloud = await stubCloud(t);
-  const auth: NeutronApiOptions['auth'] = { kind: 'keystone', authUrl: `${cloud.url}/identity/v3`, username: 'sg', password: 'right', projectName: 'service' };
+  const auth: NeutronApiOptions['auth'] = {
+    kind: 'keystone',
+    authUrl: `${cloud.url}/identity/v3`,
+    username: 'sg',
+    password: 'right',
+    projectName: 'service',
+  };
   for (const url of [`${cloud.url}/net/v2.0`, `${cloud.url}/net/v2.0/`, `${cloud.url}/net/`]) {
     t.is((await new NeutronApi({ auth, url }).ports()).length, 5, url);
   }
-  t.true(cloud.seen.every((s) => s.url.startsWith('/net/v2.0/ports?')), 'never /v2.0/v2.0');
-  await t.throwsAsync(new NeutronApi({ auth, url: `${cloud.url}/elsewhere` }).ports(), { message: /HTTP 404 \(asked http:\S+\/elsewhere\/v2\.0\/: is that Neutron's endpoint\?\)/ });
+  t.true(
+    cloud.seen.every((s) => s.url.startsWith('/net/v2.0/ports?')),
+    'never /v2.0/v2.0',
+  );
+  await t.throwsAsync(new NeutronApi({ auth, url: `${cloud.url}/elsewhere` }).ports(), {
+    message: /HTTP 404 \(asked http:\S+\/elsewhere\/v2\.0\/: is that Neutron's endpoint\?\)/,
+  });
 });
 
 test('config: Neutron mode from the environment', (t) => {
   t.deepEqual(neutronAuth({}), { kind: 'noauth' });
-  t.like(neutronAuth({ OS_AUTH_URL: 'http://k/v3', OS_USERNAME: 'u', OS_PASSWORD: 'p', OS_PROJECT_NAME: 'service', OS_INTERFACE: 'public' }), { kind: 'keystone', userDomainName: 'Default', interface: 'public' });
+  t.like(
+    neutronAuth({ OS_AUTH_URL: 'http://k/v3', OS_USERNAME: 'u', OS_PASSWORD: 'p', OS_PROJECT_NAME: 'service', OS_INTERFACE: 'public' }),
+    { kind: 'keystone', userDomainName: 'Default', interface: 'public' },
+  );
   t.throws(() => neutronAuth({ OS_AUTH_URL: 'http://k/v3', OS_USERNAME: 'u' }), { instanceOf: ConfigError, message: /OS_PASSWORD/ });
-  const o = neutronSourceOptions({ SG_NEUTRON_URL: 'http://n:9696', SG_NEUTRON_TRANSPORT_URL: 'rabbit://u:p@r1:5672,u:p@r2:5672/neutron', SG_NEUTRON_DEVICE_PREFIX: 'vnet', SG_NEUTRON_DEVICE_LENGTH: '15' });
+  const o = neutronSourceOptions({
+    SG_NEUTRON_URL: 'http://n:9696',
+    SG_NEUTRON_TRANSPORT_URL: 'rabbit://u:p@r1:5672,u:p@r2:5672/neutron',
+    SG_NEUTRON_DEVICE_PREFIX: 'vnet',
+    SG_NEUTRON_DEVICE_LENGTH: '15',
+  });
   t.deepEqual(o.naming, { prefix: 'vnet', length: 15 });
-  t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n', SG_NEUTRON_TRANSPORT_URL: 'rabbit://r', SG_NEUTRON_DEVICE_LENGTH: '16' }), { instanceOf: ConfigError });
+  t.throws(
+    () => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n', SG_NEUTRON_TRANSPORT_URL: 'rabbit://r', SG_NEUTRON_DEVICE_LENGTH: '16' }),
+    { instanceOf: ConfigError },
+  );
   t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n' }), { instanceOf: ConfigError, message: /TRANSPORT_URL/ });
   t.deepEqual(brokerUrls('rabbit://u:p@r1:5672,u:p@r2:5672/neutron?ssl=0'), ['amqp://u:p@r1:5672/neutron', 'amqp://u:p@r2:5672/neutron']);
   t.deepEqual(brokerUrls('rabbit://guest:guest@127.0.0.1:5672/'), ['amqp://guest:guest@127.0.0.1:5672/']);

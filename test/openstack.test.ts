@@ -18,10 +18,14 @@ import { waitFor } from './helpers/wait.js';
 import type { PortSpec } from './helpers/compute-host.js';
 import type { Body } from './helpers/neutron-env.js';
 
-const hasOvs = spawnSync('sh', ['-c', 'command -v ovs-vswitchd && command -v ovsdb-server && command -v ethtool'], { stdio: 'ignore' }).status === 0;
+const hasOvs =
+  spawnSync('sh', ['-c', 'command -v ovs-vswitchd && command -v ovsdb-server && command -v ethtool'], { stdio: 'ignore' }).status === 0;
 const openstackTest = testsNeeding(
-  !canUseNetns() ? 'root and the ip(8) tool, to create network namespaces'
-    : !hasOvs ? 'Open vSwitch and ethtool (scripts/setup.sh installs openvswitch-switch and ethtool)' : undefined,
+  !canUseNetns()
+    ? 'root and the ip(8) tool, to create network namespaces'
+    : !hasOvs
+      ? 'Open vSwitch and ethtool (scripts/setup.sh installs openvswitch-switch and ethtool)'
+      : undefined,
 );
 
 const tag = randomBytes(3).toString('hex');
@@ -30,7 +34,11 @@ let env: OpenStackEnv;
 let a: ComputeHost;
 let b: ComputeHost;
 const groups: Record<string, string> = {};
-interface Booted { port: PortSpec; vm: OsVm; host: ComputeHost }
+interface Booted {
+  port: PortSpec;
+  vm: OsVm;
+  host: ComputeHost;
+}
 const vms: Record<string, Booted> = {};
 
 /** Ports the tests serve on: web answers on 8080 (from web), db on 5432 (from web); 5433 is served
@@ -46,11 +54,18 @@ async function group(name: string, rules: (id: string) => Body[]): Promise<strin
   return g.id;
 }
 
-const both = (r: Body): Body[] => [{ ...r, ethertype: 'IPv4' }, { ...r, ethertype: 'IPv6' }];
+const both = (r: Body): Body[] => [
+  { ...r, ethertype: 'IPv4' },
+  { ...r, ethertype: 'IPv6' },
+];
 
 /** A VM booted on `host` as Nova boots one: the port bound there, os-vif, the tap; echo servers on it. */
 async function boot(name: string, host: ComputeHost, n: number, groupNames: string[]): Promise<Booted> {
-  const port = await env.port(host.name, n, groupNames.map((g) => groups[g]!));
+  const port = await env.port(
+    host.name,
+    n,
+    groupNames.map((g) => groups[g]!),
+  );
   const vm = host.plug(port);
   for (const p of [WEB, DB, DB_CLOSED]) host.traffic.serve(vm, p);
   vms[name] = { port, vm, host };
@@ -60,12 +75,20 @@ async function boot(name: string, host: ComputeHost, n: number, groupNames: stri
 test.before(async () => {
   if (!openstackTest.runs) return;
   env = await OpenStackEnv.start({
-    hosts: [{ name: `compute-a-${tag}`, dataplane: 'nftables' }, { name: `compute-b-${tag}`, dataplane: 'iptables' }],
+    hosts: [
+      { name: `compute-a-${tag}`, dataplane: 'nftables' },
+      { name: `compute-b-${tag}`, dataplane: 'iptables' },
+    ],
     tokenExpiration: TOKEN_EXPIRATION_S,
   });
   [a, b] = env.hosts as [ComputeHost, ComputeHost];
-  await group('web', (id) => [...both({ direction: 'ingress', remote_group_id: id }), ...both({ direction: 'ingress', protocol: 'tcp', port_range_min: WEB, port_range_max: WEB, remote_group_id: id })]);
-  await group('db', () => both({ direction: 'ingress', protocol: 'tcp', port_range_min: DB, port_range_max: DB, remote_group_id: groups.web }));
+  await group('web', (id) => [
+    ...both({ direction: 'ingress', remote_group_id: id }),
+    ...both({ direction: 'ingress', protocol: 'tcp', port_range_min: WEB, port_range_max: WEB, remote_group_id: id }),
+  ]);
+  await group('db', () =>
+    both({ direction: 'ingress', protocol: 'tcp', port_range_min: DB, port_range_max: DB, remote_group_id: groups.web }),
+  );
   await group('iso', () => []);
   // The VMs every test uses, booted here so that each test runs on its own (`--match` one).
   await boot('w1', a, 11, ['web']);
@@ -79,46 +102,64 @@ test.after.always(async () => {
   await env?.stop();
 });
 
-openstackTest.serial('ports created through Neutron with Keystone auth become ACTIVE, hybrid-plugged by os-vif, and are filtered as their groups say, within and across hosts, IPv4 and IPv6', async (t) => {
-  const [w1, d1, w2, d2, x] = (['w1', 'd1', 'w2', 'd2', 'x'] as const).map((n) => vms[n]!) as [Booted, Booted, Booted, Booted, Booted];
-  await env.waitActive(...Object.values(vms).map((v) => v.port.id));
-  const bound = (await env.neutron.call<{ port: Body }>('GET', `ports/${w1.port.id}`)).port;
-  t.like(bound, { 'binding:host_id': a.name, 'binding:vif_type': 'ovs', 'binding:vif_details': { ovs_hybrid_plug: true, datapath_type: 'netdev' } });
-  t.true(a.vsctl('list-ports', 'br-int').includes(devName('qvo', w1.port.id)), 'qvo… on br-int, as os-vif plugs it');
-  await a.filtered(w1.port.id, d1.port.id);
-  await b.filtered(w2.port.id, d2.port.id, x.port.id);
+openstackTest.serial(
+  'ports created through Neutron with Keystone auth become ACTIVE, hybrid-plugged by os-vif, and are filtered as their groups say, within and across hosts, IPv4 and IPv6',
+  async (t) => {
+    const [w1, d1, w2, d2, x] = (['w1', 'd1', 'w2', 'd2', 'x'] as const).map((n) => vms[n]!) as [Booted, Booted, Booted, Booted, Booted];
+    await env.waitActive(...Object.values(vms).map((v) => v.port.id));
+    const bound = (await env.neutron.call<{ port: Body }>('GET', `ports/${w1.port.id}`)).port;
+    t.like(bound, {
+      'binding:host_id': a.name,
+      'binding:vif_type': 'ovs',
+      'binding:vif_details': { ovs_hybrid_plug: true, datapath_type: 'netdev' },
+    });
+    t.true(a.vsctl('list-ports', 'br-int').includes(devName('qvo', w1.port.id)), 'qvo… on br-int, as os-vif plugs it');
+    await a.filtered(w1.port.id, d1.port.id);
+    await b.filtered(w2.port.id, d2.port.id, x.port.id);
 
-  const ta = a.traffic;
-  const tb = b.traffic;
-  // Within a host and across, both families.
-  await waitFor('web reaches web across hosts', () => ta.ping(w1.vm, w2.vm.ip4), 30_000);
-  t.true(ta.ping(w1.vm, w2.vm.ip6), 'IPv6 across hosts');
-  t.true(ta.tcp(w1.vm, d1.vm.ip4, DB), 'web → db within host a');
-  t.true(ta.tcp(w1.vm, d2.vm.ip6, DB), 'web → db across hosts, IPv6');
-  t.true(tb.tcp(w2.vm, d1.vm.ip4, DB), 'web → db from b to a');
-  t.true(tb.tcp(w2.vm, w1.vm.ip6, WEB), 'web → web');
-  t.false(ta.tcp(w1.vm, d1.vm.ip4, DB_CLOSED), 'db only on its port');
-  t.false(ta.tcp(w1.vm, d2.vm.ip6, DB_CLOSED), 'db only on its port, across hosts');
-  t.false(tb.tcp(x.vm, d2.vm.ip4, DB), 'iso is not web');
-  t.false(tb.tcp(x.vm, d1.vm.ip6, DB), 'iso is not web, across hosts');
-  t.false(tb.ping(x.vm, w2.vm.ip4), 'iso is not web: no ping');
-  t.false(ta.ping(d1.vm, w1.vm.ip6), 'db is not web');
+    const ta = a.traffic;
+    const tb = b.traffic;
+    // Within a host and across, both families.
+    await waitFor('web reaches web across hosts', () => ta.ping(w1.vm, w2.vm.ip4), 30_000);
+    t.true(ta.ping(w1.vm, w2.vm.ip6), 'IPv6 across hosts');
+    t.true(ta.tcp(w1.vm, d1.vm.ip4, DB), 'web → db within host a');
+    t.true(ta.tcp(w1.vm, d2.vm.ip6, DB), 'web → db across hosts, IPv6');
+    t.true(tb.tcp(w2.vm, d1.vm.ip4, DB), 'web → db from b to a');
+    t.true(tb.tcp(w2.vm, w1.vm.ip6, WEB), 'web → web');
+    t.false(ta.tcp(w1.vm, d1.vm.ip4, DB_CLOSED), 'db only on its port');
+    t.false(ta.tcp(w1.vm, d2.vm.ip6, DB_CLOSED), 'db only on its port, across hosts');
+    t.false(tb.tcp(x.vm, d2.vm.ip4, DB), 'iso is not web');
+    t.false(tb.tcp(x.vm, d1.vm.ip6, DB), 'iso is not web, across hosts');
+    t.false(tb.ping(x.vm, w2.vm.ip4), 'iso is not web: no ping');
+    t.false(ta.ping(d1.vm, w1.vm.ip6), 'db is not web');
 
-  // A rule through the API opens db's closed port to web on both hosts; its deletion closes it again.
-  const rules = await Promise.all(both({ direction: 'ingress', protocol: 'tcp', port_range_min: DB_CLOSED, port_range_max: DB_CLOSED, remote_group_id: groups.web })
-    .map((r) => env.create('security_group_rule', { security_group_id: groups.db, ...r })));
-  await waitFor('the new rule on host a', () => ta.tcp(w1.vm, d1.vm.ip4, DB_CLOSED), 30_000);
-  await waitFor('the new rule across hosts', () => tb.tcp(w2.vm, d1.vm.ip6, DB_CLOSED) && ta.tcp(w1.vm, d2.vm.ip4, DB_CLOSED), 30_000);
-  t.false(tb.tcp(x.vm, d2.vm.ip4, DB_CLOSED), 'still only from web');
-  for (const r of rules) await env.neutron.remove('security_group_rule', r.id);
-  await waitFor('the rule gone on both hosts', () => !ta.tcp(w1.vm, d1.vm.ip4, DB_CLOSED) && !tb.tcp(w2.vm, d2.vm.ip6, DB_CLOSED), 30_000);
-});
+    // A rule through the API opens db's closed port to web on both hosts; its deletion closes it again.
+    const rules = await Promise.all(
+      both({
+        direction: 'ingress',
+        protocol: 'tcp',
+        port_range_min: DB_CLOSED,
+        port_range_max: DB_CLOSED,
+        remote_group_id: groups.web,
+      }).map((r) => env.create('security_group_rule', { security_group_id: groups.db, ...r })),
+    );
+    await waitFor('the new rule on host a', () => ta.tcp(w1.vm, d1.vm.ip4, DB_CLOSED), 30_000);
+    await waitFor('the new rule across hosts', () => tb.tcp(w2.vm, d1.vm.ip6, DB_CLOSED) && ta.tcp(w1.vm, d2.vm.ip4, DB_CLOSED), 30_000);
+    t.false(tb.tcp(x.vm, d2.vm.ip4, DB_CLOSED), 'still only from web');
+    for (const r of rules) await env.neutron.remove('security_group_rule', r.id);
+    await waitFor(
+      'the rule gone on both hosts',
+      () => !ta.tcp(w1.vm, d1.vm.ip4, DB_CLOSED) && !tb.tcp(w2.vm, d2.vm.ip6, DB_CLOSED),
+      30_000,
+    );
+  },
+);
 
 /** Established allowed flows, across and within hosts (TCP, and UDP unless left out; both families),
  *  and attempts that are not allowed, all kept up while the hosts change. */
 async function watch(opts: { udp?: boolean } = {}): Promise<Probe[]> {
   const [w1, d1, w2, d2, x] = (['w1', 'd1', 'w2', 'd2', 'x'] as const).map((n) => vms[n]!.vm) as [OsVm, OsVm, OsVm, OsVm, OsVm];
-  const udp = (f: Flow): Flow[] => (opts.udp ?? true ? [f] : []);
+  const udp = (f: Flow): Flow[] => ((opts.udp ?? true) ? [f] : []);
   return Promise.all([
     startProbe(w1, [
       { id: 'w1→d2 tcp4', proto: 'tcp', host: d2.ip4, port: DB, open: true },
@@ -147,118 +188,152 @@ async function holds(t: ExecutionContext, probes: Probe[], when: string): Promis
   t.deepEqual((await Promise.all(probes.map((p) => p.violations()))).flat(), [], when);
 }
 
-const portsOn = (h: ComputeHost) => Object.values(vms).filter((v) => v.host === h).map((v) => v.port.id);
+const portsOn = (h: ComputeHost) =>
+  Object.values(vms)
+    .filter((v) => v.host === h)
+    .map((v) => v.port.id);
 
 /** Lines of the OVS agents' logs at ERROR or worse since they last started. */
-const agentErrors = () => env.hosts.flatMap((h) => h.agentLog().split('\n').filter((l) => / (ERROR|CRITICAL) /.test(l)).map((l) => `${h.name}: ${l.slice(0, 300)}`));
+const agentErrors = () =>
+  env.hosts.flatMap((h) =>
+    h
+      .agentLog()
+      .split('\n')
+      .filter((l) => / (ERROR|CRITICAL) /.test(l))
+      .map((l) => `${h.name}: ${l.slice(0, 300)}`),
+  );
 
-openstackTest.serial('restarting the OVS agent, sg-agent, or both keeps every established allowed connection and admits nothing new that is not allowed', async (t) => {
-  const probes = await watch();
-  try {
-    for (const what of ['OVS agent', 'sg-agent', 'both'] as const) {
-      const ovs = what !== 'sg-agent';
-      const sg = what !== 'OVS agent';
-      await Promise.all(env.hosts.map(async (h) => {
-        if (ovs) await h.stopOvsAgent();
-        if (sg) await h.stopSgAgent();
-        if (ovs) await h.startOvsAgent();
-        if (sg) await h.startSgAgent();
-      }));
-      await env.waitActive(...Object.values(vms).map((v) => v.port.id));
-      for (const h of env.hosts) await h.filtered(...portsOn(h));
-      await holds(t, probes, `${what} restarted on both hosts`);
-      t.true(a.traffic.tcp(vms.w1!.vm, vms.d2!.vm.ip4, DB), `${what} restarted: a new allowed connection`);
-      t.false(b.traffic.tcp(vms.x!.vm, vms.d1!.vm.ip4, DB), `${what} restarted: a new disallowed one refused`);
+openstackTest.serial(
+  'restarting the OVS agent, sg-agent, or both keeps every established allowed connection and admits nothing new that is not allowed',
+  async (t) => {
+    const probes = await watch();
+    try {
+      for (const what of ['OVS agent', 'sg-agent', 'both'] as const) {
+        const ovs = what !== 'sg-agent';
+        const sg = what !== 'OVS agent';
+        await Promise.all(
+          env.hosts.map(async (h) => {
+            if (ovs) await h.stopOvsAgent();
+            if (sg) await h.stopSgAgent();
+            if (ovs) await h.startOvsAgent();
+            if (sg) await h.startSgAgent();
+          }),
+        );
+        await env.waitActive(...Object.values(vms).map((v) => v.port.id));
+        for (const h of env.hosts) await h.filtered(...portsOn(h));
+        await holds(t, probes, `${what} restarted on both hosts`);
+        t.true(a.traffic.tcp(vms.w1!.vm, vms.d2!.vm.ip4, DB), `${what} restarted: a new allowed connection`);
+        t.false(b.traffic.tcp(vms.x!.vm, vms.d1!.vm.ip4, DB), `${what} restarted: a new disallowed one refused`);
+      }
+      // The OVS agents take up their ports in a loop after their first (OVSDB lists them late): still holding then.
+      for (const h of env.hosts) await h.agentLoopCompleted(3);
+      await holds(t, probes, 'a few OVS agent loops later');
+      t.deepEqual(agentErrors(), []);
+    } finally {
+      for (const p of probes) p.stop();
     }
-    // The OVS agents take up their ports in a loop after their first (OVSDB lists them late): still holding then.
-    for (const h of env.hosts) await h.agentLoopCompleted(3);
-    await holds(t, probes, 'a few OVS agent loops later');
-    t.deepEqual(agentErrors(), []);
-  } finally {
-    for (const p of probes) p.stop();
-  }
-});
+  },
+);
 
 /** sg-agent's own objects on a host: its chains (both families) and sets. */
 function sgObjects(h: ComputeHost): string[] {
-  const chains = ['iptables', 'ip6tables'].flatMap((c) => h.ns.exec(`${c}-save`, ['-t', 'filter']).split('\n').filter((l) => /^:sg-/.test(l)));
-  const sets = h.ns.exec('ipset', ['list', '-n']).split('\n').filter((l) => /^sg-/.test(l));
+  const chains = ['iptables', 'ip6tables'].flatMap((c) =>
+    h.ns
+      .exec(`${c}-save`, ['-t', 'filter'])
+      .split('\n')
+      .filter((l) => /^:sg-/.test(l)),
+  );
+  const sets = h.ns
+    .exec('ipset', ['list', '-n'])
+    .split('\n')
+    .filter((l) => /^sg-/.test(l));
   return [...chains, ...sets];
 }
 
-openstackTest.serial('a host moved from Neutron\'s iptables_hybrid firewall to sg-agent by docs/neutron.md\'s checklist, and rolled back by it: no established allowed connection breaks, nothing disallowed passes at any step, Neutron\'s chains and ipsets are gone', async (t) => {
-  let probes = await watch();
-  const stepsHold = (phase: string) => (step: string) => holds(t, probes, `${phase}, step ${step}`);
-  try {
-    // Host b becomes a host of Neutron's own firewall the way a rollback makes one, with connections
-    // established through sg-agent's filter, then new ones through Neutron's alone.
-    await rollBackToIptablesHybrid(env, b, stepsHold('to iptables_hybrid'));
-    t.is(neutronJumps(b).length, 6, 'Neutron\'s jumps (two in FORWARD, one in INPUT) in both families');
-    t.true(portsOn(b).every((id) => neutronChains(b).some((c) => c.endsWith(`-i${id.slice(0, 10)}`))), "a Neutron chain for each port (named i + part of its device's name)");
-    t.deepEqual(sgObjects(b), [], 'sg-agent cleaned up');
-    for (const p of probes) p.stop();
-    probes = await watch();
+openstackTest.serial(
+  "a host moved from Neutron's iptables_hybrid firewall to sg-agent by docs/neutron.md's checklist, and rolled back by it: no established allowed connection breaks, nothing disallowed passes at any step, Neutron's chains and ipsets are gone",
+  async (t) => {
+    let probes = await watch();
+    const stepsHold = (phase: string) => (step: string) => holds(t, probes, `${phase}, step ${step}`);
+    try {
+      // Host b becomes a host of Neutron's own firewall the way a rollback makes one, with connections
+      // established through sg-agent's filter, then new ones through Neutron's alone.
+      await rollBackToIptablesHybrid(env, b, stepsHold('to iptables_hybrid'));
+      t.is(neutronJumps(b).length, 6, "Neutron's jumps (two in FORWARD, one in INPUT) in both families");
+      t.true(
+        portsOn(b).every((id) => neutronChains(b).some((c) => c.endsWith(`-i${id.slice(0, 10)}`))),
+        "a Neutron chain for each port (named i + part of its device's name)",
+      );
+      t.deepEqual(sgObjects(b), [], 'sg-agent cleaned up');
+      for (const p of probes) p.stop();
+      probes = await watch();
 
-    await migrateToSgAgent(env, b, stepsHold('migration'));
-    t.deepEqual(neutronChains(b), [], 'Neutron\'s chains gone');
-    t.deepEqual(neutronIpsets(b), [], 'Neutron\'s ipsets gone');
+      await migrateToSgAgent(env, b, stepsHold('migration'));
+      t.deepEqual(neutronChains(b), [], "Neutron's chains gone");
+      t.deepEqual(neutronIpsets(b), [], "Neutron's ipsets gone");
 
-    await rollBackToIptablesHybrid(env, b, stepsHold('rollback'));
-    t.is(neutronJumps(b).length, 6, 'Neutron\'s jumps back');
-    t.deepEqual(sgObjects(b), [], 'sg-agent cleaned up');
+      await rollBackToIptablesHybrid(env, b, stepsHold('rollback'));
+      t.is(neutronJumps(b).length, 6, "Neutron's jumps back");
+      t.deepEqual(sgObjects(b), [], 'sg-agent cleaned up');
 
-    // And forward again, leaving host b as the other tests found it.
-    await migrateToSgAgent(env, b, stepsHold('second migration'));
-    t.deepEqual([...neutronChains(b), ...neutronIpsets(b)], []);
-    t.deepEqual(agentErrors(), []);
-  } finally {
-    for (const p of probes) p.stop();
-  }
-});
+      // And forward again, leaving host b as the other tests found it.
+      await migrateToSgAgent(env, b, stepsHold('second migration'));
+      t.deepEqual([...neutronChains(b), ...neutronIpsets(b)], []);
+      t.deepEqual(agentErrors(), []);
+    } finally {
+      for (const p of probes) p.stop();
+    }
+  },
+);
 
-openstackTest.serial('a VM live-migrated between hosts as Nova does it: its binding moves, its allowed connections resume, the old host keeps no trace of its port', async (t) => {
-  const moving = vms.w2!;
-  // Over TCP only: the VM has no network while it moves, and a datagram sent then is lost, as in a real migration.
-  const probes = await watch({ udp: false });
-  try {
-    const { port, vm } = moving;
-    // Nova's order (multiple port bindings). The conductor: an inactive binding on the destination.
-    await env.asNova('POST', `ports/${port.id}/bindings`, { binding: { host: a.name } });
-    // pre_live_migration on the destination: `migrating_to` in the active binding's profile (so the
-    // destination's OVS agent wires the port before the VM arrives), then os-vif plugs its VIF there.
-    await env.asNova('PUT', `ports/${port.id}`, { port: { 'binding:profile': { migrating_to: a.name } } });
-    a.prepare(port, vm.instance);
-    // The VM moves: gone from b, running on a (QEMU announces it with a gratuitous ARP).
-    b.detach(port.id);
-    a.attach(port, vm.instance, vm);
-    vm.ns.run('arping', ['-c', '1', '-U', '-I', 'eth0', vm.ip4]);
-    // post_live_migration on the source: the destination's binding activated, the VIF unplugged, the
-    // source's binding deleted; then on the destination the profile's `migrating_to` cleared.
-    await env.asNova('PUT', `ports/${port.id}/bindings/${a.name}/activate`);
-    b.release(port, { keepVm: true });
-    await env.asNova('DELETE', `ports/${port.id}/bindings/${b.name}`);
-    await env.asNova('PUT', `ports/${port.id}`, { port: { 'binding:profile': {} } });
-    vms.w2 = { ...moving, host: a };
+openstackTest.serial(
+  'a VM live-migrated between hosts as Nova does it: its binding moves, its allowed connections resume, the old host keeps no trace of its port',
+  async (t) => {
+    const moving = vms.w2!;
+    // Over TCP only: the VM has no network while it moves, and a datagram sent then is lost, as in a real migration.
+    const probes = await watch({ udp: false });
+    try {
+      const { port, vm } = moving;
+      // Nova's order (multiple port bindings). The conductor: an inactive binding on the destination.
+      await env.asNova('POST', `ports/${port.id}/bindings`, { binding: { host: a.name } });
+      // pre_live_migration on the destination: `migrating_to` in the active binding's profile (so the
+      // destination's OVS agent wires the port before the VM arrives), then os-vif plugs its VIF there.
+      await env.asNova('PUT', `ports/${port.id}`, { port: { 'binding:profile': { migrating_to: a.name } } });
+      a.prepare(port, vm.instance);
+      // The VM moves: gone from b, running on a (QEMU announces it with a gratuitous ARP).
+      b.detach(port.id);
+      a.attach(port, vm.instance, vm);
+      vm.ns.run('arping', ['-c', '1', '-U', '-I', 'eth0', vm.ip4]);
+      // post_live_migration on the source: the destination's binding activated, the VIF unplugged, the
+      // source's binding deleted; then on the destination the profile's `migrating_to` cleared.
+      await env.asNova('PUT', `ports/${port.id}/bindings/${a.name}/activate`);
+      b.release(port, { keepVm: true });
+      await env.asNova('DELETE', `ports/${port.id}/bindings/${b.name}`);
+      await env.asNova('PUT', `ports/${port.id}`, { port: { 'binding:profile': {} } });
+      vms.w2 = { ...moving, host: a };
 
-    await waitFor('binding:host_id on the destination', async () => (await env.portStatus(port.id)).host === a.name, 30_000);
-    await env.waitActive(port.id);
-    await a.filtered(port.id);
-    await waitFor('the source\'s sg-agent forgot the port', async () => !(await b.status()).ports.some((p) => p.id === port.id), 30_000);
-    await holds(t, probes, 'after the live migration');
-    t.deepEqual(b.traces(port.id), [], 'no device or OVS port of it left on the source');
-    const tap = devName('tap', port.id);
-    // Neutron's conntrack-zone rules in the raw table, left from the host's time on iptables_hybrid as
-    // the migration checklist says (connections live in those zones), are Neutron's, not sg-agent's.
-    const naming = [b.ns.exec('iptables-save', []), b.ns.exec('ip6tables-save', []), b.ns.exec(NFT, ['list', 'ruleset'])].join('\n')
-      .split('\n').filter((l) => l.includes(tap) && !/^-A neutron-openvswi-(PREROUTING|OUTPUT) .* -j CT --zone /.test(l));
-    t.deepEqual(naming, [], 'no rule of the source names its tap');
-    t.true(a.traffic.tcp(vms.d1!.vm, vm.ip4, WEB) === false, 'db still may not reach web on its new host');
-    t.true(a.traffic.tcp(vms.w1!.vm, vm.ip6, WEB), 'web reaches it on its new host');
-    t.deepEqual(agentErrors(), []);
-  } finally {
-    for (const p of probes) p.stop();
-  }
-});
+      await waitFor('binding:host_id on the destination', async () => (await env.portStatus(port.id)).host === a.name, 30_000);
+      await env.waitActive(port.id);
+      await a.filtered(port.id);
+      await waitFor("the source's sg-agent forgot the port", async () => !(await b.status()).ports.some((p) => p.id === port.id), 30_000);
+      await holds(t, probes, 'after the live migration');
+      t.deepEqual(b.traces(port.id), [], 'no device or OVS port of it left on the source');
+      const tap = devName('tap', port.id);
+      // Neutron's conntrack-zone rules in the raw table, left from the host's time on iptables_hybrid as
+      // the migration checklist says (connections live in those zones), are Neutron's, not sg-agent's.
+      const naming = [b.ns.exec('iptables-save', []), b.ns.exec('ip6tables-save', []), b.ns.exec(NFT, ['list', 'ruleset'])]
+        .join('\n')
+        .split('\n')
+        .filter((l) => l.includes(tap) && !/^-A neutron-openvswi-(PREROUTING|OUTPUT) .* -j CT --zone /.test(l));
+      t.deepEqual(naming, [], 'no rule of the source names its tap');
+      t.true(a.traffic.tcp(vms.d1!.vm, vm.ip4, WEB) === false, 'db still may not reach web on its new host');
+      t.true(a.traffic.tcp(vms.w1!.vm, vm.ip6, WEB), 'web reaches it on its new host');
+      t.deepEqual(agentErrors(), []);
+    } finally {
+      for (const p of probes) p.stop();
+    }
+  },
+);
 
 openstackTest.serial('sg-controller renews its Keystone token as it expires and misses no change', async (t) => {
   type Stats = { reconciler: { apiErrors: number; lastError?: string } };
@@ -270,7 +345,15 @@ openstackTest.serial('sg-controller renews its Keystone token as it expires and 
   // Changes one after another until the token in use at the start has expired and another was issued:
   // each must reach the host's kernel.
   while (Date.now() < current.expiresAt + 2_000 || env.controllerTokens.length === seen) {
-    const rule = await env.create('security_group_rule', { security_group_id: groups.db, direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', port_range_min: DB_CLOSED, port_range_max: DB_CLOSED, remote_group_id: groups.web });
+    const rule = await env.create('security_group_rule', {
+      security_group_id: groups.db,
+      direction: 'ingress',
+      ethertype: 'IPv4',
+      protocol: 'tcp',
+      port_range_min: DB_CLOSED,
+      port_range_max: DB_CLOSED,
+      remote_group_id: groups.web,
+    });
     await waitFor(`change ${changes + 1} (a rule added) on the host`, () => a.traffic.tcp(w1, d1.ip4, DB_CLOSED), 30_000);
     await env.neutron.remove('security_group_rule', rule.id);
     await waitFor(`change ${changes + 2} (the rule deleted) on the host`, () => !a.traffic.tcp(w1, d1.ip4, DB_CLOSED), 30_000);

@@ -23,8 +23,14 @@ function drive(p: BurstPacer, arrivals: number[], runMs = 0): { at: number; gap:
 test('a quiet change runs at once and keeps the least gap', (t) => {
   const p = new BurstPacer(100, 800);
   const runs = drive(p, [1_000, 5_000, 9_000]);
-  t.deepEqual(runs.map((r) => r.at), [1_000, 5_000, 9_000]);
-  t.deepEqual(runs.map((r) => r.gap), [100, 100, 100]);
+  t.deepEqual(
+    runs.map((r) => r.at),
+    [1_000, 5_000, 9_000],
+  );
+  t.deepEqual(
+    runs.map((r) => r.gap),
+    [100, 100, 100],
+  );
 });
 
 test('in a burst the gap doubles per run up to the most, then a quiet spell resets it', (t) => {
@@ -32,7 +38,10 @@ test('in a burst the gap doubles per run up to the most, then a quiet spell rese
   // One change every 10 ms for 5 s, then one long after.
   const burst = Array.from({ length: 500 }, (_, k) => 1_000 + k * 10);
   const runs = drive(p, [...burst, 20_000]);
-  t.deepEqual(runs.slice(0, 6).map((r) => r.gap), [100, 200, 400, 800, 800, 800]);
+  t.deepEqual(
+    runs.slice(0, 6).map((r) => r.gap),
+    [100, 200, 400, 800, 800, 800],
+  );
   // Runs are spaced by the gap in force when the previous one finished.
   for (let k = 1; k < runs.length - 1; k++) t.is(runs[k]!.at - runs[k - 1]!.at, runs[k - 1]!.gap);
   // 5 s of changes in a handful of runs rather than one per 100 ms.

@@ -34,7 +34,14 @@ test.before(() => {
   execFileSync('bash', [path.join(repo, 'scripts/pack-local.sh'), path.join(work, 'pack')], { cwd: repo, stdio: 'pipe' });
   execFileSync(
     'npm',
-    ['install', '--no-audit', '--no-fund', '--omit=dev', `../pack/sg-agent-${version}.tgz`, `../pack/sg-agent-linux-x64-gnu-${version}.tgz`],
+    [
+      'install',
+      '--no-audit',
+      '--no-fund',
+      '--omit=dev',
+      `../pack/sg-agent-${version}.tgz`,
+      `../pack/sg-agent-linux-x64-gnu-${version}.tgz`,
+    ],
     { cwd: app, env, stdio: 'pipe', timeout: 240_000 },
   );
 });
@@ -52,8 +59,14 @@ test.serial('no Rust toolchain is reachable from the install environment', (t) =
 kernelTest.serial('the installed sg-agent --version names package, native binary and kernel protocol', (t) => {
   const ns = Netns.create('sgpack');
   t.teardown(() => ns.destroy());
-  const out = execFileSync('ip', ['netns', 'exec', ns.name, path.join(app, 'node_modules/.bin/sg-agent'), '--version'], { env, encoding: 'utf8' });
-  t.regex(out.trim(), new RegExp(`^sg-agent ${version.replaceAll('.', '\\.')} \\(native \\d+\\.\\d+\\.\\d+, kernel ipset protocol [67]\\)$`));
+  const out = execFileSync('ip', ['netns', 'exec', ns.name, path.join(app, 'node_modules/.bin/sg-agent'), '--version'], {
+    env,
+    encoding: 'utf8',
+  });
+  t.regex(
+    out.trim(),
+    new RegExp(`^sg-agent ${version.replaceAll('.', '\\.')} \\(native \\d+\\.\\d+\\.\\d+, kernel ipset protocol [67]\\)$`),
+  );
 });
 
 kernelTest.serial('the installed addon creates a set, adds a member and reads it back in a namespace', (t) => {

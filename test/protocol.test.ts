@@ -24,16 +24,38 @@ test('every message of the malformed corpus is refused with a MalformedMessage',
   const corpus = malformedCorpus('h1');
   t.true(corpus.length >= 30);
   for (const body of corpus) {
-    t.throws(() => void decode(body, ['port.bound', 'port.updated', 'port.unbound', 'group.members', 'group.rules', 'group.deleted']), { instanceOf: MalformedMessage }, body.subarray(0, 60).toString());
+    t.throws(
+      () => void decode(body, ['port.bound', 'port.updated', 'port.unbound', 'group.members', 'group.rules', 'group.deleted']),
+      { instanceOf: MalformedMessage },
+      body.subarray(0, 60).toString(),
+    );
   }
   t.true(corpus.some((b) => b.length > MAX_MESSAGE_BYTES));
 });
 
 test('valid messages decode unchanged, but for defaults', (t) => {
-  const m = { v: 1 as const, type: 'group.members' as const, groupId: 'g', baseRevision: 3, revision: 4, added: ['10.0.0.1', 'fd00::/64'], removed: [] };
+  const m = {
+    v: 1 as const,
+    type: 'group.members' as const,
+    groupId: 'g',
+    baseRevision: 3,
+    revision: 4,
+    added: ['10.0.0.1', 'fd00::/64'],
+    removed: [],
+  };
   t.deepEqual(decode(encode(m)), m);
-  const p = { v: 1 as const, type: 'port.bound' as const, host: 'h', revision: 1, port: { id: 'p', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['10.0.0.1'], securityGroups: ['g'] } };
-  t.deepEqual(decode(encode(p as unknown as AnyMessage)), { ...p, port: { ...p.port, allowedAddressPairs: [], portSecurityEnabled: true } }, 'defaults filled in');
+  const p = {
+    v: 1 as const,
+    type: 'port.bound' as const,
+    host: 'h',
+    revision: 1,
+    port: { id: 'p', host: 'h', device: 'tap1', mac: '02:00:00:00:00:01', fixedIps: ['10.0.0.1'], securityGroups: ['g'] },
+  };
+  t.deepEqual(
+    decode(encode(p as unknown as AnyMessage)),
+    { ...p, port: { ...p.port, allowedAddressPairs: [], portSecurityEnabled: true } },
+    'defaults filled in',
+  );
 });
 
 test('routing keys are derived from ids, never copied', (t) => {
@@ -45,9 +67,22 @@ test('routing keys are derived from ids, never copied', (t) => {
   t.not(groupKey('a'), groupKey('b'));
 });
 
-test('needs: rules of the local ports\' groups, members of the groups their rules name', (t) => {
-  const ports = [{ id: 'p', host: 'h', device: 'd', mac: '02:00:00:00:00:01', fixedIps: [], allowedAddressPairs: [], securityGroups: ['web'], portSecurityEnabled: true }];
-  const groups = new Map([['web', { rules: [{ id: 'r', direction: 'ingress' as const, ethertype: 'IPv4' as const, remoteGroupId: 'lb' }] }]]);
+test("needs: rules of the local ports' groups, members of the groups their rules name", (t) => {
+  const ports = [
+    {
+      id: 'p',
+      host: 'h',
+      device: 'd',
+      mac: '02:00:00:00:00:01',
+      fixedIps: [],
+      allowedAddressPairs: [],
+      securityGroups: ['web'],
+      portSecurityEnabled: true,
+    },
+  ];
+  const groups = new Map([
+    ['web', { rules: [{ id: 'r', direction: 'ingress' as const, ethertype: 'IPv4' as const, remoteGroupId: 'lb' }] }],
+  ]);
   const n = computeNeeds(ports, groups);
   t.deepEqual([...n.rules], ['web']);
   t.deepEqual([...n.members], ['lb']);
@@ -59,11 +94,21 @@ test('the store survives a restart with its revisions, and sync replies are comp
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   let s = await Store.open(dir);
   await s.putGroup('web', true, [{ id: 'r', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }]);
-  const port = (i: number) => ({ id: `p${i}`, host: i % 2 ? 'h1' : 'h2', device: `tap${i}`, mac: '02:00:00:00:00:01', fixedIps: [`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`], allowedAddressPairs: [], securityGroups: ['web'], portSecurityEnabled: true });
+  const port = (i: number) => ({
+    id: `p${i}`,
+    host: i % 2 ? 'h1' : 'h2',
+    device: `tap${i}`,
+    mac: '02:00:00:00:00:01',
+    fixedIps: [`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`],
+    allowedAddressPairs: [],
+    securityGroups: ['web'],
+    portSecurityEnabled: true,
+  });
   const r1 = await s.putPort('p1', port(1));
   t.deepEqual(r1.changes, [{ groupId: 'web', baseRevision: 0, revision: 1, added: ['10.0.0.1'], removed: [] }]);
   // Written concurrently: LMDB commits them in batches.
-  for (let i = 2; i <= 60_001; i += 1000) await Promise.all(Array.from({ length: Math.min(1000, 60_002 - i) }, (_, j) => s.putPort(`p${i + j}`, port(i + j))));
+  for (let i = 2; i <= 60_001; i += 1000)
+    await Promise.all(Array.from({ length: Math.min(1000, 60_002 - i) }, (_, j) => s.putPort(`p${i + j}`, port(i + j))));
   await s.putPort('p2', undefined);
   await s.close();
   s = await Store.open(dir);
@@ -80,9 +125,24 @@ test('the store survives a restart with its revisions, and sync replies are comp
 });
 
 test('coalescing merges chained member deltas of a group and keeps unchained ones apart', (t) => {
-  const d = (groupId: string, base: number, added: string[], removed: string[] = []): UpdateMessage => ({ v: 1, type: 'group.members', groupId, baseRevision: base, revision: base + 1, added, removed });
+  const d = (groupId: string, base: number, added: string[], removed: string[] = []): UpdateMessage => ({
+    v: 1,
+    type: 'group.members',
+    groupId,
+    baseRevision: base,
+    revision: base + 1,
+    added,
+    removed,
+  });
   const rules: UpdateMessage = { v: 1, type: 'group.rules', groupId: 'b', revision: 3, stateful: true, rules: [] };
-  const out = coalesceUpdates([d('a', 0, ['10.0.0.1']), rules, d('a', 1, ['10.0.0.2']), d('a', 2, [], ['10.0.0.1']), d('b', 7, ['10.0.0.9']), d('a', 5, ['10.0.0.3'])]);
+  const out = coalesceUpdates([
+    d('a', 0, ['10.0.0.1']),
+    rules,
+    d('a', 1, ['10.0.0.2']),
+    d('a', 2, [], ['10.0.0.1']),
+    d('b', 7, ['10.0.0.9']),
+    d('a', 5, ['10.0.0.3']),
+  ]);
   t.deepEqual(out, [
     { v: 1, type: 'group.members', groupId: 'a', baseRevision: 0, revision: 3, added: ['10.0.0.2'], removed: [] },
     rules,
@@ -98,11 +158,24 @@ test('the store keeps ids apart however they are spelled, revisions rise past a 
   const s = await Store.open(dir);
   t.teardown(() => s.close());
   const hostile = ['g', 'g\u0000', 'g\u0000x', 'g\u001e', 'g/', "g'; DROP", 'g\uffff'];
-  const port = (i: number, g: string) => ({ id: `p${i}`, host: hostile[i]!, device: `tap${i}`, mac: '02:00:00:00:00:01', fixedIps: [`10.0.0.${i + 1}`], allowedAddressPairs: [], securityGroups: [g], portSecurityEnabled: true });
+  const port = (i: number, g: string) => ({
+    id: `p${i}`,
+    host: hostile[i]!,
+    device: `tap${i}`,
+    mac: '02:00:00:00:00:01',
+    fixedIps: [`10.0.0.${i + 1}`],
+    allowedAddressPairs: [],
+    securityGroups: [g],
+    portSecurityEnabled: true,
+  });
   for (const [i, g] of hostile.entries()) await s.putPort(`p${i}`, port(i, g));
   for (const [i, g] of hostile.entries()) {
     t.deepEqual(s.membersOf(g), [`10.0.0.${i + 1}`], `members of ${JSON.stringify(g)}`);
-    t.deepEqual(s.portsOnHost(g).map((p) => p.id), [`p${i}`], `ports on ${JSON.stringify(g)}`);
+    t.deepEqual(
+      s.portsOnHost(g).map((p) => p.id),
+      [`p${i}`],
+      `ports on ${JSON.stringify(g)}`,
+    );
   }
   t.is(s.outbox().length, hostile.length * 2, 'one member delta and one port message per change');
 
@@ -111,7 +184,17 @@ test('the store keeps ids apart however they are spelled, revisions rise past a 
   t.is(s.group('web'), undefined);
   t.is(await s.deleteGroup('web'), undefined, 'deleting twice is a no-op');
   t.is((await s.putGroup('web', true, [])).revision, 3, 're-created above the deletion');
-  t.deepEqual(s.outbox().slice(-3).map((e) => [e.message.type, (e.message as { revision: number }).revision]), [['group.rules', 1], ['group.deleted', 2], ['group.rules', 3]]);
+  t.deepEqual(
+    s
+      .outbox()
+      .slice(-3)
+      .map((e) => [e.message.type, (e.message as { revision: number }).revision]),
+    [
+      ['group.rules', 1],
+      ['group.deleted', 2],
+      ['group.rules', 3],
+    ],
+  );
   await s.ackOutbox(s.outbox().map((e) => e.key));
   t.is(s.outbox().length, 0);
 });
@@ -132,10 +215,12 @@ async function twoControllersStore(t: ExecutionContext): Promise<{ mine: Store; 
 // Which outbox entries a relay takes (pure logic; a recording publisher stands in for the broker, which
 // e2e.test.ts uses for real, with controller processes that die before publishing).
 // Serial: it moves the clock (Date.now) for a moment, which no test running beside it may see.
-test.serial('a relay publishes its own entries at once and a silent peer\'s only once they are orphaned', async (t) => {
+test.serial("a relay publishes its own entries at once and a silent peer's only once they are orphaned", async (t) => {
   const { mine, peer } = await twoControllersStore(t);
   const sent: string[] = [];
-  const publisher = { send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}`) } as unknown as Publisher;
+  const publisher = {
+    send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}`),
+  } as unknown as Publisher;
   const orphanAfterMs = 600_000;
   const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs });
   t.teardown(() => relay.close());
@@ -163,7 +248,10 @@ test.serial('a relay publishes its own entries at once and a silent peer\'s only
 test('a leading relay publishes every entry of the store in commit order; a relay without the lease publishes nothing', async (t) => {
   const { mine, peer } = await twoControllersStore(t);
   const sent: string[] = [];
-  const publisher = { send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}:${(m as { revision: number }).revision}`) } as unknown as Publisher;
+  const publisher = {
+    send: async (m: UpdateMessage) =>
+      void sent.push(`${m.type}:${(m as { groupId: string }).groupId}:${(m as { revision: number }).revision}`),
+  } as unknown as Publisher;
   let leads = false;
   const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs: 60_000, isLeader: () => leads });
   t.teardown(() => relay.close());
@@ -195,5 +283,8 @@ test('broker URLs: one, several separated by commas, or a list; each checked', (
   t.deepEqual(loadConfig(file, {}).amqpUrls, ['amqp://e/'], 'amqp.url still works');
   t.throws(() => checkBrokerOptions({ urls: ['amqp://a/', 'http://b/'] }), { message: /amqp/ });
   t.throws(() => checkBrokerOptions({ urls: [] }), { message: /no broker URL/ });
-  t.is(loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: '/k', SG_HTTP_LISTEN: '', SG_AMQP_URL: 'amqp://a/,amqp://b/' }).amqpUrl, 'amqp://a/,amqp://b/');
+  t.is(
+    loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: '/k', SG_HTTP_LISTEN: '', SG_AMQP_URL: 'amqp://a/,amqp://b/' }).amqpUrl,
+    'amqp://a/,amqp://b/',
+  );
 });

@@ -26,8 +26,19 @@ import { Keyring, MessageVerifier, generateSigningKey, MessageSigner, UPDATE_CON
 import { loadControllerConfig } from '../src/controller/config.js';
 import { loadConfig } from '../src/agent/config.js';
 
-const port = (vm: Vm, host: string, groups: string[]) => ({ host, device: vm.device, mac: vm.mac, fixedIps: [vm.ip4], securityGroups: groups });
-const web = { rules: [{ id: 'w-in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }, { id: 'w-out', direction: 'egress', ethertype: 'IPv4' }] };
+const port = (vm: Vm, host: string, groups: string[]) => ({
+  host,
+  device: vm.device,
+  mac: vm.mac,
+  fixedIps: [vm.ip4],
+  securityGroups: groups,
+});
+const web = {
+  rules: [
+    { id: 'w-in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
+    { id: 'w-out', direction: 'egress', ethertype: 'IPv4' },
+  ],
+};
 const iso = { rules: [{ id: 'i-out', direction: 'egress', ethertype: 'IPv4' }] };
 
 test('the verifier accepts exactly what a trusted key signed, in its context (unit)', (t) => {
@@ -80,7 +91,10 @@ interface Host extends TestBed {
 /** One host: v1 and v2 in web (which admits its own members), v3 in iso; the agent trusts the
  *  public keys in a directory of its own. */
 async function host(t: import('ava').ExecutionContext): Promise<Host> {
-  const h = { ...(await testBed(t, { topology: true, prefix: 'sgsec' })), keysDir: fs.mkdtempSync(path.join(os.tmpdir(), 'sgtrust-trusted-')) } as Host;
+  const h = {
+    ...(await testBed(t, { topology: true, prefix: 'sgsec' })),
+    keysDir: fs.mkdtempSync(path.join(os.tmpdir(), 'sgtrust-trusted-')),
+  } as Host;
   t.teardown(() => fs.rmSync(h.keysDir, { recursive: true, force: true }));
   h.name = `sec-${h.vhost.name}`;
   [h.v1, h.v2, h.v3] = [h.topo.addVm(1), h.topo.addVm(2), h.topo.addVm(3)];
@@ -91,69 +105,108 @@ async function host(t: import('ava').ExecutionContext): Promise<Host> {
   await h.controller.call('PUT', '/ports/p1', port(h.v1, h.name, ['web']));
   await h.controller.call('PUT', '/ports/p2', port(h.v2, h.name, ['web']));
   await h.controller.call('PUT', '/ports/p3', port(h.v3, h.name, ['iso']));
-  h.agent = h.track(await startAgent({ host: h.name, amqpUrl: h.vhost.url(), trustedKeys: h.keysDir, netns: h.topo.host.path, env: { SG_FULL_SYNC_INTERVAL_MS: '0' } }));
+  h.agent = h.track(
+    await startAgent({
+      host: h.name,
+      amqpUrl: h.vhost.url(),
+      trustedKeys: h.keysDir,
+      netns: h.topo.host.path,
+      env: { SG_FULL_SYNC_INTERVAL_MS: '0' },
+    }),
+  );
   await agentConnected(h.agent);
   // Traffic passes before any filter exists: wait for the kernel state, then check packets.
   await waitFor('every port filtered', () => {
     const k = kernel(h);
-    return [h.v1, h.v2, h.v3].every((v) => k.rules.includes(`--physdev-out ${v.device} `)) && k.sets.includes(` ${h.v1.ip4}`) && k.sets.includes(` ${h.v2.ip4}`);
+    return (
+      [h.v1, h.v2, h.v3].every((v) => k.rules.includes(`--physdev-out ${v.device} `)) &&
+      k.sets.includes(` ${h.v1.ip4}`) &&
+      k.sets.includes(` ${h.v2.ip4}`)
+    );
   });
   await waitFor('web members reach each other', () => h.topo.ping(h.v1, h.v2.ip4));
   t.false(h.topo.ping(h.v3, h.v2.ip4), 'iso is kept out of web');
   return h;
 }
 
-const kernel = (h: Host) => ({ rules: h.topo.host.exec('iptables-save', ['-t', 'filter']).replace(/^#.*\n/gm, ''), sets: h.topo.host.exec('ipset', ['save']) });
+const kernel = (h: Host) => ({
+  rules: h.topo.host.exec('iptables-save', ['-t', 'filter']).replace(/^#.*\n/gm, ''),
+  sets: h.topo.host.exec('ipset', ['save']),
+});
 const refusals = async (a: AgentProc) => {
   const out: Record<Refusal, number> = { unsigned: 0, 'unknown-key': 0, 'bad-signature': 0 };
   for (const r of Object.keys(out) as Refusal[]) out[r] = await a.metric(`sg_agent_messages_unauthenticated_total{reason="${r}"}`);
   return out;
 };
 
-kernelTest.serial('forged updates that would open the firewall are refused and counted, from a user with write access, whatever their signature', async (t) => {
-  const h = await host(t);
-  const agent = h.agent!;
-  const ctlWeb = (await (await h.controller!.call('GET', '/groups/web')).json()) as { membersRevision: number };
-  // Chained on the revision the agent holds, so that only the signature stands in the way.
-  const members = { v: 1, type: 'group.members', groupId: 'web', baseRevision: ctlWeb.membersRevision, revision: ctlWeb.membersRevision + 1, added: ['0.0.0.0/1', '128.0.0.0/1'], removed: [] };
-  const portOff = { v: 1, type: 'port.updated', host: h.name, revision: 50, port: { id: 'p2', ...port(h.v2, h.name, ['web']), portSecurityEnabled: false } };
-  const forger = testKey();
-  t.teardown(() => removeKeys(forger));
-  const cases = [
-    ...forgedCases(members, h.key.signer, forger.signer).map((c) => ({ ...c, exchange: GROUP_EXCHANGE, key: groupKey('web') })),
-    ...forgedCases(portOff, h.key.signer, forger.signer).map((c) => ({ ...c, exchange: HOST_EXCHANGE, key: hostKey(h.name) })),
-  ];
-  const before = kernel(h);
-  const counted0 = await refusals(agent);
-  const conn = await amqp.connect(h.vhost.url());
-  t.teardown(() => conn.close().catch(() => undefined));
-  const ch = await conn.createConfirmChannel();
-  const dlq0 = (await ch.checkQueue(DEAD_LETTER_QUEUE)).messageCount;
-  for (const c of cases) ch.publish(c.exchange, c.key, c.body, { headers: c.headers });
-  await ch.waitForConfirms();
-  const want = { ...counted0 };
-  for (const c of cases) want[c.refusal]++;
-  await waitFor('every forgery refused', async () => JSON.stringify(await refusals(agent)) === JSON.stringify(want));
-  t.deepEqual(await refusals(agent), want, 'counted by reason');
-  await waitFor('dead-lettered', async () => (await ch.checkQueue(DEAD_LETTER_QUEUE)).messageCount - dlq0 === cases.length);
-  t.deepEqual(kernel(h), before, 'the kernel is untouched');
-  t.false(h.topo.ping(h.v3, h.v2.ip4), 'iso is still kept out of web');
-  t.is((await agent.status()).groups.find((g) => g.id === 'web')?.membersRevision, ctlWeb.membersRevision, 'the member revision held is the controller\'s');
-  t.true(agent.lines.some((l) => l.includes('unauthenticated update refused')), 'logged');
+kernelTest.serial(
+  'forged updates that would open the firewall are refused and counted, from a user with write access, whatever their signature',
+  async (t) => {
+    const h = await host(t);
+    const agent = h.agent!;
+    const ctlWeb = (await (await h.controller!.call('GET', '/groups/web')).json()) as { membersRevision: number };
+    // Chained on the revision the agent holds, so that only the signature stands in the way.
+    const members = {
+      v: 1,
+      type: 'group.members',
+      groupId: 'web',
+      baseRevision: ctlWeb.membersRevision,
+      revision: ctlWeb.membersRevision + 1,
+      added: ['0.0.0.0/1', '128.0.0.0/1'],
+      removed: [],
+    };
+    const portOff = {
+      v: 1,
+      type: 'port.updated',
+      host: h.name,
+      revision: 50,
+      port: { id: 'p2', ...port(h.v2, h.name, ['web']), portSecurityEnabled: false },
+    };
+    const forger = testKey();
+    t.teardown(() => removeKeys(forger));
+    const cases = [
+      ...forgedCases(members, h.key.signer, forger.signer).map((c) => ({ ...c, exchange: GROUP_EXCHANGE, key: groupKey('web') })),
+      ...forgedCases(portOff, h.key.signer, forger.signer).map((c) => ({ ...c, exchange: HOST_EXCHANGE, key: hostKey(h.name) })),
+    ];
+    const before = kernel(h);
+    const counted0 = await refusals(agent);
+    const conn = await amqp.connect(h.vhost.url());
+    t.teardown(() => conn.close().catch(() => undefined));
+    const ch = await conn.createConfirmChannel();
+    const dlq0 = (await ch.checkQueue(DEAD_LETTER_QUEUE)).messageCount;
+    for (const c of cases) ch.publish(c.exchange, c.key, c.body, { headers: c.headers });
+    await ch.waitForConfirms();
+    const want = { ...counted0 };
+    for (const c of cases) want[c.refusal]++;
+    await waitFor('every forgery refused', async () => JSON.stringify(await refusals(agent)) === JSON.stringify(want));
+    t.deepEqual(await refusals(agent), want, 'counted by reason');
+    await waitFor('dead-lettered', async () => (await ch.checkQueue(DEAD_LETTER_QUEUE)).messageCount - dlq0 === cases.length);
+    t.deepEqual(kernel(h), before, 'the kernel is untouched');
+    t.false(h.topo.ping(h.v3, h.v2.ip4), 'iso is still kept out of web');
+    t.is(
+      (await agent.status()).groups.find((g) => g.id === 'web')?.membersRevision,
+      ctlWeb.membersRevision,
+      "the member revision held is the controller's",
+    );
+    t.true(
+      agent.lines.some((l) => l.includes('unauthenticated update refused')),
+      'logged',
+    );
 
-  // The oracle can tell: the same delta, signed by the controller's key, does open the firewall.
-  const body = Buffer.from(JSON.stringify(members));
-  ch.publish(GROUP_EXCHANGE, groupKey('web'), body, { headers: h.key.signer.headers(body, UPDATE_CONTEXT) });
-  await ch.waitForConfirms();
-  await waitFor('the signed delta applies', () => h.topo.ping(h.v3, h.v2.ip4));
-  t.false(agent.exited);
-  // What the engine counts is exported as counters (increase() and rate() work on them).
-  const exposition = await (await fetch(`http://${agent.metrics}/metrics`)).text();
-  for (const name of ['set_operations', 'chain_restores', 'drift_repaired', 'apply_errors', 'conntrack_deleted']) {
-    t.regex(exposition, new RegExp(`^# TYPE sg_agent_${name}_total counter$`, 'm'), name);
-  }
-  t.true((await agent.metric('sg_agent_set_operations_total')) > 0, 'and they count');
-});
+    // The oracle can tell: the same delta, signed by the controller's key, does open the firewall.
+    const body = Buffer.from(JSON.stringify(members));
+    ch.publish(GROUP_EXCHANGE, groupKey('web'), body, { headers: h.key.signer.headers(body, UPDATE_CONTEXT) });
+    await ch.waitForConfirms();
+    await waitFor('the signed delta applies', () => h.topo.ping(h.v3, h.v2.ip4));
+    t.false(agent.exited);
+    // What the engine counts is exported as counters (increase() and rate() work on them).
+    const exposition = await (await fetch(`http://${agent.metrics}/metrics`)).text();
+    for (const name of ['set_operations', 'chain_restores', 'drift_repaired', 'apply_errors', 'conntrack_deleted']) {
+      t.regex(exposition, new RegExp(`^# TYPE sg_agent_${name}_total counter$`, 'm'), name);
+    }
+    t.true((await agent.metric('sg_agent_set_operations_total')) > 0, 'and they count');
+  },
+);
 
 kernelTest.serial('keys rotate through the trusted-keys directory, without restarting the agent', async (t) => {
   const h = await host(t);
@@ -175,7 +228,9 @@ kernelTest.serial('keys rotate through the trusted-keys directory, without resta
   const conn = await amqp.connect(h.vhost.url());
   t.teardown(() => conn.close().catch(() => undefined));
   const ch = await conn.createConfirmChannel();
-  const old = Buffer.from(JSON.stringify({ v: 1, type: 'port.updated', host: h.name, revision: 90, port: { id: 'p3', ...port(h.v3, h.name, ['iso']) } }));
+  const old = Buffer.from(
+    JSON.stringify({ v: 1, type: 'port.updated', host: h.name, revision: 90, port: { id: 'p3', ...port(h.v3, h.name, ['iso']) } }),
+  );
   ch.publish(HOST_EXCHANGE, hostKey(h.name), old, { headers: h.key.signer.headers(old, UPDATE_CONTEXT) });
   await ch.waitForConfirms();
   await waitFor('the retired key is refused', async () => (await refusals(agent))['unknown-key'] === 1);
@@ -183,16 +238,33 @@ kernelTest.serial('keys rotate through the trusted-keys directory, without resta
 });
 
 /** A request with full control of its headers (fetch would not send a foreign Host). */
-function raw(url: string, o: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; ca?: Buffer; socketPath?: string }): Promise<{ status: number; body: string }> {
+function raw(
+  url: string,
+  o: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; ca?: Buffer; socketPath?: string },
+): Promise<{ status: number; body: string }> {
   const u = new URL(url.startsWith('unix:') ? 'http://localhost' : url);
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     // An explicit length: Node sends a DELETE's body with neither length nor chunking otherwise.
     const headers = { ...(o.body !== undefined ? { 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...o.headers };
-    const req = mod.request({ host: u.hostname, port: u.port, method: o.method ?? 'GET', path: o.path, headers, ...(o.ca ? { ca: o.ca } : {}), ...(url.startsWith('unix:') ? { socketPath: url.slice(5) } : {}) }, (res) => {
-      let b = '';
-      res.setEncoding('utf8').on('data', (c) => (b += c)).on('end', () => resolve({ status: res.statusCode!, body: b }));
-    });
+    const req = mod.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        method: o.method ?? 'GET',
+        path: o.path,
+        headers,
+        ...(o.ca ? { ca: o.ca } : {}),
+        ...(url.startsWith('unix:') ? { socketPath: url.slice(5) } : {}),
+      },
+      (res) => {
+        let b = '';
+        res
+          .setEncoding('utf8')
+          .on('data', (c) => (b += c))
+          .on('end', () => resolve({ status: res.statusCode!, body: b }));
+      },
+    );
     req.on('error', reject);
     req.end(o.body);
   });
@@ -208,22 +280,47 @@ brokerTest.serial('the admin API: bearer token, Host header, JSON bodies only; n
   t.is((await req({ path: '/groups' })).status, 401, 'no token');
   t.is((await req({ path: '/groups', headers: { authorization: `Bearer ${token.token}x` } })).status, 401, 'wrong token');
   t.is((await req({ path: '/groups', headers: { authorization: `Basic ${token.token}` } })).status, 401, 'not a bearer token');
-  t.is((await req({ path: '/groups', headers: { authorization: `Bearer ${token.token.slice(0, -1)}` } })).status, 401, 'a prefix of the token');
+  t.is(
+    (await req({ path: '/groups', headers: { authorization: `Bearer ${token.token.slice(0, -1)}` } })).status,
+    401,
+    'a prefix of the token',
+  );
   t.is((await req({ path: '/groups', headers: auth })).status, 200);
   t.is((await req({ path: '/healthz' })).status, 200, 'health needs no token');
-  t.is((await req({ method: 'PUT', path: '/groups/g', headers: { 'content-type': 'application/json' }, body: '{"rules":[]}' })).status, 401, 'writes need it too');
+  t.is(
+    (await req({ method: 'PUT', path: '/groups/g', headers: { 'content-type': 'application/json' }, body: '{"rules":[]}' })).status,
+    401,
+    'writes need it too',
+  );
 
   // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own name.
   t.is((await req({ path: '/groups', headers: { ...auth, host: 'evil.example' } })).status, 421);
   t.is((await req({ path: '/groups', headers: { ...auth, host: `evil.example:${new URL(ctl.api).port}` } })).status, 421);
   t.is((await req({ path: '/healthz', headers: { host: 'evil.example' } })).status, 421, 'health too');
   t.is((await req({ path: '/groups', headers: { ...auth, host: hostHeader } })).status, 200);
-  t.is((await req({ path: '/groups', headers: { ...auth, host: `localhost:${new URL(ctl.api).port}` } })).status, 200, 'localhost names the same loopback server');
+  t.is(
+    (await req({ path: '/groups', headers: { ...auth, host: `localhost:${new URL(ctl.api).port}` } })).status,
+    200,
+    'localhost names the same loopback server',
+  );
 
   // Bodies: application/json only (what a cross-site form or a no-preflight fetch sends is refused).
-  t.is((await req({ method: 'PUT', path: '/groups/g', headers: { ...auth, 'content-type': 'text/plain' }, body: '{"rules":[]}' })).status, 415);
+  t.is(
+    (await req({ method: 'PUT', path: '/groups/g', headers: { ...auth, 'content-type': 'text/plain' }, body: '{"rules":[]}' })).status,
+    415,
+  );
   t.is((await req({ method: 'PUT', path: '/groups/g', headers: auth, body: '{"rules":[]}' })).status, 415);
-  t.is((await req({ method: 'PUT', path: '/groups/g', headers: { ...auth, 'content-type': 'application/json; charset=UTF-8' }, body: '{"rules":[]}' })).status, 200);
+  t.is(
+    (
+      await req({
+        method: 'PUT',
+        path: '/groups/g',
+        headers: { ...auth, 'content-type': 'application/json; charset=UTF-8' },
+        body: '{"rules":[]}',
+      })
+    ).status,
+    200,
+  );
   t.is((await req({ path: '/groups/%ZZ', headers: auth })).status, 400, 'bad percent-encoding');
 
   // The hostile corpus: 4xx each, nothing stored, the controller still serving.
@@ -232,13 +329,21 @@ brokerTest.serial('the admin API: bearer token, Host header, JSON bodies only; n
   const corpus = hostileRequests();
   t.true(corpus.length >= 30);
   for (const c of corpus) {
-    const r = await req({ method: c.method, path: c.path, headers: { ...auth, ...c.headers }, ...(c.body !== undefined ? { body: c.body } : {}) }).catch((e: Error) => ({ status: 0, body: e.message }));
+    const r = await req({
+      method: c.method,
+      path: c.path,
+      headers: { ...auth, ...c.headers },
+      ...(c.body !== undefined ? { body: c.body } : {}),
+    }).catch((e: Error) => ({ status: 0, body: e.message }));
     t.true(r.status >= 400 && r.status < 500, `${c.name}: ${r.status} ${r.body.slice(0, 120)}`);
   }
   t.is((await req({ path: '/groups', headers: auth })).body, groups, 'no group changed');
   t.is((await req({ path: '/ports', headers: auth })).body, ports, 'no port changed');
   t.false(ctl.exited);
-  t.false(ctl.lines.some((l) => /internal error|"level":50/.test(l)), 'nothing logged as an internal error');
+  t.false(
+    ctl.lines.some((l) => /internal error|"level":50/.test(l)),
+    'nothing logged as an internal error',
+  );
 });
 
 interface SlowSocket {
@@ -276,7 +381,11 @@ test.serial('the admin API closes connections that send slowly or nothing, and k
     // Connected, then nothing at all.
     ...many(50, ''),
     // Headers in full, a body that never ends.
-    ...many(50, `PUT /groups/g HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token.token}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"rules":[`, ' '),
+    ...many(
+      50,
+      `PUT /groups/g HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token.token}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"rules":[`,
+      ' ',
+    ),
     // A request answered, then an idle keep-alive connection.
     ...many(20, `GET /healthz HTTP/1.1\r\nHost: ${host}\r\n\r\n`),
   ];
@@ -288,7 +397,10 @@ test.serial('the admin API closes connections that send slowly or nothing, and k
   });
   t.is((await raw(ctl.api, { path: '/healthz' })).status, 200, 'still serving');
   t.false(ctl.exited);
-  t.false(ctl.lines.some((l) => /internal error|"level":50/.test(l)), 'nothing logged as an internal error');
+  t.false(
+    ctl.lines.some((l) => /internal error|"level":50/.test(l)),
+    'nothing logged as an internal error',
+  );
 });
 
 /** A CA and a server certificate for 127.0.0.1/localhost, made with openssl. */
@@ -300,7 +412,23 @@ function makeCerts(dir: string): { ca: string; cert: string; key: string } {
   run(['req', '-x509', '-newkey', 'ed25519', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=sg-test-ca']);
   run(['req', '-newkey', 'ed25519', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
   fs.writeFileSync(path.join(dir, 'ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'ext']);
+  run([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '1',
+    '-extfile',
+    'ext',
+  ]);
   return { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') };
 }
 
@@ -311,11 +439,24 @@ brokerTest.serial('the admin API over HTTPS and on a Unix socket, from a config 
   const httpPort = await freePort();
   const config = (http: object) => {
     const file = path.join(dir, `config-${configs++}.json`);
-    fs.writeFileSync(file, JSON.stringify({ amqp: { url: vhost.url() }, dataDir: path.join(dir, 'data'), signingKeyFile: key.privateKeyFile, http, log: { level: 'info' } }));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        amqp: { url: vhost.url() },
+        dataDir: path.join(dir, 'data'),
+        signingKeyFile: key.privateKeyFile,
+        http,
+        log: { level: 'info' },
+      }),
+    );
     return file;
   };
   // Only the config file speaks: no SG_* variable of this process leaks in.
-  const clean = Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('SG_')).map((k) => [k, undefined]));
+  const clean = Object.fromEntries(
+    Object.keys(process.env)
+      .filter((k) => k.startsWith('SG_'))
+      .map((k) => [k, undefined]),
+  );
   const run = (file: string) => track(startProcess('src/cli/sg-controller.ts', ['run', '--config', file], clean));
 
   const tls = run(config({ listen: `127.0.0.1:${httpPort}`, tokenFile: token.file, tls: { certFile: certs.cert, keyFile: certs.key } }));
@@ -352,7 +493,12 @@ test('configuration: what a deployment must decide about trust is checked at sta
   const key = testKey();
   t.teardown(() => removeKeys(key));
   const base = { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_TOKEN: 'x'.repeat(16) };
-  const c = loadControllerConfig(undefined, { ...base, SG_HTTP_LISTEN: '127.0.0.1:1', SG_HTTP_ALLOWED_HOSTS: 'api.example:1, other:2', SG_HTTP_SOCKET_MODE: '660' });
+  const c = loadControllerConfig(undefined, {
+    ...base,
+    SG_HTTP_LISTEN: '127.0.0.1:1',
+    SG_HTTP_ALLOWED_HOSTS: 'api.example:1, other:2',
+    SG_HTTP_SOCKET_MODE: '660',
+  });
   t.deepEqual(c.http.allowedHosts, ['api.example:1', 'other:2']);
   t.is(c.http.socketMode, 0o660);
   t.is(c.http.token, 'x'.repeat(16), 'a token from the environment');
@@ -361,9 +507,18 @@ test('configuration: what a deployment must decide about trust is checked at sta
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_TOKEN: 'with a space inside' }), { message: /printable ASCII/ });
   t.throws(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile }), { message: /requires a token/ });
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_HTTP_LISTEN: '[::]:9797' }), { message: /requires TLS/ });
-  t.notThrows(() => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_LISTEN: 'unix:/run/x.sock' }), 'a Unix socket needs no token');
+  t.notThrows(
+    () => loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_LISTEN: 'unix:/run/x.sock' }),
+    'a Unix socket needs no token',
+  );
   t.throws(() => loadControllerConfig(undefined, { ...base, SG_AMQP_CA_FILE: key.publicKeyFile }), { message: /not amqps/ });
-  const agent = loadConfig(undefined, { SG_AGENT_HOST: 'h', SG_AMQP_URL: 'amqps://x/', SG_TRUSTED_KEYS: '/a, /b', SG_AMQP_CA_FILE: '/ca', SG_AMQP_EXTERNAL_AUTH: 'true' });
+  const agent = loadConfig(undefined, {
+    SG_AGENT_HOST: 'h',
+    SG_AMQP_URL: 'amqps://x/',
+    SG_TRUSTED_KEYS: '/a, /b',
+    SG_AMQP_CA_FILE: '/ca',
+    SG_AMQP_EXTERNAL_AUTH: 'true',
+  });
   t.deepEqual(agent.trustedKeys, ['/a', '/b']);
   t.deepEqual(agent.amqpTls, { caFile: '/ca', external: true });
 });

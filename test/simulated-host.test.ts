@@ -18,12 +18,22 @@ import { removeKeys, testKey } from './helpers/keys.js';
 import { waitFor } from './helpers/wait.js';
 
 const port = (id: string, host: string, ip: string, n: number): PortInput => ({
-  id, host, device: `tap${n}`, mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`, fixedIps: [ip], allowedAddressPairs: [], securityGroups: ['web'], portSecurityEnabled: true,
+  id,
+  host,
+  device: `tap${n}`,
+  mac: `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`,
+  fixedIps: [ip],
+  allowedAddressPairs: [],
+  securityGroups: ['web'],
+  portSecurityEnabled: true,
 });
 
 /** A controller on its own vhost and one Agent over the in-memory dataplane, stopped with the test.
  *  No periodic full sync: it would repair on its own what the tests check the agent does. */
-async function simulatedHost(t: ExecutionContext, name: string): Promise<{ ctl: Controller; agent: Agent; dp: MemoryDataplane; host: string }> {
+async function simulatedHost(
+  t: ExecutionContext,
+  name: string,
+): Promise<{ ctl: Controller; agent: Agent; dp: MemoryDataplane; host: string }> {
   const v = await testVhost('sgsim');
   const key = testKey();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-sim-'));
@@ -70,7 +80,7 @@ brokerTest('an Agent over the in-memory dataplane follows ports, members and rul
 
   // A port on another host: a member delta only; its filter is that host's, not this one's.
   await ctl.putPort('p2', port('p2', 'elsewhere', '10.9.0.2', 2));
-  await waitFor('the other host\'s address in the set', () => members().includes('10.9.0.2'));
+  await waitFor("the other host's address in the set", () => members().includes('10.9.0.2'));
   t.deepEqual(members(), ['10.9.0.1', '10.9.0.2']);
   t.false(dp.filters.has('p2'));
 
@@ -107,7 +117,7 @@ brokerTest('a group bound for its rules alone whose members become needed is syn
   // Now a rule of x names y: the host needs y's members, including the one it skipped.
   await ctl.putGroup('x', true, [{ id: 'from-y', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'y' }, out]);
   const ySet = setKey({ groupId: 'y', family: 4 });
-  await waitFor('y\'s members, all of them', () => [...(dp.sets.get(ySet) ?? [])].sort().join() === '10.9.1.3,10.9.1.4');
+  await waitFor("y's members, all of them", () => [...(dp.sets.get(ySet) ?? [])].sort().join() === '10.9.1.3,10.9.1.4');
   t.deepEqual([...dp.sets.get(ySet)!].sort(), ['10.9.1.3', '10.9.1.4']);
 });
 
@@ -126,7 +136,7 @@ brokerTest('a group a new port makes needed is synced once, its rules and member
   await ctl.flush();
   const web = setKey({ groupId: 'web', family: 4 });
   const members = () => [...(dp.sets.get(web) ?? [])].sort().join();
-  await waitFor('the group\'s members in the set', () => members() === '10.9.2.1,10.9.2.10');
+  await waitFor("the group's members in the set", () => members() === '10.9.2.1,10.9.2.10');
   // A later delta is handled after anything the binding queued: once it is in, no sync is pending.
   await ctl.putPort('p2', port('p2', 'elsewhere', '10.9.2.2', 2));
   await waitFor('the next delta in the set', () => members() === '10.9.2.1,10.9.2.10,10.9.2.2');

@@ -27,7 +27,15 @@ export const IPSET_ERROR_CODES = [
   'UNCLASSIFIED',
 ] as const;
 /** Every code a NativeError can carry: conntrack, nf_tables, the packet log, the iptables tools, namespaces (`native.errorCodes().other`), and UNCLASSIFIED. */
-export const NATIVE_ERROR_CODES = ['INVALID_ARGUMENT', 'NETNS_UNAVAILABLE', 'CONNTRACK_FAILED', 'TOOL_SPAWN_FAILED', 'NFTABLES_FAILED', 'NFLOG_FAILED', 'UNCLASSIFIED'] as const;
+export const NATIVE_ERROR_CODES = [
+  'INVALID_ARGUMENT',
+  'NETNS_UNAVAILABLE',
+  'CONNTRACK_FAILED',
+  'TOOL_SPAWN_FAILED',
+  'NFTABLES_FAILED',
+  'NFLOG_FAILED',
+  'UNCLASSIFIED',
+] as const;
 
 export type IpsetErrorCode = (typeof IPSET_ERROR_CODES)[number];
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];

@@ -132,9 +132,13 @@ function pack(members: Iterable<unknown>, setName?: string): { packed: Buffer; s
   for (let k = 0; k < list.length; k++) {
     const m = list[k];
     if (typeof m !== 'string') {
-      throw new IpsetError('INVALID_MEMBER', `members must be strings, got ${m === null ? 'null' : typeof m}`, { ...where, member: String(m) });
+      throw new IpsetError('INVALID_MEMBER', `members must be strings, got ${m === null ? 'null' : typeof m}`, {
+        ...where,
+        member: String(m),
+      });
     }
-    if (m.length === 0 || m.length > MAX_MEMBER_TEXT) throw new IpsetError('INVALID_MEMBER', 'not an IP address or CIDR', { ...where, member: m });
+    if (m.length === 0 || m.length > MAX_MEMBER_TEXT)
+      throw new IpsetError('INVALID_MEMBER', 'not an IP address or CIDR', { ...where, member: m });
     // Room for the largest record: a text of 64 UTF-16 units is at most 192 UTF-8 bytes.
     if (at + 2 + 3 * MAX_MEMBER_TEXT > buf.length) {
       const grown = Buffer.allocUnsafe(buf.length * 2);
@@ -246,7 +250,8 @@ export class IpsetClient {
    * kind of file) rejects with NETNS_UNAVAILABLE, options of the wrong kind with INVALID_ARGUMENT.
    */
   static async open(opts: { netns?: string } = {}): Promise<IpsetClient> {
-    if (typeof opts !== 'object' || opts === null) throw new IpsetError('INVALID_ARGUMENT', `options must be an object, not ${kindOf(opts)}`);
+    if (typeof opts !== 'object' || opts === null)
+      throw new IpsetError('INVALID_ARGUMENT', `options must be an object, not ${kindOf(opts)}`);
     const { netns } = opts as { netns?: unknown };
     if (netns !== undefined && typeof netns !== 'string') {
       throw new IpsetError('INVALID_ARGUMENT', `netns must be a namespace path (a string), not ${kindOf(netns)}`);
@@ -292,7 +297,10 @@ export class IpsetClient {
   async readSet(name: string): Promise<{ header: SetHeader; members: string[] }> {
     const n = checkName(name);
     const r = await call(() => this.inner.readSet(n));
-    return { header: { ...r.header, family: r.header.family as IpFamily, entries: r.header.entries ?? 0 }, members: splitMembers(r.members) };
+    return {
+      header: { ...r.header, family: r.header.family as IpFamily, entries: r.header.entries ?? 0 },
+      members: splitMembers(r.members),
+    };
   }
   async add(name: string, members: readonly string[] | MemberList, opts: { exist?: boolean } = {}): Promise<BatchResult> {
     const n = checkName(name);

@@ -5,12 +5,31 @@
 import { native } from './native.js';
 import { fromNative } from './errors.js';
 import type {
-  Family, HookSpec, KeySpec, Op, ReconcileReport, RuleStat, Support, TableDesc, TraceEvent, TransactResult, VerdictSpec,
+  Family,
+  HookSpec,
+  KeySpec,
+  Op,
+  ReconcileReport,
+  RuleStat,
+  Support,
+  TableDesc,
+  TraceEvent,
+  TransactResult,
+  VerdictSpec,
 } from './nftables-types.js';
 
 // Declared once, in Rust (native/core/src/nftables/spec.rs and the result types), and generated.
 export type {
-  KeyType, Op, OpFailure, PacketInfo, ReconcileReport, RuleStat, Stmt, TableDesc, TraceEvent, TransactResult,
+  KeyType,
+  Op,
+  OpFailure,
+  PacketInfo,
+  ReconcileReport,
+  RuleStat,
+  Stmt,
+  TableDesc,
+  TraceEvent,
+  TransactResult,
 } from './nftables-types.js';
 export type NftFamily = Family;
 export type Verdict = VerdictSpec;

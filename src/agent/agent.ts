@@ -67,7 +67,11 @@ export class Agent {
   /** This host's queue name (a hash of the host, so computed once). */
   private readonly queue: string;
 
-  constructor(readonly cfg: AgentConfig, private readonly log: Logger, private readonly opts: AgentOptions = {}) {
+  constructor(
+    readonly cfg: AgentConfig,
+    private readonly log: Logger,
+    private readonly opts: AgentOptions = {},
+  ) {
     this.metrics = new AgentMetrics(() => this.engine);
     this.queue = agentQueue(cfg.host);
     this.broker = new AgentBroker(cfg, log, this.metrics, {
@@ -127,7 +131,8 @@ export class Agent {
           () => this.engine?.state,
         ).catch((e: unknown) => {
           const where = netns.netns ? ` in netns ${netns.netns}` : '';
-          if (e instanceof NativeError) throw new ConfigError(`security-group logging: cannot read log group ${this.cfg.networkLogGroup}${where}: ${e.message}`);
+          if (e instanceof NativeError)
+            throw new ConfigError(`security-group logging: cannot read log group ${this.cfg.networkLogGroup}${where}: ${e.message}`);
           throw e;
         });
         this.metrics.countNetworkLog(() => this.networkLog?.stats);
@@ -156,10 +161,21 @@ export class Agent {
   /** The backend the config asks for (`auto`: the one this kernel can run), with the choice logged. */
   private async openKernelDataplane(netns: { netns?: string }): Promise<Dataplane> {
     const log = this.cfg.networkLog ? { log: this.logLimits() } : {};
-    const dp = await openDataplane(this.cfg.dataplane, { ...netns, prefix: this.cfg.prefix, mode: this.cfg.mode, logger: this.log, watch: this.cfg.reconcileIntervalMs > 0, unknownDevicePrefixes: this.cfg.dropUnknownDevices, ...log }).catch((e: unknown) => {
+    const dp = await openDataplane(this.cfg.dataplane, {
+      ...netns,
+      prefix: this.cfg.prefix,
+      mode: this.cfg.mode,
+      logger: this.log,
+      watch: this.cfg.reconcileIntervalMs > 0,
+      unknownDevicePrefixes: this.cfg.dropUnknownDevices,
+      ...log,
+    }).catch((e: unknown) => {
       // What the kernel side refuses at start (a namespace that is not there, a missing module or
       // capability) is the host's to fix: said in one line, with where.
-      if (e instanceof IpsetError || e instanceof NativeError) throw new ConfigError(`cannot open the ${this.cfg.dataplane} firewall${netns.netns ? ` in netns ${netns.netns}` : ''}: ${e.message}`);
+      if (e instanceof IpsetError || e instanceof NativeError)
+        throw new ConfigError(
+          `cannot open the ${this.cfg.dataplane} firewall${netns.netns ? ` in netns ${netns.netns}` : ''}: ${e.message}`,
+        );
       throw e;
     });
     this.log.info({ dataplane: dp.kind, setting: this.cfg.dataplane, reason: dp.reason }, 'firewall dataplane');
@@ -190,7 +206,10 @@ export class Agent {
       m = decode<UpdateMessage>(msg.content, UPDATE_TYPES);
     } catch (e) {
       this.metrics.rejected.inc();
-      this.log.warn({ err: e instanceof MalformedMessage ? e.message : String(e), bytes: msg.content.length }, 'malformed message rejected');
+      this.log.warn(
+        { err: e instanceof MalformedMessage ? e.message : String(e), bytes: msg.content.length },
+        'malformed message rejected',
+      );
       this.ch?.nack(msg, false, false);
       return;
     }
@@ -384,7 +403,14 @@ export class Agent {
     this.buffer ??= [];
     const parts: SyncReply[] = [];
     for (let i = 0; i < ids.length; i += SYNC_GROUPS_PER_REQUEST) {
-      parts.push(...(await this.broker.rpc({ v: 1, type: 'sync.request', host: this.cfg.host, groupIds: ids.slice(i, i + SYNC_GROUPS_PER_REQUEST) })));
+      parts.push(
+        ...(await this.broker.rpc({
+          v: 1,
+          type: 'sync.request',
+          host: this.cfg.host,
+          groupIds: ids.slice(i, i + SYNC_GROUPS_PER_REQUEST),
+        })),
+      );
     }
     const engine = this.engine!;
     const quarantined = new Set(this.quarantine(parts).groups);
@@ -454,7 +480,13 @@ export class Agent {
     return {
       host: this.cfg.host,
       connected: this.connected,
-      ports: [...(state?.allPorts() ?? [])].map((p) => ({ id: p.id, device: p.device, groups: p.securityGroups, revision: p.revision, inKernel: engine!.portInKernel(p.id) })),
+      ports: [...(state?.allPorts() ?? [])].map((p) => ({
+        id: p.id,
+        device: p.device,
+        groups: p.securityGroups,
+        revision: p.revision,
+        inKernel: engine!.portInKernel(p.id),
+      })),
       groups: [...this.bound].map((id) => ({
         id,
         membersNeeded: this.needs.members.has(id),
@@ -477,7 +509,10 @@ export class Agent {
   private explain(q: URLSearchParams): unknown {
     let probe;
     try {
-      probe = readProbe((k) => q.get(k) ?? undefined, (k) => q.has(k));
+      probe = readProbe(
+        (k) => q.get(k) ?? undefined,
+        (k) => q.has(k),
+      );
     } catch (e) {
       throw new InputError((e as Error).message);
     }

@@ -9,7 +9,15 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BrokerUrls, checkBrokerOptions, retryDelay } from '../protocol/connection.js';
 import { decode, encode, MAX_MESSAGE_BYTES, type SyncReply, type SyncRequest } from '../protocol/messages.js';
-import { agentQueue, DEAD_LETTER_EXCHANGE, GROUP_EXCHANGE, HOST_EXCHANGE, hostKey, SYNC_EXCHANGE, SYNC_ROUTING_KEY } from '../protocol/routing.js';
+import {
+  agentQueue,
+  DEAD_LETTER_EXCHANGE,
+  GROUP_EXCHANGE,
+  HOST_EXCHANGE,
+  hostKey,
+  SYNC_EXCHANGE,
+  SYNC_ROUTING_KEY,
+} from '../protocol/routing.js';
 import { KEY_ID_HEADER, Keyring, MessageVerifier, SIGNATURE_BYTES, UPDATE_CONTEXT, type Refusal } from '../protocol/signing.js';
 import type { AgentConfig } from './config.js';
 import type { AgentMetrics } from './metrics.js';
@@ -55,7 +63,10 @@ class Session {
   /** Resolves when the session ends. */
   readonly closed: Promise<void>;
   markClosed!: () => void;
-  constructor(readonly conn: ChannelModel, readonly ch: Channel) {
+  constructor(
+    readonly conn: ChannelModel,
+    readonly ch: Channel,
+  ) {
     this.closed = new Promise((r) => (this.markClosed = r));
   }
 }
@@ -77,10 +88,16 @@ export class AgentBroker {
   private readonly queue: string;
   private readonly brokers: BrokerUrls;
 
-  constructor(private readonly cfg: AgentConfig, private readonly log: Logger, private readonly metrics: AgentMetrics, private readonly hooks: SessionHooks) {
+  constructor(
+    private readonly cfg: AgentConfig,
+    private readonly log: Logger,
+    private readonly metrics: AgentMetrics,
+    private readonly hooks: SessionHooks,
+  ) {
     this.brokers = new BrokerUrls(cfg.amqpUrls?.length ? cfg.amqpUrls : cfg.amqpUrl);
     checkBrokerOptions({ urls: this.brokers.urls, tls: cfg.amqpTls });
-    if (cfg.trustedKeys.length === 0) throw new ConfigError("config: trustedKeys (SG_TRUSTED_KEYS) is required: the controllers' public keys");
+    if (cfg.trustedKeys.length === 0)
+      throw new ConfigError("config: trustedKeys (SG_TRUSTED_KEYS) is required: the controllers' public keys");
     let keyring: Keyring;
     try {
       keyring = new Keyring(cfg.trustedKeys, (e) => this.log.error({ err: e.message }, 'trusted keys'));
@@ -114,7 +131,7 @@ export class AgentBroker {
   }
 
   private async run(firstReady: () => void): Promise<void> {
-    for (let attempt = 0; !this.stopping; ) {
+    for (let attempt = 0; !this.stopping;) {
       let s: Session | undefined;
       try {
         s = await this.open();
@@ -179,7 +196,10 @@ export class AgentBroker {
     for (const x of REQUIRED_EXCHANGES) {
       const probe = await conn.createChannel();
       probe.on('error', () => undefined);
-      const ok = await probe.checkExchange(x).then(() => true, () => false);
+      const ok = await probe.checkExchange(x).then(
+        () => true,
+        () => false,
+      );
       if (!ok) throw new Error(`exchange ${x} is not declared yet (the controller declares it); retrying`);
       await probe.close().catch(() => undefined);
     }
@@ -200,12 +220,16 @@ export class AgentBroker {
    * that one is deleted (its bindings are the previous process's) and the queue declared anew.
    */
   private async declareQueue(conn: ChannelModel, ch: Channel): Promise<void> {
-    const declare = (c: Channel) => c.assertQueue(this.queue, { exclusive: true, durable: false, arguments: { 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
+    const declare = (c: Channel) =>
+      c.assertQueue(this.queue, { exclusive: true, durable: false, arguments: { 'x-dead-letter-exchange': DEAD_LETTER_EXCHANGE } });
     // Each attempt on a throwaway channel: a refusal closes the channel it was made on.
     const attempt = async (f: (c: Channel) => Promise<unknown>): Promise<Error | undefined> => {
       const probe = await conn.createChannel();
       probe.on('error', () => undefined);
-      const err = await f(probe).then(() => undefined, (e: Error) => e);
+      const err = await f(probe).then(
+        () => undefined,
+        (e: Error) => e,
+      );
       await probe.close().catch(() => undefined);
       return err;
     };
@@ -271,7 +295,10 @@ export class AgentBroker {
     this.metrics.bytes.inc(msg.content.length);
     this.metrics.unauthenticated.inc({ reason });
     const keyId: unknown = msg.properties.headers?.[KEY_ID_HEADER];
-    this.log.warn({ reason, keyId: typeof keyId === 'string' ? keyId.slice(0, 32) : undefined, bytes: msg.content.length }, `unauthenticated ${what} refused`);
+    this.log.warn(
+      { reason, keyId: typeof keyId === 'string' ? keyId.slice(0, 32) : undefined, bytes: msg.content.length },
+      `unauthenticated ${what} refused`,
+    );
   }
 
   /**
@@ -314,7 +341,8 @@ export class AgentBroker {
         fail: finish,
         part: (m) => {
           if (m.error) return finish(new Error(`sync refused: ${m.error}`));
-          if (m.part >= m.parts || (received > 0 && parts.find(Boolean)!.parts !== m.parts)) return finish(new Error('sync reply parts inconsistent'));
+          if (m.part >= m.parts || (received > 0 && parts.find(Boolean)!.parts !== m.parts))
+            return finish(new Error('sync reply parts inconsistent'));
           if (!parts[m.part]) received++;
           parts[m.part] = m;
           if (received === m.parts) finish();

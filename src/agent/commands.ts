@@ -61,7 +61,8 @@ export async function status(args: string[]): Promise<number> {
   console.log(`ports (${s.ports.length}):`);
   for (const p of s.ports) console.log(`  ${p.id}  ${p.device}  groups=${p.groups.join(',')}`);
   console.log(`groups (${s.groups.length}):`);
-  for (const g of s.groups) console.log(`  ${g.id}  members=${g.members}  rules@${g.rulesRevision ?? '-'} members@${g.membersRevision ?? '-'}`);
+  for (const g of s.groups)
+    console.log(`  ${g.id}  members=${g.members}  rules@${g.rulesRevision ?? '-'} members@${g.membersRevision ?? '-'}`);
   console.log(`sets (${s.sets.length}):`);
   for (const set of s.sets) console.log(`  ${set.name}  ${set.family === 4 ? 'inet' : 'inet6'}  size=${set.size}  group=${set.groupId}`);
   const q = s.quarantined ?? [];

@@ -101,7 +101,8 @@ const SHAPE: Section = {
   dataplane,
   dropUnknownDevices: setting('strings', {
     env: 'SG_DROP_UNKNOWN_DEVICES',
-    check: (v: string[]) => (v.every((p) => /^[A-Za-z0-9_.-]{1,14}$/.test(p)) ? undefined : 'must be interface-name prefixes (letters, digits, _ . -)'),
+    check: (v: string[]) =>
+      v.every((p) => /^[A-Za-z0-9_.-]{1,14}$/.test(p)) ? undefined : 'must be interface-name prefixes (letters, digits, _ . -)',
   }),
   firewall: {
     prefix: setting('string', { env: 'SG_PREFIX', check: (v: string) => checked(() => validatePrefix(v)) }),
@@ -155,7 +156,12 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   const { values: v } = readSettings(SHAPE, file, env);
   // The environment's URL (one or a comma-separated list) wins over the file's, list included.
   const amqpUrls = parseBrokerUrls(env.SG_AMQP_URL ?? v.amqpUrls ?? v.amqpUrl);
-  const cfg = { ...DEFAULTS, ...Object.fromEntries(Object.entries(v).filter(([k]) => !k.startsWith('amqpTls.'))), amqpTls: brokerTlsFrom(v), amqpUrls } as Record<string, unknown>;
+  const cfg = {
+    ...DEFAULTS,
+    ...Object.fromEntries(Object.entries(v).filter(([k]) => !k.startsWith('amqpTls.'))),
+    amqpTls: brokerTlsFrom(v),
+    amqpUrls,
+  } as Record<string, unknown>;
   cfg.amqpUrl = env.SG_AMQP_URL ?? (typeof v.amqpUrl === 'string' ? v.amqpUrl : amqpUrls.join(','));
   if (!cfg.host) throw new ConfigError('config: host is required (or SG_AGENT_HOST)');
   if (amqpUrls.length === 0) throw new ConfigError('config: amqp url (or urls) is required (or SG_AMQP_URL)');

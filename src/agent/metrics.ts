@@ -15,16 +15,56 @@ export class InputError extends Error {
 
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly messages = new Counter({ name: 'sg_agent_messages_total', help: 'Messages received, by type', labelNames: ['type'], registers: [this.registry] });
-  readonly bytes = new Counter({ name: 'sg_agent_bytes_received_total', help: 'Message and sync-reply bytes received from the broker', registers: [this.registry] });
-  readonly rejected = new Counter({ name: 'sg_agent_messages_rejected_total', help: 'Malformed messages rejected to the dead-letter queue', registers: [this.registry] });
-  readonly unauthenticated = new Counter({ name: 'sg_agent_messages_unauthenticated_total', help: 'Updates and sync replies refused for their signature (unsigned, unknown-key, bad-signature)', labelNames: ['reason'], registers: [this.registry] });
-  readonly syncRetries = new Counter({ name: 'sg_agent_sync_retries_total', help: 'Sync RPC attempts that failed (timeout, no controller) and were retried', registers: [this.registry] });
-  readonly dropped = new Counter({ name: 'sg_agent_messages_stale_total', help: 'Duplicate or stale messages dropped by revision', registers: [this.registry] });
-  readonly resyncs = new Counter({ name: 'sg_agent_resyncs_total', help: 'Sync RPCs, by scope (host, group)', labelNames: ['scope'], registers: [this.registry] });
+  readonly messages = new Counter({
+    name: 'sg_agent_messages_total',
+    help: 'Messages received, by type',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  readonly bytes = new Counter({
+    name: 'sg_agent_bytes_received_total',
+    help: 'Message and sync-reply bytes received from the broker',
+    registers: [this.registry],
+  });
+  readonly rejected = new Counter({
+    name: 'sg_agent_messages_rejected_total',
+    help: 'Malformed messages rejected to the dead-letter queue',
+    registers: [this.registry],
+  });
+  readonly unauthenticated = new Counter({
+    name: 'sg_agent_messages_unauthenticated_total',
+    help: 'Updates and sync replies refused for their signature (unsigned, unknown-key, bad-signature)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly syncRetries = new Counter({
+    name: 'sg_agent_sync_retries_total',
+    help: 'Sync RPC attempts that failed (timeout, no controller) and were retried',
+    registers: [this.registry],
+  });
+  readonly dropped = new Counter({
+    name: 'sg_agent_messages_stale_total',
+    help: 'Duplicate or stale messages dropped by revision',
+    registers: [this.registry],
+  });
+  readonly resyncs = new Counter({
+    name: 'sg_agent_resyncs_total',
+    help: 'Sync RPCs, by scope (host, group)',
+    labelNames: ['scope'],
+    registers: [this.registry],
+  });
   readonly reconnects = new Counter({ name: 'sg_agent_reconnects_total', help: 'Broker reconnections', registers: [this.registry] });
-  readonly handlerErrors = new Counter({ name: 'sg_agent_handler_errors_total', help: 'Updates whose handling failed (logged; the periodic full sync makes up for them)', registers: [this.registry] });
-  readonly quarantined = new Counter({ name: 'sg_agent_quarantined_total', help: 'Objects of sync replies the validator refused, by kind (port, group, members)', labelNames: ['kind'], registers: [this.registry] });
+  readonly handlerErrors = new Counter({
+    name: 'sg_agent_handler_errors_total',
+    help: 'Updates whose handling failed (logged; the periodic full sync makes up for them)',
+    registers: [this.registry],
+  });
+  readonly quarantined = new Counter({
+    name: 'sg_agent_quarantined_total',
+    help: 'Objects of sync replies the validator refused, by kind (port, group, members)',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
   readonly bindings = new Gauge({ name: 'sg_agent_group_bindings', help: 'Group routing keys bound', registers: [this.registry] });
   readonly lag = new Histogram({
     name: 'sg_agent_convergence_lag_seconds',
@@ -53,7 +93,11 @@ export class AgentMetrics {
       });
     };
     total('sg_agent_set_operations_total', 'ipset syncs and delta batches applied', (s) => s.setSyncs + s.setDeltas);
-    total('sg_agent_chain_restores_total', 'Rule writes: iptables-restore runs, or nftables transactions that changed chains', (s) => s.restores);
+    total(
+      'sg_agent_chain_restores_total',
+      'Rule writes: iptables-restore runs, or nftables transactions that changed chains',
+      (s) => s.restores,
+    );
     total('sg_agent_drift_repaired_total', 'Kernel objects repaired or removed by reconcile', (s) => s.repairs);
     total('sg_agent_apply_errors_total', 'Failed firewall applies (retried)', (s) => s.applyErrors);
     total('sg_agent_conntrack_deleted_total', 'Conntrack entries deleted', (s) => s.conntrackDeleted);
@@ -86,7 +130,7 @@ export class AgentMetrics {
         },
       });
     };
-    total('sg_agent_network_log_packets_total', 'Packets the logging rules sent to the agent\'s log group', (s) => s.packets);
+    total('sg_agent_network_log_packets_total', "Packets the logging rules sent to the agent's log group", (s) => s.packets);
     total('sg_agent_network_log_lines_total', 'Security-group log lines written', (s) => s.lines);
     total('sg_agent_network_log_limited_total', 'Logged packets over the rate limit, not written', (s) => s.limited);
   }
@@ -135,10 +179,13 @@ export class AgentMetrics {
       const url = new URL(req.url ?? '/', 'http://agent');
       const route = routes[url.pathname];
       if (url.pathname === '/metrics') {
-        this.registry.metrics().then((text) => {
-          res.writeHead(200, { 'content-type': this.registry.contentType });
-          res.end(text);
-        }, () => res.writeHead(500).end());
+        this.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': this.registry.contentType });
+            res.end(text);
+          },
+          () => res.writeHead(500).end(),
+        );
       } else if (route) {
         Promise.resolve()
           .then(() => route(url.searchParams))

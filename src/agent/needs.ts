@@ -10,7 +10,10 @@ export interface Needs {
   all: Set<string>;
 }
 
-export function computeNeeds(ports: Iterable<Pick<Port, 'securityGroups'>>, groups: ReadonlyMap<string, { rules: readonly { remoteGroupId?: string | null }[] }>): Needs {
+export function computeNeeds(
+  ports: Iterable<Pick<Port, 'securityGroups'>>,
+  groups: ReadonlyMap<string, { rules: readonly { remoteGroupId?: string | null }[] }>,
+): Needs {
   const rules = new Set<string>();
   for (const p of ports) for (const g of p.securityGroups) rules.add(g);
   const members = new Set<string>();

@@ -49,7 +49,14 @@ async function run(args: string[]): Promise<number> {
           api: {
             listen: h.listen,
             ...(h.token ? { token: h.token } : {}),
-            ...(h.tlsCertFile && h.tlsKeyFile ? { tls: { cert: readConfiguredFile(h.tlsCertFile, 'http.tls.certFile'), key: readConfiguredFile(h.tlsKeyFile, 'http.tls.keyFile') } } : {}),
+            ...(h.tlsCertFile && h.tlsKeyFile
+              ? {
+                  tls: {
+                    cert: readConfiguredFile(h.tlsCertFile, 'http.tls.certFile'),
+                    key: readConfiguredFile(h.tlsKeyFile, 'http.tls.keyFile'),
+                  },
+                }
+              : {}),
             allowedHosts: h.allowedHosts,
             socketMode: h.socketMode,
           },
@@ -60,7 +67,10 @@ async function run(args: string[]): Promise<number> {
   const source = process.env.SG_SOURCE ?? 'api';
   let stop: () => Promise<void>;
   if (source === 'neutron') {
-    const [{ neutronSourceOptions }, { startNeutronMode }] = await Promise.all([import('../neutron/config.js'), import('../neutron/mode.js')]);
+    const [{ neutronSourceOptions }, { startNeutronMode }] = await Promise.all([
+      import('../neutron/config.js'),
+      import('../neutron/mode.js'),
+    ]);
     const neutron = neutronSourceOptions(process.env);
     const mode = await startNeutronMode({ ...common, source: neutron });
     log.info({ http: mode.controller.httpAddress, source }, 'controller ready');
@@ -93,7 +103,9 @@ async function keygen(args: string[]): Promise<number> {
   }
   const { generateSigningKey } = await import('../protocol/signing.js');
   const k = generateSigningKey(out);
-  console.log(`key id ${k.keyId}\nprivate key (controller only): ${k.privateKeyFile}\npublic key (agents' trustedKeys): ${k.publicKeyFile}`);
+  console.log(
+    `key id ${k.keyId}\nprivate key (controller only): ${k.privateKeyFile}\npublic key (agents' trustedKeys): ${k.publicKeyFile}`,
+  );
   return 0;
 }
 
@@ -114,31 +126,46 @@ async function brokerUser(args: string[]): Promise<number> {
   }
   const noPassword = args.includes('--no-password');
   if (!noPassword && !args.includes('--password-stdin')) {
-    process.stderr.write('sg-controller broker-user: give --password-stdin (the password on standard input) or --no-password (certificate login)\n');
+    process.stderr.write(
+      'sg-controller broker-user: give --password-stdin (the password on standard input) or --no-password (certificate login)\n',
+    );
     return 2;
   }
   const { spawnSync } = await import('node:child_process');
   const ctl = (cmdArgs: string[], input?: string) => {
-    const r = spawnSync('rabbitmqctl', [...(node ? ['-n', node] : []), ...cmdArgs], { encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
+    const r = spawnSync('rabbitmqctl', [...(node ? ['-n', node] : []), ...cmdArgs], {
+      encoding: 'utf8',
+      ...(input !== undefined ? { input } : {}),
+    });
     if (r.status !== 0) throw new Error(`rabbitmqctl ${cmdArgs[0]}: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
     return r.stdout;
   };
-  const exists = ctl(['list_users', '--quiet', '--no-table-headers']).split('\n').some((l) => l.split('\t')[0] === user);
+  const exists = ctl(['list_users', '--quiet', '--no-table-headers'])
+    .split('\n')
+    .some((l) => l.split('\t')[0] === user);
   if (!exists) {
     if (noPassword) {
       ctl(['add_user', user, '']);
     } else {
       // The password goes through rabbitmqctl's standard input, never its command line (visible in ps).
-      const password = (await new Promise<string>((resolve, reject) => {
-        let s = '';
-        process.stdin.setEncoding('utf8').on('data', (c: string) => (s += c)).on('end', () => resolve(s)).on('error', reject);
-      })).replace(/\r?\n$/, '');
+      const password = (
+        await new Promise<string>((resolve, reject) => {
+          let s = '';
+          process.stdin
+            .setEncoding('utf8')
+            .on('data', (c: string) => (s += c))
+            .on('end', () => resolve(s))
+            .on('error', reject);
+        })
+      ).replace(/\r?\n$/, '');
       if (!password) throw new Error('empty password on standard input');
       ctl(['add_user', user], `${password}\n`);
     }
   }
   ctl(['set_permissions', '-p', vhost, user, p.configure, p.write, p.read]);
-  console.log(`${exists ? 'kept' : 'created'} user ${user}; ${role} permissions on vhost ${vhost}:\n  configure ${p.configure}\n  write     ${p.write}\n  read      ${p.read}`);
+  console.log(
+    `${exists ? 'kept' : 'created'} user ${user}; ${role} permissions on vhost ${vhost}:\n  configure ${p.configure}\n  write     ${p.write}\n  read      ${p.read}`,
+  );
   return 0;
 }
 
@@ -162,7 +189,12 @@ const commands: Record<string, CommandSpec> = {
   run: { run, valued: ['--config'] },
   keygen: { run: keygen, valued: ['--out'] },
   store: { run: storeCommand, valued: ['--config', '--file'], flags: ['--force'], positional: 1 },
-  'broker-user': { run: brokerUser, valued: ['--host', '--vhost', '--node'], flags: ['--password-stdin', '--no-password', '--print'], positional: 2 },
+  'broker-user': {
+    run: brokerUser,
+    valued: ['--host', '--vhost', '--node'],
+    flags: ['--password-stdin', '--no-password', '--print'],
+    positional: 2,
+  },
   version: {
     async run() {
       const { packageVersion } = await import('../package-version.js');

@@ -6,7 +6,16 @@ import { isIP } from 'node:net';
 import { BROKER_TLS_SETTINGS, brokerTlsFrom, checkBrokerOptions, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import { readSecretFile } from '../protocol/signing.js';
 import { NEUTRON_ENV } from '../neutron/config.js';
-import { ConfigError, LOG_LEVELS, oneOf, readConfiguredFile, readFromEnvElsewhere, readSettings, setting, type Section } from '../settings.js';
+import {
+  ConfigError,
+  LOG_LEVELS,
+  oneOf,
+  readConfiguredFile,
+  readFromEnvElsewhere,
+  readSettings,
+  setting,
+  type Section,
+} from '../settings.js';
 
 export interface ControllerConfig {
   /** The broker: one URL, or several (the nodes of a cluster) separated by commas, tried in turn. */
@@ -71,7 +80,10 @@ const SHAPE: Section = {
     tokenFile: path('SG_HTTP_TOKEN_FILE'),
     tls: { certFile: path('SG_HTTP_TLS_CERT_FILE', 'tlsCertFile'), keyFile: path('SG_HTTP_TLS_KEY_FILE', 'tlsKeyFile') },
     allowedHosts: setting('strings', { env: 'SG_HTTP_ALLOWED_HOSTS' }),
-    socketMode: setting('string', { env: 'SG_HTTP_SOCKET_MODE', check: (v: string) => (/^0?[0-7]{3}$/.test(v) ? undefined : `must be an octal file mode such as "600", not ${JSON.stringify(v)}`) }),
+    socketMode: setting('string', {
+      env: 'SG_HTTP_SOCKET_MODE',
+      check: (v: string) => (/^0?[0-7]{3}$/.test(v) ? undefined : `must be an octal file mode such as "600", not ${JSON.stringify(v)}`),
+    }),
   },
   log: { level: oneOf(LOG_LEVELS, { env: 'SG_LOG_LEVEL', to: 'logLevel' }) },
   store: {
@@ -121,7 +133,11 @@ export function loadControllerConfig(file: string | undefined, env: NodeJS.Proce
   const str = (k: string) => v[k] as string | undefined;
   const tokenFile = str('tokenFile');
   const cfg: ControllerConfig = {
-    amqpUrl: env.SG_AMQP_URL ?? (v.amqpUrls ? parseBrokerUrls(v.amqpUrls).join(',') : undefined) ?? str('amqpUrl') ?? 'amqp://guest:guest@127.0.0.1:5672',
+    amqpUrl:
+      env.SG_AMQP_URL ??
+      (v.amqpUrls ? parseBrokerUrls(v.amqpUrls).join(',') : undefined) ??
+      str('amqpUrl') ??
+      'amqp://guest:guest@127.0.0.1:5672',
     amqpTls: brokerTlsFrom(v),
     dataDir: str('dataDir') ?? 'sg-controller-data',
     signingKeyFile: str('signingKeyFile') ?? '',
@@ -153,7 +169,7 @@ function storeConfig(v: Record<string, unknown>, env: NodeJS.ProcessEnv): StoreC
   }
   const endpoints = (v.etcdEndpoints as string[] | undefined) ?? [];
   if (endpoints.length === 0) {
-    throw new ConfigError('config: the etcd store needs its members\' client URLs: store.etcd.endpoints (SG_ETCD_ENDPOINTS)');
+    throw new ConfigError("config: the etcd store needs its members' client URLs: store.etcd.endpoints (SG_ETCD_ENDPOINTS)");
   }
   for (const e of endpoints) {
     let u: URL;
@@ -179,7 +195,10 @@ function storeConfig(v: Record<string, unknown>, env: NodeJS.ProcessEnv): StoreC
     throw new ConfigError('config: an etcd client certificate needs both store.etcd.tls.certFile and store.etcd.tls.keyFile');
   }
   const passwordFile = str('etcdPasswordFile');
-  const fromFile = () => readSecretFile(passwordFile!, 'etcd password file').toString('utf8').replace(/\r?\n$/, '');
+  const fromFile = () =>
+    readSecretFile(passwordFile!, 'etcd password file')
+      .toString('utf8')
+      .replace(/\r?\n$/, '');
   const password = env.SG_ETCD_PASSWORD ?? (passwordFile ? fromFile() : undefined);
   const username = str('etcdUsername');
   if (!!username !== (password !== undefined)) {
@@ -226,18 +245,25 @@ export function etcdStoreOptions(c: EtcdConfig): NonNullable<import('./controlle
 
 function checkControllerConfig(cfg: ControllerConfig): void {
   checkBrokerOptions({ urls: parseBrokerUrls(cfg.amqpUrl), tls: cfg.amqpTls });
-  if (!cfg.signingKeyFile) throw new ConfigError('config: signingKeyFile (SG_SIGNING_KEY_FILE) is required; make one with `sg-controller keygen --out DIR`');
+  if (!cfg.signingKeyFile)
+    throw new ConfigError('config: signingKeyFile (SG_SIGNING_KEY_FILE) is required; make one with `sg-controller keygen --out DIR`');
   const h = cfg.http;
   if (!h.listen) return;
   if (!!h.tlsCertFile !== !!h.tlsKeyFile) throw new ConfigError('config: HTTPS needs both http.tls.certFile and http.tls.keyFile');
-  if (h.token !== undefined && h.token.length < MIN_TOKEN_LENGTH) throw new ConfigError(`config: the API token must be at least ${MIN_TOKEN_LENGTH} characters`);
+  if (h.token !== undefined && h.token.length < MIN_TOKEN_LENGTH)
+    throw new ConfigError(`config: the API token must be at least ${MIN_TOKEN_LENGTH} characters`);
   // What a bearer token may hold on the wire (RFC 6750 allows less; this is what the check accepts).
-  if (h.token !== undefined && !/^[\x21-\x7e]+$/.test(h.token)) throw new ConfigError('config: the API token must be printable ASCII without spaces');
+  if (h.token !== undefined && !/^[\x21-\x7e]+$/.test(h.token))
+    throw new ConfigError('config: the API token must be printable ASCII without spaces');
   if (h.listen.startsWith('unix:')) return;
-  if (!h.token) throw new ConfigError('config: an admin API on TCP requires a token (SG_HTTP_TOKEN_FILE or SG_HTTP_TOKEN); or listen on unix:/path');
+  if (!h.token)
+    throw new ConfigError('config: an admin API on TCP requires a token (SG_HTTP_TOKEN_FILE or SG_HTTP_TOKEN); or listen on unix:/path');
   // As the admin API reads it: no host means loopback.
   const host = h.listen.slice(0, h.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '') || '127.0.0.1';
-  if (!h.tlsCertFile && !isLoopback(host)) throw new ConfigError(`config: the admin API on ${host} (not loopback) requires TLS (http.tls.certFile, http.tls.keyFile): the token would travel in clear`);
+  if (!h.tlsCertFile && !isLoopback(host))
+    throw new ConfigError(
+      `config: the admin API on ${host} (not loopback) requires TLS (http.tls.certFile, http.tls.keyFile): the token would travel in clear`,
+    );
 }
 
 export function isLoopback(host: string): boolean {

@@ -138,7 +138,7 @@ export class Controller {
 
   /** One connection at a time; a lost one (broker restart, network) is replaced with backoff. */
   private async maintainConnection(): Promise<void> {
-    for (let attempt = 0; !this.stopping; ) {
+    for (let attempt = 0; !this.stopping;) {
       let conn: ChannelModel | undefined;
       try {
         conn = await this.brokers.connect({ tls: this.opts.amqpTls, name: 'sg-controller' });
@@ -185,7 +185,11 @@ export class Controller {
     dlq.on('error', () => undefined);
     await declareDeadLetterQueue(dlq).then(
       () => dlq.close().catch(() => undefined),
-      (e: Error) => this.opts.logger?.warn({ err: e.message }, 'dead-letter queue unavailable (its broker node may be down); refused messages are not kept meanwhile'),
+      (e: Error) =>
+        this.opts.logger?.warn(
+          { err: e.message },
+          'dead-letter queue unavailable (its broker node may be down); refused messages are not kept meanwhile',
+        ),
     );
     this.publisher = new Publisher(ch, this.opts.signer, this.opts.coalesceMs ?? 20);
     const rpcCh = watch(await conn.createChannel());

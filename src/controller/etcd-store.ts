@@ -519,9 +519,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       // What did not fit waits for the next transaction.
       if (taken.length < batch.length) this.queue.unshift(...batch.slice(taken.length));
       const settle = () =>
-        taken.forEach((w, i) =>
-          'ok' in outcomes[i]! ? w.resolve((outcomes[i]).ok) : w.reject((outcomes[i] as { err: unknown }).err),
-        );
+        taken.forEach((w, i) => ('ok' in outcomes[i]! ? w.resolve(outcomes[i].ok) : w.reject((outcomes[i] as { err: unknown }).err)));
       if (tx.empty()) return settle();
       let res;
       const started = process.hrtime.bigint();

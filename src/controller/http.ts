@@ -67,7 +67,11 @@ export interface AdminApi {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
     super(message);
   }
 }
@@ -84,7 +88,8 @@ async function body(req: http.IncomingMessage): Promise<unknown> {
   // application/json, optionally with a UTF-8 charset; nothing else (text/plain is what a cross-site
   // form or a no-preflight fetch would send).
   const type = (req.headers['content-type'] ?? '').toLowerCase().replace(/\s+/g, '');
-  if (type !== 'application/json' && type !== 'application/json;charset=utf-8') throw new HttpError(415, 'Content-Type must be application/json');
+  if (type !== 'application/json' && type !== 'application/json;charset=utf-8')
+    throw new HttpError(415, 'Content-Type must be application/json');
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
@@ -112,7 +117,8 @@ function bodyObject(b: unknown): Record<string, unknown> {
 }
 
 /** Whether a request carries a body (a method that takes none must not get one either). */
-const hasBody = (req: http.IncomingMessage) => req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+const hasBody = (req: http.IncomingMessage) =>
+  req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 
 function pathId(raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
@@ -160,7 +166,8 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
         res.writeHead(200, { 'content-type': ctl.metrics.registry.contentType, 'cache-control': 'no-store' });
         return void res.end(text);
       }
-      if (expected && !tokenMatches(req.headers.authorization, expected)) throw new HttpError(401, 'a valid bearer token is required', { 'www-authenticate': 'Bearer' });
+      if (expected && !tokenMatches(req.headers.authorization, expected))
+        throw new HttpError(401, 'a valid bearer token is required', { 'www-authenticate': 'Bearer' });
       const read = o.extension?.reads?.[url.pathname];
       if (read && req.method === 'GET') return send(200, read());
       if (o.extension?.readOnly && req.method !== 'GET') throw new HttpError(405, o.extension.readOnly, { allow: 'GET' });
@@ -170,10 +177,14 @@ function handler(ctl: Controller, o: AdminApiOptions, hostAllowed: (host: string
       if (kind === 'logs' && id === undefined && req.method === 'GET') return send(200, ctl.store.logResources());
       if ((kind !== 'groups' && kind !== 'ports' && kind !== 'logs') || !id) throw new HttpError(404, 'not found');
       validateId('id', id);
-      if (req.method !== 'GET' && req.method !== 'PUT' && req.method !== 'DELETE') throw new HttpError(405, 'method not allowed', { allow: 'GET, PUT, DELETE' });
+      if (req.method !== 'GET' && req.method !== 'PUT' && req.method !== 'DELETE')
+        throw new HttpError(405, 'method not allowed', { allow: 'GET, PUT, DELETE' });
       if (req.method !== 'GET' && !ctl.connected) throw new HttpError(503, 'not connected to the broker; retry');
       if (kind === 'groups') {
-        if (req.method === 'GET') return ctl.store.group(id) ? send(200, { ...ctl.store.group(id), members: ctl.store.membersOf(id) }) : send(404, { error: 'no such group' });
+        if (req.method === 'GET')
+          return ctl.store.group(id)
+            ? send(200, { ...ctl.store.group(id), members: ctl.store.membersOf(id) })
+            : send(404, { error: 'no such group' });
         if (req.method === 'PUT') {
           // The id comes from the path, so the body need not repeat it.
           const g = validateGroup({ ...bodyObject(await body(req)), id });

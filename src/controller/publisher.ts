@@ -3,9 +3,26 @@
 // all signed (signing.ts) and with publisher confirms. Member deltas of one group within `coalesceMs`
 // go out as one message.
 import type { Channel, ConfirmChannel } from 'amqplib';
-import { encode, LIMITS, type UpdateMessage, type GroupMembersMessage, type GroupRulesMessage, type WirePort } from '../protocol/messages.js';
 import {
-  DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEAD_LETTER_QUEUE_ARGS, GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_QUEUE_ARGS, SYNC_ROUTING_KEY, groupKey, hostKey,
+  encode,
+  LIMITS,
+  type UpdateMessage,
+  type GroupMembersMessage,
+  type GroupRulesMessage,
+  type WirePort,
+} from '../protocol/messages.js';
+import {
+  DEAD_LETTER_EXCHANGE,
+  DEAD_LETTER_QUEUE,
+  DEAD_LETTER_QUEUE_ARGS,
+  GROUP_EXCHANGE,
+  HOST_EXCHANGE,
+  SYNC_EXCHANGE,
+  SYNC_QUEUE,
+  SYNC_QUEUE_ARGS,
+  SYNC_ROUTING_KEY,
+  groupKey,
+  hostKey,
 } from '../protocol/routing.js';
 import { UPDATE_CONTEXT, type MessageSigner } from '../protocol/signing.js';
 import type { SecurityGroupRuleInput } from '../domain/model.js';
@@ -45,7 +62,11 @@ export class Publisher {
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly ch: ConfirmChannel, private readonly signer: MessageSigner, private readonly coalesceMs = 20) {}
+  constructor(
+    private readonly ch: ConfirmChannel,
+    private readonly signer: MessageSigner,
+    private readonly coalesceMs = 20,
+  ) {}
 
   private async publish(exchange: string, key: string, m: UpdateMessage): Promise<void> {
     const body = encode({ ...m, sentAt: Date.now() });
@@ -53,7 +74,9 @@ export class Publisher {
     this.stats.bytes += body.length;
     const headers = this.signer.headers(body, UPDATE_CONTEXT);
     await new Promise<void>((resolve, reject) => {
-      this.ch.publish(exchange, key, body, { contentType: 'application/json', type: m.type, headers }, (err: unknown) => (err ? reject(err instanceof Error ? err : new Error('the broker refused the publish')) : resolve()));
+      this.ch.publish(exchange, key, body, { contentType: 'application/json', type: m.type, headers }, (err: unknown) =>
+        err ? reject(err instanceof Error ? err : new Error('the broker refused the publish')) : resolve(),
+      );
     });
   }
 
@@ -111,20 +134,35 @@ export class Publisher {
     const batch = [...this.pending.entries()];
     this.pending.clear();
     // A failed flush must not poison the ones after it.
-    this.flushing = this.flushing.catch(() => undefined).then(async () => {
-      for (const [groupId, d] of batch) await this.send(membersMessage(groupId, d.base, d.revision, d.added, d.removed));
-    });
+    this.flushing = this.flushing
+      .catch(() => undefined)
+      .then(async () => {
+        for (const [groupId, d] of batch) await this.send(membersMessage(groupId, d.base, d.revision, d.added, d.removed));
+      });
     return this.flushing;
   }
 }
 
 /** A member delta message; past the protocol's limit a delta would be refused, so receivers are told
  *  to sync the group instead. */
-function membersMessage(groupId: string, base: number, revision: number, added: Set<string>, removed: Set<string>, resync = false): GroupMembersMessage {
+function membersMessage(
+  groupId: string,
+  base: number,
+  revision: number,
+  added: Set<string>,
+  removed: Set<string>,
+  resync = false,
+): GroupMembersMessage {
   const tooBig = resync || added.size > LIMITS.deltaIps || removed.size > LIMITS.deltaIps;
   return {
-    v: 1, type: 'group.members', groupId, baseRevision: base, revision,
-    added: tooBig ? [] : [...added], removed: tooBig ? [] : [...removed], ...(tooBig ? { resync: true } : {}),
+    v: 1,
+    type: 'group.members',
+    groupId,
+    baseRevision: base,
+    revision,
+    added: tooBig ? [] : [...added],
+    removed: tooBig ? [] : [...removed],
+    ...(tooBig ? { resync: true } : {}),
   };
 }
 
@@ -150,7 +188,14 @@ export function coalesceUpdates(messages: UpdateMessage[]): UpdateMessage[] {
       for (const a of m.added) if (!cur.removed.delete(a)) cur.added.add(a);
       continue;
     }
-    const next: Merged = { groupId: m.groupId, base: m.baseRevision, revision: m.revision, added: new Set(m.added), removed: new Set(m.removed), resync: !!m.resync };
+    const next: Merged = {
+      groupId: m.groupId,
+      base: m.baseRevision,
+      revision: m.revision,
+      added: new Set(m.added),
+      removed: new Set(m.removed),
+      resync: !!m.resync,
+    };
     open.set(m.groupId, next);
     out.push(next);
   }

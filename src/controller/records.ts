@@ -14,7 +14,13 @@
 import type { LogResource, Port, PortInput, SecurityGroupLog, SecurityGroupRule, SecurityGroupRuleInput } from '../domain/model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
 import {
-  portMemberAddresses, validateId, validateLogResource, validateLogs, validateMembers, validatePort, validateRules,
+  portMemberAddresses,
+  validateId,
+  validateLogResource,
+  validateLogs,
+  validateMembers,
+  validatePort,
+  validateRules,
 } from '../domain/validate.js';
 
 export interface GroupRecord {

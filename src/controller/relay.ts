@@ -79,7 +79,9 @@ export class OutboxRelay {
     const wait = Math.max(this.opts.coalesceMs, this.pacer.nextAt - now);
     this.timer ??= setTimeout(() => {
       this.timer = null;
-      void this.drain().catch((e: unknown) => this.opts.logger?.warn({ err: (e as Error).message }, 'outbox publish failed; kept for the next attempt'));
+      void this.drain().catch((e: unknown) =>
+        this.opts.logger?.warn({ err: (e as Error).message }, 'outbox publish failed; kept for the next attempt'),
+      );
     }, wait);
   }
 

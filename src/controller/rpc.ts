@@ -1,7 +1,16 @@
 // Answers full-sync requests: the compact shape (ports → group ids; group → rules; group → member
 // addresses), each with its revision, split into parts when large. Never per-port expanded rules.
 import type { Channel, ConsumeMessage } from 'amqplib';
-import { decode, encode, LIMITS, MalformedMessage, type SyncReply, type SyncRequest, type MembersSnapshot, type GroupSnapshot } from '../protocol/messages.js';
+import {
+  decode,
+  encode,
+  LIMITS,
+  MalformedMessage,
+  type SyncReply,
+  type SyncRequest,
+  type MembersSnapshot,
+  type GroupSnapshot,
+} from '../protocol/messages.js';
 import { SYNC_QUEUE } from '../protocol/routing.js';
 import type { MessageSigner } from '../protocol/signing.js';
 import type { GroupRecord, PortRecord } from './store.js';
@@ -26,7 +35,17 @@ export function buildSync(store: SyncSource, req: SyncRequest): SyncReply[] {
     const local = store.portsOnHost(req.host);
     ports = local;
     ruleGroups = [...new Set(local.flatMap((p) => p.securityGroups))];
-    memberGroups = [...new Set(ruleGroups.flatMap((g) => store.group(g)?.rules.map((r) => r.remoteGroupId).filter((x): x is string => !!x) ?? []))];
+    memberGroups = [
+      ...new Set(
+        ruleGroups.flatMap(
+          (g) =>
+            store
+              .group(g)
+              ?.rules.map((r) => r.remoteGroupId)
+              .filter((x): x is string => !!x) ?? [],
+        ),
+      ),
+    ];
   }
   const groups: GroupSnapshot[] = ruleGroups.map((id) => {
     const g = store.group(id);
@@ -87,7 +106,11 @@ export async function serveSync(ch: Channel, store: SyncSource, signer: MessageS
     if (typeof replyTo !== 'string' || typeof correlationId !== 'string') return ch.ack(msg);
     const reply = (part: SyncReply) => {
       const body = encode(part);
-      ch.sendToQueue(replyTo, body, { correlationId, contentType: 'application/json', headers: signer.headers(body, { kind: 'reply', correlationId }) });
+      ch.sendToQueue(replyTo, body, {
+        correlationId,
+        contentType: 'application/json',
+        headers: signer.headers(body, { kind: 'reply', correlationId }),
+      });
     };
     try {
       const req = decode<SyncRequest>(msg.content, ['sync.request']);

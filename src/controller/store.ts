@@ -16,7 +16,14 @@ import type { UpdateMessage } from '../protocol/messages.js';
 import { ConfigError, describeFsError } from '../settings.js';
 import type { StoreMetrics } from './metrics.js';
 import {
-  RecordStore, type ControllerStore, type OutboxEntry, type OutboxKey, type RecordKey, type RecordTx, type RecordView, type StoreHealth,
+  RecordStore,
+  type ControllerStore,
+  type OutboxEntry,
+  type OutboxKey,
+  type RecordKey,
+  type RecordTx,
+  type RecordView,
+  type StoreHealth,
   type StoreSnapshot,
 } from './records.js';
 
@@ -40,7 +47,10 @@ export class Store extends RecordStore implements ControllerStore {
   readonly owner = randomBytes(6).toString('hex');
   private seq = 0;
   protected readonly view: RecordView;
-  private constructor(private readonly db: RootDatabase, private readonly metrics?: StoreMetrics) {
+  private constructor(
+    private readonly db: RootDatabase,
+    private readonly metrics?: StoreMetrics,
+  ) {
     super();
     this.view = { get: (key) => db.get(key as RecordKey & string[]) as unknown, idsUnder: (kind, id) => this.idsUnder(kind, id) };
   }
@@ -118,7 +128,11 @@ export class Store extends RecordStore implements ControllerStore {
     };
     const started = process.hrtime.bigint();
     const done = db.transaction(() => f(tx));
-    if (this.metrics) void done.then(() => this.metrics!.commit.observe(Number(process.hrtime.bigint() - started) / 1e9), () => undefined);
+    if (this.metrics)
+      void done.then(
+        () => this.metrics!.commit.observe(Number(process.hrtime.bigint() - started) / 1e9),
+        () => undefined,
+      );
     return done;
   }
 

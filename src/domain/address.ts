@@ -91,7 +91,8 @@ function parseV6(text: string): Uint8Array | null {
 
 /** Parses "address" or "address/prefix"; throws AddressError. Host bits are cleared. */
 export function parseCidr(text: unknown): Cidr {
-  if (typeof text !== 'string' || text.length === 0 || text.length > MAX_ADDRESS_TEXT) throw new AddressError(`not an IP address or CIDR: ${show(text)}`);
+  if (typeof text !== 'string' || text.length === 0 || text.length > MAX_ADDRESS_TEXT)
+    throw new AddressError(`not an IP address or CIDR: ${show(text)}`);
   const slash = text.indexOf('/');
   const addrText = slash < 0 ? text : text.slice(0, slash);
   let family: Family;
@@ -129,7 +130,7 @@ function formatV6(b: Uint8Array): string {
   // The first longest run of at least two zero words.
   let best = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (w[i] !== 0) {
       i++;
       continue;

@@ -92,4 +92,5 @@ export interface SecurityGroupInput {
 }
 
 /** A port as callers may write it: optional fields default (no pairs, port security on). */
-export type PortInput = Omit<Port, 'allowedAddressPairs' | 'portSecurityEnabled'> & Partial<Pick<Port, 'allowedAddressPairs' | 'portSecurityEnabled'>>;
+export type PortInput = Omit<Port, 'allowedAddressPairs' | 'portSecurityEnabled'> &
+  Partial<Pick<Port, 'allowedAddressPairs' | 'portSecurityEnabled'>>;

@@ -28,9 +28,28 @@ function obj(what: string, v: unknown, fields: readonly string[]): Record<string
   return v as Record<string, unknown>;
 }
 
-const RULE_FIELDS = ['id', 'direction', 'ethertype', 'protocol', 'portRangeMin', 'portRangeMax', 'remoteIpPrefix', 'remoteGroupId'] as const;
+const RULE_FIELDS = [
+  'id',
+  'direction',
+  'ethertype',
+  'protocol',
+  'portRangeMin',
+  'portRangeMax',
+  'remoteIpPrefix',
+  'remoteGroupId',
+] as const;
 const GROUP_FIELDS = ['id', 'stateful', 'rules', 'revision'] as const;
-const PORT_FIELDS = ['id', 'host', 'device', 'mac', 'fixedIps', 'allowedAddressPairs', 'securityGroups', 'portSecurityEnabled', 'revision'] as const;
+const PORT_FIELDS = [
+  'id',
+  'host',
+  'device',
+  'mac',
+  'fixedIps',
+  'allowedAddressPairs',
+  'securityGroups',
+  'portSecurityEnabled',
+  'revision',
+] as const;
 const PAIR_FIELDS = ['ipAddress', 'macAddress'] as const;
 const LOG_FIELDS = ['id', 'projectId', 'event', 'targetId'] as const;
 const LOG_EVENTS: readonly LogEvent[] = ['ACCEPT', 'DROP', 'ALL'];
@@ -46,7 +65,8 @@ const absent = (v: unknown) => v === undefined || v === null;
 /** Ids are free text, bounded in UTF-8 bytes: they become store keys (which are bounded in bytes),
  *  and never reach the kernel (kernel names are hashes of them). */
 export function validateId(what: string, v: unknown): string {
-  if (typeof v !== 'string' || v.length === 0 || Buffer.byteLength(v, 'utf8') > LIMITS.id) fail(what, `must be a string of 1-${LIMITS.id} bytes in UTF-8`);
+  if (typeof v !== 'string' || v.length === 0 || Buffer.byteLength(v, 'utf8') > LIMITS.id)
+    fail(what, `must be a string of 1-${LIMITS.id} bytes in UTF-8`);
   return v;
 }
 
@@ -168,7 +188,8 @@ export function validateRule(v: unknown, groupId = '?'): SecurityGroupRule {
   const ethertype = o.ethertype;
   if (ethertype !== 'IPv4' && ethertype !== 'IPv6') fail(what, 'ethertype must be IPv4 or IPv6');
   const protocol = validateProtocol(`${what} protocol`, o.protocol, ethertype);
-  if (protocol !== null && ethertype === 'IPv4' && IPV6_ONLY_PROTOCOLS.has(protocol)) fail(what, `protocol ${protocol} exists only over IPv6`);
+  if (protocol !== null && ethertype === 'IPv4' && IPV6_ONLY_PROTOCOLS.has(protocol))
+    fail(what, `protocol ${protocol} exists only over IPv6`);
 
   let portRangeMin = portValue(`${what} port_range_min`, o.portRangeMin, 65535);
   let portRangeMax = portValue(`${what} port_range_max`, o.portRangeMax, 65535);
@@ -176,7 +197,8 @@ export function validateRule(v: unknown, groupId = '?'): SecurityGroupRule {
     if (protocol === null) fail(what, 'a port range needs a protocol');
     if (takesPorts(protocol)) {
       if (portRangeMin === 0 || portRangeMax === 0) fail(what, 'port 0 is not a valid port');
-      if (portRangeMin === null || portRangeMax === null || portRangeMin > portRangeMax) fail(what, 'port_range_min must be given and not exceed port_range_max');
+      if (portRangeMin === null || portRangeMax === null || portRangeMin > portRangeMax)
+        fail(what, 'port_range_min must be given and not exceed port_range_max');
       // As Neutron does: the whole range is no range.
       if (portRangeMin === 1 && portRangeMax === 65535) portRangeMin = portRangeMax = null;
     } else if (isIcmp(protocol)) {
@@ -199,7 +221,13 @@ export function validateRule(v: unknown, groupId = '?'): SecurityGroupRule {
     remoteIpPrefix = c.prefix === 0 ? null : formatCidr(c);
   }
   return {
-    id, direction, ethertype, protocol, portRangeMin, portRangeMax, remoteIpPrefix,
+    id,
+    direction,
+    ethertype,
+    protocol,
+    portRangeMin,
+    portRangeMax,
+    remoteIpPrefix,
     remoteGroupId: hasGroup ? validateId(`${what} remote_group_id`, o.remoteGroupId) : null,
   };
 }
@@ -221,13 +249,17 @@ export function validatePort(v: unknown): Port {
   const o = obj('port', v, PORT_FIELDS);
   const id = validateId('port id', o.id);
   const what = `port ${id}`;
-  const fixedIps = [...new Set(list(`${what} fixedIps`, o.fixedIps, LIMITS.ipsPerPort).map((ip) => validateFixedIp(`${what} fixed ip`, ip)))];
-  const allowedAddressPairs: AllowedAddressPair[] = list(`${what} allowedAddressPairs`, o.allowedAddressPairs ?? [], LIMITS.ipsPerPort).map((pair) => {
-    const q = obj(`${what} allowed address pair`, pair, PAIR_FIELDS);
-    const out: AllowedAddressPair = { ipAddress: formatCidr(cidr(`${what} allowed pair`, q.ipAddress)) };
-    if (!absent(q.macAddress)) out.macAddress = validateMac(`${what} allowed pair mac`, q.macAddress);
-    return out;
-  });
+  const fixedIps = [
+    ...new Set(list(`${what} fixedIps`, o.fixedIps, LIMITS.ipsPerPort).map((ip) => validateFixedIp(`${what} fixed ip`, ip))),
+  ];
+  const allowedAddressPairs: AllowedAddressPair[] = list(`${what} allowedAddressPairs`, o.allowedAddressPairs ?? [], LIMITS.ipsPerPort).map(
+    (pair) => {
+      const q = obj(`${what} allowed address pair`, pair, PAIR_FIELDS);
+      const out: AllowedAddressPair = { ipAddress: formatCidr(cidr(`${what} allowed pair`, q.ipAddress)) };
+      if (!absent(q.macAddress)) out.macAddress = validateMac(`${what} allowed pair mac`, q.macAddress);
+      return out;
+    },
+  );
   if (!absent(o.portSecurityEnabled) && typeof o.portSecurityEnabled !== 'boolean') fail(what, 'portSecurityEnabled must be a boolean');
   const port: Port = {
     id,
@@ -238,7 +270,11 @@ export function validatePort(v: unknown): Port {
     mac: validateMac(`${what} mac`, o.mac),
     fixedIps,
     allowedAddressPairs,
-    securityGroups: [...new Set(list(`${what} securityGroups`, o.securityGroups, LIMITS.groupsPerPort).map((g) => validateId(`${what} security group`, g)))],
+    securityGroups: [
+      ...new Set(
+        list(`${what} securityGroups`, o.securityGroups, LIMITS.groupsPerPort).map((g) => validateId(`${what} security group`, g)),
+      ),
+    ],
     portSecurityEnabled: o.portSecurityEnabled !== false,
   };
   if (!absent(o.revision)) port.revision = validateRevision(`${what} revision`, o.revision);
@@ -249,6 +285,7 @@ export function validatePort(v: unknown): Port {
  *  its allowed address pairs, catch-alls left out (see validateMember). Input must be validated. */
 export function portMemberAddresses(port: Pick<Port, 'fixedIps' | 'allowedAddressPairs'>): string[] {
   const out = new Set(port.fixedIps);
-  for (const p of port.allowedAddressPairs) if (!isCatchAll(p.ipAddress) && p.ipAddress !== '0.0.0.0' && p.ipAddress !== '::') out.add(p.ipAddress);
+  for (const p of port.allowedAddressPairs)
+    if (!isCatchAll(p.ipAddress) && p.ipAddress !== '0.0.0.0' && p.ipAddress !== '::') out.add(p.ipAddress);
   return [...out];
 }

@@ -30,7 +30,12 @@ function localAddresses(port: Port): string[] {
 }
 
 /** The rules a port is under once a group is replaced by `override` (or none at all). */
-function rulesOf(view: StateView, port: Port, override?: { id: string; group: SecurityGroup | undefined }, groups = port.securityGroups): SecurityGroupRule[] {
+function rulesOf(
+  view: StateView,
+  port: Port,
+  override?: { id: string; group: SecurityGroup | undefined },
+  groups = port.securityGroups,
+): SecurityGroupRule[] {
   const out: SecurityGroupRule[] = [];
   for (const gid of groups) {
     const g = override && override.id === gid ? override.group : view.group(gid);
@@ -46,7 +51,12 @@ function portsCover(q: SecurityGroupRule, r: SecurityGroupRule): boolean {
   return q.portRangeMin <= r.portRangeMin && (q.portRangeMax ?? q.portRangeMin) >= (r.portRangeMax ?? r.portRangeMin);
 }
 
-function remoteCovered(view: StateView, q: SecurityGroupRule, remote: string, membersOverride?: { id: string; ips: ReadonlySet<string> }): boolean {
+function remoteCovered(
+  view: StateView,
+  q: SecurityGroupRule,
+  remote: string,
+  membersOverride?: { id: string; ips: ReadonlySet<string> },
+): boolean {
   if (q.remoteIpPrefix === null && q.remoteGroupId === null) return true;
   if (isCatchAll(remote)) return false;
   if (q.remoteIpPrefix !== null) return contains(parseCidr(q.remoteIpPrefix), parseCidr(remote));
@@ -55,22 +65,37 @@ function remoteCovered(view: StateView, q: SecurityGroupRule, remote: string, me
 }
 
 /** Whether some rule of `rules` admits what `r` admitted from or to `remote`. */
-function stillAdmitted(view: StateView, rules: SecurityGroupRule[], r: SecurityGroupRule, remote: string, membersOverride?: { id: string; ips: ReadonlySet<string> }): boolean {
-  return rules.some((q) =>
-    q.direction === r.direction &&
-    q.ethertype === r.ethertype &&
-    (q.protocol === null || (q.protocol === r.protocol && portsCover(q, r))) &&
-    remoteCovered(view, q, remote, membersOverride));
+function stillAdmitted(
+  view: StateView,
+  rules: SecurityGroupRule[],
+  r: SecurityGroupRule,
+  remote: string,
+  membersOverride?: { id: string; ips: ReadonlySet<string> },
+): boolean {
+  return rules.some(
+    (q) =>
+      q.direction === r.direction &&
+      q.ethertype === r.ethertype &&
+      (q.protocol === null || (q.protocol === r.protocol && portsCover(q, r))) &&
+      remoteCovered(view, q, remote, membersOverride),
+  );
 }
 
 function pairsFor(port: Port, r: SecurityGroupRule, remote: string): AddressPair[] {
   const six = r.ethertype === 'IPv6';
-  return localAddresses(port).filter((a) => v6(a) === six && v6(remote) === six).map((a) => ({ a, b: remote }));
+  return localAddresses(port)
+    .filter((a) => v6(a) === six && v6(remote) === six)
+    .map((a) => ({ a, b: remote }));
 }
 
 /** Addresses that left group `groupId` (its members are now `remaining`): cut them from the local
  *  ports whose rules named the group, where nothing else admits them. */
-export function cutsForDepartedMembers(view: StateView, groupId: string, departed: string[], remaining: ReadonlySet<string>): AddressPair[] {
+export function cutsForDepartedMembers(
+  view: StateView,
+  groupId: string,
+  departed: string[],
+  remaining: ReadonlySet<string>,
+): AddressPair[] {
   if (departed.length === 0) return [];
   const out: AddressPair[] = [];
   const override = { id: groupId, ips: remaining };
@@ -112,7 +137,18 @@ export function cutsForPortChange(view: StateView, old: Port, next: Port): Addre
   const left = old.securityGroups.filter((g) => !next.securityGroups.includes(g));
   if (left.length === 0) return out;
   const removed = rulesOf(view, old, undefined, left);
-  out.push(...cutRules(view, { ...old, fixedIps: old.fixedIps.filter((a) => nextAddrs.has(a)), allowedAddressPairs: old.allowedAddressPairs.filter((p) => nextAddrs.has(p.ipAddress)) }, removed, rulesOf(view, next)));
+  out.push(
+    ...cutRules(
+      view,
+      {
+        ...old,
+        fixedIps: old.fixedIps.filter((a) => nextAddrs.has(a)),
+        allowedAddressPairs: old.allowedAddressPairs.filter((p) => nextAddrs.has(p.ipAddress)),
+      },
+      removed,
+      rulesOf(view, next),
+    ),
+  );
   return out;
 }
 

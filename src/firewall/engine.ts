@@ -11,7 +11,19 @@
 import type { Logger } from 'pino';
 import type { PortInput, SecurityGroupInput } from '../domain/model.js';
 import { ValidationError } from '../domain/validate.js';
-import { setKey, type AppliedView, type ChangeSet, type Dataplane, type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef } from './dataplane.js';
+import {
+  setKey,
+  type AppliedView,
+  type ChangeSet,
+  type Dataplane,
+  type Mode,
+  type PortChainKind,
+  type PortFilter,
+  type PortRuleMap,
+  type ReconcileReport,
+  type RuleCount,
+  type SetRef,
+} from './dataplane.js';
 import type { FixedName } from './policy.js';
 import { ApplyLoop, type RunResult } from './loop.js';
 import { buildFilter, planMembers, planStructure } from './planner.js';
@@ -111,7 +123,10 @@ export class FirewallEngine {
   private readonly tally = { conntrackDeleted: 0, repairs: 0, rejectedInput: 0 };
   private readonly view: AppliedView;
 
-  constructor(readonly dataplane: Dataplane, private readonly opts: FirewallEngineOptions = {}) {
+  constructor(
+    readonly dataplane: Dataplane,
+    private readonly opts: FirewallEngineOptions = {},
+  ) {
     this.loop = new ApplyLoop((structure) => this.run(structure), {
       coalesceMs: opts.coalesceMs ?? 20,
       structureIntervalMs: opts.structureIntervalMs ?? dataplane.structureIntervalMs ?? 500,
@@ -234,20 +249,35 @@ export class FirewallEngine {
       const now = Date.now();
       const retryPorts = [...this.failedPorts].filter(([, r]) => r.retryAt <= now).map(([id]) => id);
       const retrySets = [...this.failedSets.values()].filter((r) => r.retryAt <= now && this.named(r.ref)).map((r) => r.ref);
-      const changes = planStructure(state, this.view, this.refs, work, { failedSets: new Set(this.failedSets.keys()), retrySets }, retryPorts, this.opts.logging);
+      const changes = planStructure(
+        state,
+        this.view,
+        this.refs,
+        work,
+        { failedSets: new Set(this.failedSets.keys()), retrySets },
+        retryPorts,
+        this.opts.logging,
+      );
       await this.applyChanges(changes, work);
       if (this.startupCleanupPending) {
         this.startupCleanupPending = false;
-        await this.dataplane.removeStale(this.view).catch((e: unknown) => this.opts.logger?.warn({ err: e }, 'removing what a previous run left failed; reconcile will retry'));
+        await this.dataplane
+          .removeStale(this.view)
+          .catch((e: unknown) => this.opts.logger?.warn({ err: e }, 'removing what a previous run left failed; reconcile will retry'));
       }
       return { structureLeft: state.structureChanged, membersComplete: true };
     }
     const work = state.takeMemberWork(!state.structureChanged);
     const m = planMembers(state, this.view, work);
     const groups = [...work.deltas.keys(), ...work.resync];
-    const complete = !state.structureChanged || groups.every((g) => this.sets.has(setKey({ groupId: g, family: 4 })) || this.sets.has(setKey({ groupId: g, family: 6 })));
+    const complete =
+      !state.structureChanged ||
+      groups.every((g) => this.sets.has(setKey({ groupId: g, family: 4 })) || this.sets.has(setKey({ groupId: g, family: 6 })));
     if (m.fill.length || m.delta.length || work.cuts.length) {
-      await this.applyChanges({ sets: { fill: m.fill, delta: m.delta, destroy: [] }, filters: { upsert: [], remove: [] }, cuts: dedupePairs(work.cuts) }, work);
+      await this.applyChanges(
+        { sets: { fill: m.fill, delta: m.delta, destroy: [] }, filters: { upsert: [], remove: [] }, cuts: dedupePairs(work.cuts) },
+        work,
+      );
     }
     return { structureLeft: state.structureChanged, membersComplete: complete };
   }
@@ -336,7 +366,9 @@ export class FirewallEngine {
   private portsNaming(ref: SetRef): string[] {
     const out: string[] = [];
     for (const port of this.state.allPorts()) {
-      const names = port.securityGroups.some((g) => this.state.group(g)?.rules.some((r) => r.remoteGroupId === ref.groupId && (r.ethertype === 'IPv4' ? 4 : 6) === ref.family));
+      const names = port.securityGroups.some((g) =>
+        this.state.group(g)?.rules.some((r) => r.remoteGroupId === ref.groupId && (r.ethertype === 'IPv4' ? 4 : 6) === ref.family),
+      );
       if (names) out.push(port.id);
     }
     return out;
@@ -365,21 +397,24 @@ export class FirewallEngine {
     const all = [...this.failedSets.values(), ...this.failedUpdates.values(), ...this.failedPorts.values()];
     if (all.length === 0) return;
     const at = Math.min(...all.map((r) => r.retryAt));
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      const now = Date.now();
-      let structural = false;
-      for (const [id, r] of this.failedPorts) {
-        if (r.retryAt <= now) {
-          this.state.touchPort(id);
-          structural = true;
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = null;
+        const now = Date.now();
+        let structural = false;
+        for (const [id, r] of this.failedPorts) {
+          if (r.retryAt <= now) {
+            this.state.touchPort(id);
+            structural = true;
+          }
         }
-      }
-      for (const r of this.failedSets.values()) if (r.retryAt <= now) structural = true;
-      for (const r of this.failedUpdates.values()) if (r.retryAt <= now) this.state.resyncMembers(r.groupId);
-      this.loop.kick(structural);
-      this.armRetry();
-    }, Math.max(0, at - Date.now()));
+        for (const r of this.failedSets.values()) if (r.retryAt <= now) structural = true;
+        for (const r of this.failedUpdates.values()) if (r.retryAt <= now) this.state.resyncMembers(r.groupId);
+        this.loop.kick(structural);
+        this.armRetry();
+      },
+      Math.max(0, at - Date.now()),
+    );
     this.retryTimer.unref();
   }
 
@@ -402,7 +437,12 @@ export class FirewallEngine {
   status(): EngineStatus {
     const dp = this.dataplane.status(this.view);
     return {
-      ports: [...this.state.allPorts()].map((p) => ({ id: p.id, device: p.device, filtered: p.portSecurityEnabled, inKernel: this.portInKernel(p.id) })),
+      ports: [...this.state.allPorts()].map((p) => ({
+        id: p.id,
+        device: p.device,
+        filtered: p.portSecurityEnabled,
+        inKernel: this.portInKernel(p.id),
+      })),
       groups: [...this.state.allGroups().keys()],
       sets: dp.sets,
       chains: dp.chains,
@@ -458,7 +498,13 @@ export class FirewallEngine {
   portInKernel(portId: string): boolean {
     // Applied, not refused, and nothing about it waiting or being written: the kernel holds its
     // current filter (rules naming a set that could not be made held back, as planned).
-    return this.state.port(portId) !== undefined && this.filters.has(portId) && !this.failedPorts.has(portId) && !this.inFlight.has(portId) && !this.state.portPending(portId);
+    return (
+      this.state.port(portId) !== undefined &&
+      this.filters.has(portId) &&
+      !this.failedPorts.has(portId) &&
+      !this.inFlight.has(portId) &&
+      !this.state.portPending(portId)
+    );
   }
 
   private stopTimers(): void {

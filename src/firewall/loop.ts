@@ -45,7 +45,10 @@ export class ApplyLoop {
   private membersAppliedGen = 0;
   private waiters: { gen: number; membersOnly: boolean; resolve: () => void }[] = [];
 
-  constructor(private readonly run: RunApply, private readonly opts: LoopOptions) {
+  constructor(
+    private readonly run: RunApply,
+    private readonly opts: LoopOptions,
+  ) {
     this.pacer = new BurstPacer(opts.structureIntervalMs, opts.structureIntervalMaxMs);
   }
 
@@ -117,7 +120,10 @@ export class ApplyLoop {
     this.timer = null;
     for (const w of this.waiters) w.resolve();
     this.waiters = [];
-    return (this.running ?? Promise.resolve()).then(() => undefined, () => undefined);
+    return (this.running ?? Promise.resolve()).then(
+      () => undefined,
+      () => undefined,
+    );
   }
 
   /** Runs an apply in `delayMs` (plus any retry backoff), or sooner if one is already due sooner. */
@@ -129,11 +135,14 @@ export class ApplyLoop {
       clearTimeout(this.timer);
     }
     this.timerAt = at;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      // A flush may have done the work since this was armed; a failure is logged by runOnce.
-      if (this.dirty || this.structurePending) this.runOnce().catch(() => undefined);
-    }, Math.max(0, at - Date.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        // A flush may have done the work since this was armed; a failure is logged by runOnce.
+        if (this.dirty || this.structurePending) this.runOnce().catch(() => undefined);
+      },
+      Math.max(0, at - Date.now()),
+    );
   }
 
   private runOnce(): Promise<RunResult> {

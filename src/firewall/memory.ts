@@ -1,7 +1,18 @@
 // A dataplane in memory: holds the sets and filters it was asked to hold and records every call, so
 // the engine core (state, planner, loop) is tested without root, and simulated hosts (bench:scale) run
 // the real agent with no kernel. Failures can be injected per set or port.
-import { setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type DataplaneStatus, type PortFilter, type ReconcileReport, type SetRef } from './dataplane.js';
+import {
+  setKey,
+  type AppliedView,
+  type ApplyOutcome,
+  type ChangeSet,
+  type Dataplane,
+  type DataplaneStats,
+  type DataplaneStatus,
+  type PortFilter,
+  type ReconcileReport,
+  type SetRef,
+} from './dataplane.js';
 import type { AddressPair } from './cuts.js';
 
 export class MemoryDataplane implements Dataplane {
@@ -105,7 +116,12 @@ export class MemoryDataplane implements Dataplane {
 
   status(expected: AppliedView): DataplaneStatus {
     return {
-      sets: [...expected.sets.values()].map((r: SetRef) => ({ name: setKey(r), groupId: r.groupId, family: r.family, size: this.sets.get(setKey(r))?.size ?? 0 })),
+      sets: [...expected.sets.values()].map((r: SetRef) => ({
+        name: setKey(r),
+        groupId: r.groupId,
+        family: r.family,
+        size: this.sets.get(setKey(r))?.size ?? 0,
+      })),
       chains: { v4: [...this.filters.keys()], v6: [...this.filters.keys()] },
     };
   }

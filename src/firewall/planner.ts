@@ -170,7 +170,13 @@ export function planStructure(
 }
 
 /** Membership work for sets that exist (or are being made whole in this plan, which covers it). */
-export function planMembers(state: HostState, applied: AppliedView, work: Pick<Work, 'deltas' | 'resync'>, skip: ReadonlySet<string> = new Set(), gone: ReadonlySet<string> = new Set()): Pick<ChangeSet['sets'], 'fill' | 'delta'> {
+export function planMembers(
+  state: HostState,
+  applied: AppliedView,
+  work: Pick<Work, 'deltas' | 'resync'>,
+  skip: ReadonlySet<string> = new Set(),
+  gone: ReadonlySet<string> = new Set(),
+): Pick<ChangeSet['sets'], 'fill' | 'delta'> {
   const fill: ChangeSet['sets']['fill'] = [];
   const delta: ChangeSet['sets']['delta'] = [];
   for (const family of [4, 6] as const) {

@@ -149,7 +149,9 @@ export function spoofSources(f: PortFilter): { family: Family; src?: string; mac
 /** ARP from the port is returned for these (sender MAC, sender IPv4 network) pairs, each once, and
  *  dropped otherwise (a catch-all pair: no network, any sender address from that MAC). */
 export function arpSenders(f: PortFilter): { mac: string; src?: string }[] {
-  return spoofSources(f).filter((s) => s.family === 4).map(({ mac, src }) => (src === undefined ? { mac } : { mac, src }));
+  return spoofSources(f)
+    .filter((s) => s.family === 4)
+    .map(({ mac, src }) => (src === undefined ? { mac } : { mac, src }));
 }
 
 /** Addresses whose traffic is not tracked for a stateless port: those it may send from, without a

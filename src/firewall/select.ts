@@ -6,7 +6,18 @@
 // the whole firewall in place while the other's objects still filter; only after it do they go
 // (both must accept a packet meanwhile, so there is no moment of open traffic).
 import fs from 'node:fs';
-import type { AppliedView, ApplyOutcome, ChangeSet, Dataplane, DataplaneStats, DataplaneStatus, Mode, PortRuleMap, ReconcileReport, RuleCount } from './dataplane.js';
+import type {
+  AppliedView,
+  ApplyOutcome,
+  ChangeSet,
+  Dataplane,
+  DataplaneStats,
+  DataplaneStatus,
+  Mode,
+  PortRuleMap,
+  ReconcileReport,
+  RuleCount,
+} from './dataplane.js';
 import { IptablesDataplane, type IptablesOptions } from './iptables/backend.js';
 import { NftablesDataplane, type NftablesOptions } from './nftables/backend.js';
 import { probeNftables, type NftSupport } from '../addon/nftables.js';
@@ -38,8 +49,13 @@ export async function kernelSupport(netns?: string): Promise<KernelSupport> {
 export function decide(support: KernelSupport, mode: Mode): { kind: DataplaneKind; reason: string } {
   const n = support.nftables;
   if ('error' in n) return { kind: 'iptables', reason: `nf_tables cannot be used: ${n.error}` };
-  if (!n.inet) return { kind: 'iptables', reason: `the kernel lacks what the nftables backend needs in the inet family (${n.notes.join('; ')})` };
-  if (mode === 'bridged' && !n.bridge) return { kind: 'iptables', reason: `the kernel lacks bridge-family nf_tables chains, needed to tell bridged ports apart (${n.notes.join('; ')})` };
+  if (!n.inet)
+    return { kind: 'iptables', reason: `the kernel lacks what the nftables backend needs in the inet family (${n.notes.join('; ')})` };
+  if (mode === 'bridged' && !n.bridge)
+    return {
+      kind: 'iptables',
+      reason: `the kernel lacks bridge-family nf_tables chains, needed to tell bridged ports apart (${n.notes.join('; ')})`,
+    };
   return {
     kind: 'nftables',
     reason: `the kernel has nf_tables (inet${mode === 'bridged' ? ' and bridge families; bridged ports marked before br_netfilter' : ''}); no process per change`,
@@ -48,9 +64,17 @@ export function decide(support: KernelSupport, mode: Mode): { kind: DataplaneKin
 
 /** Opens the backend `kind` itself: the one place a backend is made. */
 export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): Promise<Dataplane> {
-  const common = { ...(opts.netns ? { netns: opts.netns } : {}), prefix: opts.prefix ?? 'sg', mode: opts.mode ?? 'bridged', ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.log ? { log: opts.log } : {}) };
+  const common = {
+    ...(opts.netns ? { netns: opts.netns } : {}),
+    prefix: opts.prefix ?? 'sg',
+    mode: opts.mode ?? 'bridged',
+    ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(opts.log ? { log: opts.log } : {}),
+  };
   const unknown = opts.unknownDevicePrefixes?.length ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {};
-  return kind === 'nftables' ? NftablesDataplane.open({ ...common, ...unknown, watch: opts.watch ?? false }) : IptablesDataplane.open({ ...common, ...unknown });
+  return kind === 'nftables'
+    ? NftablesDataplane.open({ ...common, ...unknown, watch: opts.watch ?? false })
+    : IptablesDataplane.open({ ...common, ...unknown });
 }
 
 /** Removes every object the given backend owns in the namespace (what `sg-agent cleanup` does for
@@ -69,7 +93,10 @@ export async function cleanupBackend(kind: DataplaneKind, opts: DataplaneOptions
  * A backend for `setting`, wrapped so that, once its first apply is in, the other backend's
  * objects (a previous run's, before a switch) are removed with the stale ones.
  */
-export async function openDataplane(setting: DataplaneSetting, opts: DataplaneOptions): Promise<{ dataplane: Dataplane; kind: DataplaneKind; reason: string }> {
+export async function openDataplane(
+  setting: DataplaneSetting,
+  opts: DataplaneOptions,
+): Promise<{ dataplane: Dataplane; kind: DataplaneKind; reason: string }> {
   let kind: DataplaneKind;
   let reason: string;
   if (setting === 'auto') ({ kind, reason } = decide(await kernelSupport(opts.netns), opts.mode ?? 'bridged'));
@@ -81,7 +108,11 @@ export async function openDataplane(setting: DataplaneSetting, opts: DataplaneOp
 /** Delegates to the chosen backend; its stale sweep after the first apply also sweeps the other
  *  backend's objects. */
 class Switching implements Dataplane {
-  constructor(readonly inner: Dataplane, private readonly other: DataplaneKind, private readonly opts: DataplaneOptions) {}
+  constructor(
+    readonly inner: Dataplane,
+    private readonly other: DataplaneKind,
+    private readonly opts: DataplaneOptions,
+  ) {}
   get name(): string {
     return this.inner.name;
   }
@@ -105,7 +136,11 @@ class Switching implements Dataplane {
       this.opts.logger?.debug({ err: e, backend: this.other }, 'the other backend could not be asked for its objects');
       return { removed: 0, left: [] as string[] };
     });
-    if (r.removed) this.opts.logger?.info({ backend: this.other, removed: r.removed }, 'removed the other backend\'s objects now that this one is in place');
+    if (r.removed)
+      this.opts.logger?.info(
+        { backend: this.other, removed: r.removed },
+        "removed the other backend's objects now that this one is in place",
+      );
     for (const l of r.left) this.opts.logger?.warn({ backend: this.other }, `left in place: ${l}`);
     return n + r.removed;
   }

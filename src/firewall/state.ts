@@ -181,7 +181,14 @@ export class HostState {
     const next = new Set(validateMembers(ips, 'members', Number.MAX_SAFE_INTEGER));
     const rev = validateRevision('members revision', revision);
     const old = this.members.get(id)?.ips ?? EMPTY;
-    this.work.cuts.push(...cutsForDepartedMembers(this.view(), id, [...old].filter((ip) => !next.has(ip)), next));
+    this.work.cuts.push(
+      ...cutsForDepartedMembers(
+        this.view(),
+        id,
+        [...old].filter((ip) => !next.has(ip)),
+        next,
+      ),
+    );
     this.members.set(id, { ips: next, revision: rev });
     this.work.resync.add(id);
     this.work.deltas.delete(id);
@@ -220,9 +227,15 @@ export class HostState {
     // Validate all before changing anything: a bad snapshot changes nothing.
     const ports = s.ports.map((p) => validatePort(p));
     const groups = s.groups.map((g) => validateGroup(g));
-    const members = Object.entries(s.members).map(([gid, ips]) => [validateId('group id', gid), new Set(validateMembers(ips, 'members', Number.MAX_SAFE_INTEGER))] as const);
+    const members = Object.entries(s.members).map(
+      ([gid, ips]) => [validateId('group id', gid), new Set(validateMembers(ips, 'members', Number.MAX_SAFE_INTEGER))] as const,
+    );
     const logs = Object.entries(s.logs ?? {}).map(
-      ([gid, l]) => [validateId('group id', gid), { logs: validateLogs(l.logs, gid), revision: validateRevision('logs revision', l.revision) }] as const,
+      ([gid, l]) =>
+        [
+          validateId('group id', gid),
+          { logs: validateLogs(l.logs, gid), revision: validateRevision('logs revision', l.revision) },
+        ] as const,
     );
     const keepPorts = new Set(s.keep?.ports ?? []);
     const keepGroups = new Set(s.keep?.groups ?? []);

@@ -14,7 +14,13 @@ export async function measureDiff(current: MemberList, desired: MemberList): Pro
 }
 
 /** `syncSet` with the in-place/swap choice forced, to measure where the threshold lies. */
-export async function syncSetForced(client: IpsetClient, name: string, spec: SetSpec, members: MemberList, strategy: 'inplace' | 'swap'): Promise<SyncResult> {
+export async function syncSetForced(
+  client: IpsetClient,
+  name: string,
+  spec: SetSpec,
+  members: MemberList,
+  strategy: 'inplace' | 'swap',
+): Promise<SyncResult> {
   try {
     return await nativeHandle(client).syncSetForced(name, spec, packedMemberList(members), strategy);
   } catch (e) {

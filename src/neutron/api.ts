@@ -8,18 +8,18 @@ import { FIELDS } from './translate.js';
 export type NeutronAuth =
   | { kind: 'noauth' }
   | {
-    kind: 'keystone';
-    /** Keystone's URL, with or without the trailing /v3. */
-    authUrl: string;
-    username: string;
-    password: string;
-    userDomainName?: string;
-    projectName?: string;
-    projectDomainName?: string;
-    /** Catalog filters when no endpoint is given. */
-    region?: string;
-    interface?: 'public' | 'internal' | 'admin';
-  };
+      kind: 'keystone';
+      /** Keystone's URL, with or without the trailing /v3. */
+      authUrl: string;
+      username: string;
+      password: string;
+      userDomainName?: string;
+      projectName?: string;
+      projectDomainName?: string;
+      /** Catalog filters when no endpoint is given. */
+      region?: string;
+      interface?: 'public' | 'internal' | 'admin';
+    };
 
 export interface NeutronApiOptions {
   /** Neutron's endpoint (e.g. http://controller:9696); with Keystone, found in the catalog if absent. */
@@ -31,7 +31,10 @@ export interface NeutronApiOptions {
 }
 
 export class NeutronApiError extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'NeutronApiError';
   }
@@ -45,7 +48,10 @@ const PORT_REQUIRED = ['mac_address', 'fixed_ips', 'security_groups', 'binding:h
 function required<T extends { id: string }>(items: T[], what: string, fields: string[]): T[] {
   for (const item of items) {
     const missing = fields.filter((f) => !(f in item));
-    if (missing.length) throw new NeutronApiError(`Neutron shows ${what} ${item.id} without ${missing.join(', ')}: does the account have the admin role (docs/neutron.md)?`);
+    if (missing.length)
+      throw new NeutronApiError(
+        `Neutron shows ${what} ${item.id} without ${missing.join(', ')}: does the account have the admin role (docs/neutron.md)?`,
+      );
   }
   return items;
 }
@@ -62,11 +68,19 @@ export class NeutronApi {
   constructor(private readonly opts: NeutronApiOptions) {}
 
   async securityGroups(ids?: string[], withRules = false): Promise<NeutronGroup[]> {
-    return required(await this.list<NeutronGroup>('security-groups', 'security_groups', withRules ? FIELDS.groupWithRules : FIELDS.group, ids), 'security group', withRules ? ['security_group_rules'] : []);
+    return required(
+      await this.list<NeutronGroup>('security-groups', 'security_groups', withRules ? FIELDS.groupWithRules : FIELDS.group, ids),
+      'security group',
+      withRules ? ['security_group_rules'] : [],
+    );
   }
 
   async securityGroupRules(): Promise<NeutronRule[]> {
-    return required(await this.list<NeutronRule>('security-group-rules', 'security_group_rules', FIELDS.rule), 'rule', ['security_group_id', 'direction', 'ethertype']);
+    return required(await this.list<NeutronRule>('security-group-rules', 'security_group_rules', FIELDS.rule), 'rule', [
+      'security_group_id',
+      'direction',
+      'ethertype',
+    ]);
   }
 
   async ports(ids?: string[]): Promise<NeutronPort[]> {
@@ -79,7 +93,9 @@ export class NeutronApi {
   }
 
   async addressGroups(ids?: string[]): Promise<NeutronAddressGroup[]> {
-    return required(await this.list<NeutronAddressGroup>('address-groups', 'address_groups', FIELDS.addressGroup, ids), 'address group', ['addresses']);
+    return required(await this.list<NeutronAddressGroup>('address-groups', 'address_groups', FIELDS.addressGroup, ids), 'address group', [
+      'addresses',
+    ]);
   }
 
   /** Every log resource (the `log` service plugin's). A server without the plugin has no such
@@ -94,12 +110,20 @@ export class NeutronApi {
   }
 
   /** Every item of a collection (or those with the given ids), page by page. */
-  private async list<T extends { id: string }>(path: string, key: string, fields: readonly string[], ids?: string[], filters: [string, string][] = []): Promise<T[]> {
+  private async list<T extends { id: string }>(
+    path: string,
+    key: string,
+    fields: readonly string[],
+    ids?: string[],
+    filters: [string, string][] = [],
+  ): Promise<T[]> {
     const base: [string, string][] = [...fields.map((f): [string, string] => ['fields', f]), ...filters];
     if (ids) {
       const out: T[] = [];
       for (let i = 0; i < ids.length; i += IDS_PER_REQUEST) {
-        out.push(...(await this.pages<T>(path, key, [...base, ...ids.slice(i, i + IDS_PER_REQUEST).map((id): [string, string] => ['id', id])])));
+        out.push(
+          ...(await this.pages<T>(path, key, [...base, ...ids.slice(i, i + IDS_PER_REQUEST).map((id): [string, string] => ['id', id])])),
+        );
       }
       return out;
     }
@@ -118,7 +142,8 @@ export class NeutronApi {
       const items = body[key];
       if (!Array.isArray(items)) throw new NeutronApiError(`GET ${path}: no ${key} in the answer`);
       for (const item of items) {
-        if (typeof item !== 'object' || item === null || typeof (item as { id?: unknown }).id !== 'string') throw new NeutronApiError(`GET ${path}: an item without an id`);
+        if (typeof item !== 'object' || item === null || typeof (item as { id?: unknown }).id !== 'string')
+          throw new NeutronApiError(`GET ${path}: an item without an id`);
         out.push(item as T);
       }
       const links = body[`${key}_links`];
@@ -148,7 +173,8 @@ export class NeutronApi {
       }
       // A 404 for a whole collection is an endpoint that is not Neutron's (or a path prefix missing).
       const hint = r.status === 404 ? ` (asked ${neutronBase(endpoint)}/v2.0/: is that Neutron's endpoint?)` : '';
-      if (!r.ok) throw new NeutronApiError(`GET ${pathAndQuery.split('?')[0]}: HTTP ${r.status}${hint} ${(await r.text()).slice(0, 200)}`, r.status);
+      if (!r.ok)
+        throw new NeutronApiError(`GET ${pathAndQuery.split('?')[0]}: HTTP ${r.status}${hint} ${(await r.text()).slice(0, 200)}`, r.status);
       const body = (await r.json()) as unknown;
       if (typeof body !== 'object' || body === null) throw new NeutronApiError(`GET ${pathAndQuery.split('?')[0]}: not a JSON object`);
       return body as Record<string, unknown>;
@@ -158,21 +184,26 @@ export class NeutronApi {
   private async credentials(): Promise<{ token?: string; endpoint: string }> {
     const auth = this.opts.auth;
     if (auth.kind === 'noauth') {
-      if (!this.opts.url) throw new NeutronApiError('noauth needs Neutron\'s URL');
+      if (!this.opts.url) throw new NeutronApiError("noauth needs Neutron's URL");
       return { endpoint: this.opts.url };
     }
     // Renewed a minute before it expires, so a long paginated read does not straddle the expiry.
     if (!this.token || this.token.expiresAt - 60_000 < Date.now()) {
-      this.tokenPending ??= issueToken(auth, this.opts.timeoutMs ?? 30_000).then((t) => {
-        this.token = t;
-        return t;
-      }).finally(() => {
-        this.tokenPending = undefined;
-      });
+      this.tokenPending ??= issueToken(auth, this.opts.timeoutMs ?? 30_000)
+        .then((t) => {
+          this.token = t;
+          return t;
+        })
+        .finally(() => {
+          this.tokenPending = undefined;
+        });
       await this.tokenPending;
     }
     const endpoint = this.opts.url ?? this.token!.endpoint;
-    if (!endpoint) throw new NeutronApiError(`no network endpoint in the Keystone catalog (interface ${auth.interface ?? 'internal'}${auth.region ? `, region ${auth.region}` : ''})`);
+    if (!endpoint)
+      throw new NeutronApiError(
+        `no network endpoint in the Keystone catalog (interface ${auth.interface ?? 'internal'}${auth.region ? `, region ${auth.region}` : ''})`,
+      );
     return { token: this.token!.value, endpoint };
   }
 }
@@ -189,17 +220,30 @@ interface CatalogEntry {
 }
 
 /** POST /v3/auth/tokens with a password, scoped to a project. */
-export async function issueToken(auth: Extract<NeutronAuth, { kind: 'keystone' }>, timeoutMs: number): Promise<{ value: string; expiresAt: number; endpoint?: string }> {
+export async function issueToken(
+  auth: Extract<NeutronAuth, { kind: 'keystone' }>,
+  timeoutMs: number,
+): Promise<{ value: string; expiresAt: number; endpoint?: string }> {
   const url = `${auth.authUrl.replace(/\/+$/, '').replace(/\/v3$/, '')}/v3/auth/tokens`;
   const body = {
     auth: {
-      identity: { methods: ['password'], password: { user: { name: auth.username, password: auth.password, domain: { name: auth.userDomainName ?? 'Default' } } } },
-      ...(auth.projectName ? { scope: { project: { name: auth.projectName, domain: { name: auth.projectDomainName ?? 'Default' } } } } : {}),
+      identity: {
+        methods: ['password'],
+        password: { user: { name: auth.username, password: auth.password, domain: { name: auth.userDomainName ?? 'Default' } } },
+      },
+      ...(auth.projectName
+        ? { scope: { project: { name: auth.projectName, domain: { name: auth.projectDomainName ?? 'Default' } } } }
+        : {}),
     },
   };
   let r: Response;
   try {
-    r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
+    r = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
   } catch (e) {
     throw new NeutronApiError(`Keystone: ${(e as Error).message}`);
   }
@@ -210,7 +254,8 @@ export async function issueToken(auth: Extract<NeutronAuth, { kind: 'keystone' }
   const token = ((await r.json()) as { token?: { expires_at?: string; catalog?: CatalogEntry[] } }).token;
   const expiresAt = Date.parse(token?.expires_at ?? '') || Date.now() + 3_600_000;
   const wanted = auth.interface ?? 'internal';
-  const endpoint = token?.catalog?.find((c) => c.type === 'network')?.endpoints
-    ?.find((e) => e.interface === wanted && (!auth.region || e.region === auth.region || e.region_id === auth.region))?.url;
+  const endpoint = token?.catalog
+    ?.find((c) => c.type === 'network')
+    ?.endpoints?.find((e) => e.interface === wanted && (!auth.region || e.region === auth.region || e.region_id === auth.region))?.url;
   return { value, expiresAt, ...(endpoint ? { endpoint } : {}) };
 }

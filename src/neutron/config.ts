@@ -38,7 +38,8 @@ export function neutronAuth(env: NodeJS.ProcessEnv): NeutronAuth {
     return v;
   };
   const iface = env.OS_INTERFACE ?? env.OS_ENDPOINT_TYPE?.replace(/URL$/, '');
-  if (iface !== undefined && !['public', 'internal', 'admin'].includes(iface)) throw new ConfigError('OS_INTERFACE must be public, internal or admin');
+  if (iface !== undefined && !['public', 'internal', 'admin'].includes(iface))
+    throw new ConfigError('OS_INTERFACE must be public, internal or admin');
   return {
     kind: 'keystone',
     authUrl: need('OS_AUTH_URL'),
@@ -57,9 +58,11 @@ export function neutronSourceOptions(env: NodeJS.ProcessEnv = process.env): Neut
   const url = env.SG_NEUTRON_URL;
   if (!url && auth.kind === 'noauth') throw new ConfigError('SG_NEUTRON_URL is required with noauth');
   const brokerUrl = env.SG_NEUTRON_TRANSPORT_URL;
-  if (!brokerUrl) throw new ConfigError('SG_NEUTRON_TRANSPORT_URL (Neutron\'s transport_url, for a broker user of sg-controller) is required');
+  if (!brokerUrl)
+    throw new ConfigError("SG_NEUTRON_TRANSPORT_URL (Neutron's transport_url, for a broker user of sg-controller) is required");
   const prefix = env.SG_NEUTRON_DEVICE_PREFIX ?? NEUTRON_DEVICE_NAMING.prefix;
-  if (!/^[A-Za-z][A-Za-z0-9_.-]{0,9}$/.test(prefix)) throw new ConfigError('SG_NEUTRON_DEVICE_PREFIX must be 1-10 characters of an interface name');
+  if (!/^[A-Za-z][A-Za-z0-9_.-]{0,9}$/.test(prefix))
+    throw new ConfigError('SG_NEUTRON_DEVICE_PREFIX must be 1-10 characters of an interface name');
   const length = int(env, 'SG_NEUTRON_DEVICE_LENGTH', NEUTRON_DEVICE_NAMING.length, prefix.length + 8, 15);
   return {
     api: { ...(url ? { url } : {}), auth, timeoutMs: int(env, 'SG_NEUTRON_TIMEOUT_MS', 30_000, 1_000, 600_000) },

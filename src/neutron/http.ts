@@ -9,7 +9,13 @@ export function neutronApiExtension(source: () => NeutronSource): ApiExtension {
   return {
     health: () => {
       const s = source();
-      return { neutron: { brokerConnected: s.listener.connected, lastFullResync: s.reconciler.stats.lastFullResync, lastError: s.reconciler.stats.lastError } };
+      return {
+        neutron: {
+          brokerConnected: s.listener.connected,
+          lastFullResync: s.reconciler.stats.lastFullResync,
+          lastError: s.reconciler.stats.lastError,
+        },
+      };
     },
     reads: { '/neutron': () => source().status() },
     readOnly: 'read-only: in Neutron mode, Neutron is the source of truth',

@@ -64,10 +64,14 @@ export interface PushedObject {
   port?: NeutronPort;
 }
 
-export type NeutronMessageReason = 'too_large' | 'not_json' | 'not_oslo_envelope' | 'unsupported_envelope_version' | 'bad_payload' | 'missing_field';
+export type NeutronMessageReason =
+  'too_large' | 'not_json' | 'not_oslo_envelope' | 'unsupported_envelope_version' | 'bad_payload' | 'missing_field';
 
 export class NeutronMessageError extends Error {
-  constructor(readonly reason: NeutronMessageReason, message: string) {
+  constructor(
+    readonly reason: NeutronMessageReason,
+    message: string,
+  ) {
     super(message);
     this.name = 'NeutronMessageError';
   }
@@ -101,7 +105,8 @@ export function unwrapOslo(body: Buffer): Record<string, unknown> {
     fail('not_json', 'body is not JSON');
   }
   if (!isObject(outer) || !('oslo.version' in outer)) fail('not_oslo_envelope', 'no oslo.messaging envelope');
-  if (outer['oslo.version'] !== '2.0') fail('unsupported_envelope_version', `envelope version ${JSON.stringify(outer['oslo.version'])?.slice(0, 20)}`);
+  if (outer['oslo.version'] !== '2.0')
+    fail('unsupported_envelope_version', `envelope version ${JSON.stringify(outer['oslo.version'])?.slice(0, 20)}`);
   if (typeof outer['oslo.message'] !== 'string') fail('not_oslo_envelope', 'envelope without a message');
   let inner: unknown;
   try {
@@ -160,7 +165,8 @@ function decodePush(args: Record<string, unknown>): NeutronEvent {
     version = v;
     const pushed: PushedObject = { id: id(data.id, `${name} push`) };
     if (typeof data.revision_number === 'number' && Number.isSafeInteger(data.revision_number)) pushed.revision = data.revision_number;
-    if (data.security_group_id !== undefined && data.security_group_id !== null) pushed.securityGroupId = id(data.security_group_id, `${name} push`);
+    if (data.security_group_id !== undefined && data.security_group_id !== null)
+      pushed.securityGroupId = id(data.security_group_id, `${name} push`);
     if (name === 'Port' && v === KNOWN_VERSIONS.Port) {
       const port = pushedPort(pushed.id, data);
       if (port) pushed.port = port;
@@ -175,9 +181,16 @@ function decodePush(args: Record<string, unknown>): NeutronEvent {
 /** Port 1.11's primitive (neutron/objects/ports.py) in the REST API's shape, or undefined when any
  *  field is not what that version has: then the port is simply read. */
 function pushedPort(portId: string, d: Record<string, unknown>): NeutronPort | undefined {
-  const data = (o: unknown): Record<string, unknown> | undefined => (isObject(o) && isObject(o['versioned_object.data']) ? o['versioned_object.data'] : undefined);
+  const data = (o: unknown): Record<string, unknown> | undefined =>
+    isObject(o) && isObject(o['versioned_object.data']) ? o['versioned_object.data'] : undefined;
   const strings = (xs: unknown): string[] | undefined => (Array.isArray(xs) && xs.every((x) => typeof x === 'string') ? xs : undefined);
-  if (typeof d.mac_address !== 'string' || !Array.isArray(d.fixed_ips) || !Array.isArray(d.allowed_address_pairs) || !Array.isArray(d.bindings)) return undefined;
+  if (
+    typeof d.mac_address !== 'string' ||
+    !Array.isArray(d.fixed_ips) ||
+    !Array.isArray(d.allowed_address_pairs) ||
+    !Array.isArray(d.bindings)
+  )
+    return undefined;
   const groups = strings(d.security_group_ids);
   const security = data(d.security);
   if (!groups || !security || typeof security.port_security_enabled !== 'boolean') return undefined;
@@ -185,7 +198,12 @@ function pushedPort(portId: string, d: Record<string, unknown>): NeutronPort | u
   const fixed = d.fixed_ips.map(data);
   const pairs = d.allowed_address_pairs.map(data);
   const bindings = d.bindings.map(data);
-  if (fixed.some((f) => typeof f?.ip_address !== 'string') || pairs.some((a) => typeof a?.ip_address !== 'string') || bindings.some((b) => typeof b?.host !== 'string')) return undefined;
+  if (
+    fixed.some((f) => typeof f?.ip_address !== 'string') ||
+    pairs.some((a) => typeof a?.ip_address !== 'string') ||
+    bindings.some((b) => typeof b?.host !== 'string')
+  )
+    return undefined;
   // The host the API shows as binding:host_id: the active binding's (a migration adds an inactive one).
   const active = bindings.filter((b) => b!.status === 'ACTIVE');
   if (active.length > 1) return undefined;
@@ -193,7 +211,10 @@ function pushedPort(portId: string, d: Record<string, unknown>): NeutronPort | u
     id: portId,
     mac_address: d.mac_address,
     fixed_ips: fixed.map((f) => ({ ip_address: f!.ip_address as string })),
-    allowed_address_pairs: pairs.map((a) => ({ ip_address: a!.ip_address as string, ...(typeof a!.mac_address === 'string' ? { mac_address: a!.mac_address } : {}) })),
+    allowed_address_pairs: pairs.map((a) => ({
+      ip_address: a!.ip_address as string,
+      ...(typeof a!.mac_address === 'string' ? { mac_address: a!.mac_address } : {}),
+    })),
     security_groups: groups,
     port_security_enabled: security.port_security_enabled,
     'binding:host_id': (active[0]?.host as string | undefined) ?? '',

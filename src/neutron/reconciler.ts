@@ -15,8 +15,22 @@ import { ValidationError } from '../domain/validate.js';
 import type { SecurityGroupRule } from '../domain/model.js';
 import type { NeutronApi } from './api.js';
 import {
-  ADDRESS_GROUP_PREFIX, addressGroupKey, NEUTRON_DEVICE_NAMING, sameRules, samePort, toAddressGroupMembers, toLogResource, toPort, toRules,
-  type DeviceNaming, type NeutronAddressGroup, type NeutronGroup, type NeutronLog, type NeutronPort, type NeutronRule, type Rejected,
+  ADDRESS_GROUP_PREFIX,
+  addressGroupKey,
+  NEUTRON_DEVICE_NAMING,
+  sameRules,
+  samePort,
+  toAddressGroupMembers,
+  toLogResource,
+  toPort,
+  toRules,
+  type DeviceNaming,
+  type NeutronAddressGroup,
+  type NeutronGroup,
+  type NeutronLog,
+  type NeutronPort,
+  type NeutronRule,
+  type Rejected,
 } from './translate.js';
 
 export interface ReconcilerOptions {
@@ -94,7 +108,18 @@ export interface ReconcilerStats {
 }
 
 export class NeutronReconciler {
-  readonly stats: ReconcilerStats = { fullResyncs: 0, resyncReasons: {}, targetedReads: 0, driftRepaired: 0, writes: 0, skippedByRevision: 0, skippedByContent: 0, rejectedObjects: 0, apiErrors: 0, deletionsHeld: 0 };
+  readonly stats: ReconcilerStats = {
+    fullResyncs: 0,
+    resyncReasons: {},
+    targetedReads: 0,
+    driftRepaired: 0,
+    writes: 0,
+    skippedByRevision: 0,
+    skippedByContent: 0,
+    rejectedObjects: 0,
+    apiErrors: 0,
+    deletionsHeld: 0,
+  };
   private pending = empty();
   private timer: NodeJS.Timeout | null = null;
   private timerDue = 0;
@@ -195,11 +220,13 @@ export class NeutronReconciler {
     this.timerDue = due;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.running = this.loop().catch((e: unknown) => this.opts.logger?.error({ err: (e as Error).message }, 'Neutron reconciler failed')).finally(() => {
-        this.running = null;
-        if (hasTargets(this.pending)) this.schedule(0);
-        else if (this.pending.full) this.schedule(Math.max(0, this.pending.fullNotBefore - Date.now()));
-      });
+      this.running = this.loop()
+        .catch((e: unknown) => this.opts.logger?.error({ err: (e as Error).message }, 'Neutron reconciler failed'))
+        .finally(() => {
+          this.running = null;
+          if (hasTargets(this.pending)) this.schedule(0);
+          else if (this.pending.full) this.schedule(Math.max(0, this.pending.fullNotBefore - Date.now()));
+        });
     }, delayMs);
   }
 
@@ -333,7 +360,10 @@ export class NeutronReconciler {
     const stored = this.opts.store.ports();
     const gone = stored.filter((p) => !wantPorts.has(p.id));
     if (this.holdMassDeletion(gone.length, stored.length)) {
-      this.opts.logger?.error({ deletions: gone.length, stored: stored.length }, 'Neutron\'s API lists far fewer ports than are stored (wrong endpoint? a database failing over?): deletions held until a second full read confirms them');
+      this.opts.logger?.error(
+        { deletions: gone.length, stored: stored.length },
+        "Neutron's API lists far fewer ports than are stored (wrong endpoint? a database failing over?): deletions held until a second full read confirms them",
+      );
     } else {
       for (const p of gone) await this.applyPort(p.id, undefined);
       const named = new Set(this.opts.store.ports().flatMap((p) => p.securityGroups));
@@ -348,8 +378,18 @@ export class NeutronReconciler {
     // At start every write is the initial load, not drift.
     if (reason !== 'start') this.stats.driftRepaired += repaired;
     this.lastFullAt = Date.now();
-    this.stats.lastFullResync = { at: new Date().toISOString(), ms: Date.now() - started, groups: groups.length, ports: ports.length, addressGroups: addressGroups.length, repaired };
-    this.opts.logger?.info({ reason, ms: Date.now() - started, groups: groups.length, ports: ports.length, addressGroups: addressGroups.length, repaired }, 'Neutron full resync done');
+    this.stats.lastFullResync = {
+      at: new Date().toISOString(),
+      ms: Date.now() - started,
+      groups: groups.length,
+      ports: ports.length,
+      addressGroups: addressGroups.length,
+      repaired,
+    };
+    this.opts.logger?.info(
+      { reason, ms: Date.now() - started, groups: groups.length, ports: ports.length, addressGroups: addressGroups.length, repaired },
+      'Neutron full resync done',
+    );
     this.opts.written();
     this.firstFull?.resolve();
     this.firstFull ??= { resolve: () => undefined, promise: Promise.resolve() };
@@ -390,7 +430,10 @@ export class NeutronReconciler {
       if (cur && (await store.deleteGroup(id))) this.stats.writes++;
       // Neutron deletes the rules of other groups naming this one as their remote group along with it,
       // and announces only the group's deletion: those groups are read again.
-      const naming = store.groups().filter((x) => x.rules.some((r) => r.remoteGroupId === id)).map((x) => x.id);
+      const naming = store
+        .groups()
+        .filter((x) => x.rules.some((r) => r.remoteGroupId === id))
+        .map((x) => x.id);
       if (naming.length) this.hint({ groups: naming });
       return;
     }
@@ -487,7 +530,10 @@ export class NeutronReconciler {
   private report(rejected: Rejected[], kind: string): void {
     for (const r of rejected) {
       this.stats.rejectedObjects++;
-      this.opts.logger?.error({ kind, id: r.id, reason: r.reason }, 'Neutron object the model cannot hold: left out (fewer allowed flows, never more)');
+      this.opts.logger?.error(
+        { kind, id: r.id, reason: r.reason },
+        'Neutron object the model cannot hold: left out (fewer allowed flows, never more)',
+      );
     }
   }
 }

@@ -52,10 +52,17 @@ export class NeutronSource {
   private periodic?: NodeJS.Timeout;
   private readonly logged = new Set<string>();
 
-  constructor(store: ControllerStore, written: () => void, private readonly opts: NeutronSourceOptions) {
+  constructor(
+    store: ControllerStore,
+    written: () => void,
+    private readonly opts: NeutronSourceOptions,
+  ) {
     this.api = new NeutronApi(opts.api);
     this.reconciler = new NeutronReconciler({
-      store, api: this.api, written, logger: opts.logger,
+      store,
+      api: this.api,
+      written,
+      logger: opts.logger,
       ...(opts.naming ? { naming: opts.naming } : {}),
       ...(opts.minResyncGapMs !== undefined ? { minResyncGapMs: opts.minResyncGapMs } : {}),
     });
@@ -122,12 +129,25 @@ export class NeutronSource {
         if (!e.known) {
           const k = `${e.type} ${e.version}`;
           this.stats.unknownVersions[k] = (this.stats.unknownVersions[k] ?? 0) + 1;
-          this.logOnce(`version ${k}`, 'Neutron pushes an object version this sg-controller does not know; reading the objects from the API all the same', { type: e.type, version: e.version });
+          this.logOnce(
+            `version ${k}`,
+            'Neutron pushes an object version this sg-controller does not know; reading the objects from the API all the same',
+            { type: e.type, version: e.version },
+          );
         }
         const deleted = e.event === 'deleted';
         if (e.type === 'Port') {
           this.lastPortPushAt = Date.now();
-          r.hint({ ports: new Map(e.objects.map((o) => [o.id, deleted ? undefined : { ...(o.revision !== undefined ? { revision: o.revision } : {}), ...(o.port ? { pushed: o.port } : {}) }])) });
+          r.hint({
+            ports: new Map(
+              e.objects.map((o) => [
+                o.id,
+                deleted
+                  ? undefined
+                  : { ...(o.revision !== undefined ? { revision: o.revision } : {}), ...(o.port ? { pushed: o.port } : {}) },
+              ]),
+            ),
+          });
         } else if (e.type === 'SecurityGroup') {
           r.hint({ groups: e.objects.map((o) => o.id) });
         } else if (e.type === 'AddressGroup') {
@@ -173,7 +193,10 @@ export class NeutronSource {
 
   private onUnreadable(e: NeutronMessageError): void {
     this.unreadable(e.reason);
-    this.logOnce(`unreadable ${e.reason}`, 'unreadable message on a Neutron exchange: counted, and a full resync scheduled', { reason: e.reason, detail: e.message });
+    this.logOnce(`unreadable ${e.reason}`, 'unreadable message on a Neutron exchange: counted, and a full resync scheduled', {
+      reason: e.reason,
+      detail: e.message,
+    });
     this.reconciler.resync(`unreadable message (${e.reason})`, true);
   }
 }

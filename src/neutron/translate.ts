@@ -63,8 +63,29 @@ export interface NeutronAddressGroup {
 export const FIELDS = {
   group: ['id', 'project_id', 'stateful', 'revision_number'],
   groupWithRules: ['id', 'project_id', 'stateful', 'revision_number', 'security_group_rules'],
-  rule: ['id', 'security_group_id', 'direction', 'ethertype', 'protocol', 'port_range_min', 'port_range_max', 'remote_ip_prefix', 'remote_group_id', 'remote_address_group_id'],
-  port: ['id', 'mac_address', 'fixed_ips', 'allowed_address_pairs', 'security_groups', 'port_security_enabled', 'binding:host_id', 'device_owner', 'revision_number'],
+  rule: [
+    'id',
+    'security_group_id',
+    'direction',
+    'ethertype',
+    'protocol',
+    'port_range_min',
+    'port_range_max',
+    'remote_ip_prefix',
+    'remote_group_id',
+    'remote_address_group_id',
+  ],
+  port: [
+    'id',
+    'mac_address',
+    'fixed_ips',
+    'allowed_address_pairs',
+    'security_groups',
+    'port_security_enabled',
+    'binding:host_id',
+    'device_owner',
+    'revision_number',
+  ],
   addressGroup: ['id', 'addresses', 'revision_number'],
   log: ['id', 'project_id', 'resource_type', 'resource_id', 'target_id', 'event', 'enabled'],
 } as const;
@@ -106,17 +127,21 @@ export function deviceName(portId: string, naming: DeviceNaming = NEUTRON_DEVICE
 }
 
 export function toRule(r: NeutronRule): SecurityGroupRule {
-  if (r.remote_group_id && r.remote_address_group_id) throw new ValidationError(`rule ${r.id}: both a remote group and a remote address group`);
-  return validateRule({
-    id: r.id,
-    direction: r.direction,
-    ethertype: r.ethertype,
-    protocol: r.protocol ?? null,
-    portRangeMin: r.port_range_min ?? null,
-    portRangeMax: r.port_range_max ?? null,
-    remoteIpPrefix: r.remote_ip_prefix ?? null,
-    remoteGroupId: r.remote_address_group_id ? addressGroupKey(r.remote_address_group_id) : (r.remote_group_id ?? null),
-  }, r.security_group_id);
+  if (r.remote_group_id && r.remote_address_group_id)
+    throw new ValidationError(`rule ${r.id}: both a remote group and a remote address group`);
+  return validateRule(
+    {
+      id: r.id,
+      direction: r.direction,
+      ethertype: r.ethertype,
+      protocol: r.protocol ?? null,
+      portRangeMin: r.port_range_min ?? null,
+      portRangeMax: r.port_range_max ?? null,
+      remoteIpPrefix: r.remote_ip_prefix ?? null,
+      remoteGroupId: r.remote_address_group_id ? addressGroupKey(r.remote_address_group_id) : (r.remote_group_id ?? null),
+    },
+    r.security_group_id,
+  );
 }
 
 export interface Rejected {
@@ -158,7 +183,9 @@ export function toPort(p: NeutronPort, naming: DeviceNaming = NEUTRON_DEVICE_NAM
     device: deviceName(p.id, naming),
     mac: p.mac_address,
     fixedIps: (p.fixed_ips ?? []).map((f) => f.ip_address),
-    allowedAddressPairs: (p.allowed_address_pairs ?? []).map((a) => (a.mac_address ? { ipAddress: a.ip_address, macAddress: a.mac_address } : { ipAddress: a.ip_address })),
+    allowedAddressPairs: (p.allowed_address_pairs ?? []).map((a) =>
+      a.mac_address ? { ipAddress: a.ip_address, macAddress: a.mac_address } : { ipAddress: a.ip_address },
+    ),
     securityGroups: p.security_groups ?? [],
     portSecurityEnabled: p.port_security_enabled !== false,
   });
@@ -194,14 +221,24 @@ function halvesOfCatchAll(address: string): string[] {
 
 /** The model's port minus what the store adds, for comparing what Neutron says with what is stored. */
 export function samePort(a: Port, b: Port): boolean {
-  return a.host === b.host && a.device === b.device && a.mac === b.mac && a.portSecurityEnabled === b.portSecurityEnabled
-    && sameList(a.fixedIps, b.fixedIps) && sameList(a.securityGroups, b.securityGroups)
-    && sameList(a.allowedAddressPairs.map((p) => `${p.ipAddress} ${p.macAddress ?? ''}`), b.allowedAddressPairs.map((p) => `${p.ipAddress} ${p.macAddress ?? ''}`));
+  return (
+    a.host === b.host &&
+    a.device === b.device &&
+    a.mac === b.mac &&
+    a.portSecurityEnabled === b.portSecurityEnabled &&
+    sameList(a.fixedIps, b.fixedIps) &&
+    sameList(a.securityGroups, b.securityGroups) &&
+    sameList(
+      a.allowedAddressPairs.map((p) => `${p.ipAddress} ${p.macAddress ?? ''}`),
+      b.allowedAddressPairs.map((p) => `${p.ipAddress} ${p.macAddress ?? ''}`),
+    )
+  );
 }
 
 export function sameRules(a: SecurityGroupRule[], b: SecurityGroupRule[]): boolean {
   if (a.length !== b.length) return false;
-  const key = (r: SecurityGroupRule) => JSON.stringify([r.id, r.direction, r.ethertype, r.protocol, r.portRangeMin, r.portRangeMax, r.remoteIpPrefix, r.remoteGroupId]);
+  const key = (r: SecurityGroupRule) =>
+    JSON.stringify([r.id, r.direction, r.ethertype, r.protocol, r.portRangeMin, r.portRangeMax, r.remoteIpPrefix, r.remoteGroupId]);
   return sameList(a.map(key), b.map(key));
 }
 

@@ -34,7 +34,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export function parseBrokerUrls(v: unknown): string[] {
   const list = typeof v === 'string' ? v.split(',') : Array.isArray(v) ? v : [];
   if (!list.every((u) => typeof u === 'string')) throw new ConfigError('config: broker URLs must be strings');
-  return (list).map((u) => u.trim()).filter(Boolean);
+  return list.map((u) => u.trim()).filter(Boolean);
 }
 
 /** `amqp.tls` in a configuration file and its variables, the same for agent and controller. */
@@ -69,7 +69,11 @@ export function checkBrokerOptions(o: { urls: string[]; tls?: BrokerTls }): void
   }
   if (!!t.certFile !== !!t.keyFile) throw new ConfigError('config: a client certificate needs both its cert and key file');
   if (t.external && !t.certFile) throw new ConfigError('config: EXTERNAL authentication needs a client certificate');
-  for (const [what, f] of [['CA file', t.caFile], ['certificate file', t.certFile], ['key file', t.keyFile]] as const) {
+  for (const [what, f] of [
+    ['CA file', t.caFile],
+    ['certificate file', t.certFile],
+    ['key file', t.keyFile],
+  ] as const) {
     if (!f) continue;
     try {
       fs.accessSync(f, fs.constants.R_OK);

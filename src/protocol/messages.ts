@@ -104,12 +104,7 @@ export interface Quarantined {
 export type WirePort = PortInput;
 
 export type UpdateMessage =
-  | GroupMembersMessage
-  | GroupRulesMessage
-  | GroupLogsMessage
-  | GroupDeletedMessage
-  | PortMessage
-  | PortUnboundMessage;
+  GroupMembersMessage | GroupRulesMessage | GroupLogsMessage | GroupDeletedMessage | PortMessage | PortUnboundMessage;
 export type AnyMessage = UpdateMessage | SyncRequest | SyncReply;
 
 export class MalformedMessage extends Error {
@@ -138,7 +133,8 @@ export function decode<T extends AnyMessage = AnyMessage>(body: Buffer | string,
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new MalformedMessage('not a JSON object');
   const { v, type } = value as { v?: unknown; type?: unknown };
   if (v !== PROTOCOL_VERSION) throw new MalformedMessage(`unsupported protocol version ${JSON.stringify(v)?.slice(0, 20)}`);
-  if (typeof type !== 'string' || !validators.has(type)) throw new MalformedMessage(`unknown message type ${JSON.stringify(type)?.slice(0, 40)}`);
+  if (typeof type !== 'string' || !validators.has(type))
+    throw new MalformedMessage(`unknown message type ${JSON.stringify(type)?.slice(0, 40)}`);
   if (expect && !expect.includes(type as MessageType)) throw new MalformedMessage(`message type ${type} not expected here`);
   const validate = validators.get(type)!;
   if (!validate(value)) {
@@ -199,7 +195,8 @@ function checkSyncReply(m: SyncReply): void {
       return undefined;
     }
   };
-  if (m.ports) m.ports = m.ports.flatMap((p) => keep('port', idText((p as { id?: unknown }).id).slice(0, LIMITS.id), () => [validatePort(p)]) ?? []);
+  if (m.ports)
+    m.ports = m.ports.flatMap((p) => keep('port', idText((p as { id?: unknown }).id).slice(0, LIMITS.id), () => [validatePort(p)]) ?? []);
   const group = (g: GroupSnapshot): GroupSnapshot => ({
     ...g,
     rules: validateRules(g.rules, g.id),

@@ -6,7 +6,16 @@
 // it; declaring it with a dead-letter exchange → also write on that exchange; binding → write on the
 // queue and read on the exchange; consuming → read on the queue; publishing → write on the exchange
 // (the default exchange is `amq.default`). Passive declarations (existence checks) need nothing.
-import { agentQueue, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, GROUP_EXCHANGE, HOST_EXCHANGE, LEADER_QUEUE, SYNC_EXCHANGE, SYNC_QUEUE } from './routing.js';
+import {
+  agentQueue,
+  DEAD_LETTER_EXCHANGE,
+  DEAD_LETTER_QUEUE,
+  GROUP_EXCHANGE,
+  HOST_EXCHANGE,
+  LEADER_QUEUE,
+  SYNC_EXCHANGE,
+  SYNC_QUEUE,
+} from './routing.js';
 
 export interface BrokerPermissions {
   configure: string;

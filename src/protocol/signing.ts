@@ -33,7 +33,10 @@ function signedBytes(body: Buffer, ctx: SignedContext): Buffer {
 }
 
 export function keyIdOf(publicKey: KeyObject): string {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** A private key file must not be readable by anyone but its owner (as ssh insists). */
@@ -44,7 +47,8 @@ export function readSecretFile(file: string, what: string): Buffer {
   } catch (e) {
     throw new ConfigError(`${what} ${file}: ${describeFsError(e)}`);
   }
-  if (st.mode & 0o077) throw new ConfigError(`${what} ${file} is accessible to group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
+  if (st.mode & 0o077)
+    throw new ConfigError(`${what} ${file} is accessible to group or others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`);
   return readConfiguredFile(file, what);
 }
 
@@ -80,7 +84,11 @@ export class Keyring {
   private checkedAt = 0;
 
   /** `onError` hears of files that could not be read (the rest are used). */
-  constructor(private readonly paths: readonly string[], private readonly onError: (e: Error) => void = () => undefined, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly paths: readonly string[],
+    private readonly onError: (e: Error) => void = () => undefined,
+    private readonly now: () => number = Date.now,
+  ) {
     const errors: Error[] = [];
     this.pathsSeen = this.pathsNow();
     this.load((e) => errors.push(e));
@@ -93,27 +101,39 @@ export class Keyring {
   }
 
   private files(): string[] {
-    return this.paths.flatMap((p) => (fs.statSync(p).isDirectory() ? fs.readdirSync(p).filter((f) => /\.(pub|pem)$/.test(f)).sort().map((f) => path.join(p, f)) : [p]));
+    return this.paths.flatMap((p) =>
+      fs.statSync(p).isDirectory()
+        ? fs
+            .readdirSync(p)
+            .filter((f) => /\.(pub|pem)$/.test(f))
+            .sort()
+            .map((f) => path.join(p, f))
+        : [p],
+    );
   }
 
   /** What the configured paths are now (2–3 µs a path). */
   private pathsNow(): string {
-    return this.paths.map((p) => {
-      try {
-        const st = fs.statSync(p);
-        return `${st.ino}:${st.size}:${st.mtimeMs}`;
-      } catch {
-        return 'missing';
-      }
-    }).join('|');
+    return this.paths
+      .map((p) => {
+        try {
+          const st = fs.statSync(p);
+          return `${st.ino}:${st.size}:${st.mtimeMs}`;
+        } catch {
+          return 'missing';
+        }
+      })
+      .join('|');
   }
 
   /** What the key files are now (names, sizes, times): a change means they must be read again. */
   private fingerprint(): string {
-    return this.files().map((f) => {
-      const st = fs.statSync(f);
-      return `${f}:${st.ino}:${st.size}:${st.mtimeMs}`;
-    }).join('|');
+    return this.files()
+      .map((f) => {
+        const st = fs.statSync(f);
+        return `${f}:${st.ino}:${st.size}:${st.mtimeMs}`;
+      })
+      .join('|');
   }
 
   /** Reads every key file. What failed is reported once: the files are not read again until they change. */
@@ -134,7 +154,8 @@ export class Keyring {
     }
     // An emptied keyring would refuse everything: more likely a deployment caught half-way. Keep the
     // keys held (the error says why) until a key is there again.
-    if (next.size === 0 && this.keys.size > 0) return onError(new Error(`no trusted public key left in ${this.paths.join(', ')}; keeping the ones held`));
+    if (next.size === 0 && this.keys.size > 0)
+      return onError(new Error(`no trusted public key left in ${this.paths.join(', ')}; keeping the ones held`));
     this.keys = next;
   }
 

@@ -53,7 +53,11 @@ function elemText(e: unknown): string {
 export class Oracle {
   readonly ipt: KernelNames;
   readonly nft: NftNames;
-  constructor(readonly backend: Backend, readonly host: Netns, prefix = 'sg') {
+  constructor(
+    readonly backend: Backend,
+    readonly host: Netns,
+    prefix = 'sg',
+  ) {
     this.ipt = new KernelNames(prefix);
     this.nft = new NftNames(prefix);
   }
@@ -65,7 +69,8 @@ export class Oracle {
   /** Our rules as the tool prints them, set contents and counter values left out (a membership
    *  change never touches them; the rules count the packets the test sends). */
   rules(): string {
-    if (this.backend === 'iptables') return ['iptables-save', 'ip6tables-save'].map((c) => this.host.exec(c, ['-t', 'filter']).replace(/^#.*\n/gm, '')).join('');
+    if (this.backend === 'iptables')
+      return ['iptables-save', 'ip6tables-save'].map((c) => this.host.exec(c, ['-t', 'filter']).replace(/^#.*\n/gm, '')).join('');
     return ['inet', 'bridge'].map((f) => this.host.run(NFT, ['-s', '-t', 'list', 'table', f, this.nft.table]).stdout).join('');
   }
 
@@ -86,7 +91,9 @@ export class Oracle {
   /** Our member sets. */
   memberSets(): string[] {
     if (this.backend === 'iptables') return [...ipsetSave(this.host).keys()].filter((n) => this.ipt.owns(n));
-    return this.nftJson().flatMap((o) => (o.set && o.set.table === this.nft.table && /^g[46]-/.test(o.set.name ?? '') ? [o.set.name!] : []));
+    return this.nftJson().flatMap((o) =>
+      o.set && o.set.table === this.nft.table && /^g[46]-/.test(o.set.name ?? '') ? [o.set.name!] : [],
+    );
   }
 
   /** Whether any chain of the port is in the kernel. */
@@ -99,7 +106,9 @@ export class Oracle {
   /** Every chain, set and table of ours still in the kernel. */
   ours(): string[] {
     if (this.backend === 'iptables') {
-      const chains = this.rules().split('\n').filter((l) => l.startsWith(':') && this.ipt.owns(l.slice(1).split(' ')[0]!));
+      const chains = this.rules()
+        .split('\n')
+        .filter((l) => l.startsWith(':') && this.ipt.owns(l.slice(1).split(' ')[0]!));
       return [...chains, ...this.memberSets()];
     }
     return this.nftJson().flatMap((o) => (o.table && o.table.name === this.nft.table ? [`${o.table.family} table ${o.table.name}`] : []));

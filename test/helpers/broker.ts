@@ -50,10 +50,25 @@ export async function testVhost(prefix: string, o: { tls?: { node: string; port:
 }
 
 /** Creates a broker user with the permissions of its role through `sg-controller broker-user`. */
-export function brokerUser(v: TestVhost, role: 'controller' | 'agent', host?: string, o: { user?: string; noPassword?: boolean } = {}): { user: string; password: string; url: string } {
+export function brokerUser(
+  v: TestVhost,
+  role: 'controller' | 'agent',
+  host?: string,
+  o: { user?: string; noPassword?: boolean } = {},
+): { user: string; password: string; url: string } {
   const user = o.user ?? `${v.name}-${role}-${randomBytes(3).toString('hex')}`;
   const password = o.noPassword ? '' : randomBytes(12).toString('hex');
-  const args = ['broker-user', role, user, ...(host ? ['--host', host] : []), '--vhost', v.name, '--node', v.node, o.noPassword ? '--no-password' : '--password-stdin'];
+  const args = [
+    'broker-user',
+    role,
+    user,
+    ...(host ? ['--host', host] : []),
+    '--vhost',
+    v.name,
+    '--node',
+    v.node,
+    o.noPassword ? '--no-password' : '--password-stdin',
+  ];
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-controller.ts'), ...args], {
     cwd: repo,
     input: `${password}\n`,
@@ -68,9 +83,21 @@ export function brokerUser(v: TestVhost, role: 'controller' | 'agent', host?: st
 export function closeConnections(v: TestVhost, name: string): number {
   // The JSON listing shows client properties; only the plain one prints pids close_connection accepts.
   // Both show the connection's address pair, which is unique.
-  const list = JSON.parse(rabbitmqctl(v.node, ['list_connections', 'name', 'vhost', 'client_properties', '--formatter', 'json'])) as { name: string; vhost: string; client_properties: [string, string, unknown][] }[];
-  const wanted = new Set(list.filter((c) => c.vhost === v.name && c.client_properties.some(([k, , val]) => k === 'connection_name' && val === name)).map((c) => c.name));
-  const pids = rabbitmqctl(v.node, ['list_connections', '-q', '--no-table-headers', 'pid', 'name']).split('\n').map((l) => l.split('\t')).filter(([, n]) => n && wanted.has(n)).map(([pid]) => pid!);
+  const list = JSON.parse(rabbitmqctl(v.node, ['list_connections', 'name', 'vhost', 'client_properties', '--formatter', 'json'])) as {
+    name: string;
+    vhost: string;
+    client_properties: [string, string, unknown][];
+  }[];
+  const wanted = new Set(
+    list
+      .filter((c) => c.vhost === v.name && c.client_properties.some(([k, , val]) => k === 'connection_name' && val === name))
+      .map((c) => c.name),
+  );
+  const pids = rabbitmqctl(v.node, ['list_connections', '-q', '--no-table-headers', 'pid', 'name'])
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .filter(([, n]) => n && wanted.has(n))
+    .map(([pid]) => pid!);
   for (const pid of pids) rabbitmqctl(v.node, ['close_connection', pid, 'closed by a test']);
   return pids.length;
 }

@@ -35,7 +35,10 @@ export function rabbitmqctl(node: number, args: string[]): string {
 
 /** Node n's memory by category (`rabbitmq-diagnostics memory_breakdown`), bytes. */
 export function memoryBreakdown(node: number): Record<string, number> {
-  const r = spawnSync('rabbitmq-diagnostics', ['-q', '-n', clusterNode(node).name, 'memory_breakdown', '--formatter', 'json'], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('rabbitmq-diagnostics', ['-q', '-n', clusterNode(node).name, 'memory_breakdown', '--formatter', 'json'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   if (r.status !== 0) throw new Error(`memory_breakdown of node ${node}: ${r.stderr || r.stdout}`);
   return Object.fromEntries(Object.entries(JSON.parse(r.stdout) as Record<string, { bytes: number }>).map(([k, v]) => [k, v.bytes]));
 }
@@ -98,7 +101,8 @@ export function clusterVhost(prefix: string): ClusterVhost {
   return {
     name,
     urls: CLUSTER_NODES.map((c) => `amqp://guest:guest@127.0.0.1:${c.port}/${encodeURIComponent(name)}`),
-    remove: () => void spawnSync('rabbitmqctl', ['-q', '-n', clusterNode(liveNode()).name, 'delete_vhost', name], { stdio: 'ignore', timeout: 60_000 }),
+    remove: () =>
+      void spawnSync('rabbitmqctl', ['-q', '-n', clusterNode(liveNode()).name, 'delete_vhost', name], { stdio: 'ignore', timeout: 60_000 }),
   };
 }
 
@@ -126,6 +130,8 @@ export async function stopCluster(): Promise<void> {
  *  cut off from have caught up): the precondition of "any one node down". */
 export function quorumSafeWithout(n: number): Promise<boolean> {
   return new Promise((resolve) => {
-    execFile('rabbitmq-queues', ['-q', '-n', clusterNode(n).name, 'check_if_node_is_quorum_critical'], { timeout: 30_000 }, (err) => resolve(!err));
+    execFile('rabbitmq-queues', ['-q', '-n', clusterNode(n).name, 'check_if_node_is_quorum_critical'], { timeout: 30_000 }, (err) =>
+      resolve(!err),
+    );
   });
 }

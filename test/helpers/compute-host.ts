@@ -101,24 +101,38 @@ export class ComputeHost {
   /** The environment of every OVS tool and of the agent: this host's OVS, and sudo. */
   private get ovsEnv(): Record<string, string> {
     const dir = this.o.dir;
-    return { OVS_RUNDIR: dir, OVS_DBDIR: dir, OVS_LOGDIR: dir, OVS_SYSCONFDIR: dir, PATH: `${this.o.shimDir}:${path.dirname(bin('python'))}:${process.env.PATH}` };
+    return {
+      OVS_RUNDIR: dir,
+      OVS_DBDIR: dir,
+      OVS_LOGDIR: dir,
+      OVS_SYSCONFDIR: dir,
+      PATH: `${this.o.shimDir}:${path.dirname(bin('python'))}:${process.env.PATH}`,
+    };
   }
 
   vsctl(...args: string[]): string {
-    return execFileSync('ovs-vsctl', [`--db=${this.db}`, '--timeout=30', ...args], { encoding: 'utf8', env: { ...process.env, ...this.ovsEnv } });
+    return execFileSync('ovs-vsctl', [`--db=${this.db}`, '--timeout=30', ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, ...this.ovsEnv },
+    });
   }
 
   /** One of Neutron's commands run on this host (in its namespace, its OVS, sudo), with the agent's configuration. */
   neutronTool(name: string, args: string[] = []): string {
     return execFileSync('ip', ['netns', 'exec', this.ns.name, bin(name), '--config-file', this.agentConfigFile, ...args], {
-      encoding: 'utf8', env: { ...process.env, ...this.ovsEnv }, stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+      env: { ...process.env, ...this.ovsEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
   }
 
   /** A shell script run in this host's namespace as an operator would run it there (`sh -e`), with
    *  Neutron's commands and sudo on the PATH; its output. */
   shell(script: string): string {
-    const r = spawnSync('ip', ['netns', 'exec', this.ns.name, 'sh', '-ec', script], { encoding: 'utf8', env: { ...process.env, ...this.ovsEnv } });
+    const r = spawnSync('ip', ['netns', 'exec', this.ns.name, 'sh', '-ec', script], {
+      encoding: 'utf8',
+      env: { ...process.env, ...this.ovsEnv },
+    });
     if (r.status !== 0) throw new Error(`on ${this.name}, exit ${r.status}: ${r.stderr}\n${script}`);
     return r.stdout;
   }
@@ -130,20 +144,43 @@ export class ComputeHost {
   /** ovsdb-server and ovs-vswitchd in the namespace, and the provider bridge br-phys. */
   async startOvs(): Promise<void> {
     execFileSync('ovsdb-tool', ['create', this.file('conf.db'), '/usr/share/openvswitch/vswitch.ovsschema']);
-    this.spawnInNs('ovsdb-server', 'ovsdb-server', [this.file('conf.db'), `--remote=p${this.db}`, `--unixctl=${this.file('ovsdb-server.ctl')}`,
-      `--log-file=${this.file('ovsdb-server.log')}`, `--pidfile=${this.file('ovsdb-server.pid')}`]);
-    await waitFor('ovsdb-server', () => fs.existsSync(this.file('db.sock')), 30_000, () => tail(this.file('ovsdb-server.out')));
+    this.spawnInNs('ovsdb-server', 'ovsdb-server', [
+      this.file('conf.db'),
+      `--remote=p${this.db}`,
+      `--unixctl=${this.file('ovsdb-server.ctl')}`,
+      `--log-file=${this.file('ovsdb-server.log')}`,
+      `--pidfile=${this.file('ovsdb-server.pid')}`,
+    ]);
+    await waitFor(
+      'ovsdb-server',
+      () => fs.existsSync(this.file('db.sock')),
+      30_000,
+      () => tail(this.file('ovsdb-server.out')),
+    );
     this.vsctl('--no-wait', 'init');
-    this.spawnInNs('ovs-vswitchd', 'ovs-vswitchd', [this.db, '--disable-system', `--unixctl=${this.file('ovs-vswitchd.ctl')}`,
-      `--log-file=${this.file('ovs-vswitchd.log')}`, `--pidfile=${this.file('ovs-vswitchd.pid')}`]);
+    this.spawnInNs('ovs-vswitchd', 'ovs-vswitchd', [
+      this.db,
+      '--disable-system',
+      `--unixctl=${this.file('ovs-vswitchd.ctl')}`,
+      `--log-file=${this.file('ovs-vswitchd.log')}`,
+      `--pidfile=${this.file('ovs-vswitchd.pid')}`,
+    ]);
     this.vsctl('add-br', 'br-phys', '--', 'set', 'bridge', 'br-phys', 'datapath_type=netdev');
   }
 
   /** Connects the machine's broker port to this namespace's loopback (same port number inside). */
   async forwardBroker(port: number): Promise<void> {
-    const child = this.daemons.start('broker-forward', 'python3', [path.join(__dirname, 'netns-forward.py'), this.ns.path, `${port}:${port}`], {}, { pipeStdout: true });
+    const child = this.daemons.start(
+      'broker-forward',
+      'python3',
+      [path.join(__dirname, 'netns-forward.py'), this.ns.path, `${port}:${port}`],
+      {},
+      { pipeStdout: true },
+    );
     await new Promise<void>((resolve, reject) => {
-      readline.createInterface({ input: child.stdout! }).once('line', (l) => (l === 'ready' ? resolve() : reject(new Error(`netns-forward: ${l}`))));
+      readline
+        .createInterface({ input: child.stdout! })
+        .once('line', (l) => (l === 'ready' ? resolve() : reject(new Error(`netns-forward: ${l}`))));
       child.once('exit', (code) => reject(new Error(`netns-forward exited ${code}`)));
     });
   }
@@ -203,11 +240,17 @@ lock_path = ${dir}/state
 
   /** Waits until the agent's rpc_loop iteration `n` (counted from its start) completed. */
   async agentLoopCompleted(n: number, ms = 120_000): Promise<void> {
-    await waitFor(`the OVS agent of ${this.name}: iteration ${n}`, () => {
-      const text = this.agentLog();
-      if (/ERROR .*(Agent terminated|Traceback)|CRITICAL/.test(text)) throw new Error(`OVS agent of ${this.name} failed:\n${text.slice(-3000)}`);
-      return new RegExp(`rpc_loop - iteration:${n} completed`).test(text);
-    }, ms, () => this.agentLog().slice(-3000) + tail(this.file('ovs-agent.out'), 10));
+    await waitFor(
+      `the OVS agent of ${this.name}: iteration ${n}`,
+      () => {
+        const text = this.agentLog();
+        if (/ERROR .*(Agent terminated|Traceback)|CRITICAL/.test(text))
+          throw new Error(`OVS agent of ${this.name} failed:\n${text.slice(-3000)}`);
+        return new RegExp(`rpc_loop - iteration:${n} completed`).test(text);
+      },
+      ms,
+      () => this.agentLog().slice(-3000) + tail(this.file('ovs-agent.out'), 10),
+    );
   }
 
   /** SIGKILL: the agent ignores SIGTERM for long. VM wiring (OVS, bridges, taps) stays as it is. */
@@ -241,17 +284,25 @@ lock_path = ${dir}/state
   async startSgAgent(extra?: Record<string, string>): Promise<void> {
     if (extra) this.sgAgentExtra = extra;
     this.sgAgent = startProcess('src/cli/sg-agent.ts', ['run'], {
-      ...this.o.sgAgentEnv, SG_AGENT_HOST: this.o.name, SG_NETNS: this.ns.path, SG_METRICS_LISTEN: this.metrics, ...this.sgAgentExtra,
+      ...this.o.sgAgentEnv,
+      SG_AGENT_HOST: this.o.name,
+      SG_NETNS: this.ns.path,
+      SG_METRICS_LISTEN: this.metrics,
+      ...this.sgAgentExtra,
     });
     const pid = this.sgAgent.child.pid;
     if (pid) {
       this.o.reaper?.add({ pids: [pid] });
       void this.sgAgent.exit.then(() => this.o.reaper?.remove({ pids: [pid] }));
     }
-    await waitFor(`sg-agent of ${this.name}`, async () => {
-      if (this.sgAgent!.exited) throw new Error(`sg-agent of ${this.name} exited:\n${this.sgAgent!.dump()}`);
-      return (await this.status()).connected;
-    }, 60_000);
+    await waitFor(
+      `sg-agent of ${this.name}`,
+      async () => {
+        if (this.sgAgent!.exited) throw new Error(`sg-agent of ${this.name} exited:\n${this.sgAgent!.dump()}`);
+        return (await this.status()).connected;
+      },
+      60_000,
+    );
   }
 
   async stopSgAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -261,7 +312,9 @@ lock_path = ${dir}/state
   /** `sg-agent cleanup` in this host's namespace: its jump, chains, tables and sets go. */
   sgAgentCleanup(): void {
     const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'cleanup'], {
-      cwd: repo, env: { ...process.env, ...this.o.sgAgentEnv, SG_AGENT_HOST: this.o.name, SG_NETNS: this.ns.path }, encoding: 'utf8',
+      cwd: repo,
+      env: { ...process.env, ...this.o.sgAgentEnv, SG_AGENT_HOST: this.o.name, SG_NETNS: this.ns.path },
+      encoding: 'utf8',
     });
     if (r.status !== 0) throw new Error(`sg-agent cleanup on ${this.name}: ${r.stderr}`);
   }
@@ -274,19 +327,35 @@ lock_path = ${dir}/state
 
   /** Waits until sg-agent reports these ports' filters in the kernel as they now are. */
   async filtered(...portIds: string[]): Promise<void> {
-    await waitFor(`ports ${portIds.join(', ')} filtered on ${this.name}`, async () => {
-      const s = await this.status();
-      return portIds.every((id) => s.ports.some((p) => p.id === id && p.inKernel));
-    }, 60_000);
+    await waitFor(
+      `ports ${portIds.join(', ')} filtered on ${this.name}`,
+      async () => {
+        const s = await this.status();
+        return portIds.every((id) => s.ports.some((p) => p.id === id && p.inKernel));
+      },
+      60_000,
+    );
   }
 
   private osVif(action: 'plug' | 'unplug', port: PortSpec, instance: string): void {
     const conf = this.file('os-vif.conf');
     if (!fs.existsSync(conf)) fs.writeFileSync(conf, `[os_vif_ovs]\novsdb_connection = ${this.db}\n`);
-    const spec = { port_id: port.id, mac: port.mac, network_id: port.networkId, instance_uuid: instance, project_id: port.projectId, datapath_type: 'netdev' };
-    const r = spawnSync('ip', ['netns', 'exec', this.ns.name, bin('python'), path.join(__dirname, 'os-vif-plug.py'), conf, action, JSON.stringify(spec)], {
-      encoding: 'utf8', env: { ...process.env, ...this.ovsEnv },
-    });
+    const spec = {
+      port_id: port.id,
+      mac: port.mac,
+      network_id: port.networkId,
+      instance_uuid: instance,
+      project_id: port.projectId,
+      datapath_type: 'netdev',
+    };
+    const r = spawnSync(
+      'ip',
+      ['netns', 'exec', this.ns.name, bin('python'), path.join(__dirname, 'os-vif-plug.py'), conf, action, JSON.stringify(spec)],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, ...this.ovsEnv },
+      },
+    );
     if (r.status !== 0) throw new Error(`os-vif ${action} of ${port.id} on ${this.name}: ${r.stderr.slice(-2000)}`);
   }
 
@@ -311,7 +380,16 @@ lock_path = ${dir}/state
     // arrive with it unfilled, and be dropped.
     ns.exec('ethtool', ['-K', 'eth0', 'tx', 'off']);
     ns.exec('ip', ['link', 'set', 'eth0', 'up']);
-    const vm: OsVm = existing ?? { name: `vm-${port.id.slice(0, 8)}`, ns, device: tap, mac: port.mac, ip4: port.ip4, ip6: port.ip6, portId: port.id, instance };
+    const vm: OsVm = existing ?? {
+      name: `vm-${port.id.slice(0, 8)}`,
+      ns,
+      device: tap,
+      mac: port.mac,
+      ip4: port.ip4,
+      ip6: port.ip6,
+      portId: port.id,
+      instance,
+    };
     this.vms.set(port.id, vm);
     if (!this.traffic.vms.includes(vm)) this.traffic.vms.push(vm);
     return vm;
@@ -351,7 +429,9 @@ lock_path = ${dir}/state
   /** What of a port is left in this host's namespace: its devices, and its port on br-int. */
   traces(portId: string): string[] {
     const links = this.ns.exec('ip', ['-o', 'link', 'show']);
-    const found = (['tap', 'qbr', 'qvb', 'qvo'] as const).map((p) => devName(p, portId)).filter((d) => links.includes(`: ${d}`) || links.includes(`: ${d}@`));
+    const found = (['tap', 'qbr', 'qvb', 'qvo'] as const)
+      .map((p) => devName(p, portId))
+      .filter((d) => links.includes(`: ${d}`) || links.includes(`: ${d}@`));
     const ovs = this.vsctl('--columns=name', 'find', 'Interface', `external_ids:iface-id=${portId}`).trim();
     return ovs ? [...found, `ovs: ${ovs}`] : found;
   }
@@ -362,7 +442,9 @@ lock_path = ${dir}/state
     await this.stopSgAgent('SIGKILL');
     await this.daemons.killAll();
     for (const pid of this.pidsIn()) this.killPid(pid);
-    for (const vm of this.vms.values()) for (const pid of spawnSync('ip', ['netns', 'pids', vm.ns.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) this.killPid(Number(pid));
+    for (const vm of this.vms.values())
+      for (const pid of spawnSync('ip', ['netns', 'pids', vm.ns.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean))
+        this.killPid(Number(pid));
     this.traffic.destroy();
     fs.rmSync(this.o.dir, { recursive: true, force: true });
   }
@@ -382,4 +464,3 @@ export function sudoShim(dir: string): string {
   fs.writeFileSync(shim, '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\nexec "$@"\n', { mode: 0o755 });
   return dir;
 }
-

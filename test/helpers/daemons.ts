@@ -10,14 +10,20 @@ export class Daemons {
   private readonly procs = new Map<string, ChildProcess>();
 
   /** `reaper`: told of each process group, in case this process is killed before killAll. */
-  constructor(private readonly dir: string, private readonly reaper?: Reaper) {}
+  constructor(
+    private readonly dir: string,
+    private readonly reaper?: Reaper,
+  ) {}
 
   /** Starts `name`; `env` goes over this process's environment. With `pipeStdout`, its stdout is the
    *  caller's to read (a daemon that says when it is ready) and only stderr goes to the file. */
   start(name: string, cmd: string, args: string[], env: Record<string, string> = {}, opts: { pipeStdout?: boolean } = {}): ChildProcess {
     const log = fs.openSync(path.join(this.dir, `${name}.out`), 'a');
     const child = spawn(cmd, args, {
-      cwd: this.dir, env: { ...process.env, ...env }, stdio: ['ignore', opts.pipeStdout ? 'pipe' : log, log], detached: true,
+      cwd: this.dir,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', opts.pipeStdout ? 'pipe' : log, log],
+      detached: true,
     });
     fs.closeSync(log);
     child.on('error', () => undefined);

@@ -33,7 +33,15 @@ export function onBothBackends(title: string, body: (t: ExecutionContext, backen
 
 /** The port of a VM (id `port-<vm name>`), with both its addresses. */
 export function vmPort(vm: Vm, groups: string[], extra: Partial<PortInput> = {}): PortInput {
-  return { id: `port-${vm.name}`, host: 'host-1', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4, vm.ip6], securityGroups: groups, ...extra };
+  return {
+    id: `port-${vm.name}`,
+    host: 'host-1',
+    device: vm.device,
+    mac: vm.mac,
+    fixedIps: [vm.ip4, vm.ip6],
+    securityGroups: groups,
+    ...extra,
+  };
 }
 
 export const egressAll: SecurityGroupRuleInput[] = [
@@ -46,7 +54,11 @@ export function defaultGroup(id = 'default'): SecurityGroupInput {
   return {
     id,
     stateful: true,
-    rules: [{ id: `${id}-i4`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id }, { id: `${id}-i6`, direction: 'ingress', ethertype: 'IPv6', remoteGroupId: id }, ...egressAll],
+    rules: [
+      { id: `${id}-i4`, direction: 'ingress', ethertype: 'IPv4', remoteGroupId: id },
+      { id: `${id}-i6`, direction: 'ingress', ethertype: 'IPv6', remoteGroupId: id },
+      ...egressAll,
+    ],
   };
 }
 

@@ -37,10 +37,13 @@ export function testsNeeding(missing: string | undefined): GatedTest {
     said = true;
     declare(title, impl);
   };
-  return Object.assign(skip((title, impl) => test.skip(title, impl)), {
-    serial: skip((title, impl) => test.serial.skip(title, impl)),
-    runs: false,
-  });
+  return Object.assign(
+    skip((title, impl) => test.skip(title, impl)),
+    {
+      serial: skip((title, impl) => test.serial.skip(title, impl)),
+      runs: false,
+    },
+  );
 }
 
 const isRoot = process.getuid?.() === 0;

@@ -74,16 +74,48 @@ export class Keystone {
         ks.manage(['fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root']),
         ks.manage(['credential_setup', '--keystone-user', 'root', '--keystone-group', 'root']),
       ]);
-      await ks.manage(['bootstrap', '--bootstrap-password', ks.admin.password, '--bootstrap-region-id', 'RegionOne',
-        ...['admin', 'internal', 'public'].flatMap((i) => [`--bootstrap-${i}-url`, ks.url])]);
-      ks.daemons.start('keystone', bin('uwsgi'), [
-        '--http-socket', `127.0.0.1:${port}`, '--module', 'keystone.wsgi.api:application', '--home', venv,
-        '--master', '--processes', '1', '--threads', '1', '--enable-threads', '--lazy-apps', '--need-app', '--die-on-term',
-        '--buffer-size', '65535', '--disable-logging',
-        // Without it a client reusing a kept-alive connection uWSGI has already closed gets a reset.
-        '--add-header', 'Connection: close',
-      ], { OS_KEYSTONE_CONFIG_DIR: ks.dir, OS_KEYSTONE_CONFIG_FILES: 'keystone.conf' });
-      await until('keystone', async () => (await fetch(ks.url)).ok, 60_000, () => tail(path.join(ks.dir, 'keystone.out')));
+      await ks.manage([
+        'bootstrap',
+        '--bootstrap-password',
+        ks.admin.password,
+        '--bootstrap-region-id',
+        'RegionOne',
+        ...['admin', 'internal', 'public'].flatMap((i) => [`--bootstrap-${i}-url`, ks.url]),
+      ]);
+      ks.daemons.start(
+        'keystone',
+        bin('uwsgi'),
+        [
+          '--http-socket',
+          `127.0.0.1:${port}`,
+          '--module',
+          'keystone.wsgi.api:application',
+          '--home',
+          venv,
+          '--master',
+          '--processes',
+          '1',
+          '--threads',
+          '1',
+          '--enable-threads',
+          '--lazy-apps',
+          '--need-app',
+          '--die-on-term',
+          '--buffer-size',
+          '65535',
+          '--disable-logging',
+          // Without it a client reusing a kept-alive connection uWSGI has already closed gets a reset.
+          '--add-header',
+          'Connection: close',
+        ],
+        { OS_KEYSTONE_CONFIG_DIR: ks.dir, OS_KEYSTONE_CONFIG_FILES: 'keystone.conf' },
+      );
+      await until(
+        'keystone',
+        async () => (await fetch(ks.url)).ok,
+        60_000,
+        () => tail(path.join(ks.dir, 'keystone.out')),
+      );
       return ks;
     } catch (e) {
       await ks.stop();
@@ -93,16 +125,33 @@ export class Keystone {
 
   private async startMariadb(): Promise<void> {
     const datadir = path.join(this.dir, 'db');
-    execFileSync('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db',
-      '--user=root', '--innodb-log-file-size=8M'], { stdio: 'ignore' });
+    execFileSync(
+      'mariadb-install-db',
+      [
+        '--no-defaults',
+        `--datadir=${datadir}`,
+        '--auth-root-authentication-method=normal',
+        '--skip-test-db',
+        '--user=root',
+        '--innodb-log-file-size=8M',
+      ],
+      { stdio: 'ignore' },
+    );
     this.daemons.start('mariadb', 'mariadbd', mariadbArgs(datadir, this.socket, path.join(this.dir, 'mariadb.err')));
-    await until('mariadb (keystone)', () => sql(this.socket, 'select 1'), 30_000, () => tail(path.join(this.dir, 'mariadb.err')));
+    await until(
+      'mariadb (keystone)',
+      () => sql(this.socket, 'select 1'),
+      30_000,
+      () => tail(path.join(this.dir, 'mariadb.err')),
+    );
     if (!sql(this.socket, 'CREATE DATABASE keystone CHARACTER SET utf8mb4')) throw new Error('cannot create the keystone database');
   }
 
   private writeConfig(): void {
     for (const d of ['fernet-keys', 'fernet-receipts', 'credential-keys']) fs.mkdirSync(path.join(this.dir, d));
-    fs.writeFileSync(this.conf, `[DEFAULT]
+    fs.writeFileSync(
+      this.conf,
+      `[DEFAULT]
 log_file = ${this.dir}/keystone.log
 [database]
 connection = mysql+pymysql://root@/keystone?unix_socket=${this.socket}
@@ -115,7 +164,8 @@ key_repository = ${this.dir}/fernet-keys
 key_repository = ${this.dir}/fernet-receipts
 [credential]
 key_repository = ${this.dir}/credential-keys
-`);
+`,
+    );
   }
 
   private manage(args: string[]): Promise<void> {
@@ -126,7 +176,12 @@ key_repository = ${this.dir}/credential-keys
       child.stderr.on('data', (b: Buffer) => out.push(b));
       child.once('error', reject).once('exit', (code) => {
         if (code === 0) resolve();
-        else reject(new Error(`keystone-manage ${args[0]} exited ${code}:\n${Buffer.concat(out).toString().slice(-2000)}\n${tail(path.join(this.dir, 'keystone.log'))}`));
+        else
+          reject(
+            new Error(
+              `keystone-manage ${args[0]} exited ${code}:\n${Buffer.concat(out).toString().slice(-2000)}\n${tail(path.join(this.dir, 'keystone.log'))}`,
+            ),
+          );
       });
     });
   }
@@ -136,10 +191,12 @@ key_repository = ${this.dir}/credential-keys
     const r = await fetch(`${this.url}/auth/tokens?nocatalog`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ auth: {
-        identity: { methods: ['password'], password: { user: { name: c.username, domain: { name: 'Default' }, password: c.password } } },
-        scope: { project: { name: c.project, domain: { name: 'Default' } } },
-      } }),
+      body: JSON.stringify({
+        auth: {
+          identity: { methods: ['password'], password: { user: { name: c.username, domain: { name: 'Default' }, password: c.password } } },
+          scope: { project: { name: c.project, domain: { name: 'Default' } } },
+        },
+      }),
     });
     if (r.status !== 201) throw new Error(`keystone: token for ${c.username}: ${r.status} ${(await r.text()).slice(0, 300)}`);
     const body = (await r.json()) as { token: { expires_at: string } };
@@ -194,9 +251,16 @@ key_repository = ${this.dir}/credential-keys
   }
 
   /** A user holding `roles` in `project` (the project made if missing): its credentials. */
-  async user(username: string, project: string, roles: string[] = ['admin'], password = randomBytes(12).toString('hex')): Promise<Credentials> {
+  async user(
+    username: string,
+    project: string,
+    roles: string[] = ['admin'],
+    password = randomBytes(12).toString('hex'),
+  ): Promise<Credentials> {
     const projectId = await this.project(project);
-    const { user } = await this.call<{ user: { id: string } }>('POST', 'users', { user: { name: username, password, domain_id: 'default', default_project_id: projectId } });
+    const { user } = await this.call<{ user: { id: string } }>('POST', 'users', {
+      user: { name: username, password, domain_id: 'default', default_project_id: projectId },
+    });
     for (const role of roles) await this.call('PUT', `projects/${projectId}/users/${user.id}/roles/${await this.role(role)}`);
     return { username, password, project };
   }

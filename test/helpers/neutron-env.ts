@@ -42,7 +42,10 @@ export function tail(file: string, lines = 30): string {
  *  outgoing connection, which makes the bind fail. */
 export function portFree(port: number): Promise<boolean> {
   return new Promise<boolean>((resolve) => {
-    const srv = net.createServer().once('error', () => resolve(false)).listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    const srv = net
+      .createServer()
+      .once('error', () => resolve(false))
+      .listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
@@ -58,9 +61,18 @@ export async function listenPort(): Promise<number> {
 /** The mariadbd flags every instance runs with: no TCP, small and fast (the data is throwaway). */
 export function mariadbArgs(datadir: string, socket: string, log: string): string[] {
   return [
-    '--no-defaults', `--datadir=${datadir}`, `--socket=${socket}`, '--skip-networking', `--pid-file=${datadir}.pid`,
-    '--user=root', '--innodb-log-file-size=8M', '--innodb-buffer-pool-size=64M', '--innodb-flush-log-at-trx-commit=0',
-    '--skip-log-bin', '--skip-name-resolve', `--log-error=${log}`,
+    '--no-defaults',
+    `--datadir=${datadir}`,
+    `--socket=${socket}`,
+    '--skip-networking',
+    `--pid-file=${datadir}.pid`,
+    '--user=root',
+    '--innodb-log-file-size=8M',
+    '--innodb-buffer-pool-size=64M',
+    '--innodb-flush-log-at-trx-commit=0',
+    '--skip-log-bin',
+    '--skip-name-resolve',
+    `--log-error=${log}`,
   ];
 }
 
@@ -176,7 +188,12 @@ export class NeutronEnv {
 
   private async startMariadb(): Promise<void> {
     this.spawnLogged('mariadb', 'mariadbd', mariadbArgs(path.join(this.dir, 'db'), this.socket, path.join(this.dir, 'mariadb.err')));
-    await until('mariadb', () => sql(this.socket, 'select 1'), 30_000, () => tail(path.join(this.dir, 'mariadb.err')));
+    await until(
+      'mariadb',
+      () => sql(this.socket, 'select 1'),
+      30_000,
+      () => tail(path.join(this.dir, 'mariadb.err')),
+    );
   }
 
   private writeConfig(): void {
@@ -198,15 +215,40 @@ export class NeutronEnv {
   async startServer(): Promise<void> {
     this.apiPort ||= await listenPort();
     this.apiUrl = `http://127.0.0.1:${this.apiPort}`;
-    this.spawnLogged('neutron-api', bin('uwsgi'), [
-      '--http-socket', `127.0.0.1:${this.apiPort}`, '--module', 'neutron.wsgi.api:application', '--home', venv,
-      '--master', '--processes', String(this.opts.apiProcesses ?? 1), '--threads', '1', '--enable-threads', '--lazy-apps', '--need-app', '--die-on-term',
-      '--buffer-size', '65535', '--disable-logging',
-    ], { OS_NEUTRON_CONFIG_DIR: path.join(this.dir, 'etc'), OS_NEUTRON_CONFIG_FILES: 'neutron.conf;ml2_conf.ini' });
+    this.spawnLogged(
+      'neutron-api',
+      bin('uwsgi'),
+      [
+        '--http-socket',
+        `127.0.0.1:${this.apiPort}`,
+        '--module',
+        'neutron.wsgi.api:application',
+        '--home',
+        venv,
+        '--master',
+        '--processes',
+        String(this.opts.apiProcesses ?? 1),
+        '--threads',
+        '1',
+        '--enable-threads',
+        '--lazy-apps',
+        '--need-app',
+        '--die-on-term',
+        '--buffer-size',
+        '65535',
+        '--disable-logging',
+      ],
+      { OS_NEUTRON_CONFIG_DIR: path.join(this.dir, 'etc'), OS_NEUTRON_CONFIG_FILES: 'neutron.conf;ml2_conf.ini' },
+    );
     this.spawnLogged('neutron-rpc', bin('neutron-rpc-server'), this.configArgs());
     // Behind Keystone an unauthenticated request is answered 401: the app is up all the same.
     const up = (r: Response) => r.ok || (!!this.opts.keystone && r.status === 401);
-    await until('neutron API', async () => up(await fetch(`${this.apiUrl}/v2.0/networks?limit=1`)), 90_000, () => tail(path.join(this.dir, 'neutron-api.out')));
+    await until(
+      'neutron API',
+      async () => up(await fetch(`${this.apiUrl}/v2.0/networks?limit=1`)),
+      90_000,
+      () => tail(path.join(this.dir, 'neutron-api.out')),
+    );
   }
 
   /** Stops the API and the RPC server (SIGTERM, as a service manager does; SIGKILL with `kill`). */
@@ -270,7 +312,12 @@ export class NeutronEnv {
   }
 
   private async waitReported(host: string): Promise<void> {
-    await until(`agent of ${host}`, () => this.reported.has(host), 60_000, () => tail(path.join(this.dir, 'fake-agent.err')));
+    await until(
+      `agent of ${host}`,
+      () => this.reported.has(host),
+      60_000,
+      () => tail(path.join(this.dir, 'fake-agent.err')),
+    );
   }
 
   /** Makes `host` a compute host Neutron binds ports to: an OVS agent reports from it. */
@@ -414,13 +461,33 @@ async function ensureDbTemplate(): Promise<void> {
   const socket = path.join(work, 'db.sock');
   let server: ChildProcess | undefined;
   try {
-    execFileSync('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--user=root', '--innodb-log-file-size=8M'], { stdio: 'ignore' });
+    execFileSync(
+      'mariadb-install-db',
+      [
+        '--no-defaults',
+        `--datadir=${datadir}`,
+        '--auth-root-authentication-method=normal',
+        '--skip-test-db',
+        '--user=root',
+        '--innodb-log-file-size=8M',
+      ],
+      { stdio: 'ignore' },
+    );
     server = spawn('mariadbd', mariadbArgs(datadir, socket, path.join(work, 'mariadb.err')), { stdio: 'ignore' });
-    await until('mariadb (template)', () => sql(socket, 'select 1'), 30_000, () => tail(path.join(work, 'mariadb.err')));
+    await until(
+      'mariadb (template)',
+      () => sql(socket, 'select 1'),
+      30_000,
+      () => tail(path.join(work, 'mariadb.err')),
+    );
     if (!sql(socket, 'CREATE DATABASE neutron CHARACTER SET utf8mb4')) throw new Error('cannot create the neutron database');
     fs.writeFileSync(path.join(work, 'neutron.conf'), `[database]\nconnection = mysql+pymysql://root@/neutron?unix_socket=${socket}\n`);
     fs.writeFileSync(path.join(work, 'ml2_conf.ini'), ML2_CONF);
-    const r = spawnSync(bin('neutron-db-manage'), ['--config-file', path.join(work, 'neutron.conf'), '--config-file', path.join(work, 'ml2_conf.ini'), 'upgrade', 'heads'], { encoding: 'utf8' });
+    const r = spawnSync(
+      bin('neutron-db-manage'),
+      ['--config-file', path.join(work, 'neutron.conf'), '--config-file', path.join(work, 'ml2_conf.ini'), 'upgrade', 'heads'],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`neutron-db-manage upgrade heads failed:\n${(r.stderr ?? '').slice(-2000)}`);
     // A clean shutdown, so that a copy starts without crash recovery.
     const exited = new Promise((res) => server!.once('exit', res));

@@ -10,11 +10,24 @@ const at = { family: 'inet', table: TABLE } as const;
 
 export function stateOps(v: number): Op[] {
   const add = Array.from({ length: 20_000 }, (_, i) => `10.${v}.${i >> 8}.${i & 255}`);
-  const rules: Op[] = Array.from({ length: 300 }, (_, i) => ({ op: 'rule', ...at, chain: 'c', stmts: [{ m: 'nfproto', v: 4 }, { m: 'addr', family: 4, dir: 'saddr', cidr: `10.${v}.${i >> 8}.${i & 255}` }, { m: 'verdict', v: 'return' }] as Stmt[] }));
+  const rules: Op[] = Array.from({ length: 300 }, (_, i) => ({
+    op: 'rule',
+    ...at,
+    chain: 'c',
+    stmts: [
+      { m: 'nfproto', v: 4 },
+      { m: 'addr', family: 4, dir: 'saddr', cidr: `10.${v}.${i >> 8}.${i & 255}` },
+      { m: 'verdict', v: 'return' },
+    ] as Stmt[],
+  }));
   return [{ op: 'flushSet', ...at, set: 's' }, { op: 'members', ...at, set: 's', add }, { op: 'flushChain', ...at, chain: 'c' }, ...rules];
 }
 
-export const setupOps: Op[] = [{ op: 'table', ...at }, { op: 'set', ...at, set: 's', key: 'ipv4' }, { op: 'chain', ...at, chain: 'c' }];
+export const setupOps: Op[] = [
+  { op: 'table', ...at },
+  { op: 'set', ...at, set: 's', key: 'ipv4' },
+  { op: 'chain', ...at, chain: 'c' },
+];
 
 async function main(): Promise<void> {
   const [mode, netns] = process.argv.slice(2);

@@ -109,14 +109,22 @@ export class OpenStackEnv {
     const authUrl = `http://127.0.0.1:${keystonePort}/v3`;
     const [keystone, neutron] = await Promise.allSettled([
       Keystone.start({ port: keystonePort, tokenExpiration: this.opts.tokenExpiration, reaper: this.reaper }),
-      NeutronEnv.start({ rabbit: this.broker, fakeAgent: false, keystone: { authUrl, ...neutronService, token: () => this.keystone.token() } }),
+      NeutronEnv.start({
+        rabbit: this.broker,
+        fakeAgent: false,
+        keystone: { authUrl, ...neutronService, token: () => this.keystone.token() },
+      }),
     ]);
     // Whichever started is stopped with the rest (stop()) if the other did not.
     if (keystone.status === 'fulfilled') this.keystone = keystone.value;
     if (neutron.status === 'fulfilled') this.neutron = neutron.value;
     if (keystone.status === 'rejected') throw keystone.reason;
     if (neutron.status === 'rejected') throw neutron.reason;
-    this.reaper.add({ groups: this.neutron.pids(), dirs: [this.neutron.dir], commands: [`rabbitmqctl -n ${node} delete_vhost ${this.neutron.vhost}`] });
+    this.reaper.add({
+      groups: this.neutron.pids(),
+      dirs: [this.neutron.dir],
+      commands: [`rabbitmqctl -n ${node} delete_vhost ${this.neutron.vhost}`],
+    });
     await this.keystone.user(neutronService.username, 'service', ['admin', 'service'], neutronService.password);
     // Nova's service user: Neutron lets only the `service` role manage port bindings (a live migration).
     this.nova = await this.keystone.user(`nova-${this.tag}`, 'service', ['admin', 'service']);
@@ -148,10 +156,17 @@ export class OpenStackEnv {
       const agentBroker = brokerUser(this.sg, 'agent', h.name);
       const host = new ComputeHost({
         reaper: this.reaper,
-        name: h.name, dir: path.join(this.dir, h.name), transportUrl, shimDir: shim, firewallDriver: h.firewallDriver,
+        name: h.name,
+        dir: path.join(this.dir, h.name),
+        transportUrl,
+        shimDir: shim,
+        firewallDriver: h.firewallDriver,
         sgAgentEnv: {
-          SG_AMQP_URL: agentBroker.url, SG_TRUSTED_KEYS: this.key.publicKeyFile, SG_DATAPLANE: h.dataplane ?? 'iptables',
-          SG_QUEUE_EXPIRES_MS: '120000', SG_LOG_LEVEL: 'warn',
+          SG_AMQP_URL: agentBroker.url,
+          SG_TRUSTED_KEYS: this.key.publicKeyFile,
+          SG_DATAPLANE: h.dataplane ?? 'iptables',
+          SG_QUEUE_EXPIRES_MS: '120000',
+          SG_LOG_LEVEL: 'warn',
         },
         sgAgentExtra: h.sgAgentEnv ?? { SG_DROP_UNKNOWN_DEVICES: 'tap' },
       });
@@ -160,17 +175,25 @@ export class OpenStackEnv {
     }
     await Promise.all(this.hosts.map((h) => h.startOvs()));
     this.providerNetwork();
-    await Promise.all(this.hosts.map(async (h) => {
-      await h.forwardBroker(this.broker.port);
-      await h.startOvsAgent();
-    }));
+    await Promise.all(
+      this.hosts.map(async (h) => {
+        await h.forwardBroker(this.broker.port);
+        await h.startOvsAgent();
+      }),
+    );
     await Promise.all(this.hosts.map((h) => this.agentAlive(h.name)));
 
     await this.startController(controllerBroker.url);
     await Promise.all(this.hosts.map((h) => h.startSgAgent()));
-    this.network = (await this.create('network', { name: `net-${this.tag}`, 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' })).id;
-    this.subnet4 = (await this.create('subnet', { network_id: this.network, cidr: '10.100.0.0/24', ip_version: 4, enable_dhcp: false, gateway_ip: null })).id;
-    this.subnet6 = (await this.create('subnet', { network_id: this.network, cidr: 'fd00:100::/64', ip_version: 6, enable_dhcp: false, gateway_ip: null })).id;
+    this.network = (
+      await this.create('network', { name: `net-${this.tag}`, 'provider:network_type': 'flat', 'provider:physical_network': 'physnet1' })
+    ).id;
+    this.subnet4 = (
+      await this.create('subnet', { network_id: this.network, cidr: '10.100.0.0/24', ip_version: 4, enable_dhcp: false, gateway_ip: null })
+    ).id;
+    this.subnet6 = (
+      await this.create('subnet', { network_id: this.network, cidr: 'fd00:100::/64', ip_version: 6, enable_dhcp: false, gateway_ip: null })
+    ).id;
   }
 
   /** The flat provider network: a veth from one host's br-phys to the next's. */
@@ -188,10 +211,17 @@ export class OpenStackEnv {
 
   /** Neutron lists the host's OVS agent as alive. */
   async agentAlive(host: string): Promise<void> {
-    await waitFor(`the OVS agent of ${host} alive in Neutron`, async () => {
-      const agents = await this.neutron.call<{ agents: { alive: boolean }[] }>('GET', `agents?host=${host}&binary=neutron-openvswitch-agent`);
-      return agents.agents.some((a) => a.alive);
-    }, 60_000);
+    await waitFor(
+      `the OVS agent of ${host} alive in Neutron`,
+      async () => {
+        const agents = await this.neutron.call<{ agents: { alive: boolean }[] }>(
+          'GET',
+          `agents?host=${host}&binary=neutron-openvswitch-agent`,
+        );
+        return agents.agents.some((a) => a.alive);
+      },
+      60_000,
+    );
   }
 
   /** Keystone as sg-controller sees it: every request passed on, the tokens issued noted. */
@@ -201,7 +231,9 @@ export class OpenStackEnv {
       const body: Buffer[] = [];
       req.on('data', (b: Buffer) => body.push(b));
       req.on('end', () => {
-        const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length'].includes(k))) as Record<string, string>;
+        const headers = Object.fromEntries(
+          Object.entries(req.headers).filter(([k]) => !['host', 'connection', 'content-length'].includes(k)),
+        ) as Record<string, string>;
         fetch(`${target.origin}${req.url}`, { method: req.method, headers, body: body.length ? Buffer.concat(body) : null })
           .then(async (r) => {
             const text = Buffer.from(await r.arrayBuffer());
@@ -231,21 +263,34 @@ export class OpenStackEnv {
     this.controllerAmqp = amqpUrl ?? this.controllerAmqp;
     this.controller = startProcess('src/cli/sg-controller.ts', [], {
       SG_SOURCE: 'neutron',
-      OS_AUTH_URL: authUrl, OS_USERNAME: this.controllerCreds!.username, OS_PASSWORD: this.controllerCreds!.password,
-      OS_PROJECT_NAME: 'service', OS_USER_DOMAIN_NAME: 'Default', OS_PROJECT_DOMAIN_NAME: 'Default', OS_INTERFACE: 'internal',
+      OS_AUTH_URL: authUrl,
+      OS_USERNAME: this.controllerCreds!.username,
+      OS_PASSWORD: this.controllerCreds!.password,
+      OS_PROJECT_NAME: 'service',
+      OS_USER_DOMAIN_NAME: 'Default',
+      OS_PROJECT_DOMAIN_NAME: 'Default',
+      OS_INTERFACE: 'internal',
       SG_NEUTRON_TRANSPORT_URL: reader,
-      SG_AMQP_URL: this.controllerAmqp, SG_DATA_DIR: this.controllerDataDir, SG_HTTP_LISTEN: `127.0.0.1:${port}`,
-      SG_SIGNING_KEY_FILE: this.key!.privateKeyFile, SG_HTTP_TOKEN_FILE: this.apiToken!.file, SG_LOG_LEVEL: 'warn',
+      SG_AMQP_URL: this.controllerAmqp,
+      SG_DATA_DIR: this.controllerDataDir,
+      SG_HTTP_LISTEN: `127.0.0.1:${port}`,
+      SG_SIGNING_KEY_FILE: this.key!.privateKeyFile,
+      SG_HTTP_TOKEN_FILE: this.apiToken!.file,
+      SG_LOG_LEVEL: 'warn',
     });
     const pid = this.controller.child.pid;
     if (pid) {
       this.reaper.add({ pids: [pid] });
       void this.controller.exit.then(() => this.reaper.remove({ pids: [pid] }));
     }
-    await waitFor('sg-controller', async () => {
-      if (this.controller!.exited) throw new Error(`sg-controller exited:\n${this.controller!.dump()}`);
-      return (await fetch(`${this.controllerUrl}/healthz`)).ok;
-    }, 90_000);
+    await waitFor(
+      'sg-controller',
+      async () => {
+        if (this.controller!.exited) throw new Error(`sg-controller exited:\n${this.controller!.dump()}`);
+        return (await fetch(`${this.controllerUrl}/healthz`)).ok;
+      },
+      90_000,
+    );
   }
 
   private controllerAmqp = '';
@@ -282,9 +327,16 @@ export class OpenStackEnv {
   async port(host: string, n: number, groups: string[]): Promise<PortSpec> {
     const spec = { mac: mac(n), ip4: ip4(n), ip6: ip6(n) };
     const p = await this.create('port', {
-      network_id: this.network, mac_address: spec.mac, security_groups: groups,
-      fixed_ips: [{ subnet_id: this.subnet4, ip_address: spec.ip4 }, { subnet_id: this.subnet6, ip_address: spec.ip6 }],
-      device_owner: 'compute:nova', device_id: randomUUID(), 'binding:host_id': host,
+      network_id: this.network,
+      mac_address: spec.mac,
+      security_groups: groups,
+      fixed_ips: [
+        { subnet_id: this.subnet4, ip_address: spec.ip4 },
+        { subnet_id: this.subnet6, ip_address: spec.ip6 },
+      ],
+      device_owner: 'compute:nova',
+      device_id: randomUUID(),
+      'binding:host_id': host,
     });
     return { id: p.id, networkId: this.network, projectId: this.project, ...spec };
   }
@@ -295,7 +347,11 @@ export class OpenStackEnv {
   }
 
   async waitActive(...ids: string[]): Promise<void> {
-    await waitFor(`ports ${ids.join(', ')} ACTIVE`, async () => (await Promise.all(ids.map((id) => this.portStatus(id)))).every((s) => s.status === 'ACTIVE'), 60_000);
+    await waitFor(
+      `ports ${ids.join(', ')} ACTIVE`,
+      async () => (await Promise.all(ids.map((id) => this.portStatus(id)))).every((s) => s.status === 'ACTIVE'),
+      60_000,
+    );
   }
 
   async stop(): Promise<void> {
@@ -331,7 +387,15 @@ export const mac = (n: number) => `fa:16:3e:00:${(n >> 8).toString(16).padStart(
 if (require.main === module) {
   void (async () => {
     const env = await OpenStackEnv.start({ hosts: [{ name: 'compute-a' }, { name: 'compute-b', dataplane: 'nftables' }] });
-    console.log(JSON.stringify({ keystone: env.keystone.url, neutron: env.neutron.apiUrl, controller: env.controllerUrl, dir: env.dir, hosts: env.hosts.map((h) => h.ns.name) }));
+    console.log(
+      JSON.stringify({
+        keystone: env.keystone.url,
+        neutron: env.neutron.apiUrl,
+        controller: env.controllerUrl,
+        dir: env.dir,
+        hosts: env.hosts.map((h) => h.ns.name),
+      }),
+    );
     const stop = () => void env.stop().then(() => process.exit(0));
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

@@ -37,10 +37,12 @@ export function startProcess(script: string, args: string[], env: Record<string,
     child,
     lines,
     exited: false,
-    exit: new Promise((resolve) => child.once('exit', (code, signal) => {
-      r.exited = true;
-      resolve({ code, signal });
-    })),
+    exit: new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        r.exited = true;
+        resolve({ code, signal });
+      }),
+    ),
     dump: () => lines.join('\n'),
   };
   return r;

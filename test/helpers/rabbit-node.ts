@@ -100,7 +100,17 @@ export async function startRabbitNode(o: OwnRabbitOptions): Promise<OwnRabbitNod
   const pid = () => pidIn(dir);
   const stop = () => stopRabbitNode(node, dir);
   if (o.manyFiles) {
-    spawnSync('su', ['rabbitmq', '-s', '/bin/sh', '-c', 'ulimit -n "$(ulimit -Hn)" && cd /var/lib/rabbitmq && exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached'], { env, stdio: 'ignore' });
+    spawnSync(
+      'su',
+      [
+        'rabbitmq',
+        '-s',
+        '/bin/sh',
+        '-c',
+        'ulimit -n "$(ulimit -Hn)" && cd /var/lib/rabbitmq && exec /usr/lib/rabbitmq/bin/rabbitmq-server -detached',
+      ],
+      { env, stdio: 'ignore' },
+    );
   } else {
     spawnSync('rabbitmq-server', ['-detached'], { env, stdio: 'ignore' });
   }
@@ -112,7 +122,12 @@ export async function startRabbitNode(o: OwnRabbitOptions): Promise<OwnRabbitNod
   }
   if (up.status !== 0) {
     const logs = path.join(dir, 'log');
-    const log = fs.existsSync(logs) ? fs.readdirSync(logs).map((f) => fs.readFileSync(path.join(logs, f), 'utf8').slice(-2000)).join('\n') : '';
+    const log = fs.existsSync(logs)
+      ? fs
+          .readdirSync(logs)
+          .map((f) => fs.readFileSync(path.join(logs, f), 'utf8').slice(-2000))
+          .join('\n')
+      : '';
     stop();
     throw new Error(`${o.what ?? 'RabbitMQ node'} did not start: ${up.stderr || up.stdout}\n${log}`);
   }

@@ -26,13 +26,42 @@ function openssl(dir: string, args: string[]): void {
 }
 
 function makeCa(dir: string, name: string): void {
-  openssl(dir, ['req', '-x509', '-newkey', 'ed25519', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '1', '-subj', `/CN=${name}`]);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'ed25519',
+    '-nodes',
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.pem`,
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${name}`,
+  ]);
 }
 
 function issue(dir: string, ca: string, name: string, cn: string, san?: string): { cert: string; key: string } {
   openssl(dir, ['req', '-newkey', 'ed25519', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
   if (san) fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
-  openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', ...(san ? ['-extfile', `${name}.ext`] : [])]);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    `${ca}.pem`,
+    '-CAkey',
+    `${ca}.key`,
+    '-CAcreateserial',
+    '-out',
+    `${name}.pem`,
+    '-days',
+    '1',
+    ...(san ? ['-extfile', `${name}.ext`] : []),
+  ]);
   return { cert: path.join(dir, `${name}.pem`), key: path.join(dir, `${name}.key`) };
 }
 
@@ -47,20 +76,21 @@ export async function startTlsNode(): Promise<TlsNode> {
     dir,
     what: 'TLS RabbitMQ node',
     plugins: ['rabbitmq_auth_mechanism_ssl'],
-    conf: ({ port }) => [
-      'listeners.tcp = none',
-      `listeners.ssl.default = 127.0.0.1:${port}`,
-      `ssl_options.cacertfile = ${path.join(dir, 'ca.pem')}`,
-      `ssl_options.certfile = ${server.cert}`,
-      `ssl_options.keyfile = ${server.key}`,
-      'ssl_options.verify = verify_peer',
-      'ssl_options.fail_if_no_peer_cert = true',
-      'auth_mechanisms.1 = EXTERNAL',
-      'auth_mechanisms.2 = PLAIN',
-      'ssl_cert_login_from = common_name',
-      'loopback_users = none',
-      '',
-    ].join('\n'),
+    conf: ({ port }) =>
+      [
+        'listeners.tcp = none',
+        `listeners.ssl.default = 127.0.0.1:${port}`,
+        `ssl_options.cacertfile = ${path.join(dir, 'ca.pem')}`,
+        `ssl_options.certfile = ${server.cert}`,
+        `ssl_options.keyfile = ${server.key}`,
+        'ssl_options.verify = verify_peer',
+        'ssl_options.fail_if_no_peer_cert = true',
+        'auth_mechanisms.1 = EXTERNAL',
+        'auth_mechanisms.2 = PLAIN',
+        'ssl_cert_login_from = common_name',
+        'loopback_users = none',
+        '',
+      ].join('\n'),
   });
   return {
     node: n.node,

@@ -24,7 +24,8 @@ export class Reaper {
     this.write();
     const s = quote(this.script);
     this.watcher = spawn('sh', ['-c', `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; [ -f ${s} ] && sh ${s}; rm -f ${s}`], {
-      detached: true, stdio: 'ignore',
+      detached: true,
+      stdio: 'ignore',
     });
     this.watcher.on('error', () => undefined);
     this.watcher.unref();
@@ -51,7 +52,9 @@ export class Reaper {
     const lines = [
       ...[...this.groups].map((g) => `kill -9 -${g} 2>/dev/null`),
       ...[...this.pids].map((p) => `kill -9 ${p} 2>/dev/null`),
-      ...[...this.namespaces].map((n) => `for p in $(ip netns pids ${quote(n)} 2>/dev/null); do kill -9 "$p"; done; ip netns del ${quote(n)} 2>/dev/null`),
+      ...[...this.namespaces].map(
+        (n) => `for p in $(ip netns pids ${quote(n)} 2>/dev/null); do kill -9 "$p"; done; ip netns del ${quote(n)} 2>/dev/null`,
+      ),
       ...this.commands.map((c) => `${c} >/dev/null 2>&1`),
       ...[...this.dirs].map((d) => `rm -rf ${quote(d)}`),
     ];

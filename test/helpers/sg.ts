@@ -18,7 +18,14 @@ export interface ControllerProc extends Running {
   call(method: string, p: string, body?: unknown): Promise<Response>;
 }
 
-export async function startController(o: { amqpUrl: string; key: TestKey; token: { token: string; file: string }; dataDir?: string; env?: Record<string, string>; waitConnected?: boolean }): Promise<ControllerProc> {
+export async function startController(o: {
+  amqpUrl: string;
+  key: TestKey;
+  token: { token: string; file: string };
+  dataDir?: string;
+  env?: Record<string, string>;
+  waitConnected?: boolean;
+}): Promise<ControllerProc> {
   const port = await freePort();
   const api = `http://127.0.0.1:${port}`;
   // A data directory of its own unless given one, removed when the process ends.
@@ -43,11 +50,15 @@ export async function startController(o: { amqpUrl: string; key: TestKey; token:
   };
   if (ownDir) void r.exit.then(() => fs.rmSync(ownDir, { recursive: true, force: true }));
   const ctl: ControllerProc = Object.assign(r, { api, token: o.token.token, call });
-  await waitFor('controller API', async () => {
-    if (r.exited) throw new Error(`controller exited:\n${r.dump()}`);
-    const h = (await (await fetch(`${api}/healthz`)).json()) as { connected: boolean };
-    return o.waitConnected === false || h.connected;
-  }, 60_000);
+  await waitFor(
+    'controller API',
+    async () => {
+      if (r.exited) throw new Error(`controller exited:\n${r.dump()}`);
+      const h = (await (await fetch(`${api}/healthz`)).json()) as { connected: boolean };
+      return o.waitConnected === false || h.connected;
+    },
+    60_000,
+  );
   return ctl;
 }
 
@@ -66,7 +77,13 @@ export interface AgentProc extends Running {
   metric(name: string): Promise<number>;
 }
 
-export async function startAgent(o: { host: string; amqpUrl: string; trustedKeys: string; netns: string; env?: Record<string, string> }): Promise<AgentProc> {
+export async function startAgent(o: {
+  host: string;
+  amqpUrl: string;
+  trustedKeys: string;
+  netns: string;
+  env?: Record<string, string>;
+}): Promise<AgentProc> {
   const metrics = `127.0.0.1:${await freePort()}`;
   const r = startProcess('src/cli/sg-agent.ts', ['run'], {
     SG_AGENT_HOST: o.host,
@@ -89,10 +106,14 @@ export async function startAgent(o: { host: string; amqpUrl: string; trustedKeys
 
 /** Waits for the agent's first full sync, failing at once if it exits. */
 export async function agentConnected(a: AgentProc, ms = 60_000): Promise<void> {
-  await waitFor(`agent ${a.host} connected`, async () => {
-    if (a.exited) throw new Error(`agent exited:\n${a.dump()}`);
-    return (await a.status()).connected;
-  }, ms);
+  await waitFor(
+    `agent ${a.host} connected`,
+    async () => {
+      if (a.exited) throw new Error(`agent exited:\n${a.dump()}`);
+      return (await a.status()).connected;
+    },
+    ms,
+  );
 }
 
 /** What most tests here start from: a vhost of their own, a signing key, an API token, a controller

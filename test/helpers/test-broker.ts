@@ -72,10 +72,12 @@ export function testBroker(): Promise<TestBroker> {
 
 function rabbitmqctl(node: string, command: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    spawn('rabbitmqctl', ['-n', node, command], { stdio: 'ignore' }).once('error', reject).once('exit', (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`rabbitmqctl -n ${node} ${command} exited ${code}`));
-    });
+    spawn('rabbitmqctl', ['-n', node, command], { stdio: 'ignore' })
+      .once('error', reject)
+      .once('exit', (code) => {
+        if (code === 0) resolve();
+        else reject(new Error(`rabbitmqctl -n ${node} ${command} exited ${code}`));
+      });
   });
 }
 
@@ -95,13 +97,16 @@ export async function restartTestBroker(whileDown: () => Promise<unknown>): Prom
 if (require.main === module) {
   const [command, watched] = process.argv.slice(2);
   if (command === 'start') {
-    void startNode().then((n) => {
-      if (watched) stopWhenGone(Number(watched), n);
-      console.log(`export ${ENV.node}=${n.node} ${ENV.port}=${n.port} ${ENV.dir}=${n.dir}`);
-    }, (e: unknown) => {
-      console.error((e as Error).message);
-      process.exit(1);
-    });
+    void startNode().then(
+      (n) => {
+        if (watched) stopWhenGone(Number(watched), n);
+        console.log(`export ${ENV.node}=${n.node} ${ENV.port}=${n.port} ${ENV.dir}=${n.dir}`);
+      },
+      (e: unknown) => {
+        console.error((e as Error).message);
+        process.exit(1);
+      },
+    );
   } else if (command === 'stop' && process.env[ENV.node] && process.env[ENV.dir]) {
     stopRabbitNode(process.env[ENV.node]!, process.env[ENV.dir]!);
   } else {

@@ -89,7 +89,13 @@ export class Topology {
     this.servers.push(child);
     // Wait (synchronously) until it listens: poll with a connect from inside the namespace itself.
     for (let i = 0; i < 200; i++) {
-      if (ns.run(process.execPath, ['-e', `require('net').connect(${port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`]).status === 0) return;
+      if (
+        ns.run(process.execPath, [
+          '-e',
+          `require('net').connect(${port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`,
+        ]).status === 0
+      )
+        return;
       spawnSync('sleep', ['0.1']);
     }
     throw new Error(`echo server in ${name} did not start`);

@@ -46,7 +46,13 @@ function openTcp(f) {
   };
   sock.on('error', (e) => end(e.code || String(e)));
   sock.on('close', () => end('closed'));
-  s.report = () => ({ sent: s.sent, echoed: s.echoed, lost: 0, broken: s.broken, maxGapMs: Math.max(s.maxGapMs, s.up && !s.broken ? Date.now() - s.last - interval : 0) });
+  s.report = () => ({
+    sent: s.sent,
+    echoed: s.echoed,
+    lost: 0,
+    broken: s.broken,
+    maxGapMs: Math.max(s.maxGapMs, s.up && !s.broken ? Date.now() - s.last - interval : 0),
+  });
   return s;
 }
 

@@ -45,9 +45,13 @@ export interface Probe {
 }
 
 export async function startProbe(vm: Vm, flows: Flow[], intervalMs = 50): Promise<Probe> {
-  const child = spawn('ip', ['netns', 'exec', vm.ns.name, process.execPath, path.join(__dirname, 'vm-probe.cjs'), JSON.stringify({ intervalMs, flows })], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', vm.ns.name, process.execPath, path.join(__dirname, 'vm-probe.cjs'), JSON.stringify({ intervalMs, flows })],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   child.on('error', () => undefined);
   child.stdin.on('error', () => undefined);
   const lines: string[] = [];
@@ -56,18 +60,19 @@ export async function startProbe(vm: Vm, flows: Flow[], intervalMs = 50): Promis
     lines.push(l);
     wake?.();
   });
-  const next = () => new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`probe from ${vm.name}: no answer`)), 60_000);
-    const check = () => {
-      const l = lines.shift();
-      if (l === undefined) return;
-      clearTimeout(t);
-      wake = undefined;
-      resolve(l);
-    };
-    wake = check;
-    check();
-  });
+  const next = () =>
+    new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`probe from ${vm.name}: no answer`)), 60_000);
+      const check = () => {
+        const l = lines.shift();
+        if (l === undefined) return;
+        clearTimeout(t);
+        wake = undefined;
+        resolve(l);
+      };
+      wake = check;
+      check();
+    });
   const first = await next();
   if (first !== 'up') {
     child.kill('SIGKILL');
@@ -90,7 +95,10 @@ export async function startProbe(vm: Vm, flows: Flow[], intervalMs = 50): Promis
           if (o.lost) out.push(`${vm.name} ${f.id}: ${o.lost} lost`);
         } else {
           const c = x as ClosedFlowReport;
-          if (c.passed) out.push(`${vm.name} ${f.id}: ${c.passed} of ${c.attempts} disallowed attempts passed, at ${c.passedAt.map((at) => new Date(at).toISOString()).join(', ')}`);
+          if (c.passed)
+            out.push(
+              `${vm.name} ${f.id}: ${c.passed} of ${c.attempts} disallowed attempts passed, at ${c.passedAt.map((at) => new Date(at).toISOString()).join(', ')}`,
+            );
         }
       }
       return out;
@@ -98,10 +106,14 @@ export async function startProbe(vm: Vm, flows: Flow[], intervalMs = 50): Promis
     carrying: async () => {
       const open = flows.filter((f) => f.open);
       const before = await report();
-      await waitFor(`${vm.name}'s flows carrying data`, async () => {
-        const now = await report();
-        return open.every((f) => (now[f.id] as OpenFlowReport).echoed > (before[f.id] as OpenFlowReport).echoed);
-      }, 60_000);
+      await waitFor(
+        `${vm.name}'s flows carrying data`,
+        async () => {
+          const now = await report();
+          return open.every((f) => (now[f.id] as OpenFlowReport).echoed > (before[f.id] as OpenFlowReport).echoed);
+        },
+        60_000,
+      );
     },
     stop: () => child.kill('SIGKILL'),
   };

@@ -9,15 +9,37 @@ import type { Logger } from 'pino';
 import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
 import {
-  setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus,
-  type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef,
+  setKey,
+  type AppliedView,
+  type ApplyOutcome,
+  type ChangeSet,
+  type Dataplane,
+  type DataplaneStats,
+  type LogSettings,
+  type DataplaneStatus,
+  type Mode,
+  type PortChainKind,
+  type PortFilter,
+  type PortRuleMap,
+  type ReconcileReport,
+  type RuleCount,
+  type SetRef,
 } from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { NftClient } from '../../addon/nftables.js';
 import { KernelNames } from './names.js';
 import { Iptables, parseCounts } from './tools.js';
-import { maxelemFor, renderArp, renderArpDispatch, renderDispatch, renderPortChains, renderRaw, type Chains, type IpVersion } from './render.js';
+import {
+  maxelemFor,
+  renderArp,
+  renderArpDispatch,
+  renderDispatch,
+  renderPortChains,
+  renderRaw,
+  type Chains,
+  type IpVersion,
+} from './render.js';
 import { VERSIONS, WrittenChains } from './written.js';
 
 export interface IptablesOptions {
@@ -58,7 +80,11 @@ export class IptablesDataplane implements Dataplane {
   /** The generation at the end of the last compare of our chains. */
   private chainsComparedAt: number | undefined;
 
-  private constructor(private readonly ipset: IpsetClient, private readonly tools: Iptables, private readonly opts: IptablesOptions) {
+  private constructor(
+    private readonly ipset: IpsetClient,
+    private readonly tools: Iptables,
+    private readonly opts: IptablesOptions,
+  ) {
     this.names = new KernelNames(opts.prefix ?? 'sg');
     this.mode = opts.mode ?? 'bridged';
     this.written = new WrittenChains(tools, this.names, this.mode, this.stats);
@@ -107,7 +133,11 @@ export class IptablesDataplane implements Dataplane {
       const upsert: PortFilter[] = [];
       for (const f of c.filters.upsert) {
         const blocked = f.sets.find((s) => newlyFailedSets.has(setKey(s)));
-        if (blocked) out.failedFilters.push({ portId: f.portId, error: new Error(`set of group ${blocked.groupId} (IPv${blocked.family}) could not be made`) });
+        if (blocked)
+          out.failedFilters.push({
+            portId: f.portId,
+            error: new Error(`set of group ${blocked.groupId} (IPv${blocked.family}) could not be made`),
+          });
         else upsert.push(f);
       }
       await this.writeFilters(upsert, c.filters.remove, out);
@@ -118,7 +148,9 @@ export class IptablesDataplane implements Dataplane {
       const own = this.sets.get(setKey(ref));
       if (!own) continue;
       this.sets.delete(setKey(ref));
-      await this.ipset.destroy(own.name).catch((e: unknown) => this.opts.logger?.warn({ err: e, set: own.name }, 'stale set not destroyed; reconcile will retry'));
+      await this.ipset
+        .destroy(own.name)
+        .catch((e: unknown) => this.opts.logger?.warn({ err: e, set: own.name }, 'stale set not destroyed; reconcile will retry'));
     }
 
     // 4. Cut what the new state no longer admits.
@@ -170,7 +202,11 @@ export class IptablesDataplane implements Dataplane {
         if (prev) next.set(f.portId, prev);
         else failed.add(f.portId);
       }
-      await this.writeState(next, upsert.filter((f) => !bad.includes(f)), failed);
+      await this.writeState(
+        next,
+        upsert.filter((f) => !bad.includes(f)),
+        failed,
+      );
     }
     this.filters.clear();
     for (const [id, f] of next) this.filters.set(id, f);
@@ -230,7 +266,8 @@ export class IptablesDataplane implements Dataplane {
   private async writeArp(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
     const n = this.names;
     const want: Chains = new Map([[n.arpDispatchChain, renderArpDispatch(filters.values(), failed, n)]]);
-    for (const f of changedPorts) if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) want.set(n.arpChain(f.portId), renderArp(f));
+    for (const f of changedPorts)
+      if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) want.set(n.arpChain(f.portId), renderArp(f));
     const keep = new Set([...filters.values()].filter((f) => f.filtered && !failed.has(f.portId)).map((f) => n.arpChain(f.portId)));
     await this.written.writeEb(want, (c) => keep.has(c));
   }
@@ -291,7 +328,11 @@ export class IptablesDataplane implements Dataplane {
     };
     for (const name of await this.ipset.listNames()) {
       const stale = (n.owns(name) && !wanted.has(name)) || ourTemp(name);
-      if (stale) await this.ipset.destroy(name).then(() => removed++, () => undefined);
+      if (stale)
+        await this.ipset.destroy(name).then(
+          () => removed++,
+          () => undefined,
+        );
     }
     return removed;
   }
@@ -308,7 +349,10 @@ export class IptablesDataplane implements Dataplane {
     let removed = chains;
     for (const name of await this.ipset.listNames()) {
       if (!n.owns(name)) continue;
-      await this.ipset.destroy(name).then(() => removed++, (e: unknown) => left.push(`ipset ${name} (${(e as Error).message})`));
+      await this.ipset.destroy(name).then(
+        () => removed++,
+        (e: unknown) => left.push(`ipset ${name} (${(e as Error).message})`),
+      );
     }
     this.filters.clear();
     this.failed.clear();
@@ -320,7 +364,12 @@ export class IptablesDataplane implements Dataplane {
 
   status(expected: AppliedView): DataplaneStatus {
     return {
-      sets: [...expected.sets.values()].map((ref) => ({ name: this.names.groupSet(ref.groupId, ref.family), groupId: ref.groupId, family: ref.family, size: expected.members(ref).length })),
+      sets: [...expected.sets.values()].map((ref) => ({
+        name: this.names.groupSet(ref.groupId, ref.family),
+        groupId: ref.groupId,
+        family: ref.family,
+        size: expected.members(ref).length,
+      })),
       chains: { v4: [...this.written.of(4, 'filter').keys()], v6: [...this.written.of(6, 'filter').keys()] },
     };
   }
@@ -364,7 +413,7 @@ export class IptablesDataplane implements Dataplane {
       at(n.egressChain(portId), 'egress');
       at(n.spoofChain(portId), 'anti-spoofing');
       shared.push(
-        { family, table: 'filter', chain: n.dispatchChain, what: 'dispatch of our ports\' forwarded traffic (FORWARD)' },
+        { family, table: 'filter', chain: n.dispatchChain, what: "dispatch of our ports' forwarded traffic (FORWARD)" },
         { family, table: 'filter', chain: n.portsChain, what: 'per-port jumps' },
         { family, table: 'filter', chain: n.inputChain, what: 'dispatch of what ports send to the host (INPUT)' },
         { family, table: 'filter', chain: n.fallbackChain, what: 'fallback drop' },

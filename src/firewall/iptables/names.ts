@@ -11,7 +11,8 @@ export const CHAIN_NAME_MAX = 28;
 const HASH_CHARS = 16; // 64 bits: no collision among any realistic number of ports or groups
 
 export function validatePrefix(prefix: string): string {
-  if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix)) throw new Error(`firewall prefix must be 1-6 of [a-z0-9], starting with a letter: ${JSON.stringify(prefix)}`);
+  if (!/^[a-z][a-z0-9]{0,5}$/.test(prefix))
+    throw new Error(`firewall prefix must be 1-6 of [a-z0-9], starting with a letter: ${JSON.stringify(prefix)}`);
   return prefix;
 }
 

@@ -39,7 +39,16 @@ export function iptablesCidr(text: string): string {
 
 /** Protocol numbers written by the name iptables-save prints for them from its own table (whatever
  *  /etc/protocols says); other numbers are written as numbers and read back after writing. */
-const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 50: 'esp', 51: 'ah', 58: 'ipv6-icmp', 132: 'sctp', 136: 'udplite' };
+const PROTO_NAMES: Record<number, string> = {
+  1: 'icmp',
+  6: 'tcp',
+  17: 'udp',
+  50: 'esp',
+  51: 'ah',
+  58: 'ipv6-icmp',
+  132: 'sctp',
+  136: 'udplite',
+};
 /** Port-range protocols with no match module of their own: ports through multiport, as Neutron does. */
 const MULTIPORT_ONLY: ReadonlySet<number> = new Set([136]);
 const PORT_MATCH: Record<number, string> = { 6: 'tcp', 17: 'udp', 33: 'dccp', 132: 'sctp' };
@@ -220,7 +229,13 @@ export interface Dispatch {
   input: string[];
 }
 
-export function renderDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, mode: Mode, names: KernelNames, unknownPrefixes: readonly string[] = []): Dispatch {
+export function renderDispatch(
+  filters: Iterable<PortFilter>,
+  failed: ReadonlySet<string>,
+  mode: Mode,
+  names: KernelNames,
+  unknownPrefixes: readonly string[] = [],
+): Dispatch {
   const known: PortFilter[] = [...filters];
   const filtered = known.filter((f) => f.filtered && !failed.has(f.portId));
   const refused = known.filter((f) => f.filtered && failed.has(f.portId));
@@ -233,7 +248,10 @@ export function renderDispatch(filters: Iterable<PortFilter>, failed: ReadonlySe
   };
   // A port whose filter the kernel refused is dropped both ways, first: never unfiltered.
   for (const f of refused) {
-    forward.push(`${physdev(mode, 'out', f.device)} -j ${names.fallbackChain}`, `${physdev(mode, 'in', f.device)} -j ${names.fallbackChain}`);
+    forward.push(
+      `${physdev(mode, 'out', f.device)} -j ${names.fallbackChain}`,
+      `${physdev(mode, 'in', f.device)} -j ${names.fallbackChain}`,
+    );
     input.push(`${physdevIn(mode, f.device)} -j ${names.fallbackChain}`);
   }
   // Traffic sent by one of our ports: its egress (if filtered), then the receiver's ingress (if ours

@@ -9,7 +9,11 @@ import type { IpVersion } from './render.js';
 
 export class IptablesError extends Error {
   /** `cause`: when the tool could not be run at all, the addon's NativeError (its `code` says why). */
-  constructor(message: string, readonly stderr: string, cause?: NativeError) {
+  constructor(
+    message: string,
+    readonly stderr: string,
+    cause?: NativeError,
+  ) {
     super(message, cause ? { cause } : undefined);
     this.name = 'IptablesError';
   }
@@ -106,5 +110,8 @@ export function parseCounts(saved: string, keep: (chain: string) => boolean): Ma
 /** Lines of chain `chain` (e.g. FORWARD) in saved output, without the `-A chain ` part. */
 export function chainLines(saved: string, chain: string): string[] {
   const head = `-A ${chain} `;
-  return saved.split('\n').filter((l) => l.startsWith(head)).map((l) => l.slice(head.length));
+  return saved
+    .split('\n')
+    .filter((l) => l.startsWith(head))
+    .map((l) => l.slice(head.length));
 }

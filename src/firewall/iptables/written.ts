@@ -20,7 +20,10 @@ interface Hook {
 }
 
 export class WrittenChains {
-  private readonly ip: Record<IpVersion, Record<Table, Chains>> = { 4: { filter: new Map(), raw: new Map() }, 6: { filter: new Map(), raw: new Map() } };
+  private readonly ip: Record<IpVersion, Record<Table, Chains>> = {
+    4: { filter: new Map(), raw: new Map() },
+    6: { filter: new Map(), raw: new Map() },
+  };
   private readonly eb: Chains = new Map();
   /** Chains that may read back differently from how we wrote them: re-read after each write. */
   private readonly inexact = new Set<string>();
@@ -56,7 +59,13 @@ export class WrittenChains {
   /** Makes the table hold `want`: chains that differ are rewritten, written chains neither wanted nor
    *  kept are removed, hooks to chains that are there are added; one restore, or none if nothing
    *  differs. `inexact`: chains among `want` that may read back otherwise. Returns the removed chains. */
-  async write(v: IpVersion, table: Table, want: Chains, keep: (chain: string) => boolean, inexact: Iterable<string> = []): Promise<string[]> {
+  async write(
+    v: IpVersion,
+    table: Table,
+    want: Chains,
+    keep: (chain: string) => boolean,
+    inexact: Iterable<string> = [],
+  ): Promise<string[]> {
     const had = this.ip[v][table];
     const changed = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
     const removed = [...had.keys()].filter((c) => !want.has(c) && !keep(c));
@@ -101,7 +110,9 @@ export class WrittenChains {
     present: (chain: string) => boolean,
     savedNow?: string,
   ): Promise<{ lines: string[]; keys: string[] }> {
-    const unknown = this.hooks.filter((h) => h.table === table && h.versions.includes(v) && present(h.chain) && !this.hooked.has(hookKey(h, v)));
+    const unknown = this.hooks.filter(
+      (h) => h.table === table && h.versions.includes(v) && present(h.chain) && !this.hooked.has(hookKey(h, v)),
+    );
     if (unknown.length === 0) return { lines: [], keys: [] };
     const saved = savedNow ?? (v === 'eb' ? await this.tools.ebSave() : await this.tools.save(v, table as Table));
     const lines: string[] = [];

@@ -20,8 +20,21 @@ import type { Logger } from 'pino';
 import type { Family } from '../../domain/address.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
 import {
-  setKey, type AppliedView, type ApplyOutcome, type ChangeSet, type Dataplane, type DataplaneStats, type LogSettings, type DataplaneStatus,
-  type Mode, type PortChainKind, type PortFilter, type PortRuleMap, type ReconcileReport, type RuleCount, type SetRef,
+  setKey,
+  type AppliedView,
+  type ApplyOutcome,
+  type ChangeSet,
+  type Dataplane,
+  type DataplaneStats,
+  type LogSettings,
+  type DataplaneStatus,
+  type Mode,
+  type PortChainKind,
+  type PortFilter,
+  type PortRuleMap,
+  type ReconcileReport,
+  type RuleCount,
+  type SetRef,
 } from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
@@ -29,7 +42,14 @@ import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from 
 import { BRIDGE, INET, NftNames } from './names.js';
 import { MAX_MARK_ID, portChains, type Rules } from './render.js';
 import { at, emptiedAsMade, sharedOps, type Layout } from './tables.js';
-import { NftClient, type NftFamily, type Op, type OpFailure, type ReconcileReport as NftReport, type TableDesc } from '../../addon/nftables.js';
+import {
+  NftClient,
+  type NftFamily,
+  type Op,
+  type OpFailure,
+  type ReconcileReport as NftReport,
+  type TableDesc,
+} from '../../addon/nftables.js';
 
 export interface NftablesOptions {
   netns?: string;
@@ -53,7 +73,10 @@ type Owner = { kind: 'shared' } | { kind: 'set'; key: string } | { kind: 'port';
 const MAX_ROUNDS = 6;
 
 export class NftablesError extends Error {
-  constructor(message: string, readonly failures: OpFailure[] = []) {
+  constructor(
+    message: string,
+    readonly failures: OpFailure[] = [],
+  ) {
     super(message);
     this.name = 'NftablesError';
   }
@@ -95,7 +118,10 @@ export class NftablesDataplane implements Dataplane {
 
   private readonly layout: Layout;
 
-  private constructor(readonly client: NftClient, private readonly opts: NftablesOptions) {
+  private constructor(
+    readonly client: NftClient,
+    private readonly opts: NftablesOptions,
+  ) {
     this.names = new NftNames(opts.prefix ?? 'sg');
     this.mode = opts.mode ?? 'bridged';
     this.layout = { names: this.names, mode: this.mode, unknownDevicePrefixes: opts.unknownDevicePrefixes ?? [] };
@@ -132,7 +158,8 @@ export class NftablesDataplane implements Dataplane {
       // again. Sets first: a rule naming a refused set fails with it, through no fault of its own.
       const owned = r.failures.map((f) => ({ f, owner: f.op === null ? undefined : plan!.owners[f.op] }));
       const whole = owned.filter((o) => !o.owner || o.owner.kind === 'shared');
-      if (whole.length || round + 1 >= MAX_ROUNDS) throw new NftablesError(`nf_tables transaction refused: ${r.failures.map((f) => f.message).join('; ')}`, r.failures);
+      if (whole.length || round + 1 >= MAX_ROUNDS)
+        throw new NftablesError(`nf_tables transaction refused: ${r.failures.map((f) => f.message).join('; ')}`, r.failures);
       const sets = owned.filter((o) => o.owner?.kind === 'set' || o.owner?.kind === 'destroy');
       for (const { f, owner } of sets.length ? sets : owned) {
         if (owner?.kind === 'set' || owner?.kind === 'destroy') badSets.set(owner.key, new NftablesError(f.message, [f]));
@@ -146,7 +173,8 @@ export class NftablesDataplane implements Dataplane {
       else this.opts.logger?.warn({ err: error, set: key }, 'stale set not destroyed; reconcile will retry');
     }
     for (const [portId, error] of badPorts) out.failedFilters.push({ portId, error });
-    for (const b of plan.blocked) out.failedFilters.push({ portId: b.portId, error: new Error(`set of group ${b.groupId} (IPv${b.family}) could not be made`) });
+    for (const b of plan.blocked)
+      out.failedFilters.push({ portId: b.portId, error: new Error(`set of group ${b.groupId} (IPv${b.family}) could not be made`) });
     if (c.cuts.length) out.conntrackDeleted = await deleteConntrackBetween(dedupePairs(c.cuts), this.opts.netns);
     return out;
   }
@@ -169,7 +197,11 @@ export class NftablesDataplane implements Dataplane {
         const d = await this.client.describe(family, table);
         const foreign = d ? this.foreignIn(d) : [];
         if (foreign.length === 0) push(shared, { op: 'delTable', family, table });
-        else this.opts.logger?.warn({ family, table, foreign }, 'our nftables table holds objects of another program: they are kept, ours written afresh');
+        else
+          this.opts.logger?.warn(
+            { family, table, foreign },
+            'our nftables table holds objects of another program: they are kept, ours written afresh',
+          );
       }
       push(shared, ...sharedOps(this.layout, !this.started));
       plan.commit.push(() => {
@@ -187,7 +219,13 @@ export class NftablesDataplane implements Dataplane {
       }
       const owner: Owner = { kind: 'set', key };
       const set = this.names.groupSet(s.groupId, s.family);
-      if (!this.sets.has(key)) push(owner, ...this.fresh([{ op: 'set', ...inet, set, key: s.family === 4 ? 'ipv4' : 'ipv6' }]), { op: 'members', ...inet, set, add: s.members });
+      if (!this.sets.has(key))
+        push(owner, ...this.fresh([{ op: 'set', ...inet, set, key: s.family === 4 ? 'ipv4' : 'ipv6' }]), {
+          op: 'members',
+          ...inet,
+          set,
+          add: s.members,
+        });
       else push(owner, { op: 'members', ...inet, set, add: s.members, replace: true });
       const ref = { groupId: s.groupId, family: s.family };
       plan.commit.push(() => {
@@ -281,14 +319,18 @@ export class NftablesDataplane implements Dataplane {
       if (id > MAX_MARK_ID) throw new NftablesError(`no mark left for port ${f.portId}: ${MAX_MARK_ID} ports are bound`);
     }
     const chains = portChains(f, this.names, this.mode, id, this.opts.log);
-    const all: [NftFamily, string, Rules][] = [...[...chains.inet].map(([c, r]): [NftFamily, string, Rules] => ['inet', c, r]), ...[...chains.bridge].map(([c, r]): [NftFamily, string, Rules] => ['bridge', c, r])];
+    const all: [NftFamily, string, Rules][] = [
+      ...[...chains.inet].map(([c, r]): [NftFamily, string, Rules] => ['inet', c, r]),
+      ...[...chains.bridge].map(([c, r]): [NftFamily, string, Rules] => ['bridge', c, r]),
+    ];
     changed = this.writeChains(all, push, owner, commit) || changed;
     commit.push(() => {
       for (const [c, t] of chains.tags) this.tags.set(c, t);
     });
     const before = hadIn ? dispatchElems(this.layout, hadIn, hadId) : [];
     const after = dispatchElems(this.layout, f, id);
-    const same = (a: (typeof after)[number], b: (typeof after)[number]) => a.family === b.family && a.set === b.set && a.key === b.key && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
+    const same = (a: (typeof after)[number], b: (typeof after)[number]) =>
+      a.family === b.family && a.set === b.set && a.key === b.key && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
     const del = before.filter((b) => !after.some((a) => same(a, b)));
     const add = after.filter((a) => !before.some((b) => same(a, b)));
     const stateless = statelessOps(this.layout, hadIn, hadId, f, id);
@@ -307,13 +349,23 @@ export class NftablesDataplane implements Dataplane {
 
   /** Chains made to hold their rules, skipping those that already do. New chains are all made before
    *  any rule is added: the egress chain jumps to the anti-spoof chain. */
-  private writeChains(chains: [NftFamily, string, Rules][], push: (o: Owner, ...ops: Op[]) => void, owner: Owner, commit: (() => void)[]): boolean {
+  private writeChains(
+    chains: [NftFamily, string, Rules][],
+    push: (o: Owner, ...ops: Op[]) => void,
+    owner: Owner,
+    commit: (() => void)[],
+  ): boolean {
     const changed = chains
       .map(([family, chain, rules]) => ({ family, chain, rules, key: `${family}/${chain}`, text: JSON.stringify(rules) }))
       .filter((c) => this.written.get(c.key) !== c.text);
     for (const c of changed) {
       const at = this.at(c.family);
-      push(owner, ...(this.written.has(c.key) ? [{ op: 'flushChain', ...at, chain: c.chain } as Op] : this.fresh([{ op: 'chain', ...at, chain: c.chain }])));
+      push(
+        owner,
+        ...(this.written.has(c.key)
+          ? [{ op: 'flushChain', ...at, chain: c.chain } as Op]
+          : this.fresh([{ op: 'chain', ...at, chain: c.chain }])),
+      );
     }
     for (const c of changed) push(owner, ...c.rules.map((stmts): Op => ({ op: 'rule', ...this.at(c.family), chain: c.chain, stmts })));
     commit.push(() => {
@@ -323,10 +375,20 @@ export class NftablesDataplane implements Dataplane {
   }
 
   /** Removes a filtered port's dispatch, untracked entries and chains. */
-  private removeChains(f: PortFilter, id: number | undefined, push: (o: Owner, ...ops: Op[]) => void, owner: Owner, commit: (() => void)[], plan: Plan): boolean {
+  private removeChains(
+    f: PortFilter,
+    id: number | undefined,
+    push: (o: Owner, ...ops: Op[]) => void,
+    owner: Owner,
+    commit: (() => void)[],
+    plan: Plan,
+  ): boolean {
     push(owner, ...elemOps(this.layout, [], dispatchElems(this.layout, f, id)), ...statelessOps(this.layout, f, id, undefined, undefined));
     const chains = portChains(f, this.names, this.mode, id);
-    const gone: [NftFamily, string][] = [...[...chains.inet.keys()].map((c) => ['inet', c] as [NftFamily, string]), ...[...chains.bridge.keys()].map((c) => ['bridge', c] as [NftFamily, string])];
+    const gone: [NftFamily, string][] = [
+      ...[...chains.inet.keys()].map((c) => ['inet', c] as [NftFamily, string]),
+      ...[...chains.bridge.keys()].map((c) => ['bridge', c] as [NftFamily, string]),
+    ];
     // Emptied first: the egress chain jumps to the anti-spoof chain, which cannot go while it does.
     for (const [family, chain] of gone) push(owner, { op: 'flushChain', ...this.at(family), chain });
     for (const [family, chain] of gone) push(owner, { op: 'delChain', ...this.at(family), chain });
@@ -369,7 +431,10 @@ export class NftablesDataplane implements Dataplane {
     if (this.filters.get(f.portId)?.filtered) return false;
     const had = this.failed.get(f.portId);
     if (had === f.device) return false;
-    push({ kind: 'shared' }, ...elemOps(this.layout, dropElems(this.layout, f.device), had === undefined ? [] : dropElems(this.layout, had)));
+    push(
+      { kind: 'shared' },
+      ...elemOps(this.layout, dropElems(this.layout, f.device), had === undefined ? [] : dropElems(this.layout, had)),
+    );
     plan.commit.push(() => this.failed.set(f.portId, f.device));
     return true;
   }
@@ -381,7 +446,16 @@ export class NftablesDataplane implements Dataplane {
       if ('repaired' in e) {
         const r = e.repaired;
         this.stats.repairs += r.tablesRebuilt + r.chainsRepaired + r.setsRepaired;
-        this.opts.logger?.warn({ tablesRebuilt: r.tablesRebuilt, chainsRepaired: r.chainsRepaired, setsRepaired: r.setsRepaired, elementsAdded: r.elementsAdded, elementsRemoved: r.elementsRemoved }, 'nftables: a foreign change to our tables was repaired');
+        this.opts.logger?.warn(
+          {
+            tablesRebuilt: r.tablesRebuilt,
+            chainsRepaired: r.chainsRepaired,
+            setsRepaired: r.setsRepaired,
+            elementsAdded: r.elementsAdded,
+            elementsRemoved: r.elementsRemoved,
+          },
+          'nftables: a foreign change to our tables was repaired',
+        );
       } else {
         this.opts.logger?.error({ err: e.failed }, 'nftables: repairing a foreign change failed; the periodic check will retry');
       }
@@ -409,7 +483,10 @@ export class NftablesDataplane implements Dataplane {
     for (const u of ours) if (u.kind === 'set') ops.push({ op: 'delSet', ...this.at(u.family), set: u.name });
     const t = await this.client.transact(ops);
     if (!t.committed) {
-      this.opts.logger?.warn({ failures: t.failures.map((f) => f.message) }, 'stale nftables objects not removed (in use by another rule); left in place');
+      this.opts.logger?.warn(
+        { failures: t.failures.map((f) => f.message) },
+        'stale nftables objects not removed (in use by another rule); left in place',
+      );
       return 0;
     }
     return ours.length;
@@ -450,9 +527,14 @@ export class NftablesDataplane implements Dataplane {
         // stays, emptied, and is reported, as does the table.
         const chains = d.chains.filter((c) => this.names.owns(c.name)).map((c) => c.name);
         const sets = d.sets.filter((x) => this.names.owns(x.name)).map((x) => x.name);
-        await this.client.transact([...chains.map((chain): Op => ({ op: 'flushChain', ...at, chain })), ...sets.map((set): Op => ({ op: 'flushSet', ...at, set }))]);
+        await this.client.transact([
+          ...chains.map((chain): Op => ({ op: 'flushChain', ...at, chain })),
+          ...sets.map((set): Op => ({ op: 'flushSet', ...at, set })),
+        ]);
         for (const [kind, name] of [...chains.map((n) => ['chain', n] as const), ...sets.map((n) => ['set', n] as const)]) {
-          const r = await this.client.transact([kind === 'chain' ? { op: 'delChain', ...at, chain: name } : { op: 'delSet', ...at, set: name }]);
+          const r = await this.client.transact([
+            kind === 'chain' ? { op: 'delChain', ...at, chain: name } : { op: 'delSet', ...at, set: name },
+          ]);
           if (r.committed) removed++;
           else left.push(`nftables ${family} ${kind} ${name} (referenced by another program's rule; emptied)`);
         }
@@ -475,7 +557,12 @@ export class NftablesDataplane implements Dataplane {
   status(expected: AppliedView): DataplaneStatus {
     const chains = [...this.written.keys()].filter((k) => k.startsWith('inet/')).map((k) => k.slice(5));
     return {
-      sets: [...expected.sets.values()].map((ref) => ({ name: this.names.groupSet(ref.groupId, ref.family), groupId: ref.groupId, family: ref.family, size: expected.members(ref).length })),
+      sets: [...expected.sets.values()].map((ref) => ({
+        name: this.names.groupSet(ref.groupId, ref.family),
+        groupId: ref.groupId,
+        family: ref.family,
+        size: expected.members(ref).length,
+      })),
       chains: { v4: chains, v6: chains },
     };
   }
@@ -526,8 +613,8 @@ export class NftablesDataplane implements Dataplane {
         inet(INET.untracked, 'no conntrack for stateless ports'),
         bridge(BRIDGE.markFrom, 'port marks: from a port'),
         bridge(BRIDGE.markTo, 'port marks: to a port'),
-        bridge(this.names.fromDevChain(portId), 'this port\'s mark and ARP check'),
-        bridge(this.names.toDevChain(portId), 'this port\'s mark'),
+        bridge(this.names.fromDevChain(portId), "this port's mark and ARP check"),
+        bridge(this.names.toDevChain(portId), "this port's mark"),
       ],
     });
   }

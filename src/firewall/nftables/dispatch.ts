@@ -56,9 +56,16 @@ export function elemOps(l: Layout, add: MapElem[], del: MapElem[]): Op[] {
 }
 
 /** Operations making a stateless port's traffic untracked (or no longer), from `had` to `now`. */
-export function statelessOps(l: Layout, had: PortFilter | undefined, hadId: number | undefined, now: PortFilter | undefined, nowId: number | undefined): Op[] {
+export function statelessOps(
+  l: Layout,
+  had: PortFilter | undefined,
+  hadId: number | undefined,
+  now: PortFilter | undefined,
+  nowId: number | undefined,
+): Op[] {
   const inet = at(l, 'inet');
-  const key = (f: PortFilter | undefined, id: number | undefined): ElemKey | undefined => (!f?.filtered || f.stateful ? undefined : l.mode === 'routed' ? f.device : markOf(id!));
+  const key = (f: PortFilter | undefined, id: number | undefined): ElemKey | undefined =>
+    !f?.filtered || f.stateful ? undefined : l.mode === 'routed' ? f.device : markOf(id!);
   const [k0, k1] = [key(had, hadId), key(now, nowId)];
   const ops: Op[] = [];
   if (k0 !== k1) {

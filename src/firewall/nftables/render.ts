@@ -101,7 +101,10 @@ function lower(f: PortFilter, entries: Entry[], direction: 'ingress' | 'egress',
 /** The logging of a rule: the kernel's rate limit of this rule, then the packet to the log group.
  *  No verdict: the packet goes on to the rule that decides. */
 function logStmts(log: LogSettings, prefix: string): Stmt[] {
-  return [{ m: 'limit', rate: log.rateLimit, burst: log.burstLimit }, { m: 'log', group: log.group, prefix }];
+  return [
+    { m: 'limit', rate: log.rateLimit, burst: log.burstLimit },
+    { m: 'log', group: log.group, prefix },
+  ];
 }
 
 function push(into: TaggedRules, stmts: Stmt[], tag: RuleTag): void {
@@ -119,10 +122,12 @@ export function sgRule(r: FilterRule, v: V, names: NftNames): Stmt[] {
   if (p !== null) {
     if (isIcmp(p)) {
       out.push({ m: 'l4proto', v: v === 6 ? 58 : 1 });
-      if (r.portRangeMin !== null) tail = [r.portRangeMax === null ? { m: 'icmp', type: r.portRangeMin } : { m: 'icmp', type: r.portRangeMin, code: r.portRangeMax }];
+      if (r.portRangeMin !== null)
+        tail = [r.portRangeMax === null ? { m: 'icmp', type: r.portRangeMin } : { m: 'icmp', type: r.portRangeMin, code: r.portRangeMax }];
     } else {
       out.push({ m: 'l4proto', v: p });
-      if (takesPorts(p) && r.portRangeMin !== null && r.portRangeMax !== null) tail = [{ m: 'port', dir: 'dport', min: r.portRangeMin, max: r.portRangeMax }];
+      if (takesPorts(p) && r.portRangeMin !== null && r.portRangeMax !== null)
+        tail = [{ m: 'port', dir: 'dport', min: r.portRangeMin, max: r.portRangeMax }];
     }
   }
   if (r.remoteGroupId) out.push({ m: 'addrIn', family: v, dir, set: names.groupSet(r.remoteGroupId, v) });

@@ -24,7 +24,13 @@ export function at(l: Layout, family: NftFamily): { family: NftFamily; table: st
 /** Until the first apply is in, a chain or set may be there already (a previous run's, in a table
  *  that was kept): what is made is emptied too, in the same transaction. */
 export function emptiedAsMade(ops: Op[]): Op[] {
-  return ops.flatMap((o): Op[] => (o.op === 'chain' ? [o, { op: 'flushChain', family: o.family, table: o.table, chain: o.chain }] : o.op === 'set' ? [o, { op: 'flushSet', family: o.family, table: o.table, set: o.set }] : [o]));
+  return ops.flatMap((o): Op[] =>
+    o.op === 'chain'
+      ? [o, { op: 'flushChain', family: o.family, table: o.table, chain: o.chain }]
+      : o.op === 'set'
+        ? [o, { op: 'flushSet', family: o.family, table: o.table, set: o.set }]
+        : [o],
+  );
 }
 
 /** The tables, their maps and sets, and the base chains that dispatch into the ports' chains. */
@@ -32,7 +38,8 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
   const inet = at(l, 'inet');
   const bridged = l.mode === 'bridged';
   const portKey = bridged ? 'mark' : 'ifname';
-  const dispatch = (dir: 'from' | 'to') => (bridged ? { mark: MARK_MASK } : dir === 'from' ? 'iifname' : 'oifname') as { mark: number } | 'iifname' | 'oifname';
+  const dispatch = (dir: 'from' | 'to') =>
+    (bridged ? { mark: MARK_MASK } : dir === 'from' ? 'iifname' : 'oifname') as { mark: number } | 'iifname' | 'oifname';
   const ops: Op[] = [
     { op: 'table', ...inet },
     { op: 'set', ...inet, set: INET.fromPort, key: portKey, map: true },
@@ -44,9 +51,27 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
     { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
     // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
     { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
-    { op: 'rule', ...inet, chain: INET.untracked, stmts: [bridged ? { m: 'markIn', mask: MARK_MASK, set: INET.statelessPort } : { m: 'ifnameIn', key: 'iifname', set: INET.statelessPort }, { m: 'notrack' }] },
-    { op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'nfproto', v: 4 }, { m: 'addrIn', family: 4, dir: 'daddr', set: INET.statelessAddr4 }, { m: 'notrack' }] },
-    { op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'nfproto', v: 6 }, { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 }, { m: 'notrack' }] },
+    {
+      op: 'rule',
+      ...inet,
+      chain: INET.untracked,
+      stmts: [
+        bridged ? { m: 'markIn', mask: MARK_MASK, set: INET.statelessPort } : { m: 'ifnameIn', key: 'iifname', set: INET.statelessPort },
+        { m: 'notrack' },
+      ],
+    },
+    {
+      op: 'rule',
+      ...inet,
+      chain: INET.untracked,
+      stmts: [{ m: 'nfproto', v: 4 }, { m: 'addrIn', family: 4, dir: 'daddr', set: INET.statelessAddr4 }, { m: 'notrack' }],
+    },
+    {
+      op: 'rule',
+      ...inet,
+      chain: INET.untracked,
+      stmts: [{ m: 'nfproto', v: 6 }, { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 }, { m: 'notrack' }],
+    },
     // After conntrack and DNAT: what a port sends (forwarded or to the host itself) meets its egress chain.
     { op: 'chain', ...inet, chain: INET.fromPorts, hook: { hook: 'prerouting', priority: 0 } },
     ...(bridged ? [] : unknownDeviceDrops(l, inet, INET.fromPorts, INET.knownDev, 'iifname')),
@@ -78,7 +103,10 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
   const fresh = firstApply ? emptiedAsMade(ops) : ops;
   fresh.push(
     ...(Object.keys(ICMP6_SETS) as Icmp6List[]).map((list): Op => ({
-      op: 'elems', ...inet, set: ICMP6_SETS[list], add: ICMP6_LISTS[list].map((key) => ({ key })),
+      op: 'elems',
+      ...inet,
+      set: ICMP6_SETS[list],
+      add: ICMP6_LISTS[list].map((key) => ({ key })),
     })),
     { op: 'elems', ...inet, set: INET.ctState, add: CT_STATE_VERDICTS },
   );
@@ -93,9 +121,21 @@ export function dropsUnknown(l: Layout): boolean {
 /** First rules of a dispatch chain when unknown devices are dropped: a device named like a VM port
  *  that is not in the set of known ones goes no further (the iptables backend does the same with
  *  a `-m physdev`/`-i` rule per prefix after the known ports' dispatch). */
-function unknownDeviceDrops(l: Layout, where: { family: NftFamily; table: string }, chain: string, known: string, key: 'iifname' | 'oifname'): Op[] {
+function unknownDeviceDrops(
+  l: Layout,
+  where: { family: NftFamily; table: string },
+  chain: string,
+  known: string,
+  key: 'iifname' | 'oifname',
+): Op[] {
   return l.unknownDevicePrefixes.map((prefix): Op => ({
-    op: 'rule', ...where, chain,
-    stmts: [{ m: 'ifnamePrefix', key, prefix }, { m: 'ifnameIn', key, set: known, negate: true }, { m: 'verdict', v: 'drop' }],
+    op: 'rule',
+    ...where,
+    chain,
+    stmts: [
+      { m: 'ifnamePrefix', key, prefix },
+      { m: 'ifnameIn', key, set: known, negate: true },
+      { m: 'verdict', v: 'drop' },
+    ],
   }));
 }
