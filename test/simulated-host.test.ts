@@ -12,7 +12,7 @@ import { Controller } from '../src/controller/controller.js';
 import { setKey } from '../src/firewall/dataplane.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
 import type { PortInput } from '../src/domain/model.js';
-import { amqpCutter, CHANNEL_CLOSE } from './helpers/amqp-cut.js';
+import { amqpCutter, CHANNEL_CLOSE, QUEUE_BIND } from './helpers/amqp-cut.js';
 import { closeConnections, testVhost, type TestVhost } from './helpers/broker.js';
 import { brokerTest } from './helpers/gate.js';
 import { testBroker } from './helpers/test-broker.js';
@@ -161,4 +161,26 @@ brokerTest('an agent whose connection is lost while it closes a channel on recon
   await ctl.putGroup('web', true, [{ id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 }, out]);
   await waitFor('the rule change in the port\'s filter', () => dp.filters.get('p1')?.rules.some((r) => r.portRangeMin === 22));
   followed = true;
+});
+
+brokerTest('a binding cut short by a lost connection ends with the session, not as a handler error; the next session binds it', async (t) => {
+  const cutter = await amqpCutter((await testBroker()).port);
+  t.teardown(() => cutter.close());
+  const { ctl, agent, dp, host } = await simulatedHost(t, 'sim5', { agentUrl: cutter.via });
+  const out = { id: 'out', direction: 'egress' as const, ethertype: 'IPv4' as const };
+  await ctl.putGroup('web', true, [out]);
+  await ctl.putGroup('db', true, [out]);
+  await ctl.putPort('p1', port('p1', host, '10.9.4.1', 1));
+  await ctl.flush();
+  await agent.start();
+  await waitFor('the first port filtered', () => agent.engine!.portInKernel('p1'));
+  // A port in a group new to the host: the agent binds the group, and the connection is lost right there.
+  const cut = cutter.cutOn(QUEUE_BIND);
+  await ctl.putPort('p2', { ...port('p2', host, '10.9.4.2', 2), securityGroups: ['db'] });
+  await cut;
+  await waitFor('the agent connected again', () => (agent.status() as { connected: boolean }).connected);
+  await ctl.putGroup('db', true, [{ id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 }, out]);
+  await waitFor('the rule change of the new group in its port\'s filter', () => dp.filters.get('p2')?.rules.some((r) => r.portRangeMin === 22));
+  const handlerErrors = (await agent.metrics.handlerErrors.get()).values.reduce((sum, v) => sum + v.value, 0);
+  t.is(handlerErrors, 0);
 });

@@ -7,6 +7,7 @@ import { freePort } from './net.js';
 
 /** AMQP 0-9-1 methods by class and method id (the spec's numbering). */
 export const CHANNEL_CLOSE = { classId: 20, methodId: 40 } as const;
+export const QUEUE_BIND = { classId: 50, methodId: 20 } as const;
 
 const PROTOCOL_HEADER_BYTES = 8;
 /** Frame: type (1), channel (2), payload size (4), payload, frame end (1). */
