@@ -140,6 +140,12 @@ brokerTest('a group a new port makes needed is synced once, its rules and member
   t.is(await groupSyncs(), 1);
 });
 
+/** A session of the agent was lost, and the one after it is consuming. */
+async function reconnected(agent: Agent): Promise<boolean> {
+  const lost = (await agent.metrics.reconnects.get()).values.reduce((sum, v) => sum + v.value, 0);
+  return lost > 0 && (agent.status() as { connected: boolean }).connected;
+}
+
 brokerTest('an agent whose connection is lost while it closes a channel on reconnecting connects again and follows its groups', async (t) => {
   const cutter = await amqpCutter((await testBroker()).port);
   t.teardown(() => cutter.close());
@@ -156,8 +162,7 @@ brokerTest('an agent whose connection is lost while it closes a channel on recon
   const cut = cutter.cutOn(CHANNEL_CLOSE);
   t.is(closeConnections(v, `sg-agent ${host}`), 1);
   await cut;
-  const connected = () => (agent.status() as { connected: boolean }).connected;
-  await waitFor('the agent connected again', connected);
+  await waitFor('the agent connected again', () => reconnected(agent));
   await ctl.putGroup('web', true, [{ id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 }, out]);
   await waitFor('the rule change in the port\'s filter', () => dp.filters.get('p1')?.rules.some((r) => r.portRangeMin === 22));
   followed = true;
@@ -178,7 +183,7 @@ brokerTest('a binding cut short by a lost connection ends with the session, not 
   const cut = cutter.cutOn(QUEUE_BIND);
   await ctl.putPort('p2', { ...port('p2', host, '10.9.4.2', 2), securityGroups: ['db'] });
   await cut;
-  await waitFor('the agent connected again', () => (agent.status() as { connected: boolean }).connected);
+  await waitFor('the agent connected again', () => reconnected(agent));
   await ctl.putGroup('db', true, [{ id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 }, out]);
   await waitFor('the rule change of the new group in its port\'s filter', () => dp.filters.get('p2')?.rules.some((r) => r.portRangeMin === 22));
   const handlerErrors = (await agent.metrics.handlerErrors.get()).values.reduce((sum, v) => sum + v.value, 0);
