@@ -146,7 +146,9 @@ async function reconnected(agent: Agent): Promise<boolean> {
   return lost > 0 && (agent.status() as { connected: boolean }).connected;
 }
 
-brokerTest('an agent whose connection is lost while it closes a channel on reconnecting connects again and follows its groups', async (t) => {
+const SSH_IN = { id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 } as const;
+
+brokerTest('an agent whose connection is lost as it closes a channel on reconnecting connects again and follows its groups', async (t) => {
   const cutter = await amqpCutter((await testBroker()).port);
   t.teardown(() => cutter.close());
   let followed = false;
@@ -163,12 +165,12 @@ brokerTest('an agent whose connection is lost while it closes a channel on recon
   t.is(closeConnections(v, `sg-agent ${host}`), 1);
   await cut;
   await waitFor('the agent connected again', () => reconnected(agent));
-  await ctl.putGroup('web', true, [{ id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 }, out]);
+  await ctl.putGroup('web', true, [SSH_IN, out]);
   await waitFor('the rule change in the port\'s filter', () => dp.filters.get('p1')?.rules.some((r) => r.portRangeMin === 22));
   followed = true;
 });
 
-brokerTest('a binding cut short by a lost connection ends with the session, not as a handler error; the next session binds it', async (t) => {
+brokerTest('a binding cut short by a lost connection ends with its session, not as a handler error; the next one binds it', async (t) => {
   const cutter = await amqpCutter((await testBroker()).port);
   t.teardown(() => cutter.close());
   const { ctl, agent, dp, host } = await simulatedHost(t, 'sim5', { agentUrl: cutter.via });
@@ -184,8 +186,8 @@ brokerTest('a binding cut short by a lost connection ends with the session, not 
   await ctl.putPort('p2', { ...port('p2', host, '10.9.4.2', 2), securityGroups: ['db'] });
   await cut;
   await waitFor('the agent connected again', () => reconnected(agent));
-  await ctl.putGroup('db', true, [{ id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 }, out]);
-  await waitFor('the rule change of the new group in its port\'s filter', () => dp.filters.get('p2')?.rules.some((r) => r.portRangeMin === 22));
+  await ctl.putGroup('db', true, [SSH_IN, out]);
+  await waitFor('the new group\'s rule change in its port\'s filter', () => dp.filters.get('p2')?.rules.some((r) => r.portRangeMin === 22));
   const handlerErrors = (await agent.metrics.handlerErrors.get()).values.reduce((sum, v) => sum + v.value, 0);
   t.is(handlerErrors, 0);
 });
