@@ -12,8 +12,10 @@ import { Controller } from '../src/controller/controller.js';
 import { setKey } from '../src/firewall/dataplane.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
 import type { PortInput } from '../src/domain/model.js';
-import { testVhost } from './helpers/broker.js';
+import { amqpCutter, CHANNEL_CLOSE, QUEUE_BIND } from './helpers/amqp-cut.js';
+import { closeConnections, testVhost, type TestVhost } from './helpers/broker.js';
 import { brokerTest } from './helpers/gate.js';
+import { testBroker } from './helpers/test-broker.js';
 import { removeKeys, testKey } from './helpers/keys.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -33,7 +35,8 @@ const port = (id: string, host: string, ip: string, n: number): PortInput => ({
 async function simulatedHost(
   t: ExecutionContext,
   name: string,
-): Promise<{ ctl: Controller; agent: Agent; dp: MemoryDataplane; host: string }> {
+  o: { agentUrl?: (url: string) => string; canStop?: () => boolean } = {},
+): Promise<{ ctl: Controller; agent: Agent; dp: MemoryDataplane; host: string; v: TestVhost }> {
   const v = await testVhost('sgsim');
   const key = testKey();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-sim-'));
@@ -42,7 +45,7 @@ async function simulatedHost(
   const dp = new MemoryDataplane();
   const cfg = loadConfig(undefined, {
     SG_AGENT_HOST: host,
-    SG_AMQP_URL: v.url(),
+    SG_AMQP_URL: o.agentUrl?.(v.url()) ?? v.url(),
     SG_TRUSTED_KEYS: key.publicKeyFile,
     // A namespace that does not exist: were the dataplane option ignored, the kernel backend would
     // fail to open there instead of touching this machine's own firewall.
@@ -52,14 +55,15 @@ async function simulatedHost(
   });
   const agent = new Agent(cfg, pino({ level: 'silent' }), { dataplane: dp });
   t.teardown(async () => {
-    await agent.stop().catch(() => undefined);
+    // A test that failed may have left the agent's session loop stuck, which its stop would wait on.
+    if (o.canStop?.() ?? true) await agent.stop().catch(() => undefined);
     await ctl.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
     removeKeys(key);
     v.remove();
   });
   await ctl.brokerReady;
-  return { ctl, agent, dp, host };
+  return { ctl, agent, dp, host, v };
 }
 
 brokerTest('an Agent over the in-memory dataplane follows ports, members and rules from the controller', async (t) => {
@@ -141,4 +145,56 @@ brokerTest('a group a new port makes needed is synced once, its rules and member
   await ctl.putPort('p2', port('p2', 'elsewhere', '10.9.2.2', 2));
   await waitFor('the next delta in the set', () => members() === '10.9.2.1,10.9.2.10,10.9.2.2');
   t.is(await groupSyncs(), 1);
+});
+
+/** A session of the agent was lost, and the one after it is consuming. */
+async function reconnected(agent: Agent): Promise<boolean> {
+  const lost = (await agent.metrics.reconnects.get()).values.reduce((sum, v) => sum + v.value, 0);
+  return lost > 0 && (agent.status() as { connected: boolean }).connected;
+}
+
+const SSH_IN = { id: 'ssh', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 22, portRangeMax: 22 } as const;
+
+brokerTest('an agent whose connection is lost as it closes a channel on reconnecting connects again and follows its groups', async (t) => {
+  const cutter = await amqpCutter((await testBroker()).port);
+  t.teardown(() => cutter.close());
+  let followed = false;
+  const { ctl, agent, dp, host, v } = await simulatedHost(t, 'sim4', { agentUrl: cutter.via, canStop: () => followed });
+  const out = { id: 'out', direction: 'egress' as const, ethertype: 'IPv4' as const };
+  await ctl.putGroup('web', true, [out]);
+  await ctl.putPort('p1', port('p1', host, '10.9.3.1', 1));
+  await ctl.flush();
+  await agent.start();
+  await waitFor('the port filtered', () => agent.engine!.portInKernel('p1'));
+  // The broker drops the session; the next one is cut as the agent closes its first channel (a check
+  // of the exchanges): the close's reply never comes, the connection is gone.
+  const cut = cutter.cutOn(CHANNEL_CLOSE);
+  t.is(closeConnections(v, `sg-agent ${host}`), 1);
+  await cut;
+  await waitFor('the agent connected again', () => reconnected(agent));
+  await ctl.putGroup('web', true, [SSH_IN, out]);
+  await waitFor("the rule change in the port's filter", () => dp.filters.get('p1')?.rules.some((r) => r.portRangeMin === 22));
+  followed = true;
+});
+
+brokerTest('a binding cut short by a lost connection ends with its session, not as a handler error; the next one binds it', async (t) => {
+  const cutter = await amqpCutter((await testBroker()).port);
+  t.teardown(() => cutter.close());
+  const { ctl, agent, dp, host } = await simulatedHost(t, 'sim5', { agentUrl: cutter.via });
+  const out = { id: 'out', direction: 'egress' as const, ethertype: 'IPv4' as const };
+  await ctl.putGroup('web', true, [out]);
+  await ctl.putGroup('db', true, [out]);
+  await ctl.putPort('p1', port('p1', host, '10.9.4.1', 1));
+  await ctl.flush();
+  await agent.start();
+  await waitFor('the first port filtered', () => agent.engine!.portInKernel('p1'));
+  // A port in a group new to the host: the agent binds the group, and the connection is lost right there.
+  const cut = cutter.cutOn(QUEUE_BIND);
+  await ctl.putPort('p2', { ...port('p2', host, '10.9.4.2', 2), securityGroups: ['db'] });
+  await cut;
+  await waitFor('the agent connected again', () => reconnected(agent));
+  await ctl.putGroup('db', true, [SSH_IN, out]);
+  await waitFor("the new group's rule change in its port's filter", () => dp.filters.get('p2')?.rules.some((r) => r.portRangeMin === 22));
+  const handlerErrors = (await agent.metrics.handlerErrors.get()).values.reduce((sum, v) => sum + v.value, 0);
+  t.is(handlerErrors, 0);
 });

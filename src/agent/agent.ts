@@ -357,7 +357,7 @@ export class Agent {
     const membersNowNeeded = [...needs.members].filter((g) => this.bound.has(g) && !before.members.has(g) && !this.membersCurrent.has(g));
     const gone = [...this.bound].filter((g) => !needs.all.has(g));
     // Issued together: the channel pipelines them instead of waiting a round trip for each.
-    await Promise.all(gone.map((g) => ch.unbindQueue(q, GROUP_EXCHANGE, groupKey(g))));
+    await this.onSession(ch, Promise.all(gone.map((g) => ch.unbindQueue(q, GROUP_EXCHANGE, groupKey(g)))));
     for (const g of gone) {
       this.bound.delete(g);
       this.membersCurrent.delete(g);
@@ -365,11 +365,23 @@ export class Agent {
       engine.releaseInput('group', g);
       engine.releaseInput('members', g);
     }
-    await Promise.all(added.map((g) => ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g))));
+    await this.onSession(ch, Promise.all(added.map((g) => ch.bindQueue(q, GROUP_EXCHANGE, groupKey(g)))));
     for (const g of added) this.bound.add(g);
     this.metrics.bindings.set(this.bound.size);
     const toSync = [...added, ...membersNowNeeded];
     if (toSync.length) await this.syncGroups(toSync);
+  }
+
+  /** A change on the session's channel `ch`. Failing because that session ended (its channel is no
+   *  longer the agent's), it ends as a sync RPC does then: the next session's full sync binds afresh,
+   *  and a connection lost mid-change is no handler fault. */
+  private async onSession<T>(ch: Channel, op: Promise<T>): Promise<T> {
+    try {
+      return await op;
+    } catch (e) {
+      if (this.ch === ch) throw e;
+      throw new SessionEnded(`broker session ended during a binding change: ${(e as Error).message}`);
+    }
   }
 
   /** Snapshot of the whole host: replaces everything held, then replays buffered newer updates. */

@@ -36,6 +36,17 @@ const syncRetryMaxMs = (timeoutMs: number) => Math.max(1_000, 2 * timeoutMs);
 /** Exchanges the controller declares; the agent only checks that they exist. */
 const REQUIRED_EXCHANGES = [GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, DEAD_LETTER_EXCHANGE];
 
+/**
+ * Closes a channel or connection without waiting for it. amqplib settles a close only when the broker
+ * answers it: a connection lost while a close is under way (the broker dropping it for missed
+ * heartbeats) leaves that close unsettled forever, and a session start that awaited it would never
+ * return, its agent disconnected for good. Nothing needs the close done: the channels of a connection
+ * end with it, and a probe channel's close needs no answer before the next step.
+ */
+function closeUnawaited(x: { close(): Promise<void> }): void {
+  x.close().catch(() => undefined);
+}
+
 /** The session a sync RPC (or a start-up) was waiting on ended: connection lost, or the agent stops. */
 export class SessionEnded extends Error {
   constructor(message: string) {
@@ -186,7 +197,7 @@ export class AgentBroker {
       return session;
     } catch (e) {
       if (s) this.end(s);
-      else await conn.close().catch(() => undefined);
+      else closeUnawaited(conn);
       throw e;
     }
   }
@@ -201,7 +212,7 @@ export class AgentBroker {
         () => false,
       );
       if (!ok) throw new Error(`exchange ${x} is not declared yet (the controller declares it); retrying`);
-      await probe.close().catch(() => undefined);
+      closeUnawaited(probe);
     }
   }
 
@@ -230,7 +241,7 @@ export class AgentBroker {
         () => undefined,
         (e: Error) => e,
       );
-      await probe.close().catch(() => undefined);
+      closeUnawaited(probe);
       return err;
     };
     const refused = await attempt(declare);
@@ -251,7 +262,7 @@ export class AgentBroker {
       this.hooks.lost();
     }
     for (const p of this.pending.values()) if (p.session === s) p.fail(new SessionEnded('broker connection lost'));
-    void s.conn.close().catch(() => undefined);
+    closeUnawaited(s.conn);
   }
 
   /** Waits `ms`, or less if the session ends or the agent stops. */
