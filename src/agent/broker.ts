@@ -7,7 +7,7 @@
 import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { BrokerUrls, checkBrokerOptions, retryDelay } from '../protocol/connection.js';
+import { BrokerUrls, checkBrokerOptions, closeUnawaited, retryDelay } from '../protocol/connection.js';
 import { decode, encode, MAX_MESSAGE_BYTES, type SyncReply, type SyncRequest } from '../protocol/messages.js';
 import {
   agentQueue,
@@ -35,17 +35,6 @@ const SYNC_RETRY_BASE_MS = 250;
 const syncRetryMaxMs = (timeoutMs: number) => Math.max(1_000, 2 * timeoutMs);
 /** Exchanges the controller declares; the agent only checks that they exist. */
 const REQUIRED_EXCHANGES = [GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, DEAD_LETTER_EXCHANGE];
-
-/**
- * Closes a channel or connection without waiting for it. amqplib settles a close only when the broker
- * answers it: a connection lost while a close is under way (the broker dropping it for missed
- * heartbeats) leaves that close unsettled forever, and a session start that awaited it would never
- * return, its agent disconnected for good. Nothing needs the close done: the channels of a connection
- * end with it, and a probe channel's close needs no answer before the next step.
- */
-function closeUnawaited(x: { close(): Promise<void> }): void {
-  x.close().catch(() => undefined);
-}
 
 /** The session a sync RPC (or a start-up) was waiting on ended: connection lost, or the agent stops. */
 export class SessionEnded extends Error {

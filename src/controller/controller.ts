@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { LogResource, PortInput, SecurityGroupRuleInput } from '../domain/model.js';
 import { validateLogResource, ValidationError } from '../domain/validate.js';
 import { GroupLogsFollower } from './network-logs.js';
-import { BrokerUrls, retryDelay, type BrokerTls } from '../protocol/connection.js';
+import { BrokerUrls, closeUnawaited, retryDelay, type BrokerTls } from '../protocol/connection.js';
 import type { MessageSigner } from '../protocol/signing.js';
 import type { ControllerStore, GroupRecord, PortRecord } from './records.js';
 import { Store } from './store.js';
@@ -157,7 +157,9 @@ export class Controller {
       } finally {
         await this.leadership.resign();
         this.ch = undefined;
-        await conn?.close().catch(() => undefined);
+        // Not awaited: a close the broker never answers (the connection lost meanwhile) would stop
+        // this loop from ever reconnecting.
+        if (conn) closeUnawaited(conn);
       }
       if (this.stopping) return;
       const delay = retryDelay(attempt++, RECONNECT_BASE_MS, RECONNECT_MAX_MS);

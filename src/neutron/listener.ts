@@ -5,7 +5,7 @@
 // sent, so the caller resyncs from the API after every (re)connect, once the queue is bound.
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { BrokerUrls, retryDelay } from '../protocol/connection.js';
+import { BrokerUrls, closeUnawaited, retryDelay } from '../protocol/connection.js';
 import { decodeNeutronMessage, LEGACY_EXCHANGES, NeutronMessageError, pushExchanges, type NeutronEvent } from './messages.js';
 
 export interface ListenerOptions {
@@ -68,7 +68,7 @@ export class NeutronListener {
     try {
       await this.bind(conn);
     } catch (e) {
-      await conn.close().catch(() => undefined);
+      closeUnawaited(conn);
       throw e;
     }
   }
@@ -85,7 +85,7 @@ export class NeutronListener {
     await ch.prefetch(500);
     await ch.consume(q.queue, (m) => this.receive(ch, m));
     if (this.stopping) {
-      await conn.close().catch(() => undefined);
+      closeUnawaited(conn);
       return;
     }
     this.conn = conn;
@@ -112,7 +112,7 @@ export class NeutronListener {
     probe.on('error', () => undefined);
     try {
       await probe.checkExchange(exchange);
-      await probe.close();
+      closeUnawaited(probe);
     } catch {
       await ch.assertExchange(exchange, 'fanout', { durable: false, autoDelete: true });
     }
@@ -122,7 +122,7 @@ export class NeutronListener {
     if (!m) {
       // The broker cancelled our consumer (queue deleted, node failover): what follows is unheard.
       this.opts.logger?.warn('Neutron broker cancelled the consumer; reconnecting');
-      void this.conn?.close().catch(() => undefined);
+      if (this.conn) closeUnawaited(this.conn);
       return;
     }
     const exchange = m.fields.exchange;
