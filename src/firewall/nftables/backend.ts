@@ -13,11 +13,12 @@
 // The first apply replaces our tables whole, in the same transaction that fills them, so a previous
 // run's objects filter until this run's are in, and none survives it (a table of ours that another
 // program put objects into is kept, and everything of ours in it written afresh; what is left of a
-// previous run goes right after, with the stale sweep). What was committed is kept by
+// previous run goes right after, with the stale sweep). A port's objects are planned by ports.ts,
+// the shared ones by tables.ts and dispatch.ts; this file plans the member sets, runs the
+// transaction and retries it without what the kernel refused. What was committed is kept by
 // the addon (its mirror); drift is repaired against it — on the periodic check and, with `watch`,
 // as soon as the kernel announces someone else's change to our tables.
 import type { Logger } from 'pino';
-import type { Family } from '../../domain/address.js';
 import { deleteConntrackBetween } from '../../addon/conntrack.js';
 import {
   setKey,
@@ -29,27 +30,16 @@ import {
   type LogSettings,
   type DataplaneStatus,
   type Mode,
-  type PortChainKind,
-  type PortFilter,
   type PortRuleMap,
   type ReconcileReport,
   type RuleCount,
   type SetRef,
 } from '../dataplane.js';
-import type { RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
-import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from './dispatch.js';
 import { BRIDGE, INET, NftNames } from './names.js';
-import { MAX_MARK_ID, portChains, type Rules } from './render.js';
 import { at, emptiedAsMade, sharedOps, type Layout } from './tables.js';
-import {
-  NftClient,
-  type NftFamily,
-  type Op,
-  type OpFailure,
-  type ReconcileReport as NftReport,
-  type TableDesc,
-} from '../../addon/nftables.js';
+import { NftablesError, PortObjects, type Owner, type Plan } from './ports.js';
+import { NftClient, type NftFamily, type Op, type ReconcileReport as NftReport, type TableDesc } from '../../addon/nftables.js';
 
 export interface NftablesOptions {
   netns?: string;
@@ -66,32 +56,10 @@ export interface NftablesOptions {
   log?: LogSettings;
 }
 
-/** Who an operation is for: a refused operation quarantines its owner alone. */
-type Owner = { kind: 'shared' } | { kind: 'set'; key: string } | { kind: 'port'; portId: string } | { kind: 'destroy'; key: string };
+export { NftablesError };
 
 /** A refused transaction is tried again without the objects it refused, this many times at most. */
 const MAX_ROUNDS = 6;
-
-export class NftablesError extends Error {
-  constructor(
-    message: string,
-    readonly failures: OpFailure[] = [],
-  ) {
-    super(message);
-    this.name = 'NftablesError';
-  }
-}
-
-interface Plan {
-  ops: Op[];
-  owners: Owner[];
-  /** State changes to make once the kernel committed the plan. */
-  commit: (() => void)[];
-  /** Filters left out because a set they name could not be made. */
-  blocked: { portId: string; groupId: string; family: Family }[];
-  /** Mark ids: free ones taken (from the end of the free list), the next new one, ids freed. */
-  ids: { fromFree: number; next: number; freed: number[] };
-}
 
 export class NftablesDataplane implements Dataplane {
   readonly name = 'nftables';
@@ -100,18 +68,8 @@ export class NftablesDataplane implements Dataplane {
   readonly structureIntervalMs = 0;
   readonly names: NftNames;
   readonly mode: Mode;
-  /** Filters whose chains are in the kernel (and, for ports without port security, none). */
-  private readonly filters = new Map<string, PortFilter>();
-  /** New ports whose filter the kernel refused: their device's traffic is dropped. */
-  private readonly failed = new Map<string, string>();
-  /** Bridged mode: each filtered port's mark id. */
-  private readonly ids = new Map<string, number>();
-  private readonly freeIds: number[] = [];
-  private nextId = 1;
-  /** Rules of each chain as last committed (`family/chain` → JSON), to rewrite only what changed. */
-  private readonly written = new Map<string, string>();
-  /** What each rule of the ports' inet chains is, by chain: counters and trace name rules by it. */
-  private readonly tags = new Map<string, RuleTag[]>();
+  /** Our ports' chains, dispatch elements and mark ids, as committed. */
+  private readonly ports: PortObjects;
   /** Member sets in the kernel. */
   private readonly sets = new Map<string, SetRef>();
   private started = false;
@@ -125,6 +83,7 @@ export class NftablesDataplane implements Dataplane {
     this.names = new NftNames(opts.prefix ?? 'sg');
     this.mode = opts.mode ?? 'bridged';
     this.layout = { names: this.names, mode: this.mode, unknownDevicePrefixes: opts.unknownDevicePrefixes ?? [] };
+    this.ports = new PortObjects(this.layout, opts.log, (ops) => this.fresh(ops));
   }
 
   static async open(opts: NftablesOptions = {}): Promise<NftablesDataplane> {
@@ -181,7 +140,7 @@ export class NftablesDataplane implements Dataplane {
 
   /** The operations of one transaction for `c`, leaving out the sets and ports the kernel refused. */
   private async plan(c: ChangeSet, badSets: Map<string, Error>, badPorts: Map<string, Error>): Promise<Plan> {
-    const plan: Plan = { ops: [], owners: [], commit: [], blocked: [], ids: { fromFree: 0, next: this.nextId, freed: [] } };
+    const plan: Plan = { ops: [], owners: [], commit: [], blocked: [], ids: this.ports.planIds() };
     const push = (owner: Owner, ...ops: Op[]) => {
       for (const op of ops) {
         plan.ops.push(op);
@@ -245,24 +204,20 @@ export class NftablesDataplane implements Dataplane {
     let structural = false;
     for (const r of c.filters.remove) {
       if (upserted.has(r.portId)) continue;
-      structural = this.removePort(r.portId, push, plan) || structural;
+      structural = this.ports.remove(r.portId, push, plan) || structural;
     }
     for (const f of c.filters.upsert) {
       const blocked = f.sets.find((s) => lost.has(setKey(s)));
       if (blocked) plan.blocked.push({ portId: f.portId, groupId: blocked.groupId, family: blocked.family });
       if (blocked || badPorts.has(f.portId)) {
-        structural = this.dropPort(f, push, plan) || structural;
+        structural = this.ports.drop(f, push, plan) || structural;
         continue;
       }
-      structural = this.upsertPort(f, push, plan) || structural;
+      structural = this.ports.upsert(f, push, plan) || structural;
     }
     if (structural) plan.commit.push(() => this.stats.restores++);
 
-    plan.commit.push(() => {
-      this.freeIds.length -= plan.ids.fromFree;
-      this.nextId = plan.ids.next;
-      this.freeIds.push(...plan.ids.freed);
-    });
+    plan.commit.push(() => this.ports.commitIds(plan.ids));
 
     // 3. Sets no rule names any more.
     for (const ref of c.sets.destroy) {
@@ -283,160 +238,6 @@ export class NftablesDataplane implements Dataplane {
    *  that was kept): what is made is emptied too, in the same transaction. */
   private fresh(ops: Op[]): Op[] {
     return this.started ? ops : emptiedAsMade(ops);
-  }
-
-  /** Writes a port's chains where they changed, and its dispatch. */
-  private upsertPort(f: PortFilter, push: (o: Owner, ...ops: Op[]) => void, plan: Plan): boolean {
-    const owner: Owner = { kind: 'port', portId: f.portId };
-    const had = this.filters.get(f.portId);
-    const hadIn = had?.filtered ? had : undefined;
-    const failedDev = this.failed.get(f.portId);
-    const hadId = this.ids.get(f.portId);
-    const commit: (() => void)[] = [];
-    let changed = false;
-    if (failedDev !== undefined) {
-      push(owner, ...elemOps(this.layout, [], dropElems(this.layout, failedDev)));
-      changed = true;
-    }
-    const known = knownDeviceOps(this.layout, had?.device, f.device);
-    if (known.length) {
-      push(owner, ...known);
-      changed = true;
-    }
-    if (!f.filtered) {
-      if (hadIn) changed = this.removeChains(hadIn, hadId, push, owner, commit, plan) || changed;
-      plan.commit.push(() => {
-        for (const c of commit) c();
-        this.failed.delete(f.portId);
-        this.filters.set(f.portId, f);
-      });
-      return changed;
-    }
-    let id = hadId;
-    if (this.mode === 'bridged' && id === undefined) {
-      const ids = plan.ids;
-      id = ids.fromFree < this.freeIds.length ? this.freeIds[this.freeIds.length - 1 - ids.fromFree++]! : ids.next++;
-      if (id > MAX_MARK_ID) throw new NftablesError(`no mark left for port ${f.portId}: ${MAX_MARK_ID} ports are bound`);
-    }
-    const chains = portChains(f, this.names, this.mode, id, this.opts.log);
-    const all: [NftFamily, string, Rules][] = [
-      ...[...chains.inet].map(([c, r]): [NftFamily, string, Rules] => ['inet', c, r]),
-      ...[...chains.bridge].map(([c, r]): [NftFamily, string, Rules] => ['bridge', c, r]),
-    ];
-    changed = this.writeChains(all, push, owner, commit) || changed;
-    commit.push(() => {
-      for (const [c, t] of chains.tags) this.tags.set(c, t);
-    });
-    const before = hadIn ? dispatchElems(this.layout, hadIn, hadId) : [];
-    const after = dispatchElems(this.layout, f, id);
-    const same = (a: (typeof after)[number], b: (typeof after)[number]) =>
-      a.family === b.family && a.set === b.set && a.key === b.key && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
-    const del = before.filter((b) => !after.some((a) => same(a, b)));
-    const add = after.filter((a) => !before.some((b) => same(a, b)));
-    const stateless = statelessOps(this.layout, hadIn, hadId, f, id);
-    if (del.length || add.length || stateless.length) {
-      push(owner, ...elemOps(this.layout, add, del), ...stateless);
-      changed = true;
-    }
-    plan.commit.push(() => {
-      for (const c of commit) c();
-      if (id !== undefined) this.ids.set(f.portId, id);
-      this.failed.delete(f.portId);
-      this.filters.set(f.portId, f);
-    });
-    return changed;
-  }
-
-  /** Chains made to hold their rules, skipping those that already do. New chains are all made before
-   *  any rule is added: the egress chain jumps to the anti-spoof chain. */
-  private writeChains(
-    chains: [NftFamily, string, Rules][],
-    push: (o: Owner, ...ops: Op[]) => void,
-    owner: Owner,
-    commit: (() => void)[],
-  ): boolean {
-    const changed = chains
-      .map(([family, chain, rules]) => ({ family, chain, rules, key: `${family}/${chain}`, text: JSON.stringify(rules) }))
-      .filter((c) => this.written.get(c.key) !== c.text);
-    for (const c of changed) {
-      const at = this.at(c.family);
-      push(
-        owner,
-        ...(this.written.has(c.key)
-          ? [{ op: 'flushChain', ...at, chain: c.chain } as Op]
-          : this.fresh([{ op: 'chain', ...at, chain: c.chain }])),
-      );
-    }
-    for (const c of changed) push(owner, ...c.rules.map((stmts): Op => ({ op: 'rule', ...this.at(c.family), chain: c.chain, stmts })));
-    commit.push(() => {
-      for (const c of changed) this.written.set(c.key, c.text);
-    });
-    return changed.length > 0;
-  }
-
-  /** Removes a filtered port's dispatch, untracked entries and chains. */
-  private removeChains(
-    f: PortFilter,
-    id: number | undefined,
-    push: (o: Owner, ...ops: Op[]) => void,
-    owner: Owner,
-    commit: (() => void)[],
-    plan: Plan,
-  ): boolean {
-    push(owner, ...elemOps(this.layout, [], dispatchElems(this.layout, f, id)), ...statelessOps(this.layout, f, id, undefined, undefined));
-    const chains = portChains(f, this.names, this.mode, id);
-    const gone: [NftFamily, string][] = [
-      ...[...chains.inet.keys()].map((c) => ['inet', c] as [NftFamily, string]),
-      ...[...chains.bridge.keys()].map((c) => ['bridge', c] as [NftFamily, string]),
-    ];
-    // Emptied first: the egress chain jumps to the anti-spoof chain, which cannot go while it does.
-    for (const [family, chain] of gone) push(owner, { op: 'flushChain', ...this.at(family), chain });
-    for (const [family, chain] of gone) push(owner, { op: 'delChain', ...this.at(family), chain });
-    if (id !== undefined) plan.ids.freed.push(id);
-    commit.push(() => {
-      for (const [family, chain] of gone) this.written.delete(`${family}/${chain}`);
-      for (const c of chains.inet.keys()) this.tags.delete(c);
-      this.ids.delete(f.portId);
-    });
-    return true;
-  }
-
-  private removePort(portId: string, push: (o: Owner, ...ops: Op[]) => void, plan: Plan): boolean {
-    const owner: Owner = { kind: 'port', portId };
-    const had = this.filters.get(portId);
-    const failedDev = this.failed.get(portId);
-    const commit: (() => void)[] = [];
-    let changed = false;
-    if (failedDev !== undefined) {
-      push(owner, ...elemOps(this.layout, [], dropElems(this.layout, failedDev)));
-      changed = true;
-    }
-    if (had?.filtered) changed = this.removeChains(had, this.ids.get(portId), push, owner, commit, plan) || changed;
-    const known = knownDeviceOps(this.layout, had?.device, undefined);
-    if (known.length) {
-      push(owner, ...known);
-      changed = true;
-    }
-    plan.commit.push(() => {
-      for (const c of commit) c();
-      this.filters.delete(portId);
-      this.failed.delete(portId);
-    });
-    return changed;
-  }
-
-  /** A port whose filter cannot go in: a port already filtered keeps its previous filter; a new one
-   *  is dropped (never left unfiltered). */
-  private dropPort(f: PortFilter, push: (o: Owner, ...ops: Op[]) => void, plan: Plan): boolean {
-    if (this.filters.get(f.portId)?.filtered) return false;
-    const had = this.failed.get(f.portId);
-    if (had === f.device) return false;
-    push(
-      { kind: 'shared' },
-      ...elemOps(this.layout, dropElems(this.layout, f.device), had === undefined ? [] : dropElems(this.layout, had)),
-    );
-    plan.commit.push(() => this.failed.set(f.portId, f.device));
-    return true;
   }
 
   // ---- drift ----
@@ -542,20 +343,14 @@ export class NftablesDataplane implements Dataplane {
       }
       await this.client.forget(family, table);
     }
-    this.filters.clear();
-    this.failed.clear();
-    this.ids.clear();
-    this.freeIds.length = 0;
-    this.nextId = 1;
-    this.written.clear();
-    this.tags.clear();
+    this.ports.clear();
     this.sets.clear();
     this.started = false;
     return { removed, left };
   }
 
   status(expected: AppliedView): DataplaneStatus {
-    const chains = [...this.written.keys()].filter((k) => k.startsWith('inet/')).map((k) => k.slice(5));
+    const chains = this.ports.inetChains();
     return {
       sets: [...expected.sets.values()].map((ref) => ({
         name: this.names.groupSet(ref.groupId, ref.family),
@@ -567,25 +362,13 @@ export class NftablesDataplane implements Dataplane {
     };
   }
 
-  /** The port and chain kind of each of the ports' inet chains. */
-  private chainOwners(portIds?: readonly string[]): Map<string, { portId: string; kind: PortChainKind }> {
-    const out = new Map<string, { portId: string; kind: PortChainKind }>();
-    for (const f of portIds ? portIds.flatMap((id) => this.filters.get(id) ?? []) : this.filters.values()) {
-      if (!f.filtered) continue;
-      out.set(this.names.ingressChain(f.portId), { portId: f.portId, kind: 'ingress' });
-      out.set(this.names.egressChain(f.portId), { portId: f.portId, kind: 'egress' });
-      out.set(this.names.spoofChain(f.portId), { portId: f.portId, kind: 'anti-spoofing' });
-    }
-    return out;
-  }
-
   async counters(portIds?: readonly string[]): Promise<Map<string, RuleCount[]>> {
-    const owners = this.chainOwners(portIds);
+    const owners = this.ports.chainOwners(portIds);
     const out = new Map<string, RuleCount[]>();
     if (owners.size === 0 || !this.started) return out;
     for (const r of await this.client.ruleStats('inet', this.names.table)) {
       const owner = owners.get(r.chain);
-      const tag = this.tags.get(r.chain)?.[r.position];
+      const tag = this.ports.tagsOf(r.chain)?.[r.position];
       // A chain that drifted is read again once repaired: its rules' places are not ours now.
       if (!owner || !tag || !r.asWritten || !r.counted) continue;
       const list = out.get(owner.portId) ?? [];
@@ -596,12 +379,12 @@ export class NftablesDataplane implements Dataplane {
   }
 
   async portRules(portId: string): Promise<PortRuleMap | undefined> {
-    const f = this.filters.get(portId);
+    const f = this.ports.filter(portId);
     if (!f?.filtered || !this.started) return undefined;
     const table = this.names.table;
     const chains: PortRuleMap['chains'] = [];
-    for (const [chain, { kind }] of this.chainOwners([portId])) {
-      chains.push({ family: 'inet', table, chain, kind, tags: this.tags.get(chain) ?? [] });
+    for (const [chain, { kind }] of this.ports.chainOwners([portId])) {
+      chains.push({ family: 'inet', table, chain, kind, tags: this.ports.tagsOf(chain) ?? [] });
     }
     const inet = (chain: string, what: string) => ({ family: 'inet' as const, table, chain, what });
     const bridge = (chain: string, what: string) => ({ family: 'bridge' as const, table, chain, what });
