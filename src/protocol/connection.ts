@@ -154,8 +154,9 @@ export function retryDelay(attempt: number, baseMs: number, maxMs: number): numb
  * Closes a channel or connection without waiting for it. amqplib settles a close only when the broker
  * answers it: a connection lost while a close is under way (the broker dropping it for missed
  * heartbeats) leaves that close unsettled forever, and whatever awaited it (a session start, a
- * reconnect loop) would never go on, disconnected for good. Used wherever nothing needs the close done: the channels of a
- * connection end with it, and a probe channel's close needs no answer before the next step.
+ * reconnect loop) would never go on, disconnected for good. Used wherever nothing needs the close
+ * done: the channels of a connection end with it, and a probe channel's close needs no answer
+ * before the next step.
  */
 export function closeUnawaited(x: { close(): Promise<void> }): void {
   x.close().catch(() => undefined);
