@@ -82,14 +82,14 @@ async function run(args: string[]): Promise<number> {
   } else {
     throw new ConfigError('config: SG_SOURCE must be api or neutron');
   }
-  const onSignal = () =>
-    void stop().then(
-      () => process.exit(0),
-      (e: unknown) => {
+  const onSignal = () => {
+    stop()
+      .then(() => process.exit(0))
+      .catch((e: unknown) => {
         log.error({ err: e }, 'stopping failed');
         process.exit(1);
-      },
-    );
+      });
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   return new Promise<number>(() => undefined);

@@ -474,6 +474,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       return Promise.reject(new StoreUnavailableError(`etcd has no quorum (${this.probeError ?? 'no majority answered'}); retry`));
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ f, resolve: resolve as (v: unknown) => void, reject });
+      // Never rejects: a batch's failure is answered to the callers of its changes (commitQueued).
       void this.commitQueued();
     });
   }
@@ -482,7 +483,15 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     if (this.committing) return;
     this.committing = true;
     try {
-      while (this.queue.length) await this.commitBatch(this.queue.splice(0));
+      while (this.queue.length) {
+        const batch = this.queue.splice(0);
+        // commitBatch answers every change it takes. Should it fail otherwise (a defect), the changes
+        // it took are refused rather than left waiting, and no rejection goes unhandled.
+        await this.commitBatch(batch).catch((e: unknown) => {
+          const err = new StoreUnavailableError(`etcd store: ${(e as Error).message}; retry`);
+          for (const w of batch) if (!this.queue.includes(w)) w.reject(err);
+        });
+      }
     } finally {
       this.committing = false;
     }

@@ -128,11 +128,9 @@ export class Store extends RecordStore implements ControllerStore {
     };
     const started = process.hrtime.bigint();
     const done = db.transaction(() => f(tx));
-    if (this.metrics)
-      void done.then(
-        () => this.metrics!.commit.observe(Number(process.hrtime.bigint() - started) / 1e9),
-        () => undefined,
-      );
+    const metrics = this.metrics;
+    // The caller handles the transaction's own outcome; this branch only times a commit.
+    if (metrics) done.then(() => metrics.commit.observe(Number(process.hrtime.bigint() - started) / 1e9)).catch(() => undefined);
     return done;
   }
 
