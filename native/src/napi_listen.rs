@@ -21,6 +21,35 @@ use crate::task::{work, work_then, Work};
 /// `{"events": [...]}` or `{"error": "<why>"}`.
 type Callback = ThreadsafeFunction<String, (), String, Status, false, true>;
 
+/// A listener's two callbacks into JS: each batch as `{"<key>": [...]}`, a failure as
+/// `{"error": "<why>"}`, both on the one threadsafe function.
+fn to_js<T: serde::Serialize>(cb: Arc<Callback>, key: &'static str) -> (impl Fn(T) + Send + 'static, impl Fn(String) + Send + 'static) {
+    let errors = cb.clone();
+    (
+        move |batch: T| {
+            let mut text = serde_json::Map::new();
+            text.insert(key.to_owned(), serde_json::json!(batch));
+            cb.call(serde_json::Value::Object(text).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+        },
+        move |error: String| {
+            errors.call(serde_json::json!({ "error": error }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+        },
+    )
+}
+
+/// Stops a listener once (its thread joined, off the JS thread); later calls find none.
+fn stop_task<L: Send + 'static>(inner: &Arc<Mutex<Option<L>>>, stop: fn(&mut L)) -> AsyncTask<Work<(), ()>> {
+    let inner = inner.clone();
+    work(move || {
+        if let Ok(mut g) = inner.lock() {
+            if let Some(mut l) = g.take() {
+                stop(&mut l);
+            }
+        }
+        Ok::<(), Coded>(())
+    })
+}
+
 #[napi]
 pub struct NativeTraceListener {
     inner: Arc<Mutex<Option<TraceListener>>>,
@@ -36,16 +65,8 @@ impl NativeTraceListener {
         let cb = Arc::new(on_events);
         work_then(
             move || {
-                let (a, b) = (cb.clone(), cb);
-                TraceListener::start(
-                    at.as_deref(),
-                    move |events| {
-                        a.call(serde_json::json!({ "events": events }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
-                    },
-                    move |error| {
-                        b.call(serde_json::json!({ "error": error }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
-                    },
-                )
+                let (on_events, on_error) = to_js(cb, "events");
+                TraceListener::start(at.as_deref(), on_events, on_error)
             },
             |l| NativeTraceListener { inner: Arc::new(Mutex::new(Some(l))) },
         )
@@ -54,15 +75,7 @@ impl NativeTraceListener {
     /// Stops listening (once the thread is gone).
     #[napi(ts_return_type = "Promise<void>")]
     pub fn stop(&self) -> AsyncTask<Work<(), ()>> {
-        let inner = self.inner.clone();
-        work(move || {
-            if let Ok(mut g) = inner.lock() {
-                if let Some(mut l) = g.take() {
-                    l.stop();
-                }
-            }
-            Ok::<(), Coded>(())
-        })
+        stop_task(&self.inner, TraceListener::stop)
     }
 }
 
@@ -93,18 +106,8 @@ impl NativeNflogListener {
         work_then(
             move || {
                 let group = u16::try_from(group).map_err(|_| SysError::new(SysCode::InvalidArgument, "a log group is 0 to 65535"))?;
-                let (a, b) = (cb.clone(), cb);
-                NflogListener::start(
-                    at.as_deref(),
-                    group,
-                    copy_range,
-                    move |packets| {
-                        a.call(serde_json::json!({ "packets": packets }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
-                    },
-                    move |error| {
-                        b.call(serde_json::json!({ "error": error }).to_string(), ThreadsafeFunctionCallMode::NonBlocking);
-                    },
-                )
+                let (on_packets, on_error) = to_js(cb, "packets");
+                NflogListener::start(at.as_deref(), group, copy_range, on_packets, on_error)
             },
             |l| NativeNflogListener { inner: Arc::new(Mutex::new(Some(l))) },
         )
@@ -113,14 +116,6 @@ impl NativeNflogListener {
     /// Stops reading (once the thread is gone); the kernel unbinds the group with the socket.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn stop(&self) -> AsyncTask<Work<(), ()>> {
-        let inner = self.inner.clone();
-        work(move || {
-            if let Ok(mut g) = inner.lock() {
-                if let Some(mut l) = g.take() {
-                    l.stop();
-                }
-            }
-            Ok::<(), Coded>(())
-        })
+        stop_task(&self.inner, NflogListener::stop)
     }
 }

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Daemons } from './daemons.js';
 import type { Reaper } from './reaper.js';
-import { bin, listenPort, mariadbArgs, sql, tail } from './neutron-env.js';
+import { bin, installMariadb, listenPort, mariadbArgs, sql, tail } from './neutron-env.js';
 import { waitFor as until } from './wait.js';
 
 const repo = path.resolve(__dirname, '../..');
@@ -125,18 +125,7 @@ export class Keystone {
 
   private async startMariadb(): Promise<void> {
     const datadir = path.join(this.dir, 'db');
-    execFileSync(
-      'mariadb-install-db',
-      [
-        '--no-defaults',
-        `--datadir=${datadir}`,
-        '--auth-root-authentication-method=normal',
-        '--skip-test-db',
-        '--user=root',
-        '--innodb-log-file-size=8M',
-      ],
-      { stdio: 'ignore' },
-    );
+    installMariadb(datadir);
     this.daemons.start('mariadb', 'mariadbd', mariadbArgs(datadir, this.socket, path.join(this.dir, 'mariadb.err')));
     await until(
       'mariadb (keystone)',

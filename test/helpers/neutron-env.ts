@@ -58,6 +58,22 @@ export async function listenPort(): Promise<number> {
   }
 }
 
+/** A fresh, empty MariaDB data directory (root logs in by password, on the socket only). */
+export function installMariadb(datadir: string): void {
+  execFileSync(
+    'mariadb-install-db',
+    [
+      '--no-defaults',
+      `--datadir=${datadir}`,
+      '--auth-root-authentication-method=normal',
+      '--skip-test-db',
+      '--user=root',
+      '--innodb-log-file-size=8M',
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
 /** The mariadbd flags every instance runs with: no TCP, small and fast (the data is throwaway). */
 export function mariadbArgs(datadir: string, socket: string, log: string): string[] {
   return [
@@ -461,18 +477,7 @@ async function ensureDbTemplate(): Promise<void> {
   const socket = path.join(work, 'db.sock');
   let server: ChildProcess | undefined;
   try {
-    execFileSync(
-      'mariadb-install-db',
-      [
-        '--no-defaults',
-        `--datadir=${datadir}`,
-        '--auth-root-authentication-method=normal',
-        '--skip-test-db',
-        '--user=root',
-        '--innodb-log-file-size=8M',
-      ],
-      { stdio: 'ignore' },
-    );
+    installMariadb(datadir);
     server = spawn('mariadbd', mariadbArgs(datadir, socket, path.join(work, 'mariadb.err')), { stdio: 'ignore' });
     await until(
       'mariadb (template)',
