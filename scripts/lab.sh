@@ -164,11 +164,22 @@ kill_ns() {
   for _ in $(seq 1 100); do [ -z "$(ip netns pids "$n" 2>/dev/null || true)" ] && return 0; sleep 0.05; done
 }
 
+# Whether a process whose command line contains $2 runs in machine $1's namespace.
+running_in() {
+  local pid
+  for pid in $(ip netns pids "$(ns "m$1")" 2>/dev/null); do
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" && return 0
+  done
+  return 1
+}
+
+# Starts what of machine m is not running: started twice, a machine must not get a second controller
+# (it would take over the API socket while the first, unseen, may still lead).
 start_machine() {
   local m=$1
-  start_etcd "$m"
-  start_rabbit "$m"
-  start_controller "$m"
+  running_in "$m" 'etcd --name' || start_etcd "$m"
+  running_in "$m" 'beam.smp' || start_rabbit "$m"
+  running_in "$m" 'sg-controller.ts' || start_controller "$m"
 }
 
 case "${1:-}" in

@@ -137,7 +137,7 @@ labTest.serial(
   "the leader's whole machine killed during a burst through another machine: nothing answered is lost, nothing goes back, zero drift",
   async (t) => {
     const l = lab!;
-    const leader = await waitFor('a leader', () => l.leader(), 60_000);
+    const leader = await l.waitLeader('a leader');
     const via = leader === 1 ? 2 : 1;
     await topology(l, via);
     // The machine started again last has caught up: any one machine may go down.
@@ -153,7 +153,10 @@ labTest.serial(
     t.teardown(() => l.start(leader).then(() => undefined));
     await waitFor('a change answered after the kill', () => answered.size > before, 60_000);
     t.log(`machine ${leader} (the leader) killed: a change was answered again ${Date.now() - killedAt} ms later`);
-    const next = await waitFor('another leader', () => l.leader([1, 2, 3].filter((m) => m !== leader)), 60_000);
+    const next = await l.waitLeader(
+      'another leader',
+      [1, 2, 3].filter((m) => m !== leader),
+    );
     t.log(`machine ${next} leads ${Date.now() - killedAt} ms after the kill`);
     await running;
     await assertConverged(t, l, via, answered);
@@ -168,7 +171,7 @@ labTest.serial(
     'nothing was published twice with different contents',
   async (t) => {
     const l = lab!;
-    const leader = await waitFor('a leader', () => l.leader(), 60_000);
+    const leader = await l.waitLeader('a leader');
     const via = leader === 1 ? 2 : 1;
     await topology(l, via);
     const recorder = await l.recorder(9, ['web']);
@@ -191,7 +194,10 @@ labTest.serial(
       30_000,
     );
     t.log(`the cut-off leader stopped leading ${Date.now() - cutAt} ms after the cut`);
-    const next = await waitFor('another leader', () => l.leader([1, 2, 3].filter((m) => m !== leader)), 60_000);
+    const next = await l.waitLeader(
+      'another leader',
+      [1, 2, 3].filter((m) => m !== leader),
+    );
     t.log(`machine ${next} leads ${Date.now() - cutAt} ms after the cut`);
     await running;
     t.is((await l.health(leader)).published, stopped.published, 'the cut-off controller published nothing once it stopped leading');
@@ -218,7 +224,7 @@ labTest.serial(
     'everything converges when quorum returns',
   async (t) => {
     const l = lab!;
-    await waitFor('a leader', () => l.leader(), 60_000);
+    await l.waitLeader('a leader');
     await topology(l, 1);
     const kept = await l.kernelMembers(1, 'web');
     await l.run(['stop-etcd', '2']);

@@ -146,6 +146,24 @@ export class Lab {
     return undefined;
   }
 
+  /** Waits for a controller among `among` to say it leads; if none does in time, the error carries
+   *  what each said and the ends of their logs (the test's log is all that is left of a failed run). */
+  async waitLeader(what: string, among = [1, 2, 3], ms = 60_000): Promise<number> {
+    try {
+      return await waitFor(what, () => this.leader(among), ms);
+    } catch (e) {
+      const said = await Promise.all(
+        among.map((m) =>
+          this.health(m).then(
+            (h) => `machine ${m}: ${JSON.stringify(h)}`,
+            (err: Error) => `machine ${m}: ${err.message}`,
+          ),
+        ),
+      );
+      throw new Error(`${(e as Error).message}\n${said.join('\n')}\n${this.logs(60)}`, { cause: e });
+    }
+  }
+
   /** Compute host k's agent: its status, through curl inside its namespace. */
   async agent(k: number): Promise<AgentStatus> {
     return JSON.parse(await this.exec(this.ns(`c${k}`), 'curl', ['-sf', '--max-time', '3', 'http://127.0.0.1:9100/status'])) as AgentStatus;
