@@ -19,6 +19,8 @@
 #   scripts/lab.sh host K            start compute host K with its agent (lab-host-K, metrics 127.0.0.1:9100)
 #   scripts/lab.sh attach NS K       connect namespace NS to the lab's switch as compute host address K
 #   scripts/lab.sh env               the lab's endpoints and files, as shell variables
+#   scripts/lab.sh queues            the broker's queues (type, messages, consumers, leader, members)
+#                                    as the first machine that answers sees them
 #
 # The controllers' admin APIs are Unix sockets ($SG_LAB_DIR/mN/api.sock, no token: the file's mode
 # guards it), reachable from the machine's own namespace; their logs are $SG_LAB_DIR/mN/*.log.
@@ -244,6 +246,13 @@ case "${1:-}" in
     ;;
   attach)
     link "${2:?namespace}" "${3:?host address (11-250)}"
+    ;;
+  queues)
+    for m in "${machines[@]}"; do
+      ctl "$m" list_queues name type messages consumers leader members online 2>/dev/null && exit 0
+    done
+    echo "lab: no broker node answers" >&2
+    exit 1
     ;;
   env)
     echo "SG_ETCD_ENDPOINTS=$(etcd_endpoints)"

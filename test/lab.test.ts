@@ -118,7 +118,7 @@ async function assertConverged(t: ExecutionContext, l: Lab, via: number, answere
     90_000,
   ).catch(() => undefined);
   const held = (await l.agent(1)).groups.find((g) => g.id === 'web')?.membersRevision;
-  if (held !== want.membersRevision) t.log(l.logs());
+  if (held !== want.membersRevision) t.log(`${l.logs(60)}\n-- queues:\n${await l.queues()}`);
   t.is(held, want.membersRevision, 'the agent holds the store revision of web');
   const members = [...want.members].sort();
   await waitFor(

@@ -5,6 +5,7 @@ import type { ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import amqp from 'amqplib';
 import pino from 'pino';
 import { Agent } from '../src/agent/agent.js';
 import { loadConfig } from '../src/agent/config.js';
@@ -17,6 +18,7 @@ import { closeConnections, testVhost, type TestVhost } from './helpers/broker.js
 import { brokerTest } from './helpers/gate.js';
 import { testBroker } from './helpers/test-broker.js';
 import { removeKeys, testKey } from './helpers/keys.js';
+import { SYNC_QUEUE } from '../src/protocol/routing.js';
 import { waitFor } from './helpers/wait.js';
 
 const port = (id: string, host: string, ip: string, n: number): PortInput => ({
@@ -197,4 +199,20 @@ brokerTest('a binding cut short by a lost connection ends with its session, not 
   await waitFor("the new group's rule change in its port's filter", () => dp.filters.get('p2')?.rules.some((r) => r.portRangeMin === 22));
   const handlerErrors = (await agent.metrics.handlerErrors.get()).values.reduce((sum, v) => sum + v.value, 0);
   t.is(handlerErrors, 0);
+});
+
+brokerTest('a controller whose sync request consumer the broker cancelled consumes again: the next agent is answered', async (t) => {
+  const { ctl, agent, dp, host, v } = await simulatedHost(t, 'sim-cancel');
+  await ctl.putGroup('web', true, [{ id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }]);
+  await ctl.putPort('p1', port('p1', host, '10.9.3.1', 1));
+  await ctl.flush();
+  // Deleting the queue cancels the controller's consumer (as losing the node that held it can): a
+  // controller that ignored the cancel would never answer a sync again, and the agent never start.
+  const admin = await amqp.connect(v.url());
+  await (await admin.createChannel()).deleteQueue(SYNC_QUEUE);
+  await admin.close();
+  const started = agent.start();
+  await waitFor('the agent in sync, its port in the dataplane', () => dp.filters.has('p1'), 60_000);
+  await started;
+  t.true(agent.engine!.portInKernel('p1'));
 });

@@ -33,6 +33,10 @@ const RECONNECT_MAX_MS = 30_000;
  *  default; at least 1 s), with jitter, forever. */
 const SYNC_RETRY_BASE_MS = 250;
 const syncRetryMaxMs = (timeoutMs: number) => Math.max(1_000, 2 * timeoutMs);
+/** Sync attempts in a row that no reply answered before the session is replaced, first; each
+ *  replacement that did not help doubles it, up to the last (an answer resets it). */
+const UNANSWERED_BEFORE_RECONNECT_FIRST = 3;
+const UNANSWERED_BEFORE_RECONNECT_MAX = 48;
 /** Exchanges the controller declares; the agent only checks that they exist. */
 const REQUIRED_EXCHANGES = [GROUP_EXCHANGE, HOST_EXCHANGE, SYNC_EXCHANGE, DEAD_LETTER_EXCHANGE];
 
@@ -41,6 +45,14 @@ export class SessionEnded extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'SessionEnded';
+  }
+}
+
+/** A sync attempt no reply answered in time. */
+class SyncTimedOut extends Error {
+  constructor() {
+    super('sync RPC timed out');
+    this.name = 'SyncTimedOut';
   }
 }
 
@@ -87,6 +99,9 @@ export class AgentBroker {
   private readonly verifier: MessageVerifier;
   private readonly queue: string;
   private readonly brokers: BrokerUrls;
+  /** Sync attempts in a row that timed out, and how many end a session (see rpc()). */
+  private unanswered = 0;
+  private unansweredLimit = UNANSWERED_BEFORE_RECONNECT_FIRST;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -305,6 +320,13 @@ export class AgentBroker {
    * Asks the controllers for a snapshot. Retries (timeouts, no controller, a refused or unreadable
    * reply) with backoff for as long as it takes; ends with SessionEnded when the session does (the
    * next session's full sync takes over) or the agent stops.
+   *
+   * Attempts that time out one after another end the session (3 in a row, then 6, 12… up to 48 while
+   * none is answered): a channel opened while the node holding the sync queue was failing over can
+   * keep sending its requests to the old leader (RabbitMQ 3.10 takes the leader of a new channel's
+   * queue client from the queue's record, which lags an election), and only a new channel gets out
+   * of it; the next session's full sync asks again. Doubling keeps an outage of every controller
+   * from turning into a reconnection storm.
    */
   async rpc(req: SyncRequest): Promise<SyncReply[]> {
     const s = this.session;
@@ -312,10 +334,20 @@ export class AgentBroker {
       if (this.stopping) throw new SessionEnded('agent stopping');
       if (!s || s.ended) throw new SessionEnded('not connected to the broker');
       try {
-        return await this.ask(s, req);
+        const reply = await this.ask(s, req);
+        this.unanswered = 0;
+        this.unansweredLimit = UNANSWERED_BEFORE_RECONNECT_FIRST;
+        return reply;
       } catch (e) {
         if (e instanceof SessionEnded) throw e;
         this.metrics.syncRetries.inc();
+        if (e instanceof SyncTimedOut && ++this.unanswered >= this.unansweredLimit && !s.ended) {
+          this.log.warn({ unanswered: this.unanswered }, 'sync requests unanswered in a row; replacing the broker session');
+          this.unanswered = 0;
+          this.unansweredLimit = Math.min(2 * this.unansweredLimit, UNANSWERED_BEFORE_RECONNECT_MAX);
+          this.end(s);
+          throw new SessionEnded('sync requests unanswered; a new session asks again');
+        }
         const delay = retryDelay(attempt, SYNC_RETRY_BASE_MS, syncRetryMaxMs(this.cfg.syncTimeoutMs));
         this.log.warn({ err: (e as Error).message, attempt, retryInMs: Math.round(delay) }, 'sync RPC failed; retrying');
         await this.pause(s, delay);
@@ -335,7 +367,7 @@ export class AgentBroker {
         if (e) reject(e);
         else resolve(parts);
       };
-      const timer = setTimeout(() => finish(new Error('sync RPC timed out')), this.cfg.syncTimeoutMs);
+      const timer = setTimeout(() => finish(new SyncTimedOut()), this.cfg.syncTimeoutMs);
       this.pending.set(id, {
         session: s,
         fail: finish,

@@ -195,7 +195,13 @@ export class Controller {
     );
     this.publisher = new Publisher(ch, this.opts.signer, this.opts.coalesceMs ?? 20);
     const rpcCh = watch(await conn.createChannel());
-    await serveSync(rpcCh, this.store, this.opts.signer, (e) => this.opts.logger?.error({ err: e }, 'sync request failed'));
+    await serveSync(
+      rpcCh,
+      this.store,
+      this.opts.signer,
+      (e) => this.opts.logger?.error({ err: e }, 'sync request failed'),
+      () => this.opts.logger?.warn('the broker cancelled the sync request consumer; reconnecting'),
+    );
     this.conn = conn;
     this.ch = ch;
     // What was stored but not confirmed when the old connection died (or before a crash) goes out now.

@@ -97,11 +97,23 @@ const SYNC_PREFETCH = 64;
 
 /** Answers sync requests from the shared queue (declared by `declareTopology`), each reply part signed
  *  for the request's correlation id. Requests with no reply address or correlation id get no answer
- *  (nobody could match it). */
-export async function serveSync(ch: Channel, store: SyncSource, signer: MessageSigner, onError: (e: unknown) => void): Promise<void> {
+ *  (nobody could match it). If the broker cancels the consumer (the queue deleted, or lost with the
+ *  node it lived on), nothing would be served on this channel again: `onCancelled` is told, and the
+ *  channel is closed, so that its owner opens the session again and consumes anew. */
+export async function serveSync(
+  ch: Channel,
+  store: SyncSource,
+  signer: MessageSigner,
+  onError: (e: unknown) => void,
+  onCancelled?: () => void,
+): Promise<void> {
   await ch.prefetch(SYNC_PREFETCH);
   await ch.consume(SYNC_QUEUE, (msg: ConsumeMessage | null) => {
-    if (!msg) return;
+    if (!msg) {
+      onCancelled?.();
+      ch.close().catch(() => undefined);
+      return;
+    }
     const { replyTo, correlationId } = msg.properties as { replyTo?: unknown; correlationId?: unknown };
     if (typeof replyTo !== 'string' || typeof correlationId !== 'string') return ch.ack(msg);
     const reply = (part: SyncReply) => {

@@ -146,6 +146,11 @@ export class Lab {
     return undefined;
   }
 
+  /** The broker's queues as a live node sees them (or why not), for a failed test's log. */
+  queues(): Promise<string> {
+    return this.run(['queues']).catch((e: Error) => e.message);
+  }
+
   /** Waits for a controller among `among` to say it leads; if none does in time, the error carries
    *  what each said and the ends of their logs (the test's log is all that is left of a failed run). */
   async waitLeader(what: string, among = [1, 2, 3], ms = 60_000): Promise<number> {
