@@ -178,7 +178,7 @@ export class Controller {
     // A channel closes alone on a protocol error: the connection goes with it, and is made again.
     const watch = <C extends Channel>(ch: C): C => {
       ch.on('error', (e: Error) => this.opts.logger?.warn({ err: e.message }, 'broker channel error'));
-      ch.on('close', () => void conn.close().catch(() => undefined));
+      ch.on('close', () => closeUnawaited(conn));
       return ch;
     };
     const ch = watch(await conn.createConfirmChannel());

@@ -130,7 +130,9 @@ export class EtcdLeadership implements Leadership {
     this.leaseId = res.ID;
     this.deadline = sent + Number(res.TTL) * 1000;
     const every = (Number(res.TTL) * 1000) / 4;
-    this.keeper ??= setInterval(() => void this.renew(), every);
+    this.keeper ??= setInterval(() => {
+      this.renew().catch((e: unknown) => this.warnOnce(`lease renewal: ${String(e)}`));
+    }, every);
     this.keeper.unref();
   }
 

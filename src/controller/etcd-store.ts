@@ -210,7 +210,9 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     }
     s.lastQuorumAt = Date.now();
     s.watching = s.watchLoop();
-    s.probeTimer = setInterval(() => void s.probe(), PROBE_MS);
+    s.probeTimer = setInterval(() => {
+      s.probe().catch((e: unknown) => (s.probeError = String(e)));
+    }, PROBE_MS);
     s.probeTimer.unref();
     return s;
   }
@@ -474,8 +476,9 @@ export class EtcdStore extends RecordStore implements ControllerStore {
       return Promise.reject(new StoreUnavailableError(`etcd has no quorum (${this.probeError ?? 'no majority answered'}); retry`));
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ f, resolve: resolve as (v: unknown) => void, reject });
-      // Never rejects: a batch's failure is answered to the callers of its changes (commitQueued).
-      void this.commitQueued();
+      // A batch's failure is answered to the callers of its changes (commitQueued); the catch is for
+      // a defect in the loop itself, which must not end the process.
+      this.commitQueued().catch((e: unknown) => this.opts.logger?.error({ err: e }, 'etcd store: the commit loop failed'));
     });
   }
 
@@ -488,7 +491,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
         // commitBatch answers every change it takes. Should it fail otherwise (a defect), the changes
         // it took are refused rather than left waiting, and no rejection goes unhandled.
         await this.commitBatch(batch).catch((e: unknown) => {
-          const err = new StoreUnavailableError(`etcd store: ${(e as Error).message}; retry`);
+          const err = new StoreUnavailableError(`etcd store: ${e instanceof Error ? e.message : String(e)}; retry`);
           for (const w of batch) if (!this.queue.includes(w)) w.reject(err);
         });
       }

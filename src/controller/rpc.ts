@@ -11,6 +11,7 @@ import {
   type MembersSnapshot,
   type GroupSnapshot,
 } from '../protocol/messages.js';
+import { closeUnawaited } from '../protocol/connection.js';
 import { SYNC_QUEUE } from '../protocol/routing.js';
 import type { MessageSigner } from '../protocol/signing.js';
 import type { GroupRecord, PortRecord } from './store.js';
@@ -111,7 +112,7 @@ export async function serveSync(
   await ch.consume(SYNC_QUEUE, (msg: ConsumeMessage | null) => {
     if (!msg) {
       onCancelled?.();
-      ch.close().catch(() => undefined);
+      closeUnawaited(ch);
       return;
     }
     const { replyTo, correlationId } = msg.properties as { replyTo?: unknown; correlationId?: unknown };
