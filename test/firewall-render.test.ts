@@ -197,7 +197,7 @@ test("dispatch: our ports' traffic through the sender's egress and the receiver'
   const bad = buildFilter({ group: () => group }, validatePort({ ...port, id: 'p3', device: 'tap3' }), noHolds);
   const d = renderDispatch([off, f, bad], new Set(['p3']), 'bridged', names);
   const pd = (dir: string, dev: string) => `-m physdev --physdev-${dir} ${dev} --physdev-is-bridged`;
-  t.deepEqual(d.forward, [
+  t.deepEqual(d.forward.flat(), [
     `${pd('out', 'tap3')} -j ${names.fallbackChain}`,
     `${pd('in', 'tap3')} -j ${names.fallbackChain}`,
     `${pd('in', 'tap1')} -j ${names.portsChain}`,
@@ -205,23 +205,23 @@ test("dispatch: our ports' traffic through the sender's egress and the receiver'
     `${pd('out', 'tap1')} -j ${names.portsChain}`,
     `${pd('out', 'tap2')} -j ACCEPT`,
   ]);
-  t.deepEqual(d.ports, [
+  t.deepEqual(d.ports.flat(), [
     `${pd('in', 'tap1')} -j ${names.egressChain('p1')}`,
     `${pd('out', 'tap1')} -j ${names.ingressChain('p1')}`,
     '-j ACCEPT',
   ]);
-  t.deepEqual(d.input, [
+  t.deepEqual(d.input.flat(), [
     `-m physdev --physdev-in tap3 -j ${names.fallbackChain}`,
     `-m physdev --physdev-in tap1 -j ${names.egressChain('p1')}`,
   ]);
   const routed = renderDispatch([f], new Set(), 'routed', names);
-  t.true(routed.forward.includes(`-o tap1 -j ${names.portsChain}`));
-  t.deepEqual(routed.input, [`-i tap1 -j ${names.egressChain('p1')}`]);
+  t.true(routed.forward.flat().includes(`-o tap1 -j ${names.portsChain}`));
+  t.deepEqual(routed.input.flat(), [`-i tap1 -j ${names.egressChain('p1')}`]);
   // Unknown devices named like VM ports are dropped, after every known one.
   const closed = renderDispatch([f, off], new Set(), 'bridged', names, ['tap']);
-  t.deepEqual(closed.forward.slice(2, 3), [`${pd('in', 'tap+')} -j DROP`]);
-  t.is(closed.forward.at(-1), `${pd('out', 'tap+')} -j DROP`);
-  t.deepEqual(closed.ports.slice(-4), [
+  t.deepEqual(closed.forward.flat().slice(2, 3), [`${pd('in', 'tap+')} -j DROP`]);
+  t.is(closed.forward.flat().at(-1), `${pd('out', 'tap+')} -j DROP`);
+  t.deepEqual(closed.ports.flat().slice(-4), [
     `${pd('out', 'tap1')} -j ACCEPT`,
     `${pd('out', 'tap2')} -j ACCEPT`,
     `${pd('out', 'tap+')} -j DROP`,

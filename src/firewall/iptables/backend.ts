@@ -220,12 +220,13 @@ export class IptablesDataplane implements Dataplane {
     const n = this.names;
     const dispatch = renderDispatch(filters.values(), failed, this.mode, n, this.opts.unknownDevicePrefixes);
     for (const v of VERSIONS) {
-      const want: Chains = new Map([
+      const sections = new Map([
         [n.dispatchChain, dispatch.forward],
         [n.portsChain, dispatch.ports],
-        [n.fallbackChain, ['-j DROP']],
         [n.inputChain, dispatch.input],
       ]);
+      const want: Chains = new Map([...sections].map(([c, s]) => [c, s.flat()]));
+      want.set(n.fallbackChain, ['-j DROP']);
       const inexact = new Set<string>();
       const tags = new Map<string, RuleTag[]>();
       for (const f of changedPorts) {
@@ -236,7 +237,7 @@ export class IptablesDataplane implements Dataplane {
         for (const c of pc.inexact) inexact.add(c);
       }
       const keep = this.chainsOf(filters, failed);
-      const removed = await this.written.write(v, 'filter', want, (c) => keep.has(c), inexact);
+      const removed = await this.written.write(v, 'filter', want, (c) => keep.has(c), { inexact, sections });
       for (const [c, t] of tags) this.tags[v].set(c, t);
       for (const c of removed) this.tags[v].delete(c);
       await this.writeRaw(v, filters);
@@ -265,11 +266,13 @@ export class IptablesDataplane implements Dataplane {
 
   private async writeArp(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
     const n = this.names;
-    const want: Chains = new Map([[n.arpDispatchChain, renderArpDispatch(filters.values(), failed, n)]]);
+    const dispatch = renderArpDispatch(filters.values(), failed, n);
+    const want: Chains = new Map([[n.arpDispatchChain, dispatch]]);
     for (const f of changedPorts)
       if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) want.set(n.arpChain(f.portId), renderArp(f));
     const keep = new Set([...filters.values()].filter((f) => f.filtered && !failed.has(f.portId)).map((f) => n.arpChain(f.portId)));
-    await this.written.writeEb(want, (c) => keep.has(c));
+    // One rule per device: in any order.
+    await this.written.writeEb(want, (c) => keep.has(c), new Map([[n.arpDispatchChain, [dispatch]]]));
   }
 
   // ---- drift ----

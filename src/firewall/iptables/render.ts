@@ -223,10 +223,15 @@ export function renderPortChains(f: PortFilter, names: KernelNames, log?: LogSet
 
 /** Where the host's traffic enters our chains. `failed` ports (their filter could not be written)
  *  are dropped outright rather than let through unfiltered. */
+/** A dispatch chain's rules in sections, in order: a rule must stay within its section, but may be
+ *  anywhere in it (each rule of a section matches a device of its own, so no two of them see the same
+ *  packet). A chain so described can be edited in place (./edit.ts) instead of rewritten. */
+export type Sections = string[][];
+
 export interface Dispatch {
-  forward: string[];
-  ports: string[];
-  input: string[];
+  forward: Sections;
+  ports: Sections;
+  input: Sections;
 }
 
 export function renderDispatch(
@@ -240,43 +245,38 @@ export function renderDispatch(
   const filtered = known.filter((f) => f.filtered && !failed.has(f.portId));
   const refused = known.filter((f) => f.filtered && failed.has(f.portId));
   const unfiltered = known.filter((f) => !f.filtered);
-  const forward: string[] = [];
-  const ports: string[] = [];
-  const input: string[] = [];
-  const dropUnknown = (dir: 'in' | 'out', to: string[]) => {
-    for (const p of unknownPrefixes) to.push(`${physdev(mode, dir, `${p}+`)} -j DROP`);
-  };
-  // A port whose filter the kernel refused is dropped both ways, first: never unfiltered.
-  for (const f of refused) {
-    forward.push(
+  const dropUnknown = (dir: 'in' | 'out') => unknownPrefixes.map((p) => `${physdev(mode, dir, `${p}+`)} -j DROP`);
+  const forward: Sections = [
+    // A port whose filter the kernel refused is dropped both ways, first: never unfiltered.
+    refused.flatMap((f) => [
       `${physdev(mode, 'out', f.device)} -j ${names.fallbackChain}`,
       `${physdev(mode, 'in', f.device)} -j ${names.fallbackChain}`,
-    );
-    input.push(`${physdevIn(mode, f.device)} -j ${names.fallbackChain}`);
-  }
-  // Traffic sent by one of our ports: its egress (if filtered), then the receiver's ingress (if ours
-  // and filtered). A port with port security off sends unfiltered, but what it sends to a filtered
-  // port still meets that port's ingress chain.
-  for (const f of [...filtered, ...unfiltered]) forward.push(`${physdev(mode, 'in', f.device)} -j ${names.portsChain}`);
-  // Devices named like a VM port but not known (yet): dropped, not passed (opt-in, `unknownPrefixes`).
-  dropUnknown('in', forward);
-  // Traffic from elsewhere (the uplink) to one of our ports.
-  for (const f of filtered) forward.push(`${physdev(mode, 'out', f.device)} -j ${names.portsChain}`);
-  for (const f of unfiltered) forward.push(`${physdev(mode, 'out', f.device)} -j ACCEPT`);
-  dropUnknown('out', forward);
-
-  for (const f of filtered) ports.push(`${physdev(mode, 'in', f.device)} -j ${names.egressChain(f.portId)}`);
-  for (const f of filtered) ports.push(`${physdev(mode, 'out', f.device)} -j ${names.ingressChain(f.portId)}`);
-  if (unknownPrefixes.length) {
+    ]),
+    // Traffic sent by one of our ports: its egress (if filtered), then the receiver's ingress (if ours
+    // and filtered). A port with port security off sends unfiltered, but what it sends to a filtered
+    // port still meets that port's ingress chain.
+    [...filtered, ...unfiltered].map((f) => `${physdev(mode, 'in', f.device)} -j ${names.portsChain}`),
+    // Devices named like a VM port but not known (yet): dropped, not passed (opt-in, `unknownPrefixes`).
+    dropUnknown('in'),
+    // Traffic from elsewhere (the uplink) to one of our ports.
+    filtered.map((f) => `${physdev(mode, 'out', f.device)} -j ${names.portsChain}`),
+    unfiltered.map((f) => `${physdev(mode, 'out', f.device)} -j ACCEPT`),
+    dropUnknown('out'),
+  ];
+  const ports: Sections = [
+    filtered.map((f) => `${physdev(mode, 'in', f.device)} -j ${names.egressChain(f.portId)}`),
+    filtered.map((f) => `${physdev(mode, 'out', f.device)} -j ${names.ingressChain(f.portId)}`),
     // What our ports sent reaches a port we know, or anything not named like a VM port.
-    for (const f of [...filtered, ...unfiltered]) ports.push(`${physdev(mode, 'out', f.device)} -j ACCEPT`);
-    dropUnknown('out', ports);
-  }
-  ports.push('-j ACCEPT');
-
-  // Traffic from a VM to the host itself meets the port's egress rules, as Neutron hooks INPUT.
-  for (const f of filtered) input.push(`${physdevIn(mode, f.device)} -j ${names.egressChain(f.portId)}`);
-  for (const p of unknownPrefixes) input.push(`${physdevIn(mode, `${p}+`)} -j DROP`);
+    unknownPrefixes.length ? [...filtered, ...unfiltered].map((f) => `${physdev(mode, 'out', f.device)} -j ACCEPT`) : [],
+    dropUnknown('out'),
+    ['-j ACCEPT'],
+  ];
+  const input: Sections = [
+    refused.map((f) => `${physdevIn(mode, f.device)} -j ${names.fallbackChain}`),
+    // Traffic from a VM to the host itself meets the port's egress rules, as Neutron hooks INPUT.
+    filtered.map((f) => `${physdevIn(mode, f.device)} -j ${names.egressChain(f.portId)}`),
+    unknownPrefixes.map((p) => `${physdevIn(mode, `${p}+`)} -j DROP`),
+  ];
   return { forward, ports, input };
 }
 
@@ -326,11 +326,21 @@ export function renderArpDispatch(filters: Iterable<PortFilter>, failed: Readonl
 }
 
 /** iptables-restore --noflush input making `changed` chains hold their rules and removing `removed`
- *  ones; chains not named are not touched. `extra` lines (jumps into our chains) go last. */
-export function restoreScript(table: string, chains: Chains, changed: string[], removed: string[], extra: string[] = []): string {
+ *  ones; chains not named are not touched. `edits` (./edit.ts) run after the rewrites, so they may
+ *  jump to a chain made here, and before the removals, so a removed chain is no longer jumped to;
+ *  `extra` lines (jumps into our chains) go last. */
+export function restoreScript(
+  table: string,
+  chains: Chains,
+  changed: string[],
+  removed: string[],
+  extra: string[] = [],
+  edits: string[] = [],
+): string {
   const lines = [`*${table}`];
   for (const c of [...changed, ...removed]) lines.push(`:${c} - [0:0]`);
   for (const c of changed) for (const r of chains.get(c) ?? []) lines.push(`-A ${c} ${r}`);
+  lines.push(...edits);
   for (const c of removed) lines.push(`-X ${c}`);
   lines.push(...extra);
   lines.push('COMMIT', '');

@@ -5,7 +5,8 @@
 // baseline drift is judged by (`repair`) and changes only after a write the tools acknowledged.
 import type { DataplaneStats, Mode, ReconcileReport } from '../dataplane.js';
 import type { KernelNames } from './names.js';
-import { restoreScript, type Chains, type IpVersion } from './render.js';
+import { editInPlace, type InPlace } from './edit.js';
+import { restoreScript, type Chains, type IpVersion, type Sections } from './render.js';
 import { chainLines, parseChains, type Iptables, type Table } from './tools.js';
 
 export const VERSIONS: IpVersion[] = [4, 6];
@@ -58,39 +59,57 @@ export class WrittenChains {
 
   /** Makes the table hold `want`: chains that differ are rewritten, written chains neither wanted nor
    *  kept are removed, hooks to chains that are there are added; one restore, or none if nothing
-   *  differs. `inexact`: chains among `want` that may read back otherwise. Returns the removed chains. */
+   *  differs. `inexact`: chains among `want` that may read back otherwise. `sections`: chains among
+   *  `want` whose rules are these sections, edited in place where they were written before
+   *  (./edit.ts). Returns the removed chains. */
   async write(
     v: IpVersion,
     table: Table,
     want: Chains,
     keep: (chain: string) => boolean,
-    inexact: Iterable<string> = [],
+    opts: { inexact?: Iterable<string>; sections?: ReadonlyMap<string, Sections> } = {},
   ): Promise<string[]> {
     const had = this.ip[v][table];
-    const changed = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
+    const differ = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
     const removed = [...had.keys()].filter((c) => !want.has(c) && !keep(c));
     const hooks = await this.missingHooks(table, v, (c) => want.has(c) || had.has(c));
-    if (changed.length === 0 && removed.length === 0 && hooks.lines.length === 0) return [];
-    await this.tools.restore(v, restoreScript(table, want, changed, removed, hooks.lines));
+    const { changed, edits, commands } = inPlace(differ, had, opts.sections);
+    if (changed.length === 0 && commands.length === 0 && removed.length === 0 && hooks.lines.length === 0) return [];
+    try {
+      await this.tools.restore(v, restoreScript(table, want, changed, removed, hooks.lines, commands));
+    } catch (e) {
+      // An edit names rules as we wrote them: one changed or gone behind our back fails it. Rewritten
+      // whole, the chain needs nothing of what the kernel holds.
+      if (commands.length === 0) throw e;
+      return this.write(v, table, want, keep, { inexact: opts.inexact });
+    }
     this.stats.restores++;
     for (const k of hooks.keys) this.hooked.add(k);
     for (const c of changed) had.set(c, want.get(c)!);
+    for (const [c, e] of edits) had.set(c, e.lines);
     for (const c of removed) had.delete(c);
-    for (const c of inexact) this.inexact.add(c);
+    for (const c of opts.inexact ?? []) this.inexact.add(c);
     if (changed.some((c) => this.inexact.has(c))) await this.rebase(v, table);
     return removed;
   }
 
   /** The same for the ebtables filter table (ARP protection). */
-  async writeEb(want: Chains, keep: (chain: string) => boolean): Promise<void> {
-    const changed = [...want.keys()].filter((c) => !same(want.get(c), this.eb.get(c)));
+  async writeEb(want: Chains, keep: (chain: string) => boolean, sections?: ReadonlyMap<string, Sections>): Promise<void> {
+    const differ = [...want.keys()].filter((c) => !same(want.get(c), this.eb.get(c)));
     const removed = [...this.eb.keys()].filter((c) => !want.has(c) && !keep(c));
     const hooks = await this.missingHooks('eb', 'eb', (c) => want.has(c) || this.eb.has(c));
-    if (changed.length === 0 && removed.length === 0 && hooks.lines.length === 0) return;
-    await this.tools.ebRestore(ebScript(want, changed, removed, hooks.lines));
+    const { changed, edits, commands } = inPlace(differ, this.eb, sections);
+    if (changed.length === 0 && commands.length === 0 && removed.length === 0 && hooks.lines.length === 0) return;
+    try {
+      await this.tools.ebRestore(ebScript(want, changed, removed, hooks.lines, commands));
+    } catch (e) {
+      if (commands.length === 0) throw e;
+      return this.writeEb(want, keep);
+    }
     this.stats.restores++;
     for (const k of hooks.keys) this.hooked.add(k);
     for (const c of changed) this.eb.set(c, want.get(c)!);
+    for (const [c, e] of edits) this.eb.set(c, e.lines);
     for (const c of removed) this.eb.delete(c);
   }
 
@@ -244,6 +263,24 @@ function hookKey(h: Hook, v: IpVersion | 'eb'): string {
   return `${h.table}/${v}/${h.builtin}/${h.chain}`;
 }
 
+/** Of the chains that differ from what was written, those edited in place (with the commands, in
+ *  order, and each one's rules after them) and those rewritten whole (`changed`). A chain whose rules
+ *  are only in another order within their sections is as wanted: no command. */
+function inPlace(
+  differ: string[],
+  had: ReadonlyMap<string, readonly string[]>,
+  sections: ReadonlyMap<string, Sections> | undefined,
+): { changed: string[]; edits: Map<string, InPlace>; commands: string[] } {
+  const edits = new Map<string, InPlace>();
+  for (const c of differ) {
+    const want = sections?.get(c);
+    const held = had.get(c);
+    const edit = want && held ? editInPlace(c, held, want) : undefined;
+    if (edit) edits.set(c, edit);
+  }
+  return { changed: differ.filter((c) => !edits.has(c)), edits, commands: [...edits.values()].flatMap((e) => e.commands) };
+}
+
 function same(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
   if (!a || !b || a.length !== b.length) return false;
   return a.every((l, i) => l === b[i]);
@@ -264,10 +301,12 @@ function referencedByOthers(saved: string, n: KernelNames): string[] {
   return out;
 }
 
-function ebScript(chains: Chains, changed: string[], removed: string[], extra: string[]): string {
+/** ebtables-restore --noflush input; the order of restoreScript's (./render.ts). */
+function ebScript(chains: Chains, changed: string[], removed: string[], extra: string[], edits: string[] = []): string {
   const lines = ['*filter'];
   for (const c of [...changed, ...removed]) lines.push(`:${c} RETURN`);
   for (const c of changed) for (const r of chains.get(c) ?? []) lines.push(`-A ${c} ${r}`);
+  lines.push(...edits);
   for (const c of removed) lines.push(`-X ${c}`);
   lines.push(...extra, 'COMMIT', '');
   return lines.join('\n');
