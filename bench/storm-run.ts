@@ -165,7 +165,7 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
     const status = async (m: string) =>
       (await (await fetch(`http://${m}/status`)).json()) as {
         connected: boolean;
-        sets: { size: number }[];
+        sets: { size: number; changedAt?: number }[];
         engine: { restores: number; applies: number };
       };
     for (const p of procs)
@@ -223,8 +223,12 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
         procs.map(async (p, i) => {
           if (done[i]) return;
           const s = await status(p.metrics);
-          if (s.sets.some((x) => x.size === ports)) {
-            done[i] = Date.now();
+          const full = s.sets.find((x) => x.size === ports);
+          if (full) {
+            // Converged when the kernel took the change that completed the set, as the agent recorded
+            // it (the clock of this machine): the poll's own delay is not the agent's. OVN's is timed
+            // the same way, from its chassis' own timestamp (bench/ovn.ts).
+            done[i] = full.changedAt ?? Date.now();
             // Read as soon as it converged: the polls and metric reads that follow are the benchmark's.
             cpuDone[i] = cpuSplit(p.child.pid!);
           }

@@ -88,6 +88,31 @@ test('a set exists while a filter names it, holds the members, and goes with the
   t.is(dp.filters.size, 0);
 });
 
+test('status says when each set last changed: when the apply that changed it was acknowledged', async (t) => {
+  const { fw } = engine(t);
+  fw.setGroup(selfGroup('g'));
+  fw.setGroup(selfGroup('h'));
+  fw.setGroupMembers('g', ['10.0.0.1']);
+  fw.setGroupMembers('h', ['10.0.0.2']);
+  fw.setPort(port(1, ['g']));
+  fw.setPort(port(2, ['h']));
+  const t0 = Date.now();
+  await fw.flush();
+  const changedAt = (g: string) => fw.status().sets.find((x) => x.groupId === g)?.changedAt;
+  const [g1, h1] = [changedAt('g'), changedAt('h')];
+  t.true(g1 !== undefined && g1 >= t0 && g1 <= Date.now(), `${g1} within the apply`);
+  // A later change of g alone: g's time moves, h's stays.
+  const t1 = Date.now();
+  while (Date.now() === t1) await new Promise((r) => setTimeout(r, 1));
+  fw.applyMemberDelta('g', ['10.0.0.3'], []);
+  await fw.flush();
+  t.true(changedAt('g')! > g1!, 'g changed again');
+  t.is(changedAt('h'), h1, 'h did not change');
+  fw.removePort('p1');
+  await fw.flush();
+  t.is(changedAt('g'), undefined, 'a set gone has no time');
+});
+
 test('a burst of member deltas is coalesced into one apply, and deltas that arrive while an apply runs go into the next', async (t) => {
   const { dp, fw } = engine(t, { coalesceMs: 10 });
   fw.setGroup(selfGroup('g'));

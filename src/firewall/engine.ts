@@ -74,7 +74,9 @@ export interface QuarantineEntry {
 export interface EngineStatus {
   ports: { id: string; device: string; filtered: boolean; inKernel: boolean }[];
   groups: string[];
-  sets: { name: string; groupId: string; family: 4 | 6; size: number }[];
+  /** `changedAt`: when this engine last changed the set in the kernel (ms since the epoch, as the
+   *  kernel acknowledged it): what a convergence is timed by. */
+  sets: { name: string; groupId: string; family: 4 | 6; size: number; changedAt?: number }[];
   chains: { v4: string[]; v6: string[] };
   quarantined: QuarantineEntry[];
 }
@@ -104,6 +106,8 @@ export class FirewallEngine {
   private readonly loop: ApplyLoop;
   private readonly filters = new Map<string, PortFilter>();
   private readonly sets = new Map<string, SetRef>();
+  /** Per set key: when an apply last changed the set (ms since the epoch). */
+  private readonly setChangedAt = new Map<string, number>();
   /** Per set key: applied filters naming the set. */
   private readonly refs = new Map<string, number>();
   /** Sets that do not exist because their creation failed (rules naming them are held back). */
@@ -311,6 +315,7 @@ export class FirewallEngine {
       }
       this.failedUpdates.delete(key);
       if (!this.sets.has(key)) this.sets.set(key, { groupId: s.groupId, family: s.family });
+      this.setChangedAt.set(key, now);
       if (this.failedSets.delete(key)) {
         // Rules naming it were held back: their ports are planned again, now with them.
         for (const id of this.portsNaming({ groupId: s.groupId, family: s.family })) this.state.touchPort(id);
@@ -321,6 +326,7 @@ export class FirewallEngine {
     for (const ref of changes.sets.destroy) {
       const key = setKey(ref);
       this.sets.delete(key);
+      this.setChangedAt.delete(key);
       this.failedUpdates.delete(key);
     }
     const failedPorts = new Map(outcome.failedFilters.map((f) => [f.portId, f.error] as const));
@@ -444,7 +450,10 @@ export class FirewallEngine {
         inKernel: this.portInKernel(p.id),
       })),
       groups: [...this.state.allGroups().keys()],
-      sets: dp.sets,
+      sets: dp.sets.map((x) => {
+        const changedAt = this.setChangedAt.get(setKey(x));
+        return changedAt === undefined ? x : { ...x, changedAt };
+      }),
       chains: dp.chains,
       quarantined: [...this.quarantine.values()],
     };
@@ -529,6 +538,7 @@ export class FirewallEngine {
     const r = await this.dataplane.cleanup();
     this.filters.clear();
     this.sets.clear();
+    this.setChangedAt.clear();
     this.refs.clear();
     await this.dataplane.close();
     return r;
