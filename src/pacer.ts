@@ -1,13 +1,18 @@
 // Spacing of batched work that is costly per run (a chain rewrite, a drain of the outbox): at least
 // `minMs` between two runs; while work keeps arriving before the next run may start — a burst, such as
 // a bulk VM boot — the gap doubles with each run up to `maxMs`, so a long burst costs a few large runs
-// instead of many small ones; after a quiet spell it is back to `minMs`. Pure: callers pass the time.
+// instead of many small ones; after a quiet spell it is back to `minMs`. A caller that may run as soon
+// as work stops coming (`settledAt`) does not make the end of a burst wait out the burst's long gap.
+// Pure: callers pass the time.
 
 export class BurstPacer {
   private gapMs: number;
   private notBefore = 0;
   /** When the oldest work not yet taken by a run arrived (0: none). */
   private waitingSince = 0;
+  /** When the newest work arrived, and when the last run started. */
+  private lastArrival = 0;
+  private lastRunAt = 0;
   private takenInBurst = false;
 
   constructor(
@@ -21,11 +26,22 @@ export class BurstPacer {
   /** Work arrived. */
   arrived(now: number): void {
     this.waitingSince ||= now;
+    this.lastArrival = now;
   }
 
   /** The earliest time the next run may start. */
   get nextAt(): number {
     return this.notBefore;
+  }
+
+  /** When the work waiting may run if work that stops coming need not wait for `nextAt`: `settleMs`
+   *  after the newest arrival, but never sooner than `minMs` after the last run, nor than `leastMs`
+   *  after the oldest arrival; and never later than `nextAt`. While work keeps coming (arrivals closer
+   *  than `settleMs`) that is `nextAt`: a burst is paced as before, only its end goes out early. */
+  settledAt(settleMs: number, leastMs = 0): number {
+    const paced = Math.max(this.waitingSince + leastMs, this.notBefore);
+    const settled = Math.max(this.lastArrival + settleMs, this.lastRunAt + this.minMs, this.waitingSince + leastMs);
+    return Math.min(paced, settled);
   }
 
   /** The gap the next run will be held to (for logs and tests). */
@@ -42,6 +58,7 @@ export class BurstPacer {
 
   /** The run that took the work is done (at `at`): the next may start one gap later. */
   done(at: number): void {
+    this.lastRunAt = at;
     this.gapMs = this.takenInBurst ? Math.min(this.gapMs * 2, this.maxMs) : this.minMs;
     this.notBefore = at + this.gapMs;
   }

@@ -73,3 +73,31 @@ test('the most is never below the least', (t) => {
   p.done(500);
   t.is(p.currentGapMs, 500);
 });
+
+test('settledAt: a burst is paced by the gap, but its end goes out once the work has stopped, never sooner than the least gap', (t) => {
+  const p = new BurstPacer(100, 400);
+  // A quiet change: after the least wait (here 20), as nextAt would have it.
+  p.arrived(1_000);
+  t.is(p.settledAt(40, 20), 1_020);
+  p.take();
+  p.done(1_020);
+  // A burst, one change every 10 ms: while it goes on, the run is due at the gap (nextAt), not earlier.
+  for (let now = 1_030; now <= 1_110; now += 10) p.arrived(now);
+  t.is(p.nextAt, 1_120);
+  t.is(p.settledAt(40, 20), 1_120, 'changes closer than 40 ms: paced');
+  p.take();
+  p.done(1_120);
+  t.is(p.currentGapMs, 200, 'the burst doubled the gap');
+  for (let now = 1_130; now <= 1_200; now += 10) p.arrived(now);
+  t.is(p.nextAt, 1_320);
+  // The burst stops at 1,200: what it left is due 40 ms later, not at 1,320.
+  t.is(p.settledAt(40, 20), 1_240);
+  // Never sooner than the least gap after the last run, nor than the least wait after the oldest.
+  const q = new BurstPacer(100, 400);
+  q.arrived(1_000);
+  q.take();
+  q.done(1_000);
+  q.arrived(1_010);
+  t.is(q.settledAt(5, 20), 1_100, 'the least gap (100) after the run at 1,000');
+  t.is(q.settledAt(5, 200), 1_210, 'the least wait (200) after the oldest, at 1,010');
+});

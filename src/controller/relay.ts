@@ -25,6 +25,10 @@ export interface RelayOptions {
    *  up to this (default 400 ms) and falls back after a quiet spell: fewer, larger messages for every
    *  agent of the group, at a bounded cost in latency. */
   maxIntervalMs?: number;
+  /** Once changes have stopped coming for this long (default 40 ms), what they left goes out without
+   *  waiting for the interval: the last changes of a burst are not held up to `maxIntervalMs`. Changes
+   *  closer together than this (a burst) are paced by the interval as before. */
+  settleMs?: number;
   /** Entries another controller process wrote and left this long are taken as orphaned by a crash. */
   orphanAfterMs?: number;
   /** Set: this relay publishes only while it returns true, and then every entry of the store at once,
@@ -72,17 +76,28 @@ export class OutboxRelay {
     }
   }
 
-  /** Schedules a drain within the coalescing window. */
+  /** Schedules a drain: within the coalescing window after a quiet spell; in a burst at the interval,
+   *  or once the burst has stopped for `settleMs`, whichever comes first. */
   kick(): void {
-    const now = Date.now();
-    this.pacer.arrived(now);
-    const wait = Math.max(this.opts.coalesceMs, this.pacer.nextAt - now);
-    this.timer ??= setTimeout(() => {
-      this.timer = null;
-      void this.drain().catch((e: unknown) =>
-        this.opts.logger?.warn({ err: (e as Error).message }, 'outbox publish failed; kept for the next attempt'),
-      );
-    }, wait);
+    this.pacer.arrived(Date.now());
+    this.arm();
+  }
+
+  /** One timer at a time: when it fires early (changes kept coming, so the drain is due later), it
+   *  waits on for what is left rather than being moved at every change. */
+  private arm(): void {
+    if (this.timer) return;
+    const due = () => this.pacer.settledAt(this.opts.settleMs ?? 40, this.opts.coalesceMs);
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        if (Date.now() < due()) return this.arm();
+        void this.drain().catch((e: unknown) =>
+          this.opts.logger?.warn({ err: (e as Error).message }, 'outbox publish failed; kept for the next attempt'),
+        );
+      },
+      Math.max(0, due() - Date.now()),
+    );
   }
 
   /** Publishes everything pending now; resolves once the broker confirmed it. */
