@@ -36,8 +36,9 @@ export class BurstPacer {
 
   /** When the work waiting may run if work that stops coming need not wait for `nextAt`: `settleMs`
    *  after the newest arrival, but never sooner than `minMs` after the last run, nor than `leastMs`
-   *  after the oldest arrival; and never later than `nextAt`. While work keeps coming (arrivals closer
-   *  than `settleMs`) that is `nextAt`: a burst is paced as before, only its end goes out early. */
+   *  after the oldest arrival; and never later than the paced time (`nextAt`, or `leastMs` after the
+   *  oldest arrival if that is later). While work keeps coming (arrivals closer than `settleMs`) that
+   *  is the paced time: a burst is paced as before, only its end goes out early. */
   settledAt(settleMs: number, leastMs = 0): number {
     const paced = Math.max(this.waitingSince + leastMs, this.notBefore);
     const settled = Math.max(this.lastArrival + settleMs, this.lastRunAt + this.minMs, this.waitingSince + leastMs);
