@@ -112,8 +112,9 @@ for (const mode of ['bridged', 'routed'] as const) {
       t.is(await applyErrors(agent), 0, 'full syncs with no change');
 
       // A reconnect: a full sync on the new session, again with nothing to change.
-      t.true(closeConnections(bed.vhost, `sg-agent ${agent.host}`) >= 1, 'the agent connection was found and closed');
-      await waitFor('reconnected', async () => (await agent.metric('sg_agent_reconnects_total')) >= 1);
+      const reconnects = await agent.metric('sg_agent_reconnects_total');
+      await waitFor('the agent connection found and closed', () => closeConnections(bed.vhost, `sg-agent ${agent.host}`) >= 1);
+      await waitFor('reconnected', async () => (await agent.metric('sg_agent_reconnects_total')) > reconnects);
       await agentConnected(agent);
       const after = await agent.metric('sg_agent_resyncs_total{scope="host"}');
       await waitFor('a full sync after the reconnect', async () => (await agent.metric('sg_agent_resyncs_total{scope="host"}')) > after);
