@@ -69,25 +69,12 @@ export class WrittenChains {
     keep: (chain: string) => boolean,
     opts: { inexact?: Iterable<string>; sections?: ReadonlyMap<string, Sections> } = {},
   ): Promise<string[]> {
-    const had = this.ip[v][table];
-    const differ = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
-    const removed = [...had.keys()].filter((c) => !want.has(c) && !keep(c));
-    const hooks = await this.missingHooks(table, v, (c) => want.has(c) || had.has(c));
-    const { changed, edits, commands } = inPlace(differ, had, opts.sections);
-    if (changed.length === 0 && commands.length === 0 && removed.length === 0 && hooks.lines.length === 0) return [];
-    try {
-      await this.tools.restore(v, restoreScript(table, want, changed, removed, hooks.lines, commands));
-    } catch (e) {
-      // An edit names rules as we wrote them: one changed or gone behind our back fails it. Rewritten
-      // whole, the chain needs nothing of what the kernel holds.
-      if (commands.length === 0) throw e;
-      return this.write(v, table, want, keep, { inexact: opts.inexact });
-    }
-    this.stats.restores++;
-    for (const k of hooks.keys) this.hooked.add(k);
-    for (const c of changed) had.set(c, want.get(c)!);
-    for (const [c, e] of edits) had.set(c, e.lines);
-    for (const c of removed) had.delete(c);
+    const { changed, removed } = await this.writeTable(
+      { had: this.ip[v][table], table, version: v, restore: (script) => this.tools.restore(v, restoreScript(table, want, ...script)) },
+      want,
+      keep,
+      opts.sections,
+    );
     for (const c of opts.inexact ?? []) this.inexact.add(c);
     if (changed.some((c) => this.inexact.has(c))) await this.rebase(v, table);
     return removed;
@@ -95,22 +82,47 @@ export class WrittenChains {
 
   /** The same for the ebtables filter table (ARP protection). */
   async writeEb(want: Chains, keep: (chain: string) => boolean, sections?: ReadonlyMap<string, Sections>): Promise<void> {
-    const differ = [...want.keys()].filter((c) => !same(want.get(c), this.eb.get(c)));
-    const removed = [...this.eb.keys()].filter((c) => !want.has(c) && !keep(c));
-    const hooks = await this.missingHooks('eb', 'eb', (c) => want.has(c) || this.eb.has(c));
-    const { changed, edits, commands } = inPlace(differ, this.eb, sections);
-    if (changed.length === 0 && commands.length === 0 && removed.length === 0 && hooks.lines.length === 0) return;
+    await this.writeTable(
+      { had: this.eb, table: 'eb', version: 'eb', restore: (script) => this.tools.ebRestore(ebScript(want, ...script)) },
+      want,
+      keep,
+      sections,
+    );
+  }
+
+  /** One table's write (see `write`), its script made by `target.restore` from the chains to rewrite,
+   *  the chains to remove, the hook lines and the in-place edits. `had` follows what the tool took. */
+  private async writeTable(
+    target: {
+      had: Chains;
+      table: Table | 'eb';
+      version: IpVersion | 'eb';
+      restore: (script: [changed: string[], removed: string[], hooks: string[], edits: string[]]) => Promise<void>;
+    },
+    want: Chains,
+    keep: (chain: string) => boolean,
+    sections: ReadonlyMap<string, Sections> | undefined,
+  ): Promise<{ changed: string[]; removed: string[] }> {
+    const { had } = target;
+    const differ = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
+    const removed = [...had.keys()].filter((c) => !want.has(c) && !keep(c));
+    const hooks = await this.missingHooks(target.table, target.version, (c) => want.has(c) || had.has(c));
+    const { changed, edits, commands } = inPlace(differ, had, sections);
+    if (changed.length === 0 && commands.length === 0 && removed.length === 0 && hooks.lines.length === 0) return { changed, removed: [] };
     try {
-      await this.tools.ebRestore(ebScript(want, changed, removed, hooks.lines, commands));
+      await target.restore([changed, removed, hooks.lines, commands]);
     } catch (e) {
+      // An edit names rules as we wrote them: one changed or gone behind our back fails it. Rewritten
+      // whole, the chain needs nothing of what the kernel holds.
       if (commands.length === 0) throw e;
-      return this.writeEb(want, keep);
+      return this.writeTable(target, want, keep, undefined);
     }
     this.stats.restores++;
     for (const k of hooks.keys) this.hooked.add(k);
-    for (const c of changed) this.eb.set(c, want.get(c)!);
-    for (const [c, e] of edits) this.eb.set(c, e.lines);
-    for (const c of removed) this.eb.delete(c);
+    for (const c of changed) had.set(c, want.get(c)!);
+    for (const [c, e] of edits) had.set(c, e.lines);
+    for (const c of removed) had.delete(c);
+    return { changed, removed };
   }
 
   /** Chains that read back otherwise than written take the kernel's form as the baseline. */
