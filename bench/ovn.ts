@@ -21,7 +21,10 @@
 // time of the last create); bytes it received on its Southbound TCP connection (the kernel's
 // bytes_received, `ss -ti`); centrally ovn-northd + both ovsdb-servers. The delete: the chassis' CPU
 // over 2 s from the delete, or to its acknowledgement if later, less its idle CPU for as long.
-// Ours: bench/storm-run.ts, as bench:storm runs it, per agent (median over 20, p99 over 20).
+// Ours: bench/storm-run.ts, as bench:storm runs it, per agent (median over 20). Our p99 the way OVN's
+// is taken: a storm of the same stream with one real agent (the other 19 hosts' ports are in the store
+// but their agents do not run), so that agent's latency is its own work's and not 20 agents' queueing
+// for this machine's two cores at the same moment; the p99 over the 20 agents is printed beside it.
 // Knobs: OVN_BENCH_PORTS (default "500,2000"), STORM_PACE_MS; OVN_BENCH_ONLY=ovn skips ours.
 import { randomUUID } from 'node:crypto';
 import { benchBroker } from './broker.js';
@@ -381,10 +384,11 @@ const ms = (n: number) => `${(n * 1000).toFixed(2)}ms`;
   /** Per dataplane, the CPU ratio at the first (smallest) size: the larger sizes' must exceed it. */
   const firstRatio = new Map<string, number>();
   for (const n of SIZES) {
-    const mine: [string, Run][] = [];
+    const mine: [string, Run, Run][] = [];
     if (process.env.OVN_BENCH_ONLY !== 'ovn') {
       await benchBroker();
-      mine.push(['iptables', await ours('iptables', n, { deleteOne: true })], ['nftables', await ours('nftables', n, { deleteOne: true })]);
+      for (const dp of ['iptables', 'nftables'] as const)
+        mine.push([dp, await ours(dp, n, { deleteOne: true }), await ours(dp, n, { realAgents: 1 })]);
     }
     const o = await ovnStorm(n);
     const detail = {
@@ -405,7 +409,7 @@ const ms = (n: number) => `${(n * 1000).toFixed(2)}ms`;
         .map(([k, v]) => `${k}=${v}`)
         .join(' ')}`,
     );
-    for (const [dp, r] of mine) {
+    for (const [dp, r, alone] of mine) {
       const tag = `ports=${n} dataplane=${dp}`;
       const cpu = o.hostCpu / median(r.cpu);
       // At the larger sizes the margin must have grown over the smallest's.
@@ -419,7 +423,21 @@ const ms = (n: number) => `${(n * 1000).toFixed(2)}ms`;
         sec,
         ` ${tag} target>=20x${first === undefined ? '' : ` and >${first.toFixed(1)}x (at ${SIZES[0]})`} ${cpuTarget ? 'met' : 'MISSED'}`,
       );
-      line('peer.ovn.storm.p99', p99(r.lag), o.lag, sec, ` ${tag} target<=ovn ${p99(r.lag) <= o.lag ? 'met' : 'MISSED'}`);
+      const lag = alone.lag[0]!;
+      line(
+        'peer.ovn.storm.p99',
+        lag,
+        o.lag,
+        sec,
+        ` ${tag} (one real agent, as OVN's one real chassis) target<=ovn ${lag <= o.lag ? 'met' : 'MISSED'}`,
+      );
+      line(
+        'peer.ovn.storm.p99.all_agents',
+        p99(r.lag),
+        o.lag,
+        sec,
+        ` ${tag} (p99 over 20 agents on this machine's 2 cores; OVN: its one chassis)`,
+      );
       line(
         'peer.ovn.storm.bytes',
         median(r.bytes),
