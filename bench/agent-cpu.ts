@@ -5,7 +5,9 @@
 // receives exactly what each agent of the storm receives, on a quieter machine. ROUNDS storms (default
 // 3), each into a new group (rules naming itself), each measured from its first create to the agent's
 // set holding the group's members: the agent process's CPU (user + system, children included), the
-// messages it received, and so CPU per message; first its CPU over 5 idle seconds (its fixed cost).
+// messages it received, and so CPU per message; its latency (`lag`: from the last create stored to
+// the agent's own time of the kernel taking the set's last member, the relay left to its own pace);
+// first its CPU over 5 idle seconds (its fixed cost).
 // The agent runs as installed (dist/, `npm run build`; SG_BENCH_AGENT=tsx: from the sources).
 // AGENT_DATAPLANE: nftables (default) or iptables. Looking into it: AGENT_PROF=1 writes its V8 CPU
 // profile to /tmp/prof and prints each round's window in its clock (CLOCK_MONOTONIC, µs);
@@ -112,13 +114,13 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
     },
     stdio: ['ignore', process.env.AGENT_FLAGS ? 'inherit' : 'ignore', 'inherit'],
   });
-  type Status = { connected: boolean; sets: { size: number }[]; engine: { applies: number } };
+  type Status = { connected: boolean; sets: { size: number; changedAt?: number }[]; engine: { applies: number } };
   const status = async () => (await (await fetch(`http://${metrics}/status`)).json()) as Status;
   const messages = async () => {
     const text = await (await fetch(`http://${metrics}/metrics`)).text();
     return [...text.matchAll(/^sg_agent_messages_total\{type="[^"]+"\} (\d+)/gm)].reduce((a, x) => a + Number(x[1]), 0);
   };
-  const rows: { cpu: number; messages: number; applies: number }[] = [];
+  const rows: { cpu: number; messages: number; applies: number; lag: number }[] = [];
   let perf: ChildProcess | undefined;
   try {
     await ctl.brokerReady;
@@ -155,13 +157,17 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
         await ctl.putPort(`cp-${r}-${i}`, port(r, i));
         await sleep(PACE_MS);
       }
-      await ctl.flush();
+      // The last create is in the store: the relay publishes at its own pace (no flush), and the
+      // latency runs to the agent's own record of the kernel taking the change that completed the set.
       const tLast = Date.now();
       let c1 = 0;
+      let lag = 0;
       for (;;) {
         // Read at convergence: the polls after it are the benchmark's.
-        if ((await status()).sets.some((s) => s.size === PORTS)) {
+        const full = (await status()).sets.find((s) => s.size === PORTS);
+        if (full) {
           c1 = cpu(child.pid!);
+          lag = ((full.changedAt ?? Date.now()) - tLast) / 1000;
           if (process.env.AGENT_THREADS) {
             for (const [t, [u, sy]] of threads(child.pid!)) {
               const [u0, s0] = th0.get(t) ?? [0, 0];
@@ -179,11 +185,11 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
         p.kill('SIGINT');
         await new Promise((done) => p.once('exit', done));
       }
-      const row = { cpu: c1 - c0, messages: (await messages()) - m0, applies: (await status()).engine.applies - a0 };
+      const row = { cpu: c1 - c0, messages: (await messages()) - m0, applies: (await status()).engine.applies - a0, lag };
       rows.push(row);
       const perMessage = ((1000 * row.cpu) / row.messages).toFixed(2);
       const window = prof.length ? ` window=${t0}..${t1}` : '';
-      const counts = `messages=${row.messages} applies=${row.applies}`;
+      const counts = `messages=${row.messages} applies=${row.applies} lag=${row.lag.toFixed(3)}s`;
       console.log(`round ${r}: cpu=${row.cpu.toFixed(3)}s ${counts} per message=${perMessage}ms${window}`);
       await sleep(500);
     }
@@ -191,7 +197,8 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
     const n = median(rows.map((x) => x.messages));
     const perMessage = ((1000 * c) / n).toFixed(2);
     const of = `(median of ${ROUNDS}; ${PORTS} ports, ${HOSTS} hosts)`;
-    console.log(`agent.cpu.${DATAPLANE} per_storm=${c.toFixed(3)}s messages=${n} per_message=${perMessage}ms ${of}`);
+    const lag = median(rows.map((x) => x.lag)).toFixed(3);
+    console.log(`agent.cpu.${DATAPLANE} per_storm=${c.toFixed(3)}s messages=${n} per_message=${perMessage}ms lag=${lag}s ${of}`);
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
