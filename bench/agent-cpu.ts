@@ -114,7 +114,7 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
     },
     stdio: ['ignore', process.env.AGENT_FLAGS ? 'inherit' : 'ignore', 'inherit'],
   });
-  type Status = { connected: boolean; sets: { size: number; changedAt?: number }[]; engine: { applies: number } };
+  type Status = { connected: boolean; sets: { groupId: string; size: number; changedAt?: number }[]; engine: { applies: number } };
   const status = async () => (await (await fetch(`http://${metrics}/status`)).json()) as Status;
   const messages = async () => {
     const text = await (await fetch(`http://${metrics}/metrics`)).text();
@@ -164,7 +164,8 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
       let lag = 0;
       for (;;) {
         // Read at convergence: the polls after it are the benchmark's.
-        const full = (await status()).sets.find((s) => s.size === PORTS);
+        // This round's group's set (the earlier rounds' sets are full too).
+        const full = (await status()).sets.find((s) => s.groupId === `g${r}` && s.size === PORTS);
         if (full) {
           c1 = cpu(child.pid!);
           lag = ((full.changedAt ?? Date.now()) - tLast) / 1000;
