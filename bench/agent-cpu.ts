@@ -114,7 +114,11 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
     },
     stdio: ['ignore', process.env.AGENT_FLAGS ? 'inherit' : 'ignore', 'inherit'],
   });
-  type Status = { connected: boolean; sets: { groupId: string; size: number; changedAt?: number }[]; engine: { applies: number } };
+  type Status = {
+    connected: boolean;
+    sets: { groupId: string; size: number; pending?: true; changedAt?: number }[];
+    engine: { applies: number };
+  };
   const status = async () => (await (await fetch(`http://${metrics}/status`)).json()) as Status;
   const messages = async () => {
     const text = await (await fetch(`http://${metrics}/metrics`)).text();
@@ -165,7 +169,7 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
       for (;;) {
         // Read at convergence: the polls after it are the benchmark's.
         // This round's group's set (the earlier rounds' sets are full too).
-        const full = (await status()).sets.find((s) => s.groupId === `g${r}` && s.size === PORTS);
+        const full = (await status()).sets.find((s) => s.groupId === `g${r}` && s.size === PORTS && !s.pending);
         if (full) {
           c1 = cpu(child.pid!);
           lag = ((full.changedAt ?? Date.now()) - tLast) / 1000;

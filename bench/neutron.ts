@@ -278,7 +278,7 @@ async function ours(n: number): Promise<Run> {
       procs.push(child);
       agents.push({ metrics, child });
     }
-    type Status = { connected: boolean; sets: { name: string; size: number }[] };
+    type Status = { connected: boolean; sets: { name: string; size: number; pending?: true }[] };
     const status = async (m: string) => (await (await fetch(`http://${m}/status`)).json()) as Status;
     for (const a of agents) await waitFor('agent', async () => (await status(a.metrics)).connected, 30_000);
     const pids = agents.map((a) => a.child.pid!);
@@ -290,13 +290,16 @@ async function ours(n: number): Promise<Run> {
     const cpu0 = { ctl: cpuOf(ctl.pid!), api: env.cpuSeconds('neutron-api'), rpc: env.cpuSeconds('neutron-rpc') };
     const reach = new Reach();
     let polling = true;
-    // Every host's member set, read as the agent reports it (its mirror of what the kernel acknowledged).
+    // Every host's member set as the agent reports it: its size is what the agent holds, in the kernel
+    // once no change of it is pending (a sample with one pending is skipped).
     const poller = (async () => {
       while (polling) {
         await Promise.all(
           agents.map(async (a, h) => {
             const st = await status(a.metrics).catch(() => undefined);
-            const size = Math.max(0, ...(st?.sets ?? []).filter((x) => x.name.startsWith('sg4-')).map((x) => x.size));
+            const sets = (st?.sets ?? []).filter((x) => x.name.startsWith('sg4-'));
+            if (sets.some((x) => x.pending)) return;
+            const size = Math.max(0, ...sets.map((x) => x.size));
             reach.saw(h, size, Date.now());
           }),
         );

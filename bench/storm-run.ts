@@ -170,7 +170,7 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
     const status = async (m: string) =>
       (await (await fetch(`http://${m}/status`)).json()) as {
         connected: boolean;
-        sets: { size: number; changedAt?: number }[];
+        sets: { size: number; pending?: true; changedAt?: number }[];
         engine: { restores: number; applies: number };
       };
     for (const p of procs)
@@ -227,7 +227,8 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
         procs.map(async (p, i) => {
           if (done[i]) return;
           const s = await status(p.metrics);
-          const full = s.sets.find((x) => x.size === ports);
+          // Full, and in the kernel: the size is what the agent holds, `pending` says whether the kernel has it.
+          const full = s.sets.find((x) => x.size === ports && !x.pending);
           if (full) {
             // Converged when the kernel took the change that completed the set, as the agent recorded
             // it (the clock of this machine): the poll's own delay is not the agent's. OVN's is timed
@@ -278,7 +279,7 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
           for (;;) {
             // Read before the poll that finds it converged: the poll is the benchmark's cost.
             const cpu = preciseCpuSeconds(p.child.pid!) - idleRate[i]! * (Date.now() - t0);
-            if ((await status(p.metrics)).sets.some((x) => x.size === ports - 1)) return void (after[i] = cpu);
+            if ((await status(p.metrics)).sets.some((x) => x.size === ports - 1 && !x.pending)) return void (after[i] = cpu);
             if (Date.now() - t0 > 120_000) throw new Error('storm: an agent did not lose the deleted member in 2 minutes');
             await new Promise((r) => setTimeout(r, 100));
           }

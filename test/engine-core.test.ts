@@ -88,8 +88,8 @@ test('a set exists while a filter names it, holds the members, and goes with the
   t.is(dp.filters.size, 0);
 });
 
-test('status says when each set last changed: when the apply that changed it was acknowledged', async (t) => {
-  const { fw } = engine(t);
+test('status says when each set last changed (when the apply that changed it was acknowledged) and whether a change of it waits', async (t) => {
+  const { dp, fw } = engine(t);
   fw.setGroup(selfGroup('g'));
   fw.setGroup(selfGroup('h'));
   fw.setGroupMembers('g', ['10.0.0.1']);
@@ -104,10 +104,22 @@ test('status says when each set last changed: when the apply that changed it was
   // A later change of g alone: g's time moves, h's stays.
   const t1 = Date.now();
   while (Date.now() === t1) await new Promise((r) => setTimeout(r, 1));
+  const pending = (g: string) => fw.status().sets.find((x) => x.groupId === g)?.pending === true;
+  t.false(pending('g'), 'nothing of g waits');
   fw.applyMemberDelta('g', ['10.0.0.3'], []);
+  // Received, not yet in the kernel (the kernel backends' size is already the new one): it says so,
+  // and the time is still the last apply's.
+  t.true(pending('g'), 'the delta waits for its apply');
+  t.is(changedAt('g'), g1);
+  let inApply: boolean | undefined;
+  dp.during = async () => void (inApply ??= pending('g'));
   await fw.flush();
+  dp.during = null;
+  t.true(inApply, 'pending while its apply is in flight');
+  t.false(pending('g'), 'nothing pending once applied');
   t.true(changedAt('g')! > g1!, 'g changed again');
   t.is(changedAt('h'), h1, 'h did not change');
+  t.false(pending('h'));
   fw.removePort('p1');
   await fw.flush();
   t.is(changedAt('g'), undefined, 'a set gone has no time');

@@ -74,9 +74,11 @@ export interface QuarantineEntry {
 export interface EngineStatus {
   ports: { id: string; device: string; filtered: boolean; inKernel: boolean }[];
   groups: string[];
-  /** `changedAt`: when this engine last changed the set in the kernel (ms since the epoch, as the
-   *  kernel acknowledged it): what a convergence is timed by. */
-  sets: { name: string; groupId: string; family: 4 | 6; size: number; changedAt?: number }[];
+  /** `size`: the members the set is to hold (the host's state). `pending`: some change of them is
+   *  not yet acknowledged by the kernel (waiting for its apply, or in one). `changedAt`: when this
+   *  engine last changed the set in the kernel (ms since the epoch, as the kernel acknowledged it).
+   *  A convergence is timed by `changedAt` once the size is reached and nothing is pending. */
+  sets: { name: string; groupId: string; family: 4 | 6; size: number; pending?: true; changedAt?: number }[];
   chains: { v4: string[]; v6: string[] };
   quarantined: QuarantineEntry[];
 }
@@ -108,6 +110,8 @@ export class FirewallEngine {
   private readonly sets = new Map<string, SetRef>();
   /** Per set key: when an apply last changed the set (ms since the epoch). */
   private readonly setChangedAt = new Map<string, number>();
+  /** Keys of the sets the apply in flight changes. */
+  private setsInFlight: ReadonlySet<string> = new Set();
   /** Per set key: applied filters naming the set. */
   private readonly refs = new Map<string, number>();
   /** Sets that do not exist because their creation failed (rules naming them are held back). */
@@ -289,6 +293,7 @@ export class FirewallEngine {
   private async applyChanges(changes: ChangeSet, work: Partial<Work>): Promise<void> {
     let outcome;
     this.inFlight = new Set(changes.filters.upsert.map((f) => f.portId));
+    this.setsInFlight = new Set([...changes.sets.fill, ...changes.sets.delta].map(setKey));
     try {
       outcome = await this.dataplane.apply(changes);
     } catch (e) {
@@ -296,6 +301,7 @@ export class FirewallEngine {
       throw e;
     } finally {
       this.inFlight = new Set();
+      this.setsInFlight = new Set();
     }
     const now = Date.now();
     this.tally.conntrackDeleted += outcome.conntrackDeleted;
@@ -451,8 +457,10 @@ export class FirewallEngine {
       })),
       groups: [...this.state.allGroups().keys()],
       sets: dp.sets.map((x) => {
-        const changedAt = this.setChangedAt.get(setKey(x));
-        return changedAt === undefined ? x : { ...x, changedAt };
+        const key = setKey(x);
+        const changedAt = this.setChangedAt.get(key);
+        const pending = this.setsInFlight.has(key) || this.state.membersWaiting(x.groupId);
+        return { ...x, ...(pending ? { pending: true as const } : {}), ...(changedAt === undefined ? {} : { changedAt }) };
       }),
       chains: dp.chains,
       quarantined: [...this.quarantine.values()],

@@ -94,6 +94,10 @@ export class HostState {
   hasMembers(groupId: string): boolean {
     return this.members.has(groupId);
   }
+  /** Whether a change of the group's members waits for an apply (a delta, or the whole list). */
+  membersWaiting(groupId: string): boolean {
+    return this.work.deltas.has(groupId) || this.work.resync.has(groupId);
+  }
   portIdsIn(groupId: string): ReadonlySet<string> {
     return this.portsInGroup.get(groupId) ?? EMPTY;
   }
