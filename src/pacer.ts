@@ -35,13 +35,15 @@ export class BurstPacer {
   }
 
   /** When the work waiting may run if work that stops coming need not wait for `nextAt`: `settleMs`
-   *  after the newest arrival, but never sooner than `minMs` after the last run, nor than `leastMs`
-   *  after the oldest arrival; and never later than the paced time (`nextAt`, or `leastMs` after the
-   *  oldest arrival if that is later). While work keeps coming (arrivals closer than `settleMs`) that
-   *  is the paced time: a burst is paced as before, only its end goes out early. */
-  settledAt(settleMs: number, leastMs = 0): number {
-    const paced = Math.max(this.waitingSince + leastMs, this.notBefore);
-    const settled = Math.max(this.lastArrival + settleMs, this.lastRunAt + this.minMs, this.waitingSince + leastMs);
+   *  after the newest arrival, but never sooner than `minMs` after the last run, nor than the work's
+   *  window (`leastMs` after the oldest arrival, or `quietMs` after the newest if that is sooner: a
+   *  lone change need not wait out the window); and never later than the paced time (`nextAt`, or the
+   *  window's end if that is later). While work keeps coming (arrivals closer than `settleMs`) that is
+   *  the paced time: a burst is paced as before, only its end goes out early. */
+  settledAt(settleMs: number, leastMs = 0, quietMs = leastMs): number {
+    const window = Math.min(this.waitingSince + leastMs, this.lastArrival + quietMs);
+    const paced = Math.max(window, this.notBefore);
+    const settled = Math.max(this.lastArrival + settleMs, this.lastRunAt + this.minMs, window);
     return Math.min(paced, settled);
   }
 

@@ -9,7 +9,10 @@ import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
 
 /** An engine over memory, closed when the test ends: a retry it scheduled must not outlive the test
  *  (a quarantined port's retry re-arms a 10-minute structural interval and would hold the worker). */
-function engine(t: ExecutionContext, opts: { coalesceMs?: number; structureIntervalMs?: number; structureIntervalMaxMs?: number } = {}) {
+function engine(
+  t: ExecutionContext,
+  opts: { coalesceMs?: number; coalesceQuietMs?: number; structureIntervalMs?: number; structureIntervalMaxMs?: number } = {},
+) {
   const dp = new MemoryDataplane();
   const fw = new FirewallEngine(dp, { coalesceMs: 2, structureIntervalMs: 0, ...opts });
   t.teardown(() => fw.close());
@@ -151,6 +154,28 @@ test('a burst of member deltas is coalesced into one apply, and deltas that arri
   t.is(added[0]!.length, 200, 'the whole burst in the first apply');
   t.deepEqual(added.slice(1).flat().sort(), ['10.1.0.1', '10.1.0.2', '10.1.0.3', '10.1.0.4', '10.1.0.5'], 'what came meanwhile after it');
   t.true(added.length <= 1 + arrivedDuring, `${added.length} applies: the burst's and at most one for each input that arrived during one`);
+});
+
+/** Whether `p` settles before a deadline far shorter than the window it must not wait out. */
+const settlesWithin = (p: Promise<void>, ms: number) =>
+  Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+
+test('the coalescing window closes once inputs stop coming, and at its end while they keep coming', async (t) => {
+  // Inputs stop: the apply goes after the quiet time, not at the end of a 10-minute window.
+  const quiet = engine(t, { coalesceMs: 600_000, coalesceQuietMs: 5 });
+  quiet.fw.setGroup(selfGroup('g'));
+  quiet.fw.setPort(port(1, ['g']));
+  t.true(await settlesWithin(quiet.fw.settled(), 30_000), 'applied once the inputs stopped');
+  t.is(quiet.dp.filters.size, 1);
+  // Inputs keep coming within the quiet time (10 minutes here): the window's end bounds the wait.
+  const busy = engine(t, { coalesceMs: 5, coalesceQuietMs: 600_000 });
+  busy.fw.setGroup(selfGroup('g'));
+  busy.fw.setPort(port(1, ['g']));
+  t.true(await settlesWithin(busy.fw.settled(), 30_000), 'applied at the end of the window');
+  // Neither rule allows it yet: nothing is applied.
+  const both = engine(t, { coalesceMs: 600_000, coalesceQuietMs: 600_000 });
+  both.fw.setGroup(selfGroup('g'));
+  t.false(await settlesWithin(both.fw.settled(), 200), 'nothing applied before either rule allows it');
 });
 
 test('structural work waits for its interval while membership goes at once; flush forces it', async (t) => {

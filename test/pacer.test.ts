@@ -101,3 +101,19 @@ test('settledAt: a burst is paced by the gap, but its end goes out once the work
   t.is(q.settledAt(5, 20), 1_100, 'the least gap (100) after the run at 1,000');
   t.is(q.settledAt(5, 200), 1_210, 'the least wait (200) after the oldest, at 1,010');
 });
+
+test('settledAt: a lone change closes its window once no other came for the quiet time; changes that keep coming wait for the window', (t) => {
+  const p = new BurstPacer(100, 400);
+  p.arrived(1_000);
+  t.is(p.settledAt(40, 20, 5), 1_005, 'quiet 5 ms after the lone change');
+  p.arrived(1_003);
+  p.arrived(1_006);
+  t.is(p.settledAt(40, 20, 5), 1_011, 'each change moves it');
+  for (let now = 1_009; now <= 1_030; now += 3) p.arrived(now);
+  t.is(p.settledAt(40, 20, 5), 1_020, 'but never past the window (20 ms after the oldest)');
+  p.take();
+  p.done(1_020);
+  // The least gap after a run still holds.
+  p.arrived(1_050);
+  t.is(p.settledAt(40, 20, 5), 1_120, 'the least gap (100) after the run at 1,020');
+});

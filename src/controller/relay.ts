@@ -29,6 +29,9 @@ export interface RelayOptions {
    *  waiting for the interval: the last changes of a burst are not held up to `maxIntervalMs`. Changes
    *  closer together than this (a burst) are paced by the interval as before. */
   settleMs?: number;
+  /** A change after a quiet spell goes out once no other has come for this long (default 5 ms), rather
+   *  than at the end of `coalesceMs`. */
+  quietMs?: number;
   /** Entries another controller process wrote and left this long are taken as orphaned by a crash. */
   orphanAfterMs?: number;
   /** Set: this relay publishes only while it returns true, and then every entry of the store at once,
@@ -76,8 +79,9 @@ export class OutboxRelay {
     }
   }
 
-  /** Schedules a drain: within the coalescing window after a quiet spell; in a burst at the interval,
-   *  or once the burst has stopped for `settleMs`, whichever comes first. */
+  /** Schedules a drain: after a quiet spell within the coalescing window (`quietMs` after the change
+   *  if no other follows); in a burst at the interval, or once the burst has stopped for `settleMs`,
+   *  whichever comes first. */
   kick(): void {
     this.pacer.arrived(Date.now());
     this.arm();
@@ -87,7 +91,7 @@ export class OutboxRelay {
    *  waits on for what is left rather than being moved at every change. */
   private arm(): void {
     if (this.timer) return;
-    const due = () => this.pacer.settledAt(this.opts.settleMs ?? 40, this.opts.coalesceMs);
+    const due = () => this.pacer.settledAt(this.opts.settleMs ?? 40, this.opts.coalesceMs, this.opts.quietMs ?? 5);
     this.timer = setTimeout(
       () => {
         this.timer = null;

@@ -34,8 +34,10 @@ import { dedupePairs } from './cuts.js';
 export type { Mode, ReconcileReport };
 
 export interface FirewallEngineOptions {
-  /** Window in which updates are gathered into one apply (default 20 ms; see docs/firewall.md). */
+  /** Window in which updates are gathered into one apply (default 20 ms; see docs/firewall.md)... */
   coalesceMs?: number;
+  /** ...which closes early once no update has come for this long (default 5 ms). */
+  coalesceQuietMs?: number;
   /** Least time between two structural applies (port and rule changes); default: what the dataplane
    *  asks for (`Dataplane.structureIntervalMs`), else 500 ms. Membership changes never wait for it; a
    *  change after a quiet spell goes out within `coalesceMs`. */
@@ -137,6 +139,7 @@ export class FirewallEngine {
   ) {
     this.loop = new ApplyLoop((structure) => this.run(structure), {
       coalesceMs: opts.coalesceMs ?? 20,
+      quietMs: opts.coalesceQuietMs ?? 5,
       structureIntervalMs: opts.structureIntervalMs ?? dataplane.structureIntervalMs ?? 500,
       structureIntervalMaxMs: opts.structureIntervalMaxMs ?? 2000,
       ...(opts.logger ? { logger: opts.logger } : {}),

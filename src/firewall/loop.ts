@@ -1,5 +1,7 @@
-// Scheduling of applies: when one runs, never what it does. Inputs arriving within `coalesceMs` share
-// one apply; structural work (filters) runs at most once per burst-paced interval while membership
+// Scheduling of applies: when one runs, never what it does. Inputs share one apply while they keep
+// coming less than `quietMs` apart, for at most `coalesceMs` from the first (a relay's drain arrives
+// as a few messages within a millisecond or two: waiting out the whole window for more only delays
+// every change); structural work (filters) runs at most once per burst-paced interval while membership
 // work never waits for it; a failed apply is retried with exponential backoff; `flush()` forces
 // everything out now and `settled()` waits for the loop's own pace. No I/O of its own: the engine
 // passes the apply to run, so the loop is tested without root (test/engine-core.test.ts).
@@ -8,6 +10,9 @@ import { BurstPacer } from '../pacer.js';
 
 export interface LoopOptions {
   coalesceMs: number;
+  /** An apply goes once no input has come for this long, or `coalesceMs` after the first input,
+   *  whichever is sooner. */
+  quietMs: number;
   structureIntervalMs: number;
   structureIntervalMaxMs: number;
   logger?: Logger;
@@ -32,6 +37,11 @@ export class ApplyLoop {
   private readonly pacer: BurstPacer;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = 0;
+  /** The timer was armed for the inputs' window: a later input may move it later, within the window. */
+  private timerForInputs = false;
+  /** When the first input not yet taken by an apply came, and the newest. */
+  private windowOpenedAt = 0;
+  private lastInputAt = 0;
   private running: Promise<RunResult> | null = null;
   private dirty = false;
   private structurePending = false;
@@ -54,13 +64,17 @@ export class ApplyLoop {
 
   /** An input arrived; `structural` when it changes filters (a port or a group's rules). */
   kick(structural: boolean): void {
+    const now = Date.now();
     this.inputGen++;
+    if (!this.dirty) this.windowOpenedAt = now;
+    this.lastInputAt = now;
     this.dirty = true;
     if (structural) {
       this.structurePending = true;
-      this.pacer.arrived(Date.now());
+      this.pacer.arrived(now);
     }
-    this.arm(this.opts.coalesceMs);
+    const due = Math.min(this.windowOpenedAt + this.opts.coalesceMs, this.lastInputAt + this.opts.quietMs);
+    this.arm(Math.max(0, due - now), true);
   }
 
   /** The gap the next structural apply is held to (for logs and status). */
@@ -126,15 +140,17 @@ export class ApplyLoop {
     );
   }
 
-  /** Runs an apply in `delayMs` (plus any retry backoff), or sooner if one is already due sooner. */
-  private arm(delayMs: number): void {
+  /** Runs an apply in `delayMs` (plus any retry backoff), or sooner if one is already due sooner —
+   *  but a timer armed for the inputs' window (`forInputs`) moves with the window, later too. */
+  private arm(delayMs: number, forInputs = false): void {
     if (this.closed) return;
     const at = Date.now() + delayMs + this.retryDelayMs;
     if (this.timer) {
-      if (this.timerAt <= at) return;
+      if (this.timerAt <= at && !(forInputs && this.timerForInputs)) return;
       clearTimeout(this.timer);
     }
     this.timerAt = at;
+    this.timerForInputs = forInputs;
     this.timer = setTimeout(
       () => {
         this.timer = null;
