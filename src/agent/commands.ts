@@ -53,7 +53,7 @@ export async function status(args: string[]): Promise<number> {
     connected: boolean;
     ports: { id: string; device: string; groups: string[] }[];
     groups: { id: string; members: number; rulesRevision: number | null; membersRevision: number | null }[];
-    sets: { name: string; groupId: string; family: 4 | 6; size: number }[];
+    sets: { name: string; groupId: string; family: 4 | 6; size: number; pending?: true }[];
     quarantined?: { kind: string; id: string; reason: string; since: number }[];
     counters?: PortCounters[];
   };
@@ -64,7 +64,11 @@ export async function status(args: string[]): Promise<number> {
   for (const g of s.groups)
     console.log(`  ${g.id}  members=${g.members}  rules@${g.rulesRevision ?? '-'} members@${g.membersRevision ?? '-'}`);
   console.log(`sets (${s.sets.length}):`);
-  for (const set of s.sets) console.log(`  ${set.name}  ${set.family === 4 ? 'inet' : 'inet6'}  size=${set.size}  group=${set.groupId}`);
+  for (const set of s.sets) {
+    // Pending: the agent holds members the kernel does not have yet (their apply waits or runs).
+    const pending = set.pending ? '  (pending)' : '';
+    console.log(`  ${set.name}  ${set.family === 4 ? 'inet' : 'inet6'}  size=${set.size}  group=${set.groupId}${pending}`);
+  }
   const q = s.quarantined ?? [];
   if (q.length) {
     console.log(`quarantined (${q.length}):`);
