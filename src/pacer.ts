@@ -5,6 +5,13 @@
 // as work stops coming (`settledAt`) does not make the end of a burst wait out the burst's long gap.
 // Pure: callers pass the time.
 
+/** When a coalescing window of work closes: `quietMs` after the newest arrival, but never later than
+ *  `windowMs` after the oldest — work that keeps coming is gathered, a lone change need not wait out
+ *  the window. */
+export function windowClosesAt(oldestAt: number, newestAt: number, windowMs: number, quietMs: number): number {
+  return Math.min(oldestAt + windowMs, newestAt + quietMs);
+}
+
 export class BurstPacer {
   private gapMs: number;
   private notBefore = 0;
@@ -41,7 +48,7 @@ export class BurstPacer {
    *  window's end if that is later). While work keeps coming (arrivals closer than `settleMs`) that is
    *  the paced time: a burst is paced as before, only its end goes out early. */
   settledAt(settleMs: number, leastMs = 0, quietMs = leastMs): number {
-    const window = Math.min(this.waitingSince + leastMs, this.lastArrival + quietMs);
+    const window = windowClosesAt(this.waitingSince, this.lastArrival, leastMs, quietMs);
     const paced = Math.max(window, this.notBefore);
     const settled = Math.max(this.lastArrival + settleMs, this.lastRunAt + this.minMs, window);
     return Math.min(paced, settled);

@@ -123,7 +123,7 @@ export class FirewallEngine {
   private readonly failedPorts = new Map<string, Retry>();
   private readonly quarantine = new Map<string, QuarantineEntry>();
   /** Ports whose filter the apply running now writes. */
-  private inFlight: ReadonlySet<string> = new Set();
+  private portsInFlight: ReadonlySet<string> = new Set();
   private retryTimer: NodeJS.Timeout | null = null;
   private reconcileTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -295,7 +295,7 @@ export class FirewallEngine {
 
   private async applyChanges(changes: ChangeSet, work: Partial<Work>): Promise<void> {
     let outcome;
-    this.inFlight = new Set(changes.filters.upsert.map((f) => f.portId));
+    this.portsInFlight = new Set(changes.filters.upsert.map((f) => f.portId));
     this.setsInFlight = new Set([...changes.sets.fill, ...changes.sets.delta].map(setKey));
     try {
       outcome = await this.dataplane.apply(changes);
@@ -303,7 +303,7 @@ export class FirewallEngine {
       this.state.restoreWork(work);
       throw e;
     } finally {
-      this.inFlight = new Set();
+      this.portsInFlight = new Set();
       this.setsInFlight = new Set();
     }
     const now = Date.now();
@@ -522,7 +522,7 @@ export class FirewallEngine {
       this.state.port(portId) !== undefined &&
       this.filters.has(portId) &&
       !this.failedPorts.has(portId) &&
-      !this.inFlight.has(portId) &&
+      !this.portsInFlight.has(portId) &&
       !this.state.portPending(portId)
     );
   }

@@ -6,7 +6,7 @@
 // everything out now and `settled()` waits for the loop's own pace. No I/O of its own: the engine
 // passes the apply to run, so the loop is tested without root (test/engine-core.test.ts).
 import type { Logger } from 'pino';
-import { BurstPacer } from '../pacer.js';
+import { BurstPacer, windowClosesAt } from '../pacer.js';
 
 export interface LoopOptions {
   coalesceMs: number;
@@ -73,7 +73,7 @@ export class ApplyLoop {
       this.structurePending = true;
       this.pacer.arrived(now);
     }
-    const due = Math.min(this.windowOpenedAt + this.opts.coalesceMs, this.lastInputAt + this.opts.quietMs);
+    const due = windowClosesAt(this.windowOpenedAt, this.lastInputAt, this.opts.coalesceMs, this.opts.quietMs);
     this.arm(Math.max(0, due - now), true);
   }
 
