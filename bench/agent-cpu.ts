@@ -11,7 +11,8 @@
 // The agent runs as installed (dist/, `npm run build`; SG_BENCH_AGENT=tsx: from the sources).
 // AGENT_DATAPLANE: nftables (default) or iptables. Looking into it: AGENT_PROF=1 writes its V8 CPU
 // profile to /tmp/prof and prints each round's window in its clock (CLOCK_MONOTONIC, µs);
-// AGENT_PERF=<file> records it with `perf record -g` over every round but the first; AGENT_THREADS=1
+// AGENT_PERF=<file> records it with `perf record -g` from round AGENT_PERF_FROM (default 1) on
+// (AGENT_PERF_DWARF=1: DWARF call graphs, which the addon's Rust frames need); AGENT_THREADS=1
 // prints each thread's user and system CPU per round; AGENT_FLAGS adds Node flags (e.g. --trace-gc).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,6 +30,9 @@ const PORTS = Number(process.env.STORM_PORTS ?? 500);
 const PACE_MS = Number(process.env.STORM_PACE_MS ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const DATAPLANE = process.env.AGENT_DATAPLANE ?? 'nftables';
+/** AGENT_MEMBERS_ONLY=1: the agent's host gets only the first port of each storm (the ports it would
+ *  have had go to host 1), so what it receives is the group's member deltas alone, no bindings. */
+const MEMBERS_ONLY = process.env.AGENT_MEMBERS_ONLY === '1';
 const CLK_TCK = 100;
 const tag = randomBytes(3).toString('hex');
 const hostName = (h: number) => `cpu-${tag}-${h}`;
@@ -39,7 +43,7 @@ function port(round: number, i: number): Port {
   const n = round * PORTS + i;
   return {
     id: `cp-${round}-${i}`,
-    host: hostName(i % HOSTS),
+    host: hostName(MEMBERS_ONLY && i > 0 && i % HOSTS === 0 ? 1 : i % HOSTS),
     device: `tap${n}`,
     mac: `02:00:00:${hex(n >> 16)}:${hex(n >> 8)}:${hex(n)}`,
     fixedIps: [ip(n)],
@@ -150,10 +154,13 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
       const a0 = (await status()).engine.applies;
       const c0 = cpu(child.pid!);
       const th0 = threads(child.pid!);
-      // AGENT_PERF=<file>: `perf record` of the agent over every round but the first (the agent maps
-      // its JIT code for it); the gaps between rounds are idle.
-      if (process.env.AGENT_PERF && r === 1) {
-        perf = spawn('perf', ['record', '-F', '1000', '-g', '-p', String(child.pid), '-o', process.env.AGENT_PERF], { stdio: 'ignore' });
+      // AGENT_PERF=<file>: `perf record` of the agent from round AGENT_PERF_FROM on (the agent maps
+      // its JIT code for it); the gaps between rounds are idle. A later first round sees the cost of a
+      // host with more ports (each round binds STORM_PORTS / STORM_HOSTS more).
+      if (process.env.AGENT_PERF && r === Number(process.env.AGENT_PERF_FROM ?? 1)) {
+        const callGraph = process.env.AGENT_PERF_DWARF === '1' ? ['--call-graph', 'dwarf,32768'] : ['-g'];
+        const args = ['record', '-F', '1000', ...callGraph, '-p', String(child.pid), '-o', process.env.AGENT_PERF];
+        perf = spawn('perf', args, { stdio: 'ignore' });
       }
       const t0 = monotonicUs();
       if (process.env.AGENT_FLAGS) console.log(`round ${r} starts`);
@@ -203,7 +210,8 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
     const perMessage = ((1000 * c) / n).toFixed(2);
     const of = `(median of ${ROUNDS}; ${PORTS} ports, ${HOSTS} hosts)`;
     const lag = median(rows.map((x) => x.lag)).toFixed(3);
-    console.log(`agent.cpu.${DATAPLANE} per_storm=${c.toFixed(3)}s messages=${n} per_message=${perMessage}ms lag=${lag}s ${of}`);
+    const label = `agent.cpu.${DATAPLANE}${MEMBERS_ONLY ? '.members_only' : ''}`;
+    console.log(`${label} per_storm=${c.toFixed(3)}s messages=${n} per_message=${perMessage}ms lag=${lag}s ${of}`);
   } finally {
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
