@@ -11,6 +11,9 @@ use super::nla::*;
 
 /// Writes a nested attribute's contents into its buffer.
 type EmitNested<'a> = Box<dyn Fn(&mut [u8]) + 'a>;
+/// A nested attribute's length, computed only when asked for: `kind` builds the value too, and a
+/// rule's expressions are long to measure.
+type NestedLen<'a> = Box<dyn Fn() -> usize + 'a>;
 
 /// The value of an attribute as it goes on the wire.
 enum V<'a> {
@@ -18,7 +21,7 @@ enum V<'a> {
     U64(u64),
     Str(&'a str),
     Bytes(&'a [u8]),
-    Nested(EmitNested<'a>, usize),
+    Nested(EmitNested<'a>, NestedLen<'a>),
 }
 
 impl V<'_> {
@@ -28,7 +31,7 @@ impl V<'_> {
             V::U64(_) => 8,
             V::Str(s) => cstr_len(s),
             V::Bytes(b) => b.len(),
-            V::Nested(_, n) => *n,
+            V::Nested(_, n) => n(),
         }
     }
     fn put(&self, buf: &mut [u8]) {
@@ -43,7 +46,7 @@ impl V<'_> {
 }
 
 fn nested<'a, T: Emitable>(items: &'a [T]) -> V<'a> {
-    V::Nested(Box::new(move |b| emit_all(items, b)), emitted_len(items))
+    V::Nested(Box::new(move |b| emit_all(items, b)), Box::new(move || emitted_len(items)))
 }
 
 /// A base chain's hook: where in the stack it runs, and in which order among the hook's chains.
@@ -123,7 +126,7 @@ impl ChainAttr {
             ChainAttr::Handle(v) => (NFTA_CHAIN_HANDLE, V::U64(*v)),
             ChainAttr::Hook(h) => {
                 let a = h.attrs();
-                (NFTA_CHAIN_HOOK | NLA_F_NESTED, V::Nested(Box::new(move |b| emit_all(&a, b)), 16))
+                (NFTA_CHAIN_HOOK | NLA_F_NESTED, V::Nested(Box::new(move |b| emit_all(&a, b)), Box::new(|| 16)))
             }
             ChainAttr::Policy(v) => (NFTA_CHAIN_POLICY, V::U32(*v)),
             ChainAttr::Use(v) => (NFTA_CHAIN_USE, V::U32(*v)),
@@ -392,7 +395,7 @@ impl TraceAttr {
             TraceAttr::Verdict(v) => {
                 let n = VerdictNla(NFTA_TRACE_VERDICT, v);
                 let len = n.value_len();
-                (NFTA_TRACE_VERDICT | NLA_F_NESTED, V::Nested(Box::new(move |b| n.emit_value(b)), len))
+                (NFTA_TRACE_VERDICT | NLA_F_NESTED, V::Nested(Box::new(move |b| n.emit_value(b)), Box::new(move || len)))
             }
             TraceAttr::Id(v) => (NFTA_TRACE_ID, V::U32(*v)),
             TraceAttr::NetworkHeader(b) => (NFTA_TRACE_NETWORK_HEADER, V::Bytes(b)),

@@ -250,13 +250,47 @@ pub enum Expr {
     },
 }
 
-/// One attribute inside NFTA_EXPR_DATA, owned, so an expression can list what it emits.
+/// One attribute inside NFTA_EXPR_DATA, borrowed from the expression, so an expression can list
+/// what it emits without copying its data (it is listed each time its length is asked for).
+#[derive(Clone, Copy)]
 enum A<'a> {
     U16(u16, u16),
     U32(u16, u32),
     U64(u16, u64),
     Str(u16, &'a str),
-    Data(u16, Data),
+    /// Bytes nested as one NFTA_DATA_VALUE.
+    Value(u16, &'a [u8]),
+    Data(u16, &'a Data),
+}
+
+/// An expression's attributes, at most six, held inline: they are listed each time an expression is
+/// measured or emitted, several times per message, and a list on the heap each time (with its data
+/// copied) made encoding a binding's transaction twice as dear (`encode_timing.rs`).
+#[derive(Clone, Copy)]
+struct Attrs<'a> {
+    items: [A<'a>; 6],
+    len: usize,
+}
+
+impl<'a> Attrs<'a> {
+    fn of(list: &[A<'a>]) -> Self {
+        let mut a = Attrs { items: [A::U16(0, 0); 6], len: 0 };
+        for x in list {
+            a.push(*x);
+        }
+        a
+    }
+    fn push(&mut self, x: A<'a>) {
+        self.items[self.len] = x;
+        self.len += 1;
+    }
+}
+
+impl<'a> std::ops::Deref for Attrs<'a> {
+    type Target = [A<'a>];
+    fn deref(&self) -> &[A<'a>] {
+        &self.items[..self.len]
+    }
 }
 
 impl Nla for A<'_> {
@@ -266,13 +300,14 @@ impl Nla for A<'_> {
             A::U32(..) => 4,
             A::U64(..) => 8,
             A::Str(_, s) => cstr_len(s),
+            A::Value(k, b) => ValueNla(*k, b).value_len(),
             A::Data(k, d) => DataNla(*k, d).value_len(),
         }
     }
     fn kind(&self) -> u16 {
         match self {
             A::U16(k, _) | A::U32(k, _) | A::U64(k, _) | A::Str(k, _) => *k,
-            A::Data(k, _) => *k | NLA_F_NESTED,
+            A::Value(k, _) | A::Data(k, _) => *k | NLA_F_NESTED,
         }
     }
     fn emit_value(&self, buf: &mut [u8]) {
@@ -281,6 +316,7 @@ impl Nla for A<'_> {
             A::U32(k, v) => U32(*k, *v).emit_value(buf),
             A::U64(_, v) => buf[..8].copy_from_slice(&v.to_be_bytes()),
             A::Str(k, s) => Str(*k, s).emit_value(buf),
+            A::Value(k, b) => ValueNla(*k, b).emit_value(buf),
             A::Data(k, d) => DataNla(*k, d).emit_value(buf),
         }
     }
@@ -313,34 +349,35 @@ impl Expr {
         }
     }
 
-    fn attrs(&self) -> Vec<A<'_>> {
-        let v = |b: &Vec<u8>| Data::Value(b.clone());
+    fn attrs(&self) -> Attrs<'_> {
         match self {
-            Expr::Meta { key, dreg } => vec![A::U32(NFTA_META_KEY, *key), A::U32(NFTA_META_DREG, *dreg)],
-            Expr::MetaSet { key, sreg } => vec![A::U32(NFTA_META_KEY, *key), A::U32(NFTA_META_SREG, *sreg)],
-            Expr::Payload { dreg, base, offset, len } => vec![
+            Expr::Meta { key, dreg } => Attrs::of(&[A::U32(NFTA_META_KEY, *key), A::U32(NFTA_META_DREG, *dreg)]),
+            Expr::MetaSet { key, sreg } => Attrs::of(&[A::U32(NFTA_META_KEY, *key), A::U32(NFTA_META_SREG, *sreg)]),
+            Expr::Payload { dreg, base, offset, len } => Attrs::of(&[
                 A::U32(NFTA_PAYLOAD_DREG, *dreg),
                 A::U32(NFTA_PAYLOAD_BASE, *base),
                 A::U32(NFTA_PAYLOAD_OFFSET, *offset),
                 A::U32(NFTA_PAYLOAD_LEN, *len),
-            ],
-            Expr::Cmp { sreg, op, data } => vec![A::U32(NFTA_CMP_SREG, *sreg), A::U32(NFTA_CMP_OP, *op), A::Data(NFTA_CMP_DATA, v(data))],
-            Expr::Bitwise { sreg, dreg, len, mask, xor } => vec![
+            ]),
+            Expr::Cmp { sreg, op, data } => {
+                Attrs::of(&[A::U32(NFTA_CMP_SREG, *sreg), A::U32(NFTA_CMP_OP, *op), A::Value(NFTA_CMP_DATA, data)])
+            }
+            Expr::Bitwise { sreg, dreg, len, mask, xor } => Attrs::of(&[
                 A::U32(NFTA_BITWISE_SREG, *sreg),
                 A::U32(NFTA_BITWISE_DREG, *dreg),
                 A::U32(NFTA_BITWISE_LEN, *len),
                 A::U32(NFTA_BITWISE_OP, NFT_BITWISE_MASK_XOR),
-                A::Data(NFTA_BITWISE_MASK, v(mask)),
-                A::Data(NFTA_BITWISE_XOR, v(xor)),
-            ],
-            Expr::Range { sreg, op, from, to } => vec![
+                A::Value(NFTA_BITWISE_MASK, mask),
+                A::Value(NFTA_BITWISE_XOR, xor),
+            ]),
+            Expr::Range { sreg, op, from, to } => Attrs::of(&[
                 A::U32(NFTA_RANGE_SREG, *sreg),
                 A::U32(NFTA_RANGE_OP, *op),
-                A::Data(NFTA_RANGE_FROM_DATA, v(from)),
-                A::Data(NFTA_RANGE_TO_DATA, v(to)),
-            ],
+                A::Value(NFTA_RANGE_FROM_DATA, from),
+                A::Value(NFTA_RANGE_TO_DATA, to),
+            ]),
             Expr::Lookup { set, sreg, dreg, flags } => {
-                let mut a = vec![A::Str(NFTA_LOOKUP_SET, set), A::U32(NFTA_LOOKUP_SREG, *sreg)];
+                let mut a = Attrs::of(&[A::Str(NFTA_LOOKUP_SET, set), A::U32(NFTA_LOOKUP_SREG, *sreg)]);
                 if let Some(d) = dreg {
                     a.push(A::U32(NFTA_LOOKUP_DREG, *d));
                 }
@@ -349,38 +386,38 @@ impl Expr {
                 }
                 a
             }
-            Expr::Immediate { dreg, data } => vec![A::U32(NFTA_IMMEDIATE_DREG, *dreg), A::Data(NFTA_IMMEDIATE_DATA, data.clone())],
-            Expr::Ct { key, dreg } => vec![A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_DREG, *dreg)],
-            Expr::Counter(c) => vec![A::U64(NFTA_COUNTER_BYTES, c.bytes), A::U64(NFTA_COUNTER_PACKETS, c.packets)],
+            Expr::Immediate { dreg, data } => Attrs::of(&[A::U32(NFTA_IMMEDIATE_DREG, *dreg), A::Data(NFTA_IMMEDIATE_DATA, data)]),
+            Expr::Ct { key, dreg } => Attrs::of(&[A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_DREG, *dreg)]),
+            Expr::Counter(c) => Attrs::of(&[A::U64(NFTA_COUNTER_BYTES, c.bytes), A::U64(NFTA_COUNTER_PACKETS, c.packets)]),
             Expr::Log { group, prefix } => {
-                let mut a = vec![A::U16(NFTA_LOG_GROUP, *group)];
+                let mut a = Attrs::of(&[A::U16(NFTA_LOG_GROUP, *group)]);
                 if let Some(p) = prefix {
                     a.push(A::Str(NFTA_LOG_PREFIX, p));
                 }
                 a
             }
-            Expr::Limit { rate, unit, burst, kind, flags } => vec![
+            Expr::Limit { rate, unit, burst, kind, flags } => Attrs::of(&[
                 A::U64(NFTA_LIMIT_RATE, *rate),
                 A::U64(NFTA_LIMIT_UNIT, *unit),
                 A::U32(NFTA_LIMIT_BURST, *burst),
                 A::U32(NFTA_LIMIT_TYPE, *kind),
                 A::U32(NFTA_LIMIT_FLAGS, *flags),
-            ],
-            Expr::Notrack | Expr::Other { .. } => vec![],
+            ]),
+            Expr::Notrack | Expr::Other { .. } => Attrs::of(&[]),
         }
     }
 
     fn data_len(&self) -> usize {
         match self {
             Expr::Other { data, .. } => data.len(),
-            _ => emitted_len(&self.attrs()),
+            _ => emitted_len(&self.attrs()[..]),
         }
     }
 
     fn emit_data(&self, buf: &mut [u8]) {
         match self {
             Expr::Other { data, .. } => buf[..data.len()].copy_from_slice(data),
-            _ => emit_all(&self.attrs(), buf),
+            _ => emit_all(&self.attrs()[..], buf),
         }
     }
 
@@ -570,24 +607,39 @@ impl Nla for Expr {
         let name = Str(NFTA_EXPR_NAME, self.name());
         let n = name.buffer_len();
         name.emit(&mut buf[..n]);
-        if matches!(self, Expr::Notrack) && self.data_len() == 0 {
+        // The data's attributes are listed once for both their length and their bytes: listing them
+        // is most of what emitting an expression costs.
+        let attrs = match self {
+            Expr::Other { .. } => None,
+            _ => Some(self.attrs()),
+        };
+        let len = attrs.as_deref().map_or_else(|| self.data_len(), emitted_len);
+        if matches!(self, Expr::Notrack) && len == 0 {
             return;
         }
-        let data = DataNest(self);
+        let data = DataNest { expr: self, attrs: attrs.as_deref(), len };
         data.emit(&mut buf[n..n + data.buffer_len()]);
     }
 }
 
-struct DataNest<'a>(&'a Expr);
+/// NFTA_EXPR_DATA of an expression, its attributes listed already (none for `Other`: its bytes).
+struct DataNest<'a> {
+    expr: &'a Expr,
+    attrs: Option<&'a [A<'a>]>,
+    len: usize,
+}
 impl Nla for DataNest<'_> {
     fn value_len(&self) -> usize {
-        self.0.data_len()
+        self.len
     }
     fn kind(&self) -> u16 {
         NFTA_EXPR_DATA | NLA_F_NESTED
     }
     fn emit_value(&self, buf: &mut [u8]) {
-        self.0.emit_data(buf)
+        match self.attrs {
+            Some(a) => emit_all(a, buf),
+            None => self.expr.emit_data(buf),
+        }
     }
 }
 

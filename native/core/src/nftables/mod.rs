@@ -45,6 +45,8 @@ pub use watch::{Watch, WatchEvent};
 #[cfg(test)]
 mod client_tests;
 #[cfg(test)]
+mod encode_timing;
+#[cfg(test)]
 pub mod model;
 #[cfg(test)]
 mod wire_tests;
