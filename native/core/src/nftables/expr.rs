@@ -407,17 +407,14 @@ impl Expr {
         }
     }
 
-    fn data_len(&self) -> usize {
+    /// What goes in NFTA_EXPR_DATA: the attributes, or for `Other` the bytes as they came.
+    fn data(&self) -> ExprData<'_> {
         match self {
-            Expr::Other { data, .. } => data.len(),
-            _ => emitted_len(&self.attrs()[..]),
-        }
-    }
-
-    fn emit_data(&self, buf: &mut [u8]) {
-        match self {
-            Expr::Other { data, .. } => buf[..data.len()].copy_from_slice(data),
-            _ => emit_all(&self.attrs()[..], buf),
+            Expr::Other { data, .. } => ExprData::Raw(data),
+            _ => {
+                let attrs = self.attrs();
+                ExprData::Attrs { len: emitted_len(&attrs[..]), attrs }
+            }
         }
     }
 
@@ -597,7 +594,7 @@ fn parse_limit(data: &[u8]) -> Result<Option<Expr>, DecodeError> {
 impl Nla for Expr {
     fn value_len(&self) -> usize {
         let name = Str(NFTA_EXPR_NAME, self.name()).buffer_len();
-        let data = self.data_len();
+        let data = self.data().value_len();
         name + if data > 0 || !matches!(self, Expr::Notrack) { 4 + data } else { 0 }
     }
     fn kind(&self) -> u16 {
@@ -607,38 +604,39 @@ impl Nla for Expr {
         let name = Str(NFTA_EXPR_NAME, self.name());
         let n = name.buffer_len();
         name.emit(&mut buf[..n]);
-        // The data's attributes are listed once for both their length and their bytes: listing them
-        // is most of what emitting an expression costs.
-        let attrs = match self {
-            Expr::Other { .. } => None,
-            _ => Some(self.attrs()),
-        };
-        let len = attrs.as_deref().map_or_else(|| self.data_len(), emitted_len);
-        if matches!(self, Expr::Notrack) && len == 0 {
+        // Listed once, for both its length and its bytes.
+        let data = self.data();
+        if matches!(self, Expr::Notrack) && data.value_len() == 0 {
             return;
         }
-        let data = DataNest { expr: self, attrs: attrs.as_deref(), len };
         data.emit(&mut buf[n..n + data.buffer_len()]);
     }
 }
 
-/// NFTA_EXPR_DATA of an expression, its attributes listed already (none for `Other`: its bytes).
-struct DataNest<'a> {
-    expr: &'a Expr,
-    attrs: Option<&'a [A<'a>]>,
-    len: usize,
+/// NFTA_EXPR_DATA of an expression. The attributes' length is summed once: emitting asks for it
+/// several times.
+enum ExprData<'a> {
+    Attrs {
+        attrs: Attrs<'a>,
+        len: usize,
+    },
+    /// An expression this crate does not model: its data as received.
+    Raw(&'a [u8]),
 }
-impl Nla for DataNest<'_> {
+impl Nla for ExprData<'_> {
     fn value_len(&self) -> usize {
-        self.len
+        match self {
+            ExprData::Attrs { len, .. } => *len,
+            ExprData::Raw(b) => b.len(),
+        }
     }
     fn kind(&self) -> u16 {
         NFTA_EXPR_DATA | NLA_F_NESTED
     }
     fn emit_value(&self, buf: &mut [u8]) {
-        match self.attrs {
-            Some(a) => emit_all(a, buf),
-            None => self.expr.emit_data(buf),
+        match self {
+            ExprData::Attrs { attrs, .. } => emit_all(&attrs[..], buf),
+            ExprData::Raw(b) => buf[..b.len()].copy_from_slice(b),
         }
     }
 }
