@@ -13,7 +13,8 @@
 // profile to /tmp/prof and prints each round's window in its clock (CLOCK_MONOTONIC, µs);
 // AGENT_PERF=<file> records it with `perf record -g` from round AGENT_PERF_FROM (default 1) on
 // (AGENT_PERF_DWARF=1: DWARF call graphs, which the addon's Rust frames need); AGENT_THREADS=1
-// prints each thread's user and system CPU per round; AGENT_FLAGS adds Node flags (e.g. --trace-gc).
+// prints each thread's CPU and how many times it ran per round; AGENT_FLAGS adds Node flags (e.g.
+// --trace-gc); AGENT_DROPPED=<n> measures the floor of a message (below).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -22,6 +23,7 @@ import path from 'node:path';
 import { Controller } from '../src/controller/controller.js';
 import { generateSigningKey, MessageSigner } from '../src/protocol/signing.js';
 import type { Port } from '../src/domain/model.js';
+import type { GroupMembersMessage } from '../src/protocol/messages.js';
 import { agentEntry } from './agent-entry.js';
 import { benchBroker } from './broker.js';
 
@@ -33,6 +35,10 @@ const DATAPLANE = process.env.AGENT_DATAPLANE ?? 'nftables';
 /** AGENT_MEMBERS_ONLY=1: the agent's host gets only the first port of each storm (the ports it would
  *  have had go to host 1), so what it receives is the group's member deltas alone, no bindings. */
 const MEMBERS_ONLY = process.env.AGENT_MEMBERS_ONLY === '1';
+/** AGENT_DROPPED=<n>: after the rounds, n messages the agent only verifies, decodes and drops,
+ *  AGENT_DROPPED_PACE_MS (default 300) apart: what a message costs before any work of its own. */
+const DROPPED = Number(process.env.AGENT_DROPPED ?? 0);
+const DROPPED_PACE_MS = Number(process.env.AGENT_DROPPED_PACE_MS ?? 300);
 const CLK_TCK = 100;
 const tag = randomBytes(3).toString('hex');
 const hostName = (h: number) => `cpu-${tag}-${h}`;
@@ -77,13 +83,19 @@ function cpu(pid: number): number {
   }
   return ns / 1e9 + (x[0]! + x[1]!) / CLK_TCK;
 }
-/** Per thread (name): user and system CPU seconds, for AGENT_THREADS=1. */
+/** Per thread (id:name): its run time in seconds and how many times it was scheduled in (schedstat),
+ *  for AGENT_THREADS=1. On this VM every wake of a thread after an idle spell costs about a
+ *  millisecond whatever it then does (bench/RESULTS.md), so the second figure matters as much. */
 function threads(pid: number): Map<string, [number, number]> {
   const m = new Map<string, [number, number]>();
   for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
-    const f = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-    const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    m.set(`${t}:${f.slice(f.indexOf('(') + 1, f.lastIndexOf(')'))}`, [Number(x[11]) / CLK_TCK, Number(x[12]) / CLK_TCK]);
+    try {
+      const name = fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+      const [run, , slices] = fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ').map(Number);
+      m.set(`${t}:${name}`, [run! / 1e9, slices!]);
+    } catch {
+      // the thread ended meanwhile
+    }
   }
   return m;
 }
@@ -128,7 +140,11 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
     const text = await (await fetch(`http://${metrics}/metrics`)).text();
     return [...text.matchAll(/^sg_agent_messages_total\{type="[^"]+"\} (\d+)/gm)].reduce((a, x) => a + Number(x[1]), 0);
   };
-  const rows: { cpu: number; messages: number; applies: number; lag: number }[] = [];
+  /** Group syncs (sync RPCs): one a round when the round's group is new to the host; more mean the
+   *  agent could not chain the member deltas that followed its sync. */
+  const groupSyncs = async () =>
+    Number(/^sg_agent_resyncs_total\{scope="group"\} (\d+)/m.exec(await (await fetch(`http://${metrics}/metrics`)).text())?.[1] ?? 0);
+  const rows: { cpu: number; messages: number; syncs: number; applies: number; lag: number }[] = [];
   let perf: ChildProcess | undefined;
   try {
     await ctl.brokerReady;
@@ -151,6 +167,7 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
       await ctl.putGroup(`g${r}`, true, rules(`g${r}`));
       await sleep(1000);
       const m0 = await messages();
+      const s0 = await groupSyncs();
       const a0 = (await status()).engine.applies;
       const c0 = cpu(child.pid!);
       const th0 = threads(child.pid!);
@@ -181,9 +198,9 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
           c1 = cpu(child.pid!);
           lag = ((full.changedAt ?? Date.now()) - tLast) / 1000;
           if (process.env.AGENT_THREADS) {
-            for (const [t, [u, sy]] of threads(child.pid!)) {
-              const [u0, s0] = th0.get(t) ?? [0, 0];
-              if (u - u0 + sy - s0 > 0) console.log(`  thread ${t} user=${(u - u0).toFixed(2)}s sys=${(sy - s0).toFixed(2)}s`);
+            for (const [t, [run, slices]] of threads(child.pid!)) {
+              const [run0, slices0] = th0.get(t) ?? [0, 0];
+              if (slices > slices0) console.log(`  thread ${t} cpu=${(run - run0).toFixed(4)}s runs=${slices - slices0}`);
             }
           }
           break;
@@ -199,13 +216,46 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
         p.kill('SIGINT');
         await new Promise((done) => p.once('exit', done));
       }
-      const row = { cpu: c1 - c0, messages: (await messages()) - m0, applies: (await status()).engine.applies - a0, lag };
+      const row = {
+        cpu: c1 - c0,
+        messages: (await messages()) - m0,
+        syncs: (await groupSyncs()) - s0,
+        applies: (await status()).engine.applies - a0,
+        lag,
+      };
       rows.push(row);
       const perMessage = ((1000 * row.cpu) / row.messages).toFixed(2);
       const window = prof.length ? ` window=${t0}..${t1}` : '';
-      const counts = `messages=${row.messages} applies=${row.applies} lag=${row.lag.toFixed(3)}s`;
+      const counts = `messages=${row.messages} syncs=${row.syncs} applies=${row.applies} lag=${row.lag.toFixed(3)}s`;
       console.log(`round ${r}: cpu=${row.cpu.toFixed(3)}s ${counts} per message=${perMessage}ms${window}`);
       await sleep(500);
+    }
+    if (DROPPED > 0) {
+      // The floor of a message: DROPPED messages the agent verifies, decodes and drops (a revision of
+      // the first round's group it already holds), DROPPED_PACE_MS apart. Its idle CPU over as long is
+      // not taken off (it is printed first).
+      const stale: GroupMembersMessage = {
+        v: 1,
+        type: 'group.members',
+        groupId: 'g0',
+        baseRevision: 0,
+        revision: 1,
+        added: [],
+        removed: [],
+      };
+      await sleep(500);
+      const m0 = await messages();
+      const c0 = cpu(child.pid!);
+      for (let i = 0; i < DROPPED; i++) {
+        await ctl.publisher!.send(stale);
+        await sleep(DROPPED_PACE_MS);
+      }
+      await sleep(1000);
+      const c1 = cpu(child.pid!);
+      const per = ((1000 * (c1 - c0)) / DROPPED).toFixed(3);
+      console.log(
+        `dropped: cpu=${(c1 - c0).toFixed(3)}s messages=${(await messages()) - m0} per message=${per}ms (${DROPPED_PACE_MS} ms apart)`,
+      );
     }
     const c = median(rows.map((x) => x.cpu));
     const n = median(rows.map((x) => x.messages));

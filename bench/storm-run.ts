@@ -95,6 +95,8 @@ export interface Run {
   restores?: number[];
   applies?: number[];
   messages?: number[];
+  /** Each agent's group syncs during the storm. */
+  syncs?: number[];
   /** CPU seconds of the central parts during the storm: the controller (this process, which also
    *  drives the storm, from the first create to its relay drained) and the RabbitMQ node (to the last
    *  agent converged). */
@@ -207,6 +209,10 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
         0,
       );
     const messages0 = await Promise.all(procs.map((p) => messagesOf(p.metrics)));
+    // Group syncs (sync RPCs for some groups): one per agent when the group is new to its host; more
+    // mean an agent could not chain the member deltas that followed its sync.
+    const groupSyncs = (m: string) => metric(m, 'sg_agent_resyncs_total\\{scope="group"\\}');
+    const syncs0 = await Promise.all(procs.map((p) => groupSyncs(p.metrics)));
     const engine0 = await Promise.all(procs.map(async (p) => (await status(p.metrics)).engine));
     const cpu0 = procs.map((p) => cpuSeconds(p.child.pid!));
     const children0 = procs.map((p) => cpuSplit(p.child.pid!).children);
@@ -251,6 +257,7 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
     const central = { controller: controllerCpu, broker: cpuSeconds(broker.pid()) - central0.broker };
     const bytes = await Promise.all(procs.map((p, i) => metric(p.metrics, 'sg_agent_bytes_received_total').then((b) => b - bytes0[i]!)));
     const messages = await Promise.all(procs.map((p, i) => messagesOf(p.metrics).then((n) => n - messages0[i]!)));
+    const syncs = await Promise.all(procs.map((p, i) => groupSyncs(p.metrics).then((n) => n - syncs0[i]!)));
     if (process.env.STORM_THREADS) {
       const t1 = threadCpu(procs[0]!.child.pid!);
       for (const [tid, v] of t1)
@@ -291,6 +298,7 @@ export async function ours(dataplane: 'iptables' | 'nftables', ports = PORTS, op
       restores: engine1.map((e, i) => e.restores - engine0[i]!.restores),
       applies: engine1.map((e, i) => e.applies - engine0[i]!.applies),
       messages,
+      syncs,
       bytes,
       cpu: procs.map((_, i) => cpuDone[i]!.self + cpuDone[i]!.children - cpu0[i]!),
       children: procs.map((_, i) => cpuDone[i]!.children - children0[i]!),

@@ -282,7 +282,7 @@ function neutronPython(): string | null {
     ] as const) {
       if (r)
         console.log(
-          `storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)} messages=${median(r.messages!)} ports=${PORTS}`,
+          `storm.ours.${dp} bytes=${kb(median(r.bytes))} cpu=${sec(median(r.cpu))} children=${sec(median(r.children))} p99=${sec(p99(r.lag))} restores=${median(r.restores!)} applies=${median(r.applies!)} messages=${median(r.messages!)} syncs=${median(r.syncs!)} ports=${PORTS}`,
         );
     }
     return;

@@ -13,7 +13,8 @@ import { EtcdLeadership } from '../src/controller/etcd-leadership.js';
 import { Store } from '../src/controller/store.js';
 import { OutboxRelay } from '../src/controller/relay.js';
 import { StoreUnavailableError, type StoreSnapshot } from '../src/controller/records.js';
-import type { Publisher } from '../src/controller/publisher.js';
+import { coalesceUpdates, type Publisher } from '../src/controller/publisher.js';
+import { buildSync } from '../src/controller/rpc.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
 import { EtcdCluster, makeTls } from './helpers/etcd.js';
 import { etcdStoreOptions, loadControllerConfig, type EtcdConfig } from '../src/controller/config.js';
@@ -113,6 +114,41 @@ etcdTest.serial(
         `${g}: one message per revision, in commit order`,
       );
       t.is(a.groupRevisions(g).membersRevision, revs.length, `${g}: the stored revision is the last one announced`);
+    }
+    // A sync reply from either controller as the leader (its relay publishes every entry, none yet),
+    // and the relay's next delta after it: the delta starts at the reply's revision (an agent that
+    // synced applies it) and ends at the store's members. Without the lease, a relay publishes
+    // nothing, and the reply gives the newest members. (`now`: the newest entry's time, so that a
+    // slow run's entries are not taken as stuck.)
+    for (const [s, leads] of [
+      [a, true],
+      [b, true],
+      [a, false],
+    ] as const) {
+      const relay = new OutboxRelay(s, () => undefined, { coalesceMs: 1, isLeader: () => leads });
+      t.teardown(() => relay.close());
+      const now = Math.max(...s.outbox().map((e) => e.at));
+      const source = {
+        portsOnHost: (h: string) => s.portsOnHost(h),
+        group: (id: string) => s.group(id),
+        groupRevisions: (id: string) => s.groupRevisions(id),
+        membersOf: (id: string) => s.membersOf(id),
+        unpublishedMemberChanges: () => relay.laterMemberChanges(now),
+      };
+      const [part] = buildSync(source, { v: 1, type: 'sync.request', host: 'h0', groupIds: ['web'] });
+      const reply = part!.members.find((m) => m.groupId === 'web')!;
+      t.is(reply.revision, leads ? 0 : s.groupRevisions('web').membersRevision);
+      const members = new Set(reply.ips);
+      let held = reply.revision;
+      for (const d of coalesceUpdates(s.outbox().map((e) => e.message))) {
+        if (d.type !== 'group.members' || d.groupId !== 'web' || d.revision <= held) continue;
+        t.is(d.baseRevision, held, 'the delta after the reply chains onto it');
+        for (const x of d.removed) members.delete(x);
+        for (const x of d.added) members.add(x);
+        held = d.revision;
+      }
+      t.is(held, s.groupRevisions('web').membersRevision);
+      t.deepEqual([...members].sort(), [...left].sort());
     }
   },
 );

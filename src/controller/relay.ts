@@ -13,7 +13,12 @@ import type { Logger } from 'pino';
 import { BurstPacer } from '../pacer.js';
 import type { Publisher } from './publisher.js';
 import { coalesceUpdates } from './publisher.js';
-import type { ControllerStore, OutboxEntry } from './records.js';
+import type { ControllerStore, MemberChange, OutboxEntry } from './records.js';
+
+/** Past this many outbox entries, `laterMemberChanges` does not read them for a sync reply. */
+const LATER_READ_MAX = 5_000;
+/** A member change unpublished for longer is taken as stuck (the relay drains every 100–400 ms). */
+const STUCK_AFTER_MS = 5_000;
 
 export interface RelayOptions {
   coalesceMs: number;
@@ -55,6 +60,8 @@ export class OutboxRelay {
   /** Until the first drain succeeds, drains take every entry: what a previous run of this controller
    *  left behind included (a live peer's fresh entries too, which is only a harmless duplicate). */
   private takeAll = true;
+  /** Keys (JSON) of the entries the drain under way took: it may have published them already. */
+  private taken = new Set<string>();
 
   constructor(
     private readonly store: ControllerStore,
@@ -115,6 +122,30 @@ export class OutboxRelay {
     return this.draining;
   }
 
+  /**
+   * The member changes in the outbox that a drain of this relay not yet begun will publish, in commit
+   * order: a sync reply may give members as they were before them (rpc.ts, `membersAsPublished`),
+   * since whoever asked for it, bound beforehand, will receive them. Left out: what the drain under
+   * way took (some of it may have gone before the asker's binding, and a group that changes no more
+   * would never reveal the gap), what this relay will not publish (another controller's entries,
+   * unless it publishes everything as the leader; everything, when it is not the leader), and all of
+   * it when some change has waited for seconds (no broker, a leader gone: agents are not held to
+   * what is stuck) or the outbox is too deep to read for every reply.
+   */
+  laterMemberChanges(now = Date.now()): MemberChange[] {
+    const leader = this.opts.isLeader;
+    if (leader && !leader()) return [];
+    if (this.store.outboxDepth() > LATER_READ_MAX) return [];
+    const out: MemberChange[] = [];
+    for (const { key, owner, at, message: m } of this.store.outbox()) {
+      if (m.type !== 'group.members') continue;
+      if (now - at > STUCK_AFTER_MS) return [];
+      if (this.taken.has(JSON.stringify(key)) || (!leader && owner !== this.store.owner)) continue;
+      out.push({ groupId: m.groupId, baseRevision: m.baseRevision, revision: m.revision, added: m.added, removed: m.removed });
+    }
+    return out;
+  }
+
   close(): void {
     clearInterval(this.sweep);
     if (this.poll) clearInterval(this.poll);
@@ -145,17 +176,23 @@ export class OutboxRelay {
     // Past the leadership's deadline nothing more goes out: another controller may lead by then.
     const messages = coalesceUpdates(entries.map((e) => e.message));
     const mayPublish = this.opts.mayPublish ?? (() => true);
-    const sent: Promise<void>[] = [];
-    for (const m of messages) {
-      if (!mayPublish()) {
-        await Promise.allSettled(sent);
-        throw new Error('leadership deadline passed while publishing; the rest stays in the outbox');
+    this.taken = new Set(entries.map((e) => JSON.stringify(e.key)));
+    try {
+      const sent: Promise<void>[] = [];
+      for (const m of messages) {
+        if (!mayPublish()) {
+          await Promise.allSettled(sent);
+          throw new Error('leadership deadline passed while publishing; the rest stays in the outbox');
+        }
+        sent.push(publisher.send(m));
       }
-      sent.push(publisher.send(m));
+      await Promise.all(sent);
+      this.published += messages.length;
+      await this.store.ackOutbox(entries.map((e) => e.key));
+    } finally {
+      // Acknowledged (gone from the outbox), or left for the next drain to send again.
+      this.taken = new Set();
     }
-    await Promise.all(sent);
-    this.published += messages.length;
-    await this.store.ackOutbox(entries.map((e) => e.key));
     this.takeAll = false;
   }
 }

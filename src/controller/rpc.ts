@@ -14,7 +14,7 @@ import {
 import { closeUnawaited } from '../protocol/connection.js';
 import { SYNC_QUEUE } from '../protocol/routing.js';
 import type { MessageSigner } from '../protocol/signing.js';
-import type { GroupRecord, PortRecord } from './store.js';
+import type { GroupRecord, MemberChange, PortRecord } from './store.js';
 
 /** What a sync reply is built from: the reference store, or an integrator's own database. Reads made
  *  in one synchronous run must come from one consistent snapshot. */
@@ -23,6 +23,43 @@ export interface SyncSource {
   group(id: string): GroupRecord | undefined;
   groupRevisions(id: string): { revision: number; membersRevision: number };
   membersOf(groupId: string): string[];
+  /** Member changes committed that will all be published after this call (none of them already on
+   *  its way), if the source knows them: a reply then gives a group's members as they were before them
+   *  (`membersAsPublished`). The reference controller's relay says (relay.ts, `laterMemberChanges`).
+   *  A change listed that was published before the asker bound its queue would be missed by it. */
+  unpublishedMemberChanges?(): MemberChange[];
+}
+
+/**
+ * A group's members for a reply, and their revision: as of the revision the group's next published
+ * delta starts from, when the source knows what will be published later. An agent syncs a group
+ * right after binding its queue to it, so it receives every delta published from then on and applies
+ * one only if it starts at the revision held. Answered with the store's newest revision instead,
+ * during a storm it held a revision that the relay's next coalesced delta (made of changes committed
+ * before and after the sync) starts before: the delta did not chain, the agent synced again, and so
+ * on at every drain while the storm lasted. The changes still to be published are undone here (each
+ * is an exact transition of its addresses, see `count` in records.ts), newest first; they reach the
+ * agent in the next drain, as they reach every other agent of the group. Only a run of them that
+ * ends at the group's revision is undone, each starting where the one before ended: anything else
+ * (another controller's change among them) leaves the reply with the newest members, as before.
+ */
+export function membersAsPublished(
+  store: SyncSource,
+  groupId: string,
+  later: readonly MemberChange[] = [],
+): { ips: string[]; revision: number } {
+  const ips = store.membersOf(groupId);
+  const revision = store.groupRevisions(groupId).membersRevision;
+  const run = later.filter((c) => c.groupId === groupId).sort((a, b) => a.revision - b.revision);
+  if (run.length === 0) return { ips, revision };
+  const chained = run.every((c, i) => i === 0 || c.baseRevision === run[i - 1]!.revision) && run.at(-1)!.revision === revision;
+  if (!chained) return { ips, revision };
+  const members = new Set(ips);
+  for (let i = run.length - 1; i >= 0; i--) {
+    for (const a of run[i]!.added) members.delete(a);
+    for (const a of run[i]!.removed) members.add(a);
+  }
+  return { ips: [...members], revision: run[0]!.baseRevision };
 }
 
 /** The reply parts; synchronous, so every read comes from one committed snapshot of the store. */
@@ -60,9 +97,15 @@ export function buildSync(store: SyncSource, req: SyncRequest): SyncReply[] {
   for (let i = 0; ports && i < ports.length; i += PORTS_PER_PART) portChunks.push(ports.slice(i, i + PORTS_PER_PART));
   const chunks: MembersSnapshot[][] = [[]];
   let inPart = 0;
+  // Each group's changes still to be published (one read of them for the whole reply).
+  const later = new Map<string, MemberChange[]>();
+  for (const c of memberGroups.length ? (store.unpublishedMemberChanges?.() ?? []) : []) {
+    const run = later.get(c.groupId);
+    if (run) run.push(c);
+    else later.set(c.groupId, [c]);
+  }
   for (const gid of memberGroups) {
-    const ips = store.membersOf(gid);
-    const revision = store.groupRevisions(gid).membersRevision;
+    const { ips, revision } = membersAsPublished(store, gid, later.get(gid));
     for (let i = 0; i === 0 || i < ips.length; i += LIMITS.syncIps) {
       const slice = ips.slice(i, i + LIMITS.syncIps);
       if (inPart + slice.length > LIMITS.syncIps && inPart > 0) {
