@@ -84,8 +84,8 @@ function cpu(pid: number): number {
   return ns / 1e9 + (x[0]! + x[1]!) / CLK_TCK;
 }
 /** Per thread (id:name): its run time in seconds and how many times it was scheduled in (schedstat),
- *  for AGENT_THREADS=1. On this VM every wake of a thread after an idle spell costs about a
- *  millisecond whatever it then does (bench/RESULTS.md), so the second figure matters as much. */
+ *  for AGENT_THREADS=1. On this VM a wake of a thread after an idle spell costs up to 1.5 ms of CPU,
+ *  whatever it then does (bench/RESULTS.md), so the second figure matters as much. */
 function threads(pid: number): Map<string, [number, number]> {
   const m = new Map<string, [number, number]>();
   for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
