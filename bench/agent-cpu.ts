@@ -104,6 +104,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
 (async () => {
+  // First: a stale build stops the benchmark before it has made anything to clean up.
+  const entry = agentEntry();
   const broker = await benchBroker();
   const url = broker.vhost(`sgcpu-${tag}`);
   const keys = generateSigningKey(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-cpu-keys-')));
@@ -116,7 +118,7 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
   if (process.env.AGENT_PERF) prof.push('--perf-basic-prof');
   // AGENT_FLAGS: more Node flags for the agent (e.g. --trace-gc), its output on this one's.
   if (process.env.AGENT_FLAGS) prof.push(...process.env.AGENT_FLAGS.split(' '));
-  const child = spawn(process.execPath, [...prof, ...agentEntry(), 'run'], {
+  const child = spawn(process.execPath, [...prof, ...entry, 'run'], {
     env: {
       ...process.env,
       SG_AGENT_HOST: hostName(0),
