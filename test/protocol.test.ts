@@ -343,6 +343,29 @@ test.serial("a relay publishes its own entries at once and a silent peer's only 
   t.is(mine.outbox().length, 0);
 });
 
+test("a relay's first drain sends a live peer's fresh entries but leaves them in the outbox for the peer to send", async (t) => {
+  const { mine, peer } = await twoControllersStore(t);
+  const sent: string[] = [];
+  const publisher = {
+    send: async (m: UpdateMessage) => void sent.push(`${m.type}:${(m as { groupId: string }).groupId}`),
+  } as unknown as Publisher;
+  await peer.putGroup('theirs', true, []);
+  await mine.putGroup('own', true, []);
+  const relay = new OutboxRelay(mine, () => publisher, { coalesceMs: 1, orphanAfterMs: 600_000 });
+  t.teardown(() => relay.close());
+  // The peer may have answered a sync with members as they were before its entries, counting on
+  // sending them itself after the asker's binding: had this relay deleted them, nobody would.
+  await relay.drain();
+  t.deepEqual(sent, ['group.rules:theirs', 'group.rules:own'], 'everything sent once at start');
+  t.deepEqual(
+    mine.outbox().map((e) => e.owner),
+    [peer.owner],
+    "the peer's entry left for it",
+  );
+  await relay.drain();
+  t.is(sent.length, 2, 'and not taken again while it is fresh');
+});
+
 // The lease holder's relay (pure logic beside test/cluster.test.ts, which kills a real one): it alone
 // publishes, every entry of the shared store at once and in the order they were committed.
 test('a leading relay publishes every entry of the store in commit order; a relay without the lease publishes nothing', async (t) => {

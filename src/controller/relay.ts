@@ -16,7 +16,7 @@ import { coalesceUpdates } from './publisher.js';
 import type { ControllerStore, MemberChange, OutboxEntry } from './records.js';
 
 /** Past this many outbox entries, `laterMemberChanges` does not read them for a sync reply. */
-const LATER_READ_MAX = 5_000;
+const LATER_READ_MAX = 1_000;
 /** A member change unpublished for longer is taken as stuck (the relay drains every 100–400 ms). */
 const STUCK_AFTER_MS = 5_000;
 
@@ -58,7 +58,8 @@ export class OutboxRelay {
   private readonly sweep: NodeJS.Timeout;
   private readonly poll?: NodeJS.Timeout;
   /** Until the first drain succeeds, drains take every entry: what a previous run of this controller
-   *  left behind included (a live peer's fresh entries too, which is only a harmless duplicate). */
+   *  left behind included (a live peer's fresh entries too, a harmless duplicate: they are sent, but
+   *  left in the outbox for their writer, or until orphaned). */
   private takeAll = true;
   /** Keys (JSON) of the entries the drain under way took: it may have published them already. */
   private taken = new Set<string>();
@@ -135,6 +136,7 @@ export class OutboxRelay {
   laterMemberChanges(now = Date.now()): MemberChange[] {
     const leader = this.opts.isLeader;
     if (leader && !leader()) return [];
+    // Read for every reply (about 2 µs an entry on LMDB; a storm's outbox holds tens to hundreds).
     if (this.store.outboxDepth() > LATER_READ_MAX) return [];
     const out: MemberChange[] = [];
     for (const { key, owner, at, message: m } of this.store.outbox()) {
@@ -188,7 +190,13 @@ export class OutboxRelay {
       }
       await Promise.all(sent);
       this.published += messages.length;
-      await this.store.ackOutbox(entries.map((e) => e.key));
+      // A first drain's take of a live peer's fresh entries is a harmless duplicate only if the peer
+      // still sends them itself: they stay in the outbox for it (or until they are orphaned). The peer
+      // may have answered a sync with its members as they were before them (`laterMemberChanges`),
+      // counting on its own later drain to send them after the asker's binding.
+      await this.store.ackOutbox(
+        entries.filter((e) => leader || e.owner === this.store.owner || now - e.at >= orphanAfter).map((e) => e.key),
+      );
     } finally {
       // Acknowledged (gone from the outbox), or left for the next drain to send again.
       this.taken = new Set();
