@@ -14,7 +14,7 @@ import { Store } from '../src/controller/store.js';
 import { OutboxRelay } from '../src/controller/relay.js';
 import { StoreUnavailableError, type StoreSnapshot } from '../src/controller/records.js';
 import { coalesceUpdates, type Publisher } from '../src/controller/publisher.js';
-import { buildSync } from '../src/controller/rpc.js';
+import { buildSync, withLaterChanges } from '../src/controller/rpc.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
 import { EtcdCluster, makeTls } from './helpers/etcd.js';
 import { etcdStoreOptions, loadControllerConfig, type EtcdConfig } from '../src/controller/config.js';
@@ -128,13 +128,7 @@ etcdTest.serial(
       const relay = new OutboxRelay(s, () => undefined, { coalesceMs: 1, isLeader: () => leads });
       t.teardown(() => relay.close());
       const now = Math.max(...s.outbox().map((e) => e.at));
-      const source = {
-        portsOnHost: (h: string) => s.portsOnHost(h),
-        group: (id: string) => s.group(id),
-        groupRevisions: (id: string) => s.groupRevisions(id),
-        membersOf: (id: string) => s.membersOf(id),
-        unpublishedMemberChanges: () => relay.laterMemberChanges(now),
-      };
+      const source = withLaterChanges(s, () => relay.laterMemberChanges(now));
       const [part] = buildSync(source, { v: 1, type: 'sync.request', host: 'h0', groupIds: ['web'] });
       const reply = part!.members.find((m) => m.groupId === 'web')!;
       t.is(reply.revision, leads ? 0 : s.groupRevisions('web').membersRevision);

@@ -9,7 +9,7 @@ import { decode, encode, MalformedMessage, MAX_MESSAGE_BYTES, type SyncReply } f
 import type { AnyMessage } from '../src/protocol/messages.js';
 import { groupKey, hostKey, agentQueue } from '../src/protocol/routing.js';
 import { Store } from '../src/controller/store.js';
-import { buildSync } from '../src/controller/rpc.js';
+import { buildSync, withLaterChanges } from '../src/controller/rpc.js';
 import { coalesceUpdates, type Publisher } from '../src/controller/publisher.js';
 import { OutboxRelay } from '../src/controller/relay.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
@@ -141,13 +141,7 @@ test('a sync reply gives members as of the first change the relay will publish l
   } as unknown as Publisher;
   const relay = new OutboxRelay(s, () => publisher, { coalesceMs: 1, minIntervalMs: 60_000 });
   t.teardown(() => relay.close());
-  const source = {
-    portsOnHost: (h: string) => s.portsOnHost(h),
-    group: (id: string) => s.group(id),
-    groupRevisions: (id: string) => s.groupRevisions(id),
-    membersOf: (id: string) => s.membersOf(id),
-    unpublishedMemberChanges: () => relay.laterMemberChanges(),
-  };
+  const source = withLaterChanges(s, () => relay.laterMemberChanges());
   const reply = () => {
     const [part] = buildSync(source, { v: 1, type: 'sync.request', host: 'h1', groupIds: ['web'] });
     const m = part!.members.find((x) => x.groupId === 'web')!;

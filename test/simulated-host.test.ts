@@ -127,16 +127,21 @@ brokerTest('a group bound for its rules alone whose members become needed is syn
   t.deepEqual([...dp.sets.get(ySet)!].sort(), ['10.9.1.3', '10.9.1.4']);
 });
 
+/** A rule of the group names the group itself: its rules, once known, make its members needed too. */
+const WEB_NAMES_ITSELF = [
+  { id: 'in', direction: 'ingress' as const, ethertype: 'IPv4' as const, remoteGroupId: 'web' },
+  { id: 'out', direction: 'egress' as const, ethertype: 'IPv4' as const },
+];
+
+/** The group syncs (sync RPCs for some groups) an agent has made. */
+async function groupSyncs(agent: Agent): Promise<number> {
+  return (await agent.metrics.resyncs.get()).values.filter((v) => v.labels.scope === 'group').reduce((s, v) => s + v.value, 0);
+}
+
 brokerTest('a group a new port makes needed is synced once, its rules and members together', async (t) => {
   const { ctl, agent, dp, host } = await simulatedHost(t, 'sim3');
   await agent.start();
-  const groupSyncs = async () =>
-    (await agent.metrics.resyncs.get()).values.filter((v) => v.labels.scope === 'group').reduce((s, v) => s + v.value, 0);
-  // A rule of the group names the group itself: its rules, once known, make its members needed too.
-  await ctl.putGroup('web', true, [
-    { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
-    { id: 'out', direction: 'egress', ethertype: 'IPv4' },
-  ]);
+  await ctl.putGroup('web', true, WEB_NAMES_ITSELF);
   await ctl.putPort('p0', port('p0', 'elsewhere', '10.9.2.10', 10));
   await ctl.putPort('p1', port('p1', host, '10.9.2.1', 1));
   await ctl.flush();
@@ -146,7 +151,7 @@ brokerTest('a group a new port makes needed is synced once, its rules and member
   // A later delta is handled after anything the binding queued: once it is in, no sync is pending.
   await ctl.putPort('p2', port('p2', 'elsewhere', '10.9.2.2', 2));
   await waitFor('the next delta in the set', () => members() === '10.9.2.1,10.9.2.10,10.9.2.2');
-  t.is(await groupSyncs(), 1);
+  t.is(await groupSyncs(agent), 1);
 });
 
 brokerTest(
@@ -156,12 +161,7 @@ brokerTest(
     // the outbox, as in a storm, when a sync is answered.
     const { ctl, agent, dp, host } = await simulatedHost(t, 'sim4', { relayIntervalMs: { min: 300, max: 300 } });
     await agent.start();
-    const groupSyncs = async () =>
-      (await agent.metrics.resyncs.get()).values.filter((v) => v.labels.scope === 'group').reduce((s, v) => s + v.value, 0);
-    await ctl.putGroup('web', true, [
-      { id: 'in', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
-      { id: 'out', direction: 'egress', ethertype: 'IPv4' },
-    ]);
+    await ctl.putGroup('web', true, WEB_NAMES_ITSELF);
     const ips: string[] = [];
     for (let i = 0; i < 300; i++) {
       const ip = `10.9.${3 + (i >> 7)}.${(i & 127) + 1}`;
@@ -177,7 +177,7 @@ brokerTest(
     // (changes from before and after the sync, merged) started before, and synced again at nearly every
     // drain (5 times here). One more sync than needed is tolerated: a session lost on a loaded machine
     // binds and syncs its groups afresh.
-    const syncs = await groupSyncs();
+    const syncs = await groupSyncs(agent);
     t.log(`group syncs: ${syncs}`);
     t.true(syncs <= 2, `group syncs: ${syncs}`);
   },

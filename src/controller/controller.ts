@@ -23,7 +23,7 @@ import { BrokerLease, type Leadership } from './leadership.js';
 import { StoreMetrics } from './metrics.js';
 import { Publisher, declareDeadLetterQueue, declareTopology } from './publisher.js';
 import { OutboxRelay } from './relay.js';
-import { serveSync, type SyncSource } from './rpc.js';
+import { serveSync, withLaterChanges } from './rpc.js';
 import { startAdminApi, type AdminApiOptions } from './http.js';
 
 /** Between broker connection attempts: 0.25 s doubling to 10 s (with jitter). */
@@ -195,18 +195,10 @@ export class Controller {
     );
     this.publisher = new Publisher(ch, this.opts.signer, this.opts.coalesceMs ?? 20);
     const rpcCh = watch(await conn.createChannel());
-    // Replies give members as this relay has published them (rpc.ts, `membersAsPublished`).
-    const store = this.store;
-    const source: SyncSource = {
-      portsOnHost: (host) => store.portsOnHost(host),
-      group: (id) => store.group(id),
-      groupRevisions: (id) => store.groupRevisions(id),
-      membersOf: (id) => store.membersOf(id),
-      unpublishedMemberChanges: () => this.relay.laterMemberChanges(),
-    };
     await serveSync(
       rpcCh,
-      source,
+      // Replies give members as this relay has published them (rpc.ts, `membersAsPublished`).
+      withLaterChanges(this.store, () => this.relay.laterMemberChanges()),
       this.opts.signer,
       (e) => this.opts.logger?.error({ err: e }, 'sync request failed'),
       () => this.opts.logger?.warn('the broker cancelled the sync request consumer; reconnecting'),

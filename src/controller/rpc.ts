@@ -30,6 +30,18 @@ export interface SyncSource {
   unpublishedMemberChanges?(): MemberChange[];
 }
 
+/** `store` answering sync requests with members as published: `later` says which member changes a
+ *  later drain will send (the reference relay's `laterMemberChanges`). */
+export function withLaterChanges(store: Omit<SyncSource, 'unpublishedMemberChanges'>, later: () => MemberChange[]): SyncSource {
+  return {
+    portsOnHost: (host) => store.portsOnHost(host),
+    group: (id) => store.group(id),
+    groupRevisions: (id) => store.groupRevisions(id),
+    membersOf: (id) => store.membersOf(id),
+    unpublishedMemberChanges: later,
+  };
+}
+
 /**
  * A group's members for a reply, and their revision: as of the revision the group's next published
  * delta starts from, when the source knows what will be published later. An agent syncs a group
