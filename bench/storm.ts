@@ -305,7 +305,7 @@ function neutronPython(): string | null {
     median(o.cpu),
     median(b.cpu),
     sec,
-    `${median(b.cpu) / median(o.cpu) >= 20 ? ' target>=20x met' : ' target>=20x MISSED'} (baseline: ${which})`,
+    `${median(b.cpu) / median(o.cpu) >= 30 ? ' target>=30x met' : ' target>=30x MISSED'} (baseline: ${which})`,
   );
   console.log(`storm.cpu.children ours=${sec(median(o.children))} baseline=${sec(median(b.children))} (iptables tools run by the agents)`);
   line('storm.p99', p99(o.lag), p99(b.lag), sec, `${p99(o.lag) <= 2 ? ' target<=2s met' : ' target<=2s MISSED'} (baseline: ${which})`);
