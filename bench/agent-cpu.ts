@@ -12,6 +12,7 @@
 // AGENT_DATAPLANE: nftables (default) or iptables. Looking into it: AGENT_PROF=1 writes its V8 CPU
 // profile to /tmp/prof and prints each round's window in its clock (CLOCK_MONOTONIC, µs);
 // AGENT_PERF=<file> records it with `perf record -g` from round AGENT_PERF_FROM (default 1) on
+// at AGENT_PERF_FREQ samples a second (default 1000; more for a finer split, at the cost of CPU)
 // (AGENT_PERF_DWARF=1: DWARF call graphs, which the addon's Rust frames need); AGENT_THREADS=1
 // prints each thread's CPU and how many times it ran per round; AGENT_FLAGS adds Node flags (e.g.
 // --trace-gc); AGENT_DROPPED=<n> measures the floor of a message (below).
@@ -178,7 +179,16 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
       // host with more ports (each round binds STORM_PORTS / STORM_HOSTS more).
       if (process.env.AGENT_PERF && r === Number(process.env.AGENT_PERF_FROM ?? 1)) {
         const callGraph = process.env.AGENT_PERF_DWARF === '1' ? ['--call-graph', 'dwarf,32768'] : ['-g'];
-        const args = ['record', '-F', '1000', ...callGraph, '-p', String(child.pid), '-o', process.env.AGENT_PERF];
+        const args = [
+          'record',
+          '-F',
+          process.env.AGENT_PERF_FREQ ?? '1000',
+          ...callGraph,
+          '-p',
+          String(child.pid),
+          '-o',
+          process.env.AGENT_PERF,
+        ];
         perf = spawn('perf', args, { stdio: 'ignore' });
       }
       const t0 = monotonicUs();

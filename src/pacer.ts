@@ -3,6 +3,8 @@
 // a bulk VM boot — the gap doubles with each run up to `maxMs`, so a long burst costs a few large runs
 // instead of many small ones; after a quiet spell it is back to `minMs`. A caller that may run as soon
 // as work stops coming (`settledAt`) does not make the end of a burst wait out the burst's long gap.
+// How long "stopped" is may follow the burst's own pace (`settleFor`): a storm of changes 10 ms
+// apart is over well before 40 ms have passed, while one of changes 30 ms apart is not.
 // Pure: callers pass the time.
 
 /** When a coalescing window of work closes: `quietMs` after the newest arrival, but never later than
@@ -11,6 +13,11 @@
 export function windowClosesAt(oldestAt: number, newestAt: number, windowMs: number, quietMs: number): number {
   return Math.min(oldestAt + windowMs, newestAt + quietMs);
 }
+
+/** How many of the latest arrival gaps tell a burst's pace. */
+const RECENT_GAPS = 8;
+/** A burst counts as over once work has stopped for this many times its widest recent gap. */
+const SETTLE_PER_GAP = 1.5;
 
 export class BurstPacer {
   private gapMs: number;
@@ -21,10 +28,14 @@ export class BurstPacer {
   private lastArrival = 0;
   private lastRunAt = 0;
   private takenInBurst = false;
+  /** The gaps between the latest arrivals, oldest first (at most `RECENT_GAPS`). */
+  private readonly recentGaps: number[] = [];
 
   constructor(
     private readonly minMs: number,
     private readonly maxMs: number,
+    /** When set, `settledAt`'s settle time follows the burst's pace, down to this (`settleFor`). */
+    private readonly adaptiveSettleFloorMs?: number,
   ) {
     this.gapMs = minMs;
     this.maxMs = Math.max(minMs, maxMs);
@@ -32,8 +43,23 @@ export class BurstPacer {
 
   /** Work arrived. */
   arrived(now: number): void {
+    if (this.lastArrival > 0) {
+      this.recentGaps.push(now - this.lastArrival);
+      if (this.recentGaps.length > RECENT_GAPS) this.recentGaps.shift();
+    }
     this.waitingSince ||= now;
     this.lastArrival = now;
+  }
+
+  /** How long work must have stopped for the burst to count as over, at most `settleMs`: with an
+   *  adaptive floor, `SETTLE_PER_GAP` times the widest of the latest gaps (a pause well past the
+   *  burst's own pace, so a burst's jitter does not end it), never under the floor. Until enough gaps
+   *  are known (a burst's first changes), `settleMs`. */
+  settleFor(settleMs: number): number {
+    const floor = this.adaptiveSettleFloorMs;
+    if (floor === undefined || this.recentGaps.length < RECENT_GAPS) return settleMs;
+    const widest = Math.max(...this.recentGaps);
+    return Math.min(settleMs, Math.max(floor, Math.ceil(widest * SETTLE_PER_GAP)));
   }
 
   /** The earliest time the next run may start. */
@@ -42,7 +68,7 @@ export class BurstPacer {
   }
 
   /** When the work waiting may run if work that stops coming need not wait for `nextAt`: `settleMs`
-   *  after the newest arrival, but never sooner than `minMs` after the last run, nor than the work's
+   *  (or less, by the burst's pace: `settleFor`) after the newest arrival, but never sooner than `minMs` after the last run, nor than the work's
    *  window (`leastMs` after the oldest arrival, or `quietMs` after the newest if that is sooner: a
    *  lone change need not wait out the window); and never later than the paced time (`nextAt`, or the
    *  window's end if that is later). While work keeps coming (arrivals closer than `settleMs`) that is
@@ -50,7 +76,14 @@ export class BurstPacer {
   settledAt(settleMs: number, leastMs = 0, quietMs = leastMs): number {
     const window = windowClosesAt(this.waitingSince, this.lastArrival, leastMs, quietMs);
     const paced = Math.max(window, this.notBefore);
-    const settled = Math.max(this.lastArrival + settleMs, this.lastRunAt + this.minMs, window);
+    const settle = this.settleFor(settleMs);
+    // The end of a fast burst (its pace, not the ceiling, set the settle time) whose runs the gap had
+    // widened need not also wait out the least gap after the run before it: a pause of 1.5 times the
+    // burst's widest recent gap is its end, not jitter, so this adds no run within the burst. Slower
+    // work (a settle time at the ceiling) keeps the least gap: its pauses are too near its pace to tell.
+    const fastBurst = this.adaptiveSettleFloorMs !== undefined && settle < settleMs && this.gapMs > this.minMs;
+    const afterRun = fastBurst ? settle : this.minMs;
+    const settled = Math.max(this.lastArrival + settle, this.lastRunAt + afterRun, window);
     return Math.min(paced, settled);
   }
 

@@ -117,3 +117,81 @@ test('settledAt: a lone change closes its window once no other came for the quie
   p.arrived(1_050);
   t.is(p.settledAt(40, 20, 5), 1_120, 'the least gap (100) after the run at 1,020');
 });
+
+test('settleFor: with an adaptive floor, the settle time is 1.5 times the widest of the last eight gaps, between the floor and the ceiling', (t) => {
+  const fixed = new BurstPacer(100, 400);
+  const adaptive = new BurstPacer(100, 400, 15);
+  for (let now = 1_000; now <= 1_070; now += 10) {
+    fixed.arrived(now);
+    adaptive.arrived(now);
+  }
+  t.is(adaptive.settleFor(40), 40, 'seven gaps: too few to tell a pace by');
+  fixed.arrived(1_080);
+  adaptive.arrived(1_080);
+  t.is(fixed.settleFor(40), 40, 'no floor: always the ceiling');
+  t.is(adaptive.settleFor(40), 15, 'eight gaps of 10 ms: 15 ms');
+  adaptive.arrived(1_096);
+  t.is(adaptive.settleFor(40), 24, 'a gap of 16 ms among them: 24 ms');
+  for (let now = 1_106; now <= 1_166; now += 10) adaptive.arrived(now);
+  t.is(adaptive.settleFor(40), 24, 'still among the last eight');
+  adaptive.arrived(1_176);
+  t.is(adaptive.settleFor(40), 15, 'gone from the last eight');
+  for (let now = 1_206; now <= 1_446; now += 30) adaptive.arrived(now);
+  t.is(adaptive.settleFor(40), 40, 'gaps of 30 ms: 45, held to the ceiling');
+  for (let now = 1_447; now <= 1_454; now++) adaptive.arrived(now);
+  t.is(adaptive.settleFor(40), 15, 'gaps of 1 ms: the floor');
+  t.is(adaptive.settleFor(10), 10, 'never over the ceiling, even at the floor');
+});
+
+test('settledAt, adaptive: a fast burst ends once it paused 1.5 times its widest gap, without the least gap after the last run; slower work keeps it', (t) => {
+  // A storm, one change every 10 ms, paced at 400 ms.
+  const p = new BurstPacer(100, 400, 15);
+  let now = 1_000;
+  p.arrived(now);
+  p.take();
+  p.done(now);
+  for (let run = 0; run < 3; run++) {
+    while (now < p.nextAt) p.arrived((now += 10));
+    p.take();
+    p.done(now);
+  }
+  t.is(p.currentGapMs, 400, 'paced as a burst');
+  const lastRun = now;
+  for (let i = 0; i < 3; i++) p.arrived((now += 10));
+  // Its last change 30 ms after the run: out 15 ms later, not at the run + 100 ms.
+  t.is(p.settledAt(40, 20), now + 15);
+  t.true(now + 15 < lastRun + 100);
+  // While it goes on, the run is paced (nothing is due before the next change comes).
+  t.true(p.settledAt(40, 20) > now + 10);
+
+  // The same with the settle time fixed at 40 ms: the least gap after the run holds.
+  const f = new BurstPacer(100, 400);
+  let at = 1_000;
+  f.arrived(at);
+  f.take();
+  f.done(at);
+  for (let run = 0; run < 3; run++) {
+    while (at < f.nextAt) f.arrived((at += 10));
+    f.take();
+    f.done(at);
+  }
+  const fixedRun = at;
+  for (let i = 0; i < 3; i++) f.arrived((at += 10));
+  t.is(f.settledAt(40, 20), fixedRun + 100);
+
+  // Changes 30 ms apart: the settle time is the ceiling, 40 ms; the least gap after a run still holds.
+  const s = new BurstPacer(100, 400, 15);
+  let w = 1_000;
+  s.arrived(w);
+  s.take();
+  s.done(w);
+  for (let run = 0; run < 3; run++) {
+    while (w < s.nextAt) s.arrived((w += 30));
+    s.take();
+    s.done(w);
+  }
+  const slowRun = w;
+  s.arrived(w + 30);
+  t.is(s.settleFor(40), 40);
+  t.is(s.settledAt(40, 20), slowRun + 100);
+});
