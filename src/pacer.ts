@@ -68,10 +68,11 @@ export class BurstPacer {
   }
 
   /** When the work waiting may run if work that stops coming need not wait for `nextAt`: `settleMs`
-   *  (or less, by the burst's pace: `settleFor`) after the newest arrival, but never sooner than `minMs` after the last run, nor than the work's
-   *  window (`leastMs` after the oldest arrival, or `quietMs` after the newest if that is sooner: a
-   *  lone change need not wait out the window); and never later than the paced time (`nextAt`, or the
-   *  window's end if that is later). While work keeps coming (arrivals closer than `settleMs`) that is
+   *  (or less, by the burst's pace: `settleFor`) after the newest arrival, but never sooner than
+   *  `minMs` after the last run (a fast burst's end: its settle time), nor than the work's window
+   *  (`leastMs` after the oldest arrival, or `quietMs` after the newest if that is sooner: a lone change
+   *  need not wait out the window); and never later than the paced time (`nextAt`, or the window's end
+   *  if that is later). While work keeps coming (arrivals closer than `settleMs`) that is
    *  the paced time: a burst is paced as before, only its end goes out early. */
   settledAt(settleMs: number, leastMs = 0, quietMs = leastMs): number {
     const window = windowClosesAt(this.waitingSince, this.lastArrival, leastMs, quietMs);
@@ -79,8 +80,9 @@ export class BurstPacer {
     const settle = this.settleFor(settleMs);
     // The end of a fast burst (its pace, not the ceiling, set the settle time) whose runs the gap had
     // widened need not also wait out the least gap after the run before it: a pause of 1.5 times the
-    // burst's widest recent gap is its end, not jitter, so this adds no run within the burst. Slower
-    // work (a settle time at the ceiling) keeps the least gap: its pauses are too near its pace to tell.
+    // burst's widest recent gap is its end rather than jitter (a pause that long within a burst costs
+    // one run more). Slower work (a settle time at the ceiling) keeps the least gap: its pauses are too
+    // near its pace to tell.
     const fastBurst = this.adaptiveSettleFloorMs !== undefined && settle < settleMs && this.gapMs > this.minMs;
     const afterRun = fastBurst ? settle : this.minMs;
     const settled = Math.max(this.lastArrival + settle, this.lastRunAt + afterRun, window);

@@ -143,55 +143,42 @@ test('settleFor: with an adaptive floor, the settle time is 1.5 times the widest
   t.is(adaptive.settleFor(10), 10, 'never over the ceiling, even at the floor');
 });
 
-test('settledAt, adaptive: a fast burst ends once it paused 1.5 times its widest gap, without the least gap after the last run; slower work keeps it', (t) => {
-  // A storm, one change every 10 ms, paced at 400 ms.
-  const p = new BurstPacer(100, 400, 15);
+/** A burst of one change every `spacingMs` from 1,000, through three runs each at its due time (as
+ *  the relay runs); returns the time of the last run, which is also the last change's. */
+function burstThroughRuns(p: BurstPacer, spacingMs: number): number {
   let now = 1_000;
   p.arrived(now);
   p.take();
   p.done(now);
   for (let run = 0; run < 3; run++) {
-    while (now < p.nextAt) p.arrived((now += 10));
+    while (now < p.nextAt) p.arrived((now += spacingMs));
     p.take();
     p.done(now);
   }
+  return now;
+}
+
+test('settledAt, adaptive: a fast burst ends once it paused 1.5 times its widest gap, without the least gap after the last run; slower work keeps it', (t) => {
+  // A storm, one change every 10 ms, paced at 400 ms.
+  const p = new BurstPacer(100, 400, 15);
+  const lastRun = burstThroughRuns(p, 10);
   t.is(p.currentGapMs, 400, 'paced as a burst');
-  const lastRun = now;
+  let now = lastRun;
   for (let i = 0; i < 3; i++) p.arrived((now += 10));
   // Its last change 30 ms after the run: out 15 ms later, not at the run + 100 ms.
   t.is(p.settledAt(40, 20), now + 15);
   t.true(now + 15 < lastRun + 100);
-  // While it goes on, the run is paced (nothing is due before the next change comes).
-  t.true(p.settledAt(40, 20) > now + 10);
 
   // The same with the settle time fixed at 40 ms: the least gap after the run holds.
   const f = new BurstPacer(100, 400);
-  let at = 1_000;
-  f.arrived(at);
-  f.take();
-  f.done(at);
-  for (let run = 0; run < 3; run++) {
-    while (at < f.nextAt) f.arrived((at += 10));
-    f.take();
-    f.done(at);
-  }
-  const fixedRun = at;
-  for (let i = 0; i < 3; i++) f.arrived((at += 10));
+  const fixedRun = burstThroughRuns(f, 10);
+  for (let i = 1; i <= 3; i++) f.arrived(fixedRun + 10 * i);
   t.is(f.settledAt(40, 20), fixedRun + 100);
 
   // Changes 30 ms apart: the settle time is the ceiling, 40 ms; the least gap after a run still holds.
-  const s = new BurstPacer(100, 400, 15);
-  let w = 1_000;
-  s.arrived(w);
-  s.take();
-  s.done(w);
-  for (let run = 0; run < 3; run++) {
-    while (w < s.nextAt) s.arrived((w += 30));
-    s.take();
-    s.done(w);
-  }
-  const slowRun = w;
-  s.arrived(w + 30);
-  t.is(s.settleFor(40), 40);
-  t.is(s.settledAt(40, 20), slowRun + 100);
+  const s30 = new BurstPacer(100, 400, 15);
+  const slowRun = burstThroughRuns(s30, 30);
+  s30.arrived(slowRun + 30);
+  t.is(s30.settleFor(40), 40);
+  t.is(s30.settledAt(40, 20), slowRun + 100);
 });
