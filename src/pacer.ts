@@ -30,6 +30,8 @@ export class BurstPacer {
   private takenInBurst = false;
   /** The gaps between the latest arrivals, oldest first (at most `RECENT_GAPS`). */
   private readonly recentGaps: number[] = [];
+  /** Whether the last run came sooner than `minMs` after the one before it (a fast burst's end). */
+  private lastRunEarly = false;
 
   constructor(
     private readonly minMs: number,
@@ -82,8 +84,9 @@ export class BurstPacer {
     // widened need not also wait out the least gap after the run before it: a pause of 1.5 times the
     // burst's widest recent gap is its end rather than jitter (a pause that long within a burst costs
     // one run more). Slower work (a settle time at the ceiling) keeps the least gap: its pauses are too
-    // near its pace to tell.
-    const fastBurst = this.adaptiveSettleFloorMs !== undefined && settle < settleMs && this.gapMs > this.minMs;
+    // near its pace to tell. And only one run in a row may come early: whatever the pattern of
+    // arrivals, there are never more than two runs within `minMs`.
+    const fastBurst = this.adaptiveSettleFloorMs !== undefined && settle < settleMs && this.gapMs > this.minMs && !this.lastRunEarly;
     const afterRun = fastBurst ? settle : this.minMs;
     const settled = Math.max(this.lastArrival + settle, this.lastRunAt + afterRun, window);
     return Math.min(paced, settled);
@@ -103,6 +106,7 @@ export class BurstPacer {
 
   /** The run that took the work is done (at `at`): the next may start one gap later. */
   done(at: number): void {
+    this.lastRunEarly = this.lastRunAt > 0 && at - this.lastRunAt < this.minMs;
     this.lastRunAt = at;
     this.gapMs = this.takenInBurst ? Math.min(this.gapMs * 2, this.maxMs) : this.minMs;
     this.notBefore = at + this.gapMs;

@@ -168,6 +168,15 @@ test('settledAt, adaptive: a fast burst ends once it paused 1.5 times its widest
   // Its last change 30 ms after the run: out 15 ms later, not at the run + 100 ms.
   t.is(p.settledAt(40, 20), now + 15);
   t.true(now + 15 < lastRun + 100);
+  // Only once in a row: should the burst go on in spurts, each ending in such a pause, the run after
+  // an early one keeps the least gap, so there are never more than two runs within 100 ms.
+  const earlyRun = now + 15;
+  p.take();
+  p.done(earlyRun);
+  now = earlyRun;
+  for (let i = 0; i < 9; i++) p.arrived((now += 1));
+  t.is(p.settleFor(40), 15);
+  t.is(p.settledAt(40, 20), earlyRun + 100);
 
   // The same with the settle time fixed at 40 ms: the least gap after the run holds.
   const f = new BurstPacer(100, 400);
