@@ -69,6 +69,10 @@ export class OutboxRelay {
   private takeAll = true;
   /** Keys (JSON) of the entries the drain under way took: it may have published them already. */
   private taken = new Set<string>();
+  /** Entries another controller process wrote and left this long are taken as orphaned. */
+  private get orphanAfterMs(): number {
+    return this.opts.orphanAfterMs ?? 10_000;
+  }
 
   constructor(
     private readonly store: ControllerStore,
@@ -76,8 +80,7 @@ export class OutboxRelay {
     private readonly opts: RelayOptions,
   ) {
     this.pacer = new BurstPacer(opts.minIntervalMs ?? 100, opts.maxIntervalMs ?? 400, opts.settleFloorMs ?? 15);
-    const orphanAfter = opts.orphanAfterMs ?? 10_000;
-    this.sweep = setInterval(() => this.kick(), orphanAfter);
+    this.sweep = setInterval(() => this.kick(), this.orphanAfterMs);
     this.sweep.unref();
     if (opts.isLeader && store.onOutboxWrite) {
       store.onOutboxWrite(() => {
@@ -169,13 +172,14 @@ export class OutboxRelay {
     const now = Date.now();
     this.pacer.take();
     this.pacer.done(now);
-    const orphanAfter = this.opts.orphanAfterMs ?? 10_000;
     const takeAll = this.takeAll || !!leader;
     // In the order they were committed (the store's outbox order), which keeps each group's revisions
     // rising on the wire whoever wrote them.
     const all = leader && this.opts.fencedOutbox ? await this.opts.fencedOutbox() : this.store.outbox();
     if (all === null) return;
-    const entries = all.filter((e: OutboxEntry) => takeAll || e.owner === this.store.owner || now - e.at >= orphanAfter);
+    // This controller's own entries, and those their writer left long enough to be taken as orphaned.
+    const ours = (e: OutboxEntry) => e.owner === this.store.owner || now - e.at >= this.orphanAfterMs;
+    const entries = all.filter((e) => takeAll || ours(e));
     if (entries.length === 0) {
       this.takeAll = false;
       return;
@@ -200,9 +204,7 @@ export class OutboxRelay {
       // still sends them itself: they stay in the outbox for it (or until they are orphaned). The peer
       // may have answered a sync with its members as they were before them (`laterMemberChanges`),
       // counting on its own later drain to send them after the asker's binding.
-      await this.store.ackOutbox(
-        entries.filter((e) => leader || e.owner === this.store.owner || now - e.at >= orphanAfter).map((e) => e.key),
-      );
+      await this.store.ackOutbox(entries.filter((e) => leader || ours(e)).map((e) => e.key));
     } finally {
       // Acknowledged (gone from the outbox), or left for the next drain to send again.
       this.taken = new Set();
