@@ -25,7 +25,13 @@
 // is taken: a storm of the same stream with one real agent (the other 19 hosts' ports are in the store
 // but their agents do not run), so that agent's latency is its own work's and not 20 agents' queueing
 // for this machine's two cores at the same moment; the p99 over the 20 agents is printed beside it.
-// Knobs: OVN_BENCH_PORTS (default "500,2000"), STORM_PACE_MS; OVN_BENCH_ONLY=ovn skips ours.
+// The CPU of that one real agent is printed too (`peer.ovn.storm.cpu.alone`): it is what compares
+// with OVN's one real chassis, measured alone in the same way; the median over the 20 agents, which
+// share the two cores and pay for it, stays the first line. Both are judged against the target. One
+// real agent's storm is one sample, so that run is repeated (OVN_BENCH_ALONE_RUNS, default 3) and
+// its median CPU and median latency are taken.
+// Knobs: OVN_BENCH_PORTS (default "500,2000"), OVN_BENCH_ALONE_RUNS, STORM_PACE_MS; OVN_BENCH_ONLY=ovn
+// skips ours.
 import { randomUUID } from 'node:crypto';
 import { benchBroker } from './broker.js';
 import { ensureOvnInstalled, OvnLab } from './ovn-lab.js';
@@ -49,6 +55,8 @@ import {
 } from './storm-run.js';
 
 const SIZES = (process.env.OVN_BENCH_PORTS ?? '500,2000').split(',').map(Number);
+/** Storms with one real agent, per size and dataplane: its CPU and latency are their medians. */
+const ALONE_RUNS = Number(process.env.OVN_BENCH_ALONE_RUNS ?? 3);
 const NB = 'OVN_Northbound';
 const SB = 'OVN_Southbound';
 const NETWORK = 'neutron-5f0c2d4e-7d1a-4c55-9a51-0d6f3c1e7a01';
@@ -383,12 +391,18 @@ const ms = (n: number) => `${(n * 1000).toFixed(2)}ms`;
   ensureOvnInstalled();
   /** Per dataplane, the CPU ratio at the first (smallest) size: the larger sizes' must exceed it. */
   const firstRatio = new Map<string, number>();
+  /** The same for one real agent's CPU. */
+  const firstAlone = new Map<string, number>();
   for (const n of SIZES) {
-    const mine: [string, Run, Run][] = [];
+    const mine: [string, Run, Run[]][] = [];
     if (process.env.OVN_BENCH_ONLY !== 'ovn') {
       await benchBroker();
-      for (const dp of ['iptables', 'nftables'] as const)
-        mine.push([dp, await ours(dp, n, { deleteOne: true }), await ours(dp, n, { realAgents: 1 })]);
+      for (const dp of ['iptables', 'nftables'] as const) {
+        const all = await ours(dp, n, { deleteOne: true });
+        const alone: Run[] = [];
+        for (let i = 0; i < ALONE_RUNS; i++) alone.push(await ours(dp, n, { realAgents: 1 }));
+        mine.push([dp, all, alone]);
+      }
     }
     const o = await ovnStorm(n);
     const detail = {
@@ -423,13 +437,25 @@ const ms = (n: number) => `${(n * 1000).toFixed(2)}ms`;
         sec,
         ` ${tag} target>=20x${first === undefined ? '' : ` and >${first.toFixed(1)}x (at ${SIZES[0]})`} ${cpuTarget ? 'met' : 'MISSED'}`,
       );
-      const lag = alone.lag[0]!;
+      const aloneCpu = median(alone.map((a) => a.cpu[0]!));
+      const aloneRatio = o.hostCpu / aloneCpu;
+      const aloneTarget = first === undefined ? aloneRatio >= 20 : aloneRatio >= 20 && aloneRatio > firstAlone.get(dp)!;
+      if (first === undefined) firstAlone.set(dp, aloneRatio);
+      line(
+        'peer.ovn.storm.cpu.alone',
+        aloneCpu,
+        o.hostCpu,
+        sec,
+        ` ${tag} (one real agent, as OVN's one real chassis; median of ${alone.length} storms) target>=20x` +
+          `${first === undefined ? '' : ` and >${firstAlone.get(dp)!.toFixed(1)}x (at ${SIZES[0]})`} ${aloneTarget ? 'met' : 'MISSED'}`,
+      );
+      const lag = median(alone.map((a) => a.lag[0]!));
       line(
         'peer.ovn.storm.p99',
         lag,
         o.lag,
         sec,
-        ` ${tag} (one real agent, as OVN's one real chassis) target<=ovn ${lag <= o.lag ? 'met' : 'MISSED'}`,
+        ` ${tag} (one real agent, as OVN's one real chassis; median of ${alone.length} storms) target<=ovn ${lag <= o.lag ? 'met' : 'MISSED'}`,
       );
       line(
         'peer.ovn.storm.p99.all_agents',
