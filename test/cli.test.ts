@@ -101,6 +101,12 @@ test('sg-agent run: no trusted keys, a bad log level or prefix, a namespace that
     cli('sg-agent', ['run'], { ...env, SG_DATAPLAN: 'nftables' }),
     /unknown environment variable SG_DATAPLAN \(did you mean SG_DATAPLANE\?\)/,
   );
+  // The broker's URL is read beside the settings' table: its misspelling is caught all the same.
+  oneLine(
+    t,
+    cli('sg-agent', ['run'], { ...env, SG_AMQP_URLS: 'amqp://elsewhere' }),
+    /unknown environment variable SG_AMQP_URLS \(did you mean SG_AMQP_URL\?\)/,
+  );
   oneLine(
     t,
     cli('sg-agent', ['run'], env),
@@ -306,6 +312,17 @@ test('configuration is read strictly, the same way for agent and controller (uni
   });
   t.throws(controller(cbase, { SG_AMQP_EXTERNAL_AUTH: 'ja' }), { instanceOf: ConfigError, message: /SG_AMQP_EXTERNAL_AUTH/ });
   t.throws(controller(cbase, { SG_LOG_LEVEL: 'chatty' }), { instanceOf: ConfigError, message: /SG_LOG_LEVEL/ });
+  // Read beside the table (the environment wins over the file): misspellings are caught all the same.
+  for (const [typo, meant] of [
+    ['SG_AMQP_ULR', 'SG_AMQP_URL'],
+    ['SG_HTTP_TOKN', 'SG_HTTP_TOKEN'],
+    ['SG_ETCD_PASSWRD', 'SG_ETCD_PASSWORD'],
+  ])
+    t.throws(controller(cbase, { [typo]: 'x' }), {
+      instanceOf: ConfigError,
+      message: `unknown environment variable ${typo} (did you mean ${meant}?)`,
+    });
+  t.is(controller(cbase, { SG_AMQP_URL: 'amqp://b:5672' })().amqpUrl, 'amqp://b:5672', 'the right name is taken');
   t.is(controller({ ...cbase, dataDir: 'data' })().dataDir, path.join(dir, 'data'), 'relative: beside the file');
   t.is(
     loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: key.privateKeyFile, SG_HTTP_TOKEN: 'x'.repeat(16) }).http.listen,

@@ -3,7 +3,7 @@
 import { BROKER_TLS_SETTINGS, brokerTlsFrom, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import type { DataplaneSetting } from '../firewall/select.js';
 import { validatePrefix } from '../firewall/iptables/names.js';
-import { ConfigError, LOG_LEVELS, oneOf, readSettings, setting, type Section } from '../settings.js';
+import { ConfigError, LOG_LEVELS, oneOf, readFromEnvElsewhere, readSettings, setting, type Section } from '../settings.js';
 
 export interface AgentConfig {
   /** This host's name as the control plane binds ports to it. */
@@ -153,6 +153,8 @@ function checkListen(v: string): string | undefined {
 }
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  // Read here, beside the shape (it may hold a list): the typo check must know it.
+  readFromEnvElsewhere('SG_AMQP_URL');
   const { values: v } = readSettings(SHAPE, file, env);
   // The environment's URL (one or a comma-separated list) wins over the file's, list included.
   const amqpUrls = parseBrokerUrls(env.SG_AMQP_URL ?? v.amqpUrls ?? v.amqpUrl);

@@ -127,8 +127,9 @@ const SHAPE: Section = {
 const DEFAULT_HTTP_LISTEN = '127.0.0.1:9797';
 
 export function loadControllerConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ControllerConfig {
-  // Read by the command (which source) and by Neutron mode, beside this shape.
-  readFromEnvElsewhere('SG_SOURCE', ...NEUTRON_ENV);
+  // Read by the command (which source) and by Neutron mode, beside this shape; and here, where the
+  // environment wins over the file (the broker URL, and secrets that may come from a file instead).
+  readFromEnvElsewhere('SG_SOURCE', ...NEUTRON_ENV, 'SG_AMQP_URL', 'SG_HTTP_TOKEN', 'SG_ETCD_PASSWORD');
   const { values: v } = readSettings(SHAPE, file, env);
   const str = (k: string) => v[k] as string | undefined;
   const tokenFile = str('tokenFile');
