@@ -317,7 +317,7 @@ test('configuration is read strictly, the same way for agent and controller (uni
     ['SG_AMQP_ULR', 'SG_AMQP_URL'],
     ['SG_HTTP_TOKN', 'SG_HTTP_TOKEN'],
     ['SG_ETCD_PASSWRD', 'SG_ETCD_PASSWORD'],
-  ])
+  ] as const)
     t.throws(controller(cbase, { [typo]: 'x' }), {
       instanceOf: ConfigError,
       message: `unknown environment variable ${typo} (did you mean ${meant}?)`,
