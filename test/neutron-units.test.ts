@@ -726,4 +726,14 @@ test('config: Neutron mode from the environment', (t) => {
   t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n' }), { instanceOf: ConfigError, message: /TRANSPORT_URL/ });
   t.deepEqual(brokerUrls('rabbit://u:p@r1:5672,u:p@r2:5672/neutron?ssl=0'), ['amqp://u:p@r1:5672/neutron', 'amqp://u:p@r2:5672/neutron']);
   t.deepEqual(brokerUrls('rabbit://guest:guest@127.0.0.1:5672/'), ['amqp://guest:guest@127.0.0.1:5672/']);
+  // oslo.messaging's TLS switch is not read: refused at start-up, not dropped (which would go without TLS).
+  t.deepEqual(brokerUrls('amqps://u:p@r1:5671/'), ['amqps://u:p@r1:5671/']);
+  t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n', SG_NEUTRON_TRANSPORT_URL: 'rabbit://u:p@r1:5671/?ssl=1' }), {
+    instanceOf: ConfigError,
+    message: "SG_NEUTRON_TRANSPORT_URL: ?ssl=1 (oslo.messaging's TLS option) is not read: write the URL as amqps://",
+  });
+  t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n', SG_NEUTRON_TRANSPORT_URL: 'http://r1/' }), {
+    instanceOf: ConfigError,
+    message: /SG_NEUTRON_TRANSPORT_URL: the Neutron broker URL must be/,
+  });
 });

@@ -3,6 +3,7 @@
 import type { NeutronAuth } from './api.js';
 import type { NeutronSourceOptions } from './source.js';
 import { NEUTRON_DEVICE_NAMING } from './translate.js';
+import { brokerUrls } from './listener.js';
 import { ConfigError } from '../settings.js';
 
 export { ConfigError };
@@ -60,6 +61,11 @@ export function neutronSourceOptions(env: NodeJS.ProcessEnv = process.env): Neut
   const brokerUrl = env.SG_NEUTRON_TRANSPORT_URL;
   if (!brokerUrl)
     throw new ConfigError("SG_NEUTRON_TRANSPORT_URL (Neutron's transport_url, for a broker user of sg-controller) is required");
+  try {
+    brokerUrls(brokerUrl);
+  } catch (e) {
+    throw new ConfigError(`SG_NEUTRON_TRANSPORT_URL: ${(e as Error).message}`);
+  }
   const prefix = env.SG_NEUTRON_DEVICE_PREFIX ?? NEUTRON_DEVICE_NAMING.prefix;
   if (!/^[A-Za-z][A-Za-z0-9_.-]{0,9}$/.test(prefix))
     throw new ConfigError('SG_NEUTRON_DEVICE_PREFIX must be 1-10 characters of an interface name');

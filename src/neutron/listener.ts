@@ -28,8 +28,12 @@ export function brokerUrls(transportUrl: string): string[] {
   if (!m) throw new Error('the Neutron broker URL must be rabbit://, amqp:// or amqps://');
   const scheme = m[1] === 'amqps' ? 'amqps' : 'amqp';
   const path = m[3] ?? '/';
-  // oslo.messaging's query options (?ssl=1 ...) are its own; a vhost is the path without them.
-  const vhost = path.split('?')[0]!;
+  // oslo.messaging's query options (?ssl=1 ...) are its own; a vhost is the path without them. One
+  // asking for TLS is refused rather than dropped: the connection would go without it.
+  const [vhost, query] = path.split('?') as [string, string | undefined];
+  const ssl = new URLSearchParams(query ?? '').get('ssl');
+  if (ssl !== null && /^(1|true|yes|on)$/i.test(ssl))
+    throw new Error(`?ssl=${ssl} (oslo.messaging's TLS option) is not read: write the URL as amqps://`);
   return m[2]!.split(',').map((hostPart) => `${scheme}://${hostPart}${vhost}`);
 }
 
