@@ -143,8 +143,10 @@ impl NativeNftables {
     /// Listens for changes others make to our tables and repairs them at once; `onEvent` receives
     /// each repair (or failure) as JSON text. Does not keep the process alive.
     #[napi(ts_args_type = "onEvent: (event: string) => void")]
-    pub fn watch(&self, on_event: EventCallback) -> Result<()> {
-        let mut slot = self.watch.lock().map_err(|_| Error::from_reason("watch poisoned"))?;
+    pub fn watch(&self, env: Env, on_event: EventCallback) -> Result<()> {
+        // Synchronous: its errors become coded JS errors here, as the tasks' do in `reject`.
+        let coded = |e: SysError| Coded::from(e).into_js(&env);
+        let mut slot = self.watch.lock().map_err(|_| coded(SysError::new(SysCode::NftablesFailed, "the watch's lock is poisoned")))?;
         if slot.is_some() {
             return Ok(());
         }
@@ -155,7 +157,7 @@ impl NativeNftables {
             };
             on_event.call(text, ThreadsafeFunctionCallMode::NonBlocking);
         })
-        .map_err(|e| Error::from_reason(e.to_string()))?;
+        .map_err(coded)?;
         *slot = Some(w);
         Ok(())
     }
@@ -190,12 +192,15 @@ pub fn nftables_probe(netns: Option<String>) -> AsyncTask<Work<String, String>> 
 /// boundary as it is), and read from the JS objects themselves (napi's per-property conversion):
 /// how many were read.
 #[napi]
-pub fn nftables_decode_json(ops: String) -> Result<u32> {
-    serde_json::from_str::<Vec<Op>>(&ops).map(|v| v.len() as u32).map_err(|e| Error::from_reason(e.to_string()))
+pub fn nftables_decode_json(env: Env, ops: String) -> Result<u32> {
+    serde_json::from_str::<Vec<Op>>(&ops)
+        .map(|v| v.len() as u32)
+        .map_err(|e| Coded::from(SysError::new(SysCode::InvalidArgument, e.to_string())).into_js(&env))
 }
 
 #[napi]
 pub fn nftables_decode_objects(env: Env, ops: Unknown) -> Result<u32> {
-    let v: Vec<Op> = env.from_js_value(ops)?;
+    let v: Vec<Op> =
+        env.from_js_value(ops).map_err(|e| Coded::from(SysError::new(SysCode::InvalidArgument, e.to_string())).into_js(&env))?;
     Ok(v.len() as u32)
 }

@@ -102,13 +102,17 @@ export class NftClient {
 
   /** Repairs foreign changes to our tables as the kernel announces them; `onEvent` hears of each. */
   watch(onEvent: (e: WatchEvent) => void): void {
-    this.h.watch((text: string) => {
-      try {
-        onEvent(JSON.parse(text) as WatchEvent);
-      } catch {
-        // An event we cannot read changes nothing; the periodic check still runs.
-      }
-    });
+    try {
+      this.h.watch((text: string) => {
+        try {
+          onEvent(JSON.parse(text) as WatchEvent);
+        } catch {
+          // An event we cannot read changes nothing; the periodic check still runs.
+        }
+      });
+    } catch (e) {
+      throw fromNative(e);
+    }
   }
 
   async close(): Promise<void> {
