@@ -388,8 +388,9 @@ async function assertNoDrift(t: import('ava').ExecutionContext): Promise<void> {
       .filter((l) => l.startsWith('add '))
       .map((l) => l.split(' ')[2])
       .sort();
-  // The agent holds the revision at once; the kernel follows within one coalesced apply.
-  await waitFor('kernel set equals the controller', () => JSON.stringify(kernel()) === JSON.stringify(want), 5_000).catch(() => undefined);
+  // The agent holds the revision at once; the kernel follows within one coalesced apply (the deadline is
+  // for a loaded machine: restarts and a broker restart come just before).
+  await waitFor('kernel set equals the controller', () => JSON.stringify(kernel()) === JSON.stringify(want), 60_000).catch(() => undefined);
   t.deepEqual(kernel(), want, 'kernel set equals the controller');
 }
 

@@ -6,6 +6,7 @@ import { FirewallEngine } from '../src/firewall/engine.js';
 import { MemoryDataplane } from '../src/firewall/memory.js';
 import { setKey } from '../src/firewall/dataplane.js';
 import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
+import { waitFor } from './helpers/wait.js';
 
 /** An engine over memory, closed when the test ends: a retry it scheduled must not outlive the test
  *  (a quarantined port's retry re-arms a 10-minute structural interval and would hold the worker). */
@@ -237,7 +238,7 @@ test('fault isolation: a set the dataplane refuses holds back only the rules nam
   // The kernel accepts them again: the retries bring both in on their own timers.
   dp.failSets.clear();
   dp.failPorts.clear();
-  for (let i = 0; i < 100 && fw.status().quarantined.length; i++) await new Promise((r) => setTimeout(r, 50));
+  await waitFor('the retries bring both in', () => fw.status().quarantined.length === 0, 60_000);
   await fw.settled();
   t.deepEqual(fw.status().quarantined, []);
   t.deepEqual(members(dp, 'bad'), ['10.0.0.1']);

@@ -88,6 +88,8 @@ const BAD = [
   '010.0.0.1',
 ];
 const NAMES = ['a', 'b', 'c', 'd'];
+/** Steps every run makes, however slow the machine. */
+const MIN_STEPS = 50;
 const BAD_NAMES = ['bad name', 'x.t', ''];
 
 kernelTest('random operation sequences leave the kernel as the model says, failures leaving it as it was', async (t) => {
@@ -192,7 +194,8 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
 
   const tally = new Map<string, number>();
   let steps = 0;
-  for (; steps < maxSteps && Date.now() < deadline; steps++) {
+  // The time bound keeps a slow machine's run short; at least MIN_STEPS run whatever the time.
+  for (; steps < maxSteps && (Date.now() < deadline || steps < MIN_STEPS); steps++) {
     const op = pick([
       'sync',
       'sync',
@@ -476,5 +479,5 @@ kernelTest('random operation sequences leave the kernel as the model says, failu
       .map(([k, n]) => `${k} ${n}`)
       .join(', ')}`,
   );
-  t.true(steps >= Math.min(maxSteps, 50), `only ${steps} steps ran (seed ${seed})`);
+  t.true(steps >= Math.min(maxSteps, MIN_STEPS), `only ${steps} steps ran (seed ${seed})`);
 });

@@ -12,6 +12,10 @@ import net from 'node:net';
 const handedOut = new Set<number>();
 /** Lowest port we pick from: above the usual registered services, below the ephemeral range. */
 const LOWEST = 20_000;
+/** Not picked: RabbitMQ nodes take their distribution port at their AMQP port + 20,000, a port
+ *  free now but bound when such a node starts (the machine's own node at 25672; the tests'
+ *  three-node cluster, test/helpers/cluster.ts, at 25701–25703). */
+const RABBIT_DISTRIBUTION = { from: 25_000, to: 25_999 };
 
 function ephemeralLow(): number {
   try {
@@ -46,7 +50,7 @@ export async function freePort(): Promise<number> {
   if (high - LOWEST < 1_000) return kernelChosenPort();
   for (let attempt = 0; attempt < 200; attempt++) {
     const p = LOWEST + Math.floor(Math.random() * (high - LOWEST + 1));
-    if (handedOut.has(p)) continue;
+    if (handedOut.has(p) || (p >= RABBIT_DISTRIBUTION.from && p <= RABBIT_DISTRIBUTION.to)) continue;
     if (await bindsOn(p)) {
       handedOut.add(p);
       return p;
