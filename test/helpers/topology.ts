@@ -4,6 +4,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { Netns } from './netns.js';
 
+/** A long connection's probe with no echo for this long is silent: the connection is taken as cut.
+ *  Generous for a loaded machine (a live connection read as cut would fail a test that expects it
+ *  alive); what it costs is this much per probe of a cut connection. */
+const SILENT_AFTER_MS = 5_000;
+
 export interface Vm {
   name: string;
   ns: Netns;
@@ -131,14 +136,21 @@ export class Topology {
     return from.ns.run(process.execPath, ['-e', code]).status === 0;
   }
 
-  /** Opens a TCP connection from `from` and keeps it open; `alive()` says whether it still carries data. */
+  /** Opens a TCP connection from `from` to an echo server (`serve`) and keeps it open; `alive()` says
+   *  whether it still carries data. Each probe is numbered and answered only by its own echo (the
+   *  bytes received reaching what was sent with it): a late echo of an earlier, silent probe is
+   *  never taken for a later one's. */
   async longConnection(from: Vm, ip: string, port: number, source?: string): Promise<{ alive: () => Promise<boolean>; close: () => void }> {
     const code = `const s = require('net').connect({ host: '${ip}', port: ${port}${source ? `, localAddress: '${source}'` : ''} });
       s.on('connect', () => process.stdout.write('up\\n'));
       s.on('error', () => { process.stdout.write('dead\\n'); });
       s.on('close', () => { process.stdout.write('dead\\n'); });
-      process.stdin.on('data', () => { let got = false; s.write('ping'); s.once('data', () => { got = true; process.stdout.write('pong\\n'); });
-        setTimeout(() => { if (!got) process.stdout.write('silent\\n'); }, 2000); });`;
+      let probes = 0, sent = 0, got = 0; const waiting = [];
+      s.on('data', (b) => { got += b.length;
+        while (waiting.length && got >= waiting[0].need) { const w = waiting.shift(); clearTimeout(w.timer); process.stdout.write('pong ' + w.n + '\\n'); } });
+      process.stdin.on('data', (b) => { for (let i = 0; i < b.length; i++) { const n = ++probes; sent += 4; s.write('ping');
+        const w = { n, need: sent }; waiting.push(w);
+        w.timer = setTimeout(() => { waiting.splice(waiting.indexOf(w), 1); process.stdout.write('silent ' + n + '\\n'); }, ${SILENT_AFTER_MS}); } });`;
     const child = spawn('ip', ['netns', 'exec', from.ns.name, process.execPath, '-e', code], { stdio: ['pipe', 'pipe', 'ignore'] });
     this.servers.push(child);
     child.stdin.on('error', () => undefined);
@@ -165,10 +177,12 @@ export class Topology {
         check();
       });
     if ((await next(['up', 'dead'])) !== 'up') throw new Error('long connection did not come up');
+    let probes = 0;
     return {
       alive: async () => {
+        const n = ++probes;
         child.stdin.write('x');
-        return (await next(['pong', 'silent', 'dead'])) === 'pong';
+        return (await next([`pong ${n}`, `silent ${n}`, 'dead'])) === `pong ${n}`;
       },
       close: () => child.kill(),
     };
