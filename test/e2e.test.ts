@@ -125,6 +125,33 @@ async function inKernel(which: 'a' | 'b', ids: string[], ms = 30_000): Promise<v
   );
 }
 
+/** Waits until host `which` holds what the controller says: each port bound to it at the controller's
+ *  revision with its filter in the kernel, each group whose members it needs at the controller's
+ *  member revision, and no set change waiting. A drop is asserted after this, never waited for: a
+ *  probe that fails for another reason (a slow machine) would end such a wait before the agent had
+ *  done anything. */
+async function hostConverged(which: 'a' | 'b', ms = 60_000): Promise<void> {
+  await waitFor(
+    `host ${which} holds what the controller says`,
+    async () => {
+      const s = (await (await get(`http://${agents[which].metrics}/status`)).json()) as {
+        ports: { id: string; revision: number; inKernel: boolean }[];
+        groups: { id: string; membersNeeded: boolean; membersRevision: number | null }[];
+        sets: { pending?: true }[];
+      };
+      const ports = (await (await call('GET', '/ports')).json()) as { id: string; host: string; revision: number }[];
+      for (const p of ports.filter((x) => x.host === agents[which].host))
+        if (!s.ports.some((x) => x.id === p.id && x.revision === p.revision && x.inKernel)) return false;
+      for (const g of s.groups.filter((x) => x.membersNeeded)) {
+        const ctl = (await (await call('GET', `/groups/${encodeURIComponent(g.id)}`)).json()) as { membersRevision: number };
+        if ((g.membersRevision ?? 0) !== ctl.membersRevision) return false;
+      }
+      return !s.sets.some((x) => x.pending);
+    },
+    ms,
+  );
+}
+
 async function rejected(which: 'a' | 'b'): Promise<number> {
   const text = await (await get(`http://${agents[which].metrics}/metrics`)).text();
   return Number(/^sg_agent_messages_rejected_total (\d+)/m.exec(text)?.[1] ?? NaN);
@@ -361,7 +388,8 @@ kernelTest.serial('an agent killed with SIGKILL restarts and converges on what c
   t.true(topoA.ping(v3!, v2!.ip4));
   await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso')]));
   await startAgent('a');
-  await waitFor('v3 blocked after restart', () => !topoA.ping(v3!, v2!.ip4));
+  await hostConverged('a');
+  t.false(topoA.ping(v3!, v2!.ip4), 'v3 blocked after restart');
   t.true(topoA.ping(v1!, v2!.ip4));
 });
 
@@ -574,7 +602,8 @@ kernelTest.serial('with one of two controllers killed, the other serves the API 
   const [, v2, v3] = topoA.vms;
   await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso')]));
   await startAgent('a');
-  await waitFor('v3 blocked after the restart', () => !topoA.ping(v3!, v2!.ip4));
+  await hostConverged('a');
+  t.false(topoA.ping(v3!, v2!.ip4), 'v3 blocked after the restart');
   await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso'), G('web')]));
   await waitFor('v3 admitted again', () => topoA.ping(v3!, v2!.ip4));
   await assertNoDrift(t);
@@ -676,8 +705,9 @@ kernelTest('rules by protocol, port range, CIDR and remote group, both families,
     Number(/^sg_agent_chain_restores_total (\d+)/m.exec(await (await get(`http://${agents.b.metrics}/metrics`)).text())?.[1] ?? NaN);
   const before = await restores();
   await call('PUT', '/ports/pcli', { ...portBody(cli, agents.b.host, [G('cli-not')]), fixedIps: both(cli) });
-  await waitFor('cli closed out', () => !topoB.tcp(cli, srv.ip4, 8005));
-  await waitFor('and over IPv6', () => !topoB.tcp(cli, srv.ip6, 9000));
+  await hostConverged('b');
+  t.false(topoB.tcp(cli, srv.ip4, 8005), 'cli closed out');
+  t.false(topoB.tcp(cli, srv.ip6, 9000), 'and over IPv6');
   t.true(topoB.udp(other, srv.ip4, 9000), 'the CIDR rule stays');
   t.true((await restores()) - before <= 2, 'the membership change itself rewrote no chain beyond the port update');
 });
@@ -685,7 +715,8 @@ kernelTest('rules by protocol, port range, CIDR and remote group, both families,
 kernelTest('SIGTERM stops the agent with the firewall left in place; sg-agent cleanup removes all it owns', async (t) => {
   const [v1, v2, v3] = topoA.vms;
   await call('PUT', '/ports/p3', portBody(v3!, agents.a.host, [G('iso')]));
-  await waitFor('v3 blocked', () => !topoA.ping(v3!, v2!.ip4));
+  await hostConverged('a');
+  t.false(topoA.ping(v3!, v2!.ip4), 'v3 blocked');
   const ours = () => ({
     chains: topoA.host
       .exec('iptables-save', ['-t', 'filter'])
@@ -718,6 +749,7 @@ kernelTest('SIGTERM stops the agent with the firewall left in place; sg-agent cl
   t.true(topoA.ping(v3!, v2!.ip4), 'unfiltered once cleaned up');
 
   await startAgent('a');
-  await waitFor('filtering again after a restart', () => !topoA.ping(v3!, v2!.ip4));
+  await hostConverged('a');
+  t.false(topoA.ping(v3!, v2!.ip4), 'filtering again after a restart');
   t.true(topoA.ping(v1!, v2!.ip4));
 });
