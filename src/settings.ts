@@ -3,6 +3,7 @@
 // cannot be read or parsed, a key no setting has (with the closest known one), a value of the wrong
 // type (`"coalesceMs": true`, `"host": 42`), a value a setting refuses. A typo is never a default.
 import fs from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 
 /** A fault of the operator's configuration or of what it names (a file, a port, a namespace): its
@@ -19,8 +20,10 @@ type Kind =
   | 'string'
   /** A file path: relative in the file means beside the file (a systemd credential beside its config). */
   | 'path'
-  /** A non-negative number (milliseconds, mostly). */
+  /** A non-negative number. */
   | 'number'
+  /** A time in whole milliseconds, at most what a Node timer takes (a longer one fires at once). */
+  | 'ms'
   | 'boolean'
   /** A list of strings in the file; comma-separated in the environment. */
   | 'strings'
@@ -122,6 +125,34 @@ export function describeFsError(e: unknown): string {
   return (e as Error).message;
 }
 
+/** A TCP address to listen on, as operators write it: `host:port`, `[IPv6]:port`, or `:port`
+ *  (loopback). Read the same way when the configuration loads, when the listener opens and when a
+ *  command dials it. */
+export interface TcpListen {
+  host: string;
+  port: number;
+}
+
+export function parseTcpListen(v: string): TcpListen | undefined {
+  const i = v.lastIndexOf(':');
+  if (i < 0) return undefined;
+  const [h, p] = [v.slice(0, i), v.slice(i + 1)];
+  if (!/^\d{1,5}$/.test(p) || Number(p) > 65535) return undefined;
+  const port = Number(p);
+  if (h === '') return { host: '127.0.0.1', port };
+  if (h.startsWith('[') && h.endsWith(']')) return isIP(h.slice(1, -1)) === 6 ? { host: h.slice(1, -1), port } : undefined;
+  // A bare IPv6 address (`::1:9464`) is ambiguous: it must be written in brackets.
+  return /^[A-Za-z0-9.-]+$/.test(h) ? { host: h, port } : undefined;
+}
+
+/** What `parseTcpListen` refuses, said once for every listener. */
+export const TCP_LISTEN_FORM = 'host:port, [IPv6]:port or :port';
+
+/** An address as a URL's host and port (IPv6 in brackets). */
+export function urlAuthority(a: TcpListen): string {
+  return `${isIP(a.host) === 6 ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
 /** Why a configured listener could not be opened, as one line naming the setting. */
 export function listenError(settingName: string, address: string, e: unknown): ConfigError {
   const code = (e as NodeJS.ErrnoException).code;
@@ -147,6 +178,11 @@ function readJsonObject(file: string): Record<string, unknown> {
   if (!isObject(v)) throw new ConfigError(`config file ${file}: must hold a JSON object`);
   return v;
 }
+
+/** The longest a Node timer waits (2^31 - 1 ms, about 24.8 days): a longer delay fires after 1 ms,
+ *  so a setting above it would turn an interval into a busy loop. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+const MS = `a whole number of milliseconds (0 to ${MAX_TIMER_MS})`;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -184,6 +220,9 @@ function fromFile(s: Setting, v: unknown, dir: string, where: () => string): unk
     case 'number':
       if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw wrong('a non-negative number');
       return v;
+    case 'ms':
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS) throw wrong(MS);
+      return v;
     case 'boolean':
       if (typeof v !== 'boolean') throw wrong('true or false');
       return v;
@@ -197,11 +236,22 @@ function fromFile(s: Setting, v: unknown, dir: string, where: () => string): unk
 function fromEnv(s: Setting, raw: string): unknown {
   switch (s.kind) {
     case 'string':
-    case 'path':
       return raw;
-    case 'number':
-      if (!/^\d+(\.\d+)?$/.test(raw.trim())) throw new ConfigError(`${s.env} must be a non-negative number, not ${JSON.stringify(raw)}`);
-      return Number(raw);
+    case 'path':
+      // As in the file: an empty path names nothing (it would stand for the working directory).
+      if (raw === '') throw new ConfigError(`${s.env} must be a file path, not ""`);
+      return raw;
+    case 'number': {
+      const n = Number(raw);
+      if (!/^\d+(\.\d+)?$/.test(raw.trim()) || !Number.isFinite(n))
+        throw new ConfigError(`${s.env} must be a non-negative number, not ${JSON.stringify(raw)}`);
+      return n;
+    }
+    case 'ms': {
+      const n = Number(raw);
+      if (!/^\d+$/.test(raw.trim()) || n > MAX_TIMER_MS) throw new ConfigError(`${s.env} must be ${MS}, not ${JSON.stringify(raw)}`);
+      return n;
+    }
     case 'boolean':
       if (/^(1|true|yes)$/i.test(raw)) return true;
       if (/^(0|false|no)?$/i.test(raw)) return false;

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/agent/config.js';
 import { loadControllerConfig } from '../src/controller/config.js';
-import { ConfigError } from '../src/settings.js';
+import { ConfigError, parseTcpListen, urlAuthority } from '../src/settings.js';
 import { testKey, removeKeys } from './helpers/keys.js';
 import { freePort } from './helpers/net.js';
 
@@ -81,7 +81,11 @@ test('sg-agent: a config file missing, unreadable as JSON, with an unknown key o
   const flat = write(dir, 'flat.json', { ...base, prefix: 'sg' });
   oneLine(t, cli('sg-agent', ['run', '--config', flat], env), /unknown key "prefix" \(did you mean "firewall.prefix"\?\)/);
   const coalesce = write(dir, 'coalesce.json', { ...base, firewall: { coalesceMs: true } });
-  oneLine(t, cli('sg-agent', ['run', '--config', coalesce], env), /firewall\.coalesceMs must be a non-negative number, not true/);
+  oneLine(
+    t,
+    cli('sg-agent', ['run', '--config', coalesce], env),
+    /firewall\.coalesceMs must be a whole number of milliseconds \(0 to 2147483647\), not true/,
+  );
   const host = write(dir, 'host.json', { ...base, host: 42 });
   oneLine(t, cli('sg-agent', ['run', '--config', host], env), /host must be a string, not 42/);
 });
@@ -94,7 +98,11 @@ test('sg-agent run: no trusted keys, a bad log level or prefix, a namespace that
   oneLine(t, cli('sg-agent', ['run'], { ...env, SG_TRUSTED_KEYS: '/nonexistent/keys' }), /trustedKeys: \/nonexistent\/keys: no such file/);
   oneLine(t, cli('sg-agent', ['run'], { ...env, SG_LOG_LEVEL: 'verbose' }), /SG_LOG_LEVEL must be .*info.*, not "verbose"/);
   oneLine(t, cli('sg-agent', ['run'], { ...env, SG_PREFIX: 'Neutron-' }), /SG_PREFIX .*prefix must be 1-6/);
-  oneLine(t, cli('sg-agent', ['run'], { ...env, SG_COALESCE_MS: 'soon' }), /SG_COALESCE_MS must be a non-negative number, not "soon"/);
+  oneLine(
+    t,
+    cli('sg-agent', ['run'], { ...env, SG_COALESCE_MS: 'soon' }),
+    /SG_COALESCE_MS must be a whole number of milliseconds \(0 to 2147483647\), not "soon"/,
+  );
   // A misspelt variable would leave the default in force without a word.
   oneLine(
     t,
@@ -247,6 +255,40 @@ test('configuration is read strictly, the same way for agent and controller (uni
     instanceOf: ConfigError,
     message: /SG_AMQP_EXTERNAL_AUTH must be true or false/,
   });
+  // Times: whole milliseconds a Node timer can wait (a longer one fires at once: a busy loop).
+  const ms = /must be a whole number of milliseconds \(0 to 2147483647\)/;
+  t.throws(agent(base, { SG_FULL_SYNC_INTERVAL_MS: '3000000000' }), { instanceOf: ConfigError, message: ms });
+  t.throws(agent(base, { SG_COALESCE_MS: '9'.repeat(400) }), { instanceOf: ConfigError, message: ms });
+  t.throws(agent(base, { SG_COALESCE_MS: '20.5' }), { instanceOf: ConfigError, message: ms });
+  t.throws(agent({ ...base, firewall: { reconcileIntervalMs: 1e10 } }), { instanceOf: ConfigError, message: ms });
+  t.throws(agent({ ...base, syncTimeoutMs: 1500.5 }), { instanceOf: ConfigError, message: ms });
+  t.throws(agent(base, { SG_SYNC_TIMEOUT_MS: '0' }), {
+    instanceOf: ConfigError,
+    message: /SG_SYNC_TIMEOUT_MS must be at least 100, not 0/,
+  });
+  t.throws(agent({ ...base, firewall: { structureIntervalMs: 5000, structureIntervalMaxMs: 10 } }), {
+    instanceOf: ConfigError,
+    message: /firewall\.structureIntervalMaxMs in .* \(10\) is below firewall\.structureIntervalMs in .* \(5000\)/,
+  });
+  t.throws(agent({ host: 'h', amqp: { url: 'amqp://a/', urls: ['amqp://b/'] } }), {
+    instanceOf: ConfigError,
+    message: /amqp\.url in .* and amqp\.urls in .* both name the brokers; keep one/,
+  });
+  t.throws(agent(base, { SG_NETWORK_LOG_FILE: '' }), {
+    instanceOf: ConfigError,
+    message: /SG_NETWORK_LOG_FILE must be a file path, not ""/,
+  });
+  // Listen addresses: read one way when loaded, opened and dialled.
+  for (const listen of ['[::1]:9464', ':9464', '0.0.0.0:9464', 'localhost:1'])
+    t.is(agent(base, { SG_METRICS_LISTEN: listen })().metricsListen, listen);
+  for (const listen of ['::1:9464', '[::1]', 'localhost', 'h:65536', '[10.0.0.1]:1', 'a b:1'])
+    t.throws(agent(base, { SG_METRICS_LISTEN: listen }), {
+      instanceOf: ConfigError,
+      message: /SG_METRICS_LISTEN must be host:port, \[IPv6\]:port or :port/,
+    });
+  t.deepEqual(parseTcpListen('[::1]:9464'), { host: '::1', port: 9464 });
+  t.deepEqual(parseTcpListen(':0'), { host: '127.0.0.1', port: 0 });
+  t.is(urlAuthority({ host: '::1', port: 1 }), '[::1]:1');
   // Every documented key, in the file: accepted. Relative paths are beside the file (a systemd
   // credential beside the config it came with).
   const full = {
@@ -265,7 +307,7 @@ test('configuration is read strictly, the same way for agent and controller (uni
       reconcileIntervalMs: 60000,
     },
     metrics: { listen: '' },
-    syncTimeoutMs: 1,
+    syncTimeoutMs: 100,
     queueExpiresMs: 1,
     fullSyncIntervalMs: 0,
     log: { level: 'debug' },
@@ -312,6 +354,23 @@ test('configuration is read strictly, the same way for agent and controller (uni
   });
   t.throws(controller(cbase, { SG_AMQP_EXTERNAL_AUTH: 'ja' }), { instanceOf: ConfigError, message: /SG_AMQP_EXTERNAL_AUTH/ });
   t.throws(controller(cbase, { SG_LOG_LEVEL: 'chatty' }), { instanceOf: ConfigError, message: /SG_LOG_LEVEL/ });
+  // `unix:` with no path would have been taken for TCP, with no token asked for.
+  t.throws(controller({ ...cbase, http: { listen: 'unix:' } }), {
+    instanceOf: ConfigError,
+    message: /http\.listen unix: names no socket path/,
+  });
+  t.truthy(controller({ ...cbase, http: { listen: 'unix:/run/sg/api.sock' } })());
+  for (const listen of ['127.0.0.1:99999', 'localhost', '::1:9797'])
+    t.throws(controller(cbase, { SG_HTTP_LISTEN: listen, SG_HTTP_TOKEN: 'x'.repeat(16) }), {
+      instanceOf: ConfigError,
+      message: /http\.listen must be host:port, \[IPv6\]:port or :port or unix:\/path/,
+    });
+  t.is(controller(cbase, { SG_HTTP_LISTEN: '[::1]:9797', SG_HTTP_TOKEN: 'x'.repeat(16) })().http.listen, '[::1]:9797');
+  t.throws(controller(cbase, { SG_DATA_DIR: '' }), { instanceOf: ConfigError, message: /SG_DATA_DIR must be a file path, not ""/ });
+  t.throws(controller(cbase, { SG_ETCD_REQUEST_TIMEOUT_MS: '100.5' }), {
+    instanceOf: ConfigError,
+    message: /SG_ETCD_REQUEST_TIMEOUT_MS must be a whole number of milliseconds/,
+  });
   // Read beside the table (the environment wins over the file): misspellings are caught all the same.
   for (const [typo, meant] of [
     ['SG_AMQP_ULR', 'SG_AMQP_URL'],

@@ -726,6 +726,21 @@ test('config: Neutron mode from the environment', (t) => {
   t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n' }), { instanceOf: ConfigError, message: /TRANSPORT_URL/ });
   t.deepEqual(brokerUrls('rabbit://u:p@r1:5672,u:p@r2:5672/neutron?ssl=0'), ['amqp://u:p@r1:5672/neutron', 'amqp://u:p@r2:5672/neutron']);
   t.deepEqual(brokerUrls('rabbit://guest:guest@127.0.0.1:5672/'), ['amqp://guest:guest@127.0.0.1:5672/']);
+  // Numbers as every other setting reads them; the API's URL a URL.
+  for (const [k, v] of [
+    ['SG_NEUTRON_TIMEOUT_MS', '0x2710'],
+    ['SG_NEUTRON_TIMEOUT_MS', '1e4'],
+    ['SG_NEUTRON_RESYNC_INTERVAL_MS', ' '],
+  ] as const)
+    t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n', SG_NEUTRON_TRANSPORT_URL: 'rabbit://r', [k]: v }), {
+      instanceOf: ConfigError,
+      message: new RegExp(`${k} must be a whole number .*, not ${JSON.stringify(JSON.stringify(v)).slice(1, -1)}`),
+    });
+  for (const url of ['neutron:9696', 'not a url', 'ftp://n/'])
+    t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: url, SG_NEUTRON_TRANSPORT_URL: 'rabbit://r' }), {
+      instanceOf: ConfigError,
+      message: /SG_NEUTRON_URL must be an http:\/\/ or https:\/\/ URL/,
+    });
   // oslo.messaging's TLS switch is not read: refused at start-up, not dropped (which would go without TLS).
   t.deepEqual(brokerUrls('amqps://u:p@r1:5671/'), ['amqps://u:p@r1:5671/']);
   t.throws(() => neutronSourceOptions({ SG_NEUTRON_URL: 'http://n', SG_NEUTRON_TRANSPORT_URL: 'rabbit://u:p@r1:5671/?ssl=1' }), {

@@ -6,6 +6,7 @@ import { checkOwnCapabilities } from '../capabilities.js';
 import { cleanupBackend, decide, kernelSupport } from '../firewall/select.js';
 import { option } from '../cli/command-line.js';
 import type { PortCounters } from '../firewall/engine.js';
+import { parseTcpListen, urlAuthority } from '../settings.js';
 
 export async function run(args: string[]): Promise<number> {
   const cfg = loadConfig(option(args, '--config'));
@@ -43,7 +44,9 @@ export async function status(args: string[]): Promise<number> {
     return 1;
   }
   const withCounters = args.includes('--counters');
-  const res = await fetch(`http://${cfg.metricsListen}/status${withCounters ? '?counters' : ''}`).catch(() => undefined);
+  const res = await fetch(`http://${urlAuthority(parseTcpListen(cfg.metricsListen)!)}/status${withCounters ? '?counters' : ''}`).catch(
+    () => undefined,
+  );
   if (!res?.ok) {
     console.error(`sg-agent status: no agent answering on ${cfg.metricsListen}`);
     return 1;

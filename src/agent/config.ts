@@ -3,7 +3,17 @@
 import { BROKER_TLS_SETTINGS, brokerTlsFrom, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import type { DataplaneSetting } from '../firewall/select.js';
 import { validatePrefix } from '../firewall/iptables/names.js';
-import { ConfigError, LOG_LEVELS, oneOf, readFromEnvElsewhere, readSettings, setting, type Section } from '../settings.js';
+import {
+  ConfigError,
+  LOG_LEVELS,
+  oneOf,
+  parseTcpListen,
+  readFromEnvElsewhere,
+  readSettings,
+  setting,
+  TCP_LISTEN_FORM,
+  type Section,
+} from '../settings.js';
 
 export interface AgentConfig {
   /** This host's name as the control plane binds ports to it. */
@@ -78,7 +88,7 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   logLevel: 'info',
 };
 
-const ms = (env: string) => setting('number', { env });
+const ms = (env: string, check?: (v: number) => string | undefined) => setting('ms', { env, ...(check ? { check } : {}) });
 const dataplane = oneOf(['iptables', 'nftables', 'auto'], { env: 'SG_DATAPLANE' });
 
 /** Every key the file may hold, and the variable over each (docs/agent.md lists them). */
@@ -117,7 +127,8 @@ const SHAPE: Section = {
     listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }),
     ruleCounters: setting('boolean', { env: 'SG_METRICS_RULE_COUNTERS', to: 'ruleCounters' }),
   },
-  syncTimeoutMs: ms('SG_SYNC_TIMEOUT_MS'),
+  // A sync request expires in the broker after this: 0 would expire every one at once.
+  syncTimeoutMs: ms('SG_SYNC_TIMEOUT_MS', (v) => (v >= 100 ? undefined : `must be at least 100, not ${v}`)),
   queueExpiresMs: ms('SG_QUEUE_EXPIRES_MS'),
   fullSyncIntervalMs: ms('SG_FULL_SYNC_INTERVAL_MS'),
   log: { level: oneOf(LOG_LEVELS, { env: 'SG_LOG_LEVEL', to: 'logLevel' }) },
@@ -145,17 +156,21 @@ function checked(f: () => unknown): string | undefined {
   }
 }
 
-/** `host:port`, or empty for no listener. */
+/** A TCP address, or empty for no listener. */
 function checkListen(v: string): string | undefined {
-  if (v === '') return undefined;
-  const m = /^(.+):(\d{1,5})$/.exec(v);
-  return m && Number(m[2]) <= 65535 ? undefined : `must be host:port (or empty: no listener), not ${JSON.stringify(v)}`;
+  if (v === '' || parseTcpListen(v)) return undefined;
+  return `must be ${TCP_LISTEN_FORM} (or empty: no listener), not ${JSON.stringify(v)}`;
 }
 
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   // Read here, beside the shape (it may hold a list): the typo check must know it.
   readFromEnvElsewhere('SG_AMQP_URL');
-  const { values: v } = readSettings(SHAPE, file, env);
+  const { values: v, from } = readSettings(SHAPE, file, env);
+  if (v.amqpUrl !== undefined && v.amqpUrls !== undefined)
+    throw new ConfigError(`config: ${from.amqpUrl} and ${from.amqpUrls} both name the brokers; keep one`);
+  const [min, max] = [v.structureIntervalMs as number | undefined, v.structureIntervalMaxMs as number | undefined];
+  if (min !== undefined && max !== undefined && max < min)
+    throw new ConfigError(`config: ${from.structureIntervalMaxMs} (${max}) is below ${from.structureIntervalMs} (${min})`);
   // The environment's URL (one or a comma-separated list) wins over the file's, list included.
   const amqpUrls = parseBrokerUrls(env.SG_AMQP_URL ?? v.amqpUrls ?? v.amqpUrl);
   const cfg = {

@@ -8,7 +8,7 @@ import { option } from '../cli/command-line.js';
 import type { PortRuleMap } from '../firewall/dataplane.js';
 import { describeTag, type Explanation, type ProbePacket } from '../firewall/explain.js';
 import { PortTrace, type TraceStep } from '../firewall/trace.js';
-import { ConfigError } from '../settings.js';
+import { ConfigError, parseTcpListen, urlAuthority } from '../settings.js';
 import { loadConfig, type AgentConfig } from './config.js';
 import { ProbeError, probeQuery, readProbe, traceMatch, type Probe } from './probe.js';
 
@@ -34,7 +34,7 @@ function probeOf(args: string[]): Probe {
 /** A JSON answer of the running agent's listener, or an error naming why not. */
 async function ask<T>(cfg: AgentConfig, path: string): Promise<T> {
   if (!cfg.metricsListen) throw new ConfigError("the agent's listener is off (metricsListen is empty)");
-  const res = await fetch(`http://${cfg.metricsListen}${path}`).catch(() => undefined);
+  const res = await fetch(`http://${urlAuthority(parseTcpListen(cfg.metricsListen)!)}${path}`).catch(() => undefined);
   if (!res) throw new ConfigError(`no agent answering on ${cfg.metricsListen}`);
   const body = (await res.json()) as T & { error?: string };
   if (!res.ok) throw new ConfigError(body.error ?? `the agent answered ${res.status}`);

@@ -3,7 +3,7 @@ import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FirewallEngine } from '../firewall/engine.js';
 import type { NetworkLogStats } from './network-log.js';
-import { listenError } from '../settings.js';
+import { ConfigError, listenError, parseTcpListen, TCP_LISTEN_FORM } from '../settings.js';
 
 /** A request the agent's listener cannot answer as asked (a 400, with its message). */
 export class InputError extends Error {
@@ -172,9 +172,9 @@ export class AgentMetrics {
 
   /** /metrics, and each of `routes` as JSON (its handler gets the query; an InputError is a 400). */
   serve(listen: string, routes: Record<string, (q: URLSearchParams) => unknown>): Promise<http.Server> {
-    const i = listen.lastIndexOf(':');
-    const host = listen.slice(0, i) || '127.0.0.1';
-    const port = Number(listen.slice(i + 1));
+    const at = parseTcpListen(listen);
+    if (!at) throw new ConfigError(`metrics.listen must be ${TCP_LISTEN_FORM}, not ${JSON.stringify(listen)}`);
+    const { host, port } = at;
     const server = http.createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://agent');
       const route = routes[url.pathname];

@@ -65,6 +65,13 @@ async function run(args: string[]): Promise<number> {
     logger: log,
   };
   const source = process.env.SG_SOURCE ?? 'api';
+  if (source !== 'api' && source !== 'neutron') throw new ConfigError('config: SG_SOURCE must be api or neutron');
+  if (source === 'api') {
+    // Neutron's settings without its source would be ignored, and an empty store served.
+    const { NEUTRON_ENV } = await import('../neutron/config.js');
+    const set = NEUTRON_ENV.filter((n) => process.env[n] !== undefined);
+    if (set.length) throw new ConfigError(`config: ${set.join(', ')} set but SG_SOURCE is not neutron`);
+  }
   let stop: () => Promise<void>;
   if (source === 'neutron') {
     const [{ neutronSourceOptions }, { startNeutronMode }] = await Promise.all([
@@ -75,12 +82,10 @@ async function run(args: string[]): Promise<number> {
     const mode = await startNeutronMode({ ...common, source: neutron });
     log.info({ http: mode.controller.httpAddress, source }, 'controller ready');
     stop = () => mode.stop();
-  } else if (source === 'api') {
+  } else {
     const ctl = await Controller.start(common);
     log.info({ http: ctl.httpAddress, source }, 'controller ready');
     stop = () => ctl.stop();
-  } else {
-    throw new ConfigError('config: SG_SOURCE must be api or neutron');
   }
   const onSignal = () => {
     stop()

@@ -10,10 +10,12 @@ import {
   ConfigError,
   LOG_LEVELS,
   oneOf,
+  parseTcpListen,
   readConfiguredFile,
   readFromEnvElsewhere,
   readSettings,
   setting,
+  TCP_LISTEN_FORM,
   type Section,
 } from '../settings.js';
 
@@ -108,7 +110,7 @@ const SHAPE: Section = {
         to: 'etcdLeaseTtlS',
         check: (v: number) => (Number.isInteger(v) && v >= 1 && v <= 60 ? undefined : `must be a whole number of seconds 1-60, not ${v}`),
       }),
-      requestTimeoutMs: setting('number', {
+      requestTimeoutMs: setting('ms', {
         env: 'SG_ETCD_REQUEST_TIMEOUT_MS',
         to: 'etcdRequestTimeoutMs',
         check: (v: number) => (v >= 100 ? undefined : `must be at least 100, not ${v}`),
@@ -256,11 +258,15 @@ function checkControllerConfig(cfg: ControllerConfig): void {
   // What a bearer token may hold on the wire (RFC 6750 allows less; this is what the check accepts).
   if (h.token !== undefined && !/^[\x21-\x7e]+$/.test(h.token))
     throw new ConfigError('config: the API token must be printable ASCII without spaces');
-  if (h.listen.startsWith('unix:')) return;
+  if (h.listen.startsWith('unix:')) {
+    if (h.listen.length === 'unix:'.length) throw new ConfigError('config: http.listen unix: names no socket path (unix:/path)');
+    return;
+  }
+  const at = parseTcpListen(h.listen);
+  if (!at) throw new ConfigError(`config: http.listen must be ${TCP_LISTEN_FORM} or unix:/path, not ${JSON.stringify(h.listen)}`);
   if (!h.token)
     throw new ConfigError('config: an admin API on TCP requires a token (SG_HTTP_TOKEN_FILE or SG_HTTP_TOKEN); or listen on unix:/path');
-  // As the admin API reads it: no host means loopback.
-  const host = h.listen.slice(0, h.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const host = at.host;
   if (!h.tlsCertFile && !isLoopback(host))
     throw new ConfigError(
       `config: the admin API on ${host} (not loopback) requires TLS (http.tls.certFile, http.tls.keyFile): the token would travel in clear`,

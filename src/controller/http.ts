@@ -19,7 +19,7 @@ import { validateGroup, validateId, validatePort, ValidationError } from '../dom
 import type { Controller } from './controller.js';
 import { StoreUnavailableError } from './records.js';
 import { isLoopback } from './config.js';
-import { ConfigError, listenError } from '../settings.js';
+import { ConfigError, listenError, parseTcpListen, TCP_LISTEN_FORM, urlAuthority } from '../settings.js';
 
 const MAX_BODY = 1 << 20;
 
@@ -250,7 +250,9 @@ async function clearStaleSocket(file: string): Promise<void> {
 }
 
 export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promise<AdminApi> {
+  // Any `unix:` address is a socket: one without a path is refused, never taken for TCP.
   const unixPath = o.listen.startsWith('unix:') ? o.listen.slice('unix:'.length) : undefined;
+  if (unixPath === '') throw new ConfigError('http.listen unix: names no socket path (unix:/path)');
   let allowed: Set<string> | undefined;
   const hostAllowed = (h: string | undefined) => !allowed || (h !== undefined && allowed.has(h.toLowerCase()));
   const onRequest = handler(ctl, o, hostAllowed);
@@ -266,7 +268,7 @@ export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promis
   // With no 'timeout' listener, a socket idle this long is destroyed.
   server.setTimeout(IDLE_MS);
   const scheme = o.tls ? 'https' : 'http';
-  if (unixPath) {
+  if (unixPath !== undefined) {
     await clearStaleSocket(unixPath);
     // Created with no access for anyone but the owner, then opened as configured: never wider in between.
     const umask = process.umask(0o177);
@@ -281,15 +283,14 @@ export async function startAdminApi(ctl: Controller, o: AdminApiOptions): Promis
     fs.chmodSync(unixPath, o.socketMode ?? 0o600);
     return { server, url: `unix:${unixPath}` };
   }
-  const i = o.listen.lastIndexOf(':');
-  const host = o.listen.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
-  const port = Number(o.listen.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`http.listen ${o.listen}: not host:port or unix:/path`);
+  const at = parseTcpListen(o.listen);
+  if (!at) throw new ConfigError(`http.listen must be ${TCP_LISTEN_FORM} or unix:/path, not ${JSON.stringify(o.listen)}`);
+  const { host, port } = at;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(listenError('http.listen', o.listen, e)));
     server.listen(port, host, () => resolve());
   });
   const bound = (server.address() as net.AddressInfo).port;
   allowed = allowedHostNames(host, bound, o.allowedHosts ?? []);
-  return { server, url: `${scheme}://${isIP(host) === 6 ? `[${host}]` : host}:${bound}` };
+  return { server, url: `${scheme}://${urlAuthority({ host, port: bound })}` };
 }

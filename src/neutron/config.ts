@@ -22,9 +22,20 @@ export const NEUTRON_ENV = [
 function int(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return dflt;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be an integer ${min}-${max}`);
+  // Digits only, as every other number setting reads them: not `0x10`, `1e4` or a blank (which
+  // Number() takes for 16, 10000 and 0).
+  const n = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= min && n <= max)) throw new ConfigError(`${name} must be a whole number ${min}-${max}, not ${JSON.stringify(raw)}`);
   return n;
+}
+
+function isHttpUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
 }
 
 /** Keystone v3 password auth from the variables the OpenStack clients use (OS_AUTH_URL, ...), or
@@ -58,6 +69,8 @@ export function neutronSourceOptions(env: NodeJS.ProcessEnv = process.env): Neut
   const auth = neutronAuth(env);
   const url = env.SG_NEUTRON_URL;
   if (!url && auth.kind === 'noauth') throw new ConfigError('SG_NEUTRON_URL is required with noauth');
+  if (url !== undefined && !isHttpUrl(url))
+    throw new ConfigError(`SG_NEUTRON_URL must be an http:// or https:// URL, not ${JSON.stringify(url)}`);
   const brokerUrl = env.SG_NEUTRON_TRANSPORT_URL;
   if (!brokerUrl)
     throw new ConfigError("SG_NEUTRON_TRANSPORT_URL (Neutron's transport_url, for a broker user of sg-controller) is required");
