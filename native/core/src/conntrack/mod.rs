@@ -4,7 +4,12 @@
 //!
 //! The kernel can only delete by exact tuple, so we dump the family's table, pick the entries whose
 //! original direction runs between the given address pairs (either way round), and delete each by the
-//! tuple (and zone) it was dumped with, all deletes in one batched send.
+//! tuple (and zone) it was dumped with, all deletes in one batched send. An entry with one of the
+//! namespace's own addresses at an end (`local`) is the host's own connection and is never cut.
+
+mod local;
+
+pub use local::local_addresses;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -17,6 +22,7 @@ use crate::netlink::{request, NfGenMsg, NfnlPayload, NfnlSocket, NFNL_SUBSYS_CTN
 const IPCTNL_MSG_CT_GET: u8 = 1;
 const IPCTNL_MSG_CT_DELETE: u8 = 2;
 const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_ZONE: u16 = 18;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_IP_V4_SRC: u16 = 1;
@@ -138,6 +144,12 @@ fn tuple_addrs(tuple: &[u8]) -> Option<(IpAddr, IpAddr)> {
     Some((src?, dst?))
 }
 
+/// Whether any end of an entry's tuples (original and reply: a NATed connection's reply ends at the
+/// host's address) is one of the namespace's own addresses.
+pub fn touches(own: &[IpAddr], ends: &[(IpAddr, IpAddr)]) -> bool {
+    ends.iter().any(|(a, b)| own.contains(a) || own.contains(b))
+}
+
 /// Whether a connection from `src` to `dst` runs between one of the pairs.
 pub fn matches(pairs: &[Between], src: IpAddr, dst: IpAddr) -> bool {
     pairs.iter().any(|p| (p.a.contains(src) && p.b.contains(dst)) || (p.b.contains(src) && p.a.contains(dst)))
@@ -155,6 +167,8 @@ pub fn delete_between(netns: Option<&Path>, pairs: &[Between]) -> Result<usize, 
         message: format!("ctnetlink: {}", std::io::Error::from_raw_os_error(errno)),
     };
     let mut sock = NfnlSocket::open(netns).map_err(failed)?;
+    // Read before the dump: an address added meanwhile can only be a later connection's.
+    let own = local_addresses(netns).map_err(failed)?;
     let mut deleted = 0;
     for family in [AF_INET, AF_INET6] {
         let wanted: Vec<Between> = pairs.iter().copied().filter(|p| p.a.addr.is_ipv4() == (family == AF_INET)).collect();
@@ -168,6 +182,10 @@ pub fn delete_between(netns: Option<&Path>, pairs: &[Between]) -> Result<usize, 
             let Some(orig) = e.attrs.iter().find(|a| a.kind & !NLA_F_NESTED == CTA_TUPLE_ORIG) else { continue };
             let Some((src, dst)) = tuple_addrs(&orig.value) else { continue };
             if !matches(&wanted, src, dst) {
+                continue;
+            }
+            let reply = e.attrs.iter().find(|a| a.kind & !NLA_F_NESTED == CTA_TUPLE_REPLY).and_then(|r| tuple_addrs(&r.value));
+            if touches(&own, &[(src, dst)]) || reply.is_some_and(|r| touches(&own, &[r])) {
                 continue;
             }
             let mut attrs = vec![orig.clone()];

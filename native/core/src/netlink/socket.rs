@@ -70,12 +70,7 @@ pub struct NfnlSocket {
 impl NfnlSocket {
     /// Opens the socket inside the namespace at `netns` (or the caller's own when `None`).
     pub fn open(netns: Option<&Path>) -> io::Result<Self> {
-        let sock = in_netns(netns, || {
-            let mut s = Socket::new(NETLINK_NETFILTER)?;
-            s.bind_auto()?;
-            s.connect(&SocketAddr::new(0, 0))?;
-            Ok(s)
-        })?;
+        let sock = open_connected(NETLINK_NETFILTER, netns)?;
         let sndbuf = set_buffer(&sock, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SNDBUF_BYTES)?;
         set_buffer(&sock, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, RCVBUF_BYTES)?;
         set_recv_timeout(&sock, RECV_TIMEOUT_SECS)?;
@@ -394,7 +389,18 @@ fn set_buffer(sock: &Socket, force: libc::c_int, plain: libc::c_int, bytes: usiz
     Ok(got.max(0) as usize)
 }
 
-fn set_recv_timeout(sock: &Socket, secs: i64) -> io::Result<()> {
+/// A netlink socket of `protocol`, made inside the namespace at `netns` (it stays bound to that
+/// namespace), talking to the kernel.
+pub(crate) fn open_connected(protocol: isize, netns: Option<&Path>) -> io::Result<Socket> {
+    in_netns(netns, move || {
+        let mut s = Socket::new(protocol)?;
+        s.bind_auto()?;
+        s.connect(&SocketAddr::new(0, 0))?;
+        Ok(s)
+    })
+}
+
+pub(crate) fn set_recv_timeout(sock: &Socket, secs: i64) -> io::Result<()> {
     let tv = libc::timeval { tv_sec: secs, tv_usec: 0 };
     // SAFETY: setsockopt with a timeval we own.
     let rc = unsafe {

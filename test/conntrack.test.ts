@@ -1,0 +1,70 @@
+// Cutting connections through the addon's ctnetlink client, in a throwaway namespace whose table is
+// filled with `conntrack -I` (the tool as an oracle only): what runs between the pairs goes, and an
+// entry with one of the namespace's own addresses at an end (either direction, a NATed reply too) is
+// the host's own connection and stays, whatever address a tenant gave a port.
+import test from 'ava';
+import { deleteConntrackBetween } from '../src/addon/conntrack.js';
+import { kernelTest } from './helpers/gate.js';
+import { Netns } from './helpers/netns.js';
+
+function entry(ns: Netns, src: string, dst: string, sport: number, reply?: { src: string; dst: string }): void {
+  const r = ns.run('conntrack', [
+    '-I',
+    '-p',
+    'tcp',
+    '-s',
+    src,
+    '-d',
+    dst,
+    '--sport',
+    String(sport),
+    '--dport',
+    '80',
+    ...(reply ? ['--reply-src', reply.src, '--reply-dst', reply.dst, '--reply-port-src', '80', '--reply-port-dst', String(sport)] : []),
+    '--state',
+    'ESTABLISHED',
+    '-u',
+    'ASSURED',
+    '-t',
+    '300',
+  ]);
+  if (r.status !== 0) throw new Error(`conntrack -I ${src} ${dst}: ${r.stderr}`);
+}
+
+/** The table's entries as `src>dst` of their original direction. */
+function entries(ns: Netns): string[] {
+  return ns
+    .run('conntrack', ['-L'])
+    .stdout.split('\n')
+    .map((l) => /src=(\S+) dst=(\S+)/.exec(l))
+    .filter((m) => m !== null)
+    .map((m) => `${m[1]}>${m[2]}`)
+    .sort();
+}
+
+kernelTest("a cut takes what runs between the pairs and never the namespace's own connections", async (t) => {
+  const ns = Netns.create('sgct');
+  t.teardown(() => ns.destroy());
+  ns.exec('ip', ['addr', 'add', '10.77.0.1/32', 'dev', 'lo']);
+  ns.exec('ip', ['addr', 'add', 'fd77::1/128', 'dev', 'lo']);
+  entry(ns, '10.66.0.5', '10.88.0.2', 1001); // a port's connection
+  entry(ns, '10.77.0.1', '10.88.0.2', 1000); // the host's own, from its address
+  entry(ns, '10.88.0.4', '10.77.0.1', 1003); // to the host's address (a VM's too: not cut either)
+  entry(ns, '10.66.0.6', '10.88.0.3', 1002, { src: '10.88.0.3', dst: '10.77.0.1' }); // NATed to the host's address
+  entry(ns, 'fd66::5', 'fd88::2', 1004);
+  entry(ns, 'fd77::1', 'fd88::2', 1005);
+  // A tenant's allowed pair as wide as /8 (or the host's own address) removed: cut everything in it.
+  const cut = await deleteConntrackBetween(
+    [
+      { a: '10.0.0.0/8', b: '0.0.0.0/0' },
+      { a: 'fd00::/8', b: '::/0' },
+    ],
+    ns.path,
+  );
+  t.is(cut, 2, 'the two ports’ connections');
+  t.deepEqual(entries(ns), ['10.66.0.6>10.88.0.3', '10.77.0.1>10.88.0.2', '10.88.0.4>10.77.0.1', 'fd77::1>fd88::2']);
+});
+
+test('no pairs: nothing read, nothing cut (unit)', async (t) => {
+  t.is(await deleteConntrackBetween([], '/var/run/netns/sg-no-such-namespace'), 0);
+});
