@@ -387,3 +387,50 @@ fn a_quick_reconcile_after_our_own_commits_reads_nothing_but_one_after_a_foreign
     assert!(r.checked && r.sets_repaired == 1, "{r:?}");
     assert_agree(&c, "after the foreign change was found");
 }
+
+#[test]
+fn a_batch_of_unknown_outcome_never_removes_a_table_it_did_not_know_was_there() {
+    // A previous run's table, with another program's chain in it, and a client that knows nothing of
+    // it (a new run): its first batch "makes" the table, and that batch's outcome is not known.
+    let mut c = started();
+    let key = (NFPROTO_INET, T.to_string());
+    c.kernel_mut().foreign(|t| {
+        let table = t.get_mut(&key).unwrap();
+        let chain = table.chains["port-a"].clone();
+        table.chains.insert("fw-x".into(), chain);
+    });
+    c.forget(Family::Inet, T);
+    let before = c.kernel().tables.clone();
+    c.kernel_mut().inject(Fault::SendFails);
+    assert!(c.transact(&base_ops()).is_err());
+    assert_eq!(c.kernel().tables, before, "the table, still filtering, and the other program's chain stay");
+}
+
+#[test]
+fn a_table_changed_in_shape_is_not_rebuilt_while_another_program_s_objects_are_in_it() {
+    let mut c = started();
+    let key = (NFPROTO_INET, T.to_string());
+    c.kernel_mut().foreign(|t| {
+        let table = t.get_mut(&key).unwrap();
+        let chain = table.chains["port-a"].clone();
+        table.chains.insert("fw-x".into(), chain);
+        // Our base chain made a regular one: repairing it means rebuilding the table.
+        table.chains.get_mut("fwd").unwrap().hook = None;
+    });
+    // A full compare, and a repair of what a notification named (the watch's): the same answer.
+    let named = Scope { chains: Some([(Family::Inet, T.to_string(), "fwd".to_string())].into_iter().collect()), ..Scope::default() };
+    for scope in [Scope::default(), named] {
+        let r = c.reconcile(&scope).unwrap();
+        assert_eq!(r.tables_rebuilt, 0, "{r:?}");
+        assert_eq!(r.failures.iter().map(|f| f.code).collect::<Vec<_>>(), ["FOREIGN"], "{r:?}");
+        assert!(r.unknown.iter().any(|u| u.name == "fw-x"), "{r:?}");
+        assert!(c.kernel().tables[&key].chains.contains_key("fw-x"), "the other program's chain stays");
+    }
+    // Once it is gone, the table is rebuilt as the mirror says.
+    c.kernel_mut().foreign(|t| {
+        t.get_mut(&key).unwrap().chains.remove("fw-x");
+    });
+    let r = c.reconcile(&Scope::default()).unwrap();
+    assert_eq!(r.tables_rebuilt, 1, "{r:?}");
+    assert_agree(&c, "after the rebuild");
+}

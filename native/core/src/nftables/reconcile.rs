@@ -88,8 +88,7 @@ impl<K: NftKernel> NftClient<K> {
 
     fn compare_and_repair(&mut self, scope: &Scope, made: &[Made]) -> Result<ReconcileReport, SysError> {
         let mut report = ReconcileReport::default();
-        let made_tables: Vec<&TableKey> = made.iter().filter_map(|m| if let Made::Table(t) = m { Some(t) } else { None }).collect();
-        if self.mirror.tables.is_empty() && made_tables.is_empty() {
+        if self.mirror.tables.is_empty() {
             return Ok(report);
         }
         let gen = self.gen_id()?;
@@ -101,11 +100,11 @@ impl<K: NftKernel> NftClient<K> {
         let keys: Vec<TableKey> = self.mirror.tables.keys().cloned().collect();
         let mut reqs: Vec<NftRequest> = Vec::new();
         // What a batch of unknown outcome made that the mirror does not hold: removed last, once
-        // nothing of ours refers to it any more.
+        // nothing of ours refers to it any more. Not a table: the batch may have "made" one that was
+        // there already (a previous run's, still filtering, or one kept for another program's objects
+        // in it), and whether the batch committed or not, the table it left is one the retry of the
+        // transaction replaces or fills. Deleting it could only open the host or take what is not ours.
         let mut unmade: Vec<NftRequest> = Vec::new();
-        for tk in made_tables.into_iter().filter(|t| present.contains(*t) && !self.mirror.tables.contains_key(*t)) {
-            unmade.push(table_msg(tk.0, NFT_MSG_DELTABLE, &tk.1));
-        }
         let mut next_id = self.next_id;
         for tk in keys {
             let (family, ref table) = tk;
@@ -168,6 +167,38 @@ impl<K: NftKernel> NftClient<K> {
             let reshaped = mirror.sets.iter().any(|(n, s)| sets.get(n).is_some_and(|k| !k.fits(s)))
                 || mirror.chains.iter().any(|(n, c)| chains.get(n).is_some_and(|k| k.is_some() != c.hook.is_some()));
             if reshaped {
+                // A rebuild deletes the table whole: never while another program's objects are in it.
+                // Then the drift stays, reported, rather than anything not ours going with it.
+                let (all_chains, all_sets) = match &only {
+                    None => (chains.keys().cloned().collect::<Vec<_>>(), sets.keys().cloned().collect::<Vec<_>>()),
+                    Some(_) => {
+                        (self.read_chains(family, table)?.into_keys().collect(), self.read_sets(family, table)?.into_keys().collect())
+                    }
+                };
+                let mirror = self.mirror.table(&tk).expect("listed from the mirror");
+                let mut foreign: Vec<UnknownObject> = Vec::new();
+                for n in
+                    all_chains.into_iter().filter(|n| !mirror.chains.contains_key(n) && !made.contains(&Made::Chain(tk.clone(), n.clone())))
+                {
+                    foreign.push(UnknownObject { family: family.as_str(), table: table.clone(), kind: "chain", name: n });
+                }
+                for n in all_sets.into_iter().filter(|n| !mirror.sets.contains_key(n) && !made.contains(&Made::Set(tk.clone(), n.clone())))
+                {
+                    foreign.push(UnknownObject { family: family.as_str(), table: table.clone(), kind: "set", name: n });
+                }
+                if !foreign.is_empty() {
+                    report.failures.push(OpFailure {
+                        op: None,
+                        code: "FOREIGN",
+                        errno: 0,
+                        message: format!(
+                            "table {table} was changed in shape and holds {} object(s) not ours: not rebuilt, so as not to remove them",
+                            foreign.len()
+                        ),
+                    });
+                    report.unknown.extend(foreign);
+                    continue;
+                }
                 reqs.extend(rebuild(&self.mirror, &tk, true, &mut next_id));
                 report.tables_rebuilt += 1;
                 continue;
