@@ -388,17 +388,24 @@ fn a_quick_reconcile_after_our_own_commits_reads_nothing_but_one_after_a_foreign
     assert_agree(&c, "after the foreign change was found");
 }
 
-#[test]
-fn a_batch_of_unknown_outcome_never_removes_a_table_it_did_not_know_was_there() {
-    // A previous run's table, with another program's chain in it, and a client that knows nothing of
-    // it (a new run): its first batch "makes" the table, and that batch's outcome is not known.
+/// Our table as `started` leaves it, with another program's chain `fw-x` in it, then `more` done to it.
+fn started_with_foreign_chain(more: impl FnOnce(&mut ModelTable)) -> Client {
     let mut c = started();
     let key = (NFPROTO_INET, T.to_string());
     c.kernel_mut().foreign(|t| {
         let table = t.get_mut(&key).unwrap();
         let chain = table.chains["port-a"].clone();
         table.chains.insert("fw-x".into(), chain);
+        more(table);
     });
+    c
+}
+
+#[test]
+fn a_batch_of_unknown_outcome_never_removes_a_table_it_did_not_know_was_there() {
+    // A previous run's table, with another program's chain in it, and a client that knows nothing of
+    // it (a new run): its first batch "makes" the table, and that batch's outcome is not known.
+    let mut c = started_with_foreign_chain(|_| {});
     c.forget(Family::Inet, T);
     let before = c.kernel().tables.clone();
     c.kernel_mut().inject(Fault::SendFails);
@@ -408,15 +415,9 @@ fn a_batch_of_unknown_outcome_never_removes_a_table_it_did_not_know_was_there() 
 
 #[test]
 fn a_table_changed_in_shape_is_not_rebuilt_while_another_program_s_objects_are_in_it() {
-    let mut c = started();
+    // Our base chain made a regular one: repairing it means rebuilding the table.
+    let mut c = started_with_foreign_chain(|table| table.chains.get_mut("fwd").unwrap().hook = None);
     let key = (NFPROTO_INET, T.to_string());
-    c.kernel_mut().foreign(|t| {
-        let table = t.get_mut(&key).unwrap();
-        let chain = table.chains["port-a"].clone();
-        table.chains.insert("fw-x".into(), chain);
-        // Our base chain made a regular one: repairing it means rebuilding the table.
-        table.chains.get_mut("fwd").unwrap().hook = None;
-    });
     // A full compare, and a repair of what a notification named (the watch's): the same answer.
     let named = Scope { chains: Some([(Family::Inet, T.to_string(), "fwd".to_string())].into_iter().collect()), ..Scope::default() };
     for scope in [Scope::default(), named] {
