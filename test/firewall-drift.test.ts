@@ -130,3 +130,26 @@ kernelTest(
     t.true(topo.ping(a, b.ip4), 'the members still reach each other');
   },
 );
+
+kernelTest('iptables › a stale chain of ours another program jumps to stays, and does not stop the repair of the rest', async (t) => {
+  const { topo, fw, k } = await firewallHost(t, 'iptables');
+  const { a, b } = await membersAndStranger({ topo, fw, k });
+  // Chains of our shape no port of this run owns: one another program's chain jumps to, one not.
+  const [held, loose] = [k.ipt.ingressChain('port-gone-1'), k.ipt.ingressChain('port-gone-2')];
+  topo.host.exec(
+    'iptables-restore',
+    ['--noflush'],
+    `*filter\n:${held} - [0:0]\n:${loose} - [0:0]\n:OTHER - [0:0]\n-A OTHER -j ${held}\nCOMMIT\n`,
+  );
+  // And drift: a's ingress chain emptied by hand.
+  const mine = k.ipt.ingressChain(`port-${b.name}`);
+  topo.host.exec('iptables', ['-F', mine]);
+  const r = await fw.reconcile({ full: true });
+  t.true(r.chainsRepaired >= 1, JSON.stringify(r));
+  t.is(r.staleRemoved, 1, JSON.stringify(r));
+  const rules = topo.host.exec('iptables-save', ['-t', 'filter']);
+  t.true(rules.includes(`-A ${mine} `), 'the emptied chain is written again');
+  t.false(rules.includes(`:${loose} `), 'the stale chain nobody jumps to is gone');
+  t.true(rules.includes(`:${held} `) && rules.includes(`-A OTHER -j ${held}`), 'the one another program jumps to stays, and its rule');
+  t.true(topo.ping(a, b.ip4), 'the members reach each other');
+});

@@ -158,8 +158,10 @@ export class WrittenChains {
     return { lines, keys };
   }
 
-  /** Drift: one save per table, compared with what we wrote; what differs is rewritten, missing
-   *  hooks are added and chains of ours we did not write are removed, in one restore per table. */
+  /** Drift: one save per table, compared with what we wrote; what differs is rewritten and missing
+   *  hooks are added, in one restore per table. Chains of ours we did not write are removed after, in
+   *  a restore of their own (and not those another program's rule jumps to): one that cannot go must
+   *  not stop the repair of the rest. */
   async repair(report: ReconcileReport): Promise<void> {
     const n = this.names;
     this.hooked.clear();
@@ -170,15 +172,22 @@ export class WrittenChains {
         const saved = await this.tools.save(v, table);
         const kernel = parseChains(saved, (c) => n.owns(c));
         const changed = [...had.keys()].filter((c) => !same(kernel.get(c), had.get(c)));
-        const stale = [...kernel.keys()].filter((c) => !had.has(c));
+        const referenced = new Set(referencedByOthers(saved, n));
+        const stale = [...kernel.keys()].filter((c) => !had.has(c) && !referenced.has(c));
         const hooks = await this.missingHooks(table, v, (c) => had.has(c), saved);
-        if (changed.length || stale.length || hooks.lines.length) {
-          await this.tools.restore(v, restoreScript(table, had, changed, stale, hooks.lines));
+        if (changed.length || hooks.lines.length) {
+          await this.tools.restore(v, restoreScript(table, had, changed, [], hooks.lines));
           this.stats.restores++;
           for (const k of hooks.keys) this.hooked.add(k);
           report.chainsRepaired += changed.length + hooks.lines.length;
-          report.staleRemoved += stale.length;
           if (changed.some((c) => this.inexact.has(c))) await this.rebase(v, table);
+        }
+        if (stale.length) {
+          this.stats.restores++;
+          await this.tools.restore(v, restoreScript(table, had, [], stale)).then(
+            () => void (report.staleRemoved += stale.length),
+            () => undefined, // still referenced (by a hook of an earlier run's, say): the full check tries again
+          );
         }
       }
     }
@@ -186,14 +195,21 @@ export class WrittenChains {
       const saved = await this.tools.ebSave();
       const kernel = parseChains(saved, (c) => n.owns(c));
       const changed = [...this.eb.keys()].filter((c) => !same(kernel.get(c), this.eb.get(c)));
-      const stale = [...kernel.keys()].filter((c) => !this.eb.has(c));
+      const referenced = new Set(referencedByOthers(saved, n));
+      const stale = [...kernel.keys()].filter((c) => !this.eb.has(c) && !referenced.has(c));
       const hooks = await this.missingHooks('eb', 'eb', (c) => this.eb.has(c), saved);
-      if (changed.length || stale.length || hooks.lines.length) {
-        await this.tools.ebRestore(ebScript(this.eb, changed, stale, hooks.lines));
+      if (changed.length || hooks.lines.length) {
+        await this.tools.ebRestore(ebScript(this.eb, changed, [], hooks.lines));
         this.stats.restores++;
         for (const k of hooks.keys) this.hooked.add(k);
         report.chainsRepaired += changed.length + hooks.lines.length;
-        report.staleRemoved += stale.length;
+      }
+      if (stale.length) {
+        this.stats.restores++;
+        await this.tools.ebRestore(ebScript(this.eb, [], stale, [])).then(
+          () => void (report.staleRemoved += stale.length),
+          () => undefined,
+        );
       }
     }
   }
