@@ -104,3 +104,36 @@ kernelTest('iptables › a dispatch rule changed behind our back: the edit falls
     return topo.host.exec('iptables-save', ['-c', '-t', 'filter']);
   }
 });
+
+kernelTest(
+  'iptables › a dispatch rule deleted behind our back: the next binding rewrites the chain, its rules in their places',
+  async (t) => {
+    const h = await firewallHost(t, 'iptables');
+    const { topo, fw } = h;
+    const n = new KernelNames('sg');
+    const [a, b, c, x] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
+    fw.setGroup(defaultGroup());
+    fw.setGroup({ id: 'other', rules: [{ id: 'e4', direction: 'egress', ethertype: 'IPv4' }] });
+    for (const vm of [a, b]) fw.setPort(vmPort(vm, ['default']));
+    fw.setPort(vmPort(x, ['other']));
+    fw.setGroupMembers('default', [a.ip4, b.ip4, c.ip4]);
+    await fw.flush();
+    const rules = () =>
+      topo.host
+        .exec('iptables', ['-S', n.portsChain])
+        .split('\n')
+        .filter((l) => l.startsWith('-A '));
+    // Someone deletes a's egress jump: every position after it moves up by one. An insertion at the
+    // position the backend wrote would put c's ingress jump after the chain's final ACCEPT.
+    const jump = rules().find((r) => r.includes(`--physdev-in ${a.device} `))!;
+    topo.host.exec('iptables', ['-D', ...jump.split(' ').slice(1)]);
+    fw.setPort(vmPort(c, ['default']));
+    await fw.flush();
+    const now = rules();
+    const toC = now.findIndex((r) => r.includes(`--physdev-out ${c.device} `));
+    t.true(toC >= 0 && toC < now.length - 1 && now.at(-1) === `-A ${n.portsChain} -j ACCEPT`, now.join('\n'));
+    t.true(now.includes(jump), "a's jump is written again");
+    t.false(topo.ping(x, c.ip4), 'traffic to c meets its ingress chain: x is no member');
+    t.true(topo.ping(a, c.ip4), 'a member reaches c');
+  },
+);

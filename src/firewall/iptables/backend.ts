@@ -87,7 +87,7 @@ export class IptablesDataplane implements Dataplane {
   ) {
     this.names = new KernelNames(opts.prefix ?? 'sg');
     this.mode = opts.mode ?? 'bridged';
-    this.written = new WrittenChains(tools, this.names, this.mode, this.stats);
+    this.written = new WrittenChains(tools, this.names, this.mode, this.stats, () => this.rulesetGeneration());
   }
 
   static async open(opts: IptablesOptions = {}): Promise<IptablesDataplane> {

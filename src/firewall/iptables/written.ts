@@ -31,12 +31,26 @@ export class WrittenChains {
   /** Hooks known to be in place. */
   private readonly hooked = new Set<string>();
 
+  /** The nf_tables generation as our last write or compare left it. */
+  private seenGen: number | undefined;
+
   constructor(
     private readonly tools: Iptables,
     private readonly names: KernelNames,
     private readonly mode: Mode,
     private readonly stats: DataplaneStats,
+    /** The nf_tables ruleset generation, when the tools write nf_tables (undefined otherwise). */
+    private readonly generation: () => Promise<number | undefined> = async () => undefined,
   ) {}
+
+  /** An edit in place names rule positions as we wrote them: it is safe only if no one else has
+   *  committed since our last write or compare (a rule of ours deleted by hand would move every
+   *  insertion after it, one past a chain's final ACCEPT). Where the tools do not write nf_tables
+   *  there is no generation to go by, and the mirror is trusted as before. */
+  private async untouchedSinceOurs(): Promise<boolean> {
+    const now = await this.generation();
+    return now === undefined || now === this.seenGen;
+  }
 
   /** Our chains of a table as written. */
   of(v: IpVersion, table: Table): ReadonlyMap<string, readonly string[]> {
@@ -107,7 +121,9 @@ export class WrittenChains {
     const differ = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
     const removed = [...had.keys()].filter((c) => !want.has(c) && !keep(c));
     const hooks = await this.missingHooks(target.table, target.version, (c) => want.has(c) || had.has(c));
-    const { changed, edits, commands } = inPlace(differ, had, sections);
+    const editable =
+      sections && differ.some((c) => sections.has(c) && had.has(c)) && (await this.untouchedSinceOurs()) ? sections : undefined;
+    const { changed, edits, commands } = inPlace(differ, had, editable);
     if (changed.length === 0 && commands.length === 0 && removed.length === 0 && hooks.lines.length === 0) return { changed, removed: [] };
     try {
       await target.restore([changed, removed, hooks.lines, commands]);
@@ -118,6 +134,7 @@ export class WrittenChains {
       return this.writeTable(target, want, keep, undefined);
     }
     this.stats.restores++;
+    this.seenGen = await this.generation();
     for (const k of hooks.keys) this.hooked.add(k);
     for (const c of changed) had.set(c, want.get(c)!);
     for (const [c, e] of edits) had.set(c, e.lines);
@@ -212,6 +229,8 @@ export class WrittenChains {
         );
       }
     }
+    // Compared and put back: the kernel holds our chains as the mirror says.
+    this.seenGen = await this.generation();
   }
 
   /** Chains of ours in the kernel that we did not write (left by an earlier run), removed. */
