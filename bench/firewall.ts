@@ -18,6 +18,7 @@ import { openBackend } from '../src/firewall/select.js';
 import { NftClient } from '../src/addon/nftables.js';
 import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
 import { NFT } from '../test/helpers/backends.js';
+import { benchPort, defaultGroup, macOf } from './fixtures.js';
 import { Topology } from '../test/helpers/topology.js';
 
 const PORTS = 20;
@@ -287,25 +288,6 @@ async function reconcileCost(): Promise<void> {
   }
 }
 
-const macOf = (p: number) => `02:00:00:00:${(p >> 8).toString(16).padStart(2, '0')}:${(p & 255).toString(16).padStart(2, '0')}`;
-const defaultGroup: SecurityGroupInput = {
-  id: 'default',
-  rules: [
-    { id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' },
-    { id: 'i6', direction: 'ingress', ethertype: 'IPv6', remoteGroupId: 'default' },
-    { id: 'e4', direction: 'egress', ethertype: 'IPv4' },
-    { id: 'e6', direction: 'egress', ethertype: 'IPv6' },
-  ],
-};
-const benchPort = (p: number): PortInput => ({
-  id: `p${p}`,
-  host: 'b',
-  device: `tap${p}`,
-  mac: macOf(p),
-  fixedIps: [ip(p)],
-  securityGroups: ['default'],
-});
-
 /** Binding one more port on a host with 300 bound ports: the nftables transaction (its chains and
  *  map elements) against the iptables backend's restores. Wall time of the whole apply. */
 async function portBind(): Promise<void> {
@@ -318,7 +300,7 @@ async function portBind(): Promise<void> {
     try {
       const fw = await engineOn(backend, `/var/run/netns/${ns}`);
       fw.setGroup(defaultGroup);
-      for (let p = 0; p < N; p++) fw.setPort(benchPort(p));
+      for (let p = 0; p < N; p++) fw.setPort(benchPort(p, [ip(p)]));
       fw.setGroupMembers(
         'default',
         Array.from({ length: N + REPS * 2 }, (_, i) => ip(i)),
@@ -328,7 +310,7 @@ async function portBind(): Promise<void> {
         const c0 = cpuMs();
         res[backend].push(
           await time(async () => {
-            fw.setPort(benchPort(N + r));
+            fw.setPort(benchPort(N + r, [ip(N + r)]));
             await fw.flush();
           }),
         );
@@ -359,7 +341,7 @@ async function nftReconcileAndRepair(): Promise<void> {
   try {
     const fw = await engineOn('nftables', path, { watch: true });
     fw.setGroup(defaultGroup);
-    for (let p = 0; p < N; p++) fw.setPort(benchPort(p));
+    for (let p = 0; p < N; p++) fw.setPort(benchPort(p, [ip(p)]));
     fw.setGroupMembers(
       'default',
       Array.from({ length: N }, (_, i) => ip(i)),
@@ -417,7 +399,7 @@ async function forwardGbps(N: number): Promise<void> {
         const [a, b] = [topo.addVm(1), topo.addVm(2)];
         const fw = await engineOn(backend, topo.host.path);
         fw.setGroup(defaultGroup);
-        for (let p = 0; p < N - 2; p++) fw.setPort({ ...benchPort(1000 + p), mac: macOf(1000 + p) });
+        for (let p = 0; p < N - 2; p++) fw.setPort({ ...benchPort(1000 + p, [ip(1000 + p)]), mac: macOf(1000 + p) });
         await fw.flush();
         for (const vm of [a, b])
           fw.setPort({

@@ -7,10 +7,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { native } from '../src/addon/native.js';
-import type { Op } from '../src/addon/nftables.js';
-import { FirewallEngine } from '../src/firewall/engine.js';
-import type { NftablesDataplane } from '../src/firewall/nftables/backend.js';
-import { openBackend } from '../src/firewall/select.js';
+import { recordingNftEngine } from './fixtures.js';
 
 const REPS = Number(process.env.BENCH_REPS ?? 200);
 const ip = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
@@ -30,11 +27,7 @@ function time(f: () => void): number {
   const ns = `sgbnb-${randomBytes(3).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', ns]);
   try {
-    const dp = (await openBackend('nftables', { netns: `/var/run/netns/${ns}` })) as NftablesDataplane;
-    const recorded: Op[][] = [];
-    const transact = dp.client.transact.bind(dp.client);
-    dp.client.transact = (ops: Op[]) => (recorded.push(ops), transact(ops));
-    const fw = new FirewallEngine(dp, { coalesceMs: 1, structureIntervalMs: 0 });
+    const { fw, recorded } = await recordingNftEngine(`/var/run/netns/${ns}`);
     fw.setGroup({
       id: 'default',
       rules: [

@@ -17,16 +17,13 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Op } from '../src/addon/nftables.js';
-import { FirewallEngine } from '../src/firewall/engine.js';
-import type { NftablesDataplane } from '../src/firewall/nftables/backend.js';
 import { dispatchElems, elemOps } from '../src/firewall/nftables/dispatch.js';
 import { at } from '../src/firewall/nftables/tables.js';
-import { openBackend } from '../src/firewall/select.js';
+import { benchPort, defaultGroup, recordingNftEngine } from './fixtures.js';
 
 const SIZES = (process.env.BENCH_PORTS ?? '25,150,300').split(',').map(Number);
 const REPS = Number(process.env.BENCH_REPS ?? 40);
 const ip = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
-const hex = (n: number) => (n & 255).toString(16).padStart(2, '0');
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -41,33 +38,14 @@ async function cpuOf(f: () => Promise<unknown>): Promise<number> {
   return c.user + c.system;
 }
 
-const port = (p: number) => ({
-  id: `p${p}`,
-  host: 'b',
-  device: `tap${p}`,
-  mac: `02:00:00:00:${hex(p >> 8)}:${hex(p)}`,
-  fixedIps: [ip(p), `fd00::${p.toString(16)}`],
-  securityGroups: ['default'],
-});
+const port = (p: number) => benchPort(p, [ip(p), `fd00::${p.toString(16)}`]);
 
 async function measure(n: number): Promise<void> {
   const ns = `sgbnl-${randomBytes(3).toString('hex')}`;
   execFileSync('ip', ['netns', 'add', ns]);
   try {
-    const dp = (await openBackend('nftables', { netns: `/var/run/netns/${ns}`, mode: 'bridged' })) as NftablesDataplane;
-    const recorded: Op[][] = [];
-    const transact = dp.client.transact.bind(dp.client);
-    dp.client.transact = (ops: Op[]) => (recorded.push(ops), transact(ops));
-    const fw = new FirewallEngine(dp, { coalesceMs: 1, structureIntervalMs: 0 });
-    fw.setGroup({
-      id: 'default',
-      rules: [
-        { id: 'i4', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'default' },
-        { id: 'i6', direction: 'ingress', ethertype: 'IPv6', remoteGroupId: 'default' },
-        { id: 'e4', direction: 'egress', ethertype: 'IPv4' },
-        { id: 'e6', direction: 'egress', ethertype: 'IPv6' },
-      ],
-    });
+    const { dp, fw, recorded } = await recordingNftEngine(`/var/run/netns/${ns}`, { mode: 'bridged' });
+    fw.setGroup(defaultGroup);
     for (let p = 0; p < n; p++) fw.setPort(port(p));
     fw.setGroupMembers(
       'default',
