@@ -59,9 +59,10 @@ export declare class NativeNftables {
   static open(netns?: string | undefined | null): Promise<NativeNftables>
   /**
    * Applies a JSON list of operations as one transaction; resolves with the JSON result
-   * (`{committed, failures}`).
+   * (`{committed, failures}`). With `generation`, only if the ruleset is still at it (else
+   * refused whole, code RETRY).
    */
-  transact(ops: string): Promise<string>
+  transact(ops: string, generation?: number | undefined | null): Promise<string>
   /** Has the kernel check a transaction and abort it (nothing changes). */
   check(ops: string): Promise<string>
   /**

@@ -251,6 +251,48 @@ kernelTest('sg-agent cleanup removes what either backend made', async (t) => {
   t.deepEqual(nft.ours(), []);
 });
 
+kernelTest(
+  'a named object another program put into our table is kept: by a restart (ours written afresh) and by cleanup (ours removed)',
+  async (t) => {
+    // Not a chain or set: only the kernel's count of what the table holds shows it is there.
+    const topo = new Topology();
+    t.teardown(() => topo.destroy());
+    const [a, b] = [topo.addVm(1), topo.addVm(2)];
+    const state = { ports: [vmPort(a, ['default']), vmPort(b, ['default'])], groups: [selfGroup], members: { default: [a.ip4, b.ip4] } };
+    const nft = new Oracle('nftables', topo.host);
+    const theirs = ['counter', 'inet', nft.nft.table, 'theirs'];
+    const first = await openEngine('nftables', topo.host, { coalesceMs: 5 });
+    first.replaceAll(state);
+    await first.flush();
+    await first.close();
+    topo.host.exec(NFT, ['add', ...theirs]);
+
+    const fw = await openEngine('nftables', topo.host, { coalesceMs: 5 });
+    fw.replaceAll(state);
+    await fw.flush();
+    t.is(topo.host.run(NFT, ['list', ...theirs]).status, 0, 'the restart kept it');
+    t.true(fw.portInKernel(`port-${a.name}`) && fw.portInKernel(`port-${b.name}`));
+    t.true(topo.ping(a, b.ip4), 'and ours are in, afresh');
+    await fw.close();
+
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'cleanup'], {
+      cwd: repo,
+      env: { ...process.env, SG_NETNS: topo.host.path },
+      encoding: 'utf8',
+    });
+    t.is(r.status, 1, 'cleanup says something was left');
+    t.regex(r.stderr, new RegExp(`left in place: nftables inet table ${nft.nft.table} \\(holds 1 flowtable\\(s\\) or named object\\(s\\)`));
+    t.is(topo.host.run(NFT, ['list', ...theirs]).status, 0, 'cleanup kept it');
+    t.deepEqual(nft.ours(), [`inet table ${nft.nft.table}`], 'our bridge table went; the inet one stays for it');
+    const kept = (JSON.parse(topo.host.exec(NFT, ['-j', 'list', 'table', 'inet', nft.nft.table])) as { nftables: object[] }).nftables;
+    t.deepEqual(
+      kept.filter((o) => 'chain' in o || 'set' in o || 'map' in o),
+      [],
+      'with no chain or set of ours left in it',
+    );
+  },
+);
+
 kernelTest('sg-agent check says what the kernel supports and what auto chooses, as the probe finds it', async (t) => {
   const ns = Netns.create('sgcheck');
   t.teardown(() => ns.destroy());
@@ -282,6 +324,42 @@ test('auto takes nftables only where the kernel has all it needs, and says why (
     'routed ports need no bridge family',
   );
   t.is(decide({ nftables: { error: 'NFTABLES_FAILED: no nf_tables' }, brNetfilter: true }, 'routed').kind, 'iptables');
+});
+
+kernelTest('the nf_tables client: a transaction at a generation goes in only if no one committed since', async (t) => {
+  const ns = Netns.create('sgnftgen');
+  t.teardown(() => ns.destroy());
+  const { NftClient } = await import('../src/addon/nftables.js');
+  const c = await NftClient.open(ns.path);
+  t.teardown(() => c.close());
+  const at = { family: 'inet', table: 'gens' } as const;
+  t.true(
+    (
+      await c.transact([
+        { op: 'table', ...at },
+        { op: 'chain', ...at, chain: 'c' },
+      ])
+    ).committed,
+  );
+  const read = (await c.describe('inet', 'gens'))!;
+  t.like(read, { others: 0, chains: [{ name: 'c' }] });
+  // Another program adds a named object after the read: a delete decided from the read is refused.
+  ns.exec(NFT, ['add', 'quota', 'inet', 'gens', 'q', '{ over 1 mbytes }']);
+  const r = await c.transact([{ op: 'delTable', ...at }], read.generation);
+  t.false(r.committed);
+  t.deepEqual(
+    r.failures.map((f) => [f.op, f.code]),
+    [[null, 'RETRY']],
+  );
+  t.is(ns.run(NFT, ['list', 'quota', 'inet', 'gens', 'q']).status, 0, 'nothing changed');
+  const again = (await c.describe('inet', 'gens'))!;
+  t.is(again.others, 1, 'read again, the object is counted');
+  t.not(again.generation, read.generation);
+  // With nothing committed since the read, the transaction goes in.
+  ns.exec(NFT, ['delete', 'quota', 'inet', 'gens', 'q']);
+  const last = (await c.describe('inet', 'gens'))!;
+  t.true((await c.transact([{ op: 'delTable', ...at }], last.generation)).committed);
+  t.not(ns.run(NFT, ['list', 'table', 'inet', 'gens']).status, 0, 'the table is gone');
 });
 
 // Serial: it counts this process's sockets, which the file's other tests open and close concurrently.

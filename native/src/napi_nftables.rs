@@ -66,10 +66,11 @@ impl NativeNftables {
     }
 
     /// Applies a JSON list of operations as one transaction; resolves with the JSON result
-    /// (`{committed, failures}`).
+    /// (`{committed, failures}`). With `generation`, only if the ruleset is still at it (else
+    /// refused whole, code RETRY).
     #[napi(ts_return_type = "Promise<string>")]
-    pub fn transact(&self, ops: String) -> AsyncTask<OnClient<NftClient, String>> {
-        self.run(move |c| json(&c.transact_json(&ops)?))
+    pub fn transact(&self, ops: String, generation: Option<u32>) -> AsyncTask<OnClient<NftClient, String>> {
+        self.run(move |c| json(&c.transact_json(&ops, generation)?))
     }
 
     /// Has the kernel check a transaction and abort it (nothing changes).

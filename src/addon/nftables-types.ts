@@ -36,7 +36,17 @@ unknown: Array<UnknownObject>,
 failures: Array<OpFailure>, };
 export type ChainDesc = { name: string, base: boolean, rules: number, };
 export type SetDesc = { name: string, map: boolean, elements: number, };
-export type TableDesc = { family: Family, name: string, chains: Array<ChainDesc>, sets: Array<SetDesc>, };
+export type TableDesc = { family: Family, name: string, chains: Array<ChainDesc>, sets: Array<SetDesc>, 
+/**
+ * Objects the kernel counts in the table beyond the chains and sets listed: flowtables and
+ * named objects (counters, quotas, limits, ct helpers…), which only another program makes.
+ */
+others: number, 
+/**
+ * The ruleset's generation read before anything else: what the description holds is what
+ * the table held at it, if the generation has not moved since (`NftClient::transact_at`).
+ */
+generation: number, };
 export type RuleStat = { chain: string, 
 /**
  * The kernel's handle of the rule (what trace events name it by).

@@ -58,9 +58,11 @@ export class NftClient {
     return new NftClient(await call(() => native.NativeNftables.open(netns ?? null)));
   }
 
-  /** One batch: committed whole, or refused whole with the refused operations named. */
-  async transact(ops: Op[]): Promise<TransactResult> {
-    return JSON.parse(await call(() => this.h.transact(JSON.stringify(ops)))) as TransactResult;
+  /** One batch: committed whole, or refused whole with the refused operations named. With
+   *  `generation` (a `describe`'s), only if the ruleset has not changed since: otherwise it is
+   *  refused whole, code `RETRY`, and nothing changes. */
+  async transact(ops: Op[], generation?: number): Promise<TransactResult> {
+    return JSON.parse(await call(() => this.h.transact(JSON.stringify(ops), generation ?? null))) as TransactResult;
   }
 
   /** The kernel checks the operations and aborts (nothing changes). */

@@ -111,8 +111,10 @@ export class NftablesDataplane implements Dataplane {
     for (let round = 0; ; round++) {
       plan = await this.plan(c, badSets, badPorts);
       if (plan.ops.length === 0) break;
-      const r = await this.client.transact(plan.ops);
+      const r = await this.client.transact(plan.ops, plan.generation);
       if (r.committed) break;
+      // The ruleset changed since the plan's read of our tables: read and plan again.
+      if (plan.generation !== undefined && r.failures.every((f) => f.op === null && f.code === 'RETRY') && round + 1 < MAX_ROUNDS) continue;
       // Refused: the objects whose operations the kernel refused are left out and the rest tried
       // again. Sets first: a rule naming a refused set fails with it, through no fault of its own.
       const owned = r.failures.map((f) => ({ f, owner: f.op === null ? undefined : plan!.owners[f.op] }));
@@ -154,9 +156,14 @@ export class NftablesDataplane implements Dataplane {
       for (const [family, table] of await this.client.listTables()) {
         if (!this.names.ownsTable(table)) continue;
         const d = await this.client.describe(family, table);
-        const foreign = d ? this.foreignIn(d) : [];
-        if (foreign.length === 0) push(shared, { op: 'delTable', family, table });
-        else
+        if (!d) continue;
+        const foreign = this.foreignIn(d);
+        if (foreign.length === 0) {
+          // Deleted only if nothing was added to it since this read (the first read's generation:
+          // a later one cannot be current if an earlier one is not).
+          plan.generation ??= d.generation;
+          push(shared, { op: 'delTable', family, table });
+        } else
           this.opts.logger?.warn(
             { family, table, foreign },
             'our nftables table holds objects of another program: they are kept, ours written afresh',
@@ -229,9 +236,11 @@ export class NftablesDataplane implements Dataplane {
     return plan;
   }
 
-  /** Chains and sets in a table of ours that are not of our shapes. */
+  /** What in a table of ours is another program's: chains and sets not of our shapes, and any
+   *  flowtable or named object (we make none). */
   private foreignIn(d: TableDesc): string[] {
-    return [...d.chains.map((c) => c.name), ...d.sets.map((x) => x.name)].filter((n) => !this.names.owns(n));
+    const named = [...d.chains.map((c) => c.name), ...d.sets.map((x) => x.name)].filter((n) => !this.names.owns(n));
+    return d.others > 0 ? [...named, `${d.others} flowtable(s) or named object(s)`] : named;
   }
 
   /** Until the first apply is in, a chain or set may be there already (a previous run's, in a table
@@ -314,14 +323,23 @@ export class NftablesDataplane implements Dataplane {
         continue;
       }
       if (!this.names.ownsTable(table)) continue;
-      const d = await this.client.describe(family, table);
+      const at = { family, table };
+      // Deleted whole only if it holds nothing of another program's, read at a generation the
+      // delete names: anything added after the read refuses it, and the table is read again.
+      let d: TableDesc | null = null;
+      let refused: string | undefined;
+      for (let attempt = 0; attempt < MAX_ROUNDS; attempt++) {
+        d = await this.client.describe(family, table);
+        if (!d || this.foreignIn(d).length > 0) break;
+        const r = await this.client.transact([{ op: 'delTable', ...at }], d.generation);
+        refused = r.committed ? undefined : r.failures.map((f) => f.message).join('; ');
+        if (r.committed) removed += d.chains.length + d.sets.length;
+        if (r.committed || !r.failures.every((f) => f.code === 'RETRY')) break;
+      }
       if (!d) continue;
       const foreign = this.foreignIn(d);
-      const at = { family, table };
       if (foreign.length === 0) {
-        const r = await this.client.transact([{ op: 'delTable', ...at }]);
-        if (r.committed) removed += d.chains.length + d.sets.length;
-        else left.push(`nftables ${family} table ${table}: ${r.failures.map((f) => f.message).join('; ')}`);
+        if (refused !== undefined) left.push(`nftables ${family} table ${table}: ${refused}`);
       } else {
         // Another program put objects into our table: ours are emptied (their traffic no longer
         // meets our rules at once), then removed one by one; one another program's rule refers to

@@ -24,6 +24,10 @@ export interface Plan {
   blocked: { portId: string; groupId: string; family: Family }[];
   /** Mark ids: free ones taken (from the end of the free list), the next new one, ids freed. */
   ids: { fromFree: number; next: number; freed: number[] };
+  /** The ruleset generation the plan was read at, when it deletes a table it found holding nothing
+   *  of another program's: the kernel takes it only if nothing changed since (else it is planned
+   *  again). */
+  generation?: number;
 }
 
 /** Adds operations to a plan, each with its owner. */

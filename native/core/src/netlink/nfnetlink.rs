@@ -22,6 +22,12 @@ pub const NFNL_SUBSYS_CTNETLINK: u8 = 1;
 pub const NFNL_SUBSYS_IPSET: u8 = 6;
 pub const NFNL_SUBSYS_NFTABLES: u8 = 10;
 
+/// Batch delimiters: raw message types (NLMSG_MIN_TYPE and the next), not subsystem-shifted.
+pub const NFNL_MSG_BATCH_BEGIN: u8 = 0x10;
+pub const NFNL_MSG_BATCH_END: u8 = 0x11;
+/// Attribute of the batch-begin message: the ruleset generation the batch expects.
+pub const NFNL_BATCH_GENID: u16 = 1;
+
 /// Message type of an nfnetlink message: subsystem in the high byte, command in the low byte.
 pub const fn nfnl_msg_type(subsys: u8, cmd: u8) -> u16 {
     ((subsys as u16) << 8) | cmd as u16

@@ -10,7 +10,7 @@ use netlink_packet_core::{
     NLM_F_REQUEST,
 };
 
-use super::nfnetlink::{NfGenMsg, NfnlBody, NfnlMessage};
+use super::nfnetlink::{NfGenMsg, NfnlBody, NfnlMessage, NFNL_BATCH_GENID, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::netns::in_netns;
@@ -105,19 +105,30 @@ impl NfnlSocket {
     /// for an ack (a refused one is answered anyway): an ack per message of a large batch would
     /// overrun the receive buffer (measured: 45,000 rules). A batch of no message is not sent: it
     /// would have nothing to acknowledge, and commits nothing.
-    pub fn batch(&mut self, subsys: u8, mut msgs: Vec<NetlinkMessage<NfnlMessage>>, terminate: bool) -> io::Result<BatchOutcome> {
+    ///
+    /// With `generation`, the kernel takes the batch only if the subsystem's ruleset generation is
+    /// still that one (NFNL_BATCH_GENID); otherwise it refuses the whole batch with ERESTART, before
+    /// looking at any message. A batch planned from what was read at a generation is so applied only
+    /// to what was read.
+    pub fn batch(
+        &mut self,
+        subsys: u8,
+        mut msgs: Vec<NetlinkMessage<NfnlMessage>>,
+        terminate: bool,
+        generation: Option<u32>,
+    ) -> io::Result<BatchOutcome> {
         if msgs.is_empty() {
             return Ok(BatchOutcome { last_acked: true, ..BatchOutcome::default() });
         }
-        let delimiter = |cmd: u8| {
+        let delimiter = |cmd: u8, payload: Vec<u8>| {
             let h = NfGenMsg { family: 0, version: 0, res_id: subsys as u16 };
-            request(h, NfnlBody::Other { subsys: 0, cmd, payload: Vec::new() }, 0)
+            request(h, NfnlBody::Other { subsys: 0, cmd, payload }, 0)
         };
         let mut all = Vec::with_capacity(msgs.len() + 2);
-        all.push(delimiter(0x10));
+        all.push(delimiter(NFNL_MSG_BATCH_BEGIN, generation.map(batch_genid_attr).unwrap_or_default()));
         all.append(&mut msgs);
         if terminate {
-            all.push(delimiter(0x11));
+            all.push(delimiter(NFNL_MSG_BATCH_END, Vec::new()));
         }
         let first = self.next_seq;
         let last_msg = if terminate { all.len() - 1 } else { all.len() };
@@ -349,6 +360,16 @@ impl NfnlSocket {
         }
         split_messages(&self.recv_buf[..n])
     }
+}
+
+/// The batch-begin message's payload asking for ruleset generation `generation`: one attribute,
+/// its value big-endian (the kernel reads it with nla_get_be32).
+fn batch_genid_attr(generation: u32) -> Vec<u8> {
+    let mut a = Vec::with_capacity(8);
+    a.extend_from_slice(&8u16.to_ne_bytes());
+    a.extend_from_slice(&NFNL_BATCH_GENID.to_ne_bytes());
+    a.extend_from_slice(&generation.to_be_bytes());
+    a
 }
 
 /// Splits a datagram into messages. A message we cannot decode is an error, not silently skipped:

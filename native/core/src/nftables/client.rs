@@ -80,10 +80,11 @@ impl<K: NftKernel> NftClient<K> {
         self.mirror.tables.contains_key(&(family, table.to_string()))
     }
 
-    pub fn transact_json(&mut self, json: &str) -> Result<TransactResult, SysError> {
+    /// `transact` (or `transact_at`, with `generation`) of operations given as JSON.
+    pub fn transact_json(&mut self, json: &str, generation: Option<u32>) -> Result<TransactResult, SysError> {
         let ops: Vec<Op> =
             serde_json::from_str(json).map_err(|e| SysError::new(SysCode::InvalidArgument, format!("nf_tables operations: {e}")))?;
-        self.transact(&ops)
+        self.run(&ops, true, generation)
     }
 
     /// Applies `ops` as one batch. The mirror follows only if the kernel committed it; otherwise
@@ -91,16 +92,24 @@ impl<K: NftKernel> NftClient<K> {
     /// nothing in the kernel (members it already holds) send nothing: a transaction of only those
     /// is committed without a batch.
     pub fn transact(&mut self, ops: &[Op]) -> Result<TransactResult, SysError> {
-        self.run(ops, true)
+        self.run(ops, true, None)
+    }
+
+    /// Like `transact`, but only if the ruleset is still at `generation` (as `describe` read it):
+    /// otherwise the kernel refuses the whole batch (code `RETRY`) and nothing changes. For what was
+    /// decided from a read — deleting a table found to hold nothing of another program's — so that
+    /// nothing added after the read goes with it.
+    pub fn transact_at(&mut self, ops: &[Op], generation: u32) -> Result<TransactResult, SysError> {
+        self.run(ops, true, Some(generation))
     }
 
     /// Like `transact`, but the batch is sent without its end: the kernel checks every operation and
     /// then aborts, changing nothing (`nft --check`). The mirror is left as it was.
     pub fn check(&mut self, ops: &[Op]) -> Result<TransactResult, SysError> {
-        self.run(ops, false)
+        self.run(ops, false, None)
     }
 
-    fn run(&mut self, ops: &[Op], commit: bool) -> Result<TransactResult, SysError> {
+    fn run(&mut self, ops: &[Op], commit: bool, generation: Option<u32>) -> Result<TransactResult, SysError> {
         if ops.is_empty() {
             return Ok(TransactResult { committed: commit, failures: Vec::new() });
         }
@@ -126,7 +135,7 @@ impl<K: NftKernel> NftClient<K> {
             return Ok(TransactResult { committed: commit, failures: Vec::new() });
         }
         let (reqs, owners): (Vec<_>, Vec<usize>) = built.into_iter().unzip();
-        let out = match self.kernel.batch(reqs, commit) {
+        let out = match self.kernel.batch(reqs, commit, generation) {
             Ok(o) => o,
             Err(e) => {
                 let made = made_by(&log);

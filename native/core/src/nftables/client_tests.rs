@@ -435,3 +435,41 @@ fn a_table_changed_in_shape_is_not_rebuilt_while_another_program_s_objects_are_i
     assert_eq!(r.tables_rebuilt, 1, "{r:?}");
     assert_agree(&c, "after the rebuild");
 }
+
+#[test]
+fn a_table_changed_in_shape_is_not_rebuilt_while_another_program_s_flowtable_or_named_object_is_in_it() {
+    // Not a chain or set: only the table's use count tells it is there.
+    let mut c = started();
+    let key = (NFPROTO_INET, T.to_string());
+    c.kernel_mut().foreign(|t| {
+        let table = t.get_mut(&key).unwrap();
+        table.chains.get_mut("fwd").unwrap().hook = None;
+        table.others = 1;
+    });
+    let r = c.reconcile(&Scope::default()).unwrap();
+    assert_eq!((r.tables_rebuilt, r.failures.iter().map(|f| f.code).collect::<Vec<_>>()), (0, vec!["FOREIGN"]), "{r:?}");
+    assert_eq!(c.kernel().tables[&key].others, 1, "the other program's object stays");
+}
+
+#[test]
+fn describe_counts_what_is_not_a_chain_or_set_and_a_transaction_at_its_generation_fails_once_anything_moved() {
+    let mut c = started();
+    let key = (NFPROTO_INET, T.to_string());
+    let del = ops(serde_json::json!([{ "op": "delTable", "family": "inet", "table": T }]));
+    let d = c.describe(Family::Inet, T).unwrap().expect("our table");
+    assert_eq!(d.others, 0, "{d:?}");
+    // Another program adds a named counter after the read: the delete decided from it is refused.
+    c.kernel_mut().foreign(|t| t.get_mut(&key).unwrap().others = 1);
+    let r = c.transact_at(&del, d.generation).unwrap();
+    assert!(!r.committed && r.failures.iter().map(|f| f.code).eq(["RETRY"]), "{r:?}");
+    assert_eq!(c.kernel().tables[&key].others, 1, "nothing changed");
+    assert_agree(&c, "after the refused delete");
+    // Read again, the object is seen.
+    let d = c.describe(Family::Inet, T).unwrap().expect("our table");
+    assert_eq!(d.others, 1, "{d:?}");
+    // With nothing moved since the read, the transaction goes in.
+    c.kernel_mut().foreign(|t| t.get_mut(&key).unwrap().others = 0);
+    let d = c.describe(Family::Inet, T).unwrap().expect("our table");
+    assert!(c.transact_at(&del, d.generation).unwrap().committed);
+    assert!(!c.kernel().tables.contains_key(&key));
+}

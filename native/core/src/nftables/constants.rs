@@ -2,11 +2,7 @@
 //! nfnetlink.h and netfilter.h define them. Only what this crate speaks is named here.
 
 // ---- nfnetlink (nfnetlink.h) ----
-/// Batch delimiters: raw message types (NLMSG_MIN_TYPE and the next), not subsystem-shifted.
-pub const NFNL_MSG_BATCH_BEGIN: u8 = 0x10;
-pub const NFNL_MSG_BATCH_END: u8 = 0x11;
-/// Attribute of the batch-begin message: the ruleset generation the batch expects.
-pub const NFNL_BATCH_GENID: u16 = 1;
+pub use crate::netlink::{NFNL_BATCH_GENID, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END};
 /// Multicast group of nf_tables change notifications.
 pub const NFNLGRP_NFTABLES: u32 = 7;
 /// Multicast group of nf_tables trace events (packets with the nftrace bit set).

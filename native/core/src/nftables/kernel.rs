@@ -11,8 +11,10 @@ use crate::netlink::{request, BatchOutcome, NfGenMsg, NfnlBody, NfnlSocket, NlEr
 /// The kernel's nf_tables, as the client uses it.
 pub trait NftKernel {
     /// Sends `reqs` as one batch transaction (committed when `commit`, else checked and aborted) and
-    /// reports how it fared. An `Err` after the batch was sent leaves its outcome unknown.
-    fn batch(&mut self, reqs: Vec<NftRequest>, commit: bool) -> io::Result<BatchOutcome>;
+    /// reports how it fared. With `generation`, the batch is refused whole (ERESTART, as
+    /// `batch_error`) unless the ruleset's generation is still that one. An `Err` after the batch was
+    /// sent leaves its outcome unknown.
+    fn batch(&mut self, reqs: Vec<NftRequest>, commit: bool, generation: Option<u32>) -> io::Result<BatchOutcome>;
     /// Every object `req` (a GET with NLM_F_DUMP) selects, with the family it belongs to.
     fn dump(&mut self, req: NftRequest) -> io::Result<Result<Vec<(u8, NftMessage)>, NlError>>;
     /// The replies to one request (a GET by name, the ruleset's generation).
@@ -24,8 +26,8 @@ fn to_netlink(r: NftRequest) -> netlink_packet_core::NetlinkMessage<crate::netli
 }
 
 impl NftKernel for NfnlSocket {
-    fn batch(&mut self, reqs: Vec<NftRequest>, commit: bool) -> io::Result<BatchOutcome> {
-        NfnlSocket::batch(self, NFNL_SUBSYS_NFTABLES, reqs.into_iter().map(to_netlink).collect(), commit)
+    fn batch(&mut self, reqs: Vec<NftRequest>, commit: bool, generation: Option<u32>) -> io::Result<BatchOutcome> {
+        NfnlSocket::batch(self, NFNL_SUBSYS_NFTABLES, reqs.into_iter().map(to_netlink).collect(), commit, generation)
     }
 
     fn dump(&mut self, req: NftRequest) -> io::Result<Result<Vec<(u8, NftMessage)>, NlError>> {

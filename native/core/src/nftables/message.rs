@@ -94,6 +94,14 @@ impl NftMessage {
         })
     }
 
+    /// A table message's count of the objects in the table (NFTA_TABLE_USE).
+    pub fn table_use(&self) -> Option<u32> {
+        self.attrs.iter().find_map(|a| match a {
+            NftAttr::Table(TableAttr::Use(v)) => Some(*v),
+            _ => None,
+        })
+    }
+
     pub fn trace_attrs(&self) -> impl Iterator<Item = &TraceAttr> {
         self.attrs.iter().filter_map(|a| match a {
             NftAttr::Trace(t) => Some(t),

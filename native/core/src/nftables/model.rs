@@ -50,6 +50,9 @@ impl ModelSet {
 pub struct ModelTable {
     pub chains: BTreeMap<String, ModelChain>,
     pub sets: BTreeMap<String, ModelSet>,
+    /// Flowtables and named objects (another program's: the client makes none). The kernel counts
+    /// them in the table's use, and deletes them with the table.
+    pub others: u32,
 }
 
 impl ModelTable {
@@ -309,8 +312,15 @@ impl ModelKernel {
         let mut out = Vec::new();
         match m.cmd {
             NFT_MSG_GETTABLE => {
-                for ((f, n), _) in tables {
-                    out.push((*f, NftMessage::new(NFT_MSG_NEWTABLE, vec![NftAttr::Table(TableAttr::Name(n.clone()))])));
+                for ((f, n), t) in tables {
+                    let held = (t.chains.len() + t.sets.len()) as u32 + t.others;
+                    out.push((
+                        *f,
+                        NftMessage::new(
+                            NFT_MSG_NEWTABLE,
+                            vec![NftAttr::Table(TableAttr::Name(n.clone())), NftAttr::Table(TableAttr::Use(held))],
+                        ),
+                    ));
                 }
             }
             NFT_MSG_GETCHAIN => {
@@ -371,7 +381,7 @@ impl ModelKernel {
 }
 
 impl NftKernel for ModelKernel {
-    fn batch(&mut self, reqs: Vec<NftRequest>, commit: bool) -> io::Result<BatchOutcome> {
+    fn batch(&mut self, reqs: Vec<NftRequest>, commit: bool, generation: Option<u32>) -> io::Result<BatchOutcome> {
         let fault = self.take_fault(|f| !matches!(f, Fault::ReadFails));
         if fault == Some(Fault::SendFails) {
             return Err(io_fault("send"));
@@ -380,6 +390,10 @@ impl NftKernel for ModelKernel {
         if reqs.is_empty() {
             // Only the batch's begin and end: nothing asks for an acknowledgement, so none comes.
             return Ok(BatchOutcome::default());
+        }
+        if generation.is_some_and(|g| g != self.gen) {
+            // nfnetlink refuses the batch at its begin message, before looking at any other.
+            return Ok(BatchOutcome { batch_error: Some(refuse(libc::ERESTART)), ..BatchOutcome::default() });
         }
         let mut scratch = self.tables.clone();
         let mut out = BatchOutcome { last_acked: true, ..BatchOutcome::default() };

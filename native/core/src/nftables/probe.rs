@@ -120,7 +120,7 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
     }
     c.mirror.undo(log);
     reqs.push((rule_msg(Family::Bridge, &table, "pre", vec![Expr::Meta { key: NFT_META_BRI_IIFNAME, dreg: NFT_REG_1 }]), 3));
-    let out = NftKernel::batch(&mut c.kernel, reqs.into_iter().map(|(r, _)| r).collect(), false)
+    let out = NftKernel::batch(&mut c.kernel, reqs.into_iter().map(|(r, _)| r).collect(), false, None)
         .map_err(|e| nl_err(SysCode::NftablesFailed, "probe", e))?;
     s.bridge_meta = out.batch_error.is_none() && out.refused.is_empty() && out.last_acked;
     if !s.bridge_meta {

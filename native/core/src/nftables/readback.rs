@@ -44,6 +44,12 @@ pub struct TableDesc {
     pub name: String,
     pub chains: Vec<ChainDesc>,
     pub sets: Vec<SetDesc>,
+    /// Objects the kernel counts in the table beyond the chains and sets listed: flowtables and
+    /// named objects (counters, quotas, limits, ct helpers…), which only another program makes.
+    pub others: u32,
+    /// The ruleset's generation read before anything else: what the description holds is what
+    /// the table held at it, if the generation has not moved since (`NftClient::transact_at`).
+    pub generation: u32,
 }
 
 /// One rule as the kernel lists it: where it is, and what its counter counted.
@@ -144,6 +150,15 @@ impl<K: NftKernel> NftClient<K> {
         Ok(out)
     }
 
+    /// How many objects the kernel counts in a table (its chains, sets, flowtables and named
+    /// objects: NFTA_TABLE_USE), or None when the table is not there.
+    pub(super) fn table_use(&mut self, family: Family, table: &str) -> Result<Option<u32>, SysError> {
+        let Some(m) = self.get(family, NFT_MSG_GETTABLE, vec![NftAttr::Table(TableAttr::Name(table.into()))])? else { return Ok(None) };
+        m.table_use()
+            .map(Some)
+            .ok_or_else(|| SysError::new(SysCode::NftablesFailed, format!("the kernel did not say what table {table} holds")))
+    }
+
     pub(super) fn read_chains(&mut self, family: Family, table: &str) -> Result<BTreeMap<String, Option<HookSpecRead>>, SysError> {
         let mut out = BTreeMap::new();
         for (_, m) in self.dump(family.nfproto(), NFT_MSG_GETCHAIN, vec![NftAttr::Chain(ChainAttr::Table(table.into()))])? {
@@ -210,13 +225,14 @@ impl<K: NftKernel> NftClient<K> {
 
     /// What one of our tables holds, as the kernel says (for status and cleanup).
     pub fn describe(&mut self, family: Family, table: &str) -> Result<Option<TableDesc>, SysError> {
-        if !self.list_tables()?.iter().any(|(f, n)| *f == family && n == table) {
-            return Ok(None);
-        }
+        let generation = self.gen_id()?;
+        let Some(held) = self.table_use(family, table)? else { return Ok(None) };
         let chains = self.read_chains(family, table)?;
         let rules = self.read_rules(family, table, None)?;
         let sets = self.read_sets(family, table)?;
-        let mut d = TableDesc { family: family.as_str(), name: table.to_string(), chains: Vec::new(), sets: Vec::new() };
+        let others = held.saturating_sub((chains.len() + sets.len()) as u32);
+        let mut d =
+            TableDesc { family: family.as_str(), name: table.to_string(), chains: Vec::new(), sets: Vec::new(), others, generation };
         for (name, hook) in chains {
             let n = rules.get(&name).map(|r| r.len()).unwrap_or(0) as u32;
             d.chains.push(ChainDesc { name, base: hook.is_some(), rules: n });

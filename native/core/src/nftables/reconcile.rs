@@ -106,6 +106,7 @@ impl<K: NftKernel> NftClient<K> {
         // transaction replaces or fills. Deleting it could only open the host or take what is not ours.
         let mut unmade: Vec<NftRequest> = Vec::new();
         let mut next_id = self.next_id;
+        let mut deletes_table = false;
         for tk in keys {
             let (family, ref table) = tk;
             if !present.contains(&tk) {
@@ -175,6 +176,10 @@ impl<K: NftKernel> NftClient<K> {
                         (self.read_chains(family, table)?.into_keys().collect(), self.read_sets(family, table)?.into_keys().collect())
                     }
                 };
+                // Flowtables and named objects are not listed with chains and sets, but the kernel
+                // counts them in the table; we make none, so any is another program's.
+                let listed = (all_chains.len() + all_sets.len()) as u32;
+                let others = self.table_use(family, table)?.unwrap_or(0).saturating_sub(listed);
                 let mirror = self.mirror.table(&tk).expect("listed from the mirror");
                 let mut foreign: Vec<UnknownObject> = Vec::new();
                 for n in
@@ -186,19 +191,22 @@ impl<K: NftKernel> NftClient<K> {
                 {
                     foreign.push(UnknownObject { family: family.as_str(), table: table.clone(), kind: "set", name: n });
                 }
-                if !foreign.is_empty() {
+                if !foreign.is_empty() || others > 0 {
                     report.failures.push(OpFailure {
                         op: None,
                         code: "FOREIGN",
                         errno: 0,
                         message: format!(
                             "table {table} was changed in shape and holds {} object(s) not ours: not rebuilt, so as not to remove them",
-                            foreign.len()
+                            foreign.len() as u32 + others
                         ),
                     });
                     report.unknown.extend(foreign);
                     continue;
                 }
+                // Deleted whole only if nothing was added since it was read (the batch names the
+                // generation read first).
+                deletes_table = true;
                 reqs.extend(rebuild(&self.mirror, &tk, true, &mut next_id));
                 report.tables_rebuilt += 1;
                 continue;
@@ -301,7 +309,7 @@ impl<K: NftKernel> NftClient<K> {
         unmade.sort_by_key(|r| r.msg.cmd != NFT_MSG_DELRULE && r.msg.cmd != NFT_MSG_DELCHAIN);
         reqs.extend(unmade);
         if !reqs.is_empty() {
-            let out = match self.kernel.batch(reqs, true) {
+            let out = match self.kernel.batch(reqs, true, deletes_table.then_some(gen)) {
                 Ok(o) => o,
                 Err(e) => {
                     // Sent or not, committed or not: the next reconcile compares everything.
