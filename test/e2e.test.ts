@@ -15,6 +15,7 @@ import { testVhost, rabbitmqctl, type TestVhost } from './helpers/broker.js';
 import { restartTestBroker } from './helpers/test-broker.js';
 import { freePort } from './helpers/net.js';
 import { waitFor } from './helpers/wait.js';
+import { holdsStore, type HostView, type StoreView } from './helpers/converged.js';
 import { hostKey, HOST_EXCHANGE, DEAD_LETTER_QUEUE } from '../src/protocol/routing.js';
 import { malformedCorpus } from './helpers/malformed.js';
 import { testKey, testToken, removeKeys, type TestKey } from './helpers/keys.js';
@@ -125,29 +126,24 @@ async function inKernel(which: 'a' | 'b', ids: string[], ms = 30_000): Promise<v
   );
 }
 
-/** Waits until host `which` holds what the controller says: each port bound to it at the controller's
- *  revision with its filter in the kernel, each group whose members it needs at the controller's
- *  member revision, and no set change waiting. A drop is asserted after this, never waited for: a
- *  probe that fails for another reason (a slow machine) would end such a wait before the agent had
- *  done anything. */
+/** The controller's store, as its admin API shows it. */
+const store: StoreView = {
+  ports: async () => (await (await call('GET', '/ports')).json()) as { id: string; host: string; revision: number }[],
+  group: async (id) => {
+    const r = await call('GET', `/groups/${encodeURIComponent(id)}`).catch((e: Error) => {
+      if (/: 404 /.test(e.message)) return undefined;
+      throw e;
+    });
+    return r && ((await r.json()) as { revision: number; membersRevision: number });
+  },
+};
+
+/** Waits until host `which` holds what the controller says (helpers/converged.ts). A drop is asserted
+ *  after this, never waited for. */
 async function hostConverged(which: 'a' | 'b', ms = 60_000): Promise<void> {
   await waitFor(
     `host ${which} holds what the controller says`,
-    async () => {
-      const s = (await (await get(`http://${agents[which].metrics}/status`)).json()) as {
-        ports: { id: string; revision: number; inKernel: boolean }[];
-        groups: { id: string; membersNeeded: boolean; membersRevision: number | null }[];
-        sets: { pending?: true }[];
-      };
-      const ports = (await (await call('GET', '/ports')).json()) as { id: string; host: string; revision: number }[];
-      for (const p of ports.filter((x) => x.host === agents[which].host))
-        if (!s.ports.some((x) => x.id === p.id && x.revision === p.revision && x.inKernel)) return false;
-      for (const g of s.groups.filter((x) => x.membersNeeded)) {
-        const ctl = (await (await call('GET', `/groups/${encodeURIComponent(g.id)}`)).json()) as { membersRevision: number };
-        if ((g.membersRevision ?? 0) !== ctl.membersRevision) return false;
-      }
-      return !s.sets.some((x) => x.pending);
-    },
+    async () => holdsStore((await (await get(`http://${agents[which].metrics}/status`)).json()) as HostView, agents[which].host, store),
     ms,
   );
 }

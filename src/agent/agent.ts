@@ -501,6 +501,7 @@ export class Agent {
       })),
       groups: [...this.bound].map((id) => ({
         id,
+        rulesNeeded: this.needs.rules.has(id),
         membersNeeded: this.needs.members.has(id),
         rulesRevision: state?.group(id)?.revision ?? null,
         membersRevision: state?.membersRevision(id) ?? null,

@@ -21,6 +21,7 @@ import { bin, tail } from './neutron-env.js';
 import { startProcess, stopProcess, type Running } from './processes.js';
 import { Topology, type Vm } from './topology.js';
 import { waitFor } from './wait.js';
+import type { HostView } from './converged.js';
 
 const repo = path.resolve(__dirname, '../..');
 
@@ -450,10 +451,10 @@ lock_path = ${dir}/state
   }
 }
 
-export interface SgAgentStatus {
+export interface SgAgentStatus extends HostView {
   connected: boolean;
-  ports: { id: string; device: string; groups: string[]; inKernel: boolean }[];
-  groups: { id: string; members: number; membersRevision: number | null; rulesRevision: number | null; membersNeeded: boolean }[];
+  ports: (HostView['ports'][number] & { device: string; groups: string[] })[];
+  groups: (HostView['groups'][number] & { members: number })[];
   messagesByGroup: Record<string, number>;
 }
 
