@@ -176,16 +176,26 @@ export class AgentMetrics {
     if (!at) throw new ConfigError(`metrics.listen must be ${TCP_LISTEN_FORM}, not ${JSON.stringify(listen)}`);
     const { host, port } = at;
     const server = http.createServer((req, res) => {
-      const url = new URL(req.url ?? '/', 'http://agent');
+      // Whatever a request holds, it is answered and the agent goes on: an error in this listener
+      // would be uncaught, and stop the agent.
+      const fail = (status: number) => (res.headersSent ? res.destroy() : res.writeHead(status).end());
+      let url: URL;
+      try {
+        // Origin-form only ('/…'): anything else ('//[', '*', an absolute URL) names no route here.
+        if (!req.url?.startsWith('/')) return fail(400);
+        url = new URL(req.url, 'http://agent');
+      } catch {
+        return fail(400);
+      }
       const route = routes[url.pathname];
       if (url.pathname === '/metrics') {
-        this.registry.metrics().then(
-          (text) => {
+        this.registry
+          .metrics()
+          .then((text) => {
             res.writeHead(200, { 'content-type': this.registry.contentType });
             res.end(text);
-          },
-          () => res.writeHead(500).end(),
-        );
+          })
+          .catch(() => fail(500));
       } else if (route) {
         Promise.resolve()
           .then(() => route(url.searchParams))
@@ -196,10 +206,11 @@ export class AgentMetrics {
             },
             (e: unknown) => {
               res.writeHead(e instanceof InputError ? 400 : 500, { 'content-type': 'application/json' });
-              res.end(JSON.stringify({ error: (e as Error).message }));
+              res.end(JSON.stringify({ error: e instanceof Error ? e.message : String(e) }));
             },
-          );
-      } else res.writeHead(404).end();
+          )
+          .catch(() => fail(500));
+      } else fail(404);
     });
     return new Promise((resolve, reject) => {
       server.once('error', (e) => reject(listenError('metrics.listen', listen, e)));
