@@ -72,8 +72,7 @@ test("the agent's /metrics and /status listener answers any request target and g
       sock.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
       sock.on('error', reject);
     });
-  for (const target of ['//[', '//a:b@', '///', '//a:99999/x', '*', 'http://evil.example/status'])
-    t.is(await answer(target), 400, target);
+  for (const target of ['//[', '//a:b@', '///', '//a:99999/x', '*', 'http://evil.example/status']) t.is(await answer(target), 400, target);
   t.is(await answer('/nothing'), 404);
   t.is(await answer('/fails'), 400);
   t.is(await answer('/status'), 200, 'and it still serves');

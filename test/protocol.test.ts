@@ -16,7 +16,7 @@ import type { UpdateMessage } from '../src/protocol/messages.js';
 import { computeNeeds } from '../src/agent/needs.js';
 import { loadConfig } from '../src/agent/config.js';
 import { loadControllerConfig } from '../src/controller/config.js';
-import { checkBrokerOptions, parseBrokerUrls } from '../src/protocol/connection.js';
+import { checkBrokerOptions, closeWithin, parseBrokerUrls } from '../src/protocol/connection.js';
 import { malformedCorpus } from './helpers/malformed.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -404,4 +404,25 @@ test('broker URLs: one, several separated by commas, or a list; each checked', (
     loadControllerConfig(undefined, { SG_SIGNING_KEY_FILE: '/k', SG_HTTP_LISTEN: '', SG_AMQP_URL: 'amqp://a/,amqp://b/' }).amqpUrl,
     'amqp://a/,amqp://b/',
   );
+});
+
+test('a close the broker never answers does not hold up a stop past its grace; one it answers is waited for (unit)', async (t) => {
+  // amqplib settles a close only on the broker's answer: a broker gone leaves it pending forever.
+  let answered = false;
+  await closeWithin({ close: () => new Promise<void>(() => undefined) }, 50);
+  await closeWithin(
+    {
+      close: () =>
+        new Promise<void>((r) =>
+          setImmediate(() => {
+            answered = true;
+            r();
+          }),
+        ),
+    },
+    60_000,
+  );
+  t.true(answered);
+  await closeWithin({ close: () => Promise.reject(new Error('channel already closed')) }, 50);
+  t.pass('a refused close is no error of the stop');
 });

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { LogResource, PortInput, SecurityGroupRuleInput } from '../domain/model.js';
 import { validateLogResource, ValidationError } from '../domain/validate.js';
 import { GroupLogsFollower } from './network-logs.js';
-import { BrokerUrls, closeUnawaited, retryDelay, type BrokerTls } from '../protocol/connection.js';
+import { BrokerUrls, closeUnawaited, closeWithin, retryDelay, type BrokerTls } from '../protocol/connection.js';
 import type { MessageSigner } from '../protocol/signing.js';
 import type { ControllerStore, GroupRecord, PortRecord } from './records.js';
 import { Store } from './store.js';
@@ -186,7 +186,7 @@ export class Controller {
     const dlq = await conn.createChannel();
     dlq.on('error', () => undefined);
     await declareDeadLetterQueue(dlq).then(
-      () => dlq.close().catch(() => undefined),
+      () => closeUnawaited(dlq),
       (e: Error) =>
         this.opts.logger?.warn(
           { err: e.message },
@@ -299,7 +299,7 @@ export class Controller {
       const grace = setTimeout(() => http.closeAllConnections(), STOP_GRACE_MS);
       grace.unref();
     });
-    await this.conn?.close().catch(() => undefined);
+    if (this.conn) await closeWithin(this.conn, STOP_GRACE_MS);
     this.wake?.();
     await this.loop;
     await this.leadership.close();

@@ -5,8 +5,11 @@
 // sent, so the caller resyncs from the API after every (re)connect, once the queue is bound.
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { BrokerUrls, closeUnawaited, retryDelay } from '../protocol/connection.js';
+import { BrokerUrls, closeUnawaited, closeWithin, retryDelay } from '../protocol/connection.js';
 import { decodeNeutronMessage, LEGACY_EXCHANGES, NeutronMessageError, pushExchanges, type NeutronEvent } from './messages.js';
+
+/** How long a stop waits for the broker to answer the connection's close. */
+const STOP_GRACE_MS = 1_000;
 
 export interface ListenerOptions {
   /** Neutron's transport URL (rabbit:// or amqp://; several hosts comma-separated, tried in turn). */
@@ -61,7 +64,7 @@ export class NeutronListener {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.conn?.close().catch(() => undefined);
+    if (this.conn) await closeWithin(this.conn, STOP_GRACE_MS);
   }
 
   /** Connects to the next node of Neutron's broker that accepts (as the agent and controller do)
@@ -81,6 +84,9 @@ export class NeutronListener {
     conn.on('error', (e: Error) => this.opts.logger?.warn({ err: e.message }, 'Neutron broker connection error'));
     const ch = await conn.createChannel();
     ch.on('error', (e: Error) => this.opts.logger?.warn({ err: e.message }, 'Neutron broker channel error'));
+    // A channel the broker closes alone (a protocol error, its queue deleted) would leave the
+    // connection up and no event heard: the connection goes with it, and is made again.
+    ch.on('close', () => closeUnawaited(conn));
     const q = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
     for (const ex of [...LEGACY_EXCHANGES, ...(this.opts.exchanges ?? pushExchanges())]) {
       await this.declare(conn, ch, ex);

@@ -161,3 +161,17 @@ export function retryDelay(attempt: number, baseMs: number, maxMs: number): numb
 export function closeUnawaited(x: { close(): Promise<void> }): void {
   x.close().catch(() => undefined);
 }
+
+/** Closes and waits for the broker's answer, at most `ms` (see `closeUnawaited`): a stop that lets a
+ *  close finish when it can (buffered publishes written, consumers cancelled) and still ends when the
+ *  broker is gone. */
+export async function closeWithin(x: { close(): Promise<void> }, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    x.close().catch(() => undefined),
+    new Promise<void>((r) => {
+      timer = setTimeout(r, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
