@@ -14,6 +14,7 @@ import { coalesceUpdates, type Publisher } from '../src/controller/publisher.js'
 import { OutboxRelay } from '../src/controller/relay.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
 import { computeNeeds } from '../src/agent/needs.js';
+import { validateRules } from '../src/domain/validate.js';
 import { loadConfig } from '../src/agent/config.js';
 import { loadControllerConfig } from '../src/controller/config.js';
 import { checkBrokerOptions, closeWithin, parseBrokerUrls } from '../src/protocol/connection.js';
@@ -122,6 +123,80 @@ test('the store survives a restart with its revisions, and sync replies are comp
   t.is(parts.flatMap((p) => p.ports ?? []).length, 30_001);
   for (const p of parts) t.notThrows(() => decode<SyncReply>(encode(p), ['sync.reply']));
   await s.close();
+});
+
+test('a sync reply of groups holding megabytes of rules and members goes in parts each under the message limit (unit)', (t) => {
+  // 30 groups of 1,000 rules (about 6 MB of rules) and a group of 120,000 IPv6 addresses written out
+  // in full: rules in one part alone made the host unable to sync at all.
+  const hex = (n: number) => n.toString(16).padStart(4, '0');
+  const groupIds = Array.from({ length: 30 }, (_, g) => `group-${g}-${'x'.repeat(200)}`);
+  const records = new Map(
+    groupIds.map((id, g) => [
+      id,
+      {
+        id,
+        stateful: true,
+        revision: 1,
+        membersRevision: 1,
+        rules: validateRules(
+          Array.from({ length: 1000 }, (_, r) => ({
+            id: `rule-${g}-${r}-${'y'.repeat(40)}`,
+            direction: 'ingress',
+            ethertype: 'IPv6',
+            protocol: 'tcp',
+            portRangeMin: 1000 + r,
+            portRangeMax: 2000 + r,
+            remoteIpPrefix: `fd00:${hex(g)}:${hex(r)}::/64`,
+          })),
+          id,
+        ),
+      },
+    ]),
+  );
+  const big = Array.from({ length: 120_000 }, (_, i) => `fd00:ffff:ffff:ffff:ffff:ffff:${hex(i >> 16)}:${hex(i & 0xffff)}`);
+  const members = (id: string) => (id === groupIds[0] ? big : []);
+  const source = {
+    portsOnHost: () => [
+      {
+        id: 'p1',
+        host: 'h1',
+        device: 'tap1',
+        mac: '02:00:00:00:00:01',
+        fixedIps: ['fd00::1'],
+        allowedAddressPairs: [],
+        securityGroups: groupIds,
+        portSecurityEnabled: true,
+        revision: 1,
+      },
+    ],
+    group: (id: string) => records.get(id),
+    groupRevisions: (id: string) => ({ revision: records.get(id)?.revision ?? 0, membersRevision: 1 }),
+    membersOf: members,
+  };
+  // Each group's rules name the first group as remote, so its members are in the reply too.
+  for (const g of records.values()) g.rules[0] = { ...g.rules[0]!, remoteIpPrefix: null, remoteGroupId: groupIds[0]! };
+  const parts = buildSync(source, { v: 1, type: 'sync.request', host: 'h1' });
+  t.true(parts.length > 2, `${parts.length} parts`);
+  for (const p of parts) {
+    const bytes = encode(p).length;
+    t.true(bytes <= MAX_MESSAGE_BYTES, `part ${p.part}: ${bytes} bytes`);
+    t.notThrows(() => decode<SyncReply>(encode(p), ['sync.reply']));
+  }
+  t.deepEqual(
+    parts.map((p) => [p.part, p.parts]),
+    parts.map((_, i) => [i, parts.length]),
+  );
+  const groups = parts.flatMap((p) => p.groups);
+  t.deepEqual(
+    groups.map((g) => g.id),
+    groupIds,
+  );
+  t.is(groups.flatMap((g) => g.rules).length, 30_000);
+  t.is(parts.flatMap((p) => p.ports ?? []).length, 1);
+  t.deepEqual(
+    parts.flatMap((p) => p.members.filter((m) => m.groupId === groupIds[0]).flatMap((m) => m.ips)),
+    big,
+  );
 });
 
 test('a sync reply gives members as of the first change the relay will publish later: its next delta chains onto it', async (t) => {

@@ -103,12 +103,14 @@ export function buildSync(store: SyncSource, req: SyncRequest): SyncReply[] {
     const logs = g?.logsRevision ? { logs: g.logs ?? [], logsRevision: g.logsRevision } : {};
     return { id, revision: store.groupRevisions(id).revision, stateful: g?.stateful ?? true, rules: g?.rules ?? [], ...logs };
   });
-  // Ports and members go in parts small enough for one message each: at most PORTS_PER_PART ports
-  // and LIMITS.syncIps addresses per part; a large group spans several parts.
-  const portChunks: NonNullable<SyncReply['ports']>[] = [];
-  for (let i = 0; ports && i < ports.length; i += PORTS_PER_PART) portChunks.push(ports.slice(i, i + PORTS_PER_PART));
-  const chunks: MembersSnapshot[][] = [[]];
-  let inPart = 0;
+  // Ports, groups and members go in parts small enough for one message each: at most PART_BYTES of
+  // them, PORTS_PER_PART ports, LIMITS.groupsPerReply groups and LIMITS.syncIps addresses per part.
+  // A large group's members span several parts, and many groups with many rules do too: rules in one
+  // part alone made a host whose groups hold a few megabytes of rules unable to sync at all (the
+  // agent refuses a message over MAX_MESSAGE_BYTES, and asked again forever).
+  const parts = new ReplyParts();
+  for (const p of ports ?? []) parts.addPort(p);
+  for (const g of groups) parts.addGroup(g);
   // Each group's changes still to be published (one read of them for the whole reply).
   const later = new Map<string, MemberChange[]>();
   for (const c of memberGroups.length ? (store.unpublishedMemberChanges?.() ?? []) : []) {
@@ -118,27 +120,91 @@ export function buildSync(store: SyncSource, req: SyncRequest): SyncReply[] {
   }
   for (const gid of memberGroups) {
     const { ips, revision } = membersAsPublished(store, gid, later.get(gid));
-    for (let i = 0; i === 0 || i < ips.length; i += LIMITS.syncIps) {
-      const slice = ips.slice(i, i + LIMITS.syncIps);
-      if (inPart + slice.length > LIMITS.syncIps && inPart > 0) {
-        chunks.push([]);
-        inPart = 0;
-      }
-      chunks.at(-1)!.push({ groupId: gid, revision, ips: slice });
-      inPart += slice.length;
-    }
+    parts.addMembers(gid, revision, ips);
   }
-  const parts = Math.max(chunks.length, portChunks.length);
-  return Array.from({ length: parts }, (_, part) => ({
-    v: 1 as const,
-    type: 'sync.reply' as const,
-    part,
-    parts,
-    ...(ports ? { ports: portChunks[part] ?? [] } : {}),
-    groups: part === 0 ? groups : [],
-    members: chunks[part] ?? [],
-  }));
+  return parts.done(ports !== undefined);
 }
+
+/** Bytes of ports, groups and addresses one reply part holds at most: with the JSON around them, well
+ *  under MAX_MESSAGE_BYTES (4 MiB). */
+const PART_BYTES = 3 << 20;
+
+/** Reply parts filled in order, a new one begun when the next item would not fit the current one. */
+class ReplyParts {
+  private readonly parts: { ports: NonNullable<SyncReply['ports']>; groups: GroupSnapshot[]; members: MembersSnapshot[] }[] = [];
+  /** Bytes and addresses in the last part. */
+  private bytes = 0;
+  private ips = 0;
+
+  addPort(p: NonNullable<SyncReply['ports']>[number]): void {
+    const b = jsonBytes(p);
+    this.room(b, (c) => c.ports.length < PORTS_PER_PART).ports.push(p);
+    this.bytes += b;
+  }
+
+  addGroup(g: GroupSnapshot): void {
+    const b = jsonBytes(g);
+    this.room(b, (c) => c.groups.length < LIMITS.groupsPerReply).groups.push(g);
+    this.bytes += b;
+  }
+
+  /** A group's members, in as many slices as the parts need (one, empty, for a group with none). */
+  addMembers(groupId: string, revision: number, ips: readonly string[]): void {
+    const entry = jsonBytes({ groupId, revision, ips: [] });
+    let i = 0;
+    do {
+      // The entry with its first address must fit, or a new part is begun.
+      const first = entry + (i < ips.length ? ipBytes(ips[i]!) : 0);
+      const c = this.room(first, (c) => c.members.length < LIMITS.groupsPerReply && (i === ips.length || this.ips < LIMITS.syncIps));
+      let bytes = entry;
+      let end = i;
+      while (end < ips.length && this.ips + (end - i) < LIMITS.syncIps) {
+        const b = ipBytes(ips[end]!);
+        if (end > i && this.bytes + bytes + b > PART_BYTES) break;
+        bytes += b;
+        end++;
+      }
+      c.members.push({ groupId, revision, ips: ips.slice(i, end) });
+      this.bytes += bytes;
+      this.ips += end - i;
+      i = end;
+    } while (i < ips.length);
+  }
+
+  done(withPorts: boolean): SyncReply[] {
+    if (this.parts.length === 0) this.next();
+    return this.parts.map((c, part) => ({
+      v: 1 as const,
+      type: 'sync.reply' as const,
+      part,
+      parts: this.parts.length,
+      ...(withPorts ? { ports: c.ports } : {}),
+      groups: c.groups,
+      members: c.members,
+    }));
+  }
+
+  /** The last part if `bytes` more fit it and `fits` says its counts allow one more item, else a
+   *  new part. */
+  private room(bytes: number, fits: (c: ReplyParts['parts'][number]) => boolean): ReplyParts['parts'][number] {
+    const c = this.parts.at(-1);
+    if (c && fits(c) && (this.bytes === 0 || this.bytes + bytes <= PART_BYTES)) return c;
+    return this.next();
+  }
+
+  private next(): ReplyParts['parts'][number] {
+    const c = { ports: [], groups: [], members: [] };
+    this.parts.push(c);
+    this.bytes = 0;
+    this.ips = 0;
+    return c;
+  }
+}
+
+/** An item's bytes in a part's JSON, with the comma after it. */
+const jsonBytes = (x: unknown): number => Buffer.byteLength(JSON.stringify(x)) + 1;
+/** An address's bytes in a part's JSON: ASCII, quoted, a comma after it. */
+const ipBytes = (ip: string): number => ip.length + 3;
 
 /** Ports per sync reply part (a port is a few hundred bytes; parts stay well under the size limit). */
 const PORTS_PER_PART = 2000;
