@@ -16,6 +16,7 @@ import { StoreUnavailableError, type StoreSnapshot } from '../src/controller/rec
 import { coalesceUpdates, type Publisher } from '../src/controller/publisher.js';
 import { buildSync, withLaterChanges } from '../src/controller/rpc.js';
 import type { UpdateMessage } from '../src/protocol/messages.js';
+import { ValidationError } from '../src/domain/validate.js';
 import { EtcdCluster, makeTls } from './helpers/etcd.js';
 import { etcdStoreOptions, loadControllerConfig, type EtcdConfig } from '../src/controller/config.js';
 import { etcdTest } from './helpers/store-gates.js';
@@ -81,6 +82,44 @@ etcdTest.serial(
     );
     await s.ackOutbox(s.outbox().map((e) => e.key));
     t.is(s.outbox().length, 0);
+  },
+);
+
+etcdTest.serial(
+  "a member list larger than etcd's operations per transaction is written as several deltas, removals first; a change that cannot be split is refused as input, and the queue goes on",
+  async (t) => {
+    const s = await EtcdStore.open({ endpoints: cluster!.endpoints, prefix: prefix(), requestTimeoutMs: 2_000, maxTxnOps: 32 });
+    t.teardown(() => s.close());
+    const addr = (i: number) => `10.9.${i >> 8}.${i & 255}`;
+    const first = Array.from({ length: 300 }, (_, i) => addr(i));
+    // Each delta holds 30 writes of members (32 less the group's record and its message).
+    t.like(await s.setGroupMembers('ag:big', first), { revision: 10 });
+    t.deepEqual(s.membersOf('ag:big').sort(), [...first].sort());
+    const second = Array.from({ length: 150 }, (_, i) => addr(1000 + i));
+    t.like(await s.setGroupMembers('ag:big', second), { revision: 25 }, '10 deltas of removals, then 5 of additions');
+    t.deepEqual(s.membersOf('ag:big').sort(), [...second].sort());
+    const deltas = s
+      .outbox()
+      .map((e) => e.message)
+      .filter((m): m is Extract<UpdateMessage, { type: 'group.members' }> => m.type === 'group.members');
+    t.deepEqual(
+      deltas.map((d) => [d.baseRevision, d.revision]),
+      Array.from({ length: 25 }, (_, i) => [i, i + 1]),
+      'the deltas chain',
+    );
+    const kinds = deltas.slice(10).map((d) => (d.removed.length ? (d.added.length ? 'both' : 'removal') : 'addition'));
+    t.deepEqual(
+      kinds,
+      [...Array<string>(10).fill('removal'), ...Array<string>(5).fill('addition')],
+      'removals first: no state in between holds an address that neither list holds',
+    );
+    // A port in 20 groups writes 20 member keys and 20 group records in one change: it cannot be split.
+    const groups = Array.from({ length: 20 }, (_, g) => `g${g}`);
+    const err = await t.throwsAsync(s.putPort('p1', port(1, 'h1', groups)));
+    t.true(err instanceof ValidationError && err.name === 'ChangeTooLargeError', String(err));
+    t.regex(err.message, /max-txn-ops/);
+    await s.putPort('p2', port(2, 'h1', ['g0']));
+    t.deepEqual(s.membersOf('g0'), [port(2, 'h1', []).fixedIps[0]], 'the next change goes in');
   },
 );
 

@@ -40,6 +40,7 @@ import type { Logger } from 'pino';
 import type { LogResource } from '../domain/model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
 import {
+  ChangeTooLargeError,
   RecordStore,
   StoreUnavailableError,
   type ControllerStore,
@@ -471,6 +472,10 @@ export class EtcdStore extends RecordStore implements ControllerStore {
 
   // ---- transactions ----
 
+  protected override operationsPerTransaction(): number {
+    return this.opts.maxTxnOps ?? 128;
+  }
+
   protected transact<R>(f: (tx: RecordTx) => R): Promise<R> {
     if (!this.hasQuorum)
       return Promise.reject(new StoreUnavailableError(`etcd has no quorum (${this.probeError ?? 'no majority answered'}); retry`));
@@ -519,7 +524,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
         if ('ok' in outcome && tx.size(layer) > max) {
           if (taken.length > 0) break;
           outcome = {
-            err: new StoreUnavailableError(
+            err: new ChangeTooLargeError(
               `this change needs more than etcd's ${max} operations per transaction (--max-txn-ops; store.etcd.maxTxnOps)`,
             ),
           };
@@ -650,26 +655,35 @@ class MirrorTx {
       return this.base.get(key);
     };
     const value = (v: unknown) => (v === DELETED ? undefined : v);
+    // The base's children of [kind, id], then this transaction's own.
+    const children = (kind: 'h' | 'm', id: string): string[] => {
+      const ids = new Set(this.base.idsUnder(kind, id));
+      const parent = `${kind}/${encode(id)}/`;
+      for (const w of [this.writes, writes]) {
+        for (const [path, v] of w) {
+          if (!path.startsWith(parent)) continue;
+          const child = decode(path.slice(parent.length));
+          if (v === DELETED) ids.delete(child);
+          else ids.add(child);
+        }
+      }
+      return [...ids];
+    };
     return {
       writes,
       messages,
       get: (key) => value(lookup(recordPath(key), key)),
       idsUnder: (kind, id) => {
-        // The base's children (each read: a changed count is a conflict; a child added or removed is
-        // one too, through the group record every such change writes: records.ts), then this
-        // transaction's own.
-        const ids = new Set(this.base.idsUnder(kind, id));
-        const parent = `${kind}/${encode(id)}/`;
-        for (const w of [this.writes, writes]) {
-          for (const [path, v] of w) {
-            if (!path.startsWith(parent)) continue;
-            const child = decode(path.slice(parent.length));
-            if (v === DELETED) ids.delete(child);
-            else ids.add(child);
-          }
-        }
-        for (const child of ids) lookup(`${parent}${encode(child)}`, [kind, id, child] as RecordKey);
-        return [...ids];
+        // Each child read: a changed count is a conflict; a child added or removed is one too,
+        // through the group record every such change writes (records.ts).
+        const ids = children(kind, id);
+        for (const child of ids) lookup(`${kind}/${encode(id)}/${encode(child)}`, [kind, id, child] as RecordKey);
+        return ids;
+      },
+      memberIds: (groupId) => {
+        // The group's record read in place of each member (see RecordTx.memberIds).
+        lookup(recordPath(['g', groupId]), ['g', groupId]);
+        return children('m', groupId);
       },
       put: (key, v) => void writes.set(recordPath(key), v),
       remove: (key) => void writes.set(recordPath(key), DELETED),

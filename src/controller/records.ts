@@ -21,7 +21,11 @@ import {
   validateMembers,
   validatePort,
   validateRules,
+  ValidationError,
 } from '../domain/validate.js';
+
+/** Writes a member delta makes beside its members': the group's record and the delta's message. */
+const MEMBER_CHANGE_OVERHEAD = 2;
 
 export interface GroupRecord {
   id: string;
@@ -82,6 +86,12 @@ export interface RecordView {
 
 /** A transaction: its reads see its own writes; its messages commit with it. */
 export interface RecordTx extends RecordView {
+  /** A group's member addresses (not their counts), read as one value guarded by the group's record:
+   *  every change of the set writes that record (`putPort`, `setGroupMembers`), so a transaction that
+   *  reads the record too conflicts with any such change without reading each member. Read member by
+   *  member, a group of more addresses than etcd takes operations in one transaction could never be
+   *  changed. */
+  memberIds(groupId: string): string[];
   put(key: RecordKey, value: unknown): void;
   remove(key: RecordKey): void;
   enqueue(message: UpdateMessage): void;
@@ -93,6 +103,16 @@ export class StoreUnavailableError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'StoreUnavailableError';
+  }
+}
+
+/** A change needs more operations than the store takes in one transaction (etcd's --max-txn-ops):
+ *  refused like input beyond a limit (a ValidationError: 400 at the admin API, reported and left out by
+ *  the Neutron reconciler), since asking again cannot help. */
+export class ChangeTooLargeError extends ValidationError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ChangeTooLargeError';
   }
 }
 
@@ -332,16 +352,41 @@ export abstract class RecordStore implements Omit<
   }
 
   /** Sets the members of a group whose members no port derives (a Neutron address group, `ag:<id>`):
-   *  one delta with what was added and removed, or undefined when nothing changed. Ports never name
-   *  such a group, so the two ways of making members never meet in one group. Throws ValidationError. */
+   *  one delta with what was added and removed (several where one would not fit a transaction; the
+   *  last is returned), or undefined when nothing changed. Ports never name such a group, so the two
+   *  ways of making members never meet in one group. Throws ValidationError. */
   async setGroupMembers(id: string, addresses: string[]): Promise<MemberChange | undefined> {
     validateId('security group id', id);
     const want = new Set(validateMembers(addresses, `members of ${id}`));
+    // A store that takes a bounded number of operations in one transaction (etcd) gets a change too
+    // large for one as several deltas, each a transaction of its own: the removals first, so that no
+    // state in between holds an address that neither the old members nor the new ones hold.
+    const budget = Math.max(1, (this.operationsPerTransaction() ?? Infinity) - MEMBER_CHANGE_OVERHEAD);
+    let last: MemberChange | undefined;
+    for (;;) {
+      const change = await this.changeMembers(id, want, budget);
+      if (!change) return last;
+      last = change;
+    }
+  }
+
+  /** Operations one transaction of this store may hold, if it is bounded. */
+  protected operationsPerTransaction(): number | undefined {
+    return undefined;
+  }
+
+  /** One delta towards `want`: all of it if it fits `budget` member writes, else the next removals, or
+   *  once none is left the next additions. */
+  private changeMembers(id: string, want: ReadonlySet<string>, budget: number): Promise<MemberChange | undefined> {
     return this.transact((tx) => {
-      const have = new Set(tx.idsUnder('m', id));
-      const added = [...want].filter((a) => !have.has(a));
-      const removed = [...have].filter((a) => !want.has(a));
+      const have = new Set(tx.memberIds(id));
+      let added = [...want].filter((a) => !have.has(a));
+      let removed = [...have].filter((a) => !want.has(a));
       if (!added.length && !removed.length) return undefined;
+      if (added.length + removed.length > budget) {
+        if (removed.length) [removed, added] = [removed.slice(0, budget), []];
+        else added = added.slice(0, budget);
+      }
       for (const a of added) tx.put(['m', id, a], 1);
       for (const a of removed) tx.remove(['m', id, a]);
       const g = groupForWrite(tx, id);

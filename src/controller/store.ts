@@ -121,6 +121,8 @@ export class Store extends RecordStore implements ControllerStore {
     const db = this.db;
     const tx: RecordTx = {
       ...this.view,
+      // One LMDB transaction holds any number of reads: the set is read as it is.
+      memberIds: (groupId) => this.view.idsUnder('m', groupId),
       // Inside the transaction's callback the sync forms write in the transaction (lmdb-js).
       put: (key, value) => void db.putSync(key as RecordKey & string[], value),
       remove: (key) => void db.removeSync(key as RecordKey & string[]),
