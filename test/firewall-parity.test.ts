@@ -9,6 +9,7 @@ import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine } from './helpers/backends.js';
 import { NA_OVERRIDE, neighbourAdvert, neighbourSolicit, sendFrames, solicitedNode } from './helpers/ndp.js';
+import { udpFrame, udpListener } from './helpers/frames.js';
 import { waitFor } from './helpers/wait.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { egressAll, firewallHost, onBothBackends, vmPort } from './helpers/firewall.js';
@@ -442,3 +443,72 @@ kernelTest(
     t.false(tables().includes(`table bridge ${T}`), 'our bridge table, all ours, is gone');
   },
 );
+
+onBothBackends('frames with VLAN tags neither leave nor reach a port: their IP inside would pass no filter', async (t, backend) => {
+  // The bridge hands a tagged frame's IP to no iptables or inet hook (bridge-nf-filter-vlan-tagged
+  // is off by default), and a VM's kernel takes a frame tagged with VLAN 0 as untagged: a port is an
+  // access port, as in Neutron.
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
+  const [a, open, closed] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  fw.setGroup({ id: 'src', rules: egressAll });
+  fw.setGroup({
+    id: 'open',
+    rules: [{ id: 'u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 7100, portRangeMax: 7100 }],
+  });
+  fw.setGroup({ id: 'closed', rules: [] });
+  fw.setPort(vmPort(a, ['src']));
+  fw.setPort(vmPort(open, ['open']));
+  fw.setPort(vmPort(closed, ['closed']));
+  await applied(t, fw, a, open, closed);
+  const listeners = [await udpListener(open.ns, 7100), await udpListener(closed.ns, 7100)];
+  t.teardown(() => listeners.forEach((l) => l.close()));
+  const to = (vm: Vm, payload: string, tags?: { tpid: number; vid: number }[], src = a.ip4) =>
+    udpFrame({ fromMac: a.mac, toMac: vm.mac, src, dst: vm.ip4, sport: 40000, dport: 7100, payload, ...(tags ? { tags } : {}) });
+  const kinds = {
+    'vlan 0': [{ tpid: 0x8100, vid: 0 }],
+    'vlan 5': [{ tpid: 0x8100, vid: 5 }],
+    'q-in-q': [
+      { tpid: 0x88a8, vid: 0 },
+      { tpid: 0x8100, vid: 0 },
+    ],
+  };
+  const tagged = (vm: Vm, src?: string) =>
+    Object.entries(kinds).map(([k, tags]) => to(vm, `${k}${src ? ' spoofed' : ''} to ${vm.name}`, tags, src));
+  // In one go, in order: the closed port's, then the open port's, a plain datagram it admits last:
+  // once that one is heard, everything before it has been through the bridge.
+  sendFrames(a.ns, 'eth0', [
+    to(closed, `plain to ${closed.name}`),
+    ...tagged(closed),
+    to(open, `plain spoofed to ${open.name}`, undefined, '10.100.0.99'),
+    ...tagged(open, '10.100.0.99'),
+    ...tagged(open),
+    to(open, `plain to ${open.name}`),
+  ]);
+  await waitFor('the plain datagram admitted', () => listeners[0]!.heard().includes(`plain to ${open.name}`));
+  t.deepEqual(listeners[1]!.heard(), [], 'nothing reached the closed port');
+  t.deepEqual(
+    listeners[0]!.heard(),
+    [`plain to ${open.name}`],
+    'no tagged frame, and nothing from a spoofed source, reached the open port',
+  );
+  // From a device that is not a port (an uplink): dropped on the way to the port.
+  const uplink = topo.addVm(9);
+  const from = (vm: Vm, payload: string, tags?: { tpid: number; vid: number }[]) =>
+    udpFrame({
+      fromMac: uplink.mac,
+      toMac: vm.mac,
+      src: uplink.ip4,
+      dst: vm.ip4,
+      sport: 40000,
+      dport: 7100,
+      payload,
+      ...(tags ? { tags } : {}),
+    });
+  sendFrames(uplink.ns, 'eth0', [
+    ...Object.entries(kinds).map(([k, tags]) => from(closed, `${k} from the uplink`, tags)),
+    from(open, 'plain from the uplink'),
+  ]);
+  await waitFor('the uplink datagram admitted', () => listeners[0]!.heard().includes('plain from the uplink'));
+  t.deepEqual(listeners[1]!.heard(), [], 'no tagged frame from the uplink reached the closed port');
+});

@@ -146,6 +146,13 @@ export function spoofSources(f: PortFilter): { family: Family; src?: string; mac
   return [...out.values()];
 }
 
+/** Frames with a VLAN tag of these types (802.1Q; 802.1ad, outside one) neither leave nor reach a
+ *  filtered port, on either backend: a bridge hands the IP inside a tagged frame to no iptables or
+ *  inet hook (bridge-nf-filter-vlan-tagged is off by default), so it would pass every rule, anti-
+ *  spoofing included, and a VM's kernel takes a frame tagged with VLAN 0 as untagged. A port is an
+ *  access port, as in Neutron (its OVS port drops tagged frames). */
+export const VLAN_TAG_TYPES: readonly number[] = [0x8100, 0x88a8];
+
 /** ARP from the port is returned for these (sender MAC, sender IPv4 network) pairs, each once, and
  *  dropped otherwise (a catch-all pair: no network, any sender address from that MAC). */
 export function arpSenders(f: PortFilter): { mac: string; src?: string }[] {

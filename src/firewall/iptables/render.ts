@@ -4,10 +4,21 @@
 // returns with what it last wrote. docs/firewall.md lists every rule and why it is there. Rules are spelled the way iptables-save
 // prints them, so what we write reads back byte-identical (protocol numbers without a fixed name are
 // the exception: see `inexact`).
+import fs from 'node:fs';
 import { formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
-import { arpSenders, egressPolicy, fixedTag, ICMP6_LISTS, ingressPolicy, ofFamily, spoofSources, untrackedAddresses } from '../policy.js';
+import {
+  arpSenders,
+  egressPolicy,
+  fixedTag,
+  ICMP6_LISTS,
+  ingressPolicy,
+  ofFamily,
+  spoofSources,
+  untrackedAddresses,
+  VLAN_TAG_TYPES,
+} from '../policy.js';
 import type { Entry, FixedVerdict, Match, RuleTag } from '../policy.js';
 import type { KernelNames } from './names.js';
 
@@ -316,13 +327,41 @@ function ebtablesCidr(text: string): string {
   return c.endsWith('/32') ? c.slice(0, -3) : c;
 }
 
+/** The ebtables dispatch (FORWARD and INPUT): a port's ARP to its ARP chain, and frames with a VLAN
+ *  tag from or to it dropped (policy.ts, VLAN_TAG_TYPES). */
 export function renderArpDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, names: KernelNames): string[] {
   const lines: string[] = [];
   for (const f of filters) {
     if (!f.filtered) continue;
     lines.push(`-p ARP -i ${f.device} -j ${failed.has(f.portId) ? 'DROP' : names.arpChain(f.portId)}`);
+    for (const type of VLAN_TAG_TYPES) {
+      const p = ebtablesProtocol(type);
+      lines.push(`-p ${p} -i ${f.device} -j DROP`, `-p ${p} -o ${f.device} -j DROP`);
+    }
   }
   return lines;
+}
+
+let ethertypeNames: Map<number, string> | undefined;
+
+/** An ethertype as ebtables-save prints it: the first name /etc/ethertypes gives it (the tools read
+ *  that file to print and to parse names), else in hex. */
+export function ebtablesProtocol(type: number): string {
+  if (!ethertypeNames) {
+    ethertypeNames = new Map();
+    let text = '';
+    try {
+      text = fs.readFileSync('/etc/ethertypes', 'utf8');
+    } catch {
+      // No file: the tools print and take numbers.
+    }
+    for (const line of text.split('\n')) {
+      const [name, hex] = line.replace(/#.*/, '').trim().split(/\s+/);
+      const n = hex === undefined ? NaN : parseInt(hex, 16);
+      if (name && Number.isInteger(n) && !ethertypeNames.has(n)) ethertypeNames.set(n, name);
+    }
+  }
+  return ethertypeNames.get(type) ?? `0x${type.toString(16)}`;
 }
 
 /** iptables-restore --noflush input making `changed` chains hold their rules and removing `removed`

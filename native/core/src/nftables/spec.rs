@@ -246,6 +246,12 @@ pub enum Stmt {
     Ethertype {
         v: u16,
     },
+    /// `ether type 0xNNNN`: the type in the frame's Ethernet header as it came on the wire, which
+    /// for a frame with a VLAN tag is the tag's (0x8100, 0x88a8): the kernel keeps the outer tag apart
+    /// from the frame, and `meta protocol` gives the type behind it (bridge family).
+    FrameType {
+        v: u16,
+    },
     /// `ip|ip6 saddr|daddr CIDR`.
     Addr {
         #[cfg_attr(test, ts(type = "4 | 6"))]
@@ -564,6 +570,8 @@ impl Stmt {
             }
             Stmt::L4proto { v } => vec![load_meta(NFT_META_L4PROTO), eq(vec![*v])],
             Stmt::Ethertype { v } => vec![load_meta(NFT_META_PROTOCOL), eq(v.to_be_bytes().to_vec())],
+            // The kernel reads a held-apart tag back into place for a link-layer load that spans it.
+            Stmt::FrameType { v } => vec![payload(NFT_PAYLOAD_LL_HEADER, 12, 2), eq(v.to_be_bytes().to_vec())],
             Stmt::Addr { family, dir, cidr } => {
                 let bits = bits_of(*family)?;
                 let net = Net::parse(cidr, bits)?;

@@ -1,0 +1,77 @@
+// Ethernet frames crafted as a VM could put them on the wire, for what the kernel's own stack never
+// sends: an IPv4 UDP datagram in a frame with VLAN tags (802.1Q, 802.1ad), or from a MAC that is not
+// the sender's. Sent raw with ndp.ts's `sendFrames`; `udpListener` hears them in the receiving VM
+// whatever its own replies would meet.
+import { spawn } from 'node:child_process';
+import type { Netns } from './netns.js';
+
+function mac(text: string): Buffer {
+  return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
+}
+
+function ipv4(text: string): Buffer {
+  return Buffer.from(text.split('.').map(Number));
+}
+
+/** A frame holding one IPv4 UDP datagram (no UDP checksum, which IPv4 allows), behind `tags`: each a
+ *  tag protocol (0x8100, 0x88a8) with VLAN id `vid`, outermost first. */
+export function udpFrame(f: {
+  fromMac: string;
+  toMac: string;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  payload: string;
+  tags?: { tpid: number; vid: number }[];
+}): Buffer {
+  const data = Buffer.from(f.payload);
+  const udp = Buffer.alloc(8);
+  udp.writeUInt16BE(f.sport, 0);
+  udp.writeUInt16BE(f.dport, 2);
+  udp.writeUInt16BE(8 + data.length, 4);
+  const ip = Buffer.alloc(20);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(20 + 8 + data.length, 2);
+  ip[8] = 64;
+  ip[9] = 17;
+  ipv4(f.src).copy(ip, 12);
+  ipv4(f.dst).copy(ip, 16);
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) sum += ip.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  ip.writeUInt16BE(~sum & 0xffff, 10);
+  const tags = (f.tags ?? []).map((t) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt16BE(t.tpid, 0);
+    b.writeUInt16BE(t.vid & 0x0fff, 2);
+    return b;
+  });
+  return Buffer.concat([mac(f.toMac), mac(f.fromMac), ...tags, Buffer.from([0x08, 0x00]), ip, udp, data]);
+}
+
+/** A listener for UDP datagrams on `port` in the namespace; `heard()` lists the payloads received so
+ *  far. Resolves once it listens. */
+export async function udpListener(ns: Netns, port: number): Promise<{ heard: () => string[]; close: () => void }> {
+  const code = `
+    const u = require('dgram').createSocket('udp4');
+    u.on('message', (m) => process.stdout.write(m.toString('hex') + '\\n'));
+    u.bind(${port}, () => process.stdout.write('ready\\n'));`;
+  const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('ready\n')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`udp listener exited ${code}`)));
+  });
+  return {
+    heard: () =>
+      out
+        .split('\n')
+        .filter((l) => l && l !== 'ready')
+        .map((l) => Buffer.from(l, 'hex').toString()),
+    close: () => child.kill('SIGKILL'),
+  };
+}
