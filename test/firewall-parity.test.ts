@@ -9,7 +9,7 @@ import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine } from './helpers/backends.js';
 import { NA_OVERRIDE, neighbourAdvert, neighbourSolicit, sendFrames, solicitedNode } from './helpers/ndp.js';
-import { udpFrame, udpListener } from './helpers/frames.js';
+import { otherFrame, udpFrame, udpListener } from './helpers/frames.js';
 import { waitFor } from './helpers/wait.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { egressAll, firewallHost, onBothBackends, vmPort } from './helpers/firewall.js';
@@ -512,3 +512,40 @@ onBothBackends('frames with VLAN tags neither leave nor reach a port: their IP i
   await waitFor('the uplink datagram admitted', () => listeners[0]!.heard().includes('plain from the uplink'));
   t.deepEqual(listeners[1]!.heard(), [], 'no tagged frame from the uplink reached the closed port');
 });
+
+kernelTest(
+  'nftables › a frame from a port with a source MAC not its own is dropped before the bridge learns where that MAC is',
+  async (t) => {
+    // Otherwise a VM sending one frame from its neighbour's MAC is sent the neighbour's traffic.
+    const c = await firewallHost(t, 'nftables');
+    const { topo, fw } = c;
+    const [a, b, open] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+    fw.setGroup({ id: 'src', rules: egressAll });
+    fw.setGroup({
+      id: 'open',
+      rules: [{ id: 'u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 7100, portRangeMax: 7100 }],
+    });
+    fw.setPort(vmPort(a, ['src']));
+    fw.setPort(vmPort(b, ['src']));
+    fw.setPort(vmPort(open, ['open']));
+    await applied(t, fw, a, b, open);
+    const listener = await udpListener(open.ns, 7100);
+    t.teardown(() => listener.close());
+    const learnt = (mac: string) =>
+      topo.host
+        .exec('bridge', ['fdb', 'show', 'br', 'br0'])
+        .split('\n')
+        .find((l) => l.startsWith(`${mac} dev `));
+    // b speaks, so the bridge learns where its MAC is.
+    topo.ping(b, open.ip4);
+    await waitFor("b's MAC learnt on b's port", () => learnt(b.mac)?.includes(`dev ${b.device} `));
+    const frame = (fromMac: string, payload: string) =>
+      udpFrame({ fromMac, toMac: open.mac, src: a.ip4, dst: open.ip4, sport: 40000, dport: 7100, payload });
+    // a sends from b's MAC (an IPv4 frame, and one of a type no IP hook sees), then from its own: once
+    // the last is heard, the others have been through.
+    sendFrames(a.ns, 'eth0', [frame(b.mac, "from b's MAC"), otherFrame(b.mac), frame(a.mac, 'from its own MAC')]);
+    await waitFor('the frame from its own MAC heard', () => listener.heard().includes('from its own MAC'));
+    t.false(listener.heard().includes("from b's MAC"), 'the frame with the other MAC was dropped');
+    t.true(learnt(b.mac)?.includes(`dev ${b.device} `), `b's MAC still on b's port: ${learnt(b.mac)}`);
+  },
+);

@@ -153,6 +153,13 @@ export function spoofSources(f: PortFilter): { family: Family; src?: string; mac
  *  access port, as in Neutron (its OVS port drops tagged frames). */
 export const VLAN_TAG_TYPES: readonly number[] = [0x8100, 0x88a8];
 
+/** The source MACs a port's frames may carry: its own and its allowed pairs'. A frame from another is
+ *  dropped before the bridge learns from it (bridged nftables), or a VM could take a neighbour's MAC
+ *  and be sent the neighbour's traffic (Neutron's OVS agent drops it in br-int). */
+export function sourceMacs(f: PortFilter): string[] {
+  return [...new Set([f.mac, ...f.sources.map(({ mac }) => mac)].map((m) => m.toLowerCase()))];
+}
+
 /** ARP from the port is returned for these (sender MAC, sender IPv4 network) pairs, each once, and
  *  dropped otherwise (a catch-all pair: no network, any sender address from that MAC). */
 export function arpSenders(f: PortFilter): { mac: string; src?: string }[] {

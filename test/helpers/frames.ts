@@ -50,6 +50,11 @@ export function udpFrame(f: {
   return Buffer.concat([mac(f.toMac), mac(f.fromMac), ...tags, Buffer.from([0x08, 0x00]), ip, udp, data]);
 }
 
+/** A frame of a type no IP or ARP hook looks at (0x88b5, for local experiments), broadcast. */
+export function otherFrame(fromMac: string): Buffer {
+  return Buffer.concat([Buffer.from('ffffffffffff', 'hex'), mac(fromMac), Buffer.from([0x88, 0xb5]), Buffer.alloc(46)]);
+}
+
 /** A listener for UDP datagrams on `port` in the namespace; `heard()` lists the payloads received so
  *  far. Resolves once it listens. */
 export async function udpListener(ns: Netns, port: number): Promise<{ heard: () => string[]; close: () => void }> {

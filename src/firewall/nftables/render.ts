@@ -11,7 +11,7 @@
 import { isCatchAll } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
-import { arpSenders, egressPolicy, fixedTag, ingressPolicy, spoofSources, VLAN_TAG_TYPES } from '../policy.js';
+import { arpSenders, egressPolicy, fixedTag, ingressPolicy, sourceMacs, spoofSources, VLAN_TAG_TYPES } from '../policy.js';
 import type { Entry, FixedVerdict, Icmp6List, Match, RuleTag } from '../policy.js';
 import type { Stmt } from '../../addon/nftables.js';
 import { INET, type NftNames } from './names.js';
@@ -192,10 +192,12 @@ export function spoofRules(f: PortFilter): TaggedRules {
 /** A frame with a VLAN tag from or to the port is dropped (policy.ts, VLAN_TAG_TYPES). */
 const TAGGED_DROPS: Rules = VLAN_TAG_TYPES.map((v): Stmt[] => [{ m: 'frameType', v }, DROP]);
 
-/** Bridge table, a frame from the port: the port's mark, no VLAN tag, then ARP only for its own IPv4
- *  addresses and MACs (Neutron's ARP spoofing protection). */
+/** Bridge table, a frame from the port: the port's mark, no VLAN tag, no source MAC but its own, then
+ *  ARP only for its own IPv4 addresses and MACs (Neutron's ARP spoofing protection). */
 export function fromDevRules(f: PortFilter, id: number): Rules {
   const rules: Rules = [[{ m: 'markSet', mask: MARK_MASK, id: markOf(id) }], ...TAGGED_DROPS];
+  // Only the port's own MACs (policy.ts, sourceMacs), here, before the bridge learns where a MAC is.
+  rules.push([...sourceMacs(f).map((mac): Stmt => ({ m: 'etherSaddr', mac, negate: true })), DROP]);
   for (const { mac, src } of arpSenders(f)) {
     const sender: Stmt = { m: 'arpSender', mac: mac.toLowerCase() };
     rules.push([{ m: 'ethertype', v: 0x0806 }, src === undefined ? sender : { ...sender, cidr: src }, RETURN]);

@@ -298,9 +298,13 @@ pub enum Stmt {
     CtStateVmap {
         map: String,
     },
-    /// `ether saddr MAC` (with nft's dependency on an Ethernet input device).
+    /// `ether saddr MAC`, or with `negate` `!= MAC` (with nft's dependency on an Ethernet input
+    /// device).
     EtherSaddr {
         mac: String,
+        #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<bool>", optional))]
+        negate: bool,
     },
     /// An Ethernet/IPv4 ARP packet whose sender is MAC (and, if given, an address in CIDR).
     ArpSender {
@@ -481,6 +485,9 @@ fn load_meta(key: u32) -> Expr {
 fn eq(data: Vec<u8>) -> Expr {
     Expr::Cmp { sreg: R, op: NFT_CMP_EQ, data }
 }
+fn neq(data: Vec<u8>) -> Expr {
+    Expr::Cmp { sreg: R, op: NFT_CMP_NEQ, data }
+}
 fn payload(base: u32, offset: u32, len: u32) -> Expr {
     Expr::Payload { dreg: R, base, offset, len }
 }
@@ -626,7 +633,7 @@ impl Stmt {
                 Expr::Ct { key: NFT_CT_STATE, dreg: R },
                 Expr::Lookup { set: map.clone(), sreg: R, dreg: Some(NFT_REG_VERDICT), flags: 0 },
             ],
-            Stmt::EtherSaddr { mac } => {
+            Stmt::EtherSaddr { mac, negate } => {
                 let mac = parse_mac(mac)?;
                 // nft's dependency for a link-layer match in the inet family: an Ethernet device.
                 const NFT_META_IIFTYPE: u32 = 8;
@@ -635,7 +642,7 @@ impl Stmt {
                     load_meta(NFT_META_IIFTYPE),
                     eq(ARPHRD_ETHER.to_ne_bytes().to_vec()),
                     payload(NFT_PAYLOAD_LL_HEADER, 6, 6),
-                    eq(mac.to_vec()),
+                    if *negate { neq(mac.to_vec()) } else { eq(mac.to_vec()) },
                 ]
             }
             Stmt::ArpSender { mac, cidr } => {
