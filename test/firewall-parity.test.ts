@@ -444,6 +444,12 @@ kernelTest(
   },
 );
 
+/** Admits UDP to port 7100 (udpListener's) from anywhere, and nothing else. */
+const openUdp: SecurityGroupInput = {
+  id: 'open',
+  rules: [{ id: 'u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 7100, portRangeMax: 7100 }],
+};
+
 onBothBackends('frames with VLAN tags neither leave nor reach a port: their IP inside would pass no filter', async (t, backend) => {
   // The bridge hands a tagged frame's IP to no iptables or inet hook (bridge-nf-filter-vlan-tagged
   // is off by default), and a VM's kernel takes a frame tagged with VLAN 0 as untagged: a port is an
@@ -452,10 +458,7 @@ onBothBackends('frames with VLAN tags neither leave nor reach a port: their IP i
   const { topo, fw } = c;
   const [a, open, closed] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   fw.setGroup({ id: 'src', rules: egressAll });
-  fw.setGroup({
-    id: 'open',
-    rules: [{ id: 'u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 7100, portRangeMax: 7100 }],
-  });
+  fw.setGroup(openUdp);
   fw.setGroup({ id: 'closed', rules: [] });
   fw.setPort(vmPort(a, ['src']));
   fw.setPort(vmPort(open, ['open']));
@@ -521,10 +524,7 @@ kernelTest(
     const { topo, fw } = c;
     const [a, b, open] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
     fw.setGroup({ id: 'src', rules: egressAll });
-    fw.setGroup({
-      id: 'open',
-      rules: [{ id: 'u', direction: 'ingress', ethertype: 'IPv4', protocol: 'udp', portRangeMin: 7100, portRangeMax: 7100 }],
-    });
+    fw.setGroup(openUdp);
     fw.setPort(vmPort(a, ['src']));
     fw.setPort(vmPort(b, ['src']));
     fw.setPort(vmPort(open, ['open']));
