@@ -251,6 +251,24 @@ onBothBackends('stateless groups: no connection tracking for the port, replies m
   t.true(topo.host.run('conntrack', ['-L', '-p', 'tcp', '--dport', '7000']).stdout.includes(srv.ip4), 'and tracked');
 });
 
+onBothBackends("a stateless port's allowed pair never stops the tracking of traffic to the host's own addresses", async (t, backend) => {
+  // An allowed pair may be any network; the host's own connections (and what it NATs) stay tracked.
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
+  const [s, v] = [topo.addVm(1), topo.addVm(2)];
+  const host = topo.hostAddress('10.100.0.254/24');
+  topo.serveOnHost(7300);
+  fw.setGroup({ id: 'loose', stateful: false, rules: [...egressAll, { id: 'in', direction: 'ingress', ethertype: 'IPv4' }] });
+  fw.setGroup({ id: 'egress', rules: egressAll });
+  fw.setPort(vmPort(s, ['loose'], { allowedAddressPairs: [{ ipAddress: '10.100.0.128/25' }] }));
+  fw.setPort(vmPort(v, ['egress']));
+  await applied(t, fw, s, v);
+  const tracked = (dst: string, port: number) =>
+    topo.host.run('conntrack', ['-L', '-p', 'tcp', '-d', dst, '--dport', String(port)]).stdout.includes(`dport=${port}`);
+  t.true(topo.tcp(v, host, 7300), 'a VM reaches the host');
+  t.true(tracked(host, 7300), "traffic to the host's address inside the pair is tracked");
+});
+
 onBothBackends('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {
   const c = await firewallHost(t, backend);
   const { topo, fw } = c;

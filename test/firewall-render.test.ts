@@ -234,10 +234,13 @@ test('stateless ports are not tracked, from and to them; stateful ones are', (t)
   t.false(stateless.stateful);
   t.deepEqual(renderRaw([stateless], 'bridged', false), [
     '-m physdev --physdev-in tap1 -j CT --notrack',
-    '-d 10.0.0.1/32 -j CT --notrack',
-    '-d 10.9.0.0/16 -j CT --notrack',
+    '-d 10.0.0.1/32 -m addrtype ! --dst-type LOCAL -j CT --notrack',
+    '-d 10.9.0.0/16 -m addrtype ! --dst-type LOCAL -j CT --notrack',
   ]);
-  t.deepEqual(renderRaw([stateless], 'bridged', true), ['-m physdev --physdev-in tap1 -j CT --notrack', '-d fd00::1/128 -j CT --notrack']);
+  t.deepEqual(renderRaw([stateless], 'bridged', true), [
+    '-m physdev --physdev-in tap1 -j CT --notrack',
+    '-d fd00::1/128 -m addrtype ! --dst-type LOCAL -j CT --notrack',
+  ]);
   t.false(
     renderPortChains(stateless, names)
       .v4.get(names.ingressChain('p1'))!

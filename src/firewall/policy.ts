@@ -169,7 +169,9 @@ export function arpSenders(f: PortFilter): { mac: string; src?: string }[] {
 }
 
 /** Addresses whose traffic is not tracked for a stateless port: those it may send from, without a
- *  catch-all or a link-local address. */
+ *  catch-all or a link-local address. Never to an address of the host itself, on either backend:
+ *  an allowed pair may be any network (`10.0.0.0/8`, the host's own address), and the host's own
+ *  connections, and what it NATs, must stay tracked whatever a tenant writes. */
 export function untrackedAddresses(f: PortFilter): Record<Family, string[]> {
   const out: Record<Family, string[]> = { 4: [], 6: [] };
   if (!f.filtered || f.stateful) return out;

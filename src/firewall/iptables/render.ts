@@ -303,7 +303,8 @@ export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean
   for (const f of filters) {
     if (!f.filtered || f.stateful) continue;
     lines.push(`${mode === 'routed' ? `-i ${f.device}` : `-m physdev --physdev-in ${f.device}`} -j CT --notrack`);
-    for (const ip of untrackedAddresses(f)[v6 ? 6 : 4]) lines.push(`-d ${iptablesCidr(ip)} -j CT --notrack`);
+    // Never traffic to the host's own addresses (policy.ts, untrackedAddresses).
+    for (const ip of untrackedAddresses(f)[v6 ? 6 : 4]) lines.push(`-d ${iptablesCidr(ip)} -m addrtype ! --dst-type LOCAL -j CT --notrack`);
   }
   return lines;
 }

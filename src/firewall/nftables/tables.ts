@@ -49,7 +49,8 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
     { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
     ...Object.values(ICMP6_SETS).map((set): Op => ({ op: 'set', ...inet, set, key: 'icmp6type' })),
     { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
-    // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
+    // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked (never
+    // traffic to the host's own addresses: policy.ts, untrackedAddresses).
     { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
     {
       op: 'rule',
@@ -64,13 +65,23 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
       op: 'rule',
       ...inet,
       chain: INET.untracked,
-      stmts: [{ m: 'nfproto', v: 4 }, { m: 'addrIn', family: 4, dir: 'daddr', set: INET.statelessAddr4 }, { m: 'notrack' }],
+      stmts: [
+        { m: 'nfproto', v: 4 },
+        { m: 'addrIn', family: 4, dir: 'daddr', set: INET.statelessAddr4 },
+        { m: 'daddrNotLocal' },
+        { m: 'notrack' },
+      ],
     },
     {
       op: 'rule',
       ...inet,
       chain: INET.untracked,
-      stmts: [{ m: 'nfproto', v: 6 }, { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 }, { m: 'notrack' }],
+      stmts: [
+        { m: 'nfproto', v: 6 },
+        { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 },
+        { m: 'daddrNotLocal' },
+        { m: 'notrack' },
+      ],
     },
     // After conntrack and DNAT: what a port sends (forwarded or to the host itself) meets its egress chain.
     { op: 'chain', ...inet, chain: INET.fromPorts, hook: { hook: 'prerouting', priority: 0 } },

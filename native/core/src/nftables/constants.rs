@@ -195,6 +195,17 @@ pub const NFT_META_BRI_IIFNAME: u32 = 18;
 
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
+
+// ---- fib (a route lookup for the packet) ----
+pub const NFTA_FIB_DREG: u16 = 1;
+pub const NFTA_FIB_RESULT: u16 = 2;
+pub const NFTA_FIB_FLAGS: u16 = 3;
+/// The type of the address looked up (RTN_*).
+pub const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+/// Look up the destination address.
+pub const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+/// An address of this host (linux/rtnetlink.h).
+pub const RTN_LOCAL: u32 = 2;
 pub const NFTA_CT_DIRECTION: u16 = 3;
 pub const NFTA_CT_SREG: u16 = 4;
 pub const NFT_CT_STATE: u32 = 0;

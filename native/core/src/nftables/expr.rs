@@ -225,6 +225,12 @@ pub enum Expr {
         key: u32,
         dreg: u32,
     },
+    /// A route lookup: `result` (NFT_FIB_RESULT_*) of the address `flags` name into `dreg`.
+    Fib {
+        dreg: u32,
+        result: u32,
+        flags: u32,
+    },
     /// Marks the packet as not to be tracked.
     Notrack,
     /// Counts the packets and bytes that reach it.
@@ -333,6 +339,7 @@ impl Expr {
             Expr::Lookup { .. } => "lookup",
             Expr::Immediate { .. } => "immediate",
             Expr::Ct { .. } => "ct",
+            Expr::Fib { .. } => "fib",
             Expr::Notrack => "notrack",
             Expr::Counter(_) => "counter",
             Expr::Limit { .. } => "limit",
@@ -388,6 +395,9 @@ impl Expr {
             }
             Expr::Immediate { dreg, data } => Attrs::of(&[A::U32(NFTA_IMMEDIATE_DREG, *dreg), A::Data(NFTA_IMMEDIATE_DATA, data)]),
             Expr::Ct { key, dreg } => Attrs::of(&[A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_DREG, *dreg)]),
+            Expr::Fib { dreg, result, flags } => {
+                Attrs::of(&[A::U32(NFTA_FIB_DREG, *dreg), A::U32(NFTA_FIB_RESULT, *result), A::U32(NFTA_FIB_FLAGS, *flags)])
+            }
             Expr::Counter(c) => Attrs::of(&[A::U64(NFTA_COUNTER_BYTES, c.bytes), A::U64(NFTA_COUNTER_PACKETS, c.packets)]),
             Expr::Log { group, prefix } => {
                 let mut a = Attrs::of(&[A::U16(NFTA_LOG_GROUP, *group)]);
@@ -459,6 +469,7 @@ impl Expr {
             "lookup" => (&[NFTA_LOOKUP_SREG, NFTA_LOOKUP_DREG, NFTA_LOOKUP_FLAGS], &[NFTA_LOOKUP_SET], &[]),
             "immediate" => (&[NFTA_IMMEDIATE_DREG], &[], &[NFTA_IMMEDIATE_DATA]),
             "ct" => (&[NFTA_CT_KEY, NFTA_CT_DREG], &[], &[]),
+            "fib" => (&[NFTA_FIB_DREG, NFTA_FIB_RESULT, NFTA_FIB_FLAGS], &[], &[]),
             "notrack" => (&[], &[], &[]),
             _ => return Ok(None),
         };
@@ -534,6 +545,10 @@ impl Expr {
             },
             "ct" => match (u.get(&NFTA_CT_KEY).copied(), u.get(&NFTA_CT_DREG).copied()) {
                 (Some(key), Some(dreg)) => Some(Expr::Ct { key, dreg }),
+                _ => None,
+            },
+            "fib" => match (u.get(&NFTA_FIB_DREG).copied(), u.get(&NFTA_FIB_RESULT).copied(), u.get(&NFTA_FIB_FLAGS).copied()) {
+                (Some(dreg), Some(result), Some(flags)) => Some(Expr::Fib { dreg, result, flags }),
                 _ => None,
             },
             "notrack" => Some(Expr::Notrack),

@@ -359,6 +359,8 @@ pub enum Stmt {
         key: MapKey,
         map: String,
     },
+    /// `fib daddr type != local`: the packet is not to an address of this host (a route lookup).
+    DaddrNotLocal,
     Notrack,
     /// `counter`: the packets and bytes that reach it (read back with `ruleStats`).
     Counter,
@@ -715,6 +717,9 @@ impl Stmt {
                 };
                 v.push(Expr::Lookup { set: map.clone(), sreg: R, dreg: Some(NFT_REG_VERDICT), flags: 0 });
                 v
+            }
+            Stmt::DaddrNotLocal => {
+                vec![Expr::Fib { dreg: R, result: NFT_FIB_RESULT_ADDRTYPE, flags: NFTA_FIB_F_DADDR }, neq(RTN_LOCAL.to_ne_bytes().to_vec())]
             }
             Stmt::Notrack => vec![Expr::Notrack],
             Stmt::Counter => vec![Expr::Counter(Counts::default())],

@@ -331,3 +331,29 @@ fn a_log_reads_back_as_the_statement_writes_it() {
     assert_eq!(read, written);
     assert!(super::spec::Stmt::Log { group: 7, prefix: "x".repeat(128) }.exprs().is_err(), "the kernel's prefix limit");
 }
+
+/// `fib daddr type != local`: a route lookup of the destination's address type into reg 1, compared
+/// with RTN_LOCAL in host order (as nft writes it).
+const EXPRS_DADDR_NOT_LOCAL: &[u8] = &[
+    // NFTA_LIST_ELEM | NESTED, 40 bytes: fib
+    40, 0, 0x01, 0x80, 8, 0, 1, 0, b'f', b'i', b'b', 0, // NFTA_EXPR_NAME "fib"
+    28, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_FIB_DREG = NFT_REG_1
+    8, 0, 2, 0, 0, 0, 0, 3, // NFTA_FIB_RESULT = NFT_FIB_RESULT_ADDRTYPE
+    8, 0, 3, 0, 0, 0, 0, 2, // NFTA_FIB_FLAGS = NFTA_FIB_F_DADDR
+    // cmp, 44 bytes
+    44, 0, 0x01, 0x80, 8, 0, 1, 0, b'c', b'm', b'p', 0, // "cmp"
+    32, 0, 0x02, 0x80, 8, 0, 1, 0, 0, 0, 0, 1, // NFTA_CMP_SREG = 1
+    8, 0, 2, 0, 0, 0, 0, 1, // NFTA_CMP_OP = NFT_CMP_NEQ
+    12, 0, 0x03, 0x80, // NFTA_CMP_DATA
+    8, 0, 1, 0, 2, 0, 0, 0, // NFTA_DATA_VALUE RTN_LOCAL, host order (little endian here)
+];
+
+#[test]
+fn a_destination_not_local_is_a_route_lookup_of_its_type() {
+    let e = super::spec::Stmt::DaddrNotLocal.exprs().unwrap();
+    let mut b = vec![0u8; e.as_slice().buffer_len()];
+    e.as_slice().emit(&mut b);
+    assert_eq!(b, EXPRS_DADDR_NOT_LOCAL);
+    assert_eq!(super::expr::parse_exprs(EXPRS_DADDR_NOT_LOCAL).unwrap(), e);
+}
