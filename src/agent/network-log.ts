@@ -93,7 +93,9 @@ function stamp(d: Date): string {
 
 /** A file appended to, reopened when it was moved or removed (logrotate's rename, then a new file). */
 class LogFile {
-  private fd: number;
+  /** The open file, or undefined once closed (or when reopening it failed): a number kept after its
+   *  close could name whatever the process opens next, and the lines would be written there. */
+  private fd: number | undefined;
   constructor(private readonly path: string) {
     this.fd = fs.openSync(path, 'a', 0o640);
   }
@@ -101,19 +103,23 @@ class LogFile {
     let moved: boolean;
     try {
       const now = fs.statSync(this.path);
-      const held = fs.fstatSync(this.fd);
-      moved = now.ino !== held.ino || now.dev !== held.dev;
+      moved = this.fd === undefined || this.moved(now, fs.fstatSync(this.fd));
     } catch {
       moved = true;
     }
     if (moved) {
-      fs.closeSync(this.fd);
+      this.close();
       this.fd = fs.openSync(this.path, 'a', 0o640);
     }
-    fs.writeSync(this.fd, text);
+    fs.writeSync(this.fd!, text);
   }
   close(): void {
-    fs.closeSync(this.fd);
+    const fd = this.fd;
+    this.fd = undefined;
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+  private moved(now: fs.Stats, held: fs.Stats): boolean {
+    return now.ino !== held.ino || now.dev !== held.dev;
   }
 }
 
