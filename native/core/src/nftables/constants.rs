@@ -195,17 +195,6 @@ pub const NFT_META_BRI_IIFNAME: u32 = 18;
 
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
-
-// ---- fib (a route lookup for the packet) ----
-pub const NFTA_FIB_DREG: u16 = 1;
-pub const NFTA_FIB_RESULT: u16 = 2;
-pub const NFTA_FIB_FLAGS: u16 = 3;
-/// The type of the address looked up (RTN_*).
-pub const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
-/// Look up the destination address.
-pub const NFTA_FIB_F_DADDR: u32 = 1 << 1;
-/// An address of this host (linux/rtnetlink.h).
-pub const RTN_LOCAL: u32 = 2;
 pub const NFTA_CT_DIRECTION: u16 = 3;
 pub const NFTA_CT_SREG: u16 = 4;
 pub const NFT_CT_STATE: u32 = 0;
@@ -215,6 +204,17 @@ pub const NF_CT_STATE_ESTABLISHED_BIT: u32 = 1 << 1;
 pub const NF_CT_STATE_RELATED_BIT: u32 = 1 << 2;
 pub const NF_CT_STATE_NEW_BIT: u32 = 1 << 3;
 pub const NF_CT_STATE_UNTRACKED_BIT: u32 = 1 << 6;
+
+/// enum nft_fib_attributes: a route lookup for the packet; `fib daddr type` is the type of the
+/// destination's address (RTN_*).
+pub const NFTA_FIB_DREG: u16 = 1;
+pub const NFTA_FIB_RESULT: u16 = 2;
+pub const NFTA_FIB_FLAGS: u16 = 3;
+pub const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+/// Look up the destination address.
+pub const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+/// An address of this host (linux/rtnetlink.h).
+pub const RTN_LOCAL: u32 = 2;
 
 /// enum nft_limit_attributes, nft_limit_type: a token bucket of packets per unit of seconds.
 pub const NFTA_LIMIT_RATE: u16 = 1;
