@@ -290,7 +290,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
 
   async ackOutbox(keys: OutboxKey[]): Promise<void> {
     // etcd's limit on operations per transaction: in slices.
-    const max = this.opts.maxTxnOps ?? 128;
+    const max = this.operationsPerTransaction();
     for (let i = 0; i < keys.length; i += max) {
       const ops: IRequestOp[] = keys.slice(i, i + max).map((k) => ({ request_delete_range: { key: this.keyOf(k[0] as string) } }));
       const res = await this.request(() => this.client.kv.txn({ success: ops }));
@@ -508,7 +508,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
   /** Commits the changes of `batch` in one transaction, running them again on a newer snapshot after
    *  a conflict. Each change's result or error goes to its caller. */
   private async commitBatch(batch: Waiting[]): Promise<void> {
-    const max = this.opts.maxTxnOps ?? 128;
+    const max = this.operationsPerTransaction();
     for (let attempt = 1; ; attempt++) {
       const tx = new MirrorTx(this.view, (key) => this.entries.get(key)?.mod ?? 0);
       const outcomes: ({ ok: unknown } | { err: unknown })[] = [];
@@ -619,7 +619,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
         },
       }),
     );
-    const max = this.opts.maxTxnOps ?? 128;
+    const max = this.operationsPerTransaction();
     for (let i = 0; i < ops.length; i += max) {
       const res = await this.request(() => this.client.kv.txn({ success: ops.slice(i, i + max) }));
       await this.applied(Number(res.header.revision));

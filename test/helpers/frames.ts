@@ -1,11 +1,13 @@
 // Ethernet frames crafted as a VM could put them on the wire, for what the kernel's own stack never
 // sends: an IPv4 UDP datagram in a frame with VLAN tags (802.1Q, 802.1ad), or from a MAC that is not
-// the sender's. Sent raw with ndp.ts's `sendFrames`; `udpListener` hears them in the receiving VM
-// whatever its own replies would meet.
+// the sender's. `sendFrames` writes frames raw (python3's AF_PACKET socket; python3 is a test
+// dependency, scripts/setup.sh); `udpListener` hears them in the receiving VM whatever its own
+// replies would meet.
 import { spawn } from 'node:child_process';
 import type { Netns } from './netns.js';
 
-function mac(text: string): Buffer {
+/** A MAC's six bytes. */
+export function mac(text: string): Buffer {
   return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
 }
 
@@ -79,4 +81,17 @@ export async function udpListener(ns: Netns, port: number): Promise<{ heard: () 
         .map((l) => Buffer.from(l, 'hex').toString()),
     close: () => child.kill('SIGKILL'),
   };
+}
+
+const SEND = `
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for f in sys.argv[2:]:
+    s.send(bytes.fromhex(f))
+`;
+
+/** Sends the frames out of `dev` in the namespace, in order. */
+export function sendFrames(ns: Netns, dev: string, frames: Buffer[]): void {
+  ns.exec('python3', ['-c', SEND, dev, ...frames.map((f) => f.toString('hex'))]);
 }

@@ -1,9 +1,8 @@
 // IPv6 neighbour discovery frames crafted as a VM could put them on the wire (any source, any target:
-// the kernel's own neighbour discovery never lies), sent raw from inside a VM's namespace. The frames
-// are built here; python3's AF_PACKET socket only writes them (python3 is a test dependency,
-// scripts/setup.sh), in order, on one socket.
+// the kernel's own neighbour discovery never lies), built here and sent raw from inside a VM's
+// namespace with frames.ts's `sendFrames`, in order, on one socket.
 import { parseCidr } from '../../src/domain/address.js';
-import type { Netns } from './netns.js';
+import { mac } from './frames.js';
 
 const ICMPV6 = 58;
 const NS = 135;
@@ -16,10 +15,6 @@ function addr(text: string): Buffer {
   const c = parseCidr(text);
   if (c.family !== 6) throw new Error(`not an IPv6 address: ${text}`);
   return Buffer.from(c.bytes);
-}
-
-function mac(text: string): Buffer {
-  return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
 }
 
 /** The multicast MAC an IPv6 multicast address is sent to (RFC 2464 7). */
@@ -94,17 +89,4 @@ export function neighbourSolicit(f: Frame & { target: string; lladdr?: string })
     mac(f.lladdr).copy(icmp, 26);
   }
   return frame(f, icmp);
-}
-
-const SEND = `
-import socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
-for f in sys.argv[2:]:
-    s.send(bytes.fromhex(f))
-`;
-
-/** Sends the frames out of `dev` in the namespace, in order. */
-export function sendFrames(ns: Netns, dev: string, frames: Buffer[]): void {
-  ns.exec('python3', ['-c', SEND, dev, ...frames.map((f) => f.toString('hex'))]);
 }

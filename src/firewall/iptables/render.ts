@@ -4,7 +4,6 @@
 // returns with what it last wrote. docs/firewall.md lists every rule and why it is there. Rules are spelled the way iptables-save
 // prints them, so what we write reads back byte-identical (protocol numbers without a fixed name are
 // the exception: see `inexact`).
-import fs from 'node:fs';
 import { formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
@@ -21,6 +20,7 @@ import {
 } from '../policy.js';
 import type { Entry, FixedVerdict, Match, RuleTag } from '../policy.js';
 import type { KernelNames } from './names.js';
+import { ebtablesProtocol } from './ethertypes.js';
 
 export type IpVersion = 4 | 6;
 export type Chains = Map<string, string[]>;
@@ -341,28 +341,6 @@ export function renderArpDispatch(filters: Iterable<PortFilter>, failed: Readonl
     }
   }
   return lines;
-}
-
-let ethertypeNames: Map<number, string> | undefined;
-
-/** An ethertype as ebtables-save prints it: the first name /etc/ethertypes gives it (the tools read
- *  that file to print and to parse names), else in hex. */
-export function ebtablesProtocol(type: number): string {
-  if (!ethertypeNames) {
-    ethertypeNames = new Map();
-    let text = '';
-    try {
-      text = fs.readFileSync('/etc/ethertypes', 'utf8');
-    } catch {
-      // No file: the tools print and take numbers.
-    }
-    for (const line of text.split('\n')) {
-      const [name, hex] = line.replace(/#.*/, '').trim().split(/\s+/);
-      const n = hex === undefined ? NaN : parseInt(hex, 16);
-      if (name && Number.isInteger(n) && !ethertypeNames.has(n)) ethertypeNames.set(n, name);
-    }
-  }
-  return ethertypeNames.get(type) ?? `0x${type.toString(16)}`;
 }
 
 /** iptables-restore --noflush input making `changed` chains hold their rules and removing `removed`
