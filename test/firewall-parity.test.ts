@@ -534,11 +534,11 @@ onBothBackends('frames with VLAN tags neither leave nor reach a port: their IP i
   t.deepEqual(listeners[1]!.heard(), [], 'no tagged frame from the uplink reached the closed port');
 });
 
-kernelTest(
-  'nftables › a frame from a port with a source MAC not its own is dropped before the bridge learns where that MAC is',
-  async (t) => {
+onBothBackends(
+  'a frame from a port with a source MAC not its own is dropped before the bridge learns where that MAC is',
+  async (t, backend) => {
     // Otherwise a VM sending one frame from its neighbour's MAC is sent the neighbour's traffic.
-    const c = await firewallHost(t, 'nftables');
+    const c = await firewallHost(t, backend);
     const { topo, fw } = c;
     const [a, b, open] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
     fw.setGroup({ id: 'src', rules: egressAll });

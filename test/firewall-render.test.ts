@@ -8,6 +8,8 @@ import {
   ndTargetU32,
   renderArp,
   renderDispatch,
+  renderMacDispatch,
+  renderMacSources,
   renderPortChains,
   renderRaw,
   restoreScript,
@@ -31,6 +33,7 @@ test('kernel names fit the limits, differ for ids sharing a long prefix, and are
       names.egressChain(id),
       names.spoofChain(id),
       names.arpChain(id),
+      names.macChain(id),
       names.dispatchChain,
       names.inputChain,
       names.rawChain,
@@ -46,6 +49,8 @@ test('kernel names fit the limits, differ for ids sharing a long prefix, and are
     names.dispatchChain,
     names.fallbackChain,
     names.arpDispatchChain,
+    names.macDispatchChain,
+    names.macChain('p'),
   ])
     t.true(names.owns(ours), ours);
   // Other programs' objects that merely start like ours are never ours.
@@ -125,6 +130,9 @@ test('a port filter names each set once and renders each distinct rule once', (t
     '-p ARP --arp-ip-src 10.9.0.0/16 --arp-mac-src 02:00:00:00:00:99 -j RETURN',
     '-p ARP -j DROP',
   ]);
+  t.deepEqual(renderMacSources(f), ['-s 02:00:00:00:00:01 -j RETURN', '-s 02:00:00:00:00:99 -j RETURN', '-j DROP'], 'each source MAC once');
+  t.deepEqual(renderMacDispatch([f], new Set(), names), [`-i tap1 -j ${names.macChain('p1')}`]);
+  t.deepEqual(renderMacDispatch([f], new Set(['p1']), names), ['-i tap1 -j DROP'], "a refused filter's port sends nothing");
   // A set that could not be made: rules naming it are held back (fail-closed), nothing else changes.
   const held = buildFilter({ group: () => group }, port, { failedSets: new Set(['4:g']), retrySets: [] });
   t.deepEqual(held.sets, []);

@@ -195,6 +195,9 @@ onBothBackends('drift made by hand is repaired by reconcile', async (t, backend)
     t.false(topo.ping(a, b.ip4), 'drift: flushed set blocks members');
     h.exec('iptables', ['-F', k.ipt.spoofChain('port-vm3')]);
     h.exec('iptables', ['-D', 'FORWARD', '-j', k.ipt.dispatchChain]);
+    // The bridge's source-MAC checks (ebtables nat): a port's chain flushed, the hook removed.
+    h.exec('ebtables', ['-t', 'nat', '-F', k.ipt.macChain('port-vm3')]);
+    h.exec('ebtables', ['-t', 'nat', '-D', 'PREROUTING', '-j', k.ipt.macDispatchChain]);
     h.exec('iptables', ['-N', `sg-i-${stale}`]);
     h.exec('ipset', ['create', `sg4-${stale}`, 'hash:net']);
   } else {
@@ -214,6 +217,11 @@ onBothBackends('drift made by hand is repaired by reconcile', async (t, backend)
   t.false(topo.ping(x, b.ip4));
   t.false(k.memberSets().some((n) => n.endsWith(stale)));
   t.false(k.rules().includes(stale));
+  if (backend === 'iptables') {
+    const nat = h.exec('ebtables-save', ['-t', 'nat']);
+    t.true(nat.includes(`-A PREROUTING -j ${k.ipt.macDispatchChain}`), 'the source-MAC hook is back');
+    t.true(nat.includes(`-A ${k.ipt.macChain('port-vm3')} -j DROP`), "the port's source-MAC chain is whole again");
+  }
   t.deepEqual(await fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 });
   t.true(fw.stats.repairs >= 5);
 });
@@ -592,8 +600,9 @@ onBothBackends('member changes that arrive while an apply is running are not los
   fw.setPort(vmPort(a, ['default']));
   fw.setGroupMembers('default', [a.ip4]);
   await fw.flush();
-  // The dataplane's applies, watched: every 50th change waits for the next one to start, so that the
-  // changes after it come in while it runs (its kernel work is off the JS thread), on any machine.
+  // The dataplane's applies, watched: after every 50th change the test waits for the next apply to
+  // start, so that the changes after it come in while it runs (its kernel work is off the JS thread),
+  // on any machine. That change is still pending when the wait begins, so an apply must start.
   const dp = fw.dataplane;
   const apply = dp.apply.bind(dp);
   let running = 0;
@@ -610,13 +619,14 @@ onBothBackends('member changes that arrive while an apply is running are not los
   const want = new Set([a.ip4]);
   let overlapped = 0;
   for (let i = 0; i < 3000; i++) {
-    if (i % 50 === 49) await new Promise<void>((r) => (started = r));
+    const nextApply = i % 50 === 49 ? new Promise<void>((r) => (started = r)) : undefined;
     const ip = `10.50.${i >> 8}.${i & 255}`;
     fw.applyMemberDelta('default', [ip], i % 10 === 9 ? [`10.50.${(i - 5) >> 8}.${(i - 5) & 255}`] : []);
     if (running > 0) overlapped++;
     want.add(ip);
     if (i % 10 === 9) want.delete(`10.50.${(i - 5) >> 8}.${(i - 5) & 255}`);
-    if (i % 7 === 0) await new Promise((r) => setImmediate(r));
+    if (nextApply) await nextApply;
+    else if (i % 7 === 0) await new Promise((r) => setImmediate(r));
   }
   await fw.flush();
   t.deepEqual([...(k.setMembers('default', 4) ?? [])].sort(), [...want].sort());

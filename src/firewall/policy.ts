@@ -154,8 +154,8 @@ export function spoofSources(f: PortFilter): { family: Family; src?: string; mac
 export const VLAN_TAG_TYPES: readonly number[] = [0x8100, 0x88a8];
 
 /** The source MACs a port's frames may carry: its own and its allowed pairs'. A frame from another is
- *  dropped before the bridge learns from it (bridged nftables), or a VM could take a neighbour's MAC
- *  and be sent the neighbour's traffic (Neutron's OVS agent drops it in br-int). */
+ *  dropped before the bridge learns from it (bridged mode, both backends), or a VM could take a
+ *  neighbour's MAC and be sent the neighbour's traffic (Neutron's OVS agent drops it in br-int). */
 export function sourceMacs(f: PortFilter): string[] {
   return [...new Set([f.mac, ...f.sources.map(({ mac }) => mac)].map((m) => m.toLowerCase()))];
 }

@@ -106,7 +106,12 @@ export class Oracle {
   /** Every chain, set and table of ours still in the kernel. */
   ours(): string[] {
     if (this.backend === 'iptables') {
-      const chains = this.rules()
+      const saved = [
+        ...['iptables-save', 'ip6tables-save'].flatMap((c) => ['filter', 'raw'].map((t) => this.host.exec(c, ['-t', t]))),
+        ...['filter', 'nat'].map((t) => this.host.exec('ebtables-save', ['-t', t])),
+      ];
+      const chains = saved
+        .join('\n')
         .split('\n')
         .filter((l) => l.startsWith(':') && this.ipt.owns(l.slice(1).split(' ')[0]!));
       return [...chains, ...this.memberSets()];

@@ -1,6 +1,6 @@
 // The iptables backend: member sets as ipsets through the native addon (netlink, no child process),
 // port filters as iptables chains written by one `iptables-restore --noflush` per family that names
-// only the chains that changed, ARP protection as ebtables chains, and NOTRACK for stateless ports in
+// only the chains that changed, ARP and source-MAC protection as ebtables chains, and NOTRACK for stateless ports in
 // the raw table. This file decides what the chains should hold (rendered by render.ts) and keeps the
 // sets; written.ts writes the chains and keeps what the tools acknowledged, the baseline drift is
 // judged by. A filter the kernel refuses is found by writing the ports one by one, reported, and its
@@ -35,6 +35,8 @@ import {
   renderArp,
   renderArpDispatch,
   renderDispatch,
+  renderMacDispatch,
+  renderMacSources,
   renderPortChains,
   renderRaw,
   type Chains,
@@ -242,7 +244,7 @@ export class IptablesDataplane implements Dataplane {
       for (const c of removed) this.tags[v].delete(c);
       await this.writeRaw(v, filters);
     }
-    if (this.mode === 'bridged') await this.writeArp(filters, changedPorts, failed);
+    if (this.mode === 'bridged') await this.writeBridge(filters, changedPorts, failed);
   }
 
   /** The per-port chains the given filters own (kept while their ports stay). */
@@ -264,15 +266,27 @@ export class IptablesDataplane implements Dataplane {
     await this.written.write(v, 'raw', new Map([[chain, lines]]), () => true);
   }
 
-  private async writeArp(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
+  /** The ebtables chains (bridged mode), both tables in one restore: ARP protection and tagged
+   *  frames (filter), and source MACs (nat). */
+  private async writeBridge(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
     const n = this.names;
-    const dispatch = renderArpDispatch(filters.values(), failed, n);
-    const want: Chains = new Map([[n.arpDispatchChain, dispatch]]);
+    const arpDispatch = renderArpDispatch(filters.values(), failed, n);
+    const macDispatch = renderMacDispatch(filters.values(), failed, n);
+    const want = { filter: new Map([[n.arpDispatchChain, arpDispatch]]), nat: new Map([[n.macDispatchChain, macDispatch]]) };
     for (const f of changedPorts)
-      if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) want.set(n.arpChain(f.portId), renderArp(f));
-    const keep = new Set([...filters.values()].filter((f) => f.filtered && !failed.has(f.portId)).map((f) => n.arpChain(f.portId)));
-    // One rule per device: in any order.
-    await this.written.writeEb(want, (c) => keep.has(c), new Map([[n.arpDispatchChain, [dispatch]]]));
+      if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) {
+        want.filter.set(n.arpChain(f.portId), renderArp(f));
+        want.nat.set(n.macChain(f.portId), renderMacSources(f));
+      }
+    const keep = new Set(
+      [...filters.values()].filter((f) => f.filtered && !failed.has(f.portId)).flatMap((f) => [n.arpChain(f.portId), n.macChain(f.portId)]),
+    );
+    // One rule per device in each dispatch: in any order.
+    const sections = new Map([
+      [n.arpDispatchChain, [arpDispatch]],
+      [n.macDispatchChain, [macDispatch]],
+    ]);
+    await this.written.writeEb(want, (c) => keep.has(c), sections);
   }
 
   // ---- drift ----

@@ -49,17 +49,17 @@ export function readLogPrefix(prefix: string, text: string): { event: 'ACCEPT' |
   return { event: m[2] === 'A' ? 'ACCEPT' : 'DROP', portHash: m[3]! };
 }
 
-/** Kind letters of chains: per port i (ingress), o (egress), s (anti-spoofing), a (ARP); shared d
- *  (FORWARD dispatch), p (port jumps), f (fallback drop), n (INPUT dispatch), r (raw: no tracking),
- *  b (ebtables ARP dispatch). */
-type ChainKind = 'i' | 'o' | 's' | 'a' | 'd' | 'p' | 'f' | 'n' | 'r' | 'b';
+/** Kind letters of chains: per port i (ingress), o (egress), s (anti-spoofing), a (ARP), m (source
+ *  MACs); shared d (FORWARD dispatch), p (port jumps), f (fallback drop), n (INPUT dispatch), r (raw:
+ *  no tracking), b (ebtables ARP dispatch), e (ebtables source-MAC dispatch). */
+type ChainKind = 'i' | 'o' | 's' | 'a' | 'm' | 'd' | 'p' | 'f' | 'n' | 'r' | 'b' | 'e';
 
 export class KernelNames {
   private readonly hashes = new IdHashes();
   private readonly ownRe: RegExp;
   constructor(readonly prefix: string) {
     validatePrefix(prefix);
-    this.ownRe = new RegExp(`^(${prefix}-[iosadpfnrb]-[0-9a-f]{${HASH_CHARS}}|${prefix}[46]-[0-9a-f]{${HASH_CHARS}}(\\.t)?)$`);
+    this.ownRe = new RegExp(`^(${prefix}-[iosamdpfnrbe]-[0-9a-f]{${HASH_CHARS}}|${prefix}[46]-[0-9a-f]{${HASH_CHARS}}(\\.t)?)$`);
   }
   private hash(id: string): string {
     return this.hashes.of(id);
@@ -100,6 +100,11 @@ export class KernelNames {
   get arpDispatchChain(): string {
     return this.shared('b');
   }
+  /** ebtables nat PREROUTING jumps here: a frame from one of our ports goes to the port's MAC chain,
+   *  before the bridge learns where its source MAC is. */
+  get macDispatchChain(): string {
+    return this.shared('e');
+  }
   ingressChain(portId: string): string {
     return this.chain('i', portId);
   }
@@ -111,6 +116,9 @@ export class KernelNames {
   }
   arpChain(portId: string): string {
     return this.chain('a', portId);
+  }
+  macChain(portId: string): string {
+    return this.chain('m', portId);
   }
   /** The prefix of the port's logging rules. */
   logPrefix(portId: string, event: 'ACCEPT' | 'DROP'): string {

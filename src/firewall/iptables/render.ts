@@ -9,6 +9,7 @@ import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
 import {
   arpSenders,
+  sourceMacs,
   egressPolicy,
   fixedTag,
   ICMP6_LISTS,
@@ -319,6 +320,21 @@ export function renderArp(f: PortFilter): string[] {
     if (!lines.includes(line)) lines.push(line);
   }
   lines.push('-p ARP -j DROP');
+  return lines;
+}
+
+/** ebtables nat: a frame from the port may carry only the port's own source MACs (policy.ts,
+ *  sourceMacs). In PREROUTING, before the bridge learns where a MAC is: the filter table's chains run
+ *  after it has, when a frame from a neighbour's MAC has already taken the neighbour's traffic. */
+export function renderMacSources(f: PortFilter): string[] {
+  return [...sourceMacs(f).map((mac) => `-s ${mac} -j RETURN`), '-j DROP'];
+}
+
+/** The ebtables nat dispatch (PREROUTING): a frame from a port to its MAC chain (from a port whose
+ *  filter the kernel refused: dropped). */
+export function renderMacDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, names: KernelNames): string[] {
+  const lines: string[] = [];
+  for (const f of filters) if (f.filtered) lines.push(`-i ${f.device} -j ${failed.has(f.portId) ? 'DROP' : names.macChain(f.portId)}`);
   return lines;
 }
 

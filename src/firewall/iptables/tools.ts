@@ -35,6 +35,7 @@ const RESTORE: Record<IpVersion, string> = { 4: 'iptables-restore', 6: 'ip6table
 const SAVE: Record<IpVersion, string> = { 4: 'iptables-save', 6: 'ip6tables-save' };
 
 export type Table = 'filter' | 'raw';
+export type EbTable = 'filter' | 'nat';
 
 export class Iptables {
   restores = 0;
@@ -55,14 +56,14 @@ export class Iptables {
     return run(this.netns, SAVE[version], ['-c', '-t', 'filter']);
   }
 
-  /** ebtables-restore --noflush (filter table): ARP protection on the bridge. */
+  /** ebtables-restore --noflush (its script may name both tables): the bridge's rules. */
   async ebRestore(script: string): Promise<void> {
     this.restores++;
     await run(this.netns, 'ebtables-restore', ['--noflush'], script);
   }
 
-  async ebSave(): Promise<string> {
-    return run(this.netns, 'ebtables-save', ['-t', 'filter']);
+  async ebSave(table: EbTable = 'filter'): Promise<string> {
+    return run(this.netns, 'ebtables-save', ['-t', table]);
   }
 
   /** Whether the tools write nf_tables (iptables-nft and ebtables-nft: every change they make moves

@@ -7,17 +7,44 @@ import type { DataplaneStats, Mode, ReconcileReport } from '../dataplane.js';
 import type { KernelNames } from './names.js';
 import { editInPlace, type InPlace } from './edit.js';
 import { restoreScript, type Chains, type IpVersion, type Sections } from './render.js';
-import { chainLines, parseChains, type Iptables, type Table } from './tools.js';
+import { chainLines, parseChains, type EbTable, type Iptables, type Table } from './tools.js';
 
 export const VERSIONS: IpVersion[] = [4, 6];
 const TABLES: Table[] = ['filter', 'raw'];
+/** ebtables: filter (ARP protection, tagged frames) and nat (source MACs, in PREROUTING: before the
+ *  bridge learns where a MAC is, which the filter table's chains run after). */
+const EB_TABLES: EbTable[] = ['filter', 'nat'];
 
 /** Where one of our chains is hooked in: table, built-in chain, our chain. */
 interface Hook {
-  table: Table | 'eb';
+  table: Table | EbTable;
   builtin: string;
   chain: string;
   versions: (IpVersion | 'eb')[];
+}
+
+/** One table of one tool, as the writes, the repair and the removals reach it. */
+interface Target {
+  version: IpVersion | 'eb';
+  table: Table | EbTable;
+  /** Our chains in it as written. */
+  had: Chains;
+  save(): Promise<string>;
+  /** The restore input making `changed` chains hold their rules (of `chains`) and removing `removed`
+   *  ones, then `edits`, then `extra` lines. */
+  script(chains: Chains, changed: string[], removed: string[], extra: string[], edits?: string[]): string;
+  restore(script: string): Promise<void>;
+}
+
+/** What one table's write will do. */
+interface TablePlan {
+  target: Target;
+  want: Chains;
+  changed: string[];
+  removed: string[];
+  hooks: { lines: string[]; keys: string[] };
+  edits: Map<string, InPlace>;
+  commands: string[];
 }
 
 export class WrittenChains {
@@ -25,7 +52,7 @@ export class WrittenChains {
     4: { filter: new Map(), raw: new Map() },
     6: { filter: new Map(), raw: new Map() },
   };
-  private readonly eb: Chains = new Map();
+  private readonly eb: Record<EbTable, Chains> = { filter: new Map(), nat: new Map() };
   /** Chains that may read back differently from how we wrote them: re-read after each write. */
   private readonly inexact = new Set<string>();
   /** Hooks known to be in place. */
@@ -58,17 +85,50 @@ export class WrittenChains {
   }
 
   private get hooks(): Hook[] {
+    return this.hooksFor(this.mode);
+  }
+
+  private hooksFor(mode: Mode): Hook[] {
     const n = this.names;
     const hooks: Hook[] = [
       { table: 'filter', builtin: 'FORWARD', chain: n.dispatchChain, versions: [4, 6] },
       { table: 'filter', builtin: 'INPUT', chain: n.inputChain, versions: [4, 6] },
       { table: 'raw', builtin: 'PREROUTING', chain: n.rawChain, versions: [4, 6] },
     ];
-    if (this.mode === 'bridged') {
-      hooks.push({ table: 'eb', builtin: 'FORWARD', chain: n.arpDispatchChain, versions: ['eb'] });
-      hooks.push({ table: 'eb', builtin: 'INPUT', chain: n.arpDispatchChain, versions: ['eb'] });
+    if (mode === 'bridged') {
+      hooks.push({ table: 'filter', builtin: 'FORWARD', chain: n.arpDispatchChain, versions: ['eb'] });
+      hooks.push({ table: 'filter', builtin: 'INPUT', chain: n.arpDispatchChain, versions: ['eb'] });
+      hooks.push({ table: 'nat', builtin: 'PREROUTING', chain: n.macDispatchChain, versions: ['eb'] });
     }
     return hooks;
+  }
+
+  private ipTarget(v: IpVersion, table: Table): Target {
+    return {
+      version: v,
+      table,
+      had: this.ip[v][table],
+      save: () => this.tools.save(v, table),
+      script: (chains, changed, removed, extra, edits) => restoreScript(table, chains, changed, removed, extra, edits),
+      restore: (script) => this.tools.restore(v, script),
+    };
+  }
+
+  private ebTarget(table: EbTable): Target {
+    return {
+      version: 'eb',
+      table,
+      had: this.eb[table],
+      save: () => this.tools.ebSave(table),
+      script: (chains, changed, removed, extra, edits) => ebScript(table, chains, changed, removed, extra, edits),
+      restore: (script) => this.tools.ebRestore(script),
+    };
+  }
+
+  /** Every table our chains may be in: iptables' and ip6tables', and ebtables' in bridged mode. */
+  private targets(): Target[] {
+    const ip = VERSIONS.flatMap((v) => TABLES.map((t) => this.ipTarget(v, t)));
+    return this.mode === 'bridged' ? [...ip, ...EB_TABLES.map((t) => this.ebTarget(t))] : ip;
   }
 
   /** Makes the table hold `want`: chains that differ are rewritten, written chains neither wanted nor
@@ -83,63 +143,71 @@ export class WrittenChains {
     keep: (chain: string) => boolean,
     opts: { inexact?: Iterable<string>; sections?: ReadonlyMap<string, Sections> } = {},
   ): Promise<string[]> {
-    const { changed, removed } = await this.writeTable(
-      { had: this.ip[v][table], table, version: v, restore: (script) => this.tools.restore(v, restoreScript(table, want, ...script)) },
-      want,
-      keep,
-      opts.sections,
-    );
+    const [plan] = await this.writeTables([{ target: this.ipTarget(v, table), want }], keep, opts.sections);
+    const changed = plan?.changed ?? [];
     for (const c of opts.inexact ?? []) this.inexact.add(c);
     if (changed.some((c) => this.inexact.has(c))) await this.rebase(v, table);
-    return removed;
+    return plan?.removed ?? [];
   }
 
-  /** The same for the ebtables filter table (ARP protection). */
-  async writeEb(want: Chains, keep: (chain: string) => boolean, sections?: ReadonlyMap<string, Sections>): Promise<void> {
-    await this.writeTable(
-      { had: this.eb, table: 'eb', version: 'eb', restore: (script) => this.tools.ebRestore(ebScript(want, ...script)) },
-      want,
+  /** The same for the ebtables tables (filter: ARP protection and tagged frames; nat: source MACs),
+   *  both in one ebtables-restore. */
+  async writeEb(want: Record<EbTable, Chains>, keep: (chain: string) => boolean, sections?: ReadonlyMap<string, Sections>): Promise<void> {
+    await this.writeTables(
+      EB_TABLES.map((t) => ({ target: this.ebTarget(t), want: want[t] })),
       keep,
       sections,
     );
   }
 
-  /** One table's write (see `write`), its script made by `target.restore` from the chains to rewrite,
-   *  the chains to remove, the hook lines and the in-place edits. `had` follows what the tool took. */
-  private async writeTable(
-    target: {
-      had: Chains;
-      table: Table | 'eb';
-      version: IpVersion | 'eb';
-      restore: (script: [changed: string[], removed: string[], hooks: string[], edits: string[]]) => Promise<void>;
-    },
-    want: Chains,
+  /** Tables of one tool written in one restore (see `write`): the chains to rewrite, the chains to
+   *  remove, the hook lines and the in-place edits of each. `had` follows what the tool took. Returns
+   *  the plans that were carried out. */
+  private async writeTables(
+    tables: { target: Target; want: Chains }[],
     keep: (chain: string) => boolean,
     sections: ReadonlyMap<string, Sections> | undefined,
-  ): Promise<{ changed: string[]; removed: string[] }> {
-    const { had } = target;
-    const differ = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
-    const removed = [...had.keys()].filter((c) => !want.has(c) && !keep(c));
-    const hooks = await this.missingHooks(target.table, target.version, (c) => want.has(c) || had.has(c));
-    const editable =
-      sections && differ.some((c) => sections.has(c) && had.has(c)) && (await this.untouchedSinceOurs()) ? sections : undefined;
-    const { changed, edits, commands } = inPlace(differ, had, editable);
-    if (changed.length === 0 && commands.length === 0 && removed.length === 0 && hooks.lines.length === 0) return { changed, removed: [] };
+  ): Promise<TablePlan[]> {
+    const plans: TablePlan[] = [];
+    for (const { target, want } of tables) {
+      const plan = await this.plan(target, want, keep, sections);
+      if (plan.changed.length || plan.commands.length || plan.removed.length || plan.hooks.lines.length) plans.push(plan);
+    }
+    if (plans.length === 0) return [];
+    const script = plans.map((p) => p.target.script(p.want, p.changed, p.removed, p.hooks.lines, p.commands)).join('');
     try {
-      await target.restore([changed, removed, hooks.lines, commands]);
+      await plans[0]!.target.restore(script);
     } catch (e) {
       // An edit names rules as we wrote them: one changed or gone behind our back fails it. Rewritten
       // whole, the chain needs nothing of what the kernel holds.
-      if (commands.length === 0) throw e;
-      return this.writeTable(target, want, keep, undefined);
+      if (plans.every((p) => p.commands.length === 0)) throw e;
+      return this.writeTables(tables, keep, undefined);
     }
     this.stats.restores++;
     this.seenGen = await this.generation();
-    for (const k of hooks.keys) this.hooked.add(k);
-    for (const c of changed) had.set(c, want.get(c)!);
-    for (const [c, e] of edits) had.set(c, e.lines);
-    for (const c of removed) had.delete(c);
-    return { changed, removed };
+    for (const { target, want, hooks, changed, edits, removed } of plans) {
+      for (const k of hooks.keys) this.hooked.add(k);
+      for (const c of changed) target.had.set(c, want.get(c)!);
+      for (const [c, e] of edits) target.had.set(c, e.lines);
+      for (const c of removed) target.had.delete(c);
+    }
+    return plans;
+  }
+
+  /** What a write of `want` into one table must do (nothing yet is written). */
+  private async plan(
+    target: Target,
+    want: Chains,
+    keep: (chain: string) => boolean,
+    sections: ReadonlyMap<string, Sections> | undefined,
+  ): Promise<TablePlan> {
+    const { had } = target;
+    const differ = [...want.keys()].filter((c) => !same(want.get(c), had.get(c)));
+    const removed = [...had.keys()].filter((c) => !want.has(c) && !keep(c));
+    const hooks = await this.missingHooks(target, (c) => want.has(c) || had.has(c));
+    const editable =
+      sections && differ.some((c) => sections.has(c) && had.has(c)) && (await this.untouchedSinceOurs()) ? sections : undefined;
+    return { target, want, removed, hooks, ...inPlace(differ, had, editable) };
   }
 
   /** Chains that read back otherwise than written take the kernel's form as the baseline. */
@@ -153,16 +221,16 @@ export class WrittenChains {
    *  keys to mark once the write that adds them succeeded. Only jumps to chains that are there
    *  (`present`: written before, or in the same write): a host with no port yet has none of them. */
   private async missingHooks(
-    table: Table | 'eb',
-    v: IpVersion | 'eb',
+    target: Target,
     present: (chain: string) => boolean,
     savedNow?: string,
   ): Promise<{ lines: string[]; keys: string[] }> {
+    const { table, version: v } = target;
     const unknown = this.hooks.filter(
       (h) => h.table === table && h.versions.includes(v) && present(h.chain) && !this.hooked.has(hookKey(h, v)),
     );
     if (unknown.length === 0) return { lines: [], keys: [] };
-    const saved = savedNow ?? (v === 'eb' ? await this.tools.ebSave() : await this.tools.save(v, table as Table));
+    const saved = savedNow ?? (await target.save());
     const lines: string[] = [];
     const keys: string[] = [];
     for (const h of unknown) {
@@ -182,50 +250,28 @@ export class WrittenChains {
   async repair(report: ReconcileReport): Promise<void> {
     const n = this.names;
     this.hooked.clear();
-    for (const v of VERSIONS) {
-      for (const table of TABLES) {
-        const had = this.ip[v][table];
-        if (had.size === 0 && table === 'raw') continue;
-        const saved = await this.tools.save(v, table);
-        const kernel = parseChains(saved, (c) => n.owns(c));
-        const changed = [...had.keys()].filter((c) => !same(kernel.get(c), had.get(c)));
-        const referenced = new Set(referencedByOthers(saved, n));
-        const stale = [...kernel.keys()].filter((c) => !had.has(c) && !referenced.has(c));
-        const hooks = await this.missingHooks(table, v, (c) => had.has(c), saved);
-        if (changed.length || hooks.lines.length) {
-          await this.tools.restore(v, restoreScript(table, had, changed, [], hooks.lines));
-          this.stats.restores++;
-          for (const k of hooks.keys) this.hooked.add(k);
-          report.chainsRepaired += changed.length + hooks.lines.length;
-          if (changed.some((c) => this.inexact.has(c))) await this.rebase(v, table);
-        }
-        if (stale.length) {
-          this.stats.restores++;
-          await this.tools.restore(v, restoreScript(table, had, [], stale)).then(
-            () => void (report.staleRemoved += stale.length),
-            () => undefined, // still referenced (by a hook of an earlier run's, say): the full check tries again
-          );
-        }
-      }
-    }
-    if (this.mode === 'bridged' && this.eb.size) {
-      const saved = await this.tools.ebSave();
+    for (const target of this.targets()) {
+      const { had, table } = target;
+      // The raw table and the ebtables tables are left alone until a chain of ours is wanted there.
+      if (had.size === 0 && (table === 'raw' || target.version === 'eb')) continue;
+      const saved = await target.save();
       const kernel = parseChains(saved, (c) => n.owns(c));
-      const changed = [...this.eb.keys()].filter((c) => !same(kernel.get(c), this.eb.get(c)));
+      const changed = [...had.keys()].filter((c) => !same(kernel.get(c), had.get(c)));
       const referenced = new Set(referencedByOthers(saved, n));
-      const stale = [...kernel.keys()].filter((c) => !this.eb.has(c) && !referenced.has(c));
-      const hooks = await this.missingHooks('eb', 'eb', (c) => this.eb.has(c), saved);
+      const stale = [...kernel.keys()].filter((c) => !had.has(c) && !referenced.has(c));
+      const hooks = await this.missingHooks(target, (c) => had.has(c), saved);
       if (changed.length || hooks.lines.length) {
-        await this.tools.ebRestore(ebScript(this.eb, changed, [], hooks.lines));
+        await target.restore(target.script(had, changed, [], hooks.lines));
         this.stats.restores++;
         for (const k of hooks.keys) this.hooked.add(k);
         report.chainsRepaired += changed.length + hooks.lines.length;
+        if (target.version !== 'eb' && changed.some((c) => this.inexact.has(c))) await this.rebase(target.version, table as Table);
       }
       if (stale.length) {
         this.stats.restores++;
-        await this.tools.ebRestore(ebScript(this.eb, [], stale, [])).then(
+        await target.restore(target.script(had, [], stale, [])).then(
           () => void (report.staleRemoved += stale.length),
-          () => undefined,
+          () => undefined, // still referenced (by a hook of an earlier run's, say): the full check tries again
         );
       }
     }
@@ -237,22 +283,13 @@ export class WrittenChains {
   async removeStale(): Promise<number> {
     let removed = 0;
     const n = this.names;
-    for (const v of VERSIONS) {
-      for (const table of TABLES) {
-        const had = this.ip[v][table];
-        const stale = [...parseChains(await this.tools.save(v, table), (c) => n.owns(c)).keys()].filter((c) => !had.has(c));
-        if (stale.length === 0) continue;
-        await this.tools.restore(v, restoreScript(table, had, [], stale));
-        this.stats.restores++;
-        removed += stale.length;
-      }
-    }
-    if (this.mode === 'bridged') {
-      const stale = [...parseChains(await this.tools.ebSave(), (c) => n.owns(c)).keys()].filter((c) => !this.eb.has(c));
-      if (stale.length) {
-        await this.tools.ebRestore(ebScript(this.eb, [], stale, []));
-        removed += stale.length;
-      }
+    for (const target of this.targets()) {
+      const { had } = target;
+      const stale = [...parseChains(await target.save(), (c) => n.owns(c)).keys()].filter((c) => !had.has(c));
+      if (stale.length === 0) continue;
+      await target.restore(target.script(had, [], stale, []));
+      this.stats.restores++;
+      removed += stale.length;
     }
     return removed;
   }
@@ -263,18 +300,15 @@ export class WrittenChains {
     const n = this.names;
     let removed = 0;
     const left: string[] = [];
-    const tables: [IpVersion | 'eb', Table | 'eb'][] = [
-      [4, 'filter'],
-      [6, 'filter'],
-      [4, 'raw'],
-      [6, 'raw'],
-      ['eb', 'eb'],
-    ];
-    for (const [v, table] of tables) {
-      const saved = v === 'eb' ? await this.tools.ebSave().catch(() => '') : await this.tools.save(v, table as Table);
+    // Whatever the mode: chains an earlier run in another mode wrote go too.
+    const targets = [...VERSIONS.flatMap((v) => TABLES.map((t) => this.ipTarget(v, t))), ...EB_TABLES.map((t) => this.ebTarget(t))];
+    for (const target of targets) {
+      const { version: v, table } = target;
+      // A host without ebtables has none of our ebtables chains.
+      const saved = v === 'eb' ? await target.save().catch(() => '') : await target.save();
       const ours = [...parseChains(saved, (c) => n.owns(c)).keys()];
-      const unhook = this.hooks
-        .filter((h) => h.table === table)
+      const unhook = this.hooksFor('bridged')
+        .filter((h) => h.table === table && h.versions.includes(v))
         .flatMap((h) =>
           chainLines(saved, h.builtin)
             .filter((l) => l === `-j ${h.chain}`)
@@ -283,10 +317,17 @@ export class WrittenChains {
       if (ours.length === 0 && unhook.length === 0) continue;
       const referenced = new Set(referencedByOthers(saved, n));
       const del = ours.filter((c) => !referenced.has(c));
-      const lines = [...unhook, ...ours.map((c) => `:${c} ${v === 'eb' ? 'RETURN' : '- [0:0]'}`), ...del.map((c) => `-X ${c}`)];
-      const script = [`*${table === 'eb' ? 'filter' : table}`, ...lines, 'COMMIT', ''].join('\n');
-      if (v === 'eb') await this.tools.ebRestore(script);
-      else await this.tools.restore(v, script);
+      // Every chain of ours emptied (a chain a restore declares is flushed), the hooks taken out, and
+      // the chains no other program's rule jumps to deleted.
+      await target.restore(
+        target.script(
+          new Map(),
+          ours.filter((c) => !del.includes(c)),
+          del,
+          [],
+          unhook,
+        ),
+      );
       removed += del.length;
       for (const c of referenced) {
         const tool = v === 'eb' ? 'ebtables' : `ip${v === 6 ? '6' : ''}tables`;
@@ -302,7 +343,7 @@ export class WrittenChains {
     this.hooked.clear();
     this.inexact.clear();
     for (const v of VERSIONS) for (const t of TABLES) this.ip[v][t].clear();
-    this.eb.clear();
+    for (const t of EB_TABLES) this.eb[t].clear();
   }
 }
 
@@ -348,13 +389,8 @@ function referencedByOthers(saved: string, n: KernelNames): string[] {
   return out;
 }
 
-/** ebtables-restore --noflush input; the order of restoreScript's (./render.ts). */
-function ebScript(chains: Chains, changed: string[], removed: string[], extra: string[], edits: string[] = []): string {
-  const lines = ['*filter'];
-  for (const c of [...changed, ...removed]) lines.push(`:${c} RETURN`);
-  for (const c of changed) for (const r of chains.get(c) ?? []) lines.push(`-A ${c} ${r}`);
-  lines.push(...edits);
-  for (const c of removed) lines.push(`-X ${c}`);
-  lines.push(...extra, 'COMMIT', '');
-  return lines.join('\n');
+/** ebtables-restore --noflush input for one table; the order of restoreScript's (./render.ts), a
+ *  user chain's policy RETURN where iptables has none. */
+function ebScript(table: EbTable, chains: Chains, changed: string[], removed: string[], extra: string[], edits: string[] = []): string {
+  return restoreScript(table, chains, changed, removed, extra, edits).replace(/^(:\S+) - \[0:0\]$/gm, '$1 RETURN');
 }
