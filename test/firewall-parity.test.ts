@@ -269,6 +269,57 @@ onBothBackends("a stateless port's allowed pair never stops the tracking of traf
   t.true(tracked(host, 7300), "traffic to the host's address inside the pair is tracked");
 });
 
+onBothBackends("a stateless port's allowed pair never stops the tracking of traffic to another VM's address in it", async (t, backend) => {
+  // A pair may be a network holding other VMs' addresses (another tenant's, on this host). Their
+  // traffic must stay tracked, or the replies to their own connections are dropped as unrelated.
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
+  const [s, v, srv] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  topo.serve(srv, 7400);
+  fw.setGroup({ id: 'loose', stateful: false, rules: [...egressAll, { id: 'in', direction: 'ingress', ethertype: 'IPv4' }] });
+  fw.setGroup({ id: 'egress', rules: egressAll });
+  fw.setGroup({
+    id: 'srv',
+    rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7400, portRangeMax: 7400 }, ...egressAll],
+  });
+  fw.setPort(vmPort(s, ['loose'], { allowedAddressPairs: [{ ipAddress: '10.100.0.0/24' }] }));
+  fw.setPort(vmPort(v, ['egress']));
+  fw.setPort(vmPort(srv, ['srv']));
+  await applied(t, fw, s, v, srv);
+  t.true(topo.tcp(v, srv.ip4, 7400), "a stateful VM's connection inside the pair's network gets its replies");
+  const tracked = topo.host.run('conntrack', ['-L', '-p', 'tcp', '-d', srv.ip4, '--dport', '7400']).stdout;
+  t.true(tracked.includes('dport=7400'), `and is tracked: ${tracked}`);
+  // The stateless port's own traffic is still untracked, both ways: its connection's replies are
+  // admitted by its rules (it admits all in), and no entry is made.
+  t.true(topo.tcp(s, srv.ip4, 7400), 'the stateless port reaches the server');
+  const untracked = topo.host.run('conntrack', ['-L', '-p', 'tcp', '-s', s.ip4]).stdout;
+  t.false(untracked.includes('dport=7400'), `nothing of the stateless port's traffic is tracked: ${untracked}`);
+});
+
+kernelTest('nftables › a MAC two stateless ports share stays in the stateless-MAC set until the last of them goes', async (t) => {
+  // Two VMs of a VRRP pair share a virtual MAC (an allowed pair of both).
+  const c = await firewallHost(t, 'nftables');
+  const { topo, fw, k } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  const shared = '02:00:00:00:00:aa';
+  fw.setGroup({ id: 'loose', stateful: false, rules: egressAll });
+  for (const vm of [a, b]) fw.setPort(vmPort(vm, ['loose'], { allowedAddressPairs: [{ ipAddress: '10.100.0.200', macAddress: shared }] }));
+  await applied(t, fw, a, b);
+  const macs = () => {
+    const out = topo.host.exec(NFT, ['-j', 'list', 'set', 'inet', k.nft.table, 'stateless-mac']);
+    const set = (JSON.parse(out) as { nftables: { set?: { elem?: string[] } }[] }).nftables.find((o) => o.set)?.set;
+    return [...(set?.elem ?? [])].sort();
+  };
+  t.deepEqual(macs(), [a.mac, b.mac, shared].sort());
+  fw.removePort(`port-${a.name}`);
+  await fw.flush();
+  t.deepEqual(macs(), [b.mac, shared].sort(), 'the shared MAC stays for b');
+  fw.removePort(`port-${b.name}`);
+  await fw.flush();
+  t.deepEqual(macs(), [], 'and goes with it');
+  t.is(fw.stats.applyErrors, 0, 'no transaction was refused');
+});
+
 onBothBackends('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {
   const c = await firewallHost(t, backend);
   const { topo, fw } = c;

@@ -12,6 +12,7 @@ import {
   renderMacSources,
   renderPortChains,
   renderRaw,
+  TO_STATELESS_MARK,
   restoreScript,
 } from '../src/firewall/iptables/render.js';
 import { buildFilter } from '../src/firewall/planner.js';
@@ -131,8 +132,8 @@ test('a port filter names each set once and renders each distinct rule once', (t
     '-p ARP -j DROP',
   ]);
   t.deepEqual(renderMacSources(f), ['-s 02:00:00:00:00:01 -j RETURN', '-s 02:00:00:00:00:99 -j RETURN', '-j DROP'], 'each source MAC once');
-  t.deepEqual(renderMacDispatch([f], new Set(), names), [`-i tap1 -j ${names.macChain('p1')}`]);
-  t.deepEqual(renderMacDispatch([f], new Set(['p1']), names), ['-i tap1 -j DROP'], "a refused filter's port sends nothing");
+  t.deepEqual(renderMacDispatch([f], new Set(), names), [[`-i tap1 -j ${names.macChain('p1')}`], []], 'stateful: nothing marked');
+  t.deepEqual(renderMacDispatch([f], new Set(['p1']), names), [['-i tap1 -j DROP'], []], "a refused filter's port sends nothing");
   // A set that could not be made: rules naming it are held back (fail-closed), nothing else changes.
   const held = buildFilter({ group: () => group }, port, { failedSets: new Set(['4:g']), retrySets: [] });
   t.deepEqual(held.sets, []);
@@ -240,14 +241,36 @@ test("dispatch: our ports' traffic through the sender's egress and the receiver'
 test('stateless ports are not tracked, from and to them; stateful ones are', (t) => {
   const stateless = buildFilter({ group: () => ({ ...group, stateful: false }) }, port, noHolds);
   t.false(stateless.stateful);
+  // Bridged, traffic to the port is known by the mark ebtables sets on frames to its MACs, which is
+  // cleared once read.
+  const mark = `-m mark --mark ${TO_STATELESS_MARK}/${TO_STATELESS_MARK}`;
   t.deepEqual(renderRaw([stateless], 'bridged', false), [
     '-m physdev --physdev-in tap1 -j CT --notrack',
-    '-d 10.0.0.1/32 -m addrtype ! --dst-type LOCAL -j CT --notrack',
-    '-d 10.9.0.0/16 -m addrtype ! --dst-type LOCAL -j CT --notrack',
+    `-d 10.0.0.1/32 ${mark} -m addrtype ! --dst-type LOCAL -j CT --notrack`,
+    `-d 10.9.0.0/16 ${mark} -m addrtype ! --dst-type LOCAL -j CT --notrack`,
+    `${mark} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`,
   ]);
   t.deepEqual(renderRaw([stateless], 'bridged', true), [
     '-m physdev --physdev-in tap1 -j CT --notrack',
-    '-d fd00::1/128 -m addrtype ! --dst-type LOCAL -j CT --notrack',
+    `-d fd00::1/128 ${mark} -m addrtype ! --dst-type LOCAL -j CT --notrack`,
+    `${mark} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`,
+  ]);
+  t.deepEqual(renderRaw([stateless], 'routed', false), [
+    '-i tap1 -j CT --notrack',
+    '-d 10.0.0.1/32 -m addrtype ! --dst-type LOCAL -j CT --notrack',
+    '-d 10.9.0.0/16 -m addrtype ! --dst-type LOCAL -j CT --notrack',
+  ]);
+  // Its MACs (its own and its pairs') marked once each, though two ports share one.
+  const twin = buildFilter(
+    { group: () => ({ ...group, stateful: false }) },
+    validatePort({ ...port, id: 'p2', device: 'tap2', mac: '02:00:00:00:00:02' }),
+    noHolds,
+  );
+  const marks = (mac: string) => `-d ${mac} -j mark --mark-or ${TO_STATELESS_MARK} --mark-target CONTINUE`;
+  t.deepEqual(renderMacDispatch([stateless, twin], new Set(), names)[1], [
+    marks('02:00:00:00:00:01'),
+    marks('02:00:00:00:00:99'),
+    marks('02:00:00:00:00:02'),
   ]);
   t.false(
     renderPortChains(stateless, names)
@@ -255,7 +278,9 @@ test('stateless ports are not tracked, from and to them; stateful ones are', (t)
       .some((l) => l.includes('ESTABLISHED')),
     'no return-traffic shortcut',
   );
-  t.deepEqual(renderRaw([buildFilter({ group: () => group }, port, noHolds)], 'bridged', false), []);
+  const stateful = buildFilter({ group: () => group }, port, noHolds);
+  t.deepEqual(renderRaw([stateful], 'bridged', false), [`${mark} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`], 'only the mark cleared');
+  t.deepEqual(renderRaw([stateful], 'routed', false), []);
 });
 
 test('restore scripts declare, fill and delete only the named chains', (t) => {

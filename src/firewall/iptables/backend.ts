@@ -262,7 +262,7 @@ export class IptablesDataplane implements Dataplane {
     const chain = this.names.rawChain;
     const lines = renderRaw(filters.values(), this.mode, v === 6);
     // The raw table is left alone until some port is stateless.
-    if (lines.length === 0 && !this.written.of(v, 'raw').has(chain)) return;
+    if (!lines.some((l) => l.endsWith('--notrack')) && !this.written.of(v, 'raw').has(chain)) return;
     await this.written.write(v, 'raw', new Map([[chain, lines]]), () => true);
   }
 
@@ -272,7 +272,7 @@ export class IptablesDataplane implements Dataplane {
     const n = this.names;
     const arpDispatch = renderArpDispatch(filters.values(), failed, n);
     const macDispatch = renderMacDispatch(filters.values(), failed, n);
-    const want = { filter: new Map([[n.arpDispatchChain, arpDispatch]]), nat: new Map([[n.macDispatchChain, macDispatch]]) };
+    const want = { filter: new Map([[n.arpDispatchChain, arpDispatch]]), nat: new Map([[n.macDispatchChain, macDispatch.flat()]]) };
     for (const f of changedPorts)
       if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) {
         want.filter.set(n.arpChain(f.portId), renderArp(f));
@@ -281,10 +281,10 @@ export class IptablesDataplane implements Dataplane {
     const keep = new Set(
       [...filters.values()].filter((f) => f.filtered && !failed.has(f.portId)).flatMap((f) => [n.arpChain(f.portId), n.macChain(f.portId)]),
     );
-    // One rule per device in each dispatch: in any order.
+    // In any order within a section: one rule per device, or per MAC.
     const sections = new Map([
       [n.arpDispatchChain, [arpDispatch]],
-      [n.macDispatchChain, [macDispatch]],
+      [n.macDispatchChain, macDispatch],
     ]);
     await this.written.writeEb(want, (c) => keep.has(c), sections);
   }

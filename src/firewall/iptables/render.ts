@@ -297,16 +297,27 @@ function physdevIn(mode: Mode, dev: string): string {
   return mode === 'routed' ? `-i ${dev}` : `-m physdev --physdev-in ${dev}`;
 }
 
+/** The one bit of the packet mark this backend uses (bridged mode): set by ebtables on a frame to a
+ *  stateless port's MAC (renderMacDispatch), read and cleared in raw PREROUTING (renderRaw), which
+ *  br_netfilter runs after the bridge's nat PREROUTING. No packet leaves raw with it. */
+export const TO_STATELESS_MARK = '0x1000000';
+
 /** raw PREROUTING: traffic from and to ports whose groups are all stateless is not tracked; their
- *  rules must then admit replies explicitly, as with Neutron. */
+ *  rules must then admit replies explicitly, as with Neutron. Traffic to such a port is known by its
+ *  destination address (never the host's own: policy.ts, untrackedAddresses) and, bridged, by its
+ *  destination MAC (the mark): an allowed pair may be a network that holds other VMs' addresses, and
+ *  their traffic must stay tracked. */
 export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean): string[] {
   const lines: string[] = [];
+  const toPort = mode === 'bridged' ? ` -m mark --mark ${TO_STATELESS_MARK}/${TO_STATELESS_MARK}` : '';
   for (const f of filters) {
     if (!f.filtered || f.stateful) continue;
     lines.push(`${mode === 'routed' ? `-i ${f.device}` : `-m physdev --physdev-in ${f.device}`} -j CT --notrack`);
-    // Never traffic to the host's own addresses (policy.ts, untrackedAddresses).
-    for (const ip of untrackedAddresses(f)[v6 ? 6 : 4]) lines.push(`-d ${iptablesCidr(ip)} -m addrtype ! --dst-type LOCAL -j CT --notrack`);
+    for (const ip of untrackedAddresses(f)[v6 ? 6 : 4])
+      lines.push(`-d ${iptablesCidr(ip)}${toPort} -m addrtype ! --dst-type LOCAL -j CT --notrack`);
   }
+  // Always, bridged: ebtables may still mark for a moment after the last stateless port went.
+  if (toPort) lines.push(`${toPort.trim()} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`);
   return lines;
 }
 
@@ -330,12 +341,19 @@ export function renderMacSources(f: PortFilter): string[] {
   return [...sourceMacs(f).map((mac) => `-s ${mac} -j RETURN`), '-j DROP'];
 }
 
-/** The ebtables nat dispatch (PREROUTING): a frame from a port to its MAC chain (from a port whose
- *  filter the kernel refused: dropped). */
-export function renderMacDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, names: KernelNames): string[] {
-  const lines: string[] = [];
-  for (const f of filters) if (f.filtered) lines.push(`-i ${f.device} -j ${failed.has(f.portId) ? 'DROP' : names.macChain(f.portId)}`);
-  return lines;
+/** The ebtables nat dispatch (PREROUTING), two sections: a frame from a port to its MAC chain (from
+ *  a port whose filter the kernel refused: dropped); a frame to a MAC of a stateless port marked, so
+ *  raw PREROUTING knows it goes to that port (renderRaw). Each MAC once: ports may share one. */
+export function renderMacDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, names: KernelNames): Sections {
+  const from: string[] = [];
+  const toStateless = new Set<string>();
+  for (const f of filters) {
+    if (!f.filtered) continue;
+    from.push(`-i ${f.device} -j ${failed.has(f.portId) ? 'DROP' : names.macChain(f.portId)}`);
+    if (!f.stateful && !failed.has(f.portId))
+      for (const mac of sourceMacs(f)) toStateless.add(`-d ${mac} -j mark --mark-or ${TO_STATELESS_MARK} --mark-target CONTINUE`);
+  }
+  return [from, [...toStateless]];
 }
 
 /** ebtables-save prints a host without /32 and a network with its prefix. */

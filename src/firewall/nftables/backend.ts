@@ -142,7 +142,7 @@ export class NftablesDataplane implements Dataplane {
 
   /** The operations of one transaction for `c`, leaving out the sets and ports the kernel refused. */
   private async plan(c: ChangeSet, badSets: Map<string, Error>, badPorts: Map<string, Error>): Promise<Plan> {
-    const plan: Plan = { ops: [], owners: [], commit: [], blocked: [], ids: this.ports.planIds() };
+    const plan: Plan = { ops: [], owners: [], commit: [], blocked: [], ids: this.ports.planIds(), macUsers: new Map() };
     const push = (owner: Owner, ...ops: Op[]) => {
       for (const op of ops) {
         plan.ops.push(op);
@@ -224,7 +224,10 @@ export class NftablesDataplane implements Dataplane {
     }
     if (structural) plan.commit.push(() => this.stats.restores++);
 
-    plan.commit.push(() => this.ports.commitIds(plan.ids));
+    plan.commit.push(() => {
+      this.ports.commitIds(plan.ids);
+      this.ports.commitMacUsers(plan.macUsers);
+    });
 
     // 3. Sets no rule names any more.
     for (const ref of c.sets.destroy) {

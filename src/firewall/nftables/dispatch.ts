@@ -3,7 +3,7 @@
 // refused, and a port's entries in the shared sets (stateless ports and addresses, known devices).
 // Pure: each returns the operations of one change; the backend puts them in its transaction.
 import type { PortFilter } from '../dataplane.js';
-import { untrackedAddresses } from '../policy.js';
+import { sourceMacs, untrackedAddresses } from '../policy.js';
 import { BRIDGE, INET } from './names.js';
 import type { ElemKey, NftFamily, Op, Verdict } from '../../addon/nftables.js';
 import { markOf } from './render.js';
@@ -55,6 +55,10 @@ export function elemOps(l: Layout, add: MapElem[], del: MapElem[]): Op[] {
   return ops;
 }
 
+/** How the stateless-MAC set changes when one port's MACs there go from `before` to `after`: a MAC
+ *  two ports share is added with the first and removed with the last (ports.ts counts them). */
+export type MacChange = (before: readonly string[], after: readonly string[]) => { add: string[]; del: string[] };
+
 /** Operations making a stateless port's traffic untracked (or no longer), from `had` to `now`. */
 export function statelessOps(
   l: Layout,
@@ -62,6 +66,7 @@ export function statelessOps(
   hadId: number | undefined,
   now: PortFilter | undefined,
   nowId: number | undefined,
+  macChange: MacChange,
 ): Op[] {
   const inet = at(l, 'inet');
   const key = (f: PortFilter | undefined, id: number | undefined): ElemKey | undefined =>
@@ -77,6 +82,12 @@ export function statelessOps(
     const del = a0[v].filter((ip) => !a1[v].includes(ip));
     const add = a1[v].filter((ip) => !a0[v].includes(ip));
     if (del.length || add.length) ops.push({ op: 'members', ...inet, set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6, add, del });
+  }
+  if (l.mode === 'bridged') {
+    // Traffic to the port is known by its MACs (the port's own and its allowed pairs'), tables.ts.
+    const macs = (f: PortFilter | undefined) => (!f?.filtered || f.stateful ? [] : sourceMacs(f));
+    const { add, del } = macChange(macs(had), macs(now));
+    if (add.length || del.length) ops.push({ op: 'elems', ...inet, set: INET.statelessMac, add: add.map((key) => ({ key })), del });
   }
   return ops;
 }

@@ -18,10 +18,11 @@ export const INET = {
   /** Verdict maps: port key (mark or device) → its egress chain / its ingress chain. */
   fromPort: 'from-port',
   toPort: 'to-port',
-  /** Keys of stateless ports, and their addresses. */
+  /** Keys of stateless ports, their addresses, and (bridged mode) their MACs. */
   statelessPort: 'stateless-port',
   statelessAddr4: 'stateless-addr4',
   statelessAddr6: 'stateless-addr6',
+  statelessMac: 'stateless-mac',
   /** The lists of ICMPv6 types of the port policy (../policy.ts `ICMP6_LISTS`): what every port
    *  receives, may send from :: for duplicate address detection, and may send from its own
    *  addresses: one rule each instead of one per type. */

@@ -7,7 +7,7 @@ import type { Family } from '../../domain/address.js';
 import type { LogSettings, PortChainKind, PortFilter } from '../dataplane.js';
 import type { RuleTag } from '../policy.js';
 import type { NftFamily, Op, OpFailure } from '../../addon/nftables.js';
-import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps } from './dispatch.js';
+import { dispatchElems, dropElems, elemOps, knownDeviceOps, statelessOps, type MacChange } from './dispatch.js';
 import { MAX_MARK_ID, portChains, type Rules } from './render.js';
 import { at, type Layout } from './tables.js';
 
@@ -24,6 +24,8 @@ export interface Plan {
   blocked: { portId: string; groupId: string; family: Family }[];
   /** Mark ids: free ones taken (from the end of the free list), the next new one, ids freed. */
   ids: { fromFree: number; next: number; freed: number[] };
+  /** Bridged mode: the count of stateless ports of each MAC this plan changes it for. */
+  macUsers: Map<string, number>;
   /** The ruleset generation the plan was read at, when it deletes a table it found holding nothing
    *  of another program's: the kernel takes it only if nothing changed since (else it is planned
    *  again). */
@@ -52,6 +54,9 @@ export class PortObjects {
   private readonly ids = new Map<string, number>();
   private readonly freeIds: number[] = [];
   private nextId = 1;
+  /** Bridged mode: of how many stateless ports each MAC in the stateless-MAC set is a MAC. Ports may
+   *  share one (a VRRP pair's virtual MAC, an allowed pair of both): it goes with the last of them. */
+  private readonly statelessMacUsers = new Map<string, number>();
   /** Rules of each chain as last committed (`family/chain` → JSON), to rewrite only what changed. */
   private readonly written = new Map<string, string>();
   /** What each rule of the ports' inet chains is, by chain: counters and trace name rules by it. */
@@ -103,6 +108,35 @@ export class PortObjects {
     this.freeIds.push(...ids.freed);
   }
 
+  commitMacUsers(macUsers: Plan['macUsers']): void {
+    for (const [mac, n] of macUsers) {
+      if (n > 0) this.statelessMacUsers.set(mac, n);
+      else this.statelessMacUsers.delete(mac);
+    }
+  }
+
+  /** The stateless-MAC set's change for one port, counted in the plan (dispatch.ts, MacChange). */
+  private macChange(plan: Plan): MacChange {
+    return (before, after) => {
+      const users = (mac: string) => plan.macUsers.get(mac) ?? this.statelessMacUsers.get(mac) ?? 0;
+      const add: string[] = [];
+      const del: string[] = [];
+      for (const mac of before) {
+        if (after.includes(mac)) continue;
+        const n = users(mac);
+        plan.macUsers.set(mac, Math.max(0, n - 1));
+        if (n === 1) del.push(mac);
+      }
+      for (const mac of after) {
+        if (before.includes(mac)) continue;
+        const n = users(mac);
+        plan.macUsers.set(mac, n + 1);
+        if (n === 0) add.push(mac);
+      }
+      return { add, del };
+    };
+  }
+
   /** Everything forgotten (our tables were removed). */
   clear(): void {
     this.filters.clear();
@@ -112,6 +146,7 @@ export class PortObjects {
     this.nextId = 1;
     this.written.clear();
     this.tags.clear();
+    this.statelessMacUsers.clear();
   }
 
   /** Writes a port's chains where they changed, and its dispatch. */
@@ -162,7 +197,7 @@ export class PortObjects {
       a.family === b.family && a.set === b.set && a.key === b.key && JSON.stringify(a.verdict) === JSON.stringify(b.verdict);
     const del = before.filter((b) => !after.some((a) => same(a, b)));
     const add = after.filter((a) => !before.some((b) => same(a, b)));
-    const stateless = statelessOps(this.layout, hadIn, hadId, f, id);
+    const stateless = statelessOps(this.layout, hadIn, hadId, f, id, this.macChange(plan));
     if (del.length || add.length || stateless.length) {
       push(owner, ...elemOps(this.layout, add, del), ...stateless);
       changed = true;
@@ -201,7 +236,11 @@ export class PortObjects {
 
   /** Removes a filtered port's dispatch, untracked entries and chains. */
   private removeChains(f: PortFilter, id: number | undefined, push: Push, owner: Owner, commit: (() => void)[], plan: Plan): boolean {
-    push(owner, ...elemOps(this.layout, [], dispatchElems(this.layout, f, id)), ...statelessOps(this.layout, f, id, undefined, undefined));
+    push(
+      owner,
+      ...elemOps(this.layout, [], dispatchElems(this.layout, f, id)),
+      ...statelessOps(this.layout, f, id, undefined, undefined, this.macChange(plan)),
+    );
     const chains = portChains(f, this.layout.names, this.layout.mode, id);
     const gone: [NftFamily, string][] = [
       ...[...chains.inet.keys()].map((c) => ['inet', c] as [NftFamily, string]),

@@ -5,7 +5,7 @@
 import type { Mode } from '../dataplane.js';
 import { ICMP6_LISTS, type Icmp6List } from '../policy.js';
 import { BRIDGE, INET, type NftNames } from './names.js';
-import type { NftFamily, Op } from '../../addon/nftables.js';
+import type { NftFamily, Op, Stmt } from '../../addon/nftables.js';
 import { CT_STATE_VERDICTS, ICMP6_SETS, MARK_MASK } from './render.js';
 
 /** What the shape of our tables depends on. */
@@ -40,6 +40,7 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
   const portKey = bridged ? 'mark' : 'ifname';
   const dispatch = (dir: 'from' | 'to') =>
     (bridged ? { mark: MARK_MASK } : dir === 'from' ? 'iifname' : 'oifname') as { mark: number } | 'iifname' | 'oifname';
+  const toStatelessMac: Stmt[] = bridged ? [{ m: 'etherDaddrIn', set: INET.statelessMac }] : [];
   const ops: Op[] = [
     { op: 'table', ...inet },
     { op: 'set', ...inet, set: INET.fromPort, key: portKey, map: true },
@@ -47,10 +48,12 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
     { op: 'set', ...inet, set: INET.statelessPort, key: portKey },
     { op: 'set', ...inet, set: INET.statelessAddr4, key: 'ipv4' },
     { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
+    ...(bridged ? [{ op: 'set', ...inet, set: INET.statelessMac, key: 'ether' } as Op] : []),
     ...Object.values(ICMP6_SETS).map((set): Op => ({ op: 'set', ...inet, set, key: 'icmp6type' })),
     { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
     // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked (never
-    // traffic to the host's own addresses: policy.ts, untrackedAddresses).
+    // traffic to the host's own addresses: policy.ts, untrackedAddresses). Bridged, traffic to it is
+    // known by its destination MAC too: an allowed pair may be a network holding other VMs' addresses.
     { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
     {
       op: 'rule',
@@ -67,6 +70,7 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
       chain: INET.untracked,
       stmts: [
         { m: 'nfproto', v: 4 },
+        ...toStatelessMac,
         { m: 'addrIn', family: 4, dir: 'daddr', set: INET.statelessAddr4 },
         { m: 'daddrNotLocal' },
         { m: 'notrack' },
@@ -78,6 +82,7 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
       chain: INET.untracked,
       stmts: [
         { m: 'nfproto', v: 6 },
+        ...toStatelessMac,
         { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 },
         { m: 'daddrNotLocal' },
         { m: 'notrack' },

@@ -266,6 +266,7 @@ pub const NFT_REG_1: u32 = 1;
 pub const TYPE_VERDICT: u32 = 1;
 pub const TYPE_IPADDR: u32 = 7;
 pub const TYPE_IP6ADDR: u32 = 8;
+pub const TYPE_ETHERADDR: u32 = 9;
 pub const TYPE_MARK: u32 = 19;
 pub const TYPE_CT_STATE: u32 = 26;
 pub const TYPE_ICMP6_TYPE: u32 = 29;

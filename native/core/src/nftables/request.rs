@@ -97,7 +97,7 @@ pub fn del_set_msg(family: Family, table: &str, set: &str) -> NftRequest {
 /// KEYBYTEORDER; nft's byte orders: 1 host, 2 big endian). The kernel keeps it without looking.
 fn set_userdata(key: KeyType) -> Vec<u8> {
     const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
-    let order: u32 = if key.interval() || key == KeyType::Icmp6Type { 2 } else { 1 };
+    let order: u32 = if key.big_endian() { 2 } else { 1 };
     let mut v = vec![NFTNL_UDATA_SET_KEYBYTEORDER, 4];
     v.extend_from_slice(&order.to_ne_bytes());
     v

@@ -86,6 +86,8 @@ pub enum KeyType {
     Icmp6Type,
     /// A conntrack state bit (host byte order, as `ct state` loads it).
     CtState,
+    /// A MAC address (six bytes).
+    Ether,
 }
 
 impl KeyType {
@@ -96,6 +98,7 @@ impl KeyType {
             KeyType::Ipv6 | KeyType::Ifname => 16,
             KeyType::Icmp6Type => 1,
             KeyType::CtState => 4,
+            KeyType::Ether => 6,
         }
     }
     pub fn nft_type(self) -> u32 {
@@ -106,10 +109,15 @@ impl KeyType {
             KeyType::Ifname => TYPE_IFNAME,
             KeyType::Icmp6Type => TYPE_ICMP6_TYPE,
             KeyType::CtState => TYPE_CT_STATE,
+            KeyType::Ether => TYPE_ETHERADDR,
         }
     }
     pub fn interval(self) -> bool {
         matches!(self, KeyType::Ipv4 | KeyType::Ipv6)
+    }
+    /// Keys in network byte order (as the packet holds them), not host order (a mark, a state bit).
+    pub fn big_endian(self) -> bool {
+        matches!(self, KeyType::Ipv4 | KeyType::Ipv6 | KeyType::Icmp6Type | KeyType::Ether)
     }
     pub fn bits(self) -> Option<Bits> {
         match self {
@@ -143,7 +151,7 @@ impl VerdictSpec {
     }
 }
 
-/// A key of a mark or interface-name set.
+/// A key of a mark, interface-name or MAC set (a MAC as text: `02:00:00:00:00:01`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(untagged)]
@@ -305,6 +313,10 @@ pub enum Stmt {
         #[serde(default)]
         #[cfg_attr(test, ts(as = "Option<bool>", optional))]
         negate: bool,
+    },
+    /// `ether daddr @set` (with nft's dependency on an Ethernet input device).
+    EtherDaddrIn {
+        set: String,
     },
     /// An Ethernet/IPv4 ARP packet whose sender is MAC (and, if given, an address in CIDR).
     ArpSender {
@@ -509,6 +521,13 @@ pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     Ok(out)
 }
 
+/// nft's dependency for a link-layer match in the inet family: an Ethernet input device.
+fn ethernet_input() -> Vec<Expr> {
+    const NFT_META_IIFTYPE: u32 = 8;
+    const ARPHRD_ETHER: u16 = 1;
+    vec![load_meta(NFT_META_IIFTYPE), eq(ARPHRD_ETHER.to_ne_bytes().to_vec())]
+}
+
 /// An interface name as a 16-byte key (NUL padded); at most 15 bytes, no NUL.
 pub fn ifname_key(name: &str) -> Result<Vec<u8>, String> {
     if name.is_empty() || name.len() >= IFNAMSIZ || name.bytes().any(|b| b == 0) {
@@ -519,11 +538,12 @@ pub fn ifname_key(name: &str) -> Result<Vec<u8>, String> {
     Ok(k)
 }
 
-/// The key of a mark or interface-name element.
+/// The key of a mark, interface-name or MAC element.
 pub fn elem_key(key: &KeySpec, ty: KeyType) -> Result<Vec<u8>, String> {
     match (key, ty) {
         (KeySpec::Mark(m), KeyType::Mark) => Ok(m.to_ne_bytes().to_vec()),
         (KeySpec::Ifname(n), KeyType::Ifname) => ifname_key(n),
+        (KeySpec::Ifname(mac), KeyType::Ether) => Ok(parse_mac(mac)?.to_vec()),
         (KeySpec::Mark(t), KeyType::Icmp6Type) if *t <= 255 => Ok(vec![*t as u8]),
         (KeySpec::Mark(m), KeyType::CtState) => Ok(m.to_ne_bytes().to_vec()),
         (k, t) => Err(format!("key {k:?} does not fit a set of {t:?}")),
@@ -637,15 +657,14 @@ impl Stmt {
             ],
             Stmt::EtherSaddr { mac, negate } => {
                 let mac = parse_mac(mac)?;
-                // nft's dependency for a link-layer match in the inet family: an Ethernet device.
-                const NFT_META_IIFTYPE: u32 = 8;
-                const ARPHRD_ETHER: u16 = 1;
-                vec![
-                    load_meta(NFT_META_IIFTYPE),
-                    eq(ARPHRD_ETHER.to_ne_bytes().to_vec()),
-                    payload(NFT_PAYLOAD_LL_HEADER, 6, 6),
-                    if *negate { neq(mac.to_vec()) } else { eq(mac.to_vec()) },
-                ]
+                let mut v = ethernet_input();
+                v.extend([payload(NFT_PAYLOAD_LL_HEADER, 6, 6), if *negate { neq(mac.to_vec()) } else { eq(mac.to_vec()) }]);
+                v
+            }
+            Stmt::EtherDaddrIn { set } => {
+                let mut v = ethernet_input();
+                v.extend([payload(NFT_PAYLOAD_LL_HEADER, 0, 6), Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 }]);
+                v
             }
             Stmt::ArpSender { mac, cidr } => {
                 let mac = parse_mac(mac)?;
@@ -868,6 +887,8 @@ mod tests {
         assert!(elem_key(&KeySpec::Ifname("a-name-too-long-1".into()), KeyType::Ifname).is_err());
         assert!(elem_key(&KeySpec::Mark(1), KeyType::Ifname).is_err());
         assert_eq!(elem_key(&KeySpec::Mark(0x10000), KeyType::Mark).unwrap(), 0x10000u32.to_ne_bytes().to_vec());
+        assert_eq!(elem_key(&KeySpec::Ifname("02:00:00:00:00:0a".into()), KeyType::Ether).unwrap(), vec![2, 0, 0, 0, 0, 10]);
+        assert!(elem_key(&KeySpec::Ifname("tap1".into()), KeyType::Ether).is_err());
         assert!(parse_mac("02:00:00:00:00:0g").is_err());
     }
 }

@@ -357,3 +357,21 @@ fn a_destination_not_local_is_a_route_lookup_of_its_type() {
     assert_eq!(b, EXPRS_DADDR_NOT_LOCAL);
     assert_eq!(super::expr::parse_exprs(EXPRS_DADDR_NOT_LOCAL).unwrap(), e);
 }
+
+#[test]
+fn a_destination_mac_in_a_set_is_a_link_layer_load_looked_up() {
+    let e = super::spec::Stmt::EtherDaddrIn { set: "macs".into() }.exprs().unwrap();
+    let mut b = vec![0u8; e.as_slice().buffer_len()];
+    e.as_slice().emit(&mut b);
+    let parsed = super::expr::parse_exprs(&b).unwrap();
+    assert_eq!(parsed, e);
+    // The load: the link-layer header's first six bytes (the destination), into register 1.
+    let load = [
+        8, 0, 1, 0, 0, 0, 0, 1, // NFTA_PAYLOAD_DREG = NFT_REG_1
+        8, 0, 2, 0, 0, 0, 0, 0, // NFTA_PAYLOAD_BASE = NFT_PAYLOAD_LL_HEADER
+        8, 0, 3, 0, 0, 0, 0, 0, // NFTA_PAYLOAD_OFFSET = 0
+        8, 0, 4, 0, 0, 0, 0, 6, // NFTA_PAYLOAD_LEN = 6
+    ];
+    assert!(b.windows(load.len()).any(|w| w == load), "payload ll 0 6");
+    assert!(b.windows(5).any(|w| w == b"macs\0"), "the set named");
+}
