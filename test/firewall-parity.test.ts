@@ -320,6 +320,25 @@ kernelTest('nftables › a MAC two stateless ports share stays in the stateless-
   t.is(fw.stats.applyErrors, 0, 'no transaction was refused');
 });
 
+onBothBackends('a port with no fixed IP may send from any address of its own MAC, as Neutron has it', async (t, backend) => {
+  // A VM on a network without subnets sets its addresses itself.
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
+  const [a, srv] = [topo.addVm(1), topo.addVm(2)];
+  topo.serve(srv, 7500);
+  fw.setGroup({ id: 'egress', rules: egressAll });
+  fw.setGroup({
+    id: 'srv',
+    rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7500, portRangeMax: 7500 }, ...egressAll],
+  });
+  fw.setPort(vmPort(a, ['egress'], { fixedIps: [] }));
+  fw.setPort(vmPort(srv, ['srv']));
+  await applied(t, fw, a, srv);
+  t.true(topo.tcp(a, srv.ip4, 7500), 'from the address it set itself');
+  topo.addAddress(a, '10.100.0.99/24');
+  t.true(topo.tcp(a, srv.ip4, 7500, '10.100.0.99'), 'and from any other, with its MAC');
+});
+
 onBothBackends('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {
   const c = await firewallHost(t, backend);
   const { topo, fw } = c;

@@ -134,6 +134,12 @@ test('a port filter names each set once and renders each distinct rule once', (t
   t.deepEqual(renderMacSources(f), ['-s 02:00:00:00:00:01 -j RETURN', '-s 02:00:00:00:00:99 -j RETURN', '-j DROP'], 'each source MAC once');
   t.deepEqual(renderMacDispatch([f], new Set(), names), [[`-i tap1 -j ${names.macChain('p1')}`], []], 'stateful: nothing marked');
   t.deepEqual(renderMacDispatch([f], new Set(['p1']), names), [['-i tap1 -j DROP'], []], "a refused filter's port sends nothing");
+  // A port with no fixed IP: any source from its MAC, as Neutron has it.
+  const bare = buildFilter({ group: () => group }, validatePort({ ...port, fixedIps: [], allowedAddressPairs: [] }), noHolds);
+  const bareChains = renderPortChains(bare, names);
+  t.deepEqual(bareChains.v4.get(names.spoofChain('p1')), ['-m mac --mac-source 02:00:00:00:00:01 -j RETURN', '-j DROP']);
+  t.true(bareChains.v6.get(names.spoofChain('p1'))!.includes('-m mac --mac-source 02:00:00:00:00:01 -j RETURN'));
+  t.deepEqual(renderArp(bare), ['-p ARP --arp-mac-src 02:00:00:00:00:01 -j RETURN', '-p ARP -j DROP']);
   // A set that could not be made: rules naming it are held back (fail-closed), nothing else changes.
   const held = buildFilter({ group: () => group }, port, { failedSets: new Set(['4:g']), retrySets: [] });
   t.deepEqual(held.sets, []);

@@ -73,6 +73,9 @@ export function buildFilter(
   const sources: { ip: string; mac: string }[] = [];
   for (const ip of port.fixedIps) sources.push({ ip, mac: port.mac });
   for (const p of port.allowedAddressPairs) sources.push({ ip: p.ipAddress, mac: p.macAddress ?? port.mac });
+  // A port with no fixed IP may send from any address of its MAC, as Neutron's anti-spoofing has it
+  // (an address the VM configures itself, on a network without subnets): else it could send nothing.
+  if (port.fixedIps.length === 0) sources.push({ ip: '0.0.0.0/0', mac: port.mac }, { ip: '::/0', mac: port.mac });
   // Neighbour discovery leaves from the link-local address of each MAC the port may send from
   // (validated MACs are lower case: one spelling each).
   const macs = new Set([port.mac, ...port.allowedAddressPairs.map((p) => p.macAddress ?? port.mac)]);
