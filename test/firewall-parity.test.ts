@@ -8,8 +8,8 @@ import type { SecurityGroupInput } from '../src/domain/model.js';
 import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine } from './helpers/backends.js';
-import { NA_OVERRIDE, neighbourAdvert, neighbourSolicit, solicitedNode } from './helpers/ndp.js';
-import { otherFrame, sendFrames, udpFrame, udpListener } from './helpers/frames.js';
+import { mldDone, NA_OVERRIDE, neighbourAdvert, neighbourSolicit, solicitedNode } from './helpers/ndp.js';
+import { icmp6Listener, otherFrame, sendFrames, udpFrame, udpListener } from './helpers/frames.js';
 import { waitFor } from './helpers/wait.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { egressAll, firewallHost, onBothBackends, vmPort } from './helpers/firewall.js';
@@ -337,6 +337,24 @@ onBothBackends('a port with no fixed IP may send from any address of its own MAC
   t.true(topo.tcp(a, srv.ip4, 7500), 'from the address it set itself');
   topo.addAddress(a, '10.100.0.99/24');
   t.true(topo.tcp(a, srv.ip4, 7500, '10.100.0.99'), 'and from any other, with its MAC');
+});
+
+onBothBackends('a port leaves a multicast group (MLD done) without an egress rule, as it joins one', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  // No IPv6 egress rule at all: only the fixed policy can let the message out.
+  fw.setGroup({ id: 'v4only', rules: [{ id: 'e4', direction: 'egress', ethertype: 'IPv4' }] });
+  fw.setPort(vmPort(a, ['v4only']));
+  fw.setPort(vmPort(b, ['v4only']));
+  await applied(t, fw, a, b);
+  // b hears what the bridge floods to it (all-routers is link-local multicast: always flooded).
+  const heard = await icmp6Listener(b.ns, 'eth0', 132);
+  t.teardown(() => heard.close());
+  sendFrames(a.ns, 'eth0', [mldDone({ from: a.mac, src: linkLocalFromMac(a.mac), group: 'ff02::1:3' })]);
+  const group = 'ff020000000000000000000000010003';
+  await waitFor("a's MLD done heard by b", () => heard.heard().includes(group), 10_000);
+  t.deepEqual(heard.heard(), [group], 'once, with the group it leaves');
 });
 
 onBothBackends('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {

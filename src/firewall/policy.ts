@@ -40,8 +40,10 @@ export const ICMP6_LISTS = {
   toPort: [130, 131, 132, 134, 135, 136, 143],
   /** MLD reports a port sends from :: during duplicate address detection. */
   dad: [131, 143],
-  /** MLD reports, router and neighbour solicitations: what a port sends from its own addresses. */
-  fromPort: [131, 133, 135, 143],
+  /** MLD reports and done, router and neighbour solicitations: what a port sends from its own
+   *  addresses (Neutron admits every ICMPv6 type but router advertisements; leaving a multicast
+   *  group must not need a rule any more than joining one). */
+  fromPort: [131, 132, 133, 135, 143],
 } as const;
 export type Icmp6List = keyof typeof ICMP6_LISTS;
 

@@ -64,23 +64,42 @@ export async function udpListener(ns: Netns, port: number): Promise<{ heard: () 
     const u = require('dgram').createSocket('udp4');
     u.on('message', (m) => process.stdout.write(m.toString('hex') + '\\n'));
     u.bind(${port}, () => process.stdout.write('ready\\n'));`;
-  const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const l = await listener(ns, [process.execPath, '-e', code]);
+  return { heard: () => l.lines().map((h) => Buffer.from(h, 'hex').toString()), close: l.close };
+}
+
+const ICMP6_HEARD = `
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86dd))
+s.bind((sys.argv[1], 0))
+print('ready', flush=True)
+while True:
+    f = s.recv(2048)
+    # Ethernet (14 bytes), IPv6 (40: next header at 6), ICMPv6 type first; then 4 bytes, the address.
+    if len(f) >= 78 and f[20] == 58 and f[54] == int(sys.argv[2]):
+        print(f[62:78].hex(), flush=True)
+`;
+
+/** A listener for ICMPv6 messages of `type` arriving on `dev` in the namespace (with no extension
+ *  header); `heard()` lists the address each carries after its first 8 bytes (an MLD message's
+ *  group), as hex. Resolves once it listens. */
+export async function icmp6Listener(ns: Netns, dev: string, type: number): Promise<{ heard: () => string[]; close: () => void }> {
+  const l = await listener(ns, ['python3', '-c', ICMP6_HEARD, dev, String(type)]);
+  return { heard: l.lines, close: l.close };
+}
+
+/** A process in the namespace that prints `ready` once it listens, then a line per thing heard. */
+async function listener(ns: Netns, argv: string[]): Promise<{ lines: () => string[]; close: () => void }> {
+  const child = spawn('ip', ['netns', 'exec', ns.name, ...argv], { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (b: Buffer) => {
       out += b.toString();
       if (out.includes('ready\n')) resolve();
     });
-    child.once('exit', (code) => reject(new Error(`udp listener exited ${code}`)));
+    child.once('exit', (code) => reject(new Error(`listener ${argv[0]} exited ${code}`)));
   });
-  return {
-    heard: () =>
-      out
-        .split('\n')
-        .filter((l) => l && l !== 'ready')
-        .map((l) => Buffer.from(l, 'hex').toString()),
-    close: () => child.kill('SIGKILL'),
-  };
+  return { lines: () => out.split('\n').filter((l) => l && l !== 'ready'), close: () => child.kill('SIGKILL') };
 }
 
 const SEND = `

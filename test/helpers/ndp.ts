@@ -7,6 +7,7 @@ import { mac } from './frames.js';
 const ICMPV6 = 58;
 const NS = 135;
 const NA = 136;
+const MLD_DONE = 132;
 /** Neighbour advertisement flags (RFC 4861 4.4). */
 export const NA_SOLICITED = 0x40;
 export const NA_OVERRIDE = 0x20;
@@ -75,6 +76,14 @@ export function neighbourAdvert(f: Frame & { target: string; lladdr: string; fla
   icmp[25] = 1;
   mac(f.lladdr).copy(icmp, 26);
   return frame(f, icmp);
+}
+
+/** An MLDv1 done (RFC 2710 3): the sender leaves the multicast `group`. Sent to all routers. */
+export function mldDone(f: Omit<Frame, 'dst'> & { group: string }): Buffer {
+  const icmp = Buffer.alloc(24);
+  icmp[0] = MLD_DONE;
+  addr(f.group).copy(icmp, 8);
+  return frame({ ...f, dst: 'ff02::2' }, icmp);
 }
 
 /** A neighbour solicitation for `target`; with `lladdr` (source link-layer address option) the
