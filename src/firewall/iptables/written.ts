@@ -1,7 +1,7 @@
 // Our chains in the iptables, ip6tables and ebtables tables as the tools acknowledged writing them,
 // and the writes that keep the kernel equal to what is wanted: a chain is rewritten only where the
-// wanted lines differ from the written ones, in one restore per table naming only those chains, with
-// the jumps from the built-in chains (hooks) added where they are missing. This mirror is the
+// wanted lines differ from the written ones, in one restore per table naming only those chains (one
+// for both ebtables tables), with the jumps from the built-in chains (hooks) added where missing. This mirror is the
 // baseline drift is judged by (`repair`) and changes only after a write the tools acknowledged.
 import type { DataplaneStats, Mode, ReconcileReport } from '../dataplane.js';
 import type { KernelNames } from './names.js';
