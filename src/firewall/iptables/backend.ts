@@ -262,7 +262,8 @@ export class IptablesDataplane implements Dataplane {
     const chain = this.names.rawChain;
     const lines = renderRaw(filters.values(), this.mode, v === 6);
     // The raw table is left alone until some port is stateless.
-    if (!lines.some((l) => l.endsWith('--notrack')) && !this.written.of(v, 'raw').has(chain)) return;
+    const stateless = [...filters.values()].some((f) => f.filtered && !f.stateful);
+    if (!stateless && !this.written.of(v, 'raw').has(chain)) return;
     await this.written.write(v, 'raw', new Map([[chain, lines]]), () => true);
   }
 

@@ -309,15 +309,16 @@ export const TO_STATELESS_MARK = '0x1000000';
  *  their traffic must stay tracked. */
 export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean): string[] {
   const lines: string[] = [];
-  const toPort = mode === 'bridged' ? ` -m mark --mark ${TO_STATELESS_MARK}/${TO_STATELESS_MARK}` : '';
+  const marked = `-m mark --mark ${TO_STATELESS_MARK}/${TO_STATELESS_MARK}`;
+  const toPort = mode === 'bridged' ? ` ${marked}` : '';
   for (const f of filters) {
     if (!f.filtered || f.stateful) continue;
-    lines.push(`${mode === 'routed' ? `-i ${f.device}` : `-m physdev --physdev-in ${f.device}`} -j CT --notrack`);
+    lines.push(`${physdevIn(mode, f.device)} -j CT --notrack`);
     for (const ip of untrackedAddresses(f)[v6 ? 6 : 4])
       lines.push(`-d ${iptablesCidr(ip)}${toPort} -m addrtype ! --dst-type LOCAL -j CT --notrack`);
   }
   // Always, bridged: ebtables may still mark for a moment after the last stateless port went.
-  if (toPort) lines.push(`${toPort.trim()} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`);
+  if (mode === 'bridged') lines.push(`${marked} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`);
   return lines;
 }
 

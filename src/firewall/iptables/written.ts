@@ -126,9 +126,9 @@ export class WrittenChains {
   }
 
   /** Every table our chains may be in: iptables' and ip6tables', and ebtables' in bridged mode. */
-  private targets(): Target[] {
+  private targets(mode: Mode = this.mode): Target[] {
     const ip = VERSIONS.flatMap((v) => TABLES.map((t) => this.ipTarget(v, t)));
-    return this.mode === 'bridged' ? [...ip, ...EB_TABLES.map((t) => this.ebTarget(t))] : ip;
+    return mode === 'bridged' ? [...ip, ...EB_TABLES.map((t) => this.ebTarget(t))] : ip;
   }
 
   /** Makes the table hold `want`: chains that differ are rewritten, written chains neither wanted nor
@@ -300,9 +300,8 @@ export class WrittenChains {
     const n = this.names;
     let removed = 0;
     const left: string[] = [];
-    // Whatever the mode: chains an earlier run in another mode wrote go too.
-    const targets = [...VERSIONS.flatMap((v) => TABLES.map((t) => this.ipTarget(v, t))), ...EB_TABLES.map((t) => this.ebTarget(t))];
-    for (const target of targets) {
+    // Whatever the mode: chains and hooks an earlier run in bridged mode wrote go too.
+    for (const target of this.targets('bridged')) {
       const { version: v, table } = target;
       // A host without ebtables has none of our ebtables chains.
       const saved = v === 'eb' ? await target.save().catch(() => '') : await target.save();

@@ -64,30 +64,18 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
         { m: 'notrack' },
       ],
     },
-    {
+    ...([4, 6] as const).map((v): Op => ({
       op: 'rule',
       ...inet,
       chain: INET.untracked,
       stmts: [
-        { m: 'nfproto', v: 4 },
+        { m: 'nfproto', v },
         ...toStatelessMac,
-        { m: 'addrIn', family: 4, dir: 'daddr', set: INET.statelessAddr4 },
+        { m: 'addrIn', family: v, dir: 'daddr', set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6 },
         { m: 'daddrNotLocal' },
         { m: 'notrack' },
       ],
-    },
-    {
-      op: 'rule',
-      ...inet,
-      chain: INET.untracked,
-      stmts: [
-        { m: 'nfproto', v: 6 },
-        ...toStatelessMac,
-        { m: 'addrIn', family: 6, dir: 'daddr', set: INET.statelessAddr6 },
-        { m: 'daddrNotLocal' },
-        { m: 'notrack' },
-      ],
-    },
+    })),
     // After conntrack and DNAT: what a port sends (forwarded or to the host itself) meets its egress chain.
     { op: 'chain', ...inet, chain: INET.fromPorts, hook: { hook: 'prerouting', priority: 0 } },
     ...(bridged ? [] : unknownDeviceDrops(l, inet, INET.fromPorts, INET.knownDev, 'iifname')),
