@@ -342,6 +342,7 @@ test("what a previous run left keeps filtering until this run's first apply; onl
     filtered: true,
     mac: '02:00:00:00:00:99',
     stateful: true,
+    fixedIps: [],
     sources: [],
     rules: [],
     sets: [],

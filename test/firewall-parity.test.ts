@@ -8,8 +8,8 @@ import type { SecurityGroupInput } from '../src/domain/model.js';
 import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine } from './helpers/backends.js';
-import { mldDone, NA_OVERRIDE, neighbourAdvert, neighbourSolicit, solicitedNode } from './helpers/ndp.js';
-import { icmp6Listener, otherFrame, sendFrames, udpFrame, udpListener } from './helpers/frames.js';
+import { mldDone, NA_OVERRIDE, neighbourAdvert, neighbourSolicit, routerAdvert, solicitedNode } from './helpers/ndp.js';
+import { icmp6Listener, otherFrame, sendFrames, udp6Frame, udpFrame, udpListener } from './helpers/frames.js';
 import { waitFor } from './helpers/wait.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { egressAll, firewallHost, onBothBackends, vmPort } from './helpers/firewall.js';
@@ -353,9 +353,74 @@ onBothBackends('a port leaves a multicast group (MLD done) without an egress rul
   t.teardown(() => heard.close());
   sendFrames(a.ns, 'eth0', [mldDone({ from: a.mac, src: linkLocalFromMac(a.mac), group: 'ff02::1:3' })]);
   const group = 'ff020000000000000000000000010003';
-  await waitFor("a's MLD done heard by b", () => heard.heard().includes(group), 10_000);
-  t.deepEqual(heard.heard(), [group], 'once, with the group it leaves');
+  await waitFor("a's MLD done heard by b", () => heard.heard(132).includes(group), 10_000);
+  t.deepEqual(heard.heard(132), [group], 'once, with the group it leaves');
 });
+
+onBothBackends('router advertisements reach only ports with an IPv6 fixed IP, as Neutron has it', async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  const { topo, fw } = c;
+  const [router, a, b] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  fw.setGroup({ id: 'open', rules: egressAll });
+  fw.setPort(vmPort(router, [], { portSecurityEnabled: false }));
+  fw.setPort(vmPort(a, ['open']));
+  fw.setPort(vmPort(b, ['open'], { fixedIps: [b.ip4] }));
+  await applied(t, fw, router, a, b);
+  const RA = 134;
+  const NS = 135;
+  const [heardA, heardB] = await Promise.all([icmp6Listener(a.ns, 'eth0', RA, NS), icmp6Listener(b.ns, 'eth0', RA, NS)]);
+  t.teardown(() => {
+    heardA.close();
+    heardB.close();
+  });
+  const src = linkLocalFromMac(router.mac);
+  // The solicitation after the advertisement, on one socket: once b heard it, b would have heard
+  // the advertisement before it.
+  sendFrames(router.ns, 'eth0', [
+    routerAdvert({ from: router.mac, src }),
+    neighbourSolicit({ from: router.mac, src, dst: 'ff02::1', target: b.ip6, lladdr: router.mac }),
+  ]);
+  await waitFor('the solicitation heard by both', () => heardA.heard(NS).length > 0 && heardB.heard(NS).length > 0, 10_000);
+  await waitFor('the advertisement heard by a', () => heardA.heard(RA).length > 0, 10_000);
+  t.deepEqual(heardB.heard(RA), [], 'not by b, which has only an IPv4 fixed IP');
+});
+
+onBothBackends(
+  'DHCP replies reach a port only at its fixed IPs and broadcast (IPv6: link-local), as Neutron has it',
+  async (t, backend) => {
+    // A server that is not Neutron's offering an address Neutron did not give: its replies go nowhere.
+    const c = await firewallHost(t, backend);
+    const { topo, fw } = c;
+    const [server, a] = [topo.addVm(1), topo.addVm(2)];
+    fw.setGroup({ id: 'open', rules: egressAll });
+    fw.setPort(vmPort(server, [], { portSecurityEnabled: false }));
+    fw.setPort(vmPort(a, ['open']));
+    await applied(t, fw, server, a);
+    // The VM takes the rogue addresses, so that only the filter can keep their replies from it.
+    topo.addAddress(a, '10.100.0.77/24');
+    topo.addAddress(a, 'fd00:100::77/64');
+    const [v4, v6] = await Promise.all([udpListener(a.ns, 68), udpListener(a.ns, 546, 6)]);
+    t.teardown(() => {
+      v4.close();
+      v6.close();
+    });
+    const reply4 = (dst: string, toMac: string, payload: string) =>
+      udpFrame({ fromMac: server.mac, toMac, src: server.ip4, dst, sport: 67, dport: 68, payload });
+    const reply6 = (dst: string, payload: string) =>
+      udp6Frame({ fromMac: server.mac, toMac: a.mac, src: linkLocalFromMac(server.mac), dst, sport: 547, dport: 546, payload });
+    sendFrames(server.ns, 'eth0', [
+      reply4('10.100.0.77', a.mac, 'rogue'),
+      reply6('fd00:100::77', 'rogue6'),
+      reply4(a.ip4, a.mac, 'own'),
+      reply4('255.255.255.255', 'ff:ff:ff:ff:ff:ff', 'broadcast'),
+      reply6(a.ip6, 'own6'),
+      reply6(linkLocalFromMac(a.mac), 'link-local6'),
+    ]);
+    await waitFor('the replies to its own addresses heard', () => v4.heard().length >= 2 && v6.heard().length >= 2, 10_000);
+    t.deepEqual(v4.heard().sort(), ['broadcast', 'own'], 'its fixed IP and broadcast; not the rogue address');
+    t.deepEqual(v6.heard().sort(), ['link-local6', 'own6'], 'its fixed IP and link-local address; not the rogue address');
+  },
+);
 
 onBothBackends('a port that leaves a group loses the connections only that group admitted', async (t, backend) => {
   const c = await firewallHost(t, backend);

@@ -20,7 +20,7 @@ import { linkLocalFromMac } from '../src/domain/mac.js';
 import { validateGroup, validatePort } from '../src/domain/validate.js';
 import type { SecurityGroup } from '../src/domain/model.js';
 import { egressPolicy } from '../src/firewall/policy.js';
-import { egressRules } from '../src/firewall/nftables/render.js';
+import { egressRules, ingressRules } from '../src/firewall/nftables/render.js';
 import { NftNames } from '../src/firewall/nftables/names.js';
 
 const names = new KernelNames('sg');
@@ -175,6 +175,46 @@ test('IPv6 egress: only duplicate address detection before the anti-spoof check,
   const spoof = renderPortChains(buildFilter({ group: () => undefined }, p, noHolds), names).v6.get(names.spoofChain('p1'))!;
   const pairLla = `-s ${iptablesCidr(linkLocalFromMac('02:00:00:00:00:99'))} -m mac --mac-source 02:00:00:00:00:99 -j RETURN`;
   t.true(spoof.includes(pairLla), 'the link-local address of each MAC');
+});
+
+test("DHCP replies go only to the port's fixed IPs and broadcast (IPv6: link-local); router advertisements only to a port with an IPv6 fixed IP", (t) => {
+  const p = validatePort({
+    id: 'p1',
+    host: 'h',
+    device: 'tap1',
+    mac: '02:00:00:00:00:01',
+    fixedIps: ['10.0.0.1', '10.0.0.2', 'fd00::1'],
+    allowedAddressPairs: [{ ipAddress: '10.9.0.0/16' }, { ipAddress: 'fd00:9::/64' }],
+    securityGroups: [],
+  });
+  const ingress = (port: typeof p) => renderPortChains(buildFilter({ group: () => undefined }, port, noHolds), names);
+  const chains = ingress(p);
+  const v4 = chains.v4.get(names.ingressChain('p1'))!;
+  const v6 = chains.v6.get(names.ingressChain('p1'))!;
+  const dhcp4 = '-p udp -m udp --sport 67 --dport 68 -j RETURN';
+  t.deepEqual(
+    v4.filter((l) => l.includes('--sport 67')),
+    ['-d 10.0.0.1/32', '-d 10.0.0.2/32', '-d 255.255.255.255/32'].map((d) => `${d} ${dhcp4}`),
+    'the fixed IPs and broadcast; not the allowed pairs',
+  );
+  const dhcp6 = '-p udp -m udp --sport 547 --dport 546 -j RETURN';
+  t.deepEqual(
+    v6.filter((l) => l.includes('--sport 547')),
+    ['-d fd00::1/128', '-d fe80::/64'].map((d) => `${d} ${dhcp6}`),
+  );
+  t.true(v6.includes('-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN'), 'an IPv6 fixed IP: router advertisements');
+  const v4Only = ingress(validatePort({ ...p, fixedIps: ['10.0.0.1'] })).v6.get(names.ingressChain('p1'))!;
+  t.false(
+    v4Only.some((l) => l.includes('--icmpv6-type 134')),
+    'none without one, whatever its pairs',
+  );
+  t.deepEqual(
+    v4Only.filter((l) => l.includes('--sport 547')),
+    [`-d fe80::/64 ${dhcp6}`],
+  );
+  // Both backends lower the same entries: nft's ingress chain holds as many DHCP rules.
+  const nft = ingressRules(buildFilter({ group: () => undefined }, p, noHolds), new NftNames('sg'));
+  t.is(nft.tags.filter((x) => 'fixed' in x && (x.fixed === 'DHCP' || x.fixed === 'DHCPv6')).length, 5);
 });
 
 test('the fixed policy admits nothing before the anti-spoof check but what leaves from an unspecified address, on both backends', (t) => {

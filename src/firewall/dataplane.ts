@@ -45,6 +45,9 @@ export interface PortFilter {
   mac: string;
   /** Connection tracking for the port's traffic (a port whose groups are all stateless is not tracked). */
   stateful: boolean;
+  /** The port's fixed IPs (not its allowed pairs): where DHCP replies may go, and whether it takes
+   *  router advertisements (policy.ts). */
+  fixedIps: string[];
   /** (source address or network, source MAC) pairs the port may send from: anti-spoofing. */
   sources: { ip: string; mac: string }[];
   /** The rules of the port's groups, each distinct rule once, in group order. */

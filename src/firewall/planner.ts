@@ -87,6 +87,7 @@ export function buildFilter(
     filtered: port.portSecurityEnabled,
     mac: port.mac,
     stateful,
+    fixedIps: port.fixedIps,
     sources,
     rules,
     sets: [...sets.values()],

@@ -23,6 +23,7 @@ export type FixedName =
   | 'duplicate address detection'
   | 'neighbour advertisement'
   | 'neighbour advertisement guard'
+  | 'router advertisement'
   | 'router advertisement guard'
   | 'anti-spoofing'
   | 'anti-spoofing: own source'
@@ -36,13 +37,15 @@ export type RuleTag = { rule: string[] } | { fixed: FixedName } | { log: 'ACCEPT
 
 /** ICMPv6 types matched together: a renderer that can may match each list as one set. */
 export const ICMP6_LISTS = {
-  /** Neighbour discovery, MLD and router advertisements: what every port receives. */
-  toPort: [130, 131, 132, 134, 135, 136, 143],
+  /** Neighbour discovery and MLD: what every port receives (router advertisements only a port with
+   *  an IPv6 fixed IP: `ingressPolicy`). */
+  toPort: [130, 131, 132, 135, 136, 143],
   /** MLD reports a port sends from :: during duplicate address detection. */
   dad: [131, 143],
   /** MLD reports and done, router and neighbour solicitations: what a port sends from its own
-   *  addresses (Neutron admits every ICMPv6 type but router advertisements; leaving a multicast
-   *  group must not need a rule any more than joining one). */
+   *  addresses (Neutron's iptables driver admits every ICMPv6 type but router advertisements, its
+   *  OVS driver these alone: docs/firewall.md; leaving a multicast group must not need a rule any
+   *  more than joining one). */
   fromPort: [131, 132, 133, 135, 143],
 } as const;
 export type Icmp6List = keyof typeof ICMP6_LISTS;
@@ -94,15 +97,29 @@ function ownTargets(f: PortFilter): (string | undefined)[] {
   return [...out];
 }
 
-/** Traffic to the port: state, DHCP replies, neighbour discovery, MLD and router advertisements,
- *  the ingress rules, deny. */
+/** Where a DHCP server's replies to the port may go, as Neutron has it (so that a lease never
+ *  gives an address Neutron did not): its fixed IPs of the family, and broadcast (IPv4) or the
+ *  link-local network (IPv6, where a client asks from its link-local address). An allowed pair is
+ *  not a lease. */
+export function dhcpReplyTargets(f: PortFilter, family: Family): string[] {
+  const own = f.fixedIps.filter((ip) => familyOf(ip) === family);
+  return family === 4 ? [...own, '255.255.255.255/32'] : [...own, 'fe80::/64'];
+}
+
+/** Traffic to the port: state, DHCP replies to its own addresses, neighbour discovery, MLD, router
+ *  advertisements if it has an IPv6 fixed IP (Neutron: a port without one is not to configure IPv6
+ *  from a router), the ingress rules, deny. */
 export function ingressPolicy(f: PortFilter): Entry[] {
+  const dhcp = (family: Family, sport: number, dport: number, name: FixedName): Entry[] =>
+    dhcpReplyTargets(f, family).map((dst) => ({ match: { family, dst, udp: { sport, dport } }, verdict: 'return', name }));
+  const routed = f.fixedIps.some((ip) => familyOf(ip) === 6);
   return [
     ...(f.stateful ? STATE : []),
-    udp(4, 67, 68, 'return', 'DHCP'),
+    ...dhcp(4, 67, 68, 'DHCP'),
     { groupRules: 4 },
     icmp6('toPort', 'return', 'neighbour discovery'),
-    udp(6, 547, 546, 'return', 'DHCPv6'),
+    ...(routed ? [icmp6(RA, 'return', 'router advertisement')] : []),
+    ...dhcp(6, 547, 546, 'DHCPv6'),
     { groupRules: 6 },
     { deny: true },
   ];

@@ -1,9 +1,10 @@
 // Ethernet frames crafted as a VM could put them on the wire, for what the kernel's own stack never
 // sends: an IPv4 UDP datagram in a frame with VLAN tags (802.1Q, 802.1ad), or from a MAC that is not
-// the sender's. `sendFrames` writes frames raw (python3's AF_PACKET socket; python3 is a test
+// the sender's; a DHCP server's reply (IPv4 or IPv6) to an address it should not go to. `sendFrames` writes frames raw (python3's AF_PACKET socket; python3 is a test
 // dependency, scripts/setup.sh); `udpListener` hears them in the receiving VM whatever its own
 // replies would meet.
 import { spawn } from 'node:child_process';
+import { parseCidr } from '../../src/domain/address.js';
 import type { Netns } from './netns.js';
 
 /** A MAC's six bytes. */
@@ -15,9 +16,8 @@ function ipv4(text: string): Buffer {
   return Buffer.from(text.split('.').map(Number));
 }
 
-/** A frame holding one IPv4 UDP datagram (no UDP checksum, which IPv4 allows), behind `tags`: each a
- *  tag protocol (0x8100, 0x88a8) with VLAN id `vid`, outermost first. */
-export function udpFrame(f: {
+/** A UDP datagram between two addresses, in a frame from one MAC to another. */
+interface Datagram {
   fromMac: string;
   toMac: string;
   src: string;
@@ -25,16 +25,25 @@ export function udpFrame(f: {
   sport: number;
   dport: number;
   payload: string;
-  tags?: { tpid: number; vid: number }[];
-}): Buffer {
+}
+
+/** The UDP header (checksum zero) and payload of `f`. */
+function udpSegment(f: Datagram): Buffer {
   const data = Buffer.from(f.payload);
   const udp = Buffer.alloc(8);
   udp.writeUInt16BE(f.sport, 0);
   udp.writeUInt16BE(f.dport, 2);
   udp.writeUInt16BE(8 + data.length, 4);
+  return Buffer.concat([udp, data]);
+}
+
+/** A frame holding one IPv4 UDP datagram (no UDP checksum, which IPv4 allows), behind `tags`: each a
+ *  tag protocol (0x8100, 0x88a8) with VLAN id `vid`, outermost first. */
+export function udpFrame(f: Datagram & { tags?: { tpid: number; vid: number }[] }): Buffer {
+  const segment = udpSegment(f);
   const ip = Buffer.alloc(20);
   ip[0] = 0x45;
-  ip.writeUInt16BE(20 + 8 + data.length, 2);
+  ip.writeUInt16BE(20 + segment.length, 2);
   ip[8] = 64;
   ip[9] = 17;
   ipv4(f.src).copy(ip, 12);
@@ -49,7 +58,42 @@ export function udpFrame(f: {
     b.writeUInt16BE(t.vid & 0x0fff, 2);
     return b;
   });
-  return Buffer.concat([mac(f.toMac), mac(f.fromMac), ...tags, Buffer.from([0x08, 0x00]), ip, udp, data]);
+  return Buffer.concat([mac(f.toMac), mac(f.fromMac), ...tags, Buffer.from([0x08, 0x00]), ip, segment]);
+}
+
+/** A frame holding one IPv6 UDP datagram, with its checksum (which IPv6 requires). */
+export function udp6Frame(f: Datagram): Buffer {
+  const segment = udpSegment(f);
+  const src = ipv6(f.src);
+  const dst = ipv6(f.dst);
+  segment.writeUInt16BE(ipv6Checksum(src, dst, 17, segment) || 0xffff, 6);
+  const ip = Buffer.alloc(40);
+  ip.writeUInt32BE(0x60000000, 0);
+  ip.writeUInt16BE(segment.length, 4);
+  ip[6] = 17;
+  ip[7] = 64;
+  src.copy(ip, 8);
+  dst.copy(ip, 24);
+  return Buffer.concat([mac(f.toMac), mac(f.fromMac), Buffer.from([0x86, 0xdd]), ip, segment]);
+}
+
+/** An IPv6 address's sixteen bytes. */
+export function ipv6(text: string): Buffer {
+  const c = parseCidr(text);
+  if (c.family !== 6) throw new Error(`not an IPv6 address: ${text}`);
+  return Buffer.from(c.bytes);
+}
+
+/** The checksum of an upper-layer `body` (its checksum field zero) over IPv6 (RFC 8200 8.1). */
+export function ipv6Checksum(src: Buffer, dst: Buffer, nextHeader: number, body: Buffer): number {
+  const len = Buffer.alloc(8);
+  len.writeUInt32BE(body.length, 0);
+  len[7] = nextHeader;
+  const all = Buffer.concat([src, dst, len, body, Buffer.alloc(body.length % 2)]);
+  let sum = 0;
+  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
 }
 
 /** A frame of a type no IP or ARP hook looks at (0x88b5, for local experiments), broadcast. */
@@ -59,9 +103,9 @@ export function otherFrame(fromMac: string): Buffer {
 
 /** A listener for UDP datagrams on `port` in the namespace; `heard()` lists the payloads received so
  *  far. Resolves once it listens. */
-export async function udpListener(ns: Netns, port: number): Promise<{ heard: () => string[]; close: () => void }> {
+export async function udpListener(ns: Netns, port: number, family: 4 | 6 = 4): Promise<{ heard: () => string[]; close: () => void }> {
   const code = `
-    const u = require('dgram').createSocket('udp4');
+    const u = require('dgram').createSocket('udp${family}');
     u.on('message', (m) => process.stdout.write(m.toString('hex') + '\\n'));
     u.bind(${port}, () => process.stdout.write('ready\\n'));`;
   const l = await listener(ns, [process.execPath, '-e', code]);
@@ -76,16 +120,25 @@ print('ready', flush=True)
 while True:
     f = s.recv(2048)
     # Ethernet (14 bytes), IPv6 (40: next header at 6), ICMPv6 type first; then 4 bytes, the address.
-    if len(f) >= 78 and f[20] == 58 and f[54] == int(sys.argv[2]):
-        print(f[62:78].hex(), flush=True)
+    if len(f) >= 78 and f[20] == 58 and str(f[54]) in sys.argv[2].split(','):
+        print(f[54], f[62:78].hex(), flush=True)
 `;
 
-/** A listener for ICMPv6 messages of `type` arriving on `dev` in the namespace (with no extension
- *  header); `heard()` lists the address each carries after its first 8 bytes (an MLD message's
- *  group), as hex. Resolves once it listens. */
-export async function icmp6Listener(ns: Netns, dev: string, type: number): Promise<{ heard: () => string[]; close: () => void }> {
-  const l = await listener(ns, ['python3', '-c', ICMP6_HEARD, dev, String(type)]);
-  return { heard: l.lines, close: l.close };
+/** A listener for ICMPv6 messages of the `types` arriving on `dev` in the namespace (with no
+ *  extension header); `heard(type)` lists the address each of that type carries after its first 8
+ *  bytes (an MLD message's group, a solicitation's target), as hex. Resolves once it listens. */
+export async function icmp6Listener(
+  ns: Netns,
+  dev: string,
+  ...types: number[]
+): Promise<{ heard: (type: number) => string[]; close: () => void }> {
+  const l = await listener(ns, ['python3', '-c', ICMP6_HEARD, dev, types.join(',')]);
+  const heard = (type: number) =>
+    l
+      .lines()
+      .filter((line) => line.startsWith(`${type} `))
+      .map((line) => line.slice(line.indexOf(' ') + 1));
+  return { heard, close: l.close };
 }
 
 /** A process in the namespace that prints `ready` once it listens, then a line per thing heard. */

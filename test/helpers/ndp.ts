@@ -1,22 +1,16 @@
 // IPv6 neighbour discovery frames crafted as a VM could put them on the wire (any source, any target:
 // the kernel's own neighbour discovery never lies), built here and sent raw from inside a VM's
 // namespace with frames.ts's `sendFrames`, in order, on one socket.
-import { parseCidr } from '../../src/domain/address.js';
-import { mac } from './frames.js';
+import { ipv6, ipv6Checksum, mac } from './frames.js';
 
 const ICMPV6 = 58;
 const NS = 135;
 const NA = 136;
 const MLD_DONE = 132;
+const RA = 134;
 /** Neighbour advertisement flags (RFC 4861 4.4). */
 export const NA_SOLICITED = 0x40;
 export const NA_OVERRIDE = 0x20;
-
-function addr(text: string): Buffer {
-  const c = parseCidr(text);
-  if (c.family !== 6) throw new Error(`not an IPv6 address: ${text}`);
-  return Buffer.from(c.bytes);
-}
 
 /** The multicast MAC an IPv6 multicast address is sent to (RFC 2464 7). */
 function multicastMac(dst: Buffer): Buffer {
@@ -25,19 +19,8 @@ function multicastMac(dst: Buffer): Buffer {
 
 /** The solicited-node multicast address of `target` (RFC 4291 2.7.1): where DAD and resolution go. */
 export function solicitedNode(target: string): string {
-  const t = addr(target);
+  const t = ipv6(target);
   return `ff02::1:ff${t[13]!.toString(16).padStart(2, '0')}:${((t[14]! << 8) | t[15]!).toString(16)}`;
-}
-
-function checksum(src: Buffer, dst: Buffer, body: Buffer): number {
-  const len = Buffer.alloc(8);
-  len.writeUInt32BE(body.length, 0);
-  len[7] = ICMPV6;
-  const all = Buffer.concat([src, dst, len, body, Buffer.alloc(body.length % 2)]);
-  let sum = 0;
-  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
 }
 
 interface Frame {
@@ -51,9 +34,9 @@ interface Frame {
 }
 
 function frame(f: Frame, icmp: Buffer): Buffer {
-  const src = addr(f.src);
-  const dst = addr(f.dst);
-  icmp.writeUInt16BE(checksum(src, dst, icmp), 2);
+  const src = ipv6(f.src);
+  const dst = ipv6(f.dst);
+  icmp.writeUInt16BE(ipv6Checksum(src, dst, ICMPV6, icmp), 2);
   const ip = Buffer.alloc(40);
   ip.writeUInt32BE(0x60000000, 0);
   ip.writeUInt16BE(icmp.length, 4);
@@ -71,7 +54,7 @@ export function neighbourAdvert(f: Frame & { target: string; lladdr: string; fla
   const icmp = Buffer.alloc(32);
   icmp[0] = NA;
   icmp[4] = f.flags;
-  addr(f.target).copy(icmp, 8);
+  ipv6(f.target).copy(icmp, 8);
   icmp[24] = 2;
   icmp[25] = 1;
   mac(f.lladdr).copy(icmp, 26);
@@ -82,8 +65,21 @@ export function neighbourAdvert(f: Frame & { target: string; lladdr: string; fla
 export function mldDone(f: Omit<Frame, 'dst'> & { group: string }): Buffer {
   const icmp = Buffer.alloc(24);
   icmp[0] = MLD_DONE;
-  addr(f.group).copy(icmp, 8);
+  ipv6(f.group).copy(icmp, 8);
   return frame({ ...f, dst: 'ff02::2' }, icmp);
+}
+
+/** A router advertisement to all nodes (RFC 4861 4.2): a router lifetime of 30 s, and the sender's
+ *  MAC as its source link-layer address option. */
+export function routerAdvert(f: Omit<Frame, 'dst'>): Buffer {
+  const icmp = Buffer.alloc(24);
+  icmp[0] = RA;
+  icmp[4] = 64;
+  icmp.writeUInt16BE(30, 6);
+  icmp[16] = 1;
+  icmp[17] = 1;
+  mac(f.from).copy(icmp, 18);
+  return frame({ ...f, dst: 'ff02::1' }, icmp);
 }
 
 /** A neighbour solicitation for `target`; with `lladdr` (source link-layer address option) the
@@ -91,7 +87,7 @@ export function mldDone(f: Omit<Frame, 'dst'> & { group: string }): Buffer {
 export function neighbourSolicit(f: Frame & { target: string; lladdr?: string }): Buffer {
   const icmp = Buffer.alloc(f.lladdr ? 32 : 24);
   icmp[0] = NS;
-  addr(f.target).copy(icmp, 8);
+  ipv6(f.target).copy(icmp, 8);
   if (f.lladdr) {
     icmp[24] = 1;
     icmp[25] = 1;
