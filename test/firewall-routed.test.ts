@@ -5,6 +5,7 @@ import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 import { BACKENDS, openEngine } from './helpers/backends.js';
 import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
+import { Topology, type Vm } from './helpers/topology.js';
 
 interface RoutedVm {
   name: string;
@@ -116,3 +117,40 @@ for (const backend of BACKENDS) {
     t.true(ping(u, b.ip4), 'once known, filtered like the rest');
   });
 }
+
+kernelTest(
+  "nftables › routed: a stateless port's allowed pair never stops the tracking of traffic to another VM's address in it",
+  async (t) => {
+    // Routed, there is no destination MAC to tell the port by (bridged mode: firewall-parity): traffic
+    // to it is what the host routes out of its device. The iptables backend has no route lookup before
+    // conntrack and keeps the address (docs/firewall.md).
+    const r = routedHost(t);
+    const [s, v, srv] = [r.add(1), r.add(2), r.add(3)];
+    const topo = new Topology(r.host);
+    t.teardown(() => topo.destroy());
+    const vm = (x: RoutedVm): Vm => ({ ...x, ip6: '' });
+    topo.serve(vm(srv), 7400);
+    const fw = await openEngine('nftables', r.host, { coalesceMs: 5, mode: 'routed' });
+    t.teardown(() => fw.close());
+    fw.setGroup({ id: 'loose', stateful: false, rules: [...egressAll, { id: 'in', direction: 'ingress', ethertype: 'IPv4' }] });
+    fw.setGroup({ id: 'egress', rules: egressAll });
+    fw.setGroup({
+      id: 'srv',
+      rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7400, portRangeMax: 7400 }, ...egressAll],
+    });
+    // The pair covers every VM of the host, and the host routes it to s; each VM's own /24 is more
+    // specific.
+    r.host.exec('ip', ['route', 'add', '10.200.0.0/16', 'dev', s.device]);
+    fw.setPort({ ...port(s, ['loose']), allowedAddressPairs: [{ ipAddress: '10.200.0.0/16' }] });
+    fw.setPort(port(v, ['egress']));
+    fw.setPort(port(srv, ['srv']));
+    await fw.flush();
+    for (const x of [s, v, srv]) t.true(fw.portInKernel(`port-${x.name}`), `${x.name} filtered`);
+    t.true(topo.tcp(vm(v), srv.ip4, 7400), "a stateful VM's connection inside the pair's network gets its replies");
+    const tracked = r.host.run('conntrack', ['-L', '-p', 'tcp', '-d', srv.ip4, '--dport', '7400']).stdout;
+    t.true(tracked.includes('dport=7400'), `and is tracked: ${tracked}`);
+    t.true(topo.tcp(vm(s), srv.ip4, 7400), 'the stateless port reaches the server');
+    const untracked = r.host.run('conntrack', ['-L', '-p', 'tcp', '-s', s.ip4]).stdout;
+    t.false(untracked.includes('dport=7400'), `nothing of the stateless port's traffic is tracked, either way: ${untracked}`);
+  },
+);

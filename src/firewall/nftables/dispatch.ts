@@ -77,14 +77,16 @@ export function statelessOps(
     if (k0 !== undefined) ops.push({ op: 'elems', ...inet, set: INET.statelessPort, del: [k0] });
     if (k1 !== undefined) ops.push({ op: 'elems', ...inet, set: INET.statelessPort, add: [{ key: k1 }] });
   }
-  const [a0, a1] = [had ? untrackedAddresses(had) : { 4: [], 6: [] }, now ? untrackedAddresses(now) : { 4: [], 6: [] }];
-  for (const v of [4, 6] as const) {
-    const del = a0[v].filter((ip) => !a1[v].includes(ip));
-    const add = a1[v].filter((ip) => !a0[v].includes(ip));
-    if (del.length || add.length) ops.push({ op: 'members', ...inet, set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6, add, del });
-  }
+  // Routed, traffic to the port is known by the device its route leaves by (tables.ts); bridged, by
+  // its addresses and its MACs (the port's own and its allowed pairs').
   if (l.mode === 'bridged') {
-    // Traffic to the port is known by its MACs (the port's own and its allowed pairs'), tables.ts.
+    const [a0, a1] = [had ? untrackedAddresses(had) : { 4: [], 6: [] }, now ? untrackedAddresses(now) : { 4: [], 6: [] }];
+    for (const v of [4, 6] as const) {
+      const del = a0[v].filter((ip) => !a1[v].includes(ip));
+      const add = a1[v].filter((ip) => !a0[v].includes(ip));
+      if (del.length || add.length)
+        ops.push({ op: 'members', ...inet, set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6, add, del });
+    }
     const macs = (f: PortFilter | undefined) => (!f?.filtered || f.stateful ? [] : sourceMacs(f));
     const { add, del } = macChange(macs(had), macs(now));
     if (add.length || del.length) ops.push({ op: 'elems', ...inet, set: INET.statelessMac, add: add.map((key) => ({ key })), del });

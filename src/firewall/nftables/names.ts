@@ -18,7 +18,7 @@ export const INET = {
   /** Verdict maps: port key (mark or device) → its egress chain / its ingress chain. */
   fromPort: 'from-port',
   toPort: 'to-port',
-  /** Keys of stateless ports, their addresses, and (bridged mode) their MACs. */
+  /** Keys of stateless ports, and (bridged mode) their addresses and MACs. */
   statelessPort: 'stateless-port',
   statelessAddr4: 'stateless-addr4',
   statelessAddr6: 'stateless-addr6',

@@ -5,7 +5,7 @@
 import type { Mode } from '../dataplane.js';
 import { ICMP6_LISTS, type Icmp6List } from '../policy.js';
 import { BRIDGE, INET, type NftNames } from './names.js';
-import type { NftFamily, Op, Stmt } from '../../addon/nftables.js';
+import type { NftFamily, Op } from '../../addon/nftables.js';
 import { CT_STATE_VERDICTS, ICMP6_SETS, MARK_MASK } from './render.js';
 
 /** What the shape of our tables depends on. */
@@ -40,20 +40,21 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
   const portKey = bridged ? 'mark' : 'ifname';
   const dispatch = (dir: 'from' | 'to') =>
     (bridged ? { mark: MARK_MASK } : dir === 'from' ? 'iifname' : 'oifname') as { mark: number } | 'iifname' | 'oifname';
-  const toStatelessMac: Stmt[] = bridged ? [{ m: 'etherDaddrIn', set: INET.statelessMac }] : [];
   const ops: Op[] = [
     { op: 'table', ...inet },
     { op: 'set', ...inet, set: INET.fromPort, key: portKey, map: true },
     { op: 'set', ...inet, set: INET.toPort, key: portKey, map: true },
     { op: 'set', ...inet, set: INET.statelessPort, key: portKey },
-    { op: 'set', ...inet, set: INET.statelessAddr4, key: 'ipv4' },
-    { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
-    ...(bridged ? [{ op: 'set', ...inet, set: INET.statelessMac, key: 'ether' } as Op] : []),
+    ...(bridged
+      ? ([
+          { op: 'set', ...inet, set: INET.statelessAddr4, key: 'ipv4' },
+          { op: 'set', ...inet, set: INET.statelessAddr6, key: 'ipv6' },
+          { op: 'set', ...inet, set: INET.statelessMac, key: 'ether' },
+        ] as Op[])
+      : []),
     ...Object.values(ICMP6_SETS).map((set): Op => ({ op: 'set', ...inet, set, key: 'icmp6type' })),
     { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
-    // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked (never
-    // traffic to the host's own addresses: policy.ts, untrackedAddresses). Bridged, traffic to it is
-    // known by its destination MAC too: an allowed pair may be a network holding other VMs' addresses.
+    // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
     { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
     {
       op: 'rule',
@@ -64,18 +65,7 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
         { m: 'notrack' },
       ],
     },
-    ...([4, 6] as const).map((v): Op => ({
-      op: 'rule',
-      ...inet,
-      chain: INET.untracked,
-      stmts: [
-        { m: 'nfproto', v },
-        ...toStatelessMac,
-        { m: 'addrIn', family: v, dir: 'daddr', set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6 },
-        { m: 'daddrNotLocal' },
-        { m: 'notrack' },
-      ],
-    })),
+    ...untrackedTo(l),
     // After conntrack and DNAT: what a port sends (forwarded or to the host itself) meets its egress chain.
     { op: 'chain', ...inet, chain: INET.fromPorts, hook: { hook: 'prerouting', priority: 0 } },
     ...(bridged ? [] : unknownDeviceDrops(l, inet, INET.fromPorts, INET.knownDev, 'iifname')),
@@ -115,6 +105,32 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
     { op: 'elems', ...inet, set: INET.ctState, add: CT_STATE_VERDICTS },
   );
   return fresh;
+}
+
+/** Rules of the untracked chain for traffic *to* a stateless port. An allowed pair may be any
+ *  network, one holding other VMs' addresses (another tenant's) or the host's own: their traffic
+ *  must stay tracked, or the replies to their connections are dropped as unrelated. Bridged: to one
+ *  of the port's addresses (policy.ts, untrackedAddresses) and one of its MACs, never to an address
+ *  of the host. Routed: whatever the route to the destination leaves by the port's device, which is
+ *  how the host delivers to its addresses and pairs; a more specific route (another VM's address)
+ *  or a local address leaves by another device, or by none. */
+function untrackedTo(l: Layout): Op[] {
+  const inet = at(l, 'inet');
+  if (l.mode === 'routed') {
+    return [{ op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'fibDaddrOifnameIn', set: INET.statelessPort }, { m: 'notrack' }] }];
+  }
+  return ([4, 6] as const).map((v): Op => ({
+    op: 'rule',
+    ...inet,
+    chain: INET.untracked,
+    stmts: [
+      { m: 'nfproto', v },
+      { m: 'etherDaddrIn', set: INET.statelessMac },
+      { m: 'addrIn', family: v, dir: 'daddr', set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6 },
+      { m: 'daddrNotLocal' },
+      { m: 'notrack' },
+    ],
+  }));
 }
 
 /** Whether devices named like VM ports that no port owns are dropped. */

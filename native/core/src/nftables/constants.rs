@@ -206,10 +206,11 @@ pub const NF_CT_STATE_NEW_BIT: u32 = 1 << 3;
 pub const NF_CT_STATE_UNTRACKED_BIT: u32 = 1 << 6;
 
 /// enum nft_fib_attributes: a route lookup for the packet; `fib daddr type` is the type of the
-/// destination's address (RTN_*).
+/// destination's address (RTN_*), `fib daddr oifname` the name of the device its route leaves by.
 pub const NFTA_FIB_DREG: u16 = 1;
 pub const NFTA_FIB_RESULT: u16 = 2;
 pub const NFTA_FIB_FLAGS: u16 = 3;
+pub const NFT_FIB_RESULT_OIFNAME: u32 = 2;
 pub const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 /// Look up the destination address.
 pub const NFTA_FIB_F_DADDR: u32 = 1 << 1;

@@ -373,6 +373,11 @@ pub enum Stmt {
     },
     /// `fib daddr type != local`: the packet is not to an address of this host (a route lookup).
     DaddrNotLocal,
+    /// `fib daddr oifname @set`: the device the route to the packet's destination leaves by, looked
+    /// up in a set of names (a route lookup, before the packet is routed: prerouting, input, forward).
+    FibDaddrOifnameIn {
+        set: String,
+    },
     Notrack,
     /// `counter`: the packets and bytes that reach it (read back with `ruleStats`).
     Counter,
@@ -740,6 +745,10 @@ impl Stmt {
             Stmt::DaddrNotLocal => {
                 vec![Expr::Fib { dreg: R, result: NFT_FIB_RESULT_ADDRTYPE, flags: NFTA_FIB_F_DADDR }, neq(RTN_LOCAL.to_ne_bytes().to_vec())]
             }
+            Stmt::FibDaddrOifnameIn { set } => vec![
+                Expr::Fib { dreg: R, result: NFT_FIB_RESULT_OIFNAME, flags: NFTA_FIB_F_DADDR },
+                Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 },
+            ],
             Stmt::Notrack => vec![Expr::Notrack],
             Stmt::Counter => vec![Expr::Counter(Counts::default())],
             Stmt::Verdict { v } => vec![Expr::Immediate { dreg: NFT_REG_VERDICT, data: Data::Verdict(v.verdict()) }],

@@ -375,3 +375,28 @@ fn a_destination_mac_in_a_set_is_a_link_layer_load_looked_up() {
     assert!(b.windows(load.len()).any(|w| w == load), "payload ll 0 6");
     assert!(b.windows(5).any(|w| w == b"macs\0"), "the set named");
 }
+
+/// `fib daddr oifname @devs`: a route lookup of the destination's output device name into reg 1,
+/// looked up in the set (as nft writes it).
+const EXPRS_FIB_DADDR_OIFNAME_IN: &[u8] = &[
+    // NFTA_LIST_ELEM | NESTED, 40 bytes: fib
+    40, 0, 0x01, 0x80, 8, 0, 1, 0, b'f', b'i', b'b', 0, // NFTA_EXPR_NAME "fib"
+    28, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_FIB_DREG = NFT_REG_1
+    8, 0, 2, 0, 0, 0, 0, 2, // NFTA_FIB_RESULT = NFT_FIB_RESULT_OIFNAME
+    8, 0, 3, 0, 0, 0, 0, 2, // NFTA_FIB_FLAGS = NFTA_FIB_F_DADDR
+    // lookup, 40 bytes (an attribute's length leaves out its padding)
+    40, 0, 0x01, 0x80, 11, 0, 1, 0, b'l', b'o', b'o', b'k', b'u', b'p', 0, 0, // "lookup"
+    24, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    9, 0, 1, 0, b'd', b'e', b'v', b's', 0, 0, 0, 0, // NFTA_LOOKUP_SET "devs"
+    8, 0, 2, 0, 0, 0, 0, 1, // NFTA_LOOKUP_SREG = NFT_REG_1 (no flags: not inverted)
+];
+
+#[test]
+fn a_destination_device_in_a_set_is_a_route_lookup_of_its_output_name() {
+    let e = super::spec::Stmt::FibDaddrOifnameIn { set: "devs".into() }.exprs().unwrap();
+    let mut b = vec![0u8; e.as_slice().buffer_len()];
+    e.as_slice().emit(&mut b);
+    assert_eq!(b, EXPRS_FIB_DADDR_OIFNAME_IN);
+    assert_eq!(super::expr::parse_exprs(EXPRS_FIB_DADDR_OIFNAME_IN).unwrap(), e);
+}
