@@ -23,7 +23,6 @@ export type FixedName =
   | 'duplicate address detection'
   | 'neighbour advertisement'
   | 'neighbour advertisement guard'
-  | 'router advertisement'
   | 'router advertisement guard'
   | 'anti-spoofing'
   | 'anti-spoofing: own source'
@@ -37,9 +36,12 @@ export type RuleTag = { rule: string[] } | { fixed: FixedName } | { log: 'ACCEPT
 
 /** ICMPv6 types matched together: a renderer that can may match each list as one set. */
 export const ICMP6_LISTS = {
-  /** Neighbour discovery and MLD: what every port receives (router advertisements only a port with
-   *  an IPv6 fixed IP: `ingressPolicy`). */
+  /** Neighbour discovery and MLD: what every port receives. */
   toPort: [130, 131, 132, 135, 136, 143],
+  /** The same and router advertisements: what a port with an IPv6 fixed IP receives (Neutron: a
+   *  port without one is not to configure IPv6 from a router). One list rather than a rule more: a
+   *  rule costs every later binding on the host (the kernel validates the whole table). */
+  toPortWithRa: [130, 131, 132, 134, 135, 136, 143],
   /** MLD reports a port sends from :: during duplicate address detection. */
   dad: [131, 143],
   /** MLD reports and done, router and neighbour solicitations: what a port sends from its own
@@ -107,18 +109,16 @@ export function dhcpReplyTargets(f: PortFilter, family: Family): string[] {
 }
 
 /** Traffic to the port: state, DHCP replies to its own addresses, neighbour discovery, MLD, router
- *  advertisements if it has an IPv6 fixed IP (Neutron: a port without one is not to configure IPv6
- *  from a router), the ingress rules, deny. */
+ *  advertisements if it has an IPv6 fixed IP, the ingress rules, deny. */
 export function ingressPolicy(f: PortFilter): Entry[] {
   const dhcp = (family: Family, sport: number, dport: number, name: FixedName): Entry[] =>
     dhcpReplyTargets(f, family).map((dst) => ({ match: { family, dst, udp: { sport, dport } }, verdict: 'return', name }));
-  const routed = f.fixedIps.some((ip) => familyOf(ip) === 6);
+  const takesRa = f.fixedIps.some((ip) => familyOf(ip) === 6);
   return [
     ...(f.stateful ? STATE : []),
     ...dhcp(4, 67, 68, 'DHCP'),
     { groupRules: 4 },
-    icmp6('toPort', 'return', 'neighbour discovery'),
-    ...(routed ? [icmp6(RA, 'return', 'router advertisement')] : []),
+    icmp6(takesRa ? 'toPortWithRa' : 'toPort', 'return', 'neighbour discovery'),
     ...dhcp(6, 547, 546, 'DHCPv6'),
     { groupRules: 6 },
     { deny: true },

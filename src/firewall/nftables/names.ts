@@ -24,9 +24,11 @@ export const INET = {
   statelessAddr6: 'stateless-addr6',
   statelessMac: 'stateless-mac',
   /** The lists of ICMPv6 types of the port policy (../policy.ts `ICMP6_LISTS`): what every port
-   *  receives, may send from :: for duplicate address detection, and may send from its own
-   *  addresses: one rule each instead of one per type. */
+   *  receives (with router advertisements, one with an IPv6 fixed IP), may send from :: for
+   *  duplicate address detection, and may send from its own addresses: one rule each instead of one
+   *  per type. */
   icmp6ToPort: 'icmp6-to-port',
+  icmp6ToPortWithRa: 'icmp6-to-port-ra',
   icmp6Dad: 'icmp6-dad',
   icmp6FromPort: 'icmp6-from-port',
   /** Conntrack state → verdict for stateful ports: replies return, invalid packets are dropped. */

@@ -43,7 +43,12 @@ type V = 4 | 6;
 
 /** Each list of ICMPv6 types of the policy is one shared set (the backend fills it): one rule
  *  instead of one per type. */
-export const ICMP6_SETS: Record<Icmp6List, string> = { toPort: INET.icmp6ToPort, dad: INET.icmp6Dad, fromPort: INET.icmp6FromPort };
+export const ICMP6_SETS: Record<Icmp6List, string> = {
+  toPort: INET.icmp6ToPort,
+  toPortWithRa: INET.icmp6ToPortWithRa,
+  dad: INET.icmp6Dad,
+  fromPort: INET.icmp6FromPort,
+};
 
 /** A fixed rule of the policy as statements. */
 function fixedRule(m: Match, verdict: FixedVerdict): Stmt[] {
