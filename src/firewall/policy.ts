@@ -46,8 +46,8 @@ export const ICMP6_LISTS = {
   dad: [131, 143],
   /** MLD reports and done, router and neighbour solicitations: what a port sends from its own
    *  addresses (Neutron's iptables driver admits every ICMPv6 type but router advertisements, its
-   *  OVS driver these alone: docs/firewall.md; leaving a multicast group must not need a rule any
-   *  more than joining one). */
+   *  OVS driver solicitations and MLD: the stricter is followed, docs/firewall.md; leaving a
+   *  multicast group must not need a rule any more than joining one). */
   fromPort: [131, 132, 133, 135, 143],
 } as const;
 export type Icmp6List = keyof typeof ICMP6_LISTS;
@@ -103,7 +103,7 @@ function ownTargets(f: PortFilter): (string | undefined)[] {
  *  gives an address Neutron did not): its fixed IPs of the family, and broadcast (IPv4) or the
  *  link-local network (IPv6, where a client asks from its link-local address). An allowed pair is
  *  not a lease. */
-export function dhcpReplyTargets(f: PortFilter, family: Family): string[] {
+function dhcpReplyTargets(f: PortFilter, family: Family): string[] {
   const own = f.fixedIps.filter((ip) => familyOf(ip) === family);
   return family === 4 ? [...own, '255.255.255.255/32'] : [...own, 'fe80::/64'];
 }
