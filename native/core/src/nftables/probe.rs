@@ -18,7 +18,8 @@ use crate::error::{SysCode, SysError};
 #[serde(rename_all = "camelCase")]
 pub struct Support {
     /// nf_tables with the inet family, base chains at prerouting and forward, verdict maps, marks,
-    /// conntrack state and notrack: what the inet table needs.
+    /// conntrack state, notrack, route lookups (`fib`, nft_fib_inet) and Ethernet addresses: what
+    /// the inet table needs.
     pub inet: bool,
     /// Bridge-family base chains that set the mark: what bridged ports need.
     pub bridge: bool,
@@ -47,6 +48,8 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
         Op::Table { family: Family::Inet, table: table.clone() },
         Op::Set { family: Family::Inet, table: table.clone(), set: "m".into(), key: KeyType::Mark, map: true },
         Op::Set { family: Family::Inet, table: table.clone(), set: "a".into(), key: KeyType::Ipv4, map: false },
+        Op::Set { family: Family::Inet, table: table.clone(), set: "i".into(), key: KeyType::Ifname, map: false },
+        Op::Set { family: Family::Inet, table: table.clone(), set: "e".into(), key: KeyType::Ether, map: false },
         Op::Chain { family: Family::Inet, table: table.clone(), chain: "c".into(), hook: None },
         base(Family::Inet, "raw", Prerouting, -300),
         base(Family::Inet, "pre", Prerouting, 0),
@@ -56,6 +59,20 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
             table: table.clone(),
             chain: "raw".into(),
             stmts: json(serde_json::json!([{ "m": "markIn", "mask": 0xffff0000u32, "set": "m" }, { "m": "notrack" }])),
+        },
+        // The untracked chain's lookups of where a packet goes: by route (routed), by destination
+        // MAC and not to the host itself (bridged).
+        Op::Rule {
+            family: Family::Inet,
+            table: table.clone(),
+            chain: "raw".into(),
+            stmts: json(serde_json::json!([{ "m": "fibDaddrOifnameIn", "set": "i" }, { "m": "notrack" }])),
+        },
+        Op::Rule {
+            family: Family::Inet,
+            table: table.clone(),
+            chain: "raw".into(),
+            stmts: json(serde_json::json!([{ "m": "etherDaddrIn", "set": "e" }, { "m": "daddrNotLocal" }, { "m": "notrack" }])),
         },
         Op::Rule {
             family: Family::Inet,
