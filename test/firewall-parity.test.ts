@@ -7,12 +7,12 @@ import type { FirewallEngine } from '../src/firewall/engine.js';
 import type { SecurityGroupInput } from '../src/domain/model.js';
 import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
-import { NFT, openEngine } from './helpers/backends.js';
+import { NFT, openEngine, type Backend, type EngineOptions } from './helpers/backends.js';
 import { mldDone, NA_OVERRIDE, neighbourAdvert, neighbourSolicit, routerAdvert, solicitedNode } from './helpers/ndp.js';
 import { icmp6Listener, otherFrame, sendFrames, udp6Frame, udpFrame, udpListener } from './helpers/frames.js';
 import { waitFor } from './helpers/wait.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
-import { egressAll, firewallHost, onBothBackends, vmPort } from './helpers/firewall.js';
+import { egressAll, firewallHost, onBothBackends, vmPort, type FirewallHost } from './helpers/firewall.js';
 
 function selfGroup(id: string): SecurityGroupInput {
   return {
@@ -270,9 +270,21 @@ onBothBackends("a stateless port's allowed pair never stops the tracking of traf
 });
 
 onBothBackends("a stateless port's allowed pair never stops the tracking of traffic to another VM's address in it", async (t, backend) => {
-  // A pair may be a network holding other VMs' addresses (another tenant's, on this host). Their
-  // traffic must stay tracked, or the replies to their own connections are dropped as unrelated.
-  const c = await firewallHost(t, backend);
+  await statelessPairKeepsOthersTracked(t, backend);
+});
+
+kernelTest('iptables › with another mark bit set, traffic to a stateless port is still told apart by its MAC', async (t) => {
+  const c = await statelessPairKeepsOthersTracked(t, 'iptables', { markBit: 3 });
+  const raw = c.topo.host.exec('iptables-save', ['-t', 'raw']);
+  t.true(raw.includes('-m mark --mark 0x8/0x8') && !raw.includes('0x1000000'), raw);
+  t.true(c.topo.host.exec('ebtables-save', ['-t', 'nat']).includes('--mark-or 0x8 '));
+  t.deepEqual(await c.fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'written as the tools read it back');
+});
+
+/** A pair may be a network holding other VMs' addresses (another tenant's, on this host). Their
+ *  traffic must stay tracked, or the replies to their own connections are dropped as unrelated. */
+async function statelessPairKeepsOthersTracked(t: ExecutionContext, backend: Backend, opts: EngineOptions = {}): Promise<FirewallHost> {
+  const c = await firewallHost(t, backend, opts);
   const { topo, fw } = c;
   const [s, v, srv] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
   topo.serve(srv, 7400);
@@ -294,7 +306,8 @@ onBothBackends("a stateless port's allowed pair never stops the tracking of traf
   t.true(topo.tcp(s, srv.ip4, 7400), 'the stateless port reaches the server');
   const untracked = topo.host.run('conntrack', ['-L', '-p', 'tcp', '-s', s.ip4]).stdout;
   t.false(untracked.includes('dport=7400'), `nothing of the stateless port's traffic is tracked: ${untracked}`);
-});
+  return c;
+}
 
 kernelTest('nftables › a MAC two stateless ports share stays in the stateless-MAC set until the last of them goes', async (t) => {
   // Two VMs of a VRRP pair share a virtual MAC (an allowed pair of both).

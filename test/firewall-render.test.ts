@@ -12,7 +12,8 @@ import {
   renderMacSources,
   renderPortChains,
   renderRaw,
-  TO_STATELESS_MARK,
+  DEFAULT_MARK_BIT,
+  markHex,
   restoreScript,
 } from '../src/firewall/iptables/render.js';
 import { buildFilter } from '../src/firewall/planner.js';
@@ -24,6 +25,8 @@ import { egressRules, ingressRules } from '../src/firewall/nftables/render.js';
 import { NftNames } from '../src/firewall/nftables/names.js';
 
 const names = new KernelNames('sg');
+/** The iptables backend's default mark bit, as the tools print it. */
+const M = markHex(DEFAULT_MARK_BIT);
 
 test('kernel names fit the limits, differ for ids sharing a long prefix, and are the only ones owned', (t) => {
   const long = 'a'.repeat(500);
@@ -132,8 +135,8 @@ test('a port filter names each set once and renders each distinct rule once', (t
     '-p ARP -j DROP',
   ]);
   t.deepEqual(renderMacSources(f), ['-s 02:00:00:00:00:01 -j RETURN', '-s 02:00:00:00:00:99 -j RETURN', '-j DROP'], 'each source MAC once');
-  t.deepEqual(renderMacDispatch([f], new Set(), names), [[`-i tap1 -j ${names.macChain('p1')}`], []], 'stateful: nothing marked');
-  t.deepEqual(renderMacDispatch([f], new Set(['p1']), names), [['-i tap1 -j DROP'], []], "a refused filter's port sends nothing");
+  t.deepEqual(renderMacDispatch([f], new Set(), names, M), [[`-i tap1 -j ${names.macChain('p1')}`], []], 'stateful: nothing marked');
+  t.deepEqual(renderMacDispatch([f], new Set(['p1']), names, M), [['-i tap1 -j DROP'], []], "a refused filter's port sends nothing");
   // A port with no fixed IP: any source from its MAC, as Neutron has it.
   const bare = buildFilter({ group: () => group }, validatePort({ ...port, fixedIps: [], allowedAddressPairs: [] }), noHolds);
   const bareChains = renderPortChains(bare, names);
@@ -285,23 +288,28 @@ test("dispatch: our ports' traffic through the sender's egress and the receiver'
 });
 
 test('stateless ports are not tracked, from and to them; stateful ones are', (t) => {
+  // The mark bit as the tools print it: the default, and any other an operator sets.
+  t.is(M, '0x1000000');
+  t.is(markHex(3), '0x8');
+  t.is(markHex(31), '0x80000000');
+  t.true(renderRaw([], 'bridged', false, markHex(3))[0]!.startsWith('-m mark --mark 0x8/0x8 '));
   const stateless = buildFilter({ group: () => ({ ...group, stateful: false }) }, port, noHolds);
   t.false(stateless.stateful);
   // Bridged, traffic to the port is known by the mark ebtables sets on frames to its MACs, which is
   // cleared once read.
-  const mark = `-m mark --mark ${TO_STATELESS_MARK}/${TO_STATELESS_MARK}`;
-  t.deepEqual(renderRaw([stateless], 'bridged', false), [
+  const mark = `-m mark --mark ${M}/${M}`;
+  t.deepEqual(renderRaw([stateless], 'bridged', false, M), [
     '-m physdev --physdev-in tap1 -j CT --notrack',
     `-d 10.0.0.1/32 ${mark} -m addrtype ! --dst-type LOCAL -j CT --notrack`,
     `-d 10.9.0.0/16 ${mark} -m addrtype ! --dst-type LOCAL -j CT --notrack`,
-    `${mark} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`,
+    `${mark} -j MARK --set-xmark 0x0/${M}`,
   ]);
-  t.deepEqual(renderRaw([stateless], 'bridged', true), [
+  t.deepEqual(renderRaw([stateless], 'bridged', true, M), [
     '-m physdev --physdev-in tap1 -j CT --notrack',
     `-d fd00::1/128 ${mark} -m addrtype ! --dst-type LOCAL -j CT --notrack`,
-    `${mark} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`,
+    `${mark} -j MARK --set-xmark 0x0/${M}`,
   ]);
-  t.deepEqual(renderRaw([stateless], 'routed', false), [
+  t.deepEqual(renderRaw([stateless], 'routed', false, M), [
     '-i tap1 -j CT --notrack',
     '-d 10.0.0.1/32 -m addrtype ! --dst-type LOCAL -j CT --notrack',
     '-d 10.9.0.0/16 -m addrtype ! --dst-type LOCAL -j CT --notrack',
@@ -312,8 +320,8 @@ test('stateless ports are not tracked, from and to them; stateful ones are', (t)
     validatePort({ ...port, id: 'p2', device: 'tap2', mac: '02:00:00:00:00:02' }),
     noHolds,
   );
-  const marks = (mac: string) => `-d ${mac} -j mark --mark-or ${TO_STATELESS_MARK} --mark-target CONTINUE`;
-  t.deepEqual(renderMacDispatch([stateless, twin], new Set(), names)[1], [
+  const marks = (mac: string) => `-d ${mac} -j mark --mark-or ${M} --mark-target CONTINUE`;
+  t.deepEqual(renderMacDispatch([stateless, twin], new Set(), names, M)[1], [
     marks('02:00:00:00:00:01'),
     marks('02:00:00:00:00:99'),
     marks('02:00:00:00:00:02'),
@@ -325,8 +333,8 @@ test('stateless ports are not tracked, from and to them; stateful ones are', (t)
     'no return-traffic shortcut',
   );
   const stateful = buildFilter({ group: () => group }, port, noHolds);
-  t.deepEqual(renderRaw([stateful], 'bridged', false), [`${mark} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`], 'only the mark cleared');
-  t.deepEqual(renderRaw([stateful], 'routed', false), []);
+  t.deepEqual(renderRaw([stateful], 'bridged', false, M), [`${mark} -j MARK --set-xmark 0x0/${M}`], 'only the mark cleared');
+  t.deepEqual(renderRaw([stateful], 'routed', false, M), []);
 });
 
 test('restore scripts declare, fill and delete only the named chains', (t) => {

@@ -168,6 +168,7 @@ export class Agent {
       logger: this.log,
       watch: this.cfg.reconcileIntervalMs > 0,
       unknownDevicePrefixes: this.cfg.dropUnknownDevices,
+      markBit: this.cfg.iptablesMarkBit,
       ...log,
     }).catch((e: unknown) => {
       // What the kernel side refuses at start (a namespace that is not there, a missing module or

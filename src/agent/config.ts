@@ -3,6 +3,7 @@
 import { BROKER_TLS_SETTINGS, brokerTlsFrom, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import type { DataplaneSetting } from '../firewall/select.js';
 import { validatePrefix } from '../firewall/iptables/names.js';
+import { DEFAULT_MARK_BIT } from '../firewall/iptables/render.js';
 import {
   ConfigError,
   LOG_LEVELS,
@@ -44,6 +45,9 @@ export interface AgentConfig {
   /** In a sustained burst the gap doubles per rewrite up to this; a quiet spell resets it. */
   structureIntervalMaxMs: number;
   reconcileIntervalMs: number;
+  /** The iptables backend's bit of the packet mark (0-31): frames to a stateless port, from ebtables
+   *  to raw PREROUTING (bridged mode). */
+  iptablesMarkBit: number;
   /** host:port for /metrics and /status; '' turns the listener off. Loopback by default. */
   metricsListen: string;
   /** Export each port's per-rule packet and byte counts on /metrics (a series per rule and port). */
@@ -76,6 +80,7 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   coalesceMs: 20,
   structureIntervalMaxMs: 2_000,
   reconcileIntervalMs: 5_000,
+  iptablesMarkBit: DEFAULT_MARK_BIT,
   metricsListen: '127.0.0.1:9464',
   ruleCounters: false,
   syncTimeoutMs: 5_000,
@@ -122,6 +127,7 @@ const SHAPE: Section = {
     structureIntervalMs: ms('SG_STRUCTURE_INTERVAL_MS'),
     structureIntervalMaxMs: ms('SG_STRUCTURE_INTERVAL_MAX_MS'),
     reconcileIntervalMs: ms('SG_RECONCILE_INTERVAL_MS'),
+    iptablesMarkBit: setting('number', { env: 'SG_IPTABLES_MARK_BIT', check: between(0, 31) }),
   },
   metrics: {
     listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }),

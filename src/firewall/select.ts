@@ -74,7 +74,7 @@ export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): 
   const unknown = opts.unknownDevicePrefixes?.length ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {};
   return kind === 'nftables'
     ? NftablesDataplane.open({ ...common, ...unknown, watch: opts.watch ?? false })
-    : IptablesDataplane.open({ ...common, ...unknown });
+    : IptablesDataplane.open({ ...common, ...unknown, ...(opts.markBit !== undefined ? { markBit: opts.markBit } : {}) });
 }
 
 /** Removes every object the given backend owns in the namespace (what `sg-agent cleanup` does for

@@ -17,12 +17,19 @@ export type Backend = 'iptables' | 'nftables';
 export const BACKENDS: readonly Backend[] = ['iptables', 'nftables'];
 
 /** What a test's engine is opened with: the engine's options and the backend's. */
-export type EngineOptions = FirewallEngineOptions & { prefix?: string; mode?: Mode; unknownDevicePrefixes?: string[]; log?: LogSettings };
+export type EngineOptions = FirewallEngineOptions & {
+  prefix?: string;
+  mode?: Mode;
+  unknownDevicePrefixes?: string[];
+  log?: LogSettings;
+  /** The iptables backend's mark bit (its own default when unset). */
+  markBit?: number;
+};
 
 /** An engine on `backend` in the namespace; the nftables backend watches for foreign changes when
  *  the periodic check is on, as the agent has it. */
 export async function openEngine(backend: Backend, netns: Netns, opts: EngineOptions = {}): Promise<FirewallEngine> {
-  const { prefix, mode, unknownDevicePrefixes, log, ...engine } = opts;
+  const { prefix, mode, unknownDevicePrefixes, log, markBit, ...engine } = opts;
   const dataplane = await openBackend(backend, {
     netns: netns.path,
     prefix: prefix ?? 'sg',
@@ -31,6 +38,7 @@ export async function openEngine(backend: Backend, netns: Netns, opts: EngineOpt
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(unknownDevicePrefixes ? { unknownDevicePrefixes } : {}),
     ...(log ? { log } : {}),
+    ...(markBit !== undefined ? { markBit } : {}),
   });
   return new FirewallEngine(dataplane, { ...engine, ...(log ? { logging: true } : {}) });
 }

@@ -31,6 +31,8 @@ import { NftClient } from '../../addon/nftables.js';
 import { KernelNames } from './names.js';
 import { Iptables, parseCounts } from './tools.js';
 import {
+  DEFAULT_MARK_BIT,
+  markHex,
   maxelemFor,
   renderArp,
   renderArpDispatch,
@@ -54,6 +56,9 @@ export interface IptablesOptions {
   logger?: Logger;
   /** Security-group logging: where the logging rules send packets, and their rate limit. */
   log?: LogSettings;
+  /** The bit of the packet mark that tells raw PREROUTING a frame goes to a stateless port (bridged
+   *  mode; render.ts, DEFAULT_MARK_BIT). */
+  markBit?: number;
 }
 
 interface OwnSet {
@@ -76,6 +81,8 @@ export class IptablesDataplane implements Dataplane {
    *  rules by it. */
   private readonly tags: Record<IpVersion, Map<string, RuleTag[]>> = { 4: new Map(), 6: new Map() };
   private readonly sets = new Map<string, OwnSet>();
+  /** The mark bit of frames to a stateless port, as the tools print it. */
+  private readonly statelessMark: string;
   /** Reads the nf_tables ruleset generation when the tools write nf_tables (null: they do not;
    *  undefined: not asked yet). */
   private generation: NftClient | null | undefined;
@@ -89,6 +96,7 @@ export class IptablesDataplane implements Dataplane {
   ) {
     this.names = new KernelNames(opts.prefix ?? 'sg');
     this.mode = opts.mode ?? 'bridged';
+    this.statelessMark = markHex(opts.markBit ?? DEFAULT_MARK_BIT);
     this.written = new WrittenChains(tools, this.names, this.mode, this.stats, () => this.rulesetGeneration());
   }
 
@@ -260,7 +268,7 @@ export class IptablesDataplane implements Dataplane {
 
   private async writeRaw(v: IpVersion, filters: Map<string, PortFilter>): Promise<void> {
     const chain = this.names.rawChain;
-    const lines = renderRaw(filters.values(), this.mode, v === 6);
+    const lines = renderRaw(filters.values(), this.mode, v === 6, this.statelessMark);
     // The raw table is left alone until some port is stateless.
     const stateless = [...filters.values()].some((f) => f.filtered && !f.stateful);
     if (!stateless && !this.written.of(v, 'raw').has(chain)) return;
@@ -272,7 +280,7 @@ export class IptablesDataplane implements Dataplane {
   private async writeBridge(filters: Map<string, PortFilter>, changedPorts: PortFilter[], failed: ReadonlySet<string>): Promise<void> {
     const n = this.names;
     const arpDispatch = renderArpDispatch(filters.values(), failed, n);
-    const macDispatch = renderMacDispatch(filters.values(), failed, n);
+    const macDispatch = renderMacDispatch(filters.values(), failed, n, this.statelessMark);
     const want = { filter: new Map([[n.arpDispatchChain, arpDispatch]]), nat: new Map([[n.macDispatchChain, macDispatch.flat()]]) };
     for (const f of changedPorts)
       if (f.filtered && filters.has(f.portId) && !failed.has(f.portId)) {

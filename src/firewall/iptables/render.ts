@@ -297,19 +297,26 @@ function physdevIn(mode: Mode, dev: string): string {
   return mode === 'routed' ? `-i ${dev}` : `-m physdev --physdev-in ${dev}`;
 }
 
-/** The one bit of the packet mark this backend uses (bridged mode): set by ebtables on a frame to a
- *  stateless port's MAC (renderMacDispatch), read and cleared in raw PREROUTING (renderRaw), which
- *  br_netfilter runs after the bridge's nat PREROUTING. No packet leaves raw with it. */
-export const TO_STATELESS_MARK = '0x1000000';
+/** The one bit of the packet mark this backend uses (bridged mode), by default: set by ebtables on a
+ *  frame to a stateless port's MAC (renderMacDispatch), read and cleared in raw PREROUTING
+ *  (renderRaw), which br_netfilter runs after the bridge's nat PREROUTING. No packet leaves raw with
+ *  it, but a program that gives the bit a meaning in between would conflict: it is a setting
+ *  (`firewall.iptablesMarkBit`), as other host firewalls' mark bits are. */
+export const DEFAULT_MARK_BIT = 24;
+
+/** Bit `bit` of the mark as the tools print it (lower-case hex, no leading zeros). */
+export function markHex(bit: number): string {
+  return `0x${(2 ** bit).toString(16)}`;
+}
 
 /** raw PREROUTING: traffic from and to ports whose groups are all stateless is not tracked; their
  *  rules must then admit replies explicitly, as with Neutron. Traffic to such a port is known by its
  *  destination address (never the host's own: policy.ts, untrackedAddresses) and, bridged, by its
- *  destination MAC (the mark): an allowed pair may be a network that holds other VMs' addresses, and
- *  their traffic must stay tracked. */
-export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean): string[] {
+ *  destination MAC (`mark`, markHex): an allowed pair may be a network that holds other VMs'
+ *  addresses, and their traffic must stay tracked. */
+export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean, mark: string): string[] {
   const lines: string[] = [];
-  const marked = `-m mark --mark ${TO_STATELESS_MARK}/${TO_STATELESS_MARK}`;
+  const marked = `-m mark --mark ${mark}/${mark}`;
   const toPort = mode === 'bridged' ? ` ${marked}` : '';
   for (const f of filters) {
     if (!f.filtered || f.stateful) continue;
@@ -318,7 +325,7 @@ export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean
       lines.push(`-d ${iptablesCidr(ip)}${toPort} -m addrtype ! --dst-type LOCAL -j CT --notrack`);
   }
   // Always, bridged: ebtables may still mark for a moment after the last stateless port went.
-  if (mode === 'bridged') lines.push(`${marked} -j MARK --set-xmark 0x0/${TO_STATELESS_MARK}`);
+  if (mode === 'bridged') lines.push(`${marked} -j MARK --set-xmark 0x0/${mark}`);
   return lines;
 }
 
@@ -345,14 +352,14 @@ export function renderMacSources(f: PortFilter): string[] {
 /** The ebtables nat dispatch (PREROUTING), two sections: a frame from a port to its MAC chain (from
  *  a port whose filter the kernel refused: dropped); a frame to a MAC of a stateless port marked, so
  *  raw PREROUTING knows it goes to that port (renderRaw). Each MAC once: ports may share one. */
-export function renderMacDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, names: KernelNames): Sections {
+export function renderMacDispatch(filters: Iterable<PortFilter>, failed: ReadonlySet<string>, names: KernelNames, mark: string): Sections {
   const from: string[] = [];
   const toStateless = new Set<string>();
   for (const f of filters) {
     if (!f.filtered) continue;
     from.push(`-i ${f.device} -j ${failed.has(f.portId) ? 'DROP' : names.macChain(f.portId)}`);
     if (!f.stateful && !failed.has(f.portId))
-      for (const mac of sourceMacs(f)) toStateless.add(`-d ${mac} -j mark --mark-or ${TO_STATELESS_MARK} --mark-target CONTINUE`);
+      for (const mac of sourceMacs(f)) toStateless.add(`-d ${mac} -j mark --mark-or ${mark} --mark-target CONTINUE`);
   }
   return [from, [...toStateless]];
 }
