@@ -4,8 +4,8 @@ import type { ExecutionContext } from 'ava';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 import { BACKENDS, openEngine } from './helpers/backends.js';
-import type { PortInput, SecurityGroupInput } from '../src/domain/model.js';
-import { Topology, type Vm } from './helpers/topology.js';
+import type { PortInput, SecurityGroupInput, SecurityGroupRuleInput } from '../src/domain/model.js';
+import { Topology } from './helpers/topology.js';
 
 interface RoutedVm {
   name: string;
@@ -14,6 +14,8 @@ interface RoutedVm {
   mac: string;
   ip4: string;
   gw4: string;
+  ip6: string;
+  gw6: string;
 }
 
 let counter = 0;
@@ -22,7 +24,7 @@ function routedHost(t: ExecutionContext): { host: Netns; vms: RoutedVm[]; add: (
   const host = Netns.create('sgrt');
   const vms: RoutedVm[] = [];
   const tag = `${process.pid % 1000}${counter++}`;
-  host.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+  host.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
   t.teardown(() => {
     for (const v of vms) v.ns.destroy();
     host.destroy();
@@ -34,14 +36,27 @@ function routedHost(t: ExecutionContext): { host: Netns; vms: RoutedVm[]; add: (
       const ns = Netns.create('sgrtvm');
       const device = `r${tag}v${n}`.slice(0, 15);
       const mac = `02:00:00:00:01:${n.toString(16).padStart(2, '0')}`;
-      const vm: RoutedVm = { name: `vm${n}`, ns, device, mac, ip4: `10.200.${n}.2`, gw4: `10.200.${n}.1` };
+      const net6 = `fd00:200:${n.toString(16)}::`;
+      const vm: RoutedVm = {
+        name: `vm${n}`,
+        ns,
+        device,
+        mac,
+        ip4: `10.200.${n}.2`,
+        gw4: `10.200.${n}.1`,
+        ip6: `${net6}2`,
+        gw6: `${net6}1`,
+      };
       host.exec('ip', ['link', 'add', device, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
       host.exec('ip', ['addr', 'add', `${vm.gw4}/24`, 'dev', device]);
+      host.exec('ip', ['addr', 'add', `${vm.gw6}/64`, 'dev', device, 'nodad']);
       host.exec('ip', ['link', 'set', device, 'up']);
       ns.exec('ip', ['link', 'set', 'eth0', 'address', mac]);
       ns.exec('ip', ['addr', 'add', `${vm.ip4}/24`, 'dev', 'eth0']);
+      ns.exec('ip', ['addr', 'add', `${vm.ip6}/64`, 'dev', 'eth0', 'nodad']);
       ns.exec('ip', ['link', 'set', 'eth0', 'up']);
       ns.exec('ip', ['route', 'add', 'default', 'via', vm.gw4]);
+      ns.exec('ip', ['-6', 'route', 'add', 'default', 'via', vm.gw6]);
       vms.push(vm);
       return vm;
     },
@@ -53,7 +68,7 @@ function ping(from: RoutedVm, to: string, source?: string): boolean {
 }
 
 function port(vm: RoutedVm, groups: string[]): PortInput {
-  return { id: `port-${vm.name}`, host: 'h', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4], securityGroups: groups };
+  return { id: `port-${vm.name}`, host: 'h', device: vm.device, mac: vm.mac, fixedIps: [vm.ip4, vm.ip6], securityGroups: groups };
 }
 
 const egressAll = [{ id: 'e4', direction: 'egress' as const, ethertype: 'IPv4' as const }];
@@ -128,29 +143,41 @@ kernelTest(
     const [s, v, srv] = [r.add(1), r.add(2), r.add(3)];
     const topo = new Topology(r.host);
     t.teardown(() => topo.destroy());
-    const vm = (x: RoutedVm): Vm => ({ ...x, ip6: '' });
-    topo.serve(vm(srv), 7400);
+    topo.serve(srv, 7400);
     const fw = await openEngine('nftables', r.host, { coalesceMs: 5, mode: 'routed' });
     t.teardown(() => fw.close());
-    fw.setGroup({ id: 'loose', stateful: false, rules: [...egressAll, { id: 'in', direction: 'ingress', ethertype: 'IPv4' }] });
-    fw.setGroup({ id: 'egress', rules: egressAll });
+    const both = (r: Omit<SecurityGroupRuleInput, 'ethertype' | 'id'> & { id: string }): SecurityGroupRuleInput[] => [
+      { ...r, id: `${r.id}4`, ethertype: 'IPv4' },
+      { ...r, id: `${r.id}6`, ethertype: 'IPv6' },
+    ];
+    const out = both({ id: 'e', direction: 'egress' });
+    fw.setGroup({ id: 'loose', stateful: false, rules: [...out, ...both({ id: 'in', direction: 'ingress' })] });
+    fw.setGroup({ id: 'egress', rules: out });
     fw.setGroup({
       id: 'srv',
-      rules: [{ id: 'i', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', portRangeMin: 7400, portRangeMax: 7400 }, ...egressAll],
+      rules: [...both({ id: 'i', direction: 'ingress', protocol: 'tcp', portRangeMin: 7400, portRangeMax: 7400 }), ...out],
     });
-    // The pair covers every VM of the host, and the host routes it to s; each VM's own /24 is more
-    // specific.
+    // The pair covers every VM of the host, and the host routes it to s; each VM's own network is
+    // more specific.
     r.host.exec('ip', ['route', 'add', '10.200.0.0/16', 'dev', s.device]);
-    fw.setPort({ ...port(s, ['loose']), allowedAddressPairs: [{ ipAddress: '10.200.0.0/16' }] });
+    r.host.exec('ip', ['-6', 'route', 'add', 'fd00:200::/40', 'dev', s.device]);
+    fw.setPort({ ...port(s, ['loose']), allowedAddressPairs: [{ ipAddress: '10.200.0.0/16' }, { ipAddress: 'fd00:200::/40' }] });
     fw.setPort(port(v, ['egress']));
     fw.setPort(port(srv, ['srv']));
     await fw.flush();
     for (const x of [s, v, srv]) t.true(fw.portInKernel(`port-${x.name}`), `${x.name} filtered`);
-    t.true(topo.tcp(vm(v), srv.ip4, 7400), "a stateful VM's connection inside the pair's network gets its replies");
+    t.true(topo.tcp(v, srv.ip4, 7400), "a stateful VM's connection inside the pair's network gets its replies");
     const tracked = r.host.run('conntrack', ['-L', '-p', 'tcp', '-d', srv.ip4, '--dport', '7400']).stdout;
     t.true(tracked.includes('dport=7400'), `and is tracked: ${tracked}`);
-    t.true(topo.tcp(vm(s), srv.ip4, 7400), 'the stateless port reaches the server');
+    t.true(topo.tcp(s, srv.ip4, 7400), 'the stateless port reaches the server');
     const untracked = r.host.run('conntrack', ['-L', '-p', 'tcp', '-s', s.ip4]).stdout;
     t.false(untracked.includes('dport=7400'), `nothing of the stateless port's traffic is tracked, either way: ${untracked}`);
+    // The same over IPv6 (the route lookup of the other family).
+    t.true(topo.tcp(v, srv.ip6, 7400), 'IPv6: the stateful VM gets its replies');
+    const tracked6 = r.host.run('conntrack', ['-L', '-f', 'ipv6', '-p', 'tcp', '-d', srv.ip6, '--dport', '7400']).stdout;
+    t.true(tracked6.includes('dport=7400'), `and is tracked: ${tracked6}`);
+    t.true(topo.tcp(s, srv.ip6, 7400), 'IPv6: the stateless port reaches the server');
+    const untracked6 = r.host.run('conntrack', ['-L', '-f', 'ipv6', '-p', 'tcp', '-s', s.ip6]).stdout;
+    t.false(untracked6.includes('dport=7400'), `IPv6: nothing of the stateless port's traffic is tracked: ${untracked6}`);
   },
 );
