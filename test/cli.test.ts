@@ -236,13 +236,13 @@ test('configuration is read strictly, the same way for agent and controller (uni
     instanceOf: ConfigError,
     message: /SG_NETWORK_LOG_BURST_LIMIT must be a whole number from 25 to 10000/,
   });
-  t.throws(agent({ ...base, firewall: { iptablesMarkBit: 32 } }), {
+  t.throws(agent({ ...base, firewall: { iptablesMarkBit: 24 } }), {
     instanceOf: ConfigError,
-    message: /firewall\.iptablesMarkBit must be a whole number from 0 to 31/,
+    message: /firewall\.iptablesMarkBit must be a whole number from 0 to 15/,
   });
   t.throws(agent(base, { SG_IPTABLES_MARK_BIT: '0x1000000' }), { instanceOf: ConfigError, message: /SG_IPTABLES_MARK_BIT/ });
   t.is(agent({ ...base, firewall: { iptablesMarkBit: 7 } })().iptablesMarkBit, 7);
-  t.is(agent(base)().iptablesMarkBit, 24, 'the default bit: 0x1000000');
+  t.is(agent(base)().iptablesMarkBit, 13, 'the default bit: 0x2000');
   t.throws(agent({ ...base, metrics: { listen: '9464' } }), { instanceOf: ConfigError, message: /metrics\.listen must be host:port/ });
   t.throws(agent({ ...base, trustedKeys: '/etc/keys' }), {
     instanceOf: ConfigError,

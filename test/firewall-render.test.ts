@@ -13,6 +13,7 @@ import {
   renderPortChains,
   renderRaw,
   DEFAULT_MARK_BIT,
+  MARK_BITS,
   markHex,
   restoreScript,
 } from '../src/firewall/iptables/render.js';
@@ -21,7 +22,7 @@ import { linkLocalFromMac } from '../src/domain/mac.js';
 import { validateGroup, validatePort } from '../src/domain/validate.js';
 import type { SecurityGroup } from '../src/domain/model.js';
 import { egressPolicy } from '../src/firewall/policy.js';
-import { egressRules, ingressRules } from '../src/firewall/nftables/render.js';
+import { MARK_MASK, egressRules, ingressRules } from '../src/firewall/nftables/render.js';
 import { NftNames } from '../src/firewall/nftables/names.js';
 
 const names = new KernelNames('sg');
@@ -289,7 +290,9 @@ test("dispatch: our ports' traffic through the sender's egress and the receiver'
 
 test('stateless ports are not tracked, from and to them; stateful ones are', (t) => {
   // The mark bit as the tools print it: the default, and any other an operator sets.
-  t.is(M, '0x1000000');
+  t.is(M, '0x2000');
+  // Never one of the nftables backend's bits (its port ids): both run while the backend is switched.
+  for (let bit = MARK_BITS.min; bit <= MARK_BITS.max; bit++) t.is((2 ** bit) & MARK_MASK, 0, `bit ${bit}`);
   t.is(markHex(3), '0x8');
   t.is(markHex(31), '0x80000000');
   t.true(renderRaw([], 'bridged', false, markHex(3))[0]!.startsWith('-m mark --mark 0x8/0x8 '));

@@ -3,7 +3,7 @@
 import { BROKER_TLS_SETTINGS, brokerTlsFrom, parseBrokerUrls, type BrokerTls } from '../protocol/connection.js';
 import type { DataplaneSetting } from '../firewall/select.js';
 import { validatePrefix } from '../firewall/iptables/names.js';
-import { DEFAULT_MARK_BIT } from '../firewall/iptables/render.js';
+import { DEFAULT_MARK_BIT, MARK_BITS } from '../firewall/iptables/render.js';
 import {
   ConfigError,
   LOG_LEVELS,
@@ -45,7 +45,7 @@ export interface AgentConfig {
   /** In a sustained burst the gap doubles per rewrite up to this; a quiet spell resets it. */
   structureIntervalMaxMs: number;
   reconcileIntervalMs: number;
-  /** The iptables backend's bit of the packet mark (0-31): frames to a stateless port, from ebtables
+  /** The iptables backend's bit of the packet mark (0-15): frames to a stateless port, from ebtables
    *  to raw PREROUTING (bridged mode). */
   iptablesMarkBit: number;
   /** host:port for /metrics and /status; '' turns the listener off. Loopback by default. */
@@ -127,7 +127,7 @@ const SHAPE: Section = {
     structureIntervalMs: ms('SG_STRUCTURE_INTERVAL_MS'),
     structureIntervalMaxMs: ms('SG_STRUCTURE_INTERVAL_MAX_MS'),
     reconcileIntervalMs: ms('SG_RECONCILE_INTERVAL_MS'),
-    iptablesMarkBit: setting('number', { env: 'SG_IPTABLES_MARK_BIT', check: between(0, 31) }),
+    iptablesMarkBit: setting('number', { env: 'SG_IPTABLES_MARK_BIT', check: between(MARK_BITS.min, MARK_BITS.max) }),
   },
   metrics: {
     listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }),

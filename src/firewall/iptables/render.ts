@@ -301,8 +301,13 @@ function physdevIn(mode: Mode, dev: string): string {
  *  frame to a stateless port's MAC (renderMacDispatch), read and cleared in raw PREROUTING
  *  (renderRaw), which br_netfilter runs after the bridge's nat PREROUTING. No packet leaves raw with
  *  it, but a program that gives the bit a meaning in between would conflict: it is a setting
- *  (`firewall.iptablesMarkBit`), as other host firewalls' mark bits are. */
-export const DEFAULT_MARK_BIT = 24;
+ *  (`firewall.iptablesMarkBit`), as other host firewalls' mark bits are. Always one of the low 16
+ *  bits (MARK_BITS): the high 16 are the nftables backend's port ids (nftables/render.ts,
+ *  MARK_MASK), and while the backend is switched both run for a moment, when clearing a high bit
+ *  here would change a port's id there. 13 (0x2000): beside kube-proxy's 14 and 15. */
+export const DEFAULT_MARK_BIT = 13;
+/** The bits the setting may name. */
+export const MARK_BITS = { min: 0, max: 15 } as const;
 
 /** Bit `bit` of the mark as the tools print it (lower-case hex, no leading zeros). */
 export function markHex(bit: number): string {
