@@ -126,7 +126,8 @@ packet?: PacketInfo, };
 export type Support = { 
 /**
  * nf_tables with the inet family, base chains at prerouting and forward, verdict maps, marks,
- * conntrack state and notrack: what the inet table needs.
+ * conntrack state, notrack, route lookups (`fib`, nft_fib_inet) and Ethernet addresses: what
+ * the inet table needs.
  */
 inet: boolean, 
 /**
