@@ -34,27 +34,28 @@ export type FixedName =
  *  policy, or the logging of accepted connections or drops (security-group logging). */
 export type RuleTag = { rule: string[] } | { fixed: FixedName } | { log: 'ACCEPT' | 'DROP' };
 
+const NS = 135;
+const NA = 136;
+const RA = 134;
+/** Neighbour discovery and MLD: what every port receives. */
+const TO_PORT = [130, 131, 132, NS, NA, 143] as const;
+
 /** ICMPv6 types matched together: a renderer that can may match each list as one set. */
 export const ICMP6_LISTS = {
-  /** Neighbour discovery and MLD: what every port receives. */
-  toPort: [130, 131, 132, 135, 136, 143],
+  toPort: TO_PORT,
   /** The same and router advertisements: what a port with an IPv6 fixed IP receives (Neutron: a
    *  port without one is not to configure IPv6 from a router). One list rather than a rule more: a
    *  rule costs every later binding on the host (the kernel validates the whole table). */
-  toPortWithRa: [130, 131, 132, 134, 135, 136, 143],
+  toPortWithRa: [...TO_PORT, RA],
   /** MLD reports a port sends from :: during duplicate address detection. */
   dad: [131, 143],
   /** MLD reports and done, router and neighbour solicitations: what a port sends from its own
    *  addresses (Neutron's iptables driver admits every ICMPv6 type but router advertisements, its
    *  OVS driver solicitations and MLD: the stricter is followed, docs/firewall.md; leaving a
    *  multicast group must not need a rule any more than joining one). */
-  fromPort: [131, 132, 133, 135, 143],
+  fromPort: [131, 132, 133, NS, 143],
 } as const;
 export type Icmp6List = keyof typeof ICMP6_LISTS;
-
-const NS = 135;
-const NA = 136;
-const RA = 134;
 
 /** What a fixed rule matches; every field given must match. */
 export interface Match {
@@ -187,13 +188,19 @@ export function arpSenders(f: PortFilter): { mac: string; src?: string }[] {
     .map(({ mac, src }) => (src === undefined ? { mac } : { mac, src }));
 }
 
+/** Whether the port's traffic is not tracked: it is filtered and its groups are all stateless (an
+ *  unfiltered port's traffic is tracked, as the host's). */
+export function isUntracked(f: PortFilter): boolean {
+  return f.filtered && !f.stateful;
+}
+
 /** Addresses whose traffic is not tracked for a stateless port: those it may send from, without a
  *  catch-all or a link-local address. Never to an address of the host itself, on either backend:
  *  an allowed pair may be any network (`10.0.0.0/8`, the host's own address), and the host's own
  *  connections, and what it NATs, must stay tracked whatever a tenant writes. */
 export function untrackedAddresses(f: PortFilter): Record<Family, string[]> {
   const out: Record<Family, string[]> = { 4: [], 6: [] };
-  if (!f.filtered || f.stateful) return out;
+  if (!isUntracked(f)) return out;
   for (const { ip } of f.sources) {
     if (isCatchAll(ip) || ip.toLowerCase().startsWith('fe80:')) continue;
     const list = out[familyOf(ip)];

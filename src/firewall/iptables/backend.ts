@@ -25,7 +25,7 @@ import {
   type RuleCount,
   type SetRef,
 } from '../dataplane.js';
-import type { RuleTag } from '../policy.js';
+import { isUntracked, type RuleTag } from '../policy.js';
 import { dedupePairs } from '../cuts.js';
 import { NftClient } from '../../addon/nftables.js';
 import { KernelNames } from './names.js';
@@ -270,8 +270,7 @@ export class IptablesDataplane implements Dataplane {
     const chain = this.names.rawChain;
     const lines = renderRaw(filters.values(), this.mode, v === 6, this.statelessMark);
     // The raw table is left alone until some port is stateless.
-    const stateless = [...filters.values()].some((f) => f.filtered && !f.stateful);
-    if (!stateless && !this.written.of(v, 'raw').has(chain)) return;
+    if (![...filters.values()].some(isUntracked) && !this.written.of(v, 'raw').has(chain)) return;
     await this.written.write(v, 'raw', new Map([[chain, lines]]), () => true);
   }
 

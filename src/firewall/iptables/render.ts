@@ -13,6 +13,7 @@ import {
   egressPolicy,
   fixedTag,
   ICMP6_LISTS,
+  isUntracked,
   ingressPolicy,
   ofFamily,
   spoofSources,
@@ -324,7 +325,7 @@ export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean
   const marked = `-m mark --mark ${mark}/${mark}`;
   const toPort = mode === 'bridged' ? ` ${marked}` : '';
   for (const f of filters) {
-    if (!f.filtered || f.stateful) continue;
+    if (!isUntracked(f)) continue;
     lines.push(`${physdevIn(mode, f.device)} -j CT --notrack`);
     for (const ip of untrackedAddresses(f)[v6 ? 6 : 4])
       lines.push(`-d ${iptablesCidr(ip)}${toPort} -m addrtype ! --dst-type LOCAL -j CT --notrack`);
@@ -363,7 +364,7 @@ export function renderMacDispatch(filters: Iterable<PortFilter>, failed: Readonl
   for (const f of filters) {
     if (!f.filtered) continue;
     from.push(`-i ${f.device} -j ${failed.has(f.portId) ? 'DROP' : names.macChain(f.portId)}`);
-    if (!f.stateful && !failed.has(f.portId))
+    if (isUntracked(f) && !failed.has(f.portId))
       for (const mac of sourceMacs(f)) toStateless.add(`-d ${mac} -j mark --mark-or ${mark} --mark-target CONTINUE`);
   }
   return [from, [...toStateless]];

@@ -3,7 +3,7 @@
 // refused, and a port's entries in the shared sets (stateless ports and addresses, known devices).
 // Pure: each returns the operations of one change; the backend puts them in its transaction.
 import type { PortFilter } from '../dataplane.js';
-import { sourceMacs, untrackedAddresses } from '../policy.js';
+import { isUntracked, sourceMacs, untrackedAddresses } from '../policy.js';
 import { BRIDGE, INET } from './names.js';
 import type { ElemKey, NftFamily, Op, Verdict } from '../../addon/nftables.js';
 import { markOf } from './render.js';
@@ -70,7 +70,7 @@ export function statelessOps(
 ): Op[] {
   const inet = at(l, 'inet');
   const key = (f: PortFilter | undefined, id: number | undefined): ElemKey | undefined =>
-    !f?.filtered || f.stateful ? undefined : l.mode === 'routed' ? f.device : markOf(id!);
+    !f || !isUntracked(f) ? undefined : l.mode === 'routed' ? f.device : markOf(id!);
   const [k0, k1] = [key(had, hadId), key(now, nowId)];
   const ops: Op[] = [];
   if (k0 !== k1) {
@@ -87,7 +87,7 @@ export function statelessOps(
       if (del.length || add.length)
         ops.push({ op: 'members', ...inet, set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6, add, del });
     }
-    const macs = (f: PortFilter | undefined) => (!f?.filtered || f.stateful ? [] : sourceMacs(f));
+    const macs = (f: PortFilter | undefined) => (f && isUntracked(f) ? sourceMacs(f) : []);
     const { add, del } = macChange(macs(had), macs(now));
     if (add.length || del.length) ops.push({ op: 'elems', ...inet, set: INET.statelessMac, add: add.map((key) => ({ key })), del });
   }
