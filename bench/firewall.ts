@@ -6,8 +6,9 @@
 //   npm run bench:firewall     (as root; runs in throwaway network namespaces)
 // Prints `firewall.rules.N ours=… baseline=…`, `firewall.member_change.N[.nftables] ours=… baseline=…
 // ratio=…`, `firewall.port_bind.300 …`, `firewall.reconcile.300[.nftables] …`, `firewall.repair.* …`,
-// `firewall.forward_gbps …` and the coalescing figures. BENCH_ONLY=a,b runs only those parts
-// (rules, reconcile, coalesce, bind, repair, forward).
+// `firewall.forward_gbps …` (nftables against iptables, and `.zones`: with conntrack zones against
+// without) and the coalescing figures. BENCH_ONLY=a,b runs only those parts
+// (rules, reconcile, coalesce, bind, repair, forward, zones).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -30,9 +31,10 @@ type Backend = 'iptables' | 'nftables';
 async function engineOn(
   backend: Backend,
   netns: string,
-  opts: { coalesceMs?: number; structureIntervalMs?: number; watch?: boolean } = {},
+  opts: { coalesceMs?: number; structureIntervalMs?: number; watch?: boolean; zoneBridges?: string[] } = {},
 ): Promise<FirewallEngine> {
-  const dataplane = await openBackend(backend, { netns, watch: opts.watch ?? false });
+  const zones = opts.zoneBridges ? { conntrackZoneBridges: opts.zoneBridges } : {};
+  const dataplane = await openBackend(backend, { netns, watch: opts.watch ?? false, ...zones });
   return new FirewallEngine(dataplane, { coalesceMs: opts.coalesceMs ?? 1, structureIntervalMs: opts.structureIntervalMs ?? 0 });
 }
 
@@ -387,46 +389,56 @@ async function nftReconcileAndRepair(): Promise<void> {
 }
 
 /** TCP throughput between two VMs on one bridge with N ports' filters loaded (the two VMs bound
- *  last), nftables backend against iptables backend; iperf3, one stream, median of runs. */
-async function forwardGbps(N: number): Promise<void> {
-  const runs = Number(process.env.BENCH_FORWARD_RUNS ?? 3);
+ *  last), in Gbit/s; iperf3, one stream. */
+async function forwardOnce(N: number, open: (netns: string) => Promise<FirewallEngine>): Promise<number> {
   const secs = process.env.BENCH_FORWARD_SECONDS ?? '4';
-  const gbps: Record<Backend, number[]> = { iptables: [], nftables: [] };
-  for (let run = 0; run < runs; run++) {
-    for (const backend of ['iptables', 'nftables'] as const) {
-      const topo = new Topology();
-      try {
-        const [a, b] = [topo.addVm(1), topo.addVm(2)];
-        const fw = await engineOn(backend, topo.host.path);
-        fw.setGroup(defaultGroup);
-        for (let p = 0; p < N - 2; p++) fw.setPort({ ...benchPort(1000 + p, [ip(1000 + p)]), mac: macOf(1000 + p) });
-        await fw.flush();
-        for (const vm of [a, b])
-          fw.setPort({
-            id: `vm-${vm.name}`,
-            host: 'b',
-            device: vm.device,
-            mac: vm.mac,
-            fixedIps: [vm.ip4, vm.ip6],
-            securityGroups: ['default'],
-          });
-        fw.setGroupMembers('default', [...Array.from({ length: N - 2 }, (_, i) => ip(1000 + i)), a.ip4, b.ip4, a.ip6, b.ip6]);
-        await fw.flush();
-        const server = spawn('ip', ['netns', 'exec', b.ns.name, 'iperf3', '-s', '-1'], { stdio: 'ignore' });
-        await new Promise((r) => setTimeout(r, 300));
-        const out = a.ns.exec('iperf3', ['-c', b.ip4, '-t', secs, '-J']);
-        server.kill();
-        const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
-        gbps[backend].push(j.end.sum_received.bits_per_second / 1e9);
-        await fw.close();
-      } finally {
-        topo.destroy();
-      }
-    }
+  const topo = new Topology();
+  try {
+    const [a, b] = [topo.addVm(1), topo.addVm(2)];
+    const fw = await open(topo.host.path);
+    fw.setGroup(defaultGroup);
+    for (let p = 0; p < N - 2; p++) fw.setPort({ ...benchPort(1000 + p, [ip(1000 + p)]), mac: macOf(1000 + p) });
+    await fw.flush();
+    for (const vm of [a, b])
+      fw.setPort({
+        id: `vm-${vm.name}`,
+        host: 'b',
+        device: vm.device,
+        mac: vm.mac,
+        fixedIps: [vm.ip4, vm.ip6],
+        securityGroups: ['default'],
+      });
+    fw.setGroupMembers('default', [...Array.from({ length: N - 2 }, (_, i) => ip(1000 + i)), a.ip4, b.ip4, a.ip6, b.ip6]);
+    await fw.flush();
+    const server = spawn('ip', ['netns', 'exec', b.ns.name, 'iperf3', '-s', '-1'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 300));
+    const out = a.ns.exec('iperf3', ['-c', b.ip4, '-t', secs, '-J']);
+    server.kill();
+    await fw.close();
+    const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
+    return j.end.sum_received.bits_per_second / 1e9;
+  } finally {
+    topo.destroy();
   }
-  const [o, b] = [median(gbps.nftables), median(gbps.iptables)];
+}
+
+/** `forwardOnce` for two setups, alternated run by run; their medians printed as ours and baseline. */
+async function forwardCompared(
+  id: string,
+  what: string,
+  N: number,
+  ours: (netns: string) => Promise<FirewallEngine>,
+  baseline: (netns: string) => Promise<FirewallEngine>,
+): Promise<void> {
+  const runs = Number(process.env.BENCH_FORWARD_RUNS ?? 3);
+  const [o, b]: [number[], number[]] = [[], []];
+  for (let run = 0; run < runs; run++) {
+    b.push(await forwardOnce(N, baseline));
+    o.push(await forwardOnce(N, ours));
+  }
+  const [mo, mb] = [median(o), median(b)];
   console.log(
-    `firewall.forward_gbps${N === 300 ? '' : `.${N}`} ours=${o.toFixed(2)}Gbit/s baseline=${b.toFixed(2)}Gbit/s ratio=${(o / b).toFixed(2)} (throughput: ours/baseline, higher is better; nftables vs iptables, ${N} ports bound; runs: nftables ${gbps.nftables.map((x) => x.toFixed(2)).join(' ')}, iptables ${gbps.iptables.map((x) => x.toFixed(2)).join(' ')})`,
+    `${id} ours=${mo.toFixed(2)}Gbit/s baseline=${mb.toFixed(2)}Gbit/s ratio=${(mo / mb).toFixed(2)} (throughput: ours/baseline, higher is better; ${what}, ${N} ports bound; runs: ours ${o.map((x) => x.toFixed(2)).join(' ')}, baseline ${b.map((x) => x.toFixed(2)).join(' ')})`,
   );
 }
 
@@ -435,7 +447,24 @@ async function forwardGbps(N: number): Promise<void> {
   if (part('bind')) await portBind();
   if (part('reconcile') && !process.env.BENCH_SKIP_RECONCILE) await reconcileCost();
   if (part('repair')) await nftReconcileAndRepair();
-  if (part('forward')) for (const n of [300, 2]) await forwardGbps(n);
+  if (part('forward'))
+    for (const n of [300, 2])
+      await forwardCompared(
+        `firewall.forward_gbps${n === 300 ? '' : `.${n}`}`,
+        'nftables vs iptables',
+        n,
+        (ns) => engineOn('nftables', ns),
+        (ns) => engineOn('iptables', ns),
+      );
+  // The conntrack zone rule is met by every packet entering the bridge (firewall.conntrackZoneBridges).
+  if (part('zones'))
+    await forwardCompared(
+      'firewall.forward_gbps.zones',
+      'nftables with conntrack zones vs without',
+      300,
+      (ns) => engineOn('nftables', ns, { zoneBridges: ['br'] }),
+      (ns) => engineOn('nftables', ns),
+    );
   if (part('coalesce') && !process.env.BENCH_SKIP_COALESCE) await coalescing();
 })().catch((e) => {
   console.error(e);

@@ -72,7 +72,7 @@ async function measure(n: number): Promise<void> {
       await dp.client.transact(unbindOps);
     }
     // A port with port 0's policy: its dispatch elements only (new keys), jumping to port 0's chains.
-    const layout = { names: dp.names, mode: dp.mode, unknownDevicePrefixes: [] };
+    const layout = { names: dp.names, mode: dp.mode, unknownDevicePrefixes: [], zoneBridges: [] };
     const shared = dispatchElems(layout, { portId: 'p0', device: 'tapshared' }, 60000);
     const jump: number[] = [];
     for (let r = 0; r < REPS; r++) {

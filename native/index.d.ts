@@ -115,6 +115,12 @@ export declare class NativeTraceListener {
 export declare function conntrackDeleteBetween(netns: string | undefined | null, pairs: Array<JsBetween>): Promise<number>
 
 /**
+ * Every device of the namespace at `netns` with its index and its bridge's index. Fails with code
+ * NETNS_UNAVAILABLE or CONNTRACK_FAILED (the dump serves the cuts).
+ */
+export declare function conntrackLinks(netns?: string | undefined | null): Promise<JsLink[]>
+
+/**
  * Every code an addon error can carry: the ipset client's and the other parts' (a code may be in
  * both). src/addon/errors.ts and the docs are checked against these.
  */
@@ -145,6 +151,8 @@ export interface JsBetween {
   a: string
   /** Address or CIDR on the other side. */
   b: string
+  /** Only entries tracked in this conntrack zone (0-65535; 0 is the default zone); unset: any zone. */
+  zone?: number
 }
 
 export interface JsDiffMeasure {
@@ -162,6 +170,13 @@ export interface JsFailedMember {
   member: string
   code: string
   message: string
+}
+
+export interface JsLink {
+  index: number
+  name: string
+  /** The index of the device this one is enslaved to (its bridge), if any. */
+  master?: number
 }
 
 export interface JsReconcileResult {

@@ -840,6 +840,7 @@ module.exports.NativeNflogListener = nativeBinding.NativeNflogListener
 module.exports.NativeNftables = nativeBinding.NativeNftables
 module.exports.NativeTraceListener = nativeBinding.NativeTraceListener
 module.exports.conntrackDeleteBetween = nativeBinding.conntrackDeleteBetween
+module.exports.conntrackLinks = nativeBinding.conntrackLinks
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.ipsetDecodeMembers = nativeBinding.ipsetDecodeMembers
 module.exports.ipsetProtocol = nativeBinding.ipsetProtocol

@@ -4,7 +4,7 @@
 // of no message, which was taken for a refusal: the apply loop then backed off (up to 30 s) and held
 // every later change of the host back behind its timer.
 import type { ExecutionContext } from 'ava';
-import { Oracle } from './helpers/backends.js';
+import { NFT, Oracle } from './helpers/backends.js';
 import { closeConnections } from './helpers/broker.js';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
@@ -82,7 +82,15 @@ for (const mode of ['bridged', 'routed'] as const) {
           trustedKeys: bed.key.publicKeyFile,
           netns: ns.path,
           // Full syncs every few hundred milliseconds: each one with nothing to change.
-          env: { SG_DATAPLANE: 'nftables', SG_FIREWALL_MODE: mode, SG_FULL_SYNC_INTERVAL_MS: '300', SG_RECONCILE_INTERVAL_MS: '1000' },
+          // Bridged, with conntrack zones (the bridge is br0): the setting reaches the rules, and a
+          // zone changes nothing of the rest.
+          env: {
+            SG_DATAPLANE: 'nftables',
+            SG_FIREWALL_MODE: mode,
+            SG_FULL_SYNC_INTERVAL_MS: '300',
+            SG_RECONCILE_INTERVAL_MS: '1000',
+            ...(mode === 'bridged' ? { SG_CONNTRACK_ZONE_BRIDGES: 'br' } : {}),
+          },
         }),
       );
       await agentConnected(agent);
@@ -105,6 +113,11 @@ for (const mode of ['bridged', 'routed'] as const) {
         [vm1.ip4, vm2.ip4].every((ip) => members().some((m) => m === ip || m.startsWith(`${ip}/`))),
       );
       await waitFor('vm1 reaches vm2', () => vm1.ping(vm2.ip4));
+      if (mode === 'bridged') {
+        t.regex(ns.exec(NFT, ['list', 'ruleset']), /iifname "br\*" ct zone set iif/);
+        const zone = Number(/^(\d+):/.exec(ns.exec('ip', ['-o', 'link', 'show', 'br0']))![1]) & 0xffff;
+        t.regex(ns.exec('conntrack', ['-L', '-p', 'icmp', '-s', vm1.ip4]), new RegExp(`zone=${zone}\\b`), "the ping tracked in br0's zone");
+      }
 
       // Full syncs that change nothing.
       const syncs = await agent.metric('sg_agent_resyncs_total{scope="host"}');

@@ -243,6 +243,22 @@ test('configuration is read strictly, the same way for agent and controller (uni
   t.throws(agent(base, { SG_IPTABLES_MARK_BIT: '0x1000000' }), { instanceOf: ConfigError, message: /SG_IPTABLES_MARK_BIT/ });
   t.is(agent({ ...base, firewall: { iptablesMarkBit: 7 } })().iptablesMarkBit, 7);
   t.is(agent(base)().iptablesMarkBit, 13, 'the default bit: 0x2000');
+  const nft = { ...base, dataplane: 'nftables' };
+  t.deepEqual(agent({ ...nft, firewall: { conntrackZoneBridges: ['brq'] } })().conntrackZoneBridges, ['brq']);
+  t.deepEqual(agent(base)().conntrackZoneBridges, [], 'no zones unless asked for');
+  t.deepEqual(agent({ ...base, dataplane: 'auto' }, { SG_CONNTRACK_ZONE_BRIDGES: 'brq,qbr' })().conntrackZoneBridges, ['brq', 'qbr']);
+  t.throws(agent({ ...nft, firewall: { conntrackZoneBridges: ['br q'] } }), {
+    instanceOf: ConfigError,
+    message: /firewall\.conntrackZoneBridges must be interface-name prefixes/,
+  });
+  t.throws(agent({ ...nft, firewall: { conntrackZoneBridges: ['brq'], mode: 'routed' } }), {
+    instanceOf: ConfigError,
+    message: /firewall\.conntrackZoneBridges .*needs bridged mode/,
+  });
+  t.throws(agent(base, { SG_CONNTRACK_ZONE_BRIDGES: 'brq' }), {
+    instanceOf: ConfigError,
+    message: /SG_CONNTRACK_ZONE_BRIDGES.* needs the nftables backend/,
+  });
   t.throws(agent({ ...base, metrics: { listen: '9464' } }), { instanceOf: ConfigError, message: /metrics\.listen must be host:port/ });
   t.throws(agent({ ...base, trustedKeys: '/etc/keys' }), {
     instanceOf: ConfigError,

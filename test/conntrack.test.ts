@@ -3,13 +3,14 @@
 // entry with one of the namespace's own addresses at an end (either direction, a NATed reply too) is
 // the host's own connection and stays, whatever address a tenant gave a port.
 import test from 'ava';
-import { deleteConntrackBetween } from '../src/addon/conntrack.js';
+import { deleteConntrackBetween, listLinks } from '../src/addon/conntrack.js';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 
-function entry(ns: Netns, src: string, dst: string, sport: number, reply?: { src: string; dst: string }): void {
+function entry(ns: Netns, src: string, dst: string, sport: number, reply?: { src: string; dst: string }, zone?: number): void {
   const r = ns.run('conntrack', [
     '-I',
+    ...(zone !== undefined ? ['-w', String(zone)] : []),
     '-p',
     'tcp',
     '-s',
@@ -31,14 +32,14 @@ function entry(ns: Netns, src: string, dst: string, sport: number, reply?: { src
   if (r.status !== 0) throw new Error(`conntrack -I ${src} ${dst}: ${r.stderr}`);
 }
 
-/** The table's entries as `src>dst` of their original direction. */
+/** The table's entries as `src>dst` of their original direction (and `@zone` outside zone 0). */
 function entries(ns: Netns): string[] {
   return ns
     .run('conntrack', ['-L'])
     .stdout.split('\n')
-    .map((l) => /src=(\S+) dst=(\S+)/.exec(l))
-    .filter((m) => m !== null)
-    .map((m) => `${m[1]}>${m[2]}`)
+    .map((l) => [/src=(\S+) dst=(\S+)/.exec(l), /zone=(\d+)/.exec(l)] as const)
+    .filter(([m]) => m !== null)
+    .map(([m, z]) => `${m![1]}>${m![2]}${z ? `@${z[1]}` : ''}`)
     .sort();
 }
 
@@ -63,6 +64,35 @@ kernelTest("a cut takes what runs between the pairs and never the namespace's ow
   );
   t.is(cut, 2, 'the two ports’ connections');
   t.deepEqual(entries(ns), ['10.66.0.6>10.88.0.3', '10.77.0.1>10.88.0.2', '10.88.0.4>10.77.0.1', 'fd77::1>fd88::2']);
+});
+
+kernelTest('a cut in a zone leaves the same connection of another zone (conntrack zones: another network)', async (t) => {
+  const ns = Netns.create('sgct');
+  t.teardown(() => ns.destroy());
+  entry(ns, '10.66.0.5', '10.66.0.6', 1001, undefined, 7);
+  entry(ns, '10.66.0.5', '10.66.0.6', 1001, undefined, 9);
+  entry(ns, '10.66.0.5', '10.66.0.6', 1001);
+  t.is(await deleteConntrackBetween([{ a: '10.66.0.5', b: '0.0.0.0/0', zone: 7 }], ns.path), 1);
+  t.deepEqual(entries(ns), ['10.66.0.5>10.66.0.6', '10.66.0.5>10.66.0.6@9']);
+  t.is(await deleteConntrackBetween([{ a: '10.66.0.5', b: '0.0.0.0/0', zone: 0 }], ns.path), 1, 'zone 0 is the default zone');
+  t.deepEqual(entries(ns), ['10.66.0.5>10.66.0.6@9']);
+  t.is(await deleteConntrackBetween([{ a: '10.66.0.5', b: '0.0.0.0/0' }], ns.path), 1, 'no zone: every zone');
+  t.deepEqual(entries(ns), []);
+});
+
+kernelTest("the namespace's devices are listed with their bridge's index", async (t) => {
+  const ns = Netns.create('sgct');
+  t.teardown(() => ns.destroy());
+  ns.exec('ip', ['link', 'add', 'brz', 'type', 'bridge']);
+  ns.exec('ip', ['link', 'add', 'vz0', 'type', 'veth', 'peer', 'name', 'vz1']);
+  ns.exec('ip', ['link', 'set', 'vz0', 'master', 'brz']);
+  const links = await listLinks(ns.path);
+  const byName = new Map(links.map((l) => [l.name, l]));
+  const index = (dev: string) => Number(/^(\d+):/.exec(ns.exec('ip', ['-o', 'link', 'show', dev]))![1]);
+  t.like(byName.get('brz'), { index: index('brz'), master: undefined });
+  t.like(byName.get('vz0'), { index: index('vz0'), master: index('brz') });
+  t.is(byName.get('vz1')?.master, undefined);
+  t.truthy(byName.get('lo'));
 });
 
 test('no pairs: nothing read, nothing cut (unit)', async (t) => {

@@ -287,7 +287,7 @@ test('cuts: a departed member, a port leaving a group, and allowed-pair addresse
   // An allowed pair taken off a port: its connections go.
   fw.setPort(port(1, ['wide']));
   await fw.flush();
-  t.deepEqual(dp.cuts, [{ a: '10.9.0.1', b: '0.0.0.0/0' }]);
+  t.deepEqual(dp.cuts, [{ a: '10.9.0.1', b: '0.0.0.0/0', device: 'tap1' }], "the port's device goes with the cut (its zone's)");
 });
 
 test('a full sync keeps the last good version of an object its snapshot lacks as quarantined', async (t) => {

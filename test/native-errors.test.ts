@@ -7,7 +7,7 @@ import test from 'ava';
 import { native } from '../src/addon/native.js';
 import { IpsetClient, MemberList } from '../src/addon/ipset.js';
 import { fromNative, IPSET_ERROR_CODES, IpsetError, NATIVE_ERROR_CODES, NativeError } from '../src/addon/errors.js';
-import { deleteConntrackBetween } from '../src/addon/conntrack.js';
+import { deleteConntrackBetween, listLinks } from '../src/addon/conntrack.js';
 import { Iptables, IptablesError } from '../src/firewall/iptables/tools.js';
 import { nativeHandle } from '../src/addon/ipset.js';
 import { kernelTest } from './helpers/gate.js';
@@ -96,8 +96,12 @@ test('every code the addon gives is one src/addon/errors.ts maps, and every code
 test('conntrack and tool failures are NativeErrors with their own codes', async (t) => {
   const pair = await t.throwsAsync(deleteConntrackBetween([{ a: '10.0.0.1', b: 'fd00::1' }]), { instanceOf: NativeError });
   t.is(pair?.code, 'INVALID_ARGUMENT');
+  const zone = await t.throwsAsync(deleteConntrackBetween([{ a: '10.0.0.1', b: '10.0.0.2', zone: 65536 }]), { instanceOf: NativeError });
+  t.is(zone?.code, 'INVALID_ARGUMENT', 'a zone is 16 bits');
   const ns = await t.throwsAsync(deleteConntrackBetween([{ a: '10.0.0.1', b: '10.0.0.2' }], MISSING_NS), { instanceOf: NativeError });
   t.like(ns, { code: 'NETNS_UNAVAILABLE', errno: 2 });
+  const links = await t.throwsAsync(listLinks(MISSING_NS), { instanceOf: NativeError });
+  t.like(links, { code: 'NETNS_UNAVAILABLE', errno: 2 });
   const tool = await t.throwsAsync(native.runToolInNetns(null, 'sh', ['-c', 'true'], Buffer.alloc(0)));
   t.is((tool as unknown as { code: string }).code, 'INVALID_ARGUMENT');
   const ipt = await t.throwsAsync(new Iptables(MISSING_NS).save(4), { instanceOf: IptablesError });

@@ -12,7 +12,7 @@ export type PortDir = "sport" | "dport";
 export type CtState = "invalid" | "established" | "related" | "new" | "untracked";
 export type IfKey = "iifname" | "oifname";
 export type MapKey = { "mark": number } | "iifname" | "oifname";
-export type Stmt = { "m": "nfproto", v: 4 | 6, } | { "m": "l4proto", v: number, } | { "m": "ethertype", v: number, } | { "m": "frameType", v: number, } | { "m": "addr", family: 4 | 6, dir: Dir, cidr: string, } | { "m": "addrIn", family: 4 | 6, dir: Dir, set: string, } | { "m": "port", dir: PortDir, min: number, max: number, } | { "m": "icmpIn", set: string, } | { "m": "ndTarget", cidr: string, } | { "m": "icmp", type: number, code?: number, } | { "m": "ctState", states: Array<CtState>, } | { "m": "ctStateVmap", map: string, } | { "m": "etherSaddr", mac: string, negate?: boolean, } | { "m": "etherDaddrIn", set: string, } | { "m": "arpSender", mac: string, cidr?: string, } | { "m": "markSet", mask: number, id: number, } | { "m": "markIn", mask: number, set: string, } | { "m": "ifnameIn", key: IfKey, set: string, negate?: boolean, } | { "m": "ifnamePrefix", key: IfKey, prefix: string, } | { "m": "ifname", key: IfKey, name: string, } | { "m": "nftraceSet" } | { "m": "log", group: number, prefix: string, } | { "m": "limit", rate: number, burst: number, } | { "m": "vmap", key: MapKey, map: string, } | { "m": "daddrNotLocal" } | { "m": "fibDaddrOifnameIn", set: string, } | { "m": "notrack" } | { "m": "counter" } | { "m": "verdict", v: VerdictSpec, };
+export type Stmt = { "m": "nfproto", v: 4 | 6, } | { "m": "l4proto", v: number, } | { "m": "ethertype", v: number, } | { "m": "frameType", v: number, } | { "m": "addr", family: 4 | 6, dir: Dir, cidr: string, } | { "m": "addrIn", family: 4 | 6, dir: Dir, set: string, } | { "m": "port", dir: PortDir, min: number, max: number, } | { "m": "icmpIn", set: string, } | { "m": "ndTarget", cidr: string, } | { "m": "icmp", type: number, code?: number, } | { "m": "ctState", states: Array<CtState>, } | { "m": "ctStateVmap", map: string, } | { "m": "etherSaddr", mac: string, negate?: boolean, } | { "m": "etherDaddrIn", set: string, } | { "m": "arpSender", mac: string, cidr?: string, } | { "m": "markSet", mask: number, id: number, } | { "m": "markIn", mask: number, set: string, } | { "m": "ifnameIn", key: IfKey, set: string, negate?: boolean, } | { "m": "ifnamePrefix", key: IfKey, prefix: string, } | { "m": "ifname", key: IfKey, name: string, } | { "m": "nftraceSet" } | { "m": "log", group: number, prefix: string, } | { "m": "limit", rate: number, burst: number, } | { "m": "vmap", key: MapKey, map: string, } | { "m": "daddrNotLocal" } | { "m": "fibDaddrOifnameIn", set: string, } | { "m": "notrack" } | { "m": "ctZoneSetIif" } | { "m": "counter" } | { "m": "verdict", v: VerdictSpec, };
 export type Op = { "op": "table", family: Family, table: string, } | { "op": "delTable", family: Family, table: string, } | { "op": "chain", family: Family, table: string, chain: string, hook?: HookSpec, } | { "op": "delChain", family: Family, table: string, chain: string, } | { "op": "flushChain", family: Family, table: string, chain: string, } | { "op": "rule", family: Family, table: string, chain: string, stmts: Array<Stmt>, } | { "op": "set", family: Family, table: string, set: string, key: KeyType, map?: boolean, } | { "op": "delSet", family: Family, table: string, set: string, } | { "op": "flushSet", family: Family, table: string, set: string, } | { "op": "members", family: Family, table: string, set: string, add?: Array<string>, del?: Array<string>, replace?: boolean, } | { "op": "elems", family: Family, table: string, set: string, add?: Array<ElemSpec>, del?: Array<KeySpec>, };
 export type OpFailure = { 
 /**
@@ -143,6 +143,11 @@ conntrackBridge: boolean,
  * Bridge meta keys (NFT_BRIDGE_META: ibrname and friends).
  */
 bridgeMeta: boolean, 
+/**
+ * A conntrack zone set from a rule (CONFIG_NF_CONNTRACK_ZONES): what `firewall.conntrackZoneBridges`
+ * needs.
+ */
+conntrackZones: boolean, 
 /**
  * Why something is missing, as the kernel said it.
  */

@@ -10,7 +10,7 @@ import { FirewallEngine } from '../firewall/engine.js';
 import { decode, MalformedMessage, type SyncReply, type UpdateMessage } from '../protocol/messages.js';
 import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
 import { AgentBroker, SessionEnded } from './broker.js';
-import { openDataplane } from '../firewall/select.js';
+import { openDataplane, UnsupportedSetting } from '../firewall/select.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics, InputError } from './metrics.js';
 import { NetworkLog } from './network-log.js';
@@ -169,11 +169,12 @@ export class Agent {
       watch: this.cfg.reconcileIntervalMs > 0,
       unknownDevicePrefixes: this.cfg.dropUnknownDevices,
       markBit: this.cfg.iptablesMarkBit,
+      conntrackZoneBridges: this.cfg.conntrackZoneBridges,
       ...log,
     }).catch((e: unknown) => {
       // What the kernel side refuses at start (a namespace that is not there, a missing module or
       // capability) is the host's to fix: said in one line, with where.
-      if (e instanceof IpsetError || e instanceof NativeError)
+      if (e instanceof IpsetError || e instanceof NativeError || e instanceof UnsupportedSetting)
         throw new ConfigError(
           `cannot open the ${this.cfg.dataplane} firewall${netns.netns ? ` in netns ${netns.netns}` : ''}: ${e.message}`,
         );

@@ -128,6 +128,7 @@ export async function check(args: string[]): Promise<number> {
     console.log(`nf_tables bridge family (bridged ports without physdev): ${yes(n.bridge)}`);
     console.log(`nf_conntrack_bridge (conntrack in the bridge family): ${yes(n.conntrackBridge)}`);
     console.log(`nft bridge meta (ibrname…): ${yes(n.bridgeMeta)}`);
+    console.log(`conntrack zones set by a rule (firewall.conntrackZoneBridges): ${yes(n.conntrackZones)}`);
     for (const note of n.notes) console.log(`  ${note}`);
   }
   console.log(`br_netfilter: ${k.brNetfilter ? 'loaded' : 'not loaded (bridged ports are not filtered by either backend without it)'}`);

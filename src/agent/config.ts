@@ -45,6 +45,9 @@ export interface AgentConfig {
   /** In a sustained burst the gap doubles per rewrite up to this; a quiet spell resets it. */
   structureIntervalMaxMs: number;
   reconcileIntervalMs: number;
+  /** Name prefixes of the bridges whose traffic conntrack tracks in a zone of each bridge's own
+   *  (nftables backend, bridged mode); empty: none, every bridge shares the host's table. */
+  conntrackZoneBridges: string[];
   /** The iptables backend's bit of the packet mark (0-15): frames to a stateless port, from ebtables
    *  to raw PREROUTING (bridged mode). */
   iptablesMarkBit: number;
@@ -81,6 +84,7 @@ const DEFAULTS: Omit<AgentConfig, 'host' | 'amqpUrl'> = {
   structureIntervalMaxMs: 2_000,
   reconcileIntervalMs: 5_000,
   iptablesMarkBit: DEFAULT_MARK_BIT,
+  conntrackZoneBridges: [],
   metricsListen: '127.0.0.1:9464',
   ruleCounters: false,
   syncTimeoutMs: 5_000,
@@ -114,11 +118,7 @@ const SHAPE: Section = {
   trustedKeys: setting('paths', { env: 'SG_TRUSTED_KEYS' }),
   netns: setting('string', { env: 'SG_NETNS' }),
   dataplane,
-  dropUnknownDevices: setting('strings', {
-    env: 'SG_DROP_UNKNOWN_DEVICES',
-    check: (v: string[]) =>
-      v.every((p) => /^[A-Za-z0-9_.-]{1,14}$/.test(p)) ? undefined : 'must be interface-name prefixes (letters, digits, _ . -)',
-  }),
+  dropUnknownDevices: setting('strings', { env: 'SG_DROP_UNKNOWN_DEVICES', check: checkIfnamePrefixes }),
   firewall: {
     prefix: setting('string', { env: 'SG_PREFIX', check: (v: string) => checked(() => validatePrefix(v)) }),
     mode: oneOf(['bridged', 'routed'], { env: 'SG_FIREWALL_MODE' }),
@@ -128,6 +128,7 @@ const SHAPE: Section = {
     structureIntervalMaxMs: ms('SG_STRUCTURE_INTERVAL_MAX_MS'),
     reconcileIntervalMs: ms('SG_RECONCILE_INTERVAL_MS'),
     iptablesMarkBit: setting('number', { env: 'SG_IPTABLES_MARK_BIT', check: between(MARK_BITS.min, MARK_BITS.max) }),
+    conntrackZoneBridges: setting('strings', { env: 'SG_CONNTRACK_ZONE_BRIDGES', check: checkIfnamePrefixes }),
   },
   metrics: {
     listen: setting('string', { env: 'SG_METRICS_LISTEN', to: 'metricsListen', check: checkListen }),
@@ -147,6 +148,10 @@ const SHAPE: Section = {
     localOutputLogBase: setting('path', { env: 'SG_NETWORK_LOG_FILE', to: 'networkLogFile' }),
   },
 };
+
+function checkIfnamePrefixes(v: string[]): string | undefined {
+  return v.every((p) => /^[A-Za-z0-9_.-]{1,14}$/.test(p)) ? undefined : 'must be interface-name prefixes (letters, digits, _ . -)';
+}
 
 /** A whole number from `min` (Neutron's minimum of the same option) to `max`. */
 function between(min: number, max: number): (v: number) => string | undefined {
@@ -186,6 +191,12 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     amqpUrls,
   } as Record<string, unknown>;
   cfg.amqpUrl = env.SG_AMQP_URL ?? (typeof v.amqpUrl === 'string' ? v.amqpUrl : amqpUrls.join(','));
+  if ((cfg.conntrackZoneBridges as string[]).length) {
+    if (cfg.mode !== 'bridged')
+      throw new ConfigError(`config: ${from.conntrackZoneBridges} needs bridged mode (a routed port has no bridge)`);
+    if (cfg.dataplane === 'iptables')
+      throw new ConfigError(`config: ${from.conntrackZoneBridges} needs the nftables backend (dataplane nftables or auto)`);
+  }
   if (!cfg.host) throw new ConfigError('config: host is required (or SG_AGENT_HOST)');
   if (amqpUrls.length === 0) throw new ConfigError('config: amqp url (or urls) is required (or SG_AMQP_URL)');
   return cfg as unknown as AgentConfig;

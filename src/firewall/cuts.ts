@@ -14,8 +14,11 @@ import { portMemberAddresses } from '../domain/validate.js';
 import type { StateView } from './state.js';
 
 export interface AddressPair {
+  /** The local end: an address or network of the port. */
   a: string;
   b: string;
+  /** The port's device: with conntrack zones, the cut is in the zone of the bridge it is in. */
+  device: string;
 }
 
 const ANY: Record<'IPv4' | 'IPv6', string> = { IPv4: '0.0.0.0/0', IPv6: '::/0' };
@@ -85,7 +88,7 @@ function pairsFor(port: Port, r: SecurityGroupRule, remote: string): AddressPair
   const six = r.ethertype === 'IPv6';
   return localAddresses(port)
     .filter((a) => v6(a) === six && v6(remote) === six)
-    .map((a) => ({ a, b: remote }));
+    .map((a) => ({ a, b: remote, device: port.device }));
 }
 
 /** Addresses that left group `groupId` (its members are now `remaining`): cut them from the local
@@ -132,7 +135,7 @@ export function cutsForRemovedRules(view: StateView, old: SecurityGroup, next: S
 export function cutsForPortChange(view: StateView, old: Port, next: Port): AddressPair[] {
   const out: AddressPair[] = [];
   const nextAddrs = new Set(localAddresses(next));
-  for (const a of localAddresses(old)) if (!nextAddrs.has(a)) out.push({ a, b: v6(a) ? ANY.IPv6 : ANY.IPv4 });
+  for (const a of localAddresses(old)) if (!nextAddrs.has(a)) out.push({ a, b: v6(a) ? ANY.IPv6 : ANY.IPv4, device: old.device });
   if (!old.portSecurityEnabled || !next.portSecurityEnabled) return out;
   const left = old.securityGroups.filter((g) => !next.securityGroups.includes(g));
   if (left.length === 0) return out;
@@ -172,7 +175,7 @@ function ruleKey(r: SecurityGroupRule): string {
 export function dedupePairs(pairs: AddressPair[]): AddressPair[] {
   const seen = new Set<string>();
   return pairs.filter((p) => {
-    const k = `${p.a}|${p.b}`;
+    const k = `${p.a}|${p.b}|${p.device}`;
     if (seen.has(k)) return false;
     seen.add(k);
     return true;

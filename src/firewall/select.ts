@@ -28,6 +28,9 @@ export type DataplaneSetting = DataplaneKind | 'auto';
 /** What either backend is opened with (`watch` concerns nftables alone). */
 export type DataplaneOptions = IptablesOptions & NftablesOptions;
 
+/** A setting the chosen backend cannot carry out (the operator's to change). */
+export class UnsupportedSetting extends Error {}
+
 export interface KernelSupport {
   nftables: NftSupport | { error: string };
   /** br_netfilter hands bridged traffic to the IP hooks (needed by both backends in bridged mode). */
@@ -72,15 +75,28 @@ export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): 
     ...(opts.log ? { log: opts.log } : {}),
   };
   const unknown = opts.unknownDevicePrefixes?.length ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {};
+  const zones = opts.conntrackZoneBridges?.length ? { conntrackZoneBridges: opts.conntrackZoneBridges } : {};
+  // Zones are set from the bridge's device index, which only an nf_tables rule can read (iptables'
+  // CT target takes a fixed zone or the packet mark): a setting the iptables backend would ignore
+  // is refused instead.
+  if (opts.conntrackZoneBridges?.length) {
+    if (kind === 'iptables') throw new UnsupportedSetting('conntrack zones need the nftables backend');
+    const n = (await kernelSupport(opts.netns)).nftables;
+    if ('error' in n || !n.conntrackZones)
+      throw new UnsupportedSetting(
+        `the kernel cannot set conntrack zones (${'error' in n ? n.error : n.notes.filter((x) => x.startsWith('conntrack zones')).join('; ')})`,
+      );
+  }
   return kind === 'nftables'
-    ? NftablesDataplane.open({ ...common, ...unknown, watch: opts.watch ?? false })
+    ? NftablesDataplane.open({ ...common, ...unknown, ...zones, watch: opts.watch ?? false })
     : IptablesDataplane.open({ ...common, ...unknown, ...(opts.markBit !== undefined ? { markBit: opts.markBit } : {}) });
 }
 
 /** Removes every object the given backend owns in the namespace (what `sg-agent cleanup` does for
  *  each backend). */
 export async function cleanupBackend(kind: DataplaneKind, opts: DataplaneOptions): Promise<{ removed: number; left: string[] }> {
-  const { unknownDevicePrefixes: _dispatchOnly, ...rest } = opts;
+  // What only shapes the rules a backend writes does not matter to removing them.
+  const { unknownDevicePrefixes: _dispatchOnly, conntrackZoneBridges: _rulesOnly, ...rest } = opts;
   const dp = await openBackend(kind, { ...rest, watch: false });
   try {
     return await dp.cleanup();

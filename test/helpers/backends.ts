@@ -24,12 +24,14 @@ export type EngineOptions = FirewallEngineOptions & {
   log?: LogSettings;
   /** The iptables backend's mark bit (its own default when unset). */
   markBit?: number;
+  /** Bridges (name prefixes) whose traffic is tracked in a zone each (nftables backend). */
+  conntrackZoneBridges?: string[];
 };
 
 /** An engine on `backend` in the namespace; the nftables backend watches for foreign changes when
  *  the periodic check is on, as the agent has it. */
 export async function openEngine(backend: Backend, netns: Netns, opts: EngineOptions = {}): Promise<FirewallEngine> {
-  const { prefix, mode, unknownDevicePrefixes, log, markBit, ...engine } = opts;
+  const { prefix, mode, unknownDevicePrefixes, log, markBit, conntrackZoneBridges, ...engine } = opts;
   const dataplane = await openBackend(backend, {
     netns: netns.path,
     prefix: prefix ?? 'sg',
@@ -39,6 +41,7 @@ export async function openEngine(backend: Backend, netns: Netns, opts: EngineOpt
     ...(unknownDevicePrefixes ? { unknownDevicePrefixes } : {}),
     ...(log ? { log } : {}),
     ...(markBit !== undefined ? { markBit } : {}),
+    ...(conntrackZoneBridges ? { conntrackZoneBridges } : {}),
   });
   return new FirewallEngine(dataplane, { ...engine, ...(log ? { logging: true } : {}) });
 }

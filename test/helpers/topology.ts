@@ -41,16 +41,31 @@ export class Topology {
     this.host.exec('sysctl', ['-qw', 'net.bridge.bridge-nf-call-ip6tables=1']);
   }
 
-  /** Adds a VM with the given host number n: 10.100.0.n and fd00:100::n, MAC 02:00:00:00:00:nn. */
-  addVm(n: number): Vm {
+  /** Adds another bridge to the host (a second network, which may reuse the first one's addresses). */
+  addBridge(name: string): void {
+    this.host.exec('ip', ['link', 'add', name, 'type', 'bridge']);
+    this.host.exec('ip', ['link', 'set', name, 'up']);
+  }
+
+  /** Adds a VM with the given host number n: 10.100.0.n and fd00:100::n, MAC 02:00:00:00:00:nn, on
+   *  br0 or the given bridge (a VM on another bridge gets a device name of its own, its addresses
+   *  may be another VM's). */
+  addVm(n: number, bridge = 'br0'): Vm {
     const ns = Netns.create('sgvm');
-    const device = `t${this.tag}v${n}`.slice(0, 15);
+    const device = `t${this.tag}${bridge === 'br0' ? '' : bridge}v${n}`.slice(0, 15);
     const mac = `02:00:00:00:${(n >> 8).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`;
     this.host.exec('ip', ['link', 'add', device, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
-    this.host.exec('ip', ['link', 'set', device, 'master', 'br0', 'up']);
+    this.host.exec('ip', ['link', 'set', device, 'master', bridge, 'up']);
     ns.exec('sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
     ns.exec('ip', ['link', 'set', 'eth0', 'address', mac]);
-    const vm: Vm = { name: `vm${n}`, ns, device, mac, ip4: `10.100.0.${n}`, ip6: `fd00:100::${n.toString(16)}` };
+    const vm: Vm = {
+      name: `${bridge === 'br0' ? '' : `${bridge}-`}vm${n}`,
+      ns,
+      device,
+      mac,
+      ip4: `10.100.0.${n}`,
+      ip6: `fd00:100::${n.toString(16)}`,
+    };
     ns.exec('ip', ['addr', 'add', `${vm.ip4}/24`, 'dev', 'eth0']);
     ns.exec('ip', ['addr', 'add', `${vm.ip6}/64`, 'dev', 'eth0', 'nodad']);
     ns.exec('ip', ['link', 'set', 'eth0', 'up']);

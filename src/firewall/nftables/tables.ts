@@ -5,7 +5,7 @@
 import type { Mode } from '../dataplane.js';
 import { ICMP6_LISTS, type Icmp6List } from '../policy.js';
 import { BRIDGE, INET, type NftNames } from './names.js';
-import type { NftFamily, Op } from '../../addon/nftables.js';
+import type { NftFamily, Op, Stmt } from '../../addon/nftables.js';
 import { CT_STATE_VERDICTS, ICMP6_SETS, MARK_MASK } from './render.js';
 
 /** What the shape of our tables depends on. */
@@ -14,6 +14,9 @@ export interface Layout {
   mode: Mode;
   /** Name prefixes of VM-port devices that are dropped when no port owns them (empty: none). */
   unknownDevicePrefixes: readonly string[];
+  /** Name prefixes of the bridges whose traffic is tracked in a conntrack zone of each bridge's own
+   *  (bridged mode; empty: none, every bridge shares the host's table). */
+  zoneBridges: readonly string[];
 }
 
 /** Where an operation on our table of `family` goes. */
@@ -54,7 +57,8 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
       : []),
     ...Object.values(ICMP6_SETS).map((set): Op => ({ op: 'set', ...inet, set, key: 'icmp6type' })),
     { op: 'set', ...inet, set: INET.ctState, key: 'ctstate', map: true },
-    // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked.
+    // Before conntrack (raw priority): a stateless port's traffic, both ways, is not tracked; the rest
+    // of a zoned bridge's is tracked in the bridge's zone.
     { op: 'chain', ...inet, chain: INET.untracked, hook: { hook: 'prerouting', priority: -300 } },
     {
       op: 'rule',
@@ -62,10 +66,11 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
       chain: INET.untracked,
       stmts: [
         bridged ? { m: 'markIn', mask: MARK_MASK, set: INET.statelessPort } : { m: 'ifnameIn', key: 'iifname', set: INET.statelessPort },
-        { m: 'notrack' },
+        ...notrack(l),
       ],
     },
     ...untrackedTo(l),
+    ...zones(l),
     // After conntrack and DNAT: what a port sends (forwarded or to the host itself) meets its egress chain.
     { op: 'chain', ...inet, chain: INET.fromPorts, hook: { hook: 'prerouting', priority: 0 } },
     ...(bridged ? [] : unknownDeviceDrops(l, inet, INET.fromPorts, INET.knownDev, 'iifname')),
@@ -117,7 +122,7 @@ export function sharedOps(l: Layout, firstApply: boolean): Op[] {
 function untrackedTo(l: Layout): Op[] {
   const inet = at(l, 'inet');
   if (l.mode === 'routed') {
-    return [{ op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'fibDaddrOifnameIn', set: INET.statelessPort }, { m: 'notrack' }] }];
+    return [{ op: 'rule', ...inet, chain: INET.untracked, stmts: [{ m: 'fibDaddrOifnameIn', set: INET.statelessPort }, ...notrack(l)] }];
   }
   return ([4, 6] as const).map((v): Op => ({
     op: 'rule',
@@ -128,8 +133,43 @@ function untrackedTo(l: Layout): Op[] {
       { m: 'etherDaddrIn', set: INET.statelessMac },
       { m: 'addrIn', family: v, dir: 'daddr', set: v === 4 ? INET.statelessAddr4 : INET.statelessAddr6 },
       { m: 'daddrNotLocal' },
-      { m: 'notrack' },
+      ...notrack(l),
     ],
+  }));
+}
+
+/** `notrack`, and with zones an end to the chain: a zone set after it would track the packet again
+ *  (the zone is a conntrack template, which takes the place of "untracked"), and one set before it
+ *  would make the kernel ignore the notrack (a packet with a template counts as seen). */
+function notrack(l: Layout): Stmt[] {
+  return zoned(l) ? [{ m: 'notrack' }, { m: 'verdict', v: 'accept' }] : [{ m: 'notrack' }];
+}
+
+/** Whether some bridges' traffic is tracked in zones of their own. */
+export function zoned(l: Layout): boolean {
+  return l.mode === 'bridged' && l.zoneBridges.length > 0;
+}
+
+/** The conntrack zone of a bridge's traffic: its device index as the zone rule reads it (the zone is
+ *  16 bits), or the default zone 0 for a bridge that is not zoned. */
+export function zoneOf(l: Layout, bridge: { index: number; name: string }): number {
+  return zoned(l) && l.zoneBridges.some((p) => bridge.name.startsWith(p)) ? bridge.index & 0xffff : 0;
+}
+
+/** What enters a zoned bridge (a frame the bridge hands to the IP hooks comes in by the bridge) is
+ *  tracked in the zone numbered like the bridge's device index. One zone per bridge, not per port or
+ *  group: both ends of every flow through the bridge (a port, another port, the uplink) must look up
+ *  the same table, and networks with overlapping addresses are separate bridges. The number is the
+ *  kernel's, so nothing is allocated, kept or recovered after a restart; the price is that indexes
+ *  above 65,535 wrap (two bridges may then share a zone, as all do without zones). */
+function zones(l: Layout): Op[] {
+  if (!zoned(l)) return [];
+  const inet = at(l, 'inet');
+  return l.zoneBridges.map((prefix): Op => ({
+    op: 'rule',
+    ...inet,
+    chain: INET.untracked,
+    stmts: [{ m: 'ifnamePrefix', key: 'iifname', prefix }, { m: 'ctZoneSetIif' }],
   }));
 }
 

@@ -7,8 +7,11 @@
 //! tuple (and zone) it was dumped with, all deletes in one batched send. An entry with one of the
 //! namespace's own addresses at an end (`local`) is the host's own connection and is never cut.
 
+mod links;
 mod local;
+mod rtnl;
 
+pub use links::{links, Link};
 pub use local::local_addresses;
 
 use std::net::IpAddr;
@@ -119,11 +122,13 @@ impl Cidr {
     }
 }
 
-/// Entries between `a` and `b`, in either direction, are to go.
+/// Entries between `a` and `b`, in either direction, are to go: in conntrack zone `zone` only, or
+/// in every zone when it is None.
 #[derive(Debug, Clone, Copy)]
 pub struct Between {
     pub a: Cidr,
     pub b: Cidr,
+    pub zone: Option<u16>,
 }
 
 fn tuple_addrs(tuple: &[u8]) -> Option<(IpAddr, IpAddr)> {
@@ -150,9 +155,16 @@ pub fn touches(own: &[IpAddr], ends: &[(IpAddr, IpAddr)]) -> bool {
     ends.iter().any(|(a, b)| own.contains(a) || own.contains(b))
 }
 
-/// Whether a connection from `src` to `dst` runs between one of the pairs.
-pub fn matches(pairs: &[Between], src: IpAddr, dst: IpAddr) -> bool {
-    pairs.iter().any(|p| (p.a.contains(src) && p.b.contains(dst)) || (p.b.contains(src) && p.a.contains(dst)))
+/// Whether a connection from `src` to `dst`, tracked in `zone`, runs between one of the pairs.
+pub fn matches(pairs: &[Between], src: IpAddr, dst: IpAddr, zone: u16) -> bool {
+    pairs
+        .iter()
+        .any(|p| p.zone.is_none_or(|z| z == zone) && ((p.a.contains(src) && p.b.contains(dst)) || (p.b.contains(src) && p.a.contains(dst))))
+}
+
+/// An entry's zone: its CTA_ZONE (big endian), absent for the default zone 0.
+fn zone_of(zone: Option<&RawAttr>) -> u16 {
+    zone.and_then(|z| z.value.get(..2)).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// Deletes the entries between the pairs in the namespace at `netns`; returns how many went.
@@ -181,7 +193,8 @@ pub fn delete_between(netns: Option<&Path>, pairs: &[Between]) -> Result<usize, 
         for e in entries.iter().filter_map(|m| m.ctnetlink()) {
             let Some(orig) = e.attrs.iter().find(|a| a.kind & !NLA_F_NESTED == CTA_TUPLE_ORIG) else { continue };
             let Some((src, dst)) = tuple_addrs(&orig.value) else { continue };
-            if !matches(&wanted, src, dst) {
+            let zone = e.attrs.iter().find(|a| a.kind & !NLA_F_NESTED == CTA_ZONE);
+            if !matches(&wanted, src, dst, zone_of(zone)) {
                 continue;
             }
             let reply = e.attrs.iter().find(|a| a.kind & !NLA_F_NESTED == CTA_TUPLE_REPLY).and_then(|r| tuple_addrs(&r.value));
@@ -189,7 +202,7 @@ pub fn delete_between(netns: Option<&Path>, pairs: &[Between]) -> Result<usize, 
                 continue;
             }
             let mut attrs = vec![orig.clone()];
-            if let Some(zone) = e.attrs.iter().find(|a| a.kind & !NLA_F_NESTED == CTA_ZONE) {
+            if let Some(zone) = zone {
                 attrs.push(zone.clone());
             }
             deletes.push(request(NfGenMsg::new(family), CtMessage { cmd: IPCTNL_MSG_CT_DELETE, attrs }, 0));
@@ -238,12 +251,17 @@ mod tests {
 
     #[test]
     fn pairs_match_either_direction_and_cidrs() {
-        let p = [Between { a: Cidr::parse("10.0.0.1").unwrap(), b: Cidr::parse("192.168.0.0/16").unwrap() }];
+        let p = [Between { a: Cidr::parse("10.0.0.1").unwrap(), b: Cidr::parse("192.168.0.0/16").unwrap(), zone: None }];
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(matches(&p, ip("10.0.0.1"), ip("192.168.3.4")));
-        assert!(matches(&p, ip("192.168.3.4"), ip("10.0.0.1")));
-        assert!(!matches(&p, ip("10.0.0.2"), ip("192.168.3.4")));
-        assert!(!matches(&p, ip("10.0.0.1"), ip("172.16.0.1")));
+        assert!(matches(&p, ip("10.0.0.1"), ip("192.168.3.4"), 0));
+        assert!(matches(&p, ip("192.168.3.4"), ip("10.0.0.1"), 7), "no zone given: every zone");
+        assert!(!matches(&p, ip("10.0.0.2"), ip("192.168.3.4"), 0));
+        assert!(!matches(&p, ip("10.0.0.1"), ip("172.16.0.1"), 0));
         assert!(Cidr::parse("10.0.0.1/33").is_none());
+        let zoned = [Between { zone: Some(7), ..p[0] }];
+        assert!(matches(&zoned, ip("10.0.0.1"), ip("192.168.3.4"), 7));
+        assert!(!matches(&zoned, ip("10.0.0.1"), ip("192.168.3.4"), 0), "another zone's entry is another network's");
+        assert_eq!(zone_of(Some(&RawAttr { kind: CTA_ZONE, value: vec![1, 2] })), 0x0102);
+        assert_eq!(zone_of(None), 0);
     }
 }

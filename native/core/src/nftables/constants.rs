@@ -184,6 +184,7 @@ pub const NFTA_META_KEY: u16 = 2;
 pub const NFTA_META_SREG: u16 = 3;
 pub const NFT_META_PROTOCOL: u32 = 1;
 pub const NFT_META_MARK: u32 = 3;
+pub const NFT_META_IIF: u32 = 4;
 pub const NFT_META_IIFNAME: u32 = 6;
 pub const NFT_META_OIFNAME: u32 = 7;
 /// The packet's nftrace bit: set, every nf_tables rule it meets is announced (NFNLGRP_NFTRACE).
@@ -198,6 +199,7 @@ pub const NFTA_CT_KEY: u16 = 2;
 pub const NFTA_CT_DIRECTION: u16 = 3;
 pub const NFTA_CT_SREG: u16 = 4;
 pub const NFT_CT_STATE: u32 = 0;
+pub const NFT_CT_ZONE: u32 = 17;
 /// `ct state` bits (NF_CT_STATE_BIT(ctinfo) and the untracked bit, nf_conntrack_common.h).
 pub const NF_CT_STATE_INVALID_BIT: u32 = 1;
 pub const NF_CT_STATE_ESTABLISHED_BIT: u32 = 1 << 1;

@@ -225,6 +225,12 @@ pub enum Expr {
         key: u32,
         dreg: u32,
     },
+    /// Sets conntrack `key` from `sreg`; before conntrack, a zone so set is the template the packet
+    /// is looked up and tracked with.
+    CtSet {
+        key: u32,
+        sreg: u32,
+    },
     /// A route lookup: `result` (NFT_FIB_RESULT_*) of the address `flags` name into `dreg`.
     Fib {
         dreg: u32,
@@ -338,7 +344,7 @@ impl Expr {
             Expr::Range { .. } => "range",
             Expr::Lookup { .. } => "lookup",
             Expr::Immediate { .. } => "immediate",
-            Expr::Ct { .. } => "ct",
+            Expr::Ct { .. } | Expr::CtSet { .. } => "ct",
             Expr::Fib { .. } => "fib",
             Expr::Notrack => "notrack",
             Expr::Counter(_) => "counter",
@@ -395,6 +401,7 @@ impl Expr {
             }
             Expr::Immediate { dreg, data } => Attrs::of(&[A::U32(NFTA_IMMEDIATE_DREG, *dreg), A::Data(NFTA_IMMEDIATE_DATA, data)]),
             Expr::Ct { key, dreg } => Attrs::of(&[A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_DREG, *dreg)]),
+            Expr::CtSet { key, sreg } => Attrs::of(&[A::U32(NFTA_CT_KEY, *key), A::U32(NFTA_CT_SREG, *sreg)]),
             Expr::Fib { dreg, result, flags } => {
                 Attrs::of(&[A::U32(NFTA_FIB_DREG, *dreg), A::U32(NFTA_FIB_RESULT, *result), A::U32(NFTA_FIB_FLAGS, *flags)])
             }
@@ -468,7 +475,7 @@ impl Expr {
             "range" => (&[NFTA_RANGE_SREG, NFTA_RANGE_OP], &[], &[NFTA_RANGE_FROM_DATA, NFTA_RANGE_TO_DATA]),
             "lookup" => (&[NFTA_LOOKUP_SREG, NFTA_LOOKUP_DREG, NFTA_LOOKUP_FLAGS], &[NFTA_LOOKUP_SET], &[]),
             "immediate" => (&[NFTA_IMMEDIATE_DREG], &[], &[NFTA_IMMEDIATE_DATA]),
-            "ct" => (&[NFTA_CT_KEY, NFTA_CT_DREG], &[], &[]),
+            "ct" => (&[NFTA_CT_KEY, NFTA_CT_DREG, NFTA_CT_SREG], &[], &[]),
             "fib" => (&[NFTA_FIB_DREG, NFTA_FIB_RESULT, NFTA_FIB_FLAGS], &[], &[]),
             "notrack" => (&[], &[], &[]),
             _ => return Ok(None),
@@ -543,8 +550,9 @@ impl Expr {
                 (Some(dreg), Some(data)) => Some(Expr::Immediate { dreg, data }),
                 _ => None,
             },
-            "ct" => match (u.get(&NFTA_CT_KEY).copied(), u.get(&NFTA_CT_DREG).copied()) {
-                (Some(key), Some(dreg)) => Some(Expr::Ct { key, dreg }),
+            "ct" => match (u.get(&NFTA_CT_KEY).copied(), u.get(&NFTA_CT_DREG).copied(), u.get(&NFTA_CT_SREG).copied()) {
+                (Some(key), Some(dreg), None) => Some(Expr::Ct { key, dreg }),
+                (Some(key), None, Some(sreg)) => Some(Expr::CtSet { key, sreg }),
                 _ => None,
             },
             "fib" => match (u.get(&NFTA_FIB_DREG).copied(), u.get(&NFTA_FIB_RESULT).copied(), u.get(&NFTA_FIB_FLAGS).copied()) {

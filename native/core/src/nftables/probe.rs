@@ -28,6 +28,9 @@ pub struct Support {
     pub conntrack_bridge: bool,
     /// Bridge meta keys (NFT_BRIDGE_META: ibrname and friends).
     pub bridge_meta: bool,
+    /// A conntrack zone set from a rule (CONFIG_NF_CONNTRACK_ZONES): what `firewall.conntrackZoneBridges`
+    /// needs.
+    pub conntrack_zones: bool,
     /// Why something is missing, as the kernel said it.
     pub notes: Vec<String>,
 }
@@ -129,6 +132,21 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
     let r = c.check(&ct)?;
     s.conntrack_bridge = r.failures.is_empty();
     s.notes.extend(r.failures.iter().map(|f| format!("nf_conntrack_bridge: {}", f.message)));
+    // A zone set before conntrack needs CONFIG_NF_CONNTRACK_ZONES: the kernel refuses `ct zone set`
+    // without it.
+    let zones = vec![
+        inet[0].clone(),
+        base(Family::Inet, "raw", Prerouting, -300),
+        Op::Rule {
+            family: Family::Inet,
+            table: table.clone(),
+            chain: "raw".into(),
+            stmts: json(serde_json::json!([{ "m": "ifnamePrefix", "key": "iifname", "prefix": "br" }, { "m": "ctZoneSetIif" }])),
+        },
+    ];
+    let r = c.check(&zones)?;
+    s.conntrack_zones = r.failures.is_empty();
+    s.notes.extend(r.failures.iter().map(|f| format!("conntrack zones: {}", f.message)));
     // A bridge meta key (ibrname) needs NFT_BRIDGE_META; probed with a raw expression.
     let mut reqs = Vec::new();
     let mut log = Vec::new();

@@ -379,6 +379,11 @@ pub enum Stmt {
         set: String,
     },
     Notrack,
+    /// `ct zone set iif` (as nft prints it): the packet is tracked in the zone numbered like the device it came in
+    /// by (the low 16 bits of its index: a zone is 16 bits). Before conntrack, for frames a bridge
+    /// passes to the IP hooks that device is the bridge, so each bridge is a table of its own and
+    /// nothing has to be kept or recovered: the kernel holds the number.
+    CtZoneSetIif,
     /// `counter`: the packets and bytes that reach it (read back with `ruleStats`).
     Counter,
     Verdict {
@@ -750,6 +755,7 @@ impl Stmt {
                 Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 },
             ],
             Stmt::Notrack => vec![Expr::Notrack],
+            Stmt::CtZoneSetIif => vec![load_meta(NFT_META_IIF), Expr::CtSet { key: NFT_CT_ZONE, sreg: R }],
             Stmt::Counter => vec![Expr::Counter(Counts::default())],
             Stmt::Verdict { v } => vec![Expr::Immediate { dreg: NFT_REG_VERDICT, data: Data::Verdict(v.verdict()) }],
         })

@@ -400,3 +400,27 @@ fn a_destination_device_in_a_set_is_a_route_lookup_of_its_output_name() {
     assert_eq!(b, EXPRS_FIB_DADDR_OIFNAME_IN);
     assert_eq!(super::expr::parse_exprs(EXPRS_FIB_DADDR_OIFNAME_IN).unwrap(), e);
 }
+
+/// `ct zone set iif`: the input device's index loaded into register 1, and the conntrack zone
+/// set from it (the kernel takes the register's first 16 bits; include/uapi/linux/netfilter/nf_tables.h).
+const EXPRS_CT_ZONE_SET_IIF: &[u8] = &[
+    // NFTA_LIST_ELEM | NESTED, 36 bytes: meta
+    36, 0, 0x01, 0x80, 9, 0, 1, 0, b'm', b'e', b't', b'a', 0, 0, 0, 0, // NFTA_EXPR_NAME "meta"
+    20, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    8, 0, 2, 0, 0, 0, 0, 4, // NFTA_META_KEY = NFT_META_IIF
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_META_DREG = NFT_REG_1
+    // ct, 32 bytes
+    32, 0, 0x01, 0x80, 7, 0, 1, 0, b'c', b't', 0, 0, // NFTA_EXPR_NAME "ct"
+    20, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    8, 0, 2, 0, 0, 0, 0, 17, // NFTA_CT_KEY = NFT_CT_ZONE
+    8, 0, 4, 0, 0, 0, 0, 1, // NFTA_CT_SREG = NFT_REG_1 (a set, not a load: no NFTA_CT_DREG)
+];
+
+#[test]
+fn a_zone_from_the_input_device_is_a_meta_load_and_a_conntrack_set() {
+    let e = super::spec::Stmt::CtZoneSetIif.exprs().unwrap();
+    let mut b = vec![0u8; e.as_slice().buffer_len()];
+    e.as_slice().emit(&mut b);
+    assert_eq!(b, EXPRS_CT_ZONE_SET_IIF);
+    assert_eq!(super::expr::parse_exprs(EXPRS_CT_ZONE_SET_IIF).unwrap(), e, "read back as the set it is, not as a load");
+}
