@@ -77,7 +77,8 @@ test.before(async () => {
   if (!openstackTest.runs) return;
   env = await OpenStackEnv.start({
     hosts: [
-      { name: `compute-a-${tag}`, dataplane: 'nftables' },
+      // Host a tracks each qbr bridge's traffic in a zone of its own (Neutron's hybrid driver: a zone per port).
+      { name: `compute-a-${tag}`, dataplane: 'nftables', sgAgentEnv: { SG_DROP_UNKNOWN_DEVICES: 'tap', SG_CONNTRACK_ZONE_BRIDGES: 'qbr' } },
       { name: `compute-b-${tag}`, dataplane: 'iptables' },
     ],
     tokenExpiration: TOKEN_EXPIRATION_S,
@@ -124,6 +125,10 @@ openstackTest.serial(
     await waitFor('web reaches web across hosts', () => ta.ping(w1.vm, w2.vm.ip4), 30_000);
     t.true(ta.ping(w1.vm, w2.vm.ip6), 'IPv6 across hosts');
     t.true(ta.tcp(w1.vm, d1.vm.ip4, DB), 'web → db within host a');
+    // The connection crossed two qbr bridges of host a, each tracking it in its own zone.
+    const zone = (portId: string) => Number(/^(\d+):/.exec(a.ns.exec('ip', ['-o', 'link', 'show', devName('qbr', portId)]))![1]) & 0xffff;
+    const tracked = a.ns.exec('conntrack', ['-L', '-p', 'tcp', '-d', d1.vm.ip4, '--dport', String(DB)]);
+    for (const p of [w1, d1]) t.regex(tracked, new RegExp(`zone=${zone(p.port.id)}\\b`), `in the zone of ${devName('qbr', p.port.id)}`);
     t.true(ta.tcp(w1.vm, d2.vm.ip6, DB), 'web → db across hosts, IPv6');
     t.true(tb.tcp(w2.vm, d1.vm.ip4, DB), 'web → db from b to a');
     t.true(tb.tcp(w2.vm, w1.vm.ip6, WEB), 'web → web');
