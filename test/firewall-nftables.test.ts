@@ -518,6 +518,32 @@ kernelTest('nftables › conntrack zones: a cut in one network leaves the same c
   t.true(await b.alive(), "B's connection, between the same addresses in another network, is not");
 });
 
+kernelTest('nftables › conntrack zones turned on under a live connection: it goes on, its entry now in the zone', async (t) => {
+  const topo = new Topology();
+  t.teardown(() => topo.destroy());
+  const [a, b] = [topo.addVm(1), topo.addVm(2)];
+  const state = (fw: FirewallEngine) => {
+    fw.setGroup(defaultGroup());
+    for (const vm of [a, b]) fw.setPort(vmPort(vm, ['default']));
+    fw.setGroupMembers('default', [a.ip4, b.ip4]);
+    return fw.flush();
+  };
+  const before = await openEngine('nftables', topo.host, { coalesceMs: 5 });
+  await state(before);
+  topo.serve(b, 4100);
+  const c = await topo.longConnection(a, b.ip4, 4100);
+  t.teardown(() => c.close());
+  t.true(await c.alive());
+  await before.close();
+  // The agent restarted with the setting: the same ports, the table rewritten with the zone rule.
+  const after = await openEngine('nftables', topo.host, { coalesceMs: 5, conntrackZoneBridges: ['br'] });
+  t.teardown(() => after.close());
+  await state(after);
+  t.true(await c.alive(), "the kernel's loose TCP pickup takes the connection up again in the zone, its rules admitting it");
+  const zone = Number(/^(\d+):/.exec(topo.host.exec('ip', ['-o', 'link', 'show', 'br0']))![1]) & 0xffff;
+  t.regex(topo.host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '4100']), new RegExp(`zone=${zone}\\b`));
+});
+
 kernelTest('nftables › without conntrack zones (the default), networks with overlapping addresses share the table', async (t) => {
   // What the setting is for, and that the scene above tells it: the same datagram passes as a reply.
   const s = await overlappingTenants(t, false);
