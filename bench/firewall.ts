@@ -458,13 +458,14 @@ async function forwardCompared(
       );
   // The conntrack zone rule is met by every packet entering the bridge (firewall.conntrackZoneBridges).
   if (part('zones'))
-    await forwardCompared(
-      'firewall.forward_gbps.zones',
-      'nftables with conntrack zones vs without',
-      300,
-      (ns) => engineOn('nftables', ns, { zoneBridges: ['br'] }),
-      (ns) => engineOn('nftables', ns),
-    );
+    for (const backend of ['nftables', 'iptables'] as const)
+      await forwardCompared(
+        `firewall.forward_gbps.zones${backend === 'nftables' ? '' : '.iptables'}`,
+        `${backend} with conntrack zones vs without`,
+        300,
+        (ns) => engineOn(backend, ns, { zoneBridges: ['br'] }),
+        (ns) => engineOn(backend, ns),
+      );
   if (part('coalesce') && !process.env.BENCH_SKIP_COALESCE) await coalescing();
 })().catch((e) => {
   console.error(e);

@@ -7,7 +7,6 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { FirewallEngine } from '../src/firewall/engine.js';
-import { NftNames } from '../src/firewall/nftables/names.js';
 import { decide, openDataplane } from '../src/firewall/select.js';
 import type { SecurityGroupInput } from '../src/domain/model.js';
 import { kernelTest } from './helpers/gate.js';
@@ -16,7 +15,7 @@ import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine, Oracle } from './helpers/backends.js';
 import { TABLE } from './helpers/nft-churn.js';
 import { waitFor } from './helpers/wait.js';
-import { defaultGroup, egressAll, egressOnly, firewallHost, vmPort } from './helpers/firewall.js';
+import { egressAll, egressOnly, vmPort } from './helpers/firewall.js';
 
 const repo = path.resolve(__dirname, '..');
 
@@ -428,125 +427,3 @@ kernelTest.serial(
     t.is(closed?.code, 'NFTABLES_FAILED');
   },
 );
-
-/** Two tenants' networks on one host, bridges br0 and br1, both 10.100.0.0/24: VMs 1 and 2 on each.
- *  Tenant A's pair is in Neutron's default group; tenant B's ports admit TCP from each other only.
- *  A1 sends a datagram from port 4000 to A2's port 5000, so the table holds that connection; then B2,
- *  whose address is A2's, sends from port 5000 to B1's port 4000: the reply direction of A's
- *  connection, in another network. Whether B1's echo server answers it (its rules admit no UDP) is
- *  whether the networks share the table. */
-async function overlappingTenants(t: ExecutionContext, zones: boolean) {
-  const h = await firewallHost(t, 'nftables', zones ? { conntrackZoneBridges: ['br'] } : {});
-  h.topo.addBridge('br1');
-  const [a1, a2, b1, b2] = [h.topo.addVm(1), h.topo.addVm(2), h.topo.addVm(1, 'br1'), h.topo.addVm(2, 'br1')];
-  const tenantB: SecurityGroupInput = {
-    id: 'tenant-b',
-    stateful: true,
-    rules: [{ id: 'b-tcp', direction: 'ingress', ethertype: 'IPv4', protocol: 'tcp', remoteGroupId: 'tenant-b' }, ...egressAll],
-  };
-  h.fw.setGroup(defaultGroup());
-  h.fw.setGroup(tenantB);
-  for (const vm of [a1, a2]) h.fw.setPort(vmPort(vm, ['default']));
-  for (const vm of [b1, b2]) h.fw.setPort(vmPort(vm, ['tenant-b']));
-  h.fw.setGroupMembers('default', [a1.ip4, a2.ip4]);
-  h.fw.setGroupMembers('tenant-b', [b1.ip4, b2.ip4]);
-  await h.fw.flush();
-  h.topo.serve(b1, 4000);
-  h.topo.serve(a2, 4100);
-  h.topo.serve(b1, 4100);
-  // Each network's own traffic, admitted by its rules, passes both ways (the replies found in its zone).
-  t.true(h.topo.tcp(a1, a2.ip4, 4100), 'A1 to A2');
-  t.true(h.topo.tcp(b2, b1.ip4, 4100), 'B2 to B1');
-  t.false(h.topo.udp(b2, b1.ip4, 4000), "B1's rules admit no UDP");
-  // A's connection, from 10.100.0.1:4000 to 10.100.0.2:5000 (nothing listens: it stays unreplied).
-  a1.ns.run(process.execPath, [
-    '-e',
-    `const u = require('dgram').createSocket('udp4'); u.bind(4000, () => u.send('x', 5000, '${a2.ip4}', () => u.close()));`,
-  ]);
-  const entry = await waitFor("A's connection in the table", () =>
-    h.topo.host.run('conntrack', ['-L', '-p', 'udp', '--orig-port-src', '4000', '--orig-port-dst', '5000']).stdout.trim(),
-  );
-  const ifindex = (dev: string) => Number(/^(\d+):/.exec(h.topo.host.exec('ip', ['-o', 'link', 'show', dev]))![1]);
-  return { h, a1, a2, b1, b2, entry, ifindex, lookalikeAnswered: () => h.topo.udp(b2, b1.ip4, 4000, 5000) };
-}
-
-kernelTest(
-  'nftables › conntrack zones: each bridge tracks in its own zone, so another network cannot answer for a connection',
-  async (t) => {
-    const s = await overlappingTenants(t, true);
-    t.regex(s.entry, new RegExp(`zone=${s.ifindex('br0') & 0xffff}\\b`), "A's connection is in br0's zone");
-    t.false(s.lookalikeAnswered(), "B2's datagram is not taken for the reply of A's connection");
-    t.deepEqual(await s.h.fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'the zone rules read back as written');
-    const table = new NftNames('sg').table;
-    s.h.topo.host.exec(NFT, ['flush', 'chain', 'inet', table, 'untracked']);
-    t.like(await s.h.fw.reconcile(), { chainsRepaired: 1 }, 'a flushed chain is repaired');
-    t.regex(s.h.topo.host.exec(NFT, ['list', 'chain', 'inet', table, 'untracked']), /iifname "br\*" ct zone set iif/);
-    t.true(s.h.topo.tcp(s.b2, s.b1.ip4, 4100), 'B still reaches B1 where its rules admit it');
-    const zonesOfB = s.h.topo.host.run('conntrack', ['-L', '-p', 'tcp', '--orig-port-dst', '4100', '-s', s.b2.ip4]).stdout;
-    t.regex(zonesOfB, new RegExp(`zone=${s.ifindex('br1') & 0xffff}\\b`), "B's connections are in br1's zone");
-    // A stateless port on a zoned bridge stays untracked: the zone (a conntrack template) is not set on
-    // what the notrack rules took, or the kernel would track it again.
-    const b3 = s.h.topo.addVm(3, 'br1');
-    s.h.fw.setGroup({
-      id: 'b-stateless',
-      stateful: false,
-      rules: [{ id: 'bs-in', direction: 'ingress', ethertype: 'IPv4' }, ...egressAll],
-    });
-    s.h.fw.setPort(vmPort(b3, ['b-stateless']));
-    s.h.fw.setGroupMembers('tenant-b', [s.b1.ip4, s.b2.ip4, b3.ip4]);
-    await s.h.fw.flush();
-    t.true(s.h.topo.tcp(b3, s.b1.ip4, 4100), 'the stateless port reaches B1, and its replies come back');
-    t.is(s.h.topo.host.run('conntrack', ['-L', '-s', b3.ip4]).stdout.trim(), '', 'nothing of it is tracked, in any zone');
-    t.is(s.h.topo.host.run('conntrack', ['-L', '-d', b3.ip4]).stdout.trim(), '');
-  },
-);
-
-kernelTest('nftables › conntrack zones: a cut in one network leaves the same connection in another', async (t) => {
-  const s = await overlappingTenants(t, true);
-  // Without loose pickup a connection whose entry is gone is dead, whatever the rules still admit.
-  s.h.topo.host.exec('sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_loose=0']);
-  const a = await s.h.topo.longConnection(s.a1, s.a2.ip4, 4100);
-  const b = await s.h.topo.longConnection(s.b2, s.b1.ip4, 4100);
-  t.teardown(() => (a.close(), b.close()));
-  t.true(await a.alive());
-  t.true(await b.alive());
-  // Tenant A's group loses its IPv4 ingress rule: what it admitted between 10.100.0.1 and 10.100.0.2
-  // is cut, and B's connection runs between those addresses too, in br1.
-  s.h.fw.setGroup({ ...defaultGroup(), rules: defaultGroup().rules.filter((r) => r.id !== 'default-i4') });
-  await s.h.fw.flush();
-  t.false(await a.alive(), "A's connection is cut");
-  t.true(await b.alive(), "B's connection, between the same addresses in another network, is not");
-});
-
-kernelTest('nftables › conntrack zones turned on under a live connection: it goes on, its entry now in the zone', async (t) => {
-  const topo = new Topology();
-  t.teardown(() => topo.destroy());
-  const [a, b] = [topo.addVm(1), topo.addVm(2)];
-  const state = (fw: FirewallEngine) => {
-    fw.setGroup(defaultGroup());
-    for (const vm of [a, b]) fw.setPort(vmPort(vm, ['default']));
-    fw.setGroupMembers('default', [a.ip4, b.ip4]);
-    return fw.flush();
-  };
-  const before = await openEngine('nftables', topo.host, { coalesceMs: 5 });
-  await state(before);
-  topo.serve(b, 4100);
-  const c = await topo.longConnection(a, b.ip4, 4100);
-  t.teardown(() => c.close());
-  t.true(await c.alive());
-  await before.close();
-  // The agent restarted with the setting: the same ports, the table rewritten with the zone rule.
-  const after = await openEngine('nftables', topo.host, { coalesceMs: 5, conntrackZoneBridges: ['br'] });
-  t.teardown(() => after.close());
-  await state(after);
-  t.true(await c.alive(), "the kernel's loose TCP pickup takes the connection up again in the zone, its rules admitting it");
-  const zone = Number(/^(\d+):/.exec(topo.host.exec('ip', ['-o', 'link', 'show', 'br0']))![1]) & 0xffff;
-  t.regex(topo.host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '4100']), new RegExp(`zone=${zone}\\b`));
-});
-
-kernelTest('nftables › without conntrack zones (the default), networks with overlapping addresses share the table', async (t) => {
-  // What the setting is for, and that the scene above tells it: the same datagram passes as a reply.
-  const s = await overlappingTenants(t, false);
-  t.notRegex(s.entry, /zone=/);
-  t.true(s.lookalikeAnswered(), "B2's datagram passes as the reply of A's connection, and B1 answers");
-});

@@ -24,6 +24,7 @@ import type { SecurityGroup } from '../src/domain/model.js';
 import { egressPolicy } from '../src/firewall/policy.js';
 import { MARK_MASK, egressRules, ingressRules } from '../src/firewall/nftables/render.js';
 import { NftNames } from '../src/firewall/nftables/names.js';
+import { bridgeZones, zoneOf } from '../src/firewall/zones.js';
 
 const names = new KernelNames('sg');
 /** The iptables backend's default mark bit, as the tools print it. */
@@ -338,6 +339,37 @@ test('stateless ports are not tracked, from and to them; stateful ones are', (t)
   const stateful = buildFilter({ group: () => group }, port, noHolds);
   t.deepEqual(renderRaw([stateful], 'bridged', false, M), [`${mark} -j MARK --set-xmark 0x0/${M}`], 'only the mark cleared');
   t.deepEqual(renderRaw([stateful], 'routed', false, M), []);
+});
+
+test('conntrack zones: a bridge named by a prefix is tracked in the zone of its index; the rules after the notrack ones', (t) => {
+  const links = [
+    { index: 7, name: 'qbr1', master: undefined },
+    { index: 3, name: 'brq9' },
+    { index: 65_537, name: 'qbr2' },
+    { index: 9, name: 'tap1', master: 7 },
+    { index: 4, name: 'eth0' },
+    { index: 5, name: 'qbr+x' },
+  ];
+  t.deepEqual(bridgeZones(['qbr', 'brq'], links), [
+    { bridge: 'brq9', zone: 3 },
+    { bridge: 'qbr1', zone: 7 },
+    { bridge: 'qbr2', zone: 1 },
+  ]);
+  t.is(zoneOf(['qbr'], { index: 4, name: 'eth0' }), 0, 'a device no prefix names: the default zone');
+  // qbr+x is left out: "+" would make the rule's -i a wildcard.
+  t.is(zoneOf(['qbr'], { index: 65_536, name: 'qbr3' }), 0, 'an index past 16 bits wraps (to the default zone here)');
+  t.deepEqual(bridgeZones([], links), []);
+  const stateless = buildFilter({ group: () => ({ ...group, stateful: false }) }, port, noHolds);
+  const zones = [
+    { bridge: 'qbr1', zone: 7 },
+    { bridge: 'qbr3', zone: 0 },
+  ];
+  t.deepEqual(renderRaw([stateless], 'bridged', false, M, zones).slice(0, 1), ['-m physdev --physdev-in tap1 -j CT --notrack']);
+  t.deepEqual(
+    renderRaw([], 'bridged', false, M, zones),
+    ['-i qbr1 -j CT --zone 7', `-m mark --mark ${M}/${M} -j MARK --set-xmark 0x0/${M}`],
+    'one rule per zoned bridge, none for the default zone',
+  );
 });
 
 test('restore scripts declare, fill and delete only the named chains', (t) => {

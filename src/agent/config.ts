@@ -46,7 +46,7 @@ export interface AgentConfig {
   structureIntervalMaxMs: number;
   reconcileIntervalMs: number;
   /** Name prefixes of the bridges whose traffic conntrack tracks in a zone of each bridge's own
-   *  (nftables backend, bridged mode); empty: none, every bridge shares the host's table. */
+   *  (bridged mode); empty: none, every bridge shares the host's table. */
   conntrackZoneBridges: string[];
   /** The iptables backend's bit of the packet mark (0-15): frames to a stateless port, from ebtables
    *  to raw PREROUTING (bridged mode). */
@@ -191,12 +191,8 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     amqpUrls,
   } as Record<string, unknown>;
   cfg.amqpUrl = env.SG_AMQP_URL ?? (typeof v.amqpUrl === 'string' ? v.amqpUrl : amqpUrls.join(','));
-  if ((cfg.conntrackZoneBridges as string[]).length) {
-    if (cfg.mode !== 'bridged')
-      throw new ConfigError(`config: ${from.conntrackZoneBridges} needs bridged mode (a routed port has no bridge)`);
-    if (cfg.dataplane === 'iptables')
-      throw new ConfigError(`config: ${from.conntrackZoneBridges} needs the nftables backend (dataplane nftables or auto)`);
-  }
+  if ((cfg.conntrackZoneBridges as string[]).length && cfg.mode !== 'bridged')
+    throw new ConfigError(`config: ${from.conntrackZoneBridges} needs bridged mode (a routed port has no bridge)`);
   if (!cfg.host) throw new ConfigError('config: host is required (or SG_AGENT_HOST)');
   if (amqpUrls.length === 0) throw new ConfigError('config: amqp url (or urls) is required (or SG_AMQP_URL)');
   return cfg as unknown as AgentConfig;

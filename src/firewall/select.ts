@@ -76,11 +76,8 @@ export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): 
   };
   const unknown = opts.unknownDevicePrefixes?.length ? { unknownDevicePrefixes: opts.unknownDevicePrefixes } : {};
   const zones = opts.conntrackZoneBridges?.length ? { conntrackZoneBridges: opts.conntrackZoneBridges } : {};
-  // Zones are set from the bridge's device index, which only an nf_tables rule can read (iptables'
-  // CT target takes a fixed zone or the packet mark): a setting the iptables backend would ignore
-  // is refused instead.
-  if (opts.conntrackZoneBridges?.length) {
-    if (kind === 'iptables') throw new UnsupportedSetting('conntrack zones need the nftables backend');
+  // Refused at start-up, not at the first apply: a kernel that cannot set a zone from a rule.
+  if (kind === 'nftables' && opts.conntrackZoneBridges?.length) {
     const n = (await kernelSupport(opts.netns)).nftables;
     if ('error' in n || !n.conntrackZones)
       throw new UnsupportedSetting(
@@ -89,7 +86,7 @@ export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): 
   }
   return kind === 'nftables'
     ? NftablesDataplane.open({ ...common, ...unknown, ...zones, watch: opts.watch ?? false })
-    : IptablesDataplane.open({ ...common, ...unknown, ...(opts.markBit !== undefined ? { markBit: opts.markBit } : {}) });
+    : IptablesDataplane.open({ ...common, ...unknown, ...zones, ...(opts.markBit !== undefined ? { markBit: opts.markBit } : {}) });
 }
 
 /** Removes every object the given backend owns in the namespace (what `sg-agent cleanup` does for

@@ -7,7 +7,8 @@
 // port dropped (never left unfiltered); the other ports go in.
 import type { Logger } from 'pino';
 import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
-import { deleteConntrackBetween } from '../../addon/conntrack.js';
+import { deleteConntrackBetween, listLinks } from '../../addon/conntrack.js';
+import { bridgeZones, cutsInZones } from '../zones.js';
 import {
   setKey,
   type AppliedView,
@@ -59,6 +60,9 @@ export interface IptablesOptions {
   /** The bit of the packet mark that tells raw PREROUTING a frame goes to a stateless port (bridged
    *  mode; render.ts, DEFAULT_MARK_BIT). */
   markBit?: number;
+  /** Bridges of these name prefixes track their traffic in a conntrack zone each (bridged mode;
+   *  ../zones.ts): a rule per bridge present, brought up to date by every write and check. */
+  conntrackZoneBridges?: string[];
 }
 
 interface OwnSet {
@@ -88,6 +92,10 @@ export class IptablesDataplane implements Dataplane {
   private generation: NftClient | null | undefined;
   /** The generation at the end of the last compare of our chains. */
   private chainsComparedAt: number | undefined;
+  /** Prefixes of the bridges whose traffic is zoned (bridged mode; empty: none). */
+  private readonly zoneBridges: readonly string[];
+  /** The zoned bridges the raw chain was last written for. */
+  private zones: { bridge: string; zone: number }[] = [];
 
   private constructor(
     private readonly ipset: IpsetClient,
@@ -97,6 +105,7 @@ export class IptablesDataplane implements Dataplane {
     this.names = new KernelNames(opts.prefix ?? 'sg');
     this.mode = opts.mode ?? 'bridged';
     this.statelessMark = markHex(opts.markBit ?? DEFAULT_MARK_BIT);
+    this.zoneBridges = this.mode === 'bridged' ? (opts.conntrackZoneBridges ?? []) : [];
     this.written = new WrittenChains(tools, this.names, this.mode, this.stats, () => this.rulesetGeneration());
   }
 
@@ -164,7 +173,11 @@ export class IptablesDataplane implements Dataplane {
     }
 
     // 4. Cut what the new state no longer admits.
-    if (c.cuts.length) out.conntrackDeleted = await deleteConntrackBetween(dedupePairs(c.cuts), this.opts.netns);
+    if (c.cuts.length)
+      out.conntrackDeleted = await deleteConntrackBetween(
+        await cutsInZones(dedupePairs(c.cuts), this.zoneBridges, this.opts.netns),
+        this.opts.netns,
+      );
     return out;
   }
 
@@ -250,9 +263,30 @@ export class IptablesDataplane implements Dataplane {
       const removed = await this.written.write(v, 'filter', want, (c) => keep.has(c), { inexact, sections });
       for (const [c, t] of tags) this.tags[v].set(c, t);
       for (const c of removed) this.tags[v].delete(c);
-      await this.writeRaw(v, filters);
     }
+    // After the filter chains, as before: the zones only divide what they admit.
+    const zones = await this.zonedBridgesNow();
+    for (const v of VERSIONS) await this.writeRaw(v, filters, zones);
+    this.zones = zones;
     if (this.mode === 'bridged') await this.writeBridge(filters, changedPorts, failed);
+  }
+
+  /** The zoned bridges present now (a link dump), none without zones. */
+  private async zonedBridgesNow(): Promise<{ bridge: string; zone: number }[]> {
+    return this.zoneBridges.length ? bridgeZones(this.zoneBridges, await listLinks(this.opts.netns)) : [];
+  }
+
+  /** A bridge made or gone since the raw chain was written gets or loses its zone rule: iptables
+   *  reads no device index, so each bridge has a rule of its own, written when the agent sees it
+   *  (each apply and each periodic check; until then its traffic is tracked in the zone 0, and a
+   *  connection moved to its zone later goes on where the rules admit it). */
+  private async refreshZones(): Promise<boolean> {
+    if (!this.zoneBridges.length) return false;
+    const now = await this.zonedBridgesNow();
+    if (JSON.stringify(now) === JSON.stringify(this.zones)) return false;
+    for (const v of VERSIONS) await this.writeRaw(v, this.filters, now);
+    this.zones = now;
+    return true;
   }
 
   /** The per-port chains the given filters own (kept while their ports stay). */
@@ -266,11 +300,15 @@ export class IptablesDataplane implements Dataplane {
     return out;
   }
 
-  private async writeRaw(v: IpVersion, filters: Map<string, PortFilter>): Promise<void> {
+  private async writeRaw(
+    v: IpVersion,
+    filters: Map<string, PortFilter>,
+    zones: readonly { bridge: string; zone: number }[],
+  ): Promise<void> {
     const chain = this.names.rawChain;
-    const lines = renderRaw(filters.values(), this.mode, v === 6, this.statelessMark);
-    // The raw table is left alone until some port is stateless.
-    if (![...filters.values()].some(isUntracked) && !this.written.of(v, 'raw').has(chain)) return;
+    const lines = renderRaw(filters.values(), this.mode, v === 6, this.statelessMark, zones);
+    // The raw table is left alone until some port is stateless, or bridges are zoned.
+    if (![...filters.values()].some(isUntracked) && !this.zoneBridges.length && !this.written.of(v, 'raw').has(chain)) return;
     await this.written.write(v, 'raw', new Map([[chain, lines]]), () => true);
   }
 
@@ -321,6 +359,7 @@ export class IptablesDataplane implements Dataplane {
     // Chains: read with the tools and compared with what we wrote — unless the tools write nf_tables
     // and its generation has not moved since the last compare (nothing of anyone's changed: the
     // tools, which are most of a check's cost, need not run).
+    if (await this.refreshZones()) report.chainsRepaired++;
     const generation = opts.full ? undefined : await this.rulesetGeneration();
     if (generation === undefined || generation !== this.chainsComparedAt) {
       await this.written.repair(report);

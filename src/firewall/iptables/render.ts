@@ -320,7 +320,13 @@ export function markHex(bit: number): string {
  *  destination address (never the host's own: policy.ts, untrackedAddresses) and, bridged, by its
  *  destination MAC (`mark`, markHex): an allowed pair may be a network that holds other VMs'
  *  addresses, and their traffic must stay tracked. */
-export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean, mark: string): string[] {
+export function renderRaw(
+  filters: Iterable<PortFilter>,
+  mode: Mode,
+  v6: boolean,
+  mark: string,
+  zones: readonly { bridge: string; zone: number }[] = [],
+): string[] {
   const lines: string[] = [];
   const marked = `-m mark --mark ${mark}/${mark}`;
   const toPort = mode === 'bridged' ? ` ${marked}` : '';
@@ -330,6 +336,9 @@ export function renderRaw(filters: Iterable<PortFilter>, mode: Mode, v6: boolean
     for (const ip of untrackedAddresses(f)[v6 ? 6 : 4])
       lines.push(`-d ${iptablesCidr(ip)}${toPort} -m addrtype ! --dst-type LOCAL -j CT --notrack`);
   }
+  // The bridges' conntrack zones (../zones.ts), after the notrack rules: the CT target leaves a
+  // packet already untracked as it is. `CT --zone 0` is the default zone: no rule.
+  for (const { bridge, zone } of zones) if (zone !== 0) lines.push(`-i ${bridge} -j CT --zone ${zone}`);
   // Always, bridged: ebtables may still mark for a moment after the last stateless port went.
   if (mode === 'bridged') lines.push(`${marked} -j MARK --set-xmark 0x0/${mark}`);
   return lines;

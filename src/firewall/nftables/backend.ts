@@ -19,7 +19,8 @@
 // the addon (its mirror); drift is repaired against it — on the periodic check and, with `watch`,
 // as soon as the kernel announces someone else's change to our tables.
 import type { Logger } from 'pino';
-import { deleteConntrackBetween, listLinks, type AddressPair as ConntrackPair } from '../../addon/conntrack.js';
+import { deleteConntrackBetween } from '../../addon/conntrack.js';
+import { cutsInZones } from '../zones.js';
 import {
   setKey,
   type AppliedView,
@@ -35,9 +36,9 @@ import {
   type RuleCount,
   type SetRef,
 } from '../dataplane.js';
-import { dedupePairs, type AddressPair } from '../cuts.js';
+import { dedupePairs } from '../cuts.js';
 import { BRIDGE, INET, NftNames } from './names.js';
-import { at, emptiedAsMade, sharedOps, zoned, zoneOf, type Layout } from './tables.js';
+import { at, emptiedAsMade, sharedOps, zoned, type Layout } from './tables.js';
 import { NftablesError, PortObjects, type Owner, type Plan } from './ports.js';
 import { NftClient, type NftFamily, type Op, type ReconcileReport as NftReport, type TableDesc } from '../../addon/nftables.js';
 
@@ -144,25 +145,12 @@ export class NftablesDataplane implements Dataplane {
     for (const [portId, error] of badPorts) out.failedFilters.push({ portId, error });
     for (const b of plan.blocked)
       out.failedFilters.push({ portId: b.portId, error: new Error(`set of group ${b.groupId} (IPv${b.family}) could not be made`) });
-    if (c.cuts.length) out.conntrackDeleted = await deleteConntrackBetween(await this.inZones(dedupePairs(c.cuts)), this.opts.netns);
+    if (c.cuts.length)
+      out.conntrackDeleted = await deleteConntrackBetween(
+        await cutsInZones(dedupePairs(c.cuts), zoned(this.layout) ? this.layout.zoneBridges : [], this.opts.netns),
+        this.opts.netns,
+      );
     return out;
-  }
-
-  /** Cuts scoped to the conntrack zone of each port's bridge, so that a change in one network does
-   *  not end the connections of another that uses the same addresses. A device that is not there
-   *  (unplugged, or not yet) has no bridge to tell its zone: its cuts stay in every zone, as without
-   *  zones, erring toward ending a connection rather than leaving one its rules no longer admit. */
-  private async inZones(pairs: AddressPair[]): Promise<ConntrackPair[]> {
-    if (!zoned(this.layout)) return pairs.map(({ a, b }) => ({ a, b }));
-    const links = await listLinks(this.opts.netns);
-    const byName = new Map(links.map((l) => [l.name, l]));
-    const byIndex = new Map(links.map((l) => [l.index, l]));
-    return pairs.map(({ a, b, device }) => {
-      const dev = byName.get(device);
-      if (!dev) return { a, b };
-      const bridge = dev.master === undefined ? undefined : byIndex.get(dev.master);
-      return { a, b, zone: bridge ? zoneOf(this.layout, bridge) : 0 };
-    });
   }
 
   /** The operations of one transaction for `c`, leaving out the sets and ports the kernel refused. */

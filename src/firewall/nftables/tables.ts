@@ -150,18 +150,9 @@ export function zoned(l: Layout): boolean {
   return l.mode === 'bridged' && l.zoneBridges.length > 0;
 }
 
-/** The conntrack zone of a bridge's traffic: its device index as the zone rule reads it (the zone is
- *  16 bits), or the default zone 0 for a bridge that is not zoned. */
-export function zoneOf(l: Layout, bridge: { index: number; name: string }): number {
-  return zoned(l) && l.zoneBridges.some((p) => bridge.name.startsWith(p)) ? bridge.index & 0xffff : 0;
-}
-
 /** What enters a zoned bridge (a frame the bridge hands to the IP hooks comes in by the bridge) is
- *  tracked in the zone numbered like the bridge's device index. One zone per bridge, not per port or
- *  group: both ends of every flow through the bridge (a port, another port, the uplink) must look up
- *  the same table, and networks with overlapping addresses are separate bridges. The number is the
- *  kernel's, so nothing is allocated, kept or recovered after a restart; the price is that indexes
- *  above 65,535 wrap (two bridges may then share a zone, as all do without zones). */
+ *  tracked in the zone numbered like the bridge's device index (../zones.ts): one rule per prefix,
+ *  the kernel reading the number, so a bridge made later is zoned from its first frame. */
 function zones(l: Layout): Op[] {
   if (!zoned(l)) return [];
   const inet = at(l, 'inet');
