@@ -45,8 +45,11 @@ export async function cutsInZones(pairs: AddressPair[], prefixes: readonly strin
   const byIndex = new Map(links.map((l) => [l.index, l]));
   return pairs.map(({ a, b, device }) => {
     const dev = byName.get(device);
+    const bridge = dev?.master === undefined ? undefined : byIndex.get(dev.master);
     if (!dev) return { a, b };
-    const bridge = dev.master === undefined ? undefined : byIndex.get(dev.master);
-    return { a, b, zone: bridge ? zoneOf(prefixes, bridge) : 0 };
+    if (!bridge) return { a, b, zone: 0 };
+    // A name no iptables rule may carry is zoned by nftables' prefix rule and not by iptables: every zone.
+    if (isZonedBridge(prefixes, bridge.name) && !PLAIN_NAME.test(bridge.name)) return { a, b };
+    return { a, b, zone: zoneOf(prefixes, bridge) };
   });
 }

@@ -422,6 +422,7 @@ export class IptablesDataplane implements Dataplane {
     this.failed.clear();
     this.sets.clear();
     this.chainsComparedAt = undefined;
+    this.zones = [];
     for (const v of VERSIONS) this.tags[v].clear();
     return { removed, left };
   }
