@@ -6,7 +6,7 @@
 //   npm run bench:firewall     (as root; runs in throwaway network namespaces)
 // Prints `firewall.rules.N ours=… baseline=…`, `firewall.member_change.N[.nftables] ours=… baseline=…
 // ratio=…`, `firewall.port_bind.300 …`, `firewall.reconcile.300[.nftables] …`, `firewall.repair.* …`,
-// `firewall.forward_gbps …` (nftables against iptables, and `.zones`: with conntrack zones against
+// `firewall.forward_gbps …` (nftables against iptables, and `.zones[.iptables]`: with conntrack zones against
 // without) and the coalescing figures. BENCH_ONLY=a,b runs only those parts
 // (rules, reconcile, coalesce, bind, repair, forward, zones).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -300,7 +300,8 @@ async function portBind(): Promise<void> {
     const ns = `sgbfp-${randomBytes(3).toString('hex')}`;
     execFileSync('ip', ['netns', 'add', ns]);
     try {
-      const fw = await engineOn(backend, `/var/run/netns/${ns}`);
+      // BENCH_ZONES=1: with conntrack zones (what a binding then costs more: iptables reads the devices).
+      const fw = await engineOn(backend, `/var/run/netns/${ns}`, process.env.BENCH_ZONES ? { zoneBridges: ['br'] } : {});
       fw.setGroup(defaultGroup);
       for (let p = 0; p < N; p++) fw.setPort(benchPort(p, [ip(p)]));
       fw.setGroupMembers(
