@@ -175,6 +175,8 @@ export interface JsFailedMember {
 export interface JsLink {
   index: number
   name: string
+  /** Its rtnetlink link kind (`bridge`, `veth`…); unset for a physical device. */
+  kind?: string
   /** The index of the device this one is enslaved to (its bridge), if any. */
   master?: number
 }

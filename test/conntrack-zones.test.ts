@@ -9,6 +9,7 @@ import { KernelNames } from '../src/firewall/iptables/names.js';
 import { NftNames } from '../src/firewall/nftables/names.js';
 import { NFT, openEngine, type Backend } from './helpers/backends.js';
 import { defaultGroup, egressAll, firewallHost, onBothBackends, vmPort } from './helpers/firewall.js';
+import { Netns } from './helpers/netns.js';
 import { Topology } from './helpers/topology.js';
 import { waitFor } from './helpers/wait.js';
 import { FirewallEngine } from '../src/firewall/engine.js';
@@ -80,10 +81,10 @@ onBothBackends(
     t.false(s.lookalikeAnswered(), "B2's datagram is not taken for the reply of A's connection");
     t.deepEqual(await s.h.fw.reconcile(), { setsRepaired: 0, chainsRepaired: 0, staleRemoved: 0 }, 'the zone rules read back as written');
     if (backend === 'nftables') {
-      t.regex(zoneRules(topo, backend), /iifname "br\*" ct zone set iif/);
+      t.regex(zoneRules(topo, backend), /iifkind "bridge" iifname "br\*" ct zone set iif/);
       topo.host.exec(NFT, ['flush', 'chain', 'inet', new NftNames('sg').table, 'untracked']);
       t.like(await s.h.fw.reconcile(), { chainsRepaired: 1 }, 'a flushed chain is repaired');
-      t.regex(zoneRules(topo, backend), /iifname "br\*" ct zone set iif/);
+      t.regex(zoneRules(topo, backend), /iifkind "bridge" iifname "br\*" ct zone set iif/);
     } else {
       // A rule per bridge, for each family; a bridge made later gets its own at the next check.
       for (const br of ['br0', 'br1']) t.regex(zoneRules(topo, backend), new RegExp(`-i ${br} -j CT --zone ${zoneOfDevice(topo, br)}\\b`));
@@ -108,6 +109,22 @@ onBothBackends(
     t.true(topo.tcp(b3, s.b1.ip4, 4100), 'the stateless port reaches B1, and its replies come back');
     t.is(topo.host.run('conntrack', ['-L', '-s', b3.ip4]).stdout.trim(), '', 'nothing of it is tracked, in any zone');
     t.is(topo.host.run('conntrack', ['-L', '-d', b3.ip4]).stdout.trim(), '');
+    // A device named like a zoned bridge that is not a Linux bridge (an Open vSwitch bridge's port,
+    // often holding the host's own address) is not zoned: the host's own traffic through it stays in
+    // the zone 0.
+    const outside = Netns.create('sgzv');
+    t.teardown(() => outside.destroy());
+    topo.host.exec('ip', ['link', 'add', 'brv0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.name]);
+    topo.host.exec('ip', ['addr', 'add', '10.250.0.1/24', 'dev', 'brv0']);
+    topo.host.exec('ip', ['link', 'set', 'brv0', 'up']);
+    outside.exec('ip', ['addr', 'add', '10.250.0.2/24', 'dev', 'eth0']);
+    outside.exec('ip', ['link', 'set', 'eth0', 'up']);
+    await s.h.fw.reconcile();
+    t.notRegex(zoneRules(topo, backend), /brv0/);
+    t.is(outside.run('ping', ['-c1', '-W2', '10.250.0.1']).status, 0, 'the host answers through brv0');
+    const own = topo.host.exec('conntrack', ['-L', '-p', 'icmp', '-s', '10.250.0.2']);
+    t.regex(own, /src=10\.250\.0\.2/);
+    t.notRegex(own, /zone=/, "the host's own connection is in the zone 0");
   },
 );
 

@@ -342,13 +342,15 @@ test('stateless ports are not tracked, from and to them; stateful ones are', (t)
 });
 
 test('conntrack zones: a bridge named by a prefix is tracked in the zone of its index; the rules after the notrack ones', (t) => {
+  const bridge = 'bridge';
   const links = [
-    { index: 7, name: 'qbr1', master: undefined },
-    { index: 3, name: 'brq9' },
-    { index: 65_537, name: 'qbr2' },
-    { index: 9, name: 'tap1', master: 7 },
+    { index: 7, name: 'qbr1', kind: bridge, master: undefined },
+    { index: 3, name: 'brq9', kind: bridge },
+    { index: 65_537, name: 'qbr2', kind: bridge },
+    { index: 9, name: 'tap1', kind: 'tun', master: 7 },
     { index: 4, name: 'eth0' },
-    { index: 5, name: 'qbr+x' },
+    { index: 5, name: 'qbr+x', kind: bridge },
+    { index: 6, name: 'brq-ovs', kind: 'openvswitch' },
   ];
   t.deepEqual(bridgeZones(['qbr', 'brq'], links), [
     { bridge: 'brq9', zone: 3 },
@@ -356,8 +358,8 @@ test('conntrack zones: a bridge named by a prefix is tracked in the zone of its 
     { bridge: 'qbr2', zone: 1 },
   ]);
   t.is(zoneOf(['qbr'], { index: 4, name: 'eth0' }), 0, 'a device no prefix names: the default zone');
-  // qbr+x is left out: "+" would make the rule's -i a wildcard.
-  t.is(zoneOf(['qbr'], { index: 65_536, name: 'qbr3' }), 0, 'an index past 16 bits wraps (to the default zone here)');
+  // qbr+x is left out ("+" would make the rule's -i a wildcard), and brq-ovs (not a Linux bridge).
+  t.is(zoneOf(['qbr'], { index: 65_536, name: 'qbr3', kind: bridge }), 0, 'an index past 16 bits wraps (to the default zone here)');
   t.deepEqual(bridgeZones([], links), []);
   const stateless = buildFilter({ group: () => ({ ...group, stateful: false }) }, port, noHolds);
   const zones = [

@@ -24,6 +24,8 @@ pub struct JsBetween {
 pub struct JsLink {
     pub index: u32,
     pub name: String,
+    /// Its rtnetlink link kind (`bridge`, `veth`…); unset for a physical device.
+    pub kind: Option<String>,
     /// The index of the device this one is enslaved to (its bridge), if any.
     pub master: Option<u32>,
 }
@@ -64,6 +66,6 @@ pub fn conntrack_links(netns: Option<String>) -> AsyncTask<Work<Vec<JsLink>, Vec
     let netns = netns.map(PathBuf::from);
     work(move || {
         let found = links(netns.as_deref()).map_err(|e| SysError::from_io(SysCode::ConntrackFailed, &e))?;
-        Ok::<_, SysError>(found.into_iter().map(|l| JsLink { index: l.index, name: l.name, master: l.master }).collect())
+        Ok::<_, SysError>(found.into_iter().map(|l| JsLink { index: l.index, name: l.name, kind: l.kind, master: l.master }).collect())
     })
 }

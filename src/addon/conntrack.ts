@@ -9,10 +9,12 @@ export interface AddressPair {
   zone?: number;
 }
 
-/** A device of the namespace: its index, its name and its bridge's index (if it is in one). */
+/** A device of the namespace: its index, its name, its kind (`bridge`, `veth`…; unset for a physical
+ *  device) and its bridge's index (if it is in one). */
 export interface Link {
   index: number;
   name: string;
+  kind?: string;
   master?: number;
 }
 

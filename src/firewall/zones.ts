@@ -5,20 +5,26 @@
 // port, the uplink) must look up the same table. The number is the kernel's, so nothing is
 // allocated, kept or recovered across restarts, and both backends number a bridge alike (a switch
 // keeps every connection's zone); indexes above 65,535 wrap (a zone is 16 bits), and two bridges may
-// then share one, as all do without zones. Each backend writes the rule its own way (nftables:
-// `ct zone set iif` by prefix; iptables: `-i BRIDGE -j CT --zone N` per bridge present); the
-// numbering and the scoping of cuts are here.
+// then share one, as all do without zones. Only Linux bridges are zoned (ZONED_KIND). Each backend
+// writes the rule its own way (nftables: `iifkind "bridge" iifname "PREFIX*" ct zone set iif`;
+// iptables: `-i BRIDGE -j CT --zone N` per bridge present); the numbering and the scoping of cuts
+// are here.
 import { listLinks, type AddressPair as ConntrackPair, type Link } from '../addon/conntrack.js';
 import type { AddressPair } from './cuts.js';
 
-/** Whether a device's traffic is zoned: its name starts with one of the prefixes. */
-export function isZonedBridge(prefixes: readonly string[], name: string): boolean {
-  return prefixes.some((p) => name.startsWith(p));
+/** The kind of device that is zoned: a Linux bridge. An Open vSwitch bridge's internal port (`br-ex`,
+ *  often holding the host's own address) matches a prefix as wide as `br` but is not one: the host's
+ *  own traffic through it would leave in the zone 0 and come back in another. */
+export const ZONED_KIND = 'bridge';
+
+/** Whether a device's traffic is zoned: a Linux bridge whose name starts with one of the prefixes. */
+export function isZonedBridge(prefixes: readonly string[], dev: Pick<Link, 'name' | 'kind'>): boolean {
+  return dev.kind === ZONED_KIND && prefixes.some((p) => dev.name.startsWith(p));
 }
 
 /** The zone of what enters `bridge`: its index's low 16 bits if it is zoned, else the default zone 0. */
-export function zoneOf(prefixes: readonly string[], bridge: Pick<Link, 'index' | 'name'>): number {
-  return isZonedBridge(prefixes, bridge.name) ? bridge.index & 0xffff : 0;
+export function zoneOf(prefixes: readonly string[], bridge: Pick<Link, 'index' | 'name' | 'kind'>): number {
+  return isZonedBridge(prefixes, bridge) ? bridge.index & 0xffff : 0;
 }
 
 /** A device name as a rule may carry it: a name may hold almost any byte (`+` is iptables' wildcard,
@@ -28,7 +34,7 @@ const PLAIN_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 /** The zoned bridges among the namespace's devices, each with its zone, in index order. */
 export function bridgeZones(prefixes: readonly string[], links: readonly Link[]): { bridge: string; zone: number }[] {
   return links
-    .filter((l) => isZonedBridge(prefixes, l.name) && PLAIN_NAME.test(l.name))
+    .filter((l) => isZonedBridge(prefixes, l) && PLAIN_NAME.test(l.name))
     .sort((a, b) => a.index - b.index)
     .map((l) => ({ bridge: l.name, zone: zoneOf(prefixes, l) }));
 }
@@ -49,7 +55,7 @@ export async function cutsInZones(pairs: AddressPair[], prefixes: readonly strin
     if (!dev) return { a, b };
     if (!bridge) return { a, b, zone: 0 };
     // A name no iptables rule may carry is zoned by nftables' prefix rule and not by iptables: every zone.
-    if (isZonedBridge(prefixes, bridge.name) && !PLAIN_NAME.test(bridge.name)) return { a, b };
+    if (isZonedBridge(prefixes, bridge) && !PLAIN_NAME.test(bridge.name)) return { a, b };
     return { a, b, zone: zoneOf(prefixes, bridge) };
   });
 }

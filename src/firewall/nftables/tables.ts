@@ -7,6 +7,7 @@ import { ICMP6_LISTS, type Icmp6List } from '../policy.js';
 import { BRIDGE, INET, type NftNames } from './names.js';
 import type { NftFamily, Op, Stmt } from '../../addon/nftables.js';
 import { CT_STATE_VERDICTS, ICMP6_SETS, MARK_MASK } from './render.js';
+import { ZONED_KIND } from '../zones.js';
 
 /** What the shape of our tables depends on. */
 export interface Layout {
@@ -150,9 +151,9 @@ export function zoned(l: Layout): boolean {
   return l.mode === 'bridged' && l.zoneBridges.length > 0;
 }
 
-/** What enters a zoned bridge (a frame the bridge hands to the IP hooks comes in by the bridge) is
- *  tracked in the zone numbered like the bridge's device index (../zones.ts): one rule per prefix,
- *  the kernel reading the number, so a bridge made later is zoned from its first frame. */
+/** What enters a zoned bridge (a Linux bridge: a frame it hands to the IP hooks comes in by the
+ *  bridge) is tracked in the zone numbered like the bridge's device index (../zones.ts): one rule per
+ *  prefix, the kernel reading the number, so a bridge made later is zoned from its first frame. */
 function zones(l: Layout): Op[] {
   if (!zoned(l)) return [];
   const inet = at(l, 'inet');
@@ -160,7 +161,7 @@ function zones(l: Layout): Op[] {
     op: 'rule',
     ...inet,
     chain: INET.untracked,
-    stmts: [{ m: 'ifnamePrefix', key: 'iifname', prefix }, { m: 'ctZoneSetIif' }],
+    stmts: [{ m: 'iifkind', kind: ZONED_KIND }, { m: 'ifnamePrefix', key: 'iifname', prefix }, { m: 'ctZoneSetIif' }],
   }));
 }
 

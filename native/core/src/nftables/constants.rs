@@ -192,7 +192,8 @@ pub const NFT_META_NFTRACE: u32 = 12;
 pub const NFT_META_NFPROTO: u32 = 15;
 pub const NFT_META_L4PROTO: u32 = 16;
 /// Needs CONFIG_NFT_BRIDGE_META: used only to probe for it.
-pub const NFT_META_BRI_IIFNAME: u32 = 18;
+pub const NFT_META_BRI_IIFNAME: u32 = 17;
+pub const NFT_META_IIFKIND: u32 = 26;
 
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;

@@ -141,7 +141,9 @@ pub fn probe(netns: Option<&Path>) -> Result<Support, SysError> {
             family: Family::Inet,
             table: table.clone(),
             chain: "raw".into(),
-            stmts: json(serde_json::json!([{ "m": "ifnamePrefix", "key": "iifname", "prefix": "br" }, { "m": "ctZoneSetIif" }])),
+            stmts: json(serde_json::json!([
+                { "m": "iifkind", "kind": "bridge" }, { "m": "ifnamePrefix", "key": "iifname", "prefix": "br" }, { "m": "ctZoneSetIif" }
+            ])),
         },
     ];
     let r = c.check(&zones)?;

@@ -354,6 +354,10 @@ pub enum Stmt {
         key: IfKey,
         name: String,
     },
+    /// `iifkind "KIND"`: the input device is of that kind (its rtnetlink link kind: `bridge`, `veth`…).
+    Iifkind {
+        kind: String,
+    },
     /// `meta nftrace set 1`: every rule the packet meets from here on is announced (NFNLGRP_NFTRACE).
     NftraceSet,
     /// `log group G prefix "P"`: the packet to nfnetlink_log group G (read by `nflog`).
@@ -720,6 +724,8 @@ impl Stmt {
                 vec![load_meta(key.meta()), eq(prefix.as_bytes().to_vec())]
             }
             Stmt::Ifname { key, name } => vec![load_meta(key.meta()), eq(ifname_key(name)?)],
+            // A kind is compared as a name is: the kernel loads it NUL-padded to IFNAMSIZ.
+            Stmt::Iifkind { kind } => vec![load_meta(NFT_META_IIFKIND), eq(ifname_key(kind)?)],
             Stmt::Log { group, prefix } => {
                 if prefix.len() >= NF_LOG_PREFIXLEN || prefix.bytes().any(|b| b == 0) {
                     return Err(format!("a log prefix is at most {} bytes, without NUL", NF_LOG_PREFIXLEN - 1));

@@ -424,3 +424,28 @@ fn a_zone_from_the_input_device_is_a_meta_load_and_a_conntrack_set() {
     assert_eq!(b, EXPRS_CT_ZONE_SET_IIF);
     assert_eq!(super::expr::parse_exprs(EXPRS_CT_ZONE_SET_IIF).unwrap(), e, "read back as the set it is, not as a load");
 }
+
+/// `iifkind "bridge"`: the input device's link kind, compared NUL-padded to IFNAMSIZ.
+const EXPRS_IIFKIND_BRIDGE: &[u8] = &[
+    // NFTA_LIST_ELEM | NESTED, 36 bytes: meta
+    36, 0, 0x01, 0x80, 9, 0, 1, 0, b'm', b'e', b't', b'a', 0, 0, 0, 0, // NFTA_EXPR_NAME "meta"
+    20, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    8, 0, 2, 0, 0, 0, 0, 26, // NFTA_META_KEY = NFT_META_IIFKIND
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_META_DREG = NFT_REG_1
+    // cmp, 56 bytes
+    56, 0, 0x01, 0x80, 8, 0, 1, 0, b'c', b'm', b'p', 0, // NFTA_EXPR_NAME "cmp"
+    44, 0, 0x02, 0x80, // NFTA_EXPR_DATA | NESTED
+    8, 0, 1, 0, 0, 0, 0, 1, // NFTA_CMP_SREG = NFT_REG_1
+    8, 0, 2, 0, 0, 0, 0, 0, // NFTA_CMP_OP = NFT_CMP_EQ
+    24, 0, 0x03, 0x80, // NFTA_CMP_DATA | NESTED
+    20, 0, 1, 0, b'b', b'r', b'i', b'd', b'g', b'e', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // NFTA_DATA_VALUE: 16 bytes
+];
+
+#[test]
+fn an_input_device_kind_is_a_meta_load_and_a_padded_compare() {
+    let e = super::spec::Stmt::Iifkind { kind: "bridge".into() }.exprs().unwrap();
+    let mut b = vec![0u8; e.as_slice().buffer_len()];
+    e.as_slice().emit(&mut b);
+    assert_eq!(b, EXPRS_IIFKIND_BRIDGE);
+    assert_eq!(super::expr::parse_exprs(EXPRS_IIFKIND_BRIDGE).unwrap(), e);
+}
