@@ -383,10 +383,11 @@ pub enum Stmt {
         set: String,
     },
     Notrack,
-    /// `ct zone set iif` (as nft prints it): the packet is tracked in the zone numbered like the device it came in
-    /// by (the low 16 bits of its index: a zone is 16 bits). Before conntrack, for frames a bridge
-    /// passes to the IP hooks that device is the bridge, so each bridge is a table of its own and
-    /// nothing has to be kept or recovered: the kernel holds the number.
+    /// `ct zone set iif` (as nft prints it): the packet is tracked in the zone numbered like the
+    /// device it came in by (the kernel takes the register's first 16 bits: on a little-endian host,
+    /// the low 16 bits of the index). Before conntrack, for frames a bridge passes to the IP hooks
+    /// that device is the bridge, so each bridge is a table of its own and nothing has to be kept or
+    /// recovered: the kernel holds the number.
     CtZoneSetIif,
     /// `counter`: the packets and bytes that reach it (read back with `ruleStats`).
     Counter,
