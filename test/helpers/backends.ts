@@ -24,7 +24,7 @@ export type EngineOptions = FirewallEngineOptions & {
   log?: LogSettings;
   /** The iptables backend's mark bit (its own default when unset). */
   markBit?: number;
-  /** Bridges (name prefixes) whose traffic is tracked in a zone each (nftables backend). */
+  /** Bridges (name prefixes) whose traffic is tracked in a zone each (src/firewall/zones.ts). */
   conntrackZoneBridges?: string[];
 };
 
