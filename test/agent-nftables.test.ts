@@ -4,12 +4,16 @@
 // of no message, which was taken for a refusal: the apply loop then backed off (up to 30 s) and held
 // every later change of the host back behind its timer.
 import type { ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { NFT, Oracle } from './helpers/backends.js';
 import { closeConnections } from './helpers/broker.js';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
 import { waitFor } from './helpers/wait.js';
 import { agentConnected, startAgent, startController, testBed, type AgentProc, type ControllerProc, type TestBed } from './helpers/sg.js';
+
+const repo = path.resolve(__dirname, '..');
 
 const rulesOf = (self: boolean) => [
   ...(self ? [{ id: 'from-web', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' }] : []),
@@ -117,6 +121,13 @@ for (const mode of ['bridged', 'routed'] as const) {
         t.regex(ns.exec(NFT, ['list', 'ruleset']), /iifkind "bridge" iifname "br\*" ct zone set iif/);
         const zone = Number(/^(\d+):/.exec(ns.exec('ip', ['-o', 'link', 'show', 'br0']))![1]) & 0xffff;
         t.regex(ns.exec('conntrack', ['-L', '-p', 'icmp', '-s', vm1.ip4]), new RegExp(`zone=${zone}\\b`), "the ping tracked in br0's zone");
+        t.deepEqual((await agent.status()).conntrackZones, [{ bridge: 'br0', zone }], 'status lists the zoned bridge');
+        const cli = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'status'], {
+          cwd: repo,
+          env: { ...process.env, SG_METRICS_LISTEN: agent.metrics },
+          encoding: 'utf8',
+        });
+        t.regex(cli.stdout, new RegExp(`conntrack zones \\(1 bridges\\):\\n\\s+br0\\s+zone=${zone}\\n`), cli.stderr);
       }
 
       // Full syncs that change nothing.

@@ -11,6 +11,8 @@ import { decode, MalformedMessage, type SyncReply, type UpdateMessage } from '..
 import { agentQueue, GROUP_EXCHANGE, groupKey } from '../protocol/routing.js';
 import { AgentBroker, SessionEnded } from './broker.js';
 import { openDataplane, UnsupportedSetting } from '../firewall/select.js';
+import { bridgeZones } from '../firewall/zones.js';
+import { listLinks } from '../addon/conntrack.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics, InputError } from './metrics.js';
 import { NetworkLog } from './network-log.js';
@@ -103,6 +105,7 @@ export class Agent {
       this.http = await this.metrics.serve(this.cfg.metricsListen, {
         '/status': async (q) => ({
           ...(this.status() as object),
+          ...(await this.conntrackZones()),
           ...(q.has('counters') ? { counters: await this.engine?.counters() } : {}),
         }),
         '/explain': (q) => this.explain(q),
@@ -518,6 +521,14 @@ export class Agent {
       engine: engine?.stats,
       ...(this.networkLog ? { networkLog: this.networkLog.stats } : {}),
     };
+  }
+
+  /** With conntrack zones: the bridges present whose traffic is tracked in a zone of its own, and
+   *  each one's zone (a link dump; src/firewall/zones.ts). */
+  private async conntrackZones(): Promise<{ conntrackZones?: { bridge: string; zone: number }[] }> {
+    if (!this.cfg.conntrackZoneBridges.length) return {};
+    const links = await listLinks(this.cfg.netns).catch(() => undefined);
+    return links ? { conntrackZones: bridgeZones(this.cfg.conntrackZoneBridges, links) } : {};
   }
 
   /** What the port's filter does with the packet the query describes, from the desired state. */

@@ -58,6 +58,7 @@ export async function status(args: string[]): Promise<number> {
     groups: { id: string; members: number; rulesRevision: number | null; membersRevision: number | null }[];
     sets: { name: string; groupId: string; family: 4 | 6; size: number; pending?: true }[];
     quarantined?: { kind: string; id: string; reason: string; since: number }[];
+    conntrackZones?: { bridge: string; zone: number }[];
     counters?: PortCounters[];
   };
   console.log(`host ${s.host} (${s.connected ? 'connected' : 'disconnected'})`);
@@ -76,6 +77,10 @@ export async function status(args: string[]): Promise<number> {
   if (q.length) {
     console.log(`quarantined (${q.length}):`);
     for (const e of q) console.log(`  ${e.kind} ${e.id}  since ${new Date(e.since).toISOString()}  ${e.reason}`);
+  }
+  if (s.conntrackZones) {
+    console.log(`conntrack zones (${s.conntrackZones.length} bridges):`);
+    for (const z of s.conntrackZones) console.log(`  ${z.bridge}  zone=${z.zone}`);
   }
   if (withCounters) printCounters(s.counters ?? []);
   return 0;

@@ -67,6 +67,8 @@ export interface AgentStatus {
   ports: { id: string; device: string; groups: string[]; inKernel: boolean }[];
   groups: { id: string; members: number; rulesRevision: number | null; membersRevision: number | null }[];
   sets: { name: string; size: number }[];
+  /** With conntrack zones: the zoned bridges present and their zones. */
+  conntrackZones?: { bridge: string; zone: number }[];
 }
 
 export interface AgentProc extends Running {
