@@ -7,6 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { FirewallEngine } from '../src/firewall/engine.js';
+import { KernelNames } from '../src/firewall/iptables/names.js';
 import { decide, openDataplane } from '../src/firewall/select.js';
 import type { SecurityGroupInput } from '../src/domain/model.js';
 import { kernelTest } from './helpers/gate.js';
@@ -425,5 +426,59 @@ kernelTest.serial(
     t.is(sockets(), before, 'both sockets released');
     const closed = await t.throwsAsync(c.listTables(), { instanceOf: NativeError });
     t.is(closed?.code, 'NFTABLES_FAILED');
+  },
+);
+
+kernelTest(
+  'switching backends with a stateless port: the old raw and ebtables objects go, its traffic stays untracked and a neighbour’s tracked',
+  async (t) => {
+    const topo = new Topology();
+    t.teardown(() => topo.destroy());
+    const [a, b, s] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+    const open: SecurityGroupInput = {
+      id: 'open',
+      stateful: false,
+      rules: [{ id: 'o-in', direction: 'ingress', ethertype: 'IPv4' }, ...egressAll],
+    };
+    // The stateless port's allowed pair covers its neighbours' network: their traffic stays tracked.
+    const state = {
+      ports: [
+        vmPort(a, ['default']),
+        vmPort(b, ['default']),
+        vmPort(s, ['open'], { allowedAddressPairs: [{ ipAddress: '10.100.0.0/24' }] }),
+      ],
+      groups: [selfGroup, open],
+      members: { default: [a.ip4, b.ip4, s.ip4] },
+    };
+    const ipt = new Oracle('iptables', topo.host);
+    const nft = new Oracle('nftables', topo.host);
+    topo.serve(b, 4100);
+    topo.serve(s, 4100);
+    const first = await openEngine('iptables', topo.host, { coalesceMs: 5 });
+    first.replaceAll(state);
+    await first.flush();
+    await first.close();
+    const raw = new KernelNames('sg').rawChain;
+    t.true(
+      ipt.ours().some((l) => l.startsWith(`:${raw} `)),
+      'the iptables backend made its raw chain (the stateless port)',
+    );
+    const tracked = (ip: string) => topo.host.run('conntrack', ['-L', '-d', ip]).stdout.trim();
+    for (const [to, from] of [
+      ['nftables', ipt],
+      ['iptables', nft],
+    ] as const) {
+      topo.host.exec('conntrack', ['-F']);
+      const { dataplane } = await openDataplane(to, { netns: topo.host.path, mode: 'bridged' });
+      const fw = new FirewallEngine(dataplane, { coalesceMs: 5 });
+      fw.replaceAll(state);
+      await fw.flush();
+      t.deepEqual(from.ours(), [], `${to}: the other backend's objects are gone, raw and ebtables chains included`);
+      t.true(topo.tcp(a, s.ip4, 4100), `${to}: a reaches the stateless port`);
+      t.is(tracked(s.ip4), '', `${to}: the stateless port's traffic is not tracked`);
+      t.true(topo.tcp(a, b.ip4, 4100), `${to}: a reaches b inside the stateless port's pair`);
+      t.not(tracked(b.ip4), '', `${to}: and that connection is tracked`);
+      await fw.close();
+    }
   },
 );
