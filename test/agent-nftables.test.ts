@@ -119,7 +119,7 @@ for (const mode of ['bridged', 'routed'] as const) {
       await waitFor('vm1 reaches vm2', () => vm1.ping(vm2.ip4));
       if (mode === 'bridged') {
         t.regex(ns.exec(NFT, ['list', 'ruleset']), /iifkind "bridge" iifname "br\*" ct zone set iif/);
-        const zone = Number(/^(\d+):/.exec(ns.exec('ip', ['-o', 'link', 'show', 'br0']))![1]) & 0xffff;
+        const zone = ns.ifindex('br0') & 0xffff;
         t.regex(ns.exec('conntrack', ['-L', '-p', 'icmp', '-s', vm1.ip4]), new RegExp(`zone=${zone}\\b`), "the ping tracked in br0's zone");
         t.deepEqual((await agent.status()).conntrackZones, [{ bridge: 'br0', zone }], 'status lists the zoned bridge');
         const cli = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'src/cli/sg-agent.ts'), 'status'], {

@@ -18,7 +18,7 @@ import { kernelTest } from './helpers/gate.js';
 
 /** The zone the kernel tracks a bridge's traffic in: its device index's low 16 bits. */
 function zoneOfDevice(topo: Topology, dev: string): number {
-  return Number(/^(\d+):/.exec(topo.host.exec('ip', ['-o', 'link', 'show', dev]))![1]) & 0xffff;
+  return topo.host.ifindex(dev) & 0xffff;
 }
 
 /** VMs 1 and 2 on br0 (tenant A, Neutron's default group) and on br1 (tenant B, TCP from each other

@@ -88,7 +88,7 @@ kernelTest("the namespace's devices are listed with their bridge's index", async
   ns.exec('ip', ['link', 'set', 'vz0', 'master', 'brz']);
   const links = await listLinks(ns.path);
   const byName = new Map(links.map((l) => [l.name, l]));
-  const index = (dev: string) => Number(/^(\d+):/.exec(ns.exec('ip', ['-o', 'link', 'show', dev]))![1]);
+  const index = (dev: string) => ns.ifindex(dev);
   t.like(byName.get('brz'), { index: index('brz'), master: undefined });
   t.like(byName.get('vz0'), { index: index('vz0'), master: index('brz') });
   t.is(byName.get('vz1')?.master, undefined);

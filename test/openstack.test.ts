@@ -126,7 +126,7 @@ openstackTest.serial(
     t.true(ta.ping(w1.vm, w2.vm.ip6), 'IPv6 across hosts');
     t.true(ta.tcp(w1.vm, d1.vm.ip4, DB), 'web → db within host a');
     // The connection crossed two qbr bridges of host a, each tracking it in its own zone.
-    const zone = (portId: string) => Number(/^(\d+):/.exec(a.ns.exec('ip', ['-o', 'link', 'show', devName('qbr', portId)]))![1]) & 0xffff;
+    const zone = (portId: string) => a.ns.ifindex(devName('qbr', portId)) & 0xffff;
     const tracked = a.ns.exec('conntrack', ['-L', '-p', 'tcp', '-d', d1.vm.ip4, '--dport', String(DB)]);
     for (const p of [w1, d1]) t.regex(tracked, new RegExp(`zone=${zone(p.port.id)}\\b`), `in the zone of ${devName('qbr', p.port.id)}`);
     t.true(ta.tcp(w1.vm, d2.vm.ip6, DB), 'web → db across hosts, IPv6');

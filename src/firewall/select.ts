@@ -65,8 +65,9 @@ export function decide(support: KernelSupport, mode: Mode): { kind: DataplaneKin
   };
 }
 
-/** Opens the backend `kind` itself: the one place a backend is made. */
-export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): Promise<Dataplane> {
+/** Opens the backend `kind` itself: the one place a backend is made (`support`: what a probe of this
+ *  kernel already found, so that it is not probed twice). */
+export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions, support?: KernelSupport): Promise<Dataplane> {
   const common = {
     ...(opts.netns ? { netns: opts.netns } : {}),
     prefix: opts.prefix ?? 'sg',
@@ -78,7 +79,7 @@ export async function openBackend(kind: DataplaneKind, opts: DataplaneOptions): 
   const zones = opts.conntrackZoneBridges?.length ? { conntrackZoneBridges: opts.conntrackZoneBridges } : {};
   // Refused at start-up, not at the first apply: a kernel that cannot set a zone from a rule.
   if (kind === 'nftables' && opts.conntrackZoneBridges?.length) {
-    const n = (await kernelSupport(opts.netns)).nftables;
+    const n = (support ?? (await kernelSupport(opts.netns))).nftables;
     if ('error' in n || !n.conntrackZones)
       throw new UnsupportedSetting(
         `the kernel cannot set conntrack zones (${'error' in n ? n.error : n.notes.filter((x) => x.startsWith('conntrack zones')).join('; ')})`,
@@ -112,9 +113,12 @@ export async function openDataplane(
 ): Promise<{ dataplane: Dataplane; kind: DataplaneKind; reason: string }> {
   let kind: DataplaneKind;
   let reason: string;
-  if (setting === 'auto') ({ kind, reason } = decide(await kernelSupport(opts.netns), opts.mode ?? 'bridged'));
-  else [kind, reason] = [setting, 'configured'];
-  const inner = await openBackend(kind, opts);
+  let support: KernelSupport | undefined;
+  if (setting === 'auto') {
+    support = await kernelSupport(opts.netns);
+    ({ kind, reason } = decide(support, opts.mode ?? 'bridged'));
+  } else [kind, reason] = [setting, 'configured'];
+  const inner = await openBackend(kind, opts, support);
   return { dataplane: new Switching(inner, kind === 'nftables' ? 'iptables' : 'nftables', opts), kind, reason };
 }
 

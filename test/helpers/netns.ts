@@ -36,6 +36,11 @@ export class Netns {
     });
   }
 
+  /** The index of device `dev` here (what the kernel numbers a bridge's conntrack zone by). */
+  ifindex(dev: string): number {
+    return Number(/^(\d+):/.exec(this.exec('ip', ['-o', 'link', 'show', dev]))![1]);
+  }
+
   /** Like exec, but returns status and output instead of throwing. */
   run(cmd: string, args: string[], input?: string): { status: number; stdout: string; stderr: string } {
     const r = spawnSync('ip', ['netns', 'exec', this.name, cmd, ...args], {

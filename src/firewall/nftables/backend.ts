@@ -90,7 +90,8 @@ export class NftablesDataplane implements Dataplane {
       names: this.names,
       mode: this.mode,
       unknownDevicePrefixes: opts.unknownDevicePrefixes ?? [],
-      zoneBridges: opts.conntrackZoneBridges ?? [],
+      // A routed port has no bridge: no zones, whatever the setting.
+      zoneBridges: this.mode === 'bridged' ? (opts.conntrackZoneBridges ?? []) : [],
     };
     this.ports = new PortObjects(this.layout, opts.log, (ops) => this.fresh(ops));
   }
@@ -147,7 +148,7 @@ export class NftablesDataplane implements Dataplane {
       out.failedFilters.push({ portId: b.portId, error: new Error(`set of group ${b.groupId} (IPv${b.family}) could not be made`) });
     if (c.cuts.length)
       out.conntrackDeleted = await deleteConntrackBetween(
-        await cutsInZones(dedupePairs(c.cuts), zoned(this.layout) ? this.layout.zoneBridges : [], this.opts.netns),
+        await cutsInZones(dedupePairs(c.cuts), this.layout.zoneBridges, this.opts.netns),
         this.opts.netns,
       );
     return out;

@@ -16,7 +16,7 @@ export interface Layout {
   /** Name prefixes of VM-port devices that are dropped when no port owns them (empty: none). */
   unknownDevicePrefixes: readonly string[];
   /** Name prefixes of the bridges whose traffic is tracked in a conntrack zone of each bridge's own
-   *  (bridged mode; empty: none, every bridge shares the host's table). */
+   *  (empty: none, every bridge shares the host's table; always empty in routed mode). */
   zoneBridges: readonly string[];
 }
 
@@ -148,7 +148,7 @@ function notrack(l: Layout): Stmt[] {
 
 /** Whether some bridges' traffic is tracked in zones of their own. */
 export function zoned(l: Layout): boolean {
-  return l.mode === 'bridged' && l.zoneBridges.length > 0;
+  return l.zoneBridges.length > 0;
 }
 
 /** What enters a zoned bridge (a Linux bridge: a frame it hands to the IP hooks comes in by the
