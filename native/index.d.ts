@@ -40,6 +40,20 @@ export declare class NativeIpset {
 }
 
 /**
+ * Hears devices made, renamed and removed in a namespace (RTNLGRP_LINK) on a thread of its own:
+ * `{"changed": true}` once per burst of changes, or `{"error": "<why>"}`.
+ */
+export declare class NativeLinkWatch {
+  /**
+   * Starts hearing the devices of the namespace at `netns` (or this one) of the rtnetlink kinds
+   * `kinds` (every device when empty). Rejects with NETNS_UNAVAILABLE or CONNTRACK_FAILED.
+   */
+  static start(netns: string | null, kinds: string[], onChange: (batch: string) => void): Promise<NativeLinkWatch>
+  /** Stops hearing (once the thread is gone). */
+  stop(): Promise<void>
+}
+
+/**
  * Reads a log group (nfnetlink_log) on a thread of its own: `{"packets": [...]}` or
  * `{"error": "<why>"}` batches to a JS callback.
  */

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeIpset = nativeBinding.NativeIpset
+module.exports.NativeLinkWatch = nativeBinding.NativeLinkWatch
 module.exports.NativeNflogListener = nativeBinding.NativeNflogListener
 module.exports.NativeNftables = nativeBinding.NativeNftables
 module.exports.NativeTraceListener = nativeBinding.NativeTraceListener

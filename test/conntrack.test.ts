@@ -3,9 +3,11 @@
 // entry with one of the namespace's own addresses at an end (either direction, a NATed reply too) is
 // the host's own connection and stays, whatever address a tenant gave a port.
 import test from 'ava';
-import { deleteConntrackBetween, listLinks } from '../src/addon/conntrack.js';
+import { deleteConntrackBetween, LinkWatch, listLinks } from '../src/addon/conntrack.js';
+import { NativeError } from '../src/addon/errors.js';
 import { kernelTest } from './helpers/gate.js';
 import { Netns } from './helpers/netns.js';
+import { waitFor } from './helpers/wait.js';
 
 function entry(ns: Netns, src: string, dst: string, sport: number, reply?: { src: string; dst: string }, zone?: number): void {
   const r = ns.run('conntrack', [
@@ -93,6 +95,36 @@ kernelTest("the namespace's devices are listed with their bridge's index", async
   t.like(byName.get('vz0'), { index: index('vz0'), master: index('brz') });
   t.is(byName.get('vz1')?.master, undefined);
   t.truthy(byName.get('lo'));
+});
+
+kernelTest('a watch of bridges hears one made, renamed and removed; a namespace that is not there is refused', async (t) => {
+  const ns = Netns.create('sgct');
+  t.teardown(() => ns.destroy());
+  let heard = 0;
+  const errors: string[] = [];
+  const watch = await LinkWatch.start(
+    ns.path,
+    ['bridge'],
+    () => heard++,
+    (m) => errors.push(m),
+  );
+  t.teardown(() => watch.stop());
+  for (const [what, cmd] of [
+    ['made', ['add', 'brw', 'type', 'bridge']],
+    ['renamed', ['set', 'brw', 'name', 'brx']],
+    ['removed', ['del', 'brx']],
+  ] as const) {
+    const before = heard;
+    ns.exec('ip', ['link', ...cmd]);
+    await waitFor(`a bridge ${what} heard`, () => heard > before);
+  }
+  t.deepEqual(errors, []);
+  await watch.stop();
+  const nowhere = () => undefined;
+  const missing = await t.throwsAsync(LinkWatch.start('/var/run/netns/sg-no-such-namespace', ['bridge'], nowhere, nowhere), {
+    instanceOf: NativeError,
+  });
+  t.is(missing?.code, 'NETNS_UNAVAILABLE');
 });
 
 test('no pairs: nothing read, nothing cut (unit)', async (t) => {

@@ -1,7 +1,8 @@
-//! Listeners of the kernel's packet events, each on a thread of its own that hands batches to a JS
+//! Listeners of the kernel's events, each on a thread of its own that hands batches to a JS
 //! callback as JSON text (a weak threadsafe function: it keeps no process alive): nf_tables trace
-//! events (`NativeTraceListener`, for `sg-agent trace`) and logged packets (`NativeNflogListener`,
-//! for security-group logging).
+//! events (`NativeTraceListener`, for `sg-agent trace`), logged packets (`NativeNflogListener`,
+//! for security-group logging) and devices changed (`NativeLinkWatch`, for the iptables backend's
+//! conntrack zones).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 
+use sg_agent_core::conntrack::LinkWatch;
 use sg_agent_core::error::{SysCode, SysError};
 use sg_agent_core::nflog::NflogListener;
 use sg_agent_core::nftables::TraceListener;
@@ -117,5 +119,39 @@ impl NativeNflogListener {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn stop(&self) -> AsyncTask<Work<(), ()>> {
         stop_task(&self.inner, NflogListener::stop)
+    }
+}
+
+/// Hears devices made, renamed and removed in a namespace (RTNLGRP_LINK) on a thread of its own:
+/// `{"changed": true}` once per burst of changes, or `{"error": "<why>"}`.
+#[napi]
+pub struct NativeLinkWatch {
+    inner: Arc<Mutex<Option<LinkWatch>>>,
+}
+
+#[napi]
+impl NativeLinkWatch {
+    /// Starts hearing the devices of the namespace at `netns` (or this one) of the rtnetlink kinds
+    /// `kinds` (every device when empty). Rejects with NETNS_UNAVAILABLE or CONNTRACK_FAILED.
+    #[napi(
+        ts_args_type = "netns: string | null, kinds: string[], onChange: (batch: string) => void",
+        ts_return_type = "Promise<NativeLinkWatch>"
+    )]
+    pub fn start(netns: Option<String>, kinds: Vec<String>, on_change: Callback) -> AsyncTask<Work<LinkWatch, NativeLinkWatch>> {
+        let at = netns.map(PathBuf::from);
+        let cb = Arc::new(on_change);
+        work_then(
+            move || {
+                let (on_change, on_error) = to_js(cb, "changed");
+                LinkWatch::start(at.as_deref(), kinds, move || on_change(true), on_error)
+            },
+            |w| NativeLinkWatch { inner: Arc::new(Mutex::new(Some(w))) },
+        )
+    }
+
+    /// Stops hearing (once the thread is gone).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn stop(&self) -> AsyncTask<Work<(), ()>> {
+        stop_task(&self.inner, LinkWatch::stop)
     }
 }

@@ -1,6 +1,7 @@
 // Cutting connections through ctnetlink (the addon), never the `conntrack` tool.
 import { native } from './native.js';
-import { fromNative } from './errors.js';
+import { callNative } from './errors.js';
+import { batchReader } from './listener.js';
 
 export interface AddressPair {
   a: string;
@@ -25,21 +26,46 @@ export interface Link {
  */
 export async function deleteConntrackBetween(pairs: AddressPair[], netns?: string): Promise<number> {
   if (pairs.length === 0) return 0;
-  try {
-    return await native.conntrackDeleteBetween(
+  return callNative(() =>
+    native.conntrackDeleteBetween(
       netns ?? null,
       pairs.map(({ a, b, zone }) => (zone === undefined ? { a, b } : { a, b, zone })),
-    );
-  } catch (e) {
-    throw fromNative(e);
-  }
+    ),
+  );
 }
 
 /** Every device of the namespace (an rtnetlink dump): which bridge a port's device is in. */
 export async function listLinks(netns?: string): Promise<Link[]> {
-  try {
-    return await native.conntrackLinks(netns ?? null);
-  } catch (e) {
-    throw fromNative(e);
+  return callNative(() => native.conntrackLinks(netns ?? null));
+}
+
+type LinkWatchHandle = Awaited<ReturnType<typeof native.NativeLinkWatch.start>>;
+
+/** Devices of a namespace made, renamed or removed, heard as the kernel tells them (RTNLGRP_LINK) on a
+ *  thread of the addon's own: `onChange` once per burst of changes (also when notifications were
+ *  lost), never with what changed (read the devices with `listLinks`). */
+export class LinkWatch {
+  private constructor(private readonly h: LinkWatchHandle) {}
+
+  /** Hears devices of the rtnetlink `kinds` (`bridge`…; every device when empty). `onError` hears of
+   *  the watch ending (its socket failed). Rejects with NETNS_UNAVAILABLE or CONNTRACK_FAILED. */
+  static async start(
+    netns: string | undefined,
+    kinds: string[],
+    onChange: () => void,
+    onError: (message: string) => void,
+  ): Promise<LinkWatch> {
+    const h = await callNative(() =>
+      native.NativeLinkWatch.start(
+        netns ?? null,
+        kinds,
+        batchReader<boolean>('changed', 'device notification', () => onChange(), onError),
+      ),
+    );
+    return new LinkWatch(h);
+  }
+
+  stop(): Promise<void> {
+    return callNative(() => this.h.stop());
   }
 }

@@ -106,3 +106,12 @@ export function fromNative(err: unknown, part: 'ipset' | 'native' = 'native'): I
   if (errno !== undefined) extra.errno = errno;
   return new IpsetError(code as IpsetErrorCode, message, extra);
 }
+
+/** A call into the addon whose rejection becomes our error of the part called (fromNative). */
+export async function callNative<T>(f: () => Promise<T>, part: 'ipset' | 'native' = 'native'): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw part === 'ipset' ? fromNative(e, 'ipset') : fromNative(e);
+  }
+}

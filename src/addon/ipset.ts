@@ -2,7 +2,7 @@
 // wrong (types) before the addon sees it, packs member lists into one buffer (MemberList), and turns
 // the addon's errors into IpsetError (src/addon/errors.ts).
 import { native } from './native.js';
-import { fromNative, IpsetError } from './errors.js';
+import { callNative, IpsetError } from './errors.js';
 import type { NativeIpset, JsSetSpec } from '../../native/index.js';
 
 export { IpsetError } from './errors.js';
@@ -51,12 +51,8 @@ export interface ReconcileResult {
   repaired: boolean;
 }
 
-async function call<T>(p: () => Promise<T>): Promise<T> {
-  try {
-    return await p();
-  } catch (e) {
-    throw fromNative(e, 'ipset');
-  }
+function call<T>(p: () => Promise<T>): Promise<T> {
+  return callNative(p, 'ipset');
 }
 
 function kindOf(v: unknown): string {

@@ -3,7 +3,8 @@
 // in batches on a thread of the addon's own. The packet's shape is declared once, in Rust
 // (native/core/src/nflog/reader.rs), and generated.
 import { native } from './native.js';
-import { fromNative } from './errors.js';
+import { callNative } from './errors.js';
+import { batchReader } from './listener.js';
 import type { LogPacket } from './nftables-types.js';
 
 export type { EtherHeader, LogPacket } from './nftables-types.js';
@@ -23,27 +24,18 @@ export class NflogListener {
     onPackets: (p: LogPacket[]) => void,
     onError: (message: string) => void,
   ): Promise<NflogListener> {
-    try {
-      const h = await native.NativeNflogListener.start(netns ?? null, group, copyRange, (text: string) => {
-        try {
-          const batch = JSON.parse(text) as { packets?: LogPacket[]; error?: string };
-          if (batch.packets) onPackets(batch.packets);
-          if (batch.error) onError(batch.error);
-        } catch (e) {
-          onError(`unreadable logged packets: ${(e as Error).message}`);
-        }
-      });
-      return new NflogListener(h);
-    } catch (e) {
-      throw fromNative(e);
-    }
+    const h = await callNative(() =>
+      native.NativeNflogListener.start(
+        netns ?? null,
+        group,
+        copyRange,
+        batchReader<LogPacket[]>('packets', 'logged packets', onPackets, onError),
+      ),
+    );
+    return new NflogListener(h);
   }
 
-  async stop(): Promise<void> {
-    try {
-      await this.h.stop();
-    } catch (e) {
-      throw fromNative(e);
-    }
+  stop(): Promise<void> {
+    return callNative(() => this.h.stop());
   }
 }

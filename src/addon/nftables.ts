@@ -3,7 +3,8 @@
 // cross the boundary as JSON text, which is 2–4× faster than napi reading the objects property by
 // property (bench/nft-boundary.ts). Every call runs off the JS thread.
 import { native } from './native.js';
-import { fromNative } from './errors.js';
+import { callNative, fromNative } from './errors.js';
+import { batchReader } from './listener.js';
 import type {
   Family,
   HookSpec,
@@ -43,63 +44,55 @@ export type WatchEvent = { repaired: ReconcileReport } | { failed: string };
 
 type Handle = Awaited<ReturnType<typeof native.NativeNftables.open>>;
 
-async function call<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (e) {
-    throw fromNative(e);
-  }
-}
-
 export class NftClient {
   private constructor(private readonly h: Handle) {}
 
   static async open(netns?: string): Promise<NftClient> {
-    return new NftClient(await call(() => native.NativeNftables.open(netns ?? null)));
+    return new NftClient(await callNative(() => native.NativeNftables.open(netns ?? null)));
   }
 
   /** One batch: committed whole, or refused whole with the refused operations named. With
    *  `generation` (a `describe`'s), only if the ruleset has not changed since: otherwise it is
    *  refused whole, code `RETRY`, and nothing changes. */
   async transact(ops: Op[], generation?: number): Promise<TransactResult> {
-    return JSON.parse(await call(() => this.h.transact(JSON.stringify(ops), generation ?? null))) as TransactResult;
+    return JSON.parse(await callNative(() => this.h.transact(JSON.stringify(ops), generation ?? null))) as TransactResult;
   }
 
   /** The kernel checks the operations and aborts (nothing changes). */
   async check(ops: Op[]): Promise<TransactResult> {
-    return JSON.parse(await call(() => this.h.check(JSON.stringify(ops)))) as TransactResult;
+    return JSON.parse(await callNative(() => this.h.check(JSON.stringify(ops)))) as TransactResult;
   }
 
   async reconcile(opts: { quick: boolean; allElements: boolean }): Promise<ReconcileReport> {
-    return JSON.parse(await call(() => this.h.reconcile(opts.quick, opts.allElements))) as ReconcileReport;
+    return JSON.parse(await callNative(() => this.h.reconcile(opts.quick, opts.allElements))) as ReconcileReport;
   }
 
   /** The ruleset's generation: it moves with every change committed to the namespace's nf_tables,
    *  anyone's (iptables-nft's and ebtables-nft's included). */
   async generation(): Promise<number> {
-    return call(() => this.h.generation());
+    return callNative(() => this.h.generation());
   }
 
   async listTables(): Promise<[NftFamily, string][]> {
-    return JSON.parse(await call(() => this.h.listTables())) as [NftFamily, string][];
+    return JSON.parse(await callNative(() => this.h.listTables())) as [NftFamily, string][];
   }
 
   async describe(family: NftFamily, table: string): Promise<TableDesc | null> {
-    return JSON.parse(await call(() => this.h.describe(family, table))) as TableDesc | null;
+    return JSON.parse(await callNative(() => this.h.describe(family, table))) as TableDesc | null;
   }
 
   /** Every rule of a table (of ours, or iptables-nft's `ip`/`ip6` tables), or of one chain of it:
    *  its handle, its place in its chain, and what its counter counted. */
   async ruleStats(family: NftFamily | 'ip' | 'ip6', table: string, chain?: string): Promise<RuleStat[]> {
-    return JSON.parse(await call(() => this.h.ruleStats(family, table, chain ?? null))) as RuleStat[];
+    return JSON.parse(await callNative(() => this.h.ruleStats(family, table, chain ?? null))) as RuleStat[];
   }
 
   async forget(family: NftFamily, table: string): Promise<void> {
-    await call(() => this.h.forget(family, table));
+    await callNative(() => this.h.forget(family, table));
   }
 
   async commits(): Promise<number> {
-    return call(() => this.h.commits());
+    return callNative(() => this.h.commits());
   }
 
   /** Repairs foreign changes to our tables as the kernel announces them; `onEvent` hears of each. */
@@ -118,7 +111,7 @@ export class NftClient {
   }
 
   async close(): Promise<void> {
-    await call(() => this.h.close());
+    await callNative(() => this.h.close());
   }
 }
 
@@ -132,25 +125,17 @@ export class TraceListener {
     onEvents: (events: TraceEvent[]) => void,
     onError: (message: string) => void = () => undefined,
   ): Promise<TraceListener> {
-    const h = await call(() =>
-      native.NativeTraceListener.start(netns ?? null, (text: string) => {
-        try {
-          const batch = JSON.parse(text) as { events?: TraceEvent[]; error?: string };
-          if (batch.events) onEvents(batch.events);
-          if (batch.error) onError(batch.error);
-        } catch (e) {
-          onError(`unreadable trace events: ${(e as Error).message}`);
-        }
-      }),
+    const h = await callNative(() =>
+      native.NativeTraceListener.start(netns ?? null, batchReader<TraceEvent[]>('events', 'trace events', onEvents, onError)),
     );
     return new TraceListener(h);
   }
 
   async stop(): Promise<void> {
-    await call(() => this.h.stop());
+    await callNative(() => this.h.stop());
   }
 }
 
 export async function probeNftables(netns?: string): Promise<NftSupport> {
-  return JSON.parse(await call(() => native.nftablesProbe(netns ?? null))) as NftSupport;
+  return JSON.parse(await callNative(() => native.nftablesProbe(netns ?? null))) as NftSupport;
 }

@@ -160,6 +160,12 @@ export interface Dataplane {
   counters?(portIds?: readonly string[]): Promise<Map<string, RuleCount[]>>;
   /** The port's chains and what their rules are (undefined: the port has none in the kernel). */
   portRules?(portId: string): Promise<PortRuleMap | undefined>;
+  /** For a backend whose rules depend on the host's devices (the iptables backend's zone rule per
+   *  bridge): `changed` is to be called when they change, once the backend hears them. */
+  onDevicesChanged?(changed: () => void): void;
+  /** Brings what depends on the host's devices up to date (called with no apply alongside); true
+   *  if the kernel was changed. */
+  refreshDevices?(): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -132,6 +132,9 @@ export class FirewallEngine {
   private startupCleanupPending = true;
   private readonly tally = { conntrackDeleted: 0, repairs: 0, rejectedInput: 0 };
   private readonly view: AppliedView;
+  /** A refresh for changed devices in flight, and whether more changes were heard meanwhile. */
+  private deviceRefresh: Promise<void> | null = null;
+  private devicesChangedAgain = false;
 
   constructor(
     readonly dataplane: Dataplane,
@@ -150,6 +153,7 @@ export class FirewallEngine {
       sets: this.sets,
       members: (ref) => [...state.membersOf(ref.groupId)].filter((ip) => (ip.includes(':') ? 6 : 4) === ref.family),
     };
+    dataplane.onDevicesChanged?.(() => this.devicesChanged());
     if (opts.reconcileIntervalMs) {
       // Cheap checks every interval (counts of set members, our chains as the tools print them), a full
       // read of every set every FULL_RECONCILE_EVERY intervals; skipped while an apply is pending, which
@@ -433,6 +437,33 @@ export class FirewallEngine {
     this.retryTimer.unref();
   }
 
+  /** The host's devices changed (the backend heard it): what the backend derives from them is
+   *  brought up to date with no apply alongside. Changes heard during a refresh make one more; a
+   *  failure is left to the periodic check. Before the first apply there is nothing to update: it
+   *  reads the devices itself. */
+  private devicesChanged(): void {
+    if (this.closed || !this.dataplane.refreshDevices) return;
+    if (this.deviceRefresh) {
+      this.devicesChangedAgain = true;
+      return;
+    }
+    const refresh = this.dataplane.refreshDevices.bind(this.dataplane);
+    this.deviceRefresh = this.loop
+      .exclusive(() => (this.closed || this.startupCleanupPending ? Promise.resolve(false) : refresh()))
+      .then(
+        () => undefined,
+        (e: unknown) =>
+          this.opts.logger?.error({ err: e }, "bringing rules up to date with the host's devices failed; the periodic check retries"),
+      )
+      .finally(() => {
+        this.deviceRefresh = null;
+        if (this.devicesChangedAgain) {
+          this.devicesChangedAgain = false;
+          this.devicesChanged();
+        }
+      });
+  }
+
   // ---- drift ----
 
   /** Compares the kernel with what was applied and repairs the difference; removes stale objects.
@@ -538,6 +569,7 @@ export class FirewallEngine {
   /** Stops; the firewall stays in place (traffic stays filtered). */
   async close(): Promise<void> {
     this.stopTimers();
+    await this.deviceRefresh;
     await this.loop.close();
     await this.dataplane.close();
   }
@@ -545,6 +577,7 @@ export class FirewallEngine {
   /** Removes every object of ours, applied or not; reports what could not be removed. */
   async cleanup(): Promise<{ removed: number; left: string[] }> {
     this.stopTimers();
+    await this.deviceRefresh;
     await this.loop.close();
     const r = await this.dataplane.cleanup();
     this.filters.clear();

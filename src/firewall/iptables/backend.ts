@@ -7,8 +7,8 @@
 // port dropped (never left unfiltered); the other ports go in.
 import type { Logger } from 'pino';
 import { IpsetClient, tempSetName, type SetSpec } from '../../addon/ipset.js';
-import { deleteConntrackBetween, listLinks } from '../../addon/conntrack.js';
-import { bridgeZones, cutsInZones } from '../zones.js';
+import { deleteConntrackBetween, LinkWatch, listLinks } from '../../addon/conntrack.js';
+import { bridgeZones, cutsInZones, ZONED_KIND } from '../zones.js';
 import {
   setKey,
   type AppliedView,
@@ -96,6 +96,10 @@ export class IptablesDataplane implements Dataplane {
   private readonly zoneBridges: readonly string[];
   /** The zoned bridges the raw chain was last written for. */
   private zones: { bridge: string; zone: number }[] = [];
+  /** Whom to tell of bridges made or gone (the engine, which then calls refreshDevices), and the
+   *  watch that hears them (started by the first read of the bridges; null if it could not be). */
+  private devicesChanged: (() => void) | null = null;
+  private linkWatch: Promise<LinkWatch | null> | null = null;
 
   private constructor(
     private readonly ipset: IpsetClient,
@@ -271,20 +275,54 @@ export class IptablesDataplane implements Dataplane {
     if (this.mode === 'bridged') await this.writeBridge(filters, changedPorts, failed);
   }
 
-  /** The zoned bridges present now (a link dump), none without zones. */
+  /** The zoned bridges present now (a link dump), none without zones. The watch of the devices is
+   *  on before the dump, so a bridge made after it is heard. */
   private async zonedBridgesNow(): Promise<{ bridge: string; zone: number }[]> {
-    return this.zoneBridges.length ? bridgeZones(this.zoneBridges, await listLinks(this.opts.netns)) : [];
+    if (!this.zoneBridges.length) return [];
+    await this.hearDevices();
+    return bridgeZones(this.zoneBridges, await listLinks(this.opts.netns));
+  }
+
+  onDevicesChanged(changed: () => void): void {
+    this.devicesChanged = changed;
+  }
+
+  /** Starts the watch of bridges made or gone, once. If it cannot be had, new bridges are zoned at
+   *  each apply and periodic check, as they would be without it. */
+  private async hearDevices(): Promise<void> {
+    const tell = this.devicesChanged;
+    if (tell && !this.linkWatch) {
+      this.linkWatch = LinkWatch.start(this.opts.netns, [ZONED_KIND], tell, (message) =>
+        this.opts.logger?.error(
+          { err: message },
+          'iptables: bridges made from now on are zoned at the periodic check (device notifications ended)',
+        ),
+      ).catch((e: unknown) => {
+        this.opts.logger?.error(
+          { err: e },
+          'iptables: bridges made from now on are zoned at the periodic check (device notifications unavailable)',
+        );
+        return null;
+      });
+    }
+    await this.linkWatch;
+  }
+
+  async refreshDevices(): Promise<boolean> {
+    return this.refreshZones();
   }
 
   /** A bridge made or gone since the raw chain was written gets or loses its zone rule: iptables
-   *  reads no device index, so each bridge has a rule of its own, written when the agent sees it
-   *  (each apply and each periodic check; until then its traffic is tracked in the zone 0, and a
-   *  connection moved to its zone later goes on where the rules admit it). */
+   *  reads no device index, so each bridge has a rule of its own, written when the agent hears of
+   *  the bridge (the device watch; failing it, the next apply or periodic check: meanwhile its
+   *  traffic is tracked in the zone 0, and a connection moved to its zone later goes on where the
+   *  rules admit it). */
   private async refreshZones(): Promise<boolean> {
     if (!this.zoneBridges.length) return false;
     const now = await this.zonedBridgesNow();
     if (JSON.stringify(now) === JSON.stringify(this.zones)) return false;
     for (const v of VERSIONS) await this.writeRaw(v, this.filters, now);
+    this.opts.logger?.info({ zones: now }, 'iptables: conntrack zones of the bridges brought up to date');
     this.zones = now;
     return true;
   }
@@ -494,6 +532,9 @@ export class IptablesDataplane implements Dataplane {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.ipset.close(), this.generation?.close()]);
+    const watch = await this.linkWatch;
+    this.linkWatch = null;
+    this.devicesChanged = null;
+    await Promise.all([this.ipset.close(), this.generation?.close(), watch?.stop()]);
   }
 }

@@ -12,9 +12,11 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 
+pub(super) const RTM_NEWLINK: u16 = 16;
+pub(super) const RTM_DELLINK: u16 = 17;
 /// RTM_GETLINK; the header is struct ifinfomsg: family (u8), pad (u8), type (u16), index (i32),
 /// flags and change (u32 each).
-const LINKS: DumpKind = DumpKind { get: 18, header_len: 16, new: 16, what: "RTM_GETLINK" };
+const LINKS: DumpKind = DumpKind { get: 18, header_len: 16, new: RTM_NEWLINK, what: "RTM_GETLINK" };
 
 /// One device: its index, its name, its kind (`bridge`, `veth`…; none for a physical device), and the
 /// index of the device it is enslaved to (a bridge), if any.
@@ -36,7 +38,8 @@ pub fn links(netns: Option<&Path>) -> io::Result<Vec<Link>> {
     Ok(out)
 }
 
-fn link_of(body: &[u8]) -> Option<Link> {
+/// A device as an RTM_NEWLINK or RTM_DELLINK body describes it; None if the body is malformed.
+pub(super) fn link_of(body: &[u8]) -> Option<Link> {
     let index = u32::from_ne_bytes(body.get(4..8)?.try_into().ok()?);
     let (mut name, mut kind, mut master) = (None, None, None);
     for (t, v) in attrs(body, LINKS.header_len)? {

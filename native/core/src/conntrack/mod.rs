@@ -7,10 +7,12 @@
 //! tuple (and zone) it was dumped with, all deletes in one batched send. An entry with one of the
 //! namespace's own addresses at an end (`local`) is the host's own connection and is never cut.
 
+mod link_watch;
 mod links;
 mod local;
 mod rtnl;
 
+pub use link_watch::LinkWatch;
 pub use links::{links, Link};
 pub use local::local_addresses;
 

@@ -12,5 +12,5 @@ pub use nfnetlink::{
     nfnl_msg_type, NfGenMsg, NfGenMsgBuffer, NfnlBody, NfnlMessage, NfnlPayload, NFGENMSG_LEN, NFNETLINK_V0, NFNL_BATCH_GENID,
     NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_CTNETLINK, NFNL_SUBSYS_IPSET, NFNL_SUBSYS_NFTABLES,
 };
-pub(crate) use socket::{open_connected, set_recv_timeout};
+pub(crate) use socket::{open_connected, open_subscribed, set_recv_timeout};
 pub use socket::{request, split_messages, BatchOutcome, NfnlSocket, NlError, Outcome};

@@ -421,6 +421,19 @@ pub(crate) fn open_connected(protocol: isize, netns: Option<&Path>) -> io::Resul
     })
 }
 
+/// A netlink socket of `protocol` made inside the namespace at `netns`, joined to the multicast
+/// `group` (it hears that group's notifications of that namespace), with a receive buffer of at
+/// least `rcvbuf` bytes (more than the default 208 KiB needs CAP_NET_ADMIN; without it, the default).
+pub(crate) fn open_subscribed(protocol: isize, group: u32, rcvbuf: usize, netns: Option<&Path>) -> io::Result<Socket> {
+    in_netns(netns, move || {
+        let mut s = Socket::new(protocol)?;
+        s.bind_auto()?;
+        s.add_membership(group)?;
+        let _ = set_buffer(&s, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcvbuf);
+        Ok(s)
+    })
+}
+
 pub(crate) fn set_recv_timeout(sock: &Socket, secs: i64) -> io::Result<()> {
     let tv = libc::timeval { tv_sec: secs, tv_usec: 0 };
     // SAFETY: setsockopt with a timeval we own.
