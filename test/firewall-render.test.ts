@@ -341,6 +341,47 @@ test('stateless ports are not tracked, from and to them; stateful ones are', (t)
   t.deepEqual(renderRaw([stateful], 'routed', false, M), []);
 });
 
+test("routed, iptables: the other ports' addresses inside a stateless port's pair stay tracked, the most specific route winning", (t) => {
+  const filter = (id: string, fixedIps: string[], pairs: string[], stateful: boolean) =>
+    buildFilter(
+      { group: () => ({ ...group, stateful }) },
+      validatePort({
+        ...port,
+        id,
+        device: `tap-${id}`,
+        fixedIps,
+        allowedAddressPairs: pairs.map((ipAddress) => ({ ipAddress })),
+      }),
+      noHolds,
+    );
+  // s: stateless, its pair the host's whole VM network; v: stateful inside it; w: stateful with a
+  // network of its own inside it that holds s's address; x: stateful elsewhere; y: stateless inside.
+  const s = filter('s', ['10.200.1.2'], ['10.200.0.0/16'], false);
+  const v = filter('v', ['10.200.2.2', 'fd00:200:2::2'], [], true);
+  const w = filter('w', ['10.200.3.2'], ['10.200.0.0/17'], true);
+  const x = filter('x', ['10.99.0.2'], [], true);
+  const y = filter('y', ['10.200.4.2'], [], false);
+  const notrack = (ip: string) => `-d ${ip} -m addrtype ! --dst-type LOCAL -j CT --notrack`;
+  const ret = (ip: string) => `-d ${ip} -j RETURN`;
+  t.deepEqual(renderRaw([s, v, w, x, y], 'routed', false, M), [
+    '-i tap-s -j CT --notrack',
+    '-i tap-y -j CT --notrack',
+    // Hosts first (their order among equals: the stateless ports' before the others'), then networks.
+    notrack('10.200.1.2/32'),
+    notrack('10.200.4.2/32'),
+    ret('10.200.2.2/32'),
+    ret('10.200.3.2/32'),
+    ret('10.200.0.0/17'),
+    notrack('10.200.0.0/16'),
+  ]);
+  // IPv6: no stateless address of that family, so no exception either.
+  t.deepEqual(renderRaw([s, v], 'routed', true, M), ['-i tap-s -j CT --notrack']);
+  // Bridged, the destination MAC tells the port: no exceptions.
+  t.false(renderRaw([s, v], 'bridged', false, M).some((l) => l.includes('RETURN')));
+  // No stateless port, no rule.
+  t.deepEqual(renderRaw([v, w, x], 'routed', false, M), []);
+});
+
 test('conntrack zones: a bridge named by a prefix is tracked in the zone of its index; the rules after the notrack ones', (t) => {
   const bridge = 'bridge';
   const links = [

@@ -138,51 +138,53 @@ for (const backend of BACKENDS) {
   });
 }
 
-kernelTest(
-  "nftables › routed: a stateless port's allowed pair never stops the tracking of traffic to another VM's address in it",
-  async (t) => {
-    // Routed, there is no destination MAC to tell the port by (bridged mode: firewall-parity): traffic
-    // to it is what the host routes out of its device. The iptables backend has no route lookup before
-    // conntrack and keeps the address (docs/firewall.md).
-    const r = routedHost(t);
-    const [s, v, srv] = [r.add(1), r.add(2), r.add(3)];
-    const topo = new Topology(r.host);
-    t.teardown(() => topo.destroy());
-    topo.serve(srv, 7400);
-    const fw = await openEngine('nftables', r.host, { coalesceMs: 5, mode: 'routed' });
-    t.teardown(() => fw.close());
-    const both = (r: Omit<SecurityGroupRuleInput, 'ethertype' | 'id'> & { id: string }): SecurityGroupRuleInput[] => [
-      { ...r, id: `${r.id}4`, ethertype: 'IPv4' },
-      { ...r, id: `${r.id}6`, ethertype: 'IPv6' },
-    ];
-    const out = both({ id: 'e', direction: 'egress' });
-    fw.setGroup({ id: 'loose', stateful: false, rules: [...out, ...both({ id: 'in', direction: 'ingress' })] });
-    fw.setGroup({ id: 'egress', rules: out });
-    fw.setGroup({
-      id: 'srv',
-      rules: [...both({ id: 'i', direction: 'ingress', protocol: 'tcp', portRangeMin: 7400, portRangeMax: 7400 }), ...out],
-    });
-    // The pair covers every VM of the host, and the host routes it to s; each VM's own network is
-    // more specific.
-    r.host.exec('ip', ['route', 'add', '10.200.0.0/16', 'dev', s.device]);
-    r.host.exec('ip', ['-6', 'route', 'add', 'fd00:200::/40', 'dev', s.device]);
-    fw.setPort({ ...port(s, ['loose']), allowedAddressPairs: [{ ipAddress: '10.200.0.0/16' }, { ipAddress: 'fd00:200::/40' }] });
-    fw.setPort(port(v, ['egress']));
-    fw.setPort(port(srv, ['srv']));
-    await fw.flush();
-    for (const x of [s, v, srv]) t.true(fw.portInKernel(`port-${x.name}`), `${x.name} filtered`);
-    t.true(topo.tcp(v, srv.ip4, 7400), "a stateful VM's connection inside the pair's network gets its replies");
-    const tracked = r.host.run('conntrack', ['-L', '-p', 'tcp', '-d', srv.ip4, '--dport', '7400']).stdout;
-    t.true(tracked.includes('dport=7400'), `and is tracked: ${tracked}`);
-    t.true(topo.tcp(s, srv.ip4, 7400), 'the stateless port reaches the server');
-    const untracked = r.host.run('conntrack', ['-L', '-p', 'tcp', '-s', s.ip4]).stdout;
-    t.false(untracked.includes('dport=7400'), `nothing of the stateless port's traffic is tracked, either way: ${untracked}`);
-    // The same over IPv6 (the route lookup of the other family).
-    t.true(topo.tcp(v, srv.ip6, 7400), 'IPv6: the stateful VM gets its replies');
-    const tracked6 = r.host.run('conntrack', ['-L', '-f', 'ipv6', '-p', 'tcp', '-d', srv.ip6, '--dport', '7400']).stdout;
-    t.true(tracked6.includes('dport=7400'), `and is tracked: ${tracked6}`);
-    t.true(topo.tcp(s, srv.ip6, 7400), 'IPv6: the stateless port reaches the server');
-    const untracked6 = r.host.run('conntrack', ['-L', '-f', 'ipv6', '-p', 'tcp', '-s', s.ip6]).stdout;
-    t.false(untracked6.includes('dport=7400'), `IPv6: nothing of the stateless port's traffic is tracked: ${untracked6}`);
-  },
-);
+for (const backend of BACKENDS) {
+  kernelTest(
+    `${backend} › routed: a stateless port's allowed pair never stops the tracking of traffic to another VM's address in it`,
+    async (t) => {
+      // Routed, there is no destination MAC to tell the port by (bridged mode: firewall-parity): traffic
+      // to it is what the host routes out of its device. nftables asks the route; iptables, which has no
+      // route lookup before conntrack, excepts the other ports' more specific addresses (docs/firewall.md).
+      const r = routedHost(t);
+      const [s, v, srv] = [r.add(1), r.add(2), r.add(3)];
+      const topo = new Topology(r.host);
+      t.teardown(() => topo.destroy());
+      topo.serve(srv, 7400);
+      const fw = await openEngine(backend, r.host, { coalesceMs: 5, mode: 'routed' });
+      t.teardown(() => fw.close());
+      const both = (r: Omit<SecurityGroupRuleInput, 'ethertype' | 'id'> & { id: string }): SecurityGroupRuleInput[] => [
+        { ...r, id: `${r.id}4`, ethertype: 'IPv4' },
+        { ...r, id: `${r.id}6`, ethertype: 'IPv6' },
+      ];
+      const out = both({ id: 'e', direction: 'egress' });
+      fw.setGroup({ id: 'loose', stateful: false, rules: [...out, ...both({ id: 'in', direction: 'ingress' })] });
+      fw.setGroup({ id: 'egress', rules: out });
+      fw.setGroup({
+        id: 'srv',
+        rules: [...both({ id: 'i', direction: 'ingress', protocol: 'tcp', portRangeMin: 7400, portRangeMax: 7400 }), ...out],
+      });
+      // The pair covers every VM of the host, and the host routes it to s; each VM's own network is
+      // more specific.
+      r.host.exec('ip', ['route', 'add', '10.200.0.0/16', 'dev', s.device]);
+      r.host.exec('ip', ['-6', 'route', 'add', 'fd00:200::/40', 'dev', s.device]);
+      fw.setPort({ ...port(s, ['loose']), allowedAddressPairs: [{ ipAddress: '10.200.0.0/16' }, { ipAddress: 'fd00:200::/40' }] });
+      fw.setPort(port(v, ['egress']));
+      fw.setPort(port(srv, ['srv']));
+      await fw.flush();
+      for (const x of [s, v, srv]) t.true(fw.portInKernel(`port-${x.name}`), `${x.name} filtered`);
+      t.true(topo.tcp(v, srv.ip4, 7400), "a stateful VM's connection inside the pair's network gets its replies");
+      const tracked = r.host.run('conntrack', ['-L', '-p', 'tcp', '-d', srv.ip4, '--dport', '7400']).stdout;
+      t.true(tracked.includes('dport=7400'), `and is tracked: ${tracked}`);
+      t.true(topo.tcp(s, srv.ip4, 7400), 'the stateless port reaches the server');
+      const untracked = r.host.run('conntrack', ['-L', '-p', 'tcp', '-s', s.ip4]).stdout;
+      t.false(untracked.includes('dport=7400'), `nothing of the stateless port's traffic is tracked, either way: ${untracked}`);
+      // The same over IPv6 (the route lookup of the other family).
+      t.true(topo.tcp(v, srv.ip6, 7400), 'IPv6: the stateful VM gets its replies');
+      const tracked6 = r.host.run('conntrack', ['-L', '-f', 'ipv6', '-p', 'tcp', '-d', srv.ip6, '--dport', '7400']).stdout;
+      t.true(tracked6.includes('dport=7400'), `and is tracked: ${tracked6}`);
+      t.true(topo.tcp(s, srv.ip6, 7400), 'IPv6: the stateless port reaches the server');
+      const untracked6 = r.host.run('conntrack', ['-L', '-f', 'ipv6', '-p', 'tcp', '-s', s.ip6]).stdout;
+      t.false(untracked6.includes('dport=7400'), `IPv6: nothing of the stateless port's traffic is tracked: ${untracked6}`);
+    },
+  );
+}

@@ -6,7 +6,7 @@
 // each entry into their own form (iptables/render.ts: restore lines, one table per family;
 // nftables/render.ts: statements, both families in one chain). docs/firewall.md says why each rule
 // is there. Pure.
-import { familyOf, isCatchAll, type Family } from '../domain/address.js';
+import { contains, familyOf, formatCidr, isCatchAll, parseCidr, type Family } from '../domain/address.js';
 import type { PortFilter } from './dataplane.js';
 
 export type FixedVerdict = 'return' | 'drop';
@@ -205,6 +205,29 @@ export function untrackedAddresses(f: PortFilter): Record<Family, string[]> {
     if (isCatchAll(ip) || ip.toLowerCase().startsWith('fe80:')) continue;
     const list = out[familyOf(ip)];
     if (!list.includes(ip)) list.push(ip);
+  }
+  return out;
+}
+
+/** Routed mode, for a backend that cannot look the route up before conntrack (iptables): the
+ *  addresses of the host's other ports that lie inside a stateless port's untracked addresses and
+ *  are more specific than them. The host routes each to its own port's device, not the stateless
+ *  port's, so its traffic stays tracked (the nftables backend asks the route: `fib daddr oifname`).
+ *  Each once, canonical. */
+export function trackedInsideUntracked(filters: Iterable<PortFilter>): Record<Family, string[]> {
+  const all = [...filters];
+  const untracked = all.flatMap((f) => [...untrackedAddresses(f)[4], ...untrackedAddresses(f)[6]]).map((ip) => parseCidr(ip));
+  const out: Record<Family, string[]> = { 4: [], 6: [] };
+  if (untracked.length === 0) return out;
+  for (const f of all) {
+    if (isUntracked(f)) continue;
+    for (const { ip } of f.sources) {
+      if (isCatchAll(ip)) continue;
+      const own = parseCidr(ip);
+      if (!untracked.some((u) => u.prefix < own.prefix && contains(u, own))) continue;
+      const text = formatCidr(own);
+      if (!out[own.family].includes(text)) out[own.family].push(text);
+    }
   }
   return out;
 }

@@ -17,6 +17,7 @@ import {
   ingressPolicy,
   ofFamily,
   spoofSources,
+  trackedInsideUntracked,
   untrackedAddresses,
   VLAN_TAG_TYPES,
 } from '../policy.js';
@@ -318,8 +319,9 @@ export function markHex(bit: number): string {
 /** raw PREROUTING: traffic from and to ports whose groups are all stateless is not tracked; their
  *  rules must then admit replies explicitly, as with Neutron. Traffic to such a port is known by its
  *  destination address (never the host's own: policy.ts, untrackedAddresses) and, bridged, by its
- *  destination MAC (`mark`, markHex): an allowed pair may be a network that holds other VMs'
- *  addresses, and their traffic must stay tracked. */
+ *  destination MAC (`mark`, markHex), routed with the other ports' addresses inside it excepted: an
+ *  allowed pair may be a network that holds other VMs' addresses, and their traffic must stay
+ *  tracked. */
 export function renderRaw(
   filters: Iterable<PortFilter>,
   mode: Mode,
@@ -327,15 +329,25 @@ export function renderRaw(
   mark: string,
   zones: readonly { bridge: string; zone: number }[] = [],
 ): string[] {
-  const lines: string[] = [];
+  const all = [...filters];
+  const family = v6 ? 6 : 4;
   const marked = `-m mark --mark ${mark}/${mark}`;
   const toPort = mode === 'bridged' ? ` ${marked}` : '';
-  for (const f of filters) {
-    if (!isUntracked(f)) continue;
-    lines.push(`${physdevIn(mode, f.device)} -j CT --notrack`);
-    for (const ip of untrackedAddresses(f)[v6 ? 6 : 4])
-      lines.push(`-d ${iptablesCidr(ip)}${toPort} -m addrtype ! --dst-type LOCAL -j CT --notrack`);
-  }
+  const stateless = all.filter(isUntracked);
+  // From a stateless port; then to one, bridged known by the mark its destination MAC got.
+  const lines = stateless.map((f) => `${physdevIn(mode, f.device)} -j CT --notrack`);
+  const to = stateless.flatMap((f) => untrackedAddresses(f)[family].map((ip) => ({ ip, track: false })));
+  // Routed, by its address, less the other ports' addresses inside it (policy.ts), which the host
+  // routes to their own devices: most specific first, as a route lookup picks, and since `CT
+  // --notrack` does not end the chain, a notrack matched first stays (a more specific stateless
+  // address inside another port's network) and a RETURN matched first keeps the packet tracked.
+  if (mode === 'routed' && to.length) to.push(...trackedInsideUntracked(all)[family].map((ip) => ({ ip, track: true })));
+  const prefixOf = (ip: string) => Number(iptablesCidr(ip).split('/')[1]);
+  if (mode === 'routed') to.sort((a, b) => prefixOf(b.ip) - prefixOf(a.ip));
+  for (const { ip, track } of to)
+    lines.push(
+      track ? `-d ${iptablesCidr(ip)} -j RETURN` : `-d ${iptablesCidr(ip)}${toPort} -m addrtype ! --dst-type LOCAL -j CT --notrack`,
+    );
   // The bridges' conntrack zones (../zones.ts), after the notrack rules: the CT target leaves a
   // packet already untracked as it is. `CT --zone 0` is the default zone: no rule.
   for (const { bridge, zone } of zones) if (zone !== 0) lines.push(`-i ${bridge} -j CT --zone ${zone}`);
