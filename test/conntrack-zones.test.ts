@@ -181,32 +181,44 @@ onBothBackends('without conntrack zones (the default), networks with overlapping
   t.true(s.lookalikeAnswered(), "B2's datagram passes as the reply of A's connection, and B1 answers");
 });
 
-kernelTest('conntrack zones: a switch of backend keeps each connection in its zone, and the connection alive', async (t) => {
-  const topo = new Topology();
-  t.teardown(() => topo.destroy());
-  const [a, b] = [topo.addVm(1), topo.addVm(2)];
-  // Without loose pickup a connection looked up in another zone than its entry's is dead.
-  topo.host.exec('sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_loose=0']);
-  const state = { ports: [vmPort(a, ['default']), vmPort(b, ['default'])], groups: [defaultGroup()], members: { default: [a.ip4, b.ip4] } };
-  const first = await openEngine('iptables', topo.host, { coalesceMs: 5, conntrackZoneBridges: ['br'] });
-  first.replaceAll(state);
-  await first.flush();
-  await first.close();
-  topo.serve(b, 4100);
-  const c = await topo.longConnection(a, b.ip4, 4100);
-  t.teardown(() => c.close());
-  t.true(await c.alive());
-  for (const to of ['nftables', 'iptables'] as const) {
-    const { dataplane } = await openDataplane(to, { netns: topo.host.path, mode: 'bridged', conntrackZoneBridges: ['br'] });
-    const fw = new FirewallEngine(dataplane, { coalesceMs: 5 });
-    fw.replaceAll(state);
-    await fw.flush();
-    t.true(await c.alive(), `on ${to}: the connection goes on`);
-    t.regex(
-      topo.host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '4100']),
-      new RegExp(`zone=${zoneOfDevice(topo, 'br0')}\\b`),
-      `on ${to}: in br0's zone`,
-    );
-    await fw.close();
-  }
-});
+kernelTest(
+  'conntrack zones: a switch of backend keeps each connection in its zone, and the connection alive; a bridge made after it is zoned',
+  async (t) => {
+    const topo = new Topology();
+    t.teardown(() => topo.destroy());
+    const [a, b] = [topo.addVm(1), topo.addVm(2)];
+    // Without loose pickup a connection looked up in another zone than its entry's is dead.
+    topo.host.exec('sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_loose=0']);
+    const state = {
+      ports: [vmPort(a, ['default']), vmPort(b, ['default'])],
+      groups: [defaultGroup()],
+      members: { default: [a.ip4, b.ip4] },
+    };
+    const first = await openEngine('iptables', topo.host, { coalesceMs: 5, conntrackZoneBridges: ['br'] });
+    first.replaceAll(state);
+    await first.flush();
+    await first.close();
+    topo.serve(b, 4100);
+    const c = await topo.longConnection(a, b.ip4, 4100);
+    t.teardown(() => c.close());
+    t.true(await c.alive());
+    for (const to of ['nftables', 'iptables'] as const) {
+      const { dataplane } = await openDataplane(to, { netns: topo.host.path, mode: 'bridged', conntrackZoneBridges: ['br'] });
+      const fw = new FirewallEngine(dataplane, { coalesceMs: 5 });
+      fw.replaceAll(state);
+      await fw.flush();
+      t.true(await c.alive(), `on ${to}: the connection goes on`);
+      t.regex(
+        topo.host.exec('conntrack', ['-L', '-p', 'tcp', '--dport', '4100']),
+        new RegExp(`zone=${zoneOfDevice(topo, 'br0')}\\b`),
+        `on ${to}: in br0's zone`,
+      );
+      if (to === 'iptables') {
+        // Opened as the agent opens it (openDataplane's wrapper): a bridge made now is heard and zoned.
+        topo.addBridge('br5');
+        await waitFor('a bridge made later zoned, through the wrapper', () => zoneRules(topo, 'iptables').includes('-i br5 '));
+      }
+      await fw.close();
+    }
+  },
+);

@@ -173,6 +173,12 @@ class Switching implements Dataplane {
   portRules(portId: string): Promise<PortRuleMap | undefined> {
     return this.inner.portRules?.(portId) ?? Promise.resolve(undefined);
   }
+  onDevicesChanged(changed: () => void): void {
+    this.inner.onDevicesChanged?.(changed);
+  }
+  refreshDevices(): Promise<boolean> {
+    return this.inner.refreshDevices?.() ?? Promise.resolve(false);
+  }
   close(): Promise<void> {
     return this.inner.close();
   }
