@@ -429,31 +429,32 @@ kernelTest.serial(
   },
 );
 
+/** VMs a and b in the default group, and s stateless whose allowed pair covers their network (their
+ *  traffic must stay tracked), each serving TCP 4100; `tracked(ip)` lists the entries to ip. */
+function statelessNeighbours(t: ExecutionContext) {
+  const topo = new Topology();
+  t.teardown(() => topo.destroy());
+  const [a, b, s] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
+  const open: SecurityGroupInput = {
+    id: 'open',
+    stateful: false,
+    rules: [{ id: 'o-in', direction: 'ingress', ethertype: 'IPv4' }, ...egressAll],
+  };
+  const state = {
+    ports: [vmPort(a, ['default']), vmPort(b, ['default']), vmPort(s, ['open'], { allowedAddressPairs: [{ ipAddress: '10.100.0.0/24' }] })],
+    groups: [selfGroup, open],
+    members: { default: [a.ip4, b.ip4, s.ip4] },
+  };
+  topo.serve(b, 4100);
+  topo.serve(s, 4100);
+  const tracked = (ip: string) => topo.host.run('conntrack', ['-L', '-d', ip]).stdout.trim();
+  return { topo, a, b, s, state, tracked, ipt: new Oracle('iptables', topo.host), nft: new Oracle('nftables', topo.host) };
+}
+
 kernelTest(
   'switching backends with a stateless port: the old raw and ebtables objects go, its traffic stays untracked and a neighbour’s tracked',
   async (t) => {
-    const topo = new Topology();
-    t.teardown(() => topo.destroy());
-    const [a, b, s] = [topo.addVm(1), topo.addVm(2), topo.addVm(3)];
-    const open: SecurityGroupInput = {
-      id: 'open',
-      stateful: false,
-      rules: [{ id: 'o-in', direction: 'ingress', ethertype: 'IPv4' }, ...egressAll],
-    };
-    // The stateless port's allowed pair covers its neighbours' network: their traffic stays tracked.
-    const state = {
-      ports: [
-        vmPort(a, ['default']),
-        vmPort(b, ['default']),
-        vmPort(s, ['open'], { allowedAddressPairs: [{ ipAddress: '10.100.0.0/24' }] }),
-      ],
-      groups: [selfGroup, open],
-      members: { default: [a.ip4, b.ip4, s.ip4] },
-    };
-    const ipt = new Oracle('iptables', topo.host);
-    const nft = new Oracle('nftables', topo.host);
-    topo.serve(b, 4100);
-    topo.serve(s, 4100);
+    const { topo, a, b, s, state, tracked, ipt, nft } = statelessNeighbours(t);
     const first = await openEngine('iptables', topo.host, { coalesceMs: 5 });
     first.replaceAll(state);
     await first.flush();
@@ -463,7 +464,6 @@ kernelTest(
       ipt.ours().some((l) => l.startsWith(`:${raw} `)),
       'the iptables backend made its raw chain (the stateless port)',
     );
-    const tracked = (ip: string) => topo.host.run('conntrack', ['-L', '-d', ip]).stdout.trim();
     for (const [to, from] of [
       ['nftables', ipt],
       ['iptables', nft],
@@ -479,6 +479,39 @@ kernelTest(
       t.true(topo.tcp(a, b.ip4, 4100), `${to}: a reaches b inside the stateless port's pair`);
       t.not(tracked(b.ip4), '', `${to}: and that connection is tracked`);
       await fw.close();
+    }
+  },
+);
+
+kernelTest(
+  'both backends in place at once (the moment of a switch) with a stateless port: its traffic untracked, a neighbour’s tracked and answered',
+  async (t) => {
+    // A switch applies the new backend before it removes the old one's objects: for that moment every
+    // packet meets both. Made to last here: each backend applied on its own, neither removing the other.
+    const { topo, a, b, s, state, tracked, ipt, nft } = statelessNeighbours(t);
+    for (const order of [
+      ['iptables', 'nftables'],
+      ['nftables', 'iptables'],
+    ] as const) {
+      for (const backend of order) {
+        const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
+        fw.replaceAll(state);
+        await fw.flush();
+        await fw.close();
+      }
+      t.not(ipt.ours().length, 0, 'the iptables objects are in place');
+      t.not(nft.ours().length, 0, 'and the nftables ones');
+      topo.host.exec('conntrack', ['-F']);
+      t.true(topo.tcp(a, s.ip4, 4100), `${order[1]} last: a reaches the stateless port`);
+      t.true(topo.tcp(s, b.ip4, 4100), `${order[1]} last: the stateless port reaches b`);
+      t.is(tracked(s.ip4), '', `${order[1]} last: nothing to the stateless port is tracked`);
+      t.is(topo.host.run('conntrack', ['-L', '-s', s.ip4]).stdout.trim(), '', `${order[1]} last: nor from it`);
+      t.true(topo.tcp(a, b.ip4, 4100), `${order[1]} last: a reaches b inside the stateless port's pair, and is answered`);
+      t.not(tracked(b.ip4), '', `${order[1]} last: that connection is tracked`);
+      for (const backend of order) {
+        const fw = await openEngine(backend, topo.host, { coalesceMs: 5 });
+        await fw.cleanup();
+      }
     }
   },
 );
