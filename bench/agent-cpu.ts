@@ -7,7 +7,8 @@
 // set holding the group's members: the agent process's CPU (user + system, children included), the
 // messages it received, and so CPU per message; its latency (`lag`: from the last create stored to
 // the agent's own time of the kernel taking the set's last member, the relay left to its own pace);
-// first its CPU over 5 idle seconds (its fixed cost).
+// first its CPU over AGENT_IDLE_S idle seconds (default 5; its fixed cost), and how often its
+// threads ran meanwhile.
 // The agent runs as installed (dist/, `npm run build`; SG_BENCH_AGENT=tsx: from the sources).
 // AGENT_DATAPLANE: nftables (default) or iptables. Looking into it: AGENT_PROF=1 writes its V8 CPU
 // profile to /tmp/prof and prints each round's window in its clock (CLOCK_MONOTONIC, µs);
@@ -32,6 +33,12 @@ const HOSTS = Number(process.env.STORM_HOSTS ?? 20);
 const PORTS = Number(process.env.STORM_PORTS ?? 500);
 const PACE_MS = Number(process.env.STORM_PACE_MS ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
+/** AGENT_RECONCILE_MS: the agent's periodic check, and with it on the nftables backend its watch of
+ *  foreign changes (default 0: neither, so that a round's CPU is the storm's alone; the agent's own
+ *  default is 5000). */
+const RECONCILE_MS = Number(process.env.AGENT_RECONCILE_MS ?? 0);
+/** AGENT_IDLE_S: how long the agent's idle CPU is measured before the rounds (default 5 s). */
+const IDLE_S = Number(process.env.AGENT_IDLE_S ?? 5);
 const DATAPLANE = process.env.AGENT_DATAPLANE ?? 'nftables';
 /** AGENT_MEMBERS_ONLY=1: the agent's host gets only the first port of each storm (the ports it would
  *  have had go to host 1), so what it receives is the group's member deltas alone, no bindings. */
@@ -128,7 +135,7 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
       SG_NETNS: `/var/run/netns/${ns}`,
       SG_METRICS_LISTEN: metrics,
       SG_LOG_LEVEL: 'error',
-      SG_RECONCILE_INTERVAL_MS: '0',
+      SG_RECONCILE_INTERVAL_MS: String(RECONCILE_MS),
       SG_DATAPLANE: DATAPLANE,
     },
     stdio: ['ignore', process.env.AGENT_FLAGS ? 'inherit' : 'ignore', 'inherit'],
@@ -163,9 +170,13 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
     }
     await sleep(1000);
     // What the agent spends doing nothing, for as long as a storm lasts: its fixed cost.
-    const idle0 = cpu(child.pid!);
-    await sleep(5000);
-    console.log(`idle: cpu=${(cpu(child.pid!) - idle0).toFixed(3)}s in 5 s`);
+    const wakes = () => [...threads(child.pid!).values()].reduce((n, [, slices]) => n + slices, 0);
+    const [idle0, wakes0] = [cpu(child.pid!), wakes()];
+    await sleep(IDLE_S * 1000);
+    const idleCpu = cpu(child.pid!) - idle0;
+    console.log(
+      `idle: cpu=${idleCpu.toFixed(3)}s in ${IDLE_S} s (${((idleCpu * 1000) / IDLE_S).toFixed(2)} ms/s; its threads ran ${((wakes() - wakes0) / IDLE_S).toFixed(1)} times a second)`,
+    );
     for (let r = 0; r < ROUNDS; r++) {
       await ctl.putGroup(`g${r}`, true, rules(`g${r}`));
       await sleep(1000);

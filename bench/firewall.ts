@@ -13,6 +13,7 @@
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { IptablesDataplane } from '../src/firewall/iptables/backend.js';
 import { NftablesDataplane } from '../src/firewall/nftables/backend.js';
@@ -432,14 +433,11 @@ async function forwardOnce(N: number, open: (netns: string) => Promise<FirewallE
  *  both sides. The rules are read with iptables-save off the event loop, every 2 ms. */
 async function zoneGap(): Promise<void> {
   const reps = Number(process.env.BENCH_ZONEGAP_REPS ?? 10);
-  const readRaw = (ns: string) =>
-    new Promise<string>((resolve, reject) =>
-      execFile('ip', ['netns', 'exec', ns, 'iptables-save', '-t', 'raw'], (e, out) => (e ? reject(e) : resolve(out))),
-    );
+  const readRaw = promisify(execFile);
   const gaps = async (watched: boolean): Promise<number[]> => {
     const topo = new Topology();
     const dp = await openBackend('iptables', { netns: topo.host.path, conntrackZoneBridges: ['qbr'] });
-    const withheld = new Proxy(dp, { get: (o, k) => (k === 'onDevicesChanged' ? undefined : Reflect.get(o, k, o)) });
+    const withheld = new Proxy(dp, { get: (o, k): unknown => (k === 'onDevicesChanged' ? undefined : Reflect.get(o, k, o)) });
     const fw = new FirewallEngine(watched ? dp : withheld, { coalesceMs: 1, reconcileIntervalMs: 5_000 });
     const vm = topo.addVm(1);
     fw.setGroup(defaultGroup);
@@ -451,7 +449,8 @@ async function zoneGap(): Promise<void> {
       await new Promise((r) => setTimeout(r, ((i * 5_000) / reps) % 5_000));
       const t0 = performance.now();
       topo.host.exec('ip', ['link', 'add', `qbr${i}`, 'type', 'bridge']);
-      while (!(await readRaw(topo.host.name)).includes(`-i qbr${i} -j CT`)) await new Promise((r) => setTimeout(r, 2));
+      while (!(await readRaw('ip', ['netns', 'exec', topo.host.name, 'iptables-save', '-t', 'raw'])).stdout.includes(`-i qbr${i} -j CT`))
+        await new Promise((r) => setTimeout(r, 2));
       out.push(performance.now() - t0);
     }
     await fw.close();

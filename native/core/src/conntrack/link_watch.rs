@@ -8,7 +8,6 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use netlink_sys::protocols::NETLINK_ROUTE;
 use super::links::{link_of, RTM_DELLINK, RTM_NEWLINK};
 use super::rtnl::{align4, NLMSG_HDRLEN};
 use crate::error::{SysCode, SysError};
-use crate::netlink::open_subscribed;
+use crate::netlink::{open_subscribed, StopSignal, Woken};
 
 /// The rtnetlink multicast group of link notifications (include/uapi/linux/rtnetlink.h).
 const RTNLGRP_LINK: u32 = 1;
@@ -27,7 +26,6 @@ const RTNLGRP_LINK: u32 = 1;
 const SETTLE: Duration = Duration::from_millis(5);
 /// ...or once the first of them is this old, whatever follows.
 const SETTLE_MAX: Duration = Duration::from_millis(100);
-const POLL_MS: i32 = 100;
 /// Room for a burst of notifications (a host plugging many ports at once): with less, some are lost
 /// and the change is told anyway.
 const RCVBUF: usize = 1 << 20;
@@ -55,7 +53,7 @@ pub fn names_a_kind(mut b: &[u8], kinds: &[String]) -> bool {
 }
 
 pub struct LinkWatch {
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -71,8 +69,8 @@ impl LinkWatch {
     {
         let sock =
             open_subscribed(NETLINK_ROUTE, RTNLGRP_LINK, RCVBUF, netns).map_err(|e| SysError::from_io(SysCode::ConntrackFailed, &e))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let stop = Arc::new(StopSignal::new().map_err(|e| SysError::from_io(SysCode::ConntrackFailed, &e))?);
+        let signal = stop.clone();
         let thread = std::thread::Builder::new()
             .name("sg-links".into())
             .spawn(move || {
@@ -80,24 +78,17 @@ impl LinkWatch {
                 let mut buf = vec![0u8; 64 << 10];
                 // When the first change not yet told came, and the newest.
                 let mut pending: Option<(Instant, Instant)> = None;
-                while !flag.load(Ordering::Relaxed) {
-                    let timeout = match pending {
-                        None => POLL_MS,
-                        Some((first, last)) => {
-                            let due = (last + SETTLE).min(first + SETTLE_MAX);
-                            due.saturating_duration_since(Instant::now()).as_millis().min(POLL_MS as u128) as i32
+                while !signal.is_stopped() {
+                    // Idle, the thread sleeps until the kernel or the stop wakes it.
+                    let due =
+                        pending.map(|(first, last)| (last + SETTLE).min(first + SETTLE_MAX).saturating_duration_since(Instant::now()));
+                    match signal.wait(fd, due) {
+                        Ok(Woken::Stopped) => return,
+                        Ok(Woken::Readable | Woken::TimedOut) => {}
+                        Err(e) => {
+                            on_error(format!("device notifications: {e}"));
+                            return;
                         }
-                    };
-                    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                    // SAFETY: poll on our own fd.
-                    let rc = unsafe { libc::poll(&mut pfd, 1, timeout) };
-                    if rc < 0 {
-                        let e = io::Error::last_os_error();
-                        if e.kind() == io::ErrorKind::Interrupted {
-                            continue;
-                        }
-                        on_error(format!("device notifications: {e}"));
-                        return;
                     }
                     let mut changed = false;
                     loop {
@@ -134,9 +125,9 @@ impl LinkWatch {
         Ok(LinkWatch { stop, thread: Some(thread) })
     }
 
-    /// Stops hearing; returns once the thread is gone (within one poll interval).
+    /// Stops hearing; returns once the thread is gone (at once: its wait ends on the stop).
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -7,6 +7,7 @@
 
 mod nfnetlink;
 mod socket;
+mod stop;
 
 pub use nfnetlink::{
     nfnl_msg_type, NfGenMsg, NfGenMsgBuffer, NfnlBody, NfnlMessage, NfnlPayload, NFGENMSG_LEN, NFNETLINK_V0, NFNL_BATCH_GENID,
@@ -14,3 +15,4 @@ pub use nfnetlink::{
 };
 pub(crate) use socket::{open_connected, open_subscribed, set_recv_timeout};
 pub use socket::{request, split_messages, BatchOutcome, NfnlSocket, NlError, Outcome};
+pub use stop::{StopSignal, Woken};

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::time::Duration;
 
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable, NLM_F_ACK, NLM_F_DUMP,
@@ -11,6 +12,7 @@ use netlink_packet_core::{
 };
 
 use super::nfnetlink::{NfGenMsg, NfnlBody, NfnlMessage, NFNL_BATCH_GENID, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END};
+use super::stop::{StopSignal, Woken};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 use crate::netns::in_netns;
@@ -197,20 +199,18 @@ impl NfnlSocket {
         self.sock.add_membership(group)
     }
 
-    /// Waits up to `timeout_ms` for a datagram; None when none came. Notifications that did not fit
-    /// the receive buffer are reported as `ErrorKind::OutOfMemory` (ENOBUFS): some were lost.
-    pub fn recv_timeout<M: NetlinkDeserializable>(&mut self, timeout_ms: i32) -> io::Result<Option<Vec<NetlinkMessage<M>>>> {
-        let mut pfd = libc::pollfd { fd: self.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: poll on our own fd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(None) } else { Err(e) };
+    /// Waits for a datagram until `stop` is asked or `timeout` passes (`None`: no timeout); None when
+    /// none came. Notifications that did not fit the receive buffer are reported as
+    /// `ErrorKind::OutOfMemory` (ENOBUFS): some were lost.
+    pub fn recv_waiting<M: NetlinkDeserializable>(
+        &mut self,
+        stop: &StopSignal,
+        timeout: Option<Duration>,
+    ) -> io::Result<Option<Vec<NetlinkMessage<M>>>> {
+        match stop.wait(self.sock.as_raw_fd(), timeout)? {
+            Woken::Readable => self.recv_messages_nonblocking(),
+            Woken::Stopped | Woken::TimedOut => Ok(None),
         }
-        if rc == 0 {
-            return Ok(None);
-        }
-        self.recv_messages_nonblocking()
     }
 
     /// One datagram if one is waiting (None otherwise), split into messages.

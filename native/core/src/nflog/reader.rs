@@ -7,7 +7,6 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -17,13 +16,12 @@ use serde::Serialize;
 use super::constants::*;
 use super::message::{UlogAttr, UlogMessage};
 use crate::error::{SysCode, SysError};
-use crate::netlink::{request, NfGenMsg, NfnlBody, NfnlMessage, NfnlSocket};
+use crate::netlink::{request, NfGenMsg, NfnlBody, NfnlMessage, NfnlSocket, StopSignal};
 use crate::packet::{parse_ip, PacketInfo};
 
 const AF_UNSPEC: u8 = 0;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
-const POLL_MS: i32 = 100;
 
 /// What the reader needs of the kernel.
 pub trait UlogKernel {
@@ -31,7 +29,8 @@ pub trait UlogKernel {
     fn configure(&mut self, group: u16, cmds: Vec<UlogMessage>) -> io::Result<Result<(), i32>>;
     /// Waits up to `timeout_ms`: the packet messages of one datagram, each with its nfgenmsg family;
     /// None when nothing came.
-    fn receive(&mut self, timeout_ms: i32) -> io::Result<Option<Vec<(u8, UlogMessage)>>>;
+    /// The next datagram's messages, waiting for one until `stop` is asked (None: none came).
+    fn receive(&mut self, stop: &StopSignal) -> io::Result<Option<Vec<(u8, UlogMessage)>>>;
 }
 
 impl UlogKernel for NfnlSocket {
@@ -45,8 +44,8 @@ impl UlogKernel for NfnlSocket {
         Ok(Ok(()))
     }
 
-    fn receive(&mut self, timeout_ms: i32) -> io::Result<Option<Vec<(u8, UlogMessage)>>> {
-        Ok(self.recv_timeout::<NfnlMessage>(timeout_ms)?.map(|msgs| {
+    fn receive(&mut self, stop: &StopSignal) -> io::Result<Option<Vec<(u8, UlogMessage)>>> {
+        Ok(self.recv_waiting::<NfnlMessage>(stop, None)?.map(|msgs| {
             msgs.into_iter()
                 .filter_map(|m| match m.payload {
                     NetlinkPayload::InnerMessage(NfnlMessage { header, body: NfnlBody::Ulog(u) }) if u.cmd == NFULNL_MSG_PACKET => {
@@ -173,10 +172,10 @@ impl<K: UlogKernel> NflogReader<K> {
         }
     }
 
-    /// The packets of the next datagram, waiting up to `timeout_ms`; empty when none came.
+    /// The packets of the next datagram, waiting for one until `stop` is asked; empty when none came.
     /// Packets lost to a full receive buffer are an `OutOfMemory` error; the next read goes on.
-    pub fn read(&mut self, timeout_ms: i32) -> io::Result<Vec<LogPacket>> {
-        let got = self.kernel.receive(timeout_ms)?.unwrap_or_default();
+    pub fn read(&mut self, stop: &StopSignal) -> io::Result<Vec<LogPacket>> {
+        let got = self.kernel.receive(stop)?.unwrap_or_default();
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         Ok(got.iter().filter_map(|(_, m)| LogPacket::from_message(m)).map(|p| LogPacket { at, ..p }).collect())
     }
@@ -184,7 +183,7 @@ impl<K: UlogKernel> NflogReader<K> {
 
 /// Reads a log group on a thread of its own until stopped (or dropped).
 pub struct NflogListener {
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -197,13 +196,13 @@ impl NflogListener {
         G: Fn(String) + Send + 'static,
     {
         let mut reader = NflogReader::open(netns, group, copy_range)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let stop = Arc::new(StopSignal::new().map_err(|e| SysError::from_io(SysCode::NflogFailed, &e))?);
+        let signal = stop.clone();
         let thread = std::thread::Builder::new()
             .name("sg-nflog".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    match reader.read(POLL_MS) {
+                while !signal.is_stopped() {
+                    match reader.read(&signal) {
                         Ok(p) if p.is_empty() => {}
                         Ok(p) => on_packets(p),
                         Err(e) if e.kind() == io::ErrorKind::OutOfMemory => on_error("logged packets lost (receive buffer overrun)".into()),
@@ -218,10 +217,10 @@ impl NflogListener {
         Ok(NflogListener { stop, thread: Some(thread) })
     }
 
-    /// Stops reading; returns once the thread is gone (within one poll interval). The kernel unbinds
-    /// the group when the socket closes.
+    /// Stops reading; returns once the thread is gone (at once: its wait ends on the stop). The
+    /// kernel unbinds the group when the socket closes.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -252,7 +251,7 @@ mod tests {
             self.configured.push((group, cmds));
             Ok(self.refuse.map_or(Ok(()), Err))
         }
-        fn receive(&mut self, _timeout_ms: i32) -> io::Result<Option<Vec<(u8, UlogMessage)>>> {
+        fn receive(&mut self, _stop: &StopSignal) -> io::Result<Option<Vec<(u8, UlogMessage)>>> {
             Ok(self.queued.pop_front())
         }
     }
@@ -297,13 +296,14 @@ mod tests {
         let mut m = Model::default();
         m.queued.push_back(vec![(2, logged("sg:D:0123456789abcdef", ETH_P_IP, udp4())), (7, logged("x", 0x0806, vec![0; 28]))]);
         let mut r = NflogReader::bind(m, 7, 128).unwrap();
-        let got = r.read(0).unwrap();
+        let stop = StopSignal::new().unwrap();
+        let got = r.read(&stop).unwrap();
         assert_eq!(got.len(), 1, "an ARP packet is not one of ours");
         let p = &got[0];
         assert_eq!(p.prefix, "sg:D:0123456789abcdef");
         assert_eq!(p.ether.as_ref().unwrap().src, "02:00:00:00:00:01");
         let info = p.packet.as_ref().unwrap();
         assert_eq!((info.proto, info.sport, info.dport), (17, Some(1000), Some(53)));
-        assert!(r.read(0).unwrap().is_empty(), "nothing more queued");
+        assert!(r.read(&stop).unwrap().is_empty(), "nothing more queued");
     }
 }

@@ -4,7 +4,6 @@
 //! its own names; `TraceListener` hears them in a namespace, on a thread of its own, until stopped.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -15,10 +14,8 @@ use super::constants::*;
 use super::expr::Verdict;
 use super::message::NftMessage;
 use crate::error::{SysCode, SysError};
-use crate::netlink::{NfnlBody, NfnlMessage, NfnlSocket};
+use crate::netlink::{NfnlBody, NfnlMessage, NfnlSocket, StopSignal};
 use crate::packet::{parse_headers, PacketInfo};
-
-const POLL_MS: i32 = 100;
 
 /// One step of a traced packet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -138,7 +135,7 @@ impl TraceEvent {
 
 /// Hears the trace events of a namespace until stopped (or dropped).
 pub struct TraceListener {
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -152,13 +149,13 @@ impl TraceListener {
     {
         let mut sock = NfnlSocket::open(netns).map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
         sock.join_group(NFNLGRP_NFTRACE).map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let stop = Arc::new(StopSignal::new().map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?);
+        let signal = stop.clone();
         let thread = std::thread::Builder::new()
             .name("sg-nft-trace".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    match sock.recv_timeout::<NfnlMessage>(POLL_MS) {
+                while !signal.is_stopped() {
+                    match sock.recv_waiting::<NfnlMessage>(&signal, None) {
                         Ok(Some(msgs)) => {
                             let events: Vec<TraceEvent> = msgs
                                 .into_iter()
@@ -190,9 +187,9 @@ impl TraceListener {
         Ok(TraceListener { stop, thread: Some(thread) })
     }
 
-    /// Stops listening; returns once the thread is gone (within one poll interval).
+    /// Stops listening; returns once the thread is gone (at once: its wait ends on the stop).
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

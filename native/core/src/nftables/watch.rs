@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,14 +17,13 @@ use super::message::Object;
 use super::reconcile::{ReconcileReport, Scope};
 use super::spec::Family;
 use crate::error::{SysCode, SysError};
-use crate::netlink::{NfnlBody, NfnlMessage, NfnlSocket};
+use crate::netlink::{NfnlBody, NfnlMessage, NfnlSocket, StopSignal};
 
 /// How long the table must stay quiet before a repair: one transaction's notifications come all at
 /// once; a script of hand-made changes comes as several, a few milliseconds apart.
 const SETTLE: Duration = Duration::from_millis(5);
 /// A repair waits at most this long for quiet.
 const SETTLE_MAX: Duration = Duration::from_millis(100);
-const POLL_MS: i32 = 100;
 
 pub enum WatchEvent {
     /// A foreign change was found and what differed was put back.
@@ -35,7 +33,7 @@ pub enum WatchEvent {
 }
 
 pub struct Watch {
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -57,17 +55,18 @@ impl Watch {
         let mut sub = NfnlSocket::open(netns).map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
         sub.join_group(NFNLGRP_NFTABLES).map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
         let own = client.lock().ok().and_then(|g| g.as_ref().map(|c| c.portid())).unwrap_or(0);
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let stop = Arc::new(StopSignal::new().map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?);
+        let signal = stop.clone();
         let thread = std::thread::Builder::new()
             .name("sg-nft-watch".into())
             .spawn(move || {
                 let mut dirty = Dirty::default();
                 let mut first_change: Option<Instant> = None;
                 let mut last_change = Instant::now();
-                while !flag.load(Ordering::Relaxed) {
-                    let wait = if dirty.any { SETTLE.as_millis() as i32 } else { POLL_MS };
-                    match sub.recv_timeout::<NfnlMessage>(wait) {
+                while !signal.is_stopped() {
+                    // Idle, the thread sleeps until the kernel or the stop wakes it.
+                    let wait = dirty.any.then_some(SETTLE);
+                    match sub.recv_waiting::<NfnlMessage>(&signal, wait) {
                         Ok(Some(msgs)) => {
                             let Ok(guard) = client.lock() else { return };
                             let Some(c) = guard.as_ref() else { return };
@@ -109,7 +108,7 @@ impl Watch {
                         }
                         Err(e) => {
                             on_event(WatchEvent::Failed(format!("nf_tables notifications: {e}")));
-                            std::thread::sleep(Duration::from_secs(1));
+                            signal.pause(Duration::from_secs(1));
                             continue;
                         }
                     }
@@ -140,9 +139,9 @@ impl Watch {
         Ok(Watch { stop, thread: Some(thread) })
     }
 
-    /// Stops listening; returns once the thread is gone (within one poll interval).
+    /// Stops listening; returns once the thread is gone (at once, or after a repair under way).
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
