@@ -3,6 +3,7 @@
 // entry with one of the namespace's own addresses at an end (either direction, a NATed reply too) is
 // the host's own connection and stays, whatever address a tenant gave a port.
 import test from 'ava';
+import fs from 'node:fs';
 import { deleteConntrackBetween, LinkWatch, listLinks } from '../src/addon/conntrack.js';
 import { NativeError } from '../src/addon/errors.js';
 import { kernelTest } from './helpers/gate.js';
@@ -119,6 +120,17 @@ kernelTest('a watch of bridges hears one made, renamed and removed; a namespace 
     await waitFor(`a bridge ${what} heard`, () => heard > before);
   }
   t.deepEqual(errors, []);
+  // Idle, its thread sleeps until the kernel or its stop wakes it: it does not run at all (it woke
+  // ten times a second to look at a stop flag before).
+  const runs = () =>
+    fs
+      .readdirSync('/proc/self/task')
+      .filter((id) => fs.readFileSync(`/proc/self/task/${id}/comm`, 'utf8').trim() === 'sg-links')
+      .reduce((n, id) => n + Number(fs.readFileSync(`/proc/self/task/${id}/schedstat`, 'utf8').split(' ')[2]), 0);
+  const before = runs();
+  t.true(before > 0, 'the watch has its thread');
+  await new Promise((r) => setTimeout(r, 1000));
+  t.is(runs(), before, 'an idle watch does not run');
   await watch.stop();
   const nowhere = () => undefined;
   const missing = await t.throwsAsync(LinkWatch.start('/var/run/netns/sg-no-such-namespace', ['bridge'], nowhere, nowhere), {
