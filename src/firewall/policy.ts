@@ -217,19 +217,18 @@ export function untrackedAddresses(f: PortFilter): Record<Family, string[]> {
 export function trackedInsideUntracked(filters: Iterable<PortFilter>): Record<Family, string[]> {
   const all = [...filters];
   const untracked = all.flatMap((f) => [...untrackedAddresses(f)[4], ...untrackedAddresses(f)[6]]).map((ip) => parseCidr(ip));
-  const out: Record<Family, string[]> = { 4: [], 6: [] };
-  if (untracked.length === 0) return out;
-  for (const f of all) {
-    if (isUntracked(f)) continue;
-    for (const { ip } of f.sources) {
-      if (isCatchAll(ip)) continue;
-      const own = parseCidr(ip);
-      if (!untracked.some((u) => u.prefix < own.prefix && contains(u, own))) continue;
-      const text = formatCidr(own);
-      if (!out[own.family].includes(text)) out[own.family].push(text);
+  const out: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() };
+  if (untracked.length) {
+    for (const f of all) {
+      if (isUntracked(f)) continue;
+      for (const { ip } of f.sources) {
+        if (isCatchAll(ip)) continue;
+        const own = parseCidr(ip);
+        if (untracked.some((u) => u.prefix < own.prefix && contains(u, own))) out[own.family].add(formatCidr(own));
+      }
     }
   }
-  return out;
+  return { 4: [...out[4]], 6: [...out[6]] };
 }
 
 /** The tag of an entry that is one fixed rule (not of the group rules, which are tagged by rule). */
