@@ -15,6 +15,7 @@ import { waitFor } from './helpers/wait.js';
 import { FirewallEngine } from '../src/firewall/engine.js';
 import { openDataplane } from '../src/firewall/select.js';
 import { kernelTest } from './helpers/gate.js';
+import { agentConnected, startAgent, startController, testBed } from './helpers/sg.js';
 
 /** The zone the kernel tracks a bridge's traffic in: its device index's low 16 bits. */
 function zoneOfDevice(topo: Topology, dev: string): number {
@@ -220,5 +221,59 @@ kernelTest(
       }
       await fw.close();
     }
+  },
+);
+
+kernelTest.serial(
+  'an iptables agent zones a bridge made after its ports were bound (as os-vif plugs a VM), as the bridge appears',
+  async (t) => {
+    const bed = await testBed(t, { topology: true, prefix: 'sgzone' });
+    const topo = bed.topo;
+    const ctl = bed.track(await startController({ amqpUrl: bed.vhost.url(), key: bed.key, token: bed.token, dataDir: bed.dataDir }));
+    const agent = bed.track(
+      await startAgent({
+        host: `zones-${bed.vhost.name}`,
+        amqpUrl: bed.vhost.url(),
+        trustedKeys: bed.key.publicKeyFile,
+        netns: topo.host.path,
+        // No periodic check: only the device watch can zone the bridge.
+        env: { SG_DATAPLANE: 'iptables', SG_RECONCILE_INTERVAL_MS: '0', SG_CONNTRACK_ZONE_BRIDGES: 'brq' },
+      }),
+    );
+    await agentConnected(agent);
+    await ctl.call('PUT', '/groups/web', {
+      rules: [
+        { id: 'from-web', direction: 'ingress', ethertype: 'IPv4', remoteGroupId: 'web' },
+        { id: 'out4', direction: 'egress', ethertype: 'IPv4' },
+      ],
+    });
+    // Both ports bound first, on a bridge that does not exist yet.
+    for (const n of [1, 2]) {
+      await ctl.call('PUT', `/ports/p${n}`, {
+        host: agent.host,
+        device: topo.vmDevice(n, 'brq1'),
+        mac: `02:00:00:00:00:0${n}`,
+        fixedIps: [`10.100.0.${n}`],
+        securityGroups: ['web'],
+      });
+    }
+    await waitFor('both ports filtered', async () => {
+      const s = await agent.status();
+      return ['p1', 'p2'].every((id) => s.ports.some((p) => p.id === id && p.inKernel));
+    });
+    const zoneRule = () => topo.host.exec('iptables-save', ['-t', 'raw']).match(/-i brq1 -j CT --zone (\d+)/)?.[1];
+    t.is(zoneRule(), undefined, 'no bridge, no zone rule');
+    // Then the VMs are plugged: the bridge, and a VM on it each.
+    topo.addBridge('brq1');
+    const [vm1, vm2] = [topo.addVm(1, 'brq1'), topo.addVm(2, 'brq1')];
+    const zone = topo.host.ifindex('brq1') & 0xffff;
+    t.is(await waitFor("brq1's zone rule", zoneRule), String(zone));
+    await waitFor('vm1 reaches vm2', () => topo.ping(vm1, vm2.ip4));
+    t.regex(
+      topo.host.exec('conntrack', ['-L', '-p', 'icmp', '-s', vm1.ip4]),
+      new RegExp(`zone=${zone}\\b`),
+      "the ping tracked in brq1's zone",
+    );
+    t.deepEqual((await agent.status()).conntrackZones, [{ bridge: 'brq1', zone }], 'status lists the zoned bridge');
   },
 );

@@ -52,7 +52,7 @@ export class Topology {
    *  may be another VM's). */
   addVm(n: number, bridge = 'br0'): Vm {
     const ns = Netns.create('sgvm');
-    const device = `t${this.tag}${bridge === 'br0' ? '' : bridge}v${n}`.slice(0, 15);
+    const device = this.vmDevice(n, bridge);
     const mac = `02:00:00:00:${(n >> 8).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`;
     this.host.exec('ip', ['link', 'add', device, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
     this.host.exec('ip', ['link', 'set', device, 'master', bridge, 'up']);
@@ -71,6 +71,11 @@ export class Topology {
     ns.exec('ip', ['link', 'set', 'eth0', 'up']);
     this.vms.push(vm);
     return vm;
+  }
+
+  /** The host-side device name addVm(n, bridge) gives (a port may be bound before its VM is plugged). */
+  vmDevice(n: number, bridge = 'br0'): string {
+    return `t${this.tag}${bridge === 'br0' ? '' : bridge}v${n}`.slice(0, 15);
   }
 
   /** Adds an extra address to a VM (to impersonate another one, or use an allowed pair). */
