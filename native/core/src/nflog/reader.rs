@@ -27,9 +27,8 @@ const ETH_P_IPV6: u16 = 0x86dd;
 pub trait UlogKernel {
     /// Sends configuration commands for `group`, each acknowledged; Err(errno) for the first refused.
     fn configure(&mut self, group: u16, cmds: Vec<UlogMessage>) -> io::Result<Result<(), i32>>;
-    /// Waits up to `timeout_ms`: the packet messages of one datagram, each with its nfgenmsg family;
-    /// None when nothing came.
-    /// The next datagram's messages, waiting for one until `stop` is asked (None: none came).
+    /// The packet messages of the next datagram, each with its nfgenmsg family, waiting for one
+    /// until `stop` is asked; None when nothing came.
     fn receive(&mut self, stop: &StopSignal) -> io::Result<Option<Vec<(u8, UlogMessage)>>>;
 }
 
