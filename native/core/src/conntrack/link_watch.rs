@@ -8,8 +8,6 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use netlink_sys::protocols::NETLINK_ROUTE;
@@ -17,7 +15,7 @@ use netlink_sys::protocols::NETLINK_ROUTE;
 use super::links::{link_of, RTM_DELLINK, RTM_NEWLINK};
 use super::rtnl::{align4, NLMSG_HDRLEN};
 use crate::error::{SysCode, SysError};
-use crate::netlink::{open_subscribed, StopSignal, Woken};
+use crate::netlink::{open_subscribed, ListenerThread, Woken};
 
 /// The rtnetlink multicast group of link notifications (include/uapi/linux/rtnetlink.h).
 const RTNLGRP_LINK: u32 = 1;
@@ -53,8 +51,7 @@ pub fn names_a_kind(mut b: &[u8], kinds: &[String]) -> bool {
 }
 
 pub struct LinkWatch {
-    stop: Arc<StopSignal>,
-    thread: Option<JoinHandle<()>>,
+    thread: ListenerThread,
 }
 
 impl LinkWatch {
@@ -69,74 +66,60 @@ impl LinkWatch {
     {
         let sock =
             open_subscribed(NETLINK_ROUTE, RTNLGRP_LINK, RCVBUF, netns).map_err(|e| SysError::from_io(SysCode::ConntrackFailed, &e))?;
-        let stop = Arc::new(StopSignal::new().map_err(|e| SysError::from_io(SysCode::ConntrackFailed, &e))?);
-        let signal = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("sg-links".into())
-            .spawn(move || {
-                let fd = sock.as_raw_fd();
-                let mut buf = vec![0u8; 64 << 10];
-                // When the first change not yet told came, and the newest.
-                let mut pending: Option<(Instant, Instant)> = None;
-                while !signal.is_stopped() {
-                    // Idle, the thread sleeps until the kernel or the stop wakes it.
-                    let due =
-                        pending.map(|(first, last)| (last + SETTLE).min(first + SETTLE_MAX).saturating_duration_since(Instant::now()));
-                    match signal.wait(fd, due) {
-                        Ok(Woken::Stopped) => return,
-                        Ok(Woken::Readable | Woken::TimedOut) => {}
-                        Err(e) => {
+        let thread = ListenerThread::spawn("sg-links", move |signal| {
+            let fd = sock.as_raw_fd();
+            let mut buf = vec![0u8; 64 << 10];
+            // When the first change not yet told came, and the newest.
+            let mut pending: Option<(Instant, Instant)> = None;
+            while !signal.is_stopped() {
+                // Idle, the thread sleeps until the kernel or the stop wakes it.
+                let due = pending.map(|(first, last)| (last + SETTLE).min(first + SETTLE_MAX).saturating_duration_since(Instant::now()));
+                match signal.wait(fd, due) {
+                    Ok(Woken::Stopped) => return,
+                    Ok(Woken::Readable | Woken::TimedOut) => {}
+                    Err(e) => {
+                        on_error(format!("device notifications: {e}"));
+                        return;
+                    }
+                }
+                let mut changed = false;
+                loop {
+                    // SAFETY: recv into our own buffer, bounded by its length.
+                    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+                    if n >= 0 {
+                        changed |= names_a_kind(&buf[..n as usize], &kinds);
+                        continue;
+                    }
+                    let e = io::Error::last_os_error();
+                    match e.raw_os_error() {
+                        Some(libc::EAGAIN) | Some(libc::EINTR) => break,
+                        // Some were lost: the caller's read of the devices is the truth anyway.
+                        Some(libc::ENOBUFS) => changed = true,
+                        _ => {
                             on_error(format!("device notifications: {e}"));
                             return;
                         }
                     }
-                    let mut changed = false;
-                    loop {
-                        // SAFETY: recv into our own buffer, bounded by its length.
-                        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-                        if n >= 0 {
-                            changed |= names_a_kind(&buf[..n as usize], &kinds);
-                            continue;
-                        }
-                        let e = io::Error::last_os_error();
-                        match e.raw_os_error() {
-                            Some(libc::EAGAIN) | Some(libc::EINTR) => break,
-                            // Some were lost: the caller's read of the devices is the truth anyway.
-                            Some(libc::ENOBUFS) => changed = true,
-                            _ => {
-                                on_error(format!("device notifications: {e}"));
-                                return;
-                            }
-                        }
-                    }
-                    let now = Instant::now();
-                    if changed {
-                        pending = Some((pending.map_or(now, |(first, _)| first), now));
-                    }
-                    if let Some((first, last)) = pending {
-                        if now >= last + SETTLE || now >= first + SETTLE_MAX {
-                            pending = None;
-                            on_change();
-                        }
+                }
+                let now = Instant::now();
+                if changed {
+                    pending = Some((pending.map_or(now, |(first, _)| first), now));
+                }
+                if let Some((first, last)) = pending {
+                    if now >= last + SETTLE || now >= first + SETTLE_MAX {
+                        pending = None;
+                        on_change();
                     }
                 }
-            })
-            .map_err(|e| SysError::from_io(SysCode::ConntrackFailed, &e))?;
-        Ok(LinkWatch { stop, thread: Some(thread) })
+            }
+        })
+        .map_err(|e| SysError::from_io(SysCode::ConntrackFailed, &e))?;
+        Ok(LinkWatch { thread })
     }
 
     /// Stops hearing; returns once the thread is gone (at once: its wait ends on the stop).
     pub fn stop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for LinkWatch {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.stop();
     }
 }
 

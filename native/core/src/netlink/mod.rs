@@ -15,4 +15,4 @@ pub use nfnetlink::{
 };
 pub(crate) use socket::{open_connected, open_subscribed, set_recv_timeout};
 pub use socket::{request, split_messages, BatchOutcome, NfnlSocket, NlError, Outcome};
-pub use stop::{StopSignal, Woken};
+pub use stop::{ListenerThread, StopSignal, Woken};

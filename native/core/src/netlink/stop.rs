@@ -5,6 +5,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// What ended a wait.
@@ -79,6 +81,36 @@ impl StopSignal {
         }
         // POLLERR / POLLHUP on the socket too: the read that follows reports them.
         Ok(if fds[0].revents != 0 { Woken::Readable } else { Woken::TimedOut })
+    }
+}
+
+/// A listener's thread and the stop it waits on: `stop()` (or dropping it) asks the thread to end and
+/// returns once it is gone, at once unless the thread is in the middle of some work.
+pub struct ListenerThread {
+    stop: Arc<StopSignal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ListenerThread {
+    /// Runs `body` on a thread named `name`, handing it the signal to wait on.
+    pub fn spawn(name: &str, body: impl FnOnce(&StopSignal) + Send + 'static) -> io::Result<ListenerThread> {
+        let stop = Arc::new(StopSignal::new()?);
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || body(&signal))?;
+        Ok(ListenerThread { stop, thread: Some(thread) })
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ListenerThread {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -7,8 +7,6 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use netlink_packet_core::NetlinkPayload;
 use serde::Serialize;
@@ -16,7 +14,7 @@ use serde::Serialize;
 use super::constants::*;
 use super::message::{UlogAttr, UlogMessage};
 use crate::error::{SysCode, SysError};
-use crate::netlink::{request, NfGenMsg, NfnlBody, NfnlMessage, NfnlSocket, StopSignal};
+use crate::netlink::{request, ListenerThread, NfGenMsg, NfnlBody, NfnlMessage, NfnlSocket, StopSignal};
 use crate::packet::{parse_ip, PacketInfo};
 
 const AF_UNSPEC: u8 = 0;
@@ -182,8 +180,7 @@ impl<K: UlogKernel> NflogReader<K> {
 
 /// Reads a log group on a thread of its own until stopped (or dropped).
 pub struct NflogListener {
-    stop: Arc<StopSignal>,
-    thread: Option<JoinHandle<()>>,
+    thread: ListenerThread,
 }
 
 impl NflogListener {
@@ -195,40 +192,27 @@ impl NflogListener {
         G: Fn(String) + Send + 'static,
     {
         let mut reader = NflogReader::open(netns, group, copy_range)?;
-        let stop = Arc::new(StopSignal::new().map_err(|e| SysError::from_io(SysCode::NflogFailed, &e))?);
-        let signal = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("sg-nflog".into())
-            .spawn(move || {
-                while !signal.is_stopped() {
-                    match reader.read(&signal) {
-                        Ok(p) if p.is_empty() => {}
-                        Ok(p) => on_packets(p),
-                        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => on_error("logged packets lost (receive buffer overrun)".into()),
-                        Err(e) => {
-                            on_error(format!("log group {group}: {e}"));
-                            return;
-                        }
+        let thread = ListenerThread::spawn("sg-nflog", move |signal| {
+            while !signal.is_stopped() {
+                match reader.read(signal) {
+                    Ok(p) if p.is_empty() => {}
+                    Ok(p) => on_packets(p),
+                    Err(e) if e.kind() == io::ErrorKind::OutOfMemory => on_error("logged packets lost (receive buffer overrun)".into()),
+                    Err(e) => {
+                        on_error(format!("log group {group}: {e}"));
+                        return;
                     }
                 }
-            })
-            .map_err(|e| SysError::from_io(SysCode::NflogFailed, &e))?;
-        Ok(NflogListener { stop, thread: Some(thread) })
+            }
+        })
+        .map_err(|e| SysError::from_io(SysCode::NflogFailed, &e))?;
+        Ok(NflogListener { thread })
     }
 
     /// Stops reading; returns once the thread is gone (at once: its wait ends on the stop). The
     /// kernel unbinds the group when the socket closes.
     pub fn stop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for NflogListener {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.stop();
     }
 }
 

@@ -4,8 +4,6 @@
 //! its own names; `TraceListener` hears them in a namespace, on a thread of its own, until stopped.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use serde::Serialize;
 
@@ -14,7 +12,7 @@ use super::constants::*;
 use super::expr::Verdict;
 use super::message::NftMessage;
 use crate::error::{SysCode, SysError};
-use crate::netlink::{NfnlBody, NfnlMessage, NfnlSocket, StopSignal};
+use crate::netlink::{ListenerThread, NfnlBody, NfnlMessage, NfnlSocket};
 use crate::packet::{parse_headers, PacketInfo};
 
 /// One step of a traced packet.
@@ -135,8 +133,7 @@ impl TraceEvent {
 
 /// Hears the trace events of a namespace until stopped (or dropped).
 pub struct TraceListener {
-    stop: Arc<StopSignal>,
-    thread: Option<JoinHandle<()>>,
+    thread: ListenerThread,
 }
 
 impl TraceListener {
@@ -149,55 +146,39 @@ impl TraceListener {
     {
         let mut sock = NfnlSocket::open(netns).map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
         sock.join_group(NFNLGRP_NFTRACE).map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
-        let stop = Arc::new(StopSignal::new().map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?);
-        let signal = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("sg-nft-trace".into())
-            .spawn(move || {
-                while !signal.is_stopped() {
-                    match sock.recv_waiting::<NfnlMessage>(&signal, None) {
-                        Ok(Some(msgs)) => {
-                            let events: Vec<TraceEvent> = msgs
-                                .into_iter()
-                                .filter_map(|m| match m.payload {
-                                    netlink_packet_core::NetlinkPayload::InnerMessage(NfnlMessage {
-                                        header,
-                                        body: NfnlBody::Nftables(n),
-                                    }) => TraceEvent::from_message(header.family, &n),
-                                    _ => None,
-                                })
-                                .collect();
-                            if !events.is_empty() {
-                                on_events(events);
-                            }
-                        }
-                        Ok(None) => {}
-                        // Events lost to a full buffer: the ones after them still come.
-                        Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
-                            on_error("trace events lost (receive buffer overrun)".into())
-                        }
-                        Err(e) => {
-                            on_error(format!("nf_tables trace events: {e}"));
-                            return;
+        let thread = ListenerThread::spawn("sg-nft-trace", move |signal| {
+            while !signal.is_stopped() {
+                match sock.recv_waiting::<NfnlMessage>(signal, None) {
+                    Ok(Some(msgs)) => {
+                        let events: Vec<TraceEvent> = msgs
+                            .into_iter()
+                            .filter_map(|m| match m.payload {
+                                netlink_packet_core::NetlinkPayload::InnerMessage(NfnlMessage { header, body: NfnlBody::Nftables(n) }) => {
+                                    TraceEvent::from_message(header.family, &n)
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        if !events.is_empty() {
+                            on_events(events);
                         }
                     }
+                    Ok(None) => {}
+                    // Events lost to a full buffer: the ones after them still come.
+                    Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => on_error("trace events lost (receive buffer overrun)".into()),
+                    Err(e) => {
+                        on_error(format!("nf_tables trace events: {e}"));
+                        return;
+                    }
                 }
-            })
-            .map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
-        Ok(TraceListener { stop, thread: Some(thread) })
+            }
+        })
+        .map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
+        Ok(TraceListener { thread })
     }
 
     /// Stops listening; returns once the thread is gone (at once: its wait ends on the stop).
     pub fn stop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for TraceListener {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.stop();
     }
 }

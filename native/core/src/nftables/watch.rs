@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::NftClient;
@@ -17,7 +16,7 @@ use super::message::Object;
 use super::reconcile::{ReconcileReport, Scope};
 use super::spec::Family;
 use crate::error::{SysCode, SysError};
-use crate::netlink::{NfnlBody, NfnlMessage, NfnlSocket, StopSignal};
+use crate::netlink::{ListenerThread, NfnlBody, NfnlMessage, NfnlSocket};
 
 /// How long the table must stay quiet before a repair: one transaction's notifications come all at
 /// once; a script of hand-made changes comes as several, a few milliseconds apart.
@@ -33,8 +32,7 @@ pub enum WatchEvent {
 }
 
 pub struct Watch {
-    stop: Arc<StopSignal>,
-    thread: Option<JoinHandle<()>>,
+    thread: ListenerThread,
 }
 
 /// What the notifications so far ask to be looked at: the chains and sets they named, or (a table
@@ -55,101 +53,87 @@ impl Watch {
         let mut sub = NfnlSocket::open(netns).map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
         sub.join_group(NFNLGRP_NFTABLES).map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
         let own = client.lock().ok().and_then(|g| g.as_ref().map(|c| c.portid())).unwrap_or(0);
-        let stop = Arc::new(StopSignal::new().map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?);
-        let signal = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("sg-nft-watch".into())
-            .spawn(move || {
-                let mut dirty = Dirty::default();
-                let mut first_change: Option<Instant> = None;
-                let mut last_change = Instant::now();
-                while !signal.is_stopped() {
-                    // Idle, the thread sleeps until the kernel or the stop wakes it.
-                    let wait = dirty.any.then_some(SETTLE);
-                    match sub.recv_waiting::<NfnlMessage>(&signal, wait) {
-                        Ok(Some(msgs)) => {
-                            let Ok(guard) = client.lock() else { return };
-                            let Some(c) = guard.as_ref() else { return };
-                            for m in msgs {
-                                if m.header.port_number == own {
-                                    continue;
-                                }
-                                let netlink_packet_core::NetlinkPayload::InnerMessage(NfnlMessage { header, body: NfnlBody::Nftables(n) }) =
-                                    m.payload
-                                else {
-                                    continue;
-                                };
-                                let (Some(family), Some(table)) = (Family::from_nfproto(header.family), n.table()) else { continue };
-                                if !c.owns_table(family, table) {
-                                    continue;
-                                }
-                                dirty.any = true;
-                                let named = n.object_name().map(|o| (family, table.to_string(), o.to_string()));
-                                match (Object::of(n.cmd), named) {
-                                    (Object::Set | Object::Elems, Some(k)) => {
-                                        dirty.sets.insert(k);
-                                    }
-                                    (Object::Chain | Object::Rule, Some(k)) => {
-                                        dirty.chains.insert(k);
-                                    }
-                                    (Object::Gen, _) => {}
-                                    _ => dirty.everything = true,
-                                }
-                                last_change = Instant::now();
-                                first_change.get_or_insert(last_change);
+        let thread = ListenerThread::spawn("sg-nft-watch", move |signal| {
+            let mut dirty = Dirty::default();
+            let mut first_change: Option<Instant> = None;
+            let mut last_change = Instant::now();
+            while !signal.is_stopped() {
+                // Idle, the thread sleeps until the kernel or the stop wakes it.
+                let wait = dirty.any.then_some(SETTLE);
+                match sub.recv_waiting::<NfnlMessage>(signal, wait) {
+                    Ok(Some(msgs)) => {
+                        let Ok(guard) = client.lock() else { return };
+                        let Some(c) = guard.as_ref() else { return };
+                        for m in msgs {
+                            if m.header.port_number == own {
+                                continue;
                             }
-                        }
-                        Ok(None) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                            let netlink_packet_core::NetlinkPayload::InnerMessage(NfnlMessage { header, body: NfnlBody::Nftables(n) }) =
+                                m.payload
+                            else {
+                                continue;
+                            };
+                            let (Some(family), Some(table)) = (Family::from_nfproto(header.family), n.table()) else { continue };
+                            if !c.owns_table(family, table) {
+                                continue;
+                            }
                             dirty.any = true;
-                            dirty.everything = true;
+                            let named = n.object_name().map(|o| (family, table.to_string(), o.to_string()));
+                            match (Object::of(n.cmd), named) {
+                                (Object::Set | Object::Elems, Some(k)) => {
+                                    dirty.sets.insert(k);
+                                }
+                                (Object::Chain | Object::Rule, Some(k)) => {
+                                    dirty.chains.insert(k);
+                                }
+                                (Object::Gen, _) => {}
+                                _ => dirty.everything = true,
+                            }
                             last_change = Instant::now();
                             first_change.get_or_insert(last_change);
                         }
-                        Err(e) => {
-                            on_event(WatchEvent::Failed(format!("nf_tables notifications: {e}")));
-                            signal.pause(Duration::from_secs(1));
-                            continue;
-                        }
                     }
-                    let settled = last_change.elapsed() >= SETTLE || first_change.is_some_and(|f| f.elapsed() >= SETTLE_MAX);
-                    if !dirty.any || !settled {
+                    Ok(None) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                        dirty.any = true;
+                        dirty.everything = true;
+                        last_change = Instant::now();
+                        first_change.get_or_insert(last_change);
+                    }
+                    Err(e) => {
+                        on_event(WatchEvent::Failed(format!("nf_tables notifications: {e}")));
+                        signal.pause(Duration::from_secs(1));
                         continue;
                     }
-                    let d = std::mem::take(&mut dirty);
-                    first_change = None;
-                    let scope =
-                        Scope { quick: false, all_elements: d.everything, chains: (!d.everything).then_some(d.chains), sets: d.sets };
-                    let result = {
-                        let Ok(mut guard) = client.lock() else { return };
-                        let Some(c) = guard.as_mut() else { return };
-                        c.reconcile(&scope)
-                    };
-                    match result {
-                        Ok(r) if !r.failures.is_empty() => {
-                            on_event(WatchEvent::Failed(r.failures.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ")))
-                        }
-                        Ok(r) if r.repaired() > 0 => on_event(WatchEvent::Repaired(r)),
-                        Ok(_) => {}
-                        Err(e) => on_event(WatchEvent::Failed(e.to_string())),
-                    }
                 }
-            })
-            .map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
-        Ok(Watch { stop, thread: Some(thread) })
+                let settled = last_change.elapsed() >= SETTLE || first_change.is_some_and(|f| f.elapsed() >= SETTLE_MAX);
+                if !dirty.any || !settled {
+                    continue;
+                }
+                let d = std::mem::take(&mut dirty);
+                first_change = None;
+                let scope = Scope { quick: false, all_elements: d.everything, chains: (!d.everything).then_some(d.chains), sets: d.sets };
+                let result = {
+                    let Ok(mut guard) = client.lock() else { return };
+                    let Some(c) = guard.as_mut() else { return };
+                    c.reconcile(&scope)
+                };
+                match result {
+                    Ok(r) if !r.failures.is_empty() => {
+                        on_event(WatchEvent::Failed(r.failures.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ")))
+                    }
+                    Ok(r) if r.repaired() > 0 => on_event(WatchEvent::Repaired(r)),
+                    Ok(_) => {}
+                    Err(e) => on_event(WatchEvent::Failed(e.to_string())),
+                }
+            }
+        })
+        .map_err(|e| SysError::from_io(SysCode::NftablesFailed, &e))?;
+        Ok(Watch { thread })
     }
 
     /// Stops listening; returns once the thread is gone (at once, or after a repair under way).
     pub fn stop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.stop();
+        self.thread.stop();
     }
 }
