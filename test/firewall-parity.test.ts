@@ -8,7 +8,17 @@ import type { SecurityGroupInput } from '../src/domain/model.js';
 import { kernelTest } from './helpers/gate.js';
 import { Topology, type Vm } from './helpers/topology.js';
 import { NFT, openEngine, type Backend, type EngineOptions } from './helpers/backends.js';
-import { mldDone, NA_OVERRIDE, neighbourAdvert, neighbourSolicit, routerAdvert, solicitedNode } from './helpers/ndp.js';
+import {
+  linkLayerOption,
+  mldDone,
+  NA_OVERRIDE,
+  neighbourAdvert,
+  neighbourSolicit,
+  routerAdvert,
+  routerSolicit,
+  solicitedNode,
+  unknownOption,
+} from './helpers/ndp.js';
 import { icmp6Listener, otherFrame, sendFrames, udp6Frame, udpFrame, udpListener } from './helpers/frames.js';
 import { waitFor } from './helpers/wait.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
@@ -177,6 +187,91 @@ onBothBackends('IPv6 neighbour spoofing: a port advertises and probes only its o
   t.is(cached(b.ip6), loose.mac, 'unprotected port: the lie gets through');
   sendFrames(loose.ns, 'eth0', [probe(loose)]);
   await waitFor("an unprotected port's probe makes the victim give up its address", () => state().includes('dadfailed'), 20_000, state);
+});
+
+onBothBackends("IPv6 neighbour discovery names no MAC but the port's own (the twin of ARP's sender MAC check)", async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, b, v, loose] = [topo.addVm(1), topo.addVm(2), topo.addVm(3), topo.addVm(4)];
+  // a's addresses: its own, a pair network at its MAC, and one address at a MAC of its pair's.
+  const pairMac = '02:00:00:00:dd:dd';
+  const atPairMac = 'fd00:100::90';
+  fw.setGroup(selfGroup('default'));
+  // The victim admits any IPv6 in, router solicitations included (a router's port would).
+  fw.setGroup({ id: 'open', rules: [{ id: 'in6', direction: 'ingress', ethertype: 'IPv6' }, ...egressAll] });
+  const pairs = [{ ipAddress: 'fd00:100::80/124' }, { ipAddress: atPairMac, macAddress: pairMac }];
+  fw.setPort(vmPort(a, ['default'], { allowedAddressPairs: pairs }));
+  fw.setPort(vmPort(b, ['default']));
+  fw.setPort(vmPort(v, ['open']));
+  fw.setPort(vmPort(loose, [], { portSecurityEnabled: false }));
+  await applied(t, fw, a, b, v);
+  // The victim acts as a router, so that it learns from solicitations to routers too.
+  v.ns.exec('sysctl', ['-qw', 'net.ipv6.conf.eth0.forwarding=1']);
+  const fake = '02:00:00:00:ee:ee';
+  const believe = (ip: string) => v.ns.exec('ip', ['-6', 'neigh', 'replace', ip, 'lladdr', fake, 'dev', 'eth0', 'nud', 'stale']);
+  const cached = (ip: string) => topo.neighbour(v, ip);
+  /** An advertisement to the victim, from `from`'s address and MAC unless others are given. */
+  const advert = (from: Vm, target: string, options?: Buffer[], fromMac = from.mac, src = from.ip6) =>
+    neighbourAdvert({
+      from: fromMac,
+      src,
+      dst: v.ip6,
+      toMac: v.mac,
+      target,
+      lladdr: fromMac,
+      flags: NA_OVERRIDE,
+      ...(options ? { options } : {}),
+    });
+  /** Sends the frames from `from`'s device, then an advertisement of its own address the filter
+   *  passes: once the victim has learnt that one, the frames before it were delivered or dropped. */
+  const send = async (from: Vm, what: string, ...frames: Buffer[]) => {
+    believe(from.ip6);
+    sendFrames(from.ns, 'eth0', [...frames, advert(from, from.ip6)]);
+    const explain = () => `${from.name} is at ${cached(from.ip6)} for ${v.name}`;
+    await waitFor(`${what}: the advertisement after it`, () => cached(from.ip6) === from.mac, 20_000, explain);
+  };
+  const lies = ['fd00:100::83', 'fd00:100::84', 'fd00:100::85', 'fd00:100::86'];
+  for (const ip of [...lies, atPairMac, 'fd00:100::87', 'fd00:100::88', 'fd00:100::89']) believe(ip);
+
+  await send(
+    a,
+    "a's own addresses said to be at b's MAC",
+    advert(a, lies[0]!, [linkLayerOption(2, b.mac)]),
+    // An option nobody knows first, then the lie: a check of the first option alone would miss it.
+    advert(a, lies[1]!, [unknownOption(), linkLayerOption(2, b.mac)]),
+    neighbourSolicit({ from: a.mac, src: lies[2]!, dst: v.ip6, toMac: v.mac, target: v.ip6, lladdr: b.mac }),
+    routerSolicit({ from: a.mac, src: lies[3]!, lladdr: b.mac }),
+  );
+  for (const ip of lies) t.is(cached(ip), fake, `${ip}: the victim never learnt it at b's MAC`);
+  // Its own MAC, then b's: Linux believes the first option, other stacks may believe the last; either
+  // way a message of two options is not the port's to send.
+  await send(a, 'two options', advert(a, 'fd00:100::89', [linkLayerOption(2, a.mac), linkLayerOption(2, b.mac)]));
+  t.is(cached('fd00:100::89'), fake, 'an advertisement of two options is dropped');
+
+  // What a port may say: its own MACs, the pair's for the pair's address, or no MAC at all.
+  await send(
+    a,
+    'its own MACs',
+    advert(a, 'fd00:100::83', [linkLayerOption(2, a.mac)]),
+    advert(a, atPairMac, [linkLayerOption(2, pairMac)], pairMac, atPairMac),
+    neighbourSolicit({ from: a.mac, src: 'fd00:100::85', dst: v.ip6, toMac: v.mac, target: v.ip6, lladdr: a.mac }),
+    routerSolicit({ from: a.mac, src: 'fd00:100::86', lladdr: a.mac }),
+  );
+  t.is(cached('fd00:100::83'), a.mac, 'an advertisement at its own MAC');
+  t.is(cached(atPairMac), pairMac, "an advertisement of the pair's address at the pair's MAC");
+  t.is(cached('fd00:100::85'), a.mac, 'a solicitation at its own MAC');
+  t.is(cached('fd00:100::86'), a.mac, 'a router solicitation at its own MAC');
+
+  // Proof the checks can fail: a port without port security is not protected.
+  await send(
+    loose,
+    "an unprotected port's lies",
+    advert(loose, 'fd00:100::87', [unknownOption(), linkLayerOption(2, b.mac)]),
+    routerSolicit({ from: loose.mac, src: 'fd00:100::88', lladdr: b.mac }),
+  );
+  t.is(cached('fd00:100::87'), b.mac, 'unprotected port: the lie gets through');
+  t.is(cached('fd00:100::88'), b.mac, 'unprotected port: a router solicitation teaches it too');
 });
 
 onBothBackends('IPv6 neighbour discovery, duplicate address detection and ping between allowed VMs still work', async (t, backend) => {

@@ -6,6 +6,7 @@ import {
   iptablesCidr,
   maxelemFor,
   ndTargetU32,
+  ndLinkLayerU32,
   renderArp,
   renderDispatch,
   renderMacDispatch,
@@ -22,6 +23,7 @@ import { linkLocalFromMac } from '../src/domain/mac.js';
 import { validateGroup, validatePort } from '../src/domain/validate.js';
 import type { SecurityGroup } from '../src/domain/model.js';
 import { egressPolicy } from '../src/firewall/policy.js';
+import { explain } from '../src/firewall/explain.js';
 import { MARK_MASK, egressRules, ingressRules } from '../src/firewall/nftables/render.js';
 import { NftNames } from '../src/firewall/nftables/names.js';
 import { bridgeZones, zoneOf } from '../src/firewall/zones.js';
@@ -151,16 +153,21 @@ test('a port filter names each set once and renders each distinct rule once', (t
   t.is(held.rules.length, 2);
 });
 
-test('IPv6 egress: only duplicate address detection before the anti-spoof check, advertisements only for own addresses', (t) => {
-  const p = validatePort({
+/** An IPv6 port in no group, with one allowed pair at a MAC of its own. */
+function v6Port(pairNet: string) {
+  return validatePort({
     id: 'p1',
     host: 'h',
     device: 'tap1',
     mac: '02:00:00:00:00:01',
     fixedIps: ['fd00::1'],
-    allowedAddressPairs: [{ ipAddress: 'fd00:a:0:7::/60', macAddress: '02:00:00:00:00:99' }],
+    allowedAddressPairs: [{ ipAddress: pairNet, macAddress: '02:00:00:00:00:99' }],
     securityGroups: [],
   });
+}
+
+test('IPv6 egress: only duplicate address detection before the anti-spoof check, advertisements only for own addresses', (t) => {
+  const p = v6Port('fd00:a:0:7::/60');
   const egress = renderPortChains(buildFilter({ group: () => undefined }, p, noHolds), names).v6.get(names.egressChain('p1'))!;
   const jump = egress.indexOf(`-j ${names.spoofChain('p1')}`);
   const own = ['fd00::1', 'fd00:a::/60', linkLocalFromMac('02:00:00:00:00:01'), linkLocalFromMac('02:00:00:00:00:99')].map(ndTargetU32);
@@ -169,7 +176,8 @@ test('IPv6 egress: only duplicate address detection before the anti-spoof check,
   t.deepEqual(egress.slice(0, jump), [`${dad} 131 -j RETURN`, `${dad} 143 -j RETURN`, ...probes]);
   const na = '-p ipv6-icmp -m icmp6 --icmpv6-type 136';
   const adverts = own.map((u) => `${na} -m u32 --u32 "${u}" -j RETURN`);
-  t.deepEqual(egress.slice(jump + 1, jump + 7), [...adverts, `${na} -j DROP`, '-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP']);
+  // First the three link-layer address guards (the next test), then the advertisements.
+  t.deepEqual(egress.slice(jump + 4, jump + 10), [...adverts, `${na} -j DROP`, '-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP']);
   // As iptables-save prints u32: next header ICMPv6, then the target's words, the last one masked.
   t.is(ndTargetU32('fd00:100::1'), '0x4&0xff00=0x3a00&&0x30=0xfd000100&&0x34=0x0&&0x38=0x0&&0x3c=0x1');
   t.is(ndTargetU32('fd00:a:0:7::/60'), '0x4&0xff00=0x3a00&&0x30=0xfd00000a&&0x34&0xfffffff0=0x0');
@@ -180,6 +188,66 @@ test('IPv6 egress: only duplicate address detection before the anti-spoof check,
   const spoof = renderPortChains(buildFilter({ group: () => undefined }, p, noHolds), names).v6.get(names.spoofChain('p1'))!;
   const pairLla = `-s ${iptablesCidr(linkLocalFromMac('02:00:00:00:00:99'))} -m mac --mac-source 02:00:00:00:00:99 -j RETURN`;
   t.true(spoof.includes(pairLla), 'the link-local address of each MAC');
+});
+
+test("neighbour discovery from a port names no MAC but the port's own, on both backends and in explain", (t) => {
+  const f = buildFilter({ group: () => undefined }, v6Port('fd00:a::/64'), noHolds);
+  const macs = ['02:00:00:00:00:01', '02:00:00:00:00:99'];
+  // As iptables-save prints u32: the payload length and next header (the fixed part alone), or the
+  // fixed part and one option: its type and length 1 with the MAC's first two bytes, then the last four.
+  t.deepEqual(ndLinkLayerU32(136, macs), [
+    '0x4&0xffffff00=0x183a00',
+    '0x4&0xffffff00=0x203a00&&0x40=0x2010200&&0x44=0x1',
+    '0x4&0xffffff00=0x203a00&&0x40=0x2010200&&0x44=0x99',
+  ]);
+  t.deepEqual(ndLinkLayerU32(133, ['fa:16:3e:ab:cd:ef']), [
+    '0x4&0xffffff00=0x83a00',
+    '0x4&0xffffff00=0x103a00&&0x30=0x101fa16&&0x34=0x3eabcdef',
+  ]);
+  t.throws(() => ndLinkLayerU32(128, macs), { message: /no link-layer address option/ });
+  const egress = renderPortChains(f, names).v6.get(names.egressChain('p1'))!;
+  const jump = egress.indexOf(`-j ${names.spoofChain('p1')}`);
+  const guard = (type: number) =>
+    [`-p ipv6-icmp -m icmp6 --icmpv6-type ${type}`, ...ndLinkLayerU32(type, macs).map((u) => `-m u32 ! --u32 "${u}"`), '-j DROP'].join(' ');
+  t.deepEqual(egress.slice(jump + 1, jump + 4), [guard(133), guard(135), guard(136)], 'after the anti-spoof check, before the rest');
+  t.true(egress.indexOf('-p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN') > jump + 3, 'solicitations return only after the guard');
+
+  // nftables: two rules a type (no "or"): neither the fixed part alone nor one option more, dropped;
+  // one option naming another MAC, dropped.
+  const nft = egressRules(f, new NftNames('sg'));
+  const guards = nft.rules.filter((_, i) => JSON.stringify(nft.tags[i]) === '{"fixed":"neighbour link-layer address guard"}');
+  const head = (type: number) => [
+    { m: 'nfproto', v: 6 },
+    { m: 'l4proto', v: 58 },
+    { m: 'icmp', type },
+  ];
+  const tail = [{ m: 'counter' }, { m: 'verdict', v: 'drop' }];
+  t.deepEqual(guards, [
+    [...head(133), { m: 'ip6Length', v: 8, negate: true }, { m: 'ip6Length', v: 16, negate: true }, ...tail],
+    [...head(133), { m: 'ndLinkLayerNot', at: 8, option: 1, macs }, ...tail],
+    [...head(135), { m: 'ip6Length', v: 24, negate: true }, { m: 'ip6Length', v: 32, negate: true }, ...tail],
+    [...head(135), { m: 'ndLinkLayerNot', at: 24, option: 1, macs }, ...tail],
+    [...head(136), { m: 'ip6Length', v: 24, negate: true }, { m: 'ip6Length', v: 32, negate: true }, ...tail],
+    [...head(136), { m: 'ndLinkLayerNot', at: 24, option: 2, macs }, ...tail],
+  ]);
+
+  // explain walks the same entries.
+  const advert = (ndLinkLayer?: string) =>
+    explain(f, () => [], {
+      direction: 'egress',
+      src: 'fd00::1',
+      dst: 'fd00::2',
+      proto: 58,
+      icmpType: 136,
+      ndTarget: 'fd00::1',
+      ...(ndLinkLayer ? { ndLinkLayer } : {}),
+    });
+  t.is(advert().verdict, 'accept', 'no option');
+  t.is(advert('02:00:00:00:00:99').verdict, 'accept', "an allowed pair's MAC");
+  t.is(advert('02:00:00:00:00:01'.toUpperCase()).verdict, 'accept');
+  const lie = advert('02:00:00:00:00:02');
+  t.is(lie.verdict, 'drop');
+  t.deepEqual(lie.decidedBy.rule, { fixed: 'neighbour link-layer address guard' });
 });
 
 test("DHCP replies go only to the port's fixed IPs and broadcast (IPv6: link-local); router advertisements only to a port with an IPv6 fixed IP", (t) => {

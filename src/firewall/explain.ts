@@ -22,6 +22,9 @@ export interface ProbePacket {
   srcMac?: string;
   /** A neighbour solicitation's or advertisement's target address. */
   ndTarget?: string;
+  /** The MAC a router or neighbour solicitation's or a neighbour advertisement's link-layer address
+   *  option names (none: it carries no option). */
+  ndLinkLayer?: string;
   /** Its connection's conntrack state (default new). */
   state?: 'new' | 'established' | 'related' | 'invalid';
 }
@@ -59,6 +62,7 @@ function matchesFixed(m: Match, p: ProbePacket, src: Cidr, dst: Cidr): boolean {
     if (!types.includes(p.icmpType)) return false;
   }
   if (m.ndTarget && (p.ndTarget === undefined || !within(parseCidr(p.ndTarget), m.ndTarget))) return false;
+  if (m.ndLinkLayerOtherThan && (p.ndLinkLayer === undefined || m.ndLinkLayerOtherThan.includes(p.ndLinkLayer.toLowerCase()))) return false;
   return true;
 }
 

@@ -23,6 +23,7 @@ export type FixedName =
   | 'duplicate address detection'
   | 'neighbour advertisement'
   | 'neighbour advertisement guard'
+  | 'neighbour link-layer address guard'
   | 'router advertisement guard'
   | 'anti-spoofing'
   | 'anti-spoofing: own source'
@@ -34,6 +35,7 @@ export type FixedName =
  *  policy, or the logging of accepted connections or drops (security-group logging). */
 export type RuleTag = { rule: string[] } | { fixed: FixedName } | { log: 'ACCEPT' | 'DROP' };
 
+const RS = 133;
 const NS = 135;
 const NA = 136;
 const RA = 134;
@@ -53,7 +55,7 @@ export const ICMP6_LISTS = {
    *  addresses (Neutron's iptables driver admits every ICMPv6 type but router advertisements, its
    *  OVS driver solicitations and MLD: the stricter is followed, docs/firewall.md; leaving a
    *  multicast group must not need a rule any more than joining one). */
-  fromPort: [131, 132, 133, NS, 143],
+  fromPort: [131, 132, RS, NS, 143],
 } as const;
 export type Icmp6List = keyof typeof ICMP6_LISTS;
 
@@ -68,7 +70,20 @@ export interface Match {
   icmp6?: number | Icmp6List;
   /** The target address of a neighbour solicitation or advertisement lies in this network. */
   ndTarget?: string;
+  /** The message (of `icmp6`, one of ND_LINK_LAYER's types) carries options other than none or one
+   *  link-layer address option naming one of these MACs. */
+  ndLinkLayerOtherThan?: string[];
 }
+
+/** Neighbour discovery messages that tell their receivers at which MAC the sender (a solicitation)
+ *  or the target (an advertisement) is, by a link-layer address option: for each ICMPv6 type, where
+ *  its options start (the message's fixed part, RFC 4861 4.1–4.4) and the option's type. A message
+ *  of its fixed part alone carries no option; one of exactly eight bytes more, one option. */
+export const ND_LINK_LAYER: ReadonlyMap<number, { at: number; option: number }> = new Map([
+  [RS, { at: 8, option: 1 }],
+  [NS, { at: 24, option: 1 }],
+  [NA, { at: 24, option: 2 }],
+]);
 
 /** One entry of a port chain, in order. Entries without a family apply to both. */
 export type Entry =
@@ -128,11 +143,14 @@ export function ingressPolicy(f: PortFilter): Entry[] {
 
 /** Traffic from the port. Before the anti-spoof check only what a port sends before it may use an
  *  address: DHCP discover, and duplicate address detection (from :: to a link-local group) of its
- *  own addresses. After it: DHCP client but no server; neighbour advertisements only for its own
- *  addresses (the IPv6 twin of ARP protection); no router advertisements; solicitations and MLD;
- *  state; the egress rules; deny. */
+ *  own addresses. After it: DHCP client but no server; solicitations and advertisements that name no
+ *  MAC but the port's own (the anti-spoof check vouches for the frame's source MAC, not for the one
+ *  the message tells its receivers to use); neighbour advertisements only for its own addresses (the
+ *  IPv6 twin of ARP protection); no router advertisements; solicitations and MLD; state; the egress
+ *  rules; deny. */
 export function egressPolicy(f: PortFilter): Entry[] {
   const own = ownTargets(f);
+  const macs = sourceMacs(f);
   const dad = { src: '::/128', dst: 'ff02::/16' };
   return [
     { match: { family: 4, src: '0.0.0.0/32', dst: '255.255.255.255/32', udp: { sport: 68, dport: 67 } }, verdict: 'return', name: 'DHCP' },
@@ -141,6 +159,7 @@ export function egressPolicy(f: PortFilter): Entry[] {
     { spoofCheck: true },
     udp(4, 68, 67, 'return', 'DHCP'),
     udp(4, 67, 68, 'drop', 'DHCP guard'),
+    ...[...ND_LINK_LAYER.keys()].map((type) => icmp6(type, 'drop', 'neighbour link-layer address guard', { ndLinkLayerOtherThan: macs })),
     ...own.map((t) => icmp6(NA, 'return', 'neighbour advertisement', t === undefined ? {} : { ndTarget: t })),
     icmp6(NA, 'drop', 'neighbour advertisement guard'),
     icmp6(RA, 'drop', 'router advertisement guard'),

@@ -4,6 +4,7 @@
 import { ipv6, ipv6Checksum, mac } from './frames.js';
 
 const ICMPV6 = 58;
+const RS = 133;
 const NS = 135;
 const NA = 136;
 const MLD_DONE = 132;
@@ -49,16 +50,32 @@ function frame(f: Frame, icmp: Buffer): Buffer {
   return Buffer.concat([dstMac, mac(f.from), Buffer.from([0x86, 0xdd]), ip, icmp]);
 }
 
-/** A neighbour advertisement: `target` is at `lladdr` (target link-layer address option). */
-export function neighbourAdvert(f: Frame & { target: string; lladdr: string; flags: number }): Buffer {
-  const icmp = Buffer.alloc(32);
-  icmp[0] = NA;
-  icmp[4] = f.flags;
-  ipv6(f.target).copy(icmp, 8);
-  icmp[24] = 2;
-  icmp[25] = 1;
-  mac(f.lladdr).copy(icmp, 26);
-  return frame(f, icmp);
+/** A link-layer address option (RFC 4861 4.6.1): source (1) or target (2), naming `at`. */
+export function linkLayerOption(type: 1 | 2, at: string): Buffer {
+  return Buffer.concat([Buffer.from([type, 1]), mac(at)]);
+}
+
+/** An option of a type no receiver knows (RFC 4861 says to skip it), eight bytes. */
+export function unknownOption(): Buffer {
+  return Buffer.from([200, 1, 0, 0, 0, 0, 0, 0]);
+}
+
+/** A neighbour advertisement: `target` is at `lladdr` (target link-layer address option), or
+ *  `options` in its place. */
+export function neighbourAdvert(f: Frame & { target: string; lladdr: string; flags: number; options?: Buffer[] }): Buffer {
+  const head = Buffer.alloc(24);
+  head[0] = NA;
+  head[4] = f.flags;
+  ipv6(f.target).copy(head, 8);
+  return frame(f, Buffer.concat([head, ...(f.options ?? [linkLayerOption(2, f.lladdr)])]));
+}
+
+/** A router solicitation to all routers; with `lladdr` (source link-layer address option) a router
+ *  learns the source at it. */
+export function routerSolicit(f: Omit<Frame, 'dst'> & { lladdr?: string }): Buffer {
+  const head = Buffer.alloc(8);
+  head[0] = RS;
+  return frame({ ...f, dst: 'ff02::2' }, Buffer.concat([head, ...(f.lladdr ? [linkLayerOption(1, f.lladdr)] : [])]));
 }
 
 /** An MLDv1 done (RFC 2710 3): the sender leaves the multicast `group`. Sent to all routers. */
@@ -85,13 +102,8 @@ export function routerAdvert(f: Omit<Frame, 'dst'>): Buffer {
 /** A neighbour solicitation for `target`; with `lladdr` (source link-layer address option) the
  *  receiver learns the source at it. From `::` (duplicate address detection) it carries none. */
 export function neighbourSolicit(f: Frame & { target: string; lladdr?: string }): Buffer {
-  const icmp = Buffer.alloc(f.lladdr ? 32 : 24);
-  icmp[0] = NS;
-  ipv6(f.target).copy(icmp, 8);
-  if (f.lladdr) {
-    icmp[24] = 1;
-    icmp[25] = 1;
-    mac(f.lladdr).copy(icmp, 26);
-  }
-  return frame(f, icmp);
+  const head = Buffer.alloc(24);
+  head[0] = NS;
+  ipv6(f.target).copy(head, 8);
+  return frame(f, Buffer.concat([head, ...(f.lladdr ? [linkLayerOption(1, f.lladdr)] : [])]));
 }

@@ -6,6 +6,7 @@
 // the exception: see `inexact`).
 import { formatCidrWithPrefix, isCatchAll, parseCidr } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
+import { macBytes } from '../../domain/mac.js';
 import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
 import {
   arpSenders,
@@ -15,6 +16,7 @@ import {
   ICMP6_LISTS,
   isUntracked,
   ingressPolicy,
+  ND_LINK_LAYER,
   ofFamily,
   spoofSources,
   trackedInsideUntracked,
@@ -124,7 +126,11 @@ function fixedLines(m: Match, verdict: FixedVerdict): string[] {
   const head: string[] = [];
   if (m.src) head.push(`-s ${iptablesCidr(m.src)}`);
   if (m.dst) head.push(`-d ${iptablesCidr(m.dst)}`);
-  const tail = [...(m.ndTarget ? [`-m u32 --u32 "${ndTargetU32(m.ndTarget)}"`] : []), verdict === 'return' ? '-j RETURN' : '-j DROP'];
+  const tail = [
+    ...(m.ndTarget ? [`-m u32 --u32 "${ndTargetU32(m.ndTarget)}"`] : []),
+    ...(m.ndLinkLayerOtherThan ? ndLinkLayerU32(m.icmp6, m.ndLinkLayerOtherThan).map((u) => `-m u32 ! --u32 "${u}"`) : []),
+    verdict === 'return' ? '-j RETURN' : '-j DROP',
+  ];
   if (m.udp) return [[...head, `-p udp -m udp --sport ${m.udp.sport} --dport ${m.udp.dport}`, ...tail].join(' ')];
   if (m.icmp6 === undefined) return [[...head, ...tail].join(' ')];
   const types = typeof m.icmp6 === 'number' ? [m.icmp6] : ICMP6_LISTS[m.icmp6];
@@ -147,6 +153,31 @@ export function ndTargetU32(cidr: string): string {
     tests.push(`${at}${mask}=0x${word.toString(16)}`);
   }
   return tests.join('&&');
+}
+
+/** The u32 tests (as iptables-save prints them) a neighbour discovery message of `type` passes if it
+ *  carries no option, or one link-layer address option naming one of `macs`: a rule that inverts
+ *  each (`! --u32`) matches any other. Each also requires the ICMPv6 header to follow the IPv6 header
+ *  directly (next header 58), and the IPv6 payload length to be the message's fixed part, or that and
+ *  the option's eight bytes: a message behind extension headers, or with any other option, matches
+ *  none of them. u32 compares at most four bytes a test, so an option is two words: its type, length
+ *  and the MAC's first two bytes, then the MAC's last four. */
+export function ndLinkLayerU32(type: Match['icmp6'], macs: string[]): string[] {
+  const nd = typeof type === 'number' ? ND_LINK_LAYER.get(type) : undefined;
+  if (!nd) throw new Error(`no link-layer address option in ICMPv6 type ${String(type)}`);
+  const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
+  // The word at offset 4: the payload length (two bytes), the next header, the hop limit.
+  const lengthIs = (n: number) => `0x4&0xffffff00=${hex((n << 16) | (58 << 8))}`;
+  const at = 40 + nd.at;
+  const withOption = macs.map((text) => {
+    const b = macBytes(text);
+    return [
+      lengthIs(nd.at + 8),
+      `${hex(at)}=${hex((nd.option << 24) | (1 << 16) | (b[0]! << 8) | b[1]!)}`,
+      `${hex(at + 4)}=${hex((b[2]! << 24) | (b[3]! << 16) | (b[4]! << 8) | b[5]!)}`,
+    ].join('&&');
+  });
+  return [lengthIs(nd.at), ...withOption];
 }
 
 export function physdev(mode: Mode, dir: 'in' | 'out', dev: string): string {

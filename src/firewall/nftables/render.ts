@@ -11,7 +11,7 @@
 import { isCatchAll } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
-import { arpSenders, egressPolicy, fixedTag, ingressPolicy, sourceMacs, spoofSources, VLAN_TAG_TYPES } from '../policy.js';
+import { arpSenders, egressPolicy, fixedTag, ingressPolicy, ND_LINK_LAYER, sourceMacs, spoofSources, VLAN_TAG_TYPES } from '../policy.js';
 import type { Entry, FixedVerdict, Icmp6List, Match, RuleTag } from '../policy.js';
 import type { Stmt } from '../../addon/nftables.js';
 import { INET, type NftNames } from './names.js';
@@ -49,6 +49,23 @@ export const ICMP6_SETS: Record<Icmp6List, string> = {
   dad: INET.icmp6Dad,
   fromPort: INET.icmp6FromPort,
 };
+
+/** A fixed rule of the policy as rules of statements: one, or two for the check of a neighbour
+ *  discovery message's link-layer address (nft has no "or": a message is dropped if it is neither its
+ *  fixed part alone nor that and one option, or if its one option names another MAC). */
+function fixedRules(m: Match, verdict: FixedVerdict): Stmt[][] {
+  if (!m.ndLinkLayerOtherThan) return [fixedRule(m, verdict)];
+  const { ndLinkLayerOtherThan: macs, ...rest } = m;
+  const nd = typeof m.icmp6 === 'number' ? ND_LINK_LAYER.get(m.icmp6) : undefined;
+  if (!nd) throw new Error(`no link-layer address option in ICMPv6 type ${String(m.icmp6)}`);
+  const { at, option } = nd;
+  const head = fixedRule(rest, verdict);
+  const verdictStmt = head.pop()!;
+  return [
+    [...head, { m: 'ip6Length', v: at, negate: true }, { m: 'ip6Length', v: at + 8, negate: true }, verdictStmt],
+    [...head, { m: 'ndLinkLayerNot', at, option, macs }, verdictStmt],
+  ];
+}
 
 /** A fixed rule of the policy as statements. */
 function fixedRule(m: Match, verdict: FixedVerdict): Stmt[] {
@@ -91,7 +108,7 @@ function lower(f: PortFilter, entries: Entry[], direction: 'ingress' | 'egress',
   const seen = new Map<string, number>();
   for (const e of entries) {
     if ('groupRules' in e) appendRules(out, f, direction, e.groupRules, names, seen, log);
-    else if ('match' in e) push(out, fixedRule(e.match, e.verdict), fixedTag(e));
+    else if ('match' in e) for (const r of fixedRules(e.match, e.verdict)) push(out, r, fixedTag(e));
     else if ('state' in e) for (const r of STATE) push(out, r, fixedTag(e));
     else if ('spoofCheck' in e) push(out, [{ m: 'verdict', v: { jump: names.spoofChain(f.portId) } }], fixedTag(e));
     else {

@@ -290,6 +290,22 @@ pub enum Stmt {
     NdTarget {
         cidr: String,
     },
+    /// `ip6 length [!=] N`: the IPv6 payload length (extension headers and all).
+    Ip6Length {
+        v: u16,
+        #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<bool>", optional))]
+        negate: bool,
+    },
+    /// The 8 bytes at offset `at` of an ICMPv6 message are not a link-layer address option of type
+    /// `option` (length 1: eight bytes) naming one of `macs` (nft prints `@th,AT*8,64 != 0x… != 0x…`).
+    /// A message too short to hold them matches nothing. Only meaningful after a match on a neighbour
+    /// discovery type whose options start at `at`.
+    NdLinkLayerNot {
+        at: u8,
+        option: u8,
+        macs: Vec<String>,
+    },
     /// `icmp|icmpv6 type T [code C]`.
     Icmp {
         #[serde(rename = "type")]
@@ -652,6 +668,23 @@ impl Stmt {
                 let net = Net::parse(cidr, Bits::V6)?;
                 masked_eq(payload(NFT_PAYLOAD_TRANSPORT_HEADER, 8, 16), &net, Bits::V6)
             }
+            Stmt::Ip6Length { v, negate } => {
+                let data = v.to_be_bytes().to_vec();
+                vec![payload(NFT_PAYLOAD_NETWORK_HEADER, 4, 2), if *negate { neq(data) } else { eq(data) }]
+            }
+            Stmt::NdLinkLayerNot { at, option, macs } => {
+                if macs.is_empty() {
+                    return Err("a link-layer address check needs at least one MAC".into());
+                }
+                // Each compare leaves the register as it was, so one load serves them all.
+                let mut v = vec![payload(NFT_PAYLOAD_TRANSPORT_HEADER, u32::from(*at), 8)];
+                for mac in macs {
+                    let mut opt = vec![*option, 1];
+                    opt.extend(parse_mac(mac)?);
+                    v.push(neq(opt));
+                }
+                v
+            }
             Stmt::IcmpIn { set } => {
                 vec![payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1), Expr::Lookup { set: set.clone(), sreg: R, dreg: None, flags: 0 }]
             }
@@ -858,6 +891,33 @@ mod tests {
         assert!(Stmt::NdTarget { cidr: "10.0.0.1".into() }.exprs().is_err(), "a target is an IPv6 address");
         let parsed: Stmt = serde_json::from_str(r#"{"m":"ndTarget","cidr":"fd00::1"}"#).unwrap();
         assert_eq!(parsed, Stmt::NdTarget { cidr: "fd00::1".into() });
+    }
+
+    #[test]
+    fn a_neighbour_discovery_link_layer_option_is_checked_against_every_mac() {
+        // nft: ip6 length != 24 -> payload load 2b @ network header + 4, cmp neq 0x0018.
+        assert_eq!(
+            Stmt::Ip6Length { v: 24, negate: true }.exprs().unwrap(),
+            vec![Expr::Payload { dreg: 1, base: 1, offset: 4, len: 2 }, Expr::Cmp { sreg: 1, op: NFT_CMP_NEQ, data: vec![0, 24] }]
+        );
+        assert_eq!(Stmt::Ip6Length { v: 32, negate: false }.exprs().unwrap()[1], Expr::Cmp { sreg: 1, op: NFT_CMP_EQ, data: vec![0, 32] });
+        // nft: @th,192,64 != 0x0201fa163e000001 != 0x0201fa163e000002: one load, one compare a MAC.
+        let macs = vec!["fa:16:3e:00:00:01".to_string(), "FA:16:3E:00:00:02".to_string()];
+        let e = Stmt::NdLinkLayerNot { at: 24, option: 2, macs }.exprs().unwrap();
+        assert_eq!(
+            e,
+            vec![
+                Expr::Payload { dreg: 1, base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 24, len: 8 },
+                Expr::Cmp { sreg: 1, op: NFT_CMP_NEQ, data: vec![2, 1, 0xfa, 0x16, 0x3e, 0, 0, 1] },
+                Expr::Cmp { sreg: 1, op: NFT_CMP_NEQ, data: vec![2, 1, 0xfa, 0x16, 0x3e, 0, 0, 2] },
+            ]
+        );
+        assert!(Stmt::NdLinkLayerNot { at: 8, option: 1, macs: vec![] }.exprs().is_err(), "no MAC: nothing to compare with");
+        assert!(Stmt::NdLinkLayerNot { at: 8, option: 1, macs: vec!["nope".into()] }.exprs().is_err());
+        let parsed: Stmt = serde_json::from_str(r#"{"m":"ndLinkLayerNot","at":8,"option":1,"macs":["02:00:00:00:00:01"]}"#).unwrap();
+        assert_eq!(parsed, Stmt::NdLinkLayerNot { at: 8, option: 1, macs: vec!["02:00:00:00:00:01".into()] });
+        let parsed: Stmt = serde_json::from_str(r#"{"m":"ip6Length","v":24}"#).unwrap();
+        assert_eq!(parsed, Stmt::Ip6Length { v: 24, negate: false });
     }
 
     #[test]
