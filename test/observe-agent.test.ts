@@ -11,6 +11,7 @@ import { brokerTest } from './helpers/gate.js';
 import { agentConnected, startAgent, startController, testBed } from './helpers/sg.js';
 import type { Vm } from './helpers/topology.js';
 import { waitFor } from './helpers/wait.js';
+import { linkLocalFromMac } from '../src/domain/mac.js';
 
 const repo = path.resolve(__dirname, '..');
 
@@ -101,6 +102,33 @@ async function observed(t: ExecutionContext, dataplane: 'nftables' | 'iptables')
     { env: cliEnv(agent.metrics, bed.topo.host.path), encoding: 'utf8' },
   );
   t.regex(denied.stdout, /dropped by default drop \(ingress\)/);
+  // Neighbour discovery: an advertisement of the port's link-local address, at its MAC or another's.
+  const lla = linkLocalFromMac(b.mac);
+  const advert = (mac: string) =>
+    spawnSync(
+      process.execPath,
+      cliArgs([
+        'explain',
+        '--port',
+        'pb',
+        '--egress',
+        '--src',
+        lla,
+        '--dst',
+        'ff02::1',
+        '--icmp-type',
+        '136',
+        '--nd-target',
+        lla,
+        '--nd-lladdr',
+        mac,
+      ]),
+      { env: cliEnv(agent.metrics, bed.topo.host.path), encoding: 'utf8' },
+    );
+  const own = advert(b.mac);
+  t.is(own.status, 0, own.stderr);
+  t.regex(own.stdout, /accepted by neighbour advertisement \(egress\)/);
+  t.regex(advert(a.mac).stdout, /dropped by neighbour link-layer address guard \(egress\)/);
 
   // Trace: a packet sent while it runs, named by its rule.
   const trace = spawn(

@@ -6,6 +6,7 @@ import { canonicalCidr, familyOf } from '../domain/address.js';
 import { PROTOCOL_NUMBERS } from '../domain/protocols.js';
 import type { ProbePacket } from '../firewall/explain.js';
 import type { TraceMatch } from '../firewall/trace.js';
+import { ND_LINK_LAYER } from '../firewall/policy.js';
 
 export class ProbeError extends Error {
   constructor(message: string) {
@@ -25,6 +26,8 @@ export const PROBE_OPTIONS = [
   '--icmp-type',
   '--icmp-code',
   '--src-mac',
+  '--nd-target',
+  '--nd-lladdr',
   '--state',
 ] as const;
 export const PROBE_FLAGS = ['--ingress', '--egress'] as const;
@@ -40,8 +43,14 @@ export interface Probe {
   icmpType?: number;
   icmpCode?: number;
   srcMac?: string;
+  /** A neighbour solicitation's or advertisement's target, and the MAC its link-layer address option
+   *  names (router solicitations too). */
+  ndTarget?: string;
+  ndLinkLayer?: string;
   state?: ProbePacket['state'];
 }
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 function address(v: string, what: string): string {
   let c: string;
@@ -92,8 +101,22 @@ export function readProbe(get: (name: string) => string | undefined, flag: (name
     p.proto = familyOf(p.src ?? p.dst ?? '0.0.0.0') === 6 ? 58 : 1;
   const mac = get('src-mac');
   if (mac !== undefined) {
-    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new ProbeError(`--src-mac must be a MAC address, not ${JSON.stringify(mac)}`);
+    if (!MAC.test(mac)) throw new ProbeError(`--src-mac must be a MAC address, not ${JSON.stringify(mac)}`);
     p.srcMac = mac.toLowerCase();
+  }
+  const ndTarget = get('nd-target');
+  if (ndTarget !== undefined) {
+    if (p.proto !== 58 || (p.icmpType !== 135 && p.icmpType !== 136))
+      throw new ProbeError('--nd-target needs --icmp-type 135 or 136 (a neighbour solicitation or advertisement)');
+    p.ndTarget = address(ndTarget, '--nd-target');
+    if (familyOf(p.ndTarget) !== 6) throw new ProbeError(`--nd-target must be an IPv6 address, not ${ndTarget}`);
+  }
+  const lladdr = get('nd-lladdr');
+  if (lladdr !== undefined) {
+    if (p.proto !== 58 || p.icmpType === undefined || !ND_LINK_LAYER.has(p.icmpType))
+      throw new ProbeError('--nd-lladdr needs --icmp-type 133, 135 or 136 (a router or neighbour solicitation, an advertisement)');
+    if (!MAC.test(lladdr)) throw new ProbeError(`--nd-lladdr must be a MAC address, not ${JSON.stringify(lladdr)}`);
+    p.ndLinkLayer = lladdr.toLowerCase();
   }
   const state = get('state');
   if (state !== undefined) {
@@ -116,6 +139,8 @@ export function probeQuery(p: Probe): URLSearchParams {
   put('icmp-type', p.icmpType);
   put('icmp-code', p.icmpCode);
   put('src-mac', p.srcMac);
+  put('nd-target', p.ndTarget);
+  put('nd-lladdr', p.ndLinkLayer);
   put('state', p.state);
   return q;
 }
@@ -152,6 +177,8 @@ export function probePacket(p: Probe, portAddresses: readonly string[]): ProbePa
     ...(p.icmpType !== undefined ? { icmpType: p.icmpType } : {}),
     ...(p.icmpCode !== undefined ? { icmpCode: p.icmpCode } : {}),
     ...(p.srcMac ? { srcMac: p.srcMac } : {}),
+    ...(p.ndTarget ? { ndTarget: p.ndTarget } : {}),
+    ...(p.ndLinkLayer ? { ndLinkLayer: p.ndLinkLayer } : {}),
     ...(p.state ? { state: p.state } : {}),
   };
 }

@@ -13,7 +13,7 @@ commands:
                            --counters, the packets and bytes each rule of each port counted
   explain --port ID (--ingress --src A [--dst B] | --egress --dst B [--src A]) [--proto P]
           [--dport N] [--sport N] [--icmp-type T] [--icmp-code C] [--src-mac M] [--state S]
-          [--config FILE]
+          [--nd-target ADDR] [--nd-lladdr M] [--config FILE]
                            what the port's filter does with such a packet, rule by rule, from the
                            running agent's desired state (no packet is sent)
   trace --port ID --ingress|--egress --src A|--dst B [--proto P] [--dport N] [--icmp-type T]
