@@ -4,7 +4,7 @@
 import test from 'ava';
 import { probePacket, probeQuery, readProbe, type Probe } from '../src/agent/probe.js';
 
-function fromArgs(args: Record<string, string>, flags: string[] = ['egress']): Probe {
+function fromArgs(args: Record<string, string | undefined>, flags: string[] = ['egress']): Probe {
   return readProbe(
     (n) => args[n],
     (n) => flags.includes(n),
@@ -32,13 +32,13 @@ test('neighbour discovery: a target and a link-layer address, read strictly and 
     p,
   );
   t.like(probePacket(p, []), { icmpType: 136, ndTarget: 'fe80::1', ndLinkLayer: 'fa:16:3e:00:00:01' });
-  t.like(fromArgs({ ...args, 'icmp-type': '133', 'nd-target': undefined as unknown as string }), {
+  t.like(fromArgs({ ...args, 'icmp-type': '133', 'nd-target': undefined }), {
     icmpType: 133,
     ndLinkLayer: 'fa:16:3e:00:00:01',
   });
 
   const refused = (over: Record<string, string | undefined>, message: RegExp) =>
-    t.throws(() => fromArgs({ ...args, ...over } as Record<string, string>), { message });
+    t.throws(() => fromArgs({ ...args, ...over }), { message });
   refused({ 'icmp-type': '128' }, /--nd-target needs --icmp-type 135 or 136/);
   refused({ 'icmp-type': '128', 'nd-target': undefined }, /--nd-lladdr needs --icmp-type 133, 135 or 136/);
   refused({ 'nd-target': '10.0.0.1' }, /--nd-target must be an IPv6 address/);
