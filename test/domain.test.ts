@@ -187,4 +187,17 @@ test('groups and ports: canonical, defaults explicit, hostile values refused', (
     ['port security not boolean', { portSecurityEnabled: 'no' }],
   ];
   for (const [what, extra] of refused) t.throws(() => validatePort({ ...port, ...extra }), { instanceOf: ValidationError }, what);
+  // Distinct MACs, the port's own counted: 15 pairs at MACs of their own (and any number at the
+  // port's MAC, or at one MAC shared by many) are taken, 16 are not.
+  const pairsAt = (n: number, macs = n) =>
+    Array.from({ length: n }, (_, i) => ({
+      ipAddress: `10.1.0.${i}`,
+      macAddress: `02:00:00:00:01:${(i % macs).toString(16).padStart(2, '0')}`,
+    }));
+  t.is(validatePort({ ...port, allowedAddressPairs: pairsAt(15) }).allowedAddressPairs.length, 15);
+  t.is(validatePort({ ...port, allowedAddressPairs: pairsAt(200, 2) }).allowedAddressPairs.length, 200);
+  t.throws(() => validatePort({ ...port, allowedAddressPairs: pairsAt(16) }), {
+    instanceOf: ValidationError,
+    message: "port p: has 17 MACs (its own and its allowed pairs'), more than 16",
+  });
 });

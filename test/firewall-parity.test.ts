@@ -21,6 +21,7 @@ import {
 } from './helpers/ndp.js';
 import { icmp6Listener, otherFrame, sendFrames, udp6Frame, udpFrame, udpListener } from './helpers/frames.js';
 import { waitFor } from './helpers/wait.js';
+import { LIMITS } from '../src/domain/limits.js';
 import { linkLocalFromMac } from '../src/domain/mac.js';
 import { egressAll, firewallHost, onBothBackends, vmPort, type FirewallHost } from './helpers/firewall.js';
 
@@ -272,6 +273,40 @@ onBothBackends("IPv6 neighbour discovery names no MAC but the port's own (the tw
   );
   t.is(cached('fd00:100::87'), b.mac, 'unprotected port: the lie gets through');
   t.is(cached('fd00:100::88'), b.mac, 'unprotected port: a router solicitation teaches it too');
+});
+
+onBothBackends("a port of as many MACs as a port may have (its own and its pairs') is filtered whole", async (t, backend) => {
+  const c = await firewallHost(t, backend);
+  if (!c) return;
+  const { topo, fw } = c;
+  const [a, v] = [topo.addVm(1), topo.addVm(2)];
+  // LIMITS.macsPerPort: every check that names the port's MACs (the bridge's source MAC check, the
+  // neighbour discovery guard) names them all, in one kernel rule.
+  const pairs = Array.from({ length: LIMITS.macsPerPort - 1 }, (_, i) => ({
+    ipAddress: `fd00:100::1:${i.toString(16)}`,
+    macAddress: `02:00:00:01:00:${i.toString(16).padStart(2, '0')}`,
+  }));
+  fw.setGroup(selfGroup('default'));
+  fw.setGroup({ id: 'open', rules: [{ id: 'in6', direction: 'ingress', ethertype: 'IPv6' }, ...egressAll] });
+  fw.setPort(vmPort(a, ['default'], { allowedAddressPairs: pairs }));
+  fw.setPort(vmPort(v, ['open']));
+  await fw.flush();
+  t.deepEqual(fw.status().quarantined, [], 'nothing quarantined');
+  await applied(t, fw, a, v);
+  const last = pairs.at(-1)!;
+  const fake = '02:00:00:00:ee:ee';
+  v.ns.exec('ip', ['-6', 'neigh', 'replace', last.ipAddress, 'lladdr', fake, 'dev', 'eth0', 'nud', 'stale']);
+  v.ns.exec('ip', ['-6', 'neigh', 'replace', a.ip6, 'lladdr', fake, 'dev', 'eth0', 'nud', 'stale']);
+  const advert = (src: string, mac: string, lladdr: string) =>
+    neighbourAdvert({ from: mac, src, dst: v.ip6, toMac: v.mac, target: src, lladdr, flags: NA_OVERRIDE });
+  // The last pair's address at the last pair's MAC, then (the filter passes it) a's own.
+  sendFrames(a.ns, 'eth0', [
+    advert(last.ipAddress, last.macAddress, a.mac),
+    advert(last.ipAddress, last.macAddress, last.macAddress),
+    advert(a.ip6, a.mac, a.mac),
+  ]);
+  await waitFor("a's own advertisement", () => topo.neighbour(v, a.ip6) === a.mac, 20_000);
+  t.is(topo.neighbour(v, last.ipAddress), last.macAddress, "the last pair's address, at its MAC");
 });
 
 onBothBackends('IPv6 neighbour discovery, duplicate address detection and ping between allowed VMs still work', async (t, backend) => {

@@ -16,6 +16,12 @@ export const LIMITS = {
   groupsPerPort: 64,
   /** Fixed IPs, and allowed address pairs, of one port (each). */
   ipsPerPort: 256,
+  /** Distinct MACs of one port: its own and its allowed pairs'. One kernel rule compares a frame's
+   *  source MAC, and the MAC a neighbour discovery message names, with every one of them: nf_tables
+   *  takes at most 128 expressions a rule, and ip6tables-restore (iptables-nft) at most 32 u32
+   *  matches (each ~2 KB in a netlink nest of at most 64 KiB), a length test and one a MAC. Neutron's
+   *  default (10 allowed pairs a port) gives at most 11. */
+  macsPerPort: 16,
 } as const;
 
 /** Interface names the kernel accepts (IFNAMSIZ - 1 bytes) that no rule syntax can misread. */

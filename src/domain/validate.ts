@@ -277,6 +277,8 @@ export function validatePort(v: unknown): Port {
     ],
     portSecurityEnabled: o.portSecurityEnabled !== false,
   };
+  const macs = new Set([port.mac, ...allowedAddressPairs.map((p) => p.macAddress ?? port.mac)]);
+  if (macs.size > LIMITS.macsPerPort) fail(what, `has ${macs.size} MACs (its own and its allowed pairs'), more than ${LIMITS.macsPerPort}`);
   if (!absent(o.revision)) port.revision = validateRevision(`${what} revision`, o.revision);
   return port;
 }
