@@ -293,20 +293,22 @@ onBothBackends("a port of as many MACs as a port may have (its own and its pairs
   await fw.flush();
   t.deepEqual(fw.status().quarantined, [], 'nothing quarantined');
   await applied(t, fw, a, v);
-  const last = pairs.at(-1)!;
+  const [first, last] = [pairs[0]!, pairs.at(-1)!];
   const fake = '02:00:00:00:ee:ee';
-  v.ns.exec('ip', ['-6', 'neigh', 'replace', last.ipAddress, 'lladdr', fake, 'dev', 'eth0', 'nud', 'stale']);
-  v.ns.exec('ip', ['-6', 'neigh', 'replace', a.ip6, 'lladdr', fake, 'dev', 'eth0', 'nud', 'stale']);
+  for (const ip of [first.ipAddress, last.ipAddress, a.ip6])
+    v.ns.exec('ip', ['-6', 'neigh', 'replace', ip, 'lladdr', fake, 'dev', 'eth0', 'nud', 'stale']);
   const advert = (src: string, mac: string, lladdr: string) =>
     neighbourAdvert({ from: mac, src, dst: v.ip6, toMac: v.mac, target: src, lladdr, flags: NA_OVERRIDE });
-  // The last pair's address at the last pair's MAC, then (the filter passes it) a's own.
+  // A lie from the first pair, the last pair's address at its own MAC, then (the filter passes it) a's
+  // own: once the victim has learnt a's, the frames before it were delivered or dropped.
   sendFrames(a.ns, 'eth0', [
-    advert(last.ipAddress, last.macAddress, a.mac),
+    advert(first.ipAddress, first.macAddress, '02:00:00:00:ee:01'),
     advert(last.ipAddress, last.macAddress, last.macAddress),
     advert(a.ip6, a.mac, a.mac),
   ]);
   await waitFor("a's own advertisement", () => topo.neighbour(v, a.ip6) === a.mac, 20_000);
   t.is(topo.neighbour(v, last.ipAddress), last.macAddress, "the last pair's address, at its MAC");
+  t.is(topo.neighbour(v, first.ipAddress), fake, 'a MAC not among the 16 is refused');
 });
 
 onBothBackends('IPv6 neighbour discovery, duplicate address detection and ping between allowed VMs still work', async (t, backend) => {
