@@ -32,22 +32,28 @@ interface Frame {
   dst: string;
   /** Ethernet destination for a unicast `dst`. */
   toMac?: string;
+  /** A hop-by-hop options header (of padding only) between the IPv6 header and the message. */
+  hopByHop?: boolean;
 }
+
+/** A hop-by-hop options header of eight bytes, padding only (PadN), followed by ICMPv6. */
+const HOP_BY_HOP = Buffer.from([ICMPV6, 0, 1, 4, 0, 0, 0, 0]);
 
 function frame(f: Frame, icmp: Buffer): Buffer {
   const src = ipv6(f.src);
   const dst = ipv6(f.dst);
   icmp.writeUInt16BE(ipv6Checksum(src, dst, ICMPV6, icmp), 2);
+  const ext = f.hopByHop ? HOP_BY_HOP : Buffer.alloc(0);
   const ip = Buffer.alloc(40);
   ip.writeUInt32BE(0x60000000, 0);
-  ip.writeUInt16BE(icmp.length, 4);
-  ip[6] = ICMPV6;
+  ip.writeUInt16BE(ext.length + icmp.length, 4);
+  ip[6] = f.hopByHop ? 0 : ICMPV6;
   ip[7] = 255; // ND is only believed with the hop limit a router cannot have decremented
   src.copy(ip, 8);
   dst.copy(ip, 24);
   const dstMac = dst[0] === 0xff ? multicastMac(dst) : mac(f.toMac ?? '');
   if (dstMac.length !== 6) throw new Error(`a unicast ${f.dst} needs toMac`);
-  return Buffer.concat([dstMac, mac(f.from), Buffer.from([0x86, 0xdd]), ip, icmp]);
+  return Buffer.concat([dstMac, mac(f.from), Buffer.from([0x86, 0xdd]), ip, ext, icmp]);
 }
 
 /** A link-layer address option (RFC 4861 4.6.1): source (1) or target (2), naming `at`. */
