@@ -3,6 +3,7 @@
 // /explain (the same names without dashes). Strict: a value that is not an address, a protocol, a
 // port or a type is refused, naming it.
 import { canonicalCidr, familyOf } from '../domain/address.js';
+import { MAC_PATTERN } from '../domain/limits.js';
 import { PROTOCOL_NUMBERS } from '../domain/protocols.js';
 import type { ProbePacket } from '../firewall/explain.js';
 import type { TraceMatch } from '../firewall/trace.js';
@@ -49,8 +50,6 @@ export interface Probe {
   ndLinkLayer?: string;
   state?: ProbePacket['state'];
 }
-
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 function address(v: string, what: string): string {
   let c: string;
@@ -101,7 +100,7 @@ export function readProbe(get: (name: string) => string | undefined, flag: (name
     p.proto = familyOf(p.src ?? p.dst ?? '0.0.0.0') === 6 ? 58 : 1;
   const mac = get('src-mac');
   if (mac !== undefined) {
-    if (!MAC.test(mac)) throw new ProbeError(`--src-mac must be a MAC address, not ${JSON.stringify(mac)}`);
+    if (!MAC_PATTERN.test(mac)) throw new ProbeError(`--src-mac must be a MAC address, not ${JSON.stringify(mac)}`);
     p.srcMac = mac.toLowerCase();
   }
   const ndTarget = get('nd-target');
@@ -115,7 +114,7 @@ export function readProbe(get: (name: string) => string | undefined, flag: (name
   if (lladdr !== undefined) {
     if (p.proto !== 58 || p.icmpType === undefined || !ND_LINK_LAYER.has(p.icmpType))
       throw new ProbeError('--nd-lladdr needs --icmp-type 133, 135 or 136 (a router or neighbour solicitation, an advertisement)');
-    if (!MAC.test(lladdr)) throw new ProbeError(`--nd-lladdr must be a MAC address, not ${JSON.stringify(lladdr)}`);
+    if (!MAC_PATTERN.test(lladdr)) throw new ProbeError(`--nd-lladdr must be a MAC address, not ${JSON.stringify(lladdr)}`);
     p.ndLinkLayer = lladdr.toLowerCase();
   }
   const state = get('state');

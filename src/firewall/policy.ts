@@ -85,6 +85,14 @@ export const ND_LINK_LAYER: ReadonlyMap<number, { at: number; option: number }> 
   [NA, { at: 24, option: 2 }],
 ]);
 
+/** Where the options of a neighbour discovery message of `icmp6` start, and its link-layer address
+ *  option's type; throws for a type that has none (a policy entry naming it is a bug). */
+export function ndLinkLayerOf(icmp6: Match['icmp6']): { at: number; option: number } {
+  const nd = typeof icmp6 === 'number' ? ND_LINK_LAYER.get(icmp6) : undefined;
+  if (!nd) throw new Error(`no link-layer address option in ICMPv6 type ${String(icmp6)}`);
+  return nd;
+}
+
 /** One entry of a port chain, in order. Entries without a family apply to both. */
 export type Entry =
   | { match: Match; verdict: FixedVerdict; name: FixedName }

@@ -16,7 +16,7 @@ import {
   ICMP6_LISTS,
   isUntracked,
   ingressPolicy,
-  ND_LINK_LAYER,
+  ndLinkLayerOf,
   ofFamily,
   spoofSources,
   trackedInsideUntracked,
@@ -163,8 +163,7 @@ export function ndTargetU32(cidr: string): string {
  *  none of them. u32 compares at most four bytes a test, so an option is two words: its type, length
  *  and the MAC's first two bytes, then the MAC's last four. */
 export function ndLinkLayerU32(type: Match['icmp6'], macs: string[]): string[] {
-  const nd = typeof type === 'number' ? ND_LINK_LAYER.get(type) : undefined;
-  if (!nd) throw new Error(`no link-layer address option in ICMPv6 type ${String(type)}`);
+  const nd = ndLinkLayerOf(type);
   const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
   // The word at offset 4: the payload length (two bytes), the next header, the hop limit.
   const lengthIs = (n: number) => `0x4&0xffffff00=${hex((n << 16) | (58 << 8))}`;

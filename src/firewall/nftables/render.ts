@@ -11,7 +11,7 @@
 import { isCatchAll } from '../../domain/address.js';
 import { isIcmp, takesPorts } from '../../domain/protocols.js';
 import type { FilterRule, LogSettings, Mode, PortFilter } from '../dataplane.js';
-import { arpSenders, egressPolicy, fixedTag, ingressPolicy, ND_LINK_LAYER, sourceMacs, spoofSources, VLAN_TAG_TYPES } from '../policy.js';
+import { arpSenders, egressPolicy, fixedTag, ingressPolicy, ndLinkLayerOf, sourceMacs, spoofSources, VLAN_TAG_TYPES } from '../policy.js';
 import type { Entry, FixedVerdict, Icmp6List, Match, RuleTag } from '../policy.js';
 import type { Stmt } from '../../addon/nftables.js';
 import { INET, type NftNames } from './names.js';
@@ -56,9 +56,7 @@ export const ICMP6_SETS: Record<Icmp6List, string> = {
 function fixedRules(m: Match, verdict: FixedVerdict): Stmt[][] {
   if (!m.ndLinkLayerOtherThan) return [fixedRule(m, verdict)];
   const { ndLinkLayerOtherThan: macs, ...rest } = m;
-  const nd = typeof m.icmp6 === 'number' ? ND_LINK_LAYER.get(m.icmp6) : undefined;
-  if (!nd) throw new Error(`no link-layer address option in ICMPv6 type ${String(m.icmp6)}`);
-  const { at, option } = nd;
+  const { at, option } = ndLinkLayerOf(m.icmp6);
   const head = fixedRule(rest, verdict);
   const verdictStmt = head.pop()!;
   return [
