@@ -11,6 +11,9 @@
 //   openstack.rule_delete.p50 / .p99  its deletion, to the first refused connection after which none passes;
 //   openstack.port.p50 / .p99         a new port: created bound to host b, plugged by os-vif as Nova
 //                                     does, to the first connection reaching its VM;
+//   openstack.live_migration.p50 / .p99  a VM live-migrated from host a to host b as Nova does it, from
+//                                     its arrival on b to the first connection reaching it (the same VM
+//                                     polling every 10 ms from host a); it is moved back between tries;
 // and, for the host's switch from Neutron's firewall to sg-agent (and the rollback) with established
 // connections through it (TCP and UDP both families, a message every 20 ms each way):
 //   openstack.migration.udp_lost, .tcp_retransmits, .refused_passed   (target 0 each).
@@ -22,6 +25,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { ComputeHost, OsVm, PortSpec } from '../test/helpers/compute-host.js';
 import { migrateToSgAgent, rollBackToIptablesHybrid } from '../test/helpers/host-migration.js';
+import { liveMigrate } from '../test/helpers/live-migration.js';
 import { OpenStackEnv } from '../test/helpers/openstack-env.js';
 import { startProbe, type Probe } from '../test/helpers/vm-probe.js';
 import { waitFor } from '../test/helpers/wait.js';
@@ -92,10 +96,18 @@ interface Figures {
   ruleAdd: number[];
   ruleDelete: number[];
   port: number[];
+  live: number[];
 }
 
-async function measure(env: OpenStackEnv, groups: Record<string, string>, from: OsVm, to: OsVm, host: ComputeHost): Promise<Figures> {
-  const out: Figures = { ruleAdd: [], ruleDelete: [], port: [] };
+async function measure(
+  env: OpenStackEnv,
+  groups: Record<string, string>,
+  from: OsVm,
+  to: OsVm,
+  host: ComputeHost,
+  moving: { port: PortSpec; vm: OsVm; home: ComputeHost },
+): Promise<Figures> {
+  const out: Figures = { ruleAdd: [], ruleDelete: [], port: [], live: [] };
   const poller = new Poller(from);
   try {
     poller.target(to.ip4, CLOSED);
@@ -126,10 +138,33 @@ async function measure(env: OpenStackEnv, groups: Record<string, string>, from: 
       host.unplug(port);
       await env.neutron.remove('port', port.id);
     }
+    // A VM live-migrated from its home host to this host, as Nova does it, and back (not timed): from
+    // its arrival to the first new connection reaching it.
+    const { port, vm, home } = moving;
+    poller.target(vm.ip4, WEB);
+    for (let i = 0; i < N; i++) {
+      let arrived = 0;
+      await liveMigrate(env, port, vm, home, host, { arrived: async () => void (arrived = Date.now()) });
+      out.live.push((await poller.opened(arrived)) - arrived);
+      await settled(env, port.id, host, home);
+      await liveMigrate(env, port, vm, host, home);
+      await settled(env, port.id, home, host);
+      await poller.opened(Date.now());
+    }
   } finally {
     poller.stop();
   }
   return out;
+}
+
+/** A migrated port's binding is on `on`, filtered there, and forgotten by `left`'s sg-agent, if it runs. */
+async function settled(env: OpenStackEnv, portId: string, on: ComputeHost, left: ComputeHost): Promise<void> {
+  await waitFor('the binding moved', async () => (await env.portStatus(portId)).host === on.name, 30_000);
+  await env.waitActive(portId);
+  const runsSgAgent = (h: ComputeHost) => !!h.sgAgent && !h.sgAgent.exited;
+  if (runsSgAgent(on)) await on.filtered(portId);
+  if (runsSgAgent(left))
+    await waitFor('the source forgot the port', async () => !(await left.status()).ports.some((p) => p.id === portId), 30_000);
 }
 
 /** TCP segments the VMs' kernels retransmitted so far (their namespaces' counters). */
@@ -249,18 +284,23 @@ void (async () => {
       return vm;
     };
     const vms = { w1: await boot(a, 11, 'web'), w2: await boot(b, 21, 'web'), d: await boot(b, 22, 'db'), x: await boot(b, 23, 'iso') };
-    await env.waitActive(...Object.values(vms).map((v) => v.portId));
+    // The VM that live-migrates to host b and back: its home is host a.
+    const movingPort = await env.port(a.name, 12, [groups.web!]);
+    const moving = { port: movingPort, vm: a.plug(movingPort), home: a };
+    a.traffic.serve(moving.vm, WEB);
+    await env.waitActive(...Object.values(vms).map((v) => v.portId), movingPort.id);
     await b.filtered(vms.w2.portId, vms.d.portId, vms.x.portId);
 
     console.log(`openstack: ${N} changes per figure; ours: sg-agent (iptables), baseline: Neutron's iptables_hybrid, on host b`);
-    const ours = await measure(env, groups, vms.w1, vms.d, b);
+    const ours = await measure(env, groups, vms.w1, vms.d, b, moving);
     const rollback = await losses(vms, (between) => rollBackToIptablesHybrid(env, b, between));
-    const baseline = await measure(env, groups, vms.w1, vms.d, b);
+    const baseline = await measure(env, groups, vms.w1, vms.d, b, moving);
     const migration = await losses(vms, (between) => migrateToSgAgent(env, b, between));
     for (const [id, o, bl] of [
       ['rule_add', ours.ruleAdd, baseline.ruleAdd],
       ['rule_delete', ours.ruleDelete, baseline.ruleDelete],
       ['port', ours.port, baseline.port],
+      ['live_migration', ours.live, baseline.live],
     ] as const) {
       for (const [q, name] of [
         [0.5, 'p50'],

@@ -185,8 +185,15 @@ test('groups and ports: canonical, defaults explicit, hostile values refused', (
     ['groups not an array', { securityGroups: 'g' }],
     ['too many groups', { securityGroups: Array.from({ length: 65 }, (_, i) => `g${i}`) }],
     ['port security not boolean', { portSecurityEnabled: 'no' }],
+    ['migration destination not a string', { migratingTo: 7 }],
+    ['migration destination too long', { migratingTo: 'h'.repeat(256) }],
+    ['migration of an unbound port', { host: '', migratingTo: 'h2' }],
   ];
   for (const [what, extra] of refused) t.throws(() => validatePort({ ...port, ...extra }), { instanceOf: ValidationError }, what);
+  // A live migration's destination: a second host, never the port's own (src/domain/placement.ts).
+  t.is(validatePort({ ...port, migratingTo: 'h2' }).migratingTo, 'h2');
+  t.false('migratingTo' in validatePort({ ...port, migratingTo: 'h' }), 'the host itself is no second host');
+  t.false('migratingTo' in validatePort({ ...port, migratingTo: '' }));
   // Distinct MACs, the port's own counted: 15 pairs at MACs of their own (and any number at the
   // port's MAC, or at one MAC shared by many) are taken, 16 are not.
   const pairsAt = (n: number, macs = n) =>

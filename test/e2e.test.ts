@@ -105,9 +105,10 @@ async function call(method: string, p: string, body?: unknown): Promise<Response
 
 interface Status {
   connected: boolean;
+  chains: { v4: string[]; v6: string[] };
   groups: { id: string; members: number; membersRevision: number | null; membersNeeded: boolean }[];
   messagesByGroup: Record<string, number>;
-  sets: { name: string; size: number }[];
+  sets: { name: string; size: number; pending?: true }[];
   engine: { rejectedInput: number };
 }
 async function status(which: 'a' | 'b'): Promise<Status> {
@@ -259,6 +260,36 @@ kernelTest.serial('an agent receives updates only for the groups of its ports; b
   await waitFor('a sees the new member', async () => (await status('a')).groups.find((g) => g.id === G('web'))?.members === 4);
   await call('DELETE', '/ports/p6');
   t.true(await waitFor('b unbinds web', async () => !(await status('b')).groups.some((g) => g.id === G('web'))), 'b unbinds web');
+});
+
+kernelTest.serial('a port migrating live is filtered on both hosts, each as its own, until its binding moves', async (t) => {
+  const ports = async (which: 'a' | 'b') =>
+    ((await (await get(`http://${agents[which].metrics}/status`)).json()) as { ports: { id: string }[] }).ports.map((p) => p.id);
+  const refused = async () => (await status('a')).engine.rejectedInput + (await status('b')).engine.rejectedInput;
+  const refusedBefore = await refused();
+  // The chains each kernel holds, to see the port's go again (the next test compares the kernel).
+  const chains = async (which: 'a' | 'b') => JSON.stringify((await status(which)).chains);
+  const chainsBefore = { a: await chains('a'), b: await chains('b') };
+  // Bound before its VM is plugged, as Nova binds a port.
+  const body = { device: topoB.vmDevice(20), mac: '02:00:00:00:00:20', fixedIps: ['10.99.0.20'], securityGroups: [G('web')] };
+  await call('PUT', '/ports/pmig', { ...body, host: agents.a.host, migratingTo: agents.b.host });
+  await inKernel('a', ['pmig']);
+  await inKernel('b', ['pmig']);
+  const stored = (await (await call('GET', '/ports/pmig')).json()) as { host: string; migratingTo?: string };
+  t.like(stored, { host: agents.a.host, migratingTo: agents.b.host });
+  // The binding moves to the destination: the source forgets the port, the destination keeps it.
+  await call('PUT', '/ports/pmig', { ...body, host: agents.b.host });
+  await waitFor('the source forgets the port', async () => !(await ports('a')).includes('pmig'));
+  t.true((await ports('b')).includes('pmig'), 'the destination keeps it');
+  t.is(((await (await call('GET', '/ports/pmig')).json()) as { migratingTo?: string }).migratingTo, undefined);
+  await call('DELETE', '/ports/pmig');
+  await waitFor('the destination forgets the port', async () => !(await ports('b')).includes('pmig'));
+  for (const which of ['a', 'b'] as const)
+    await waitFor(
+      `host ${which}'s chains as before, no set change pending`,
+      async () => (await chains(which)) === chainsBefore[which] && (await status(which)).sets.every((x) => !x.pending),
+    );
+  t.is(await refused(), refusedBefore, 'nothing refused');
 });
 
 kernelTest.serial('malformed and hostile messages are rejected to the dead-letter queue and change nothing', async (t) => {

@@ -21,6 +21,7 @@ import { EtcdCluster, makeTls } from './helpers/etcd.js';
 import { etcdStoreOptions, loadControllerConfig, type EtcdConfig } from '../src/controller/config.js';
 import { etcdTest } from './helpers/store-gates.js';
 import { waitFor } from './helpers/wait.js';
+import { liveMigrationPlacement } from './helpers/store-cases.js';
 
 let cluster: EtcdCluster | undefined;
 test.before(async () => {
@@ -82,6 +83,13 @@ etcdTest.serial(
     );
     await s.ackOutbox(s.outbox().map((e) => e.key));
     t.is(s.outbox().length, 0);
+  },
+);
+
+etcdTest.serial(
+  'a port migrating live is filtered on both hosts, each told of it as its own, until its binding moves (etcd)',
+  async (t) => {
+    await liveMigrationPlacement(t, await open(t, prefix()));
   },
 );
 

@@ -17,6 +17,7 @@ import {
   addressGroupKey,
   deviceName,
   toAddressGroupMembers,
+  samePort,
   toPort,
   toRule,
   toRules,
@@ -97,7 +98,7 @@ test('messages: pushes and legacy casts become the ids they name', (t) => {
 });
 
 /** A Port as neutron-server 29 pushes it (the fields the model uses, nested as oslo.versionedobjects). */
-const portPrimitive = (host: string, groups: string[]) =>
+const portPrimitive = (host: string, groups: string[], profile?: string) =>
   vo('Port', '1.11', {
     id: PORT,
     mac_address: 'fa:16:3e:00:00:01',
@@ -110,7 +111,7 @@ const portPrimitive = (host: string, groups: string[]) =>
     ],
     allowed_address_pairs: [vo('AllowedAddressPair', '1.0', { ip_address: '10.0.9.0/24', mac_address: 'fa:16:3e:00:00:01' })],
     bindings: [
-      vo('PortBinding', '1.0', { port_id: PORT, host, status: 'ACTIVE', vif_type: 'ovs' }),
+      vo('PortBinding', '1.0', { port_id: PORT, host, status: 'ACTIVE', vif_type: 'ovs', profile: profile ?? '{}' }),
       vo('PortBinding', '1.0', { port_id: PORT, host: 'elsewhere', status: 'INACTIVE' }),
     ],
     security: vo('PortSecurity', '1.0', { id: PORT, port_security_enabled: true }),
@@ -133,6 +134,21 @@ test('messages: a Port push of the known version shows the fields the model uses
     undefined,
     'another version: read, never interpreted',
   );
+});
+
+test("messages: a Port push shows a live migration's destination from the active binding's profile, or is read", (t) => {
+  const pushed = (profile?: string) =>
+    (
+      decodeNeutronMessage(
+        oslo({ method: 'push', args: { event_type: 'updated', resource_list: [portPrimitive('compute-1', [SG], profile)] } }),
+      ) as { objects: { port?: NeutronPort }[] }
+    ).objects[0]!.port;
+  // Neutron pushes a profile as JSON text (neutron_lib's DictOfMiscValues.to_primitive).
+  t.is(toPort(pushed(JSON.stringify({ migrating_to: 'compute-2' }))!).migratingTo, 'compute-2');
+  t.is(toPort(pushed('{}')!).migratingTo, undefined);
+  t.is(toPort(pushed('')!).migratingTo, undefined, "a binding's empty profile");
+  t.is(pushed('{"migrating_to": '), undefined, 'a profile that is not JSON: the port is read');
+  t.is(pushed('[]'), undefined, 'nor one that is not an object');
 });
 
 test('messages: what cannot be read is refused with a stable reason', (t) => {
@@ -235,6 +251,20 @@ test('translate: ports, their host and device', (t) => {
   t.true(toPort(nport({ port_security_enabled: undefined })).portSecurityEnabled, 'without the extension every port is secured');
   t.is(toPort(nport({}), { prefix: 'vnet', length: 15 }).device, 'vnetf4a7c9a2-1b');
   t.is(deviceName(PORT), `tap${PORT.slice(0, 11)}`);
+});
+
+test("translate: a live migration's destination is the active binding's profile's migrating_to", (t) => {
+  const migrating = (profile: Record<string, unknown> | null, p: Partial<NeutronPort> = {}) =>
+    toPort(nport({ 'binding:profile': profile, ...p })).migratingTo;
+  t.is(migrating({ migrating_to: 'compute-2' }), 'compute-2');
+  t.is(migrating({ migrating_to: 'compute-1' }), undefined, 'the binding activated, the profile not yet cleared: one host');
+  t.is(migrating({}), undefined);
+  t.is(migrating(null), undefined);
+  t.is(migrating({ migrating_to: 'h'.repeat(300) }), undefined, 'not a host name the model takes: no migration, the port kept');
+  t.is(migrating({ migrating_to: 7 }), undefined);
+  t.is(migrating({ migrating_to: 'compute-2' }, { 'binding:host_id': '' }), undefined, 'an unbound port migrates nowhere');
+  t.is(migrating({ migrating_to: 'compute-2' }, { device_owner: 'network:dhcp' }), undefined);
+  t.false(samePort(toPort(nport({})), toPort(nport({ 'binding:profile': { migrating_to: 'compute-2' } }))), 'a change to write');
 });
 
 test('translate: address groups as members, a catch-all as its two halves', (t) => {

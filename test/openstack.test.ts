@@ -15,6 +15,7 @@ import { OpenStackEnv } from './helpers/openstack-env.js';
 import { startProbe, type Flow, type Probe } from './helpers/vm-probe.js';
 import { migrateToSgAgent, neutronChains, neutronIpsets, neutronJumps, rollBackToIptablesHybrid } from './helpers/host-migration.js';
 import { waitFor } from './helpers/wait.js';
+import { liveMigrate } from './helpers/live-migration.js';
 import { holdsStore, type StoreView } from './helpers/converged.js';
 import type { PortSpec } from './helpers/compute-host.js';
 import type { Body } from './helpers/neutron-env.js';
@@ -315,29 +316,24 @@ openstackTest.serial(
 );
 
 openstackTest.serial(
-  'a VM live-migrated between hosts as Nova does it: its binding moves, its allowed connections resume, the old host keeps no trace of its port',
+  'a VM live-migrated between hosts as Nova does it: filtered on the destination before it arrives, its binding moves, its allowed connections resume, the old host keeps no trace of its port',
   async (t) => {
     const moving = vms.w2!;
     // Over TCP only: the VM has no network while it moves, and a datagram sent then is lost, as in a real migration.
     const probes = await watch({ udp: false });
     try {
       const { port, vm } = moving;
-      // Nova's order (multiple port bindings). The conductor: an inactive binding on the destination.
-      await env.asNova('POST', `ports/${port.id}/bindings`, { binding: { host: a.name } });
-      // pre_live_migration on the destination: `migrating_to` in the active binding's profile (so the
-      // destination's OVS agent wires the port before the VM arrives), then os-vif plugs its VIF there.
-      await env.asNova('PUT', `ports/${port.id}`, { port: { 'binding:profile': { migrating_to: a.name } } });
-      a.prepare(port, vm.instance);
-      // The VM moves: gone from b, running on a (QEMU announces it with a gratuitous ARP).
-      b.detach(port.id);
-      a.attach(port, vm.instance, vm);
-      vm.ns.run('arping', ['-c', '1', '-U', '-I', 'eth0', vm.ip4]);
-      // post_live_migration on the source: the destination's binding activated, the VIF unplugged, the
-      // source's binding deleted; then on the destination the profile's `migrating_to` cleared.
-      await env.asNova('PUT', `ports/${port.id}/bindings/${a.name}/activate`);
-      b.release(port, { keepVm: true });
-      await env.asNova('DELETE', `ports/${port.id}/bindings/${b.name}`);
-      await env.asNova('PUT', `ports/${port.id}`, { port: { 'binding:profile': {} } });
+      await liveMigrate(env, port, vm, b, a, {
+        // sg-controller places the port on the destination from `migrating_to`: its filter is in place
+        // there before the VM arrives, and the source keeps filtering it meanwhile.
+        beforeMove: async () => {
+          await a.filtered(port.id);
+          t.true(
+            (await b.status()).ports.some((p) => p.id === port.id && p.inKernel),
+            'still filtered on the source',
+          );
+        },
+      });
       vms.w2 = { ...moving, host: a };
 
       await waitFor('binding:host_id on the destination', async () => (await env.portStatus(port.id)).host === a.name, 30_000);

@@ -20,6 +20,7 @@ import { loadControllerConfig } from '../src/controller/config.js';
 import { checkBrokerOptions, closeWithin, parseBrokerUrls } from '../src/protocol/connection.js';
 import { malformedCorpus } from './helpers/malformed.js';
 import { waitFor } from './helpers/wait.js';
+import { liveMigrationPlacement } from './helpers/store-cases.js';
 
 test('every message of the malformed corpus is refused with a MalformedMessage', (t) => {
   const corpus = malformedCorpus('h1');
@@ -366,6 +367,14 @@ test('the store keeps ids apart however they are spelled, revisions rise past a 
   );
   await s.ackOutbox(s.outbox().map((e) => e.key));
   t.is(s.outbox().length, 0);
+});
+
+test('a port migrating live is filtered on both hosts, each told of it as its own, until its binding moves', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-store-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const s = await Store.open(dir);
+  t.teardown(() => s.close());
+  await liveMigrationPlacement(t, s);
 });
 
 /** One store opened twice, as by two controller processes on one host; removed with the test. */

@@ -39,6 +39,7 @@ import {
 import type { Logger } from 'pino';
 import type { LogResource } from '../domain/model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
+import { portHosts } from '../domain/placement.js';
 import {
   ChangeTooLargeError,
   RecordStore,
@@ -597,7 +598,7 @@ export class EtcdStore extends RecordStore implements ControllerStore {
     for (const g of snap.groups) want.set(recordPath(['g', g.id]), g);
     for (const p of snap.ports) {
       want.set(recordPath(['p', p.id]), p);
-      if (p.host) want.set(recordPath(['h', p.host, p.id]), 1);
+      for (const host of portHosts(p)) want.set(recordPath(['h', host, p.id]), 1);
     }
     for (const [g, counts] of Object.entries(snap.members))
       for (const [a, n] of Object.entries(counts)) want.set(recordPath(['m', g, a]), n);

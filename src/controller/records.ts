@@ -13,6 +13,7 @@
 // each group (network-logs.ts) is written into the groups' records and announced as `group.logs`.
 import type { LogResource, Port, PortInput, SecurityGroupLog, SecurityGroupRule, SecurityGroupRuleInput } from '../domain/model.js';
 import type { UpdateMessage } from '../protocol/messages.js';
+import { portAsSeenBy, portHosts } from '../domain/placement.js';
 import {
   portMemberAddresses,
   validateId,
@@ -148,6 +149,7 @@ export interface ControllerStore {
   groups(): GroupRecord[];
   port(id: string): PortRecord | undefined;
   ports(): PortRecord[];
+  /** The ports the host filters, each as the host is told of it (src/domain/placement.ts). */
   portsOnHost(host: string): PortRecord[];
   membersOf(groupId: string): string[];
   logResources(): LogResource[];
@@ -225,7 +227,8 @@ export abstract class RecordStore implements Omit<
     return this.view
       .idsUnder('h', host)
       .map((id) => this.port(id))
-      .filter((p): p is PortRecord => !!p);
+      .filter((p): p is PortRecord => !!p)
+      .map((p) => portAsSeenBy(p, host));
   }
 
   membersOf(groupId: string): string[] {
@@ -313,13 +316,13 @@ export abstract class RecordStore implements Omit<
       const delta = new Map<string, { added: Set<string>; removed: Set<string> }>();
       if (old) {
         count(tx, old, -1, delta);
-        if (old.host) tx.remove(['h', old.host, id]);
+        for (const host of portHosts(old)) tx.remove(['h', host, id]);
       }
       let port: PortRecord | undefined;
       if (next) {
         port = { ...next, id, revision: (old?.revision ?? 0) + 1 };
         tx.put(['p', id], port);
-        if (port.host) tx.put(['h', port.host, id], 1);
+        for (const host of portHosts(port)) tx.put(['h', host, id], 1);
         count(tx, port, +1, delta);
       } else {
         tx.remove(['p', id]);
@@ -340,12 +343,14 @@ export abstract class RecordStore implements Omit<
         changes.push(change);
         tx.enqueue({ v: 1, type: 'group.members', ...change });
       }
-      if (old?.host && (!port || old.host !== port.host)) {
-        tx.enqueue({ v: 1, type: 'port.unbound', host: old.host, portId: id, revision: port?.revision ?? old.revision + 1 });
-      }
-      if (port?.host) {
-        const updated = !!old && old.host === port.host;
-        tx.enqueue({ v: 1, type: updated ? 'port.updated' : 'port.bound', host: port.host, port, revision: port.revision });
+      const oldHosts = old ? portHosts(old) : [];
+      const newHosts = port ? portHosts(port) : [];
+      for (const host of oldHosts)
+        if (!newHosts.includes(host))
+          tx.enqueue({ v: 1, type: 'port.unbound', host, portId: id, revision: port?.revision ?? old!.revision + 1 });
+      for (const host of newHosts) {
+        const type = oldHosts.includes(host) ? 'port.updated' : 'port.bound';
+        tx.enqueue({ v: 1, type, host, port: portAsSeenBy(port!, host), revision: port!.revision });
       }
       return { old, port, changes };
     });

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
 import type { UpdateMessage } from '../protocol/messages.js';
+import { portHosts } from '../domain/placement.js';
 import { ConfigError, describeFsError } from '../settings.js';
 import type { StoreMetrics } from './metrics.js';
 import {
@@ -148,7 +149,7 @@ export class Store extends RecordStore implements ControllerStore {
       for (const g of snap.groups) this.db.putSync(['g', g.id], g);
       for (const p of snap.ports) {
         this.db.putSync(['p', p.id], p);
-        if (p.host) this.db.putSync(['h', p.host, p.id], 1);
+        for (const host of portHosts(p)) this.db.putSync(['h', host, p.id], 1);
       }
       for (const [g, counts] of Object.entries(snap.members)) for (const [a, n] of Object.entries(counts)) this.db.putSync(['m', g, a], n);
       for (const r of snap.logResources ?? []) this.db.putSync(['l', r.id], r);

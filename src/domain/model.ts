@@ -65,6 +65,9 @@ export interface AllowedAddressPair {
 export interface Port {
   id: string;
   host: string;
+  /** The destination of a live migration under way (Neutron's `migrating_to`): the port is filtered
+   *  there too, so that its filter is in place before the VM arrives. Never equal to `host`. */
+  migratingTo?: string;
   /** The port's interface on its host (tap/veth name). */
   device: string;
   mac: string;

@@ -42,6 +42,7 @@ const GROUP_FIELDS = ['id', 'stateful', 'rules', 'revision'] as const;
 const PORT_FIELDS = [
   'id',
   'host',
+  'migratingTo',
   'device',
   'mac',
   'fixedIps',
@@ -277,6 +278,13 @@ export function validatePort(v: unknown): Port {
     ],
     portSecurityEnabled: o.portSecurityEnabled !== false,
   };
+  // A migration's destination equal to the host (the binding activated, the profile not yet cleared)
+  // is no second host.
+  if (!absent(o.migratingTo) && o.migratingTo !== '') {
+    const to = validateId(`${what} migratingTo`, o.migratingTo);
+    if (!port.host) fail(what, 'migratingTo without a host: only a bound port migrates');
+    if (to !== port.host) port.migratingTo = to;
+  }
   const macs = new Set([port.mac, ...allowedAddressPairs.map((p) => p.macAddress ?? port.mac)]);
   if (macs.size > LIMITS.macsPerPort) fail(what, `has ${macs.size} MACs (its own and its allowed pairs'), more than ${LIMITS.macsPerPort}`);
   if (!absent(o.revision)) port.revision = validateRevision(`${what} revision`, o.revision);

@@ -207,6 +207,12 @@ function pushedPort(portId: string, d: Record<string, unknown>): NeutronPort | u
   // The host the API shows as binding:host_id: the active binding's (a migration adds an inactive one).
   const active = bindings.filter((b) => b!.status === 'ACTIVE');
   if (active.length > 1) return undefined;
+  // And its profile, which may name a migration's destination: a push that does not show it is read.
+  let profile: Record<string, unknown> | undefined;
+  if (active[0]) {
+    profile = bindingProfile(active[0].profile);
+    if (!profile) return undefined;
+  }
   return {
     id: portId,
     mac_address: d.mac_address,
@@ -218,6 +224,21 @@ function pushedPort(portId: string, d: Record<string, unknown>): NeutronPort | u
     security_groups: groups,
     port_security_enabled: security.port_security_enabled,
     'binding:host_id': (active[0]?.host as string | undefined) ?? '',
+    ...(profile ? { 'binding:profile': profile } : {}),
     device_owner: d.device_owner,
   };
+}
+
+/** A binding's profile as pushed: the JSON text of an object (neutron_lib's DictOfMiscValues), or
+ *  undefined when it is anything else. */
+function bindingProfile(v: unknown): Record<string, unknown> | undefined {
+  if (isObject(v)) return v;
+  if (typeof v !== 'string') return undefined;
+  if (v === '') return {};
+  try {
+    const o: unknown = JSON.parse(v);
+    return isObject(o) ? o : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -3,7 +3,7 @@
 // domain validator's (src/domain/validate.ts), which implements Neutron's semantics once for everyone.
 import type { LogResource, Port, SecurityGroupRule } from '../domain/model.js';
 import { parseCidr } from '../domain/address.js';
-import { validateLogResource, validatePort, validateRule, validateMember, ValidationError } from '../domain/validate.js';
+import { validateId, validateLogResource, validatePort, validateRule, validateMember, ValidationError } from '../domain/validate.js';
 
 /** A rule as Neutron's API returns it (only the fields we read). */
 export interface NeutronRule {
@@ -38,6 +38,9 @@ export interface NeutronPort {
   /** Absent when the port_security extension driver is not loaded: then every port is secured. */
   port_security_enabled?: boolean;
   'binding:host_id'?: string | null;
+  /** The active binding's profile (admin or service role only, as binding:host_id). Nova writes the
+   *  destination of a live migration in it, as `migrating_to`, before the VM moves. */
+  'binding:profile'?: Record<string, unknown> | null;
   device_owner?: string | null;
   revision_number?: number;
 }
@@ -83,6 +86,7 @@ export const FIELDS = {
     'security_groups',
     'port_security_enabled',
     'binding:host_id',
+    'binding:profile',
     'device_owner',
     'revision_number',
   ],
@@ -175,11 +179,28 @@ export function portHost(p: NeutronPort): string {
   return p['binding:host_id'] ?? '';
 }
 
+/** The destination of the port's live migration, if one is under way: `migrating_to` in the active
+ *  binding's profile, as Neutron's own agents read it (neutron/agent/rpc.py, migrating_to_host). Only
+ *  Nova's service role writes a profile. One that is not a host name the model takes is no migration:
+ *  the port stays filtered on its host, as without one. */
+export function portMigratingTo(p: NeutronPort): string | undefined {
+  const to = p['binding:profile']?.migrating_to;
+  if (!portHost(p) || typeof to !== 'string' || to === '') return undefined;
+  try {
+    return validateId('migrating_to', to);
+  } catch (e) {
+    if (e instanceof ValidationError) return undefined;
+    throw e;
+  }
+}
+
 /** A port in the model, validated (throws ValidationError). */
 export function toPort(p: NeutronPort, naming: DeviceNaming = NEUTRON_DEVICE_NAMING): Port {
+  const migratingTo = portMigratingTo(p);
   return validatePort({
     id: p.id,
     host: portHost(p),
+    ...(migratingTo ? { migratingTo } : {}),
     device: deviceName(p.id, naming),
     mac: p.mac_address,
     fixedIps: (p.fixed_ips ?? []).map((f) => f.ip_address),
@@ -223,6 +244,7 @@ function halvesOfCatchAll(address: string): string[] {
 export function samePort(a: Port, b: Port): boolean {
   return (
     a.host === b.host &&
+    (a.migratingTo ?? '') === (b.migratingTo ?? '') &&
     a.device === b.device &&
     a.mac === b.mac &&
     a.portSecurityEnabled === b.portSecurityEnabled &&

@@ -365,6 +365,26 @@ lock_path = ${dir}/state
     this.osVif('plug', port, instance);
   }
 
+  /** Waits until Neutron's OVS agent here has wired the port: its qvo… on br-int tagged with a local
+   *  VLAN (a port not yet wired sits on the dead VLAN, 4095). The agent then reports the device up,
+   *  and Neutron tells Nova (`network-vif-plugged`), which waits for that before a live migration
+   *  moves the VM (`live_migration_wait_for_vif_plug`, on by default). */
+  async wired(portId: string): Promise<void> {
+    await waitFor(
+      `port ${portId} wired by the OVS agent on ${this.name}`,
+      () => {
+        let tag: string;
+        try {
+          tag = this.vsctl('get', 'Port', devName('qvo', portId), 'tag').trim();
+        } catch {
+          return false; // not plugged yet
+        }
+        return /^\d+$/.test(tag) && tag !== '4095';
+      },
+      60_000,
+    );
+  }
+
   /** Libvirt's part: the VM's tap on qbr…, its other end the VM's eth0. An existing VM namespace (a
    *  live migration) keeps its sockets: its connections resume once its address is back. */
   attach(port: PortSpec, instance: string, existing?: OsVm): OsVm {

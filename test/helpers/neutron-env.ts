@@ -372,7 +372,9 @@ export class NeutronEnv {
     const token: Record<string, string> = this.opts.keystone ? { 'x-auth-token': await this.opts.keystone.token() } : {};
     const r = await fetch(`${this.apiUrl}/v2.0/${p}`, {
       method,
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...token },
+      // A connection a call of its own: neutron-server (eventlet) may close an idle kept-alive one just
+      // as the next call goes out on it, and a POST is not retried ("other side closed").
+      headers: { 'content-type': 'application/json', accept: 'application/json', connection: 'close', ...token },
       body: body === undefined ? null : JSON.stringify(body),
     });
     const text = await r.text();

@@ -310,7 +310,14 @@ export class OpenStackEnv {
   async asNova<T = Body>(method: string, p: string, body?: unknown): Promise<T> {
     const r = await fetch(`${this.neutron.apiUrl}/v2.0/${p}`, {
       method,
-      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-auth-token': await this.keystone.token(this.nova) },
+      // A connection a call of its own: neutron-server (eventlet) may close an idle kept-alive one just
+      // as the next call goes out on it, and a POST is not retried ("other side closed").
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json',
+        connection: 'close',
+        'x-auth-token': await this.keystone.token(this.nova),
+      },
       body: body === undefined ? null : JSON.stringify(body),
     });
     const text = await r.text();
