@@ -15,7 +15,7 @@ import { OpenStackEnv } from './helpers/openstack-env.js';
 import { startProbe, type Flow, type Probe } from './helpers/vm-probe.js';
 import { migrateToSgAgent, neutronChains, neutronIpsets, neutronJumps, rollBackToIptablesHybrid } from './helpers/host-migration.js';
 import { waitFor } from './helpers/wait.js';
-import { liveMigrate } from './helpers/live-migration.js';
+import { abortedLiveMigration, liveMigrate } from './helpers/live-migration.js';
 import { holdsStore, type StoreView } from './helpers/converged.js';
 import type { PortSpec } from './helpers/compute-host.js';
 import type { Body } from './helpers/neutron-env.js';
@@ -352,6 +352,35 @@ openstackTest.serial(
       t.deepEqual(naming, [], 'no rule of the source names its tap');
       t.true(a.traffic.tcp(vms.d1!.vm, vm.ip4, WEB) === false, 'db still may not reach web on its new host');
       t.true(a.traffic.tcp(vms.w1!.vm, vm.ip6, WEB), 'web reaches it on its new host');
+      t.deepEqual(agentErrors(), []);
+    } finally {
+      for (const p of probes) p.stop();
+    }
+  },
+);
+
+openstackTest.serial(
+  'a live migration rolled back before the VM moves: the destination forgets the port, the source keeps filtering it',
+  async (t) => {
+    const { port, vm, host } = vms.w2!;
+    const to = host === a ? b : a;
+    const probes = await watch();
+    try {
+      await abortedLiveMigration(env, port, vm, to, async () => {
+        await to.filtered(port.id);
+      });
+      await waitFor(
+        "the destination's sg-agent forgot the port",
+        async () => !(await to.status()).ports.some((p) => p.id === port.id),
+        30_000,
+      );
+      t.true(
+        (await host.status()).ports.some((p) => p.id === port.id && p.inKernel),
+        'still filtered on its host',
+      );
+      t.is((await env.portStatus(port.id)).host, host.name, 'the binding stayed');
+      t.deepEqual(to.traces(port.id), [], 'no device or OVS port of it left on the destination');
+      await holds(t, probes, 'after the rolled-back migration');
       t.deepEqual(agentErrors(), []);
     } finally {
       for (const p of probes) p.stop();

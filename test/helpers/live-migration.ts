@@ -10,14 +10,8 @@ export interface LiveMigrationHooks {
   arrived?: () => Promise<void>;
 }
 
-export async function liveMigrate(
-  env: OpenStackEnv,
-  port: PortSpec,
-  vm: OsVm,
-  from: ComputeHost,
-  to: ComputeHost,
-  hooks: LiveMigrationHooks = {},
-): Promise<void> {
+/** Up to the move: the destination's binding (inactive), `migrating_to`, its VIF plugged and wired. */
+async function prepareLiveMigration(env: OpenStackEnv, port: PortSpec, vm: OsVm, to: ComputeHost): Promise<void> {
   // The conductor: an inactive binding on the destination.
   await env.asNova('POST', `ports/${port.id}/bindings`, { binding: { host: to.name } });
   // pre_live_migration on the destination: `migrating_to` in the active binding's profile (so the
@@ -26,6 +20,17 @@ export async function liveMigrate(
   to.prepare(port, vm.instance);
   // Nova starts moving the VM once Neutron says the destination's VIF is plugged (wired by its agent).
   await to.wired(port.id);
+}
+
+export async function liveMigrate(
+  env: OpenStackEnv,
+  port: PortSpec,
+  vm: OsVm,
+  from: ComputeHost,
+  to: ComputeHost,
+  hooks: LiveMigrationHooks = {},
+): Promise<void> {
+  await prepareLiveMigration(env, port, vm, to);
   await hooks.beforeMove?.();
   // The VM moves: gone from the source, running on the destination (QEMU announces it with a
   // gratuitous ARP). Its namespace, sockets and all, goes with it.
@@ -38,5 +43,21 @@ export async function liveMigrate(
   await env.asNova('PUT', `ports/${port.id}/bindings/${to.name}/activate`);
   from.release(port, { keepVm: true });
   await env.asNova('DELETE', `ports/${port.id}/bindings/${from.name}`);
+  await env.asNova('PUT', `ports/${port.id}`, { port: { 'binding:profile': {} } });
+}
+
+/** A live migration that fails before the VM moves, and Nova's rollback of it: the destination's VIF
+ *  unplugged, its binding deleted, `migrating_to` cleared. `prepared` runs before the rollback. */
+export async function abortedLiveMigration(
+  env: OpenStackEnv,
+  port: PortSpec,
+  vm: OsVm,
+  to: ComputeHost,
+  prepared?: () => Promise<void>,
+): Promise<void> {
+  await prepareLiveMigration(env, port, vm, to);
+  await prepared?.();
+  to.release(port);
+  await env.asNova('DELETE', `ports/${port.id}/bindings/${to.name}`);
   await env.asNova('PUT', `ports/${port.id}`, { port: { 'binding:profile': {} } });
 }

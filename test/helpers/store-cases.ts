@@ -60,7 +60,7 @@ export async function liveMigrationPlacement(t: ExecutionContext, s: ControllerS
   t.deepEqual(synced('src'), []);
   t.deepEqual(onHost('dst'), ['pmig dst']);
 
-  // Back again, and rolled back: the destination forgets it.
+  // A migration back to src, rolled back: src, its destination, forgets the port again.
   await s.putPort('pmig', { ...port, host: 'dst', migratingTo: 'src' });
   t.deepEqual(await taken(s), ['port.bound to src: port host src', 'port.updated to dst: port host dst']);
   await s.putPort('pmig', { ...port, host: 'dst' });
