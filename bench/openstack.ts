@@ -163,8 +163,7 @@ async function settled(env: OpenStackEnv, portId: string, on: ComputeHost, left:
   await env.waitActive(portId);
   const runsSgAgent = (h: ComputeHost) => !!h.sgAgent && !h.sgAgent.exited;
   if (runsSgAgent(on)) await on.filtered(portId);
-  if (runsSgAgent(left))
-    await waitFor('the source forgot the port', async () => !(await left.status()).ports.some((p) => p.id === portId), 30_000);
+  if (runsSgAgent(left)) await left.forgot(portId);
 }
 
 /** TCP segments the VMs' kernels retransmitted so far (their namespaces' counters). */

@@ -105,6 +105,7 @@ async function call(method: string, p: string, body?: unknown): Promise<Response
 
 interface Status {
   connected: boolean;
+  ports: { id: string }[];
   groups: { id: string; members: number; membersRevision: number | null; membersNeeded: boolean }[];
   messagesByGroup: Record<string, number>;
   sets: { name: string; size: number }[];
@@ -262,8 +263,7 @@ kernelTest.serial('an agent receives updates only for the groups of its ports; b
 });
 
 kernelTest.serial('a port migrating live is filtered on both hosts, each as its own, until its binding moves', async (t) => {
-  const ports = async (which: 'a' | 'b') =>
-    ((await (await get(`http://${agents[which].metrics}/status`)).json()) as { ports: { id: string }[] }).ports.map((p) => p.id);
+  const ports = async (which: 'a' | 'b') => (await status(which)).ports.map((p) => p.id);
   const refused = async () => (await status('a')).engine.rejectedInput + (await status('b')).engine.rejectedInput;
   const refusedBefore = await refused();
   // What each kernel holds, to see the port's rules and members go again (the next test compares the

@@ -339,7 +339,7 @@ openstackTest.serial(
       await waitFor('binding:host_id on the destination', async () => (await env.portStatus(port.id)).host === a.name, 30_000);
       await env.waitActive(port.id);
       await a.filtered(port.id);
-      await waitFor("the source's sg-agent forgot the port", async () => !(await b.status()).ports.some((p) => p.id === port.id), 30_000);
+      await b.forgot(port.id);
       await holds(t, probes, 'after the live migration');
       t.deepEqual(b.traces(port.id), [], 'no device or OVS port of it left on the source');
       const tap = devName('tap', port.id);
@@ -369,11 +369,7 @@ openstackTest.serial(
       await abortedLiveMigration(env, port, vm, to, async () => {
         await to.filtered(port.id);
       });
-      await waitFor(
-        "the destination's sg-agent forgot the port",
-        async () => !(await to.status()).ports.some((p) => p.id === port.id),
-        30_000,
-      );
+      await to.forgot(port.id);
       t.true(
         (await host.status()).ports.some((p) => p.id === port.id && p.inKernel),
         'still filtered on its host',

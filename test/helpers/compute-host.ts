@@ -338,6 +338,15 @@ lock_path = ${dir}/state
     );
   }
 
+  /** Waits until sg-agent here no longer holds the port (it left this host). */
+  async forgot(portId: string): Promise<void> {
+    await waitFor(
+      `port ${portId} forgotten on ${this.name}`,
+      async () => !(await this.status()).ports.some((p) => p.id === portId),
+      30_000,
+    );
+  }
+
   private osVif(action: 'plug' | 'unplug', port: PortSpec, instance: string): void {
     const conf = this.file('os-vif.conf');
     if (!fs.existsSync(conf)) fs.writeFileSync(conf, `[os_vif_ovs]\novsdb_connection = ${this.db}\n`);
